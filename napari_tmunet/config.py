@@ -1,0 +1,180 @@
+"""Model configuration: one dataclass, saved as a plain dict inside every checkpoint.
+
+Variants are data, not subclasses: ``ModelConfig.variant("b")`` gives the paper's
+standard model (channels 32..512), ``"s"`` and ``"t"`` the smaller rows of Table 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# Channel sizes C1..C5 of the paper's Table 3.
+VARIANTS: dict[str, tuple[int, ...]] = {
+    "t": (8, 16, 32, 64, 128),
+    "s": (16, 32, 64, 128, 256),
+    "b": (32, 64, 128, 256, 512),
+}
+
+ARCHITECTURES = ("tmunet", "unet")
+SKIPS = ("add", "concat")
+POOLINGS = ("spatial", "released")
+SCANS = ("alternate", "fused")
+DWCONV_ORDERS = ("after", "before")
+
+
+@dataclass
+class ModelConfig:
+    """Constructor arguments of a segmentation model.
+
+    The defaults are the released code's topology (additive skips, two single-direction
+    xLSTM layers per MSTM block, DWConv after each), except that pooling runs over the
+    2-D feature map as the paper describes (``pooling="released"`` reproduces the
+    released code's token/channel-axis pooling).
+
+    Attributes:
+        arch: "tmunet" or "unet" (classic Ronneberger U-Net with BatchNorm).
+        in_channels: 1 (grey) or 3 (RGB).
+        num_classes: 1 for a binary logit map, N for N-class logits.
+        channels: C1..C5 (TM-UNet) or the five U-Net widths (64..1024).
+        num_heads: mLSTM heads in every xLSTM layer.
+        use_xlstm, use_pooling, use_dwconv: the ablation switches of Table 2.
+        pooling: "spatial" (2-D feature map) or "released" (token and channel axes).
+        pool_sizes: kernel sizes of the multi-scale average pooling.
+        skip: "add" (released code) or "concat" (paper text) decoder skip connections.
+        scan: "alternate" (two layers, the second on the flipped sequence; released code)
+            or "fused" (eq. 5-6: one layer that gates a forward by a backward scan).
+        dwconv_order: "after" each xLSTM layer (released code) or "before" (eq. 7).
+        mlstm_kernel: "auto" or an ``mlstm_kernels`` name such as
+            "chunkwise--native_custbw" or "chunkwise--triton_xl_chunk".
+        chunk_size: chunk length of the chunkwise mLSTM kernels.
+    """
+
+    arch: str = "tmunet"
+    in_channels: int = 3
+    num_classes: int = 1
+    channels: tuple[int, ...] = VARIANTS["b"]
+    num_heads: int = 4
+    use_xlstm: bool = True
+    use_pooling: bool = True
+    use_dwconv: bool = True
+    pooling: str = "spatial"
+    pool_sizes: tuple[int, ...] = (5, 9, 13)
+    skip: str = "add"
+    scan: str = "alternate"
+    dwconv_order: str = "after"
+    mlstm_kernel: str = "auto"
+    chunk_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        self.pool_sizes = tuple(int(k) for k in self.pool_sizes)
+        choices = {
+            "arch": ARCHITECTURES,
+            "skip": SKIPS,
+            "pooling": POOLINGS,
+            "scan": SCANS,
+            "dwconv_order": DWCONV_ORDERS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {allowed}.")
+        if self.in_channels not in (1, 3):
+            raise ValueError(
+                f"in_channels={self.in_channels}: expected 1 (grey) or 3 (RGB); convert other "
+                "images (e.g. drop alpha, pick channels) before training."
+            )
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes={self.num_classes}: expected 1 (binary) or more.")
+        if len(self.channels) != 5 or min(self.channels) < 1:
+            raise ValueError(f"channels={self.channels}: expected five positive widths C1..C5.")
+        if self.arch == "tmunet":
+            for c in self.channels[2:]:
+                if c % self.num_heads or (c // self.num_heads) % 4:
+                    raise ValueError(
+                        f"channels={self.channels} with num_heads={self.num_heads}: C3..C5 must "
+                        "split into heads whose size is a multiple of 4 (the q/k block size)."
+                    )
+
+    @classmethod
+    def variant(cls, name: str, **overrides) -> ModelConfig:
+        """The paper's t / s / b model (Table 3), with optional overrides."""
+        if name not in VARIANTS:
+            raise ValueError(f"variant {name!r}: expected one of {sorted(VARIANTS)}.")
+        overrides.setdefault("channels", VARIANTS[name])
+        return cls(**overrides)
+
+    @classmethod
+    def unet(cls, **overrides) -> ModelConfig:
+        """The classic U-Net of Ronneberger et al. (64..1024 channels, BatchNorm)."""
+        overrides.setdefault("channels", (64, 128, 256, 512, 1024))
+        return cls(arch="unet", **overrides)
+
+    def to_dict(self) -> dict:
+        """Plain dict of builtins (lists, not tuples) for ``weights_only`` checkpoints."""
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["pool_sizes"] = list(self.pool_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Rebuild from ``to_dict()``; unknown keys are an error (a newer file format)."""
+        return cls(**_known_keys(cls, d, "model config"))
+
+
+# ImageNet statistics: the released code normalises every dataset with them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class InputConfig:
+    """How raw images become model inputs; saved with the weights, read by inference.
+
+    Attributes:
+        size: (H, W) the model was trained at (images are resized to it, as the paper).
+        mean, std: per-channel normalisation after intensities are mapped to [0, 1]
+            (8-bit / 255, other dtypes by robust percentiles; see ``preprocess``).
+        threshold: default probability threshold for a binary mask.
+    """
+
+    size: tuple[int, int] = (512, 512)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        self.size = tuple(int(s) for s in self.size)
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+        if len(self.size) != 2 or min(self.size) < 32:
+            raise ValueError(f"size={self.size}: expected (H, W), each at least 32 pixels.")
+        if len(self.mean) != len(self.std) or min(self.std) <= 0:
+            raise ValueError(f"mean={self.mean}, std={self.std}: expected equal lengths, std > 0.")
+
+    @classmethod
+    def for_channels(cls, channels: int, **overrides) -> InputConfig:
+        """Defaults for 1 (grey) or 3 (RGB) channels."""
+        if channels == 1:
+            overrides.setdefault("mean", (sum(IMAGENET_MEAN) / 3,))
+            overrides.setdefault("std", (sum(IMAGENET_STD) / 3,))
+        return cls(**overrides)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InputConfig:
+        return cls(**_known_keys(cls, d, "input config"))
+
+
+def _known_keys(cls, d: dict, what: str) -> dict:
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(
+            f"{what} has unknown keys {sorted(unknown)}: the checkpoint was written by a newer "
+            "napari-tmunet; upgrade the package to load it."
+        )
+    return dict(d)

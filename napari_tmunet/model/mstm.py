@@ -1,0 +1,121 @@
+"""The multi-scale token-memory (MSTM) block of TM-UNet (Section 2.3, Fig. 2).
+
+Default form, as the released code computes it (residual form, eq. 8):
+
+    x <- x + sum_k (AvgPool_k(LN1 x) - LN1 x)          multi-scale pooling, k = 5, 9, 13
+    x <- x + DWConv(xLSTM_rev(DWConv(xLSTM_fwd(LN2 x))))   two scans, DWConv after each
+
+Tokens are the row-major scan of the (H, W) feature map; the second xLSTM layer reads
+the flipped sequence (bottom-right to top-left).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mlstm import FusedBidirectionalXLSTMLayer, XLSTMLayer
+
+
+class DWConvBNReLU(nn.Module):
+    """3x3 depth-wise convolution + BatchNorm + ReLU on a token sequence."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        B, N, C = x.shape
+        y = x.transpose(1, 2).reshape(B, C, *hw)  # (B, C, H, W)
+        y = F.relu(self.bn(self.conv(y)))
+        return y.flatten(2).transpose(1, 2)  # (B, N, C)
+
+
+class MultiScalePooling(nn.Module):
+    """PoolFormer-style multi-scale token mixing: sum_k (AvgPool_k(y) - y).
+
+    ``axes="spatial"`` pools the 2-D feature map (the paper's description);
+    ``axes="released"`` applies ``AvgPool2d`` to the (B, N, C) token tensor as the
+    released code does, which PyTorch reads as an unbatched (C, H, W) image, i.e. it
+    averages over neighbouring scan positions and neighbouring channels.
+    """
+
+    def __init__(self, pool_sizes: tuple[int, ...], axes: str = "spatial"):
+        super().__init__()
+        self.axes = axes
+        self.pools = nn.ModuleList(
+            nn.AvgPool2d(k, stride=1, padding=k // 2, count_include_pad=False) for k in pool_sizes
+        )
+
+    def forward(self, y: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        B, N, C = y.shape
+        if self.axes == "released":
+            return sum(pool(y) - y for pool in self.pools)  # pools over (N, C) per batch item
+        img = y.transpose(1, 2).reshape(B, C, *hw)  # (B, C, H, W)
+        mixed = sum(pool(img) - img for pool in self.pools)
+        return mixed.flatten(2).transpose(1, 2)  # (B, N, C)
+
+
+class MultiScaleTokenMemory(nn.Module):
+    """MSTM block on tokens (B, N, C) of an (H, W) map; see the module docstring.
+
+    Args:
+        dim: channels C.
+        num_heads: mLSTM heads.
+        use_xlstm, use_pooling, use_dwconv: Table 2 ablation switches.
+        pooling: "spatial" or "released" pooling axes.
+        scan: "alternate" (two single-direction layers) or "fused" (eq. 5-6).
+        dwconv_order: DWConv "after" each xLSTM layer (released) or "before" (eq. 7).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        use_xlstm: bool = True,
+        use_pooling: bool = True,
+        use_dwconv: bool = True,
+        pooling: str = "spatial",
+        pool_sizes: tuple[int, ...] = (5, 9, 13),
+        scan: str = "alternate",
+        dwconv_order: str = "after",
+        kernel: str = "auto",
+        chunk_size: int = 64,
+    ):
+        super().__init__()
+        self.pool = MultiScalePooling(pool_sizes, pooling) if use_pooling else None
+        self.norm1 = nn.LayerNorm(dim) if use_pooling else None
+        self.norm2 = nn.LayerNorm(dim)
+        self.dwconv_order = dwconv_order
+        if not use_xlstm:
+            layers = []
+        elif scan == "fused":
+            layers = [FusedBidirectionalXLSTMLayer(dim, num_heads, kernel, chunk_size)]
+        else:
+            layers = [
+                XLSTMLayer(dim, num_heads, reverse=False, kernel=kernel, chunk_size=chunk_size),
+                XLSTMLayer(dim, num_heads, reverse=True, kernel=kernel, chunk_size=chunk_size),
+            ]
+        self.layers = nn.ModuleList(layers)
+        n_dw = max(len(layers), 1) if use_dwconv else 0  # one DWConv per xLSTM layer
+        self.dwconvs = nn.ModuleList(DWConvBNReLU(dim) for _ in range(n_dw))
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """(B, N, C) tokens of an (H, W) map -> (B, N, C)."""
+        if self.pool is not None:
+            x = x + self.pool(self.norm1(x), hw)
+        if not self.layers and not self.dwconvs:
+            return x
+        h = self.norm2(x)
+        for j in range(max(len(self.layers), len(self.dwconvs))):
+            layer = self.layers[j] if j < len(self.layers) else None
+            dw = self.dwconvs[j] if j < len(self.dwconvs) else None
+            if dw is not None and self.dwconv_order == "before":
+                h = dw(h, hw)
+            if layer is not None:
+                h = layer(h)
+            if dw is not None and self.dwconv_order == "after":
+                h = dw(h, hw)
+        return x + h

@@ -1,0 +1,138 @@
+"""TM-UNet and U-Net: complexity, shapes, gradients, options and input errors."""
+
+import pytest
+import torch
+
+from napari_tmunet.config import ModelConfig
+from napari_tmunet.model import build_model
+
+
+def thop_macs(model, size=512, channels=3):
+    thop = pytest.importorskip("thop")
+    macs, _ = thop.profile(
+        model.eval(), inputs=(torch.randn(1, channels, size, size),), verbose=False
+    )
+    return macs
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "variant, paper_gmacs, released_mparams",
+    [("b", 6.55, 5.75), ("s", 1.74, 1.48), ("t", 0.49, 0.39)],  # Table 3 / reference README
+)
+def test_complexity_matches_the_paper(variant, paper_gmacs, released_mparams):
+    model = build_model(ModelConfig.variant(variant))
+    assert thop_macs(model) / 1e9 == pytest.approx(paper_gmacs, rel=0.02)
+    # the released model also holds an unused DWConv per block (~0.2%)
+    assert n_params(model) / 1e6 == pytest.approx(released_mparams, rel=0.02)
+
+
+def test_true_flops_include_the_mlstm_products():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(ModelConfig.variant("b")).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 3, 512, 512))
+    true_macs = counter.get_total_flops() / 2
+    # the einsum q/k/v projections and the chunkwise mLSTM products come on top of
+    # what thop counts (modules only)
+    assert true_macs > 1.05 * 6.55e9
+
+
+@pytest.mark.parametrize("variant", ["b", "t"])
+@pytest.mark.parametrize("shape", [(1, 3, 291, 389), (2, 3, 64, 96), (1, 3, 33, 517)])
+def test_any_size_keeps_shape_and_is_finite(variant, shape):
+    model = build_model(ModelConfig.variant(variant)).eval()
+    with torch.no_grad():
+        y = model(torch.rand(shape))
+    assert y.shape == (shape[0], 1, *shape[2:])
+    assert torch.isfinite(y).all()
+
+
+def test_grey_input_and_multiclass():
+    model = build_model(ModelConfig.variant("t", in_channels=1, num_classes=3)).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 1, 100, 37))
+    assert y.shape == (1, 3, 100, 37)
+
+
+@pytest.mark.parametrize("variant", ["b", "t"])
+def test_every_parameter_gets_a_gradient(variant):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.variant(variant)).train()
+    x = torch.rand(2, 3, 96, 64)
+    target = (torch.rand(2, 1, 96, 64) > 0.5).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), target)
+    loss.backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, f"no gradient for {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(use_xlstm=False, use_pooling=False, use_dwconv=False),  # Table 2 row 1
+        dict(use_pooling=False, use_dwconv=False),  # row 2
+        dict(use_dwconv=False),  # row 3
+        dict(pooling="released"),
+        dict(skip="concat"),
+        dict(scan="fused"),
+        dict(dwconv_order="before"),
+    ],
+)
+def test_options_build_and_run(overrides):
+    model = build_model(ModelConfig.variant("t", **overrides))
+    y = model(torch.rand(2, 3, 64, 64))
+    y.mean().backward()
+    assert y.shape == (2, 1, 64, 64) and torch.isfinite(y).all()
+
+
+def test_ablation_changes_complexity():
+    full = thop_macs(build_model(ModelConfig.variant("b")))
+    base = thop_macs(
+        build_model(ModelConfig.variant("b", use_xlstm=False, use_pooling=False, use_dwconv=False))
+    )
+    assert base < full - 1e9  # the xLSTM layers are ~1.6 G of the 6.55 G
+
+
+def test_unet_forward_odd_size():
+    model = build_model(ModelConfig.unet(channels=(8, 16, 32, 64, 128))).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 70, 45))
+    assert y.shape == (1, 1, 70, 45)
+
+
+@pytest.mark.parametrize(
+    "x, error, match",
+    [
+        (torch.rand(1, 2, 3, 64, 64), ValueError, "4-D input"),
+        (torch.rand(3, 64, 64), ValueError, "4-D input"),
+        (torch.rand(1, 4, 64, 64), ValueError, "3 input channel"),
+        (torch.rand(1, 3, 0, 64), ValueError, "zero size"),
+        (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, "floating-point"),
+    ],
+)
+def test_bad_inputs_say_what_was_expected(x, error, match):
+    model = build_model(ModelConfig.variant("t"))
+    with pytest.raises(error, match=match):
+        model(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(in_channels=4), "in_channels"),
+        (dict(skip="sum"), "skip"),
+        (dict(channels=(8, 16, 32)), "channels"),
+        (dict(num_classes=0), "num_classes"),
+    ],
+)
+def test_bad_configs_fail_in_the_constructor(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**kwargs)
