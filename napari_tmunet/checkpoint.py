@@ -15,7 +15,6 @@ Layout (format version 1)::
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_path
 from .config import InputConfig, ModelConfig
 
 FORMAT = "napari-tmunet"
@@ -82,15 +82,8 @@ def save_checkpoint(
     }
     if training_state is not None:
         payload["training_state"] = training_state
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -127,3 +127,8 @@ def test_save_is_atomic(saved, tmp_path, monkeypatch):
         save_checkpoint(path, model, ModelConfig.variant("t"), InputConfig())
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_saved_files_are_readable_by_others(saved):
+    _, path = saved
+    assert path.stat().st_mode & 0o044  # not mkstemp's owner-only 0600

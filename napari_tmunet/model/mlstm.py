@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,9 @@ from xlstm.components.ln import MultiHeadLayerNorm
 TRITON_KERNEL = "chunkwise--triton_xl_chunk"
 NATIVE_KERNEL = "chunkwise--native_custbw"
 TRITON_MIN_HEAD_DIM = 16
+# Triton 3.6 (H100, 2026-11-28) aborts in LLVM's SLP vectorizer when it compiles the bf16
+# TFLA kernel for head sizes 64 and 128; those heads run the Triton kernel in fp32.
+TRITON_BF16_MAX_HEAD_DIM = int(os.environ.get("TMUNET_TRITON_BF16_MAX_HEAD_DIM", 32))
 
 
 @functools.cache
@@ -93,9 +97,9 @@ def mlstm_sequence(
     # One dtype for all kernel inputs: bf16 for Triton under CUDA autocast (the kernel
     # accumulates in fp32), fp32 otherwise; gates come out of fp32 Linear layers.
     kernel_dtype = torch.float32
-    if "triton" in name and torch.is_autocast_enabled("cuda"):
+    if "triton" in name and torch.is_autocast_enabled("cuda") and DH <= TRITON_BF16_MAX_HEAD_DIM:
         kernel_dtype = torch.get_autocast_dtype("cuda")
-    q, k, v, i, f = (t.to(kernel_dtype) for t in (q, k, v, i, f))
+    q, k, v, i, f = (t.to(kernel_dtype).contiguous() for t in (q, k, v, i, f))
     kwargs = {"autocast_kernel_dtype": kernel_dtype}
     h = _kernel(name)(q, k, v, i, f, chunk_size=chunk, **kwargs)  # (B, NH, S+pad, DH)
     return h[:, :, :S].to(dtype)

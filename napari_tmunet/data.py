@@ -1,0 +1,585 @@
+"""Datasets in the layout ``ROOT/images/<name>.<ext>`` + ``ROOT/masks/<name>.<ext>``.
+
+Pairing by base name, checks, content-aware train/valid/test splits in the released
+code's JSON format, and a native-resolution cache of a decoded dataset (one file to
+copy to a GPU machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .imageio import IMAGE_SUFFIXES, ImageReadError, image_shape, read_image, read_mask
+from .preprocess import to_unit_float
+
+logger = logging.getLogger(__name__)
+
+SPLIT_PARTS: tuple[str, ...] = ("train", "valid", "test")
+_PART_ALIASES = {
+    "train": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "test": "test",
+}
+CACHE_FORMAT = "napari-tmunet-native-cache"
+CACHE_VERSION = 1
+
+Split = dict[str, list[str]]
+
+
+class DatasetError(ValueError):
+    """A dataset folder, pair, split or cache that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An image and its mask, paired by base name."""
+
+    name: str
+    image_path: Path
+    mask_path: Path
+
+
+@dataclass
+class PairingReport:
+    """Pairs found in a dataset folder and the items left out, with reasons."""
+
+    root: Path
+    pairs: list[Pair] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or name, reason)
+
+    def summary(self, limit: int = 10) -> str:
+        """One line per skipped item (at most ``limit``), after a count line."""
+        lines = [f"{self.root}: {len(self.pairs)} pairs, {len(self.skipped)} skipped"]
+        lines += [f"  {item}: {reason}" for item, reason in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders "2" before "10"."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingReport:
+    """Pair ``images/`` and ``masks/`` of a dataset folder, collecting problems.
+
+    Files whose suffix is not in ``IMAGE_SUFFIXES`` and hidden files are ignored.
+    Problems (image without mask, mask without image, two files with one base name,
+    unreadable header, image and mask of different sizes) go to ``skipped``.
+
+    Args:
+        root: dataset folder.
+        check_sizes: compare image and mask sizes from the file headers (cheap; it
+            also catches files that are not images at all).
+
+    Raises:
+        DatasetError: when the folder or its ``images/`` or ``masks/`` is missing.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    folders = {}
+    for sub in ("images", "masks"):
+        folder = root / sub
+        if not folder.is_dir():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise DatasetError(
+                f"{root} has no {sub}/ folder (subfolders: {present or 'none'}); expected "
+                "ROOT/images/<name>.<ext> and ROOT/masks/<name>.<ext>"
+            )
+        folders[sub] = folder
+    report = PairingReport(root)
+    images, ambiguous = _files_by_name(folders["images"], report)
+    masks, ambiguous_masks = _files_by_name(folders["masks"], report)
+    ambiguous |= ambiguous_masks
+    for name in sorted(set(images) | set(masks), key=natural_key):
+        image, mask = images.get(name), masks.get(name)
+        if name in ambiguous:
+            continue
+        if image is None:
+            report.skipped.append((str(mask), f"no image named {name}.* in {folders['images']}"))
+            continue
+        if mask is None:
+            report.skipped.append((str(image), f"no mask named {name}.* in {folders['masks']}"))
+            continue
+        if check_sizes:
+            try:
+                image_hw, mask_hw = image_shape(image), image_shape(mask)
+            except ImageReadError as error:
+                report.skipped.append((name, str(error)))
+                continue
+            if image_hw != mask_hw:
+                report.skipped.append((name, _mismatch(image, image_hw, mask, mask_hw)))
+                continue
+        report.pairs.append(Pair(name, image, mask))
+    return report
+
+
+def find_pairs(
+    root: str | os.PathLike, skip_bad: bool = False, check_sizes: bool = True
+) -> list[Pair]:
+    """Image/mask pairs of a dataset folder, sorted by name (natural order).
+
+    Args:
+        root: dataset folder with ``images/`` and ``masks/``.
+        skip_bad: leave problem items out and log a summary instead of raising.
+        check_sizes: see ``scan_pairs``.
+
+    Raises:
+        DatasetError: for a missing folder, no pairs at all, or (unless ``skip_bad``)
+            any problem, naming the files.
+    """
+    report = scan_pairs(root, check_sizes=check_sizes)
+    if report.skipped:
+        if not skip_bad:
+            raise DatasetError(
+                report.summary() + "\nfix these files, or skip them (skip_bad=True / --skip-bad)"
+            )
+        logger.warning(report.summary())
+    if not report.pairs:
+        raise DatasetError(f"{report.root}: no image/mask pairs found")
+    return report.pairs
+
+
+def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
+    """Decode a pair fully and check that the sizes agree.
+
+    Returns:
+        The image (native dtype, (H, W) or (H, W, C)), the (H, W) bool mask, and the
+        mask binarisation rule used.
+    """
+    image = read_image(pair.image_path, allow_stack=False)
+    mask, rule = read_mask(pair.mask_path)
+    if image.shape[:2] != mask.shape:
+        raise DatasetError(_mismatch(pair.image_path, image.shape[:2], pair.mask_path, mask.shape))
+    return image, mask, rule
+
+
+def content_hash(image: np.ndarray) -> str:
+    """Hash of decoded pixel content (dtype, shape and values)."""
+    digest = hashlib.sha1(f"{image.dtype.str}{image.shape}".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def content_groups(pairs: Sequence[Pair]) -> list[int]:
+    """Group id per pair; pairs whose images decode to identical pixels share an id.
+
+    Ids count from 0 in order of first appearance.
+    """
+    return _group_ids([content_hash(read_image(p.image_path)) for p in pairs])
+
+
+def make_split(
+    pairs: Sequence[Pair] | Sequence[str],
+    seed: int,
+    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    groups: Sequence[int] | None = None,
+) -> Split:
+    """Random train/valid/test split, deterministic in the seed and the set of names.
+
+    Images with identical content (see ``content_groups``) always land in the same
+    part. Sizes: test = round(n * ratios[2]), valid = round(n * ratios[1]) (each at
+    least 1 when its ratio is > 0), train the rest; with duplicates a part may be off
+    by one.
+
+    Args:
+        pairs: the dataset's pairs, or its names together with ``groups``.
+        seed: random seed.
+        ratios: train, valid, test fractions summing to 1.
+        groups: content group per item (e.g. ``NativeCache.groups``); computed by
+            decoding the images when ``pairs`` are Pairs and this is None.
+
+    Returns:
+        ``{"train": [names], "valid": [...], "test": [...]}``, names in natural order.
+    """
+    names = _names(pairs)
+    n = len(names)
+    if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0 or abs(sum(ratios) - 1) > 1e-6:
+        raise ValueError(f"ratios must be 3 non-negative fractions summing to 1, got {ratios}")
+    if len(set(names)) != n:
+        raise DatasetError(f"duplicate names: {_dupes(names)}")
+    if groups is None:
+        if not all(isinstance(p, Pair) for p in pairs):
+            raise ValueError("pass groups= (e.g. cache.groups) when splitting by names")
+        groups = content_groups(pairs)  # type: ignore[arg-type]
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} names")
+    n_valid, n_test = (_part_size(n, r) for r in ratios[1:])
+    if n < 3 or n - n_valid - n_test < 1:
+        raise DatasetError(f"cannot split {n} images with ratios {ratios}; need at least 3")
+
+    members: dict[int, list[str]] = {}
+    for name, group in zip(names, groups, strict=True):
+        members.setdefault(int(group), []).append(name)
+    # Canonical order (independent of the input order), then a seeded shuffle.
+    ordered = sorted(members.values(), key=lambda m: min(natural_key(x) for x in m))
+    split: Split = {part: [] for part in SPLIT_PARTS}
+    for index in np.random.default_rng(seed).permutation(len(ordered)):
+        group = ordered[index]
+        if len(split["test"]) + len(group) <= n_test:
+            split["test"] += group
+        elif len(split["valid"]) + len(group) <= n_valid:
+            split["valid"] += group
+        else:
+            split["train"] += group
+    return {part: sorted(split[part], key=natural_key) for part in SPLIT_PARTS}
+
+
+def save_split(path: str | os.PathLike, split: Split) -> Path:
+    """Write a split as JSON ``{"train": [...], "valid": [...], "test": [...]}``."""
+    path = Path(path)
+    unknown = set(split) - set(SPLIT_PARTS)
+    if unknown:
+        raise ValueError(f"split parts must be {SPLIT_PARTS}, got extra {sorted(unknown)}")
+    data = {part: list(split.get(part, [])) for part in SPLIT_PARTS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_split(
+    path: str | os.PathLike, pairs: Sequence[Pair] | Sequence[str], seed: int = 0
+) -> tuple[Split, list[str]]:
+    """Read a split JSON file and check it against a dataset (see ``resolve_split``).
+
+    Returns:
+        The complete split and notes on what was changed (e.g. a carved "valid").
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"split file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"split file {path} is not valid JSON: {error}") from None
+    return resolve_split(raw, pairs, seed, source=str(path))
+
+
+def split_from_lists(train_txt: str | os.PathLike, test_txt: str | os.PathLike) -> Split:
+    """Split from two text files with one name per line (e.g. MoNuSeg's official lists).
+
+    Blank lines and lines starting with "#" are ignored. The result has no "valid"
+    part: pass it through ``resolve_split`` to check it and carve one from train.
+    """
+    split: Split = {}
+    for part, file in (("train", Path(train_txt)), ("test", Path(test_txt))):
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise DatasetError(f"cannot read split list {file}: {error}") from None
+        split[part] = [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
+    return split
+
+
+def resolve_split(
+    split: dict,
+    pairs: Sequence[Pair] | Sequence[str],
+    seed: int = 0,
+    valid_fraction: float = 0.1,
+    source: str = "split",
+) -> tuple[Split, list[str]]:
+    """Check a user's split against a dataset and complete it.
+
+    Names may carry an image suffix ("12.png"); "val"/"validation" mean "valid".
+    Without a (non-empty) "valid" part, ``valid_fraction`` of train (at least 1) is
+    carved from train, deterministically from ``seed``. A missing "test" is empty.
+
+    Returns:
+        The split with the three parts and notes (human-readable) on any change.
+
+    Raises:
+        DatasetError: unknown part keys, unknown names (listed), a name in two parts,
+            no train part.
+    """
+    if not isinstance(split, dict):
+        raise DatasetError(f"{source}: expected an object with train/valid/test lists")
+    known = set(_names(pairs))
+    bad_keys = [k for k in split if k not in _PART_ALIASES]
+    if bad_keys:
+        raise DatasetError(f"{source}: unknown parts {bad_keys}; expected {list(SPLIT_PARTS)}")
+    parts: Split = {}
+    for key, names in split.items():
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise DatasetError(f"{source}: part {key!r} must be a list of names")
+        parts.setdefault(_PART_ALIASES[key], []).extend(_base_name(x, known) for x in names)
+    unknown = sorted({x for names in parts.values() for x in names} - known, key=natural_key)
+    if unknown:
+        raise DatasetError(
+            f"{source}: {len(unknown)} names are not in the dataset: {_listing(unknown)}; "
+            "names are image base names without the extension"
+        )
+    everything = [x for names in parts.values() for x in names]
+    if len(set(everything)) != len(everything):
+        raise DatasetError(f"{source}: names listed twice: {_listing(_dupes(everything))}")
+    if not parts.get("train"):
+        raise DatasetError(f"{source}: no 'train' part")
+
+    notes: list[str] = []
+    if not parts.get("test"):
+        parts["test"] = []
+        notes.append(f"{source}: no 'test' part; nothing will be tested")
+    if not parts.get("valid"):
+        train = sorted(parts["train"], key=natural_key)
+        if len(train) < 2:
+            raise DatasetError(f"{source}: no 'valid' part and too few train images to carve one")
+        count = max(1, _part_size(len(train), valid_fraction))
+        chosen = set(np.random.default_rng(seed).permutation(len(train))[:count].tolist())
+        parts["valid"] = [x for i, x in enumerate(train) if i in chosen]
+        parts["train"] = [x for i, x in enumerate(train) if i not in chosen]
+        notes.append(
+            f"{source}: no 'valid' part; carved {count} validation images "
+            f"({valid_fraction:.0%} of {len(train)} train, seed {seed}) from train"
+        )
+    unused = len(known) - len(everything)
+    if unused:
+        notes.append(f"{source}: {unused} images of the dataset are in no part and are unused")
+    for note in notes:
+        logger.info(note)
+    return {p: sorted(parts[p], key=natural_key) for p in SPLIT_PARTS}, notes
+
+
+class CacheItem(NamedTuple):
+    """One decoded sample of a ``NativeCache``."""
+
+    name: str
+    image: np.ndarray  # (H, W, C) uint8 or uint16, C in {1, 3}
+    mask: np.ndarray  # (H, W) bool
+
+
+@dataclass(eq=False)
+class NativeCache(Sequence):
+    """A decoded dataset at native resolution; a sequence of ``CacheItem``."""
+
+    names: list[str]
+    images: list[np.ndarray]  # (H, W, C) uint8 or uint16, C in {1, 3}
+    masks: list[np.ndarray]  # (H, W) bool
+    rules: list[str]  # mask binarisation rule per item
+    groups: list[int]  # content group per item (identical images share one)
+    source: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return CacheItem(self.names[index], self.images[index], self.masks[index])
+
+    def __iter__(self) -> Iterator[CacheItem]:
+        return (self[i] for i in range(len(self)))
+
+    def rule_counts(self) -> dict[str, int]:
+        """How many masks each binarisation rule was used for."""
+        return dict(Counter(self.rules))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the cache as one .npz file (zlib-compressed, atomic)."""
+        path = Path(path)
+        meta = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "source": self.source,
+            "names": self.names,
+            "rules": self.rules,
+            "groups": [int(g) for g in self.groups],
+            "mask_shapes": [list(m.shape) for m in self.masks],
+            "skipped": [list(s) for s in self.skipped],
+        }
+        arrays = {"meta": np.array(json.dumps(meta))}
+        for i, (image, mask) in enumerate(zip(self.images, self.masks, strict=True)):
+            arrays[f"image_{i:06d}"] = image
+            arrays[f"mask_{i:06d}"] = np.packbits(mask.reshape(-1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez_compressed(file, **arrays)
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def build_cache(
+    root: str | os.PathLike,
+    out_path: str | os.PathLike,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> NativeCache:
+    """Decode a dataset folder once and save it as a ``NativeCache`` file.
+
+    Images are stored (H, W, C) with alpha dropped: uint8 and uint16 as they are, bool
+    as 0/255 uint8, other dtypes mapped by ``to_unit_float`` to uint16 (with a warning).
+
+    Args:
+        root: dataset folder (``images/`` + ``masks/``).
+        out_path: the .npz file to write.
+        skip_bad: leave unreadable or mismatched pairs out (listed in ``skipped``).
+        progress: called as ``progress(done, total)`` after each pair.
+    """
+    report = scan_pairs(root)
+    if report.skipped and not skip_bad:
+        raise DatasetError(
+            report.summary() + "\nfix these files, or skip them (skip_bad=True / --skip-bad)"
+        )
+    cache = NativeCache([], [], [], [], [], source=str(Path(root)), skipped=list(report.skipped))
+    hashes: list[str] = []
+    converted: list[str] = []
+    for done, pair in enumerate(report.pairs, start=1):
+        try:
+            image, mask, rule = check_pair(pair)
+        except (ImageReadError, DatasetError) as error:
+            if not skip_bad:
+                raise
+            cache.skipped.append((pair.name, str(error)))
+        else:
+            hashes.append(content_hash(image))
+            stored, was_converted = _cache_image(image)
+            if was_converted:
+                converted.append(f"{pair.name} ({image.dtype})")
+            cache.names.append(pair.name)
+            cache.images.append(stored)
+            cache.masks.append(mask)
+            cache.rules.append(rule)
+        if progress is not None:
+            progress(done, len(report.pairs))
+    if not cache.names:
+        raise DatasetError(f"{root}: no usable image/mask pairs")
+    cache.groups = _group_ids(hashes)
+    if converted:
+        logger.warning("mapped to uint16 by percentiles: %s", _listing(converted))
+    if cache.skipped:
+        logger.warning("%s: skipped %d items: %s", root, len(cache.skipped), cache.skipped[:10])
+    logger.info("%s: %d pairs, mask rules %s", root, len(cache), cache.rule_counts())
+    cache.save(out_path)
+    return cache
+
+
+def load_cache(path: str | os.PathLike) -> NativeCache:
+    """Read a file written by ``build_cache`` / ``NativeCache.save``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"cache file {path} does not exist; build one with build_cache")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "meta" not in npz.files:
+                raise DatasetError(f"{path} is not a napari-tmunet cache (no 'meta' entry)")
+            meta = json.loads(str(npz["meta"]))
+            if meta.get("format") != CACHE_FORMAT or meta.get("version", 0) > CACHE_VERSION:
+                raise DatasetError(
+                    f"{path}: cache format {meta.get('format')!r} version {meta.get('version')} "
+                    f"is not readable by this version (expects {CACHE_FORMAT} <= {CACHE_VERSION})"
+                )
+            images, masks = [], []
+            for i, shape in enumerate(meta["mask_shapes"]):
+                images.append(npz[f"image_{i:06d}"])
+                bits = np.unpackbits(npz[f"mask_{i:06d}"], count=math.prod(shape))
+                masks.append(bits.reshape(shape).astype(bool))
+    except DatasetError:
+        raise
+    except Exception as error:
+        raise DatasetError(f"cannot read cache {path}: {type(error).__name__}: {error}") from error
+    cache = NativeCache(
+        names=list(meta["names"]),
+        images=images,
+        masks=masks,
+        rules=list(meta["rules"]),
+        groups=[int(g) for g in meta["groups"]],
+        source=meta.get("source", ""),
+        skipped=[tuple(s) for s in meta.get("skipped", [])],
+    )
+    logger.info(
+        "%s: %d pairs from %s, mask rules %s", path, len(cache), cache.source, cache.rule_counts()
+    )
+    return cache
+
+
+def _cache_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Image -> (H, W, C) uint8/uint16 with C in {1, 3}; True when values were remapped."""
+    if image.ndim == 2:
+        image = image[..., None]  # (H, W, 1)
+    elif image.shape[-1] == 4:
+        image = image[..., :3]  # drop alpha
+    if image.dtype == bool:
+        return image.astype(np.uint8) * np.uint8(255), False
+    if image.dtype in (np.uint8, np.uint16):
+        return np.ascontiguousarray(image), False
+    return np.round(to_unit_float(image) * 65535).astype(np.uint16), True
+
+
+def _files_by_name(folder: Path, report: PairingReport) -> tuple[dict[str, Path], set[str]]:
+    """Image files of a folder by base name, and the base names used by several files.
+
+    Each ambiguous base name is reported in ``skipped``.
+    """
+    found: dict[str, list[Path]] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.is_file():
+            found.setdefault(path.stem, []).append(path)
+    unique = {name: paths[0] for name, paths in found.items() if len(paths) == 1}
+    ambiguous = {name for name, paths in found.items() if len(paths) > 1}
+    for name in sorted(ambiguous, key=natural_key):
+        files = ", ".join(sorted(p.name for p in found[name]))
+        report.skipped.append((str(folder / name), f"several files with one base name: {files}"))
+    return unique, ambiguous
+
+
+def _mismatch(image: Path, image_hw, mask: Path, mask_hw) -> str:
+    return (
+        f"size mismatch: image {image} is {image_hw[0]}x{image_hw[1]} (HxW) but "
+        f"mask {mask} is {mask_hw[0]}x{mask_hw[1]}"
+    )
+
+
+def _names(items: Sequence[Pair] | Sequence[str]) -> list[str]:
+    return [item.name if isinstance(item, Pair) else str(item) for item in items]
+
+
+def _base_name(name: str, known: set[str]) -> str:
+    """A split entry as a base name: "12.png" -> "12" when only "12" is known."""
+    name = name.strip()
+    path = Path(name)
+    if name not in known and path.suffix.lower() in IMAGE_SUFFIXES and path.stem in known:
+        return path.stem
+    return name
+
+
+def _part_size(n: int, ratio: float) -> int:
+    """round(n * ratio) half up, at least 1 when the ratio is > 0 and n >= 3."""
+    size = int(math.floor(n * ratio + 0.5))
+    return max(size, 1) if ratio > 0 and n >= 3 else size
+
+
+def _group_ids(keys: Sequence[str]) -> list[int]:
+    ids: dict[str, int] = {}
+    return [ids.setdefault(key, len(ids)) for key in keys]
+
+
+def _dupes(names: Sequence[str]) -> list[str]:
+    return sorted((n for n, c in Counter(names).items() if c > 1), key=natural_key)
+
+
+def _listing(items: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")

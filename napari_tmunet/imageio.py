@@ -1,0 +1,417 @@
+"""Reading and writing images and masks: png, tif/tiff, jpg/jpeg, bmp.
+
+TIFF goes through tifffile (multi-page, OME, ImageJ, any compression imagecodecs
+decodes, 16-bit, float); everything else through Pillow, except 16-bit colour PNG,
+which Pillow would reduce to 8 bits and imagecodecs decodes exactly.
+
+Pixel order is kept as stored: JPEG/TIFF orientation tags are not applied, so an
+image and its mask stay aligned whatever their formats.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
+
+# Resolutions that image editors write by default without meaning a physical size.
+_SCREEN_DPI = (72.0, 96.0)
+# Length units -> micrometres.
+_UM_PER_UNIT = {
+    "m": 1e6,
+    "cm": 1e4,
+    "mm": 1e3,
+    "um": 1.0,
+    "µm": 1.0,
+    "\u03bcm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "\\u00b5m": 1.0,
+    "nm": 1e-3,
+    "inch": 25400.0,
+    "in": 25400.0,
+}
+
+
+class ImageReadError(ValueError):
+    """An image or mask file that cannot be read (missing, empty, corrupt, unsupported)."""
+
+
+def read_image(path: str | os.PathLike, *, allow_stack: bool = True) -> np.ndarray:
+    """Read an image with its native dtype.
+
+    Palette images become RGB(A) (or grey when the palette is grey), LA becomes grey
+    (alpha dropped), 1-bit images become bool. RGBA keeps its 4 channels.
+
+    Args:
+        path: a file with one of ``IMAGE_SUFFIXES``.
+        allow_stack: when False, a multi-page TIFF is an error instead of a stack.
+
+    Returns:
+        (H, W) grey, (H, W, C) with C in {3, 4}, or for a multi-page TIFF
+        (Z, H, W) / (Z, H, W, C).
+
+    Raises:
+        ImageReadError: naming the path and the cause.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; "
+            f"expected one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    try:
+        if suffix in TIFF_SUFFIXES:
+            array, stacked = _read_tiff(path)
+        else:
+            array, stacked = _read_pillow(path), False
+    except ImageReadError:
+        raise
+    except Exception as error:  # decoders raise many types; the caller needs one
+        raise ImageReadError(
+            f"{path}: cannot decode image ({type(error).__name__}: {error})"
+        ) from error
+    if array.size == 0:
+        raise ImageReadError(f"{path}: the image has no pixels (shape {array.shape})")
+    if stacked and not allow_stack:
+        raise ImageReadError(
+            f"{path}: a stack of {array.shape[0]} pages (shape {array.shape}); "
+            "expected a single 2-D image: save one page per file"
+        )
+    return array
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image from its header only, without decoding the pixels.
+
+    Raises:
+        ImageReadError: for a missing, empty or unrecognisable file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{path}: unsupported file type {suffix!r}")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: missing or empty file")
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                return int(page.imagelength), int(page.imagewidth)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+            return int(height), int(width)
+    except Exception as error:
+        raise ImageReadError(
+            f"{path}: cannot read image header ({type(error).__name__}: {error})"
+        ) from error
+
+
+def read_pixel_size(path: str | os.PathLike) -> tuple[float, float, str] | None:
+    """Physical pixel size ``(y, x, unit)`` stored in the file, else None. Never raises.
+
+    Sources: OME-TIFF ``PhysicalSizeY/X``, ImageJ TIFF (resolution tags + ``unit``),
+    TIFF resolution tags in cm or inch, PNG/BMP/JPEG dpi. Known length units are
+    converted to ``"µm"``; 72 and 96 dpi (editor defaults) count as no size.
+    """
+    try:
+        path = Path(path)
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return _tiff_pixel_size(path)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            dpi = image.info.get("dpi")
+        if not dpi:
+            return None
+        dpi_x, dpi_y = float(dpi[0]), float(dpi[1])
+        return _from_dpi(dpi_y, dpi_x)
+    except Exception:
+        return None
+
+
+def read_mask(path: str | os.PathLike, rule: str = "auto") -> tuple[np.ndarray, str]:
+    """Read a mask file as a boolean foreground mask.
+
+    Colour masks are collapsed by the max over colour channels (alpha dropped). The
+    "auto" rule: ``>0`` when the max is <= 1 or for integer label images wider than
+    8 bits (uint16/uint32/int32 instance labels); ``>127`` for other masks, so that
+    stray values 1..127 (as in CVC-ClinicDB) are background.
+
+    Args:
+        path: mask file.
+        rule: "auto", or an explicit threshold such as ">0" or ">127".
+
+    Returns:
+        (H, W) bool mask and the rule used, e.g. ">127".
+    """
+    values = read_image(path, allow_stack=False)
+    if values.ndim == 3:
+        values = values[..., :3].max(axis=-1)  # (H, W)
+    if rule == "auto":
+        rule = _auto_rule(values)
+    threshold = _parse_rule(rule)
+    return values > threshold, rule
+
+
+def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a mask or label image atomically (temp file + rename).
+
+    Binary masks (max <= 1) become 0/255 uint8 (.png or .tif); instance labels
+    (max > 1) need .tif/.tiff and are stored as zlib-compressed uint16, or uint32
+    when the labels exceed 65535.
+
+    Args:
+        path: .png, .tif or .tiff file; its folder is created if missing.
+        labels: (H, W) bool or non-negative integer array.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.size == 0:
+        raise ValueError(f"{path}: expected a 2-D (H, W) label image, got shape {labels.shape}")
+    if labels.dtype != bool and labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path}: expected a boolean or integer label image, got dtype {labels.dtype}; "
+            "threshold probabilities first (e.g. prob > 0.5)"
+        )
+    if suffix not in (".png", *TIFF_SUFFIXES):
+        raise ValueError(f"{path}: masks are written as .png or .tif/.tiff, not {suffix!r}")
+    top = int(labels.max())
+    if labels.dtype != bool and int(labels.min()) < 0:
+        raise ValueError(f"{path}: labels must be >= 0, got minimum {int(labels.min())}")
+    if top <= 1:
+        data = labels.astype(np.uint8) * np.uint8(255)  # (H, W) 0/255
+    elif suffix == ".png":
+        raise ValueError(
+            f"{path}: labels go up to {top} (instance labels) and PNG would store a binary "
+            "mask; write a .tif to keep the instances, or pass labels > 0 for a binary PNG"
+        )
+    else:
+        data = labels.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+
+    with atomic_path(path) as tmp_name:
+        if suffix == ".png":
+            from PIL import Image
+
+            Image.fromarray(data, mode="L").save(tmp_name, format="PNG")
+        else:
+            import tifffile
+
+            tifffile.imwrite(tmp_name, data, compression="zlib", photometric="minisblack")
+    return path
+
+
+def _auto_rule(values: np.ndarray) -> str:
+    """Binarisation rule for a collapsed (H, W) mask, see ``read_mask``."""
+    if values.dtype == bool:
+        return ">0"
+    top = float(values.max())
+    if top <= 1 or (values.dtype.kind in "iu" and values.dtype.itemsize > 1):
+        return ">0"
+    # 8-bit masks (and float masks on a 0..255 scale); beyond that only labels make sense.
+    return ">127" if top <= 255 else ">0"
+
+
+def _parse_rule(rule: str) -> float:
+    """Threshold of a rule like ">127"."""
+    try:
+        if not rule.startswith(">"):
+            raise ValueError
+        return float(rule[1:])
+    except ValueError:
+        raise ValueError(
+            f"unknown mask rule {rule!r}; use 'auto' or a threshold such as '>0' or '>127'"
+        ) from None
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
+    """Decode a TIFF; returns the array and whether it is a stack of pages."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
+        first = tif.series[0]
+        # Pages written one by one without shape metadata come as one series each.
+        same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
+        if len(same) > 1 and first.ndim <= 3:
+            array = np.stack([s.asarray() for s in same])
+            axes = "Q" + first.axes
+        else:
+            array, axes = first.asarray(), first.axes
+    return _normalise_tiff_axes(path, array, axes)
+
+
+def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
+    """Bring a tifffile array into (H, W), (H, W, C), (Z, H, W) or (Z, H, W, C)."""
+    keep = [i for i, n in enumerate(array.shape) if n > 1 or axes[i] in "YX"]
+    array = array.reshape([array.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    if "S" in axes:
+        colour = "S"
+    elif "C" in axes and array.shape[axes.index("C")] in (3, 4):
+        colour = "C"  # e.g. an OME RGB image stored as separate channels
+    else:
+        colour = ""
+    if colour:
+        array = np.moveaxis(array, axes.index(colour), -1)
+        axes = axes.replace(colour, "") + "S"
+    if "S" in axes:
+        samples = array.shape[-1]
+        if samples == 2:  # grey + alpha
+            array, axes = array[..., 0], axes[:-1]
+        elif samples not in (3, 4):
+            raise ImageReadError(
+                f"{path}: {samples} samples per pixel; expected grey, grey+alpha, RGB or RGBA"
+            )
+    spatial = array.ndim - (1 if axes.endswith("S") else 0)
+    if spatial > 3:  # several stack axes (T, Z, C...) -> one
+        lead = spatial - 2
+        array = array.reshape(-1, *array.shape[lead:])
+        spatial = 3
+    return array, spatial == 3
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    """Decode a png/jpg/bmp with Pillow (16-bit colour PNG with imagecodecs)."""
+    from PIL import Image
+
+    if path.suffix.lower() == ".png":
+        with open(path, "rb") as file:
+            header = file.read(26)
+        # IHDR: bit depth at byte 24, colour type at 25 (2 RGB, 4 LA, 6 RGBA).
+        if len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6):
+            import imagecodecs
+
+            array = imagecodecs.png_decode(path.read_bytes())
+            return array[..., 0] if array.shape[-1] == 2 else array
+
+    with Image.open(path) as image:
+        image.load()
+        mode = image.mode
+        if mode == "P" or mode == "PA":
+            image = _expand_palette(image)
+        elif mode == "LA":
+            image = image.getchannel("L")
+        elif mode == "I":  # 16-bit grey PNG in some Pillow versions
+            array = np.asarray(image)
+            if array.min() >= 0 and array.max() <= np.iinfo(np.uint16).max:
+                return array.astype(np.uint16)
+            return array
+        elif mode not in ("1", "L", "RGB", "RGBA", "F") and not mode.startswith("I;16"):
+            image = image.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, ...
+        array = np.asarray(image)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _expand_palette(image):
+    """Palette image -> L (grey palette), RGB or RGBA (palette with transparency)."""
+    if image.mode == "PA" or "transparency" in image.info:
+        return image.convert("RGBA")
+    rgb = image.convert("RGB")
+    array = np.asarray(rgb)
+    if (array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all():
+        return rgb.getchannel("R")
+    return rgb
+
+
+def _tiff_pixel_size(path: Path) -> tuple[float, float, str] | None:
+    """Pixel size from OME, ImageJ or plain TIFF resolution tags."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            size = _ome_pixel_size(tif.ome_metadata)
+            if size is not None:
+                return size
+        page = tif.pages.first
+        tags = page.tags
+        if "XResolution" not in tags or "YResolution" not in tags:
+            return None
+        x_res = _rational(tags["XResolution"].value)
+        y_res = _rational(tags["YResolution"].value)
+        if not (x_res > 0 and y_res > 0):
+            return None
+        unit_tag = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+        imagej = tif.imagej_metadata or {}
+        if imagej.get("unit"):
+            return _to_um(1.0 / y_res, 1.0 / x_res, str(imagej["unit"]))
+        if unit_tag == 2:  # inch
+            return _from_dpi(y_res, x_res)
+        if unit_tag == 3:  # centimetre
+            return _to_um(1.0 / y_res, 1.0 / x_res, "cm")
+        return None
+
+
+def _ome_pixel_size(xml: str) -> tuple[float, float, str] | None:
+    """PhysicalSizeY/X of the first OME Pixels element (OME's default unit is µm)."""
+    for element in ET.fromstring(xml).iter():
+        if element.tag.rsplit("}", 1)[-1] != "Pixels":
+            continue
+        x, y = element.get("PhysicalSizeX"), element.get("PhysicalSizeY")
+        if x is None or y is None:
+            return None
+        size_y = _to_um(float(y), 1.0, element.get("PhysicalSizeYUnit", "µm"))
+        size_x = _to_um(1.0, float(x), element.get("PhysicalSizeXUnit", "µm"))
+        if size_y is None or size_x is None or size_y[2] != size_x[2]:
+            return None
+        return size_y[0], size_x[1], size_x[2]
+    return None
+
+
+def _from_dpi(dpi_y: float, dpi_x: float) -> tuple[float, float, str] | None:
+    """Pixel size in µm from dots per inch; editor-default dpi count as unknown."""
+    if not (dpi_x > 0 and dpi_y > 0):
+        return None
+    if any(abs(dpi_x - d) < 0.1 and abs(dpi_y - d) < 0.1 for d in _SCREEN_DPI):
+        return None
+    return 25400.0 / dpi_y, 25400.0 / dpi_x, "µm"
+
+
+def _to_um(size_y: float, size_x: float, unit: str) -> tuple[float, float, str] | None:
+    """Convert a size in a named unit to µm; unknown length units are kept as named."""
+    unit = unit.strip()
+    if unit.lower() in ("", "pixel", "pixels", "px", "none"):
+        return None
+    if not (math.isfinite(size_y) and math.isfinite(size_x) and size_y > 0 and size_x > 0):
+        return None
+    factor = _UM_PER_UNIT.get(unit) or _UM_PER_UNIT.get(unit.lower())
+    if factor is None:
+        return size_y, size_x, unit
+    return size_y * factor, size_x * factor, "µm"
+
+
+def _rational(value) -> float:
+    """TIFF RATIONAL tag value (num, den) or number -> float."""
+    if isinstance(value, tuple):
+        return value[0] / value[1] if value[1] else 0.0
+    return float(value)

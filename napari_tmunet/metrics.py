@@ -1,0 +1,263 @@
+"""Segmentation metrics on boolean masks; the one source for trainer, plugin and tests.
+
+Pure functions (``dice_score``, ``iou_score``, ``precision_recall``,
+``hausdorff_distance``, ``hd95``) plus ``SegmentationMetrics``, which accumulates
+per-image results and aggregates them.
+
+Empty masks, explicitly:
+
+- Dice, IoU, precision, recall: both empty -> 1.0; exactly one empty -> 0.0.
+- Hausdorff: both empty -> 0.0; exactly one empty -> the image diagonal
+  ``sqrt((H*sy)^2 + (W*sx)^2)`` (the worst case, finite, unlike MONAI's inf/nan), and
+  ``SegmentationMetrics`` flags the image (``empty_prediction`` / ``empty_reference``)
+  so it can be counted or left out (``hd_mean_nonempty``, as the released code
+  drops inf).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+EMPTY_PREDICTION = "empty_prediction"
+EMPTY_REFERENCE = "empty_reference"
+PER_IMAGE_KEYS: tuple[str, ...] = (
+    "name",
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "hd",
+    "hd95",
+    EMPTY_PREDICTION,
+    EMPTY_REFERENCE,
+)
+_SCORES: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd", "hd95")
+
+
+def dice_score(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice ``2|P & R| / (|P| + |R|)``, no smoothing; both empty -> 1.0."""
+    pred, ref = _masks(pred, ref)
+    total = int(pred.sum()) + int(ref.sum())
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.logical_and(pred, ref).sum()) / total
+
+
+def iou_score(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Intersection over union, no smoothing; both empty -> 1.0."""
+    pred, ref = _masks(pred, ref)
+    union = int(np.logical_or(pred, ref).sum())
+    if union == 0:
+        return 1.0
+    return int(np.logical_and(pred, ref).sum()) / union
+
+
+def precision_recall(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Pixel precision TP/(TP+FP) and recall TP/(TP+FN).
+
+    Both empty -> (1.0, 1.0); an empty prediction or an empty reference gives 0.0 for
+    the undefined ratio (TP = 0 there anyway).
+    """
+    pred, ref = _masks(pred, ref)
+    n_pred, n_ref = int(pred.sum()), int(ref.sum())
+    if n_pred == 0 and n_ref == 0:
+        return 1.0, 1.0
+    tp = int(np.logical_and(pred, ref).sum())
+    return (tp / n_pred if n_pred else 0.0), (tp / n_ref if n_ref else 0.0)
+
+
+def hausdorff_distance(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    percentile: float = 100,
+    spacing: Sequence[float] | None = None,
+) -> float:
+    """Symmetric Hausdorff distance between the mask boundaries.
+
+    Boundary = ``mask ^ binary_erosion(mask)`` (pixels outside the image count as
+    background), as in MONAI. The result is the max of the two directed distances,
+    each the ``percentile`` of the boundary-to-nearest-boundary distances (MONAI's
+    convention for hd95).
+
+    Args:
+        pred: (H, W) bool prediction (N-D works too).
+        ref: (H, W) bool reference.
+        percentile: 100 for the Hausdorff distance, 95 for hd95.
+        spacing: pixel size per axis, e.g. (sy, sx); None means pixels.
+
+    Returns:
+        The distance in pixels or spacing units; 0.0 when both masks are empty, the
+        image diagonal when exactly one is.
+    """
+    pred, ref = _masks(pred, ref)
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    sampling = _spacing(spacing, pred.ndim)
+    has_pred, has_ref = bool(pred.any()), bool(ref.any())
+    if not has_pred and not has_ref:
+        return 0.0
+    if not has_pred or not has_ref:
+        return image_diagonal(pred.shape, sampling)
+    edge_pred = pred ^ ndimage.binary_erosion(pred)
+    edge_ref = ref ^ ndimage.binary_erosion(ref)
+    # Every boundary pixel lies in the union's bounding box, so the distance
+    # transforms can be computed there only.
+    box = ndimage.find_objects((edge_pred | edge_ref).astype(np.uint8))[0]
+    edge_pred, edge_ref = edge_pred[box], edge_ref[box]
+    to_ref = ndimage.distance_transform_edt(~edge_ref, sampling=sampling)[edge_pred]
+    to_pred = ndimage.distance_transform_edt(~edge_pred, sampling=sampling)[edge_ref]
+    return float(max(np.percentile(to_ref, percentile), np.percentile(to_pred, percentile)))
+
+
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """95th-percentile Hausdorff distance (max of the two directed 95th percentiles)."""
+    return hausdorff_distance(pred, ref, percentile=95, spacing=spacing)
+
+
+def image_diagonal(shape: Sequence[int], spacing: Sequence[float] | None = None) -> float:
+    """Length of the image diagonal, ``sqrt(sum((n_i * s_i)^2))``."""
+    sampling = _spacing(spacing, len(shape))
+    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, sampling, strict=True))))
+
+
+def f1_from_means(mean_precision: float, mean_recall: float) -> float:
+    """F1 from the mean precision and recall over a test set, as the released code does."""
+    total = mean_precision + mean_recall
+    return 2.0 * mean_precision * mean_recall / total if total > 0 else 0.0
+
+
+class SegmentationMetrics:
+    """Accumulates per-image metrics and aggregates them.
+
+    Example:
+        >>> metrics = SegmentationMetrics()
+        >>> row = metrics.update(pred > 0.5, ref, name="12")
+        >>> summary = metrics.aggregate()  # {"count": 1, "dice_mean": ..., "f1": ...}
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def reset(self) -> None:
+        """Forget all images."""
+        self._rows.clear()
+
+    def update(
+        self,
+        pred: np.ndarray,
+        ref: np.ndarray,
+        name: str | None = None,
+        spacing: Sequence[float] | None = None,
+    ) -> dict:
+        """Score one image and keep the result.
+
+        Args:
+            pred: (H, W) bool prediction.
+            ref: (H, W) bool reference.
+            name: image name (default: its index).
+            spacing: (sy, sx) pixel size for the Hausdorff distances; None for pixels.
+
+        Returns:
+            The per-image row, keys ``PER_IMAGE_KEYS``.
+        """
+        pred, ref = _masks(pred, ref)
+        precision, recall = precision_recall(pred, ref)
+        has_pred, has_ref = bool(pred.any()), bool(ref.any())
+        row = {
+            "name": str(len(self._rows)) if name is None else str(name),
+            "dice": dice_score(pred, ref),
+            "iou": iou_score(pred, ref),
+            "precision": precision,
+            "recall": recall,
+            "hd": hausdorff_distance(pred, ref, spacing=spacing),
+            "hd95": hd95(pred, ref, spacing=spacing),
+            EMPTY_PREDICTION: has_ref and not has_pred,
+            EMPTY_REFERENCE: has_pred and not has_ref,
+        }
+        self._rows.append(row)
+        return dict(row)
+
+    def per_image(self) -> list[dict]:
+        """One dict per image, in update order (copies)."""
+        return [dict(row) for row in self._rows]
+
+    def aggregate(self) -> dict:
+        """Mean and std (population, ddof=0) over the images; nan when there are none.
+
+        Returns:
+            "count"; "<m>_mean" and "<m>_std" for m in dice, iou, precision, recall, hd,
+            hd95; "f1" from the mean precision and recall; the "empty_prediction" and
+            "empty_reference" counts; "hd_mean_nonempty" and "hd95_mean_nonempty", means
+            over the images where no mask is empty alone (nan when none).
+        """
+        result: dict = {"count": len(self._rows)}
+        for key in _SCORES:
+            values = np.array([row[key] for row in self._rows], dtype=np.float64)
+            result[f"{key}_mean"] = float(values.mean()) if values.size else math.nan
+            result[f"{key}_std"] = float(values.std()) if values.size else math.nan
+        result["f1"] = (
+            f1_from_means(result["precision_mean"], result["recall_mean"])
+            if self._rows
+            else math.nan
+        )
+        result[EMPTY_PREDICTION] = sum(row[EMPTY_PREDICTION] for row in self._rows)
+        result[EMPTY_REFERENCE] = sum(row[EMPTY_REFERENCE] for row in self._rows)
+        valid = [r for r in self._rows if not (r[EMPTY_PREDICTION] or r[EMPTY_REFERENCE])]
+        for key in ("hd", "hd95"):
+            values = [row[key] for row in valid]
+            result[f"{key}_mean_nonempty"] = float(np.mean(values)) if values else math.nan
+        return result
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the per-image rows as CSV (header ``PER_IMAGE_KEYS``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=PER_IMAGE_KEYS)
+            writer.writeheader()
+            writer.writerows(self._rows)
+        return path
+
+
+def _masks(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check and convert a prediction/reference pair to bool arrays of one shape."""
+    pred, ref = _as_bool(pred, "pred"), _as_bool(ref, "ref")
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred and ref must have the same shape, got {pred.shape} and {ref.shape}")
+    if pred.ndim < 1 or pred.size == 0:
+        raise ValueError(f"expected non-empty (H, W) masks, got shape {pred.shape}")
+    return pred, ref
+
+
+def _as_bool(mask: np.ndarray, what: str) -> np.ndarray:
+    """A bool array, or a 0/1 array converted; anything else is an error."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask
+    if mask.dtype.kind in "iuf" and ((mask == 0) | (mask == 1)).all():
+        return mask.astype(bool)
+    low, high = (float(mask.min()), float(mask.max())) if mask.size else (0.0, 0.0)
+    raise ValueError(
+        f"{what} must be a boolean (or 0/1) mask, got dtype {mask.dtype} with values in "
+        f"[{low:g}, {high:g}]; threshold it first (e.g. prob > 0.5)"
+    )
+
+
+def _spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
+    """Pixel size per axis; None -> 1.0 each."""
+    if spacing is None:
+        return (1.0,) * ndim
+    sampling = tuple(float(s) for s in spacing)
+    if len(sampling) != ndim or not all(s > 0 and math.isfinite(s) for s in sampling):
+        raise ValueError(f"spacing must be {ndim} positive numbers (sy, sx), got {spacing}")
+    return sampling

@@ -1,0 +1,468 @@
+"""Pairing, checks, content groups, splits, the native cache and preprocessing."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tifffile
+from _paths import DATASETS
+from PIL import Image
+
+from napari_tmunet.data import (
+    DatasetError,
+    Pair,
+    build_cache,
+    check_pair,
+    content_groups,
+    find_pairs,
+    load_cache,
+    load_split,
+    make_split,
+    natural_key,
+    resolve_split,
+    save_split,
+    scan_pairs,
+    split_from_lists,
+)
+from napari_tmunet.imageio import ImageReadError, read_image, read_mask
+from napari_tmunet.preprocess import (
+    describe_mapping,
+    normalize,
+    to_channels,
+    to_model_input,
+    to_unit_float,
+)
+
+needs_data = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
+RNG = np.random.default_rng(1)
+
+
+def _dataset(root, n=6, size=(12, 16)):
+    """n RGB PNG images with 8-bit TIFF masks (0/255 plus stray low values)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        Image.fromarray(RNG.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+            root / "images" / f"{i}.png"
+        )
+        mask = np.where(RNG.random(size) > 0.5, 255, 0).astype(np.uint8)
+        mask[0, 0] = 60  # stray value -> background under ">127"
+        tifffile.imwrite(root / "masks" / f"{i}.tif", mask)
+    return root
+
+
+@pytest.fixture(scope="module")
+def udiat_pairs():
+    return find_pairs(DATASETS / "UDIAT")
+
+
+@pytest.fixture(scope="module")
+def udiat_groups(udiat_pairs):
+    return content_groups(udiat_pairs)
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("name", "count"), [("CVC-ClinicDB", 550), ("MoNuSeg", 44), ("UDIAT", 163)]
+)
+def test_find_pairs_real(name, count):
+    pairs = find_pairs(DATASETS / name)
+    assert len(pairs) == count
+    assert all(p.image_path.stem == p.mask_path.stem == p.name for p in pairs)
+    assert [p.name for p in pairs] == sorted((p.name for p in pairs), key=natural_key)
+    if name == "CVC-ClinicDB":  # png images with tif masks: extensions differ
+        assert pairs[0].image_path.suffix == ".png" and pairs[0].mask_path.suffix == ".tif"
+        assert pairs[1].name == "2"  # natural order, not "10" after "1"
+
+
+def test_find_pairs_tmp_and_check_pair(tmp_path):
+    root = _dataset(tmp_path / "d", n=3)
+    pairs = find_pairs(root)
+    assert [p.name for p in pairs] == ["0", "1", "2"]
+    image, mask, rule = check_pair(pairs[0])
+    assert image.shape == (12, 16, 3) and mask.shape == (12, 16) and mask.dtype == bool
+    assert rule == ">127" and not mask[0, 0]
+
+
+def test_mixed_extensions_pair(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "images" / "a.jpg")
+    Image.fromarray(np.ones((4, 5), bool)).save(tmp_path / "masks" / "a.bmp")
+    (tmp_path / "images" / "notes.txt").write_text("ignored")
+    (tmp_path / "masks" / ".DS_Store").write_bytes(b"\0")
+    (pair,) = find_pairs(tmp_path)
+    assert pair == Pair("a", tmp_path / "images" / "a.jpg", tmp_path / "masks" / "a.bmp")
+    assert check_pair(pair)[1].all()
+
+
+def test_missing_folders(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        find_pairs(tmp_path / "nowhere")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DatasetError, match="no masks/ folder"):
+        find_pairs(tmp_path)
+
+
+def test_bad_items_raise_or_are_skipped(tmp_path):
+    root = _dataset(tmp_path / "d", n=5)
+    (root / "masks" / "1.tif").unlink()  # image without mask
+    (root / "images" / "2.png").write_bytes(b"garbage, not a png")  # corrupt image
+    Image.fromarray(np.zeros((7, 7), np.uint8)).save(root / "masks" / "3.png")  # 3.tif + 3.png
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(root / "images" / "4.png")  # size mismatch
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "masks" / "orphan.png")
+
+    with pytest.raises(DatasetError) as error:
+        find_pairs(root)
+    message = str(error.value)
+    assert str(root / "images" / "1.png") in message and "no mask" in message
+    assert str(root / "images" / "2.png") in message and "cannot read" in message
+    assert "3.png, 3.tif" in message
+    assert str(root / "images" / "4.png") in message and "5x5" in message and "12x16" in message
+    assert "orphan.png" in message and "no image" in message
+    assert "skip_bad" in message
+
+    pairs = find_pairs(root, skip_bad=True)
+    assert [p.name for p in pairs] == ["0"]
+    report = scan_pairs(root)
+    assert len(report.skipped) == 5
+    assert "5 skipped" in report.summary()
+
+
+def test_check_pair_size_mismatch(tmp_path):
+    root = _dataset(tmp_path / "d", n=1)
+    tifffile.imwrite(root / "masks" / "0.tif", np.zeros((3, 4), np.uint8))
+    (pair,) = find_pairs(root, check_sizes=False)
+    with pytest.raises(DatasetError, match="size mismatch") as error:
+        check_pair(pair)
+    assert "0.png" in str(error.value) and "0.tif" in str(error.value)
+    assert "12x16" in str(error.value) and "3x4" in str(error.value)
+
+
+def test_content_groups_across_formats(tmp_path):
+    root = _dataset(tmp_path / "d", n=3)
+    same = read_image(root / "images" / "0.png")
+    tifffile.imwrite(root / "images" / "copy.tif", same, photometric="rgb", compression="lzw")
+    tifffile.imwrite(root / "masks" / "copy.tif", np.zeros((12, 16), np.uint8))
+    pairs = find_pairs(root)
+    assert [p.name for p in pairs] == ["0", "1", "2", "copy"]
+    assert content_groups(pairs) == [0, 1, 2, 0]
+
+
+@needs_data
+def test_udiat_duplicates(udiat_pairs, udiat_groups):
+    names = [p.name for p in udiat_pairs]
+    group_of = dict(zip(names, udiat_groups, strict=True))
+    assert group_of["000032"] == group_of["000040"]
+    duplicates = {}
+    for name, group in group_of.items():
+        duplicates.setdefault(group, []).append(name)
+    shared = sorted(v for v in duplicates.values() if len(v) > 1)
+    # The README names 000032/000040; decoding finds three more identical pairs.
+    assert shared == [
+        ["000032", "000040"],
+        ["000033", "000042"],
+        ["000053", "000309"],
+        ["000054", "000310"],
+    ]
+
+
+@needs_data
+def test_udiat_split_keeps_duplicates_together(udiat_pairs, udiat_groups):
+    for seed in range(8):
+        split = make_split(udiat_pairs, seed, groups=udiat_groups)
+        assert [len(split[p]) for p in ("train", "valid", "test")] == [114, 16, 33]
+        part_of = {name: part for part, names in split.items() for name in names}
+        assert len(part_of) == 163
+        for a, b in [("000032", "000040"), ("000033", "000042"), ("000053", "000309")]:
+            assert part_of[a] == part_of[b], (seed, a, b)
+
+
+@pytest.mark.parametrize(
+    ("n", "sizes"),
+    [
+        (550, [385, 55, 110]),
+        (44, [31, 4, 9]),
+        (163, [114, 16, 33]),
+        (3, [1, 1, 1]),
+        (10, [7, 1, 2]),
+    ],
+)
+def test_split_sizes(n, sizes):
+    names = [f"im{i}" for i in range(n)]
+    split = make_split(names, seed=0, groups=list(range(n)))
+    assert [len(split[p]) for p in ("train", "valid", "test")] == sizes
+    assert sorted(sum(split.values(), []), key=natural_key) == names
+
+
+def test_split_is_deterministic_and_order_independent():
+    names = [str(i) for i in range(40)]
+    groups = [i // 2 for i in range(40)]  # pairs of duplicates
+    a = make_split(names, seed=3, groups=groups)
+    b = make_split(names[::-1], seed=3, groups=groups[::-1])
+    assert a == b
+    assert make_split(names, seed=4, groups=groups) != a
+    part_of = {name: part for part, part_names in a.items() for name in part_names}
+    assert all(part_of[str(2 * g)] == part_of[str(2 * g + 1)] for g in range(20))
+    assert [len(a[p]) for p in ("train", "valid", "test")] == [28, 4, 8]
+
+
+def test_split_arguments():
+    with pytest.raises(ValueError, match="ratios"):
+        make_split(["a", "b", "c"], 0, ratios=(0.5, 0.1, 0.1), groups=[0, 1, 2])
+    with pytest.raises(ValueError, match="groups="):
+        make_split(["a", "b", "c"], 0)
+    with pytest.raises(DatasetError, match="at least 3"):
+        make_split(["a", "b"], 0, groups=[0, 1])
+
+
+def test_split_from_pairs_decodes_groups(tmp_path):
+    root = _dataset(tmp_path / "d", n=10)
+    pairs = find_pairs(root)
+    split = make_split(pairs, seed=0)
+    assert split == make_split(pairs, seed=0, groups=list(range(10)))
+
+
+def test_split_json_round_trip(tmp_path):
+    names = [str(i) for i in range(20)]
+    split = make_split(names, seed=1, groups=list(range(20)))
+    path = save_split(tmp_path / "data_split.json", split)
+    assert json.loads(path.read_text()) == split
+    assert list(json.loads(path.read_text())) == ["train", "valid", "test"]
+    loaded, notes = load_split(path, names, seed=1)
+    assert loaded == split and notes == []
+
+
+def test_load_split_carves_valid_and_accepts_suffixes(tmp_path):
+    names = [str(i) for i in range(20)]
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": [f"{i}.png" for i in range(15)], "test": names[15:]}))
+    split, notes = load_split(path, names, seed=5)
+    assert len(split["valid"]) == 2 and len(split["train"]) == 13
+    assert set(split["valid"]) | set(split["train"]) == set(names[:15])
+    assert any("carved 2 validation" in note for note in notes)
+    assert load_split(path, names, seed=5)[0] == split
+    assert load_split(path, names, seed=6)[0] != split
+
+
+def test_load_split_errors(tmp_path):
+    names = ["a", "b", "c"]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"train": ["a", "zz", "yy"], "test": ["b"]}))
+    with pytest.raises(DatasetError, match="2 names are not in the dataset: yy, zz"):
+        load_split(path, names)
+    path.write_text(json.dumps({"train": ["a", "b"], "test": ["b"]}))
+    with pytest.raises(DatasetError, match="twice: b"):
+        load_split(path, names)
+    path.write_text(json.dumps({"training": ["a"]}))
+    with pytest.raises(DatasetError, match="unknown parts"):
+        load_split(path, names)
+    path.write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        load_split(path, names)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_split(tmp_path / "missing.json", names)
+
+
+@needs_data
+def test_monuseg_official_lists():
+    root = DATASETS / "MoNuSeg"
+    pairs = find_pairs(root)
+    raw = split_from_lists(root / "train.txt", root / "test.txt")
+    assert (len(raw["train"]), len(raw["test"])) == (30, 14) and "valid" not in raw
+    split, notes = resolve_split(raw, pairs, seed=0)
+    assert [len(split[p]) for p in ("train", "valid", "test")] == [27, 3, 14]
+    assert set(split["valid"]) < set(raw["train"])
+    assert sorted(split["test"]) == sorted(raw["test"])
+    assert any("carved 3" in note for note in notes)
+    assert resolve_split(raw, pairs, seed=0)[0] == split
+
+
+def test_split_from_lists_skips_blanks_and_comments(tmp_path):
+    (tmp_path / "train.txt").write_text("# official\na\n\nb\n")
+    (tmp_path / "test.txt").write_text("c\n")
+    assert split_from_lists(tmp_path / "train.txt", tmp_path / "test.txt") == {
+        "train": ["a", "b"],
+        "test": ["c"],
+    }
+
+
+def test_cache_round_trip_exact(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    grey = RNG.integers(0, 256, (9, 11), dtype=np.uint8)
+    grey16 = RNG.integers(0, 65536, (10, 7), dtype=np.uint16)
+    rgba = RNG.integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    rgb = RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(grey).save(root / "images" / "grey.png")
+    tifffile.imwrite(root / "images" / "grey16.tif", grey16, compression="lzw")
+    Image.fromarray(rgba).save(root / "images" / "rgba.png")
+    Image.fromarray(rgb).save(root / "images" / "rgb.bmp")
+    Image.fromarray(rgb).save(root / "images" / "twin.png")  # same content as rgb.bmp
+    masks = {
+        "grey": RNG.random((9, 11)) > 0.5,
+        "grey16": RNG.random((10, 7)) > 0.5,
+        "rgba": RNG.random((5, 6)) > 0.5,
+        "rgb": RNG.random((8, 8)) > 0.5,
+        "twin": RNG.random((8, 8)) > 0.5,
+    }
+    Image.fromarray(masks["grey"]).save(root / "masks" / "grey.png")  # 1-bit
+    tifffile.imwrite(root / "masks" / "grey16.tif", masks["grey16"].astype(np.uint16) * 7)
+    la = np.stack([masks["rgba"] * np.uint8(255), np.full((5, 6), 255, np.uint8)], -1)
+    Image.fromarray(la, mode="LA").save(root / "masks" / "rgba.png")
+    Image.fromarray(masks["rgb"].astype(np.uint8)).save(root / "masks" / "rgb.png")  # 0/1
+    Image.fromarray(masks["twin"].astype(np.uint8) * 255).save(root / "masks" / "twin.png")
+
+    seen = []
+    built = build_cache(
+        root, tmp_path / "out" / "cache.npz", progress=lambda i, n: seen.append((i, n))
+    )
+    assert seen[-1] == (5, 5)
+    cache = load_cache(tmp_path / "out" / "cache.npz")
+    assert len(cache) == len(built) == 5
+    assert cache.names == ["grey", "grey16", "rgb", "rgba", "twin"]
+    expected = {
+        "grey": grey[..., None],
+        "grey16": grey16[..., None],
+        "rgba": rgba[..., :3],
+        "rgb": rgb,
+        "twin": rgb,
+    }
+    for name, image, mask in cache:
+        assert image.dtype == expected[name].dtype, name
+        np.testing.assert_array_equal(image, expected[name])
+        np.testing.assert_array_equal(mask, masks[name])
+        assert mask.dtype == bool
+    assert cache.groups == [0, 1, 2, 3, 2]
+    assert cache.rules == [">0", ">0", ">0", ">127", ">127"]
+    assert cache.rule_counts() == {">0": 3, ">127": 2}
+    assert cache.source == str(root)
+    assert [os.path.basename(p) for p in (tmp_path / "out").iterdir()] == ["cache.npz"]
+    split = make_split(cache.names, seed=0, groups=cache.groups)
+    part_of = {n: part for part, names in split.items() for n in names}
+    assert part_of["rgb"] == part_of["twin"]
+
+
+def test_cache_skip_bad(tmp_path):
+    root = _dataset(tmp_path / "d", n=4)
+    image = root / "images" / "1.png"
+    image.write_bytes(image.read_bytes()[:60])  # header readable, pixels truncated
+    with pytest.raises(ImageReadError, match="1.png"):
+        build_cache(root, tmp_path / "c.npz")
+    assert not (tmp_path / "c.npz").exists()
+    cache = build_cache(root, tmp_path / "c.npz", skip_bad=True)
+    assert cache.names == ["0", "2", "3"]
+    assert [name for name, _ in load_cache(tmp_path / "c.npz").skipped] == ["1"]
+
+
+def test_load_cache_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_cache(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(DatasetError, match="not a napari-tmunet cache"):
+        load_cache(tmp_path / "other.npz")
+
+
+@needs_data
+def test_udiat_cache(tmp_path, udiat_pairs, udiat_groups):
+    path = tmp_path / "udiat.npz"
+    build_cache(DATASETS / "UDIAT", path)
+    cache = load_cache(path)
+    assert len(cache) == 163
+    raw_bytes = sum(image.nbytes for image in cache.images)
+    assert 30e6 < raw_bytes < 60e6  # 163 grey uint8 images of ~500x500
+    assert path.stat().st_size < 0.8 * raw_bytes
+    assert cache.rule_counts() == {">0": 140, ">127": 23}
+    assert cache.groups == udiat_groups
+    assert all(image.ndim == 3 and image.shape[2] == 1 for image in cache.images)
+    for index in (0, 31, 162):
+        pair = udiat_pairs[index]
+        assert cache.names[index] == pair.name
+        np.testing.assert_array_equal(cache.images[index][..., 0], read_image(pair.image_path))
+        np.testing.assert_array_equal(cache.masks[index], read_mask(pair.mask_path)[0])
+
+
+# Preprocessing: raw image -> model input (shared by trainer and inference).
+
+
+def test_unit_float_by_dtype():
+    u8 = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_array_equal(to_unit_float(u8), np.array([[0, 0.2, 1]], np.float32))
+    assert describe_mapping(u8) == "uint8 / 255"
+    np.testing.assert_array_equal(to_unit_float(np.array([True, False])), [1.0, 0.0])
+    assert to_unit_float(u8).dtype == np.float32
+
+    u16 = np.arange(1000, dtype=np.uint16).reshape(20, 50) * 4 + 100
+    low, high = np.percentile(u16, [1, 99.8])
+    out = to_unit_float(u16)
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    assert out.flat[500] == pytest.approx((u16.flat[500] - low) / (high - low), rel=1e-5)
+    assert describe_mapping(u16) == f"uint16 percentiles 1-99.8 ({low:.6g}-{high:.6g}) -> [0,1]"
+
+    floats = np.array([[np.nan, 0.0, 0.5, 1.0, np.inf]], np.float32)
+    assert np.isfinite(to_unit_float(floats)).all()
+    constant = np.full((4, 4), 7, np.int32)
+    np.testing.assert_array_equal(to_unit_float(constant), 0.0)
+    assert "constant" in describe_mapping(constant)
+
+
+def test_unit_float_ignores_alpha_for_percentiles():
+    rgb = RNG.integers(0, 1000, (10, 10, 3), dtype=np.uint16)
+    rgba = np.concatenate([rgb, np.full((10, 10, 1), 65535, np.uint16)], axis=-1)
+    np.testing.assert_allclose(to_unit_float(rgba)[..., :3], to_unit_float(rgb))
+
+
+@pytest.mark.parametrize(
+    ("shape", "channels", "out_shape"),
+    [
+        ((5, 6), 1, (1, 5, 6)),
+        ((5, 6), 3, (3, 5, 6)),
+        ((5, 6, 1), 3, (3, 5, 6)),
+        ((5, 6, 2), 1, (1, 5, 6)),
+        ((5, 6, 3), 3, (3, 5, 6)),
+        ((5, 6, 4), 3, (3, 5, 6)),
+        ((5, 6, 3), 1, (1, 5, 6)),
+    ],
+)
+def test_to_channels_shapes(shape, channels, out_shape):
+    image = RNG.random(shape).astype(np.float32)
+    out = to_channels(image, channels)
+    assert out.shape == out_shape and out.dtype == np.float32
+    colour = image if image.ndim == 2 else image[..., : 3 if shape[-1] >= 3 else 1]
+    if channels == 1 and colour.ndim == 3:
+        np.testing.assert_allclose(out[0], colour.mean(-1), rtol=1e-6)
+    elif colour.ndim == 2 or colour.shape[-1] == 1:
+        grey = colour.reshape(shape[:2])
+        assert all(np.array_equal(out[c], grey) for c in range(channels))
+    else:
+        np.testing.assert_array_equal(out, colour.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "channels", "message"),
+    [
+        ((2, 5, 6, 3), 3, r"shape \(2, 5, 6, 3\); expected \(H, W\)"),
+        ((0, 6), 3, "empty image"),
+        ((5, 6, 7), 3, "expected"),
+        ((5, 6, 3), 2, "channels=1 or channels=3"),
+        ((5, 6), 0, "channels must be >= 1"),
+    ],
+)
+def test_to_channels_errors(shape, channels, message):
+    with pytest.raises(ValueError, match=message):
+        to_channels(np.zeros(shape, np.float32), channels)
+
+
+def test_normalize_and_model_input():
+    chw = np.stack([np.full((2, 2), v, np.float32) for v in (0.5, 0.25, 1.0)])
+    out = normalize(chw, mean=(0.5, 0.0, 0.5), std=(1.0, 0.25, 0.5))
+    np.testing.assert_allclose(out[:, 0, 0], [0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="one value per channel"):
+        normalize(chw, mean=(0.5,), std=(1.0,))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        normalize(chw, mean=(0, 0, 0), std=(1, 0, 1))
+    rgb = np.full((4, 4, 3), 255, np.uint8)
+    np.testing.assert_allclose(to_model_input(rgb, 3, (0.5,) * 3, (0.5,) * 3), 1.0)
+    assert to_model_input(rgb[..., 0], 3, (0,) * 3, (1,) * 3).shape == (3, 4, 4)

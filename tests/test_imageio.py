@@ -1,0 +1,371 @@
+"""Reading and writing every accepted format (synthetic files) and the real datasets' quirks."""
+
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+from _paths import DATASETS
+from PIL import Image
+
+from napari_tmunet import imageio
+from napari_tmunet.imageio import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    image_shape,
+    read_image,
+    read_mask,
+    read_pixel_size,
+    write_mask,
+)
+
+RNG = np.random.default_rng(0)
+GREY8 = RNG.integers(0, 256, (6, 8), dtype=np.uint8)
+RGB8 = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+RGBA8 = RNG.integers(0, 256, (6, 8, 4), dtype=np.uint8)
+GREY16 = RNG.integers(0, 65536, (6, 8), dtype=np.uint16)
+RGB16 = RNG.integers(0, 65536, (6, 8, 3), dtype=np.uint16)
+FLOAT32 = RNG.normal(size=(6, 8)).astype(np.float32)
+BITS = RNG.random((6, 8)) > 0.5
+
+needs_data = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
+
+
+def _pil(array, mode=None, **save):
+    def write(path):
+        Image.fromarray(array, mode=mode).save(path, **save)
+
+    return write
+
+
+def _palette(path, grey):
+    image = Image.new("P", (8, 6))
+    colours = [0, 0, 0, 200, 200, 200] if grey else [0, 0, 0, 255, 0, 0]
+    image.putpalette(colours)
+    image.putdata(BITS.astype(np.uint8).reshape(-1).tolist())
+    image.save(path)
+
+
+def _la(path):
+    Image.fromarray(np.stack([GREY8, np.full_like(GREY8, 255)], -1), mode="LA").save(path)
+
+
+def _png16_rgb(path):
+    Path(path).write_bytes(imagecodecs.png_encode(RGB16))
+
+
+def _tif(array, **kwargs):
+    def write(path):
+        tifffile.imwrite(path, array, **kwargs)
+
+    return write
+
+
+PALETTE_RGB = np.where(BITS[..., None], np.array([255, 0, 0], np.uint8), np.uint8(0))
+PALETTE_GREY = np.where(BITS, np.uint8(200), np.uint8(0))
+
+# (file name, writer, expected array); None = compare loosely (lossy JPEG).
+FORMATS = [
+    ("grey.png", _pil(GREY8), GREY8),
+    ("grey16.png", _pil(GREY16), GREY16),
+    ("rgb.png", _pil(RGB8), RGB8),
+    ("rgba.png", _pil(RGBA8), RGBA8),
+    ("la.png", _la, GREY8),
+    ("bits.png", _pil(BITS), BITS),
+    ("palette.png", lambda p: _palette(p, grey=False), PALETTE_RGB),
+    ("palette_grey.png", lambda p: _palette(p, grey=True), PALETTE_GREY),
+    ("rgb16.png", _png16_rgb, RGB16),
+    ("rgb.bmp", _pil(RGB8), RGB8),
+    ("grey.bmp", _pil(GREY8), GREY8),
+    ("bits.bmp", _pil(BITS), BITS),
+    ("grey.jpg", _pil(GREY8, quality=100), None),
+    ("rgb.jpeg", _pil(RGB8, quality=100, subsampling=0), None),
+    ("grey16_lzw.tif", _tif(GREY16, compression="lzw"), GREY16),
+    ("float_deflate.tiff", _tif(FLOAT32, compression="zlib"), FLOAT32),
+    ("rgb_packbits.tif", _tif(RGB8, compression="packbits", photometric="rgb"), RGB8),
+    (
+        "rgb_planar.tif",
+        _tif(RGB8.transpose(2, 0, 1), photometric="rgb", planarconfig="separate"),
+        RGB8,
+    ),
+    ("rgba.tif", _tif(RGBA8, photometric="rgb", extrasamples=["unassalpha"]), RGBA8),
+    ("bits.tif", _tif(BITS), BITS),
+]
+
+
+@pytest.mark.parametrize(("name", "write", "expected"), FORMATS, ids=[f[0] for f in FORMATS])
+def test_read_formats(tmp_path, name, write, expected):
+    path = tmp_path / name
+    write(path)
+    image = read_image(path)
+    assert image_shape(path) == (6, 8)
+    if expected is None:  # JPEG: lossy, but shape, dtype and values close
+        reference = GREY8 if name.startswith("grey") else RGB8
+        assert image.shape == reference.shape and image.dtype == np.uint8
+        assert np.abs(image.astype(int) - reference).mean() < 8
+    else:
+        assert image.dtype == expected.dtype, name
+        np.testing.assert_array_equal(image, expected)
+
+
+def test_suffixes_cover_the_layout():
+    assert set(IMAGE_SUFFIXES) == {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
+
+
+def test_uppercase_suffix(tmp_path):
+    Image.fromarray(GREY8).save(tmp_path / "a.PNG", format="PNG")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.PNG"), GREY8)
+
+
+def test_multipage_tiff(tmp_path):
+    stack = RNG.integers(0, 65536, (5, 6, 8), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack", compression="lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "z.tif"), stack)
+    for i in range(3):  # pages appended one by one (no shape metadata)
+        tifffile.imwrite(tmp_path / "pages.tif", RGB8 + i, photometric="rgb", append=True)
+    pages = read_image(tmp_path / "pages.tif")
+    assert pages.shape == (3, 6, 8, 3)
+    np.testing.assert_array_equal(pages[2], RGB8 + 2)
+    with pytest.raises(ImageReadError, match="stack of 5 pages"):
+        read_image(tmp_path / "z.tif", allow_stack=False)
+    with pytest.raises(ImageReadError, match="z.tif"):
+        read_mask(tmp_path / "z.tif")
+
+
+def test_ome_tiff_pixel_size(tmp_path):
+    path = tmp_path / "a.ome.tif"
+    metadata = {"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5}
+    tifffile.imwrite(path, RGB8, photometric="rgb", metadata=metadata)
+    np.testing.assert_array_equal(read_image(path), RGB8)
+    y, x, unit = read_pixel_size(path)
+    assert (y, x, unit) == (pytest.approx(0.5), pytest.approx(0.25), "µm")
+    nm = tmp_path / "nm.ome.tif"
+    metadata = {"PhysicalSizeX": 250, "PhysicalSizeY": 250, "PhysicalSizeXUnit": "nm"}
+    tifffile.imwrite(nm, GREY8, metadata={**metadata, "PhysicalSizeYUnit": "nm"})
+    assert read_pixel_size(nm)[:2] == pytest.approx((0.25, 0.25))
+
+
+def test_ome_channels_first_is_rgb(tmp_path):
+    tifffile.imwrite(tmp_path / "c.ome.tif", RGB8.transpose(2, 0, 1), metadata={"axes": "CYX"})
+    np.testing.assert_array_equal(read_image(tmp_path / "c.ome.tif"), RGB8)
+
+
+def test_imagej_and_resolution_tags(tmp_path):
+    imagej = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        imagej, GREY16, imagej=True, resolution=(1 / 0.3, 1 / 0.4), metadata={"unit": "um"}
+    )
+    y, x, unit = read_pixel_size(imagej)
+    assert (y, x, unit) == (pytest.approx(0.4), pytest.approx(0.3), "µm")
+    cm = tmp_path / "cm.tif"
+    tifffile.imwrite(cm, GREY8, resolution=(1e4, 2e4), resolutionunit="CENTIMETER")
+    assert read_pixel_size(cm)[:2] == pytest.approx((0.5, 1.0))
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, GREY8)
+    assert read_pixel_size(plain) is None
+
+
+def test_pixel_size_from_dpi(tmp_path):
+    Image.fromarray(GREY8).save(tmp_path / "300.png", dpi=(300, 300))
+    assert read_pixel_size(tmp_path / "300.png")[:2] == pytest.approx((25400 / 300,) * 2, rel=1e-4)
+    Image.fromarray(GREY8).save(tmp_path / "72.png", dpi=(72, 72))
+    assert read_pixel_size(tmp_path / "72.png") is None  # editor default, not a size
+    Image.fromarray(GREY8).save(tmp_path / "none.png")
+    assert read_pixel_size(tmp_path / "none.png") is None
+
+
+def test_pixel_size_never_raises(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    assert read_pixel_size(tmp_path / "bad.tif") is None
+    assert read_pixel_size(tmp_path / "missing.png") is None
+
+
+def _truncated_png(path):
+    Image.fromarray(RGB8).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("empty.png", lambda p: p.write_bytes(b""), "empty"),
+        ("garbage.png", lambda p: p.write_bytes(b"not an image at all"), "cannot decode"),
+        ("garbage.tif", lambda p: p.write_bytes(b"II*\x00\xff\xff\xff\xff"), "cannot decode"),
+        ("truncated.png", _truncated_png, "cannot decode"),
+        ("missing.png", lambda p: None, "no such file"),
+        ("animation.gif", lambda p: p.write_bytes(b"GIF89a"), "unsupported file type"),
+    ],
+)
+def test_read_errors_name_the_file(tmp_path, name, make, message):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(ImageReadError, match=message) as error:
+        read_image(path)
+    assert str(path) in str(error.value)
+    assert isinstance(error.value, ValueError)
+
+
+# (mask values, expected foreground, expected rule)
+STRAY = np.array([[0, 5, 127], [128, 255, 40]], np.uint8)
+MASK_RULES = [
+    (np.array([[0, 255], [255, 0]], np.uint8), [[0, 1], [1, 0]], ">127"),
+    (np.array([[0, 1], [1, 0]], np.uint8), [[0, 1], [1, 0]], ">0"),
+    (STRAY, [[0, 0, 0], [1, 1, 0]], ">127"),
+    (np.array([[0, 1], [2, 300]], np.uint16), [[0, 1], [1, 1]], ">0"),
+    (np.array([[0, 7], [70000, 0]], np.uint32), [[0, 1], [1, 0]], ">0"),
+    (np.array([[0, 7], [2, 0]], np.int32), [[0, 1], [1, 0]], ">0"),
+    (np.array([[0.0, 1.0], [1.0, 0.0]], np.float32), [[0, 1], [1, 0]], ">0"),
+    (np.array([[False, True], [True, False]]), [[0, 1], [1, 0]], ">0"),
+]
+
+
+@pytest.mark.parametrize(("values", "expected", "rule"), MASK_RULES)
+def test_mask_rules(tmp_path, values, expected, rule):
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, values)
+    mask, used = read_mask(path)
+    assert used == rule
+    assert mask.dtype == bool
+    np.testing.assert_array_equal(mask, np.array(expected, bool))
+
+
+def test_colour_masks_collapse_by_max_and_drop_alpha(tmp_path):
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0, 0] = 255  # red
+    rgb[1, 2, 2] = 200  # blue
+    rgb[1, 1, 1] = 60  # dark green: below 127
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    mask, rule = read_mask(tmp_path / "rgb.png")
+    assert rule == ">127"
+    np.testing.assert_array_equal(mask, [[1, 0, 0], [0, 0, 1]])
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[..., 3] = 255  # opaque everywhere: alpha must not count as foreground
+    rgba[0, 1, :3] = 255
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "rgba.png")[0], [[0, 1, 0], [0, 0, 0]])
+
+
+def test_explicit_and_bad_rules(tmp_path):
+    tifffile.imwrite(tmp_path / "m.tif", STRAY)
+    mask, rule = read_mask(tmp_path / "m.tif", rule=">0")
+    assert rule == ">0" and mask.sum() == 5
+    with pytest.raises(ValueError, match="unknown mask rule"):
+        read_mask(tmp_path / "m.tif", rule="otsu")
+
+
+def test_write_binary_png(tmp_path):
+    path = write_mask(tmp_path / "sub" / "m.png", BITS)
+    with Image.open(path) as image:
+        assert image.mode == "L"
+        stored = np.asarray(image)
+    assert set(np.unique(stored)) == {0, 255}
+    np.testing.assert_array_equal(stored == 255, BITS)
+    np.testing.assert_array_equal(read_mask(path)[0], BITS)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.png"]  # no temp file left
+
+
+@pytest.mark.parametrize(("top", "dtype"), [(300, np.uint16), (70000, np.uint32)])
+def test_write_instance_labels_tiff(tmp_path, top, dtype):
+    labels = np.zeros((6, 8), np.int64)
+    labels[1:3, 1:4] = 2
+    labels[4, 5] = top
+    path = write_mask(tmp_path / "labels.tif", labels)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        stored = tif.asarray()
+    assert stored.dtype == dtype
+    np.testing.assert_array_equal(stored, labels)
+    assert read_mask(path)[1] == ">0"
+
+
+def test_write_refusals(tmp_path):
+    labels = np.array([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match=r"\.tif"):
+        write_mask(tmp_path / "m.png", labels)
+    with pytest.raises(ValueError, match="threshold"):
+        write_mask(tmp_path / "m.png", np.array([[0.2, 0.9]]))
+    with pytest.raises(ValueError, match="jpg"):
+        write_mask(tmp_path / "m.jpg", labels > 0)
+    with pytest.raises(ValueError, match="2-D"):
+        write_mask(tmp_path / "m.png", np.zeros((2, 2, 3), bool))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = write_mask(tmp_path / "m.tif", BITS)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tifffile, "imwrite", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_mask(path, ~BITS)
+    assert path.read_bytes() == before  # old file intact
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tif"]  # temp file removed
+
+
+def test_core_imports_no_gui():
+    assert "qtpy" not in imageio.__dict__ and "napari" not in imageio.__dict__
+
+
+@needs_data
+def test_clinicdb_stray_values_are_background():
+    path = DATASETS / "CVC-ClinicDB" / "masks" / "2.tif"
+    raw = read_image(path)
+    assert raw.dtype == np.uint8 and raw.shape == (288, 384)
+    stray = int(((raw > 0) & (raw <= 127)).sum())
+    assert stray > 8000  # the README's "about 9k"
+    mask, rule = read_mask(path)
+    assert rule == ">127"
+    assert mask.sum() == (raw > 127).sum() == 20532
+    assert read_mask(path, rule=">0")[0].sum() == 20532 + stray
+
+
+@needs_data
+def test_clinicdb_image_is_rgb():
+    image = read_image(DATASETS / "CVC-ClinicDB" / "images" / "2.png")
+    assert image.shape == (288, 384, 3) and image.dtype == np.uint8
+
+
+@needs_data
+def test_monuseg_la_mask_and_tiff_tiles():
+    name = "TCGA-18-5592-01Z-00-DX1"
+    raw = read_image(DATASETS / "MoNuSeg" / "masks" / f"{name}.png")
+    assert raw.shape == (1000, 1000) and raw.dtype == np.uint8  # LA -> grey, alpha dropped
+    assert set(np.unique(raw)) == {0, 255}
+    mask, rule = read_mask(DATASETS / "MoNuSeg" / "masks" / f"{name}.png")
+    assert rule == ">127" and 0.2 < mask.mean() < 0.6
+    tile = DATASETS / "MoNuSeg" / "images" / f"{name}.tif"
+    with tifffile.TiffFile(tile) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.LZW
+    image = read_image(tile)
+    assert image.shape == (1000, 1000, 3) and image.dtype == np.uint8
+    assert image.std() > 10
+
+
+@needs_data
+def test_monuseg_packbits_tile():
+    test_names = (DATASETS / "MoNuSeg" / "test.txt").read_text().split()
+    path = DATASETS / "MoNuSeg" / "images" / f"{test_names[0]}.tif"
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.PACKBITS
+    assert read_image(path).shape == (1000, 1000, 3)
+
+
+@needs_data
+def test_udiat_one_bit_and_8bit_masks():
+    modes = {}
+    for path in sorted((DATASETS / "UDIAT" / "masks").iterdir())[:30]:
+        with Image.open(path) as image:
+            modes.setdefault(image.mode, path)
+    one_bit, eight_bit = modes["1"], modes["L"]
+    assert read_image(one_bit).dtype == bool
+    mask, rule = read_mask(one_bit)
+    assert rule == ">0" and mask.any() and not mask.all()
+    mask8, rule8 = read_mask(eight_bit)
+    assert rule8 == ">127" and mask8.any()
+    image = read_image(DATASETS / "UDIAT" / "images" / one_bit.name)
+    assert image.ndim == 2 and image.dtype == np.uint8 and image.shape == mask.shape
