@@ -1,0 +1,392 @@
+"""Metrics dock widget: compare a prediction Labels layer with a reference Labels layer.
+
+Scores come from ``napari_tmunet.metrics`` (the same code as the trainer's reports):
+Dice, IoU, precision, recall, F1 and the Hausdorff distances per 2-D slice and over
+all slices, in pixels and, when the layers are scaled, in physical units.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
+
+if TYPE_CHECKING:
+    import napari
+
+# Display order of the known columns; unknown keys follow in the order they appear.
+COLUMN_ORDER: tuple[str, ...] = (
+    "model",
+    "image",
+    "slice",
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "f1",
+    "hd_px",
+    "hd95_px",
+    "hd_physical",
+    "hd95_physical",
+    "unit",
+    "note",
+)
+# In the CSV, not in the table (the status line names the layers).
+HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference"})
+OVERALL = "mean"
+
+# Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
+_REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
+
+
+class MetricsWidget(Container):
+    """Choose a prediction and a reference Labels layer, compute, read and export scores.
+
+    Attributes:
+        prediction, reference: layer choosers (values are layers).
+        compute_button, export_button: the actions.
+        table: the results table (a ``QTableWidget`` underneath).
+        results: rows of the last computation, one dict per slice and a last
+            ``slice == "mean"`` row.
+        comparison: rows set by ``set_comparison`` (e.g. old/new model), shown first.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.results: list[dict[str, Any]] = []
+        self.comparison: list[dict[str, Any]] = []
+        self._worker = None
+
+        self.prediction = ComboBox(label="Prediction", choices=self._labels_choices)
+        self.reference = ComboBox(label="Reference", choices=self._labels_choices)
+        self.compute_button = PushButton(text="Compute")
+        self.export_button = PushButton(text="Export CSV…", enabled=False)
+        self.status = Label(value="")
+        self.table = Table()
+        self.extend(
+            [
+                Container(widgets=[self.prediction, self.reference], labels=True),
+                self.compute_button,
+                self.table,
+                self.export_button,
+                self.status,
+            ]
+        )
+        self._setup_table()
+        self.compute_button.changed.connect(self._on_compute_clicked)
+        self.export_button.changed.connect(self._on_export_clicked)
+
+        layers = viewer.layers
+        layers.events.inserted.connect(self._on_inserted)
+        layers.events.removed.connect(self._on_removed)
+        layers.events.moved.connect(self._refresh_choices)
+        for layer in layers:
+            layer.events.name.connect(self._refresh_choices)
+        self._refresh_choices()
+
+    # ----------------------------------------------------------------- layer lists
+    def _labels_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Labels
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+
+    def _on_inserted(self, event) -> None:
+        event.value.events.name.connect(self._refresh_choices)
+        self._refresh_choices()
+
+    def _on_removed(self, event) -> None:
+        event.value.events.name.disconnect(self._refresh_choices)
+        self._refresh_choices()
+
+    def _refresh_choices(self, _event=None) -> None:
+        """Re-read the Labels layers; keep the selection, else guess a sensible pair."""
+        self.reset_choices()
+        layers = [layer for _, layer in self._labels_choices()]
+        if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
+            return
+        refs = [layer for layer in layers if _looks_like_reference(layer.name)]
+        reference = refs[0] if refs else layers[0]
+        prediction = next(layer for layer in reversed(layers) if not _same(layer, reference))
+        self.reference.value, self.prediction.value = reference, prediction
+
+    # ----------------------------------------------------------------- computing
+    def compute(self) -> list[dict[str, Any]]:
+        """Score the chosen layers now (on this thread); show and return the rows."""
+        rows = score_labels(**self._job())
+        self._set_results(rows)
+        return rows
+
+    def _job(self) -> dict[str, Any]:
+        """Read the chosen layers into arrays, or raise ValueError saying what is wrong."""
+        pred_layer, ref_layer = self.prediction.value, self.reference.value
+        if pred_layer is None or ref_layer is None:
+            raise ValueError("Choose a prediction and a reference Labels layer.")
+        pred, ref = _layer_array(pred_layer), _layer_array(ref_layer)
+        if pred.shape != ref.shape:
+            raise ValueError(
+                f"{pred_layer.name!r} has shape {pred.shape} but {ref_layer.name!r} has "
+                f"{ref.shape}; the layers must cover the same pixels."
+            )
+        if pred.ndim < 2:
+            raise ValueError(f"Expected 2-D masks or stacks of them, got shape {pred.shape}.")
+        spacing, unit = _physical_spacing(ref_layer)
+        if spacing is not None and not np.allclose(pred_layer.scale[-2:], ref_layer.scale[-2:]):
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"The layers' scales differ; distances use {ref_layer.name!r}'s.")
+        return {
+            "pred": pred,
+            "ref": ref,
+            "spacing": spacing,
+            "unit": unit,
+            "prediction_name": pred_layer.name,
+            "reference_name": ref_layer.name,
+        }
+
+    def _on_compute_clicked(self, _value=None) -> None:
+        from napari.qt.threading import create_worker
+
+        try:
+            job = self._job()
+        except ValueError as err:
+            self._report_error(str(err))
+            return
+        self.compute_button.enabled = False
+        self.status.value = "Computing…"
+        worker = create_worker(score_labels, **job, _start_thread=False)
+        worker.returned.connect(self._set_results)
+        worker.errored.connect(lambda err: self._report_error(f"Metrics failed: {err}"))
+        worker.finished.connect(self._on_worker_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_worker_finished(self) -> None:
+        self.compute_button.enabled = True
+        self._worker = None
+
+    def _report_error(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.value = message
+        show_error(message)
+
+    def _set_results(self, rows: list[dict[str, Any]]) -> None:
+        self.results = [dict(row) for row in rows]
+        if rows:
+            overall = rows[-1]
+            self.status.value = (
+                f"{overall['prediction']} vs {overall['reference']}: "
+                f"Dice {overall['dice']:.4f} over {len(rows) - 1} slice(s)"
+            )
+        self._update_table()
+
+    # ----------------------------------------------------------------- display
+    def set_comparison(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Show extra rows (e.g. ``{"model": "before fine-tuning", "dice": ...}``) first.
+
+        Any keys are accepted; ``COLUMN_ORDER`` places the known ones. An empty list
+        removes the comparison.
+        """
+        self.comparison = [dict(row) for row in rows]
+        self._update_table()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Everything shown: the comparison rows, then the results."""
+        return self.comparison + self.results
+
+    def _setup_table(self) -> None:
+        from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
+
+        native = self.table.native
+        native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # magicgui's delegate re-rounds numbers to 4 digits; cells are formatted here.
+        native.setItemDelegate(QStyledItemDelegate(native))
+        native.verticalHeader().setVisible(False)
+        native.setMinimumHeight(160)
+        native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def _update_table(self) -> None:
+        rows = self.rows()
+        columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
+        self.table.value = {
+            "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
+            "index": [],
+            "columns": columns,
+        }
+        self.table.native.resizeColumnsToContents()
+        self.export_button.enabled = bool(rows)
+
+    # ----------------------------------------------------------------- export
+    def export_csv(self, path: str | os.PathLike) -> Path:
+        """Write all shown rows (with the layer names) to a CSV file; return its path."""
+        rows = self.rows()
+        if not rows:
+            raise ValueError("Nothing to export yet: compute the metrics first.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=_columns(rows), restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    def _on_export_clicked(self, _value=None) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(
+            self.native, "Export metrics", "metrics.csv", "CSV files (*.csv)"
+        )
+        if not path:
+            return
+        if not path.lower().endswith(".csv"):
+            path += ".csv"
+        try:
+            written = self.export_csv(path)
+        except (OSError, ValueError) as err:
+            self._report_error(f"Could not export: {err}")
+            return
+        self.status.value = f"Saved {written}"
+
+
+def score_labels(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    unit: str = "",
+    prediction_name: str = "prediction",
+    reference_name: str = "reference",
+) -> list[dict[str, Any]]:
+    """Per-slice metric rows for (..., H, W) masks (> 0 is foreground), then a mean row.
+
+    Distances are in pixels (``hd_px``, ``hd95_px``) and, with ``spacing`` (sy, sx),
+    also in physical units (``hd_physical``, ``hd95_physical``, ``unit``).
+    """
+    from .metrics import SegmentationMetrics, hausdorff_distance
+
+    shape = pred.shape
+    pred = np.asarray(pred > 0).reshape(-1, *shape[-2:])  # (S, H, W)
+    ref = np.asarray(ref > 0).reshape(-1, *shape[-2:])  # (S, H, W)
+    lead = shape[:-2]
+    metrics = SegmentationMetrics()
+    rows = []
+    for index in range(pred.shape[0]):
+        name = ",".join(str(i) for i in np.unravel_index(index, lead)) if lead else "0"
+        scores = metrics.update(pred[index], ref[index], name=name)
+        row = {
+            "slice": name,
+            "dice": scores["dice"],
+            "iou": scores["iou"],
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": _f1(scores["precision"], scores["recall"]),
+            "hd_px": scores["hd"],
+            "hd95_px": scores["hd95"],
+        }
+        if spacing is not None:
+            row["hd_physical"] = hausdorff_distance(pred[index], ref[index], spacing=spacing)
+            row["hd95_physical"] = hausdorff_distance(
+                pred[index], ref[index], percentile=95, spacing=spacing
+            )
+            row["unit"] = unit
+        row["note"] = _empty_note(scores)
+        row.update(prediction=prediction_name, reference=reference_name)
+        rows.append(row)
+
+    summary = metrics.aggregate()
+    overall = {
+        "slice": OVERALL,
+        "dice": summary["dice_mean"],
+        "iou": summary["iou_mean"],
+        "precision": summary["precision_mean"],
+        "recall": summary["recall_mean"],
+        "f1": summary["f1"],
+        "hd_px": summary["hd_mean"],
+        "hd95_px": summary["hd95_mean"],
+    }
+    if spacing is not None:
+        overall["hd_physical"] = float(np.mean([r["hd_physical"] for r in rows]))
+        overall["hd95_physical"] = float(np.mean([r["hd95_physical"] for r in rows]))
+        overall["unit"] = unit
+    empties = summary["empty_prediction"] + summary["empty_reference"]
+    overall["note"] = f"mean of {len(rows)} slice(s)" + (
+        f"; {empties} with one mask empty (HD = image diagonal)" if empties else ""
+    )
+    overall.update(prediction=prediction_name, reference=reference_name)
+    rows.append(overall)
+    return rows
+
+
+def _f1(precision: float, recall: float) -> float:
+    from .metrics import f1_from_means
+
+    return f1_from_means(precision, recall)
+
+
+def _empty_note(scores: dict[str, Any]) -> str:
+    if scores.get("empty_prediction"):
+        return "empty prediction"
+    if scores.get("empty_reference"):
+        return "empty reference"
+    return ""
+
+
+def _layer_array(layer) -> np.ndarray:
+    """A Labels layer's data (numpy, dask, multiscale) as a numpy array."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return np.asarray(data)
+
+
+def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
+    """(sy, sx) and a unit name when the layer's last two axes are scaled, else (None, "")."""
+    scale = tuple(float(s) for s in layer.scale[-2:])
+    if np.allclose(scale, 1.0):
+        return None, ""
+    unit = ""
+    units = getattr(layer, "units", None)
+    if units:
+        try:
+            unit = format(units[-1], "~")  # pint's short form, e.g. "µm"
+        except (TypeError, ValueError):
+            unit = str(units[-1])
+        if unit in ("px", "pixel"):
+            unit = "scaled px"
+    return scale, unit
+
+
+def _same(a, b) -> bool:
+    """Identity of two layers, seeing through napari's PublicOnlyProxy wrappers."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def _looks_like_reference(name: str) -> bool:
+    return _REFERENCE_HINT.search(name) is not None
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    known = [c for c in COLUMN_ORDER if c in seen]
+    return known + [c for c in seen if c not in COLUMN_ORDER]
+
+
+def _format(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else ""
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.2f}" if column.startswith("hd") else f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,220 @@
+"""napari reader: images, multi-page stacks and ``images/`` + ``masks/`` dataset folders.
+
+Decoding is ``napari_tmunet.imageio``'s; this module only turns arrays into layer data
+and reports unreadable files as napari notifications instead of tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Opening hundreds of layers makes napari crawl; a dataset folder larger than this is
+# opened in part, with a warning saying so.
+MAX_DATASET_PAIRS = 100
+
+_FALLBACK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
+
+
+def _image_suffixes() -> set[str]:
+    try:
+        from .imageio import IMAGE_SUFFIXES
+    except Exception:  # the getter must never raise, even on a broken install
+        IMAGE_SUFFIXES = _FALLBACK_SUFFIXES
+    return {s.lower() if s.startswith(".") else f".{s.lower()}" for s in IMAGE_SUFFIXES}
+
+
+def _is_image_file(path: Path, suffixes: set[str]) -> bool:
+    return path.suffix.lower() in suffixes and path.is_file()
+
+
+def _is_dataset_dir(path: Path, suffixes: set[str]) -> bool:
+    images = path / "images"
+    if not (images.is_dir() and (path / "masks").is_dir()):
+        return False
+    return any(_is_image_file(p, suffixes) for p in images.iterdir())
+
+
+def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:
+    """Return a reader for image files or a dataset folder, or None if not ours.
+
+    Cheap checks only (suffix, existence); never raises.
+    """
+    try:
+        paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+        if not paths:
+            return None
+        paths = [Path(p) for p in paths]
+        suffixes = _image_suffixes()
+        if len(paths) == 1 and paths[0].is_dir():
+            return read_dataset if _is_dataset_dir(paths[0], suffixes) else None
+        if all(_is_image_file(p, suffixes) for p in paths):
+            return read_images
+    except Exception:
+        return None
+    return None
+
+
+def read_images(path: str | Sequence[str]) -> list[LayerData]:
+    """Read one or more image files into image layers; unreadable files are notified."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    layers = []
+    for p in paths:
+        try:
+            layers.append(image_layer_data(Path(p)))
+        except Exception as err:  # any decoder failure becomes a notification
+            _notify_error(_failure(Path(p), err))
+    return layers or [(None,)]
+
+
+def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
+    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image and one labels layer per pair.
+
+    Only the first pair starts visible; the others are hidden so they do not cover it.
+    """
+    root = Path(path if isinstance(path, str | os.PathLike) else path[0])
+    try:
+        items, skipped = _dataset_items(root)
+    except Exception as err:
+        _notify_error(f"napari-tmunet could not list the dataset {root}: {err}")
+        return [(None,)]
+    if skipped:
+        _notify_warning(skipped)
+    if len(items) > MAX_DATASET_PAIRS:
+        _notify_warning(
+            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(items)} images; "
+            "open single files for the rest."
+        )
+        items = items[:MAX_DATASET_PAIRS]
+
+    layers: list[LayerData] = []
+    for image_path, mask_path in items:
+        visible = not layers
+        try:
+            image = image_layer_data(image_path)
+        except Exception as err:
+            _notify_error(_failure(image_path, err))
+            continue
+        image[1]["visible"] = visible
+        layers.append(image)
+        if mask_path is None:
+            continue
+        try:
+            layers.append(mask_layer_data(mask_path, like=image, visible=visible))
+        except Exception as err:
+            _notify_error(_failure(mask_path, err, "the mask "))
+    return layers or [(None,)]
+
+
+def image_layer_data(path: Path) -> LayerData:
+    """Layer data for one image file: native dtype, RGB flag, contrast range and scale."""
+    from .imageio import read_image, read_pixel_size
+
+    data = read_image(path)
+    if data.dtype == bool:  # 1-bit images: napari's image layer wants numbers
+        data = data.astype(np.uint8)
+    rgb = data.ndim >= 3 and data.shape[-1] in (3, 4) and data.shape[-2] > 4
+    spatial_ndim = data.ndim - 1 if rgb else data.ndim
+    kwargs: dict[str, Any] = {"name": path.stem, "rgb": rgb, "metadata": {"path": str(path)}}
+
+    if data.dtype != np.uint8 and data.size:
+        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            kwargs["contrast_limits"] = [lo, hi if hi > lo else lo + 1.0]
+    elif not rgb:
+        kwargs["contrast_limits"] = [0.0, 255.0]
+
+    kwargs.update(_physical_kwargs(path, spatial_ndim, read_pixel_size))
+    return data, kwargs, "image"
+
+
+def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:
+    """Labels layer data for a mask file, binarised by ``read_mask``'s rules, as uint8 0/1."""
+    from .imageio import read_mask
+
+    mask, rule = read_mask(path)
+    kwargs: dict[str, Any] = {
+        "name": f"{path.stem} mask",
+        "visible": visible,
+        "opacity": 0.5,
+        "metadata": {"path": str(path), "mask_rule": str(rule)},
+    }
+    if like is not None:  # overlay the image it belongs to
+        for key in ("scale", "units"):
+            if key in like[1]:
+                kwargs[key] = like[1][key]
+    return mask.astype(np.uint8), kwargs, "labels"
+
+
+def _physical_kwargs(path: Path, spatial_ndim: int, read_pixel_size) -> dict[str, Any]:
+    """``scale``/``units`` (and metadata) from the file's pixel size; {} if it has none."""
+    try:
+        size = read_pixel_size(path)
+    except Exception:  # a missing or odd resolution tag is not an error
+        size = None
+    if not size:
+        return {}
+    y, x, unit = size
+    lead = spatial_ndim - 2  # e.g. the page axis of a stack: spacing unknown, kept at 1
+    out: dict[str, Any] = {"scale": (1.0,) * lead + (float(y), float(x))}
+    if unit and _valid_unit(unit):
+        out["units"] = ("pixel",) * lead + (unit, unit)
+    return out
+
+
+def _valid_unit(unit: str) -> bool:
+    try:
+        from napari.utils.transforms._units import get_units_from_name
+
+        get_units_from_name(unit)
+    except Exception:  # napari without units support, or an unknown name
+        return False
+    return True
+
+
+def _dataset_items(root: Path) -> tuple[list[tuple[Path, Path | None]], str | None]:
+    """(image, mask or None) per image in ``root/images``, and a note on what was skipped.
+
+    Pairs come from ``data.scan_pairs``; images it could not pair (no mask yet, or a
+    mask of another size) still open alone, so they can be annotated.
+    """
+    from .data import natural_key, scan_pairs
+
+    report = scan_pairs(root, check_sizes=True)
+    items: list[tuple[Path, Path | None]] = [(p.image_path, p.mask_path) for p in report.pairs]
+    paired = {image for image, _ in items}
+    suffixes = _image_suffixes()
+    items += [
+        (p, None)
+        for p in (root / "images").iterdir()
+        if _is_image_file(p, suffixes) and not p.name.startswith(".") and p not in paired
+    ]
+    items.sort(key=lambda item: natural_key(item[0].stem))
+    return items, (report.summary() if report.skipped else None)
+
+
+def _failure(path: Path, err: Exception, what: str = "") -> str:
+    """A one-line message naming the file (the imageio errors already start with it)."""
+    text = str(err)
+    if path.name in text:
+        return f"napari-tmunet could not read {what}{text}"
+    return f"napari-tmunet could not read {what}{path}: {type(err).__name__}: {text}"
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def _notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)

@@ -1,0 +1,85 @@
+"""napari sample data: one real image with its reference mask per modality.
+
+The files in ``napari_tmunet/samples/`` are small crops of the development datasets
+(see ``shared/datasets/README.md`` for sources and licences); ``bench/make_samples.py``
+regenerates them from :data:`SAMPLES`, so changing a sample is a one-line edit here
+followed by running that script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+
+class SampleSpec(NamedTuple):
+    """Where a sample comes from and how it is cut."""
+
+    dataset: str  # folder under shared/datasets
+    name: str  # base name in images/ and masks/
+    crop: tuple[int, int, int, int] | None  # (y0, x0, height, width); None: whole image
+    title: str  # layer name
+    credit: str  # dataset and licence, kept in the layer metadata
+
+
+# The one table to edit when swapping samples (e.g. for frames of a model's test split).
+SAMPLES: dict[str, SampleSpec] = {
+    "colonoscopy": SampleSpec(
+        "CVC-ClinicDB", "612", None, "CVC-ClinicDB 612", "CVC-ClinicDB, research use only"
+    ),
+    "nuclei": SampleSpec(
+        "MoNuSeg",
+        "TCGA-44-2665-01B-06-BS6",  # official test split
+        (620, 372, 256, 256),
+        "MoNuSeg TCGA-44-2665 crop",
+        "MoNuSeg 2018, CC BY-NC-SA 4.0",
+    ),
+    "ultrasound": SampleSpec(
+        "UDIAT", "000001", None, "UDIAT 000001", "UDIAT Dataset B, research use only"
+    ),
+}
+
+SAMPLES_DIR = Path(__file__).parent / "samples"
+
+
+def sample_paths(modality: str) -> tuple[Path, Path]:
+    """Return the (image, mask) file paths of a shipped sample."""
+    if modality not in SAMPLES:
+        raise KeyError(f"Unknown sample {modality!r}; choose one of {sorted(SAMPLES)}.")
+    return SAMPLES_DIR / f"{modality}_image.png", SAMPLES_DIR / f"{modality}_mask.png"
+
+
+def load_sample(modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (image, mask) of a sample: image in its native dtype, mask uint8 0/1 (H, W)."""
+    from .imageio import read_image, read_mask
+
+    image_path, mask_path = sample_paths(modality)
+    mask, _rule = read_mask(mask_path)
+    return read_image(image_path), mask.astype(np.uint8)
+
+
+def _layers(modality: str) -> list[tuple]:
+    spec = SAMPLES[modality]
+    image, mask = load_sample(modality)
+    meta = {"source": f"{spec.dataset}/{spec.name}", "crop": spec.crop, "credit": spec.credit}
+    return [
+        (image, {"name": spec.title, "metadata": dict(meta)}, "image"),
+        (mask, {"name": f"{spec.title} mask", "metadata": dict(meta)}, "labels"),
+    ]
+
+
+def colonoscopy_sample() -> list[tuple]:
+    """CVC-ClinicDB colonoscopy frame (384x288 RGB) with its polyp mask."""
+    return _layers("colonoscopy")
+
+
+def nuclei_sample() -> list[tuple]:
+    """MoNuSeg H&E crop (256x256 RGB) with its nuclei mask."""
+    return _layers("nuclei")
+
+
+def ultrasound_sample() -> list[tuple]:
+    """UDIAT breast ultrasound image (grey) with its lesion mask."""
+    return _layers("ultrasound")

@@ -1,0 +1,47 @@
+"""napari writer: a Labels layer as a mask file that drops straight into a dataset.
+
+The file rules are ``imageio.write_mask``'s: binary labels -> PNG/TIFF 0/255, instance
+labels -> uint16 (or uint32) TIFF; PNG refuses instance labels with a message saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_labels(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one Labels layer to ``path`` (.png, .tif or .tiff); return the paths written.
+
+    A 2-D layer gives one file. A stack (Z, H, W) gives one file per slice,
+    ``<stem>_<z><suffix>``, since the dataset layout holds one 2-D mask per image.
+    """
+    from .imageio import write_mask
+
+    labels = _as_array(data)  # (..., H, W)
+    # Leading singleton axes (e.g. a stack of one) carry no information.
+    while labels.ndim > 2 and labels.shape[0] == 1:
+        labels = labels[0]
+    if labels.ndim < 2:
+        raise ValueError(f"{path}: a mask needs 2 dimensions (H, W), got shape {labels.shape}")
+    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise ValueError(f"{path}: labels must be >= 0 to be saved as a mask")
+
+    target = Path(path)
+    if labels.ndim == 2:
+        return [str(write_mask(target, labels))]
+    slices = labels.reshape(-1, *labels.shape[-2:])  # (Z, H, W)
+    width = max(3, len(str(len(slices) - 1)))
+    return [
+        str(write_mask(target.with_name(f"{target.stem}_{z:0{width}d}{target.suffix}"), s))
+        for z, s in enumerate(slices)
+    ]
+
+
+def _as_array(data: Any) -> np.ndarray:
+    """Labels layer data (numpy, dask, zarr or a multiscale list) as a numpy array."""
+    if isinstance(data, list | tuple):  # multiscale: level 0 is full resolution
+        data = data[0]
+    return np.asarray(data)

@@ -1,0 +1,196 @@
+"""Metrics dock widget, opened through the manifest in a real napari viewer (Xvfb)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_tmunet import metrics
+from napari_tmunet._sample_data import load_sample
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def masks():
+    """A real reference mask (ClinicDB sample) and an eroded copy as the prediction."""
+    _, reference = load_sample("colonoscopy")
+    prediction = ndimage.binary_erosion(reference, iterations=4).astype(np.uint8)
+    return prediction, reference
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    from napari_tmunet._metrics_widget import MetricsWidget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    assert isinstance(widget, MetricsWidget)
+    return viewer, widget
+
+
+def _choose(widget, prediction, reference):
+    widget.prediction.value = prediction
+    widget.reference.value = reference
+
+
+def _choice_names(combo):
+    return [layer.name for layer in combo.choices]
+
+
+def test_choices_follow_the_layer_list(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    assert _choice_names(widget.prediction) == []
+
+    viewer.add_image(np.zeros((10, 10)), name="not labels")
+    ref_layer = viewer.add_labels(reference, name="612 mask")
+    pred_layer = viewer.add_labels(prediction, name="prediction")
+
+    assert _choice_names(widget.prediction) == ["612 mask", "prediction"]
+    # a fresh pair is guessed sensibly: the "mask" layer is the reference
+    assert widget.reference.value.name == "612 mask"
+    assert widget.prediction.value.name == "prediction"
+
+    pred_layer.name = "model output"
+    assert _choice_names(widget.reference) == ["612 mask", "model output"]
+
+    viewer.layers.remove(ref_layer)
+    assert _choice_names(widget.reference) == ["model output"]
+
+
+def test_values_equal_the_core_metrics(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    ref_layer = viewer.add_labels(reference, name="reference")
+    pred_layer = viewer.add_labels(prediction, name="eroded")
+    _choose(widget, pred_layer, ref_layer)
+
+    rows = widget.compute()
+
+    assert rows == widget.results
+    assert [row["slice"] for row in rows] == ["0", "mean"]
+    pred, ref = prediction > 0, reference > 0
+    precision, recall = metrics.precision_recall(pred, ref)
+    expected = {
+        "dice": metrics.dice_score(pred, ref),
+        "iou": metrics.iou_score(pred, ref),
+        "precision": precision,
+        "recall": recall,
+        "f1": metrics.f1_from_means(precision, recall),
+        "hd_px": metrics.hausdorff_distance(pred, ref),
+        "hd95_px": metrics.hausdorff_distance(pred, ref, percentile=95),
+    }
+    for row in rows:
+        for key, value in expected.items():
+            assert row[key] == pytest.approx(value), key
+        assert "hd_physical" not in row  # unscaled layers: pixels only
+    assert 0.5 < rows[0]["dice"] < 1.0 and rows[0]["hd_px"] >= 4.0
+
+    table = widget.table.native
+    assert table.rowCount() == 2
+    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    assert headers[:3] == ["slice", "dice", "iou"]
+    assert table.item(0, 1).text() == f"{expected['dice']:.4f}"
+
+
+def test_export_csv(widget, masks, tmp_path):
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+    rows = widget.compute()
+
+    path = widget.export_csv(tmp_path / "out" / "metrics.csv")
+
+    with open(path, newline="", encoding="utf-8") as file:
+        saved = list(csv.DictReader(file))
+    assert len(saved) == len(rows)
+    assert saved[0]["reference"] == "ref"
+    assert float(saved[0]["dice"]) == pytest.approx(rows[0]["dice"])
+    assert float(saved[-1]["hd95_px"]) == pytest.approx(rows[-1]["hd95_px"])
+
+
+def test_scaled_layers_report_physical_units(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    scale = (0.5, 0.25)
+    ref_layer = viewer.add_labels(reference, name="ref", scale=scale, units="um")
+    pred_layer = viewer.add_labels(prediction, name="pred", scale=scale, units="um")
+    _choose(widget, pred_layer, ref_layer)
+
+    row = widget.compute()[0]
+
+    pred, ref = prediction > 0, reference > 0
+    assert row["hd_px"] == pytest.approx(metrics.hausdorff_distance(pred, ref))
+    assert row["hd_physical"] == pytest.approx(metrics.hausdorff_distance(pred, ref, spacing=scale))
+    assert row["hd95_physical"] == pytest.approx(
+        metrics.hausdorff_distance(pred, ref, percentile=95, spacing=scale)
+    )
+    assert row["unit"] == "µm"
+    assert row["hd_physical"] < row["hd_px"]
+
+
+def test_stack_gives_one_row_per_slice(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    ref_stack = np.stack([reference, reference, np.zeros_like(reference)])  # (Z, H, W)
+    pred_stack = np.stack([prediction, reference, np.zeros_like(reference)])
+    _choose(widget, viewer.add_labels(pred_stack), viewer.add_labels(ref_stack, name="ref"))
+
+    rows = widget.compute()
+
+    assert [row["slice"] for row in rows] == ["0", "1", "2", "mean"]
+    assert rows[0]["dice"] == pytest.approx(metrics.dice_score(prediction > 0, reference > 0))
+    assert rows[1]["dice"] == 1.0 and rows[2]["dice"] == 1.0  # identical / both empty
+    assert rows[3]["dice"] == pytest.approx(np.mean([r["dice"] for r in rows[:3]]))
+    assert widget.table.native.rowCount() == 4
+
+
+def test_compute_button_runs_in_a_worker(widget, masks, qtbot):
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+
+    widget.compute_button.native.click()
+
+    qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=10000)
+    assert widget.compute_button.enabled
+    assert widget.export_button.enabled
+    assert "Dice" in widget.status.value
+
+
+def test_mismatched_shapes_are_reported_not_raised(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction[:100]), viewer.add_labels(reference))
+
+    widget.compute_button.native.click()  # must not raise
+
+    assert "shape" in widget.status.value
+    assert widget.results == []
+
+
+def test_comparison_rows_are_shown_with_a_model_column(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+    widget.compute()
+
+    widget.set_comparison(
+        [
+            {"model": "before fine-tuning", "dice": 0.71, "hd95_px": 12.5},
+            {"model": "after fine-tuning", "dice": 0.84, "hd95_px": 6.0},
+        ]
+    )
+
+    table = widget.table.native
+    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    assert headers[0] == "model"
+    assert table.rowCount() == 4
+    assert table.item(1, 0).text() == "after fine-tuning"
+    assert len(widget.rows()) == 4 and len(widget.results) == 2

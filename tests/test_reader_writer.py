@@ -1,0 +1,479 @@
+"""napari reader and writer: every listed format, dataset folders, real files, samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from _paths import DATASETS
+from PIL import Image
+
+from napari_tmunet._reader import napari_get_reader
+from napari_tmunet._writer import write_labels
+from napari_tmunet.imageio import read_image, read_mask
+
+RNG = np.random.default_rng(0)
+
+
+def _read(path):
+    reader = napari_get_reader(str(path))
+    assert reader is not None, f"no reader for {path}"
+    return reader(str(path))
+
+
+def _only_layer(path):
+    layers = _read(path)
+    assert len(layers) == 1
+    return layers[0]
+
+
+@pytest.fixture
+def notifications():
+    """Messages of the napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(event):
+        seen.append(event.value if hasattr(event, "value") else event)
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture(scope="module")
+def plugin_manager():
+    """npe2's plugin manager with the installed plugins discovered (no viewer needed)."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    pm.get_manifest("napari-tmunet")  # KeyError unless installed (pip install -e .)
+    return pm
+
+
+# --------------------------------------------------------------------------- formats
+def _grey8():
+    return RNG.integers(0, 256, (20, 30), dtype=np.uint8)
+
+
+def _rgb8():
+    return RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+def _rgba8():
+    return RNG.integers(0, 256, (20, 30, 4), dtype=np.uint8)
+
+
+def _grey16():
+    return RNG.integers(100, 40000, (20, 30), dtype=np.uint16)
+
+
+def _float32():
+    return (RNG.standard_normal((20, 30)) * 2.5).astype(np.float32)
+
+
+def _pil(path, data):
+    Image.fromarray(data).save(path)
+
+
+def _tif(**kwargs):
+    def write(path, data):
+        tifffile.imwrite(path, data, **kwargs)
+
+    return write
+
+
+# name, suffix, array factory, writer, expected rgb, lossless
+FORMATS = [
+    ("png-grey", ".png", _grey8, _pil, False, True),
+    ("png-rgb", ".png", _rgb8, _pil, True, True),
+    ("png-rgba", ".png", _rgba8, _pil, True, True),
+    ("png-16bit", ".png", _grey16, _pil, False, True),
+    ("jpg-rgb", ".jpg", _rgb8, _pil, True, False),
+    ("jpeg-grey", ".jpeg", _grey8, _pil, False, False),
+    ("bmp-rgb", ".bmp", _rgb8, _pil, True, True),
+    ("bmp-grey", ".bmp", _grey8, _pil, False, True),
+    ("tif-grey", ".tif", _grey8, _tif(), False, True),
+    ("tif-lzw-rgb", ".tif", _rgb8, _tif(compression="lzw", photometric="rgb"), True, True),
+    ("tiff-16bit", ".tiff", _grey16, _tif(compression="zlib"), False, True),
+    ("tif-float", ".tif", _float32, _tif(), False, True),
+    ("tif-rgba", ".tif", _rgba8, _tif(photometric="rgb", extrasamples=[2]), True, True),
+]
+
+
+@pytest.mark.parametrize(
+    "suffix, make, write, rgb, lossless",
+    [f[1:] for f in FORMATS],
+    ids=[f[0] for f in FORMATS],
+)
+def test_reader_formats(tmp_path, suffix, make, write, rgb, lossless):
+    expected = make()
+    path = tmp_path / f"img{suffix}"
+    write(path, expected)
+
+    data, kwargs, layer_type = _only_layer(path)
+
+    assert layer_type == "image"
+    assert kwargs["name"] == "img"
+    assert kwargs["rgb"] is rgb
+    assert data.shape == expected.shape and data.dtype == expected.dtype
+    if lossless:
+        np.testing.assert_array_equal(data, expected)
+    if expected.dtype != np.uint8:  # 16-bit and float keep their range
+        assert kwargs["contrast_limits"] == [float(expected.min()), float(expected.max())]
+
+
+def test_reader_layers_are_valid_napari_layers(tmp_path):
+    from napari.layers import Layer
+
+    for name, suffix, make, write, *_ in FORMATS:
+        path = tmp_path / f"{name}{suffix}"
+        write(path, make())
+        layer = Layer.create(*_only_layer(path))
+        assert layer.name == name
+
+
+def test_reader_multipage_tiff_is_a_stack(tmp_path):
+    stack = RNG.integers(0, 4000, (5, 20, 30), dtype=np.uint16)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack)  # (Z, H, W)
+
+    data, kwargs, _ = _only_layer(path)
+
+    np.testing.assert_array_equal(data, stack)
+    assert kwargs["rgb"] is False
+
+
+def test_reader_multipage_rgb_tiff(tmp_path):
+    path = tmp_path / "rgbstack.tif"
+    with tifffile.TiffWriter(path) as tif:  # pages written one by one, no shape metadata
+        for _ in range(3):
+            tif.write(_rgb8(), photometric="rgb", metadata=None)
+
+    data, kwargs, _ = _only_layer(path)
+
+    assert data.shape == (3, 20, 30, 3)
+    assert kwargs["rgb"] is True
+
+
+def test_reader_ome_tiff_pixel_size_sets_scale_and_units(tmp_path):
+    from napari.layers import Layer
+
+    path = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(
+        path,
+        _grey16(),
+        ome=True,
+        metadata={"axes": "YX", "PhysicalSizeY": 0.25, "PhysicalSizeX": 0.5},
+    )
+
+    data, kwargs, _ = _only_layer(path)
+
+    assert kwargs["name"] == "cells.ome"
+    assert kwargs["scale"] == pytest.approx((0.25, 0.5))
+    layer = Layer.create(data, kwargs, "image")
+    assert layer.scale == pytest.approx([0.25, 0.5])
+    assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
+
+
+def test_reader_ome_stack_scales_only_the_image_axes(tmp_path):
+    path = tmp_path / "zstack.ome.tif"
+    tifffile.imwrite(
+        path,
+        RNG.integers(0, 255, (4, 20, 30), dtype=np.uint8),
+        ome=True,
+        metadata={"axes": "ZYX", "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2},
+    )
+
+    _, kwargs, _ = _only_layer(path)
+
+    assert kwargs["scale"] == pytest.approx((1.0, 0.2, 0.2))
+
+
+def test_reader_png_without_pixel_size_has_no_scale(tmp_path):
+    path = tmp_path / "plain.png"
+    _pil(path, _grey8())
+    assert "scale" not in _only_layer(path)[1]
+
+
+def test_reader_reads_several_files(tmp_path):
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for p in paths:
+        _pil(p, _grey8())
+    reader = napari_get_reader([str(p) for p in paths])
+    assert [kwargs["name"] for _, kwargs, _ in reader([str(p) for p in paths])] == ["a", "b"]
+
+
+# --------------------------------------------------------------------------- getter
+@pytest.mark.parametrize(
+    "name", ["notes.txt", "missing-dir/", "missing.png", "plain-dir/", "images-only/"]
+)
+def test_getter_returns_none_for_what_it_cannot_open(tmp_path, name):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "plain-dir").mkdir()
+    (tmp_path / "images-only" / "images").mkdir(parents=True)
+    _pil(tmp_path / "images-only" / "images" / "a.png", _grey8())
+
+    assert napari_get_reader(str(tmp_path / name)) is None
+
+
+def test_getter_never_raises_on_odd_input():
+    assert napari_get_reader([]) is None
+    assert napari_get_reader(["\0bad"]) is None
+    assert napari_get_reader(42) is None
+
+
+def test_corrupt_png_gives_a_notification_not_a_traceback(tmp_path, notifications):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+
+    layers = _read(path)  # must not raise
+
+    assert layers == [(None,)]  # napari's "read fine, no layer" sentinel
+    assert any("broken.png" in str(n.message) for n in notifications)
+
+
+def test_corrupt_file_through_the_viewer_opens_nothing(tmp_path, notifications, plugin_manager):
+    from napari.components import ViewerModel
+
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"")
+    viewer = ViewerModel()
+
+    viewer.open(str(path), plugin="napari-tmunet")
+
+    assert len(viewer.layers) == 0
+    assert any("broken.png" in str(n.message) for n in notifications)
+
+
+# --------------------------------------------------------------------------- datasets
+@pytest.fixture
+def small_dataset(tmp_path):
+    """ROOT/images + ROOT/masks with mixed formats, one image without a mask."""
+    root = tmp_path / "dataset"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    masks = {}
+    for name, image_suffix, mask_suffix in [("1", ".png", ".tif"), ("10", ".tif", ".png")]:
+        _pil(root / "images" / f"{name}{image_suffix}", _rgb8())
+        mask = np.zeros((20, 30), np.uint8)
+        mask[5:15, 8:20] = 255
+        mask[0, 0] = 40  # a stray value, background under the >127 rule
+        Image.fromarray(mask).save(root / "masks" / f"{name}{mask_suffix}")
+        masks[name] = mask > 127
+    _pil(root / "images" / "2.bmp", _grey8())  # no mask yet
+    return root, masks
+
+
+def test_reader_dataset_folder(small_dataset, notifications):
+    root, masks = small_dataset
+
+    layers = _read(root)
+
+    names = [kwargs["name"] for _, kwargs, _ in layers]
+    assert names == ["1", "1 mask", "2", "10", "10 mask"]  # natural order, pairs together
+    types = [layer_type for *_, layer_type in layers]
+    assert types == ["image", "labels", "image", "image", "labels"]
+    for data, kwargs, layer_type in layers:
+        if layer_type == "labels":
+            assert data.dtype == np.uint8
+            np.testing.assert_array_equal(data, masks[kwargs["name"].split()[0]])
+    assert [kwargs["visible"] for _, kwargs, _ in layers] == [True, True, False, False, False]
+    assert any("2.bmp" in str(n.message) for n in notifications)  # the unpaired image
+
+
+def test_dataset_folder_through_the_viewer(small_dataset, plugin_manager):
+    from napari.components import ViewerModel
+
+    root, _ = small_dataset
+    viewer = ViewerModel()
+    viewer.open(str(root), plugin="napari-tmunet")
+    assert [layer._type_string for layer in viewer.layers] == [
+        "image",
+        "labels",
+        "image",
+        "image",
+        "labels",
+    ]
+
+
+def test_dataset_with_a_corrupt_image_opens_the_rest(small_dataset, notifications):
+    root, _ = small_dataset
+    (root / "images" / "1.png").write_bytes(b"not a png")
+
+    layers = _read(root)
+
+    assert "1" not in [kwargs["name"] for _, kwargs, _ in layers]
+    assert "10" in [kwargs["name"] for _, kwargs, _ in layers]
+    assert any("1.png" in str(n.message) for n in notifications)
+
+
+# --------------------------------------------------------------------------- writer
+def test_writer_binary_png_is_0_255(tmp_path):
+    labels = np.zeros((20, 30), np.int32)
+    labels[3:9, 4:12] = 1
+
+    written = write_labels(str(tmp_path / "mask.png"), labels, {})
+
+    assert written == [str(tmp_path / "mask.png")]
+    stored = np.asarray(Image.open(written[0]))
+    assert stored.dtype == np.uint8 and set(np.unique(stored)) == {0, 255}
+    mask, rule = read_mask(written[0])
+    np.testing.assert_array_equal(mask, labels > 0)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".tiff"])
+def test_writer_instance_labels_go_to_uint16_tiff(tmp_path, suffix):
+    labels = np.zeros((20, 30), np.int64)
+    labels[2:6, 2:6] = 1
+    labels[10:15, 10:20] = 300
+
+    (path,) = write_labels(str(tmp_path / f"labels{suffix}"), labels, {})
+
+    stored = tifffile.imread(path)
+    assert stored.dtype == np.uint16
+    np.testing.assert_array_equal(stored, labels)
+
+
+def test_writer_refuses_instance_labels_as_png(tmp_path):
+    labels = np.zeros((20, 30), np.uint8)
+    labels[1, 1], labels[2, 2] = 1, 2
+    with pytest.raises(ValueError, match="tif"):
+        write_labels(str(tmp_path / "labels.png"), labels, {})
+
+
+def test_writer_stack_gives_one_mask_per_slice(tmp_path):
+    labels = np.zeros((3, 20, 30), np.uint8)
+    labels[1, 5:10, 5:10] = 1
+
+    written = write_labels(str(tmp_path / "stack.png"), labels, {})
+
+    assert [p.rsplit("/", 1)[-1] for p in written] == [
+        "stack_000.png",
+        "stack_001.png",
+        "stack_002.png",
+    ]
+    for z, path in enumerate(written):
+        np.testing.assert_array_equal(read_mask(path)[0], labels[z] > 0)
+
+
+def test_writer_through_napari_save(tmp_path, plugin_manager):
+    import napari
+    from napari.layers import Labels
+
+    labels = np.zeros((20, 30), np.uint8)
+    labels[4:8, 4:8] = 1
+    written = napari.save_layers(
+        str(tmp_path / "saved.png"), [Labels(labels)], plugin="napari-tmunet"
+    )
+    assert written == [str(tmp_path / "saved.png")]
+    np.testing.assert_array_equal(read_mask(written[0])[0], labels > 0)
+
+
+def test_round_trip_mask_read_then_written(small_dataset, tmp_path):
+    root, masks = small_dataset
+    layers = _read(root)
+    data, kwargs, _ = next(layer for layer in layers if layer[1]["name"] == "10 mask")
+
+    (path,) = write_labels(str(tmp_path / "10.png"), data, kwargs)
+
+    np.testing.assert_array_equal(read_mask(path)[0], masks["10"])
+
+
+# --------------------------------------------------------------------------- real files
+needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
+
+
+@needs_datasets
+def test_real_clinicdb_frame():
+    data, kwargs, _ = _only_layer(DATASETS / "CVC-ClinicDB" / "images" / "1.png")
+    assert data.shape == (288, 384, 3) and data.dtype == np.uint8
+    assert kwargs["rgb"] is True
+
+
+@needs_datasets
+def test_real_monuseg_lzw_rgb_tiff():
+    name = (DATASETS / "MoNuSeg" / "train.txt").read_text().split()[0]
+    path = DATASETS / "MoNuSeg" / "images" / f"{name}.tif"
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.LZW
+
+    data, kwargs, _ = _only_layer(path)
+
+    assert data.shape == (1000, 1000, 3) and data.dtype == np.uint8
+    assert kwargs["rgb"] is True
+
+
+@needs_datasets
+def test_real_udiat_grey_png():
+    path = DATASETS / "UDIAT" / "images" / "000001.png"
+    data, kwargs, _ = _only_layer(path)
+    assert data.ndim == 2 and data.dtype == np.uint8
+    assert kwargs["rgb"] is False and kwargs["contrast_limits"] == [0.0, 255.0]
+    np.testing.assert_array_equal(data, read_image(path))
+
+
+# --------------------------------------------------------------------------- samples
+@pytest.mark.parametrize(
+    "modality, rgb", [("colonoscopy", True), ("nuclei", True), ("ultrasound", False)]
+)
+def test_samples_load_with_their_masks(modality, rgb):
+    from napari_tmunet import _sample_data
+
+    image, mask = _sample_data.load_sample(modality)
+    assert image.dtype == np.uint8 and (image.ndim == 3) is rgb
+    assert mask.shape == image.shape[:2] and mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 1}
+
+    (img_data, img_kw, img_type), (lab_data, lab_kw, lab_type) = getattr(
+        _sample_data, f"{modality}_sample"
+    )()
+    assert (img_type, lab_type) == ("image", "labels")
+    assert lab_kw["name"] == f"{img_kw['name']} mask"
+    np.testing.assert_array_equal(lab_data, mask)
+
+
+@pytest.mark.parametrize("modality", ["colonoscopy", "nuclei", "ultrasound"])
+def test_samples_open_through_the_manifest(modality, plugin_manager):
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    viewer.open_sample("napari-tmunet", modality)
+
+    assert [layer._type_string for layer in viewer.layers] == ["image", "labels"]
+    assert viewer.layers[1].name == f"{viewer.layers[0].name} mask"
+
+
+def test_sample_sizes_and_package_budget():
+    from napari_tmunet import _sample_data
+
+    assert _sample_data.load_sample("colonoscopy")[0].shape == (288, 384, 3)
+    assert _sample_data.load_sample("nuclei")[0].shape == (256, 256, 3)
+    files = [p for p in _sample_data.SAMPLES_DIR.iterdir() if p.is_file()]
+    assert len(files) == 2 * len(_sample_data.SAMPLES)
+    assert sum(p.stat().st_size for p in files) < 1.5e6
+
+
+@needs_datasets
+@pytest.mark.parametrize("modality", ["colonoscopy", "nuclei", "ultrasound"])
+def test_samples_match_their_source(modality):
+    """The shipped files are exactly the crops that bench/make_samples.py cuts."""
+    from napari_tmunet._sample_data import SAMPLES, load_sample
+
+    spec = SAMPLES[modality]
+    root = DATASETS / spec.dataset
+    (image_path,) = (root / "images").glob(f"{spec.name}.*")
+    (mask_path,) = (root / "masks").glob(f"{spec.name}.*")
+    source, source_mask = read_image(image_path), read_mask(mask_path)[0]
+    if spec.crop is not None:
+        y0, x0, h, w = spec.crop
+        source, source_mask = (
+            source[y0 : y0 + h, x0 : x0 + w],
+            source_mask[y0 : y0 + h, x0 : x0 + w],
+        )
+
+    image, mask = load_sample(modality)
+    np.testing.assert_array_equal(image, source[..., :3] if source.ndim == 3 else source)
+    np.testing.assert_array_equal(mask, source_mask)
