@@ -25,19 +25,21 @@ class SampleSpec(NamedTuple):
 
 
 # The one table to edit when swapping samples (e.g. for frames of a model's test split).
+# Each sample comes from the TEST part of the split seed 0 that the shipped models use
+# (napari_tmunet.data.make_split), so no shipped model has trained on it.
 SAMPLES: dict[str, SampleSpec] = {
     "colonoscopy": SampleSpec(
-        "CVC-ClinicDB", "612", None, "CVC-ClinicDB 612", "CVC-ClinicDB, research use only"
+        "CVC-ClinicDB", "176", None, "CVC-ClinicDB 176", "CVC-ClinicDB, research use only"
     ),
     "nuclei": SampleSpec(
         "MoNuSeg",
-        "TCGA-44-2665-01B-06-BS6",  # official test split
-        (620, 372, 256, 256),
-        "MoNuSeg TCGA-44-2665 crop",
+        "TCGA-A7-A13F-01Z-00-DX1",
+        (372, 372, 256, 256),
+        "MoNuSeg TCGA-A7-A13F crop",
         "MoNuSeg 2018, CC BY-NC-SA 4.0",
     ),
     "ultrasound": SampleSpec(
-        "UDIAT", "000001", None, "UDIAT 000001", "UDIAT Dataset B, research use only"
+        "UDIAT", "000074", None, "UDIAT 000074", "UDIAT Dataset B, research use only"
     ),
 }
 

@@ -58,7 +58,7 @@ def test_manifest_contributions():
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert set(writer.filename_extensions) == {".png", ".tif", ".tiff"}
     assert {s.key for s in contributions.sample_data} == {"colonoscopy", "nuclei", "ultrasound"}
-    assert {w.display_name for w in contributions.widgets} == {"Segment", "Metrics"}
+    assert {w.display_name for w in contributions.widgets} == {"Segment", "Metrics", "Fine-tune"}
 
 
 def test_package_carries_the_manifest():

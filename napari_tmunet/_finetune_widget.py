@@ -1,0 +1,1069 @@
+"""The Fine-tune dock widget: train the active model further on the user's corrected masks.
+
+Training data are (image layer, Labels layer) pairs picked in the widget and/or a dataset
+folder (``images/`` + ``masks/``). Before anything is trained, the pairs and the
+configuration are written to a run folder, so nothing painted is lost if training or
+napari crashes::
+
+    RUN/data/images, RUN/data/masks   the training data (masks as painted: PNG 0/255,
+                                      or TIFF instance labels)
+    RUN/data/split.json               which images train and which are held out
+    RUN/finetune.json                 starting model, layers, held-out part, commands
+    RUN/config.json                   the TrainConfig (same format as napari-tmunet-train)
+    RUN/train/                        the engine's run folder: best.pt, last.pt,
+                                      metrics.jsonl, curves.png, train.log
+    RUN/comparison.json               Dice / HD of the old and new model, held-out part
+
+Held out for validation: the last image (the last eighth of them) when there are two or
+more; with a single image, its right-most 25% strip (the bottom strip of a tall image),
+written as a separate file so that no training crop overlaps it.
+
+Training is :func:`trainer.engine.fit`, the code path of ``napari-tmunet-train``, in
+random crops at the model's input size (the engine's crop mode), started from the active
+model. :func:`run_finetune` is the whole job without Qt; the widget runs it in a napari
+worker thread, and the engine's callbacks reach the GUI thread as Qt signals (progress,
+ETA, live plot). Stop keeps the best checkpoint; Resume continues a stopped run. The same
+run goes on headless::
+
+    napari-tmunet-train fit --run-dir RUN/train --resume
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+
+from . import active_model, models
+from .atomic import atomic_path
+from .imageio import write_mask
+
+PLUGIN = "napari-tmunet"
+ACTIVE_CHOICE = "Active model"
+CHECKPOINT_CHOICE = "Checkpoint file..."
+HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
+AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
+    "flips + 90° turns": (0.5, 0.5, True),
+    "horizontal flips (paper)": (0.25, 0.0, False),
+    "none": (0.0, 0.0, False),
+}
+DEFAULT_RUNS = Path("~") / "napari-tmunet-runs"
+
+
+# ----------------------------------------------------------------- data (no Qt)
+
+
+@dataclass
+class TrainingPair:
+    """One image and its corrected mask (labels as painted; > 0 is foreground)."""
+
+    name: str
+    image: np.ndarray  # (H, W) or (H, W, C)
+    labels: np.ndarray  # (H, W) integer or bool
+    source: str = ""  # where it came from, for finetune.json
+
+
+def training_pairs(
+    image: np.ndarray, labels: np.ndarray, name: str, rgb: bool, source: str = ""
+) -> list[TrainingPair]:
+    """Pairs of a 2-D image (one) or a stack of frames (one per frame) and its labels.
+
+    Raises:
+        ValueError: shapes that do not match, or labels that are not integers.
+    """
+    image, labels = np.asarray(image), np.asarray(labels)
+    spatial = image.shape[:-1] if rgb else image.shape
+    if labels.dtype != bool and labels.dtype.kind not in "iu":
+        raise ValueError(f"{source or name}: labels of dtype {labels.dtype}; expected integers")
+    if tuple(labels.shape) != tuple(spatial) or len(spatial) not in (2, 3):
+        raise ValueError(
+            f"{source or name}: the image is {tuple(spatial)} (spatial) but the labels are "
+            f"{tuple(labels.shape)}; pick the Labels layer painted on this image (2-D, or a "
+            "stack of 2-D frames)"
+        )
+    if len(spatial) == 2:
+        return [TrainingPair(name, image, labels, source)]
+    return [
+        TrainingPair(f"{name}-z{z}", image[z], labels[z], f"{source} frame {z}")
+        for z in range(spatial[0])
+    ]
+
+
+def holdout_strip(shape: tuple[int, int]) -> tuple[int, int]:
+    """``(axis, start)``: the held-out strip of a single image is ``[start:]`` on ``axis``.
+
+    The right-most 25% (axis 1), or the bottom 25% (axis 0) of an image taller than wide.
+    """
+    h, w = shape[:2]
+    axis = 1 if w >= h else 0
+    n = shape[axis]
+    if n < 2:
+        raise ValueError(f"image of shape {tuple(shape)} is too small to hold a part out")
+    return axis, n - max(1, round(n * HOLDOUT_FRACTION))
+
+
+def write_dataset(
+    pairs: list[TrainingPair], data_dir: str | Path, folder: str | Path | None = None
+) -> dict[str, Any]:
+    """Write pairs (and copy a dataset folder's pairs) to ``data_dir`` with a fixed split.
+
+    Masks are written first (they are what the user made), then images, then
+    ``split.json``. Names: ``01-<layer name>``..., ``folder-<name>`` for copied pairs.
+
+    Returns:
+        ``{"split": {...}, "held_out": text, "names": [...]}``.
+    Raises:
+        ValueError: no data, or every mask empty.
+    """
+    from .data import check_pair, find_pairs, save_split
+
+    data_dir = Path(data_dir)
+    copied = find_pairs(folder) if folder else []
+    if not pairs and not copied:
+        raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
+    if pairs and not copied and not any(np.any(p.labels) for p in pairs):
+        raise ValueError("every mask is empty: paint (or correct) some foreground first")
+    used: set[str] = set()
+
+    def unique(name: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
+        out, k = base, 2
+        while out.lower() in used:
+            out, k = f"{base}-{k}", k + 1
+        used.add(out.lower())
+        return out
+
+    items = [(unique(f"{i + 1:02d}-{p.name}"), p) for i, p in enumerate(pairs)]
+    items += [(unique(f"folder-{pair.name}"), pair) for pair in copied]
+    if len(items) == 1 and not pairs:  # one folder image: decode it to split it
+        image, mask, _ = check_pair(copied[0])
+        items = [(items[0][0], TrainingPair(copied[0].name, image, mask, str(folder)))]
+
+    if len(items) == 1:
+        name, pair = items[0]
+        axis, start = holdout_strip(pair.labels.shape)
+        cut = [slice(None), slice(None)]
+        cut[axis] = slice(None, start)
+        train_part = tuple(cut)
+        cut[axis] = slice(start, None)
+        valid_part = tuple(cut)
+        side = "right-most" if axis == 1 else "bottom"
+        n = pair.labels.shape[axis]
+        held = (
+            f"{side} {n - start} of {n} {'columns' if axis == 1 else 'rows'} "
+            f"({HOLDOUT_FRACTION:.0%}) of {pair.source or pair.name}"
+        )
+        written = [
+            (f"{name}-train", pair.image[train_part], pair.labels[train_part]),
+            (f"{name}-valid", pair.image[valid_part], pair.labels[valid_part]),
+        ]
+        split = {"train": [f"{name}-train"], "valid": [f"{name}-valid"], "test": []}
+    else:
+        n_valid = max(1, len(items) // 8)
+        names = [name for name, _ in items]
+        split = {"train": names[:-n_valid], "valid": names[-n_valid:], "test": []}
+        written = [(name, p.image, p.labels) for name, p in items if isinstance(p, TrainingPair)]
+        held = "whole image(s): " + ", ".join(split["valid"])
+
+    for name, _, labels in written:
+        suffix = ".tif" if labels.size and int(labels.max()) > 1 else ".png"
+        write_mask(data_dir / "masks" / f"{name}{suffix}", labels)
+    for name, pair in items:  # copied pairs keep their files and formats
+        if not isinstance(pair, TrainingPair):
+            for src, sub in ((pair.mask_path, "masks"), (pair.image_path, "images")):
+                dest = data_dir / sub / f"{name}{Path(src).suffix.lower()}"
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(src, tmp)
+    for name, image, _ in written:
+        write_image(data_dir / "images" / f"{name}.tif", image)
+    save_split(data_dir / "split.json", split)
+    return {"split": split, "held_out": held, "names": [name for name, _ in items]}
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write an image losslessly (zlib TIFF, native dtype) and atomically."""
+    import tifffile
+
+    image = np.ascontiguousarray(image)
+    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * np.uint8(255)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp,
+            image,
+            compression="zlib",
+            photometric="rgb" if colour else "minisblack",
+            **({"extrasamples": ["unassalpha"]} if colour and image.shape[-1] == 4 else {}),
+        )
+    return Path(path)
+
+
+# ------------------------------------------------------------------ job (no Qt)
+
+
+@dataclass
+class FinetuneJob:
+    """A snapshot of the widget's settings: everything the worker needs.
+
+    ``resume=True`` continues ``run_dir`` with its saved configuration (only ``device``
+    and ``threads`` are taken from here).
+    """
+
+    run_dir: Path
+    pairs: list[TrainingPair] = field(default_factory=list)
+    dataset_folder: str = ""
+    start_model: str = ""  # registry name or checkpoint path
+    start_label: str = ""
+    steps: int = 200
+    lr: float = 1e-4
+    batch_size: int = 4
+    augmentation: str = "flips + 90° turns"
+    device: str = "auto"
+    threads: int = 0  # torch threads in the worker (0: torch's default)
+    resume: bool = False
+    seed: int = 0
+
+
+def evaluation_periods(steps: int) -> int:
+    """Validation points of a run: every 10-20 steps, 10 for long runs."""
+    return max(1, min(10, steps // 10))
+
+
+def make_config(job: FinetuneJob, checkpoint, start_path: Path):
+    """The engine's TrainConfig for a fresh fine-tuning run of ``job``."""
+    from trainer.engine import TrainConfig
+
+    from .config import VARIANTS
+
+    mc = checkpoint.model_config
+    variant = next((k for k, v in VARIANTS.items() if tuple(v) == tuple(mc.channels)), "b")
+    hflip, vflip, rot90 = AUGMENTATIONS[job.augmentation]
+    data = Path(job.run_dir).resolve() / "data"
+    return TrainConfig(
+        data=str(data),
+        dataset_name="fine-tune",
+        split_file=str(data / "split.json"),
+        arch=mc.arch,
+        variant=variant,
+        init_checkpoint=str(Path(start_path).resolve()),
+        num_classes=mc.num_classes,
+        size=tuple(checkpoint.input_config.size),
+        mode="crop",
+        steps=job.steps,
+        epochs=evaluation_periods(job.steps),
+        batch_size=job.batch_size,
+        lr=job.lr,
+        hflip=hflip,
+        vflip=vflip,
+        rot90=rot90,
+        seed=job.seed,
+        device=job.device,
+        num_workers=2,
+        eval_batch_size=4,
+        test=False,
+        efficiency=False,
+        progress=False,
+    )
+
+
+def held_out_scores(model, samples, input_config, device) -> dict[str, float]:
+    """Dice, IoU, HD, HD95 at native resolution on the held-out samples (sliding window)."""
+    from trainer.engine import evaluate
+
+    agg = evaluate(model, samples, input_config, "crop", device=device, batch_size=4).aggregate()
+    return {
+        key: float(agg[f"native_{key}_mean"])
+        for key in ("dice", "iou", "precision", "recall", "hd", "hd95")
+    }
+
+
+def run_finetune(
+    job: FinetuneJob,
+    stop_event: threading.Event | None = None,
+    callbacks: dict[str, Callable] | None = None,
+) -> dict[str, Any]:
+    """The whole fine-tuning job (worker body; no Qt).
+
+    Writes the data and configuration, scores the starting model on the held-out part,
+    trains with :func:`trainer.engine.fit`, scores the best checkpoint.
+
+    Args:
+        callbacks: optional ``on_phase(text)``, ``on_step(step, total, loss)``,
+            ``on_eval(record)`` (engine records; the starting model's score comes as a
+            record with ``step`` 0 and ``baseline`` True).
+
+    Returns:
+        run_dir, best_checkpoint, stopped, step, total_steps, held_out, old / new scores
+        (dicts or None), old_label, rows (for the Metrics dock).
+    """
+    import torch
+
+    from trainer.engine import TrainConfig, decode_folder, fit
+
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .config import InputConfig
+    from .inference import resolve_device
+
+    callbacks = dict(callbacks or {})
+    phase = callbacks.get("on_phase") or (lambda text: None)
+    if job.threads:
+        torch.set_num_threads(job.threads)  # a new thread does not inherit the GUI's setting
+    run_dir = Path(job.run_dir).expanduser().resolve()
+    train_dir = run_dir / "train"
+    device = resolve_device(job.device)
+
+    start = None
+    if job.resume:
+        if not (train_dir / "last.pt").is_file():
+            raise FileNotFoundError(f"nothing to resume: {train_dir / 'last.pt'} does not exist")
+        config = TrainConfig.load(train_dir / "config.json")
+        config.resume, config.device = True, job.device
+        plan = _read_json(run_dir / "finetune.json")
+        start_path = Path(config.init_checkpoint)
+        start_model = plan.get("start_model") or str(start_path)
+        start_label = plan.get("start_label") or start_path.name
+        held_out = plan.get("held_out", "")
+        try:
+            start = load_checkpoint(start_path, device)
+        except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
+            phase(f"cannot score the starting model: {err}")
+    else:
+        if train_dir.exists() and any(train_dir.iterdir()):
+            raise FileExistsError(
+                f"{train_dir} already holds a run: resume it or pick a new folder"
+            )
+        start_name, start_path, _ = models.resolve_model(job.start_model)
+        start_model, start_label = job.start_model, job.start_label or start_name
+        phase(f"saving the training data to {run_dir / 'data'}...")
+        written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
+        held_out = written["held_out"]
+        plan = {
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "start_model": job.start_model,
+            "start_label": start_label,
+            "start_checkpoint": str(Path(start_path).resolve()),
+            "pairs": [
+                {"name": n, "source": p.source, "shape": list(p.labels.shape)}
+                for n, p in zip(written["names"], job.pairs, strict=False)
+            ],
+            "dataset_folder": job.dataset_folder,
+            "held_out": held_out,
+            "split": written["split"],
+            "headless": {
+                "resume": f"napari-tmunet-train fit --run-dir {train_dir} --resume",
+                "rerun": (
+                    f"napari-tmunet-train fit --config {run_dir / 'config.json'} "
+                    f"--run-dir {run_dir / 'rerun'}"
+                ),
+            },
+        }
+        _write_json(run_dir / "finetune.json", plan)
+        phase(f"loading {start_label}...")
+        start = load_checkpoint(start_path, device)
+        config = make_config(job, start, start_path)
+        _write_json(run_dir / "config.json", config.to_dict())
+
+    phase("reading the training data back...")
+    cache = decode_folder(config.data, workers=2)
+    split = _read_json(Path(config.data) / "split.json")
+    index = {name: i for i, name in enumerate(cache.names)}
+    valid = [cache[index[name]] for name in split.get("valid", []) if name in index]
+
+    old = None
+    if start is not None:
+        phase(f"scoring {start_label} on the held-out part...")
+        at_size = InputConfig(**{**start.input_config.to_dict(), "size": list(config.size)})
+        old = held_out_scores(start.model, valid, at_size, device)
+        start = None  # free it before training
+        if callbacks.get("on_eval"):
+            callbacks["on_eval"](
+                {"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]}
+            )
+
+    phase("training...")
+    result = fit(
+        config,
+        train_dir,
+        callbacks={k: callbacks[k] for k in ("on_step", "on_eval") if k in callbacks},
+        stop_event=stop_event,
+        dataset=cache,
+    )
+    best = Path(result["best_checkpoint"])
+    if not best.is_file():
+        best = Path(result["last_checkpoint"])
+    phase("scoring the fine-tuned model on the held-out part...")
+    tuned = load_checkpoint(best, device)
+    new = held_out_scores(tuned.model, valid, tuned.input_config, device)
+    del tuned
+    rows = comparison_rows(old, new, start_label, f"fine-tuned: {run_dir.name}", held_out)
+    _write_json(run_dir / "comparison.json", {"held_out": held_out, "rows": rows})
+    return {
+        "run_dir": str(run_dir),
+        "best_checkpoint": str(best),
+        "stopped": bool(result["stopped"]),
+        "step": int(result["step"]),
+        "total_steps": int(result["total_steps"]),
+        "held_out": held_out,
+        "old": old,
+        "new": new,
+        "start_model": start_model,
+        "old_label": start_label,
+        "rows": rows,
+    }
+
+
+def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:
+    """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning."""
+    rows = []
+    for when, label, scores in (("before", old_label, old), ("after", new_label, new)):
+        if scores is None:
+            continue
+        rows.append(
+            {
+                "model": f"{when} fine-tuning: {label}",
+                "image": "held-out part",
+                "dice": scores["dice"],
+                "iou": scores["iou"],
+                "precision": scores["precision"],
+                "recall": scores["recall"],
+                "hd_px": scores["hd"],
+                "hd95_px": scores["hd95"],
+                "note": held_out,
+            }
+        )
+    return rows
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from trainer.engine import _jsonable
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+# ----------------------------------------------------------------------- the widget
+
+
+class _Relay(QObject):
+    """Carries the engine's callbacks from the training thread to the GUI thread."""
+
+    stepped = Signal(int, int, float)
+    evaluated = Signal(object)
+    phase = Signal(str)
+
+
+class PairRow(Container):
+    """One (image layer, Labels layer) pair with a remove button."""
+
+    def __init__(self, image_choices, labels_choices, on_remove):
+        super().__init__(layout="horizontal", labels=False)
+        self.image = ComboBox(choices=image_choices, tooltip="image layer")
+        self.labels = ComboBox(choices=labels_choices, tooltip="its corrected Labels layer")
+        self.remove_button = PushButton(text="✕", tooltip="remove this pair")
+        self.remove_button.max_width = 28
+        self.extend([self.image, self.labels, self.remove_button])
+        self.margins = (0, 0, 0, 0)
+        self.remove_button.changed.connect(lambda: on_remove(self))
+
+
+class FinetuneWidget(Container):
+    """Fine-tune the active model on corrected masks, in a worker thread.
+
+    Sub-widgets are attributes so that scripts and tests can set values and call
+    :meth:`start`, :meth:`stop`, :meth:`resume` and :meth:`revert`: ``rows`` (a list of
+    :class:`PairRow` with ``image`` and ``labels``), ``add_pair_button``,
+    ``dataset_folder``, ``model``, ``checkpoint``, ``steps``, ``learning_rate``,
+    ``batch_size``, ``augmentation``, ``device``, ``run_folder``, ``start_button``,
+    ``stop_button``, ``resume_button``, ``revert_button``, ``progress_bar``, ``eta``,
+    ``canvas`` (matplotlib), ``status``. After a run: ``result`` (see
+    :func:`run_finetune`), ``history`` (losses and validation records).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = getattr(viewer, "__wrapped__", viewer)
+        self.active = active_model.for_viewer(self.viewer)
+        self.worker = None
+        self.result: dict[str, Any] | None = None
+        self.error: str = ""
+        self.history: dict[str, list] = {"loss": [], "eval": []}
+        self.step = 0
+        self._busy = False
+        self._stop_event = threading.Event()
+        self._eta_start: tuple[float, int] | None = None
+        self._last_draw = 0.0
+        self._auto_folder = True
+        self._setting_folder = False
+        self._relay = _Relay()
+        self._relay.stepped.connect(self._on_step)
+        self._relay.evaluated.connect(self._on_eval)
+        self._relay.phase.connect(self._on_phase)
+
+        self.intro = Label(value="Train the model further on your corrected masks.")
+        self.rows: list[PairRow] = []
+        self.pairs_box = Container(labels=False)
+        self.pairs_box.margins = (0, 0, 0, 0)
+        self.pairs_box.label = "Image / mask"
+        self.add_pair_button = PushButton(text="Add image / mask pair")
+        self.dataset_folder = FileEdit(label="Dataset folder", mode="d", nullable=True)
+        self.dataset_folder.tooltip = "optional: a folder with images/ and masks/"
+        self.model = ComboBox(label="Start from", choices=self._model_choices())
+        self.checkpoint = FileEdit(
+            label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
+        )
+        self.active_label = Label(value="")
+        self.steps = SpinBox(label="Steps", value=200, min=1, max=1_000_000, step=50)
+        self.learning_rate = FloatSpinBox(
+            label="Learning rate", value=1e-4, min=1e-5, max=0.1, step=1e-5
+        )
+        self.batch_size = SpinBox(label="Batch size", value=4, min=1, max=256)
+        self.augmentation = ComboBox(label="Augmentation", choices=list(AUGMENTATIONS))
+        self.device = ComboBox(
+            label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
+        )
+        self.run_folder = FileEdit(label="Run folder", mode="d", value=_new_run_folder())
+        self.start_button = PushButton(text="Start fine-tuning")
+        self.stop_button = PushButton(text="Stop (keeps the best)", enabled=False)
+        self.resume_button = PushButton(text="Resume", enabled=False)
+        buttons = Container(
+            widgets=[self.start_button, self.stop_button, self.resume_button],
+            layout="horizontal",
+            labels=False,
+        )
+        buttons.margins = (0, 0, 0, 0)
+        self.revert_button = PushButton(text="Revert to previous model", enabled=False)
+        self.progress_bar = ProgressBar(label="Progress", value=0, min=0, max=1)
+        self.eta = Label(value="")
+        self.plot_box = Container(labels=False)
+        self.status = Label(value="")
+        for widget in (self.intro, self.active_label, self.eta, self.status, self.plot_box):
+            widget.label = ""
+        self.extend(
+            [
+                self.intro,
+                self.pairs_box,
+                self.add_pair_button,
+                self.dataset_folder,
+                self.model,
+                self.checkpoint,
+                self.active_label,
+                self.steps,
+                self.learning_rate,
+                self.batch_size,
+                self.augmentation,
+                self.device,
+                self.run_folder,
+                buttons,
+                self.revert_button,
+                self.progress_bar,
+                self.eta,
+                self.plot_box,
+                self.status,
+            ]
+        )
+        self._make_plot()
+
+        self.add_pair_button.changed.connect(self.add_pair)
+        self.start_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.resume_button.changed.connect(self.resume)
+        self.revert_button.changed.connect(self.revert)
+        self.model.changed.connect(self._show_model_state)
+        self.run_folder.changed.connect(self._on_folder_changed)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.active.subscribe(self._on_active_changed)
+        self.add_pair()
+        self._show_model_state()
+        self._update_buttons()
+
+    # --- pairs -------------------------------------------------------------------------
+
+    def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
+        return [(la.name, la) for la in self.viewer.layers if isinstance(la, Image)]
+
+    def _labels_choices(self, _widget=None) -> list[tuple[str, Labels]]:
+        return [(la.name, la) for la in self.viewer.layers if isinstance(la, Labels)]
+
+    def add_pair(self, _=None) -> PairRow:
+        """Add a row, pre-filled with an unused image and the Labels layer that fits it."""
+        row = PairRow(self._image_choices, self._labels_choices, self.remove_pair)
+        used = [r.image.value for r in self.rows]
+        image = next((la for _, la in self._image_choices() if la not in used), None)
+        if image is not None:
+            row.image.value = image
+        self._fill_labels(row)
+        row.image.changed.connect(lambda _: self._fill_labels(row))
+        self.rows.append(row)
+        self.pairs_box.append(row)
+        return row
+
+    def remove_pair(self, row: PairRow) -> None:
+        if row in self.rows:
+            self.rows.remove(row)
+            self.pairs_box.remove(row)
+
+    def _on_layers_changed(self, event=None):
+        self.reset_choices()
+        for row in self.rows:
+            self._fill_labels(row)
+
+    def _fill_labels(self, row: PairRow, _=None):
+        """Give a row the Labels layer that fits its image, unless it has one already."""
+        image = row.image.value
+        if image is None or (row.labels.value is not None and _fits(image, row.labels.value)):
+            return
+        guess = _guess_labels(image, [la for _, la in self._labels_choices()])
+        if guess is not None:
+            row.labels.value = guess
+
+    def _layer_pairs(self) -> list[TrainingPair]:
+        """Copies of the chosen layers' data (painting may go on during training)."""
+        pairs = []
+        for row in self.rows:
+            image, labels = row.image.value, row.labels.value
+            if image is None and labels is None:
+                continue
+            if image is None or labels is None:
+                raise ValueError("every pair needs an image layer and a Labels layer")
+            image_data = image.data[0] if image.multiscale else image.data
+            labels_data = labels.data[0] if labels.multiscale else labels.data
+            pairs += training_pairs(
+                np.array(image_data),
+                np.array(labels_data),
+                name=image.name,
+                rgb=bool(image.rgb),
+                source=f"layers {image.name!r} + {labels.name!r}",
+            )
+        return pairs
+
+    # --- model choice ------------------------------------------------------------------
+
+    def _model_choices(self) -> list[tuple[str, str]]:
+        try:
+            entries = models.available_models()
+        except RuntimeError as err:
+            show_warning(str(err))
+            entries = []
+        return [
+            (ACTIVE_CHOICE, ACTIVE_CHOICE),
+            *((e.name, e.name) for e in entries),
+            (CHECKPOINT_CHOICE, CHECKPOINT_CHOICE),
+        ]
+
+    def start_model(self) -> tuple[str, str] | None:
+        """``(model, label)`` that fine-tuning starts from, or None when there is none.
+
+        "Active model": the one set by an earlier fine-tuning (or Revert), else the one
+        chosen in an open Segment dock, else the first shipped model.
+        """
+        value = str(self.model.value)
+        if value == CHECKPOINT_CHOICE:
+            path = self.checkpoint.value
+            ok = path is not None and Path(path).is_file()
+            return (str(path), Path(path).name) if ok else None
+        if value != ACTIVE_CHOICE:
+            return value, value
+        if self.active.current is not None:
+            return self.active.current.model, self.active.current.label
+        for segment in self._segment_widgets():
+            from ._segment_widget import CHECKPOINT_CHOICE as SEGMENT_FILE
+
+            if segment.model.value == SEGMENT_FILE:
+                path = segment.checkpoint.value
+                if path is not None and Path(path).is_file():
+                    return str(path), Path(path).name
+            elif segment.model.value is not None:
+                return str(segment.model.value), str(segment.model.value)
+        entries = models.available_models()
+        return (entries[0].name, entries[0].name) if entries else None
+
+    def _show_model_state(self, _=None):
+        self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
+        if self.model.value == ACTIVE_CHOICE:
+            chosen = self.start_model()
+            self.active_label.value = (
+                f"active: {chosen[1]}" if chosen else "no active model: choose one"
+            )
+            self.active_label.visible = True
+        else:
+            self.active_label.visible = False
+
+    def _on_active_changed(self, choice: active_model.ModelChoice):
+        self._show_model_state()
+        self._apply_to_segment_widgets(choice)
+        self._update_buttons()
+
+    def _segment_widgets(self) -> list:
+        from ._segment_widget import SegmentWidget
+
+        try:
+            docks = list(self.viewer.window.dock_widgets.values())
+        except (AttributeError, RuntimeError):  # no window (headless viewer model)
+            return []
+        return [w for w in docks if isinstance(w, SegmentWidget)]
+
+    def _apply_to_segment_widgets(self, choice: active_model.ModelChoice):
+        """Show the active model in open Segment docks through their public widgets.
+
+        (Kept until SegmentWidget subscribes to ``active_model`` itself; harmless after.)
+        """
+        from ._segment_widget import CHECKPOINT_CHOICE as SEGMENT_FILE
+
+        for segment in self._segment_widgets():
+            if models.find_model(choice.model) is not None:
+                segment.model.value = choice.model
+            else:
+                segment.checkpoint.value = choice.model
+                segment.model.value = SEGMENT_FILE
+
+    def revert(self, _=None) -> None:
+        """Make the previous model active again (and the fine-tuned one the previous)."""
+        choice = self.active.revert()
+        if choice is not None:
+            self.status.value = f"active model: {choice.label}"
+
+    # --- run folder --------------------------------------------------------------------
+
+    def _on_folder_changed(self, _=None):
+        if not self._setting_folder:
+            self._auto_folder = False
+        self._update_buttons()
+
+    def _set_folder(self, path: Path):
+        self._setting_folder = True
+        try:
+            self.run_folder.value = path
+        finally:
+            self._setting_folder = False
+
+    def _fresh_run_dir(self) -> Path | None:
+        path = Path(self.run_folder.value).expanduser()
+        if path.is_dir() and any(path.iterdir()):
+            if not self._auto_folder:
+                show_error(
+                    f"The run folder {path} is not empty: Resume it, or choose another folder."
+                )
+                return None
+            path = _new_run_folder()
+            self._set_folder(path)
+        return path
+
+    # --- running -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a fine-tuning job is in progress (from the click until it has ended)."""
+        return self._busy
+
+    def start(self, _=None) -> None:
+        """Write the data and configuration, then fine-tune in a worker thread."""
+        if self.running:
+            show_info("Fine-tuning is already running.")
+            return
+        chosen = self.start_model()
+        if chosen is None:
+            show_error("Choose a model to start from (a shipped model or a checkpoint file).")
+            return
+        try:
+            pairs = self._layer_pairs()
+        except ValueError as err:
+            show_error(str(err))
+            return
+        folder = self.dataset_folder.value
+        folder = str(folder) if folder and str(folder) not in ("", ".") else ""
+        if not pairs and not folder:
+            show_error("Add an (image, Labels) pair or choose a dataset folder to train on.")
+            return
+        run_dir = self._fresh_run_dir()
+        if run_dir is None:
+            return
+        self._launch(
+            FinetuneJob(
+                run_dir=run_dir,
+                pairs=pairs,
+                dataset_folder=folder,
+                start_model=chosen[0],
+                start_label=chosen[1],
+                steps=int(self.steps.value),
+                lr=float(self.learning_rate.value),
+                batch_size=int(self.batch_size.value),
+                augmentation=str(self.augmentation.value),
+                device=str(self.device.value),
+                threads=_torch_threads(),
+            )
+        )
+
+    def resume(self, _=None) -> None:
+        """Continue the stopped run in the run folder (its saved settings)."""
+        if self.running:
+            return
+        run_dir = Path(self.run_folder.value).expanduser()
+        if not (run_dir / "train" / "last.pt").is_file():
+            show_error(f"{run_dir} holds no run to resume (no train/last.pt).")
+            return
+        self.history = _read_history(run_dir / "train" / "metrics.jsonl")
+        self._launch(
+            FinetuneJob(
+                run_dir=run_dir,
+                resume=True,
+                device=str(self.device.value),
+                threads=_torch_threads(),
+            ),
+            keep_history=True,
+        )
+
+    def stop(self, _=None) -> None:
+        """Stop after the current step; the engine evaluates and keeps the best checkpoint."""
+        if self.running:
+            self._stop_event.set()
+            self.status.value = "stopping: evaluating and saving..."
+
+    def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
+        from napari.qt.threading import create_worker
+
+        self.result, self.error, self.step = None, "", 0
+        if not keep_history:
+            self.history = {"loss": [], "eval": []}
+        self._redraw(force=True)
+        self._stop_event = threading.Event()
+        self._eta_start = None
+        self._set_folder(job.run_dir)
+        self._auto_folder = False  # this folder now holds the run (for Resume)
+        relay = self._relay
+        callbacks = {
+            "on_step": lambda step, total, loss: _emit(relay.stepped, step, total, float(loss)),
+            "on_eval": lambda record: _emit(relay.evaluated, dict(record)),
+            "on_phase": lambda text: _emit(relay.phase, str(text)),
+        }
+        worker = create_worker(run_finetune, job, self._stop_event, callbacks, _start_thread=False)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._busy = True
+        self._update_buttons()
+        self.status.value = "starting..."
+        worker.start()
+
+    def _update_buttons(self, _=None):
+        busy = self._busy
+        self.start_button.enabled = not busy
+        self.stop_button.enabled = busy
+        self.add_pair_button.enabled = not busy
+        folder = self.run_folder.value
+        resumable = folder is not None and (Path(folder) / "train" / "last.pt").is_file()
+        finished = self.result is not None and not self.result.get("stopped")
+        self.resume_button.enabled = not busy and resumable and not finished
+        previous = self.active.previous
+        self.revert_button.enabled = not busy and previous is not None
+        self.revert_button.text = (
+            f"Revert to previous model ({previous.label})"
+            if previous
+            else "Revert to previous model"
+        )
+
+    # --- signals from the worker (GUI thread) ------------------------------------------
+
+    def _on_phase(self, text: str):
+        self.status.value = text
+
+    def _on_step(self, step: int, total: int, loss: float):
+        now = time.monotonic()
+        if self._eta_start is None:
+            self._eta_start = (now, step - 1)
+        began, first = self._eta_start
+        per_step = (now - began) / max(step - first, 1)
+        self.step = step
+        self.progress_bar.max = total
+        self.progress_bar.value = step
+        self.eta.value = (
+            f"step {step}/{total} · {per_step:.2f} s/step · ETA {_clock(per_step * (total - step))}"
+        )
+        self.history["loss"].append((step, loss))
+        self._redraw()
+
+    def _on_eval(self, record: dict):
+        self.history["eval"].append(record)
+        if not record.get("baseline"):
+            self.status.value = (
+                f"step {record['step']}: validation Dice {record.get('val_dice', float('nan')):.4f}"
+                f" (best {record.get('best_val_dice') or float('nan'):.4f})"
+            )
+        self._redraw(force=True)
+
+    def _on_returned(self, result: dict):
+        self.result = result
+        best = result["best_checkpoint"]
+        label = f"fine-tuned {Path(result['run_dir']).name}"
+        current = self.active.current
+        if current is None or current.model != result["start_model"]:
+            self.active.set(result["start_model"], result["old_label"])  # Revert returns here
+        self.active.set(best, label)  # listeners update Segment and this widget
+        self._show_comparison(result["rows"])
+        old, new = result["old"], result["new"]
+        state = "stopped" if result["stopped"] else "finished"
+        text = f"{state} at step {result['step']}/{result['total_steps']}; active: {label}"
+        if old is not None:
+            text += f"; held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
+            if new["dice"] < old["dice"]:
+                show_warning(
+                    "The fine-tuned model scores lower on the held-out part than the starting "
+                    "model; 'Revert to previous model' brings the starting model back."
+                )
+        self.status.value = text
+
+    def _on_error(self, err: Exception):
+        self.error = f"{type(err).__name__}: {err}"
+        self.status.value = f"failed: {self.error}"
+        show_error(f"Fine-tuning failed: {self.error}")
+
+    def _on_finished(self):
+        self._busy = False
+        self.worker = None
+        self._update_buttons()
+        self._redraw(force=True)
+
+    def _show_comparison(self, rows: list[dict]):
+        if not rows:
+            return
+        try:
+            _, metrics = self.viewer.window.add_plugin_dock_widget(
+                plugin_name=PLUGIN, widget_name="Metrics"
+            )
+            metrics.set_comparison(rows)
+        except Exception as err:  # noqa: BLE001 - the results are also in comparison.json
+            show_warning(f"Could not show the comparison in the Metrics dock: {err}")
+
+    # --- live plot ---------------------------------------------------------------------
+
+    def _make_plot(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(4, 2.6), dpi=90, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(figure)
+        self.canvas.setMinimumHeight(200)
+        self._ax_loss, self._ax_dice = figure.subplots(1, 2)
+        self._ax_hd = self._ax_dice.twinx()
+        (self._loss_line,) = self._ax_loss.plot([], [], lw=0.8, color="tab:blue")
+        (self._dice_line,) = self._ax_dice.plot([], [], marker=".", color="tab:green")
+        (self._hd_line,) = self._ax_hd.plot([], [], marker=".", ls="--", color="tab:red")
+        self._ax_loss.set(title="training loss", xlabel="step")
+        self._ax_dice.set(title="held-out", xlabel="step")
+        self._ax_dice.set_ylabel("Dice", color="tab:green")
+        self._ax_hd.set_ylabel("HD (px)", color="tab:red")
+        for ax in (self._ax_loss, self._ax_dice, self._ax_hd):
+            ax.tick_params(labelsize=7)
+        self.plot_box.native.layout().addWidget(self.canvas)
+
+    def _redraw(self, force: bool = False):
+        now = time.monotonic()
+        if not force and now - self._last_draw < 1.0:  # a draw costs ~60 ms of GUI time
+            return
+        self._last_draw = now
+        losses = self.history["loss"]
+        evals = [r for r in self.history["eval"] if r.get("val_dice") is not None]
+        self._loss_line.set_data([s for s, _ in losses], [v for _, v in losses])
+        self._dice_line.set_data([r["step"] for r in evals], [r["val_dice"] for r in evals])
+        hd = [r for r in evals if r.get("val_hd") is not None]
+        self._hd_line.set_data([r["step"] for r in hd], [r["val_hd"] for r in hd])
+        for ax in (self._ax_loss, self._ax_dice, self._ax_hd):
+            ax.relim()
+            ax.autoscale_view()
+        self.canvas.draw_idle()
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _emit(signal, *args) -> None:
+    """Emit from the training thread; a closed widget must not stop the training."""
+    try:
+        signal.emit(*args)
+    except RuntimeError:  # the relay's C++ object is gone (dock closed)
+        pass
+
+
+def _new_run_folder() -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = DEFAULT_RUNS.expanduser() / stamp
+    path, k = base, 2
+    while path.exists():
+        path, k = base.with_name(f"{stamp}-{k}"), k + 1
+    return path
+
+
+def _torch_threads() -> int:
+    """The GUI thread's torch thread count, when torch is loaded (0: leave the default)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 0
+
+
+def _fits(image: Image, labels: Labels) -> bool:
+    shape = image.data[0].shape if image.multiscale else image.data.shape
+    spatial = shape[:-1] if image.rgb else shape
+    lshape = labels.data[0].shape if labels.multiscale else labels.data.shape
+    return tuple(lshape) == tuple(spatial)
+
+
+def _guess_labels(image: Image, candidates: list[Labels]) -> Labels | None:
+    """The Labels layer that fits the image, preferring one named after it (last added)."""
+    fitting = [la for la in candidates if _fits(image, la)]
+    named = [la for la in fitting if la.name.startswith(image.name)]
+    chosen = named or fitting
+    return chosen[-1] if chosen else None
+
+
+def _read_history(path: Path) -> dict[str, list]:
+    history: dict[str, list] = {"loss": [], "eval": []}
+    if not path.is_file():
+        return history
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if record.get("train_loss") is not None:
+                history["loss"].append((record["step"], record["train_loss"]))
+            if record.get("val_dice") is not None:
+                history["eval"].append(record)
+    return history
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,439 @@
+"""Segmenting images with a loaded checkpoint: resize or sliding-window tiles, 2-D or stacks.
+
+The computation is a plain generator (:func:`segment`) that yields ``(done, total)``
+progress and returns a :class:`SegmentationResult`; the napari widget runs it in a
+worker thread, the batch CLI and tests drain it with :func:`run_to_completion`.
+
+Inputs are mapped to the checkpoint's domain exactly as in training
+(:mod:`napari_tmunet.preprocess`): intensities to [0, 1], grey replicated or alpha
+dropped to the model's channel count, then normalised with the checkpoint's mean/std.
+No Qt and no napari here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import Checkpoint
+from .preprocess import describe_mapping, normalize, to_channels, to_unit_float
+
+MODES: tuple[str, ...] = ("resize", "tile")
+DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
+EXPECTED_SHAPES = (
+    "a 2-D image (H, W), an RGB(A) image (H, W, 3|4), a stack of 2-D frames (Z, H, W) "
+    "or a stack of RGB(A) frames (Z, H, W, 3|4)"
+)
+MIN_SIDE = 4  # pixels; smaller images have no meaningful segmentation
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SegmentationResult:
+    """What :func:`segment` returns.
+
+    Attributes:
+        labels: (H, W) or (Z, H, W); uint8 0/1 for a binary mask, int32 instance ids
+            (unique across a stack) when ``instances`` was asked for.
+        probability: float32 foreground probability, same shape as ``labels``.
+        mapping: how raw intensities were mapped to the model's input, in words.
+        threshold, mode, instances: the options used.
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    mapping: str
+    threshold: float
+    mode: str
+    instances: bool
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={device!r} but CUDA is not available (no GPU, or a CPU-only torch "
+                "build); choose 'auto' or 'cpu'."
+            )
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device={device!r}: expected one of {DEVICES}.")
+
+
+def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool]:
+    """Interpret an image's shape: returns ``(is_stack, has_channels)``.
+
+    Args:
+        image: array of one of the :data:`EXPECTED_SHAPES`.
+        rgb: whether the last axis holds colour channels (napari's ``layer.rgb``); None
+            guesses from the shape: a last axis of 3 or 4 after at least two others.
+
+    Raises:
+        ValueError: naming the expected shapes.
+    """
+    shape = tuple(np.shape(image))
+    if rgb is None:
+        rgb = len(shape) in (3, 4) and shape[-1] in (3, 4)
+    if rgb and (len(shape) not in (3, 4) or shape[-1] not in (1, 2, 3, 4)):
+        raise ValueError(
+            f"image of shape {shape} marked as colour: expected (H, W, C) or (Z, H, W, C) "
+            "with C in 1..4"
+        )
+    spatial = len(shape) - (1 if rgb else 0)
+    if spatial not in (2, 3):
+        hint = ""
+        if spatial > 3:
+            hint = "; pick one time point or channel first (e.g. a 2-D slice of the layer)"
+        elif spatial < 2:
+            hint = "; a 1-D signal is not an image"
+        raise ValueError(f"image of shape {shape}: expected {EXPECTED_SHAPES}{hint}.")
+    h, w = shape[spatial - 2 : spatial]
+    if min(h, w) < MIN_SIDE or (spatial == 3 and shape[0] == 0):
+        raise ValueError(
+            f"image of shape {shape} is too small: height and width must be at least "
+            f"{MIN_SIDE} pixels (expected {EXPECTED_SHAPES})."
+        )
+    dtype = getattr(image, "dtype", None)
+    dtype = np.asarray(image).dtype if dtype is None else np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise ValueError(f"image of dtype {dtype}: expected a boolean, integer or float image.")
+    return spatial == 3, bool(rgb)
+
+
+def predict_probability(
+    image: np.ndarray,
+    checkpoint: Checkpoint,
+    mode: str = "resize",
+    device: str | torch.device | None = None,
+    tile_overlap: float = 0.25,
+    batch_size: int = 4,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, str]:
+    """Foreground probability of one 2-D image.
+
+    Args:
+        image: (H, W) grey or (H, W, C) with C in 1..4, any dtype (see ``preprocess``).
+        checkpoint: a loaded checkpoint; its model's device is used when ``device`` is None.
+        mode: "resize" to the checkpoint's input size and back (as the paper), or "tile":
+            overlapping windows of the input size blended with a Gaussian weight.
+        tile_overlap: fraction of a tile shared with its neighbour, in [0, 0.9].
+        batch_size: tiles per forward pass; bounds memory whatever the image size.
+        progress: called with (done, total) tiles after every forward pass.
+
+    Returns:
+        (H, W) float32 probability and the intensity mapping in words.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] > 4):
+        raise ValueError(
+            f"image of shape {image.shape}: predict_probability takes one 2-D image, (H, W) or "
+            "(H, W, C) with C in 1..4; use segment() for a stack of frames."
+        )
+    split_frames(image, rgb=image.ndim == 3)
+    frame = _FrameInput(image, checkpoint)
+    steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size)
+    total = frame.units(mode, tile_overlap)
+    done = 0
+    while True:
+        try:
+            done += next(steps)
+        except StopIteration as stop:
+            probability = stop.value
+            break
+        if progress is not None:
+            progress(done, total)
+    return probability, frame.mapping
+
+
+def segment(
+    image: np.ndarray,
+    checkpoint: Checkpoint,
+    threshold: float | None = None,
+    mode: str = "resize",
+    instances: bool = False,
+    device: str | torch.device | None = None,
+    tile_overlap: float = 0.25,
+    batch_size: int = 4,
+    rgb: bool | None = None,
+    split_depth: float = 2.0,
+) -> Generator[tuple[int, int], None, SegmentationResult]:
+    """Segment a 2-D image or a stack of 2-D frames (slice by slice); a generator.
+
+    Yields ``(done, total)`` work units (tiles, or frames in resize mode, plus one per
+    frame for the instance split) and returns a :class:`SegmentationResult`. Closing the
+    generator (``.close()``, or a napari worker's ``quit()``) stops the work after the
+    current forward pass.
+
+    Args:
+        threshold: probability threshold; None takes the checkpoint's default.
+        mode: "resize" or "tile" (see :func:`predict_probability`).
+        instances: split the binary mask into instances (touching objects separated by a
+            distance-transform watershed).
+        device: "auto", "cuda", "cpu"; None runs where the checkpoint's model is.
+        rgb: whether the last axis holds colour channels (napari's ``layer.rgb``); None
+            guesses from the shape.
+        split_depth: in pixels; two touching objects are split when the neck between them
+            is at least this much narrower (in distance-transform terms) than both.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
+    if threshold is None:
+        threshold = checkpoint.input_config.threshold
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold={threshold}: expected a probability strictly in (0, 1).")
+    is_stack, _ = split_frames(image, rgb)
+    frames = image if is_stack else [image]
+    n_frames = len(frames)
+    first = _FrameInput(np.asarray(frames[0]), checkpoint)
+    per_frame = first.units(mode, tile_overlap) + (1 if instances else 0)
+    total = per_frame * n_frames
+    shape = (n_frames, *first.hw)
+    probability = np.empty(shape, np.float32)  # (Z, H, W)
+    labels = np.empty(shape, np.int32 if instances else np.uint8)  # (Z, H, W)
+    mapping = first.mapping
+    if is_stack and first.per_frame_range:
+        mapping = f"each frame by its own range, e.g. frame 0: {mapping}"
+    next_label = 0
+    done = 0
+    yield done, total
+    for z in range(n_frames):
+        frame = first if z == 0 else _FrameInput(np.asarray(frames[z]), checkpoint)
+        steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size)
+        while True:
+            try:
+                done += next(steps)
+            except StopIteration as stop:
+                probability[z] = stop.value
+                break
+            yield done, total
+        mask = probability[z] > threshold
+        if instances:
+            frame_labels = split_instances(mask, split_depth=split_depth)
+            frame_labels[frame_labels > 0] += next_label  # ids unique across the stack
+            next_label = max(next_label, int(frame_labels.max()))
+            labels[z] = frame_labels
+            done += 1
+            yield done, total
+        else:
+            labels[z] = mask
+    if not is_stack:
+        labels, probability = labels[0], probability[0]
+    return SegmentationResult(
+        labels=labels,
+        probability=probability,
+        mapping=mapping,
+        threshold=float(threshold),
+        mode=mode,
+        instances=instances,
+    )
+
+
+def run_to_completion(
+    generator: Generator[tuple[int, int], None, SegmentationResult],
+    progress: Progress | None = None,
+) -> SegmentationResult:
+    """Drain a :func:`segment` generator, reporting progress; returns its result."""
+    while True:
+        try:
+            done, total = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
+
+
+def split_instances(mask: np.ndarray, split_depth: float = 2.0) -> np.ndarray:
+    """Instance labels of a 2-D binary mask; touching objects split by a watershed.
+
+    Markers are the maxima of the distance transform that stand at least ``split_depth``
+    pixels above their surroundings (h-maxima), so a shallow neck does not split an
+    elongated object; objects without such a maximum keep one label.
+
+    Returns:
+        (H, W) int32 labels, 0 background, 1..N objects.
+    """
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask of shape {mask.shape}: expected a 2-D (H, W) mask.")
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    distance = ndi.distance_transform_edt(mask).astype(np.float32)  # (H, W)
+    markers, n_markers = ndi.label(h_maxima(distance, split_depth) & mask)
+    labels = watershed(-distance, markers, mask=mask).astype(np.int32)
+    # Components without a marker (thinner than split_depth) become one object each.
+    orphans, n_orphans = ndi.label(mask & (labels == 0))
+    if n_orphans:
+        labels[orphans > 0] = orphans[orphans > 0] + n_markers
+    return labels
+
+
+class _FrameInput:
+    """One 2-D frame mapped to the model's domain, cut lazily into model inputs."""
+
+    def __init__(self, frame: np.ndarray, checkpoint: Checkpoint):
+        self.channels = checkpoint.model_config.in_channels
+        self.mean = checkpoint.input_config.mean
+        self.std = checkpoint.input_config.std
+        self.size = tuple(checkpoint.input_config.size)  # (h, w) of the model input
+        self.hw = frame.shape[:2]
+        self.mapping = describe_mapping(frame)
+        # uint8 and bool map pixel by pixel, so crops are mapped on demand and a huge slide
+        # is never held as float32 in full; other dtypes need the frame's robust range.
+        self.per_frame_range = frame.dtype not in (np.uint8, bool)
+        self._unit = to_unit_float(frame) if self.per_frame_range else frame
+        self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
+        self.mapping += f", std {_fmt(self.std)}"
+
+    def _channel_rule(self, frame: np.ndarray) -> str:
+        c = 1 if frame.ndim == 2 else frame.shape[-1]
+        words = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}[c]
+        steps = []
+        if c in (2, 4):
+            steps.append("alpha dropped")
+        colour = 3 if c >= 3 else 1
+        if colour == 1 and self.channels > 1:
+            steps.append(f"grey replicated to {self.channels} channels")
+        elif colour == 3 and self.channels == 1:
+            steps.append("RGB averaged to grey")
+        return f"{words} input" + (" (" + ", ".join(steps) + ")" if steps else "")
+
+    def crop(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """Normalised (C, h, w) float32 model input of a window."""
+        window = self._unit[y : y + h, x : x + w]
+        if window.dtype != np.float32:
+            window = to_unit_float(window)
+        return normalize(to_channels(window, self.channels), self.mean, self.std)
+
+    def units(self, mode: str, overlap: float) -> int:
+        """Work units (forward passes' tiles) this frame needs in ``mode``."""
+        if mode == "resize":
+            return 1
+        return len(_tile_starts(self.hw[0], self.size[0], overlap)) * len(
+            _tile_starts(self.hw[1], self.size[1], overlap)
+        )
+
+
+def _predict_frame(
+    frame: _FrameInput,
+    checkpoint: Checkpoint,
+    mode: str,
+    device: str | torch.device | None,
+    overlap: float,
+    batch_size: int,
+) -> Generator[int, None, np.ndarray]:
+    """Probability of one frame; yields tiles done after each forward pass."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
+    if not 0.0 <= overlap <= 0.9:
+        raise ValueError(f"tile_overlap={overlap}: expected a fraction in [0, 0.9].")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: expected at least 1.")
+    model = checkpoint.model
+    current = _model_device(model)
+    dev = resolve_device(device) if device is not None else current
+    if dev != current:
+        model.to(dev)
+    model.eval()
+    H, W = frame.hw
+    if mode == "resize":
+        x = torch.from_numpy(frame.crop(0, 0, H, W))[None].to(dev)  # (1, C, H, W)
+        x = F.interpolate(x, size=frame.size, mode="bilinear", align_corners=False, antialias=True)
+        logits = _forward(model, x, dev)  # (1, K, h, w)
+        logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+        yield 1
+        return _foreground(logits)[0].cpu().numpy()
+
+    th, tw = min(frame.size[0], H), min(frame.size[1], W)
+    ys, xs = _tile_starts(H, frame.size[0], overlap), _tile_starts(W, frame.size[1], overlap)
+    weight = torch.from_numpy(_blend_window(th, tw)).to(dev)  # (th, tw)
+    # Accumulators stay on the CPU: image-sized, not tiles x image-sized.
+    acc = np.zeros((H, W), np.float32)
+    norm = np.zeros((H, W), np.float32)
+    weight_np = weight.cpu().numpy()
+    positions: Iterator[tuple[int, int]] = ((y, x) for y in ys for x in xs)
+    while True:
+        batch = [p for _, p in zip(range(batch_size), positions, strict=False)]
+        if not batch:
+            break
+        x = torch.from_numpy(np.stack([frame.crop(y, x0, th, tw) for y, x0 in batch])).to(dev)
+        prob = _foreground(_forward(model, x, dev)) * weight  # (B, th, tw)
+        for (y, x0), p in zip(batch, prob.cpu().numpy(), strict=True):
+            acc[y : y + th, x0 : x0 + tw] += p
+            norm[y : y + th, x0 : x0 + tw] += weight_np
+        yield len(batch)
+    np.divide(acc, norm, out=acc)
+    return acc
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights are (CPU for a model without any)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Logits (B, K, H, W) in float32; bf16 autocast on CUDA."""
+    with torch.inference_mode():
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return model(x).float()
+        return model(x).float()
+
+
+def _foreground(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) logits -> (B, H, W) foreground probability.
+
+    One class: sigmoid. Several: one minus the softmax of class 0 (background).
+    """
+    with torch.inference_mode():
+        if logits.shape[1] == 1:
+            return torch.sigmoid(logits[:, 0])
+        return 1.0 - torch.softmax(logits, dim=1)[:, 0]
+
+
+def _tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Window starts covering [0, length) with windows of ``tile`` overlapping by ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = max(1, int(tile * (1.0 - overlap)))
+    n = math.ceil((length - tile) / step) + 1
+    return sorted({round(i * (length - tile) / (n - 1)) for i in range(n)})
+
+
+def _blend_window(h: int, w: int) -> np.ndarray:
+    """(h, w) Gaussian weight (sigma = size / 8), highest at the centre, never zero.
+
+    Tile borders, where the model sees least context, count least where tiles overlap.
+    """
+
+    def axis(n: int) -> np.ndarray:
+        t = np.arange(n, dtype=np.float32) - (n - 1) / 2.0
+        return np.exp(-0.5 * (t / (n / 8.0)) ** 2)
+
+    window = np.outer(axis(h), axis(w))
+    window /= window.max()
+    return np.maximum(window, 1e-3).astype(np.float32)
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"

@@ -1,0 +1,195 @@
+"""The registry of models shipped inside the package, and loading models by name or path.
+
+``napari_tmunet/weights/registry.json`` lists the shipped checkpoints::
+
+    {"models": [{"name": ..., "modality": "colonoscopy" | "nuclei" | "ultrasound",
+                 "file": "provisional.pt", "provisional": true, "description": ...}]}
+
+An entry whose file is absent (e.g. in a source checkout without weights) is listed by
+:func:`registry_entries` but not offered by :func:`available_models`.
+
+The environment variable ``NAPARI_TMUNET_WEIGHTS_DIR`` points the registry at another
+folder (tests and development only): its own ``registry.json`` if it has one, else the
+package's registry with the files looked up in that folder.
+
+Importing this module does not import torch; loading a model does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+
+PACKAGE_WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR_ENV = "NAPARI_TMUNET_WEIGHTS_DIR"
+REGISTRY_FILE = "registry.json"
+MODALITIES: tuple[str, ...] = ("colonoscopy", "nuclei", "ultrasound")
+CACHE_SIZE = 3  # loaded models kept in memory
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One shipped model of the registry."""
+
+    name: str
+    modality: str
+    file: str
+    provisional: bool
+    description: str
+    path: Path  # where the checkpoint file is expected
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+
+def weights_dir() -> Path:
+    """The folder holding the registry's checkpoint files."""
+    override = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(override) if override else PACKAGE_WEIGHTS_DIR
+
+
+def registry_entries() -> list[ModelEntry]:
+    """Every entry of the registry, whether or not its file is present."""
+    folder = weights_dir()
+    registry = folder / REGISTRY_FILE
+    if not registry.is_file():
+        registry = PACKAGE_WEIGHTS_DIR / REGISTRY_FILE
+    try:
+        data = json.loads(registry.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"cannot read the model registry {registry}: {err}") from err
+    entries = []
+    for raw in data.get("models", []):
+        try:
+            entry = ModelEntry(
+                name=str(raw["name"]),
+                modality=str(raw["modality"]),
+                file=str(raw["file"]),
+                provisional=bool(raw.get("provisional", False)),
+                description=str(raw.get("description", "")),
+                path=folder / str(raw["file"]),
+            )
+        except KeyError as err:
+            raise RuntimeError(f"{registry}: an entry lacks {err}; entry: {raw}") from err
+        if entry.modality not in MODALITIES:
+            raise RuntimeError(
+                f"{registry}: model {entry.name!r} has modality {entry.modality!r}; "
+                f"expected one of {MODALITIES}"
+            )
+        entries.append(entry)
+    return entries
+
+
+def available_models() -> list[ModelEntry]:
+    """The registry's models whose checkpoint file is present, in registry order."""
+    return [entry for entry in registry_entries() if entry.exists]
+
+
+def find_model(name: str) -> ModelEntry | None:
+    """The available model called ``name``, or None."""
+    return next((e for e in available_models() if e.name == name), None)
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, Path, bool]:
+    """``(display name, checkpoint path, provisional)`` of a registry name or a file path.
+
+    Raises:
+        ValueError: for a name that is neither a registered model nor an existing file.
+    """
+    entry = find_model(str(name_or_path))
+    if entry is not None:
+        return entry.name, entry.path, entry.provisional
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path.name, path, False
+    names = [e.name for e in available_models()]
+    raise ValueError(
+        f"model {str(name_or_path)!r} is neither a shipped model "
+        f"({', '.join(names) if names else 'none installed'}) nor an existing checkpoint file."
+    )
+
+
+_cache: OrderedDict[tuple, Checkpoint] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def load_model(name_or_path: str | os.PathLike, device: str = "auto") -> Checkpoint:
+    """Load a shipped model by name, or a trainer checkpoint by path, on ``device``.
+
+    The last :data:`CACHE_SIZE` loaded models are kept (keyed by file, its modification
+    time and the device), so segmenting again does not reload. Callers must not modify
+    the returned model.
+
+    Raises:
+        ValueError: unknown name or missing file; ``checkpoint.CheckpointError`` for a
+        file that is not a valid checkpoint.
+    """
+    from .checkpoint import load_checkpoint
+    from .inference import resolve_device
+
+    name, path, provisional = resolve_model(name_or_path)
+    dev = resolve_device(device)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(dev))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    checkpoint = load_checkpoint(path, dev)
+    checkpoint.metadata.setdefault("provisional", provisional)
+    with _cache_lock:
+        _cache[key] = checkpoint
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return checkpoint
+
+
+def clear_cache() -> None:
+    """Forget the loaded models (frees their memory once no one else holds them)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
+    """Guess the modality of an image from its colours.
+
+    Grey (or colour with equal channels) -> "ultrasound"; colour whose blue exceeds its
+    green, as in haematoxylin and eosin stains (pink and purple) -> "nuclei"; other colour
+    (the reds and oranges of endoscopy) -> "colonoscopy".
+    """
+    image = np.asarray(image)
+    if rgb is None:
+        rgb = image.ndim in (3, 4) and image.shape[-1] in (3, 4)
+    if not rgb or image.shape[-1] < 3:
+        return "ultrasound"
+    while image.ndim > 3:  # a stack: judge by its first frame
+        image = image[0]
+    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))
+    rgb_values = image[::step, ::step, :3].reshape(-1, 3).astype(np.float64)  # (N, 3)
+    if not np.any(rgb_values[:, 1:] != rgb_values[:, :1]):  # grey stored as RGB
+        return "ultrasound"
+    red, green, blue = rgb_values.mean(axis=0)
+    spread = max(rgb_values.max() - rgb_values.min(), 1e-12)
+    if (blue - green) / spread > 0.02 and blue >= 0.6 * red:
+        return "nuclei"
+    return "colonoscopy"
+
+
+def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry | None:
+    """The available model for the image's guessed modality, else the first available."""
+    models = available_models()
+    if not models:
+        return None
+    modality = guess_modality(image, rgb)
+    return next((m for m in models if m.modality == modality), models[0])

@@ -1,0 +1,94 @@
+"""``napari-tmunet-predict`` on a folder of real images with one corrupt file."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from _paths import DATASETS
+
+from napari_tmunet.checkpoint import save_checkpoint
+from napari_tmunet.config import InputConfig, ModelConfig
+from napari_tmunet.imageio import read_image
+from napari_tmunet.model import build_model
+from napari_tmunet.predict_cli import main
+
+SOURCES = [
+    DATASETS / "CVC-ClinicDB" / "images" / "1.png",
+    DATASETS / "CVC-ClinicDB" / "images" / "2.png",
+    DATASETS / "UDIAT" / "images" / "000002.png",
+]
+pytestmark = pytest.mark.skipif(
+    not all(p.is_file() for p in SOURCES), reason="shared datasets not present"
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained tiny model: this test is about files, not about mask quality."""
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t")
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    inputs = InputConfig(size=(128, 128), threshold=0.5)
+    return save_checkpoint(path, build_model(config), config, inputs)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in SOURCES:
+        shutil.copy(source, images / f"{source.parent.parent.name}_{source.name}")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (images / "notes.txt").write_text("not an image, ignored")
+    return images, tmp_path / "masks"
+
+
+def test_predict_folder_reports_the_corrupt_file(folders, checkpoint, capsys):
+    images, masks = folders
+    argv = [str(images), str(masks), "--model", str(checkpoint), "--device", "cpu"]
+    assert main(argv) == 1  # one file failed
+    err = capsys.readouterr().err
+    assert "3 of 4 images segmented" in err and "1 failed" in err
+    assert "broken.png" in err and "cannot decode" in err
+    written = sorted(p.name for p in masks.iterdir())
+    assert written == ["CVC-ClinicDB_1.png", "CVC-ClinicDB_2.png", "UDIAT_000002.png"]
+    for name in written:
+        source = images / name
+        mask = read_image(masks / name)
+        assert mask.shape == read_image(source).shape[:2] and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+
+    # Nothing already there is overwritten without --overwrite...
+    kept = masks / "CVC-ClinicDB_1.png"
+    kept.write_bytes(b"user's corrected mask")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "3 skipped" in err and "--overwrite" in err
+    assert kept.read_bytes() == b"user's corrected mask"
+    # ...and is with it.
+    (images / "broken.png").unlink()
+    assert main([*argv, "--overwrite"]) == 0
+    assert read_image(kept).shape == (288, 384)
+
+
+def test_instances_are_written_as_tiff(folders, checkpoint):
+    images, masks = folders
+    (images / "broken.png").unlink()
+    argv = [str(images), str(masks), "--model", str(checkpoint), "--instances", "--mode", "tile"]
+    assert main(argv) == 0
+    assert sorted(p.suffix for p in masks.iterdir()) == [".tif"] * 3
+
+
+def test_usage_errors(folders, checkpoint, tmp_path, capsys):
+    images, _ = folders
+    model = ["--model", str(checkpoint)]
+    assert main([str(images), str(images), *model]) == 2  # masks would mix with images
+    assert main([str(tmp_path / "missing"), str(tmp_path / "out"), *model]) == 2
+    assert main([str(images), str(tmp_path / "out"), "--model", str(tmp_path / "no.pt")]) == 2
+    assert "neither a shipped model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0

@@ -1,0 +1,257 @@
+"""The Segment dock in a real napari viewer (pytest-qt, Xvfb through pytest-xvfb)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _paths import DATASETS, REPO
+
+from napari_tmunet import models
+from napari_tmunet._sample_data import load_sample
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-tmunet"
+MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
+# Dice floors on each modality's sample. Measured: the TEMPORARY development model (a tiny
+# 't' TM-UNet, 800 CPU steps on the MoNuSeg train split) scores 0.85 on the nuclei sample
+# (resize mode). Colonoscopy and ultrasound are placeholders until the shipped provisional
+# model is measured; then set every floor a little below its measured Dice.
+SAMPLE_MIN_DICE = {"nuclei": 0.7, "colonoscopy": 0.5, "ultrasound": 0.5}
+# The canvas must show label colour at the predicted pixels, hence at most of the reference
+# mask that the prediction covers (recall of the temporary model is about 0.6-0.9).
+SCREEN_MIN_MASK_COVERAGE = 0.4
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+@pytest.fixture
+def registered():
+    entries = models.available_models()
+    if not entries:
+        pytest.skip("no shipped model installed (napari_tmunet/weights/*.pt)")
+    return entries[0]
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    return viewer, widget
+
+
+def open_sample(viewer, modality):
+    viewer.open_sample(PLUGIN, modality)
+    image = next(layer for layer in viewer.layers if layer.__class__.__name__ == "Image")
+    return image
+
+
+def wait_done(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def shown(widget) -> bool:
+    """Not hidden by the widget itself (the test viewer's window is never shown)."""
+    return not widget.native.isHidden()
+
+
+def test_dock_opens_through_the_manifest(dock):
+    from napari_tmunet._segment_widget import CHECKPOINT_CHOICE, DISCLAIMER, SegmentWidget
+
+    viewer, widget = dock
+    assert isinstance(widget, SegmentWidget)
+    assert widget.disclaimer.value == DISCLAIMER == "Research use only, not a medical device."
+    values = [value for value in widget.model.choices]
+    assert values[-1] == CHECKPOINT_CHOICE
+    assert values[:-1] == [e.name for e in models.available_models()]
+    widget.model.value = CHECKPOINT_CHOICE
+    assert shown(widget.checkpoint) and not shown(widget.provisional_label)
+    provisional = [e for e in models.available_models() if e.provisional]
+    if provisional:
+        widget.model.value = provisional[0].name
+        assert not shown(widget.checkpoint)
+        assert shown(widget.provisional_label)
+        assert "provisional model" in widget.provisional_label.value
+    viewer.add_image(np.zeros((20, 30), np.uint8), name="grey")
+    assert [layer.name for layer in widget.image.choices] == ["grey"]
+    assert widget.image.value is viewer.layers["grey"]
+
+
+def test_segment_sample_end_to_end(registered, dock, qtbot):
+    """Worker thread, progress, Labels layer with the image's scale/translate and metadata."""
+    viewer, widget = dock
+    image = open_sample(viewer, registered.modality)
+    image.scale = (0.5, 0.25)
+    image.translate = (10.0, -3.0)
+    widget.image.value = image
+    widget.model.value = registered.name
+    widget.add_probability.value = True
+    widget.segment()
+    assert widget.worker is not None  # ran off the GUI thread
+    wait_done(qtbot, widget)
+    labels = widget.last_layer
+    assert labels is not None and labels.name == f"{image.name} labels"
+    _, mask = load_sample(registered.modality)
+    assert labels.data.shape == mask.shape
+    assert dice(labels.data, mask) >= SAMPLE_MIN_DICE[registered.modality]
+    np.testing.assert_allclose(labels.scale, image.scale)
+    np.testing.assert_allclose(labels.translate, image.translate)
+    meta = labels.metadata
+    assert meta["model"] == registered.name and meta["mode"] == "resize"
+    assert meta["threshold"] == pytest.approx(0.5) and "uint8 / 255" in meta["mapping"]
+    prob = viewer.layers[f"{image.name} probability"]
+    assert prob.data.shape == mask.shape and prob.data.dtype == np.float32
+    assert widget.status.value == "done"
+
+
+@pytest.mark.skipif(not MONUSEG_TILE.is_file(), reason="shared MoNuSeg data not present")
+def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qtbot):
+    from napari.layers import Labels
+    from qtpy.QtCore import QTimer
+
+    from napari_tmunet.imageio import read_image
+
+    viewer, widget = dock
+    tile = read_image(MONUSEG_TILE)
+    image = viewer.add_image(tile, name="monuseg")
+    widget.image.value = image
+    assert widget.mode.value == "resize"  # 1000 px is not "large" (> 1024)
+    widget.mode.value = "tile"
+    widget.model.value = registered.name
+    widget.batch_size = 1  # one progress report per tile
+
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(widget.status.value))
+    timer.start(10)
+    widget.segment()
+    wait_done(qtbot, widget)
+    timer.stop()
+    # GUI events were processed while tiles were being computed on the worker thread.
+    progress_ticks = [s for s in ticks if s.startswith("monuseg: ")]
+    assert len(progress_ticks) >= 3, ticks[:10]
+    assert widget.last_layer.data.shape == (1000, 1000)
+
+    # Cancel: a stack of frames, stopped after the first progress report.
+    n_labels = sum(isinstance(layer, Labels) for layer in viewer.layers)
+    stack = viewer.add_image(np.stack([tile] * 6), name="stack", rgb=True)
+    widget.image.value = stack
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.status.value.startswith("stack: "), timeout=60_000)
+    worker = widget.worker
+    widget.cancel_button.clicked.emit()
+    wait_done(qtbot, widget, timeout=30_000)
+    assert worker.abort_requested and widget.status.value == "cancelled"
+    assert sum(isinstance(layer, Labels) for layer in viewer.layers) == n_labels
+    assert widget.segment_button.enabled and not widget.cancel_button.enabled
+
+
+def test_edited_output_survives_a_second_segment(registered, dock, monkeypatch):
+    monkeypatch.setenv("NAPARI_TMUNET_INLINE", "1")
+    from napari.layers import Labels
+
+    viewer, widget = dock
+    image = open_sample(viewer, registered.modality)
+    widget.image.value = image
+    widget.model.value = registered.name
+
+    def outputs():
+        return [layer for layer in viewer.layers if isinstance(layer, Labels)][1:]  # not mask
+
+    widget.segment()
+    first = widget.last_layer
+    assert outputs() == [first]
+    widget.threshold.value = 0.7
+    widget.segment()  # unedited: replaced in place
+    assert outputs() == [first] and first.metadata["threshold"] == pytest.approx(0.7)
+
+    # A paint stroke (emits events.paint) marks it edited: a new layer is added.
+    first.paint((5, 5), 3)
+    painted = np.array(first.data)
+    widget.segment()
+    second = widget.last_layer
+    assert second is not first and outputs() == [first, second]
+    np.testing.assert_array_equal(first.data, painted)
+
+    # An in-place change without events is caught by the content hash.
+    second.data[:3, :3] = 7
+    widget.segment()
+    third = widget.last_layer
+    assert third is not second and (second.data[:3, :3] == 7).all()
+    assert len(outputs()) == 3
+
+    # Segment all image layers: one output per image (probability maps are not inputs).
+    viewer.add_image(np.asarray(image.data)[::2, ::2], name="half")
+    widget.add_probability.value = True
+    widget.segment_all()
+    n_layers = len(viewer.layers)
+    widget.segment_all()
+    assert len(viewer.layers) == n_layers  # replaced in place, nothing new
+    half = np.asarray(viewer.layers["half"].data)
+    assert viewer.layers["half labels"].data.shape == half.shape[:2]
+
+
+def test_errors_become_notifications(dock, monkeypatch, tmp_path):
+    monkeypatch.setenv("NAPARI_TMUNET_INLINE", "1")
+    import napari_tmunet._segment_widget as module
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    viewer, widget = dock
+    widget.segment()  # no image
+    viewer.add_image(np.zeros((40, 40), np.uint8), name="blank")
+    widget.image.value = viewer.layers["blank"]
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    widget.model.value = module.CHECKPOINT_CHOICE
+    widget.checkpoint.value = bad
+    widget.segment()
+    assert messages and "broken.pt" in messages[-1] and "checkpoint" in messages[-1]
+    assert widget.status.value.startswith("failed")
+    assert widget.segment_button.enabled
+
+
+def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
+    """``python -m napari_tmunet --smoke`` on X (xcb): the figure is coloured at the mask."""
+    shot, figure, report = tmp_path / "shot.png", tmp_path / "figure.png", tmp_path / "r.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb")
+    command = [
+        sys.executable,
+        "-m",
+        "napari_tmunet",
+        "--smoke",
+        "--sample",
+        registered.modality,
+        "--device",
+        "cpu",
+        "--screenshot",
+        str(shot),
+        "--figure",
+        str(figure),
+        "--report",
+        str(report),
+    ]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    checks = json.loads(report.read_text())
+    assert checks["dice"] >= SAMPLE_MIN_DICE[registered.modality]
+
+    from napari_tmunet.imageio import read_image
+
+    image, mask = load_sample(registered.modality)
+    window = read_image(shot)
+    assert window.ndim == 3 and window.shape[0] > 300 and window.shape[1] > 500
+    rendered = read_image(figure)[..., :3].astype(int)  # canvas at the image's pixel grid
+    assert rendered.shape[:2] == mask.shape
+    raw = image[..., :3] if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
+    coloured = np.abs(rendered - raw.astype(int)).sum(-1) > 12
+    assert coloured[mask > 0].mean() >= SCREEN_MIN_MASK_COVERAGE
+    assert coloured[mask == 0].mean() < coloured[mask > 0].mean()

@@ -1,0 +1,571 @@
+"""The training engine and the napari-tmunet-train CLI, on real images (CPU).
+
+Runs are tiny (TM-UNet t, 64x64, a handful of CVC-ClinicDB frames) so that the whole
+file stays within a few minutes on two cores.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _paths import DATASETS, REPO
+from torch import nn
+
+from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from napari_tmunet.config import InputConfig
+from napari_tmunet.data import DatasetError, NativeCache
+from trainer import cli
+from trainer.engine import (
+    DeviceData,
+    RunDirError,
+    Schedule,
+    TrainConfig,
+    decode_folder,
+    evaluate,
+    fit,
+    measure_efficiency,
+    segmentation_loss,
+)
+from trainer.report import collect_runs, render_report
+
+CLINIC = DATASETS / "CVC-ClinicDB"
+needs_data = pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no datasets at {DATASETS}")
+
+# A tiny, fast run: 16 ClinicDB frames -> 11 train / 2 valid / 3 test.
+TINY = dict(
+    variant="t",
+    size=(64, 64),
+    batch_size=4,
+    lr=2e-3,
+    device="cpu",
+    num_workers=2,
+    eval_batch_size=4,
+    test=False,
+    efficiency=False,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and lose a lot on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clinic_cache(tmp_path_factory) -> Path:
+    """The first 16 CVC-ClinicDB pairs decoded into a NativeCache file."""
+    if not CLINIC.is_dir():
+        pytest.skip(f"no datasets at {DATASETS}")
+    path = tmp_path_factory.mktemp("cache") / "clinic16.npz"
+    decode_folder(CLINIC, max_images=16, workers=2).save(path)
+    return path
+
+
+def _state(path: Path) -> dict:
+    return read_checkpoint(path)
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------ loss
+
+
+def test_loss_hand_cases():
+    t = torch.zeros(1, 1, 4, 4)
+    t[..., :2, :] = 1  # half foreground
+    # logits 0: BCE = ln 2; p = 0.5 everywhere -> Dice = 2 * 4 / (8 + 8) = 0.5
+    loss = segmentation_loss(torch.zeros(1, 1, 4, 4), t)
+    assert loss.item() == pytest.approx(2 * math.log(2) + 0.5, abs=1e-5)
+    # confident and right: ~0; confident and wrong: 2 * 20 + 1
+    right = 20 * (2 * t - 1)
+    assert segmentation_loss(right, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert segmentation_loss(-right, t).item() == pytest.approx(41.0, abs=1e-4)
+    # empty mask predicted empty: no loss (Dice of two empty sets is 1)
+    empty = torch.zeros(1, 1, 4, 4)
+    assert segmentation_loss(torch.full((1, 1, 4, 4), -30.0), empty).item() < 1e-5
+    # weights: 1 x CE only, 1 x Dice only
+    assert segmentation_loss(torch.zeros(1, 1, 4, 4), t, 1, 0).item() == pytest.approx(math.log(2))
+    assert segmentation_loss(torch.zeros(1, 1, 4, 4), t, 0, 1).item() == pytest.approx(0.5, 1e-5)
+    # the batch loss is the mean of per-sample losses (what exact DDP sharding needs)
+    logits = torch.cat([torch.zeros(1, 1, 4, 4), -right])
+    target = torch.cat([t, t])
+    per = segmentation_loss(logits, target, reduction="none")
+    assert per.shape == (2,)
+    assert per[0].item() == pytest.approx(2 * math.log(2) + 0.5, abs=1e-5)
+    assert segmentation_loss(logits, target).item() == pytest.approx(per.mean().item())
+    # (B, H, W) targets are accepted for one class
+    assert segmentation_loss(right, t[:, 0]).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_loss_multiclass_and_against_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, 1, 8, 8, generator=g)
+    t = (torch.rand(3, 1, 8, 8, generator=g) > 0.6).float()
+    # 2-class softmax CE with logits [0, z] equals the BCE of z
+    two = torch.cat([torch.zeros_like(z), z], dim=1)
+    assert segmentation_loss(two, t.long(), 1, 0).item() == pytest.approx(
+        segmentation_loss(z, t, 1, 0).item(), rel=1e-5
+    )
+    # soft Dice against MONAI's DiceLoss (independent implementation)
+    ref = monai_losses.DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)(z, t)
+    assert segmentation_loss(z, t, 0, 1).item() == pytest.approx(ref.item(), rel=1e-5)
+    logits3 = torch.randn(3, 3, 8, 8, generator=g)
+    labels = torch.randint(0, 3, (3, 1, 8, 8), generator=g)
+    ref3 = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, smooth_nr=1e-5, smooth_dr=1e-5)(
+        logits3, labels
+    )
+    assert segmentation_loss(logits3, labels, 0, 1).item() == pytest.approx(ref3.item(), rel=1e-5)
+    ce = nn.functional.cross_entropy(logits3, labels[:, 0])
+    assert segmentation_loss(logits3, labels, 1, 0).item() == pytest.approx(ce.item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------- schedule, data
+
+
+def test_schedule_epochs_steps_and_sharding():
+    s = Schedule(n_train=11, batch_size=4, world_size=1, epochs=3, seed=5)
+    assert s.steps_per_epoch == 3 and s.period_ends == [3, 6, 9]
+    epoch1 = sum((s.indices(k) for k in range(3, 6)), [])
+    assert sorted(epoch1) == list(range(11))  # every image once per epoch
+    assert s.indices(0) != s.indices(3)  # reshuffled each epoch
+    assert s.indices(4) == Schedule(11, 4, 1, 3, seed=5).indices(4)  # a function of the step
+    # a last partial batch smaller than the number of ranks is dropped (cannot be sharded)
+    assert Schedule(9, 4, world_size=2, epochs=1).steps_per_epoch == 2
+    # step mode: an endless stream of shuffled passes; the LR decays `epochs` times
+    st = Schedule(n_train=5, batch_size=4, world_size=1, epochs=4, steps=10, seed=1)
+    assert st.period_ends[-1] == 10 and len(st.period_ends) == 4
+    stream = sum((st.indices(k) for k in range(5)), [])  # 20 draws = 4 passes
+    for p in range(4):
+        assert sorted(stream[5 * p : 5 * p + 5]) == list(range(5))
+    # DDP shards of a global batch partition it (as DistributedSampler)
+    batch = st.indices(3)
+    shards = [batch[r::2] for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == sorted(batch) and len(shards[0]) == 2
+
+
+@needs_data
+def test_device_batches_resize_and_crop(clinic_cache):
+    from napari_tmunet.data import load_cache
+
+    cache = load_cache(clinic_cache)
+    items = cache[:3]
+    inp = InputConfig(size=(64, 64))
+    data = DeviceData(items, 3, inp, torch.device("cpu"))
+    none = np.full((3, 5), 0.99)  # no flip, no rotation
+    x, y = data.batch([0, 1, 2], none, (64, 64), "resize", hflip=0.5)
+    assert x.shape == (3, 3, 64, 64) and y.shape == (3, 1, 64, 64)
+    assert set(torch.unique(y).tolist()) <= {0.0, 1.0} and y.sum() > 0
+    # normalised with ImageNet statistics: roughly zero-centred, not in [0, 1]
+    assert x.min() < -0.5 and x.max() > 1.0
+    flip = none.copy()
+    flip[:, 0] = 0.0
+    xf, yf = data.batch([0, 1, 2], flip, (64, 64), "resize", hflip=0.5)
+    assert torch.equal(xf, x.flip(-1)) and torch.equal(yf, y.flip(-1))
+    # crop mode: a native-resolution window at the drawn position
+    draws = np.array([[0.99, 0.99, 0.99, 0.0, 1.0 - 1e-9]])
+    xc, yc = data.batch([0], draws, (64, 64), "crop")
+    H, W = items[0].mask.shape
+    mean = torch.tensor(inp.mean).view(3, 1, 1)
+    std = torch.tensor(inp.std).view(3, 1, 1)
+    expected = (torch.from_numpy(items[0].image[:64, W - 64 :]).permute(2, 0, 1) / 255 - mean) / std
+    assert torch.allclose(xc[0], expected, atol=1e-6)
+    assert torch.equal(yc[0, 0].bool(), torch.from_numpy(items[0].mask[:64, W - 64 :]))
+
+
+def test_split_sources(tmp_path):
+    """Random 7:1:2 by seed, a user's file, MoNuSeg's official lists (valid carved)."""
+    from trainer.engine import resolve_run_split
+
+    monuseg = DATASETS / "MoNuSeg"
+    if not (monuseg / "train.txt").is_file():
+        pytest.skip(f"no MoNuSeg at {monuseg}")
+    names = sorted(p.stem for p in (monuseg / "images").iterdir())
+    cache = NativeCache(names, [None] * 44, [None] * 44, [">127"] * 44, list(range(44)))
+    cfg = TrainConfig(data=str(monuseg), split_seed=3)
+    split, _ = resolve_run_split(cfg, cache)
+    assert [len(split[k]) for k in ("train", "valid", "test")] == [31, 4, 9]
+    assert resolve_run_split(cfg, cache)[0] == split  # deterministic
+    assert resolve_run_split(TrainConfig(data=str(monuseg), split_seed=4), cache)[0] != split
+    official, notes = resolve_run_split(TrainConfig(data=str(monuseg), official_split=True), cache)
+    assert len(official["test"]) == 14 and len(official["train"]) + len(official["valid"]) == 30
+    assert any("carved" in note for note in notes)
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": names[:40], "val": names[40:42], "test": names[42:]}))
+    mine, _ = resolve_run_split(TrainConfig(data=str(monuseg), split_file=str(path)), cache)
+    assert mine["valid"] == names[40:42] and mine["test"] == names[42:]
+
+
+# ------------------------------------------------------------------------ evaluation
+
+
+class _ThresholdModel(nn.Module):
+    """Pointwise 'model': foreground where the raw red value is >= 128 (or never)."""
+
+    def __init__(self, inp: InputConfig, empty: bool = False):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.mean, self.std, self.empty = inp.mean[0], inp.std[0], empty
+
+    def forward(self, x):
+        unit = x[:, :1] * self.std + self.mean  # back to [0, 1]
+        logits = (unit - 0.5) * 1000
+        return torch.full_like(logits, -10.0) if self.empty else logits
+
+
+def test_evaluate_sliding_window_and_empty_predictions():
+    rng = np.random.default_rng(0)
+    images, masks = [], []
+    for shape in [(100, 130), (70, 50)]:
+        yy, xx = np.mgrid[: shape[0], : shape[1]]
+        blob = ((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < 20**2).astype(np.uint8)
+        red = np.where(blob, 200, 40).astype(np.uint8) + rng.integers(0, 20, shape, dtype=np.uint8)
+        images.append(np.stack([red, red // 2, red // 3], -1))
+        masks.append(red >= 128)
+    samples = [(f"im{i}", im, m) for i, (im, m) in enumerate(zip(images, masks, strict=True))]
+    inp = InputConfig(size=(64, 64))
+    # crop mode: windows of 64 with overlap; a pointwise model is reproduced exactly
+    ev = evaluate(_ThresholdModel(inp), samples, inp, "crop", overlap=0.25, batch_size=3)
+    agg = ev.aggregate()
+    assert agg["count"] == 2
+    assert agg["native_dice_mean"] == 1.0 and agg["native_hd_mean"] == 0.0
+    assert agg["dice_mean"] > 0.95  # the 64x64 column (resized logits vs resized mask)
+    # resize mode: prediction at 64x64, the native column resized back
+    agg_r = evaluate(_ThresholdModel(inp), samples, inp, "resize").aggregate()
+    assert agg_r["dice_mean"] > 0.95 and agg_r["native_dice_mean"] > 0.9
+    # an empty prediction on a non-empty mask: HD = image diagonal, and counted
+    agg_e = evaluate(_ThresholdModel(inp, empty=True), samples, inp, "resize").aggregate()
+    assert agg_e["empty_prediction"] == 2 and agg_e["dice_mean"] == 0.0
+    assert agg_e["hd_mean"] == pytest.approx(math.hypot(64, 64))
+    assert agg_e["native_hd_mean"] == pytest.approx((math.hypot(100, 130) + math.hypot(70, 50)) / 2)
+
+
+def test_measure_efficiency_tiny_model():
+    from napari_tmunet.config import ModelConfig
+    from napari_tmunet.model import build_model
+
+    model = build_model(ModelConfig.variant("t"))
+    eff = measure_efficiency(model, (64, 64), "cpu", batch=2, warmup=1, repeats=2)
+    assert eff["params"] == sum(p.numel() for p in model.parameters())
+    assert eff["flops"] > 0 and eff["fps_batch1"] > 0 and eff["throughput"] > 0
+    if eff["macs"] is not None:  # thop installed
+        assert 0 < eff["macs"] < eff["flops"]
+    assert model.training  # restored
+
+
+# ------------------------------------------------------------------------ training
+
+
+@needs_data
+def test_few_steps_decrease_the_loss(clinic_cache, tmp_path):
+    cfg = TrainConfig(data=str(clinic_cache), steps=16, epochs=4, **TINY)
+    result = fit(cfg, tmp_path / "run")
+    losses = [r["train_loss"] for r in _records(tmp_path / "run")]
+    assert len(losses) == 4 and result["step"] == 16
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert [len(split[k]) for k in ("train", "valid", "test")] == [11, 2, 3]
+
+
+@pytest.mark.slow
+@needs_data
+def test_resume_is_exact_and_stop_keeps_checkpoints(clinic_cache, tmp_path):
+    # 11 train images at batch 6: 2 steps per epoch (6 + 5)
+    base = {**TINY, "data": str(clinic_cache), "batch_size": 6}
+    straight = tmp_path / "straight"
+    fit(TrainConfig(epochs=4, **base), straight)
+    # 2 epochs, then resume for 2 more
+    split_run = tmp_path / "split"
+    first = fit(TrainConfig(epochs=2, **base), split_run)
+    assert first["step"] == 4
+    fit(TrainConfig(epochs=4, resume=True, **base), split_run)
+    a, b = _state(straight / "last.pt"), _state(split_run / "last.pt")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    opt_a, opt_b = a["training_state"]["optimizer"], b["training_state"]["optimizer"]
+    for k, state in opt_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, opt_b["state"][k][name]), (k, name)
+    assert a["training_state"]["scheduler"] == b["training_state"]["scheduler"]
+    rec_a, rec_b = _records(straight), _records(split_run)
+    assert [r["train_loss"] for r in rec_a] == [r["train_loss"] for r in rec_b]
+    assert [r["val_dice"] for r in rec_a] == [r["val_dice"] for r in rec_b]
+
+    # a stop in the middle of an epoch: last.pt and best.pt load; resuming is exact too
+    stop = threading.Event()
+    seen = []
+
+    def on_step(step, total, loss):
+        seen.append((step, total, loss))
+        if step == 3:
+            stop.set()
+
+    evals = []
+    stopped_run = tmp_path / "stopped"
+    res = fit(
+        TrainConfig(epochs=4, **base),
+        stopped_run,
+        callbacks={"on_step": on_step, "on_eval": evals.append},
+        stop_event=stop,
+    )
+    assert res["stopped"] and res["step"] == 3 and seen[-1][:2] == (3, 8)
+    assert evals and evals[-1].get("stopped") and "val_dice" in evals[-1]
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(stopped_run / name)
+        assert ckpt.model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+    assert read_checkpoint(stopped_run / "last.pt")["training_state"]["step"] == 3
+    fit(TrainConfig(epochs=4, resume=True, **base), stopped_run)
+    c = _state(stopped_run / "last.pt")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, c["state_dict"][key]), key
+    period_ends = [r for r in _records(stopped_run) if not r.get("stopped")]
+    assert [r["train_loss"] for r in period_ends] == [r["train_loss"] for r in rec_a]
+
+    # resuming never replaces a better best.pt
+    best = load_checkpoint(straight / "best.pt")
+    save_checkpoint(
+        straight / "best.pt",
+        best.model,
+        best.model_config,
+        best.input_config,
+        metadata=best.metadata,
+        metrics={**best.metrics, "val_dice": 1.5},
+    )
+    before = (straight / "best.pt").read_bytes()
+    fit(TrainConfig(epochs=5, resume=True, **base), straight)
+    assert (straight / "best.pt").read_bytes() == before
+    assert _records(straight)[-1]["step"] == 10
+    # a resume with a changed setting that matters is refused, naming it
+    with pytest.raises(RunDirError, match="lr"):
+        fit(TrainConfig(epochs=6, resume=True, **{**base, "lr": 1e-3}), straight)
+
+
+def test_run_dir_refusals(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"user's model")
+    cfg = TrainConfig(data=str(tmp_path / "missing"), **TINY)
+    with pytest.raises(RunDirError, match="not empty.*--resume.*--overwrite"):
+        fit(cfg, run)
+    with pytest.raises(RunDirError, match="cannot resume"):
+        fit(TrainConfig(data=str(tmp_path / "missing"), resume=True, **TINY), tmp_path / "new")
+    # overwrite keeps the old files in previous-*/ (then fails on the missing data)
+    with pytest.raises(DatasetError, match="missing"):
+        fit(TrainConfig(data=str(tmp_path / "missing"), overwrite=True, **TINY), run)
+    backups = list(run.glob("previous-*/best.pt"))
+    assert len(backups) == 1 and backups[0].read_bytes() == b"user's model"
+    with pytest.raises(ValueError, match="resume and overwrite"):
+        TrainConfig(resume=True, overwrite=True)
+    # the config survives JSON
+    cfg = TrainConfig(model={"use_xlstm": False}, **{**TINY, "size": (96, 128)})
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def _relative_change_difference(a: dict, b: dict, start: dict) -> float:
+    """||(a - start) - (b - start)|| / ||a - start|| over all trained parameters."""
+    num = den = 0.0
+    for key, value in a.items():
+        if value.is_floating_point() and "running_" not in key:
+            num += (value - b[key]).double().norm() ** 2
+            den += (value - start[key]).double().norm() ** 2
+    return float((num / den) ** 0.5)
+
+
+@pytest.mark.slow
+@needs_data
+def test_two_rank_ddp_matches_one_process(clinic_cache, tmp_path):
+    """gloo: 2 ranks x batch 8 reach the weights of 1 process x batch 16 (BatchNorm synced).
+
+    Adam's first steps move every weight by about lr whatever the gradient's size, so
+    float rounding (a different summation order) flips the update of weights whose
+    gradient is near zero: one process with 1 vs 2 threads differs by ~2% in the weight
+    change after 3 steps. Synchronised BatchNorm stays at that level; per-rank
+    BatchNorm (batch statistics of 8, not 16) gives a different model (~100%).
+    """
+    common = dict(steps=3, epochs=3, batch_size=16, lr=1e-3, hflip=0.5, vflip=0.5, rot90=True)
+    single = tmp_path / "single"
+    fit(TrainConfig(data=str(clinic_cache), **{**TINY, **common}), single)
+    args = [
+        "fit", "--data", str(clinic_cache), "--variant", "t", "--size", "64", "--steps", "3",
+        "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--hflip", "0.5", "--vflip",
+        "0.5", "--rot90", "--device", "cpu", "--no-test", "--no-efficiency", "--no-progress",
+        "--eval-batch-size", "4", "--num-workers", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    for name, extra in (("ddp", []), ("ddp_plain_bn", ["--no-sync-bn"])):
+        for attempt in range(2):  # a busy CI machine can lose torchrun's rendezvous port
+            proc = subprocess.run(
+                [*torchrun, "--nproc_per_node", "2", "-m", "trainer.cli", *args, *extra,
+                 "--run-dir", str(tmp_path / f"{name}-{attempt}")],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                (tmp_path / f"{name}-{attempt}").rename(tmp_path / name)
+                break
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = tmp_path / "ddp"
+    assert json.loads((ddp / "run_info.json").read_text())["world_size"] == 2
+    from napari_tmunet.model import build_model
+
+    torch.manual_seed(0)
+    start = build_model(TrainConfig(**{**TINY, **common}).model_config(3)).state_dict()
+    a = _state(single / "last.pt")["state_dict"]
+    b = _state(ddp / "last.pt")["state_dict"]
+    plain = _state(tmp_path / "ddp_plain_bn" / "last.pt")["state_dict"]
+    assert torch.equal(a["enc1.bn.num_batches_tracked"], b["enc1.bn.num_batches_tracked"])
+    synced = _relative_change_difference(a, b, start)
+    unsynced = _relative_change_difference(a, plain, start)
+    assert synced < 0.05, synced
+    assert unsynced > 0.3, unsynced
+    # BatchNorm running statistics follow the global batch too (to the same rounding)
+    for key in ("enc1.bn.running_mean", "dec2.bn.running_var"):
+        assert torch.allclose(a[key], b[key], rtol=0.02, atol=2e-3), key
+    # the first step's loss is computed before any update: equal up to float rounding
+    la = [r["train_loss"] for r in _records(single)]
+    lb = [r["train_loss"] for r in _records(ddp)]
+    assert la[0] == pytest.approx(lb[0], rel=1e-6)
+    assert la == pytest.approx(lb, rel=1e-3)
+
+
+@pytest.mark.slow
+@needs_data
+def test_cli_fit_evaluate_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "tiny"
+    fit_args = [
+        "fit", "--data", str(CLINIC), "--max-images", "12", "--variant", "t", "--size", "64",
+        "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--no-progress",
+        "--num-workers", "2", "--run-dir", str(run),
+    ]  # fmt: skip
+    assert cli.main(fit_args) == 0
+    out = capsys.readouterr().out
+    assert "test (2 images)" in out and "FPS" in out
+    for name in (
+        "config.json",
+        "split.json",
+        "metrics.jsonl",
+        "curves.png",
+        "best.pt",
+        "last.pt",
+        "test_metrics.csv",
+        "summary.json",
+        "run_info.json",
+        "train.log",
+    ):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["dataset"] == "CVC-ClinicDB" and summary["test"]["count"] == 2
+    assert summary["efficiency"]["params"] == 385105
+    meta = read_checkpoint(run / "best.pt")["metadata"]
+    assert TrainConfig.from_dict(meta["train_config"]).variant == "t"
+
+    # the same command again: refused, nothing touched
+    before = (run / "best.pt").read_bytes()
+    assert cli.main(fit_args) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (run / "best.pt").read_bytes() == before
+
+    assert cli.main(["evaluate", str(run / "best.pt"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| native |" in out
+    rows = (run / "eval-test-best.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and "native_dice" in rows[0]
+
+    report_md = tmp_path / "report.md"
+    assert cli.main(["report", str(tmp_path / "runs"), "--paper", "--out", str(report_md)]) == 0
+    text = report_md.read_text()
+    assert "| TM-UNet t |" in text and "CVCCDB Dice" in text and "TM-UNet (paper)" in text
+    assert "### Table 2" in text and "### Table 3" in text
+    runs, missing = collect_runs([tmp_path / "runs"])
+    assert len(runs) == 1 and not missing
+    assert "| CVCCDB | 8 | 16 | 32 | 64 | 128 |" in render_report(runs, tables=(3,))
+
+    # clear errors for bad paths
+    assert cli.main(["fit", "--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "images/" in err
+    monkeypatch.setenv("TMUNET_DATASETS", str(tmp_path))
+    assert cli.main(["fit", "--preset", "colondb"]) == 2
+    err = capsys.readouterr().err
+    assert "CVC-ColonDB" in err and "--data" in err
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_cli_help_documents_the_protocol(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for option in (
+        "--preset",
+        "--resume",
+        "--skip-bad",
+        "--split-file",
+        "--split-seed",
+        "--arch",
+        "--variant",
+        "--no-xlstm",
+        "--no-pooling",
+        "--no-dwconv",
+        "--pooling",
+        "--mode",
+        "--steps",
+        "torchrun",
+    ):
+        assert option in text, option
+
+
+def test_in_memory_dataset_for_the_widget(tmp_path):
+    """fit() takes an in-memory NativeCache (the fine-tune widget's path)."""
+    rng = np.random.default_rng(0)
+    images, masks = [], []
+    for _ in range(6):
+        img = rng.integers(0, 80, (48, 40, 1), dtype=np.uint8)
+        mask = np.zeros((48, 40), bool)
+        mask[10:30, 8:24] = True
+        img[mask] += 150
+        images.append(img)
+        masks.append(mask)
+    cache = NativeCache(
+        names=[f"n{i}" for i in range(6)],
+        images=images,
+        masks=masks,
+        rules=[">0"] * 6,
+        groups=list(range(6)),
+        source="memory",
+    )
+    cfg = TrainConfig(**{**TINY, "size": (32, 32), "batch_size": 2}, mode="crop", steps=2, epochs=1)
+    result = fit(cfg, tmp_path / "run", dataset=cache)
+    assert result["step"] == 2 and not result["stopped"]
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt.model_config.in_channels == 1 and ckpt.input_config.size == (32, 32)
+
+
+@pytest.mark.slow
+def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    folder = cli._write_demo_tiles(tmp_path / "tiles")  # the bundled nuclei sample, 16 tiles
+    assert cli.main(["cache", "--data", str(folder), str(tmp_path / "tiles.npz")]) == 0
+    from napari_tmunet.data import load_cache
+
+    cache = load_cache(tmp_path / "tiles.npz")
+    assert len(cache) == 16 and cache.rule_counts() == {">127": 16}
+    assert cli.main(["demo", "--steps", "20", "--run-dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "| TM-UNet t |" in out and "demo finished" in out
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["test"]["count"] == 3 and summary["test"]["dice_mean"] > 0.3

@@ -1,0 +1,371 @@
+"""Markdown tables laid out like the paper's Tables 1-3, from run folders.
+
+A run folder is what ``fit`` writes: ``config.json`` (TrainConfig), ``run_info.json``
+(resolved model config) and ``summary.json`` (test aggregate and efficiency); a folder
+without ``summary.json`` but with ``eval-test-*.json`` files (from ``napari-tmunet-train
+evaluate``) uses the newest of those. Several runs of one model on one dataset (split
+seeds) are shown as mean +- std over the runs, with the run count.
+
+- Table 1: rows = models; columns FLOPs (MACs as the paper counts them, thop), FPS at
+  batch 1, then Dice / IoU / F1 / HD per dataset, in percent (HD in pixels at the
+  evaluation size).
+- Table 2: the ablation (xLSTM / Pooling / DWConv switches) of TM-UNet b, per dataset.
+- Table 3: TM-UNet channel sizes C1..C5, per dataset.
+- Table 4 (not in the paper): the same runs at native resolution, HD95, and the number
+  of test images with an empty prediction on a non-empty mask (HD = image diagonal).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from napari_tmunet.config import VARIANTS, ModelConfig
+
+# Paper order of the datasets; others follow alphabetically.
+DATASET_ORDER = ("CVCCDB", "MoNuSeg", "ColonDB", "UDIAT")
+_ALIASES = {
+    "cvc-clinicdb": "CVCCDB",
+    "cvccdb": "CVCCDB",
+    "monuseg": "MoNuSeg",
+    "cvc-colondb": "ColonDB",
+    "colondb": "ColonDB",
+    "udiat": "UDIAT",
+}
+
+# The paper's numbers (Tables 1-3), for --paper rows: Dice, IoU, F1, HD per dataset.
+PAPER_TABLE1 = {
+    "U-Net (paper)": {
+        "flops": "124.48G",
+        "fps": 27.72,
+        "CVCCDB": (80.73, 73.88, 83.65, 79.06),
+        "MoNuSeg": (77.57, 63.78, 78.95, 38.33),
+        "ColonDB": (76.47, 68.45, 77.82, 99.76),
+        "UDIAT": (71.74, 62.36, 74.23, 51.17),
+    },
+    "TM-UNet (paper)": {
+        "flops": "6.55G",
+        "fps": 87.55,
+        "CVCCDB": (86.57, 79.89, 88.83, 35.35),
+        "MoNuSeg": (85.63, 74.10, 85.95, 25.66),
+        "ColonDB": (80.62, 74.43, 82.13, 72.70),
+        "UDIAT": (77.40, 66.82, 80.40, 39.74),
+    },
+}
+PAPER_TABLE2 = [  # (xLSTM, Pooling, DWConv, FLOPs, FPS, Dice, IoU, F1, HD), MoNuSeg
+    (False, False, False, "5.82G", 89.15, 82.47, 70.31, 81.68, 29.87),
+    (True, False, False, "6.14G", 90.23, 83.98, 72.21, 83.78, 26.87),
+    (True, True, False, "6.14G", 88.92, 84.82, 73.45, 84.36, 26.33),
+    (True, True, True, "6.55G", 87.55, 85.63, 74.10, 84.95, 25.66),
+]
+PAPER_TABLE3 = [  # (channels, FLOPs, FPS, Dice, IoU, F1, HD), MoNuSeg
+    ((8, 16, 32, 64, 128), "0.49G", 104.23, 82.95, 70.89, 83.24, 29.62),
+    ((16, 32, 64, 128, 256), "1.74G", 93.81, 84.12, 72.45, 84.44, 27.10),
+    ((32, 64, 128, 256, 512), "6.55G", 87.55, 85.63, 74.10, 85.95, 25.66),
+]
+
+
+@dataclass
+class RunResult:
+    """Test results of one run folder."""
+
+    path: Path
+    dataset: str
+    model: ModelConfig
+    test: dict
+    efficiency: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        from .engine import model_label
+
+        return model_label(self.model)
+
+
+def canonical_dataset(name: str) -> str:
+    """The paper's name for a dataset folder name ("CVC-ClinicDB" -> "CVCCDB")."""
+    return _ALIASES.get(name.lower(), name)
+
+
+def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Run folders (with config.json) at or below the given paths, sorted."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"run folder {p} does not exist")
+        if (p / "config.json").is_file():
+            found.add(p)
+            continue
+        for cfg in p.rglob("config.json"):
+            if not any(part.startswith("previous-") for part in cfg.parent.parts):
+                found.add(cfg.parent)
+    return sorted(found)
+
+
+def load_run(run_dir: str | os.PathLike) -> RunResult | None:
+    """Read a run folder; None when it has no test results yet."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    summary_path = run_dir / "summary.json"
+    summary = {}
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    test = summary.get("test")
+    if not test:
+        evals = sorted(run_dir.glob("eval-test-*.json"), key=lambda p: p.stat().st_mtime)
+        if evals:
+            test = json.loads(evals[-1].read_text(encoding="utf-8")).get("test")
+    if not test:
+        return None
+    from .engine import TrainConfig, dataset_label
+
+    info_path = run_dir / "run_info.json"
+    if info_path.is_file():
+        mc = json.loads(info_path.read_text(encoding="utf-8"))["model_config"]
+        model = ModelConfig.from_dict(mc)
+    else:
+        model = TrainConfig.from_dict(config).model_config(3)
+    dataset = summary.get("dataset") or dataset_label(TrainConfig.from_dict(config))
+    return RunResult(
+        path=run_dir,
+        dataset=canonical_dataset(dataset),
+        model=model,
+        test=test,
+        efficiency=summary.get("efficiency") or {},
+        config=config,
+    )
+
+
+def collect_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[RunResult], list[Path]]:
+    """Runs with test results, and the run folders without any."""
+    runs, missing = [], []
+    for run_dir in find_run_dirs(paths):
+        run = load_run(run_dir)
+        if run is None:
+            missing.append(run_dir)
+        else:
+            runs.append(run)
+    return runs, missing
+
+
+# ------------------------------------------------------------------------ formatting
+
+
+def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
+    vals = [v * scale for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return "-"
+    mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return f"{mean:.{digits}f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _flops(runs: Sequence[RunResult]) -> str:
+    macs = [r.efficiency.get("macs") for r in runs if r.efficiency.get("macs")]
+    return f"{macs[0] / 1e9:.2f}G" if macs else "-"
+
+
+def _fps(runs: Sequence[RunResult]) -> str:
+    fps = [r.efficiency["fps_batch1"] for r in runs if r.efficiency.get("fps_batch1")]
+    return f"{sum(fps) / len(fps):.2f}" if fps else "-"
+
+
+def _scores(runs: Sequence[RunResult], prefix: str = "") -> list[str]:
+    """Dice, IoU, F1 (percent) and HD over runs (mean +- sample std)."""
+    return [
+        _mean_std([r.test.get(f"{prefix}dice_mean") for r in runs], 100),
+        _mean_std([r.test.get(f"{prefix}iou_mean") for r in runs], 100),
+        _mean_std([r.test.get(f"{prefix}f1") for r in runs], 100),
+        _mean_std([r.test.get(f"{prefix}hd_mean") for r in runs]),
+    ]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _datasets(runs: Sequence[RunResult]) -> list[str]:
+    present = {r.dataset for r in runs}
+    return [d for d in DATASET_ORDER if d in present] + sorted(present - set(DATASET_ORDER))
+
+
+def _group(runs: Iterable[RunResult], key) -> dict:
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
+def _is_default_tmunet(mc: ModelConfig, channels: bool = True, switches: bool = True) -> bool:
+    """A TM-UNet with the default topology (optionally any channels / any switches)."""
+    if mc.arch != "tmunet":
+        return False
+    d = ModelConfig()
+    same = all(getattr(mc, k) == getattr(d, k) for k in ("pooling", "skip", "scan", "dwconv_order"))
+    if channels:
+        same &= tuple(mc.channels) == VARIANTS["b"]
+    if switches:
+        same &= mc.use_xlstm and mc.use_pooling and mc.use_dwconv
+    return same
+
+
+def _count(runs: Sequence[RunResult]) -> str:
+    return str(len(runs))
+
+
+def table1(runs: Sequence[RunResult], paper: bool = False) -> str:
+    """Models x datasets: FLOPs, FPS, Dice / IoU / F1 / HD."""
+    datasets = _datasets(runs)
+    if paper:
+        datasets += [d for d in DATASET_ORDER if d not in datasets]
+    header = ["Method", "FLOPs", "FPS"]
+    for d in datasets:
+        header += [f"{d} Dice", "IoU", "F1", "HD", "n"]
+    by_model = _group(runs, lambda r: r.label)
+    order = sorted(by_model, key=lambda k: (not k.startswith("U-Net"), k))
+    rows = []
+    if paper:
+        for name, ref in PAPER_TABLE1.items():
+            row = [name, ref["flops"], f"{ref['fps']:.2f}"]
+            for d in datasets:
+                row += [f"{v:.2f}" for v in ref[d]] + ["-"] if d in ref else ["-"] * 5
+            rows.append(row)
+    for label in order:
+        group = by_model[label]
+        row = [label, _flops(group), _fps(group)]
+        for d in datasets:
+            sel = [r for r in group if r.dataset == d]
+            row += [*_scores(sel), _count(sel)] if sel else ["-"] * 5
+        rows.append(row)
+    return _table(header, rows)
+
+
+def table2(runs: Sequence[RunResult], paper: bool = False) -> str:
+    """Ablation of TM-UNet b: one block per dataset."""
+    chosen = [r for r in runs if _is_default_tmunet(r.model, channels=True, switches=False)]
+    header = ["Dataset", "xLSTM", "Pooling", "DWConv", "FLOPs", "FPS", "Dice", "IoU", "F1", "HD"]
+    header.append("n")
+    rows = []
+    if paper:
+        for x, p, d, flops, fps, *scores in PAPER_TABLE2:
+            rows.append(
+                ["MoNuSeg (paper)", _tick(x), _tick(p), _tick(d), flops, f"{fps:.2f}"]
+                + [f"{v:.2f}" for v in scores]
+                + ["-"]
+            )
+    for dataset in _datasets(chosen):
+        groups = _group(
+            [r for r in chosen if r.dataset == dataset],
+            lambda r: (r.model.use_xlstm, r.model.use_pooling, r.model.use_dwconv),
+        )
+        for key in sorted(groups, key=lambda k: (sum(k), k)):
+            g = groups[key]
+            rows.append(
+                [dataset, *(_tick(v) for v in key), _flops(g), _fps(g), *_scores(g), _count(g)]
+            )
+    return _table(header, rows)
+
+
+def table3(runs: Sequence[RunResult], paper: bool = False) -> str:
+    """TM-UNet channel sizes: one block per dataset."""
+    chosen = [r for r in runs if _is_default_tmunet(r.model, channels=False, switches=True)]
+    header = ["Dataset", "C1", "C2", "C3", "C4", "C5", "FLOPs", "FPS", "Dice", "IoU", "F1", "HD"]
+    header.append("n")
+    rows = []
+    if paper:
+        for channels, flops, fps, *scores in PAPER_TABLE3:
+            rows.append(
+                ["MoNuSeg (paper)", *map(str, channels), flops, f"{fps:.2f}"]
+                + [f"{v:.2f}" for v in scores]
+                + ["-"]
+            )
+    for dataset in _datasets(chosen):
+        groups = _group([r for r in chosen if r.dataset == dataset], lambda r: r.model.channels)
+        for channels in sorted(groups):
+            g = groups[channels]
+            rows.append([dataset, *map(str, channels), _flops(g), _fps(g), *_scores(g), _count(g)])
+    return _table(header, rows)
+
+
+def table_native(runs: Sequence[RunResult]) -> str:
+    """Evaluation size vs native resolution, HD95 and empty predictions, per model/dataset."""
+    header = [
+        "Dataset",
+        "Method",
+        "Dice",
+        "HD",
+        "HD95",
+        "empty pred.",
+        "native Dice",
+        "native IoU",
+        "native HD",
+        "native HD95",
+        "n",
+    ]
+    rows = []
+    for dataset in _datasets(runs):
+        groups = _group([r for r in runs if r.dataset == dataset], lambda r: r.label)
+        for label in sorted(groups, key=lambda k: (not k.startswith("U-Net"), k)):
+            g = groups[label]
+            rows.append(
+                [
+                    dataset,
+                    label,
+                    _mean_std([r.test.get("dice_mean") for r in g], 100),
+                    _mean_std([r.test.get("hd_mean") for r in g]),
+                    _mean_std([r.test.get("hd95_mean") for r in g]),
+                    str(sum(int(r.test.get("empty_prediction", 0) or 0) for r in g)),
+                    _mean_std([r.test.get("native_dice_mean") for r in g], 100),
+                    _mean_std([r.test.get("native_iou_mean") for r in g], 100),
+                    _mean_std([r.test.get("native_hd_mean") for r in g]),
+                    _mean_std([r.test.get("native_hd95_mean") for r in g]),
+                    _count(g),
+                ]
+            )
+    return _table(header, rows)
+
+
+def _tick(flag: bool) -> str:
+    return "✓" if flag else ""
+
+
+def render_report(
+    runs: Sequence[RunResult],
+    tables: Sequence[int] = (1, 2, 3, 4),
+    paper: bool = False,
+    missing: Sequence[Path] = (),
+) -> str:
+    """The Markdown report: the chosen tables with a short legend."""
+    parts = []
+    devices = sorted({r.efficiency.get("device", "") for r in runs if r.efficiency} - {""})
+    legend = (
+        "Dice, IoU, F1 in %, per test image at the evaluation size (512x512 in the paper's "
+        "protocol), probability > 0.5; F1 from the mean precision and recall; HD = Hausdorff "
+        "distance of the mask boundaries in pixels, an empty prediction counting as the image "
+        "diagonal. FLOPs = multiply-accumulates counted by thop at batch 1 (the paper's "
+        "convention). FPS = 1 / median forward time at batch 1"
+        + (f" on {', '.join(devices)}" if devices else "")
+        + ". Several runs: mean ± sample std over n runs (split seeds)."
+    )
+    if 1 in tables:
+        parts += ["### Table 1: comparison", "", table1(runs, paper), ""]
+    if 2 in tables:
+        parts += ["### Table 2: ablation of the MSTM block (TM-UNet b)", "", table2(runs, paper)]
+        parts.append("")
+    if 3 in tables:
+        parts += ["### Table 3: channel sizes", "", table3(runs, paper), ""]
+    if 4 in tables:
+        parts += ["### Native resolution, HD95, empty predictions", "", table_native(runs), ""]
+    parts.append(legend)
+    if missing:
+        parts += ["", "Runs without test results: " + ", ".join(str(m) for m in missing)]
+    return "\n".join(parts) + "\n"
