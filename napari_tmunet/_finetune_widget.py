@@ -1,45 +1,20 @@
 """The Fine-tune dock widget: train the active model further on the user's corrected masks.
 
 Training data are (image layer, Labels layer) pairs picked in the widget and/or a dataset
-folder (``images/`` + ``masks/``). Before anything is trained, the pairs and the
-configuration are written to a run folder, so nothing painted is lost if training or
-napari crashes::
-
-    RUN/data/images, RUN/data/masks   the training data (masks as painted: PNG 0/255,
-                                      or TIFF instance labels)
-    RUN/data/split.json               which images train and which are held out
-    RUN/finetune.json                 starting model, layers, held-out part, commands
-    RUN/config.json                   the TrainConfig (same format as napari-tmunet-train)
-    RUN/train/                        the engine's run folder: best.pt, last.pt,
-                                      metrics.jsonl, curves.png, train.log
-    RUN/comparison.json               Dice / HD of the old and new model, held-out part
-
-Held out for validation: the last image (the last eighth of them) when there are two or
-more; with a single image, its right-most 25% strip (the bottom strip of a tall image),
-written as a separate file so that no training crop overlaps it.
-
-Training is :func:`trainer.engine.fit`, the code path of ``napari-tmunet-train``, in
-random crops at the model's input size (the engine's crop mode), started from the active
-model. :func:`run_finetune` is the whole job without Qt; the widget runs it in a napari
-worker thread, and the engine's callbacks reach the GUI thread as Qt signals (progress,
-ETA, live plot). Stop keeps the best checkpoint; Resume continues a stopped run. The same
-run goes on headless::
-
-    napari-tmunet-train fit --run-dir RUN/train --resume
+folder (``images/`` + ``masks/``). The job itself, its run folder and its scores are
+:mod:`napari_tmunet.finetune` (no Qt); this module is the napari layer. The widget runs
+:func:`~napari_tmunet.finetune.run_finetune` in a napari worker thread, and its callbacks
+reach the GUI thread as Qt signals (progress, ETA, live plot). Stop keeps the best
+checkpoint; Resume continues a stopped run.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,418 +35,18 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from . import active_model, models
-from .atomic import atomic_path
-from .imageio import write_mask
+from .finetune import (
+    AUGMENTATIONS,
+    FinetuneJob,
+    TrainingPair,
+    new_run_folder,
+    run_finetune,
+    training_pairs,
+)
 
 PLUGIN = "napari-tmunet"
 ACTIVE_CHOICE = "Active model"
 CHECKPOINT_CHOICE = "Checkpoint file..."
-HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
-AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
-    "flips + 90° turns": (0.5, 0.5, True),
-    "horizontal flips (paper)": (0.25, 0.0, False),
-    "none": (0.0, 0.0, False),
-}
-DEFAULT_RUNS = Path("~") / "napari-tmunet-runs"
-
-
-# ----------------------------------------------------------------- data (no Qt)
-
-
-@dataclass
-class TrainingPair:
-    """One image and its corrected mask (labels as painted; > 0 is foreground)."""
-
-    name: str
-    image: np.ndarray  # (H, W) or (H, W, C)
-    labels: np.ndarray  # (H, W) integer or bool
-    source: str = ""  # where it came from, for finetune.json
-
-
-def training_pairs(
-    image: np.ndarray, labels: np.ndarray, name: str, rgb: bool, source: str = ""
-) -> list[TrainingPair]:
-    """Pairs of a 2-D image (one) or a stack of frames (one per frame) and its labels.
-
-    Raises:
-        ValueError: shapes that do not match, or labels that are not integers.
-    """
-    image, labels = np.asarray(image), np.asarray(labels)
-    spatial = image.shape[:-1] if rgb else image.shape
-    if labels.dtype != bool and labels.dtype.kind not in "iu":
-        raise ValueError(f"{source or name}: labels of dtype {labels.dtype}; expected integers")
-    if tuple(labels.shape) != tuple(spatial) or len(spatial) not in (2, 3):
-        raise ValueError(
-            f"{source or name}: the image is {tuple(spatial)} (spatial) but the labels are "
-            f"{tuple(labels.shape)}; pick the Labels layer painted on this image (2-D, or a "
-            "stack of 2-D frames)"
-        )
-    if len(spatial) == 2:
-        return [TrainingPair(name, image, labels, source)]
-    return [
-        TrainingPair(f"{name}-z{z}", image[z], labels[z], f"{source} frame {z}")
-        for z in range(spatial[0])
-    ]
-
-
-def holdout_strip(shape: tuple[int, int]) -> tuple[int, int]:
-    """``(axis, start)``: the held-out strip of a single image is ``[start:]`` on ``axis``.
-
-    The right-most 25% (axis 1), or the bottom 25% (axis 0) of an image taller than wide.
-    """
-    h, w = shape[:2]
-    axis = 1 if w >= h else 0
-    n = shape[axis]
-    if n < 2:
-        raise ValueError(f"image of shape {tuple(shape)} is too small to hold a part out")
-    return axis, n - max(1, round(n * HOLDOUT_FRACTION))
-
-
-def write_dataset(
-    pairs: list[TrainingPair], data_dir: str | Path, folder: str | Path | None = None
-) -> dict[str, Any]:
-    """Write pairs (and copy a dataset folder's pairs) to ``data_dir`` with a fixed split.
-
-    Masks are written first (they are what the user made), then images, then
-    ``split.json``. Names: ``01-<layer name>``..., ``folder-<name>`` for copied pairs.
-
-    Returns:
-        ``{"split": {...}, "held_out": text, "names": [...]}``.
-    Raises:
-        ValueError: no data, or every mask empty.
-    """
-    from .data import check_pair, find_pairs, save_split
-
-    data_dir = Path(data_dir)
-    copied = find_pairs(folder) if folder else []
-    if not pairs and not copied:
-        raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
-    if pairs and not copied and not any(np.any(p.labels) for p in pairs):
-        raise ValueError("every mask is empty: paint (or correct) some foreground first")
-    used: set[str] = set()
-
-    def unique(name: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
-        out, k = base, 2
-        while out.lower() in used:
-            out, k = f"{base}-{k}", k + 1
-        used.add(out.lower())
-        return out
-
-    items = [(unique(f"{i + 1:02d}-{p.name}"), p) for i, p in enumerate(pairs)]
-    items += [(unique(f"folder-{pair.name}"), pair) for pair in copied]
-    if len(items) == 1 and not pairs:  # one folder image: decode it to split it
-        image, mask, _ = check_pair(copied[0])
-        items = [(items[0][0], TrainingPair(copied[0].name, image, mask, str(folder)))]
-
-    if len(items) == 1:
-        name, pair = items[0]
-        axis, start = holdout_strip(pair.labels.shape)
-        cut = [slice(None), slice(None)]
-        cut[axis] = slice(None, start)
-        train_part = tuple(cut)
-        cut[axis] = slice(start, None)
-        valid_part = tuple(cut)
-        side = "right-most" if axis == 1 else "bottom"
-        n = pair.labels.shape[axis]
-        held = (
-            f"{side} {n - start} of {n} {'columns' if axis == 1 else 'rows'} "
-            f"({HOLDOUT_FRACTION:.0%}) of {pair.source or pair.name}"
-        )
-        written = [
-            (f"{name}-train", pair.image[train_part], pair.labels[train_part]),
-            (f"{name}-valid", pair.image[valid_part], pair.labels[valid_part]),
-        ]
-        split = {"train": [f"{name}-train"], "valid": [f"{name}-valid"], "test": []}
-    else:
-        n_valid = max(1, len(items) // 8)
-        names = [name for name, _ in items]
-        split = {"train": names[:-n_valid], "valid": names[-n_valid:], "test": []}
-        written = [(name, p.image, p.labels) for name, p in items if isinstance(p, TrainingPair)]
-        held = "whole image(s): " + ", ".join(split["valid"])
-
-    for name, _, labels in written:
-        suffix = ".tif" if labels.size and int(labels.max()) > 1 else ".png"
-        write_mask(data_dir / "masks" / f"{name}{suffix}", labels)
-    for name, pair in items:  # copied pairs keep their files and formats
-        if not isinstance(pair, TrainingPair):
-            for src, sub in ((pair.mask_path, "masks"), (pair.image_path, "images")):
-                dest = data_dir / sub / f"{name}{Path(src).suffix.lower()}"
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(src, tmp)
-    for name, image, _ in written:
-        write_image(data_dir / "images" / f"{name}.tif", image)
-    save_split(data_dir / "split.json", split)
-    return {"split": split, "held_out": held, "names": [name for name, _ in items]}
-
-
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write an image losslessly (zlib TIFF, native dtype) and atomically."""
-    import tifffile
-
-    image = np.ascontiguousarray(image)
-    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * np.uint8(255)
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(
-            tmp,
-            image,
-            compression="zlib",
-            photometric="rgb" if colour else "minisblack",
-            **({"extrasamples": ["unassalpha"]} if colour and image.shape[-1] == 4 else {}),
-        )
-    return Path(path)
-
-
-# ------------------------------------------------------------------ job (no Qt)
-
-
-@dataclass
-class FinetuneJob:
-    """A snapshot of the widget's settings: everything the worker needs.
-
-    ``resume=True`` continues ``run_dir`` with its saved configuration (only ``device``
-    and ``threads`` are taken from here).
-    """
-
-    run_dir: Path
-    pairs: list[TrainingPair] = field(default_factory=list)
-    dataset_folder: str = ""
-    start_model: str = ""  # registry name or checkpoint path
-    start_label: str = ""
-    steps: int = 200
-    lr: float = 1e-4
-    batch_size: int = 4
-    augmentation: str = "flips + 90° turns"
-    device: str = "auto"
-    threads: int = 0  # torch threads in the worker (0: torch's default)
-    resume: bool = False
-    seed: int = 0
-
-
-def evaluation_periods(steps: int) -> int:
-    """Validation points of a run: every 10-20 steps, 10 for long runs."""
-    return max(1, min(10, steps // 10))
-
-
-def make_config(job: FinetuneJob, checkpoint, start_path: Path):
-    """The engine's TrainConfig for a fresh fine-tuning run of ``job``."""
-    from trainer.engine import TrainConfig
-
-    from .config import VARIANTS
-
-    mc = checkpoint.model_config
-    variant = next((k for k, v in VARIANTS.items() if tuple(v) == tuple(mc.channels)), "b")
-    hflip, vflip, rot90 = AUGMENTATIONS[job.augmentation]
-    data = Path(job.run_dir).resolve() / "data"
-    return TrainConfig(
-        data=str(data),
-        dataset_name="fine-tune",
-        split_file=str(data / "split.json"),
-        arch=mc.arch,
-        variant=variant,
-        init_checkpoint=str(Path(start_path).resolve()),
-        num_classes=mc.num_classes,
-        size=tuple(checkpoint.input_config.size),
-        mode="crop",
-        steps=job.steps,
-        epochs=evaluation_periods(job.steps),
-        batch_size=job.batch_size,
-        lr=job.lr,
-        hflip=hflip,
-        vflip=vflip,
-        rot90=rot90,
-        seed=job.seed,
-        device=job.device,
-        num_workers=2,
-        eval_batch_size=4,
-        test=False,
-        efficiency=False,
-        progress=False,
-    )
-
-
-def held_out_scores(model, samples, input_config, device) -> dict[str, float]:
-    """Dice, IoU, HD, HD95 at native resolution on the held-out samples (sliding window)."""
-    from trainer.engine import evaluate
-
-    agg = evaluate(model, samples, input_config, "crop", device=device, batch_size=4).aggregate()
-    return {
-        key: float(agg[f"native_{key}_mean"])
-        for key in ("dice", "iou", "precision", "recall", "hd", "hd95")
-    }
-
-
-def run_finetune(
-    job: FinetuneJob,
-    stop_event: threading.Event | None = None,
-    callbacks: dict[str, Callable] | None = None,
-) -> dict[str, Any]:
-    """The whole fine-tuning job (worker body; no Qt).
-
-    Writes the data and configuration, scores the starting model on the held-out part,
-    trains with :func:`trainer.engine.fit`, scores the best checkpoint.
-
-    Args:
-        callbacks: optional ``on_phase(text)``, ``on_step(step, total, loss)``,
-            ``on_eval(record)`` (engine records; the starting model's score comes as a
-            record with ``step`` 0 and ``baseline`` True).
-
-    Returns:
-        run_dir, best_checkpoint, stopped, step, total_steps, held_out, old / new scores
-        (dicts or None), old_label, rows (for the Metrics dock).
-    """
-    import torch
-
-    from trainer.engine import TrainConfig, decode_folder, fit
-
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .config import InputConfig
-    from .inference import resolve_device
-
-    callbacks = dict(callbacks or {})
-    phase = callbacks.get("on_phase") or (lambda text: None)
-    if job.threads:
-        torch.set_num_threads(job.threads)  # a new thread does not inherit the GUI's setting
-    run_dir = Path(job.run_dir).expanduser().resolve()
-    train_dir = run_dir / "train"
-    device = resolve_device(job.device)
-
-    start = None
-    if job.resume:
-        if not (train_dir / "last.pt").is_file():
-            raise FileNotFoundError(f"nothing to resume: {train_dir / 'last.pt'} does not exist")
-        config = TrainConfig.load(train_dir / "config.json")
-        config.resume, config.device = True, job.device
-        plan = _read_json(run_dir / "finetune.json")
-        start_path = Path(config.init_checkpoint)
-        start_model = plan.get("start_model") or str(start_path)
-        start_label = plan.get("start_label") or start_path.name
-        held_out = plan.get("held_out", "")
-        try:
-            start = load_checkpoint(start_path, device)
-        except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
-            phase(f"cannot score the starting model: {err}")
-    else:
-        if train_dir.exists() and any(train_dir.iterdir()):
-            raise FileExistsError(
-                f"{train_dir} already holds a run: resume it or pick a new folder"
-            )
-        start_name, start_path, _ = models.resolve_model(job.start_model)
-        start_model, start_label = job.start_model, job.start_label or start_name
-        phase(f"saving the training data to {run_dir / 'data'}...")
-        written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
-        held_out = written["held_out"]
-        plan = {
-            "created": datetime.now().isoformat(timespec="seconds"),
-            "start_model": job.start_model,
-            "start_label": start_label,
-            "start_checkpoint": str(Path(start_path).resolve()),
-            "pairs": [
-                {"name": n, "source": p.source, "shape": list(p.labels.shape)}
-                for n, p in zip(written["names"], job.pairs, strict=False)
-            ],
-            "dataset_folder": job.dataset_folder,
-            "held_out": held_out,
-            "split": written["split"],
-            "headless": {
-                "resume": f"napari-tmunet-train fit --run-dir {train_dir} --resume",
-                "rerun": (
-                    f"napari-tmunet-train fit --config {run_dir / 'config.json'} "
-                    f"--run-dir {run_dir / 'rerun'}"
-                ),
-            },
-        }
-        _write_json(run_dir / "finetune.json", plan)
-        phase(f"loading {start_label}...")
-        start = load_checkpoint(start_path, device)
-        config = make_config(job, start, start_path)
-        _write_json(run_dir / "config.json", config.to_dict())
-
-    phase("reading the training data back...")
-    cache = decode_folder(config.data, workers=2)
-    split = _read_json(Path(config.data) / "split.json")
-    index = {name: i for i, name in enumerate(cache.names)}
-    valid = [cache[index[name]] for name in split.get("valid", []) if name in index]
-
-    old = None
-    if start is not None:
-        phase(f"scoring {start_label} on the held-out part...")
-        at_size = InputConfig(**{**start.input_config.to_dict(), "size": list(config.size)})
-        old = held_out_scores(start.model, valid, at_size, device)
-        start = None  # free it before training
-        if callbacks.get("on_eval"):
-            callbacks["on_eval"](
-                {"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]}
-            )
-
-    phase("training...")
-    result = fit(
-        config,
-        train_dir,
-        callbacks={k: callbacks[k] for k in ("on_step", "on_eval") if k in callbacks},
-        stop_event=stop_event,
-        dataset=cache,
-    )
-    best = Path(result["best_checkpoint"])
-    if not best.is_file():
-        best = Path(result["last_checkpoint"])
-    phase("scoring the fine-tuned model on the held-out part...")
-    tuned = load_checkpoint(best, device)
-    new = held_out_scores(tuned.model, valid, tuned.input_config, device)
-    del tuned
-    rows = comparison_rows(old, new, start_label, f"fine-tuned: {run_dir.name}", held_out)
-    _write_json(run_dir / "comparison.json", {"held_out": held_out, "rows": rows})
-    return {
-        "run_dir": str(run_dir),
-        "best_checkpoint": str(best),
-        "stopped": bool(result["stopped"]),
-        "step": int(result["step"]),
-        "total_steps": int(result["total_steps"]),
-        "held_out": held_out,
-        "old": old,
-        "new": new,
-        "start_model": start_model,
-        "old_label": start_label,
-        "rows": rows,
-    }
-
-
-def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:
-    """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning."""
-    rows = []
-    for when, label, scores in (("before", old_label, old), ("after", new_label, new)):
-        if scores is None:
-            continue
-        rows.append(
-            {
-                "model": f"{when} fine-tuning: {label}",
-                "image": "held-out part",
-                "dice": scores["dice"],
-                "iou": scores["iou"],
-                "precision": scores["precision"],
-                "recall": scores["recall"],
-                "hd_px": scores["hd"],
-                "hd95_px": scores["hd95"],
-                "note": held_out,
-            }
-        )
-    return rows
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from trainer.engine import _jsonable
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
 
 
 # ----------------------------------------------------------------------- the widget
@@ -554,7 +129,7 @@ class FinetuneWidget(Container):
         self.device = ComboBox(
             label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
         )
-        self.run_folder = FileEdit(label="Run folder", mode="d", value=_new_run_folder())
+        self.run_folder = FileEdit(label="Run folder", mode="d", value=new_run_folder())
         self.start_button = PushButton(text="Start fine-tuning")
         self.stop_button = PushButton(text="Stop (keeps the best)", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
@@ -778,7 +353,7 @@ class FinetuneWidget(Container):
                     f"The run folder {path} is not empty: Resume it, or choose another folder."
                 )
                 return None
-            path = _new_run_folder()
+            path = new_run_folder()
             self._set_folder(path)
         return path
 
@@ -1016,15 +591,6 @@ def _emit(signal, *args) -> None:
         signal.emit(*args)
     except RuntimeError:  # the relay's C++ object is gone (dock closed)
         pass
-
-
-def _new_run_folder() -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = DEFAULT_RUNS.expanduser() / stamp
-    path, k = base, 2
-    while path.exists():
-        path, k = base.with_name(f"{stamp}-{k}"), k + 1
-    return path
 
 
 def _torch_threads() -> int:

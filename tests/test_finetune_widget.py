@@ -56,7 +56,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def weak_model(tmp_path_factory):
     """A TM-UNet t checkpoint (input 128) trained 10 steps on colonoscopy frames."""
-    from napari_tmunet._finetune_widget import write_image
+    from napari_tmunet.finetune import write_image
     from trainer.engine import TrainConfig, fit
 
     root = tmp_path_factory.mktemp("weak")
@@ -116,37 +116,7 @@ def set_options(widget, run_dir, steps, lr):
 
 
 # ------------------------------------------------------------------------ no training
-
-
-def test_held_out_part_never_overlaps_training(tmp_path):
-    from napari_tmunet._finetune_widget import holdout_strip, training_pairs, write_dataset
-    from napari_tmunet.data import find_pairs
-
-    image, mask = tile(TUNE_TILE, np.s_[:200, :300])
-    one = write_dataset(training_pairs(image, mask.astype(np.uint8), "a", True), tmp_path / "one")
-    assert holdout_strip((200, 300)) == (1, 225) and holdout_strip((300, 200)) == (0, 225)
-    assert one["split"] == {"train": ["01-a-train"], "valid": ["01-a-valid"], "test": []}
-    train = read_mask(tmp_path / "one" / "masks" / "01-a-train.png")[0]
-    valid = read_mask(tmp_path / "one" / "masks" / "01-a-valid.png")[0]
-    # the two files are the image cut in two: columns 0..224 and 225..299, nothing shared
-    assert train.shape == (200, 225) and valid.shape == (200, 75)
-    np.testing.assert_array_equal(np.concatenate([train, valid], axis=1), mask)
-    np.testing.assert_array_equal(
-        read_image(tmp_path / "one" / "images" / "01-a-valid.tif"), image[:, 225:]
-    )
-
-    # two pairs (one with instance labels, kept as TIFF) + a folder: the last is held out
-    labels = mask.astype(np.uint16) * np.arange(mask.shape[1], dtype=np.uint16)[None]
-    pairs = training_pairs(image, mask, "a", True) + training_pairs(image, labels, "a", True)
-    two = write_dataset(pairs, tmp_path / "two", folder=tmp_path / "one")
-    assert two["split"]["valid"] == ["folder-01-a-valid"]
-    assert two["split"]["train"] == ["01-a", "02-a", "folder-01-a-train"]
-    assert len(find_pairs(tmp_path / "two")) == 4
-    np.testing.assert_array_equal(read_image(tmp_path / "two" / "masks" / "02-a.tif"), labels)
-    with pytest.raises(ValueError, match="empty"):
-        write_dataset(training_pairs(image, 0 * mask, "a", True), tmp_path / "three")
-    with pytest.raises(ValueError, match="labels are"):
-        training_pairs(image, mask[:10], "a", True)
+# (the run folder's data and split: tests/test_finetune.py)
 
 
 def test_active_model_holder():

@@ -1,0 +1,130 @@
+"""The fine-tuning core without napari: the run folder's data and a tiny real run (CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+from _paths import DATASETS
+
+from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+from napari_tmunet.config import InputConfig, ModelConfig
+from napari_tmunet.data import find_pairs
+from napari_tmunet.finetune import (
+    FinetuneJob,
+    holdout_strip,
+    run_finetune,
+    training_pairs,
+    write_dataset,
+)
+from napari_tmunet.imageio import read_image, read_mask
+from napari_tmunet.model import build_model
+
+MONUSEG = DATASETS / "MoNuSeg"
+TILE = "TCGA-21-5786-01Z-00-DX1"
+
+pytestmark = pytest.mark.skipif(not MONUSEG.is_dir(), reason=f"no MoNuSeg at {DATASETS}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads and lose a lot on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tile(crop):
+    image = read_image(MONUSEG / "images" / f"{TILE}.tif")[crop]
+    mask = read_mask(MONUSEG / "masks" / f"{TILE}.png")[0][crop]
+    return np.ascontiguousarray(image), mask
+
+
+def test_held_out_part_never_overlaps_training(tmp_path):
+    image, mask = tile(np.s_[:200, :300])
+    one = write_dataset(training_pairs(image, mask.astype(np.uint8), "a", True), tmp_path / "one")
+    assert holdout_strip((200, 300)) == (1, 225) and holdout_strip((300, 200)) == (0, 225)
+    assert one["split"] == {"train": ["01-a-train"], "valid": ["01-a-valid"], "test": []}
+    assert json.loads((tmp_path / "one" / "split.json").read_text())["valid"] == ["01-a-valid"]
+    train = read_mask(tmp_path / "one" / "masks" / "01-a-train.png")[0]
+    valid = read_mask(tmp_path / "one" / "masks" / "01-a-valid.png")[0]
+    # the two files are the image cut in two: columns 0..224 and 225..299, nothing shared
+    assert train.shape == (200, 225) and valid.shape == (200, 75)
+    np.testing.assert_array_equal(np.concatenate([train, valid], axis=1), mask)
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "one" / "images" / "01-a-valid.tif"), image[:, 225:]
+    )
+
+    # two pairs (one with instance labels, kept as TIFF) + a folder: the last is held out
+    labels = mask.astype(np.uint16) * np.arange(mask.shape[1], dtype=np.uint16)[None]
+    pairs = training_pairs(image, mask, "a", True) + training_pairs(image, labels, "a", True)
+    two = write_dataset(pairs, tmp_path / "two", folder=tmp_path / "one")
+    assert two["split"]["valid"] == ["folder-01-a-valid"]
+    assert two["split"]["train"] == ["01-a", "02-a", "folder-01-a-train"]
+    assert len(find_pairs(tmp_path / "two")) == 4
+    np.testing.assert_array_equal(read_image(tmp_path / "two" / "masks" / "02-a.tif"), labels)
+    with pytest.raises(ValueError, match="empty"):
+        write_dataset(training_pairs(image, 0 * mask, "a", True), tmp_path / "three")
+    with pytest.raises(ValueError, match="labels are"):
+        training_pairs(image, mask[:10], "a", True)
+
+
+def test_tiny_run_scores_old_and_new_model(tmp_path):
+    """A random TM-UNet t (input 64) fine-tuned 4 steps on a 128 x 256 crop."""
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t")
+    start = save_checkpoint(
+        tmp_path / "start.pt",
+        build_model(config),
+        config,
+        InputConfig.for_channels(3, size=(64, 64)),
+    )
+    image, mask = tile(np.s_[:128, :256])
+    run_dir = tmp_path / "run"
+    job = FinetuneJob(
+        run_dir=run_dir,
+        pairs=training_pairs(image, mask, "crop", True, source="test"),
+        start_model=str(start),
+        steps=4,
+        lr=1e-3,
+        batch_size=2,
+        device="cpu",
+    )
+    seen = {"phase": [], "step": [], "eval": []}
+    callbacks = {
+        "on_phase": seen["phase"].append,
+        "on_step": lambda step, total, loss: seen["step"].append((step, total)),
+        "on_eval": lambda record: seen["eval"].append(dict(record)),
+    }
+    result = run_finetune(job, threading.Event(), callbacks)
+
+    assert not result["stopped"] and result["step"] == result["total_steps"] == 4
+    assert seen["step"] == [(s, 4) for s in range(1, 5)]
+    assert [r["step"] for r in seen["eval"]] == [0, 4] and seen["eval"][0]["baseline"]
+    assert result["held_out"].startswith("right-most 64 of 256 columns")
+    best = load_checkpoint(result["best_checkpoint"])
+    assert best.input_config.size == (64, 64) and best.model_config.channels == config.channels
+    for scores in (result["old"], result["new"]):
+        assert set(scores) == {"dice", "iou", "precision", "recall", "hd", "hd95"}
+        assert 0.0 <= scores["dice"] <= 1.0
+    assert math.isfinite(result["new"]["dice"])
+    saved = json.loads((run_dir / "comparison.json").read_text())
+    assert [r["model"].split()[0] for r in saved["rows"]] == ["before", "after"]
+    assert saved["rows"] == result["rows"]
+    assert json.loads((run_dir / "config.json").read_text())["size"] == [64, 64]
+    plan = json.loads((run_dir / "finetune.json").read_text())
+    assert plan["start_checkpoint"] == str(start.resolve()) and plan["pairs"][0]["source"] == "test"
+    np.testing.assert_array_equal(
+        read_mask(run_dir / "data" / "masks" / "01-crop-train.png")[0] > 0, mask[:, :192] > 0
+    )
+
+    # the run folder is taken; resuming a folder without a run is refused
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run_finetune(job)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run_finetune(FinetuneJob(run_dir=tmp_path / "empty", resume=True, device="cpu"))
