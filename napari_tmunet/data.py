@@ -13,15 +13,16 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .atomic import atomic_path
 from .imageio import IMAGE_SUFFIXES, ImageReadError, image_shape, read_image, read_mask
 from .preprocess import to_unit_float
 
@@ -146,15 +147,20 @@ def find_pairs(
             any problem, naming the files.
     """
     report = scan_pairs(root, check_sizes=check_sizes)
+    _refuse_problems(report, skip_bad)
     if report.skipped:
-        if not skip_bad:
-            raise DatasetError(
-                report.summary() + "\nfix these files, or skip them (skip_bad=True / --skip-bad)"
-            )
         logger.warning(report.summary())
     if not report.pairs:
         raise DatasetError(f"{report.root}: no image/mask pairs found")
     return report.pairs
+
+
+def _refuse_problems(report: PairingReport, skip_bad: bool) -> None:
+    """Raise a DatasetError listing the report's problems, unless they are to be skipped."""
+    if report.skipped and not skip_bad:
+        raise DatasetError(
+            report.summary() + "\nfix these files, or skip them (skip_bad=True / --skip-bad)"
+        )
 
 
 def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
@@ -386,6 +392,18 @@ class NativeCache(Sequence):
     def __iter__(self) -> Iterator[CacheItem]:
         return (self[i] for i in range(len(self)))
 
+    def subset(self, indices: Sequence[int]) -> NativeCache:
+        """A cache of the items at ``indices`` (arrays shared, not copied)."""
+        return NativeCache(
+            names=[self.names[i] for i in indices],
+            images=[self.images[i] for i in indices],
+            masks=[self.masks[i] for i in indices],
+            rules=[self.rules[i] for i in indices],
+            groups=[self.groups[i] for i in indices],
+            source=self.source,
+            skipped=list(self.skipped),
+        )
+
     def rule_counts(self) -> dict[str, int]:
         """How many masks each binarisation rule was used for."""
         return dict(Counter(self.rules))
@@ -407,16 +425,81 @@ class NativeCache(Sequence):
         for i, (image, mask) in enumerate(zip(self.images, self.masks, strict=True)):
             arrays[f"image_{i:06d}"] = image
             arrays[f"mask_{i:06d}"] = np.packbits(mask.reshape(-1))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez_compressed(file, **arrays)
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            np.savez_compressed(file, **arrays)
         return path
+
+
+def decode_folder(
+    root: str | os.PathLike,
+    skip_bad: bool = False,
+    max_images: int = 0,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> NativeCache:
+    """Decode a dataset folder into an in-memory ``NativeCache`` (nothing written).
+
+    Images are stored (H, W, C) with alpha dropped: uint8 and uint16 as they are, bool
+    as 0/255 uint8, other dtypes mapped by ``to_unit_float`` to uint16 (with a warning),
+    so a folder and the cache file made from it (``build_cache``) give the same data.
+
+    Args:
+        root: dataset folder (``images/`` + ``masks/``).
+        skip_bad: leave unreadable or mismatched pairs out (listed in ``skipped``).
+        max_images: decode only the first N pairs in natural name order (0 = all).
+        workers: threads that decode.
+        progress: called as ``progress(done, total)`` after each pair.
+    """
+    report = scan_pairs(root)
+    _refuse_problems(report, skip_bad)
+    pairs = report.pairs[:max_images] if max_images else report.pairs
+    cache = NativeCache([], [], [], [], [], source=str(Path(root)), skipped=list(report.skipped))
+    hashes: list[str] = []
+    converted: list[str] = []
+
+    def decode(pair: Pair):
+        try:
+            return check_pair(pair)
+        except (ImageReadError, DatasetError) as error:
+            if not skip_bad:
+                hint = "fix this file, or skip such pairs (skip_bad=True / --skip-bad)"
+                raise type(error)(f"{error}\n{hint}") from error
+            return error
+
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
+        decoded_pairs = zip(pairs, pool.map(decode, pairs), strict=True)
+        for done, (pair, decoded) in enumerate(decoded_pairs, start=1):
+            if isinstance(decoded, Exception):
+                cache.skipped.append((pair.name, str(decoded)))
+            else:
+                image, mask, rule = decoded
+                hashes.append(content_hash(image))
+                stored, was_converted = _cache_image(image)
+                if was_converted:
+                    converted.append(f"{pair.name} ({image.dtype})")
+                cache.names.append(pair.name)
+                cache.images.append(stored)
+                cache.masks.append(mask)
+                cache.rules.append(rule)
+            if progress is not None:
+                progress(done, len(pairs))
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error, decode no more
+    if not cache.names:
+        raise DatasetError(f"{root}: no usable image/mask pairs")
+    cache.groups = _group_ids(hashes)
+    if converted:
+        logger.warning("mapped to uint16 by percentiles: %s", _listing(converted))
+    if cache.skipped:
+        logger.warning(
+            "%s: skipped %d items: %s",
+            root,
+            len(cache.skipped),
+            "; ".join(f"{n}: {e}" for n, e in cache.skipped[:10]),
+        )
+    logger.info("%s: %d pairs, mask rules %s", root, len(cache), cache.rule_counts())
+    return cache
 
 
 def build_cache(
@@ -424,52 +507,18 @@ def build_cache(
     out_path: str | os.PathLike,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> NativeCache:
-    """Decode a dataset folder once and save it as a ``NativeCache`` file.
-
-    Images are stored (H, W, C) with alpha dropped: uint8 and uint16 as they are, bool
-    as 0/255 uint8, other dtypes mapped by ``to_unit_float`` to uint16 (with a warning).
+    """Decode a dataset folder once (``decode_folder``) and save it as a cache file.
 
     Args:
         root: dataset folder (``images/`` + ``masks/``).
         out_path: the .npz file to write.
         skip_bad: leave unreadable or mismatched pairs out (listed in ``skipped``).
         progress: called as ``progress(done, total)`` after each pair.
+        workers: threads that decode.
     """
-    report = scan_pairs(root)
-    if report.skipped and not skip_bad:
-        raise DatasetError(
-            report.summary() + "\nfix these files, or skip them (skip_bad=True / --skip-bad)"
-        )
-    cache = NativeCache([], [], [], [], [], source=str(Path(root)), skipped=list(report.skipped))
-    hashes: list[str] = []
-    converted: list[str] = []
-    for done, pair in enumerate(report.pairs, start=1):
-        try:
-            image, mask, rule = check_pair(pair)
-        except (ImageReadError, DatasetError) as error:
-            if not skip_bad:
-                raise
-            cache.skipped.append((pair.name, str(error)))
-        else:
-            hashes.append(content_hash(image))
-            stored, was_converted = _cache_image(image)
-            if was_converted:
-                converted.append(f"{pair.name} ({image.dtype})")
-            cache.names.append(pair.name)
-            cache.images.append(stored)
-            cache.masks.append(mask)
-            cache.rules.append(rule)
-        if progress is not None:
-            progress(done, len(report.pairs))
-    if not cache.names:
-        raise DatasetError(f"{root}: no usable image/mask pairs")
-    cache.groups = _group_ids(hashes)
-    if converted:
-        logger.warning("mapped to uint16 by percentiles: %s", _listing(converted))
-    if cache.skipped:
-        logger.warning("%s: skipped %d items: %s", root, len(cache.skipped), cache.skipped[:10])
-    logger.info("%s: %d pairs, mask rules %s", root, len(cache), cache.rule_counts())
+    cache = decode_folder(root, skip_bad=skip_bad, workers=workers, progress=progress)
     cache.save(out_path)
     return cache
 
@@ -517,8 +566,8 @@ def _cache_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """Image -> (H, W, C) uint8/uint16 with C in {1, 3}; True when values were remapped."""
     if image.ndim == 2:
         image = image[..., None]  # (H, W, 1)
-    elif image.shape[-1] == 4:
-        image = image[..., :3]  # drop alpha
+    elif image.shape[-1] in (2, 4):
+        image = image[..., :-1]  # drop alpha
     if image.dtype == bool:
         return image.astype(np.uint8) * np.uint8(255), False
     if image.dtype in (np.uint8, np.uint16):

@@ -8,19 +8,26 @@ Inputs are mapped to the checkpoint's domain exactly as in training
 (:mod:`napari_tmunet.preprocess`): intensities to [0, 1], grey replicated or alpha
 dropped to the model's channel count, then normalised with the checkpoint's mean/std.
 No Qt and no napari here.
+
+The building blocks are shared with the trainer's evaluation (``trainer.engine.evaluate``),
+so that a validation score and the plugin's output are the same computation:
+:class:`FrameInput` (one frame mapped to the model's domain), :func:`resize`,
+:func:`forward_logits`, :func:`foreground_probability` and :func:`sliding_window`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
+from .config import InputConfig
 from .preprocess import describe_mapping, normalize, to_channels, to_unit_float
 
 MODES: tuple[str, ...] = ("resize", "tile")
@@ -30,6 +37,8 @@ EXPECTED_SHAPES = (
     "or a stack of RGB(A) frames (Z, H, W, 3|4)"
 )
 MIN_SIDE = 4  # pixels; smaller images have no meaningful segmentation
+MAX_OVERLAP = 0.9  # tile overlap fraction; more would multiply the work for nothing
+BLEND_WEIGHTS: tuple[str, ...] = ("gaussian", "constant")
 
 Progress = Callable[[int, int], None]
 
@@ -128,7 +137,8 @@ def predict_probability(
         image: (H, W) grey or (H, W, C) with C in 1..4, any dtype (see ``preprocess``).
         checkpoint: a loaded checkpoint; its model's device is used when ``device`` is None.
         mode: "resize" to the checkpoint's input size and back (as the paper), or "tile":
-            overlapping windows of the input size blended with a Gaussian weight.
+            overlapping windows of the input size blended with a Gaussian weight
+            (:func:`sliding_window`).
         tile_overlap: fraction of a tile shared with its neighbour, in [0, 0.9].
         batch_size: tiles per forward pass; bounds memory whatever the image size.
         progress: called with (done, total) tiles after every forward pass.
@@ -143,19 +153,9 @@ def predict_probability(
             "(H, W, C) with C in 1..4; use segment() for a stack of frames."
         )
     split_frames(image, rgb=image.ndim == 3)
-    frame = _FrameInput(image, checkpoint)
+    frame = _frame_input(image, checkpoint)
     steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size)
-    total = frame.units(mode, tile_overlap)
-    done = 0
-    while True:
-        try:
-            done += next(steps)
-        except StopIteration as stop:
-            probability = stop.value
-            break
-        if progress is not None:
-            progress(done, total)
-    return probability, frame.mapping
+    return run_to_completion(steps, progress), frame.mapping
 
 
 def segment(
@@ -197,7 +197,7 @@ def segment(
     is_stack, _ = split_frames(image, rgb)
     frames = image if is_stack else [image]
     n_frames = len(frames)
-    first = _FrameInput(np.asarray(frames[0]), checkpoint)
+    first = _frame_input(np.asarray(frames[0]), checkpoint)
     per_frame = first.units(mode, tile_overlap) + (1 if instances else 0)
     total = per_frame * n_frames
     shape = (n_frames, *first.hw)
@@ -210,15 +210,16 @@ def segment(
     done = 0
     yield done, total
     for z in range(n_frames):
-        frame = first if z == 0 else _FrameInput(np.asarray(frames[z]), checkpoint)
+        frame = first if z == 0 else _frame_input(np.asarray(frames[z]), checkpoint)
         steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size)
         while True:
             try:
-                done += next(steps)
+                frame_done, _ = next(steps)
             except StopIteration as stop:
                 probability[z] = stop.value
                 break
-            yield done, total
+            yield done + frame_done, total
+        done += frame.units(mode, tile_overlap)
         mask = probability[z] > threshold
         if instances:
             frame_labels = split_instances(mask, split_depth=split_depth)
@@ -242,10 +243,13 @@ def segment(
 
 
 def run_to_completion(
-    generator: Generator[tuple[int, int], None, SegmentationResult],
+    generator: Generator[tuple[int, int], None, Any],
     progress: Progress | None = None,
-) -> SegmentationResult:
-    """Drain a :func:`segment` generator, reporting progress; returns its result."""
+) -> Any:
+    """Drain a progress generator (:func:`segment`, :func:`sliding_window`); returns its result.
+
+    ``progress`` is called with every ``(done, total)`` the generator yields.
+    """
     while True:
         try:
             done, total = next(generator)
@@ -284,14 +288,25 @@ def split_instances(mask: np.ndarray, split_depth: float = 2.0) -> np.ndarray:
     return labels
 
 
-class _FrameInput:
-    """One 2-D frame mapped to the model's domain, cut lazily into model inputs."""
+class FrameInput:
+    """One 2-D frame mapped to a model's domain, cut lazily into normalised model inputs.
 
-    def __init__(self, frame: np.ndarray, checkpoint: Checkpoint):
-        self.channels = checkpoint.model_config.in_channels
-        self.mean = checkpoint.input_config.mean
-        self.std = checkpoint.input_config.std
-        self.size = tuple(checkpoint.input_config.size)  # (h, w) of the model input
+    The one input path of inference and of the trainer's evaluation:
+    ``preprocess.to_unit_float``, ``to_channels`` and ``normalize`` (what
+    ``preprocess.to_model_input`` does), applied per crop.
+
+    Args:
+        frame: (H, W) or (H, W, C) with C in 1..4, any dtype (see ``preprocess``).
+        channels: the model's input channels.
+        input_config: the model's input size and normalisation.
+    """
+
+    def __init__(self, frame: np.ndarray, channels: int, input_config: InputConfig):
+        frame = np.asarray(frame)
+        self.channels = channels
+        self.mean = input_config.mean
+        self.std = input_config.std
+        self.size = tuple(input_config.size)  # (h, w) of the model input
         self.hw = frame.shape[:2]
         self.mapping = describe_mapping(frame)
         # uint8 and bool map pixel by pixel, so crops are mapped on demand and a huge slide
@@ -321,6 +336,11 @@ class _FrameInput:
             window = to_unit_float(window)
         return normalize(to_channels(window, self.channels), self.mean, self.std)
 
+    def resized(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The whole frame as a normalised (1, C, h, w) model input of the model's size."""
+        H, W = self.hw
+        return resize(torch.from_numpy(self.crop(0, 0, H, W))[None].to(device), self.size)
+
     def units(self, mode: str, overlap: float) -> int:
         """Work units (forward passes' tiles) this frame needs in ``mode``."""
         if mode == "resize":
@@ -330,56 +350,151 @@ class _FrameInput:
         )
 
 
+def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of (B, C, H, W) floats to ``size``, antialiased where it shrinks.
+
+    Half-pixel centres. The antialiasing filter only acts along an axis that shrinks, so
+    enlarging is plain bilinear. Model inputs, logits and masks are all resized with this.
+    """
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def forward_logits(model: Callable, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
+    """Logits (B, K, H, W) in float32, without autograd; bf16 autocast on CUDA if ``amp``."""
+    with torch.no_grad():
+        if amp and x.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return model(x).float()
+        return model(x).float()
+
+
+def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) logits -> (B, H, W) foreground probability.
+
+    One class: sigmoid. Several: one minus the softmax of class 0 (background). A mask is
+    this probability above the threshold, in inference and in evaluation alike.
+    """
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return 1.0 - torch.softmax(logits, dim=1)[:, 0]
+
+
+def sliding_window(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor | FrameInput,
+    tile: Sequence[int],
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    weight: str = "gaussian",
+    device: torch.device | str | None = None,
+) -> Generator[tuple[int, int], None, torch.Tensor]:
+    """Blend a model's outputs over overlapping tiles of an image; a generator.
+
+    Tiles of ``tile`` pixels (clipped to the image) start at evenly spaced positions, the
+    first and last flush with the borders, neighbours sharing about ``overlap`` of a tile.
+    ``batch_size`` tiles go through ``model`` per call, so memory is bounded whatever the
+    image size; the outputs are blended with ``weight``: "gaussian" (sigma = tile / 8,
+    tile borders, where the model sees least context, count least) or "constant" (plain
+    average). The accumulators are on the CPU, one image's size. Drain it with
+    :func:`run_to_completion`; closing it stops after the current forward pass.
+
+    Args:
+        model: maps (n, C, h, w) inputs on ``device`` to (n, K, h, w) outputs (logits,
+            probabilities, ...); called without autograd.
+        image: a normalised (B, C, H, W) tensor, or a :class:`FrameInput` (cropped
+            lazily, B = 1).
+        tile: (h, w) of a tile, usually the model's input size.
+        overlap: fraction of a tile shared with its neighbour, in [0, MAX_OVERLAP].
+        batch_size: tiles per forward pass.
+        device: where the tiles go; None: the tensor's device (the CPU for a FrameInput).
+
+    Yields:
+        (tiles done, tiles in all) after each forward pass.
+    Returns:
+        (B, K, H, W) float32 CPU tensor.
+    """
+    if weight not in BLEND_WEIGHTS:
+        raise ValueError(f"weight={weight!r}: expected one of {BLEND_WEIGHTS}.")
+    if not 0.0 <= overlap <= MAX_OVERLAP:
+        raise ValueError(f"overlap={overlap}: expected a fraction in [0, {MAX_OVERLAP}].")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: expected at least 1.")
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 4:
+            raise ValueError(f"image of shape {tuple(image.shape)}: expected (B, C, H, W).")
+        n_images, (H, W) = image.shape[0], tuple(image.shape[-2:])
+        dev = torch.device(device) if device is not None else image.device
+
+        def crop(b: int, y: int, x: int, h: int, w: int) -> torch.Tensor:
+            return image[b, :, y : y + h, x : x + w]
+    else:
+        n_images, (H, W) = 1, image.hw
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+
+        def crop(b: int, y: int, x: int, h: int, w: int) -> torch.Tensor:
+            return torch.from_numpy(image.crop(y, x, h, w))
+
+    th, tw = min(tile[0], H), min(tile[1], W)
+    ys, xs = _tile_starts(H, tile[0], overlap), _tile_starts(W, tile[1], overlap)
+    positions = [(b, y, x) for b in range(n_images) for y in ys for x in xs]
+    window = _blend_window(th, tw) if weight == "gaussian" else np.ones((th, tw), np.float32)
+    window_dev = torch.from_numpy(window).to(dev)  # (th, tw)
+    # Accumulators stay on the CPU: image-sized, not tiles x image-sized.
+    acc: np.ndarray | None = None  # (B, K, H, W)
+    norm = np.zeros((H, W), np.float32)
+    for start in range(0, len(positions), batch_size):
+        batch = positions[start : start + batch_size]
+        x = torch.stack([crop(b, y, x0, th, tw) for b, y, x0 in batch]).to(dev)
+        with torch.no_grad():
+            out = (model(x).float() * window_dev).cpu().numpy()  # (n, K, th, tw)
+        if acc is None:
+            acc = np.zeros((n_images, out.shape[1], H, W), np.float32)
+        for (b, y, x0), tile_out in zip(batch, out, strict=True):
+            acc[b, :, y : y + th, x0 : x0 + tw] += tile_out
+            if b == 0:  # every image has the same tiles
+                norm[y : y + th, x0 : x0 + tw] += window
+        yield start + len(batch), len(positions)
+    np.divide(acc, norm, out=acc)
+    return torch.from_numpy(acc)
+
+
+def _frame_input(frame: np.ndarray, checkpoint: Checkpoint) -> FrameInput:
+    return FrameInput(frame, checkpoint.model_config.in_channels, checkpoint.input_config)
+
+
 def _predict_frame(
-    frame: _FrameInput,
+    frame: FrameInput,
     checkpoint: Checkpoint,
     mode: str,
     device: str | torch.device | None,
     overlap: float,
     batch_size: int,
-) -> Generator[int, None, np.ndarray]:
-    """Probability of one frame; yields tiles done after each forward pass."""
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Probability of one frame; yields (tiles done, tiles) after each forward pass."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
-    if not 0.0 <= overlap <= 0.9:
-        raise ValueError(f"tile_overlap={overlap}: expected a fraction in [0, 0.9].")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: expected at least 1.")
     model = checkpoint.model
     current = _model_device(model)
     dev = resolve_device(device) if device is not None else current
     if dev != current:
         model.to(dev)
     model.eval()
-    H, W = frame.hw
     if mode == "resize":
-        x = torch.from_numpy(frame.crop(0, 0, H, W))[None].to(dev)  # (1, C, H, W)
-        x = F.interpolate(x, size=frame.size, mode="bilinear", align_corners=False, antialias=True)
-        logits = _forward(model, x, dev)  # (1, K, h, w)
-        logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
-        yield 1
-        return _foreground(logits)[0].cpu().numpy()
+        logits = forward_logits(model, frame.resized(dev))  # (1, K, h, w)
+        yield 1, 1
+        return foreground_probability(resize(logits, frame.hw))[0].cpu().numpy()
 
-    th, tw = min(frame.size[0], H), min(frame.size[1], W)
-    ys, xs = _tile_starts(H, frame.size[0], overlap), _tile_starts(W, frame.size[1], overlap)
-    weight = torch.from_numpy(_blend_window(th, tw)).to(dev)  # (th, tw)
-    # Accumulators stay on the CPU: image-sized, not tiles x image-sized.
-    acc = np.zeros((H, W), np.float32)
-    norm = np.zeros((H, W), np.float32)
-    weight_np = weight.cpu().numpy()
-    positions: Iterator[tuple[int, int]] = ((y, x) for y in ys for x in xs)
-    while True:
-        batch = [p for _, p in zip(range(batch_size), positions, strict=False)]
-        if not batch:
-            break
-        x = torch.from_numpy(np.stack([frame.crop(y, x0, th, tw) for y, x0 in batch])).to(dev)
-        prob = _foreground(_forward(model, x, dev)) * weight  # (B, th, tw)
-        for (y, x0), p in zip(batch, prob.cpu().numpy(), strict=True):
-            acc[y : y + th, x0 : x0 + tw] += p
-            norm[y : y + th, x0 : x0 + tw] += weight_np
-        yield len(batch)
-    np.divide(acc, norm, out=acc)
-    return acc
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        return foreground_probability(forward_logits(model, x))[:, None]  # (n, 1, h, w)
+
+    blended = yield from sliding_window(
+        probability, frame, frame.size, overlap, batch_size, "gaussian", dev
+    )
+    return blended[0, 0].numpy()
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -389,26 +504,6 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
-
-
-def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Logits (B, K, H, W) in float32; bf16 autocast on CUDA."""
-    with torch.inference_mode():
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return model(x).float()
-        return model(x).float()
-
-
-def _foreground(logits: torch.Tensor) -> torch.Tensor:
-    """(B, K, H, W) logits -> (B, H, W) foreground probability.
-
-    One class: sigmoid. Several: one minus the softmax of class 0 (background).
-    """
-    with torch.inference_mode():
-        if logits.shape[1] == 1:
-            return torch.sigmoid(logits[:, 0])
-        return 1.0 - torch.softmax(logits, dim=1)[:, 0]
 
 
 def _tile_starts(length: int, tile: int, overlap: float) -> list[int]:

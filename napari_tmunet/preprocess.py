@@ -87,20 +87,29 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     )
 
 
-def normalize(chw: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Channel-wise ``(x - mean) / std`` of a (C, H, W) array, as float32."""
-    chw = np.asarray(chw, dtype=np.float32)
+def normalize(chw, mean: Sequence[float], std: Sequence[float]):
+    """Channel-wise ``(x - mean) / std`` as float32.
+
+    ``chw`` is a (C, H, W) NumPy array, or a torch tensor of (..., C, H, W) on any device
+    (the trainer normalises its training batches on the GPU with this same function); the
+    result is of the same kind.
+    """
+    is_tensor = not isinstance(chw, np.ndarray) and hasattr(chw, "new_tensor")
+    chw = chw.float() if is_tensor else np.asarray(chw, dtype=np.float32)
     mean_a = np.asarray(mean, dtype=np.float32).reshape(-1)
     std_a = np.asarray(std, dtype=np.float32).reshape(-1)
-    if chw.ndim != 3:
-        raise ValueError(f"expected a (C, H, W) array, got shape {chw.shape}")
-    if mean_a.size != chw.shape[0] or std_a.size != chw.shape[0]:
+    if chw.ndim != 3 and not (is_tensor and chw.ndim > 3):
+        raise ValueError(f"expected a (C, H, W) array, got shape {tuple(chw.shape)}")
+    channels = chw.shape[-3]
+    if mean_a.size != channels or std_a.size != channels:
         raise ValueError(
             f"mean ({mean_a.size} values) and std ({std_a.size} values) must have one value "
-            f"per channel; the image has {chw.shape[0]} channels"
+            f"per channel; the image has {channels} channels"
         )
     if (std_a <= 0).any():
         raise ValueError(f"std must be > 0 for every channel, got {std_a.tolist()}")
+    if is_tensor:
+        mean_a, std_a = chw.new_tensor(mean_a), chw.new_tensor(std_a)
     return (chw - mean_a[:, None, None]) / std_a[:, None, None]
 
 

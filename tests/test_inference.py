@@ -19,6 +19,7 @@ from napari_tmunet.inference import (
     resolve_device,
     run_to_completion,
     segment,
+    sliding_window,
     split_instances,
 )
 from napari_tmunet.model import build_model
@@ -114,6 +115,27 @@ def test_tiling_blends_exactly_and_bounds_memory():
     # Image-sized accumulators only: no per-tile list of outputs, no float copy of the image.
     image_floats = 1500 * 1300 * 4
     assert peak < 3 * image_floats, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_sliding_window_on_a_tensor_batch():
+    """The shared sliding window (also the trainer's) on a (B, C, H, W) tensor."""
+    model = PixelModel()
+    x = torch.randn(2, 3, 70, 90)
+    expected = model.conv(x).detach()
+    for weight in ("gaussian", "constant"):
+        windows = sliding_window(model, x, (32, 32), overlap=0.25, batch_size=5, weight=weight)
+        steps = list(windows)  # (done, total) after each forward pass
+        with pytest.raises(StopIteration):
+            next(windows)
+        assert steps[-1] == (24, 24)  # 3 x 4 windows per image
+        out = run_to_completion(sliding_window(model, x, (32, 32), 0.25, 5, weight))
+        assert out.shape == (2, 1, 70, 90) and out.device.type == "cpu"
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert all(b[0] <= 5 and b[2:] == (32, 32) for b in model.batches)
+    with pytest.raises(ValueError, match="weight"):
+        next(sliding_window(model, x, (32, 32), weight="triangle"))
+    with pytest.raises(ValueError, match="overlap"):
+        next(sliding_window(model, x, (32, 32), overlap=0.95))
 
 
 def test_stack_is_segmented_slice_by_slice():

@@ -20,14 +20,13 @@ from torch import nn
 
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig
-from napari_tmunet.data import DatasetError, NativeCache
+from napari_tmunet.data import DatasetError, NativeCache, decode_folder
 from trainer import cli
 from trainer.engine import (
     DeviceData,
     RunDirError,
     Schedule,
     TrainConfig,
-    decode_folder,
     evaluate,
     fit,
     measure_efficiency,
@@ -251,6 +250,34 @@ def test_evaluate_sliding_window_and_empty_predictions():
     assert agg_e["empty_prediction"] == 2 and agg_e["dice_mean"] == 0.0
     assert agg_e["hd_mean"] == pytest.approx(math.hypot(64, 64))
     assert agg_e["native_hd_mean"] == pytest.approx((math.hypot(100, 130) + math.hypot(70, 50)) / 2)
+
+
+def test_evaluation_scores_what_the_plugin_outputs():
+    """evaluate() predicts as napari_tmunet.inference does: tile (crop) and resize modes."""
+    from napari_tmunet.checkpoint import Checkpoint
+    from napari_tmunet.config import ModelConfig
+    from napari_tmunet.inference import predict_probability
+    from napari_tmunet.metrics import SegmentationMetrics
+
+    torch.manual_seed(0)  # a model with context (5x5 convolutions): tiling matters
+    model = nn.Sequential(nn.Conv2d(3, 4, 5, padding=2), nn.ReLU(), nn.Conv2d(4, 1, 5, padding=2))
+    inp = InputConfig(size=(48, 48))
+    checkpoint = Checkpoint(model=model, model_config=ModelConfig.variant("t"), input_config=inp)
+    rng = np.random.default_rng(3)
+    samples = [
+        (f"im{i}", rng.integers(0, 256, shape, dtype=np.uint8), rng.random(shape[:2]) > 0.5)
+        for i, shape in enumerate([(100, 130, 3), (70, 50, 3), (40, 44, 3)])
+    ]
+    for mode, plugin_mode in (("crop", "tile"), ("resize", "resize")):
+        rows = evaluate(model, samples, inp, mode, batch_size=3).per_image()
+        expected = SegmentationMetrics()
+        for name, image, mask in samples:
+            prob, _ = predict_probability(image, checkpoint, mode=plugin_mode, batch_size=3)
+            expected.update(prob > inp.threshold, mask, name=name)
+        for row, ref in zip(rows, expected.per_image(), strict=True):
+            assert 0.0 < ref["dice"] < 1.0  # neither empty nor trivially full
+            for key in ("dice", "iou", "hd", "hd95"):
+                assert row[f"native_{key}"] == pytest.approx(ref[key], abs=1e-9), (mode, key)
 
 
 def test_measure_efficiency_tiny_model():

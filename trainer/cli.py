@@ -536,16 +536,15 @@ def cmd_cache(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import torch
 
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.data import load_split, make_split
+    from napari_tmunet.inference import resolve_device
 
     from .engine import TrainConfig, _jsonable, dataset_label, evaluate, load_dataset
 
     ckpt_path = Path(args.checkpoint)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
+    device = resolve_device(args.device)
     ckpt = load_checkpoint(ckpt_path, device)
     trained = ckpt.metadata.get("train_config") or {}
     tcfg = TrainConfig.from_dict(trained) if trained else TrainConfig()
@@ -641,16 +640,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_efficiency(args) -> int:
-    import torch
 
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.config import ModelConfig
+    from napari_tmunet.inference import resolve_device
     from napari_tmunet.model import build_model
 
     from .engine import _jsonable, measure_efficiency
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
+    device = resolve_device(args.device)
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, device).model
     else:

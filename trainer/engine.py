@@ -66,12 +66,17 @@ plain per-rank BatchNorm (``sync_bn=False``) differs by ~100%. 2 H100s (NCCL, bf
 3-4 digits. Checkpoints always hold
 plain BatchNorm2d keys, so inference needs no distributed setup.
 
-Data pipeline: the dataset is decoded once (a ``NativeCache`` file or a folder),
-kept as uint8 (or float16 for other depths) at native resolution, on the GPU when it
-fits; batches are cropped / resized (bilinear, antialiased when shrinking, as
-``napari_tmunet.inference`` resizes; the released code used cv2's linear resize, which
-does not antialias), flipped, rotated and normalised there with torch ops. Masks are
-resized the same way and thresholded at 0.5.
+Data pipeline: the dataset is decoded once (a ``NativeCache`` file or a folder, both by
+``napari_tmunet.data.decode_folder``), kept as uint8 (or float16 for other depths) at
+native resolution, on the GPU when it fits; batches are cropped / resized with
+``napari_tmunet.inference.resize`` (bilinear, antialiased when shrinking; the released
+code used cv2's linear resize, which does not antialias), flipped, rotated and
+normalised (``preprocess.normalize``) there with torch ops. Masks are resized the same
+way and thresholded at 0.5.
+
+Evaluation predicts exactly as the napari plugin does (``napari_tmunet.inference``: the
+same input mapping, resizing, sliding window with Gaussian blending and foreground
+probability), so a validation score is the score of what the plugin would output.
 """
 
 from __future__ import annotations
@@ -89,8 +94,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -101,15 +105,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_tmunet import __version__
+from napari_tmunet.atomic import atomic_path
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import ARCHITECTURES, VARIANTS, InputConfig, ModelConfig
 from napari_tmunet.data import (
     CacheItem,
     DatasetError,
     NativeCache,
-    check_pair,
-    content_hash,
-    find_pairs,
+    decode_folder,
     load_cache,
     load_split,
     make_split,
@@ -117,10 +120,19 @@ from napari_tmunet.data import (
     save_split,
     split_from_lists,
 )
-from napari_tmunet.imageio import ImageReadError
+from napari_tmunet.inference import (
+    MAX_OVERLAP,
+    FrameInput,
+    foreground_probability,
+    forward_logits,
+    resize,
+    resolve_device,
+    run_to_completion,
+    sliding_window,
+)
 from napari_tmunet.metrics import PER_IMAGE_KEYS, SegmentationMetrics
 from napari_tmunet.model import build_model
-from napari_tmunet.preprocess import to_unit_float
+from napari_tmunet.preprocess import normalize, to_unit_float
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +155,6 @@ RESUMABLE_CHANGES = frozenset(
         "dataset_name",
     }
 )
-RUN_OUTPUTS = ("config.json", "split.json", "metrics.jsonl", "best.pt", "last.pt")
 
 
 class RunDirError(RuntimeError):
@@ -277,8 +288,8 @@ class TrainConfig:
         for name in ("hflip", "vflip"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name}={getattr(self, name)}: expected a probability in [0, 1]")
-        if not 0 <= self.overlap < 1:
-            problems.append(f"overlap={self.overlap}: expected 0 <= overlap < 1")
+        if not 0 <= self.overlap <= MAX_OVERLAP:
+            problems.append(f"overlap={self.overlap}: expected 0 <= overlap <= {MAX_OVERLAP}")
         if self.in_channels not in (0, 1, 3):
             problems.append(f"in_channels={self.in_channels}: expected 0 (auto), 1 or 3")
         if len(self.mean) != len(self.std):
@@ -403,25 +414,12 @@ def segmentation_loss(
 # ------------------------------------------------------------------- tensor helpers
 
 
-def resize_image(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) floats to ``size``, antialiased when shrinking.
-
-    Half-pixel centres; the antialiasing filter (as ``napari_tmunet.inference`` resizes)
-    only acts along an axis that shrinks, so enlarging is plain bilinear.
-    """
-    size = tuple(int(s) for s in size)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
-
 def resize_mask(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resize a (B, 1, H, W) binary mask like an image (``resize_image``), then ``> 0.5``."""
+    """Resize a (B, 1, H, W) binary mask like an image (``inference.resize``), then ``> 0.5``."""
     size = tuple(int(s) for s in size)
     if tuple(mask.shape[-2:]) == size:
         return mask.bool()
-    return resize_image(mask.float(), size) > 0.5
+    return resize(mask.float(), size) > 0.5
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -463,17 +461,6 @@ def unit_float(stored: torch.Tensor) -> torch.Tensor:
     return stored.float()
 
 
-def _normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-
-
-def _foreground(logits: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(B, N, H, W) logits -> (B, H, W) bool foreground (prob > threshold, or argmax > 0)."""
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits.float())[:, 0] > threshold
-    return logits.argmax(dim=1) > 0
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
@@ -492,7 +479,7 @@ def load_dataset(config: TrainConfig) -> NativeCache:
     if path.is_file():
         cache = load_cache(path)
         if config.max_images:
-            cache = _subset(cache, list(range(min(config.max_images, len(cache)))))
+            cache = cache.subset(range(min(config.max_images, len(cache))))
         return cache
     if path.is_dir():
         return decode_folder(
@@ -501,84 +488,6 @@ def load_dataset(config: TrainConfig) -> NativeCache:
     raise DatasetError(
         f"dataset {path} (absolute: {path.resolve()}) does not exist: pass a folder with "
         "images/ and masks/, or a cache file made by `napari-tmunet-train cache`"
-    )
-
-
-def decode_folder(
-    root: str | os.PathLike,
-    skip_bad: bool = False,
-    max_images: int = 0,
-    workers: int = 4,
-    progress: bool = False,
-) -> NativeCache:
-    """Decode a dataset folder into an in-memory ``NativeCache`` (nothing written).
-
-    Like ``data.build_cache``, but optionally only the first ``max_images`` pairs, and
-    decoded by ``workers`` threads.
-    """
-    pairs = find_pairs(root, skip_bad=skip_bad)
-    if max_images:
-        pairs = pairs[:max_images]
-
-    def decode(pair):
-        try:
-            image, mask, rule = check_pair(pair)
-        except (ImageReadError, DatasetError) as error:
-            if not skip_bad:
-                raise DatasetError(
-                    f"{error}\nfix this file, or skip such pairs (--skip-bad)"
-                ) from error
-            return pair.name, None, None, None, str(error)
-        return pair.name, image, mask, rule, None
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(_progress(pool.map(decode, pairs), len(pairs), "decode", progress))
-    cache = NativeCache([], [], [], [], [], source=str(Path(root)))
-    hashes = []
-    for name, image, mask, rule, error in results:
-        if error is not None:
-            cache.skipped.append((name, error))
-            continue
-        hashes.append(content_hash(image))
-        cache.names.append(name)
-        cache.images.append(_cache_layout(image))
-        cache.masks.append(mask)
-        cache.rules.append(rule)
-    if not cache.names:
-        raise DatasetError(f"{root}: no usable image/mask pairs")
-    ids: dict[str, int] = {}
-    cache.groups = [ids.setdefault(h, len(ids)) for h in hashes]
-    if cache.skipped:
-        logger.warning(
-            "%s: skipped %d pairs: %s",
-            root,
-            len(cache.skipped),
-            "; ".join(f"{n}: {e}" for n, e in cache.skipped[:10]),
-        )
-    logger.info("%s: %d pairs, mask rules %s", root, len(cache), cache.rule_counts())
-    return cache
-
-
-def _cache_layout(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) with C in {1, 3}: alpha dropped, grey given a channel axis."""
-    if image.ndim == 2:
-        image = image[..., None]
-    elif image.shape[-1] in (2, 4):
-        image = image[..., :-1]
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * np.uint8(255)
-    return np.ascontiguousarray(image)
-
-
-def _subset(cache: NativeCache, indices: Sequence[int]) -> NativeCache:
-    return NativeCache(
-        names=[cache.names[i] for i in indices],
-        images=[cache.images[i] for i in indices],
-        masks=[cache.masks[i] for i in indices],
-        rules=[cache.rules[i] for i in indices],
-        groups=[cache.groups[i] for i in indices],
-        source=cache.source,
-        skipped=list(cache.skipped),
     )
 
 
@@ -646,8 +555,7 @@ class DeviceData:
             torch.from_numpy(np.ascontiguousarray(item.mask, dtype=np.uint8))[None].to(store_device)
             for item in items
         ]  # (1, H, W)
-        self.mean = torch.tensor(input_config.mean, dtype=torch.float32, device=device)
-        self.std = torch.tensor(input_config.std, dtype=torch.float32, device=device)
+        self.mean, self.std = input_config.mean, input_config.std
 
     def __len__(self) -> int:
         return len(self.images)
@@ -686,7 +594,7 @@ class DeviceData:
                 img = img[:, y0 : y0 + h, x0 : x0 + w].to(self.device, non_blocking=True)
                 msk = msk[:, y0 : y0 + h, x0 : x0 + w].to(self.device, non_blocking=True)
                 img = match_channels(unit_float(img)[None], self.channels)  # (1, C, <=h, <=w)
-                img = _normalize(img, self.mean, self.std)
+                img = normalize(img, self.mean, self.std)
                 pad = (0, w - img.shape[-1], 0, h - img.shape[-2])
                 images.append(F.pad(img, pad))  # zeros = the mean colour
                 masks.append(F.pad(msk[None].float(), pad))
@@ -696,18 +604,16 @@ class DeviceData:
             if len(shapes) == 1:  # one interpolation for the whole batch
                 img = torch.stack([self.images[i] for i in indices]).to(self.device)
                 msk = torch.stack([self.masks[i] for i in indices]).to(self.device)
-                x = resize_image(match_channels(unit_float(img), self.channels), size)
+                x = resize(match_channels(unit_float(img), self.channels), size)
                 y = resize_mask(msk, size).float()
             else:
                 for i in indices:
                     img = self.images[i][None].to(self.device, non_blocking=True)
                     msk = self.masks[i][None].to(self.device, non_blocking=True)
-                    images.append(
-                        resize_image(match_channels(unit_float(img), self.channels), size)
-                    )
+                    images.append(resize(match_channels(unit_float(img), self.channels), size))
                     masks.append(resize_mask(msk, size).float())
                 x, y = torch.cat(images), torch.cat(masks)
-            x = _normalize(x, self.mean, self.std)
+            x = normalize(x, self.mean, self.std)
         return _augment(x, y, draws, hflip, vflip, rot90)
 
 
@@ -791,47 +697,6 @@ class Evaluation(SegmentationMetrics):
         return path
 
 
-def _window_starts(n: int, window: int, overlap: float) -> list[int]:
-    if n <= window:
-        return [0]
-    stride = max(1, int(window * (1 - overlap)))
-    starts = list(range(0, n - window + 1, stride))
-    if starts[-1] != n - window:
-        starts.append(n - window)
-    return starts
-
-
-def sliding_window_logits(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    window: tuple[int, int],
-    overlap: float = 0.25,
-    batch_size: int = 8,
-) -> torch.Tensor:
-    """Logits of a (1, C, H, W) normalised image by averaged overlapping windows.
-
-    Windows are ``window`` large (clipped to the image), spaced by ``window * (1 -
-    overlap)``, the last flush with the border; overlapping logits are averaged.
-    """
-    _, _, H, W = x.shape
-    h, w = min(window[0], H), min(window[1], W)
-    boxes = [
-        (y0, x0) for y0 in _window_starts(H, h, overlap) for x0 in _window_starts(W, w, overlap)
-    ]
-    total = count = None
-    for start in range(0, len(boxes), batch_size):
-        chunk = boxes[start : start + batch_size]
-        tiles = torch.cat([x[..., y0 : y0 + h, x0 : x0 + w] for y0, x0 in chunk])
-        logits = model(tiles).float()  # (n, K, h, w)
-        if total is None:
-            total = logits.new_zeros(1, logits.shape[1], H, W)
-            count = logits.new_zeros(1, 1, H, W)
-        for (y0, x0), tile in zip(chunk, logits, strict=True):
-            total[0, :, y0 : y0 + h, x0 : x0 + w] += tile
-            count[0, :, y0 : y0 + h, x0 : x0 + w] += 1
-    return total / count
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -847,13 +712,16 @@ def evaluate(
 ) -> Evaluation:
     """Score a model on (name, image, mask) samples (e.g. ``NativeCache`` items).
 
-    "resize" (paper): the image is resized to ``input_config.size``, the probability
-    thresholded at ``input_config.threshold``, and compared with the mask resized to the
-    same size; the native column resizes the logits back to the image's size. "crop":
-    sliding-window prediction at native resolution (windows of ``input_config.size``);
-    the main column resizes those logits to ``input_config.size``. Dice/IoU without
-    smoothing, HD/HD95 in pixels, an empty prediction on a non-empty mask scores HD =
-    image diagonal and is counted (see ``napari_tmunet.metrics``).
+    The prediction is the plugin's (``napari_tmunet.inference``), building block for
+    building block: the same input mapping (``FrameInput``), resizing, forward pass and
+    foreground probability, thresholded at ``input_config.threshold``. "resize" (paper):
+    the image is resized to ``input_config.size`` and the mask compared with the mask
+    resized to that size; the native column resizes the logits back to the image's size.
+    "crop": ``inference.sliding_window`` at native resolution (windows of
+    ``input_config.size``, Gaussian blending, as the plugin's tile mode); the main column
+    resizes that probability to ``input_config.size``. Dice/IoU without smoothing, HD/HD95
+    in pixels, an empty prediction on a non-empty mask scores HD = image diagonal and is
+    counted (see ``napari_tmunet.metrics``).
 
     Args:
         model: the model (DDP wrapper accepted); put in eval mode and restored after.
@@ -870,57 +738,55 @@ def evaluate(
     was_training = net.training
     net.eval()
     device = torch.device(device) if device is not None else next(net.parameters()).device
-    amp = device.type == "cuda" if amp is None else (amp and device.type == "cuda")
+    amp = device.type == "cuda" if amp is None else amp
     channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
     size = tuple(input_config.size)
-    mean = torch.tensor(input_config.mean, dtype=torch.float32, device=device)
-    std = torch.tensor(input_config.std, dtype=torch.float32, device=device)
     threshold = input_config.threshold
     result = Evaluation(size)
 
-    def forward(x):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            return net(x).float()
+    def probability(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
+        return foreground_probability(forward_logits(net, x, amp))[:, None]
 
-    def prepare(sample):
+    def prepare(sample) -> tuple[str, FrameInput, np.ndarray]:
         name, image, mask = _sample_fields(sample)
-        x = match_channels(unit_float(image_tensor(image, device))[None], channels)
-        ref = torch.from_numpy(np.asarray(mask, dtype=bool))
-        if tuple(ref.shape) != tuple(x.shape[-2:]):
-            raise ValueError(
-                f"sample {name}: image is {tuple(x.shape[-2:])} but mask is {tuple(ref.shape)}"
-            )
-        return name, x, ref  # x: (1, C, H, W) in [0, 1], normalised after resizing
+        frame = FrameInput(image, channels, input_config)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != frame.hw:
+            raise ValueError(f"sample {name}: image is {frame.hw} but mask is {mask.shape}")
+        return name, frame, mask
 
-    def score(name, logits_size, logits_native, ref_native):
-        ref_size = resize_mask(ref_native[None, None].to(device), size)[0, 0]
+    def score(name: str, prob_size: torch.Tensor, prob_native: torch.Tensor, mask: np.ndarray):
+        """Probabilities (h, w) at the evaluation size and (H, W) at the image's."""
+        ref_size = resize_mask(torch.from_numpy(mask)[None, None], size)[0, 0]
         result.add(
             name,
-            _foreground(logits_size, threshold)[0].cpu().numpy(),
-            ref_size.cpu().numpy(),
-            _foreground(logits_native, threshold)[0].cpu().numpy(),
-            ref_native.numpy(),
+            (prob_size > threshold).cpu().numpy(),
+            ref_size.numpy(),
+            (prob_native > threshold).cpu().numpy(),
+            mask,
         )
 
     try:
         items = list(samples)
         if mode == "crop":
             for sample in _progress(items, len(items), "evaluate", progress):
-                name, x, ref = prepare(sample)
-                x = _normalize(x, mean, std)
-                logits = sliding_window_logits(forward, x, size, overlap, batch_size)
-                score(name, resize_image(logits, size), logits, ref)
+                name, frame, mask = prepare(sample)
+                windows = sliding_window(
+                    probability, frame, size, overlap, batch_size, "gaussian", device
+                )
+                prob = run_to_completion(windows)  # (1, 1, H, W)
+                score(name, resize(prob, size)[0, 0], prob[0, 0], mask)
         else:
             bar = _progress(
                 range(0, len(items), batch_size), -(-len(items) // batch_size), "evaluate", progress
             )
             for start in bar:
                 prepared = [prepare(s) for s in items[start : start + batch_size]]
-                x = torch.cat([resize_image(p[1], size) for p in prepared])
-                logits = forward(_normalize(x, mean, std))  # (n, K, h, w)
-                for (name, xn, ref), lg in zip(prepared, logits, strict=True):
-                    native = resize_image(lg[None], xn.shape[-2:])
-                    score(name, lg[None], native, ref)
+                x = torch.cat([frame.resized(device) for _, frame, _ in prepared])
+                logits = forward_logits(net, x, amp)  # (n, K, h, w)
+                for (name, frame, mask), lg in zip(prepared, logits, strict=True):
+                    native = foreground_probability(resize(lg[None], frame.hw))[0]
+                    score(name, foreground_probability(lg[None])[0], native, mask)
     finally:
         net.train(was_training)
     return result
@@ -1073,12 +939,9 @@ class DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device='cuda' but CUDA is not available here; use --device cpu")
-        dev = torch.device("cuda", local % torch.cuda.device_count()) if want_cuda else None
-        dev = dev or torch.device("cpu")
+        dev = resolve_device(device)
         if dev.type == "cuda":
+            dev = torch.device("cuda", local % torch.cuda.device_count())
             torch.cuda.set_device(dev)
         ctx = cls(rank=rank, world_size=world, local_rank=local, device=dev)
         if world > 1 and not dist.is_initialized():
@@ -1455,13 +1318,8 @@ class _Run:
         torch.manual_seed(cfg.seed)
         if cfg.init_checkpoint:
             start = load_checkpoint(cfg.init_checkpoint, "cpu")
-            model_config, input_config = start.model_config, start.input_config
-            input_config = InputConfig(
-                size=cfg.size,
-                mean=input_config.mean,
-                std=input_config.std,
-                threshold=input_config.threshold,
-            )
+            model_config = start.model_config
+            input_config = replace(start.input_config, size=cfg.size)
             model = start.model.train()
             logger.info("starting from %s", cfg.init_checkpoint)
         else:
@@ -1583,11 +1441,11 @@ class _Run:
         self.best_score, self.best_step = best_score, best_step
         amp = cfg.amp and device.type == "cuda"
 
-        bar = None
+        self.bar = bar = None
         if ctx.is_main and cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(
+            self.bar = bar = tqdm(
                 total=schedule.total_steps,
                 initial=step,
                 desc="train",
@@ -1595,8 +1453,8 @@ class _Run:
                 dynamic_ncols=True,
             )
         stopped = False
-        session_start = time.time()
-        self.session = (session_start, step)  # for the ETA in the log
+        self.elapsed_before = elapsed_before  # training time of earlier sessions
+        self.session = (time.time(), step)  # this session's start, for times and the ETA
         period = schedule.period_of(step)
         period_losses: list[float] = resumed_losses
         try:
@@ -1643,24 +1501,12 @@ class _Run:
                     self.on_step(step, schedule.total_steps, batch_loss)
                 if step == schedule.period_ends[period]:
                     scheduler.step()
-                    do_eval = (period + 1) % cfg.eval_every == 0 or step == schedule.total_steps
-                    self.end_period(
-                        step, period, period_losses, do_eval, elapsed_before, session_start, bar
-                    )
+                    self.end_period(step, period, period_losses)
                     period += 1
                     period_losses = []
             if stopped:
                 logger.info("stop requested: saving at step %d", step)
-                self.end_period(
-                    step,
-                    period,
-                    period_losses,
-                    True,
-                    elapsed_before,
-                    session_start,
-                    bar,
-                    stopped=True,
-                )
+                self.end_period(step, period, period_losses, stopped=True)
         finally:
             if bar is not None:
                 bar.close()
@@ -1685,20 +1531,24 @@ class _Run:
 
     # -- periods, checkpoints -----------------------------------------------------
 
-    def end_period(
-        self, step, period, losses, do_eval, elapsed_before, session_start, bar, stopped=False
-    ):
-        """Evaluate (rank 0), save best/last, log the record, call on_eval."""
+    def end_period(self, step, period, losses, stopped=False):
+        """Evaluate (rank 0), save best/last, log the record, call on_eval.
+
+        Evaluates every ``eval_every`` periods, at the end of training and at a stop.
+        """
         if not self.ctx.is_main:
             return
         cfg = self.config
+        do_eval = stopped or (period + 1) % cfg.eval_every == 0
+        do_eval = do_eval or step == self.schedule.total_steps
+        began, first = self.session
         record = {
             "step": step,
             "epoch": round(self.schedule.epoch_of(step), 4),
             "period": period + (0 if stopped else 1),
             "train_loss": float(np.mean(losses)) if losses else None,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "time": round(elapsed_before + time.time() - session_start, 3),
+            "time": round(self.elapsed_before + time.time() - began, 3),
         }
         if stopped:
             record["stopped"] = True
@@ -1733,25 +1583,17 @@ class _Run:
         self.records.append(record)
         if improved:
             self.save("best.pt", step, record, with_state=False)
-        self.save(
-            "last.pt",
-            step,
-            record,
-            with_state=True,
-            elapsed=record["time"],
-            period_losses=list(losses) if stopped else [],
-        )
+        self.save("last.pt", step, record, with_state=True, period_losses=losses if stopped else [])
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
             file.write(json.dumps(_jsonable(record)) + "\n")
         plot_curves(self.records, self.run_dir / "curves.png")
-        if bar is not None and "val_dice" in record:
-            bar.set_postfix(
+        if self.bar is not None and "val_dice" in record:
+            self.bar.set_postfix(
                 loss=f"{record['train_loss'] or float('nan'):.4f}",
                 val_dice=f"{record['val_dice']:.4f}",
                 best=f"{self.best_score:.4f}",
             )
         if "val_dice" in record:
-            began, first = self.session
             per_step = (time.time() - began) / max(step - first, 1)
             eta = timedelta(seconds=round(per_step * (self.schedule.total_steps - step)))
             logger.info(
@@ -1768,7 +1610,7 @@ class _Run:
             if self.on_eval is not None:
                 self.on_eval(dict(record))
 
-    def save(self, name, step, record, with_state, elapsed=0.0, period_losses=()):
+    def save(self, name, step, record, with_state, period_losses=()):
         cfg = self.config
         metadata = {
             "train_config": cfg.to_dict(),
@@ -1789,7 +1631,7 @@ class _Run:
                 "scheduler": self.scheduler.state_dict(),
                 "best_score": self.best_score,
                 "best_step": self.best_step,
-                "elapsed": float(elapsed),
+                "elapsed": float(record["time"]),
                 "period_losses": [float(v) for v in period_losses],
                 "world_size": self.ctx.world_size,
                 "rng": _get_rng_state(),
@@ -1912,9 +1754,8 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 def _git_commit() -> str:
