@@ -7,9 +7,11 @@ file stays within a few minutes on two cores.
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -596,3 +598,34 @@ def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
     assert "| TM-UNet t |" in out and "demo finished" in out
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["test"]["count"] == 3 and summary["test"]["dice_mean"] > 0.3
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoints(tmp_path):
+    """The first SIGINT stops the run after the current step: evaluated, saved, exit 0."""
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "trainer.cli", "fit", "--data", str(CLINIC), "--max-images", "12",
+        "--variant", "t", "--size", "64", "--epochs", "500", "--batch-size", "4",
+        "--device", "cpu", "--no-progress", "--no-efficiency", "--num-workers", "1",
+        "--run-dir", str(run),
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    deadline = time.time() + 120
+    metrics = run / "metrics.jsonl"
+    while time.time() < deadline and not (
+        metrics.is_file() and metrics.read_text().count("\n") >= 2
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stopped at step" in out
+    from napari_tmunet.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "best.pt").model is not None
+    last = load_checkpoint(run / "last.pt")
+    assert last.training_state is not None  # resumable

@@ -10,10 +10,13 @@ Run ``napari-tmunet-train <subcommand> --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -473,10 +476,37 @@ def cmd_fit(args) -> int:
     from .engine import fit
 
     config, run_dir = fit_config(args)
-    result = fit(config, run_dir)
+    with stop_on_interrupt() as stop_event:
+        result = fit(config, run_dir, stop_event=stop_event)
     if int(os.environ.get("RANK", "0")) == 0:
         _print_result(result)
     return 0
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """A stop event set by the first Ctrl-C (or SIGTERM): the run stops cleanly, evaluates,
+    saves last.pt and keeps best.pt. A second Ctrl-C interrupts at once."""
+    stop_event = threading.Event()
+
+    def handler(signum, frame):
+        if stop_event.is_set():
+            raise KeyboardInterrupt
+        stop_event.set()
+        print(
+            "\nstopping after this step (evaluating and saving; Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop_event  # signals can only be handled on the main thread
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop_event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _print_result(result: dict) -> None:
