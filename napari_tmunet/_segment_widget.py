@@ -192,6 +192,9 @@ class SegmentWidget(Container):
     def _on_model_changed(self, value):
         if not self._setting_model:
             self._auto_model = False
+        entry = models.find_model(str(value))
+        if entry is not None and entry.mode == "tile":
+            self.mode.value = "tile"  # trained on native-resolution crops: tile, never shrink
         self._show_model_state()
 
     def _show_model_state(self):

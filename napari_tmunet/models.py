@@ -3,7 +3,8 @@
 ``napari_tmunet/weights/registry.json`` lists the shipped checkpoints::
 
     {"models": [{"name": ..., "modality": "colonoscopy" | "nuclei" | "ultrasound",
-                 "file": "provisional.pt", "provisional": true, "description": ...}]}
+                 "file": "provisional.pt", "provisional": true, "description": ...,
+                 "test_dice": 0.71, "mode": "resize" | "tile"}]}
 
 An entry whose file is absent (e.g. in a source checkout without weights) is listed by
 :func:`registry_entries` but not offered by :func:`available_models`.
@@ -47,6 +48,8 @@ class ModelEntry:
     provisional: bool
     description: str
     path: Path  # where the checkpoint file is expected
+    test_dice: float | None = None  # mean test Dice of its model card, when known
+    mode: str = "resize"  # inference mode it was evaluated with: "resize" or "tile"
 
     @property
     def exists(self) -> bool:
@@ -79,6 +82,8 @@ def registry_entries() -> list[ModelEntry]:
                 provisional=bool(raw.get("provisional", False)),
                 description=str(raw.get("description", "")),
                 path=folder / str(raw["file"]),
+                test_dice=float(raw["test_dice"]) if "test_dice" in raw else None,
+                mode=str(raw.get("mode", "resize")),
             )
         except KeyError as err:
             raise RuntimeError(f"{registry}: an entry lacks {err}; entry: {raw}") from err
