@@ -190,9 +190,13 @@ class SegmentWidget(Container):
         return self._busy
 
     def _on_model_changed(self, value):
+        entry = models.find_model(str(value))
         if not self._setting_model:
             self._auto_model = False
-        entry = models.find_model(str(value))
+            layer = self.image.value
+            if entry is not None and layer is not None:  # remembered for this kind of image
+                modality = models.guess_modality(_thumbnail(layer), rgb=layer.rgb)
+                models.remember_model(modality, entry.name)
         if entry is not None and entry.mode == "tile":
             self.mode.value = "tile"  # trained on native-resolution crops: tile, never shrink
         self._show_model_state()

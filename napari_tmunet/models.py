@@ -192,9 +192,53 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
 
 
 def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry | None:
-    """The available model for the image's guessed modality, else the first available."""
+    """The model for the image's guessed modality: the one the user last chose for that
+    modality (:func:`remember_model`), else the shipped one, else the first available."""
     models = available_models()
     if not models:
         return None
     modality = guess_modality(image, rgb)
+    remembered = find_model(remembered_models().get(modality, ""))
+    if remembered is not None:
+        return remembered
     return next((m for m in models if m.modality == modality), models[0])
+
+
+SETTINGS_DIR_ENV = "NAPARI_TMUNET_CONFIG_DIR"
+
+
+def settings_path() -> Path:
+    """The user's settings file (``$NAPARI_TMUNET_CONFIG_DIR`` or the XDG config folder)."""
+    folder = (
+        os.environ.get(SETTINGS_DIR_ENV)
+        or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "napari-tmunet"
+    )
+    return Path(folder) / "settings.json"
+
+
+def remembered_models() -> dict[str, str]:
+    """Model names the user chose, by modality; {} when none or unreadable."""
+    try:
+        data = json.loads(settings_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    chosen = data.get("models_by_modality", {}) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else {}
+
+
+def remember_model(modality: str, name: str) -> None:
+    """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
+    from .atomic import atomic_path
+
+    path = settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data.setdefault("models_by_modality", {})[modality] = name
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    except OSError:
+        pass  # a read-only home must not break segmentation

@@ -344,3 +344,18 @@ def test_registry_in_a_weights_dir(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="neither a shipped model"):
         models.load_model("C")
     models.clear_cache()
+
+
+def test_the_users_model_choice_is_remembered_per_modality(tmp_path, monkeypatch):
+    from napari_tmunet._sample_data import load_sample
+
+    monkeypatch.setenv(models.SETTINGS_DIR_ENV, str(tmp_path))
+    image, _ = load_sample("ultrasound")
+    assert models.default_model_for(image).modality == "ultrasound"  # shipped default
+    models.remember_model("ultrasound", "TM-UNet nuclei")  # the user prefers another one
+    assert models.default_model_for(image).name == "TM-UNet nuclei"
+    assert models.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    models.remember_model("ultrasound", "no such model")  # gone: fall back to the default
+    assert models.default_model_for(image).modality == "ultrasound"
+    (tmp_path / "settings.json").write_text("{broken")
+    assert models.remembered_models() == {}

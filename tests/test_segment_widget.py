@@ -255,3 +255,18 @@ def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
     coloured = np.abs(rendered - raw.astype(int)).sum(-1) > 12
     assert coloured[mask > 0].mean() >= SCREEN_MIN_MASK_COVERAGE
     assert coloured[mask == 0].mean() < coloured[mask > 0].mean()
+
+
+def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    image = open_sample(viewer, "ultrasound")
+    widget.image.value = image
+    assert models.find_model(widget.model.value).modality == "ultrasound"  # sensible default
+    widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
+    assert models.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+
+    later = make_napari_viewer()  # a later session
+    _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    fresh.image.value = open_sample(later, "ultrasound")
+    assert fresh.model.value == "TM-UNet nuclei"
