@@ -7,3 +7,14 @@ import pytest
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Tests never read or write the user's real napari-tmunet settings."""
     monkeypatch.setenv("NAPARI_TMUNET_CONFIG_DIR", str(tmp_path_factory.mktemp("settings")))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads and lose a lot on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,16 +27,10 @@ from napari_tmunet.model import build_model
 MONUSEG = DATASETS / "MoNuSeg"
 TILE = "TCGA-21-5786-01Z-00-DX1"
 
-pytestmark = pytest.mark.skipif(not MONUSEG.is_dir(), reason=f"no MoNuSeg at {DATASETS}")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.skipif(not MONUSEG.is_dir(), reason=f"no MoNuSeg at {DATASETS}"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def tile(crop):

@@ -18,14 +18,13 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from _paths import DATASETS, REPO
 
 from napari_tmunet import active_model
 from napari_tmunet.checkpoint import load_checkpoint
 from napari_tmunet.imageio import read_image, read_mask, write_mask
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 PLUGIN = "napari-tmunet"
 MONUSEG = DATASETS / "MoNuSeg"
@@ -42,15 +41,6 @@ MARGIN = 0.25
 needs_data = pytest.mark.skipif(
     not (MONUSEG.is_dir() and CLINIC.is_dir()), reason=f"no datasets at {DATASETS}"
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
