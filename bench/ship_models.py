@@ -97,10 +97,12 @@ def card(entry: dict) -> str:
     if c.get("init_checkpoint"):
         first = json.loads((Path(c["init_checkpoint"]).parent / "config.json").read_text())
         cmd += f" --init-checkpoint RUN0/last.pt --lr {c['lr']} --epochs {c['epochs']}"
+        first_summary = json.loads((Path(c["init_checkpoint"]).parent / "summary.json").read_text())
         origin = (
-            f"\n- Started from `RUN0/last.pt`: a first run of {first['steps']} steps at lr "
-            f"{first['lr']} on the same data and split, whose learning rate had decayed before "
-            "its predictions crossed the 0.5 threshold."
+            f"\n- Started from `RUN0/last.pt`: a first run of {first['steps']} steps "
+            f"({first_summary['train_time_s'] / 60:.0f} min) at lr {first['lr']} on the same "
+            "data and split, continued because `--steps` with the paper's 200 decays of 0.98 "
+            "had left it a learning rate of 2e-6."
         )
     return f"""## {entry["name"]} ({entry["modality"]})
 
@@ -173,7 +175,9 @@ def main(argv: list[str]) -> None:
 Written by `python bench/ship_models.py ...` (napari-tmunet {__version__}). Every number
 below was measured by that script or by the training run it names. The weights are
 **provisional**: the full models of the paper's protocol need GPU training (see the
-open issue on shipped models and `docs/benchmarks.md`).
+open issue on shipped models and `docs/benchmarks.md`). The runs' `config.json`,
+`run_info.json` (versions, git commit), `split.json`, `summary.json` and `curves.png` are
+in [`runs/`](runs/).
 
 """
     (ROOT / "docs" / "models.md").write_text(header + "\n".join(card(e) for e in entries))
