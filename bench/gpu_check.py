@@ -24,18 +24,12 @@ import torch
 from napari_tmunet.config import ModelConfig
 from napari_tmunet.model import build_model
 from napari_tmunet.model.mlstm import NATIVE_KERNEL, TRITON_KERNEL, choose_kernel, mlstm_sequence
+from trainer.engine import segmentation_loss as loss_fn
 
 
 def rel(a, b):
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
-def loss_fn(logits, target):
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits)
-    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
-    return 2 * bce + dice
 
 
 def cell_check(S, DH):

@@ -25,7 +25,7 @@ import torch
 from napari_tmunet import __version__
 from napari_tmunet._sample_data import SAMPLES, load_sample
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
-from napari_tmunet.inference import segment
+from napari_tmunet.inference import run_to_completion, segment
 from napari_tmunet.metrics import dice_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +34,7 @@ LICENCE = "CC BY-NC-SA 4.0 (weights trained on research datasets; non-commercial
 
 
 def run_segment(image, checkpoint, mode):
-    gen = segment(image, checkpoint, threshold=checkpoint.input_config.threshold, mode=mode)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    return run_to_completion(segment(image, checkpoint, mode=mode))
 
 
 def ship(run_dir: Path, name: str, modality: str) -> dict:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
 from .imageio import IMAGE_SUFFIXES, ImageReadError, image_shape, read_image, read_mask
 from .preprocess import to_unit_float
 
@@ -254,10 +254,7 @@ def save_split(path: str | os.PathLike, split: Split) -> Path:
     unknown = set(split) - set(SPLIT_PARTS)
     if unknown:
         raise ValueError(f"split parts must be {SPLIT_PARTS}, got extra {sorted(unknown)}")
-    data = {part: list(split.get(part, [])) for part in SPLIT_PARTS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json(path, {part: list(split.get(part, [])) for part in SPLIT_PARTS})
 
 
 def load_split(

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import models
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
 from .imageio import write_mask
 
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
@@ -370,11 +370,11 @@ def run_finetune(
                 ),
             },
         }
-        _write_json(run_dir / "finetune.json", plan)
+        write_json(run_dir / "finetune.json", plan)
         phase(f"loading {start_label}...")
         start = load_checkpoint(start_path, device)
         config = make_config(job, start, start_path)
-        _write_json(run_dir / "config.json", config.to_dict())
+        write_json(run_dir / "config.json", config.to_dict())
 
     phase("reading the training data back...")
     cache = decode_folder(config.data, workers=2)
@@ -409,7 +409,7 @@ def run_finetune(
     new = held_out_scores(tuned.model, valid, tuned.input_config, device)
     del tuned
     rows = comparison_rows(old, new, start_label, f"fine-tuned: {run_dir.name}", held_out)
-    _write_json(run_dir / "comparison.json", {"held_out": held_out, "rows": rows})
+    write_json(run_dir / "comparison.json", {"held_out": held_out, "rows": rows})
     return {
         "run_dir": str(run_dir),
         "best_checkpoint": str(best),
@@ -445,13 +445,6 @@ def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> 
             }
         )
     return rows
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from trainer.engine import _jsonable
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
 
 
 def _read_json(path: Path) -> dict:

@@ -216,29 +216,28 @@ def settings_path() -> Path:
     return Path(folder) / "settings.json"
 
 
-def remembered_models() -> dict[str, str]:
-    """Model names the user chose, by modality; {} when none or unreadable."""
+def _read_settings() -> dict:
     try:
         data = json.loads(settings_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    chosen = data.get("models_by_modality", {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def remembered_models() -> dict[str, str]:
+    """Model names the user chose, by modality; {} when none or unreadable."""
+    chosen = _read_settings().get("models_by_modality", {})
     return {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else {}
 
 
 def remember_model(modality: str, name: str) -> None:
     """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
-    from .atomic import atomic_path
+    from .atomic import write_json
 
-    path = settings_path()
+    data = _read_settings()
+    chosen = data.get("models_by_modality")
+    data["models_by_modality"] = {**(chosen if isinstance(chosen, dict) else {}), modality: name}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
-    data.setdefault("models_by_modality", {})[modality] = name
-    try:
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        write_json(settings_path(), data)
     except OSError:
         pass  # a read-only home must not break segmentation

@@ -567,11 +567,12 @@ def cmd_cache(args) -> int:
 
 def cmd_evaluate(args) -> int:
 
+    from napari_tmunet.atomic import write_json
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.data import load_split, make_split
     from napari_tmunet.inference import resolve_device
 
-    from .engine import TrainConfig, _jsonable, dataset_label, evaluate, load_dataset
+    from .engine import TrainConfig, dataset_label, evaluate, load_dataset
 
     ckpt_path = Path(args.checkpoint)
     device = resolve_device(args.device)
@@ -630,7 +631,7 @@ def cmd_evaluate(args) -> int:
         "mode": mode,
         "test": ev.aggregate(),
     }
-    (out / f"{stem}.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    write_json(out / f"{stem}.json", summary)
     agg = summary["test"]
     print(f"{ckpt_path} on {summary['dataset']} {args.part} ({agg['count']} images, {source}):")
     print(
@@ -671,12 +672,13 @@ def cmd_report(args) -> int:
 
 def cmd_efficiency(args) -> int:
 
+    from napari_tmunet.atomic import jsonable
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.config import ModelConfig
     from napari_tmunet.inference import resolve_device
     from napari_tmunet.model import build_model
 
-    from .engine import _jsonable, measure_efficiency
+    from .engine import measure_efficiency
 
     device = resolve_device(args.device)
     if args.checkpoint:
@@ -687,11 +689,11 @@ def cmd_efficiency(args) -> int:
     size = args.size * 2 if len(args.size) == 1 else args.size
     eff = measure_efficiency(model, size, device, batch=args.batch, amp=args.amp)
     print(_efficiency_line(eff))
-    print(json.dumps(_jsonable(eff), indent=2))
+    print(json.dumps(jsonable(eff), indent=2))
     if args.write:
         path = Path(args.write) / "summary.json"
         summary = json.loads(path.read_text()) if path.is_file() else {}
-        summary["efficiency"] = _jsonable(eff)
+        summary["efficiency"] = jsonable(eff)
         path.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"written to {path}")
     return 0

@@ -105,7 +105,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_tmunet import __version__
-from napari_tmunet.atomic import atomic_path
+from napari_tmunet.atomic import atomic_path, jsonable, write_json
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import ARCHITECTURES, VARIANTS, InputConfig, ModelConfig
 from napari_tmunet.data import (
@@ -1377,9 +1377,7 @@ class _Run:
             logger.info("resumed at step %d of %d", step, schedule.total_steps)
         elif ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.json").write_text(
-                json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8"
-            )
+            write_json(run_dir / "config.json", cfg.to_dict())
             save_split(run_dir / "split.json", split)
             (run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
         if ctx.is_main:
@@ -1410,9 +1408,7 @@ class _Run:
                 "host": platform.node(),
                 "started": datetime.now().isoformat(timespec="seconds"),
             }
-            (run_dir / "run_info.json").write_text(
-                json.dumps(_jsonable(info), indent=2) + "\n", encoding="utf-8"
-            )
+            write_json(run_dir / "run_info.json", info)
 
         if ctx.distributed:
             # depth-wise conv weights (C, 1, 3, 3) get gradients with other strides on the
@@ -1585,7 +1581,7 @@ class _Run:
             self.save("best.pt", step, record, with_state=False)
         self.save("last.pt", step, record, with_state=True, period_losses=losses if stopped else [])
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
-            file.write(json.dumps(_jsonable(record)) + "\n")
+            file.write(json.dumps(jsonable(record)) + "\n")
         plot_curves(self.records, self.run_dir / "curves.png")
         if self.bar is not None and "val_dice" in record:
             self.bar.set_postfix(
@@ -1641,8 +1637,8 @@ class _Run:
             self.model,
             self.model_config,
             self.input_config,
-            metadata=_jsonable(metadata),
-            metrics=_jsonable(metrics),
+            metadata=jsonable(metadata),
+            metrics=jsonable(metrics),
             training_state=state,
         )
 
@@ -1692,9 +1688,7 @@ class _Run:
             eff = measure_efficiency(best.model, cfg.size, device, amp=False)
             summary["efficiency"] = eff
             out["efficiency"] = eff
-        (run_dir / "summary.json").write_text(
-            json.dumps(_jsonable(summary), indent=2) + "\n", encoding="utf-8"
-        )
+        write_json(run_dir / "summary.json", summary)
         return out
 
 
@@ -1787,19 +1781,6 @@ def _read_jsonl(path: Path) -> list[dict]:
         if line.strip():
             out.append(json.loads(line))
     return out
-
-
-def _jsonable(value):
-    """Plain JSON types: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _get_rng_state() -> dict:
