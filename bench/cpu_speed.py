@@ -34,7 +34,7 @@ def main() -> None:
         config = ModelConfig.variant(variant)
         model = build_model(config).eval()
         x = torch.rand(1, 3, args.size, args.size)
-        kernel = choose_kernel("auto", torch.device("cpu"), config.channels[2] // config.num_heads)
+        kernel = choose_kernel("auto", torch.device("cpu"))
         with torch.inference_mode():
             model(x)
             times = []

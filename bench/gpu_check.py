@@ -61,7 +61,9 @@ def model_check(variant, size=256, batch=2):
     x = torch.rand(batch, 3, size, size)
     t = (torch.rand(batch, 1, size, size) > 0.7).float()
     kernels = {
-        c: choose_kernel("auto", torch.device("cuda"), c // cfg.num_heads) for c in cfg.channels[2:]
+        c: choose_kernel("auto", torch.device("cuda"))
+        + ("" if c // cfg.num_heads >= 16 else " (heads padded to 16)")
+        for c in cfg.channels[2:]
     }
     res = {"kernels_by_channels": kernels}
     opt_c = torch.optim.Adam(cpu.parameters(), 1e-4)

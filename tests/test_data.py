@@ -345,6 +345,45 @@ def test_cache_round_trip_exact(tmp_path):
     assert part_of["rgb"] == part_of["twin"]
 
 
+def test_cache_stores_png_where_it_can_and_reads_version_1(tmp_path):
+    from napari_tmunet.data import CACHE_FORMAT, NativeCache
+
+    images = [
+        RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8),  # PNG
+        RNG.integers(0, 65536, (4, 3, 3), dtype=np.uint16),  # 16-bit RGB: raw array
+    ]
+    masks = [RNG.random((6, 5)) > 0.5, RNG.random((4, 3)) > 0.5]
+    NativeCache(["a", "b"], images, masks, [">0", ">0"], [0, 1]).save(tmp_path / "v2.npz")
+    with np.load(tmp_path / "v2.npz") as npz:
+        assert sorted(k for k in npz.files if k != "meta") == [
+            "image_000001",
+            "mask_000000",
+            "mask_000001",
+            "png_000000",
+        ]
+    for image, loaded in zip(images, load_cache(tmp_path / "v2.npz").images, strict=True):
+        assert loaded.dtype == image.dtype
+        np.testing.assert_array_equal(loaded, image)
+    # a version-1 file (raw arrays only) still loads
+    meta = {
+        "format": CACHE_FORMAT,
+        "version": 1,
+        "names": ["a"],
+        "rules": [">0"],
+        "groups": [0],
+        "mask_shapes": [[6, 5]],
+    }
+    np.savez(
+        tmp_path / "v1.npz",
+        meta=np.array(json.dumps(meta)),
+        image_000000=images[0],
+        mask_000000=np.packbits(masks[0].reshape(-1)),
+    )
+    old = load_cache(tmp_path / "v1.npz")
+    np.testing.assert_array_equal(old.images[0], images[0])
+    np.testing.assert_array_equal(old.masks[0], masks[0])
+
+
 def test_cache_skip_bad(tmp_path):
     root = _dataset(tmp_path / "d", n=4)
     image = root / "images" / "1.png"

@@ -318,11 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("checkpoint", nargs="?", help="checkpoint (else --arch/--variant)")
     eff.add_argument("--arch", choices=("tmunet", "unet"), default="tmunet")
     eff.add_argument("--variant", choices=("t", "s", "b"), default="b")
+    eff.add_argument("--channels", type=int, nargs=5, metavar="C", help="channel sizes C1..C5")
+    eff.add_argument("--no-xlstm", action="store_true", help="ablation model without xLSTM")
+    eff.add_argument("--no-pooling", action="store_true", help="... without multi-scale pooling")
+    eff.add_argument("--no-dwconv", action="store_true", help="... without DWConv")
     eff.add_argument("--size", type=int, nargs="+", default=[512])
     eff.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     eff.add_argument("--amp", action="store_true", help="time under bf16 autocast (CUDA)")
     eff.add_argument("--batch", type=int, default=16)
     eff.add_argument("--write", help="run folder whose summary.json gets these numbers")
+    eff.add_argument("--out", help="also write the numbers to this JSON file")
     eff.set_defaults(handler=cmd_efficiency)
 
     demo = sub.add_parser(
@@ -672,29 +677,37 @@ def cmd_report(args) -> int:
 
 def cmd_efficiency(args) -> int:
 
-    from napari_tmunet.atomic import jsonable
+    from napari_tmunet.atomic import jsonable, write_json
     from napari_tmunet.checkpoint import load_checkpoint
-    from napari_tmunet.config import ModelConfig
     from napari_tmunet.inference import resolve_device
     from napari_tmunet.model import build_model
 
-    from .engine import measure_efficiency
+    from .engine import TrainConfig, measure_efficiency
 
     device = resolve_device(args.device)
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, device).model
     else:
-        mc = ModelConfig.unet() if args.arch == "unet" else ModelConfig.variant(args.variant)
-        model = build_model(mc).to(device)
+        overrides = {
+            k: False
+            for k in ("use_xlstm", "use_pooling", "use_dwconv")
+            if getattr(args, "no_" + k[4:])
+        }
+        if args.channels:
+            overrides["channels"] = list(args.channels)
+        tc = TrainConfig(arch=args.arch, variant=args.variant, model=overrides)
+        model = build_model(tc.model_config(3)).to(device)
     size = args.size * 2 if len(args.size) == 1 else args.size
-    eff = measure_efficiency(model, size, device, batch=args.batch, amp=args.amp)
+    eff = jsonable(measure_efficiency(model, size, device, batch=args.batch, amp=args.amp))
     print(_efficiency_line(eff))
-    print(json.dumps(jsonable(eff), indent=2))
+    print(json.dumps(eff, indent=2))
+    if args.out:
+        write_json(args.out, eff)
     if args.write:
         path = Path(args.write) / "summary.json"
         summary = json.loads(path.read_text()) if path.is_file() else {}
-        summary["efficiency"] = jsonable(eff)
-        path.write_text(json.dumps(summary, indent=2) + "\n")
+        summary["efficiency"] = eff
+        write_json(path, summary)
         print(f"written to {path}")
     return 0
 

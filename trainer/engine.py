@@ -697,6 +697,9 @@ class Evaluation(SegmentationMetrics):
         return path
 
 
+PAPER_TEST_SIZE = (512, 512)  # the paper scores every test image at 512 x 512
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -719,7 +722,8 @@ def evaluate(
     resized to that size; the native column resizes the logits back to the image's size.
     "crop": ``inference.sliding_window`` at native resolution (windows of
     ``input_config.size``, Gaussian blending, as the plugin's tile mode); the main column
-    resizes that probability to ``input_config.size``. Dice/IoU without smoothing, HD/HD95
+    resizes that probability to 512 x 512 (``PAPER_TEST_SIZE``, the paper's test
+    resolution), so crop and resize models are scored alike. Dice/IoU without smoothing, HD/HD95
     in pixels, an empty prediction on a non-empty mask scores HD = image diagonal and is
     counted (see ``napari_tmunet.metrics``).
 
@@ -741,8 +745,9 @@ def evaluate(
     amp = device.type == "cuda" if amp is None else amp
     channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
     size = tuple(input_config.size)
+    eval_size = size if mode == "resize" else PAPER_TEST_SIZE
     threshold = input_config.threshold
-    result = Evaluation(size)
+    result = Evaluation(eval_size)
 
     def probability(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
         return foreground_probability(forward_logits(net, x, amp))[:, None]
@@ -757,7 +762,7 @@ def evaluate(
 
     def score(name: str, prob_size: torch.Tensor, prob_native: torch.Tensor, mask: np.ndarray):
         """Probabilities (h, w) at the evaluation size and (H, W) at the image's."""
-        ref_size = resize_mask(torch.from_numpy(mask)[None, None], size)[0, 0]
+        ref_size = resize_mask(torch.from_numpy(mask)[None, None], eval_size)[0, 0]
         result.add(
             name,
             (prob_size > threshold).cpu().numpy(),
@@ -775,7 +780,7 @@ def evaluate(
                     probability, frame, size, overlap, batch_size, "gaussian", device
                 )
                 prob = run_to_completion(windows)  # (1, 1, H, W)
-                score(name, resize(prob, size)[0, 0], prob[0, 0], mask)
+                score(name, resize(prob, eval_size)[0, 0], prob[0, 0], mask)
         else:
             bar = _progress(
                 range(0, len(items), batch_size), -(-len(items) // batch_size), "evaluate", progress

@@ -1,9 +1,10 @@
 """The mLSTM cell on the ``mlstm_kernels`` chunkwise kernels, and the xLSTM (ViL) layer.
 
 Kernel choice (``mlstm_kernel="auto"``):
-- CUDA with Triton: ``chunkwise--triton_xl_chunk`` (TFLA), where the head size is >= 16;
-- otherwise (CPU, or head size 8 which the Triton kernel cannot compile):
-  ``chunkwise--native_custbw``.
+- CUDA with Triton: ``chunkwise--triton_xl_chunk`` (TFLA). It cannot compile head
+  sizes below 16 (variant t has heads of 8), so such heads are zero-padded to 16 with
+  q rescaled: exactly the same result (``pad_head_dim``);
+- otherwise (CPU): ``chunkwise--native_custbw``.
 Both back-propagate with the normaliser and stabiliser treated as constants, so the
 CPU and GPU paths train with the same gradient semantics (see shared/reference).
 
@@ -57,15 +58,29 @@ def _triton_available() -> bool:
     return TRITON_KERNEL in get_available_mlstm_kernels()
 
 
-def choose_kernel(requested: str, device: torch.device, head_dim: int) -> str:
-    """Name of the mlstm_kernels function to run for this device and head size."""
+def choose_kernel(requested: str, device: torch.device) -> str:
+    """Name of the mlstm_kernels function to run on this device."""
     if requested != "auto":
-        if "triton" in requested and (device.type != "cuda" or head_dim < TRITON_MIN_HEAD_DIM):
+        if "triton" in requested and device.type != "cuda":
             return NATIVE_KERNEL  # tested fallback: same forward, same gradient semantics
         return requested
-    if device.type == "cuda" and head_dim >= TRITON_MIN_HEAD_DIM and _triton_available():
+    if device.type == "cuda" and _triton_available():
         return TRITON_KERNEL
     return NATIVE_KERNEL
+
+
+def pad_head_dim(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero-pad heads (B, NH, S, DH) to DH = ``size`` without changing the mLSTM's output.
+
+    Zero key/value dimensions add nothing to q.k, the memory or the normaliser; the
+    kernel scales q.k by size**-0.5 instead of DH**-0.5, so q is scaled by
+    sqrt(size / DH) to compensate. The output's first DH dimensions are the original's.
+    """
+    DH = q.shape[-1]
+    q = q * math.sqrt(size / DH)
+    return tuple(F.pad(t, (0, size - DH)) for t in (q, k, v))
 
 
 def mlstm_sequence(
@@ -86,7 +101,9 @@ def mlstm_sequence(
         h: (B, NH, S, DH), in the dtype of ``v``.
     """
     B, NH, S, DH = q.shape
-    name = choose_kernel(kernel, q.device, DH)
+    name = choose_kernel(kernel, q.device)
+    if "triton" in name and DH < TRITON_MIN_HEAD_DIM:  # Triton can't compile DH < 16
+        q, k, v = pad_head_dim(q, k, v, TRITON_MIN_HEAD_DIM)
     # Short sequences use one chunk of the padded length (a multiple of 16).
     chunk = min(chunk_size, 16 * math.ceil(S / 16))
     pad = (-S) % chunk
@@ -97,12 +114,16 @@ def mlstm_sequence(
     # One dtype for all kernel inputs: bf16 for Triton under CUDA autocast (the kernel
     # accumulates in fp32), fp32 otherwise; gates come out of fp32 Linear layers.
     kernel_dtype = torch.float32
-    if "triton" in name and torch.is_autocast_enabled("cuda") and DH <= TRITON_BF16_MAX_HEAD_DIM:
+    if (
+        "triton" in name
+        and torch.is_autocast_enabled("cuda")
+        and q.shape[-1] <= TRITON_BF16_MAX_HEAD_DIM
+    ):
         kernel_dtype = torch.get_autocast_dtype("cuda")
     q, k, v, i, f = (t.to(kernel_dtype).contiguous() for t in (q, k, v, i, f))
     kwargs = {"autocast_kernel_dtype": kernel_dtype}
-    h = _kernel(name)(q, k, v, i, f, chunk_size=chunk, **kwargs)  # (B, NH, S+pad, DH)
-    return h[:, :, :S].to(dtype)
+    h = _kernel(name)(q, k, v, i, f, chunk_size=chunk, **kwargs)  # (B, NH, S+pad, DH+)
+    return h[:, :, :S, :DH].to(dtype)
 
 
 class MLSTMCell(nn.Module):

@@ -1,0 +1,274 @@
+"""Run a plan of training runs on one multi-GPU machine, several processes per GPU.
+
+Built for a rented GPU machine whose commands are capped at a few minutes but which
+stays up between them: ``start`` launches a detached supervisor (``setsid``) that
+outlives the command, later commands look in with ``status`` and take results home with
+``collect``. Every run is an ordinary ``napari-tmunet-train fit`` into its own folder.
+
+    python bench/campaign.py start --plan bench/plans/paper-benchmark.json \\
+        --root /root/campaign --data /root/data --gpus 4 --slots 2
+    python bench/campaign.py status --root /root/campaign
+    python bench/campaign.py finish --root /root/campaign    # stop what still runs
+    python bench/campaign.py collect --root /root/campaign --out $OUT
+
+Plan file (JSON): ``{"common": [...fit args...], "efficiency": {KEY: [...efficiency
+args...]}, "runs": [{"name", "data", "dataset", "args", "efficiency": KEY,
+"ship": "modality"?}]}``. Runs start in plan order as soon as their data file exists in
+``--data`` (files may arrive in parts while the first runs train) and a GPU has a free
+slot. Efficiency jobs (params, MACs, FPS) take a GPU to themselves, so their timings are
+clean; ``collect`` copies each into the ``summary.json`` of the runs that name it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POLL_S = 5
+
+
+def load_plan(path: Path) -> dict:
+    plan = json.loads(path.read_text())
+    names = [r["name"] for r in plan["runs"]]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"{path}: run names must be unique")
+    for run in plan["runs"]:
+        key = run.get("efficiency")
+        if key and key not in plan.get("efficiency", {}):
+            raise SystemExit(f"{path}: run {run['name']} names unknown efficiency {key!r}")
+    return plan
+
+
+def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
+    """Every process to run: efficiency jobs first (exclusive GPU), then the runs."""
+    train = [sys.executable, "-m", "trainer.cli"]
+    jobs = []
+    for key, args in plan.get("efficiency", {}).items():
+        out = root / "efficiency" / f"{key}.json"
+        cmd = [*train, "efficiency", *args, "--device", "auto", "--out", str(out)]
+        jobs.append({"name": f"efficiency-{key}", "cmd": cmd, "needs": None, "exclusive": True})
+    for run in plan["runs"]:
+        cmd = [
+            *train, "fit", "--data", str(data / run["data"]), "--dataset-name", run["dataset"],
+            "--run-dir", str(root / "runs" / run["name"]), *plan.get("common", []), *run["args"],
+        ]  # fmt: skip
+        jobs.append({"name": run["name"], "cmd": cmd, "needs": run["data"], "exclusive": False})
+    return jobs
+
+
+def child_env() -> dict:
+    """Environment of the runs: this checkout importable, a few CPU threads each."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="4")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT)) if p)
+    return env
+
+
+def supervise(root: Path, data: Path, gpus: int, slots: int) -> None:
+    """Place jobs on GPUs until all have ended; state in ROOT/state.json."""
+    plan = load_plan(root / "plan.json")
+    jobs = jobs_of(plan, data, root)
+    (root / "logs").mkdir(exist_ok=True)
+    (root / "efficiency").mkdir(exist_ok=True)
+    state = {j["name"]: {"state": "pending"} for j in jobs}
+    running: dict[str, tuple[subprocess.Popen, int]] = {}
+    env = child_env()
+
+    def save():
+        tmp = root / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(root / "state.json")
+
+    while True:
+        for name, (proc, _gpu) in list(running.items()):
+            if proc.poll() is not None:
+                state[name].update(state="done" if proc.returncode == 0 else "failed",
+                                   rc=proc.returncode, ended=time.time())  # fmt: skip
+                del running[name]
+        stop = (root / "STOP").exists()
+        for job in jobs:
+            st = state[job["name"]]
+            if stop or st["state"] != "pending":
+                continue
+            if job["needs"] and not (data / job["needs"]).is_file():
+                continue
+            load = [0] * gpus
+            exclusive = set()
+            for name, (_, gpu) in running.items():
+                load[gpu] += 1
+                if name.startswith("efficiency-"):
+                    exclusive.add(gpu)
+            free = [g for g in range(gpus) if g not in exclusive and load[g] < slots]
+            if job["exclusive"]:
+                free = [g for g in free if load[g] == 0]
+            if not free:
+                continue
+            gpu = min(free, key=lambda g: (load[g], g))
+            log = open(root / "logs" / f"{job['name']}.log", "w")
+            proc = subprocess.Popen(
+                job["cmd"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                env=dict(env, CUDA_VISIBLE_DEVICES=str(gpu)),
+            )  # fmt: skip
+            running[job["name"]] = (proc, gpu)
+            st.update(state="running", gpu=gpu, started=time.time(), pid=proc.pid)
+        save()
+        if not running and (stop or all(s["state"] != "pending" for s in state.values())):
+            break
+        time.sleep(POLL_S)
+
+
+def cmd_start(args) -> None:
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(args.plan, root / "plan.json")
+    load_plan(root / "plan.json")
+    log = open(root / "supervisor.log", "a")
+    cmd = [sys.executable, __file__, "supervise", "--root", str(root), "--data", args.data,
+           "--gpus", str(args.gpus), "--slots", str(args.slots)]  # fmt: skip
+    # A new session: the supervisor and its runs outlive the command that started them.
+    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                     start_new_session=True, cwd=ROOT)  # fmt: skip
+    print(f"supervisor started: {root}")
+
+
+def test_result(run_dir: Path) -> dict:
+    """Test aggregate of a run: summary.json, else an ``evaluate`` of a stopped run."""
+    for path in (run_dir / "summary.json", run_dir / "eval-test-best.json"):
+        if path.is_file():
+            test = json.loads(path.read_text()).get("test")
+            if test:
+                return test
+    return {}
+
+
+def _last_record(run_dir: Path) -> dict:
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return json.loads(lines[-1]) if lines else {}
+    except OSError:
+        return {}
+
+
+def cmd_status(args) -> None:
+    root = Path(args.root)
+    try:
+        state = json.loads((root / "state.json").read_text())
+    except OSError:
+        print("no state.json yet")
+        return
+    now = time.time()
+    print(f"{'job':34} {'state':8} gpu {'min':>5}  progress")
+    for name, st in state.items():
+        minutes = ((st.get("ended") or now) - st["started"]) / 60 if "started" in st else 0
+        rec = _last_record(root / "runs" / name)
+        info = ""
+        if rec:
+            best = rec.get("best_val_dice") or 0
+            info = f"step {rec.get('step')} ep {rec.get('epoch', 0):.0f} best {best:.4f}"
+        test = test_result(root / "runs" / name)
+        if test:
+            info += f" TEST dice {test['dice_mean']:.4f} native {test['native_dice_mean']:.4f}"
+        if st["state"] == "failed":
+            tail = (root / "logs" / f"{name}.log").read_text(errors="replace")[-600:]
+            info += "\n    " + tail.replace("\n", "\n    ")
+        print(f"{name:34} {st['state']:8} {st.get('gpu', '-')!s:3} {minutes:5.1f}  {info}")
+
+
+def cmd_finish(args) -> None:
+    """Stop the supervisor from starting more; SIGTERM running fits (clean stop), test them."""
+    root = Path(args.root)
+    (root / "STOP").touch()
+    state = json.loads((root / "state.json").read_text())
+    for st in state.values():
+        if st["state"] == "running":
+            try:
+                os.kill(st["pid"], signal.SIGTERM)  # fit saves last.pt and keeps best.pt
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + args.wait
+    while time.time() < deadline:
+        state = json.loads((root / "state.json").read_text())
+        if not any(s["state"] == "running" for s in state.values()):
+            break
+        time.sleep(2)
+    for name in state:
+        run = root / "runs" / name
+        if (run / "best.pt").is_file() and not test_result(run):
+            print(f"testing the best checkpoint of stopped run {name}")
+            subprocess.run(
+                [sys.executable, "-m", "trainer.cli", "evaluate", str(run / "best.pt")],
+                cwd=ROOT, env=child_env(),
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+
+
+def cmd_collect(args) -> None:
+    """Efficiency into summaries; small files of every run in a tarball; shipped models."""
+    sys.path.insert(0, str(ROOT))
+    from napari_tmunet.atomic import write_json
+    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+
+    root, out = Path(args.root), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = load_plan(root / "plan.json")
+    for run in plan["runs"]:
+        run_dir = root / "runs" / run["name"]
+        eff = root / "efficiency" / f"{run.get('efficiency')}.json"
+        if run_dir.is_dir() and eff.is_file():
+            path = run_dir / "summary.json"
+            summary = json.loads(path.read_text()) if path.is_file() else {}
+            summary["efficiency"] = json.loads(eff.read_text())
+            write_json(path, summary)
+        best = run_dir / "best.pt"
+        ship = out / f"{run['name']}.pt"
+        tested = test_result(run_dir)
+        if run.get("ship") and best.is_file() and (tested or args.partial) and not ship.exists():
+            ckpt = load_checkpoint(best, "cpu")
+            save_checkpoint(ship, ckpt.model, ckpt.model_config, ckpt.input_config,
+                            metadata=ckpt.metadata, metrics=ckpt.metrics, half=True)  # fmt: skip
+    with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix != ".pt" and "previous-" not in str(path):
+                tar.add(path, arcname=str(path.relative_to(root)))
+    print(f"collected into {out}: {sorted(p.name for p in out.iterdir())}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("start", "supervise"):
+        p = sub.add_parser(name)
+        p.add_argument("--root", required=True)
+        p.add_argument("--data", required=True, help="folder the plan's data files arrive in")
+        p.add_argument("--gpus", type=int, default=1)
+        p.add_argument("--slots", type=int, default=2, help="processes per GPU")
+        if name == "start":
+            p.add_argument("--plan", required=True)
+    p = sub.add_parser("status")
+    p.add_argument("--root", required=True)
+    p = sub.add_parser("finish")
+    p.add_argument("--root", required=True)
+    p.add_argument("--wait", type=float, default=120, help="seconds to wait for clean stops")
+    p = sub.add_parser("collect")
+    p.add_argument("--root", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--partial", action="store_true", help="ship models of untested runs too")
+    args = parser.parse_args(argv)
+    if args.command == "start":
+        cmd_start(args)
+    elif args.command == "supervise":
+        supervise(Path(args.root), Path(args.data), args.gpus, args.slots)
+    else:
+        {"status": cmd_status, "finish": cmd_finish, "collect": cmd_collect}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
