@@ -54,6 +54,8 @@ def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
     jobs = []
     for key, args in plan.get("efficiency", {}).items():
         out = root / "efficiency" / f"{key}.json"
+        if out.is_file():
+            continue  # measured already (e.g. copied from an earlier campaign)
         cmd = [*train, "efficiency", *args, "--device", "auto", "--out", str(out)]
         jobs.append({"name": f"efficiency-{key}", "cmd": cmd, "needs": None, "exclusive": True})
     for run in plan["runs"]:
@@ -72,7 +74,7 @@ def child_env() -> dict:
     return env
 
 
-def supervise(root: Path, data: Path, gpus: int, slots: int) -> None:
+def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
     """Place jobs on GPUs until all have ended; state in ROOT/state.json."""
     plan = load_plan(root / "plan.json")
     jobs = jobs_of(plan, data, root)
@@ -100,18 +102,18 @@ def supervise(root: Path, data: Path, gpus: int, slots: int) -> None:
                 continue
             if job["needs"] and not (data / job["needs"]).is_file():
                 continue
-            load = [0] * gpus
+            load = dict.fromkeys(gpus, 0)
             exclusive = set()
             for name, (_, gpu) in running.items():
                 load[gpu] += 1
                 if name.startswith("efficiency-"):
                     exclusive.add(gpu)
-            free = [g for g in range(gpus) if g not in exclusive and load[g] < slots]
+            free = [g for g in gpus if g not in exclusive and load[g] < slots]
             if job["exclusive"]:
                 free = [g for g in free if load[g] == 0]
             if not free:
                 continue
-            gpu = min(free, key=lambda g: (load[g], g))
+            gpu = min(free, key=lambda g: (load[g], gpus.index(g)))
             log = open(root / "logs" / f"{job['name']}.log", "w")
             proc = subprocess.Popen(
                 job["cmd"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -132,7 +134,7 @@ def cmd_start(args) -> None:
     load_plan(root / "plan.json")
     log = open(root / "supervisor.log", "a")
     cmd = [sys.executable, __file__, "supervise", "--root", str(root), "--data", args.data,
-           "--gpus", str(args.gpus), "--slots", str(args.slots)]  # fmt: skip
+           "--gpus", args.gpus, "--slots", str(args.slots)]  # fmt: skip
     # A new session: the supervisor and its runs outlive the command that started them.
     subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                      start_new_session=True, cwd=ROOT)  # fmt: skip
@@ -248,7 +250,7 @@ def main(argv=None) -> None:
         p = sub.add_parser(name)
         p.add_argument("--root", required=True)
         p.add_argument("--data", required=True, help="folder the plan's data files arrive in")
-        p.add_argument("--gpus", type=int, default=1)
+        p.add_argument("--gpus", default="0", help="GPU ids to use, e.g. 0,1,2,3")
         p.add_argument("--slots", type=int, default=2, help="processes per GPU")
         if name == "start":
             p.add_argument("--plan", required=True)
@@ -265,7 +267,9 @@ def main(argv=None) -> None:
     if args.command == "start":
         cmd_start(args)
     elif args.command == "supervise":
-        supervise(Path(args.root), Path(args.data), args.gpus, args.slots)
+        supervise(
+            Path(args.root), Path(args.data), [int(g) for g in args.gpus.split(",")], args.slots
+        )
     else:
         {"status": cmd_status, "finish": cmd_finish, "collect": cmd_collect}[args.command](args)
 

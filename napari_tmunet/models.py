@@ -3,7 +3,7 @@
 ``napari_tmunet/weights/registry.json`` lists the shipped checkpoints::
 
     {"models": [{"name": ..., "modality": "colonoscopy" | "nuclei" | "ultrasound",
-                 "file": "provisional-nuclei.pt", "provisional": true, "description": ...,
+                 "file": "tmunet-b-nuclei.pt", "provisional": false, "description": ...,
                  "test_dice": 0.71, "mode": "resize" | "tile"}]}
 
 An entry whose file is absent (e.g. in a source checkout without weights) is listed by

@@ -306,7 +306,7 @@ def test_package_registry_lists_one_model_per_modality():
     registry = json.loads((models.PACKAGE_WEIGHTS_DIR / models.REGISTRY_FILE).read_text())
     assert sorted(e["modality"] for e in registry["models"]) == sorted(models.MODALITIES)
     for entry in registry["models"]:
-        assert entry["provisional"] is True  # until the GPU-trained models ship
+        assert entry["provisional"] is False  # GPU-trained TM-UNet b (docs/models.md)
         assert 0 < entry["test_dice"] <= 1 and entry["mode"] in ("resize", "tile")
 
 
