@@ -253,6 +253,8 @@ below was measured by that script or by the training runs it names; the runs'
 `summary.json` and `curves.png` are in [`runs/`](runs/). None of the three reaches the
 paper's Table 1 yet; each card says by how much, and `docs/benchmarks.md` what was tried.
 
+{notes.get("_header", "")}
+
 """
     cards = "\n".join(card(e, notes.get(e["modality"], "")) for e in entries)
     (ROOT / "docs" / "models.md").write_text(header + cards)
