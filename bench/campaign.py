@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from trainer.report import test_result  # noqa: E402  (a light import: no torch)
+
 POLL_S = 5
 
 
@@ -78,6 +81,7 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
     """Place jobs on GPUs until all have ended; state in ROOT/state.json."""
     plan = load_plan(root / "plan.json")
     jobs = jobs_of(plan, data, root)
+    by_name = {job["name"]: job for job in jobs}
     (root / "logs").mkdir(exist_ok=True)
     (root / "efficiency").mkdir(exist_ok=True)
     state = {j["name"]: {"state": "pending"} for j in jobs}
@@ -106,7 +110,7 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
             exclusive = set()
             for name, (_, gpu) in running.items():
                 load[gpu] += 1
-                if name.startswith("efficiency-"):
+                if by_name[name]["exclusive"]:
                     exclusive.add(gpu)
             free = [g for g in gpus if g not in exclusive and load[g] < slots]
             if job["exclusive"]:
@@ -139,16 +143,6 @@ def cmd_start(args) -> None:
     subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                      start_new_session=True, cwd=ROOT)  # fmt: skip
     print(f"supervisor started: {root}")
-
-
-def test_result(run_dir: Path) -> dict:
-    """Test aggregate of a run: summary.json, else an ``evaluate`` of a stopped run."""
-    for path in (run_dir / "summary.json", run_dir / "eval-test-best.json"):
-        if path.is_file():
-            test = json.loads(path.read_text()).get("test")
-            if test:
-                return test
-    return {}
 
 
 def _last_record(run_dir: Path) -> dict:
@@ -214,7 +208,6 @@ def cmd_finish(args) -> None:
 
 def cmd_collect(args) -> None:
     """Efficiency into summaries; small files of every run in a tarball; shipped models."""
-    sys.path.insert(0, str(ROOT))
     from napari_tmunet.atomic import write_json
     from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 

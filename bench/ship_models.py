@@ -35,7 +35,7 @@ from napari_tmunet.inference import run_to_completion, segment
 from napari_tmunet.metrics import dice_score
 from trainer.cli import PRESETS
 from trainer.engine import TrainConfig
-from trainer.report import canonical_dataset
+from trainer.report import canonical_dataset, test_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_tmunet" / "weights"
@@ -57,10 +57,7 @@ def read_run(run_dir: Path) -> dict:
     for name in ("config", "run_info", "summary"):
         path = run_dir / f"{name}.json"
         run[name] = json.loads(path.read_text()) if path.is_file() else {}
-    test = run["summary"].get("test")
-    if not test:  # a run stopped early and tested afterwards (`evaluate best.pt`)
-        test = json.loads((run_dir / "eval-test-best.json").read_text())["test"]
-    run["test"] = test
+    run["test"] = test_result(run_dir)  # also a run stopped early, tested by `evaluate`
     run["records"] = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return run
 

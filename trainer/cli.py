@@ -688,13 +688,11 @@ def cmd_efficiency(args) -> int:
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, device).model
     else:
-        overrides = {
-            k: False
-            for k in ("use_xlstm", "use_pooling", "use_dwconv")
-            if getattr(args, "no_" + k[4:])
+        overrides = {  # the same option -> ModelConfig table as `fit`
+            key: conv(getattr(args, dest))
+            for dest, (key, conv) in _MODEL_FIELDS.items()
+            if getattr(args, dest, None) not in (None, False)
         }
-        if args.channels:
-            overrides["channels"] = list(args.channels)
         tc = TrainConfig(arch=args.arch, variant=args.variant, model=overrides)
         model = build_model(tc.model_config(3)).to(device)
     size = args.size * 2 if len(args.size) == 1 else args.size

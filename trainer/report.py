@@ -107,6 +107,21 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
+def test_result(run_dir: str | os.PathLike) -> dict:
+    """A run's test aggregate: ``summary.json``, else its newest ``eval-test-*.json``
+    (a run stopped early and tested with ``evaluate``); {} when it has none."""
+    run_dir = Path(run_dir)
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        test = json.loads(summary.read_text(encoding="utf-8")).get("test")
+        if test:
+            return test
+    evals = sorted(run_dir.glob("eval-test-*.json"), key=lambda p: p.stat().st_mtime)
+    if evals:
+        return json.loads(evals[-1].read_text(encoding="utf-8")).get("test") or {}
+    return {}
+
+
 def load_run(run_dir: str | os.PathLike) -> RunResult | None:
     """Read a run folder; None when it has no test results yet."""
     run_dir = Path(run_dir)
@@ -115,11 +130,7 @@ def load_run(run_dir: str | os.PathLike) -> RunResult | None:
     summary = {}
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    test = summary.get("test")
-    if not test:
-        evals = sorted(run_dir.glob("eval-test-*.json"), key=lambda p: p.stat().st_mtime)
-        if evals:
-            test = json.loads(evals[-1].read_text(encoding="utf-8")).get("test")
+    test = test_result(run_dir)
     if not test:
         return None
     from .engine import TrainConfig, dataset_label
