@@ -21,7 +21,7 @@ from _paths import DATASETS, REPO
 from torch import nn
 
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from napari_tmunet.config import InputConfig
+from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data import DatasetError, NativeCache, decode_folder
 from trainer import cli
 from trainer.engine import (
@@ -34,7 +34,7 @@ from trainer.engine import (
     measure_efficiency,
     segmentation_loss,
 )
-from trainer.report import collect_runs, render_report
+from trainer.report import RunResult, collect_runs, render_report, table1, table2, table3
 
 CLINIC = DATASETS / "CVC-ClinicDB"
 needs_data = pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no datasets at {DATASETS}")
@@ -415,13 +415,21 @@ def test_two_rank_ddp_matches_one_process(clinic_cache, tmp_path):
 
     Adam's first steps move every weight by about lr whatever the gradient's size, so
     float rounding (a different summation order) flips the update of weights whose
-    gradient is near zero: one process with 1 vs 2 threads differs by ~2% in the weight
-    change after 3 steps. Synchronised BatchNorm stays at that level; per-rank
-    BatchNorm (batch statistics of 8, not 16) gives a different model (~100%).
+    gradient is near zero: one process run with 1 and with 2 threads differs by a few %
+    in the weight change after 3 steps (1.6% with 2-D pooling, 5.1% with the released
+    pooling, this machine). That difference is measured here as the rounding floor;
+    synchronised BatchNorm stays at its level, per-rank BatchNorm (batch statistics of 8,
+    not 16) gives a different model (~100%).
     """
     common = dict(steps=3, epochs=3, batch_size=16, lr=1e-3, hflip=0.5, vflip=0.5, rot90=True)
-    single = tmp_path / "single"
-    fit(TrainConfig(data=str(clinic_cache), **{**TINY, **common}), single)
+    single, single_1thread = tmp_path / "single", tmp_path / "single-1thread"
+    threads = torch.get_num_threads()
+    try:
+        for run_dir, n in ((single, 2), (single_1thread, 1)):
+            torch.set_num_threads(n)
+            fit(TrainConfig(data=str(clinic_cache), **{**TINY, **common}), run_dir)
+    finally:
+        torch.set_num_threads(threads)
     args = [
         "fit", "--data", str(clinic_cache), "--variant", "t", "--size", "64", "--steps", "3",
         "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--hflip", "0.5", "--vflip",
@@ -450,10 +458,13 @@ def test_two_rank_ddp_matches_one_process(clinic_cache, tmp_path):
     a = _state(single / "last.pt")["state_dict"]
     b = _state(ddp / "last.pt")["state_dict"]
     plain = _state(tmp_path / "ddp_plain_bn" / "last.pt")["state_dict"]
+    a1 = _state(single_1thread / "last.pt")["state_dict"]
     assert torch.equal(a["enc1.bn.num_batches_tracked"], b["enc1.bn.num_batches_tracked"])
+    floor = _relative_change_difference(a, a1, start)  # rounding alone
     synced = _relative_change_difference(a, b, start)
     unsynced = _relative_change_difference(a, plain, start)
-    assert synced < 0.05, synced
+    assert 0 < floor < 0.1, floor
+    assert synced < 2 * floor, (synced, floor)
     assert unsynced > 0.3, unsynced
     # BatchNorm running statistics follow the global batch too (to the same rounding)
     for key in ("enc1.bn.running_mean", "dec2.bn.running_var"):
@@ -527,6 +538,32 @@ def test_cli_fit_evaluate_report(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "CVC-ColonDB" in err and "--data" in err
     assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_report_names_the_pooling_axes():
+    """Runs with 2-D pooling are told apart from the default (released) pooling; a model
+    without pooling carries no pooling note, whatever its unused option says."""
+
+    def run(dice, **model):
+        test = {"dice_mean": dice, "iou_mean": dice, "f1": dice, "hd_mean": 10.0}
+        return RunResult(Path("."), "MoNuSeg", ModelConfig.variant("b", **model), test)
+
+    runs = [
+        run(0.80),
+        run(0.70, pooling="spatial"),
+        run(0.60, pooling="spatial", use_pooling=False, use_dwconv=False),
+    ]
+    assert ModelConfig().pooling == "released"
+    labels = [r.label for r in runs]
+    assert labels == ["TM-UNet b", "TM-UNet b pooling=spatial", "TM-UNet b -pool -DW"]
+    t1 = table1(runs)
+    assert "| TM-UNet b | - | - | 80.00 |" in t1 and "| TM-UNet b pooling=spatial |" in t1
+    t2 = table2(runs)
+    assert "| MoNuSeg | ✓ |  |  | - | - | 60.00 |" in t2
+    assert "| MoNuSeg | ✓ | ✓ (spatial) | ✓ | - | - | 70.00 |" in t2
+    assert "| MoNuSeg | ✓ | ✓ | ✓ | - | - | 80.00 |" in t2
+    t3 = table3(runs)
+    assert "| MoNuSeg (spatial pooling) | 32 |" in t3 and "| MoNuSeg | 32 |" in t3
 
 
 def test_cli_help_documents_the_protocol(capsys):

@@ -1719,14 +1719,33 @@ def model_label(mc: ModelConfig) -> str:
         )
     names = {v: k for k, v in VARIANTS.items()}
     label = "TM-UNet " + names.get(tuple(mc.channels), "-".join(map(str, mc.channels)))
-    defaults = ModelConfig()
     for key, text in (("use_xlstm", "-xLSTM"), ("use_pooling", "-pool"), ("use_dwconv", "-DW")):
         if not getattr(mc, key):
             label += " " + text
-    for key in ("pooling", "skip", "scan", "dwconv_order"):
-        if getattr(mc, key) != getattr(defaults, key):
-            label += f" {key}={getattr(mc, key)}"
-    return label
+    return " ".join([label, *topology_changes(mc)])
+
+
+# Topology options, each with the ablation switch without which it means nothing.
+_TOPOLOGY = {
+    "pooling": "use_pooling",
+    "skip": None,
+    "scan": "use_xlstm",
+    "dwconv_order": "use_dwconv",
+}
+
+
+def topology_changes(mc: ModelConfig) -> list[str]:
+    """A TM-UNet's departures from the default topology that matter, e.g. ["pooling=spatial"].
+
+    An option of a part the model does not have (the pooling axes of a model without
+    pooling) is left out, so ablation runs compare whatever their unused options say.
+    """
+    defaults = ModelConfig()
+    return [
+        f"{key}={getattr(mc, key)}"
+        for key, switch in _TOPOLOGY.items()
+        if (switch is None or getattr(mc, switch)) and getattr(mc, key) != getattr(defaults, key)
+    ]
 
 
 def plot_curves(records: Sequence[dict], path: str | os.PathLike) -> None:

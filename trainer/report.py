@@ -9,8 +9,9 @@ seeds) are shown as mean +- std over the runs, with the run count.
 - Table 1: rows = models; columns FLOPs (MACs as the paper counts them, thop), FPS at
   batch 1, then Dice / IoU / F1 / HD per dataset, in percent (HD in pixels at the
   evaluation size).
-- Table 2: the ablation (xLSTM / Pooling / DWConv switches) of TM-UNet b, per dataset.
-- Table 3: TM-UNet channel sizes C1..C5, per dataset.
+- Table 2: the ablation (xLSTM / Pooling / DWConv switches) of TM-UNet b, per dataset;
+  pooling over other axes than the default is named in the Pooling column.
+- Table 3: TM-UNet channel sizes C1..C5, per dataset (and pooling axes, when not default).
 - Table 4 (not in the paper): the same runs at native resolution, HD95, and the number
   of test images with an empty prediction on a non-empty mask (HD = image diagonal).
 """
@@ -217,11 +218,13 @@ def _group(runs: Iterable[RunResult], key) -> dict:
 
 
 def _is_default_tmunet(mc: ModelConfig, channels: bool = True, switches: bool = True) -> bool:
-    """A TM-UNet with the default topology (optionally any channels / any switches)."""
+    """A TM-UNet with the default topology up to its pooling axes (shown in the tables),
+    optionally with any channels / any switches."""
+    from .engine import topology_changes
+
     if mc.arch != "tmunet":
         return False
-    d = ModelConfig()
-    same = all(getattr(mc, k) == getattr(d, k) for k in ("pooling", "skip", "scan", "dwconv_order"))
+    same = all(change.startswith("pooling=") for change in topology_changes(mc))
     if channels:
         same &= tuple(mc.channels) == VARIANTS["b"]
     if switches:
@@ -276,12 +279,13 @@ def table2(runs: Sequence[RunResult], paper: bool = False) -> str:
     for dataset in _datasets(chosen):
         groups = _group(
             [r for r in chosen if r.dataset == dataset],
-            lambda r: (r.model.use_xlstm, r.model.use_pooling, r.model.use_dwconv),
+            lambda r: (r.model.use_xlstm, _pooling_mark(r.model), r.model.use_dwconv),
         )
-        for key in sorted(groups, key=lambda k: (sum(k), k)):
+        for key in sorted(groups, key=lambda k: (sum(map(bool, k)), k)):
             g = groups[key]
+            x, pooling, dw = key
             rows.append(
-                [dataset, *(_tick(v) for v in key), _flops(g), _fps(g), *_scores(g), _count(g)]
+                [dataset, _tick(x), pooling, _tick(dw), _flops(g), _fps(g), *_scores(g), _count(g)]
             )
     return _table(header, rows)
 
@@ -300,10 +304,14 @@ def table3(runs: Sequence[RunResult], paper: bool = False) -> str:
                 + ["-"]
             )
     for dataset in _datasets(chosen):
-        groups = _group([r for r in chosen if r.dataset == dataset], lambda r: r.model.channels)
-        for channels in sorted(groups):
-            g = groups[channels]
-            rows.append([dataset, *map(str, channels), _flops(g), _fps(g), *_scores(g), _count(g)])
+        groups = _group(
+            [r for r in chosen if r.dataset == dataset],
+            lambda r: (r.model.pooling, r.model.channels),
+        )
+        for pooling, channels in sorted(groups):
+            g = groups[pooling, channels]
+            name = dataset if pooling == ModelConfig().pooling else f"{dataset} ({pooling} pooling)"
+            rows.append([name, *map(str, channels), _flops(g), _fps(g), *_scores(g), _count(g)])
     return _table(header, rows)
 
 
@@ -347,6 +355,13 @@ def table_native(runs: Sequence[RunResult]) -> str:
 
 def _tick(flag: bool) -> str:
     return "✓" if flag else ""
+
+
+def _pooling_mark(mc: ModelConfig) -> str:
+    """Table 2's pooling cell: ✓ for the default axes, else the axes named."""
+    if not mc.use_pooling:
+        return ""
+    return "✓" if mc.pooling == ModelConfig().pooling else f"✓ ({mc.pooling})"
 
 
 def render_report(
