@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--no-xlstm", action="store_true", help="ablation model without xLSTM")
     eff.add_argument("--no-pooling", action="store_true", help="... without multi-scale pooling")
     eff.add_argument("--no-dwconv", action="store_true", help="... without DWConv")
+    eff.add_argument(
+        "--pooling", choices=("released", "spatial"), help="pooling axes (default released)"
+    )
     eff.add_argument("--size", type=int, nargs="+", default=[512])
     eff.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     eff.add_argument("--amp", action="store_true", help="time under bf16 autocast (CUDA)")
