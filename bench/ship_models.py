@@ -99,9 +99,7 @@ def fit_command(config: dict, dataset: str, model_config: dict) -> str:
     model = ModelConfig.from_dict(model_config)
     switches = ("use_xlstm", "use_pooling", "use_dwconv")
     parts += [f"--no-{k[4:]}" for k in switches if not getattr(model, k)]
-    for change in topology_changes(model):
-        key, value = change.split("=")
-        parts.append(f"--{key.replace('_', '-')} {value}")
+    parts += [f"--{k.replace('_', '-')} {v}" for k, v in topology_changes(model).items()]
     return " ".join(parts)
 
 

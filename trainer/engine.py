@@ -1722,7 +1722,7 @@ def model_label(mc: ModelConfig) -> str:
     for key, text in (("use_xlstm", "-xLSTM"), ("use_pooling", "-pool"), ("use_dwconv", "-DW")):
         if not getattr(mc, key):
             label += " " + text
-    return " ".join([label, *topology_changes(mc)])
+    return " ".join([label, *(f"{k}={v}" for k, v in topology_changes(mc).items())])
 
 
 # Topology options, each with the ablation switch without which it means nothing.
@@ -1734,18 +1734,18 @@ _TOPOLOGY = {
 }
 
 
-def topology_changes(mc: ModelConfig) -> list[str]:
-    """A TM-UNet's departures from the default topology that matter, e.g. ["pooling=spatial"].
+def topology_changes(mc: ModelConfig) -> dict[str, str]:
+    """A TM-UNet's departures from the default topology that matter, e.g. {"pooling": "spatial"}.
 
     An option of a part the model does not have (the pooling axes of a model without
     pooling) is left out, so ablation runs compare whatever their unused options say.
     """
     defaults = ModelConfig()
-    return [
-        f"{key}={getattr(mc, key)}"
+    return {
+        key: getattr(mc, key)
         for key, switch in _TOPOLOGY.items()
         if (switch is None or getattr(mc, switch)) and getattr(mc, key) != getattr(defaults, key)
-    ]
+    }
 
 
 def plot_curves(records: Sequence[dict], path: str | os.PathLike) -> None:

@@ -224,7 +224,7 @@ def _is_default_tmunet(mc: ModelConfig, channels: bool = True, switches: bool = 
 
     if mc.arch != "tmunet":
         return False
-    same = all(change.startswith("pooling=") for change in topology_changes(mc))
+    same = set(topology_changes(mc)) <= {"pooling"}
     if channels:
         same &= tuple(mc.channels) == VARIANTS["b"]
     if switches:
