@@ -111,6 +111,35 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def _add_model_args(group) -> None:
+    """The model options of `fit` and `efficiency` (None = the TrainConfig/ModelConfig default)."""
+    group.add_argument("--arch", choices=("tmunet", "unet"), help="architecture (default tmunet)")
+    group.add_argument(
+        "--variant",
+        choices=("t", "s", "b"),
+        help="TM-UNet channels: t 8..128, s 16..256, b 32..512 (default b)",
+    )
+    group.add_argument(
+        "--channels", type=int, nargs=5, metavar="C", help="explicit channel sizes C1..C5 (Table 3)"
+    )
+    group.add_argument("--no-xlstm", action="store_true", default=None, help="ablation: no xLSTM")
+    group.add_argument(
+        "--no-pooling", action="store_true", default=None, help="ablation: no multi-scale pooling"
+    )
+    group.add_argument("--no-dwconv", action="store_true", default=None, help="ablation: no DWConv")
+    group.add_argument(
+        "--pooling",
+        choices=("released", "spatial"),
+        help="multi-scale pooling over the token and channel axes as the released code "
+        "(default; 87.6 vs 74.7 test Dice on CVC-ClinicDB) or over the 2-D feature map",
+    )
+    group.add_argument("--skip", choices=("add", "concat"), help="decoder skips (default add)")
+    group.add_argument(
+        "--scan", choices=("alternate", "fused"), help="xLSTM scan (default alternate)"
+    )
+    group.add_argument("--mlstm-kernel", help="mlstm_kernels kernel name (default auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-tmunet-train",
@@ -160,29 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--max-images", type=int, help="use only the first N pairs (quick tests)")
     g = fit.add_argument_group("model")
-    g.add_argument("--arch", choices=("tmunet", "unet"), help="architecture (default tmunet)")
-    g.add_argument(
-        "--variant",
-        choices=("t", "s", "b"),
-        help="TM-UNet channels: t 8..128, s 16..256, b 32..512 (default b)",
-    )
-    g.add_argument(
-        "--channels", type=int, nargs=5, metavar="C", help="explicit channel sizes C1..C5 (Table 3)"
-    )
-    g.add_argument("--no-xlstm", action="store_true", default=None, help="ablation: no xLSTM")
-    g.add_argument(
-        "--no-pooling", action="store_true", default=None, help="ablation: no multi-scale pooling"
-    )
-    g.add_argument("--no-dwconv", action="store_true", default=None, help="ablation: no DWConv")
-    g.add_argument(
-        "--pooling",
-        choices=("released", "spatial"),
-        help="multi-scale pooling over the token and channel axes as the released code "
-        "(default; 87.6 vs 74.7 test Dice on CVC-ClinicDB) or over the 2-D feature map",
-    )
-    g.add_argument("--skip", choices=("add", "concat"), help="decoder skips (default add)")
-    g.add_argument("--scan", choices=("alternate", "fused"), help="xLSTM scan (default alternate)")
-    g.add_argument("--mlstm-kernel", help="mlstm_kernels kernel name (default auto)")
+    _add_model_args(g)
     g.add_argument("--init-checkpoint", help="start from these weights (fine-tuning)")
     g.add_argument(
         "--in-channels",
@@ -317,15 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     eff.add_argument("checkpoint", nargs="?", help="checkpoint (else --arch/--variant)")
-    eff.add_argument("--arch", choices=("tmunet", "unet"), default="tmunet")
-    eff.add_argument("--variant", choices=("t", "s", "b"), default="b")
-    eff.add_argument("--channels", type=int, nargs=5, metavar="C", help="channel sizes C1..C5")
-    eff.add_argument("--no-xlstm", action="store_true", help="ablation model without xLSTM")
-    eff.add_argument("--no-pooling", action="store_true", help="... without multi-scale pooling")
-    eff.add_argument("--no-dwconv", action="store_true", help="... without DWConv")
-    eff.add_argument(
-        "--pooling", choices=("released", "spatial"), help="pooling axes (default released)"
-    )
+    _add_model_args(eff)
     eff.add_argument("--size", type=int, nargs="+", default=[512])
     eff.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     eff.add_argument("--amp", action="store_true", help="time under bf16 autocast (CUDA)")
@@ -697,7 +696,8 @@ def cmd_efficiency(args) -> int:
             for dest, (key, conv) in _MODEL_FIELDS.items()
             if getattr(args, dest, None) not in (None, False)
         }
-        tc = TrainConfig(arch=args.arch, variant=args.variant, model=overrides)
+        chosen = {k: getattr(args, k) for k in ("arch", "variant") if getattr(args, k)}
+        tc = TrainConfig(**chosen, model=overrides)
         model = build_model(tc.model_config(3)).to(device)
     size = args.size * 2 if len(args.size) == 1 else args.size
     eff = jsonable(measure_efficiency(model, size, device, batch=args.batch, amp=args.amp))
