@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from napari_tmunet._sample_data import SAMPLES, SAMPLES_DIR, sample_paths  # noqa: E402
-from napari_tmunet.imageio import read_image, read_mask, write_mask  # noqa: E402
+from napari_tmunet.data.images import read_image, read_mask, write_mask  # noqa: E402
 
 
 def _find(folder: Path, name: str) -> Path:

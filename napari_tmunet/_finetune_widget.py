@@ -2,8 +2,8 @@
 
 Training data are (image layer, Labels layer) pairs picked in the widget and/or a dataset
 folder (``images/`` + ``masks/``). The job itself, its run folder and its scores are
-:mod:`napari_tmunet.finetune` (no Qt); this module is the napari layer. The widget runs
-:func:`~napari_tmunet.finetune.run_finetune` in a napari worker thread, and its callbacks
+:mod:`napari_tmunet.training.finetune` (no Qt); this module is the napari layer. The widget runs
+:func:`~napari_tmunet.training.finetune.run_finetune` in a napari worker thread, and its callbacks
 reach the GUI thread as Qt signals (progress, ETA, live plot). Stop keeps the best
 checkpoint; Resume continues a stopped run.
 """
@@ -34,8 +34,8 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
-from . import active_model, models
-from .finetune import (
+from . import active_model, registry
+from .training.finetune import (
     AUGMENTATIONS,
     FinetuneJob,
     TrainingPair,
@@ -249,7 +249,7 @@ class FinetuneWidget(Container):
 
     def _model_choices(self) -> list[tuple[str, str]]:
         try:
-            entries = models.available_models()
+            entries = registry.available_models()
         except RuntimeError as err:
             show_warning(str(err))
             entries = []
@@ -283,7 +283,7 @@ class FinetuneWidget(Container):
                     return str(path), Path(path).name
             elif segment.model.value is not None:
                 return str(segment.model.value), str(segment.model.value)
-        entries = models.available_models()
+        entries = registry.available_models()
         return (entries[0].name, entries[0].name) if entries else None
 
     def _show_model_state(self, _=None):
@@ -319,7 +319,7 @@ class FinetuneWidget(Container):
         from ._segment_widget import CHECKPOINT_CHOICE as SEGMENT_FILE
 
         for segment in self._segment_widgets():
-            if models.find_model(choice.model) is not None:
+            if registry.find_model(choice.model) is not None:
                 segment.model.value = choice.model
             else:
                 segment.checkpoint.value = choice.model

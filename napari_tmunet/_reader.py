@@ -1,6 +1,6 @@
 """napari reader: images, multi-page stacks and ``images/`` + ``masks/`` dataset folders.
 
-Decoding is ``napari_tmunet.imageio``'s; this module only turns arrays into layer data
+Decoding is ``napari_tmunet.data.images``'s; this module only turns arrays into layer data
 and reports unreadable files as napari notifications instead of tracebacks.
 """
 
@@ -24,7 +24,7 @@ LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
 
 def _image_suffixes() -> set[str]:
     try:
-        from .imageio import IMAGE_SUFFIXES
+        from .data.images import IMAGE_SUFFIXES
     except Exception:  # the getter must never raise, even on a broken install
         IMAGE_SUFFIXES = _FALLBACK_SUFFIXES
     return {s.lower() if s.startswith(".") else f".{s.lower()}" for s in IMAGE_SUFFIXES}
@@ -114,7 +114,7 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
 
 def image_layer_data(path: Path) -> LayerData:
     """Layer data for one image file: native dtype, RGB flag, contrast range and scale."""
-    from .imageio import read_image, read_pixel_size
+    from .data.images import read_image, read_pixel_size
 
     data = read_image(path)
     if data.dtype == bool:  # 1-bit images: napari's image layer wants numbers
@@ -137,7 +137,7 @@ def image_layer_data(path: Path) -> LayerData:
 
 def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:
     """Labels layer data for a mask file, binarised by ``read_mask``'s rules, as uint8 0/1."""
-    from .imageio import read_mask
+    from .data.images import read_mask
 
     mask, rule = read_mask(path)
     kwargs: dict[str, Any] = {
@@ -185,7 +185,7 @@ def _dataset_items(root: Path) -> tuple[list[tuple[Path, Path | None]], str | No
     Pairs come from ``data.scan_pairs``; images it could not pair (no mask yet, or a
     mask of another size) still open alone, so they can be annotated.
     """
-    from .data import natural_key, scan_pairs
+    from .data.datasets import natural_key, scan_pairs
 
     report = scan_pairs(root, check_sizes=True)
     items: list[tuple[Path, Path | None]] = [(p.image_path, p.mask_path) for p in report.pairs]

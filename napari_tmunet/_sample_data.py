@@ -55,7 +55,7 @@ def sample_paths(modality: str) -> tuple[Path, Path]:
 
 def load_sample(modality: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (image, mask) of a sample: image in its native dtype, mask uint8 0/1 (H, W)."""
-    from .imageio import read_image, read_mask
+    from .data.images import read_image, read_mask
 
     image_path, mask_path = sample_paths(modality)
     mask, _rule = read_mask(mask_path)

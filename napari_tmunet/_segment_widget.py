@@ -29,7 +29,7 @@ from napari.layers import Image, Labels
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from . import active_model, models
+from . import active_model, registry
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"
 CHECKPOINT_CHOICE = "Checkpoint file..."
@@ -162,7 +162,7 @@ class SegmentWidget(Container):
     def use_model(self, choice: active_model.ModelChoice) -> None:
         """Show the active model (set by Fine-tune or Revert) as the model to use."""
         self._auto_model = False
-        if models.find_model(choice.model) is not None:
+        if registry.find_model(choice.model) is not None:
             self.model.value = choice.model
         else:
             self.checkpoint.value = choice.model
@@ -175,7 +175,7 @@ class SegmentWidget(Container):
 
     def _model_choices(self) -> list[tuple[str, str]]:
         try:
-            entries = models.available_models()
+            entries = registry.available_models()
         except RuntimeError as err:  # unreadable registry: still usable with a file
             show_warning(str(err))
             entries = []
@@ -190,13 +190,13 @@ class SegmentWidget(Container):
         return self._busy
 
     def _on_model_changed(self, value):
-        entry = models.find_model(str(value))
+        entry = registry.find_model(str(value))
         if not self._setting_model:
             self._auto_model = False
             layer = self.image.value
             if entry is not None and layer is not None:  # remembered for this kind of image
-                modality = models.guess_modality(_thumbnail(layer), rgb=layer.rgb)
-                models.remember_model(modality, entry.name)
+                modality = registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
+                registry.remember_model(modality, entry.name)
         if entry is not None and entry.mode == "tile":
             self.mode.value = "tile"  # trained on native-resolution crops: tile, never shrink
         self._show_model_state()
@@ -204,7 +204,7 @@ class SegmentWidget(Container):
     def _show_model_state(self):
         is_file = self.model.value == CHECKPOINT_CHOICE
         self.checkpoint.visible = is_file
-        entry = None if is_file else models.find_model(str(self.model.value))
+        entry = None if is_file else registry.find_model(str(self.model.value))
         if entry is not None and entry.provisional:
             self.provisional_label.value = (
                 "provisional model: a small interim model, expect rough masks"
@@ -222,7 +222,7 @@ class SegmentWidget(Container):
         if max(spatial) > LARGE_IMAGE:
             self.mode.value = "tile"
         if self._auto_model and len(self.model.choices) > 2:
-            entry = models.default_model_for(_thumbnail(layer), rgb=layer.rgb)
+            entry = registry.default_model_for(_thumbnail(layer), rgb=layer.rgb)
             if entry is not None:
                 self._setting_model = True
                 try:
@@ -271,7 +271,7 @@ class SegmentWidget(Container):
                 return None
             model = label = str(path)
         else:
-            entry = models.find_model(model)
+            entry = registry.find_model(model)
             if entry is None:
                 show_error(f"The model {model!r} is not installed.")
                 return None
@@ -471,7 +471,7 @@ def _segment_jobs(jobs: list[tuple[Any, bool]], options: _Options) -> Generator[
     # torch and the model code load here, on the worker thread, not at plugin import.
     from .inference import segment
 
-    checkpoint = models.load_model(options.model, options.device)
+    checkpoint = registry.load_model(options.model, options.device)
     for index, (data, rgb) in enumerate(jobs):
         try:
             steps = segment(

@@ -18,7 +18,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     A 2-D layer gives one file. A stack (Z, H, W) gives one file per slice,
     ``<stem>_<z><suffix>``, since the dataset layout holds one 2-D mask per image.
     """
-    from .imageio import write_mask
+    from .data.images import write_mask
 
     labels = _as_array(data)  # (..., H, W)
     # Leading singleton axes (e.g. a stack of one) carry no information.

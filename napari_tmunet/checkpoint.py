@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .atomic import atomic_path
+from .storage import atomic_path
 from .config import InputConfig, ModelConfig
 
 FORMAT = "napari-tmunet"

@@ -5,11 +5,11 @@ progress and returns a :class:`SegmentationResult`; the napari widget runs it in
 worker thread, the batch CLI and tests drain it with :func:`run_to_completion`.
 
 Inputs are mapped to the checkpoint's domain exactly as in training
-(:mod:`napari_tmunet.preprocess`): intensities to [0, 1], grey replicated or alpha
+(:mod:`napari_tmunet.data.preprocess`): intensities to [0, 1], grey replicated or alpha
 dropped to the model's channel count, then normalised with the checkpoint's mean/std.
 No Qt and no napari here.
 
-The building blocks are shared with the trainer's evaluation (``trainer.engine.evaluate``),
+The building blocks are shared with the trainer's evaluation (``napari_tmunet.training.engine.evaluate``),
 so that a validation score and the plugin's output are the same computation:
 :class:`FrameInput` (one frame mapped to the model's domain), :func:`resize`,
 :func:`forward_logits`, :func:`foreground_probability` and :func:`sliding_window`.
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
 from .config import InputConfig
-from .preprocess import describe_mapping, normalize, to_channels, to_unit_float
+from .data.preprocess import describe_mapping, normalize, to_channels, to_unit_float
 
 MODES: tuple[str, ...] = ("resize", "tile")
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")

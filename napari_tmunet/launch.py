@@ -111,7 +111,7 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     """A napari viewer with the sample and the plugin's docks; returns (viewer, segment)."""
     import napari
 
-    from .models import resolve_model
+    from .registry import resolve_model
 
     viewer = napari.Viewer(title="napari-tmunet", show=show)
     viewer.window.resize(1500, 950)
@@ -154,7 +154,7 @@ def _smoke(args: argparse.Namespace) -> int:
 
     from ._sample_data import load_sample
     from .metrics import dice_score
-    from .models import available_models
+    from .registry import available_models
 
     if args.model is None and not available_models():
         raise RuntimeError(

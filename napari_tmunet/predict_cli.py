@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (hidden files skipped), in natural order."""
-    from .data import natural_key
-    from .imageio import IMAGE_SUFFIXES
+    from .data.datasets import natural_key
+    from .data.images import IMAGE_SUFFIXES
 
     files = [
         p
@@ -104,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from . import models
+    from . import registry
     from .checkpoint import CheckpointError
-    from .imageio import ImageReadError, read_image, write_mask
+    from .data.images import ImageReadError, read_image, write_mask
     from .inference import run_to_completion, segment
 
     model = args.model
     if model is None:
-        entries = models.available_models()
+        entries = registry.available_models()
         if not entries:
             print(
                 "error: no shipped model is installed; pass --model PATH to a checkpoint "
@@ -121,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         model = entries[0].name
         try:  # the model that suits the data, judged on the first readable image
-            entry = models.default_model_for(read_image(images[0]))
+            entry = registry.default_model_for(read_image(images[0]))
             model = entry.name if entry is not None else model
         except ImageReadError:
             pass
     try:
-        checkpoint = models.load_model(model, args.device)
+        checkpoint = registry.load_model(model, args.device)
     except (ValueError, RuntimeError, CheckpointError) as err:
         print(f"error: cannot load model {model!r}: {err}", file=sys.stderr)
         return EXIT_USAGE

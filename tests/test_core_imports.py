@@ -10,16 +10,16 @@ from _paths import REPO
 CORE = [
     "napari_tmunet.config",
     "napari_tmunet.model",
-    "napari_tmunet.data",
-    "napari_tmunet.imageio",
-    "napari_tmunet.preprocess",
+    "napari_tmunet.data.datasets",
+    "napari_tmunet.data.images",
+    "napari_tmunet.data.preprocess",
     "napari_tmunet.metrics",
     "napari_tmunet.inference",
     "napari_tmunet.checkpoint",
-    "napari_tmunet.models",
+    "napari_tmunet.registry",
     "napari_tmunet.active_model",
-    "napari_tmunet.finetune",
-    "trainer.engine",
+    "napari_tmunet.training.finetune",
+    "napari_tmunet.training.engine",
 ]
 GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "napari")
 

@@ -9,7 +9,7 @@ import tifffile
 from _paths import DATASETS
 from PIL import Image
 
-from napari_tmunet.data import (
+from napari_tmunet.data.datasets import (
     DatasetError,
     Pair,
     build_cache,
@@ -25,8 +25,8 @@ from napari_tmunet.data import (
     scan_pairs,
     split_from_lists,
 )
-from napari_tmunet.imageio import ImageReadError, read_image, read_mask
-from napari_tmunet.preprocess import (
+from napari_tmunet.data.images import ImageReadError, read_image, read_mask
+from napari_tmunet.data.preprocess import (
     describe_mapping,
     normalize,
     to_channels,
@@ -346,7 +346,7 @@ def test_cache_round_trip_exact(tmp_path):
 
 
 def test_cache_stores_png_where_it_can_and_reads_version_1(tmp_path):
-    from napari_tmunet.data import CACHE_FORMAT, NativeCache
+    from napari_tmunet.data.datasets import CACHE_FORMAT, NativeCache
 
     images = [
         RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8),  # PNG

@@ -13,15 +13,15 @@ from _paths import DATASETS
 
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.data import find_pairs
-from napari_tmunet.finetune import (
+from napari_tmunet.data.datasets import find_pairs
+from napari_tmunet.training.finetune import (
     FinetuneJob,
     holdout_strip,
     run_finetune,
     training_pairs,
     write_dataset,
 )
-from napari_tmunet.imageio import read_image, read_mask
+from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.model import build_model
 
 MONUSEG = DATASETS / "MoNuSeg"

@@ -22,7 +22,7 @@ from _paths import DATASETS, REPO
 
 from napari_tmunet import active_model
 from napari_tmunet.checkpoint import load_checkpoint
-from napari_tmunet.imageio import read_image, read_mask, write_mask
+from napari_tmunet.data.images import read_image, read_mask, write_mask
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -46,8 +46,8 @@ needs_data = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def weak_model(tmp_path_factory):
     """A TM-UNet t checkpoint (input 128) trained 10 steps on colonoscopy frames."""
-    from napari_tmunet.finetune import write_image
-    from trainer.engine import TrainConfig, fit
+    from napari_tmunet.training.finetune import write_image
+    from napari_tmunet.training.engine import TrainConfig, fit
 
     root = tmp_path_factory.mktemp("weak")
     data = root / "data"

@@ -10,10 +10,10 @@ import torch
 from _paths import DATASETS
 from torch import nn
 
-from napari_tmunet import models
+from napari_tmunet import registry
 from napari_tmunet.checkpoint import Checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.imageio import read_image
+from napari_tmunet.data.images import read_image
 from napari_tmunet.inference import (
     predict_probability,
     resolve_device,
@@ -23,7 +23,7 @@ from napari_tmunet.inference import (
     split_instances,
 )
 from napari_tmunet.model import build_model
-from napari_tmunet.preprocess import to_model_input
+from napari_tmunet.data.preprocess import to_model_input
 
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
 
@@ -269,11 +269,11 @@ def test_inputs_are_mapped_to_the_checkpoint_domain(image, in_channels, words):
 
 
 def test_the_package_ships_a_model_per_modality():
-    shipped = {entry.modality for entry in models.available_models()}
-    assert shipped == set(models.MODALITIES), "napari_tmunet/weights/*.pt missing"
+    shipped = {entry.modality for entry in registry.available_models()}
+    assert shipped == set(registry.MODALITIES), "napari_tmunet/weights/*.pt missing"
 
 
-@pytest.mark.parametrize("entry", models.registry_entries(), ids=lambda e: e.modality)
+@pytest.mark.parametrize("entry", registry.registry_entries(), ids=lambda e: e.modality)
 def test_each_shipped_model_segments_its_sample(entry):
     """Issue 6's check: Dice on the model's sample (a crop from its TEST split) is at least
     the model card's mean test Dice minus 10 points."""
@@ -281,8 +281,8 @@ def test_each_shipped_model_segments_its_sample(entry):
 
     assert entry.exists, f"{entry.path} is missing"
     assert entry.test_dice is not None, f"registry entry {entry.name!r} has no test_dice"
-    checkpoint = models.load_model(entry.name, "cpu")
-    assert models.load_model(entry.name, "cpu") is checkpoint  # cached
+    checkpoint = registry.load_model(entry.name, "cpu")
+    assert registry.load_model(entry.name, "cpu") is checkpoint  # cached
     image, mask = load_sample(entry.modality)
     result = run_to_completion(segment(image, checkpoint, mode=entry.mode))
     pred = result.labels > 0
@@ -295,18 +295,18 @@ def test_modality_guess_on_the_samples(modality):
     from napari_tmunet._sample_data import load_sample
 
     image, _ = load_sample(modality)
-    assert models.guess_modality(image) == modality
+    assert registry.guess_modality(image) == modality
     if image.ndim == 2:  # grey stored as RGB is still grey
-        assert models.guess_modality(np.repeat(image[..., None], 3, -1)) == "ultrasound"
+        assert registry.guess_modality(np.repeat(image[..., None], 3, -1)) == "ultrasound"
 
 
 def test_package_registry_lists_one_model_per_modality():
     import json
 
-    registry = json.loads((models.PACKAGE_WEIGHTS_DIR / models.REGISTRY_FILE).read_text())
-    assert sorted(e["modality"] for e in registry["models"]) == sorted(models.MODALITIES)
-    for entry in registry["models"]:
-        assert entry["provisional"] is False  # GPU-trained TM-UNet b (docs/models.md)
+    listing = json.loads((registry.PACKAGE_WEIGHTS_DIR / registry.REGISTRY_FILE).read_text())
+    assert sorted(e["modality"] for e in listing["models"]) == sorted(registry.MODALITIES)
+    for entry in listing["models"]:
+        assert entry["provisional"] is False  # GPU-trained TM-UNet b (docs/registry.md)
         assert 0 < entry["test_dice"] <= 1 and entry["mode"] in ("resize", "tile")
 
 
@@ -326,36 +326,36 @@ def test_registry_in_a_weights_dir(tmp_path, monkeypatch):
         {"name": "C", "modality": "nuclei", "file": "missing.pt", "provisional": False},
     ]
     (tmp_path / "registry.json").write_text(json.dumps({"models": entries}))
-    monkeypatch.setenv(models.WEIGHTS_DIR_ENV, str(tmp_path))
-    models.clear_cache()
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path))
+    registry.clear_cache()
 
-    assert [e.name for e in models.registry_entries()] == ["A", "B", "C"]
-    assert [e.name for e in models.available_models()] == ["A", "B"]  # C's file is absent
+    assert [e.name for e in registry.registry_entries()] == ["A", "B", "C"]
+    assert [e.name for e in registry.available_models()] == ["A", "B"]  # C's file is absent
     grey = np.zeros((50, 60), np.uint8)
-    assert models.default_model_for(grey).name == "B"
+    assert registry.default_model_for(grey).name == "B"
     he = np.zeros((50, 60, 3), np.uint8) + np.array([200, 120, 190], np.uint8)
-    assert models.default_model_for(he).name == "A"  # no nuclei model: the first one
-    first = models.load_model("A", "cpu")
-    assert models.load_model("A", "cpu") is first
-    assert models.load_model(str(tmp_path / "a.pt"), "cpu") is first  # same file
+    assert registry.default_model_for(he).name == "A"  # no nuclei model: the first one
+    first = registry.load_model("A", "cpu")
+    assert registry.load_model("A", "cpu") is first
+    assert registry.load_model(str(tmp_path / "a.pt"), "cpu") is first  # same file
     assert first.metadata["provisional"] is True
     os.utime(tmp_path / "a.pt", ns=(1, 1))  # a replaced file is loaded again
-    assert models.load_model("A", "cpu") is not first
+    assert registry.load_model("A", "cpu") is not first
     with pytest.raises(ValueError, match="neither a shipped model"):
-        models.load_model("C")
-    models.clear_cache()
+        registry.load_model("C")
+    registry.clear_cache()
 
 
 def test_the_users_model_choice_is_remembered_per_modality(tmp_path, monkeypatch):
     from napari_tmunet._sample_data import load_sample
 
-    monkeypatch.setenv(models.SETTINGS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(registry.SETTINGS_DIR_ENV, str(tmp_path))
     image, _ = load_sample("ultrasound")
-    assert models.default_model_for(image).modality == "ultrasound"  # shipped default
-    models.remember_model("ultrasound", "TM-UNet nuclei")  # the user prefers another one
-    assert models.default_model_for(image).name == "TM-UNet nuclei"
-    assert models.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
-    models.remember_model("ultrasound", "no such model")  # gone: fall back to the default
-    assert models.default_model_for(image).modality == "ultrasound"
+    assert registry.default_model_for(image).modality == "ultrasound"  # shipped default
+    registry.remember_model("ultrasound", "TM-UNet nuclei")  # the user prefers another one
+    assert registry.default_model_for(image).name == "TM-UNet nuclei"
+    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    registry.remember_model("ultrasound", "no such model")  # gone: fall back to the default
+    assert registry.default_model_for(image).modality == "ultrasound"
     (tmp_path / "settings.json").write_text("{broken")
-    assert models.remembered_models() == {}
+    assert registry.remembered_models() == {}

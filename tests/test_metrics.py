@@ -11,7 +11,7 @@ from medpy.metric import binary as medpy_binary
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from scipy import ndimage
 
-from napari_tmunet.imageio import read_mask
+from napari_tmunet.data.images import read_mask
 from napari_tmunet.metrics import (
     EMPTY_PREDICTION,
     PER_IMAGE_KEYS,

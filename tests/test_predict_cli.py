@@ -11,7 +11,7 @@ from _paths import DATASETS
 
 from napari_tmunet.checkpoint import save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.imageio import read_image
+from napari_tmunet.data.images import read_image
 from napari_tmunet.model import build_model
 from napari_tmunet.predict_cli import main
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from napari_tmunet._reader import napari_get_reader
 from napari_tmunet._writer import write_labels
-from napari_tmunet.imageio import read_image, read_mask
+from napari_tmunet.data.images import read_image, read_mask
 
 RNG = np.random.default_rng(0)
 

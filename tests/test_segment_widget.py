@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _paths import DATASETS, REPO
 
-from napari_tmunet import models
+from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
 
 pytestmark = pytest.mark.gui
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-tmunet"
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
 # Dice floors on each modality's sample, a little below what the shipped models measure
-# (bench/ship_models.py, docs/models.md): colonoscopy 0.938, nuclei 0.832, ultrasound 0.929.
+# (bench/ship_models.py, docs/registry.md): colonoscopy 0.938, nuclei 0.832, ultrasound 0.929.
 SAMPLE_MIN_DICE = {"nuclei": 0.75, "colonoscopy": 0.88, "ultrasound": 0.85}
 # The canvas must show label colour at the predicted pixels, hence at most of the reference
 # mask that the prediction covers (the shipped colonoscopy model covers 96% of its sample mask).
@@ -33,7 +33,7 @@ def dice(a, b) -> float:
 
 @pytest.fixture
 def registered():
-    entries = models.available_models()
+    entries = registry.available_models()
     assert entries, "no shipped model installed (napari_tmunet/weights/*.pt)"
     return entries[0]
 
@@ -68,7 +68,7 @@ def test_dock_opens_through_the_manifest(dock):
     assert widget.disclaimer.value == DISCLAIMER == "Research use only, not a medical device."
     values = [value for value in widget.model.choices]
     assert values[-1] == CHECKPOINT_CHOICE
-    assert values[:-1] == [e.name for e in models.available_models()]
+    assert values[:-1] == [e.name for e in registry.available_models()]
     widget.model.value = CHECKPOINT_CHOICE
     assert shown(widget.checkpoint) and not shown(widget.provisional_label)
     viewer.add_image(np.zeros((20, 30), np.uint8), name="grey")
@@ -78,12 +78,12 @@ def test_dock_opens_through_the_manifest(dock):
 
 def test_provisional_models_are_labelled(make_napari_viewer, monkeypatch, tmp_path):
     """A registry entry marked provisional is named so in the list and warned about."""
-    shipped = models.available_models()[0]
+    shipped = registry.available_models()[0]
     (tmp_path / shipped.file).symlink_to(shipped.path)
     entry = {"name": "Interim", "modality": shipped.modality, "file": shipped.file}
     registry = {"models": [dict(entry, provisional=True), dict(entry, name="Final")]}
     (tmp_path / "registry.json").write_text(json.dumps(registry))
-    monkeypatch.setenv(models.WEIGHTS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path))
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     labels = [widget.model.native.itemText(i) for i in range(widget.model.native.count())]
@@ -127,7 +127,7 @@ def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qt
     from napari.layers import Labels
     from qtpy.QtCore import QTimer
 
-    from napari_tmunet.imageio import read_image
+    from napari_tmunet.data.images import read_image
 
     viewer, widget = dock
     tile = read_image(MONUSEG_TILE)
@@ -135,7 +135,7 @@ def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qt
     widget.image.value = image
     # an H&E tile picks the nuclei model, which was trained on native-resolution crops:
     # tile mode, so the nuclei are not shrunk
-    assert models.find_model(widget.model.value).modality == "nuclei"
+    assert registry.find_model(widget.model.value).modality == "nuclei"
     assert widget.mode.value == "tile"
     widget.model.value = registered.name
     widget.batch_size = 1  # one progress report per tile
@@ -256,7 +256,7 @@ def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
     checks = json.loads(report.read_text())
     assert checks["dice"] >= SAMPLE_MIN_DICE[registered.modality]
 
-    from napari_tmunet.imageio import read_image
+    from napari_tmunet.data.images import read_image
 
     image, mask = load_sample(registered.modality)
     window = read_image(shot)
@@ -274,9 +274,9 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     image = open_sample(viewer, "ultrasound")
     widget.image.value = image
-    assert models.find_model(widget.model.value).modality == "ultrasound"  # sensible default
+    assert registry.find_model(widget.model.value).modality == "ultrasound"  # sensible default
     widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
-    assert models.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
 
     later = make_napari_viewer()  # a later session
     _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")

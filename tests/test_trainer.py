@@ -22,9 +22,9 @@ from torch import nn
 
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.data import DatasetError, NativeCache, decode_folder
+from napari_tmunet.data.datasets import DatasetError, NativeCache, decode_folder
 from trainer import cli
-from trainer.engine import (
+from napari_tmunet.training.engine import (
     DeviceData,
     RunDirError,
     Schedule,
@@ -154,7 +154,7 @@ def test_schedule_epochs_steps_and_sharding():
 
 @needs_data
 def test_device_batches_resize_and_crop(clinic_cache):
-    from napari_tmunet.data import load_cache
+    from napari_tmunet.data.datasets import load_cache
 
     cache = load_cache(clinic_cache)
     items = cache[:3]
@@ -183,7 +183,7 @@ def test_device_batches_resize_and_crop(clinic_cache):
 
 def test_split_sources(tmp_path):
     """Random 7:1:2 by seed, a user's file, MoNuSeg's official lists (valid carved)."""
-    from trainer.engine import resolve_run_split
+    from napari_tmunet.training.engine import resolve_run_split
 
     monuseg = DATASETS / "MoNuSeg"
     if not (monuseg / "train.txt").is_file():
@@ -620,7 +620,7 @@ def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     folder = cli._write_demo_tiles(tmp_path / "tiles")  # the bundled nuclei sample, 16 tiles
     assert cli.main(["cache", "--data", str(folder), str(tmp_path / "tiles.npz")]) == 0
-    from napari_tmunet.data import load_cache
+    from napari_tmunet.data.datasets import load_cache
 
     cache = load_cache(tmp_path / "tiles.npz")
     assert len(cache) == 16 and cache.rule_counts() == {">127": 16}

@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     from napari_tmunet.checkpoint import CheckpointError
-    from napari_tmunet.data import DatasetError
+    from napari_tmunet.data.datasets import DatasetError
 
-    from .engine import RunDirError
+    from napari_tmunet.training.engine import RunDirError
 
     try:
         return int(args.handler(args) or 0)
@@ -423,7 +423,7 @@ _MODEL_FIELDS = {  # argparse dest -> ModelConfig override
 
 def fit_config(args) -> tuple[object, Path]:
     """TrainConfig and run folder from parsed ``fit`` arguments."""
-    from .engine import TrainConfig
+    from napari_tmunet.training.engine import TrainConfig
 
     base: dict = {}
     run_dir = Path(args.run_dir) if args.run_dir else None
@@ -463,7 +463,7 @@ def fit_config(args) -> tuple[object, Path]:
     if not config.data:
         raise ValueError("no dataset: pass --preset NAME or --data PATH (see --help)")
     if run_dir is None:
-        from .engine import dataset_label
+        from napari_tmunet.training.engine import dataset_label
 
         parts = [dataset_label(config), config.arch]
         if config.arch == "tmunet":
@@ -481,7 +481,7 @@ def fit_config(args) -> tuple[object, Path]:
 
 
 def cmd_fit(args) -> int:
-    from .engine import fit
+    from napari_tmunet.training.engine import fit
 
     config, run_dir = fit_config(args)
     with stop_on_interrupt() as stop_event:
@@ -548,7 +548,7 @@ def _efficiency_line(eff: dict) -> str:
 
 
 def cmd_cache(args) -> int:
-    from napari_tmunet.data import build_cache
+    from napari_tmunet.data.datasets import build_cache
 
     data, _ = _data_source(args)
     if data is None:
@@ -575,12 +575,12 @@ def cmd_cache(args) -> int:
 
 def cmd_evaluate(args) -> int:
 
-    from napari_tmunet.atomic import write_json
+    from napari_tmunet.storage import write_json
     from napari_tmunet.checkpoint import load_checkpoint
-    from napari_tmunet.data import load_split, make_split
+    from napari_tmunet.data.datasets import load_split, make_split
     from napari_tmunet.inference import resolve_device
 
-    from .engine import TrainConfig, dataset_label, evaluate, load_dataset
+    from napari_tmunet.training.engine import TrainConfig, dataset_label, evaluate, load_dataset
 
     ckpt_path = Path(args.checkpoint)
     device = resolve_device(args.device)
@@ -680,12 +680,12 @@ def cmd_report(args) -> int:
 
 def cmd_efficiency(args) -> int:
 
-    from napari_tmunet.atomic import jsonable, write_json
+    from napari_tmunet.storage import jsonable, write_json
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.inference import resolve_device
     from napari_tmunet.model import build_model
 
-    from .engine import TrainConfig, measure_efficiency
+    from napari_tmunet.training.engine import TrainConfig, measure_efficiency
 
     device = resolve_device(args.device)
     if args.checkpoint:
@@ -716,7 +716,7 @@ def cmd_efficiency(args) -> int:
 
 def cmd_demo(args) -> int:
     """Train variant t at 64x64 for a few dozen steps, evaluate, print the tables."""
-    from .engine import TrainConfig, fit
+    from napari_tmunet.training.engine import TrainConfig, fit
     from .report import collect_runs, render_report
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -761,7 +761,7 @@ def _write_demo_tiles(folder: Path, tile: int = 64) -> Path:
     from PIL import Image
 
     from napari_tmunet._sample_data import load_sample
-    from napari_tmunet.imageio import write_mask
+    from napari_tmunet.data.images import write_mask
 
     image, mask = load_sample("nuclei")
     image = np.asarray(image)[..., :3]

@@ -161,7 +161,7 @@ def check_input(x: torch.Tensor, in_channels: int) -> None:
     if not x.is_floating_point():
         raise TypeError(
             f"expected a floating-point input, got {x.dtype}; normalise images first "
-            "(napari_tmunet.preprocess)"
+            "(napari_tmunet.data.preprocess)"
         )
 
 

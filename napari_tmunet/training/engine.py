@@ -105,10 +105,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_tmunet import __version__
-from napari_tmunet.atomic import atomic_path, jsonable, write_json
+from napari_tmunet.storage import atomic_path, jsonable, write_json
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import ARCHITECTURES, VARIANTS, InputConfig, ModelConfig
-from napari_tmunet.data import (
+from napari_tmunet.data.datasets import (
     CacheItem,
     DatasetError,
     NativeCache,
@@ -132,7 +132,7 @@ from napari_tmunet.inference import (
 )
 from napari_tmunet.metrics import PER_IMAGE_KEYS, SegmentationMetrics
 from napari_tmunet.model import build_model
-from napari_tmunet.preprocess import normalize, to_unit_float
+from napari_tmunet.data.preprocess import normalize, to_unit_float
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ Held out for validation: the last image (the last eighth of them) when there are
 more; with a single image, its right-most 25% strip (the bottom strip of a tall image),
 written as a separate file so that no training crop overlaps it.
 
-Training is :func:`trainer.engine.fit`, the code path of ``napari-tmunet-train``, in
+Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``, in
 random crops at the model's input size (the engine's crop mode), started from the given
 model. :func:`run_finetune` is the whole job; progress reaches the caller through plain
 callbacks, and a ``threading.Event`` stops it (the best checkpoint is kept). A stopped
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from . import models
-from .atomic import atomic_path, write_json
-from .imageio import write_mask
+from .. import registry
+from ..storage import atomic_path, write_json
+from ..data.images import write_mask
 
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
@@ -127,7 +127,7 @@ def write_dataset(
     Raises:
         ValueError: no data, or every mask empty.
     """
-    from .data import check_pair, find_pairs, save_split
+    from ..data.datasets import check_pair, find_pairs, save_split
 
     data_dir = Path(data_dir)
     copied = find_pairs(folder) if folder else []
@@ -244,9 +244,9 @@ def evaluation_periods(steps: int) -> int:
 
 def make_config(job: FinetuneJob, checkpoint, start_path: Path):
     """The engine's TrainConfig for a fresh fine-tuning run of ``job``."""
-    from trainer.engine import TrainConfig
+    from napari_tmunet.training.engine import TrainConfig
 
-    from .config import VARIANTS
+    from ..config import VARIANTS
 
     mc = checkpoint.model_config
     variant = next((k for k, v in VARIANTS.items() if tuple(v) == tuple(mc.channels)), "b")
@@ -281,7 +281,7 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
 
 def held_out_scores(model, samples, input_config, device) -> dict[str, float]:
     """Dice, IoU, HD, HD95 at native resolution on the held-out samples (sliding window)."""
-    from trainer.engine import evaluate
+    from napari_tmunet.training.engine import evaluate
 
     agg = evaluate(model, samples, input_config, "crop", device=device, batch_size=4).aggregate()
     return {
@@ -298,7 +298,7 @@ def run_finetune(
     """The whole fine-tuning job; the Fine-tune widget runs it in a worker thread.
 
     Writes the data and configuration, scores the starting model on the held-out part,
-    trains with :func:`trainer.engine.fit`, scores the best checkpoint.
+    trains with :func:`napari_tmunet.training.engine.fit`, scores the best checkpoint.
 
     Args:
         callbacks: optional ``on_phase(text)``, ``on_step(step, total, loss)``,
@@ -311,11 +311,11 @@ def run_finetune(
     """
     import torch
 
-    from trainer.engine import TrainConfig, decode_folder, fit
+    from napari_tmunet.training.engine import TrainConfig, decode_folder, fit
 
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .config import InputConfig
-    from .inference import resolve_device
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..config import InputConfig
+    from ..inference import resolve_device
 
     callbacks = dict(callbacks or {})
     phase = callbacks.get("on_phase") or (lambda text: None)
@@ -345,7 +345,7 @@ def run_finetune(
             raise FileExistsError(
                 f"{train_dir} already holds a run: resume it or pick a new folder"
             )
-        start_name, start_path, _ = models.resolve_model(job.start_model)
+        start_name, start_path, _ = registry.resolve_model(job.start_model)
         start_model, start_label = job.start_model, job.start_label or start_name
         phase(f"saving the training data to {run_dir / 'data'}...")
         written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)

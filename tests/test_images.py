@@ -9,8 +9,8 @@ import tifffile
 from _paths import DATASETS
 from PIL import Image
 
-from napari_tmunet import imageio
-from napari_tmunet.imageio import (
+from napari_tmunet.data import images
+from napari_tmunet.data.images import (
     IMAGE_SUFFIXES,
     ImageReadError,
     image_shape,
@@ -308,7 +308,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_core_imports_no_gui():
-    assert "qtpy" not in imageio.__dict__ and "napari" not in imageio.__dict__
+    assert "qtpy" not in images.__dict__ and "napari" not in images.__dict__
 
 
 @needs_data

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..storage import atomic_path
 
 logger = logging.getLogger(__name__)
 

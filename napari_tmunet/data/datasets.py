@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .imageio import IMAGE_SUFFIXES, ImageReadError, image_shape, read_image, read_mask
+from ..storage import atomic_path, write_json
+from .images import IMAGE_SUFFIXES, ImageReadError, image_shape, read_image, read_mask
 from .preprocess import to_unit_float
 
 logger = logging.getLogger(__name__)

@@ -232,7 +232,7 @@ def remembered_models() -> dict[str, str]:
 
 def remember_model(modality: str, name: str) -> None:
     """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
-    from .atomic import write_json
+    from .storage import write_json
 
     data = _read_settings()
     chosen = data.get("models_by_modality")

@@ -208,7 +208,7 @@ def cmd_finish(args) -> None:
 
 def cmd_collect(args) -> None:
     """Efficiency into summaries; small files of every run in a tarball; shipped models."""
-    from napari_tmunet.atomic import write_json
+    from napari_tmunet.storage import write_json
     from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 
     root, out = Path(args.root), Path(args.out)
