@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from xlstm.components.conv import CausalConv1d, CausalConv1dConfig
-from xlstm.components.linear_headwise import LinearHeadwiseExpand, LinearHeadwiseExpandConfig
 from xlstm.components.ln import MultiHeadLayerNorm
 
 TRITON_KERNEL = "chunkwise--triton_xl_chunk"
@@ -126,6 +125,34 @@ def mlstm_sequence(
     return h[:, :, :S, :DH].to(dtype)
 
 
+class BlockDiagonalLinear(nn.Module):
+    """Block-diagonal linear map (xLSTM's headwise q/k/v projection) as one dense matmul.
+
+    ``weight`` (NB, B, B) holds NB independent B x B blocks, the parameter layout of
+    xlstm's ``LinearHeadwiseExpand``, so checkpoints load unchanged; the output is the
+    same. The blocks are laid on the diagonal of a dense (D, D) matrix: with 4 x 4 blocks
+    the headwise einsum runs as thousands of tiny GEMMs without tensor cores, while the
+    dense product multiplies zeros but is a fraction of the time (docs/benchmarks.md).
+    """
+
+    def __init__(self, dim: int, block_size: int):
+        super().__init__()
+        n_blocks = dim // block_size
+        self.weight = nn.Parameter(torch.empty(n_blocks, block_size, block_size))
+        self.register_buffer("_eye", torch.eye(n_blocks), persistent=False)
+        nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * block_size)))
+
+    def dense_weight(self) -> torch.Tensor:
+        """(D, D) matrix with the blocks on its diagonal."""
+        nb, b, _ = self.weight.shape
+        dense = self.weight[:, :, None, :] * self._eye[:, None, :, None]  # (NB, B, NB, B)
+        return dense.reshape(nb * b, nb * b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., D)."""
+        return F.linear(x, self.dense_weight())
+
+
 class MLSTMCell(nn.Module):
     """Multi-head mLSTM cell: gates from [q, k, v], chunkwise kernel, per-head norm."""
 
@@ -189,14 +216,9 @@ class XLSTMLayer(nn.Module):
             CausalConv1dConfig(feature_dim=dim, kernel_size=conv_kernel_size)
         )
 
-        def headwise():
-            return LinearHeadwiseExpand(
-                LinearHeadwiseExpandConfig(
-                    in_features=dim, num_heads=dim // qk_block_size, bias=False
-                )
-            )
-
-        self.q_proj, self.k_proj, self.v_proj = headwise(), headwise(), headwise()
+        self.q_proj, self.k_proj, self.v_proj = (
+            BlockDiagonalLinear(dim, qk_block_size) for _ in range(3)
+        )
         self.cell = MLSTMCell(dim, num_heads, kernel, chunk_size)
         self.learnable_skip = nn.Parameter(torch.ones(dim))
         self.proj_down = nn.Linear(dim, dim, bias=False)

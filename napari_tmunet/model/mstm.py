@@ -37,27 +37,33 @@ class DWConvBNReLU(nn.Module):
 class MultiScalePooling(nn.Module):
     """PoolFormer-style multi-scale token mixing: sum_k (AvgPool_k(y) - y).
 
-    ``axes="released"`` (default) applies ``AvgPool2d`` to the (B, N, C) token tensor as
-    the released code does, which PyTorch reads as an unbatched (C, H, W) image, i.e. it
-    averages over neighbouring scan positions and neighbouring channels of each sample.
-    ``axes="spatial"`` pools the 2-D feature map, as the paper's text suggests; trained
-    the same way it scores some 12 Dice points lower on CVC-ClinicDB (docs/benchmarks.md).
+    ``axes="released"`` (default) averages (B, N, C) tokens over k x k windows of the
+    (N, C) plane of each sample, as the released code's ``AvgPool2d`` on the token tensor
+    does: neighbouring scan positions and neighbouring channels. ``axes="spatial"``
+    averages k x k windows of the 2-D feature map (the paper's text). Windows are clipped
+    at the borders (the mean over the pixels inside), computed as two 1-D means, which
+    gives the same mean as one k x k window at 2k instead of k^2 reads.
     """
 
     def __init__(self, pool_sizes: tuple[int, ...], axes: str = "released"):
         super().__init__()
         self.axes = axes
-        self.pools = nn.ModuleList(
-            nn.AvgPool2d(k, stride=1, padding=k // 2, count_include_pad=False) for k in pool_sizes
-        )
+        self.pool_sizes = tuple(pool_sizes)
 
     def forward(self, y: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         B, N, C = y.shape
         if self.axes == "released":
-            return sum(pool(y) - y for pool in self.pools)  # pools over (N, C) per batch item
+            return sum(_box_mean(y, k) - y for k in self.pool_sizes)  # over (N, C) per sample
         img = y.transpose(1, 2).reshape(B, C, *hw)  # (B, C, H, W)
-        mixed = sum(pool(img) - img for pool in self.pools)
+        mixed = sum(_box_mean(img, k) - img for k in self.pool_sizes)
         return mixed.flatten(2).transpose(1, 2)  # (B, N, C)
+
+
+def _box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over k x k windows of the last two axes, clipped at the borders; same shape."""
+    kwargs = {"stride": 1, "count_include_pad": False}
+    x = F.avg_pool2d(x, (k, 1), padding=(k // 2, 0), **kwargs)
+    return F.avg_pool2d(x, (1, k), padding=(0, k // 2), **kwargs)
 
 
 class MultiScaleTokenMemory(nn.Module):
