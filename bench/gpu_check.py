@@ -24,7 +24,7 @@ import torch
 from napari_tmunet.config import ModelConfig
 from napari_tmunet.model import build_model
 from napari_tmunet.model.mlstm import NATIVE_KERNEL, TRITON_KERNEL, choose_kernel, mlstm_sequence
-from napari_tmunet.training.engine import segmentation_loss as loss_fn
+from napari_tmunet.training.loss import segmentation_loss as loss_fn
 
 
 def rel(a, b):

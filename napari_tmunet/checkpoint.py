@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .storage import atomic_path
 from .config import InputConfig, ModelConfig
+from .storage import atomic_path
 
 FORMAT = "napari-tmunet"
 FORMAT_VERSION = 1

@@ -17,7 +17,10 @@ VARIANTS: dict[str, tuple[int, ...]] = {
 
 ARCHITECTURES = ("tmunet", "unet")
 SKIPS = ("add", "concat")
-POOLINGS = ("spatial", "released")
+# "token_channel": windows over scan positions x channels of the token tensor (what the
+# released code's AvgPool2d on (B, N, C) does); "spatial": windows of the 2-D feature map.
+POOLINGS = ("spatial", "token_channel")
+POOLING_ALIASES = {"released": "token_channel"}  # the earlier name, in older checkpoints
 SCANS = ("alternate", "fused")
 DWCONV_ORDERS = ("after", "before")
 
@@ -27,11 +30,8 @@ class ModelConfig:
     """Constructor arguments of a segmentation model.
 
     The defaults are the released code's topology: additive skips, two single-direction
-    xLSTM layers per MSTM block, DWConv after each, and its pooling over the token and
-    channel axes. That pooling is not the 2-D pooling the paper's text suggests
-    (``pooling="spatial"``), but it is what reaches the paper's accuracy: on CVC-ClinicDB
-    87.6 test Dice against 74.7 and 75.0 for two runs with 2-D pooling (H100,
-    docs/benchmarks.md).
+    xLSTM layers per MSTM block, DWConv after each, and pooling over the token and channel
+    axes (not the 2-D pooling of the paper's text; docs/benchmarks.md compares them).
 
     Attributes:
         arch: "tmunet" or "unet" (classic Ronneberger U-Net with BatchNorm).
@@ -40,7 +40,8 @@ class ModelConfig:
         channels: C1..C5 (TM-UNet) or the five U-Net widths (64..1024).
         num_heads: mLSTM heads in every xLSTM layer.
         use_xlstm, use_pooling, use_dwconv: the ablation switches of Table 2.
-        pooling: "released" (token and channel axes) or "spatial" (2-D feature map).
+        pooling: "token_channel" (windows over scan positions and channels; "released"
+            is read as this, its earlier name) or "spatial" (2-D feature map).
         pool_sizes: kernel sizes of the multi-scale average pooling.
         skip: "add" (released code) or "concat" (paper text) decoder skip connections.
         scan: "alternate" (two layers, the second on the flipped sequence; released code)
@@ -59,7 +60,7 @@ class ModelConfig:
     use_xlstm: bool = True
     use_pooling: bool = True
     use_dwconv: bool = True
-    pooling: str = "released"
+    pooling: str = "token_channel"
     pool_sizes: tuple[int, ...] = (5, 9, 13)
     skip: str = "add"
     scan: str = "alternate"
@@ -71,6 +72,7 @@ class ModelConfig:
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.pool_sizes = tuple(int(k) for k in self.pool_sizes)
+        self.pooling = POOLING_ALIASES.get(self.pooling, self.pooling)
         choices = {
             "arch": ARCHITECTURES,
             "skip": SKIPS,
@@ -180,3 +182,42 @@ def _known_keys(cls, d: dict, what: str) -> dict:
             "napari-tmunet; upgrade the package to load it."
         )
     return dict(d)
+
+
+def model_label(mc: ModelConfig) -> str:
+    """Short model name for reports, e.g. "TM-UNet b", "U-Net", "TM-UNet b -xLSTM"."""
+    if mc.arch == "unet":
+        return (
+            "U-Net"
+            if tuple(mc.channels) == (64, 128, 256, 512, 1024)
+            else ("U-Net " + "-".join(map(str, mc.channels)))
+        )
+    names = {v: k for k, v in VARIANTS.items()}
+    label = "TM-UNet " + names.get(tuple(mc.channels), "-".join(map(str, mc.channels)))
+    for key, text in (("use_xlstm", "-xLSTM"), ("use_pooling", "-pool"), ("use_dwconv", "-DW")):
+        if not getattr(mc, key):
+            label += " " + text
+    return " ".join([label, *(f"{k}={v}" for k, v in topology_changes(mc).items())])
+
+
+# Topology options, each with the ablation switch without which it means nothing.
+_TOPOLOGY = {
+    "pooling": "use_pooling",
+    "skip": None,
+    "scan": "use_xlstm",
+    "dwconv_order": "use_dwconv",
+}
+
+
+def topology_changes(mc: ModelConfig) -> dict[str, str]:
+    """A TM-UNet's departures from the default topology that matter, e.g. {"pooling": "spatial"}.
+
+    An option of a part the model does not have (the pooling axes of a model without
+    pooling) is left out, so ablation runs compare whatever their unused options say.
+    """
+    defaults = ModelConfig()
+    return {
+        key: getattr(mc, key)
+        for key, switch in _TOPOLOGY.items()
+        if (switch is None or getattr(mc, switch)) and getattr(mc, key) != getattr(defaults, key)
+    }

@@ -9,7 +9,7 @@ Inputs are mapped to the checkpoint's domain exactly as in training
 dropped to the model's channel count, then normalised with the checkpoint's mean/std.
 No Qt and no napari here.
 
-The building blocks are shared with the trainer's evaluation (``napari_tmunet.training.engine.evaluate``),
+The building blocks are shared with the evaluation (``napari_tmunet.evaluation.evaluate``),
 so that a validation score and the plugin's output are the same computation:
 :class:`FrameInput` (one frame mapped to the model's domain), :func:`resize`,
 :func:`forward_logits`, :func:`foreground_probability` and :func:`sliding_window`.
@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from .checkpoint import Checkpoint
 from .config import InputConfig
 from .data.preprocess import describe_mapping, normalize, to_channels, to_unit_float
+from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
 
-MODES: tuple[str, ...] = ("resize", "tile")
-DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
 EXPECTED_SHAPES = (
     "a 2-D image (H, W), an RGB(A) image (H, W, 3|4), a stack of 2-D frames (Z, H, W) "
     "or a stack of RGB(A) frames (Z, H, W, 3|4)"
@@ -61,25 +60,6 @@ class SegmentationResult:
     threshold: float
     mode: str
     instances: bool
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device={device!r} but CUDA is not available (no GPU, or a CPU-only torch "
-                "build); choose 'auto' or 'cpu'."
-            )
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"device={device!r}: expected one of {DEVICES}.")
 
 
 def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool]:
@@ -361,6 +341,14 @@ def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return x
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def resize_mask(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize a (B, 1, H, W) binary mask like an image (:func:`resize`), then ``> 0.5``."""
+    size = tuple(int(s) for s in size)
+    if tuple(mask.shape[-2:]) == size:
+        return mask.bool()
+    return resize(mask.float(), size) > 0.5
 
 
 def forward_logits(model: Callable, x: torch.Tensor, amp: bool = True) -> torch.Tensor:

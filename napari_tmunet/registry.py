@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .options import MODALITIES  # noqa: F401  (their one home)
+
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
 
 PACKAGE_WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_DIR_ENV = "NAPARI_TMUNET_WEIGHTS_DIR"
 REGISTRY_FILE = "registry.json"
-MODALITIES: tuple[str, ...] = ("colonoscopy", "nuclei", "ultrasound")
 CACHE_SIZE = 3  # loaded models kept in memory
 
 

@@ -14,6 +14,8 @@ from _paths import DATASETS
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.datasets import find_pairs
+from napari_tmunet.data.images import read_image, read_mask
+from napari_tmunet.model import build_model
 from napari_tmunet.training.finetune import (
     FinetuneJob,
     holdout_strip,
@@ -21,8 +23,6 @@ from napari_tmunet.training.finetune import (
     training_pairs,
     write_dataset,
 )
-from napari_tmunet.data.images import read_image, read_mask
-from napari_tmunet.model import build_model
 
 MONUSEG = DATASETS / "MoNuSeg"
 TILE = "TCGA-21-5786-01Z-00-DX1"

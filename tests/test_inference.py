@@ -14,6 +14,7 @@ from napari_tmunet import registry
 from napari_tmunet.checkpoint import Checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.images import read_image
+from napari_tmunet.data.preprocess import to_model_input
 from napari_tmunet.inference import (
     predict_probability,
     resolve_device,
@@ -23,7 +24,6 @@ from napari_tmunet.inference import (
     split_instances,
 )
 from napari_tmunet.model import build_model
-from napari_tmunet.data.preprocess import to_model_input
 
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
 

@@ -80,7 +80,7 @@ def test_every_parameter_gets_a_gradient(variant):
         dict(use_xlstm=False, use_pooling=False, use_dwconv=False),  # Table 2 row 1
         dict(use_pooling=False, use_dwconv=False),  # row 2
         dict(use_dwconv=False),  # row 3
-        dict(pooling="released"),
+        dict(pooling="spatial"),
         dict(skip="concat"),
         dict(scan="fused"),
         dict(dwconv_order="before"),

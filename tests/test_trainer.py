@@ -23,17 +23,14 @@ from torch import nn
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.datasets import DatasetError, NativeCache, decode_folder
+from napari_tmunet.evaluation import evaluate
+from napari_tmunet.inference import FrameInput
+from napari_tmunet.training import RunDirError, TrainConfig, fit
+from napari_tmunet.training.batches import Augment, TrainingImages
+from napari_tmunet.training.loss import segmentation_loss
+from napari_tmunet.training.schedule import Schedule
 from trainer import cli
-from napari_tmunet.training.engine import (
-    DeviceData,
-    RunDirError,
-    Schedule,
-    TrainConfig,
-    evaluate,
-    fit,
-    measure_efficiency,
-    segmentation_loss,
-)
+from trainer.efficiency import measure_efficiency
 from trainer.report import RunResult, collect_runs, render_report, table1, table2, table3
 
 CLINIC = DATASETS / "CVC-ClinicDB"
@@ -153,37 +150,46 @@ def test_schedule_epochs_steps_and_sharding():
 
 
 @needs_data
-def test_device_batches_resize_and_crop(clinic_cache):
+def test_device_batches_resize_and_tile(clinic_cache):
     from napari_tmunet.data.datasets import load_cache
 
     cache = load_cache(clinic_cache)
     items = cache[:3]
     inp = InputConfig(size=(64, 64))
-    data = DeviceData(items, 3, inp, torch.device("cpu"))
+    data = TrainingImages(items, 3, inp, "resize", torch.device("cpu"))
     none = np.full((3, 5), 0.99)  # no flip, no rotation
-    x, y = data.batch([0, 1, 2], none, (64, 64), "resize", hflip=0.5)
+    x, y = data.batch([0, 1, 2], none, Augment(hflip=0.5))
     assert x.shape == (3, 3, 64, 64) and y.shape == (3, 1, 64, 64)
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0} and y.sum() > 0
     # normalised with ImageNet statistics: roughly zero-centred, not in [0, 1]
     assert x.min() < -0.5 and x.max() > 1.0
     flip = none.copy()
     flip[:, 0] = 0.0
-    xf, yf = data.batch([0, 1, 2], flip, (64, 64), "resize", hflip=0.5)
+    xf, yf = data.batch([0, 1, 2], flip, Augment(hflip=0.5))
     assert torch.equal(xf, x.flip(-1)) and torch.equal(yf, y.flip(-1))
-    # crop mode: a native-resolution window at the drawn position
-    draws = np.array([[0.99, 0.99, 0.99, 0.0, 1.0 - 1e-9]])
-    xc, yc = data.batch([0], draws, (64, 64), "crop")
+    # quarter turns of a square batch: 0.3 -> one turn
+    turn = none.copy()
+    turn[:, 2] = 0.3
+    xr, _ = data.batch([0, 1, 2], turn, Augment(rot90=True))
+    assert torch.equal(xr, torch.rot90(x, 1, (-2, -1)))
+    # the model input is the plugin's: FrameInput.resized, stored as float16
+    expected = FrameInput(items[1].image, 3, inp).resized()[0]
+    assert torch.allclose(x[1], expected, atol=4e-3)
+    # tile mode: a native-resolution window at the drawn position
+    data = TrainingImages(items, 3, inp, "tile", torch.device("cpu"))
+    draws = np.array([[0.99, 0.99, 0.99, 0.0, 1.0 - 1e-7]])
+    xc, yc = data.batch([0], draws, Augment())
     H, W = items[0].mask.shape
     mean = torch.tensor(inp.mean).view(3, 1, 1)
     std = torch.tensor(inp.std).view(3, 1, 1)
     expected = (torch.from_numpy(items[0].image[:64, W - 64 :]).permute(2, 0, 1) / 255 - mean) / std
-    assert torch.allclose(xc[0], expected, atol=1e-6)
+    assert torch.allclose(xc[0], expected, atol=4e-3)  # float16 storage
     assert torch.equal(yc[0, 0].bool(), torch.from_numpy(items[0].mask[:64, W - 64 :]))
 
 
 def test_split_sources(tmp_path):
     """Random 7:1:2 by seed, a user's file, MoNuSeg's official lists (valid carved)."""
-    from napari_tmunet.training.engine import resolve_run_split
+    from napari_tmunet.training.run_data import resolve_run_split
 
     monuseg = DATASETS / "MoNuSeg"
     if not (monuseg / "train.txt").is_file():
@@ -416,10 +422,12 @@ def test_two_rank_ddp_matches_one_process(clinic_cache, tmp_path):
     Adam's first steps move every weight by about lr whatever the gradient's size, so
     float rounding (a different summation order) flips the update of weights whose
     gradient is near zero: one process run with 1 and with 2 threads differs by a few %
-    in the weight change after 3 steps (1.6% with 2-D pooling, 5.1% with the released
-    pooling, this machine). That difference is measured here as the rounding floor;
-    synchronised BatchNorm stays at its level, per-rank BatchNorm (batch statistics of 8,
-    not 16) gives a different model (~100%).
+    in the weight change after 3 steps (1.3% to 5.1% depending on the model options, this
+    machine). That difference is measured here as the rounding floor. Sharding adds one
+    source the thread count does not: the q/k/v projections run as one dense matmul whose
+    rounding depends on its row count, which DDP halves (3.4% against a floor of 1.3%).
+    Synchronised BatchNorm stays within 3x the floor; per-rank BatchNorm (batch statistics
+    of 8, not 16) gives a different model (~100%).
     """
     common = dict(steps=3, epochs=3, batch_size=16, lr=1e-3, hflip=0.5, vflip=0.5, rot90=True)
     single, single_1thread = tmp_path / "single", tmp_path / "single-1thread"
@@ -464,7 +472,7 @@ def test_two_rank_ddp_matches_one_process(clinic_cache, tmp_path):
     synced = _relative_change_difference(a, b, start)
     unsynced = _relative_change_difference(a, plain, start)
     assert 0 < floor < 0.1, floor
-    assert synced < 2 * floor, (synced, floor)
+    assert synced < 3 * floor, (synced, floor)
     assert unsynced > 0.3, unsynced
     # BatchNorm running statistics follow the global batch too (to the same rounding)
     for key in ("enc1.bn.running_mean", "dec2.bn.running_var"):
@@ -541,8 +549,8 @@ def test_cli_fit_evaluate_report(tmp_path, capsys, monkeypatch):
 
 
 def test_report_names_the_pooling_axes():
-    """Runs with 2-D pooling are told apart from the default (released) pooling; a model
-    without pooling carries no pooling note, whatever its unused option says."""
+    """Runs with 2-D pooling are told apart from the default (token and channel) pooling;
+    a model without pooling carries no pooling note, whatever its unused option says."""
 
     def run(dice, **model):
         test = {"dice_mean": dice, "iou_mean": dice, "f1": dice, "hd_mean": 10.0}
@@ -553,7 +561,8 @@ def test_report_names_the_pooling_axes():
         run(0.70, pooling="spatial"),
         run(0.60, pooling="spatial", use_pooling=False, use_dwconv=False),
     ]
-    assert ModelConfig().pooling == "released"
+    assert ModelConfig().pooling == "token_channel"
+    assert ModelConfig(pooling="released").pooling == "token_channel"  # the earlier name
     labels = [r.label for r in runs]
     assert labels == ["TM-UNet b", "TM-UNet b pooling=spatial", "TM-UNet b -pool -DW"]
     t1 = table1(runs)

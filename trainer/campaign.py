@@ -208,8 +208,8 @@ def cmd_finish(args) -> None:
 
 def cmd_collect(args) -> None:
     """Efficiency into summaries; small files of every run in a tarball; shipped models."""
-    from napari_tmunet.storage import write_json
     from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+    from napari_tmunet.storage import write_json
 
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

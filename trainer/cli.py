@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from napari_tmunet.checkpoint import CheckpointError
     from napari_tmunet.data.datasets import DatasetError
-
-    from napari_tmunet.training.engine import RunDirError
+    from napari_tmunet.training.run_folder import RunDirError
 
     try:
         return int(args.handler(args) or 0)
@@ -129,9 +128,10 @@ def _add_model_args(group) -> None:
     group.add_argument("--no-dwconv", action="store_true", default=None, help="ablation: no DWConv")
     group.add_argument(
         "--pooling",
-        choices=("released", "spatial"),
-        help="multi-scale pooling over the token and channel axes as the released code "
-        "(default; 87.6 vs 74.7 test Dice on CVC-ClinicDB) or over the 2-D feature map",
+        choices=("token_channel", "spatial", "released"),
+        help="multi-scale pooling windows over scan positions x channels, as the released "
+        "code (token_channel, default; 'released' is its earlier name) or over the 2-D "
+        "feature map (spatial)",
     )
     group.add_argument("--skip", choices=("add", "concat"), help="decoder skips (default add)")
     group.add_argument(
@@ -208,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--mode",
-        choices=("resize", "crop"),
-        help="resize whole images (paper) or random crops at native resolution "
-        "with sliding-window evaluation (for few large images, e.g. MoNuSeg)",
+        choices=("resize", "tile", "crop"),
+        help="resize whole images (paper) or tile: random crops at native resolution "
+        "with sliding-window evaluation (for few large images, e.g. MoNuSeg; 'crop' is "
+        "its earlier name)",
     )
     g.add_argument("--mean", type=float, nargs="+", help="normalisation mean (default ImageNet)")
     g.add_argument("--std", type=float, nargs="+", help="normalisation std (default ImageNet)")
@@ -238,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dice-weight", type=float, help="lambda2 of the loss (default 1)")
     g.add_argument("--seed", type=int, help="seed of initialisation and augmentation (default 0)")
     g.add_argument("--no-amp", action="store_true", default=None, help="no bf16 autocast on CUDA")
+    g.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        default=None,
+        help="run each step eagerly instead of replaying a CUDA graph (one GPU)",
+    )
     g.add_argument(
         "--no-sync-bn",
         action="store_true",
@@ -292,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split-file", help="split JSON (default: split.json beside the checkpoint)")
     ev.add_argument("--split-seed", type=int, help="random split seed when there is no split file")
     ev.add_argument("--part", choices=("test", "valid", "train", "all"), default="test")
-    ev.add_argument("--mode", choices=("resize", "crop"), help="default: as trained")
+    ev.add_argument("--mode", choices=("resize", "tile", "crop"), help="default: as trained")
     ev.add_argument("--out", help="output folder (default: the checkpoint's folder)")
     ev.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     ev.add_argument("--batch-size", type=int, default=8)
@@ -404,6 +411,7 @@ def _data_source(args) -> tuple[str | None, str | None]:
 
 _FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
     "no_amp": ("amp", lambda v: not v),
+    "no_cuda_graphs": ("cuda_graphs", lambda v: not v),
     "no_sync_bn": ("sync_bn", lambda v: not v),
     "no_test": ("test", lambda v: not v),
     "no_efficiency": ("efficiency", lambda v: not v),
@@ -423,7 +431,7 @@ _MODEL_FIELDS = {  # argparse dest -> ModelConfig override
 
 def fit_config(args) -> tuple[object, Path]:
     """TrainConfig and run folder from parsed ``fit`` arguments."""
-    from napari_tmunet.training.engine import TrainConfig
+    from napari_tmunet.training.config import TrainConfig
 
     base: dict = {}
     run_dir = Path(args.run_dir) if args.run_dir else None
@@ -463,7 +471,7 @@ def fit_config(args) -> tuple[object, Path]:
     if not config.data:
         raise ValueError("no dataset: pass --preset NAME or --data PATH (see --help)")
     if run_dir is None:
-        from napari_tmunet.training.engine import dataset_label
+        from napari_tmunet.training.run_folder import dataset_label
 
         parts = [dataset_label(config), config.arch]
         if config.arch == "tmunet":
@@ -474,8 +482,8 @@ def fit_config(args) -> tuple[object, Path]:
         for key in ("pooling", "skip", "scan"):
             if key in config.model:
                 parts.append(str(config.model[key]))
-        if config.mode == "crop":
-            parts.append("crop")
+        if config.mode == "tile":
+            parts.append("tile")
         run_dir = Path("runs") / ("-".join(parts) + f"-seed{config.split_seed}")
     return config, run_dir
 
@@ -487,8 +495,28 @@ def cmd_fit(args) -> int:
     with stop_on_interrupt() as stop_event:
         result = fit(config, run_dir, stop_event=stop_event)
     if int(os.environ.get("RANK", "0")) == 0:
+        if config.efficiency and not result["stopped"]:
+            result["efficiency"] = _add_efficiency(config, Path(result["run_dir"]))
         _print_result(result)
     return 0
+
+
+def _add_efficiency(config, run_dir: Path) -> dict:
+    """Params, MACs, FLOPs and speed of the run's best model, added to summary.json."""
+    from napari_tmunet.checkpoint import load_checkpoint
+    from napari_tmunet.options import resolve_device
+    from napari_tmunet.storage import jsonable, write_json
+
+    from .efficiency import measure_efficiency
+
+    best = run_dir / "best.pt" if (run_dir / "best.pt").is_file() else run_dir / "last.pt"
+    device = resolve_device(config.device)
+    eff = jsonable(measure_efficiency(load_checkpoint(best, device).model, config.size, device))
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary["efficiency"] = eff
+    write_json(path, summary)
+    return eff
 
 
 @contextlib.contextmanager
@@ -575,12 +603,14 @@ def cmd_cache(args) -> int:
 
 def cmd_evaluate(args) -> int:
 
-    from napari_tmunet.storage import write_json
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.data.datasets import load_split, make_split
+    from napari_tmunet.evaluation import evaluate
     from napari_tmunet.inference import resolve_device
-
-    from napari_tmunet.training.engine import TrainConfig, dataset_label, evaluate, load_dataset
+    from napari_tmunet.storage import write_json
+    from napari_tmunet.training.config import TrainConfig
+    from napari_tmunet.training.run_data import load_dataset
+    from napari_tmunet.training.run_folder import dataset_label
 
     ckpt_path = Path(args.checkpoint)
     device = resolve_device(args.device)
@@ -680,12 +710,13 @@ def cmd_report(args) -> int:
 
 def cmd_efficiency(args) -> int:
 
-    from napari_tmunet.storage import jsonable, write_json
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.inference import resolve_device
     from napari_tmunet.model import build_model
+    from napari_tmunet.storage import jsonable, write_json
+    from napari_tmunet.training.config import TrainConfig
 
-    from napari_tmunet.training.engine import TrainConfig, measure_efficiency
+    from .efficiency import measure_efficiency
 
     device = resolve_device(args.device)
     if args.checkpoint:
@@ -716,7 +747,8 @@ def cmd_efficiency(args) -> int:
 
 def cmd_demo(args) -> int:
     """Train variant t at 64x64 for a few dozen steps, evaluate, print the tables."""
-    from napari_tmunet.training.engine import TrainConfig, fit
+    from napari_tmunet.training import TrainConfig, fit
+
     from .report import collect_runs, render_report
 
     stamp = time.strftime("%Y%m%d-%H%M%S")

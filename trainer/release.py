@@ -29,13 +29,13 @@ import torch
 
 from napari_tmunet import __version__
 from napari_tmunet._sample_data import SAMPLES, load_sample
-from napari_tmunet.storage import write_json
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
-from napari_tmunet.config import ModelConfig
+from napari_tmunet.config import ModelConfig, topology_changes
 from napari_tmunet.inference import run_to_completion, segment
 from napari_tmunet.metrics import dice_score
+from napari_tmunet.storage import write_json
+from napari_tmunet.training.config import TrainConfig
 from trainer.cli import PRESETS
-from napari_tmunet.training.engine import TrainConfig, topology_changes
 from trainer.report import canonical_dataset, test_result
 
 ROOT = Path(__file__).resolve().parents[1]

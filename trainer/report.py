@@ -83,7 +83,7 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        from napari_tmunet.training.engine import model_label
+        from napari_tmunet.config import model_label
 
         return model_label(self.model)
 
@@ -134,7 +134,8 @@ def load_run(run_dir: str | os.PathLike) -> RunResult | None:
     test = test_result(run_dir)
     if not test:
         return None
-    from napari_tmunet.training.engine import TrainConfig, dataset_label
+    from napari_tmunet.training.config import TrainConfig
+    from napari_tmunet.training.run_folder import dataset_label
 
     info_path = run_dir / "run_info.json"
     if info_path.is_file():
@@ -220,7 +221,7 @@ def _group(runs: Iterable[RunResult], key) -> dict:
 def _is_default_tmunet(mc: ModelConfig, channels: bool = True, switches: bool = True) -> bool:
     """A TM-UNet with the default topology up to its pooling axes (shown in the tables),
     optionally with any channels / any switches."""
-    from napari_tmunet.training.engine import topology_changes
+    from napari_tmunet.config import topology_changes
 
     if mc.arch != "tmunet":
         return False

@@ -37,7 +37,7 @@ class DWConvBNReLU(nn.Module):
 class MultiScalePooling(nn.Module):
     """PoolFormer-style multi-scale token mixing: sum_k (AvgPool_k(y) - y).
 
-    ``axes="released"`` (default) averages (B, N, C) tokens over k x k windows of the
+    ``axes="token_channel"`` (default) averages (B, N, C) tokens over k x k windows of the
     (N, C) plane of each sample, as the released code's ``AvgPool2d`` on the token tensor
     does: neighbouring scan positions and neighbouring channels. ``axes="spatial"``
     averages k x k windows of the 2-D feature map (the paper's text). Windows are clipped
@@ -45,14 +45,14 @@ class MultiScalePooling(nn.Module):
     gives the same mean as one k x k window at 2k instead of k^2 reads.
     """
 
-    def __init__(self, pool_sizes: tuple[int, ...], axes: str = "released"):
+    def __init__(self, pool_sizes: tuple[int, ...], axes: str = "token_channel"):
         super().__init__()
         self.axes = axes
         self.pool_sizes = tuple(pool_sizes)
 
     def forward(self, y: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         B, N, C = y.shape
-        if self.axes == "released":
+        if self.axes == "token_channel":
             return sum(_box_mean(y, k) - y for k in self.pool_sizes)  # over (N, C) per sample
         img = y.transpose(1, 2).reshape(B, C, *hw)  # (B, C, H, W)
         mixed = sum(_box_mean(img, k) - img for k in self.pool_sizes)
@@ -73,7 +73,7 @@ class MultiScaleTokenMemory(nn.Module):
         dim: channels C.
         num_heads: mLSTM heads.
         use_xlstm, use_pooling, use_dwconv: Table 2 ablation switches.
-        pooling: "released" (token and channel axes) or "spatial" (2-D map) pooling.
+        pooling: "token_channel" (token and channel axes) or "spatial" (2-D map) pooling.
         scan: "alternate" (two single-direction layers) or "fused" (eq. 5-6).
         dwconv_order: DWConv "after" each xLSTM layer (released) or "before" (eq. 7).
     """
@@ -85,7 +85,7 @@ class MultiScaleTokenMemory(nn.Module):
         use_xlstm: bool = True,
         use_pooling: bool = True,
         use_dwconv: bool = True,
-        pooling: str = "released",
+        pooling: str = "token_channel",
         pool_sizes: tuple[int, ...] = (5, 9, 13),
         scan: str = "alternate",
         dwconv_order: str = "after",

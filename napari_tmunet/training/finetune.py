@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from .. import registry
-from ..storage import atomic_path, write_json
 from ..data.images import write_mask
+from ..storage import atomic_path, write_json
 
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
@@ -244,9 +244,8 @@ def evaluation_periods(steps: int) -> int:
 
 def make_config(job: FinetuneJob, checkpoint, start_path: Path):
     """The engine's TrainConfig for a fresh fine-tuning run of ``job``."""
-    from napari_tmunet.training.engine import TrainConfig
-
     from ..config import VARIANTS
+    from .config import TrainConfig
 
     mc = checkpoint.model_config
     variant = next((k for k, v in VARIANTS.items() if tuple(v) == tuple(mc.channels)), "b")
@@ -261,7 +260,7 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
         init_checkpoint=str(Path(start_path).resolve()),
         num_classes=mc.num_classes,
         size=tuple(checkpoint.input_config.size),
-        mode="crop",
+        mode="tile",
         steps=job.steps,
         epochs=evaluation_periods(job.steps),
         batch_size=job.batch_size,
@@ -281,9 +280,9 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
 
 def held_out_scores(model, samples, input_config, device) -> dict[str, float]:
     """Dice, IoU, HD, HD95 at native resolution on the held-out samples (sliding window)."""
-    from napari_tmunet.training.engine import evaluate
+    from ..evaluation import evaluate
 
-    agg = evaluate(model, samples, input_config, "crop", device=device, batch_size=4).aggregate()
+    agg = evaluate(model, samples, input_config, "tile", device=device, batch_size=4).aggregate()
     return {
         key: float(agg[f"native_{key}_mean"])
         for key in ("dice", "iou", "precision", "recall", "hd", "hd95")
@@ -311,11 +310,12 @@ def run_finetune(
     """
     import torch
 
-    from napari_tmunet.training.engine import TrainConfig, decode_folder, fit
-
     from ..checkpoint import CheckpointError, load_checkpoint
     from ..config import InputConfig
+    from ..data.datasets import decode_folder
     from ..inference import resolve_device
+    from .config import TrainConfig
+    from .engine import fit
 
     callbacks = dict(callbacks or {})
     phase = callbacks.get("on_phase") or (lambda text: None)

@@ -133,7 +133,8 @@ class TrainStep:
         The warm-up steps that CUDA graphs need run on copies of the state, so a capture
         changes neither the weights nor the optimiser's moments.
         """
-        static = (x.clone(), y.clone(), torch.ones((), device=x.device), torch.ones((), device=x.device))
+        one = torch.ones((), device=x.device)
+        static = (x.clone(), y.clone(), one.clone(), one.clone())  # x, y, scale, 1 / batch
         saved = _snapshot(self.model, self.optimizer)
         accumulators = (self.loss_sum.clone(), self.nonfinite.clone())
         side = torch.cuda.Stream()

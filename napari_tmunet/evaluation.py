@@ -1,0 +1,198 @@
+"""Scoring a model on labelled images exactly as the plugin predicts them.
+
+:func:`evaluate` predicts through ``napari_tmunet.inference`` (the same input mapping,
+resizing, sliding window and foreground probability as Segment) and scores with
+``napari_tmunet.metrics``; the trainer's test and fine-tuning's held-out scores use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import InputConfig
+from .inference import (
+    FrameInput,
+    foreground_probability,
+    forward_logits,
+    resize,
+    resize_mask,
+    run_to_completion,
+    sliding_window,
+)
+from .metrics import PER_IMAGE_KEYS, SegmentationMetrics
+from .options import canonical_mode
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class Evaluation(SegmentationMetrics):
+    """Per-image metrics at the evaluation size (the paper's 512 x 512) + native column.
+
+    The inherited rows/aggregate are the metrics at ``size``; ``native`` holds the same
+    metrics at each image's own resolution. ``aggregate()`` returns both, the native ones
+    prefixed ``native_``; ``to_csv`` writes one row per image with both.
+    """
+
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = tuple(size)
+        self.native = SegmentationMetrics()
+        self.shapes: list[tuple[int, int]] = []
+
+    def add(self, name: str, pred_size, ref_size, pred_native, ref_native) -> dict:
+        row = self.update(pred_size, ref_size, name=name)
+        native = self.native.update(pred_native, ref_native, name=name)
+        self.shapes.append(tuple(ref_native.shape))
+        return {**row, **{f"native_{k}": v for k, v in native.items() if k != "name"}}
+
+    def reset(self) -> None:
+        super().reset()
+        self.native.reset()
+        self.shapes.clear()
+
+    def aggregate(self) -> dict:
+        result = super().aggregate()
+        native = self.native.aggregate()
+        result.update({f"native_{k}": v for k, v in native.items() if k != "count"})
+        result["size"] = list(self.size)
+        return result
+
+    def per_image(self) -> list[dict]:
+        rows = []
+        for row, native, shape in zip(
+            super().per_image(), self.native.per_image(), self.shapes, strict=True
+        ):
+            row.update({f"native_{k}": v for k, v in native.items() if k != "name"})
+            row["height"], row["width"] = shape
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        import csv
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = [*PER_IMAGE_KEYS, *(f"native_{k}" for k in PER_IMAGE_KEYS[1:]), "height", "width"]
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.per_image())
+        return path
+
+
+PAPER_TEST_SIZE = (512, 512)  # the paper scores every test image at 512 x 512
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    samples: Sequence,
+    input_config: InputConfig,
+    mode: str = "resize",
+    *,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    batch_size: int = 8,
+    overlap: float = 0.25,
+    progress: bool = False,
+) -> Evaluation:
+    """Score a model on (name, image, mask) samples (e.g. ``NativeCache`` items).
+
+    The prediction is the plugin's (``napari_tmunet.inference``), building block for
+    building block: the same input mapping (``FrameInput``), resizing, forward pass and
+    foreground probability, thresholded at ``input_config.threshold``. "resize" (paper):
+    the image is resized to ``input_config.size`` and the mask compared with the mask
+    resized to that size; the native column resizes the logits back to the image's size.
+    "tile": ``inference.sliding_window`` at native resolution (windows of
+    ``input_config.size``, Gaussian blending, as the plugin's tile mode); the main column
+    resizes that probability to 512 x 512 (``PAPER_TEST_SIZE``, the paper's test
+    resolution), so crop and resize models are scored alike. Dice/IoU without smoothing, HD/HD95
+    in pixels, an empty prediction on a non-empty mask scores HD = image diagonal and is
+    counted (see ``napari_tmunet.metrics``).
+
+    Args:
+        model: the model (DDP wrapper accepted); put in eval mode and restored after.
+        samples: items with ``name``, ``image`` ((H, W[, C]) array), ``mask`` ((H, W)
+            bool), or (name, image, mask) tuples.
+        amp: bf16 autocast; default on for CUDA.
+        batch_size: images (resize) or windows (crop) per forward pass.
+    Returns:
+        An :class:`Evaluation` (a ``SegmentationMetrics`` with a ``native`` column).
+    """
+    mode = canonical_mode(mode)
+    net = getattr(model, "module", model)
+    was_training = net.training
+    net.eval()
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    amp = device.type == "cuda" if amp is None else amp
+    channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
+    size = tuple(input_config.size)
+    eval_size = size if mode == "resize" else PAPER_TEST_SIZE
+    threshold = input_config.threshold
+    result = Evaluation(eval_size)
+
+    def probability(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
+        return foreground_probability(forward_logits(net, x, amp))[:, None]
+
+    def prepare(sample) -> tuple[str, FrameInput, np.ndarray]:
+        name, image, mask = _sample_fields(sample)
+        frame = FrameInput(image, channels, input_config)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != frame.hw:
+            raise ValueError(f"sample {name}: image is {frame.hw} but mask is {mask.shape}")
+        return name, frame, mask
+
+    def score(name: str, prob_size: torch.Tensor, prob_native: torch.Tensor, mask: np.ndarray):
+        """Probabilities (h, w) at the evaluation size and (H, W) at the image's."""
+        ref_size = resize_mask(torch.from_numpy(mask)[None, None], eval_size)[0, 0]
+        result.add(
+            name,
+            (prob_size > threshold).cpu().numpy(),
+            ref_size.numpy(),
+            (prob_native > threshold).cpu().numpy(),
+            mask,
+        )
+
+    try:
+        items = list(samples)
+        if mode == "tile":
+            for sample in _progress(items, len(items), "evaluate", progress):
+                name, frame, mask = prepare(sample)
+                windows = sliding_window(
+                    probability, frame, size, overlap, batch_size, "gaussian", device
+                )
+                prob = run_to_completion(windows)  # (1, 1, H, W)
+                score(name, resize(prob, eval_size)[0, 0], prob[0, 0], mask)
+        else:
+            bar = _progress(
+                range(0, len(items), batch_size), -(-len(items) // batch_size), "evaluate", progress
+            )
+            for start in bar:
+                prepared = [prepare(s) for s in items[start : start + batch_size]]
+                x = torch.cat([frame.resized(device) for _, frame, _ in prepared])
+                logits = forward_logits(net, x, amp)  # (n, K, h, w)
+                for (name, frame, mask), lg in zip(prepared, logits, strict=True):
+                    native = foreground_probability(resize(lg[None], frame.hw))[0]
+                    score(name, foreground_probability(lg[None])[0], native, mask)
+    finally:
+        net.train(was_training)
+    return result
+
+
+def _sample_fields(sample) -> tuple[str, np.ndarray, np.ndarray]:
+    if hasattr(sample, "image") and hasattr(sample, "mask"):
+        return str(getattr(sample, "name", "")), sample.image, sample.mask
+    name, image, mask = sample
+    return str(name), image, mask

@@ -1,0 +1,51 @@
+"""The choices that several parts of napari-tmunet share, each written down once.
+
+Devices, inference/training modes and modality names: the widgets, the CLIs, the
+trainer and the checkpoints all take their values from here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when a device is resolved, not at plugin load
+    import torch
+
+DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
+
+# "resize": the whole image resized to the model's input size (the paper);
+# "tile": overlapping tiles at native resolution, blended (training: random crops).
+MODES: tuple[str, ...] = ("resize", "tile")
+# Older names still read from run folders, checkpoints, plan files and the command line.
+MODE_ALIASES: dict[str, str] = {"crop": "tile"}
+
+MODALITIES: tuple[str, ...] = ("colonoscopy", "nuclei", "ultrasound")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={device!r} but CUDA is not available (no GPU, or a CPU-only torch "
+                "build); choose 'auto' or 'cpu'."
+            )
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device={device!r}: expected one of {DEVICES}.")
+
+
+def canonical_mode(mode: str) -> str:
+    """``mode`` with an old name replaced ("crop" -> "tile"); an unknown mode is an error."""
+    mode = MODE_ALIASES.get(str(mode), str(mode))
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
+    return mode

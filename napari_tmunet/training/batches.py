@@ -1,0 +1,167 @@
+"""Training batches made on the device from images kept there.
+
+Every image is mapped to the model's input once, at the start, by the plugin's own input
+path (``inference.FrameInput``: intensity rule, channels, normalisation), and kept on
+the training device as float16 with its mask:
+
+- "resize": resized to the model's input size, (N, C, h, w); a batch is a gather.
+- "tile": at native resolution, one (C, H, W) tensor per image; a batch is random crops
+  (zero padding, the mean colour, where an image is smaller than the crop).
+
+Flips and 90-degree turns are applied to the whole batch with device-side choices.
+The random draws of a whole period are computed on the host (``Schedule``) and copied
+to the device once per period, so making a batch never waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import InputConfig
+from ..inference import FrameInput, resize_mask
+from .schedule import Schedule
+
+logger = logging.getLogger(__name__)
+STORE_DTYPE = torch.float16  # mapped inputs: 11-bit mantissa, finer than an 8-bit image
+
+
+@dataclass
+class Augment:
+    """Flip probabilities and 90-degree turns of the training batches."""
+
+    hflip: float = 0.0
+    vflip: float = 0.0
+    rot90: bool = False
+
+
+class TrainingImages:
+    """Mapped training images and masks on ``store``, batches on ``device``.
+
+    Args:
+        items: samples with ``image`` ((H, W[, C]) array) and ``mask`` ((H, W) bool).
+        channels: the model's input channels.
+        input_config: the model's input size and normalisation.
+        mode: "resize" or "tile".
+        device: where batches are made (the training device).
+        store: where the mapped images are kept (default ``device``).
+    """
+
+    def __init__(
+        self,
+        items: Sequence,
+        channels: int,
+        input_config: InputConfig,
+        mode: str,
+        device: torch.device,
+        store: torch.device | None = None,
+    ):
+        self.mode, self.device = mode, device
+        self.size = tuple(input_config.size)
+        store = store or device
+        frames = [FrameInput(item.image, channels, input_config) for item in items]
+        masks = [torch.from_numpy(np.asarray(item.mask, dtype=bool))[None] for item in items]
+        if mode == "resize":  # (N, C, h, w), (N, 1, h, w)
+            self.images = torch.cat([f.resized(store).to(STORE_DTYPE) for f in frames])
+            self.masks = torch.cat([resize_mask(m[None].to(store), self.size) for m in masks])
+        else:  # lists of (C, H, W), (1, H, W)
+            self.images = [_full_frame(f).to(store, STORE_DTYPE) for f in frames]
+            self.masks = [m.to(store) for m in masks]
+
+    @staticmethod
+    def nbytes(items: Sequence, channels: int, input_config: InputConfig, mode: str) -> int:
+        """Bytes the mapped images of ``items`` will take."""
+        if mode == "resize":
+            h, w = input_config.size
+            return len(items) * (channels * 2 + 1) * h * w
+        return sum(np.asarray(i.mask).size * (channels * 2 + 1) for i in items)
+
+    def batches(
+        self, schedule: Schedule, start: int, end: int, rank: int, world: int, augment: Augment
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """(x, y, global batch size) for steps ``start`` .. ``end - 1`` of this rank.
+
+        x: normalised (n, C, h, w) float32; y: (n, 1, h, w) float32 0/1.
+        """
+        plan = [schedule.indices(s) for s in range(start, end)]
+        draws = [schedule.draws(s, len(ix)) for s, ix in zip(range(start, end), plan, strict=True)]
+        mine = slice(rank, None, world)
+        counts = [len(ix[mine]) for ix in plan]
+        flat_ix = np.concatenate([np.asarray(ix[mine], dtype=np.int64) for ix in plan])
+        flat_draws = np.concatenate([d[mine] for d in draws]).astype(np.float32)  # (n, 5)
+        ix_dev = torch.from_numpy(flat_ix).to(self.device)  # one copy per period
+        draws_dev = torch.from_numpy(flat_draws).to(self.device)
+        offset = 0
+        for count, ix in zip(counts, plan, strict=True):
+            rows = slice(offset, offset + count)
+            offset += count
+            x, y = self._make(flat_ix[rows], flat_draws[rows], ix_dev[rows], draws_dev[rows])
+            yield (*_augment(x, y, draws_dev[rows], augment), len(ix))
+
+    def batch(self, indices: Sequence[int], draws: np.ndarray, augment: Augment):
+        """(x, y) of the samples ``indices`` with the (n, 5) uniforms ``draws``.
+
+        Columns of ``draws``: horizontal flip, vertical flip, turn, crop y, crop x.
+        """
+        ix, draws = np.asarray(indices, dtype=np.int64), np.asarray(draws, dtype=np.float32)
+        draws_dev = torch.from_numpy(draws).to(self.device)
+        x, y = self._make(ix, draws, torch.from_numpy(ix).to(self.device), draws_dev)
+        return _augment(x, y, draws_dev, augment)
+
+    def _make(self, ix, draws, ix_dev, draws_dev) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mode == "resize":
+            return self._gather(ix_dev)
+        return self._crops(ix, draws)
+
+    def _gather(self, ix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ix = ix.to(self.images.device)
+        x = self.images.index_select(0, ix).to(self.device, torch.float32, non_blocking=True)
+        y = self.masks.index_select(0, ix).to(self.device, torch.float32, non_blocking=True)
+        return x, y
+
+    def _crops(self, ix: np.ndarray, draws: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = self.size
+        xs, ys = [], []
+        for i, (uy, ux) in zip(ix, draws[:, 3:5], strict=True):
+            img, msk = self.images[i], self.masks[i]
+            H, W = img.shape[-2:]
+            y0, x0 = int(uy * (max(H - h, 0) + 1)), int(ux * (max(W - w, 0) + 1))
+            pad = (0, max(w - W, 0), 0, max(h - H, 0))  # zeros: the mean colour
+            xs.append(F.pad(img[:, y0 : y0 + h, x0 : x0 + w], pad))
+            ys.append(F.pad(msk[:, y0 : y0 + h, x0 : x0 + w], pad))
+        x = torch.stack(xs).to(self.device, torch.float32, non_blocking=True)
+        y = torch.stack(ys).to(self.device, torch.float32, non_blocking=True)
+        return x, y
+
+
+def _full_frame(frame: FrameInput) -> torch.Tensor:
+    """The whole frame as a normalised (C, H, W) tensor (the plugin's mapping)."""
+    H, W = frame.hw
+    return torch.from_numpy(frame.crop(0, 0, H, W))
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, augment: Augment):
+    """Per-sample flips and 90-degree turns chosen by ``draws`` (n, 5) uniforms.
+
+    Columns: horizontal flip, vertical flip, turn. A square batch turns by 0-3 quarter
+    turns, a non-square one by 0 or 2 (its shape must not change).
+    """
+    n = x.shape[0]
+    for dim, column, p in ((-1, 0, augment.hflip), (-2, 1, augment.vflip)):
+        if p > 0:
+            chosen = (draws[:, column] < p).view(n, 1, 1, 1)
+            x = torch.where(chosen, x.flip(dim), x)
+            y = torch.where(chosen, y.flip(dim), y)
+    if augment.rot90:
+        square = x.shape[-1] == x.shape[-2]
+        turns = (draws[:, 2] * (4 if square else 2)).long() * (1 if square else 2)  # (n,)
+        for k in (1, 2, 3) if square else (2,):
+            chosen = (turns == k).view(n, 1, 1, 1)
+            x = torch.where(chosen, torch.rot90(x, k, (-2, -1)), x)
+            y = torch.where(chosen, torch.rot90(y, k, (-2, -1)), y)
+    return x.contiguous(), y.contiguous()

@@ -1,0 +1,229 @@
+"""The configuration of a training run (``config.json``): :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..config import ARCHITECTURES, VARIANTS, InputConfig, ModelConfig
+from ..inference import MAX_OVERLAP
+from ..options import DEVICES, MODE_ALIASES, MODES
+
+# Fields that may differ between a run and its resumption (they do not change results).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "steps",
+        "resume",
+        "overwrite",
+        "device",
+        "num_workers",
+        "progress",
+        "eval_batch_size",
+        "test",
+        "efficiency",
+        "data",
+        "dataset_name",
+        "cuda_graphs",
+    }
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as ``config.json`` and in checkpoints.
+
+    Attributes:
+        data: dataset folder (``images/`` + ``masks/``) or a NativeCache ``.npz`` file.
+        dataset_name: label in reports (default: the folder or file name).
+        split_file: JSON split (``{"train", "valid", "test"}``); without "valid", one is
+            carved from train. Empty: a random 7:1:2 split from ``split_seed``.
+        split_seed: seed of the random split (and of a carved validation part).
+        official_split: use ``train.txt`` / ``test.txt`` of the dataset folder (MoNuSeg's
+            official 30/14), validation carved from train.
+        split_ratios: train, valid, test fractions of a random split.
+        skip_bad: leave unreadable or mismatched pairs out (with a summary).
+        max_images: use only the first N pairs in natural name order (0 = all).
+        arch: "tmunet" or "unet".
+        variant: TM-UNet channel variant "t", "s" or "b" (Table 3).
+        model: ModelConfig overrides, e.g. {"use_xlstm": False, "channels": [...]}.
+        init_checkpoint: start from these weights (fine-tuning); model config and
+            normalisation come from the checkpoint.
+        in_channels: 1 or 3; 0 picks 1 when every image is grey, else 3.
+        num_classes: 1 (sigmoid, BCE) or N >= 2 (softmax, CE; class 0 is background).
+        size: (H, W) model input: the resize target ("resize") or the crop ("tile").
+        mode: "resize" (paper: whole images resized to ``size``) or "tile" (random
+            crops at native resolution, sliding-window evaluation; "crop" is read as
+            "tile", its earlier name).
+        mean, std: normalisation after mapping to [0, 1]; empty = ImageNet statistics.
+        epochs: epochs (epoch mode) or the number of periods of a step run.
+        steps: optimiser steps of a step run; 0 = epoch mode.
+        batch_size: GLOBAL batch size (split over DDP ranks).
+        lr, gamma, weight_decay: Adam learning rate, ExponentialLR factor, L2 weight decay.
+        adam_eps: Adam's epsilon (PyTorch default 1e-8).
+        lr_decay_every: period length in steps (0: an epoch, or steps / epochs).
+        grad_clip: clip the gradient norm to this (0 = off; the paper does not clip).
+        ce_weight, dice_weight: lambda1, lambda2 of the loss.
+        hflip, vflip: flip probabilities; rot90: random multiples of 90 degrees.
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        cuda_graphs: replay each training step from a CUDA graph (one GPU; ignored on
+            the CPU and under DDP).
+        sync_bn: synchronise BatchNorm statistics over DDP ranks (see module docstring).
+        seed: seed of initialisation and of the data pipeline.
+        device: "auto" (CUDA if available), "cuda" or "cpu".
+        num_workers: threads that decode the dataset.
+        eval_every: evaluate every N periods (the last period is always evaluated).
+        eval_batch_size: images (resize) or windows (crop) per forward in evaluation.
+        overlap: sliding-window overlap fraction in crop mode.
+        test: evaluate the best checkpoint on the test split at the end.
+        efficiency: measure params/MACs/FLOPs/FPS at the end.
+        progress: tqdm progress bars on rank 0.
+        resume: continue the run in ``run_dir`` from ``last.pt``.
+        overwrite: start a new run in a non-empty ``run_dir``; the old files are moved
+            to ``run_dir/previous-<time>/`` (nothing is deleted).
+    """
+
+    data: str = ""
+    dataset_name: str = ""
+    split_file: str = ""
+    split_seed: int = 0
+    official_split: bool = False
+    split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    skip_bad: bool = False
+    max_images: int = 0
+    arch: str = "tmunet"
+    variant: str = "b"
+    model: dict = field(default_factory=dict)
+    init_checkpoint: str = ""
+    in_channels: int = 0
+    num_classes: int = 1
+    size: tuple[int, int] = (512, 512)
+    mode: str = "resize"
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    epochs: int = 200
+    steps: int = 0
+    batch_size: int = 16
+    lr: float = 1e-4
+    gamma: float = 0.98
+    lr_decay_every: int = 0
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    grad_clip: float = 0.0
+    ce_weight: float = 2.0
+    dice_weight: float = 1.0
+    hflip: float = 0.25
+    vflip: float = 0.0
+    rot90: bool = False
+    amp: bool = True
+    cuda_graphs: bool = True
+    sync_bn: bool = True
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 4
+    eval_every: int = 1
+    eval_batch_size: int = 8
+    overlap: float = 0.25
+    test: bool = True
+    efficiency: bool = True
+    progress: bool = True
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        self.size = _pair(self.size, "size")
+        self.split_ratios = tuple(float(r) for r in self.split_ratios)
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+        self.model = dict(self.model or {})
+        self.data = str(self.data)
+        problems = []
+        self.mode = MODE_ALIASES.get(self.mode, self.mode)
+        if self.mode not in MODES:
+            problems.append(f"mode={self.mode!r}: expected one of {MODES}")
+        if self.arch not in ARCHITECTURES:
+            problems.append(f"arch={self.arch!r}: expected one of {ARCHITECTURES}")
+        if self.arch == "tmunet" and self.variant not in VARIANTS:
+            problems.append(f"variant={self.variant!r}: expected one of {sorted(VARIANTS)}")
+        if self.device not in DEVICES:
+            problems.append(f"device={self.device!r}: expected one of {DEVICES}")
+        if self.epochs < 1:
+            problems.append(f"epochs={self.epochs}: expected >= 1")
+        if self.steps < 0 or self.batch_size < 1:
+            problems.append(
+                f"steps={self.steps}, batch_size={self.batch_size}: expected >= 0, >= 1"
+            )
+        if self.lr <= 0 or not 0 < self.gamma <= 1:
+            problems.append(f"lr={self.lr}, gamma={self.gamma}: expected lr > 0, 0 < gamma <= 1")
+        for name in ("hflip", "vflip"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name}={getattr(self, name)}: expected a probability in [0, 1]")
+        if not 0 <= self.overlap <= MAX_OVERLAP:
+            problems.append(f"overlap={self.overlap}: expected 0 <= overlap <= {MAX_OVERLAP}")
+        if self.in_channels not in (0, 1, 3):
+            problems.append(f"in_channels={self.in_channels}: expected 0 (auto), 1 or 3")
+        if len(self.mean) != len(self.std):
+            problems.append(f"mean={self.mean}, std={self.std}: expected equal lengths")
+        if self.eval_every < 1 or self.eval_batch_size < 1 or self.lr_decay_every < 0:
+            problems.append("eval_every and eval_batch_size must be >= 1, lr_decay_every >= 0")
+        if self.resume and self.overwrite:
+            problems.append("resume and overwrite exclude each other: pick one")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        """Plain dict of builtins (lists, not tuples): JSON and ``weights_only`` safe."""
+        d = asdict(self)
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = list(value)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Rebuild from ``to_dict()``; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"training config has unknown keys {unknown}; known keys: {sorted(known)}"
+            )
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        """Read a ``config.json``."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"training config {path} does not exist") from None
+
+    def model_config(self, in_channels: int) -> ModelConfig:
+        """The ModelConfig this training config asks for (ignoring ``init_checkpoint``)."""
+        base = ModelConfig.unet() if self.arch == "unet" else ModelConfig.variant(self.variant)
+        values = base.to_dict()
+        values.update(self.model)
+        values.update(arch=self.arch, in_channels=in_channels, num_classes=self.num_classes)
+        return ModelConfig.from_dict(values)
+
+    def input_config(self, in_channels: int) -> InputConfig:
+        """The InputConfig (size and normalisation) for ``in_channels`` channels."""
+        if self.mean:
+            if len(self.mean) != in_channels:
+                raise ValueError(
+                    f"mean/std have {len(self.mean)} values but the model takes {in_channels} "
+                    "channels; give one value per channel"
+                )
+            return InputConfig(size=self.size, mean=self.mean, std=self.std)
+        return InputConfig.for_channels(in_channels, size=self.size)
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int | float):
+        value = (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) < 32:
+        raise ValueError(f"{name}={value}: expected (H, W) or one number, each >= 32")
+    return value

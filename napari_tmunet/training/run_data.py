@@ -1,0 +1,70 @@
+"""The dataset and the train/valid/test split of a training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.datasets import (
+    DatasetError,
+    NativeCache,
+    decode_folder,
+    load_cache,
+    load_split,
+    make_split,
+    resolve_split,
+    split_from_lists,
+)
+from .config import TrainConfig
+
+
+def load_dataset(config: TrainConfig) -> NativeCache:
+    """Decode the dataset that ``config.data`` names (folder or cache file)."""
+    if not config.data:
+        raise DatasetError(
+            "no dataset given: pass a dataset folder (images/ + masks/) or a cache file "
+            "(--data PATH or --preset NAME)"
+        )
+    path = Path(config.data).expanduser()
+    if path.is_file():
+        cache = load_cache(path)
+        if config.max_images:
+            cache = cache.subset(range(min(config.max_images, len(cache))))
+        return cache
+    if path.is_dir():
+        return decode_folder(
+            path, skip_bad=config.skip_bad, max_images=config.max_images, workers=config.num_workers
+        )
+    raise DatasetError(
+        f"dataset {path} (absolute: {path.resolve()}) does not exist: pass a folder with "
+        "images/ and masks/, or a cache file made by `napari-tmunet-train cache`"
+    )
+
+
+def resolve_run_split(
+    config: TrainConfig, cache: NativeCache, existing: Path | None = None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The train/valid/test split of a run, and notes on how it was made.
+
+    Order: an existing run's ``split.json`` (resume), ``split_file``, the dataset's
+    official lists (``official_split``), else a random split from ``split_seed`` in
+    which identical images stay in one part.
+    """
+    names = list(cache.names)
+    if existing is not None and existing.is_file():
+        return load_split(existing, names, seed=config.split_seed)
+    if config.split_file:
+        return load_split(config.split_file, names, seed=config.split_seed)
+    if config.official_split:
+        root = Path(config.data)
+        train_txt, test_txt = root / "train.txt", root / "test.txt"
+        if not (train_txt.is_file() and test_txt.is_file()):
+            raise DatasetError(
+                f"official_split: {root} has no train.txt and test.txt; use a random split "
+                "or give --split-file"
+            )
+        lists = split_from_lists(train_txt, test_txt)
+        known = set(names)
+        lists = {k: [n for n in v if n in known] for k, v in lists.items()}
+        return resolve_split(lists, names, seed=config.split_seed, source=str(root))
+    split = make_split(names, config.split_seed, config.split_ratios, groups=cache.groups)
+    return split, [f"random split {config.split_ratios} with seed {config.split_seed}"]

@@ -1,0 +1,253 @@
+"""The run folder: its checks, log, metrics file, curves and provenance.
+
+Files (only rank 0 writes)::
+
+    config.json        TrainConfig as a plain dict (``TrainConfig.load`` reads it)
+    run_info.json      resolved model/input config, dataset summary, versions, world size
+    split.json         {"train": [...], "valid": [...], "test": [...]}
+    metrics.jsonl      one JSON line per period: step, epoch, train_loss, lr, time, val_*
+    curves.png         training loss and validation Dice per period
+    best.pt, last.pt   best validation Dice so far; the latest state for exact resume
+    test_metrics.csv   per test image; summary.json: test aggregate, best validation score
+    train.log          the log of every session of this run
+
+:func:`read_metrics` is the one reader of ``metrics.jsonl`` (the CLI's report, the
+release and campaign tools and the Fine-tune dock use it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..storage import atomic_path, jsonable
+from .config import RESUMABLE_CHANGES, TrainConfig
+
+logger = logging.getLogger(__name__)
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunDirError(RuntimeError):
+    """A run folder that cannot be used as asked (not empty, nothing to resume, ...)."""
+
+
+def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
+    """Check that ``run_dir`` can take the run ``cfg`` asks for; make it (rank 0 only).
+
+    A new run needs an empty (or missing) folder, unless ``overwrite``, which moves the old
+    files to ``previous-<time>/``; a resumption needs ``last.pt`` and the same settings
+    (except ``RESUMABLE_CHANGES``).
+    """
+    if cfg.resume:
+        if not (run_dir / "last.pt").is_file():
+            raise RunDirError(
+                f"cannot resume: {run_dir / 'last.pt'} does not exist (start a new run "
+                "without --resume)"
+            )
+        saved_path = run_dir / "config.json"
+        if saved_path.is_file():
+            saved = TrainConfig.load(saved_path).to_dict()
+            now = cfg.to_dict()
+            changed = sorted(
+                k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k)
+            )
+            if changed:
+                detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+                raise RunDirError(
+                    f"cannot resume {run_dir} with a different configuration ({detail}); "
+                    "resume with the saved settings or start a new run folder"
+                )
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run folder {run_dir} exists and is not a folder")
+    existing = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    # a log alone (a start that failed before training) does not make a run
+    content = [n for n in existing if n != "train.log" and not n.startswith("previous-")]
+    if content and not cfg.overwrite:
+        raise RunDirError(
+            f"run folder {run_dir} is not empty ({', '.join(existing[:6])}"
+            f"{', ...' if len(existing) > 6 else ''}); continue it with resume "
+            "(--resume), start over with overwrite (--overwrite: old files are moved "
+            "to previous-<time>/), or choose another folder"
+        )
+    if content:
+        backup = run_dir / f"previous-{datetime.now():%Y%m%d-%H%M%S}"
+        backup.mkdir()
+        for name in existing:
+            if not name.startswith("previous-"):
+                shutil.move(str(run_dir / name), str(backup / name))
+        logger.warning("moved the earlier run in %s to %s", run_dir, backup)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+class RunLog:
+    """Copies the ``napari_tmunet`` and ``trainer`` loggers' INFO lines to ``train.log``."""
+
+    def __init__(self, run_dir: Path):
+        self.handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        self.handler.setFormatter(logging.Formatter(fmt))
+        self.handler.setLevel(logging.INFO)
+        self.levels = {}
+        for name in ("trainer", "napari_tmunet"):
+            lg = logging.getLogger(name)
+            lg.addHandler(self.handler)
+            self.levels[name] = lg.level
+            if lg.getEffectiveLevel() > logging.INFO:
+                lg.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        for name, level in self.levels.items():
+            logging.getLogger(name).removeHandler(self.handler)
+            logging.getLogger(name).setLevel(level)
+        self.handler.close()
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl`` in order; [] when there is none.
+
+    A last line cut short by a crash is left out (with a warning): the run resumes from
+    ``last.pt``, whose step says which records count.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):
+                logger.warning("%s: ignoring a cut-off last line", path)
+                break
+            raise ValueError(f"{path}, line {n}: not JSON; the file is damaged") from None
+    return records
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    """Add one record to ``metrics.jsonl`` (flushed before the next checkpoint)."""
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as file:
+        file.write(json.dumps(jsonable(record)) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def write_metrics(run_dir: Path, records: Sequence[dict]) -> None:
+    """Replace ``metrics.jsonl`` with ``records`` (atomically)."""
+    with atomic_path(run_dir / METRICS_FILE) as tmp:
+        Path(tmp).write_text(
+            "".join(json.dumps(jsonable(r)) + "\n" for r in records), encoding="utf-8"
+        )
+
+
+def dataset_label(config: TrainConfig, cache=None) -> str:
+    """Name of the dataset in reports: ``dataset_name`` or the folder / file stem."""
+    if config.dataset_name:
+        return config.dataset_name
+    source = config.data or (cache.source if cache is not None else "")
+    path = Path(source)
+    return path.stem if path.suffix == ".npz" else path.name or "dataset"
+
+
+def plot_curves(records: Sequence[dict], path: str | os.PathLike) -> None:
+    """Training loss and validation Dice per period, as a PNG (matplotlib Agg, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    pts = [(r["epoch"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
+    if pts:
+        ax1.plot(*zip(*pts, strict=True), color="tab:blue")
+    ax1.set(xlabel="epoch", ylabel="training loss", title="loss (2 CE + 1 Dice)")
+    val = [(r["epoch"], r["val_dice"]) for r in records if r.get("val_dice") is not None]
+    if val:
+        ax2.plot(*zip(*val, strict=True), marker=".", color="tab:green")
+        best = max(val, key=lambda p: p[1])
+        ax2.axhline(best[1], color="grey", lw=0.8, ls="--")
+        ax2.set_title(f"validation Dice (best {best[1]:.4f})")
+    else:
+        ax2.set_title("validation Dice")
+    ax2.set(xlabel="epoch", ylabel="Dice")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def git_commit() -> str:
+    """The source checkout's commit (with "+dirty" for local changes), "" if unknown."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+dirty" if commit and dirty else "")
+
+
+def get_rng_state() -> dict:
+    """torch, CUDA, NumPy and Python RNG states as tensors and builtins (``weights_only`` safe)."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": [py_version, list(py_state), py_gauss],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`get_rng_state` returned (CUDA states only for as many GPUs)."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        s = state["numpy"]
+        np.random.set_state(
+            (
+                "MT19937",
+                s["keys"].numpy().astype(np.uint32),
+                s["pos"],
+                s["has_gauss"],
+                s["cached_gaussian"],
+            )
+        )
+    if "python" in state:
+        version, values, gauss = state["python"]
+        random.setstate((version, tuple(values), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        states = state["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)

@@ -1,0 +1,90 @@
+"""Which samples each optimiser step uses, and where the periods end (:class:`Schedule`).
+
+Every random choice of the data pipeline is drawn from a NumPy generator seeded by
+``(seed, what, epoch or step)``, never from a global RNG state, so a batch depends only
+on the seed and the step number (exact resume, any number of ranks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Schedule:
+    """Which samples each optimiser step uses, and where the periods end."""
+
+    n_train: int
+    batch_size: int
+    world_size: int
+    epochs: int
+    steps: int = 0
+    lr_decay_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n_train < self.world_size:
+            raise ValueError(
+                f"{self.n_train} training images for {self.world_size} ranks: need at least "
+                "one image per rank"
+            )
+        if self.steps:
+            self.steps_per_epoch = 0
+            every = self.lr_decay_every or 0
+            if every:
+                self.period_ends = list(range(every, self.steps, every)) + [self.steps]
+            else:
+                n = min(self.epochs, self.steps)
+                self.period_ends = sorted({round((p + 1) * self.steps / n) for p in range(n)})
+        else:
+            full, rest = divmod(self.n_train, self.batch_size)
+            # a last partial batch smaller than the number of ranks cannot be sharded
+            self.steps_per_epoch = full + (1 if rest >= self.world_size else 0)
+            if self.steps_per_epoch == 0:
+                raise ValueError("no complete batch: lower the batch size")
+            every = self.lr_decay_every or self.steps_per_epoch
+            total = self.epochs * self.steps_per_epoch
+            self.period_ends = list(range(every, total, every)) + [total]
+
+    @property
+    def total_steps(self) -> int:
+        return self.period_ends[-1]
+
+    @property
+    def periods(self) -> int:
+        return len(self.period_ends)
+
+    def period_of(self, step: int) -> int:
+        """Index of the period that step ``step`` (0-based) belongs to."""
+        for p, end in enumerate(self.period_ends):
+            if step < end:
+                return p
+        return self.periods
+
+    def epoch_of(self, step: int) -> float:
+        """Epochs (passes over the training set) completed after ``step`` steps."""
+        if self.steps_per_epoch:
+            return step / self.steps_per_epoch
+        return step * self.batch_size / self.n_train
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 1, epoch]).permutation(self.n_train)
+
+    def indices(self, step: int) -> list[int]:
+        """Global batch (sample indices) of optimiser step ``step`` (0-based)."""
+        if self.steps_per_epoch:
+            epoch, b = divmod(step, self.steps_per_epoch)
+            return self.permutation(epoch)[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+        out = []
+        for pos in range(step * self.batch_size, (step + 1) * self.batch_size):
+            epoch, i = divmod(pos, self.n_train)
+            if i == 0 or not out:
+                perm = self.permutation(epoch)
+            out.append(int(perm[i]))
+        return out
+
+    def draws(self, step: int, n: int) -> np.ndarray:
+        """(n, 5) augmentation uniforms of step ``step``."""
+        return np.random.default_rng([self.seed, 2, step]).random((n, 5))
