@@ -34,22 +34,30 @@ def combine(out: str | os.PathLike, sources: dict[str, str | os.PathLike], copy=
         The number of pairs in the combined folder.
     """
     out = Path(out)
+    placed = {sub: _existing(out / sub) for sub in ("images", "masks")}  # stem -> path
     count = 0
     for prefix, root in sources.items():
         for pair in find_pairs(root):
             name = combined_name(prefix, pair.name)
             for sub, source in (("images", pair.image_path), ("masks", pair.mask_path)):
-                _place(source.resolve(), out / sub / (name + source.suffix), copy)
+                target = out / sub / (name + source.suffix)
+                _place(source.resolve(), target, placed[sub].get(name), copy)
             count += 1
     return count
 
 
-def _place(source: Path, target: Path, copy: bool) -> None:
-    """Link or copy ``source`` to ``target``; an existing target must already be it."""
-    if target.is_symlink() or target.exists():
-        same = target.resolve() == source if target.is_symlink() else copy
+def _existing(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def _place(source: Path, target: Path, existing: Path | None, copy: bool) -> None:
+    """Link or copy ``source`` to ``target``; a file already there must be the same."""
+    if existing is not None:
+        same = existing == target and (
+            existing.resolve() == source if existing.is_symlink() else copy
+        )
         if not same:
-            raise SystemExit(f"{target} exists and is not {source}: remove it or pick another OUT")
+            raise SystemExit(f"{existing} exists and is not {source}: remove OUT or pick another")
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     if copy:
