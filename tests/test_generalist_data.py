@@ -111,3 +111,26 @@ def test_cross_eval_summary_and_samples_from_folder_and_cache(tmp_path):
     assert summary["dice_median"] == pytest.approx(0.4)
     assert (summary["below_half"], summary["zero_dice"], summary["empty_predictions"]) == (2, 1, 1)
     assert summary["empty_mask_with_prediction"] == 1
+
+
+def test_parts_split_and_join_round_trip(tmp_path):
+    import parts
+
+    data = RNG.integers(0, 256, 2_500_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "c.npz"
+    path.write_bytes(data)
+    pieces = parts.split(path, max_mib=1)
+    assert [p.stat().st_size for p in pieces] == [1 << 20, 1 << 20, 2_500_000 - (2 << 20)]
+    path.unlink()
+    pieces[1].write_bytes(pieces[1].read_bytes()[:-1] + b"x")  # a damaged part
+    with pytest.raises(SystemExit, match="SHA-256"):
+        parts.join(path, keep=True)
+    assert not path.exists()
+    pieces[1].unlink()
+    with pytest.raises(SystemExit, match="part1"):
+        parts.join(path)
+    path.write_bytes(data)
+    parts.split(path, max_mib=1)
+    path.unlink()
+    assert parts.join(path).read_bytes() == data
+    assert not any(p.exists() for p in pieces)
