@@ -625,7 +625,8 @@ def _encode_item(
         if np.array_equal(_decode(data), image):  # e.g. not with an EXIF rotation
             return "jpg", data, mask
     if image.dtype == np.uint8 and max(image.shape[:2]) <= 16383 and _has_webp():
-        return "webp", _encode(image, "WEBP", lossless=True), mask
+        # effort 1/50: 4x faster than Pillow's default, 3% larger (ClinicDB: 66 vs 89 KB PNG)
+        return "webp", _encode(image, "WEBP", lossless=True, method=1, quality=50), mask
     if image.dtype == np.uint8 or image.shape[-1] == 1:  # PNG: 8-bit, or 16-bit grey
         return "png", _encode(image, "PNG", compress_level=9), mask
     return "image", image, mask
