@@ -462,7 +462,8 @@ def decode_folder(
 ) -> NativeCache:
     """Decode a dataset folder into an in-memory ``NativeCache`` (nothing written).
 
-    Images are stored (H, W, C) with alpha dropped: uint8 and uint16 as they are, bool
+    Images are stored (H, W, C) with alpha dropped and grey stored as RGB as one channel
+    (the model input is the same): uint8 and uint16 as they are, bool
     as 0/255 uint8, other dtypes mapped by ``to_unit_float`` to uint16 (with a warning),
     so a folder and the cache file made from it (``build_cache``) give the same data.
 
