@@ -1,5 +1,6 @@
 """Pairing, checks, content groups, splits, the native cache and preprocessing."""
 
+import io
 import json
 import os
 
@@ -345,43 +346,100 @@ def test_cache_round_trip_exact(tmp_path):
     assert part_of["rgb"] == part_of["twin"]
 
 
-def test_cache_stores_png_where_it_can_and_reads_version_1(tmp_path):
+def test_cache_stores_compact_forms_and_reads_versions_1_and_2(tmp_path):
     from napari_tmunet.data.datasets import CACHE_FORMAT, NativeCache
 
     images = [
-        RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8),  # PNG
+        RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8),  # lossless WebP
         RNG.integers(0, 65536, (4, 3, 3), dtype=np.uint16),  # 16-bit RGB: raw array
+        RNG.integers(0, 65536, (4, 3, 1), dtype=np.uint16),  # 16-bit grey: PNG
+        RNG.integers(0, 256, (7, 2, 1), dtype=np.uint8),  # grey: WebP (decoded as RGB)
     ]
-    masks = [RNG.random((6, 5)) > 0.5, RNG.random((4, 3)) > 0.5]
-    NativeCache(["a", "b"], images, masks, [">0", ">0"], [0, 1]).save(tmp_path / "v2.npz")
-    with np.load(tmp_path / "v2.npz") as npz:
-        assert sorted(k for k in npz.files if k != "meta") == [
-            "image_000001",
-            "mask_000000",
-            "mask_000001",
-            "png_000000",
-        ]
-    for image, loaded in zip(images, load_cache(tmp_path / "v2.npz").images, strict=True):
+    masks = [RNG.random(image.shape[:2]) > 0.5 for image in images]
+    cache = NativeCache(list("abcd"), images, masks, [">0"] * 4, [0, 1, 2, 3])
+    cache.save(tmp_path / "v3.npz")
+    with np.load(tmp_path / "v3.npz") as npz:
+        stored = sorted(k for k in npz.files if not k.startswith(("meta", "mask")))
+    assert stored == ["image_000001", "png_000002", "webp_000000", "webp_000003"]
+    for image, loaded in zip(images, load_cache(tmp_path / "v3.npz").images, strict=True):
         assert loaded.dtype == image.dtype
         np.testing.assert_array_equal(loaded, image)
-    # a version-1 file (raw arrays only) still loads
-    meta = {
-        "format": CACHE_FORMAT,
-        "version": 1,
-        "names": ["a"],
-        "rules": [">0"],
-        "groups": [0],
-        "mask_shapes": [[6, 5]],
-    }
-    np.savez(
-        tmp_path / "v1.npz",
-        meta=np.array(json.dumps(meta)),
-        image_000000=images[0],
-        mask_000000=np.packbits(masks[0].reshape(-1)),
-    )
-    old = load_cache(tmp_path / "v1.npz")
-    np.testing.assert_array_equal(old.images[0], images[0])
-    np.testing.assert_array_equal(old.masks[0], masks[0])
+    # version 1 (raw arrays) and version 2 (PNG bytes, no channel list) still load
+    meta = {"format": CACHE_FORMAT, "names": ["a"], "rules": [">0"], "groups": [0]}
+    meta["mask_shapes"] = [[6, 5]]
+    png = io.BytesIO()
+    Image.fromarray(images[0]).save(png, format="PNG")
+    for version, entry in ((1, {"image_000000": images[0]}), (2, {"png_000000": png})):
+        entry = {k: np.frombuffer(v.getvalue(), np.uint8) if k.startswith("png") else v
+                 for k, v in entry.items()}
+        np.savez(
+            tmp_path / f"v{version}.npz",
+            meta=np.array(json.dumps({**meta, "version": version})),
+            mask_000000=np.packbits(masks[0].reshape(-1)),
+            **entry,
+        )
+        old = load_cache(tmp_path / f"v{version}.npz")
+        np.testing.assert_array_equal(old.images[0], images[0])
+        np.testing.assert_array_equal(old.masks[0], masks[0])
+
+
+def test_cache_keeps_jpeg_bytes_and_grey_as_one_channel(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    y, x = np.mgrid[0:48, 0:64]
+    smooth = np.stack([x * 4, y * 5, np.full_like(x, 90)], -1).astype(np.uint8)  # colour
+    Image.fromarray(smooth).save(root / "images" / "frame.jpg", quality=80)
+    grey = RNG.integers(0, 256, (30, 20), dtype=np.uint8)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(root / "images" / "greyrgb.png")
+    for name, shape in (("frame", (48, 64)), ("greyrgb", (30, 20))):
+        Image.fromarray((RNG.random(shape) > 0.5).astype(np.uint8) * 255).save(
+            root / "masks" / f"{name}.png"
+        )
+    built = build_cache(root, tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as npz:
+        assert npz["jpg_000000"].tobytes() == (root / "images" / "frame.jpg").read_bytes()
+        assert "webp_000001" in npz.files
+    cache = load_cache(tmp_path / "c.npz")
+    assert cache.images[0].shape == (48, 64, 3)
+    np.testing.assert_array_equal(cache.images[0], read_image(root / "images" / "frame.jpg"))
+    assert cache.images[1].shape == (30, 20, 1)  # grey stored as RGB -> one channel
+    np.testing.assert_array_equal(cache.images[1][..., 0], grey)
+    for ours, theirs in zip(cache, built, strict=True):
+        np.testing.assert_array_equal(ours.image, theirs.image)
+        np.testing.assert_array_equal(ours.mask, theirs.mask)
+
+
+def test_cache_max_side_shrinks_large_images_only(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    ramp = np.tile(np.linspace(0, 255, 40, dtype=np.float32)[:, None], (1, 20))  # (40, 20)
+    big = np.stack([ramp, 255 - ramp, ramp], -1).astype(np.uint8)
+    Image.fromarray(big).save(root / "images" / "big.jpg", quality=95)
+    Image.fromarray(big).save(root / "images" / "bigpng.png")
+    small = RNG.integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    Image.fromarray(small).save(root / "images" / "small.png")
+    half = np.zeros((40, 20), np.uint8)
+    half[:20] = 255  # top half foreground
+    for name in ("big", "bigpng"):
+        Image.fromarray(half).save(root / "masks" / f"{name}.png")
+    Image.fromarray(np.zeros((8, 6), np.uint8)).save(root / "masks" / "small.png")
+    build_cache(root, tmp_path / "c.npz", max_side=10)
+    with np.load(tmp_path / "c.npz") as npz:
+        kinds = sorted(k.split("_")[0] for k in npz.files if not k.startswith(("meta", "mask")))
+        assert json.loads(str(npz["meta"]))["max_side"] == 10
+    assert kinds == ["jpg", "webp", "webp"]  # the shrunk JPEG is JPEG again
+    cache = load_cache(tmp_path / "c.npz")
+    assert [image.shape for image in cache.images] == [(10, 5, 3), (10, 5, 3), (8, 6, 3)]
+    expected = np.zeros((10, 5), bool)
+    expected[:5] = True
+    np.testing.assert_array_equal(cache.masks[0], expected)
+    np.testing.assert_array_equal(cache.masks[1], expected)
+    np.testing.assert_array_equal(cache.images[2], small)
+    # Lanczos keeps a smooth ramp: each shrunk row is close to the mean of its 4 rows
+    rows = big[..., 0].reshape(10, 4, 20).mean(axis=(1, 2))
+    assert np.abs(cache.images[1][..., 0].mean(axis=1) - rows).max() < 4
 
 
 def test_cache_skip_bad(tmp_path):

@@ -282,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_data_args(cache)
+    cache.add_argument(
+        "--max-side",
+        type=int,
+        default=0,
+        help="store images at most this long on their longer side (e.g. 2x the training "
+        "size; default 0: native resolution)",
+    )
     cache.add_argument("output", help="the .npz file to write")
     cache.set_defaults(handler=cmd_cache)
 
@@ -592,7 +599,13 @@ def cmd_cache(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        cache = build_cache(data, args.output, skip_bad=bool(args.skip_bad), progress=progress)
+        cache = build_cache(
+            data,
+            args.output,
+            skip_bad=bool(args.skip_bad),
+            progress=progress,
+            max_side=args.max_side,
+        )
     size = Path(args.output).stat().st_size / 1e6
     print(
         f"{args.output}: {len(cache)} pairs from {data} ({size:.1f} MB, {time.time() - start:.0f}"
