@@ -41,7 +41,8 @@ def cpu_index(tmp_path_factory):
     """A local stand-in for https://download.pytorch.org/whl/cpu (serves ``torch/``)."""
     root = tmp_path_factory.mktemp("index")
     (root / "whl" / "cpu" / "torch").mkdir(parents=True)
-    (root / "whl" / "cpu" / "torch" / "index.html").write_text("<a href='torch-2.13.0+cpu.whl'>torch</a>")
+    page = root / "whl" / "cpu" / "torch" / "index.html"
+    page.write_text("<a href='torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl'>torch</a>")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
