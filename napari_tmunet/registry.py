@@ -106,21 +106,40 @@ def find_model(name: str) -> ModelEntry | None:
     return next((e for e in available_models() if e.name == name), None)
 
 
+def model_for_modality(modality: str) -> ModelEntry | None:
+    """The available model for ``modality`` (e.g. "colonoscopy"; any case), preferring a
+    final model to a provisional one; None when there is none."""
+    matching = [e for e in available_models() if e.modality == modality.strip().lower()]
+    return min(matching, key=lambda e: e.provisional) if matching else None
+
+
+def describe_models() -> str:
+    """One line per available model, ``name (modality)``, for command-line help."""
+    try:
+        entries = available_models()
+    except RuntimeError as err:  # an unreadable registry must not break --help
+        return f"(the model registry cannot be read: {err})"
+    return "\n".join(f"  {e.name!r} (or {e.modality})" for e in entries) or "  none installed"
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, Path, bool]:
-    """``(display name, checkpoint path, provisional)`` of a registry name or a file path.
+    """``(display name, checkpoint path, provisional)`` of a shipped model's name, a
+    checkpoint file, or a modality name (its shipped model), tried in that order.
 
     Raises:
-        ValueError: for a name that is neither a registered model nor an existing file.
+        ValueError: for a name that is none of these.
     """
     entry = find_model(str(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if entry is None and not path.is_file():
+        entry = model_for_modality(str(name_or_path))
     if entry is not None:
         return entry.name, entry.path, entry.provisional
-    path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.name, path, False
-    names = [e.name for e in available_models()]
+    names = [f"{e.name!r} ({e.modality})" for e in available_models()]
     raise ValueError(
-        f"model {str(name_or_path)!r} is neither a shipped model "
+        f"model {str(name_or_path)!r} is neither a shipped model or modality "
         f"({', '.join(names) if names else 'none installed'}) nor an existing checkpoint file."
     )
 
