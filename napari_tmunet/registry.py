@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# The user's choices live in settings.py; these names stay importable from here.
+from .settings import SETTINGS_DIR_ENV, remember_model, remembered_models  # noqa: F401
+
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
 
@@ -221,42 +224,3 @@ def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry 
     if remembered is not None:
         return remembered
     return next((m for m in models if m.modality == modality), models[0])
-
-
-SETTINGS_DIR_ENV = "NAPARI_TMUNET_CONFIG_DIR"
-
-
-def settings_path() -> Path:
-    """The user's settings file (``$NAPARI_TMUNET_CONFIG_DIR`` or the XDG config folder)."""
-    folder = (
-        os.environ.get(SETTINGS_DIR_ENV)
-        or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "napari-tmunet"
-    )
-    return Path(folder) / "settings.json"
-
-
-def _read_settings() -> dict:
-    try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def remembered_models() -> dict[str, str]:
-    """Model names the user chose, by modality; {} when none or unreadable."""
-    chosen = _read_settings().get("models_by_modality", {})
-    return {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else {}
-
-
-def remember_model(modality: str, name: str) -> None:
-    """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
-    from .storage import write_json
-
-    data = _read_settings()
-    chosen = data.get("models_by_modality")
-    data["models_by_modality"] = {**(chosen if isinstance(chosen, dict) else {}), modality: name}
-    try:
-        write_json(settings_path(), data)
-    except OSError:
-        pass  # a read-only home must not break segmentation
