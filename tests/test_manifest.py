@@ -51,19 +51,29 @@ def test_manifest_contributions():
 
     (reader,) = contributions.readers
     assert reader.accepts_directories
-    assert set(reader.filename_patterns) == {
-        "*.tif",
-        "*.tiff",
-        "*.png",
-        "*.jpg",
-        "*.jpeg",
-        "*.bmp",
-    }
+    # TIFF and dataset folders only: napari's own reader opens PNG/JPEG/BMP (no "Choose reader")
+    assert set(reader.filename_patterns) == {"*.tif", "*.tiff"}
     (writer,) = contributions.writers
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert set(writer.filename_extensions) == {".png", ".tif", ".tiff"}
     assert {s.key for s in contributions.sample_data} == {"colonoscopy", "nuclei", "ultrasound"}
     assert {w.display_name for w in contributions.widgets} == {"Segment", "Metrics", "Fine-tune"}
+    (item,) = contributions.menus["napari/layers/segment"]  # Layers > Segment
+    assert item.command == "napari-tmunet.segment_widget"
+
+
+@pytest.mark.gui
+def test_layers_segment_menu_opens_the_segment_dock(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    app = get_app_model()
+    (item,) = [
+        i for i in app.menus.get_menu("napari/layers/segment") if "tmunet" in i.command.id
+    ]
+    assert item.command.title == "Segment (TM-UNet)"
+    app.commands.execute_command(item.command.id).result()
+    assert "Segment (TM-UNet)" in viewer.window._dock_widgets
 
 
 def test_package_carries_the_manifest():
