@@ -216,7 +216,7 @@ def _click_segment(segment, timeout: float) -> float:
         loop = QEventLoop()
         segment.worker.finished.connect(loop.quit)
         QTimer.singleShot(int(timeout * 1000), loop.quit)
-        loop.exec_()
+        loop.exec()
     seconds = time.perf_counter() - start
     if segment.running:
         segment.cancel()

@@ -105,15 +105,24 @@ def _source_copy(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_wheel_carries_a_copy_of_the_manifest(tmp_path):
-    """``pip install .`` installs a wheel whose napari_tmunet/napari.yaml is the file."""
+def test_wheel_carries_the_manifest_and_the_licences(tmp_path):
+    """``pip install .`` installs a wheel whose napari_tmunet/napari.yaml is the file, with
+    the code's and the weights' and samples' licences declared and included."""
     copy = _source_copy(tmp_path)
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*build, "-w", str(tmp_path / "dist"), str(copy)], check=True)
     (wheel,) = (tmp_path / "dist").glob("napari_tmunet-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         packaged = archive.read("napari_tmunet/napari.yaml").decode("utf-8")
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert packaged == MANIFEST.read_text(encoding="utf-8")
+    assert "License-Expression: BSD-3-Clause AND CC-BY-NC-SA-4.0" in metadata
+    for licence in ("LICENSE", "napari_tmunet/weights/LICENSE", "napari_tmunet/samples/LICENSE"):
+        assert f"License-File: {licence}" in metadata
+    assert {"napari_tmunet/weights/LICENSE", "napari_tmunet/samples/LICENSE"} <= names
+    assert "CC-BY-NC-SA-4.0" in (REPO / "napari_tmunet" / "weights" / "LICENSE").read_text()
+    assert "Classifier: Development Status :: 3 - Alpha" in metadata
 
 
 @pytest.mark.slow
