@@ -504,8 +504,9 @@ def test_sample_sizes_and_package_budget():
 
     assert _sample_data.load_sample("colonoscopy")[0].shape == (288, 384, 3)
     assert _sample_data.load_sample("nuclei")[0].shape == (256, 256, 3)
-    files = [p for p in _sample_data.SAMPLES_DIR.iterdir() if p.is_file()]
+    files = [p for p in _sample_data.SAMPLES_DIR.iterdir() if p.suffix == ".png"]
     assert len(files) == 2 * len(_sample_data.SAMPLES)
+    assert "CC BY-NC-SA 4.0" in (_sample_data.SAMPLES_DIR / "LICENSE").read_text()
     assert sum(p.stat().st_size for p in files) < 1.5e6
 
 

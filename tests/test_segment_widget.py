@@ -81,8 +81,8 @@ def test_provisional_models_are_labelled(make_napari_viewer, monkeypatch, tmp_pa
     shipped = registry.available_models()[0]
     (tmp_path / shipped.file).symlink_to(shipped.path)
     entry = {"name": "Interim", "modality": shipped.modality, "file": shipped.file}
-    registry = {"models": [dict(entry, provisional=True), dict(entry, name="Final")]}
-    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    listing = {"models": [dict(entry, provisional=True), dict(entry, name="Final")]}
+    (tmp_path / "registry.json").write_text(json.dumps(listing))
     monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path))
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
