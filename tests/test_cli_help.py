@@ -34,6 +34,7 @@ def test_modality_names_resolve_to_the_shipped_model():
         registry.resolve_model("dermoscopy")
 
 
+@pytest.mark.slow
 def test_predict_accepts_a_modality_name(tmp_path, capsys):
     """``--model colonoscopy`` on the bundled colonoscopy sample writes its mask."""
     from napari_tmunet._sample_data import SAMPLES_DIR

@@ -73,7 +73,7 @@ def test_layers_segment_menu_opens_the_segment_dock(make_napari_viewer):
     ]
     assert item.command.title == "Segment (TM-UNet)"
     app.commands.execute_command(item.command.id).result()
-    assert "Segment (TM-UNet)" in viewer.window._dock_widgets
+    assert "Segment (TM-UNet)" in viewer.window.dock_widgets
 
 
 def test_package_carries_the_manifest():
