@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Set up napari-tmunet on a fresh Debian/Ubuntu machine: system libraries for Qt under
 # Xvfb, a virtual environment in .venv with a CPU build of PyTorch and the package with
-# its napari and test extras. Safe to run again.
+# its napari extra; `--test` adds the test extras. Safe to run again.
+#   bash .ci/setup.sh          # what `napari-tmunet` needs
+#   bash .ci/setup.sh --test   # plus pytest, MONAI, medpy, ... (the README's test command)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+EXTRAS="napari"
+for arg in "$@"; do
+  case "$arg" in
+    --test) EXTRAS="napari,test" ;;
+    *) echo "setup.sh: unknown option $arg (use --test for the test extras)" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
@@ -25,6 +35,6 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "napari-tmunet needs Python >= 3.11"'
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# CPU build of PyTorch (GPU users: see README, "GPU").
-.venv/bin/python -m pip show torch >/dev/null 2>&1 || .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[napari,test]"
+# CPU build of PyTorch unless one is installed (GPU users: see README, "GPU").
+.venv/bin/python .ci/install_torch.py
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"

@@ -1,4 +1,8 @@
-"""napari reader: images, multi-page stacks and ``images/`` + ``masks/`` dataset folders.
+"""napari reader: TIFF files (stacks, OME, pixel sizes) and ``images/`` + ``masks/`` folders.
+
+Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
+arrays (so Segment treats them alike) without a "Choose reader" question; inside a
+dataset folder they are read here, paired with their masks.
 
 Decoding is ``napari_tmunet.data.images``'s; this module only turns arrays into layer data
 and reports unreadable files as napari notifications instead of tracebacks.
@@ -18,6 +22,7 @@ import numpy as np
 MAX_DATASET_PAIRS = 100
 
 _FALLBACK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filename_patterns)
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
 
@@ -42,7 +47,7 @@ def _is_dataset_dir(path: Path, suffixes: set[str]) -> bool:
 
 
 def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:
-    """Return a reader for image files or a dataset folder, or None if not ours.
+    """Return a reader for TIFF files or a dataset folder, or None if not ours.
 
     Cheap checks only (suffix, existence); never raises.
     """
@@ -54,7 +59,7 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
         suffixes = _image_suffixes()
         if len(paths) == 1 and paths[0].is_dir():
             return read_dataset if _is_dataset_dir(paths[0], suffixes) else None
-        if all(_is_image_file(p, suffixes) for p in paths):
+        if all(_is_image_file(p, FILE_SUFFIXES) for p in paths):
             return read_images
     except Exception:
         return None
@@ -117,8 +122,8 @@ def image_layer_data(path: Path) -> LayerData:
     from .data.images import read_image, read_pixel_size
 
     data = read_image(path)
-    if data.dtype == bool:  # 1-bit images: napari's image layer wants numbers
-        data = data.astype(np.uint8)
+    if data.dtype == bool:  # 1-bit images: napari's image layer wants numbers; 0/255 keeps
+        data = data.astype(np.uint8) * np.uint8(255)  # Segment's intensities (bool -> 0/1)
     rgb = data.ndim >= 3 and data.shape[-1] in (3, 4) and data.shape[-2] > 4
     spatial_ndim = data.ndim - 1 if rgb else data.ndim
     kwargs: dict[str, Any] = {"name": path.stem, "rgb": rgb, "metadata": {"path": str(path)}}

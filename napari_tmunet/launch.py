@@ -6,12 +6,14 @@ Interactive (the README's main command)::
 
 opens napari ready to click Segment. Non-interactive check (CI)::
 
-    napari-tmunet --smoke [--screenshot docs/screenshot.png]
+    napari-tmunet --smoke [--screenshot PATH]
 
-opens napari under Xvfb (started through ``xvfb-run`` when there is no display), segments
-the sample through the Segment widget's worker thread, checks the Labels layer (shape,
-Dice against the sample's mask, label colours drawn on the canvas where the labels are),
-saves a screenshot of the window and exits non-zero on any failure.
+opens napari under Xvfb (started through ``xvfb-run`` when there is no display), clicks
+Segment on the sample twice (the Segment dock's worker thread), reports the seconds from
+click to Labels layer (the first click loads the model), checks the layer (shape, not
+empty, Dice against the sample's mask), saves a screenshot of the window (to the temporary
+folder unless ``--screenshot`` says where) and exits non-zero on any failure. The tests
+check what the canvas draws (tests/test_segment_widget.py).
 """
 
 from __future__ import annotations
@@ -22,17 +24,18 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .options import DEVICES, MODALITIES
+
 PLUGIN = "napari-tmunet"
-SAMPLES = ("colonoscopy", "nuclei", "ultrasound")
+SAMPLES = MODALITIES  # one sample image per modality
 _UNDER_XVFB_ENV = "NAPARI_TMUNET_UNDER_XVFB"
-# The rendered labels must cover the predicted foreground; a few pixels of difference at
-# the borders come from the canvas's interpolation.
-MIN_COLOURED_FRACTION = 0.9
+DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--screenshot",
         type=Path,
-        default=Path("docs/screenshot.png"),
-        help="where --smoke saves the window screenshot (default: docs/screenshot.png)",
+        default=DEFAULT_SCREENSHOT,
+        help=f"where --smoke saves the window screenshot (default: {DEFAULT_SCREENSHOT})",
     )
     parser.add_argument(
         "--figure",
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="with --smoke, fail when Dice against the sample's mask is lower",
     )
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="with --smoke, seconds to wait for Segment"
     )
@@ -150,8 +153,7 @@ def _interactive(args: argparse.Namespace) -> int:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from qtpy.QtCore import QEventLoop, QTimer
-
+    """Segment the sample through the Segment dock (twice), check the labels, screenshot."""
     from ._sample_data import load_sample
     from .metrics import dice_score
     from .registry import available_models
@@ -161,102 +163,69 @@ def _smoke(args: argparse.Namespace) -> int:
             "no shipped model is installed (napari_tmunet/weights/); pass --model PATH to a "
             "checkpoint made by napari-tmunet-train"
         )
-    t0 = time.perf_counter()
     viewer, segment = open_viewer(args)
-    reference = next(
-        layer for layer in viewer.layers if layer.__class__.__name__ == "Labels"
-    )  # the sample's mask
-    reference.visible = False
+    reference = next(layer for layer in viewer.layers if layer.__class__.__name__ == "Labels")
+    reference.visible = False  # the sample's own mask; the screenshot shows the prediction
     image = segment.image.value
     print(f"opened napari with {image.name!r} {image.data.shape}; model {segment.model.value!r}")
+    # What the user waits from the click to the Labels layer: the first click loads the
+    # model, a second click reuses it.
+    first = _click_segment(segment, args.timeout)
+    again = _click_segment(segment, args.timeout)
+    labels = np.asarray(segment.last_layer.data)
+    spatial = image.data.shape[:-1] if image.rgb else image.data.shape
+    if labels.shape != tuple(spatial) or not labels.any():
+        raise RuntimeError(
+            f"labels of shape {labels.shape} with {int((labels > 0).sum())} foreground "
+            f"pixels for an image of shape {tuple(spatial)}"
+        )
+    report = {
+        "sample": args.sample,
+        "model": str(segment.last_layer.metadata.get("model")),
+        "seconds_first_click": round(first, 2),
+        "seconds_second_click": round(again, 2),
+        "foreground_pixels": int((labels > 0).sum()),
+        "dice": round(dice_score(labels > 0, load_sample(args.sample)[1] > 0), 4),
+        "screenshot": str(args.screenshot),
+    }
+    viewer.reset_view()
+    if args.figure is not None:  # the canvas at the image's pixel grid
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        viewer.export_figure(str(args.figure))
+    args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(args.screenshot), canvas_only=False)
+    viewer.close()
+    print(json.dumps(report))
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2))
+    if report["dice"] < args.min_dice:
+        raise RuntimeError(f"Dice {report['dice']:.3f} below --min-dice {args.min_dice}")
+    print(
+        f"smoke OK: labels {first:.1f} s after the first click, {again:.1f} s after the "
+        f"second; screenshot {args.screenshot}"
+    )
+    return 0
 
-    ticks = [0]
-    timer = QTimer()
-    timer.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))
-    timer.start(20)
-    t_seg = time.perf_counter()
+
+def _click_segment(segment, timeout: float) -> float:
+    """Click Segment and wait on the Qt event loop for its Labels layer; the seconds waited."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    start = time.perf_counter()
     segment.segment()
     if segment.running:
         loop = QEventLoop()
         segment.worker.finished.connect(loop.quit)
-        QTimer.singleShot(int(args.timeout * 1000), loop.quit)
-        loop.exec_()
-    seconds = time.perf_counter() - t_seg
-    timer.stop()
+        QTimer.singleShot(int(timeout * 1000), loop.quit)
+        loop.exec()
+    seconds = time.perf_counter() - start
     if segment.running:
         segment.cancel()
-        raise RuntimeError(f"Segment did not finish within {args.timeout:.0f} s")
-    labels_layer = segment.last_layer
-    if labels_layer is None:
+        raise RuntimeError(f"Segment did not finish within {timeout:.0f} s")
+    if segment.last_layer is None:
         raise RuntimeError(f"Segment made no Labels layer (status: {segment.status.value!r})")
-
-    _, mask = load_sample(args.sample)
-    labels = np.asarray(labels_layer.data)
-    spatial = image.data.shape[:-1] if image.rgb else image.data.shape
-    checks: dict = {
-        "sample": args.sample,
-        "model": str(labels_layer.metadata.get("model")),
-        "labels_shape": list(labels.shape),
-        "image_shape": list(spatial),
-        "foreground_pixels": int((labels > 0).sum()),
-        "segment_seconds": round(seconds, 2),
-        "event_loop_ticks": ticks[0],
-    }
-    if labels.shape != tuple(spatial):
-        raise RuntimeError(f"labels of shape {labels.shape}, expected {tuple(spatial)}")
-    if checks["foreground_pixels"] == 0:
-        raise RuntimeError("the Labels layer is empty")
-    checks["dice"] = round(dice_score(labels > 0, mask > 0), 4)
-    print(f"Dice against the sample's mask: {checks['dice']:.3f}")
-
-    # What the canvas shows: label colour must be drawn where the labels are.
-    viewer.reset_view()
-    figure = viewer.export_figure()
-    labels_layer.visible = False
-    bare = viewer.export_figure()
-    labels_layer.visible = True
-    if figure.shape != bare.shape or figure.shape[:2] != labels.shape:
-        raise RuntimeError(
-            f"exported figure of shape {figure.shape} does not match the image {labels.shape}"
-        )
-    coloured = np.abs(figure[..., :3].astype(int) - bare[..., :3].astype(int)).sum(-1) > 12
-    predicted = labels > 0
-    checks["coloured_at_labels"] = round(float(coloured[predicted].mean()), 4)
-    checks["labels_at_coloured"] = round(float(predicted[coloured].mean()), 4)
-    checks["coloured_at_reference_mask"] = round(float(coloured[mask > 0].mean()), 4)
-    print(
-        "canvas: label colour at {coloured_at_labels:.1%} of the labels' pixels, "
-        "{coloured_at_reference_mask:.1%} of the reference mask".format(**checks)
-    )
-    if args.figure is not None:
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        viewer.export_figure(str(args.figure))
-
-    args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-    shot = viewer.screenshot(str(args.screenshot), canvas_only=False)
-    checks["screenshot"] = str(args.screenshot)
-    checks["screenshot_shape"] = list(shot.shape)
-    checks["seconds"] = round(time.perf_counter() - t0, 2)
-    failures = []
-    if checks["coloured_at_labels"] < MIN_COLOURED_FRACTION:
-        failures.append(
-            f"label colour drawn at only {checks['coloured_at_labels']:.1%} of the labels"
-        )
-    if checks["dice"] < args.min_dice:
-        failures.append(f"Dice {checks['dice']:.3f} below --min-dice {args.min_dice}")
-    if ticks[0] == 0 and seconds > 0.5:
-        failures.append("the Qt event loop did not run while Segment worked")
-    checks["failures"] = failures
-    if args.report is not None:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(checks, indent=2))
-    print(json.dumps(checks))
-    viewer.close()
-    if failures:
-        print("SMOKE FAILED: " + "; ".join(failures), file=sys.stderr)
-        return 1
-    print(f"smoke OK: screenshot saved to {args.screenshot}")
-    return 0
+    return seconds
 
 
 def _has_display() -> bool:

@@ -18,6 +18,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .registry import describe_models
+
     parser = argparse.ArgumentParser(
         prog="napari-tmunet-predict",
         description=(
@@ -25,14 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
             "OUTPUT_DIR (PNG 0/255 for binary masks, TIFF for instance labels). "
             "Research use only, not a medical device."
         ),
+        epilog="shipped models (--model NAME or its modality):\n" + describe_models(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input_dir", type=Path, help="folder of images (png, tif, jpg, bmp)")
     parser.add_argument("output_dir", type=Path, help="folder for the masks (created if needed)")
     parser.add_argument(
         "--model",
         default=None,
-        help="a shipped model's name or a checkpoint file (default: the shipped model that "
-        "suits the first image)",
+        help="a shipped model's name or modality (listed below) or a checkpoint file "
+        "(default: the shipped model that suits the first image)",
     )
     parser.add_argument(
         "--mode",

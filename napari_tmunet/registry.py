@@ -30,6 +30,9 @@ import numpy as np
 
 from .options import MODALITIES  # noqa: F401  (their one home)
 
+# The user's choices live in settings.py; these names stay importable from here.
+from .settings import SETTINGS_DIR_ENV, remember_model, remembered_models  # noqa: F401
+
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
 
@@ -107,21 +110,40 @@ def find_model(name: str) -> ModelEntry | None:
     return next((e for e in available_models() if e.name == name), None)
 
 
+def model_for_modality(modality: str) -> ModelEntry | None:
+    """The available model for ``modality`` (e.g. "colonoscopy"; any case), preferring a
+    final model to a provisional one; None when there is none."""
+    matching = [e for e in available_models() if e.modality == modality.strip().lower()]
+    return min(matching, key=lambda e: e.provisional) if matching else None
+
+
+def describe_models() -> str:
+    """One line per available model, ``name (modality)``, for command-line help."""
+    try:
+        entries = available_models()
+    except RuntimeError as err:  # an unreadable registry must not break --help
+        return f"(the model registry cannot be read: {err})"
+    return "\n".join(f"  {e.name!r} (or {e.modality})" for e in entries) or "  none installed"
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, Path, bool]:
-    """``(display name, checkpoint path, provisional)`` of a registry name or a file path.
+    """``(display name, checkpoint path, provisional)`` of a shipped model's name, a
+    checkpoint file, or a modality name (its shipped model), tried in that order.
 
     Raises:
-        ValueError: for a name that is neither a registered model nor an existing file.
+        ValueError: for a name that is none of these.
     """
     entry = find_model(str(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if entry is None and not path.is_file():
+        entry = model_for_modality(str(name_or_path))
     if entry is not None:
         return entry.name, entry.path, entry.provisional
-    path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.name, path, False
-    names = [e.name for e in available_models()]
+    names = [f"{e.name!r} ({e.modality})" for e in available_models()]
     raise ValueError(
-        f"model {str(name_or_path)!r} is neither a shipped model "
+        f"model {str(name_or_path)!r} is neither a shipped model or modality "
         f"({', '.join(names) if names else 'none installed'}) nor an existing checkpoint file."
     )
 
@@ -203,42 +225,3 @@ def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry 
     if remembered is not None:
         return remembered
     return next((m for m in models if m.modality == modality), models[0])
-
-
-SETTINGS_DIR_ENV = "NAPARI_TMUNET_CONFIG_DIR"
-
-
-def settings_path() -> Path:
-    """The user's settings file (``$NAPARI_TMUNET_CONFIG_DIR`` or the XDG config folder)."""
-    folder = (
-        os.environ.get(SETTINGS_DIR_ENV)
-        or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "napari-tmunet"
-    )
-    return Path(folder) / "settings.json"
-
-
-def _read_settings() -> dict:
-    try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def remembered_models() -> dict[str, str]:
-    """Model names the user chose, by modality; {} when none or unreadable."""
-    chosen = _read_settings().get("models_by_modality", {})
-    return {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else {}
-
-
-def remember_model(modality: str, name: str) -> None:
-    """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
-    from .storage import write_json
-
-    data = _read_settings()
-    chosen = data.get("models_by_modality")
-    data["models_by_modality"] = {**(chosen if isinstance(chosen, dict) else {}), modality: name}
-    try:
-        write_json(settings_path(), data)
-    except OSError:
-        pass  # a read-only home must not break segmentation

@@ -5,8 +5,9 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
-    """Tests never read or write the user's real napari-tmunet settings."""
+    """Tests never read or write the user's real napari-tmunet settings and runs."""
     monkeypatch.setenv("NAPARI_TMUNET_CONFIG_DIR", str(tmp_path_factory.mktemp("settings")))
+    monkeypatch.setenv("NAPARI_TMUNET_DATA_DIR", str(tmp_path_factory.mktemp("user-data")))
 
 
 @pytest.fixture(scope="module")

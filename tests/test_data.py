@@ -370,8 +370,10 @@ def test_cache_stores_compact_forms_and_reads_versions_1_and_2(tmp_path):
     png = io.BytesIO()
     Image.fromarray(images[0]).save(png, format="PNG")
     for version, entry in ((1, {"image_000000": images[0]}), (2, {"png_000000": png})):
-        entry = {k: np.frombuffer(v.getvalue(), np.uint8) if k.startswith("png") else v
-                 for k, v in entry.items()}
+        entry = {
+            k: np.frombuffer(v.getvalue(), np.uint8) if k.startswith("png") else v
+            for k, v in entry.items()
+        }
         np.savez(
             tmp_path / f"v{version}.npz",
             meta=np.array(json.dumps({**meta, "version": version})),

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.resources
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,25 +51,91 @@ def test_manifest_contributions():
 
     (reader,) = contributions.readers
     assert reader.accepts_directories
-    assert set(reader.filename_patterns) == {
-        "*.tif",
-        "*.tiff",
-        "*.png",
-        "*.jpg",
-        "*.jpeg",
-        "*.bmp",
-    }
+    # TIFF and dataset folders only: napari's own reader opens PNG/JPEG/BMP (no "Choose reader")
+    assert set(reader.filename_patterns) == {"*.tif", "*.tiff"}
     (writer,) = contributions.writers
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert set(writer.filename_extensions) == {".png", ".tif", ".tiff"}
     assert {s.key for s in contributions.sample_data} == {"colonoscopy", "nuclei", "ultrasound"}
     assert {w.display_name for w in contributions.widgets} == {"Segment", "Metrics", "Fine-tune"}
+    (item,) = contributions.menus["napari/layers/segment"]  # Layers > Segment
+    assert item.command == "napari-tmunet.segment_widget"
+
+
+@pytest.mark.gui
+def test_layers_segment_menu_opens_the_segment_dock(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    app = get_app_model()
+    (item,) = [i for i in app.menus.get_menu("napari/layers/segment") if "tmunet" in i.command.id]
+    assert item.command.title == "Segment (TM-UNet)"
+    app.commands.execute_command(item.command.id).result()
+    assert "Segment (TM-UNet)" in viewer.window.dock_widgets
 
 
 def test_package_carries_the_manifest():
-    """napari_tmunet/napari.yaml (what the entry point names) is the top-level file."""
-    packaged = PACKAGE / "napari.yaml"
-    assert packaged.is_file()
+    """The manifest the entry point names (napari_tmunet/napari.yaml, copied there by the
+    build) is a file equal to the top-level one."""
+    packaged = Path(str(importlib.resources.files("napari_tmunet") / "napari.yaml"))
+    assert packaged.is_file() and not packaged.is_symlink(), (
+        f"{packaged} is missing or a link: run `pip install -e .` (the build copies "
+        "napari.yaml into the package)"
+    )
+    assert packaged.read_text(encoding="utf-8") == MANIFEST.read_text(encoding="utf-8"), (
+        "napari_tmunet/napari.yaml differs from the top-level napari.yaml: run `pip install "
+        "-e .` again after editing the manifest"
+    )
+
+
+def _source_copy(tmp_path: Path) -> Path:
+    """The files a build reads, copied to ``tmp_path`` (without weights, to stay quick)."""
+    copy = tmp_path / "src"
+    copy.mkdir()
+    skip = shutil.ignore_patterns("*.pt", "__pycache__", "*.egg-info", "napari.yaml")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "napari.yaml"):
+        shutil.copy(REPO / name, copy / name)
+    for folder in ("napari_tmunet", "trainer"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=skip)  # no packaged manifest yet
+    for licence in REPO.glob("LICENSE*"):
+        shutil.copy(licence, copy / licence.name)
+    return copy
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_manifest_and_the_licences(tmp_path):
+    """``pip install .`` installs a wheel whose napari_tmunet/napari.yaml is the file, with
+    the code's and the weights' and samples' licences declared and included."""
+    copy = _source_copy(tmp_path)
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*build, "-w", str(tmp_path / "dist"), str(copy)], check=True)
+    (wheel,) = (tmp_path / "dist").glob("napari_tmunet-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = archive.read("napari_tmunet/napari.yaml").decode("utf-8")
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert packaged == MANIFEST.read_text(encoding="utf-8")
+    assert "License-Expression: BSD-3-Clause AND CC-BY-NC-SA-4.0" in metadata
+    for licence in ("LICENSE", "napari_tmunet/weights/LICENSE", "napari_tmunet/samples/LICENSE"):
+        assert f"License-File: {licence}" in metadata
+    assert {"napari_tmunet/weights/LICENSE", "napari_tmunet/samples/LICENSE"} <= names
+    assert "CC-BY-NC-SA-4.0" in (REPO / "napari_tmunet" / "weights" / "LICENSE").read_text()
+    assert "Classifier: Development Status :: 3 - Alpha" in metadata
+
+
+@pytest.mark.slow
+def test_editable_install_carries_a_copy_of_the_manifest(tmp_path):
+    """``pip install -e .`` (what .ci/setup.sh runs) copies the manifest into the package
+    folder it maps ``napari_tmunet`` to."""
+    copy = _source_copy(tmp_path)
+    script = "import sys; from setuptools import build_meta; build_meta.build_editable(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "dist")], cwd=copy, check=True)
+    (wheel,) = (tmp_path / "dist").glob("napari_tmunet-*.editable-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        finder = next(n for n in archive.namelist() if n.endswith("_finder.py"))
+        assert str(copy / "napari_tmunet") in archive.read(finder).decode("utf-8")
+    packaged = copy / "napari_tmunet" / "napari.yaml"
+    assert packaged.is_file() and not packaged.is_symlink()
     assert packaged.read_text(encoding="utf-8") == MANIFEST.read_text(encoding="utf-8")
 
 

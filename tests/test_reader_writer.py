@@ -8,7 +8,7 @@ import tifffile
 from _paths import DATASETS
 from PIL import Image
 
-from napari_tmunet._reader import napari_get_reader
+from napari_tmunet._reader import napari_get_reader, read_images
 from napari_tmunet._writer import write_labels
 from napari_tmunet.data.images import read_image, read_mask
 
@@ -16,6 +16,10 @@ RNG = np.random.default_rng(0)
 
 
 def _read(path):
+    """What the reader gives for ``path``; through the getter for what napari sends it
+    (TIFF, folders), directly for plain images (read here inside dataset folders only)."""
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+        return read_images(str(path))
     reader = napari_get_reader(str(path))
     assert reader is not None, f"no reader for {path}"
     return reader(str(path))
@@ -199,16 +203,16 @@ def test_reader_png_without_pixel_size_has_no_scale(tmp_path):
 
 
 def test_reader_reads_several_files(tmp_path):
-    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    paths = [tmp_path / "a.tif", tmp_path / "b.tiff"]
     for p in paths:
-        _pil(p, _grey8())
+        tifffile.imwrite(p, _grey8())
     reader = napari_get_reader([str(p) for p in paths])
     assert [kwargs["name"] for _, kwargs, _ in reader([str(p) for p in paths])] == ["a", "b"]
 
 
 # --------------------------------------------------------------------------- getter
 @pytest.mark.parametrize(
-    "name", ["notes.txt", "missing-dir/", "missing.png", "plain-dir/", "images-only/"]
+    "name", ["notes.txt", "missing-dir/", "missing.tif", "plain-dir/", "images-only/"]
 )
 def test_getter_returns_none_for_what_it_cannot_open(tmp_path, name):
     (tmp_path / "notes.txt").write_text("not an image")
@@ -238,14 +242,63 @@ def test_corrupt_png_gives_a_notification_not_a_traceback(tmp_path, notification
 def test_corrupt_file_through_the_viewer_opens_nothing(tmp_path, notifications, plugin_manager):
     from napari.components import ViewerModel
 
-    path = tmp_path / "broken.png"
+    path = tmp_path / "broken.tif"
     path.write_bytes(b"")
     viewer = ViewerModel()
 
     viewer.open(str(path), plugin="napari-tmunet")
 
     assert len(viewer.layers) == 0
-    assert any("broken.png" in str(n.message) for n in notifications)
+    assert any("broken.tif" in str(n.message) for n in notifications)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".jpeg", ".bmp", ".PNG"])
+def test_plain_images_are_left_to_napari(tmp_path, suffix, plugin_manager):
+    """File > Open of a plain image: one reader (napari's), so no "Choose reader" dialog."""
+    from napari.plugins import _npe2
+
+    path = tmp_path / f"photo{suffix}"
+    Image.fromarray(_rgb8()).save(path, format="JPEG" if "jp" in suffix.lower() else None)
+    assert napari_get_reader(str(path)) is None
+    assert list(_npe2.get_readers(str(path))) == ["napari"]
+    tif = tmp_path / "stack.tif"
+    tifffile.imwrite(tif, _grey8())
+    assert "napari-tmunet" in _npe2.get_readers(str(tif))
+
+
+def test_napari_and_this_reader_give_segment_the_same_input(tmp_path):
+    """Segment's intensity rule (``to_model_input``) gives one result whichever reader
+    opened the image: napari's for plain files, this one for TIFF and dataset folders."""
+    from napari_builtins.io import napari_get_reader as builtin_reader
+
+    from napari_tmunet.data.preprocess import to_model_input
+
+    def model_input(array, channels):
+        return to_model_input(np.asarray(array), channels, [0.5] * channels, [0.25] * channels)
+
+    grey = _grey8()
+    kinds = {
+        "grey.png": grey,
+        "grey16.png": _grey16(),
+        "bit.png": grey > 127,
+        "rgb.png": _rgb8(),
+        "rgba.png": _rgba8(),
+        "rgb.bmp": _rgb8(),
+        "rgb.jpg": _rgb8(),
+    }
+    for name, array in kinds.items():
+        path = tmp_path / name
+        Image.fromarray(array).save(path)
+        (builtin,) = builtin_reader(str(path))(str(path))
+        (ours,) = read_images(str(path))
+        for channels in (1, 3):
+            np.testing.assert_allclose(
+                model_input(builtin[0], channels), model_input(ours[0], channels), err_msg=name
+            )
+    one_bit = tmp_path / "bit.tif"  # a 1-bit TIFF, read here: same input as the bool array
+    tifffile.imwrite(one_bit, grey > 127)
+    ((data, _, _),) = _read(one_bit)
+    np.testing.assert_array_equal(model_input(data, 1), model_input(grey > 127, 1))
 
 
 # --------------------------------------------------------------------------- datasets
@@ -451,8 +504,9 @@ def test_sample_sizes_and_package_budget():
 
     assert _sample_data.load_sample("colonoscopy")[0].shape == (288, 384, 3)
     assert _sample_data.load_sample("nuclei")[0].shape == (256, 256, 3)
-    files = [p for p in _sample_data.SAMPLES_DIR.iterdir() if p.is_file()]
+    files = [p for p in _sample_data.SAMPLES_DIR.iterdir() if p.suffix == ".png"]
     assert len(files) == 2 * len(_sample_data.SAMPLES)
+    assert "CC BY-NC-SA 4.0" in (_sample_data.SAMPLES_DIR / "LICENSE").read_text()
     assert sum(p.stat().st_size for p in files) < 1.5e6
 
 

@@ -255,6 +255,7 @@ def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     checks = json.loads(report.read_text())
     assert checks["dice"] >= SAMPLE_MIN_DICE[registered.modality]
+    assert 0 < checks["seconds_second_click"] and 0 < checks["seconds_first_click"] < 300
 
     from napari_tmunet.data.images import read_image
 

@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from napari_tmunet.options import DEVICES
+
 PRESETS = {  # name -> (folder under the datasets root, the paper's dataset name)
     "cvccdb": ("CVC-ClinicDB", "CVCCDB"),
     "monuseg": ("MoNuSeg", "MoNuSeg"),
@@ -27,6 +29,7 @@ PRESETS = {  # name -> (folder under the datasets root, the paper's dataset name
     "udiat": ("UDIAT", "UDIAT"),
 }
 DEFAULT_DATASETS = Path("..") / "shared" / "datasets"
+DEVICE_HELP = "auto: CUDA when there is a GPU, else the CPU (default auto)"
 
 DESCRIPTION = """\
 Train and evaluate TM-UNet (and the classic U-Net) headless, reproducing the protocol
@@ -143,9 +146,10 @@ def _add_model_args(group) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-tmunet-train",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and evaluate TM-UNet (and the classic U-Net) headless, with the "
+        "TM-UNet paper's protocol, and print the paper's tables from run folders.",
+        epilog="`napari-tmunet-train fit --help` describes the protocol, with examples; "
+        "`napari-tmunet-train COMMAND --help` the options of each command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -160,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
             "torchrun the same command trains on several GPUs (DDP; --batch-size is the "
             "global batch; BatchNorm synchronised across GPUs)."
         ),
-        epilog=EPILOG,
+        epilog=DESCRIPTION + "\n" + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_data_args(fit)
@@ -268,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not measure params/MACs/FLOPs/FPS at the end",
     )
     g.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
-    g.add_argument("--device", choices=("auto", "cuda", "cpu"), help="default auto")
+    g.add_argument("--device", choices=DEVICES, help="default auto")
     g.add_argument("--num-workers", type=int, help="threads decoding the dataset (default 4)")
     fit.set_defaults(handler=cmd_fit)
 
@@ -305,11 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(ev)
     ev.add_argument("--split-file", help="split JSON (default: split.json beside the checkpoint)")
     ev.add_argument("--split-seed", type=int, help="random split seed when there is no split file")
-    ev.add_argument("--part", choices=("test", "valid", "train", "all"), default="test")
+    ev.add_argument(
+        "--part",
+        choices=("test", "valid", "train", "all"),
+        default="test",
+        help="part of the split to evaluate, or all images (default test)",
+    )
     ev.add_argument("--mode", choices=("resize", "tile", "crop"), help="default: as trained")
     ev.add_argument("--out", help="output folder (default: the checkpoint's folder)")
-    ev.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
+    ev.add_argument(
+        "--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)"
+    )
     ev.set_defaults(handler=cmd_evaluate)
 
     rep = sub.add_parser(
@@ -339,10 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eff.add_argument("checkpoint", nargs="?", help="checkpoint (else --arch/--variant)")
     _add_model_args(eff)
-    eff.add_argument("--size", type=int, nargs="+", default=[512])
-    eff.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    eff.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[512],
+        metavar="PX",
+        help="input size in pixels, one number for a square (default 512)",
+    )
+    eff.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     eff.add_argument("--amp", action="store_true", help="time under bf16 autocast (CUDA)")
-    eff.add_argument("--batch", type=int, default=16)
+    eff.add_argument(
+        "--batch", type=int, default=16, help="batch size of the throughput timing (default 16)"
+    )
     eff.add_argument("--write", help="run folder whose summary.json gets these numbers")
     eff.add_argument("--out", help="also write the numbers to this JSON file")
     eff.set_defaults(handler=cmd_efficiency)
@@ -360,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-images", type=int, default=24)
     demo.add_argument("--steps", type=int, default=60)
     demo.add_argument("--run-dir", help="default runs/demo-<time>")
-    demo.add_argument("--device", choices=("auto", "cuda", "cpu"), default="cpu")
+    demo.add_argument("--device", choices=DEVICES, default="cpu")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
@@ -634,6 +654,8 @@ def cmd_evaluate(args) -> int:
     values = tcfg.to_dict()
     if data is not None:
         values.update(data=data, max_images=0)
+        if Path(data).resolve() != Path(tcfg.data or ".").resolve():
+            values["dataset_name"] = ""  # label results with the data evaluated, not trained
     if name is not None:
         values["dataset_name"] = name
     if args.skip_bad:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import registry
+from .. import registry, settings
 from ..data.images import write_mask
 from ..storage import atomic_path, write_json
 
@@ -49,13 +49,12 @@ AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
     "horizontal flips (paper)": (0.25, 0.0, False),
     "none": (0.0, 0.0, False),
 }
-DEFAULT_RUNS = Path("~") / "napari-tmunet-runs"
 
 
 def new_run_folder() -> Path:
-    """A fresh, not yet existing run folder under ``~/napari-tmunet-runs`` (a time stamp)."""
+    """A fresh, not yet existing run folder in the user's runs folder (a time stamp)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = DEFAULT_RUNS.expanduser() / stamp
+    base = settings.runs_dir() / stamp
     path, k = base, 2
     while path.exists():
         path, k = base.with_name(f"{stamp}-{k}"), k + 1

@@ -1,0 +1,132 @@
+"""The user's settings and folders, in platformdirs' per-user folders (as napari keeps its own).
+
+- settings: ``<user config dir>/settings.json`` (Linux ``~/.config/napari-tmunet``, macOS
+  ``~/Library/Application Support/napari-tmunet``, Windows ``%LOCALAPPDATA%\\napari-tmunet``);
+- fine-tune runs: ``<user data dir>/runs`` (Linux ``~/.local/share/napari-tmunet/runs``).
+
+Earlier versions kept them in ``~/.config/napari-tmunet/settings.json`` and
+``~/napari-tmunet-runs``; on first use they are moved to the new place (never overwriting
+anything there), and the old runs folder is left as a link to the new one so that paths
+written down earlier still work.
+
+``NAPARI_TMUNET_CONFIG_DIR`` and ``NAPARI_TMUNET_DATA_DIR`` override the two folders
+(tests, portable installs); no migration happens then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import platformdirs
+
+APP = "napari-tmunet"
+SETTINGS_DIR_ENV = "NAPARI_TMUNET_CONFIG_DIR"
+DATA_DIR_ENV = "NAPARI_TMUNET_DATA_DIR"
+SETTINGS_FILE = "settings.json"
+
+log = logging.getLogger(__name__)
+_warned: set[tuple[Path, Path]] = set()
+
+
+def config_dir() -> Path:
+    """The folder of the settings file."""
+    override = os.environ.get(SETTINGS_DIR_ENV)
+    return Path(override) if override else platformdirs.user_config_path(APP, appauthor=False)
+
+
+def data_dir() -> Path:
+    """The folder of what the plugin makes for the user (fine-tune runs)."""
+    override = os.environ.get(DATA_DIR_ENV)
+    return Path(override) if override else platformdirs.user_data_path(APP, appauthor=False)
+
+
+def legacy_settings_path() -> Path:
+    """Where earlier versions kept the settings (a hand-built XDG path)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / APP / SETTINGS_FILE
+
+
+def legacy_runs_dir() -> Path:
+    """Where earlier versions kept the fine-tune runs."""
+    return Path.home() / "napari-tmunet-runs"
+
+
+def settings_path() -> Path:
+    """The user's settings file (moved from the old place on first use)."""
+    path = config_dir() / SETTINGS_FILE
+    if not os.environ.get(SETTINGS_DIR_ENV):
+        _move_once(legacy_settings_path(), path)
+    return path
+
+
+def runs_dir() -> Path:
+    """The folder of fine-tune runs (moved from ``~/napari-tmunet-runs`` on first use)."""
+    path = data_dir() / "runs"
+    if not os.environ.get(DATA_DIR_ENV):
+        old = legacy_runs_dir()
+        if _move_once(old, path):
+            try:  # old paths (notes, shell history) keep working
+                old.symlink_to(path, target_is_directory=True)
+            except OSError:
+                pass  # e.g. Windows without the symlink privilege; the move is what matters
+    return path
+
+
+def _move_once(old: Path, new: Path) -> bool:
+    """Move ``old`` to ``new`` when only ``old`` exists; True when moved.
+
+    Nothing is overwritten: when both exist, both are kept and a warning says so. A move
+    that fails (permissions, another disk that fills up) leaves ``old`` where it is.
+    """
+    if old.is_symlink() or not old.exists() or _same(old, new):
+        return False
+    if new.exists():
+        if (old, new) not in _warned:  # once per session, not at every settings read
+            _warned.add((old, new))
+            log.warning("napari-tmunet: %s and %s both exist; using the second", old, new)
+        return False
+    try:
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(old), str(new))
+    except OSError as err:
+        log.warning("napari-tmunet: could not move %s to %s (%s); using %s", old, new, err, new)
+        return False
+    log.warning("napari-tmunet: moved %s to %s", old, new)
+    return True
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one place (on Linux the old and new settings folder agree)."""
+    return a.resolve() == b.resolve()
+
+
+def read_settings() -> dict:
+    """The settings as a dict; {} when there are none or the file is unreadable."""
+    try:
+        data = json.loads(settings_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remembered_models() -> dict[str, str]:
+    """Model names the user chose, by modality; {} when none or unreadable."""
+    chosen = read_settings().get("models_by_modality", {})
+    return {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else {}
+
+
+def remember_model(modality: str, name: str) -> None:
+    """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
+    from .storage import write_json
+
+    data = read_settings()
+    chosen = data.get("models_by_modality")
+    data["models_by_modality"] = {**(chosen if isinstance(chosen, dict) else {}), modality: name}
+    try:
+        write_json(settings_path(), data)
+    except OSError:
+        pass  # a read-only home must not break segmentation
