@@ -28,6 +28,7 @@ from napari_tmunet.inference import FrameInput
 from napari_tmunet.training import RunDirError, TrainConfig, fit
 from napari_tmunet.training.batches import Augment, TrainingImages
 from napari_tmunet.training.loss import segmentation_loss
+from napari_tmunet.training.run_folder import read_metrics
 from napari_tmunet.training.schedule import Schedule
 from trainer import cli
 from trainer.efficiency import measure_efficiency
@@ -69,7 +70,7 @@ def _state(path: Path) -> dict:
 
 
 def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run)
 
 
 # ------------------------------------------------------------------------------ loss

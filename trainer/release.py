@@ -35,6 +35,7 @@ from napari_tmunet.inference import run_to_completion, segment
 from napari_tmunet.metrics import dice_score
 from napari_tmunet.storage import write_json
 from napari_tmunet.training.config import TrainConfig
+from napari_tmunet.training.run_folder import read_metrics
 from trainer.cli import PRESETS
 from trainer.report import canonical_dataset, test_result
 
@@ -63,7 +64,7 @@ def read_run(run_dir: Path) -> dict:
         path = run_dir / f"{name}.json"
         run[name] = json.loads(path.read_text()) if path.is_file() else {}
     run["test"] = test_result(run_dir)  # also a run stopped early, tested by `evaluate`
-    run["records"] = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    run["records"] = read_metrics(run_dir)
     return run
 
 
