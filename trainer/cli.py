@@ -10,25 +10,22 @@ Run ``napari-tmunet-train <subcommand> --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import os
-import signal
 import sys
-import threading
-import time
-from pathlib import Path
 
 from napari_tmunet.options import DEVICES
 
-PRESETS = {  # name -> (folder under the datasets root, the paper's dataset name)
-    "cvccdb": ("CVC-ClinicDB", "CVCCDB"),
-    "monuseg": ("MoNuSeg", "MoNuSeg"),
-    "colondb": ("CVC-ColonDB", "ColonDB"),
-    "udiat": ("UDIAT", "UDIAT"),
-}
-DEFAULT_DATASETS = Path("..") / "shared" / "datasets"
+from .commands import (  # noqa: F401  (PRESETS: the release tool reads the presets here)
+    PRESETS,
+    cmd_cache,
+    cmd_demo,
+    cmd_efficiency,
+    cmd_evaluate,
+    cmd_fit,
+    cmd_report,
+)
+
 DEVICE_HELP = "auto: CUDA when there is a GPU, else the CPU (default auto)"
 
 DESCRIPTION = """\
@@ -152,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "`napari-tmunet-train COMMAND --help` the options of each command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_fit, _add_cache, _add_evaluate, _add_report, _add_efficiency, _add_demo):
+        add(sub)
+    return parser
 
+
+def _add_fit(sub) -> None:
+    """The options of `fit` (long: one declaration per TrainConfig option, in groups)."""
     fit = sub.add_parser(
         "fit",
         help="train a model (paper protocol by default)",
@@ -276,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int, help="threads decoding the dataset (default 4)")
     fit.set_defaults(handler=cmd_fit)
 
+
+def _add_cache(sub) -> None:
     cache = sub.add_parser(
         "cache",
         help="decode a dataset folder into one cache file",
@@ -296,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("output", help="the .npz file to write")
     cache.set_defaults(handler=cmd_cache)
 
+
+def _add_evaluate(sub) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint on a split",
@@ -323,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(handler=cmd_evaluate)
 
+
+def _add_report(sub) -> None:
     rep = sub.add_parser(
         "report",
         help="Markdown tables like the paper's Tables 1-3",
@@ -339,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="also write the Markdown to this file")
     rep.set_defaults(handler=cmd_report)
 
+
+def _add_efficiency(sub) -> None:
     eff = sub.add_parser(
         "efficiency",
         help="params, MACs, FLOPs, FPS of a model",
@@ -367,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--out", help="also write the numbers to this JSON file")
     eff.set_defaults(handler=cmd_efficiency)
 
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser(
         "demo",
         help="train and evaluate a tiny model in under two minutes on a CPU",
@@ -382,7 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--run-dir", help="default runs/demo-<time>")
     demo.add_argument("--device", choices=DEVICES, default="cpu")
     demo.set_defaults(handler=cmd_demo)
-    return parser
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -404,444 +416,5 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def preset_root(name: str) -> Path:
-    """Folder of a preset dataset: $TMUNET_DATASETS/<folder> or ../shared/datasets/<folder>."""
-    folder = PRESETS[name][0]
-    base = Path(os.environ.get("TMUNET_DATASETS", DEFAULT_DATASETS))
-    return base / folder
-
-
-def _data_source(args) -> tuple[str | None, str | None]:
-    """(data path, dataset name) from --data / --preset; checks that the path exists."""
-    data, name = args.data, args.dataset_name
-    if args.preset:
-        folder, paper_name = PRESETS[args.preset]
-        name = name or paper_name
-        if data is None:
-            root = preset_root(args.preset)
-            if not root.exists():
-                raise FileNotFoundError(
-                    f"--preset {args.preset}: dataset folder {root} (absolute: {root.resolve()}) "
-                    f"does not exist; put {folder} there as images/ + masks/, set "
-                    "TMUNET_DATASETS to the folder that holds it, or pass --data PATH"
-                )
-            data = str(root)
-    if data is not None and not Path(data).exists():
-        raise FileNotFoundError(
-            f"--data {data} (absolute: {Path(data).resolve()}) does not exist: give a dataset "
-            "folder with images/ and masks/, or a cache file from `napari-tmunet-train cache`"
-        )
-    return data, name
-
-
-# ---------------------------------------------------------------------------- commands
-
-_FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
-    "no_amp": ("amp", lambda v: not v),
-    "no_cuda_graphs": ("cuda_graphs", lambda v: not v),
-    "no_sync_bn": ("sync_bn", lambda v: not v),
-    "no_test": ("test", lambda v: not v),
-    "no_efficiency": ("efficiency", lambda v: not v),
-    "no_progress": ("progress", lambda v: not v),
-}
-_MODEL_FIELDS = {  # argparse dest -> ModelConfig override
-    "channels": ("channels", list),
-    "no_xlstm": ("use_xlstm", lambda v: not v),
-    "no_pooling": ("use_pooling", lambda v: not v),
-    "no_dwconv": ("use_dwconv", lambda v: not v),
-    "pooling": ("pooling", str),
-    "skip": ("skip", str),
-    "scan": ("scan", str),
-    "mlstm_kernel": ("mlstm_kernel", str),
-}
-
-
-def fit_config(args) -> tuple[object, Path]:
-    """TrainConfig and run folder from parsed ``fit`` arguments."""
-    from napari_tmunet.training.config import TrainConfig
-
-    base: dict = {}
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    if args.config:
-        base = TrainConfig.load(args.config).to_dict()
-    elif args.resume and run_dir is not None and (run_dir / "config.json").is_file():
-        base = TrainConfig.load(run_dir / "config.json").to_dict()
-    values = dict(base)
-    data, name = _data_source(args)
-    if data is not None:
-        values["data"] = data
-    if name is not None:
-        values["dataset_name"] = name
-    fields = set(TrainConfig.__dataclass_fields__)
-    model = dict(values.get("model", {}))
-    for dest, value in vars(args).items():
-        if value is None or dest in ("data", "dataset_name", "preset", "config", "run_dir"):
-            continue
-        if dest in _MODEL_FIELDS:
-            key, conv = _MODEL_FIELDS[dest]
-            model[key] = conv(value)
-        elif dest in _FIT_FIELDS:
-            key, conv = _FIT_FIELDS[dest]
-            values[key] = conv(value)
-        elif dest in fields:
-            values[dest] = value
-    if model:
-        values["model"] = model
-    if "size" in values:
-        size = list(values["size"])
-        if len(size) == 1:
-            size = size * 2
-        if len(size) != 2:
-            raise ValueError(f"--size takes one or two numbers (H [W]), got {size}")
-        values["size"] = size
-    config = TrainConfig.from_dict(values)
-    if not config.data:
-        raise ValueError("no dataset: pass --preset NAME or --data PATH (see --help)")
-    if run_dir is None:
-        from napari_tmunet.training.run_folder import dataset_label
-
-        parts = [dataset_label(config), config.arch]
-        if config.arch == "tmunet":
-            parts.append(config.variant if "channels" not in config.model else "custom")
-        for key in ("use_xlstm", "use_pooling", "use_dwconv"):
-            if config.model.get(key) is False:
-                parts.append("no" + key[4:])
-        for key in ("pooling", "skip", "scan"):
-            if key in config.model:
-                parts.append(str(config.model[key]))
-        if config.mode == "tile":
-            parts.append("tile")
-        run_dir = Path("runs") / ("-".join(parts) + f"-seed{config.split_seed}")
-    return config, run_dir
-
-
-def cmd_fit(args) -> int:
-    from napari_tmunet.training.engine import fit
-
-    config, run_dir = fit_config(args)
-    with stop_on_interrupt() as stop_event:
-        result = fit(config, run_dir, stop_event=stop_event)
-    if int(os.environ.get("RANK", "0")) == 0:
-        if config.efficiency and not result["stopped"]:
-            result["efficiency"] = _add_efficiency(config, Path(result["run_dir"]))
-        _print_result(result)
-    return 0
-
-
-def _add_efficiency(config, run_dir: Path) -> dict:
-    """Params, MACs, FLOPs and speed of the run's best model, added to summary.json."""
-    from napari_tmunet.checkpoint import load_checkpoint
-    from napari_tmunet.options import resolve_device
-    from napari_tmunet.storage import jsonable, write_json
-
-    from .efficiency import measure_efficiency
-
-    best = run_dir / "best.pt" if (run_dir / "best.pt").is_file() else run_dir / "last.pt"
-    device = resolve_device(config.device)
-    eff = jsonable(measure_efficiency(load_checkpoint(best, device).model, config.size, device))
-    path = run_dir / "summary.json"
-    summary = json.loads(path.read_text()) if path.is_file() else {}
-    summary["efficiency"] = eff
-    write_json(path, summary)
-    return eff
-
-
-@contextlib.contextmanager
-def stop_on_interrupt():
-    """A stop event set by the first Ctrl-C (or SIGTERM): the run stops cleanly, evaluates,
-    saves last.pt and keeps best.pt. A second Ctrl-C interrupts at once."""
-    stop_event = threading.Event()
-
-    def handler(signum, frame):
-        if stop_event.is_set():
-            raise KeyboardInterrupt
-        stop_event.set()
-        print(
-            "\nstopping after this step (evaluating and saving; Ctrl-C again to abort)",
-            file=sys.stderr,
-        )
-
-    if threading.current_thread() is not threading.main_thread():
-        yield stop_event  # signals can only be handled on the main thread
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop_event
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _print_result(result: dict) -> None:
-    print(f"run folder: {result['run_dir']}")
-    state = "stopped" if result["stopped"] else "finished"
-    print(
-        f"{state} at step {result['step']} of {result['total_steps']}; best validation Dice "
-        f"{result['best_score']:.4f} at step {result['best_step']}"
-    )
-    test = result.get("test")
-    if test:
-        print(
-            f"test ({test['count']} images): Dice {100 * test['dice_mean']:.2f} IoU "
-            f"{100 * test['iou_mean']:.2f} F1 {100 * test['f1']:.2f} HD {test['hd_mean']:.2f} "
-            f"HD95 {test['hd95_mean']:.2f}, empty predictions {test['empty_prediction']}; "
-            f"native Dice {100 * test['native_dice_mean']:.2f}"
-        )
-    eff = result.get("efficiency")
-    if eff:
-        print(_efficiency_line(eff))
-
-
-def _efficiency_line(eff: dict) -> str:
-    macs = f"{eff['macs'] / 1e9:.3f} G" if eff.get("macs") else "n/a (install thop)"
-    return (
-        f"params {eff['params'] / 1e6:.3f} M, MACs (thop) {macs}, FLOPs "
-        f"{eff.get('flops', 0) / 1e9:.3f} G, {eff['fps_batch1']:.1f} FPS at batch 1, "
-        f"{eff['throughput']:.1f} images/s at batch {eff['batch']} on {eff['device']} "
-        f"({'x'.join(map(str, eff['size']))})"
-    )
-
-
-def cmd_cache(args) -> int:
-    from napari_tmunet.data.datasets import build_cache
-
-    data, _ = _data_source(args)
-    if data is None:
-        raise ValueError("no dataset: pass --preset NAME or --data FOLDER")
-    if not Path(data).is_dir():
-        raise ValueError(f"--data {data} is not a folder; `cache` decodes a dataset folder")
-    start = time.time()
-    from tqdm.auto import tqdm
-
-    with tqdm(desc="decode", unit="pair") as bar:
-
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-
-        cache = build_cache(
-            data,
-            args.output,
-            skip_bad=bool(args.skip_bad),
-            progress=progress,
-            max_side=args.max_side,
-        )
-    size = Path(args.output).stat().st_size / 1e6
-    print(
-        f"{args.output}: {len(cache)} pairs from {data} ({size:.1f} MB, {time.time() - start:.0f}"
-        f" s); mask rules {cache.rule_counts()}; skipped {len(cache.skipped)}"
-    )
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-
-    from napari_tmunet.checkpoint import load_checkpoint
-    from napari_tmunet.data.datasets import load_split, make_split
-    from napari_tmunet.evaluation import evaluate
-    from napari_tmunet.inference import resolve_device
-    from napari_tmunet.storage import write_json
-    from napari_tmunet.training.config import TrainConfig
-    from napari_tmunet.training.run_data import load_dataset
-    from napari_tmunet.training.run_folder import dataset_label
-
-    ckpt_path = Path(args.checkpoint)
-    device = resolve_device(args.device)
-    ckpt = load_checkpoint(ckpt_path, device)
-    trained = ckpt.metadata.get("train_config") or {}
-    tcfg = TrainConfig.from_dict(trained) if trained else TrainConfig()
-    data, name = _data_source(args)
-    values = tcfg.to_dict()
-    if data is not None:
-        values.update(data=data, max_images=0)
-        if Path(data).resolve() != Path(tcfg.data or ".").resolve():
-            values["dataset_name"] = ""  # label results with the data evaluated, not trained
-    if name is not None:
-        values["dataset_name"] = name
-    if args.skip_bad:
-        values["skip_bad"] = True
-    cfg = TrainConfig.from_dict(values)
-    if not cfg.data:
-        raise ValueError(
-            f"{ckpt_path} does not name its dataset: pass --preset NAME or --data PATH"
-        )
-    cache = load_dataset(cfg)
-    names = list(cache.names)
-    if args.part == "all":
-        chosen, source = names, "all images"
-    else:
-        split_file = Path(args.split_file) if args.split_file else ckpt_path.parent / "split.json"
-        if split_file.is_file():
-            split, _ = load_split(split_file, names, seed=cfg.split_seed)
-            source = str(split_file)
-        else:
-            seed = cfg.split_seed if args.split_seed is None else args.split_seed
-            split = make_split(names, seed, cfg.split_ratios, groups=cache.groups)
-            source = f"random split, seed {seed}"
-        chosen = split[args.part]
-    if not chosen:
-        raise ValueError(f"the {args.part} part of the split ({source}) is empty")
-    index = {n: i for i, n in enumerate(names)}
-    samples = [cache[index[n]] for n in chosen]
-    mode = args.mode or cfg.mode
-    ev = evaluate(
-        ckpt.model,
-        samples,
-        ckpt.input_config,
-        mode,
-        device=device,
-        batch_size=args.batch_size,
-        progress=True,
-    )
-    out = Path(args.out) if args.out else ckpt_path.parent
-    stem = f"eval-{args.part}-{ckpt_path.stem}"
-    ev.to_csv(out / f"{stem}.csv")
-    summary = {
-        "checkpoint": str(ckpt_path),
-        "dataset": dataset_label(cfg, cache),
-        "part": args.part,
-        "split": source,
-        "mode": mode,
-        "test": ev.aggregate(),
-    }
-    write_json(out / f"{stem}.json", summary)
-    agg = summary["test"]
-    print(f"{ckpt_path} on {summary['dataset']} {args.part} ({agg['count']} images, {source}):")
-    print(
-        "| size | Dice | IoU | F1 | HD | HD95 | empty pred. |\n|---|---|---|---|---|---|---|\n"
-        + "\n".join(
-            f"| {label} | {100 * agg[p + 'dice_mean']:.2f} ± {100 * agg[p + 'dice_std']:.2f} | "
-            f"{100 * agg[p + 'iou_mean']:.2f} | {100 * agg[p + 'f1']:.2f} | "
-            f"{agg[p + 'hd_mean']:.2f} ± {agg[p + 'hd_std']:.2f} | {agg[p + 'hd95_mean']:.2f} | "
-            f"{agg[p + 'empty_prediction']} |"
-            for label, p in (
-                ("x".join(map(str, ckpt.input_config.size)), ""),
-                ("native", "native_"),
-            )
-        )
-    )
-    print(f"per-image CSV: {out / (stem + '.csv')}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from .report import collect_runs, render_report
-
-    runs, missing = collect_runs(args.runs)
-    if not runs:
-        where = ", ".join(args.runs)
-        raise ValueError(
-            f"no run folders with test results under {where} (a run folder has config.json and "
-            "summary.json; runs still training or trained with --no-test have none: run "
-            "`napari-tmunet-train evaluate RUN/best.pt`)"
-        )
-    text = render_report(runs, tables=args.tables, paper=args.paper, missing=missing)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
-    return 0
-
-
-def cmd_efficiency(args) -> int:
-
-    from napari_tmunet.checkpoint import load_checkpoint
-    from napari_tmunet.inference import resolve_device
-    from napari_tmunet.model import build_model
-    from napari_tmunet.storage import jsonable, write_json
-    from napari_tmunet.training.config import TrainConfig
-
-    from .efficiency import measure_efficiency
-
-    device = resolve_device(args.device)
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, device).model
-    else:
-        overrides = {  # the same option -> ModelConfig table as `fit`
-            key: conv(getattr(args, dest))
-            for dest, (key, conv) in _MODEL_FIELDS.items()
-            if getattr(args, dest, None) not in (None, False)
-        }
-        chosen = {k: getattr(args, k) for k in ("arch", "variant") if getattr(args, k)}
-        tc = TrainConfig(**chosen, model=overrides)
-        model = build_model(tc.model_config(3)).to(device)
-    size = args.size * 2 if len(args.size) == 1 else args.size
-    eff = jsonable(measure_efficiency(model, size, device, batch=args.batch, amp=args.amp))
-    print(_efficiency_line(eff))
-    print(json.dumps(eff, indent=2))
-    if args.out:
-        write_json(args.out, eff)
-    if args.write:
-        path = Path(args.write) / "summary.json"
-        summary = json.loads(path.read_text()) if path.is_file() else {}
-        summary["efficiency"] = eff
-        write_json(path, summary)
-        print(f"written to {path}")
-    return 0
-
-
-def cmd_demo(args) -> int:
-    """Train variant t at 64x64 for a few dozen steps, evaluate, print the tables."""
-    from napari_tmunet.training import TrainConfig, fit
-
-    from .report import collect_runs, render_report
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"demo-{stamp}"
-    if args.data:
-        data, _ = _data_source(argparse.Namespace(data=args.data, preset=None, dataset_name=None))
-        name, max_images = Path(args.data).name, args.max_images
-    else:
-        data = str(_write_demo_tiles(run_dir.parent / f"demo-data-{stamp}"))
-        name, max_images = "demo-nuclei", 0
-    config = TrainConfig(
-        data=data,
-        dataset_name=name,
-        max_images=max_images,
-        variant="t",
-        size=(64, 64),
-        steps=args.steps,
-        epochs=max(1, args.steps // 10),
-        batch_size=8,
-        lr=2e-3,
-        gamma=0.95,
-        hflip=0.5,
-        vflip=0.5,
-        rot90=True,
-        device=args.device,
-        num_workers=2,
-        eval_every=2,
-    )
-    start = time.time()
-    result = fit(config, run_dir)
-    _print_result(result)
-    runs, _ = collect_runs([run_dir])
-    print()
-    print(render_report(runs, tables=(1, 4)))
-    print(f"demo finished in {time.time() - start:.0f} s; everything is in {run_dir}")
-    return 0
-
-
-def _write_demo_tiles(folder: Path, tile: int = 64) -> Path:
-    """The bundled MoNuSeg sample cut into tiles, as a dataset folder (images/ + masks/)."""
-    import numpy as np
-    from PIL import Image
-
-    from napari_tmunet._sample_data import load_sample
-    from napari_tmunet.data.images import write_mask
-
-    image, mask = load_sample("nuclei")
-    image = np.asarray(image)[..., :3]
-    rows, cols = image.shape[0] // tile, image.shape[1] // tile
-    for r in range(rows):
-        for c in range(cols):
-            sl = (slice(r * tile, (r + 1) * tile), slice(c * tile, (c + 1) * tile))
-            name = f"tile_{r}_{c}"
-            (folder / "images").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(image[sl])).save(folder / "images" / f"{name}.png")
-            write_mask(folder / "masks" / f"{name}.png", mask[sl] > 0)
-    return folder
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m trainer.cli (torchrun)
     sys.exit(main())
