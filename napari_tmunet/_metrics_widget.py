@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
+from .evaluation import score_labels
+
 if TYPE_CHECKING:
     import napari
 
@@ -40,7 +42,6 @@ COLUMN_ORDER: tuple[str, ...] = (
 )
 # In the CSV, not in the table (the status line names the layers).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference"})
-OVERALL = "mean"
 
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
@@ -254,88 +255,6 @@ class MetricsWidget(Container):
             self._report_error(f"Could not export: {err}")
             return
         self.status.value = f"Saved {written}"
-
-
-def score_labels(
-    pred: np.ndarray,
-    ref: np.ndarray,
-    spacing: Sequence[float] | None = None,
-    unit: str = "",
-    prediction_name: str = "prediction",
-    reference_name: str = "reference",
-) -> list[dict[str, Any]]:
-    """Per-slice metric rows for (..., H, W) masks (> 0 is foreground), then a mean row.
-
-    Distances are in pixels (``hd_px``, ``hd95_px``) and, with ``spacing`` (sy, sx),
-    also in physical units (``hd_physical``, ``hd95_physical``, ``unit``).
-    """
-    from .metrics import SegmentationMetrics, hausdorff_distance
-
-    shape = pred.shape
-    pred = np.asarray(pred > 0).reshape(-1, *shape[-2:])  # (S, H, W)
-    ref = np.asarray(ref > 0).reshape(-1, *shape[-2:])  # (S, H, W)
-    lead = shape[:-2]
-    metrics = SegmentationMetrics()
-    rows = []
-    for index in range(pred.shape[0]):
-        name = ",".join(str(i) for i in np.unravel_index(index, lead)) if lead else "0"
-        scores = metrics.update(pred[index], ref[index], name=name)
-        row = {
-            "slice": name,
-            "dice": scores["dice"],
-            "iou": scores["iou"],
-            "precision": scores["precision"],
-            "recall": scores["recall"],
-            "f1": _f1(scores["precision"], scores["recall"]),
-            "hd_px": scores["hd"],
-            "hd95_px": scores["hd95"],
-        }
-        if spacing is not None:
-            row["hd_physical"] = hausdorff_distance(pred[index], ref[index], spacing=spacing)
-            row["hd95_physical"] = hausdorff_distance(
-                pred[index], ref[index], percentile=95, spacing=spacing
-            )
-            row["unit"] = unit
-        row["note"] = _empty_note(scores)
-        row.update(prediction=prediction_name, reference=reference_name)
-        rows.append(row)
-
-    summary = metrics.aggregate()
-    overall = {
-        "slice": OVERALL,
-        "dice": summary["dice_mean"],
-        "iou": summary["iou_mean"],
-        "precision": summary["precision_mean"],
-        "recall": summary["recall_mean"],
-        "f1": summary["f1"],
-        "hd_px": summary["hd_mean"],
-        "hd95_px": summary["hd95_mean"],
-    }
-    if spacing is not None:
-        overall["hd_physical"] = float(np.mean([r["hd_physical"] for r in rows]))
-        overall["hd95_physical"] = float(np.mean([r["hd95_physical"] for r in rows]))
-        overall["unit"] = unit
-    empties = summary["empty_prediction"] + summary["empty_reference"]
-    overall["note"] = f"mean of {len(rows)} slice(s)" + (
-        f"; {empties} with one mask empty (HD = image diagonal)" if empties else ""
-    )
-    overall.update(prediction=prediction_name, reference=reference_name)
-    rows.append(overall)
-    return rows
-
-
-def _f1(precision: float, recall: float) -> float:
-    from .metrics import f1_from_means
-
-    return f1_from_means(precision, recall)
-
-
-def _empty_note(scores: dict[str, Any]) -> str:
-    if scores.get("empty_prediction"):
-        return "empty prediction"
-    if scores.get("empty_reference"):
-        return "empty reference"
-    return ""
 
 
 def _layer_array(layer) -> np.ndarray:

@@ -14,6 +14,8 @@ CORE = [
     "napari_tmunet.data.images",
     "napari_tmunet.data.preprocess",
     "napari_tmunet.metrics",
+    "napari_tmunet.evaluation",
+    "napari_tmunet.postprocess",
     "napari_tmunet.inference",
     "napari_tmunet.checkpoint",
     "napari_tmunet.registry",
