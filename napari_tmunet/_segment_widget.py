@@ -93,6 +93,7 @@ class SegmentWidget(OutputLayers, Container):
         self._connect()
         self.reset_choices()
         self._on_image_changed(self.image.value)
+        self._show_model_state()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
         self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
