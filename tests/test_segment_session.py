@@ -56,3 +56,46 @@ def test_two_modalities_one_after_the_other(make_napari_viewer, qtbot):
         _, mask = load_sample(modality)
         assert dice(labels.data, mask) >= SAMPLE_MIN_DICE[modality]
         assert "objects" in widget.summary.value and ran.name in widget.summary.value
+
+
+def test_broken_checkpoint_gives_one_message_on_the_threaded_path(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """One notification, no re-raised traceback (pytest-qt fails on an error in a slot)."""
+    import napari_tmunet._segment_widget as module
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    viewer.add_image(np.zeros((40, 40), np.uint8), name="blank")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    widget.model.value = module.CHECKPOINT_CHOICE
+    widget.checkpoint.value = bad
+    segment_and_wait(qtbot, widget)
+    qtbot.wait(50)  # let any late signal arrive
+    assert len(messages) == 1 and "broken.pt" in messages[0], messages
+    assert widget.status.value.startswith("failed") and widget.segment_button.enabled
+    from napari_tmunet._widget_common import DOCK_MAX_MIN_WIDTH
+
+    # the long message wraps: it never forces the dock (and the window) wider
+    assert widget.status.native.wordWrap() and len(widget.status.value) > 60
+    assert widget.native.minimumSizeHint().width() <= DOCK_MAX_MIN_WIDTH
+
+
+def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    ultrasound = open_sample(viewer, "ultrasound")
+    assert widget.model.value == "TM-UNet ultrasound" and "matched" in widget.model_reason.value
+    widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
+    assert "your choice for ultrasound" in widget.model_reason.value
+    assert widget.mode.value == "auto"  # not switched to tiles for good
+    colonoscopy = open_sample(viewer, "colonoscopy")
+    assert widget.model.value == "TM-UNet colonoscopy"  # another modality: its own model
+    viewer.layers.selection.active = ultrasound
+    assert widget.image.value is ultrasound and widget.model.value == "TM-UNet nuclei"
+    widget.image.value = colonoscopy  # choosing in the dropdown still works
+    assert widget.model.value == "TM-UNet colonoscopy"
+    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
