@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
+from ._widget_common import set_tooltips, start_worker, wrap
 from .evaluation import score_labels
 
 if TYPE_CHECKING:
@@ -50,38 +51,65 @@ _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECA
 class MetricsWidget(Container):
     """Choose a prediction and a reference Labels layer, compute, read and export scores.
 
+    The choosers follow the Labels layer the user selects (a reference-like name goes to
+    Reference, any other to Prediction). Comparison rows (e.g. before/after fine-tuning)
+    and the per-slice rows of a computation are separate tables.
+
     Attributes:
         prediction, reference: layer choosers (values are layers).
         compute_button, export_button: the actions.
-        table: the results table (a ``QTableWidget`` underneath).
+        table: the per-slice results table (a ``QTableWidget`` underneath).
+        comparison_table: the comparison rows' table (hidden while there are none).
         results: rows of the last computation, one dict per slice and a last
             ``slice == "mean"`` row.
-        comparison: rows set by ``set_comparison`` (e.g. old/new model), shown first.
+        comparison: rows set by ``set_comparison`` (e.g. old/new model).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=False)
+        super().__init__(labels=False, scrollable=True)
         self._viewer = viewer
         self.results: list[dict[str, Any]] = []
         self.comparison: list[dict[str, Any]] = []
         self._worker = None
 
+        self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._labels_choices)
         self.reference = ComboBox(label="Reference", choices=self._labels_choices)
         self.compute_button = PushButton(text="Compute")
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = Label(value="")
+        self.comparison_title = Label(value="Before / after fine-tuning (held-out part)")
+        self.comparison_table = Table()
         self.table = Table()
+        for label in (self.intro, self.status, self.comparison_title):
+            wrap(label)
         self.extend(
             [
+                self.intro,
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.compute_button,
                 self.table,
                 self.export_button,
                 self.status,
+                self.comparison_title,
+                self.comparison_table,
             ]
         )
-        self._setup_table()
+        for table in (self.table, self.comparison_table):
+            _setup_table(table)
+        self.comparison_title.visible = self.comparison_table.visible = False
+        set_tooltips(
+            {
+                self.prediction: "The Labels layer to score (follows the layer you select).",
+                self.reference: "The reference (ground-truth) Labels layer.",
+                self.compute_button: "Compute Dice, IoU, precision, recall and Hausdorff "
+                "distances, per 2-D slice and overall.",
+                self.export_button: "Save all rows shown (both tables) as a CSV file.",
+                self.table: "One row per 2-D slice, then the mean.",
+                self.comparison_table: "The starting and the fine-tuned model on the part "
+                "held out from training.",
+            }
+        )
         self.compute_button.changed.connect(self._on_compute_clicked)
         self.export_button.changed.connect(self._on_export_clicked)
 
@@ -89,6 +117,7 @@ class MetricsWidget(Container):
         layers.events.inserted.connect(self._on_inserted)
         layers.events.removed.connect(self._on_removed)
         layers.events.moved.connect(self._refresh_choices)
+        layers.selection.events.active.connect(self._on_active_layer)
         for layer in layers:
             layer.events.name.connect(self._refresh_choices)
         self._refresh_choices()
@@ -117,6 +146,27 @@ class MetricsWidget(Container):
         reference = refs[0] if refs else layers[0]
         prediction = next(layer for layer in reversed(layers) if not _same(layer, reference))
         self.reference.value, self.prediction.value = reference, prediction
+
+    def _on_active_layer(self, _event=None) -> None:
+        """Follow the selected Labels layer: a reference-like one is the reference, any
+        other the prediction (the other chooser keeps its layer unless it is the same)."""
+        from napari.layers import Labels
+
+        layer = self._viewer.layers.selection.active
+        if not isinstance(layer, Labels):
+            return
+        self.reset_choices()
+        if _looks_like_reference(layer.name):
+            self.reference.value = layer
+            if _same(self.prediction.value, layer):
+                self._refresh_choices()
+        else:
+            self.prediction.value = layer
+            if _same(self.reference.value, layer) or self.reference.value is None:
+                refs = [la for _, la in self._labels_choices() if _looks_like_reference(la.name)]
+                fitting = [la for la in refs if la.data.shape == layer.data.shape]
+                if fitting:
+                    self.reference.value = fitting[0]
 
     # ----------------------------------------------------------------- computing
     def compute(self) -> list[dict[str, Any]]:
@@ -153,8 +203,6 @@ class MetricsWidget(Container):
         }
 
     def _on_compute_clicked(self, _value=None) -> None:
-        from napari.qt.threading import create_worker
-
         try:
             job = self._job()
         except ValueError as err:
@@ -162,12 +210,15 @@ class MetricsWidget(Container):
             return
         self.compute_button.enabled = False
         self.status.value = "Computing…"
-        worker = create_worker(score_labels, **job, _start_thread=False)
-        worker.returned.connect(self._set_results)
-        worker.errored.connect(lambda err: self._report_error(f"Metrics failed: {err}"))
-        worker.finished.connect(self._on_worker_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = start_worker(
+            score_labels,
+            connect={
+                "returned": self._set_results,
+                "errored": lambda err: self._report_error(f"Metrics failed: {err}"),
+                "finished": self._on_worker_finished,
+            },
+            **job,
+        )
 
     def _on_worker_finished(self) -> None:
         self.compute_button.enabled = True
@@ -203,27 +254,12 @@ class MetricsWidget(Container):
         """Everything shown: the comparison rows, then the results."""
         return self.comparison + self.results
 
-    def _setup_table(self) -> None:
-        from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
-
-        native = self.table.native
-        native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # magicgui's delegate re-rounds numbers to 4 digits; cells are formatted here.
-        native.setItemDelegate(QStyledItemDelegate(native))
-        native.verticalHeader().setVisible(False)
-        native.setMinimumHeight(160)
-        native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
     def _update_table(self) -> None:
-        rows = self.rows()
-        columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
-        self.table.value = {
-            "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
-            "index": [],
-            "columns": columns,
-        }
-        self.table.native.resizeColumnsToContents()
-        self.export_button.enabled = bool(rows)
+        _fill_table(self.table, self.results)
+        _fill_table(self.comparison_table, self.comparison)
+        shown = bool(self.comparison)
+        self.comparison_title.visible = self.comparison_table.visible = shown
+        self.export_button.enabled = bool(self.rows())
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
@@ -255,6 +291,29 @@ class MetricsWidget(Container):
             self._report_error(f"Could not export: {err}")
             return
         self.status.value = f"Saved {written}"
+
+
+def _setup_table(table: Table) -> None:
+    from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
+
+    native = table.native
+    native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    # magicgui's delegate re-rounds numbers to 4 digits; cells are formatted here.
+    native.setItemDelegate(QStyledItemDelegate(native))
+    native.verticalHeader().setVisible(False)
+    native.setMinimumHeight(90)
+    native.setMinimumWidth(120)
+    native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+
+def _fill_table(table: Table, rows: list[dict[str, Any]]) -> None:
+    columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
+    table.value = {
+        "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
+        "index": [],
+        "columns": columns,
+    }
+    table.native.resizeColumnsToContents()
 
 
 def _layer_array(layer) -> np.ndarray:

@@ -117,3 +117,16 @@ def _clean(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
             keep[0] = False
             mask = keep[components]
     return mask
+
+
+def kept_prediction(metadata: dict) -> np.ndarray | None:
+    """The model's own foreground of a Segment output, from its layer metadata.
+
+    Segment keeps the compact probability (``tmunet_probability``) and the options the
+    labels were derived with (``label_options``); None for a layer Segment did not make.
+    """
+    probability = metadata.get("tmunet_probability")
+    options = metadata.get("label_options")
+    if not isinstance(probability, np.ndarray) or not isinstance(options, dict):
+        return None
+    return foreground(probability, LabelOptions(**options))

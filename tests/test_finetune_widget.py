@@ -186,8 +186,16 @@ def test_correction_loop_improves_another_tile(make_napari_viewer, qtbot, weak_m
     # the run folder: masks, config and the engine's files
     result = tune.result
     assert result["step"] == result["total_steps"] == 40 and not result["stopped"]
-    saved = read_mask(run_dir / "data" / "masks" / "01-tune_crop-train.png")[0]
-    np.testing.assert_array_equal(saved, truth[:, :288])
+    # held out: the strip with most of the user's edits (the weak model found nothing, so
+    # every true nucleus is an edit); the rest is trained on
+    from napari_tmunet.training.finetune import holdout_strip
+
+    predicted = segment.last_result.labels > 0
+    _, start, stop = holdout_strip(truth.shape, (truth > 0) != predicted)
+    valid = read_mask(run_dir / "data" / "masks" / "01-tune_crop-valid.png")[0]
+    np.testing.assert_array_equal(valid > 0, truth[:, start:stop] > 0)
+    assert result["edits"]["known"] and result["edits"]["enough"]
+    assert str(result["edits"]["pixels"]) in tune.status.value
     config = json.loads((run_dir / "config.json").read_text())
     assert config["init_checkpoint"] == str(weak_model) and config["mode"] == "crop"
     assert config["size"] == [128, 128]
@@ -244,7 +252,12 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     last = load_checkpoint(run_dir / "train" / "last.pt")
     assert best.input_config.size == (128, 128)
     assert last.training_state["step"] == tune.result["step"]
-    assert tune.active.current.model == str(run_dir / "train" / "best.pt")
+    best_path = str(run_dir / "train" / "best.pt")
+    if tune.use_anyway_button.visible:  # scored lower after 3 steps: not made active
+        assert tune.active.current is None or tune.active.current.model != best_path
+        tune.use_anyway_button.native.click()
+    assert tune.active.current.model == best_path
+    assert tune.active.current.label.startswith("fine-tuned on crop ")
     assert tune.resume_button.enabled
 
     # the same run headless (the CLI), killed mid-run: the saved masks are intact
