@@ -87,6 +87,7 @@ class SegmentWidget(OutputLayers, Container):
         self._options: SegmentOptions | None = None
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
+        self._pending_choice = ""  # a model chosen before any image was open
         self._threshold_from_model = True
         self._defaults: dict = {}  # the loaded model's threshold / mode / instances
         self._make_widgets()
@@ -258,6 +259,10 @@ class SegmentWidget(OutputLayers, Container):
         if layer is None:
             return
         self._modality = registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
+        if self._pending_choice and self._modality not in self._choices:
+            why = f"your choice for {self._modality} images"
+            self._choices[self._modality] = (self._pending_choice, why)
+        self._pending_choice = ""
         self._show_model(*self._model_for(self._modality))
 
     def _model_for(self, modality: str) -> tuple[str, str]:
@@ -306,6 +311,8 @@ class SegmentWidget(OutputLayers, Container):
             why = f"your choice for {self._modality} images"
             self._choices[self._modality] = (model, why)
             self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
+        elif model:  # no image yet: the choice holds for the kind of the next image opened
+            self._pending_choice = model
         self._show_model_state()
 
     def use_model(self, choice: active_model.ModelChoice) -> None:
