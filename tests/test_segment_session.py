@@ -99,3 +99,58 @@ def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_vie
     widget.image.value = colonoscopy  # choosing in the dropdown still works
     assert widget.model.value == "TM-UNet colonoscopy"
     assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained TM-UNet t (input 64): for wiring, never for quality."""
+    import torch
+
+    from napari_tmunet.checkpoint import save_checkpoint
+    from napari_tmunet.config import InputConfig, ModelConfig
+    from napari_tmunet.model import build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t")
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    inputs = InputConfig.for_channels(3, size=(64, 64), threshold=0.5)
+    return save_checkpoint(path, build_model(config), config, inputs)
+
+
+def test_finetune_preselects_the_edited_segment_output(make_napari_viewer, qtbot, tiny_checkpoint):
+    """Not the sample's reference mask, not a newer unedited output: the one the user edited."""
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    _, tune = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Fine-tune")
+    segment.model.value = "Checkpoint file..."  # chosen before any image: holds for the next
+    segment.checkpoint.value = tiny_checkpoint
+    image = open_sample(viewer, "colonoscopy")
+    assert segment.model_reason.value.startswith("Runs tiny.pt: your choice")
+    reference = next(layer for layer in viewer.layers if layer.name.endswith("mask"))
+    assert tune.rows[0].labels.value is reference  # the only Labels layer so far
+    segment_and_wait(qtbot, segment)
+    first = segment.last_layer
+    assert tune.rows[0].labels.value is first  # a Segment output of this image
+    first.brush_size = 12
+    first.paint((20, 20), 1)  # the user's correction
+    segment_and_wait(qtbot, segment)  # the edited output is kept; a new one is added
+    second = segment.last_layer
+    assert second is not first and second in viewer.layers
+    assert tune.rows[0].image.value is image and tune.rows[0].labels.value is first
+    assert tune.start_model() == (str(tiny_checkpoint), "tiny.pt")  # the model that made it
+    pairs = tune._layer_pairs()
+    edited = pairs[0].edited()
+    assert edited is not None and 0 < edited.sum() <= np.pi * 7**2
+
+
+def test_eta_needs_a_rate_first():
+    import time
+
+    from napari_tmunet._widget_common import Eta
+
+    eta = Eta()
+    assert "0:00:00" not in eta.text(1, 100, "steps") and "estimating" in eta.text(1, 100)
+    time.sleep(0.25)
+    text = eta.text(11, 100, "steps")
+    assert text.startswith("11/100 steps · ETA 0:00:0"), text  # ~2.2 s left
+    assert eta.text(100, 100) == "100/100"
