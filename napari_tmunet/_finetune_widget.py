@@ -36,7 +36,16 @@ from qtpy.QtCore import QObject, Signal
 from . import active_model, registry
 from ._finetune_pairs import PairRow, fits, guess_labels
 from ._finetune_plot import LivePlot
-from ._widget_common import Eta, narrow, set_tooltips, start_worker, wrap
+from ._widget_common import (
+    Eta,
+    fit_width,
+    intro_above,
+    narrow,
+    scroll_body,
+    set_tooltips,
+    start_worker,
+    wrap,
+)
 from .postprocess import kept_prediction
 from .training.finetune import (
     AUGMENTATIONS,
@@ -79,7 +88,8 @@ class FinetuneWidget(LivePlot, Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True, scrollable=True)
+        super().__init__(labels=False)
+        self.body = scroll_body(self)
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.active = active_model.for_viewer(self.viewer)
         self.worker = None
@@ -102,6 +112,8 @@ class FinetuneWidget(LivePlot, Container):
         self.rows: list[PairRow] = []
         self._make_widgets()
         self._make_plot()
+        fit_width(self.body)
+        intro_above(self, self.intro)
         self._connect()
         self.add_pair()
         self._show_model_state()
@@ -111,9 +123,9 @@ class FinetuneWidget(LivePlot, Container):
         self.intro = Label(value=INTRO)
         self.pairs_box = Container(labels=False)
         self.pairs_box.margins = (0, 0, 0, 0)
-        self.pairs_box.label = "Image / mask"
+        self.pairs_box.label = "Pairs"
         self.add_pair_button = PushButton(text="Add image / mask pair")
-        self.dataset_folder = FileEdit(label="Dataset folder", mode="d", nullable=True)
+        self.dataset_folder = FileEdit(label="Folder", mode="d", nullable=True)
         self.model = ComboBox(label="Start from", choices=self._model_choices())
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
@@ -144,16 +156,16 @@ class FinetuneWidget(LivePlot, Container):
         self.eta = Label(value="")
         self.plot_box = Container(labels=False)
         self.status = Label(value="")
-        for widget in (self.intro, self.active_label, self.eta, self.status, self.plot_box):
+        for widget in (self.intro, self.active_label, self.eta, self.status):
             widget.label = ""
+        self.plot_box.label = "Curves"
         for widget in (self.intro, self.active_label, self.eta, self.status):
             wrap(widget)
         for widget in (self.dataset_folder, self.model, self.checkpoint, self.augmentation):
             narrow(widget)
         narrow(self.run_folder)
-        self.extend(
+        self.body.extend(
             [
-                self.intro,
                 self.pairs_box,
                 self.add_pair_button,
                 self.dataset_folder,
@@ -195,6 +207,10 @@ class FinetuneWidget(LivePlot, Container):
                 "scored lower on the held-out part.",
             }
         )
+
+    def reset_choices(self, *_args) -> None:
+        """Refresh the choosers (the widgets live in the scrolled body)."""
+        self.body.reset_choices()
 
     def _connect(self) -> None:
         self.add_pair_button.changed.connect(self.add_pair)

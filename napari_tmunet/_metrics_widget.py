@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
-from ._widget_common import set_tooltips, start_worker, wrap
+from ._widget_common import fit_width, intro_above, scroll_body, set_tooltips, start_worker, wrap
 from .evaluation import score_labels
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ class MetricsWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=False, scrollable=True)
+        super().__init__(labels=False)
+        self.body = scroll_body(self, labels=False)
         self._viewer = viewer
         self.results: list[dict[str, Any]] = []
         self.comparison: list[dict[str, Any]] = []
@@ -83,9 +84,8 @@ class MetricsWidget(Container):
         self.table = Table()
         for label in (self.intro, self.status, self.comparison_title):
             wrap(label)
-        self.extend(
+        self.body.extend(
             [
-                self.intro,
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.compute_button,
                 self.table,
@@ -98,6 +98,8 @@ class MetricsWidget(Container):
         for table in (self.table, self.comparison_table):
             _setup_table(table)
         self.comparison_title.visible = self.comparison_table.visible = False
+        fit_width(self.body)
+        intro_above(self, self.intro)
         set_tooltips(
             {
                 self.prediction: "The Labels layer to score (follows the layer you select).",
@@ -121,6 +123,10 @@ class MetricsWidget(Container):
         for layer in layers:
             layer.events.name.connect(self._refresh_choices)
         self._refresh_choices()
+
+    def reset_choices(self, *_args) -> None:
+        """Refresh the choosers (the widgets live in the scrolled body)."""
+        self.body.reset_choices()
 
     # ----------------------------------------------------------------- layer lists
     def _labels_choices(self, _widget=None) -> list[tuple[str, Any]]:

@@ -38,7 +38,16 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from . import active_model, registry
 from ._segment_jobs import AUTO, LARGE_IMAGE, SegmentOptions, SegmentOutcome, segment_jobs
 from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
-from ._widget_common import Eta, narrow, set_tooltips, start_worker, wrap
+from ._widget_common import (
+    Eta,
+    fit_width,
+    intro_above,
+    narrow,
+    scroll_body,
+    set_tooltips,
+    start_worker,
+    wrap,
+)
 from .postprocess import LabelOptions, count_objects, derive_labels
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"
@@ -65,7 +74,8 @@ class SegmentWidget(OutputLayers, Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True, scrollable=True)
+        super().__init__(labels=False)
+        self.body = scroll_body(self)
         self._setting = False  # programmatic changes are not the user's choices
         self._setting_data = False  # our own writes to an output layer are not user edits
         self._progress_index = -1
@@ -91,6 +101,8 @@ class SegmentWidget(OutputLayers, Container):
         self._threshold_from_model = True
         self._defaults: dict = {}  # the loaded model's threshold / mode / instances
         self._make_widgets()
+        fit_width(self.body)
+        intro_above(self, self.intro)
         self._connect()
         self.reset_choices()
         self._on_image_changed(self.image.value)
@@ -152,9 +164,8 @@ class SegmentWidget(OutputLayers, Container):
             widgets=[self.segment_button, self.cancel_button], layout="horizontal", labels=False
         )
         buttons.margins = (0, 0, 0, 0)
-        self.extend(
+        self.body.extend(
             [
-                self.intro,
                 self.image,
                 self.model,
                 self.checkpoint,
@@ -199,6 +210,10 @@ class SegmentWidget(OutputLayers, Container):
                 self.segment_all_button: "Segment every image layer with these settings.",
             }
         )
+
+    def reset_choices(self, *_args) -> None:
+        """Refresh the choosers (the widgets live in the scrolled body)."""
+        self.body.reset_choices()
 
     def _connect(self) -> None:
         from qtpy.QtCore import QTimer

@@ -9,8 +9,8 @@ from typing import Any
 
 # Every dock must fit a 1366 x 768 screen beside napari's own panels: this wide at most,
 # and scrolls rather than forcing the window taller.
-DOCK_MAX_MIN_WIDTH = 360
-DOCK_MAX_MIN_HEIGHT = 300
+DOCK_MAX_MIN_WIDTH = 400
+DOCK_MAX_MIN_HEIGHT = 250
 
 
 def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwargs):
@@ -105,3 +105,45 @@ def set_tooltips(widgets: dict[Any, str]) -> None:
     """Give each widget its tooltip (every control says what it does)."""
     for widget, text in widgets.items():
         widget.tooltip = text
+
+
+def scroll_body(container, labels: bool = True):
+    """A Container inside a scroll area that fills ``container``; put the dock's widgets in it.
+
+    napari docks a magicgui widget's inner QWidget (not magicgui's own scroll area), so
+    the scroll area is added here: the dock then fits a small screen and scrolls. The
+    owner must forward ``reset_choices`` to the body.
+    """
+    from magicgui.widgets import Container
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    body = Container(labels=labels)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body.native)
+    scroll.setMinimumHeight(100)  # three docks and their intros fit 768 px together
+    container.margins = (0, 0, 0, 0)
+    container.native.layout().addWidget(scroll)
+    body.scroll_area = scroll
+    return body
+
+
+def fit_width(body) -> None:
+    """Keep the scroll area at least as wide as its content (no horizontal scrolling)."""
+    scroll = body.scroll_area
+    bar = scroll.verticalScrollBar().sizeHint().width()
+    scroll.setMinimumWidth(body.native.minimumSizeHint().width() + bar)
+
+
+def intro_above(container, label) -> None:
+    """Put a dock's one-line "what this does" above its scrolled body, full width."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    native = label.native
+    native.setWordWrap(True)
+    native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    native.setContentsMargins(6, 6, 6, 2)
+    container.native.layout().insertWidget(0, native)

@@ -154,3 +154,26 @@ def test_eta_needs_a_rate_first():
     text = eta.text(11, 100, "steps")
     assert text.startswith("11/100 steps · ETA 0:00:0"), text  # ~2.2 s left
     assert eta.text(100, 100) == "100/100"
+
+
+def test_docks_fit_a_1366x768_screen_with_napari_panels(make_napari_viewer):
+    from napari_tmunet._widget_common import DOCK_MAX_MIN_HEIGHT, DOCK_MAX_MIN_WIDTH
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei")
+    docks = [
+        viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)[1]
+        for name in ("Segment", "Fine-tune", "Metrics")
+    ]
+    for dock in docks:
+        hint = dock.native.minimumSizeHint()
+        assert hint.width() <= DOCK_MAX_MIN_WIDTH and hint.height() <= DOCK_MAX_MIN_HEIGHT
+        assert dock.native.sizeHint().width() <= 2 * DOCK_MAX_MIN_WIDTH
+    # the whole window, napari's layer controls and list included, on a laptop screen
+    window = viewer.window._qt_window.minimumSizeHint()
+    assert window.width() <= 1366 and window.height() <= 768, window
+    controls = ("ComboBox", "PushButton", "SpinBox", "FloatSpinBox", "FloatSlider", "CheckBox")
+    for dock in docks:  # every control says what it does
+        for widget in dock.body:
+            if widget.widget_type in (*controls, "FileEdit"):
+                assert widget.tooltip, f"{type(dock).__name__}.{widget.label}"
