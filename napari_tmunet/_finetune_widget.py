@@ -36,6 +36,7 @@ from qtpy.QtCore import QObject, Signal
 from . import active_model, registry
 from ._finetune_pairs import PairRow, fits, guess_labels
 from ._finetune_plot import LivePlot
+from ._dock_texts import FINETUNE_TIPS
 from ._widget_common import (
     Eta,
     fit_width,
@@ -187,26 +188,7 @@ class FinetuneWidget(LivePlot, Container):
                 self.revert_button,
             ]
         )
-        set_tooltips(
-            {
-                self.add_pair_button: "Add another image and its corrected mask.",
-                self.dataset_folder: "Optional: a folder with images/ and masks/ to add.",
-                self.model: "The model to start from; by default the one that made the mask.",
-                self.checkpoint: "A checkpoint file to start from.",
-                self.steps: "Training steps (each one batch of random crops).",
-                self.learning_rate: "Step size of the optimiser; 1e-4 keeps what the model knew.",
-                self.batch_size: "Crops per step; lower it if memory runs out.",
-                self.augmentation: "Random flips and turns of the training crops.",
-                self.device: "Where training runs: auto uses a GPU when there is one.",
-                self.run_folder: "Where the data, checkpoints and curves are saved.",
-                self.start_button: "Save the data, then fine-tune in the background.",
-                self.stop_button: "Stop after the current step; the best checkpoint is kept.",
-                self.resume_button: "Continue the stopped run in the run folder.",
-                self.revert_button: "Make the previous model active again.",
-                self.use_anyway_button: "Make the fine-tuned model active although it "
-                "scored lower on the held-out part.",
-            }
-        )
+        set_tooltips(self, FINETUNE_TIPS)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
+from ._dock_texts import METRICS_TIPS
 from ._widget_common import fit_width, intro_above, scroll_body, set_tooltips, start_worker, wrap
 from .evaluation import score_labels
 
@@ -100,18 +101,7 @@ class MetricsWidget(Container):
         self.comparison_title.visible = self.comparison_table.visible = False
         fit_width(self.body)
         intro_above(self, self.intro)
-        set_tooltips(
-            {
-                self.prediction: "The Labels layer to score (follows the layer you select).",
-                self.reference: "The reference (ground-truth) Labels layer.",
-                self.compute_button: "Compute Dice, IoU, precision, recall and Hausdorff "
-                "distances, per 2-D slice and overall.",
-                self.export_button: "Save all rows shown (both tables) as a CSV file.",
-                self.table: "One row per 2-D slice, then the mean.",
-                self.comparison_table: "The starting and the fine-tuned model on the part "
-                "held out from training.",
-            }
-        )
+        set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
         self.export_button.changed.connect(self._on_export_clicked)
 

@@ -38,6 +38,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from . import active_model, registry
 from ._segment_jobs import AUTO, LARGE_IMAGE, SegmentOptions, SegmentOutcome, segment_jobs
 from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
+from ._dock_texts import SEGMENT_TIPS
 from ._widget_common import (
     Eta,
     fit_width,
@@ -187,29 +188,7 @@ class SegmentWidget(OutputLayers, Container):
                 self.disclaimer,
             ]
         )
-        set_tooltips(
-            {
-                self.image: "The image layer to segment; follows the layer you select.",
-                self.model: "The model to run. Chosen for the image's kind unless you pick "
-                "one; your pick is remembered for images of that kind.",
-                self.checkpoint: "A checkpoint file from napari-tmunet-train or Fine-tune.",
-                self.device: "Where the model runs: auto uses a GPU when there is one.",
-                self.mode: "resize: the whole image at the model's input size (as trained on "
-                "resized images); tiles: overlapping windows at full resolution (large "
-                "images, models trained on crops).",
-                self.output: "binary mask, or instances (touching objects split apart); "
-                "the model's default is instances for the nuclei model.",
-                self.threshold: "Foreground where the probability is above this. Moving it "
-                "updates the last result at once (no new network run).",
-                self.fill_holes: "Fill background enclosed by an object.",
-                self.min_size: "Drop objects smaller than this many pixels.",
-                self.outlines: "Draw only the outlines of the labels.",
-                self.add_probability: "Also add the model's probability as an image layer.",
-                self.segment_button: "Segment the chosen image.",
-                self.cancel_button: "Stop after the current forward pass.",
-                self.segment_all_button: "Segment every image layer with these settings.",
-            }
-        )
+        set_tooltips(self, SEGMENT_TIPS)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body)."""

@@ -101,10 +101,10 @@ def theme_colours(viewer) -> dict[str, str]:
     }
 
 
-def set_tooltips(widgets: dict[Any, str]) -> None:
-    """Give each widget its tooltip (every control says what it does)."""
-    for widget, text in widgets.items():
-        widget.tooltip = text
+def set_tooltips(dock, tips: dict[str, str]) -> None:
+    """Give each of a dock's controls (attribute name -> text) its tooltip."""
+    for name, text in tips.items():
+        getattr(dock, name).tooltip = text
 
 
 def scroll_body(container, labels: bool = True):

@@ -295,3 +295,51 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     qtbot.waitUntil(lambda: not tune.running, timeout=90_000)
     assert tune.error == "" and not tune.result["stopped"] and tune.result["step"] == 30
     assert not tune.resume_button.enabled
+
+
+def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_viewer):
+    """The decision after a run: scores lower on the held-out part -> the old one stays."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="slide")
+    tune._job_name = "slide"
+    result = {
+        "best_checkpoint": "/runs/x/train/best.pt",
+        "start_model": "TM-UNet nuclei",
+        "old_label": "TM-UNet nuclei",
+        "stopped": False,
+        "step": 10,
+        "total_steps": 10,
+        "old": {"dice": 0.80, "hd": 5.0},
+        "new": {"dice": 0.70, "hd": 9.0},
+        "edits": {"known": True, "pixels": 40, "objects": 1, "enough": False},
+        "rows": [],
+    }
+    tune._on_returned(result)
+    assert tune.active.current is None and tune.use_anyway_button.visible
+    assert "too few for a meaningful comparison" in tune.status.value
+    assert "TM-UNet nuclei stays active" in tune.status.value
+    tune.use_anyway_button.native.click()
+    assert tune.active.current.model == "/runs/x/train/best.pt"
+    assert tune.active.current.label.startswith("fine-tuned on slide 20")
+    assert tune.active.previous.model == "TM-UNet nuclei"
+
+    better = dict(result, new={"dice": 0.9, "hd": 3.0}, best_checkpoint="/runs/y/best.pt")
+    tune._on_returned(better)  # not worse: made active at once
+    assert tune.active.current.model == "/runs/y/best.pt" and not tune.use_anyway_button.visible
+
+
+def test_plot_follows_the_napari_theme(make_napari_viewer):
+    from matplotlib.colors import to_hex
+
+    from napari_tmunet._widget_common import theme_colours
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    seen = set()
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        background = theme_colours(viewer)["background"].lower()
+        assert to_hex(tune.canvas.figure.get_facecolor()) == background
+        seen.add(background)
+    assert len(seen) == 2

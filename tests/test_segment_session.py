@@ -177,3 +177,73 @@ def test_docks_fit_a_1366x768_screen_with_napari_panels(make_napari_viewer):
         for widget in dock.body:
             if widget.widget_type in (*controls, "FileEdit"):
                 assert widget.tooltip, f"{type(dock).__name__}.{widget.label}"
+
+
+def test_threshold_updates_the_labels_live_without_the_network(
+    make_napari_viewer, qtbot, tiny_checkpoint
+):
+    """1000 x 1000 image: moving the threshold re-derives the labels in well under 1 s."""
+    from napari_tmunet.postprocess import LabelOptions, derive_labels
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    image, _ = load_sample("colonoscopy")
+    big = np.ascontiguousarray(np.kron(image, np.ones((4, 3, 1), np.uint8))[:1000, :1000])
+    layer = viewer.add_image(big, name="big")
+    widget.model.value = "Checkpoint file..."
+    widget.checkpoint.value = tiny_checkpoint
+    widget.mode.value = "resize"
+    segment_and_wait(qtbot, widget)
+    labels = widget.last_layer
+    probability = labels.metadata["tmunet_probability"]
+    assert probability.shape == (1000, 1000) and probability.dtype == np.uint8
+    worker = widget.worker
+    threshold = float(np.median(probability)) / 255  # splits the image roughly in half
+    widget.threshold.value = threshold  # as the slider does
+    qtbot.waitUntil(lambda: labels.metadata["threshold"] == pytest.approx(threshold), timeout=5000)
+    assert widget.worker is worker  # no new network run
+    expected = derive_labels(probability, LabelOptions(threshold=threshold))
+    np.testing.assert_array_equal(labels.data, expected)
+    assert 0.2 < expected.mean() < 0.8
+    assert widget.last_rederive_seconds < 0.5, widget.last_rederive_seconds
+    assert "no network run" in widget.status.value
+
+    widget.min_size.value = 50  # the other label settings re-derive too
+    qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_size"] == 50, timeout=5000)
+    assert widget.last_rederive_seconds < 0.5, widget.last_rederive_seconds
+
+    labels.paint((10, 10), 1)  # an edited output is never overwritten
+    painted = np.array(labels.data)
+    widget.threshold.value = 0.9
+    qtbot.wait(300)
+    np.testing.assert_array_equal(labels.data, painted)
+    assert "was edited" in widget.status.value and layer is widget.image.value
+
+
+def test_empty_result_is_warned_about(make_napari_viewer, qtbot, monkeypatch, tiny_checkpoint):
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    widget.model.value = "Checkpoint file..."
+    widget.checkpoint.value = tiny_checkpoint
+    viewer.add_image(np.zeros((64, 80), np.uint8), name="dark")
+    widget.threshold.value = 0.99  # the user's threshold: nothing passes it
+    segment_and_wait(qtbot, widget)
+    assert not widget.last_layer.data.any()
+    assert len(warnings) == 1 and "found nothing" in warnings[0] and "'dark'" in warnings[0]
+    assert widget.summary.value.startswith("dark: 0 objects, 0 px (0.0% of the image)")
+
+
+def test_model_defaults_come_from_the_checkpoint():
+    from napari_tmunet._segment_jobs import model_defaults
+
+    defaults = {
+        entry.modality: model_defaults(registry.load_model(entry.name, "cpu"))
+        for entry in registry.available_models()
+    }
+    assert defaults["nuclei"] == {"threshold": 0.5, "mode": "tile", "instances": True}
+    assert defaults["colonoscopy"] == {"threshold": 0.5, "mode": "resize", "instances": False}
+    assert defaults["ultrasound"]["mode"] == "resize"
