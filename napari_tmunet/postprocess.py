@@ -66,10 +66,9 @@ def foreground(compact_probability: np.ndarray, options: LabelOptions) -> np.nda
 def derive_labels(compact_probability: np.ndarray, options: LabelOptions) -> np.ndarray:
     """Labels (..., H, W) of a compact probability: uint8 0/1, or int32 instance ids.
 
-    Instance ids are unique across the slices of a stack.
+    Instance ids are unique across the slices of a stack; the split is
+    :func:`split_instances` (the same labels as ``inference.split_instances``, faster).
     """
-    from .inference import split_instances
-
     mask = foreground(compact_probability, options)
     if not options.instances:
         return mask.astype(np.uint8)
@@ -80,6 +79,43 @@ def derive_labels(compact_probability: np.ndarray, options: LabelOptions) -> np.
         frame[frame > 0] += next_label
         next_label = max(next_label, int(frame.max()))
         labels[index] = frame
+    return labels
+
+
+def split_instances(mask: np.ndarray, split_depth: float = 2.0) -> np.ndarray:
+    """Instance labels of a 2-D mask, equal to :func:`napari_tmunet.inference.split_instances`.
+
+    The same distance-transform watershed from h-maxima markers, with the h-maxima found
+    object by object in each object's bounding box (plus a one-pixel border): objects do
+    not touch (8-connectivity), so the markers are the same, and small boxes make it about
+    twice as fast on a 1000 x 1000 nuclei mask. Objects whose distance never reaches
+    ``split_depth`` hold no marker and become one object each, as there.
+    """
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask of shape {mask.shape}: expected a 2-D (H, W) mask.")
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    distance = ndi.distance_transform_edt(mask).astype(np.float32)  # (H, W)
+    objects, _ = ndi.label(mask, structure=np.ones((3, 3), bool))
+    peaks = np.zeros(mask.shape, bool)
+    height, width = mask.shape
+    for index, box in enumerate(ndi.find_objects(objects), start=1):
+        ys = slice(max(box[0].start - 1, 0), min(box[0].stop + 1, height))
+        xs = slice(max(box[1].start - 1, 0), min(box[1].stop + 1, width))
+        own = objects[ys, xs] == index
+        crop = np.where(own, distance[ys, xs], 0)
+        if crop.max() >= split_depth:
+            peaks[ys, xs] |= h_maxima(crop, split_depth).astype(bool) & own
+    markers, n_markers = ndi.label(peaks)
+    labels = watershed(-distance, markers, mask=mask).astype(np.int32)
+    orphans, n_orphans = ndi.label(mask & (labels == 0))  # objects without a marker
+    if n_orphans:
+        labels[orphans > 0] = orphans[orphans > 0] + n_markers
     return labels
 
 

@@ -253,7 +253,7 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     assert best.input_config.size == (128, 128)
     assert last.training_state["step"] == tune.result["step"]
     best_path = str(run_dir / "train" / "best.pt")
-    if tune.use_anyway_button.visible:  # scored lower after 3 steps: not made active
+    if not tune.use_anyway_button.native.isHidden():  # scored lower after 3 steps: not made active
         assert tune.active.current is None or tune.active.current.model != best_path
         tune.use_anyway_button.native.click()
     assert tune.active.current.model == best_path
@@ -316,7 +316,7 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
         "rows": [],
     }
     tune._on_returned(result)
-    assert tune.active.current is None and tune.use_anyway_button.visible
+    assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
     assert "too few for a meaningful comparison" in tune.status.value
     assert "TM-UNet nuclei stays active" in tune.status.value
     tune.use_anyway_button.native.click()
@@ -326,7 +326,8 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
 
     better = dict(result, new={"dice": 0.9, "hd": 3.0}, best_checkpoint="/runs/y/best.pt")
     tune._on_returned(better)  # not worse: made active at once
-    assert tune.active.current.model == "/runs/y/best.pt" and not tune.use_anyway_button.visible
+    assert tune.active.current.model == "/runs/y/best.pt"
+    assert tune.use_anyway_button.native.isHidden()
 
 
 def test_plot_follows_the_napari_theme(make_napari_viewer):

@@ -198,9 +198,10 @@ def test_threshold_updates_the_labels_live_without_the_network(
     probability = labels.metadata["tmunet_probability"]
     assert probability.shape == (1000, 1000) and probability.dtype == np.uint8
     worker = widget.worker
-    threshold = float(np.median(probability)) / 255  # splits the image roughly in half
-    widget.threshold.value = threshold  # as the slider does
+    threshold = round(float(np.median(probability)) / 255, 2)  # about half the image
+    widget.threshold.value = threshold  # as the slider does (steps of 0.01)
     qtbot.waitUntil(lambda: labels.metadata["threshold"] == pytest.approx(threshold), timeout=5000)
+    threshold = labels.metadata["threshold"]
     assert widget.worker is worker  # no new network run
     expected = derive_labels(probability, LabelOptions(threshold=threshold))
     np.testing.assert_array_equal(labels.data, expected)
@@ -212,7 +213,7 @@ def test_threshold_updates_the_labels_live_without_the_network(
     qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_size"] == 50, timeout=5000)
     assert widget.last_rederive_seconds < 0.5, widget.last_rederive_seconds
 
-    labels.paint((10, 10), 1)  # an edited output is never overwritten
+    labels.paint((10, 10), 1 - int(labels.data[10, 10]))  # an edit is never overwritten
     painted = np.array(labels.data)
     widget.threshold.value = 0.9
     qtbot.wait(300)
