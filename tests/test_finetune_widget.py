@@ -344,3 +344,51 @@ def test_plot_follows_the_napari_theme(make_napari_viewer):
         assert to_hex(tune.canvas.figure.get_facecolor()) == background
         seen.add(background)
     assert len(seen) == 2
+
+
+def test_worker_errors_give_one_message_in_finetune_and_metrics(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path: the handler connected at creation shows one message, nothing re-raised
+    (pytest-qt would fail the test on an exception raised in a slot)."""
+    import napari_tmunet._finetune_widget as finetune_module
+    import napari_tmunet._metrics_widget as metrics_module
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    messages = []
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    corrected = np.zeros((64, 64), np.uint8)
+    corrected[10:30, 10:30] = 1
+    viewer.add_labels(corrected, name="slide corrected")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    tune.model.value = "Checkpoint file..."
+    tune.checkpoint.value = bad
+    tune.run_folder.value = tmp_path / "run"
+    tune.start_button.native.click()
+    assert tune.worker is not None
+    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    qtbot.wait(50)
+    assert len(messages) == 1 and "broken.pt" in messages[0], messages
+    assert tune.status.value.startswith("failed") and tune.start_button.enabled
+    # what the user painted is on disk although the job failed
+    assert (tmp_path / "run" / "data" / "masks").is_dir()
+
+    metrics = open_dock(viewer, "Metrics")
+    reports = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", reports.append)
+
+    def broken(**_job):
+        raise MemoryError("no room for the distances")
+
+    monkeypatch.setattr(metrics_module, "score_labels", broken)
+    metrics.prediction.value = viewer.layers["slide corrected"]
+    viewer.add_labels(corrected, name="slide mask")
+    metrics.reference.value = viewer.layers["slide mask"]
+    metrics.compute_button.native.click()
+    qtbot.waitUntil(lambda: metrics._worker is None, timeout=10_000)
+    qtbot.wait(50)
+    assert reports == ["Metrics failed: no room for the distances"]
+    assert metrics.status.value == reports[0] and metrics.compute_button.enabled
