@@ -25,6 +25,7 @@ seg.segment()
 t0 = time.time()
 while seg.running and time.time() - t0 < 120:
     app.processEvents(); time.sleep(0.05)
+docks["Metrics"][1].compute()  # the sample's mask is the reference
 for _ in range(20):
     app.processEvents(); time.sleep(0.02)
 print("window minSizeHint", win.minimumSizeHint().width(), win.minimumSizeHint().height(), "size", win.width(), win.height())
