@@ -11,10 +11,9 @@ checkpoint; Resume continues a stopped run.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import threading
-import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,33 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
+from ._dock_texts import FINETUNE_TIPS
+from ._finetune_pairs import PairRow, fits, guess_labels
+from ._finetune_plot import LivePlot
+from ._widget_common import (
+    Eta,
+    fit_width,
+    intro_above,
+    narrow,
+    scroll_body,
+    set_tooltips,
+    start_worker,
+    wrap,
+)
+from .postprocess import kept_prediction
 from .training.finetune import (
     AUGMENTATIONS,
     FinetuneJob,
     TrainingPair,
+    describe_edits,
     new_run_folder,
     run_finetune,
     training_pairs,
 )
 
 PLUGIN = "napari-tmunet"
-ACTIVE_CHOICE = "Active model"
+ACTIVE_CHOICE = "Model that made the mask"
+INTRO = "Trains the model further on your corrected masks, then compares old and new."
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
 
@@ -60,21 +75,7 @@ class _Relay(QObject):
     phase = Signal(str)
 
 
-class PairRow(Container):
-    """One (image layer, Labels layer) pair with a remove button."""
-
-    def __init__(self, image_choices, labels_choices, on_remove):
-        super().__init__(layout="horizontal", labels=False)
-        self.image = ComboBox(choices=image_choices, tooltip="image layer")
-        self.labels = ComboBox(choices=labels_choices, tooltip="its corrected Labels layer")
-        self.remove_button = PushButton(text="✕", tooltip="remove this pair")
-        self.remove_button.max_width = 28
-        self.extend([self.image, self.labels, self.remove_button])
-        self.margins = (0, 0, 0, 0)
-        self.remove_button.changed.connect(lambda: on_remove(self))
-
-
-class FinetuneWidget(Container):
+class FinetuneWidget(LivePlot, Container):
     """Fine-tune the active model on corrected masks, in a worker thread.
 
     Sub-widgets are attributes so that scripts and tests can set values and call
@@ -88,7 +89,8 @@ class FinetuneWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=False)
+        self.body = scroll_body(self)
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.active = active_model.for_viewer(self.viewer)
         self.worker = None
@@ -98,7 +100,9 @@ class FinetuneWidget(Container):
         self.step = 0
         self._busy = False
         self._stop_event = threading.Event()
-        self._eta_start: tuple[float, int] | None = None
+        self._eta = Eta()
+        self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
+        self._modality = ""  # of the first pair's image
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -106,15 +110,23 @@ class FinetuneWidget(Container):
         self._relay.stepped.connect(self._on_step)
         self._relay.evaluated.connect(self._on_eval)
         self._relay.phase.connect(self._on_phase)
-
-        self.intro = Label(value="Train the model further on your corrected masks.")
         self.rows: list[PairRow] = []
+        self._make_widgets()
+        self._make_plot()
+        fit_width(self.body)
+        intro_above(self, self.intro)
+        self._connect()
+        self.add_pair()
+        self._show_model_state()
+        self._update_buttons()
+
+    def _make_widgets(self) -> None:
+        self.intro = Label(value=INTRO)
         self.pairs_box = Container(labels=False)
         self.pairs_box.margins = (0, 0, 0, 0)
-        self.pairs_box.label = "Image / mask"
+        self.pairs_box.label = "Pairs"
         self.add_pair_button = PushButton(text="Add image / mask pair")
-        self.dataset_folder = FileEdit(label="Dataset folder", mode="d", nullable=True)
-        self.dataset_folder.tooltip = "optional: a folder with images/ and masks/"
+        self.dataset_folder = FileEdit(label="Folder", mode="d", nullable=True)
         self.model = ComboBox(label="Start from", choices=self._model_choices())
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
@@ -130,8 +142,8 @@ class FinetuneWidget(Container):
             label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
         )
         self.run_folder = FileEdit(label="Run folder", mode="d", value=new_run_folder())
-        self.start_button = PushButton(text="Start fine-tuning")
-        self.stop_button = PushButton(text="Stop (keeps the best)", enabled=False)
+        self.start_button = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
         buttons = Container(
             widgets=[self.start_button, self.stop_button, self.resume_button],
@@ -140,15 +152,21 @@ class FinetuneWidget(Container):
         )
         buttons.margins = (0, 0, 0, 0)
         self.revert_button = PushButton(text="Revert to previous model", enabled=False)
+        self.use_anyway_button = PushButton(text="Use the fine-tuned model anyway", visible=False)
         self.progress_bar = ProgressBar(label="Progress", value=0, min=0, max=1)
         self.eta = Label(value="")
         self.plot_box = Container(labels=False)
         self.status = Label(value="")
-        for widget in (self.intro, self.active_label, self.eta, self.status, self.plot_box):
+        for widget in (self.intro, self.active_label, self.eta, self.status):
             widget.label = ""
-        self.extend(
+        self.plot_box.label = "Curves"
+        for widget in (self.intro, self.active_label, self.eta, self.status):
+            wrap(widget)
+        for widget in (self.dataset_folder, self.model, self.checkpoint, self.augmentation):
+            narrow(widget)
+        narrow(self.run_folder)
+        self.body.extend(
             [
-                self.intro,
                 self.pairs_box,
                 self.add_pair_button,
                 self.dataset_folder,
@@ -162,28 +180,32 @@ class FinetuneWidget(Container):
                 self.device,
                 self.run_folder,
                 buttons,
-                self.revert_button,
                 self.progress_bar,
                 self.eta,
                 self.plot_box,
                 self.status,
+                self.use_anyway_button,
+                self.revert_button,
             ]
         )
-        self._make_plot()
+        set_tooltips(self, FINETUNE_TIPS)
 
+    def reset_choices(self, *_args) -> None:
+        """Refresh the choosers (the widgets live in the scrolled body)."""
+        self.body.reset_choices()
+
+    def _connect(self) -> None:
         self.add_pair_button.changed.connect(self.add_pair)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
         self.revert_button.changed.connect(self.revert)
+        self.use_anyway_button.changed.connect(self.use_fine_tuned)
         self.model.changed.connect(self._show_model_state)
         self.run_folder.changed.connect(self._on_folder_changed)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.active.subscribe(self._on_active_changed)
-        self.add_pair()
-        self._show_model_state()
-        self._update_buttons()
 
     # --- pairs -------------------------------------------------------------------------
 
@@ -201,7 +223,8 @@ class FinetuneWidget(Container):
         if image is not None:
             row.image.value = image
         self._fill_labels(row)
-        row.image.changed.connect(lambda _: self._fill_labels(row))
+        row.image.changed.connect(lambda _: self._fill_labels(row, refit=True))
+        row.labels.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
         return row
@@ -212,18 +235,44 @@ class FinetuneWidget(Container):
             self.pairs_box.remove(row)
 
     def _on_layers_changed(self, event=None):
-        self.reset_choices()
+        layer = getattr(event, "value", None)
+        if isinstance(layer, Labels) and event.type == "inserted":
+            # an edit of a Segment output makes it the likelier correction
+            layer.events.paint.connect(self._refill_rows)
+        for row in self.rows:
+            row._filling = True
+        try:
+            self.reset_choices()
+        finally:
+            for row in self.rows:
+                row._filling = False
+        self._refill_rows()
+
+    def _refill_rows(self, _event=None) -> None:
         for row in self.rows:
             self._fill_labels(row)
 
-    def _fill_labels(self, row: PairRow, _=None):
-        """Give a row the Labels layer that fits its image, unless it has one already."""
+    def _on_row_labels(self, row: PairRow) -> None:
+        if not row._filling:
+            row.user_choice = True  # the user's pick is kept from now on
+
+    def _fill_labels(self, row: PairRow, refit: bool = False):
+        """Give a row the Labels layer that fits its image best (see :func:`_guess_labels`),
+        unless the user picked one (and it still fits)."""
         image = row.image.value
-        if image is None or (row.labels.value is not None and _fits(image, row.labels.value)):
+        current = row.labels.value
+        if image is None:
             return
-        guess = _guess_labels(image, [la for _, la in self._labels_choices()])
-        if guess is not None:
-            row.labels.value = guess
+        if row.user_choice and current is not None and not refit:
+            if fits(image, current):
+                return
+        guess = guess_labels(image, [la for _, la in self._labels_choices()])
+        if guess is not None and guess is not current:
+            row._filling = True
+            try:
+                row.labels.value = guess
+            finally:
+                row._filling = False
 
     def _layer_pairs(self) -> list[TrainingPair]:
         """Copies of the chosen layers' data (painting may go on during training)."""
@@ -242,6 +291,7 @@ class FinetuneWidget(Container):
                 name=image.name,
                 rgb=bool(image.rgb),
                 source=f"layers {image.name!r} + {labels.name!r}",
+                predicted=kept_prediction(labels.metadata),  # tells the edits apart
             )
         return pairs
 
@@ -262,8 +312,9 @@ class FinetuneWidget(Container):
     def start_model(self) -> tuple[str, str] | None:
         """``(model, label)`` that fine-tuning starts from, or None when there is none.
 
-        "Active model": the one set by an earlier fine-tuning (or Revert), else the one
-        chosen in an open Segment dock, else the first shipped model.
+        "Model that made the mask": the model Segment ran to make the first pair's Labels
+        layer (its metadata says), else the active model (an earlier fine-tuning, or
+        Revert), else the shipped model for the image's modality.
         """
         value = str(self.model.value)
         if value == CHECKPOINT_CHOICE:
@@ -272,19 +323,23 @@ class FinetuneWidget(Container):
             return (str(path), Path(path).name) if ok else None
         if value != ACTIVE_CHOICE:
             return value, value
+        row = self.rows[0] if self.rows else None
+        labels = row.labels.value if row is not None else None
+        made_by = str((labels.metadata if labels is not None else {}).get("model", ""))
+        if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
+            label = labels.metadata.get("model_label") or Path(made_by).name
+            return made_by, str(label)
         if self.active.current is not None:
             return self.active.current.model, self.active.current.label
-        for segment in self._segment_widgets():
-            from ._segment_widget import CHECKPOINT_CHOICE as SEGMENT_FILE
+        image = row.image.value if row is not None else None
+        entry = None
+        if image is not None:
+            from ._segment_widget import _thumbnail
 
-            if segment.model.value == SEGMENT_FILE:
-                path = segment.checkpoint.value
-                if path is not None and Path(path).is_file():
-                    return str(path), Path(path).name
-            elif segment.model.value is not None:
-                return str(segment.model.value), str(segment.model.value)
+            entry = registry.default_model_for(_thumbnail(image), rgb=image.rgb)
         entries = registry.available_models()
-        return (entries[0].name, entries[0].name) if entries else None
+        entry = entry or (entries[0] if entries else None)
+        return (entry.name, entry.name) if entry is not None else None
 
     def _show_model_state(self, _=None):
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
@@ -299,31 +354,7 @@ class FinetuneWidget(Container):
 
     def _on_active_changed(self, choice: active_model.ModelChoice):
         self._show_model_state()
-        self._apply_to_segment_widgets(choice)
         self._update_buttons()
-
-    def _segment_widgets(self) -> list:
-        from ._segment_widget import SegmentWidget
-
-        try:
-            docks = list(self.viewer.window.dock_widgets.values())
-        except (AttributeError, RuntimeError):  # no window (headless viewer model)
-            return []
-        return [w for w in docks if isinstance(w, SegmentWidget)]
-
-    def _apply_to_segment_widgets(self, choice: active_model.ModelChoice):
-        """Show the active model in open Segment docks through their public widgets.
-
-        (Kept until SegmentWidget subscribes to ``active_model`` itself; harmless after.)
-        """
-        from ._segment_widget import CHECKPOINT_CHOICE as SEGMENT_FILE
-
-        for segment in self._segment_widgets():
-            if registry.find_model(choice.model) is not None:
-                segment.model.value = choice.model
-            else:
-                segment.checkpoint.value = choice.model
-                segment.model.value = SEGMENT_FILE
 
     def revert(self, _=None) -> None:
         """Make the previous model active again (and the fine-tuned one the previous)."""
@@ -386,6 +417,13 @@ class FinetuneWidget(Container):
         run_dir = self._fresh_run_dir()
         if run_dir is None:
             return
+        first = self.rows[0].image.value if self.rows else None
+        self._job_name = first.name if first is not None else Path(folder).name
+        self._modality = ""
+        if first is not None:
+            from ._segment_widget import _thumbnail
+
+            self._modality = registry.guess_modality(_thumbnail(first), rgb=first.rgb)
         self._launch(
             FinetuneJob(
                 run_dir=run_dir,
@@ -428,14 +466,13 @@ class FinetuneWidget(Container):
             self.status.value = "stopping: evaluating and saving..."
 
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
-        from napari.qt.threading import create_worker
-
         self.result, self.error, self.step = None, "", 0
         if not keep_history:
             self.history = {"loss": [], "eval": []}
         self._redraw(force=True)
         self._stop_event = threading.Event()
-        self._eta_start = None
+        self._eta = Eta()
+        self.use_anyway_button.visible = False
         self._set_folder(job.run_dir)
         self._auto_folder = False  # this folder now holds the run (for Resume)
         relay = self._relay
@@ -444,15 +481,20 @@ class FinetuneWidget(Container):
             "on_eval": lambda record: _emit(relay.evaluated, dict(record)),
             "on_phase": lambda text: _emit(relay.phase, str(text)),
         }
-        worker = create_worker(run_finetune, job, self._stop_event, callbacks, _start_thread=False)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self._busy = True
         self._update_buttons()
         self.status.value = "starting..."
-        worker.start()
+        self.worker = start_worker(
+            run_finetune,
+            job,
+            self._stop_event,
+            callbacks,
+            connect={
+                "returned": self._on_returned,
+                "errored": self._on_error,
+                "finished": self._on_finished,
+            },
+        )
 
     def _update_buttons(self, _=None):
         busy = self._busy
@@ -477,17 +519,10 @@ class FinetuneWidget(Container):
         self.status.value = text
 
     def _on_step(self, step: int, total: int, loss: float):
-        now = time.monotonic()
-        if self._eta_start is None:
-            self._eta_start = (now, step - 1)
-        began, first = self._eta_start
-        per_step = (now - began) / max(step - first, 1)
         self.step = step
         self.progress_bar.max = total
         self.progress_bar.value = step
-        self.eta.value = (
-            f"step {step}/{total} · {per_step:.2f} s/step · ETA {_clock(per_step * (total - step))}"
-        )
+        self.eta.value = "step " + self._eta.text(step, total)
         self.history["loss"].append((step, loss))
         self._redraw()
 
@@ -501,25 +536,44 @@ class FinetuneWidget(Container):
         self._redraw(force=True)
 
     def _on_returned(self, result: dict):
+        """Compare old and new; make the new model active only when it is not worse."""
         self.result = result
-        best = result["best_checkpoint"]
-        label = f"fine-tuned {Path(result['run_dir']).name}"
-        current = self.active.current
-        if current is None or current.model != result["start_model"]:
-            self.active.set(result["start_model"], result["old_label"])  # Revert returns here
-        self.active.set(best, label)  # listeners update Segment and this widget
         self._show_comparison(result["rows"])
         old, new = result["old"], result["new"]
         state = "stopped" if result["stopped"] else "finished"
-        text = f"{state} at step {result['step']}/{result['total_steps']}; active: {label}"
+        text = f"{state} at step {result['step']}/{result['total_steps']}"
         if old is not None:
             text += f"; held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
-            if new["dice"] < old["dice"]:
-                show_warning(
-                    "The fine-tuned model scores lower on the held-out part than the starting "
-                    "model; 'Revert to previous model' brings the starting model back."
-                )
+            text += f" ({describe_edits(result.get('edits') or {})})"
+        if old is not None and new["dice"] < old["dice"]:
+            text += f"; {result['old_label']} stays active"
+            self.use_anyway_button.visible = True
+            show_warning(
+                "The fine-tuned model scores lower on the held-out part than the starting "
+                "model, so the starting model stays active ('Use the fine-tuned model "
+                "anyway' switches)."
+            )
+        else:
+            text += f"; active: {self.use_fine_tuned().label}"
         self.status.value = text
+
+    def fine_tuned_name(self) -> str:
+        """A name people recognise: the image trained on and the date."""
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
+        return f"fine-tuned on {self._job_name or 'your masks'} {stamp}"
+
+    def use_fine_tuned(self, _=None) -> active_model.ModelChoice | None:
+        """Make the last run's best checkpoint the active model (Revert brings the old back)."""
+        result = self.result
+        if result is None:
+            return None
+        current = self.active.current
+        modality = self._modality
+        if current is None or current.model != result["start_model"]:
+            self.active.set(result["start_model"], result["old_label"], modality)  # Revert's
+        self.use_anyway_button.visible = False
+        # listeners (Segment) use it for images of this modality
+        return self.active.set(result["best_checkpoint"], self.fine_tuned_name(), modality)
 
     def _on_error(self, err: Exception):
         self.error = f"{type(err).__name__}: {err}"
@@ -543,44 +597,6 @@ class FinetuneWidget(Container):
         except Exception as err:  # noqa: BLE001 - the results are also in comparison.json
             show_warning(f"Could not show the comparison in the Metrics dock: {err}")
 
-    # --- live plot ---------------------------------------------------------------------
-
-    def _make_plot(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(4, 2.6), dpi=90, layout="constrained")
-        self.canvas = FigureCanvasQTAgg(figure)
-        self.canvas.setMinimumHeight(200)
-        self._ax_loss, self._ax_dice = figure.subplots(1, 2)
-        self._ax_hd = self._ax_dice.twinx()
-        (self._loss_line,) = self._ax_loss.plot([], [], lw=0.8, color="tab:blue")
-        (self._dice_line,) = self._ax_dice.plot([], [], marker=".", color="tab:green")
-        (self._hd_line,) = self._ax_hd.plot([], [], marker=".", ls="--", color="tab:red")
-        self._ax_loss.set(title="training loss", xlabel="step")
-        self._ax_dice.set(title="held-out", xlabel="step")
-        self._ax_dice.set_ylabel("Dice", color="tab:green")
-        self._ax_hd.set_ylabel("HD (px)", color="tab:red")
-        for ax in (self._ax_loss, self._ax_dice, self._ax_hd):
-            ax.tick_params(labelsize=7)
-        self.plot_box.native.layout().addWidget(self.canvas)
-
-    def _redraw(self, force: bool = False):
-        now = time.monotonic()
-        if not force and now - self._last_draw < 1.0:  # a draw costs ~60 ms of GUI time
-            return
-        self._last_draw = now
-        losses = self.history["loss"]
-        evals = [r for r in self.history["eval"] if r.get("val_dice") is not None]
-        self._loss_line.set_data([s for s, _ in losses], [v for _, v in losses])
-        self._dice_line.set_data([r["step"] for r in evals], [r["val_dice"] for r in evals])
-        hd = [r for r in evals if r.get("val_hd") is not None]
-        self._hd_line.set_data([r["step"] for r in hd], [r["val_hd"] for r in hd])
-        for ax in (self._ax_loss, self._ax_dice, self._ax_hd):
-            ax.relim()
-            ax.autoscale_view()
-        self.canvas.draw_idle()
-
 
 # ------------------------------------------------------------------------- helpers
 
@@ -599,21 +615,6 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads()) if torch is not None else 0
 
 
-def _fits(image: Image, labels: Labels) -> bool:
-    shape = image.data[0].shape if image.multiscale else image.data.shape
-    spatial = shape[:-1] if image.rgb else shape
-    lshape = labels.data[0].shape if labels.multiscale else labels.data.shape
-    return tuple(lshape) == tuple(spatial)
-
-
-def _guess_labels(image: Image, candidates: list[Labels]) -> Labels | None:
-    """The Labels layer that fits the image, preferring one named after it (last added)."""
-    fitting = [la for la in candidates if _fits(image, la)]
-    named = [la for la in fitting if la.name.startswith(image.name)]
-    chosen = named or fitting
-    return chosen[-1] if chosen else None
-
-
 def _read_history(path: Path) -> dict[str, list]:
     history: dict[str, list] = {"loss": [], "eval": []}
     if not path.is_file():
@@ -626,10 +627,3 @@ def _read_history(path: Path) -> dict[str, list]:
             if record.get("val_dice") is not None:
                 history["eval"].append(record)
     return history
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

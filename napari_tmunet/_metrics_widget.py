@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
+from ._dock_texts import METRICS_TIPS
+from ._widget_common import fit_width, intro_above, scroll_body, set_tooltips, start_worker, wrap
+from .evaluation import score_labels
+
 if TYPE_CHECKING:
     import napari
 
@@ -40,7 +44,6 @@ COLUMN_ORDER: tuple[str, ...] = (
 )
 # In the CSV, not in the table (the status line names the layers).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference"})
-OVERALL = "mean"
 
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
@@ -49,38 +52,56 @@ _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECA
 class MetricsWidget(Container):
     """Choose a prediction and a reference Labels layer, compute, read and export scores.
 
+    The choosers follow the Labels layer the user selects (a reference-like name goes to
+    Reference, any other to Prediction). Comparison rows (e.g. before/after fine-tuning)
+    and the per-slice rows of a computation are separate tables.
+
     Attributes:
         prediction, reference: layer choosers (values are layers).
         compute_button, export_button: the actions.
-        table: the results table (a ``QTableWidget`` underneath).
+        table: the per-slice results table (a ``QTableWidget`` underneath).
+        comparison_table: the comparison rows' table (hidden while there are none).
         results: rows of the last computation, one dict per slice and a last
             ``slice == "mean"`` row.
-        comparison: rows set by ``set_comparison`` (e.g. old/new model), shown first.
+        comparison: rows set by ``set_comparison`` (e.g. old/new model).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        self.body = scroll_body(self, labels=False)
         self._viewer = viewer
         self.results: list[dict[str, Any]] = []
         self.comparison: list[dict[str, Any]] = []
         self._worker = None
 
+        self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._labels_choices)
         self.reference = ComboBox(label="Reference", choices=self._labels_choices)
         self.compute_button = PushButton(text="Compute")
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = Label(value="")
+        self.comparison_title = Label(value="Before / after fine-tuning (held-out part)")
+        self.comparison_table = Table()
         self.table = Table()
-        self.extend(
+        for label in (self.intro, self.status, self.comparison_title):
+            wrap(label)
+        self.body.extend(
             [
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.compute_button,
                 self.table,
                 self.export_button,
                 self.status,
+                self.comparison_title,
+                self.comparison_table,
             ]
         )
-        self._setup_table()
+        for table in (self.table, self.comparison_table):
+            _setup_table(table)
+        self.comparison_title.visible = self.comparison_table.visible = False
+        fit_width(self.body)
+        intro_above(self, self.intro)
+        set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
         self.export_button.changed.connect(self._on_export_clicked)
 
@@ -88,9 +109,14 @@ class MetricsWidget(Container):
         layers.events.inserted.connect(self._on_inserted)
         layers.events.removed.connect(self._on_removed)
         layers.events.moved.connect(self._refresh_choices)
+        layers.selection.events.active.connect(self._on_active_layer)
         for layer in layers:
             layer.events.name.connect(self._refresh_choices)
         self._refresh_choices()
+
+    def reset_choices(self, *_args) -> None:
+        """Refresh the choosers (the widgets live in the scrolled body)."""
+        self.body.reset_choices()
 
     # ----------------------------------------------------------------- layer lists
     def _labels_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -116,6 +142,27 @@ class MetricsWidget(Container):
         reference = refs[0] if refs else layers[0]
         prediction = next(layer for layer in reversed(layers) if not _same(layer, reference))
         self.reference.value, self.prediction.value = reference, prediction
+
+    def _on_active_layer(self, _event=None) -> None:
+        """Follow the selected Labels layer: a reference-like one is the reference, any
+        other the prediction (the other chooser keeps its layer unless it is the same)."""
+        from napari.layers import Labels
+
+        layer = self._viewer.layers.selection.active
+        if not isinstance(layer, Labels):
+            return
+        self.reset_choices()
+        if _looks_like_reference(layer.name):
+            self.reference.value = layer
+            if _same(self.prediction.value, layer):
+                self._refresh_choices()
+        else:
+            self.prediction.value = layer
+            if _same(self.reference.value, layer) or self.reference.value is None:
+                refs = [la for _, la in self._labels_choices() if _looks_like_reference(la.name)]
+                fitting = [la for la in refs if la.data.shape == layer.data.shape]
+                if fitting:
+                    self.reference.value = fitting[0]
 
     # ----------------------------------------------------------------- computing
     def compute(self) -> list[dict[str, Any]]:
@@ -152,8 +199,6 @@ class MetricsWidget(Container):
         }
 
     def _on_compute_clicked(self, _value=None) -> None:
-        from napari.qt.threading import create_worker
-
         try:
             job = self._job()
         except ValueError as err:
@@ -161,12 +206,15 @@ class MetricsWidget(Container):
             return
         self.compute_button.enabled = False
         self.status.value = "Computing…"
-        worker = create_worker(score_labels, **job, _start_thread=False)
-        worker.returned.connect(self._set_results)
-        worker.errored.connect(lambda err: self._report_error(f"Metrics failed: {err}"))
-        worker.finished.connect(self._on_worker_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = start_worker(
+            score_labels,
+            connect={
+                "returned": self._set_results,
+                "errored": lambda err: self._report_error(f"Metrics failed: {err}"),
+                "finished": self._on_worker_finished,
+            },
+            **job,
+        )
 
     def _on_worker_finished(self) -> None:
         self.compute_button.enabled = True
@@ -202,27 +250,12 @@ class MetricsWidget(Container):
         """Everything shown: the comparison rows, then the results."""
         return self.comparison + self.results
 
-    def _setup_table(self) -> None:
-        from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
-
-        native = self.table.native
-        native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # magicgui's delegate re-rounds numbers to 4 digits; cells are formatted here.
-        native.setItemDelegate(QStyledItemDelegate(native))
-        native.verticalHeader().setVisible(False)
-        native.setMinimumHeight(160)
-        native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
     def _update_table(self) -> None:
-        rows = self.rows()
-        columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
-        self.table.value = {
-            "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
-            "index": [],
-            "columns": columns,
-        }
-        self.table.native.resizeColumnsToContents()
-        self.export_button.enabled = bool(rows)
+        _fill_table(self.table, self.results)
+        _fill_table(self.comparison_table, self.comparison)
+        shown = bool(self.comparison)
+        self.comparison_title.visible = self.comparison_table.visible = shown
+        self.export_button.enabled = bool(self.rows())
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
@@ -256,86 +289,27 @@ class MetricsWidget(Container):
         self.status.value = f"Saved {written}"
 
 
-def score_labels(
-    pred: np.ndarray,
-    ref: np.ndarray,
-    spacing: Sequence[float] | None = None,
-    unit: str = "",
-    prediction_name: str = "prediction",
-    reference_name: str = "reference",
-) -> list[dict[str, Any]]:
-    """Per-slice metric rows for (..., H, W) masks (> 0 is foreground), then a mean row.
+def _setup_table(table: Table) -> None:
+    from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
 
-    Distances are in pixels (``hd_px``, ``hd95_px``) and, with ``spacing`` (sy, sx),
-    also in physical units (``hd_physical``, ``hd95_physical``, ``unit``).
-    """
-    from .metrics import SegmentationMetrics, hausdorff_distance
+    native = table.native
+    native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    # magicgui's delegate re-rounds numbers to 4 digits; cells are formatted here.
+    native.setItemDelegate(QStyledItemDelegate(native))
+    native.verticalHeader().setVisible(False)
+    native.setMinimumHeight(90)
+    native.setMinimumWidth(120)
+    native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
-    shape = pred.shape
-    pred = np.asarray(pred > 0).reshape(-1, *shape[-2:])  # (S, H, W)
-    ref = np.asarray(ref > 0).reshape(-1, *shape[-2:])  # (S, H, W)
-    lead = shape[:-2]
-    metrics = SegmentationMetrics()
-    rows = []
-    for index in range(pred.shape[0]):
-        name = ",".join(str(i) for i in np.unravel_index(index, lead)) if lead else "0"
-        scores = metrics.update(pred[index], ref[index], name=name)
-        row = {
-            "slice": name,
-            "dice": scores["dice"],
-            "iou": scores["iou"],
-            "precision": scores["precision"],
-            "recall": scores["recall"],
-            "f1": _f1(scores["precision"], scores["recall"]),
-            "hd_px": scores["hd"],
-            "hd95_px": scores["hd95"],
-        }
-        if spacing is not None:
-            row["hd_physical"] = hausdorff_distance(pred[index], ref[index], spacing=spacing)
-            row["hd95_physical"] = hausdorff_distance(
-                pred[index], ref[index], percentile=95, spacing=spacing
-            )
-            row["unit"] = unit
-        row["note"] = _empty_note(scores)
-        row.update(prediction=prediction_name, reference=reference_name)
-        rows.append(row)
 
-    summary = metrics.aggregate()
-    overall = {
-        "slice": OVERALL,
-        "dice": summary["dice_mean"],
-        "iou": summary["iou_mean"],
-        "precision": summary["precision_mean"],
-        "recall": summary["recall_mean"],
-        "f1": summary["f1"],
-        "hd_px": summary["hd_mean"],
-        "hd95_px": summary["hd95_mean"],
+def _fill_table(table: Table, rows: list[dict[str, Any]]) -> None:
+    columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
+    table.value = {
+        "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
+        "index": [],
+        "columns": columns,
     }
-    if spacing is not None:
-        overall["hd_physical"] = float(np.mean([r["hd_physical"] for r in rows]))
-        overall["hd95_physical"] = float(np.mean([r["hd95_physical"] for r in rows]))
-        overall["unit"] = unit
-    empties = summary["empty_prediction"] + summary["empty_reference"]
-    overall["note"] = f"mean of {len(rows)} slice(s)" + (
-        f"; {empties} with one mask empty (HD = image diagonal)" if empties else ""
-    )
-    overall.update(prediction=prediction_name, reference=reference_name)
-    rows.append(overall)
-    return rows
-
-
-def _f1(precision: float, recall: float) -> float:
-    from .metrics import f1_from_means
-
-    return f1_from_means(precision, recall)
-
-
-def _empty_note(scores: dict[str, Any]) -> str:
-    if scores.get("empty_prediction"):
-        return "empty prediction"
-    if scores.get("empty_reference"):
-        return "empty reference"
-    return ""
+    table.native.resizeColumnsToContents()
 
 
 def _layer_array(layer) -> np.ndarray:

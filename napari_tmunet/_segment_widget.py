@@ -1,17 +1,22 @@
 """The Segment dock widget: an image layer in, a Labels layer out.
 
-The computation is :func:`napari_tmunet.inference.segment`, a generator run in a napari
-``thread_worker`` (torch is imported there, not at plugin load) with a napari progress
-bar and a Cancel button; ``NAPARI_TMUNET_INLINE=1`` runs it on the calling thread
-instead (tests, scripts).
+The work is :func:`napari_tmunet._segment_jobs.segment_jobs` (inference, then labels
+derived from the kept probability), run in a napari ``thread_worker`` (torch is imported
+there, not at plugin load) with a progress bar, an ETA and a Cancel button;
+``NAPARI_TMUNET_INLINE=1`` runs it on the calling thread instead (scripts).
+
+Which model runs: the model for the image's modality (guessed from its colours), or the
+user's choice for that modality (remembered across sessions for shipped models), or the
+model Fine-tune made active for it; the dock says which and why. The threshold, mode
+and output kind default to the loaded model's own. Moving the threshold (or the hole
+filling, minimum size, output kind) re-derives the labels from the kept probability
+without running the network again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Generator
-from dataclasses import dataclass, field
+import time
 from typing import Any
 
 import napari
@@ -21,60 +26,58 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
+    FloatSlider,
     Label,
     PushButton,
+    SpinBox,
 )
 from napari.layers import Image, Labels
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import active_model, registry
+from ._dock_texts import SEGMENT_TIPS
+from ._segment_jobs import AUTO, LARGE_IMAGE, SegmentOptions, SegmentOutcome, segment_jobs
+from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
+from ._widget_common import (
+    Eta,
+    fit_width,
+    intro_above,
+    narrow,
+    scroll_body,
+    set_tooltips,
+    start_worker,
+    wrap,
+)
+from .postprocess import LabelOptions, count_objects, derive_labels
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"
 CHECKPOINT_CHOICE = "Checkpoint file..."
-DISCLAIMER = "Research use only, not a medical device."
-LARGE_IMAGE = 1024  # pixels; larger images default to tiled inference
+
+INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
+SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
+MODALITY_WORDS = {
+    "colonoscopy": "colour endoscopy image",
+    "nuclei": "H&E-stained tissue",
+    "ultrasound": "grey image",
+}
 
 
-@dataclass
-class _Output:
-    """The layers one Segment run made for an image, and how to tell if they were edited."""
-
-    labels: Labels
-    digest: str
-    probability: Image | None = None
-    edited: bool = False
-    callbacks: list = field(default_factory=list)
-
-
-@dataclass
-class _Options:
-    """A snapshot of the widget's settings, taken when Segment is clicked."""
-
-    model: str  # registry name or checkpoint path
-    model_label: str
-    provisional: bool
-    device: str
-    threshold: float
-    mode: str
-    instances: bool
-    add_probability: bool
-    batch_size: int
-
-
-class SegmentWidget(Container):
+class SegmentWidget(OutputLayers, Container):
     """Segment image layers with a TM-UNet model into Labels layers.
 
-    Sub-widgets are attributes (``image``, ``model``, ``checkpoint``, ``device``,
-    ``threshold``, ``mode``, ``output``, ``add_probability``, ``segment_button``,
-    ``cancel_button``, ``segment_all_button``) so that scripts and tests can set values
-    and call :meth:`segment`, :meth:`segment_all` and :meth:`cancel`.
+    Sub-widgets are attributes (``image``, ``model``, ``checkpoint``, ``model_reason``,
+    ``device``, ``mode``, ``output``, ``threshold``, ``fill_holes``, ``min_size``,
+    ``outlines``, ``add_probability``, ``segment_button``, ``cancel_button``,
+    ``segment_all_button``, ``progress_text``, ``summary``, ``status``) so that scripts
+    and tests can set values and call :meth:`segment`, :meth:`segment_all`,
+    :meth:`cancel` and :meth:`rederive`.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._setting_model = False  # programmatic model changes keep auto-selection on
+        super().__init__(labels=False)
+        self.body = scroll_body(self)
+        self._setting = False  # programmatic changes are not the user's choices
         self._setting_data = False  # our own writes to an output layer are not user edits
         self._progress_index = -1
         self._outcome = ""
@@ -84,89 +87,135 @@ class SegmentWidget(Container):
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.worker = None  # the napari worker of the last run
         self.last_layer: Labels | None = None  # the Labels layer written last
-        self.last_result = None  # the SegmentationResult of the last image segmented
+        self.last_result: SegmentOutcome | None = None  # of the last image segmented
+        self.last_rederive_seconds: float | None = None
         self.batch_size = 4  # tiles per forward pass in tile mode
         self._outputs: dict[Any, _Output] = {}
         self._progress: progress | None = None
+        self._eta = Eta()
         self._jobs: list[Image] = []
-        self._options: _Options | None = None
-        self._auto_model = True  # follow the image's modality until the user picks a model
-
-        self.image = ComboBox(label="Image", choices=self._image_choices)
-        self.model = ComboBox(label="Model", choices=self._model_choices())
-        self.checkpoint = FileEdit(
-            label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
-        )
-        self.device = ComboBox(
-            label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
-        )
-        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.05)
-        self.mode = ComboBox(
-            label="Mode",
-            choices=[
-                ("resize to model input (paper)", "resize"),
-                ("sliding-window tiles (large images)", "tile"),
-            ],
-        )
-        self.output = ComboBox(
-            label="Output",
-            choices=[
-                ("binary mask", "binary"),
-                ("instances (split touching objects)", "instances"),
-            ],
-        )
-        self.add_probability = CheckBox(text="also add probability map", value=False)
-        self.segment_button = PushButton(text="Segment")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.segment_all_button = PushButton(text="Segment all image layers")
-        self.provisional_label = Label(value="")
-        self.disclaimer = Label(value=DISCLAIMER)
-        self.status = Label(value="")
-        for widget in (self.provisional_label, self.disclaimer, self.status):
-            widget.label = ""
-        self.extend(
-            [
-                self.image,
-                self.model,
-                self.checkpoint,
-                self.device,
-                self.threshold,
-                self.mode,
-                self.output,
-                self.add_probability,
-                self.segment_button,
-                self.cancel_button,
-                self.segment_all_button,
-                self.provisional_label,
-                self.disclaimer,
-                self.status,
-            ]
-        )
-
-        self.model.changed.connect(self._on_model_changed)
-        self.image.changed.connect(self._on_image_changed)
-        self.segment_button.changed.connect(self.segment)
-        self.cancel_button.changed.connect(self.cancel)
-        self.segment_all_button.changed.connect(self.segment_all)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        self._results: list[tuple[Image, SegmentOutcome]] = []
+        self._options: SegmentOptions | None = None
+        self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
+        self._modality = ""  # of the chosen image
+        self._pending_choice = ""  # a model chosen before any image was open
+        self._threshold_from_model = True
+        self._defaults: dict = {}  # the loaded model's threshold / mode / instances
+        self._make_widgets()
+        fit_width(self.body)
+        intro_above(self, self.intro)
+        self._connect()
         self.reset_choices()
         self._on_image_changed(self.image.value)
         self._show_model_state()
-        # the viewer's active model: set by Fine-tune (and Revert), shown here
+        # the viewer's active model: set by Fine-tune (and Revert), used for its modality
         self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
         if self.active_model.current is not None:
             self.use_model(self.active_model.current)
 
-    def use_model(self, choice: active_model.ModelChoice) -> None:
-        """Show the active model (set by Fine-tune or Revert) as the model to use."""
-        self._auto_model = False
-        if registry.find_model(choice.model) is not None:
-            self.model.value = choice.model
-        else:
-            self.checkpoint.value = choice.model
-            self.model.value = CHECKPOINT_CHOICE
+    def _make_widgets(self) -> None:
+        self.intro = Label(value=INTRO)
+        self.image = ComboBox(label="Image", choices=self._image_choices)
+        self.model = ComboBox(label="Model", choices=self._model_choices())
+        self.checkpoint = FileEdit(
+            label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
+        )
+        self.model_reason = Label(value="")
+        self.device = ComboBox(
+            label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
+        )
+        self.mode = ComboBox(
+            label="Mode",
+            choices=[
+                ("model's default", AUTO),
+                ("resize to model input", "resize"),
+                ("sliding-window tiles", "tile"),
+            ],
+        )
+        self.output = ComboBox(
+            label="Output",
+            choices=[
+                ("model's default", AUTO),
+                ("binary mask", "binary"),
+                ("instances", "instances"),
+            ],
+        )
+        self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.01)
+        self.fill_holes = CheckBox(text="fill holes", value=False)
+        self.min_size = SpinBox(label="Min. size (px)", value=0, min=0, max=1_000_000, step=10)
+        self.outlines = CheckBox(text="show outlines only", value=False)
+        self.add_probability = CheckBox(text="also add probability map", value=False)
+        self.segment_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.segment_all_button = PushButton(text="Segment all image layers")
+        self.progress_text = Label(value="")
+        self.summary = Label(value="")
+        self.status = Label(value="")
+        self.provisional_label = Label(value="")
+        self.disclaimer = Label(value=DISCLAIMER)
+        texts = (self.intro, self.model_reason, self.progress_text, self.summary, self.status)
+        for widget in (*texts, self.provisional_label, self.disclaimer):
+            widget.label = ""
+            wrap(widget)
+        for widget in (self.image, self.model, self.checkpoint, self.device, self.mode):
+            narrow(widget)
+        narrow(self.output)
+        buttons = Container(
+            widgets=[self.segment_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        buttons.margins = (0, 0, 0, 0)
+        self.body.extend(
+            [
+                self.image,
+                self.model,
+                self.checkpoint,
+                self.model_reason,
+                self.provisional_label,
+                self.threshold,
+                self.output,
+                self.mode,
+                self.fill_holes,
+                self.min_size,
+                self.outlines,
+                self.add_probability,
+                self.device,
+                buttons,
+                self.segment_all_button,
+                self.progress_text,
+                self.summary,
+                self.status,
+                self.disclaimer,
+            ]
+        )
+        set_tooltips(self, SEGMENT_TIPS)
+
+    def reset_choices(self, *_args) -> None:
+        """Refresh the choosers (the widgets live in the scrolled body)."""
+        self.body.reset_choices()
+
+    def _connect(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.model.changed.connect(self._on_model_changed)
+        self.checkpoint.changed.connect(self._on_model_changed)
+        self.image.changed.connect(self._on_image_changed)
+        self.segment_button.changed.connect(self.segment)
+        self.cancel_button.changed.connect(self.cancel)
+        self.segment_all_button.changed.connect(self.segment_all)
+        self.outlines.changed.connect(self._show_outlines)
+        # label settings re-derive the last result, once the user pauses (debounced)
+        self._rederive_timer = QTimer()
+        self._rederive_timer.setSingleShot(True)
+        self._rederive_timer.setInterval(80)
+        self._rederive_timer.timeout.connect(self.rederive)
+        self.threshold.changed.connect(self._on_threshold)
+        for widget in (self.fill_holes, self.min_size, self.output):
+            widget.changed.connect(self._on_label_setting)
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self.reset_choices)
+        layers.events.removed.connect(self.reset_choices)
+        layers.selection.events.active.connect(self._on_active_layer)
 
     # --- choices and small state -------------------------------------------------------
 
@@ -189,46 +238,95 @@ class SegmentWidget(Container):
         """Whether a Segment run is in progress (from the click until its layers are added)."""
         return self._busy
 
-    def _on_model_changed(self, value):
-        entry = registry.find_model(str(value))
-        if not self._setting_model:
-            self._auto_model = False
-            layer = self.image.value
-            if entry is not None and layer is not None:  # remembered for this kind of image
-                modality = registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
-                registry.remember_model(modality, entry.name)
-        if entry is not None and entry.mode == "tile":
-            self.mode.value = "tile"  # trained on native-resolution crops: tile, never shrink
+    def _on_active_layer(self, event=None) -> None:
+        """Follow the layer the user selects, when it is an image (not one of our maps)."""
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Image) or layer is self.image.value or self._ours(layer):
+            return
+        self.reset_choices()
+        self.image.value = layer
+
+    def _ours(self, layer) -> bool:
+        return any(o.probability_layer is layer for o in self._outputs.values())
+
+    def _on_image_changed(self, layer) -> None:
+        if layer is None:
+            return
+        self._modality = registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
+        if self._pending_choice and self._modality not in self._choices:
+            why = f"your choice for {self._modality} images"
+            self._choices[self._modality] = (self._pending_choice, why)
+        self._pending_choice = ""
+        self._show_model(*self._model_for(self._modality))
+
+    def _model_for(self, modality: str) -> tuple[str, str]:
+        """(model, why) for an image of ``modality``."""
+        if modality in self._choices:
+            return self._choices[modality]
+        remembered = registry.find_model(registry.remembered_models().get(modality, ""))
+        if remembered is not None:
+            return remembered.name, f"your earlier choice for {modality} images"
+        entries = registry.available_models()
+        shipped = next((e for e in entries if e.modality == modality), None)
+        if shipped is not None:
+            words = MODALITY_WORDS.get(modality, modality)
+            return shipped.name, f"matched to this image ({words})"
+        if entries:
+            return entries[0].name, f"no {modality} model installed: the first one"
+        return CHECKPOINT_CHOICE, "no model installed: choose a checkpoint file"
+
+    def _show_model(self, model: str, why: str) -> None:
+        """Show ``model`` (name or path) as the one to run, and why (not a user choice)."""
+        self._setting = True
+        try:
+            if registry.find_model(model) is not None:
+                self.model.value = model
+            elif model != CHECKPOINT_CHOICE:
+                self.checkpoint.value = model
+                self.model.value = CHECKPOINT_CHOICE
+            else:
+                self.model.value = CHECKPOINT_CHOICE
+        finally:
+            self._setting = False
+        self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
         self._show_model_state()
+
+    def _on_model_changed(self, _value=None) -> None:
+        if self._setting:
+            return
+        self._threshold_from_model = True  # a new model brings its own threshold
+        model = str(self.model.value)
+        if model == CHECKPOINT_CHOICE:
+            path = self.checkpoint.value
+            model = str(path) if path and os.path.isfile(path) else ""
+        elif self._modality:
+            registry.remember_model(self._modality, model)
+        if model and self._modality:
+            why = f"your choice for {self._modality} images"
+            self._choices[self._modality] = (model, why)
+            self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
+        elif model:  # no image yet: the choice holds for the kind of the next image opened
+            self._pending_choice = model
+        self._show_model_state()
+
+    def use_model(self, choice: active_model.ModelChoice) -> None:
+        """Use the active model (set by Fine-tune or Revert) for images of its modality."""
+        modality = choice.modality or self._modality
+        why = f"the active model for {modality} images ({choice.label})"
+        self._choices[modality] = (choice.model, why)
+        if modality == self._modality:
+            self._threshold_from_model = True
+            self._show_model(choice.model, why)
 
     def _show_model_state(self):
         is_file = self.model.value == CHECKPOINT_CHOICE
         self.checkpoint.visible = is_file
         entry = None if is_file else registry.find_model(str(self.model.value))
-        if entry is not None and entry.provisional:
-            self.provisional_label.value = (
-                "provisional model: a small interim model, expect rough masks"
-            )
-            self.provisional_label.visible = True
-        else:
-            self.provisional_label.value = ""
-            self.provisional_label.visible = False
-
-    def _on_image_changed(self, layer):
-        if layer is None:
-            return
-        shape = layer.data.shape if not layer.multiscale else layer.data[0].shape
-        spatial = shape[-3:-1] if layer.rgb else shape[-2:]
-        if max(spatial) > LARGE_IMAGE:
-            self.mode.value = "tile"
-        if self._auto_model and len(self.model.choices) > 2:
-            entry = registry.default_model_for(_thumbnail(layer), rgb=layer.rgb)
-            if entry is not None:
-                self._setting_model = True
-                try:
-                    self.model.value = entry.name
-                finally:
-                    self._setting_model = False
+        provisional = entry is not None and entry.provisional
+        self.provisional_label.value = (
+            "provisional model: a small interim model, expect rough masks" if provisional else ""
+        )
+        self.provisional_label.visible = provisional
 
     # --- running -----------------------------------------------------------------------
 
@@ -241,11 +339,10 @@ class SegmentWidget(Container):
 
     def segment_all(self, _=None):
         """Segment every image layer (except probability maps made here) with the same options."""
-        ours = [o.probability for o in self._outputs.values() if o.probability is not None]
         layers = [
             layer
             for layer in self.viewer.layers
-            if isinstance(layer, Image) and not any(layer is p for p in ours)
+            if isinstance(layer, Image) and not self._ours(layer)
         ]
         if not layers:
             show_info("There are no image layers to segment.")
@@ -258,7 +355,8 @@ class SegmentWidget(Container):
             self.status.value = "cancelling..."
             self.worker.quit()
 
-    def _read_options(self) -> _Options | None:
+    def _read_options(self) -> SegmentOptions | None:
+        """The dock's settings as a snapshot; None (and a message) when unusable."""
         model = str(self.model.value)
         label, provisional = model, False
         if model == CHECKPOINT_CHOICE:
@@ -269,24 +367,23 @@ class SegmentWidget(Container):
                     f"widget (got {str(path) or 'nothing'!r})."
                 )
                 return None
-            model = label = str(path)
+            model, label = str(path), os.path.basename(str(path))
         else:
             entry = registry.find_model(model)
             if entry is None:
                 show_error(f"The model {model!r} is not installed.")
                 return None
             provisional = entry.provisional
-        # Fine-tune starts from what Segment uses
-        self.active_model.set(model, os.path.basename(label))
-        return _Options(
+        return SegmentOptions(
             model=model,
             model_label=label,
             provisional=provisional,
             device=str(self.device.value),
-            threshold=float(self.threshold.value),
+            threshold=None if self._threshold_from_model else float(self.threshold.value),
             mode=str(self.mode.value),
-            instances=self.output.value == "instances",
-            add_probability=bool(self.add_probability.value),
+            output=str(self.output.value),
+            fill_holes=bool(self.fill_holes.value),
+            min_size=int(self.min_size.value),
             batch_size=int(self.batch_size),
         )
 
@@ -299,29 +396,33 @@ class SegmentWidget(Container):
             return
         self._options = options
         self._jobs = list(layers)
+        self._results = []
         self._progress_index = -1
         self._outcome = ""
+        self._eta = Eta()
         jobs = [(layer.data[0] if layer.multiscale else layer.data, layer.rgb) for layer in layers]
         self._set_running(True)
         self._progress = progress(total=0, desc=f"TM-UNet: segmenting {layers[0].name}")
         if os.environ.get(INLINE_ENV, "0") not in ("0", "", "false", "False"):
             self.worker = None
             try:
-                for message in _segment_jobs(jobs, options):
+                for message in segment_jobs(jobs, options):
                     self._on_yielded(message)
             except Exception as err:  # noqa: BLE001 - shown to the user, as in a worker
                 self._on_error(err)
             self._on_finished()
             return
-        from napari.qt.threading import thread_worker
-
-        worker = thread_worker(_segment_jobs, start_thread=False)(jobs, options)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
+        self.worker = start_worker(
+            segment_jobs,
+            jobs,
+            options,
+            connect={
+                "yielded": self._on_yielded,
+                "errored": self._on_error,
+                "aborted": self._on_aborted,
+                "finished": self._on_finished,
+            },
+        )
 
     def _set_running(self, running: bool):
         self._busy = running
@@ -329,23 +430,41 @@ class SegmentWidget(Container):
         self.segment_all_button.enabled = not running
         self.cancel_button.enabled = running
         if running:
-            self.status.value = "loading model..."
+            self.status.value = f"loading {self._options.model_label}..."
+            self.progress_text.value = ""
+            self.summary.value = ""
 
     def _on_yielded(self, message: tuple):
         kind = message[0]
-        if kind == "progress":
+        if kind == "loaded":
+            self._defaults = message[1]
+            self._show_model_threshold(self._defaults["threshold"])
+        elif kind == "progress":
             if not self._busy:  # a report that arrived after the run ended
                 return
             _, index, done, total = message
-            self.status.value = f"{self._jobs[index].name}: {done}/{total}"
+            several = f" ({index + 1}/{len(self._jobs)})" if len(self._jobs) > 1 else ""
+            self.status.value = f"segmenting {self._jobs[index].name}{several}"
+            self.progress_text.value = self._eta.text(done, total, "steps", key=index)
             # Last: napari's progress bar may process pending Qt events (even "finished").
             self._update_progress(index, done, total)
         elif kind == "result":
-            _, index, result = message
-            self._add_result(self._jobs[index], result)
+            _, index, outcome = message
+            self._add_result(self._jobs[index], outcome)
+            self._results.append((self._jobs[index], outcome))
         elif kind == "error":
             _, index, text = message
+            self._outcome = f"{self._jobs[index].name} failed: {text}"
             show_error(f"Segmenting {self._jobs[index].name} failed: {text}")
+
+    def _show_model_threshold(self, threshold: float) -> None:
+        """Put the model's threshold on the slider (while it follows the model)."""
+        if self._threshold_from_model:
+            self._setting = True
+            try:
+                self.threshold.value = threshold
+            finally:
+                self._setting = False
 
     def _update_progress(self, index: int, done: int, total: int):
         bar = self._progress
@@ -372,139 +491,103 @@ class SegmentWidget(Container):
             self._progress.close()
             self._progress = None
         self._set_running(False)
+        self.progress_text.value = ""
+        if self._results:
+            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+            for image, outcome in self._results:
+                self._warn_if_odd(image, outcome)
         self.status.value = self._outcome or "done"
 
-    # --- output layers -----------------------------------------------------------------
-
-    def _add_result(self, image: Image, result) -> None:
-        options = self._options
-        metadata = {
-            "model": options.model_label,
-            "provisional": options.provisional,
-            "mapping": result.mapping,
-            "threshold": result.threshold,
-            "mode": result.mode,
-            "output": "instances" if result.instances else "binary",
-            "device": options.device,
-            "image": image.name,
-            "note": DISCLAIMER,
-        }
-        key = image.unique_id
-        previous = self._outputs.get(key)
-        labels = result.labels
-        if previous is not None and self._replaceable(previous):
-            layer = previous.labels
-            self._setting_data = True
-            try:
-                layer.data = labels
-            finally:
-                self._setting_data = False
-            layer.metadata = metadata
-            layer.scale, layer.translate = image.scale, image.translate
-            previous.digest = _digest(labels)
-            output = previous
-        else:
-            if previous is not None and previous.labels in self.viewer.layers:
-                show_info(
-                    f"{previous.labels.name!r} was edited since it was made; keeping it and "
-                    "adding a new layer."
-                )
-            layer = self.viewer.add_labels(
-                labels,
-                name=f"{image.name} labels",
-                scale=image.scale,
-                translate=image.translate,
-                metadata=metadata,
-                **_units(image),
-            )
-            output = _Output(labels=layer, digest=_digest(labels))
-            self._watch_edits(output)
-            self._outputs[key] = output
-        if options.add_probability:
-            output.probability = self._put_probability(image, result.probability, output, metadata)
-        self.last_layer = layer
-        self.last_result = result
-
-    def _replaceable(self, output: _Output) -> bool:
-        """Whether a previous output is still in the viewer and unedited since made."""
-        if output.labels not in self.viewer.layers or output.edited:
-            return False
-        return _digest(output.labels.data) == output.digest
-
-    def _watch_edits(self, output: _Output):
-        def mark_edited(event=None):
-            if not self._setting_data:
-                output.edited = True
-
-        output.labels.events.paint.connect(mark_edited)
-        output.labels.events.data.connect(mark_edited)
-        output.callbacks.append(mark_edited)  # keep a reference for the layer's lifetime
-
-    def _put_probability(self, image: Image, probability, output: _Output, metadata) -> Image:
-        name = f"{image.name} probability"
-        old = output.probability
-        if old is not None and old in self.viewer.layers:
-            old.data = probability
-            old.metadata = dict(metadata)
-            old.scale, old.translate = image.scale, image.translate
-            return old
-        return self.viewer.add_image(
-            probability,
-            name=name,
-            scale=image.scale,
-            translate=image.translate,
-            colormap="magma",
-            contrast_limits=(0.0, 1.0),
-            blending="additive",
-            opacity=0.6,
-            metadata=dict(metadata),
-            **_units(image),
+    def _describe(self, image: Image, outcome: SegmentOutcome) -> str:
+        """One line: objects, area, time and model of a result."""
+        labels = outcome.labels
+        area = int(np.count_nonzero(labels))
+        share = area / max(labels.size, 1)
+        kind = "instances" if outcome.label_options.instances else "objects"
+        return (
+            f"{image.name}: {outcome.objects} {kind}, {area} px ({share:.1%} of the image) "
+            f"in {outcome.seconds:.1f} s with {self._options.model_label} "
+            f"({outcome.mode}, threshold {outcome.label_options.threshold:.2f})"
         )
 
-
-def _segment_jobs(jobs: list[tuple[Any, bool]], options: _Options) -> Generator[tuple, None, None]:
-    """Worker body: load the model, then segment each image; yields progress and results.
-
-    Messages: ``("progress", index, done, total)``, ``("result", index, result)`` and
-    ``("error", index, text)`` for an image that could not be segmented (the others go on).
-    """
-    # torch and the model code load here, on the worker thread, not at plugin import.
-    from .inference import segment
-
-    checkpoint = registry.load_model(options.model, options.device)
-    for index, (data, rgb) in enumerate(jobs):
-        try:
-            steps = segment(
-                data,  # frames are read one at a time (dask/zarr stacks stay lazy)
-                checkpoint,
-                threshold=options.threshold,
-                mode=options.mode,
-                instances=options.instances,
-                rgb=rgb,
-                batch_size=options.batch_size,
+    def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
+        """Say so when a result is empty or covers nearly everything."""
+        share = np.count_nonzero(outcome.labels) / max(outcome.labels.size, 1)
+        model = self._options.model_label
+        if share == 0:
+            hint = "try a lower threshold"
+            if outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
+                hint = "this large image was shrunk to the model's input: try tile mode"
+            show_warning(
+                f"{model} found nothing in {image.name!r}: {hint}, or check that the "
+                "model suits this kind of image."
             )
-            while True:
-                try:
-                    done, total = next(steps)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                yield ("progress", index, done, total)
-        except (ValueError, RuntimeError, MemoryError) as err:
-            if len(jobs) == 1:
-                raise
-            yield ("error", index, f"{type(err).__name__}: {err}")
-            continue
-        yield ("result", index, result)
+        elif share > SUSPICIOUS_COVER:
+            show_warning(
+                f"{model} marked {share:.0%} of {image.name!r} as foreground: check that the "
+                "model suits this kind of image, or raise the threshold."
+            )
 
+    # --- re-deriving labels from the kept probability ----------------------------------
 
-def _digest(data) -> str:
-    """Content hash of a label array (detects edits made without events)."""
-    array = np.ascontiguousarray(np.asarray(data))
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str((array.shape, array.dtype.str)).encode())
-    h.update(memoryview(array).cast("B"))
-    return h.hexdigest()
+    def _on_threshold(self, _value=None) -> None:
+        if not self._setting:
+            self._threshold_from_model = False  # the user's threshold, from now on
+            self._rederive_timer.start()
+
+    def _on_label_setting(self, _value=None) -> None:
+        if not self._setting:
+            self._rederive_timer.start()
+
+    def rederive(self) -> LabelOptions | None:
+        """Labels of the chosen image's last result again, with the dock's current settings.
+
+        Runs on the GUI thread without the network (``last_rederive_seconds`` says how long
+        it took). An output the user has edited is left alone (a message says so).
+        """
+        image = self.image.value
+        output = self._outputs.get(image.unique_id) if image is not None else None
+        if output is None:
+            return None
+        if not self._replaceable(output):
+            self.status.value = (
+                f"{output.labels.name!r} was edited, so it is kept as it is; Segment again "
+                "for a new layer with these settings."
+            )
+            return None
+        began = time.perf_counter()
+        options = self._label_options(output.defaults)
+        labels = derive_labels(output.probability, options)
+        self._write_labels(output, labels)
+        meta = dict(output.labels.metadata)
+        meta.update(
+            threshold=options.threshold,
+            output="instances" if options.instances else "binary",
+            label_options=options.to_dict(),
+        )
+        output.labels.metadata = meta
+        self.last_rederive_seconds = time.perf_counter() - began
+        objects = count_objects(labels)
+        self.status.value = (
+            f"{image.name}: {objects} objects at threshold {options.threshold:.2f} "
+            f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
+        )
+        return options
+
+    def _label_options(self, defaults: dict) -> LabelOptions:
+        output = str(self.output.value)
+        instances = defaults["instances"] if output == AUTO else output == "instances"
+        threshold = defaults["threshold"] if self._threshold_from_model else self.threshold.value
+        return LabelOptions(
+            threshold=float(threshold),
+            instances=instances,
+            fill_holes=bool(self.fill_holes.value),
+            min_size=int(self.min_size.value),
+        )
+
+    def _show_outlines(self, _=None) -> None:
+        for output in self._outputs.values():
+            output.labels.contour = 2 if self.outlines.value else 0
 
 
 def _thumbnail(layer: Image) -> np.ndarray:
@@ -515,9 +598,3 @@ def _thumbnail(layer: Image) -> np.ndarray:
     frame = data[index]
     step = max(1, max(frame.shape[:2]) // 256)
     return np.asarray(frame[::step, ::step])
-
-
-def _units(image: Image) -> dict:
-    """``units=`` for a new layer where this napari has layer units."""
-    units = getattr(image, "units", None)
-    return {"units": units} if units is not None else {}

@@ -18,10 +18,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model by registry name or checkpoint path, with a short name for people."""
+    """A model by registry name or checkpoint path, with a short name for people.
+
+    ``modality``: the kind of image it is meant for (e.g. the modality of the images it
+    was fine-tuned on); "" when unknown.
+    """
 
     model: str  # registry name or checkpoint file path
     label: str = ""
+    modality: str = ""
 
     def __post_init__(self):
         if not self.label:
@@ -48,9 +53,9 @@ class ActiveModel:
     def previous(self) -> ModelChoice | None:
         return self._previous
 
-    def set(self, model: str, label: str = "") -> ModelChoice:
+    def set(self, model: str, label: str = "", modality: str = "") -> ModelChoice:
         """Make ``model`` active; the active one becomes the previous (unless the same)."""
-        choice = ModelChoice(str(model), label)
+        choice = ModelChoice(str(model), label, modality)
         with self._lock:
             if self._current is not None and self._current.model == choice.model:
                 self._current = choice  # same model (e.g. a resumed run): keep the previous

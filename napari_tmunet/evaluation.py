@@ -1,8 +1,12 @@
-"""Scoring a model on labelled images exactly as the plugin predicts them.
+"""Scoring predictions against references, on labels or as the plugin predicts them (no Qt).
 
-:func:`evaluate` predicts through ``napari_tmunet.inference`` (the same input mapping,
-resizing, sliding window and foreground probability as Segment) and scores with
-``napari_tmunet.metrics``; the trainer's test and fine-tuning's held-out scores use it.
+- :func:`score_labels`: the rows the Metrics dock shows and exports for two label images.
+- :func:`evaluate`: a model scored on labelled images exactly as the plugin predicts them
+  (``napari_tmunet.inference``: the same input mapping, resizing, sliding window and
+  foreground probability); the trainer's test and fine-tuning's held-out scores use it.
+
+Both score with ``napari_tmunet.metrics``. Torch is imported by :func:`evaluate` only, so
+the Metrics dock stays light.
 """
 
 from __future__ import annotations
@@ -10,23 +14,95 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from .config import InputConfig
-from .inference import (
-    FrameInput,
-    foreground_probability,
-    forward_logits,
-    resize,
-    resize_mask,
-    run_to_completion,
-    sliding_window,
-)
-from .metrics import PER_IMAGE_KEYS, SegmentationMetrics
+from .metrics import PER_IMAGE_KEYS, SegmentationMetrics, f1_from_means, hausdorff_distance
 from .options import canonical_mode
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .config import InputConfig
+
+OVERALL = "mean"  # the ``slice`` value of the summary row
+
+
+def score_labels(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    unit: str = "",
+    prediction_name: str = "prediction",
+    reference_name: str = "reference",
+) -> list[dict[str, Any]]:
+    """Per-slice metric rows for (..., H, W) masks (> 0 is foreground), then a mean row.
+
+    Distances are in pixels (``hd_px``, ``hd95_px``) and, with ``spacing`` (sy, sx),
+    also in physical units (``hd_physical``, ``hd95_physical``, ``unit``).
+    """
+
+    shape = pred.shape
+    pred = np.asarray(pred > 0).reshape(-1, *shape[-2:])  # (S, H, W)
+    ref = np.asarray(ref > 0).reshape(-1, *shape[-2:])  # (S, H, W)
+    lead = shape[:-2]
+    metrics = SegmentationMetrics()
+    rows = []
+    for index in range(pred.shape[0]):
+        name = ",".join(str(i) for i in np.unravel_index(index, lead)) if lead else "0"
+        scores = metrics.update(pred[index], ref[index], name=name)
+        row = {
+            "slice": name,
+            "dice": scores["dice"],
+            "iou": scores["iou"],
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": f1_from_means(scores["precision"], scores["recall"]),
+            "hd_px": scores["hd"],
+            "hd95_px": scores["hd95"],
+        }
+        if spacing is not None:
+            row["hd_physical"] = hausdorff_distance(pred[index], ref[index], spacing=spacing)
+            row["hd95_physical"] = hausdorff_distance(
+                pred[index], ref[index], percentile=95, spacing=spacing
+            )
+            row["unit"] = unit
+        row["note"] = _empty_note(scores)
+        row.update(prediction=prediction_name, reference=reference_name)
+        rows.append(row)
+
+    summary = metrics.aggregate()
+    overall = {
+        "slice": OVERALL,
+        "dice": summary["dice_mean"],
+        "iou": summary["iou_mean"],
+        "precision": summary["precision_mean"],
+        "recall": summary["recall_mean"],
+        "f1": summary["f1"],
+        "hd_px": summary["hd_mean"],
+        "hd95_px": summary["hd95_mean"],
+    }
+    if spacing is not None:
+        overall["hd_physical"] = float(np.mean([r["hd_physical"] for r in rows]))
+        overall["hd95_physical"] = float(np.mean([r["hd95_physical"] for r in rows]))
+        overall["unit"] = unit
+    empties = summary["empty_prediction"] + summary["empty_reference"]
+    overall["note"] = f"mean of {len(rows)} slice(s)" + (
+        f"; {empties} with one mask empty (HD = image diagonal)" if empties else ""
+    )
+    overall.update(prediction=prediction_name, reference=reference_name)
+    rows.append(overall)
+    return rows
+
+
+def _empty_note(scores: dict[str, Any]) -> str:
+    if scores.get("empty_prediction"):
+        return "empty prediction"
+    if scores.get("empty_reference"):
+        return "empty reference"
+    return ""
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
@@ -95,7 +171,6 @@ class Evaluation(SegmentationMetrics):
 PAPER_TEST_SIZE = (512, 512)  # the paper scores every test image at 512 x 512
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     samples: Sequence,
@@ -131,6 +206,18 @@ def evaluate(
     Returns:
         An :class:`Evaluation` (a ``SegmentationMetrics`` with a ``native`` column).
     """
+    import torch
+
+    from .inference import (
+        FrameInput,
+        foreground_probability,
+        forward_logits,
+        resize,
+        resize_mask,
+        run_to_completion,
+        sliding_window,
+    )
+
     mode = canonical_mode(mode)
     net = getattr(model, "module", model)
     was_training = net.training

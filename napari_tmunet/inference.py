@@ -28,7 +28,13 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
 from .config import InputConfig
-from .data.preprocess import describe_mapping, normalize, to_channels, to_unit_float
+from .data.preprocess import (
+    describe_mapping,
+    has_nominal_range,
+    normalize,
+    to_channels,
+    to_unit_float,
+)
 from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
 
 EXPECTED_SHAPES = (
@@ -184,7 +190,7 @@ def segment(
     probability = np.empty(shape, np.float32)  # (Z, H, W)
     labels = np.empty(shape, np.int32 if instances else np.uint8)  # (Z, H, W)
     mapping = first.mapping
-    if is_stack and first.per_frame_range:
+    if is_stack and "percentiles" in mapping:
         mapping = f"each frame by its own range, e.g. frame 0: {mapping}"
     next_label = 0
     done = 0
@@ -289,9 +295,9 @@ class FrameInput:
         self.size = tuple(input_config.size)  # (h, w) of the model input
         self.hw = frame.shape[:2]
         self.mapping = describe_mapping(frame)
-        # uint8 and bool map pixel by pixel, so crops are mapped on demand and a huge slide
-        # is never held as float32 in full; other dtypes need the frame's robust range.
-        self.per_frame_range = frame.dtype not in (np.uint8, bool)
+        # bool and unsigned integers map pixel by pixel, so crops are mapped on demand and a
+        # huge slide is never held as float32 in full; other dtypes need the whole frame.
+        self.per_frame_range = not has_nominal_range(frame)
         self._unit = to_unit_float(frame) if self.per_frame_range else frame
         self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
         self.mapping += f", std {_fmt(self.std)}"

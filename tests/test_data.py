@@ -493,12 +493,21 @@ def test_unit_float_by_dtype():
     np.testing.assert_array_equal(to_unit_float(np.array([True, False])), [1.0, 0.0])
     assert to_unit_float(u8).dtype == np.float32
 
-    u16 = np.arange(1000, dtype=np.uint16).reshape(20, 50) * 4 + 100
-    low, high = np.percentile(u16, [1, 99.8])
-    out = to_unit_float(u16)
+    u16 = np.array([[0, 13107, 65535]], np.uint16)
+    np.testing.assert_array_equal(to_unit_float(u16), np.array([[0, 0.2, 1]], np.float32))
+    assert describe_mapping(u16) == "uint16 / 65535"
+    unit = np.array([[0.0, 0.25, 1.0]], np.float32)
+    np.testing.assert_array_equal(to_unit_float(unit), unit)
+    assert describe_mapping(unit) == "float32 in [0, 1] as is"
+
+    i16 = (np.arange(1000, dtype=np.int16).reshape(20, 50) * 4 - 100).astype(np.int16)
+    low, high = np.percentile(i16, [1, 99.8])
+    out = to_unit_float(i16)
     assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
-    assert out.flat[500] == pytest.approx((u16.flat[500] - low) / (high - low), rel=1e-5)
-    assert describe_mapping(u16) == f"uint16 percentiles 1-99.8 ({low:.6g}-{high:.6g}) -> [0,1]"
+    assert out.flat[500] == pytest.approx((i16.flat[500] - low) / (high - low), rel=1e-5)
+    assert describe_mapping(i16) == f"int16 percentiles 1-99.8 ({low:.6g}-{high:.6g}) -> [0,1]"
+    wide = np.array([[-3.0, 0.0, 100.0]], np.float32)  # floats outside [0, 1]: robust range
+    assert "percentiles" in describe_mapping(wide) and to_unit_float(wide).max() == 1.0
 
     floats = np.array([[np.nan, 0.0, 0.5, 1.0, np.inf]], np.float32)
     assert np.isfinite(to_unit_float(floats)).all()
@@ -507,9 +516,21 @@ def test_unit_float_by_dtype():
     assert "constant" in describe_mapping(constant)
 
 
+def test_unit_float_is_the_same_for_8_bit_converted_by_skimage():
+    """One rule: img_as_uint / img_as_float of a uint8 image map to the very same values."""
+    from skimage import img_as_float, img_as_float32, img_as_uint
+
+    u8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expected = to_unit_float(u8)
+    np.testing.assert_array_equal(to_unit_float(img_as_uint(u8)), expected)
+    np.testing.assert_array_equal(to_unit_float(img_as_float(u8)), expected)
+    # float32 arithmetic rounds k/255 its own way: at most one unit in the last place
+    np.testing.assert_array_max_ulp(to_unit_float(img_as_float32(u8)), expected, maxulp=1)
+
+
 def test_unit_float_ignores_alpha_for_percentiles():
-    rgb = RNG.integers(0, 1000, (10, 10, 3), dtype=np.uint16)
-    rgba = np.concatenate([rgb, np.full((10, 10, 1), 65535, np.uint16)], axis=-1)
+    rgb = RNG.integers(0, 1000, (10, 10, 3), dtype=np.int16)
+    rgba = np.concatenate([rgb, np.full((10, 10, 1), 32767, np.int16)], axis=-1)
     np.testing.assert_allclose(to_unit_float(rgba)[..., :3], to_unit_float(rgb))
 
 

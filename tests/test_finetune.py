@@ -42,7 +42,7 @@ def tile(crop):
 def test_held_out_part_never_overlaps_training(tmp_path):
     image, mask = tile(np.s_[:200, :300])
     one = write_dataset(training_pairs(image, mask.astype(np.uint8), "a", True), tmp_path / "one")
-    assert holdout_strip((200, 300)) == (1, 225) and holdout_strip((300, 200)) == (0, 225)
+    assert holdout_strip((200, 300)) == (1, 225, 300) and holdout_strip((300, 200)) == (0, 225, 300)
     assert one["split"] == {"train": ["01-a-train"], "valid": ["01-a-valid"], "test": []}
     assert json.loads((tmp_path / "one" / "split.json").read_text())["valid"] == ["01-a-valid"]
     train = read_mask(tmp_path / "one" / "masks" / "01-a-train.png")[0]
@@ -66,6 +66,33 @@ def test_held_out_part_never_overlaps_training(tmp_path):
         write_dataset(training_pairs(image, 0 * mask, "a", True), tmp_path / "three")
     with pytest.raises(ValueError, match="labels are"):
         training_pairs(image, mask[:10], "a", True)
+
+
+def test_held_out_strip_is_where_the_edits_are(tmp_path):
+    """The user corrected the left part of the model's mask: that part is held out."""
+    image, mask = tile(np.s_[:200, :320])
+    predicted = mask.copy()
+    predicted[:, 20:90] = 0  # the model missed these objects; the user painted them back
+    pairs = training_pairs(image, mask, "a", True, predicted=predicted)
+    edited = pairs[0].edited()
+    assert edited.sum() == (mask[:, 20:90] > 0).sum() > 0
+    axis, start, stop = holdout_strip(mask.shape, edited)
+    assert (axis, start, stop) == (1, 20, 100)  # 25% of 320 columns, all the edits
+    out = write_dataset(pairs, tmp_path / "d")
+    assert out["split"]["train"] == ["01-a-train", "01-a-train-2"]  # left and right of it
+    valid = read_mask(tmp_path / "d" / "masks" / "01-a-valid.png")[0]
+    np.testing.assert_array_equal(valid > 0, mask[:, start:stop] > 0)
+    trained = sum(
+        read_mask(tmp_path / "d" / "masks" / f"{n}.png")[0].shape[1] for n in out["split"]["train"]
+    )
+    assert trained + (stop - start) == 320  # nothing shared, nothing lost
+    edits = out["edits"]
+    assert edits["known"] and edits["pixels"] == edited[:, start:stop].sum() and edits["enough"]
+    assert "where the edits are" in out["held_out"]
+
+    # no edits at all: the comparison says it rests on too little
+    few = write_dataset(training_pairs(image, mask, "a", True, predicted=mask), tmp_path / "e")
+    assert few["edits"] == {"known": True, "pixels": 0, "objects": 0, "enough": False}
 
 
 def test_tiny_run_scores_old_and_new_model(tmp_path):
@@ -100,7 +127,8 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     assert not result["stopped"] and result["step"] == result["total_steps"] == 4
     assert seen["step"] == [(s, 4) for s in range(1, 5)]
     assert [r["step"] for r in seen["eval"]] == [0, 4] and seen["eval"][0]["baseline"]
-    assert result["held_out"].startswith("right-most 64 of 256 columns")
+    assert result["held_out"].startswith("columns 192-255 of 256 (right-most)")
+    assert not result["edits"]["known"] and "edits unknown" in result["rows"][0]["note"]
     best = load_checkpoint(result["best_checkpoint"])
     assert best.input_config.size == (64, 64) and best.model_config.channels == config.channels
     for scores in (result["old"], result["new"]):

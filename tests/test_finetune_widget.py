@@ -186,8 +186,16 @@ def test_correction_loop_improves_another_tile(make_napari_viewer, qtbot, weak_m
     # the run folder: masks, config and the engine's files
     result = tune.result
     assert result["step"] == result["total_steps"] == 40 and not result["stopped"]
-    saved = read_mask(run_dir / "data" / "masks" / "01-tune_crop-train.png")[0]
-    np.testing.assert_array_equal(saved, truth[:, :288])
+    # held out: the strip with most of the user's edits (the weak model found nothing, so
+    # every true nucleus is an edit); the rest is trained on
+    from napari_tmunet.training.finetune import holdout_strip
+
+    predicted = segment.last_result.labels > 0
+    _, start, stop = holdout_strip(truth.shape, (truth > 0) != predicted)
+    valid = read_mask(run_dir / "data" / "masks" / "01-tune_crop-valid.png")[0]
+    np.testing.assert_array_equal(valid > 0, truth[:, start:stop] > 0)
+    assert result["edits"]["known"] and result["edits"]["enough"]
+    assert str(result["edits"]["pixels"]) in tune.status.value
     config = json.loads((run_dir / "config.json").read_text())
     assert config["init_checkpoint"] == str(weak_model) and config["mode"] == "crop"
     assert config["size"] == [128, 128]
@@ -244,7 +252,12 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     last = load_checkpoint(run_dir / "train" / "last.pt")
     assert best.input_config.size == (128, 128)
     assert last.training_state["step"] == tune.result["step"]
-    assert tune.active.current.model == str(run_dir / "train" / "best.pt")
+    best_path = str(run_dir / "train" / "best.pt")
+    if not tune.use_anyway_button.native.isHidden():  # scored lower after 3 steps: not made active
+        assert tune.active.current is None or tune.active.current.model != best_path
+        tune.use_anyway_button.native.click()
+    assert tune.active.current.model == best_path
+    assert tune.active.current.label.startswith("fine-tuned on crop ")
     assert tune.resume_button.enabled
 
     # the same run headless (the CLI), killed mid-run: the saved masks are intact
@@ -282,3 +295,100 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     qtbot.waitUntil(lambda: not tune.running, timeout=90_000)
     assert tune.error == "" and not tune.result["stopped"] and tune.result["step"] == 30
     assert not tune.resume_button.enabled
+
+
+def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_viewer):
+    """The decision after a run: scores lower on the held-out part -> the old one stays."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="slide")
+    tune._job_name = "slide"
+    result = {
+        "best_checkpoint": "/runs/x/train/best.pt",
+        "start_model": "TM-UNet nuclei",
+        "old_label": "TM-UNet nuclei",
+        "stopped": False,
+        "step": 10,
+        "total_steps": 10,
+        "old": {"dice": 0.80, "hd": 5.0},
+        "new": {"dice": 0.70, "hd": 9.0},
+        "edits": {"known": True, "pixels": 40, "objects": 1, "enough": False},
+        "rows": [],
+    }
+    tune._on_returned(result)
+    assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
+    assert "too few for a meaningful comparison" in tune.status.value
+    assert "TM-UNet nuclei stays active" in tune.status.value
+    tune.use_anyway_button.native.click()
+    assert tune.active.current.model == "/runs/x/train/best.pt"
+    assert tune.active.current.label.startswith("fine-tuned on slide 20")
+    assert tune.active.previous.model == "TM-UNet nuclei"
+
+    better = dict(result, new={"dice": 0.9, "hd": 3.0}, best_checkpoint="/runs/y/best.pt")
+    tune._on_returned(better)  # not worse: made active at once
+    assert tune.active.current.model == "/runs/y/best.pt"
+    assert tune.use_anyway_button.native.isHidden()
+
+
+def test_plot_follows_the_napari_theme(make_napari_viewer):
+    from matplotlib.colors import to_hex
+
+    from napari_tmunet._widget_common import theme_colours
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    seen = set()
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        background = theme_colours(viewer)["background"].lower()
+        assert to_hex(tune.canvas.figure.get_facecolor()) == background
+        seen.add(background)
+    assert len(seen) == 2
+
+
+def test_worker_errors_give_one_message_in_finetune_and_metrics(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path: the handler connected at creation shows one message, nothing re-raised
+    (pytest-qt would fail the test on an exception raised in a slot)."""
+    import napari_tmunet._finetune_widget as finetune_module
+    import napari_tmunet._metrics_widget as metrics_module
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    messages = []
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    corrected = np.zeros((64, 64), np.uint8)
+    corrected[10:30, 10:30] = 1
+    viewer.add_labels(corrected, name="slide corrected")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    tune.model.value = "Checkpoint file..."
+    tune.checkpoint.value = bad
+    tune.run_folder.value = tmp_path / "run"
+    tune.start_button.native.click()
+    assert tune.worker is not None
+    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    qtbot.wait(50)
+    assert len(messages) == 1 and "broken.pt" in messages[0], messages
+    assert tune.status.value.startswith("failed") and tune.start_button.enabled
+    # what the user painted is on disk although the job failed
+    assert (tmp_path / "run" / "data" / "masks").is_dir()
+
+    metrics = open_dock(viewer, "Metrics")
+    reports = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", reports.append)
+
+    def broken(**_job):
+        raise MemoryError("no room for the distances")
+
+    monkeypatch.setattr(metrics_module, "score_labels", broken)
+    metrics.prediction.value = viewer.layers["slide corrected"]
+    viewer.add_labels(corrected, name="slide mask")
+    metrics.reference.value = viewer.layers["slide mask"]
+    metrics.compute_button.native.click()
+    qtbot.waitUntil(lambda: metrics._worker is None, timeout=10_000)
+    qtbot.wait(50)
+    assert reports == ["Metrics failed: no room for the distances"]
+    assert metrics.status.value == reports[0] and metrics.compute_button.enabled

@@ -242,7 +242,7 @@ def test_bad_options_are_refused():
         (
             np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 7,
             3,
-            ["uint16 percentiles", "grey replicated to 3"],
+            ["uint16 / 65535", "grey replicated to 3"],
         ),
         (np.linspace(-1, 5, 40 * 48, dtype=np.float32).reshape(40, 48), 1, ["float32 perc"]),
         (np.full((40, 48, 4), 90, np.uint8), 3, ["uint8 / 255", "RGBA", "alpha dropped"]),
@@ -359,3 +359,27 @@ def test_the_users_model_choice_is_remembered_per_modality(tmp_path, monkeypatch
     assert registry.default_model_for(image).modality == "ultrasound"
     (tmp_path / "settings.json").write_text("{broken")
     assert registry.remembered_models() == {}
+
+
+def test_8_bit_converted_by_skimage_gives_identical_labels():
+    """The ultrasound sample as uint8, img_as_uint and img_as_float: the same labels."""
+    from skimage import img_as_float, img_as_uint
+
+    from napari_tmunet._sample_data import load_sample
+
+    image, _ = load_sample("ultrasound")
+    # a per-pixel model: any difference in the mapped input shows in the output
+    checkpoint = make_checkpoint(PixelModel(1), size=(64, 64), in_channels=1)
+    results = [
+        run_to_completion(segment(variant, checkpoint, threshold=0.4, mode="tile", rgb=False))
+        for variant in (image, img_as_uint(image), img_as_float(image))
+    ]
+    assert 0.05 < results[0].labels.mean() < 0.95
+    for result in results[1:]:
+        np.testing.assert_array_equal(result.probability, results[0].probability)
+        np.testing.assert_array_equal(result.labels, results[0].labels)
+    assert [r.mapping.split(";")[0] for r in results] == [
+        "uint8 / 255",
+        "uint16 / 65535",
+        "float64 in [0, 1] as is",
+    ]

@@ -188,9 +188,25 @@ def test_comparison_rows_are_shown_with_a_model_column(widget, masks):
         ]
     )
 
-    table = widget.table.native
+    # comparison rows and per-slice rows are separate tables
+    table = widget.comparison_table.native
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
-    assert headers[0] == "model"
-    assert table.rowCount() == 4
+    assert headers[0] == "model" and table.rowCount() == 2
     assert table.item(1, 0).text() == "after fine-tuning"
+    assert not widget.comparison_table.native.isHidden()
+    assert widget.table.native.rowCount() == 2  # slice 0 and the mean
     assert len(widget.rows()) == 4 and len(widget.results) == 2
+
+
+def test_choosers_follow_the_selected_layer(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    ref = viewer.add_labels(reference, name="sample mask")
+    first = viewer.add_labels(prediction, name="first labels")
+    second = viewer.add_labels(prediction[::-1].copy(), name="second labels")
+    viewer.layers.selection.active = first
+    assert widget.prediction.value is first and widget.reference.value is ref
+    viewer.layers.selection.active = second
+    assert widget.prediction.value is second and widget.reference.value is ref
+    viewer.layers.selection.active = ref  # a reference-like name goes to Reference
+    assert widget.reference.value is ref and widget.prediction.value is second

@@ -118,7 +118,10 @@ def test_segment_sample_end_to_end(registered, dock, qtbot):
     assert meta["model"] == registered.name and meta["mode"] == "resize"
     assert meta["threshold"] == pytest.approx(0.5) and "uint8 / 255" in meta["mapping"]
     prob = viewer.layers[f"{image.name} probability"]
-    assert prob.data.shape == mask.shape and prob.data.dtype == np.float32
+    # kept compact (uint8, p * 255): the labels are exactly its pixels above the threshold
+    assert prob.data.shape == mask.shape and prob.data.dtype == np.uint8
+    np.testing.assert_array_equal(labels.data > 0, prob.data > 0.5 * 255)
+    assert "objects" in widget.summary.value and registered.name in widget.summary.value
     assert widget.status.value == "done"
 
 
@@ -136,28 +139,31 @@ def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qt
     # an H&E tile picks the nuclei model, which was trained on native-resolution crops:
     # tile mode, so the nuclei are not shrunk
     assert registry.find_model(widget.model.value).modality == "nuclei"
-    assert widget.mode.value == "tile"
-    widget.model.value = registered.name
+    assert widget.mode.value == "auto"  # the model's own: tiles
+    widget.model.value = registered.name  # fewer, larger tiles: a quicker test
+    widget.mode.value = "tile"
     widget.batch_size = 1  # one progress report per tile
 
     ticks = []
     timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(widget.status.value))
+    timer.timeout.connect(lambda: ticks.append(widget.progress_text.value))
     timer.start(10)
     widget.segment()
     wait_done(qtbot, widget)
     timer.stop()
     # GUI events were processed while tiles were being computed on the worker thread.
-    progress_ticks = [s for s in ticks if s.startswith("monuseg: ")]
+    progress_ticks = sorted(set(s for s in ticks if "/" in s))
     assert len(progress_ticks) >= 3, ticks[:10]
+    assert any("ETA 0:" in s for s in progress_ticks), progress_ticks
     assert widget.last_layer.data.shape == (1000, 1000)
+    assert widget.last_layer.metadata["mode"] == "tile"
 
     # Cancel: a stack of frames, stopped after the first progress report.
     n_labels = sum(isinstance(layer, Labels) for layer in viewer.layers)
     stack = viewer.add_image(np.stack([tile] * 6), name="stack", rgb=True)
     widget.image.value = stack
     widget.segment()
-    qtbot.waitUntil(lambda: widget.status.value.startswith("stack: "), timeout=60_000)
+    qtbot.waitUntil(lambda: widget.status.value.startswith("segmenting stack"), timeout=60_000)
     worker = widget.worker
     widget.cancel_button.clicked.emit()
     wait_done(qtbot, widget, timeout=30_000)

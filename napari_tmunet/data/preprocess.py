@@ -16,42 +16,76 @@ HIGH_PERCENTILE = 99.8
 _PERCENTILE_SAMPLES = 1 << 22
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Scale an image to float32 in [0, 1], same shape.
+def has_nominal_range(image: np.ndarray) -> bool:
+    """Whether ``to_unit_float`` maps this image by its type's range (pixel by pixel).
 
-    uint8 is divided by 255, bool becomes 0/1; any other dtype (uint16, int, float) is
-    mapped by its robust range, the 1st and 99.8th percentiles, and clipped. Alpha
-    (last channel of (H, W, 2|4)) does not enter the percentiles. Non-finite values
-    become 0. A constant image maps to 0.
+    True for bool and unsigned integers; floats need a look at their values
+    (:func:`to_unit_float`), signed integers never have one.
+    """
+    return np.asarray(image).dtype.kind in "bu"
+
+
+def to_unit_float(image: np.ndarray) -> np.ndarray:
+    """Scale an image to float32 in [0, 1], same shape; one rule for every dtype.
+
+    - bool -> 0/1; unsigned integers -> divided by the type's maximum (uint8 / 255,
+      uint16 / 65535), as ``skimage.img_as_float`` does;
+    - floats whose finite values lie in [0, 1] -> taken as they are;
+    - anything else (signed integers, floats outside [0, 1]) -> by its robust range, the
+      1st and 99.8th percentiles, clipped (alpha, the last channel of (H, W, 2|4), does
+      not enter the percentiles; a constant image maps to 0).
+
+    So an 8-bit image converted with ``skimage.img_as_uint`` or ``img_as_float`` maps to
+    the same values, hence the same labels. Non-finite values become 0 (+inf: 1).
     """
     image = np.asarray(image)
-    if image.dtype == bool:
+    rule, low, high = _rule(image)
+    if rule == "bool":
         return image.astype(np.float32)
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / np.float32(255.0)
-    low, high = _robust_range(image)
-    scaled = (image.astype(np.float32) - np.float32(low)) / np.float32(max(high - low, 1e-12))
+    if rule == "unit":
+        out = np.clip(np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        return out.astype(np.float32, copy=False)
+    # float64 first: x * 257 / 65535 and x / 255 then round to the same float32
+    scaled = (image.astype(np.float64) - low) / max(high - low, 1e-12)
     scaled = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    return scaled.astype(np.float32, copy=False)
+    return scaled.astype(np.float32)
 
 
 def describe_mapping(image: np.ndarray) -> str:
     """The rule ``to_unit_float`` applies to this image, in words.
 
-    E.g. "uint8 / 255" or "uint16 percentiles 1-99.8 (412-3980) -> [0,1]".
+    E.g. "uint8 / 255", "float32 in [0, 1] as is" or
+    "int16 percentiles 1-99.8 (412-3980) -> [0,1]".
     """
     image = np.asarray(image)
-    if image.dtype == bool:
+    rule, low, high = _rule(image)
+    if rule == "bool":
         return "bool -> 0/1"
-    if image.dtype == np.uint8:
-        return "uint8 / 255"
-    low, high = _robust_range(image)
+    if rule == "dtype":
+        return f"{image.dtype} / {high:g}"
+    if rule == "unit":
+        return f"{image.dtype} in [0, 1] as is"
     if high <= low:
         return f"{image.dtype} constant ({low:.6g}) -> 0"
     return (
         f"{image.dtype} percentiles {LOW_PERCENTILE:g}-{HIGH_PERCENTILE:g} "
         f"({low:.6g}-{high:.6g}) -> [0,1]"
     )
+
+
+def _rule(image: np.ndarray) -> tuple[str, float, float]:
+    """("bool" | "dtype" | "unit" | "robust", low, high) of ``to_unit_float``'s rule."""
+    kind = image.dtype.kind
+    if kind == "b":
+        return "bool", 0.0, 1.0
+    if kind == "u":
+        return "dtype", 0.0, float(np.iinfo(image.dtype).max)
+    if kind == "f":
+        finite = image[np.isfinite(image)] if image.size else image
+        if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
+            return "unit", 0.0, 1.0
+    low, high = _robust_range(image)
+    return "robust", low, high
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -12,9 +12,13 @@ run folder, so nothing painted is lost if training or napari crashes::
                                       metrics.jsonl, curves.png, train.log
     RUN/comparison.json               Dice / HD of the old and new model, held-out part
 
-Held out for validation: the last image (the last eighth of them) when there are two or
-more; with a single image, its right-most 25% strip (the bottom strip of a tall image),
-written as a separate file so that no training crop overlaps it.
+Held out for validation: where the user's edits are. A Segment output keeps the model's
+own prediction, so the pixels the user changed are known; with a single image, the 25%
+strip (across its longer side) holding the most edited pixels is held out, written as a
+separate file so that no training crop overlaps it (the right-most or bottom strip when
+the edits are unknown); with several images, the eighth of them with the most edits (the
+last ones when unknown). The report says how many edited pixels and objects the
+before/after comparison rests on, and when they are too few to mean much.
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``, in
 random crops at the model's input size (the engine's crop mode), started from the given
@@ -44,6 +48,11 @@ from ..data.images import write_mask
 from ..storage import atomic_path, write_json
 
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
+# Fewer edited pixels or objects than this in the held-out part: the comparison of the
+# old and new model rests on too little to mean much (the report says so).
+MIN_EDITED_PIXELS = 300
+MIN_EDITED_OBJECTS = 3
+MIN_TRAIN_SIDE = 16  # pixels; a thinner piece beside the held-out strip is not trained on
 AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
     "flips + 90° turns": (0.5, 0.5, True),
     "horizontal flips (paper)": (0.25, 0.0, False),
@@ -72,12 +81,27 @@ class TrainingPair:
     image: np.ndarray  # (H, W) or (H, W, C)
     labels: np.ndarray  # (H, W) integer or bool
     source: str = ""  # where it came from, for finetune.json
+    predicted: np.ndarray | None = None  # (H, W) the model's own labels, when known
+
+    def edited(self) -> np.ndarray | None:
+        """(H, W) bool: pixels whose foreground the user changed; None when unknown."""
+        if self.predicted is None:
+            return None
+        return (np.asarray(self.labels) > 0) != (np.asarray(self.predicted) > 0)
 
 
 def training_pairs(
-    image: np.ndarray, labels: np.ndarray, name: str, rgb: bool, source: str = ""
+    image: np.ndarray,
+    labels: np.ndarray,
+    name: str,
+    rgb: bool,
+    source: str = "",
+    predicted: np.ndarray | None = None,
 ) -> list[TrainingPair]:
     """Pairs of a 2-D image (one) or a stack of frames (one per frame) and its labels.
+
+    ``predicted``: the model's own labels before the user's corrections (same shape as
+    ``labels``), when known; the held-out part is then chosen where the edits are.
 
     Raises:
         ValueError: shapes that do not match, or labels that are not integers.
@@ -92,25 +116,56 @@ def training_pairs(
             f"{tuple(labels.shape)}; pick the Labels layer painted on this image (2-D, or a "
             "stack of 2-D frames)"
         )
+    if predicted is not None and np.shape(predicted) != tuple(labels.shape):
+        predicted = None  # not the prediction of these labels: edits unknown
     if len(spatial) == 2:
-        return [TrainingPair(name, image, labels, source)]
+        return [TrainingPair(name, image, labels, source, predicted)]
     return [
-        TrainingPair(f"{name}-z{z}", image[z], labels[z], f"{source} frame {z}")
+        TrainingPair(
+            f"{name}-z{z}",
+            image[z],
+            labels[z],
+            f"{source} frame {z}",
+            None if predicted is None else predicted[z],
+        )
         for z in range(spatial[0])
     ]
 
 
-def holdout_strip(shape: tuple[int, int]) -> tuple[int, int]:
-    """``(axis, start)``: the held-out strip of a single image is ``[start:]`` on ``axis``.
+def holdout_strip(shape: tuple[int, int], edited: np.ndarray | None = None) -> tuple[int, int, int]:
+    """``(axis, start, stop)``: the held-out strip of a single image, 25% across its longer side.
 
-    The right-most 25% (axis 1), or the bottom 25% (axis 0) of an image taller than wide.
+    Of the strips at steps of 1/16 of the side, the one holding the most ``edited`` pixels
+    (the last of equals); without edits, the right-most (axis 1), or the bottom (axis 0)
+    of an image taller than wide.
     """
     h, w = shape[:2]
     axis = 1 if w >= h else 0
     n = shape[axis]
     if n < 2:
         raise ValueError(f"image of shape {tuple(shape)} is too small to hold a part out")
-    return axis, n - max(1, round(n * HOLDOUT_FRACTION))
+    width = max(1, round(n * HOLDOUT_FRACTION))
+    if edited is None or not np.any(edited):
+        return axis, n - width, n
+    profile = np.concatenate([[0], np.cumsum(np.asarray(edited).sum(axis=1 - axis))])  # (n+1,)
+    starts = sorted({*range(0, n - width + 1, max(1, n // 16)), n - width})
+    counts = [profile[s + width] - profile[s] for s in starts]
+    best = max(range(len(starts)), key=lambda i: (counts[i], i))
+    return axis, starts[best], starts[best] + width
+
+
+def edit_summary(edited: np.ndarray | None) -> dict[str, Any]:
+    """Edited pixels and objects (connected regions) of an edit map, and whether they
+    are enough for a meaningful before/after comparison."""
+    if edited is None:
+        return {"known": False, "pixels": 0, "objects": 0, "enough": False}
+    from scipy import ndimage as ndi
+
+    edited = np.asarray(edited, bool)
+    objects = int(ndi.label(edited)[1]) if edited.any() else 0
+    pixels = int(edited.sum())
+    enough = pixels >= MIN_EDITED_PIXELS and objects >= MIN_EDITED_OBJECTS
+    return {"known": True, "pixels": pixels, "objects": objects, "enough": enough}
 
 
 def write_dataset(
@@ -151,30 +206,9 @@ def write_dataset(
         items = [(items[0][0], TrainingPair(copied[0].name, image, mask, str(folder)))]
 
     if len(items) == 1:
-        name, pair = items[0]
-        axis, start = holdout_strip(pair.labels.shape)
-        cut = [slice(None), slice(None)]
-        cut[axis] = slice(None, start)
-        train_part = tuple(cut)
-        cut[axis] = slice(start, None)
-        valid_part = tuple(cut)
-        side = "right-most" if axis == 1 else "bottom"
-        n = pair.labels.shape[axis]
-        held = (
-            f"{side} {n - start} of {n} {'columns' if axis == 1 else 'rows'} "
-            f"({HOLDOUT_FRACTION:.0%}) of {pair.source or pair.name}"
-        )
-        written = [
-            (f"{name}-train", pair.image[train_part], pair.labels[train_part]),
-            (f"{name}-valid", pair.image[valid_part], pair.labels[valid_part]),
-        ]
-        split = {"train": [f"{name}-train"], "valid": [f"{name}-valid"], "test": []}
+        written, split, held, edits = _split_one(*items[0])
     else:
-        n_valid = max(1, len(items) // 8)
-        names = [name for name, _ in items]
-        split = {"train": names[:-n_valid], "valid": names[-n_valid:], "test": []}
-        written = [(name, p.image, p.labels) for name, p in items if isinstance(p, TrainingPair)]
-        held = "whole image(s): " + ", ".join(split["valid"])
+        written, split, held, edits = _split_many(items)
 
     for name, _, labels in written:
         suffix = ".tif" if labels.size and int(labels.max()) > 1 else ".png"
@@ -188,7 +222,61 @@ def write_dataset(
     for name, image, _ in written:
         write_image(data_dir / "images" / f"{name}.tif", image)
     save_split(data_dir / "split.json", split)
-    return {"split": split, "held_out": held, "names": [name for name, _ in items]}
+    names = [name for name, _ in items]
+    return {"split": split, "held_out": held, "names": names, "edits": edits}
+
+
+def _split_one(name: str, pair: TrainingPair):
+    """One image: the strip where the edits are is held out, the rest (1-2 pieces) trains."""
+    edited = pair.edited()
+    axis, start, stop = holdout_strip(pair.labels.shape, edited)
+    n = pair.labels.shape[axis]
+
+    def part(a: int, b: int) -> tuple:
+        cut = [slice(None), slice(None)]
+        cut[axis] = slice(a, b)
+        return tuple(cut)
+
+    pieces = [(a, b) for a, b in ((0, start), (stop, n)) if b - a >= MIN_TRAIN_SIDE]
+    if not pieces:  # a tiny image: train on what there is
+        pieces = [max(((0, start), (stop, n)), key=lambda p: p[1] - p[0])]
+    suffixes = ["-train"] if len(pieces) == 1 else ["-train", "-train-2"]
+    written = [
+        (f"{name}{suffix}", pair.image[part(a, b)], pair.labels[part(a, b)])
+        for suffix, (a, b) in zip(suffixes, pieces, strict=True)
+    ]
+    written.append((f"{name}-valid", pair.image[part(start, stop)], pair.labels[part(start, stop)]))
+    split = {"train": [w[0] for w in written[:-1]], "valid": [f"{name}-valid"], "test": []}
+    what = "columns" if axis == 1 else "rows"
+    edits = edit_summary(None if edited is None else edited[part(start, stop)])
+    where = "where the edits are" if edits["pixels"] else ("right-most" if axis == 1 else "bottom")
+    held = f"{what} {start}-{stop - 1} of {n} ({where}) of {pair.source or pair.name}"
+    return written, split, held, edits
+
+
+def _split_many(items: list[tuple[str, Any]]):
+    """Several images: the eighth with the most edits is held out (the last when unknown)."""
+    n_valid = max(1, len(items) // 8)
+    edit_maps = {name: p.edited() if isinstance(p, TrainingPair) else None for name, p in items}
+    counts = {name: 0 if e is None else int(e.sum()) for name, e in edit_maps.items()}
+    order = sorted(range(len(items)), key=lambda i: (counts[items[i][0]], i))
+    valid = sorted(order[-n_valid:])
+    names = [name for name, _ in items]
+    split = {
+        "train": [n for i, n in enumerate(names) if i not in valid],
+        "valid": [names[i] for i in valid],
+        "test": [],
+    }
+    written = [(name, p.image, p.labels) for name, p in items if isinstance(p, TrainingPair)]
+    held_maps = [edit_maps[names[i]] for i in valid if edit_maps[names[i]] is not None]
+    edits = edit_summary(np.concatenate([m.ravel() for m in held_maps]) if held_maps else None)
+    if held_maps:  # objects counted per image
+        edits["objects"] = sum(edit_summary(m)["objects"] for m in held_maps)
+        edits["enough"] = (
+            edits["pixels"] >= MIN_EDITED_PIXELS and edits["objects"] >= MIN_EDITED_OBJECTS
+        )
+    held = "whole image(s): " + ", ".join(split["valid"])
+    return written, split, held, edits
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
@@ -304,8 +392,9 @@ def run_finetune(
             record with ``step`` 0 and ``baseline`` True).
 
     Returns:
-        run_dir, best_checkpoint, stopped, step, total_steps, held_out, old / new scores
-        (dicts or None), old_label, rows (for the Metrics dock).
+        run_dir, best_checkpoint, stopped, step, total_steps, held_out, edits (see
+        :func:`edit_summary`), old / new scores (dicts or None), old_label, rows (for the
+        Metrics dock).
     """
     import torch
 
@@ -335,6 +424,7 @@ def run_finetune(
         start_model = plan.get("start_model") or str(start_path)
         start_label = plan.get("start_label") or start_path.name
         held_out = plan.get("held_out", "")
+        edits = plan.get("edits") or edit_summary(None)
         try:
             start = load_checkpoint(start_path, device)
         except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
@@ -348,7 +438,7 @@ def run_finetune(
         start_model, start_label = job.start_model, job.start_label or start_name
         phase(f"saving the training data to {run_dir / 'data'}...")
         written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
-        held_out = written["held_out"]
+        held_out, edits = written["held_out"], written["edits"]
         plan = {
             "created": datetime.now().isoformat(timespec="seconds"),
             "start_model": job.start_model,
@@ -360,6 +450,7 @@ def run_finetune(
             ],
             "dataset_folder": job.dataset_folder,
             "held_out": held_out,
+            "edits": edits,
             "split": written["split"],
             "headless": {
                 "resume": f"napari-tmunet-train fit --run-dir {train_dir} --resume",
@@ -407,8 +498,9 @@ def run_finetune(
     tuned = load_checkpoint(best, device)
     new = held_out_scores(tuned.model, valid, tuned.input_config, device)
     del tuned
-    rows = comparison_rows(old, new, start_label, f"fine-tuned: {run_dir.name}", held_out)
-    write_json(run_dir / "comparison.json", {"held_out": held_out, "rows": rows})
+    note = f"{held_out}; {describe_edits(edits)}"
+    rows = comparison_rows(old, new, start_label, f"fine-tuned: {run_dir.name}", note)
+    write_json(run_dir / "comparison.json", {"held_out": held_out, "edits": edits, "rows": rows})
     return {
         "run_dir": str(run_dir),
         "best_checkpoint": str(best),
@@ -416,12 +508,23 @@ def run_finetune(
         "step": int(result["step"]),
         "total_steps": int(result["total_steps"]),
         "held_out": held_out,
+        "edits": edits,
         "old": old,
         "new": new,
         "start_model": start_model,
         "old_label": start_label,
         "rows": rows,
     }
+
+
+def describe_edits(edits: dict[str, Any]) -> str:
+    """What the held-out comparison rests on, in words."""
+    if not edits.get("known"):
+        return "edits unknown (the masks were not made by Segment): the comparison is rough"
+    text = f"rests on {edits['pixels']} edited pixels in {edits['objects']} region(s)"
+    if not edits.get("enough"):
+        text += " - too few for a meaningful comparison"
+    return text
 
 
 def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:

@@ -1,0 +1,54 @@
+"""What each dock control does, in one sentence: the tooltips of the three docks."""
+
+from __future__ import annotations
+
+SEGMENT_TIPS = {
+    "image": "The image layer to segment; follows the layer you select.",
+    "model": "The model to run. Chosen for the image's kind unless you pick "
+    "one; your pick is remembered for images of that kind.",
+    "checkpoint": "A checkpoint file from napari-tmunet-train or Fine-tune.",
+    "device": "Where the model runs: auto uses a GPU when there is one.",
+    "mode": "resize: the whole image at the model's input size (as trained on "
+    "resized images); tiles: overlapping windows at full resolution (large "
+    "images, models trained on crops).",
+    "output": "binary mask, or instances (touching objects split apart); "
+    "the model's default is instances for the nuclei model.",
+    "threshold": "Foreground where the probability is above this. Moving it "
+    "updates the last result at once (no new network run).",
+    "fill_holes": "Fill background enclosed by an object.",
+    "min_size": "Drop objects smaller than this many pixels.",
+    "outlines": "Draw only the outlines of the labels.",
+    "add_probability": "Also add the model's probability as an image layer.",
+    "segment_button": "Segment the chosen image.",
+    "cancel_button": "Stop after the current forward pass.",
+    "segment_all_button": "Segment every image layer with these settings.",
+}
+
+FINETUNE_TIPS = {
+    "add_pair_button": "Add another image and its corrected mask.",
+    "dataset_folder": "Optional: a folder with images/ and masks/ to add.",
+    "model": "The model to start from; by default the one that made the mask.",
+    "checkpoint": "A checkpoint file to start from.",
+    "steps": "Training steps (each one batch of random crops).",
+    "learning_rate": "Step size of the optimiser; 1e-4 keeps what the model knew.",
+    "batch_size": "Crops per step; lower it if memory runs out.",
+    "augmentation": "Random flips and turns of the training crops.",
+    "device": "Where training runs: auto uses a GPU when there is one.",
+    "run_folder": "Where the data, checkpoints and curves are saved.",
+    "start_button": "Save the data, then fine-tune in the background.",
+    "stop_button": "Stop after the current step; the best checkpoint is kept.",
+    "resume_button": "Continue the stopped run in the run folder.",
+    "revert_button": "Make the previous model active again.",
+    "use_anyway_button": "Make the fine-tuned model active although it "
+    "scored lower on the held-out part.",
+}
+
+METRICS_TIPS = {
+    "prediction": "The Labels layer to score (follows the layer you select).",
+    "reference": "The reference (ground-truth) Labels layer.",
+    "compute_button": "Compute Dice, IoU, precision, recall and Hausdorff "
+    "distances, per 2-D slice and overall.",
+    "export_button": "Save all rows shown (both tables) as a CSV file.",
+    "table": "One row per 2-D slice, then the mean.",
+    "comparison_table": "The starting and the fine-tuned model on the part held out from training.",
+}

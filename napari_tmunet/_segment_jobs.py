@@ -1,0 +1,154 @@
+"""The Segment dock's work, off the GUI thread: load a model, segment images (no Qt).
+
+:func:`segment_jobs` is the body of the dock's worker. It yields progress, one result
+per image (the compact probability and the labels derived from it) and a message per
+image that failed (the others go on). Options left to the model ("auto") are resolved
+from the loaded checkpoint: its threshold, the inference mode it was trained for, and
+instances for a nuclei model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from .postprocess import LabelOptions, compact, count_objects, derive_labels
+
+AUTO = "auto"
+LARGE_IMAGE = 1024  # pixels; a larger image is tiled even by a model trained on resized ones
+INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
+
+
+@dataclass
+class SegmentOptions:
+    """A snapshot of the dock's settings, taken when Segment is clicked.
+
+    ``threshold`` None, ``mode`` and ``output`` "auto": the model's defaults.
+    """
+
+    model: str  # registry name or checkpoint path
+    model_label: str
+    provisional: bool
+    device: str
+    threshold: float | None
+    mode: str  # "auto", "resize" or "tile"
+    output: str  # "auto", "binary" or "instances"
+    fill_holes: bool = False
+    min_size: int = 0
+    batch_size: int = 4
+
+
+@dataclass
+class SegmentOutcome:
+    """One image's result: what the Segment dock turns into layers."""
+
+    labels: np.ndarray  # (..., H, W) uint8 0/1 or int32 instance ids
+    probability: np.ndarray  # (..., H, W) uint8, round(p * 255) (postprocess.compact)
+    label_options: LabelOptions
+    mapping: str
+    mode: str
+    seconds: float
+    objects: int
+
+
+def model_defaults(checkpoint) -> dict[str, Any]:
+    """A checkpoint's own threshold, inference mode and output kind.
+
+    The mode is the one its training run evaluated with (crops at native resolution ->
+    "tile", else "resize"); instances for a nuclei model.
+    """
+    meta = checkpoint.metadata or {}
+    train = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    trained_on = str(train.get("mode", "resize"))
+    modality = str(meta.get("modality", ""))
+    return {
+        "threshold": float(checkpoint.input_config.threshold),
+        "mode": "tile" if trained_on in ("crop", "tile") else "resize",
+        "instances": modality in INSTANCE_MODALITIES,
+    }
+
+
+def resolve(
+    options: SegmentOptions, checkpoint, shape: tuple[int, ...]
+) -> tuple[str, LabelOptions]:
+    """(mode, LabelOptions) for one image: the user's choices, else the model's defaults.
+
+    ``shape`` is the image's spatial (..., H, W); an image larger than
+    :data:`LARGE_IMAGE` is tiled in "auto" mode (resizing would shrink it to nothing).
+    """
+    defaults = model_defaults(checkpoint)
+    mode = options.mode
+    if mode == AUTO:
+        mode = "tile" if max(shape[-2:]) > LARGE_IMAGE else defaults["mode"]
+    instances = defaults["instances"] if options.output == AUTO else options.output == "instances"
+    threshold = defaults["threshold"] if options.threshold is None else options.threshold
+    return mode, LabelOptions(
+        threshold=float(threshold),
+        instances=instances,
+        fill_holes=options.fill_holes,
+        min_size=int(options.min_size),
+    )
+
+
+def segment_jobs(
+    jobs: list[tuple[Any, bool]], options: SegmentOptions
+) -> Generator[tuple, None, None]:
+    """Worker body: load the model, then segment each ``(data, rgb)`` image.
+
+    Yields ``("loaded", defaults)`` once, ``("progress", index, done, total)``,
+    ``("result", index, SegmentOutcome)``, and ``("error", index, text)`` for an image
+    that could not be segmented. A model that cannot be loaded raises (one error for the
+    whole run).
+    """
+    # torch and the model code load here, on the worker thread, not at plugin import.
+    from .inference import segment
+
+    checkpoint = registry.load_model(options.model, options.device)
+    yield ("loaded", model_defaults(checkpoint))
+    for index, (data, rgb) in enumerate(jobs):
+        began = time.perf_counter()
+        try:
+            spatial = np.shape(data)[:-1] if rgb else np.shape(data)  # (..., H, W)
+            mode, label_options = resolve(options, checkpoint, tuple(spatial))
+            steps = segment(
+                data,  # frames are read one at a time (dask/zarr stacks stay lazy)
+                checkpoint,
+                threshold=label_options.threshold,
+                mode=mode,
+                instances=False,  # derived below from the kept probability
+                rgb=rgb,
+                batch_size=options.batch_size,
+            )
+            result = yield from _forward(steps, index)
+            probability = compact(result.probability)
+            del result.probability
+            labels = derive_labels(probability, label_options)
+        except (ValueError, RuntimeError, MemoryError) as err:
+            yield ("error", index, f"{type(err).__name__}: {err}")
+            continue
+        seconds = time.perf_counter() - began
+        outcome = SegmentOutcome(
+            labels=labels,
+            probability=probability,
+            label_options=label_options,
+            mapping=result.mapping,
+            mode=mode,
+            seconds=seconds,
+            objects=count_objects(labels),
+        )
+        yield ("result", index, outcome)
+
+
+def _forward(steps, index: int):
+    """Drain :func:`segment`, re-yielding its progress as messages; returns its result."""
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield ("progress", index, done, total)

@@ -1,0 +1,175 @@
+"""The Segment dock's output layers: made, replaced while unedited, recoloured.
+
+A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
+``viewer``, ``outlines``, ``add_probability`` and the last run's ``_options`` and
+``_defaults``). An output the user has edited (a paint event, or content that no
+longer matches what was written) is never replaced: a new layer is added instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_info
+
+from ._segment_jobs import SegmentOutcome
+
+DISCLAIMER = "Research use only, not a medical device."
+PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
+
+
+@dataclass
+class _Output:
+    """The layers one Segment run made for an image, what they derive from, and edits."""
+
+    labels: Labels
+    digest: str
+    probability: np.ndarray  # (..., H, W) uint8 compact probability (postprocess)
+    defaults: dict  # the model's threshold / mode / instances
+    probability_layer: Image | None = None
+    edited: bool = False
+    callbacks: list = field(default_factory=list)
+
+
+class OutputLayers:
+    """Output-layer bookkeeping of the Segment dock (see the module docstring)."""
+
+    _setting_data = False  # our own writes to an output layer are not user edits
+
+    # --- output layers -----------------------------------------------------------------
+
+    def _add_result(self, image: Image, outcome: SegmentOutcome) -> None:
+        options = self._options
+        label_options = outcome.label_options
+        metadata = {
+            "model": options.model,
+            "model_label": options.model_label,
+            "provisional": options.provisional,
+            "mapping": outcome.mapping,
+            "threshold": label_options.threshold,
+            "mode": outcome.mode,
+            "output": "instances" if label_options.instances else "binary",
+            "label_options": label_options.to_dict(),
+            "device": options.device,
+            "image": image.name,
+            "seconds": round(outcome.seconds, 2),
+            "note": DISCLAIMER,
+            # the model's raw output, kept compact: re-thresholding, and telling the user's
+            # edits from the model's prediction (Fine-tune)
+            "tmunet_probability": outcome.probability,
+        }
+        key = image.unique_id
+        previous = self._outputs.get(key)
+        if previous is not None and self._replaceable(previous):
+            output = previous
+            output.probability, output.defaults = outcome.probability, dict(self._defaults)
+            self._write_labels(output, outcome.labels)
+            output.labels.metadata = metadata
+            output.labels.scale, output.labels.translate = image.scale, image.translate
+        else:
+            if previous is not None and previous.labels in self.viewer.layers:
+                show_info(
+                    f"{previous.labels.name!r} was edited since it was made; keeping it and "
+                    "adding a new layer."
+                )
+            layer = self.viewer.add_labels(
+                outcome.labels,
+                name=f"{image.name} labels",
+                scale=image.scale,
+                translate=image.translate,
+                metadata=metadata,
+                **_units(image),
+            )
+            output = _Output(
+                labels=layer,
+                digest=_digest(outcome.labels),
+                probability=outcome.probability,
+                defaults=dict(self._defaults),
+            )
+            self._watch_edits(output)
+            self._outputs[key] = output
+            self._colour(output)
+        if options is not None and self.add_probability.value:
+            output.probability_layer = self._put_probability(image, output, metadata)
+        self.last_layer = output.labels
+        self.last_result = outcome
+
+    def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
+        """Replace an output's labels (not a user edit) and recolour it."""
+        self._setting_data = True
+        try:
+            output.labels.data = labels
+        finally:
+            self._setting_data = False
+        output.digest = _digest(labels)
+        self._colour(output)
+
+    def _colour(self, output: _Output) -> None:
+        """Binary masks in one bright colour (apart from a reference mask); instances cycle."""
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer = output.labels
+        if layer.data.dtype == np.uint8:  # binary 0/1
+            layer.colormap = DirectLabelColormap(
+                color_dict={None: "transparent", 0: "transparent", 1: PREDICTION_COLOUR}
+            )
+        elif isinstance(layer.colormap, DirectLabelColormap):
+            from napari.utils.colormaps import label_colormap
+
+            layer.colormap = label_colormap(49)
+        layer.contour = 2 if self.outlines.value else 0
+
+    def _replaceable(self, output: _Output) -> bool:
+        """Whether a previous output is still in the viewer and unedited since made."""
+        if output.labels not in self.viewer.layers or output.edited:
+            return False
+        return _digest(output.labels.data) == output.digest
+
+    def _watch_edits(self, output: _Output):
+        def mark_edited(event=None):
+            if not self._setting_data:
+                output.edited = True
+
+        output.labels.events.paint.connect(mark_edited)
+        output.labels.events.data.connect(mark_edited)
+        output.callbacks.append(mark_edited)  # keep a reference for the layer's lifetime
+
+    def _put_probability(self, image: Image, output: _Output, metadata) -> Image:
+        """The probability as an image layer (the compact uint8, shown as 0..1)."""
+        meta = {k: v for k, v in metadata.items() if k != "tmunet_probability"}
+        old = output.probability_layer
+        if old is not None and old in self.viewer.layers:
+            old.data = output.probability
+            old.metadata = meta
+            old.scale, old.translate = image.scale, image.translate
+            return old
+        return self.viewer.add_image(
+            output.probability,
+            name=f"{image.name} probability",
+            scale=image.scale,
+            translate=image.translate,
+            colormap="magma",
+            contrast_limits=(0, 255),
+            blending="additive",
+            opacity=0.6,
+            metadata=meta,
+            **_units(image),
+        )
+
+
+def _digest(data) -> str:
+    """Content hash of a label array (detects edits made without events)."""
+    array = np.ascontiguousarray(np.asarray(data))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((array.shape, array.dtype.str)).encode())
+    h.update(memoryview(array).cast("B"))
+    return h.hexdigest()
+
+
+def _units(image: Image) -> dict:
+    """``units=`` for a new layer where this napari has layer units."""
+    units = getattr(image, "units", None)
+    return {"units": units} if units is not None else {}

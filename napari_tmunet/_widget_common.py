@@ -1,0 +1,149 @@
+"""Pieces the three docks share: workers, ETA, labels that wrap, theme colours, sizes."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Every dock must fit a 1366 x 768 screen beside napari's own panels: this wide at most,
+# and scrolls rather than forcing the window taller.
+DOCK_MAX_MIN_WIDTH = 400
+DOCK_MAX_MIN_HEIGHT = 250
+
+
+def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwargs):
+    """Run ``function`` in a napari worker with its handlers connected at creation.
+
+    Connecting ``errored`` when the worker is made keeps superqt from attaching its
+    default handler, which re-raises the error (a second, raw message; an abort where
+    napari's excepthook is not installed).
+    """
+    from napari.qt.threading import create_worker
+
+    if "errored" not in connect:
+        raise ValueError("connect an 'errored' handler: the worker would re-raise otherwise")
+    worker = create_worker(function, *args, _connect=connect, _start_thread=False, **kwargs)
+    worker.start()
+    return worker
+
+
+class Eta:
+    """Time left of a job from its progress reports; no guess until there is a rate.
+
+    The first report only starts the clock (the model loading and the first forward
+    pass are not the pace), so a job never reads "ETA 0:00:00" at its first step.
+    """
+
+    def __init__(self) -> None:
+        self._start: tuple[float, int] | None = None
+        self._key: Any = None
+
+    def text(self, done: int, total: int, unit: str = "", key: Any = None) -> str:
+        """E.g. "12/121 tiles · ETA 0:01:05" (or "· estimating..." before a rate is known)."""
+        now = time.monotonic()
+        if self._start is None or key != self._key or done < self._start[1]:
+            self._start, self._key = (now, done), key
+        began, first = self._start
+        unit = f" {unit}" if unit else ""
+        head = f"{done}/{total}{unit}"
+        elapsed = now - began
+        if done - first < 1 or elapsed < 0.2:
+            return f"{head} · ETA estimating..." if done < total else head
+        left = elapsed / (done - first) * (total - done)
+        return f"{head} · ETA {clock(left)}" if done < total else head
+
+
+def clock(seconds: float) -> str:
+    """Seconds as H:MM:SS ("?" when not finite)."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def wrap(label) -> None:
+    """Let a magicgui Label wrap its text instead of widening the dock (and the window)."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    native = label.native
+    native.setWordWrap(True)
+    native.setMinimumWidth(0)
+    native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+
+def narrow(widget, width: int = 60) -> None:
+    """Let a combo box or file field shrink below its longest item's width."""
+    from qtpy.QtWidgets import QComboBox, QSizePolicy
+
+    native = widget.native
+    combo = native if isinstance(native, QComboBox) else None
+    if combo is not None:
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+    native.setMinimumWidth(width)
+    native.setSizePolicy(QSizePolicy.Policy.Expanding, native.sizePolicy().verticalPolicy())
+
+
+def theme_colours(viewer) -> dict[str, str]:
+    """Background, text and grid colours of the viewer's napari theme (hex strings)."""
+    from napari.utils.theme import get_theme
+
+    try:
+        theme = get_theme(str(getattr(viewer, "theme", "dark")))
+    except (KeyError, ValueError):
+        theme = get_theme("dark")
+    return {
+        "background": theme.background.as_hex(),
+        "foreground": theme.foreground.as_hex(),
+        "text": theme.text.as_hex(),
+    }
+
+
+def set_tooltips(dock, tips: dict[str, str]) -> None:
+    """Give each of a dock's controls (attribute name -> text) its tooltip."""
+    for name, text in tips.items():
+        getattr(dock, name).tooltip = text
+
+
+def scroll_body(container, labels: bool = True):
+    """A Container inside a scroll area that fills ``container``; put the dock's widgets in it.
+
+    napari docks a magicgui widget's inner QWidget (not magicgui's own scroll area), so
+    the scroll area is added here: the dock then fits a small screen and scrolls. The
+    owner must forward ``reset_choices`` to the body.
+    """
+    from magicgui.widgets import Container
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    body = Container(labels=labels)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body.native)
+    scroll.setMinimumHeight(100)  # three docks and their intros fit 768 px together
+    container.margins = (0, 0, 0, 0)
+    container.native.layout().addWidget(scroll)
+    body.scroll_area = scroll
+    return body
+
+
+def fit_width(body) -> None:
+    """Keep the scroll area at least as wide as its content (no horizontal scrolling)."""
+    scroll = body.scroll_area
+    bar = scroll.verticalScrollBar().sizeHint().width()
+    scroll.setMinimumWidth(body.native.minimumSizeHint().width() + bar)
+
+
+def intro_above(container, label) -> None:
+    """Put a dock's one-line "what this does" above its scrolled body, full width."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    native = label.native
+    native.setWordWrap(True)
+    native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    native.setContentsMargins(6, 6, 6, 2)
+    container.native.layout().insertWidget(0, native)

@@ -1,0 +1,168 @@
+"""From a kept probability map to labels, without running the network again (no Qt).
+
+Segment keeps each prediction's foreground probability as uint8 (``compact``: 1 byte a
+pixel, a quarter of float32) and derives the labels from it with :func:`derive_labels`:
+threshold, hole filling, removal of small objects, optional instance split. Moving a
+threshold in the dock re-runs only this (well under a second for 1000 x 1000 pixels).
+:func:`edited_pixels` compares what the user painted with what the model gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+LEVELS = 255  # the compact probability p is stored as round(p * LEVELS)
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How labels are derived from a probability map.
+
+    Attributes:
+        threshold: foreground where the probability is above this, in (0, 1).
+        instances: split touching objects (distance-transform watershed) into instances.
+        fill_holes: fill background enclosed by an object.
+        min_size: objects smaller than this many pixels are dropped (0: keep all).
+    """
+
+    threshold: float = 0.5
+    instances: bool = False
+    fill_holes: bool = False
+    min_size: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ValueError(f"threshold={self.threshold}: expected a probability in (0, 1).")
+        if int(self.min_size) < 0:
+            raise ValueError(f"min_size={self.min_size}: expected 0 or more pixels.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compact(probability: np.ndarray) -> np.ndarray:
+    """float probability in [0, 1] -> uint8 ``round(p * 255)``, same shape."""
+    scaled = np.clip(np.asarray(probability, np.float32) * LEVELS, 0, LEVELS)
+    return np.rint(scaled).astype(np.uint8)
+
+
+def expand(compact_probability: np.ndarray) -> np.ndarray:
+    """uint8 compact probability -> float32 in [0, 1]."""
+    return compact_probability.astype(np.float32) / np.float32(LEVELS)
+
+
+def foreground(compact_probability: np.ndarray, options: LabelOptions) -> np.ndarray:
+    """Binary foreground (..., H, W) of a compact probability: threshold, holes, small objects."""
+    mask = compact_probability > np.float32(options.threshold * LEVELS)
+    if options.fill_holes or options.min_size:
+        mask = mask.copy()
+        for index in np.ndindex(mask.shape[:-2]):  # slice by slice
+            mask[index] = _clean(mask[index], options)
+    return mask
+
+
+def derive_labels(compact_probability: np.ndarray, options: LabelOptions) -> np.ndarray:
+    """Labels (..., H, W) of a compact probability: uint8 0/1, or int32 instance ids.
+
+    Instance ids are unique across the slices of a stack; the split is
+    :func:`split_instances` (the same labels as ``inference.split_instances``, faster).
+    """
+    mask = foreground(compact_probability, options)
+    if not options.instances:
+        return mask.astype(np.uint8)
+    labels = np.zeros(mask.shape, np.int32)
+    next_label = 0
+    for index in np.ndindex(mask.shape[:-2]):
+        frame = split_instances(mask[index])
+        frame[frame > 0] += next_label
+        next_label = max(next_label, int(frame.max()))
+        labels[index] = frame
+    return labels
+
+
+def split_instances(mask: np.ndarray, split_depth: float = 2.0) -> np.ndarray:
+    """Instance labels of a 2-D mask, equal to :func:`napari_tmunet.inference.split_instances`.
+
+    The same distance-transform watershed from h-maxima markers, with the h-maxima found
+    object by object in each object's bounding box (plus a one-pixel border): objects do
+    not touch (8-connectivity), so the markers are the same, and small boxes make it about
+    twice as fast on a 1000 x 1000 nuclei mask. Objects whose distance never reaches
+    ``split_depth`` hold no marker and become one object each, as there.
+    """
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask of shape {mask.shape}: expected a 2-D (H, W) mask.")
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    distance = ndi.distance_transform_edt(mask).astype(np.float32)  # (H, W)
+    objects, _ = ndi.label(mask, structure=np.ones((3, 3), bool))
+    peaks = np.zeros(mask.shape, bool)
+    height, width = mask.shape
+    for index, box in enumerate(ndi.find_objects(objects), start=1):
+        ys = slice(max(box[0].start - 1, 0), min(box[0].stop + 1, height))
+        xs = slice(max(box[1].start - 1, 0), min(box[1].stop + 1, width))
+        own = objects[ys, xs] == index
+        crop = np.where(own, distance[ys, xs], 0)
+        if crop.max() >= split_depth:
+            peaks[ys, xs] |= h_maxima(crop, split_depth).astype(bool) & own
+    markers, n_markers = ndi.label(peaks)
+    labels = watershed(-distance, markers, mask=mask).astype(np.int32)
+    orphans, n_orphans = ndi.label(mask & (labels == 0))  # objects without a marker
+    if n_orphans:
+        labels[orphans > 0] = orphans[orphans > 0] + n_markers
+    return labels
+
+
+def count_objects(labels: np.ndarray) -> int:
+    """Objects in labels: instance ids, or connected components of a binary mask."""
+    from scipy import ndimage as ndi
+
+    labels = np.asarray(labels)
+    if labels.size == 0 or not labels.any():
+        return 0
+    if labels.max() > 1:
+        return int(np.unique(labels[labels > 0]).size)
+    count = 0
+    for index in np.ndindex(labels.shape[:-2]):
+        count += ndi.label(labels[index] > 0)[1]
+    return int(count)
+
+
+def edited_pixels(painted: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Boolean map of pixels whose foreground the user changed (painted vs the model's)."""
+    return (np.asarray(painted) > 0) != (np.asarray(model) > 0)
+
+
+def _clean(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
+    """One (H, W) mask with holes filled and small objects dropped, as asked."""
+    from scipy import ndimage as ndi
+
+    if options.fill_holes:
+        mask = ndi.binary_fill_holes(mask)
+    if options.min_size:
+        components, n = ndi.label(mask)
+        if n:
+            sizes = np.bincount(components.ravel())  # (n + 1,)
+            keep = sizes >= options.min_size
+            keep[0] = False
+            mask = keep[components]
+    return mask
+
+
+def kept_prediction(metadata: dict) -> np.ndarray | None:
+    """The model's own foreground of a Segment output, from its layer metadata.
+
+    Segment keeps the compact probability (``tmunet_probability``) and the options the
+    labels were derived with (``label_options``); None for a layer Segment did not make.
+    """
+    probability = metadata.get("tmunet_probability")
+    options = metadata.get("label_options")
+    if not isinstance(probability, np.ndarray) or not isinstance(options, dict):
+        return None
+    return foreground(probability, LabelOptions(**options))

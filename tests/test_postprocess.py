@@ -1,0 +1,69 @@
+"""Labels from a kept probability: the same as inference's, and fast enough to be live."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _paths import DATASETS
+
+from napari_tmunet import inference
+from napari_tmunet.data.images import read_mask
+from napari_tmunet.postprocess import (
+    LabelOptions,
+    compact,
+    count_objects,
+    derive_labels,
+    edited_pixels,
+    expand,
+    split_instances,
+)
+
+MONUSEG_MASK = DATASETS / "MoNuSeg" / "masks" / "TCGA-18-5592-01Z-00-DX1.png"
+
+
+def discs(shape=(120, 160)):
+    """Touching discs, a thin line and a dot: splits, orphans and single pixels."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = np.zeros(shape, bool)
+    for cy, cx, r in ((30, 30, 12), (30, 52, 12), (80, 100, 20), (80, 130, 15)):
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    mask[100:102, 5:60] = True  # thinner than the split depth: no marker
+    mask[5, 150] = True
+    return mask
+
+
+def test_split_equals_inference():
+    mask = discs()
+    np.testing.assert_array_equal(split_instances(mask), inference.split_instances(mask))
+    assert count_objects(split_instances(mask)) == 6
+
+
+@pytest.mark.skipif(not MONUSEG_MASK.is_file(), reason="shared MoNuSeg data not present")
+def test_split_equals_inference_on_a_real_nuclei_mask():
+    mask = read_mask(MONUSEG_MASK)[0] > 0
+    np.testing.assert_array_equal(split_instances(mask), inference.split_instances(mask))
+
+
+def test_derive_labels_threshold_holes_size_and_stacks():
+    probability = np.zeros((2, 60, 60), np.float32)
+    probability[:, 10:40, 10:40] = 0.8
+    probability[:, 20:25, 20:25] = 0.1  # a hole
+    probability[0, 50:52, 50:52] = 0.9  # a 4-pixel speck
+    kept = compact(probability)
+    assert kept.dtype == np.uint8 and np.abs(expand(kept) - probability).max() <= 0.5 / 255 + 1e-6
+    plain = derive_labels(kept, LabelOptions(0.5))
+    np.testing.assert_array_equal(plain, probability > 0.5)
+    cleaned = derive_labels(kept, LabelOptions(0.5, fill_holes=True, min_size=10))
+    assert cleaned[0, 22, 22] == 1 and cleaned[0, 50, 50] == 0
+    instances = derive_labels(kept, LabelOptions(0.5, instances=True))
+    assert instances.dtype == np.int32 and set(np.unique(instances[1])) == {0, 3}  # unique ids
+    assert derive_labels(kept, LabelOptions(0.85)).sum() == 4  # only the speck (0.9)
+    with pytest.raises(ValueError, match="threshold"):
+        LabelOptions(1.0)
+
+
+def test_edited_pixels():
+    model = np.zeros((4, 4), np.uint8)
+    painted = model.copy()
+    painted[0, :2] = 3
+    assert edited_pixels(painted, model).sum() == 2

@@ -1,0 +1,250 @@
+"""A clinician's session in the Segment dock, on the threaded path (real napari viewer).
+
+Images of different modalities one after the other must each get their own model; the
+Image dropdown follows the selected layer; a broken checkpoint gives one message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_tmunet import registry
+from napari_tmunet._sample_data import load_sample
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-tmunet"
+# a little below what the shipped models measure on their samples (docs/registry.md)
+SAMPLE_MIN_DICE = {"nuclei": 0.75, "colonoscopy": 0.88, "ultrasound": 0.85}
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def open_sample(viewer, modality):
+    before = set(id(layer) for layer in viewer.layers)
+    viewer.open_sample(PLUGIN, modality)
+    new = [layer for layer in viewer.layers if id(layer) not in before]
+    image = next(layer for layer in new if layer.__class__.__name__ == "Image")
+    viewer.layers.selection.active = image  # as after File > Open Sample
+    return image
+
+
+def segment_and_wait(qtbot, widget):
+    widget.segment_button.native.click()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
+
+
+def test_two_modalities_one_after_the_other(make_napari_viewer, qtbot):
+    """Colonoscopy, then ultrasound: each runs its own model, the dock says which and why."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    for modality in ("colonoscopy", "ultrasound"):
+        image = open_sample(viewer, modality)
+        assert widget.image.value is image  # followed the new layer by itself
+        segment_and_wait(qtbot, widget)
+        assert widget.status.value == "done", widget.status.value
+        labels = widget.last_layer
+        assert labels.metadata["image"] == image.name
+        ran = registry.find_model(labels.metadata["model"])
+        assert ran is not None and ran.modality == modality
+        assert modality in widget.model_reason.value
+        _, mask = load_sample(modality)
+        assert dice(labels.data, mask) >= SAMPLE_MIN_DICE[modality]
+        assert "objects" in widget.summary.value and ran.name in widget.summary.value
+
+
+def test_broken_checkpoint_gives_one_message_on_the_threaded_path(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """One notification, no re-raised traceback (pytest-qt fails on an error in a slot)."""
+    import napari_tmunet._segment_widget as module
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    viewer.add_image(np.zeros((40, 40), np.uint8), name="blank")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    widget.model.value = module.CHECKPOINT_CHOICE
+    widget.checkpoint.value = bad
+    segment_and_wait(qtbot, widget)
+    qtbot.wait(50)  # let any late signal arrive
+    assert len(messages) == 1 and "broken.pt" in messages[0], messages
+    assert widget.status.value.startswith("failed") and widget.segment_button.enabled
+    from napari_tmunet._widget_common import DOCK_MAX_MIN_WIDTH
+
+    # the long message wraps: it never forces the dock (and the window) wider
+    assert widget.status.native.wordWrap() and len(widget.status.value) > 60
+    assert widget.native.minimumSizeHint().width() <= DOCK_MAX_MIN_WIDTH
+
+
+def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    ultrasound = open_sample(viewer, "ultrasound")
+    assert widget.model.value == "TM-UNet ultrasound" and "matched" in widget.model_reason.value
+    widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
+    assert "your choice for ultrasound" in widget.model_reason.value
+    assert widget.mode.value == "auto"  # not switched to tiles for good
+    colonoscopy = open_sample(viewer, "colonoscopy")
+    assert widget.model.value == "TM-UNet colonoscopy"  # another modality: its own model
+    viewer.layers.selection.active = ultrasound
+    assert widget.image.value is ultrasound and widget.model.value == "TM-UNet nuclei"
+    widget.image.value = colonoscopy  # choosing in the dropdown still works
+    assert widget.model.value == "TM-UNet colonoscopy"
+    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained TM-UNet t (input 64): for wiring, never for quality."""
+    import torch
+
+    from napari_tmunet.checkpoint import save_checkpoint
+    from napari_tmunet.config import InputConfig, ModelConfig
+    from napari_tmunet.model import build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t")
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    inputs = InputConfig.for_channels(3, size=(64, 64), threshold=0.5)
+    return save_checkpoint(path, build_model(config), config, inputs)
+
+
+def test_finetune_preselects_the_edited_segment_output(make_napari_viewer, qtbot, tiny_checkpoint):
+    """Not the sample's reference mask, not a newer unedited output: the one the user edited."""
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    _, tune = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Fine-tune")
+    segment.model.value = "Checkpoint file..."  # chosen before any image: holds for the next
+    segment.checkpoint.value = tiny_checkpoint
+    image = open_sample(viewer, "colonoscopy")
+    assert segment.model_reason.value.startswith("Runs tiny.pt: your choice")
+    reference = next(layer for layer in viewer.layers if layer.name.endswith("mask"))
+    assert tune.rows[0].labels.value is reference  # the only Labels layer so far
+    segment_and_wait(qtbot, segment)
+    first = segment.last_layer
+    assert tune.rows[0].labels.value is first  # a Segment output of this image
+    first.brush_size = 12
+    first.paint((20, 20), 1)  # the user's correction
+    segment_and_wait(qtbot, segment)  # the edited output is kept; a new one is added
+    second = segment.last_layer
+    assert second is not first and second in viewer.layers
+    assert tune.rows[0].image.value is image and tune.rows[0].labels.value is first
+    assert tune.start_model() == (str(tiny_checkpoint), "tiny.pt")  # the model that made it
+    pairs = tune._layer_pairs()
+    edited = pairs[0].edited()
+    assert edited is not None and 0 < edited.sum() <= np.pi * 7**2
+
+
+def test_eta_needs_a_rate_first():
+    import time
+
+    from napari_tmunet._widget_common import Eta
+
+    eta = Eta()
+    assert "0:00:00" not in eta.text(1, 100, "steps") and "estimating" in eta.text(1, 100)
+    time.sleep(0.25)
+    text = eta.text(11, 100, "steps")
+    assert text.startswith("11/100 steps · ETA 0:00:0"), text  # ~2.2 s left
+    assert eta.text(100, 100) == "100/100"
+
+
+def test_docks_fit_a_1366x768_screen_with_napari_panels(make_napari_viewer):
+    from napari_tmunet._widget_common import DOCK_MAX_MIN_HEIGHT, DOCK_MAX_MIN_WIDTH
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei")
+    docks = [
+        viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)[1]
+        for name in ("Segment", "Fine-tune", "Metrics")
+    ]
+    for dock in docks:
+        hint = dock.native.minimumSizeHint()
+        assert hint.width() <= DOCK_MAX_MIN_WIDTH and hint.height() <= DOCK_MAX_MIN_HEIGHT
+        assert dock.native.sizeHint().width() <= 2 * DOCK_MAX_MIN_WIDTH
+    # the whole window, napari's layer controls and list included, on a laptop screen
+    window = viewer.window._qt_window.minimumSizeHint()
+    assert window.width() <= 1366 and window.height() <= 768, window
+    controls = ("ComboBox", "PushButton", "SpinBox", "FloatSpinBox", "FloatSlider", "CheckBox")
+    for dock in docks:  # every control says what it does
+        for widget in dock.body:
+            if widget.widget_type in (*controls, "FileEdit"):
+                assert widget.tooltip, f"{type(dock).__name__}.{widget.label}"
+
+
+def test_threshold_updates_the_labels_live_without_the_network(
+    make_napari_viewer, qtbot, tiny_checkpoint
+):
+    """1000 x 1000 image: moving the threshold re-derives the labels in well under 1 s."""
+    from napari_tmunet.postprocess import LabelOptions, derive_labels
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    image, _ = load_sample("colonoscopy")
+    big = np.ascontiguousarray(np.kron(image, np.ones((4, 3, 1), np.uint8))[:1000, :1000])
+    layer = viewer.add_image(big, name="big")
+    widget.model.value = "Checkpoint file..."
+    widget.checkpoint.value = tiny_checkpoint
+    widget.mode.value = "resize"
+    segment_and_wait(qtbot, widget)
+    labels = widget.last_layer
+    probability = labels.metadata["tmunet_probability"]
+    assert probability.shape == (1000, 1000) and probability.dtype == np.uint8
+    worker = widget.worker
+    threshold = round(float(np.median(probability)) / 255, 2)  # about half the image
+    widget.threshold.value = threshold  # as the slider does (steps of 0.01)
+    qtbot.waitUntil(lambda: labels.metadata["threshold"] == pytest.approx(threshold), timeout=5000)
+    threshold = labels.metadata["threshold"]
+    assert widget.worker is worker  # no new network run
+    expected = derive_labels(probability, LabelOptions(threshold=threshold))
+    np.testing.assert_array_equal(labels.data, expected)
+    assert 0.2 < expected.mean() < 0.8
+    assert widget.last_rederive_seconds < 0.5, widget.last_rederive_seconds
+    assert "no network run" in widget.status.value
+
+    widget.min_size.value = 50  # the other label settings re-derive too
+    qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_size"] == 50, timeout=5000)
+    assert widget.last_rederive_seconds < 0.5, widget.last_rederive_seconds
+
+    labels.paint((10, 10), 1 - int(labels.data[10, 10]))  # an edit is never overwritten
+    painted = np.array(labels.data)
+    widget.threshold.value = 0.9
+    qtbot.wait(300)
+    np.testing.assert_array_equal(labels.data, painted)
+    assert "was edited" in widget.status.value and layer is widget.image.value
+
+
+def test_empty_result_is_warned_about(make_napari_viewer, qtbot, monkeypatch, tiny_checkpoint):
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    widget.model.value = "Checkpoint file..."
+    widget.checkpoint.value = tiny_checkpoint
+    viewer.add_image(np.zeros((64, 80), np.uint8), name="dark")
+    widget.threshold.value = 0.99  # the user's threshold: nothing passes it
+    segment_and_wait(qtbot, widget)
+    assert not widget.last_layer.data.any()
+    assert len(warnings) == 1 and "found nothing" in warnings[0] and "'dark'" in warnings[0]
+    assert widget.summary.value.startswith("dark: 0 objects, 0 px (0.0% of the image)")
+
+
+def test_model_defaults_come_from_the_checkpoint():
+    from napari_tmunet._segment_jobs import model_defaults
+
+    defaults = {
+        entry.modality: model_defaults(registry.load_model(entry.name, "cpu"))
+        for entry in registry.available_models()
+    }
+    assert defaults["nuclei"] == {"threshold": 0.5, "mode": "tile", "instances": True}
+    assert defaults["colonoscopy"] == {"threshold": 0.5, "mode": "resize", "instances": False}
+    assert defaults["ultrasound"]["mode"] == "resize"
