@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from napari_tmunet import predict_cli, registry
-from trainer import cli
+from trainer import cli, commands
 
 
 def _help(main, argv, capsys) -> str:
@@ -71,7 +71,7 @@ def test_every_option_has_help(command, options):
 def test_evaluate_other_data_is_labelled_with_its_name(tmp_path, capsys, one_torch_thread):
     """A model trained on one folder and evaluated on another: results carry the other's
     name (bundled nuclei sample cut into tiles; no shared data needed)."""
-    tiles = cli._write_demo_tiles(tmp_path / "nuclei-tiles")
+    tiles = commands._write_demo_tiles(tmp_path / "nuclei-tiles")
     other = shutil.copytree(tiles, tmp_path / "other-tiles")
     run = tmp_path / "run"
     fit = [

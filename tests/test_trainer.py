@@ -30,7 +30,7 @@ from napari_tmunet.training.batches import Augment, TrainingImages
 from napari_tmunet.training.loss import segmentation_loss
 from napari_tmunet.training.run_folder import read_metrics
 from napari_tmunet.training.schedule import Schedule
-from trainer import cli
+from trainer import cli, commands
 from trainer.efficiency import measure_efficiency
 from trainer.report import RunResult, collect_runs, render_report, table1, table2, table3
 
@@ -628,7 +628,7 @@ def test_in_memory_dataset_for_the_widget(tmp_path):
 @pytest.mark.slow
 def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    folder = cli._write_demo_tiles(tmp_path / "tiles")  # the bundled nuclei sample, 16 tiles
+    folder = commands._write_demo_tiles(tmp_path / "tiles")  # the bundled nuclei sample, 16 tiles
     assert cli.main(["cache", "--data", str(folder), str(tmp_path / "tiles.npz")]) == 0
     from napari_tmunet.data.datasets import load_cache
 
@@ -647,7 +647,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoints(tmp_path):
 
     Runs on the bundled nuclei sample cut into 16 tiles, so it needs no shared data."""
     run = tmp_path / "run"
-    tiles = cli._write_demo_tiles(tmp_path / "tiles")
+    tiles = commands._write_demo_tiles(tmp_path / "tiles")
     cmd = [
         sys.executable, "-m", "trainer.cli", "fit", "--data", str(tiles), "--max-images", "12",
         "--variant", "t", "--size", "64", "--epochs", "500", "--batch-size", "4",
