@@ -420,7 +420,7 @@ class SegmentWidget(Container):
             output = _Output(labels=layer, digest=_digest(labels))
             self._watch_edits(output)
             self._outputs[key] = output
-        if options.add_probability:
+        if options.add_probability and result.probability is not None:
             output.probability = self._put_probability(image, result.probability, output, metadata)
         self.last_layer = layer
         self.last_result = result
@@ -469,33 +469,18 @@ def _segment_jobs(jobs: list[tuple[Any, bool]], options: _Options) -> Generator[
     ``("error", index, text)`` for an image that could not be segmented (the others go on).
     """
     # torch and the model code load here, on the worker thread, not at plugin import.
-    from .inference import segment
+    from .batch import segment_each
 
     checkpoint = registry.load_model(options.model, options.device)
-    for index, (data, rgb) in enumerate(jobs):
-        try:
-            steps = segment(
-                data,  # frames are read one at a time (dask/zarr stacks stay lazy)
-                checkpoint,
-                threshold=options.threshold,
-                mode=options.mode,
-                instances=options.instances,
-                rgb=rgb,
-                batch_size=options.batch_size,
-            )
-            while True:
-                try:
-                    done, total = next(steps)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                yield ("progress", index, done, total)
-        except (ValueError, RuntimeError, MemoryError) as err:
-            if len(jobs) == 1:
-                raise
-            yield ("error", index, f"{type(err).__name__}: {err}")
-            continue
-        yield ("result", index, result)
+    yield from segment_each(
+        jobs,
+        checkpoint,
+        raise_if_single=True,
+        threshold=options.threshold,
+        mode=options.mode,
+        instances=options.instances,
+        batch_size=options.batch_size,
+    )
 
 
 def _digest(data) -> str:

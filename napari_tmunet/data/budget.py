@@ -77,8 +77,12 @@ def read_header(path: Path) -> Header:
         return _tiff_header(path)
     with open(path, "rb") as file:
         start = file.read(24)
-    if start[:8] == _PNG_SIGNATURE and len(start) == 24:  # IHDR: width, height big-endian
+    if start[:8] == _PNG_SIGNATURE:  # IHDR first: length, type, width, height big-endian
+        if len(start) < 24 or start[12:16] != b"IHDR":
+            raise ImageReadError(f"{path}: cannot decode image (damaged PNG: no IHDR header)")
         width, height = struct.unpack(">II", start[16:24])
+        if not (0 < width < 1 << 31 and 0 < height < 1 << 31):
+            raise ImageReadError(f"{path}: cannot decode image (PNG header: {width}x{height})")
         return Header(height, width, height * width)
     from PIL import Image
 
@@ -146,7 +150,7 @@ def _tiff_header(path: Path) -> Header:
 
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
-            raise ImageReadError(f"{path}: the TIFF holds no image pages")
+            raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
         first = tif.series[0]
         _check_dtype(path, first.dtype)
         same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
@@ -155,7 +159,7 @@ def _tiff_header(path: Path) -> Header:
         values = math.prod(first.shape) * (len(same) if len(same) > 1 and first.ndim <= 3 else 1)
         pixels = values // max(1, shape.get("S", 1))
         if first.pages and first.pages[0] is not None:
-            _check_plausible(path, first.pages[0], first.dtype)
+            _check_plausible(path, first.pages[0])
     return Header(int(height), int(width), int(pixels), np.dtype(first.dtype))
 
 
@@ -171,7 +175,7 @@ def _check_dtype(path: Path, dtype) -> None:
         raise ImageReadError(f"{path}: pixels of type {dtype}; expected integers or floats")
 
 
-def _check_plausible(path: Path, page, dtype) -> None:
+def _check_plausible(path: Path, page) -> None:
     """Refuse a page whose header points outside the file or claims more than it holds."""
     size = path.stat().st_size
     offsets, counts = page.dataoffsets, page.databytecounts
@@ -183,8 +187,8 @@ def _check_plausible(path: Path, page, dtype) -> None:
             "the file is truncated or damaged"
         )
     if page.compression == 1:  # uncompressed: every value must be in the file
-        expected = math.prod(page.shape) * np.dtype(dtype).itemsize
-        if sum(counts) < expected and not page.is_contiguous:
+        expected = math.prod(page.shape) * page.bitspersample // 8  # rows may be padded
+        if sum(counts) < expected:
             raise ImageReadError(
                 f"{path}: the header claims {page.shape} values but the file holds "
                 f"{sum(counts)} bytes of image data: the file is damaged"

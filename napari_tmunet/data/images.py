@@ -93,9 +93,9 @@ def read_image(
             array, stacked = _read_pillow(path), False
     except ImageReadError:
         raise
-    except OSError as error:  # permission, I/O error: not a decoding problem
-        raise _os_error(path, error) from None
     except Exception as error:  # decoders raise many types; the caller needs one
+        if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
+            raise _os_error(path, error) from None
         raise ImageReadError(
             f"{path}: cannot decode image ({type(error).__name__}: {error})"
         ) from error
@@ -135,9 +135,9 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None):
         return open_lazy(Path(path))
     except ImageReadError as error:
         raise ImageReadError(f"{too_large}; {str(error).removeprefix(f'{path}: ')}") from None
-    except OSError as error:
-        raise _os_error(Path(path), error) from None
     except Exception as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise _os_error(Path(path), error) from None
         raise ImageReadError(
             f"{path}: cannot open image in parts ({type(error).__name__}: {error})"
         ) from error
@@ -167,11 +167,11 @@ def read_header(path: str | os.PathLike):
         return header_of(path)
     except ImageReadError:
         raise
-    except OSError as error:
-        raise _os_error(path, error) from None
     except Exception as error:
+        if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
+            raise _os_error(path, error) from None
         raise ImageReadError(
-            f"{path}: cannot read image header ({type(error).__name__}: {error})"
+            f"{path}: cannot decode image: unreadable header ({type(error).__name__}: {error})"
         ) from error
 
 

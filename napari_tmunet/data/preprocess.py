@@ -16,26 +16,32 @@ HIGH_PERCENTILE = 99.8
 _PERCENTILE_SAMPLES = 1 << 22
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
+def to_unit_float(
+    image: np.ndarray, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """Scale an image to float32 in [0, 1], same shape.
 
     uint8 is divided by 255, bool becomes 0/1; any other dtype (uint16, int, float) is
     mapped by its robust range, the 1st and 99.8th percentiles, and clipped. Alpha
-    (last channel of (H, W, 2|4)) does not enter the percentiles. Non-finite values
-    become 0. A constant image maps to 0.
+    (last channel of (H, W, 2|4)) does not enter the percentiles. NaN and -inf become
+    0, +inf 1. A constant image maps to 0.
+
+    Args:
+        value_range: (low, high) to use instead of this array's own percentiles, e.g.
+            those of a whole image of which ``image`` is a band (``robust_range``).
     """
     image = np.asarray(image)
     if image.dtype == bool:
         return image.astype(np.float32)
     if image.dtype == np.uint8:
         return image.astype(np.float32) / np.float32(255.0)
-    low, high = _robust_range(image)
+    low, high = robust_range(image) if value_range is None else value_range
     scaled = (image.astype(np.float32) - np.float32(low)) / np.float32(max(high - low, 1e-12))
     scaled = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     return scaled.astype(np.float32, copy=False)
 
 
-def describe_mapping(image: np.ndarray) -> str:
+def describe_mapping(image: np.ndarray, value_range: tuple[float, float] | None = None) -> str:
     """The rule ``to_unit_float`` applies to this image, in words.
 
     E.g. "uint8 / 255" or "uint16 percentiles 1-99.8 (412-3980) -> [0,1]".
@@ -45,7 +51,7 @@ def describe_mapping(image: np.ndarray) -> str:
         return "bool -> 0/1"
     if image.dtype == np.uint8:
         return "uint8 / 255"
-    low, high = _robust_range(image)
+    low, high = robust_range(image) if value_range is None else value_range
     if high <= low:
         return f"{image.dtype} constant ({low:.6g}) -> 0"
     return (
@@ -120,7 +126,7 @@ def to_model_input(
     return normalize(to_channels(to_unit_float(image), channels), mean, std)
 
 
-def _robust_range(image: np.ndarray) -> tuple[float, float]:
+def robust_range(image: np.ndarray) -> tuple[float, float]:
     """1st and 99.8th percentiles of the finite colour values; min/max if they coincide."""
     values = image[..., :-1] if image.ndim == 3 and image.shape[-1] in (2, 4) else image
     values = values.reshape(-1)
