@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint
+from .data.budget import sample_rows
 from .data.preprocess import robust_range
 from .inference import (
     FrameInput,
@@ -124,8 +125,7 @@ def _sampled_range(image) -> tuple[float, float] | None:
     """Robust intensity range of a lazy image from 64 rows spread over it; None for uint8/bool."""
     if np.dtype(image.dtype) in (np.uint8, np.dtype(bool)):
         return None
-    rows = np.unique(np.linspace(0, image.shape[0] - 1, 64).astype(int))
-    sample = np.stack([np.asarray(image[int(r)]) for r in rows])  # (64, W[, C])
+    sample = sample_rows(image)  # (64, W[, C])
     if sample.dtype.kind == "f" and not np.isfinite(sample).any():
         raise ValueError("image has no finite pixels in 64 rows spread over it (all NaN/Inf)")
     return robust_range(sample)

@@ -222,3 +222,10 @@ def _positive(value, source: str) -> int:
     if number < 1:
         raise ValueError(f"{source}={value!r}: expected a positive number of pixels")
     return number
+
+
+def sample_rows(image, count: int = 64) -> np.ndarray:
+    """``count`` rows spread evenly over a lazy (H, W) or (H, W, C) image, read into
+    memory as a (count, W[, C]) array: enough to estimate its intensity range."""
+    rows = np.unique(np.linspace(0, image.shape[0] - 1, count).astype(int))
+    return np.stack([np.asarray(image[int(r)]) for r in rows])

@@ -171,7 +171,7 @@ def read_header(path: str | os.PathLike):
         if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
             raise _os_error(path, error) from None
         raise ImageReadError(
-            f"{path}: cannot decode image: unreadable header ({type(error).__name__}: {error})"
+            f"{path}: cannot decode image (cannot read its header: {type(error).__name__}: {error})"
         ) from error
 
 
