@@ -216,6 +216,7 @@ MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_20000_square_slide_stays_within_2_gb_plus_the_mask(tmp_path):
     """The issue's goal: peak RSS <= 2 GB + the (H, W) uint8 mask, measured in a subprocess."""
     side = 20000
