@@ -1,5 +1,5 @@
-"""A larger run of the hostile-file fuzzers than CI's (tests/test_fuzz_images.py and
-tests/test_checkpoint_fuzz.py), with its count and outcome recorded.
+"""A larger run of the hostile-image fuzzer than CI's (tests/test_fuzz_images.py), with
+its count and outcome recorded.
 
     python bench/fuzz_files.py --examples 3000
 

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .storage import atomic_path
 from .config import InputConfig, ModelConfig
+from .storage import atomic_path
 
 FORMAT = "napari-tmunet"
 FORMAT_VERSION = 1
@@ -216,7 +216,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         )
     model = build_model(model_config)
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
     except (RuntimeError, TypeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [""])[0]
         raise CheckpointError(f"weights in {path} do not fit its model config: {first}") from None

@@ -96,7 +96,9 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     from .data.datasets import natural_key
 
     counts = Counter(p.stem for p in images)
-    wanted = {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}" for p in images}
+    wanted = {
+        p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}" for p in images
+    }
     used: set[str] = set()
     names: dict[Path, str] = {}
     for path in sorted(images, key=lambda p: (wanted[p] != p.stem, natural_key(p.name))):

@@ -24,8 +24,8 @@ from .inference import (
     _model_device,
     _tile_starts,
     check_output,
-    forward_logits,
     foreground_probability,
+    forward_logits,
     resolve_device,
 )
 
@@ -64,7 +64,8 @@ def segment_bands(
     channels = checkpoint.model_config.in_channels
     value_range = _sampled_range(image)
     th, tw = min(config.size[0], H), min(config.size[1], W)
-    ys, xs = _tile_starts(H, config.size[0], tile_overlap), _tile_starts(W, config.size[1], tile_overlap)
+    ys = _tile_starts(H, config.size[0], tile_overlap)
+    xs = _tile_starts(W, config.size[1], tile_overlap)
     window = _blend_window(th, tw)
     labels = np.zeros((H, W), np.uint8)
     acc = np.zeros((th, W), np.float32)  # rows [ys[i], ys[i] + th) of the blend

@@ -17,7 +17,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from napari_tmunet.checkpoint import Checkpoint, save_checkpoint
+from napari_tmunet.checkpoint import save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.inference import run_to_completion, segment
 from napari_tmunet.model import build_model
@@ -99,7 +99,8 @@ def test_second_run_into_a_locked_folder_is_refused_naming_the_owner(images, tmp
     with folder_lock(out, "napari-tmunet-predict"):  # this test process is "the first run"
         run = _run(images, out, "--model", checkpoint, "--device", "cpu")
         assert run.returncode == 2 and "Traceback" not in run.stderr
-        assert f"PID {os.getpid()}" in run.stderr and "in use by napari-tmunet-predict" in run.stderr
+        assert f"PID {os.getpid()}" in run.stderr
+        assert "in use by napari-tmunet-predict" in run.stderr
         assert not any(p.suffix == ".png" for p in out.iterdir())
     run = _run(images, out, "--model", checkpoint, "--device", "cpu")
     assert run.returncode == 0, run.stderr

@@ -160,7 +160,8 @@ def read_header(path: str | os.PathLike):
             f"expected one of {', '.join(IMAGE_SUFFIXES)}"
         )
     if not path.is_file():  # also keeps FIFOs and devices out: opening one would block
-        raise ImageReadError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        what = "not a file" if path.exists() else "no such file"
+        raise ImageReadError(f"{path}: {what}")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
     try:
