@@ -102,8 +102,7 @@ def test_second_run_into_a_locked_folder_is_refused_naming_the_owner(images, tmp
         assert f"PID {os.getpid()}" in run.stderr
         assert "in use by napari-tmunet-predict" in run.stderr
         assert not any(p.suffix == ".png" for p in out.iterdir())
-    run = _run(images, out, "--model", checkpoint, "--device", "cpu")
-    assert run.returncode == 0, run.stderr
+    assert main([str(images), str(out), "--model", str(checkpoint), "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a_png.png", "a_png_2.png", "a_tif.png"]
 
 
@@ -140,25 +139,23 @@ def test_nan_weights_and_nan_std_are_errors_not_empty_masks(images, tmp_path, ca
     assert "std" in capsys.readouterr().err and not list(out.glob("*.png"))
 
 
-def test_large_tiff_is_segmented_in_bands_with_per_tile_progress(tmp_path, checkpoint):
+def test_large_tiff_is_segmented_in_bands_with_per_tile_progress(tmp_path, checkpoint, capsys):
     folder = tmp_path / "big"
     folder.mkdir()
     sample = np.asarray(Image.open(SAMPLES / "nuclei_image.png"))  # (256, 256, 3)
-    tifffile.imwrite(folder / "slide.tif", np.tile(sample, (2, 1, 1)), tile=(128, 128))
-    run = _run(folder, tmp_path / "out", "--model", checkpoint, "--device", "cpu",
-               "--max-pixels", "10000")
-    assert run.returncode == 0, run.stderr
+    tifffile.imwrite(folder / "slide.tif", sample, tile=(128, 128))
+    argv = [str(folder), str(tmp_path / "out"), "--model", str(checkpoint), "--device", "cpu"]
+    assert main([*argv, "--max-pixels", "10000"]) == 0
     from napari_tmunet.inference import _tile_starts
 
-    tiles = len(_tile_starts(512, 64, 0.25)) * len(_tile_starts(256, 64, 0.25))
-    progress = run.stderr.replace("\r", "\n")
+    tiles = len(_tile_starts(256, 64, 0.25)) ** 2
+    progress = capsys.readouterr().err.replace("\r", "\n")
     shown = re.findall(rf"slide\.tif: +\d+%.*? (\d+)/{tiles} ", progress)  # per tile
     assert len(shown) >= 2 and int(shown[-1]) > int(shown[0])
     mask = np.asarray(Image.open(tmp_path / "out" / "slide.png"))
-    assert mask.shape == (512, 256)
-    resize = _run(folder, tmp_path / "out2", "--model", checkpoint, "--mode", "resize",
-                  "--max-pixels", "10000")
-    assert resize.returncode == 1 and "use mode 'tile'" in resize.stderr.replace("choose ", "use ")
+    assert mask.shape == (256, 256)
+    assert main([*argv, "--mode", "resize", "--max-pixels", "10000", "--overwrite"]) == 1
+    assert "choose mode 'tile'" in capsys.readouterr().err
 
 
 def test_bands_equal_the_in_memory_sliding_window(tmp_path, checkpoint):
