@@ -259,7 +259,7 @@ def _show_tiles(bar, path: Path, done: int, total: int) -> None:
     """Per-tile progress of the current image (a big slide takes minutes)."""
     if bar.total != total or bar.n > done:
         bar.reset(total=total)
-        bar.set_description_str(path.name, refresh=False)
+        bar.set_description_str(path.name)  # shown at once: the image and its tile count
     bar.update(done - bar.n)
 
 

@@ -84,7 +84,11 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         if not _try_lock(fd):
-            owner = _read_owner(fd)
+            for _ in range(50):  # the holder writes its name just after locking
+                owner = _read_owner(fd)
+                if owner:
+                    break
+                time.sleep(0.02)
             os.close(fd)
             raise FolderBusyError(
                 f"{folder} is in use by {owner or 'another process'}; wait for it to finish "
