@@ -247,4 +247,4 @@ def test_20000_square_slide_stays_within_2_gb_plus_the_mask(tmp_path):
 
     header = read_header(tmp_path / "m.png")  # a 400 Mpix PNG: its header is enough here
     assert (header.height, header.width) == (side, side)
-    print(f"peak RSS {peak / 2**30:.2f} GiB")
+    print(f"peak RSS {peak / 2**30:.2f} GiB", run.stdout.strip())
