@@ -118,10 +118,16 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
 
 
 def image_layer_data(path: Path) -> LayerData:
-    """Layer data for one image file: native dtype, RGB flag, contrast range and scale."""
-    from .data.images import read_image, read_pixel_size
+    """Layer data for one image file: native dtype, RGB flag, contrast range and scale.
 
-    data = read_image(path)
+    A TIFF over the pixel budget (``data.budget``) opens lazily, as a multiscale layer
+    (see ``_lazy_layer_data``).
+    """
+    from .data.images import open_image, read_pixel_size
+
+    data = open_image(path)
+    if type(data) is not np.ndarray:  # memmap or zarr: over the pixel budget
+        return _lazy_layer_data(path, data)
     if data.dtype == bool:  # 1-bit images: napari's image layer wants numbers; 0/255 keeps
         data = data.astype(np.uint8) * np.uint8(255)  # Segment's intensities (bool -> 0/1)
     rgb = data.ndim >= 3 and data.shape[-1] in (3, 4) and data.shape[-2] > 4
@@ -138,6 +144,63 @@ def image_layer_data(path: Path) -> LayerData:
 
     kwargs.update(_physical_kwargs(path, spatial_ndim, read_pixel_size))
     return data, kwargs, "image"
+
+
+# Lazily opened images get coarser levels until the coarsest fits a screen this wide.
+_COARSEST_SIDE = 2048
+
+
+def _lazy_layer_data(path: Path, data) -> LayerData:
+    """Multiscale layer data for a lazy (H, W[, C]) image: napari then reads only the
+    visible part at the level the view needs. Levels are the file's own pyramid when it
+    has one, else every 2nd, 4th... pixel of the full image (read chunk by chunk).
+    Contrast limits come from 64 rows spread over the image."""
+    import dask.array as da
+
+    from .data.budget import sample_rows
+    from .data.images import read_pixel_size
+
+    levels = _file_levels(path, data)
+    base = da.from_array(data, chunks=getattr(data, "chunks", None) or "auto")
+    if len(levels) == 1:
+        levels = [base]
+        step = 2
+        while max(base.shape[:2]) // step > _COARSEST_SIDE // 2 and step < 1 << 12:
+            levels.append(base[::step, ::step])
+            step *= 2
+    rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
+    kwargs: dict[str, Any] = {
+        "name": path.stem,
+        "rgb": rgb,
+        "multiscale": True,
+        "metadata": {"path": str(path), "lazy": True},
+    }
+    sample = sample_rows(data)
+    if sample.dtype != np.uint8:
+        finite = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        kwargs["contrast_limits"] = [lo, hi if hi > lo else lo + 1.0]
+    elif not rgb:
+        kwargs["contrast_limits"] = [0.0, 255.0]
+    kwargs.update(_physical_kwargs(path, 2, read_pixel_size))
+    return levels, kwargs, "image"
+
+
+def _file_levels(path: Path, data) -> list:
+    """The TIFF's own pyramid levels (zarr arrays), or just ``[data]``."""
+    try:
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(path) as tif:
+            n_levels = len(tif.series[0].levels)
+        if n_levels < 2:
+            return [data]
+        store = tifffile.imread(path, aszarr=True, series=0)
+        group = zarr.open_group(store, mode="r")
+        return [group[str(i)] for i in range(n_levels)]
+    except Exception:  # no usable pyramid: levels are made from the full image
+        return [data]
 
 
 def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:

@@ -63,12 +63,10 @@ def model_defaults(checkpoint) -> dict[str, Any]:
     "tile", else "resize"); instances for a nuclei model.
     """
     meta = checkpoint.metadata or {}
-    train = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
-    trained_on = str(train.get("mode", "resize"))
     modality = str(meta.get("modality", ""))
     return {
         "threshold": float(checkpoint.input_config.threshold),
-        "mode": "tile" if trained_on in ("crop", "tile") else "resize",
+        "mode": checkpoint.inference_mode,
         "instances": modality in INSTANCE_MODALITIES,
     }
 
@@ -106,49 +104,43 @@ def segment_jobs(
     whole run).
     """
     # torch and the model code load here, on the worker thread, not at plugin import.
-    from .inference import segment
+    from .batch import segment_each
 
     checkpoint = registry.load_model(options.model, options.device)
     yield ("loaded", model_defaults(checkpoint))
-    for index, (data, rgb) in enumerate(jobs):
-        began = time.perf_counter()
-        try:
-            spatial = np.shape(data)[:-1] if rgb else np.shape(data)  # (..., H, W)
-            mode, label_options = resolve(options, checkpoint, tuple(spatial))
-            steps = segment(
-                data,  # frames are read one at a time (dask/zarr stacks stay lazy)
-                checkpoint,
-                threshold=label_options.threshold,
-                mode=mode,
-                instances=False,  # derived below from the kept probability
-                rgb=rgb,
-                batch_size=options.batch_size,
-            )
-            result = yield from _forward(steps, index)
-            probability = compact(result.probability)
-            del result.probability
-            labels = derive_labels(probability, label_options)
-        except (ValueError, RuntimeError, MemoryError) as err:
-            yield ("error", index, f"{type(err).__name__}: {err}")
+    chosen: list[tuple[str, LabelOptions, float]] = []  # per image: mode, labels, start
+
+    def options_for(data, rgb) -> dict:
+        spatial = np.shape(data)[:-1] if rgb else np.shape(data)  # (..., H, W)
+        mode, label_options = resolve(options, checkpoint, tuple(spatial))
+        chosen.append((mode, label_options, time.perf_counter()))
+        # instances are derived below from the kept probability
+        return {"threshold": label_options.threshold, "mode": mode, "instances": False}
+
+    for message in segment_each(
+        jobs, checkpoint, options_for=options_for, batch_size=options.batch_size
+    ):
+        if message[0] != "result":
+            yield message
             continue
-        seconds = time.perf_counter() - began
-        outcome = SegmentOutcome(
-            labels=labels,
-            probability=probability,
-            label_options=label_options,
-            mapping=result.mapping,
-            mode=mode,
-            seconds=seconds,
-            objects=count_objects(labels),
+        index, result = message[1], message[2]
+        mode, label_options, began = chosen[-1]
+        if result.probability is None:  # streamed in bands: labels only, nothing kept
+            yield ("error", index, "too large to keep its probability; use napari-tmunet-predict")
+            continue
+        probability = compact(result.probability)
+        del result.probability
+        labels = derive_labels(probability, label_options)
+        yield (
+            "result",
+            index,
+            SegmentOutcome(
+                labels=labels,
+                probability=probability,
+                label_options=label_options,
+                mapping=result.mapping,
+                mode=mode,
+                seconds=time.perf_counter() - began,
+                objects=count_objects(labels),
+            ),
         )
-        yield ("result", index, outcome)
-
-
-def _forward(steps, index: int):
-    """Drain :func:`segment`, re-yielding its progress as messages; returns its result."""
-    while True:
-        try:
-            done, total = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield ("progress", index, done, total)

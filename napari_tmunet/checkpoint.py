@@ -14,7 +14,10 @@ Layout (format version 1)::
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, or not a napari-tmunet checkpoint."""
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); the previous file is intact."""
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: the rebuilt model plus everything saved beside it."""
@@ -44,6 +51,17 @@ class Checkpoint:
     metrics: dict = field(default_factory=dict)
     training_state: dict | None = None
     path: Path | None = None
+
+    @property
+    def inference_mode(self) -> str:
+        """The mode this model is meant to segment in: the one its training run scored
+        with ("tile" for a model trained on native-resolution crops, else "resize")."""
+        from .options import MODE_ALIASES, MODES
+
+        train = self.metadata.get("train_config") if isinstance(self.metadata, dict) else None
+        mode = str(train.get("mode", "resize")) if isinstance(train, dict) else "resize"
+        mode = MODE_ALIASES.get(mode, mode)
+        return mode if mode in MODES else "resize"
 
 
 def save_checkpoint(
@@ -82,9 +100,34 @@ def save_checkpoint(
     }
     if training_state is not None:
         payload["training_state"] = training_state
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as err:
+        raise _save_error(path, err) from None
     return path
+
+
+def _save_error(path: Path, err: Exception) -> CheckpointSaveError:
+    """One-line error for a failed save; a full disk is named as such (torch does not)."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+        free is not None and free < (64 << 20)
+    )
+    kept = " (an earlier file of that name is unchanged)" if path.exists() else ""
+    if full:
+        left = f"; {free / 2**20:.1f} MiB free" if free is not None else ""
+        return CheckpointSaveError(
+            errno.ENOSPC, f"no space left on device writing {path}{left}{kept}: free some space"
+        )
+    first = (str(err).strip().splitlines() or [""])[0]
+    return CheckpointSaveError(
+        getattr(err, "errno", None) or errno.EIO,
+        f"could not write checkpoint {path}{kept}: {type(err).__name__}: {first}",
+    )
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -92,20 +135,53 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes): its copy or save did not complete."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle/zip errors, refused globals, truncation...
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]} "
-            "(is it a napari-tmunet checkpoint, completely copied?)"
-        ) from err
+    except pickle.UnpicklingError as err:
+        if "global" in str(err).lower():  # a class or function the safe unpickler refused
+            raise CheckpointError(
+                f"refused to load {path}: it holds Python objects that a napari-tmunet "
+                "checkpoint never contains and that could run code; nothing was executed. "
+                "Use checkpoints made by napari-tmunet from a source you trust."
+            ) from None
+        raise _unreadable(path, err) from None
+    except Exception as err:  # zip errors, truncation, not a torch file...
+        raise _unreadable(path, err) from None
+    _check_payload(path, payload)
+    return payload
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    # PyTorch's own text advises reloading without weights_only: unsafe, so left out.
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    torch_advice = ("Weights only load failed", "Please file", "Check the documentation")
+    lines = [line for line in lines if not line.startswith(torch_advice)]
+    first = (lines or [""])[0].replace("WeightsUnpickler error: ", "")[:200]
+    return CheckpointError(
+        f"cannot read checkpoint {path}: it is truncated, damaged or not a checkpoint "
+        f"({type(err).__name__}{': ' + first if first else ''}); copy it again or use "
+        "another checkpoint."
+    )
+
+
+def _check_payload(path: Path, payload) -> None:
+    """Refuse a payload whose layout is not ours, before anything is built from it."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a napari-tmunet checkpoint (no '{FORMAT}' format marker); "
             "checkpoints are made by napari-tmunet-train or the Fine-tune widget."
         )
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{path} has an invalid checkpoint format version {version!r} (expected a whole "
+            "number): the file is damaged or was not written by napari-tmunet."
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {version}, this napari-tmunet reads up to "
             f"{FORMAT_VERSION}: upgrade the package."
@@ -113,7 +189,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     for key in ("model_config", "input_config", "state_dict"):
         if key not in payload:
             raise CheckpointError(f"checkpoint {path} lacks '{key}': the file is incomplete.")
-    return payload
+    kinds = {"model_config": dict, "input_config": dict, "state_dict": dict}
+    kinds.update(metadata=dict, metrics=dict, training_state=(dict, type(None)))
+    for key, kind in kinds.items():
+        if key in payload and not isinstance(payload[key], kind):
+            raise CheckpointError(
+                f"checkpoint {path}: '{key}' is a {type(payload[key]).__name__}, not a mapping: "
+                "the file is damaged or was not written by napari-tmunet."
+            )
+    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad or not all(isinstance(k, str) for k in payload["state_dict"]):
+        raise CheckpointError(
+            f"checkpoint {path}: its weights hold entries that are not tensors "
+            f"({', '.join(map(str, bad[:3]))}): the file is damaged."
+        )
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
@@ -125,23 +214,32 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         model_config = ModelConfig.from_dict(payload["model_config"])
         input_config = InputConfig.from_dict(payload["input_config"])
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} has an incompatible config: {err}") from err
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {err}") from None
+    state = payload["state_dict"]
+    nonfinite = [
+        k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if nonfinite:
+        raise CheckpointError(
+            f"weights in {path} hold NaN or infinite values ({', '.join(nonfinite[:3])}"
+            f"{', ...' if len(nonfinite) > 3 else ''}): the training diverged; use an earlier "
+            "checkpoint (e.g. best.pt) or train again with a lower learning rate."
+        )
     model = build_model(model_config)
     try:
         model.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         )
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"weights in {path} do not fit its model config: {str(err).splitlines()[0]}"
-        ) from err
+    except (RuntimeError, TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"weights in {path} do not fit its model config: {first}") from None
     model.to(device).eval()
     return Checkpoint(
         model=model,
         model_config=model_config,
         input_config=input_config,
-        metadata=payload.get("metadata", {}),
-        metrics=payload.get("metrics", {}),
+        metadata=payload.get("metadata") or {},
+        metrics=payload.get("metrics") or {},
         training_state=payload.get("training_state"),
         path=Path(path),
     )

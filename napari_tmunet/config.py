@@ -6,6 +6,8 @@ standard model (channels 32..512), ``"s"`` and ``"t"`` the smaller rows of Table
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 
 # Channel sizes C1..C5 of the paper's Table 3.
@@ -23,6 +25,16 @@ POOLINGS = ("spatial", "token_channel")
 POOLING_ALIASES = {"released": "token_channel"}  # the earlier name, in older checkpoints
 SCANS = ("alternate", "fused")
 DWCONV_ORDERS = ("after", "before")
+
+# Bounds a checkpoint's config must respect before any model is built: far above every
+# real model (widths up to 1024, a few classes, 1024-pixel inputs), far below the sizes
+# that would exhaust memory while building (a bit-flipped num_classes of 1e9 is 19 GB).
+MAX_CLASSES = 1024
+MAX_WIDTH = 2048
+MAX_HEADS = 256
+MAX_POOL_SIZE = 255
+MAX_CHUNK_SIZE = 4096
+MAX_INPUT_SIDE = 16384
 
 
 @dataclass
@@ -70,8 +82,19 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
-        self.pool_sizes = tuple(int(k) for k in self.pool_sizes)
+        self.channels = _int_tuple("channels", self.channels, MAX_WIDTH)
+        self.pool_sizes = _int_tuple("pool_sizes", self.pool_sizes, MAX_POOL_SIZE)
+        self.num_classes = _check_int("num_classes", self.num_classes, 1, MAX_CLASSES)
+        self.num_heads = _check_int("num_heads", self.num_heads, 1, MAX_HEADS)
+        self.chunk_size = _check_int("chunk_size", self.chunk_size, 1, MAX_CHUNK_SIZE)
+        for name in ("use_xlstm", "use_pooling", "use_dwconv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected true or false.")
+        if not isinstance(self.mlstm_kernel, str) or not isinstance(self.extra, dict):
+            raise ValueError(
+                f"mlstm_kernel={self.mlstm_kernel!r}, extra={self.extra!r}: expected a name "
+                "and a mapping."
+            )
         self.pooling = POOLING_ALIASES.get(self.pooling, self.pooling)
         choices = {
             "arch": ARCHITECTURES,
@@ -83,14 +106,12 @@ class ModelConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {allowed}.")
-        if self.in_channels not in (1, 3):
+        if not _is_int(self.in_channels) or self.in_channels not in (1, 3):
             raise ValueError(
                 f"in_channels={self.in_channels}: expected 1 (grey) or 3 (RGB); convert other "
                 "images (e.g. drop alpha, pick channels) before training."
             )
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes={self.num_classes}: expected 1 (binary) or more.")
-        if len(self.channels) != 5 or min(self.channels) < 1:
+        if len(self.channels) != 5:
             raise ValueError(f"channels={self.channels}: expected five positive widths C1..C5.")
         if self.arch == "tmunet":
             for c in self.channels[2:]:
@@ -149,13 +170,18 @@ class InputConfig:
     threshold: float = 0.5
 
     def __post_init__(self):
-        self.size = tuple(int(s) for s in self.size)
-        self.mean = tuple(float(m) for m in self.mean)
-        self.std = tuple(float(s) for s in self.std)
+        self.size = _int_tuple("size", self.size, MAX_INPUT_SIDE)
+        self.mean = _float_tuple("mean", self.mean)
+        self.std = _float_tuple("std", self.std)
         if len(self.size) != 2 or min(self.size) < 32:
             raise ValueError(f"size={self.size}: expected (H, W), each at least 32 pixels.")
-        if len(self.mean) != len(self.std) or min(self.std) <= 0:
+        if not self.std or len(self.mean) != len(self.std) or min(self.std) <= 0:
             raise ValueError(f"mean={self.mean}, std={self.std}: expected equal lengths, std > 0.")
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
+            raise ValueError(f"threshold={self.threshold!r}: expected a number in (0, 1).")
+        self.threshold = float(self.threshold)
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold={self.threshold}: expected a probability in (0, 1).")
 
     @classmethod
     def for_channels(cls, channels: int, **overrides) -> InputConfig:
@@ -173,7 +199,44 @@ class InputConfig:
         return cls(**_known_keys(cls, d, "input config"))
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value, low: int, high: int) -> int:
+    """``value`` as an int when it is a whole number in [low, high] (not a bool or float)."""
+    if not _is_int(value) or not low <= value <= high:
+        raise ValueError(f"{name}={value!r}: expected a whole number in {low}..{high}.")
+    return int(value)
+
+
+def _int_tuple(name: str, values, high: int) -> tuple[int, ...]:
+    """A sequence of integers in 1..high as a tuple; anything else is a ValueError."""
+    if isinstance(values, str | bytes | dict) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name}={values!r}: expected a list of whole numbers.")
+    values = tuple(values)
+    if len(values) > 16:
+        raise ValueError(f"{name} has {len(values)} entries: expected a short list.")
+    return tuple(_check_int(name, v, 1, high) for v in values)
+
+
+def _float_tuple(name: str, values) -> tuple[float, ...]:
+    """A short sequence of finite numbers as a tuple of floats."""
+    if isinstance(values, str | bytes | dict) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name}={values!r}: expected a list of numbers.")
+    values = tuple(values)
+    if len(values) > 16 or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise ValueError(f"{name}={list(values)!r}: expected a few finite numbers.")
+    return tuple(float(v) for v in values)
+
+
 def _known_keys(cls, d: dict, what: str) -> dict:
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} is a {type(d).__name__}, expected a mapping of settings.")
+    if not all(isinstance(k, str) for k in d):
+        raise ValueError(f"{what} has keys that are not names.")
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:

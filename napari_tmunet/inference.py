@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
 from .config import InputConfig
+from .data.images import MIN_SIDE
 from .data.preprocess import (
     describe_mapping,
     has_nominal_range,
@@ -41,7 +42,6 @@ EXPECTED_SHAPES = (
     "a 2-D image (H, W), an RGB(A) image (H, W, 3|4), a stack of 2-D frames (Z, H, W) "
     "or a stack of RGB(A) frames (Z, H, W, 3|4)"
 )
-MIN_SIDE = 4  # pixels; smaller images have no meaningful segmentation
 MAX_OVERLAP = 0.9  # tile overlap fraction; more would multiply the work for nothing
 BLEND_WEIGHTS: tuple[str, ...] = ("gaussian", "constant")
 
@@ -55,13 +55,14 @@ class SegmentationResult:
     Attributes:
         labels: (H, W) or (Z, H, W); uint8 0/1 for a binary mask, int32 instance ids
             (unique across a stack) when ``instances`` was asked for.
-        probability: float32 foreground probability, same shape as ``labels``.
+        probability: float32 foreground probability, same shape as ``labels``; None for
+            an image segmented in bands (over the pixel budget, see :func:`segment`).
         mapping: how raw intensities were mapped to the model's input, in words.
         threshold, mode, instances: the options used.
     """
 
     labels: np.ndarray
-    probability: np.ndarray
+    probability: np.ndarray | None
     mapping: str
     threshold: float
     mode: str
@@ -155,6 +156,7 @@ def segment(
     batch_size: int = 4,
     rgb: bool | None = None,
     split_depth: float = 2.0,
+    max_pixels: int | None = None,
 ) -> Generator[tuple[int, int], None, SegmentationResult]:
     """Segment a 2-D image or a stack of 2-D frames (slice by slice); a generator.
 
@@ -162,6 +164,11 @@ def segment(
     frame for the instance split) and returns a :class:`SegmentationResult`. Closing the
     generator (``.close()``, or a napari worker's ``quit()``) stops the work after the
     current forward pass.
+
+    A 2-D image that is not in memory (a memmap, zarr or dask array, e.g. from
+    ``data.images.open_image``) and has more pixels than the pixel budget is read and
+    segmented in bands of tiles (tile mode only, binary masks only), so memory stays that
+    of a band plus the (H, W) uint8 mask; its result has no probability map.
 
     Args:
         threshold: probability threshold; None takes the checkpoint's default.
@@ -173,6 +180,8 @@ def segment(
             guesses from the shape.
         split_depth: in pixels; two touching objects are split when the neck between them
             is at least this much narrower (in distance-transform terms) than both.
+        max_pixels: the pixel budget above which a lazy image is streamed in bands;
+            None: ``data.budget.max_pixels()``.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
@@ -181,6 +190,14 @@ def segment(
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold={threshold}: expected a probability strictly in (0, 1).")
     is_stack, _ = split_frames(image, rgb)
+    if not is_stack and _streamed(image, max_pixels):
+        from .streaming import segment_bands
+
+        return (
+            yield from segment_bands(
+                image, checkpoint, threshold, mode, instances, device, tile_overlap, batch_size
+            )
+        )
     frames = image if is_stack else [image]
     n_frames = len(frames)
     first = _frame_input(np.asarray(frames[0]), checkpoint)
@@ -202,7 +219,7 @@ def segment(
             try:
                 frame_done, _ = next(steps)
             except StopIteration as stop:
-                probability[z] = stop.value
+                probability[z] = check_output(stop.value)
                 break
             yield done + frame_done, total
         done += frame.units(mode, tile_overlap)
@@ -285,20 +302,34 @@ class FrameInput:
         frame: (H, W) or (H, W, C) with C in 1..4, any dtype (see ``preprocess``).
         channels: the model's input channels.
         input_config: the model's input size and normalisation.
+        value_range: intensity range mapped to [0, 1] instead of the frame's own (for a
+            band of a larger image).
+
+    Raises:
+        ValueError: a float frame without a single finite value (all NaN/Inf).
     """
 
-    def __init__(self, frame: np.ndarray, channels: int, input_config: InputConfig):
+    def __init__(
+        self,
+        frame: np.ndarray,
+        channels: int,
+        input_config: InputConfig,
+        value_range: tuple[float, float] | None = None,
+    ):
         frame = np.asarray(frame)
         self.channels = channels
         self.mean = input_config.mean
         self.std = input_config.std
         self.size = tuple(input_config.size)  # (h, w) of the model input
         self.hw = frame.shape[:2]
-        self.mapping = describe_mapping(frame)
+        self.mapping = describe_mapping(frame, value_range)
+        if value_range is None and frame.dtype.kind == "f":
+            self.mapping += _nonfinite_note(frame)
         # bool and unsigned integers map pixel by pixel, so crops are mapped on demand and a
-        # huge slide is never held as float32 in full; other dtypes need the whole frame.
+        # huge slide is never held as float32 in full; other dtypes need the whole frame's
+        # range (or ``value_range``, that of the image a band comes from).
         self.per_frame_range = not has_nominal_range(frame)
-        self._unit = to_unit_float(frame) if self.per_frame_range else frame
+        self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
         self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
         self.mapping += f", std {_fmt(self.std)}"
 
@@ -436,6 +467,29 @@ def sliding_window(
     ys, xs = _tile_starts(H, tile[0], overlap), _tile_starts(W, tile[1], overlap)
     positions = [(b, y, x) for b in range(n_images) for y in ys for x in xs]
     window = _blend_window(th, tw) if weight == "gaussian" else np.ones((th, tw), np.float32)
+    acc, norm = yield from _blend_tiles(
+        model, crop, positions, (n_images, H, W), window, batch_size, dev
+    )
+    np.divide(acc, norm, out=acc)
+    return torch.from_numpy(acc)
+
+
+def _blend_tiles(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    crop: Callable[[int, int, int, int, int], torch.Tensor],
+    positions: list[tuple[int, int, int]],
+    shape: tuple[int, int, int],
+    window: np.ndarray,
+    batch_size: int,
+    dev: torch.device,
+) -> Generator[tuple[int, int], None, tuple[np.ndarray, np.ndarray]]:
+    """Weighted sums of a model's outputs over tiles at ``positions`` (b, y, x).
+
+    Returns the (B, K, H, W) sum of window-weighted outputs and the (H, W) sum of
+    weights, unnormalised, so that bands of an image can be added up before dividing.
+    """
+    n_images, H, W = shape
+    th, tw = window.shape
     window_dev = torch.from_numpy(window).to(dev)  # (th, tw)
     # Accumulators stay on the CPU: image-sized, not tiles x image-sized.
     acc: np.ndarray | None = None  # (B, K, H, W)
@@ -452,8 +506,39 @@ def sliding_window(
             if b == 0:  # every image has the same tiles
                 norm[y : y + th, x0 : x0 + tw] += window
         yield start + len(batch), len(positions)
-    np.divide(acc, norm, out=acc)
-    return torch.from_numpy(acc)
+    return acc, norm
+
+
+def _streamed(image, max_pixels: int | None) -> bool:
+    """Whether a 2-D image is read lazily and over the pixel budget (segmented in bands)."""
+    from .data.budget import max_pixels as budget
+
+    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
+        return False
+    shape = tuple(image.shape)
+    return shape[0] * shape[1] > budget(max_pixels)
+
+
+def check_output(probability: np.ndarray) -> np.ndarray:
+    """``probability`` itself; a RuntimeError if it holds NaN/Inf (it would give empty masks)."""
+    if not np.isfinite(probability).all():
+        raise RuntimeError(
+            "the model's output holds NaN or infinite values (broken weights or input "
+            "normalisation in the checkpoint): no mask written; use another checkpoint"
+        )
+    return probability
+
+
+def _nonfinite_note(frame: np.ndarray) -> str:
+    """ "; N NaN/Inf pixels ..." for a float frame with some; ValueError if it has no other."""
+    finite = np.isfinite(frame)
+    bad = finite.size - int(np.count_nonzero(finite))
+    if bad == finite.size:
+        raise ValueError(
+            f"image of shape {frame.shape} has no finite pixels (all NaN or infinite): "
+            "nothing to segment"
+        )
+    return f"; {bad} NaN/Inf values set to 0 (+Inf to 1)" if bad else ""
 
 
 def _frame_input(frame: np.ndarray, checkpoint: Checkpoint) -> FrameInput:

@@ -54,3 +54,85 @@ def write_json(path: str | os.PathLike, data) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
     return path
+
+
+class FolderBusyError(RuntimeError):
+    """Another process holds a folder's lock; the message names it."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` while the block runs.
+
+    The lock is ``folder/.napari-tmunet.lock``, locked with ``fcntl.flock`` (``msvcrt``
+    on Windows) and holding the owner's PID, host and task, so that a second process is
+    refused with a message naming the first. The operating system drops the lock when
+    its process dies, so a killed run never leaves a folder locked; the file is removed
+    on a clean exit.
+
+    Args:
+        folder: an existing folder.
+        what: the task, in words (e.g. "napari-tmunet-predict"), shown to the other process.
+
+    Raises:
+        FolderBusyError: the folder is locked by another process (or another lock here).
+    """
+    import socket
+    import time
+
+    path = Path(folder) / ".napari-tmunet.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        if not _try_lock(fd):
+            for _ in range(50):  # the holder writes its name just after locking
+                owner = _read_owner(fd)
+                if owner:
+                    break
+                time.sleep(0.02)
+            os.close(fd)
+            raise FolderBusyError(
+                f"{folder} is in use by {owner or 'another process'}; wait for it to finish "
+                f"or choose another folder (lock file {path})"
+            )
+        try:  # the holder before us may have removed the file after we opened it
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    owner = f"{what} (PID {os.getpid()} on {socket.gethostname()}, started {started})"
+    os.ftruncate(fd, 0)
+    os.write(fd, owner.encode())
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # before unlocking: a waiting process then retries afresh
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _read_owner(fd: int) -> str:
+    try:
+        return os.pread(fd, 512, 0).decode(errors="replace").strip()
+    except (OSError, AttributeError):  # no pread on Windows
+        return ""

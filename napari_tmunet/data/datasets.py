@@ -24,7 +24,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..storage import atomic_path, write_json
-from .images import IMAGE_SUFFIXES, ImageReadError, image_shape, read_image, read_mask
+from .images import (
+    IMAGE_SUFFIXES,
+    MIN_SIDE,
+    ImageReadError,
+    image_shape,
+    read_image,
+    read_mask,
+)
 from .preprocess import to_unit_float
 
 logger = logging.getLogger(__name__)
@@ -133,6 +140,9 @@ def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingRepo
             if image_hw != mask_hw:
                 report.skipped.append((name, _mismatch(image, image_hw, mask, mask_hw)))
                 continue
+            if min(image_hw) < MIN_SIDE:
+                report.skipped.append((name, _too_small(image, image_hw)))
+                continue
         report.pairs.append(Pair(name, image, mask))
     return report
 
@@ -179,7 +189,30 @@ def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
     mask, rule = read_mask(pair.mask_path)
     if image.shape[:2] != mask.shape:
         raise DatasetError(_mismatch(pair.image_path, image.shape[:2], pair.mask_path, mask.shape))
+    if min(mask.shape) < MIN_SIDE:
+        raise DatasetError(_too_small(pair.image_path, mask.shape))
+    _check_finite(pair.image_path, image)
     return image, mask, rule
+
+
+def _check_finite(path: Path, image: np.ndarray) -> None:
+    """Refuse an image without finite pixels; warn about some NaN/Inf ones (mapped to 0/1)."""
+    if image.dtype.kind != "f":
+        return
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise DatasetError(
+            f"image {path} has no finite pixels (all NaN or infinite): nothing to train on"
+        )
+    bad = finite.size - int(np.count_nonzero(finite))
+    if bad:
+        logger.warning(
+            "image %s: %d NaN or infinite values (%.2g%%) are mapped to 0 (NaN, -inf) or 1 "
+            "(+inf) after scaling",
+            path,
+            bad,
+            100.0 * bad / finite.size,
+        )
 
 
 def content_hash(image: np.ndarray) -> str:
@@ -703,7 +736,11 @@ def _files_by_name(folder: Path, report: PairingReport) -> tuple[dict[str, Path]
     Each ambiguous base name is reported in ``skipped``.
     """
     found: dict[str, list[Path]] = {}
-    for path in folder.iterdir():
+    try:
+        entries = list(folder.iterdir())
+    except OSError as error:
+        raise DatasetError(f"cannot list {folder}: {error.strerror or error}") from None
+    for path in entries:
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if path.is_file():
@@ -714,6 +751,13 @@ def _files_by_name(folder: Path, report: PairingReport) -> tuple[dict[str, Path]
         files = ", ".join(sorted(p.name for p in found[name]))
         report.skipped.append((str(folder / name), f"several files with one base name: {files}"))
     return unique, ambiguous
+
+
+def _too_small(image: Path, hw) -> str:
+    return (
+        f"image {image} is {hw[0]}x{hw[1]} (HxW): too small to train on; images and masks "
+        f"must be at least {MIN_SIDE} pixels high and wide"
+    )
 
 
 def _mismatch(image: Path, image_hw, mask: Path, mask_hw) -> str:

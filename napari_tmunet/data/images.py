@@ -47,11 +47,21 @@ _UM_PER_UNIT = {
 }
 
 
+# Smaller images have no meaningful segmentation (training or inference).
+MIN_SIDE = 4
+
+
 class ImageReadError(ValueError):
     """An image or mask file that cannot be read (missing, empty, corrupt, unsupported)."""
 
 
-def read_image(path: str | os.PathLike, *, allow_stack: bool = True) -> np.ndarray:
+class ImageTooLargeError(ImageReadError):
+    """An image whose header claims more pixels than the pixel budget (``data.budget``)."""
+
+
+def read_image(
+    path: str | os.PathLike, *, allow_stack: bool = True, max_pixels: int | None = None
+) -> np.ndarray:
     """Read an image with its native dtype.
 
     Palette images become RGB(A) (or grey when the palette is grey), LA becomes grey
@@ -60,25 +70,22 @@ def read_image(path: str | os.PathLike, *, allow_stack: bool = True) -> np.ndarr
     Args:
         path: a file with one of ``IMAGE_SUFFIXES``.
         allow_stack: when False, a multi-page TIFF is an error instead of a stack.
+        max_pixels: the pixel budget (``data.budget.max_pixels``); checked on the header,
+            before decoding.
 
     Returns:
         (H, W) grey, (H, W, C) with C in {3, 4}, or for a multi-page TIFF
         (Z, H, W) / (Z, H, W, C).
 
     Raises:
-        ImageReadError: naming the path and the cause.
+        ImageReadError: naming the path and the cause (ImageTooLargeError over budget).
     """
+    from .budget import check_budget
+    from .budget import max_pixels as budget
+
     path = Path(path)
+    check_budget(path, read_header(path), budget(max_pixels))
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ImageReadError(
-            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; "
-            f"expected one of {', '.join(IMAGE_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
     try:
         if suffix in TIFF_SUFFIXES:
             array, stacked = _read_tiff(path)
@@ -87,9 +94,15 @@ def read_image(path: str | os.PathLike, *, allow_stack: bool = True) -> np.ndarr
     except ImageReadError:
         raise
     except Exception as error:  # decoders raise many types; the caller needs one
+        if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
+            raise _os_error(path, error) from None
         raise ImageReadError(
             f"{path}: cannot decode image ({type(error).__name__}: {error})"
         ) from error
+    if array.dtype.kind not in "biuf":
+        raise ImageReadError(
+            f"{path}: pixels of type {array.dtype}; expected real numbers (integers or floats)"
+        )
     if array.size == 0:
         raise ImageReadError(f"{path}: the image has no pixels (shape {array.shape})")
     if stacked and not allow_stack:
@@ -100,34 +113,83 @@ def read_image(path: str | os.PathLike, *, allow_stack: bool = True) -> np.ndarr
     return array
 
 
+def open_image(path: str | os.PathLike, *, max_pixels: int | None = None):
+    """An image in memory (``read_image``), or read on demand when over the pixel budget.
+
+    A TIFF over the budget comes as a lazy (H, W) or (H, W, C) array (numpy memmap or
+    zarr array, see ``data.budget.open_lazy``) that decodes only the slices asked for;
+    other formats over the budget are refused.
+
+    Raises:
+        ImageReadError: naming the path and the cause.
+    """
+    from .budget import open_lazy
+
+    try:
+        return read_image(path, max_pixels=max_pixels)
+    except ImageTooLargeError as error:
+        if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+            raise
+        too_large = error
+    try:
+        return open_lazy(Path(path))
+    except ImageReadError as error:
+        raise ImageReadError(f"{too_large}; {str(error).removeprefix(f'{path}: ')}") from None
+    except Exception as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise _os_error(Path(path), error) from None
+        raise ImageReadError(
+            f"{path}: cannot open image in parts ({type(error).__name__}: {error})"
+        ) from error
+
+
+def read_header(path: str | os.PathLike):
+    """The file's header (``data.budget.Header``: size, pages, TIFF dtype), no pixels decoded.
+
+    Raises:
+        ImageReadError: unsupported suffix, missing or empty file, unreadable or
+            implausible header, complex or non-numeric pixel type.
+    """
+    from .budget import read_header as header_of
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; "
+            f"expected one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    if not path.is_file():  # also keeps FIFOs and devices out: opening one would block
+        what = "not a file" if path.exists() else "no such file"
+        raise ImageReadError(f"{path}: {what}")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    try:
+        return header_of(path)
+    except ImageReadError:
+        raise
+    except Exception as error:
+        if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
+            raise _os_error(path, error) from None
+        raise ImageReadError(
+            f"{path}: cannot decode image (cannot read its header: {type(error).__name__}: {error})"
+        ) from error
+
+
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of an image from its header only, without decoding the pixels.
 
     Raises:
         ImageReadError: for a missing, empty or unrecognisable file.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ImageReadError(f"{path}: unsupported file type {suffix!r}")
-    if not path.is_file() or path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: missing or empty file")
-    try:
-        if suffix in TIFF_SUFFIXES:
-            import tifffile
+    header = read_header(path)
+    return header.height, header.width
 
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                return int(page.imagelength), int(page.imagewidth)
-        from PIL import Image
 
-        with Image.open(path) as image:
-            width, height = image.size
-            return int(height), int(width)
-    except Exception as error:
-        raise ImageReadError(
-            f"{path}: cannot read image header ({type(error).__name__}: {error})"
-        ) from error
+def _os_error(path: Path, error: OSError) -> ImageReadError:
+    if isinstance(error, PermissionError):
+        return ImageReadError(f"{path}: permission denied: this user cannot read the file")
+    return ImageReadError(f"{path}: cannot read the file ({type(error).__name__}: {error})")
 
 
 def read_pixel_size(path: str | os.PathLike) -> tuple[float, float, str] | None:
@@ -139,6 +201,8 @@ def read_pixel_size(path: str | os.PathLike) -> tuple[float, float, str] | None:
     """
     try:
         path = Path(path)
+        if not path.is_file():  # a FIFO would block the open for ever
+            return None
         if path.suffix.lower() in TIFF_SUFFIXES:
             return _tiff_pixel_size(path)
         from PIL import Image
@@ -153,7 +217,9 @@ def read_pixel_size(path: str | os.PathLike) -> tuple[float, float, str] | None:
         return None
 
 
-def read_mask(path: str | os.PathLike, rule: str = "auto") -> tuple[np.ndarray, str]:
+def read_mask(
+    path: str | os.PathLike, rule: str = "auto", max_pixels: int | None = None
+) -> tuple[np.ndarray, str]:
     """Read a mask file as a boolean foreground mask.
 
     Colour masks are collapsed by the max over colour channels (alpha dropped). The
@@ -164,11 +230,12 @@ def read_mask(path: str | os.PathLike, rule: str = "auto") -> tuple[np.ndarray, 
     Args:
         path: mask file.
         rule: "auto", or an explicit threshold such as ">0" or ">127".
+        max_pixels: the pixel budget (see ``read_image``).
 
     Returns:
         (H, W) bool mask and the rule used, e.g. ">127".
     """
-    values = read_image(path, allow_stack=False)
+    values = read_image(path, allow_stack=False, max_pixels=max_pixels)
     if values.ndim == 3:
         values = values[..., :3].max(axis=-1)  # (H, W)
     if rule == "auto":
@@ -206,8 +273,8 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
     top = int(labels.max())
     if labels.dtype != bool and int(labels.min()) < 0:
         raise ValueError(f"{path}: labels must be >= 0, got minimum {int(labels.min())}")
-    if top <= 1:
-        data = labels.astype(np.uint8) * np.uint8(255)  # (H, W) 0/255
+    if top <= 1:  # one copy: a 20000 x 20000 mask is 400 MB
+        data = np.multiply(labels, np.uint8(255), dtype=np.uint8, casting="unsafe")
     elif suffix == ".png":
         raise ValueError(
             f"{path}: labels go up to {top} (instance labels) and PNG would store a binary "

@@ -25,7 +25,7 @@ def has_nominal_range(image: np.ndarray) -> bool:
     return np.asarray(image).dtype.kind in "bu"
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
+def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale an image to float32 in [0, 1], same shape; one rule for every dtype.
 
     - bool -> 0/1; unsigned integers -> divided by the type's maximum (uint8 / 255,
@@ -37,9 +37,14 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
 
     So an 8-bit image converted with ``skimage.img_as_uint`` or ``img_as_float`` maps to
     the same values, hence the same labels. Non-finite values become 0 (+inf: 1).
+
+    Args:
+        value_range: (low, high) for the robust rule instead of this array's own
+            percentiles, e.g. those of a whole image of which ``image`` is a band
+            (:func:`robust_range`).
     """
     image = np.asarray(image)
-    rule, low, high = _rule(image)
+    rule, low, high = _rule(image, value_range)
     if rule == "bool":
         return image.astype(np.float32)
     if rule == "unit":
@@ -51,14 +56,14 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
     return scaled.astype(np.float32)
 
 
-def describe_mapping(image: np.ndarray) -> str:
+def describe_mapping(image: np.ndarray, value_range: tuple[float, float] | None = None) -> str:
     """The rule ``to_unit_float`` applies to this image, in words.
 
     E.g. "uint8 / 255", "float32 in [0, 1] as is" or
     "int16 percentiles 1-99.8 (412-3980) -> [0,1]".
     """
     image = np.asarray(image)
-    rule, low, high = _rule(image)
+    rule, low, high = _rule(image, value_range)
     if rule == "bool":
         return "bool -> 0/1"
     if rule == "dtype":
@@ -73,7 +78,9 @@ def describe_mapping(image: np.ndarray) -> str:
     )
 
 
-def _rule(image: np.ndarray) -> tuple[str, float, float]:
+def _rule(
+    image: np.ndarray, value_range: tuple[float, float] | None = None
+) -> tuple[str, float, float]:
     """("bool" | "dtype" | "unit" | "robust", low, high) of ``to_unit_float``'s rule."""
     kind = image.dtype.kind
     if kind == "b":
@@ -84,7 +91,7 @@ def _rule(image: np.ndarray) -> tuple[str, float, float]:
         finite = image[np.isfinite(image)] if image.size else image
         if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
             return "unit", 0.0, 1.0
-    low, high = _robust_range(image)
+    low, high = robust_range(image) if value_range is None else value_range
     return "robust", low, high
 
 
@@ -154,7 +161,7 @@ def to_model_input(
     return normalize(to_channels(to_unit_float(image), channels), mean, std)
 
 
-def _robust_range(image: np.ndarray) -> tuple[float, float]:
+def robust_range(image: np.ndarray) -> tuple[float, float]:
     """1st and 99.8th percentiles of the finite colour values; min/max if they coincide."""
     values = image[..., :-1] if image.ndim == 3 and image.shape[-1] in (2, 4) else image
     values = values.reshape(-1)
