@@ -21,17 +21,14 @@ import numpy as np
 # opened in part, with a warning saying so.
 MAX_DATASET_PAIRS = 100
 
-_FALLBACK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filename_patterns)
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
 
 
 def _image_suffixes() -> set[str]:
-    try:
-        from .data.images import IMAGE_SUFFIXES
-    except Exception:  # the getter must never raise, even on a broken install
-        IMAGE_SUFFIXES = _FALLBACK_SUFFIXES
+    from .data.images import IMAGE_SUFFIXES
+
     return {s.lower() if s.startswith(".") else f".{s.lower()}" for s in IMAGE_SUFFIXES}
 
 

@@ -18,6 +18,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .options import DEVICES
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LOCK_TASK = "napari-tmunet-predict"
 
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="probability threshold (default: the model's own)",
     )
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument(
         "--instances",
         action="store_true",

@@ -17,27 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "napari.yaml"
 PACKAGE = REPO / "napari_tmunet"
 
-# Modules declared in the manifest before they are written, and why.
-NOT_YET = {
-    "napari_tmunet._segment_widget": "Segment widget lands with the plugin issue",
-}
-
 
 def _python_names() -> list[str]:
     manifest = PluginManifest.from_file(MANIFEST)
     return [command.python_name for command in manifest.contributions.commands]
 
 
-def _param(python_name: str):
-    module = python_name.split(":")[0]
-    missing = module in NOT_YET and not (PACKAGE / f"{module.rsplit('.', 1)[1]}.py").exists()
-    mark = pytest.mark.xfail(
-        missing, reason=NOT_YET.get(module, ""), raises=ImportError, strict=True
-    )
-    return pytest.param(python_name, marks=mark, id=python_name)
-
-
-@pytest.mark.parametrize("python_name", [_param(name) for name in _python_names()])
+@pytest.mark.parametrize("python_name", _python_names())
 def test_python_name_imports(python_name):
     module_name, attribute = python_name.split(":")
     module = importlib.import_module(module_name)

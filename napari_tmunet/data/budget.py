@@ -7,12 +7,11 @@ in tile mode) open TIFFs over it lazily with :func:`open_lazy` and read them in 
 
 The budget is, in order: an explicit argument (``--max-pixels``), the environment
 variable ``NAPARI_TMUNET_MAX_PIXELS``, ``"max_pixels"`` in the user's settings.json
-(``registry.settings_path()``), else :data:`DEFAULT_MAX_PIXELS`.
+(``settings.settings_path()``), else :data:`DEFAULT_MAX_PIXELS`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
@@ -205,13 +204,9 @@ def _largest_block(page, dtype) -> int:
 
 
 def _settings() -> dict:
-    from ..registry import settings_path
+    from ..settings import read_settings
 
-    try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_settings()
 
 
 def _positive(value, source: str) -> int:
