@@ -405,6 +405,48 @@ def test_run_dir_refusals(tmp_path):
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def _tiny_cache() -> NativeCache:
+    """Six synthetic grey 48 x 40 images with a bright square mask (no shared data)."""
+    rng = np.random.default_rng(0)
+    images, masks = [], []
+    for _ in range(6):
+        img = rng.integers(0, 80, (48, 40, 1), dtype=np.uint8)
+        mask = np.zeros((48, 40), bool)
+        mask[10:30, 8:24] = True
+        img[mask] += 150
+        images.append(img)
+        masks.append(mask)
+    names = [f"n{i}" for i in range(6)]
+    return NativeCache(names, images, masks, [">0"] * 6, list(range(6)), source="memory")
+
+
+def test_run_folder_lock_early_kill_and_overwritten_runs_resume(tmp_path):
+    """One process per run folder; a run killed before its first checkpoint starts again;
+    a run started with overwrite can be resumed (config.json keeps no one-off switches)."""
+    from napari_tmunet.storage import FolderBusyError, folder_lock
+
+    cache = _tiny_cache()
+    base = {**TINY, "size": (32, 32), "batch_size": 2, "test": False}
+    run = tmp_path / "run"
+    run.mkdir()
+    with folder_lock(run, "another fit"):  # as a second process would find it
+        with pytest.raises(FolderBusyError, match="another fit"):
+            fit(TrainConfig(**base, steps=2, epochs=1), run, dataset=cache)
+    # a start killed in its first period: config, split and metrics, no checkpoint
+    for name in ("config.json", "split.json", "metrics.jsonl", "run_info.json"):
+        (run / name).write_text("{}")
+    with pytest.raises(RunDirError, match="before its first checkpoint"):
+        fit(TrainConfig(**base, steps=2, epochs=1, resume=True), run, dataset=cache)
+    fit(TrainConfig(**base, steps=2, epochs=1), run, dataset=cache)  # starts again
+    assert list(run.glob("previous-*/config.json")) and (run / "last.pt").is_file()
+    # overwrite, then resume with more steps
+    fit(TrainConfig(**base, steps=2, epochs=1, overwrite=True), run, dataset=cache)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["overwrite"] is False and saved["resume"] is False
+    res = fit(TrainConfig(**base, steps=4, epochs=2, resume=True), run, dataset=cache)
+    assert res["step"] == 4 and not (run / ".napari-tmunet.lock").exists()
+
+
 def _relative_change_difference(a: dict, b: dict, start: dict) -> float:
     """||(a - start) - (b - start)|| / ||a - start|| over all trained parameters."""
     num = den = 0.0

@@ -93,13 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from napari_tmunet.checkpoint import CheckpointError
+    from napari_tmunet.checkpoint import CheckpointError, CheckpointSaveError
     from napari_tmunet.data.datasets import DatasetError
+    from napari_tmunet.storage import FolderBusyError
     from napari_tmunet.training.run_folder import RunDirError
 
+    expected = (DatasetError, RunDirError, CheckpointError, FileNotFoundError, ValueError)
     try:
         return int(args.handler(args) or 0)
-    except (DatasetError, RunDirError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except (*expected, FolderBusyError, CheckpointSaveError, FloatingPointError) as err:
         print(f"napari-tmunet-train {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

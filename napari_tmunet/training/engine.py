@@ -24,6 +24,7 @@ is the global batch. On the CPU a resumed run is bit-for-bit the uninterrupted r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import platform
@@ -44,7 +45,7 @@ from ..config import model_label
 from ..data.datasets import DatasetError, NativeCache, save_split
 from ..evaluation import evaluate
 from ..model import build_model
-from ..storage import jsonable, write_json
+from ..storage import folder_lock, jsonable, write_json
 from .batches import Augment, TrainingImages
 from .config import TrainConfig
 from .distributed import DistContext, synchronise_batchnorm, unused_parameters, unwrap
@@ -120,9 +121,15 @@ class Trainer:
     # -- skeleton ------------------------------------------------------------------
 
     def run(self) -> dict:
-        if self.ctx.is_main:
-            prepare_run_dir(self.config, self.run_dir)
-        self.ctx.barrier()
+        with contextlib.ExitStack() as stack:
+            if self.ctx.is_main:  # one process trains in a folder at a time
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(folder_lock(self.run_dir, "napari-tmunet-train fit"))
+                prepare_run_dir(self.config, self.run_dir)
+            self.ctx.barrier()
+            return self.run_locked()
+
+    def run_locked(self) -> dict:
         log = RunLog(self.run_dir) if self.ctx.is_main else None
         try:
             self.on_train_start()
@@ -192,8 +199,9 @@ class Trainer:
         self.elapsed_before = 0.0
         if cfg.resume:
             self.resume()
-        elif ctx.is_main:
-            write_json(self.run_dir / "config.json", cfg.to_dict())
+        elif ctx.is_main:  # without the one-off switches, so the run can be resumed
+            saved = replace(cfg, resume=False, overwrite=False)
+            write_json(self.run_dir / "config.json", saved.to_dict())
             save_split(self.run_dir / "split.json", self.split)
             write_metrics(self.run_dir, [])
         if ctx.is_main:

@@ -34,6 +34,10 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 
 logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".napari-tmunet.lock"  # storage.folder_lock's; held while a run trains
+# What a start writes before its first checkpoint: without a checkpoint beside them they
+# are not a run yet, so a new start may replace them (a kill in the first period).
+START_FILES = {"config.json", "split.json", "metrics.jsonl", "run_info.json", "train.log"}
 
 
 class RunDirError(RuntimeError):
@@ -43,15 +47,16 @@ class RunDirError(RuntimeError):
 def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
     """Check that ``run_dir`` can take the run ``cfg`` asks for; make it (rank 0 only).
 
-    A new run needs an empty (or missing) folder, unless ``overwrite``, which moves the old
-    files to ``previous-<time>/``; a resumption needs ``last.pt`` and the same settings
-    (except ``RESUMABLE_CHANGES``).
+    A new run needs an empty (or missing) folder, or one that holds only what a start
+    writes before its first checkpoint (a run killed that early starts again), unless
+    ``overwrite``, which moves the old files to ``previous-<time>/``; a resumption needs
+    ``last.pt`` and the same settings (except ``RESUMABLE_CHANGES``).
     """
     if cfg.resume:
         if not (run_dir / "last.pt").is_file():
             raise RunDirError(
-                f"cannot resume: {run_dir / 'last.pt'} does not exist (start a new run "
-                "without --resume)"
+                f"cannot resume: {run_dir / 'last.pt'} does not exist, the run stopped before "
+                "its first checkpoint; start it again without --resume (same folder)"
             )
         saved_path = run_dir / "config.json"
         if saved_path.is_file():
@@ -69,9 +74,9 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
         return
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run folder {run_dir} exists and is not a folder")
-    existing = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
-    # a log alone (a start that failed before training) does not make a run
-    content = [n for n in existing if n != "train.log" and not n.startswith("previous-")]
+    existing = [] if not run_dir.is_dir() else sorted(p.name for p in run_dir.iterdir())
+    existing = [n for n in existing if n != LOCK_FILE]
+    content = [n for n in existing if n not in START_FILES and not n.startswith("previous-")]
     if content and not cfg.overwrite:
         raise RunDirError(
             f"run folder {run_dir} is not empty ({', '.join(existing[:6])}"
@@ -79,11 +84,11 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
             "(--resume), start over with overwrite (--overwrite: old files are moved "
             "to previous-<time>/), or choose another folder"
         )
-    if content:
+    if content or any(n in START_FILES - {"train.log"} for n in existing):
         backup = run_dir / f"previous-{datetime.now():%Y%m%d-%H%M%S}"
         backup.mkdir()
         for name in existing:
-            if not name.startswith("previous-"):
+            if not name.startswith("previous-") and name != "train.log":
                 shutil.move(str(run_dir / name), str(backup / name))
         logger.warning("moved the earlier run in %s to %s", run_dir, backup)
     run_dir.mkdir(parents=True, exist_ok=True)
