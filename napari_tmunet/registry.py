@@ -4,7 +4,11 @@
 
     {"models": [{"name": ..., "modality": "colonoscopy" | "nuclei" | "ultrasound",
                  "file": "tmunet-b-nuclei.pt", "provisional": false, "description": ...,
-                 "test_dice": 0.71, "mode": "resize" | "tile"}]}
+                 "test_dice": 0.71}]}
+
+``test_dice`` is the mean over the seeds of the model card; what a checkpoint knows about
+itself (its mode, threshold, normalisation, its own run's test metrics) stays in the
+checkpoint (``Checkpoint.inference_mode``, ``input_config``, ``metrics``).
 
 An entry whose file is absent (e.g. in a source checkout without weights) is listed by
 :func:`registry_entries` but not offered by :func:`available_models`.
@@ -53,7 +57,6 @@ class ModelEntry:
     description: str
     path: Path  # where the checkpoint file is expected
     test_dice: float | None = None  # mean test Dice of its model card, when known
-    mode: str = "resize"  # inference mode it was evaluated with: "resize" or "tile"
 
     @property
     def exists(self) -> bool:
@@ -87,7 +90,6 @@ def registry_entries() -> list[ModelEntry]:
                 description=str(raw.get("description", "")),
                 path=folder / str(raw["file"]),
                 test_dice=float(raw["test_dice"]) if "test_dice" in raw else None,
-                mode=str(raw.get("mode", "resize")),
             )
         except KeyError as err:
             raise RuntimeError(f"{registry}: an entry lacks {err}; entry: {raw}") from err

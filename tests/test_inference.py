@@ -284,7 +284,7 @@ def test_each_shipped_model_segments_its_sample(entry):
     checkpoint = registry.load_model(entry.name, "cpu")
     assert registry.load_model(entry.name, "cpu") is checkpoint  # cached
     image, mask = load_sample(entry.modality)
-    result = run_to_completion(segment(image, checkpoint, mode=entry.mode))
+    result = run_to_completion(segment(image, checkpoint, mode=checkpoint.inference_mode))
     pred = result.labels > 0
     dice = 2 * (pred & (mask > 0)).sum() / (pred.sum() + (mask > 0).sum())
     assert dice >= entry.test_dice - 0.10, (dice, entry.test_dice)
@@ -307,7 +307,12 @@ def test_package_registry_lists_one_model_per_modality():
     assert sorted(e["modality"] for e in listing["models"]) == sorted(registry.MODALITIES)
     for entry in listing["models"]:
         assert entry["provisional"] is False  # GPU-trained TM-UNet b (docs/registry.md)
-        assert 0 < entry["test_dice"] <= 1 and entry["mode"] in ("resize", "tile")
+        assert 0 < entry["test_dice"] <= 1 and "mode" not in entry  # the checkpoint's own
+    modes = {
+        e.modality: registry.load_model(e.name, "cpu").inference_mode
+        for e in registry.available_models()
+    }
+    assert modes == {"colonoscopy": "resize", "nuclei": "tile", "ultrasound": "resize"}
 
 
 def test_registry_in_a_weights_dir(tmp_path, monkeypatch):

@@ -129,7 +129,7 @@ def ship(name: str, modality: str, checkpoint: Path, runs: list[Path]) -> dict:
                     metadata=metadata, metrics=first["test"], half=True)  # fmt: skip
     shipped = load_checkpoint(out)
     image, mask = load_sample(modality)
-    mode = "tile" if first["config"]["mode"] == "crop" else "resize"
+    mode = shipped.inference_mode
     run_to_completion(segment(image, shipped, mode=mode))  # warm-up
     times = []
     for _ in range(5):
@@ -257,7 +257,6 @@ def main(argv: list[str] | None = None) -> None:
                     f"{100 * e['test_dice']:.1f}. Research use only, not a medical device."
                 ),
                 "test_dice": e["test_dice"],
-                "mode": e["mode"],
             }
             for e in entries
         ]
