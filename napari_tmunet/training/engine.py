@@ -72,8 +72,21 @@ from .step import TrainStep, make_optimizer
 from .validation import ResidentValidation, tile_validation_scores
 
 logger = logging.getLogger(__name__)
+
+
+def _seconds(variable: str, default: float) -> float:
+    """A number of seconds from the environment; ``default`` (with a warning) if unreadable."""
+    try:
+        return float(os.environ.get(variable, default))
+    except ValueError:
+        logger.warning(
+            "%s=%r is not a number of seconds; using %g", variable, os.environ[variable], default
+        )
+        return default
+
+
 # last.pt at most this often (and at stops and the end)
-CHECKPOINT_INTERVAL_S = float(os.environ.get("NAPARI_TMUNET_CHECKPOINT_INTERVAL_S", 60))
+CHECKPOINT_INTERVAL_S = _seconds("NAPARI_TMUNET_CHECKPOINT_INTERVAL_S", 60.0)
 PLOT_INTERVAL_S = 30.0  # curves.png likewise
 
 

@@ -10,6 +10,9 @@ Files (only rank 0 writes)::
     best.pt, last.pt   best validation Dice so far; the latest state for exact resume
     test_metrics.csv   per test image; summary.json: test aggregate, best validation score
     train.log          the log of every session of this run
+    .napari-tmunet.lock  held while a process trains here (``storage.folder_lock``)
+
+A start removes the ``.NAME.XXXXXXXX.tmp`` files that a killed write left behind.
 
 :func:`read_metrics` is the one reader of ``metrics.jsonl`` (the CLI's report, the
 release and campaign tools and the Fine-tune dock use it).
