@@ -17,7 +17,9 @@ Protocol (paper, Section 3.1): Adam (lr 1e-4), ExponentialLR (0.98 per period), 
 Speed: the images live on the GPU (``batches``), each step is replayed from a CUDA graph
 on one GPU (``step``), losses stay on the device until the period ends, and validation
 is scored on the device (``validation``). ``last.pt`` is written at most once a minute
-(and at every stop and at the end), since a checkpoint costs more than a short period.
+(and at every stop and at the end), since a checkpoint costs more than a short period;
+the environment variable ``NAPARI_TMUNET_CHECKPOINT_INTERVAL_S`` sets another interval
+(seconds; 0 writes it every period: the SIGKILL tests use it to land a kill mid-run).
 Under ``torchrun`` the batch is sharded over the ranks (``distributed``); ``batch_size``
 is the global batch. On the CPU a resumed run is bit-for-bit the uninterrupted run.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import platform
 import threading
 import time
@@ -60,6 +63,7 @@ from .run_folder import (
     plot_curves,
     prepare_run_dir,
     read_metrics,
+    remove_stale_temporaries,
     set_rng_state,
     write_metrics,
 )
@@ -68,7 +72,21 @@ from .step import TrainStep, make_optimizer
 from .validation import ResidentValidation, tile_validation_scores
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_INTERVAL_S = 60.0  # last.pt at most this often (and at stops and the end)
+
+
+def _seconds(variable: str, default: float) -> float:
+    """A number of seconds from the environment; ``default`` (with a warning) if unreadable."""
+    try:
+        return float(os.environ.get(variable, default))
+    except ValueError:
+        logger.warning(
+            "%s=%r is not a number of seconds; using %g", variable, os.environ[variable], default
+        )
+        return default
+
+
+# last.pt at most this often (and at stops and the end)
+CHECKPOINT_INTERVAL_S = _seconds("NAPARI_TMUNET_CHECKPOINT_INTERVAL_S", 60.0)
 PLOT_INTERVAL_S = 30.0  # curves.png likewise
 
 
@@ -125,6 +143,7 @@ class Trainer:
             if self.ctx.is_main:  # one process trains in a folder at a time
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(folder_lock(self.run_dir, "napari-tmunet-train fit"))
+                remove_stale_temporaries(self.run_dir)  # a killed writer's; no other now
                 prepare_run_dir(self.config, self.run_dir)
             self.ctx.barrier()
             return self.run_locked()

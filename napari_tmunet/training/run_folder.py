@@ -10,6 +10,9 @@ Files (only rank 0 writes)::
     best.pt, last.pt   best validation Dice so far; the latest state for exact resume
     test_metrics.csv   per test image; summary.json: test aggregate, best validation score
     train.log          the log of every session of this run
+    .napari-tmunet.lock  held while a process trains here (``storage.folder_lock``)
+
+A start removes the ``.NAME.XXXXXXXX.tmp`` files that a killed write left behind.
 
 :func:`read_metrics` is the one reader of ``metrics.jsonl`` (the CLI's report, the
 release and campaign tools and the Fine-tune dock use it).
@@ -17,10 +20,12 @@ release and campaign tools and the Fine-tune dock use it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
+import re
 import shutil
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,6 +42,8 @@ METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".napari-tmunet.lock"  # storage.folder_lock's; held while a run trains
 # What a start writes before its first checkpoint: without a checkpoint beside them they
 # are not a run yet, so a new start may replace them (a kill in the first period).
+# storage.atomic_path's temporaries: "." + name + "." + mkstemp's 8 random characters
+STALE_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 START_FILES = {"config.json", "split.json", "metrics.jsonl", "run_info.json", "train.log"}
 
 
@@ -92,6 +99,24 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
                 shutil.move(str(run_dir / name), str(backup / name))
         logger.warning("moved the earlier run in %s to %s", run_dir, backup)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[str]:
+    """Delete the ``.NAME.XXXXXXXX.tmp`` files that a killed write left in ``run_dir``.
+
+    ``storage.atomic_path`` creates them before writing and renames them when done, so
+    one that exists while this process holds the folder lock was left by a process that
+    died (no other process writes here meanwhile). Returns the names removed.
+    """
+    removed = []
+    for path in run_dir.iterdir() if run_dir.is_dir() else ():
+        if STALE_TEMPORARY.fullmatch(path.name) and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path.name)
+    if removed:
+        logger.info("removed %d temporary file(s) of a killed run: %s", len(removed), removed)
+    return removed
 
 
 class RunLog:
