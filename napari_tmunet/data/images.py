@@ -183,6 +183,11 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int]:
         ImageReadError: for a missing, empty or unrecognisable file.
     """
     header = read_header(path)
+    if header.height < 1 or header.width < 1:
+        raise ImageReadError(
+            f"{path}: the header gives an empty image ({header.height} x {header.width} "
+            "pixels); the file is damaged"
+        )
     return header.height, header.width
 
 
