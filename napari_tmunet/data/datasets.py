@@ -32,7 +32,7 @@ from .images import (
     read_image,
     read_mask,
 )
-from .preprocess import to_unit_float
+from .preprocess import drop_alpha, to_unit_float
 
 logger = logging.getLogger(__name__)
 
@@ -626,10 +626,7 @@ def load_cache(path: str | os.PathLike) -> NativeCache:
 
 def _cache_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """Image -> (H, W, C) uint8/uint16 with C in {1, 3}; True when values were remapped."""
-    if image.ndim == 2:
-        image = image[..., None]  # (H, W, 1)
-    elif image.shape[-1] in (2, 4):
-        image = image[..., :-1]  # drop alpha
+    image = image[..., None] if image.ndim == 2 else drop_alpha(image)  # (H, W, C)
     if image.shape[-1] == 3 and _is_grey(image):
         image = image[..., :1]  # grey stored as RGB (BUSI): one channel, same model input
     if image.dtype == bool:

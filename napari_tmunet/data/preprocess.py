@@ -95,6 +95,11 @@ def _rule(
     return "robust", low, high
 
 
+def drop_alpha(image: np.ndarray) -> np.ndarray:
+    """The colour channels of an image: (H, W, 2|4) loses its last (alpha) channel."""
+    return image[..., :-1] if image.ndim == 3 and image.shape[-1] in (2, 4) else image
+
+
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     """Bring an (H, W) or (H, W, C) image into (channels, H, W) float32.
 
@@ -112,9 +117,7 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
         image = image[..., None]  # (H, W, 1)
     elif image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"image of shape {image.shape}; expected {expected}")
-    if image.shape[-1] in (2, 4):
-        image = image[..., :-1]  # drop alpha
-    image = image.astype(np.float32, copy=False)
+    image = drop_alpha(image).astype(np.float32, copy=False)
     if image.shape[-1] == 1:
         grey = image[..., 0]  # (H, W)
         return np.ascontiguousarray(np.broadcast_to(grey, (channels, *grey.shape)))
@@ -163,8 +166,7 @@ def to_model_input(
 
 def robust_range(image: np.ndarray) -> tuple[float, float]:
     """1st and 99.8th percentiles of the finite colour values; min/max if they coincide."""
-    values = image[..., :-1] if image.ndim == 3 and image.shape[-1] in (2, 4) else image
-    values = values.reshape(-1)
+    values = drop_alpha(image).reshape(-1)
     if values.dtype.kind == "f":
         values = values[np.isfinite(values)]
     if values.size == 0:
