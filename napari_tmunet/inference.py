@@ -37,6 +37,7 @@ from .data.preprocess import (
     to_unit_float,
 )
 from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
+from .postprocess import split_instances  # noqa: F401  (inference's instance split)
 
 EXPECTED_SHAPES = (
     "a 2-D image (H, W), an RGB(A) image (H, W, 3|4), a stack of 2-D frames (Z, H, W) "
@@ -260,35 +261,6 @@ def run_to_completion(
             return stop.value
         if progress is not None:
             progress(done, total)
-
-
-def split_instances(mask: np.ndarray, split_depth: float = 2.0) -> np.ndarray:
-    """Instance labels of a 2-D binary mask; touching objects split by a watershed.
-
-    Markers are the maxima of the distance transform that stand at least ``split_depth``
-    pixels above their surroundings (h-maxima), so a shallow neck does not split an
-    elongated object; objects without such a maximum keep one label.
-
-    Returns:
-        (H, W) int32 labels, 0 background, 1..N objects.
-    """
-    from scipy import ndimage as ndi
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
-
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask of shape {mask.shape}: expected a 2-D (H, W) mask.")
-    if not mask.any():
-        return np.zeros(mask.shape, np.int32)
-    distance = ndi.distance_transform_edt(mask).astype(np.float32)  # (H, W)
-    markers, n_markers = ndi.label(h_maxima(distance, split_depth) & mask)
-    labels = watershed(-distance, markers, mask=mask).astype(np.int32)
-    # Components without a marker (thinner than split_depth) become one object each.
-    orphans, n_orphans = ndi.label(mask & (labels == 0))
-    if n_orphans:
-        labels[orphans > 0] = orphans[orphans > 0] + n_markers
-    return labels
 
 
 class FrameInput:
