@@ -188,6 +188,80 @@ def test_device_batches_resize_and_tile(clinic_cache):
     assert torch.equal(yc[0, 0].bool(), torch.from_numpy(items[0].mask[:64, W - 64 :]))
 
 
+def _sample_batch(zoom=0.0, rotate=0.0, colour=0.0):
+    """TrainingImages of the bundled colonoscopy frame and its mask, 128 x 128."""
+    from types import SimpleNamespace
+
+    from skimage.io import imread
+
+    samples = REPO / "napari_tmunet" / "samples"
+    item = SimpleNamespace(
+        image=imread(samples / "colonoscopy_image.png")[..., :3],
+        mask=imread(samples / "colonoscopy_mask.png") > 0,
+    )
+    inp = InputConfig(size=(128, 128))
+    data = TrainingImages([item], 3, inp, "resize", torch.device("cpu"))
+    return data, Augment(zoom=zoom, rotate=rotate, colour=colour), inp
+
+
+def _draws(**columns) -> np.ndarray:
+    """(1, 14) uniforms: no flip or turn, neutral zoom, angle, shift and colour."""
+    draws = np.full((1, 14), 0.5)
+    draws[0, :3] = 0.99
+    names = ["zoom", "angle", "shift_x", "shift_y", "contrast", "brightness", "g0", "g1", "g2"]
+    for name, value in columns.items():
+        draws[0, 5 + names.index(name)] = value
+    return draws
+
+
+def test_zoom_rotation_and_colour_augmentation():
+    """Each draw does what Augment says, on the bundled frame: neutral draws change
+    nothing, a 90-degree draw is a quarter turn, the largest zoom is the centre at 2x,
+    and colour jitter scales and shifts intensities within an image's range."""
+    data, plain, inp = _sample_batch()
+    x, y = data.batch([0], _draws(), plain)
+    # neutral draws: the same batch as without these augmentations
+    data2, augment, _ = _sample_batch(zoom=0.5, rotate=30, colour=0.3)
+    xn, yn = data2.batch([0], _draws(), augment)
+    assert torch.allclose(xn, x, atol=1e-5) and torch.equal(yn, y)
+    # angle draw 1 with rotate=90: a quarter turn, image and mask alike
+    _, quarter, _ = _sample_batch(rotate=90)
+    xr, yr = data.batch([0], _draws(angle=1.0), quarter)
+    assert torch.allclose(xr, torch.rot90(x, 1, (-2, -1)), atol=1e-4)
+    assert torch.equal(yr, torch.rot90(y, 1, (-2, -1)))
+    # zoom draw 1 with zoom=1: the centre half, twice as large (shift 0.5 = centred)
+    _, twice, _ = _sample_batch(zoom=1.0)
+    xz, yz = data.batch([0], _draws(zoom=1.0), twice)
+    centre = torch.nn.functional.interpolate(x[..., 32:96, 32:96], scale_factor=2, mode="bilinear")
+    assert torch.allclose(xz[..., 2:-2, 2:-2], centre[..., 2:-2, 2:-2], atol=1e-4)
+    assert 0.9 < yz.sum() / (4 * y[..., 32:96, 32:96].sum()) < 1.1
+    # a zoomed-out view: mean colour (0) and background around the shrunken frame
+    xo, yo = data.batch([0], _draws(zoom=0.0), twice)
+    assert torch.all(xo[..., :30, :] == 0) and torch.all(yo[..., :30, :] == 0)
+    # colour: the largest contrast and brightness, clipped to a real image's range
+    _, jitter, _ = _sample_batch(colour=0.4)
+    xc, yc = data.batch([0], _draws(contrast=1.0, brightness=1.0), jitter)
+    mean = torch.tensor(inp.mean).view(1, 3, 1, 1)
+    std = torch.tensor(inp.std).view(1, 3, 1, 1)
+    expected = (x * 1.4 + 0.2 / std).clamp(-mean / std, (1 - mean) / std)
+    assert torch.allclose(xc, expected, atol=1e-5) and torch.equal(yc, y)
+    lo, hi = (-mean / std), ((1 - mean) / std)
+    assert torch.all(xc >= lo - 1e-6) and torch.all(xc <= hi + 1e-6)
+    assert (xc == hi).float().mean() > (x == hi).float().mean()  # brighter: more clipped
+
+
+def test_augmentation_draws_keep_old_columns():
+    """Runs made before zoom/rotation/colour existed keep their flips, turns and crops."""
+    schedule = Schedule(n_train=40, batch_size=8, world_size=1, epochs=2, seed=3)
+    draws = schedule.draws(5, 8)
+    assert draws.shape == (8, 14)
+    old = np.random.default_rng([3, 2, 5]).random((8, 5))
+    assert np.array_equal(draws[:, :5], old)
+    assert not np.allclose(draws[:, 5:10], draws[:, :5])
+    with pytest.raises(ValueError, match="zoom=2"):
+        TrainConfig(zoom=2)
+
+
 def test_split_sources(tmp_path):
     """Random 7:1:2 by seed, a user's file, MoNuSeg's official lists (valid carved)."""
     from napari_tmunet.training.run_data import resolve_run_split

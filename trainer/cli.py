@@ -227,6 +227,16 @@ def _add_fit(sub) -> None:
     g.add_argument("--hflip", type=float, help="horizontal flip probability (default 0.25)")
     g.add_argument("--vflip", type=float, help="vertical flip probability (default 0)")
     g.add_argument("--rot90", action="store_true", default=None, help="random 90-degree turns")
+    g.add_argument(
+        "--zoom", type=float, help="random zoom up to a factor 1 + ZOOM either way (default 0)"
+    )
+    g.add_argument("--rotate", type=float, help="random rotation up to +- DEGREES (default 0)")
+    g.add_argument(
+        "--colour",
+        type=float,
+        help="colour jitter strength: contrast x(1 +- S), brightness +- S/2, channel gains "
+        "x(1 +- S/2) (default 0)",
+    )
     g = fit.add_argument_group("optimisation")
     g.add_argument(
         "--epochs", type=int, help="epochs (default 200); with --steps: number of LR/eval periods"

@@ -8,14 +8,18 @@ the training device as float16 with its mask:
 - "tile": at native resolution, one (C, H, W) tensor per image; a batch is random crops
   (zero padding, the mean colour, where an image is smaller than the crop).
 
-Flips and 90-degree turns are applied to the whole batch with device-side choices.
-The random draws of a whole period are computed on the host (``Schedule``) and copied
-to the device once per period, so making a batch never waits for the GPU.
+Flips, 90-degree turns and, when asked, random zoom, rotation, shift and colour jitter
+(one affine resampling and one gain/offset per sample) are applied to the whole batch
+with device-side choices, so a generalist model sees the scale and colour spread of
+other sources without a host round trip. The random draws of a whole period are
+computed on the host (``Schedule``) and copied to the device once per period, so making
+a batch never waits for the GPU.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,13 +35,31 @@ logger = logging.getLogger(__name__)
 STORE_DTYPE = torch.float16  # mapped inputs: 11-bit mantissa, finer than an 8-bit image
 
 
+DRAW_COLUMNS = 14  # uniforms per sample: see Schedule.draws and _augment
+
+
 @dataclass
 class Augment:
-    """Flip probabilities and 90-degree turns of the training batches."""
+    """Augmentation of the training batches.
+
+    Attributes:
+        hflip, vflip: flip probabilities.
+        rot90: random multiples of 90 degrees.
+        zoom: zoom factor drawn log-uniformly in [1 / (1 + zoom), 1 + zoom]; a zoomed-in
+            view is shifted at random within the image, a zoomed-out one is padded with
+            the mean colour.
+        rotate: rotation angle drawn uniformly in [-rotate, rotate] degrees.
+        colour: strength s of colour jitter: contrast x (1 +- s), brightness +- s / 2 of
+            the intensity range, each channel's gain x (1 +- s / 2); intensities stay in
+            the range a real image can have.
+    """
 
     hflip: float = 0.0
     vflip: float = 0.0
     rot90: bool = False
+    zoom: float = 0.0
+    rotate: float = 0.0
+    colour: float = 0.0
 
 
 class TrainingImages:
@@ -63,6 +85,9 @@ class TrainingImages:
     ):
         self.mode, self.device = mode, device
         self.size = tuple(input_config.size)
+        # (1, C, 1, 1) normalisation of the model input, for colour jitter in intensity units
+        self.mean = torch.tensor(input_config.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(input_config.std, device=device).view(1, -1, 1, 1)
         store = store or device
         frames = [FrameInput(item.image, channels, input_config) for item in items]
         masks = [torch.from_numpy(np.asarray(item.mask, dtype=bool))[None] for item in items]
@@ -93,7 +118,7 @@ class TrainingImages:
         mine = slice(rank, None, world)
         counts = [len(ix[mine]) for ix in plan]
         flat_ix = np.concatenate([np.asarray(ix[mine], dtype=np.int64) for ix in plan])
-        flat_draws = np.concatenate([d[mine] for d in draws]).astype(np.float32)  # (n, 5)
+        flat_draws = np.concatenate([d[mine] for d in draws]).astype(np.float32)  # (n, 14)
         ix_dev = torch.from_numpy(flat_ix).to(self.device)  # one copy per period
         draws_dev = torch.from_numpy(flat_draws).to(self.device)
         offset = 0
@@ -101,17 +126,27 @@ class TrainingImages:
             rows = slice(offset, offset + count)
             offset += count
             x, y = self._make(flat_ix[rows], flat_draws[rows], ix_dev[rows], draws_dev[rows])
-            yield (*_augment(x, y, draws_dev[rows], augment), len(ix))
+            yield (*self._augment(x, y, draws_dev[rows], augment), len(ix))
 
     def batch(self, indices: Sequence[int], draws: np.ndarray, augment: Augment):
-        """(x, y) of the samples ``indices`` with the (n, 5) uniforms ``draws``.
+        """(x, y) of the samples ``indices`` with the (n, k) uniforms ``draws``.
 
-        Columns of ``draws``: horizontal flip, vertical flip, turn, crop y, crop x.
+        Columns of ``draws``: horizontal flip, vertical flip, turn, crop y, crop x, then
+        (when ``augment`` zooms, rotates or jitters colours) zoom, angle, shift x, shift
+        y, contrast, brightness and three channel gains.
         """
         ix, draws = np.asarray(indices, dtype=np.int64), np.asarray(draws, dtype=np.float32)
         draws_dev = torch.from_numpy(draws).to(self.device)
         x, y = self._make(ix, draws, torch.from_numpy(ix).to(self.device), draws_dev)
-        return _augment(x, y, draws_dev, augment)
+        return self._augment(x, y, draws_dev, augment)
+
+    def _augment(self, x, y, draws, augment: Augment):
+        x, y = _flips_and_turns(x, y, draws, augment)
+        if augment.zoom or augment.rotate:
+            x, y = _warp(x, y, draws[:, 5:9], augment)
+        if augment.colour:
+            x = _jitter(x, draws[:, 9:14], augment.colour, self.mean, self.std)
+        return x.contiguous(), y.contiguous()
 
     def _make(self, ix, draws, ix_dev, draws_dev) -> tuple[torch.Tensor, torch.Tensor]:
         if self.mode == "resize":
@@ -145,7 +180,7 @@ def _full_frame(frame: FrameInput) -> torch.Tensor:
     return torch.from_numpy(frame.crop(0, 0, H, W))
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, augment: Augment):
+def _flips_and_turns(x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, augment: Augment):
     """Per-sample flips and 90-degree turns chosen by ``draws`` (n, 5) uniforms.
 
     Columns: horizontal flip, vertical flip, turn. A square batch turns by 0-3 quarter
@@ -164,4 +199,45 @@ def _augment(x: torch.Tensor, y: torch.Tensor, draws: torch.Tensor, augment: Aug
             chosen = (turns == k).view(n, 1, 1, 1)
             x = torch.where(chosen, torch.rot90(x, k, (-2, -1)), x)
             y = torch.where(chosen, torch.rot90(y, k, (-2, -1)), y)
-    return x.contiguous(), y.contiguous()
+    return x, y
+
+
+def _warp(x: torch.Tensor, y: torch.Tensor, u: torch.Tensor, augment: Augment):
+    """Zoom, rotate and shift each sample by one bilinear resampling.
+
+    ``u``: (n, 4) uniforms (zoom, angle, shift x, shift y). Outside the source image
+    the input is 0 (the mean colour after normalisation) and the mask background.
+    """
+    n, _, h, w = x.shape
+    zoom = torch.exp((2 * u[:, 0] - 1) * math.log1p(augment.zoom))  # (n,)
+    angle = (2 * u[:, 1] - 1) * math.radians(augment.rotate)
+    room = (1 - 1 / zoom).clamp(min=0)  # a zoomed-in view may move this far and stay inside
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # output -> source in [-1, 1] coordinates; h / w keeps a rotation rigid on a
+    # non-square image (the coordinates are normalised per axis)
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin * h / w, (2 * u[:, 2] - 1) * room], 1),
+            torch.stack([sin * w / h, cos, (2 * u[:, 3] - 1) * room], 1),
+        ],
+        1,
+    )  # (n, 2, 3)
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    y = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return x, (y > 0.5).to(y.dtype)
+
+
+def _jitter(x, u, strength: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Contrast, brightness and channel gains of each normalised sample.
+
+    ``u``: (n, 5) uniforms (contrast, brightness, gains of up to three channels). The
+    contrast turns about the normalisation mean; the result is clipped to the
+    normalised image of [0, 1] intensities.
+    """
+    n, c = x.shape[:2]
+    contrast = 1 + strength * (2 * u[:, 0] - 1)  # (n,)
+    brightness = strength / 2 * (2 * u[:, 1] - 1)  # in intensity units, (n,)
+    gains = 1 + strength / 2 * (2 * u[:, 2 : 2 + c] - 1)  # (n, C)
+    x = x * (contrast[:, None] * gains).view(n, c, 1, 1) + brightness.view(n, 1, 1, 1) / std
+    return torch.maximum(torch.minimum(x, (1 - mean) / std), -mean / std)

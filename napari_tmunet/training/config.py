@@ -67,6 +67,9 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this (0 = off; the paper does not clip).
         ce_weight, dice_weight: lambda1, lambda2 of the loss.
         hflip, vflip: flip probabilities; rot90: random multiples of 90 degrees.
+        zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
+            (up to +- rotate degrees) and colour jitter strength; 0 = off (see
+            ``batches.Augment``).
         amp: bf16 autocast on CUDA (ignored on CPU).
         cuda_graphs: replay each training step from a CUDA graph (one GPU; ignored on
             the CPU and under DDP).
@@ -117,6 +120,9 @@ class TrainConfig:
     hflip: float = 0.25
     vflip: float = 0.0
     rot90: bool = False
+    zoom: float = 0.0
+    rotate: float = 0.0
+    colour: float = 0.0
     amp: bool = True
     cuda_graphs: bool = True
     sync_bn: bool = True
@@ -160,6 +166,11 @@ class TrainConfig:
         for name in ("hflip", "vflip"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name}={getattr(self, name)}: expected a probability in [0, 1]")
+        if not (0 <= self.zoom <= 1 and 0 <= self.rotate <= 180 and 0 <= self.colour <= 1):
+            problems.append(
+                f"zoom={self.zoom}, rotate={self.rotate}, colour={self.colour}: expected "
+                "0 <= zoom <= 1, 0 <= rotate <= 180 (degrees), 0 <= colour <= 1"
+            )
         if not 0 <= self.overlap <= MAX_OVERLAP:
             problems.append(f"overlap={self.overlap}: expected 0 <= overlap <= {MAX_OVERLAP}")
         if self.in_channels not in (0, 1, 3):

@@ -86,5 +86,12 @@ class Schedule:
         return out
 
     def draws(self, step: int, n: int) -> np.ndarray:
-        """(n, 5) augmentation uniforms of step ``step``."""
-        return np.random.default_rng([self.seed, 2, step]).random((n, 5))
+        """(n, 14) augmentation uniforms of step ``step``.
+
+        Columns 0-4 (flips, turn, crop position) come from the stream that runs made
+        before zoom, rotation and colour jitter existed, so their batches stay the same;
+        columns 5-13 come from a stream of their own.
+        """
+        base = np.random.default_rng([self.seed, 2, step]).random((n, 5))
+        extra = np.random.default_rng([self.seed, 3, step]).random((n, 9))
+        return np.concatenate([base, extra], axis=1)
