@@ -223,7 +223,7 @@ def _efficiency_line(eff: dict) -> str:
 
 
 def cmd_cache(args) -> int:
-    from napari_tmunet.data.datasets import build_cache
+    from napari_tmunet.data.cache import build_cache
 
     data, _ = _data_source(args)
     if data is None:

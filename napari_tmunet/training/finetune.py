@@ -400,7 +400,7 @@ def run_finetune(
 
     from ..checkpoint import CheckpointError, load_checkpoint
     from ..config import InputConfig
-    from ..data.datasets import decode_folder
+    from ..data.cache import decode_folder
     from ..inference import resolve_device
     from .config import TrainConfig
     from .engine import fit
