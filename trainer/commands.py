@@ -56,7 +56,7 @@ def _data_source(args) -> tuple[str | None, str | None]:
 
 # ---------------------------------------------------------------------------- commands
 
-_FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
+FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
     "no_amp": ("amp", lambda v: not v),
     "no_cuda_graphs": ("cuda_graphs", lambda v: not v),
     "no_sync_bn": ("sync_bn", lambda v: not v),
@@ -64,7 +64,7 @@ _FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
     "no_efficiency": ("efficiency", lambda v: not v),
     "no_progress": ("progress", lambda v: not v),
 }
-_MODEL_FIELDS = {  # argparse dest -> ModelConfig override
+MODEL_FIELDS = {  # argparse dest -> ModelConfig override
     "channels": ("channels", list),
     "no_xlstm": ("use_xlstm", lambda v: not v),
     "no_pooling": ("use_pooling", lambda v: not v),
@@ -97,11 +97,11 @@ def fit_config(args) -> tuple[object, Path]:
     for dest, value in vars(args).items():
         if value is None or dest in ("data", "dataset_name", "preset", "config", "run_dir"):
             continue
-        if dest in _MODEL_FIELDS:
-            key, conv = _MODEL_FIELDS[dest]
+        if dest in MODEL_FIELDS:
+            key, conv = MODEL_FIELDS[dest]
             model[key] = conv(value)
-        elif dest in _FIT_FIELDS:
-            key, conv = _FIT_FIELDS[dest]
+        elif dest in FIT_FIELDS:
+            key, conv = FIT_FIELDS[dest]
             values[key] = conv(value)
         elif dest in fields:
             values[dest] = value
@@ -397,7 +397,7 @@ def cmd_efficiency(args) -> int:
     else:
         overrides = {  # the same option -> ModelConfig table as `fit`
             key: conv(getattr(args, dest))
-            for dest, (key, conv) in _MODEL_FIELDS.items()
+            for dest, (key, conv) in MODEL_FIELDS.items()
             if getattr(args, dest, None) not in (None, False)
         }
         chosen = {k: getattr(args, k) for k in ("arch", "variant") if getattr(args, k)}
