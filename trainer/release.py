@@ -38,16 +38,12 @@ from napari_tmunet.storage import write_json
 from napari_tmunet.training.config import TrainConfig
 from napari_tmunet.training.run_folder import read_metrics
 from trainer.cli import PRESETS
-from trainer.report import canonical_dataset, test_result
+from trainer.report import PAPER_TABLE1, canonical_dataset, test_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_tmunet" / "weights"
 LICENCE = "CC BY-NC-SA 4.0 (weights trained on research datasets; non-commercial research use)"
-PAPER = {  # Table 1, TM-UNet: Dice, IoU, F1, HD (by the paper's dataset names)
-    "CVCCDB": (86.57, 79.89, 88.83, 35.35),
-    "MoNuSeg": (85.63, 74.10, 85.95, 25.66),
-    "UDIAT": (77.40, 66.82, 80.40, 39.74),
-}
+PAPER = PAPER_TABLE1["TM-UNet (paper)"]  # Dice, IoU, F1, HD by the paper's dataset names
 POOLING = {
     "released": "multi-scale pooling over the token and channel axes (released code)",
     "spatial": "multi-scale pooling over the 2-D feature map",
