@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_tmunet.data.datasets import find_pairs, load_cache, load_split, split_from_lists
+from napari_tmunet.data.cache import load_cache
+from napari_tmunet.data.datasets import find_pairs, load_split, split_from_lists
 from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.inference import predict_probability
 from napari_tmunet.metrics import dice_score, iou_score

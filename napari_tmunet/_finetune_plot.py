@@ -1,12 +1,14 @@
 """The Fine-tune dock's live plot: training loss and held-out Dice, in napari's theme.
 
 A mixin of :class:`~napari_tmunet._finetune_widget.FinetuneWidget`; it draws the dock's
-``history`` into a compact matplotlib canvas placed in ``plot_box``.
+``history`` into a compact matplotlib canvas placed in ``plot_box``; :func:`read_history`
+rebuilds that history from a run folder when a run resumes.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ._widget_common import theme_colours
 
@@ -71,3 +73,17 @@ class LivePlot:
             self._ax_loss.relim()
             self._ax_loss.autoscale_view(scalex=False)
         self.canvas.draw_idle()
+
+
+def read_history(train_dir: Path) -> dict[str, list]:
+    """Loss and validation points of a run's ``metrics.jsonl`` (``run_folder.read_metrics``:
+    a cut-off last line is left out)."""
+    from .training.run_folder import read_metrics  # here: it imports torch
+
+    history: dict[str, list] = {"loss": [], "eval": []}
+    for record in read_metrics(train_dir):
+        if record.get("train_loss") is not None:
+            history["loss"].append((record["step"], record["train_loss"]))
+        if record.get("val_dice") is not None:
+            history["eval"].append(record)
+    return history

@@ -10,7 +10,6 @@ checkpoint; Resume continues a stopped run.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from datetime import datetime
@@ -36,7 +35,7 @@ from qtpy.QtCore import QObject, Signal
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
 from ._finetune_pairs import PairRow, fits, guess_labels
-from ._finetune_plot import LivePlot
+from ._finetune_plot import LivePlot, read_history
 from ._widget_common import (
     Eta,
     fit_width,
@@ -448,7 +447,11 @@ class FinetuneWidget(LivePlot, Container):
         if not (run_dir / "train" / "last.pt").is_file():
             show_error(f"{run_dir} holds no run to resume (no train/last.pt).")
             return
-        self.history = _read_history(run_dir / "train" / "metrics.jsonl")
+        try:
+            self.history = read_history(run_dir / "train")
+        except ValueError as err:  # a damaged metrics.jsonl: the run cannot resume either
+            show_error(str(err))
+            return
         self._launch(
             FinetuneJob(
                 run_dir=run_dir,
@@ -613,17 +616,3 @@ def _torch_threads() -> int:
     """The GUI thread's torch thread count, when torch is loaded (0: leave the default)."""
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else 0
-
-
-def _read_history(path: Path) -> dict[str, list]:
-    history: dict[str, list] = {"loss": [], "eval": []}
-    if not path.is_file():
-        return history
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("train_loss") is not None:
-                history["loss"].append((record["step"], record["train_loss"]))
-            if record.get("val_dice") is not None:
-                history["eval"].append(record)
-    return history

@@ -206,76 +206,95 @@ def evaluate(
     Returns:
         An :class:`Evaluation` (a ``SegmentationMetrics`` with a ``native`` column).
     """
-    import torch
-
-    from .inference import (
-        FrameInput,
-        foreground_probability,
-        forward_logits,
-        resize,
-        resize_mask,
-        run_to_completion,
-        sliding_window,
-    )
-
     mode = canonical_mode(mode)
     net = getattr(model, "module", model)
     was_training = net.training
     net.eval()
-    device = torch.device(device) if device is not None else next(net.parameters()).device
-    amp = device.type == "cuda" if amp is None else amp
-    channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
-    size = tuple(input_config.size)
-    eval_size = size if mode == "resize" else PAPER_TEST_SIZE
-    threshold = input_config.threshold
-    result = Evaluation(eval_size)
+    try:
+        run = _EvaluationRun(net, input_config, mode, device, amp)
+        items = list(samples)
+        if mode == "tile":
+            run.score_tiled(items, overlap, batch_size, progress)
+        else:
+            run.score_resized(items, batch_size, progress)
+    finally:
+        net.train(was_training)
+    return run.result
 
-    def probability(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
-        return foreground_probability(forward_logits(net, x, amp))[:, None]
 
-    def prepare(sample) -> tuple[str, FrameInput, np.ndarray]:
+class _EvaluationRun:
+    """The settings of one :func:`evaluate` call and the ``Evaluation`` it fills."""
+
+    def __init__(self, net: nn.Module, input_config: InputConfig, mode: str, device, amp):
+        import torch
+
+        self.net = net
+        self.device = torch.device(device) if device is not None else next(net.parameters()).device
+        self.amp = self.device.type == "cuda" if amp is None else amp
+        self.channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
+        self.input_config = input_config
+        self.size = tuple(input_config.size)
+        self.eval_size = self.size if mode == "resize" else PAPER_TEST_SIZE
+        self.result = Evaluation(self.eval_size)
+
+    def score_tiled(self, items: list, overlap: float, batch_size: int, progress: bool) -> None:
+        """Sliding window at native resolution; the main column resized to 512 x 512."""
+        from .inference import resize, run_to_completion, sliding_window
+
+        for sample in _progress(items, len(items), "evaluate", progress):
+            name, frame, mask = self.prepare(sample)
+            windows = sliding_window(
+                self.probability, frame, self.size, overlap, batch_size, "gaussian", self.device
+            )
+            prob = run_to_completion(windows)  # (1, 1, H, W)
+            self.score(name, resize(prob, self.eval_size)[0, 0], prob[0, 0], mask)
+
+    def score_resized(self, items: list, batch_size: int, progress: bool) -> None:
+        """Batches resized to the model's size; the native column from resized-back logits."""
+        import torch
+
+        from .inference import foreground_probability, forward_logits, resize
+
+        starts = range(0, len(items), batch_size)
+        for start in _progress(starts, len(starts), "evaluate", progress):
+            prepared = [self.prepare(s) for s in items[start : start + batch_size]]
+            x = torch.cat([frame.resized(self.device) for _, frame, _ in prepared])
+            logits = forward_logits(self.net, x, self.amp)  # (n, K, h, w)
+            for (name, frame, mask), lg in zip(prepared, logits, strict=True):
+                native = foreground_probability(resize(lg[None], frame.hw))[0]
+                self.score(name, foreground_probability(lg[None])[0], native, mask)
+
+    def probability(self, x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
+        from .inference import foreground_probability, forward_logits
+
+        return foreground_probability(forward_logits(self.net, x, self.amp))[:, None]
+
+    def prepare(self, sample) -> tuple[str, Any, np.ndarray]:
+        """(name, FrameInput, (H, W) bool mask) of one sample; refuses a mask of another size."""
+        from .inference import FrameInput
+
         name, image, mask = _sample_fields(sample)
-        frame = FrameInput(image, channels, input_config)
+        frame = FrameInput(image, self.channels, self.input_config)
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != frame.hw:
             raise ValueError(f"sample {name}: image is {frame.hw} but mask is {mask.shape}")
         return name, frame, mask
 
-    def score(name: str, prob_size: torch.Tensor, prob_native: torch.Tensor, mask: np.ndarray):
+    def score(self, name: str, prob_size, prob_native, mask: np.ndarray) -> None:
         """Probabilities (h, w) at the evaluation size and (H, W) at the image's."""
-        ref_size = resize_mask(torch.from_numpy(mask)[None, None], eval_size)[0, 0]
-        result.add(
+        import torch
+
+        from .inference import resize_mask
+
+        ref_size = resize_mask(torch.from_numpy(mask)[None, None], self.eval_size)[0, 0]
+        threshold = self.input_config.threshold
+        self.result.add(
             name,
             (prob_size > threshold).cpu().numpy(),
             ref_size.numpy(),
             (prob_native > threshold).cpu().numpy(),
             mask,
         )
-
-    try:
-        items = list(samples)
-        if mode == "tile":
-            for sample in _progress(items, len(items), "evaluate", progress):
-                name, frame, mask = prepare(sample)
-                windows = sliding_window(
-                    probability, frame, size, overlap, batch_size, "gaussian", device
-                )
-                prob = run_to_completion(windows)  # (1, 1, H, W)
-                score(name, resize(prob, eval_size)[0, 0], prob[0, 0], mask)
-        else:
-            bar = _progress(
-                range(0, len(items), batch_size), -(-len(items) // batch_size), "evaluate", progress
-            )
-            for start in bar:
-                prepared = [prepare(s) for s in items[start : start + batch_size]]
-                x = torch.cat([frame.resized(device) for _, frame, _ in prepared])
-                logits = forward_logits(net, x, amp)  # (n, K, h, w)
-                for (name, frame, mask), lg in zip(prepared, logits, strict=True):
-                    native = foreground_probability(resize(lg[None], frame.hw))[0]
-                    score(name, foreground_probability(lg[None])[0], native, mask)
-    finally:
-        net.train(was_training)
-    return result
 
 
 def _sample_fields(sample) -> tuple[str, np.ndarray, np.ndarray]:

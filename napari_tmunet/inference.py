@@ -184,12 +184,7 @@ def segment(
         max_pixels: the pixel budget above which a lazy image is streamed in bands;
             None: ``data.budget.max_pixels()``.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
-    if threshold is None:
-        threshold = checkpoint.input_config.threshold
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold={threshold}: expected a probability strictly in (0, 1).")
+    threshold = _checked_threshold(mode, threshold, checkpoint)
     is_stack, _ = split_frames(image, rgb)
     if not is_stack and _streamed(image, max_pixels):
         from .streaming import segment_bands
@@ -200,50 +195,61 @@ def segment(
             )
         )
     frames = image if is_stack else [image]
-    n_frames = len(frames)
     first = _frame_input(np.asarray(frames[0]), checkpoint)
-    per_frame = first.units(mode, tile_overlap) + (1 if instances else 0)
-    total = per_frame * n_frames
-    shape = (n_frames, *first.hw)
+    shape = (len(frames), *first.hw)
     probability = np.empty(shape, np.float32)  # (Z, H, W)
     labels = np.empty(shape, np.int32 if instances else np.uint8)  # (Z, H, W)
-    mapping = first.mapping
-    if is_stack and "percentiles" in mapping:
-        mapping = f"each frame by its own range, e.g. frame 0: {mapping}"
-    next_label = 0
-    done = 0
+    total = (first.units(mode, tile_overlap) + (1 if instances else 0)) * len(frames)
+    done, next_label = 0, 0
     yield done, total
-    for z in range(n_frames):
+    for z in range(len(frames)):
         frame = first if z == 0 else _frame_input(np.asarray(frames[z]), checkpoint)
         steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size)
-        while True:
-            try:
-                frame_done, _ = next(steps)
-            except StopIteration as stop:
-                probability[z] = check_output(stop.value)
-                break
-            yield done + frame_done, total
+        probability[z] = check_output((yield from _shifted(steps, done, total)))
         done += frame.units(mode, tile_overlap)
         mask = probability[z] > threshold
         if instances:
-            frame_labels = split_instances(mask, split_depth=split_depth)
-            frame_labels[frame_labels > 0] += next_label  # ids unique across the stack
-            next_label = max(next_label, int(frame_labels.max()))
-            labels[z] = frame_labels
+            labels[z] = _instances(mask, split_depth, next_label)
+            next_label = max(next_label, int(labels[z].max()))
             done += 1
             yield done, total
         else:
             labels[z] = mask
+    mapping = first.mapping
+    if is_stack and "percentiles" in mapping:
+        mapping = f"each frame by its own range, e.g. frame 0: {mapping}"
     if not is_stack:
         labels, probability = labels[0], probability[0]
-    return SegmentationResult(
-        labels=labels,
-        probability=probability,
-        mapping=mapping,
-        threshold=float(threshold),
-        mode=mode,
-        instances=instances,
-    )
+    return SegmentationResult(labels, probability, mapping, float(threshold), mode, instances)
+
+
+def _checked_threshold(mode: str, threshold: float | None, checkpoint: Checkpoint) -> float:
+    """The threshold to use (None: the checkpoint's); refuses an unknown mode or threshold."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
+    if threshold is None:
+        threshold = checkpoint.input_config.threshold
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold={threshold}: expected a probability strictly in (0, 1).")
+    return threshold
+
+
+def _instances(mask: np.ndarray, split_depth: float, offset: int) -> np.ndarray:
+    """(H, W) instance labels of a frame's mask, ids above ``offset`` (unique in a stack)."""
+    frame_labels = split_instances(mask, split_depth=split_depth)
+    frame_labels[frame_labels > 0] += offset
+    return frame_labels
+
+
+def _shifted(steps: Generator, done: int, total: int) -> Generator[tuple[int, int], None, Any]:
+    """Run one frame's generator, its progress yielded as ``(done + its done, total)``;
+    returns what it returns."""
+    while True:
+        try:
+            frame_done, _ = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield done + frame_done, total
 
 
 def run_to_completion(

@@ -1,4 +1,6 @@
-"""Atomic file writes: what the user made is never left half-written."""
+"""Atomic file writes (what the user made is never left half-written), JSON helpers and
+folder locks. Light on purpose (standard library only): supervisors and report tools
+import it without torch."""
 
 from __future__ import annotations
 
@@ -54,6 +56,33 @@ def write_json(path: str | os.PathLike, data) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict]:
+    """The records of an append-only JSON-lines file in order; [] when there is none.
+
+    A last line cut short (a crash, or a writer still at work) is left out with a
+    warning; a bad line before it means a damaged file (ValueError naming it).
+    """
+    import json
+    import logging
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):
+                logging.getLogger(__name__).warning("%s: ignoring a cut-off last line", path)
+                break
+            raise ValueError(f"{path}, line {n}: not JSON; the file is damaged") from None
+    return records
 
 
 class FolderBusyError(RuntimeError):

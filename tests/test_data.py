@@ -10,14 +10,13 @@ import tifffile
 from _paths import DATASETS
 from PIL import Image
 
+from napari_tmunet.data.cache import build_cache, load_cache
 from napari_tmunet.data.datasets import (
     DatasetError,
     Pair,
-    build_cache,
     check_pair,
     content_groups,
     find_pairs,
-    load_cache,
     load_split,
     make_split,
     natural_key,
@@ -347,7 +346,7 @@ def test_cache_round_trip_exact(tmp_path):
 
 
 def test_cache_stores_compact_forms_and_reads_versions_1_and_2(tmp_path):
-    from napari_tmunet.data.datasets import CACHE_FORMAT, NativeCache
+    from napari_tmunet.data.cache import CACHE_FORMAT, NativeCache
 
     images = [
         RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8),  # lossless WebP

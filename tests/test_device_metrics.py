@@ -46,7 +46,7 @@ def test_torch_metrics_equal_numpy_metrics(pred, ref):
 @pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no CVC-ClinicDB at {CLINIC}")
 def test_resident_validation_equals_evaluate(one_torch_thread):
     """The trainer's per-period validation scores what the plugin's evaluation scores."""
-    from napari_tmunet.data.datasets import decode_folder
+    from napari_tmunet.data.cache import decode_folder
     from napari_tmunet.evaluation import evaluate
     from napari_tmunet.training.validation import ResidentValidation
 

@@ -46,8 +46,8 @@ needs_data = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def weak_model(tmp_path_factory):
     """A TM-UNet t checkpoint (input 128) trained 10 steps on colonoscopy frames."""
+    from napari_tmunet.data.images import write_image
     from napari_tmunet.training.engine import TrainConfig, fit
-    from napari_tmunet.training.finetune import write_image
 
     root = tmp_path_factory.mktemp("weak")
     data = root / "data"

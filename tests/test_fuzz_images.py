@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from napari_tmunet import _reader  # noqa: E402
-from napari_tmunet.data.datasets import DatasetError, decode_folder  # noqa: E402
+from napari_tmunet.data.cache import decode_folder  # noqa: E402
+from napari_tmunet.data.datasets import DatasetError  # noqa: E402
 from napari_tmunet.data.images import (  # noqa: E402
     ImageReadError,
     image_shape,

@@ -8,7 +8,8 @@ import pytest
 from _paths import REPO
 from PIL import Image
 
-from napari_tmunet.data.datasets import build_cache, find_pairs, load_split
+from napari_tmunet.data.cache import build_cache
+from napari_tmunet.data.datasets import find_pairs, load_split
 
 sys.path.insert(0, str(REPO / "bench"))
 import combine_datasets  # noqa: E402

@@ -95,7 +95,7 @@ def test_model_b_forward_matches_cpu():
 
 @pytest.mark.skipif(not (DATASETS / "CVC-ClinicDB").is_dir(), reason="no CVC-ClinicDB")
 def test_device_validation_matches_evaluate():
-    from napari_tmunet.data.datasets import decode_folder
+    from napari_tmunet.data.cache import decode_folder
     from napari_tmunet.evaluation import evaluate
     from napari_tmunet.training.validation import ResidentValidation
 

@@ -21,7 +21,8 @@ import tifffile
 from PIL import Image
 
 from napari_tmunet.data.budget import DEFAULT_MAX_PIXELS, max_pixels
-from napari_tmunet.data.datasets import DatasetError, decode_folder, find_pairs
+from napari_tmunet.data.cache import decode_folder
+from napari_tmunet.data.datasets import DatasetError, find_pairs
 from napari_tmunet.data.images import (
     ImageReadError,
     ImageTooLargeError,
@@ -150,7 +151,8 @@ def test_unreadable_file_in_a_dataset_is_named(tmp_path):
     locked = root / "images" / "0.png"
     locked.chmod(0)
     script = (
-        "from napari_tmunet.data.datasets import decode_folder, DatasetError\n"
+        "from napari_tmunet.data.cache import decode_folder\n"
+        "from napari_tmunet.data.datasets import DatasetError\n"
         f"cache = decode_folder({str(root)!r}, skip_bad=True)\n"
         "print(sorted(cache.names), cache.skipped)\n"
         "try:\n"

@@ -5,6 +5,7 @@ Data: the bundled nuclei sample cut into 16 tiles of 64 x 64 (no shared data nee
 trained as TM-UNet t at 32 x 32, one step per period.
 """
 
+import json
 import logging
 import os
 import signal
@@ -209,3 +210,36 @@ def test_two_processes_into_one_run_folder(tiles, tmp_path):
     assert periods == list(range(1, len(periods) + 1)) and len(periods) >= 1
     assert [r["step"] for r in records] == sorted(r["step"] for r in records)
     assert records[-1].get("stopped") and not (run / ".napari-tmunet.lock").exists()
+
+
+def test_a_metrics_file_cut_mid_line_is_read_alike_everywhere(tmp_path, caplog):
+    """The engine's reader, the Fine-tune dock's history and the campaign's status all
+    read a metrics.jsonl whose last line a crash (or a writer at work) cut short: the
+    whole records, nothing from the cut line; a bad line before the last is refused."""
+    from napari_tmunet._finetune_plot import read_history
+    from trainer.campaign import _last_record
+
+    run = tmp_path / "train"
+    run.mkdir()
+    records = [
+        {"step": 1, "train_loss": 0.9},
+        {"step": 2, "train_loss": 0.7, "val_dice": 0.4},
+        {"step": 3, "train_loss": 0.6},
+    ]
+    lines = [json.dumps(r) for r in records]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 4, "train_lo')
+    with caplog.at_level(logging.WARNING):
+        assert read_metrics(run) == records
+    assert "cut-off last line" in caplog.text
+    history = read_history(run)
+    assert history["loss"] == [(1, 0.9), (2, 0.7), (3, 0.6)]
+    assert history["eval"] == [records[1]]
+    assert _last_record(run) == records[2]
+    assert _last_record(tmp_path / "none") == {}
+
+    (run / "metrics.jsonl").write_text(lines[0] + "\n{oops\n" + lines[2] + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 2: not JSON"):
+        read_metrics(run)
+    with pytest.raises(ValueError, match="line 2"):
+        read_history(run)
+    assert _last_record(run) == {}  # status shows no progress rather than failing

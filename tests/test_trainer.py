@@ -22,7 +22,8 @@ from torch import nn
 
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.data.datasets import DatasetError, NativeCache, decode_folder
+from napari_tmunet.data.cache import NativeCache, decode_folder
+from napari_tmunet.data.datasets import DatasetError
 from napari_tmunet.evaluation import evaluate
 from napari_tmunet.inference import FrameInput
 from napari_tmunet.training import RunDirError, TrainConfig, fit
@@ -152,7 +153,7 @@ def test_schedule_epochs_steps_and_sharding():
 
 @needs_data
 def test_device_batches_resize_and_tile(clinic_cache):
-    from napari_tmunet.data.datasets import load_cache
+    from napari_tmunet.data.cache import load_cache
 
     cache = load_cache(clinic_cache)
     items = cache[:3]
@@ -746,7 +747,7 @@ def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     folder = commands._write_demo_tiles(tmp_path / "tiles")  # the bundled nuclei sample, 16 tiles
     assert cli.main(["cache", "--data", str(folder), str(tmp_path / "tiles.npz")]) == 0
-    from napari_tmunet.data.datasets import load_cache
+    from napari_tmunet.data.cache import load_cache
 
     cache = load_cache(tmp_path / "tiles.npz")
     assert len(cache) == 16 and cache.rule_counts() == {">127": 16}

@@ -146,11 +146,18 @@ def cmd_start(args) -> None:
 
 
 def _last_record(run_dir: Path) -> dict:
+    """The run's latest metrics record; {} while there is none or it cannot be read.
+
+    ``run_folder.read_metrics``'s parser (a cut-off last line left out), called on the
+    file directly: importing ``napari_tmunet.training`` would load torch into the supervisor.
+    """
+    from napari_tmunet.storage import read_json_lines
+
     try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-        return json.loads(lines[-1]) if lines else {}
-    except OSError:
+        records = read_json_lines(run_dir / "metrics.jsonl")
+    except (OSError, ValueError):
         return {}
+    return records[-1] if records else {}
 
 
 def cmd_status(args) -> None:

@@ -56,7 +56,7 @@ def _data_source(args) -> tuple[str | None, str | None]:
 
 # ---------------------------------------------------------------------------- commands
 
-_FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
+FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
     "no_amp": ("amp", lambda v: not v),
     "no_cuda_graphs": ("cuda_graphs", lambda v: not v),
     "no_sync_bn": ("sync_bn", lambda v: not v),
@@ -64,7 +64,7 @@ _FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
     "no_efficiency": ("efficiency", lambda v: not v),
     "no_progress": ("progress", lambda v: not v),
 }
-_MODEL_FIELDS = {  # argparse dest -> ModelConfig override
+MODEL_FIELDS = {  # argparse dest -> ModelConfig override
     "channels": ("channels", list),
     "no_xlstm": ("use_xlstm", lambda v: not v),
     "no_pooling": ("use_pooling", lambda v: not v),
@@ -97,11 +97,11 @@ def fit_config(args) -> tuple[object, Path]:
     for dest, value in vars(args).items():
         if value is None or dest in ("data", "dataset_name", "preset", "config", "run_dir"):
             continue
-        if dest in _MODEL_FIELDS:
-            key, conv = _MODEL_FIELDS[dest]
+        if dest in MODEL_FIELDS:
+            key, conv = MODEL_FIELDS[dest]
             model[key] = conv(value)
-        elif dest in _FIT_FIELDS:
-            key, conv = _FIT_FIELDS[dest]
+        elif dest in FIT_FIELDS:
+            key, conv = FIT_FIELDS[dest]
             values[key] = conv(value)
         elif dest in fields:
             values[dest] = value
@@ -223,7 +223,7 @@ def _efficiency_line(eff: dict) -> str:
 
 
 def cmd_cache(args) -> int:
-    from napari_tmunet.data.datasets import build_cache
+    from napari_tmunet.data.cache import build_cache
 
     data, _ = _data_source(args)
     if data is None:
@@ -255,54 +255,20 @@ def cmd_cache(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-
+    """Score a checkpoint on a part of a dataset; write eval-PART-NAME.csv / .json beside it."""
     from napari_tmunet.checkpoint import load_checkpoint
-    from napari_tmunet.data.datasets import load_split, make_split
     from napari_tmunet.evaluation import evaluate
     from napari_tmunet.inference import resolve_device
     from napari_tmunet.storage import write_json
-    from napari_tmunet.training.config import TrainConfig
     from napari_tmunet.training.run_data import load_dataset
     from napari_tmunet.training.run_folder import dataset_label
 
     ckpt_path = Path(args.checkpoint)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(ckpt_path, device)
-    trained = ckpt.metadata.get("train_config") or {}
-    tcfg = TrainConfig.from_dict(trained) if trained else TrainConfig()
-    data, name = _data_source(args)
-    values = tcfg.to_dict()
-    if data is not None:
-        values.update(data=data, max_images=0)
-        if Path(data).resolve() != Path(tcfg.data or ".").resolve():
-            values["dataset_name"] = ""  # label results with the data evaluated, not trained
-    if name is not None:
-        values["dataset_name"] = name
-    if args.skip_bad:
-        values["skip_bad"] = True
-    cfg = TrainConfig.from_dict(values)
-    if not cfg.data:
-        raise ValueError(
-            f"{ckpt_path} does not name its dataset: pass --preset NAME or --data PATH"
-        )
+    cfg = _evaluation_config(args, ckpt_path, ckpt.metadata.get("train_config") or {})
     cache = load_dataset(cfg)
-    names = list(cache.names)
-    if args.part == "all":
-        chosen, source = names, "all images"
-    else:
-        split_file = Path(args.split_file) if args.split_file else ckpt_path.parent / "split.json"
-        if split_file.is_file():
-            split, _ = load_split(split_file, names, seed=cfg.split_seed)
-            source = str(split_file)
-        else:
-            seed = cfg.split_seed if args.split_seed is None else args.split_seed
-            split = make_split(names, seed, cfg.split_ratios, groups=cache.groups)
-            source = f"random split, seed {seed}"
-        chosen = split[args.part]
-    if not chosen:
-        raise ValueError(f"the {args.part} part of the split ({source}) is empty")
-    index = {n: i for i, n in enumerate(names)}
-    samples = [cache[index[n]] for n in chosen]
+    samples, source = _evaluation_samples(args, cfg, cache, ckpt_path)
     mode = args.mode or cfg.mode
     ev = evaluate(
         ckpt.model,
@@ -325,8 +291,65 @@ def cmd_evaluate(args) -> int:
         "test": ev.aggregate(),
     }
     write_json(out / f"{stem}.json", summary)
+    _print_evaluation(summary, ckpt.input_config.size)
+    print(f"per-image CSV: {out / (stem + '.csv')}")
+    return 0
+
+
+def _evaluation_config(args, ckpt_path: Path, trained: dict):
+    """The checkpoint's training config with the data and options of the command line."""
+    from napari_tmunet.training.config import TrainConfig
+
+    tcfg = TrainConfig.from_dict(trained) if trained else TrainConfig()
+    data, name = _data_source(args)
+    values = tcfg.to_dict()
+    if data is not None:
+        values.update(data=data, max_images=0)
+        if Path(data).resolve() != Path(tcfg.data or ".").resolve():
+            values["dataset_name"] = ""  # label results with the data evaluated, not trained
+    if name is not None:
+        values["dataset_name"] = name
+    if args.skip_bad:
+        values["skip_bad"] = True
+    cfg = TrainConfig.from_dict(values)
+    if not cfg.data:
+        raise ValueError(
+            f"{ckpt_path} does not name its dataset: pass --preset NAME or --data PATH"
+        )
+    return cfg
+
+
+def _evaluation_samples(args, cfg, cache, ckpt_path: Path) -> tuple[list, str]:
+    """The items of the chosen part (split file beside the checkpoint, or a random split)
+    and where that part comes from, in words."""
+    from napari_tmunet.data.datasets import load_split, make_split
+
+    names = list(cache.names)
+    if args.part == "all":
+        chosen, source = names, "all images"
+    else:
+        split_file = Path(args.split_file) if args.split_file else ckpt_path.parent / "split.json"
+        if split_file.is_file():
+            split, _ = load_split(split_file, names, seed=cfg.split_seed)
+            source = str(split_file)
+        else:
+            seed = cfg.split_seed if args.split_seed is None else args.split_seed
+            split = make_split(names, seed, cfg.split_ratios, groups=cache.groups)
+            source = f"random split, seed {seed}"
+        chosen = split[args.part]
+    if not chosen:
+        raise ValueError(f"the {args.part} part of the split ({source}) is empty")
+    index = {n: i for i, n in enumerate(names)}
+    return [cache[index[n]] for n in chosen], source
+
+
+def _print_evaluation(summary: dict, size) -> None:
+    """The scores of ``cmd_evaluate`` as a Markdown table: model size and native rows."""
     agg = summary["test"]
-    print(f"{ckpt_path} on {summary['dataset']} {args.part} ({agg['count']} images, {source}):")
+    print(
+        f"{summary['checkpoint']} on {summary['dataset']} {summary['part']} "
+        f"({agg['count']} images, {summary['split']}):"
+    )
     print(
         "| size | Dice | IoU | F1 | HD | HD95 | empty pred. |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(
@@ -334,14 +357,9 @@ def cmd_evaluate(args) -> int:
             f"{100 * agg[p + 'iou_mean']:.2f} | {100 * agg[p + 'f1']:.2f} | "
             f"{agg[p + 'hd_mean']:.2f} ± {agg[p + 'hd_std']:.2f} | {agg[p + 'hd95_mean']:.2f} | "
             f"{agg[p + 'empty_prediction']} |"
-            for label, p in (
-                ("x".join(map(str, ckpt.input_config.size)), ""),
-                ("native", "native_"),
-            )
+            for label, p in (("x".join(map(str, size)), ""), ("native", "native_"))
         )
     )
-    print(f"per-image CSV: {out / (stem + '.csv')}")
-    return 0
 
 
 def cmd_report(args) -> int:
@@ -379,7 +397,7 @@ def cmd_efficiency(args) -> int:
     else:
         overrides = {  # the same option -> ModelConfig table as `fit`
             key: conv(getattr(args, dest))
-            for dest, (key, conv) in _MODEL_FIELDS.items()
+            for dest, (key, conv) in MODEL_FIELDS.items()
             if getattr(args, dest, None) not in (None, False)
         }
         chosen = {k: getattr(args, k) for k in ("arch", "variant") if getattr(args, k)}

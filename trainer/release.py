@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -37,16 +38,12 @@ from napari_tmunet.storage import write_json
 from napari_tmunet.training.config import TrainConfig
 from napari_tmunet.training.run_folder import read_metrics
 from trainer.cli import PRESETS
-from trainer.report import canonical_dataset, test_result
+from trainer.report import PAPER_TABLE1, canonical_dataset, test_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_tmunet" / "weights"
 LICENCE = "CC BY-NC-SA 4.0 (weights trained on research datasets; non-commercial research use)"
-PAPER = {  # Table 1, TM-UNet: Dice, IoU, F1, HD (by the paper's dataset names)
-    "CVCCDB": (86.57, 79.89, 88.83, 35.35),
-    "MoNuSeg": (85.63, 74.10, 85.95, 25.66),
-    "UDIAT": (77.40, 66.82, 80.40, 39.74),
-}
+PAPER = PAPER_TABLE1["TM-UNet (paper)"]  # Dice, IoU, F1, HD by the paper's dataset names
 POOLING = {
     "released": "multi-scale pooling over the token and channel axes (released code)",
     "spatial": "multi-scale pooling over the 2-D feature map",
@@ -71,37 +68,97 @@ def read_run(run_dir: Path) -> dict:
 def fit_command(config: dict, dataset: str, model_config: dict) -> str:
     """The ``napari-tmunet-train fit`` command line that trains this config and model.
 
-    Model options come from the run's resolved ``model_config`` (run_info.json), compared
-    with today's defaults, so a run made under other defaults gets the flags it needs.
+    The flags are read from the CLI's own parser (:func:`fit_flags`), so each setting
+    maps to the option that sets it. Model options come from the run's resolved
+    ``model_config`` (run_info.json), compared with today's defaults, so a run made under
+    other defaults gets the flags it needs.
+
+    Raises:
+        ValueError: a setting that differs from today's default but that no ``fit``
+            option sets (the command would not reproduce the run).
     """
     default = TrainConfig()
+    flags = fit_flags()
     parts = ["napari-tmunet-train fit"]
     preset = [k for k, (_, paper) in PRESETS.items() if paper == canonical_dataset(dataset)]
     parts.append(f"--preset {preset[0]}" if preset else f"--data ../shared/datasets/{dataset}")
     for f in fields(TrainConfig):
         value = config.get(f.name, getattr(default, f.name))
-        if f.name in NOT_RECIPE or value == getattr(default, f.name):
-            continue
-        if isinstance(getattr(default, f.name), tuple) and list(value) == list(
-            getattr(default, f.name)
-        ):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "model":
-            continue  # below, from the resolved model config
-        elif f.name == "amp":
-            parts.append("--no-amp")
-        elif isinstance(value, bool):
-            parts.append(flag)
-        elif isinstance(value, list | tuple):
-            parts.append(f"{flag} {' '.join(map(str, value))}")
-        else:
-            parts.append(f"{flag} {value}")
+        if f.name in NOT_RECIPE or f.name == "model" or _same(value, getattr(default, f.name)):
+            continue  # "model": below, from the resolved model config
+        parts.append(_words(flags, f.name, value))
     model = ModelConfig.from_dict(model_config)
-    switches = ("use_xlstm", "use_pooling", "use_dwconv")
-    parts += [f"--no-{k[4:]}" for k in switches if not getattr(model, k)]
-    parts += [f"--{k.replace('_', '-')} {v}" for k, v in topology_changes(model).items()]
+    changed = {
+        k: False for k in ("use_xlstm", "use_pooling", "use_dwconv") if not getattr(model, k)
+    }
+    changed.update(topology_changes(model))
+    if config.get("arch", default.arch) == "tmunet":  # custom channel sizes (Table 3)
+        variant = ModelConfig.variant(config.get("variant", default.variant))
+        if list(model.channels) != list(variant.channels):
+            changed["channels"] = list(model.channels)
+    unknown = [k for k in changed if f"model.{k}" not in flags]
+    if unknown:
+        raise _no_option(f"model.{unknown[0]}", changed[unknown[0]])
+    for key in flags:  # the parser's order
+        if key.startswith("model.") and key[6:] in changed:
+            parts.append(_words(flags, key, changed[key[6:]]))
     return " ".join(parts)
+
+
+def fit_flags() -> dict[str, tuple[argparse.Action, Callable]]:
+    """The options of ``napari-tmunet-train fit`` by the setting they make.
+
+    Keys are TrainConfig fields, or ``model.KEY`` for ModelConfig overrides; values are
+    the parser's action and the conversion ``commands.fit_config`` applies to what the
+    action stores (``--no-amp`` stores True, which sets ``amp`` to False).
+    """
+    from trainer.cli import build_parser
+    from trainer.commands import FIT_FIELDS, MODEL_FIELDS
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {}
+    for action in commands.choices["fit"]._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        if action.dest in MODEL_FIELDS:
+            key, convert = MODEL_FIELDS[action.dest]
+            key = "model." + key
+        else:
+            key, convert = FIT_FIELDS.get(action.dest, (action.dest, _unchanged))
+        flags[key] = (action, convert)
+    return flags
+
+
+def _words(flags: dict, key: str, value) -> str:
+    """The option (and its values) of ``fit`` that sets ``key`` to ``value``."""
+    if key not in flags:
+        raise _no_option(key, value)
+    action, convert = flags[key]
+    flag = max(action.option_strings, key=len)
+    if action.nargs == 0:  # store_true / store_false: the flag alone
+        if convert(action.const) != value:
+            raise ValueError(f"{key} = {value!r}: {flag} sets {convert(action.const)!r}")
+        return flag
+    values = value if isinstance(value, list | tuple) else [value]
+    return " ".join([flag, *map(str, values)])
+
+
+def _no_option(key: str, value) -> ValueError:
+    return ValueError(
+        f"{key} = {value!r} differs from the default, but no `napari-tmunet-train fit` "
+        "option sets it: the command cannot reproduce this run"
+    )
+
+
+def _same(value, default) -> bool:
+    if isinstance(default, tuple | list) and isinstance(value, tuple | list):
+        return list(value) == list(default)
+    return value == default
+
+
+def _unchanged(value):
+    return value
 
 
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 2) -> str:

@@ -38,7 +38,8 @@ _ALIASES = {
     "udiat": "UDIAT",
 }
 
-# The paper's numbers (Tables 1-3), for --paper rows: Dice, IoU, F1, HD per dataset.
+# The paper's numbers (Tables 1-3), the one copy in the code (release.py's model cards and
+# the tests import them), for --paper rows: Dice, IoU, F1, HD per dataset.
 PAPER_TABLE1 = {
     "U-Net (paper)": {
         "flops": "124.48G",

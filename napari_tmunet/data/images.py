@@ -300,6 +300,25 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
     return path
 
 
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an image losslessly (zlib TIFF, native dtype) and atomically."""
+    import tifffile
+
+    image = np.ascontiguousarray(image)
+    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * np.uint8(255)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp,
+            image,
+            compression="zlib",
+            photometric="rgb" if colour else "minisblack",
+            **({"extrasamples": ["unassalpha"]} if colour and image.shape[-1] == 4 else {}),
+        )
+    return Path(path)
+
+
 def _auto_rule(values: np.ndarray) -> str:
     """Binarisation rule for a collapsed (H, W) mask, see ``read_mask``."""
     if values.dtype == bool:

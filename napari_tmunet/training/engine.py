@@ -45,7 +45,8 @@ from torch import nn
 from .. import __version__
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from ..config import model_label
-from ..data.datasets import DatasetError, NativeCache, save_split
+from ..data.cache import NativeCache
+from ..data.datasets import DatasetError, save_split
 from ..evaluation import evaluate
 from ..model import build_model
 from ..storage import folder_lock, jsonable, write_json

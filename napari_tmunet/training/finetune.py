@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from .. import registry, settings
-from ..data.images import write_mask
+from ..data.images import write_image, write_mask
 from ..storage import atomic_path, write_json
 
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
@@ -279,25 +279,6 @@ def _split_many(items: list[tuple[str, Any]]):
     return written, split, held, edits
 
 
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write an image losslessly (zlib TIFF, native dtype) and atomically."""
-    import tifffile
-
-    image = np.ascontiguousarray(image)
-    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * np.uint8(255)
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(
-            tmp,
-            image,
-            compression="zlib",
-            photometric="rgb" if colour else "minisblack",
-            **({"extrasamples": ["unassalpha"]} if colour and image.shape[-1] == 4 else {}),
-        )
-    return Path(path)
-
-
 # -------------------------------------------------------------------------- job
 
 
@@ -398,11 +379,7 @@ def run_finetune(
     """
     import torch
 
-    from ..checkpoint import CheckpointError, load_checkpoint
-    from ..config import InputConfig
-    from ..data.datasets import decode_folder
     from ..inference import resolve_device
-    from .config import TrainConfig
     from .engine import fit
 
     callbacks = dict(callbacks or {})
@@ -410,111 +387,168 @@ def run_finetune(
     if job.threads:
         torch.set_num_threads(job.threads)  # a new thread does not inherit the GUI's setting
     run_dir = Path(job.run_dir).expanduser().resolve()
-    train_dir = run_dir / "train"
     device = resolve_device(job.device)
-
-    start = None
-    if job.resume:
-        if not (train_dir / "last.pt").is_file():
-            raise FileNotFoundError(f"nothing to resume: {train_dir / 'last.pt'} does not exist")
-        config = TrainConfig.load(train_dir / "config.json")
-        config.resume, config.device = True, job.device
-        plan = _read_json(run_dir / "finetune.json")
-        start_path = Path(config.init_checkpoint)
-        start_model = plan.get("start_model") or str(start_path)
-        start_label = plan.get("start_label") or start_path.name
-        held_out = plan.get("held_out", "")
-        edits = plan.get("edits") or edit_summary(None)
-        try:
-            start = load_checkpoint(start_path, device)
-        except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
-            phase(f"cannot score the starting model: {err}")
-    else:
-        if train_dir.exists() and any(train_dir.iterdir()):
-            raise FileExistsError(
-                f"{train_dir} already holds a run: resume it or pick a new folder"
-            )
-        start_name, start_path, _ = registry.resolve_model(job.start_model)
-        start_model, start_label = job.start_model, job.start_label or start_name
-        phase(f"saving the training data to {run_dir / 'data'}...")
-        written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
-        held_out, edits = written["held_out"], written["edits"]
-        plan = {
-            "created": datetime.now().isoformat(timespec="seconds"),
-            "start_model": job.start_model,
-            "start_label": start_label,
-            "start_checkpoint": str(Path(start_path).resolve()),
-            "pairs": [
-                {"name": n, "source": p.source, "shape": list(p.labels.shape)}
-                for n, p in zip(written["names"], job.pairs, strict=False)
-            ],
-            "dataset_folder": job.dataset_folder,
-            "held_out": held_out,
-            "edits": edits,
-            "split": written["split"],
-            "headless": {
-                "resume": f"napari-tmunet-train fit --run-dir {train_dir} --resume",
-                "rerun": (
-                    f"napari-tmunet-train fit --config {run_dir / 'config.json'} "
-                    f"--run-dir {run_dir / 'rerun'}"
-                ),
-            },
-        }
-        write_json(run_dir / "finetune.json", plan)
-        phase(f"loading {start_label}...")
-        start = load_checkpoint(start_path, device)
-        config = make_config(job, start, start_path)
-        write_json(run_dir / "config.json", config.to_dict())
-
-    phase("reading the training data back...")
-    cache = decode_folder(config.data, workers=2)
-    split = _read_json(Path(config.data) / "split.json")
-    index = {name: i for i, name in enumerate(cache.names)}
-    valid = [cache[index[name]] for name in split.get("valid", []) if name in index]
-
-    old = None
-    if start is not None:
-        phase(f"scoring {start_label} on the held-out part...")
-        at_size = InputConfig(**{**start.input_config.to_dict(), "size": list(config.size)})
-        old = held_out_scores(start.model, valid, at_size, device)
-        start = None  # free it before training
-        if callbacks.get("on_eval"):
-            callbacks["on_eval"](
-                {"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]}
-            )
+    start = (_resumed_start if job.resume else _new_start)(job, run_dir, device, phase)
+    config = start.config
+    cache, valid = _training_data(config, phase)
+    old = _score_start(start, valid, device, callbacks.get("on_eval"), phase)
+    start.checkpoint = None  # free it before training
 
     phase("training...")
     result = fit(
         config,
-        train_dir,
+        run_dir / "train",
         callbacks={k: callbacks[k] for k in ("on_step", "on_eval") if k in callbacks},
         stop_event=stop_event,
         dataset=cache,
     )
-    best = Path(result["best_checkpoint"])
-    if not best.is_file():
-        best = Path(result["last_checkpoint"])
-    phase("scoring the fine-tuned model on the held-out part...")
-    tuned = load_checkpoint(best, device)
-    new = held_out_scores(tuned.model, valid, tuned.input_config, device)
-    del tuned
-    note = f"{held_out}; {describe_edits(edits)}"
-    rows = comparison_rows(old, new, start_label, f"fine-tuned: {run_dir.name}", note)
-    write_json(run_dir / "comparison.json", {"held_out": held_out, "edits": edits, "rows": rows})
+    best, new = _score_tuned(result, valid, device, phase)
+    note = f"{start.held_out}; {describe_edits(start.edits)}"
+    rows = comparison_rows(old, new, start.label, f"fine-tuned: {run_dir.name}", note)
+    comparison = {"held_out": start.held_out, "edits": start.edits, "rows": rows}
+    write_json(run_dir / "comparison.json", comparison)
     return {
         "run_dir": str(run_dir),
         "best_checkpoint": str(best),
         "stopped": bool(result["stopped"]),
         "step": int(result["step"]),
         "total_steps": int(result["total_steps"]),
-        "held_out": held_out,
-        "edits": edits,
+        "held_out": start.held_out,
+        "edits": start.edits,
         "old": old,
         "new": new,
-        "start_model": start_model,
-        "old_label": start_label,
+        "start_model": start.model,
+        "old_label": start.label,
         "rows": rows,
     }
+
+
+@dataclass
+class _Start:
+    """Where a fine-tuning job starts: its TrainConfig and the model it fine-tunes."""
+
+    config: Any  # TrainConfig
+    checkpoint: Any  # the starting Checkpoint; None when it cannot be loaded (resume)
+    model: str  # registry name or checkpoint path, as chosen
+    label: str
+    held_out: str
+    edits: dict[str, Any]
+
+
+def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Start:
+    """The saved configuration and plan of the run in ``run_dir``; the model if it loads."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from .config import TrainConfig
+
+    train_dir = run_dir / "train"
+    if not (train_dir / "last.pt").is_file():
+        raise FileNotFoundError(f"nothing to resume: {train_dir / 'last.pt'} does not exist")
+    config = TrainConfig.load(train_dir / "config.json")
+    config.resume, config.device = True, job.device
+    plan = _read_json(run_dir / "finetune.json")
+    start_path = Path(config.init_checkpoint)
+    checkpoint = None
+    try:
+        checkpoint = load_checkpoint(start_path, device)
+    except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
+        phase(f"cannot score the starting model: {err}")
+    return _Start(
+        config,
+        checkpoint,
+        model=plan.get("start_model") or str(start_path),
+        label=plan.get("start_label") or start_path.name,
+        held_out=plan.get("held_out", ""),
+        edits=plan.get("edits") or edit_summary(None),
+    )
+
+
+def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Start:
+    """Write the training data, finetune.json and config.json of a new run; load the model."""
+    from ..checkpoint import load_checkpoint
+
+    train_dir = run_dir / "train"
+    if train_dir.exists() and any(train_dir.iterdir()):
+        raise FileExistsError(f"{train_dir} already holds a run: resume it or pick a new folder")
+    start_name, start_path, _ = registry.resolve_model(job.start_model)
+    start_label = job.start_label or start_name
+    phase(f"saving the training data to {run_dir / 'data'}...")
+    written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
+    plan = _plan(job, run_dir, start_label, start_path, written)
+    write_json(run_dir / "finetune.json", plan)
+    phase(f"loading {start_label}...")
+    checkpoint = load_checkpoint(start_path, device)
+    config = make_config(job, checkpoint, start_path)
+    write_json(run_dir / "config.json", config.to_dict())
+    held_out, edits = written["held_out"], written["edits"]
+    return _Start(config, checkpoint, job.start_model, start_label, held_out, edits)
+
+
+def _plan(job: FinetuneJob, run_dir: Path, start_label: str, start_path, written) -> dict:
+    """The content of RUN/finetune.json: what the run starts from and how to go on."""
+    train_dir = run_dir / "train"
+    return {
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "start_model": job.start_model,
+        "start_label": start_label,
+        "start_checkpoint": str(Path(start_path).resolve()),
+        "pairs": [
+            {"name": n, "source": p.source, "shape": list(p.labels.shape)}
+            for n, p in zip(written["names"], job.pairs, strict=False)
+        ],
+        "dataset_folder": job.dataset_folder,
+        "held_out": written["held_out"],
+        "edits": written["edits"],
+        "split": written["split"],
+        "headless": {
+            "resume": f"napari-tmunet-train fit --run-dir {train_dir} --resume",
+            "rerun": (
+                f"napari-tmunet-train fit --config {run_dir / 'config.json'} "
+                f"--run-dir {run_dir / 'rerun'}"
+            ),
+        },
+    }
+
+
+def _training_data(config, phase: Callable):
+    """The run's data folder decoded (a NativeCache) and its held-out (valid) items."""
+    from ..data.cache import decode_folder
+
+    phase("reading the training data back...")
+    cache = decode_folder(config.data, workers=2)
+    split = _read_json(Path(config.data) / "split.json")
+    index = {name: i for i, name in enumerate(cache.names)}
+    valid = [cache[index[name]] for name in split.get("valid", []) if name in index]
+    return cache, valid
+
+
+def _score_start(start: _Start, valid, device, on_eval, phase: Callable) -> dict | None:
+    """The starting model's held-out scores at the run's input size (None: not loaded).
+
+    ``on_eval`` gets them as a record with ``step`` 0 and ``baseline`` True.
+    """
+    from ..config import InputConfig
+
+    if start.checkpoint is None:
+        return None
+    phase(f"scoring {start.label} on the held-out part...")
+    input_config = start.checkpoint.input_config.to_dict()
+    at_size = InputConfig(**{**input_config, "size": list(start.config.size)})
+    old = held_out_scores(start.checkpoint.model, valid, at_size, device)
+    if on_eval:
+        on_eval({"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]})
+    return old
+
+
+def _score_tuned(result: dict, valid, device, phase: Callable) -> tuple[Path, dict]:
+    """The fine-tuned checkpoint (best, else last) and its held-out scores."""
+    from ..checkpoint import load_checkpoint
+
+    best = Path(result["best_checkpoint"])
+    if not best.is_file():
+        best = Path(result["last_checkpoint"])
+    phase("scoring the fine-tuned model on the held-out part...")
+    tuned = load_checkpoint(best, device)
+    return best, held_out_scores(tuned.model, valid, tuned.input_config, device)
 
 
 def describe_edits(edits: dict[str, Any]) -> str:

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.datasets import (
-    DatasetError,
-    NativeCache,
-    decode_folder,
-    load_cache,
-    load_split,
-    make_split,
-    resolve_split,
-    split_from_lists,
-)
+from ..data.cache import NativeCache, decode_folder, load_cache
+from ..data.datasets import DatasetError, load_split, make_split, resolve_split, split_from_lists
 from .config import TrainConfig
 
 

@@ -14,8 +14,9 @@ Files (only rank 0 writes)::
 
 A start removes the ``.NAME.XXXXXXXX.tmp`` files that a killed write left behind.
 
-:func:`read_metrics` is the one reader of ``metrics.jsonl`` (the CLI's report, the
-release and campaign tools and the Fine-tune dock use it).
+:func:`read_metrics` is the one reader of ``metrics.jsonl`` (the engine's resume, the
+release tool and the Fine-tune dock use it; the campaign supervisor, which must not import
+torch, calls its parser ``storage.read_json_lines`` on the same file).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..storage import atomic_path, jsonable
+from ..storage import atomic_path, jsonable, read_json_lines
 from .config import RESUMABLE_CHANGES, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -145,25 +146,11 @@ class RunLog:
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     """The records of ``run_dir/metrics.jsonl`` in order; [] when there is none.
 
-    A last line cut short by a crash is left out (with a warning): the run resumes from
-    ``last.pt``, whose step says which records count.
+    A last line cut short by a crash (or still being written) is left out with a warning
+    (``storage.read_json_lines``): the run resumes from ``last.pt``, whose step says which
+    records count.
     """
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(lines):
-                logger.warning("%s: ignoring a cut-off last line", path)
-                break
-            raise ValueError(f"{path}, line {n}: not JSON; the file is damaged") from None
-    return records
+    return read_json_lines(Path(run_dir) / METRICS_FILE)
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
