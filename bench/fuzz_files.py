@@ -27,10 +27,9 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "NAPARI_TMUNET_FUZZ_EXAMPLES": str(args.examples)}
     start = time.perf_counter()
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging"]
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging",
-         "tests/test_fuzz_images.py"],
-        cwd=REPO, env=env, capture_output=True, text=True,
+        [*pytest, "tests/test_fuzz_images.py"], cwd=REPO, env=env, capture_output=True, text=True
     )
     summary = (run.stdout.strip().splitlines() or [""])[-1]
     record = {
