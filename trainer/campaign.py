@@ -5,11 +5,16 @@ stays up between them: ``start`` launches a detached supervisor (``setsid``) tha
 outlives the command, later commands look in with ``status`` and take results home with
 ``collect``. Every run is an ordinary ``napari-tmunet-train fit`` into its own folder.
 
-    python bench/campaign.py start --plan bench/plans/paper-benchmark.json \\
+    python -m trainer.campaign start --plan bench/plans/paper-benchmark.json \\
         --root /root/campaign --data /root/data --gpus 4 --slots 2
-    python bench/campaign.py status --root /root/campaign
-    python bench/campaign.py finish --root /root/campaign    # stop what still runs
-    python bench/campaign.py collect --root /root/campaign --out $OUT
+    python -m trainer.campaign status --root /root/campaign
+    python -m trainer.campaign finish --root /root/campaign    # stop what still runs
+    python -m trainer.campaign collect --root /root/campaign --out $OUT
+    python -m trainer.campaign collect --new --root /root/campaign --out $OUT  # each poll
+
+A machine can be lost without warning, and everything on it with it: poll with
+``collect --new``, which brings home each run as soon as it has ended (one ``<run>.tar``:
+its small files, its log and its best model in half precision).
 
 Plan file (JSON): ``{"common": [...fit args...], "efficiency": {KEY: [...efficiency
 args...]}, "runs": [{"name", "data", "dataset", "args", "efficiency": KEY,
@@ -104,7 +109,7 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
             st = state[job["name"]]
             if stop or st["state"] != "pending":
                 continue
-            if job["needs"] and not (data / job["needs"]).is_file():
+            if job["needs"] and not (data / job["needs"]).exists():  # a file or a folder
                 continue
             load = dict.fromkeys(gpus, 0)
             exclusive = set()
@@ -243,6 +248,48 @@ def cmd_collect(args) -> None:
     print(f"collected into {out}: {sorted(p.name for p in out.iterdir())}")
 
 
+MAX_FILES_BACK = 8  # files one device call brings back
+
+
+def cmd_collect_new(args) -> None:
+    """One ``<run>.tar`` per run that ended since the last ``collect --new``."""
+    root, out = Path(args.root), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = json.loads((root / "state.json").read_text())
+    done_file = root / "collected.json"
+    collected = json.loads(done_file.read_text()) if done_file.is_file() else []
+    ended = [n for n, st in state.items() if st["state"] in ("done", "failed")]
+    new = [n for n in ended if n not in collected]
+    for name in new[:MAX_FILES_BACK]:
+        _archive_run(root, name, out / f"{name}.tar")
+        collected.append(name)
+        done_file.write_text(json.dumps(collected))  # after each: a lost call loses one
+    later = new[MAX_FILES_BACK:]
+    print(f"collected {new[:MAX_FILES_BACK]}" + (f"; next call: {later}" if later else ""))
+
+
+def _archive_run(root: Path, name: str, path: Path) -> None:
+    """Tar of a run: small files, training log, best model in half precision."""
+    import tempfile
+
+    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+
+    run_dir = root / "runs" / name  # absent when a fit failed before making it
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(path, "w") as tar:
+        for file in sorted(run_dir.rglob("*")) if run_dir.is_dir() else []:
+            if file.is_file() and file.suffix != ".pt" and "previous-" not in str(file):
+                tar.add(file, arcname=f"{name}/{file.relative_to(run_dir)}")
+        log = root / "logs" / f"{name}.log"
+        if log.is_file():
+            tar.add(log, arcname=f"{name}/train.log")
+        if (run_dir / "best.pt").is_file():
+            ckpt = load_checkpoint(run_dir / "best.pt", "cpu")
+            half = Path(tmp) / "best-half.pt"
+            save_checkpoint(half, ckpt.model, ckpt.model_config, ckpt.input_config,
+                            metadata=ckpt.metadata, metrics=ckpt.metrics, half=True)  # fmt: skip
+            tar.add(half, arcname=f"{name}/best-half.pt")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +310,12 @@ def main(argv=None) -> None:
     p.add_argument("--root", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--partial", action="store_true", help="ship models of untested runs too")
+    p.add_argument(
+        "--new",
+        action="store_true",
+        help=f"only runs ended since the last --new: one <run>.tar each (at most "
+        f"{MAX_FILES_BACK} per call), best model in half precision",
+    )
     args = parser.parse_args(argv)
     if args.command == "start":
         cmd_start(args)
@@ -270,6 +323,8 @@ def main(argv=None) -> None:
         supervise(
             Path(args.root), Path(args.data), [int(g) for g in args.gpus.split(",")], args.slots
         )
+    elif args.command == "collect" and args.new:
+        cmd_collect_new(args)
     else:
         {"status": cmd_status, "finish": cmd_finish, "collect": cmd_collect}[args.command](args)
 
