@@ -115,6 +115,7 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         lr=1e-3,
         batch_size=2,
         device="cpu",
+        augmentation="flips, turns, zoom, rotation, colour",
     )
     seen = {"phase": [], "step": [], "eval": []}
     callbacks = {
@@ -138,7 +139,9 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     saved = json.loads((run_dir / "comparison.json").read_text())
     assert [r["model"].split()[0] for r in saved["rows"]] == ["before", "after"]
     assert saved["rows"] == result["rows"]
-    assert json.loads((run_dir / "config.json").read_text())["size"] == [64, 64]
+    saved_config = json.loads((run_dir / "config.json").read_text())
+    assert saved_config["size"] == [64, 64]
+    assert (saved_config["zoom"], saved_config["rotate"], saved_config["colour"]) == (0.25, 45, 0.2)
     plan = json.loads((run_dir / "finetune.json").read_text())
     assert plan["start_checkpoint"] == str(start.resolve()) and plan["pairs"][0]["source"] == "test"
     np.testing.assert_array_equal(

@@ -53,10 +53,12 @@ HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 MIN_EDITED_PIXELS = 300
 MIN_EDITED_OBJECTS = 3
 MIN_TRAIN_SIDE = 16  # pixels; a thinner piece beside the held-out strip is not trained on
-AUGMENTATIONS = {  # name -> (hflip, vflip, rot90)
-    "flips + 90° turns": (0.5, 0.5, True),
-    "horizontal flips (paper)": (0.25, 0.0, False),
-    "none": (0.0, 0.0, False),
+_TURNS = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
+AUGMENTATIONS = {  # name -> TrainConfig augmentation fields (see batches.Augment)
+    "flips + 90° turns": _TURNS,
+    "flips, turns, zoom, rotation, colour": {**_TURNS, "zoom": 0.25, "rotate": 45, "colour": 0.2},
+    "horizontal flips (paper)": {"hflip": 0.25, "vflip": 0.0, "rot90": False},
+    "none": {"hflip": 0.0, "vflip": 0.0, "rot90": False},
 }
 
 
@@ -317,7 +319,6 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
 
     mc = checkpoint.model_config
     variant = next((k for k, v in VARIANTS.items() if tuple(v) == tuple(mc.channels)), "b")
-    hflip, vflip, rot90 = AUGMENTATIONS[job.augmentation]
     data = Path(job.run_dir).resolve() / "data"
     return TrainConfig(
         data=str(data),
@@ -333,9 +334,7 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
         epochs=evaluation_periods(job.steps),
         batch_size=job.batch_size,
         lr=job.lr,
-        hflip=hflip,
-        vflip=vflip,
-        rot90=rot90,
+        **AUGMENTATIONS[job.augmentation],
         seed=job.seed,
         device=job.device,
         num_workers=2,
