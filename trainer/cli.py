@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_fit(sub) -> None:
-    """The options of `fit` (long: one declaration per TrainConfig option, in groups)."""
+    """`fit`: one option per TrainConfig setting, in groups."""
     fit = sub.add_parser(
         "fit",
         help="train a model (paper protocol by default)",
@@ -187,6 +187,16 @@ def _add_fit(sub) -> None:
         default=None,
         help="start anew in a non-empty --run-dir (old files moved to previous-*/)",
     )
+    _add_split_args(fit)
+    _add_fit_model_args(fit)
+    _add_input_args(fit)
+    _add_optimisation_args(fit)
+    _add_output_args(fit)
+    fit.set_defaults(handler=cmd_fit)
+
+
+def _add_split_args(fit) -> None:
+    """The split options of `fit`."""
     g = fit.add_argument_group("split")
     g.add_argument("--split-file", help="JSON {train, valid, test}; no valid: carved from train")
     g.add_argument("--split-seed", type=int, help="seed of the random 7:1:2 split (default 0)")
@@ -197,6 +207,10 @@ def _add_fit(sub) -> None:
         help="use the dataset's train.txt/test.txt (MoNuSeg's official 30/14)",
     )
     g.add_argument("--max-images", type=int, help="use only the first N pairs (quick tests)")
+
+
+def _add_fit_model_args(fit) -> None:
+    """The model options of `fit`."""
     g = fit.add_argument_group("model")
     _add_model_args(g)
     g.add_argument("--init-checkpoint", help="start from these weights (fine-tuning)")
@@ -207,6 +221,10 @@ def _add_fit(sub) -> None:
         help="model input channels (default: 1 if every image is grey, else 3)",
     )
     g.add_argument("--num-classes", type=int, help="1 (sigmoid, default) or N (softmax)")
+
+
+def _add_input_args(fit) -> None:
+    """Input size, normalisation and augmentation options of `fit`."""
     g = fit.add_argument_group("input")
     g.add_argument(
         "--size",
@@ -237,6 +255,10 @@ def _add_fit(sub) -> None:
         help="colour jitter strength: contrast x(1 +- S), brightness +- S/2, channel gains "
         "x(1 +- S/2) (default 0)",
     )
+
+
+def _add_optimisation_args(fit) -> None:
+    """The optimisation options of `fit`."""
     g = fit.add_argument_group("optimisation")
     g.add_argument(
         "--epochs", type=int, help="epochs (default 200); with --steps: number of LR/eval periods"
@@ -270,6 +292,10 @@ def _add_fit(sub) -> None:
         default=None,
         help="per-GPU BatchNorm under DDP (default: synchronised)",
     )
+
+
+def _add_output_args(fit) -> None:
+    """The evaluation and output options of `fit`."""
     g = fit.add_argument_group("evaluation and output")
     g.add_argument("--eval-every", type=int, help="validate every N epochs/periods (default 1)")
     g.add_argument("--eval-batch-size", type=int, help="images or windows per forward (8)")
@@ -289,7 +315,6 @@ def _add_fit(sub) -> None:
     g.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
     g.add_argument("--device", choices=DEVICES, help="default auto")
     g.add_argument("--num-workers", type=int, help="threads decoding the dataset (default 4)")
-    fit.set_defaults(handler=cmd_fit)
 
 
 def _add_cache(sub) -> None:
