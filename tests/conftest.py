@@ -19,3 +19,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def clinic_cache(tmp_path_factory):
+    """The first 16 CVC-ClinicDB pairs decoded into a NativeCache file."""
+    from _paths import DATASETS
+
+    from napari_tmunet.data.cache import decode_folder
+
+    clinic = DATASETS / "CVC-ClinicDB"
+    if not clinic.is_dir():
+        pytest.skip(f"no datasets at {clinic}")
+    path = tmp_path_factory.mktemp("cache") / "clinic16.npz"
+    decode_folder(clinic, max_images=16, workers=2).save(path)
+    return path

@@ -22,15 +22,11 @@ from torch import nn
 
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.data.cache import NativeCache, decode_folder
+from napari_tmunet.data.cache import NativeCache
 from napari_tmunet.data.datasets import DatasetError
 from napari_tmunet.evaluation import evaluate
-from napari_tmunet.inference import FrameInput
 from napari_tmunet.training import RunDirError, TrainConfig, fit
-from napari_tmunet.training.batches import Augment, TrainingImages
-from napari_tmunet.training.loss import segmentation_loss
 from napari_tmunet.training.run_folder import read_metrics
-from napari_tmunet.training.schedule import Schedule
 from trainer import cli, commands
 from trainer.efficiency import measure_efficiency
 from trainer.report import RunResult, collect_runs, render_report, table1, table2, table3
@@ -56,211 +52,12 @@ TINY = dict(
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def clinic_cache(tmp_path_factory) -> Path:
-    """The first 16 CVC-ClinicDB pairs decoded into a NativeCache file."""
-    if not CLINIC.is_dir():
-        pytest.skip(f"no datasets at {DATASETS}")
-    path = tmp_path_factory.mktemp("cache") / "clinic16.npz"
-    decode_folder(CLINIC, max_images=16, workers=2).save(path)
-    return path
-
-
 def _state(path: Path) -> dict:
     return read_checkpoint(path)
 
 
 def _records(run: Path) -> list[dict]:
     return read_metrics(run)
-
-
-# ------------------------------------------------------------------------------ loss
-
-
-def test_loss_hand_cases():
-    t = torch.zeros(1, 1, 4, 4)
-    t[..., :2, :] = 1  # half foreground
-    # logits 0: BCE = ln 2; p = 0.5 everywhere -> Dice = 2 * 4 / (8 + 8) = 0.5
-    loss = segmentation_loss(torch.zeros(1, 1, 4, 4), t)
-    assert loss.item() == pytest.approx(2 * math.log(2) + 0.5, abs=1e-5)
-    # confident and right: ~0; confident and wrong: 2 * 20 + 1
-    right = 20 * (2 * t - 1)
-    assert segmentation_loss(right, t).item() == pytest.approx(0.0, abs=1e-6)
-    assert segmentation_loss(-right, t).item() == pytest.approx(41.0, abs=1e-4)
-    # empty mask predicted empty: no loss (Dice of two empty sets is 1)
-    empty = torch.zeros(1, 1, 4, 4)
-    assert segmentation_loss(torch.full((1, 1, 4, 4), -30.0), empty).item() < 1e-5
-    # weights: 1 x CE only, 1 x Dice only
-    assert segmentation_loss(torch.zeros(1, 1, 4, 4), t, 1, 0).item() == pytest.approx(math.log(2))
-    assert segmentation_loss(torch.zeros(1, 1, 4, 4), t, 0, 1).item() == pytest.approx(0.5, 1e-5)
-    # the batch loss is the mean of per-sample losses (what exact DDP sharding needs)
-    logits = torch.cat([torch.zeros(1, 1, 4, 4), -right])
-    target = torch.cat([t, t])
-    per = segmentation_loss(logits, target, reduction="none")
-    assert per.shape == (2,)
-    assert per[0].item() == pytest.approx(2 * math.log(2) + 0.5, abs=1e-5)
-    assert segmentation_loss(logits, target).item() == pytest.approx(per.mean().item())
-    # (B, H, W) targets are accepted for one class
-    assert segmentation_loss(right, t[:, 0]).item() == pytest.approx(0.0, abs=1e-6)
-
-
-def test_loss_multiclass_and_against_monai():
-    monai_losses = pytest.importorskip("monai.losses")
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(3, 1, 8, 8, generator=g)
-    t = (torch.rand(3, 1, 8, 8, generator=g) > 0.6).float()
-    # 2-class softmax CE with logits [0, z] equals the BCE of z
-    two = torch.cat([torch.zeros_like(z), z], dim=1)
-    assert segmentation_loss(two, t.long(), 1, 0).item() == pytest.approx(
-        segmentation_loss(z, t, 1, 0).item(), rel=1e-5
-    )
-    # soft Dice against MONAI's DiceLoss (independent implementation)
-    ref = monai_losses.DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)(z, t)
-    assert segmentation_loss(z, t, 0, 1).item() == pytest.approx(ref.item(), rel=1e-5)
-    logits3 = torch.randn(3, 3, 8, 8, generator=g)
-    labels = torch.randint(0, 3, (3, 1, 8, 8), generator=g)
-    ref3 = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, smooth_nr=1e-5, smooth_dr=1e-5)(
-        logits3, labels
-    )
-    assert segmentation_loss(logits3, labels, 0, 1).item() == pytest.approx(ref3.item(), rel=1e-5)
-    ce = nn.functional.cross_entropy(logits3, labels[:, 0])
-    assert segmentation_loss(logits3, labels, 1, 0).item() == pytest.approx(ce.item(), rel=1e-5)
-
-
-# ------------------------------------------------------------------- schedule, data
-
-
-def test_schedule_epochs_steps_and_sharding():
-    s = Schedule(n_train=11, batch_size=4, world_size=1, epochs=3, seed=5)
-    assert s.steps_per_epoch == 3 and s.period_ends == [3, 6, 9]
-    epoch1 = sum((s.indices(k) for k in range(3, 6)), [])
-    assert sorted(epoch1) == list(range(11))  # every image once per epoch
-    assert s.indices(0) != s.indices(3)  # reshuffled each epoch
-    assert s.indices(4) == Schedule(11, 4, 1, 3, seed=5).indices(4)  # a function of the step
-    # a last partial batch smaller than the number of ranks is dropped (cannot be sharded)
-    assert Schedule(9, 4, world_size=2, epochs=1).steps_per_epoch == 2
-    # step mode: an endless stream of shuffled passes; the LR decays `epochs` times
-    st = Schedule(n_train=5, batch_size=4, world_size=1, epochs=4, steps=10, seed=1)
-    assert st.period_ends[-1] == 10 and len(st.period_ends) == 4
-    stream = sum((st.indices(k) for k in range(5)), [])  # 20 draws = 4 passes
-    for p in range(4):
-        assert sorted(stream[5 * p : 5 * p + 5]) == list(range(5))
-    # DDP shards of a global batch partition it (as DistributedSampler)
-    batch = st.indices(3)
-    shards = [batch[r::2] for r in range(2)]
-    assert sorted(shards[0] + shards[1]) == sorted(batch) and len(shards[0]) == 2
-
-
-@needs_data
-def test_device_batches_resize_and_tile(clinic_cache):
-    from napari_tmunet.data.cache import load_cache
-
-    cache = load_cache(clinic_cache)
-    items = cache[:3]
-    inp = InputConfig(size=(64, 64))
-    data = TrainingImages(items, 3, inp, "resize", torch.device("cpu"))
-    none = np.full((3, 5), 0.99)  # no flip, no rotation
-    x, y = data.batch([0, 1, 2], none, Augment(hflip=0.5))
-    assert x.shape == (3, 3, 64, 64) and y.shape == (3, 1, 64, 64)
-    assert set(torch.unique(y).tolist()) <= {0.0, 1.0} and y.sum() > 0
-    # normalised with ImageNet statistics: roughly zero-centred, not in [0, 1]
-    assert x.min() < -0.5 and x.max() > 1.0
-    flip = none.copy()
-    flip[:, 0] = 0.0
-    xf, yf = data.batch([0, 1, 2], flip, Augment(hflip=0.5))
-    assert torch.equal(xf, x.flip(-1)) and torch.equal(yf, y.flip(-1))
-    # quarter turns of a square batch: 0.3 -> one turn
-    turn = none.copy()
-    turn[:, 2] = 0.3
-    xr, _ = data.batch([0, 1, 2], turn, Augment(rot90=True))
-    assert torch.equal(xr, torch.rot90(x, 1, (-2, -1)))
-    # the model input is the plugin's: FrameInput.resized, stored as float16
-    expected = FrameInput(items[1].image, 3, inp).resized()[0]
-    assert torch.allclose(x[1], expected, atol=4e-3)
-    # tile mode: a native-resolution window at the drawn position
-    data = TrainingImages(items, 3, inp, "tile", torch.device("cpu"))
-    draws = np.array([[0.99, 0.99, 0.99, 0.0, 1.0 - 1e-7]])
-    xc, yc = data.batch([0], draws, Augment())
-    H, W = items[0].mask.shape
-    mean = torch.tensor(inp.mean).view(3, 1, 1)
-    std = torch.tensor(inp.std).view(3, 1, 1)
-    expected = (torch.from_numpy(items[0].image[:64, W - 64 :]).permute(2, 0, 1) / 255 - mean) / std
-    assert torch.allclose(xc[0], expected, atol=4e-3)  # float16 storage
-    assert torch.equal(yc[0, 0].bool(), torch.from_numpy(items[0].mask[:64, W - 64 :]))
-
-
-def _sample_batch(zoom=0.0, rotate=0.0, colour=0.0):
-    """TrainingImages of the bundled colonoscopy frame and its mask, 128 x 128."""
-    from types import SimpleNamespace
-
-    from skimage.io import imread
-
-    samples = REPO / "napari_tmunet" / "samples"
-    item = SimpleNamespace(
-        image=imread(samples / "colonoscopy_image.png")[..., :3],
-        mask=imread(samples / "colonoscopy_mask.png") > 0,
-    )
-    inp = InputConfig(size=(128, 128))
-    data = TrainingImages([item], 3, inp, "resize", torch.device("cpu"))
-    return data, Augment(zoom=zoom, rotate=rotate, colour=colour), inp
-
-
-def _draws(**columns) -> np.ndarray:
-    """(1, 14) uniforms: no flip or turn, neutral zoom, angle, shift and colour."""
-    draws = np.full((1, 14), 0.5)
-    draws[0, :3] = 0.99
-    names = ["zoom", "angle", "shift_x", "shift_y", "contrast", "brightness", "g0", "g1", "g2"]
-    for name, value in columns.items():
-        draws[0, 5 + names.index(name)] = value
-    return draws
-
-
-def test_zoom_rotation_and_colour_augmentation():
-    """Each draw does what Augment says, on the bundled frame: neutral draws change
-    nothing, a 90-degree draw is a quarter turn, the largest zoom is the centre at 2x,
-    and colour jitter scales and shifts intensities within an image's range."""
-    data, plain, inp = _sample_batch()
-    x, y = data.batch([0], _draws(), plain)
-    # neutral draws: the same batch as without these augmentations
-    data2, augment, _ = _sample_batch(zoom=0.5, rotate=30, colour=0.3)
-    xn, yn = data2.batch([0], _draws(), augment)
-    assert torch.allclose(xn, x, atol=1e-5) and torch.equal(yn, y)
-    # angle draw 1 with rotate=90: a quarter turn, image and mask alike
-    _, quarter, _ = _sample_batch(rotate=90)
-    xr, yr = data.batch([0], _draws(angle=1.0), quarter)
-    assert torch.allclose(xr, torch.rot90(x, 1, (-2, -1)), atol=1e-4)
-    assert torch.equal(yr, torch.rot90(y, 1, (-2, -1)))
-    # zoom draw 1 with zoom=1: the centre half, twice as large (shift 0.5 = centred)
-    _, twice, _ = _sample_batch(zoom=1.0)
-    xz, yz = data.batch([0], _draws(zoom=1.0), twice)
-    centre = torch.nn.functional.interpolate(x[..., 32:96, 32:96], scale_factor=2, mode="bilinear")
-    assert torch.allclose(xz[..., 2:-2, 2:-2], centre[..., 2:-2, 2:-2], atol=1e-4)
-    assert 0.9 < yz.sum() / (4 * y[..., 32:96, 32:96].sum()) < 1.1
-    # a zoomed-out view: mean colour (0) and background around the shrunken frame
-    xo, yo = data.batch([0], _draws(zoom=0.0), twice)
-    assert torch.all(xo[..., :30, :] == 0) and torch.all(yo[..., :30, :] == 0)
-    # colour: the largest contrast and brightness, clipped to a real image's range
-    _, jitter, _ = _sample_batch(colour=0.4)
-    xc, yc = data.batch([0], _draws(contrast=1.0, brightness=1.0), jitter)
-    mean = torch.tensor(inp.mean).view(1, 3, 1, 1)
-    std = torch.tensor(inp.std).view(1, 3, 1, 1)
-    expected = (x * 1.4 + 0.2 / std).clamp(-mean / std, (1 - mean) / std)
-    assert torch.allclose(xc, expected, atol=1e-5) and torch.equal(yc, y)
-    lo, hi = (-mean / std), ((1 - mean) / std)
-    assert torch.all(xc >= lo - 1e-6) and torch.all(xc <= hi + 1e-6)
-    assert (xc == hi).float().mean() > (x == hi).float().mean()  # brighter: more clipped
-
-
-def test_augmentation_draws_keep_old_columns():
-    """Runs made before zoom/rotation/colour existed keep their flips, turns and crops."""
-    schedule = Schedule(n_train=40, batch_size=8, world_size=1, epochs=2, seed=3)
-    draws = schedule.draws(5, 8)
-    assert draws.shape == (8, 14)
-    old = np.random.default_rng([3, 2, 5]).random((8, 5))
-    assert np.array_equal(draws[:, :5], old)
-    assert not np.allclose(draws[:, 5:10], draws[:, :5])
-    with pytest.raises(ValueError, match="zoom=2"):
-        TrainConfig(zoom=2)
 
 
 def test_split_sources(tmp_path):
