@@ -35,6 +35,12 @@ RESUMABLE_CHANGES = frozenset(
 class TrainConfig:
     """Everything a training run depends on; saved as ``config.json`` and in checkpoints.
 
+    Flat on purpose: one field per ``napari-tmunet-train fit`` option, so the CLI, the
+    saved ``config.json``, the resume check (``RESUMABLE_CHANGES``) and the release's
+    re-run command map one to one. The model and input fields are requests (a variant
+    name, overrides, a size); :meth:`model_config` and :meth:`input_config` resolve them
+    into the ModelConfig and InputConfig that the checkpoint stores.
+
     Attributes:
         data: dataset folder (``images/`` + ``masks/``) or a NativeCache ``.npz`` file.
         dataset_name: label in reports (default: the folder or file name).
