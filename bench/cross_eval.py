@@ -1,8 +1,12 @@
 """Score a checkpoint on another dataset's images (cross-dataset evaluation).
 
 Each image goes through ``napari_tmunet.inference.predict_probability`` as in the Segment
-dock (resize mode by default), is thresholded at the checkpoint's threshold, and is
-compared with its mask at native resolution (``metrics.dice_score`` / ``iou_score``).
+dock (the checkpoint's mode unless --mode), is thresholded at the checkpoint's threshold,
+and is compared with its mask at native resolution (``metrics.dice_score`` /
+``iou_score``). With --instances the masks are instance label images (CPM-15, DSB2018):
+the prediction is split into objects as the Segment dock's "instances" output does
+(``postprocess.split_instances``) and compared object by object
+(``metrics.instance_scores``: PQ and AJI).
 
 Summary (over images whose mask is non-empty): mean and median Dice and IoU, frames with
 Dice < 0.5, empty predictions; over images with an empty mask (BUSI "normal"): how many
@@ -29,7 +33,8 @@ from napari_tmunet.data.cache import load_cache
 from napari_tmunet.data.datasets import find_pairs, load_split, split_from_lists
 from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.inference import predict_probability
-from napari_tmunet.metrics import dice_score, iou_score
+from napari_tmunet.metrics import dice_score, instance_scores, iou_score
+from napari_tmunet.postprocess import split_instances
 from napari_tmunet.registry import load_model
 
 
@@ -46,9 +51,16 @@ def wanted_names(all_names: list[str], split: str | None, part: str, names: str 
     return all_names
 
 
-def samples(data: str, split: str | None, part: str, names: str | None) -> Iterator[tuple]:
-    """(name, image, mask) of the chosen images of a folder or a cache file."""
+def samples(
+    data: str, split: str | None, part: str, names: str | None, instances: bool = False
+) -> Iterator[tuple]:
+    """(name, image, mask) of the chosen images of a folder or a cache file.
+
+    ``instances``: the mask as its instance label image (a folder's label files).
+    """
     if Path(data).is_file():
+        if instances:
+            raise SystemExit("--instances needs a dataset folder (a cache keeps binary masks)")
         cache = load_cache(data)
         index = {n: i for i, n in enumerate(cache.names)}
         for name in wanted_names(cache.names, split, part, names):
@@ -57,25 +69,36 @@ def samples(data: str, split: str | None, part: str, names: str | None) -> Itera
     pairs = {p.name: p for p in find_pairs(data)}
     for name in wanted_names(list(pairs), split, part, names):
         image = read_image(pairs[name].image_path, allow_stack=False)
-        yield name, image, read_mask(pairs[name].mask_path)[0]
+        if instances:
+            yield name, image, _instance_labels(pairs[name].mask_path)
+        else:
+            yield name, image, read_mask(pairs[name].mask_path)[0]
 
 
-def score(checkpoint, items, mode: str, threshold: float | None) -> list[dict]:
-    """Per-image rows: name, dice, iou, mask and prediction pixel counts."""
+def _instance_labels(path) -> np.ndarray:
+    labels = read_image(path, allow_stack=False)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise SystemExit(f"{path}: --instances needs a 2-D integer label image")
+    return labels
+
+
+def score(checkpoint, items, mode: str, threshold: float | None, instances=False) -> list[dict]:
+    """Per-image rows: name, dice, iou, mask and prediction pixel counts (+ PQ, AJI...)."""
     threshold = checkpoint.input_config.threshold if threshold is None else threshold
     rows = []
     for name, image, mask in items:
         probability, _ = predict_probability(image, checkpoint, mode=mode)
         pred = probability > threshold
-        rows.append(
-            {
-                "name": name,
-                "dice": dice_score(pred, mask),
-                "iou": iou_score(pred, mask),
-                "mask_pixels": int(mask.sum()),
-                "pred_pixels": int(pred.sum()),
-            }
-        )
+        row = {
+            "name": name,
+            "dice": dice_score(pred, mask > 0),
+            "iou": iou_score(pred, mask > 0),
+            "mask_pixels": int((mask > 0).sum()),
+            "pred_pixels": int(pred.sum()),
+        }
+        if instances:
+            row.update(instance_scores(split_instances(pred), mask))
+        rows.append(row)
     return rows
 
 
@@ -96,6 +119,11 @@ def summarise(rows: list[dict]) -> dict:
             zero_dice=int((dice == 0).sum()),
             empty_predictions=sum(r["pred_pixels"] == 0 for r in lesion),
         )
+        if "pq" in lesion[0]:
+            for key in ("pq", "dq", "sq", "aji"):
+                values = np.array([r[key] for r in lesion], float)
+                out[f"{key}_mean"] = float(np.nanmean(values))
+                out[f"{key}_median"] = float(np.nanmedian(values))
     if normal:
         out["empty_mask_with_prediction"] = sum(r["pred_pixels"] > 0 for r in normal)
     return out
@@ -108,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", help="split JSON; scores its --part")
     p.add_argument("--part", default="test", choices=("train", "valid", "test"))
     p.add_argument("--names", help="text file, one image base name per line")
-    p.add_argument("--mode", default="resize", choices=("resize", "tile"))
+    p.add_argument("--mode", choices=("resize", "tile"), help="default: the checkpoint's")
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="masks are instance labels: add PQ and AJI of the split prediction",
+    )
     p.add_argument("--threshold", type=float, help="default: the checkpoint's")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for per-image.csv and summary.json")
@@ -116,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.time()
     checkpoint = load_model(args.model, device=args.device)
-    items = samples(args.data, args.split, args.part, args.names)
-    rows = score(checkpoint, items, args.mode, args.threshold)
+    mode = args.mode or checkpoint.inference_mode
+    items = samples(args.data, args.split, args.part, args.names, args.instances)
+    rows = score(checkpoint, items, mode, args.threshold, args.instances)
     summary = {
         "model": args.model,
         "data": args.data,
         "selection": args.split or args.names or "all",
-        "mode": args.mode,
+        "mode": mode,
         **summarise(rows),
         "seconds": round(time.time() - start, 1),
     }

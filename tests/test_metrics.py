@@ -244,3 +244,83 @@ def test_to_csv(tmp_path):
     assert list(rows[0]) == list(PER_IMAGE_KEYS)
     assert [r["name"] for r in rows] == ["ab", "missed"]
     assert float(rows[0]["dice"]) == 0.5 and rows[1][EMPTY_PREDICTION] == "True"
+
+
+# ------------------------------------------------------------------------ instance scores
+
+
+def test_instance_scores_by_hand():
+    """Two reference objects: one found exactly, one split in two halves; one extra."""
+    from napari_tmunet.metrics import instance_scores
+
+    ref = np.zeros((10, 20), int)
+    ref[1:5, 1:5] = 1  # 16 px, found exactly
+    ref[1:5, 10:18] = 2  # 32 px, predicted as two halves of 16
+    pred = np.zeros_like(ref)
+    pred[1:5, 1:5] = 7
+    pred[1:5, 10:14], pred[1:5, 14:18] = 3, 4
+    pred[7:9, 1:3] = 9  # 4 px where no reference object is
+    s = instance_scores(pred, ref)
+    # pairs at IoU > 0.5: only object 1 (IoU 1); halves have IoU 0.5 (not > 0.5)
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 3, 1)
+    assert s["dq"] == pytest.approx(1 / (1 + 1.5 + 0.5)) and s["sq"] == 1.0
+    assert s["pq"] == pytest.approx(s["dq"])
+    # AJI: object 1 -> 16/16; object 2 -> a half (16 / 32); unjoined: the other half
+    # (16 px) and the extra (4 px)
+    assert s["aji"] == pytest.approx((16 + 16) / (16 + 32 + 16 + 4))
+    assert math.isnan(instance_scores(np.zeros((4, 4), int), np.zeros((4, 4), int))["pq"])
+    none = instance_scores(np.zeros_like(ref), ref)
+    assert none["pq"] == none["aji"] == 0.0 and none["fn"] == 2
+    with pytest.raises(ValueError, match="integer label image"):
+        instance_scores(pred.astype(float), ref)
+
+
+def _aji_by_definition(pred, ref):
+    """Kumar et al.'s AJI written out object by object (slow, obviously right)."""
+    used, inter_sum, union_sum = set(), 0, 0
+    for g in (g for g in np.unique(ref) if g):
+        gmask = ref == g
+        best, best_iou = None, 0.0
+        for s in (s for s in np.unique(pred[gmask]) if s):
+            smask = pred == s
+            iou = (gmask & smask).sum() / (gmask | smask).sum()
+            if iou > best_iou:
+                best, best_iou = s, iou
+        if best is None:
+            union_sum += gmask.sum()
+            continue
+        smask = pred == best
+        inter_sum += (gmask & smask).sum()
+        union_sum += (gmask | smask).sum()
+        used.add(best)
+    union_sum += sum((pred == s).sum() for s in np.unique(pred) if s and s not in used)
+    return inter_sum / union_sum
+
+
+def test_instance_scores_on_the_nuclei_sample_match_monai():
+    """Reference: the bundled H&E sample's nuclei split into instances; prediction: every
+    object grown by 2 px, every 7th dropped, and two neighbours merged."""
+    from monai.metrics import compute_panoptic_quality
+    from skimage.segmentation import expand_labels
+
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.metrics import instance_scores
+    from napari_tmunet.postprocess import split_instances
+
+    _, mask = load_sample("nuclei")
+    ref = split_instances(np.asarray(mask) > 0)[:300, :300]
+    pred = expand_labels(ref, 2)
+    pred[np.isin(pred, np.unique(ref)[1::7])] = 0
+    ids = np.unique(pred)[1:]
+    pred[pred == ids[1]] = ids[0]
+    s = instance_scores(pred, ref)
+    assert s["ref_objects"] == len(np.unique(ref)) - 1 > 20
+    tp, fp, fn, iou_sum = compute_panoptic_quality(
+        torch.from_numpy(pred), torch.from_numpy(ref), output_confusion_matrix=True
+    ).tolist()
+    assert (s["tp"], s["fp"], s["fn"]) == (tp, fp, fn)
+    assert s["sq"] == pytest.approx(iou_sum / tp, rel=1e-5)
+    monai_pq = compute_panoptic_quality(torch.from_numpy(pred), torch.from_numpy(ref)).item()
+    assert s["pq"] == pytest.approx(monai_pq, rel=1e-4)
+    assert s["aji"] == pytest.approx(_aji_by_definition(pred, ref), rel=1e-9)
+    assert 0.3 < s["aji"] < s["dq"] < 1.0  # grown, dropped and merged objects cost
