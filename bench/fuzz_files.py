@@ -28,21 +28,9 @@ def main() -> int:
     env = {**os.environ, "NAPARI_TMUNET_FUZZ_EXAMPLES": str(args.examples)}
     start = time.perf_counter()
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:logging",
-            "tests/test_fuzz_images.py",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging",
+         "tests/test_fuzz_images.py"],
+        cwd=REPO, env=env, capture_output=True, text=True,
     )
     summary = (run.stdout.strip().splitlines() or [""])[-1]
     record = {

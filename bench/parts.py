@@ -1,9 +1,9 @@
 """Split a file into parts small enough for one device call, and join them again.
 
-python bench/parts.py split .gpu-data/colonoscopy.npz --max-mib 60
-    # -> colonoscopy.npz.part0, .part1, ... and colonoscopy.npz.sha256 beside it
-python bench/parts.py join .gpu-data/colonoscopy.npz
-    # on the GPU machine, once every part is there: checks the SHA-256, removes the parts
+    python bench/parts.py split .gpu-data/colonoscopy.npz --max-mib 60
+        # -> colonoscopy.npz.part0, .part1, ... and colonoscopy.npz.sha256 beside it
+    python bench/parts.py join .gpu-data/colonoscopy.npz
+        # on the GPU machine, once every part is there: checks the SHA-256, removes the parts
 """
 
 from __future__ import annotations
