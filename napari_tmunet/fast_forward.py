@@ -144,7 +144,7 @@ class FastForward:
         if model is None:
             raise RuntimeError("the model of this FastForward no longer exists")
         amp = bool(amp) and x.device.type == "cuda"
-        if x.device.type != "cuda" or model.training or self.failed or not graphs_enabled():
+        if not self._graphable(model, x):
             return eager_logits(model, x, amp)
         with self._lock:
             try:
@@ -158,6 +158,12 @@ class FastForward:
                 entry.static_in[n:].zero_()  # padding rows: finite, discarded
             entry.graph.replay()
             return entry.static_out[:n].clone()
+
+    def _graphable(self, model: nn.Module, x: torch.Tensor) -> bool:
+        """Whether ``model(x)`` is replayed from a graph (else it runs eagerly)."""
+        return (
+            x.device.type == "cuda" and not model.training and not self.failed and graphs_enabled()
+        )
 
     def _entry(self, model: nn.Module, x: torch.Tensor, amp: bool) -> _Graph:
         """The graph for ``x``'s bucket, captured on first use (LRU of ``max_graphs``)."""
