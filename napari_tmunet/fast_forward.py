@@ -65,8 +65,13 @@ def logits(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, amp: 
 
 
 def eager_logits(model: Callable, x: torch.Tensor, amp: bool) -> torch.Tensor:
-    """The reference forward: ``model(x)`` in float32, without autograd."""
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+    """The reference forward: ``model(x)`` in float32, without autograd.
+
+    The autocast weight cache is off, so that a captured graph casts the weights it reads
+    at every replay instead of baking in copies cast before the capture.
+    """
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp, cache_enabled=False)
+    with torch.no_grad(), autocast:
         return model(x).float()
 
 

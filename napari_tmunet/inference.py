@@ -379,7 +379,10 @@ class FrameInput:
             chw = chw.mean(dim=1, keepdim=True)
         elif self.channels != 3:
             raise ValueError(f"cannot map an RGB image to {self.channels} channels")
-        return normalize(chw, self.mean, self.std).contiguous()
+        x = normalize(chw, self.mean, self.std)  # (n, C, h, w)
+        # plain strides even along size-1 axes: a (1, 1, h, w) tensor strided like
+        # channels-last sends the CPU convolutions down another (rounding) path
+        return torch.empty(x.shape, device=x.device).copy_(x)
 
     def _table(self, device: torch.device) -> torch.Tensor | None:
         """``to_unit_float`` of every stored value (bool/uint8/uint16) on ``device``;
