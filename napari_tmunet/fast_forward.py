@@ -154,6 +154,10 @@ class FastForward:
         with self._lock:
             try:
                 entry = self._entry(model, x, amp)
+            except torch.cuda.OutOfMemoryError:
+                self.clear()  # not the graph's fault: the caller may take smaller batches
+                torch.cuda.empty_cache()
+                raise
             except Exception as err:  # noqa: BLE001 - any capture failure: eager instead
                 self._give_up(err)
                 return eager_logits(model, x, amp)

@@ -130,17 +130,26 @@ def blend_tiles(
     ``dev``. Returns the (B, K, H, W) sum of window-weighted outputs and the (H, W) sum
     of weights, unnormalised (so that bands of an image can be added up before
     dividing), on ``dev`` when they fit there, else on the CPU. Nothing here waits for
-    the device: the host queues batch after batch.
+    the device: the host queues batch after batch. A batch that runs out of GPU memory
+    is halved, and so are the batches after it.
     """
     n_images, H, W = shape
     th, tw = window.shape
     window_dev = torch.from_numpy(window).to(dev)  # (th, tw)
     acc: torch.Tensor | None = None  # (B, K, H, W)
     norm: torch.Tensor | None = None  # (H, W)
-    for start in range(0, len(positions), batch_size):
+    start = 0
+    while start < len(positions):
         batch = positions[start : start + batch_size]
-        with torch.no_grad():
-            out = model(crops(batch, th, tw)).float() * window_dev  # (n, K, th, tw)
+        try:
+            with torch.no_grad():
+                out = model(crops(batch, th, tw)).float() * window_dev  # (n, K, th, tw)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            batch_size = len(batch) // 2  # a smaller GPU: halve the batch and go on
+            torch.cuda.empty_cache()
+            continue
         if acc is None:
             sums = dev if fits_on(dev, 4 * H * W * (n_images * out.shape[1] + 1)) else "cpu"
             acc = torch.zeros((n_images, out.shape[1], H, W), device=sums)
@@ -151,7 +160,8 @@ def blend_tiles(
             acc[b, :, y : y + th, x0 : x0 + tw] += tile_out
             if b == 0:  # every image has the same tiles
                 norm[y : y + th, x0 : x0 + tw] += window_sums
-        yield start + len(batch), len(positions)
+        start += len(batch)
+        yield start, len(positions)
     return acc, norm
 
 

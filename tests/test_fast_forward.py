@@ -194,3 +194,19 @@ def test_segment_picks_the_batch_by_device():
     image = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
     run_to_completion(segment(image, checkpoint, mode="tile"))
     assert {shape[0] for shape in model.batches} == {batch_size_for("cpu", (32, 32))}
+
+
+def test_a_batch_out_of_gpu_memory_is_halved():
+    model = PixelModel().eval()
+
+    def small_gpu(x):
+        if x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return model(x)
+
+    image = torch.rand(1, 3, 100, 100)
+    steps = sliding_window(small_gpu, image, (32, 32), 0.25, batch_size=8)
+    out = run_to_completion(steps)
+    reference = run_to_completion(sliding_window(model, image, (32, 32), 0.25, batch_size=1))
+    torch.testing.assert_close(out, reference)
+    assert {s[0] for s in model.batches[:-1]} <= {1, 2}
