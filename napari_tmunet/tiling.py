@@ -21,10 +21,11 @@ BLEND_WEIGHTS: tuple[str, ...] = ("gaussian", "constant")
 # Pixels per forward pass on a GPU: 64 tiles of 256 x 256, 16 of 512 x 512; enough to
 # keep an H200 busy with TM-UNet b, a few GB of activations.
 GPU_BATCH_PIXELS = 64 * 256 * 256
-# On the CPU one tile per pass is fastest per tile: a tile's activations stay in the
-# caches, and the threads split each operation of one tile (2 threads, TM-UNet b,
-# 256 x 256: 0.26 s at batch 1, 0.89 s per tile at batch 4; docs/benchmarks.md).
-CPU_BATCH = 1
+# On the CPU, two tiles per thread, at most 4 (2 threads, TM-UNet b, 256 x 256, the
+# bundled H&E repeated: 0.165 s per tile at batch 1, 0.13 at 2 and 4, 0.17 at 8: bigger
+# batches leave the caches; docs/benchmarks.md).
+CPU_TILES_PER_THREAD = 2
+CPU_MAX_BATCH = 4
 DEVICE_SHARE = 0.25  # at most this share of free GPU memory for an uploaded image + sums
 
 Crops = Callable[[list[tuple[int, int, int]], int, int], torch.Tensor]
@@ -34,7 +35,7 @@ def batch_size_for(device: torch.device | str, tile: Sequence[int]) -> int:
     """Tiles per forward pass on ``device`` for tiles of ``tile`` (h, w) pixels."""
     if torch.device(device).type == "cuda":
         return max(1, min(64, GPU_BATCH_PIXELS // max(1, tile[0] * tile[1])))
-    return CPU_BATCH
+    return max(1, min(CPU_MAX_BATCH, CPU_TILES_PER_THREAD * torch.get_num_threads()))
 
 
 def fits_on(device: torch.device, nbytes: int) -> bool:

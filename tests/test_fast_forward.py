@@ -178,11 +178,14 @@ def test_device_blend_equals_the_host_blend():
     np.testing.assert_allclose(blended[0, 0].numpy(), reference, rtol=1e-5, atol=1e-5)
 
 
-def test_tiles_per_pass_by_device():
+def test_tiles_per_pass_by_device(monkeypatch):
     assert batch_size_for("cuda", (256, 256)) == 64
     assert batch_size_for("cuda", (512, 512)) == 16
     assert batch_size_for("cuda", (2048, 2048)) == 1
-    assert batch_size_for("cpu", (256, 256)) == batch_size_for("cpu", (64, 64)) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert batch_size_for("cpu", (256, 256)) == 2
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert batch_size_for("cpu", (256, 256)) == 4
 
 
 def test_segment_picks_the_batch_by_device():
