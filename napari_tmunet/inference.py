@@ -366,23 +366,29 @@ class FrameInput:
             return torch.from_numpy(np.stack([self.crop(y, x, h, w) for y, x in starts])).to(device)
         source = self._source(device)  # (H, W[, c])
         raw = torch.stack([source[y : y + h, x : x + w] for y, x in starts]).to(device)
-        if raw.dtype != torch.float32:  # stored values -> [0, 1] (int16 views of uint16)
-            raw = self._table(device)[raw.long() & 0xFFFF]
         if raw.ndim == 3:
-            raw = raw[..., None]  # (n, h, w, 1)
-        if raw.shape[-1] in (2, 4):
-            raw = raw[..., :-1]  # alpha dropped
-        chw = raw.permute(0, 3, 1, 2)  # (n, c, h, w)
-        if chw.shape[1] == 1:
-            chw = chw.expand(-1, self.channels, -1, -1)
+            raw = raw[:, None]  # (n, 1, h, w)
+        else:
+            raw = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw  # alpha dropped
+            raw = raw.permute(0, 3, 1, 2)  # (n, c, h, w)
+        raw = raw.contiguous()
+        if raw.dtype != torch.float32:  # stored values -> [0, 1] by the table
+            index = raw.reshape(-1).long()
+            if raw.dtype == torch.int16:
+                index &= 0xFFFF  # uint16 stored as int16
+            raw = self._table(device).index_select(0, index).view(raw.shape)
+        if raw.shape[1] == 1:
+            raw = raw.expand(-1, self.channels, -1, -1)
         elif self.channels == 1:
-            chw = chw.mean(dim=1, keepdim=True)
+            raw = raw.mean(dim=1, keepdim=True)
         elif self.channels != 3:
             raise ValueError(f"cannot map an RGB image to {self.channels} channels")
-        x = normalize(chw, self.mean, self.std)  # (n, C, h, w)
+        x = normalize(raw, self.mean, self.std)  # (n, C, h, w)
         # plain strides even along size-1 axes: a (1, 1, h, w) tensor strided like
         # channels-last sends the CPU convolutions down another (rounding) path
-        return torch.empty(x.shape, device=x.device).copy_(x)
+        if x.stride() != _plain_strides(x.shape):
+            x = x.clone(memory_format=torch.contiguous_format)
+        return x
 
     def _table(self, device: torch.device) -> torch.Tensor | None:
         """``to_unit_float`` of every stored value (bool/uint8/uint16) on ``device``;
@@ -495,6 +501,15 @@ def _nonfinite_note(frame: np.ndarray) -> str:
             "nothing to segment"
         )
     return f"; {bad} NaN/Inf values set to 0 (+Inf to 1)" if bad else ""
+
+
+def _plain_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a C-contiguous tensor of ``shape`` (size-1 axes included)."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _frame_input(frame: np.ndarray, checkpoint: Checkpoint) -> FrameInput:

@@ -210,3 +210,26 @@ def test_a_batch_out_of_gpu_memory_is_halved():
     reference = run_to_completion(sliding_window(model, image, (32, 32), 0.25, batch_size=1))
     torch.testing.assert_close(out, reference)
     assert {s[0] for s in model.batches[:-1]} <= {1, 2}
+
+
+def test_the_kernel_cache_is_kept_unless_the_user_chose_one(tmp_path, monkeypatch):
+    from napari_tmunet import settings
+
+    monkeypatch.setenv(settings.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(settings.TRITON_CACHE_ENV, str(tmp_path / "mine"))
+    assert settings.persist_kernel_cache() == tmp_path / "mine"  # the user's own, kept
+    monkeypatch.delenv(settings.TRITON_CACHE_ENV)
+    assert settings.persist_kernel_cache() == tmp_path / "cache" / "triton"
+    assert settings.os.environ[settings.TRITON_CACHE_ENV] == str(tmp_path / "cache" / "triton")
+
+
+def test_the_dock_says_when_gpu_kernels_compile(tmp_path, monkeypatch):
+    from napari_tmunet import _segment_jobs, inference, settings
+
+    checkpoint = make_checkpoint(PixelModel(), size=(32, 32))
+    assert _segment_jobs.warm_up_note(checkpoint) == ""  # CPU: nothing to prepare
+    monkeypatch.setattr(inference, "_model_device", lambda model: torch.device("cuda"))
+    monkeypatch.setenv(settings.TRITON_CACHE_ENV, str(tmp_path / "triton"))
+    assert "compiling GPU kernels (first run only" in _segment_jobs.warm_up_note(checkpoint)
+    (tmp_path / "triton" / "abc").mkdir(parents=True)
+    assert _segment_jobs.warm_up_note(checkpoint) == "preparing the model on the GPU..."
