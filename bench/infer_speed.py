@@ -191,14 +191,10 @@ def jobs(args, device) -> list[tuple]:
     cuda = device.type == "cuda"
     precisions = ("fp32", "bf16") if cuda else ("fp32",)
     out = [("frame", "colonoscopy", p, 1) for p in precisions]
-    out += [("tile", "nuclei", p, 0) for p in precisions]
-    out += [
-        ("model", v, m, b)
-        for b in args.batches
-        for v in args.variants
-        for m in (MODEL_MODES if cuda else ("eager-fp32",))
-    ]
     out += [("first", "colonoscopy", "fp32", 1)]
+    out += [("tile", "nuclei", p, 0) for p in precisions]
+    modes = MODEL_MODES if cuda else ("eager-fp32",)
+    out += [("model", v, m, b) for v in args.variants for b in args.batches for m in modes]
     out += [("tile-stream", "nuclei", precisions[0], 0)]
     return out
 
