@@ -5,14 +5,16 @@ so a run cut short by a time limit resumes where it stopped:
 
 - ``frame``: a 384x288 colonoscopy frame (the bundled sample), call to labels with the
   shipped colonoscopy model (``inference.segment``, resize mode); median after warm-up,
-  fp32 and bf16;
+  fp32 and bf16 through CUDA graphs, and ``bf16-eager``: the path before them (graphs
+  off, bf16 as the plugin ran on CUDA until then);
 - ``first``: the first Segment in a fresh process (a subprocess: Python start, imports,
   model load, kernels, one frame to labels), first with an empty Triton kernel cache (the
   first-ever cost), then with the cache that run filled (a machine that has run the
   plugin before);
 - ``tile``: an H&E image of ``--side`` squared (the bundled nuclei sample repeated), tile
   mode with the shipped nuclei model, in memory (``tile``) and as a TIFF read lazily in
-  bands (``tile-stream``), call to labels, Mpix/s;
+  bands (``tile-stream``), call to labels, Mpix/s (``bf16-eager``: graphs off, 4 tiles
+  per pass, as before);
 - ``model``: the model alone, ``--size`` squared at batch 1 and 16 (``--batches``):
   eager fp32, eager bf16, CUDA graph fp32, CUDA graph bf16 (``fast_forward``), per
   variant. On the CPU only eager fp32 runs.
@@ -84,14 +86,33 @@ def timed(fn, device: torch.device, repeats: int, warmup: int = 2) -> list[float
     return times
 
 
-def frame_row(device, precision: str, repeats: int) -> dict:
+class Eager:
+    """Within: no CUDA graphs (the path before them), for "-eager" modes."""
+
+    def __init__(self, mode: str):
+        self.on, self.saved = mode.endswith("-eager"), None
+
+    def __enter__(self):
+        self.saved = os.environ.get(fast_forward.GRAPHS_ENV)
+        if self.on:
+            os.environ[fast_forward.GRAPHS_ENV] = "0"
+
+    def __exit__(self, *exc):
+        os.environ.pop(fast_forward.GRAPHS_ENV, None)
+        if self.saved is not None:
+            os.environ[fast_forward.GRAPHS_ENV] = self.saved
+
+
+def frame_row(device, mode: str, repeats: int) -> dict:
     checkpoint = registry.load_model("colonoscopy", str(device))
     image = read_image(SAMPLES / "colonoscopy_image.png")  # (288, 384, 3) uint8
+    precision = mode.split("-")[0]
 
     def call():
         return run_to_completion(segment(image, checkpoint, precision=precision)).labels
 
-    times = timed(call, device, repeats, warmup=3)
+    with Eager(mode):
+        times = timed(call, device, repeats, warmup=3)
     return {
         "shape": list(image.shape),
         "ms": 1000 * statistics.median(times),
@@ -136,11 +157,13 @@ def he_image(side: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(tile, (*reps, 1))[:side, :side])
 
 
-def tile_row(device, side: int, stream: bool, precision: str) -> dict:
+def tile_row(device, side: int, stream: bool, mode: str) -> dict:
     checkpoint = registry.load_model("nuclei", str(device))
     image = he_image(side)
-    options = {"mode": "tile", "precision": precision}
-    with tempfile.TemporaryDirectory() as folder:
+    options = {"mode": "tile", "precision": mode.split("-")[0]}
+    if mode.endswith("-eager"):
+        options["batch_size"] = 4  # the batch before batches by device
+    with tempfile.TemporaryDirectory() as folder, Eager(mode):
         if stream:  # a TIFF read lazily, in bands (over the pixel budget)
             import tifffile
 
@@ -190,9 +213,10 @@ def jobs(args, device) -> list[tuple]:
     """(row, variant, mode, batch) to run, in order of importance."""
     cuda = device.type == "cuda"
     precisions = ("fp32", "bf16") if cuda else ("fp32",)
-    out = [("frame", "colonoscopy", p, 1) for p in precisions]
+    before = ("bf16-eager",) if cuda else ()  # the path before: bf16, no graphs, batch 4
+    out = [("frame", "colonoscopy", p, 1) for p in (*precisions, *before)]
     out += [("first", "colonoscopy", "fp32", 1)]
-    out += [("tile", "nuclei", p, 0) for p in precisions]
+    out += [("tile", "nuclei", p, 0) for p in (*precisions, *before)]
     modes = MODEL_MODES if cuda else ("eager-fp32",)
     out += [("model", v, m, b) for v in args.variants for b in args.batches for m in modes]
     out += [("tile-stream", "nuclei", precisions[0], 0)]
