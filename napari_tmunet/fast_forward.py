@@ -84,6 +84,16 @@ def fast_forward(model: nn.Module) -> FastForward:
         return fast
 
 
+def clear_all() -> None:
+    """Drop every model's graphs and return their memory to the GPU (e.g. after an OOM)."""
+    with _by_model_lock:
+        fasts = list(_by_model.values())
+    for fast in fasts:
+        fast.clear()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def use_bf16(device: torch.device | str, precision: str | None = None, metadata=None) -> bool:
     """Whether the plugin runs a model in bf16 autocast on ``device``.
 
@@ -155,8 +165,7 @@ class FastForward:
             try:
                 entry = self._entry(model, x, amp)
             except torch.cuda.OutOfMemoryError:
-                self.clear()  # not the graph's fault: the caller may take smaller batches
-                torch.cuda.empty_cache()
+                clear_all()  # other models' graphs too; the caller may take smaller batches
                 raise
             except Exception as err:  # noqa: BLE001 - any capture failure: eager instead
                 self._give_up(err)

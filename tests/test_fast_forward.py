@@ -233,3 +233,18 @@ def test_the_dock_says_when_gpu_kernels_compile(tmp_path, monkeypatch):
     assert "compiling GPU kernels (first run only" in _segment_jobs.warm_up_note(checkpoint)
     (tmp_path / "triton" / "abc").mkdir(parents=True)
     assert _segment_jobs.warm_up_note(checkpoint) == "preparing the model on the GPU..."
+
+
+def test_out_of_memory_in_a_capture_frees_every_models_graphs(fake_graphs, monkeypatch):
+    first, second = PixelModel().eval(), PixelModel().eval()
+    fast_forward.fast_forward(first)(torch.rand(1, 3, 8, 8))
+    assert len(fast_forward.fast_forward(first).graphs) == 1
+
+    def no_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(FastForward, "_capture", no_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        fast_forward.fast_forward(second)(torch.rand(1, 3, 8, 8))
+    assert not fast_forward.fast_forward(first).graphs  # freed for the smaller batch
+    assert not fast_forward.fast_forward(second).failed  # not a failed capture
