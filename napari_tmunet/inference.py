@@ -54,6 +54,7 @@ EXPECTED_SHAPES = (
 )
 
 Progress = Callable[[int, int], None]
+PINNED_UPLOAD_BYTES = 64 * 2**20  # frames up to this go to a GPU without a host wait
 
 
 @dataclass
@@ -321,7 +322,8 @@ class FrameInput:
         # range (or ``value_range``, that of the image a band comes from).
         self.per_frame_range = not has_nominal_range(frame)
         self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
-        self._tensors: dict[tuple, torch.Tensor | None] = {}  # device copies (windows)
+        self._tensors: dict[tuple, Any] = {}  # device copies (windows)
+        normalize(np.zeros((channels, 1, 1), np.float32), self.mean, self.std)  # checks them
         self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
         self.mapping += f", std {_fmt(self.std)}"
 
@@ -383,12 +385,23 @@ class FrameInput:
             raw = raw.mean(dim=1, keepdim=True)
         elif self.channels != 3:
             raise ValueError(f"cannot map an RGB image to {self.channels} channels")
-        x = normalize(raw, self.mean, self.std)  # (n, C, h, w)
+        mean, std = self._norm(device)  # preprocess.normalize's (x - mean) / std, on device
+        x = (raw - mean) / std  # (n, C, h, w)
         # plain strides even along size-1 axes: a (1, 1, h, w) tensor strided like
         # channels-last sends the CPU convolutions down another (rounding) path
         if x.stride() != _plain_strides(x.shape):
             x = x.clone(memory_format=torch.contiguous_format)
         return x
+
+    def _norm(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C, 1, 1) float32 mean and std on ``device``, uploaded once (no sync per batch)."""
+        key = ("norm", device)
+        if key not in self._tensors:
+            self._tensors[key] = tuple(
+                torch.tensor(values, dtype=torch.float32).reshape(-1, 1, 1).to(device)
+                for values in (self.mean, self.std)
+            )
+        return self._tensors[key]
 
     def _table(self, device: torch.device) -> torch.Tensor | None:
         """``to_unit_float`` of every stored value (bool/uint8/uint16) on ``device``;
@@ -417,7 +430,10 @@ class FrameInput:
                 warnings.simplefilter("ignore", UserWarning)
                 source = torch.from_numpy(unit)
             if fits_on(device, unit.nbytes):
-                source = source.to(device)
+                # a band or a frame: through pinned memory, so the host does not wait for
+                # the GPU's queued work; a whole large image: once, before any work
+                pin = device.type == "cuda" and unit.nbytes <= PINNED_UPLOAD_BYTES
+                source = (source.pin_memory() if pin else source).to(device, non_blocking=pin)
             self._tensors[key] = source
         return self._tensors[key]
 

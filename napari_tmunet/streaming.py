@@ -81,6 +81,7 @@ def segment_bands(
     def read(i: int) -> FrameInput:
         return FrameInput(np.asarray(image[ys[i] : ys[i] + th]), channels, config, value_range)
 
+    pending: _Rows | None = None  # finished rows on their way to the host
     yield 0, total
     with ThreadPoolExecutor(max_workers=1) as reader:  # the next band, read meanwhile
         coming = reader.submit(read, 0)
@@ -100,10 +101,13 @@ def segment_bands(
             acc += band_acc.to(dev)
             norm += band_norm.to(dev)
             rows = (ys[i + 1] if i + 1 < len(ys) else H) - y  # rows no later band reaches
-            _check_finite(acc[:rows])
-            labels[y : y + rows] = (acc[:rows] > threshold * norm[:rows]).cpu().numpy()
+            finished = _Rows(y, acc[:rows] > threshold * norm[:rows], acc[:rows])
             acc[: th - rows], norm[: th - rows] = acc[rows:].clone(), norm[rows:].clone()
             acc[th - rows :], norm[th - rows :] = 0.0, 0.0
+            if pending is not None:  # the band before: done while this one was queued
+                pending.write(labels)
+            pending = finished
+    pending.write(labels)
     return SegmentationResult(
         labels=labels,
         probability=None,
@@ -128,10 +132,34 @@ def _band_steps(frame, probability, xs, window, batch_size, dev):
     return acc[0, 0], norm
 
 
-def _check_finite(acc: torch.Tensor) -> None:
-    """A RuntimeError when the blend holds NaN/Inf (``inference.check_output``'s rule)."""
-    if not bool(torch.isfinite(acc).all()):
-        check_output(np.array([np.nan], np.float32))  # raises its error
+class _Rows:
+    """Finished rows of the mask, copied to the host without waiting for the device.
+
+    On a GPU the copy goes to pinned memory behind the band's work, so the host can
+    queue the next band before it waits (:meth:`write`); on the CPU it is immediate.
+    """
+
+    def __init__(self, y: int, mask: torch.Tensor, blend: torch.Tensor):
+        self.y = y
+        finite = torch.isfinite(blend).all()  # ()
+        self.event = None
+        if mask.device.type == "cuda":
+            self.mask = torch.empty(mask.shape, dtype=torch.bool, pin_memory=True)
+            self.finite = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self.mask.copy_(mask, non_blocking=True)
+            self.finite.copy_(finite, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.mask, self.finite = mask, finite
+
+    def write(self, labels: np.ndarray) -> None:
+        """Put the rows into ``labels``; a RuntimeError for NaN/Inf (``check_output``)."""
+        if self.event is not None:
+            self.event.synchronize()
+        if not bool(self.finite):
+            check_output(np.array([np.nan], np.float32))  # raises its error
+        labels[self.y : self.y + self.mask.shape[0]] = self.mask.numpy()
 
 
 def _sampled_range(image) -> tuple[float, float] | None:
