@@ -103,7 +103,7 @@ def warm_up_note(checkpoint) -> str:
     cache = persist_kernel_cache()
     if cache.is_dir() and any(cache.iterdir()):
         return "preparing the model on the GPU..."
-    return "compiling GPU kernels (first run only, about a minute)..."
+    return "compiling GPU kernels (first run only)..."
 
 
 def warm_up(checkpoint) -> None:

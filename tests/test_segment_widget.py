@@ -135,7 +135,7 @@ def test_the_dock_says_it_compiles_kernels_before_the_first_image(
 
     from napari_tmunet import _segment_jobs
 
-    note = "compiling GPU kernels (first run only, about a minute)..."
+    note = "compiling GPU kernels (first run only)..."
     warmed = []
     monkeypatch.setattr(_segment_jobs, "warm_up_note", lambda checkpoint: note)
     monkeypatch.setattr(_segment_jobs, "warm_up", lambda c: (time.sleep(0.5), warmed.append(c)))
