@@ -161,7 +161,8 @@ class FastForward:
         amp = bool(amp) and x.device.type == "cuda"
         if not self._graphable(model, x):
             return eager_logits(model, x, amp)
-        with self._lock:
+        # static tensors are ordinary tensors, whether or not the caller is in inference mode
+        with self._lock, torch.inference_mode(False):
             try:
                 entry = self._entry(model, x, amp)
             except torch.cuda.OutOfMemoryError:

@@ -248,3 +248,14 @@ def test_out_of_memory_in_a_capture_frees_every_models_graphs(fake_graphs, monke
         fast_forward.fast_forward(second)(torch.rand(1, 3, 8, 8))
     assert not fast_forward.fast_forward(first).graphs  # freed for the smaller batch
     assert not fast_forward.fast_forward(second).failed  # not a failed capture
+
+
+def test_replays_work_in_and_out_of_inference_mode(fake_graphs):
+    model = PixelModel().eval()
+    fast = FastForward(model)
+    x = torch.rand(2, 3, 8, 8)
+    with torch.inference_mode():
+        first = fast(x)  # captured in inference mode
+    torch.testing.assert_close(fast(x), first)  # replayed outside it
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), first)
