@@ -14,7 +14,8 @@ so a run cut short by a time limit resumes where it stopped:
 - ``tile``: an H&E image of ``--side`` squared (the bundled nuclei sample repeated), tile
   mode with the shipped nuclei model, in memory (``tile``) and as a TIFF read lazily in
   bands (``tile-stream``), call to labels, Mpix/s (``bf16-eager``: graphs off, 4 tiles
-  per pass, as before);
+  per pass, bf16, as before, but with tiles cut and blended on the GPU already: an
+  upper bound for the path before);
 - ``model``: the model alone, ``--size`` squared at batch 1 and 16 (``--batches``):
   eager fp32, eager bf16, CUDA graph fp32, CUDA graph bf16 (``fast_forward``), per
   variant. On the CPU only eager fp32 runs.
