@@ -40,7 +40,7 @@ class SegmentOptions:
     output: str  # "auto", "binary" or "instances"
     fill_holes: bool = False
     min_size: int = 0
-    batch_size: int = 4
+    batch_size: int | None = None  # tiles per forward pass; None: by device
 
 
 @dataclass
@@ -93,12 +93,42 @@ def resolve(
     )
 
 
+def warm_up_note(checkpoint) -> str:
+    """What the dock shows while :func:`warm_up` runs; "" on the CPU (nothing to prepare)."""
+    from .inference import _model_device
+    from .settings import persist_kernel_cache
+
+    if _model_device(checkpoint.model).type != "cuda":
+        return ""
+    cache = persist_kernel_cache()
+    if cache.is_dir() and any(cache.iterdir()):
+        return "preparing the model on the GPU..."
+    return "compiling GPU kernels (first run only)..."
+
+
+def warm_up(checkpoint) -> None:
+    """One forward pass on zeros at the model's input size, as the dock's runs make them.
+
+    Compiles the mLSTM's Triton kernels (loaded from the kernel cache after the first
+    session) and captures the CUDA graph of a one-image pass (``fast_forward``), so the
+    dock can say what is happening before its progress starts.
+    """
+    import torch
+
+    from .inference import forward_logits, prepared_model
+
+    model, device, amp = prepared_model(checkpoint, None)
+    shape = (1, checkpoint.model_config.in_channels, *checkpoint.input_config.size)
+    forward_logits(model, torch.zeros(shape, device=device), amp)
+
+
 def segment_jobs(
     jobs: list[tuple[Any, bool]], options: SegmentOptions
 ) -> Generator[tuple, None, None]:
     """Worker body: load the model, then segment each ``(data, rgb)`` image.
 
-    Yields ``("loaded", defaults)`` once, ``("progress", index, done, total)``,
+    Yields ``("loaded", defaults)`` once, on a GPU ``("status", text)`` while the model
+    is prepared (:func:`warm_up`), ``("progress", index, done, total)``,
     ``("result", index, SegmentOutcome)``, and ``("error", index, text)`` for an image
     that could not be segmented. A model that cannot be loaded raises (one error for the
     whole run).
@@ -108,6 +138,10 @@ def segment_jobs(
 
     checkpoint = registry.load_model(options.model, options.device)
     yield ("loaded", model_defaults(checkpoint))
+    note = warm_up_note(checkpoint)
+    if note:
+        yield ("status", note)
+        warm_up(checkpoint)
     chosen: list[tuple[str, LabelOptions, float]] = []  # per image: mode, labels, start
 
     def options_for(data, rgb) -> dict:

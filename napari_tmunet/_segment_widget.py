@@ -89,7 +89,7 @@ class SegmentWidget(OutputLayers, Container):
         self.last_layer: Labels | None = None  # the Labels layer written last
         self.last_result: SegmentOutcome | None = None  # of the last image segmented
         self.last_rederive_seconds: float | None = None
-        self.batch_size = 4  # tiles per forward pass in tile mode
+        self.batch_size = None  # tiles per forward pass in tile mode; None: by device
         self._outputs: dict[Any, _Output] = {}
         self._progress: progress | None = None
         self._eta = Eta()
@@ -384,7 +384,7 @@ class SegmentWidget(OutputLayers, Container):
             output=str(self.output.value),
             fill_holes=bool(self.fill_holes.value),
             min_size=int(self.min_size.value),
-            batch_size=int(self.batch_size),
+            batch_size=self.batch_size,
         )
 
     def _start(self, layers: list[Image]):
@@ -439,6 +439,8 @@ class SegmentWidget(OutputLayers, Container):
         if kind == "loaded":
             self._defaults = message[1]
             self._show_model_threshold(self._defaults["threshold"])
+        elif kind == "status":  # e.g. compiling GPU kernels before the first image
+            self.status.value = message[1]
         elif kind == "progress":
             if not self._busy:  # a report that arrived after the run ended
                 return

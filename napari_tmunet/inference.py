@@ -17,7 +17,7 @@ so that a validation score and the plugin's output are the same computation:
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import fast_forward
 from .checkpoint import Checkpoint
 from .config import InputConfig
 from .data.images import MIN_SIDE
@@ -38,15 +39,22 @@ from .data.preprocess import (
 )
 from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
 from .postprocess import split_instances  # noqa: F401  (inference's instance split)
+from .tiling import (  # noqa: F401  (tile mode's home; names kept importable from here)
+    BLEND_WEIGHTS,
+    MAX_OVERLAP,
+    batch_size_for,
+    fits_on,
+    sliding_window,
+    tile_starts,
+)
 
 EXPECTED_SHAPES = (
     "a 2-D image (H, W), an RGB(A) image (H, W, 3|4), a stack of 2-D frames (Z, H, W) "
     "or a stack of RGB(A) frames (Z, H, W, 3|4)"
 )
-MAX_OVERLAP = 0.9  # tile overlap fraction; more would multiply the work for nothing
-BLEND_WEIGHTS: tuple[str, ...] = ("gaussian", "constant")
 
 Progress = Callable[[int, int], None]
+PINNED_UPLOAD_BYTES = 64 * 2**20  # frames up to this go to a GPU without a host wait
 
 
 @dataclass
@@ -116,7 +124,7 @@ def predict_probability(
     mode: str = "resize",
     device: str | torch.device | None = None,
     tile_overlap: float = 0.25,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, str]:
     """Foreground probability of one 2-D image.
@@ -128,7 +136,8 @@ def predict_probability(
             overlapping windows of the input size blended with a Gaussian weight
             (:func:`sliding_window`).
         tile_overlap: fraction of a tile shared with its neighbour, in [0, 0.9].
-        batch_size: tiles per forward pass; bounds memory whatever the image size.
+        batch_size: tiles per forward pass; bounds memory whatever the image size;
+            None: by device (``tiling.batch_size_for``).
         progress: called with (done, total) tiles after every forward pass.
 
     Returns:
@@ -154,10 +163,11 @@ def segment(
     instances: bool = False,
     device: str | torch.device | None = None,
     tile_overlap: float = 0.25,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     rgb: bool | None = None,
     split_depth: float = 2.0,
     max_pixels: int | None = None,
+    precision: str | None = None,
 ) -> Generator[tuple[int, int], None, SegmentationResult]:
     """Segment a 2-D image or a stack of 2-D frames (slice by slice); a generator.
 
@@ -177,12 +187,14 @@ def segment(
         instances: split the binary mask into instances (touching objects separated by a
             distance-transform watershed).
         device: "auto", "cuda", "cpu"; None runs where the checkpoint's model is.
+        batch_size: tiles per forward pass; None: by device (``tiling.batch_size_for``).
         rgb: whether the last axis holds colour channels (napari's ``layer.rgb``); None
             guesses from the shape.
         split_depth: in pixels; two touching objects are split when the neck between them
             is at least this much narrower (in distance-transform terms) than both.
         max_pixels: the pixel budget above which a lazy image is streamed in bands;
             None: ``data.budget.max_pixels()``.
+        precision: "fp32" or "bf16" on CUDA; None: ``fast_forward.use_bf16``'s default.
     """
     threshold = _checked_threshold(mode, threshold, checkpoint)
     is_stack, _ = split_frames(image, rgb)
@@ -191,7 +203,15 @@ def segment(
 
         return (
             yield from segment_bands(
-                image, checkpoint, threshold, mode, instances, device, tile_overlap, batch_size
+                image,
+                checkpoint,
+                threshold,
+                mode,
+                instances,
+                device,
+                tile_overlap,
+                batch_size,
+                precision,
             )
         )
     frames = image if is_stack else [image]
@@ -204,7 +224,7 @@ def segment(
     yield done, total
     for z in range(len(frames)):
         frame = first if z == 0 else _frame_input(np.asarray(frames[z]), checkpoint)
-        steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size)
+        steps = _predict_frame(frame, checkpoint, mode, device, tile_overlap, batch_size, precision)
         probability[z] = check_output((yield from _shifted(steps, done, total)))
         done += frame.units(mode, tile_overlap)
         mask = probability[z] > threshold
@@ -308,6 +328,8 @@ class FrameInput:
         # range (or ``value_range``, that of the image a band comes from).
         self.per_frame_range = not has_nominal_range(frame)
         self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
+        self._tensors: dict[tuple, Any] = {}  # device copies (windows)
+        normalize(np.zeros((channels, 1, 1), np.float32), self.mean, self.std)  # checks them
         self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
         self.mapping += f", std {_fmt(self.std)}"
 
@@ -334,14 +356,99 @@ class FrameInput:
     def resized(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The whole frame as a normalised (1, C, h, w) model input of the model's size."""
         H, W = self.hw
-        return resize(torch.from_numpy(self.crop(0, 0, H, W))[None].to(device), self.size)
+        return resize(self.windows([(0, 0)], H, W, device), self.size)
+
+    def windows(
+        self, starts: Sequence[tuple[int, int]], h: int, w: int, device: torch.device | str
+    ) -> torch.Tensor:
+        """Normalised (n, C, h, w) float32 model inputs of the windows at ``starts`` (y, x).
+
+        Made on ``device``: the frame goes there once, as stored (uint8 stays uint8), when
+        it fits (``tiling.fits_on``), and each batch of windows is mapped there: to [0, 1]
+        by a table of ``to_unit_float``'s values (bool, uint8, uint16), so the inputs are
+        :meth:`crop`'s to the bit, then channels and normalisation as ``preprocess``.
+        uint32/uint64 frames are cut and mapped on the CPU by :meth:`crop`.
+        """
+        device = torch.device(device)
+        if self._table(device) is None:
+            return torch.from_numpy(np.stack([self.crop(y, x, h, w) for y, x in starts])).to(device)
+        source = self._source(device)  # (H, W[, c])
+        raw = torch.stack([source[y : y + h, x : x + w] for y, x in starts]).to(device)
+        if raw.ndim == 3:
+            raw = raw[:, None]  # (n, 1, h, w)
+        else:
+            raw = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw  # alpha dropped
+            raw = raw.permute(0, 3, 1, 2)  # (n, c, h, w)
+        raw = raw.contiguous()
+        if raw.dtype != torch.float32:  # stored values -> [0, 1] by the table
+            index = raw.reshape(-1).long()
+            if raw.dtype == torch.int16:
+                index &= 0xFFFF  # uint16 stored as int16
+            raw = self._table(device).index_select(0, index).view(raw.shape)
+        if raw.shape[1] == 1:
+            raw = raw.expand(-1, self.channels, -1, -1)
+        elif self.channels == 1:
+            raw = raw.mean(dim=1, keepdim=True)
+        elif self.channels != 3:
+            raise ValueError(f"cannot map an RGB image to {self.channels} channels")
+        mean, std = self._norm(device)  # preprocess.normalize's (x - mean) / std, on device
+        x = (raw - mean) / std  # (n, C, h, w)
+        # plain strides even along size-1 axes: a (1, 1, h, w) tensor strided like
+        # channels-last sends the CPU convolutions down another (rounding) path
+        if x.stride() != _plain_strides(x.shape):
+            x = x.clone(memory_format=torch.contiguous_format)
+        return x
+
+    def _norm(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C, 1, 1) float32 mean and std on ``device``, uploaded once (no sync per batch)."""
+        key = ("norm", device)
+        if key not in self._tensors:
+            self._tensors[key] = tuple(
+                torch.tensor(values, dtype=torch.float32).reshape(-1, 1, 1).to(device)
+                for values in (self.mean, self.std)
+            )
+        return self._tensors[key]
+
+    def _table(self, device: torch.device) -> torch.Tensor | None:
+        """``to_unit_float`` of every stored value (bool/uint8/uint16) on ``device``;
+        an empty table for a float32 frame (already mapped); None for wider integers."""
+        key = ("table", device)
+        if key not in self._tensors:
+            dtype = self._unit.dtype
+            if dtype == np.float32:
+                table = torch.empty(0, device=device)
+            elif dtype in (np.bool_, np.uint8, np.uint16):
+                values = np.arange(2 if dtype == np.bool_ else np.iinfo(dtype).max + 1)
+                table = torch.from_numpy(to_unit_float(values.astype(dtype))).to(device)
+            else:
+                table = None
+            self._tensors[key] = table
+        return self._tensors[key]
+
+    def _source(self, device: torch.device) -> torch.Tensor:
+        """The stored frame as a tensor on ``device`` (on the CPU when it does not fit)."""
+        key = ("source", device)
+        if key not in self._tensors:
+            unit = np.ascontiguousarray(self._unit)
+            if unit.dtype == np.uint16:
+                unit = unit.view(np.int16)  # torch's uint16 lacks ops; the table undoes it
+            with warnings.catch_warnings():  # a read-only frame (memmap, napari's): never written
+                warnings.simplefilter("ignore", UserWarning)
+                source = torch.from_numpy(unit)
+            if fits_on(device, unit.nbytes):
+                # a band or a frame: through pinned memory, so the host does not wait for
+                # the GPU's queued work; a whole large image: once, before any work
+                pin = device.type == "cuda" and unit.nbytes <= PINNED_UPLOAD_BYTES
+                source = (source.pin_memory() if pin else source).to(device, non_blocking=pin)
+            self._tensors[key] = source
+        return self._tensors[key]
 
     def units(self, mode: str, overlap: float) -> int:
         """Work units (forward passes' tiles) this frame needs in ``mode``."""
         if mode == "resize":
             return 1
-        return len(_tile_starts(self.hw[0], self.size[0], overlap)) * len(
-            _tile_starts(self.hw[1], self.size[1], overlap)
+        return len(tile_starts(self.hw[0], self.size[0], overlap)) * len(
+            tile_starts(self.hw[1], self.size[1], overlap)
         )
 
 
@@ -367,12 +474,12 @@ def resize_mask(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def forward_logits(model: Callable, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
-    """Logits (B, K, H, W) in float32, without autograd; bf16 autocast on CUDA if ``amp``."""
-    with torch.no_grad():
-        if amp and x.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return model(x).float()
-        return model(x).float()
+    """Logits (B, K, H, W) in float32, without autograd; bf16 autocast on CUDA if ``amp``.
+
+    The one forward of inference and evaluation: ``fast_forward.logits`` (CUDA-graph
+    replays of a model in eval mode on CUDA, eager otherwise).
+    """
+    return fast_forward.logits(model, x, amp)
 
 
 def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
@@ -384,107 +491,6 @@ def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         return torch.sigmoid(logits[:, 0])
     return 1.0 - torch.softmax(logits, dim=1)[:, 0]
-
-
-def sliding_window(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    image: torch.Tensor | FrameInput,
-    tile: Sequence[int],
-    overlap: float = 0.25,
-    batch_size: int = 4,
-    weight: str = "gaussian",
-    device: torch.device | str | None = None,
-) -> Generator[tuple[int, int], None, torch.Tensor]:
-    """Blend a model's outputs over overlapping tiles of an image; a generator.
-
-    Tiles of ``tile`` pixels (clipped to the image) start at evenly spaced positions, the
-    first and last flush with the borders, neighbours sharing about ``overlap`` of a tile.
-    ``batch_size`` tiles go through ``model`` per call, so memory is bounded whatever the
-    image size; the outputs are blended with ``weight``: "gaussian" (sigma = tile / 8,
-    tile borders, where the model sees least context, count least) or "constant" (plain
-    average). The accumulators are on the CPU, one image's size. Drain it with
-    :func:`run_to_completion`; closing it stops after the current forward pass.
-
-    Args:
-        model: maps (n, C, h, w) inputs on ``device`` to (n, K, h, w) outputs (logits,
-            probabilities, ...); called without autograd.
-        image: a normalised (B, C, H, W) tensor, or a :class:`FrameInput` (cropped
-            lazily, B = 1).
-        tile: (h, w) of a tile, usually the model's input size.
-        overlap: fraction of a tile shared with its neighbour, in [0, MAX_OVERLAP].
-        batch_size: tiles per forward pass.
-        device: where the tiles go; None: the tensor's device (the CPU for a FrameInput).
-
-    Yields:
-        (tiles done, tiles in all) after each forward pass.
-    Returns:
-        (B, K, H, W) float32 CPU tensor.
-    """
-    if weight not in BLEND_WEIGHTS:
-        raise ValueError(f"weight={weight!r}: expected one of {BLEND_WEIGHTS}.")
-    if not 0.0 <= overlap <= MAX_OVERLAP:
-        raise ValueError(f"overlap={overlap}: expected a fraction in [0, {MAX_OVERLAP}].")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: expected at least 1.")
-    if isinstance(image, torch.Tensor):
-        if image.ndim != 4:
-            raise ValueError(f"image of shape {tuple(image.shape)}: expected (B, C, H, W).")
-        n_images, (H, W) = image.shape[0], tuple(image.shape[-2:])
-        dev = torch.device(device) if device is not None else image.device
-
-        def crop(b: int, y: int, x: int, h: int, w: int) -> torch.Tensor:
-            return image[b, :, y : y + h, x : x + w]
-    else:
-        n_images, (H, W) = 1, image.hw
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-
-        def crop(b: int, y: int, x: int, h: int, w: int) -> torch.Tensor:
-            return torch.from_numpy(image.crop(y, x, h, w))
-
-    th, tw = min(tile[0], H), min(tile[1], W)
-    ys, xs = _tile_starts(H, tile[0], overlap), _tile_starts(W, tile[1], overlap)
-    positions = [(b, y, x) for b in range(n_images) for y in ys for x in xs]
-    window = _blend_window(th, tw) if weight == "gaussian" else np.ones((th, tw), np.float32)
-    acc, norm = yield from _blend_tiles(
-        model, crop, positions, (n_images, H, W), window, batch_size, dev
-    )
-    np.divide(acc, norm, out=acc)
-    return torch.from_numpy(acc)
-
-
-def _blend_tiles(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    crop: Callable[[int, int, int, int, int], torch.Tensor],
-    positions: list[tuple[int, int, int]],
-    shape: tuple[int, int, int],
-    window: np.ndarray,
-    batch_size: int,
-    dev: torch.device,
-) -> Generator[tuple[int, int], None, tuple[np.ndarray, np.ndarray]]:
-    """Weighted sums of a model's outputs over tiles at ``positions`` (b, y, x).
-
-    Returns the (B, K, H, W) sum of window-weighted outputs and the (H, W) sum of
-    weights, unnormalised, so that bands of an image can be added up before dividing.
-    """
-    n_images, H, W = shape
-    th, tw = window.shape
-    window_dev = torch.from_numpy(window).to(dev)  # (th, tw)
-    # Accumulators stay on the CPU: image-sized, not tiles x image-sized.
-    acc: np.ndarray | None = None  # (B, K, H, W)
-    norm = np.zeros((H, W), np.float32)
-    for start in range(0, len(positions), batch_size):
-        batch = positions[start : start + batch_size]
-        x = torch.stack([crop(b, y, x0, th, tw) for b, y, x0 in batch]).to(dev)
-        with torch.no_grad():
-            out = (model(x).float() * window_dev).cpu().numpy()  # (n, K, th, tw)
-        if acc is None:
-            acc = np.zeros((n_images, out.shape[1], H, W), np.float32)
-        for (b, y, x0), tile_out in zip(batch, out, strict=True):
-            acc[b, :, y : y + th, x0 : x0 + tw] += tile_out
-            if b == 0:  # every image has the same tiles
-                norm[y : y + th, x0 : x0 + tw] += window
-        yield start + len(batch), len(positions)
-    return acc, norm
 
 
 def _streamed(image, max_pixels: int | None) -> bool:
@@ -519,6 +525,15 @@ def _nonfinite_note(frame: np.ndarray) -> str:
     return f"; {bad} NaN/Inf values set to 0 (+Inf to 1)" if bad else ""
 
 
+def _plain_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a C-contiguous tensor of ``shape`` (size-1 axes included)."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def _frame_input(frame: np.ndarray, checkpoint: Checkpoint) -> FrameInput:
     return FrameInput(frame, checkpoint.model_config.in_channels, checkpoint.input_config)
 
@@ -529,29 +544,39 @@ def _predict_frame(
     mode: str,
     device: str | torch.device | None,
     overlap: float,
-    batch_size: int,
+    batch_size: int | None,
+    precision: str | None = None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Probability of one frame; yields (tiles done, tiles) after each forward pass."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
+    model, dev, amp = prepared_model(checkpoint, device, precision)
+    if mode == "resize":
+        logits = forward_logits(model, frame.resized(dev), amp)  # (1, K, h, w)
+        yield 1, 1
+        return foreground_probability(resize(logits, frame.hw))[0].cpu().numpy()
+
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        return foreground_probability(forward_logits(model, x, amp))[:, None]  # (n, 1, h, w)
+
+    blended = yield from sliding_window(
+        probability, frame, frame.size, overlap, batch_size, "gaussian", dev
+    )
+    return blended[0, 0].numpy()
+
+
+def prepared_model(
+    checkpoint: Checkpoint, device: str | torch.device | None, precision: str | None = None
+) -> tuple[torch.nn.Module, torch.device, bool]:
+    """``(model, device, amp)``: the checkpoint's model on ``device`` (None: where it is)
+    in eval mode, and whether it runs in bf16 autocast there (``fast_forward.use_bf16``)."""
     model = checkpoint.model
     current = _model_device(model)
     dev = resolve_device(device) if device is not None else current
     if dev != current:
         model.to(dev)
     model.eval()
-    if mode == "resize":
-        logits = forward_logits(model, frame.resized(dev))  # (1, K, h, w)
-        yield 1, 1
-        return foreground_probability(resize(logits, frame.hw))[0].cpu().numpy()
-
-    def probability(x: torch.Tensor) -> torch.Tensor:
-        return foreground_probability(forward_logits(model, x))[:, None]  # (n, 1, h, w)
-
-    blended = yield from sliding_window(
-        probability, frame, frame.size, overlap, batch_size, "gaussian", dev
-    )
-    return blended[0, 0].numpy()
+    return model, dev, fast_forward.use_bf16(dev, precision, checkpoint.metadata)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -561,30 +586,6 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
-
-
-def _tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Window starts covering [0, length) with windows of ``tile`` overlapping by ``overlap``."""
-    if length <= tile:
-        return [0]
-    step = max(1, int(tile * (1.0 - overlap)))
-    n = math.ceil((length - tile) / step) + 1
-    return sorted({round(i * (length - tile) / (n - 1)) for i in range(n)})
-
-
-def _blend_window(h: int, w: int) -> np.ndarray:
-    """(h, w) Gaussian weight (sigma = size / 8), highest at the centre, never zero.
-
-    Tile borders, where the model sees least context, count least where tiles overlap.
-    """
-
-    def axis(n: int) -> np.ndarray:
-        t = np.arange(n, dtype=np.float32) - (n - 1) / 2.0
-        return np.exp(-0.5 * (t / (n / 8.0)) ** 2)
-
-    window = np.outer(axis(h), axis(w))
-    window /= window.max()
-    return np.maximum(window, 1e-3).astype(np.float32)
 
 
 def _fmt(values) -> str:

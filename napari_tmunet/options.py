@@ -21,6 +21,9 @@ MODE_ALIASES: dict[str, str] = {"crop": "tile"}
 
 MODALITIES: tuple[str, ...] = ("colonoscopy", "nuclei", "ultrasound")
 
+# Inference precision on CUDA ("bf16": autocast); the CPU always runs fp32.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""

@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace masks already in OUTPUT_DIR"
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="tiles per forward pass (default: by device, more on a GPU)",
+    )
     parser.add_argument(
         "--max-pixels",
         type=int,
@@ -155,7 +160,7 @@ def _check_arguments(args) -> str | None:
         return f"--threshold {args.threshold} must be in (0, 1)"
     if args.max_pixels is not None and args.max_pixels < 1:
         return f"--max-pixels {args.max_pixels} must be a positive number of pixels"
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         return f"--batch-size {args.batch_size} must be at least 1"
     try:  # before any work: an unwritable folder found after an hour of segmenting is cruel
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -2,15 +2,17 @@
 
 - settings: ``<user config dir>/settings.json`` (Linux ``~/.config/napari-tmunet``, macOS
   ``~/Library/Application Support/napari-tmunet``, Windows ``%LOCALAPPDATA%\\napari-tmunet``);
-- fine-tune runs: ``<user data dir>/runs`` (Linux ``~/.local/share/napari-tmunet/runs``).
+- fine-tune runs: ``<user data dir>/runs`` (Linux ``~/.local/share/napari-tmunet/runs``);
+- compiled GPU kernels: ``<user cache dir>/triton`` (Linux ``~/.cache/napari-tmunet/triton``),
+  Triton's cache unless ``TRITON_CACHE_DIR`` is set (:func:`persist_kernel_cache`).
 
 Earlier versions kept them in ``~/.config/napari-tmunet/settings.json`` and
 ``~/napari-tmunet-runs``; on first use they are moved to the new place (never overwriting
 anything there), and the old runs folder is left as a link to the new one so that paths
 written down earlier still work.
 
-``NAPARI_TMUNET_CONFIG_DIR`` and ``NAPARI_TMUNET_DATA_DIR`` override the two folders
-(tests, portable installs); no migration happens then.
+``NAPARI_TMUNET_CONFIG_DIR``, ``NAPARI_TMUNET_DATA_DIR`` and ``NAPARI_TMUNET_CACHE_DIR``
+override the three folders (tests, portable installs); no migration happens then.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import platformdirs
 APP = "napari-tmunet"
 SETTINGS_DIR_ENV = "NAPARI_TMUNET_CONFIG_DIR"
 DATA_DIR_ENV = "NAPARI_TMUNET_DATA_DIR"
+CACHE_DIR_ENV = "NAPARI_TMUNET_CACHE_DIR"
+TRITON_CACHE_ENV = "TRITON_CACHE_DIR"
 SETTINGS_FILE = "settings.json"
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,22 @@ def data_dir() -> Path:
     """The folder of what the plugin makes for the user (fine-tune runs)."""
     override = os.environ.get(DATA_DIR_ENV)
     return Path(override) if override else platformdirs.user_data_path(APP, appauthor=False)
+
+
+def cache_dir() -> Path:
+    """The folder of what can be rebuilt but is slow to (compiled GPU kernels)."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    return Path(override) if override else platformdirs.user_cache_path(APP, appauthor=False)
+
+
+def persist_kernel_cache() -> Path:
+    """Where Triton keeps compiled kernels: ``TRITON_CACHE_DIR`` when the user set it,
+    else ``<cache dir>/triton``, which this sets (before any kernel is compiled: at
+    ``napari_tmunet.model``'s import), so a second session loads the mLSTM kernels
+    instead of compiling them again."""
+    if not os.environ.get(TRITON_CACHE_ENV):
+        os.environ[TRITON_CACHE_ENV] = str(cache_dir() / "triton")
+    return Path(os.environ[TRITON_CACHE_ENV])
 
 
 def legacy_settings_path() -> Path:

@@ -9,6 +9,7 @@ band of tiles' height at a time, rows finished as soon as no later band reaches 
 from __future__ import annotations
 
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -19,15 +20,12 @@ from .data.preprocess import robust_range
 from .inference import (
     FrameInput,
     SegmentationResult,
-    _blend_tiles,
-    _blend_window,
-    _model_device,
-    _tile_starts,
     check_output,
     foreground_probability,
     forward_logits,
-    resolve_device,
+    prepared_model,
 )
+from .tiling import batch_size_for, blend_tiles, blend_window, tile_starts
 
 
 def segment_bands(
@@ -38,16 +36,18 @@ def segment_bands(
     instances: bool = False,
     device: str | torch.device | None = None,
     tile_overlap: float = 0.25,
-    batch_size: int = 4,
+    batch_size: int | None = None,
+    precision: str | None = None,
 ) -> Generator[tuple[int, int], None, SegmentationResult]:
     """Binary mask of a large 2-D image read one band of tiles at a time; a generator.
 
     The image (any sliceable (H, W) or (H, W, C) array: memmap, zarr, dask) is read in
-    bands of one tile's height; each band's tiles are blended exactly as
-    :func:`sliding_window` would, and the rows no later band reaches are thresholded into
-    the mask and dropped. Memory: one band of the image and of the blend, plus the mask.
-    Intensities other than uint8/bool are mapped by a range estimated on 64 rows spread
-    over the image. Yields ``(tiles done, tiles)``; the result has no probability map.
+    bands of one tile's height, the next band while the model works on this one; each
+    band's tiles are blended exactly as :func:`sliding_window` would, on the model's
+    device, and the rows no later band reaches are thresholded into the mask. Memory:
+    two bands of the image, one of the blend, plus the mask. Intensities other than
+    uint8/bool are mapped by a range estimated on 64 rows spread over the image. Yields
+    ``(tiles done, tiles)``; the result has no probability map.
     """
     H, W = (int(n) for n in image.shape[:2])
     if mode != "tile":
@@ -63,33 +63,51 @@ def segment_bands(
     config = checkpoint.input_config
     channels = checkpoint.model_config.in_channels
     value_range = _sampled_range(image)
+    model, dev, amp = prepared_model(checkpoint, device, precision)
     th, tw = min(config.size[0], H), min(config.size[1], W)
-    ys = _tile_starts(H, config.size[0], tile_overlap)
-    xs = _tile_starts(W, config.size[1], tile_overlap)
-    window = _blend_window(th, tw)
+    ys = tile_starts(H, config.size[0], tile_overlap)
+    xs = tile_starts(W, config.size[1], tile_overlap)
+    window = blend_window(th, tw)
+    batch_size = batch_size or batch_size_for(dev, (th, tw))
     labels = np.zeros((H, W), np.uint8)
-    acc = np.zeros((th, W), np.float32)  # rows [ys[i], ys[i] + th) of the blend
-    norm = np.zeros((th, W), np.float32)
+    acc = torch.zeros((th, W), device=dev)  # rows [ys[i], ys[i] + th) of the blend
+    norm = torch.zeros((th, W), device=dev)
     total = len(ys) * len(xs)
     mapping = ""
+
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        return foreground_probability(forward_logits(model, x, amp))[:, None]  # (n, 1, h, w)
+
+    def read(i: int) -> FrameInput:
+        return FrameInput(np.asarray(image[ys[i] : ys[i] + th]), channels, config, value_range)
+
+    pending: _Rows | None = None  # finished rows on their way to the host
     yield 0, total
-    for i, y in enumerate(ys):
-        frame = FrameInput(np.asarray(image[y : y + th]), channels, config, value_range)
-        mapping = mapping or frame.mapping
-        steps = _band_steps(frame, checkpoint, device, xs, window, batch_size)
-        while True:
-            try:
-                band_done, _ = next(steps)
-            except StopIteration as stop:
-                band_acc, band_norm = stop.value
-                break
-            yield i * len(xs) + band_done, total
-        acc += check_output(band_acc)
-        norm += band_norm
-        rows = (ys[i + 1] if i + 1 < len(ys) else H) - y  # rows no later band reaches
-        labels[y : y + rows] = acc[:rows] > threshold * norm[:rows]
-        acc[: th - rows], norm[: th - rows] = acc[rows:].copy(), norm[rows:].copy()
-        acc[th - rows :], norm[th - rows :] = 0.0, 0.0
+    with ThreadPoolExecutor(max_workers=1) as reader:  # the next band, read meanwhile
+        coming = reader.submit(read, 0)
+        for i, y in enumerate(ys):
+            frame = coming.result()
+            if i + 1 < len(ys):
+                coming = reader.submit(read, i + 1)
+            mapping = mapping or frame.mapping
+            steps = _band_steps(frame, probability, xs, window, batch_size, dev)
+            while True:
+                try:
+                    band_done, _ = next(steps)
+                except StopIteration as stop:
+                    band_acc, band_norm = stop.value
+                    break
+                yield i * len(xs) + band_done, total
+            acc += band_acc.to(dev)
+            norm += band_norm.to(dev)
+            rows = (ys[i + 1] if i + 1 < len(ys) else H) - y  # rows no later band reaches
+            finished = _Rows(y, acc[:rows] > threshold * norm[:rows], acc[:rows])
+            acc[: th - rows], norm[: th - rows] = acc[rows:].clone(), norm[rows:].clone()
+            acc[th - rows :], norm[th - rows :] = 0.0, 0.0
+            if pending is not None:  # the band before: done while this one was queued
+                pending.write(labels)
+            pending = finished
+    pending.write(labels)
     return SegmentationResult(
         labels=labels,
         probability=None,
@@ -100,26 +118,48 @@ def segment_bands(
     )
 
 
-def _band_steps(frame, checkpoint, device, xs, window, batch_size):
-    """Unnormalised blend of one band's tiles (see ``_blend_tiles``): ((th, W), (th, W))."""
-    model = checkpoint.model
-    dev = resolve_device(device) if device is not None else _model_device(model)
-    if dev != _model_device(model):
-        model.to(dev)
-    model.eval()
-
-    def probability(x: torch.Tensor) -> torch.Tensor:
-        return foreground_probability(forward_logits(model, x))[:, None]  # (n, 1, h, w)
-
-    def crop(b: int, y: int, x: int, h: int, w: int) -> torch.Tensor:
-        return torch.from_numpy(frame.crop(y, x, h, w))
-
+def _band_steps(frame, probability, xs, window, batch_size, dev):
+    """Unnormalised blend of one band's tiles (see ``tiling.blend_tiles``): two (th, W)."""
     th, W = window.shape[0], frame.hw[1]
+
+    def crops(batch, h, w):
+        return frame.windows([(y, x) for _, y, x in batch], h, w, dev)
+
     positions = [(0, 0, x) for x in xs]
-    acc, norm = yield from _blend_tiles(
-        probability, crop, positions, (1, th, W), window, batch_size, dev
+    acc, norm = yield from blend_tiles(
+        probability, crops, positions, (1, th, W), window, batch_size, dev
     )
     return acc[0, 0], norm
+
+
+class _Rows:
+    """Finished rows of the mask, copied to the host without waiting for the device.
+
+    On a GPU the copy goes to pinned memory behind the band's work, so the host can
+    queue the next band before it waits (:meth:`write`); on the CPU it is immediate.
+    """
+
+    def __init__(self, y: int, mask: torch.Tensor, blend: torch.Tensor):
+        self.y = y
+        finite = torch.isfinite(blend).all()  # ()
+        self.event = None
+        if mask.device.type == "cuda":
+            self.mask = torch.empty(mask.shape, dtype=torch.bool, pin_memory=True)
+            self.finite = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self.mask.copy_(mask, non_blocking=True)
+            self.finite.copy_(finite, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.mask, self.finite = mask, finite
+
+    def write(self, labels: np.ndarray) -> None:
+        """Put the rows into ``labels``; a RuntimeError for NaN/Inf (``check_output``)."""
+        if self.event is not None:
+            self.event.synchronize()
+        if not bool(self.finite):
+            check_output(np.array([np.nan], np.float32))  # raises its error
+        labels[self.y : self.y + self.mask.shape[0]] = self.mask.numpy()
 
 
 def _sampled_range(image) -> tuple[float, float] | None:

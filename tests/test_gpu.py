@@ -2,11 +2,14 @@
 the device vs the plugin's evaluation. Run on a GPU machine with ``pytest -m gpu``;
 skipped where CUDA is missing (CI)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from _paths import DATASETS
 
+import napari_tmunet
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.model import build_model
 from napari_tmunet.model.mlstm import NATIVE_KERNEL, TRITON_KERNEL, mlstm_sequence
@@ -110,3 +113,120 @@ def test_device_validation_matches_evaluate():
     assert val["val_hd95"] == pytest.approx(agg["hd95_mean"], rel=1e-6)
     assert val["val_dice_native"] == pytest.approx(agg["native_dice_mean"], abs=1e-6)
     assert np.isfinite(val["val_iou"])
+
+
+# --- the one inference forward (fast_forward): CUDA graphs vs eager fp32 -----------------
+
+SAMPLES_DIR = Path(napari_tmunet.__file__).parent / "samples"
+
+
+def _fast_vs_eager(model, x, amp):
+    from napari_tmunet.fast_forward import FastForward, eager_logits
+
+    fast = FastForward(model)
+    out = fast(x, amp)
+    assert not fast.failed and len(fast.graphs) == 1  # replayed, not a silent fallback
+    return out, eager_logits(model, x, False)
+
+
+@pytest.mark.parametrize("batch, shape", [(1, (512, 512)), (4, (512, 512)), (3, (256, 384))])
+def test_graph_replay_equals_eager_fp32(batch, shape):
+    """b in a CUDA graph: fp32 equals the eager pass; bf16 within bf16's tolerance.
+
+    Batch 3 runs in the graph of 4 (padded); 256 x 384 is a non-square bucket.
+    """
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.variant("b")).cuda().eval()
+    x = torch.randn(batch, 3, *shape, device="cuda")
+    out, ref = _fast_vs_eager(model, x, amp=False)
+    assert out.shape == ref.shape == (batch, 1, *shape)
+    # same kernels at the same batch; a padded batch may take other (TF32) cuDNN algorithms
+    assert _rel(out, ref) < (1e-4 if batch in (1, 4) else 3e-3)
+    out16, _ = _fast_vs_eager(model, x, amp=True)
+    assert out16.dtype == torch.float32 and _rel(out16, ref) < 5e-2  # docs: 2.8e-2
+
+
+def test_graphs_follow_weight_changes_and_moves_and_stay_bounded():
+    from napari_tmunet.fast_forward import FastForward, eager_logits
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.variant("t")).cuda().eval()
+    fast = FastForward(model, max_graphs=3)
+    x = torch.randn(2, 3, 128, 128, device="cuda")
+    assert _rel(fast(x), eager_logits(model, x, False)) < 1e-4
+    with torch.no_grad():  # fine-tuning's optimiser: in place, same graph
+        for p in model.parameters():
+            p.mul_(0.9)
+    assert _rel(fast(x), eager_logits(model, x, False)) < 1e-4
+    model.cpu()
+    model.cuda()  # new addresses: new graphs, never stale ones
+    assert _rel(fast(x), eager_logits(model, x, False)) < 1e-4
+    for side in (64, 96, 160, 192):
+        y = torch.randn(1, 3, side, side, device="cuda")
+        assert _rel(fast(y), eager_logits(model, y, False)) < 1e-4
+    assert len(fast.graphs) == 3 and not fast.failed
+
+
+def test_a_failing_capture_runs_eagerly(monkeypatch):
+    from napari_tmunet.fast_forward import FastForward, eager_logits
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("capture refused")
+
+    monkeypatch.setattr(torch.cuda, "graph", broken)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.variant("t")).cuda().eval()
+    fast = FastForward(model)
+    x = torch.randn(2, 3, 128, 128, device="cuda")
+    out = fast(x)
+    assert fast.failed and _rel(out, eager_logits(model, x, False)) < 1e-6
+
+
+@pytest.mark.parametrize("modality", ["colonoscopy", "nuclei", "ultrasound"])
+def test_shipped_models_label_their_samples_alike_on_cuda(modality, monkeypatch):
+    """segment() on CUDA through graphs = eager on CUDA = the CPU's labels (>= 99.9%)."""
+    from napari_tmunet import fast_forward, registry
+    from napari_tmunet._sample_data import SAMPLES  # noqa: F401  (the samples' table)
+    from napari_tmunet.data.images import read_image
+    from napari_tmunet.inference import run_to_completion, segment
+
+    path = registry.Path(registry.__file__).parent / "samples" / f"{modality}_image.png"
+    image = read_image(path)
+    checkpoint = registry.load_model(modality, "cpu")
+    labels = {}
+    for name, device, graphs in (
+        ("cpu", "cpu", "1"),
+        ("eager", "cuda", "0"),
+        ("graph", "cuda", "1"),
+    ):
+        monkeypatch.setenv(fast_forward.GRAPHS_ENV, graphs)
+        for mode in ("resize", "tile"):
+            steps = segment(image, checkpoint, mode=mode, device=device, precision="fp32")
+            labels[name, mode] = run_to_completion(steps).labels
+    checkpoint.model.cpu()
+    for mode in ("resize", "tile"):
+        assert np.mean(labels["graph", mode] == labels["eager", mode]) >= 0.9999
+        assert np.mean(labels["graph", mode] == labels["cpu", mode]) >= 0.999
+
+
+def test_tiles_on_the_gpu_match_the_cpu_and_stream_in_bands(tmp_path):
+    """A 1024 x 1024 H&E in memory and as a lazy TIFF in bands: the same mask as the CPU."""
+    import tifffile
+
+    from napari_tmunet import registry
+    from napari_tmunet.data.images import open_image, read_image
+    from napari_tmunet.inference import run_to_completion, segment
+
+    sample = read_image(SAMPLES_DIR / "nuclei_image.png")
+    image = np.ascontiguousarray(np.tile(sample[..., :3], (4, 4, 1)))  # (1024, 1024, 3)
+    tifffile.imwrite(tmp_path / "he.tif", image)
+    lazy = open_image(tmp_path / "he.tif", max_pixels=300_000)
+    checkpoint = registry.load_model("nuclei", "cpu")
+    cpu = run_to_completion(segment(image, checkpoint, mode="tile", device="cpu")).labels
+    gpu = run_to_completion(segment(image, checkpoint, mode="tile", device="cuda")).labels
+    bands = run_to_completion(
+        segment(lazy, checkpoint, mode="tile", device="cuda", max_pixels=300_000)
+    ).labels
+    checkpoint.model.cpu()
+    assert np.mean(gpu == cpu) >= 0.999
+    assert np.mean(bands == gpu) >= 0.999  # other batches: other TF32 cuDNN algorithms

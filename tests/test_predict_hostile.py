@@ -160,9 +160,9 @@ def test_large_tiff_is_segmented_in_bands_with_per_tile_progress(tmp_path, check
     tifffile.imwrite(folder / "slide.tif", sample, tile=(128, 128))
     argv = [str(folder), str(tmp_path / "out"), "--model", str(checkpoint), "--device", "cpu"]
     assert main([*argv, "--max-pixels", "10000"]) == 0
-    from napari_tmunet.inference import _tile_starts
+    from napari_tmunet.inference import tile_starts
 
-    tiles = len(_tile_starts(256, 64, 0.25)) ** 2
+    tiles = len(tile_starts(256, 64, 0.25)) ** 2
     progress = capsys.readouterr().err.replace("\r", "\n")
     assert re.search(rf"slide\.tif: +\d+%.*? \d+/{tiles} ", progress)  # a tile bar
     # what the bar is fed: one progress message per forward pass of one tile

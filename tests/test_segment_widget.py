@@ -125,6 +125,35 @@ def test_segment_sample_end_to_end(registered, dock, qtbot):
     assert widget.status.value == "done"
 
 
+def test_the_dock_says_it_compiles_kernels_before_the_first_image(
+    registered, dock, qtbot, monkeypatch
+):
+    """On a GPU the worker warms the model up first; the dock says so meanwhile."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from napari_tmunet import _segment_jobs
+
+    note = "compiling GPU kernels (first run only)..."
+    warmed = []
+    monkeypatch.setattr(_segment_jobs, "warm_up_note", lambda checkpoint: note)
+    monkeypatch.setattr(_segment_jobs, "warm_up", lambda c: (time.sleep(0.5), warmed.append(c)))
+    viewer, widget = dock
+    widget.image.value = open_sample(viewer, registered.modality)
+    widget.model.value = registered.name
+    seen = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: seen.append(widget.status.value))
+    timer.start(10)
+    widget.segment()
+    wait_done(qtbot, widget)
+    timer.stop()
+    assert note in seen and len(warmed) == 1
+    assert seen.index(note) < max(i for i, s in enumerate(seen) if s.startswith("segmenting"))
+    assert widget.status.value == "done"
+
+
 @pytest.mark.skipif(not MONUSEG_TILE.is_file(), reason="shared MoNuSeg data not present")
 def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qtbot):
     from napari.layers import Labels

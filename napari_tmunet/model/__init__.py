@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from torch import nn
+from ..settings import persist_kernel_cache
 
-from ..config import ModelConfig
-from .tmunet import TMUNet
-from .unet import UNet
+persist_kernel_cache()  # before the mLSTM's Triton kernels can be compiled (tmunet imports)
+
+from torch import nn  # noqa: E402
+
+from ..config import ModelConfig  # noqa: E402
+from .tmunet import TMUNet  # noqa: E402
+from .unet import UNet  # noqa: E402
 
 __all__ = ["ModelConfig", "TMUNet", "UNet", "build_model"]
 
