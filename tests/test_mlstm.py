@@ -134,3 +134,30 @@ def test_kernel_choice():
     assert choose_kernel("chunkwise--triton_xl_chunk", cpu) == NATIVE_KERNEL
     with pytest.raises(ValueError, match="not available"):
         mlstm_sequence(*random_inputs(1, 1, 16, 4, 0), kernel="chunkwise--no_such_kernel")
+
+
+@pytest.mark.parametrize("S", [48, 108, 144, 400])
+def test_triton_gets_power_of_two_lengths(S, monkeypatch):
+    """On CUDA the Triton kernel accepts only power-of-two sequence lengths (it asserts
+    so); the wrapper pads for it, and the padded scan equals the plain one. A stand-in
+    for the Triton kernel checks its input rule and runs the native kernel."""
+    from napari_tmunet.model import mlstm
+
+    native = mlstm._kernel(NATIVE_KERNEL)
+    seen = []
+
+    def triton_like(q, k, v, i, f, chunk_size, **kwargs):
+        length = q.shape[2]
+        assert length & (length - 1) == 0 and chunk_size & (chunk_size - 1) == 0
+        assert length % chunk_size == 0 and q.shape[-1] >= mlstm.TRITON_MIN_HEAD_DIM
+        seen.append((length, chunk_size))
+        return native(q, k, v, i, f, chunk_size=chunk_size, **kwargs)
+
+    monkeypatch.setattr(mlstm, "choose_kernel", lambda kernel, device: mlstm.TRITON_KERNEL)
+    monkeypatch.setattr(mlstm, "_kernel", lambda name: triton_like)
+    q, k, v, i, f = random_inputs(1, 2, S, 16, 5)
+    out = mlstm_sequence(q, k, v, i, f, kernel="auto")
+    monkeypatch.undo()
+    plain = mlstm_sequence(q, k, v, i, f, kernel=NATIVE_KERNEL)
+    assert out.shape == plain.shape and rel(out, plain) < 1e-5
+    assert seen and seen[0][0] >= S

@@ -82,6 +82,21 @@ def pad_head_dim(
     return tuple(F.pad(t, (0, size - DH)) for t in (q, k, v))
 
 
+def _chunking(S: int, chunk_size: int, triton: bool) -> tuple[int, int]:
+    """``(chunk, padded length)`` for a sequence of ``S`` tokens.
+
+    The Triton kernel's parameter heuristics take only power-of-two lengths (an input of
+    e.g. 96 x 96 pixels gives 144 tokens at one stage), so for it the sequence is padded
+    to the next power of two (at least 16); the native kernel needs a multiple of the
+    chunk. Short sequences use one chunk of the padded length.
+    """
+    if triton:
+        padded = max(16, 1 << (S - 1).bit_length())
+        return min(chunk_size, padded), padded
+    chunk = min(chunk_size, 16 * math.ceil(S / 16))
+    return chunk, chunk * math.ceil(S / chunk)
+
+
 def mlstm_sequence(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -103,9 +118,8 @@ def mlstm_sequence(
     name = choose_kernel(kernel, q.device)
     if "triton" in name and DH < TRITON_MIN_HEAD_DIM:  # Triton can't compile DH < 16
         q, k, v = pad_head_dim(q, k, v, TRITON_MIN_HEAD_DIM)
-    # Short sequences use one chunk of the padded length (a multiple of 16).
-    chunk = min(chunk_size, 16 * math.ceil(S / 16))
-    pad = (-S) % chunk
+    chunk, padded = _chunking(S, chunk_size, triton="triton" in name)
+    pad = padded - S
     if pad:  # zeros at the end of a causal scan leave positions < S untouched
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
         i, f = (F.pad(t, (0, pad)) for t in (i, f))
