@@ -9,7 +9,7 @@ of 5 after a warm-up), evaluates the shipped file on that sample, and rewrites
 on other split seeds: the card reports the mean +- std over all of them.
 
 Usage:
-    python bench/ship_models.py \\
+    python -m trainer.release \\
         --model colonoscopy colonoscopy best.pt docs/runs/gpu-2026-11-28/CVCCDB-tmunet-b-seed0 \\
         --notes bench/model_notes.json
 """
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(WEIGHTS / "registry.json", registry)
     header = f"""# Bundled models (model cards)
 
-Written by `python bench/ship_models.py ...` (napari-tmunet {__version__}). Every number
+Written by `python -m trainer.release ...` (napari-tmunet {__version__}). Every number
 below was measured by that script or by the training runs it names; the runs'
 `config.json`, `run_info.json` (versions, git commit), `split.json`, `metrics.jsonl`,
 `summary.json` and `curves.png` are in [`runs/`](runs/). Each card compares the model with
