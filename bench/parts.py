@@ -4,12 +4,16 @@ python bench/parts.py split .gpu-data/colonoscopy.npz --max-mib 60
     # -> colonoscopy.npz.part0, .part1, ... and colonoscopy.npz.sha256 beside it
 python bench/parts.py join .gpu-data/colonoscopy.npz
     # on the GPU machine, once every part is there: checks the SHA-256, removes the parts
+python bench/parts.py pack .gpu-data/a.npz .gpu-data/b.npz --max-mib 26.4 --call-mib 53
+    # parts of both files binned into .gpu-up/c1, c2, ... of at most 53 MiB each (one
+    # device call carries one folder; c1 also holds the .sha256 files)
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -55,13 +59,55 @@ def join(path: Path, keep: bool = False) -> Path:
     return path
 
 
+def pack(files: list[Path], max_mib: float, call_mib: float, out: Path) -> list[Path]:
+    """Split ``files`` and bin their parts into ``out/c1``, ``c2``, ... (first fit).
+
+    Each folder is what one device call carries; the order keeps a file's parts in the
+    earliest calls, so the first file can be joined (and its runs start) first.
+    """
+    limit = call_mib * (1 << 20)
+    calls: list[list[Path]] = []
+    sizes: list[int] = []
+    for path in files:
+        for part in split(path, max_mib):
+            size = part.stat().st_size
+            i = next((i for i, used in enumerate(sizes) if used + size <= limit), len(calls))
+            if i == len(calls):
+                calls.append([])
+                sizes.append(0)
+            calls[i].append(part)
+            sizes[i] += size
+    if out.exists():
+        shutil.rmtree(out)
+    folders = []
+    for i, parts in enumerate(calls, 1):
+        folder = out / f"c{i}"
+        folder.mkdir(parents=True)
+        for part in parts:
+            part.replace(folder / part.name)
+        folders.append(folder)
+    for path in files:
+        shutil.copy(path.with_name(path.name + ".sha256"), folders[0])
+    return folders
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=("split", "join"))
-    p.add_argument("file", type=Path)
+    p.add_argument("action", choices=("split", "join", "pack"))
+    p.add_argument("file", type=Path, nargs="+")
     p.add_argument("--max-mib", type=float, default=60.0)
     p.add_argument("--keep", action="store_true", help="join: keep the parts")
+    p.add_argument("--call-mib", type=float, default=53.0, help="pack: MiB per call folder")
+    p.add_argument("--out", type=Path, default=Path(".gpu-up"), help="pack: call folders")
     args = p.parse_args(argv)
+    if args.action == "pack":
+        for folder in pack(args.file, args.max_mib, args.call_mib, args.out):
+            mib = sum(f.stat().st_size for f in folder.iterdir()) / (1 << 20)
+            print(f"{folder}: {sorted(f.name for f in folder.iterdir())} {mib:.1f} MiB")
+        return 0
+    if len(args.file) > 1:
+        p.error(f"{args.action} takes one file")
+    args.file = args.file[0]
     if args.action == "split":
         for part in split(args.file, args.max_mib):
             print(f"{part} {part.stat().st_size / (1 << 20):.1f} MiB")
