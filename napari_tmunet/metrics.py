@@ -253,7 +253,8 @@ def instance_scores(pred: np.ndarray, ref: np.ndarray) -> dict:
     n_ref, n_pred = inter.shape
     counts = {"ref_objects": n_ref, "pred_objects": n_pred}
     if n_ref == n_pred == 0:
-        return dict.fromkeys(("pq", "dq", "sq", "aji"), math.nan) | counts | _tp_fp_fn(0, 0, 0)
+        nothing = dict.fromkeys(("pq", "dq", "sq", "aji"), math.nan)
+        return nothing | {"tp": 0, "fp": 0, "fn": 0} | counts
     union = ref_area[:, None] + pred_area[None, :] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter, float), where=union > 0)
     tp_iou = iou[iou > 0.5]  # IoU > 0.5 makes each pair unique
@@ -263,12 +264,8 @@ def instance_scores(pred: np.ndarray, ref: np.ndarray) -> dict:
     sq = float(tp_iou.mean()) if tp else 0.0
     return {
         "pq": dq * sq, "dq": dq, "sq": sq, "aji": _aji(inter, iou, union, pred_area, ref_area),
-        **_tp_fp_fn(tp, fp, fn), **counts,
+        "tp": tp, "fp": fp, "fn": fn, **counts,
     }  # fmt: skip
-
-
-def _tp_fp_fn(tp: int, fp: int, fn: int) -> dict:
-    return {"tp": tp, "fp": fp, "fn": fn}
 
 
 def _labels(labels: np.ndarray, what: str) -> np.ndarray:

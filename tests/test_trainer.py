@@ -515,23 +515,7 @@ def test_cli_help_documents_the_protocol(capsys):
 
 def test_in_memory_dataset_for_the_widget(tmp_path):
     """fit() takes an in-memory NativeCache (the fine-tune widget's path)."""
-    rng = np.random.default_rng(0)
-    images, masks = [], []
-    for _ in range(6):
-        img = rng.integers(0, 80, (48, 40, 1), dtype=np.uint8)
-        mask = np.zeros((48, 40), bool)
-        mask[10:30, 8:24] = True
-        img[mask] += 150
-        images.append(img)
-        masks.append(mask)
-    cache = NativeCache(
-        names=[f"n{i}" for i in range(6)],
-        images=images,
-        masks=masks,
-        rules=[">0"] * 6,
-        groups=list(range(6)),
-        source="memory",
-    )
+    cache = _tiny_cache()
     cfg = TrainConfig(**{**TINY, "size": (32, 32), "batch_size": 2}, mode="crop", steps=2, epochs=1)
     result = fit(cfg, tmp_path / "run", dataset=cache)
     assert result["step"] == 2 and not result["stopped"]

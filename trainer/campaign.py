@@ -233,7 +233,6 @@ def cmd_finish(args) -> None:
 
 def cmd_collect(args) -> None:
     """Efficiency into summaries; small files of every run in a tarball; shipped models."""
-    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
     from napari_tmunet.storage import write_json
 
     root, out = Path(args.root), Path(args.out)
@@ -251,9 +250,7 @@ def cmd_collect(args) -> None:
         ship = out / f"{run['name']}.pt"
         tested = test_result(run_dir)
         if run.get("ship") and best.is_file() and (tested or args.partial) and not ship.exists():
-            ckpt = load_checkpoint(best, "cpu")
-            save_checkpoint(ship, ckpt.model, ckpt.model_config, ckpt.input_config,
-                            metadata=ckpt.metadata, metrics=ckpt.metrics, half=True)  # fmt: skip
+            _save_half(best, ship)
     with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.suffix != ".pt" and "previous-" not in str(path):
@@ -285,8 +282,6 @@ def _archive_run(root: Path, name: str, path: Path) -> None:
     """Tar of a run: small files, training log, best model in half precision."""
     import tempfile
 
-    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
-
     run_dir = root / "runs" / name  # absent when a fit failed before making it
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(path, "w") as tar:
         for file in sorted(run_dir.rglob("*")) if run_dir.is_dir() else []:
@@ -296,11 +291,18 @@ def _archive_run(root: Path, name: str, path: Path) -> None:
         if log.is_file():
             tar.add(log, arcname=f"{name}/train.log")
         if (run_dir / "best.pt").is_file():
-            ckpt = load_checkpoint(run_dir / "best.pt", "cpu")
-            half = Path(tmp) / "best-half.pt"
-            save_checkpoint(half, ckpt.model, ckpt.model_config, ckpt.input_config,
-                            metadata=ckpt.metadata, metrics=ckpt.metrics, half=True)  # fmt: skip
+            half = _save_half(run_dir / "best.pt", Path(tmp) / "best-half.pt")
             tar.add(half, arcname=f"{name}/best-half.pt")
+
+
+def _save_half(checkpoint: Path, path: Path) -> Path:
+    """``checkpoint`` written to ``path`` with float16 weights (half the bytes to copy)."""
+    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint, "cpu")
+    save_checkpoint(path, ckpt.model, ckpt.model_config, ckpt.input_config,
+                    metadata=ckpt.metadata, metrics=ckpt.metrics, half=True)  # fmt: skip
+    return path
 
 
 def main(argv=None) -> None:

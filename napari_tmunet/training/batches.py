@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -60,6 +60,11 @@ class Augment:
     zoom: float = 0.0
     rotate: float = 0.0
     colour: float = 0.0
+
+    @classmethod
+    def of(cls, config) -> Augment:
+        """The augmentation that ``config`` (a TrainConfig) asks for, field by field."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 class TrainingImages:

@@ -331,7 +331,7 @@ class Trainer:
                 old = self.resumed_state.get("period_losses", [])
                 partial = {"sum": sum(old), "steps": len(old)}
             self.step_fn.restore_period(float(partial["sum"]), int(partial["steps"]))
-        self.augment = Augment(cfg.hflip, cfg.vflip, cfg.rot90, cfg.zoom, cfg.rotate, cfg.colour)
+        self.augment = Augment.of(cfg)
         self.data = self.place(TrainingImages, self.parts["train"], cfg.mode)
         self.validation = None
         if cfg.mode == "resize" and self.parts["valid"] and ctx.is_main:
