@@ -32,7 +32,9 @@ FINETUNE_TIPS = {
     "steps": "Training steps (each one batch of random crops).",
     "learning_rate": "Step size of the optimiser; 1e-4 keeps what the model knew.",
     "batch_size": "Crops per step; lower it if memory runs out.",
-    "augmentation": "Random flips and turns of the training crops.",
+    "augmentation": "Random changes of the training crops: flips and quarter turns; the "
+    "second choice adds zoom, small rotations and colour changes (for images from other "
+    "scanners or stains).",
     "device": "Where training runs: auto uses a GPU when there is one.",
     "run_folder": "Where the data, checkpoints and curves are saved.",
     "start_button": "Save the data, then fine-tune in the background.",
