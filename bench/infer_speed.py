@@ -125,7 +125,8 @@ def first_rows(device) -> list[dict]:
     """The fresh-process Segment, first with an empty kernel cache, then with it filled."""
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "TRITON_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "TRITON_CACHE_DIR": cache, "PYTHONPATH": path}
         for kind in ("first-ever", "cache-warm"):
             start = time.perf_counter()
             done = subprocess.run(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from _paths import REPO
@@ -22,15 +23,22 @@ RUNS = sorted(p.parent for p in (REPO / "docs" / "runs").glob("*/*/config.json")
 
 @pytest.fixture()
 def presets(tmp_path, monkeypatch):
-    """Empty preset folders: ``--preset`` re-parses without the shared datasets."""
+    """Empty preset folders: ``--preset`` re-parses without the shared datasets; the
+    working directory is a temporary one, where :func:`_reparsed` makes ``--data``'s."""
     for folder, _ in commands.PRESETS.values():
         (tmp_path / folder).mkdir()
     monkeypatch.setenv("TMUNET_DATASETS", str(tmp_path))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
 
 
 def _reparsed(command: str) -> TrainConfig:
     words = shlex.split(command)
     assert words[:2] == ["napari-tmunet-train", "fit"]
+    if "--data" in words:  # a relative folder, made under the temporary working directory
+        folder = Path(words[words.index("--data") + 1]).resolve()
+        assert not folder.is_relative_to(REPO), folder
+        folder.mkdir(parents=True, exist_ok=True)
     args = cli.build_parser().parse_args(words[1:])
     return commands.fit_config(args)[0]
 
@@ -52,7 +60,10 @@ def _assert_reproduces(saved: dict, model_config: dict, dataset: str) -> str:
             assert getattr(again, f.name) == getattr(want, f.name), (f.name, command)
     resolved = ModelConfig.from_dict(model_config)
     assert _model(again.model_config(resolved.in_channels)) == _model(resolved), command
-    assert again.dataset_name == canonical_dataset(dataset)
+    if "--preset" in command:
+        assert again.dataset_name == canonical_dataset(dataset)
+    else:  # a folder: the run's own label
+        assert again.dataset_name == saved.get("dataset_name", ""), command
     return command
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
@@ -15,13 +16,6 @@ from napari_tmunet._sample_data import load_sample
 pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-tmunet"
-# a little below what the shipped models measure on their samples (docs/registry.md)
-SAMPLE_MIN_DICE = {"nuclei": 0.75, "colonoscopy": 0.88, "ultrasound": 0.85}
-
-
-def dice(a, b) -> float:
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def open_sample(viewer, modality):

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from _paths import DATASETS, REPO
+from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
@@ -18,17 +19,9 @@ pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-tmunet"
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
-# Dice floors on each modality's sample, a little below what the shipped models measure
-# (bench/ship_models.py, docs/registry.md): colonoscopy 0.938, nuclei 0.832, ultrasound 0.929.
-SAMPLE_MIN_DICE = {"nuclei": 0.75, "colonoscopy": 0.88, "ultrasound": 0.85}
 # The canvas must show label colour at the predicted pixels, hence at most of the reference
-# mask that the prediction covers (the shipped colonoscopy model covers 96% of its sample mask).
+# mask that the prediction covers.
 SCREEN_MIN_MASK_COVERAGE = 0.4
-
-
-def dice(a, b) -> float:
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 @pytest.fixture

@@ -8,10 +8,19 @@ of 5 after a warm-up), evaluates the shipped file on that sample, and rewrites
 ``config.json`` / ``run_info.json`` / ``summary.json``. The other RUNs are the same recipe
 on other split seeds: the card reports the mean +- std over all of them.
 
+A run trained with ``--no-test`` (a generalist, whose test parts are several datasets) is
+scored with ``bench/cross_eval.py`` instead: ``--test-score MODALITY LABEL SUMMARY`` names
+the model's own test parts (their image-weighted mean Dice is the registry's
+``test_dice``), ``--other-score MODALITY LABEL SUMMARY`` adds rows for comparison (the
+previous model, cross-dataset proxies); SUMMARY is cross_eval's ``summary.json``.
+
 Usage:
     python -m trainer.release \\
         --model colonoscopy colonoscopy best.pt docs/runs/gpu-2026-11-28/CVCCDB-tmunet-b-seed0 \\
         --notes bench/model_notes.json
+    python -m trainer.release \
+        --model tmunet-b-colonoscopy colonoscopy best.pt docs/runs/.../COLON-generalist \
+        --test-score colonoscopy "Kvasir-SEG test-100" scores/kvasir/summary.json ...
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import time
 from collections.abc import Callable
@@ -44,8 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_tmunet" / "weights"
 LICENCE = "CC BY-NC-SA 4.0 (weights trained on research datasets; non-commercial research use)"
 PAPER = PAPER_TABLE1["TM-UNet (paper)"]  # Dice, IoU, F1, HD by the paper's dataset names
-POOLING = {
-    "released": "multi-scale pooling over the token and channel axes (released code)",
+POOLING = {  # by ModelConfig's names ("released" in older run records reads as token_channel)
+    "token_channel": "multi-scale pooling over the token and channel axes (released code)",
     "spatial": "multi-scale pooling over the 2-D feature map",
 }
 PRESETS_FOLDER = {paper: folder for folder, paper in PRESETS.values()}
@@ -65,7 +75,7 @@ def read_run(run_dir: Path) -> dict:
     return run
 
 
-def fit_command(config: dict, dataset: str, model_config: dict) -> str:
+def fit_command(config: dict, dataset: str, model_config: dict, data: str | None = None) -> str:
     """The ``napari-tmunet-train fit`` command line that trains this config and model.
 
     The flags are read from the CLI's own parser (:func:`fit_flags`), so each setting
@@ -81,7 +91,12 @@ def fit_command(config: dict, dataset: str, model_config: dict) -> str:
     flags = fit_flags()
     parts = ["napari-tmunet-train fit"]
     preset = [k for k, (_, paper) in PRESETS.items() if paper == canonical_dataset(dataset)]
-    parts.append(f"--preset {preset[0]}" if preset else f"--data ../shared/datasets/{dataset}")
+    if preset and not data:
+        parts.append(f"--preset {preset[0]}")
+    else:  # a folder names its dataset when read; the run's label is kept
+        parts.append(f"--data {data or f'../shared/datasets/{dataset}'}")
+        if config.get("dataset_name"):
+            parts.append(f"--dataset-name {shlex.quote(config['dataset_name'])}")
     for f in fields(TrainConfig):
         value = config.get(f.name, getattr(default, f.name))
         if f.name in NOT_RECIPE or f.name == "model" or _same(value, getattr(default, f.name)):
@@ -175,10 +190,44 @@ def dataset_of(run: dict) -> str:
     return canonical_dataset(Path(dataset.get("source") or dataset["name"]).name)
 
 
-def ship(name: str, modality: str, checkpoint: Path, runs: list[Path]) -> dict:
-    """Write the shipped file, time it on the CPU, score it on the bundled sample."""
+def pooling_of(run_info: dict) -> str:
+    return POOLING[ModelConfig.from_dict(run_info["model_config"]).pooling]
+
+
+def trained_on(run: dict) -> str:
+    """The data a run trained on as the cards name it: a benchmark's paper name, or the
+    sets of a combined folder ("Kvasir + CVCCDB")."""
+    name = dataset_of(run)
+    combined = run["run_info"]["dataset"]["name"].replace("+", " + ")
+    return name if name in PRESETS_FOLDER else combined
+
+
+def read_scores(own: list[list[str]], other: list[list[str]]) -> dict[str, list[tuple]]:
+    """``{modality: [(label, summary, own), ...]}`` from the ``--*-score`` options."""
+    scores: dict[str, list[tuple]] = {}
+    for rows, is_own in ((own, True), (other, False)):
+        for modality, label, path in rows:
+            summary = json.loads(Path(path).read_text())
+            if "dice_mean" not in summary:
+                raise SystemExit(f"{path}: not a bench/cross_eval.py summary (no dice_mean)")
+            scores.setdefault(modality, []).append((label, summary, is_own))
+    return scores
+
+
+def ship(name: str, modality: str, checkpoint: Path, runs: list[Path], scores=()) -> dict:
+    """Write the shipped file, time it on the CPU, score it on the bundled sample.
+
+    ``scores``: ``(label, summary, own)`` rows of ``bench/cross_eval.py`` summaries;
+    ``own`` marks the model's own test parts (used when its runs have no test result).
+    """
     entry = {"name": name, "modality": modality, "runs": [read_run(r) for r in runs]}
+    entry["scores"] = list(scores)
     first = entry["runs"][0]
+    if not first["test"]:
+        own = [summary for _, summary, is_own in scores if is_own]
+        if not own:
+            raise SystemExit(f"{runs[0]}: no test result; give its test parts' --test-score")
+        first["test"] = {label: summary for label, summary, is_own in scores if is_own}
     best = load_checkpoint(checkpoint)
     out = WEIGHTS / f"{name}.pt"
     metadata = dict(best.metadata, shipped_as=name, modality=modality, licence=LICENCE)
@@ -202,12 +251,24 @@ def ship(name: str, modality: str, checkpoint: Path, runs: list[Path]) -> dict:
         sample=SAMPLES[modality],
         sample_dice=dice_score(result.labels > 0, mask > 0),
         sample_shape=image.shape,
-        test_dice=statistics.mean(r["test"]["dice_mean"] for r in entry["runs"]),
+        test_dice=own_test_dice(entry),
     )
     return entry
 
 
+def own_test_dice(entry: dict) -> float:
+    """Mean test Dice: over the split seeds' runs, or over the images of a generalist's own
+    test parts (their summaries weighted by their images with a lesion)."""
+    own = [summary for _, summary, is_own in entry["scores"] if is_own]
+    if not own:
+        return statistics.mean(r["test"]["dice_mean"] for r in entry["runs"])
+    images = sum(s["lesion_images"] for s in own)
+    return sum(s["dice_mean"] * s["lesion_images"] for s in own) / images
+
+
 def card(entry: dict, note: str) -> str:
+    if entry["scores"]:
+        return generalist_card(entry, note)
     runs, first = entry["runs"], entry["runs"][0]
     c, info, summary = first["config"], first["run_info"], first["summary"]
     dataset = dataset_of(first)
@@ -256,7 +317,7 @@ def card(entry: dict, note: str) -> str:
     return f"""## {entry["name"]} ({entry["modality"]})
 
 - Model: TM-UNet {c["variant"]}, {entry["params"] / 1e6:.2f} M parameters, input
-  {c["size"][0]}x{c["size"][1]}, {c["mode"]} mode, {POOLING[info["model_config"]["pooling"]]};
+  {c["size"][0]}x{c["size"][1]}, {c["mode"]} mode, {pooling_of(info)};
   file `{entry["file"]}` ({entry["size_mb"]:.1f} MB, float16 weights).
 - Data: {folder} (`../shared/datasets`), random 7:1:2 split ({part["train"]} train /
   {part["valid"]} valid / {part["test"]} test images); split seeds {seeds}; the shipped
@@ -285,13 +346,87 @@ def card(entry: dict, note: str) -> str:
 """
 
 
+def score_table(scores: list[tuple]) -> str:
+    """Markdown rows of cross_eval summaries: Dice/IoU at native resolution per image."""
+    rows = [
+        "| scored | images | Dice mean / median | IoU mean | below 0.5 | empty predictions "
+        "| false masks on lesion-free images |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, s, own in scores:
+        free = s["empty_mask_images"]
+        false = f"{s['empty_mask_with_prediction']} of {free}" if free else "-"
+        rows.append(
+            f"| {'**' + label + '**' if own else label} | {s['lesion_images']} "
+            f"| {100 * s['dice_mean']:.2f} / {100 * s['dice_median']:.2f} "
+            f"| {100 * s['iou_mean']:.2f} | {s['below_half']} | {s['empty_predictions']} "
+            f"| {false} |"
+        )
+    return "\n".join(rows)
+
+
+def generalist_card(entry: dict, note: str) -> str:
+    """The card of a model trained on several sets' training parts and scored on their
+    test parts (and others) with ``bench/cross_eval.py``."""
+    first = entry["runs"][0]
+    c, info = first["config"], first["run_info"]
+    part = info["dataset"]
+    best = max((r for r in first["records"] if r.get("val_dice") is not None),
+               key=lambda r: r["val_dice"])  # fmt: skip
+    augment = ", ".join(
+        text for key, text in (("hflip", "flips"), ("rot90", "quarter turns"),
+                               ("zoom", f"zoom up to x{1 + c.get('zoom', 0):g}"),
+                               ("rotate", f"rotation up to {c.get('rotate', 0):g} degrees"),
+                               ("colour", f"colour jitter {c.get('colour', 0):g}"))
+        if c.get(key)
+    )  # fmt: skip
+    source = Path(part["source"]).name
+    command = fit_command(c, part["name"], info["model_config"], data=f"../extra-data/{source}")
+    records = first["dir"].relative_to(ROOT / "docs")
+    height, width = entry["sample_shape"][:2]
+    return f"""## {entry["name"]} ({entry["modality"]})
+
+- Model: TM-UNet {c["variant"]}, {entry["params"] / 1e6:.2f} M parameters, input
+  {c["size"][0]}x{c["size"][1]}, {c["mode"]} mode, {pooling_of(info)};
+  file `{entry["file"]}` ({entry["size_mb"]:.1f} MB, float16 weights).
+- Data: the training parts of {trained_on(first)} ({part["train"]} train / {part["valid"]}
+  valid / {part["test"]} test images, split file `{c["split_file"]}`; no test image in
+  training or in the choice of recipe or checkpoint).
+- Trained on {info.get("device_name", "?")} ({info["started"][:10]}, torch
+  {info["versions"]["torch"]}) by the project's trainer: {c["steps"]} optimiser steps
+  ({c["epochs"]} learning-rate periods), batch {c["batch_size"]}, Adam lr {c["lr"]}, decay
+  {c["gamma"]} per period, loss {c["ce_weight"]:g} x CE + {c["dice_weight"]:g} x Dice,
+  augmentation: {augment}; best validation Dice {100 * best["val_dice"]:.2f} at step
+  {best["step"]} (the shipped checkpoint). Run records: [`{first["dir"].name}`]({records}).
+- Command: `{command}`
+- Scored once with `bench/cross_eval.py` (resize mode, probability > the checkpoint's
+  threshold, per image at native resolution; own test parts in bold):
+
+{score_table(entry["scores"])}
+
+- {note}
+- CPU: {entry["cpu_s_per_image"]:.2f} s per image ({width}x{height} sample, {entry["mode"]} mode)
+  on this project's machine ({os.cpu_count()} cores, torch {torch.__version__},
+  {time.strftime("%Y-%m-%d")}); GPU: see docs/benchmarks.md (inference rows).
+- Bundled sample (`{entry["sample"].name}` of {entry["sample"].dataset}, from a test part):
+  Dice {100 * entry["sample_dice"]:.2f}.
+- Licence: {LICENCE}. Research use only; not a medical device.
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", nargs="+", action="append", required=True, help="NAME MODALITY CHECKPOINT RUN..."
     )
+    for flag, what in (("--test-score", "the model's own test part"),
+                       ("--other-score", "a row for comparison")):  # fmt: skip
+        parser.add_argument(flag, nargs=3, action="append", default=[],
+                            metavar=("MODALITY", "LABEL", "SUMMARY"),
+                            help=f"bench/cross_eval.py summary.json of {what}")  # fmt: skip
     parser.add_argument("--notes", help="JSON {modality: text} added to each card")
     args = parser.parse_args(argv)
+    scores = read_scores(args.test_score, args.other_score)
     notes = json.loads(Path(args.notes).read_text()) if args.notes else {}
     torch.set_num_threads(os.cpu_count() or 1)
     entries = []
@@ -299,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
         if len(spec) < 4:
             parser.error(f"--model {' '.join(spec)}: expected NAME MODALITY CHECKPOINT RUN...")
         name, modality, checkpoint, *runs = spec
-        entries.append(ship(name, modality, Path(checkpoint), [Path(r).resolve() for r in runs]))
+        runs = [Path(r).resolve() for r in runs]
+        entries.append(ship(name, modality, Path(checkpoint), runs, scores.get(modality, [])))
         print(f"shipped {name}: sample Dice {entries[-1]['sample_dice']:.3f}")
     registry = {
         "models": [
@@ -310,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
                 "provisional": False,
                 "description": (
                     f"TM-UNet {e['runs'][0]['config']['variant']} trained on "
-                    f"{dataset_of(e['runs'][0])} (GPU); test Dice "
+                    f"{trained_on(e['runs'][0])} (GPU); test Dice "
                     f"{100 * e['test_dice']:.1f}. Research use only, not a medical device."
                 ),
                 "test_dice": e["test_dice"],
