@@ -9,6 +9,8 @@ instances for a nuclei model.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import numpy as np
 from . import registry
 from .postprocess import LabelOptions, compact, count_objects, derive_labels
 
+log = logging.getLogger(__name__)
 AUTO = "auto"
 LARGE_IMAGE = 1024  # pixels; a larger image is tiled even by a model trained on resized ones
 INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
@@ -109,9 +112,10 @@ def warm_up_note(checkpoint) -> str:
 def warm_up(checkpoint) -> None:
     """One forward pass on zeros at the model's input size, as the dock's runs make them.
 
-    Compiles the mLSTM's Triton kernels (loaded from the kernel cache after the first
-    session) and captures the CUDA graph of a one-image pass (``fast_forward``), so the
-    dock can say what is happening before its progress starts.
+    On a GPU it compiles the mLSTM's Triton kernels (loaded from the kernel cache after the
+    first session) and captures the CUDA graph of a one-image pass (``fast_forward``), so
+    the dock can say what is happening before its progress starts; on the CPU it sets up
+    the convolutions' kernels for that input size.
     """
     import torch
 
@@ -120,6 +124,31 @@ def warm_up(checkpoint) -> None:
     model, device, amp = prepared_model(checkpoint, None)
     shape = (1, checkpoint.model_config.in_channels, *checkpoint.input_config.size)
     forward_logits(model, torch.zeros(shape, device=device), amp)
+
+
+# One preparation at a time: a run waits for the dock's early warm-up of its model instead
+# of loading it, or capturing its CUDA graphs, alongside it.
+_preparing = threading.Lock()
+
+
+def prepare_early(model: str, device: str) -> threading.Thread:
+    """Load ``model`` and warm it up on a background thread, so the first Segment starts
+    with torch imported, the weights loaded, the kernels compiled and the graphs captured.
+
+    The thread touches no widget. A failure is left for the run to report, with the dock's
+    message.
+    """
+
+    def body() -> None:
+        with _preparing:
+            try:
+                warm_up(registry.load_model(model, device))
+            except Exception as err:  # noqa: BLE001 - the run reports it
+                log.info("early warm-up of %s failed: %s", model, err)
+
+    thread = threading.Thread(target=body, name="tmunet-prepare", daemon=True)
+    thread.start()
+    return thread
 
 
 def segment_jobs(
@@ -136,12 +165,14 @@ def segment_jobs(
     # torch and the model code load here, on the worker thread, not at plugin import.
     from .batch import segment_each
 
-    checkpoint = registry.load_model(options.model, options.device)
+    with _preparing:  # the dock's early warm-up, if still running, ends first
+        checkpoint = registry.load_model(options.model, options.device)
     yield ("loaded", model_defaults(checkpoint))
     note = warm_up_note(checkpoint)
     if note:
         yield ("status", note)
-        warm_up(checkpoint)
+        with _preparing:
+            warm_up(checkpoint)
     chosen: list[tuple[str, LabelOptions, float]] = []  # per image: mode, labels, start
 
     def options_for(data, rgb) -> dict:

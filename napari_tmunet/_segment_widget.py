@@ -37,7 +37,14 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import active_model, registry
 from ._dock_texts import SEGMENT_TIPS
-from ._segment_jobs import AUTO, LARGE_IMAGE, SegmentOptions, SegmentOutcome, segment_jobs
+from ._segment_jobs import (
+    AUTO,
+    LARGE_IMAGE,
+    SegmentOptions,
+    SegmentOutcome,
+    prepare_early,
+    segment_jobs,
+)
 from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
 from ._widget_common import (
     Eta,
@@ -101,6 +108,7 @@ class SegmentWidget(OutputLayers, Container):
         self._pending_choice = ""  # a model chosen before any image was open
         self._threshold_from_model = True
         self._defaults: dict = {}  # the loaded model's threshold / mode / instances
+        self._prepared: dict[tuple[str, str], Any] = {}  # (model, device) -> warm-up thread
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -113,6 +121,7 @@ class SegmentWidget(OutputLayers, Container):
         self.active_model.subscribe(self.use_model)
         if self.active_model.current is not None:
             self.use_model(self.active_model.current)
+        self._prepare_shown_model()
 
     def _make_widgets(self) -> None:
         self.intro = Label(value=INTRO)
@@ -198,6 +207,8 @@ class SegmentWidget(OutputLayers, Container):
         from qtpy.QtCore import QTimer
 
         self.model.changed.connect(self._on_model_changed)
+        self.model.changed.connect(self._prepare_shown_model)
+        self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
         self.image.changed.connect(self._on_image_changed)
         self.segment_button.changed.connect(self.segment)
@@ -317,6 +328,14 @@ class SegmentWidget(OutputLayers, Container):
         if modality == self._modality:
             self._threshold_from_model = True
             self._show_model(choice.model, why)
+
+    def _prepare_shown_model(self, _value=None) -> None:
+        """Warm the shown shipped model up in the background, once per model and device,
+        so that the first click does not wait for imports, loading and kernels."""
+        model, device = str(self.model.value), str(self.device.value)
+        if registry.find_model(model) is None or (model, device) in self._prepared:
+            return  # a checkpoint file is loaded when used; nothing installed: nothing to do
+        self._prepared[(model, device)] = prepare_early(model, device)
 
     def _show_model_state(self):
         is_file = self.model.value == CHECKPOINT_CHOICE

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -131,7 +132,12 @@ def test_the_dock_says_it_compiles_kernels_before_the_first_image(
     note = "compiling GPU kernels (first run only)..."
     warmed = []
     monkeypatch.setattr(_segment_jobs, "warm_up_note", lambda checkpoint: note)
-    monkeypatch.setattr(_segment_jobs, "warm_up", lambda c: (time.sleep(0.5), warmed.append(c)))
+
+    def slow_warm_up(checkpoint):
+        time.sleep(0.5)
+        warmed.append(threading.current_thread().name)
+
+    monkeypatch.setattr(_segment_jobs, "warm_up", slow_warm_up)
     viewer, widget = dock
     widget.image.value = open_sample(viewer, registered.modality)
     widget.model.value = registered.name
@@ -142,7 +148,9 @@ def test_the_dock_says_it_compiles_kernels_before_the_first_image(
     widget.segment()
     wait_done(qtbot, widget)
     timer.stop()
-    assert note in seen and len(warmed) == 1
+    # once in the run (the dock's early warm-ups run on threads of their own)
+    assert note in seen and [t for t in warmed if t != "tmunet-prepare"] != []
+    assert len([t for t in warmed if t != "tmunet-prepare"]) == 1
     assert seen.index(note) < max(i for i, s in enumerate(seen) if s.startswith("segmenting"))
     assert widget.status.value == "done"
 
@@ -311,3 +319,39 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     fresh.image.value = open_sample(later, "ultrasound")
     assert fresh.model.value == "TM-UNet nuclei"
+
+
+def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(dock, qtbot, monkeypatch):
+    """Opening the dock loads and warms the shown model up on a background thread; a click
+    during that warm-up waits for it (no second load beside it) and then segments."""
+    from napari_tmunet import _segment_jobs
+
+    viewer, widget = dock
+    key = (str(widget.model.value), str(widget.device.value))
+    widget._prepared[key].join(120)  # the dock's own warm-up, with the real warm_up
+    assert not widget._prepared[key].is_alive()
+    warmed = registry.load_model(*key)  # what it left in the registry's cache
+
+    release, entered, warmed_again = threading.Event(), threading.Event(), []
+    real_warm_up = _segment_jobs.warm_up
+
+    def slow_warm_up(checkpoint):
+        entered.set()
+        release.wait(60)
+        warmed_again.append(checkpoint)
+        real_warm_up(checkpoint)
+
+    monkeypatch.setattr(_segment_jobs, "warm_up", slow_warm_up)
+    widget.device.value = "cpu" if key[1] != "cpu" else "auto"  # another device: warmed again
+    new_key = (str(widget.model.value), str(widget.device.value))
+    assert entered.wait(60)
+    image = open_sample(viewer, registry.find_model(key[0]).modality)
+    widget.image.value, widget.model.value = image, key[0]
+    widget.segment()
+    qtbot.wait(300)
+    assert widget.running and widget._defaults == {}  # no model loaded: waiting for it
+    release.set()
+    wait_done(qtbot, widget)
+    assert widget.last_layer is not None and widget.status.value == "done"
+    assert warmed_again and warmed_again[0] is registry.load_model(*new_key)
+    assert registry.load_model(*key) is warmed  # the first warm-up's model stays cached
