@@ -13,6 +13,9 @@
 - ``colonoscopy-{kvasir,cvc}.json`` / ``ultrasound-{busi,udiat}.json``: one set's parts in
   the combined names, to train on one set or score one set's test part from the
   combined folder or cache (images in no part are unused).
+- ``nuclei-combined.json``, ``nuclei-{monuseg,cpm}.json``: the same for H&E nuclei,
+  MoNuSeg's random 7:1:2 split of seed 0 (``fit --preset monuseg --split-seed 0``) and
+  CPM-15's (seed 0; its test part stays out of training, for the cross-dataset score).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     extra, shared, out = Path(args.extra), Path(args.shared), Path(args.out)
     kvasir, cvc = kvasir_split(extra / "Kvasir-SEG"), random_split(shared / "CVC-ClinicDB")
     busi, udiat = stratified_split(extra / "BUSI"), random_split(shared / "UDIAT")
+    monuseg, cpm = random_split(shared / "MoNuSeg"), random_split(extra / "CPM15")
     files = {
         "kvasir-pranet": kvasir,
         "cvccdb-seed0": cvc,
@@ -95,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "ultrasound-combined": combined({"busi": busi, "udiat": udiat}),
         "ultrasound-busi": combined({"busi": busi}),
         "ultrasound-udiat": combined({"udiat": udiat}),
+        "nuclei-combined": combined({"monuseg": monuseg, "cpm": cpm}),
+        "nuclei-monuseg": combined({"monuseg": monuseg}),
+        "nuclei-cpm": combined({"cpm": cpm}),
     }
     for name, split in files.items():
         save_split(out / f"{name}.json", split)

@@ -135,3 +135,18 @@ def test_parts_split_and_join_round_trip(tmp_path):
     path.unlink()
     assert parts.join(path).read_bytes() == data
     assert not any(p.exists() for p in pieces)
+
+
+def test_the_nuclei_splits_keep_the_shipped_models_monuseg_parts_and_cpm_test_out():
+    """MoNuSeg's parts are those of the shipped nuclei model's run (split seed 0), so its
+    test tiles stay unseen; CPM-15's test part is in no training or validation part."""
+    shipped = json.loads(
+        (REPO / "docs/runs/gpu-2026-11-28/MoNuSeg-tmunet-b-seed0/split.json").read_text()
+    )
+    combined = json.loads((SPLITS / "nuclei-combined.json").read_text())
+    singles = {p: json.loads((SPLITS / f"nuclei-{p}.json").read_text()) for p in ("monuseg", "cpm")}
+    for part in ("train", "valid", "test"):
+        assert [n.removeprefix("monuseg_") for n in singles["monuseg"][part]] == shipped[part]
+        assert combined[part] == singles["monuseg"][part] + singles["cpm"][part]
+    seen = set(combined["train"]) | set(combined["valid"])
+    assert singles["cpm"]["test"] and not seen & set(singles["cpm"]["test"])
