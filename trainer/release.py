@@ -190,8 +190,12 @@ def dataset_of(run: dict) -> str:
     return canonical_dataset(Path(dataset.get("source") or dataset["name"]).name)
 
 
-def pooling_of(run_info: dict) -> str:
-    return POOLING[ModelConfig.from_dict(run_info["model_config"]).pooling]
+def model_bullet(entry: dict, config: dict, run_info: dict) -> str:
+    """A card's first line: variant, size, input, mode, pooling and file."""
+    pooling = POOLING[ModelConfig.from_dict(run_info["model_config"]).pooling]
+    return f"""- Model: TM-UNet {config["variant"]}, {entry["params"] / 1e6:.2f} M parameters, input
+  {config["size"][0]}x{config["size"][1]}, {config["mode"]} mode, {pooling};
+  file `{entry["file"]}` ({entry["size_mb"]:.1f} MB, float16 weights)."""
 
 
 def trained_on(run: dict) -> str:
@@ -316,9 +320,7 @@ def card(entry: dict, note: str) -> str:
     height, width = entry["sample_shape"][:2]
     return f"""## {entry["name"]} ({entry["modality"]})
 
-- Model: TM-UNet {c["variant"]}, {entry["params"] / 1e6:.2f} M parameters, input
-  {c["size"][0]}x{c["size"][1]}, {c["mode"]} mode, {pooling_of(info)};
-  file `{entry["file"]}` ({entry["size_mb"]:.1f} MB, float16 weights).
+{model_bullet(entry, c, info)}
 - Data: {folder} (`../shared/datasets`), random 7:1:2 split ({part["train"]} train /
   {part["valid"]} valid / {part["test"]} test images); split seeds {seeds}; the shipped
   weights are those of split seed {c["split_seed"]}, whose test part holds the bundled sample.
@@ -386,9 +388,7 @@ def generalist_card(entry: dict, note: str) -> str:
     height, width = entry["sample_shape"][:2]
     return f"""## {entry["name"]} ({entry["modality"]})
 
-- Model: TM-UNet {c["variant"]}, {entry["params"] / 1e6:.2f} M parameters, input
-  {c["size"][0]}x{c["size"][1]}, {c["mode"]} mode, {pooling_of(info)};
-  file `{entry["file"]}` ({entry["size_mb"]:.1f} MB, float16 weights).
+{model_bullet(entry, c, info)}
 - Data: the training parts of {trained_on(first)} ({part["train"]} train / {part["valid"]}
   valid / {part["test"]} test images, split file `{c["split_file"]}`; no test image in
   training or in the choice of recipe or checkpoint).
