@@ -16,6 +16,7 @@ without running the network again.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -108,7 +109,7 @@ class SegmentWidget(OutputLayers, Container):
         self._pending_choice = ""  # a model chosen before any image was open
         self._threshold_from_model = True
         self._defaults: dict = {}  # the loaded model's threshold / mode / instances
-        self._prepared: dict[tuple[str, str], Any] = {}  # (model, device) -> warm-up thread
+        self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)

@@ -49,6 +49,20 @@ def wait_done(qtbot, widget, timeout=120_000):
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
+def segment_watching(widget, qtbot, read) -> list:
+    """Click Segment and sample ``read()`` every 10 ms on the GUI thread until it is done."""
+    from qtpy.QtCore import QTimer
+
+    seen = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: seen.append(read()))
+    timer.start(10)
+    widget.segment()
+    wait_done(qtbot, widget)
+    timer.stop()
+    return seen
+
+
 def shown(widget) -> bool:
     """Not hidden by the widget itself (the test viewer's window is never shown)."""
     return not widget.native.isHidden()
@@ -125,8 +139,6 @@ def test_the_dock_says_it_compiles_kernels_before_the_first_image(
     """On a GPU the worker warms the model up first; the dock says so meanwhile."""
     import time
 
-    from qtpy.QtCore import QTimer
-
     from napari_tmunet import _segment_jobs
 
     note = "compiling GPU kernels (first run only)..."
@@ -141,16 +153,9 @@ def test_the_dock_says_it_compiles_kernels_before_the_first_image(
     viewer, widget = dock
     widget.image.value = open_sample(viewer, registered.modality)
     widget.model.value = registered.name
-    seen = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: seen.append(widget.status.value))
-    timer.start(10)
-    widget.segment()
-    wait_done(qtbot, widget)
-    timer.stop()
+    seen = segment_watching(widget, qtbot, lambda: widget.status.value)
     # once in the run (the dock's early warm-ups run on threads of their own)
-    assert note in seen and [t for t in warmed if t != "tmunet-prepare"] != []
-    assert len([t for t in warmed if t != "tmunet-prepare"]) == 1
+    assert note in seen and len([t for t in warmed if t != "tmunet-prepare"]) == 1
     assert seen.index(note) < max(i for i, s in enumerate(seen) if s.startswith("segmenting"))
     assert widget.status.value == "done"
 
@@ -158,7 +163,6 @@ def test_the_dock_says_it_compiles_kernels_before_the_first_image(
 @pytest.mark.skipif(not MONUSEG_TILE.is_file(), reason="shared MoNuSeg data not present")
 def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qtbot):
     from napari.layers import Labels
-    from qtpy.QtCore import QTimer
 
     from napari_tmunet.data.images import read_image
 
@@ -174,13 +178,7 @@ def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qt
     widget.mode.value = "tile"
     widget.batch_size = 1  # one progress report per tile
 
-    ticks = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(widget.progress_text.value))
-    timer.start(10)
-    widget.segment()
-    wait_done(qtbot, widget)
-    timer.stop()
+    ticks = segment_watching(widget, qtbot, lambda: widget.progress_text.value)
     # GUI events were processed while tiles were being computed on the worker thread.
     progress_ticks = sorted(set(s for s in ticks if "/" in s))
     assert len(progress_ticks) >= 3, ticks[:10]

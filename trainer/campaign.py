@@ -252,9 +252,8 @@ def cmd_collect(args) -> None:
         if run.get("ship") and best.is_file() and (tested or args.partial) and not ship.exists():
             _save_half(best, ship)
     with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.suffix != ".pt" and "previous-" not in str(path):
-                tar.add(path, arcname=str(path.relative_to(root)))
+        for path in _small_files(root):
+            tar.add(path, arcname=str(path.relative_to(root)))
     print(f"collected into {out}: {sorted(p.name for p in out.iterdir())}")
 
 
@@ -263,6 +262,8 @@ MAX_FILES_BACK = 8  # files one device call brings back
 
 def cmd_collect_new(args) -> None:
     """One ``<run>.tar`` per run that ended since the last ``collect --new``."""
+    from napari_tmunet.storage import write_json
+
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state = json.loads((root / "state.json").read_text())
@@ -273,7 +274,7 @@ def cmd_collect_new(args) -> None:
     for name in new[:MAX_FILES_BACK]:
         _archive_run(root, name, out / f"{name}.tar")
         collected.append(name)
-        done_file.write_text(json.dumps(collected))  # after each: a lost call loses one
+        write_json(done_file, collected)  # after each: a lost call loses one
     later = new[MAX_FILES_BACK:]
     print(f"collected {new[:MAX_FILES_BACK]}" + (f"; next call: {later}" if later else ""))
 
@@ -284,15 +285,25 @@ def _archive_run(root: Path, name: str, path: Path) -> None:
 
     run_dir = root / "runs" / name  # absent when a fit failed before making it
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(path, "w") as tar:
-        for file in sorted(run_dir.rglob("*")) if run_dir.is_dir() else []:
-            if file.is_file() and file.suffix != ".pt" and "previous-" not in str(file):
-                tar.add(file, arcname=f"{name}/{file.relative_to(run_dir)}")
+        for file in _small_files(run_dir):
+            tar.add(file, arcname=f"{name}/{file.relative_to(run_dir)}")
         log = root / "logs" / f"{name}.log"
         if log.is_file():
             tar.add(log, arcname=f"{name}/train.log")
         if (run_dir / "best.pt").is_file():
             half = _save_half(run_dir / "best.pt", Path(tmp) / "best-half.pt")
             tar.add(half, arcname=f"{name}/best-half.pt")
+
+
+def _small_files(folder: Path) -> list[Path]:
+    """Files below ``folder`` worth copying home: no checkpoints, no earlier runs' folders."""
+    if not folder.is_dir():
+        return []
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.suffix != ".pt" and "previous-" not in str(path)
+    ]
 
 
 def _save_half(checkpoint: Path, path: Path) -> Path:
