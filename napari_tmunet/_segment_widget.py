@@ -212,6 +212,7 @@ class SegmentWidget(OutputLayers, Container):
         self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
         self.image.changed.connect(self._on_image_changed)
+        self.image.changed.connect(self._prepare_shown_model)  # after the model follows it
         self.segment_button.changed.connect(self.segment)
         self.cancel_button.changed.connect(self.cancel)
         self.segment_all_button.changed.connect(self.segment_all)
@@ -332,10 +333,16 @@ class SegmentWidget(OutputLayers, Container):
 
     def _prepare_shown_model(self, _value=None) -> None:
         """Warm the shown shipped model up in the background, once per model and device,
-        so that the first click does not wait for imports, loading and kernels."""
+        so that the first click does not wait for imports, loading and kernels.
+
+        Only with an image chosen: before that the model shown is a default that the
+        first image may replace (its warm-up would hold up the right one's).
+        """
         model, device = str(self.model.value), str(self.device.value)
-        if registry.find_model(model) is None or (model, device) in self._prepared:
+        if self.image.value is None or registry.find_model(model) is None:
             return  # a checkpoint file is loaded when used; nothing installed: nothing to do
+        if (model, device) in self._prepared:
+            return
         self._prepared[(model, device)] = prepare_early(model, device)
 
     def _show_model_state(self):

@@ -319,13 +319,19 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     assert fresh.model.value == "TM-UNet nuclei"
 
 
-def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(dock, qtbot, monkeypatch):
-    """Opening the dock loads and warms the shown model up on a background thread; a click
-    during that warm-up waits for it (no second load beside it) and then segments."""
+def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(
+    registered, dock, qtbot, monkeypatch
+):
+    """An image in the dock has its model loaded and warmed up on a background thread (no
+    image, nothing warmed: the model shown then may not be the one used); a click during
+    that warm-up waits for it (no second load beside it) and then segments."""
     from napari_tmunet import _segment_jobs
 
     viewer, widget = dock
+    assert widget._prepared == {}
+    widget.image.value = open_sample(viewer, registered.modality)
     key = (str(widget.model.value), str(widget.device.value))
+    assert list(widget._prepared) == [key] and key[0] == registered.name
     widget._prepared[key].join(120)  # the dock's own warm-up, with the real warm_up
     assert not widget._prepared[key].is_alive()
     warmed = registry.load_model(*key)  # what it left in the registry's cache
@@ -343,8 +349,6 @@ def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(dock, qtbot,
     widget.device.value = "cpu" if key[1] != "cpu" else "auto"  # another device: warmed again
     new_key = (str(widget.model.value), str(widget.device.value))
     assert entered.wait(60)
-    image = open_sample(viewer, registry.find_model(key[0]).modality)
-    widget.image.value, widget.model.value = image, key[0]
     widget.segment()
     qtbot.wait(300)
     assert widget.running and widget._defaults == {}  # no model loaded: waiting for it
