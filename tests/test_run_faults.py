@@ -243,3 +243,28 @@ def test_a_metrics_file_cut_mid_line_is_read_alike_everywhere(tmp_path, caplog):
     with pytest.raises(ValueError, match="line 2"):
         read_history(run)
     assert _last_record(run) == {}  # status shows no progress rather than failing
+
+
+def test_two_overwrites_in_one_second_keep_both_earlier_runs(tmp_path, monkeypatch):
+    """Each overwrite moves the run it replaces to a folder of its own, also when two come
+    within one second (the backup name has whole seconds; CI once started two in one)."""
+    from datetime import datetime
+
+    from napari_tmunet.training import run_folder
+    from napari_tmunet.training.config import TrainConfig
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 1, 22, 47, 27)
+
+    monkeypatch.setattr(run_folder, "datetime", Frozen)
+    run = tmp_path / "run"
+    for n in (1, 2):
+        run.mkdir(exist_ok=True)
+        (run / "last.pt").write_text(f"run {n}")
+        run_folder.prepare_run_dir(TrainConfig(overwrite=True), run)
+    first, second = run / "previous-20261201-224727", run / "previous-20261201-224727-2"
+    assert (first / "last.pt").read_text() == "run 1"
+    assert (second / "last.pt").read_text() == "run 2"
+    assert not (run / "last.pt").exists()

@@ -93,13 +93,25 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
             "to previous-<time>/), or choose another folder"
         )
     if content or any(n in START_FILES - {"train.log"} for n in existing):
-        backup = run_dir / f"previous-{datetime.now():%Y%m%d-%H%M%S}"
-        backup.mkdir()
+        backup = _new_backup_folder(run_dir)
         for name in existing:
             if not name.startswith("previous-") and name != "train.log":
                 shutil.move(str(run_dir / name), str(backup / name))
         logger.warning("moved the earlier run in %s to %s", run_dir, backup)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _new_backup_folder(run_dir: Path) -> Path:
+    """A new ``previous-<time>`` folder; two overwrites in one second get ``-2``, ``-3``..."""
+    stem = run_dir / f"previous-{datetime.now():%Y%m%d-%H%M%S}"
+    for n in range(1, 1000):
+        backup = stem if n == 1 else stem.with_name(f"{stem.name}-{n}")
+        try:
+            backup.mkdir()
+            return backup
+        except FileExistsError:
+            continue
+    raise RunDirError(f"{run_dir}: too many previous-* folders for {stem.name}")
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[str]:
