@@ -100,6 +100,26 @@ def test_schedule_epochs_steps_and_sharding():
     assert sorted(shards[0] + shards[1]) == sorted(batch) and len(shards[0]) == 2
 
 
+def test_schedule_repeats_draw_images_more_often():
+    from collections import Counter
+
+    repeats = [1, 3, 1, 1, 2]
+    s = Schedule(n_train=5, batch_size=4, world_size=1, epochs=2, seed=5, repeats=repeats)
+    assert s.n_pass == 8 and s.steps_per_epoch == 2
+    for epoch in range(2):  # each pass draws image i repeats[i] times
+        drawn = sum((s.indices(k) for k in range(2 * epoch, 2 * epoch + 2)), [])
+        assert Counter(drawn) == dict(enumerate(repeats))
+    st = Schedule(n_train=5, batch_size=4, world_size=1, epochs=2, steps=6, repeats=repeats)
+    stream = sum((st.indices(k) for k in range(6)), [])  # 24 draws = 3 passes of 8
+    assert all(Counter(stream[8 * p : 8 * p + 8]) == dict(enumerate(repeats)) for p in range(3))
+    # all ones is no repeat: the batches of earlier runs are unchanged
+    plain = Schedule(n_train=5, batch_size=4, world_size=1, epochs=2, seed=5)
+    ones = Schedule(n_train=5, batch_size=4, world_size=1, epochs=2, seed=5, repeats=[1] * 5)
+    assert [plain.indices(k) for k in range(3)] == [ones.indices(k) for k in range(3)]
+    with pytest.raises(ValueError, match="5 counts >= 1"):
+        Schedule(n_train=5, batch_size=4, world_size=1, epochs=1, repeats=[2, 0, 1, 1, 1])
+
+
 @needs_data
 def test_device_batches_resize_and_tile(clinic_cache):
     from napari_tmunet.data.cache import load_cache

@@ -80,3 +80,30 @@ def test_supervise_then_collect_new_once_per_run(tmp_path):
     again = tmp_path / "again"
     campaign.main(["collect", "--new", "--root", str(root), "--out", str(again)])
     assert list(again.iterdir()) == []  # each run comes home once
+
+
+def test_plans_merge_in_order_with_their_own_common_args(tmp_path):
+    from _paths import REPO
+
+    plans = [REPO / "bench/plans/generalist-4.json", REPO / "bench/plans/table1-five-seeds.json"]
+    merged = campaign.merge_plans(plans)
+    originals = [json.loads(p.read_text()) for p in plans]
+    names = [r["name"] for p in originals for r in p["runs"]]
+    assert [r["name"] for r in merged["runs"]] == names and merged["common"] == []
+    first, last = merged["runs"][0], merged["runs"][-1]
+    assert first["args"] == originals[0]["common"] + originals[0]["runs"][0]["args"]
+    assert last["args"] == originals[1]["common"] + originals[1]["runs"][-1]["args"]
+    chosen = campaign.merge_plans(plans, only=["NUC-monuseg-*", "*-tmunet-b-seed1"])
+    assert [r["name"] for r in chosen["runs"]] == [
+        "NUC-monuseg-A-tmunet-b", "NUC-monuseg-B-tmunet-b", "CVCCDB-tmunet-b-seed1",
+        "MoNuSeg-tmunet-b-seed1", "UDIAT-tmunet-b-seed1",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit, match="no run of"):
+        campaign.merge_plans(plans, only=["nothing-*"])
+    root = tmp_path / "campaign"
+    root.mkdir()
+    (tmp_path / "twice.json").write_text(json.dumps(originals[0]))
+    with pytest.raises(SystemExit, match="unique"):
+        twice = ["--plan", str(plans[0]), "--plan", str(tmp_path / "twice.json")]
+        campaign.main(["start", "--root", str(root), "--data", str(tmp_path), *twice])
+    assert not list(root.glob("supervisor.log"))  # nothing started

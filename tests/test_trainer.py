@@ -523,6 +523,27 @@ def test_in_memory_dataset_for_the_widget(tmp_path):
     assert ckpt.model_config.in_channels == 1 and ckpt.input_config.size == (32, 32)
 
 
+@needs_data
+def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
+    """--empty-repeat K: each training image with an empty mask is drawn K times a pass."""
+    from napari_tmunet.data.cache import load_cache
+
+    cache = load_cache(clinic_cache)
+    for i in range(0, 16, 2):  # half of the frames become lesion-free
+        cache.masks[i] = np.zeros_like(cache.masks[i])
+    cfg = TrainConfig(**TINY, empty_repeat=3, steps=2, epochs=1)
+    fit(cfg, tmp_path / "run", dataset=cache)
+    train = json.loads((tmp_path / "run" / "split.json").read_text())["train"]
+    empty = sum(not cache.masks[cache.names.index(n)].any() for n in train)
+    assert 0 < empty < len(train)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"{empty} of {len(train)} training masks are empty: drawn x3" in log
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["empty_repeat"] == 3
+    with pytest.raises(ValueError, match="empty_repeat=0"):
+        TrainConfig(empty_repeat=0)
+
+
 @pytest.mark.slow
 def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -7,6 +7,7 @@ outlives the command, later commands look in with ``status`` and take results ho
 
     python -m trainer.campaign start --plan bench/plans/paper-benchmark.json \\
         --root /root/campaign --data /root/data --gpus 0 --slots 7 --mps
+    python -m trainer.campaign start --plan A.json --plan B.json --only '*tmunet-b*' ...
     python -m trainer.campaign status --root /root/campaign
     python -m trainer.campaign finish --root /root/campaign    # stop what still runs
     python -m trainer.campaign collect --root /root/campaign --out $OUT
@@ -27,6 +28,7 @@ clean; ``collect`` copies each into the ``summary.json`` of the runs that name i
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -54,6 +56,26 @@ def load_plan(path: Path) -> dict:
         if key and key not in plan.get("efficiency", {}):
             raise SystemExit(f"{path}: run {run['name']} names unknown efficiency {key!r}")
     return plan
+
+
+def merge_plans(paths: list[Path], only: list[str] | None = None) -> dict:
+    """One plan of the runs of ``paths``, in the order given: each run keeps its own
+    plan's common arguments (folded into its ``args``). ``only``: keep the runs whose
+    name matches one of these shell patterns (``fnmatch``)."""
+    merged = {"common": [], "efficiency": {}, "runs": []}
+    for path in paths:
+        plan = load_plan(path)
+        common = plan.get("common", [])
+        for run in plan["runs"]:
+            if only and not any(fnmatch.fnmatchcase(run["name"], p) for p in only):
+                continue
+            merged["runs"].append({**run, "args": [*common, *run["args"]]})
+            key = run.get("efficiency")
+            if key:
+                merged["efficiency"][key] = plan["efficiency"][key]
+    if not merged["runs"]:
+        raise SystemExit(f"no run of {', '.join(map(str, paths))} matches --only {only}")
+    return merged
 
 
 def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
@@ -139,8 +161,10 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
 def cmd_start(args) -> None:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(args.plan, root / "plan.json")
-    load_plan(root / "plan.json")
+    from napari_tmunet.storage import write_json
+
+    write_json(root / "plan.json", merge_plans([Path(p) for p in args.plan], args.only))
+    load_plan(root / "plan.json")  # run names unique over all the plans
     if args.mps:
         start_mps()
     log = open(root / "supervisor.log", "a")
@@ -326,7 +350,15 @@ def main(argv=None) -> None:
         p.add_argument("--gpus", default="0", help="GPU ids to use, e.g. 0,1,2,3")
         p.add_argument("--slots", type=int, default=2, help="processes per GPU")
         if name == "start":
-            p.add_argument("--plan", required=True)
+            p.add_argument(
+                "--plan", required=True, action="append", help="plan file (repeat: in order)"
+            )
+            p.add_argument(
+                "--only",
+                action="append",
+                metavar="PATTERN",
+                help="run only the runs whose name matches (shell pattern; repeat: any)",
+            )
             p.add_argument("--mps", action="store_true", help="start NVIDIA's MPS daemon first")
     p = sub.add_parser("status")
     p.add_argument("--root", required=True)

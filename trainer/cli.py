@@ -255,6 +255,13 @@ def _add_input_args(fit) -> None:
         help="colour jitter strength: contrast x(1 +- S), brightness +- S/2, channel gains "
         "x(1 +- S/2) (default 0)",
     )
+    g.add_argument(
+        "--empty-repeat",
+        type=int,
+        metavar="K",
+        help="draw each training image whose mask is empty (e.g. lesion-free) K times per "
+        "pass, so false regions on such images weigh more (default 1)",
+    )
 
 
 def _add_optimisation_args(fit) -> None:

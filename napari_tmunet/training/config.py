@@ -76,6 +76,9 @@ class TrainConfig:
         zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
             (up to +- rotate degrees) and colour jitter strength; 0 = off (see
             ``batches.Augment``).
+        empty_repeat: each training image with an empty mask (e.g. a lesion-free
+            ultrasound) is drawn this many times per pass over the training set, so
+            false regions on such images weigh more in the loss; 1 = like the others.
         amp: bf16 autocast on CUDA (ignored on CPU).
         cuda_graphs: replay each training step from a CUDA graph (one GPU; ignored on
             the CPU and under DDP).
@@ -129,6 +132,7 @@ class TrainConfig:
     zoom: float = 0.0
     rotate: float = 0.0
     colour: float = 0.0
+    empty_repeat: int = 1
     amp: bool = True
     cuda_graphs: bool = True
     sync_bn: bool = True
@@ -177,6 +181,8 @@ class TrainConfig:
                 f"zoom={self.zoom}, rotate={self.rotate}, colour={self.colour}: expected "
                 "0 <= zoom <= 1, 0 <= rotate <= 180 (degrees), 0 <= colour <= 1"
             )
+        if not 1 <= self.empty_repeat <= 100:
+            problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")
         if not 0 <= self.overlap <= MAX_OVERLAP:
             problems.append(f"overlap={self.overlap}: expected 0 <= overlap <= {MAX_OVERLAP}")
         if self.in_channels not in (0, 1, 3):

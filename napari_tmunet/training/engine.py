@@ -39,6 +39,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -215,6 +216,7 @@ class Trainer:
             steps=cfg.steps,
             lr_decay_every=cfg.lr_decay_every,
             seed=cfg.seed,
+            repeats=empty_repeats(self.parts["train"], cfg.empty_repeat),
         )
         self.elapsed_before = 0.0
         if cfg.resume:
@@ -590,6 +592,17 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def empty_repeats(items, repeat: int) -> list[int] | None:
+    """Draws per pass of each training item: ``repeat`` where its mask is empty, else 1
+    (None when ``repeat`` is 1: every item once)."""
+    if repeat == 1:
+        return None
+    counts = [1 if np.asarray(item.mask).any() else repeat for item in items]
+    empty = sum(c > 1 for c in counts)
+    logger.info("%d of %d training masks are empty: drawn x%d", empty, len(items), repeat)
+    return counts
 
 
 def _callback(callbacks, name: str) -> Callable | None:

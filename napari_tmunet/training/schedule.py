@@ -7,6 +7,7 @@ on the seed and the step number (exact resume, any number of ranks).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,11 @@ import numpy as np
 
 @dataclass
 class Schedule:
-    """Which samples each optimiser step uses, and where the periods end."""
+    """Which samples each optimiser step uses, and where the periods end.
+
+    ``repeats`` (one count per training image, default all 1) makes a pass over the
+    training set draw image i ``repeats[i]`` times; the pass is then that much longer.
+    """
 
     n_train: int
     batch_size: int
@@ -23,6 +28,7 @@ class Schedule:
     steps: int = 0
     lr_decay_every: int = 0
     seed: int = 0
+    repeats: Sequence[int] | None = None
 
     def __post_init__(self):
         if self.n_train < self.world_size:
@@ -30,6 +36,14 @@ class Schedule:
                 f"{self.n_train} training images for {self.world_size} ranks: need at least "
                 "one image per rank"
             )
+        # (n_pass,) image drawn at each position of a pass; None = each image once, so
+        # the batches of runs made before repeats existed stay the same
+        self.pool = None
+        if self.repeats is not None and any(r != 1 for r in self.repeats):
+            if len(self.repeats) != self.n_train or min(self.repeats) < 1:
+                raise ValueError(f"repeats: expected {self.n_train} counts >= 1")
+            self.pool = np.repeat(np.arange(self.n_train), self.repeats)
+        self.n_pass = self.n_train if self.pool is None else len(self.pool)
         if self.steps:
             self.steps_per_epoch = 0
             every = self.lr_decay_every or 0
@@ -39,7 +53,7 @@ class Schedule:
                 n = min(self.epochs, self.steps)
                 self.period_ends = sorted({round((p + 1) * self.steps / n) for p in range(n)})
         else:
-            full, rest = divmod(self.n_train, self.batch_size)
+            full, rest = divmod(self.n_pass, self.batch_size)
             # a last partial batch smaller than the number of ranks cannot be sharded
             self.steps_per_epoch = full + (1 if rest >= self.world_size else 0)
             if self.steps_per_epoch == 0:
@@ -67,10 +81,12 @@ class Schedule:
         """Epochs (passes over the training set) completed after ``step`` steps."""
         if self.steps_per_epoch:
             return step / self.steps_per_epoch
-        return step * self.batch_size / self.n_train
+        return step * self.batch_size / self.n_pass
 
     def permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, 1, epoch]).permutation(self.n_train)
+        """(n_pass,) image indices of pass ``epoch``, in drawing order."""
+        order = np.random.default_rng([self.seed, 1, epoch]).permutation(self.n_pass)
+        return order if self.pool is None else self.pool[order]
 
     def indices(self, step: int) -> list[int]:
         """Global batch (sample indices) of optimiser step ``step`` (0-based)."""
@@ -79,7 +95,7 @@ class Schedule:
             return self.permutation(epoch)[b * self.batch_size : (b + 1) * self.batch_size].tolist()
         out = []
         for pos in range(step * self.batch_size, (step + 1) * self.batch_size):
-            epoch, i = divmod(pos, self.n_train)
+            epoch, i = divmod(pos, self.n_pass)
             if i == 0 or not out:
                 perm = self.permutation(epoch)
             out.append(int(perm[i]))
