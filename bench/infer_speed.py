@@ -8,9 +8,10 @@ so a run cut short by a time limit resumes where it stopped:
   fp32 and bf16 through CUDA graphs, and ``bf16-eager``: the path before them (graphs
   off, bf16 as the plugin ran on CUDA until then);
 - ``first``: the first Segment in a fresh process (a subprocess: Python start, imports,
-  model load, kernels, one frame to labels), first with an empty Triton kernel cache (the
-  first-ever cost), then with the cache that run filled (a machine that has run the
-  plugin before);
+  model load, kernels, one frame to labels), first with empty Triton kernel and bytecode
+  caches (the first-ever cost), then with the caches that run filled (a machine that has
+  run the plugin before), twice, each beside ``compile-at-import`` (the mLSTM kernels
+  imported as before 2026-12-02, loading torch's compiler stack);
 - ``tile``: an H&E image of ``--side`` squared (the bundled nuclei sample repeated), tile
   mode with the shipped nuclei model, in memory (``tile``) and as a TIFF read lazily in
   bands (``tile-stream``), call to labels, Mpix/s (``bf16-eager``: graphs off, 4 tiles
@@ -52,9 +53,12 @@ SAMPLES = ROOT / "napari_tmunet" / "samples"
 MODEL_MODES = ("eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16")
 
 FIRST_SEGMENT = """
-import json, sys, time
+import contextlib, json, sys, time
 t0 = time.perf_counter()
 from napari_tmunet import registry
+if sys.argv[3] == "compile-at-import":  # as before 2026-12-02: see model/mlstm.py
+    import napari_tmunet.model.mlstm as mlstm
+    mlstm._compile_left_out = contextlib.nullcontext
 from napari_tmunet.data.images import read_image
 from napari_tmunet.inference import run_to_completion, segment
 t1 = time.perf_counter()
@@ -64,7 +68,8 @@ image = read_image(sys.argv[2])
 labels = run_to_completion(segment(image, checkpoint)).labels
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_s": t3 - t2,
-                  "foreground": int(labels.sum())}))
+                  "foreground": int(labels.sum()), "modules": len(sys.modules),
+                  "dynamo": "torch._dynamo" in sys.modules}))
 """
 
 
@@ -122,12 +127,17 @@ def frame_row(device, mode: str, repeats: int) -> dict:
 
 
 def first_rows(device) -> list[dict]:
-    """The fresh-process Segment, first with an empty kernel cache, then with it filled."""
+    """The fresh-process Segment, first with empty kernel and bytecode caches, then with
+    the caches that run filled, alternating today's import of the mLSTM kernels with the
+    one before (``compile-at-import``: their ``@torch.compile`` loads torch's compiler)."""
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as pyc:
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TRITON_CACHE_DIR": cache, "PYTHONPATH": path}
-        for kind in ("first-ever", "cache-warm"):
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as on a user's machine
+        env["PYTHONPYCACHEPREFIX"] = pyc
+        kinds = ["first-ever", *["cache-warm", "compile-at-import"] * 2]
+        for kind in kinds:
             start = time.perf_counter()
             done = subprocess.run(
                 [
@@ -136,6 +146,7 @@ def first_rows(device) -> list[dict]:
                     FIRST_SEGMENT,
                     str(device),
                     str(SAMPLES / "colonoscopy_image.png"),
+                    kind,
                 ],
                 env=env,
                 capture_output=True,

@@ -230,3 +230,26 @@ def test_tiles_on_the_gpu_match_the_cpu_and_stream_in_bands(tmp_path):
     checkpoint.model.cpu()
     assert np.mean(gpu == cpu) >= 0.999
     assert np.mean(bands == gpu) >= 0.999  # other batches: other TF32 cuDNN algorithms
+
+
+def test_first_cuda_segment_leaves_torch_compiler_unloaded():
+    """The mLSTM kernels' import applies ``@torch.compile`` to a helper the project does
+    not use; loading torch's compiler for it cost seconds of the first Segment."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from napari_tmunet import fast_forward\n"
+        "from napari_tmunet.config import ModelConfig\n"
+        "from napari_tmunet.model import build_model\n"
+        "model = build_model(ModelConfig()).cuda().eval()\n"
+        "with torch.no_grad():\n"
+        "    fast_forward.logits(model, torch.randn(1, 3, 256, 256, device='cuda'))\n"
+        "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))\n"
+    )
+    root = Path(napari_tmunet.__file__).parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=root, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

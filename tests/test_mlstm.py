@@ -161,3 +161,22 @@ def test_triton_gets_power_of_two_lengths(S, monkeypatch):
     plain = mlstm_sequence(q, k, v, i, f, kernel=NATIVE_KERNEL)
     assert out.shape == plain.shape and rel(out, plain) < 1e-5
     assert seen and seen[0][0] >= S
+
+
+def test_torch_compile_is_left_out_only_within_the_kernel_import():
+    """mlstm_kernels applies @torch.compile at import to a helper this project never runs;
+    within the import it returns the function as it is, and torch.compile is itself again
+    after (also when the import fails)."""
+    from napari_tmunet.model.mlstm import _compile_left_out
+
+    def helper(x):
+        return x + 1
+
+    compile_ = torch.compile
+    with _compile_left_out():
+        assert torch.compile(helper) is helper  # decorator without arguments
+        assert torch.compile(mode="max-autotune")(helper) is helper  # with arguments
+    assert torch.compile is compile_
+    with pytest.raises(ImportError), _compile_left_out():
+        raise ImportError("a kernel module that fails to import")
+    assert torch.compile is compile_

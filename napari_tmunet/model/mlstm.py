@@ -16,6 +16,7 @@ first and pad after the flip, for the same reason.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -34,10 +35,37 @@ TRITON_MIN_HEAD_DIM = 16
 TRITON_BF16_MAX_HEAD_DIM = int(os.environ.get("TMUNET_TRITON_BF16_MAX_HEAD_DIM", 32))
 
 
+@contextlib.contextmanager
+def _compile_left_out():
+    """Within: ``torch.compile(fn)`` returns ``fn`` unchanged (module-wide, so only
+    around an import).
+
+    ``mlstm_kernels.torch.chunkwise`` imports every Triton kernel, and one this project
+    does not use (``triton_limit_chunk``) applies ``@torch.compile`` at import time to a
+    helper of its backward pass. That call loads torch's whole compiler stack
+    (``torch._dynamo``, ``_inductor``, sympy: ~1,600 modules), seconds of the first
+    Segment on a GPU (docs/benchmarks.md). Left uncompiled, the helper computes the same.
+    """
+    compile_ = torch.compile
+    torch.compile = lambda fn=None, *args, **kwargs: fn if fn is not None else (lambda f: f)
+    try:
+        yield
+    finally:
+        torch.compile = compile_
+
+
+def _kernel_registry():
+    """``mlstm_kernels.torch``'s two lookups, imported without torch's compiler."""
+    with _compile_left_out():
+        from mlstm_kernels.torch import get_available_mlstm_kernels, get_mlstm_kernel
+
+        get_available_mlstm_kernels()  # imports the kernel modules
+    return get_available_mlstm_kernels, get_mlstm_kernel
+
+
 @functools.cache
 def _kernel(name: str):
-    from mlstm_kernels.torch import get_available_mlstm_kernels, get_mlstm_kernel
-
+    get_available_mlstm_kernels, get_mlstm_kernel = _kernel_registry()
     if name not in get_available_mlstm_kernels():
         raise ValueError(
             f"mLSTM kernel {name!r} is not available here; available: "
@@ -52,8 +80,7 @@ def _triton_available() -> bool:
         import triton  # noqa: F401
     except ImportError:
         return False
-    from mlstm_kernels.torch import get_available_mlstm_kernels
-
+    get_available_mlstm_kernels, _ = _kernel_registry()
     return TRITON_KERNEL in get_available_mlstm_kernels()
 
 
