@@ -11,7 +11,7 @@ so a run cut short by a time limit resumes where it stopped:
   model load, kernels, one frame to labels), first with empty Triton kernel and bytecode
   caches (the first-ever cost), then with the caches that run filled (a machine that has
   run the plugin before), twice, each beside ``compile-at-import`` (the mLSTM kernels
-  imported as before 2026-12-02, loading torch's compiler stack);
+  imported as before commit 0f22a97, loading torch's compiler stack);
 - ``tile``: an H&E image of ``--side`` squared (the bundled nuclei sample repeated), tile
   mode with the shipped nuclei model, in memory (``tile``) and as a TIFF read lazily in
   bands (``tile-stream``), call to labels, Mpix/s (``bf16-eager``: graphs off, 4 tiles
@@ -56,7 +56,7 @@ FIRST_SEGMENT = """
 import contextlib, json, sys, time
 t0 = time.perf_counter()
 from napari_tmunet import registry
-if sys.argv[3] == "compile-at-import":  # as before 2026-12-02: see model/mlstm.py
+if sys.argv[3] == "compile-at-import":  # the import before 0f22a97: see model/mlstm.py
     import napari_tmunet.model.mlstm as mlstm
     mlstm._compile_left_out = contextlib.nullcontext
 from napari_tmunet.data.images import read_image

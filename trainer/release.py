@@ -349,20 +349,24 @@ def card(entry: dict, note: str) -> str:
 
 
 def score_table(scores: list[tuple]) -> str:
-    """Markdown rows of cross_eval summaries: Dice/IoU at native resolution per image."""
+    """Markdown rows of cross_eval summaries: Dice/IoU at native resolution per image, and
+    PQ/AJI where a summary scored instances (``--instances``)."""
+    instances = any("pq_mean" in s for _, s, _ in scores)
+    extra = (" PQ / AJI |", "---|") if instances else ("", "")
     rows = [
         "| scored | images | Dice mean / median | IoU mean | below 0.5 | empty predictions "
-        "| false masks on lesion-free images |",
-        "|---|---|---|---|---|---|---|",
+        f"| false masks on lesion-free images |{extra[0]}",
+        f"|---|---|---|---|---|---|---|{extra[1]}",
     ]
     for label, s, own in scores:
         free = s["empty_mask_images"]
         false = f"{s['empty_mask_with_prediction']} of {free}" if free else "-"
+        pq = f" {s['pq_mean']:.3f} / {s['aji_mean']:.3f} |" if "pq_mean" in s else " - |"
         rows.append(
             f"| {'**' + label + '**' if own else label} | {s['lesion_images']} "
             f"| {100 * s['dice_mean']:.2f} / {100 * s['dice_median']:.2f} "
             f"| {100 * s['iou_mean']:.2f} | {s['below_half']} | {s['empty_predictions']} "
-            f"| {false} |"
+            f"| {false} |{pq if instances else ''}"
         )
     return "\n".join(rows)
 
@@ -399,7 +403,7 @@ def generalist_card(entry: dict, note: str) -> str:
   augmentation: {augment}; best validation Dice {100 * best["val_dice"]:.2f} at step
   {best["step"]} (the shipped checkpoint). Run records: [`{first["dir"].name}`]({records}).
 - Command: `{command}`
-- Scored once with `bench/cross_eval.py` (resize mode, probability > the checkpoint's
+- Scored once with `bench/cross_eval.py` ({entry["mode"]} mode, probability > the checkpoint's
   threshold, per image at native resolution; own test parts in bold):
 
 {score_table(entry["scores"])}
