@@ -230,3 +230,83 @@ def test_augmentation_draws_keep_old_columns():
     assert not np.allclose(draws[:, 5:10], draws[:, :5])
     with pytest.raises(ValueError, match="zoom=2"):
         TrainConfig(zoom=2)
+
+
+def _batch_dice_case():
+    """Logits and masks of 4 images, two of them with an empty mask."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 1, 16, 16, generator=g)
+    target = torch.zeros(4, 1, 16, 16)
+    target[0, 0, 2:9, 3:12] = 1
+    target[2, 0, 8:15, 1:6] = 1
+    return logits, target
+
+
+def test_batch_dice_sees_false_regions_on_empty_masks():
+    logits, target = _batch_dice_case()
+    logits.requires_grad_()
+    per_image = segmentation_loss(logits, target, 0, 1, reduction="none")
+    batch = segmentation_loss(logits, target, 0, 1, reduction="none", dice_over="batch")
+    p = torch.sigmoid(logits)
+    expected = 1 - (2 * (p * target).sum() + 1e-5) / (p.sum() + target.sum() + 1e-5)
+    assert torch.allclose(batch, expected.expand(4))
+    # a batch of one is the paper's per-image Dice
+    one = segmentation_loss(logits[:1], target[:1], dice_over="batch")
+    assert one.item() == pytest.approx(segmentation_loss(logits[:1], target[:1]).item())
+    # the empty-mask image's logits: no Dice gradient per image, a real one over the batch
+    empty = target.flatten(1).sum(1) == 0
+    g_image = torch.autograd.grad(per_image.mean(), logits)[0][empty].abs().sum().item()
+    g_batch = torch.autograd.grad(batch.mean(), logits)[0][empty].abs().sum().item()
+    assert g_image < 1e-6 and g_batch > 1e-2, (g_image, g_batch)
+    # softmax classes: Dice of each class over the batch, averaged over classes
+    two = torch.cat([-logits, logits], 1).detach()
+    labels = target[:, 0].long()
+    q = torch.softmax(two, 1)
+    onehot = torch.stack([1 - target[:, 0], target[:, 0]], 1)
+    inter, size = (q * onehot).sum((0, 2, 3)), q.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    ref = (1 - (2 * inter + 1e-5) / (size + 1e-5)).mean()
+    got = segmentation_loss(two, labels, 0, 1, dice_over="batch")
+    assert got.item() == pytest.approx(ref.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="dice_over='pixel'"):
+        segmentation_loss(logits, target, dice_over="pixel")
+
+
+def _rank_batch_dice(rank: int, world: int, port: int, out: str) -> None:
+    """One gloo rank: its half of the batch, loss scaled as TrainStep scales it."""
+    import torch.distributed as dist
+
+    from napari_tmunet.training.distributed import global_sum
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    logits, target = _batch_dice_case()
+    mine = slice(rank, None, world)
+    x = logits[mine].clone().requires_grad_()
+    per = segmentation_loss(x, target[mine], reduction="none", dice_over="batch",
+                            sum_ranks=global_sum)  # fmt: skip
+    (per.sum() * world / len(logits)).backward()
+    torch.save({"loss": per.detach(), "grad": x.grad}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_batch_dice_over_ddp_ranks_is_the_global_batch_dice(tmp_path):
+    """Two gloo ranks holding half a batch each: the loss is the whole batch's, and each
+    rank's gradient, averaged as DDP averages, is the one-process gradient."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_batch_dice, args=(2, port, str(tmp_path)), nprocs=2)
+    logits, target = _batch_dice_case()
+    logits.requires_grad_()
+    loss = segmentation_loss(logits, target, dice_over="batch")
+    loss.backward()
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        mine = slice(rank, None, 2)
+        per_one = segmentation_loss(logits.detach(), target, reduction="none", dice_over="batch")
+        assert torch.allclose(got["loss"], per_one[mine], atol=1e-6)
+        assert torch.allclose(got["grad"] / 2, logits.grad[mine], atol=1e-7, rtol=1e-5)

@@ -77,3 +77,11 @@ def test_a_file_that_is_not_a_score_summary_is_refused(tmp_path):
     wrong.write_text('{"best_val_dice": 0.9}')
     with pytest.raises(SystemExit, match="not a bench/cross_eval.py summary"):
         release.read_scores([["colonoscopy", "x", str(wrong)]], [])
+
+
+def test_loss_text_names_batch_dice_and_empty_mask_draws():
+    assert release.loss_text({"ce_weight": 2.0, "dice_weight": 1.0}) == "2 x CE + 1 x Dice"
+    lesion_free = {"ce_weight": 2.0, "dice_weight": 1.0, "dice_over": "batch", "empty_repeat": 6}
+    assert release.loss_text(lesion_free) == (
+        "2 x CE + 1 x Dice (over the batch), images with an empty mask drawn x6"
+    )

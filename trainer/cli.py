@@ -285,6 +285,12 @@ def _add_optimisation_args(fit) -> None:
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default off)")
     g.add_argument("--ce-weight", type=float, help="lambda1 of the loss (default 2)")
     g.add_argument("--dice-weight", type=float, help="lambda2 of the loss (default 1)")
+    g.add_argument(
+        "--dice-over",
+        choices=("image", "batch"),
+        help="soft Dice per image (paper, default) or over the whole batch (informative on "
+        "images with an empty mask)",
+    )
     g.add_argument("--seed", type=int, help="seed of initialisation and augmentation (default 0)")
     g.add_argument("--no-amp", action="store_true", default=None, help="no bf16 autocast on CUDA")
     g.add_argument(

@@ -326,9 +326,9 @@ def card(entry: dict, note: str) -> str:
   weights are those of split seed {c["split_seed"]}, whose test part holds the bundled sample.
 - Trained on {info.get("device_name", "?")} ({info["started"][:10]}, torch
   {info["versions"]["torch"]}) by the project's trainer: {schedule}, batch {c["batch_size"]},
-  Adam lr {c["lr"]}, decay {c["gamma"]} per period, loss {c["ce_weight"]:g} x CE +
-  {c["dice_weight"]:g} x Dice; best validation Dice {100 * best["val_dice"]:.2f} at step
-  {best["step"]}.{stopped} Run records: [`{first["dir"].name}`]({records}).
+  Adam lr {c["lr"]}, decay {c["gamma"]} per period, loss {loss_text(c)};
+  best validation Dice {100 * best["val_dice"]:.2f} at step {best["step"]}.{stopped} Run records:
+  [`{first["dir"].name}`]({records}).
 - Command: `{fit_command(c, dataset, info["model_config"])} --split-seed {c["split_seed"]}`
 - Test, per image at 512x512, probability > 0.5, mean ± std over the split seeds:
   Dice {mean_std([t["dice_mean"] for t in tests])} ({per_seed}),
@@ -346,6 +346,16 @@ def card(entry: dict, note: str) -> str:
   split seed {c["split_seed"]}): Dice {100 * entry["sample_dice"]:.2f}.
 - Licence: {LICENCE}. Research use only; not a medical device.
 """
+
+
+def loss_text(config: dict) -> str:
+    """The run's loss and sampling in words, e.g. ``2 x CE + 1 x Dice (over the batch)``."""
+    text = f"{config['ce_weight']:g} x CE + {config['dice_weight']:g} x Dice"
+    if config.get("dice_over", "image") == "batch":
+        text += " (over the batch)"
+    if config.get("empty_repeat", 1) > 1:
+        text += f", images with an empty mask drawn x{config['empty_repeat']}"
+    return text
 
 
 def score_table(scores: list[tuple]) -> str:
@@ -399,9 +409,9 @@ def generalist_card(entry: dict, note: str) -> str:
 - Trained on {info.get("device_name", "?")} ({info["started"][:10]}, torch
   {info["versions"]["torch"]}) by the project's trainer: {c["steps"]} optimiser steps
   ({c["epochs"]} learning-rate periods), batch {c["batch_size"]}, Adam lr {c["lr"]}, decay
-  {c["gamma"]} per period, loss {c["ce_weight"]:g} x CE + {c["dice_weight"]:g} x Dice,
-  augmentation: {augment}; best validation Dice {100 * best["val_dice"]:.2f} at step
-  {best["step"]} (the shipped checkpoint). Run records: [`{first["dir"].name}`]({records}).
+  {c["gamma"]} per period, loss {loss_text(c)}, augmentation: {augment};
+  best validation Dice {100 * best["val_dice"]:.2f} at step {best["step"]} (the shipped
+  checkpoint). Run records: [`{first["dir"].name}`]({records}).
 - Command: `{command}`
 - Scored once with `bench/cross_eval.py` ({entry["mode"]} mode, probability > the checkpoint's
   threshold, per image at native resolution; own test parts in bold):

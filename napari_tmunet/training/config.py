@@ -72,6 +72,9 @@ class TrainConfig:
         lr_decay_every: period length in steps (0: an epoch, or steps / epochs).
         grad_clip: clip the gradient norm to this (0 = off; the paper does not clip).
         ce_weight, dice_weight: lambda1, lambda2 of the loss.
+        dice_over: "image" (the paper's soft Dice per image) or "batch" (one soft Dice of
+            the whole batch: informative on images with an empty mask; see
+            ``loss.segmentation_loss``).
         hflip, vflip: flip probabilities; rot90: random multiples of 90 degrees.
         zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
             (up to +- rotate degrees) and colour jitter strength; 0 = off (see
@@ -126,6 +129,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     ce_weight: float = 2.0
     dice_weight: float = 1.0
+    dice_over: str = "image"
     hflip: float = 0.25
     vflip: float = 0.0
     rot90: bool = False
@@ -181,6 +185,8 @@ class TrainConfig:
                 f"zoom={self.zoom}, rotate={self.rotate}, colour={self.colour}: expected "
                 "0 <= zoom <= 1, 0 <= rotate <= 180 (degrees), 0 <= colour <= 1"
             )
+        if self.dice_over not in ("image", "batch"):
+            problems.append(f"dice_over={self.dice_over!r}: expected 'image' or 'batch'")
         if not 1 <= self.empty_repeat <= 100:
             problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")
         if not 0 <= self.overlap <= MAX_OVERLAP:

@@ -105,6 +105,12 @@ class _AllReduceSum(torch.autograd.Function):
         return grad
 
 
+def global_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over the DDP ranks, differentiably (each rank gets the gradient of the
+    sum over all ranks' uses)."""
+    return _AllReduceSum.apply(x)
+
+
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d with batch statistics summed over all ranks (CPU / gloo DDP).
 

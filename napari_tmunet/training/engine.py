@@ -326,6 +326,7 @@ class Trainer:
             ce_weight=cfg.ce_weight,
             dice_weight=cfg.dice_weight,
             grad_clip=cfg.grad_clip,
+            dice_over=cfg.dice_over,
         )
         if cfg.resume:  # a period that a stop interrupted goes on with its losses
             partial = self.resumed_state.get("period_loss")

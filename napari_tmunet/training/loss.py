@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +15,8 @@ def segmentation_loss(
     dice_weight: float = 1.0,
     smooth: float = 1e-5,
     reduction: str = "mean",
+    dice_over: str = "image",
+    sum_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``ce_weight * CE + dice_weight * (1 - soft Dice)``, the paper's eq. 9.
 
@@ -23,11 +27,20 @@ def segmentation_loss(
     the batch loss is the mean of the per-sample losses (needed for exact DDP sharding).
     Computed in float32 whatever the logits' dtype.
 
+    ``dice_over="batch"``: one soft Dice over the whole batch (the sums run over its
+    samples too, as nnU-Net's batch Dice), given to each sample. On an image with an
+    empty mask the per-image Dice is ~1 whatever the prediction (its gradient is about
+    smooth / |p|^2), so only CE pushes a false region down there; in the batch's Dice
+    that region enlarges the denominator like a false region on any other image.
+    ``sum_ranks`` sums the batch's (3[, N]) sums over DDP ranks (differentiably), so a
+    sharded batch has the Dice of the global batch.
+
     Args:
         logits: (B, N, H, W).
         target: binary (B, 1, H, W) / (B, H, W) mask for N = 1; class indices
             (B, H, W) or (B, 1, H, W) for N >= 2.
         reduction: "mean", "sum" or "none" ((B,) per-sample losses).
+        dice_over: "image" (the paper's) or "batch".
     """
     if logits.ndim != 4:
         raise ValueError(f"logits must be (B, N, H, W), got shape {tuple(logits.shape)}")
@@ -38,15 +51,14 @@ def segmentation_loss(
         ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").flatten(1).mean(1)
         p = torch.sigmoid(logits).flatten(1)  # (B, HW)
         t = t.flatten(1)
-        inter = (p * t).sum(1)
-        dice = 1 - (2 * inter + smooth) / (p.sum(1) + t.sum(1) + smooth)  # (B,)
+        sums = torch.stack([(p * t).sum(1), p.sum(1), t.sum(1)], 1)  # (B, 3)
     else:
         t = target.reshape(B, H, W).long()
         ce = F.cross_entropy(logits, t, reduction="none").flatten(1).mean(1)  # (B,)
         p = torch.softmax(logits, dim=1).flatten(2)  # (B, N, HW)
         onehot = F.one_hot(t, N).movedim(-1, 1).flatten(2).float()  # (B, N, HW)
-        inter = (p * onehot).sum(2)
-        dice = (1 - (2 * inter + smooth) / (p.sum(2) + onehot.sum(2) + smooth)).mean(1)
+        sums = torch.stack([(p * onehot).sum(2), p.sum(2), onehot.sum(2)], 1)  # (B, 3, N)
+    dice = _dice_loss(sums, smooth, dice_over, sum_ranks)  # (B,)
     per_sample = ce_weight * ce + dice_weight * dice
     if reduction == "none":
         return per_sample
@@ -55,3 +67,17 @@ def segmentation_loss(
     if reduction == "mean":
         return per_sample.mean()
     raise ValueError(f"reduction={reduction!r}: expected 'mean', 'sum' or 'none'")
+
+
+def _dice_loss(sums: torch.Tensor, smooth: float, over: str, sum_ranks=None) -> torch.Tensor:
+    """(B,) ``1 - soft Dice`` from per-sample sums (B, 3[, N]) of p*t, p and t; per image,
+    or (``over="batch"``) of the summed batch, the same value for each sample; classes
+    (N) averaged."""
+    if over == "batch":
+        total = sums.sum(0, keepdim=True)  # (1, 3[, N])
+        sums = (sum_ranks(total) if sum_ranks else total).expand_as(sums)
+    elif over != "image":
+        raise ValueError(f"dice_over={over!r}: expected 'image' or 'batch'")
+    inter, p, t = sums.unbind(1)  # (B[, N]) each
+    dice = 1 - (2 * inter + smooth) / (p + t + smooth)
+    return dice if dice.ndim == 1 else dice.mean(1)

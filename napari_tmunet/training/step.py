@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .distributed import global_sum
 from .loss import segmentation_loss
 
 
@@ -61,6 +62,7 @@ class TrainStep:
         ce_weight: float = 2.0,
         dice_weight: float = 1.0,
         grad_clip: float = 0.0,
+        dice_over: str = "image",
     ):
         self.model = model
         self.optimizer = optimizer
@@ -69,6 +71,7 @@ class TrainStep:
         self.amp = amp and cuda
         self.graph = graph and cuda
         self.weights = (ce_weight, dice_weight)
+        self.dice_over = dice_over
         self.grad_clip = grad_clip
         # period accumulators: sum of batch-mean losses, steps, any non-finite loss
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -98,7 +101,10 @@ class TrainStep:
         """Scaled loss to back-propagate; updates the accumulators (all on the device)."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
-        per_sample = segmentation_loss(logits, y, *self.weights, reduction="none")  # (n,)
+        ranks = global_sum if _world_size() > 1 else None  # batch Dice of the global batch
+        per_sample = segmentation_loss(
+            logits, y, *self.weights, reduction="none", dice_over=self.dice_over, sum_ranks=ranks
+        )  # (n,)
         total = per_sample.sum()
         batch_part = total.detach().double() * inv_batch  # this rank's share of the batch mean
         self.loss_sum += batch_part
