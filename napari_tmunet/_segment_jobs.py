@@ -146,7 +146,9 @@ def prepare_early(model: str, device: str) -> threading.Thread:
             except Exception as err:  # noqa: BLE001 - the run reports it
                 log.info("early warm-up of %s failed: %s", model, err)
 
-    thread = threading.Thread(target=body, name="tmunet-prepare", daemon=True)
+    # Not a daemon: Python finishes the warm-up before it exits. A daemon thread still in
+    # torch at exit aborted the process ("terminate called without an active exception").
+    thread = threading.Thread(target=body, name="tmunet-prepare")
     thread.start()
     return thread
 

@@ -52,6 +52,7 @@ from ._widget_common import (
     fit_width,
     intro_above,
     narrow,
+    plural,
     scroll_body,
     set_tooltips,
     start_worker,
@@ -532,9 +533,9 @@ class SegmentWidget(OutputLayers, Container):
         labels = outcome.labels
         area = int(np.count_nonzero(labels))
         share = area / max(labels.size, 1)
-        kind = "instances" if outcome.label_options.instances else "objects"
+        kind = "instance" if outcome.label_options.instances else "object"
         return (
-            f"{image.name}: {outcome.objects} {kind}, {area} px ({share:.1%} of the image) "
+            f"{image.name}: {plural(outcome.objects, kind)}, {area} px ({share:.1%} of the image) "
             f"in {outcome.seconds:.1f} s with {self._options.model_label} "
             f"({outcome.mode}, threshold {outcome.label_options.threshold:.2f})"
         )
@@ -598,7 +599,7 @@ class SegmentWidget(OutputLayers, Container):
         self.last_rederive_seconds = time.perf_counter() - began
         objects = count_objects(labels)
         self.status.value = (
-            f"{image.name}: {objects} objects at threshold {options.threshold:.2f} "
+            f"{image.name}: {plural(objects, 'object')} at threshold {options.threshold:.2f} "
             f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
         )
         return options

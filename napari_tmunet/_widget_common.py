@@ -63,6 +63,11 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 object"``, ``"2 objects"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def wrap(label) -> None:
     """Let a magicgui Label wrap its text instead of widening the dock (and the window)."""
     from qtpy.QtWidgets import QSizePolicy

@@ -154,6 +154,8 @@ def _interactive(args: argparse.Namespace) -> int:
 
 def _smoke(args: argparse.Namespace) -> int:
     """Segment the sample through the Segment dock (twice), check the labels, screenshot."""
+    from qtpy.QtWidgets import QApplication
+
     from ._sample_data import load_sample
     from .metrics import dice_score
     from .registry import available_models
@@ -189,6 +191,7 @@ def _smoke(args: argparse.Namespace) -> int:
         "screenshot": str(args.screenshot),
     }
     viewer.reset_view()
+    QApplication.processEvents()  # lay out the dock's new texts before the screenshot
     if args.figure is not None:  # the canvas at the image's pixel grid
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         viewer.export_figure(str(args.figure))

@@ -12,6 +12,7 @@ from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
+from napari_tmunet.postprocess import count_objects
 
 pytestmark = pytest.mark.gui
 
@@ -49,7 +50,9 @@ def test_two_modalities_one_after_the_other(make_napari_viewer, qtbot):
         assert modality in widget.model_reason.value
         _, mask = load_sample(modality)
         assert dice(labels.data, mask) >= SAMPLE_MIN_DICE[modality]
-        assert "objects" in widget.summary.value and ran.name in widget.summary.value
+        objects = count_objects(labels.data)  # "1 object", "2 objects"
+        assert f": {objects} object{'s' if objects != 1 else ''}, " in widget.summary.value
+        assert ran.name in widget.summary.value
 
 
 def test_broken_checkpoint_gives_one_message_on_the_threaded_path(

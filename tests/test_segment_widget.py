@@ -15,6 +15,7 @@ from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
+from napari_tmunet.postprocess import count_objects
 
 pytestmark = pytest.mark.gui
 
@@ -129,7 +130,9 @@ def test_segment_sample_end_to_end(registered, dock, qtbot):
     # kept compact (uint8, p * 255): the labels are exactly its pixels above the threshold
     assert prob.data.shape == mask.shape and prob.data.dtype == np.uint8
     np.testing.assert_array_equal(labels.data > 0, prob.data > 0.5 * 255)
-    assert "objects" in widget.summary.value and registered.name in widget.summary.value
+    objects = count_objects(labels.data)  # "1 object", "2 objects"
+    assert f": {objects} object{'s' if objects != 1 else ''}, " in widget.summary.value
+    assert registered.name in widget.summary.value
     assert widget.status.value == "done"
 
 
@@ -317,6 +320,22 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     fresh.image.value = open_sample(later, "ultrasound")
     assert fresh.model.value == "TM-UNet nuclei"
+
+
+def test_quitting_during_the_early_warm_up_lets_it_finish(registered):
+    """Python waits for the warm-up before it exits: a daemon thread still in torch at
+    exit aborted a test process (exit 134, "terminate called without an active
+    exception")."""
+    code = (
+        "import atexit\n"
+        "from napari_tmunet import _segment_jobs\n"
+        f"thread = _segment_jobs.prepare_early({registered.name!r}, 'cpu')\n"
+        "atexit.register(lambda: print('warming up at exit:', thread.is_alive()))\n"
+    )  # the main thread ends at once, in the middle of the warm-up
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("warming up at exit: False")
 
 
 def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(
