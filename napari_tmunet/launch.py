@@ -154,8 +154,6 @@ def _interactive(args: argparse.Namespace) -> int:
 
 def _smoke(args: argparse.Namespace) -> int:
     """Segment the sample through the Segment dock (twice), check the labels, screenshot."""
-    from qtpy.QtWidgets import QApplication
-
     from ._sample_data import load_sample
     from .metrics import dice_score
     from .registry import available_models
@@ -191,7 +189,7 @@ def _smoke(args: argparse.Namespace) -> int:
         "screenshot": str(args.screenshot),
     }
     viewer.reset_view()
-    QApplication.processEvents()  # lay out the dock's new texts before the screenshot
+    _run_events(0.2)  # the dock's new texts take two layout passes: let them settle
     if args.figure is not None:  # the canvas at the image's pixel grid
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         viewer.export_figure(str(args.figure))
@@ -209,6 +207,15 @@ def _smoke(args: argparse.Namespace) -> int:
         f"second; screenshot {args.screenshot}"
     )
     return 0
+
+
+def _run_events(seconds: float) -> None:
+    """Run the Qt event loop for ``seconds``."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
 
 
 def _click_segment(segment, timeout: float) -> float:
