@@ -46,18 +46,19 @@ def test_triton_mlstm_matches_the_cpu_kernel(seq, head):
         assert _rel(a, b) < (5e-2 if name == "f" else 5e-3), name
 
 
-def _steps(graph: bool, amp: bool, n: int = 4) -> dict:
+def _steps(graph: bool, amp: bool, n: int = 4, dice_over: str = "image") -> dict:
     """n steps of variant t; the gradients of the first and the mean loss."""
     torch.manual_seed(0)
     model = build_model(ModelConfig.variant("t")).cuda().train()
     optimizer = make_optimizer(model, 1e-3, graph=graph)
     lr = optimizer.param_groups[0]["lr"]
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5)
-    step = TrainStep(model, optimizer, amp=amp, graph=graph)
+    step = TrainStep(model, optimizer, amp=amp, graph=graph, dice_over=dice_over)
     g = torch.Generator().manual_seed(1)
     for k in range(n):
         x = torch.randn(4, 3, 128, 128, generator=g).cuda()
         y = (torch.rand(4, 1, 128, 128, generator=g) > 0.6).float().cuda()
+        y[1] = 0  # an image with an empty mask (a lesion-free one)
         step(x, y)
         if k == 0:
             grads = [p.grad.detach().clone() for p in model.parameters()]
@@ -83,6 +84,14 @@ def test_cuda_graph_steps_equal_eager_steps(amp):
     # own relative error measures noise only
     flat = [torch.cat([t.flatten() for t in run["grads"]]) for run in (graph, eager)]
     assert _rel(*flat) < (5e-2 if amp else 5e-3)
+    assert graph["loss"] == pytest.approx(eager["loss"], rel=1e-2)
+
+
+def test_batch_dice_steps_replay_like_eager():
+    """``--dice-over batch`` in a captured step: the eager step's gradients."""
+    eager, graph = _steps(False, False, dice_over="batch"), _steps(True, False, dice_over="batch")
+    flat = [torch.cat([t.flatten() for t in run["grads"]]) for run in (graph, eager)]
+    assert _rel(*flat) < 5e-3
     assert graph["loss"] == pytest.approx(eager["loss"], rel=1e-2)
 
 
