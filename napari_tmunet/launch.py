@@ -209,26 +209,23 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_events(seconds: float) -> None:
-    """Run the Qt event loop for ``seconds``."""
+def _run_events(seconds: float, until=None) -> None:
+    """Run the Qt event loop for ``seconds``, or until the signal ``until`` fires."""
     from qtpy.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
+    if until is not None:
+        until.connect(loop.quit)
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
 
 
 def _click_segment(segment, timeout: float) -> float:
     """Click Segment and wait on the Qt event loop for its Labels layer; the seconds waited."""
-    from qtpy.QtCore import QEventLoop, QTimer
-
     start = time.perf_counter()
     segment.segment()
     if segment.running:
-        loop = QEventLoop()
-        segment.worker.finished.connect(loop.quit)
-        QTimer.singleShot(int(timeout * 1000), loop.quit)
-        loop.exec()
+        _run_events(timeout, until=segment.worker.finished)
     seconds = time.perf_counter() - start
     if segment.running:
         segment.cancel()

@@ -21,6 +21,9 @@ MODE_ALIASES: dict[str, str] = {"crop": "tile"}
 
 MODALITIES: tuple[str, ...] = ("colonoscopy", "nuclei", "ultrasound")
 
+# Training: the soft Dice of each image (the paper) or of the whole batch.
+DICE_OVER: tuple[str, ...] = ("image", "batch")
+
 # Inference precision on CUDA ("bf16": autocast); the CPU always runs fp32.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 

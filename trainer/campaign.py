@@ -75,6 +75,10 @@ def merge_plans(paths: list[Path], only: list[str] | None = None) -> dict:
                 merged["efficiency"][key] = plan["efficiency"][key]
     if not merged["runs"]:
         raise SystemExit(f"no run of {', '.join(map(str, paths))} matches --only {only}")
+    names = [run["name"] for run in merged["runs"]]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise SystemExit(f"run names must be unique over the plans; more than once: {twice}")
     return merged
 
 
@@ -159,12 +163,12 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
 
 
 def cmd_start(args) -> None:
-    root = Path(args.root)
-    root.mkdir(parents=True, exist_ok=True)
     from napari_tmunet.storage import write_json
 
-    write_json(root / "plan.json", merge_plans([Path(p) for p in args.plan], args.only))
-    load_plan(root / "plan.json")  # run names unique over all the plans
+    plan = merge_plans([Path(p) for p in args.plan], args.only)  # checked before anything starts
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "plan.json", plan)
     if args.mps:
         start_mps()
     log = open(root / "supervisor.log", "a")

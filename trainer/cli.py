@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from napari_tmunet.options import DEVICES
+from napari_tmunet.options import DEVICES, DICE_OVER
 
 from .commands import (  # noqa: F401  (PRESETS: the release tool reads the presets here)
     PRESETS,
@@ -287,7 +287,7 @@ def _add_optimisation_args(fit) -> None:
     g.add_argument("--dice-weight", type=float, help="lambda2 of the loss (default 1)")
     g.add_argument(
         "--dice-over",
-        choices=("image", "batch"),
+        choices=DICE_OVER,
         help="soft Dice per image (paper, default) or over the whole batch (informative on "
         "images with an empty mask)",
     )

@@ -228,10 +228,10 @@ def ship(name: str, modality: str, checkpoint: Path, runs: list[Path], scores=()
     entry["scores"] = list(scores)
     first = entry["runs"][0]
     if not first["test"]:
-        own = [summary for _, summary, is_own in scores if is_own]
+        own = {label: summary for label, summary, is_own in scores if is_own}
         if not own:
             raise SystemExit(f"{runs[0]}: no test result; give its test parts' --test-score")
-        first["test"] = {label: summary for label, summary, is_own in scores if is_own}
+        first["test"] = own
     best = load_checkpoint(checkpoint)
     out = WEIGHTS / f"{name}.pt"
     metadata = dict(best.metadata, shipped_as=name, modality=modality, licence=LICENCE)

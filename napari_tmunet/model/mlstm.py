@@ -20,6 +20,7 @@ import contextlib
 import functools
 import math
 import os
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,22 +55,24 @@ def _compile_left_out():
         torch.compile = compile_
 
 
-def _kernel_registry():
-    """``mlstm_kernels.torch``'s two lookups, imported without torch's compiler."""
+@functools.cache
+def _kernel_registry() -> tuple[tuple[str, ...], Callable]:
+    """The names of ``mlstm_kernels``' available kernels and its lookup by name, imported
+    (once) without torch's compiler."""
     with _compile_left_out():
         from mlstm_kernels.torch import get_available_mlstm_kernels, get_mlstm_kernel
 
-        get_available_mlstm_kernels()  # imports the kernel modules
-    return get_available_mlstm_kernels, get_mlstm_kernel
+        available = tuple(get_available_mlstm_kernels())  # imports the kernel modules
+    return available, get_mlstm_kernel
 
 
 @functools.cache
 def _kernel(name: str):
-    get_available_mlstm_kernels, get_mlstm_kernel = _kernel_registry()
-    if name not in get_available_mlstm_kernels():
+    available, get_mlstm_kernel = _kernel_registry()
+    if name not in available:
         raise ValueError(
             f"mLSTM kernel {name!r} is not available here; available: "
-            f"{get_available_mlstm_kernels()} (Triton kernels need CUDA and triton)."
+            f"{list(available)} (Triton kernels need CUDA and triton)."
         )
     return get_mlstm_kernel(name)
 
@@ -80,8 +83,7 @@ def _triton_available() -> bool:
         import triton  # noqa: F401
     except ImportError:
         return False
-    get_available_mlstm_kernels, _ = _kernel_registry()
-    return TRITON_KERNEL in get_available_mlstm_kernels()
+    return TRITON_KERNEL in _kernel_registry()[0]
 
 
 def choose_kernel(requested: str, device: torch.device) -> str:

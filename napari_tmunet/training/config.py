@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import ARCHITECTURES, VARIANTS, InputConfig, ModelConfig
 from ..inference import MAX_OVERLAP
-from ..options import DEVICES, MODE_ALIASES, MODES
+from ..options import DEVICES, DICE_OVER, MODE_ALIASES, MODES
 
 # Fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset(
@@ -185,8 +185,8 @@ class TrainConfig:
                 f"zoom={self.zoom}, rotate={self.rotate}, colour={self.colour}: expected "
                 "0 <= zoom <= 1, 0 <= rotate <= 180 (degrees), 0 <= colour <= 1"
             )
-        if self.dice_over not in ("image", "batch"):
-            problems.append(f"dice_over={self.dice_over!r}: expected 'image' or 'batch'")
+        if self.dice_over not in DICE_OVER:
+            problems.append(f"dice_over={self.dice_over!r}: expected one of {DICE_OVER}")
         if not 1 <= self.empty_repeat <= 100:
             problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")
         if not 0 <= self.overlap <= MAX_OVERLAP:

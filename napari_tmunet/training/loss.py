@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..options import DICE_OVER
+
 
 def segmentation_loss(
     logits: torch.Tensor,
@@ -76,8 +78,8 @@ def _dice_loss(sums: torch.Tensor, smooth: float, over: str, sum_ranks=None) -> 
     if over == "batch":
         total = sums.sum(0, keepdim=True)  # (1, 3[, N])
         sums = (sum_ranks(total) if sum_ranks else total).expand_as(sums)
-    elif over != "image":
-        raise ValueError(f"dice_over={over!r}: expected 'image' or 'batch'")
+    elif over not in DICE_OVER:
+        raise ValueError(f"dice_over={over!r}: expected one of {DICE_OVER}")
     inter, p, t = sums.unbind(1)  # (B[, N]) each
     dice = 1 - (2 * inter + smooth) / (p + t + smooth)
     return dice if dice.ndim == 1 else dice.mean(1)
