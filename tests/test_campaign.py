@@ -5,12 +5,16 @@ tiny fits on the CPU, one of them failing on a bad flag value.
 """
 
 import json
+import os
+import shutil
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from _paths import REPO
 
 from napari_tmunet.checkpoint import load_checkpoint
 from trainer import campaign, commands
@@ -82,9 +86,71 @@ def test_supervise_then_collect_new_once_per_run(tmp_path):
     assert list(again.iterdir()) == []  # each run comes home once
 
 
-def test_plans_merge_in_order_with_their_own_common_args(tmp_path):
-    from _paths import REPO
+def _fake_ended_runs(root, model_kib):
+    """Runs that have ended: ``{name: KiB of best.pt or None}``, in this order, each with a
+    config, a log and (unless None) a best.pt of random bytes."""
+    state = {}
+    for name, kib in model_kib.items():
+        run_dir = root / "runs" / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text("{}")
+        if kib is not None:
+            (run_dir / "best.pt").write_bytes(os.urandom(kib * 1024))
+        (root / "logs").mkdir(exist_ok=True)
+        (root / "logs" / f"{name}.log").write_text(f"{name} trained\n")
+        state[name] = {"state": "done" if kib is not None else "failed"}
+    (root / "state.json").write_text(json.dumps(state))
 
+
+def _collect_new(root, out, *extra):
+    campaign.main(["collect", "--new", "--root", str(root), "--out", str(out), *extra])
+    collected = json.loads((root / "collected.json").read_text())
+    return sorted(p.stem for p in out.iterdir()), collected
+
+
+@pytest.fixture
+def copy_as_half(monkeypatch):
+    """``_save_half`` copies the bytes (the fake models are no checkpoints)."""
+    monkeypatch.setattr(campaign, "_save_half", lambda src, dst: Path(shutil.copy(src, dst)))
+
+
+def test_collect_new_keeps_to_its_budget_and_leaves_the_rest_for_the_next_call(
+    tmp_path, copy_as_half, capsys
+):
+    root = tmp_path / "campaign"
+    _fake_ended_runs(root, {"a": 300, "b": 300, "c": 300, "d": 300, "e": None})
+    first, collected = _collect_new(root, tmp_path / "out1", "--max-mib", "1")
+    assert first == ["a", "b", "c"] == collected  # a fourth 300 KiB would pass 1 MiB
+    assert sum(p.stat().st_size for p in (tmp_path / "out1").iterdir()) <= 1 << 20
+    assert "next call: ['d', 'e']" in capsys.readouterr().out
+    second, collected = _collect_new(root, tmp_path / "out2", "--max-mib", "1")
+    assert second == ["d", "e"] and collected == ["a", "b", "c", "d", "e"]
+    with tarfile.open(tmp_path / "out2" / "d.tar") as tar:
+        assert set(tar.getnames()) == {"d/config.json", "d/train.log", "d/best-half.pt"}
+    third, collected = _collect_new(root, tmp_path / "out3", "--max-mib", "1")
+    assert third == [] and len(collected) == 5  # each run comes home once
+
+
+def test_collect_new_leaves_a_model_too_large_for_one_call_on_the_machine(
+    tmp_path, copy_as_half, capsys
+):
+    root = tmp_path / "campaign"
+    _fake_ended_runs(root, {"small": 100, "unet": 2048, "mid": 700})
+    out = tmp_path / "out"
+    names, collected = _collect_new(root, out, "--max-mib", "1.5", "--max-file-mib", "0.5")
+    assert names == ["mid", "small", "unet"] and collected == ["small", "unet", "mid"]
+    printed = capsys.readouterr().out
+    with tarfile.open(out / "small.tar") as tar:
+        assert "small/best-half.pt" in tar.getnames()
+    for name in ("unet", "mid"):  # over the budget, over the file limit: tar without model
+        with tarfile.open(out / f"{name}.tar") as tar:
+            assert set(tar.getnames()) == {f"{name}/config.json", f"{name}/train.log"}
+        kept = root / "runs" / name / "best-half.pt"
+        assert kept.read_bytes() == (root / "runs" / name / "best.pt").read_bytes()
+        assert f"stays on this machine: {kept}" in printed
+
+
+def test_plans_merge_in_order_with_their_own_common_args(tmp_path):
     plans = [REPO / "bench/plans/generalist-4.json", REPO / "bench/plans/table1-five-seeds.json"]
     merged = campaign.merge_plans(plans)
     originals = [json.loads(p.read_text()) for p in plans]
@@ -107,3 +173,18 @@ def test_plans_merge_in_order_with_their_own_common_args(tmp_path):
         twice = ["--plan", str(plans[0]), "--plan", str(tmp_path / "twice.json")]
         campaign.main(["start", "--root", str(root), "--data", str(tmp_path), *twice])
     assert not list(root.glob("supervisor.log"))  # nothing started
+
+
+@pytest.mark.parametrize(
+    "plan", sorted((REPO / "bench/plans").glob("*.json")), ids=lambda p: p.name
+)
+def test_every_plan_run_parses_as_a_fit_command(plan, tmp_path):
+    """A typo in a plan would cost a device session: each run's command line must parse."""
+    from trainer.cli import build_parser
+
+    parser = build_parser()
+    for job in campaign.jobs_of(campaign.load_plan(plan), tmp_path, tmp_path):
+        if job["cmd"][3] != "fit":
+            continue  # efficiency jobs
+        args = parser.parse_args(job["cmd"][3:])
+        assert args.command == "fit" and args.run_dir.endswith(job["name"])

@@ -468,7 +468,7 @@ def test_report_names_the_pooling_axes():
     a model without pooling carries no pooling note, whatever its unused option says."""
 
     def run(dice, **model):
-        test = {"dice_mean": dice, "iou_mean": dice, "f1": dice, "hd_mean": 10.0}
+        test = {"dice_mean": dice, "iou_mean": dice, "f1": dice, "hd_mean": 10.0, "hd95_mean": 9.0}
         return RunResult(Path("."), "MoNuSeg", ModelConfig.variant("b", **model), test)
 
     runs = [
@@ -481,7 +481,11 @@ def test_report_names_the_pooling_axes():
     labels = [r.label for r in runs]
     assert labels == ["TM-UNet b", "TM-UNet b pooling=spatial", "TM-UNet b -pool -DW"]
     t1 = table1(runs)
-    assert "| TM-UNet b | - | - | 80.00 |" in t1 and "| TM-UNet b pooling=spatial |" in t1
+    assert "| TM-UNet b | - | - | 80.00 | 80.00 | 80.00 | 10.00 | 9.00 | 1 |" in t1
+    assert "| TM-UNet b pooling=spatial |" in t1
+    assert "| TM-UNet (paper) | 6.55G | 87.55 | 85.63 | 74.10 | 85.95 | 25.66 | - | - |" in table1(
+        runs, True
+    )
     t2 = table2(runs)
     assert "| MoNuSeg | ✓ |  |  | - | - | 60.00 |" in t2
     assert "| MoNuSeg | ✓ | ✓ (spatial) | ✓ | - | - | 70.00 |" in t2

@@ -15,7 +15,9 @@ outlives the command, later commands look in with ``status`` and take results ho
 
 A machine can be lost without warning, and everything on it with it: poll with
 ``collect --new``, which brings home each run as soon as it has ended (one ``<run>.tar``:
-its small files, its log and its best model in half precision).
+its small files, its log and its best model in half precision). One call takes runs up to
+``--max-mib`` of tars and leaves the rest for the next; a tar too large on its own
+comes without its model, which stays on the machine (fetch it with ``bench/parts.py``).
 
 Plan file (JSON): ``{"common": [...fit args...], "efficiency": {KEY: [...efficiency
 args...]}, "runs": [{"name", "data", "dataset", "args", "efficiency": KEY,
@@ -286,10 +288,22 @@ def cmd_collect(args) -> None:
 
 
 MAX_FILES_BACK = 8  # files one device call brings back
+MAX_MIB_BACK = 56  # MiB of run tars per call (a call brings back 64 MiB in all)
+MAX_FILE_MIB = 16  # the largest single file a device call brings back
+MIB = 1 << 20
 
 
 def cmd_collect_new(args) -> None:
-    """One ``<run>.tar`` per run that ended since the last ``collect --new``."""
+    """One ``<run>.tar`` in ``args.out`` per run that ended since the last ``collect --new``.
+
+    Runs are taken in order while the tars written in this call add up to at most
+    ``args.max_mib`` MiB (and ``MAX_FILES_BACK`` files); the rest stay uncollected, so the
+    next call takes them. A tar over ``args.max_mib`` or ``args.max_file_mib`` on its own is
+    written without its model: the half-precision copy stays on this machine beside
+    ``best.pt`` (fetch it with ``bench/parts.py``), and the run counts as collected.
+    """
+    import tempfile
+
     from napari_tmunet.storage import write_json
 
     root, out = Path(args.root), Path(args.out)
@@ -299,28 +313,44 @@ def cmd_collect_new(args) -> None:
     collected = json.loads(done_file.read_text()) if done_file.is_file() else []
     ended = [n for n, st in state.items() if st["state"] in ("done", "failed")]
     new = [n for n in ended if n not in collected]
-    for name in new[:MAX_FILES_BACK]:
-        _archive_run(root, name, out / f"{name}.tar")
-        collected.append(name)
-        write_json(done_file, collected)  # after each: a lost call loses one
-    later = new[MAX_FILES_BACK:]
-    print(f"collected {new[:MAX_FILES_BACK]}" + (f"; next call: {later}" if later else ""))
+    budget, cap = args.max_mib * MIB, min(args.max_mib, args.max_file_mib) * MIB
+    taken, used = [], 0
+    with tempfile.TemporaryDirectory() as tmp:  # OUT only ever holds whole tars
+        for name in new[:MAX_FILES_BACK]:
+            best, tar = root / "runs" / name / "best.pt", Path(tmp) / f"{name}.tar"
+            half = _save_half(best, Path(tmp) / "best-half.pt") if best.is_file() else None
+            _archive_run(root, name, tar, half)
+            kept = None
+            if half and tar.stat().st_size > cap:
+                kept = Path(shutil.move(half, best.with_name("best-half.pt")))
+                _archive_run(root, name, tar, None)
+            size = tar.stat().st_size
+            if used + size > budget:
+                break
+            shutil.move(tar, out / tar.name)
+            if kept:
+                print(f"{name}: tar without its model ({kept.stat().st_size / MIB:.1f} MiB), "
+                      f"which stays on this machine: {kept} (bench/parts.py split)")  # fmt: skip
+            used += size
+            taken.append(name)
+            collected.append(name)
+            write_json(done_file, collected)  # after each: a lost call loses one
+    later = new[len(taken) :]
+    print(f"collected {taken} ({used / MIB:.1f} MiB)" + (f"; next call: {later}" if later else ""))
 
 
-def _archive_run(root: Path, name: str, path: Path) -> None:
-    """Tar of a run: small files, training log, best model in half precision."""
-    import tempfile
-
+def _archive_run(root: Path, name: str, path: Path, model: Path | None) -> None:
+    """Tar at ``path`` of a run: its small files, its training log and ``model`` (its best
+    model in half precision) as ``best-half.pt`` when given."""
     run_dir = root / "runs" / name  # absent when a fit failed before making it
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(path, "w") as tar:
+    with tarfile.open(path, "w") as tar:
         for file in _small_files(run_dir):
             tar.add(file, arcname=f"{name}/{file.relative_to(run_dir)}")
         log = root / "logs" / f"{name}.log"
         if log.is_file():
             tar.add(log, arcname=f"{name}/train.log")
-        if (run_dir / "best.pt").is_file():
-            half = _save_half(run_dir / "best.pt", Path(tmp) / "best-half.pt")
-            tar.add(half, arcname=f"{name}/best-half.pt")
+        if model:
+            tar.add(model, arcname=f"{name}/best-half.pt")
 
 
 def _small_files(folder: Path) -> list[Path]:
@@ -378,6 +408,20 @@ def main(argv=None) -> None:
         action="store_true",
         help=f"only runs ended since the last --new: one <run>.tar each (at most "
         f"{MAX_FILES_BACK} per call), best model in half precision",
+    )
+    p.add_argument(
+        "--max-mib",
+        type=float,
+        default=MAX_MIB_BACK,
+        help="--new: MiB of tars per call (default %(default)s); the runs past it wait for "
+        "the next call",
+    )
+    p.add_argument(
+        "--max-file-mib",
+        type=float,
+        default=MAX_FILE_MIB,
+        help="--new: a tar over this (or --max-mib) leaves its model on the machine "
+        "(default %(default)s)",
     )
     args = parser.parse_args(argv)
     if args.command == "start":

@@ -191,13 +191,12 @@ def _fps(runs: Sequence[RunResult]) -> str:
     return f"{sum(fps) / len(fps):.2f}" if fps else "-"
 
 
-def _scores(runs: Sequence[RunResult], prefix: str = "") -> list[str]:
-    """Dice, IoU, F1 (percent) and HD over runs (mean +- sample std)."""
+def _scores(runs: Sequence[RunResult], prefix: str = "", hd95: bool = False) -> list[str]:
+    """Dice, IoU, F1 (percent) and HD (and HD95) over runs (mean +- sample std)."""
+    keys = ["dice_mean", "iou_mean", "f1", "hd_mean"] + (["hd95_mean"] if hd95 else [])
     return [
-        _mean_std([r.test.get(f"{prefix}dice_mean") for r in runs], 100),
-        _mean_std([r.test.get(f"{prefix}iou_mean") for r in runs], 100),
-        _mean_std([r.test.get(f"{prefix}f1") for r in runs], 100),
-        _mean_std([r.test.get(f"{prefix}hd_mean") for r in runs]),
+        _mean_std([r.test.get(prefix + key) for r in runs], 1 if key.startswith("hd") else 100)
+        for key in keys
     ]
 
 
@@ -239,13 +238,13 @@ def _count(runs: Sequence[RunResult]) -> str:
 
 
 def table1(runs: Sequence[RunResult], paper: bool = False) -> str:
-    """Models x datasets: FLOPs, FPS, Dice / IoU / F1 / HD."""
+    """Models x datasets: FLOPs, FPS, Dice / IoU / F1 / HD / HD95 (the paper gives no HD95)."""
     datasets = _datasets(runs)
     if paper:
         datasets += [d for d in DATASET_ORDER if d not in datasets]
     header = ["Method", "FLOPs", "FPS"]
     for d in datasets:
-        header += [f"{d} Dice", "IoU", "F1", "HD", "n"]
+        header += [f"{d} Dice", "IoU", "F1", "HD", "HD95", "n"]
     by_model = _group(runs, lambda r: r.label)
     order = sorted(by_model, key=lambda k: (not k.startswith("U-Net"), k))
     rows = []
@@ -253,14 +252,14 @@ def table1(runs: Sequence[RunResult], paper: bool = False) -> str:
         for name, ref in PAPER_TABLE1.items():
             row = [name, ref["flops"], f"{ref['fps']:.2f}"]
             for d in datasets:
-                row += [f"{v:.2f}" for v in ref[d]] + ["-"] if d in ref else ["-"] * 5
+                row += [f"{v:.2f}" for v in ref[d]] + ["-", "-"] if d in ref else ["-"] * 6
             rows.append(row)
     for label in order:
         group = by_model[label]
         row = [label, _flops(group), _fps(group)]
         for d in datasets:
             sel = [r for r in group if r.dataset == d]
-            row += [*_scores(sel), _count(sel)] if sel else ["-"] * 5
+            row += [*_scores(sel, hd95=True), _count(sel)] if sel else ["-"] * 6
         rows.append(row)
     return _table(header, rows)
 
