@@ -222,7 +222,7 @@ class FinetuneWidget(LivePlot, Container):
         if image is not None:
             row.image.value = image
         self._fill_labels(row)
-        row.image.changed.connect(lambda _: self._fill_labels(row, refit=True))
+        row.image.changed.connect(lambda _: self._on_row_image(row))
         row.labels.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
@@ -232,6 +232,7 @@ class FinetuneWidget(LivePlot, Container):
         if row in self.rows:
             self.rows.remove(row)
             self.pairs_box.remove(row)
+            self._show_model_state()  # the first pair may have changed
 
     def _on_layers_changed(self, event=None):
         layer = getattr(event, "value", None)
@@ -246,27 +247,32 @@ class FinetuneWidget(LivePlot, Container):
             for row in self.rows:
                 row._filling = False
         self._refill_rows()
+        self._show_model_state()
 
     def _refill_rows(self, _event=None) -> None:
         for row in self.rows:
             self._fill_labels(row)
 
+    def _on_row_image(self, row: PairRow) -> None:
+        self._fill_labels(row, refit=True)
+        self._show_model_state()
+
     def _on_row_labels(self, row: PairRow) -> None:
         if not row._filling:
             row.user_choice = True  # the user's pick is kept from now on
+        self._show_model_state()
 
     def _fill_labels(self, row: PairRow, refit: bool = False):
-        """Give a row the Labels layer that fits its image best (see :func:`_guess_labels`),
-        unless the user picked one (and it still fits)."""
+        """Give a row the Labels layer that fits its image best (see :func:`guess_labels`),
+        unless the user picked one that still fits; none when no layer fits."""
         image = row.image.value
         current = row.labels.value
         if image is None:
             return
-        if row.user_choice and current is not None and not refit:
-            if fits(image, current):
-                return
+        if row.user_choice and current is not None and not refit and fits(image, current):
+            return
         guess = guess_labels(image, [la for _, la in self._labels_choices()])
-        if guess is not None and guess is not current:
+        if guess is not current:
             row._filling = True
             try:
                 row.labels.value = guess
@@ -341,6 +347,7 @@ class FinetuneWidget(LivePlot, Container):
         return (entry.name, entry.name) if entry is not None else None
 
     def _show_model_state(self, _=None):
+        """Show the checkpoint field, or name the model Start would begin from."""
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
         if self.model.value == ACTIVE_CHOICE:
             chosen = self.start_model()
@@ -379,7 +386,7 @@ class FinetuneWidget(LivePlot, Container):
         path = Path(self.run_folder.value).expanduser()
         if path.is_dir() and any(path.iterdir()):
             if not self._auto_folder:
-                show_error(
+                self._refuse(
                     f"The run folder {path} is not empty: Resume it, or choose another folder."
                 )
                 return None
@@ -401,17 +408,17 @@ class FinetuneWidget(LivePlot, Container):
             return
         chosen = self.start_model()
         if chosen is None:
-            show_error("Choose a model to start from (a shipped model or a checkpoint file).")
+            self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
             return
         try:
             pairs = self._layer_pairs()
         except ValueError as err:
-            show_error(str(err))
+            self._refuse(str(err))
             return
         folder = self.dataset_folder.value
         folder = str(folder) if folder and str(folder) not in ("", ".") else ""
         if not pairs and not folder:
-            show_error("Add an (image, Labels) pair or choose a dataset folder to train on.")
+            self._refuse("Add an (image, Labels) pair or choose a dataset folder to train on.")
             return
         run_dir = self._fresh_run_dir()
         if run_dir is None:
@@ -445,12 +452,12 @@ class FinetuneWidget(LivePlot, Container):
             return
         run_dir = Path(self.run_folder.value).expanduser()
         if not (run_dir / "train" / "last.pt").is_file():
-            show_error(f"{run_dir} holds no run to resume (no train/last.pt).")
+            self._refuse(f"{run_dir} holds no run to resume (no train/last.pt).")
             return
         try:
             self.history = read_history(run_dir / "train")
         except ValueError as err:  # a damaged metrics.jsonl: the run cannot resume either
-            show_error(str(err))
+            self._refuse(str(err))
             return
         self._launch(
             FinetuneJob(
@@ -461,6 +468,11 @@ class FinetuneWidget(LivePlot, Container):
             ),
             keep_history=True,
         )
+
+    def _refuse(self, reason: str) -> None:
+        """Say why a job does not start: an error message, and the status line."""
+        self.status.value = reason
+        show_error(reason)
 
     def stop(self, _=None) -> None:
         """Stop after the current step; the engine evaluates and keeps the best checkpoint."""
@@ -586,6 +598,7 @@ class FinetuneWidget(LivePlot, Container):
     def _on_finished(self):
         self._busy = False
         self.worker = None
+        self.eta.value = ""  # nothing is left to wait for
         self._update_buttons()
         self._redraw(force=True)
 

@@ -19,7 +19,15 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from ._dock_texts import METRICS_TIPS
-from ._widget_common import fit_width, intro_above, scroll_body, set_tooltips, start_worker, wrap
+from ._widget_common import (
+    fit_width,
+    intro_above,
+    plural,
+    scroll_body,
+    set_tooltips,
+    start_worker,
+    wrap,
+)
 from .evaluation import score_labels
 
 if TYPE_CHECKING:
@@ -138,35 +146,55 @@ class MetricsWidget(Container):
         layers = [layer for _, layer in self._labels_choices()]
         if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
             return
-        refs = [layer for layer in layers if _looks_like_reference(layer.name)]
-        reference = refs[0] if refs else layers[0]
-        prediction = next(layer for layer in reversed(layers) if not _same(layer, reference))
-        self.reference.value, self.prediction.value = reference, prediction
+        refs = [layer for layer in layers if _looks_like_reference(layer.name)] or layers[:1]
+        # the first reference with another layer of its shape; the newest such layer is
+        # the prediction (two samples' masks differ in shape and are no pair)
+        pairs = [
+            (ref, layer)
+            for ref in refs
+            for layer in reversed(layers)
+            if not _same(layer, ref) and _shape(layer) == _shape(ref)
+        ]
+        if not pairs:
+            pairs = [(refs[0], next(la for la in reversed(layers) if not _same(la, refs[0])))]
+        self.reference.value, self.prediction.value = pairs[0]
 
     def _on_active_layer(self, _event=None) -> None:
         """Follow the selected Labels layer: a reference-like one is the reference, any
-        other the prediction (the other chooser keeps its layer unless it is the same)."""
+        other the prediction.
+
+        A reference-like layer whose shape differs from the chosen prediction's is not
+        taken. A new prediction keeps its reference when that is another layer of the
+        same shape, else takes the first reference-like layer of its shape, if any.
+        """
         from napari.layers import Labels
 
         layer = self._viewer.layers.selection.active
         if not isinstance(layer, Labels):
             return
         self.reset_choices()
+        prediction, reference = self.prediction.value, self.reference.value
         if _looks_like_reference(layer.name):
-            self.reference.value = layer
-            if _same(self.prediction.value, layer):
+            if prediction is None or _same(prediction, layer):
+                self.reference.value = layer
                 self._refresh_choices()
+            elif _shape(prediction) == _shape(layer):
+                self.reference.value = layer
         else:
             self.prediction.value = layer
-            if _same(self.reference.value, layer) or self.reference.value is None:
+            if reference is None or _same(reference, layer) or _shape(reference) != _shape(layer):
                 refs = [la for _, la in self._labels_choices() if _looks_like_reference(la.name)]
-                fitting = [la for la in refs if la.data.shape == layer.data.shape]
+                fitting = [la for la in refs if _shape(la) == _shape(layer)]
                 if fitting:
                     self.reference.value = fitting[0]
 
     # ----------------------------------------------------------------- computing
     def compute(self) -> list[dict[str, Any]]:
-        """Score the chosen layers now (on this thread); show and return the rows."""
+        """Score the chosen layers now (on this thread); show and return the rows.
+
+        The previous rows are cleared first, so a failure leaves no stale scores.
+        """
+        self._clear_results()
         rows = score_labels(**self._job())
         self._set_results(rows)
         return rows
@@ -176,6 +204,11 @@ class MetricsWidget(Container):
         pred_layer, ref_layer = self.prediction.value, self.reference.value
         if pred_layer is None or ref_layer is None:
             raise ValueError("Choose a prediction and a reference Labels layer.")
+        if _same(pred_layer, ref_layer):
+            raise ValueError(
+                f"Prediction and Reference are the same layer ({pred_layer.name}): "
+                "choose two different layers."
+            )
         pred, ref = _layer_array(pred_layer), _layer_array(ref_layer)
         if pred.shape != ref.shape:
             raise ValueError(
@@ -199,6 +232,8 @@ class MetricsWidget(Container):
         }
 
     def _on_compute_clicked(self, _value=None) -> None:
+        """Clear the previous rows, check the layers and score them in a worker."""
+        self._clear_results()
         try:
             job = self._job()
         except ValueError as err:
@@ -226,13 +261,18 @@ class MetricsWidget(Container):
         self.status.value = message
         show_error(message)
 
+    def _clear_results(self) -> None:
+        """Empty the results table (Export stays on only for comparison rows)."""
+        self.results = []
+        self._update_table()
+
     def _set_results(self, rows: list[dict[str, Any]]) -> None:
         self.results = [dict(row) for row in rows]
         if rows:
             overall = rows[-1]
             self.status.value = (
                 f"{overall['prediction']} vs {overall['reference']}: "
-                f"Dice {overall['dice']:.4f} over {len(rows) - 1} slice(s)"
+                f"Dice {overall['dice']:.4f} over {plural(len(rows) - 1, 'slice')}"
             )
         self._update_table()
 
@@ -335,6 +375,14 @@ def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
         if unit in ("px", "pixel"):
             unit = "scaled px"
     return scale, unit
+
+
+def _shape(layer) -> tuple[int, ...]:
+    """A Labels layer's data shape (the first level's for multiscale data)."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return tuple(data.shape)
 
 
 def _same(a, b) -> bool:

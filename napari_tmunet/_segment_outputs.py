@@ -19,6 +19,7 @@ from ._segment_jobs import SegmentOutcome
 
 DISCLAIMER = "Research use only, not a medical device."
 PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
+PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on the probability maps made here
 
 
 @dataclass
@@ -91,7 +92,7 @@ class OutputLayers:
             )
             self._watch_edits(output)
             self._outputs[key] = output
-            self._colour(output)
+            self._colour(output, fresh=True)
         if options is not None and self.add_probability.value:
             output.probability_layer = self._put_probability(image, output, metadata)
         self.last_layer = output.labels
@@ -107,8 +108,10 @@ class OutputLayers:
         output.digest = _digest(labels)
         self._colour(output)
 
-    def _colour(self, output: _Output) -> None:
-        """Binary masks in one bright colour (apart from a reference mask); instances cycle."""
+    def _colour(self, output: _Output, fresh: bool = False) -> None:
+        """Binary masks in one bright colour (apart from a reference mask); instances cycle
+        through :func:`_instance_colours`, set on a ``fresh`` layer and on one that was
+        binary (other cyclic colours, e.g. shuffled by the user, are kept)."""
         from napari.utils.colormaps import DirectLabelColormap
 
         layer = output.labels
@@ -116,10 +119,8 @@ class OutputLayers:
             layer.colormap = DirectLabelColormap(
                 color_dict={None: "transparent", 0: "transparent", 1: PREDICTION_COLOUR}
             )
-        elif isinstance(layer.colormap, DirectLabelColormap):
-            from napari.utils.colormaps import label_colormap
-
-            layer.colormap = label_colormap(49)
+        elif fresh or isinstance(layer.colormap, DirectLabelColormap):
+            layer.colormap = _instance_colours()
         layer.contour = 2 if self.outlines.value else 0
 
     def _replaceable(self, output: _Output) -> bool:
@@ -138,8 +139,12 @@ class OutputLayers:
         output.callbacks.append(mark_edited)  # keep a reference for the layer's lifetime
 
     def _put_probability(self, image: Image, output: _Output, metadata) -> Image:
-        """The probability as an image layer (the compact uint8, shown as 0..1)."""
+        """The probability as an image layer (the compact uint8, shown as 0..1), marked as
+        one of ours in its metadata (:func:`is_probability_map`)."""
         meta = {k: v for k, v in metadata.items() if k != "tmunet_probability"}
+        # Marked before it is added: adding makes it the active layer, and the dock's image
+        # chooser, which follows the active layer, must recognise it then.
+        meta[PROBABILITY_MARK] = "probability"
         old = output.probability_layer
         if old is not None and old in self.viewer.layers:
             old.data = output.probability
@@ -158,6 +163,24 @@ class OutputLayers:
             metadata=meta,
             **_units(image),
         )
+
+
+def is_probability_map(layer) -> bool:
+    """Whether ``layer`` is a probability map made by the Segment dock."""
+    return getattr(layer, "metadata", {}).get(PROBABILITY_MARK) == "probability"
+
+
+def _instance_colours():
+    """napari's default cyclic label colours shifted by one: label 1 takes label 2's colour.
+
+    napari gives label 1 of every Labels layer the same dark red, so a one-object result
+    would look like the reference mask (label 1) opened beside it.
+    """
+    from napari.utils.colormaps import CyclicLabelColormap, label_colormap
+
+    colors = label_colormap(49).colors.copy()
+    colors[1:] = np.roll(colors[1:], -1, axis=0)  # [0] is the background
+    return CyclicLabelColormap(colors=colors)
 
 
 def _digest(data) -> str:

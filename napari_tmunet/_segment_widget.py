@@ -46,7 +46,7 @@ from ._segment_jobs import (
     prepare_early,
     segment_jobs,
 )
-from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
+from ._segment_outputs import DISCLAIMER, OutputLayers, _Output, is_probability_map
 from ._widget_common import (
     Eta,
     fit_width,
@@ -261,7 +261,8 @@ class SegmentWidget(OutputLayers, Container):
         self.image.value = layer
 
     def _ours(self, layer) -> bool:
-        return any(o.probability_layer is layer for o in self._outputs.values())
+        """Whether ``layer`` is a probability map made here (never an input)."""
+        return is_probability_map(layer)
 
     def _on_image_changed(self, layer) -> None:
         if layer is None:
@@ -396,6 +397,9 @@ class SegmentWidget(OutputLayers, Container):
                 )
                 return None
             model, label = str(path), os.path.basename(str(path))
+            chosen = self.active_model.current  # e.g. "fine-tuned on <date>", not "best.pt"
+            if chosen is not None and os.path.abspath(chosen.model) == os.path.abspath(model):
+                label = chosen.label
         else:
             entry = registry.find_model(model)
             if entry is None:
@@ -480,8 +484,14 @@ class SegmentWidget(OutputLayers, Container):
             self._update_progress(index, done, total)
         elif kind == "result":
             _, index, outcome = message
-            self._add_result(self._jobs[index], outcome)
-            self._results.append((self._jobs[index], outcome))
+            image = self._jobs[index]
+            if image not in self.viewer.layers:  # closed during the run: nothing to label
+                self._outcome = (
+                    f"{image.name} was closed while it was segmented; its result was dropped"
+                )
+                return
+            self._add_result(image, outcome)
+            self._results.append((image, outcome))
         elif kind == "error":
             _, index, text = message
             self._outcome = f"{self._jobs[index].name} failed: {text}"
@@ -598,8 +608,9 @@ class SegmentWidget(OutputLayers, Container):
         output.labels.metadata = meta
         self.last_rederive_seconds = time.perf_counter() - began
         objects = count_objects(labels)
+        kind = "instance" if options.instances else "object"  # as in the summary
         self.status.value = (
-            f"{image.name}: {plural(objects, 'object')} at threshold {options.threshold:.2f} "
+            f"{image.name}: {plural(objects, kind)} at threshold {options.threshold:.2f} "
             f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
         )
         return options

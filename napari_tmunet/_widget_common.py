@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -79,7 +80,11 @@ def wrap(label) -> None:
 
 
 def narrow(widget, width: int = 60) -> None:
-    """Let a combo box or file field shrink below its longest item's width."""
+    """Let a combo box or file field shrink below its longest item's width.
+
+    A combo box then shows its text elided in the middle (see :func:`shown_text`), so
+    long names that share a beginning stay apart.
+    """
     from qtpy.QtWidgets import QComboBox, QSizePolicy
 
     native = widget.native
@@ -87,8 +92,52 @@ def narrow(widget, width: int = 60) -> None:
     if combo is not None:
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(8)
+        combo.installEventFilter(_middle_elider_type()(combo))
     native.setMinimumWidth(width)
     native.setSizePolicy(QSizePolicy.Policy.Expanding, native.sizePolicy().verticalPolicy())
+
+
+def shown_text(combo) -> str:
+    """The text a narrowed (non-editable) QComboBox shows: its current text, elided in
+    the middle to fit its text field."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QStyle, QStyleOptionComboBox
+
+    option = QStyleOptionComboBox()
+    combo.initStyleOption(option)
+
+    def part(sub):
+        return combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option, sub, combo)
+
+    field = part(QStyle.SubControl.SC_ComboBoxEditField)
+    arrow = part(QStyle.SubControl.SC_ComboBoxArrow)
+    # the label may run on to the arrow (napari's style pads the field); 1 px each side
+    width = max(field.width(), arrow.left() - field.left()) - 2
+    return combo.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideMiddle, width)
+
+
+@functools.cache
+def _middle_elider_type():
+    """A QObject class whose instances paint a QComboBox with :func:`shown_text`."""
+    from qtpy.QtCore import QEvent, QObject
+    from qtpy.QtGui import QPalette
+    from qtpy.QtWidgets import QStyle, QStyleOptionComboBox, QStylePainter
+
+    class MiddleElider(QObject):
+        def eventFilter(self, combo, event):  # noqa: N802 - Qt's name
+            if event.type() != QEvent.Type.Paint or combo.isEditable():
+                return False
+            painter = QStylePainter(combo)
+            painter.setPen(combo.palette().color(QPalette.ColorRole.Text))
+            option = QStyleOptionComboBox()
+            combo.initStyleOption(option)
+            painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+            option.currentText = shown_text(combo)
+            painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+            painter.end()
+            return True
+
+    return MiddleElider
 
 
 def theme_colours(viewer) -> dict[str, str]:

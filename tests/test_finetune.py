@@ -11,6 +11,7 @@ import pytest
 import torch
 from _paths import DATASETS
 
+from napari_tmunet._segment_jobs import model_defaults
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.datasets import find_pairs
@@ -18,6 +19,7 @@ from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.model import build_model
 from napari_tmunet.training.finetune import (
     FinetuneJob,
+    describe_edits,
     holdout_strip,
     run_finetune,
     training_pairs,
@@ -96,14 +98,15 @@ def test_held_out_strip_is_where_the_edits_are(tmp_path):
 
 
 def test_tiny_run_scores_old_and_new_model(tmp_path):
-    """A random TM-UNet t (input 64) fine-tuned 4 steps on a 128 x 256 crop."""
+    """A random TM-UNet t (input 64, a nuclei model) fine-tuned 4 steps on a 128 x 256 crop."""
     torch.manual_seed(0)
     config = ModelConfig.variant("t")
     start = save_checkpoint(
         tmp_path / "start.pt",
         build_model(config),
         config,
-        InputConfig.for_channels(3, size=(64, 64)),
+        InputConfig.for_channels(3, size=(64, 64), threshold=0.4),
+        metadata={"modality": "nuclei", "shipped_as": "test-nuclei"},
     )
     image, mask = tile(np.s_[:128, :256])
     run_dir = tmp_path / "run"
@@ -132,6 +135,11 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     assert not result["edits"]["known"] and "edits unknown" in result["rows"][0]["note"]
     best = load_checkpoint(result["best_checkpoint"])
     assert best.input_config.size == (64, 64) and best.model_config.channels == config.channels
+    # the fine-tuned model is still a nuclei model: Segment gives instances, at its threshold
+    last = load_checkpoint(run_dir / "train" / "last.pt")
+    for tuned in (best, last):
+        assert tuned.metadata["modality"] == "nuclei" and "shipped_as" not in tuned.metadata
+        assert model_defaults(tuned) == {"threshold": 0.4, "mode": "tile", "instances": True}
     for scores in (result["old"], result["new"]):
         assert set(scores) == {"dice", "iou", "precision", "recall", "hd", "hd95"}
         assert 0.0 <= scores["dice"] <= 1.0
@@ -153,3 +161,14 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         run_finetune(job)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         run_finetune(FinetuneJob(run_dir=tmp_path / "empty", resume=True, device="cpu"))
+
+
+def test_edits_are_described_in_words():
+    """One region / pixel in the singular, more in the plural; unknown edits said so."""
+    one = {"known": True, "pixels": 1, "objects": 1, "enough": False}
+    many = {"known": True, "pixels": 400, "objects": 3, "enough": True}
+    assert describe_edits(one) == (
+        "rests on 1 edited pixel in 1 region - too few for a meaningful comparison"
+    )
+    assert describe_edits(many) == "rests on 400 edited pixels in 3 regions"
+    assert describe_edits({"known": False}).startswith("edits unknown")

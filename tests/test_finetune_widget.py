@@ -133,6 +133,138 @@ def test_active_model_holder():
     assert seen == ["method:old.pt", "method:new.pt", "method:new.pt", "method:old.pt"]
 
 
+def test_the_dock_names_the_model_start_uses(make_napari_viewer):
+    """Opened before any layer, the dock follows the pair: a nuclei image is tuned from the
+    nuclei model, and the "active:" line says so."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.open_sample(PLUGIN, "nuclei")
+    row = tune.rows[0]
+    assert row.labels.value.name == row.image.value.name + " mask"
+    assert tune.start_model()[1] == "TM-UNet nuclei"
+    assert tune.active_label.value == "active: TM-UNet nuclei"
+    tune.remove_pair(row)  # no pair left: the first shipped model
+    assert tune.active_label.value == f"active: {tune.start_model()[1]}"
+
+
+def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
+    no_fit = "no Labels layer of this image's shape"
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    image = viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    other = viewer.add_labels(np.ones((40, 50), np.uint8), name="other image's mask")
+    row = tune.rows[0]
+    assert row.image.value is image
+    assert row.labels.value is None and row.labels.current_choice == no_fit
+    assert row.labels.tooltip.startswith(no_fit)
+    mask = viewer.add_labels(np.ones((64, 64), np.uint8), name="a mask")
+    assert row.labels.value is mask
+    viewer.layers.remove(mask)  # not the first remaining choice: none
+    assert row.labels.value is None
+    row.labels.value = viewer.add_labels(np.ones((64, 64), np.uint8), name="painted")
+    stack = viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack")
+    row.image.value = stack  # a 2-D mask does not fit a stack of three frames
+    assert row.labels.value is None
+    assert other in viewer.layers
+
+
+def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """Threaded path with a stand-in job: the ETA goes when the run ends; a Start refused
+    before running says why in the status line, not only in a message."""
+    import napari_tmunet._finetune_widget as finetune_module
+
+    def job_until_stopped(job, stop_event, callbacks):
+        (job.run_dir / "train").mkdir(parents=True)
+        step = 0
+        while step < 40 and not stop_event.is_set():
+            step += 1
+            callbacks["on_step"](step, 40, 0.5)
+            time.sleep(0.05)
+        return {
+            "best_checkpoint": str(job.run_dir / "train" / "best.pt"),
+            "start_model": job.start_model,
+            "old_label": job.start_label,
+            "stopped": True,
+            "step": step,
+            "total_steps": 40,
+            "old": None,
+            "new": {"dice": 0.5, "hd": 1.0},
+            "edits": {},
+            "rows": [],
+        }
+
+    messages = []
+    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped)
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    bad = viewer.add_labels(np.ones((40, 50), np.uint8), name="other")
+    corrected = np.zeros((64, 64), np.uint8)
+    corrected[10:30, 10:30] = 1
+    good = viewer.add_labels(corrected, name="slide corrected")
+    row = tune.rows[0]
+    assert row.labels.value is good
+    run_dir = tmp_path / "run"
+    tune.run_folder.value = run_dir
+
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 3, timeout=30_000)
+    assert tune.eta.value.startswith("step ")
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    assert tune.status.value.startswith("stopped at step") and tune.eta.value == ""
+
+    row.labels.value = bad  # the user's pick, of another shape: refused
+    tune.start_button.native.click()
+    assert not tune.running and "the labels are (40, 50)" in tune.status.value
+    assert messages == [tune.status.value]
+    row.labels.value = good  # the folder the stopped run is in: refused too
+    tune.start_button.native.click()
+    assert not tune.running and tune.status.value.startswith(f"The run folder {run_dir}")
+    assert len(messages) == 2
+
+
+def test_an_edited_output_then_the_reference_mask_then_the_model_output(make_napari_viewer, qtbot):
+    """The pre-selected Labels layer: the unedited Segment output does not displace the
+    sample's reference mask; once the user paints on it, it does."""
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.open_sample(PLUGIN, "nuclei")
+    image, mask = viewer.layers[0], viewer.layers[1]
+    row = tune.rows[0]
+    assert row.labels.value is mask
+    segment_with(qtbot, segment, image)
+    output = segment.last_layer
+    assert output.name == f"{image.name} labels"
+    assert row.labels.value is mask  # unedited: the reference mask stays
+    output.brush_size = 30
+    output.paint((60, 60), 0, refresh=True)
+    output.paint((180, 180), 1, refresh=True)
+    assert row.labels.value is output  # edited: the correction
+
+
+def test_long_names_that_share_a_beginning_stay_apart(make_napari_viewer):
+    """Narrow choosers elide in the middle, and their tooltips hold the full names."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="CVC-ClinicDB 176")
+    viewer.add_labels(np.ones((64, 64), np.uint8), name="CVC-ClinicDB 176 mask")
+    row = tune.rows[0]
+    row.image.native.setFixedWidth(100)
+    row.labels.native.setFixedWidth(100)
+    # what they show: cut at the end, both read "CVC-Clini"; elided in the middle, not
+    assert row.image.native.grab().toImage() != row.labels.native.grab().toImage()
+    from napari_tmunet._widget_common import shown_text
+
+    image_text, labels_text = shown_text(row.image.native), shown_text(row.labels.native)
+    assert "…" in image_text and "…" in labels_text and image_text != labels_text
+    assert image_text.endswith("76") and labels_text.endswith("sk")
+    assert row.image.tooltip.startswith("CVC-ClinicDB 176\n")
+    assert row.labels.tooltip.startswith("CVC-ClinicDB 176 mask\n")
+
+
 # ------------------------------------------------------------------------ training
 
 

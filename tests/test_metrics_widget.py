@@ -210,3 +210,102 @@ def test_choosers_follow_the_selected_layer(widget, masks):
     assert widget.prediction.value is second and widget.reference.value is ref
     viewer.layers.selection.active = ref  # a reference-like name goes to Reference
     assert widget.reference.value is ref and widget.prediction.value is second
+
+
+def test_failed_compute_clears_the_previous_scores(widget, masks, qtbot):
+    viewer, widget = widget
+    prediction, reference = masks
+    ref_layer = viewer.add_labels(reference, name="ref")
+    _choose(widget, viewer.add_labels(prediction), ref_layer)
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=10000)
+    assert widget.table.native.rowCount() == 2 and widget.export_button.enabled
+
+    _choose(widget, viewer.add_labels(prediction[:100], name="cropped"), ref_layer)
+    widget.compute_button.native.click()
+
+    assert "shape" in widget.status.value
+    assert widget.results == [] and widget.rows() == []
+    assert widget.table.native.rowCount() == 0
+    assert not widget.export_button.enabled
+
+
+def test_failing_worker_leaves_no_scores(widget, masks, qtbot, monkeypatch):
+    from napari_tmunet import _metrics_widget
+
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=10000)
+
+    def broken(**_job):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_metrics_widget, "score_labels", broken)
+    widget.compute_button.native.click()
+    assert not widget.export_button.enabled  # nothing to export while it runs
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=10000)
+
+    assert widget.status.value == "Metrics failed: boom"
+    assert widget.results == [] and widget.table.native.rowCount() == 0
+    assert not widget.export_button.enabled
+
+
+def test_a_new_sample_mask_of_another_shape_is_not_taken_as_reference(widget, masks):
+    viewer, widget = widget
+    prediction, reference = masks
+    ref_a = viewer.add_labels(reference, name="A mask")
+    pred_a = viewer.add_labels(prediction, name="A prediction")
+    viewer.layers.selection.active = pred_a
+    assert widget.prediction.value is pred_a and widget.reference.value is ref_a
+
+    ref_b = viewer.add_labels(np.zeros((50, 60), np.uint8), name="B mask")
+    viewer.layers.selection.active = ref_b
+
+    assert widget.prediction.value is pred_a and widget.reference.value is ref_a
+    # a prediction of B's shape takes B's mask instead of keeping A's
+    pred_b = viewer.add_labels(np.zeros((50, 60), np.uint8), name="B prediction")
+    viewer.layers.selection.active = pred_b
+    assert widget.prediction.value is pred_b and widget.reference.value is ref_b
+
+
+def test_a_layer_is_not_compared_with_itself(widget, masks):
+    viewer, widget = widget
+    _, reference = masks
+    viewer.add_labels(reference, name="CVC mask")
+    assert widget.prediction.value is widget.reference.value  # the only Labels layer
+
+    widget.compute_button.native.click()
+
+    assert widget.status.value == (
+        "Prediction and Reference are the same layer (CVC mask): choose two different layers."
+    )
+    assert widget.results == [] and widget._worker is None
+
+
+@pytest.mark.parametrize(("depth", "words"), [(1, "over 1 slice"), (2, "over 2 slices")])
+def test_status_counts_slices_in_words(widget, masks, qtbot, depth, words):
+    viewer, widget = widget
+    prediction, reference = masks
+    pred = np.stack([prediction] * depth) if depth > 1 else prediction
+    ref = np.stack([reference] * depth) if depth > 1 else reference
+    _choose(widget, viewer.add_labels(pred), viewer.add_labels(ref, name="ref"))
+
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.results) == depth + 1, timeout=10000)
+
+    assert widget.status.value.endswith(words)
+
+
+def test_a_guessed_pair_has_one_shape(widget, masks):
+    """Two samples' masks are no pair: the guess pairs a mask with a layer of its shape."""
+    viewer, widget = widget
+    prediction, reference = masks
+    viewer.add_labels(np.zeros((50, 60), np.uint8), name="B mask")  # first sample alone
+    ref_a = viewer.add_labels(reference, name="A mask")
+    assert widget.reference.value is not widget.prediction.value  # two layers, no pair yet
+    pred_a = viewer.add_labels(prediction, name="A labels")
+    widget.prediction.value = widget.reference.value = ref_a  # as if both had followed it
+    widget._refresh_choices()
+    assert widget.reference.value is ref_a and widget.prediction.value is pred_a

@@ -376,3 +376,118 @@ def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(
     assert widget.last_layer is not None and widget.status.value == "done"
     assert warmed_again and warmed_again[0] is registry.load_model(*new_key)
     assert registry.load_model(*key) is warmed  # the first warm-up's model stays cached
+
+
+def test_the_probability_map_never_becomes_the_input(registered, dock, qtbot):
+    """Adding the probability map makes it napari's active layer; the Image chooser stays on
+    the user's image, so the next Segment segments that image again, not the map."""
+    viewer, widget = dock
+    image = open_sample(viewer, registered.modality)
+    widget.image.value = image
+    widget.model.value = registered.name
+    widget.add_probability.value = True
+    widget.segment()
+    wait_done(qtbot, widget)
+    probability = viewer.layers[f"{image.name} probability"]
+    assert viewer.layers.selection.active is probability  # what napari does on add
+    assert widget.image.value is image
+    names = [layer.name for layer in viewer.layers]
+    widget.segment()
+    wait_done(qtbot, widget)
+    assert widget.image.value is image and widget.status.value == "done"
+    assert [layer.name for layer in viewer.layers] == names  # replaced in place
+    viewer.layers.selection.active = probability  # the user looks at the map
+    assert widget.image.value is image
+
+
+def test_rederived_instances_are_called_instances(registered, dock, qtbot):
+    """The status after a re-derive uses the summary's noun for the output kind."""
+    from napari_tmunet._widget_common import plural
+
+    viewer, widget = dock
+    widget.image.value = open_sample(viewer, registered.modality)
+    widget.model.value = registered.name
+    widget.output.value = "instances"
+    widget.segment()
+    wait_done(qtbot, widget)
+    assert " instance" in widget.summary.value
+    widget.threshold.value = 0.6  # re-derived once the user pauses
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    objects = count_objects(widget.last_layer.data)
+    assert f": {plural(objects, 'instance')} at threshold 0.60" in widget.status.value
+    assert "object" not in widget.status.value
+
+
+def test_instance_label_1_is_not_coloured_like_a_reference_mask(registered, dock, qtbot):
+    """napari colours label 1 of every Labels layer alike (dark red); instances are shifted
+    by one colour, so a one-object result is not mistaken for the reference mask."""
+    from napari.layers import Labels
+
+    viewer, widget = dock
+    image = open_sample(viewer, registered.modality)
+    mask = next(layer for layer in viewer.layers if isinstance(layer, Labels))
+    widget.image.value = image
+    widget.model.value = registered.name
+    widget.output.value = "instances"
+    widget.segment()
+    wait_done(qtbot, widget)
+    labels = widget.last_layer
+    one = np.array([1])
+    reference = mask.colormap.map(one)
+    assert not np.allclose(labels.colormap.map(one), reference)
+    widget.output.value = "binary"
+    widget.rederive()
+    widget.output.value = "instances"  # back from the binary colours
+    widget.rederive()
+    assert labels.data.dtype != np.uint8 and not np.allclose(labels.colormap.map(one), reference)
+
+
+def test_an_image_closed_during_its_run_gets_no_labels(registered, dock, qtbot, monkeypatch):
+    """The result for an image deleted while it is segmented is dropped, and the status
+    says why."""
+    from napari_tmunet import _segment_jobs
+
+    note, entered, release = "preparing...", threading.Event(), threading.Event()
+
+    def held_warm_up(checkpoint):  # holds the run (not the dock's early warm-up) until told
+        if threading.current_thread().name != "tmunet-prepare":
+            entered.set()
+            release.wait(60)
+
+    monkeypatch.setattr(_segment_jobs, "warm_up_note", lambda checkpoint: note)
+    monkeypatch.setattr(_segment_jobs, "warm_up", held_warm_up)
+    viewer, widget = dock
+    image = open_sample(viewer, registered.modality)
+    widget.image.value = image
+    widget.model.value = registered.name
+    widget.add_probability.value = True
+    widget.segment()
+    qtbot.waitUntil(entered.is_set, timeout=60_000)
+    names = [layer.name for layer in viewer.layers if layer is not image]
+    viewer.layers.remove(image)
+    release.set()
+    wait_done(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == names  # no labels, no probability
+    assert widget.last_layer is None and widget.summary.value == ""
+    assert widget.status.value == (
+        f"{image.name} was closed while it was segmented; its result was dropped"
+    )
+
+
+def test_the_summary_names_a_fine_tuned_model_as_the_dock_does(registered, dock, qtbot, tmp_path):
+    """A model made active by Fine-tune is named by its label, not its file's name."""
+    import shutil
+
+    from napari_tmunet import active_model
+
+    viewer, widget = dock
+    image = open_sample(viewer, registered.modality)
+    widget.image.value = image
+    best = tmp_path / "best.pt"
+    shutil.copy(registered.path, best)
+    label = "fine-tuned on 2026-12-02 02:41"
+    active_model.for_viewer(viewer).set(str(best), label, registered.modality)
+    widget.segment()
+    wait_done(qtbot, widget)
+    assert widget.last_layer is not None
+    assert label in widget.summary.value and "best.pt" not in widget.summary.value

@@ -90,6 +90,11 @@ def _seconds(variable: str, default: float) -> float:
 # last.pt at most this often (and at stops and the end)
 CHECKPOINT_INTERVAL_S = _seconds("NAPARI_TMUNET_CHECKPOINT_INTERVAL_S", 60.0)
 PLOT_INTERVAL_S = 30.0  # curves.png likewise
+# Metadata that says what a model is, for which no setting of the run stands: a model
+# trained from a checkpoint (``init_checkpoint``) keeps the starting checkpoint's values.
+# (The threshold travels in the input config and the inference mode is the run's own
+# ``train_config.mode``.) Segment reads ``modality`` to pick instance output for nuclei.
+INHERITED_METADATA = ("modality",)
 
 
 def fit(
@@ -134,6 +139,7 @@ class Trainer:
         self.stop_event = stop_event
         self.dataset = dataset
         self.step = 0
+        self.inherited: dict = {}  # metadata carried over from init_checkpoint
         self.best_score, self.best_step = -math.inf, -1
         self.records: list[dict] = []
         self.bar = None
@@ -264,6 +270,7 @@ class Trainer:
             self.model_config = start.model_config
             self.input_config = replace(start.input_config, size=cfg.size)
             self.model = start.model.train()
+            self.inherited = inherited_metadata(start.metadata)
             logger.info("starting from %s", cfg.init_checkpoint)
         else:
             grey = all(item.image.shape[-1] == 1 or item.image.ndim == 2 for item in self.cache)
@@ -462,8 +469,12 @@ class Trainer:
         )
 
     def save(self, name: str, record: dict, with_state: bool, period_loss=(0.0, 0)) -> None:
+        """Write ``name`` (best.pt / last.pt): the model, the run's metadata (with what it
+        inherited from ``init_checkpoint``), the record's scores, optionally the state to
+        resume from."""
         cfg = self.config
         metadata = {
+            **self.inherited,
             "train_config": cfg.to_dict(),
             "step": self.step,
             "epoch": record["epoch"],
@@ -593,6 +604,13 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def inherited_metadata(metadata: dict | None) -> dict:
+    """The entries of a starting checkpoint's metadata that a model trained from it keeps
+    (:data:`INHERITED_METADATA`, those present)."""
+    metadata = metadata or {}
+    return {key: metadata[key] for key in INHERITED_METADATA if key in metadata}
 
 
 def empty_repeats(items, repeat: int) -> list[int] | None:

@@ -22,7 +22,9 @@ before/after comparison rests on, and when they are too few to mean much.
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``, in
 random crops at the model's input size (the engine's crop mode), started from the given
-model. :func:`run_finetune` is the whole job; progress reaches the caller through plain
+model; the checkpoints keep what the starting model is (its modality, hence Segment's
+instance output for nuclei; ``engine.INHERITED_METADATA``) and its threshold.
+:func:`run_finetune` is the whole job; progress reaches the caller through plain
 callbacks, and a ``threading.Event`` stops it (the best checkpoint is kept). A stopped
 run goes on headless::
 
@@ -554,7 +556,11 @@ def describe_edits(edits: dict[str, Any]) -> str:
     """What the held-out comparison rests on, in words."""
     if not edits.get("known"):
         return "edits unknown (the masks were not made by Segment): the comparison is rough"
-    text = f"rests on {edits['pixels']} edited pixels in {edits['objects']} region(s)"
+    pixels, regions = edits["pixels"], edits["objects"]
+    text = (
+        f"rests on {pixels} edited pixel{'' if pixels == 1 else 's'} "
+        f"in {regions} region{'' if regions == 1 else 's'}"
+    )
     if not edits.get("enough"):
         text += " - too few for a meaningful comparison"
     return text
