@@ -46,6 +46,15 @@ def open_sample(viewer, modality):
     return image
 
 
+def choose_sample(viewer, widget, registered, probability=False):
+    """Open the registered model's sample and set the dock to segment it with that model."""
+    image = open_sample(viewer, registered.modality)
+    widget.image.value = image
+    widget.model.value = registered.name
+    widget.add_probability.value = probability
+    return image
+
+
 def wait_done(qtbot, widget, timeout=120_000):
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
@@ -382,10 +391,7 @@ def test_the_probability_map_never_becomes_the_input(registered, dock, qtbot):
     """Adding the probability map makes it napari's active layer; the Image chooser stays on
     the user's image, so the next Segment segments that image again, not the map."""
     viewer, widget = dock
-    image = open_sample(viewer, registered.modality)
-    widget.image.value = image
-    widget.model.value = registered.name
-    widget.add_probability.value = True
+    image = choose_sample(viewer, widget, registered, probability=True)
     widget.segment()
     wait_done(qtbot, widget)
     probability = viewer.layers[f"{image.name} probability"]
@@ -457,10 +463,7 @@ def test_an_image_closed_during_its_run_gets_no_labels(registered, dock, qtbot, 
     monkeypatch.setattr(_segment_jobs, "warm_up_note", lambda checkpoint: note)
     monkeypatch.setattr(_segment_jobs, "warm_up", held_warm_up)
     viewer, widget = dock
-    image = open_sample(viewer, registered.modality)
-    widget.image.value = image
-    widget.model.value = registered.name
-    widget.add_probability.value = True
+    image = choose_sample(viewer, widget, registered, probability=True)
     widget.segment()
     qtbot.waitUntil(entered.is_set, timeout=60_000)
     names = [layer.name for layer in viewer.layers if layer is not image]
