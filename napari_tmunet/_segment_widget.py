@@ -219,7 +219,8 @@ class SegmentWidget(OutputLayers, Container):
         self.segment_all_button.changed.connect(self.segment_all)
         self.outlines.changed.connect(self._show_outlines)
         # label settings re-derive the last result, once the user pauses (debounced)
-        self._rederive_timer = QTimer()
+        # parented: it goes with the dock, and cannot fire into a closed one
+        self._rederive_timer = QTimer(self.native)
         self._rederive_timer.setSingleShot(True)
         self._rederive_timer.setInterval(80)
         self._rederive_timer.timeout.connect(self.rederive)

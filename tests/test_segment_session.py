@@ -115,7 +115,8 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_finetune_preselects_the_edited_segment_output(make_napari_viewer, qtbot, tiny_checkpoint):
-    """Not the sample's reference mask, not a newer unedited output: the one the user edited."""
+    """The image's reference mask before an unedited output (the model's own prediction
+    teaches it nothing); the output the user edited before both, and before a newer one."""
     viewer = make_napari_viewer()
     _, segment = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     _, tune = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Fine-tune")
@@ -127,7 +128,7 @@ def test_finetune_preselects_the_edited_segment_output(make_napari_viewer, qtbot
     assert tune.rows[0].labels.value is reference  # the only Labels layer so far
     segment_and_wait(qtbot, segment)
     first = segment.last_layer
-    assert tune.rows[0].labels.value is first  # a Segment output of this image
+    assert tune.rows[0].labels.value is reference  # not the unedited output
     first.brush_size = 12
     first.paint((20, 20), 1)  # the user's correction
     segment_and_wait(qtbot, segment)  # the edited output is kept; a new one is added

@@ -494,3 +494,14 @@ def test_the_summary_names_a_fine_tuned_model_as_the_dock_does(registered, dock,
     wait_done(qtbot, widget)
     assert widget.last_layer is not None
     assert label in widget.summary.value and "best.pt" not in widget.summary.value
+
+
+def test_a_dock_closed_right_after_a_setting_change_stays_quiet(registered, dock, qtbot):
+    """The debounced re-derive goes with the dock: it must not fire into a deleted one."""
+    viewer, widget = dock
+    choose_sample(viewer, widget, registered)
+    widget.segment()
+    wait_done(qtbot, widget)
+    widget.min_size.value = widget.min_size.value + 5  # starts the 80 ms debounce
+    widget.native.deleteLater()
+    qtbot.wait(300)  # an exception in Qt's event loop here fails the test
