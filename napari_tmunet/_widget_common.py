@@ -109,10 +109,8 @@ def shown_text(combo) -> str:
     def part(sub):
         return combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option, sub, combo)
 
-    field = part(QStyle.SubControl.SC_ComboBoxEditField)
-    arrow = part(QStyle.SubControl.SC_ComboBoxArrow)
-    # the label may run on to the arrow (napari's style pads the field); 1 px each side
-    width = max(field.width(), arrow.left() - field.left()) - 2
+    # the label is drawn, and clipped, in the edit field; 1 px spare each side
+    width = part(QStyle.SubControl.SC_ComboBoxEditField).width() - 2
     return combo.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideMiddle, width)
 
 
