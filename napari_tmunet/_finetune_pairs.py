@@ -13,7 +13,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels
 
-from ._widget_common import narrow
+from ._widget_common import full_data, narrow
 from .postprocess import kept_prediction
 
 NO_FIT = "no Labels layer of this image's shape"
@@ -64,10 +64,9 @@ class PairRow(Container):
 
 def fits(image: Image, labels: Labels) -> bool:
     """Whether ``labels`` has the spatial shape of ``image``."""
-    shape = image.data[0].shape if image.multiscale else image.data.shape
+    shape = full_data(image).shape
     spatial = shape[:-1] if image.rgb else shape
-    lshape = labels.data[0].shape if labels.multiscale else labels.data.shape
-    return tuple(lshape) == tuple(spatial)
+    return tuple(full_data(labels).shape) == tuple(spatial)
 
 
 def guess_labels(image: Image, candidates: list[Labels]) -> Labels | None:

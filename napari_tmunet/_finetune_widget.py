@@ -39,6 +39,7 @@ from ._finetune_plot import LivePlot, read_history
 from ._widget_common import (
     Eta,
     fit_width,
+    full_data,
     intro_above,
     narrow,
     scroll_body,
@@ -288,11 +289,9 @@ class FinetuneWidget(LivePlot, Container):
                 continue
             if image is None or labels is None:
                 raise ValueError("every pair needs an image layer and a Labels layer")
-            image_data = image.data[0] if image.multiscale else image.data
-            labels_data = labels.data[0] if labels.multiscale else labels.data
             pairs += training_pairs(
-                np.array(image_data),
-                np.array(labels_data),
+                np.array(full_data(image)),
+                np.array(full_data(labels)),
                 name=image.name,
                 rgb=bool(image.rgb),
                 source=f"layers {image.name!r} + {labels.name!r}",

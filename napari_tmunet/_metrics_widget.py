@@ -21,6 +21,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from ._dock_texts import METRICS_TIPS
 from ._widget_common import (
     fit_width,
+    full_data,
     intro_above,
     plural,
     scroll_body,
@@ -354,10 +355,7 @@ def _fill_table(table: Table, rows: list[dict[str, Any]]) -> None:
 
 def _layer_array(layer) -> np.ndarray:
     """A Labels layer's data (numpy, dask, multiscale) as a numpy array."""
-    data = layer.data
-    if getattr(layer, "multiscale", False):
-        data = data[0]
-    return np.asarray(data)
+    return np.asarray(full_data(layer))
 
 
 def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
@@ -378,11 +376,8 @@ def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
 
 
 def _shape(layer) -> tuple[int, ...]:
-    """A Labels layer's data shape (the first level's for multiscale data)."""
-    data = layer.data
-    if getattr(layer, "multiscale", False):
-        data = data[0]
-    return tuple(data.shape)
+    """A Labels layer's data shape at full resolution (nothing is loaded)."""
+    return tuple(full_data(layer).shape)
 
 
 def _same(a, b) -> bool:

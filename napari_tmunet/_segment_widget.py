@@ -50,6 +50,7 @@ from ._segment_outputs import DISCLAIMER, OutputLayers, _Output, is_probability_
 from ._widget_common import (
     Eta,
     fit_width,
+    full_data,
     intro_above,
     narrow,
     plural,
@@ -256,14 +257,10 @@ class SegmentWidget(OutputLayers, Container):
     def _on_active_layer(self, event=None) -> None:
         """Follow the layer the user selects, when it is an image (not one of our maps)."""
         layer = self.viewer.layers.selection.active
-        if not isinstance(layer, Image) or layer is self.image.value or self._ours(layer):
+        if not isinstance(layer, Image) or layer is self.image.value or is_probability_map(layer):
             return
         self.reset_choices()
         self.image.value = layer
-
-    def _ours(self, layer) -> bool:
-        """Whether ``layer`` is a probability map made here (never an input)."""
-        return is_probability_map(layer)
 
     def _on_image_changed(self, layer) -> None:
         if layer is None:
@@ -372,7 +369,7 @@ class SegmentWidget(OutputLayers, Container):
         layers = [
             layer
             for layer in self.viewer.layers
-            if isinstance(layer, Image) and not self._ours(layer)
+            if isinstance(layer, Image) and not is_probability_map(layer)
         ]
         if not layers:
             show_info("There are no image layers to segment.")
@@ -433,7 +430,7 @@ class SegmentWidget(OutputLayers, Container):
         self._progress_index = -1
         self._outcome = ""
         self._eta = Eta()
-        jobs = [(layer.data[0] if layer.multiscale else layer.data, layer.rgb) for layer in layers]
+        jobs = [(full_data(layer), layer.rgb) for layer in layers]
         self._set_running(True)
         self._progress = progress(total=0, desc=f"TM-UNet: segmenting {layers[0].name}")
         if os.environ.get(INLINE_ENV, "0") not in ("0", "", "false", "False"):

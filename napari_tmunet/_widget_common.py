@@ -64,6 +64,12 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def full_data(layer):
+    """A layer's data at full resolution: the first level of multiscale data (lazy arrays
+    stay lazy)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def plural(count: int, noun: str) -> str:
     """``"1 object"``, ``"2 objects"``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
