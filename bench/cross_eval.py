@@ -1,12 +1,12 @@
 """Score a checkpoint on another dataset's images (cross-dataset evaluation).
 
 Each image goes through ``napari_tmunet.inference.predict_probability`` as in the Segment
-dock (the checkpoint's mode unless --mode), is thresholded at the checkpoint's threshold,
-and is compared with its mask at native resolution (``metrics.dice_score`` /
-``iou_score``). With --instances the masks are instance label images (CPM-15, DSB2018):
-the prediction is split into objects as the Segment dock's "instances" output does
-(``postprocess.split_instances``) and compared object by object
-(``metrics.instance_scores``: PQ and AJI).
+dock (the checkpoint's mode unless --mode), is thresholded at the checkpoint's threshold
+(objects less sure than its ``min_confidence`` dropped), and is compared with its mask at
+native resolution (``metrics.dice_score`` / ``iou_score``). With --instances the masks
+are instance label images (CPM-15, DSB2018): the prediction is split into objects as the
+Segment dock's "instances" output does (``postprocess.split_instances``) and compared
+object by object (``metrics.instance_scores``: PQ and AJI).
 
 Summary (over images whose mask is non-empty): mean and median Dice and IoU, frames with
 Dice < 0.5, empty predictions; over images with an empty mask (BUSI "normal"): how many
@@ -34,7 +34,7 @@ from napari_tmunet.data.datasets import find_pairs, load_split, split_from_lists
 from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.inference import predict_probability
 from napari_tmunet.metrics import dice_score, instance_scores, iou_score
-from napari_tmunet.postprocess import split_instances
+from napari_tmunet.postprocess import drop_unsure, split_instances
 from napari_tmunet.registry import load_model
 
 
@@ -82,13 +82,14 @@ def _instance_labels(path) -> np.ndarray:
     return labels
 
 
-def score(checkpoint, items, mode: str, threshold: float | None, instances=False) -> list[dict]:
+def score(
+    checkpoint, items, mode: str, threshold: float, min_confidence: float, instances=False
+) -> list[dict]:
     """Per-image rows: name, dice, iou, mask and prediction pixel counts (+ PQ, AJI...)."""
-    threshold = checkpoint.input_config.threshold if threshold is None else threshold
     rows = []
     for name, image, mask in items:
         probability, _ = predict_probability(image, checkpoint, mode=mode)
-        pred = probability > threshold
+        pred = drop_unsure(probability > threshold, probability, min_confidence)
         row = {
             "name": name,
             "dice": dice_score(pred, mask > 0),
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         help="masks are instance labels: add PQ and AJI of the split prediction",
     )
     p.add_argument("--threshold", type=float, help="default: the checkpoint's")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        help="drop objects whose mean probability is below this (default: the checkpoint's)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for per-image.csv and summary.json")
     args = p.parse_args(argv)
@@ -151,12 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = load_model(args.model, device=args.device)
     mode = args.mode or checkpoint.inference_mode
     items = samples(args.data, args.split, args.part, args.names, args.instances)
-    rows = score(checkpoint, items, mode, args.threshold, args.instances)
+    given = checkpoint.input_config
+    threshold = given.threshold if args.threshold is None else args.threshold
+    confidence = given.min_confidence if args.min_confidence is None else args.min_confidence
+    rows = score(checkpoint, items, mode, threshold, confidence, args.instances)
     summary = {
         "model": args.model,
         "data": args.data,
         "selection": args.split or args.names or "all",
         "mode": mode,
+        "threshold": threshold,
+        "min_confidence": confidence,
         **summarise(rows),
         "seconds": round(time.time() - start, 1),
     }

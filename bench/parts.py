@@ -63,7 +63,8 @@ def pack(files: list[Path], max_mib: float, call_mib: float, out: Path) -> list[
     """Split ``files`` and bin their parts into ``out/c1``, ``c2``, ... (first fit).
 
     Each folder is what one device call carries; the order keeps a file's parts in the
-    earliest calls, so the first file can be joined (and its runs start) first.
+    earliest calls, so the first file can be joined (and its runs start) first. The call
+    folders of an earlier pack are replaced; other files in ``out`` (scripts) are kept.
     """
     limit = call_mib * (1 << 20)
     calls: list[list[Path]] = []
@@ -77,8 +78,9 @@ def pack(files: list[Path], max_mib: float, call_mib: float, out: Path) -> list[
                 sizes.append(0)
             calls[i].append(part)
             sizes[i] += size
-    if out.exists():
-        shutil.rmtree(out)
+    for old in out.glob("c*"):  # the last pack's call folders; anything else there stays
+        if old.is_dir() and old.name[1:].isdigit():
+            shutil.rmtree(old)
     folders = []
     for i, parts in enumerate(calls, 1):
         folder = out / f"c{i}"

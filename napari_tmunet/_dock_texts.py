@@ -17,6 +17,9 @@ SEGMENT_TIPS = {
     "updates the last result at once (no new network run).",
     "fill_holes": "Fill background enclosed by an object.",
     "min_size": "Drop objects smaller than this many pixels.",
+    "min_confidence": "Hide objects whose mean probability is below this (0: show all); "
+    "follows the model's own, e.g. the ultrasound model's hides faint guesses on images "
+    "without a lesion.",
     "outlines": "Draw only the outlines of the labels.",
     "add_probability": "Also add the model's probability as an image layer.",
     "segment_button": "Segment the chosen image.",

@@ -31,7 +31,8 @@ INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
 class SegmentOptions:
     """A snapshot of the dock's settings, taken when Segment is clicked.
 
-    ``threshold`` None, ``mode`` and ``output`` "auto": the model's defaults.
+    ``threshold`` and ``min_confidence`` None, ``mode`` and ``output`` "auto": the
+    model's defaults.
     """
 
     model: str  # registry name or checkpoint path
@@ -44,6 +45,7 @@ class SegmentOptions:
     fill_holes: bool = False
     min_size: int = 0
     batch_size: int | None = None  # tiles per forward pass; None: by device
+    min_confidence: float | None = None
 
 
 @dataclass
@@ -60,7 +62,7 @@ class SegmentOutcome:
 
 
 def model_defaults(checkpoint) -> dict[str, Any]:
-    """A checkpoint's own threshold, inference mode and output kind.
+    """A checkpoint's own threshold, least object confidence, inference mode, output kind.
 
     The mode is the one its training run evaluated with (crops at native resolution ->
     "tile", else "resize"); instances for a nuclei model.
@@ -69,6 +71,7 @@ def model_defaults(checkpoint) -> dict[str, Any]:
     modality = str(meta.get("modality", ""))
     return {
         "threshold": float(checkpoint.input_config.threshold),
+        "min_confidence": float(checkpoint.input_config.min_confidence),
         "mode": checkpoint.inference_mode,
         "instances": modality in INSTANCE_MODALITIES,
     }
@@ -88,11 +91,13 @@ def resolve(
         mode = "tile" if max(shape[-2:]) > LARGE_IMAGE else defaults["mode"]
     instances = defaults["instances"] if options.output == AUTO else options.output == "instances"
     threshold = defaults["threshold"] if options.threshold is None else options.threshold
+    confidence = options.min_confidence
     return mode, LabelOptions(
         threshold=float(threshold),
         instances=instances,
         fill_holes=options.fill_holes,
         min_size=int(options.min_size),
+        min_confidence=float(defaults["min_confidence"] if confidence is None else confidence),
     )
 
 
@@ -181,8 +186,13 @@ def segment_jobs(
         spatial = np.shape(data)[:-1] if rgb else np.shape(data)  # (..., H, W)
         mode, label_options = resolve(options, checkpoint, tuple(spatial))
         chosen.append((mode, label_options, time.perf_counter()))
-        # instances are derived below from the kept probability
-        return {"threshold": label_options.threshold, "mode": mode, "instances": False}
+        # instances and unsure objects are derived below from the kept probability
+        return {
+            "threshold": label_options.threshold,
+            "mode": mode,
+            "instances": False,
+            "min_confidence": 0.0,
+        }
 
     for message in segment_each(
         jobs, checkpoint, options_for=options_for, batch_size=options.batch_size

@@ -7,10 +7,10 @@ there, not at plugin load) with a progress bar, an ETA and a Cancel button;
 
 Which model runs: the model for the image's modality (guessed from its colours), or the
 user's choice for that modality (remembered across sessions for shipped models), or the
-model Fine-tune made active for it; the dock says which and why. The threshold, mode
-and output kind default to the loaded model's own. Moving the threshold (or the hole
-filling, minimum size, output kind) re-derives the labels from the kept probability
-without running the network again.
+model Fine-tune made active for it; the dock says which and why. The threshold, the
+least object confidence, mode and output kind default to the loaded model's own. Moving
+the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
+labels from the kept probability without running the network again.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import napari
@@ -59,13 +60,14 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
-from .postprocess import LabelOptions, count_objects, derive_labels
+from .postprocess import LabelOptions, count_objects, derive_labels, foreground
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
+MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 MODALITY_WORDS = {
     "colonoscopy": "colour endoscopy image",
     "nuclei": "H&E-stained tissue",
@@ -78,7 +80,7 @@ class SegmentWidget(OutputLayers, Container):
 
     Sub-widgets are attributes (``image``, ``model``, ``checkpoint``, ``model_reason``,
     ``device``, ``mode``, ``output``, ``threshold``, ``fill_holes``, ``min_size``,
-    ``outlines``, ``add_probability``, ``segment_button``, ``cancel_button``,
+    ``min_confidence``, ``outlines``, ``add_probability``, ``segment_button``, ``cancel_button``,
     ``segment_all_button``, ``progress_text``, ``summary``, ``status``) so that scripts
     and tests can set values and call :meth:`segment`, :meth:`segment_all`,
     :meth:`cancel` and :meth:`rederive`.
@@ -109,8 +111,9 @@ class SegmentWidget(OutputLayers, Container):
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
         self._pending_choice = ""  # a model chosen before any image was open
-        self._threshold_from_model = True
-        self._defaults: dict = {}  # the loaded model's threshold / mode / instances
+        # settings the user moved; the others follow the loaded model's own
+        self._user_set: set[str] = set()
+        self._defaults: dict = {}  # the loaded model's threshold / mode / instances...
         self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
         self._make_widgets()
         fit_width(self.body)
@@ -156,6 +159,9 @@ class SegmentWidget(OutputLayers, Container):
         self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.01)
         self.fill_holes = CheckBox(text="fill holes", value=False)
         self.min_size = SpinBox(label="Min. size (px)", value=0, min=0, max=1_000_000, step=10)
+        self.min_confidence = FloatSlider(
+            label="Min. confidence", value=0.0, min=0.0, max=0.99, step=0.01
+        )
         self.outlines = CheckBox(text="show outlines only", value=False)
         self.add_probability = CheckBox(text="also add probability map", value=False)
         self.segment_button = PushButton(text="Segment")
@@ -189,6 +195,7 @@ class SegmentWidget(OutputLayers, Container):
                 self.mode,
                 self.fill_holes,
                 self.min_size,
+                self.min_confidence,
                 self.outlines,
                 self.add_probability,
                 self.device,
@@ -225,7 +232,8 @@ class SegmentWidget(OutputLayers, Container):
         self._rederive_timer.setSingleShot(True)
         self._rederive_timer.setInterval(80)
         self._rederive_timer.timeout.connect(self.rederive)
-        self.threshold.changed.connect(self._on_threshold)
+        for name in MODEL_SETTINGS:
+            getattr(self, name).changed.connect(partial(self._on_model_setting, name))
         for widget in (self.fill_holes, self.min_size, self.output):
             widget.changed.connect(self._on_label_setting)
         layers = self.viewer.layers
@@ -307,7 +315,7 @@ class SegmentWidget(OutputLayers, Container):
     def _on_model_changed(self, _value=None) -> None:
         if self._setting:
             return
-        self._threshold_from_model = True  # a new model brings its own threshold
+        self._user_set.clear()  # a new model brings its own threshold and confidence
         model = str(self.model.value)
         if model == CHECKPOINT_CHOICE:
             path = self.checkpoint.value
@@ -328,7 +336,7 @@ class SegmentWidget(OutputLayers, Container):
         why = f"the active model for {modality} images ({choice.label})"
         self._choices[modality] = (choice.model, why)
         if modality == self._modality:
-            self._threshold_from_model = True
+            self._user_set.clear()
             self._show_model(choice.model, why)
 
     def _prepare_shown_model(self, _value=None) -> None:
@@ -409,12 +417,13 @@ class SegmentWidget(OutputLayers, Container):
             model_label=label,
             provisional=provisional,
             device=str(self.device.value),
-            threshold=None if self._threshold_from_model else float(self.threshold.value),
+            threshold=self._user_value("threshold"),
             mode=str(self.mode.value),
             output=str(self.output.value),
             fill_holes=bool(self.fill_holes.value),
             min_size=int(self.min_size.value),
             batch_size=self.batch_size,
+            min_confidence=self._user_value("min_confidence"),
         )
 
     def _start(self, layers: list[Image]):
@@ -468,7 +477,7 @@ class SegmentWidget(OutputLayers, Container):
         kind = message[0]
         if kind == "loaded":
             self._defaults = message[1]
-            self._show_model_threshold(self._defaults["threshold"])
+            self._show_model_defaults(self._defaults)
         elif kind == "status":  # e.g. compiling GPU kernels before the first image
             self.status.value = message[1]
         elif kind == "progress":
@@ -495,14 +504,19 @@ class SegmentWidget(OutputLayers, Container):
             self._outcome = f"{self._jobs[index].name} failed: {text}"
             show_error(f"Segmenting {self._jobs[index].name} failed: {text}")
 
-    def _show_model_threshold(self, threshold: float) -> None:
-        """Put the model's threshold on the slider (while it follows the model)."""
-        if self._threshold_from_model:
-            self._setting = True
-            try:
-                self.threshold.value = threshold
-            finally:
-                self._setting = False
+    def _show_model_defaults(self, defaults: dict) -> None:
+        """Put the model's threshold and confidence on their sliders (those not user-set)."""
+        self._setting = True
+        try:
+            for name in MODEL_SETTINGS:
+                if name not in self._user_set:
+                    getattr(self, name).value = defaults[name]
+        finally:
+            self._setting = False
+
+    def _user_value(self, name: str) -> float | None:
+        """A slider's value if the user set it, else None (the model's own)."""
+        return float(getattr(self, name).value) if name in self._user_set else None
 
     def _update_progress(self, index: int, done: int, total: int):
         bar = self._progress
@@ -545,7 +559,7 @@ class SegmentWidget(OutputLayers, Container):
         return (
             f"{image.name}: {plural(outcome.objects, kind)}, {area} px ({share:.1%} of the image) "
             f"in {outcome.seconds:.1f} s with {self._options.model_label} "
-            f"({outcome.mode}, threshold {outcome.label_options.threshold:.2f})"
+            f"({outcome.mode}, {_cutoffs(outcome.label_options)})"
         )
 
     def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
@@ -554,7 +568,13 @@ class SegmentWidget(OutputLayers, Container):
         model = self._options.model_label
         if share == 0:
             hint = "try a lower threshold"
-            if outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
+            options = outcome.label_options
+            if options.min_confidence and foreground(outcome.probability, options.ungated()).any():
+                hint = (
+                    f"what it found was less sure than Min. confidence "
+                    f"{options.min_confidence:.2f}: lower it to see it"
+                )
+            elif outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
                 hint = "this large image was shrunk to the model's input: try tile mode"
             show_warning(
                 f"{model} found nothing in {image.name!r}: {hint}, or check that the "
@@ -568,9 +588,9 @@ class SegmentWidget(OutputLayers, Container):
 
     # --- re-deriving labels from the kept probability ----------------------------------
 
-    def _on_threshold(self, _value=None) -> None:
+    def _on_model_setting(self, name: str) -> None:
         if not self._setting:
-            self._threshold_from_model = False  # the user's threshold, from now on
+            self._user_set.add(name)  # the user's value, from now on (until a new model)
             self._rederive_timer.start()
 
     def _on_label_setting(self, _value=None) -> None:
@@ -608,7 +628,7 @@ class SegmentWidget(OutputLayers, Container):
         objects = count_objects(labels)
         kind = "instance" if options.instances else "object"  # as in the summary
         self.status.value = (
-            f"{image.name}: {plural(objects, kind)} at threshold {options.threshold:.2f} "
+            f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "
             f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
         )
         return options
@@ -616,17 +636,30 @@ class SegmentWidget(OutputLayers, Container):
     def _label_options(self, defaults: dict) -> LabelOptions:
         output = str(self.output.value)
         instances = defaults["instances"] if output == AUTO else output == "instances"
-        threshold = defaults["threshold"] if self._threshold_from_model else self.threshold.value
+        value = {name: self._user_value(name) for name in MODEL_SETTINGS}
         return LabelOptions(
-            threshold=float(threshold),
+            threshold=defaults["threshold"] if value["threshold"] is None else value["threshold"],
             instances=instances,
             fill_holes=bool(self.fill_holes.value),
             min_size=int(self.min_size.value),
+            min_confidence=(
+                defaults["min_confidence"]
+                if value["min_confidence"] is None
+                else value["min_confidence"]
+            ),
         )
 
     def _show_outlines(self, _=None) -> None:
         for output in self._outputs.values():
             output.labels.contour = 2 if self.outlines.value else 0
+
+
+def _cutoffs(options: LabelOptions) -> str:
+    """'threshold 0.50', plus the least object confidence where one is set."""
+    text = f"threshold {options.threshold:.2f}"
+    if options.min_confidence:
+        text += f", min. confidence {options.min_confidence:.2f}"
+    return text
 
 
 def _thumbnail(layer: Image) -> np.ndarray:

@@ -162,12 +162,15 @@ class InputConfig:
         mean, std: per-channel normalisation after intensities are mapped to [0, 1]
             (8-bit / 255, other dtypes by robust percentiles; see ``preprocess``).
         threshold: default probability threshold for a binary mask.
+        min_confidence: default for dropping unsure objects: an object whose mean
+            probability is below this is dropped (0: keep all; ``postprocess``).
     """
 
     size: tuple[int, int] = (512, 512)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     threshold: float = 0.5
+    min_confidence: float = 0.0
 
     def __post_init__(self):
         self.size = _int_tuple("size", self.size, MAX_INPUT_SIDE)
@@ -182,6 +185,7 @@ class InputConfig:
         self.threshold = float(self.threshold)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold}: expected a probability in (0, 1).")
+        self.min_confidence = checked_min_confidence(self.min_confidence)
 
     @classmethod
     def for_channels(cls, channels: int, **overrides) -> InputConfig:
@@ -197,6 +201,15 @@ class InputConfig:
     @classmethod
     def from_dict(cls, d: dict) -> InputConfig:
         return cls(**_known_keys(cls, d, "input config"))
+
+
+def checked_min_confidence(value) -> float:
+    """``value`` as a float in [0, 1): the least mean probability an object keeps."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(
+            f"min_confidence={value!r}: expected a probability in [0, 1) (0: keep all)."
+        )
+    return float(value)
 
 
 def _is_int(value) -> bool:

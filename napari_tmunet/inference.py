@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import fast_forward
 from .checkpoint import Checkpoint
-from .config import InputConfig
+from .config import InputConfig, checked_min_confidence
 from .data.images import MIN_SIDE
 from .data.preprocess import (
     describe_mapping,
@@ -38,7 +38,7 @@ from .data.preprocess import (
     to_unit_float,
 )
 from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
-from .postprocess import split_instances  # noqa: F401  (inference's instance split)
+from .postprocess import drop_unsure, split_instances  # noqa: F401  (split: inference's)
 from .tiling import (  # noqa: F401  (tile mode's home; names kept importable from here)
     BLEND_WEIGHTS,
     MAX_OVERLAP,
@@ -67,7 +67,7 @@ class SegmentationResult:
         probability: float32 foreground probability, same shape as ``labels``; None for
             an image segmented in bands (over the pixel budget, see :func:`segment`).
         mapping: how raw intensities were mapped to the model's input, in words.
-        threshold, mode, instances: the options used.
+        threshold, mode, instances, min_confidence: the options used.
     """
 
     labels: np.ndarray
@@ -76,6 +76,7 @@ class SegmentationResult:
     threshold: float
     mode: str
     instances: bool
+    min_confidence: float = 0.0
 
 
 def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool]:
@@ -168,6 +169,7 @@ def segment(
     split_depth: float = 2.0,
     max_pixels: int | None = None,
     precision: str | None = None,
+    min_confidence: float | None = None,
 ) -> Generator[tuple[int, int], None, SegmentationResult]:
     """Segment a 2-D image or a stack of 2-D frames (slice by slice); a generator.
 
@@ -195,10 +197,21 @@ def segment(
         max_pixels: the pixel budget above which a lazy image is streamed in bands;
             None: ``data.budget.max_pixels()``.
         precision: "fp32" or "bf16" on CUDA; None: ``fast_forward.use_bf16``'s default.
+        min_confidence: objects whose mean probability is below this are dropped
+            (``postprocess.drop_unsure``); None takes the checkpoint's default.
     """
     threshold = _checked_threshold(mode, threshold, checkpoint)
+    if min_confidence is None:
+        min_confidence = checkpoint.input_config.min_confidence
+    min_confidence = checked_min_confidence(min_confidence)
     is_stack, _ = split_frames(image, rgb)
     if not is_stack and _streamed(image, max_pixels):
+        if min_confidence:
+            raise ValueError(
+                f"image of {'x'.join(map(str, image.shape[:2]))} pixels is over the pixel "
+                f"budget and is segmented in parts, which cannot weigh whole objects' "
+                f"confidence: set min_confidence 0 (--min-confidence 0), or raise the budget"
+            )
         from .streaming import segment_bands
 
         return (
@@ -228,6 +241,8 @@ def segment(
         probability[z] = check_output((yield from _shifted(steps, done, total)))
         done += frame.units(mode, tile_overlap)
         mask = probability[z] > threshold
+        if min_confidence:
+            mask = drop_unsure(mask, probability[z], min_confidence)
         if instances:
             labels[z] = _instances(mask, split_depth, next_label)
             next_label = max(next_label, int(labels[z].max()))
@@ -240,7 +255,9 @@ def segment(
         mapping = f"each frame by its own range, e.g. frame 0: {mapping}"
     if not is_stack:
         labels, probability = labels[0], probability[0]
-    return SegmentationResult(labels, probability, mapping, float(threshold), mode, instances)
+    return SegmentationResult(
+        labels, probability, mapping, float(threshold), mode, instances, min_confidence
+    )
 
 
 def _checked_threshold(mode: str, threshold: float | None, checkpoint: Checkpoint) -> float:

@@ -5,10 +5,10 @@ named after the image (``<stem>.png``), instance labels as TIFF (``<stem>.tif``)
 of frames gives one mask per frame (``<stem>_z0000.png``, ...). Images whose names would
 give one mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``).
 Nothing already in OUTPUT_DIR is overwritten unless ``--overwrite`` is given; OUTPUT_DIR
-is checked to be writable and locked against a second run before any work. Mode and
-threshold default to the model's own. Images over the pixel budget (``--max-pixels``)
-are read and segmented in bands (tile mode). Files that fail are listed with the reason
-at the end, and the exit code is then 1.
+is checked to be writable and locked against a second run before any work. Mode,
+threshold and the least object confidence default to the model's own. Images over the
+pixel budget (``--max-pixels``) are read and segmented in bands (tile mode). Files that
+fail are listed with the reason at the end, and the exit code is then 1.
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="probability threshold (default: the model's own)",
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="drop objects whose mean probability is below this, 0 keeps all (default: the "
+        "model's own)",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument(
@@ -158,6 +165,8 @@ def _check_arguments(args) -> str | None:
         )
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         return f"--threshold {args.threshold} must be in (0, 1)"
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence < 1.0:
+        return f"--min-confidence {args.min_confidence} must be in [0, 1) (0 keeps all objects)"
     if args.max_pixels is not None and args.max_pixels < 1:
         return f"--max-pixels {args.max_pixels} must be a positive number of pixels"
     if args.batch_size is not None and args.batch_size < 1:
@@ -219,6 +228,7 @@ def _predict(args, images: list[Path]) -> int:
         jobs,
         checkpoint,
         threshold=args.threshold,
+        min_confidence=args.min_confidence,
         mode=mode,
         instances=args.instances,
         batch_size=args.batch_size,

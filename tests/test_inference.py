@@ -388,3 +388,28 @@ def test_8_bit_converted_by_skimage_gives_identical_labels():
         "uint16 / 65535",
         "float64 in [0, 1] as is",
     ]
+
+
+def test_unsure_objects_are_dropped_by_the_checkpoints_own_confidence(tmp_path):
+    """The ultrasound sample's lesion has a mean probability of about 0.98: a checkpoint
+    whose least confidence is 0.99 hides it, unless the caller asks for less."""
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+
+    shipped = registry.load_model("TM-UNet ultrasound", "cpu")
+    image, _ = load_sample("ultrasound")
+    plain = run_to_completion(segment(image, shipped, min_confidence=0.0))
+    assert plain.labels.any() and plain.min_confidence == 0.0
+    kept = run_to_completion(segment(image, shipped, min_confidence=0.9))
+    np.testing.assert_array_equal(kept.labels, plain.labels)
+
+    inputs = InputConfig.from_dict({**shipped.input_config.to_dict(), "min_confidence": 0.99})
+    path = save_checkpoint(
+        tmp_path / "strict.pt", shipped.model, shipped.model_config, inputs, shipped.metadata
+    )
+    strict = load_checkpoint(path)
+    assert strict.input_config.min_confidence == 0.99  # saved with the weights
+    hidden = run_to_completion(segment(image, strict))
+    assert not hidden.labels.any() and hidden.min_confidence == 0.99
+    asked = run_to_completion(segment(image, strict, min_confidence=0.5))
+    np.testing.assert_array_equal(asked.labels, plain.labels)

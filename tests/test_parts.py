@@ -46,3 +46,19 @@ def test_join_refuses_missing_or_altered_parts(tmp_path):
     split[2].unlink()
     with pytest.raises(SystemExit, match="parts missing"):
         parts.join(a)
+
+
+def test_a_new_pack_replaces_only_the_old_call_folders(tmp_path):
+    """The call scripts beside the call folders (e.g. .gpu-up/cmd) survive a new pack."""
+    a = tmp_path / "a.npz"
+    a.write_bytes(os.urandom(3 * MIB))
+    up = tmp_path / "up"
+    for old in ("c1", "c7"):
+        (up / old).mkdir(parents=True)
+        (up / old / "stale.part0").write_bytes(b"old")
+    (up / "cmd").mkdir()
+    (up / "cmd" / "poll.sh").write_text("echo poll\n")
+    folders = parts.pack([a], max_mib=1, call_mib=2.5, out=up)
+    assert (up / "cmd" / "poll.sh").read_text() == "echo poll\n"
+    assert not (up / "c7").exists() and not list(up.glob("c*/stale.part0"))
+    assert sorted(f.name for f in up.iterdir()) == sorted(["cmd", *(f.name for f in folders)])

@@ -7,12 +7,14 @@ import pytest
 from _paths import DATASETS
 
 from napari_tmunet import inference
+from napari_tmunet.config import InputConfig
 from napari_tmunet.data.images import read_mask
 from napari_tmunet.postprocess import (
     LabelOptions,
     compact,
     count_objects,
     derive_labels,
+    drop_unsure,
     edited_pixels,
     expand,
     split_instances,
@@ -83,3 +85,44 @@ def test_edited_pixels():
     painted = model.copy()
     painted[0, :2] = 3
     assert edited_pixels(painted, model).sum() == 2
+
+
+def sure_and_faint() -> np.ndarray:
+    """(64, 64) probability: a sure object (0.95, 15 x 15) and a faint one (0.6, 20 x 20)."""
+    probability = np.zeros((64, 64), np.float32)
+    probability[5:20, 5:20] = 0.95
+    probability[30:50, 30:50] = 0.6
+    return probability
+
+
+def test_unsure_objects_are_dropped_from_float_and_compact_probabilities():
+    probability = sure_and_faint()
+    np.testing.assert_array_equal(
+        drop_unsure(probability > 0.5, probability, 0.79), probability > 0.9
+    )
+    np.testing.assert_array_equal(
+        drop_unsure(probability > 0.5, probability, 0.0), probability > 0.5
+    )
+    kept = compact(np.stack([probability, probability]))  # a stack: slice by slice
+    labels = derive_labels(kept, LabelOptions(min_confidence=0.79, instances=True))
+    assert count_objects(labels) == 2 and labels[1, 10, 10] > 0 and not labels[:, 40, 40].any()
+    assert derive_labels(kept, LabelOptions(min_confidence=0.55)).sum() == 2 * (15 * 15 + 20 * 20)
+    # what the gate hides, the ungated options show
+    gated = LabelOptions(min_confidence=0.79, min_size=10)
+    assert gated.ungated() == LabelOptions(min_size=10)
+
+
+def test_the_gate_weighs_an_object_by_its_mean_not_its_peak():
+    probability = sure_and_faint()
+    probability[40, 40] = 1.0  # one sure pixel does not make the faint object sure
+    probability[5:20, 5] = 0.55  # a faint edge does not make the sure object unsure
+    kept = drop_unsure(probability > 0.5, probability, 0.79)
+    assert not kept[40, 40] and kept[10, 5] and kept[10, 10]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.5"])
+def test_a_bad_confidence_is_refused(bad):
+    with pytest.raises(ValueError, match="min_confidence"):
+        LabelOptions(min_confidence=bad)
+    with pytest.raises(ValueError, match="min_confidence"):
+        InputConfig(min_confidence=bad)

@@ -89,6 +89,21 @@ def test_usage_errors(folders, checkpoint, tmp_path, capsys):
     assert main([str(tmp_path / "missing"), str(tmp_path / "out"), *model]) == 2
     assert main([str(images), str(tmp_path / "out"), "--model", str(tmp_path / "no.pt")]) == 2
     assert "neither a shipped model" in capsys.readouterr().err
+    assert main([str(images), str(tmp_path / "out"), *model, "--min-confidence", "1"]) == 2
+    assert "--min-confidence 1.0 must be in [0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_min_confidence_hides_what_the_model_is_unsure_of(tmp_path):
+    """The shipped ultrasound model on a UDIAT image: a gate above the lesion's mean
+    probability leaves its mask empty; the model's own default keeps it."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(SOURCES[2], images / "lesion.png")
+    model = ["--model", "TM-UNet ultrasound", "--device", "cpu"]
+    assert main([str(images), str(tmp_path / "own"), *model]) == 0
+    assert main([str(images), str(tmp_path / "strict"), *model, "--min-confidence", "0.999"]) == 0
+    own = read_image(tmp_path / "own" / "lesion.png")
+    assert own.any() and not read_image(tmp_path / "strict" / "lesion.png").any()

@@ -243,6 +243,7 @@ def test_model_defaults_come_from_the_checkpoint():
         entry.modality: model_defaults(registry.load_model(entry.name, "cpu"))
         for entry in registry.available_models()
     }
-    assert defaults["nuclei"] == {"threshold": 0.5, "mode": "tile", "instances": True}
-    assert defaults["colonoscopy"] == {"threshold": 0.5, "mode": "resize", "instances": False}
+    plain = {"threshold": 0.5, "min_confidence": 0.0}
+    assert defaults["nuclei"] == {**plain, "mode": "tile", "instances": True}
+    assert defaults["colonoscopy"] == {**plain, "mode": "resize", "instances": False}
     assert defaults["ultrasound"]["mode"] == "resize"

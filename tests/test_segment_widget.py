@@ -505,3 +505,50 @@ def test_a_dock_closed_right_after_a_setting_change_stays_quiet(registered, dock
     widget.min_size.value = widget.min_size.value + 5  # starts the 80 ms debounce
     widget.native.deleteLater()
     qtbot.wait(300)  # an exception in Qt's event loop here fails the test
+
+
+def test_min_confidence_follows_the_model_and_hides_unsure_objects(
+    dock, qtbot, tmp_path, monkeypatch
+):
+    """A checkpoint whose least confidence (0.99) is above the ultrasound sample's lesion
+    (mean probability ~0.98): the slider shows it, the lesion is hidden and the warning
+    says why; lowering the slider shows it without a new network run; another model
+    brings its own value back."""
+    import napari_tmunet._segment_widget as module
+    from napari_tmunet.checkpoint import save_checkpoint
+    from napari_tmunet.config import InputConfig
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    shipped = registry.load_model("TM-UNet ultrasound", "cpu")
+    inputs = InputConfig.from_dict({**shipped.input_config.to_dict(), "min_confidence": 0.99})
+    strict = save_checkpoint(
+        tmp_path / "strict.pt", shipped.model, shipped.model_config, inputs, shipped.metadata
+    )
+    viewer, widget = dock
+    image = open_sample(viewer, "ultrasound")
+    widget.image.value = image
+    widget.model.value = "Checkpoint file..."
+    widget.checkpoint.value = strict
+    widget.segment()
+    wait_done(qtbot, widget)
+    labels = widget.last_layer
+    assert widget.min_confidence.value == pytest.approx(0.99)
+    assert not labels.data.any()
+    assert len(warnings) == 1 and "less sure than Min. confidence 0.99" in warnings[0]
+    assert "min. confidence 0.99" in widget.summary.value
+
+    worker = widget.worker
+    widget.min_confidence.value = 0.9  # the user's value, re-derived from the kept map
+    qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_confidence"] == 0.9)
+    _, mask = load_sample("ultrasound")
+    assert dice(labels.data, mask) >= SAMPLE_MIN_DICE["ultrasound"]
+    assert widget.worker is worker and "min. confidence 0.90" in widget.status.value
+    widget.segment()  # the user's value holds for the next run
+    wait_done(qtbot, widget)
+    assert widget.last_layer.data.any()
+
+    widget.model.value = "TM-UNet ultrasound"  # a new model brings its own value
+    widget.segment()
+    wait_done(qtbot, widget)
+    assert widget.min_confidence.value == pytest.approx(shipped.input_config.min_confidence)
