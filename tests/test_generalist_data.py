@@ -14,6 +14,7 @@ from napari_tmunet.data.datasets import find_pairs, load_split
 sys.path.insert(0, str(REPO / "bench"))
 import combine_datasets  # noqa: E402
 import cross_eval  # noqa: E402
+import gate_probe  # noqa: E402
 import make_splits  # noqa: E402
 
 SPLITS = REPO / "bench" / "splits"
@@ -150,3 +151,26 @@ def test_the_nuclei_splits_keep_the_shipped_models_monuseg_parts_and_cpm_test_ou
         assert combined[part] == singles["monuseg"][part] + singles["cpm"][part]
     seen = set(combined["train"]) | set(combined["valid"])
     assert singles["cpm"]["test"] and not seen & set(singles["cpm"]["test"])
+
+
+def test_gate_probe_chooses_the_cutoff_that_clears_faint_guesses():
+    """Three lesions the model is sure of (0.95) and faint (0.6) guesses on two lesion-free
+    images: the chosen cutoff clears the guesses and keeps the lesions."""
+    from napari_tmunet.postprocess import compact
+
+    def row(name, value, lesion):
+        probability = np.zeros((20, 20), np.float32)
+        probability[5:15, 5:15] = value
+        mask = probability > 0.5 if lesion else np.zeros((20, 20), bool)
+        return name, compact(probability), mask
+
+    rows = [row(n, 0.95, True) for n in "abc"] + [row(n, 0.6, False) for n in ("n1", "n2")]
+    table, empty = gate_probe.dice_table(rows, threshold=0.5)  # (images, cutoffs)
+    best = int(np.argmax(table.mean(0)))
+    assert 0.6 < gate_probe.CUTOFFS[best] <= 0.95
+    assert table[:, best].tolist() == [1.0] * 5 and empty[3:, best].all()
+    assert not empty[3:, 0].any()  # no gate: the guesses stay
+    lesion = np.array([True] * 3 + [False] * 2)
+    summary = gate_probe.bootstrap(table, empty, lesion, draws=50)
+    assert summary["draws_scored"] > 0
+    assert summary["false_mask_rate"] == 0.0 and summary["lesion_images_left_empty"] == 0.0

@@ -66,6 +66,13 @@ def test_the_card_lists_every_score_and_a_command_that_reproduces_the_run(preset
     assert "--data ../extra-data/colonoscopy" in command
 
 
+def test_the_card_says_when_its_scores_drop_unsure_objects():
+    entry = _entry()
+    assert "mean probability below" not in release.card(entry, "NOTE")
+    entry["min_confidence"] = 0.79
+    assert "objects of mean probability below 0.79 dropped" in release.card(entry, "NOTE")
+
+
 def test_a_run_without_test_results_needs_its_test_scores(tmp_path):
     run = RECORDS / "COLON-generalist-B-tmunet-b"
     with pytest.raises(SystemExit, match="COLON-generalist-B-tmunet-b.*--test-score"):

@@ -33,7 +33,7 @@ import shlex
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -218,11 +218,15 @@ def read_scores(own: list[list[str]], other: list[list[str]]) -> dict[str, list[
     return scores
 
 
-def ship(name: str, modality: str, checkpoint: Path, runs: list[Path], scores=()) -> dict:
+def ship(
+    name: str, modality: str, checkpoint: Path, runs: list[Path], scores=(), min_confidence=None
+) -> dict:
     """Write the shipped file, time it on the CPU, score it on the bundled sample.
 
     ``scores``: ``(label, summary, own)`` rows of ``bench/cross_eval.py`` summaries;
     ``own`` marks the model's own test parts (used when its runs have no test result).
+    ``min_confidence``: the least object confidence the shipped file carries as its
+    default (None: the checkpoint's own).
     """
     entry = {"name": name, "modality": modality, "runs": [read_run(r) for r in runs]}
     entry["scores"] = list(scores)
@@ -235,7 +239,10 @@ def ship(name: str, modality: str, checkpoint: Path, runs: list[Path], scores=()
     best = load_checkpoint(checkpoint)
     out = WEIGHTS / f"{name}.pt"
     metadata = dict(best.metadata, shipped_as=name, modality=modality, licence=LICENCE)
-    save_checkpoint(out, best.model, best.model_config, best.input_config,
+    inputs = best.input_config
+    if min_confidence is not None:
+        inputs = replace(inputs, min_confidence=min_confidence)
+    save_checkpoint(out, best.model, best.model_config, inputs,
                     metadata=metadata, metrics=first["test"], half=True)  # fmt: skip
     shipped = load_checkpoint(out)
     image, mask = load_sample(modality)
@@ -250,6 +257,7 @@ def ship(name: str, modality: str, checkpoint: Path, runs: list[Path], scores=()
         file=out.name,
         size_mb=out.stat().st_size / 1e6,
         mode=mode,
+        min_confidence=shipped.input_config.min_confidence,
         params=sum(p.numel() for p in shipped.model.parameters()),
         cpu_s_per_image=statistics.median(times),
         sample=SAMPLES[modality],
@@ -258,6 +266,16 @@ def ship(name: str, modality: str, checkpoint: Path, runs: list[Path], scores=()
         test_dice=own_test_dice(entry),
     )
     return entry
+
+
+def gate_text(entry: dict) -> str:
+    """How the card's scores drop unsure objects, where the shipped file does."""
+    if not entry.get("min_confidence"):
+        return ""
+    return (
+        f", objects of mean probability below {entry['min_confidence']:.2f} dropped (the "
+        "file's Min. confidence, chosen on the validation part with `bench/gate_probe.py`)"
+    )
 
 
 def own_test_dice(entry: dict) -> float:
@@ -414,7 +432,7 @@ def generalist_card(entry: dict, note: str) -> str:
   checkpoint). Run records: [`{first["dir"].name}`]({records}).
 - Command: `{command}`
 - Scored once with `bench/cross_eval.py` ({entry["mode"]} mode, probability > the checkpoint's
-  threshold, per image at native resolution; own test parts in bold):
+  threshold{gate_text(entry)}, per image at native resolution; own test parts in bold):
 
 {score_table(entry["scores"])}
 
@@ -439,9 +457,18 @@ def main(argv: list[str] | None = None) -> None:
                             metavar=("MODALITY", "LABEL", "SUMMARY"),
                             help=f"bench/cross_eval.py summary.json of {what}")  # fmt: skip
     parser.add_argument("--notes", help="JSON {modality: text} added to each card")
+    parser.add_argument(
+        "--min-confidence",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODALITY", "VALUE"),
+        help="the least object confidence a shipped file carries (default: its checkpoint's)",
+    )
     args = parser.parse_args(argv)
     scores = read_scores(args.test_score, args.other_score)
     notes = json.loads(Path(args.notes).read_text()) if args.notes else {}
+    confidences = {modality: float(value) for modality, value in args.min_confidence}
     torch.set_num_threads(os.cpu_count() or 1)
     entries = []
     for spec in args.model:
@@ -449,7 +476,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--model {' '.join(spec)}: expected NAME MODALITY CHECKPOINT RUN...")
         name, modality, checkpoint, *runs = spec
         runs = [Path(r).resolve() for r in runs]
-        entries.append(ship(name, modality, Path(checkpoint), runs, scores.get(modality, [])))
+        gate = confidences.get(modality)
+        entries.append(ship(name, modality, Path(checkpoint), runs, scores.get(modality, []), gate))
         print(f"shipped {name}: sample Dice {entries[-1]['sample_dice']:.3f}")
     registry = {
         "models": [
