@@ -41,6 +41,7 @@ from ._widget_common import (
     fit_width,
     full_data,
     intro_above,
+    is_probability_map,
     narrow,
     scroll_body,
     set_tooltips,
@@ -210,7 +211,12 @@ class FinetuneWidget(LivePlot, Container):
     # --- pairs -------------------------------------------------------------------------
 
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
-        return [(la.name, la) for la in self.viewer.layers if isinstance(la, Image)]
+        """Image layers to train on; Segment's probability maps are model output, not images."""
+        return [
+            (la.name, la)
+            for la in self.viewer.layers
+            if isinstance(la, Image) and not is_probability_map(la)
+        ]
 
     def _labels_choices(self, _widget=None) -> list[tuple[str, Labels]]:
         return [(la.name, la) for la in self.viewer.layers if isinstance(la, Labels)]
@@ -487,8 +493,9 @@ class FinetuneWidget(LivePlot, Container):
         self._stop_event = threading.Event()
         self._eta = Eta()
         self.use_anyway_button.visible = False
-        self._set_folder(job.run_dir)
-        self._auto_folder = False  # this folder now holds the run (for Resume)
+        # _auto_folder is kept: after this run, Start gives way to a fresh folder if the
+        # dock chose this one, and refuses to reuse one the user picked (_fresh_run_dir).
+        self._set_folder(job.run_dir)  # shown, for Resume
         relay = self._relay
         callbacks = {
             "on_step": lambda step, total, loss: _emit(relay.stepped, step, total, float(loss)),

@@ -321,13 +321,30 @@ class MetricsWidget(Container):
         if not path:
             return
         if not path.lower().endswith(".csv"):
-            path += ".csv"
+            path += ".csv"  # a name the dialog did not check: ask before replacing it
+            if Path(path).exists() and not self._confirm_replace(path):
+                self.status.value = f"Not exported: {path} exists and was kept."
+                return
         try:
             written = self.export_csv(path)
         except (OSError, ValueError) as err:
             self._report_error(f"Could not export: {err}")
             return
         self.status.value = f"Saved {written}"
+
+    def _confirm_replace(self, path: str) -> bool:
+        """Ask whether to replace ``path``; True only for Yes."""
+        from qtpy.QtWidgets import QMessageBox
+
+        buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+        answer = QMessageBox.question(
+            self.native,
+            "Export metrics",
+            f"{path} already exists. Replace it?",
+            buttons,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
 
 def _setup_table(table: Table) -> None:

@@ -2,9 +2,10 @@
 
 :func:`segment_jobs` is the body of the dock's worker. It yields progress, one result
 per image (the compact probability and the labels derived from it) and a message per
-image that failed (the others go on). Options left to the model ("auto") are resolved
-from the loaded checkpoint: its threshold, the inference mode it was trained for, and
-instances for a nuclei model.
+image that failed (the others go on). Each image comes with its own options, hence its
+own model (images of different kinds in one run). Options left to the model ("auto")
+are resolved from that image's checkpoint: its threshold, the inference mode it was
+trained for, and instances for a nuclei model.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class SegmentOutcome:
     mode: str
     seconds: float
     objects: int
+    model_label: str = ""  # the model that made it, as the dock names it
 
 
 def model_defaults(checkpoint) -> dict[str, Any]:
@@ -158,32 +160,49 @@ def prepare_early(model: str, device: str) -> threading.Thread:
     return thread
 
 
-def segment_jobs(
-    jobs: list[tuple[Any, bool]], options: SegmentOptions
-) -> Generator[tuple, None, None]:
-    """Worker body: load the model, then segment each ``(data, rgb)`` image.
+Job = tuple[Any, bool, SegmentOptions]  # (data, rgb, options): an image and how to segment it
 
-    Yields ``("loaded", defaults)`` once, on a GPU ``("status", text)`` while the model
-    is prepared (:func:`warm_up`), ``("progress", index, done, total)``,
-    ``("result", index, SegmentOutcome)``, and ``("error", index, text)`` for an image
-    that could not be segmented. A model that cannot be loaded raises (one error for the
-    whole run).
+
+def segment_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
+    """Worker body: load the jobs' models, then segment each ``(data, rgb, options)`` image
+    with its own.
+
+    Yields per image ``("loaded", index, defaults)`` (its model's, :func:`model_defaults`),
+    on a GPU ``("status", text)`` while a model is prepared the first time
+    (:func:`warm_up`), ``("progress", index, done, total)``, then
+    ``("result", index, SegmentOutcome)`` or ``("error", index, text)`` for an image that
+    could not be segmented. A model that cannot be loaded raises before any image is
+    segmented (one error for the whole run).
     """
+    keys = list(dict.fromkeys((options.model, options.device) for _, _, options in jobs))
+    with _preparing:  # the dock's early warm-up, if still running, ends first
+        checkpoints = {key: registry.load_model(*key) for key in keys}
+    warmed: set[tuple[str, str]] = set()
+    for index, (data, rgb, options) in enumerate(jobs):
+        key = (options.model, options.device)
+        checkpoint = checkpoints[key]
+        yield ("loaded", index, model_defaults(checkpoint))
+        if key not in warmed:
+            warmed.add(key)
+            note = warm_up_note(checkpoint)
+            if note:
+                yield ("status", note)
+                with _preparing:
+                    warm_up(checkpoint)
+        yield from _segment_one(index, data, rgb, checkpoint, options)
+
+
+def _segment_one(
+    index: int, data, rgb: bool, checkpoint, options: SegmentOptions
+) -> Generator[tuple, None, None]:
+    """Segment one image with ``checkpoint``: :func:`segment_jobs`' messages for job ``index``."""
     # torch and the model code load here, on the worker thread, not at plugin import.
     from .batch import segment_each
 
-    with _preparing:  # the dock's early warm-up, if still running, ends first
-        checkpoint = registry.load_model(options.model, options.device)
-    yield ("loaded", model_defaults(checkpoint))
-    note = warm_up_note(checkpoint)
-    if note:
-        yield ("status", note)
-        with _preparing:
-            warm_up(checkpoint)
-    chosen: list[tuple[str, LabelOptions, float]] = []  # per image: mode, labels, start
+    chosen: list[tuple[str, LabelOptions, float]] = []  # mode, labels, start
 
-    def options_for(data, rgb) -> dict:
-        spatial = np.shape(data)[:-1] if rgb else np.shape(data)  # (..., H, W)
+    def options_for(image, rgb) -> dict:
+        spatial = np.shape(image)[:-1] if rgb else np.shape(image)  # (..., H, W)
         mode, label_options = resolve(options, checkpoint, tuple(spatial))
         chosen.append((mode, label_options, time.perf_counter()))
         # instances and unsure objects are derived below from the kept probability
@@ -194,13 +213,14 @@ def segment_jobs(
             "min_confidence": 0.0,
         }
 
-    for message in segment_each(
-        jobs, checkpoint, options_for=options_for, batch_size=options.batch_size
-    ):
-        if message[0] != "result":
-            yield message
+    steps = segment_each(
+        [(data, rgb)], checkpoint, options_for=options_for, batch_size=options.batch_size
+    )
+    for kind, _, *rest in steps:  # the index is 0 there: the only job of that call
+        if kind != "result":
+            yield (kind, index, *rest)
             continue
-        index, result = message[1], message[2]
+        result = rest[0]
         mode, label_options, began = chosen[-1]
         if result.probability is None:  # streamed in bands: labels only, nothing kept
             yield ("error", index, "too large to keep its probability; use napari-tmunet-predict")
@@ -219,5 +239,6 @@ def segment_jobs(
                 mode=mode,
                 seconds=time.perf_counter() - began,
                 objects=count_objects(labels),
+                model_label=options.model_label,
             ),
         )

@@ -1,44 +1,41 @@
 """The Segment dock's output layers: made, replaced while unedited, recoloured.
 
 A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
-``viewer``, ``outlines``, ``add_probability`` and the last run's ``_options`` and
-``_defaults``). An output the user has edited (a paint event, or content that no
-longer matches what was written) is never replaced: a new layer is added instead.
+``viewer``, ``outlines``, ``add_probability``, and the ``_options`` and ``_defaults`` of
+the image whose result is being added). An output the user has edited (its content no longer matches what was
+written) is never replaced: a new layer is added instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
 from ._segment_jobs import SegmentOutcome
+from ._widget_common import PROBABILITY_MARK
 
 DISCLAIMER = "Research use only, not a medical device."
 PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
-PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on the probability maps made here
+BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
 
 
 @dataclass
 class _Output:
-    """The layers one Segment run made for an image, what they derive from, and edits."""
+    """The layers one Segment run made for an image and what they derive from."""
 
     labels: Labels
-    digest: str
+    digest: str  # of the labels as written: the user's edits change it
     probability: np.ndarray  # (..., H, W) uint8 compact probability (postprocess)
     defaults: dict  # the model's threshold / mode / instances
     probability_layer: Image | None = None
-    edited: bool = False
-    callbacks: list = field(default_factory=list)
 
 
 class OutputLayers:
     """Output-layer bookkeeping of the Segment dock (see the module docstring)."""
-
-    _setting_data = False  # our own writes to an output layer are not user edits
 
     # --- output layers -----------------------------------------------------------------
 
@@ -90,7 +87,6 @@ class OutputLayers:
                 probability=outcome.probability,
                 defaults=dict(self._defaults),
             )
-            self._watch_edits(output)
             self._outputs[key] = output
             self._colour(output, fresh=True)
         if options is not None and self.add_probability.value:
@@ -100,43 +96,30 @@ class OutputLayers:
 
     def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
         """Replace an output's labels (not a user edit) and recolour it."""
-        self._setting_data = True
-        try:
-            output.labels.data = labels
-        finally:
-            self._setting_data = False
+        output.labels.data = labels
         output.digest = _digest(labels)
         self._colour(output)
 
     def _colour(self, output: _Output, fresh: bool = False) -> None:
-        """Binary masks in one bright colour (apart from a reference mask); instances cycle
-        through :func:`_instance_colours`, set on a ``fresh`` layer and on one that was
-        binary (other cyclic colours, e.g. shuffled by the user, are kept)."""
-        from napari.utils.colormaps import DirectLabelColormap
-
+        """Binary masks in :func:`_binary_colours`; instances cycle through
+        :func:`_instance_colours`, set on a ``fresh`` layer and on one that was binary
+        (other cyclic colours, e.g. shuffled by the user, are kept)."""
         layer = output.labels
         if layer.data.dtype == np.uint8:  # binary 0/1
-            layer.colormap = DirectLabelColormap(
-                color_dict={None: "transparent", 0: "transparent", 1: PREDICTION_COLOUR}
-            )
-        elif fresh or isinstance(layer.colormap, DirectLabelColormap):
+            layer.colormap = _binary_colours()
+        elif fresh or layer.colormap.name == BINARY_COLOURS:
             layer.colormap = _instance_colours()
         layer.contour = 2 if self.outlines.value else 0
 
     def _replaceable(self, output: _Output) -> bool:
-        """Whether a previous output is still in the viewer and unedited since made."""
-        if output.labels not in self.viewer.layers or output.edited:
+        """Whether a previous output is still in the viewer and holds what was written.
+
+        By content, not by paint events: a stroke undone (Ctrl+Z) leaves the model's labels
+        as they were, and an edit made without events (``layer.data[...] = ...``) shows.
+        """
+        if output.labels not in self.viewer.layers:
             return False
         return _digest(output.labels.data) == output.digest
-
-    def _watch_edits(self, output: _Output):
-        def mark_edited(event=None):
-            if not self._setting_data:
-                output.edited = True
-
-        output.labels.events.paint.connect(mark_edited)
-        output.labels.events.data.connect(mark_edited)
-        output.callbacks.append(mark_edited)  # keep a reference for the layer's lifetime
 
     def _put_probability(self, image: Image, output: _Output, metadata) -> Image:
         """The probability as an image layer (the compact uint8, shown as 0..1), marked as
@@ -165,9 +148,16 @@ class OutputLayers:
         )
 
 
-def is_probability_map(layer) -> bool:
-    """Whether ``layer`` is a probability map made by the Segment dock."""
-    return getattr(layer, "metadata", {}).get(PROBABILITY_MARK) == "probability"
+def _binary_colours():
+    """Label 1 in one bright colour (apart from a reference mask); labels the user paints
+    with napari's "new label" (2, 3...) in :func:`_instance_colours`' from label 2 on, so
+    a second object drawn on a binary output shows, in a colour of its own."""
+    from napari.utils.colormaps import CyclicLabelColormap
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    colors = _instance_colours().colors.copy()
+    colors[1] = transform_color(PREDICTION_COLOUR)[0]
+    return CyclicLabelColormap(colors=colors, name=BINARY_COLOURS)
 
 
 def _instance_colours():

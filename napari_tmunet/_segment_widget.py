@@ -7,7 +7,8 @@ there, not at plugin load) with a progress bar, an ETA and a Cancel button;
 
 Which model runs: the model for the image's modality (guessed from its colours), or the
 user's choice for that modality (remembered across sessions for shipped models), or the
-model Fine-tune made active for it; the dock says which and why. The threshold, the
+model Fine-tune made active for it; the dock says which and why. "Segment all image
+layers" runs on each image the model a Segment click on it would run. The threshold, the
 least object confidence, mode and output kind default to the loaded model's own. Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
 labels from the kept probability without running the network again.
@@ -47,12 +48,13 @@ from ._segment_jobs import (
     prepare_early,
     segment_jobs,
 )
-from ._segment_outputs import DISCLAIMER, OutputLayers, _Output, is_probability_map
+from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
 from ._widget_common import (
     Eta,
     fit_width,
     full_data,
     intro_above,
+    is_probability_map,
     narrow,
     plural,
     scroll_body,
@@ -90,7 +92,6 @@ class SegmentWidget(OutputLayers, Container):
         super().__init__(labels=False)
         self.body = scroll_body(self)
         self._setting = False  # programmatic changes are not the user's choices
-        self._setting_data = False  # our own writes to an output layer are not user edits
         self._progress_index = -1
         self._outcome = ""
         self._busy = False
@@ -107,13 +108,14 @@ class SegmentWidget(OutputLayers, Container):
         self._eta = Eta()
         self._jobs: list[Image] = []
         self._results: list[tuple[Image, SegmentOutcome]] = []
-        self._options: SegmentOptions | None = None
+        self._job_options: list[SegmentOptions] = []  # per image of the run
+        self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
         self._pending_choice = ""  # a model chosen before any image was open
         # settings the user moved; the others follow the loaded model's own
         self._user_set: set[str] = set()
-        self._defaults: dict = {}  # the loaded model's threshold / mode / instances...
+        self._defaults: dict = {}  # that image's model's threshold / mode / instances...
         self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
         self._make_widgets()
         fit_width(self.body)
@@ -263,9 +265,14 @@ class SegmentWidget(OutputLayers, Container):
         return self._busy
 
     def _on_active_layer(self, event=None) -> None:
-        """Follow the layer the user selects, when it is an image (not one of our maps)."""
+        """Follow the layer the user selects, when it is a shown image (not one of our maps)."""
         layer = self.viewer.layers.selection.active
         if not isinstance(layer, Image) or layer is self.image.value or is_probability_map(layer):
+            return
+        # Each layer added becomes the active one, also the hidden ones: a dataset folder
+        # shows its first pair and hides the rest, and following it would leave Segment on
+        # its last image, which the user cannot see.
+        if not layer.visible:
             return
         self.reset_choices()
         self.image.value = layer
@@ -273,7 +280,7 @@ class SegmentWidget(OutputLayers, Container):
     def _on_image_changed(self, layer) -> None:
         if layer is None:
             return
-        self._modality = registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
+        self._modality = _modality(layer)
         if self._pending_choice and self._modality not in self._choices:
             why = f"your choice for {self._modality} images"
             self._choices[self._modality] = (self._pending_choice, why)
@@ -373,7 +380,8 @@ class SegmentWidget(OutputLayers, Container):
         self._start([self.image.value])
 
     def segment_all(self, _=None):
-        """Segment every image layer (except probability maps made here) with the same options."""
+        """Segment every image layer (except probability maps made here), each with the model
+        a Segment click on it would run, and the same settings."""
         layers = [
             layer
             for layer in self.viewer.layers
@@ -390,62 +398,87 @@ class SegmentWidget(OutputLayers, Container):
             self.status.value = "cancelling..."
             self.worker.quit()
 
-    def _read_options(self) -> SegmentOptions | None:
-        """The dock's settings as a snapshot; None (and a message) when unusable."""
-        model = str(self.model.value)
-        label, provisional = model, False
+    def _read_options(self, layers: list[Image]) -> list[SegmentOptions] | None:
+        """The dock's settings as a snapshot, one per image with the model to run on it;
+        None (and a message) when one of those models cannot be run."""
+        settings = {
+            "device": str(self.device.value),
+            "threshold": self._user_value("threshold"),
+            "mode": str(self.mode.value),
+            "output": str(self.output.value),
+            "fill_holes": bool(self.fill_holes.value),
+            "min_size": int(self.min_size.value),
+            "batch_size": self.batch_size,
+            "min_confidence": self._user_value("min_confidence"),
+        }
+        named: dict[str, tuple[str, str, bool] | None] = {}  # each model checked once
+        options = []
+        for layer in layers:
+            model = self._model_to_run(layer)
+            if model not in named:
+                named[model] = self._named_model(model)
+            if named[model] is None:
+                return None
+            options.append(SegmentOptions(*named[model], **settings))
+        return options
+
+    def _model_to_run(self, layer: Image) -> str:
+        """The model a Segment click on ``layer`` runs: the one shown for the chosen image,
+        else the one for the image's modality (its :meth:`_model_for`)."""
+        if layer is self.image.value:
+            return str(self.model.value)
+        return self._model_for(_modality(layer))[0]
+
+    def _named_model(self, model: str) -> tuple[str, str, bool] | None:
+        """(model, label, provisional) of a registry name, a checkpoint path, or
+        :data:`CHECKPOINT_CHOICE` (the Checkpoint field's file); None (and a message) when
+        it cannot be run."""
         if model == CHECKPOINT_CHOICE:
-            path = self.checkpoint.value
-            if not path or not os.path.isfile(path):
-                show_error(
-                    "Choose a checkpoint file made by napari-tmunet-train or the Fine-tune "
-                    f"widget (got {str(path) or 'nothing'!r})."
-                )
-                return None
-            model, label = str(path), os.path.basename(str(path))
-            chosen = self.active_model.current  # e.g. "fine-tuned on <date>", not "best.pt"
-            if chosen is not None and os.path.abspath(chosen.model) == os.path.abspath(model):
-                label = chosen.label
-        else:
-            entry = registry.find_model(model)
-            if entry is None:
-                show_error(f"The model {model!r} is not installed.")
-                return None
-            provisional = entry.provisional
-        return SegmentOptions(
-            model=model,
-            model_label=label,
-            provisional=provisional,
-            device=str(self.device.value),
-            threshold=self._user_value("threshold"),
-            mode=str(self.mode.value),
-            output=str(self.output.value),
-            fill_holes=bool(self.fill_holes.value),
-            min_size=int(self.min_size.value),
-            batch_size=self.batch_size,
-            min_confidence=self._user_value("min_confidence"),
-        )
+            return self._checkpoint_file(self.checkpoint.value)
+        entry = registry.find_model(model)
+        if entry is not None:
+            return entry.name, entry.name, entry.provisional
+        if os.path.isfile(model):  # a fine-tuned model, or a file chosen for that modality
+            return self._checkpoint_file(model)
+        show_error(f"The model {model!r} is not installed.")
+        return None
+
+    def _checkpoint_file(self, path) -> tuple[str, str, bool] | None:
+        """(path, label, False) of a checkpoint file; None (and a message) when it is missing."""
+        if not path or not os.path.isfile(path):
+            show_error(
+                "Choose a checkpoint file made by napari-tmunet-train or the Fine-tune "
+                f"widget (got {str(path) or 'nothing'!r})."
+            )
+            return None
+        model, label = str(path), os.path.basename(str(path))
+        chosen = self.active_model.current  # e.g. "fine-tuned on <date>", not "best.pt"
+        if chosen is not None and os.path.abspath(chosen.model) == os.path.abspath(model):
+            label = chosen.label
+        return model, label, False
 
     def _start(self, layers: list[Image]):
         if self.running:
             show_info("A segmentation is already running; cancel it or wait.")
             return
-        options = self._read_options()
+        options = self._read_options(layers)
         if options is None:
             return
-        self._options = options
+        self._job_options, self._options = options, options[0]
         self._jobs = list(layers)
         self._results = []
         self._progress_index = -1
         self._outcome = ""
         self._eta = Eta()
-        jobs = [(full_data(layer), layer.rgb) for layer in layers]
+        jobs = [
+            (full_data(layer), layer.rgb, opts) for layer, opts in zip(layers, options, strict=True)
+        ]
         self._set_running(True)
         self._progress = progress(total=0, desc=f"TM-UNet: segmenting {layers[0].name}")
         if os.environ.get(INLINE_ENV, "0") not in ("0", "", "false", "False"):
             self.worker = None
             try:
-                for message in segment_jobs(jobs, options):
+                for message in segment_jobs(jobs):
                     self._on_yielded(message)
             except Exception as err:  # noqa: BLE001 - shown to the user, as in a worker
                 self._on_error(err)
@@ -454,7 +487,6 @@ class SegmentWidget(OutputLayers, Container):
         self.worker = start_worker(
             segment_jobs,
             jobs,
-            options,
             connect={
                 "yielded": self._on_yielded,
                 "errored": self._on_error,
@@ -469,15 +501,18 @@ class SegmentWidget(OutputLayers, Container):
         self.segment_all_button.enabled = not running
         self.cancel_button.enabled = running
         if running:
-            self.status.value = f"loading {self._options.model_label}..."
+            models = dict.fromkeys(options.model_label for options in self._job_options)
+            self.status.value = f"loading {', '.join(models)}..."
             self.progress_text.value = ""
             self.summary.value = ""
 
     def _on_yielded(self, message: tuple):
         kind = message[0]
-        if kind == "loaded":
-            self._defaults = message[1]
-            self._show_model_defaults(self._defaults)
+        if kind == "loaded":  # image ``index``'s model: its options and defaults make its layers
+            _, index, self._defaults = message
+            self._options = self._job_options[index]
+            if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
+                self._show_model_defaults(self._defaults)
         elif kind == "status":  # e.g. compiling GPU kernels before the first image
             self.status.value = message[1]
         elif kind == "progress":
@@ -558,14 +593,14 @@ class SegmentWidget(OutputLayers, Container):
         kind = "instance" if outcome.label_options.instances else "object"
         return (
             f"{image.name}: {plural(outcome.objects, kind)}, {area} px ({share:.1%} of the image) "
-            f"in {outcome.seconds:.1f} s with {self._options.model_label} "
+            f"in {outcome.seconds:.1f} s with {outcome.model_label} "
             f"({outcome.mode}, {_cutoffs(outcome.label_options)})"
         )
 
     def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
         """Say so when a result is empty or covers nearly everything."""
         share = np.count_nonzero(outcome.labels) / max(outcome.labels.size, 1)
-        model = self._options.model_label
+        model = outcome.model_label
         if share == 0:
             hint = "try a lower threshold"
             options = outcome.label_options
@@ -660,6 +695,11 @@ def _cutoffs(options: LabelOptions) -> str:
     if options.min_confidence:
         text += f", min. confidence {options.min_confidence:.2f}"
     return text
+
+
+def _modality(layer: Image) -> str:
+    """The modality guessed from an image layer's colours (:func:`registry.guess_modality`)."""
+    return registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
 
 
 def _thumbnail(layer: Image) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any
 # and scrolls rather than forcing the window taller.
 DOCK_MAX_MIN_WIDTH = 400
 DOCK_MAX_MIN_HEIGHT = 250
+PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on Segment's probability maps
 
 
 def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwargs):
@@ -68,6 +69,12 @@ def full_data(layer):
     """A layer's data at full resolution: the first level of multiscale data (lazy arrays
     stay lazy)."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def is_probability_map(layer) -> bool:
+    """Whether ``layer`` is a probability map made by the Segment dock (model output, never
+    an input to segment or to train on)."""
+    return getattr(layer, "metadata", {}).get(PROBABILITY_MARK) == "probability"
 
 
 def plural(count: int, noun: str) -> str:

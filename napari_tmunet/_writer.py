@@ -17,6 +17,10 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
 
     A 2-D layer gives one file. A stack (Z, H, W) gives one file per slice,
     ``<stem>_<z><suffix>``, since the dataset layout holds one 2-D mask per image.
+
+    Raises:
+        FileExistsError: a stack whose slice files already exist (napari's save dialog
+            only asked about ``path``, so they are never replaced).
     """
     from .data.images import write_mask
 
@@ -34,10 +38,16 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         return [str(write_mask(target, labels))]
     slices = labels.reshape(-1, *labels.shape[-2:])  # (Z, H, W)
     width = max(3, len(str(len(slices) - 1)))
-    return [
-        str(write_mask(target.with_name(f"{target.stem}_{z:0{width}d}{target.suffix}"), s))
-        for z, s in enumerate(slices)
-    ]
+    stem, suffix = target.stem, target.suffix
+    paths = [target.with_name(f"{stem}_{z:0{width}d}{suffix}") for z in range(len(slices))]
+    existing = [p.name for p in paths if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{target.parent}: saving {len(slices)} slices as {paths[0].name} ... "
+            f"{paths[-1].name} would replace existing files ({', '.join(existing)}); "
+            "nothing was written. Choose another name, or move those files first."
+        )
+    return [str(write_mask(p, s)) for p, s in zip(paths, slices, strict=True)]
 
 
 def _as_array(data: Any) -> np.ndarray:

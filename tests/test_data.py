@@ -527,6 +527,55 @@ def test_unit_float_is_the_same_for_8_bit_converted_by_skimage():
     np.testing.assert_array_max_ulp(to_unit_float(img_as_float32(u8)), expected, maxulp=1)
 
 
+def test_12_bit_data_in_uint16_is_mapped_by_its_range():
+    """Values up to 4095 in uint16 (12-bit data): by the robust range, not / 65535 (nearly
+    black); full-range 16-bit keeps / 65535. One rule: the trainer's and inference's input
+    path (FrameInput) follows it too."""
+    from skimage import img_as_uint
+
+    from napari_tmunet.config import InputConfig
+    from napari_tmunet.data.preprocess import has_nominal_range
+    from napari_tmunet.inference import FrameInput
+
+    u8 = (np.arange(32 * 32) % 256).astype(np.uint8).reshape(32, 32)
+    twelve = u8.astype(np.uint16) * 16  # 0..4080
+    assert not has_nominal_range(twelve) and "percentiles" in describe_mapping(twelve)
+    np.testing.assert_array_equal(to_unit_float(twelve), to_unit_float(twelve.astype(np.int32)))
+    np.testing.assert_allclose(to_unit_float(twelve), to_unit_float(u8), atol=0.02)
+    full = img_as_uint(u8)
+    assert has_nominal_range(full) and describe_mapping(full) == "uint16 / 65535"
+    np.testing.assert_array_equal(to_unit_float(full), to_unit_float(u8))
+    # a band of a larger image follows the whole image's range
+    assert describe_mapping(twelve, (0.0, 40000.0)) == "uint16 / 65535"
+
+    config = InputConfig(size=(32, 32), mean=(0.5,), std=(0.25,))
+    model_input = FrameInput(twelve, 1, config).resized()
+    np.testing.assert_allclose(model_input, FrameInput(u8, 1, config).resized(), atol=0.1)
+
+
+@needs_data
+def test_a_12_bit_tiff_is_segmented_like_its_8_bit_picture(tmp_path):
+    """A UDIAT image saved as 12-bit data in a uint16 TIFF, through the reader and the
+    shipped ultrasound model: the lesion of the 8-bit picture (before: nothing found)."""
+    from napari_tmunet import registry
+    from napari_tmunet.inference import run_to_completion, segment
+
+    entry = registry.model_for_modality("ultrasound")
+    if entry is None:
+        pytest.skip("no shipped ultrasound model")
+    checkpoint = registry.load_model(entry.name, "cpu")
+    picture = read_image(DATASETS / "UDIAT" / "images" / "000001.png")
+    path = tmp_path / "12bit.tif"
+    tifffile.imwrite(path, picture.astype(np.uint16) * 16)
+    labels = []
+    for image in (picture, read_image(path)):
+        result = run_to_completion(segment(image, checkpoint, mode=checkpoint.inference_mode))
+        labels.append(result.labels > 0)
+    assert labels[0].sum() > 1000
+    dice = 2 * (labels[0] & labels[1]).sum() / (labels[0].sum() + labels[1].sum())
+    assert dice > 0.9, dice
+
+
 def test_unit_float_ignores_alpha_for_percentiles():
     rgb = RNG.integers(0, 1000, (10, 10, 3), dtype=np.int16)
     rgba = np.concatenate([rgb, np.full((10, 10, 1), 32767, np.int16)], axis=-1)

@@ -225,6 +225,77 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
     assert len(messages) == 2
 
 
+def test_start_after_a_finished_run_takes_a_fresh_folder(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path with a stand-in job. The correction loop: Start, then Start again. A run
+    folder the dock chose gives way to a new dated one; one the user picked is kept and
+    the second Start refused."""
+    import napari_tmunet._finetune_widget as finetune_module
+
+    def finished_job(job, stop_event, callbacks):
+        (job.run_dir / "train").mkdir(parents=True)
+        callbacks["on_step"](1, 1, 0.5)
+        return {
+            "best_checkpoint": str(job.run_dir / "train" / "best.pt"),
+            "start_model": job.start_model,
+            "old_label": job.start_label,
+            "stopped": False,
+            "step": 1,
+            "total_steps": 1,
+            "old": None,
+            "new": {"dice": 0.5, "hd": 1.0},
+            "edits": {},
+            "rows": [],
+        }
+
+    messages = []
+    monkeypatch.setattr(finetune_module, "run_finetune", finished_job)
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    corrected = np.zeros((64, 64), np.uint8)
+    corrected[10:30, 10:30] = 1
+    viewer.add_labels(corrected, name="slide corrected")
+
+    folders = []
+    for _ in range(2):
+        tune.start_button.native.click()
+        qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+        assert tune.error == "" and tune.status.value.startswith("finished"), tune.status.value
+        folders.append(tune.run_folder.value)
+    assert messages == [] and folders[0] != folders[1]
+    assert all((folder / "train").is_dir() for folder in folders)  # both runs kept
+
+    picked = tmp_path / "my run"
+    tune.run_folder.value = picked
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    tune.start_button.native.click()
+    assert not tune.running and tune.status.value.startswith(f"The run folder {picked}")
+    assert len(messages) == 1 and tune.run_folder.value == picked
+
+
+def test_probability_maps_are_never_offered_as_training_images(make_napari_viewer, qtbot):
+    """Segment with "also add probability map", then Fine-tune's Add image / mask pair: the
+    map is model output, neither pre-selected nor in the image choosers."""
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    image = viewer.layers[0]
+    segment.add_probability.value = True
+    segment_with(qtbot, segment, image)
+    probability = viewer.layers[f"{image.name} probability"]
+    tune = open_dock(viewer, "Fine-tune")
+    tune.add_pair_button.native.click()
+    assert len(tune.rows) == 2
+    for row in tune.rows:
+        assert row.image.value is image
+        assert probability not in row.image.choices
+    assert [pair.name for pair in tune._layer_pairs()] == [image.name, image.name]
+
+
 def test_an_edited_output_then_the_reference_mask_then_the_model_output(make_napari_viewer, qtbot):
     """The pre-selected Labels layer: the unedited Segment output does not displace the
     sample's reference mask; once the user paints on it, it does."""

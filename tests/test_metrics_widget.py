@@ -115,6 +115,40 @@ def test_export_csv(widget, masks, tmp_path):
     assert float(saved[-1]["hd95_px"]) == pytest.approx(rows[-1]["hd95_px"])
 
 
+def test_export_never_replaces_a_csv_the_dialog_did_not_ask_about(
+    widget, masks, tmp_path, monkeypatch
+):
+    """The user types "results" where results.csv exists: the dialog asked nothing (no file
+    "results"), so the dock asks; No keeps the file, Yes replaces it."""
+    from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+    widget.compute()
+    existing = tmp_path / "results.csv"
+    existing.write_text("patient,dice\nA,0.91\n")
+    questions, answer = [], [QMessageBox.StandardButton.No]
+
+    def ask(*args):
+        questions.append(args)
+        return answer[0]
+
+    typed = str(tmp_path / "results"), "CSV files (*.csv)"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: typed)
+    monkeypatch.setattr(QMessageBox, "question", ask)
+
+    widget.export_button.native.click()
+    assert existing.read_text() == "patient,dice\nA,0.91\n"
+    assert len(questions) == 1 and str(existing) in questions[0][2]
+    assert widget.status.value.startswith("Not exported")
+
+    answer[0] = QMessageBox.StandardButton.Yes
+    widget.export_button.native.click()
+    assert "A,0.91" not in existing.read_text() and "ref" in existing.read_text()
+    assert widget.status.value == f"Saved {existing}"
+
+
 def test_scaled_layers_report_physical_units(widget, masks):
     viewer, widget = widget
     prediction, reference = masks

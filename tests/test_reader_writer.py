@@ -412,6 +412,28 @@ def test_writer_stack_gives_one_mask_per_slice(tmp_path):
         np.testing.assert_array_equal(read_mask(path)[0], labels[z] > 0)
 
 
+def test_writer_stack_never_replaces_existing_slice_files(tmp_path, plugin_manager):
+    """Save "lesion.png" (absent, so napari's dialog asks nothing) for a stack, where the
+    user's lesion_000.png and lesion_001.png exist: refused, naming them; nothing written."""
+    import napari
+    from napari.layers import Labels
+
+    earlier = np.zeros((20, 30), np.uint8)
+    earlier[2:6, 2:6] = 1
+    for z in (0, 1):
+        write_labels(str(tmp_path / f"lesion_{z:03d}.png"), earlier, {})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    stack = np.zeros((3, 20, 30), np.uint8)
+    stack[:, 10:15, 10:20] = 1
+
+    with pytest.raises(FileExistsError, match="lesion_000.png, lesion_001.png"):
+        napari.save_layers(str(tmp_path / "lesion.png"), [Labels(stack)], plugin="napari-tmunet")
+
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # lesion_002 neither
+    written = write_labels(str(tmp_path / "other.png"), stack, {})  # a free name: written
+    assert len(written) == 3
+
+
 def test_writer_through_napari_save(tmp_path, plugin_manager):
     import napari
     from napari.layers import Labels

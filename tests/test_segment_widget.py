@@ -21,6 +21,7 @@ pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-tmunet"
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
+UDIAT = DATASETS / "UDIAT"
 # The canvas must show label colour at the predicted pixels, hence at most of the reference
 # mask that the prediction covers.
 SCREEN_MIN_MASK_COVERAGE = 0.4
@@ -552,3 +553,81 @@ def test_min_confidence_follows_the_model_and_hides_unsure_objects(
     widget.segment()
     wait_done(qtbot, widget)
     assert widget.min_confidence.value == pytest.approx(shipped.input_config.min_confidence)
+
+
+def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qtbot, tmp_path):
+    """A colonoscopy frame gets the colonoscopy model (here the fine-tuned one active for
+    it) while the dock shows the ultrasound image and its model. Model defaults come from
+    each image's checkpoint, the sliders show the chosen image's, a threshold the user set
+    holds for all, and the summary names each image's model."""
+    from napari.layers import Image
+
+    from napari_tmunet import active_model
+    from napari_tmunet._segment_jobs import model_defaults
+    from napari_tmunet.checkpoint import save_checkpoint
+    from napari_tmunet.config import InputConfig
+
+    shipped = registry.load_model("TM-UNet colonoscopy", "cpu")
+    inputs = InputConfig.from_dict({**shipped.input_config.to_dict(), "threshold": 0.3})
+    tuned = tmp_path / "best.pt"
+    save_checkpoint(tuned, shipped.model, shipped.model_config, inputs, shipped.metadata)
+    grey_default = model_defaults(registry.load_model("TM-UNet ultrasound", "cpu"))["threshold"]
+    assert grey_default != pytest.approx(0.3)
+    viewer, widget = dock
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    viewer.open_sample(PLUGIN, "ultrasound")
+    colon, grey = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    label = "fine-tuned on 2026-12-02 02:41"
+    active_model.for_viewer(viewer).set(str(tuned), label, "colonoscopy")
+    assert widget.image.value is grey and widget.model.value == "TM-UNet ultrasound"
+
+    def run_all() -> dict:
+        widget.segment_all()
+        assert widget.worker is not None  # the threaded path
+        wait_done(qtbot, widget)
+        assert widget.status.value == "done", widget.status.value
+        return {image: widget._outputs[image.unique_id].labels.metadata for image in (colon, grey)}
+
+    made = run_all()
+    assert made[colon]["model"] == str(tuned) and made[grey]["model"] == "TM-UNet ultrasound"
+    assert made[colon]["threshold"] == pytest.approx(0.3)  # its model's own
+    assert made[grey]["threshold"] == pytest.approx(grey_default)
+    lines = widget.summary.value.splitlines()
+    assert lines[0].startswith(f"{colon.name}: ") and f"with {label} " in lines[0]
+    assert lines[1].startswith(f"{grey.name}: ") and "with TM-UNet ultrasound " in lines[1]
+
+    widget.image.value = colon  # the sliders show the chosen image's model's defaults
+    run_all()
+    assert widget.threshold.value == pytest.approx(0.3)
+
+    widget.threshold.value = 0.6  # the user's: for every image
+    made = run_all()
+    assert [made[image]["threshold"] for image in (colon, grey)] == pytest.approx([0.6, 0.6])
+    assert made[grey]["model"] == "TM-UNet ultrasound"
+
+
+@pytest.mark.skipif(not (UDIAT / "images").is_dir(), reason="shared UDIAT data not present")
+def test_the_chooser_stays_on_the_shown_image_of_a_dataset_folder(dock, qtbot, tmp_path):
+    """A dataset folder opens with its first pair shown and the rest hidden; the Image
+    chooser does not follow the hidden layers as they are added, so Segment runs on the
+    image the user sees."""
+    import shutil
+
+    from napari.layers import Image
+
+    root = tmp_path / "UDIAT"
+    for part in ("images", "masks"):
+        (root / part).mkdir(parents=True)
+        for name in ("000001.png", "000002.png", "000003.png"):
+            shutil.copy(UDIAT / part / name, root / part / name)
+    viewer, widget = dock
+    viewer.open(str(root), plugin=PLUGIN)
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    assert [layer.name for layer in images if layer.visible] == ["000001"]
+    assert len(images) == 3 and viewer.layers.selection.active is not images[0]
+    assert widget.image.value is images[0]
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.last_layer.metadata["image"] == "000001"
+    assert widget.last_layer.data.shape == images[0].data.shape

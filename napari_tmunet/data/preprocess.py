@@ -14,26 +14,40 @@ LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.8
 # Percentiles of very large images are estimated on a regular subsample of this many values.
 _PERCENTILE_SAMPLES = 1 << 22
+# Unsigned integers wider than 8 bits whose values never reach their top 4 bits (uint16: at
+# most 4095) hold 12-bit (or 10-bit) data, and are mapped by their robust range.
+_UNUSED_TOP_BITS = 4
 
 
 def has_nominal_range(image: np.ndarray) -> bool:
     """Whether ``to_unit_float`` maps this image by its type's range (pixel by pixel).
 
-    True for bool and unsigned integers; floats need a look at their values
-    (:func:`to_unit_float`), signed integers never have one.
+    True for bool, uint8 and wider unsigned integers that use their range (see
+    :func:`to_unit_float`); floats need a look at their values, signed integers never
+    have one.
     """
-    return np.asarray(image).dtype.kind in "bu"
+    image = np.asarray(image)
+    return image.dtype.kind == "b" or (image.dtype.kind == "u" and _uses_its_range(image))
 
 
 def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale an image to float32 in [0, 1], same shape; one rule for every dtype.
 
-    - bool -> 0/1; unsigned integers -> divided by the type's maximum (uint8 / 255,
-      uint16 / 65535), as ``skimage.img_as_float`` does;
+    - bool -> 0/1; uint8 -> / 255; wider unsigned integers that reach above 1/16 of
+      their type's maximum (uint16: above 4095) -> divided by that maximum (uint16 /
+      65535), as ``skimage.img_as_float`` does;
     - floats whose finite values lie in [0, 1] -> taken as they are;
-    - anything else (signed integers, floats outside [0, 1]) -> by its robust range, the
-      1st and 99.8th percentiles, clipped (alpha, the last channel of (H, W, 2|4), does
-      not enter the percentiles; a constant image maps to 0).
+    - anything else (signed integers, floats outside [0, 1], and wider unsigned integers
+      that stay at or below 1/16 of their maximum) -> by its robust range, the 1st and
+      99.8th percentiles, clipped (alpha, the last channel of (H, W, 2|4), does not enter
+      the percentiles; a constant image maps to 0).
+
+    Why the uint16 exception: cameras, scanners and ultrasound machines store 12-bit (or
+    10-bit) data in 16-bit files, values up to 4095. Divided by 65535 such an image is at
+    most 6% bright, nearly black to a model trained on 8-bit pictures; by its own range
+    it looks as it does in napari. The trainer and inference both map images here
+    (``inference.FrameInput``), so a 12-bit training image and a 12-bit image to segment
+    get the same rule.
 
     So an 8-bit image converted with ``skimage.img_as_uint`` or ``img_as_float`` maps to
     the same values, hence the same labels. Non-finite values become 0 (+inf: 1).
@@ -85,7 +99,7 @@ def _rule(
     kind = image.dtype.kind
     if kind == "b":
         return "bool", 0.0, 1.0
-    if kind == "u":
+    if kind == "u" and _uses_its_range(image, value_range):
         return "dtype", 0.0, float(np.iinfo(image.dtype).max)
     if kind == "f":
         finite = image[np.isfinite(image)] if image.size else image
@@ -93,6 +107,17 @@ def _rule(
             return "unit", 0.0, 1.0
     low, high = robust_range(image) if value_range is None else value_range
     return "robust", low, high
+
+
+def _uses_its_range(image: np.ndarray, value_range: tuple[float, float] | None = None) -> bool:
+    """Whether an unsigned integer image goes above 1/16 of its type's maximum (always
+    for uint8); judged by ``value_range``'s top when given (a band of a larger image)."""
+    if image.dtype.itemsize == 1:
+        return True
+    top = np.iinfo(image.dtype).max >> _UNUSED_TOP_BITS  # uint16: 4095
+    if value_range is not None:
+        return value_range[1] > top
+    return image.size == 0 or int(drop_alpha(image).max()) > top
 
 
 def drop_alpha(image: np.ndarray) -> np.ndarray:

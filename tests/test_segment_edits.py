@@ -1,0 +1,76 @@
+"""The user's corrections of a Segment output: what they paint shows, and an undone stroke
+is no edit (real viewer, the dock's threaded path, the shipped colonoscopy model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_tmunet import registry
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-tmunet"
+
+
+@pytest.fixture
+def segmented(make_napari_viewer, qtbot):
+    """The colonoscopy sample segmented (binary output) by the dock in its worker."""
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    widget.image.value = viewer.layers[0]
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    output = widget.last_layer
+    assert output.data.dtype == np.uint8 and set(np.unique(output.data)) == {0, 1}
+    return viewer, widget, output
+
+
+def test_a_new_label_painted_on_a_binary_output_is_visible(segmented):
+    """napari's "new label" (M) selects 2: it gets a colour of its own, label 1 keeps cyan;
+    so after the threshold moves (the binary colours set again)."""
+    viewer, widget, output = segmented
+    cyan = output.get_color(1)
+    output.mode = "paint"
+    output.selected_label = int(output.data.max()) + 1  # what "new label" picks
+    output.paint((40, 40), output.selected_label, refresh=True)
+    for label in (2, 3, 7):
+        colour = output.get_color(label)
+        assert colour is not None and colour[3] > 0.5 and not np.allclose(colour, cyan), label
+    assert output.get_color(0) is None or output.get_color(0)[3] == 0  # background: clear
+
+    fresh = widget._outputs[widget.image.value.unique_id]
+    widget._write_labels(fresh, np.asarray(output.data) > 0)  # a re-threshold's write
+    assert output.get_color(1) is not None and np.allclose(output.get_color(1), cyan)
+    assert output.get_color(2)[3] > 0.5
+
+
+def test_an_undone_stroke_leaves_the_output_the_models(segmented, qtbot):
+    """Paint, Ctrl+Z: the threshold updates the layer again and Segment replaces it in
+    place; a stroke that stays makes it the user's (kept, a new layer next time)."""
+    from napari.layers import Labels
+
+    viewer, widget, output = segmented
+    made = np.array(output.data)
+    output.mode = "paint"
+    output.paint((40, 40), 1, refresh=True)
+    assert not np.array_equal(output.data, made)
+    output.undo()
+    np.testing.assert_array_equal(output.data, made)
+
+    widget.threshold.value = 0.8
+    assert widget.rederive() is not None and "was edited" not in widget.status.value
+    assert not np.array_equal(output.data, made)  # it follows the threshold
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert widget.last_layer is output
+    assert [la for la in viewer.layers if isinstance(la, Labels)][-1] is output
+
+    output.paint((40, 40), 1, refresh=True)  # kept this time: the user's correction
+    painted = np.array(output.data)
+    widget.threshold.value = 0.5
+    assert widget.rederive() is None and "was edited" in widget.status.value
+    np.testing.assert_array_equal(output.data, painted)
