@@ -345,6 +345,10 @@ class FrameInput:
         # range (or ``value_range``, that of the image a band comes from).
         self.per_frame_range = not has_nominal_range(frame)
         self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
+        # a crop is mapped by the frame's rule (its type's range), not one judged on the
+        # crop alone: a dark window of a full-range uint32 frame would look 12-bit
+        nominal = not self.per_frame_range and frame.dtype.kind == "u"
+        self._crop_range = (0.0, float(np.iinfo(frame.dtype).max)) if nominal else None
         self._tensors: dict[tuple, Any] = {}  # device copies (windows)
         normalize(np.zeros((channels, 1, 1), np.float32), self.mean, self.std)  # checks them
         self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
@@ -367,7 +371,7 @@ class FrameInput:
         """Normalised (C, h, w) float32 model input of a window."""
         window = self._unit[y : y + h, x : x + w]
         if window.dtype != np.float32:
-            window = to_unit_float(window)
+            window = to_unit_float(window, self._crop_range)
         return normalize(to_channels(window, self.channels), self.mean, self.std)
 
     def resized(self, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -413,3 +413,17 @@ def test_unsure_objects_are_dropped_by_the_checkpoints_own_confidence(tmp_path):
     assert not hidden.labels.any() and hidden.min_confidence == 0.99
     asked = run_to_completion(segment(image, strict, min_confidence=0.5))
     np.testing.assert_array_equal(asked.labels, plain.labels)
+
+
+def test_a_crop_of_a_full_range_frame_is_mapped_by_the_frames_rule():
+    """A dark window of a uint32 frame that uses its range is divided by the type's
+    maximum like the rest of the frame (12-bit data in a wide type is mapped by its own
+    range, but that is the whole frame's decision, not a window's)."""
+    from napari_tmunet.inference import FrameInput
+
+    frame = np.zeros((64, 64), np.uint32)
+    frame[:, 32:] = np.iinfo(np.uint32).max  # bright right half: full range
+    frame[:32, :32] = 1000  # a dark window, far below 1/16 of the maximum
+    inputs = InputConfig.for_channels(1, size=(32, 32), mean=(0.0,), std=(1.0,))
+    window = FrameInput(frame, 1, inputs).crop(0, 0, 32, 32)  # (1, 32, 32)
+    np.testing.assert_allclose(window, 1000 / np.iinfo(np.uint32).max, rtol=1e-5)
