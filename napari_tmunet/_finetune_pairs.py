@@ -25,10 +25,12 @@ LABELS_TIP = (
 
 
 class PairRow(Container):
-    """One (image layer, Labels layer) pair with a remove button.
+    """One (image layer, Labels layer) pair: the two choosers one above the other (side by
+    side each showed two or three characters of a name in a 1366 x 768 window), and a
+    remove button beside them.
 
-    The Labels chooser may be empty: its empty entry reads :data:`NO_FIT`. Each chooser's
-    tooltip starts with the full name of its layer (the box may show it elided).
+    The Labels chooser (``mask``) may be empty: its empty entry reads :data:`NO_FIT`. Each
+    chooser's tooltip starts with the full name of its layer (the box may show it elided).
     """
 
     def __init__(self, image_choices, labels_choices, on_remove):
@@ -36,18 +38,21 @@ class PairRow(Container):
         self.user_choice = False  # the user picked the Labels layer: keep it
         self._filling = False  # our own changes of the Labels choice
         self.image = ComboBox(choices=image_choices)
-        self.labels = ComboBox(choices=labels_choices, nullable=True)
-        self.labels.null_string = NO_FIT
-        self.labels.reset_choices()  # the empty entry with its new text
+        self.mask = ComboBox(choices=labels_choices, nullable=True)
+        self.mask.null_string = NO_FIT
+        self.mask.reset_choices()  # the empty entry with its new text
         self.remove_button = PushButton(text="✕", tooltip="Remove this pair.")
         self.remove_button.max_width = 28
         narrow(self.image)
-        narrow(self.labels)
-        self.extend([self.image, self.labels, self.remove_button])
+        narrow(self.mask)
+        choosers = Container(widgets=[self.image, self.mask], labels=False)
+        choosers.margins = (0, 0, 0, 0)
+        choosers.native.layout().setSpacing(2)  # closer than to the next pair: one pair
+        self.extend([choosers, self.remove_button])
         self.margins = (0, 0, 0, 0)
         self.remove_button.changed.connect(lambda: on_remove(self))
         self.image.changed.connect(self.show_names)
-        self.labels.changed.connect(self.show_names)
+        self.mask.changed.connect(self.show_names)
         self.show_names()
 
     def reset_choices(self, *_args) -> None:
@@ -57,9 +62,9 @@ class PairRow(Container):
 
     def show_names(self, _=None) -> None:
         """Put the chosen layers' full names at the head of the choosers' tooltips."""
-        image, labels = self.image.value, self.labels.value
+        image, labels = self.image.value, self.mask.value
         self.image.tooltip = f"{image.name}\n{IMAGE_TIP}" if image is not None else IMAGE_TIP
-        self.labels.tooltip = f"{labels.name if labels is not None else NO_FIT}\n{LABELS_TIP}"
+        self.mask.tooltip = f"{labels.name if labels is not None else NO_FIT}\n{LABELS_TIP}"
 
 
 def fits(image: Image, labels: Labels) -> bool:

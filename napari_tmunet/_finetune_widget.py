@@ -45,6 +45,7 @@ from ._widget_common import (
     narrow,
     scroll_body,
     set_tooltips,
+    show_path_end,
     start_worker,
     wrap,
 )
@@ -163,9 +164,11 @@ class FinetuneWidget(LivePlot, Container):
         self.plot_box.label = "Curves"
         for widget in (self.intro, self.active_label, self.eta, self.status):
             wrap(widget)
-        for widget in (self.dataset_folder, self.model, self.checkpoint, self.augmentation):
+        fields = (self.dataset_folder, self.checkpoint, self.run_folder)
+        for widget in (*fields, self.model, self.augmentation):
             narrow(widget)
-        narrow(self.run_folder)
+        for field in fields:
+            show_path_end(field)
         self.body.extend(
             [
                 self.pairs_box,
@@ -230,7 +233,7 @@ class FinetuneWidget(LivePlot, Container):
             row.image.value = image
         self._fill_labels(row)
         row.image.changed.connect(lambda _: self._on_row_image(row))
-        row.labels.changed.connect(lambda _: self._on_row_labels(row))
+        row.mask.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
         return row
@@ -273,7 +276,7 @@ class FinetuneWidget(LivePlot, Container):
         """Give a row the Labels layer that fits its image best (see :func:`guess_labels`),
         unless the user picked one that still fits; none when no layer fits."""
         image = row.image.value
-        current = row.labels.value
+        current = row.mask.value
         if image is None:
             return
         if row.user_choice and current is not None and not refit and fits(image, current):
@@ -282,7 +285,7 @@ class FinetuneWidget(LivePlot, Container):
         if guess is not current:
             row._filling = True
             try:
-                row.labels.value = guess
+                row.mask.value = guess
             finally:
                 row._filling = False
 
@@ -290,7 +293,7 @@ class FinetuneWidget(LivePlot, Container):
         """Copies of the chosen layers' data (painting may go on during training)."""
         pairs = []
         for row in self.rows:
-            image, labels = row.image.value, row.labels.value
+            image, labels = row.image.value, row.mask.value
             if image is None and labels is None:
                 continue
             if image is None or labels is None:
@@ -334,7 +337,7 @@ class FinetuneWidget(LivePlot, Container):
         if value != ACTIVE_CHOICE:
             return value, value
         row = self.rows[0] if self.rows else None
-        labels = row.labels.value if row is not None else None
+        labels = row.mask.value if row is not None else None
         made_by = str((labels.metadata if labels is not None else {}).get("model", ""))
         if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
             label = labels.metadata.get("model_label") or Path(made_by).name

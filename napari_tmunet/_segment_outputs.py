@@ -2,8 +2,8 @@
 
 A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
 ``viewer``, ``outlines``, ``add_probability``, and the ``_options`` and ``_defaults`` of
-the image whose result is being added). An output the user has edited (its content no longer matches what was
-written) is never replaced: a new layer is added instead.
+the image whose result is being added). An output the user has edited (its content no
+longer matches what was written) is never replaced: a new layer is added instead.
 """
 
 from __future__ import annotations

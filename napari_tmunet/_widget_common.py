@@ -110,6 +110,16 @@ def narrow(widget, width: int = 60) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Expanding, native.sizePolicy().verticalPolicy())
 
 
+def show_path_end(field) -> None:
+    """Give a FileEdit's path the room of its "Choose directory" / "Select file" button:
+    the button reads "Browse..." instead.
+
+    The field keeps its cursor, at the end of the path, in view, so the folder or file
+    name then shows whole at a dock's width.
+    """
+    field.choose_btn.text = "Browse..."
+
+
 def shown_text(combo) -> str:
     """The text a narrowed (non-editable) QComboBox shows: its current text, elided in
     the middle to fit its text field."""

@@ -105,7 +105,7 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         tmp_path / "start.pt",
         build_model(config),
         config,
-        InputConfig.for_channels(3, size=(64, 64), threshold=0.4),
+        InputConfig.for_channels(3, size=(64, 64), threshold=0.4, min_confidence=0.3),
         metadata={"modality": "nuclei", "shipped_as": "test-nuclei"},
     )
     image, mask = tile(np.s_[:128, :256])
@@ -139,7 +139,12 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     last = load_checkpoint(run_dir / "train" / "last.pt")
     for tuned in (best, last):
         assert tuned.metadata["modality"] == "nuclei" and "shipped_as" not in tuned.metadata
-        assert model_defaults(tuned) == {"threshold": 0.4, "mode": "tile", "instances": True}
+        assert model_defaults(tuned) == {
+            "threshold": 0.4,
+            "min_confidence": 0.3,  # the starting model's own settings travel
+            "mode": "tile",
+            "instances": True,
+        }
     for scores in (result["old"], result["new"]):
         assert set(scores) == {"dice", "iou", "precision", "recall", "hd", "hd95"}
         assert 0.0 <= scores["dice"] <= 1.0

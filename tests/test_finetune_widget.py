@@ -140,7 +140,7 @@ def test_the_dock_names_the_model_start_uses(make_napari_viewer):
     tune = open_dock(viewer, "Fine-tune")
     viewer.open_sample(PLUGIN, "nuclei")
     row = tune.rows[0]
-    assert row.labels.value.name == row.image.value.name + " mask"
+    assert row.mask.value.name == row.image.value.name + " mask"
     assert tune.start_model()[1] == "TM-UNet nuclei"
     assert tune.active_label.value == "active: TM-UNet nuclei"
     tune.remove_pair(row)  # no pair left: the first shipped model
@@ -155,16 +155,16 @@ def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
     other = viewer.add_labels(np.ones((40, 50), np.uint8), name="other image's mask")
     row = tune.rows[0]
     assert row.image.value is image
-    assert row.labels.value is None and row.labels.current_choice == no_fit
-    assert row.labels.tooltip.startswith(no_fit)
+    assert row.mask.value is None and row.mask.current_choice == no_fit
+    assert row.mask.tooltip.startswith(no_fit)
     mask = viewer.add_labels(np.ones((64, 64), np.uint8), name="a mask")
-    assert row.labels.value is mask
+    assert row.mask.value is mask
     viewer.layers.remove(mask)  # not the first remaining choice: none
-    assert row.labels.value is None
-    row.labels.value = viewer.add_labels(np.ones((64, 64), np.uint8), name="painted")
+    assert row.mask.value is None
+    row.mask.value = viewer.add_labels(np.ones((64, 64), np.uint8), name="painted")
     stack = viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack")
     row.image.value = stack  # a 2-D mask does not fit a stack of three frames
-    assert row.labels.value is None
+    assert row.mask.value is None
     assert other in viewer.layers
 
 
@@ -204,7 +204,7 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
     corrected[10:30, 10:30] = 1
     good = viewer.add_labels(corrected, name="slide corrected")
     row = tune.rows[0]
-    assert row.labels.value is good
+    assert row.mask.value is good
     run_dir = tmp_path / "run"
     tune.run_folder.value = run_dir
 
@@ -215,11 +215,11 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
     qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
     assert tune.status.value.startswith("stopped at step") and tune.eta.value == ""
 
-    row.labels.value = bad  # the user's pick, of another shape: refused
+    row.mask.value = bad  # the user's pick, of another shape: refused
     tune.start_button.native.click()
     assert not tune.running and "the labels are (40, 50)" in tune.status.value
     assert messages == [tune.status.value]
-    row.labels.value = good  # the folder the stopped run is in: refused too
+    row.mask.value = good  # the folder the stopped run is in: refused too
     tune.start_button.native.click()
     assert not tune.running and tune.status.value.startswith(f"The run folder {run_dir}")
     assert len(messages) == 2
@@ -305,15 +305,15 @@ def test_an_edited_output_then_the_reference_mask_then_the_model_output(make_nap
     viewer.open_sample(PLUGIN, "nuclei")
     image, mask = viewer.layers[0], viewer.layers[1]
     row = tune.rows[0]
-    assert row.labels.value is mask
+    assert row.mask.value is mask
     segment_with(qtbot, segment, image)
     output = segment.last_layer
     assert output.name == f"{image.name} labels"
-    assert row.labels.value is mask  # unedited: the reference mask stays
+    assert row.mask.value is mask  # unedited: the reference mask stays
     output.brush_size = 30
     output.paint((60, 60), 0, refresh=True)
     output.paint((180, 180), 1, refresh=True)
-    assert row.labels.value is output  # edited: the correction
+    assert row.mask.value is output  # edited: the correction
 
 
 def test_long_names_that_share_a_beginning_stay_apart(make_napari_viewer):
@@ -324,16 +324,55 @@ def test_long_names_that_share_a_beginning_stay_apart(make_napari_viewer):
     viewer.add_labels(np.ones((64, 64), np.uint8), name="CVC-ClinicDB 176 mask")
     row = tune.rows[0]
     row.image.native.setFixedWidth(100)
-    row.labels.native.setFixedWidth(100)
+    row.mask.native.setFixedWidth(100)
     # what they show: cut at the end, both read "CVC-Clini"; elided in the middle, not
-    assert row.image.native.grab().toImage() != row.labels.native.grab().toImage()
+    assert row.image.native.grab().toImage() != row.mask.native.grab().toImage()
     from napari_tmunet._widget_common import shown_text
 
-    image_text, labels_text = shown_text(row.image.native), shown_text(row.labels.native)
+    image_text, labels_text = shown_text(row.image.native), shown_text(row.mask.native)
     assert "…" in image_text and "…" in labels_text and image_text != labels_text
     assert image_text.endswith("76") and labels_text.endswith("sk")
     assert row.image.tooltip.startswith("CVC-ClinicDB 176\n")
-    assert row.labels.tooltip.startswith("CVC-ClinicDB 176 mask\n")
+    assert row.mask.tooltip.startswith("CVC-ClinicDB 176 mask\n")
+
+
+def test_names_and_folder_are_readable_in_a_1366x768_window(make_napari_viewer, qtbot):
+    """The docks as docs/gui/screenshots.py opens them: each chooser of the sample's pair
+    shows most of its layer's name, the run folder field its folder's whole name; a pair's
+    remove button and "Add image / mask pair" still work."""
+    from qtpy.QtWidgets import QStyle, QStyleOptionFrame
+
+    from napari_tmunet._widget_common import shown_text
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    tune = [open_dock(viewer, name) for name in ("Segment", "Fine-tune", "Metrics")][1]
+    qtbot.waitUntil(lambda: window.width() == 1366 and tune.native.isVisible())
+    qtbot.wait(100)  # the docks' layout settles
+    row = tune.rows[0]
+    assert (row.image.value.name, row.mask.value.name) == (
+        "CVC-ClinicDB 176",
+        "CVC-ClinicDB 176 mask",
+    )
+    for chooser in (row.image, row.mask):
+        shown = shown_text(chooser.native).replace("…", "")
+        assert len(shown) >= 12, (shown, chooser.native.width())  # side by side: "C6"
+
+    field = tune.run_folder.line_edit.native
+    option = QStyleOptionFrame()
+    field.initStyleOption(option)
+    text_box = field.style().subElementRect(QStyle.SubElement.SE_LineEditContents, option, field)
+    room = text_box.width() - 4  # QLineEdit keeps 2 px each side
+    assert field.cursorPosition() == len(field.text())  # the end of the path shows
+    end = os.sep + tune.run_folder.value.name
+    assert field.fontMetrics().horizontalAdvance(end) <= room, (end, room)
+
+    tune.add_pair_button.native.click()
+    assert len(tune.rows) == 2
+    tune.rows[1].remove_button.native.click()
+    assert tune.rows == [row]
 
 
 # ------------------------------------------------------------------------ training
@@ -362,7 +401,7 @@ def test_correction_loop_improves_another_tile(make_napari_viewer, qtbot, weak_m
     labels = segment.last_layer
     labels.data = truth.astype(np.uint8)
     row = tune.rows[0]
-    assert (row.image.value, row.labels.value) == (layer, labels)  # filled in by itself
+    assert (row.image.value, row.mask.value) == (layer, labels)  # filled in by itself
     assert tune.start_model() == (weak_model, "best.pt")  # the model Segment uses
     run_dir = tmp_path / "run"
     set_options(tune, run_dir, **FINETUNE)

@@ -125,16 +125,16 @@ def test_finetune_preselects_the_edited_segment_output(make_napari_viewer, qtbot
     image = open_sample(viewer, "colonoscopy")
     assert segment.model_reason.value.startswith("Runs tiny.pt: your choice")
     reference = next(layer for layer in viewer.layers if layer.name.endswith("mask"))
-    assert tune.rows[0].labels.value is reference  # the only Labels layer so far
+    assert tune.rows[0].mask.value is reference  # the only Labels layer so far
     segment_and_wait(qtbot, segment)
     first = segment.last_layer
-    assert tune.rows[0].labels.value is reference  # not the unedited output
+    assert tune.rows[0].mask.value is reference  # not the unedited output
     first.brush_size = 12
     first.paint((20, 20), 1)  # the user's correction
     segment_and_wait(qtbot, segment)  # the edited output is kept; a new one is added
     second = segment.last_layer
     assert second is not first and second in viewer.layers
-    assert tune.rows[0].image.value is image and tune.rows[0].labels.value is first
+    assert tune.rows[0].image.value is image and tune.rows[0].mask.value is first
     assert tune.start_model() == (str(tiny_checkpoint), "tiny.pt")  # the model that made it
     pairs = tune._layer_pairs()
     edited = pairs[0].edited()
