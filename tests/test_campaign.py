@@ -188,3 +188,10 @@ def test_every_plan_run_parses_as_a_fit_command(plan, tmp_path):
             continue  # efficiency jobs
         args = parser.parse_args(job["cmd"][3:])
         assert args.command == "fit" and args.run_dir.endswith(job["name"])
+
+
+def test_a_fit_stopped_by_a_signal_is_stopped_not_failed():
+    """fit exits 130 (Ctrl-C) or 143 (SIGTERM) after a clean stop: last.pt kept, to resume."""
+    assert [campaign.ended_state(rc) for rc in (0, 130, 143, 1, -9)] == [
+        "done", "stopped", "stopped", "failed", "failed",
+    ]  # fmt: skip

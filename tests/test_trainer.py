@@ -591,10 +591,23 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoints(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 130, out  # stopped, not finished: a shell chain must not go on
     assert "stopped at step" in out
     from napari_tmunet.checkpoint import load_checkpoint
 
     assert load_checkpoint(run / "best.pt").model is not None
     last = load_checkpoint(run / "last.pt")
     assert last.training_state is not None  # resumable
+
+
+def test_a_runs_data_path_is_kept_absolute(tmp_path, monkeypatch):
+    """A relative --data is stored resolved, so `evaluate RUN/best.pt` and `fit --resume`
+    find the data from any working directory."""
+    from trainer import commands
+    from trainer.cli import build_parser
+
+    (tmp_path / "mydata" / "images").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["fit", "--data", "mydata"])
+    data, _ = commands._data_source(args)
+    assert data == str((tmp_path / "mydata").resolve())

@@ -103,6 +103,14 @@ def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
     return jobs
 
 
+def ended_state(returncode: int) -> str:
+    """A fit's state from its exit status: done, stopped (SIGINT/SIGTERM: last.pt kept, to
+    resume) or failed."""
+    if returncode == 0:
+        return "done"
+    return "stopped" if returncode in (130, 143) else "failed"
+
+
 def child_env() -> dict:
     """Environment of the runs: this checkout importable, a few CPU threads each."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="4")
@@ -129,7 +137,7 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
     while True:
         for name, (proc, _gpu) in list(running.items()):
             if proc.poll() is not None:
-                state[name].update(state="done" if proc.returncode == 0 else "failed",
+                state[name].update(state=ended_state(proc.returncode),
                                    rc=proc.returncode, ended=time.time())  # fmt: skip
                 del running[name]
         stop = (root / "STOP").exists()
@@ -311,7 +319,7 @@ def cmd_collect_new(args) -> None:
     state = json.loads((root / "state.json").read_text())
     done_file = root / "collected.json"
     collected = json.loads(done_file.read_text()) if done_file.is_file() else []
-    ended = [n for n, st in state.items() if st["state"] in ("done", "failed")]
+    ended = [n for n, st in state.items() if st["state"] in ("done", "stopped", "failed")]
     new = [n for n in ended if n not in collected]
     budget, cap = args.max_mib * MIB, min(args.max_mib, args.max_file_mib) * MIB
     taken, used = [], 0

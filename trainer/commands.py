@@ -51,7 +51,9 @@ def _data_source(args) -> tuple[str | None, str | None]:
             f"--data {data} (absolute: {Path(data).resolve()}) does not exist: give a dataset "
             "folder with images/ and masks/, or a cache file from `napari-tmunet-train cache`"
         )
-    return data, name
+    # absolute: the run folder's config then finds its data from any working directory
+    # (evaluate, --resume), as a fine-tuning run's does
+    return (str(Path(data).resolve()) if data is not None else None), name
 
 
 # ---------------------------------------------------------------------------- commands
@@ -145,6 +147,8 @@ def cmd_fit(args) -> int:
         if config.efficiency and not result["stopped"]:
             result["efficiency"] = _add_efficiency(config, Path(result["run_dir"]))
         _print_result(result)
+    if result["stopped"]:  # not a finished run: `fit ... && evaluate ...` must not go on
+        return 128 + (stop_event.signum or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     return 0
 
 
@@ -166,15 +170,22 @@ def _add_efficiency(config, run_dir: Path) -> dict:
     return eff
 
 
+class StopRequest(threading.Event):
+    """Set to stop a run cleanly; ``signum``: the signal that asked (None: code did)."""
+
+    signum: int | None = None
+
+
 @contextlib.contextmanager
 def stop_on_interrupt():
     """A stop event set by the first Ctrl-C (or SIGTERM): the run stops cleanly, evaluates,
     saves last.pt and keeps best.pt. A second Ctrl-C interrupts at once."""
-    stop_event = threading.Event()
+    stop_event = StopRequest()
 
     def handler(signum, frame):
         if stop_event.is_set():
             raise KeyboardInterrupt
+        stop_event.signum = signum
         stop_event.set()
         print(
             "\nstopping after this step (evaluating and saving; Ctrl-C again to abort)",
