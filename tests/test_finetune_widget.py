@@ -168,6 +168,22 @@ def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
     assert other in viewer.layers
 
 
+def stand_in_result(job, stopped: bool, step: int, total: int) -> dict:
+    """What ``run_finetune`` returns, for a stand-in job that trains nothing."""
+    return {
+        "best_checkpoint": str(job.run_dir / "train" / "best.pt"),
+        "start_model": job.start_model,
+        "old_label": job.start_label,
+        "stopped": stopped,
+        "step": step,
+        "total_steps": total,
+        "old": None,
+        "new": {"dice": 0.5, "hd": 1.0},
+        "edits": {},
+        "rows": [],
+    }
+
+
 def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     """Threaded path with a stand-in job: the ETA goes when the run ends; a Start refused
     before running says why in the status line, not only in a message."""
@@ -180,18 +196,7 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
             step += 1
             callbacks["on_step"](step, 40, 0.5)
             time.sleep(0.05)
-        return {
-            "best_checkpoint": str(job.run_dir / "train" / "best.pt"),
-            "start_model": job.start_model,
-            "old_label": job.start_label,
-            "stopped": True,
-            "step": step,
-            "total_steps": 40,
-            "old": None,
-            "new": {"dice": 0.5, "hd": 1.0},
-            "edits": {},
-            "rows": [],
-        }
+        return stand_in_result(job, stopped=True, step=step, total=40)
 
     messages = []
     monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped)
@@ -236,18 +241,7 @@ def test_start_after_a_finished_run_takes_a_fresh_folder(
     def finished_job(job, stop_event, callbacks):
         (job.run_dir / "train").mkdir(parents=True)
         callbacks["on_step"](1, 1, 0.5)
-        return {
-            "best_checkpoint": str(job.run_dir / "train" / "best.pt"),
-            "start_model": job.start_model,
-            "old_label": job.start_label,
-            "stopped": False,
-            "step": 1,
-            "total_steps": 1,
-            "old": None,
-            "new": {"dice": 0.5, "hd": 1.0},
-            "edits": {},
-            "rows": [],
-        }
+        return stand_in_result(job, stopped=False, step=1, total=1)
 
     messages = []
     monkeypatch.setattr(finetune_module, "run_finetune", finished_job)
