@@ -213,6 +213,9 @@ MASK_RULES = [
     (np.array([[0, 255], [255, 0]], np.uint8), [[0, 1], [1, 0]], ">127"),
     (np.array([[0, 1], [1, 0]], np.uint8), [[0, 1], [1, 0]], ">0"),
     (STRAY, [[0, 0, 0], [1, 1, 0]], ">127"),
+    (np.array([[0, 1], [2, 0]], np.uint8), [[0, 1], [1, 0]], ">0"),  # 0/1 with JPEG noise
+    (np.array([[0, 3], [127, 0]], np.uint8), [[0, 1], [1, 0]], ">0"),  # 8-bit labels 1..127
+    (np.array([[0, 40], [128, 0]], np.uint8), [[0, 0], [1, 0]], ">127"),
     (np.array([[0, 1], [2, 300]], np.uint16), [[0, 1], [1, 1]], ">0"),
     (np.array([[0, 7], [70000, 0]], np.uint32), [[0, 1], [1, 0]], ">0"),
     (np.array([[0, 7], [2, 0]], np.int32), [[0, 1], [1, 0]], ">0"),
@@ -253,6 +256,46 @@ def test_explicit_and_bad_rules(tmp_path):
     assert rule == ">0" and mask.sum() == 5
     with pytest.raises(ValueError, match="unknown mask rule"):
         read_mask(tmp_path / "m.tif", rule="otsu")
+
+
+def _disc(size=64, radius=20):
+    """A (size, size) bool disc: a mask whose edge JPEG blurs."""
+    y, x = np.mgrid[:size, :size] - size // 2
+    return x**2 + y**2 < radius**2
+
+
+@pytest.mark.parametrize("scale", [1, 255])
+def test_jpeg_masks_keep_their_foreground(tmp_path, scale):
+    """0/1 and 0/255 masks saved as JPEG: ringing adds values (0/1 -> 0/1/2, 0/255 ->
+    0..255), and the rule still finds the disc, not an empty mask or the noise."""
+    disc = _disc()
+    path = tmp_path / "mask.jpg"
+    Image.fromarray(disc.astype(np.uint8) * np.uint8(scale)).save(path, quality=90)
+    raw = read_image(path)
+    assert not set(np.unique(raw)) <= {0, scale}  # JPEG did add noise
+    mask, rule = read_mask(path)
+    assert rule == (">0" if scale == 1 else ">127")
+    assert (mask != disc).mean() < 0.02
+
+
+def test_8bit_label_masks_are_foreground(tmp_path):
+    labels = np.zeros((8, 8), np.uint8)
+    labels[1:3, 1:3], labels[5:7, 4:8] = 1, 100  # labels 1..100 in a uint8 PNG
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    mask, rule = read_mask(tmp_path / "labels.png")
+    assert rule == ">0"
+    np.testing.assert_array_equal(mask, labels > 0)
+
+
+def test_a_rule_that_empties_a_mask_warns_with_the_file(tmp_path, caplog):
+    path = tmp_path / "ones.png"
+    Image.fromarray(_disc().astype(np.uint8)).save(path)
+    mask, _ = read_mask(path, rule=">127")
+    assert not mask.any()
+    assert str(path) in caplog.text and "'>0'" in caplog.text
+    caplog.clear()
+    read_mask(path)
+    assert "empty" not in caplog.text
 
 
 def test_write_binary_png(tmp_path):

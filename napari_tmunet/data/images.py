@@ -228,9 +228,13 @@ def read_mask(
     """Read a mask file as a boolean foreground mask.
 
     Colour masks are collapsed by the max over colour channels (alpha dropped). The
-    "auto" rule: ``>0`` when the max is <= 1 or for integer label images wider than
-    8 bits (uint16/uint32/int32 instance labels); ``>127`` for other masks, so that
-    stray values 1..127 (as in CVC-ClinicDB) are background.
+    "auto" rule: ``>127`` for 0/255-style masks, whose max is above 127 and at most
+    255, so that stray values 1..127 (as in CVC-ClinicDB) and JPEG noise are
+    background; ``>0`` for every other mask: max <= 127 (0/1 masks, also as JPEG with
+    noise values 2, 3..., and 8-bit label images 1..127) and integer label images
+    wider than 8 bits (uint16/uint32/int32 instance labels). A mask with non-zero
+    pixels that the rule leaves empty (only an explicit rule can) is logged as a
+    warning naming the file.
 
     Args:
         path: mask file.
@@ -245,8 +249,17 @@ def read_mask(
         values = values[..., :3].max(axis=-1)  # (H, W)
     if rule == "auto":
         rule = _auto_rule(values)
-    threshold = _parse_rule(rule)
-    return values > threshold, rule
+    mask = values > _parse_rule(rule)
+    if not mask.any() and values.any():
+        logger.warning(
+            "%s: the mask rule %s leaves it empty although %d pixels are non-zero "
+            "(max %s); if they are foreground, read it with the rule '>0'",
+            path,
+            rule,
+            int(np.count_nonzero(values)),
+            values.max(),
+        )
+    return mask, rule
 
 
 def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
@@ -321,13 +334,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
 
 def _auto_rule(values: np.ndarray) -> str:
     """Binarisation rule for a collapsed (H, W) mask, see ``read_mask``."""
-    if values.dtype == bool:
+    if values.dtype == bool or (values.dtype.kind in "iu" and values.dtype.itemsize > 1):
         return ">0"
+    # Only a 0/255-style mask reaches above 127; ">127" would empty any other (0/1 masks
+    # that JPEG turned into 0/1/2, 8-bit labels 1..N). Above 255 only labels make sense.
     top = float(values.max())
-    if top <= 1 or (values.dtype.kind in "iu" and values.dtype.itemsize > 1):
-        return ">0"
-    # 8-bit masks (and float masks on a 0..255 scale); beyond that only labels make sense.
-    return ">127" if top <= 255 else ">0"
+    return ">127" if 127 < top <= 255 else ">0"
 
 
 def _parse_rule(rule: str) -> float:

@@ -43,9 +43,16 @@ METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".napari-tmunet.lock"  # storage.folder_lock's; held while a run trains
 # What a start writes before its first checkpoint: without a checkpoint beside them they
 # are not a run yet, so a new start may replace them (a kill in the first period).
+START_FILES = {"config.json", "split.json", "metrics.jsonl", "run_info.json", "train.log"}
+# Everything a run writes in its folder (``evaluate`` adds eval-*.csv/json beside a
+# checkpoint, overwrite adds previous-*/): overwrite moves only these, so that nothing
+# else in the folder (a dataset, notes) is ever taken for an earlier run.
+RUN_FILES = START_FILES | {"curves.png", "best.pt", "last.pt", "test_metrics.csv", "summary.json"}
+RUN_FILE_PATTERNS = re.compile(r"eval-.+\.(csv|json)|previous-.+")
 # storage.atomic_path's temporaries: "." + name + "." + mkstemp's 8 random characters
 STALE_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-START_FILES = {"config.json", "split.json", "metrics.jsonl", "run_info.json", "train.log"}
+# Files that the system, not the user, leaves in any folder; neither a run's nor a user's.
+SYSTEM_FILES = {LOCK_FILE, ".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
 class RunDirError(RuntimeError):
@@ -57,48 +64,106 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
 
     A new run needs an empty (or missing) folder, or one that holds only what a start
     writes before its first checkpoint (a run killed that early starts again), unless
-    ``overwrite``, which moves the old files to ``previous-<time>/``; a resumption needs
-    ``last.pt`` and the same settings (except ``RESUMABLE_CHANGES``).
+    ``overwrite``, which moves the earlier run's files to ``previous-<time>/``; a
+    resumption needs ``last.pt`` and the same settings (except ``RESUMABLE_CHANGES``).
+    A folder that holds files no run writes (``RUN_FILES``) is no place for a new run,
+    with or without overwrite: those files are named and left where they are.
     """
-    if cfg.resume:
-        if not (run_dir / "last.pt").is_file():
-            raise RunDirError(
-                f"cannot resume: {run_dir / 'last.pt'} does not exist, the run stopped before "
-                "its first checkpoint; start it again without --resume (same folder)"
-            )
-        saved_path = run_dir / "config.json"
-        if saved_path.is_file():
-            saved = TrainConfig.load(saved_path).to_dict()
-            now = cfg.to_dict()
-            changed = sorted(
-                k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k)
-            )
-            if changed:
-                detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
-                raise RunDirError(
-                    f"cannot resume {run_dir} with a different configuration ({detail}); "
-                    "resume with the saved settings or start a new run folder"
-                )
-        return
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run folder {run_dir} exists and is not a folder")
-    existing = [] if not run_dir.is_dir() else sorted(p.name for p in run_dir.iterdir())
-    existing = [n for n in existing if n != LOCK_FILE]
-    content = [n for n in existing if n not in START_FILES and not n.startswith("previous-")]
-    if content and not cfg.overwrite:
-        raise RunDirError(
-            f"run folder {run_dir} is not empty ({', '.join(existing[:6])}"
-            f"{', ...' if len(existing) > 6 else ''}); continue it with resume "
-            "(--resume), start over with overwrite (--overwrite: old files are moved "
-            "to previous-<time>/), or choose another folder"
-        )
-    if content or any(n in START_FILES - {"train.log"} for n in existing):
+    names = _folder_names(run_dir)
+    if cfg.resume:
+        _check_resume(cfg, run_dir, names)
+        return
+    others = [n for n in names if not _written_by_run(n)]
+    if others:
+        raise RunDirError(_not_for_a_new_run(run_dir, names, others))
+    earlier = [n for n in names if n != "train.log" and not n.startswith("previous-")]
+    if not cfg.overwrite and not set(earlier) <= START_FILES:
+        raise RunDirError(_holds_a_run(run_dir, names))
+    if earlier:
         backup = _new_backup_folder(run_dir)
-        for name in existing:
-            if not name.startswith("previous-") and name != "train.log":
-                shutil.move(str(run_dir / name), str(backup / name))
+        for name in earlier:
+            shutil.move(str(run_dir / name), str(backup / name))
         logger.warning("moved the earlier run in %s to %s", run_dir, backup)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_resume(cfg: TrainConfig, run_dir: Path, names: list[str]) -> None:
+    """Refuse to resume without ``last.pt`` (saying what the folder is) or with new settings."""
+    if not (run_dir / "last.pt").is_file():
+        raise RunDirError(f"cannot resume: {_no_checkpoint(run_dir, names)}")
+    saved_path = run_dir / "config.json"
+    if saved_path.is_file():
+        saved = TrainConfig.load(saved_path).to_dict()
+        now = cfg.to_dict()
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k))
+        if changed:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+            raise RunDirError(
+                f"cannot resume {run_dir} with a different configuration ({detail}); "
+                "resume with the saved settings or start a new run folder"
+            )
+
+
+def _no_checkpoint(run_dir: Path, names: list[str]) -> str:
+    """What a folder without ``last.pt`` is, and what to do instead of resuming."""
+    last = run_dir / "last.pt"
+    others = [n for n in names if not _written_by_run(n)]
+    if others:
+        return _not_for_a_new_run(run_dir, names, others)
+    if not names:
+        return f"{last} does not exist: there is no run in {run_dir}; start one without --resume"
+    if all(n in START_FILES or n.startswith("previous-") for n in names):
+        return (
+            f"{last} does not exist, the run stopped before its first checkpoint; start it "
+            "again without --resume (same folder)"
+        )
+    return _holds_a_run(run_dir, names)
+
+
+def _not_for_a_new_run(run_dir: Path, names: list[str], others: list[str]) -> str:
+    """Why a folder with files that no run wrote takes no new run, naming them."""
+    if len(others) == len(names):
+        what = f"{run_dir} is not a run folder: it holds {_listing(run_dir, others)}"
+    else:
+        what = f"{run_dir} holds files that no run wrote ({_listing(run_dir, others)})"
+        if "last.pt" in names:
+            what += " beside a run that --resume can continue"
+    return (
+        f"{what}; choose an empty or new --run-dir for a new run (--overwrite sets aside "
+        "only what a run wrote, never these)"
+    )
+
+
+def _holds_a_run(run_dir: Path, names: list[str]) -> str:
+    """Why a folder with an earlier run takes no new run without overwrite."""
+    if "last.pt" in names:
+        resume = "continue it with resume (--resume), "
+    else:
+        resume = "it cannot be resumed (--resume needs last.pt); "
+    return (
+        f"run folder {run_dir} is not empty ({_listing(run_dir, names)}); {resume}start "
+        "over with overwrite (--overwrite: the run's files are moved to previous-<time>/), "
+        "or choose another folder"
+    )
+
+
+def _folder_names(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` (none when it is missing), system files left out."""
+    names = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    return [n for n in names if n not in SYSTEM_FILES]
+
+
+def _written_by_run(name: str) -> bool:
+    """Whether a file or folder of this name in a run folder is one a run writes."""
+    return name in RUN_FILES or RUN_FILE_PATTERNS.fullmatch(name) is not None
+
+
+def _listing(run_dir: Path, names: list[str], shown: int = 6) -> str:
+    """``images/, notes.txt, ...``: the first names in a folder (folders with a /)."""
+    marked = [n + "/" if (run_dir / n).is_dir() else n for n in names[:shown]]
+    return ", ".join(marked) + (", ..." if len(names) > shown else "")
 
 
 def _new_backup_folder(run_dir: Path) -> Path:

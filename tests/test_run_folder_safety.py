@@ -1,0 +1,94 @@
+"""A run folder's checks never take the user's own files for an earlier run."""
+
+import pytest
+
+from napari_tmunet.training.config import TrainConfig
+from napari_tmunet.training.run_folder import RunDirError, prepare_run_dir
+
+RUN_OUTPUT = ["best.pt", "config.json", "curves.png", "eval-test-best.csv", "last.pt"]
+RUN_OUTPUT += ["metrics.jsonl", "run_info.json", "split.json", "summary.json"]
+RUN_OUTPUT += ["test_metrics.csv"]
+
+
+def _project(folder):
+    """A user's project folder: a dataset and notes (what `--data . --run-dir .` meets)."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "a.png").write_bytes(b"pixels")
+    (folder / "notes.txt").write_text("my lab notes\n")
+    return folder
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_a_dataset_folder_is_refused_and_left_alone(tmp_path, overwrite):
+    folder = _project(tmp_path / "project")
+    before = _tree(folder)
+    with pytest.raises(RunDirError, match="not a run folder") as error:
+        prepare_run_dir(TrainConfig(overwrite=overwrite), folder)
+    assert "images/, masks/, notes.txt" in str(error.value)
+    assert "empty or new --run-dir" in str(error.value)
+    assert _tree(folder) == before  # nothing moved, no previous-*/ made
+
+
+def test_overwrite_leaves_a_users_files_beside_a_run_in_place(tmp_path):
+    folder = _project(tmp_path / "project")
+    (folder / "last.pt").write_bytes(b"checkpoint")
+    before = _tree(folder)
+    with pytest.raises(RunDirError, match="files that no run wrote") as error:
+        prepare_run_dir(TrainConfig(overwrite=True), folder)
+    assert "images/, masks/, notes.txt" in str(error.value)
+    assert "--resume can continue" in str(error.value)
+    assert _tree(folder) == before
+    prepare_run_dir(TrainConfig(resume=True), folder)  # the run itself still resumes
+
+
+def test_overwrite_sets_aside_every_file_a_run_writes(tmp_path):
+    run = tmp_path / "run"
+    (run / "previous-20260101-000000").mkdir(parents=True)
+    for name in [*RUN_OUTPUT, "train.log", ".DS_Store"]:
+        (run / name).write_text(name)
+    prepare_run_dir(TrainConfig(overwrite=True), run)
+    (backup,) = [p for p in run.glob("previous-*") if p.name != "previous-20260101-000000"]
+    assert sorted(p.name for p in backup.iterdir()) == sorted(RUN_OUTPUT)
+    kept = sorted(p.name for p in run.iterdir())
+    assert kept == [".DS_Store", "previous-20260101-000000", backup.name, "train.log"]
+
+
+def test_a_folder_that_is_not_a_run_gets_one_answer(tmp_path):
+    """With and without --resume the user hears the same: not a run folder, choose
+    another; neither answer sends them to the other option."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a run\n")
+    answers = []
+    for cfg in (TrainConfig(resume=True), TrainConfig()):
+        with pytest.raises(RunDirError) as error:
+            prepare_run_dir(cfg, folder)
+        answers.append(str(error.value))
+    for answer in answers:
+        assert f"{folder} is not a run folder: it holds notes.txt" in answer
+        assert "empty or new --run-dir" in answer
+        assert "without --resume" not in answer and "(--resume)" not in answer
+    assert answers[0].startswith("cannot resume")
+
+
+def test_resume_errors_say_what_the_folder_holds(tmp_path):
+    with pytest.raises(RunDirError, match="no run in .*without --resume"):
+        prepare_run_dir(TrainConfig(resume=True), tmp_path / "missing")
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "config.json").write_text("{}")
+    with pytest.raises(RunDirError, match="before its first checkpoint"):
+        prepare_run_dir(TrainConfig(resume=True), early)
+    prepare_run_dir(TrainConfig(), early)  # as that message says: it starts again
+    best_only = tmp_path / "best-only"
+    best_only.mkdir()
+    (best_only / "best.pt").write_bytes(b"model")
+    with pytest.raises(RunDirError, match="needs last.pt.*--overwrite"):
+        prepare_run_dir(TrainConfig(resume=True), best_only)
+    with pytest.raises(RunDirError, match="cannot be resumed.*--overwrite"):
+        prepare_run_dir(TrainConfig(), best_only)
