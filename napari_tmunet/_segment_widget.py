@@ -162,7 +162,7 @@ class SegmentWidget(OutputLayers, Container):
         self.fill_holes = CheckBox(text="fill holes", value=False)
         self.min_size = SpinBox(label="Min. size (px)", value=0, min=0, max=1_000_000, step=10)
         self.min_confidence = FloatSlider(
-            label="Min. confidence", value=0.0, min=0.0, max=0.99, step=0.01
+            label="Confidence", value=0.0, min=0.0, max=0.99, step=0.01
         )
         self.outlines = CheckBox(text="show outlines only", value=False)
         self.add_probability = CheckBox(text="also add probability map", value=False)
@@ -606,7 +606,7 @@ class SegmentWidget(OutputLayers, Container):
             options = outcome.label_options
             if options.min_confidence and foreground(outcome.probability, options.ungated()).any():
                 hint = (
-                    f"what it found was less sure than Min. confidence "
+                    f"what it found was less sure than the Confidence setting "
                     f"{options.min_confidence:.2f}: lower it to see it"
                 )
             elif outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
@@ -693,7 +693,7 @@ def _cutoffs(options: LabelOptions) -> str:
     """'threshold 0.50', plus the least object confidence where one is set."""
     text = f"threshold {options.threshold:.2f}"
     if options.min_confidence:
-        text += f", min. confidence {options.min_confidence:.2f}"
+        text += f", confidence {options.min_confidence:.2f}"
     return text
 
 

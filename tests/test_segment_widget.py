@@ -536,15 +536,15 @@ def test_min_confidence_follows_the_model_and_hides_unsure_objects(
     labels = widget.last_layer
     assert widget.min_confidence.value == pytest.approx(0.99)
     assert not labels.data.any()
-    assert len(warnings) == 1 and "less sure than Min. confidence 0.99" in warnings[0]
-    assert "min. confidence 0.99" in widget.summary.value
+    assert len(warnings) == 1 and "less sure than the Confidence setting 0.99" in warnings[0]
+    assert "threshold 0.50, confidence 0.99" in widget.summary.value
 
     worker = widget.worker
     widget.min_confidence.value = 0.9  # the user's value, re-derived from the kept map
     qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_confidence"] == 0.9)
     _, mask = load_sample("ultrasound")
     assert dice(labels.data, mask) >= SAMPLE_MIN_DICE["ultrasound"]
-    assert widget.worker is worker and "min. confidence 0.90" in widget.status.value
+    assert widget.worker is worker and "confidence 0.90" in widget.status.value
     widget.segment()  # the user's value holds for the next run
     wait_done(qtbot, widget)
     assert widget.last_layer.data.any()

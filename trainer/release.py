@@ -274,7 +274,7 @@ def gate_text(entry: dict) -> str:
         return ""
     return (
         f", objects of mean probability below {entry['min_confidence']:.2f} dropped (the "
-        "file's Min. confidence, chosen on the validation part with `bench/gate_probe.py`)"
+        "file's least object confidence, chosen on the validation part with `bench/gate_probe.py`)"
     )
 
 
