@@ -92,3 +92,16 @@ def test_resume_errors_say_what_the_folder_holds(tmp_path):
         prepare_run_dir(TrainConfig(resume=True), best_only)
     with pytest.raises(RunDirError, match="cannot be resumed.*--overwrite"):
         prepare_run_dir(TrainConfig(), best_only)
+
+
+def test_resume_without_data_names_what_the_folder_is(tmp_path, capsys):
+    """`fit --run-dir X --resume` alone: not "no dataset", but why X holds no run."""
+    from trainer import cli
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert cli.main(["fit", "--run-dir", str(folder), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume:" in err and "is not a run folder: it holds notes.txt" in err
+    assert "no dataset" not in err and (folder / "notes.txt").read_text() == "mine"

@@ -117,6 +117,10 @@ def fit_config(args) -> tuple[object, Path]:
             raise ValueError(f"--size takes one or two numbers (H [W]), got {size}")
         values["size"] = size
     config = TrainConfig.from_dict(values)
+    if not config.data and args.resume and run_dir is not None:  # no run's config there
+        from napari_tmunet.training.run_folder import why_not_resumable
+
+        raise ValueError(f"cannot resume: {why_not_resumable(run_dir)}")
     if not config.data:
         raise ValueError("no dataset: pass --preset NAME or --data PATH (see --help)")
     if run_dir is None:

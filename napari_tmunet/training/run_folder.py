@@ -106,6 +106,11 @@ def _check_resume(cfg: TrainConfig, run_dir: Path, names: list[str]) -> None:
             )
 
 
+def why_not_resumable(run_dir: Path) -> str:
+    """Why ``fit --resume`` finds nothing to continue in ``run_dir`` (no run's config)."""
+    return _no_checkpoint(run_dir, _folder_names(run_dir))
+
+
 def _no_checkpoint(run_dir: Path, names: list[str]) -> str:
     """What a folder without ``last.pt`` is, and what to do instead of resuming."""
     last = run_dir / "last.pt"
