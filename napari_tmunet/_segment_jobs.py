@@ -91,15 +91,34 @@ def resolve(
     mode = options.mode
     if mode == AUTO:
         mode = "tile" if max(shape[-2:]) > LARGE_IMAGE else defaults["mode"]
-    instances = defaults["instances"] if options.output == AUTO else options.output == "instances"
-    threshold = defaults["threshold"] if options.threshold is None else options.threshold
-    confidence = options.min_confidence
-    return mode, LabelOptions(
-        threshold=float(threshold),
-        instances=instances,
+    return mode, label_options(
+        defaults,
+        output=options.output,
+        threshold=options.threshold,
+        min_confidence=options.min_confidence,
         fill_holes=options.fill_holes,
-        min_size=int(options.min_size),
-        min_confidence=float(defaults["min_confidence"] if confidence is None else confidence),
+        min_size=options.min_size,
+    )
+
+
+def label_options(
+    defaults: dict,
+    output: str,
+    threshold: float | None,
+    min_confidence: float | None,
+    fill_holes: bool,
+    min_size: int,
+) -> LabelOptions:
+    """The user's label settings, the model's ``defaults`` (:func:`model_defaults`) for
+    those left to it: output "auto", threshold or confidence None."""
+    return LabelOptions(
+        threshold=float(defaults["threshold"] if threshold is None else threshold),
+        instances=defaults["instances"] if output == AUTO else output == "instances",
+        fill_holes=bool(fill_holes),
+        min_size=int(min_size),
+        min_confidence=float(
+            defaults["min_confidence"] if min_confidence is None else min_confidence
+        ),
     )
 
 

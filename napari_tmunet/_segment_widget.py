@@ -45,6 +45,7 @@ from ._segment_jobs import (
     LARGE_IMAGE,
     SegmentOptions,
     SegmentOutcome,
+    label_options,
     prepare_early,
     segment_jobs,
 )
@@ -402,14 +403,10 @@ class SegmentWidget(OutputLayers, Container):
         """The dock's settings as a snapshot, one per image with the model to run on it;
         None (and a message) when one of those models cannot be run."""
         settings = {
+            **self._label_settings(),
             "device": str(self.device.value),
-            "threshold": self._user_value("threshold"),
             "mode": str(self.mode.value),
-            "output": str(self.output.value),
-            "fill_holes": bool(self.fill_holes.value),
-            "min_size": int(self.min_size.value),
             "batch_size": self.batch_size,
-            "min_confidence": self._user_value("min_confidence"),
         }
         named: dict[str, tuple[str, str, bool] | None] = {}  # each model checked once
         options = []
@@ -649,7 +646,7 @@ class SegmentWidget(OutputLayers, Container):
             )
             return None
         began = time.perf_counter()
-        options = self._label_options(output.defaults)
+        options = label_options(output.defaults, **self._label_settings())
         labels = derive_labels(output.probability, options)
         self._write_labels(output, labels)
         meta = dict(output.labels.metadata)
@@ -668,21 +665,16 @@ class SegmentWidget(OutputLayers, Container):
         )
         return options
 
-    def _label_options(self, defaults: dict) -> LabelOptions:
-        output = str(self.output.value)
-        instances = defaults["instances"] if output == AUTO else output == "instances"
-        value = {name: self._user_value(name) for name in MODEL_SETTINGS}
-        return LabelOptions(
-            threshold=defaults["threshold"] if value["threshold"] is None else value["threshold"],
-            instances=instances,
-            fill_holes=bool(self.fill_holes.value),
-            min_size=int(self.min_size.value),
-            min_confidence=(
-                defaults["min_confidence"]
-                if value["min_confidence"] is None
-                else value["min_confidence"]
-            ),
-        )
+    def _label_settings(self) -> dict:
+        """The dock's label settings; threshold and confidence None while they follow the
+        model (:func:`_segment_jobs.label_options` takes them from its defaults)."""
+        return {
+            "output": str(self.output.value),
+            "threshold": self._user_value("threshold"),
+            "min_confidence": self._user_value("min_confidence"),
+            "fill_holes": bool(self.fill_holes.value),
+            "min_size": int(self.min_size.value),
+        }
 
     def _show_outlines(self, _=None) -> None:
         for output in self._outputs.values():

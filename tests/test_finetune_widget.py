@@ -168,6 +168,14 @@ def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
     assert other in viewer.layers
 
 
+def add_slide_and_correction(viewer):
+    """A blank (64, 64) RGB "slide" and its corrected Labels layer (a 20 x 20 square)."""
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    corrected = np.zeros((64, 64), np.uint8)
+    corrected[10:30, 10:30] = 1
+    return viewer.add_labels(corrected, name="slide corrected")
+
+
 def stand_in_result(job, stopped: bool, step: int, total: int) -> dict:
     """What ``run_finetune`` returns, for a stand-in job that trains nothing."""
     return {
@@ -203,11 +211,8 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
     monkeypatch.setattr(finetune_module, "show_error", messages.append)
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
-    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
+    good = add_slide_and_correction(viewer)
     bad = viewer.add_labels(np.ones((40, 50), np.uint8), name="other")
-    corrected = np.zeros((64, 64), np.uint8)
-    corrected[10:30, 10:30] = 1
-    good = viewer.add_labels(corrected, name="slide corrected")
     row = tune.rows[0]
     assert row.mask.value is good
     run_dir = tmp_path / "run"
@@ -248,10 +253,7 @@ def test_start_after_a_finished_run_takes_a_fresh_folder(
     monkeypatch.setattr(finetune_module, "show_error", messages.append)
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
-    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
-    corrected = np.zeros((64, 64), np.uint8)
-    corrected[10:30, 10:30] = 1
-    viewer.add_labels(corrected, name="slide corrected")
+    add_slide_and_correction(viewer)
 
     folders = []
     for _ in range(2):
@@ -595,10 +597,7 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     tune = open_dock(viewer, "Fine-tune")
     messages = []
     monkeypatch.setattr(finetune_module, "show_error", messages.append)
-    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")
-    corrected = np.zeros((64, 64), np.uint8)
-    corrected[10:30, 10:30] = 1
-    viewer.add_labels(corrected, name="slide corrected")
+    add_slide_and_correction(viewer)
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
     tune.model.value = "Checkpoint file..."
@@ -622,7 +621,7 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
 
     monkeypatch.setattr(metrics_module, "score_labels", broken)
     metrics.prediction.value = viewer.layers["slide corrected"]
-    viewer.add_labels(corrected, name="slide mask")
+    viewer.add_labels(np.array(viewer.layers["slide corrected"].data), name="slide mask")
     metrics.reference.value = viewer.layers["slide mask"]
     metrics.compute_button.native.click()
     qtbot.waitUntil(lambda: metrics._worker is None, timeout=10_000)
