@@ -14,7 +14,7 @@ from napari_tmunet.config import InputConfig
 from napari_tmunet.inference import FrameInput
 from napari_tmunet.training import TrainConfig
 from napari_tmunet.training.batches import Augment, TrainingImages
-from napari_tmunet.training.loss import segmentation_loss
+from napari_tmunet.training.loss import presence_loss, segmentation_loss
 from napari_tmunet.training.schedule import Schedule
 
 needs_data = pytest.mark.skipif(
@@ -269,6 +269,32 @@ def test_batch_dice_sees_false_regions_on_empty_masks():
     assert got.item() == pytest.approx(ref.item(), rel=1e-5)
     with pytest.raises(ValueError, match="dice_over='pixel'"):
         segmentation_loss(logits, target, dice_over="pixel")
+
+
+def test_presence_term_charges_a_confident_false_region_as_a_wrong_image():
+    """On a 64 x 64 image the presence logit is the mean of its 4 most confident pixels:
+    a 16-pixel confident region costs the pixel-mean CE its area, the presence term a
+    whole wrong image if the mask is empty, and nearly nothing if it is the lesion."""
+    logits = torch.full((2, 1, 64, 64), -8.0)
+    logits[:, 0, 10:14, 20:24] = 4.0  # the same confident region on both images
+    target = torch.zeros(2, 1, 64, 64)
+    target[1, 0, 10:14, 20:24] = 1  # image 1: it is the lesion; image 0: lesion-free
+    logits.requires_grad_()
+    ce_only = segmentation_loss(logits, target, 1, 0, reduction="none")
+    term = presence_loss(logits, target)
+    expected_ce = (16 * math.log1p(math.exp(4)) + 4080 * math.log1p(math.exp(-8))) / 4096
+    assert ce_only[0].item() == pytest.approx(expected_ce, rel=1e-4)  # ~0.016
+    assert term[0].item() == pytest.approx(math.log1p(math.exp(4)), rel=1e-4)  # ~4.02
+    assert term[1].item() == pytest.approx(math.log1p(math.exp(-4)), rel=1e-4)  # ~0.018
+    both = segmentation_loss(logits, target, 1, 0, reduction="none", presence_weight=0.5)
+    assert torch.allclose(both, ce_only + 0.5 * term)
+    # the gradient reaches the 4 pixels the presence logit averages, no other
+    grad = torch.autograd.grad(term[0], logits)[0][0, 0]
+    assert int((grad != 0).sum()) == 4 and grad.max() > 0
+    with pytest.raises(ValueError, match="presence_weight needs one output class"):
+        segmentation_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8), presence_weight=1)
+    with pytest.raises(ValueError, match="presence_weight=1.0: .*num_classes 1"):
+        TrainConfig(presence_weight=1.0, num_classes=2)
 
 
 def _rank_batch_dice(rank: int, world: int, port: int, out: str) -> None:

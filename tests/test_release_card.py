@@ -92,3 +92,6 @@ def test_loss_text_names_batch_dice_and_empty_mask_draws():
     assert release.loss_text(lesion_free) == (
         "2 x CE + 1 x Dice (over the batch), images with an empty mask drawn x6"
     )
+    assert release.loss_text({**lesion_free, "presence_weight": 0.5}).startswith(
+        "2 x CE + 1 x Dice (over the batch) + 0.5 x image-level presence,"
+    )

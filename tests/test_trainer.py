@@ -530,13 +530,15 @@ def test_in_memory_dataset_for_the_widget(tmp_path):
 @needs_data
 def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
     """--empty-repeat K: each training image with an empty mask is drawn K times a pass
-    (here with the batch Dice, the other option for lesion-free images)."""
+    (here with the batch Dice and the presence term, the other options for lesion-free
+    images)."""
     from napari_tmunet.data.cache import load_cache
 
     cache = load_cache(clinic_cache)
     for i in range(0, 16, 2):  # half of the frames become lesion-free
         cache.masks[i] = np.zeros_like(cache.masks[i])
-    cfg = TrainConfig(**TINY, empty_repeat=3, dice_over="batch", steps=2, epochs=1)
+    cfg = TrainConfig(**TINY, empty_repeat=3, dice_over="batch", presence_weight=1, steps=2,
+                      epochs=1)  # fmt: skip
     fit(cfg, tmp_path / "run", dataset=cache)
     train = json.loads((tmp_path / "run" / "split.json").read_text())["train"]
     empty = sum(not cache.masks[cache.names.index(n)].any() for n in train)
@@ -545,6 +547,7 @@ def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
     assert f"{empty} of {len(train)} training masks are empty: drawn x3" in log
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["empty_repeat"] == 3 and saved["dice_over"] == "batch"
+    assert saved["presence_weight"] == 1
     assert all(math.isfinite(r["train_loss"]) for r in _records(tmp_path / "run"))
     with pytest.raises(ValueError, match="empty_repeat=0"):
         TrainConfig(empty_repeat=0)

@@ -292,6 +292,14 @@ def _add_optimisation_args(fit) -> None:
         help="soft Dice per image (paper, default) or over the whole batch (informative on "
         "images with an empty mask)",
     )
+    g.add_argument(
+        "--presence-weight",
+        type=float,
+        metavar="W",
+        help="add W x an image-level term: the BCE of each image's most confident pixels "
+        "against whether its mask has foreground, so a confident false region on an image "
+        "with an empty mask costs like a wrong image (default 0: the paper's loss)",
+    )
     g.add_argument("--seed", type=int, help="seed of initialisation and augmentation (default 0)")
     g.add_argument("--no-amp", action="store_true", default=None, help="no bf16 autocast on CUDA")
     g.add_argument(

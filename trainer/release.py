@@ -371,6 +371,8 @@ def loss_text(config: dict) -> str:
     text = f"{config['ce_weight']:g} x CE + {config['dice_weight']:g} x Dice"
     if config.get("dice_over", "image") == "batch":
         text += " (over the batch)"
+    if config.get("presence_weight", 0):
+        text += f" + {config['presence_weight']:g} x image-level presence"
     if config.get("empty_repeat", 1) > 1:
         text += f", images with an empty mask drawn x{config['empty_repeat']}"
     return text

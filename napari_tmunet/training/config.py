@@ -75,6 +75,9 @@ class TrainConfig:
         dice_over: "image" (the paper's soft Dice per image) or "batch" (one soft Dice of
             the whole batch: informative on images with an empty mask; see
             ``loss.segmentation_loss``).
+        presence_weight: weight of the image-level presence term (``loss.presence_loss``:
+            an image's most confident pixels against whether its mask has foreground);
+            0 = off (the paper's loss). One output class only.
         hflip, vflip: flip probabilities; rot90: random multiples of 90 degrees.
         zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
             (up to +- rotate degrees) and colour jitter strength; 0 = off (see
@@ -130,6 +133,7 @@ class TrainConfig:
     ce_weight: float = 2.0
     dice_weight: float = 1.0
     dice_over: str = "image"
+    presence_weight: float = 0.0
     hflip: float = 0.25
     vflip: float = 0.0
     rot90: bool = False
@@ -187,6 +191,11 @@ class TrainConfig:
             )
         if self.dice_over not in DICE_OVER:
             problems.append(f"dice_over={self.dice_over!r}: expected one of {DICE_OVER}")
+        if not 0 <= self.presence_weight <= 100 or (self.presence_weight and self.num_classes != 1):
+            problems.append(
+                f"presence_weight={self.presence_weight}: expected 0 <= presence_weight <= 100, "
+                "and > 0 only with num_classes 1"
+            )
         if not 1 <= self.empty_repeat <= 100:
             problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")
         if not 0 <= self.overlap <= MAX_OVERLAP:

@@ -334,6 +334,7 @@ class Trainer:
             dice_weight=cfg.dice_weight,
             grad_clip=cfg.grad_clip,
             dice_over=cfg.dice_over,
+            presence_weight=cfg.presence_weight,
         )
         if cfg.resume:  # a period that a stop interrupted goes on with its losses
             partial = self.resumed_state.get("period_loss")

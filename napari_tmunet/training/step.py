@@ -63,6 +63,7 @@ class TrainStep:
         dice_weight: float = 1.0,
         grad_clip: float = 0.0,
         dice_over: str = "image",
+        presence_weight: float = 0.0,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -72,6 +73,7 @@ class TrainStep:
         self.graph = graph and cuda
         self.weights = (ce_weight, dice_weight)
         self.dice_over = dice_over
+        self.presence_weight = presence_weight
         self.grad_clip = grad_clip
         # period accumulators: sum of batch-mean losses, steps, any non-finite loss
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -103,7 +105,13 @@ class TrainStep:
             logits = self.model(x)
         ranks = global_sum if _world_size() > 1 else None  # batch Dice of the global batch
         per_sample = segmentation_loss(
-            logits, y, *self.weights, reduction="none", dice_over=self.dice_over, sum_ranks=ranks
+            logits,
+            y,
+            *self.weights,
+            reduction="none",
+            dice_over=self.dice_over,
+            sum_ranks=ranks,
+            presence_weight=self.presence_weight,
         )  # (n,)
         total = per_sample.sum()
         batch_part = total.detach().double() * inv_batch  # this rank's share of the batch mean
