@@ -103,6 +103,8 @@ class SegmentWidget(OutputLayers, Container):
         self.last_layer: Labels | None = None  # the Labels layer written last
         self.last_result: SegmentOutcome | None = None  # of the last image segmented
         self.last_rederive_seconds: float | None = None
+        self._derive: tuple | None = None  # (image, output, options, start) of a running derive
+        self._derive_again = False  # settings moved while it ran
         self.batch_size = None  # tiles per forward pass in tile mode; None: by device
         self._outputs: dict[Any, _Output] = {}
         self._progress: progress | None = None
@@ -632,22 +634,58 @@ class SegmentWidget(OutputLayers, Container):
     def rederive(self) -> LabelOptions | None:
         """Labels of the chosen image's last result again, with the dock's current settings.
 
-        Runs on the GUI thread without the network (``last_rederive_seconds`` says how long
-        it took). An output the user has edited is left alone (a message says so).
+        Derived from the kept probability without the network, in a worker thread: on a
+        large slide the instance split takes seconds, and the sliders stay live meanwhile.
+        A change made while a derive runs is taken up when it ends (the latest settings
+        win). ``NAPARI_TMUNET_INLINE=1`` derives on the calling thread. An output the user
+        has edited is left alone (a message says so). Returns the options derived with
+        (None: nothing to derive); :attr:`deriving` is True until the labels are written.
         """
         image = self.image.value
         output = self._outputs.get(image.unique_id) if image is not None else None
         if output is None:
             return None
         if not self._replaceable(output):
-            self.status.value = (
-                f"{output.labels.name!r} was edited, so it is kept as it is; Segment again "
-                "for a new layer with these settings."
-            )
+            self._say_kept(output)
             return None
-        began = time.perf_counter()
         options = label_options(output.defaults, **self._label_settings())
-        labels = derive_labels(output.probability, options)
+        if self._derive is not None:  # one derive at a time; this one follows it
+            self._derive_again = True
+            return options
+        self._derive = (image, output, options, time.perf_counter())
+        if os.environ.get(INLINE_ENV, "0") not in ("0", "", "false", "False"):
+            self._put_derived(derive_labels(output.probability, options))
+            return options
+        self.status.value = f"{image.name}: updating the labels..."
+        start_worker(
+            derive_labels,
+            output.probability,
+            options,
+            connect={"returned": self._put_derived, "errored": self._on_derive_error},
+        )
+        return options
+
+    @property
+    def deriving(self) -> bool:
+        """True while re-derived labels are being made."""
+        return self._derive is not None
+
+    def _put_derived(self, labels: np.ndarray) -> None:
+        """Write a derive's labels into its output, unless Segment replaced that output or
+        the user edited it meanwhile; then derive again if the settings moved."""
+        image, output, options, began = self._derive
+        self._derive = None
+        current = self._outputs.get(image.unique_id) is output
+        if current and output.labels in self.viewer.layers:
+            if self._replaceable(output):
+                self._write_derived(image, output, options, labels, began)
+            else:
+                self._say_kept(output)
+        if self._derive_again:
+            self._derive_again = False
+            self.rederive()
+
+    def _write_derived(self, image, output, options: LabelOptions, labels, began: float) -> None:
         self._write_labels(output, labels)
         meta = dict(output.labels.metadata)
         meta.update(
@@ -663,7 +701,17 @@ class SegmentWidget(OutputLayers, Container):
             f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "
             f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
         )
-        return options
+
+    def _on_derive_error(self, err: Exception) -> None:
+        self._derive, self._derive_again = None, False
+        self.status.value = f"updating the labels failed: {type(err).__name__}: {err}"
+        show_error(f"TM-UNet: {self.status.value}")
+
+    def _say_kept(self, output: _Output) -> None:
+        self.status.value = (
+            f"{output.labels.name!r} was edited, so it is kept as it is; Segment again "
+            "for a new layer with these settings."
+        )
 
     def _label_settings(self) -> dict:
         """The dock's label settings; threshold and confidence None while they follow the

@@ -62,7 +62,9 @@ def test_an_undone_stroke_leaves_the_output_the_models(segmented, qtbot):
     np.testing.assert_array_equal(output.data, made)
 
     widget.threshold.value = 0.8
-    assert widget.rederive() is not None and "was edited" not in widget.status.value
+    assert widget.rederive() is not None
+    qtbot.waitUntil(lambda: not widget.deriving, timeout=10_000)
+    assert "was edited" not in widget.status.value
     assert not np.array_equal(output.data, made)  # it follows the threshold
     widget.segment()
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
@@ -74,3 +76,49 @@ def test_an_undone_stroke_leaves_the_output_the_models(segmented, qtbot):
     widget.threshold.value = 0.5
     assert widget.rederive() is None and "was edited" in widget.status.value
     np.testing.assert_array_equal(output.data, painted)
+
+
+def test_the_threshold_derives_off_the_gui_thread_and_the_last_move_wins(
+    segmented, qtbot, monkeypatch
+):
+    """A derive runs in a worker (a 36 Mpx slide's instance split takes seconds): the
+    slider returns at once; moves during it are taken up after it, the last one wins;
+    a stroke painted while it runs is kept (the late labels are not written over it)."""
+    import threading
+
+    from napari_tmunet import _segment_widget
+    from napari_tmunet.postprocess import LabelOptions, derive_labels
+
+    viewer, widget, output = segmented
+    probability = output.metadata["tmunet_probability"]
+    gate, calls = threading.Event(), []
+
+    def held_derive(prob, options):  # the real derive, once the test lets it go
+        calls.append(threading.current_thread() is threading.main_thread())
+        assert gate.wait(30)
+        return derive_labels(prob, options)
+
+    monkeypatch.setattr(_segment_widget, "derive_labels", held_derive)
+    widget.threshold.value = 0.9  # the debounce timer starts the derive
+    qtbot.waitUntil(lambda: widget.deriving, timeout=5000)
+    assert "updating the labels" in widget.status.value
+    for value in (0.2, 0.3):  # moved twice more while the first derive is held
+        widget.threshold.value = value
+        qtbot.wait(300)  # past the debounce: each move asks for a derive
+    assert widget.deriving and len(calls) == 1
+    gate.set()
+    qtbot.waitUntil(lambda: not widget.deriving and len(calls) == 2, timeout=10_000)
+    assert calls == [False, False]  # both in worker threads, the middle move skipped
+    assert output.metadata["threshold"] == pytest.approx(0.3)
+    expected = derive_labels(probability, LabelOptions(threshold=0.3))
+    np.testing.assert_array_equal(output.data > 0, expected > 0)
+
+    gate.clear()
+    widget.threshold.value = 0.6
+    qtbot.waitUntil(lambda: widget.deriving, timeout=5000)
+    output.paint((40, 40), 2, refresh=True)  # the user corrects meanwhile
+    painted = np.array(output.data)
+    gate.set()
+    qtbot.waitUntil(lambda: not widget.deriving, timeout=10_000)
+    np.testing.assert_array_equal(output.data, painted)
+    assert "was edited" in widget.status.value

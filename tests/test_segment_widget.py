@@ -444,8 +444,10 @@ def test_instance_label_1_is_not_coloured_like_a_reference_mask(registered, dock
     assert not np.allclose(labels.colormap.map(one), reference)
     widget.output.value = "binary"
     widget.rederive()
+    qtbot.waitUntil(lambda: not widget.deriving, timeout=10_000)
     widget.output.value = "instances"  # back from the binary colours
     widget.rederive()
+    qtbot.waitUntil(lambda: not widget.deriving, timeout=10_000)
     assert labels.data.dtype != np.uint8 and not np.allclose(labels.colormap.map(one), reference)
 
 
