@@ -24,7 +24,10 @@ from .postprocess import LabelOptions, compact, count_objects, derive_labels
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
-LARGE_IMAGE = 1024  # pixels; a larger image is tiled even by a model trained on resized ones
+# pixels: a frame from an endoscope, scanner or camera is smaller (4K video: 3840); a larger
+# image is a slide, tiled even by a model trained on resized frames (resizing would shrink
+# its objects to nothing). 1024 tiled 1350 px Kvasir frames: Dice 0.56 against 0.76 resized.
+LARGE_IMAGE = 4096
 INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
 
 
