@@ -38,6 +38,7 @@ from ._finetune_pairs import PairRow, fits, guess_labels
 from ._finetune_plot import LivePlot, read_history
 from ._widget_common import (
     Eta,
+    error_text,
     fit_width,
     full_data,
     intro_above,
@@ -600,7 +601,7 @@ class FinetuneWidget(LivePlot, Container):
         return self.active.set(result["best_checkpoint"], self.fine_tuned_name(), modality)
 
     def _on_error(self, err: Exception):
-        self.error = f"{type(err).__name__}: {err}"
+        self.error = f"{error_text(err)}"
         self.status.value = f"failed: {self.error}"
         show_error(f"Fine-tuning failed: {self.error}")
 

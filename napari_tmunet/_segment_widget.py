@@ -52,6 +52,7 @@ from ._segment_jobs import (
 from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
 from ._widget_common import (
     Eta,
+    error_text,
     fit_width,
     full_data,
     intro_above,
@@ -565,7 +566,7 @@ class SegmentWidget(OutputLayers, Container):
         bar.update(done - bar.n)
 
     def _on_error(self, err: Exception):
-        self._outcome = f"failed: {type(err).__name__}: {err}"
+        self._outcome = f"failed: {error_text(err)}"
         show_error(f"TM-UNet segmentation {self._outcome}")
 
     def _on_aborted(self):
@@ -704,7 +705,7 @@ class SegmentWidget(OutputLayers, Container):
 
     def _on_derive_error(self, err: Exception) -> None:
         self._derive, self._derive_again = None, False
-        self.status.value = f"updating the labels failed: {type(err).__name__}: {err}"
+        self.status.value = f"updating the labels failed: {error_text(err)}"
         show_error(f"TM-UNet: {self.status.value}")
 
     def _say_kept(self, output: _Output) -> None:

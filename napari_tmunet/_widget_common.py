@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -15,17 +16,49 @@ DOCK_MAX_MIN_HEIGHT = 250
 PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on Segment's probability maps
 
 
+class WorkerRuntimeError(Exception):
+    """A RuntimeError of a generator worker's function, raised again as another type.
+
+    superqt takes a RuntimeError out of a generator worker for the worker's own deletion
+    and emits neither ``errored`` nor ``finished``, so a dock would wait for ever (e.g.
+    CUDA chosen on a machine without a GPU, or CUDA out of memory).
+    """
+
+
+def error_text(err: BaseException) -> str:
+    """``"Type: message"`` of a worker's error (a re-raised RuntimeError's own type)."""
+    if isinstance(err, WorkerRuntimeError) and err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
+
+
+def _runtime_errors_reported(function: Callable) -> Callable:
+    """The generator function ``function``, its RuntimeErrors raised as WorkerRuntimeError."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return (yield from function(*args, **kwargs))
+        except RuntimeError as err:
+            raise WorkerRuntimeError(str(err)) from err
+
+    return run
+
+
 def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwargs):
     """Run ``function`` in a napari worker with its handlers connected at creation.
 
     Connecting ``errored`` when the worker is made keeps superqt from attaching its
     default handler, which re-raises the error (a second, raw message; an abort where
-    napari's excepthook is not installed).
+    napari's excepthook is not installed). A generator's RuntimeError reaches
+    ``errored`` too (see :class:`WorkerRuntimeError`).
     """
     from napari.qt.threading import create_worker
 
     if "errored" not in connect:
         raise ValueError("connect an 'errored' handler: the worker would re-raise otherwise")
+    if inspect.isgeneratorfunction(function):
+        function = _runtime_errors_reported(function)
     worker = create_worker(function, *args, _connect=connect, _start_thread=False, **kwargs)
     worker.start()
     return worker

@@ -278,6 +278,31 @@ def test_errors_become_notifications(dock, monkeypatch, tmp_path):
     assert widget.segment_button.enabled
 
 
+def test_cuda_chosen_without_a_gpu_ends_the_run_with_its_reason(
+    registered, dock, qtbot, monkeypatch
+):
+    """Device "cuda" on a machine without one: the worker's RuntimeError reaches the dock
+    (superqt drops a generator's RuntimeError as its own deletion: the dock waited for
+    ever, Segment disabled), which says what to choose and can run again."""
+    import torch
+
+    import napari_tmunet._segment_widget as module
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    viewer, widget = dock
+    widget.image.value = open_sample(viewer, registered.modality)
+    widget.device.value = "cuda"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget, timeout=30_000)
+    assert messages and "RuntimeError" in messages[-1] and "CUDA is not available" in messages[-1]
+    assert "choose 'auto' or 'cpu'" in widget.status.value
+    assert widget.segment_button.enabled and not widget.cancel_button.enabled
+
+
 def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
     """``python -m napari_tmunet --smoke`` on X (xcb): the figure is coloured at the mask."""
     shot, figure, report = tmp_path / "shot.png", tmp_path / "figure.png", tmp_path / "r.json"
