@@ -110,7 +110,7 @@ def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool
     if min(h, w) < MIN_SIDE or (spatial == 3 and shape[0] == 0):
         raise ValueError(
             f"image of shape {shape} is too small: height and width must be at least "
-            f"{MIN_SIDE} pixels (expected {EXPECTED_SHAPES})."
+            f"{MIN_SIDE} pixels (expected {EXPECTED_SHAPES}){_small_colour_hint(shape, rgb)}."
         )
     dtype = getattr(image, "dtype", None)
     dtype = np.asarray(image).dtype if dtype is None else np.dtype(dtype)
@@ -611,3 +611,15 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+def _small_colour_hint(shape: tuple, rgb: bool) -> str:
+    """For a grey stack shaped like one small colour image ((H, W, 3|4) not marked RGB):
+    what it was read as, and what to do."""
+    if rgb or len(shape) != 3 or shape[-1] not in (3, 4):
+        return ""
+    return (
+        f"; it was read as {shape[0]} grey frames of {shape[1]} x {shape[2]} pixels, not as "
+        f"one {shape[0]} x {shape[1]} colour image (napari reads an image of 30 pixels or "
+        "less a side as a stack): enlarge the picture, e.g. to 64 x 64, and open it again"
+    )

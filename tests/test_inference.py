@@ -223,6 +223,18 @@ def test_unsupported_shapes_say_what_was_expected(shape, rgb):
         run_to_completion(segment(np.zeros(shape, np.uint8), checkpoint, rgb=rgb))
 
 
+def test_a_small_colour_picture_read_as_a_stack_is_explained():
+    """napari reads a 20 x 20 RGB picture as 20 grey frames of 20 x 3 (its sides are not
+    over 30): the error says so and what to do, not only that 3 pixels are too few."""
+    from napari_tmunet._sample_data import load_sample
+
+    crop = load_sample("nuclei")[0][100:120, 100:120]  # (20, 20, 3) H&E
+    checkpoint = make_checkpoint(PixelModel(), size=(32, 32))
+    with pytest.raises(ValueError, match=r"20 grey frames of 20 x 3 pixels.*enlarge the picture"):
+        run_to_completion(segment(crop, checkpoint, rgb=False))
+    assert run_to_completion(segment(crop, checkpoint, rgb=True)).labels.shape == (20, 20)
+
+
 def test_bad_options_are_refused():
     checkpoint = make_checkpoint(PixelModel(), size=(32, 32))
     image = np.zeros((40, 40), np.uint8)
