@@ -457,6 +457,101 @@ def test_round_trip_mask_read_then_written(small_dataset, tmp_path):
     np.testing.assert_array_equal(read_mask(path)[0], masks["10"])
 
 
+def _sample_masks():
+    """Real masks: the nuclei sample's mask as binary 0/1 and split into instance ids."""
+    from scipy import ndimage
+
+    from napari_tmunet._sample_data import load_sample
+
+    _, mask = load_sample("nuclei")
+    instances, count = ndimage.label(mask)
+    assert count > 10  # nuclei: many objects, ids above 255 not needed here
+    return {"binary": mask.astype(np.uint8), "instances": instances.astype(np.int32)}
+
+
+@pytest.mark.parametrize("kind", ["binary", "instances"])
+def test_saved_tiff_mask_reopens_as_labels(tmp_path, plugin_manager, kind):
+    """A mask saved with the writer comes back through the TM-UNet reader as the Labels it
+    was (instance ids kept, binary 0/1), not as a grey image; a plain TIFF of the same
+    values stays an image."""
+    import napari
+    from napari.components import ViewerModel
+    from napari.layers import Labels
+
+    labels = _sample_masks()[kind]
+    (path,) = napari.save_layers(
+        str(tmp_path / "corrected.tif"), [Labels(labels)], plugin="napari-tmunet"
+    )
+    tifffile.imwrite(tmp_path / "plain.tif", tifffile.imread(path))  # same pixels, no mark
+
+    viewer = ViewerModel()
+    (reopened,) = viewer.open(path, plugin="napari-tmunet")
+    (plain,) = viewer.open(str(tmp_path / "plain.tif"), plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.name == "corrected"
+    np.testing.assert_array_equal(reopened.data, labels)
+    assert reopened.metadata["output"] == kind
+    assert plain._type_string == "image"
+
+
+def test_writer_refuses_instance_png_naming_the_tif_step(tmp_path):
+    """Instance labels (no binary-output metadata) to PNG: nothing written, and the message
+    names what to do in napari's save dialog (a .tif name), not an API argument."""
+    path = tmp_path / "nuclei.png"
+    with pytest.raises(ValueError, match=r"nuclei\.png: .*instance labels.*nuclei\.tif") as err:
+        write_labels(str(path), _sample_masks()["instances"], {"metadata": {}})
+    assert "pass labels" not in str(err.value)
+    assert not path.exists()
+
+
+@pytest.mark.gui
+def test_pathologist_saves_segment_outputs_and_reopens_them(make_napari_viewer, qtbot, tmp_path):
+    """The loop of tester4's #3 and #9 with the real Segment dock (threaded path):
+    a binary output with a second object painted as label 2 saves as a 0/255 PNG with both
+    objects; an instance output saved as .tif reopens as Labels that Fine-tune and Metrics
+    offer as masks."""
+    import napari
+    from napari.layers import Labels
+
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget("napari-tmunet", "Segment")
+    viewer.open_sample("napari-tmunet", "colonoscopy")
+    segment.image.value = viewer.layers[0]
+    segment.segment()
+    assert segment.worker is not None
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    binary = segment.last_layer
+    assert binary.metadata["output"] == "binary" and binary.data.max() == 1
+    binary.paint((20, 20), 2)  # a second polyp, napari's "new label"
+    expected = np.asarray(binary.data) > 0
+
+    (png,) = napari.save_layers(str(tmp_path / "polyp.png"), [binary], plugin="napari-tmunet")
+
+    stored = np.asarray(Image.open(png))
+    assert set(np.unique(stored)) == {0, 255}
+    np.testing.assert_array_equal(stored > 0, expected)
+
+    segment.output.value = "instances"
+    segment.segment()  # the edited binary output is kept; a new layer holds the instances
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    instances = segment.last_layer
+    assert instances is not binary
+    assert instances.metadata["output"] == "instances"
+    instances.paint((20, 20), int(instances.data.max()) + 1)  # the correction: one more
+    saved = np.array(instances.data)
+    assert saved.max() > 1
+    napari.save_layers(str(tmp_path / "corrected.tif"), [instances], plugin="napari-tmunet")
+
+    (reopened,) = viewer.open(str(tmp_path / "corrected.tif"), plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.metadata["output"] == "instances"
+    np.testing.assert_array_equal(reopened.data, saved)
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-tmunet", "Fine-tune")
+    _, metrics = viewer.window.add_plugin_dock_widget("napari-tmunet", "Metrics")
+    assert "corrected" in [name for name, _ in finetune._labels_choices()]
+    assert "corrected" in [layer.name for layer in metrics.reference.choices]
+
+
 # --------------------------------------------------------------------------- real files
 needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
 
