@@ -504,54 +504,6 @@ def test_writer_refuses_instance_png_naming_the_tif_step(tmp_path):
     assert not path.exists()
 
 
-@pytest.mark.gui
-def test_pathologist_saves_segment_outputs_and_reopens_them(make_napari_viewer, qtbot, tmp_path):
-    """The loop of tester4's #3 and #9 with the real Segment dock (threaded path):
-    a binary output with a second object painted as label 2 saves as a 0/255 PNG with both
-    objects; an instance output saved as .tif reopens as Labels that Fine-tune and Metrics
-    offer as masks."""
-    import napari
-    from napari.layers import Labels
-
-    viewer = make_napari_viewer()
-    _, segment = viewer.window.add_plugin_dock_widget("napari-tmunet", "Segment")
-    viewer.open_sample("napari-tmunet", "colonoscopy")
-    segment.image.value = viewer.layers[0]
-    segment.segment()
-    assert segment.worker is not None
-    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
-    binary = segment.last_layer
-    assert binary.metadata["output"] == "binary" and binary.data.max() == 1
-    binary.paint((20, 20), 2)  # a second polyp, napari's "new label"
-    expected = np.asarray(binary.data) > 0
-
-    (png,) = napari.save_layers(str(tmp_path / "polyp.png"), [binary], plugin="napari-tmunet")
-
-    stored = np.asarray(Image.open(png))
-    assert set(np.unique(stored)) == {0, 255}
-    np.testing.assert_array_equal(stored > 0, expected)
-
-    segment.output.value = "instances"
-    segment.segment()  # the edited binary output is kept; a new layer holds the instances
-    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
-    instances = segment.last_layer
-    assert instances is not binary
-    assert instances.metadata["output"] == "instances"
-    instances.paint((20, 20), int(instances.data.max()) + 1)  # the correction: one more
-    saved = np.array(instances.data)
-    assert saved.max() > 1
-    napari.save_layers(str(tmp_path / "corrected.tif"), [instances], plugin="napari-tmunet")
-
-    (reopened,) = viewer.open(str(tmp_path / "corrected.tif"), plugin="napari-tmunet")
-
-    assert isinstance(reopened, Labels) and reopened.metadata["output"] == "instances"
-    np.testing.assert_array_equal(reopened.data, saved)
-    _, finetune = viewer.window.add_plugin_dock_widget("napari-tmunet", "Fine-tune")
-    _, metrics = viewer.window.add_plugin_dock_widget("napari-tmunet", "Metrics")
-    assert "corrected" in [name for name, _ in finetune._labels_choices()]
-    assert "corrected" in [layer.name for layer in metrics.reference.choices]
-
-
 # --------------------------------------------------------------------------- real files
 needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
 
