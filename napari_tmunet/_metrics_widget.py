@@ -218,11 +218,7 @@ class MetricsWidget(Container):
             )
         if pred.ndim < 2:
             raise ValueError(f"Expected 2-D masks or stacks of them, got shape {pred.shape}.")
-        spacing, unit = _physical_spacing(ref_layer)
-        if spacing is not None and not np.allclose(pred_layer.scale[-2:], ref_layer.scale[-2:]):
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"The layers' scales differ; distances use {ref_layer.name!r}'s.")
+        spacing, unit = _shared_spacing(pred_layer, ref_layer)
         return {
             "pred": pred,
             "ref": ref,
@@ -390,6 +386,22 @@ def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
         if unit in ("px", "pixel"):
             unit = "scaled px"
     return scale, unit
+
+
+def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, str]:
+    """The spacing and unit for physical distances: the reference's when it is scaled,
+    else the prediction's (e.g. a Segment output of a scaled TIFF against a PNG mask).
+    Scales that differ are warned about, naming the layer whose scale is used."""
+    source = ref_layer
+    spacing, unit = _physical_spacing(ref_layer)
+    if spacing is None:
+        source = pred_layer
+        spacing, unit = _physical_spacing(pred_layer)
+    if spacing is not None and not np.allclose(pred_layer.scale[-2:], ref_layer.scale[-2:]):
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"The layers' scales differ; distances use the scale of {source.name!r}.")
+    return spacing, unit
 
 
 def _shape(layer) -> tuple[int, ...]:

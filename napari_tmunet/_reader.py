@@ -1,5 +1,8 @@
 """napari reader: TIFF files (stacks, OME, pixel sizes) and ``images/`` + ``masks/`` folders.
 
+TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``) open
+as Labels layers, so a saved correction can be painted, fine-tuned on and scored again.
+
 Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
 arrays (so Segment treats them alike) without a "Choose reader" question; inside a
 dataset folder they are read here, paired with their masks.
@@ -64,12 +67,18 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
 
 
 def read_images(path: str | Sequence[str]) -> list[LayerData]:
-    """Read one or more image files into image layers; unreadable files are notified."""
+    """Read one or more files into image layers, or Labels layers for the masks this
+    plugin's writer saved; unreadable files are notified."""
+    from .data.images import saved_mask_kind
+
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers = []
     for p in paths:
         try:
-            layers.append(image_layer_data(Path(p)))
+            kind = saved_mask_kind(p)
+            layers.append(
+                saved_mask_layer_data(Path(p), kind) if kind else image_layer_data(Path(p))
+            )
         except Exception as err:  # any decoder failure becomes a notification
             _notify_error(_failure(Path(p), err))
     return layers or [(None,)]
@@ -198,6 +207,19 @@ def _file_levels(path: Path, data) -> list:
         return [group[str(i)] for i in range(n_levels)]
     except Exception:  # no usable pyramid: levels are made from the full image
         return [data]
+
+
+def saved_mask_layer_data(path: Path, kind: str) -> LayerData:
+    """Labels layer data for a TIFF that ``data.images.write_mask`` wrote: instance ids
+    as stored, a binary mask's 0/255 back to 0/1 (the labels it was written from)."""
+    from .data.images import read_image, read_pixel_size
+
+    labels = read_image(path, allow_stack=False)  # (H, W) uint8 0/255, or uint16/32 ids
+    if kind == "binary":
+        labels = (labels > 0).astype(np.uint8)
+    kwargs: dict[str, Any] = {"name": path.stem, "metadata": {"path": str(path), "output": kind}}
+    kwargs.update(_physical_kwargs(path, 2, read_pixel_size))
+    return labels, kwargs, "labels"
 
 
 def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:

@@ -1,7 +1,10 @@
 """napari writer: a Labels layer as a mask file that drops straight into a dataset.
 
-The file rules are ``imageio.write_mask``'s: binary labels -> PNG/TIFF 0/255, instance
-labels -> uint16 (or uint32) TIFF; PNG refuses instance labels with a message saying so.
+The file rules are ``data.images.write_mask``'s: binary labels -> PNG/TIFF 0/255, instance
+labels -> uint16 (or uint32) TIFF, marked so that the reader opens them as Labels again.
+For PNG, a binary Segment output (metadata ``output: "binary"``) is written with every
+label > 0 as foreground, as Fine-tune and Metrics read it; other layers with labels
+above 1 are refused with a message saying to save as .tif.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         raise ValueError(f"{path}: labels must be >= 0 to be saved as a mask")
 
     target = Path(path)
+    if target.suffix.lower() == ".png":
+        labels = _png_labels(target, labels, meta)
     if labels.ndim == 2:
         return [str(write_mask(target, labels))]
     slices = labels.reshape(-1, *labels.shape[-2:])  # (Z, H, W)
@@ -55,3 +60,21 @@ def _as_array(data: Any) -> np.ndarray:
     if isinstance(data, list | tuple):  # multiscale: level 0 is full resolution
         data = data[0]
     return np.asarray(data)
+
+
+def _png_labels(path: Path, labels: np.ndarray, meta: dict) -> np.ndarray:
+    """The labels a PNG (0/255) can hold: a binary output's labels > 0 as foreground.
+
+    Raises:
+        ValueError: instance labels (above 1 in a layer that is not a binary output).
+    """
+    if (meta.get("metadata") or {}).get("output") == "binary":
+        return labels > 0  # e.g. a second object painted as label 2
+    top = int(labels.max()) if labels.size else 0
+    if top > 1:
+        raise ValueError(
+            f"{path.name}: this layer has instance labels (up to {top}), which a PNG mask "
+            "cannot keep; save it again with a .tif file name (e.g. "
+            f"{path.stem}.tif) to keep each object."
+        )
+    return labels

@@ -169,6 +169,47 @@ def test_scaled_layers_report_physical_units(widget, masks):
     assert row["hd_physical"] < row["hd_px"]
 
 
+@pytest.mark.parametrize("scaled", ["prediction", "reference"])
+def test_one_scaled_layer_gives_physical_units_and_a_warning_either_way(
+    widget, masks, qtbot, scaled
+):
+    """A Segment output of a scaled TIFF against a PNG mask (or the reverse): physical HD
+    from the layer with a pixel size, and the same warning naming it, on the worker path."""
+    from napari.utils.notifications import notification_manager
+
+    viewer, widget = widget
+    prediction, reference = masks
+    scale = (0.5, 0.25)
+    kwargs = {"scale": scale, "units": "um"}
+    pred_layer = viewer.add_labels(
+        prediction, name="pred", **(kwargs if scaled == "prediction" else {})
+    )
+    ref_layer = viewer.add_labels(
+        reference, name="ref", **(kwargs if scaled == "reference" else {})
+    )
+    _choose(widget, pred_layer, ref_layer)
+    warnings = []
+
+    def record(event):
+        note = event.value if hasattr(event, "value") else event
+        if str(note.severity) == "warning":
+            warnings.append(str(note.message))
+
+    notification_manager.notification_ready.connect(record)
+    try:
+        widget.compute_button.native.click()
+        qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=10000)
+    finally:
+        notification_manager.notification_ready.disconnect(record)
+
+    row = widget.results[0]
+    pred, ref = prediction > 0, reference > 0
+    assert row["hd_physical"] == pytest.approx(metrics.hausdorff_distance(pred, ref, spacing=scale))
+    assert row["unit"] == "µm"
+    source = "pred" if scaled == "prediction" else "ref"
+    assert f"The layers' scales differ; distances use the scale of '{source}'." in warnings
+
+
 def test_stack_gives_one_row_per_slice(widget, masks):
     viewer, widget = widget
     prediction, reference = masks

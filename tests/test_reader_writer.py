@@ -457,6 +457,53 @@ def test_round_trip_mask_read_then_written(small_dataset, tmp_path):
     np.testing.assert_array_equal(read_mask(path)[0], masks["10"])
 
 
+def _sample_masks():
+    """Real masks: the nuclei sample's mask as binary 0/1 and split into instance ids."""
+    from scipy import ndimage
+
+    from napari_tmunet._sample_data import load_sample
+
+    _, mask = load_sample("nuclei")
+    instances, count = ndimage.label(mask)
+    assert count > 10  # nuclei: many objects, ids above 255 not needed here
+    return {"binary": mask.astype(np.uint8), "instances": instances.astype(np.int32)}
+
+
+@pytest.mark.parametrize("kind", ["binary", "instances"])
+def test_saved_tiff_mask_reopens_as_labels(tmp_path, plugin_manager, kind):
+    """A mask saved with the writer comes back through the TM-UNet reader as the Labels it
+    was (instance ids kept, binary 0/1), not as a grey image; a plain TIFF of the same
+    values stays an image."""
+    import napari
+    from napari.components import ViewerModel
+    from napari.layers import Labels
+
+    labels = _sample_masks()[kind]
+    (path,) = napari.save_layers(
+        str(tmp_path / "corrected.tif"), [Labels(labels)], plugin="napari-tmunet"
+    )
+    tifffile.imwrite(tmp_path / "plain.tif", tifffile.imread(path))  # same pixels, no mark
+
+    viewer = ViewerModel()
+    (reopened,) = viewer.open(path, plugin="napari-tmunet")
+    (plain,) = viewer.open(str(tmp_path / "plain.tif"), plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.name == "corrected"
+    np.testing.assert_array_equal(reopened.data, labels)
+    assert reopened.metadata["output"] == kind
+    assert plain._type_string == "image"
+
+
+def test_writer_refuses_instance_png_naming_the_tif_step(tmp_path):
+    """Instance labels (no binary-output metadata) to PNG: nothing written, and the message
+    names what to do in napari's save dialog (a .tif name), not an API argument."""
+    path = tmp_path / "nuclei.png"
+    with pytest.raises(ValueError, match=r"nuclei\.png: .*instance labels.*nuclei\.tif") as err:
+        write_labels(str(path), _sample_masks()["instances"], {"metadata": {}})
+    assert "pass labels" not in str(err.value)
+    assert not path.exists()
+
+
 # --------------------------------------------------------------------------- real files
 needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
 

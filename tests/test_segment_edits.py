@@ -1,5 +1,6 @@
-"""The user's corrections of a Segment output: what they paint shows, and an undone stroke
-is no edit (real viewer, the dock's threaded path, the shipped colonoscopy model)."""
+"""The user's corrections of a Segment output: what they paint shows, an undone stroke
+is no edit, and saved corrections reopen as masks (real viewer, the dock's threaded path,
+the shipped colonoscopy model)."""
 
 from __future__ import annotations
 
@@ -122,3 +123,42 @@ def test_the_threshold_derives_off_the_gui_thread_and_the_last_move_wins(
     qtbot.waitUntil(lambda: not widget.deriving, timeout=10_000)
     np.testing.assert_array_equal(output.data, painted)
     assert "was edited" in widget.status.value
+
+
+def test_saved_corrections_reopen_as_masks(segmented, qtbot, tmp_path):
+    """Tester4's #9 and #3: a binary output with a second object painted as label 2 saves
+    as a 0/255 PNG holding both; an instance output saved as .tif reopens through the
+    TM-UNet reader as Labels that Fine-tune and Metrics offer as masks."""
+    import napari
+    from napari.layers import Labels
+    from PIL import Image
+
+    viewer, widget, binary = segmented
+    assert binary.metadata["output"] == "binary"
+    binary.paint((20, 20), 2, refresh=True)  # a second polyp, napari's "new label"
+    expected = np.asarray(binary.data) > 0
+
+    (png,) = napari.save_layers(str(tmp_path / "polyp.png"), [binary], plugin=PLUGIN)
+
+    stored = np.asarray(Image.open(png))
+    assert set(np.unique(stored)) == {0, 255}
+    np.testing.assert_array_equal(stored > 0, expected)
+
+    widget.output.value = "instances"
+    widget.segment()  # the edited binary output is kept; a new layer holds the instances
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    instances = widget.last_layer
+    assert instances is not binary and instances.metadata["output"] == "instances"
+    instances.paint((20, 20), int(instances.data.max()) + 1, refresh=True)  # one more
+    saved = np.array(instances.data)
+    assert saved.max() > 1
+    napari.save_layers(str(tmp_path / "corrected.tif"), [instances], plugin=PLUGIN)
+
+    (reopened,) = viewer.open(str(tmp_path / "corrected.tif"), plugin=PLUGIN)
+
+    assert isinstance(reopened, Labels) and reopened.metadata["output"] == "instances"
+    np.testing.assert_array_equal(reopened.data, saved)
+    _, finetune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    _, metrics = viewer.window.add_plugin_dock_widget(PLUGIN, "Metrics")
+    assert "corrected" in [name for name, _ in finetune._labels_choices()]
+    assert "corrected" in [layer.name for layer in metrics.reference.choices]

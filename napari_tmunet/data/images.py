@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
+# write_mask's mark in a TIFF's JSON ImageDescription (tifffile's shaped metadata):
+# "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
+# opens marked files as Labels again (see ``saved_mask_kind``).
+MASK_MARK = "napari_tmunet_mask"
 
 # Resolutions that image editors write by default without meaning a physical size.
 _SCREEN_DPI = (72.0, 96.0)
@@ -267,7 +271,8 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
 
     Binary masks (max <= 1) become 0/255 uint8 (.png or .tif); instance labels
     (max > 1) need .tif/.tiff and are stored as zlib-compressed uint16, or uint32
-    when the labels exceed 65535.
+    when the labels exceed 65535. TIFFs carry ``MASK_MARK`` so that they reopen as
+    masks (``saved_mask_kind``).
 
     Args:
         path: .png, .tif or .tiff file; its folder is created if missing.
@@ -309,8 +314,33 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
         else:
             import tifffile
 
-            tifffile.imwrite(tmp_name, data, compression="zlib", photometric="minisblack")
+            kind = "binary" if top <= 1 else "instances"
+            tifffile.imwrite(
+                tmp_name,
+                data,
+                compression="zlib",
+                photometric="minisblack",
+                metadata={MASK_MARK: kind},
+            )
     return path
+
+
+def saved_mask_kind(path: str | os.PathLike) -> str | None:
+    """The kind (``"binary"`` or ``"instances"``) of a TIFF ``write_mask`` wrote, else None.
+
+    Never raises.
+    """
+    try:
+        if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+            return None
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shaped = tif.shaped_metadata  # the JSON descriptions tifffile wrote, or None
+        kind = shaped[0].get(MASK_MARK) if shaped else None
+    except Exception:  # unreadable files are the image reader's to report
+        return None
+    return kind if kind in ("binary", "instances") else None
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
