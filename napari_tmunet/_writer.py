@@ -63,14 +63,18 @@ def _as_array(data: Any) -> np.ndarray:
 
 
 def _png_labels(path: Path, labels: np.ndarray, meta: dict) -> np.ndarray:
-    """The labels a PNG (0/255) can hold: a binary output's labels > 0 as foreground.
+    """The labels a PNG (0/255) can hold: a binary output's labels > 0 as foreground, as
+    are those of a layer with one label value (e.g. a 0/255 PNG mask opened as Labels).
 
     Raises:
-        ValueError: instance labels (above 1 in a layer that is not a binary output).
+        ValueError: instance labels (several values in a layer that is not a binary output).
     """
     if (meta.get("metadata") or {}).get("output") == "binary":
         return labels > 0  # e.g. a second object painted as label 2
-    top = int(labels.max()) if labels.size else 0
+    values = np.unique(labels)
+    if np.count_nonzero(values) <= 1:
+        return labels > 0
+    top = int(values[-1])
     if top > 1:
         raise ValueError(
             f"{path.name}: this layer has instance labels (up to {top}), which a PNG mask "

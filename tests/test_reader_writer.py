@@ -504,6 +504,21 @@ def test_writer_refuses_instance_png_naming_the_tif_step(tmp_path):
     assert not path.exists()
 
 
+def test_a_png_mask_opened_as_labels_saves_as_png_again(tmp_path):
+    """A 0/255 PNG mask opened as Labels (napari's reader, no metadata) holds one label
+    value, 255: it is binary and saves as a 0/255 PNG again, not refused as instances."""
+    from PIL import Image
+
+    binary = _sample_masks()["binary"] > 0
+    first = tmp_path / "mask.png"
+    write_labels(str(first), binary.astype(np.uint8), {"metadata": {"output": "binary"}})
+    reopened = np.asarray(Image.open(first))  # as napari's PNG reader gives it
+    assert set(np.unique(reopened)) == {0, 255}
+    again = tmp_path / "mask2.png"
+    write_labels(str(again), reopened, {"metadata": {}})
+    np.testing.assert_array_equal(np.asarray(Image.open(again)), reopened)
+
+
 # --------------------------------------------------------------------------- real files
 needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
 
