@@ -1,4 +1,6 @@
-"""napari reader: TIFF files (stacks, OME, pixel sizes) and ``images/`` + ``masks/`` folders.
+"""napari reader: TIFF files (stacks, OME, pixel sizes), ``images/`` + ``masks/`` folders,
+and folders of images of different sizes (one layer per image: napari's own reader would
+stack them into one layer of the first image's size, which cannot be read or segmented).
 
 TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``) open
 as Labels layers, so a saved correction can be painted, fine-tuned on and scored again.
@@ -58,12 +60,52 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
         paths = [Path(p) for p in paths]
         suffixes = _image_suffixes()
         if len(paths) == 1 and paths[0].is_dir():
-            return read_dataset if _is_dataset_dir(paths[0], suffixes) else None
+            if _is_dataset_dir(paths[0], suffixes):
+                return read_dataset
+            return read_folder if _sizes_differ(_folder_images(paths[0], suffixes)) else None
         if all(_is_image_file(p, FILE_SUFFIXES) for p in paths):
             return read_images
     except Exception:
         return None
     return None
+
+
+def _folder_images(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if _is_image_file(p, suffixes))
+
+
+def _sizes_differ(files: list[Path]) -> bool:
+    """True when the files' headers give more than one (H, W); unreadable ones are skipped
+    (read_folder reports them)."""
+    from .data.images import image_shape
+
+    sizes = set()
+    for path in files[:MAX_DATASET_PAIRS]:
+        try:
+            sizes.add(image_shape(path))
+        except Exception:  # noqa: BLE001 - reported when the folder is read
+            continue
+        if len(sizes) > 1:
+            return True
+    return False
+
+
+def read_folder(path: str | Sequence[str]) -> list[LayerData]:
+    """Read a folder of images of different sizes: one image layer per file, the first
+    visible; unreadable files are notified."""
+    root = Path(path if isinstance(path, str | os.PathLike) else path[0])
+    files = _folder_images(root, _image_suffixes())
+    if len(files) > MAX_DATASET_PAIRS:
+        _notify_warning(
+            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(files)} images; "
+            "open single files for the rest."
+        )
+        files = files[:MAX_DATASET_PAIRS]
+    layers = [layer for layer in read_images(files) if len(layer) == 3]  # not the null sentinel
+    for index, (_, kwargs, _) in enumerate(layers):
+        kwargs["visible"] = index == 0  # the others would cover it
+    return layers or [(None,)]
 
 
 def read_images(path: str | Sequence[str]) -> list[LayerData]:

@@ -536,6 +536,7 @@ class SegmentWidget(OutputLayers, Container):
             self._results.append((image, outcome))
         elif kind == "error":
             _, index, text = message
+            text += _folder_stack_hint(self._jobs[index])
             self._outcome = f"{self._jobs[index].name} failed: {text}"
             show_error(f"Segmenting {self._jobs[index].name} failed: {text}")
 
@@ -736,6 +737,19 @@ def _cutoffs(options: LabelOptions) -> str:
     if options.min_confidence:
         text += f", confidence {options.min_confidence:.2f}"
     return text
+
+
+def _folder_stack_hint(layer: Image) -> str:
+    """For a layer napari's own reader made of a whole folder: why it may fail, what to do."""
+    path = getattr(layer.source, "path", None)
+    if not (path and os.path.isdir(path)):
+        return ""
+    return (
+        f". {layer.name!r} is the folder {path} read as one stack, which napari's own "
+        "reader makes the size of its first image: open the folder again and choose "
+        "napari-tmunet as its reader (one layer per image), or open the files themselves "
+        "(File > Open Files...)"
+    )
 
 
 def _modality(layer: Image) -> str:

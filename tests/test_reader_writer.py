@@ -352,6 +352,39 @@ def test_dataset_folder_through_the_viewer(small_dataset, plugin_manager):
     ]
 
 
+def test_a_folder_of_images_of_different_sizes_opens_one_layer_each(
+    tmp_path, plugin_manager, notifications
+):
+    """A clinic's folder of pictures (the three samples: JPEG, PNG, grey; three sizes):
+    one layer per image, as File > Open Files gives (napari's own folder reader stacks
+    them into one layer of the first one's size, which Segment cannot read); a broken
+    file is reported. A folder of one size is left to napari (a stack of slices)."""
+    from napari.components import ViewerModel
+
+    from napari_tmunet._sample_data import load_sample
+
+    folder = tmp_path / "my clinic images"
+    folder.mkdir()
+    shapes = {}
+    for name, suffix in (("colonoscopy", ".jpg"), ("nuclei", ".png"), ("ultrasound", ".png")):
+        image = load_sample(name)[0]
+        Image.fromarray(image).save(folder / f"{name}{suffix}", quality=95)
+        shapes[name] = image.shape
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    assert len({shape[:2] for shape in shapes.values()}) == 3
+    viewer = ViewerModel()
+    viewer.open(str(folder), plugin="napari-tmunet")
+    assert [(layer.name, layer.data.shape) for layer in viewer.layers] == list(shapes.items())
+    assert [layer.visible for layer in viewer.layers] == [True, False, False]
+    assert any("broken.jpg" in str(n.message) for n in notifications)
+
+    same = tmp_path / "slices"
+    same.mkdir()
+    for index in range(3):
+        Image.fromarray(load_sample("ultrasound")[0]).save(same / f"z{index}.png")
+    assert napari_get_reader(str(same)) is None
+
+
 def test_dataset_with_a_corrupt_image_opens_the_rest(small_dataset, notifications):
     root, _ = small_dataset
     (root / "images" / "1.png").write_bytes(b"not a png")

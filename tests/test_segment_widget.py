@@ -303,6 +303,28 @@ def test_cuda_chosen_without_a_gpu_ends_the_run_with_its_reason(
     assert widget.segment_button.enabled and not widget.cancel_button.enabled
 
 
+def test_a_folder_stacked_by_napari_says_how_to_open_it(dock, qtbot, monkeypatch, tmp_path):
+    """napari's own reader makes a folder of pictures of several sizes one stack of the
+    first one's size; Segment fails on the next frame and says which reader to choose."""
+    from PIL import Image as Picture
+
+    import napari_tmunet._segment_widget as module
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    folder = tmp_path / "my clinic images"
+    folder.mkdir()
+    for name in ("colonoscopy", "ultrasound"):  # 2 sizes, in this order
+        Picture.fromarray(load_sample(name)[0]).save(folder / f"{name}.png")
+    viewer, widget = dock
+    (stack,) = viewer.open(str(folder))  # napari's reader, as viewer.open defaults to
+    widget.image.value = stack
+    widget.segment()
+    wait_done(qtbot, widget)
+    assert messages and f"is the folder {folder}" in messages[-1]
+    assert "choose napari-tmunet as its reader" in messages[-1]
+
+
 def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
     """``python -m napari_tmunet --smoke`` on X (xcb): the figure is coloured at the mask."""
     shot, figure, report = tmp_path / "shot.png", tmp_path / "figure.png", tmp_path / "r.json"
