@@ -98,11 +98,11 @@ class MetricsWidget(Container):
             [
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.compute_button,
+                self.comparison_title,  # above the results: in view when Fine-tune sets it
+                self.comparison_table,
                 self.table,
                 self.export_button,
                 self.status,
-                self.comparison_title,
-                self.comparison_table,
             ]
         )
         for table in (self.table, self.comparison_table):
@@ -292,7 +292,10 @@ class MetricsWidget(Container):
         _fill_table(self.comparison_table, self.comparison)
         shown = bool(self.comparison)
         self.comparison_title.visible = self.comparison_table.visible = shown
+        self.table.visible = bool(self.results) or not shown  # no empty table above it
         self.export_button.enabled = bool(self.rows())
+        if shown:  # a small dock scrolls; the comparison is what the user waits for
+            self.body.scroll_area.ensureWidgetVisible(self.comparison_title.native)
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:

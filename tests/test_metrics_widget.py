@@ -273,6 +273,29 @@ def test_comparison_rows_are_shown_with_a_model_column(widget, masks):
     assert len(widget.rows()) == 4 and len(widget.results) == 2
 
 
+def test_comparison_is_in_view_in_a_short_dock(make_napari_viewer, qtbot):
+    """Three docks share 768 px: Fine-tune's comparison is set in a Metrics dock ~250 px
+    high and must be in view, not below an empty results table and Export."""
+    viewer = make_napari_viewer(show=True)
+    for name in ("Segment", "Fine-tune"):  # the docks a pathologist has open
+        viewer.window.add_plugin_dock_widget(plugin_name="napari-tmunet", widget_name=name)
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    viewer.window._qt_window.resize(1366, 768)
+    qtbot.wait(200)
+    widget.set_comparison(
+        [
+            {"model": "before fine-tuning", "dice": 0.71, "hd95_px": 12.5},
+            {"model": "after fine-tuning", "dice": 0.84, "hd95_px": 6.0},
+        ]
+    )
+    qtbot.wait(200)
+    assert widget.table.native.isHidden()  # no results yet: no empty table
+    table = widget.comparison_table.native
+    assert not table.visibleRegion().isEmpty(), table.visibleRegion().boundingRect()
+
+
 def test_choosers_follow_the_selected_layer(widget, masks):
     viewer, widget = widget
     prediction, reference = masks
