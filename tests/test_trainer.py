@@ -553,6 +553,38 @@ def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
         TrainConfig(empty_repeat=0)
 
 
+@needs_data
+def test_fit_refuses_masks_without_foreground(tmp_path, capsys):
+    """All-black masks (a blank export) would train a model that predicts nothing and
+    score Dice 100 on empty test masks: fit refuses before training, naming the folder;
+    and when only the train part of the split is empty it says so and how to fix it."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "blank"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i in range(1, 7):
+        shutil.copy(CLINIC / "images" / f"{i}.png", data / "images")
+        blank = np.zeros(Image.open(CLINIC / "masks" / f"{i}.tif").size[::-1], np.uint8)
+        Image.fromarray(blank).save(data / "masks" / f"{i}.png")
+    args = ["fit", "--data", str(data), "--variant", "t", "--size", "32", "--steps", "1",
+            "--batch-size", "2", "--device", "cpu", "--no-progress", "--no-efficiency"]  # fmt: skip
+    assert cli.main([*args, "--run-dir", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err
+    assert f"every mask of {data} is empty (6 masks)" in err and "masks/" in err
+    assert not (tmp_path / "r1" / "best.pt").exists()
+
+    (data / "masks" / "6.png").unlink()  # foreground in the test part only
+    shutil.copy(CLINIC / "masks" / "6.tif", data / "masks")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["1", "2", "3", "4"], "valid": ["5"], "test": ["6"]}))
+    assert cli.main([*args, "--split-file", str(split), "--run-dir", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "every training mask of" in err and "only in test" in err and "--split-seed" in err
+
+
 @pytest.mark.slow
 def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
