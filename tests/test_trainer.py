@@ -494,6 +494,34 @@ def test_report_names_the_pooling_axes():
     assert "| MoNuSeg (spatial pooling) | 32 |" in t3 and "| MoNuSeg | 32 |" in t3
 
 
+def test_report_keeps_runs_that_share_a_split_apart():
+    """A smoke test and the real run on split seed 0 are not two split seeds: each gets a
+    row named by its folder and a note names both; other seeds are still pooled."""
+
+    def run(folder, dice, **config):
+        test = {"dice_mean": dice, "iou_mean": dice, "f1": dice, "hd_mean": 10.0}
+        model = ModelConfig.variant("b")
+        return RunResult(Path("runs", folder), "CVCCDB", model, test, config=config)
+
+    runs = [
+        run("smoke", 0.0, split_seed=0, steps=6),
+        run("real", 0.90, split_seed=0, steps=300),
+        run("s1", 0.80, split_seed=1),
+        run("s2", 0.70, split_seed=2),
+    ]
+    text = render_report(runs, tables=(1, 2))
+    assert "| TM-UNet b | - | - | 75.00 ± 7.07 |" in text  # seeds 1 and 2, n 2
+    assert "| TM-UNet b [smoke] | - | - | 0.00 | 0.00 |" in text
+    assert "| TM-UNet b [real] | - | - | 90.00 | 90.00 |" in text
+    assert "| CVCCDB [real] | ✓ | ✓ | ✓ | - | - | 90.00 |" in text
+    assert f"{Path('runs/smoke')}, {Path('runs/real')} share split seed 0" in text
+    # a fixed split: replicates differ in the training seed
+    fixed = [run(f"f{i}", 0.8, split_file="s.json", seed=i // 2) for i in range(3)]
+    text = render_report(fixed, tables=(1,))
+    assert "share s.json with training seed 0" in text and "its own --seed" in text
+    assert "| TM-UNet b [f1] |" in text and "| TM-UNet b | - | - | 80.00 |" in text  # f2
+
+
 def test_cli_help_documents_the_protocol(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
