@@ -494,6 +494,20 @@ def test_report_names_the_pooling_axes():
     assert "| MoNuSeg (spatial pooling) | 32 |" in t3 and "| MoNuSeg | 32 |" in t3
 
 
+@needs_data
+def test_negative_seeds_are_refused_naming_the_flag(tmp_path, capsys):
+    """Before any decoding or run folder, as every other bad value (not numpy's text)."""
+    fit_args = ["fit", "--data", str(CLINIC), "--max-images", "4", "--device", "cpu",
+                "--no-progress", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    for flag in ("--split-seed", "--seed"):
+        assert cli.main([*fit_args, flag, "-3"]) == 2
+        err = capsys.readouterr().err
+        assert f"({flag}): expected an integer >= 0" in err, err
+    assert not (tmp_path / "run").exists()
+    assert cli.main(["evaluate", str(tmp_path / "none.pt"), "--split-seed", "-1"]) == 2
+    assert "--split-seed -1: expected an integer >= 0" in capsys.readouterr().err
+
+
 def test_report_keeps_runs_that_share_a_split_apart():
     """A smoke test and the real run on split seed 0 are not two split seeds: each gets a
     row named by its folder and a note names both; other seeds are still pooled."""
