@@ -5,10 +5,14 @@ named after the image (``<stem>.png``), instance labels as TIFF (``<stem>.tif``)
 of frames gives one mask per frame (``<stem>_z0000.png``, ...). Images whose names would
 give one mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``).
 Nothing already in OUTPUT_DIR is overwritten unless ``--overwrite`` is given; OUTPUT_DIR
-is checked to be writable and locked against a second run before any work. Mode,
-threshold and the least object confidence default to the model's own. Images over the
-pixel budget (``--max-pixels``) are read and segmented in bands (tile mode). Files that
-fail are listed with the reason at the end, and the exit code is then 1.
+is checked to be writable and locked against a second run before any work. Without
+``--model`` each image gets the model for its own modality, as the Segment dock's
+"Segment all" does (``registry.default_model_for``: grey -> ultrasound...), each model
+loaded once; ``--model`` runs one model on every image. Mode, threshold and the least
+object confidence default to the model's own. Images over the pixel budget
+(``--max-pixels``) are read and segmented in bands (tile mode). Files that fail are
+listed with the reason at the end, and the exit code is then 1. Ctrl-C stops with one
+line (exit 130); the masks written are kept and a re-run skips them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from .options import DEVICES
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCK_TASK = "napari-tmunet-predict"
 
 
@@ -42,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=None,
-        help="a shipped model's name or modality (listed below) or a checkpoint file "
-        "(default: the shipped model that suits the first image)",
+        help="a shipped model's name or modality (listed below) or a checkpoint file, run "
+        "on every image (default: each image gets the model for its own modality, as the "
+        "Segment dock's 'Segment all' does)",
     )
     parser.add_argument(
         "--mode",
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except FolderBusyError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before the first image (while loading the model)
+        print("stopped: no mask written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _check_arguments(args) -> str | None:
@@ -181,78 +189,173 @@ def _check_arguments(args) -> str | None:
 
 
 def _predict(args, images: list[Path]) -> int:
-    """Load the model, segment the images not yet done, write their masks."""
-    from tqdm import tqdm
-
-    from . import registry
-    from .batch import segment_each
-    from .checkpoint import CheckpointError
-    from .data.images import ImageReadError, open_image, read_image
-
-    model = args.model
-    if model is None:
-        entries = registry.available_models()
-        if not entries:
-            print(
-                "error: no shipped model is installed; pass --model PATH to a checkpoint "
-                "made by napari-tmunet-train",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        model = entries[0].name
-        try:  # the model that suits the data, judged on the first readable image
-            entry = registry.default_model_for(read_image(images[0]))
-            model = entry.name if entry is not None else model
-        except ImageReadError:
-            pass
-    try:
-        checkpoint = registry.load_model(model, args.device)
-    except (ValueError, RuntimeError, CheckpointError) as err:
-        print(f"error: cannot load model {model!r}: {err}", file=sys.stderr)
+    """Segment the images not yet done, each with its model; write their masks."""
+    kind = "instances" if args.instances else "binary"
+    header = f"napari-tmunet-predict: {len(images)} images, {{model}}, {kind} -> {args.output_dir}"
+    models = _Models(args, header)
+    problem = models.check()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    mode = args.mode or default_mode(model, checkpoint)
-
     suffix = ".tif" if args.instances else ".png"
     stems = output_stems(images)
     todo = [p for p in images if args.overwrite or not _existing(args.output_dir, stems[p], suffix)]
     skipped = [p for p in images if p not in set(todo)]
     failed: list[tuple[Path, str]] = []
-    written = 0
-    print(
-        f"napari-tmunet-predict: {len(images)} images, model {model!r}, mode {mode}, "
-        f"{'instances' if args.instances else 'binary'} -> {args.output_dir}",
-        file=sys.stderr,
-    )
-    jobs = [(lambda p=p: open_image(p, max_pixels=args.max_pixels), None) for p in todo]
-    messages = segment_each(
-        jobs,
-        checkpoint,
-        threshold=args.threshold,
-        min_confidence=args.min_confidence,
-        mode=mode,
-        instances=args.instances,
-        batch_size=args.batch_size,
-        max_pixels=args.max_pixels,
-    )
-    images_bar = tqdm(total=len(todo), unit="image", file=sys.stderr)
-    tiles_bar = tqdm(total=0, unit="tile", file=sys.stderr, leave=False)
-    for kind, index, *rest in messages:
-        path = todo[index]
-        if kind == "progress":
-            _show_tiles(tiles_bar, path, *rest)
-            continue
-        images_bar.update(1)
-        if kind == "error":
-            failed.append((path, rest[0]))
-            continue
+    written, used = 0, Counter()  # masks written; per model
+    if args.model:
+        models.announce(args.model)
+    bars = None  # made once the header (the first model's line) is out, so it stays whole
+    try:
+        for kind, index, *rest in _segment(todo, models, args):
+            path = todo[index]
+            if bars is None and kind != "error":
+                bars = _progress_bars(len(todo), done=len(failed))
+            if kind == "progress":
+                _show_tiles(bars[1], path, *rest)
+                continue
+            if bars is not None:
+                bars[0].update(1)
+            if kind == "error":
+                failed.append((path, rest[0]))
+                continue
+            try:
+                _write_masks(args.output_dir, stems[path], suffix, rest[0].labels)
+                written += 1
+                used[models.model_of[path]] += 1
+            except (ValueError, OSError) as err:
+                failed.append((path, f"{type(err).__name__}: {err}"))
+    except KeyboardInterrupt:
+        _close(bars)
+        print(
+            f"stopped: masks of {written} of {len(todo)} images written to {args.output_dir}; "
+            "run the same command again to continue (images with masks are skipped)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _close(bars)
+    return _report(args.output_dir, len(images), written, skipped, failed, used)
+
+
+class _Models:
+    """The model of each image: ``--model`` for all, else the one for the image's own
+    modality (:func:`registry.default_model_for`, as the Segment dock), each loaded once.
+
+    A line names each model as it is first used; the first such line is the run's
+    ``header``, with ``{model}`` replaced by the model's description.
+    """
+
+    def __init__(self, args, header: str):
+        self.args = args
+        self.header = header  # "" once printed
+        self.loaded: dict[str, tuple] = {}  # model -> (Checkpoint, mode)
+        self.model_of: dict[Path, str] = {}  # image -> its model
+
+    def check(self) -> str | None:
+        """What stops the run before any image (a sentence), or None: the --model that
+        cannot be loaded, a device that is not there, or no model installed."""
+        from . import registry
+        from .checkpoint import CheckpointError
+        from .options import resolve_device
+
         try:
-            _write_masks(args.output_dir, stems[path], suffix, rest[0].labels)
-            written += 1
-        except (ValueError, OSError) as err:
-            failed.append((path, f"{type(err).__name__}: {err}"))
-    tiles_bar.close()
-    images_bar.close()
-    return _report(args.output_dir, len(images), written, skipped, failed)
+            if self.args.model:
+                self.load(self.args.model)
+            else:
+                resolve_device(self.args.device)
+        except (ValueError, RuntimeError, CheckpointError) as err:
+            model = self.args.model
+            return f"cannot load model {model!r}: {err}" if model else str(err)
+        if not self.args.model and not registry.available_models():
+            return (
+                "no shipped model is installed; pass --model PATH to a checkpoint made by "
+                "napari-tmunet-train"
+            )
+        return None
+
+    def load(self, model: str) -> tuple:
+        """(Checkpoint, mode) of a model name or path, loaded on first use."""
+        from . import registry
+
+        if model not in self.loaded:
+            checkpoint = registry.load_model(model, self.args.device)
+            self.loaded[model] = (checkpoint, self.args.mode or default_mode(model, checkpoint))
+        return self.loaded[model]
+
+    def for_image(self, image, path: Path) -> tuple:
+        """(Checkpoint, mode) for one image (an array, or a lazy one for a large TIFF)."""
+        from . import registry
+
+        model = self.args.model
+        if not model:
+            thumb = _thumbnail(image)
+            model = registry.default_model_for(thumb).name
+            if model not in self.loaded:
+                self.load(model)
+                self.announce(
+                    model, f"the {registry.guess_modality(thumb)} images (first: {path.name})"
+                )
+        self.model_of[path] = model
+        return self.load(model)
+
+    def announce(self, model: str, which: str = "") -> None:
+        from tqdm import tqdm
+
+        mode = self.load(model)[1]
+        text = f"model {model!r}, mode {mode}" + (f", for {which}" if which else "")
+        line = (
+            self.header.replace("{model}", text)
+            if self.header
+            else f"napari-tmunet-predict: {text}"
+        )
+        self.header = ""
+        tqdm.write(line, file=sys.stderr)
+
+
+def _thumbnail(image):
+    """A small view of an image's first frame, enough to guess its modality: every k-th
+    pixel of an array in memory (or memory-mapped), the central 1024 x 1024 of a lazy
+    (zarr) one, whose strided view would decode every tile."""
+    import numpy as np
+
+    rgb = image.ndim >= 3 and image.shape[-1] in (3, 4)
+    h, w = image.shape[-3:-1] if rgb else image.shape[-2:]
+    lead = (0,) * (image.ndim - (3 if rgb else 2))  # a stack: its first frame
+    if isinstance(image, np.ndarray):
+        step = max(1, max(h, w) // 256)
+        rows = cols = slice(None, None, step)
+    else:
+        side = 1024
+        rows = slice(max(0, (h - side) // 2), max(0, (h - side) // 2) + side)
+        cols = slice(max(0, (w - side) // 2), max(0, (w - side) // 2) + side)
+    return np.asarray(image[(*lead, rows, cols)])  # (h, w[, C])
+
+
+def _segment(todo: list[Path], models: _Models, args):
+    """``batch.segment_each``'s messages for every image of ``todo``, each segmented with
+    its own model; an image that cannot be read (or its model loaded) is an error message."""
+    from .batch import RECOVERABLE, segment_each
+    from .data.images import open_image
+
+    for index, path in enumerate(todo):
+        try:
+            image = open_image(path, max_pixels=args.max_pixels)
+            checkpoint, mode = models.for_image(image, path)
+        except RECOVERABLE as err:
+            yield ("error", index, f"{type(err).__name__}: {err}")
+            continue
+        messages = segment_each(
+            [(image, None)],
+            checkpoint,
+            threshold=args.threshold,
+            min_confidence=args.min_confidence,
+            mode=mode,
+            instances=args.instances,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+        )
+        for kind, _, *rest in messages:
+            yield (kind, index, *rest)
 
 
 def default_mode(model: str, checkpoint) -> str:
@@ -265,6 +368,19 @@ def _existing(output_dir: Path, stem: str, suffix: str) -> list[Path]:
     return sorted(output_dir.glob(f"{_glob_escape(stem)}{suffix}")) + sorted(
         output_dir.glob(f"{_glob_escape(stem)}_z[0-9][0-9][0-9][0-9]{suffix}")
     )
+
+
+def _progress_bars(total: int, done: int) -> tuple:
+    """The images bar and the current image's tiles bar below it."""
+    from tqdm import tqdm
+
+    images = tqdm(total=total, initial=done, unit="image", file=sys.stderr)
+    return images, tqdm(total=0, unit="tile", file=sys.stderr, leave=False)
+
+
+def _close(bars: tuple | None) -> None:
+    for bar in reversed(bars or ()):
+        bar.close()
 
 
 def _show_tiles(bar, path: Path, done: int, total: int) -> None:
@@ -285,8 +401,11 @@ def _write_masks(output_dir: Path, stem: str, suffix: str, labels) -> None:
             write_mask(output_dir / f"{stem}_z{z:04d}{suffix}", frame)
 
 
-def _report(output_dir: Path, n_images: int, written: int, skipped, failed) -> int:
-    print(f"{written} of {n_images} images segmented into {output_dir}", file=sys.stderr)
+def _report(output_dir: Path, n_images: int, written: int, skipped, failed, used) -> int:
+    by_model = ""
+    if len(used) > 1:  # a mixed folder: which model did how many
+        by_model = " (" + ", ".join(f"{n} with {m!r}" for m, n in used.most_common()) + ")"
+    print(f"{written} of {n_images} images segmented into {output_dir}{by_model}", file=sys.stderr)
     if skipped:
         print(
             f"{len(skipped)} skipped: their masks already exist in {output_dir} (pass "

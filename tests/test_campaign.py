@@ -175,6 +175,24 @@ def test_plans_merge_in_order_with_their_own_common_args(tmp_path):
     assert not list(root.glob("supervisor.log"))  # nothing started
 
 
+def test_a_wrong_plan_or_root_is_one_line_and_writes_nothing(tmp_path):
+    """A mistyped --plan, a plan that is not one, or a --root without a campaign: a
+    SystemExit naming the path (one line, exit 1), and no --out or STOP left behind."""
+    root, out = tmp_path / "no-campaign", tmp_path / "out"
+    start = ["start", "--root", str(root), "--data", str(tmp_path), "--plan"]
+    with pytest.raises(SystemExit, match=f"plan file {tmp_path / 'plna.json'} does not exist"):
+        campaign.main([*start, str(tmp_path / "plna.json")])
+    (tmp_path / "notes.json").write_text('{"common": []}')
+    with pytest.raises(SystemExit, match="notes.json: expected .*missing 'runs'"):
+        campaign.main([*start, str(tmp_path / "notes.json")])
+    root.mkdir()
+    for args in (["collect", "--out", str(out)], ["collect", "--new", "--out", str(out)],
+                 ["finish", "--wait", "1"]):  # fmt: skip
+        with pytest.raises(SystemExit, match=f"{root} holds no campaign .*check --root"):
+            campaign.main([args[0], "--root", str(root), *args[1:]])
+    assert not out.exists() and not list(root.iterdir())
+
+
 @pytest.mark.parametrize(
     "plan", sorted((REPO / "bench/plans").glob("*.json")), ids=lambda p: p.name
 )

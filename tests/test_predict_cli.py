@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from _paths import DATASETS
+from _paths import DATASETS, REPO
+from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet.checkpoint import save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
@@ -51,6 +52,7 @@ def test_predict_folder_reports_the_corrupt_file(folders, checkpoint, capsys):
     argv = [str(images), str(masks), "--model", str(checkpoint), "--device", "cpu"]
     assert main(argv) == 1  # one file failed
     err = capsys.readouterr().err
+    assert f"4 images, model {str(checkpoint)!r}, mode resize, binary" in err
     assert "3 of 4 images segmented" in err and "1 failed" in err
     assert "broken.png" in err and "cannot decode" in err
     written = sorted(p.name for p in masks.iterdir())
@@ -107,3 +109,64 @@ def test_min_confidence_hides_what_the_model_is_unsure_of(tmp_path):
     assert main([str(images), str(tmp_path / "strict"), *model, "--min-confidence", "0.999"]) == 0
     own = read_image(tmp_path / "own" / "lesion.png")
     assert own.any() and not read_image(tmp_path / "strict" / "lesion.png").any()
+
+
+def test_each_image_gets_the_model_for_its_modality(tmp_path, monkeypatch, capsys):
+    """Without --model, as the dock's "Segment all": an unreadable first file does not
+    decide anything, a mixed folder gets each image's own model (each loaded once), and
+    the header and summary name them."""
+    from napari_tmunet import registry
+
+    samples = REPO / "napari_tmunet" / "samples"
+    images = tmp_path / "clinic"
+    images.mkdir()
+    scan = (samples / "ultrasound_image.png").read_bytes()
+    (images / "0_export.png").write_bytes(scan[:3000])  # cut short; sorts first
+    shutil.copy(samples / "ultrasound_image.png", images / "a_scan.png")
+    shutil.copy(samples / "colonoscopy_image.png", images / "b_polyp.png")
+    shutil.copy(samples / "ultrasound_image.png", images / "c_scan.png")
+    loads = []
+    monkeypatch.setattr(
+        registry, "load_model", lambda m, d, load=registry.load_model: loads.append(m) or load(m, d)
+    )
+    assert main([str(images), str(tmp_path / "masks"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    header = "4 images, model 'TM-UNet ultrasound', mode resize, for the ultrasound images (first"
+    assert header in err and "for the colonoscopy images (first: b_polyp.png)" in err
+    assert "(2 with 'TM-UNet ultrasound', 1 with 'TM-UNet colonoscopy')" in err
+    assert "0_export.png" in err and sorted(loads) == ["TM-UNet colonoscopy", "TM-UNet ultrasound"]
+    for name, modality in (("a_scan", "ultrasound"), ("b_polyp", "colonoscopy")):
+        truth = read_image(samples / f"{modality}_mask.png")
+        assert (
+            dice(read_image(tmp_path / "masks" / f"{name}.png"), truth) > SAMPLE_MIN_DICE[modality]
+        )
+
+
+def test_ctrl_c_stops_with_one_line_and_a_rerun_continues(folders, checkpoint, monkeypatch, capsys):
+    """Ctrl-C on the second image: exit 130 and one line saying how many masks were written
+    and that running again continues; the written mask is kept and the folder unlocked."""
+    from napari_tmunet import batch
+
+    images, masks = folders
+    (images / "broken.png").unlink()
+    calls = []
+
+    def segment(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = batch.segment
+    monkeypatch.setattr(batch, "segment", segment)
+    argv = [str(images), str(masks), "--model", str(checkpoint), "--device", "cpu"]
+    try:
+        assert main(argv) == 130
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended napari-tmunet-predict with a traceback")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"stopped: masks of 1 of 3 images written to {masks}; run the same command again" in err
+    assert [p.name for p in masks.iterdir()] == ["CVC-ClinicDB_1.png"]
+    assert main(argv) == 0  # not locked; the written mask is skipped
+    assert "1 skipped" in capsys.readouterr().err and len(list(masks.iterdir())) == 3

@@ -494,6 +494,48 @@ def test_report_names_the_pooling_axes():
     assert "| MoNuSeg (spatial pooling) | 32 |" in t3 and "| MoNuSeg | 32 |" in t3
 
 
+@needs_data
+def test_negative_seeds_are_refused_naming_the_flag(tmp_path, capsys):
+    """Before any decoding or run folder, as every other bad value (not numpy's text)."""
+    fit_args = ["fit", "--data", str(CLINIC), "--max-images", "4", "--device", "cpu",
+                "--no-progress", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    for flag in ("--split-seed", "--seed"):
+        assert cli.main([*fit_args, flag, "-3"]) == 2
+        err = capsys.readouterr().err
+        assert f"({flag}): expected an integer >= 0" in err, err
+    assert not (tmp_path / "run").exists()
+    assert cli.main(["evaluate", str(tmp_path / "none.pt"), "--split-seed", "-1"]) == 2
+    assert "--split-seed -1: expected an integer >= 0" in capsys.readouterr().err
+
+
+def test_report_keeps_runs_that_share_a_split_apart():
+    """A smoke test and the real run on split seed 0 are not two split seeds: each gets a
+    row named by its folder and a note names both; other seeds are still pooled."""
+
+    def run(folder, dice, **config):
+        test = {"dice_mean": dice, "iou_mean": dice, "f1": dice, "hd_mean": 10.0}
+        model = ModelConfig.variant("b")
+        return RunResult(Path("runs", folder), "CVCCDB", model, test, config=config)
+
+    runs = [
+        run("smoke", 0.0, split_seed=0, steps=6),
+        run("real", 0.90, split_seed=0, steps=300),
+        run("s1", 0.80, split_seed=1),
+        run("s2", 0.70, split_seed=2),
+    ]
+    text = render_report(runs, tables=(1, 2))
+    assert "| TM-UNet b | - | - | 75.00 ± 7.07 |" in text  # seeds 1 and 2, n 2
+    assert "| TM-UNet b [smoke] | - | - | 0.00 | 0.00 |" in text
+    assert "| TM-UNet b [real] | - | - | 90.00 | 90.00 |" in text
+    assert "| CVCCDB [real] | ✓ | ✓ | ✓ | - | - | 90.00 |" in text
+    assert f"{Path('runs/smoke')}, {Path('runs/real')} share split seed 0" in text
+    # a fixed split: replicates differ in the training seed
+    fixed = [run(f"f{i}", 0.8, split_file="s.json", seed=i // 2) for i in range(3)]
+    text = render_report(fixed, tables=(1,))
+    assert "share s.json with training seed 0" in text and "its own --seed" in text
+    assert "| TM-UNet b [f1] |" in text and "| TM-UNet b | - | - | 80.00 |" in text  # f2
+
+
 def test_cli_help_documents_the_protocol(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
@@ -551,6 +593,38 @@ def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
     assert all(math.isfinite(r["train_loss"]) for r in _records(tmp_path / "run"))
     with pytest.raises(ValueError, match="empty_repeat=0"):
         TrainConfig(empty_repeat=0)
+
+
+@needs_data
+def test_fit_refuses_masks_without_foreground(tmp_path, capsys):
+    """All-black masks (a blank export) would train a model that predicts nothing and
+    score Dice 100 on empty test masks: fit refuses before training, naming the folder;
+    and when only the train part of the split is empty it says so and how to fix it."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "blank"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i in range(1, 7):
+        shutil.copy(CLINIC / "images" / f"{i}.png", data / "images")
+        blank = np.zeros(Image.open(CLINIC / "masks" / f"{i}.tif").size[::-1], np.uint8)
+        Image.fromarray(blank).save(data / "masks" / f"{i}.png")
+    args = ["fit", "--data", str(data), "--variant", "t", "--size", "32", "--steps", "1",
+            "--batch-size", "2", "--device", "cpu", "--no-progress", "--no-efficiency"]  # fmt: skip
+    assert cli.main([*args, "--run-dir", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err
+    assert f"every mask of {data} is empty (6 masks)" in err and "masks/" in err
+    assert not (tmp_path / "r1" / "best.pt").exists()
+
+    (data / "masks" / "6.png").unlink()  # foreground in the test part only
+    shutil.copy(CLINIC / "masks" / "6.tif", data / "masks")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["1", "2", "3", "4"], "valid": ["5"], "test": ["6"]}))
+    assert cli.main([*args, "--split-file", str(split), "--run-dir", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "every training mask of" in err and "only in test" in err and "--split-seed" in err
 
 
 @pytest.mark.slow

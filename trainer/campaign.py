@@ -49,8 +49,19 @@ POLL_S = 5
 
 
 def load_plan(path: Path) -> dict:
-    plan = json.loads(path.read_text())
-    names = [r["name"] for r in plan["runs"]]
+    """A plan file, checked (exits with one line naming the file when it is not usable)."""
+    try:
+        plan = json.loads(path.read_text())
+        names = [r["name"] for r in plan["runs"]]
+    except FileNotFoundError:
+        raise SystemExit(f"plan file {path} does not exist: check the --plan path") from None
+    except (OSError, ValueError) as error:  # unreadable, or not JSON
+        raise SystemExit(f"plan file {path} cannot be read: {error}") from None
+    except (KeyError, TypeError) as error:
+        raise SystemExit(
+            f"plan file {path}: expected {{'runs': [{{'name': ..., 'args': [...]}}, ...]}} "
+            f"(missing {error})"
+        ) from None
     if len(set(names)) != len(names):
         raise SystemExit(f"{path}: run names must be unique")
     for run in plan["runs"]:
@@ -82,6 +93,18 @@ def merge_plans(paths: list[Path], only: list[str] | None = None) -> dict:
     if twice:
         raise SystemExit(f"run names must be unique over the plans; more than once: {twice}")
     return merged
+
+
+def campaign_file(root: Path, name: str) -> Path:
+    """``root/name`` (plan.json, state.json) of a started campaign; exits with one line
+    when ``root`` holds none, before anything is written."""
+    path = root / name
+    if not path.is_file():
+        raise SystemExit(
+            f"{root} holds no campaign (no {name}): check --root, or start one with "
+            "`python -m trainer.campaign start`"
+        )
+    return path
 
 
 def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
@@ -244,8 +267,8 @@ def cmd_status(args) -> None:
 def cmd_finish(args) -> None:
     """Stop the supervisor from starting more; SIGTERM running fits (clean stop), test them."""
     root = Path(args.root)
+    state = json.loads(campaign_file(root, "state.json").read_text())
     (root / "STOP").touch()
-    state = json.loads((root / "state.json").read_text())
     for st in state.values():
         if st["state"] == "running":
             try:
@@ -274,8 +297,8 @@ def cmd_collect(args) -> None:
     from napari_tmunet.storage import write_json
 
     root, out = Path(args.root), Path(args.out)
+    plan = load_plan(campaign_file(root, "plan.json"))
     out.mkdir(parents=True, exist_ok=True)
-    plan = load_plan(root / "plan.json")
     for run in plan["runs"]:
         run_dir = root / "runs" / run["name"]
         eff = root / "efficiency" / f"{run.get('efficiency')}.json"
@@ -315,8 +338,8 @@ def cmd_collect_new(args) -> None:
     from napari_tmunet.storage import write_json
 
     root, out = Path(args.root), Path(args.out)
+    state = json.loads(campaign_file(root, "state.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    state = json.loads((root / "state.json").read_text())
     done_file = root / "collected.json"
     collected = json.loads(done_file.read_text()) if done_file.is_file() else []
     ended = [n for n, st in state.items() if st["state"] in ("done", "stopped", "failed")]
@@ -383,7 +406,9 @@ def _save_half(checkpoint: Path, path: Path) -> Path:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.campaign", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("start", "supervise"):
         p = sub.add_parser(name)

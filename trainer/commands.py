@@ -278,6 +278,8 @@ def cmd_evaluate(args) -> int:
     from napari_tmunet.training.run_data import load_dataset
     from napari_tmunet.training.run_folder import dataset_label
 
+    if args.split_seed is not None and args.split_seed < 0:  # as TrainConfig, before any work
+        raise ValueError(f"--split-seed {args.split_seed}: expected an integer >= 0")
     ckpt_path = Path(args.checkpoint)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(ckpt_path, device)

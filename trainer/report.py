@@ -4,7 +4,10 @@ A run folder is what ``fit`` writes: ``config.json`` (TrainConfig), ``run_info.j
 (resolved model config) and ``summary.json`` (test aggregate and efficiency); a folder
 without ``summary.json`` but with ``eval-test-*.json`` files (from ``napari-tmunet-train
 evaluate``) uses the newest of those. Several runs of one model on one dataset (split
-seeds) are shown as mean +- std over the runs, with the run count.
+seeds) are shown as mean +- std over the runs, with the run count. Runs of one model on
+one dataset that share a split (its seed, or one split file with one training seed) are
+not independent replicates: each gets a row of its own, named by its folder, and a note
+says why (``separate_shared_splits``).
 
 - Table 1: rows = models; columns FLOPs (MACs as the paper counts them, thop), FPS at
   batch 1, then Dice / IoU / F1 / HD per dataset, in percent (HD in pixels at the
@@ -22,7 +25,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from napari_tmunet.config import VARIANTS, ModelConfig
@@ -81,12 +84,13 @@ class RunResult:
     test: dict
     efficiency: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    apart: str = ""  # the folder shown when the run is not pooled with the others
 
     @property
     def label(self) -> str:
         from napari_tmunet.config import model_label
 
-        return model_label(self.model)
+        return model_label(self.model) + (f" [{self.apart}]" if self.apart else "")
 
 
 def canonical_dataset(name: str) -> str:
@@ -165,6 +169,50 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[RunResult], l
         else:
             runs.append(run)
     return runs, missing
+
+
+def split_of(run: RunResult) -> str:
+    """What makes a run a replicate: its random split's seed, or (for a fixed split,
+    where only training varies) the split and the training seed."""
+    config = run.config
+    if config.get("split_file") or config.get("official_split"):
+        split = config.get("split_file") or "the official split"
+        return f"{split} with training seed {config.get('seed', 0)}"
+    return f"split seed {config.get('split_seed', 0)}"
+
+
+def separate_shared_splits(runs: Sequence[RunResult]) -> tuple[list[RunResult], list[str]]:
+    """The runs with those that share a split with another run of their model and dataset
+    set apart (``apart`` = their folder), and one note per such set.
+
+    Their mean +- std would pass for a spread over split seeds while it only measures,
+    say, a smoke test against the real run; shown apart, nothing is hidden or dropped.
+    """
+    out, notes = list(runs), []
+    by_model = _group(range(len(out)), lambda i: (out[i].dataset, out[i].label))
+    for (dataset, label), indices in by_model.items():
+        for split, shared in _group(indices, lambda i: split_of(out[i])).items():
+            if len(shared) < 2:
+                continue
+            names = _folder_names([out[i].path for i in shared])
+            for i, name in zip(shared, names, strict=True):
+                out[i] = replace(out[i], apart=name)
+            flag = "--split-seed" if split.startswith("split seed") else "--seed"
+            notes.append(
+                f"{label} on {dataset}: {', '.join(str(out[i].path) for i in shared)} share "
+                f"{split}, so they are shown apart, not averaged as replicates; to pool "
+                f"replicates, give each run its own {flag} (and leave smoke tests out)."
+            )
+    return out, notes
+
+
+def _folder_names(paths: Sequence[Path]) -> list[str]:
+    """The shortest distinct trailing parts of the paths ("r1", "a/run" vs "b/run")."""
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 # ------------------------------------------------------------------------ formatting
@@ -280,13 +328,14 @@ def table2(runs: Sequence[RunResult], paper: bool = False) -> str:
     for dataset in _datasets(chosen):
         groups = _group(
             [r for r in chosen if r.dataset == dataset],
-            lambda r: (r.model.use_xlstm, _pooling_mark(r.model), r.model.use_dwconv),
+            lambda r: (r.model.use_xlstm, _pooling_mark(r.model), r.model.use_dwconv, r.apart),
         )
-        for key in sorted(groups, key=lambda k: (sum(map(bool, k)), k)):
+        for key in sorted(groups, key=lambda k: (sum(map(bool, k[:3])), k)):
             g = groups[key]
-            x, pooling, dw = key
+            x, pooling, dw, apart = key
+            name = f"{dataset} [{apart}]" if apart else dataset
             rows.append(
-                [dataset, _tick(x), pooling, _tick(dw), _flops(g), _fps(g), *_scores(g), _count(g)]
+                [name, _tick(x), pooling, _tick(dw), _flops(g), _fps(g), *_scores(g), _count(g)]
             )
     return _table(header, rows)
 
@@ -307,11 +356,12 @@ def table3(runs: Sequence[RunResult], paper: bool = False) -> str:
     for dataset in _datasets(chosen):
         groups = _group(
             [r for r in chosen if r.dataset == dataset],
-            lambda r: (r.model.pooling, r.model.channels),
+            lambda r: (r.model.pooling, r.model.channels, r.apart),
         )
-        for pooling, channels in sorted(groups):
-            g = groups[pooling, channels]
+        for pooling, channels, apart in sorted(groups):
+            g = groups[pooling, channels, apart]
             name = dataset if pooling == ModelConfig().pooling else f"{dataset} ({pooling} pooling)"
+            name += f" [{apart}]" if apart else ""
             rows.append([name, *map(str, channels), _flops(g), _fps(g), *_scores(g), _count(g)])
     return _table(header, rows)
 
@@ -371,7 +421,9 @@ def render_report(
     paper: bool = False,
     missing: Sequence[Path] = (),
 ) -> str:
-    """The Markdown report: the chosen tables with a short legend."""
+    """The Markdown report: the chosen tables with a short legend (runs that share a
+    split are shown apart, see :func:`separate_shared_splits`)."""
+    runs, notes = separate_shared_splits(runs)
     parts = []
     devices = sorted({r.efficiency.get("device", "") for r in runs if r.efficiency} - {""})
     legend = (
@@ -393,6 +445,7 @@ def render_report(
     if 4 in tables:
         parts += ["### Native resolution, HD95, empty predictions", "", table_native(runs), ""]
     parts.append(legend)
+    parts += [f"\nNot pooled: {note}" for note in notes]
     if missing:
         parts += ["", "Runs without test results: " + ", ".join(str(m) for m in missing)]
     return "\n".join(parts) + "\n"

@@ -204,6 +204,9 @@ class TrainConfig:
             problems.append(f"in_channels={self.in_channels}: expected 0 (auto), 1 or 3")
         if len(self.mean) != len(self.std):
             problems.append(f"mean={self.mean}, std={self.std}: expected equal lengths")
+        for name, flag in (("split_seed", "--split-seed"), ("seed", "--seed")):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} ({flag}): expected an integer >= 0")
         if self.eval_every < 1 or self.eval_batch_size < 1 or self.lr_decay_every < 0:
             problems.append("eval_every and eval_batch_size must be >= 1, lr_decay_every >= 0")
         if self.resume and self.overwrite:

@@ -54,7 +54,7 @@ from ..storage import folder_lock, jsonable, write_json
 from .batches import Augment, TrainingImages
 from .config import TrainConfig
 from .distributed import DistContext, synchronise_batchnorm, unused_parameters, unwrap
-from .run_data import load_dataset, resolve_run_split
+from .run_data import check_foreground, load_dataset, resolve_run_split
 from .run_folder import (
     RunDirError,
     RunLog,
@@ -255,6 +255,9 @@ class Trainer:
         self.parts = {k: [self.cache[index[n]] for n in v] for k, v in self.split.items()}
         if not self.parts["train"]:
             raise DatasetError("the split has no training images")
+        where = self.cache.source or cfg.data or "the dataset"
+        fix = "nothing to learn from; check that masks/ marks the foreground non-zero (white)"
+        check_foreground({k: [item.mask for item in v] for k, v in self.parts.items()}, where, fix)
         logger.info(
             "dataset %s: %d train, %d valid, %d test; mask rules %s",
             self.cache.source or cfg.data,

@@ -186,13 +186,15 @@ def write_dataset(
         ValueError: no data, or every mask empty.
     """
     from ..data.datasets import check_pair, find_pairs, save_split
+    from .run_data import check_foreground
 
     data_dir = Path(data_dir)
     copied = find_pairs(folder) if folder else []
     if not pairs and not copied:
         raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
-    if pairs and not copied and not any(np.any(p.labels) for p in pairs):
-        raise ValueError("every mask is empty: paint (or correct) some foreground first")
+    if pairs and not copied:
+        fix = "paint (or correct) some foreground first"
+        check_foreground({"train": [p.labels for p in pairs]}, "the Labels layers", fix)
     used: set[str] = set()
 
     def unique(name: str) -> str:

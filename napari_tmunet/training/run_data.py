@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ..data.cache import NativeCache, decode_folder, load_cache
 from ..data.datasets import DatasetError, load_split, make_split, resolve_split, split_from_lists
@@ -60,3 +63,31 @@ def resolve_run_split(
         return resolve_split(lists, names, seed=config.split_seed, source=str(root))
     split = make_split(names, config.split_seed, config.split_ratios, groups=cache.groups)
     return split, [f"random split {config.split_ratios} with seed {config.split_seed}"]
+
+
+def check_foreground(
+    masks_by_part: Mapping[str, Sequence[np.ndarray]], where: str, fix: str
+) -> None:
+    """Refuse training data whose masks hold no foreground at all, or none in ``"train"``.
+
+    Trained on empty masks a model learns to predict nothing, and scores a perfect Dice
+    on empty test masks, so such data is refused before any work.
+
+    Args:
+        masks_by_part: the masks of each part of the data (``"train"``, ``"valid"``...).
+        where: the data, as the message names it (a folder, "the painted layers"...).
+        fix: what the user should do when every mask is empty.
+    Raises:
+        DatasetError: every mask is empty, or every training mask is.
+    """
+    has = {part: any(np.any(m) for m in masks) for part, masks in masks_by_part.items()}
+    n = {part: len(masks) for part, masks in masks_by_part.items()}
+    if not any(has.values()):
+        raise DatasetError(f"every mask of {where} is empty ({sum(n.values())} masks): {fix}")
+    if not has.get("train", True):
+        with_fg = " and ".join(part for part, fg in has.items() if fg)
+        raise DatasetError(
+            f"every training mask of {where} is empty ({n['train']} in the train part; the "
+            f"foreground is only in {with_fg}): use another split seed (--split-seed) or a "
+            "split file (--split-file) that puts images with foreground into train"
+        )
