@@ -281,7 +281,8 @@ class FinetuneWidget(LivePlot, Container):
             return
         if row.user_choice and current is not None and not refit and fits(image, current):
             return
-        guess = guess_labels(image, [la for _, la in self._labels_choices()])
+        shown = None if refit else current  # of the row's previous image after a refit
+        guess = guess_labels(image, [la for _, la in self._labels_choices()], shown)
         if guess is not current:
             row._filling = True
             try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 # Every dock must fit a 1366 x 768 screen beside napari's own panels: this wide at most,
@@ -29,6 +30,30 @@ def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwar
     worker = create_worker(function, *args, _connect=connect, _start_thread=False, **kwargs)
     worker.start()
     return worker
+
+
+@contextlib.contextmanager
+def keeping_layers(choosers: Sequence) -> Iterator[None]:
+    """Keep each layer chooser (a magicgui ComboBox) on its layer while its choices refresh.
+
+    napari refreshes a dock's choices on every layer-list event, renames included, and
+    magicgui keeps a ComboBox's current item by its *text*: a renamed layer would lose its
+    place to the first entry (or the empty one). Inside this block the choosers' ``changed``
+    is held; after it each chooser gets its layer back, by identity, when that is still
+    offered, and ``changed`` fires only for a chooser whose layer really changed (e.g. it
+    was removed).
+    """
+    before = [(chooser, chooser.value) for chooser in choosers]
+    with contextlib.ExitStack() as held:
+        for chooser, _ in before:
+            held.enter_context(chooser.changed.blocked())
+        yield
+        for chooser, layer in before:
+            if layer is not None and any(choice is layer for choice in chooser.choices):
+                chooser.value = layer
+    for chooser, layer in before:
+        if chooser.value is not layer:
+            chooser.changed.emit(chooser.value)
 
 
 class Eta:

@@ -312,6 +312,44 @@ def test_an_edited_output_then_the_reference_mask_then_the_model_output(make_nap
     assert row.mask.value is output  # edited: the correction
 
 
+def test_choosers_stay_on_a_renamed_layer(make_napari_viewer, qtbot):
+    """napari refreshes the docks' choices on a rename, and magicgui keeps a chooser's item
+    by its text: Segment's Image chooser and each pair's choosers must stay on their layers
+    under the new names (Segment then segments the renamed image, and its unedited output
+    does not displace the renamed reference mask)."""
+    from napari_tmunet._sample_data import load_sample
+
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    image, mask = load_sample("nuclei")
+    a = viewer.add_image(image, name="A", rgb=True)
+    b = viewer.add_image(np.ascontiguousarray(image[::-1]), name="B", rgb=True)
+    mask_a = viewer.add_labels(mask, name="A mask")
+    mask_b = viewer.add_labels(np.ascontiguousarray(mask[::-1]), name="B mask")
+    segment.image.value = b
+    tune.add_pair_button.native.click()
+
+    def pairs():
+        return [(row.image.value, row.mask.value) for row in tune.rows]
+
+    assert pairs() == [(a, mask_a), (b, mask_b)]
+    moved = []
+    segment.image.changed.connect(moved.append)
+    b.name = "slide 7 region A"
+    mask_b.name = "slide 7 corrected"
+    assert segment.image.value is b and moved == []
+    assert pairs() == [(a, mask_a), (b, mask_b)]
+    assert tune.rows[1].mask.current_choice == "slide 7 corrected"
+    assert tune.rows[1].image.tooltip.startswith("slide 7 region A\n")
+    segment.segment_button.native.click()
+    qtbot.waitUntil(lambda: not segment.running, timeout=60_000)
+    assert segment.last_layer.name == "slide 7 region A labels"
+    assert pairs() == [(a, mask_a), (b, mask_b)]
+    viewer.layers.remove(mask_b)  # a removed layer still leaves its chooser
+    assert tune.rows[1].mask.value is segment.last_layer
+
+
 def test_long_names_that_share_a_beginning_stay_apart(make_napari_viewer):
     """Narrow choosers elide in the middle, and their tooltips hold the full names."""
     viewer = make_napari_viewer()
