@@ -101,6 +101,7 @@ class FinetuneWidget(LivePlot, Container):
         self.history: dict[str, list] = {"loss": [], "eval": []}
         self.step = 0
         self._busy = False
+        self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._stop_event = threading.Event()
         self._eta = Eta()
         self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
@@ -210,6 +211,8 @@ class FinetuneWidget(LivePlot, Container):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.active.subscribe(self._on_active_changed)
+        # a lambda, not a method: Qt calls it while the widget is being destroyed
+        self.native.destroyed.connect(lambda *_: self._on_closed())
 
     # --- pairs -------------------------------------------------------------------------
 
@@ -489,6 +492,14 @@ class FinetuneWidget(LivePlot, Container):
             self._stop_event.set()
             self.status.value = "stopping: evaluating and saving..."
 
+    def _on_closed(self) -> None:
+        """The dock's widgets are gone: stop a run as Stop does (it saves last.pt, so the
+        run can be resumed), and leave the widgets alone from now on."""
+        self._closed = True
+        self._stop_event.set()
+        for signal in (self._relay.stepped, self._relay.evaluated, self._relay.phase):
+            signal.disconnect()
+
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         self.result, self.error, self.step = None, "", 0
         if not keep_history:
@@ -502,9 +513,9 @@ class FinetuneWidget(LivePlot, Container):
         self._set_folder(job.run_dir)  # shown, for Resume
         relay = self._relay
         callbacks = {
-            "on_step": lambda step, total, loss: _emit(relay.stepped, step, total, float(loss)),
-            "on_eval": lambda record: _emit(relay.evaluated, dict(record)),
-            "on_phase": lambda text: _emit(relay.phase, str(text)),
+            "on_step": lambda step, total, loss: _emit(relay, "stepped", step, total, float(loss)),
+            "on_eval": lambda record: _emit(relay, "evaluated", dict(record)),
+            "on_phase": lambda text: _emit(relay, "phase", str(text)),
         }
         self._busy = True
         self._update_buttons()
@@ -561,8 +572,11 @@ class FinetuneWidget(LivePlot, Container):
         self._redraw(force=True)
 
     def _on_returned(self, result: dict):
-        """Compare old and new; make the new model active only when it is not worse."""
+        """Compare old and new; make the new model active only when it is not worse (not
+        once the dock is closed: the run folder keeps the checkpoints)."""
         self.result = result
+        if self._closed:
+            return
         self._show_comparison(result["rows"])
         old, new = result["old"], result["new"]
         state = "stopped" if result["stopped"] else "finished"
@@ -602,12 +616,16 @@ class FinetuneWidget(LivePlot, Container):
 
     def _on_error(self, err: Exception):
         self.error = f"{type(err).__name__}: {err}"
+        if self._closed:
+            return
         self.status.value = f"failed: {self.error}"
         show_error(f"Fine-tuning failed: {self.error}")
 
     def _on_finished(self):
         self._busy = False
         self.worker = None
+        if self._closed:
+            return
         self.eta.value = ""  # nothing is left to wait for
         self._update_buttons()
         self._redraw(force=True)
@@ -627,10 +645,11 @@ class FinetuneWidget(LivePlot, Container):
 # ------------------------------------------------------------------------- helpers
 
 
-def _emit(signal, *args) -> None:
-    """Emit from the training thread; a closed widget must not stop the training."""
+def _emit(relay: _Relay, name: str, *args) -> None:
+    """Emit the relay's signal ``name`` from the training thread; a closed widget must not
+    stop the training (reading the signal off a deleted relay raises too)."""
     try:
-        signal.emit(*args)
+        getattr(relay, name).emit(*args)
     except RuntimeError:  # the relay's C++ object is gone (dock closed)
         pass
 

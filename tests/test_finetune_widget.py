@@ -574,6 +574,26 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     assert not tune.resume_button.enabled
 
 
+def test_closing_napari_stops_a_run_as_stop_does(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, the real engine and the shipped model: napari closed at step 2 stops
+    the run (last.pt saved, so ``fit --resume`` can go on); no slot touches the deleted
+    widgets (pytest-qt fails the test on an exception raised in one), and the training
+    thread keeps running to its end."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_slide_and_correction(viewer)
+    set_options(tune, tmp_path / "run", steps=200, lr=1e-4)
+    tune.batch_size.value = 1
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 2, timeout=60_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.error == ""
+    last = load_checkpoint(tmp_path / "run" / "train" / "last.pt")
+    assert 2 <= last.training_state["step"] < 200  # stopped soon after the close
+    assert (tmp_path / "run" / "train" / "best.pt").is_file()
+
+
 def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_viewer):
     """The decision after a run: scores lower on the held-out part -> the old one stays."""
     viewer = make_napari_viewer()
