@@ -330,8 +330,10 @@ class FinetuneWidget(LivePlot, Container):
         """``(model, label)`` that fine-tuning starts from, or None when there is none.
 
         "Model that made the mask": the model Segment ran to make the first pair's Labels
-        layer (its metadata says), else the active model (an earlier fine-tuning, or
-        Revert), else the shipped model for the image's modality.
+        layer (its metadata says) or, when a fine-tuning of that model has been made active
+        since, the active model (so a second Start goes on from the first one's result);
+        else the active model (an earlier fine-tuning, or Revert), else the shipped model
+        for the image's modality.
         """
         value = str(self.model.value)
         if value == CHECKPOINT_CHOICE:
@@ -341,13 +343,12 @@ class FinetuneWidget(LivePlot, Container):
         if value != ACTIVE_CHOICE:
             return value, value
         row = self.rows[0] if self.rows else None
-        labels = row.mask.value if row is not None else None
-        made_by = str((labels.metadata if labels is not None else {}).get("model", ""))
-        if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
-            label = labels.metadata.get("model_label") or Path(made_by).name
-            return made_by, str(label)
-        if self.active.current is not None:
-            return self.active.current.model, self.active.current.label
+        active = self.active.current
+        made_by = self._mask_model()
+        if made_by is not None and (active is None or made_by[0] not in active.lineage):
+            return made_by
+        if active is not None:
+            return active.model, active.label
         image = row.image.value if row is not None else None
         entry = None
         if image is not None:
@@ -358,14 +359,32 @@ class FinetuneWidget(LivePlot, Container):
         entry = entry or (entries[0] if entries else None)
         return (entry.name, entry.name) if entry is not None else None
 
+    def _mask_model(self) -> tuple[str, str] | None:
+        """``(model, label)`` that Segment ran to make the first pair's Labels layer, when
+        its metadata names one that is still there."""
+        labels = self.rows[0].mask.value if self.rows else None
+        meta = labels.metadata if labels is not None else {}
+        made_by = str(meta.get("model", ""))
+        if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
+            return made_by, str(meta.get("model_label") or Path(made_by).name)
+        return None
+
     def _show_model_state(self, _=None):
-        """Show the checkpoint field, or name the model Start would begin from."""
+        """Show the checkpoint field, or name the model Start would begin from and why:
+        "active:" only for the viewer's active model (the one Segment runs)."""
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
         if self.model.value == ACTIVE_CHOICE:
             chosen = self.start_model()
-            self.active_label.value = (
-                f"active: {chosen[1]}" if chosen else "no active model: choose one"
-            )
+            active = self.active.current
+            if chosen is None:
+                text = "no model to start from: choose one"
+            elif active is not None and chosen[0] == active.model:
+                text = f"active: {chosen[1]}"
+            elif chosen == self._mask_model():
+                text = f"the mask's model: {chosen[1]}"
+            else:
+                text = f"shipped model: {chosen[1]}"
+            self.active_label.value = text
             self.active_label.visible = True
         else:
             self.active_label.visible = False
@@ -606,13 +625,16 @@ class FinetuneWidget(LivePlot, Container):
         result = self.result
         if result is None:
             return None
-        current = self.active.current
+        start = self.active.current
         modality = self._modality
-        if current is None or current.model != result["start_model"]:
-            self.active.set(result["start_model"], result["old_label"], modality)  # Revert's
+        if start is None or start.model != result["start_model"]:  # the one Revert brings back
+            start = self.active.set(result["start_model"], result["old_label"], modality)
         self.use_anyway_button.visible = False
-        # listeners (Segment) use it for images of this modality
-        return self.active.set(result["best_checkpoint"], self.fine_tuned_name(), modality)
+        # listeners (Segment) use it for images of this modality; masks made by the models it
+        # descends from are masks it replaces (a next Start goes on from it)
+        lineage = (start.model, *start.lineage)
+        name = self.fine_tuned_name()
+        return self.active.set(result["best_checkpoint"], name, modality, lineage)
 
     def _on_error(self, err: Exception):
         self.error = f"{type(err).__name__}: {err}"

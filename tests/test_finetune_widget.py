@@ -135,16 +135,17 @@ def test_active_model_holder():
 
 def test_the_dock_names_the_model_start_uses(make_napari_viewer):
     """Opened before any layer, the dock follows the pair: a nuclei image is tuned from the
-    nuclei model, and the "active:" line says so."""
+    nuclei model, and the line under the chooser says so (not "active:": no model was made
+    active)."""
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     viewer.open_sample(PLUGIN, "nuclei")
     row = tune.rows[0]
     assert row.mask.value.name == row.image.value.name + " mask"
     assert tune.start_model()[1] == "TM-UNet nuclei"
-    assert tune.active_label.value == "active: TM-UNet nuclei"
+    assert tune.active_label.value == "shipped model: TM-UNet nuclei"
     tune.remove_pair(row)  # no pair left: the first shipped model
-    assert tune.active_label.value == f"active: {tune.start_model()[1]}"
+    assert tune.active_label.value == f"shipped model: {tune.start_model()[1]}"
 
 
 def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
@@ -271,6 +272,58 @@ def test_start_after_a_finished_run_takes_a_fresh_folder(
     tune.start_button.native.click()
     assert not tune.running and tune.status.value.startswith(f"The run folder {picked}")
     assert len(messages) == 1 and tune.run_folder.value == picked
+
+
+def test_a_second_start_goes_on_from_the_activated_fine_tuning(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path: Segment for real, then a stand-in job that copies its starting
+    checkpoint as its best.pt. Once the fine-tuned model is active the dock names it
+    "active:", and a second Start goes on from it, not from the model that made the mask;
+    after Revert the first fine-tuning is active again and is the start."""
+    import shutil
+
+    import napari_tmunet._finetune_widget as finetune_module
+    from napari_tmunet import registry
+    from napari_tmunet._sample_data import load_sample
+
+    starts = []
+
+    def copying_job(job, stop_event, callbacks):
+        starts.append(job.start_model)
+        entry = registry.find_model(job.start_model)
+        (job.run_dir / "train").mkdir(parents=True)
+        best = job.run_dir / "train" / "best.pt"
+        shutil.copyfile(entry.path if entry is not None else job.start_model, best)
+        callbacks["on_step"](1, 1, 0.5)
+        return stand_in_result(job, stopped=False, step=1, total=1)
+
+    monkeypatch.setattr(finetune_module, "run_finetune", copying_job)
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    image, _ = load_sample("nuclei")
+    layer = viewer.add_image(np.ascontiguousarray(image[:128, :128]), name="crop", rgb=True)
+    segment_with(qtbot, segment, layer)
+    output = segment.last_layer
+    output.paint((60, 60), 1, refresh=True)  # the user's correction
+    shipped = output.metadata["model"]
+    assert tune.rows[0].mask.value is output and tune.start_model()[0] == shipped
+    assert tune.active_label.value == f"the mask's model: {tune.start_model()[1]}"
+
+    bests = []
+    for name in ("first", "second"):
+        tune.run_folder.value = tmp_path / name
+        tune.start_button.native.click()
+        qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+        assert tune.error == "", tune.error
+        bests.append(str(tmp_path / name / "train" / "best.pt"))
+        assert tune.active.current.model == bests[-1]
+        assert tune.start_model()[0] == bests[-1]
+        assert tune.active_label.value == f"active: {tune.active.current.label}"
+    assert starts == [shipped, bests[0]]
+    tune.revert_button.native.click()
+    assert tune.active.current.model == tune.start_model()[0] == bests[0]
 
 
 def test_probability_maps_are_never_offered_as_training_images(make_napari_viewer, qtbot):
