@@ -516,8 +516,11 @@ class FinetuneWidget(LivePlot, Container):
         run can be resumed), and leave the widgets alone from now on."""
         self._closed = True
         self._stop_event.set()
-        for signal in (self._relay.stepped, self._relay.evaluated, self._relay.phase):
-            signal.disconnect()
+        try:
+            for signal in (self._relay.stepped, self._relay.evaluated, self._relay.phase):
+                signal.disconnect()
+        except RuntimeError:  # the relay went first (the interpreter is ending)
+            pass
 
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         self.result, self.error, self.step = None, "", 0
