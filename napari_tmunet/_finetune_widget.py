@@ -43,6 +43,7 @@ from ._widget_common import (
     intro_above,
     is_probability_map,
     narrow,
+    on_dock_closed,
     scroll_body,
     set_tooltips,
     show_path_end,
@@ -211,8 +212,7 @@ class FinetuneWidget(LivePlot, Container):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.active.subscribe(self._on_active_changed)
-        # a lambda, not a method: Qt calls it while the widget is being destroyed
-        self.native.destroyed.connect(lambda *_: self._on_closed())
+        on_dock_closed(self.native, self._on_closed)
 
     # --- pairs -------------------------------------------------------------------------
 
@@ -512,8 +512,9 @@ class FinetuneWidget(LivePlot, Container):
             self.status.value = "stopping: evaluating and saving..."
 
     def _on_closed(self) -> None:
-        """The dock's widgets are gone: stop a run as Stop does (it saves last.pt, so the
-        run can be resumed), and leave the widgets alone from now on."""
+        """The dock is closed (napari's X, or napari closed): stop a run as Stop does (it
+        saves last.pt, so the run can be resumed), and leave the widgets alone from now on
+        (closing napari deletes them)."""
         self._closed = True
         self._stop_event.set()
         try:

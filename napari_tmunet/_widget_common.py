@@ -186,6 +186,42 @@ def _middle_elider_type():
     return MiddleElider
 
 
+def on_dock_closed(native, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once when the dock of the QWidget ``native`` closes.
+
+    napari's X on a plugin dock takes the widget out of it (its parent becomes None) and
+    keeps it alive; closing napari destroys it. Either one calls ``callback``.
+    """
+    called = []
+
+    def close(*_):
+        if not called:
+            called.append(True)
+            callback()
+
+    native.destroyed.connect(close)  # a function: Qt calls it mid-destruction
+    native.installEventFilter(_undock_watcher_type()(native, close))
+
+
+@functools.cache
+def _undock_watcher_type():
+    """A QObject class whose instances call a function when their parent widget is taken
+    out of its dock (parent set to None)."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class UndockWatcher(QObject):
+        def __init__(self, widget, on_undock):
+            super().__init__(widget)  # lives as long as the widget
+            self._on_undock = on_undock
+
+        def eventFilter(self, widget, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.ParentChange and widget.parent() is None:
+                self._on_undock()
+            return False
+
+    return UndockWatcher
+
+
 def theme_colours(viewer) -> dict[str, str]:
     """Background, text and grid colours of the viewer's napari theme (hex strings)."""
     from napari.utils.theme import get_theme

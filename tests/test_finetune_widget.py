@@ -236,6 +236,39 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
     assert len(messages) == 2
 
 
+def test_closing_the_dock_stops_a_run(make_napari_viewer, qtbot, monkeypatch):
+    """Threaded path with a stand-in job: napari's X on the dock (which keeps the widget,
+    out of any window) stops the run as Stop does, rather than training on unseen."""
+    from qtpy.QtWidgets import QDockWidget
+
+    import napari_tmunet._finetune_widget as finetune_module
+
+    stopped_at = []
+
+    def job_until_stopped(job, stop_event, callbacks):
+        (job.run_dir / "train").mkdir(parents=True)
+        step = 0
+        while step < 400 and not stop_event.is_set():
+            step += 1
+            callbacks["on_step"](step, 400, 0.5)
+            time.sleep(0.05)
+        stopped_at.append(step)
+        return stand_in_result(job, stopped=True, step=step, total=400)
+
+    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped)
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_slide_and_correction(viewer)
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 2, timeout=30_000)
+    docks = viewer.window._qt_window.findChildren(QDockWidget)
+    dock = next(d for d in docks if d.widget() is tune.native)
+    dock.destroyOnClose()  # what its X does
+    qtbot.waitUntil(lambda: not tune.running, timeout=10_000)
+    assert len(stopped_at) == 1 and stopped_at[0] < 100
+    assert tune.active.current is None  # nothing made active behind the user's back
+
+
 def test_start_after_a_finished_run_takes_a_fresh_folder(
     make_napari_viewer, qtbot, monkeypatch, tmp_path
 ):
