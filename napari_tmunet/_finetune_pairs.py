@@ -13,7 +13,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels
 
-from ._widget_common import full_data, narrow
+from ._widget_common import full_data, keeping_layers, narrow
 from .postprocess import kept_prediction
 
 NO_FIT = "no Labels layer of this image's shape"
@@ -56,8 +56,10 @@ class PairRow(Container):
         self.show_names()
 
     def reset_choices(self, *_args) -> None:
-        """Refresh both choosers and their tooltips (a layer may have been renamed)."""
-        super().reset_choices()
+        """Refresh both choosers and their tooltips; each stays on its layer when that is
+        renamed."""
+        with keeping_layers([self.image, self.mask]):
+            super().reset_choices()
         self.show_names()
 
     def show_names(self, _=None) -> None:
@@ -74,12 +76,15 @@ def fits(image: Image, labels: Labels) -> bool:
     return tuple(full_data(labels).shape) == tuple(spatial)
 
 
-def guess_labels(image: Image, candidates: list[Labels]) -> Labels | None:
+def guess_labels(
+    image: Image, candidates: list[Labels], shown: Labels | None = None
+) -> Labels | None:
     """The Labels layer most likely to be the user's correction of ``image``.
 
     Of the layers that fit the image: a Segment output of this image that the user
-    edited, then a reference mask (named after the image, not made by Segment), then an
-    unedited Segment output of it, then any other; the last added of equals.
+    edited, then a reference mask (not made by Segment, and named after the image or
+    ``shown``, the layer the pair already shows: a rename keeps it the reference), then
+    an unedited Segment output of it, then any other; the last added of equals.
     """
 
     def rank(item: tuple[int, Labels]) -> tuple:
@@ -89,7 +94,7 @@ def guess_labels(image: Image, candidates: list[Labels]) -> Labels | None:
         ours = segmented and meta.get("image") == image.name
         predicted = kept_prediction(meta) if ours else None
         edited = predicted is not None and bool(np.any((np.asarray(layer.data) > 0) != predicted))
-        reference = not segmented and layer.name.startswith(image.name)
+        reference = not segmented and (layer is shown or layer.name.startswith(image.name))
         return (edited, reference, ours, index)
 
     fitting = [(i, la) for i, la in enumerate(candidates) if fits(image, la)]

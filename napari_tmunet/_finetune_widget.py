@@ -44,6 +44,7 @@ from ._widget_common import (
     intro_above,
     is_probability_map,
     narrow,
+    on_dock_closed,
     scroll_body,
     set_tooltips,
     show_path_end,
@@ -102,6 +103,7 @@ class FinetuneWidget(LivePlot, Container):
         self.history: dict[str, list] = {"loss": [], "eval": []}
         self.step = 0
         self._busy = False
+        self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._stop_event = threading.Event()
         self._eta = Eta()
         self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
@@ -211,6 +213,7 @@ class FinetuneWidget(LivePlot, Container):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.active.subscribe(self._on_active_changed)
+        on_dock_closed(self.native, self._on_closed)
 
     # --- pairs -------------------------------------------------------------------------
 
@@ -282,7 +285,8 @@ class FinetuneWidget(LivePlot, Container):
             return
         if row.user_choice and current is not None and not refit and fits(image, current):
             return
-        guess = guess_labels(image, [la for _, la in self._labels_choices()])
+        shown = None if refit else current  # of the row's previous image after a refit
+        guess = guess_labels(image, [la for _, la in self._labels_choices()], shown)
         if guess is not current:
             row._filling = True
             try:
@@ -327,8 +331,10 @@ class FinetuneWidget(LivePlot, Container):
         """``(model, label)`` that fine-tuning starts from, or None when there is none.
 
         "Model that made the mask": the model Segment ran to make the first pair's Labels
-        layer (its metadata says), else the active model (an earlier fine-tuning, or
-        Revert), else the shipped model for the image's modality.
+        layer (its metadata says) or, when a fine-tuning of that model has been made active
+        since, the active model (so a second Start goes on from the first one's result);
+        else the active model (an earlier fine-tuning, or Revert), else the shipped model
+        for the image's modality.
         """
         value = str(self.model.value)
         if value == CHECKPOINT_CHOICE:
@@ -338,13 +344,12 @@ class FinetuneWidget(LivePlot, Container):
         if value != ACTIVE_CHOICE:
             return value, value
         row = self.rows[0] if self.rows else None
-        labels = row.mask.value if row is not None else None
-        made_by = str((labels.metadata if labels is not None else {}).get("model", ""))
-        if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
-            label = labels.metadata.get("model_label") or Path(made_by).name
-            return made_by, str(label)
-        if self.active.current is not None:
-            return self.active.current.model, self.active.current.label
+        active = self.active.current
+        made_by = self._mask_model()
+        if made_by is not None and (active is None or made_by[0] not in active.lineage):
+            return made_by
+        if active is not None:
+            return active.model, active.label
         image = row.image.value if row is not None else None
         entry = None
         if image is not None:
@@ -355,14 +360,32 @@ class FinetuneWidget(LivePlot, Container):
         entry = entry or (entries[0] if entries else None)
         return (entry.name, entry.name) if entry is not None else None
 
+    def _mask_model(self) -> tuple[str, str] | None:
+        """``(model, label)`` that Segment ran to make the first pair's Labels layer, when
+        its metadata names one that is still there."""
+        labels = self.rows[0].mask.value if self.rows else None
+        meta = labels.metadata if labels is not None else {}
+        made_by = str(meta.get("model", ""))
+        if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
+            return made_by, str(meta.get("model_label") or Path(made_by).name)
+        return None
+
     def _show_model_state(self, _=None):
-        """Show the checkpoint field, or name the model Start would begin from."""
+        """Show the checkpoint field, or name the model Start would begin from and why:
+        "active:" only for the viewer's active model (the one Segment runs)."""
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
         if self.model.value == ACTIVE_CHOICE:
             chosen = self.start_model()
-            self.active_label.value = (
-                f"active: {chosen[1]}" if chosen else "no active model: choose one"
-            )
+            active = self.active.current
+            if chosen is None:
+                text = "no model to start from: choose one"
+            elif active is not None and chosen[0] == active.model:
+                text = f"active: {chosen[1]}"
+            elif chosen == self._mask_model():
+                text = f"the mask's model: {chosen[1]}"
+            else:
+                text = f"shipped model: {chosen[1]}"
+            self.active_label.value = text
             self.active_label.visible = True
         else:
             self.active_label.visible = False
@@ -489,6 +512,18 @@ class FinetuneWidget(LivePlot, Container):
             self._stop_event.set()
             self.status.value = "stopping: evaluating and saving..."
 
+    def _on_closed(self) -> None:
+        """The dock is closed (napari's X, or napari closed): stop a run as Stop does (it
+        saves last.pt, so the run can be resumed), and leave the widgets alone from now on
+        (closing napari deletes them)."""
+        self._closed = True
+        self._stop_event.set()
+        try:
+            for signal in (self._relay.stepped, self._relay.evaluated, self._relay.phase):
+                signal.disconnect()
+        except RuntimeError:  # the relay went first (the interpreter is ending)
+            pass
+
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         self.result, self.error, self.step = None, "", 0
         if not keep_history:
@@ -502,9 +537,9 @@ class FinetuneWidget(LivePlot, Container):
         self._set_folder(job.run_dir)  # shown, for Resume
         relay = self._relay
         callbacks = {
-            "on_step": lambda step, total, loss: _emit(relay.stepped, step, total, float(loss)),
-            "on_eval": lambda record: _emit(relay.evaluated, dict(record)),
-            "on_phase": lambda text: _emit(relay.phase, str(text)),
+            "on_step": lambda step, total, loss: _emit(relay, "stepped", step, total, float(loss)),
+            "on_eval": lambda record: _emit(relay, "evaluated", dict(record)),
+            "on_phase": lambda text: _emit(relay, "phase", str(text)),
         }
         self._busy = True
         self._update_buttons()
@@ -561,8 +596,11 @@ class FinetuneWidget(LivePlot, Container):
         self._redraw(force=True)
 
     def _on_returned(self, result: dict):
-        """Compare old and new; make the new model active only when it is not worse."""
+        """Compare old and new; make the new model active only when it is not worse (not
+        once the dock is closed: the run folder keeps the checkpoints)."""
         self.result = result
+        if self._closed:
+            return
         self._show_comparison(result["rows"])
         old, new = result["old"], result["new"]
         state = "stopped" if result["stopped"] else "finished"
@@ -592,22 +630,29 @@ class FinetuneWidget(LivePlot, Container):
         result = self.result
         if result is None:
             return None
-        current = self.active.current
+        start = self.active.current
         modality = self._modality
-        if current is None or current.model != result["start_model"]:
-            self.active.set(result["start_model"], result["old_label"], modality)  # Revert's
+        if start is None or start.model != result["start_model"]:  # the one Revert brings back
+            start = self.active.set(result["start_model"], result["old_label"], modality)
         self.use_anyway_button.visible = False
-        # listeners (Segment) use it for images of this modality
-        return self.active.set(result["best_checkpoint"], self.fine_tuned_name(), modality)
+        # listeners (Segment) use it for images of this modality; masks made by the models it
+        # descends from are masks it replaces (a next Start goes on from it)
+        lineage = (start.model, *start.lineage)
+        name = self.fine_tuned_name()
+        return self.active.set(result["best_checkpoint"], name, modality, lineage)
 
     def _on_error(self, err: Exception):
-        self.error = f"{error_text(err)}"
+        self.error = error_text(err)
+        if self._closed:
+            return
         self.status.value = f"failed: {self.error}"
         show_error(f"Fine-tuning failed: {self.error}")
 
     def _on_finished(self):
         self._busy = False
         self.worker = None
+        if self._closed:
+            return
         self.eta.value = ""  # nothing is left to wait for
         self._update_buttons()
         self._redraw(force=True)
@@ -627,10 +672,11 @@ class FinetuneWidget(LivePlot, Container):
 # ------------------------------------------------------------------------- helpers
 
 
-def _emit(signal, *args) -> None:
-    """Emit from the training thread; a closed widget must not stop the training."""
+def _emit(relay: _Relay, name: str, *args) -> None:
+    """Emit the relay's signal ``name`` from the training thread; a closed widget must not
+    stop the training (reading the signal off a deleted relay raises too)."""
     try:
-        signal.emit(*args)
+        getattr(relay, name).emit(*args)
     except RuntimeError:  # the relay's C++ object is gone (dock closed)
         pass
 

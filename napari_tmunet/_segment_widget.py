@@ -57,6 +57,7 @@ from ._widget_common import (
     full_data,
     intro_above,
     is_probability_map,
+    keeping_layers,
     narrow,
     plural,
     scroll_body,
@@ -216,8 +217,10 @@ class SegmentWidget(OutputLayers, Container):
         set_tooltips(self, SEGMENT_TIPS)
 
     def reset_choices(self, *_args) -> None:
-        """Refresh the choosers (the widgets live in the scrolled body)."""
-        self.body.reset_choices()
+        """Refresh the choosers (the widgets live in the scrolled body); the Image chooser
+        stays on its layer when that is renamed."""
+        with keeping_layers([self.image]):
+            self.body.reset_choices()
 
     def _connect(self) -> None:
         from qtpy.QtCore import QTimer

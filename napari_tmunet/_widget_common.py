@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 # Every dock must fit a 1366 x 768 screen beside napari's own panels: this wide at most,
@@ -62,6 +63,30 @@ def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwar
     worker = create_worker(function, *args, _connect=connect, _start_thread=False, **kwargs)
     worker.start()
     return worker
+
+
+@contextlib.contextmanager
+def keeping_layers(choosers: Sequence) -> Iterator[None]:
+    """Keep each layer chooser (a magicgui ComboBox) on its layer while its choices refresh.
+
+    napari refreshes a dock's choices on every layer-list event, renames included, and
+    magicgui keeps a ComboBox's current item by its *text*: a renamed layer would lose its
+    place to the first entry (or the empty one). Inside this block the choosers' ``changed``
+    is held; after it each chooser gets its layer back, by identity, when that is still
+    offered, and ``changed`` fires only for a chooser whose layer really changed (e.g. it
+    was removed).
+    """
+    before = [(chooser, chooser.value) for chooser in choosers]
+    with contextlib.ExitStack() as held:
+        for chooser, _ in before:
+            held.enter_context(chooser.changed.blocked())
+        yield
+        for chooser, layer in before:
+            if layer is not None and any(choice is layer for choice in chooser.choices):
+                chooser.value = layer
+    for chooser, layer in before:
+        if chooser.value is not layer:
+            chooser.changed.emit(chooser.value)
 
 
 class Eta:
@@ -192,6 +217,42 @@ def _middle_elider_type():
             return True
 
     return MiddleElider
+
+
+def on_dock_closed(native, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once when the dock of the QWidget ``native`` closes.
+
+    napari's X on a plugin dock takes the widget out of it (its parent becomes None) and
+    keeps it alive; closing napari destroys it. Either one calls ``callback``.
+    """
+    called = []
+
+    def close(*_):
+        if not called:
+            called.append(True)
+            callback()
+
+    native.destroyed.connect(close)  # a function: Qt calls it mid-destruction
+    native.installEventFilter(_undock_watcher_type()(native, close))
+
+
+@functools.cache
+def _undock_watcher_type():
+    """A QObject class whose instances call a function when their parent widget is taken
+    out of its dock (parent set to None)."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class UndockWatcher(QObject):
+        def __init__(self, widget, on_undock):
+            super().__init__(widget)  # lives as long as the widget
+            self._on_undock = on_undock
+
+        def eventFilter(self, widget, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.ParentChange and widget.parent() is None:
+                self._on_undock()
+            return False
+
+    return UndockWatcher
 
 
 def theme_colours(viewer) -> dict[str, str]:

@@ -21,12 +21,14 @@ class ModelChoice:
     """A model by registry name or checkpoint path, with a short name for people.
 
     ``modality``: the kind of image it is meant for (e.g. the modality of the images it
-    was fine-tuned on); "" when unknown.
+    was fine-tuned on); "" when unknown. ``lineage``: the models it was fine-tuned from,
+    the nearest first (a mask made by one of them is a mask this model has replaced).
     """
 
     model: str  # registry name or checkpoint file path
     label: str = ""
     modality: str = ""
+    lineage: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.label:
@@ -53,9 +55,11 @@ class ActiveModel:
     def previous(self) -> ModelChoice | None:
         return self._previous
 
-    def set(self, model: str, label: str = "", modality: str = "") -> ModelChoice:
+    def set(
+        self, model: str, label: str = "", modality: str = "", lineage: tuple[str, ...] = ()
+    ) -> ModelChoice:
         """Make ``model`` active; the active one becomes the previous (unless the same)."""
-        choice = ModelChoice(str(model), label, modality)
+        choice = ModelChoice(str(model), label, modality, tuple(lineage))
         with self._lock:
             if self._current is not None and self._current.model == choice.model:
                 self._current = choice  # same model (e.g. a resumed run): keep the previous

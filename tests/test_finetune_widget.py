@@ -135,16 +135,17 @@ def test_active_model_holder():
 
 def test_the_dock_names_the_model_start_uses(make_napari_viewer):
     """Opened before any layer, the dock follows the pair: a nuclei image is tuned from the
-    nuclei model, and the "active:" line says so."""
+    nuclei model, and the line under the chooser says so (not "active:": no model was made
+    active)."""
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     viewer.open_sample(PLUGIN, "nuclei")
     row = tune.rows[0]
     assert row.mask.value.name == row.image.value.name + " mask"
     assert tune.start_model()[1] == "TM-UNet nuclei"
-    assert tune.active_label.value == "active: TM-UNet nuclei"
+    assert tune.active_label.value == "shipped model: TM-UNet nuclei"
     tune.remove_pair(row)  # no pair left: the first shipped model
-    assert tune.active_label.value == f"active: {tune.start_model()[1]}"
+    assert tune.active_label.value == f"shipped model: {tune.start_model()[1]}"
 
 
 def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
@@ -235,6 +236,39 @@ def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkey
     assert len(messages) == 2
 
 
+def test_closing_the_dock_stops_a_run(make_napari_viewer, qtbot, monkeypatch):
+    """Threaded path with a stand-in job: napari's X on the dock (which keeps the widget,
+    out of any window) stops the run as Stop does, rather than training on unseen."""
+    from qtpy.QtWidgets import QDockWidget
+
+    import napari_tmunet._finetune_widget as finetune_module
+
+    stopped_at = []
+
+    def job_until_stopped(job, stop_event, callbacks):
+        (job.run_dir / "train").mkdir(parents=True)
+        step = 0
+        while step < 400 and not stop_event.is_set():
+            step += 1
+            callbacks["on_step"](step, 400, 0.5)
+            time.sleep(0.05)
+        stopped_at.append(step)
+        return stand_in_result(job, stopped=True, step=step, total=400)
+
+    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped)
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_slide_and_correction(viewer)
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 2, timeout=30_000)
+    docks = viewer.window._qt_window.findChildren(QDockWidget)
+    dock = next(d for d in docks if d.widget() is tune.native)
+    dock.destroyOnClose()  # what its X does
+    qtbot.waitUntil(lambda: not tune.running, timeout=10_000)
+    assert len(stopped_at) == 1 and stopped_at[0] < 100
+    assert tune.active.current is None  # nothing made active behind the user's back
+
+
 def test_start_after_a_finished_run_takes_a_fresh_folder(
     make_napari_viewer, qtbot, monkeypatch, tmp_path
 ):
@@ -271,6 +305,58 @@ def test_start_after_a_finished_run_takes_a_fresh_folder(
     tune.start_button.native.click()
     assert not tune.running and tune.status.value.startswith(f"The run folder {picked}")
     assert len(messages) == 1 and tune.run_folder.value == picked
+
+
+def test_a_second_start_goes_on_from_the_activated_fine_tuning(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path: Segment for real, then a stand-in job that copies its starting
+    checkpoint as its best.pt. Once the fine-tuned model is active the dock names it
+    "active:", and a second Start goes on from it, not from the model that made the mask;
+    after Revert the first fine-tuning is active again and is the start."""
+    import shutil
+
+    import napari_tmunet._finetune_widget as finetune_module
+    from napari_tmunet import registry
+    from napari_tmunet._sample_data import load_sample
+
+    starts = []
+
+    def copying_job(job, stop_event, callbacks):
+        starts.append(job.start_model)
+        entry = registry.find_model(job.start_model)
+        (job.run_dir / "train").mkdir(parents=True)
+        best = job.run_dir / "train" / "best.pt"
+        shutil.copyfile(entry.path if entry is not None else job.start_model, best)
+        callbacks["on_step"](1, 1, 0.5)
+        return stand_in_result(job, stopped=False, step=1, total=1)
+
+    monkeypatch.setattr(finetune_module, "run_finetune", copying_job)
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    image, _ = load_sample("nuclei")
+    layer = viewer.add_image(np.ascontiguousarray(image[:128, :128]), name="crop", rgb=True)
+    segment_with(qtbot, segment, layer)
+    output = segment.last_layer
+    output.paint((60, 60), 1, refresh=True)  # the user's correction
+    shipped = output.metadata["model"]
+    assert tune.rows[0].mask.value is output and tune.start_model()[0] == shipped
+    assert tune.active_label.value == f"the mask's model: {tune.start_model()[1]}"
+
+    bests = []
+    for name in ("first", "second"):
+        tune.run_folder.value = tmp_path / name
+        tune.start_button.native.click()
+        qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+        assert tune.error == "", tune.error
+        bests.append(str(tmp_path / name / "train" / "best.pt"))
+        assert tune.active.current.model == bests[-1]
+        assert tune.start_model()[0] == bests[-1]
+        assert tune.active_label.value == f"active: {tune.active.current.label}"
+    assert starts == [shipped, bests[0]]
+    tune.revert_button.native.click()
+    assert tune.active.current.model == tune.start_model()[0] == bests[0]
 
 
 def test_probability_maps_are_never_offered_as_training_images(make_napari_viewer, qtbot):
@@ -310,6 +396,44 @@ def test_an_edited_output_then_the_reference_mask_then_the_model_output(make_nap
     output.paint((60, 60), 0, refresh=True)
     output.paint((180, 180), 1, refresh=True)
     assert row.mask.value is output  # edited: the correction
+
+
+def test_choosers_stay_on_a_renamed_layer(make_napari_viewer, qtbot):
+    """napari refreshes the docks' choices on a rename, and magicgui keeps a chooser's item
+    by its text: Segment's Image chooser and each pair's choosers must stay on their layers
+    under the new names (Segment then segments the renamed image, and its unedited output
+    does not displace the renamed reference mask)."""
+    from napari_tmunet._sample_data import load_sample
+
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    image, mask = load_sample("nuclei")
+    a = viewer.add_image(image, name="A", rgb=True)
+    b = viewer.add_image(np.ascontiguousarray(image[::-1]), name="B", rgb=True)
+    mask_a = viewer.add_labels(mask, name="A mask")
+    mask_b = viewer.add_labels(np.ascontiguousarray(mask[::-1]), name="B mask")
+    segment.image.value = b
+    tune.add_pair_button.native.click()
+
+    def pairs():
+        return [(row.image.value, row.mask.value) for row in tune.rows]
+
+    assert pairs() == [(a, mask_a), (b, mask_b)]
+    moved = []
+    segment.image.changed.connect(moved.append)
+    b.name = "slide 7 region A"
+    mask_b.name = "slide 7 corrected"
+    assert segment.image.value is b and moved == []
+    assert pairs() == [(a, mask_a), (b, mask_b)]
+    assert tune.rows[1].mask.current_choice == "slide 7 corrected"
+    assert tune.rows[1].image.tooltip.startswith("slide 7 region A\n")
+    segment.segment_button.native.click()
+    qtbot.waitUntil(lambda: not segment.running, timeout=60_000)
+    assert segment.last_layer.name == "slide 7 region A labels"
+    assert pairs() == [(a, mask_a), (b, mask_b)]
+    viewer.layers.remove(mask_b)  # a removed layer still leaves its chooser
+    assert tune.rows[1].mask.value is segment.last_layer
 
 
 def test_long_names_that_share_a_beginning_stay_apart(make_napari_viewer):
@@ -534,6 +658,26 @@ def test_stop_resume_and_a_killed_headless_run(make_napari_viewer, qtbot, weak_m
     qtbot.waitUntil(lambda: not tune.running, timeout=90_000)
     assert tune.error == "" and not tune.result["stopped"] and tune.result["step"] == 30
     assert not tune.resume_button.enabled
+
+
+def test_closing_napari_stops_a_run_as_stop_does(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, the real engine and the shipped model: napari closed at step 2 stops
+    the run (last.pt saved, so ``fit --resume`` can go on); no slot touches the deleted
+    widgets (pytest-qt fails the test on an exception raised in one), and the training
+    thread keeps running to its end."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_slide_and_correction(viewer)
+    set_options(tune, tmp_path / "run", steps=200, lr=1e-4)
+    tune.batch_size.value = 1
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 2, timeout=60_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.error == ""
+    last = load_checkpoint(tmp_path / "run" / "train" / "last.pt")
+    assert 2 <= last.training_state["step"] < 200  # stopped soon after the close
+    assert (tmp_path / "run" / "train" / "best.pt").is_file()
 
 
 def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_viewer):
