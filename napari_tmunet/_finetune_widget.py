@@ -46,6 +46,7 @@ from ._widget_common import (
     narrow,
     on_dock_closed,
     scroll_body,
+    scroll_into_view,
     set_tooltips,
     show_path_end,
     start_worker,
@@ -189,10 +190,10 @@ class FinetuneWidget(LivePlot, Container):
                 buttons,
                 self.progress_bar,
                 self.eta,
-                self.plot_box,
-                self.status,
+                self.status,  # the verdict under the buttons: in view in a short dock
                 self.use_anyway_button,
                 self.revert_button,
+                self.plot_box,
             ]
         )
         set_tooltips(self, FINETUNE_TIPS)
@@ -656,6 +657,9 @@ class FinetuneWidget(LivePlot, Container):
         self.eta.value = ""  # nothing is left to wait for
         self._update_buttons()
         self._redraw(force=True)
+        # the verdict (and 'Use ... anyway'), in a dock a third of a small screen high
+        shown = self.use_anyway_button if self.use_anyway_button.visible else self.status
+        scroll_into_view(self.body, shown)
 
     def _show_comparison(self, rows: list[dict]):
         if not rows:

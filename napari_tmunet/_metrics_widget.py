@@ -25,6 +25,7 @@ from ._widget_common import (
     intro_above,
     plural,
     scroll_body,
+    scroll_into_view,
     set_tooltips,
     start_worker,
     wrap,
@@ -295,7 +296,7 @@ class MetricsWidget(Container):
         self.table.visible = bool(self.results) or not shown  # no empty table above it
         self.export_button.enabled = bool(self.rows())
         if shown:  # a small dock scrolls; the comparison is what the user waits for
-            self.body.scroll_area.ensureWidgetVisible(self.comparison_title.native)
+            scroll_into_view(self.body, self.comparison_title)
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:

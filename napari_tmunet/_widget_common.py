@@ -300,6 +300,31 @@ def scroll_body(container, labels: bool = True):
     return body
 
 
+def scroll_into_view(body, widget) -> None:
+    """Scroll ``body`` (a :func:`scroll_body`) to show ``widget``: now, and again while
+    Qt lays out what just changed (a label that wraps a new text grows after this call)
+    for half a second."""
+    from qtpy.QtCore import QTimer
+
+    bar = body.scroll_area.verticalScrollBar()
+
+    def scroll(*_) -> None:
+        try:
+            body.scroll_area.ensureWidgetVisible(widget.native, 0, 10)
+        except RuntimeError:  # the dock was closed meanwhile
+            pass
+
+    def stop_following() -> None:
+        try:
+            bar.rangeChanged.disconnect(scroll)
+        except (RuntimeError, TypeError):  # closed, or already disconnected
+            pass
+
+    bar.rangeChanged.connect(scroll)
+    QTimer.singleShot(0, scroll)
+    QTimer.singleShot(500, stop_following)
+
+
 def fit_width(body) -> None:
     """Keep the scroll area at least as wide as its content (no horizontal scrolling)."""
     scroll = body.scroll_area

@@ -772,3 +772,42 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     qtbot.wait(50)
     assert reports == ["Metrics failed: no room for the distances"]
     assert metrics.status.value == reports[0] and metrics.compute_button.enabled
+
+
+def test_the_verdict_and_the_comparison_are_in_view_on_a_small_screen(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """1366 x 768 with Segment and Fine-tune open: a run that ends worse than its start
+    shows the verdict and 'Use ... anyway' in Fine-tune, and the before/after rows in the
+    Metrics dock it opens, in view (each dock gets a third of the column; both were
+    scrolled out of sight)."""
+    import napari_tmunet._finetune_widget as finetune_module
+    from napari_tmunet._sample_data import load_sample
+
+    def worse_job(job, stop_event, callbacks):
+        (job.run_dir / "train").mkdir(parents=True)
+        callbacks["on_step"](1, 1, 0.5)
+        rows = [{"model": "before fine-tuning", "dice": 0.95}, {"model": "after", "dice": 0.94}]
+        result = stand_in_result(job, stopped=False, step=1, total=1)
+        return {**result, "old": {"dice": 0.95, "hd": 3.0}, "new": {"dice": 0.94, "hd": 4.0},
+                "rows": rows}  # fmt: skip
+
+    monkeypatch.setattr(finetune_module, "run_finetune", worse_job)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    image, _ = load_sample("nuclei")
+    layer = viewer.add_image(np.ascontiguousarray(image[:128, :128]), name="crop", rgb=True)
+    segment_with(qtbot, segment, layer)
+    segment.last_layer.paint((60, 60), 1, refresh=True)  # the user's correction
+    tune.run_folder.value = tmp_path / "run"
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    qtbot.wait(300)  # the scroll waits for Qt's layout
+    assert "stays active" in tune.status.value
+    metrics = next(w for name, w in viewer.window.dock_widgets.items() if "Metrics" in name)
+    metrics = getattr(metrics, "__wrapped__", metrics)
+    for widget in (tune.status, tune.use_anyway_button, metrics.comparison_table):
+        region = widget.native.visibleRegion()
+        assert not region.isEmpty(), (widget, region.boundingRect())
