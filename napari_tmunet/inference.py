@@ -109,8 +109,9 @@ def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool
     h, w = shape[spatial - 2 : spatial]
     if min(h, w) < MIN_SIDE or (spatial == 3 and shape[0] == 0):
         raise ValueError(
-            f"image of shape {shape} is too small: height and width must be at least "
-            f"{MIN_SIDE} pixels (expected {EXPECTED_SHAPES}){_small_colour_hint(shape, rgb)}."
+            _small_colour_message(shape, rgb)
+            or f"image of shape {shape} is too small: height and width must be at least "
+            f"{MIN_SIDE} pixels (expected {EXPECTED_SHAPES})."
         )
     dtype = getattr(image, "dtype", None)
     dtype = np.asarray(image).dtype if dtype is None else np.dtype(dtype)
@@ -613,13 +614,14 @@ def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
 
 
-def _small_colour_hint(shape: tuple, rgb: bool) -> str:
+def _small_colour_message(shape: tuple, rgb: bool) -> str:
     """For a grey stack shaped like one small colour image ((H, W, 3|4) not marked RGB):
-    what it was read as, and what to do."""
+    what it was read as, and what to do; "" for any other shape."""
     if rgb or len(shape) != 3 or shape[-1] not in (3, 4):
         return ""
     return (
-        f"; it was read as {shape[0]} grey frames of {shape[1]} x {shape[2]} pixels, not as "
-        f"one {shape[0]} x {shape[1]} colour image (napari reads an image of 30 pixels or "
-        "less a side as a stack): enlarge the picture, e.g. to 64 x 64, and open it again"
+        f"image of shape {shape} was read as {shape[0]} grey frames of {shape[1]} x "
+        f"{shape[2]} pixels, not as one {shape[0]} x {shape[1]} colour image (napari reads "
+        f"an image of 30 pixels or less a side as a stack), and frames need {MIN_SIDE} pixels "
+        "a side: enlarge the picture, e.g. to 64 x 64, and open it again."
     )
