@@ -11,14 +11,14 @@ model Fine-tune made active for it; the dock says which and why. "Segment all im
 layers" runs on each image the model a Segment click on it would run. The threshold, the
 least object confidence, mode and output kind default to the loaded model's own. Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
-labels from the kept probability without running the network again.
+labels from the kept probability without running the network again
+(:class:`~napari_tmunet._segment_rederive.Rederive`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from functools import partial
 from typing import Any
 
@@ -45,11 +45,11 @@ from ._segment_jobs import (
     LARGE_IMAGE,
     SegmentOptions,
     SegmentOutcome,
-    label_options,
     prepare_early,
     segment_jobs,
 )
 from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
+from ._segment_rederive import Rederive, _cutoffs, runs_inline
 from ._widget_common import (
     Eta,
     error_text,
@@ -65,9 +65,8 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
-from .postprocess import LabelOptions, count_objects, derive_labels, foreground
+from .postprocess import foreground
 
-INLINE_ENV = "NAPARI_TMUNET_INLINE"
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
@@ -80,7 +79,7 @@ MODALITY_WORDS = {
 }
 
 
-class SegmentWidget(OutputLayers, Container):
+class SegmentWidget(Rederive, OutputLayers, Container):
     """Segment image layers with a TM-UNet model into Labels layers.
 
     Sub-widgets are attributes (``image``, ``model``, ``checkpoint``, ``model_reason``,
@@ -478,7 +477,7 @@ class SegmentWidget(OutputLayers, Container):
         ]
         self._set_running(True)
         self._progress = progress(total=0, desc=f"TM-UNet: segmenting {layers[0].name}")
-        if os.environ.get(INLINE_ENV, "0") not in ("0", "", "false", "False"):
+        if runs_inline():
             self.worker = None
             try:
                 for message in segment_jobs(jobs):
@@ -624,122 +623,6 @@ class SegmentWidget(OutputLayers, Container):
                 f"{model} marked {share:.0%} of {image.name!r} as foreground: check that the "
                 "model suits this kind of image, or raise the threshold."
             )
-
-    # --- re-deriving labels from the kept probability ----------------------------------
-
-    def _on_model_setting(self, name: str) -> None:
-        if not self._setting:
-            self._user_set.add(name)  # the user's value, from now on (until a new model)
-            self._rederive_timer.start()
-
-    def _on_label_setting(self, _value=None) -> None:
-        if not self._setting:
-            self._rederive_timer.start()
-
-    def rederive(self) -> LabelOptions | None:
-        """Labels of the chosen image's last result again, with the dock's current settings.
-
-        Derived from the kept probability without the network, in a worker thread: on a
-        large slide the instance split takes seconds, and the sliders stay live meanwhile.
-        A change made while a derive runs is taken up when it ends (the latest settings
-        win). ``NAPARI_TMUNET_INLINE=1`` derives on the calling thread. An output the user
-        has edited is left alone (a message says so). Returns the options derived with
-        (None: nothing to derive); :attr:`deriving` is True until the labels are written.
-        """
-        image = self.image.value
-        output = self._outputs.get(image.unique_id) if image is not None else None
-        if output is None:
-            return None
-        if not self._replaceable(output):
-            self._say_kept(output)
-            return None
-        options = label_options(output.defaults, **self._label_settings())
-        if self._derive is not None:  # one derive at a time; this one follows it
-            self._derive_again = True
-            return options
-        self._derive = (image, output, options, time.perf_counter())
-        if os.environ.get(INLINE_ENV, "0") not in ("0", "", "false", "False"):
-            self._put_derived(derive_labels(output.probability, options))
-            return options
-        self.status.value = f"{image.name}: updating the labels..."
-        start_worker(
-            derive_labels,
-            output.probability,
-            options,
-            connect={"returned": self._put_derived, "errored": self._on_derive_error},
-        )
-        return options
-
-    @property
-    def deriving(self) -> bool:
-        """True while re-derived labels are being made."""
-        return self._derive is not None
-
-    def _put_derived(self, labels: np.ndarray) -> None:
-        """Write a derive's labels into its output, unless Segment replaced that output or
-        the user edited it meanwhile; then derive again if the settings moved."""
-        image, output, options, began = self._derive
-        self._derive = None
-        current = self._outputs.get(image.unique_id) is output
-        if current and output.labels in self.viewer.layers:
-            if self._replaceable(output):
-                self._write_derived(image, output, options, labels, began)
-            else:
-                self._say_kept(output)
-        if self._derive_again:
-            self._derive_again = False
-            self.rederive()
-
-    def _write_derived(self, image, output, options: LabelOptions, labels, began: float) -> None:
-        self._write_labels(output, labels)
-        meta = dict(output.labels.metadata)
-        meta.update(
-            threshold=options.threshold,
-            output="instances" if options.instances else "binary",
-            label_options=options.to_dict(),
-        )
-        output.labels.metadata = meta
-        self.last_rederive_seconds = time.perf_counter() - began
-        objects = count_objects(labels)
-        kind = "instance" if options.instances else "object"  # as in the summary
-        self.status.value = (
-            f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "
-            f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
-        )
-
-    def _on_derive_error(self, err: Exception) -> None:
-        self._derive, self._derive_again = None, False
-        self.status.value = f"updating the labels failed: {error_text(err)}"
-        show_error(f"TM-UNet: {self.status.value}")
-
-    def _say_kept(self, output: _Output) -> None:
-        self.status.value = (
-            f"{output.labels.name!r} was edited, so it is kept as it is; Segment again "
-            "for a new layer with these settings."
-        )
-
-    def _label_settings(self) -> dict:
-        """The dock's label settings; threshold and confidence None while they follow the
-        model (:func:`_segment_jobs.label_options` takes them from its defaults)."""
-        return {
-            "output": str(self.output.value),
-            "threshold": self._user_value("threshold"),
-            "min_confidence": self._user_value("min_confidence"),
-            "fill_holes": bool(self.fill_holes.value),
-            "min_size": int(self.min_size.value),
-        }
-
-    def _show_outlines(self, _=None) -> None:
-        for output in self._outputs.values():
-            output.labels.contour = 2 if self.outlines.value else 0
-
-
-def _cutoffs(options: LabelOptions) -> str:
-    """'threshold 0.50', plus the least object confidence where one is set."""
-    text = f"threshold {options.threshold:.2f}"
-    if options.min_confidence:
-        text += f", confidence {options.min_confidence:.2f}"
-    return text
 
 
 def _folder_stack_hint(layer: Image) -> str:

@@ -87,7 +87,7 @@ def test_the_threshold_derives_off_the_gui_thread_and_the_last_move_wins(
     a stroke painted while it runs is kept (the late labels are not written over it)."""
     import threading
 
-    from napari_tmunet import _segment_widget
+    from napari_tmunet import _segment_rederive
     from napari_tmunet.postprocess import LabelOptions, derive_labels
 
     viewer, widget, output = segmented
@@ -99,7 +99,7 @@ def test_the_threshold_derives_off_the_gui_thread_and_the_last_move_wins(
         assert gate.wait(30)
         return derive_labels(prob, options)
 
-    monkeypatch.setattr(_segment_widget, "derive_labels", held_derive)
+    monkeypatch.setattr(_segment_rederive, "derive_labels", held_derive)
     widget.threshold.value = 0.9  # the debounce timer starts the derive
     qtbot.waitUntil(lambda: widget.deriving, timeout=5000)
     assert "updating the labels" in widget.status.value
