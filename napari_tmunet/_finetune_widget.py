@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import napari
-import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -28,21 +27,18 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
-from ._finetune_pairs import PairRow, fits, guess_labels
+from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._widget_common import (
     Eta,
     error_text,
     fit_width,
-    full_data,
     intro_above,
-    is_probability_map,
     narrow,
     on_dock_closed,
     scroll_body,
@@ -52,15 +48,12 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
-from .postprocess import kept_prediction
 from .training.finetune import (
     AUGMENTATIONS,
     FinetuneJob,
-    TrainingPair,
     describe_edits,
     new_run_folder,
     run_finetune,
-    training_pairs,
 )
 
 PLUGIN = "napari-tmunet"
@@ -80,7 +73,7 @@ class _Relay(QObject):
     phase = Signal(str)
 
 
-class FinetuneWidget(LivePlot, Container):
+class FinetuneWidget(PairRows, LivePlot, Container):
     """Fine-tune the active model on corrected masks, in a worker thread.
 
     Sub-widgets are attributes so that scripts and tests can set values and call
@@ -215,104 +208,6 @@ class FinetuneWidget(LivePlot, Container):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.active.subscribe(self._on_active_changed)
         on_dock_closed(self.native, self._on_closed)
-
-    # --- pairs -------------------------------------------------------------------------
-
-    def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
-        """Image layers to train on; Segment's probability maps are model output, not images."""
-        return [
-            (la.name, la)
-            for la in self.viewer.layers
-            if isinstance(la, Image) and not is_probability_map(la)
-        ]
-
-    def _labels_choices(self, _widget=None) -> list[tuple[str, Labels]]:
-        return [(la.name, la) for la in self.viewer.layers if isinstance(la, Labels)]
-
-    def add_pair(self, _=None) -> PairRow:
-        """Add a row, pre-filled with an unused image and the Labels layer that fits it."""
-        row = PairRow(self._image_choices, self._labels_choices, self.remove_pair)
-        used = [r.image.value for r in self.rows]
-        image = next((la for _, la in self._image_choices() if la not in used), None)
-        if image is not None:
-            row.image.value = image
-        self._fill_labels(row)
-        row.image.changed.connect(lambda _: self._on_row_image(row))
-        row.mask.changed.connect(lambda _: self._on_row_labels(row))
-        self.rows.append(row)
-        self.pairs_box.append(row)
-        return row
-
-    def remove_pair(self, row: PairRow) -> None:
-        if row in self.rows:
-            self.rows.remove(row)
-            self.pairs_box.remove(row)
-            self._show_model_state()  # the first pair may have changed
-
-    def _on_layers_changed(self, event=None):
-        layer = getattr(event, "value", None)
-        if isinstance(layer, Labels) and event.type == "inserted":
-            # an edit of a Segment output makes it the likelier correction
-            layer.events.paint.connect(self._refill_rows)
-        for row in self.rows:
-            row._filling = True
-        try:
-            self.reset_choices()
-        finally:
-            for row in self.rows:
-                row._filling = False
-        self._refill_rows()
-        self._show_model_state()
-
-    def _refill_rows(self, _event=None) -> None:
-        for row in self.rows:
-            self._fill_labels(row)
-
-    def _on_row_image(self, row: PairRow) -> None:
-        self._fill_labels(row, refit=True)
-        self._show_model_state()
-
-    def _on_row_labels(self, row: PairRow) -> None:
-        if not row._filling:
-            row.user_choice = True  # the user's pick is kept from now on
-        self._show_model_state()
-
-    def _fill_labels(self, row: PairRow, refit: bool = False):
-        """Give a row the Labels layer that fits its image best (see :func:`guess_labels`),
-        unless the user picked one that still fits; none when no layer fits."""
-        image = row.image.value
-        current = row.mask.value
-        if image is None:
-            return
-        if row.user_choice and current is not None and not refit and fits(image, current):
-            return
-        shown = None if refit else current  # of the row's previous image after a refit
-        guess = guess_labels(image, [la for _, la in self._labels_choices()], shown)
-        if guess is not current:
-            row._filling = True
-            try:
-                row.mask.value = guess
-            finally:
-                row._filling = False
-
-    def _layer_pairs(self) -> list[TrainingPair]:
-        """Copies of the chosen layers' data (painting may go on during training)."""
-        pairs = []
-        for row in self.rows:
-            image, labels = row.image.value, row.mask.value
-            if image is None and labels is None:
-                continue
-            if image is None or labels is None:
-                raise ValueError("every pair needs an image layer and a Labels layer")
-            pairs += training_pairs(
-                np.array(full_data(image)),
-                np.array(full_data(labels)),
-                name=image.name,
-                rgb=bool(image.rgb),
-                source=f"layers {image.name!r} + {labels.name!r}",
-                predicted=kept_prediction(labels.metadata),  # tells the edits apart
-            )
-        return pairs
 
     # --- model choice ------------------------------------------------------------------
 
