@@ -24,7 +24,8 @@ SEGMENT_TIPS = {
     "add_probability": "Also add the model's probability as an image layer.",
     "segment_button": "Segment the chosen image.",
     "cancel_button": "Stop after the current forward pass.",
-    "segment_all_button": "Segment every image layer with these settings.",
+    "segment_all_button": "Segment every image layer, each with the model a Segment click on "
+    "it would run (its modality's), and these settings.",
 }
 
 FINETUNE_TIPS = {
@@ -54,6 +55,7 @@ METRICS_TIPS = {
     "compute_button": "Compute Dice, IoU, precision, recall and Hausdorff "
     "distances, per 2-D slice and overall.",
     "export_button": "Save all rows shown (both tables) as a CSV file.",
-    "table": "One row per 2-D slice, then the mean.",
+    "table": "One row per 2-D slice, then the mean. F1 is the pixel F1 of the slice (equal "
+    "to its Dice), not an object-detection score.",
     "comparison_table": "The starting and the fine-tuned model on the part held out from training.",
 }

@@ -506,6 +506,8 @@ def test_negative_seeds_are_refused_naming_the_flag(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     assert cli.main(["evaluate", str(tmp_path / "none.pt"), "--split-seed", "-1"]) == 2
     assert "--split-seed -1: expected an integer >= 0" in capsys.readouterr().err
+    assert cli.main([*fit_args, "--mean", "0.5"]) == 2  # std left out: both flags named
+    assert "(--mean, --std): give both, one value per input channel" in capsys.readouterr().err
 
 
 def test_report_keeps_runs_that_share_a_split_apart():

@@ -207,7 +207,9 @@ def _add_split_args(fit) -> None:
         default=None,
         help="use the dataset's train.txt/test.txt (MoNuSeg's official 30/14)",
     )
-    g.add_argument("--max-images", type=int, help="use only the first N pairs (quick tests)")
+    g.add_argument(
+        "--max-images", type=int, help="use only the first N pairs (quick tests; 0 = all)"
+    )
 
 
 def _add_fit_model_args(fit) -> None:

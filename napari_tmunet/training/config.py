@@ -203,7 +203,10 @@ class TrainConfig:
         if self.in_channels not in (0, 1, 3):
             problems.append(f"in_channels={self.in_channels}: expected 0 (auto), 1 or 3")
         if len(self.mean) != len(self.std):
-            problems.append(f"mean={self.mean}, std={self.std}: expected equal lengths")
+            problems.append(
+                f"mean={self.mean}, std={self.std} (--mean, --std): give both, one value "
+                "per input channel"
+            )
         for name, flag in (("split_seed", "--split-seed"), ("seed", "--seed")):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} ({flag}): expected an integer >= 0")
