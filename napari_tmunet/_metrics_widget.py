@@ -7,7 +7,6 @@ all slices, in pixels and, when the layers are scaled, in physical units.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -31,6 +30,7 @@ from ._widget_common import (
     wrap,
 )
 from .evaluation import score_labels
+from .storage import write_csv
 
 if TYPE_CHECKING:
     import napari
@@ -304,13 +304,7 @@ class MetricsWidget(Container):
         rows = self.rows()
         if not rows:
             raise ValueError("Nothing to export yet: compute the metrics first.")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=_columns(rows), restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        return path
+        return write_csv(path, rows, _columns(rows))
 
     def _on_export_clicked(self, _value=None) -> None:
         from qtpy.QtWidgets import QFileDialog

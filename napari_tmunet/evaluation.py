@@ -156,16 +156,11 @@ class Evaluation(SegmentationMetrics):
         return rows
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        import csv
+        """Write the per-image rows as CSV, at the evaluation size and native."""
+        from .storage import write_csv
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         keys = [*PER_IMAGE_KEYS, *(f"native_{k}" for k in PER_IMAGE_KEYS[1:]), "height", "width"]
-        with open(path, "w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.per_image())
-        return path
+        return write_csv(path, self.per_image(), keys)
 
 
 PAPER_TEST_SIZE = (512, 512)  # the paper scores every test image at 512 x 512

@@ -17,7 +17,6 @@ Empty masks, explicitly:
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Sequence
@@ -221,13 +220,9 @@ class SegmentationMetrics:
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the per-image rows as CSV (header ``PER_IMAGE_KEYS``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=PER_IMAGE_KEYS)
-            writer.writeheader()
-            writer.writerows(self._rows)
-        return path
+        from .storage import write_csv
+
+        return write_csv(path, self._rows, PER_IMAGE_KEYS)
 
 
 def instance_scores(pred: np.ndarray, ref: np.ndarray) -> dict:

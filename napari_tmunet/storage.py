@@ -58,6 +58,19 @@ def write_json(path: str | os.PathLike, data) -> Path:
     return path
 
 
+def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> Path:
+    """Write ``rows`` as CSV (a header, then one line per row; missing keys empty) in one
+    step: a write that fails (a full disk) leaves an earlier file as it was."""
+    import csv
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=fieldnames, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def read_json_lines(path: str | os.PathLike) -> list[dict]:
     """The records of an append-only JSON-lines file in order; [] when there is none.
 

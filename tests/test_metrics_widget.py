@@ -115,6 +115,29 @@ def test_export_csv(widget, masks, tmp_path):
     assert float(saved[-1]["hd95_px"]) == pytest.approx(rows[-1]["hd95_px"])
 
 
+def test_an_export_that_fails_keeps_the_csv_it_was_to_replace(widget, masks, tmp_path, monkeypatch):
+    """A full disk part-way through the rows: last week's export is still there, whole,
+    and no temporary file is left beside it."""
+    import errno
+
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+    widget.compute()
+    path = tmp_path / "metrics.csv"
+    earlier = "slice,dice\n0,0.91\nmean,0.91\n"
+    path.write_text(earlier)
+
+    def disk_full(self, rows):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        widget.export_csv(path)
+    assert path.read_text() == earlier
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
 def test_export_never_replaces_a_csv_the_dialog_did_not_ask_about(
     widget, masks, tmp_path, monkeypatch
 ):
