@@ -139,6 +139,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"checkpoint {path} is empty (0 bytes): its copy or save did not complete."
         )
+    _check_zip_records(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -153,6 +154,25 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise _unreadable(path, err) from None
     _check_payload(path, payload)
     return payload
+
+
+def _check_zip_records(path: Path) -> None:
+    """Refuse a checkpoint whose zip records fail their CRC (torch.load does not check
+    them: a flipped byte inside the weights would load as other weights, silently)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # not a zip: torch.load says what it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # any damage of the zip structure (bad headers, names...)
+        raise _unreadable(path, err) from None
+    if bad is not None:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is damaged (its record {bad!r} fails its "
+            "checksum); copy it again or use another checkpoint."
+        )
 
 
 def _unreadable(path: Path, err: Exception) -> CheckpointError:

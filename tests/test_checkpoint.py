@@ -69,6 +69,29 @@ def test_truncated_file(saved, tmp_path):
         load_checkpoint(bad)
 
 
+def test_a_damaged_weight_record_is_refused(saved, tmp_path):
+    """A lost disk block inside a weight tensor: torch.load would read other weights
+    without a word; the zip record's checksum names it."""
+    import struct
+    import zipfile
+
+    _, path = saved
+    with zipfile.ZipFile(path) as archive:
+        record = max((i for i in archive.infolist() if "/data/" in i.filename),
+                     key=lambda i: i.file_size)  # fmt: skip
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack(
+        "<HH", raw[record.header_offset + 26 : record.header_offset + 30]
+    )
+    start = record.header_offset + 30 + name_len + extra_len
+    raw[start : start + 512] = bytes(512)  # zeroed, as a lost block reads
+    bad = tmp_path / "damaged.pt"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"damaged.pt: it is damaged \(its record .* fails"):
+        load_checkpoint(bad)
+    assert load_checkpoint(path) is not None  # the intact file still loads
+
+
 class Evil:
     def __reduce__(self):
         return (print, ("pwned",))
