@@ -235,42 +235,25 @@ def write_dataset(
         write_image(data_dir / "images" / f"{name}.tif", image)
     save_split(data_dir / "split.json", split)
     names = [name for name, _ in items]
-    kept = [
-        {"name": name, "source": p.source, "shape": list(p.labels.shape)}
-        for name, p in items
-        if isinstance(p, TrainingPair)
-    ]
-    return {
-        "split": split,
-        "held_out": held,
-        "names": names,
-        "pairs": kept,
-        "edits": edits,
-        "left_out": left_out,
-    }
+    kept = [(name, p) for name, p in items if isinstance(p, TrainingPair)]
+    described = [{"name": n, "source": p.source, "shape": list(p.labels.shape)} for n, p in kept]
+    info = {"split": split, "held_out": held, "names": names, "pairs": described}
+    return {**info, "edits": edits, "left_out": left_out}
 
 
 def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
-    """The pairs to learn from, and a note on the ones left out ('' when none are).
+    """The pairs to learn from, and a note naming those left out ('' when none are).
 
-    A pair whose model prediction is known and which the user did not edit (e.g. the
-    untouched frames of a Segment output stack) is the model's own output, not ground
-    truth: when some pair has edits, such pairs are left out. Pairs with unknown edits
-    (a mask the model did not make) are always kept; with no edits anywhere all are kept.
+    When some pair has edits, a pair whose prediction is known but unedited (e.g. an
+    untouched frame of a Segment output stack) is the model's own output, not ground
+    truth: it is left out. Pairs with unknown edits (a reference mask) are always kept.
     """
-    maps = [p.edited() for p in pairs]
-    if not any(m is not None and m.any() for m in maps):
+    edited = [None if p.predicted is None else bool(p.edited().any()) for p in pairs]
+    if True not in edited or False not in edited:
         return pairs, ""
-    kept = [p for p, m in zip(pairs, maps, strict=True) if m is None or m.any()]
-    dropped = [
-        p.source or p.name
-        for p, m in zip(pairs, maps, strict=True)
-        if m is not None and not m.any()
-    ]
-    if not dropped:
-        return pairs, ""
+    dropped = [p.source or p.name for p, e in zip(pairs, edited, strict=True) if e is False]
     note = "not trained on (not edited: the model's own output): " + ", ".join(dropped)
-    return kept, note
+    return [p for p, e in zip(pairs, edited, strict=True) if e is not False], note
 
 
 def _split_one(name: str, pair: TrainingPair):
