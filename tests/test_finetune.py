@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,32 @@ def test_edits_are_described_in_words():
     )
     assert describe_edits(many) == "rests on 400 edited pixels in 3 regions"
     assert describe_edits({"known": False}).startswith("edits unknown")
+
+
+def test_stack_trains_only_on_the_edited_frame(tmp_path):
+    """A Segment output stack with one corrected frame: only that frame's data is used,
+    split as one edited image is; the untouched frames (the model's own output) are left
+    out. A stack with a reference mask (no kept prediction) keeps every frame."""
+    folder = Path(__file__).resolve().parents[1] / "napari_tmunet" / "samples"
+    image = read_image(folder / "nuclei_image.png")
+    mask = (read_mask(folder / "nuclei_mask.png")[0] > 0).astype(np.uint8)
+    crops = [np.s_[:96, :128], np.s_[96:192, :128], np.s_[:96, 128:256]]
+    stack = np.stack([image[c] for c in crops])  # (3, 96, 128, 3)
+    predicted = np.stack([mask[c] for c in crops])  # (3, 96, 128): Segment's output
+    labels = predicted.copy()
+    labels[1, 10:40, 60:100] = 1  # the user corrects frame 1 only
+    pairs = training_pairs(stack, labels, "s", True, "stack", predicted=predicted)
+    out = write_dataset(pairs, tmp_path / "d")
+    names = out["split"]["train"] + out["split"]["valid"]
+    assert out["split"]["valid"] == ["01-s-z1-valid"] and all("-s-z1-" in n for n in names)
+    assert "stack frame 0" in out["left_out"] and "stack frame 2" in out["left_out"]
+    assert [p["source"] for p in out["pairs"]] == ["stack frame 1"]
+    assert holdout_strip((96, 128), labels[1] != predicted[1]) == (1, 64, 96)
+    assert names == ["01-s-z1-train", "01-s-z1-train-2", "01-s-z1-valid"]
+    left, right, valid = (read_mask(tmp_path / "d" / "masks" / f"{n}.png")[0] for n in names)
+    rebuilt = np.concatenate([left, valid, right], axis=1) > 0  # columns 0-63, 64-95, 96-127
+    np.testing.assert_array_equal(rebuilt, labels[1] > 0)  # frame 1's corrected mask, whole
+    assert out["edits"]["pixels"] > 0 and "stack frame 1" in out["held_out"]
+
+    reference = write_dataset(training_pairs(stack, labels, "s", True, "stack"), tmp_path / "r")
+    assert reference["split"]["train"] == ["01-s-z0", "02-s-z1"] and not reference["left_out"]

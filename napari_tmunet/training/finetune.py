@@ -17,8 +17,11 @@ own prediction, so the pixels the user changed are known; with a single image, t
 strip (across its longer side) holding the most edited pixels is held out, written as a
 separate file so that no training crop overlaps it (the right-most or bottom strip when
 the edits are unknown); with several images, the eighth of them with the most edits (the
-last ones when unknown). The report says how many edited pixels and objects the
-before/after comparison rests on, and when they are too few to mean much.
+last ones when unknown). Pairs the user did not edit where others are edited (e.g. the
+untouched frames of a Segment output stack: the model's own output) are left out of the
+data; the plan (finetune.json ``left_out``) names them. The report says how many edited
+pixels and objects the before/after comparison rests on, and when they are too few to
+mean much.
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``, in
 random crops at the model's input size (the engine's crop mode), started from the given
@@ -181,7 +184,9 @@ def write_dataset(
     ``split.json``. Names: ``01-<layer name>``..., ``folder-<name>`` for copied pairs.
 
     Returns:
-        ``{"split": {...}, "held_out": text, "names": [...]}``.
+        ``{"split": {...}, "held_out": text, "names": [...], "pairs": [...] (the
+        written pairs' name, source, shape), "edits": {...}, "left_out": text}``
+        (see :func:`edited_only`).
     Raises:
         ValueError: no data, or every mask empty.
     """
@@ -192,6 +197,7 @@ def write_dataset(
     copied = find_pairs(folder) if folder else []
     if not pairs and not copied:
         raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
+    pairs, left_out = edited_only(pairs)
     if pairs and not copied:
         fix = "paint (or correct) some foreground first"
         check_foreground({"train": [p.labels for p in pairs]}, "the Labels layers", fix)
@@ -229,7 +235,25 @@ def write_dataset(
         write_image(data_dir / "images" / f"{name}.tif", image)
     save_split(data_dir / "split.json", split)
     names = [name for name, _ in items]
-    return {"split": split, "held_out": held, "names": names, "edits": edits}
+    kept = [(name, p) for name, p in items if isinstance(p, TrainingPair)]
+    described = [{"name": n, "source": p.source, "shape": list(p.labels.shape)} for n, p in kept]
+    info = {"split": split, "held_out": held, "names": names, "pairs": described}
+    return {**info, "edits": edits, "left_out": left_out}
+
+
+def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
+    """The pairs to learn from, and a note naming those left out ('' when none are).
+
+    When some pair has edits, a pair whose prediction is known but unedited (e.g. an
+    untouched frame of a Segment output stack) is the model's own output, not ground
+    truth: it is left out. Pairs with unknown edits (a reference mask) are always kept.
+    """
+    edited = [None if p.predicted is None else bool(p.edited().any()) for p in pairs]
+    if True not in edited or False not in edited:
+        return pairs, ""
+    dropped = [p.source or p.name for p, e in zip(pairs, edited, strict=True) if e is False]
+    note = "not trained on (not edited: the model's own output): " + ", ".join(dropped)
+    return [p for p, e in zip(pairs, edited, strict=True) if e is not False], note
 
 
 def _split_one(name: str, pair: TrainingPair):
@@ -476,6 +500,8 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
     start_label = job.start_label or start_name
     phase(f"saving the training data to {run_dir / 'data'}...")
     written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
+    if written["left_out"]:
+        phase(written["left_out"])
     plan = _plan(job, run_dir, start_label, start_path, written)
     write_json(run_dir / "finetune.json", plan)
     phase(f"loading {start_label}...")
@@ -494,10 +520,8 @@ def _plan(job: FinetuneJob, run_dir: Path, start_label: str, start_path, written
         "start_model": job.start_model,
         "start_label": start_label,
         "start_checkpoint": str(Path(start_path).resolve()),
-        "pairs": [
-            {"name": n, "source": p.source, "shape": list(p.labels.shape)}
-            for n, p in zip(written["names"], job.pairs, strict=False)
-        ],
+        "pairs": written["pairs"],
+        "left_out": written["left_out"],
         "dataset_folder": job.dataset_folder,
         "held_out": written["held_out"],
         "edits": written["edits"],
