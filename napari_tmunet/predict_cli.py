@@ -2,8 +2,10 @@
 
 Masks follow the writer's rules (``data.images.write_mask``): binary masks as PNG 0/255
 named after the image (``<stem>.png``), instance labels as TIFF (``<stem>.tif``); a stack
-of frames gives one mask per frame (``<stem>_z0000.png``, ...). Images whose names would
-give one mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``).
+of frames gives one mask per frame (``<stem>_z0000.png``, ...), the first frame's written
+last, so that a stack cut short (Ctrl-C, disk full) is redone on the next run. Images whose
+names would give one mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``,
+``a_tif``; ``a_z0001.png`` beside a possible stack ``a.tif`` -> ``a_z0001_png``).
 Nothing already in OUTPUT_DIR is overwritten unless ``--overwrite`` is given; OUTPUT_DIR
 is checked to be writable and locked against a second run before any work. Without
 ``--model`` each image gets the model for its own modality, as the Segment dock's
@@ -18,6 +20,7 @@ line (exit 130); the masks written are kept and a re-run skips them.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,6 +29,7 @@ from .options import DEVICES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCK_TASK = "napari-tmunet-predict"
+_FRAME_NAME = re.compile(r"(.+)_z\d{4}", re.IGNORECASE)  # a stack's frame mask: <stem>_z0001
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,9 +116,11 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     """Distinct mask base name of each image.
 
     Its stem; where stems collide, stem and suffix (``a.png``, ``a.tif`` -> ``a_png``,
-    ``a_tif``); a name still taken (``a_png.png`` is also ``a_png``) gets ``_2``, ``_3``...
-    Images keeping their own stem choose first. Names differ ignoring case too, for
-    case-insensitive file systems.
+    ``a_tif``), and so for a frame-like stem whose base is another image's name, as that
+    image may be a stack with masks of that name (``a.tif``, ``a_z0001.png`` -> ``a``,
+    ``a_z0001_png``); a name still taken (``a_png.png`` is also ``a_png``) gets ``_2``,
+    ``_3``... Images keeping their own stem choose first. Names differ ignoring case too,
+    for case-insensitive file systems.
     """
     from .data.datasets import natural_key
 
@@ -122,6 +128,11 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     wanted = {
         p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}" for p in images
     }
+    bases = {name.lower() for name in wanted.values()}
+    for path, name in wanted.items():
+        frame = _FRAME_NAME.fullmatch(name)
+        if frame and frame.group(1).lower() in bases:  # would be that stack's frame mask
+            wanted[path] = f"{name}_{path.suffix[1:].lower()}"
     used: set[str] = set()
     names: dict[Path, str] = {}
     for path in sorted(images, key=lambda p: (wanted[p] != p.stem, natural_key(p.name))):
@@ -203,6 +214,7 @@ def _predict(args, images: list[Path]) -> int:
     skipped = [p for p in images if p not in set(todo)]
     failed: list[tuple[Path, str]] = []
     written, used = 0, Counter()  # masks written; per model
+    writing = None  # the image whose masks are being written
     if args.model:
         models.announce(args.model)
     bars = None  # made once the header (the first model's line) is out, so it stays whole
@@ -220,16 +232,23 @@ def _predict(args, images: list[Path]) -> int:
                 failed.append((path, rest[0]))
                 continue
             try:
+                writing = path
                 _write_masks(args.output_dir, stems[path], suffix, rest[0].labels)
+                writing = None
                 written += 1
                 used[models.model_of[path]] += 1
             except (ValueError, OSError) as err:
                 failed.append((path, f"{type(err).__name__}: {err}"))
     except KeyboardInterrupt:
         _close(bars)
+        partly = (
+            f" ({writing.name}'s masks only partly written: it is redone)"
+            if writing is not None and _frames_written(args.output_dir, stems[writing], suffix)
+            else ""
+        )
         print(
-            f"stopped: masks of {written} of {len(todo)} images written to {args.output_dir}; "
-            "run the same command again to continue (images with masks are skipped)",
+            f"stopped: masks of {written} of {len(todo)} images written to {args.output_dir}"
+            f"{partly}; run the same command again to continue (images with masks are skipped)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -363,11 +382,17 @@ def default_mode(model: str, checkpoint) -> str:
     return checkpoint.inference_mode
 
 
-def _existing(output_dir: Path, stem: str, suffix: str) -> list[Path]:
-    """Masks of this base name already in ``output_dir`` (single or per frame)."""
-    return sorted(output_dir.glob(f"{_glob_escape(stem)}{suffix}")) + sorted(
-        output_dir.glob(f"{_glob_escape(stem)}_z[0-9][0-9][0-9][0-9]{suffix}")
-    )
+def _existing(output_dir: Path, stem: str, suffix: str) -> bool:
+    """Whether an image's masks are all in ``output_dir``: its single mask, or its first
+    frame's, which :func:`_write_masks` writes last."""
+    return (output_dir / f"{stem}{suffix}").is_file() or (
+        output_dir / f"{stem}_z0000{suffix}"
+    ).is_file()
+
+
+def _frames_written(output_dir: Path, stem: str, suffix: str) -> list[Path]:
+    """Frame masks of this base name in ``output_dir``."""
+    return sorted(output_dir.glob(f"{_glob_escape(stem)}_z[0-9][0-9][0-9][0-9]{suffix}"))
 
 
 def _progress_bars(total: int, done: int) -> tuple:
@@ -396,9 +421,9 @@ def _write_masks(output_dir: Path, stem: str, suffix: str, labels) -> None:
 
     if labels.ndim == 2:
         write_mask(output_dir / f"{stem}{suffix}", labels)
-    else:  # a stack: one mask per frame
-        for z, frame in enumerate(labels):
-            write_mask(output_dir / f"{stem}_z{z:04d}{suffix}", frame)
+    else:  # a stack: one mask per frame, the first last: it marks the stack done
+        for z in reversed(range(len(labels))):
+            write_mask(output_dir / f"{stem}_z{z:04d}{suffix}", labels[z])
 
 
 def _report(output_dir: Path, n_images: int, written: int, skipped, failed, used) -> int:

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from _paths import DATASETS, REPO
 from _shipped import SAMPLE_MIN_DICE, dice
@@ -21,9 +22,10 @@ SOURCES = [
     DATASETS / "CVC-ClinicDB" / "images" / "2.png",
     DATASETS / "UDIAT" / "images" / "000002.png",
 ]
-pytestmark = pytest.mark.skipif(
+needs_datasets = pytest.mark.skipif(
     not all(p.is_file() for p in SOURCES), reason="shared datasets not present"
 )
+SAMPLES = REPO / "napari_tmunet" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ def folders(tmp_path):
     return images, tmp_path / "masks"
 
 
+@needs_datasets
 def test_predict_folder_reports_the_corrupt_file(folders, checkpoint, capsys):
     images, masks = folders
     argv = [str(images), str(masks), "--model", str(checkpoint), "--device", "cpu"]
@@ -76,6 +79,7 @@ def test_predict_folder_reports_the_corrupt_file(folders, checkpoint, capsys):
     assert read_image(kept).shape == (288, 384)
 
 
+@needs_datasets
 def test_instances_are_written_as_tiff(folders, checkpoint):
     images, masks = folders
     (images / "broken.png").unlink()
@@ -84,6 +88,7 @@ def test_instances_are_written_as_tiff(folders, checkpoint):
     assert sorted(p.suffix for p in masks.iterdir()) == [".tif"] * 3
 
 
+@needs_datasets
 def test_usage_errors(folders, checkpoint, tmp_path, capsys):
     images, _ = folders
     model = ["--model", str(checkpoint)]
@@ -98,6 +103,7 @@ def test_usage_errors(folders, checkpoint, tmp_path, capsys):
     assert exit_info.value.code == 0
 
 
+@needs_datasets
 def test_min_confidence_hides_what_the_model_is_unsure_of(tmp_path):
     """The shipped ultrasound model on a UDIAT image: a gate above the lesion's mean
     probability leaves its mask empty; the model's own default keeps it."""
@@ -111,6 +117,7 @@ def test_min_confidence_hides_what_the_model_is_unsure_of(tmp_path):
     assert own.any() and not read_image(tmp_path / "strict" / "lesion.png").any()
 
 
+@needs_datasets
 def test_each_image_gets_the_model_for_its_modality(tmp_path, monkeypatch, capsys):
     """Without --model, as the dock's "Segment all": an unreadable first file does not
     decide anything, a mixed folder gets each image's own model (each loaded once), and
@@ -142,6 +149,7 @@ def test_each_image_gets_the_model_for_its_modality(tmp_path, monkeypatch, capsy
         )
 
 
+@needs_datasets
 def test_ctrl_c_stops_with_one_line_and_a_rerun_continues(folders, checkpoint, monkeypatch, capsys):
     """Ctrl-C on the second image: exit 130 and one line saying how many masks were written
     and that running again continues; the written mask is kept and the folder unlocked."""
@@ -170,3 +178,59 @@ def test_ctrl_c_stops_with_one_line_and_a_rerun_continues(folders, checkpoint, m
     assert [p.name for p in masks.iterdir()] == ["CVC-ClinicDB_1.png"]
     assert main(argv) == 0  # not locked; the written mask is skipped
     assert "1 skipped" in capsys.readouterr().err and len(list(masks.iterdir())) == 3
+
+
+def _sample_stack(path, frames=4, side=96):
+    """A real grey stack: ``frames`` crops of the bundled ultrasound sample, (Z, Y, X)."""
+    grey = read_image(SAMPLES / "ultrasound_image.png")
+    grey = grey if grey.ndim == 2 else grey[..., 0]
+    stack = np.stack([grey[40 * z : 40 * z + side, 60 : 60 + side] for z in range(frames)])
+    tifffile.imwrite(path, stack.astype(np.uint8), photometric="minisblack")
+    return path
+
+
+def test_a_stack_cut_short_is_redone(tmp_path, checkpoint, monkeypatch, capsys):
+    """Ctrl-C between a stack's frame masks: the line says the stack is only partly written,
+    and the re-run writes all its frames instead of skipping it as done."""
+    from napari_tmunet.data import images as image_io
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _sample_stack(inputs / "scan.tif")
+    masks = tmp_path / "masks"
+    real, calls = image_io.write_mask, []
+
+    def write_mask(path, labels):
+        calls.append(path)
+        if len(calls) == 3:  # Ctrl-C while the third frame mask is written
+            raise KeyboardInterrupt
+        return real(path, labels)
+
+    monkeypatch.setattr(image_io, "write_mask", write_mask)
+    argv = [str(inputs), str(masks), "--model", str(checkpoint), "--device", "cpu"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "masks of 0 of 1 images written" in err
+    assert "scan.tif's masks only partly written: it is redone" in err
+    assert len(list(masks.glob("scan_z*.png"))) == 2
+    monkeypatch.setattr(image_io, "write_mask", real)
+    assert main(argv) == 0
+    assert "1 of 1 images segmented" in capsys.readouterr().err
+    frames = sorted(p.name for p in masks.glob("*.png"))
+    assert frames == [f"scan_z{z:04d}.png" for z in range(4)]
+    assert all(read_image(masks / name).shape == (96, 96) for name in frames)
+
+
+def test_an_image_named_like_a_stack_frame_keeps_its_own_mask(tmp_path, checkpoint):
+    """``a.tif`` (a stack) and ``a_z0001.png`` would both write ``a_z0001.png``."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _sample_stack(inputs / "a.tif")
+    shutil.copy(SAMPLES / "colonoscopy_image.png", inputs / "a_z0001.png")
+    masks = tmp_path / "masks"
+    assert main([str(inputs), str(masks), "--model", str(checkpoint), "--device", "cpu"]) == 0
+    names = sorted(p.name for p in masks.iterdir())
+    assert names == ["a_z0000.png", "a_z0001.png", "a_z0001_png.png", "a_z0002.png", "a_z0003.png"]
+    assert read_image(masks / "a_z0001.png").shape == (96, 96)  # the stack's frame
+    image = read_image(inputs / "a_z0001.png")
+    assert read_image(masks / "a_z0001_png.png").shape == image.shape[:2]
