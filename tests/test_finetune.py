@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import threading
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         metadata={"modality": "nuclei", "shipped_as": "test-nuclei"},
     )
     image, mask = tile(np.s_[:128, :256])
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "my runs" / "crop 1"  # spaces: the headless commands are quoted
     job = FinetuneJob(
         run_dir=run_dir,
         pairs=training_pairs(image, mask, "crop", True, source="test"),
@@ -158,6 +159,9 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     assert (saved_config["zoom"], saved_config["rotate"], saved_config["colour"]) == (0.25, 45, 0.2)
     plan = json.loads((run_dir / "finetune.json").read_text())
     assert plan["start_checkpoint"] == str(start.resolve()) and plan["pairs"][0]["source"] == "test"
+    resume = shlex.split(plan["headless"]["resume"])
+    assert resume[resume.index("--run-dir") + 1] == str(run_dir / "train")
+    assert str(run_dir / "rerun") in shlex.split(plan["headless"]["rerun"])
     np.testing.assert_array_equal(
         read_mask(run_dir / "data" / "masks" / "01-crop-train.png")[0] > 0, mask[:, :192] > 0
     )

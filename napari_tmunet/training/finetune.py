@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 import numpy as np
@@ -527,10 +528,11 @@ def _plan(job: FinetuneJob, run_dir: Path, start_label: str, start_path, written
         "edits": written["edits"],
         "split": written["split"],
         "headless": {
-            "resume": f"napari-tmunet-train fit --run-dir {train_dir} --resume",
+            # quoted: run folders may hold spaces ("my runs/...") and still paste into a shell
+            "resume": f"napari-tmunet-train fit --run-dir {quote(str(train_dir))} --resume",
             "rerun": (
-                f"napari-tmunet-train fit --config {run_dir / 'config.json'} "
-                f"--run-dir {run_dir / 'rerun'}"
+                f"napari-tmunet-train fit --config {quote(str(run_dir / 'config.json'))} "
+                f"--run-dir {quote(str(run_dir / 'rerun'))}"
             ),
         },
     }
