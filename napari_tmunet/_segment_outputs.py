@@ -47,10 +47,8 @@ class OutputLayers:
             "model_label": options.model_label,
             "provisional": options.provisional,
             "mapping": outcome.mapping,
-            "threshold": label_options.threshold,
+            **label_metadata(label_options),
             "mode": outcome.mode,
-            "output": "instances" if label_options.instances else "binary",
-            "label_options": label_options.to_dict(),
             "device": options.device,
             "image": image.name,
             "seconds": round(outcome.seconds, 2),
@@ -146,6 +144,15 @@ class OutputLayers:
             metadata=meta,
             **_units(image),
         )
+
+
+def label_metadata(options) -> dict:
+    """The metadata an output layer keeps of the label settings it was derived with."""
+    return {
+        "threshold": options.threshold,
+        "output": "instances" if options.instances else "binary",
+        "label_options": options.to_dict(),
+    }
 
 
 def _binary_colours():

@@ -17,7 +17,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 
 from ._segment_jobs import label_options
-from ._segment_outputs import _Output
+from ._segment_outputs import _Output, label_metadata
 from ._widget_common import error_text, plural, start_worker
 from .postprocess import LabelOptions, count_objects, derive_labels
 
@@ -97,13 +97,7 @@ class Rederive:
 
     def _write_derived(self, image, output, options: LabelOptions, labels, began: float) -> None:
         self._write_labels(output, labels)
-        meta = dict(output.labels.metadata)
-        meta.update(
-            threshold=options.threshold,
-            output="instances" if options.instances else "binary",
-            label_options=options.to_dict(),
-        )
-        output.labels.metadata = meta
+        output.labels.metadata = {**output.labels.metadata, **label_metadata(options)}
         self.last_rederive_seconds = time.perf_counter() - began
         objects = count_objects(labels)
         kind = "instance" if options.instances else "object"  # as in the summary

@@ -193,22 +193,31 @@ def stand_in_result(job, stopped: bool, step: int, total: int) -> dict:
     }
 
 
+def job_until_stopped(total: int, stopped_at: list | None = None):
+    """A stand-in ``run_finetune`` that steps every 50 ms until Stop or ``total`` steps,
+    noting the step it ended at in ``stopped_at``."""
+
+    def job(job, stop_event, callbacks):
+        (job.run_dir / "train").mkdir(parents=True)
+        step = 0
+        while step < total and not stop_event.is_set():
+            step += 1
+            callbacks["on_step"](step, total, 0.5)
+            time.sleep(0.05)
+        if stopped_at is not None:
+            stopped_at.append(step)
+        return stand_in_result(job, stopped=True, step=step, total=total)
+
+    return job
+
+
 def test_eta_and_status_texts_end_with_the_job(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     """Threaded path with a stand-in job: the ETA goes when the run ends; a Start refused
     before running says why in the status line, not only in a message."""
     import napari_tmunet._finetune_widget as finetune_module
 
-    def job_until_stopped(job, stop_event, callbacks):
-        (job.run_dir / "train").mkdir(parents=True)
-        step = 0
-        while step < 40 and not stop_event.is_set():
-            step += 1
-            callbacks["on_step"](step, 40, 0.5)
-            time.sleep(0.05)
-        return stand_in_result(job, stopped=True, step=step, total=40)
-
     messages = []
-    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped)
+    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped(40))
     monkeypatch.setattr(finetune_module, "show_error", messages.append)
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
@@ -244,18 +253,7 @@ def test_closing_the_dock_stops_a_run(make_napari_viewer, qtbot, monkeypatch):
     import napari_tmunet._finetune_widget as finetune_module
 
     stopped_at = []
-
-    def job_until_stopped(job, stop_event, callbacks):
-        (job.run_dir / "train").mkdir(parents=True)
-        step = 0
-        while step < 400 and not stop_event.is_set():
-            step += 1
-            callbacks["on_step"](step, 400, 0.5)
-            time.sleep(0.05)
-        stopped_at.append(step)
-        return stand_in_result(job, stopped=True, step=step, total=400)
-
-    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped)
+    monkeypatch.setattr(finetune_module, "run_finetune", job_until_stopped(400, stopped_at))
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     add_slide_and_correction(viewer)
