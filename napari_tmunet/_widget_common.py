@@ -311,6 +311,9 @@ def scroll_into_view(body, widget) -> None:
     def scroll(*_) -> None:
         try:
             body.scroll_area.ensureWidgetVisible(widget.native, 0, 10)
+            # a table wider than the dock would pull the view sideways, cutting off the
+            # left edge of everything (the body does not scroll sideways on its own)
+            body.scroll_area.horizontalScrollBar().setValue(0)
         except RuntimeError:  # the dock was closed meanwhile
             pass
 
