@@ -2,8 +2,9 @@
 and folders of images of different sizes (one layer per image: napari's own reader would
 stack them into one layer of the first image's size, which cannot be read or segmented).
 
-TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``) open
-as Labels layers, so a saved correction can be painted, fine-tuned on and scored again.
+TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``), 2-D
+or stacks, open as Labels layers, so a saved correction can be painted, fine-tuned on and
+scored again.
 
 Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
 arrays (so Segment treats them alike) without a "Choose reader" question; inside a
@@ -252,15 +253,19 @@ def _file_levels(path: Path, data) -> list:
 
 
 def saved_mask_layer_data(path: Path, kind: str) -> LayerData:
-    """Labels layer data for a TIFF that ``data.images.write_mask`` wrote: instance ids
-    as stored, a binary mask's 0/255 back to 0/1 (the labels it was written from)."""
-    from .data.images import read_image, read_pixel_size
+    """Labels layer data for a TIFF that ``data.images.write_mask`` wrote, in the shape
+    it was written ((H, W) or a stack): instance ids as stored, a binary mask's 0/255 back
+    to 0/1 (the labels it was written from)."""
+    from .data.images import read_image, read_pixel_size, saved_mask_shape
 
-    labels = read_image(path, allow_stack=False)  # (H, W) uint8 0/255, or uint16/32 ids
+    labels = read_image(path)  # (H, W) or (Z, H, W): uint8 0/255, or uint16/32 ids
+    shape = saved_mask_shape(path)
+    if shape and labels.ndim > 2 and np.prod(shape) == labels.size:
+        labels = labels.reshape(shape)  # e.g. (T, Z, H, W), which the read made (T*Z, H, W)
     if kind == "binary":
         labels = (labels > 0).astype(np.uint8)
     kwargs: dict[str, Any] = {"name": path.stem, "metadata": {"path": str(path), "output": kind}}
-    kwargs.update(_physical_kwargs(path, 2, read_pixel_size))
+    kwargs.update(_physical_kwargs(path, labels.ndim, read_pixel_size))
     return labels, kwargs, "labels"
 
 

@@ -1,10 +1,11 @@
 """napari writer: a Labels layer as a mask file that drops straight into a dataset.
 
 The file rules are ``data.images.write_mask``'s: binary labels -> PNG/TIFF 0/255, instance
-labels -> uint16 (or uint32) TIFF, marked so that the reader opens them as Labels again.
-For PNG, a binary Segment output (metadata ``output: "binary"``) is written with every
-label > 0 as foreground, as Fine-tune and Metrics read it; other layers with labels
-above 1 are refused with a message saying to save as .tif.
+labels -> 16-bit PNG or uint16 (or uint32) TIFF; TIFFs are marked so that the reader opens
+them as Labels again, stacks included (one multi-page TIFF). For PNG, a binary Segment
+output (metadata ``output: "binary"``) is written with every label > 0 as foreground, as
+Fine-tune and Metrics read it, and so is a layer with one label value; a PNG holds one 2-D
+mask, so a stack gives one PNG per slice.
 """
 
 from __future__ import annotations
@@ -15,33 +16,49 @@ from typing import Any
 import numpy as np
 
 
+class LabelsNotSaved(Exception):
+    """A Labels layer that cannot be saved as asked; the message names the layer and says
+    what to choose instead.
+
+    Not a ValueError: napari takes a writer's ValueError for "no writer for this file" and
+    shows its own "No data written!" instead of the message.
+    """
+
+
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     """Write one Labels layer to ``path`` (.png, .tif or .tiff); return the paths written.
 
-    A 2-D layer gives one file. A stack (Z, H, W) gives one file per slice,
-    ``<stem>_<z><suffix>``, since the dataset layout holds one 2-D mask per image.
+    A 2-D layer gives one file. A stack (Z, H, W) gives one multi-page TIFF, or one PNG per
+    slice, ``<stem>_<z>.png``, since a PNG (and the dataset layout) holds one 2-D mask.
 
     Raises:
-        FileExistsError: a stack whose slice files already exist (napari's save dialog
+        LabelsNotSaved: labels the chosen file type cannot hold (e.g. ids above 65535 in
+            a PNG, negative labels), naming the layer; nothing is written.
+        FileExistsError: a PNG stack whose slice files already exist (napari's save dialog
             only asked about ``path``, so they are never replaced).
     """
     from .data.images import write_mask
 
+    target = Path(path)
     labels = _as_array(data)  # (..., H, W)
     # Leading singleton axes (e.g. a stack of one) carry no information.
     while labels.ndim > 2 and labels.shape[0] == 1:
         labels = labels[0]
-    if labels.ndim < 2:
-        raise ValueError(f"{path}: a mask needs 2 dimensions (H, W), got shape {labels.shape}")
-    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
-        raise ValueError(f"{path}: labels must be >= 0 to be saved as a mask")
+    try:
+        if target.suffix.lower() != ".png":
+            return [str(write_mask(target, labels))]
+        labels = _png_labels(labels, meta)
+        if labels.ndim == 2:
+            return [str(write_mask(target, labels))]
+        return _write_png_slices(target, labels.reshape(-1, *labels.shape[-2:]))  # (Z, H, W)
+    except ValueError as err:
+        raise LabelsNotSaved(f"Layer {meta.get('name', target.stem)!r} not saved: {err}") from err
 
-    target = Path(path)
-    if target.suffix.lower() == ".png":
-        labels = _png_labels(target, labels, meta)
-    if labels.ndim == 2:
-        return [str(write_mask(target, labels))]
-    slices = labels.reshape(-1, *labels.shape[-2:])  # (Z, H, W)
+
+def _write_png_slices(target: Path, slices: np.ndarray) -> list[str]:
+    """One PNG per slice of (Z, H, W) labels, ``<stem>_000.png``...; none if any exists."""
+    from .data.images import write_mask
+
     width = max(3, len(str(len(slices) - 1)))
     stem, suffix = target.stem, target.suffix
     paths = [target.with_name(f"{stem}_{z:0{width}d}{suffix}") for z in range(len(slices))]
@@ -62,23 +79,12 @@ def _as_array(data: Any) -> np.ndarray:
     return np.asarray(data)
 
 
-def _png_labels(path: Path, labels: np.ndarray, meta: dict) -> np.ndarray:
-    """The labels a PNG (0/255) can hold: a binary output's labels > 0 as foreground, as
-    are those of a layer with one label value (e.g. a 0/255 PNG mask opened as Labels).
-
-    Raises:
-        ValueError: instance labels (several values in a layer that is not a binary output).
-    """
+def _png_labels(labels: np.ndarray, meta: dict) -> np.ndarray:
+    """The labels to write as PNG: a binary output's labels > 0 as foreground (0/255), as
+    are those of a layer with one label value (e.g. a 0/255 PNG mask opened as Labels);
+    other layers' instance ids as they are (``write_mask`` makes them a 16-bit PNG)."""
     if (meta.get("metadata") or {}).get("output") == "binary":
         return labels > 0  # e.g. a second object painted as label 2
-    values = np.unique(labels)
-    if np.count_nonzero(values) <= 1:
+    if labels.size and labels.min() >= 0 and np.count_nonzero(np.unique(labels)) <= 1:
         return labels > 0
-    top = int(values[-1])
-    if top > 1:
-        raise ValueError(
-            f"{path.name}: this layer has instance labels (up to {top}), which a PNG mask "
-            "cannot keep; save it again with a .tif file name (e.g. "
-            f"{path.stem}.tif) to keep each object."
-        )
     return labels

@@ -6,7 +6,9 @@ of frames gives one mask per frame (``<stem>_z0000.png``, ...), the first frame'
 last, so that a stack cut short (Ctrl-C, disk full) is redone on the next run. Images whose
 names would give one mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``,
 ``a_tif``; ``a_z0001.png`` beside a possible stack ``a.tif`` -> ``a_z0001_png``).
-Nothing already in OUTPUT_DIR is overwritten unless ``--overwrite`` is given; OUTPUT_DIR
+Nothing already in OUTPUT_DIR is overwritten unless ``--overwrite`` is given; with it, the
+frame masks of an earlier, longer stack of the same name beyond the new frame count are
+removed too (only masks as this tool writes them; the end lines count them). OUTPUT_DIR
 is checked to be writable and locked against a second run before any work. Without
 ``--model`` each image gets the model for its own modality, as the Segment dock's
 "Segment all" does (``registry.default_model_for``: grey -> ultrasound...), each model
@@ -81,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="instance labels with touching objects split, written as TIFF",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace masks already in OUTPUT_DIR"
+        "--overwrite",
+        action="store_true",
+        help="replace masks already in OUTPUT_DIR, and remove the extra frame masks of an "
+        "earlier, longer stack of the same name",
     )
     parser.add_argument(
         "--batch-size",
@@ -213,6 +218,7 @@ def _predict(args, images: list[Path]) -> int:
     todo = [p for p in images if args.overwrite or not _existing(args.output_dir, stems[p], suffix)]
     skipped = [p for p in images if p not in set(todo)]
     failed: list[tuple[Path, str]] = []
+    stale = _StaleFrames()
     written, used = 0, Counter()  # masks written; per model
     writing = None  # the image whose masks are being written
     if args.model:
@@ -233,10 +239,13 @@ def _predict(args, images: list[Path]) -> int:
                 continue
             try:
                 writing = path
-                _write_masks(args.output_dir, stems[path], suffix, rest[0].labels)
+                labels = rest[0].labels
+                _write_masks(args.output_dir, stems[path], suffix, labels)
                 writing = None
                 written += 1
                 used[models.model_of[path]] += 1
+                if args.overwrite:  # the masks of an earlier run of this image are replaced
+                    stale.remove(args.output_dir, stems[path], suffix, _frame_count(labels))
             except (ValueError, OSError) as err:
                 failed.append((path, f"{type(err).__name__}: {err}"))
     except KeyboardInterrupt:
@@ -253,7 +262,7 @@ def _predict(args, images: list[Path]) -> int:
         )
         return EXIT_INTERRUPTED
     _close(bars)
-    return _report(args.output_dir, len(images), written, skipped, failed, used)
+    return _report(args.output_dir, len(images), written, skipped, failed, used, stale)
 
 
 class _Models:
@@ -395,6 +404,76 @@ def _frames_written(output_dir: Path, stem: str, suffix: str) -> list[Path]:
     return sorted(output_dir.glob(f"{_glob_escape(stem)}_z[0-9][0-9][0-9][0-9]{suffix}"))
 
 
+def _frame_count(labels) -> int:
+    """Frame masks that :func:`_write_masks` writes for these labels (0 for one 2-D mask)."""
+    return 0 if labels.ndim == 2 else len(labels)
+
+
+class _StaleFrames:
+    """The frame masks of earlier, longer stacks that ``--overwrite`` removes, and files
+    named like them that it keeps (not masks as this tool writes them)."""
+
+    def __init__(self):
+        self.removed: list[Path] = []
+        self.kept: list[Path] = []
+
+    def remove(self, output_dir: Path, stem: str, suffix: str, n_frames: int) -> None:
+        """Remove this base name's frame masks numbered ``n_frames`` and up (all of them
+        after a 2-D image): they belong to a stack that the new masks replace."""
+        for path in _frames_from(output_dir, stem, suffix, n_frames):
+            if _is_written_mask(path):
+                path.unlink()
+                self.removed.append(path)
+            else:
+                self.kept.append(path)
+
+    def report(self) -> None:
+        if self.removed:
+            print(
+                f"{len(self.removed)} stale frame masks of an earlier, longer stack removed "
+                f"(--overwrite): {_names(self.removed)}",
+                file=sys.stderr,
+            )
+        if self.kept:
+            print(
+                f"{len(self.kept)} files named like frame masks kept, as this tool did not "
+                f"write them: {_names(self.kept)}",
+                file=sys.stderr,
+            )
+
+
+def _frames_from(output_dir: Path, stem: str, suffix: str, first: int) -> list[Path]:
+    """Files in ``output_dir`` named exactly as :func:`_write_masks` names this base name's
+    frame masks, ``<stem>_z0000<suffix>``..., numbered ``first`` and up."""
+    frame = re.compile(re.escape(stem) + r"_z(\d{4,})" + re.escape(suffix))
+    found = []
+    for path in output_dir.glob(f"{_glob_escape(stem)}_z*{suffix}"):
+        match = frame.fullmatch(path.name)
+        if match and f"{int(match[1]):04d}" == match[1] and int(match[1]) >= first:
+            found.append(path)
+    return sorted(found)
+
+
+def _is_written_mask(path: Path) -> bool:
+    """Whether a file is a mask as ``write_mask`` writes this tool's: a marked TIFF, or a
+    2-D 0/255 PNG."""
+    import numpy as np
+
+    from .data.images import read_image, saved_mask_kind
+
+    if path.suffix.lower() != ".png":
+        return saved_mask_kind(path) is not None
+    try:
+        mask = read_image(path, allow_stack=False)
+    except ValueError:  # unreadable: not a mask this tool wrote
+        return False
+    return mask.ndim == 2 and mask.dtype == np.uint8 and bool(np.isin(mask, (0, 255)).all())
+
+
+def _names(paths: list[Path], shown: int = 10) -> str:
+    return ", ".join(p.name for p in paths[:shown]) + (" ..." if len(paths) > shown else "")
+
+
 def _progress_bars(total: int, done: int) -> tuple:
     """The images bar and the current image's tiles bar below it."""
     from tqdm import tqdm
@@ -426,17 +505,18 @@ def _write_masks(output_dir: Path, stem: str, suffix: str, labels) -> None:
             write_mask(output_dir / f"{stem}_z{z:04d}{suffix}", labels[z])
 
 
-def _report(output_dir: Path, n_images: int, written: int, skipped, failed, used) -> int:
+def _report(
+    output_dir: Path, n_images: int, written: int, skipped, failed, used, stale: _StaleFrames
+) -> int:
     by_model = ""
     if len(used) > 1:  # a mixed folder: which model did how many
         by_model = " (" + ", ".join(f"{n} with {m!r}" for m, n in used.most_common()) + ")"
     print(f"{written} of {n_images} images segmented into {output_dir}{by_model}", file=sys.stderr)
+    stale.report()
     if skipped:
         print(
             f"{len(skipped)} skipped: their masks already exist in {output_dir} (pass "
-            "--overwrite to replace them): "
-            + ", ".join(p.name for p in skipped[:10])
-            + (" ..." if len(skipped) > 10 else ""),
+            f"--overwrite to replace them): {_names(skipped)}",
             file=sys.stderr,
         )
     if failed:

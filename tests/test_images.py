@@ -323,10 +323,38 @@ def test_write_instance_labels_tiff(tmp_path, top, dtype):
     assert read_mask(path)[1] == ">0"
 
 
+def test_write_instance_labels_png_is_16_bit(tmp_path):
+    """Instance ids in a PNG: 16 bits even when they fit in 8, so that ``read_mask`` reads
+    every id as foreground (an 8-bit 0..255 PNG would be read as a 0/255 mask, '>127')."""
+    labels = np.zeros((6, 8), np.int64)
+    labels[1:3, 1:4] = 2
+    labels[4, 5] = 200
+    path = write_mask(tmp_path / "labels.png", labels)
+    with Image.open(path) as image:
+        assert image.mode.startswith("I;16")
+    stored = read_image(path)
+    assert stored.dtype == np.uint16
+    np.testing.assert_array_equal(stored, labels)
+    assert read_mask(path)[1] == ">0"
+    np.testing.assert_array_equal(read_mask(path)[0], labels > 0)
+
+
+def test_write_a_stack_of_labels_as_one_tiff(tmp_path):
+    labels = np.zeros((3, 6, 8), np.int32)  # (Z, H, W)
+    labels[0, 1:3, 1:4] = 2
+    labels[2, 4, 5] = 300
+    path = write_mask(tmp_path / "stack.tif", labels)
+    assert images.saved_mask_kind(path) == "instances"
+    assert images.saved_mask_shape(path) == (3, 6, 8)
+    np.testing.assert_array_equal(read_image(path), labels)
+
+
 def test_write_refusals(tmp_path):
-    labels = np.array([[0, 1], [2, 3]])
-    with pytest.raises(ValueError, match=r"\.tif"):
+    labels = np.array([[0, 1], [2, 70000]])
+    with pytest.raises(ValueError, match=r"65535.*m\.tif"):
         write_mask(tmp_path / "m.png", labels)
+    with pytest.raises(ValueError, match=r"stack in a \.tif"):
+        write_mask(tmp_path / "m.png", np.zeros((2, 6, 8), np.uint8))
     with pytest.raises(ValueError, match="threshold"):
         write_mask(tmp_path / "m.png", np.array([[0.2, 0.9]]))
     with pytest.raises(ValueError, match="jpg"):

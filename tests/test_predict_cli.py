@@ -234,3 +234,40 @@ def test_an_image_named_like_a_stack_frame_keeps_its_own_mask(tmp_path, checkpoi
     assert read_image(masks / "a_z0001.png").shape == (96, 96)  # the stack's frame
     image = read_image(inputs / "a_z0001.png")
     assert read_image(masks / "a_z0001_png.png").shape == image.shape[:2]
+
+
+@pytest.mark.parametrize(("options", "suffix"), [([], ".png"), (["--instances"], ".tif")])
+def test_overwrite_removes_the_extra_frames_of_an_earlier_longer_stack(
+    tmp_path, checkpoint, capsys, options, suffix
+):
+    """--overwrite onto the masks of a 5-frame stack, now 2 frames: frames 2-4 of the old
+    stack are removed and counted, so the folder holds one run; files named like frames
+    that are not this tool's masks (a photo, unmarked) stay. Without --overwrite the stack
+    is skipped, as before, and nothing is removed."""
+    inputs, masks = tmp_path / "in", tmp_path / "masks"
+    inputs.mkdir()
+    _sample_stack(inputs / "scan.tif", frames=5)
+    argv = [str(inputs), str(masks), "--model", str(checkpoint), "--device", "cpu", *options]
+    assert main(argv) == 0
+    old_frames = [f"scan_z{z:04d}{suffix}" for z in range(5)]
+    assert sorted(p.name for p in masks.iterdir()) == old_frames
+    photo = masks / f"scan_z0007{suffix}"  # a user's picture, named like a frame mask
+    if suffix == ".tif":
+        tifffile.imwrite(photo, read_image(SAMPLES / "colonoscopy_image.png"))
+    else:
+        shutil.copy(SAMPLES / "colonoscopy_image.png", photo)
+    (masks / "scan_z0008.txt").write_text("a user's notes")
+    user_files = [f"scan_z0007{suffix}", "scan_z0008.txt"]
+    _sample_stack(inputs / "scan.tif", frames=2)
+    capsys.readouterr()
+
+    assert main(argv) == 0
+    assert "1 skipped" in capsys.readouterr().err
+    assert sorted(p.name for p in masks.iterdir()) == old_frames + user_files
+
+    assert main([*argv, "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "3 stale frame masks of an earlier, longer stack removed" in err
+    assert f"scan_z0002{suffix}" in err and f"scan_z0007{suffix}" in err  # removed; kept
+    assert sorted(p.name for p in masks.iterdir()) == old_frames[:2] + user_files
+    assert all(read_image(masks / name).shape == (96, 96) for name in old_frames[:2])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -9,7 +11,7 @@ from _paths import DATASETS
 from PIL import Image
 
 from napari_tmunet._reader import napari_get_reader, read_images
-from napari_tmunet._writer import write_labels
+from napari_tmunet._writer import LabelsNotSaved, write_labels
 from napari_tmunet.data.images import read_image, read_mask
 
 RNG = np.random.default_rng(0)
@@ -423,14 +425,8 @@ def test_writer_instance_labels_go_to_uint16_tiff(tmp_path, suffix):
     np.testing.assert_array_equal(stored, labels)
 
 
-def test_writer_refuses_instance_labels_as_png(tmp_path):
-    labels = np.zeros((20, 30), np.uint8)
-    labels[1, 1], labels[2, 2] = 1, 2
-    with pytest.raises(ValueError, match="tif"):
-        write_labels(str(tmp_path / "labels.png"), labels, {})
-
-
-def test_writer_stack_gives_one_mask_per_slice(tmp_path):
+def test_writer_png_stack_gives_one_mask_per_slice(tmp_path):
+    """PNG holds one 2-D mask: a stack is saved as one file per slice, for a dataset folder."""
     labels = np.zeros((3, 20, 30), np.uint8)
     labels[1, 5:10, 5:10] = 1
 
@@ -527,14 +523,71 @@ def test_saved_tiff_mask_reopens_as_labels(tmp_path, plugin_manager, kind):
     assert plain._type_string == "image"
 
 
-def test_writer_refuses_instance_png_naming_the_tif_step(tmp_path):
-    """Instance labels (no binary-output metadata) to PNG: nothing written, and the message
-    names what to do in napari's save dialog (a .tif name), not an API argument."""
+def test_instance_labels_saved_as_png_keep_their_ids(tmp_path, plugin_manager):
+    """Instance labels saved under a .png name, as napari picks the writer (no plugin
+    chosen): a 16-bit PNG with every id, read as foreground > 0 in a dataset folder,
+    instead of napari's "No data written!"."""
+    import napari
+    from napari.layers import Labels
+
+    instances = _sample_masks()["instances"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # napari warns "No data written!" when nothing is
+        written = napari.save_layers(str(tmp_path / "nuclei.png"), [Labels(instances)])
+
+    assert written == [str(tmp_path / "nuclei.png")]
+    stored = np.asarray(Image.open(written[0]))
+    assert stored.dtype == np.uint16
+    np.testing.assert_array_equal(stored, instances)
+    np.testing.assert_array_equal(read_mask(written[0])[0], instances > 0)
+
+
+def test_labels_a_png_cannot_hold_are_refused_naming_the_layer(tmp_path, plugin_manager):
+    """Ids above 65535 do not fit a PNG: napari shows an error naming the layer and the
+    .tif to choose (a ValueError would become napari's "No data written!"); nothing
+    written."""
+    import napari
+    from napari.layers import Labels
+
+    labels = _sample_masks()["instances"].astype(np.uint32)
+    labels[labels > 0] += 70000
     path = tmp_path / "nuclei.png"
-    with pytest.raises(ValueError, match=r"nuclei\.png: .*instance labels.*nuclei\.tif") as err:
-        write_labels(str(path), _sample_masks()["instances"], {"metadata": {}})
-    assert "pass labels" not in str(err.value)
+    with pytest.raises(LabelsNotSaved, match=r"'big nuclei'.*70\d\d\d.*nuclei\.tif"):
+        napari.save_layers(str(path), [Labels(labels, name="big nuclei")])
     assert not path.exists()
+
+
+@pytest.mark.parametrize("kind", ["binary", "instances"])
+def test_saved_tiff_stack_reopens_as_labels(tmp_path, plugin_manager, kind):
+    """A Labels stack (as Segment gives for a multi-frame image) saved as .tif is one
+    multi-page TIFF, marked as the 2-D masks are: it reopens through the TM-UNet reader as
+    one Labels layer with the same (Z, H, W) labels and output kind, not as an image."""
+    import napari
+    from napari.components import ViewerModel
+    from napari.layers import Labels
+
+    frame = _sample_masks()[kind]
+    stack = np.stack([frame, np.roll(frame, 7, axis=1), np.zeros_like(frame)])  # (Z, H, W)
+    written = napari.save_layers(
+        str(tmp_path / "frames.tif"), [Labels(stack)], plugin="napari-tmunet"
+    )
+    assert written == [str(tmp_path / "frames.tif")]
+
+    (reopened,) = ViewerModel().open(written[0], plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.name == "frames"
+    np.testing.assert_array_equal(reopened.data, stack)
+    assert reopened.metadata["output"] == kind
+
+
+def test_saved_tiff_of_a_4d_labels_layer_keeps_its_shape(tmp_path):
+    """(T, Z, H, W) labels come back (T, Z, H, W), not flattened to one stack axis."""
+    frame = _sample_masks()["instances"][:40, :50]
+    labels = np.stack([np.stack([frame, np.flipud(frame)])] * 3)  # (3, 2, 40, 50)
+    write_labels(str(tmp_path / "tz.tif"), labels, {})
+    data, _, layer_type = _only_layer(tmp_path / "tz.tif")
+    assert layer_type == "labels" and data.shape == (3, 2, 40, 50)
+    np.testing.assert_array_equal(data, labels)
 
 
 def test_a_png_mask_opened_as_labels_saves_as_png_again(tmp_path):

@@ -269,48 +269,59 @@ def read_mask(
 def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
     """Write a mask or label image atomically (temp file + rename).
 
-    Binary masks (max <= 1) become 0/255 uint8 (.png or .tif); instance labels
-    (max > 1) need .tif/.tiff and are stored as zlib-compressed uint16, or uint32
-    when the labels exceed 65535. TIFFs carry ``MASK_MARK`` so that they reopen as
-    masks (``saved_mask_kind``).
+    Binary masks (max <= 1) become 0/255 uint8. Instance labels (max > 1) become uint16,
+    or in a TIFF uint32 when the labels exceed 65535; always 16 bits or more, since
+    ``read_mask`` reads 8-bit values up to 255 as a 0/255 mask (``>127``) but wider ones
+    as labels (``>0``). TIFFs are zlib-compressed and carry ``MASK_MARK`` so that they
+    reopen as masks (``saved_mask_kind``); a TIFF also holds a stack (..., H, W) as one
+    multi-page file.
 
     Args:
         path: .png, .tif or .tiff file; its folder is created if missing.
-        labels: (H, W) bool or non-negative integer array.
+        labels: (H, W) bool or non-negative integer array; for a TIFF also (..., H, W).
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: labels the file cannot hold, naming the path and what to do.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.size == 0:
-        raise ValueError(f"{path}: expected a 2-D (H, W) label image, got shape {labels.shape}")
+    if suffix not in (".png", *TIFF_SUFFIXES):
+        raise ValueError(f"{path}: masks are written as .png or .tif/.tiff, not {suffix!r}")
+    if labels.ndim < 2 or labels.size == 0 or (labels.ndim > 2 and suffix == ".png"):
+        raise ValueError(
+            f"{path}: expected a 2-D (H, W) label image"
+            + (" (or a stack in a .tif)" if suffix == ".png" else " or a stack of them")
+            + f", got shape {labels.shape}"
+        )
     if labels.dtype != bool and labels.dtype.kind not in "iu":
         raise ValueError(
             f"{path}: expected a boolean or integer label image, got dtype {labels.dtype}; "
             "threshold probabilities first (e.g. prob > 0.5)"
         )
-    if suffix not in (".png", *TIFF_SUFFIXES):
-        raise ValueError(f"{path}: masks are written as .png or .tif/.tiff, not {suffix!r}")
     top = int(labels.max())
     if labels.dtype != bool and int(labels.min()) < 0:
         raise ValueError(f"{path}: labels must be >= 0, got minimum {int(labels.min())}")
     if top <= 1:  # one copy: a 20000 x 20000 mask is 400 MB
         data = np.multiply(labels, np.uint8(255), dtype=np.uint8, casting="unsafe")
+    elif top <= np.iinfo(np.uint16).max:
+        data = labels.astype(np.uint16)
     elif suffix == ".png":
         raise ValueError(
-            f"{path}: labels go up to {top} (instance labels) and PNG would store a binary "
-            "mask; write a .tif to keep the instances, or pass labels > 0 for a binary PNG"
+            f"{path}: labels go up to {top}, more than a PNG holds (65535); save it as a "
+            f"TIFF ({path.stem}.tif) to keep every label"
         )
     else:
-        data = labels.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+        data = labels.astype(np.uint32)
 
     with atomic_path(path) as tmp_name:
         if suffix == ".png":
             from PIL import Image
 
-            Image.fromarray(data, mode="L").save(tmp_name, format="PNG")
+            Image.fromarray(data).save(tmp_name, format="PNG")  # mode L (0/255) or I;16
         else:
             import tifffile
 
@@ -323,6 +334,21 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
                 metadata={MASK_MARK: kind},
             )
     return path
+
+
+def saved_mask_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """The shape a TIFF ``write_mask`` wrote had ((H, W), (Z, H, W)...), else None.
+
+    Never raises.
+    """
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shaped = tif.shaped_metadata
+        return tuple(int(n) for n in shaped[0]["shape"]) if shaped else None
+    except Exception:  # unreadable files are the image reader's to report
+        return None
 
 
 def saved_mask_kind(path: str | os.PathLike) -> str | None:
