@@ -22,6 +22,7 @@ from ._widget_common import (
     fit_width,
     full_data,
     intro_above,
+    keeping_layers,
     plural,
     scroll_body,
     scroll_into_view,
@@ -79,7 +80,8 @@ class MetricsWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
         self.body = scroll_body(self, labels=False)
-        self._viewer = viewer
+        # unwrapped (as Segment and Fine-tune): the choosers keep their layers by identity
+        self._viewer = getattr(viewer, "__wrapped__", viewer)
         self.results: list[dict[str, Any]] = []
         self.comparison: list[dict[str, Any]] = []
         self._worker = None
@@ -115,32 +117,24 @@ class MetricsWidget(Container):
         self.compute_button.changed.connect(self._on_compute_clicked)
         self.export_button.changed.connect(self._on_export_clicked)
 
-        layers = viewer.layers
-        layers.events.inserted.connect(self._on_inserted)
-        layers.events.removed.connect(self._on_removed)
-        layers.events.moved.connect(self._refresh_choices)
+        layers = self._viewer.layers
+        # renames come through napari's own refresh of the dock (reset_choices)
+        for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            event.connect(self._refresh_choices)
         layers.selection.events.active.connect(self._on_active_layer)
-        for layer in layers:
-            layer.events.name.connect(self._refresh_choices)
         self._refresh_choices()
 
     def reset_choices(self, *_args) -> None:
-        """Refresh the choosers (the widgets live in the scrolled body)."""
-        self.body.reset_choices()
+        """Refresh the choosers (the widgets live in the scrolled body); each stays on its
+        layer when that is renamed."""
+        with keeping_layers([self.prediction, self.reference]):
+            self.body.reset_choices()
 
     # ----------------------------------------------------------------- layer lists
     def _labels_choices(self, _widget=None) -> list[tuple[str, Any]]:
         from napari.layers import Labels
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
-
-    def _on_inserted(self, event) -> None:
-        event.value.events.name.connect(self._refresh_choices)
-        self._refresh_choices()
-
-    def _on_removed(self, event) -> None:
-        event.value.events.name.disconnect(self._refresh_choices)
-        self._refresh_choices()
 
     def _refresh_choices(self, _event=None) -> None:
         """Re-read the Labels layers; keep the selection, else guess a sensible pair."""

@@ -430,3 +430,34 @@ def test_a_guessed_pair_has_one_shape(widget, masks):
     widget.prediction.value = widget.reference.value = ref_a  # as if both had followed it
     widget._refresh_choices()
     assert widget.reference.value is ref_a and widget.prediction.value is pred_a
+
+
+def test_renamed_layers_stay_chosen_and_are_scored_under_their_new_names(widget, masks, qtbot):
+    """Renaming the chosen prediction and reference (napari's own rename) keeps both
+    chosen, though a fresh guess would pick another pair; Compute names the new names."""
+    viewer, widget = widget
+    prediction, reference = masks
+    pred_a = viewer.add_labels(prediction, name="prediction A")
+    ref = viewer.add_labels(reference, name="612 mask")
+    pred_b = viewer.add_labels(ndimage.binary_erosion(prediction, iterations=8).astype(np.uint8))
+    _choose(widget, pred_a, ref)  # not the newest prediction: a guess would take B
+    before = widget.compute()[-1]
+    assert widget.status.value.startswith("prediction A vs 612 mask: Dice")
+
+    pred_a.name = "model A"
+    assert widget.prediction.value is pred_a and widget.reference.value is ref
+    ref.name = "expert outline"  # no longer looks like a reference
+    assert widget.prediction.value is pred_a and widget.reference.value is ref
+    pred_b.name = "model B"  # a layer not chosen: nothing moves
+    assert widget.prediction.value is pred_a and widget.reference.value is ref
+    assert _choice_names(widget.prediction) == ["model A", "expert outline", "model B"]
+    assert widget.prediction.native.currentText() == "model A"  # what the dock shows
+    assert widget.reference.native.currentText() == "expert outline"
+
+    widget.compute_button.native.click()  # the real path: a worker
+    qtbot.waitUntil(lambda: bool(widget.results) and widget._worker is None, timeout=10000)
+    after = widget.results[-1]
+    assert (after["prediction"], after["reference"]) == ("model A", "expert outline")
+    assert after["dice"] == before["dice"]  # the same two layers
+    expected = f"model A vs expert outline: Dice {before['dice']:.4f} over 1 slice"
+    assert widget.status.value == expected

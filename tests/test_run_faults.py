@@ -7,10 +7,13 @@ trained as TM-UNet t at 32 x 32, one step per period.
 
 import json
 import logging
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -268,3 +271,48 @@ def test_two_overwrites_in_one_second_keep_both_earlier_runs(tmp_path, monkeypat
     assert (first / "last.pt").read_text() == "run 1"
     assert (second / "last.pt").read_text() == "run 2"
     assert not (run / "last.pt").exists()
+
+
+def test_a_stop_right_at_a_periods_end_logs_no_nan_loss(tiles, tmp_path, caplog):
+    """SIGTERM to `fit` (one step per period, so the stop comes before any step of the
+    next period): the stop's log line and record carry the last period's loss, not the
+    NaN mean of no steps. A stop before the first step has no loss and says so."""
+    run = tmp_path / "run"
+
+    def sigterm_after_two_periods():
+        deadline = time.time() + 120
+        while _lines(run) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler sets its stop event
+
+    killer = threading.Thread(target=sigterm_after_two_periods)
+    killer.start()
+    with caplog.at_level(logging.INFO, "napari_tmunet"):
+        code = cli.main(_fit_cmd(tiles, run, 5000)[3:])
+    killer.join()
+    assert code == 128 + signal.SIGTERM
+    records = read_metrics(run)
+    stop, last_period = records[-1], records[-2]
+    assert stop.get("stopped") and not last_period.get("stopped")
+    assert stop["step"] == last_period["step"]  # no step after the last period's end
+    assert all(math.isfinite(r["train_loss"]) for r in records)
+    assert stop["train_loss"] == last_period["train_loss"]
+    stop_lines = caplog.text.split(f"stop requested: saving at step {stop['step']}")[1]
+    assert f"loss {stop['train_loss']:.4f}, val Dice" in stop_lines
+    assert not re.search(r"\bnan\b", caplog.text, re.IGNORECASE)
+    assert read_checkpoint(run / "last.pt")["metrics"]["train_loss"] == stop["train_loss"]
+
+    caplog.clear()
+    asked = threading.Event()
+    asked.set()  # e.g. Stop pressed in the Fine-tune dock while the data loaded
+    cfg = TrainConfig(
+        data=str(tiles), variant="t", size=(32, 32), batch_size=4, device="cpu",
+        num_workers=1, test=False, efficiency=False, progress=False, steps=4, epochs=4,
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, "napari_tmunet"):
+        result = fit(cfg, tmp_path / "at-once", stop_event=asked)
+    assert result["stopped"] and result["step"] == 0
+    (record,) = read_metrics(tmp_path / "at-once")
+    assert record["stopped"] and record["train_loss"] is None and "val_dice" in record
+    assert "step 0/4 epoch 0.00: no step trained yet, val Dice" in caplog.text
+    assert not re.search(r"\bnan\b", caplog.text, re.IGNORECASE)

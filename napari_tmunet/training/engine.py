@@ -403,7 +403,10 @@ class Trainer:
             self.fail_nonfinite(period)
         if not self.ctx.is_main:
             return
-        record = self.period_record(period, loss_sum / steps if steps else None, stopped)
+        # a stop right at a period's end trains no step of the next: its record carries the
+        # last period's loss (a mean over no steps would be NaN)
+        train_loss = loss_sum / steps if steps else self.last_period_loss()
+        record = self.period_record(period, train_loss, stopped)
         if stopped or (period + 1) % self.config.eval_every == 0:
             record.update(self.validate())
         elif self.step == self.schedule.total_steps:
@@ -441,6 +444,11 @@ class Trainer:
         if stopped:
             record["stopped"] = True
         return record
+
+    def last_period_loss(self) -> float | None:
+        """The training loss of the latest record that has one (None before any step)."""
+        losses = (r.get("train_loss") for r in reversed(self.records))
+        return next((loss for loss in losses if loss is not None), None)
 
     def validate(self) -> dict:
         cfg = self.config
@@ -516,9 +524,11 @@ class Trainer:
         """Progress bar, log line with an ETA, and the ``on_eval`` callback."""
         if "val_dice" not in record:
             return
+        loss = record["train_loss"]
+        loss_text = "no step trained yet" if loss is None else f"loss {loss:.4f}"
         if self.bar is not None:
             self.bar.set_postfix(
-                loss=f"{record['train_loss'] or float('nan'):.4f}",
+                loss="-" if loss is None else f"{loss:.4f}",
                 val_dice=f"{record['val_dice']:.4f}",
                 best=f"{self.best_score:.4f}",
                 refresh=False,
@@ -527,11 +537,11 @@ class Trainer:
         per_step = (time.time() - began) / max(self.step - first, 1)
         eta = timedelta(seconds=round(per_step * (self.schedule.total_steps - self.step)))
         logger.info(
-            "step %d/%d epoch %.2f: loss %.4f, val Dice %.4f (best %.4f at step %d), ETA %s",
+            "step %d/%d epoch %.2f: %s, val Dice %.4f (best %.4f at step %d), ETA %s",
             self.step,
             self.schedule.total_steps,
             record["epoch"],
-            record["train_loss"] or float("nan"),
+            loss_text,
             record["val_dice"],
             self.best_score,
             self.best_step,

@@ -5,7 +5,9 @@ Files (only rank 0 writes)::
     config.json        TrainConfig as a plain dict (``TrainConfig.load`` reads it)
     run_info.json      resolved model/input config, dataset summary, versions, world size
     split.json         {"train": [...], "valid": [...], "test": [...]}
-    metrics.jsonl      one JSON line per period: step, epoch, train_loss, lr, time, val_*
+    metrics.jsonl      one JSON line per period: step, epoch, train_loss, lr, time, val_*;
+                       a stop adds one (``stopped``) with the loss since the last period's
+                       end, or that period's loss when the stop came right at its end
     curves.png         training loss and validation Dice per period
     best.pt, last.pt   best validation Dice so far; the latest state for exact resume
     test_metrics.csv   per test image; summary.json: test aggregate, best validation score
