@@ -615,9 +615,19 @@ def _fmt(values) -> str:
 
 
 def _small_colour_message(shape: tuple, rgb: bool) -> str:
-    """For a grey stack shaped like one small colour image ((H, W, 3|4) not marked RGB):
-    what it was read as, and what to do; "" for any other shape."""
-    if rgb or len(shape) != 3 or shape[-1] not in (3, 4):
+    """For a grey stack shaped like one colour image ((H, W, 3|4) not marked RGB, small) or
+    one grey + alpha image ((H, W, 2)): what it was read as, and what to do; "" for any
+    other shape."""
+    if rgb or len(shape) != 3 or shape[-1] not in (2, 3, 4):
+        return ""
+    if shape[-1] == 2 and min(shape[:2]) >= MIN_SIDE:  # napari marks only 3|4 as colour
+        return (
+            f"image of shape {shape} looks like one {shape[0]} x {shape[1]} grey image with "
+            f"an alpha channel, which napari read as {shape[0]} frames of {shape[1]} x 2 "
+            "pixels: save it as a grey image without alpha and open it again, or segment the "
+            "file with napari-tmunet-predict, which reads grey + alpha."
+        )
+    if shape[-1] == 2:
         return ""
     return (
         f"image of shape {shape} was read as {shape[0]} grey frames of {shape[1]} x "

@@ -439,3 +439,24 @@ def test_a_crop_of_a_full_range_frame_is_mapped_by_the_frames_rule():
     inputs = InputConfig.for_channels(1, size=(32, 32), mean=(0.0,), std=(1.0,))
     window = FrameInput(frame, 1, inputs).crop(0, 0, 32, 32)  # (1, 32, 32)
     np.testing.assert_allclose(window, 1000 / np.iinfo(np.uint32).max, rtol=1e-5)
+
+
+def test_a_grey_alpha_picture_read_by_napari_is_explained(tmp_path):
+    """napari's own reader opens a grey + alpha PNG as (H, W, 2), not marked as colour, so
+    Segment would see H frames of W x 2 pixels: the error names the grey + alpha image and
+    napari-tmunet-predict, which reads such files as grey."""
+    from napari_builtins.io import imread
+    from PIL import Image
+
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.data.images import read_image
+
+    grey = load_sample("ultrasound")[0]  # (H, W) uint8
+    path = tmp_path / "export.png"
+    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], -1), "LA").save(path)
+    layer_data = imread(str(path))
+    assert layer_data.shape == (*grey.shape, 2)
+    checkpoint = make_checkpoint(PixelModel(), size=(32, 32))
+    with pytest.raises(ValueError, match=r"grey image with an alpha channel.*napari-tmunet-predict"):
+        run_to_completion(segment(layer_data, checkpoint, rgb=False))
+    assert read_image(path).shape == grey.shape  # what predict reads
