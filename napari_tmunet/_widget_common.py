@@ -310,7 +310,12 @@ def scroll_into_view(body, widget) -> None:
 
     def scroll(*_) -> None:
         try:
-            body.scroll_area.ensureWidgetVisible(widget.native, 0, 10)
+            area, native = body.scroll_area, widget.native
+            area.ensureWidgetVisible(native, 0, 10)
+            if native.height() + 10 > area.viewport().height():
+                # Qt centres a widget taller than the view, hiding its first lines: a
+                # verdict is read from its top
+                bar.setValue(native.mapTo(area.widget(), native.rect().topLeft()).y() - 10)
             # a table wider than the dock would pull the view sideways, cutting off the
             # left edge of everything (the body does not scroll sideways on its own)
             body.scroll_area.horizontalScrollBar().setValue(0)

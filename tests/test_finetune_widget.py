@@ -809,3 +809,28 @@ def test_the_verdict_and_the_comparison_are_in_view_on_a_small_screen(
     for widget in (tune.status, tune.use_anyway_button, metrics.comparison_table):
         region = widget.native.visibleRegion()
         assert not region.isEmpty(), (widget, region.boundingRect())
+
+
+def test_a_text_taller_than_the_dock_is_shown_from_its_first_line(qtbot):
+    """scroll_into_view on a verdict taller than the dock's view shows its first line
+    (Qt alone centres a tall widget, hiding the top of the text)."""
+    from magicgui.widgets import Container, Label
+
+    from napari_tmunet._widget_common import scroll_body, scroll_into_view
+
+    dock = Container()
+    body = scroll_body(dock)
+    body.extend([Label(value=f"setting {i}") for i in range(30)])
+    verdict = Label(value="\n".join(f"verdict line {i}" for i in range(40)))
+    body.append(verdict)
+    dock.native.resize(300, 250)
+    dock.show()
+    qtbot.addWidget(dock.native)
+    qtbot.waitExposed(dock.native)
+    area = body.scroll_area
+    assert verdict.native.height() > area.viewport().height()
+    scroll_into_view(body, verdict)
+    qtbot.wait(700)
+    top = verdict.native.mapTo(area.widget(), verdict.native.rect().topLeft()).y()
+    bar = area.verticalScrollBar()
+    assert bar.value() <= top <= bar.value() + 20  # the first line at the view's top
