@@ -58,6 +58,12 @@ HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference"})
 
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
+# Words that name a layer's role, not its image ("101 mask", "101 labels" -> "101"), and
+# napari's suffix for a repeated name ("101 labels [1]").
+_ROLE_WORDS = re.compile(
+    r"\[\d+\]|\b(mask|labels|reference|ground.?truth|gt|prediction|probability)\b",
+    re.IGNORECASE,
+)
 
 
 class MetricsWidget(Container):
@@ -89,17 +95,19 @@ class MetricsWidget(Container):
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._labels_choices)
         self.reference = ComboBox(label="Reference", choices=self._labels_choices)
+        self.pair_note = Label(value="")
         self.compute_button = PushButton(text="Compute")
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = Label(value="")
         self.comparison_title = Label(value="Before / after fine-tuning (held-out part)")
         self.comparison_table = Table()
         self.table = Table()
-        for label in (self.intro, self.status, self.comparison_title):
+        for label in (self.intro, self.pair_note, self.status, self.comparison_title):
             wrap(label)
         self.body.extend(
             [
                 Container(widgets=[self.prediction, self.reference], labels=True),
+                self.pair_note,
                 self.compute_button,
                 self.comparison_title,  # above the results: in view when Fine-tune sets it
                 self.comparison_table,
@@ -111,11 +119,14 @@ class MetricsWidget(Container):
         for table in (self.table, self.comparison_table):
             _setup_table(table)
         self.comparison_title.visible = self.comparison_table.visible = False
+        self.pair_note.visible = False
         fit_width(self.body)
         intro_above(self, self.intro)
         set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
         self.export_button.changed.connect(self._on_export_clicked)
+        self.prediction.changed.connect(self._update_pair_note)
+        self.reference.changed.connect(self._update_pair_note)
 
         layers = self._viewer.layers
         # renames come through napari's own refresh of the dock (reset_choices)
@@ -129,6 +140,7 @@ class MetricsWidget(Container):
         layer when that is renamed."""
         with keeping_layers([self.prediction, self.reference]):
             self.body.reset_choices()
+        self._update_pair_note()  # the names it shows may have changed
 
     # ----------------------------------------------------------------- layer lists
     def _labels_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -137,11 +149,20 @@ class MetricsWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
     def _refresh_choices(self, _event=None) -> None:
-        """Re-read the Labels layers; keep the selection, else guess a sensible pair."""
+        """Re-read the Labels layers; keep the selection, else guess a sensible pair.
+
+        The guess takes the newest prediction-like layer that has a reference of its
+        shape (:meth:`_reference_for`), else pairs two layers of one shape.
+        """
         self.reset_choices()
         layers = [layer for _, layer in self._labels_choices()]
         if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
             return
+        for layer in reversed(layers):
+            reference = None if _looks_like_reference(layer.name) else self._reference_for(layer)
+            if reference is not None:
+                self.reference.value, self.prediction.value = reference, layer
+                return
         refs = [layer for layer in layers if _looks_like_reference(layer.name)] or layers[:1]
         # the first reference with another layer of its shape; the newest such layer is
         # the prediction (two samples' masks differ in shape and are no pair)
@@ -160,8 +181,9 @@ class MetricsWidget(Container):
         other the prediction.
 
         A reference-like layer whose shape differs from the chosen prediction's is not
-        taken. A new prediction keeps its reference when that is another layer of the
-        same shape, else takes the first reference-like layer of its shape, if any.
+        taken. A new prediction takes the reference of its own image
+        (:meth:`_reference_for`); without one it keeps its reference when that is another
+        layer of the same shape, else takes the first reference-like layer of its shape.
         """
         from napari.layers import Labels
 
@@ -178,11 +200,53 @@ class MetricsWidget(Container):
                 self.reference.value = layer
         else:
             self.prediction.value = layer
-            if reference is None or _same(reference, layer) or _shape(reference) != _shape(layer):
-                refs = [la for _, la in self._labels_choices() if _looks_like_reference(la.name)]
-                fitting = [la for la in refs if _shape(la) == _shape(layer)]
-                if fitting:
-                    self.reference.value = fitting[0]
+            best = self._reference_for(layer)
+            unfit = (
+                reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
+            )
+            surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
+            if best is not None and (unfit or surer):
+                self.reference.value = best
+
+    def _reference_candidates(self, prediction) -> list:
+        """The reference-like Labels layers of ``prediction``'s shape, other than it."""
+        return [
+            layer
+            for _, layer in self._labels_choices()
+            if _looks_like_reference(layer.name)
+            and not _same(layer, prediction)
+            and _shape(layer) == _shape(prediction)
+        ]
+
+    def _reference_for(self, prediction):
+        """The reference to guess for ``prediction``, or None: among the reference-like
+        layers of its shape, the one of its own image (see :func:`_pair_rank`), else the
+        first (a dataset folder's frames share one size, so shape alone is no pair)."""
+        candidates = self._reference_candidates(prediction)
+        if not candidates:
+            return None
+        return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
+
+    def _update_pair_note(self, _value=None) -> None:
+        """Say so under the choosers when the pair is only a guess by shape: the reference
+        is not of the prediction's image and other references of that shape exist."""
+        prediction, reference = self.prediction.value, self.reference.value
+        note = ""
+        if (
+            prediction is not None
+            and reference is not None
+            and not _same(prediction, reference)
+            and _pair_rank(prediction, reference) == 0
+        ):
+            candidates = self._reference_candidates(prediction)
+            others = [la for la in candidates if not _same(la, reference)]
+            if others:
+                note = (
+                    f"Paired by size only: check that {reference.name!r} is the reference "
+                    f"for {prediction.name!r}."
+                )
+        self.pair_note.value = note
+        self.pair_note.visible = bool(note)
 
     # ----------------------------------------------------------------- computing
     def compute(self) -> list[dict[str, Any]]:
@@ -408,6 +472,34 @@ def _same(a, b) -> bool:
 
 def _looks_like_reference(name: str) -> bool:
     return _REFERENCE_HINT.search(name) is not None
+
+
+def _name_stem(name: str) -> str:
+    """A layer or file name without its role words, lowercased: "101 mask" -> "101"."""
+    return _ROLE_WORDS.sub(" ", name).strip(" _-.").lower()
+
+
+def _image_names(reference) -> set[str]:
+    """The names under which ``reference`` belongs to an image: its metadata's image
+    (the reader's dataset masks), its file's stem and its own name's stem."""
+    metadata = reference.metadata or {}
+    names = {str(metadata.get("image") or ""), reference.name}
+    if metadata.get("path"):
+        names.add(Path(str(metadata["path"])).stem)
+    return {_name_stem(name) for name in names} - {""}
+
+
+def _pair_rank(prediction, reference) -> int:
+    """How surely ``reference`` belongs to ``prediction``'s image: 2 when the image the
+    prediction was made from (Segment's metadata) is the reference's, 1 when only their
+    name stems match, 0 otherwise (and for no reference)."""
+    if reference is None:
+        return 0
+    images = _image_names(reference)
+    made_from = _name_stem(str((prediction.metadata or {}).get("image") or ""))
+    if made_from and made_from in images:
+        return 2
+    return 1 if _name_stem(prediction.name) in images else 0
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:

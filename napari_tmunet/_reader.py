@@ -280,7 +280,8 @@ def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = T
         "opacity": 0.5,
         "metadata": {"path": str(path), "mask_rule": str(rule)},
     }
-    if like is not None:  # overlay the image it belongs to
+    if like is not None:  # overlay the image it belongs to; Metrics pairs by its name
+        kwargs["metadata"]["image"] = like[1]["name"]
         for key in ("scale", "units"):
             if key in like[1]:
                 kwargs[key] = like[1][key]

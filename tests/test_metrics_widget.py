@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+from _paths import DATASETS
 from scipy import ndimage
 
 from napari_tmunet import metrics
@@ -37,6 +38,12 @@ def widget(make_napari_viewer):
 def _choose(widget, prediction, reference):
     widget.prediction.value = prediction
     widget.reference.value = reference
+
+
+def _note(widget) -> str:
+    """The pair note as shown: its text, or "" while it is hidden (the test viewer's window
+    is never shown, so ``visible`` is False throughout)."""
+    return "" if widget.pair_note.native.isHidden() else widget.pair_note.value
 
 
 def _choice_names(combo):
@@ -461,3 +468,76 @@ def test_renamed_layers_stay_chosen_and_are_scored_under_their_new_names(widget,
     assert after["dice"] == before["dice"]  # the same two layers
     expected = f"model A vs expert outline: Dice {before['dice']:.4f} over 1 slice"
     assert widget.status.value == expected
+
+
+def test_a_prediction_takes_the_mask_that_shares_its_name(widget, masks):
+    """Without Segment's metadata (e.g. labels opened from a file) the name stem pairs:
+    "b labels" goes with "B mask", not with the first mask of its size."""
+    viewer, widget = widget
+    prediction, reference = masks
+    viewer.add_labels(np.zeros_like(reference), name="A mask")
+    ref_b = viewer.add_labels(reference, name="B mask")
+    pred_b = viewer.add_labels(prediction, name="b labels")
+    assert widget.prediction.value is pred_b and widget.reference.value is ref_b
+    assert _note(widget) == ""
+    viewer.layers.selection.active = pred_b
+    assert widget.reference.value is ref_b
+
+
+CLINIC = DATASETS / "CVC-ClinicDB"
+
+
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+@pytest.mark.parametrize("metrics_first", [True, False], ids=["metrics-first", "metrics-after"])
+def test_a_segment_output_is_paired_with_its_own_images_mask(
+    make_napari_viewer, qtbot, tmp_path, metrics_first
+):
+    """A dataset folder's frames share one size: the Segment output of the middle frame is
+    scored against that frame's mask (not the first or newest mask of its size), whether
+    Metrics was open before Segment or opened after; a layer of no known image paired by
+    size among several masks gets a note saying so."""
+    import shutil
+
+    root = tmp_path / "clinic"
+    for part, ext in (("images", "png"), ("masks", "tif")):
+        (root / part).mkdir(parents=True)
+        for name in ("1", "101", "200"):
+            shutil.copy(CLINIC / part / f"{name}.{ext}", root / part / f"{name}.{ext}")
+    viewer = make_napari_viewer()
+
+    def metrics_dock():
+        return viewer.window.add_plugin_dock_widget(
+            plugin_name="napari-tmunet", widget_name="Metrics"
+        )[1]
+
+    _, segment = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    widget = metrics_dock() if metrics_first else None
+    viewer.open(str(root), plugin="napari-tmunet")
+    image, own_mask = viewer.layers["101"], viewer.layers["101 mask"]
+    assert {viewer.layers[n].data.shape[:2] for n in ("1", "101", "200")} == {(288, 384)}
+    segment.image.value = image
+    segment.segment()
+    assert segment.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    output = segment.last_layer
+    assert output.metadata["image"] == "101"
+    if widget is None:
+        widget = metrics_dock()
+    viewer.layers.selection.active = output
+
+    assert widget.prediction.value is output and widget.reference.value is own_mask
+    assert _note(widget) == ""
+    row = widget.compute()[-1]
+    pred, ref = np.asarray(output.data) > 0, np.asarray(own_mask.data) > 0
+    assert row["dice"] == pytest.approx(metrics.dice_score(pred, ref))
+    assert row["dice"] > 0.8  # the shipped model on its own frame, not another frame's mask
+
+    # a copy of no known image: any of the three masks is only a guess by size
+    viewer.layers.selection.active = viewer.add_labels(output.data.copy(), name="edited")
+    assert widget.prediction.value.name == "edited"
+    guess = "Paired by size only: check that '101 mask' is the reference for 'edited'."
+    assert _note(widget) == guess
+    viewer.layers.selection.active = output  # its own image again: no note
+    assert widget.reference.value is own_mask and _note(widget) == ""

@@ -335,6 +335,8 @@ def test_reader_dataset_folder(small_dataset, notifications):
         if layer_type == "labels":
             assert data.dtype == np.uint8
             np.testing.assert_array_equal(data, masks[kwargs["name"].split()[0]])
+            # the image it belongs to, by which Metrics pairs it with that image's labels
+            assert kwargs["metadata"]["image"] == kwargs["name"].split()[0]
     assert [kwargs["visible"] for _, kwargs, _ in layers] == [True, True, False, False, False]
     assert any("2.bmp" in str(n.message) for n in notifications)  # the unpaired image
 
