@@ -492,10 +492,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._redraw(force=True)
 
     def _on_returned(self, result: dict):
-        """Compare old and new; make the new model active only when it is not worse (not
-        once the dock is closed: the run folder keeps the checkpoints)."""
+        """Compare old and new; make the new model active only when it was trained (at
+        least one step) and is not worse (not once the dock is closed: the run folder
+        keeps the checkpoints)."""
         self.result = result
         if self._closed:
+            return
+        if result["step"] == 0:  # best.pt is the starting model's copy: nothing learned
+            self.status.value = (
+                f"stopped before any training step; {result['old_label']} stays active"
+            )
             return
         self._show_comparison(result["rows"])
         old, new = result["old"], result["new"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 from _paths import DATASETS
 
 from napari_tmunet._segment_jobs import model_defaults
@@ -108,7 +109,12 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         build_model(config),
         config,
         InputConfig.for_channels(3, size=(64, 64), threshold=0.4, min_confidence=0.3),
-        metadata={"modality": "nuclei", "shipped_as": "test-nuclei"},
+        # a nuclei model segments in tile mode (the mode its training run scored with)
+        metadata={
+            "modality": "nuclei",
+            "shipped_as": "test-nuclei",
+            "train_config": {"mode": "tile"},
+        },
     )
     image, mask = tile(np.s_[:128, :256])
     run_dir = tmp_path / "my runs" / "crop 1"  # spaces: the headless commands are quoted
@@ -171,6 +177,52 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         run_finetune(job)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         run_finetune(FinetuneJob(run_dir=tmp_path / "empty", resume=True, device="cpu"))
+
+
+def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
+    """The shipped ultrasound model (resize mode) fine-tuned 2 steps on the ultrasound
+    sample: its checkpoints keep its inference mode and input settings, so Segment runs
+    them as it runs the starting model, and the held-out comparison scores both models
+    in that mode (tiling a resize model collapses its Dice)."""
+    from napari_tmunet import evaluation, registry
+
+    modes = []  # the mode of each held-out scoring, the real evaluation run
+    real_evaluate = evaluation.evaluate
+
+    def recording_evaluate(model, samples, input_config, mode, **kwargs):
+        modes.append(mode)
+        return real_evaluate(model, samples, input_config, mode, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", recording_evaluate)
+    folder = Path(__file__).resolve().parents[1] / "napari_tmunet" / "samples"
+    image = read_image(folder / "ultrasound_image.png")
+    mask = (read_mask(folder / "ultrasound_mask.png")[0] > 0).astype(np.uint8)
+    # Segment's output went past the lesion's edge and the user trimmed it: the held-out
+    # strip is where these edits are, across the lesion
+    predicted = ndi.binary_dilation(mask, iterations=6).astype(np.uint8)
+    start = registry.load_model("TM-UNet ultrasound", "cpu")
+    assert start.inference_mode == "resize"
+    run_dir = tmp_path / "run"
+    job = FinetuneJob(
+        run_dir=run_dir,
+        pairs=training_pairs(image, mask, "us", False, "ultrasound sample", predicted),
+        start_model="TM-UNet ultrasound",
+        steps=2,
+        lr=1e-5,
+        batch_size=1,
+        device="cpu",
+    )
+    result = run_finetune(job)
+
+    assert result["step"] == 2 and modes == ["resize", "resize"]  # before, after
+    assert json.loads((run_dir / "config.json").read_text())["mode"] == "resize"
+    for path in (result["best_checkpoint"], run_dir / "train" / "last.pt"):
+        tuned = load_checkpoint(path)
+        assert tuned.inference_mode == start.inference_mode
+        assert model_defaults(tuned) == model_defaults(start)
+        assert tuned.input_config == start.input_config  # size, normalisation, threshold
+    # a gentle fine-tune of a good model in its own mode stays good on the held-out strip
+    assert result["old"]["dice"] > 0.9 and result["new"]["dice"] > 0.9
 
 
 def test_edits_are_described_in_words():

@@ -678,6 +678,30 @@ def test_closing_napari_stops_a_run_as_stop_does(make_napari_viewer, qtbot, tmp_
     assert (tmp_path / "run" / "train" / "best.pt").is_file()
 
 
+def test_stop_before_any_step_leaves_the_starting_model_active(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Threaded path, the real engine and the shipped model: Start, then Stop at once (the
+    user changed their mind). No step is trained, so the untrained copy in best.pt is not
+    made active under a "fine-tuned" name; the status says the starting model stays."""
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    add_slide_and_correction(viewer)
+    set_options(tune, tmp_path / "run", steps=50, lr=1e-4)
+    tune.batch_size.value = 1
+    start_label = tune.start_model()[1]
+    reason = segment.model_reason.value
+    tune.start_button.native.click()
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.error == "" and tune.result["stopped"] and tune.result["step"] == 0
+    assert tune.active.current is None  # Segment keeps picking the shipped model
+    assert tune.status.value == f"stopped before any training step; {start_label} stays active"
+    assert tune.use_anyway_button.native.isHidden()
+    assert segment.model_reason.value == reason and "fine-tuned" not in reason
+
+
 def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_viewer):
     """The decision after a run: scores lower on the held-out part -> the old one stays."""
     viewer = make_napari_viewer()

@@ -23,10 +23,15 @@ data; the plan (finetune.json ``left_out``) names them. The report says how many
 pixels and objects the before/after comparison rests on, and when they are too few to
 mean much.
 
-Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``, in
-random crops at the model's input size (the engine's crop mode), started from the given
-model; the checkpoints keep what the starting model is (its modality, hence Segment's
-instance output for nuclei; ``engine.INHERITED_METADATA``) and its threshold.
+Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``,
+started from the given model and in the mode that model segments in
+(``Checkpoint.inference_mode``): whole images resized to its input size for a resize-mode
+model (colonoscopy, ultrasound), random crops at native resolution of that size for a
+tile-mode one (nuclei). The run's ``train_config.mode`` is what Segment reads, so the
+fine-tuned checkpoints segment as the starting model does; they also keep its input size,
+normalisation, threshold and what it is (its modality, hence Segment's instance output
+for nuclei; ``engine.INHERITED_METADATA``). The held-out before/after comparison scores
+each model in that mode too.
 :func:`run_finetune` is the whole job; progress reaches the caller through plain
 callbacks, and a ``threading.Event`` stops it (the best checkpoint is kept). A stopped
 run goes on headless::
@@ -358,7 +363,9 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
         init_checkpoint=str(Path(start_path).resolve()),
         num_classes=mc.num_classes,
         size=tuple(checkpoint.input_config.size),
-        mode="tile",
+        # Segment reads the saved train_config.mode: a fine-tuned model must keep its
+        # starting model's (a resize model run in tile mode collapses: Dice 0.95 -> 0.44)
+        mode=checkpoint.inference_mode,
         steps=job.steps,
         epochs=evaluation_periods(job.steps),
         batch_size=job.batch_size,
@@ -374,11 +381,12 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
     )
 
 
-def held_out_scores(model, samples, input_config, device) -> dict[str, float]:
-    """Dice, IoU, HD, HD95 at native resolution on the held-out samples (sliding window)."""
+def held_out_scores(model, samples, input_config, mode, device) -> dict[str, float]:
+    """Dice, IoU, HD, HD95 at native resolution on the held-out samples, the model run in
+    ``mode`` ("resize" or "tile": the way Segment runs it, ``Checkpoint.inference_mode``)."""
     from ..evaluation import evaluate
 
-    agg = evaluate(model, samples, input_config, "tile", device=device, batch_size=4).aggregate()
+    agg = evaluate(model, samples, input_config, mode, device=device, batch_size=4).aggregate()
     return {
         key: float(agg[f"native_{key}_mean"])
         for key in ("dice", "iou", "precision", "recall", "hd", "hd95")
@@ -551,7 +559,8 @@ def _training_data(config, phase: Callable):
 
 
 def _score_start(start: _Start, valid, device, on_eval, phase: Callable) -> dict | None:
-    """The starting model's held-out scores at the run's input size (None: not loaded).
+    """The starting model's held-out scores at the run's input size, in the mode Segment
+    runs it in (None: not loaded).
 
     ``on_eval`` gets them as a record with ``step`` 0 and ``baseline`` True.
     """
@@ -562,7 +571,8 @@ def _score_start(start: _Start, valid, device, on_eval, phase: Callable) -> dict
     phase(f"scoring {start.label} on the held-out part...")
     input_config = start.checkpoint.input_config.to_dict()
     at_size = InputConfig(**{**input_config, "size": list(start.config.size)})
-    old = held_out_scores(start.checkpoint.model, valid, at_size, device)
+    mode = start.checkpoint.inference_mode
+    old = held_out_scores(start.checkpoint.model, valid, at_size, mode, device)
     if on_eval:
         on_eval({"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]})
     return old
@@ -577,7 +587,8 @@ def _score_tuned(result: dict, valid, device, phase: Callable) -> tuple[Path, di
         best = Path(result["last_checkpoint"])
     phase("scoring the fine-tuned model on the held-out part...")
     tuned = load_checkpoint(best, device)
-    return best, held_out_scores(tuned.model, valid, tuned.input_config, device)
+    mode = tuned.inference_mode
+    return best, held_out_scores(tuned.model, valid, tuned.input_config, mode, device)
 
 
 def describe_edits(edits: dict[str, Any]) -> str:
