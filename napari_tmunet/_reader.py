@@ -4,7 +4,8 @@ stack them into one layer of the first image's size, which cannot be read or seg
 
 TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``), 2-D
 or stacks, open as Labels layers, so a saved correction can be painted, fine-tuned on and
-scored again.
+scored again; so do unmarked TIFFs of 32/64-bit integers (napari's own writer saves
+labels as uint32), as napari's reader guesses.
 
 Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
 arrays (so Segment treats them alike) without a "Choose reader" question; inside a
@@ -30,6 +31,11 @@ MAX_DATASET_PAIRS = 100
 FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filename_patterns)
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
+
+# Integers this wide are label ids, not intensities: napari's own rule (guess_labels), so a
+# mask saved with napari's writer (uint32, unmarked) reopens here as Labels too; 8/16-bit
+# grey images stay images.
+LABEL_DTYPES = (np.int32, np.uint32, np.int64, np.uint64)
 
 
 def _image_suffixes() -> set[str]:
@@ -120,7 +126,9 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
         try:
             kind = saved_mask_kind(p)
             layers.append(
-                saved_mask_layer_data(Path(p), kind) if kind else image_layer_data(Path(p))
+                saved_mask_layer_data(Path(p), kind)
+                if kind
+                else _labels_if_ids(image_layer_data(Path(p)))
             )
         except Exception as err:  # any decoder failure becomes a notification
             _notify_error(_failure(Path(p), err))
@@ -164,6 +172,16 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
         except Exception as err:
             _notify_error(_failure(mask_path, err, "the mask "))
     return layers or [(None,)]
+
+
+def _labels_if_ids(layer: LayerData) -> LayerData:
+    """An image layer's data as Labels when its pixels are ids by napari's rule
+    (:data:`LABEL_DTYPES`, one channel, in memory), else unchanged."""
+    data, kwargs, _ = layer
+    if type(data) is not np.ndarray or kwargs.get("rgb") or data.dtype not in LABEL_DTYPES:
+        return layer
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("rgb", "contrast_limits")}
+    return data, kwargs, "labels"
 
 
 def image_layer_data(path: Path) -> LayerData:

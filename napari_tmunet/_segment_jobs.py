@@ -1,7 +1,8 @@
 """The Segment dock's work, off the GUI thread: load a model, segment images (no Qt).
 
 :func:`segment_jobs` is the body of the dock's worker. It yields progress, one result
-per image (the compact probability and the labels derived from it) and a message per
+per image (the compact probability and the labels derived from it; for an image over
+the pixel budget, segmented in bands, the labels of its mask alone) and a message per
 image that failed (the others go on). Each image comes with its own options, hence its
 own model (images of different kinds in one run). Options left to the model ("auto")
 are resolved from that image's checkpoint: its threshold, the inference mode it was
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import registry
-from .postprocess import LabelOptions, compact, count_objects, derive_labels
+from .postprocess import LabelOptions, compact, count_objects, derive_labels, mask_labels
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -57,7 +58,9 @@ class SegmentOutcome:
     """One image's result: what the Segment dock turns into layers."""
 
     labels: np.ndarray  # (..., H, W) uint8 0/1 or int32 instance ids
-    probability: np.ndarray  # (..., H, W) uint8, round(p * 255) (postprocess.compact)
+    # (..., H, W) uint8, round(p * 255) (postprocess.compact); None for an image over the
+    # pixel budget, segmented in bands (its labels cannot be re-derived)
+    probability: np.ndarray | None
     label_options: LabelOptions
     mapping: str
     mode: str
@@ -244,12 +247,15 @@ def _segment_one(
             continue
         result = rest[0]
         mode, label_options, began = chosen[-1]
-        if result.probability is None:  # streamed in bands: labels only, nothing kept
-            yield ("error", index, "too large to keep its probability; use napari-tmunet-predict")
-            continue
-        probability = compact(result.probability)
-        del result.probability
-        labels = derive_labels(probability, label_options)
+        if result.probability is None:  # over the pixel budget, segmented in bands
+            # only the thresholded mask came back: keep it, without the confidence gate
+            label_options = label_options.ungated()
+            probability = None
+            labels = mask_labels(result.labels, label_options)
+        else:
+            probability = compact(result.probability)
+            del result.probability
+            labels = derive_labels(probability, label_options)
         yield (
             "result",
             index,

@@ -29,7 +29,8 @@ class _Output:
 
     labels: Labels
     digest: str  # of the labels as written: the user's edits change it
-    probability: np.ndarray  # (..., H, W) uint8 compact probability (postprocess)
+    probability: np.ndarray | None  # (..., H, W) uint8 compact probability (postprocess);
+    # None: segmented in bands (over the pixel budget), its labels cannot be re-derived
     defaults: dict  # the model's threshold / mode / instances
     probability_layer: Image | None = None
 
@@ -87,7 +88,9 @@ class OutputLayers:
             )
             self._outputs[key] = output
             self._colour(output, fresh=True)
-        if options is not None and self.add_probability.value:
+        if outcome.probability is None:
+            show_info(banded_note(image.name))
+        elif options is not None and self.add_probability.value:
             output.probability_layer = self._put_probability(image, output, metadata)
         self.last_layer = output.labels
         self.last_result = outcome
@@ -144,6 +147,16 @@ class OutputLayers:
             metadata=meta,
             **_units(image),
         )
+
+
+def banded_note(name: str) -> str:
+    """What a user is told of an output made in bands: it has no probability map."""
+    return (
+        f"{name!r} is over the pixel budget, so it was segmented in bands and only its "
+        "mask is kept, not its probability: the label settings (Threshold, Confidence, "
+        "Output...) do not update it and no probability map is added. Segment again to "
+        "apply new settings."
+    )
 
 
 def label_metadata(options) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 
 from ._segment_jobs import label_options
-from ._segment_outputs import _Output, label_metadata
+from ._segment_outputs import _Output, banded_note, label_metadata
 from ._widget_common import error_text, plural, start_worker
 from .postprocess import LabelOptions, count_objects, derive_labels
 
@@ -57,6 +57,9 @@ class Rederive:
             return None
         if not self._replaceable(output):
             self._say_kept(output)
+            return None
+        if output.probability is None:  # segmented in bands: no probability was kept
+            self.status.value = banded_note(image.name)
             return None
         options = label_options(output.defaults, **self._label_settings())
         if self._derive is not None:  # one derive at a time; this one follows it

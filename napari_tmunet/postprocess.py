@@ -104,7 +104,23 @@ def derive_labels(compact_probability: np.ndarray, options: LabelOptions) -> np.
     Instance ids are unique across the slices of a stack; the split is
     :func:`split_instances`.
     """
-    mask = foreground(compact_probability, options)
+    return _labels_of(foreground(compact_probability, options), options)
+
+
+def mask_labels(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
+    """Labels (..., H, W) of a binary mask made without a kept probability (an image
+    segmented in bands): holes filled, small objects dropped and instances split as
+    ``options`` say; its threshold was applied when the mask was made, and no confidence
+    gate can be (it needs the probability)."""
+    mask = np.asarray(mask) > 0
+    if options.fill_holes or options.min_size:
+        for index in np.ndindex(mask.shape[:-2]):
+            mask[index] = _clean(mask[index], options)
+    return _labels_of(mask, options)
+
+
+def _labels_of(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
+    """A binary foreground as uint8 0/1, or int32 instance ids unique across slices."""
     if not options.instances:
         return mask.astype(np.uint8)
     labels = np.zeros(mask.shape, np.int32)

@@ -42,6 +42,8 @@ def test_manifest_contributions():
     (writer,) = contributions.writers
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert set(writer.filename_extensions) == {".png", ".tif", ".tiff"}
+    # napari's Save dialog prefixes the plugin's name: "TM-UNet mask", not "TM-UNet TM-UNet mask"
+    assert f"{manifest.display_name} {writer.display_name}" == "TM-UNet mask"
     assert {s.key for s in contributions.sample_data} == {"colonoscopy", "nuclei", "ultrasound"}
     assert {w.display_name for w in contributions.widgets} == {"Segment", "Metrics", "Fine-tune"}
     (item,) = contributions.menus["napari/layers/segment"]  # Layers > Segment

@@ -17,6 +17,7 @@ from napari_tmunet.postprocess import (
     drop_unsure,
     edited_pixels,
     expand,
+    mask_labels,
     split_instances,
 )
 
@@ -78,6 +79,26 @@ def test_derive_labels_threshold_holes_size_and_stacks():
     assert derive_labels(kept, LabelOptions(0.85)).sum() == 4  # only the speck (0.9)
     with pytest.raises(ValueError, match="threshold"):
         LabelOptions(1.0)
+
+
+def test_a_mask_without_probability_gets_the_same_holes_size_and_instances():
+    """An image segmented in bands keeps only its thresholded mask: its labels are those
+    the probability would give at that threshold, for every label setting but the gate."""
+    probability = discs().astype(np.float32) * 0.8  # touching discs, a line, a dot
+    probability[50:75, 5:30] = 0.8
+    probability[60:65, 15:20] = 0.1  # a hole
+    probability[110:112, 150:152] = 0.9  # a 4-pixel speck
+    mask = (probability > 0.5).astype(np.uint8)
+    for options in (
+        LabelOptions(0.5),
+        LabelOptions(0.5, fill_holes=True, min_size=10),
+        LabelOptions(0.5, instances=True, min_size=5),
+    ):
+        expected = derive_labels(compact(probability), options)
+        labels = mask_labels(mask, options)
+        assert labels.dtype == expected.dtype
+        np.testing.assert_array_equal(labels, expected)
+    assert mask.sum() == (probability > 0.5).sum()  # the caller's mask is left as it was
 
 
 def test_edited_pixels():

@@ -525,6 +525,29 @@ def test_saved_tiff_mask_reopens_as_labels(tmp_path, plugin_manager, kind):
     assert plain._type_string == "image"
 
 
+@pytest.mark.parametrize("kind", ["binary", "instances"])
+def test_tiff_saved_by_naparis_writer_reopens_as_labels(tmp_path, plugin_manager, kind):
+    """The Save dialog's preselected type is napari's own labels writer (an unmarked
+    uint32 TIFF): the TM-UNet reader opens it as the same Labels, as napari's reader does;
+    a 16-bit grey image of the same values stays an image."""
+    import napari
+    from napari.components import ViewerModel
+    from napari.layers import Labels
+
+    labels = _sample_masks()[kind]
+    (path,) = napari.save_layers(str(tmp_path / "corrected.tif"), [Labels(labels)], plugin="napari")
+    assert tifffile.imread(path).dtype.itemsize >= 4  # napari's writer: wide integer ids
+    tifffile.imwrite(tmp_path / "grey16.tif", labels.astype(np.uint16))
+
+    viewer = ViewerModel()
+    (reopened,) = viewer.open(path, plugin="napari-tmunet")
+    (grey,) = viewer.open(str(tmp_path / "grey16.tif"), plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.name == "corrected"
+    np.testing.assert_array_equal(reopened.data, labels)
+    assert grey._type_string == "image"
+
+
 def test_instance_labels_saved_as_png_keep_their_ids(tmp_path, plugin_manager):
     """Instance labels saved under a .png name, as napari picks the writer (no plugin
     chosen): a 16-bit PNG with every id, read as foreground > 0 in a dataset folder,

@@ -269,3 +269,54 @@ def test_a_full_hd_frame_is_resized_like_the_frames_the_model_learnt(make_napari
     segment_and_wait(qtbot, widget)
     assert widget.last_layer.metadata["mode"] == "resize" and LARGE_IMAGE >= 3840  # 4K video
     assert dice(widget.last_layer.data, mask) > SAMPLE_MIN_DICE["colonoscopy"]
+
+
+def test_an_image_over_the_pixel_budget_gives_its_banded_mask(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path, tiny_checkpoint
+):
+    """A TIFF over the pixel budget opens lazily and is segmented in bands: its mask becomes
+    a Labels layer (the tiles' work is not thrown away), equal to the in-memory tile-mode
+    mask; the label settings then say they cannot update it instead of re-deriving."""
+    import tifffile
+
+    from napari_tmunet.checkpoint import load_checkpoint
+    from napari_tmunet.data.budget import MAX_PIXELS_ENV
+    from napari_tmunet.inference import run_to_completion, segment
+
+    image, _ = load_sample("colonoscopy")
+    image = np.ascontiguousarray(image[:200, :240])
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, image, tile=(64, 64), photometric="rgb")
+    monkeypatch.setenv(MAX_PIXELS_ENV, "20000")  # 200 x 240 is over it
+
+    in_memory = segment(
+        image, load_checkpoint(tiny_checkpoint), threshold=0.5, mode="tile", min_confidence=0
+    )
+    probability = run_to_completion(in_memory).probability
+    threshold = round(float(np.median(probability)), 2)  # an untrained model: neither 0 nor 1
+    expected = probability > threshold
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    assert layer.multiscale  # read lazily, as a whole slide is
+    widget.image.value = layer
+    widget.model.value = "Checkpoint file..."
+    widget.checkpoint.value = tiny_checkpoint
+    widget.mode.value = "tile"
+    widget.threshold.value = threshold
+    widget.add_probability.value = True
+    segment_and_wait(qtbot, widget)
+
+    labels = widget.last_layer
+    assert labels is not None and labels in viewer.layers, widget.status.value
+    assert widget.status.value == "done"
+    assert [type(la).__name__ for la in viewer.layers] == ["Image", "Labels"]  # no probability
+    assert labels.metadata["tmunet_probability"] is None
+    assert labels.data.shape == (200, 240) and 0.05 < expected.mean() < 0.95  # a real mask
+    assert np.mean(labels.data != expected) < 1e-3
+
+    before = np.array(labels.data)
+    widget.threshold.value = 0.9
+    qtbot.waitUntil(lambda: "segmented in bands" in widget.status.value, timeout=5000)
+    np.testing.assert_array_equal(labels.data, before)
