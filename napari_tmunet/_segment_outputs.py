@@ -4,6 +4,11 @@ A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the do
 ``viewer``, ``outlines``, ``add_probability``, and the ``_options`` and ``_defaults`` of
 the image whose result is being added). An output the user has edited (its content no
 longer matches what was written) is never replaced: a new layer is added instead.
+
+napari makes a new dock widget each time the dock is reopened; the new one takes over the
+outputs an earlier one made (:meth:`OutputLayers._adopt_outputs`), from what their layers'
+metadata keep: the image's name, the probability, the label options and a digest of the
+labels as written.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
 from ._segment_jobs import SegmentOutcome
-from ._widget_common import PROBABILITY_MARK
+from ._widget_common import PROBABILITY_MARK, is_probability_map
 
 DISCLAIMER = "Research use only, not a medical device."
 PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
 BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
+PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
+DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
 
 
 @dataclass
@@ -56,15 +63,15 @@ class OutputLayers:
             "note": DISCLAIMER,
             # the model's raw output, kept compact: re-thresholding, and telling the user's
             # edits from the model's prediction (Fine-tune)
-            "tmunet_probability": outcome.probability,
+            PROBABILITY_KEY: outcome.probability,
         }
         key = image.unique_id
         previous = self._outputs.get(key)
         if previous is not None and self._replaceable(previous):
             output = previous
             output.probability, output.defaults = outcome.probability, dict(self._defaults)
+            output.labels.metadata = metadata  # first: writing the labels adds their digest
             self._write_labels(output, outcome.labels)
-            output.labels.metadata = metadata
             output.labels.scale, output.labels.translate = image.scale, image.translate
         else:
             if previous is not None and previous.labels in self.viewer.layers:
@@ -72,17 +79,18 @@ class OutputLayers:
                     f"{previous.labels.name!r} was edited since it was made; keeping it and "
                     "adding a new layer."
                 )
+            digest = _digest(outcome.labels)
             layer = self.viewer.add_labels(
                 outcome.labels,
                 name=f"{image.name} labels",
                 scale=image.scale,
                 translate=image.translate,
-                metadata=metadata,
+                metadata={**metadata, DIGEST_KEY: digest},
                 **_units(image),
             )
             output = _Output(
                 labels=layer,
-                digest=_digest(outcome.labels),
+                digest=digest,
                 probability=outcome.probability,
                 defaults=dict(self._defaults),
             )
@@ -96,10 +104,48 @@ class OutputLayers:
         self.last_result = outcome
 
     def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
-        """Replace an output's labels (not a user edit) and recolour it."""
+        """Replace an output's labels (not a user edit), keep their digest (also in the
+        metadata, for a reopened dock) and recolour it."""
         output.labels.data = labels
         output.digest = _digest(labels)
+        output.labels.metadata = {**output.labels.metadata, DIGEST_KEY: output.digest}
         self._colour(output)
+
+    def _adopt_outputs(self) -> dict:
+        """Take over the outputs an earlier Segment dock of this viewer made, so that the
+        label settings update them again and a new run replaces those still as written.
+
+        An output is a Labels layer whose metadata hold the probability, the label options,
+        the digest of the labels as written and the name of an image still open; the last
+        one of an image wins, with its probability map. Returns the chosen image's label
+        options (as a dict; empty when it has no output).
+        """
+        images = {
+            layer.name: layer
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and not is_probability_map(layer)
+        }
+        maps = {}
+        for layer in self.viewer.layers:
+            meta = layer.metadata or {}
+            name = meta.get("image")
+            image = images.get(name) if isinstance(name, str) else None
+            if image is None:
+                continue
+            if is_probability_map(layer):
+                maps[image.unique_id] = layer
+            elif isinstance(layer, Labels) and _made_here(meta):
+                self._outputs[image.unique_id] = _Output(
+                    labels=layer,
+                    digest=meta[DIGEST_KEY],
+                    probability=meta[PROBABILITY_KEY],
+                    defaults=_adopted_defaults(meta),
+                )
+        for key, output in self._outputs.items():
+            output.probability_layer = maps.get(key)
+        chosen = self.image.value
+        output = self._outputs.get(chosen.unique_id) if chosen is not None else None
+        return dict(output.labels.metadata["label_options"]) if output is not None else {}
 
     def _colour(self, output: _Output, fresh: bool = False) -> None:
         """Binary masks in :func:`_binary_colours`; instances cycle through
@@ -125,7 +171,7 @@ class OutputLayers:
     def _put_probability(self, image: Image, output: _Output, metadata) -> Image:
         """The probability as an image layer (the compact uint8, shown as 0..1), marked as
         one of ours in its metadata (:func:`is_probability_map`)."""
-        meta = {k: v for k, v in metadata.items() if k != "tmunet_probability"}
+        meta = {k: v for k, v in metadata.items() if k not in (PROBABILITY_KEY, DIGEST_KEY)}
         # Marked before it is added: adding makes it the active layer, and the dock's image
         # chooser, which follows the active layer, must recognise it then.
         meta[PROBABILITY_MARK] = "probability"
@@ -165,6 +211,27 @@ def label_metadata(options) -> dict:
         "threshold": options.threshold,
         "output": "instances" if options.instances else "binary",
         "label_options": options.to_dict(),
+    }
+
+
+def _made_here(meta: dict) -> bool:
+    """Whether layer metadata are those of a Segment output, all that re-deriving needs."""
+    return (
+        isinstance(meta.get(PROBABILITY_KEY), np.ndarray)
+        and isinstance(meta.get("label_options"), dict)
+        and isinstance(meta.get(DIGEST_KEY), str)
+    )
+
+
+def _adopted_defaults(meta: dict) -> dict:
+    """An adopted output's defaults: the label options it was derived with (the model's
+    own are not kept), so that settings left to the model keep their values."""
+    options = meta["label_options"]
+    return {
+        "threshold": options["threshold"],
+        "min_confidence": options["min_confidence"],
+        "instances": options["instances"],
+        "mode": meta.get("mode"),
     }
 
 

@@ -5,13 +5,15 @@ A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the do
 debounce timer). Moving the threshold, the confidence, hole filling, the minimum size or
 the output kind derives the chosen image's labels again from the kept probability, in a
 worker thread: on a large slide the instance split takes seconds, and the sliders stay
-live meanwhile. A change made while a derive runs is taken up when it ends.
+live meanwhile. A change made while a derive runs is taken up when it ends, and one made
+while Segment runs once the run's result is in (the run used the settings of its click).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 from napari.utils.notifications import show_error
@@ -48,9 +50,13 @@ class Rederive:
         large slide the instance split takes seconds, and the sliders stay live meanwhile.
         A change made while a derive runs is taken up when it ends (the latest settings
         win). ``NAPARI_TMUNET_INLINE=1`` derives on the calling thread. An output the user
-        has edited is left alone (a message says so). Returns the options derived with
-        (None: nothing to derive); :attr:`deriving` is True until the labels are written.
+        has edited or removed is left alone (a message says so). While Segment runs, the
+        derive waits for its result. Returns the options derived with (None: nothing to
+        derive, or not yet); :attr:`deriving` is True until the labels are written.
         """
+        if self.running:  # deriving now would be overwritten by the run's older settings
+            self._rederive_after_run = True
+            return None
         image = self.image.value
         output = self._outputs.get(image.unique_id) if image is not None else None
         if output is None:
@@ -65,7 +71,7 @@ class Rederive:
         if self._derive is not None:  # one derive at a time; this one follows it
             self._derive_again = True
             return options
-        self._derive = (image, output, options, time.perf_counter())
+        self._derive = (image, output, output.probability, options, time.perf_counter())
         if runs_inline():
             self._put_derived(derive_labels(output.probability, options))
             return options
@@ -78,17 +84,30 @@ class Rederive:
         )
         return options
 
+    def _rederive_if_moved(self) -> None:
+        """After a Segment run: derive the chosen image's result again if the label
+        settings moved away from those it was derived with (while the run went on)."""
+        image = self.image.value
+        output = self._outputs.get(image.unique_id) if image is not None else None
+        if output is not None:
+            options = label_options(output.defaults, **self._label_settings())
+            if options.to_dict() == output.labels.metadata.get("label_options"):
+                return
+        self.rederive()
+
     @property
     def deriving(self) -> bool:
         """True while re-derived labels are being made."""
         return self._derive is not None
 
     def _put_derived(self, labels: np.ndarray) -> None:
-        """Write a derive's labels into its output, unless Segment replaced that output or
-        the user edited it meanwhile; then derive again if the settings moved."""
-        image, output, options, began = self._derive
+        """Write a derive's labels into its output, unless Segment replaced that output (or
+        its probability) or the user edited it meanwhile; then derive again if the settings
+        moved."""
+        image, output, probability, options, began = self._derive
         self._derive = None
         current = self._outputs.get(image.unique_id) is output
+        current = current and output.probability is probability  # not one a run replaced
         if current and output.labels in self.viewer.layers:
             if self._replaceable(output):
                 self._write_derived(image, output, options, labels, began)
@@ -108,6 +127,16 @@ class Rederive:
             f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "
             f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
         )
+        self._update_summary(image, labels, options, objects)
+
+    def _update_summary(self, image, labels, options: LabelOptions, objects: int) -> None:
+        """Rewrite ``image``'s line of the last run's summary for its re-derived labels, so
+        that the summary names the settings in effect."""
+        for index, (ran, outcome) in enumerate(self._results):
+            if ran is image:
+                derived = replace(outcome, labels=labels, label_options=options, objects=objects)
+                self._results[index] = (ran, derived)
+                self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
 
     def _on_derive_error(self, err: Exception) -> None:
         self._derive, self._derive_again = None, False
@@ -115,6 +144,12 @@ class Rederive:
         show_error(f"TM-UNet: {self.status.value}")
 
     def _say_kept(self, output: _Output) -> None:
+        """Say why an output is not updated: the user removed it, or edited it."""
+        if output.labels not in self.viewer.layers:
+            self.status.value = (
+                f"{output.labels.name!r} was removed: click Segment for a new labels layer."
+            )
+            return
         self.status.value = (
             f"{output.labels.name!r} was edited, so it is kept as it is; Segment again "
             "for a new layer with these settings."

@@ -104,8 +104,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.last_layer: Labels | None = None  # the Labels layer written last
         self.last_result: SegmentOutcome | None = None  # of the last image segmented
         self.last_rederive_seconds: float | None = None
-        self._derive: tuple | None = None  # (image, output, options, start) of a running derive
+        # (image, output, probability, options, start) of a running derive
+        self._derive: tuple | None = None
         self._derive_again = False  # settings moved while it ran
+        self._rederive_after_run = False  # settings moved while Segment ran
         self.batch_size = None  # tiles per forward pass in tile mode; None: by device
         self._outputs: dict[Any, _Output] = {}
         self._progress: progress | None = None
@@ -126,6 +128,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         intro_above(self, self.intro)
         self._connect()
         self.reset_choices()
+        # a reopened dock is a new widget: it carries on with the outputs already made
+        self._show_label_settings(self._adopt_outputs())
         self._on_image_changed(self.image.value)
         self._show_model_state()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
@@ -552,6 +556,18 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         finally:
             self._setting = False
 
+    def _show_label_settings(self, options: dict) -> None:
+        """Put an adopted output's label options on the dock (not as the user's choices:
+        threshold and confidence follow the output, the model's on the next run)."""
+        if not options:
+            return
+        self._setting = True
+        try:
+            for name in (*MODEL_SETTINGS, "fill_holes", "min_size"):
+                getattr(self, name).value = options[name]
+        finally:
+            self._setting = False
+
     def _user_value(self, name: str) -> float | None:
         """A slider's value if the user set it, else None (the model's own)."""
         return float(getattr(self, name).value) if name in self._user_set else None
@@ -587,6 +603,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             for image, outcome in self._results:
                 self._warn_if_odd(image, outcome)
         self.status.value = self._outcome or "done"
+        if self._rederive_after_run:  # the run used the settings of its click
+            self._rederive_after_run = False
+            self._rederive_if_moved()
 
     def _describe(self, image: Image, outcome: SegmentOutcome) -> str:
         """One line: objects, area, time and model of a result."""

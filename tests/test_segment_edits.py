@@ -162,3 +162,110 @@ def test_saved_corrections_reopen_as_masks(segmented, qtbot, tmp_path):
     _, metrics = viewer.window.add_plugin_dock_widget(PLUGIN, "Metrics")
     assert "corrected" in [name for name, _ in finetune._labels_choices()]
     assert "corrected" in [layer.name for layer in metrics.reference.choices]
+
+
+def test_a_threshold_moved_while_segment_runs_applies_to_its_result(
+    segmented, qtbot, monkeypatch
+):
+    """Tester7's #9: the run uses the settings of its click; a threshold moved while it
+    runs re-derives its result once it is in, and the summary names that threshold."""
+    import threading
+
+    from napari_tmunet import _segment_widget
+    from napari_tmunet.postprocess import LabelOptions, derive_labels
+
+    viewer, widget, output = segmented
+    gate, real_jobs = threading.Event(), _segment_widget.segment_jobs
+
+    def held_jobs(jobs):  # the real run, once the test lets it go
+        assert gate.wait(30)
+        yield from real_jobs(jobs)
+
+    monkeypatch.setattr(_segment_widget, "segment_jobs", held_jobs)
+    made = np.array(output.data)
+    widget.segment()
+    assert widget.running
+    widget.threshold.value = 0.9
+    qtbot.wait(300)  # past the debounce: the move asks for a derive
+    assert not widget.deriving  # it waits for the run
+    np.testing.assert_array_equal(output.data, made)
+    gate.set()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+
+    assert widget.last_layer is output and widget.threshold.value == pytest.approx(0.9)
+    probability = output.metadata["tmunet_probability"]
+    expected = derive_labels(probability, LabelOptions(threshold=0.9))
+    np.testing.assert_array_equal(output.data > 0, expected > 0)
+    assert not np.array_equal(output.data > 0, probability > 0.5 * 255)  # not the run's
+    assert output.metadata["threshold"] == pytest.approx(0.9)
+    assert "threshold 0.90" in widget.summary.value
+    assert f"{np.count_nonzero(expected)} px" in widget.summary.value
+
+
+def test_a_removed_output_is_not_called_edited(segmented, qtbot):
+    """Tester7's #12: after the output layer is deleted, the threshold says it was
+    removed (not edited), and Segment makes a new one that the threshold updates."""
+    viewer, widget, output = segmented
+    viewer.layers.remove(output)
+    widget.threshold.value = 0.3
+    assert widget.rederive() is None
+    assert "was removed" in widget.status.value and "edited" not in widget.status.value
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    fresh = widget.last_layer
+    assert fresh is not output and fresh in viewer.layers
+    assert fresh.name == output.name
+    widget.threshold.value = 0.8
+    qtbot.waitUntil(lambda: fresh.metadata["threshold"] == pytest.approx(0.8), timeout=10_000)
+    assert "no network run" in widget.status.value
+
+
+def close_dock(viewer, widget):
+    """Close ``widget``'s dock with napari's X (its title bar's close button)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    window = viewer.window._qt_window
+    dock = next(d for d in window.findChildren(QDockWidget) if d.widget() is widget.native)
+    dock.title.close_button.click()
+
+
+def test_a_reopened_dock_carries_on_with_its_outputs(segmented, qtbot):
+    """Tester7's #10: napari makes a new dock widget when the dock is reopened; it takes
+    over the unedited output (the threshold updates it, Segment replaces it, the sliders
+    show its settings), and keeps an output edited before the dock was closed."""
+    from napari.layers import Labels
+
+    from napari_tmunet.postprocess import LabelOptions, derive_labels
+
+    viewer, widget, output = segmented
+    widget.min_size.value = 30
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    close_dock(viewer, widget)
+    _, reopened = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert reopened is not widget
+    assert reopened.min_size.value == 30
+    assert reopened.threshold.value == pytest.approx(output.metadata["threshold"])
+
+    reopened.threshold.value = 0.8
+    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    probability = output.metadata["tmunet_probability"]
+    expected = derive_labels(probability, LabelOptions(threshold=0.8, min_size=30))
+    np.testing.assert_array_equal(output.data > 0, expected > 0)
+    names = [layer.name for layer in viewer.layers]
+    reopened.segment()
+    qtbot.waitUntil(lambda: not reopened.running, timeout=120_000)
+    assert reopened.last_layer is output and [la.name for la in viewer.layers] == names
+
+    output.paint((40, 40), 2, refresh=True)  # the user's correction, then close again
+    painted = np.array(output.data)
+    close_dock(viewer, reopened)
+    _, third = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    third.threshold.value = 0.5
+    qtbot.waitUntil(lambda: "was edited" in third.status.value, timeout=10_000)
+    np.testing.assert_array_equal(output.data, painted)
+    third.segment()
+    qtbot.waitUntil(lambda: not third.running, timeout=120_000)
+    labels = [la for la in viewer.layers if isinstance(la, Labels)]
+    assert third.last_layer is not output and labels[-1] is third.last_layer
+    np.testing.assert_array_equal(output.data, painted)
