@@ -72,11 +72,6 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
-MODALITY_WORDS = {
-    "colonoscopy": "colour endoscopy image",
-    "nuclei": "H&E-stained tissue",
-    "ultrasound": "grey image",
-}
 
 
 class SegmentWidget(Rederive, OutputLayers, Container):
@@ -295,23 +290,27 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             why = f"your choice for {self._modality} images"
             self._choices[self._modality] = (self._pending_choice, why)
         self._pending_choice = ""
-        self._show_model(*self._model_for(self._modality))
+        model, why, fits = self._model_for(self._modality, _thumbnail(layer))
+        self._show_model(model, why)
+        if not fits:  # e.g. a 16-bit grey image and the breast-ultrasound model
+            show_warning(f"{layer.name!r}: {model} is {why}.")
 
-    def _model_for(self, modality: str) -> tuple[str, str]:
-        """(model, why) for an image of ``modality``."""
+    def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
+        """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
+        is False for a shipped model the image does not look made for (the user's own
+        choices always fit)."""
         if modality in self._choices:
-            return self._choices[modality]
+            return (*self._choices[modality], True)
         remembered = registry.find_model(registry.remembered_models().get(modality, ""))
         if remembered is not None:
-            return remembered.name, f"your earlier choice for {modality} images"
+            return remembered.name, f"your earlier choice for {modality} images", True
         entries = registry.available_models()
         shipped = next((e for e in entries if e.modality == modality), None)
         if shipped is not None:
-            words = MODALITY_WORDS.get(modality, modality)
-            return shipped.name, f"matched to this image ({words})"
+            return (shipped.name, *registry.shipped_model_reason(modality, thumbnail))
         if entries:
-            return entries[0].name, f"no {modality} model installed: the first one"
-        return CHECKPOINT_CHOICE, "no model installed: choose a checkpoint file"
+            return entries[0].name, f"no {modality} model installed: the first one", True
+        return CHECKPOINT_CHOICE, "no model installed: choose a checkpoint file", True
 
     def _show_model(self, model: str, why: str) -> None:
         """Show ``model`` (name or path) as the one to run, and why (not a user choice)."""
@@ -433,7 +432,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         else the one for the image's modality (its :meth:`_model_for`)."""
         if layer is self.image.value:
             return str(self.model.value)
-        return self._model_for(_modality(layer))[0]
+        return self._model_for(_modality(layer), _thumbnail(layer))[0]
 
     def _named_model(self, model: str) -> tuple[str, str, bool] | None:
         """(model, label, provisional) of a registry name, a checkpoint path, or

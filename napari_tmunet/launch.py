@@ -39,16 +39,22 @@ DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .registry import describe_models
+
     parser = argparse.ArgumentParser(
         prog="napari-tmunet",
         description="Open napari with the TM-UNet Segment and Metrics docks and a sample image. "
         "Research use only, not a medical device.",
+        epilog="shipped models (--model NAME or its modality):\n" + describe_models(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--sample", choices=SAMPLES, default="colonoscopy", help="sample image to open"
     )
     parser.add_argument(
-        "--model", default=None, help="a shipped model's name or a checkpoint file to select"
+        "--model",
+        default=None,
+        help="a shipped model's name or modality (listed below) or a checkpoint file to select",
     )
     parser.add_argument(
         "--smoke",
@@ -86,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    problem = _model_problem(args.model)
+    if problem:  # before napari starts: a typo should not open a window, then a traceback
+        print(f"napari-tmunet: error: {problem}", file=sys.stderr)
+        return 2
     if args.smoke and not _has_display():
         return _rerun_under_xvfb(argv)
     if args.smoke:
@@ -108,6 +118,19 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"SMOKE FAILED: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+
+
+def _model_problem(model: str | None) -> str | None:
+    """Why ``--model`` cannot be used (a sentence naming the choices), or None."""
+    from .registry import resolve_model
+
+    if model is None:
+        return None
+    try:
+        resolve_model(model)
+    except (ValueError, RuntimeError) as err:  # unknown name; unreadable registry
+        return str(err)
+    return None
 
 
 def open_viewer(args: argparse.Namespace, show: bool = True):

@@ -1,22 +1,27 @@
 """``napari-tmunet-predict INPUT_DIR OUTPUT_DIR``: segment every image of a folder.
 
 Masks follow the writer's rules (``data.images.write_mask``): binary masks as PNG 0/255
-named after the image (``<stem>.png``), instance labels as TIFF (``<stem>.tif``); a stack
-of frames gives one mask per frame (``<stem>_z0000.png``, ...), the first frame's written
-last, so that a stack cut short (Ctrl-C, disk full) is redone on the next run. Images whose
-names would give one mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``,
-``a_tif``; ``a_z0001.png`` beside a possible stack ``a.tif`` -> ``a_z0001_png``).
-Nothing already in OUTPUT_DIR is overwritten unless ``--overwrite`` is given; with it, the
-frame masks of an earlier, longer stack of the same name beyond the new frame count are
-removed too (only masks as this tool writes them; the end lines count them). OUTPUT_DIR
-is checked to be writable and locked against a second run before any work. Without
-``--model`` each image gets the model for its own modality, as the Segment dock's
-"Segment all" does (``registry.default_model_for``: grey -> ultrasound...), each model
-loaded once; ``--model`` runs one model on every image. Mode, threshold and the least
-object confidence default to the model's own. Images over the pixel budget
-(``--max-pixels``) are read and segmented in bands (tile mode). Files that fail are
-listed with the reason at the end, and the exit code is then 1. Ctrl-C stops with one
-line (exit 130); the masks written are kept and a re-run skips them.
+named after the image (``<stem>.png``), instance labels as TIFF (``<stem>.tif``, uint16).
+Each model gives the output the Segment dock gives by default
+(``_segment_jobs.model_defaults``: instances for a nuclei model, else binary) unless
+``--binary`` or ``--instances`` says which for all. A stack of frames gives one mask per
+frame (``<stem>_z0000.png``, ...), the first frame's written last, so that a stack cut
+short (Ctrl-C, disk full) is redone on the next run. Images whose names would give one
+mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``; ``a_z0001.png``
+beside a possible stack ``a.tif`` -> ``a_z0001_png``). Nothing already in OUTPUT_DIR is
+overwritten unless ``--overwrite`` is given; with it, the frame masks of an earlier,
+longer stack of the same name beyond the new frame count are removed too (only masks as
+this tool writes them; the end lines count them). OUTPUT_DIR is checked to be writable and
+locked against a second run before any work. Without ``--model`` each image gets the model
+for its own modality, as the Segment dock's "Segment all" does
+(``registry.default_model_for``: grey -> ultrasound...), each model loaded once, and a
+header line says why (``registry.shipped_model_reason``; a warning for an image unlike its
+model's training data, e.g. 16-bit grey with the ultrasound model); ``--model`` runs one
+model on every image. Mode, threshold and the least object confidence default to the
+model's own. Images over the pixel budget (``--max-pixels``) are read and segmented in
+bands (tile mode). Files that fail are listed with the reason at the end, and the exit
+code is then 1. Ctrl-C stops with one line (exit 130); the masks written are kept and a
+re-run skips them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .options import DEVICES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCK_TASK = "napari-tmunet-predict"
+_SUFFIX = {False: ".png", True: ".tif"}  # by instances: binary masks as PNG, labels as TIFF
 _FRAME_NAME = re.compile(r"(.+)_z\d{4}", re.IGNORECASE)  # a stack's frame mask: <stem>_z0001
 
 
@@ -41,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-tmunet-predict",
         description=(
             "Segment every image in INPUT_DIR with a TM-UNet model and write the masks to "
-            "OUTPUT_DIR (PNG 0/255 for binary masks, TIFF for instance labels). "
+            "OUTPUT_DIR: PNG 0/255 for binary masks, TIFF (uint16) for instance labels; by "
+            "default each model's own output, as in the Segment dock (instances for nuclei, "
+            "binary for the others). "
             "Research use only, not a medical device."
         ),
         epilog="shipped models (--model NAME or its modality):\n" + describe_models(),
@@ -77,10 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
         "model's own)",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument(
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
         "--instances",
-        action="store_true",
-        help="instance labels with touching objects split, written as TIFF",
+        dest="output",
+        action="store_const",
+        const="instances",
+        help="instance labels with touching objects split, written as TIFF, for every model "
+        "(default: the model's own output, as in the Segment dock: instances for nuclei)",
+    )
+    output.add_argument(
+        "--binary",
+        dest="output",
+        action="store_const",
+        const="binary",
+        help="binary masks, written as PNG 0/255, for every model (default: the model's own "
+        "output: binary for colonoscopy and ultrasound)",
     )
     parser.add_argument(
         "--overwrite",
@@ -206,16 +226,19 @@ def _check_arguments(args) -> str | None:
 
 def _predict(args, images: list[Path]) -> int:
     """Segment the images not yet done, each with its model; write their masks."""
-    kind = "instances" if args.instances else "binary"
-    header = f"napari-tmunet-predict: {len(images)} images, {{model}}, {kind} -> {args.output_dir}"
+    header = f"napari-tmunet-predict: {len(images)} images -> {args.output_dir}; {{model}}"
     models = _Models(args, header)
     problem = models.check()
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    suffix = ".tif" if args.instances else ".png"
     stems = output_stems(images)
-    todo = [p for p in images if args.overwrite or not _existing(args.output_dir, stems[p], suffix)]
+    suffixes = models.suffixes()
+    todo = [
+        p
+        for p in images
+        if args.overwrite or not any(_existing(args.output_dir, stems[p], s) for s in suffixes)
+    ]
     skipped = [p for p in images if p not in set(todo)]
     failed: list[tuple[Path, str]] = []
     stale = _StaleFrames()
@@ -238,7 +261,7 @@ def _predict(args, images: list[Path]) -> int:
                 failed.append((path, rest[0]))
                 continue
             try:
-                writing = path
+                writing, suffix = path, models.suffix_of[path]
                 labels = rest[0].labels
                 _write_masks(args.output_dir, stems[path], suffix, labels)
                 writing = None
@@ -252,7 +275,8 @@ def _predict(args, images: list[Path]) -> int:
         _close(bars)
         partly = (
             f" ({writing.name}'s masks only partly written: it is redone)"
-            if writing is not None and _frames_written(args.output_dir, stems[writing], suffix)
+            if writing is not None
+            and _frames_written(args.output_dir, stems[writing], models.suffix_of[writing])
             else ""
         )
         print(
@@ -262,6 +286,7 @@ def _predict(args, images: list[Path]) -> int:
         )
         return EXIT_INTERRUPTED
     _close(bars)
+    models.report_misfits()
     return _report(args.output_dir, len(images), written, skipped, failed, used, stale)
 
 
@@ -270,14 +295,17 @@ class _Models:
     modality (:func:`registry.default_model_for`, as the Segment dock), each loaded once.
 
     A line names each model as it is first used; the first such line is the run's
-    ``header``, with ``{model}`` replaced by the model's description.
+    ``header``, with ``{model}`` replaced by the model's description. Each model writes
+    ``--binary`` or ``--instances`` output, else its own default (``model_defaults``).
     """
 
     def __init__(self, args, header: str):
         self.args = args
         self.header = header  # "" once printed
-        self.loaded: dict[str, tuple] = {}  # model -> (Checkpoint, mode)
+        self.loaded: dict[str, tuple] = {}  # model -> (Checkpoint, mode, instances)
         self.model_of: dict[Path, str] = {}  # image -> its model
+        self.suffix_of: dict[Path, str] = {}  # image -> its masks' suffix
+        self.misfits: list[Path] = []  # images unlike their shipped model's training data
 
     def check(self) -> str | None:
         """What stops the run before any image (a sentence), or None: the --model that
@@ -302,35 +330,70 @@ class _Models:
         return None
 
     def load(self, model: str) -> tuple:
-        """(Checkpoint, mode) of a model name or path, loaded on first use."""
+        """(Checkpoint, mode, instances) of a model name or path, loaded on first use."""
         from . import registry
+        from ._segment_jobs import model_defaults
 
         if model not in self.loaded:
             checkpoint = registry.load_model(model, self.args.device)
-            self.loaded[model] = (checkpoint, self.args.mode or default_mode(model, checkpoint))
+            mode = self.args.mode or default_mode(model, checkpoint)
+            output = self.args.output
+            instances = output == "instances" if output else model_defaults(checkpoint)["instances"]
+            self.loaded[model] = (checkpoint, mode, instances)
         return self.loaded[model]
 
+    def suffixes(self) -> tuple[str, ...]:
+        """The suffixes an image's masks may have: one when the output kind is known before
+        the images are read (``--model``, ``--binary``, ``--instances``), else both."""
+        if self.args.model:
+            return (_SUFFIX[self.load(self.args.model)[2]],)
+        if self.args.output:
+            return (_SUFFIX[self.args.output == "instances"],)
+        return (".png", ".tif")
+
     def for_image(self, image, path: Path) -> tuple:
-        """(Checkpoint, mode) for one image (an array, or a lazy one for a large TIFF)."""
+        """(Checkpoint, mode, instances) for one image (an array, or a lazy one for a large
+        TIFF); warns (once) of an image unlike what its shipped model was trained on."""
         from . import registry
 
         model = self.args.model
         if not model:
             thumb = _thumbnail(image)
-            model = registry.default_model_for(thumb).name
+            entry = registry.default_model_for(thumb)
+            model, modality = entry.name, registry.guess_modality(thumb)
+            why, fits = f"no {modality} model installed: the first one", True
+            if entry.modality == modality:
+                why, fits = registry.shipped_model_reason(modality, thumb)
             if model not in self.loaded:
                 self.load(model)
-                self.announce(
-                    model, f"the {registry.guess_modality(thumb)} images (first: {path.name})"
-                )
+                self.announce(model, f"images like {path.name}: {why}")
+            if not fits:
+                self._warn_misfit(path, model, why)
         self.model_of[path] = model
+        self.suffix_of[path] = _SUFFIX[self.load(model)[2]]
         return self.load(model)
+
+    def _warn_misfit(self, path: Path, model: str, why: str) -> None:
+        from tqdm import tqdm
+
+        if not self.misfits:  # the first one in full; report_misfits names them all
+            tqdm.write(f"warning: {path.name}: {model!r} is {why}", file=sys.stderr)
+        self.misfits.append(path)
+
+    def report_misfits(self) -> None:
+        if self.misfits:
+            print(
+                f"warning: {len(self.misfits)} images are unlike what their model was trained "
+                f"on (see above; pass --model to choose one): {_names(self.misfits)}",
+                file=sys.stderr,
+            )
 
     def announce(self, model: str, which: str = "") -> None:
         from tqdm import tqdm
 
-        mode = self.load(model)[1]
-        text = f"model {model!r}, mode {mode}" + (f", for {which}" if which else "")
+        _, mode, instances = self.load(model)
+        kind = "instances as TIFF" if instances else "binary masks as PNG"
+        text = f"model {model!r} (mode {mode}, {kind})" + (f", for {which}" if which else "")
         line = (
             self.header.replace("{model}", text)
             if self.header
@@ -368,7 +431,7 @@ def _segment(todo: list[Path], models: _Models, args):
     for index, path in enumerate(todo):
         try:
             image = open_image(path, max_pixels=args.max_pixels)
-            checkpoint, mode = models.for_image(image, path)
+            checkpoint, mode, instances = models.for_image(image, path)
         except RECOVERABLE as err:
             yield ("error", index, f"{type(err).__name__}: {err}")
             continue
@@ -378,7 +441,7 @@ def _segment(todo: list[Path], models: _Models, args):
             threshold=args.threshold,
             min_confidence=args.min_confidence,
             mode=mode,
-            instances=args.instances,
+            instances=instances,
             batch_size=args.batch_size,
             max_pixels=args.max_pixels,
         )

@@ -48,6 +48,18 @@ CACHE_SIZE = 3  # loaded models kept in memory
 # image's intensity range apart; an image is colour when this share of its pixels are.
 COLOURED_CHROMA = 0.1
 COLOURED_SHARE = 0.1
+# The texts that say why a shipped model runs on an image: what guess_modality saw, and
+# what that modality's shipped model was trained on (weights/registry.json).
+MODALITY_CUES = {
+    "colonoscopy": "a colour endoscopy image",
+    "nuclei": "H&E-stained tissue",
+    "ultrasound": "a grey image",
+}
+TRAINED_ON = {
+    "colonoscopy": "colonoscopy (Kvasir-SEG, CVC-ClinicDB)",
+    "nuclei": "H&E nuclei (MoNuSeg, CPM-15)",
+    "ultrasound": "breast ultrasound (BUSI, UDIAT)",
+}
 
 
 @dataclass(frozen=True)
@@ -224,6 +236,41 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
     if (blue - green) / spread > 0.02 and blue >= 0.6 * red:
         return "nuclei"
     return "colonoscopy"
+
+
+def not_ultrasound_sign(image: np.ndarray) -> str:
+    """What says that a grey image is not an ultrasound scan, in words ("" when nothing
+    does): ultrasound machines export 8-bit images, so integer data above 255 (16-bit
+    microscopy or CT) or floating-point data come from something else."""
+    image = np.asarray(image)
+    if image.dtype.kind == "f":
+        return f"floating-point ({image.dtype}) data"
+    if image.dtype.kind in "iu" and image.size and int(image.max()) > 255:
+        return f"{8 * image.dtype.itemsize}-bit data"
+    return ""
+
+
+def shipped_model_reason(modality: str, image: np.ndarray) -> tuple[str, bool]:
+    """(why, matches): why the shipped model of ``modality`` (guessed by
+    :func:`guess_modality`) is chosen for ``image``, in words, and whether the image
+    looks like what that model was trained on. Grey is only a weak hint of ultrasound, so
+    the words for it say which grey images the model is for."""
+    trained, cue = TRAINED_ON.get(modality, modality), MODALITY_CUES.get(modality, modality)
+    if modality != "ultrasound":
+        return f"chosen because this looks like {cue}; trained on {trained}", True
+    sign = not_ultrasound_sign(image)
+    if sign:
+        return (
+            f"the only shipped model for grey images, but trained on {trained} only, and "
+            f"this image holds {sign} (ultrasound exports are 8-bit): no shipped model is "
+            "meant for it; check the result, or choose a model of your own",
+            False,
+        )
+    return (
+        f"chosen because this is {cue}; trained on {trained} only, not meant for "
+        "other grey images such as fluorescence",
+        True,
+    )
 
 
 def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry | None:

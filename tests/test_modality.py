@@ -72,3 +72,32 @@ def test_colour_datasets_keep_their_modality(folder, modality):
     assert guesses.count(modality) == len(files), [
         f.name for f, g in zip(files, guesses, strict=True) if g != modality
     ]
+
+
+DSB_GREY = EXTRA / "DSB2018-stage1test" / "images" / (
+    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+)  # fluorescent nuclei, grey stored as RGBA
+UDIAT_SCAN = DATASETS / "UDIAT" / "images" / "000002.png"
+
+
+def fluorescence_16bit() -> np.ndarray:
+    """A DSB2018 fluorescence image as a 16-bit camera writes it."""
+    import imageio.v3 as iio
+
+    return iio.imread(DSB_GREY)[..., 0].astype(np.uint16) * 257
+
+
+@pytest.mark.skipif(not (DSB_GREY.is_file() and UDIAT_SCAN.is_file()), reason="no DSB2018/UDIAT")
+def test_grey_is_only_a_hint_of_ultrasound_and_16_bit_data_is_not_a_match():
+    """Both are grey, so both get the ultrasound model, but only the 8-bit scan is called
+    a fit, and even then the words say it is for breast ultrasound only."""
+    scan, fluorescence = thumbnail(UDIAT_SCAN), fluorescence_16bit()
+    assert registry.guess_modality(scan) == registry.guess_modality(fluorescence) == "ultrasound"
+    why, fits = registry.shipped_model_reason("ultrasound", scan)
+    assert fits and "grey" in why and "breast ultrasound (BUSI, UDIAT) only" in why
+    assert "not meant for other grey images such as fluorescence" in why
+    why, fits = registry.shipped_model_reason("ultrasound", fluorescence)
+    assert not fits and "16-bit data" in why and "no shipped model is meant" in why
+    assert not registry.shipped_model_reason("ultrasound", fluorescence.astype(np.float32))[1]
+    # 16-bit storage of 8-bit values (a converted export) is still a fit
+    assert registry.shipped_model_reason("ultrasound", scan.astype(np.uint16))[1]

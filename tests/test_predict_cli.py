@@ -55,7 +55,7 @@ def test_predict_folder_reports_the_corrupt_file(folders, checkpoint, capsys):
     argv = [str(images), str(masks), "--model", str(checkpoint), "--device", "cpu"]
     assert main(argv) == 1  # one file failed
     err = capsys.readouterr().err
-    assert f"4 images, model {str(checkpoint)!r}, mode resize, binary" in err
+    assert f"4 images -> {masks}; model {str(checkpoint)!r} (mode resize, binary masks" in err
     assert "3 of 4 images segmented" in err and "1 failed" in err
     assert "broken.png" in err and "cannot decode" in err
     written = sorted(p.name for p in masks.iterdir())
@@ -138,8 +138,13 @@ def test_each_image_gets_the_model_for_its_modality(tmp_path, monkeypatch, capsy
     )
     assert main([str(images), str(tmp_path / "masks"), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
-    header = "4 images, model 'TM-UNet ultrasound', mode resize, for the ultrasound images (first"
-    assert header in err and "for the colonoscopy images (first: b_polyp.png)" in err
+    header = (
+        "4 images -> {}; model 'TM-UNet ultrasound' (mode resize, binary masks as PNG), for "
+        "images like a_scan.png: chosen because this is a grey image; trained on breast "
+        "ultrasound (BUSI, UDIAT) only, not meant for other grey images such as fluorescence"
+    ).format(tmp_path / "masks")
+    assert header in err and "for images like b_polyp.png: chosen because" in err
+    assert "warning" not in err  # 8-bit grey scans fit the ultrasound model
     assert "(2 with 'TM-UNet ultrasound', 1 with 'TM-UNet colonoscopy')" in err
     assert "0_export.png" in err and sorted(loads) == ["TM-UNet colonoscopy", "TM-UNet ultrasound"]
     for name, modality in (("a_scan", "ultrasound"), ("b_polyp", "colonoscopy")):
@@ -271,3 +276,46 @@ def test_overwrite_removes_the_extra_frames_of_an_earlier_longer_stack(
     assert f"scan_z0002{suffix}" in err and f"scan_z0007{suffix}" in err  # removed; kept
     assert sorted(p.name for p in masks.iterdir()) == old_frames[:2] + user_files
     assert all(read_image(masks / name).shape == (96, 96) for name in old_frames[:2])
+
+
+DSB_GREY = REPO.parent / "extra-data" / "DSB2018-stage1test" / "images" / (
+    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+)  # fluorescent nuclei, grey stored as RGBA
+
+
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_each_model_writes_the_docks_default_output_unless_told(tmp_path, capsys):
+    """Without --binary/--instances, as the Segment dock: the H&E sample gets the nuclei
+    model's instances (uint16 TIFF, touching nuclei split), the colonoscopy sample a 0/255
+    PNG; a 16-bit fluorescence TIFF still gets the grey (ultrasound) model, with a warning
+    that it is not made for it. --binary makes every mask a PNG."""
+    from scipy import ndimage as ndi
+
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(SAMPLES / "nuclei_image.png", images / "he.png")
+    shutil.copy(SAMPLES / "colonoscopy_image.png", images / "polyp.png")
+    fluorescence = read_image(DSB_GREY)[..., 0].astype(np.uint16) * 257
+    tifffile.imwrite(images / "cells.tif", fluorescence)
+    assert main([str(images), str(tmp_path / "own"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "model 'TM-UNet nuclei' (mode tile, instances as TIFF)" in err
+    assert "model 'TM-UNet colonoscopy' (mode resize, binary masks as PNG)" in err
+    assert "warning: cells.tif: 'TM-UNet ultrasound' is the only shipped model for grey" in err
+    assert "16-bit data" in err and "1 images are unlike" in err
+    own = tmp_path / "own"
+    assert sorted(p.name for p in own.iterdir()) == ["cells.png", "he.tif", "polyp.png"]
+    nuclei = tifffile.imread(own / "he.tif")
+    assert nuclei.dtype == np.uint16 and nuclei.max() > ndi.label(nuclei > 0)[1]  # split
+    assert set(np.unique(read_image(own / "polyp.png"))) == {0, 255}
+
+    assert main([str(images), str(tmp_path / "binary"), "--binary", "--device", "cpu"]) == 0
+    binary = sorted(p.name for p in (tmp_path / "binary").iterdir())
+    assert binary == ["cells.png", "he.png", "polyp.png"]
+    assert set(np.unique(read_image(tmp_path / "binary" / "he.png"))) == {0, 255}
+    # a second run skips the masks of either kind
+    assert main([str(images), str(tmp_path / "own"), "--device", "cpu"]) == 0
+    assert "3 skipped" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(images), str(tmp_path / "x"), "--binary", "--instances"])
+    assert exit_info.value.code == 2

@@ -85,7 +85,8 @@ def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_vie
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     ultrasound = open_sample(viewer, "ultrasound")
-    assert widget.model.value == "TM-UNet ultrasound" and "matched" in widget.model_reason.value
+    assert widget.model.value == "TM-UNet ultrasound"
+    assert "chosen because this is a grey image" in widget.model_reason.value
     widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
     assert "your choice for ultrasound" in widget.model_reason.value
     assert widget.mode.value == "auto"  # not switched to tiles for good

@@ -379,6 +379,41 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     assert fresh.model.value == "TM-UNet nuclei"
 
 
+DSB_GREY = REPO.parent / "extra-data" / "DSB2018-stage1test" / "images" / (
+    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+)  # fluorescent nuclei, grey stored as RGBA
+
+
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_model_reason_says_grey_is_only_a_hint_of_ultrasound(dock, tmp_path, monkeypatch):
+    """The ultrasound sample: the grey model, said to be for breast ultrasound only. A
+    16-bit fluorescence TIFF: the same model (the user may choose another), not called a
+    match, and one warning."""
+    import imageio.v3 as iio
+    import tifffile
+
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer, widget = dock
+    widget.image.value = open_sample(viewer, "ultrasound")
+    assert widget.model_reason.value == (
+        "Runs TM-UNet ultrasound: chosen because this is a grey image; trained on breast "
+        "ultrasound (BUSI, UDIAT) only, not meant for other grey images such as fluorescence."
+    )
+    assert not warnings
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, iio.imread(DSB_GREY)[..., 0].astype(np.uint16) * 257)
+    (cells,) = viewer.open(path, plugin=PLUGIN)
+    widget.image.value = cells
+    assert cells.data.dtype == np.uint16 and widget.model.value == "TM-UNet ultrasound"
+    reason = widget.model_reason.value
+    assert reason.startswith("Runs TM-UNet ultrasound: the only shipped model for grey images")
+    assert "16-bit data" in reason and "no shipped model is meant for it" in reason
+    assert len(warnings) == 1 and warnings[0].startswith("'cells': TM-UNet ultrasound is")
+
+
 def test_quitting_during_the_early_warm_up_lets_it_finish(registered):
     """Python waits for the warm-up before it exits: a daemon thread still in torch at
     exit aborted a test process (exit 134, "terminate called without an active
