@@ -10,6 +10,8 @@ checkpoint; Resume continues a stopped run.
 
 from __future__ import annotations
 
+import errno
+
 import sys
 import threading
 from datetime import datetime
@@ -545,6 +547,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _on_error(self, err: Exception):
         self.error = error_text(err)
+        if _disk_full(err):  # a write's OSError often names no file: say where it writes
+            self.error += (
+                f" (writing to {self.run_folder.value}: free space there or choose another "
+                "Run folder)"
+            )
         if self._closed:
             return
         self.status.value = f"failed: {self.error}"
@@ -590,3 +597,14 @@ def _torch_threads() -> int:
     """The GUI thread's torch thread count, when torch is loaded (0: leave the default)."""
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else 0
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` or an error it was raised from is "no space left on device"."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(err):  # torch.save raises RuntimeError
+            return True
+        err = err.__cause__ or err.__context__
+    return False

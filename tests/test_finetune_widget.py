@@ -858,3 +858,29 @@ def test_a_text_taller_than_the_dock_is_shown_from_its_first_line(qtbot):
     top = verdict.native.mapTo(area.widget(), verdict.native.rect().topLeft()).y()
     bar = area.verticalScrollBar()
     assert bar.value() <= top <= bar.value() + 20  # the first line at the view's top
+
+
+def test_a_full_disk_names_the_run_folder(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """Threaded path: a write that fails with "no space left" (its OSError names no file)
+    tells the user which folder to free or change."""
+    import errno
+
+    import napari_tmunet._finetune_widget as finetune_module
+
+    def full_disk_job(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield  # a generator, as run_finetune is
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    messages = []
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+    monkeypatch.setattr(finetune_module, "run_finetune", full_disk_job)
+    add_slide_and_correction(viewer)
+    tune.run_folder.value = tmp_path / "run"
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    qtbot.wait(50)
+    assert len(messages) == 1 and "No space left" in messages[0], messages
+    assert f"writing to {tmp_path / 'run'}" in tune.status.value
+    assert "choose another Run folder" in messages[0]
