@@ -11,7 +11,6 @@ checkpoint; Resume continues a stopped run.
 from __future__ import annotations
 
 import errno
-
 import sys
 import threading
 from datetime import datetime

@@ -71,6 +71,12 @@ def foreground(compact_probability: np.ndarray, options: LabelOptions) -> np.nda
         cutoff = options.min_confidence * LEVELS
         for index in np.ndindex(mask.shape[:-2]):  # slice by slice
             mask[index] = drop_unsure(mask[index], compact_probability[index], cutoff)
+    return _cleaned(mask, options)
+
+
+def _cleaned(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
+    """A copy of a (..., H, W) bool mask with holes filled and small objects dropped slice
+    by slice, as ``options`` say (``mask`` itself when they ask neither)."""
     if options.fill_holes or options.min_size:
         mask = mask.copy()
         for index in np.ndindex(mask.shape[:-2]):
@@ -112,11 +118,7 @@ def mask_labels(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
     segmented in bands): holes filled, small objects dropped and instances split as
     ``options`` say; its threshold was applied when the mask was made, and no confidence
     gate can be (it needs the probability)."""
-    mask = np.asarray(mask) > 0
-    if options.fill_holes or options.min_size:
-        for index in np.ndindex(mask.shape[:-2]):
-            mask[index] = _clean(mask[index], options)
-    return _labels_of(mask, options)
+    return _labels_of(_cleaned(np.asarray(mask) > 0, options), options)
 
 
 def _labels_of(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
