@@ -62,6 +62,9 @@ class ModelConfig:
         mlstm_kernel: "auto" or an ``mlstm_kernels`` name such as
             "chunkwise--native_custbw" or "chunkwise--triton_xl_chunk".
         chunk_size: chunk length of the chunkwise mLSTM kernels.
+        presence_head: a TM-UNet with one class gets a second output, an image-level
+            "lesion present" logit from its deepest features; its probability map is
+            then P(present) x P(pixel | present) (``model.tmunet``). Off in the paper.
     """
 
     arch: str = "tmunet"
@@ -79,6 +82,7 @@ class ModelConfig:
     dwconv_order: str = "after"
     mlstm_kernel: str = "auto"
     chunk_size: int = 64
+    presence_head: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -87,7 +91,7 @@ class ModelConfig:
         self.num_classes = _check_int("num_classes", self.num_classes, 1, MAX_CLASSES)
         self.num_heads = _check_int("num_heads", self.num_heads, 1, MAX_HEADS)
         self.chunk_size = _check_int("chunk_size", self.chunk_size, 1, MAX_CHUNK_SIZE)
-        for name in ("use_xlstm", "use_pooling", "use_dwconv"):
+        for name in ("use_xlstm", "use_pooling", "use_dwconv", "presence_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected true or false.")
         if not isinstance(self.mlstm_kernel, str) or not isinstance(self.extra, dict):
@@ -110,6 +114,11 @@ class ModelConfig:
             raise ValueError(
                 f"in_channels={self.in_channels}: expected 1 (grey) or 3 (RGB); convert other "
                 "images (e.g. drop alpha, pick channels) before training."
+            )
+        if self.presence_head and (self.arch != "tmunet" or self.num_classes != 1):
+            raise ValueError(
+                f"presence_head with arch={self.arch!r}, num_classes={self.num_classes}: a "
+                "presence head needs a TM-UNet with one output class."
             )
         if len(self.channels) != 5:
             raise ValueError(f"channels={self.channels}: expected five positive widths C1..C5.")
@@ -274,6 +283,8 @@ def model_label(mc: ModelConfig) -> str:
     for key, text in (("use_xlstm", "-xLSTM"), ("use_pooling", "-pool"), ("use_dwconv", "-DW")):
         if not getattr(mc, key):
             label += " " + text
+    if mc.presence_head:
+        label += " +presence head"
     return " ".join([label, *(f"{k}={v}" for k, v in topology_changes(mc).items())])
 
 

@@ -14,7 +14,7 @@ from napari_tmunet.config import InputConfig
 from napari_tmunet.inference import FrameInput
 from napari_tmunet.training import TrainConfig
 from napari_tmunet.training.batches import Augment, TrainingImages
-from napari_tmunet.training.loss import presence_loss, segmentation_loss
+from napari_tmunet.training.loss import presence_head_loss, presence_loss, segmentation_loss
 from napari_tmunet.training.schedule import Schedule
 
 needs_data = pytest.mark.skipif(
@@ -295,6 +295,28 @@ def test_presence_term_charges_a_confident_false_region_as_a_wrong_image():
         segmentation_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8), presence_weight=1)
     with pytest.raises(ValueError, match="presence_weight=1.0: .*num_classes 1"):
         TrainConfig(presence_weight=1.0, num_classes=2)
+
+
+def test_presence_head_loss_trains_the_mask_on_lesion_images_only():
+    """With a presence head, a lesion-free image's loss is the head's BCE alone: its pixel
+    logits get no gradient; a lesion image pays the mask loss plus the BCE."""
+    z = torch.full((2, 1, 32, 32), -3.0)
+    z[:, 0, 8:16, 8:16] = 3.0
+    z.requires_grad_()
+    q = torch.tensor([[2.0], [2.0]], requires_grad=True)
+    target = torch.zeros(2, 1, 32, 32)
+    target[1, 0, 8:16, 8:16] = 1  # image 0 lesion-free, image 1 with a lesion
+    loss = presence_head_loss(z, q, target, presence_weight=0.5)
+    mask_loss = segmentation_loss(z, target, reduction="none")
+    assert loss[0].item() == pytest.approx(0.5 * math.log1p(math.exp(2)), rel=1e-5)
+    assert loss[1].item() == pytest.approx(
+        mask_loss[1].item() + 0.5 * math.log1p(math.exp(-2)), rel=1e-5
+    )
+    gz, gq = torch.autograd.grad(loss.sum(), (z, q))
+    assert not gz[0].any() and gz[1].abs().sum() > 0  # no mask gradient on image 0
+    assert gq[0, 0] > 0 and gq[1, 0] < 0  # q pushed down where lesion-free, up where not
+    with pytest.raises(ValueError, match="presence head"):
+        TrainConfig(model={"presence_head": True}, dice_over="batch")
 
 
 def _rank_batch_dice(rank: int, world: int, port: int, out: str) -> None:

@@ -136,8 +136,41 @@ def test_bad_inputs_say_what_was_expected(x, error, match):
         (dict(skip="sum"), "skip"),
         (dict(channels=(8, 16, 32)), "channels"),
         (dict(num_classes=0), "num_classes"),
+        (dict(presence_head=True, num_classes=2), "presence head needs"),
+        (dict(presence_head=True, arch="unet", channels=(8, 16, 32, 64, 128)), "presence head"),
     ],
 )
 def test_bad_configs_fail_in_the_constructor(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**kwargs)
+
+
+def test_presence_head_output_is_present_times_inside(tmp_path):
+    """A presence head's model gives one logit map whose probability is
+    sigmoid(q) * sigmoid(z); it survives a checkpoint, and a config without the key (every
+    checkpoint written before the head) builds the plain model."""
+    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
+    from napari_tmunet.config import InputConfig
+    from napari_tmunet.model.tmunet import present_and_inside
+
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t", in_channels=1, presence_head=True)
+    model = build_model(config).eval()
+    x = torch.rand(3, 1, 70, 90)
+    with torch.no_grad():
+        z, q = model(x, parts=True)  # (3, 1, 70, 90), (3, 1)
+        p = torch.sigmoid(model(x))
+    assert z.shape == (3, 1, 70, 90) and q.shape == (3, 1)
+    torch.testing.assert_close(p, torch.sigmoid(q)[:, :, None, None] * torch.sigmoid(z))
+    # saturated parts stay finite and on the right side of any threshold
+    saturated = torch.tensor([-40.0, 40.0]).reshape(1, 1, 1, 2)
+    edge = present_and_inside(saturated, torch.full((1, 1), 40.0))
+    assert torch.isfinite(edge).all() and edge.flatten()[0] < -30 and edge.flatten()[1] > 15
+
+    save_checkpoint(tmp_path / "head.pt", model, config, InputConfig.for_channels(1))
+    loaded = load_checkpoint(tmp_path / "head.pt").model
+    with torch.no_grad():
+        torch.testing.assert_close(torch.sigmoid(loaded(x)), p)
+    old = config.to_dict()
+    del old["presence_head"]
+    assert build_model(ModelConfig.from_dict(old)).presence is None

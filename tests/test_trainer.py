@@ -24,6 +24,7 @@ from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_chec
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.cache import NativeCache
 from napari_tmunet.data.datasets import DatasetError
+from napari_tmunet.data.preprocess import to_model_input
 from napari_tmunet.evaluation import evaluate
 from napari_tmunet.training import RunDirError, TrainConfig, fit
 from napari_tmunet.training.run_folder import read_metrics
@@ -692,3 +693,27 @@ def test_a_runs_data_path_is_kept_absolute(tmp_path, monkeypatch):
     args = build_parser().parse_args(["fit", "--data", "mydata"])
     data, _ = commands._data_source(args)
     assert data == str((tmp_path / "mydata").resolve())
+
+
+def test_presence_head_learns_which_images_hold_a_lesion(tmp_path):
+    """fit with a presence head: lesion-free images train only the head, which learns to
+    tell them from images with the bright square (the two images outside the training
+    part included); the checkpoint keeps the head and its
+    single output map is P(present) x P(pixel | present)."""
+    cache = _tiny_cache()
+    for i in (1, 3, 5):  # three images lose their square and their mask
+        cache.images[i] = np.minimum(cache.images[i], 79)
+        cache.masks[i] = np.zeros_like(cache.masks[i])
+    cfg = TrainConfig(**{**TINY, "size": (32, 32), "batch_size": 4}, model={"presence_head": True},
+                      steps=60, epochs=1)  # fmt: skip
+    fit(cfg, tmp_path / "run", dataset=cache)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt.model_config.presence_head
+    ic = ckpt.input_config
+    x = np.stack([to_model_input(im, 1, ic.mean, ic.std) for im in cache.images])
+    x = torch.nn.functional.interpolate(torch.from_numpy(x), size=(32, 32))  # (6, 1, 32, 32)
+    with torch.no_grad():
+        present = torch.sigmoid(ckpt.model(x, parts=True)[1])[:, 0]  # (6,)
+    assert present[[0, 2, 4]].min() > present[[1, 3, 5]].max(), present
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"] == {"presence_head": True}

@@ -141,6 +141,14 @@ def _add_model_args(group) -> None:
         "--scan", choices=("alternate", "fused"), help="xLSTM scan (default alternate)"
     )
     group.add_argument("--mlstm-kernel", help="mlstm_kernels kernel name (default auto)")
+    group.add_argument(
+        "--presence-head",
+        action="store_true",
+        default=None,
+        help="an image-level 'lesion present' output beside the mask (TM-UNet, one class); "
+        "the mask then trains on images with foreground only and the output is "
+        "P(present) x P(pixel | present); --presence-weight weighs its BCE (default 1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,7 +308,8 @@ def _add_optimisation_args(fit) -> None:
         metavar="W",
         help="add W x an image-level term: the BCE of each image's most confident pixels "
         "against whether its mask has foreground, so a confident false region on an image "
-        "with an empty mask costs like a wrong image (default 0: the paper's loss)",
+        "with an empty mask costs like a wrong image (default 0: the paper's loss); with "
+        "--presence-head, the weight of the head's BCE (default 1)",
     )
     g.add_argument("--seed", type=int, help="seed of initialisation and augmentation (default 0)")
     g.add_argument("--no-amp", action="store_true", default=None, help="no bf16 autocast on CUDA")

@@ -75,6 +75,7 @@ MODEL_FIELDS = {  # argparse dest -> ModelConfig override
     "skip": ("skip", str),
     "scan": ("scan", str),
     "mlstm_kernel": ("mlstm_kernel", str),
+    "presence_head": ("presence_head", bool),
 }
 
 

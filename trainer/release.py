@@ -371,7 +371,10 @@ def loss_text(config: dict) -> str:
     text = f"{config['ce_weight']:g} x CE + {config['dice_weight']:g} x Dice"
     if config.get("dice_over", "image") == "batch":
         text += " (over the batch)"
-    if config.get("presence_weight", 0):
+    if config.get("model", {}).get("presence_head"):
+        weight = config.get("presence_weight", 0) or 1
+        text += f" on images with foreground + {weight:g} x BCE of the presence head"
+    elif config.get("presence_weight", 0):
         text += f" + {config['presence_weight']:g} x image-level presence"
     if config.get("empty_repeat", 1) > 1:
         text += f", images with an empty mask drawn x{config['empty_repeat']}"

@@ -7,6 +7,13 @@ and ReLU, each joined to the matching encoder output (added, or concatenated and
 by a 1x1 conv); the two deepest decoder stages end in an MSTM block. The last stage
 halves C1 and a 1x1 conv gives ``num_classes`` logits at the input resolution.
 
+With ``presence_head`` (off in the paper) a linear layer on the globally pooled deepest
+encoder features gives an image-level logit ``q`` ("a lesion is present") beside the
+pixel logits ``z`` ("this pixel is lesion, given one is present"). The model's output is
+then the logit of ``sigmoid(q) * sigmoid(z)``: one logit map, so thresholds, gates and
+every caller work unchanged. Training needs the two apart (``forward(x, parts=True)``):
+``z`` learns only on images with a lesion, ``q`` on all (``training.loss``).
+
 Any H x W: the input is padded to a multiple of 32 and the logits cropped back.
 """
 
@@ -121,9 +128,11 @@ class TMUNet(nn.Module):
         self.dec2 = UpStage(c2, c1, skip)
         self.dec1 = UpStage(c1, c1 // 2, None, batchnorm=False)
         self.head = nn.Conv2d(c1 // 2, config.num_classes, 1)
+        self.presence = nn.Linear(c5, 1) if config.presence_head else None
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C0, H, W) with H, W multiples of 32 -> (B, C1/2, H, W) decoder features."""
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C0, H, W), H and W multiples of 32 -> decoder features (B, C1/2, H, W) and
+        the deepest encoder features (B, C5, H/32, W/32)."""
         t1 = self.enc1(x)  # (B, C1, H/2)
         t2 = self.enc2(t1)  # (B, C2, H/4)
         t3 = self.enc3(t2)  # (B, C3, H/8)
@@ -133,13 +142,33 @@ class TMUNet(nn.Module):
         y = self.mix3(self.dec4(y, t3))  # (B, C3, H/8)
         y = self.dec3(y, t2)  # (B, C2, H/4)
         y = self.dec2(y, t1)  # (B, C1, H/2)
-        return self.dec1(y)  # (B, C1/2, H)
+        return self.dec1(y), t5  # (B, C1/2, H), (B, C5, H/32)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C0, H, W) float image -> (B, num_classes, H, W) logits, any H and W."""
-        return pad_and_crop(
-            x, self.config.in_channels, lambda y: self.head(self.forward_features(y))
-        )
+    def forward(self, x: torch.Tensor, parts: bool = False):
+        """(B, C0, H, W) float image -> (B, num_classes, H, W) logits, any H and W.
+
+        With a presence head the logits are those of ``sigmoid(q) * sigmoid(z)``;
+        ``parts=True`` returns ``(z, q)`` instead, q shaped (B, 1) (None without a head).
+        """
+        padded, (H, W) = pad_to_stride(x, self.config.in_channels)
+        features, deepest = self._features(padded)
+        z = self.head(features)[..., :H, :W]
+        q = None if self.presence is None else self.presence(deepest.mean((2, 3)))  # (B, 1)
+        if parts:
+            return z, q
+        return z if q is None else present_and_inside(z, q)
+
+
+def present_and_inside(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Logit of ``sigmoid(q) * sigmoid(z)``, (B, 1, H, W) from z (B, 1, H, W), q (B, 1).
+
+    In float32 and in log space: ``log p = logsigmoid(q) + logsigmoid(z)``, and the logit
+    is ``log p - log(1 - p)``. ``log p`` is held just below 0 so that p = 1 stays finite
+    (a logit of about 16; any threshold below 1 - 1e-7 reads it as foreground).
+    """
+    log_p = F.logsigmoid(q.float())[:, :, None, None] + F.logsigmoid(z.float())
+    log_p = log_p.clamp(max=-1e-7)
+    return log_p - torch.log(-torch.expm1(log_p))
 
 
 def check_input(x: torch.Tensor, in_channels: int) -> None:
@@ -165,12 +194,18 @@ def check_input(x: torch.Tensor, in_channels: int) -> None:
         )
 
 
-def pad_and_crop(x: torch.Tensor, in_channels: int, fn) -> torch.Tensor:
-    """Pad (B, C, H, W) to multiples of 32 by reflection, apply ``fn``, crop back."""
+def pad_to_stride(x: torch.Tensor, in_channels: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Check (B, C, H, W) and pad it to multiples of 32 by reflection; also (H, W)."""
     check_input(x, in_channels)
     H, W = x.shape[-2:]
     ph, pw = (-H) % STRIDE, (-W) % STRIDE
     if ph or pw:
         mode = "reflect" if ph < H and pw < W else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return fn(x)[..., :H, :W]
+    return x, (H, W)
+
+
+def pad_and_crop(x: torch.Tensor, in_channels: int, fn) -> torch.Tensor:
+    """Pad (B, C, H, W) to multiples of 32 by reflection, apply ``fn``, crop back."""
+    padded, (H, W) = pad_to_stride(x, in_channels)
+    return fn(padded)[..., :H, :W]

@@ -77,7 +77,9 @@ class TrainConfig:
             ``loss.segmentation_loss``).
         presence_weight: weight of the image-level presence term (``loss.presence_loss``:
             an image's most confident pixels against whether its mask has foreground);
-            0 = off (the paper's loss). One output class only.
+            0 = off (the paper's loss). One output class only. For a model with a
+            presence head (``model={"presence_head": True}``) it weighs the head's BCE
+            instead (``loss.presence_head_loss``), 0 meaning 1: the head has no other loss.
         hflip, vflip: flip probabilities; rot90: random multiples of 90 degrees.
         zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
             (up to +- rotate degrees) and colour jitter strength; 0 = off (see
@@ -195,6 +197,11 @@ class TrainConfig:
             problems.append(
                 f"presence_weight={self.presence_weight}: expected 0 <= presence_weight <= 100, "
                 "and > 0 only with num_classes 1"
+            )
+        if self.model.get("presence_head") and self.dice_over != "image":
+            problems.append(
+                f"dice_over={self.dice_over!r} with a presence head: its mask loss runs on "
+                "images with a lesion only, with the per-image Dice ('image')"
             )
         if not 1 <= self.empty_repeat <= 100:
             problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")

@@ -1,5 +1,5 @@
-"""The training loss of the paper (eq. 9): ``2 * CE + 1 * Dice``, and an optional
-image-level presence term."""
+"""The training loss of the paper (eq. 9): ``2 * CE + 1 * Dice``, an optional
+image-level presence term, and the loss of a model with a presence head."""
 
 from __future__ import annotations
 
@@ -100,6 +100,31 @@ def presence_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     score = flat.topk(k, dim=1).values.mean(1)  # (B,)
     present = (target.reshape(B, -1) > 0).any(1).float()  # (B,)
     return F.binary_cross_entropy_with_logits(score, present, reduction="none")
+
+
+def presence_head_loss(
+    z: torch.Tensor,
+    q: torch.Tensor,
+    target: torch.Tensor,
+    ce_weight: float = 2.0,
+    dice_weight: float = 1.0,
+    presence_weight: float = 1.0,
+) -> torch.Tensor:
+    """(B,) per-sample loss of a model with a presence head (``model.tmunet``).
+
+    The mask loss (``segmentation_loss``, per-image Dice) on the pixel logits ``z`` of
+    images whose mask has foreground only, since ``z`` means "this pixel, given a lesion";
+    plus ``presence_weight`` x the BCE of the image logit ``q`` against whether the mask
+    has foreground, on every image. A lesion-free image thus trains only ``q``.
+
+    Args:
+        z: (B, 1, H, W) pixel logits; q: (B, 1) image logits; target: (B, ...) binary mask.
+    """
+    B = z.shape[0]
+    present = (target.reshape(B, -1) > 0).any(1).float()  # (B,)
+    mask = segmentation_loss(z, target, ce_weight, dice_weight, reduction="none")  # (B,)
+    head = F.binary_cross_entropy_with_logits(q.float().reshape(B), present, reduction="none")
+    return present * mask + presence_weight * head
 
 
 def _dice_loss(sums: torch.Tensor, smooth: float, over: str, sum_ranks=None) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .distributed import global_sum
-from .loss import segmentation_loss
+from .loss import presence_head_loss, segmentation_loss
 
 
 def make_optimizer(
@@ -74,6 +74,13 @@ class TrainStep:
         self.weights = (ce_weight, dice_weight)
         self.dice_over = dice_over
         self.presence_weight = presence_weight
+        # a presence head trains on its own loss; its BCE is its only signal, so 0 means 1
+        self.head = getattr(getattr(model, "module", model), "presence", None) is not None
+        if self.head and dice_over != "image":
+            raise ValueError(
+                f"dice_over={dice_over!r}: a model with a presence head trains its mask on "
+                "images with a lesion only, with the per-image Dice ('image')"
+            )
         self.grad_clip = grad_clip
         # period accumulators: sum of batch-mean losses, steps, any non-finite loss
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -102,17 +109,21 @@ class TrainStep:
     def _loss(self, x, y, scale, inv_batch) -> torch.Tensor:
         """Scaled loss to back-propagate; updates the accumulators (all on the device)."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x)
-        ranks = global_sum if _world_size() > 1 else None  # batch Dice of the global batch
-        per_sample = segmentation_loss(
-            logits,
-            y,
-            *self.weights,
-            reduction="none",
-            dice_over=self.dice_over,
-            sum_ranks=ranks,
-            presence_weight=self.presence_weight,
-        )  # (n,)
+            out = self.model(x, parts=True) if self.head else self.model(x)
+        if self.head:
+            weight = self.presence_weight or 1.0
+            per_sample = presence_head_loss(*out, y, *self.weights, presence_weight=weight)
+        else:
+            ranks = global_sum if _world_size() > 1 else None  # batch Dice of the global batch
+            per_sample = segmentation_loss(
+                out,
+                y,
+                *self.weights,
+                reduction="none",
+                dice_over=self.dice_over,
+                sum_ranks=ranks,
+                presence_weight=self.presence_weight,
+            )  # (n,)
         total = per_sample.sum()
         batch_part = total.detach().double() * inv_batch  # this rank's share of the batch mean
         self.loss_sum += batch_part
