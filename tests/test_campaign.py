@@ -213,3 +213,26 @@ def test_a_fit_stopped_by_a_signal_is_stopped_not_failed():
     assert [campaign.ended_state(rc) for rc in (0, 130, 143, 1, -9)] == [
         "done", "stopped", "stopped", "failed", "failed",
     ]  # fmt: skip
+
+
+def test_finish_never_tests_a_validation_probe(tmp_path, capsys):
+    """`finish` tests the best checkpoint of a run that a stop cut short of its own test,
+    but never one whose config says --no-test (a probe chosen on validation only), and
+    never one that ended by itself (it ran its own test, or was told not to)."""
+    root = tmp_path / "campaign"
+    runs = {
+        "probe": ("stopped", False),
+        "finished-probe": ("done", False),
+        "cut": ("stopped", True),
+    }
+    for name, (_, test) in runs.items():
+        run = root / "runs" / name
+        run.mkdir(parents=True)
+        (run / "best.pt").write_bytes(b"not a checkpoint")  # evaluate fails on it: output hidden
+        (run / "config.json").write_text(json.dumps({"test": test}))
+    state = {name: {"state": st, "pid": 0} for name, (st, _) in runs.items()}
+    (root / "state.json").write_text(json.dumps(state))
+    campaign.main(["finish", "--root", str(root), "--wait", "1"])
+    printed = capsys.readouterr().out
+    assert "testing the best checkpoint of stopped run cut" in printed
+    assert "probe" not in printed

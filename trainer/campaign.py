@@ -265,7 +265,8 @@ def cmd_status(args) -> None:
 
 
 def cmd_finish(args) -> None:
-    """Stop the supervisor from starting more; SIGTERM running fits (clean stop), test them."""
+    """Stop the supervisor from starting more; SIGTERM running fits (clean stop), and test
+    those that stopped before their own test, unless they are validation probes."""
     root = Path(args.root)
     state = json.loads(campaign_file(root, "state.json").read_text())
     (root / "STOP").touch()
@@ -281,15 +282,24 @@ def cmd_finish(args) -> None:
         if not any(s["state"] == "running" for s in state.values()):
             break
         time.sleep(2)
-    for name in state:
+    for name, st in state.items():
         run = root / "runs" / name
-        if (run / "best.pt").is_file() and not test_result(run):
+        if st["state"] == "stopped" and _asks_for_test(run) and not test_result(run):
             print(f"testing the best checkpoint of stopped run {name}")
             subprocess.run(
                 [sys.executable, "-m", "trainer.cli", "evaluate", str(run / "best.pt")],
                 cwd=ROOT, env=child_env(),
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
+
+
+def _asks_for_test(run: Path) -> bool:
+    """Whether a run has a best checkpoint and its config asks for a test at the end: a
+    validation probe (``--no-test``) must never see its test part."""
+    config = run / "config.json"
+    if not (run / "best.pt").is_file() or not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("test", True)
 
 
 def cmd_collect(args) -> None:
