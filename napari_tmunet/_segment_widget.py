@@ -292,25 +292,19 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._pending_choice = ""
         model, why, fits = self._model_for(self._modality, _thumbnail(layer))
         self._show_model(model, why)
-        if not fits:  # e.g. a 16-bit grey image and the breast-ultrasound model
+        if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
             show_warning(f"{layer.name!r}: {model} is {why}.")
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
         is False for a shipped model the image does not look made for (the user's own
         choices always fit)."""
-        if modality in self._choices:
+        if modality in self._choices:  # this session's choice, maybe a checkpoint file
             return (*self._choices[modality], True)
-        remembered = registry.find_model(registry.remembered_models().get(modality, ""))
-        if remembered is not None:
-            return remembered.name, f"your earlier choice for {modality} images", True
-        entries = registry.available_models()
-        shipped = next((e for e in entries if e.modality == modality), None)
-        if shipped is not None:
-            return (shipped.name, *registry.shipped_model_reason(modality, thumbnail))
-        if entries:
-            return entries[0].name, f"no {modality} model installed: the first one", True
-        return CHECKPOINT_CHOICE, "no model installed: choose a checkpoint file", True
+        choice = registry.choose_model(thumbnail, modality=modality)
+        if choice.entry is None:
+            return CHECKPOINT_CHOICE, f"{choice.why}: choose a checkpoint file", True
+        return choice.entry.name, choice.why, choice.fits
 
     def _show_model(self, model: str, why: str) -> None:
         """Show ``model`` (name or path) as the one to run, and why (not a user choice)."""

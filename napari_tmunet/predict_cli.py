@@ -14,9 +14,9 @@ longer stack of the same name beyond the new frame count are removed too (only m
 this tool writes them; the end lines count them). OUTPUT_DIR is checked to be writable and
 locked against a second run before any work. Without ``--model`` each image gets the model
 for its own modality, as the Segment dock's "Segment all" does
-(``registry.default_model_for``: grey -> ultrasound...), each model loaded once, and a
-header line says why (``registry.shipped_model_reason``; a warning for an image unlike its
-model's training data, e.g. 16-bit grey with the ultrasound model); ``--model`` runs one
+(``registry.choose_model``: grey -> ultrasound...), each model loaded once, and a
+header line says why (a warning for an image unlike its model's training data, e.g.
+fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
 model on every image. Mode, threshold and the least object confidence default to the
 model's own. Images over the pixel budget (``--max-pixels``) are read and segmented in
 bands (tile mode). Files that fail are listed with the reason at the end, and the exit
@@ -292,7 +292,7 @@ def _predict(args, images: list[Path]) -> int:
 
 class _Models:
     """The model of each image: ``--model`` for all, else the one for the image's own
-    modality (:func:`registry.default_model_for`, as the Segment dock), each loaded once.
+    modality (:func:`registry.choose_model`, as the Segment dock), each loaded once.
 
     A line names each model as it is first used; the first such line is the run's
     ``header``, with ``{model}`` replaced by the model's description. Each model writes
@@ -358,17 +358,13 @@ class _Models:
 
         model = self.args.model
         if not model:
-            thumb = _thumbnail(image)
-            entry = registry.default_model_for(thumb)
-            model, modality = entry.name, registry.guess_modality(thumb)
-            why, fits = f"no {modality} model installed: the first one", True
-            if entry.modality == modality:
-                why, fits = registry.shipped_model_reason(modality, thumb)
+            choice = registry.choose_model(_thumbnail(image))
+            model = choice.entry.name  # check() stopped the run when none is installed
             if model not in self.loaded:
                 self.load(model)
-                self.announce(model, f"images like {path.name}: {why}")
-            if not fits:
-                self._warn_misfit(path, model, why)
+                self.announce(model, f"images like {path.name}: {choice.why}")
+            if not choice.fits:
+                self._warn_misfit(path, model, choice.why)
         self.model_of[path] = model
         self.suffix_of[path] = _SUFFIX[self.load(model)[2]]
         return self.load(model)

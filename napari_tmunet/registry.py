@@ -4,8 +4,10 @@
 
     {"models": [{"name": ..., "modality": "colonoscopy" | "nuclei" | "ultrasound",
                  "file": "tmunet-b-nuclei.pt", "provisional": false, "description": ...,
-                 "test_dice": 0.71}]}
+                 "trained_on": "H&E nuclei (MoNuSeg, CPM-15)", "test_dice": 0.71}]}
 
+``trained_on`` names the training data in the words shown beside the model (written by
+``trainer.release``; an older file without it falls back on the description).
 ``test_dice`` is the mean over the seeds of the model card; what a checkpoint knows about
 itself (its mode, threshold, normalisation, its own run's test metrics) stays in the
 checkpoint (``Checkpoint.inference_mode``, ``input_config``, ``metrics``).
@@ -48,18 +50,24 @@ CACHE_SIZE = 3  # loaded models kept in memory
 # image's intensity range apart; an image is colour when this share of its pixels are.
 COLOURED_CHROMA = 0.1
 COLOURED_SHARE = 0.1
-# The texts that say why a shipped model runs on an image: what guess_modality saw, and
-# what that modality's shipped model was trained on (weights/registry.json).
+# What guess_modality saw, in the words that say why a shipped model runs on an image (what
+# the model was trained on is the registry's ``trained_on``).
 MODALITY_CUES = {
     "colonoscopy": "a colour endoscopy image",
     "nuclei": "H&E-stained tissue",
     "ultrasound": "a grey image",
 }
-TRAINED_ON = {
-    "colonoscopy": "colonoscopy (Kvasir-SEG, CVC-ClinicDB)",
-    "nuclei": "H&E nuclei (MoNuSeg, CPM-15)",
-    "ultrasound": "breast ultrasound (BUSI, UDIAT)",
-}
+# fluorescence_sign: a pixel is near black below this share of the image's intensity range
+# (1st to 99.5th percentile) and bright above BRIGHT_LEVEL; a grey image looks like
+# fluorescence when at least FLUORESCENCE_DARK_SHARE of its pixels are near black and no
+# connected bright region covers more than FLUORESCENCE_LARGEST_OBJECT of it. Measured on
+# the Segment dock's thumbnails (tests/test_modality.py): 51 of DSB2018's 53 fluorescence
+# images; no UDIAT or BUSI scan, whose tissue is one wide bright region (the smallest: 10.5%
+# of a UDIAT scan, 15% of a BUSI one), nor any CVC-ClinicDB or Kvasir-SEG frame.
+NEAR_BLACK_LEVEL = 0.1
+BRIGHT_LEVEL = 0.25
+FLUORESCENCE_DARK_SHARE = 0.35
+FLUORESCENCE_LARGEST_OBJECT = 0.08
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class ModelEntry:
     description: str
     path: Path  # where the checkpoint file is expected
     test_dice: float | None = None  # mean test Dice of its model card, when known
+    trained_on: str = ""  # its training data in words, e.g. "breast ultrasound (BUSI, UDIAT)"
 
     @property
     def exists(self) -> bool:
@@ -106,6 +115,7 @@ def registry_entries() -> list[ModelEntry]:
                 description=str(raw.get("description", "")),
                 path=folder / str(raw["file"]),
                 test_dice=float(raw["test_dice"]) if "test_dice" in raw else None,
+                trained_on=str(raw.get("trained_on") or _trained_on_fallback(raw)),
             )
         except KeyError as err:
             raise RuntimeError(f"{registry}: an entry lacks {err}; entry: {raw}") from err
@@ -116,6 +126,15 @@ def registry_entries() -> list[ModelEntry]:
             )
         entries.append(entry)
     return entries
+
+
+def _trained_on_fallback(raw: dict) -> str:
+    """What a registry entry without ``trained_on`` (an older file) says of its training
+    data: the first part of its description, which trainer.release writes from the runs."""
+    description = str(raw.get("description", "")).split(";")[0].strip()
+    if description:
+        return f"what its description says ({description})"
+    return f"{raw['modality']} images (the registry does not say which)"
 
 
 def available_models() -> list[ModelEntry]:
@@ -250,19 +269,62 @@ def not_ultrasound_sign(image: np.ndarray) -> str:
     return ""
 
 
-def shipped_model_reason(modality: str, image: np.ndarray) -> tuple[str, bool]:
-    """(why, matches): why the shipped model of ``modality`` (guessed by
-    :func:`guess_modality`) is chosen for ``image``, in words, and whether the image
-    looks like what that model was trained on. Grey is only a weak hint of ultrasound, so
-    the words for it say which grey images the model is for."""
-    trained, cue = TRAINED_ON.get(modality, modality), MODALITY_CUES.get(modality, modality)
-    if modality != "ultrasound":
+def fluorescence_sign(image: np.ndarray) -> str:
+    """What says that a grey image is fluorescence microscopy, in words ("" when nothing
+    does): a near-black background over much of it and bright objects that are small and
+    apart (:data:`FLUORESCENCE_DARK_SHARE`, :data:`FLUORESCENCE_LARGEST_OBJECT`). Levels are
+    shares of the image's own range, so 8-bit, 16-bit and float data are judged alike; an
+    RGB image is judged by its channels' mean; one with NaN or infinite values gets no sign."""
+    from scipy import ndimage as ndi
+
+    grey = np.asarray(image)
+    if grey.ndim >= 3 and grey.shape[-1] in (3, 4):
+        grey = grey[..., :3].mean(axis=-1)
+    while grey.ndim > 2:  # a stack: judge by its first frame
+        grey = grey[0]
+    step = max(1, int(np.sqrt(grey.size / 65536)))
+    grey = grey[::step, ::step].astype(np.float64)  # (h, w)
+    if grey.size == 0 or not np.isfinite(grey).all():
+        return ""
+    low, high = np.percentile(grey, [1, 99.5])
+    if high <= low:
+        return ""
+    unit = (grey - low) / (high - low)
+    dark = float(np.mean(unit < NEAR_BLACK_LEVEL))
+    if dark < FLUORESCENCE_DARK_SHARE:
+        return ""
+    labels, count = ndi.label(unit > BRIGHT_LEVEL, structure=np.ones((3, 3)))
+    largest = np.bincount(labels.ravel())[1:].max() / unit.size if count else 0.0
+    if largest > FLUORESCENCE_LARGEST_OBJECT:
+        return ""
+    return (
+        f"{dark:.0%} of it near black, with small bright objects, the largest "
+        f"{largest:.1%} of the image"
+    )
+
+
+def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, bool]:
+    """(why, fits): why the shipped model ``entry``, of the modality that
+    :func:`guess_modality` saw in ``image``, is chosen, in words, and whether the image looks
+    like what it was trained on (``entry.trained_on``). Grey is only a weak hint of
+    ultrasound, so the words for it say which grey images the model is for."""
+    trained, cue = entry.trained_on, MODALITY_CUES.get(entry.modality, entry.modality)
+    if entry.modality != "ultrasound":
         return f"chosen because this looks like {cue}; trained on {trained}", True
-    sign = not_ultrasound_sign(image)
-    if sign:
+    bits, fluorescence = not_ultrasound_sign(image), fluorescence_sign(image)
+    if fluorescence:
+        held = f" and holds {bits}" if bits else ""
         return (
             f"the only shipped model for grey images, but trained on {trained} only, and "
-            f"this image holds {sign} (ultrasound exports are 8-bit): no shipped model is "
+            f"this image looks like fluorescence microscopy ({fluorescence}){held}: no "
+            "shipped model is trained for fluorescence; check the result, or fine-tune a "
+            "model on a few of your images with masks (Fine-tune dock) and run that",
+            False,
+        )
+    if bits:
+        return (
+            f"the only shipped model for grey images, but trained on {trained} only, and "
+            f"this image holds {bits} (ultrasound exports are 8-bit): no shipped model is "
             "meant for it; check the result, or choose a model of your own",
             False,
         )
@@ -273,14 +335,40 @@ def shipped_model_reason(modality: str, image: np.ndarray) -> tuple[str, bool]:
     )
 
 
-def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry | None:
-    """The model for the image's guessed modality: the one the user last chose for that
-    modality (:func:`remember_model`), else the shipped one, else the first available."""
-    models = available_models()
-    if not models:
-        return None
-    modality = guess_modality(image, rgb)
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model chosen for an image (None: no model installed), why in words, and whether
+    the image looks like what the model was trained on (the user's choices always fit)."""
+
+    entry: ModelEntry | None
+    why: str
+    fits: bool
+
+
+def choose_model(
+    image: np.ndarray, rgb: bool | None = None, modality: str | None = None
+) -> ModelChoice:
+    """The model for ``image`` (a thumbnail is enough) and why: the one the user last chose
+    for its modality (:func:`remember_model`), else the modality's shipped model, else the
+    first available one.
+
+    Args:
+        rgb: whether the last axis holds colour (None: guessed from the shape).
+        modality: the image's modality when already known (default: :func:`guess_modality`).
+    """
+    modality = modality or guess_modality(image, rgb)
     remembered = find_model(remembered_models().get(modality, ""))
     if remembered is not None:
-        return remembered
-    return next((m for m in models if m.modality == modality), models[0])
+        return ModelChoice(remembered, f"your earlier choice for {modality} images", True)
+    models = available_models()
+    shipped = model_for_modality(modality)
+    if shipped is not None:
+        return ModelChoice(shipped, *shipped_model_reason(shipped, image))
+    if models:
+        return ModelChoice(models[0], f"no {modality} model installed: the first one", True)
+    return ModelChoice(None, "no model installed", True)
+
+
+def default_model_for(image: np.ndarray, rgb: bool | None = None) -> ModelEntry | None:
+    """The model :func:`choose_model` chooses for the image (None when none is installed)."""
+    return choose_model(image, rgb).entry

@@ -320,6 +320,13 @@ def test_package_registry_lists_one_model_per_modality():
     for entry in listing["models"]:
         assert entry["provisional"] is False  # GPU-trained TM-UNet b (docs/registry.md)
         assert 0 < entry["test_dice"] <= 1 and "mode" not in entry  # the checkpoint's own
+    # what each was trained on, as the Segment dock and napari-tmunet-predict say it
+    trained = {e.modality: e.trained_on for e in registry.registry_entries()}
+    assert trained == {
+        "colonoscopy": "colonoscopy (Kvasir-SEG, CVC-ClinicDB)",
+        "nuclei": "H&E nuclei (MoNuSeg, CPM-15)",
+        "ultrasound": "breast ultrasound (BUSI, UDIAT)",
+    }
     modes = {
         e.modality: registry.load_model(e.name, "cpu").inference_mode
         for e in registry.available_models()
@@ -352,6 +359,20 @@ def test_registry_in_a_weights_dir(tmp_path, monkeypatch):
     assert registry.default_model_for(grey).name == "B"
     he = np.zeros((50, 60, 3), np.uint8) + np.array([200, 120, 190], np.uint8)
     assert registry.default_model_for(he).name == "A"  # no nuclei model: the first one
+    choice = registry.choose_model(he)
+    assert choice.entry.name == "A" and choice.fits
+    assert choice.why == "no nuclei model installed: the first one"
+    # a registry without trained_on (an older file) says so instead of inventing the data
+    assert registry.choose_model(grey).why == (
+        "chosen because this is a grey image; trained on ultrasound images (the registry "
+        "does not say which) only, not meant for other grey images such as fluorescence"
+    )
+    described = dict(entries[0], description="TM-UNet t trained on Kvasir (CPU); test Dice 80")
+    (tmp_path / "registry.json").write_text(json.dumps({"models": [described]}))
+    assert registry.registry_entries()[0].trained_on == (
+        "what its description says (TM-UNet t trained on Kvasir (CPU))"
+    )
+    (tmp_path / "registry.json").write_text(json.dumps({"models": entries}))
     first = registry.load_model("A", "cpu")
     assert registry.load_model("A", "cpu") is first
     assert registry.load_model(str(tmp_path / "a.pt"), "cpu") is first  # same file
@@ -371,6 +392,8 @@ def test_the_users_model_choice_is_remembered_per_modality(tmp_path, monkeypatch
     assert registry.default_model_for(image).modality == "ultrasound"  # shipped default
     registry.remember_model("ultrasound", "TM-UNet nuclei")  # the user prefers another one
     assert registry.default_model_for(image).name == "TM-UNet nuclei"
+    choice = registry.choose_model(image)  # said as the user's choice, not as a shipped match
+    assert (choice.why, choice.fits) == ("your earlier choice for ultrasound images", True)
     assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
     registry.remember_model("ultrasound", "no such model")  # gone: fall back to the default
     assert registry.default_model_for(image).modality == "ultrasound"

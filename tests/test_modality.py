@@ -1,4 +1,5 @@
-"""registry.guess_modality on real images: grey with a few coloured pixels is still grey."""
+"""registry.guess_modality and registry.fluorescence_sign on real images: grey with a few
+coloured pixels is still grey; grey fluorescence is not taken for ultrasound."""
 
 from __future__ import annotations
 
@@ -87,17 +88,73 @@ def fluorescence_16bit() -> np.ndarray:
     return iio.imread(DSB_GREY)[..., 0].astype(np.uint16) * 257
 
 
+def ultrasound_entry() -> registry.ModelEntry:
+    return next(e for e in registry.registry_entries() if e.modality == "ultrasound")
+
+
 @pytest.mark.skipif(not (DSB_GREY.is_file() and UDIAT_SCAN.is_file()), reason="no DSB2018/UDIAT")
-def test_grey_is_only_a_hint_of_ultrasound_and_16_bit_data_is_not_a_match():
-    """Both are grey, so both get the ultrasound model, but only the 8-bit scan is called
-    a fit, and even then the words say it is for breast ultrasound only."""
+def test_grey_is_only_a_hint_of_ultrasound_and_fluorescence_is_not_a_match():
+    """Both are grey, so both get the ultrasound model, but only the scan is called a fit,
+    and even then the words say it is for breast ultrasound only; the fluorescence image,
+    8-bit or 16-bit, is said to look like fluorescence, with what to do."""
     scan, fluorescence = thumbnail(UDIAT_SCAN), fluorescence_16bit()
     assert registry.guess_modality(scan) == registry.guess_modality(fluorescence) == "ultrasound"
-    why, fits = registry.shipped_model_reason("ultrasound", scan)
+    entry = ultrasound_entry()
+    why, fits = registry.shipped_model_reason(entry, scan)
     assert fits and "grey" in why and "breast ultrasound (BUSI, UDIAT) only" in why
     assert "not meant for other grey images such as fluorescence" in why
-    why, fits = registry.shipped_model_reason("ultrasound", fluorescence)
-    assert not fits and "16-bit data" in why and "no shipped model is meant" in why
-    assert not registry.shipped_model_reason("ultrasound", fluorescence.astype(np.float32))[1]
+    for image in (thumbnail(DSB_GREY), fluorescence):
+        why, fits = registry.shipped_model_reason(entry, image)
+        assert not fits and "looks like fluorescence microscopy (" in why, why
+        assert "no shipped model is trained for fluorescence" in why and "fine-tune" in why
+    assert "16-bit data" in registry.shipped_model_reason(entry, fluorescence)[0]
+    assert not registry.shipped_model_reason(entry, fluorescence.astype(np.float32))[1]
     # 16-bit storage of 8-bit values (a converted export) is still a fit
-    assert registry.shipped_model_reason("ultrasound", scan.astype(np.uint16))[1]
+    assert registry.shipped_model_reason(entry, scan.astype(np.uint16))[1]
+    # a grey image that is neither, yet 16-bit: the bit depth alone says it
+    why, fits = registry.shipped_model_reason(entry, scan.astype(np.uint16) * 257)
+    assert not fits and "16-bit data" in why and "fluorescence microscopy" not in why
+
+
+DSB = EXTRA / "DSB2018-stage1test" / "images"
+
+
+@pytest.mark.skipif(not DSB.is_dir(), reason=f"no DSB2018 stage-1 test images at {DSB}")
+def test_most_grey_dsb2018_images_look_like_fluorescence():
+    """DSB2018 stage-1 test: 53 of its 65 images are grey fluorescence (the rest stained
+    brightfield, in colour); the sign fires on 51 of the 53 (measured), and choose_model
+    calls none of those a fit."""
+    images = [thumbnail(path) for path in sorted(DSB.iterdir())]
+    grey = [image for image in images if registry.guess_modality(image) == "ultrasound"]
+    fluorescent = [image for image in grey if registry.fluorescence_sign(image)]
+    assert len(grey) >= 50 and len(fluorescent) >= 0.9 * len(grey), (len(fluorescent), len(grey))
+    choices = [registry.choose_model(image) for image in fluorescent]
+    assert {c.entry.modality for c in choices} == {"ultrasound"}  # the only grey model
+    assert not any(c.fits for c in choices)
+
+
+@pytest.mark.parametrize(
+    ("folder", "every"),
+    [
+        (DATASETS / "UDIAT", 1),
+        (EXTRA / "BUSI", 2),
+        (DATASETS / "CVC-ClinicDB", 10),
+        (EXTRA / "Kvasir-SEG", 10),
+    ],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_ultrasound_and_endoscopy_never_look_like_fluorescence(folder, every):
+    """No UDIAT (163) or BUSI (780) scan, no CVC-ClinicDB (550) or Kvasir-SEG (1000) frame
+    has the sign, measured on all of them: an ultrasound scan's black margins can be as
+    large as a fluorescence background, but its tissue is one wide bright region (at least
+    10.5% of the image); endoscopy frames have no such background. Each one here judged as
+    it is and as grey."""
+    if not folder.is_dir():
+        pytest.skip(f"no dataset at {folder}")
+    files = sorted((folder / "images").iterdir())[::every]
+    signs = {}
+    for path in files:
+        image = thumbnail(path)
+        grey = image[..., :3].mean(axis=-1).astype(np.uint8) if image.ndim == 3 else image
+        signs[path.name] = registry.fluorescence_sign(image) or registry.fluorescence_sign(grey)
+    assert not any(signs.values()), {name: sign for name, sign in signs.items() if sign}

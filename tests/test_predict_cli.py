@@ -288,7 +288,8 @@ def test_each_model_writes_the_docks_default_output_unless_told(tmp_path, capsys
     """Without --binary/--instances, as the Segment dock: the H&E sample gets the nuclei
     model's instances (uint16 TIFF, touching nuclei split), the colonoscopy sample a 0/255
     PNG; a 16-bit fluorescence TIFF still gets the grey (ultrasound) model, with a warning
-    that it is not made for it. --binary makes every mask a PNG."""
+    that it looks like fluorescence, for which no shipped model is trained. --binary makes
+    every mask a PNG."""
     from scipy import ndimage as ndi
 
     images = tmp_path / "in"
@@ -302,7 +303,9 @@ def test_each_model_writes_the_docks_default_output_unless_told(tmp_path, capsys
     assert "model 'TM-UNet nuclei' (mode tile, instances as TIFF)" in err
     assert "model 'TM-UNet colonoscopy' (mode resize, binary masks as PNG)" in err
     assert "warning: cells.tif: 'TM-UNet ultrasound' is the only shipped model for grey" in err
-    assert "16-bit data" in err and "1 images are unlike" in err
+    assert "looks like fluorescence microscopy (" in err and "and holds 16-bit data" in err
+    assert "no shipped model is trained for fluorescence" in err and "fine-tune" in err
+    assert "1 images are unlike" in err
     own = tmp_path / "own"
     assert sorted(p.name for p in own.iterdir()) == ["cells.png", "he.tif", "polyp.png"]
     nuclei = tifffile.imread(own / "he.tif")
@@ -319,3 +322,20 @@ def test_each_model_writes_the_docks_default_output_unless_told(tmp_path, capsys
     with pytest.raises(SystemExit) as exit_info:
         main([str(images), str(tmp_path / "x"), "--binary", "--instances"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_an_8_bit_fluorescence_image_is_not_called_a_fit(tmp_path, capsys):
+    """8-bit grey, as an ultrasound export, yet fluorescent nuclei on a black background:
+    the grey model runs (the only one), with the warning that says why it is no fit and
+    what to do."""
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(DSB_GREY, images / "cells.png")
+    assert main([str(images), str(tmp_path / "out"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: cells.png: 'TM-UNet ultrasound' is the only shipped model for grey" in err
+    assert "trained on breast ultrasound (BUSI, UDIAT) only" in err
+    assert "looks like fluorescence microscopy (" in err and "16-bit" not in err
+    assert "no shipped model is trained for fluorescence; check the result, or fine-tune" in err
+    assert "1 images are unlike" in err and (tmp_path / "out" / "cells.png").is_file()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import re
 
+import numpy as np
 import pytest
 from _paths import REPO
 from test_release_command import _reparsed, presets  # noqa: F401 (fixture)
@@ -95,3 +96,23 @@ def test_loss_text_names_batch_dice_and_empty_mask_draws():
     assert release.loss_text({**lesion_free, "presence_weight": 0.5}).startswith(
         "2 x CE + 1 x Dice (over the batch) + 0.5 x image-level presence,"
     )
+
+
+def test_the_registry_entry_says_what_the_model_was_trained_on(tmp_path, monkeypatch):
+    """registry.json's ``trained_on`` is what --trained-on gives, else the modality and the
+    run's data; the app reads it back as the words beside the model."""
+    from napari_tmunet import registry
+    from napari_tmunet.storage import write_json
+
+    entry = dict(_entry(), test_dice=release.own_test_dice(_entry()))
+    record = release.registry_record(entry)
+    assert record["trained_on"] == "colonoscopy (Kvasir + CVCCDB)"  # the run's combined folder
+    assert record["description"].startswith("TM-UNet b trained on Kvasir + CVCCDB (GPU); test")
+    given = release.registry_record(entry, "colonoscopy (Kvasir-SEG, CVC-ClinicDB)")
+    assert given["trained_on"] == "colonoscopy (Kvasir-SEG, CVC-ClinicDB)"
+    write_json(tmp_path / "registry.json", {"models": [given]})
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path))
+    (read,) = registry.registry_entries()
+    assert read.trained_on == "colonoscopy (Kvasir-SEG, CVC-ClinicDB)"
+    why, fits = registry.shipped_model_reason(read, np.zeros((8, 8, 3), np.uint8))
+    assert fits and why.endswith("; trained on colonoscopy (Kvasir-SEG, CVC-ClinicDB)")

@@ -387,8 +387,8 @@ DSB_GREY = REPO.parent / "extra-data" / "DSB2018-stage1test" / "images" / (
 @pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
 def test_model_reason_says_grey_is_only_a_hint_of_ultrasound(dock, tmp_path, monkeypatch):
     """The ultrasound sample: the grey model, said to be for breast ultrasound only. A
-    16-bit fluorescence TIFF: the same model (the user may choose another), not called a
-    match, and one warning."""
+    fluorescence image, as 8-bit PNG or 16-bit TIFF: the same model (the user may choose
+    another), not called a match, said to look like fluorescence, and one warning each."""
     import imageio.v3 as iio
     import tifffile
 
@@ -410,8 +410,16 @@ def test_model_reason_says_grey_is_only_a_hint_of_ultrasound(dock, tmp_path, mon
     assert cells.data.dtype == np.uint16 and widget.model.value == "TM-UNet ultrasound"
     reason = widget.model_reason.value
     assert reason.startswith("Runs TM-UNet ultrasound: the only shipped model for grey images")
-    assert "16-bit data" in reason and "no shipped model is meant for it" in reason
+    assert "looks like fluorescence microscopy (" in reason and "holds 16-bit data" in reason
+    assert "no shipped model is trained for fluorescence; check the result, or fine-tune" in reason
     assert len(warnings) == 1 and warnings[0].startswith("'cells': TM-UNet ultrasound is")
+    (png,) = viewer.open(DSB_GREY, plugin="napari")  # 8-bit grey as RGBA, as many exports
+    widget.image.value = png
+    assert widget.model.value == "TM-UNet ultrasound"
+    reason = widget.model_reason.value
+    assert "looks like fluorescence microscopy (" in reason and "16-bit" not in reason
+    assert "no shipped model is trained for fluorescence" in reason
+    assert len(warnings) == 2 and "looks like fluorescence" in warnings[1]
 
 
 def test_quitting_during_the_early_warm_up_lets_it_finish(registered):

@@ -18,9 +18,14 @@ Usage:
     python -m trainer.release \\
         --model colonoscopy colonoscopy best.pt docs/runs/gpu-2026-11-28/CVCCDB-tmunet-b-seed0 \\
         --notes bench/model_notes.json
-    python -m trainer.release \
-        --model tmunet-b-colonoscopy colonoscopy best.pt docs/runs/.../COLON-generalist \
-        --test-score colonoscopy "Kvasir-SEG test-100" scores/kvasir/summary.json ...
+    python -m trainer.release \\
+        --model tmunet-b-colonoscopy colonoscopy best.pt docs/runs/.../COLON-generalist \\
+        --test-score colonoscopy "Kvasir-SEG test-100" scores/kvasir/summary.json ... \\
+        --trained-on colonoscopy "colonoscopy (Kvasir-SEG, CVC-ClinicDB)"
+
+``--trained-on MODALITY TEXT`` is the registry's ``trained_on``: the training data in the
+words the Segment dock and napari-tmunet-predict show beside the model (default: the
+modality and the runs' dataset names).
 """
 
 from __future__ import annotations
@@ -204,6 +209,25 @@ def trained_on(run: dict) -> str:
     name = dataset_of(run)
     combined = run["run_info"]["dataset"]["name"].replace("+", " + ")
     return name if name in PRESETS_FOLDER else combined
+
+
+def registry_record(entry: dict, data_words: str | None = None) -> dict:
+    """A shipped model's entry of ``registry.json``. ``trained_on`` (the training data in
+    the words the app shows beside the model) is ``data_words``, else the modality and the
+    data of its first run ("ultrasound (BUSI + UDIAT)")."""
+    run = entry["runs"][0]
+    return {
+        "name": f"TM-UNet {entry['modality']}",
+        "modality": entry["modality"],
+        "file": entry["file"],
+        "provisional": False,
+        "description": (
+            f"TM-UNet {run['config']['variant']} trained on {trained_on(run)} (GPU); test "
+            f"Dice {100 * entry['test_dice']:.1f}. Research use only, not a medical device."
+        ),
+        "trained_on": data_words or f"{entry['modality']} ({trained_on(run)})",
+        "test_dice": entry["test_dice"],
+    }
 
 
 def read_scores(own: list[list[str]], other: list[list[str]]) -> dict[str, list[tuple]]:
@@ -463,6 +487,15 @@ def main(argv: list[str] | None = None) -> None:
                             help=f"bench/cross_eval.py summary.json of {what}")  # fmt: skip
     parser.add_argument("--notes", help="JSON {modality: text} added to each card")
     parser.add_argument(
+        "--trained-on",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODALITY", "TEXT"),
+        help="the training data in the words the app shows beside the model, e.g. "
+        "ultrasound 'breast ultrasound (BUSI, UDIAT)' (default: MODALITY (the runs' datasets))",
+    )
+    parser.add_argument(
         "--min-confidence",
         nargs=2,
         action="append",
@@ -474,6 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     scores = read_scores(args.test_score, args.other_score)
     notes = json.loads(Path(args.notes).read_text()) if args.notes else {}
     confidences = {modality: float(value) for modality, value in args.min_confidence}
+    data_words = dict(args.trained_on)
     torch.set_num_threads(os.cpu_count() or 1)
     entries = []
     for spec in args.model:
@@ -484,23 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         gate = confidences.get(modality)
         entries.append(ship(name, modality, Path(checkpoint), runs, scores.get(modality, []), gate))
         print(f"shipped {name}: sample Dice {entries[-1]['sample_dice']:.3f}")
-    registry = {
-        "models": [
-            {
-                "name": f"TM-UNet {e['modality']}",
-                "modality": e["modality"],
-                "file": e["file"],
-                "provisional": False,
-                "description": (
-                    f"TM-UNet {e['runs'][0]['config']['variant']} trained on "
-                    f"{trained_on(e['runs'][0])} (GPU); test Dice "
-                    f"{100 * e['test_dice']:.1f}. Research use only, not a medical device."
-                ),
-                "test_dice": e["test_dice"],
-            }
-            for e in entries
-        ]
-    }
+    registry = {"models": [registry_record(e, data_words.get(e["modality"])) for e in entries]}
     write_json(WEIGHTS / "registry.json", registry)
     header = f"""# Bundled models (model cards)
 
