@@ -123,6 +123,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         intro_above(self, self.intro)
         self._connect()
         self.reset_choices()
+        self._start_on_active_image()
         # a reopened dock is a new widget: it carries on with the outputs already made
         self._show_label_settings(self._adopt_outputs())
         self._on_image_changed(self.image.value)
@@ -280,6 +281,21 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if not layer.visible:
             return
         self.reset_choices()
+        self.image.value = layer
+
+    def _start_on_active_image(self) -> None:
+        """Start on the image layer the user made active before the dock opened (the
+        chooser alone would show the first image layer).
+
+        Not on a hidden image that is the top layer: napari makes each layer it adds the
+        active one, and a dataset folder's last image is added hidden; the user did not
+        choose it.
+        """
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Image) or is_probability_map(layer):
+            return
+        if not layer.visible and layer is self.viewer.layers[-1]:
+            return
         self.image.value = layer
 
     def _on_image_changed(self, layer) -> None:

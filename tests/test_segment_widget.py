@@ -22,6 +22,7 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-tmunet"
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
 UDIAT = DATASETS / "UDIAT"
+CLINIC = DATASETS / "CVC-ClinicDB"
 # The canvas must show label colour at the predicted pixels, hence at most of the reference
 # mask that the prediction covers.
 SCREEN_MIN_MASK_COVERAGE = 0.4
@@ -379,8 +380,12 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     assert fresh.model.value == "TM-UNet nuclei"
 
 
-DSB_GREY = REPO.parent / "extra-data" / "DSB2018-stage1test" / "images" / (
-    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+DSB_GREY = (
+    REPO.parent
+    / "extra-data"
+    / "DSB2018-stage1test"
+    / "images"
+    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
 )  # fluorescent nuclei, grey stored as RGBA
 
 
@@ -715,3 +720,56 @@ def test_the_chooser_stays_on_the_shown_image_of_a_dataset_folder(dock, qtbot, t
     wait_done(qtbot, widget)
     assert widget.last_layer.metadata["image"] == "000001"
     assert widget.last_layer.data.shape == images[0].data.shape
+
+
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+def test_a_dock_opened_after_a_folder_starts_on_the_active_image(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """CVC-ClinicDB frames 1, 101 and 200 opened as a dataset folder, "101" made the active
+    layer, then the dock opened: it starts on "101" (not the first image, "1"), and
+    Segment labels that frame."""
+    import shutil
+
+    from napari.layers import Image
+
+    root = tmp_path / "CVC-ClinicDB"
+    for part, suffix in (("images", ".png"), ("masks", ".tif")):
+        (root / part).mkdir(parents=True)
+        for frame in ("1", "101", "200"):
+            shutil.copy(CLINIC / part / f"{frame}{suffix}", root / part / f"{frame}{suffix}")
+    viewer = make_napari_viewer()
+    viewer.open(str(root), plugin=PLUGIN)
+    images = {layer.name: layer for layer in viewer.layers if isinstance(layer, Image)}
+    assert list(images) == ["1", "101", "200"]
+    viewer.layers.selection.active = images["101"]
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert widget.image.value is images["101"]
+    assert widget.model.value == "TM-UNet colonoscopy"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert widget.last_layer.metadata["image"] == "101"
+    assert widget.summary.value.startswith("101: ")
+
+
+def test_a_dock_opened_after_a_folder_is_not_left_on_its_hidden_last_image(
+    make_napari_viewer, tmp_path
+):
+    """A folder of images of different sizes opens with its first image shown, the others
+    hidden, and the last one active (napari makes each added layer active): a dock opened
+    then starts on the image the user sees, not the hidden last one."""
+    from napari.layers import Image
+    from PIL import Image as Picture
+
+    for name, shape in (("a", (64, 80)), ("b", (72, 90)), ("c", (80, 100))):
+        pixels = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+        Picture.fromarray(pixels).save(tmp_path / f"{name}.png")
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path), plugin=PLUGIN)
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    assert [layer.visible for layer in images] == [True, False, False]
+    assert viewer.layers.selection.active is images[-1]
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert widget.image.value is images[0]
