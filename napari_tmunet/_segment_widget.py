@@ -124,8 +124,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._connect()
         self.reset_choices()
         self._start_on_active_image()
-        # a reopened dock is a new widget: it carries on with the outputs already made
-        self._show_label_settings(self._adopt_outputs())
+        self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._on_image_changed(self.image.value)
         self._show_model_state()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
@@ -133,6 +132,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.active_model.subscribe(self.use_model)
         if self.active_model.current is not None:
             self.use_model(self.active_model.current)
+        # a reopened dock is a new widget: it carries on with the outputs already made
+        # (after the model is chosen: choosing one resets the settings the user set)
+        self._show_adopted(*self._adopt_outputs())
         self._prepare_shown_model()
 
     def _make_widgets(self) -> None:
@@ -488,6 +490,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._job_options, self._options = options, options[0]
         self._jobs = list(layers)
         self._results = []
+        self._adopted = set()
         self._progress_index = -1
         self._outcome = ""
         self._eta = Eta()
@@ -571,17 +574,31 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         finally:
             self._setting = False
 
-    def _show_label_settings(self, options: dict) -> None:
-        """Put an adopted output's label options on the dock (not as the user's choices:
-        threshold and confidence follow the output, the model's on the next run)."""
-        if not options:
+    def _show_adopted(self, output: _Output | None, described: list) -> None:
+        """Show what the outputs an earlier dock made are (``described``: (image,
+        outcome) pairs) in the summary, and put the chosen image's ``output``'s label
+        options on the dock.
+
+        Its threshold and confidence are the output's own: where they differ from its
+        model's, they were the user's and stay so (a re-derive and the next run use them,
+        as in the dock that made it); where they are the model's, they follow the model.
+        """
+        if described:
+            self._results = list(described)
+            self._adopted = {image.unique_id for image, _ in described}
+            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+        if output is None:
             return
+        options = output.labels.metadata["label_options"]
         self._setting = True
         try:
             for name in (*MODEL_SETTINGS, "fill_holes", "min_size"):
                 getattr(self, name).value = options[name]
         finally:
             self._setting = False
+        for name in MODEL_SETTINGS:
+            if abs(float(options[name]) - float(output.defaults[name])) > 1e-9:
+                self._user_set.add(name)
 
     def _user_value(self, name: str) -> float | None:
         """A slider's value if the user set it, else None (the model's own)."""
@@ -623,16 +640,27 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._rederive_if_moved()
 
     def _describe(self, image: Image, outcome: SegmentOutcome) -> str:
-        """One line: objects, area, time and model of a result."""
+        """One line: objects, area, time and model of a result, how its image was converted
+        for the model, and whether an earlier dock made it (what is not known is said)."""
         labels = outcome.labels
         area = int(np.count_nonzero(labels))
         share = area / max(labels.size, 1)
         kind = "instance" if outcome.label_options.instances else "object"
-        return (
+        took = "run time not recorded" if outcome.seconds is None else f"in {outcome.seconds:.1f} s"
+        model = outcome.model_label or "a model not recorded"
+        mode = outcome.mode or "mode not recorded"
+        line = (
             f"{image.name}: {plural(outcome.objects, kind)}, {area} px ({share:.1%} of the image) "
-            f"in {outcome.seconds:.1f} s with {outcome.model_label} "
-            f"({outcome.mode}, {_cutoffs(outcome.label_options)})"
+            f"{took} with {model} ({mode}, {_cutoffs(outcome.label_options)})"
         )
+        if outcome.conversion:
+            line += f"; {outcome.conversion}"
+        if image.unique_id in self._adopted:
+            line += "; segmented before this dock was opened"
+            output = self._outputs.get(image.unique_id)
+            if output is not None and not self._replaceable(output):
+                line += ", edited or removed since"
+        return line
 
     def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
         """Say so when a result is empty or covers nearly everything."""
