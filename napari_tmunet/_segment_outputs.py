@@ -58,6 +58,7 @@ class OutputLayers:
             "model_label": options.model_label,
             "provisional": options.provisional,
             "mapping": outcome.mapping,
+            "conversion": outcome.conversion,
             **label_metadata(label_options, outcome.objects),
             MODEL_DEFAULTS_KEY: dict(self._defaults),
             "mode": outcome.mode,
@@ -76,7 +77,8 @@ class OutputLayers:
             output.probability, output.defaults = outcome.probability, dict(self._defaults)
             output.labels.metadata = metadata  # first: writing the labels adds their digest
             self._write_labels(output, outcome.labels)
-            output.labels.scale, output.labels.translate = image.scale, image.translate
+            place = _placement(image, outcome.labels.ndim)
+            output.labels.scale, output.labels.translate = place["scale"], place["translate"]
         else:
             if previous is not None and previous.labels in self.viewer.layers:
                 show_info(
@@ -87,10 +89,8 @@ class OutputLayers:
             layer = self.viewer.add_labels(
                 outcome.labels,
                 name=f"{image.name} labels",
-                scale=image.scale,
-                translate=image.translate,
                 metadata={**metadata, DIGEST_KEY: digest},
-                **_units(image),
+                **_placement(image, outcome.labels.ndim),
             )
             output = _Output(
                 labels=layer,
@@ -186,19 +186,18 @@ class OutputLayers:
         if old is not None and old in self.viewer.layers:
             old.data = output.probability
             old.metadata = meta
-            old.scale, old.translate = image.scale, image.translate
+            place = _placement(image, output.probability.ndim)
+            old.scale, old.translate = place["scale"], place["translate"]
             return old
         return self.viewer.add_image(
             output.probability,
             name=f"{image.name} probability",
-            scale=image.scale,
-            translate=image.translate,
             colormap="magma",
             contrast_limits=(0, 255),
             blending="additive",
             opacity=0.6,
             metadata=meta,
-            **_units(image),
+            **_placement(image, output.probability.ndim),
         )
 
 
@@ -312,7 +311,13 @@ def _digest(data) -> str:
     return h.hexdigest()
 
 
-def _units(image: Image) -> dict:
-    """``units=`` for a new layer where this napari has layer units."""
+def _placement(image: Image, ndim: int) -> dict:
+    """``scale=``, ``translate=`` (and ``units=`` where this napari has layer units) of
+    ``image``'s axes for an ``ndim`` output: all of them, or those before its last axis
+    when the output has one fewer (a grey + alpha image, (H, W, 2), segmented as grey)."""
+    keep = slice(0, ndim)  # the image's leading (spatial) axes
+    place = {"scale": tuple(image.scale)[keep], "translate": tuple(image.translate)[keep]}
     units = getattr(image, "units", None)
-    return {"units": units} if units is not None else {}
+    if units is not None:
+        place["units"] = tuple(units)[keep]
+    return place

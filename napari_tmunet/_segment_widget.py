@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -65,6 +66,13 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
+from .data.colour_spaces import (
+    CONVERSION_NOTES,
+    colour_conversion,
+    conversion_problem,
+    convert_colours,
+    stored_colour_space,
+)
 from .postprocess import foreground
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
@@ -110,6 +118,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._jobs: list[Image] = []
         self._results: list[tuple[Image, SegmentOutcome]] = []
         self._job_options: list[SegmentOptions] = []  # per image of the run
+        self._job_notes: list[str] = []  # per image of the run: how its colours were converted
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
@@ -487,7 +496,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         options = self._read_options(layers)
         if options is None:
             return
+        inputs = _model_inputs(layers)
+        if inputs is None:
+            return
         self._job_options, self._options = options, options[0]
+        self._job_notes = [note for _, note in inputs]
         self._jobs = list(layers)
         self._results = []
         self._adopted = set()
@@ -495,7 +508,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._outcome = ""
         self._eta = Eta()
         jobs = [
-            (full_data(layer), layer.rgb, opts) for layer, opts in zip(layers, options, strict=True)
+            (data, layer.rgb, opts)
+            for layer, (data, _), opts in zip(layers, inputs, options, strict=True)
         ]
         self._set_running(True)
         self._progress = progress(total=0, desc=f"TM-UNet: segmenting {layers[0].name}")
@@ -550,6 +564,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._update_progress(index, done, total)
         elif kind == "result":
             _, index, outcome = message
+            outcome = replace(outcome, conversion=self._job_notes[index])
             image = self._jobs[index]
             if image not in self.viewer.layers:  # closed during the run: nothing to label
                 self._outcome = (
@@ -700,16 +715,48 @@ def _folder_stack_hint(layer: Image) -> str:
     )
 
 
+def _model_inputs(layers: list[Image]) -> list[tuple[Any, str]] | None:
+    """Per layer, its data as the model takes it (:func:`_model_input`) and how its
+    colours were converted, in words ("" when they were not); None (and a message naming
+    the layer) when one cannot be converted."""
+    inputs = []
+    for layer in layers:
+        data, conversion = full_data(layer), _colour_conversion(layer)
+        problem = conversion_problem(data, conversion)
+        if problem:
+            show_error(f"Cannot segment {layer.name!r}: {problem}.")
+            return None
+        # converted in the worker (a CMYK photo takes a moment), like the inference after it
+        source = partial(convert_colours, data, conversion) if conversion else data
+        inputs.append((source, CONVERSION_NOTES.get(conversion, "")))
+    return inputs
+
+
+def _colour_conversion(layer: Image) -> str:
+    """How ``layer``'s colours must be converted for the model: a grey + alpha layer, or a
+    CMYK file read as it is stored (:func:`data.colour_spaces.colour_conversion`); ""."""
+    shape = np.shape(full_data(layer))
+    stored = stored_colour_space(_source_path(layer)) if layer.rgb and shape[-1:] == (4,) else None
+    return colour_conversion(shape, layer.rgb, stored)
+
+
+def _source_path(layer: Image) -> str | None:
+    """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
+    return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
+
+
 def _modality(layer: Image) -> str:
     """The modality guessed from an image layer's colours (:func:`registry.guess_modality`)."""
     return registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
 
 
 def _thumbnail(layer: Image) -> np.ndarray:
-    """A small view of a layer's first frame, enough to guess its modality."""
+    """A small view of a layer's first frame, enough to guess its modality; in the colours
+    the model is given (grey for grey + alpha, RGB for CMYK)."""
     data = layer.data[-1] if layer.multiscale else layer.data
-    spatial = 3 if layer.rgb else 2
+    conversion = _colour_conversion(layer)
+    spatial = 3 if layer.rgb or conversion else 2  # grey + alpha: (H, W, 2)
     index = (0,) * (data.ndim - spatial)
     frame = data[index]
     step = max(1, max(frame.shape[:2]) // 256)
-    return np.asarray(frame[::step, ::step])
+    return convert_colours(np.asarray(frame[::step, ::step]), conversion)
