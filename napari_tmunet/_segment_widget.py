@@ -594,9 +594,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         outcome) pairs) in the summary, and put the chosen image's ``output``'s label
         options on the dock.
 
-        Its threshold and confidence are the output's own: where they differ from its
-        model's, they were the user's and stay so (a re-derive and the next run use them,
-        as in the dock that made it); where they are the model's, they follow the model.
+        Its threshold, confidence and output kind are the output's own: where they differ
+        from its model's, they were the user's and stay so (a re-derive and the next run
+        use them, as in the dock that made it); where they are the model's, they follow
+        the model.
         """
         if described:
             self._results = list(described)
@@ -609,6 +610,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         try:
             for name in (*MODEL_SETTINGS, "fill_holes", "min_size"):
                 getattr(self, name).value = options[name]
+            if options["instances"] != output.defaults["instances"]:  # the user's kind
+                self.output.value = "instances" if options["instances"] else "binary"
         finally:
             self._setting = False
         for name in MODEL_SETTINGS:

@@ -326,3 +326,19 @@ def test_a_reopened_dock_says_what_its_outputs_are_and_keeps_their_cut_offs(segm
     assert output.metadata["threshold"] == pytest.approx(0.6)
     line = reopened.summary.value
     assert "threshold 0.60, confidence 0.30" in line and "before this dock" not in line
+
+
+def test_a_reopened_dock_keeps_the_output_kind_the_user_chose(segmented, qtbot):
+    """An output the user turned into instances (the colonoscopy model's own is binary)
+    stays instances in a reopened dock: its Output setting shows so, and a re-derive
+    keeps the instance ids."""
+    viewer, widget, output = segmented
+    widget.output.value = "instances"
+    qtbot.waitUntil(lambda: output.data.dtype == np.int32, timeout=10_000)
+    close_dock(viewer, widget)
+    _, reopened = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert reopened.output.value == "instances"
+    assert " instance" in reopened.summary.value
+    reopened.min_size.value = 5
+    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    assert output.data.dtype == np.int32 and output.metadata["output"] == "instances"
