@@ -117,6 +117,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._eta = Eta()
         self._jobs: list[Image] = []
         self._results: list[tuple[Image, SegmentOutcome]] = []
+        self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
         self._options: SegmentOptions | None = None  # of the image being segmented
@@ -133,7 +134,6 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._connect()
         self.reset_choices()
         self._start_on_active_image()
-        self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._on_image_changed(self.image.value)
         self._show_model_state()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
@@ -719,9 +719,9 @@ def _folder_stack_hint(layer: Image) -> str:
 
 
 def _model_inputs(layers: list[Image]) -> list[tuple[Any, str]] | None:
-    """Per layer, its data as the model takes it (:func:`_model_input`) and how its
-    colours were converted, in words ("" when they were not); None (and a message naming
-    the layer) when one cannot be converted."""
+    """Per layer, its data as the model takes it (converted where its colours need it,
+    :func:`_colour_conversion`) and that conversion in words ("" for none); None (and a
+    message naming the layer) when one cannot be converted."""
     inputs = []
     for layer in layers:
         data, conversion = full_data(layer), _colour_conversion(layer)
