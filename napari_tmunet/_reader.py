@@ -118,16 +118,16 @@ def read_folder(path: str | Sequence[str]) -> list[LayerData]:
 def read_images(path: str | Sequence[str]) -> list[LayerData]:
     """Read one or more files into image layers, or Labels layers for the masks this
     plugin's writer saved; unreadable files are notified."""
-    from .data.images import saved_mask_kind
+    from .data.images import read_saved_mask
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers = []
     for p in paths:
         try:
-            kind = saved_mask_kind(p)
+            mask = read_saved_mask(p)  # the file opened once: kind, pixels, shape, size
             layers.append(
-                saved_mask_layer_data(Path(p), kind)
-                if kind
+                saved_mask_layer_data(Path(p), mask)
+                if mask is not None
                 else _labels_if_ids(image_layer_data(Path(p)))
             )
         except Exception as err:  # any decoder failure becomes a notification
@@ -270,20 +270,22 @@ def _file_levels(path: Path, data) -> list:
         return [data]
 
 
-def saved_mask_layer_data(path: Path, kind: str) -> LayerData:
-    """Labels layer data for a TIFF that ``data.images.write_mask`` wrote, in the shape
-    it was written ((H, W) or a stack): instance ids as stored, a binary mask's 0/255 back
-    to 0/1 (the labels it was written from)."""
-    from .data.images import read_image, read_pixel_size, saved_mask_shape
-
-    labels = read_image(path)  # (H, W) or (Z, H, W): uint8 0/255, or uint16/32 ids
-    shape = saved_mask_shape(path)
+def saved_mask_layer_data(path: Path, mask) -> LayerData:
+    """Labels layer data for a TIFF that ``data.images.write_mask`` wrote (``mask``, a
+    ``data.images.SavedMask`` read from it), in the shape it was written ((H, W) or a
+    stack): instance ids as stored, a binary mask's 0/255 back to 0/1 (the labels it was
+    written from)."""
+    labels = mask.labels  # (H, W) or (Z, H, W): uint8 0/255, or uint16/32 ids
+    shape = mask.shape
     if shape and labels.ndim > 2 and np.prod(shape) == labels.size:
         labels = labels.reshape(shape)  # e.g. (T, Z, H, W), which the read made (T*Z, H, W)
-    if kind == "binary":
+    if mask.kind == "binary":
         labels = (labels > 0).astype(np.uint8)
-    kwargs: dict[str, Any] = {"name": path.stem, "metadata": {"path": str(path), "output": kind}}
-    kwargs.update(_physical_kwargs(path, labels.ndim, read_pixel_size))
+    kwargs: dict[str, Any] = {
+        "name": path.stem,
+        "metadata": {"path": str(path), "output": mask.kind},
+    }
+    kwargs.update(_physical_kwargs(path, labels.ndim, lambda _path: mask.pixel_size))
     return labels, kwargs, "labels"
 
 

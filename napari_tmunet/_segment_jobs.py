@@ -64,9 +64,10 @@ class SegmentOutcome:
     label_options: LabelOptions
     mapping: str
     mode: str
-    seconds: float
+    seconds: float | None  # None: not known (an output an older version made)
     objects: int
     model_label: str = ""  # the model that made it, as the dock names it
+    conversion: str = ""  # how the image was made the model's input, when it had to be
 
 
 def model_defaults(checkpoint) -> dict[str, Any]:

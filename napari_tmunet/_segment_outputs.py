@@ -7,8 +7,9 @@ longer matches what was written) is never replaced: a new layer is added instead
 
 napari makes a new dock widget each time the dock is reopened; the new one takes over the
 outputs an earlier one made (:meth:`OutputLayers._adopt_outputs`), from what their layers'
-metadata keep: the image's name, the probability, the label options and a digest of the
-labels as written.
+metadata keep: the image's name, the probability, the label options, the model's own
+threshold and confidence, and a digest of the labels as written; and it describes them
+as a run's summary does (:func:`adopted_outcome`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from napari.utils.notifications import show_info
 
 from ._segment_jobs import SegmentOutcome
 from ._widget_common import PROBABILITY_MARK, is_probability_map
+from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
 PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
 BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
 PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
 DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
+MODEL_DEFAULTS_KEY = "model_defaults"  # metadata: the model's own threshold, confidence...
 
 
 @dataclass
@@ -55,7 +58,9 @@ class OutputLayers:
             "model_label": options.model_label,
             "provisional": options.provisional,
             "mapping": outcome.mapping,
-            **label_metadata(label_options),
+            "conversion": outcome.conversion,
+            **label_metadata(label_options, outcome.objects),
+            MODEL_DEFAULTS_KEY: dict(self._defaults),
             "mode": outcome.mode,
             "device": options.device,
             "image": image.name,
@@ -72,7 +77,8 @@ class OutputLayers:
             output.probability, output.defaults = outcome.probability, dict(self._defaults)
             output.labels.metadata = metadata  # first: writing the labels adds their digest
             self._write_labels(output, outcome.labels)
-            output.labels.scale, output.labels.translate = image.scale, image.translate
+            place = _placement(image, outcome.labels.ndim)
+            output.labels.scale, output.labels.translate = place["scale"], place["translate"]
         else:
             if previous is not None and previous.labels in self.viewer.layers:
                 show_info(
@@ -83,10 +89,8 @@ class OutputLayers:
             layer = self.viewer.add_labels(
                 outcome.labels,
                 name=f"{image.name} labels",
-                scale=image.scale,
-                translate=image.translate,
                 metadata={**metadata, DIGEST_KEY: digest},
-                **_units(image),
+                **_placement(image, outcome.labels.ndim),
             )
             output = _Output(
                 labels=layer,
@@ -111,21 +115,22 @@ class OutputLayers:
         output.labels.metadata = {**output.labels.metadata, DIGEST_KEY: output.digest}
         self._colour(output)
 
-    def _adopt_outputs(self) -> dict:
+    def _adopt_outputs(self) -> tuple[_Output | None, list[tuple[Image, SegmentOutcome]]]:
         """Take over the outputs an earlier Segment dock of this viewer made, so that the
         label settings update them again and a new run replaces those still as written.
 
         An output is a Labels layer whose metadata hold the probability, the label options,
         the digest of the labels as written and the name of an image still open; the last
-        one of an image wins, with its probability map. Returns the chosen image's label
-        options (as a dict; empty when it has no output).
+        one of an image wins, with its probability map. Returns the chosen image's output
+        (None when it has none) and, per image with an output, what its metadata say of it
+        (:func:`adopted_outcome`), for the summary.
         """
         images = {
             layer.name: layer
             for layer in self.viewer.layers
             if isinstance(layer, Image) and not is_probability_map(layer)
         }
-        maps = {}
+        maps, adopted = {}, {}
         for layer in self.viewer.layers:
             meta = layer.metadata or {}
             name = meta.get("image")
@@ -141,11 +146,13 @@ class OutputLayers:
                     probability=meta[PROBABILITY_KEY],
                     defaults=_adopted_defaults(meta),
                 )
+                adopted[image.unique_id] = image
         for key, output in self._outputs.items():
             output.probability_layer = maps.get(key)
         chosen = self.image.value
         output = self._outputs.get(chosen.unique_id) if chosen is not None else None
-        return dict(output.labels.metadata["label_options"]) if output is not None else {}
+        described = [(image, adopted_outcome(self._outputs[key])) for key, image in adopted.items()]
+        return output, described
 
     def _colour(self, output: _Output, fresh: bool = False) -> None:
         """Binary masks in :func:`_binary_colours`; instances cycle through
@@ -179,19 +186,18 @@ class OutputLayers:
         if old is not None and old in self.viewer.layers:
             old.data = output.probability
             old.metadata = meta
-            old.scale, old.translate = image.scale, image.translate
+            place = _placement(image, output.probability.ndim)
+            old.scale, old.translate = place["scale"], place["translate"]
             return old
         return self.viewer.add_image(
             output.probability,
             name=f"{image.name} probability",
-            scale=image.scale,
-            translate=image.translate,
             colormap="magma",
             contrast_limits=(0, 255),
             blending="additive",
             opacity=0.6,
             metadata=meta,
-            **_units(image),
+            **_placement(image, output.probability.ndim),
         )
 
 
@@ -205,27 +211,63 @@ def banded_note(name: str) -> str:
     )
 
 
-def label_metadata(options) -> dict:
-    """The metadata an output layer keeps of the label settings it was derived with."""
+def label_metadata(options, objects: int) -> dict:
+    """The metadata an output layer keeps of the label settings it was derived with, and
+    of the objects those labels hold."""
     return {
         "threshold": options.threshold,
         "output": "instances" if options.instances else "binary",
         "label_options": options.to_dict(),
+        "objects": int(objects),
     }
+
+
+def adopted_outcome(output: _Output) -> SegmentOutcome:
+    """What an adopted output's metadata say of it, as the run that made it would: its
+    labels as they are now, the options they were derived with, the model, mode and run
+    time (None where the metadata do not hold them: made by an older version)."""
+    meta = output.labels.metadata
+    labels = np.asarray(output.labels.data)
+    objects = meta.get("objects")
+    if not isinstance(objects, int) or _digest(labels) != output.digest:  # edited since
+        objects = count_objects(labels)
+    seconds = meta.get("seconds")
+    return SegmentOutcome(
+        labels=labels,
+        probability=output.probability,
+        label_options=LabelOptions(**meta["label_options"]),
+        mapping=str(meta.get("mapping") or ""),
+        mode=str(meta.get("mode") or ""),
+        seconds=float(seconds) if isinstance(seconds, int | float) else None,
+        objects=objects,
+        model_label=str(meta.get("model_label") or meta.get("model") or ""),
+        conversion=str(meta.get("conversion") or ""),
+    )
 
 
 def _made_here(meta: dict) -> bool:
     """Whether layer metadata are those of a Segment output, all that re-deriving needs."""
-    return (
+    if not (
         isinstance(meta.get(PROBABILITY_KEY), np.ndarray)
         and isinstance(meta.get("label_options"), dict)
         and isinstance(meta.get(DIGEST_KEY), str)
-    )
+    ):
+        return False
+    try:  # options a user or script changed into something else are not ours to derive
+        LabelOptions(**meta["label_options"])
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _adopted_defaults(meta: dict) -> dict:
-    """An adopted output's defaults: the label options it was derived with (the model's
-    own are not kept), so that settings left to the model keep their values."""
+    """An adopted output's defaults: its model's own threshold, confidence, output kind and
+    mode as the run that made it kept them; for an output without them (made by an older
+    version), the label options it was derived with, so that settings left to the model
+    keep their values."""
+    kept = meta.get(MODEL_DEFAULTS_KEY)
+    if isinstance(kept, dict) and {"threshold", "min_confidence", "instances"} <= set(kept):
+        return dict(kept)
     options = meta["label_options"]
     return {
         "threshold": options["threshold"],
@@ -269,7 +311,13 @@ def _digest(data) -> str:
     return h.hexdigest()
 
 
-def _units(image: Image) -> dict:
-    """``units=`` for a new layer where this napari has layer units."""
+def _placement(image: Image, ndim: int) -> dict:
+    """``scale=``, ``translate=`` (and ``units=`` where this napari has layer units) of
+    ``image``'s axes for an ``ndim`` output: all of them, or those before its last axis
+    when the output has one fewer (a grey + alpha image, (H, W, 2), segmented as grey)."""
+    keep = slice(0, ndim)  # the image's leading (spatial) axes
+    place = {"scale": tuple(image.scale)[keep], "translate": tuple(image.translate)[keep]}
     units = getattr(image, "units", None)
-    return {"units": units} if units is not None else {}
+    if units is not None:
+        place["units"] = tuple(units)[keep]
+    return place

@@ -119,9 +119,9 @@ class Rederive:
 
     def _write_derived(self, image, output, options: LabelOptions, labels, began: float) -> None:
         self._write_labels(output, labels)
-        output.labels.metadata = {**output.labels.metadata, **label_metadata(options)}
-        self.last_rederive_seconds = time.perf_counter() - began
         objects = count_objects(labels)
+        output.labels.metadata = {**output.labels.metadata, **label_metadata(options, objects)}
+        self.last_rederive_seconds = time.perf_counter() - began
         kind = "instance" if options.instances else "object"  # as in the summary
         self.status.value = (
             f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -65,6 +66,13 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
+from .data.colour_spaces import (
+    CONVERSION_NOTES,
+    colour_conversion,
+    conversion_problem,
+    convert_colours,
+    stored_colour_space,
+)
 from .postprocess import foreground
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
@@ -109,7 +117,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._eta = Eta()
         self._jobs: list[Image] = []
         self._results: list[tuple[Image, SegmentOutcome]] = []
+        self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._job_options: list[SegmentOptions] = []  # per image of the run
+        self._job_notes: list[str] = []  # per image of the run: how its colours were converted
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
@@ -123,8 +133,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         intro_above(self, self.intro)
         self._connect()
         self.reset_choices()
-        # a reopened dock is a new widget: it carries on with the outputs already made
-        self._show_label_settings(self._adopt_outputs())
+        self._start_on_active_image()
         self._on_image_changed(self.image.value)
         self._show_model_state()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
@@ -132,6 +141,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.active_model.subscribe(self.use_model)
         if self.active_model.current is not None:
             self.use_model(self.active_model.current)
+        # a reopened dock is a new widget: it carries on with the outputs already made
+        # (after the model is chosen: choosing one resets the settings the user set)
+        self._show_adopted(*self._adopt_outputs())
         self._prepare_shown_model()
 
     def _make_widgets(self) -> None:
@@ -280,6 +292,21 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if not layer.visible:
             return
         self.reset_choices()
+        self.image.value = layer
+
+    def _start_on_active_image(self) -> None:
+        """Start on the image layer the user made active before the dock opened (the
+        chooser alone would show the first image layer).
+
+        Not on a hidden image that is the top layer: napari makes each layer it adds the
+        active one, and a dataset folder's last image is added hidden; the user did not
+        choose it.
+        """
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Image) or is_probability_map(layer):
+            return
+        if not layer.visible and layer is self.viewer.layers[-1]:
+            return
         self.image.value = layer
 
     def _on_image_changed(self, layer) -> None:
@@ -463,14 +490,20 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         options = self._read_options(layers)
         if options is None:
             return
+        inputs = _model_inputs(layers)
+        if inputs is None:
+            return
         self._job_options, self._options = options, options[0]
+        self._job_notes = [note for _, note in inputs]
         self._jobs = list(layers)
         self._results = []
+        self._adopted = set()
         self._progress_index = -1
         self._outcome = ""
         self._eta = Eta()
         jobs = [
-            (full_data(layer), layer.rgb, opts) for layer, opts in zip(layers, options, strict=True)
+            (data, layer.rgb, opts)
+            for layer, (data, _), opts in zip(layers, inputs, options, strict=True)
         ]
         self._set_running(True)
         self._progress = progress(total=0, desc=f"TM-UNet: segmenting {layers[0].name}")
@@ -525,6 +558,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._update_progress(index, done, total)
         elif kind == "result":
             _, index, outcome = message
+            outcome = replace(outcome, conversion=self._job_notes[index])
             image = self._jobs[index]
             if image not in self.viewer.layers:  # closed during the run: nothing to label
                 self._outcome = (
@@ -549,17 +583,34 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         finally:
             self._setting = False
 
-    def _show_label_settings(self, options: dict) -> None:
-        """Put an adopted output's label options on the dock (not as the user's choices:
-        threshold and confidence follow the output, the model's on the next run)."""
-        if not options:
+    def _show_adopted(self, output: _Output | None, described: list) -> None:
+        """Show what the outputs an earlier dock made are (``described``: (image,
+        outcome) pairs) in the summary, and put the chosen image's ``output``'s label
+        options on the dock.
+
+        Its threshold, confidence and output kind are the output's own: where they differ
+        from its model's, they were the user's and stay so (a re-derive and the next run
+        use them, as in the dock that made it); where they are the model's, they follow
+        the model.
+        """
+        if described:
+            self._results = list(described)
+            self._adopted = {image.unique_id for image, _ in described}
+            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+        if output is None:
             return
+        options = output.labels.metadata["label_options"]
         self._setting = True
         try:
             for name in (*MODEL_SETTINGS, "fill_holes", "min_size"):
                 getattr(self, name).value = options[name]
+            if options["instances"] != output.defaults["instances"]:  # the user's kind
+                self.output.value = "instances" if options["instances"] else "binary"
         finally:
             self._setting = False
+        for name in MODEL_SETTINGS:
+            if abs(float(options[name]) - float(output.defaults[name])) > 1e-9:
+                self._user_set.add(name)
 
     def _user_value(self, name: str) -> float | None:
         """A slider's value if the user set it, else None (the model's own)."""
@@ -601,16 +652,27 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._rederive_if_moved()
 
     def _describe(self, image: Image, outcome: SegmentOutcome) -> str:
-        """One line: objects, area, time and model of a result."""
+        """One line: objects, area, time and model of a result, how its image was converted
+        for the model, and whether an earlier dock made it (what is not known is said)."""
         labels = outcome.labels
         area = int(np.count_nonzero(labels))
         share = area / max(labels.size, 1)
         kind = "instance" if outcome.label_options.instances else "object"
-        return (
+        took = "run time not recorded" if outcome.seconds is None else f"in {outcome.seconds:.1f} s"
+        model = outcome.model_label or "a model not recorded"
+        mode = outcome.mode or "mode not recorded"
+        line = (
             f"{image.name}: {plural(outcome.objects, kind)}, {area} px ({share:.1%} of the image) "
-            f"in {outcome.seconds:.1f} s with {outcome.model_label} "
-            f"({outcome.mode}, {_cutoffs(outcome.label_options)})"
+            f"{took} with {model} ({mode}, {_cutoffs(outcome.label_options)})"
         )
+        if outcome.conversion:
+            line += f"; {outcome.conversion}"
+        if image.unique_id in self._adopted:
+            line += "; segmented before this dock was opened"
+            output = self._outputs.get(image.unique_id)
+            if output is not None and not self._replaceable(output):
+                line += ", edited or removed since"
+        return line
 
     def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
         """Say so when a result is empty or covers nearly everything."""
@@ -650,16 +712,48 @@ def _folder_stack_hint(layer: Image) -> str:
     )
 
 
+def _model_inputs(layers: list[Image]) -> list[tuple[Any, str]] | None:
+    """Per layer, its data as the model takes it (converted where its colours need it,
+    :func:`_colour_conversion`) and that conversion in words ("" for none); None (and a
+    message naming the layer) when one cannot be converted."""
+    inputs = []
+    for layer in layers:
+        data, conversion = full_data(layer), _colour_conversion(layer)
+        problem = conversion_problem(data, conversion)
+        if problem:
+            show_error(f"Cannot segment {layer.name!r}: {problem}.")
+            return None
+        # converted in the worker (a CMYK photo takes a moment), like the inference after it
+        source = partial(convert_colours, data, conversion) if conversion else data
+        inputs.append((source, CONVERSION_NOTES.get(conversion, "")))
+    return inputs
+
+
+def _colour_conversion(layer: Image) -> str:
+    """How ``layer``'s colours must be converted for the model: a grey + alpha layer, or a
+    CMYK file read as it is stored (:func:`data.colour_spaces.colour_conversion`); ""."""
+    shape = np.shape(full_data(layer))
+    stored = stored_colour_space(_source_path(layer)) if layer.rgb and shape[-1:] == (4,) else None
+    return colour_conversion(shape, layer.rgb, stored)
+
+
+def _source_path(layer: Image) -> str | None:
+    """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
+    return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
+
+
 def _modality(layer: Image) -> str:
     """The modality guessed from an image layer's colours (:func:`registry.guess_modality`)."""
     return registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
 
 
 def _thumbnail(layer: Image) -> np.ndarray:
-    """A small view of a layer's first frame, enough to guess its modality."""
+    """A small view of a layer's first frame, enough to guess its modality; in the colours
+    the model is given (grey for grey + alpha, RGB for CMYK)."""
     data = layer.data[-1] if layer.multiscale else layer.data
-    spatial = 3 if layer.rgb else 2
+    conversion = _colour_conversion(layer)
+    spatial = 3 if layer.rgb or conversion else 2  # grey + alpha: (H, W, 2)
     index = (0,) * (data.ndim - spatial)
     frame = data[index]
     step = max(1, max(frame.shape[:2]) // 256)
-    return np.asarray(frame[::step, ::step])
+    return convert_colours(np.asarray(frame[::step, ::step]), conversion)

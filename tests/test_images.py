@@ -440,3 +440,68 @@ def test_udiat_one_bit_and_8bit_masks():
     assert rule8 == ">127" and mask8.any()
     image = read_image(DATASETS / "UDIAT" / "images" / one_bit.name)
     assert image.ndim == 2 and image.dtype == np.uint8 and image.shape == mask.shape
+
+
+def test_cmyk_files_are_told_from_their_header(tmp_path):
+    """CMYK JPEGs and TIFFs are told from their headers; RGB(A), grey + alpha, missing and
+    unreadable files are not CMYK (never an exception)."""
+    from napari_tmunet.data.colour_spaces import CMYK, stored_colour_space
+
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "ink.jpg")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "ink.tif")
+    tifffile.imwrite(tmp_path / "rgba.tif", np.dstack([rgb, rgb[..., :1]]))
+    Image.fromarray(rgb).save(tmp_path / "rgb.jpg")
+    Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(tmp_path / "la.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    assert stored_colour_space(tmp_path / "ink.jpg") == CMYK
+    assert stored_colour_space(tmp_path / "ink.tif") == CMYK
+    for name in ("rgba.tif", "rgb.jpg", "la.png", "broken.jpg", "missing.jpg"):
+        assert stored_colour_space(tmp_path / name) is None, name
+    assert stored_colour_space(None) is None
+
+
+def test_cmyk_converts_to_rgb_as_pillow_does():
+    """Every 8-bit ink combination on a grid gives Pillow's RGB exactly; 16-bit inks by
+    their own maximum."""
+    from napari_tmunet.data.colour_spaces import CMYK, convert_colours
+
+    levels = np.arange(0, 256, 15, dtype=np.uint8)
+    inks = np.stack(np.meshgrid(levels, levels, levels, levels), -1).reshape(-1, 4)[None]
+    expected = np.asarray(Image.fromarray(inks, "CMYK").convert("RGB"))
+    np.testing.assert_array_equal(convert_colours(inks, CMYK), expected)
+    wide = np.array([[[0, 65535, 32768, 0], [0, 0, 0, 65535]]], np.uint16)
+    np.testing.assert_array_equal(convert_colours(wide, CMYK), [[[65535, 0, 32767], [0, 0, 0]]])
+
+
+@pytest.mark.parametrize(
+    ("shape", "rgb", "stored", "expected"),
+    [
+        ((40, 50, 4), True, "cmyk", "cmyk"),  # napari's RGBA of a CMYK file
+        ((40, 50, 4), True, None, ""),  # RGBA
+        ((40, 50, 3), True, "cmyk", ""),  # already converted (this plugin's dataset reader)
+        ((40, 50, 2), False, None, "grey+alpha"),  # napari's H frames of W x 2
+        ((3, 50, 2), False, None, ""),  # too small to be one image
+        ((40, 50), False, None, ""),
+        ((5, 40, 50), False, None, ""),  # a stack
+    ],
+)
+def test_which_images_need_their_colours_converted(shape, rgb, stored, expected):
+    from napari_tmunet.data.colour_spaces import colour_conversion
+
+    assert colour_conversion(shape, rgb, stored) == expected
+
+
+def test_conversions_that_are_not_safe_say_what_to_do(tmp_path):
+    """A lazy image (over the pixel budget, e.g. a memory-mapped TIFF) is not converted
+    whole, nor float CMYK; each says what to save instead."""
+    from napari_tmunet.data.colour_spaces import CMYK, GREY_ALPHA, conversion_problem
+
+    inks = np.zeros((8, 8, 4), np.uint8)
+    assert conversion_problem(inks, CMYK) == ""
+    assert conversion_problem(inks, "") == ""
+    assert "save it as RGB" in conversion_problem(inks.astype(np.float32), CMYK)
+    mapped_inks = np.memmap(tmp_path / "inks", np.uint8, "w+", shape=(8, 8, 4))
+    assert "save it as RGB" in conversion_problem(mapped_inks, CMYK)
+    mapped_grey = np.memmap(tmp_path / "grey", np.uint8, "w+", shape=(8, 8, 2))
+    assert "save it as grey" in conversion_problem(mapped_grey, GREY_ALPHA)

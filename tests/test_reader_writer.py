@@ -617,6 +617,35 @@ def test_saved_tiff_of_a_4d_labels_layer_keeps_its_shape(tmp_path):
     np.testing.assert_array_equal(data, labels)
 
 
+def test_a_saved_tiff_mask_is_opened_once_when_read(tmp_path, monkeypatch):
+    """Reading a mask the writer saved opens the file once for its kind, pixels, written
+    shape and pixel size (not once for each), and still gives them all."""
+    frame = _sample_masks()["instances"][:40, :50]
+    labels = np.stack([np.stack([frame, np.flipud(frame)])] * 2)  # (2, 2, 40, 50): (T, Z, H, W)
+    path = tmp_path / "sized.tif"
+    write_labels(str(path), labels, {})
+    with tifffile.TiffFile(path, mode="r+b") as tif:  # a pixel size, as a calibrated scan has
+        page = tif.pages.first
+        page.tags["XResolution"].overwrite((20000, 1))  # per cm: 0.5 um
+        page.tags["YResolution"].overwrite((20000, 1))
+        page.tags["ResolutionUnit"].overwrite(3)
+    opened = []
+    real = tifffile.TiffFile
+
+    class CountingTiffFile(real):
+        def __init__(self, arg, *args, **kwargs):
+            opened.append(str(arg))
+            super().__init__(arg, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "TiffFile", CountingTiffFile)
+    data, kwargs, layer_type = _only_layer(tmp_path / "sized.tif")
+    assert opened == [str(path)]
+    assert layer_type == "labels" and data.shape == (2, 2, 40, 50)
+    np.testing.assert_array_equal(data, labels)
+    assert kwargs["metadata"]["output"] == "instances"
+    assert kwargs["scale"] == pytest.approx((1.0, 1.0, 0.5, 0.5))
+
+
 def test_a_png_mask_opened_as_labels_saves_as_png_again(tmp_path):
     """A 0/255 PNG mask opened as Labels (napari's reader, no metadata) holds one label
     value, 255: it is binary and saves as a 0/255 PNG again, not refused as instances."""

@@ -164,9 +164,7 @@ def test_saved_corrections_reopen_as_masks(segmented, qtbot, tmp_path):
     assert "corrected" in [layer.name for layer in metrics.reference.choices]
 
 
-def test_a_threshold_moved_while_segment_runs_applies_to_its_result(
-    segmented, qtbot, monkeypatch
-):
+def test_a_threshold_moved_while_segment_runs_applies_to_its_result(segmented, qtbot, monkeypatch):
     """Tester7's #9: the run uses the settings of its click; a threshold moved while it
     runs re-derives its result once it is in, and the summary names that threshold."""
     import threading
@@ -269,3 +267,78 @@ def test_a_reopened_dock_carries_on_with_its_outputs(segmented, qtbot):
     labels = [la for la in viewer.layers if isinstance(la, Labels)]
     assert third.last_layer is not output and labels[-1] is third.last_layer
     np.testing.assert_array_equal(output.data, painted)
+
+
+def test_a_reopened_dock_says_what_its_outputs_are_and_keeps_their_cut_offs(segmented, qtbot):
+    """A reopened dock's summary says what the output it took over is (objects, pixels,
+    model, mode and cut-offs, as the run's summary did), also after a re-derive; it takes
+    the output's own threshold and confidence (the user's, not the model's): moving one
+    slider re-derives with the other as the output had it, and the next Segment keeps
+    both instead of the model's."""
+    from napari_tmunet.postprocess import LabelOptions, count_objects, derive_labels
+
+    viewer, widget, output = segmented
+    model_own = (widget._defaults["threshold"], widget._defaults["min_confidence"])
+    assert model_own != pytest.approx((0.4, 0.3))
+    widget.threshold.value = 0.4  # the user's cut-offs, not the model's
+    widget.min_confidence.value = 0.3
+    qtbot.waitUntil(
+        lambda: (
+            output.metadata["label_options"]["min_confidence"] == pytest.approx(0.3)
+            and output.metadata["threshold"] == pytest.approx(0.4)
+        ),
+        timeout=10_000,
+    )
+    made = widget.summary.value
+    assert "threshold 0.40, confidence 0.30" in made
+    close_dock(viewer, widget)
+    _, reopened = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+
+    image = viewer.layers[0]
+    objects = count_objects(output.data)
+    area = int(np.count_nonzero(output.data))
+    line = reopened.summary.value
+    assert line.startswith(f"{image.name}: {objects} object"), line
+    assert f"{area} px" in line and "with TM-UNet colonoscopy (resize, " in line
+    assert "threshold 0.40, confidence 0.30" in line
+    assert "before this dock was opened" in line
+    assert line.split(" with ")[0] == made.split(" with ")[0]  # the same counts and time
+    assert reopened.threshold.value == pytest.approx(0.4)
+    assert reopened.min_confidence.value == pytest.approx(0.3)
+
+    reopened.threshold.value = 0.6  # re-derived with the output's confidence, not the model's
+    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    assert output.metadata["label_options"]["min_confidence"] == pytest.approx(0.3)
+    probability = output.metadata["tmunet_probability"]
+    expected = derive_labels(probability, LabelOptions(threshold=0.6, min_confidence=0.3))
+    np.testing.assert_array_equal(output.data > 0, expected > 0)
+    line = reopened.summary.value
+    assert "threshold 0.60, confidence 0.30" in line
+    assert line.startswith(f"{image.name}: {count_objects(expected)} object"), line
+
+    reopened.segment()  # the next run keeps the cut-offs on the sliders
+    assert reopened.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not reopened.running, timeout=120_000)
+    assert reopened.last_layer is output
+    assert reopened.threshold.value == pytest.approx(0.6)
+    assert reopened.min_confidence.value == pytest.approx(0.3)
+    assert output.metadata["label_options"]["min_confidence"] == pytest.approx(0.3)
+    assert output.metadata["threshold"] == pytest.approx(0.6)
+    line = reopened.summary.value
+    assert "threshold 0.60, confidence 0.30" in line and "before this dock" not in line
+
+
+def test_a_reopened_dock_keeps_the_output_kind_the_user_chose(segmented, qtbot):
+    """An output the user turned into instances (the colonoscopy model's own is binary)
+    stays instances in a reopened dock: its Output setting shows so, and a re-derive
+    keeps the instance ids."""
+    viewer, widget, output = segmented
+    widget.output.value = "instances"
+    qtbot.waitUntil(lambda: output.data.dtype == np.int32, timeout=10_000)
+    close_dock(viewer, widget)
+    _, reopened = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert reopened.output.value == "instances"
+    assert " instance" in reopened.summary.value
+    reopened.min_size.value = 5
+    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    assert output.data.dtype == np.int32 and output.metadata["output"] == "instances"

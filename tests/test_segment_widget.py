@@ -22,6 +22,7 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-tmunet"
 MONUSEG_TILE = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
 UDIAT = DATASETS / "UDIAT"
+CLINIC = DATASETS / "CVC-ClinicDB"
 # The canvas must show label colour at the predicted pixels, hence at most of the reference
 # mask that the prediction covers.
 SCREEN_MIN_MASK_COVERAGE = 0.4
@@ -379,8 +380,12 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     assert fresh.model.value == "TM-UNet nuclei"
 
 
-DSB_GREY = REPO.parent / "extra-data" / "DSB2018-stage1test" / "images" / (
-    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+DSB_GREY = (
+    REPO.parent
+    / "extra-data"
+    / "DSB2018-stage1test"
+    / "images"
+    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
 )  # fluorescent nuclei, grey stored as RGBA
 
 
@@ -723,3 +728,137 @@ def test_the_chooser_stays_on_the_shown_image_of_a_dataset_folder(dock, qtbot, t
     wait_done(qtbot, widget)
     assert widget.last_layer.metadata["image"] == "000001"
     assert widget.last_layer.data.shape == images[0].data.shape
+
+
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+def test_a_dock_opened_after_a_folder_starts_on_the_active_image(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """CVC-ClinicDB frames 1, 101 and 200 opened as a dataset folder, "101" made the active
+    layer, then the dock opened: it starts on "101" (not the first image, "1"), and
+    Segment labels that frame."""
+    import shutil
+
+    from napari.layers import Image
+
+    root = tmp_path / "CVC-ClinicDB"
+    for part, suffix in (("images", ".png"), ("masks", ".tif")):
+        (root / part).mkdir(parents=True)
+        for frame in ("1", "101", "200"):
+            shutil.copy(CLINIC / part / f"{frame}{suffix}", root / part / f"{frame}{suffix}")
+    viewer = make_napari_viewer()
+    viewer.open(str(root), plugin=PLUGIN)
+    images = {layer.name: layer for layer in viewer.layers if isinstance(layer, Image)}
+    assert list(images) == ["1", "101", "200"]
+    viewer.layers.selection.active = images["101"]
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert widget.image.value is images["101"]
+    assert widget.model.value == "TM-UNet colonoscopy"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert widget.last_layer.metadata["image"] == "101"
+    assert widget.summary.value.startswith("101: ")
+
+
+def test_a_dock_opened_after_a_folder_is_not_left_on_its_hidden_last_image(
+    make_napari_viewer, tmp_path
+):
+    """A folder of images of different sizes opens with its first image shown, the others
+    hidden, and the last one active (napari makes each added layer active): a dock opened
+    then starts on the image the user sees, not the hidden last one."""
+    from napari.layers import Image
+    from PIL import Image as Picture
+
+    for name, shape in (("a", (64, 80)), ("b", (72, 90)), ("c", (80, 100))):
+        pixels = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+        Picture.fromarray(pixels).save(tmp_path / f"{name}.png")
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path), plugin=PLUGIN)
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    assert [layer.visible for layer in images] == [True, False, False]
+    assert viewer.layers.selection.active is images[-1]
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert widget.image.value is images[0]
+
+
+def segment_layer(qtbot, widget, layer) -> np.ndarray:
+    """Segment ``layer`` with the dock on its threaded path; its labels."""
+    widget.image.value = layer
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    return np.asarray(widget.last_layer.data)
+
+
+def test_a_grey_alpha_layer_is_segmented_as_its_grey(dock, qtbot, tmp_path):
+    """A grey + alpha PNG as napari's own reader gives it, (H, W, 2) shown as H frames, is
+    segmented as its grey channel (alpha ignored): the labels are those of the grey image,
+    (H, W), and the summary says so."""
+    from PIL import Image as Picture
+
+    grey, _ = load_sample("ultrasound")
+    alpha = np.full_like(grey, 180)
+    path = tmp_path / "grey alpha.png"
+    Picture.fromarray(np.dstack([grey, alpha]), "LA").save(path)
+    viewer, widget = dock
+    (layer,) = viewer.open(str(path), plugin="napari")
+    assert layer.data.shape == (*grey.shape, 2) and not layer.rgb
+    assert widget.image.value is layer and widget.model.value == "TM-UNet ultrasound"
+
+    labels = segment_layer(qtbot, widget, layer)
+    assert "grey + alpha image: segmented as grey, alpha ignored" in widget.summary.value
+    assert widget.last_layer.metadata["conversion"].startswith("grey + alpha")
+    plain = viewer.add_image(grey, name="grey")
+    np.testing.assert_array_equal(labels, segment_layer(qtbot, widget, plain))
+    assert labels.shape == grey.shape and labels.any()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_a_cmyk_layer_is_segmented_in_rgb(dock, qtbot, tmp_path, suffix):
+    """A CMYK JPEG or TIFF as napari's own reader gives it, its ink amounts as (H, W, 4)
+    marked RGBA, is converted to RGB as Pillow converts it: the labels are those of that
+    RGB image, and the summary says so."""
+    from PIL import Image as Picture
+
+    colour, _ = load_sample("colonoscopy")
+    path = tmp_path / f"cmyk{suffix}"
+    Picture.fromarray(colour).convert("CMYK").save(path)
+    with Picture.open(path) as stored:
+        assert stored.mode == "CMYK"
+        as_rgb = np.asarray(stored.convert("RGB"))
+    viewer, widget = dock
+    (layer,) = viewer.open(str(path), plugin="napari")
+    assert layer.rgb and layer.data.shape == (*colour.shape[:2], 4)
+
+    labels = segment_layer(qtbot, widget, layer)
+    assert widget.last_layer.metadata["model"] == "TM-UNet colonoscopy"
+    assert "CMYK image: converted to RGB" in widget.summary.value
+    rgb = viewer.add_image(as_rgb, name="as RGB", rgb=True)
+    np.testing.assert_array_equal(labels, segment_layer(qtbot, widget, rgb))
+    assert labels.any()
+
+
+def test_a_cmyk_layer_read_in_parts_is_refused_naming_it(dock, monkeypatch, tmp_path):
+    """A CMYK TIFF over the pixel budget opens lazily (read in parts): converting it
+    would read it whole, so Segment refuses it with a message naming the layer and what
+    to do, and runs nothing."""
+    from PIL import Image as Picture
+
+    from napari_tmunet import _segment_widget
+
+    colour, _ = load_sample("colonoscopy")
+    path = tmp_path / "big cmyk.tif"
+    Picture.fromarray(colour).convert("CMYK").save(path)
+    monkeypatch.setenv("NAPARI_TMUNET_MAX_PIXELS", "1000")
+    viewer, widget = dock
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    assert layer.multiscale and layer.rgb
+    errors = []
+    monkeypatch.setattr(_segment_widget, "show_error", errors.append)
+    widget.image.value = layer
+    widget.segment()
+    assert widget.worker is None and not widget.running
+    assert errors and "'big cmyk'" in errors[0] and "save it as RGB" in errors[0], errors

@@ -148,17 +148,22 @@ def _tiff_header(path: Path) -> Header:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
-        first = tif.series[0]
-        _check_dtype(path, first.dtype)
-        same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
-        shape = dict(zip(first.axes, first.shape, strict=True))
-        height, width = shape.get("Y", 1), shape.get("X", 1)
-        values = math.prod(first.shape) * (len(same) if len(same) > 1 and first.ndim <= 3 else 1)
-        pixels = values // max(1, shape.get("S", 1))
-        if first.pages and first.pages[0] is not None:
-            _check_plausible(path, first.pages[0])
+        return tiff_header(path, tif)
+
+
+def tiff_header(path: Path, tif) -> Header:
+    """The :class:`Header` of an open ``tifffile.TiffFile`` (see :func:`read_header`)."""
+    if not tif.series:
+        raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
+    first = tif.series[0]
+    _check_dtype(path, first.dtype)
+    same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
+    shape = dict(zip(first.axes, first.shape, strict=True))
+    height, width = shape.get("Y", 1), shape.get("X", 1)
+    values = math.prod(first.shape) * (len(same) if len(same) > 1 and first.ndim <= 3 else 1)
+    pixels = values // max(1, shape.get("S", 1))
+    if first.pages and first.pages[0] is not None:
+        _check_plausible(path, first.pages[0])
     return Header(int(height), int(width), int(pixels), np.dtype(first.dtype))
 
 

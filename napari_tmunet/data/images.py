@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -345,8 +346,7 @@ def saved_mask_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            shaped = tif.shaped_metadata
-        return tuple(int(n) for n in shaped[0]["shape"]) if shaped else None
+            return _written_shape(tif)
     except Exception:  # unreadable files are the image reader's to report
         return None
 
@@ -362,10 +362,75 @@ def saved_mask_kind(path: str | os.PathLike) -> str | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            shaped = tif.shaped_metadata  # the JSON descriptions tifffile wrote, or None
-        kind = shaped[0].get(MASK_MARK) if shaped else None
+            return _mask_kind(tif)
     except Exception:  # unreadable files are the image reader's to report
         return None
+
+
+@dataclass
+class SavedMask:
+    """A TIFF that ``write_mask`` wrote, as :func:`read_saved_mask` reads it."""
+
+    kind: str  # "binary" or "instances"
+    labels: np.ndarray  # as decoded: (H, W) or (Z, H, W); uint8 0/255, or uint16/32 ids
+    shape: tuple[int, ...] | None  # the shape written ((H, W), (T, Z, H, W)...)
+    pixel_size: tuple[float, float, str] | None  # (y, x, unit), as read_pixel_size
+
+
+def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> SavedMask | None:
+    """Kind, pixels, written shape and pixel size of a mask ``write_mask`` saved as a TIFF,
+    from one opening of the file; None for any other file (unreadable ones included: the
+    image reader reports them).
+
+    Raises:
+        ImageReadError: a marked file whose pixels cannot be read (over the pixel budget
+            ``max_pixels``, or damaged), naming the path and the cause.
+    """
+    from .budget import check_budget, tiff_header
+    from .budget import max_pixels as budget
+
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return None
+    try:
+        import tifffile
+
+        tif = tifffile.TiffFile(path)
+    except Exception:  # not a TIFF this can open: the image reader says why
+        return None
+    with tif:
+        try:
+            kind = _mask_kind(tif)
+        except Exception:  # damaged metadata: not one of ours
+            kind = None
+        if kind is None:
+            return None
+        try:
+            check_budget(path, tiff_header(path, tif), budget(max_pixels))
+            labels, _ = _tiff_pixels(path, tif)
+        except ImageReadError:
+            raise
+        except Exception as error:  # decoders raise many types; the caller needs one
+            raise ImageReadError(
+                f"{path}: cannot decode image ({type(error).__name__}: {error})"
+            ) from error
+        try:
+            pixel_size = _open_tiff_pixel_size(tif)
+        except Exception:  # a missing or odd resolution tag is not an error
+            pixel_size = None
+        return SavedMask(kind, labels, _written_shape(tif), pixel_size)
+
+
+def _written_shape(tif) -> tuple[int, ...] | None:
+    """The shape tifffile's JSON description of an open TIFF holds, else None."""
+    shaped = tif.shaped_metadata
+    return tuple(int(n) for n in shaped[0]["shape"]) if shaped else None
+
+
+def _mask_kind(tif) -> str | None:
+    """``write_mask``'s mark (``"binary"`` or ``"instances"``) in an open TIFF, else None."""
+    shaped = tif.shaped_metadata  # the JSON descriptions tifffile wrote, or None
+    kind = shaped[0].get(MASK_MARK) if shaped else None
     return kind if kind in ("binary", "instances") else None
 
 
@@ -415,16 +480,21 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
-        first = tif.series[0]
-        # Pages written one by one without shape metadata come as one series each.
-        same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
-        if len(same) > 1 and first.ndim <= 3:
-            array = np.stack([s.asarray() for s in same])
-            axes = "Q" + first.axes
-        else:
-            array, axes = first.asarray(), first.axes
+        return _tiff_pixels(path, tif)
+
+
+def _tiff_pixels(path: Path, tif) -> tuple[np.ndarray, bool]:
+    """Decode an open ``tifffile.TiffFile``; the array and whether it is a stack of pages."""
+    if not tif.series:
+        raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
+    first = tif.series[0]
+    # Pages written one by one without shape metadata come as one series each.
+    same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
+    if len(same) > 1 and first.ndim <= 3:
+        array = np.stack([s.asarray() for s in same])
+        axes = "Q" + first.axes
+    else:
+        array, axes = first.asarray(), first.axes
     return _normalise_tiff_axes(path, array, axes)
 
 
@@ -508,27 +578,32 @@ def _tiff_pixel_size(path: Path) -> tuple[float, float, str] | None:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if tif.is_ome and tif.ome_metadata:
-            size = _ome_pixel_size(tif.ome_metadata)
-            if size is not None:
-                return size
-        page = tif.pages.first
-        tags = page.tags
-        if "XResolution" not in tags or "YResolution" not in tags:
-            return None
-        x_res = _rational(tags["XResolution"].value)
-        y_res = _rational(tags["YResolution"].value)
-        if not (x_res > 0 and y_res > 0):
-            return None
-        unit_tag = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
-        imagej = tif.imagej_metadata or {}
-        if imagej.get("unit"):
-            return _to_um(1.0 / y_res, 1.0 / x_res, str(imagej["unit"]))
-        if unit_tag == 2:  # inch
-            return _from_dpi(y_res, x_res)
-        if unit_tag == 3:  # centimetre
-            return _to_um(1.0 / y_res, 1.0 / x_res, "cm")
+        return _open_tiff_pixel_size(tif)
+
+
+def _open_tiff_pixel_size(tif) -> tuple[float, float, str] | None:
+    """:func:`_tiff_pixel_size` of an open ``tifffile.TiffFile``."""
+    if tif.is_ome and tif.ome_metadata:
+        size = _ome_pixel_size(tif.ome_metadata)
+        if size is not None:
+            return size
+    page = tif.pages.first
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
         return None
+    x_res = _rational(tags["XResolution"].value)
+    y_res = _rational(tags["YResolution"].value)
+    if not (x_res > 0 and y_res > 0):
+        return None
+    unit_tag = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    imagej = tif.imagej_metadata or {}
+    if imagej.get("unit"):
+        return _to_um(1.0 / y_res, 1.0 / x_res, str(imagej["unit"]))
+    if unit_tag == 2:  # inch
+        return _from_dpi(y_res, x_res)
+    if unit_tag == 3:  # centimetre
+        return _to_um(1.0 / y_res, 1.0 / x_res, "cm")
+    return None
 
 
 def _ome_pixel_size(xml: str) -> tuple[float, float, str] | None:

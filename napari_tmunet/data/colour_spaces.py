@@ -1,0 +1,125 @@
+"""Images whose channels are not grey or RGB(A) as napari holds them: grey + alpha and CMYK.
+
+napari's own reader keeps a file's pixels as stored: a grey + alpha PNG becomes an
+(H, W, 2) array, which napari shows as H frames of W x 2 pixels (it marks only 3 or 4
+channels as colour), and a CMYK JPEG or TIFF an (H, W, 4) array of ink amounts, which it
+marks as RGBA. :func:`colour_conversion` tells which of these an image is, and
+:func:`convert_colours` turns it into what the model takes: grey (alpha ignored) or RGB
+(Pillow's conversion, the one ``data.images`` applies to CMYK JPEGs it reads).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .images import MIN_SIDE, TIFF_SUFFIXES
+
+GREY_ALPHA = "grey+alpha"
+CMYK = "cmyk"
+# What the Segment summary says of each conversion.
+CONVERSION_NOTES = {
+    GREY_ALPHA: "grey + alpha image: segmented as grey, alpha ignored",
+    CMYK: "CMYK image: converted to RGB",
+}
+_SEPARATED = 5  # TIFF photometric interpretation of ink (CMYK) pixels
+_NOT_CMYK_INKS = 2  # TIFF InkSet: inks other than cyan, magenta, yellow and black
+
+
+def stored_colour_space(path: str | os.PathLike | None) -> str | None:
+    """:data:`CMYK` when the file at ``path`` stores CMYK pixels, else None.
+
+    Reads the header only. Never raises (no file, or an unreadable one: None).
+    """
+    try:
+        if not path or not Path(path).is_file():  # a FIFO would block the open
+            return None
+        if Path(path).suffix.lower() in TIFF_SUFFIXES:
+            return _tiff_colour_space(Path(path))
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return CMYK if image.mode == "CMYK" else None
+    except Exception:  # not an image this can read: nothing to convert
+        return None
+
+
+def _tiff_colour_space(path: Path) -> str | None:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        inks = page.tags.get("InkSet")
+        if page.photometric != _SEPARATED or (inks is not None and inks.value == _NOT_CMYK_INKS):
+            return None
+        colours = page.samplesperpixel - len(page.extrasamples or ())
+        return CMYK if colours == 4 else None
+
+
+def colour_conversion(shape: tuple[int, ...], rgb: bool, stored: str | None = None) -> str:
+    """The conversion an image of ``shape`` needs before the model sees it.
+
+    Args:
+        shape: the image's array shape.
+        rgb: whether its last axis holds colours (napari's ``layer.rgb``).
+        stored: the colour space its file stores (:func:`stored_colour_space`).
+
+    Returns:
+        :data:`CMYK` for the four channels of a CMYK file marked as colour (napari's
+        RGBA); :data:`GREY_ALPHA` for an (H, W, 2) image not marked as colour (as H frames
+        of W x 2 pixels, which no model can segment, it can only be grey + alpha); "" for
+        none.
+    """
+    if rgb and len(shape) in (3, 4) and shape[-1] == 4 and stored == CMYK:
+        return CMYK
+    if not rgb and len(shape) == 3 and shape[-1] == 2 and min(shape[:2]) >= MIN_SIDE:
+        return GREY_ALPHA
+    return ""
+
+
+def convert_colours(image, conversion: str) -> np.ndarray:
+    """``image`` as the model takes it for ``conversion`` (:func:`colour_conversion`):
+    (..., H, W) grey for grey + alpha, (..., H, W, 3) RGB for CMYK; unchanged for ""."""
+    if conversion == GREY_ALPHA:
+        return np.asarray(image)[..., 0]  # (H, W): the grey channel, alpha ignored
+    if conversion == CMYK:
+        return cmyk_to_rgb(np.asarray(image))
+    return image
+
+
+def conversion_problem(image, conversion: str) -> str:
+    """Why ``image`` cannot be converted in memory for ``conversion``, and what to do; ""
+    when it can.
+
+    An image over the pixel budget is read in parts (a lazy array): converting it would
+    read it whole. CMYK is converted for unsigned integer pixels only (ink amounts out of
+    their type's maximum).
+    """
+    if not conversion:
+        return ""
+    kind, target = ("grey + alpha", "grey") if conversion == GREY_ALPHA else ("CMYK", "RGB")
+    if type(image) is not np.ndarray:
+        return (
+            f"a {kind} image over the pixel budget is read in parts and cannot be "
+            f"converted whole: save it as {target} and open it again"
+        )
+    if conversion == CMYK and image.dtype.kind != "u":
+        return (
+            f"its CMYK pixels are {image.dtype}, not unsigned integer ink amounts: save it "
+            "as RGB and open it again"
+        )
+    return ""
+
+
+def cmyk_to_rgb(image: np.ndarray) -> np.ndarray:
+    """(..., 4) CMYK ink amounts -> (..., 3) RGB of the same integer dtype.
+
+    The conversion Pillow applies (``Image.convert("RGB")``): with ``m`` the dtype's
+    maximum, R = (m - C)(m - K) / m, and so G from M and B from Y, rounded.
+    """
+    top = float(np.iinfo(image.dtype).max)
+    inks = image.astype(np.float32)  # (..., 4)
+    light = (top - inks[..., :3]) * ((top - inks[..., 3:]) / top)  # (..., 3)
+    return np.rint(np.clip(light, 0, top)).astype(image.dtype)
