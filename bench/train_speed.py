@@ -7,6 +7,9 @@ Each (model, mode) result is appended to ``--out`` as a JSON line and skipped wh
 file already holds it, so a run cut short by a time limit resumes where it stopped.
 
     python bench/train_speed.py --out speed.jsonl --models b s t unet --profile
+
+A model name ending in ``-cl`` runs in channels-last memory format (weights and input);
+``b-presence`` is b with the presence head (``ModelConfig.presence_head``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ MODES = ("eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16")
 
 
 def model_config(name: str) -> ModelConfig:
+    name = name.removesuffix("-cl")
+    if name.endswith("-presence"):
+        return ModelConfig.variant(name.split("-")[0], presence_head=True)
     if name == "unet":
         return ModelConfig.unet()
     if name.endswith("-parallel"):  # the authors' cost model: quadratic parallel mLSTM
@@ -43,6 +49,9 @@ def time_mode(name: str, mode: str, batch: int, size: int, steps: int) -> dict:
     model = build_model(model_config(name)).cuda().train()
     x = torch.randn(batch, 3, size, size, device="cuda")
     y = (torch.rand(batch, 1, size, size, device="cuda") > 0.7).float()
+    if name.endswith("-cl"):  # NHWC: cuDNN's native layout for bf16 convolutions
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     how, precision = mode.split("-")
     graph = how == "graph"
     optimizer = make_optimizer(model, 1e-4, graph=graph)
@@ -132,6 +141,7 @@ def main(argv=None) -> None:
     p.add_argument("--profile", action="store_true", help="kernel table of an eager step")
     p.add_argument("--repeat", action="store_true", help="time the first model twice (noise)")
     args = p.parse_args(argv)
+    torch.backends.cudnn.benchmark = True  # as the training engine runs (engine.py)
     done = set()
     if args.out.is_file():
         for line in args.out.read_text().splitlines():
