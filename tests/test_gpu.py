@@ -262,3 +262,29 @@ def test_first_cuda_segment_leaves_torch_compiler_unloaded():
                           cwd=root, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.skipif(not (DATASETS / "CVC-ClinicDB").is_dir(), reason="needs ../shared")
+def test_channels_last_fit_trains_like_nchw_and_saves_plain_checkpoints(tmp_path):
+    """fit on CUDA in channels-last memory (the default) gives the NCHW run's losses, and
+    its checkpoint loads on the CPU with the same outputs as on the GPU."""
+    import json
+
+    from napari_tmunet.checkpoint import load_checkpoint
+    from napari_tmunet.training import TrainConfig, fit
+
+    losses = {}
+    for nhwc in (True, False):
+        cfg = TrainConfig(data=str(DATASETS / "CVC-ClinicDB"), max_images=16, variant="t",
+                          size=(64, 64), batch_size=4, steps=6, epochs=2, device="cuda",
+                          amp=False, channels_last=nhwc, test=False, efficiency=False,
+                          progress=False, num_workers=2)  # fmt: skip
+        fit(cfg, tmp_path / str(nhwc))
+        records = (tmp_path / str(nhwc) / "metrics.jsonl").read_text().splitlines()
+        losses[nhwc] = [json.loads(r)["train_loss"] for r in records]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+    x = torch.rand(2, 3, 64, 64)
+    cpu = load_checkpoint(tmp_path / "True" / "best.pt", "cpu").model
+    gpu = load_checkpoint(tmp_path / "True" / "best.pt", "cuda").model
+    with torch.no_grad():
+        assert _rel(gpu(x.cuda()), cpu(x)) < 1e-2

@@ -85,17 +85,26 @@ def test_every_option_kind_round_trips(presets):
         "steps": 1200, "batch_size": 8, "lr": 3e-4, "gamma": 0.9, "lr_decay_every": 50,
         "weight_decay": 1e-5, "adam_eps": 1e-6, "grad_clip": 1.0, "ce_weight": 1.0,
         "dice_weight": 2.0, "seed": 5, "amp": False, "cuda_graphs": False, "sync_bn": False,
-        "eval_every": 2, "overlap": 0.5, "split_file": "split.json",
+        "eval_every": 2, "overlap": 0.5, "split_file": "split.json", "channels_last": False,
     }  # fmt: skip
     model = ModelConfig.variant("s").to_dict() | {
         "in_channels": 3, "num_classes": 2, "channels": [8, 24, 48, 96, 192],
         "use_dwconv": False, "skip": "concat", "scan": "fused", "pooling": "spatial",
     }  # fmt: skip
     command = _assert_reproduces(saved, model, "MoNuSeg")
-    expected = ["--no-amp", "--no-cuda-graphs", "--no-sync-bn", "--skip-bad", "--rot90",
-                "--size 256 384", "--channels 8 24 48 96 192", "--no-dwconv",
-                "--scan fused"]  # fmt: skip
+    expected = ["--no-amp", "--no-cuda-graphs", "--no-channels-last", "--no-sync-bn",
+                "--skip-bad", "--rot90", "--size 256 384", "--channels 8 24 48 96 192",
+                "--no-dwconv", "--scan fused"]  # fmt: skip
     assert all(f" {flag}" in command for flag in expected), command
+
+
+def test_a_presence_head_run_round_trips(presets):
+    """A presence-head model's command carries --presence-head (a model option that no
+    topology switch covers) and its BCE weight."""
+    saved = {"presence_weight": 0.3, "model": {"presence_head": True}, "lr": 1e-3}
+    model = ModelConfig.variant("b", presence_head=True).to_dict()
+    command = _assert_reproduces(saved, model, "CVCCDB")
+    assert " --presence-head" in command and " --presence-weight 0.3" in command, command
 
 
 def test_a_setting_no_option_makes_is_refused():

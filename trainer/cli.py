@@ -320,6 +320,13 @@ def _add_optimisation_args(fit) -> None:
         help="run each step eagerly instead of replaying a CUDA graph (one GPU)",
     )
     g.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        default=None,
+        help="keep the model in PyTorch's default NCHW memory on CUDA (default: "
+        "channels-last, about 2x faster for U-Net and 1.3x for TM-UNet b on an H200)",
+    )
+    g.add_argument(
         "--no-sync-bn",
         action="store_true",
         default=None,

@@ -61,6 +61,7 @@ def _data_source(args) -> tuple[str | None, str | None]:
 FIT_FIELDS = {  # argparse dest -> TrainConfig field (same name when missing)
     "no_amp": ("amp", lambda v: not v),
     "no_cuda_graphs": ("cuda_graphs", lambda v: not v),
+    "no_channels_last": ("channels_last", lambda v: not v),
     "no_sync_bn": ("sync_bn", lambda v: not v),
     "no_test": ("test", lambda v: not v),
     "no_efficiency": ("efficiency", lambda v: not v),

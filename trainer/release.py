@@ -112,6 +112,8 @@ def fit_command(config: dict, dataset: str, model_config: dict, data: str | None
         k: False for k in ("use_xlstm", "use_pooling", "use_dwconv") if not getattr(model, k)
     }
     changed.update(topology_changes(model))
+    if model.presence_head:
+        changed["presence_head"] = True
     if config.get("arch", default.arch) == "tmunet":  # custom channel sizes (Table 3)
         variant = ModelConfig.variant(config.get("variant", default.variant))
         if list(model.channels) != list(variant.channels):

@@ -143,6 +143,7 @@ class Trainer:
         self.best_score, self.best_step = -math.inf, -1
         self.records: list[dict] = []
         self.bar = None
+        self.channels_last = False  # set by move_to_device (CUDA only)
 
     # -- skeleton ------------------------------------------------------------------
 
@@ -189,6 +190,8 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, global_batch: int) -> None:
         self.model.train()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         self.step_fn(x, y, global_batch)
         self.step += 1
         if self.bar is not None:
@@ -309,6 +312,10 @@ class Trainer:
         if ctx.distributed and cfg.sync_bn:
             self.model = synchronise_batchnorm(self.model, device)
         self.model.to(device)
+        # NHWC: cuDNN's bf16 convolutions run without layout transposes (U-Net 2x faster)
+        self.channels_last = cfg.channels_last and device.type == "cuda"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         graphs = cfg.cuda_graphs and device.type == "cuda" and not ctx.distributed
         self.optimizer = make_optimizer(
             self.model, cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, graph=graphs
