@@ -614,11 +614,12 @@ def _disk_full(err: BaseException) -> bool:
 
 def _not_writable(err: BaseException) -> bool:
     """Whether ``err`` or an error it was raised from is a folder that cannot be written
-    (read-only file system, permission denied, a file in the way)."""
+    (read-only file system, permission denied, a file in the way). A bare permission error
+    may be a read, so only storage's NotWritableError counts for those."""
     while err is not None:
         if isinstance(err, NotWritableError):
             return True
-        if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if isinstance(err, OSError) and err.errno == errno.EROFS:
             return True
         err = err.__cause__ or err.__context__
     return False
