@@ -49,6 +49,7 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
+from .storage import NotWritableError
 from .training.finetune import (
     AUGMENTATIONS,
     FinetuneJob,
@@ -551,6 +552,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 f" (writing to {self.run_folder.value}: free space there or choose another "
                 "Run folder)"
             )
+        elif _not_writable(err):  # read-only: the message may name a file or folder within
+            self.error += f" (writing to {self.run_folder.value}: choose another Run folder)"
         if self._closed:
             return
         self.status.value = f"failed: {self.error}"
@@ -604,6 +607,19 @@ def _disk_full(err: BaseException) -> bool:
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             return True
         if "No space left on device" in str(err):  # torch.save raises RuntimeError
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _not_writable(err: BaseException) -> bool:
+    """Whether ``err`` or an error it was raised from is a folder that cannot be written
+    (read-only file system, permission denied, a file in the way). A bare permission error
+    may be a read, so only storage's NotWritableError counts for those."""
+    while err is not None:
+        if isinstance(err, NotWritableError):
+            return True
+        if isinstance(err, OSError) and err.errno == errno.EROFS:
             return True
         err = err.__cause__ or err.__context__
     return False

@@ -26,7 +26,7 @@ from torch import nn
 
 from . import __version__
 from .config import InputConfig, ModelConfig
-from .storage import atomic_path
+from .storage import NotWritableError, atomic_path
 
 FORMAT = "napari-tmunet"
 FORMAT_VERSION = 1
@@ -123,6 +123,9 @@ def _save_error(path: Path, err: Exception) -> CheckpointSaveError:
         return CheckpointSaveError(
             errno.ENOSPC, f"no space left on device writing {path}{left}{kept}: free some space"
         )
+    if isinstance(err, NotWritableError):  # a read-only folder, no permission, ...
+        reason = f"{err.reason}; choose another folder"
+        return CheckpointSaveError(err.errno, f"could not write checkpoint {path}{kept}: {reason}")
     first = (str(err).strip().splitlines() or [""])[0]
     return CheckpointSaveError(
         getattr(err, "errno", None) or errno.EIO,

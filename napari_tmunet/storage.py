@@ -5,10 +5,72 @@ import it without torch."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+class NotWritableError(OSError):
+    """A file or folder that cannot be created where asked (a read-only folder or file
+    system, no permission, a file in the way); the message names what the user asked to
+    write, never a temporary file. ``errno`` is the operating system's; ``reason`` says
+    what is wrong with the folder, in words."""
+
+    def __init__(self, message: str, code: int | None, reason: str):
+        super().__init__(message)
+        self.errno, self.reason = code, reason
+
+
+def _reason(folder: Path, err: OSError) -> str:
+    """Why nothing can be created in ``folder``, in words (from ``err``'s errno)."""
+    code = err.errno
+    if code == errno.EROFS:
+        return f"{folder} is on a read-only file system"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"{folder} is not writable (permission denied)"
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        in_the_way = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+        return f"{in_the_way} is a file, not a folder"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device of {folder}"
+    return f"{folder} cannot be written ({err.strerror or err})"
+
+
+def _new_temporary(path: Path, folder_only: bool = False) -> str:
+    """Make ``path``'s folder if missing and an empty hidden temporary file in it.
+
+    Raises:
+        NotWritableError: naming ``path`` (or, with ``folder_only``, its folder).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # mkstemp's names the temporary file: name the folder instead
+        folder = Path(err.filename) if isinstance(err.filename, str) else path.parent
+        folder = path.parent if folder.name.startswith(f".{path.name}.") else folder
+        reason = _reason(folder, err)
+        asked = f"in {path.parent}" if folder_only else str(path)
+        todo = "choose another folder"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            todo = "free some space or " + todo
+        message = f"cannot write {asked}: {reason}; {todo}"
+        raise NotWritableError(message, err.errno, reason) from None
+    os.close(handle)
+    return tmp
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """Make ``folder`` if missing and check that files can be created in it, before long
+    work whose results go there.
+
+    Raises:
+        NotWritableError: naming the folder and why (read-only, permission denied, ...).
+    """
+    folder = Path(folder)
+    os.unlink(_new_temporary(folder / "write-test", folder_only=True))
+    return folder
 
 
 @contextlib.contextmanager
@@ -17,11 +79,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
     On any error the temporary file is removed and an existing ``path`` stays as it was.
     The new file gets the usual permissions (0666 less the umask), not mkstemp's 0600.
+
+    Raises:
+        NotWritableError: the folder cannot take the file (read-only, permission denied,
+            a file in the way), naming ``path``; nothing is written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    tmp = _new_temporary(path)
     try:
         yield tmp
         umask = os.umask(0)

@@ -1,12 +1,15 @@
 """Checkpoint round trip and refusal of bad files."""
 
+import errno
 import pickle
 
 import pytest
 import torch
+from _readonly import read_only_view
 
 from napari_tmunet.checkpoint import (
     CheckpointError,
+    CheckpointSaveError,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -155,3 +158,19 @@ def test_save_is_atomic(saved, tmp_path, monkeypatch):
 def test_saved_files_are_readable_by_others(saved):
     _, path = saved
     assert path.stat().st_mode & 0o044  # not mkstemp's owner-only 0600
+
+
+def test_save_into_a_read_only_folder_names_the_checkpoint(saved, tmp_path):
+    """A read-only run folder: one line naming the checkpoint and why; the earlier file and
+    the folder are as they were (no temporary file named or left)."""
+    model, path = saved
+    before = sorted(p.name for p in path.parent.iterdir())
+    with read_only_view(path.parent) as view, pytest.raises(CheckpointSaveError) as error:
+        save_checkpoint(view / path.name, model, ModelConfig.variant("t"), InputConfig())
+    message = str(error.value)
+    assert error.value.errno == errno.EROFS and "\n" not in message
+    assert message.endswith(
+        f"could not write checkpoint {view / path.name} (an earlier file of that name is "
+        f"unchanged): {view} is on a read-only file system; choose another folder"
+    )
+    assert sorted(p.name for p in path.parent.iterdir()) == before

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pytest
 from _paths import DATASETS, REPO
+from _readonly import read_only_view
 
 from napari_tmunet import active_model
 from napari_tmunet.checkpoint import load_checkpoint
@@ -884,3 +885,30 @@ def test_a_full_disk_names_the_run_folder(make_napari_viewer, qtbot, monkeypatch
     assert len(messages) == 1 and "No space left" in messages[0], messages
     assert f"writing to {tmp_path / 'run'}" in tune.status.value
     assert "choose another Run folder" in messages[0]
+
+
+def test_a_read_only_run_folder_says_to_choose_another(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path, real job: the Run folder lies on a read-only file system. The error
+    names the file it could not write, why, and says to choose another Run folder."""
+    import napari_tmunet._finetune_widget as finetune_module
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    messages = []
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+    add_slide_and_correction(viewer)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    with read_only_view(folder) as view:
+        tune.run_folder.value = view / "run"
+        tune.start_button.native.click()
+        qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+        qtbot.wait(50)
+    assert len(messages) == 1, messages
+    assert f"cannot write {view / 'run' / 'data'}" in messages[0]
+    assert f"{view / 'run'} is on a read-only file system" in messages[0]
+    assert messages[0].endswith(f"(writing to {view / 'run'}: choose another Run folder)")
+    assert "[Errno" not in messages[0] and ".tmp" not in messages[0]
+    assert not any(folder.iterdir())

@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 from _paths import DATASETS
+from _readonly import read_only_view
 from scipy import ndimage
 
 from napari_tmunet import metrics
@@ -177,6 +178,31 @@ def test_export_never_replaces_a_csv_the_dialog_did_not_ask_about(
     widget.export_button.native.click()
     assert "A,0.91" not in existing.read_text() and "ref" in existing.read_text()
     assert widget.status.value == f"Saved {existing}"
+
+
+def test_export_to_a_read_only_folder_names_the_chosen_file(widget, masks, tmp_path, monkeypatch):
+    """Export CSV into a read-only folder: the error names the file the user chose and says
+    the folder is read-only, not a hidden temporary file; nothing is written."""
+    import napari.utils.notifications
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
+    widget.compute()
+    folder = tmp_path / "results"
+    folder.mkdir()
+    errors = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", errors.append)
+    with read_only_view(folder) as view:
+        chosen = str(view / "metrics.csv"), "CSV files (*.csv)"
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: chosen)
+        widget.export_button.native.click()
+    assert len(errors) == 1, errors
+    assert f"cannot write {view / 'metrics.csv'}:" in errors[0], errors
+    assert "read-only file system; choose another folder" in errors[0] and ".tmp" not in errors[0]
+    assert widget.status.value == errors[0]
+    assert not any(folder.iterdir())
 
 
 def test_scaled_layers_report_physical_units(widget, masks):

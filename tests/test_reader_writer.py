@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 from _paths import DATASETS
+from _readonly import read_only_view
 from PIL import Image
 
 from napari_tmunet._reader import napari_get_reader, read_images
@@ -476,6 +477,41 @@ def test_writer_through_napari_save(tmp_path, plugin_manager):
     )
     assert written == [str(tmp_path / "saved.png")]
     np.testing.assert_array_equal(read_mask(written[0])[0], labels > 0)
+
+
+def test_writer_on_a_read_only_folder_names_the_chosen_file(tmp_path, plugin_manager):
+    """Save Selected Layers into a read-only folder: the error names the file the user
+    chose and why, not the hidden temporary file beside it; nothing is written."""
+    import napari
+    from napari.layers import Labels
+
+    from napari_tmunet.storage import NotWritableError
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    labels = [Labels(np.eye(8, dtype=np.uint8))]
+    with read_only_view(folder) as view, pytest.raises(NotWritableError) as error:
+        napari.save_layers(str(view / "m.png"), labels, plugin="napari-tmunet")
+    message = str(error.value)
+    assert message.startswith(f"cannot write {view / 'm.png'}: {view} is on a read-only")
+    assert ".tmp" not in message and "choose another folder" in message
+    assert not any(folder.iterdir())
+
+
+def test_writer_where_a_file_is_in_the_way_names_it(tmp_path):
+    """A folder path through a file (e.g. "notes.txt/m.png"): the error names the file
+    that is in the way and the mask asked for."""
+    from napari_tmunet.storage import NotWritableError
+
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("mine")
+    for path in (in_the_way / "m.png", in_the_way / "sub" / "m.tif"):
+        with pytest.raises(NotWritableError) as error:
+            write_labels(str(path), np.eye(8, dtype=np.uint8), {})
+        assert str(error.value) == (
+            f"cannot write {path}: {in_the_way} is a file, not a folder; choose another folder"
+        )
+    assert in_the_way.read_text() == "mine"
 
 
 def test_round_trip_mask_read_then_written(small_dataset, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from _paths import DATASETS, REPO
+from _readonly import read_only_view
 from torch import nn
 
 from napari_tmunet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -26,6 +27,7 @@ from napari_tmunet.data.cache import NativeCache
 from napari_tmunet.data.datasets import DatasetError
 from napari_tmunet.data.preprocess import to_model_input
 from napari_tmunet.evaluation import evaluate
+from napari_tmunet.model import build_model
 from napari_tmunet.training import RunDirError, TrainConfig, fit
 from napari_tmunet.training.run_folder import read_metrics
 from trainer import cli, commands
@@ -511,6 +513,120 @@ def test_negative_seeds_are_refused_naming_the_flag(tmp_path, capsys):
     assert "--split-seed -1: expected an integer >= 0" in capsys.readouterr().err
     assert cli.main([*fit_args, "--mean", "0.5"]) == 2  # std left out: both flags named
     assert "(--mean, --std): give both, one value per input channel" in capsys.readouterr().err
+
+
+def _tiny_clinic(folder: Path, count: int = 10) -> Path:
+    """A dataset folder with the first ``count`` CVC-ClinicDB pairs (2 test images)."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+        for source in sorted((CLINIC / sub).iterdir())[:count]:
+            (folder / sub / source.name).write_bytes(source.read_bytes())
+    return folder
+
+
+@needs_data
+def test_fit_in_a_read_only_folder_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    """--run-dir on a read-only file system, or the default runs/ in a read-only current
+    folder: exit 2 with one line naming the folder and --run-dir, before any training."""
+    fit_args = ["fit", "--data", str(CLINIC), "--max-images", "4", "--device", "cpu",
+                "--no-progress"]  # fmt: skip
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    with read_only_view(folder) as view:
+        assert cli.main([*fit_args, "--run-dir", str(view / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"napari-tmunet-train fit: error: cannot train in {view / 'run'}: {view / 'run'} "
+            "is on a read-only file system; choose another --run-dir\n"
+        )
+        monkeypatch.chdir(view)
+        assert cli.main(fit_args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("napari-tmunet-train fit: error: cannot train in runs/CVC-ClinicDB")
+        assert err.endswith("runs is on a read-only file system; choose another --run-dir\n")
+    assert not any(folder.iterdir())
+
+
+@needs_data
+def test_evaluate_checks_its_output_folder_before_computing(tmp_path, capsys, monkeypatch):
+    """A checkpoint in a read-only folder: refused before any image is scored, naming the
+    result files (not a temporary file) and --out; with --out elsewhere it is scored."""
+    import napari_tmunet.evaluation
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = ModelConfig.variant("t")
+    save_checkpoint(folder / "best.pt", build_model(config), config, InputConfig(size=(64, 64)))
+    scored, real_evaluate = [], napari_tmunet.evaluation.evaluate
+
+    def counted_evaluate(*args, **kwargs):
+        scored.append(1)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(napari_tmunet.evaluation, "evaluate", counted_evaluate)
+    data = _tiny_clinic(tmp_path / "tiny")
+    args = ["--data", str(data), "--device", "cpu"]
+    with read_only_view(folder) as view:
+        assert cli.main(["evaluate", str(view / "best.pt"), *args]) == 2
+        err = capsys.readouterr().err
+        assert not scored
+        assert err == (
+            f"napari-tmunet-train evaluate: error: cannot write {view}/eval-test-best.csv and "
+            f".json: {view} is on a read-only file system; choose where the results go with "
+            "--out FOLDER\n"
+        )
+        out = tmp_path / "results"
+        assert cli.main(["evaluate", str(view / "best.pt"), *args, "--out", str(out)]) == 0
+    assert scored == [1]
+    assert sorted(p.name for p in out.iterdir()) == ["eval-test-best.csv", "eval-test-best.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt"]
+
+
+@needs_data
+@pytest.mark.slow
+def test_evaluate_takes_a_shipped_models_name_as_predict_does(tmp_path, capsys, monkeypatch):
+    """`evaluate colonoscopy` (a modality) and `evaluate "TM-UNet colonoscopy"` (a name)
+    score the shipped model; results go to the current folder, never into the package."""
+    from napari_tmunet import registry
+
+    entry = registry.model_for_modality("colonoscopy")
+    if entry is None:
+        pytest.skip("no shipped colonoscopy model")
+    weights = sorted(p.name for p in entry.path.parent.iterdir())
+    data = _tiny_clinic(tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", "colonoscopy", "--data", str(data), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert f"note: {entry.name} was trained on {entry.trained_on}" in captured.err
+    assert "| native |" in captured.out
+    written = tmp_path / f"eval-test-{entry.path.stem}.json"
+    summary = json.loads(written.read_text())
+    assert summary["checkpoint"] == str(entry.path) and summary["test"]["count"] == 2
+    assert sorted(p.name for p in entry.path.parent.iterdir()) == weights
+    assert cli.main(["evaluate", entry.name, "--device", "cpu"]) == 2  # no data given
+    assert "pass --data PATH or --preset NAME" in capsys.readouterr().err
+    assert cli.main(["evaluate", "nowhere.pt", "--device", "cpu"]) == 2
+    assert "checkpoint nowhere.pt does not exist" in capsys.readouterr().err
+
+
+def test_report_leaves_out_a_run_with_a_damaged_file_naming_it(tmp_path, capsys, caplog):
+    """One run's summary.json is damaged: a warning names that file and the other runs are
+    still reported (not one error for the whole report)."""
+    test = {"count": 2, "dice_mean": 0.9, "iou_mean": 0.8, "f1": 0.9, "hd_mean": 10.0}
+    for seed in (1, 2, 3):
+        run = tmp_path / "runs" / f"seed{seed}"
+        run.mkdir(parents=True)
+        config = TrainConfig(data="CVC-ClinicDB", variant="t", split_seed=seed)
+        (run / "config.json").write_text(json.dumps(config.to_dict()))
+        summary = {"dataset": "CVCCDB", "test": dict(test, dice_mean=0.9 - seed / 100)}
+        (run / "summary.json").write_text(json.dumps(summary))
+    damaged = tmp_path / "runs" / "seed2" / "summary.json"
+    damaged.write_text('{"broken\n')
+    assert cli.main(["report", str(tmp_path / "runs"), "--tables", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| TM-UNet t | - | - | 88.00 ± 1.41 |" in out and out.count("| 2 |") == 1  # 1, 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"{damaged} is damaged (not JSON:" in warnings[0], warnings
 
 
 def test_report_keeps_runs_that_share_a_split_apart():

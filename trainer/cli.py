@@ -96,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     from napari_tmunet.checkpoint import CheckpointError, CheckpointSaveError
     from napari_tmunet.data.datasets import DatasetError
-    from napari_tmunet.storage import FolderBusyError
+    from napari_tmunet.storage import FolderBusyError, NotWritableError
     from napari_tmunet.training.run_folder import RunDirError
 
     expected = (DatasetError, RunDirError, CheckpointError, FileNotFoundError, ValueError)
+    write_errors = (FolderBusyError, NotWritableError, CheckpointSaveError)
     try:
         return int(args.handler(args) or 0)
-    except (*expected, FolderBusyError, CheckpointSaveError, FloatingPointError) as err:
+    except (*expected, *write_errors, FloatingPointError) as err:
         print(f"napari-tmunet-train {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -389,7 +390,11 @@ def _add_evaluate(sub) -> None:
             "empty predictions), at the evaluation size and at native resolution."
         ),
     )
-    ev.add_argument("checkpoint", help="a .pt checkpoint (best.pt of a run)")
+    ev.add_argument(
+        "checkpoint",
+        help="a .pt checkpoint (best.pt of a run), or a shipped model's name or modality "
+        "(as napari-tmunet-predict --model takes)",
+    )
     _add_data_args(ev)
     ev.add_argument("--split-file", help="split JSON (default: split.json beside the checkpoint)")
     ev.add_argument("--split-seed", type=int, help="random split seed when there is no split file")
@@ -400,7 +405,11 @@ def _add_evaluate(sub) -> None:
         help="part of the split to evaluate, or all images (default test)",
     )
     ev.add_argument("--mode", choices=("resize", "tile", "crop"), help="default: as trained")
-    ev.add_argument("--out", help="output folder (default: the checkpoint's folder)")
+    ev.add_argument(
+        "--out",
+        help="output folder (default: the checkpoint's folder; the current folder for a "
+        "shipped model)",
+    )
     ev.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     ev.add_argument(
         "--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)"

@@ -147,6 +147,7 @@ def cmd_fit(args) -> int:
     from napari_tmunet.training.engine import fit
 
     config, run_dir = fit_config(args)
+    _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
     with stop_on_interrupt() as stop_event:
         result = fit(config, run_dir, stop_event=stop_event)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -156,6 +157,17 @@ def cmd_fit(args) -> int:
     if result["stopped"]:  # not a finished run: `fit ... && evaluate ...` must not go on
         return 128 + (stop_event.signum or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     return 0
+
+
+def _check_output_folder(folder: Path, what: str, todo: str) -> None:
+    """Before any work: a folder that cannot take the results stops the command with
+    ``what``, the reason (read-only, permission denied, ...) and ``todo``."""
+    from napari_tmunet.storage import NotWritableError, check_writable_folder
+
+    try:
+        check_writable_folder(folder)
+    except NotWritableError as err:
+        raise NotWritableError(f"{what}: {err.reason}; {todo}", err.errno, err.reason) from None
 
 
 def _add_efficiency(config, run_dir: Path) -> dict:
@@ -272,7 +284,8 @@ def cmd_cache(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Score a checkpoint on a part of a dataset; write eval-PART-NAME.csv / .json beside it."""
+    """Score a checkpoint (or a shipped model) on a part of a dataset; write
+    eval-PART-NAME.csv / .json beside it, in --out, or (a shipped model) here."""
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.evaluation import evaluate
     from napari_tmunet.inference import resolve_device
@@ -282,10 +295,17 @@ def cmd_evaluate(args) -> int:
 
     if args.split_seed is not None and args.split_seed < 0:  # as TrainConfig, before any work
         raise ValueError(f"--split-seed {args.split_seed}: expected an integer >= 0")
-    ckpt_path = Path(args.checkpoint)
+    ckpt_path, shipped = _evaluation_checkpoint(args.checkpoint)
+    if shipped is not None:
+        _check_shipped_evaluation(args, shipped)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(ckpt_path, device)
     cfg = _evaluation_config(args, ckpt_path, ckpt.metadata.get("train_config") or {})
+    # a shipped model's folder is the installed package's: its results go to the current one
+    out = Path(args.out) if args.out else ckpt_path.parent if shipped is None else Path(".")
+    stem = f"eval-{args.part}-{ckpt_path.stem}"
+    what = f"cannot write {out / stem}.csv and .json"
+    _check_output_folder(out, what, "choose where the results go with --out FOLDER")
     cache = load_dataset(cfg)
     samples, source = _evaluation_samples(args, cfg, cache, ckpt_path)
     mode = args.mode or cfg.mode
@@ -298,8 +318,6 @@ def cmd_evaluate(args) -> int:
         batch_size=args.batch_size,
         progress=True,
     )
-    out = Path(args.out) if args.out else ckpt_path.parent
-    stem = f"eval-{args.part}-{ckpt_path.stem}"
     ev.to_csv(out / f"{stem}.csv")
     summary = {
         "checkpoint": str(ckpt_path),
@@ -313,6 +331,34 @@ def cmd_evaluate(args) -> int:
     _print_evaluation(summary, ckpt.input_config.size)
     print(f"per-image CSV: {out / (stem + '.csv')}")
     return 0
+
+
+def _evaluation_checkpoint(name_or_path: str):
+    """The checkpoint file to evaluate and its registry entry when it is a shipped model
+    (else None): a shipped model's name or modality, or a checkpoint file, looked up as
+    napari-tmunet-predict does (``registry.resolve_model``)."""
+    from napari_tmunet import registry
+
+    try:
+        name, path, _ = registry.resolve_model(name_or_path)
+    except (ValueError, RuntimeError):  # not a shipped model (or no registry): a path
+        return Path(name_or_path), None
+    return path, registry.find_model(name)
+
+
+def _check_shipped_evaluation(args, entry) -> None:
+    """A shipped model needs the data to score it on; say what it was trained on (no
+    split here holds its training images out)."""
+    if not (args.data or args.preset):
+        raise ValueError(
+            f"{entry.name} is a shipped model: pass --data PATH or --preset NAME for the "
+            "images to evaluate it on"
+        )
+    print(
+        f"note: {entry.name} was trained on {entry.trained_on}; its scores on images of "
+        "that training data are not held-out scores",
+        file=sys.stderr,
+    )
 
 
 def _evaluation_config(args, ckpt_path: Path, trained: dict):

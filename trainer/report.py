@@ -22,6 +22,7 @@ says why (``separate_shared_splits``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from napari_tmunet.config import VARIANTS, ModelConfig
+
+logger = logging.getLogger(__name__)
 
 # Paper order of the datasets; others follow alphabetically.
 DATASET_ORDER = ("CVCCDB", "MoNuSeg", "ColonDB", "UDIAT")
@@ -119,23 +122,32 @@ def test_result(run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     if summary.is_file():
-        test = json.loads(summary.read_text(encoding="utf-8")).get("test")
+        test = _read_json(summary).get("test")
         if test:
             return test
     evals = sorted(run_dir.glob("eval-test-*.json"), key=lambda p: p.stat().st_mtime)
     if evals:
-        return json.loads(evals[-1].read_text(encoding="utf-8")).get("test") or {}
+        return _read_json(evals[-1]).get("test") or {}
     return {}
+
+
+def _read_json(path: Path) -> dict:
+    """The JSON object in ``path``; ValueError naming the file when it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is damaged (not JSON: {err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is damaged (a JSON {type(data).__name__}, not an object)")
+    return data
 
 
 def load_run(run_dir: str | os.PathLike) -> RunResult | None:
     """Read a run folder; None when it has no test results yet."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    config = _read_json(run_dir / "config.json")
     summary_path = run_dir / "summary.json"
-    summary = {}
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
     test = test_result(run_dir)
     if not test:
         return None
@@ -144,7 +156,7 @@ def load_run(run_dir: str | os.PathLike) -> RunResult | None:
 
     info_path = run_dir / "run_info.json"
     if info_path.is_file():
-        mc = json.loads(info_path.read_text(encoding="utf-8"))["model_config"]
+        mc = _read_json(info_path)["model_config"]
         model = ModelConfig.from_dict(mc)
     else:
         model = TrainConfig.from_dict(config).model_config(3)
@@ -160,10 +172,16 @@ def load_run(run_dir: str | os.PathLike) -> RunResult | None:
 
 
 def collect_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[RunResult], list[Path]]:
-    """Runs with test results, and the run folders without any."""
+    """Runs with test results, and the run folders without any. A run whose files are
+    damaged is left out with a warning naming the file; the others are still reported."""
     runs, missing = [], []
     for run_dir in find_run_dirs(paths):
-        run = load_run(run_dir)
+        try:
+            run = load_run(run_dir)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged or odd file
+            detail = str(err) if isinstance(err, OSError | ValueError) else repr(err)
+            logger.warning("left out run %s: %s", run_dir, detail)
+            continue
         if run is None:
             missing.append(run_dir)
         else:
