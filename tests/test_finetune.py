@@ -359,6 +359,22 @@ def dice(a, b) -> float:
     return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
+def test_a_comparison_that_cannot_tell_the_models_apart_says_why():
+    """No or little foreground in the held-out part, or too few known edits: undecided."""
+    from napari_tmunet.training.finetune import comparison_problem
+
+    enough = {"known": True, "pixels": 900, "objects": 5, "enough": True}
+    few = {"known": True, "pixels": 458182, "objects": 1, "enough": False}
+    scored = {"old": {"dice": 0.9}, "new": {"dice": 0.8}, "held_out_foreground": 5000}
+    assert comparison_problem({**scored, "edits": enough}) == ""
+    assert comparison_problem({**scored, "edits": {"known": False}}) == ""  # reference masks
+    assert "so few edits" in comparison_problem({**scored, "edits": few})
+    empty = {**scored, "edits": enough, "held_out_foreground": 0}
+    assert "no foreground" in comparison_problem(empty)
+    assert "120 foreground pixels" in comparison_problem({**empty, "held_out_foreground": 120})
+    assert comparison_problem({**empty, "old": None}) == ""  # nothing to compare with
+
+
 def test_edits_are_described_in_words():
     """One region / pixel in the singular, more in the plural; unknown edits said so."""
     one = {"known": True, "pixels": 1, "objects": 1, "enough": False}

@@ -656,9 +656,7 @@ def _training_data(config, region: dict | None, phase: Callable):
 
 def _foreground_pixels(samples, region: tuple[slice, slice] | None) -> int:
     """Reference foreground pixels in the scored part of the held-out samples."""
-    from ..evaluation import _sample_fields
-
-    masks = (np.asarray(_sample_fields(s)[2]) > 0 for s in samples)
+    masks = (np.asarray(s.mask if hasattr(s, "mask") else s[2]) > 0 for s in samples)
     return int(sum(int((m if region is None else m[region]).sum()) for m in masks))
 
 
@@ -716,12 +714,19 @@ def describe_edits(edits: dict[str, Any]) -> str:
 
 def comparison_problem(result: dict[str, Any]) -> str:
     """Why the held-out before/after comparison of a run cannot decide which model is
-    better, in words ("" when it can): no foreground in the held-out part (any two
-    models score alike there), or too few of the user's edits in it (:func:`edit_summary`)."""
+    better, in words ("" when it can): no or little foreground in the held-out part (any
+    two models score alike there), or too few of the user's edits in it
+    (:func:`edit_summary`)."""
     if result.get("old") is None:
         return ""  # only the new model was scored: nothing to compare
-    if result.get("held_out_foreground", 1) == 0:
+    foreground = result.get("held_out_foreground", MIN_EDITED_PIXELS)
+    if foreground == 0:
         return "the held-out part has no foreground, so it cannot tell the models apart"
+    if foreground < MIN_EDITED_PIXELS:
+        return (
+            f"the held-out part has {foreground} foreground pixels (fewer than "
+            f"{MIN_EDITED_PIXELS}): too few to tell the models apart"
+        )
     edits = result.get("edits") or {}
     if edits.get("known") and not edits.get("enough"):
         return "not decided on so few edits in the held-out part"
