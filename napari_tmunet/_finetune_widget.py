@@ -53,6 +53,7 @@ from .storage import NotWritableError
 from .training.finetune import (
     AUGMENTATIONS,
     FinetuneJob,
+    comparison_problem,
     describe_edits,
     new_run_folder,
     run_finetune,
@@ -103,7 +104,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._stop_event = threading.Event()
         self._eta = Eta()
         self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
-        self._modality = ""  # of the first pair's image
+        self._modality = ""  # of the first pair's image ("": the starting model's)
+        self._verdict = ""  # the last run's outcome in words, before which model is active
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -423,7 +425,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             pass
 
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
-        self.result, self.error, self.step = None, "", 0
+        self.result, self.error, self.step, self._verdict = None, "", 0, ""
         if not keep_history:
             self.history = {"loss": [], "eval": []}
         self._redraw(force=True)
@@ -495,8 +497,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _on_returned(self, result: dict):
         """Compare old and new; make the new model active only when it was trained (at
-        least one step) and is not worse (not once the dock is closed: the run folder
-        keeps the checkpoints)."""
+        least one step), the held-out part can tell the models apart
+        (:func:`comparison_problem`) and the new one is not worse there; else the user
+        decides ('Use the fine-tuned model anyway'). Not once the dock is closed: the run
+        folder keeps the checkpoints."""
         self.result = result
         if self._closed:
             return
@@ -512,17 +516,21 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if old is not None:
             text += f"; held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
             text += f" ({describe_edits(result.get('edits') or {})})"
-        if old is not None and new["dice"] < old["dice"]:
-            text += f"; {result['old_label']} stays active"
+        self._verdict = text
+        problem = comparison_problem(result)
+        if problem or (old is not None and new["dice"] < old["dice"]):
+            reason = f"; {problem}" if problem else ""
+            self.status.value = f"{text}{reason}; {result['old_label']} stays active"
             self.use_anyway_button.visible = True
+            why = problem or (
+                "the fine-tuned model scores lower on the held-out part than the starting model"
+            )
             show_warning(
-                "The fine-tuned model scores lower on the held-out part than the starting "
-                "model, so the starting model stays active ('Use the fine-tuned model "
-                "anyway' switches)."
+                f"Fine-tuning: {why}; the starting model stays active ('Use the "
+                "fine-tuned model anyway' switches)."
             )
         else:
-            text += f"; active: {self.use_fine_tuned().label}"
-        self.status.value = text
+            self.use_fine_tuned()
 
     def fine_tuned_name(self) -> str:
         """A name people recognise: the image trained on and the date."""
@@ -530,12 +538,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         return f"fine-tuned on {self._job_name or 'your masks'} {stamp}"
 
     def use_fine_tuned(self, _=None) -> active_model.ModelChoice | None:
-        """Make the last run's best checkpoint the active model (Revert brings the old back)."""
+        """Make the last run's best checkpoint the active model (Revert brings the old back)
+        and say so in the status.
+
+        Both are filed under the modality of the images trained on (the first pair's) or,
+        for a dataset folder, of the starting model: Segment uses them for such images."""
         result = self.result
         if result is None:
             return None
         start = self.active.current
-        modality = self._modality
+        modality = self._modality or result.get("modality", "")
         if start is None or start.model != result["start_model"]:  # the one Revert brings back
             start = self.active.set(result["start_model"], result["old_label"], modality)
         self.use_anyway_button.visible = False
@@ -543,7 +555,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # descends from are masks it replaces (a next Start goes on from it)
         lineage = (start.model, *start.lineage)
         name = self.fine_tuned_name()
-        return self.active.set(result["best_checkpoint"], name, modality, lineage)
+        choice = self.active.set(result["best_checkpoint"], name, modality, lineage)
+        verdict = f"{self._verdict}; " if self._verdict else ""
+        self.status.value = f"{verdict}active: {choice.label}"
+        return choice
 
     def _on_error(self, err: Exception):
         self.error = error_text(err)

@@ -177,6 +177,7 @@ def evaluate(
     batch_size: int = 8,
     overlap: float = 0.25,
     progress: bool = False,
+    region: tuple[slice, slice] | None = None,
 ) -> Evaluation:
     """Score a model on (name, image, mask) samples (e.g. ``NativeCache`` items).
 
@@ -198,6 +199,10 @@ def evaluate(
             bool), or (name, image, mask) tuples.
         amp: bf16 autocast; default on for CUDA.
         batch_size: images (resize) or windows (crop) per forward pass.
+        region: (rows, columns) slices: score only this part of every image (e.g. the
+            strip of an image held out for fine-tuning); the model still sees the whole
+            image, as Segment runs it. The main column is that part resized to the
+            evaluation size.
     Returns:
         An :class:`Evaluation` (a ``SegmentationMetrics`` with a ``native`` column).
     """
@@ -206,7 +211,7 @@ def evaluate(
     was_training = net.training
     net.eval()
     try:
-        run = _EvaluationRun(net, input_config, mode, device, amp)
+        run = _EvaluationRun(net, input_config, mode, device, amp, region)
         items = list(samples)
         if mode == "tile":
             run.score_tiled(items, overlap, batch_size, progress)
@@ -220,7 +225,7 @@ def evaluate(
 class _EvaluationRun:
     """The settings of one :func:`evaluate` call and the ``Evaluation`` it fills."""
 
-    def __init__(self, net: nn.Module, input_config: InputConfig, mode: str, device, amp):
+    def __init__(self, net: nn.Module, input_config: InputConfig, mode: str, device, amp, region):
         import torch
 
         self.net = net
@@ -231,6 +236,7 @@ class _EvaluationRun:
         self.size = tuple(input_config.size)
         self.eval_size = self.size if mode == "resize" else PAPER_TEST_SIZE
         self.result = Evaluation(self.eval_size)
+        self.region = region
 
     def score_tiled(self, items: list, overlap: float, batch_size: int, progress: bool) -> None:
         """Sliding window at native resolution; the main column resized to 512 x 512."""
@@ -279,7 +285,11 @@ class _EvaluationRun:
         """Probabilities (h, w) at the evaluation size and (H, W) at the image's."""
         import torch
 
-        from .inference import resize_mask
+        from .inference import resize, resize_mask
+
+        if self.region is not None:  # only this part counts: both columns from it
+            prob_native, mask = prob_native[self.region], mask[self.region]
+            prob_size = resize(prob_native[None, None].float(), self.eval_size)[0, 0]
 
         ref_size = resize_mask(torch.from_numpy(mask)[None, None], self.eval_size)[0, 0]
         threshold = self.input_config.threshold

@@ -214,7 +214,8 @@ def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
     )
     result = run_finetune(job)
 
-    assert result["step"] == 2 and modes == ["resize", "resize"]  # before, after
+    # before, the engine's validation (the strip inside the whole image), after
+    assert result["step"] == 2 and modes == ["resize", "resize", "resize"]
     assert json.loads((run_dir / "config.json").read_text())["mode"] == "resize"
     for path in (result["best_checkpoint"], run_dir / "train" / "last.pt"):
         tuned = load_checkpoint(path)
@@ -225,14 +226,170 @@ def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
     assert result["old"]["dice"] > 0.9 and result["new"]["dice"] > 0.9
 
 
+# A fine-tuning run in a process of its own, killed (SIGKILL: napari crashed, the power
+# went) at step 2 of 20, before the end of the first evaluation period: no last.pt yet.
+KILLED_RUN = """
+import os, signal, sys
+import torch
+from napari_tmunet.data.images import read_image, read_mask
+from napari_tmunet.training.finetune import FinetuneJob, run_finetune, training_pairs
+
+torch.set_num_threads(1)
+folder, start, run_dir = sys.argv[1:4]
+image = read_image(folder + "/images/TCGA-21-5786-01Z-00-DX1.tif")[:128, :256]
+mask = read_mask(folder + "/masks/TCGA-21-5786-01Z-00-DX1.png")[0][:128, :256]
+job = FinetuneJob(run_dir=run_dir, pairs=training_pairs(image, mask, "crop", True),
+                  start_model=start, steps=20, batch_size=2, device="cpu")
+
+def on_step(step, total, loss):
+    if step == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+run_finetune(job, callbacks={"on_step": on_step})
+"""
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_as_advised(tmp_path):
+    """The resume command finetune.json records fails (no last.pt); the advice it prints
+    is a command that starts the run again from its saved settings, and it works."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    start = tiny_nuclei_model(tmp_path / "start.pt")
+    run_dir = tmp_path / "my runs" / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    script = [sys.executable, "-c", KILLED_RUN, str(MONUSEG), str(start), str(run_dir)]
+    killed = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert not (run_dir / "train" / "last.pt").exists()
+
+    def cli(command: str) -> subprocess.CompletedProcess:
+        argv = shlex.split(command)
+        assert argv[0] == "napari-tmunet-train"
+        argv = [sys.executable, "-m", "trainer.cli", *argv[1:], "--no-progress"]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+    plan = json.loads((run_dir / "finetune.json").read_text())
+    resume = cli(plan["headless"]["resume"])
+    assert resume.returncode != 0
+    error = resume.stderr.strip().splitlines()[-1]
+    assert "before its first checkpoint" in error and "without --resume" not in error
+    advice = error.split("start it again from its saved settings: ")[1]
+    assert shlex.split(advice)[-2:] == ["--run-dir", str(run_dir / "train")]
+    restarted = cli(advice)
+    assert restarted.returncode == 0, restarted.stderr
+    assert load_checkpoint(run_dir / "train" / "last.pt").training_state["step"] == 20
+    # finetune.json's own restart command names the same run folder
+    assert shlex.split(plan["headless"]["restart"])[-2:] == ["--run-dir", str(run_dir / "train")]
+
+
+def tiny_nuclei_model(path: Path) -> Path:
+    """A random TM-UNet t (input 64) saved as a nuclei model that segments in tile mode."""
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t")
+    return save_checkpoint(
+        path,
+        build_model(config),
+        config,
+        InputConfig.for_channels(3, size=(64, 64), threshold=0.4, min_confidence=0.3),
+        metadata={"modality": "nuclei", "train_config": {"mode": "tile"}},
+    )
+
+
+CLINIC = DATASETS / "CVC-ClinicDB"
+
+
+@pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no CVC-ClinicDB at {DATASETS}")
+def test_held_out_strip_is_scored_inside_the_whole_frame(tmp_path):
+    """The shipped colonoscopy model (resize mode) on ClinicDB frame 30, corrected to the
+    true mask: the held-out strip (25% of the columns) is scored the way Segment sees it,
+    the whole frame run and only the strip's pixels counted, before and after and in the
+    engine's validation that picks best.pt. The strip run alone, stretched to the model's
+    512 x 512 input (what was scored before), finds almost nothing of the polyp."""
+    from napari_tmunet import registry
+    from napari_tmunet.inference import run_to_completion, segment
+    from napari_tmunet.training.finetune import held_out_scores
+
+    image = read_image(CLINIC / "images" / "30.png")
+    truth = read_mask(CLINIC / "masks" / "30.tif")[0] > 0
+    start = registry.load_model("TM-UNet colonoscopy", "cpu")
+    predicted = run_to_completion(segment(image, start, mode="resize", device="cpu")).labels > 0
+    axis, a, b = holdout_strip(truth.shape, predicted != truth)
+    cut = (slice(None), slice(a, b)) if axis == 1 else (slice(a, b), slice(None))
+    segment_dice = dice(predicted[cut], truth[cut])  # Segment's output, inside the strip
+    strip_alone = [("strip", image[cut], truth[cut])]
+    alone = held_out_scores(start.model, strip_alone, start.input_config, "resize", "cpu")["dice"]
+    print(f"held-out strip: Segment's output {segment_dice:.4f}, the strip alone {alone:.4f}")
+    assert segment_dice > 0.9 and alone < 0.5  # measured 0.968 and 0.003
+
+    run_dir = tmp_path / "run"
+    job = FinetuneJob(
+        run_dir=run_dir,
+        pairs=training_pairs(image, truth.astype(np.uint8), "30", True, "frame 30", predicted),
+        start_model="TM-UNet colonoscopy",
+        steps=2,
+        lr=1e-5,
+        batch_size=1,
+        device="cpu",
+    )
+    evals = []
+    result = run_finetune(job, callbacks={"on_eval": evals.append})
+
+    assert result["old"]["dice"] == pytest.approx(segment_dice, abs=1e-3)
+    assert result["new"]["dice"] > 0.9 and result["held_out_foreground"] == truth[cut].sum()
+    assert result["edits"]["enough"] and result["modality"] == "colonoscopy"
+    # the engine's validation of step 2 (best.pt) scored the strip inside the whole frame
+    assert [r["step"] for r in evals] == [0, 2]
+    assert evals[1]["val_dice"] == pytest.approx(result["new"]["dice"], abs=1e-3)
+    plan = json.loads((run_dir / "finetune.json").read_text())
+    assert plan["modality"] == "colonoscopy"
+    assert {k: plan["held_out_region"][k] for k in ("axis", "start", "stop")} == {
+        "axis": axis,
+        "start": a,
+        "stop": b,
+    }
+    whole = read_mask(run_dir / "data" / plan["held_out_region"]["mask"])[0]
+    np.testing.assert_array_equal(whole > 0, truth)  # the whole frame, not in the split
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def test_a_comparison_that_cannot_tell_the_models_apart_says_why():
+    """No or little foreground in the held-out part, or too few known edits: undecided."""
+    from napari_tmunet.training.finetune import comparison_problem
+
+    enough = {"known": True, "pixels": 900, "objects": 5, "enough": True}
+    few = {"known": True, "pixels": 458182, "objects": 1, "enough": False}
+    scored = {"old": {"dice": 0.9}, "new": {"dice": 0.8}, "held_out_foreground": 5000}
+    assert comparison_problem({**scored, "edits": enough}) == ""
+    assert comparison_problem({**scored, "edits": {"known": False}}) == ""  # reference masks
+    assert "so few edits" in comparison_problem({**scored, "edits": few})
+    empty = {**scored, "edits": enough, "held_out_foreground": 0}
+    assert "no foreground" in comparison_problem(empty)
+    assert "120 foreground pixels" in comparison_problem({**empty, "held_out_foreground": 120})
+    assert comparison_problem({**empty, "old": None}) == ""  # nothing to compare with
+
+
 def test_edits_are_described_in_words():
     """One region / pixel in the singular, more in the plural; unknown edits said so."""
     one = {"known": True, "pixels": 1, "objects": 1, "enough": False}
     many = {"known": True, "pixels": 400, "objects": 3, "enough": True}
     assert describe_edits(one) == (
-        "rests on 1 edited pixel in 1 region - too few for a meaningful comparison"
+        "rests on 1 edited pixel in 1 region - fewer than 300 edited pixels and fewer than "
+        "3 edited regions: too few for a meaningful comparison"
     )
     assert describe_edits(many) == "rests on 400 edited pixels in 3 regions"
+    # many pixels in one region: the rule it misses is named, not "too few" pixels
+    big = {"known": True, "pixels": 458182, "objects": 1, "enough": False}
+    assert describe_edits(big) == (
+        "rests on 458182 edited pixels in 1 region - fewer than 3 edited regions: too few "
+        "for a meaningful comparison"
+    )
     assert describe_edits({"known": False}).startswith("edits unknown")
 
 

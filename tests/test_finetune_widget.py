@@ -679,9 +679,7 @@ def test_closing_napari_stops_a_run_as_stop_does(make_napari_viewer, qtbot, tmp_
     assert (tmp_path / "run" / "train" / "best.pt").is_file()
 
 
-def test_stop_before_any_step_leaves_the_starting_model_active(
-    make_napari_viewer, qtbot, tmp_path
-):
+def test_stop_before_any_step_leaves_the_starting_model_active(make_napari_viewer, qtbot, tmp_path):
     """Threaded path, the real engine and the shipped model: Start, then Stop at once (the
     user changed their mind). No step is trained, so the untrained copy in best.pt is not
     made active under a "fine-tuned" name; the status says the starting model stays."""
@@ -730,10 +728,86 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
     assert tune.active.current.label.startswith("fine-tuned on slide 20")
     assert tune.active.previous.model == "TM-UNet nuclei"
 
+    assert "stays active" not in tune.status.value  # it says what is active now
+    assert tune.status.value.endswith(f"; active: {tune.active.current.label}")
+
+    # better, but on 40 edited pixels in 1 region: not decided, the rule is named
     better = dict(result, new={"dice": 0.9, "hd": 3.0}, best_checkpoint="/runs/y/best.pt")
-    tune._on_returned(better)  # not worse: made active at once
+    tune._on_returned(better)
+    assert tune.active.current.model == "/runs/x/train/best.pt"
+    assert "fewer than 300 edited pixels and fewer than 3 edited regions" in tune.status.value
+    assert "TM-UNet nuclei stays active" in tune.status.value
+    assert not tune.use_anyway_button.native.isHidden()
+
+    enough = {"known": True, "pixels": 900, "objects": 5, "enough": True}
+    tune._on_returned(dict(better, edits=enough))  # better on enough edits: made active at once
     assert tune.active.current.model == "/runs/y/best.pt"
     assert tune.use_anyway_button.native.isHidden()
+    assert tune.status.value.endswith(f"; active: {tune.active.current.label}")
+
+
+BUSI = REPO.parent / "extra-data" / "BUSI"  # breast ultrasound (shared/datasets/EXTRA.md)
+
+
+@pytest.mark.skipif(not BUSI.is_dir(), reason=f"no BUSI at {BUSI}")
+def test_a_folder_fine_tune_is_for_the_start_models_images(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, the real engine: a colonoscopy frame is open in Segment; Fine-tune
+    trains the shipped ultrasound model on a folder of three BUSI pairs (no pairs in the
+    dock). The held-out image, the last, is a "normal" one: its mask is empty, so the
+    comparison cannot decide and the user does. Used anyway, the fine-tuned model is the
+    active one for ultrasound images, never for the colonoscopy frame, and Revert brings
+    the shipped ultrasound model back for ultrasound images only."""
+    from napari_tmunet._sample_data import load_sample
+
+    folder = tmp_path / "BUSI three"
+    for name in ("benign (1)", "malignant (1)", "normal (1)"):
+        for sub in ("images", "masks"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub / f"{name}.png").write_bytes((BUSI / sub / f"{name}.png").read_bytes())
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    colon = viewer.add_image(load_sample("colonoscopy")[0], name="colon", rgb=True)
+    tune = open_dock(viewer, "Fine-tune")
+    for row in list(tune.rows):
+        tune.remove_pair(row)
+    tune.dataset_folder.value = folder
+    tune.model.value = "TM-UNet ultrasound"
+    set_options(tune, tmp_path / "run", steps=2, lr=1e-5)
+    tune.batch_size.value = 1
+    segment.image.value = colon
+    assert segment.model.value == "TM-UNet colonoscopy"
+
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    assert tune.error == ""
+    result = tune.result
+    assert result["step"] == 2 and result["held_out_foreground"] == 0
+    assert result["modality"] == "ultrasound"
+    assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
+    assert "the held-out part has no foreground" in tune.status.value
+    assert tune.status.value.endswith("TM-UNet ultrasound stays active")
+
+    tune.use_anyway_button.native.click()
+    best = result["best_checkpoint"]
+    assert tune.active.current.model == best and tune.active.current.modality == "ultrasound"
+    assert tune.active.previous == active_model.ModelChoice(
+        "TM-UNet ultrasound", "TM-UNet ultrasound", "ultrasound"
+    )
+    assert tune.status.value.endswith(f"; active: {tune.active.current.label}")
+    assert "stays active" not in tune.status.value
+    # Segment: the colonoscopy frame keeps its model; an ultrasound image gets the new one
+    assert segment.image.value is colon and segment.model.value == "TM-UNet colonoscopy"
+    assert "fine-tuned" not in segment.model_reason.value
+    ultrasound = viewer.add_image(read_image(BUSI / "images" / "benign (1).png"), name="us")
+    segment.image.value = ultrasound
+    assert str(segment.checkpoint.value) == best
+    assert "the active model for ultrasound images" in segment.model_reason.value
+
+    tune.revert_button.native.click()
+    assert segment.model.value == "TM-UNet ultrasound"
+    segment.image.value = colon
+    assert segment.model.value == "TM-UNet colonoscopy"
+    assert "ultrasound" not in segment.model_reason.value
 
 
 def test_plot_follows_the_napari_theme(make_napari_viewer):

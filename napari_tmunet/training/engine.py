@@ -112,7 +112,10 @@ def fit(
         callbacks: an object or dict with optional ``on_step(step, total, loss)``, called
             after every step (rank 0; asking for the loss waits for the GPU, so it is
             read only when this callback is given), and ``on_eval(record)``, called with
-            every ``metrics.jsonl`` record that holds validation scores.
+            every ``metrics.jsonl`` record that holds validation scores; and
+            ``validate(model, input_config)``, which returns the record's ``val_*``
+            entries in place of scoring the valid split (fine-tuning scores a held-out
+            strip inside its whole image: ``training.finetune``).
         stop_event: checked before every step; when set, the model is evaluated,
             ``last.pt`` saved (resumable), ``best.pt`` kept or improved, and ``fit``
             returns with ``stopped=True``.
@@ -136,6 +139,7 @@ class Trainer:
         self.config, self.run_dir, self.ctx = config, run_dir, ctx
         self.on_step = _callback(callbacks, "on_step")
         self.on_eval = _callback(callbacks, "on_eval")
+        self.custom_validation = _callback(callbacks, "validate")
         self.stop_event = stop_event
         self.dataset = dataset
         self.step = 0
@@ -459,6 +463,8 @@ class Trainer:
 
     def validate(self) -> dict:
         cfg = self.config
+        if self.custom_validation is not None:
+            return self.custom_validation(self.model, self.input_config)
         if not self.parts["valid"]:
             return {}
         if self.validation is not None:

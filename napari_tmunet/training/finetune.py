@@ -6,6 +6,8 @@ run folder, so nothing painted is lost if training or napari crashes::
     RUN/data/images, RUN/data/masks   the training data (masks as painted: PNG 0/255,
                                       or TIFF instance labels)
     RUN/data/split.json               which images train and which are held out
+    RUN/data/whole-image/             a single image, whole, and its mask: the held-out
+                                      strip is scored inside it
     RUN/finetune.json                 starting model, layers, held-out part, commands
     RUN/config.json                   the TrainConfig (same format as napari-tmunet-train)
     RUN/train/                        the engine's run folder: best.pt, last.pt,
@@ -17,11 +19,17 @@ own prediction, so the pixels the user changed are known; with a single image, t
 strip (across its longer side) holding the most edited pixels is held out, written as a
 separate file so that no training crop overlaps it (the right-most or bottom strip when
 the edits are unknown); with several images, the eighth of them with the most edits (the
-last ones when unknown). Pairs the user did not edit where others are edited (e.g. the
+last ones when unknown). A strip is scored the way Segment sees it: the model runs on
+the whole image and only the strip's pixels count (a strip run alone, stretched to a
+resize-mode model's input, is not what Segment sees: colonoscopy Dice 0.94 -> 0.00); the
+engine's validation, which picks ``best.pt``, does the same (its ``validate`` callback).
+A headless ``fit --resume`` of such a run has no such callback: it validates on the strip
+alone. Pairs the user did not edit where others are edited (e.g. the
 untouched frames of a Segment output stack: the model's own output) are left out of the
 data; the plan (finetune.json ``left_out``) names them. The report says how many edited
 pixels and objects the before/after comparison rests on, and when they are too few to
-mean much.
+mean much; :func:`comparison_problem` says when the comparison cannot decide which model
+is better (then the widget leaves the choice to the user).
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``,
 started from the given model and in the mode that model segments in
@@ -191,8 +199,10 @@ def write_dataset(
 
     Returns:
         ``{"split": {...}, "held_out": text, "names": [...], "pairs": [...] (the
-        written pairs' name, source, shape), "edits": {...}, "left_out": text}``
-        (see :func:`edited_only`).
+        written pairs' name, source, shape), "edits": {...}, "left_out": text,
+        "region": {...} or None}`` (see :func:`edited_only`); ``region``, for a single
+        image: the held-out strip (``axis``, ``start``, ``stop``) and the whole image
+        and mask (``image``, ``mask``, relative to ``data_dir``).
     Raises:
         ValueError: no data, or every mask empty.
     """
@@ -223,8 +233,13 @@ def write_dataset(
         image, mask, _ = check_pair(copied[0])
         items = [(items[0][0], TrainingPair(copied[0].name, image, mask, str(folder)))]
 
+    region = None
     if len(items) == 1:
-        written, split, held, edits = _split_one(*items[0])
+        written, split, held, edits, region = _split_one(*items[0])
+        name, pair = items[0]
+        region = {**region, "image": f"whole-image/{name}.tif", "mask": f"whole-image/{name}.png"}
+        write_mask(data_dir / region["mask"], np.asarray(pair.labels) > 0)
+        write_image(data_dir / region["image"], pair.image)
     else:
         written, split, held, edits = _split_many(items)
 
@@ -244,7 +259,7 @@ def write_dataset(
     kept = [(name, p) for name, p in items if isinstance(p, TrainingPair)]
     described = [{"name": n, "source": p.source, "shape": list(p.labels.shape)} for n, p in kept]
     info = {"split": split, "held_out": held, "names": names, "pairs": described}
-    return {**info, "edits": edits, "left_out": left_out}
+    return {**info, "edits": edits, "left_out": left_out, "region": region}
 
 
 def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
@@ -263,7 +278,11 @@ def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
 
 
 def _split_one(name: str, pair: TrainingPair):
-    """One image: the strip where the edits are is held out, the rest (1-2 pieces) trains."""
+    """One image: the strip where the edits are is held out, the rest (1-2 pieces) trains.
+
+    Returns the pieces written, the split, the held-out part in words, the edits in it
+    and the strip (``axis``, ``start``, ``stop``).
+    """
     edited = pair.edited()
     axis, start, stop = holdout_strip(pair.labels.shape, edited)
     n = pair.labels.shape[axis]
@@ -287,7 +306,7 @@ def _split_one(name: str, pair: TrainingPair):
     edits = edit_summary(None if edited is None else edited[part(start, stop)])
     where = "where the edits are" if edits["pixels"] else ("right-most" if axis == 1 else "bottom")
     held = f"{what} {start}-{stop - 1} of {n} ({where}) of {pair.source or pair.name}"
-    return written, split, held, edits
+    return written, split, held, edits, {"axis": axis, "start": start, "stop": stop}
 
 
 def _split_many(items: list[tuple[str, Any]]):
@@ -381,16 +400,43 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
     )
 
 
-def held_out_scores(model, samples, input_config, mode, device) -> dict[str, float]:
+def held_out_scores(
+    model, samples, input_config, mode, device, region: tuple[slice, slice] | None = None
+) -> dict[str, float]:
     """Dice, IoU, HD, HD95 at native resolution on the held-out samples, the model run in
-    ``mode`` ("resize" or "tile": the way Segment runs it, ``Checkpoint.inference_mode``)."""
-    from ..evaluation import evaluate
-
-    agg = evaluate(model, samples, input_config, mode, device=device, batch_size=4).aggregate()
+    ``mode`` ("resize" or "tile": the way Segment runs it, ``Checkpoint.inference_mode``)
+    on each whole sample; with ``region``, only the pixels inside it are scored."""
+    agg = _held_out_evaluation(model, samples, input_config, mode, device, region)
     return {
         key: float(agg[f"native_{key}_mean"])
         for key in ("dice", "iou", "precision", "recall", "hd", "hd95")
     }
+
+
+def _held_out_evaluation(model, samples, input_config, mode, device, region) -> dict:
+    from ..evaluation import evaluate
+
+    ev = evaluate(model, samples, input_config, mode, device=device, batch_size=4, region=region)
+    return ev.aggregate()
+
+
+def strip_validation(samples, mode: str, device, region: tuple[slice, slice]) -> Callable:
+    """The engine's ``validate`` callback for a held-out strip: the model runs on the whole
+    image, only the strip is scored (the ``val_*`` entries of the engine's validation)."""
+
+    def validate(model, input_config) -> dict[str, float]:
+        agg = _held_out_evaluation(model, samples, input_config, mode, device, region)
+        return {
+            "val_dice": agg["native_dice_mean"],
+            "val_iou": agg["native_iou_mean"],
+            "val_hd": agg["native_hd_mean"],
+            "val_hd95": agg["native_hd95_mean"],
+            "val_dice_size": agg["dice_mean"],
+            "val_dice_native": agg["native_dice_mean"],
+            "val_empty": agg["native_empty_prediction"],
+        }
+
+    return validate
 
 
 def run_finetune(
@@ -410,8 +456,9 @@ def run_finetune(
 
     Returns:
         run_dir, best_checkpoint, stopped, step, total_steps, held_out, edits (see
-        :func:`edit_summary`), old / new scores (dicts or None), old_label, rows (for the
-        Metrics dock).
+        :func:`edit_summary`), held_out_foreground (reference pixels in the held-out
+        part), modality (the starting model's: both models are for such images), old /
+        new scores (dicts or None), start_model, old_label, rows (for the Metrics dock).
     """
     import torch
 
@@ -426,19 +473,22 @@ def run_finetune(
     device = resolve_device(job.device)
     start = (_resumed_start if job.resume else _new_start)(job, run_dir, device, phase)
     config = start.config
-    cache, valid = _training_data(config, phase)
-    old = _score_start(start, valid, device, callbacks.get("on_eval"), phase)
+    cache, valid, region = _training_data(config, start.region, phase)
+    old = _score_start(start, valid, region, device, callbacks.get("on_eval"), phase)
     start.checkpoint = None  # free it before training
 
     phase("training...")
+    engine_callbacks = {k: callbacks[k] for k in ("on_step", "on_eval") if k in callbacks}
+    if region is not None:  # the strip scored inside its whole image, as Segment sees it
+        engine_callbacks["validate"] = strip_validation(valid, config.mode, device, region)
     result = fit(
         config,
         run_dir / "train",
-        callbacks={k: callbacks[k] for k in ("on_step", "on_eval") if k in callbacks},
+        callbacks=engine_callbacks,
         stop_event=stop_event,
         dataset=cache,
     )
-    best, new = _score_tuned(result, valid, device, phase)
+    best, new = _score_tuned(result, valid, region, device, phase)
     note = f"{start.held_out}; {describe_edits(start.edits)}"
     rows = comparison_rows(old, new, start.label, f"fine-tuned: {run_dir.name}", note)
     comparison = {"held_out": start.held_out, "edits": start.edits, "rows": rows}
@@ -451,6 +501,8 @@ def run_finetune(
         "total_steps": int(result["total_steps"]),
         "held_out": start.held_out,
         "edits": start.edits,
+        "held_out_foreground": _foreground_pixels(valid, region),
+        "modality": start.modality,
         "old": old,
         "new": new,
         "start_model": start.model,
@@ -469,6 +521,8 @@ class _Start:
     label: str
     held_out: str
     edits: dict[str, Any]
+    region: dict | None = None  # a single image's held-out strip (write_dataset)
+    modality: str = ""  # the starting model's (its metadata, else the registry's)
 
 
 def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Start:
@@ -488,13 +542,16 @@ def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> 
         checkpoint = load_checkpoint(start_path, device)
     except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
         phase(f"cannot score the starting model: {err}")
+    model = plan.get("start_model") or str(start_path)
     return _Start(
         config,
         checkpoint,
-        model=plan.get("start_model") or str(start_path),
+        model=model,
         label=plan.get("start_label") or start_path.name,
         held_out=plan.get("held_out", ""),
         edits=plan.get("edits") or edit_summary(None),
+        region=plan.get("held_out_region"),
+        modality=plan.get("modality") or _modality_of(checkpoint, model),
     )
 
 
@@ -511,33 +568,62 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
     written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
     if written["left_out"]:
         phase(written["left_out"])
-    plan = _plan(job, run_dir, start_label, start_path, written)
-    write_json(run_dir / "finetune.json", plan)
     phase(f"loading {start_label}...")
     checkpoint = load_checkpoint(start_path, device)
+    modality = _modality_of(checkpoint, job.start_model)
+    plan = _plan(job, run_dir, start_label, start_path, written, modality)
+    write_json(run_dir / "finetune.json", plan)
     config = make_config(job, checkpoint, start_path)
     write_json(run_dir / "config.json", config.to_dict())
     held_out, edits = written["held_out"], written["edits"]
-    return _Start(config, checkpoint, job.start_model, start_label, held_out, edits)
+    return _Start(
+        config,
+        checkpoint,
+        job.start_model,
+        start_label,
+        held_out,
+        edits,
+        region=written["region"],
+        modality=modality,
+    )
 
 
-def _plan(job: FinetuneJob, run_dir: Path, start_label: str, start_path, written) -> dict:
+def _modality_of(checkpoint, model: str) -> str:
+    """The kind of image a model is for: its checkpoint's metadata, else the registry's
+    entry for it ("" when neither says)."""
+    metadata = checkpoint.metadata if checkpoint is not None else {}
+    modality = str(metadata.get("modality") or "") if isinstance(metadata, dict) else ""
+    entry = registry.find_model(model) if not modality else None
+    return modality or (entry.modality if entry is not None else "")
+
+
+def _plan(
+    job: FinetuneJob, run_dir: Path, start_label: str, start_path, written, modality: str
+) -> dict:
     """The content of RUN/finetune.json: what the run starts from and how to go on."""
     train_dir = run_dir / "train"
+    restart = (
+        f"napari-tmunet-train fit --config {quote(str(run_dir / 'config.json'))} "
+        f"--run-dir {quote(str(train_dir))}"
+    )
     return {
         "created": datetime.now().isoformat(timespec="seconds"),
         "start_model": job.start_model,
         "start_label": start_label,
         "start_checkpoint": str(Path(start_path).resolve()),
+        "modality": modality,
         "pairs": written["pairs"],
         "left_out": written["left_out"],
         "dataset_folder": job.dataset_folder,
         "held_out": written["held_out"],
         "edits": written["edits"],
+        "held_out_region": written["region"],
         "split": written["split"],
         "headless": {
             # quoted: run folders may hold spaces ("my runs/...") and still paste into a shell
             "resume": f"napari-tmunet-train fit --run-dir {quote(str(train_dir))} --resume",
+            # killed before its first checkpoint (no last.pt): start it again
+            "restart": restart,
             "rerun": (
                 f"napari-tmunet-train fit --config {quote(str(run_dir / 'config.json'))} "
                 f"--run-dir {quote(str(run_dir / 'rerun'))}"
@@ -546,19 +632,35 @@ def _plan(job: FinetuneJob, run_dir: Path, start_label: str, start_path, written
     }
 
 
-def _training_data(config, phase: Callable):
-    """The run's data folder decoded (a NativeCache) and its held-out (valid) items."""
+def _training_data(config, region: dict | None, phase: Callable):
+    """The run's data folder decoded (a NativeCache), the held-out samples and the part of
+    them to score: a single image's whole image and its strip (``region``), else the
+    valid items, whole (None)."""
     from ..data.cache import decode_folder
+    from ..data.images import read_image, read_mask
 
     phase("reading the training data back...")
     cache = decode_folder(config.data, workers=2)
+    if region is not None:
+        data = Path(config.data)
+        image = read_image(data / region["image"], allow_stack=False)
+        mask = read_mask(data / region["mask"])[0]
+        cut = [slice(None), slice(None)]
+        cut[int(region["axis"])] = slice(int(region["start"]), int(region["stop"]))
+        return cache, [("held-out strip", image, mask)], tuple(cut)
     split = _read_json(Path(config.data) / "split.json")
     index = {name: i for i, name in enumerate(cache.names)}
     valid = [cache[index[name]] for name in split.get("valid", []) if name in index]
-    return cache, valid
+    return cache, valid, None
 
 
-def _score_start(start: _Start, valid, device, on_eval, phase: Callable) -> dict | None:
+def _foreground_pixels(samples, region: tuple[slice, slice] | None) -> int:
+    """Reference foreground pixels in the scored part of the held-out samples."""
+    masks = (np.asarray(s.mask if hasattr(s, "mask") else s[2]) > 0 for s in samples)
+    return int(sum(int((m if region is None else m[region]).sum()) for m in masks))
+
+
+def _score_start(start: _Start, valid, region, device, on_eval, phase: Callable) -> dict | None:
     """The starting model's held-out scores at the run's input size, in the mode Segment
     runs it in (None: not loaded).
 
@@ -572,13 +674,13 @@ def _score_start(start: _Start, valid, device, on_eval, phase: Callable) -> dict
     input_config = start.checkpoint.input_config.to_dict()
     at_size = InputConfig(**{**input_config, "size": list(start.config.size)})
     mode = start.checkpoint.inference_mode
-    old = held_out_scores(start.checkpoint.model, valid, at_size, mode, device)
+    old = held_out_scores(start.checkpoint.model, valid, at_size, mode, device, region)
     if on_eval:
         on_eval({"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]})
     return old
 
 
-def _score_tuned(result: dict, valid, device, phase: Callable) -> tuple[Path, dict]:
+def _score_tuned(result: dict, valid, region, device, phase: Callable) -> tuple[Path, dict]:
     """The fine-tuned checkpoint (best, else last) and its held-out scores."""
     from ..checkpoint import load_checkpoint
 
@@ -588,7 +690,7 @@ def _score_tuned(result: dict, valid, device, phase: Callable) -> tuple[Path, di
     phase("scoring the fine-tuned model on the held-out part...")
     tuned = load_checkpoint(best, device)
     mode = tuned.inference_mode
-    return best, held_out_scores(tuned.model, valid, tuned.input_config, mode, device)
+    return best, held_out_scores(tuned.model, valid, tuned.input_config, mode, device, region)
 
 
 def describe_edits(edits: dict[str, Any]) -> str:
@@ -601,8 +703,34 @@ def describe_edits(edits: dict[str, Any]) -> str:
         f"in {regions} region{'' if regions == 1 else 's'}"
     )
     if not edits.get("enough"):
-        text += " - too few for a meaningful comparison"
+        short = []
+        if pixels < MIN_EDITED_PIXELS:
+            short.append(f"fewer than {MIN_EDITED_PIXELS} edited pixels")
+        if regions < MIN_EDITED_OBJECTS:
+            short.append(f"fewer than {MIN_EDITED_OBJECTS} edited regions")
+        text += f" - {' and '.join(short) or 'too few edits'}: too few for a meaningful comparison"
     return text
+
+
+def comparison_problem(result: dict[str, Any]) -> str:
+    """Why the held-out before/after comparison of a run cannot decide which model is
+    better, in words ("" when it can): no or little foreground in the held-out part (any
+    two models score alike there), or too few of the user's edits in it
+    (:func:`edit_summary`)."""
+    if result.get("old") is None:
+        return ""  # only the new model was scored: nothing to compare
+    foreground = result.get("held_out_foreground", MIN_EDITED_PIXELS)
+    if foreground == 0:
+        return "the held-out part has no foreground, so it cannot tell the models apart"
+    if foreground < MIN_EDITED_PIXELS:
+        return (
+            f"the held-out part has {foreground} foreground pixels (fewer than "
+            f"{MIN_EDITED_PIXELS}): too few to tell the models apart"
+        )
+    edits = result.get("edits") or {}
+    if edits.get("known") and not edits.get("enough"):
+        return "not decided on so few edits in the held-out part"
+    return ""
 
 
 def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:

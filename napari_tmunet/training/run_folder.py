@@ -33,6 +33,7 @@ import shutil
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from shlex import quote
 
 import numpy as np
 import torch
@@ -122,11 +123,21 @@ def _no_checkpoint(run_dir: Path, names: list[str]) -> str:
     if not names:
         return f"{last} does not exist: there is no run in {run_dir}; start one without --resume"
     if all(n in START_FILES or n.startswith("previous-") for n in names):
-        return (
-            f"{last} does not exist, the run stopped before its first checkpoint; start it "
-            "again without --resume (same folder)"
-        )
+        stopped = f"{last} does not exist, the run stopped before its first checkpoint"
+        return f"{stopped}; {_restart(run_dir)}"
     return _holds_a_run(run_dir, names)
+
+
+def _restart(run_dir: Path) -> str:
+    """How to start a run that stopped before its first checkpoint again, in its folder:
+    from the configuration it saved (``fit`` without --resume needs its dataset again)."""
+    config = run_dir / "config.json"
+    if not config.is_file():
+        return "start it again without --resume (same folder, same settings)"
+    return (
+        "start it again from its saved settings: napari-tmunet-train fit "
+        f"--config {quote(str(config))} --run-dir {quote(str(run_dir))}"
+    )
 
 
 def _not_for_a_new_run(run_dir: Path, names: list[str], others: list[str]) -> str:
