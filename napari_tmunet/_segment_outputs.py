@@ -3,7 +3,8 @@
 A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
 ``viewer``, ``outlines``, ``add_probability``, and the ``_options`` and ``_defaults`` of
 the image whose result is being added). An output the user has edited (its content no
-longer matches what was written) is never replaced: a new layer is added instead.
+longer matches what was written) is never replaced: a new layer is added instead; so is
+one made by another model (named with the new model), to compare the two.
 
 napari makes a new dock widget each time the dock is reopened; the new one takes over the
 outputs an earlier one made (:meth:`OutputLayers._adopt_outputs`), from what their layers'
