@@ -325,11 +325,7 @@ class MetricsWidget(Container):
     def _set_results(self, rows: list[dict[str, Any]]) -> None:
         self.results = [dict(row) for row in rows]
         if rows:
-            overall = rows[-1]
-            self.status.value = (
-                f"{overall['prediction']} vs {overall['reference']}: "
-                f"Dice {overall['dice']:.4f} over {plural(len(rows) - 1, 'slice')}"
-            )
+            self.status.value = _status_line(rows)
         self._update_table()
 
     # ----------------------------------------------------------------- display
@@ -500,6 +496,23 @@ def _pair_rank(prediction, reference) -> int:
     if made_from and made_from in images:
         return 2
     return 1 if _name_stem(prediction.name) in images else 0
+
+
+def _status_line(rows: Sequence[dict[str, Any]]) -> str:
+    """The layers and their mean scores (``rows``' last row) in one line: Dice, IoU, HD and
+    HD95, so that they can be read in a narrow dock where the table's columns run out of
+    view; distances in the layers' unit where they are scaled, else in pixels."""
+    overall = rows[-1]
+    hd, hd95, unit = overall["hd_px"], overall["hd95_px"], "px"
+    if overall.get("hd_physical") is not None:
+        hd, hd95 = overall["hd_physical"], overall["hd95_physical"]
+        unit = overall.get("unit") or "scaled units"
+    return (
+        f"{overall['prediction']} vs {overall['reference']}: "
+        f"Dice {overall['dice']:.4f}, IoU {overall['iou']:.4f}, "
+        f"HD {_format('hd', hd)} {unit}, HD95 {_format('hd', hd95)} {unit} "
+        f"over {plural(len(rows) - 1, 'slice')}"
+    )
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -3,7 +3,8 @@
 A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
 ``viewer``, ``outlines``, ``add_probability``, and the ``_options`` and ``_defaults`` of
 the image whose result is being added). An output the user has edited (its content no
-longer matches what was written) is never replaced: a new layer is added instead.
+longer matches what was written) is never replaced: a new layer is added instead; so is
+one made by another model (named with the new model), to compare the two.
 
 napari makes a new dock widget each time the dock is reopened; the new one takes over the
 outputs an earlier one made (:meth:`OutputLayers._adopt_outputs`), from what their layers'
@@ -31,6 +32,11 @@ BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
 PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
 DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
 MODEL_DEFAULTS_KEY = "model_defaults"  # metadata: the model's own threshold, confidence...
+# Image pixels per pixel of outline thickness: 8 on a 4000-pixel side fitted into a canvas
+# of 500 to 1000 screen pixels. At most 8: napari draws thicker outlines slowly (8 takes
+# 1.3 s on 4000 x 3000 labels, 20 takes 8 s, each time they are redrawn whole).
+OUTLINE_SIDE_PER_PIXEL = 500
+OUTLINE_MAX = 8
 
 
 @dataclass
@@ -72,7 +78,8 @@ class OutputLayers:
         }
         key = image.unique_id
         previous = self._outputs.get(key)
-        if previous is not None and self._replaceable(previous):
+        same_model = previous is not None and previous.labels.metadata.get("model") == options.model
+        if previous is not None and same_model and self._replaceable(previous):
             output = previous
             output.probability, output.defaults = outcome.probability, dict(self._defaults)
             output.labels.metadata = metadata  # first: writing the labels adds their digest
@@ -80,16 +87,22 @@ class OutputLayers:
             place = _placement(image, outcome.labels.ndim)
             output.labels.scale, output.labels.translate = place["scale"], place["translate"]
         else:
+            name = f"{image.name} labels"
             if previous is not None and previous.labels in self.viewer.layers:
-                show_info(
-                    f"{previous.labels.name!r} was edited since it was made; keeping it and "
-                    "adding a new layer."
-                )
+                if same_model:
+                    why = "was edited since it was made"
+                else:  # kept to compare the two models' results
+                    why = f"is {previous.labels.metadata.get('model_label') or 'another model'}'s"
+                    name = f"{image.name} labels ({options.model_label})"
+                show_info(f"{previous.labels.name!r} {why}; keeping it and adding a new layer.")
             digest = _digest(outcome.labels)
+            # Hidden with its image: a dataset folder shows one picture, and the masks of the
+            # hidden ones would cover it.
             layer = self.viewer.add_labels(
                 outcome.labels,
-                name=f"{image.name} labels",
+                name=name,
                 metadata={**metadata, DIGEST_KEY: digest},
+                visible=image.visible,
                 **_placement(image, outcome.labels.ndim),
             )
             output = _Output(
@@ -104,8 +117,19 @@ class OutputLayers:
             show_info(banded_note(image.name))
         elif options is not None and self.add_probability.value:
             output.probability_layer = self._put_probability(image, output, metadata)
+            self._under_labels(output)
         self.last_layer = output.labels
         self.last_result = outcome
+
+    def _under_labels(self, output: _Output) -> None:
+        """Put the probability map just below its labels and keep the labels active: on
+        top it would wash the mask out, and the brush paints on the active layer."""
+        layers = self.viewer.layers
+        below = layers.index(output.labels)
+        here = layers.index(output.probability_layer)
+        if here > below:
+            layers.move(here, below)
+        layers.selection.active = output.labels
 
     def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
         """Replace an output's labels (not a user edit), keep their digest (also in the
@@ -163,7 +187,7 @@ class OutputLayers:
             layer.colormap = _binary_colours()
         elif fresh or layer.colormap.name == BINARY_COLOURS:
             layer.colormap = _instance_colours()
-        layer.contour = 2 if self.outlines.value else 0
+        layer.contour = outline_width(layer.data.shape) if self.outlines.value else 0
 
     def _replaceable(self, output: _Output) -> bool:
         """Whether a previous output is still in the viewer and holds what was written.
@@ -197,8 +221,17 @@ class OutputLayers:
             blending="additive",
             opacity=0.6,
             metadata=meta,
+            visible=image.visible,
             **_placement(image, output.probability.ndim),
         )
+
+
+def outline_width(shape: tuple[int, ...]) -> int:
+    """The outline thickness (napari's ``contour``, in image pixels) of labels of
+    ``shape``: 2, and up to :data:`OUTLINE_MAX` on a large image, so that an outline still
+    shows when the whole image is fitted to the window (a 4000-pixel side shown in 800
+    screen pixels puts 5 image pixels in one screen pixel)."""
+    return min(OUTLINE_MAX, max(2, max(shape[-2:]) // OUTLINE_SIDE_PER_PIXEL))
 
 
 def banded_note(name: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 
 from ._segment_jobs import label_options
-from ._segment_outputs import _Output, banded_note, label_metadata
+from ._segment_outputs import _Output, banded_note, label_metadata, outline_width
 from ._widget_common import error_text, plural, start_worker
 from .postprocess import LabelOptions, count_objects, derive_labels
 
@@ -168,7 +168,8 @@ class Rederive:
 
     def _show_outlines(self, _=None) -> None:
         for output in self._outputs.values():
-            output.labels.contour = 2 if self.outlines.value else 0
+            labels = output.labels
+            labels.contour = outline_width(labels.data.shape) if self.outlines.value else 0
 
 
 def _cutoffs(options: LabelOptions) -> str:

@@ -646,10 +646,21 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
             for image, outcome in self._results:
                 self._warn_if_odd(image, outcome)
+            self._activate_chosen_output()
         self.status.value = self._outcome or "done"
         if self._rederive_after_run:  # the run used the settings of its click
             self._rederive_after_run = False
             self._rederive_if_moved()
+
+    def _activate_chosen_output(self) -> None:
+        """Make the chosen image's new output the active layer, where the brush paints: after
+        Segment all, the output added last may be that of a hidden picture of a folder."""
+        chosen = self.image.value
+        if not any(image is chosen for image, _ in self._results):
+            return
+        output = self._outputs.get(chosen.unique_id)
+        if output is not None and output.labels in self.viewer.layers:
+            self.viewer.layers.selection.active = output.labels
 
     def _describe(self, image: Image, outcome: SegmentOutcome) -> str:
         """One line: objects, area, time and model of a result, how its image was converted

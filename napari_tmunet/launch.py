@@ -2,9 +2,11 @@
 
 Interactive (the README's main command)::
 
-    napari-tmunet [--sample colonoscopy|nuclei|ultrasound]
+    napari-tmunet [--sample colonoscopy|nuclei|ultrasound] [FILE_OR_FOLDER ...]
 
-opens napari ready to click Segment. Non-interactive check (CI)::
+opens napari ready to click Segment, on the files or folders given (a dataset folder with
+``images/`` and ``masks/`` through the TM-UNet reader), else on a sample image.
+Non-interactive check (CI)::
 
     napari-tmunet --smoke [--screenshot PATH]
 
@@ -38,6 +40,10 @@ _UNDER_XVFB_ENV = "NAPARI_TMUNET_UNDER_XVFB"
 DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
 
 
+class CannotOpen(RuntimeError):
+    """A file given on the command line that napari's readers cannot open."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .registry import describe_models
 
@@ -49,7 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--sample", choices=SAMPLES, default="colonoscopy", help="sample image to open"
+        "paths",
+        nargs="*",
+        metavar="FILE_OR_FOLDER",
+        help="images, or a folder of them (e.g. a dataset with images/ and masks/), to open "
+        "instead of the sample",
+    )
+    parser.add_argument(
+        "--sample",
+        choices=SAMPLES,
+        default=None,
+        help="sample image to open when no file is given (default: colonoscopy)",
     )
     parser.add_argument(
         "--model",
@@ -92,10 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    problem = _model_problem(args.model)
+    problem = _model_problem(args.model) or _paths_problem(args)
     if problem:  # before napari starts: a typo should not open a window, then a traceback
         print(f"napari-tmunet: error: {problem}", file=sys.stderr)
         return 2
+    if not args.paths:
+        args.sample = args.sample or "colonoscopy"
     if args.smoke and not _has_display():
         return _rerun_under_xvfb(argv)
     if args.smoke:
@@ -109,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _smoke(args) if args.smoke else _interactive(args)
+    except CannotOpen as err:
+        print(f"napari-tmunet: error: {err}", file=sys.stderr)
+        return 2
     except Exception as err:  # the smoke check's contract: any failure -> non-zero exit
         if not args.smoke:
             raise
@@ -133,15 +154,33 @@ def _model_problem(model: str | None) -> str | None:
     return None
 
 
+def _paths_problem(args: argparse.Namespace) -> str | None:
+    """Why the files given cannot be opened (a sentence naming the first missing one), or
+    None."""
+    if args.paths and args.smoke:
+        return "--smoke checks a sample image; it opens no files (use --sample)"
+    if args.paths and args.sample:
+        return "give files to open or --sample, not both"
+    for path in args.paths:
+        if not os.path.exists(path):
+            return f"{path} does not exist"
+    return None
+
+
 def open_viewer(args: argparse.Namespace, show: bool = True):
-    """A napari viewer with the sample and the plugin's docks; returns (viewer, segment)."""
+    """A napari viewer with the files given (else the sample) and the plugin's docks;
+    returns (viewer, segment)."""
     import napari
 
     from .registry import resolve_model
 
     viewer = napari.Viewer(title="napari-tmunet", show=show)
     viewer.window.resize(1500, 950)
-    viewer.open_sample(PLUGIN, args.sample)
+    if args.paths:
+        for path in args.paths:
+            _open_path(viewer, path)
+    else:
+        viewer.open_sample(PLUGIN, args.sample)
     try:
         viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics")
     except Exception as err:  # the Metrics dock is optional for segmenting
@@ -150,8 +189,10 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     _, segment = viewer.window.add_plugin_dock_widget(
         plugin_name=PLUGIN, widget_name="Segment", tabify=True
     )
-    image = next(layer for layer in viewer.layers if layer.__class__.__name__ == "Image")
-    segment.image.value = image
+    # the first image: the one a dataset folder shows (the others are added hidden)
+    image = next((layer for layer in viewer.layers if layer.__class__.__name__ == "Image"), None)
+    if image is not None:
+        segment.image.value = image
     segment.device.value = args.device
     if args.model is not None:
         from ._segment_widget import CHECKPOINT_CHOICE
@@ -162,8 +203,23 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
         else:
             segment.model.value = CHECKPOINT_CHOICE
             segment.checkpoint.value = path
-    viewer.layers.selection.active = image
+    if image is not None:
+        viewer.layers.selection.active = image
     return viewer, segment
+
+
+def _open_path(viewer, path: str) -> None:
+    """Open ``path`` with the TM-UNet reader where it reads it (TIFFs, dataset folders,
+    folders of images of different sizes), else with napari's own: napari asks which
+    reader to use when two can, and a command line cannot answer."""
+    from ._reader import napari_get_reader
+
+    plugin = PLUGIN if napari_get_reader(path) is not None else "napari"
+    try:
+        viewer.open(path, plugin=plugin)
+    except Exception as err:  # a reader's error: one line, not a traceback
+        viewer.close()
+        raise CannotOpen(f"cannot open {path}: {err}") from err
 
 
 def _interactive(args: argparse.Namespace) -> int:

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     images = list_images(args.input_dir)
     if not images:
         print(
-            f"error: no images (png, tif, tiff, jpg, jpeg, bmp) in {args.input_dir}",
+            f"error: no images (png, tif, tiff, jpg, jpeg, bmp) in {args.input_dir}"
+            + _dataset_hint(args.input_dir),
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -193,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the first image (while loading the model)
         print("stopped: no mask written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _dataset_hint(folder) -> str:
+    """For a dataset folder (its images in ``images/``): where to point INPUT_DIR; ""."""
+    inner = Path(folder) / "images"
+    if not (inner.is_dir() and list_images(inner)):
+        return ""
+    return f"; it looks like a dataset folder: pass {inner} as INPUT_DIR"
 
 
 def _check_arguments(args) -> str | None:

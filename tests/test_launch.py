@@ -29,3 +29,80 @@ def test_unknown_model_is_one_line_before_napari_starts(monkeypatch, capsys):
         assert repr(entry.name) in err
     if registry.model_for_modality("colonoscopy") is not None:  # a modality name is fine
         assert launch._model_problem("colonoscopy") is None
+
+
+def test_a_missing_file_is_one_line_before_napari_starts(monkeypatch, capsys, tmp_path):
+    """``napari-tmunet PATH`` with a PATH that does not exist: exit 2, one line naming it."""
+    import napari
+
+    from napari_tmunet import launch
+
+    opened = []
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **k: opened.append(1))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    missing = tmp_path / "no such image.png"
+    assert launch.main([str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert not opened and err == f"napari-tmunet: error: {missing} does not exist"
+
+
+def run_launcher(monkeypatch, argv: list[str]):
+    """``napari-tmunet ARGV`` up to the event loop; (exit status, the image layers' names
+    and visibility, the Segment dock's image and model)."""
+    import napari
+
+    from napari_tmunet import launch
+
+    seen = {}
+
+    def look_and_close():
+        viewer = napari.current_viewer()
+        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        seen["layers"] = [(layer.name, layer.visible) for layer in viewer.layers]
+        seen["chosen"] = segment.image.value.name if segment.image.value else None
+        seen["model"] = segment.model.value
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", look_and_close)
+    return launch.main(argv), seen
+
+
+def test_the_launcher_opens_the_files_it_is_given(monkeypatch, tmp_path):
+    """``napari-tmunet IMAGE`` opens that image (not the sample), chosen in the Segment
+    dock with its model; ``napari-tmunet DATASET`` opens a dataset folder with the TM-UNet
+    reader (its first pair shown) and chooses the shown image; a file no reader takes is
+    one line and exit 2."""
+    import shutil
+
+    import pytest
+    from _paths import DATASETS
+
+    udiat = DATASETS / "UDIAT"
+    if not (udiat / "images").is_dir():
+        pytest.skip("shared UDIAT data not present")
+    image = tmp_path / "scan 1.png"
+    shutil.copy(udiat / "images" / "000001.png", image)
+    status, seen = run_launcher(monkeypatch, [str(image)])
+    assert status == 0
+    assert seen["layers"] == [("scan 1", True)]
+    assert seen["chosen"] == "scan 1" and seen["model"] == "TM-UNet ultrasound"
+
+    root = tmp_path / "dataset"
+    for part in ("images", "masks"):
+        (root / part).mkdir(parents=True)
+        for name in ("000001.png", "000002.png"):
+            shutil.copy(udiat / part / name, root / part / name)
+    status, seen = run_launcher(monkeypatch, [str(root)])
+    assert status == 0
+    assert [name for name, visible in seen["layers"] if visible] == ["000001", "000001 mask"]
+    assert seen["chosen"] == "000001"
+
+
+def test_a_file_no_reader_takes_is_one_line(monkeypatch, capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    status, seen = run_launcher(monkeypatch, [str(notes)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and not seen
+    assert err.startswith(f"napari-tmunet: error: cannot open {notes}: ")
+    assert len(err.splitlines()) == 1

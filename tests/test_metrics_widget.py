@@ -352,6 +352,47 @@ def test_comparison_is_in_view_in_a_short_dock(make_napari_viewer, qtbot):
     assert not table.visibleRegion().isEmpty(), table.visibleRegion().boundingRect()
 
 
+def test_the_status_line_gives_the_mean_scores_in_view_of_a_default_dock(
+    make_napari_viewer, masks, qtbot
+):
+    """The Metrics dock alone at its default width, on a 1366 x 768 window: the table's
+    HD and HD95 columns run out of view, so the status line gives the mean Dice, IoU, HD
+    and HD95, whole and in view; in the layers' unit when they are scaled."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    viewer.window._qt_window.resize(1366, 768)
+    prediction, reference = masks
+    pred = viewer.add_labels(np.stack([prediction, reference]), name="pred")
+    ref = viewer.add_labels(np.stack([reference, reference]), name="ref")
+    _choose(widget, pred, ref)
+    widget.compute_button.native.click()  # the real path: a worker
+    qtbot.waitUntil(lambda: bool(widget.results) and widget._worker is None, timeout=10000)
+    mean = widget.results[-1]
+    assert widget.status.value == (
+        f"pred vs ref: Dice {mean['dice']:.4f}, IoU {mean['iou']:.4f}, "
+        f"HD {mean['hd_px']:.2f} px, HD95 {mean['hd95_px']:.2f} px over 2 slices"
+    )
+    assert mean["hd_px"] > 0 and mean["hd95_px"] > 0
+    qtbot.wait(200)
+    status = widget.status.native
+    shown = status.visibleRegion().boundingRect()
+    assert shown.width() == status.width() and shown.height() == status.height()
+    dock = widget.native.width()
+    assert status.mapTo(widget.native, status.rect().topRight()).x() <= dock
+
+    for layer in (pred, ref):
+        layer.scale = (1, 0.5, 0.5)
+        layer.units = ("um", "um", "um")
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: bool(widget.results) and widget._worker is None, timeout=10000)
+    mean = widget.results[-1]
+    assert f"HD {mean['hd_physical']:.2f} µm, HD95 {mean['hd95_physical']:.2f} µm" in (
+        widget.status.value
+    )
+
+
 def test_choosers_follow_the_selected_layer(widget, masks):
     viewer, widget = widget
     prediction, reference = masks
@@ -492,7 +533,10 @@ def test_renamed_layers_stay_chosen_and_are_scored_under_their_new_names(widget,
     after = widget.results[-1]
     assert (after["prediction"], after["reference"]) == ("model A", "expert outline")
     assert after["dice"] == before["dice"]  # the same two layers
-    expected = f"model A vs expert outline: Dice {before['dice']:.4f} over 1 slice"
+    expected = (
+        f"model A vs expert outline: Dice {before['dice']:.4f}, IoU {before['iou']:.4f}, "
+        f"HD {before['hd_px']:.2f} px, HD95 {before['hd95_px']:.2f} px over 1 slice"
+    )
     assert widget.status.value == expected
 
 

@@ -104,6 +104,24 @@ def test_usage_errors(folders, checkpoint, tmp_path, capsys):
 
 
 @needs_datasets
+def test_a_dataset_folder_is_pointed_to_its_images(folders, checkpoint, tmp_path, capsys):
+    """INPUT_DIR a dataset folder (images in images/, as fit takes it): the error says to
+    pass its images/ folder."""
+    images, _ = folders
+    model = ["--model", str(checkpoint)]
+    assert main([str(tmp_path), str(tmp_path / "out"), *model]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: no images (png, tif, tiff, jpg, jpeg, bmp) in {tmp_path}; it looks like a "
+        f"dataset folder: pass {images} as INPUT_DIR"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty), str(tmp_path / "out"), *model]) == 2
+    assert "dataset folder" not in capsys.readouterr().err
+
+
+@needs_datasets
 def test_min_confidence_hides_what_the_model_is_unsure_of(tmp_path):
     """The shipped ultrasound model on a UDIAT image: a gate above the lesion's mean
     probability leaves its mask empty; the model's own default keeps it."""

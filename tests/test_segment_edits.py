@@ -342,3 +342,31 @@ def test_a_reopened_dock_keeps_the_output_kind_the_user_chose(segmented, qtbot):
     reopened.min_size.value = 5
     qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
     assert output.data.dtype == np.int32 and output.metadata["output"] == "instances"
+
+
+def test_another_model_adds_a_layer_and_the_same_model_replaces_it(segmented, qtbot):
+    """Segment again with another model: the first model's output is kept as it was and
+    the new one is added, named with its model, so the two can be compared; Segment again
+    with that model replaces its own output in place."""
+    from napari.layers import Labels
+
+    viewer, widget, first = segmented
+    made = np.array(first.data)
+    widget.model.value = "TM-UNet ultrasound"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    second = widget.last_layer
+    assert second is not first and first in viewer.layers
+    np.testing.assert_array_equal(first.data, made)
+    assert first.metadata["model"] == "TM-UNet colonoscopy"
+    assert second.name == f"{first.name} (TM-UNet ultrasound)"
+    assert second.metadata["model"] == "TM-UNet ultrasound"
+
+    widget.threshold.value = 0.3
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert widget.last_layer is second and second.metadata["threshold"] == pytest.approx(0.3)
+    outputs = [layer for layer in viewer.layers if isinstance(layer, Labels)][1:]  # not mask
+    assert outputs == [first, second]
+    np.testing.assert_array_equal(first.data, made)

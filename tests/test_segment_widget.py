@@ -484,14 +484,19 @@ def test_the_dock_warms_its_model_up_and_a_first_click_waits_for_it(
 
 
 def test_the_probability_map_never_becomes_the_input(registered, dock, qtbot):
-    """Adding the probability map makes it napari's active layer; the Image chooser stays on
-    the user's image, so the next Segment segments that image again, not the map."""
+    """The probability map goes below its labels (on top it washes the mask out) and the
+    labels stay the active layer (the brush paints there); the Image chooser stays on the
+    user's image, so the next Segment segments that image again, not the map."""
     viewer, widget = dock
     image = choose_sample(viewer, widget, registered, probability=True)
     widget.segment()
+    assert widget.worker is not None  # the threaded path
     wait_done(qtbot, widget)
     probability = viewer.layers[f"{image.name} probability"]
-    assert viewer.layers.selection.active is probability  # what napari does on add
+    labels = widget.last_layer
+    names = [layer.name for layer in viewer.layers]
+    assert names.index(probability.name) == names.index(labels.name) - 1
+    assert viewer.layers.selection.active is labels
     assert widget.image.value is image
     names = [layer.name for layer in viewer.layers]
     widget.segment()
@@ -500,6 +505,44 @@ def test_the_probability_map_never_becomes_the_input(registered, dock, qtbot):
     assert [layer.name for layer in viewer.layers] == names  # replaced in place
     viewer.layers.selection.active = probability  # the user looks at the map
     assert widget.image.value is image
+
+
+def test_outlines_show_on_a_large_image_fitted_to_the_window(make_napari_viewer, qtbot):
+    """With "show outlines only", a 4000 x 3000 frame (the colonoscopy sample enlarged) seen
+    whole in the window: the outline is drawn thick enough that most of its length is on
+    screen (an image pixel is about a tenth of a screen pixel here; a 2-pixel outline
+    mostly falls between screen pixels)."""
+    from PIL import Image as Picture
+    from scipy import ndimage
+
+    from napari_tmunet._segment_outputs import PREDICTION_COLOUR
+
+    sample, _ = load_sample("colonoscopy")
+    big = np.asarray(Picture.fromarray(sample).resize((4000, 3000), Picture.BILINEAR))
+    viewer = make_napari_viewer(show=True)  # drawn: the canvas is read back
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    image = viewer.add_image(big, name="big frame")
+    widget.image.value = image
+    widget.model.value = "TM-UNet colonoscopy"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    labels = widget.last_layer
+    mask = np.asarray(labels.data) > 0
+    assert mask.any()
+    widget.outlines.value = True
+    image.visible = False  # the outline on black
+    viewer.reset_view()
+    qtbot.wait(300)
+    canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    cyan = np.array([int(PREDICTION_COLOUR[i : i + 2], 16) for i in (1, 3, 5)])
+    shown = (np.abs(canvas - cyan * labels.opacity).sum(-1) < 30).sum()  # on black
+    edge = (mask & ~ndimage.binary_erosion(mask)).sum()  # outline length, image pixels
+    camera = getattr(viewer, "scene", viewer).camera  # napari 0.9 moved it
+    on_screen = edge * camera.zoom * float(labels.scale[-1])  # in screen pixels
+    assert camera.zoom < 0.25 and labels.contour > 2
+    # 0.83 here; 0.23 with napari's 2-pixel outline
+    assert shown >= 0.6 * on_screen, (shown, on_screen, labels.contour)
 
 
 def test_rederived_instances_are_called_instances(registered, dock, qtbot):
@@ -728,6 +771,41 @@ def test_the_chooser_stays_on_the_shown_image_of_a_dataset_folder(dock, qtbot, t
     wait_done(qtbot, widget)
     assert widget.last_layer.metadata["image"] == "000001"
     assert widget.last_layer.data.shape == images[0].data.shape
+
+
+@pytest.mark.skipif(not (UDIAT / "images").is_dir(), reason="shared UDIAT data not present")
+def test_segment_all_on_a_dataset_folder_shows_only_the_shown_pictures_output(
+    dock, qtbot, tmp_path
+):
+    """A dataset folder shows its first pair: after Segment all, each output (and
+    probability map) is shown or hidden with its picture, so the hidden pictures' masks do
+    not cover the one on screen, and the active layer (where the brush paints) is the
+    output of the picture on screen, not the last one made."""
+    import shutil
+
+    from napari.layers import Image
+
+    root = tmp_path / "UDIAT"
+    for part in ("images", "masks"):
+        (root / part).mkdir(parents=True)
+        for name in ("000001.png", "000002.png", "000003.png"):
+            shutil.copy(UDIAT / part / name, root / part / name)
+    viewer, widget = dock
+    viewer.open(str(root), plugin=PLUGIN)
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    assert [layer.visible for layer in images] == [True, False, False]
+    widget.add_probability.value = True
+    widget.segment_all()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    for image in images:
+        output = widget._outputs[image.unique_id]
+        assert output.labels.visible is image.visible, image.name
+        assert output.probability_layer.visible is image.visible, image.name
+    shown = [layer.name for layer in viewer.layers if layer.visible]
+    assert shown == ["000001", "000001 mask", "000001 probability", "000001 labels"]
+    assert viewer.layers.selection.active is viewer.layers["000001 labels"]
 
 
 @pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
