@@ -5,7 +5,8 @@ Interactive (the README's main command)::
     napari-tmunet [--sample colonoscopy|nuclei|ultrasound] [FILE_OR_FOLDER ...]
 
 opens napari ready to click Segment, on the files or folders given (a dataset folder with
-``images/`` and ``masks/`` through the TM-UNet reader), else on a sample image.
+``images/`` and ``masks/`` through the TM-UNet reader; of several pictures the first is
+shown and chosen, the others hidden), else on a sample image.
 Non-interactive check (CI)::
 
     napari-tmunet --smoke [--screenshot PATH]
@@ -42,6 +43,13 @@ DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
 
 class CannotOpen(RuntimeError):
     """A file given on the command line that napari's readers cannot open."""
+
+
+# What the launcher is for, said when a path given cannot be opened.
+CAN_OPEN = (
+    "give PNG, JPEG, BMP or TIFF images, a folder of them, or a dataset folder with images/ "
+    "and masks/"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,10 +169,53 @@ def _paths_problem(args: argparse.Namespace) -> str | None:
         return "--smoke checks a sample image; it opens no files (use --sample)"
     if args.paths and args.sample:
         return "give files to open or --sample, not both"
-    for path in args.paths:
-        if not os.path.exists(path):
-            return f"{path} does not exist"
+    return next(filter(None, map(_path_problem, args.paths)), None)
+
+
+def _path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be opened (a sentence naming it and, where it is not an image,
+    what can be), or None. Reads image headers only, not pixels."""
+    from .data.images import IMAGE_SUFFIXES, ImageReadError, read_header
+
+    if not os.path.exists(path):
+        return f"{path} does not exist"
+    if os.path.isdir(path):
+        try:
+            files = list(Path(path).iterdir())
+        except OSError as err:
+            return f"{path}: cannot list the folder ({err.strerror})"
+        if _tmunet_reads(path) or any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+            return None
+        return f"{path}: no images in this folder; {CAN_OPEN}"
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            read_header(path)  # a damaged file: this one line, not a decoder's traceback
+        except ImageReadError as err:
+            return str(err)
+        return None
+    if not _has_reader(path):
+        return f"{path}: not a file napari-tmunet can open; {CAN_OPEN}"
     return None
+
+
+def _tmunet_reads(path: str) -> bool:
+    """Whether the TM-UNet reader opens ``path`` (TIFFs, dataset folders, folders of
+    images of different sizes)."""
+    from ._reader import napari_get_reader
+
+    return napari_get_reader(path) is not None
+
+
+def _has_reader(path: str) -> bool:
+    """Whether a napari reader (this plugin's or napari's own, which ``_open_path``
+    chooses between) says it can open ``path``; by file name, nothing is read."""
+    from npe2 import PluginManager
+
+    if _tmunet_reads(path):
+        return True
+    manager = PluginManager.instance()
+    manager.discover()  # napari's own reader is a plugin too; napari discovers them later
+    return any(reader.plugin_name == "napari" for reader in manager.iter_compatible_readers([path]))
 
 
 def open_viewer(args: argparse.Namespace, show: bool = True):
@@ -177,8 +228,7 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     viewer = napari.Viewer(title="napari-tmunet", show=show)
     viewer.window.resize(1500, 950)
     if args.paths:
-        for path in args.paths:
-            _open_path(viewer, path)
+        _open_paths(viewer, args.paths)
     else:
         viewer.open_sample(PLUGIN, args.sample)
     try:
@@ -189,8 +239,9 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     _, segment = viewer.window.add_plugin_dock_widget(
         plugin_name=PLUGIN, widget_name="Segment", tabify=True
     )
-    # the first image: the one a dataset folder shows (the others are added hidden)
-    image = next((layer for layer in viewer.layers if layer.__class__.__name__ == "Image"), None)
+    # the first image: the one shown (a dataset folder's others, and later files, are hidden)
+    images = [layer for layer in viewer.layers if _is_image(layer)]
+    image = next((layer for layer in images if layer.visible), images[0] if images else None)
     if image is not None:
         segment.image.value = image
     segment.device.value = args.device
@@ -208,18 +259,39 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     return viewer, segment
 
 
+def _open_paths(viewer, paths: list[str]) -> None:
+    """Open the files and folders given as a dataset folder's pictures open: the first
+    picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
+    origin would cover it). A path that opens only masks (Labels) goes with the picture
+    before it, as a mask follows its image in a dataset folder."""
+    shown, seen_image = True, False
+    for path in paths:
+        before = len(viewer.layers)
+        _open_path(viewer, path)
+        added = list(viewer.layers)[before:]
+        has_image = any(_is_image(layer) for layer in added)
+        if has_image and seen_image:
+            shown = False
+        seen_image = seen_image or has_image
+        if not shown:
+            for layer in added:
+                layer.visible = False
+
+
+def _is_image(layer) -> bool:
+    return layer.__class__.__name__ == "Image"
+
+
 def _open_path(viewer, path: str) -> None:
     """Open ``path`` with the TM-UNet reader where it reads it (TIFFs, dataset folders,
     folders of images of different sizes), else with napari's own: napari asks which
     reader to use when two can, and a command line cannot answer."""
-    from ._reader import napari_get_reader
-
-    plugin = PLUGIN if napari_get_reader(path) is not None else "napari"
+    plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
         viewer.open(path, plugin=plugin)
     except Exception as err:  # a reader's error: one line, not a traceback
         viewer.close()
-        raise CannotOpen(f"cannot open {path}: {err}") from err
+        raise CannotOpen(f"cannot open {path}: {' '.join(str(err).split())}") from err
 
 
 def _interactive(args: argparse.Namespace) -> int:

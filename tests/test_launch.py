@@ -61,6 +61,7 @@ def run_launcher(monkeypatch, argv: list[str]):
         seen["layers"] = [(layer.name, layer.visible) for layer in viewer.layers]
         seen["chosen"] = segment.image.value.name if segment.image.value else None
         seen["model"] = segment.model.value
+        seen["active"] = getattr(viewer.layers.selection.active, "name", None)
         viewer.close()
 
     monkeypatch.setattr(napari, "run", look_and_close)
@@ -70,8 +71,7 @@ def run_launcher(monkeypatch, argv: list[str]):
 def test_the_launcher_opens_the_files_it_is_given(monkeypatch, tmp_path):
     """``napari-tmunet IMAGE`` opens that image (not the sample), chosen in the Segment
     dock with its model; ``napari-tmunet DATASET`` opens a dataset folder with the TM-UNet
-    reader (its first pair shown) and chooses the shown image; a file no reader takes is
-    one line and exit 2."""
+    reader (its first pair shown) and chooses the shown image."""
     import shutil
 
     import pytest
@@ -98,11 +98,65 @@ def test_the_launcher_opens_the_files_it_is_given(monkeypatch, tmp_path):
     assert seen["chosen"] == "000001"
 
 
-def test_a_file_no_reader_takes_is_one_line(monkeypatch, capsys, tmp_path):
+def test_a_path_that_cannot_be_opened_is_one_line_before_napari_starts(
+    monkeypatch, capsys, tmp_path
+):
+    """A file no reader takes, a damaged image, a folder without images: exit 2 with one
+    line naming the path (and, where it is no image, what the launcher opens); no window."""
+    import napari
+
+    from napari_tmunet import launch
+
+    opened = []
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **k: opened.append(1))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
-    status, seen = run_launcher(monkeypatch, [str(notes)])
-    err = capsys.readouterr().err.strip()
-    assert status == 2 and not seen
-    assert err.startswith(f"napari-tmunet: error: cannot open {notes}: ")
-    assert len(err.splitlines()) == 1
+    damaged = tmp_path / "scan.png"
+    damaged.write_text("not a PNG")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no images here")
+    expected = {
+        notes: f"{notes}: not a file napari-tmunet can open; {launch.CAN_OPEN}",
+        damaged: f"{damaged}: cannot decode image (cannot read its header: ",
+        folder: f"{folder}: no images in this folder; {launch.CAN_OPEN}",
+    }
+    for path, start in expected.items():
+        assert launch.main([str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"napari-tmunet: error: {start}") and len(err.splitlines()) == 1
+    assert "PNG, JPEG, BMP or TIFF images" in launch.CAN_OPEN
+    assert not opened
+
+
+def test_several_pictures_open_as_a_dataset_folders_do(monkeypatch, tmp_path):
+    """``napari-tmunet A.png B.png C.tif`` (pictures of other sizes and kinds): only the
+    first is shown, chosen in the Segment dock and active, so Segment works on what the
+    user sees; a saved mask given after a picture is shown or hidden with it."""
+
+    import pytest
+    from _paths import DATASETS
+
+    from napari_tmunet.data.images import read_mask, write_mask
+
+    udiat, clinic = DATASETS / "UDIAT", DATASETS / "CVC-ClinicDB"
+    monuseg = DATASETS / "MoNuSeg" / "images" / "TCGA-18-5592-01Z-00-DX1.tif"
+    if not (udiat.is_dir() and clinic.is_dir() and monuseg.is_file()):
+        pytest.skip("shared UDIAT, CVC-ClinicDB and MoNuSeg data not present")
+    scan = udiat / "images" / "000001.png"
+    frame = clinic / "images" / "1.png"
+
+    status, seen = run_launcher(monkeypatch, [str(scan), str(frame), str(monuseg)])
+
+    assert status == 0
+    assert seen["layers"] == [("000001", True), ("1", False), (monuseg.stem, False)]
+    assert seen["chosen"] == seen["active"] == "000001"
+    assert seen["model"] == "TM-UNet ultrasound"
+
+    mask = write_mask(tmp_path / "000001 mask.tif", read_mask(udiat / "masks" / "000001.png")[0])
+    status, seen = run_launcher(monkeypatch, [str(frame), str(scan), str(mask)])
+
+    assert status == 0
+    assert seen["layers"] == [("1", True), ("000001", False), ("000001 mask", False)]
+    assert seen["chosen"] == seen["active"] == "1"
