@@ -195,11 +195,14 @@ def image_layer_data(path: Path) -> LayerData:
     data = open_image(path)
     if type(data) is not np.ndarray:  # memmap or zarr: over the pixel budget
         return _lazy_layer_data(path, data)
+    data, converted = _cmyk_as_rgb(path, data)
     if data.dtype == bool:  # 1-bit images: napari's image layer wants numbers; 0/255 keeps
         data = data.astype(np.uint8) * np.uint8(255)  # Segment's intensities (bool -> 0/1)
     rgb = data.ndim >= 3 and data.shape[-1] in (3, 4) and data.shape[-2] > 4
     spatial_ndim = data.ndim - 1 if rgb else data.ndim
     kwargs: dict[str, Any] = {"name": path.stem, "rgb": rgb, "metadata": {"path": str(path)}}
+    if converted:
+        kwargs["metadata"]["colour_conversion"] = converted
 
     if data.dtype != np.uint8 and data.size:
         finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
@@ -211,6 +214,33 @@ def image_layer_data(path: Path) -> LayerData:
 
     kwargs.update(_physical_kwargs(path, spatial_ndim, read_pixel_size))
     return data, kwargs, "image"
+
+
+def _cmyk_as_rgb(path: Path, data: np.ndarray) -> tuple[np.ndarray, str]:
+    """A CMYK file's pixels as RGB (Pillow's conversion) and a note saying so; other
+    images unchanged, with "".
+
+    napari would draw the four ink channels as RGBA, the black ink as alpha: the picture
+    shows black or transparent. CMYK JPEGs come converted from ``data.images``; CMYK TIFFs
+    come as stored.
+    """
+    from .data.colour_spaces import (
+        CMYK,
+        CONVERSION_NOTES,
+        conversion_problem,
+        convert_colours,
+        stored_colour_space,
+    )
+
+    if stored_colour_space(path) != CMYK:
+        return data, ""
+    if data.shape[-1:] == (4,):
+        problem = conversion_problem(data, CMYK)
+        if problem:  # shown as stored; Segment says the same when asked to segment it
+            _notify_warning(f"{path.name}: shown as stored, ink as RGBA: {problem}")
+            return data, ""
+        data = convert_colours(data, CMYK)  # (..., 4) inks -> (..., 3) RGB
+    return data, CONVERSION_NOTES[CMYK]
 
 
 # Lazily opened images get coarser levels until the coarsest fits a screen this wide.
@@ -227,6 +257,7 @@ def _lazy_layer_data(path: Path, data) -> LayerData:
     from .data.budget import sample_rows
     from .data.images import read_pixel_size
 
+    _cmyk_as_rgb(path, data)  # too large to convert: only warns that it shows as stored
     levels = _file_levels(path, data)
     base = da.from_array(data, chunks=getattr(data, "chunks", None) or "auto")
     if len(levels) == 1:

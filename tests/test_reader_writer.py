@@ -793,3 +793,66 @@ def test_samples_match_their_source(modality):
     image, mask = load_sample(modality)
     np.testing.assert_array_equal(image, source[..., :3] if source.ndim == 3 else source)
     np.testing.assert_array_equal(mask, source_mask)
+
+
+# --------------------------------------------------------------------------- CMYK
+@needs_datasets
+def test_a_cmyk_tiff_opens_as_rgb_through_the_viewer(tmp_path, plugin_manager):
+    """A CMYK TIFF (a real ClinicDB frame saved as CMYK): napari would draw its black ink
+    as alpha (a black picture); the reader converts it to RGB as Pillow does and says so."""
+    from napari.components import ViewerModel
+
+    frame = Image.open(DATASETS / "CVC-ClinicDB" / "images" / "1.png").convert("RGB")
+    path = tmp_path / "frame cmyk.tif"
+    frame.convert("CMYK").save(path)
+    viewer = ViewerModel()
+
+    (layer,) = viewer.open(str(path), plugin="napari-tmunet")
+
+    assert layer.rgb and layer.data.shape == (288, 384, 3)
+    expected = np.asarray(frame.convert("CMYK").convert("RGB"))  # Pillow's conversion
+    np.testing.assert_array_equal(layer.data, expected)
+    assert np.abs(layer.data.astype(int) - np.asarray(frame)).mean() < 2  # the picture
+    assert layer.metadata["colour_conversion"] == "CMYK image: converted to RGB"
+    assert layer.metadata["path"] == str(path)
+
+
+def test_a_cmyk_tiff_stack_opens_as_rgb_and_rgb_tiffs_are_untouched(tmp_path):
+    inks = RNG.integers(0, 256, (3, 8, 9, 4), dtype=np.uint8)  # (Z, H, W, CMYK)
+    tifffile.imwrite(tmp_path / "inks.tif", inks, photometric="separated")
+    tifffile.imwrite(tmp_path / "rgba.tif", inks, photometric="rgb")
+
+    data, kwargs, _ = _only_layer(tmp_path / "inks.tif")
+    expected = [np.asarray(Image.fromarray(page, "CMYK").convert("RGB")) for page in inks]
+    np.testing.assert_array_equal(data, np.stack(expected))
+    assert kwargs["metadata"]["colour_conversion"]
+
+    data, kwargs, _ = _only_layer(tmp_path / "rgba.tif")  # RGBA stays RGBA
+    np.testing.assert_array_equal(data, inks)
+    assert "colour_conversion" not in kwargs["metadata"]
+
+
+def test_a_float_cmyk_tiff_is_shown_as_stored_with_a_warning(tmp_path, notifications):
+    """Ink amounts that are not unsigned integers have no maximum to convert from."""
+    inks = RNG.random((8, 9, 4), dtype=np.float32)
+    tifffile.imwrite(tmp_path / "inks.tif", inks, photometric="separated")
+
+    data, kwargs, _ = _only_layer(tmp_path / "inks.tif")
+
+    np.testing.assert_array_equal(data, inks)
+    assert "colour_conversion" not in kwargs["metadata"]
+    (note,) = [str(n.message) for n in notifications if "inks.tif" in str(n.message)]
+    assert "shown as stored" in note and "save it as RGB" in note
+
+
+def test_a_cmyk_jpeg_in_a_dataset_folder_says_it_was_converted(tmp_path):
+    rgb = _rgb8()
+    for part in ("images", "masks"):
+        (tmp_path / part).mkdir()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "images" / "a.jpg", quality=95)
+    Image.fromarray((rgb[..., 0] > 127).astype(np.uint8) * 255).save(tmp_path / "masks" / "a.png")
+
+    image, _mask = napari_get_reader(str(tmp_path))(str(tmp_path))
+
+    assert image[0].shape == rgb.shape
+    assert image[1]["metadata"]["colour_conversion"] == "CMYK image: converted to RGB"
