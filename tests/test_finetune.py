@@ -17,12 +17,14 @@ from _paths import DATASETS
 from napari_tmunet._segment_jobs import model_defaults
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
+from napari_tmunet.data.colour_spaces import CMYK, GREY_ALPHA
 from napari_tmunet.data.datasets import find_pairs
 from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.model import build_model
 from napari_tmunet.training.finetune import (
     FinetuneJob,
     describe_edits,
+    foreground_problem,
     holdout_strip,
     run_finetune,
     training_pairs,
@@ -373,6 +375,9 @@ def test_a_comparison_that_cannot_tell_the_models_apart_says_why():
     assert "no foreground" in comparison_problem(empty)
     assert "120 foreground pixels" in comparison_problem({**empty, "held_out_foreground": 120})
     assert comparison_problem({**empty, "old": None}) == ""  # nothing to compare with
+    # the foreground problems alone: no edits can make such a held-out part decide
+    assert foreground_problem(empty) == comparison_problem(empty)
+    assert foreground_problem({**scored, "edits": few}) == ""
 
 
 def test_edits_are_described_in_words():
@@ -390,7 +395,11 @@ def test_edits_are_described_in_words():
         "rests on 458182 edited pixels in 1 region - fewer than 3 edited regions: too few "
         "for a meaningful comparison"
     )
-    assert describe_edits({"known": False}).startswith("edits unknown")
+    unknown = describe_edits({"known": False})
+    assert unknown == (
+        "edits unknown: the masks were not made by Segment, so the comparison is rough"
+    )
+    assert "(" not in unknown  # the dock's status puts it in parentheses: never nested
 
 
 def test_stack_trains_only_on_the_edited_frame(tmp_path):

@@ -696,7 +696,7 @@ def _score_tuned(result: dict, valid, region, device, phase: Callable) -> tuple[
 def describe_edits(edits: dict[str, Any]) -> str:
     """What the held-out comparison rests on, in words."""
     if not edits.get("known"):
-        return "edits unknown (the masks were not made by Segment): the comparison is rough"
+        return "edits unknown: the masks were not made by Segment, so the comparison is rough"
     pixels, regions = edits["pixels"], edits["objects"]
     text = (
         f"rests on {pixels} edited pixel{'' if pixels == 1 else 's'} "
@@ -717,6 +717,19 @@ def comparison_problem(result: dict[str, Any]) -> str:
     better, in words ("" when it can): no or little foreground in the held-out part (any
     two models score alike there), or too few of the user's edits in it
     (:func:`edit_summary`)."""
+    problem = foreground_problem(result)
+    if problem or result.get("old") is None:
+        return problem
+    edits = result.get("edits") or {}
+    if edits.get("known") and not edits.get("enough"):
+        return "not decided on so few edits in the held-out part"
+    return ""
+
+
+def foreground_problem(result: dict[str, Any]) -> str:
+    """Why the held-out part of a run cannot tell two models apart whatever the edits, in
+    words ("" when it can, or when only the new model was scored): it holds no or little
+    foreground, where any two models score alike."""
     if result.get("old") is None:
         return ""  # only the new model was scored: nothing to compare
     foreground = result.get("held_out_foreground", MIN_EDITED_PIXELS)
@@ -727,9 +740,6 @@ def comparison_problem(result: dict[str, Any]) -> str:
             f"the held-out part has {foreground} foreground pixels (fewer than "
             f"{MIN_EDITED_PIXELS}): too few to tell the models apart"
         )
-    edits = result.get("edits") or {}
-    if edits.get("known") and not edits.get("enough"):
-        return "not decided on so few edits in the held-out part"
     return ""
 
 
