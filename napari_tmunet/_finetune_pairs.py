@@ -14,6 +14,7 @@ from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels
 
 from ._widget_common import full_data, is_probability_map, keeping_layers, narrow
+from .data.colour_spaces import GREY_ALPHA, colour_conversion
 from .postprocess import kept_prediction
 from .training.finetune import TrainingPair, training_pairs
 
@@ -71,9 +72,11 @@ class PairRow(Container):
 
 
 def fits(image: Image, labels: Labels) -> bool:
-    """Whether ``labels`` has the spatial shape of ``image``."""
+    """Whether ``labels`` has the spatial shape of ``image`` (an (H, W, 2) grey + alpha
+    image is (H, W): Segment reads it as grey)."""
     shape = full_data(image).shape
-    spatial = shape[:-1] if image.rgb else shape
+    channels = image.rgb or colour_conversion(shape, image.rgb) == GREY_ALPHA
+    spatial = shape[:-1] if channels else shape
     return tuple(full_data(labels).shape) == tuple(spatial)
 
 
@@ -187,7 +190,11 @@ class PairRows:
                 row._filling = False
 
     def _layer_pairs(self) -> list[TrainingPair]:
-        """Copies of the chosen layers' data (painting may go on during training)."""
+        """Copies of the chosen layers' data (painting may go on during training), the
+        images' colours converted as Segment converts them (grey + alpha to grey, CMYK to
+        RGB)."""
+        from ._segment_widget import _colour_conversion
+
         pairs = []
         for row in self.rows:
             image, labels = row.image.value, row.mask.value
@@ -202,5 +209,6 @@ class PairRows:
                 rgb=bool(image.rgb),
                 source=f"layers {image.name!r} + {labels.name!r}",
                 predicted=kept_prediction(labels.metadata),  # tells the edits apart
+                conversion=_colour_conversion(image),
             )
         return pairs

@@ -55,6 +55,7 @@ from .training.finetune import (
     FinetuneJob,
     comparison_problem,
     describe_edits,
+    foreground_problem,
     new_run_folder,
     run_finetune,
 )
@@ -63,6 +64,7 @@ PLUGIN = "napari-tmunet"
 ACTIVE_CHOICE = "Model that made the mask"
 INTRO = "Trains the model further on your corrected masks, then compares old and new."
 CHECKPOINT_CHOICE = "Checkpoint file..."
+DISK_FULL = "no space left on its device"
 
 
 # ----------------------------------------------------------------------- the widget
@@ -515,6 +517,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         text = f"{state} at step {result['step']}/{result['total_steps']}"
         if old is not None:
             text += f"; held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
+        if old is not None and not foreground_problem(result):  # else no edits can matter
             text += f" ({describe_edits(result.get('edits') or {})})"
         self._verdict = text
         problem = comparison_problem(result)
@@ -561,14 +564,21 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         return choice
 
     def _on_error(self, err: Exception):
-        self.error = error_text(err)
-        if _disk_full(err):  # a write's OSError often names no file: say where it writes
-            self.error += (
-                f" (writing to {self.run_folder.value}: free space there or choose another "
-                "Run folder)"
+        # A write that fails names a file inside the run folder, or none: name the Run
+        # folder the user chose instead, and what to do
+        why = _run_folder_problem(err)
+        folder = self.run_folder.value
+        if why == DISK_FULL:
+            self.error = (
+                f"cannot write to the Run folder {folder} ({why}): free space there or "
+                "choose another Run folder"
             )
-        elif _not_writable(err):  # read-only: the message may name a file or folder within
-            self.error += f" (writing to {self.run_folder.value}: choose another Run folder)"
+        elif why:
+            self.error = (
+                f"cannot write to the Run folder {folder} ({why}): choose another Run folder"
+            )
+        else:
+            self.error = error_text(err)
         if self._closed:
             return
         self.status.value = f"failed: {self.error}"
@@ -616,25 +626,23 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads()) if torch is not None else 0
 
 
-def _disk_full(err: BaseException) -> bool:
-    """Whether ``err`` or an error it was raised from is "no space left on device"."""
+def _run_folder_problem(err: BaseException) -> str:
+    """Why the run folder cannot be written, when ``err`` or an error it was raised from
+    says so, in words ("" when neither does): :data:`DISK_FULL`, a read-only file system,
+    permission denied, a file in the way. A bare permission error may be a read, so only
+    storage's NotWritableError counts for those."""
+    errors = []
     while err is not None:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(err):  # torch.save raises RuntimeError
-            return True
+        errors.append(err)
         err = err.__cause__ or err.__context__
-    return False
-
-
-def _not_writable(err: BaseException) -> bool:
-    """Whether ``err`` or an error it was raised from is a folder that cannot be written
-    (read-only file system, permission denied, a file in the way). A bare permission error
-    may be a read, so only storage's NotWritableError counts for those."""
-    while err is not None:
-        if isinstance(err, NotWritableError):
-            return True
-        if isinstance(err, OSError) and err.errno == errno.EROFS:
-            return True
-        err = err.__cause__ or err.__context__
-    return False
+    for error in errors:  # a full disk first: its OSError often names no file
+        # torch.save raises a RuntimeError that only says so in words
+        if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error):
+            return DISK_FULL
+    for error in errors:
+        code = getattr(error, "errno", None)
+        if isinstance(error, OSError) and code == errno.EROFS:
+            return "it is on a read-only file system"
+        if isinstance(error, NotWritableError):
+            return "permission denied" if code in (errno.EACCES, errno.EPERM) else error.reason
+    return ""

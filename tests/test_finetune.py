@@ -17,12 +17,14 @@ from _paths import DATASETS
 from napari_tmunet._segment_jobs import model_defaults
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
+from napari_tmunet.data.colour_spaces import CMYK, GREY_ALPHA
 from napari_tmunet.data.datasets import find_pairs
 from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.model import build_model
 from napari_tmunet.training.finetune import (
     FinetuneJob,
     describe_edits,
+    foreground_problem,
     holdout_strip,
     run_finetune,
     training_pairs,
@@ -373,6 +375,9 @@ def test_a_comparison_that_cannot_tell_the_models_apart_says_why():
     assert "no foreground" in comparison_problem(empty)
     assert "120 foreground pixels" in comparison_problem({**empty, "held_out_foreground": 120})
     assert comparison_problem({**empty, "old": None}) == ""  # nothing to compare with
+    # the foreground problems alone: no edits can make such a held-out part decide
+    assert foreground_problem(empty) == comparison_problem(empty)
+    assert foreground_problem({**scored, "edits": few}) == ""
 
 
 def test_edits_are_described_in_words():
@@ -390,7 +395,11 @@ def test_edits_are_described_in_words():
         "rests on 458182 edited pixels in 1 region - fewer than 3 edited regions: too few "
         "for a meaningful comparison"
     )
-    assert describe_edits({"known": False}).startswith("edits unknown")
+    unknown = describe_edits({"known": False})
+    assert unknown == (
+        "edits unknown: the masks were not made by Segment, so the comparison is rough"
+    )
+    assert "(" not in unknown  # the dock's status puts it in parentheses: never nested
 
 
 def test_stack_trains_only_on_the_edited_frame(tmp_path):
@@ -420,3 +429,40 @@ def test_stack_trains_only_on_the_edited_frame(tmp_path):
 
     reference = write_dataset(training_pairs(stack, labels, "s", True, "stack"), tmp_path / "r")
     assert reference["split"]["train"] == ["01-s-z0", "02-s-z1"] and not reference["left_out"]
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "napari_tmunet" / "samples"
+
+
+def test_cmyk_and_grey_alpha_images_train_in_the_colours_segment_gives_the_model(tmp_path):
+    """A CMYK JPEG of a real colonoscopy frame, its ink amounts as napari's reader keeps
+    them, trains as the RGB Pillow converts it to (as Segment converts it); the run folder
+    holds that RGB, never the inks. A grey + alpha copy of a real ultrasound frame trains
+    as its grey channel. Float CMYK cannot be converted: refused naming the layers."""
+    from PIL import Image as Picture
+
+    colour = read_image(SAMPLES / "colonoscopy_image.png")
+    mask = (read_mask(SAMPLES / "colonoscopy_mask.png")[0] > 0).astype(np.uint8)
+    Picture.fromarray(colour).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    with Picture.open(tmp_path / "cmyk.jpg") as stored:
+        inks, as_rgb = np.asarray(stored), np.asarray(stored.convert("RGB"))
+    assert inks.shape == (*mask.shape, 4)
+    pairs = training_pairs(inks, mask, "cmyk", True, conversion=CMYK)
+    np.testing.assert_array_equal(pairs[0].image, as_rgb)
+    out = write_dataset(pairs, tmp_path / "c")
+    np.testing.assert_array_equal(read_image(tmp_path / "c" / out["region"]["image"]), as_rgb)
+    for name in out["split"]["train"] + out["split"]["valid"]:
+        assert read_image(tmp_path / "c" / "images" / f"{name}.tif").shape[2] == 3
+
+    grey = read_image(SAMPLES / "ultrasound_image.png")
+    grey_mask = read_mask(SAMPLES / "ultrasound_mask.png")[0]
+    grey_alpha = np.dstack([grey, np.full_like(grey, 180)])  # (H, W, 2)
+    with pytest.raises(ValueError, match="the labels are"):  # not converted: no fit
+        training_pairs(grey_alpha, grey_mask, "la", False)
+    pairs = training_pairs(grey_alpha, grey_mask, "la", False, conversion=GREY_ALPHA)
+    np.testing.assert_array_equal(pairs[0].image, grey)
+    out = write_dataset(pairs, tmp_path / "g")
+    np.testing.assert_array_equal(read_image(tmp_path / "g" / out["region"]["image"]), grey)
+
+    with pytest.raises(ValueError, match="cannot train on layers 'c' \\+ 'm': its CMYK pixels"):
+        training_pairs(inks.astype(np.float32), mask, "c", True, "layers 'c' + 'm'", None, CMYK)

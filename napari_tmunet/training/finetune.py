@@ -14,6 +14,9 @@ run folder, so nothing painted is lost if training or napari crashes::
                                       metrics.jsonl, curves.png, train.log
     RUN/comparison.json               Dice / HD of the old and new model, held-out part
 
+Images are written in the colours Segment gives the model: a grey + alpha image as its
+grey, a CMYK one as RGB (``training_pairs``' ``conversion``), never the stored inks.
+
 Held out for validation: where the user's edits are. A Segment output keeps the model's
 own prediction, so the pixels the user changed are known; with a single image, the 25%
 strip (across its longer side) holding the most edited pixels is held out, written as a
@@ -63,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from .. import registry, settings
+from ..data.colour_spaces import conversion_problem, convert_colours
 from ..data.images import write_image, write_mask
 from ..storage import atomic_path, write_json
 
@@ -118,16 +122,25 @@ def training_pairs(
     rgb: bool,
     source: str = "",
     predicted: np.ndarray | None = None,
+    conversion: str = "",
 ) -> list[TrainingPair]:
     """Pairs of a 2-D image (one) or a stack of frames (one per frame) and its labels.
 
     ``predicted``: the model's own labels before the user's corrections (same shape as
     ``labels``), when known; the held-out part is then chosen where the edits are.
+    ``conversion``: how the image's colours are converted for the model, as Segment does
+    (:func:`~napari_tmunet.data.colour_spaces.colour_conversion`): a grey + alpha image
+    trains as grey, a CMYK one as RGB.
 
     Raises:
-        ValueError: shapes that do not match, or labels that are not integers.
+        ValueError: shapes that do not match, labels that are not integers, or colours
+            that cannot be converted.
     """
     image, labels = np.asarray(image), np.asarray(labels)
+    problem = conversion_problem(image, conversion)
+    if problem:
+        raise ValueError(f"cannot train on {source or name}: {problem}")
+    image = convert_colours(image, conversion)  # grey + alpha: (H, W); CMYK: (H, W, 3)
     spatial = image.shape[:-1] if rgb else image.shape
     if labels.dtype != bool and labels.dtype.kind not in "iu":
         raise ValueError(f"{source or name}: labels of dtype {labels.dtype}; expected integers")
@@ -696,7 +709,7 @@ def _score_tuned(result: dict, valid, region, device, phase: Callable) -> tuple[
 def describe_edits(edits: dict[str, Any]) -> str:
     """What the held-out comparison rests on, in words."""
     if not edits.get("known"):
-        return "edits unknown (the masks were not made by Segment): the comparison is rough"
+        return "edits unknown: the masks were not made by Segment, so the comparison is rough"
     pixels, regions = edits["pixels"], edits["objects"]
     text = (
         f"rests on {pixels} edited pixel{'' if pixels == 1 else 's'} "
@@ -717,6 +730,19 @@ def comparison_problem(result: dict[str, Any]) -> str:
     better, in words ("" when it can): no or little foreground in the held-out part (any
     two models score alike there), or too few of the user's edits in it
     (:func:`edit_summary`)."""
+    problem = foreground_problem(result)
+    if problem or result.get("old") is None:
+        return problem
+    edits = result.get("edits") or {}
+    if edits.get("known") and not edits.get("enough"):
+        return "not decided on so few edits in the held-out part"
+    return ""
+
+
+def foreground_problem(result: dict[str, Any]) -> str:
+    """Why the held-out part of a run cannot tell two models apart whatever the edits, in
+    words ("" when it can, or when only the new model was scored): it holds no or little
+    foreground, where any two models score alike."""
     if result.get("old") is None:
         return ""  # only the new model was scored: nothing to compare
     foreground = result.get("held_out_foreground", MIN_EDITED_PIXELS)
@@ -727,9 +753,6 @@ def comparison_problem(result: dict[str, Any]) -> str:
             f"the held-out part has {foreground} foreground pixels (fewer than "
             f"{MIN_EDITED_PIXELS}): too few to tell the models apart"
         )
-    edits = result.get("edits") or {}
-    if edits.get("known") and not edits.get("enough"):
-        return "not decided on so few edits in the held-out part"
     return ""
 
 
