@@ -221,8 +221,8 @@ def _cmyk_as_rgb(path: Path, data: np.ndarray) -> tuple[np.ndarray, str]:
     images unchanged, with "".
 
     napari would draw the four ink channels as RGBA, the black ink as alpha: the picture
-    shows black or transparent. CMYK JPEGs come converted from ``data.images``; CMYK TIFFs
-    come as stored.
+    shows black or transparent. ``data.images`` converts CMYK JPEGs and TIFFs of unsigned
+    inks when it reads them; float inks come as stored (a warning here).
     """
     from .data.colour_spaces import (
         CMYK,

@@ -9,6 +9,7 @@ import tifffile
 from _paths import DATASETS
 from PIL import Image
 
+from napari_tmunet._sample_data import load_sample
 from napari_tmunet.data import images
 from napari_tmunet.data.images import (
     IMAGE_SUFFIXES,
@@ -472,6 +473,21 @@ def test_cmyk_converts_to_rgb_as_pillow_does():
     np.testing.assert_array_equal(convert_colours(inks, CMYK), expected)
     wide = np.array([[[0, 65535, 32768, 0], [0, 0, 0, 65535]]], np.uint16)
     np.testing.assert_array_equal(convert_colours(wide, CMYK), [[[65535, 0, 32767], [0, 0, 0]]])
+
+
+def test_cmyk_tiffs_are_read_as_rgb_like_cmyk_jpegs(tmp_path):
+    """read_image gives a CMYK TIFF of 8-bit inks as Pillow's RGB (predict, training and
+    dataset folders then see colours, not inks); float inks come as stored."""
+    colour, _ = load_sample("colonoscopy")
+    Image.fromarray(colour).convert("CMYK").save(tmp_path / "ink.tif")
+    with Image.open(tmp_path / "ink.tif") as stored:
+        expected = np.asarray(stored.convert("RGB"))
+    image = read_image(tmp_path / "ink.tif")
+    assert image.shape == (*colour.shape[:2], 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, expected)
+    inks = np.random.default_rng(0).random((40, 50, 4), np.float32)
+    tifffile.imwrite(tmp_path / "float.tif", inks, photometric="separated")
+    np.testing.assert_array_equal(read_image(tmp_path / "float.tif"), inks)
 
 
 @pytest.mark.parametrize(

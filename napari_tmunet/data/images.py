@@ -70,7 +70,8 @@ def read_image(
     """Read an image with its native dtype.
 
     Palette images become RGB(A) (or grey when the palette is grey), LA becomes grey
-    (alpha dropped), 1-bit images become bool. RGBA keeps its 4 channels.
+    (alpha dropped), 1-bit images become bool, CMYK (JPEG, or TIFF of unsigned inks)
+    becomes RGB. RGBA keeps its 4 channels.
 
     Args:
         path: a file with one of ``IMAGE_SUFFIXES``.
@@ -480,7 +481,18 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        return _tiff_pixels(path, tif)
+        array, stacked = _tiff_pixels(path, tif)
+    return _inks_as_rgb(path, array), stacked
+
+
+def _inks_as_rgb(path: Path, array: np.ndarray) -> np.ndarray:
+    """A CMYK TIFF's unsigned ink amounts as RGB (Pillow's conversion, as for CMYK JPEGs);
+    any other array unchanged. Float inks stay as stored (``colour_spaces`` says why)."""
+    from .colour_spaces import CMYK, convert_colours, stored_colour_space
+
+    if array.shape[-1:] != (4,) or array.dtype.kind != "u" or stored_colour_space(path) != CMYK:
+        return array
+    return convert_colours(array, CMYK)  # (..., 4) inks -> (..., 3) RGB
 
 
 def _tiff_pixels(path: Path, tif) -> tuple[np.ndarray, bool]:
