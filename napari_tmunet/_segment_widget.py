@@ -120,6 +120,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
+        self._misfits: dict[Any, str] = {}  # image id -> why its model may not suit it
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
@@ -495,6 +496,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         self._job_options, self._options = options, options[0]
         self._job_notes = [note for _, note in inputs]
+        self._misfits = self._misfit_reasons(layers, options)
         self._jobs = list(layers)
         self._results = []
         self._adopted = set()
@@ -526,6 +528,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 "finished": self._on_finished,
             },
         )
+
+    def _misfit_reasons(self, layers: list[Image], options: list[SegmentOptions]) -> dict:
+        """Image id -> "<model> is <why>" for each image whose model was picked for it but
+        does not look made for it (e.g. a fluorescence image and the ultrasound model), as
+        the chosen image's warning says; the user's own choices fit."""
+        misfits = {}
+        for layer, opts in zip(layers, options, strict=True):
+            model, why, fits = self._model_for(_modality(layer), _thumbnail(layer))
+            if not fits and model == opts.model:
+                misfits[layer.unique_id] = f"{opts.model_label} is {why}"
+        return misfits
 
     def _set_running(self, running: bool):
         self._busy = running
@@ -645,7 +658,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._results:
             self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
             for image, outcome in self._results:
-                self._warn_if_odd(image, outcome)
+                misfit = self._misfits.get(image.unique_id)
+                if misfit:  # not a threshold matter: the model may not suit the image
+                    show_warning(f"{image.name!r}: {misfit}.")
+                else:
+                    self._warn_if_odd(image, outcome)
             self._activate_chosen_output()
         self.status.value = self._outcome or "done"
         if self._rederive_after_run:  # the run used the settings of its click
@@ -678,6 +695,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         )
         if outcome.conversion:
             line += f"; {outcome.conversion}"
+        if image.unique_id in self._misfits:
+            line += f"; {model} may not suit this image (see its warning)"
         if image.unique_id in self._adopted:
             line += "; segmented before this dock was opened"
             output = self._outputs.get(image.unique_id)

@@ -746,6 +746,38 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
     assert made[grey]["model"] == "TM-UNet ultrasound"
 
 
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_segment_all_warns_for_each_image_its_model_does_not_suit(dock, qtbot, monkeypatch):
+    """Segment all with a colonoscopy frame chosen and a fluorescence image beside it: the
+    fluorescence image gets the grey model's misfit warning (as predict gives), not advice
+    to lower the threshold, and its summary line says the model may not suit it
+    (tester9 #5)."""
+    from napari.layers import Image
+
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer, widget = dock
+    (cells,) = viewer.open(DSB_GREY, plugin="napari")
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    colon = next(layer for layer in viewer.layers if isinstance(layer, Image) and layer != cells)
+    widget.image.value = colon
+    warnings.clear()  # the one said when the chooser showed the fluorescence image
+    widget.segment_all()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{cells.name!r}: TM-UNet ultrasound is the only shipped")
+    assert "looks like fluorescence microscopy" in warnings[0]
+    assert not any("lower threshold" in text for text in warnings)
+    lines = dict(line.split(": ", 1) for line in widget.summary.value.splitlines())
+    assert "TM-UNet ultrasound may not suit this image" in lines[cells.name]
+    assert "may not suit" not in lines[colon.name]
+
+
 @pytest.mark.skipif(not (UDIAT / "images").is_dir(), reason="shared UDIAT data not present")
 def test_the_chooser_stays_on_the_shown_image_of_a_dataset_folder(dock, qtbot, tmp_path):
     """A dataset folder opens with its first pair shown and the rest hidden; the Image
