@@ -112,7 +112,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._derive_again = False  # settings moved while it ran
         self._rederive_after_run = False  # settings moved while Segment ran
         self.batch_size = None  # tiles per forward pass in tile mode; None: by device
-        self._outputs: dict[Any, _Output] = {}
+        self._outputs: dict[tuple, _Output] = {}  # (image id, model) -> its output, newest last
         self._progress: progress | None = None
         self._eta = Eta()
         self._jobs: list[Image] = []
@@ -322,6 +322,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._show_model(model, why)
         if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
             show_warning(f"{layer.name!r}: {model} is {why}.")
+        self._show_outputs(layer)
+
+    def _show_outputs(self, image: Image) -> None:
+        """Show the outputs of ``image`` when it is shown and chosen: after Segment all on a
+        folder its outputs were hidden with it, and the label settings, which act on them,
+        would change nothing the user sees."""
+        if not image.visible:
+            return
+        for output in self._outputs_of(image):
+            if output.labels in self.viewer.layers:
+                output.labels.visible = True
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
@@ -455,6 +466,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if layer is self.image.value:
             return str(self.model.value)
         return self._model_for(_modality(layer), _thumbnail(layer))[0]
+
+    def _dock_model(self, image: Image) -> str:
+        """The model (registry name or checkpoint path) a Segment click on ``image`` runs;
+        "" when the Checkpoint field holds no file."""
+        model = self._model_to_run(image)
+        if model == CHECKPOINT_CHOICE:
+            path = self.checkpoint.value
+            model = str(path) if path and os.path.isfile(path) else ""
+        return model
 
     def _named_model(self, model: str) -> tuple[str, str, bool] | None:
         """(model, label, provisional) of a registry name, a checkpoint path, or
@@ -675,7 +695,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         chosen = self.image.value
         if not any(image is chosen for image, _ in self._results):
             return
-        output = self._outputs.get(chosen.unique_id)
+        output = self._output_of(chosen)
         if output is not None and output.labels in self.viewer.layers:
             self.viewer.layers.selection.active = output.labels
 
@@ -699,8 +719,12 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             line += f"; {model} may not suit this image (see its warning)"
         if image.unique_id in self._adopted:
             line += "; segmented before this dock was opened"
-            output = self._outputs.get(image.unique_id)
-            if output is not None and not self._replaceable(output):
+            made = [
+                output
+                for output in self._outputs_of(image)
+                if outcome.model_label in _model_names(output.labels.metadata)
+            ]
+            if any(not self._replaceable(output) for output in made):
                 line += ", edited or removed since"
         return line
 
@@ -727,6 +751,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 f"{model} marked {share:.0%} of {image.name!r} as foreground: check that the "
                 "model suits this kind of image, or raise the threshold."
             )
+
+
+def _model_names(metadata: dict) -> tuple:
+    """The names a summary line may give an output's model (its label, else its model)."""
+    return (metadata.get("model_label"), metadata.get("model"))
 
 
 def _folder_stack_hint(layer: Image) -> str:
