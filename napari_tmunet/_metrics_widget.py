@@ -31,6 +31,7 @@ from ._widget_common import (
     wrap,
 )
 from .evaluation import score_labels
+from .metrics import dice_score
 from .storage import write_csv
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ COLUMN_ORDER: tuple[str, ...] = (
     "unit",
     "note",
 )
-# In the CSV, not in the table (the status line names the layers).
-HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference"})
+# In the CSV, not in the table (the status line names the layers and the stack's Dice).
+HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
 
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
@@ -255,7 +256,7 @@ class MetricsWidget(Container):
         The previous rows are cleared first, so a failure leaves no stale scores.
         """
         self._clear_results()
-        rows = score_labels(**self._job())
+        rows = _score_layers(**self._job())
         self._set_results(rows)
         return rows
 
@@ -298,7 +299,7 @@ class MetricsWidget(Container):
         self.compute_button.enabled = False
         self.status.value = "Computing…"
         self._worker = start_worker(
-            score_labels,
+            _score_layers,
             connect={
                 "returned": self._set_results,
                 "errored": lambda err: self._report_error(f"Metrics failed: {err}"),
@@ -498,21 +499,42 @@ def _pair_rank(prediction, reference) -> int:
     return 1 if _name_stem(prediction.name) in images else 0
 
 
+def _score_layers(**job) -> list[dict[str, Any]]:
+    """``score_labels``' rows; on a stack the mean row also gets ``stack_dice``, the Dice
+    of all slices together (a missed lesion on one slice is not hidden by empty slices
+    that each score 1)."""
+    rows = score_labels(**job)
+    if len(rows) > 2:
+        rows[-1]["stack_dice"] = dice_score(job["pred"] > 0, job["ref"] > 0)
+    return rows
+
+
 def _status_line(rows: Sequence[dict[str, Any]]) -> str:
     """The layers and their mean scores (``rows``' last row) in one line: Dice, IoU, HD and
     HD95, so that they can be read in a narrow dock where the table's columns run out of
-    view; distances in the layers' unit where they are scaled, else in pixels."""
+    view; distances in the layers' unit where they are scaled, else in pixels. On a stack
+    it says the scores are means, carries the table's empty-mask note and gives the Dice
+    over the whole stack."""
     overall = rows[-1]
     hd, hd95, unit = overall["hd_px"], overall["hd95_px"], "px"
     if overall.get("hd_physical") is not None:
         hd, hd95 = overall["hd_physical"], overall["hd95_physical"]
         unit = overall.get("unit") or "scaled units"
-    return (
-        f"{overall['prediction']} vs {overall['reference']}: "
+    scores = (
         f"Dice {overall['dice']:.4f}, IoU {overall['iou']:.4f}, "
-        f"HD {_format('hd', hd)} {unit}, HD95 {_format('hd', hd95)} {unit} "
-        f"over {plural(len(rows) - 1, 'slice')}"
+        f"HD {_format('hd', hd)} {unit}, HD95 {_format('hd', hd95)} {unit}"
     )
+    layers = f"{overall['prediction']} vs {overall['reference']}"
+    slices = len(rows) - 1
+    if slices == 1:
+        return f"{layers}: {scores} over 1 slice"
+    line = f"{layers}, mean over {plural(slices, 'slice')}: {scores}"
+    empty_note = str(overall.get("note") or "").partition("; ")[2]  # after "mean of N"
+    if empty_note:
+        line += f"; {empty_note}"
+    if overall.get("stack_dice") is not None:
+        line += f". Dice over the whole stack: {overall['stack_dice']:.4f}"
+    return line
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:

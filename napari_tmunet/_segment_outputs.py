@@ -3,8 +3,11 @@
 A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
 ``viewer``, ``outlines``, ``add_probability``, and the ``_options`` and ``_defaults`` of
 the image whose result is being added). An output the user has edited (its content no
-longer matches what was written) is never replaced: a new layer is added instead; so is
-one made by another model (named with the new model), to compare the two.
+longer matches what was written) is never replaced: a new layer is added instead. Outputs
+are kept per (image, model): another model's run adds its own layer (named with the model,
+in a colour of its own) beside the first, to compare the two; a run with a model replaces
+that model's unedited output; the label settings act on the output of the model the dock
+shows (:meth:`OutputLayers._output_of`).
 
 napari makes a new dock widget each time the dock is reopened; the new one takes over the
 outputs an earlier one made (:meth:`OutputLayers._adopt_outputs`), from what their layers'
@@ -16,6 +19,7 @@ as a run's summary does (:func:`adopted_outcome`).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +32,10 @@ from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
 PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
+# A binary output added beside another model's, to compare them: yellow, pink, green (apart
+# from cyan and from the dark red of a reference mask).
+COMPARISON_COLOURS: tuple[str, ...] = ("#ffd400", "#ff5fd2", "#8cff3f")
+COLOUR_KEY = "tmunet_colour"  # metadata: the colour of label 1 in a binary output
 BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
 PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
 DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
@@ -56,6 +64,25 @@ class OutputLayers:
 
     # --- output layers -----------------------------------------------------------------
 
+    def _outputs_of(self, image: Image) -> list[_Output]:
+        """``image``'s outputs, one per model, the newest (made or replaced) last."""
+        return [output for (key, _), output in self._outputs.items() if key == image.unique_id]
+
+    def _output_of(self, image: Image) -> _Output | None:
+        """``image``'s output of the model the dock would run on it (the label settings act
+        on it); else its newest output (e.g. the dock now shows a model not run on it yet)."""
+        output = self._outputs.get((image.unique_id, _model_id(self._dock_model(image))))
+        if output is not None:
+            return output
+        outputs = self._outputs_of(image)
+        return outputs[-1] if outputs else None
+
+    def _track(self, image: Image, model: str, output: _Output) -> None:
+        """Keep ``output`` as ``image``'s output of ``model``, as its newest."""
+        key = (image.unique_id, _model_id(model))
+        self._outputs.pop(key, None)
+        self._outputs[key] = output
+
     def _add_result(self, image: Image, outcome: SegmentOutcome) -> None:
         options = self._options
         label_options = outcome.label_options
@@ -70,66 +97,84 @@ class OutputLayers:
             "mode": outcome.mode,
             "device": options.device,
             "image": image.name,
-            "seconds": round(outcome.seconds, 2),
+            "seconds": outcome.seconds,  # unrounded: a reopened dock says what the run said
             "note": DISCLAIMER,
             # the model's raw output, kept compact: re-thresholding, and telling the user's
             # edits from the model's prediction (Fine-tune)
             PROBABILITY_KEY: outcome.probability,
         }
-        key = image.unique_id
-        previous = self._outputs.get(key)
-        same_model = previous is not None and previous.labels.metadata.get("model") == options.model
-        if previous is not None and same_model and self._replaceable(previous):
+        previous = self._outputs.get((image.unique_id, _model_id(options.model)))
+        if previous is not None and self._replaceable(previous):
             output = previous
             output.probability, output.defaults = outcome.probability, dict(self._defaults)
-            output.labels.metadata = metadata  # first: writing the labels adds their digest
+            colour = output.labels.metadata.get(COLOUR_KEY, PREDICTION_COLOUR)
+            # first: writing the labels adds their digest
+            output.labels.metadata = {**metadata, COLOUR_KEY: colour}
             self._write_labels(output, outcome.labels)
             place = _placement(image, outcome.labels.ndim)
             output.labels.scale, output.labels.translate = place["scale"], place["translate"]
         else:
-            name = f"{image.name} labels"
-            if previous is not None and previous.labels in self.viewer.layers:
-                if same_model:
-                    why = "was edited since it was made"
-                else:  # kept to compare the two models' results
-                    why = f"is {previous.labels.metadata.get('model_label') or 'another model'}'s"
-                    name = f"{image.name} labels ({options.model_label})"
-                show_info(f"{previous.labels.name!r} {why}; keeping it and adding a new layer.")
-            digest = _digest(outcome.labels)
-            # Hidden with its image: a dataset folder shows one picture, and the masks of the
-            # hidden ones would cover it.
-            layer = self.viewer.add_labels(
-                outcome.labels,
-                name=name,
-                metadata={**metadata, DIGEST_KEY: digest},
-                visible=image.visible,
-                **_placement(image, outcome.labels.ndim),
-            )
-            output = _Output(
-                labels=layer,
-                digest=digest,
-                probability=outcome.probability,
-                defaults=dict(self._defaults),
-            )
-            self._outputs[key] = output
-            self._colour(output, fresh=True)
+            output = self._add_output(image, outcome, metadata, previous)
+        self._track(image, options.model, output)
         if outcome.probability is None:
             show_info(banded_note(image.name))
         elif options is not None and self.add_probability.value:
             output.probability_layer = self._put_probability(image, output, metadata)
-            self._under_labels(output)
+            self._under_labels(image)
         self.last_layer = output.labels
         self.last_result = outcome
 
-    def _under_labels(self, output: _Output) -> None:
-        """Put the probability map just below its labels and keep the labels active: on
-        top it would wash the mask out, and the brush paints on the active layer."""
+    def _add_output(
+        self, image: Image, outcome: SegmentOutcome, metadata: dict, previous: _Output | None
+    ) -> _Output:
+        """A new labels layer for ``outcome``: the image's first output, one beside another
+        model's output (named with its model, in a colour of its own, to compare them), or
+        one beside this model's ``previous`` output, which the user edited or removed."""
+        name, colour = f"{image.name} labels", PREDICTION_COLOUR
+        shown = [o for o in self._outputs_of(image) if o.labels in self.viewer.layers]
+        if previous is not None and previous.labels in self.viewer.layers:
+            name = previous.labels.name  # napari numbers the new one: "... labels [1]"
+            colour = previous.labels.metadata.get(COLOUR_KEY, PREDICTION_COLOUR)
+            show_info(f"{name!r} was edited since it was made; keeping it and adding a new layer.")
+        elif shown:  # kept to compare the two models' results
+            label = self._options.model_label
+            name = f"{image.name} labels ({label})"
+            colour = COMPARISON_COLOURS[(len(shown) - 1) % len(COMPARISON_COLOURS)]
+            other = shown[-1].labels
+            who = other.metadata.get("model_label") or "another model"
+            show_info(f"{other.name!r} is {who}'s; keeping it and adding {name!r} to compare.")
+        digest = _digest(outcome.labels)
+        # Hidden with its image: a dataset folder shows one picture, and the masks of the
+        # hidden ones would cover it.
+        layer = self.viewer.add_labels(
+            outcome.labels,
+            name=name,
+            metadata={**metadata, DIGEST_KEY: digest, COLOUR_KEY: colour},
+            visible=image.visible,
+            **_placement(image, outcome.labels.ndim),
+        )
+        output = _Output(
+            labels=layer,
+            digest=digest,
+            probability=outcome.probability,
+            defaults=dict(self._defaults),
+        )
+        self._colour(output, fresh=True)
+        return output
+
+    def _under_labels(self, image: Image) -> None:
+        """Put ``image``'s probability maps below all its labels (each model's) and keep its
+        newest labels active: on top a map would wash a mask out, and the brush paints on
+        the active layer."""
         layers = self.viewer.layers
-        below = layers.index(output.labels)
-        here = layers.index(output.probability_layer)
-        if here > below:
-            layers.move(here, below)
-        layers.selection.active = output.labels
+        outputs = [o for o in self._outputs_of(image) if o.labels in layers]
+        for output in outputs:
+            below = min(layers.index(o.labels) for o in outputs)
+            if output.probability_layer is not None and output.probability_layer in layers:
+                here = layers.index(output.probability_layer)
+                if here > below:
+                    layers.move(here, below)
+        layers.selection.active = outputs[-1].labels
 
     def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
         """Replace an output's labels (not a user edit), keep their digest (also in the
@@ -145,9 +190,9 @@ class OutputLayers:
 
         An output is a Labels layer whose metadata hold the probability, the label options,
         the digest of the labels as written and the name of an image still open; the last
-        one of an image wins, with its probability map. Returns the chosen image's output
-        (None when it has none) and, per image with an output, what its metadata say of it
-        (:func:`adopted_outcome`), for the summary.
+        one of an image and model wins, with its probability map. Returns the chosen image's
+        output (:meth:`_output_of`; None when it has none) and, per output, its image and
+        what its metadata say of it (:func:`adopted_outcome`), for the summary.
         """
         images = {
             layer.name: layer
@@ -161,20 +206,21 @@ class OutputLayers:
             image = images.get(name) if isinstance(name, str) else None
             if image is None:
                 continue
+            key = (image.unique_id, _model_id(str(meta.get("model") or "")))
             if is_probability_map(layer):
-                maps[image.unique_id] = layer
+                maps[key] = layer
             elif isinstance(layer, Labels) and _made_here(meta):
-                self._outputs[image.unique_id] = _Output(
+                self._outputs[key] = _Output(
                     labels=layer,
                     digest=meta[DIGEST_KEY],
                     probability=meta[PROBABILITY_KEY],
                     defaults=_adopted_defaults(meta),
                 )
-                adopted[image.unique_id] = image
+                adopted[key] = image
         for key, output in self._outputs.items():
             output.probability_layer = maps.get(key)
         chosen = self.image.value
-        output = self._outputs.get(chosen.unique_id) if chosen is not None else None
+        output = self._output_of(chosen) if chosen is not None else None
         described = [(image, adopted_outcome(self._outputs[key])) for key, image in adopted.items()]
         return output, described
 
@@ -184,7 +230,7 @@ class OutputLayers:
         (other cyclic colours, e.g. shuffled by the user, are kept)."""
         layer = output.labels
         if layer.data.dtype == np.uint8:  # binary 0/1
-            layer.colormap = _binary_colours()
+            layer.colormap = _binary_colours(layer.metadata.get(COLOUR_KEY, PREDICTION_COLOUR))
         elif fresh or layer.colormap.name == BINARY_COLOURS:
             layer.colormap = _instance_colours()
         layer.contour = outline_width(layer.data.shape) if self.outlines.value else 0
@@ -207,6 +253,7 @@ class OutputLayers:
         # chooser, which follows the active layer, must recognise it then.
         meta[PROBABILITY_MARK] = "probability"
         old = output.probability_layer
+        named = output.labels.name.replace(f"{image.name} labels", f"{image.name} probability", 1)
         if old is not None and old in self.viewer.layers:
             old.data = output.probability
             old.metadata = meta
@@ -215,7 +262,7 @@ class OutputLayers:
             return old
         return self.viewer.add_image(
             output.probability,
-            name=f"{image.name} probability",
+            name=named,
             colormap="magma",
             contrast_limits=(0, 255),
             blending="additive",
@@ -310,15 +357,20 @@ def _adopted_defaults(meta: dict) -> dict:
     }
 
 
-def _binary_colours():
-    """Label 1 in one bright colour (apart from a reference mask); labels the user paints
+def _model_id(model: str) -> str:
+    """A model as output keys name it: a registry name as it is, a checkpoint by its full path."""
+    return os.path.abspath(model) if model and os.path.isfile(model) else model
+
+
+def _binary_colours(colour: str = PREDICTION_COLOUR):
+    """Label 1 in one bright ``colour`` (apart from a reference mask); labels the user paints
     with napari's "new label" (2, 3...) in :func:`_instance_colours`' from label 2 on, so
     a second object drawn on a binary output shows, in a colour of its own."""
     from napari.utils.colormaps import CyclicLabelColormap
     from napari.utils.colormaps.standardize_color import transform_color
 
     colors = _instance_colours().colors.copy()
-    colors[1] = transform_color(PREDICTION_COLOUR)[0]
+    colors[1] = transform_color(colour)[0]
     return CyclicLabelColormap(colors=colors, name=BINARY_COLOURS)
 
 

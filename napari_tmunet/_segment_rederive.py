@@ -3,7 +3,8 @@
 A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
 ``image``, ``status``, ``outlines``, label-setting widgets, ``_outputs`` and the
 debounce timer). Moving the threshold, the confidence, hole filling, the minimum size or
-the output kind derives the chosen image's labels again from the kept probability, in a
+the output kind derives the chosen image's labels again (its output of the model the dock
+shows, :meth:`OutputLayers._output_of`) from the kept probability, in a
 worker thread: on a large slide the instance split takes seconds, and the sliders stay
 live meanwhile. A change made while a derive runs is taken up when it ends, and one made
 while Segment runs once the run's result is in (the run used the settings of its click).
@@ -58,7 +59,7 @@ class Rederive:
             self._rederive_after_run = True
             return None
         image = self.image.value
-        output = self._outputs.get(image.unique_id) if image is not None else None
+        output = self._output_of(image) if image is not None else None
         if output is None:
             return None
         if not self._replaceable(output):
@@ -88,7 +89,7 @@ class Rederive:
         """After a Segment run: derive the chosen image's result again if the label
         settings moved away from those it was derived with (while the run went on)."""
         image = self.image.value
-        output = self._outputs.get(image.unique_id) if image is not None else None
+        output = self._output_of(image) if image is not None else None
         if output is not None:
             options = label_options(output.defaults, **self._label_settings())
             if options.to_dict() == output.labels.metadata.get("label_options"):
@@ -106,7 +107,7 @@ class Rederive:
         moved."""
         image, output, probability, options, began = self._derive
         self._derive = None
-        current = self._outputs.get(image.unique_id) is output
+        current = any(kept is output for kept in self._outputs.values())
         current = current and output.probability is probability  # not one a run replaced
         if current and output.labels in self.viewer.layers:
             if self._replaceable(output):
@@ -127,13 +128,14 @@ class Rederive:
             f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "
             f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
         )
-        self._update_summary(image, labels, options, objects)
+        self._update_summary(image, output, labels, options, objects)
 
-    def _update_summary(self, image, labels, options: LabelOptions, objects: int) -> None:
-        """Rewrite ``image``'s line of the last run's summary for its re-derived labels, so
-        that the summary names the settings in effect."""
+    def _update_summary(self, image, output, labels, options: LabelOptions, objects: int) -> None:
+        """Rewrite the summary line of ``image``'s ``output`` (its model's) for its
+        re-derived labels, so that the summary names the settings in effect."""
+        meta = output.labels.metadata
         for index, (ran, outcome) in enumerate(self._results):
-            if ran is image:
+            if ran is image and outcome.model_label in (meta.get("model_label"), meta.get("model")):
                 derived = replace(outcome, labels=labels, label_options=options, objects=objects)
                 self._results[index] = (ran, derived)
                 self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)

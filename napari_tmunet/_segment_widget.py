@@ -112,7 +112,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._derive_again = False  # settings moved while it ran
         self._rederive_after_run = False  # settings moved while Segment ran
         self.batch_size = None  # tiles per forward pass in tile mode; None: by device
-        self._outputs: dict[Any, _Output] = {}
+        self._outputs: dict[tuple, _Output] = {}  # (image id, model) -> its output, newest last
         self._progress: progress | None = None
         self._eta = Eta()
         self._jobs: list[Image] = []
@@ -120,6 +120,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
+        self._misfits: dict[Any, str] = {}  # image id -> why its model may not suit it
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
@@ -321,6 +322,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._show_model(model, why)
         if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
             show_warning(f"{layer.name!r}: {model} is {why}.")
+        self._show_outputs(layer)
+
+    def _show_outputs(self, image: Image) -> None:
+        """Show the outputs of ``image`` when it is shown and chosen: after Segment all on a
+        folder its outputs were hidden with it, and the label settings, which act on them,
+        would change nothing the user sees."""
+        if not image.visible:
+            return
+        for output in self._outputs_of(image):
+            if output.labels in self.viewer.layers:
+                output.labels.visible = True
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
@@ -455,6 +467,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return str(self.model.value)
         return self._model_for(_modality(layer), _thumbnail(layer))[0]
 
+    def _dock_model(self, image: Image) -> str:
+        """The model (registry name or checkpoint path) a Segment click on ``image`` runs;
+        "" when the Checkpoint field holds no file."""
+        model = self._model_to_run(image)
+        if model == CHECKPOINT_CHOICE:
+            path = self.checkpoint.value
+            model = str(path) if path and os.path.isfile(path) else ""
+        return model
+
     def _named_model(self, model: str) -> tuple[str, str, bool] | None:
         """(model, label, provisional) of a registry name, a checkpoint path, or
         :data:`CHECKPOINT_CHOICE` (the Checkpoint field's file); None (and a message) when
@@ -495,6 +516,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         self._job_options, self._options = options, options[0]
         self._job_notes = [note for _, note in inputs]
+        self._misfits = self._misfit_reasons(layers, options)
         self._jobs = list(layers)
         self._results = []
         self._adopted = set()
@@ -526,6 +548,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 "finished": self._on_finished,
             },
         )
+
+    def _misfit_reasons(self, layers: list[Image], options: list[SegmentOptions]) -> dict:
+        """Image id -> "<model> is <why>" for each image whose model was picked for it but
+        does not look made for it (e.g. a fluorescence image and the ultrasound model), as
+        the chosen image's warning says; the user's own choices fit."""
+        misfits = {}
+        for layer, opts in zip(layers, options, strict=True):
+            model, why, fits = self._model_for(_modality(layer), _thumbnail(layer))
+            if not fits and model == opts.model:
+                misfits[layer.unique_id] = f"{opts.model_label} is {why}"
+        return misfits
 
     def _set_running(self, running: bool):
         self._busy = running
@@ -645,7 +678,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._results:
             self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
             for image, outcome in self._results:
-                self._warn_if_odd(image, outcome)
+                misfit = self._misfits.get(image.unique_id)
+                if misfit:  # not a threshold matter: the model may not suit the image
+                    show_warning(f"{image.name!r}: {misfit}.")
+                else:
+                    self._warn_if_odd(image, outcome)
             self._activate_chosen_output()
         self.status.value = self._outcome or "done"
         if self._rederive_after_run:  # the run used the settings of its click
@@ -658,7 +695,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         chosen = self.image.value
         if not any(image is chosen for image, _ in self._results):
             return
-        output = self._outputs.get(chosen.unique_id)
+        output = self._output_of(chosen)
         if output is not None and output.labels in self.viewer.layers:
             self.viewer.layers.selection.active = output.labels
 
@@ -678,10 +715,16 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         )
         if outcome.conversion:
             line += f"; {outcome.conversion}"
+        if image.unique_id in self._misfits:
+            line += f"; {model} may not suit this image (see its warning)"
         if image.unique_id in self._adopted:
             line += "; segmented before this dock was opened"
-            output = self._outputs.get(image.unique_id)
-            if output is not None and not self._replaceable(output):
+            made = [
+                output
+                for output in self._outputs_of(image)
+                if outcome.model_label in _model_names(output.labels.metadata)
+            ]
+            if any(not self._replaceable(output) for output in made):
                 line += ", edited or removed since"
         return line
 
@@ -708,6 +751,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 f"{model} marked {share:.0%} of {image.name!r} as foreground: check that the "
                 "model suits this kind of image, or raise the threshold."
             )
+
+
+def _model_names(metadata: dict) -> tuple:
+    """The names a summary line may give an output's model (its label, else its model)."""
+    return (metadata.get("model_label"), metadata.get("model"))
 
 
 def _folder_stack_hint(layer: Image) -> str:

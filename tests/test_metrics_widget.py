@@ -371,8 +371,9 @@ def test_the_status_line_gives_the_mean_scores_in_view_of_a_default_dock(
     qtbot.waitUntil(lambda: bool(widget.results) and widget._worker is None, timeout=10000)
     mean = widget.results[-1]
     assert widget.status.value == (
-        f"pred vs ref: Dice {mean['dice']:.4f}, IoU {mean['iou']:.4f}, "
-        f"HD {mean['hd_px']:.2f} px, HD95 {mean['hd95_px']:.2f} px over 2 slices"
+        f"pred vs ref, mean over 2 slices: Dice {mean['dice']:.4f}, IoU {mean['iou']:.4f}, "
+        f"HD {mean['hd_px']:.2f} px, HD95 {mean['hd95_px']:.2f} px. "
+        f"Dice over the whole stack: {mean['stack_dice']:.4f}"
     )
     assert mean["hd_px"] > 0 and mean["hd95_px"] > 0
     qtbot.wait(200)
@@ -479,7 +480,7 @@ def test_a_layer_is_not_compared_with_itself(widget, masks):
     assert widget.results == [] and widget._worker is None
 
 
-@pytest.mark.parametrize(("depth", "words"), [(1, "over 1 slice"), (2, "over 2 slices")])
+@pytest.mark.parametrize(("depth", "words"), [(1, "over 1 slice"), (2, "mean over 2 slices")])
 def test_status_counts_slices_in_words(widget, masks, qtbot, depth, words):
     viewer, widget = widget
     prediction, reference = masks
@@ -490,7 +491,34 @@ def test_status_counts_slices_in_words(widget, masks, qtbot, depth, words):
     widget.compute_button.native.click()
     qtbot.waitUntil(lambda: len(widget.results) == depth + 1, timeout=10000)
 
-    assert widget.status.value.endswith(words)
+    assert words in widget.status.value
+
+
+def test_on_a_stack_the_status_line_says_mean_and_gives_the_whole_stack_dice(
+    widget, qtbot, tmp_path
+):
+    """A prediction that misses the only lesion of a 10-slice stack: the nine empty/empty
+    slices score 1 each, so the mean Dice is 0.9; the status line says it is a mean,
+    carries the empty-mask note and gives the whole stack's Dice, 0 (tester9 #7)."""
+    viewer, widget = widget
+    ref = np.zeros((10, 50, 60), np.uint8)
+    ref[0, 10:20, 10:20] = 1
+    _choose(
+        widget,
+        viewer.add_labels(np.zeros_like(ref), name="case labels"),
+        viewer.add_labels(ref, name="case mask"),
+    )
+    widget.compute_button.native.click()  # the real path: a worker
+    qtbot.waitUntil(lambda: bool(widget.results) and widget._worker is None, timeout=10000)
+
+    line = widget.status.value
+    assert line.startswith("case labels vs case mask, mean over 10 slices: Dice 0.9000")
+    assert "; 1 with one mask empty (HD = image diagonal)" in line
+    assert line.endswith("Dice over the whole stack: 0.0000")
+    assert "stack_dice" not in widget.table.value["columns"]
+    with open(widget.export_csv(tmp_path / "scores.csv"), newline="") as f:
+        exported = list(csv.DictReader(f))
+    assert float(exported[-1]["stack_dice"]) == 0.0
 
 
 def test_a_guessed_pair_has_one_shape(widget, masks):

@@ -43,7 +43,7 @@ def test_a_new_label_painted_on_a_binary_output_is_visible(segmented):
         assert colour is not None and colour[3] > 0.5 and not np.allclose(colour, cyan), label
     assert output.get_color(0) is None or output.get_color(0)[3] == 0  # background: clear
 
-    fresh = widget._outputs[widget.image.value.unique_id]
+    fresh = widget._output_of(widget.image.value)
     widget._write_labels(fresh, np.asarray(output.data) > 0)  # a re-threshold's write
     assert output.get_color(1) is not None and np.allclose(output.get_color(1), cyan)
     assert output.get_color(2)[3] > 0.5
@@ -370,3 +370,54 @@ def test_another_model_adds_a_layer_and_the_same_model_replaces_it(segmented, qt
     outputs = [layer for layer in viewer.layers if isinstance(layer, Labels)][1:]  # not mask
     assert outputs == [first, second]
     np.testing.assert_array_equal(first.data, made)
+
+
+def test_each_model_keeps_its_own_output_to_compare(segmented, qtbot):
+    """Tester9's #2: after a second model's run beside the first, the label settings act
+    on the output of the model the dock shows, Segment with the first model replaces its
+    own output, the outlines and the probability maps go with every output, the
+    comparison has a colour of its own, and a reopened dock describes both outputs."""
+    from napari.layers import Image, Labels
+
+    viewer, widget, first = segmented
+    widget.add_probability.value = True
+    widget.model.value = "TM-UNet ultrasound"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    second = widget.last_layer
+    assert second.name == f"{first.name} (TM-UNet ultrasound)"
+    assert not np.allclose(first.get_color(1), second.get_color(1))
+    maps = [layer for layer in viewer.layers if isinstance(layer, Image)][1:]  # not the image
+    assert [layer.name for layer in maps] == [
+        f"{viewer.layers[0].name} probability (TM-UNet ultrasound)"
+    ]
+    assert viewer.layers.index(maps[0]) < viewer.layers.index(first)  # no washed-out mask
+    made_second = np.array(second.data)
+
+    widget.model.value = "TM-UNet colonoscopy"  # back to the first model
+    made_first = np.array(first.data)
+    widget.threshold.value = 0.8
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert first.metadata["threshold"] == pytest.approx(0.8)
+    assert not np.array_equal(first.data, made_first)
+    np.testing.assert_array_equal(second.data, made_second)  # the comparison stays
+
+    widget.outlines.value = True
+    assert first.contour > 0 and second.contour > 0
+    widget.segment()  # the first model again: its own unedited output is replaced
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    outputs = [layer for layer in viewer.layers if isinstance(layer, Labels)][1:]  # not mask
+    assert widget.last_layer is first and outputs == [first, second]
+    np.testing.assert_array_equal(second.data, made_second)
+
+    close_dock(viewer, widget)
+    _, reopened = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    lines = reopened.summary.value.splitlines()
+    assert len(lines) == 2
+    assert "with TM-UNet colonoscopy " in lines[0] and "with TM-UNet ultrasound " in lines[1]
+    assert reopened.model.value == "TM-UNet colonoscopy"
+    reopened.threshold.value = 0.3
+    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    assert first.metadata["threshold"] == pytest.approx(0.3)
+    np.testing.assert_array_equal(second.data, made_second)

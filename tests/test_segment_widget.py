@@ -726,7 +726,7 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
         assert widget.worker is not None  # the threaded path
         wait_done(qtbot, widget)
         assert widget.status.value == "done", widget.status.value
-        return {image: widget._outputs[image.unique_id].labels.metadata for image in (colon, grey)}
+        return {image: widget._output_of(image).labels.metadata for image in (colon, grey)}
 
     made = run_all()
     assert made[colon]["model"] == str(tuned) and made[grey]["model"] == "TM-UNet ultrasound"
@@ -744,6 +744,38 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
     made = run_all()
     assert [made[image]["threshold"] for image in (colon, grey)] == pytest.approx([0.6, 0.6])
     assert made[grey]["model"] == "TM-UNet ultrasound"
+
+
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_segment_all_warns_for_each_image_its_model_does_not_suit(dock, qtbot, monkeypatch):
+    """Segment all with a colonoscopy frame chosen and a fluorescence image beside it: the
+    fluorescence image gets the grey model's misfit warning (as predict gives), not advice
+    to lower the threshold, and its summary line says the model may not suit it
+    (tester9 #5)."""
+    from napari.layers import Image
+
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer, widget = dock
+    (cells,) = viewer.open(DSB_GREY, plugin="napari")
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    colon = next(layer for layer in viewer.layers if isinstance(layer, Image) and layer != cells)
+    widget.image.value = colon
+    warnings.clear()  # the one said when the chooser showed the fluorescence image
+    widget.segment_all()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{cells.name!r}: TM-UNet ultrasound is the only shipped")
+    assert "looks like fluorescence microscopy" in warnings[0]
+    assert not any("lower threshold" in text for text in warnings)
+    lines = dict(line.split(": ", 1) for line in widget.summary.value.splitlines())
+    assert "TM-UNet ultrasound may not suit this image" in lines[cells.name]
+    assert "may not suit" not in lines[colon.name]
 
 
 @pytest.mark.skipif(not (UDIAT / "images").is_dir(), reason="shared UDIAT data not present")
@@ -780,7 +812,8 @@ def test_segment_all_on_a_dataset_folder_shows_only_the_shown_pictures_output(
     """A dataset folder shows its first pair: after Segment all, each output (and
     probability map) is shown or hidden with its picture, so the hidden pictures' masks do
     not cover the one on screen, and the active layer (where the brush paints) is the
-    output of the picture on screen, not the last one made."""
+    output of the picture on screen, not the last one made. A picture shown and chosen
+    later shows its output."""
     import shutil
 
     from napari.layers import Image
@@ -800,12 +833,24 @@ def test_segment_all_on_a_dataset_folder_shows_only_the_shown_pictures_output(
     wait_done(qtbot, widget)
     assert widget.status.value == "done", widget.status.value
     for image in images:
-        output = widget._outputs[image.unique_id]
+        output = widget._output_of(image)
         assert output.labels.visible is image.visible, image.name
         assert output.probability_layer.visible is image.visible, image.name
     shown = [layer.name for layer in viewer.layers if layer.visible]
     assert shown == ["000001", "000001 mask", "000001 probability", "000001 labels"]
     assert viewer.layers.selection.active is viewer.layers["000001 labels"]
+
+    # Tester9's #8: the user shows another picture and selects it; the chooser follows and
+    # its output shows, so the threshold's changes are seen
+    images[0].visible, images[1].visible = False, True
+    viewer.layers.selection.active = images[1]
+    assert widget.image.value is images[1]
+    output = widget._output_of(images[1])
+    assert output.labels.visible
+    made = np.array(output.labels.data)
+    widget.threshold.value = 0.9
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert not np.array_equal(output.labels.data, made)
 
 
 @pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
