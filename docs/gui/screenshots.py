@@ -42,8 +42,9 @@ app = QApplication.instance()
 seg = docks["Segment"][1]
 seg.segment()
 t0 = time.time()
-while seg.running and time.time() - t0 < 120:
-    settle(app, 0.05)
+while (seg.running or seg.last_layer is None) and time.time() - t0 < 120:
+    settle(app, 0.05)  # the output layer is added once the run has ended
+settle(app, 0.3)
 docks["Metrics"][1].compute()  # the sample's mask is the reference
 settle(app, 0.4)
 print("window", hints(win), "size", win.width(), win.height())
