@@ -182,15 +182,15 @@ def test_empty_file(tmp_path):
 
 def test_huge_num_classes_is_refused_before_any_memory_is_used(tmp_path, good):
     """The issue's 1e9 classes reached 19.4 GB before refusal; now nothing is built."""
-    import resource
+    from _memory import peak_kib, reset_peak_kib
 
     payload = _payload(good)
     payload["model_config"]["num_classes"] = 10**9
     path = tmp_path / "huge.pt"
     torch.save(payload, path)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = reset_peak_kib()
     _refused(path)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+    assert peak_kib() - before < 50_000  # KiB
 
 
 class _Payload:

@@ -12,7 +12,6 @@ fixed example count (``NAPARI_TMUNET_FUZZ_EXAMPLES``, default 250;
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import tifffile
+from _memory import peak_kib, reset_peak_kib
 from PIL import Image
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -183,7 +183,7 @@ def _check_file(path: Path, mask: Path | None) -> None:
 )
 @given(data=st.data())
 def test_hostile_files_never_raise_tracebacks(seeds, work, data):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = reset_peak_kib()
     draw = data.draw
     shutil.rmtree(work, ignore_errors=True)
     (work / "images").mkdir(parents=True)
@@ -212,5 +212,5 @@ def test_hostile_files_never_raise_tracebacks(seeds, work, data):
         shutil.copy(SAMPLES / "nuclei_image.png", work / "images" / "y.png")
         shutil.copy(SAMPLES / "nuclei_mask.png", work / "masks" / "y.png")
     _check_file(path, mask if mask.exists() else None)
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    grown = peak_kib() - before
     assert grown < MAX_GROWTH_KIB, f"peak RSS grew by {grown / 1e6:.1f} GB on {path.name}"
