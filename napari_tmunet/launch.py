@@ -263,9 +263,13 @@ def _open_paths(viewer, paths: list[str]) -> None:
     """Open the files and folders given as a dataset folder's pictures open: the first
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
     origin would cover it). A path that opens only masks (Labels) goes with the picture
-    before it, as a mask follows its image in a dataset folder."""
+    before it, as a mask follows its image in a dataset folder. A file in a ``masks``
+    folder opens as its picture's mask wherever it is given (see ``_open_mask``)."""
+    masks = [path for path in paths if _is_dataset_mask(path)]
     shown, seen_image = True, False
     for path in paths:
+        if path in masks:
+            continue
         before = len(viewer.layers)
         _open_path(viewer, path)
         added = list(viewer.layers)[before:]
@@ -276,6 +280,46 @@ def _open_paths(viewer, paths: list[str]) -> None:
         if not shown:
             for layer in added:
                 layer.visible = False
+    for path in masks:  # after the pictures: each goes over the picture it belongs to
+        _open_mask(viewer, Path(path))
+
+
+def _is_dataset_mask(path: str) -> bool:
+    """Whether ``path`` is an image file in a folder named ``masks``: a dataset folder's
+    mask (``ROOT/masks/<name>.<ext>``, see ``data.datasets``), not a picture to segment."""
+    from .data.images import IMAGE_SUFFIXES
+
+    file = Path(path)
+    return (
+        file.parent.name.lower() == "masks"
+        and file.suffix.lower() in IMAGE_SUFFIXES
+        and file.is_file()
+    )
+
+
+def _open_mask(viewer, path: Path) -> None:
+    """Open a dataset mask file as the TM-UNet reader opens a dataset folder's masks: a
+    Labels layer "<stem> mask" over the picture of the same stem (shown or hidden with
+    it, so Metrics pairs them), never an image that Segment could be run on."""
+    from ._reader import mask_layer_data
+
+    picture = next(
+        (layer for layer in viewer.layers if _is_image(layer) and layer.name == path.stem),
+        None,
+    )
+    like = None
+    if picture is not None:  # the picture's name (Metrics pairs by it) and pixel size
+        kwargs = {"name": picture.name}
+        if len(picture.scale) == 2:
+            kwargs["scale"] = tuple(picture.scale)
+        like = (None, kwargs, "image")
+    visible = picture.visible if picture is not None else True
+    try:
+        data, kwargs, _ = mask_layer_data(path, like=like, visible=visible)
+    except Exception as err:  # a reader's error: one line, not a traceback
+        viewer.close()
+        raise CannotOpen(f"cannot open the mask {path}: {' '.join(str(err).split())}") from err
+    viewer.add_labels(data, **kwargs)
 
 
 def _is_image(layer) -> bool:

@@ -160,3 +160,60 @@ def test_several_pictures_open_as_a_dataset_folders_do(monkeypatch, tmp_path):
     assert status == 0
     assert seen["layers"] == [("1", True), ("000001", False), ("000001 mask", False)]
     assert seen["chosen"] == seen["active"] == "1"
+
+
+def test_a_dataset_mask_file_opens_as_its_pictures_mask(monkeypatch):
+    """``napari-tmunet masks/1.tif images/1.png`` (either order): the file in ``masks/``
+    opens as the Labels "1 mask" over its picture, shown with it, never the chosen
+    picture; a second picture's mask is hidden with that picture."""
+    import pytest
+    from _paths import DATASETS
+
+    clinic = DATASETS / "CVC-ClinicDB"
+    if not (clinic / "masks" / "1.tif").is_file():
+        pytest.skip("shared CVC-ClinicDB data not present")
+    frame, mask = clinic / "images" / "1.png", clinic / "masks" / "1.tif"
+    frame2, mask2 = clinic / "images" / "2.png", clinic / "masks" / "2.tif"
+
+    for argv in ([mask, frame], [frame, mask]):
+        status, seen = run_launcher(monkeypatch, [str(p) for p in argv])
+        assert status == 0
+        assert seen["layers"] == [("1", True), ("1 mask", True)]
+        assert seen["chosen"] == seen["active"] == "1"
+        assert seen["model"] == "TM-UNet colonoscopy"
+
+    status, seen = run_launcher(monkeypatch, [str(mask2), str(frame), str(mask), str(frame2)])
+    assert status == 0
+    assert seen["layers"] == [("1", True), ("2", False), ("2 mask", False), ("1 mask", True)]
+    assert seen["chosen"] == "1"
+
+
+def test_metrics_pairs_the_segmented_picture_with_its_mask_file(monkeypatch):
+    """``napari-tmunet masks/1.tif images/1.png``, then Segment (the dock's worker
+    thread): the Metrics dock pairs the output with "1 mask" as the reference."""
+    import napari
+    import pytest
+    from _paths import DATASETS
+
+    from napari_tmunet import launch, registry
+
+    clinic = DATASETS / "CVC-ClinicDB"
+    if not (clinic / "masks" / "1.tif").is_file():
+        pytest.skip("shared CVC-ClinicDB data not present")
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+    seen = {}
+
+    def segment_and_close():
+        viewer = napari.current_viewer()
+        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        metrics = viewer.window.dock_widgets["Metrics (napari-tmunet)"]
+        launch._click_segment(segment, timeout=300)
+        seen["output"] = segment.last_layer.name
+        seen["pair"] = (metrics.prediction.value.name, metrics.reference.value.name)
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", segment_and_close)
+    argv = [str(clinic / "masks" / "1.tif"), str(clinic / "images" / "1.png")]
+    assert launch.main(argv) == 0
+    assert seen["pair"] == (seen["output"], "1 mask")
