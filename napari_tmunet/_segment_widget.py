@@ -49,7 +49,7 @@ from ._segment_jobs import (
     prepare_early,
     segment_jobs,
 )
-from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
+from ._segment_outputs import DISCLAIMER, OutputLayers, _model_id, _Output
 from ._segment_rederive import Rederive, _cutoffs, runs_inline
 from ._widget_common import (
     Eta,
@@ -379,6 +379,18 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         elif model:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
         self._show_model_state()
+        self._show_settings_of_shown_model()
+
+    def _show_settings_of_shown_model(self) -> None:
+        """Put the label settings the chosen image's output of the shown model was made
+        with on the dock (if it has one), so that the sliders read what a re-derive uses,
+        not another model's values."""
+        image = self.image.value
+        if image is None:
+            return
+        output = self._outputs.get((image.unique_id, _model_id(self._dock_model(image))))
+        if output is not None and "label_options" in output.labels.metadata:
+            self._show_adopted(output, [])
 
     def use_model(self, choice: active_model.ModelChoice) -> None:
         """Use the active model (set by Fine-tune or Revert) for images of its modality."""

@@ -454,3 +454,28 @@ def test_a_remade_output_takes_a_colour_no_shown_output_has(segmented, qtbot):
     qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
     assert not np.array_equal(remade.data, made)
     assert widget.status.value.startswith(f"{remade.name!r} (TM-UNet colonoscopy's output): ")
+
+
+def test_the_sliders_show_the_shown_models_output_settings(segmented, qtbot):
+    """Tester10's #3: colonoscopy, then ultrasound at threshold 0.85; back to colonoscopy,
+    the Threshold slider reads the value its output was made with, and a re-derive uses
+    that value."""
+    viewer, widget, first = segmented
+    made_at = first.metadata["label_options"]["threshold"]
+    widget.model.value = "TM-UNet ultrasound"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    second = widget.last_layer
+    widget.threshold.value = 0.85
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert second.metadata["label_options"]["threshold"] == pytest.approx(0.85)
+
+    widget.model.value = "TM-UNet colonoscopy"
+    assert widget.threshold.value == pytest.approx(made_at)
+    widget.status.value = ""
+    widget.fill_holes.value = not widget.fill_holes.value
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert first.metadata["label_options"]["threshold"] == pytest.approx(made_at)
+    assert f"threshold {made_at:.2f}" in widget.status.value
+    assert widget.threshold.value == pytest.approx(made_at)
