@@ -47,6 +47,17 @@ OUTLINE_SIDE_PER_PIXEL = 500
 OUTLINE_MAX = 8
 
 
+def _free_colour(shown: list[_Output]) -> str:
+    """The first of cyan and the comparison colours that no output in ``shown`` has (an
+    output removed and remade must not take the colour of one still shown); when all are
+    taken, the comparison colours in turn."""
+    used = {o.labels.metadata.get(COLOUR_KEY, PREDICTION_COLOUR) for o in shown}
+    for colour in (PREDICTION_COLOUR, *COMPARISON_COLOURS):
+        if colour not in used:
+            return colour
+    return COMPARISON_COLOURS[(len(shown) - 1) % len(COMPARISON_COLOURS)]
+
+
 @dataclass
 class _Output:
     """The layers one Segment run made for an image and what they derive from."""
@@ -139,7 +150,7 @@ class OutputLayers:
         elif shown:  # kept to compare the two models' results
             label = self._options.model_label
             name = f"{image.name} labels ({label})"
-            colour = COMPARISON_COLOURS[(len(shown) - 1) % len(COMPARISON_COLOURS)]
+            colour = _free_colour(shown)
             other = shown[-1].labels
             who = other.metadata.get("model_label") or "another model"
             show_info(f"{other.name!r} is {who}'s; keeping it and adding {name!r} to compare.")

@@ -20,7 +20,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 
 from ._segment_jobs import label_options
-from ._segment_outputs import _Output, banded_note, label_metadata, outline_width
+from ._segment_outputs import _model_id, _Output, banded_note, label_metadata, outline_width
 from ._widget_common import error_text, plural, start_worker
 from .postprocess import LabelOptions, count_objects, derive_labels
 
@@ -124,11 +124,23 @@ class Rederive:
         output.labels.metadata = {**output.labels.metadata, **label_metadata(options, objects)}
         self.last_rederive_seconds = time.perf_counter() - began
         kind = "instance" if options.instances else "object"  # as in the summary
+        # The layer, not the image: with two models' outputs, or a model shown that has not
+        # run on the image (its newest output is derived), the user sees which one moved.
         self.status.value = (
-            f"{image.name}: {plural(objects, kind)} at {_cutoffs(options)} "
-            f"(updated in {self.last_rederive_seconds * 1000:.0f} ms, no network run)"
+            f"{output.labels.name!r}{self._whose(image, output)}: {plural(objects, kind)} at "
+            f"{_cutoffs(options)} (updated in {self.last_rederive_seconds * 1000:.0f} ms, "
+            "no network run)"
         )
         self._update_summary(image, output, labels, options, objects)
+
+    def _whose(self, image, output: _Output) -> str:
+        """The status's note on ``output``'s model, " (<model>'s output)", when it is not the
+        model the dock shows (that one has not run on ``image``, so the newest output was
+        derived); else ""."""
+        meta = output.labels.metadata
+        if _model_id(meta.get("model", "")) == _model_id(self._dock_model(image)):
+            return ""
+        return f" ({meta.get('model_label') or meta.get('model') or 'another model'}'s output)"
 
     def _update_summary(self, image, output, labels, options: LabelOptions, objects: int) -> None:
         """Rewrite the summary line of ``image``'s ``output`` (its model's) for its

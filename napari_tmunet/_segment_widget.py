@@ -49,7 +49,7 @@ from ._segment_jobs import (
     prepare_early,
     segment_jobs,
 )
-from ._segment_outputs import DISCLAIMER, OutputLayers, _Output
+from ._segment_outputs import DISCLAIMER, OutputLayers, _model_id, _Output
 from ._segment_rederive import Rederive, _cutoffs, runs_inline
 from ._widget_common import (
     Eta,
@@ -79,6 +79,7 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
+MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 
 
@@ -378,6 +379,18 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         elif model:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
         self._show_model_state()
+        self._show_settings_of_shown_model()
+
+    def _show_settings_of_shown_model(self) -> None:
+        """Put the label settings the chosen image's output of the shown model was made
+        with on the dock (if it has one), so that the sliders read what a re-derive uses,
+        not another model's values."""
+        image = self.image.value
+        if image is None:
+            return
+        output = self._outputs.get((image.unique_id, _model_id(self._dock_model(image))))
+        if output is not None and "label_options" in output.labels.metadata:
+            self._show_adopted(output, [])
 
     def use_model(self, choice: active_model.ModelChoice) -> None:
         """Use the active model (set by Fine-tune or Revert) for images of its modality."""
@@ -678,16 +691,28 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._results:
             self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
             for image, outcome in self._results:
-                misfit = self._misfits.get(image.unique_id)
-                if misfit:  # not a threshold matter: the model may not suit the image
-                    show_warning(f"{image.name!r}: {misfit}.")
-                else:
+                if image.unique_id not in self._misfits:  # else not a threshold matter
                     self._warn_if_odd(image, outcome)
+            self._warn_misfits()
             self._activate_chosen_output()
         self.status.value = self._outcome or "done"
         if self._rederive_after_run:  # the run used the settings of its click
             self._rederive_after_run = False
             self._rederive_if_moved()
+
+    def _warn_misfits(self) -> None:
+        """One warning per reason a model may not suit the images it ran on, naming those
+        images: Segment all on a folder of 50 such images gives one warning, not 50."""
+        names: dict[str, list[str]] = {}
+        for image, _ in self._results:
+            misfit = self._misfits.get(image.unique_id)
+            if misfit:
+                names.setdefault(misfit, []).append(repr(image.name))
+        for misfit, images in names.items():
+            listed = ", ".join(images[:MISFITS_NAMED])
+            if len(images) > MISFITS_NAMED:
+                listed += f" and {len(images) - MISFITS_NAMED} more"
+            show_warning(f"{listed}: {misfit}.")
 
     def _activate_chosen_output(self) -> None:
         """Make the chosen image's new output the active layer, where the brush paints: after

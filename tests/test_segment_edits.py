@@ -421,3 +421,61 @@ def test_each_model_keeps_its_own_output_to_compare(segmented, qtbot):
     qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
     assert first.metadata["threshold"] == pytest.approx(0.3)
     np.testing.assert_array_equal(second.data, made_second)
+
+
+def test_a_remade_output_takes_a_colour_no_shown_output_has(segmented, qtbot):
+    """Tester10's #2 and #4: colonoscopy, then ultrasound beside it, the colonoscopy output
+    removed and made again: the two shown outputs differ in colour. With a model shown that
+    has not run on the image, the threshold moves the newest output and the status names
+    that layer and its model."""
+    from napari_tmunet._segment_outputs import COLOUR_KEY
+
+    if registry.model_for_modality("nuclei") is None:
+        pytest.skip("no shipped nuclei model")
+    viewer, widget, first = segmented
+    widget.model.value = "TM-UNet ultrasound"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    second = widget.last_layer
+    viewer.layers.remove(first)
+    widget.model.value = "TM-UNet colonoscopy"
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    remade = widget.last_layer
+    assert remade is not first and second in viewer.layers
+    colours = {remade.metadata[COLOUR_KEY], second.metadata[COLOUR_KEY]}
+    assert len(colours) == 2, colours
+    assert not np.allclose(remade.get_color(1), second.get_color(1))
+
+    widget.model.value = "TM-UNet nuclei"  # not run on this image
+    made = np.array(remade.data)
+    widget.threshold.value = 0.9
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert not np.array_equal(remade.data, made)
+    assert widget.status.value.startswith(f"{remade.name!r} (TM-UNet colonoscopy's output): ")
+
+
+def test_the_sliders_show_the_shown_models_output_settings(segmented, qtbot):
+    """Tester10's #3: colonoscopy, then ultrasound at threshold 0.85; back to colonoscopy,
+    the Threshold slider reads the value its output was made with, and a re-derive uses
+    that value."""
+    viewer, widget, first = segmented
+    made_at = first.metadata["label_options"]["threshold"]
+    widget.model.value = "TM-UNet ultrasound"
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    second = widget.last_layer
+    widget.threshold.value = 0.85
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert second.metadata["label_options"]["threshold"] == pytest.approx(0.85)
+
+    widget.model.value = "TM-UNet colonoscopy"
+    assert widget.threshold.value == pytest.approx(made_at)
+    widget.status.value = ""
+    widget.fill_holes.value = not widget.fill_holes.value
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert first.metadata["label_options"]["threshold"] == pytest.approx(made_at)
+    assert f"threshold {made_at:.2f}" in widget.status.value
+    assert widget.threshold.value == pytest.approx(made_at)

@@ -747,11 +747,15 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
 
 
 @pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
-def test_segment_all_warns_for_each_image_its_model_does_not_suit(dock, qtbot, monkeypatch):
-    """Segment all with a colonoscopy frame chosen and a fluorescence image beside it: the
-    fluorescence image gets the grey model's misfit warning (as predict gives), not advice
-    to lower the threshold, and its summary line says the model may not suit it
-    (tester9 #5)."""
+def test_segment_all_warns_for_each_image_its_model_does_not_suit(
+    dock, qtbot, monkeypatch, tmp_path
+):
+    """Segment all with a colonoscopy frame chosen and two fluorescence images beside it:
+    one warning names both and gives the grey model's misfit reason once (as predict
+    groups them), not advice to lower the threshold, and their summary lines say the model
+    may not suit them (tester9 #5, tester10 #6)."""
+    import shutil
+
     from napari.layers import Image
 
     import napari_tmunet._segment_widget as module
@@ -759,9 +763,16 @@ def test_segment_all_warns_for_each_image_its_model_does_not_suit(dock, qtbot, m
     warnings = []
     monkeypatch.setattr(module, "show_warning", warnings.append)
     viewer, widget = dock
+    again = tmp_path / f"again{DSB_GREY.suffix}"
+    shutil.copy(DSB_GREY, again)
     (cells,) = viewer.open(DSB_GREY, plugin="napari")
+    (cells_again,) = viewer.open(again, plugin="napari")
     viewer.open_sample(PLUGIN, "colonoscopy")
-    colon = next(layer for layer in viewer.layers if isinstance(layer, Image) and layer != cells)
+    colon = next(
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image) and layer not in (cells, cells_again)
+    )
     widget.image.value = colon
     warnings.clear()  # the one said when the chooser showed the fluorescence image
     widget.segment_all()
@@ -770,11 +781,13 @@ def test_segment_all_warns_for_each_image_its_model_does_not_suit(dock, qtbot, m
     assert widget.status.value == "done", widget.status.value
 
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith(f"{cells.name!r}: TM-UNet ultrasound is the only shipped")
-    assert "looks like fluorescence microscopy" in warnings[0]
+    both = f"{cells.name!r}, {cells_again.name!r}: TM-UNet ultrasound is the only shipped"
+    assert warnings[0].startswith(both), warnings[0]
+    assert warnings[0].count("looks like fluorescence microscopy") == 1
     assert not any("lower threshold" in text for text in warnings)
     lines = dict(line.split(": ", 1) for line in widget.summary.value.splitlines())
     assert "TM-UNet ultrasound may not suit this image" in lines[cells.name]
+    assert "TM-UNet ultrasound may not suit this image" in lines[cells_again.name]
     assert "may not suit" not in lines[colon.name]
 
 
