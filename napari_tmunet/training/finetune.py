@@ -438,16 +438,10 @@ def strip_validation(samples, mode: str, device, region: tuple[slice, slice]) ->
     image, only the strip is scored (the ``val_*`` entries of the engine's validation)."""
 
     def validate(model, input_config) -> dict[str, float]:
+        from .validation import validation_record  # torch: imported when training runs
+
         agg = _held_out_evaluation(model, samples, input_config, mode, device, region)
-        return {
-            "val_dice": agg["native_dice_mean"],
-            "val_iou": agg["native_iou_mean"],
-            "val_hd": agg["native_hd_mean"],
-            "val_hd95": agg["native_hd95_mean"],
-            "val_dice_size": agg["dice_mean"],
-            "val_dice_native": agg["native_dice_mean"],
-            "val_empty": agg["native_empty_prediction"],
-        }
+        return validation_record(agg)
 
     return validate
 

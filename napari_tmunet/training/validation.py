@@ -111,6 +111,12 @@ def tile_validation_scores(
         batch_size=batch_size,
         overlap=overlap,
     ).aggregate()
+    return validation_record(agg)
+
+
+def validation_record(agg: dict) -> dict[str, float]:
+    """The ``val_*`` entries of a period's record from an evaluation's aggregate, scored at
+    native resolution (``val_dice_size``: at the evaluation size)."""
     return {
         "val_dice": agg["native_dice_mean"],
         "val_iou": agg["native_iou_mean"],
