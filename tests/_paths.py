@@ -5,3 +5,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("TMUNET_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def dataset_subset(source: Path, dest: Path, stems) -> Path:
+    """``dest`` as a dataset folder holding ``source``'s pairs of these name stems (each
+    image and mask copied with its own suffix); returns ``dest``."""
+    import shutil
+
+    for part in ("images", "masks"):
+        (dest / part).mkdir(parents=True)
+        for stem in stems:
+            (found,) = (source / part).glob(f"{stem}.*")
+            shutil.copy(found, dest / part / found.name)
+    return dest

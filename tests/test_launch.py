@@ -1,6 +1,6 @@
 """``napari-tmunet``'s options (the smoke run itself is in test_segment_widget.py)."""
 
-from _paths import REPO
+from _paths import REPO, dataset_subset
 
 from napari_tmunet.launch import build_parser
 
@@ -88,10 +88,7 @@ def test_the_launcher_opens_the_files_it_is_given(monkeypatch, tmp_path):
     assert seen["chosen"] == "scan 1" and seen["model"] == "TM-UNet ultrasound"
 
     root = tmp_path / "dataset"
-    for part in ("images", "masks"):
-        (root / part).mkdir(parents=True)
-        for name in ("000001.png", "000002.png"):
-            shutil.copy(udiat / part / name, root / part / name)
+    dataset_subset(udiat, root, ("000001", "000002"))
     status, seen = run_launcher(monkeypatch, [str(root)])
     assert status == 0
     assert [name for name, visible in seen["layers"] if visible] == ["000001", "000001 mask"]

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from _paths import DATASETS
+from _paths import DATASETS, dataset_subset
 from _readonly import read_only_view
 from scipy import ndimage
 
@@ -594,13 +594,9 @@ def test_a_segment_output_is_paired_with_its_own_images_mask(
     scored against that frame's mask (not the first or newest mask of its size), whether
     Metrics was open before Segment or opened after; a layer of no known image paired by
     size among several masks gets a note saying so."""
-    import shutil
 
     root = tmp_path / "clinic"
-    for part, ext in (("images", "png"), ("masks", "tif")):
-        (root / part).mkdir(parents=True)
-        for name in ("1", "101", "200"):
-            shutil.copy(CLINIC / part / f"{name}.{ext}", root / part / f"{name}.{ext}")
+    dataset_subset(CLINIC, root, ("1", "101", "200"))
     viewer = make_napari_viewer()
 
     def metrics_dock():

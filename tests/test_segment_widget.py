@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from _paths import DATASETS, REPO
+from _paths import DATASETS, REPO, dataset_subset
 from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet import registry
@@ -796,15 +796,11 @@ def test_the_chooser_stays_on_the_shown_image_of_a_dataset_folder(dock, qtbot, t
     """A dataset folder opens with its first pair shown and the rest hidden; the Image
     chooser does not follow the hidden layers as they are added, so Segment runs on the
     image the user sees."""
-    import shutil
 
     from napari.layers import Image
 
     root = tmp_path / "UDIAT"
-    for part in ("images", "masks"):
-        (root / part).mkdir(parents=True)
-        for name in ("000001.png", "000002.png", "000003.png"):
-            shutil.copy(UDIAT / part / name, root / part / name)
+    dataset_subset(UDIAT, root, ("000001", "000002", "000003"))
     viewer, widget = dock
     viewer.open(str(root), plugin=PLUGIN)
     images = [layer for layer in viewer.layers if isinstance(layer, Image)]
@@ -827,15 +823,11 @@ def test_segment_all_on_a_dataset_folder_shows_only_the_shown_pictures_output(
     not cover the one on screen, and the active layer (where the brush paints) is the
     output of the picture on screen, not the last one made. A picture shown and chosen
     later shows its output."""
-    import shutil
 
     from napari.layers import Image
 
     root = tmp_path / "UDIAT"
-    for part in ("images", "masks"):
-        (root / part).mkdir(parents=True)
-        for name in ("000001.png", "000002.png", "000003.png"):
-            shutil.copy(UDIAT / part / name, root / part / name)
+    dataset_subset(UDIAT, root, ("000001", "000002", "000003"))
     viewer, widget = dock
     viewer.open(str(root), plugin=PLUGIN)
     images = [layer for layer in viewer.layers if isinstance(layer, Image)]
@@ -873,15 +865,11 @@ def test_a_dock_opened_after_a_folder_starts_on_the_active_image(
     """CVC-ClinicDB frames 1, 101 and 200 opened as a dataset folder, "101" made the active
     layer, then the dock opened: it starts on "101" (not the first image, "1"), and
     Segment labels that frame."""
-    import shutil
 
     from napari.layers import Image
 
     root = tmp_path / "CVC-ClinicDB"
-    for part, suffix in (("images", ".png"), ("masks", ".tif")):
-        (root / part).mkdir(parents=True)
-        for frame in ("1", "101", "200"):
-            shutil.copy(CLINIC / part / f"{frame}{suffix}", root / part / f"{frame}{suffix}")
+    dataset_subset(CLINIC, root, ("1", "101", "200"))
     viewer = make_napari_viewer()
     viewer.open(str(root), plugin=PLUGIN)
     images = {layer.name: layer for layer in viewer.layers if isinstance(layer, Image)}
