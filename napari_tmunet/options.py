@@ -24,6 +24,9 @@ MODALITIES: tuple[str, ...] = ("colonoscopy", "nuclei", "ultrasound")
 # Training: the soft Dice of each image (the paper) or of the whole batch.
 DICE_OVER: tuple[str, ...] = ("image", "batch")
 
+# Training: self-supervised pre-training tasks ("" = segmentation; training.loss).
+PRETEXTS: tuple[str, ...] = ("", "inpaint")
+
 # Inference precision on CUDA ("bf16": autocast); the CPU always runs fp32.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 

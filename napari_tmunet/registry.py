@@ -197,8 +197,8 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto") -> Checkpo
     the returned model.
 
     Raises:
-        ValueError: unknown name or missing file; ``checkpoint.CheckpointError`` for a
-        file that is not a valid checkpoint.
+        ValueError: unknown name, missing file or a pre-training checkpoint;
+        ``checkpoint.CheckpointError`` for a file that is not a valid checkpoint.
     """
     from .checkpoint import load_checkpoint
     from .inference import resolve_device
@@ -212,6 +212,12 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto") -> Checkpo
             _cache.move_to_end(key)
             return _cache[key]
     checkpoint = load_checkpoint(path, dev)
+    if checkpoint.metadata.get("pretext"):
+        raise ValueError(
+            f"{path} is a self-supervised pre-training checkpoint: it restores images and "
+            f"does not segment. Fine-tune it on masks first: napari-tmunet-train fit "
+            f"--init-checkpoint {path} --data YOUR_DATASET"
+        )
     checkpoint.metadata.setdefault("provisional", provisional)
     with _cache_lock:
         _cache[key] = checkpoint

@@ -86,6 +86,41 @@ def test_supervise_then_collect_new_once_per_run(tmp_path):
     assert list(again.iterdir()) == []  # each run comes home once
 
 
+def test_a_run_after_another_starts_from_its_checkpoint_or_is_skipped(tmp_path):
+    """Pre-training, then a fine-tune from its last.pt ({runs} in the args); a run after
+    a failed one is skipped, and the supervisor ends without a STOP."""
+    data = tmp_path / "data"
+    commands._write_demo_tiles(data / "tiles")
+    plan = {
+        "common": FIT_ARGS,
+        "runs": [
+            {"name": "tuned", "data": "tiles", "dataset": "demo", "after": "pre",
+             "args": ["--init-checkpoint", "{runs}/pre/last.pt"]},
+            {"name": "pre", "data": "tiles", "dataset": "demo", "args": ["--pretext", "inpaint"]},
+            {"name": "broken", "data": "tiles", "dataset": "demo", "args": ["--zoom", "3"]},
+            {"name": "orphan", "data": "tiles", "dataset": "demo", "after": "broken", "args": []},
+        ],
+    }  # fmt: skip
+    root = tmp_path / "campaign"
+    root.mkdir()
+    (root / "plan.json").write_text(json.dumps(plan))
+    campaign.supervise(root, data, gpus=[0], slots=2)
+    state = json.loads((root / "state.json").read_text())
+    assert {n: s["state"] for n, s in state.items()} == {
+        "tuned": "done", "pre": "done", "broken": "failed", "orphan": "skipped",
+    }  # fmt: skip
+    assert state["tuned"]["started"] >= state["pre"]["ended"]
+    log = (root / "logs" / "tuned.log").read_text()
+    assert f"pre-trained trunk of {root / 'runs' / 'pre' / 'last.pt'}" in log
+    assert load_checkpoint(root / "runs" / "pre" / "last.pt").metadata["pretext"] == "inpaint"
+    assert "pretext" not in load_checkpoint(root / "runs" / "tuned" / "best.pt").metadata
+
+    lonely = tmp_path / "lonely.json"
+    lonely.write_text(json.dumps({"runs": [plan["runs"][0]]}))
+    with pytest.raises(SystemExit, match="tuned comes after pre, which is not in the plans"):
+        campaign.merge_plans([lonely])
+
+
 def _fake_ended_runs(root, model_kib):
     """Runs that have ended: ``{name: KiB of best.pt or None}``, in this order, each with a
     config, a log and (unless None) a best.pt of random bytes."""

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage as ndi
 from _paths import DATASETS
+from scipy import ndimage as ndi
 
 from napari_tmunet._segment_jobs import model_defaults
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint

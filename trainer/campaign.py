@@ -21,10 +21,13 @@ comes without its model, which stays on the machine (fetch it with ``bench/parts
 
 Plan file (JSON): ``{"common": [...fit args...], "efficiency": {KEY: [...efficiency
 args...]}, "runs": [{"name", "data", "dataset", "args", "efficiency": KEY,
-"ship": "modality"?}]}``. Runs start in plan order as soon as their data file exists in
-``--data`` (files may arrive in parts while the first runs train) and a GPU has a free
-slot. Efficiency jobs (params, MACs, FPS) take a GPU to themselves, so their timings are
-clean; ``collect`` copies each into the ``summary.json`` of the runs that name it.
+"ship": "modality"?, "after": "RUN"?}]}``. Runs start in plan order as soon as their data
+file exists in ``--data`` (files may arrive in parts while the first runs train) and a GPU
+has a free slot; a run with ``after`` waits until that run is done (and is skipped when it
+failed or stopped), and ``{runs}`` in its args is the folder of the campaign's runs (e.g.
+``--init-checkpoint {runs}/PRETRAIN/last.pt``). Efficiency jobs (params, MACs, FPS) take
+a GPU to themselves, so their timings are clean; ``collect`` copies each into the
+``summary.json`` of the runs that name it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,12 @@ def merge_plans(paths: list[Path], only: list[str] | None = None) -> dict:
     if not merged["runs"]:
         raise SystemExit(f"no run of {', '.join(map(str, paths))} matches --only {only}")
     names = [run["name"] for run in merged["runs"]]
+    for run in merged["runs"]:
+        if run.get("after") and run["after"] not in names:
+            raise SystemExit(
+                f"run {run['name']} comes after {run['after']}, which is not in the plans "
+                "(or not selected by --only): start both"
+            )
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise SystemExit(f"run names must be unique over the plans; more than once: {twice}")
@@ -118,11 +127,13 @@ def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
         cmd = [*train, "efficiency", *args, "--device", "auto", "--out", str(out)]
         jobs.append({"name": f"efficiency-{key}", "cmd": cmd, "needs": None, "exclusive": True})
     for run in plan["runs"]:
+        args = [arg.replace("{runs}", str(root / "runs")) for arg in run["args"]]
         cmd = [
             *train, "fit", "--data", str(data / run["data"]), "--dataset-name", run["dataset"],
-            "--run-dir", str(root / "runs" / run["name"]), *plan.get("common", []), *run["args"],
+            "--run-dir", str(root / "runs" / run["name"]), *plan.get("common", []), *args,
         ]  # fmt: skip
-        jobs.append({"name": run["name"], "cmd": cmd, "needs": run["data"], "exclusive": False})
+        jobs.append({"name": run["name"], "cmd": cmd, "needs": run["data"], "exclusive": False,
+                     "after": run.get("after")})  # fmt: skip
     return jobs
 
 
@@ -169,6 +180,12 @@ def supervise(root: Path, data: Path, gpus: list[int], slots: int) -> None:
             if stop or st["state"] != "pending":
                 continue
             if job["needs"] and not (data / job["needs"]).exists():  # a file or a folder
+                continue
+            before = state[job["after"]]["state"] if job.get("after") else "done"
+            if before in ("pending", "running"):
+                continue
+            if before != "done":  # nothing to start from
+                st.update(state="skipped", reason=f"{job['after']} {before}")
                 continue
             load = dict.fromkeys(gpus, 0)
             exclusive = set()

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from napari_tmunet.options import DEVICES, DICE_OVER
+from napari_tmunet.options import DEVICES, DICE_OVER, PRETEXTS
 
 from .commands import (  # noqa: F401  (PRESETS: the release tool reads the presets here)
     PRESETS,
@@ -225,7 +225,17 @@ def _add_fit_model_args(fit) -> None:
     """The model options of `fit`."""
     g = fit.add_argument_group("model")
     _add_model_args(g)
-    g.add_argument("--init-checkpoint", help="start from these weights (fine-tuning)")
+    g.add_argument(
+        "--init-checkpoint",
+        help="start from these weights (fine-tuning); from a --pretext run's last.pt, its "
+        "trunk with a new output layer",
+    )
+    g.add_argument(
+        "--pretext",
+        choices=PRETEXTS[1:],
+        help="self-supervised pre-training: restore hidden 32-pixel squares of the training "
+        "images (masks unused; no validation or test); then fit --init-checkpoint RUN/last.pt",
+    )
     g.add_argument(
         "--in-channels",
         type=int,

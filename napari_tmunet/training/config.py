@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import ARCHITECTURES, VARIANTS, InputConfig, ModelConfig
 from ..inference import MAX_OVERLAP
-from ..options import DEVICES, DICE_OVER, MODE_ALIASES, MODES
+from ..options import DEVICES, DICE_OVER, MODE_ALIASES, MODES, PRETEXTS
 
 # Fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset(
@@ -57,7 +57,11 @@ class TrainConfig:
         variant: TM-UNet channel variant "t", "s" or "b" (Table 3).
         model: ModelConfig overrides, e.g. {"use_xlstm": False, "channels": [...]}.
         init_checkpoint: start from these weights (fine-tuning); model config and
-            normalisation come from the checkpoint.
+            normalisation come from the checkpoint. From a ``pretext`` checkpoint only
+            the trunk is taken: the model flags and a fresh output layer come from here.
+        pretext: "" (segmentation) or "inpaint": self-supervised pre-training that
+            restores masked-out patches of the training images (their masks unused);
+            no validation, no test; fine-tune ``last.pt`` with ``init_checkpoint``.
         in_channels: 1 or 3; 0 picks 1 when every image is grey, else 3.
         num_classes: 1 (sigmoid, BCE) or N >= 2 (softmax, CE; class 0 is background).
         size: (H, W) model input: the resize target ("resize") or the crop ("tile").
@@ -122,6 +126,7 @@ class TrainConfig:
     variant: str = "b"
     model: dict = field(default_factory=dict)
     init_checkpoint: str = ""
+    pretext: str = ""
     in_channels: int = 0
     num_classes: int = 1
     size: tuple[int, int] = (512, 512)
@@ -208,6 +213,13 @@ class TrainConfig:
             problems.append(
                 f"dice_over={self.dice_over!r} with a presence head: its mask loss runs on "
                 "images with a lesion only, with the per-image Dice ('image')"
+            )
+        if self.pretext not in PRETEXTS:
+            problems.append(f"pretext={self.pretext!r}: expected one of {PRETEXTS}")
+        if self.pretext and (self.model.get("presence_head") or self.presence_weight):
+            problems.append(
+                f"pretext={self.pretext!r}: pre-training restores images and has no "
+                "presence output; add the presence head when fine-tuning"
             )
         if not 1 <= self.empty_repeat <= 100:
             problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")

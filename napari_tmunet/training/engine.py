@@ -54,6 +54,7 @@ from ..storage import folder_lock, jsonable, write_json
 from .batches import Augment, TrainingImages
 from .config import TrainConfig
 from .distributed import DistContext, synchronise_batchnorm, unused_parameters, unwrap
+from .loss import patch_mask
 from .run_data import check_foreground, load_dataset, resolve_run_split
 from .run_folder import (
     RunDirError,
@@ -196,6 +197,8 @@ class Trainer:
         self.model.train()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.config.pretext:  # the target is the image; y says which squares to hide
+            y = patch_mask(x.shape, x.device)
         self.step_fn(x, y, global_batch)
         self.step += 1
         if self.bar is not None:
@@ -264,7 +267,10 @@ class Trainer:
             raise DatasetError("the split has no training images")
         where = self.cache.source or cfg.data or "the dataset"
         fix = "nothing to learn from; check that masks/ marks the foreground non-zero (white)"
-        check_foreground({k: [item.mask for item in v] for k, v in self.parts.items()}, where, fix)
+        if not cfg.pretext:  # pre-training does not read the masks
+            check_foreground(
+                {k: [item.mask for item in v] for k, v in self.parts.items()}, where, fix
+            )
         logger.info(
             "dataset %s: %d train, %d valid, %d test; mask rules %s",
             self.cache.source or cfg.data,
@@ -275,19 +281,28 @@ class Trainer:
     def build_model(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        if cfg.init_checkpoint:
-            start = load_checkpoint(cfg.init_checkpoint, "cpu")
+        start = load_checkpoint(cfg.init_checkpoint, "cpu") if cfg.init_checkpoint else None
+        if start is not None and not start.metadata.get("pretext"):
             self.model_config = start.model_config
             self.input_config = replace(start.input_config, size=cfg.size)
             self.model = start.model.train()
             self.inherited = inherited_metadata(start.metadata)
             logger.info("starting from %s", cfg.init_checkpoint)
-        else:
+            return
+        if start is None:
             grey = all(item.image.shape[-1] == 1 or item.image.ndim == 2 for item in self.cache)
             channels = cfg.in_channels or (1 if grey else 3)
-            self.model_config = cfg.model_config(channels)
             self.input_config = cfg.input_config(channels)
-            self.model = build_model(self.model_config)
+        else:  # a pre-trained trunk keeps the normalisation it learnt with
+            channels = start.model_config.in_channels
+            self.input_config = replace(start.input_config, size=cfg.size)
+        self.model_config = cfg.model_config(channels)
+        if cfg.pretext:  # one output per input channel: the restored image
+            self.model_config = replace(self.model_config, num_classes=channels)
+        self.model = build_model(self.model_config)
+        if start is not None:
+            load_trunk(self.model, start, cfg.init_checkpoint)
+            logger.info("starting from the pre-trained trunk of %s", cfg.init_checkpoint)
 
     def resume(self) -> None:
         """Model, optimiser state, step, best score, RNG and records from ``last.pt``."""
@@ -349,6 +364,7 @@ class Trainer:
             grad_clip=cfg.grad_clip,
             dice_over=cfg.dice_over,
             presence_weight=cfg.presence_weight,
+            pretext=cfg.pretext,
         )
         if cfg.resume:  # a period that a stop interrupted goes on with its losses
             partial = self.resumed_state.get("period_loss")
@@ -359,7 +375,7 @@ class Trainer:
         self.augment = Augment.of(cfg)
         self.data = self.place(TrainingImages, self.parts["train"], cfg.mode)
         self.validation = None
-        if cfg.mode == "resize" and self.parts["valid"] and ctx.is_main:
+        if cfg.mode == "resize" and self.parts["valid"] and ctx.is_main and not cfg.pretext:
             self.validation = self.place(ResidentValidation, self.parts["valid"], "resize")
 
     def place(self, cls, items, mode):
@@ -465,7 +481,7 @@ class Trainer:
         cfg = self.config
         if self.custom_validation is not None:
             return self.custom_validation(self.model, self.input_config)
-        if not self.parts["valid"]:
+        if not self.parts["valid"] or cfg.pretext:  # a restored image has no Dice
             return {}
         if self.validation is not None:
             return self.validation.score(self.model, self.amp)
@@ -507,6 +523,8 @@ class Trainer:
             "split": self.run_dir.name + "/split.json",
             "saved": datetime.now().isoformat(timespec="seconds"),
         }
+        if cfg.pretext:  # marks a model that restores images and does not segment
+            metadata["pretext"] = cfg.pretext
         metrics = {k: v for k, v in record.items() if k.startswith("val_") or k == "train_loss"}
         state = None
         if with_state:
@@ -535,6 +553,8 @@ class Trainer:
 
     def report(self, record: dict) -> None:
         """Progress bar, log line with an ETA, and the ``on_eval`` callback."""
+        if self.config.pretext and record["train_loss"] is not None:
+            logger.info("step %d: restoration loss %.4f", self.step, record["train_loss"])
         if "val_dice" not in record:
             return
         loss = record["train_loss"]
@@ -600,7 +620,7 @@ class Trainer:
             "mode": cfg.mode,
             "size": list(cfg.size),
         }
-        if cfg.test and self.parts["test"]:
+        if cfg.test and self.parts["test"] and not cfg.pretext:
             ev = evaluate(
                 best.model,
                 self.parts["test"],
@@ -631,6 +651,23 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def load_trunk(model: nn.Module, start, path: str) -> None:
+    """Every weight of the pre-trained checkpoint ``start`` (read from ``path``) but its
+    output layer into ``model``, which must have the same architecture."""
+    trunk = {k: v for k, v in start.model.state_dict().items() if not k.startswith("head.")}
+    fix = (
+        f"{path} was pre-trained as {model_label(start.model_config)}: fine-tune it with "
+        "the same --arch, --variant and model flags"
+    )
+    try:
+        missing, unexpected = model.load_state_dict(trunk, strict=False)
+    except RuntimeError as error:  # a weight of another shape
+        raise ValueError(fix) from error
+    missing = [k for k in missing if not k.startswith(("head.", "presence."))]
+    if missing or unexpected:
+        raise ValueError(f"{fix} (weights that do not match: {(missing + unexpected)[:3]})")
 
 
 def inherited_metadata(metadata: dict | None) -> dict:

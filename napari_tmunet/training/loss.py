@@ -1,5 +1,6 @@
 """The training loss of the paper (eq. 9): ``2 * CE + 1 * Dice``, an optional
-image-level presence term, and the loss of a model with a presence head."""
+image-level presence term, the loss of a model with a presence head, and the loss of
+self-supervised pre-training (restoring masked-out patches)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 
 from ..options import DICE_OVER
 
+PATCH = 32  # pre-training: the side of a masked-out square, the model's total stride
+MASKED_SHARE = 0.5  # pre-training: the expected share of an image that is masked out
 PRESENCE_SHARE = 1024  # presence logit: the mean of the top 1/1024 of an image's logits
 
 
@@ -139,3 +142,28 @@ def _dice_loss(sums: torch.Tensor, smooth: float, over: str, sum_ranks=None) -> 
     inter, p, t = sums.unbind(1)  # (B[, N]) each
     dice = 1 - (2 * inter + smooth) / (p + t + smooth)
     return dice if dice.ndim == 1 else dice.mean(1)
+
+
+def patch_mask(shape: torch.Size, device: torch.device, generator=None) -> torch.Tensor:
+    """Random (B, 1, H, W) mask of 1s over whole ``PATCH`` x ``PATCH`` squares, each
+    square out with probability ``MASKED_SHARE`` (for ``inpainting_loss``)."""
+    B, _, H, W = shape
+    grid = (-(-H // PATCH), -(-W // PATCH))
+    out = torch.rand((B, 1, *grid), device=device, generator=generator) < MASKED_SHARE
+    out = out.float().repeat_interleave(PATCH, 2).repeat_interleave(PATCH, 3)
+    return out[:, :, :H, :W]  # (B, 1, H, W)
+
+
+def inpainting_loss(model, x: torch.Tensor, mask: torch.Tensor, amp: bool) -> torch.Tensor:
+    """Per-sample (B,) mean squared error over the masked-out pixels of ``x``.
+
+    The model sees ``x`` with the squares of ``mask`` set to 0 (the normalised mean) and
+    outputs one value per input channel. Only the hidden pixels count: the decoder's
+    skips would copy the visible ones, so restoring the hidden ones from their context
+    is what teaches the encoder (as in masked-image pre-training of CNNs).
+    """
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        restored = model(x * (1 - mask))  # (B, C, H, W)
+    squared = (restored.float() - x.float()) ** 2 * mask
+    hidden = mask.flatten(1).sum(1) * x.shape[1]  # (B,)
+    return squared.flatten(1).sum(1) / hidden.clamp_min(1)

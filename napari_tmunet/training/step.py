@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .distributed import global_sum
-from .loss import presence_head_loss, segmentation_loss
+from .loss import inpainting_loss, presence_head_loss, segmentation_loss
 
 
 def make_optimizer(
@@ -50,6 +50,7 @@ class TrainStep:
         amp: bf16 autocast on CUDA.
         graph: replay the step from CUDA graphs (one per batch shape).
         grad_clip: clip the gradient norm to this (0 = off).
+        pretext: "inpaint": ``y`` is a patch mask and the loss ``inpainting_loss``.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class TrainStep:
         grad_clip: float = 0.0,
         dice_over: str = "image",
         presence_weight: float = 0.0,
+        pretext: str = "",
     ):
         self.model = model
         self.optimizer = optimizer
@@ -74,6 +76,7 @@ class TrainStep:
         self.weights = (ce_weight, dice_weight)
         self.dice_over = dice_over
         self.presence_weight = presence_weight
+        self.pretext = pretext
         # a presence head trains on its own loss; its BCE is its only signal, so 0 means 1
         self.head = getattr(getattr(model, "module", model), "presence", None) is not None
         if self.head and dice_over != "image":
@@ -108,6 +111,8 @@ class TrainStep:
 
     def _loss(self, x, y, scale, inv_batch) -> torch.Tensor:
         """Scaled loss to back-propagate; updates the accumulators (all on the device)."""
+        if self.pretext:
+            return self._accumulate(inpainting_loss(self.model, x, y, self.amp), scale, inv_batch)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(x, parts=True) if self.head else self.model(x)
         if self.head:
@@ -124,6 +129,9 @@ class TrainStep:
                 sum_ranks=ranks,
                 presence_weight=self.presence_weight,
             )  # (n,)
+        return self._accumulate(per_sample, scale, inv_batch)
+
+    def _accumulate(self, per_sample: torch.Tensor, scale, inv_batch) -> torch.Tensor:
         total = per_sample.sum()
         batch_part = total.detach().double() * inv_batch  # this rank's share of the batch mean
         self.loss_sum += batch_part

@@ -1,0 +1,123 @@
+"""Self-supervised pre-training (``fit --pretext inpaint``) and fine-tuning from it, on
+crops of the bundled ultrasound sample (a real scan; no shared data needed)."""
+
+import numpy as np
+import pytest
+import torch
+from _paths import REPO
+from PIL import Image
+
+from napari_tmunet import registry
+from napari_tmunet.checkpoint import load_checkpoint
+from napari_tmunet.config import ModelConfig
+from napari_tmunet.data.cache import NativeCache
+from napari_tmunet.data.preprocess import to_model_input
+from napari_tmunet.model import build_model
+from napari_tmunet.predict_cli import main as predict
+from napari_tmunet.training import TrainConfig, fit
+from napari_tmunet.training.engine import load_trunk
+from napari_tmunet.training.loss import inpainting_loss, patch_mask
+from napari_tmunet.training.run_folder import read_metrics
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = dict(variant="t", size=(64, 64), batch_size=4, lr=2e-3, device="cpu", num_workers=2,
+            eval_batch_size=4, efficiency=False, progress=False)  # fmt: skip
+
+
+def _scan_crops() -> NativeCache:
+    """Eight 96 x 96 crops of the ultrasound sample, with a mask of its brightest pixels
+    (the masks matter only to the fine-tuning run)."""
+    scan = np.asarray(Image.open(REPO / "napari_tmunet" / "samples" / "ultrasound_image.png"))
+    crops = [scan[y : y + 96, x : x + 96, None] for y in (100, 250, 400) for x in (100, 250, 400)]
+    crops = crops[:8]
+    masks = [c[..., 0] > np.percentile(c, 80) for c in crops]
+    return NativeCache([f"c{i}" for i in range(8)], crops, masks, [">0"] * 8, list(range(8)),
+                       source="ultrasound sample")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 300-step pre-training run on the crops; its folder."""
+    run = tmp_path_factory.mktemp("pretext") / "run"
+    cfg = TrainConfig(**TINY, pretext="inpaint", steps=300, epochs=3, test=True)
+    fit(cfg, run, dataset=_scan_crops())
+    return run
+
+
+def test_patch_mask_hides_whole_squares_about_half_of_the_image():
+    torch.manual_seed(0)
+    mask = patch_mask(torch.Size((64, 3, 100, 70)), torch.device("cpu"))  # (64, 1, 100, 70)
+    assert mask.shape == (64, 1, 100, 70)
+    assert 0.45 < float(mask.mean()) < 0.55
+    squares = mask[:, :, :96, :64].unfold(2, 32, 32).unfold(3, 32, 32)  # whole squares only
+    assert torch.equal(squares.amin((-1, -2)), squares.amax((-1, -2)))
+
+
+def test_pretraining_learns_to_restore_hidden_squares(pretrained):
+    """The loss falls; the model restores hidden squares of the scan far better than the
+    mean does; no validation, no test, and the checkpoint says it does not segment."""
+    records = read_metrics(pretrained)
+    losses = [r["train_loss"] for r in records]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert not any("val_dice" in r for r in records)
+    summary = (pretrained / "summary.json").read_text()
+    assert '"test"' not in summary and not (pretrained / "best.pt").exists()
+    ckpt = load_checkpoint(pretrained / "last.pt")
+    assert ckpt.metadata["pretext"] == "inpaint"
+    assert ckpt.model_config.num_classes == ckpt.model_config.in_channels == 1
+
+    ic = ckpt.input_config
+    x = np.stack([to_model_input(c, 1, ic.mean, ic.std) for c in _scan_crops().images])
+    x = torch.nn.functional.interpolate(torch.from_numpy(x), size=(64, 64))  # (8, 1, 64, 64)
+    torch.manual_seed(1)
+    mask = patch_mask(x.shape, x.device)
+    with torch.no_grad():
+        restored = float(inpainting_loss(ckpt.model.eval(), x, mask, amp=False).mean())
+    mean_fill = float((x**2 * mask).sum() / mask.sum())  # 0 is the normalised mean
+    assert restored < 0.5 * mean_fill, (restored, mean_fill)
+
+
+def test_fine_tuning_takes_the_trunk_and_a_new_output_layer(pretrained, tmp_path):
+    start = load_checkpoint(pretrained / "last.pt")
+    model = build_model(ModelConfig.variant("t", in_channels=1, presence_head=True))
+    load_trunk(model, start, "last.pt")
+    trunk = start.model.state_dict()
+    for key, value in model.state_dict().items():
+        if key.startswith(("head.", "presence.")):
+            continue
+        assert torch.equal(value, trunk[key]), key
+    assert model.head.weight.shape[0] == 1 and trunk["head.weight"].shape[0] == 1
+
+    cfg = TrainConfig(**TINY, init_checkpoint=str(pretrained / "last.pt"), steps=20, epochs=1,
+                      test=True)  # fmt: skip
+    result = fit(cfg, tmp_path / "tuned", dataset=_scan_crops())
+    tuned = load_checkpoint(tmp_path / "tuned" / "best.pt")
+    assert "pretext" not in tuned.metadata and tuned.model_config.num_classes == 1
+    assert tuned.input_config.mean == start.input_config.mean
+    assert result["test"] is not None and np.isfinite(result["best_score"])
+
+
+def test_another_architecture_is_refused_naming_the_checkpoint(pretrained):
+    start = load_checkpoint(pretrained / "last.pt")
+    with pytest.raises(ValueError, match="pre-trained as TM-UNet t.*same --arch, --variant"):
+        load_trunk(build_model(ModelConfig.variant("s", in_channels=1)), start, "last.pt")
+
+
+def test_a_pretraining_checkpoint_is_not_used_to_segment(pretrained, tmp_path, capsys):
+    path = pretrained / "last.pt"
+    with pytest.raises(ValueError, match="does not segment.*--init-checkpoint"):
+        registry.load_model(str(path))
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(_scan_crops().images[0][..., 0]).save(images / "scan.png")
+    assert predict([str(images), str(tmp_path / "masks"), "--model", str(path)]) != 0
+    assert "does not segment" in capsys.readouterr().err
+    assert not (tmp_path / "masks").exists() or not any((tmp_path / "masks").iterdir())
+
+
+def test_pretext_excludes_a_presence_output():
+    with pytest.raises(ValueError, match="pretext='inpaint'.*presence"):
+        TrainConfig(pretext="inpaint", model={"presence_head": True})
+    with pytest.raises(ValueError, match="pretext='blur'"):
+        TrainConfig(pretext="blur")
