@@ -98,6 +98,25 @@ def test_fine_tuning_takes_the_trunk_and_a_new_output_layer(pretrained, tmp_path
     assert result["test"] is not None and np.isfinite(result["best_score"])
 
 
+def test_pretraining_from_a_segmentation_model_restores_every_channel(tmp_path):
+    """--pretext with --init-checkpoint of a colour model that segments: its trunk, and
+    one output per input channel (not the model's one-class head)."""
+    sample = REPO / "napari_tmunet" / "samples" / "colonoscopy_image.png"
+    frame = np.asarray(Image.open(sample).convert("RGB"))  # (288, 384, 3)
+    crops = [frame[y : y + 96, x : x + 96] for y in (0, 96, 192) for x in (0, 144, 288)][:8]
+    masks = [c[..., 0] > np.percentile(c[..., 0], 80) for c in crops]
+    colour = NativeCache([f"f{i}" for i in range(8)], crops, masks, [">0"] * 8, list(range(8)),
+                         source="colonoscopy sample")  # fmt: skip
+    fit(TrainConfig(**TINY, steps=4, epochs=1, test=False), tmp_path / "seg", dataset=colour)
+    cfg = TrainConfig(**TINY, init_checkpoint=str(tmp_path / "seg" / "last.pt"),
+                      pretext="inpaint", steps=4, epochs=1, test=False)  # fmt: skip
+    fit(cfg, tmp_path / "again", dataset=colour)
+    again = load_checkpoint(tmp_path / "again" / "last.pt")
+    assert again.metadata["pretext"] == "inpaint"
+    assert again.model_config.num_classes == again.model_config.in_channels == 3
+    assert again.model(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
 def test_another_architecture_is_refused_naming_the_checkpoint(pretrained):
     start = load_checkpoint(pretrained / "last.pt")
     with pytest.raises(ValueError, match="pre-trained as TM-UNet t.*same --arch, --variant"):

@@ -282,7 +282,8 @@ class Trainer:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         start = load_checkpoint(cfg.init_checkpoint, "cpu") if cfg.init_checkpoint else None
-        if start is not None and not start.metadata.get("pretext"):
+        trunk_only = cfg.pretext or (start is not None and start.metadata.get("pretext"))
+        if start is not None and not trunk_only:
             self.model_config = start.model_config
             self.input_config = replace(start.input_config, size=cfg.size)
             self.model = start.model.train()
