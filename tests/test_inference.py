@@ -480,6 +480,8 @@ def test_a_grey_alpha_picture_read_by_napari_is_explained(tmp_path):
     layer_data = imread(str(path))
     assert layer_data.shape == (*grey.shape, 2)
     checkpoint = make_checkpoint(PixelModel(), size=(32, 32))
-    with pytest.raises(ValueError, match=r"grey image with an alpha channel.*napari-tmunet-predict"):
+    with pytest.raises(
+        ValueError, match=r"grey image with an alpha channel.*napari-tmunet-predict"
+    ):
         run_to_completion(segment(layer_data, checkpoint, rgb=False))
     assert read_image(path).shape == grey.shape  # what predict reads

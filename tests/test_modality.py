@@ -75,8 +75,11 @@ def test_colour_datasets_keep_their_modality(folder, modality):
     ]
 
 
-DSB_GREY = EXTRA / "DSB2018-stage1test" / "images" / (
-    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+DSB_GREY = (
+    EXTRA
+    / "DSB2018-stage1test"
+    / "images"
+    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
 )  # fluorescent nuclei, grey stored as RGBA
 UDIAT_SCAN = DATASETS / "UDIAT" / "images" / "000002.png"
 

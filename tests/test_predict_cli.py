@@ -296,8 +296,12 @@ def test_overwrite_removes_the_extra_frames_of_an_earlier_longer_stack(
     assert all(read_image(masks / name).shape == (96, 96) for name in old_frames[:2])
 
 
-DSB_GREY = REPO.parent / "extra-data" / "DSB2018-stage1test" / "images" / (
-    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+DSB_GREY = (
+    REPO.parent
+    / "extra-data"
+    / "DSB2018-stage1test"
+    / "images"
+    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
 )  # fluorescent nuclei, grey stored as RGBA
 
 
