@@ -39,6 +39,7 @@ PLUGIN = "napari-tmunet"
 SAMPLES = MODALITIES  # one sample image per modality
 _UNDER_XVFB_ENV = "NAPARI_TMUNET_UNDER_XVFB"
 DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
+WINDOW_SIZE = (1500, 950)  # width, height; smaller on a smaller screen (fit_window_to_screen)
 
 
 class CannotOpen(RuntimeError):
@@ -226,7 +227,7 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     from .registry import resolve_model
 
     viewer = napari.Viewer(title="napari-tmunet", show=show)
-    viewer.window.resize(1500, 950)
+    fit_window_to_screen(viewer.window._qt_window, WINDOW_SIZE)
     if args.paths:
         _open_paths(viewer, args.paths)
     else:
@@ -256,7 +257,47 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
             segment.checkpoint.value = path
     if image is not None:
         viewer.layers.selection.active = image
+    fit_view_when_settled(viewer)
     return viewer, segment
+
+
+def fit_window_to_screen(window, size: tuple[int, int]) -> None:
+    """Resize the Qt ``window`` to ``size`` (width, height), or smaller where its screen's
+    available area (less the window frame) is smaller, and move it inside that area."""
+    from qtpy.QtWidgets import QApplication
+
+    screen = window.screen() or QApplication.primaryScreen()
+    if screen is None:  # no screen to fit (offscreen platforms report one; be safe)
+        window.resize(*size)
+        return
+    area = screen.availableGeometry()
+    frame = window.frameGeometry().size() - window.geometry().size()
+    width = min(size[0], area.width() - frame.width())
+    height = min(size[1], area.height() - frame.height())
+    window.resize(width, height)
+    x = min(max(window.x(), area.left()), area.right() + 1 - width - frame.width())
+    y = min(max(window.y(), area.top()), area.bottom() + 1 - height - frame.height())
+    window.move(x, y)
+
+
+def fit_view_when_settled(viewer) -> None:
+    """Fit the layers to the canvas once the window and its docks have their sizes: now
+    (after the pending layout events) and again when the event loop starts, as the window
+    is shown and laid out there (``napari.run``)."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    viewer.reset_view()
+    QTimer.singleShot(0, lambda: _reset_view_if_open(viewer))
+
+
+def _reset_view_if_open(viewer) -> None:
+    """``viewer.reset_view()`` unless the window was closed meanwhile."""
+    try:
+        viewer.reset_view()
+    except RuntimeError:  # the Qt canvas is gone (closed before the event loop ran)
+        pass
 
 
 def _open_paths(viewer, paths: list[str]) -> None:

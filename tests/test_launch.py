@@ -214,3 +214,80 @@ def test_metrics_pairs_the_segmented_picture_with_its_mask_file(monkeypatch):
     argv = [str(clinic / "masks" / "1.tif"), str(clinic / "images" / "1.png")]
     assert launch.main(argv) == 0
     assert seen["pair"] == (seen["output"], "1 mask")
+
+
+# Runs ``napari-tmunet ARGV`` (each argument list in sys.argv[1], as JSON) up to the event
+# loop and prints, per launch, the window and screen sizes, the tab bar's bottom edge and
+# the part of the image plane the canvas shows against the shown image's extent.
+GEOMETRY_SCRIPT = """
+import json, sys
+import napari
+from qtpy.QtWidgets import QApplication, QTabBar
+from napari_tmunet import launch
+
+def look_and_close():
+    from napari_tmunet.launch import _run_events
+    viewer = napari.current_viewer()
+    _run_events(1.0)  # what the event loop does first: show and lay out the window
+    window = viewer.window._qt_window
+    area = window.screen().availableGeometry()
+    canvas = viewer.window._qt_viewer.canvas.native
+    zoom, (cy, cx) = viewer.camera.zoom, viewer.camera.center[-2:]
+    half_w, half_h = canvas.width() / 2 / zoom, canvas.height() / 2 / zoom
+    image = next(layer for layer in viewer.layers if layer.visible)
+    bars = [b for b in window.findChildren(QTabBar) if b.count() and b.isVisible()]
+    print("GEOMETRY " + json.dumps({
+        "screen": [area.width(), area.height()],
+        "window": [window.frameGeometry().width(), window.frameGeometry().height()],
+        "tab_bar_bottoms": [b.mapTo(window, b.rect().bottomLeft()).y() for b in bars],
+        "shown": [cy - half_h, cx - half_w, cy + half_h, cx + half_w],
+        "extent": image.extent.world.tolist(),
+    }), flush=True)
+    viewer.close()
+
+napari.run = look_and_close
+for argv in json.loads(sys.argv[1]):
+    assert launch.main(argv) == 0
+"""
+
+
+def test_the_window_fits_a_small_screen_and_shows_the_whole_image(tmp_path):
+    """``napari-tmunet`` on a 1366 x 768 screen (Xvfb): the window fits the screen's
+    available area, the docks' tab bar is on it, and the first view shows the whole image
+    (fitted after the docks took their room), for the sample and a BUSI image."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None:
+        pytest.skip("needs xvfb-run")
+    launches = [["--sample", "ultrasound"]]
+    busi = REPO.parent / "extra-data" / "BUSI" / "images" / "benign (10).png"
+    if busi.is_file():  # wider than tall: cropped at the left when fitted before the docks
+        launches.append([str(busi)])
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb", PYTHONPATH=str(REPO))
+    command = [xvfb_run, "-a", "-s", "-screen 0 1366x768x24", sys.executable, "-c"]
+    done = subprocess.run(
+        [*command, GEOMETRY_SCRIPT, json.dumps(launches)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = [json.loads(line[9:]) for line in done.stdout.splitlines() if line[:9] == "GEOMETRY "]
+    assert len(seen) == len(launches), done.stdout
+    for look in seen:
+        (width, height), (screen_w, screen_h) = look["window"], look["screen"]
+        assert width <= screen_w and height <= screen_h, look
+        assert look["tab_bar_bottoms"] and max(look["tab_bar_bottoms"]) < height, look
+        (top, left), (bottom, right) = look["extent"]
+        shown_top, shown_left, shown_bottom, shown_right = look["shown"]
+        assert shown_top <= top and shown_left <= left, look  # nothing cut off
+        assert bottom <= shown_bottom and right <= shown_right, look
