@@ -515,7 +515,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         old, new = result["old"], result["new"]
         state = "stopped" if result["stopped"] else "finished"
         text = f"{state} at step {result['step']}/{result['total_steps']}"
-        if old is not None:
+        if old is not None and result.get("held_out_foreground") != 0:  # else they mean nothing
             text += f"; held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
         if old is not None and not foreground_problem(result):  # else no edits can matter
             text += f" ({describe_edits(result.get('edits') or {})})"

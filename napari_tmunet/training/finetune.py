@@ -741,7 +741,9 @@ def foreground_problem(result: dict[str, Any]) -> str:
         return ""  # only the new model was scored: nothing to compare
     foreground = result.get("held_out_foreground", MIN_EDITED_PIXELS)
     if foreground == 0:
-        return "the held-out part has no foreground, so it cannot tell the models apart"
+        return (
+            "the held-out part had no foreground, so the models could not be compared: you choose"
+        )
     if foreground < MIN_EDITED_PIXELS:
         return (
             f"the held-out part has {foreground} foreground pixels (fewer than "
