@@ -1,6 +1,12 @@
-"""What each dock control does, in one sentence: the tooltips of the three docks."""
+"""What each dock control does, in one sentence: the tooltips of the three docks; and
+the Segment dock's fixed explanations."""
 
 from __future__ import annotations
+
+# The Segment dock's model explanation while "Checkpoint file..." has no file to run.
+NO_CHECKPOINT_REASON = (
+    "Choose a checkpoint file (made by napari-tmunet-train or the Fine-tune dock) to run it."
+)
 
 SEGMENT_TIPS = {
     "image": "The image layer to segment; follows the layer you select.",

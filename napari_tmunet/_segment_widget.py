@@ -40,7 +40,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import active_model, registry
-from ._dock_texts import SEGMENT_TIPS
+from ._dock_texts import NO_CHECKPOINT_REASON, SEGMENT_TIPS
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -122,6 +122,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
         self._misfits: dict[Any, str] = {}  # image id -> why its model may not suit it
+        self._warned: set[tuple[Any, str]] = set()  # (image id, misfit) warned about already
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
@@ -322,8 +323,23 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         model, why, fits = self._model_for(self._modality, _thumbnail(layer))
         self._show_model(model, why)
         if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
-            show_warning(f"{layer.name!r}: {model} is {why}.")
+            self._warn_once([layer], f"{model} is {why}")
         self._show_outputs(layer)
+
+    def _warn_once(self, images: list[Image], misfit: str) -> None:
+        """Warn that ``misfit`` (why a model may not suit them) holds for ``images``, naming
+        them, except those already warned about with the same words (choosing an image warns,
+        and its Segment click then does not)."""
+        names = [
+            repr(image.name) for image in images if (image.unique_id, misfit) not in self._warned
+        ]
+        self._warned.update((image.unique_id, misfit) for image in images)
+        if not names:
+            return
+        listed = ", ".join(names[:MISFITS_NAMED])
+        if len(names) > MISFITS_NAMED:
+            listed += f" and {len(names) - MISFITS_NAMED} more"
+        show_warning(f"{listed}: {misfit}.")
 
     def _show_outputs(self, image: Image) -> None:
         """Show the outputs of ``image`` when it is shown and chosen: after Segment all on a
@@ -337,10 +353,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
-        is False for a shipped model the image does not look made for (the user's own
-        choices always fit)."""
+        is False for a shipped model the image does not look made for, also one the user
+        chose (a checkpoint file of the user's always fits)."""
         if modality in self._choices:  # this session's choice, maybe a checkpoint file
-            return (*self._choices[modality], True)
+            model, why = self._choices[modality]
+            entry = registry.find_model(model)
+            if entry is None:
+                return model, why, True
+            choice = registry.users_choice(entry, thumbnail, modality, why)
+            return model, choice.why, choice.fits
         choice = registry.choose_model(thumbnail, modality=modality)
         if choice.entry is None:
             return CHECKPOINT_CHOICE, f"{choice.why}: choose a checkpoint file", True
@@ -375,8 +396,12 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if model and self._modality:
             why = f"your choice for {self._modality} images"
             self._choices[self._modality] = (model, why)
+            if self.image.value is not None:  # a shipped model may still not suit the image
+                why = self._model_for(self._modality, _thumbnail(self.image.value))[1]
             self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
-        elif model:  # no image yet: the choice holds for the kind of the next image opened
+        elif not model:  # "Checkpoint file..." without a file: nothing to run yet
+            self.model_reason.value = NO_CHECKPOINT_REASON
+        else:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
         self._show_model_state()
         self._show_settings_of_shown_model()
@@ -565,7 +590,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
     def _misfit_reasons(self, layers: list[Image], options: list[SegmentOptions]) -> dict:
         """Image id -> "<model> is <why>" for each image whose model was picked for it but
         does not look made for it (e.g. a fluorescence image and the ultrasound model), as
-        the chosen image's warning says; the user's own choices fit."""
+        the chosen image's warning says; a checkpoint file of the user's fits."""
         misfits = {}
         for layer, opts in zip(layers, options, strict=True):
             model, why, fits = self._model_for(_modality(layer), _thumbnail(layer))
@@ -703,16 +728,13 @@ class SegmentWidget(Rederive, OutputLayers, Container):
     def _warn_misfits(self) -> None:
         """One warning per reason a model may not suit the images it ran on, naming those
         images: Segment all on a folder of 50 such images gives one warning, not 50."""
-        names: dict[str, list[str]] = {}
+        images: dict[str, list[Image]] = {}
         for image, _ in self._results:
             misfit = self._misfits.get(image.unique_id)
             if misfit:
-                names.setdefault(misfit, []).append(repr(image.name))
-        for misfit, images in names.items():
-            listed = ", ".join(images[:MISFITS_NAMED])
-            if len(images) > MISFITS_NAMED:
-                listed += f" and {len(images) - MISFITS_NAMED} more"
-            show_warning(f"{listed}: {misfit}.")
+                images.setdefault(misfit, []).append(image)
+        for misfit, misfits in images.items():
+            self._warn_once(misfits, misfit)
 
     def _activate_chosen_output(self) -> None:
         """Make the chosen image's new output the active layer, where the brush paints: after

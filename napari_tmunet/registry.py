@@ -309,6 +309,29 @@ def fluorescence_sign(image: np.ndarray) -> str:
     )
 
 
+def grey_image_caveat(entry: ModelEntry, image: np.ndarray) -> str:
+    """Why the shipped model ``entry`` may not suit the grey ``image``, in words ("" when
+    nothing says so): no shipped model is trained for fluorescence microscopy
+    (:func:`fluorescence_sign`) or for other than 8-bit grey data (:func:`not_ultrasound_sign`)."""
+    trained = entry.trained_on
+    bits, fluorescence = not_ultrasound_sign(image), fluorescence_sign(image)
+    if fluorescence:
+        held = f" and holds {bits}" if bits else ""
+        return (
+            f"trained on {trained} only, and this image looks like fluorescence microscopy "
+            f"({fluorescence}){held}: no shipped model is trained for fluorescence; check the "
+            "result, or fine-tune a model on a few of your images with masks (Fine-tune dock) "
+            "and run that"
+        )
+    if bits:
+        return (
+            f"trained on {trained} only, and this image holds {bits} (ultrasound exports are "
+            "8-bit): no shipped model is meant for it; check the result, or choose a model of "
+            "your own"
+        )
+    return ""
+
+
 def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, bool]:
     """(why, fits): why the shipped model ``entry``, of the modality that
     :func:`guess_modality` saw in ``image``, is chosen, in words, and whether the image looks
@@ -317,23 +340,9 @@ def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, boo
     trained, cue = entry.trained_on, MODALITY_CUES.get(entry.modality, entry.modality)
     if entry.modality != "ultrasound":
         return f"chosen because this looks like {cue}; trained on {trained}", True
-    bits, fluorescence = not_ultrasound_sign(image), fluorescence_sign(image)
-    if fluorescence:
-        held = f" and holds {bits}" if bits else ""
-        return (
-            f"the only shipped model for grey images, but trained on {trained} only, and "
-            f"this image looks like fluorescence microscopy ({fluorescence}){held}: no "
-            "shipped model is trained for fluorescence; check the result, or fine-tune a "
-            "model on a few of your images with masks (Fine-tune dock) and run that",
-            False,
-        )
-    if bits:
-        return (
-            f"the only shipped model for grey images, but trained on {trained} only, and "
-            f"this image holds {bits} (ultrasound exports are 8-bit): no shipped model is "
-            "meant for it; check the result, or choose a model of your own",
-            False,
-        )
+    caveat = grey_image_caveat(entry, image)
+    if caveat:
+        return f"the only shipped model for grey images, but {caveat}", False
     return (
         f"chosen because this is {cue}; trained on {trained} only, not meant for "
         "other grey images such as fluorescence",
@@ -341,10 +350,21 @@ def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, boo
     )
 
 
+def users_choice(entry: ModelEntry, image: np.ndarray, modality: str, why: str) -> ModelChoice:
+    """The shipped model ``entry`` that the user chose for images of ``modality`` (``why``:
+    how, in words), run on ``image``: it does not fit when :func:`grey_image_caveat` warns
+    about a grey image (the choice is per modality, the caveat per image)."""
+    caveat = grey_image_caveat(entry, image) if modality == "ultrasound" else ""
+    if caveat:
+        return ModelChoice(entry, f"{why}, but {caveat}", False)
+    return ModelChoice(entry, why, True)
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """The model chosen for an image (None: no model installed), why in words, and whether
-    the image looks like what the model was trained on (the user's choices always fit)."""
+    the image looks like what the model was trained on (a shipped model the user chose is
+    judged by the image too: :func:`users_choice`)."""
 
     entry: ModelEntry | None
     why: str
@@ -355,8 +375,8 @@ def choose_model(
     image: np.ndarray, rgb: bool | None = None, modality: str | None = None
 ) -> ModelChoice:
     """The model for ``image`` (a thumbnail is enough) and why: the one the user last chose
-    for its modality (:func:`remember_model`), else the modality's shipped model, else the
-    first available one.
+    for its modality (:func:`remember_model`; still warned about as :func:`users_choice`
+    says), else the modality's shipped model, else the first available one.
 
     Args:
         rgb: whether the last axis holds colour (None: guessed from the shape).
@@ -365,7 +385,9 @@ def choose_model(
     modality = modality or guess_modality(image, rgb)
     remembered = find_model(remembered_models().get(modality, ""))
     if remembered is not None:
-        return ModelChoice(remembered, f"your earlier choice for {modality} images", True)
+        return users_choice(
+            remembered, image, modality, f"your earlier choice for {modality} images"
+        )
     models = available_models()
     shipped = model_for_modality(modality)
     if shipped is not None:

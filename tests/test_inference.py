@@ -395,6 +395,11 @@ def test_the_users_model_choice_is_remembered_per_modality(tmp_path, monkeypatch
     choice = registry.choose_model(image)  # said as the user's choice, not as a shipped match
     assert (choice.why, choice.fits) == ("your earlier choice for ultrasound images", True)
     assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    scan16 = image.astype(np.uint16) * 257  # the choice holds, but the image is still judged
+    choice = registry.choose_model(scan16)
+    assert choice.entry.name == "TM-UNet nuclei" and not choice.fits
+    assert choice.why.startswith("your earlier choice for ultrasound images, but trained on")
+    assert "this image holds 16-bit data" in choice.why
     registry.remember_model("ultrasound", "no such model")  # gone: fall back to the default
     assert registry.default_model_for(image).modality == "ultrasound"
     (tmp_path / "settings.json").write_text("{broken")

@@ -427,6 +427,85 @@ def test_model_reason_says_grey_is_only_a_hint_of_ultrasound(dock, tmp_path, mon
     assert len(warnings) == 2 and "looks like fluorescence" in warnings[1]
 
 
+def grey_16bit(viewer, name="scan16"):
+    """The ultrasound sample as 16-bit data (not an ultrasound export: those are 8-bit)."""
+    image, _ = load_sample("ultrasound")
+    grey = image if image.ndim == 2 else image[..., 0]
+    return viewer.add_image(grey.astype(np.uint16) * 257, name=name)
+
+
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_choosing_the_grey_model_keeps_the_images_own_warnings(make_napari_viewer, monkeypatch):
+    """Picking a model for grey (ultrasound) images decides what runs on them, but a
+    fluorescence or a 16-bit image is still warned about and called what it looks like, in
+    this session and the next (tester11 #1)."""
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    widget.image.value = open_sample(viewer, "ultrasound")
+    widget.model.value = "TM-UNet colonoscopy"  # the user tries another model, then goes back
+    widget.model.value = "TM-UNet ultrasound"
+    assert registry.remembered_models() == {"ultrasound": "TM-UNet ultrasound"}
+    assert not warnings
+    (cells,) = viewer.open(DSB_GREY, plugin="napari")
+    widget.image.value = cells
+    assert widget.model.value == "TM-UNet ultrasound"  # the choice decides what runs
+    reason = widget.model_reason.value
+    assert reason.startswith("Runs TM-UNet ultrasound: your choice for ultrasound images, but")
+    assert "looks like fluorescence microscopy (" in reason
+    assert len(warnings) == 1 and "no shipped model is trained for fluorescence" in warnings[0]
+
+    later = make_napari_viewer()  # a later session: the choice comes from the settings
+    _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    (cells,) = later.open(DSB_GREY, plugin="napari")
+    fresh.image.value = cells
+    assert fresh.model.value == "TM-UNet ultrasound"
+    assert "your earlier choice for ultrasound images, but" in fresh.model_reason.value
+    assert "looks like fluorescence microscopy (" in fresh.model_reason.value
+    assert len(warnings) == 2 and "looks like fluorescence" in warnings[1]
+    fresh.image.value = grey_16bit(later)
+    assert fresh.model.value == "TM-UNet ultrasound"
+    assert "this image holds 16-bit data (ultrasound exports are 8-bit)" in fresh.model_reason.value
+    assert len(warnings) == 3 and "'scan16': TM-UNet ultrasound is your earlier" in warnings[2]
+
+
+def test_a_16bit_image_is_warned_about_once_and_its_summary_says_so(dock, qtbot, monkeypatch):
+    """A 16-bit grey image is warned about when chosen, not again on its Segment click, and
+    its summary line says the model may not suit it (tester11 #2)."""
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer, widget = dock
+    widget.image.value = grey_16bit(viewer)
+    assert widget.model.value == "TM-UNet ultrasound"
+    assert len(warnings) == 1 and "holds 16-bit data" in warnings[0]
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert "TM-UNet ultrasound may not suit this image" in widget.summary.value
+    assert len(warnings) == 1, warnings
+
+
+def test_checkpoint_choice_without_a_file_says_to_choose_one(dock):
+    """Model "Checkpoint file..." with no file: the explanation asks for a file instead of
+    giving the reason of the model shown before (tester11 #3)."""
+    from napari_tmunet._segment_widget import CHECKPOINT_CHOICE
+
+    viewer, widget = dock
+    widget.image.value = open_sample(viewer, "colonoscopy")
+    assert widget.model_reason.value.startswith("Runs TM-UNet colonoscopy: chosen because")
+    widget.model.value = CHECKPOINT_CHOICE
+    assert not widget.checkpoint.value or not os.path.isfile(widget.checkpoint.value)
+    assert widget.model_reason.value == (
+        "Choose a checkpoint file (made by napari-tmunet-train or the Fine-tune dock) to run it."
+    )
+
+
 def test_quitting_during_the_early_warm_up_lets_it_finish(registered):
     """Python waits for the warm-up before it exits: a daemon thread still in torch at
     exit aborted a test process (exit 134, "terminate called without an active
@@ -750,10 +829,11 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
 def test_segment_all_warns_for_each_image_its_model_does_not_suit(
     dock, qtbot, monkeypatch, tmp_path
 ):
-    """Segment all with a colonoscopy frame chosen and two fluorescence images beside it:
-    one warning names both and gives the grey model's misfit reason once (as predict
-    groups them), not advice to lower the threshold, and their summary lines say the model
-    may not suit them (tester9 #5, tester10 #6)."""
+    """Segment all with a colonoscopy frame chosen and two hidden fluorescence images beside
+    it (never chosen, so not warned about yet): one warning names both and gives the grey
+    model's misfit reason once (as predict groups them), not advice to lower the threshold,
+    and their summary lines say the model may not suit them (tester9 #5, tester10 #6);
+    choosing one of them afterwards does not warn again (tester11 #2)."""
     import shutil
 
     from napari.layers import Image
@@ -765,16 +845,12 @@ def test_segment_all_warns_for_each_image_its_model_does_not_suit(
     viewer, widget = dock
     again = tmp_path / f"again{DSB_GREY.suffix}"
     shutil.copy(DSB_GREY, again)
-    (cells,) = viewer.open(DSB_GREY, plugin="napari")
-    (cells_again,) = viewer.open(again, plugin="napari")
     viewer.open_sample(PLUGIN, "colonoscopy")
-    colon = next(
-        layer
-        for layer in viewer.layers
-        if isinstance(layer, Image) and layer not in (cells, cells_again)
-    )
+    colon = next(layer for layer in viewer.layers if isinstance(layer, Image))
     widget.image.value = colon
-    warnings.clear()  # the one said when the chooser showed the fluorescence image
+    (cells,) = viewer.open(DSB_GREY, plugin="napari", visible=False)
+    (cells_again,) = viewer.open(again, plugin="napari", visible=False)
+    assert widget.image.value is colon and not warnings
     widget.segment_all()
     assert widget.worker is not None  # the threaded path
     wait_done(qtbot, widget)
@@ -789,6 +865,8 @@ def test_segment_all_warns_for_each_image_its_model_does_not_suit(
     assert "TM-UNet ultrasound may not suit this image" in lines[cells.name]
     assert "TM-UNet ultrasound may not suit this image" in lines[cells_again.name]
     assert "may not suit" not in lines[colon.name]
+    widget.image.value = cells  # warned about in the run: not again
+    assert len(warnings) == 1, warnings
 
 
 @pytest.mark.skipif(not (UDIAT / "images").is_dir(), reason="shared UDIAT data not present")
