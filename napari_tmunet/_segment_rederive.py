@@ -107,6 +107,8 @@ class Rederive:
         moved."""
         image, output, probability, options, began = self._derive
         self._derive = None
+        if self._closed:  # the dock's widgets are gone
+            return
         current = any(kept is output for kept in self._outputs.values())
         current = current and output.probability is probability  # not one a run replaced
         if current and output.labels in self.viewer.layers:
@@ -154,6 +156,8 @@ class Rederive:
 
     def _on_derive_error(self, err: Exception) -> None:
         self._derive, self._derive_again = None, False
+        if self._closed:
+            return
         self.status.value = f"updating the labels failed: {error_text(err)}"
         show_error(f"TM-UNet: {self.status.value}")
 

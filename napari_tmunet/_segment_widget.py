@@ -60,6 +60,7 @@ from ._widget_common import (
     is_probability_map,
     keeping_layers,
     narrow,
+    on_dock_closed,
     plural,
     scroll_body,
     set_tooltips,
@@ -101,6 +102,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._progress_index = -1
         self._outcome = ""
         self._busy = False
+        self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         # The plugin proxy guards napari's privates; this widget uses public API only, and
         # unwrapped layers compare and hash as themselves.
         self.viewer = getattr(viewer, "__wrapped__", viewer)
@@ -262,6 +264,14 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         layers.events.inserted.connect(self.reset_choices)
         layers.events.removed.connect(self.reset_choices)
         layers.selection.events.active.connect(self._on_active_layer)
+        on_dock_closed(self.native, self._on_closed)
+
+    def _on_closed(self) -> None:
+        """The dock is closed (napari's X, or its viewer closed): stop a run as Cancel does,
+        quietly, and leave the widgets alone from now on (closing the viewer deletes them)."""
+        self._closed = True
+        if self.running and self.worker is not None:
+            self.worker.quit()
 
     # --- choices and small state -------------------------------------------------------
 
@@ -546,6 +556,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self.running:
             show_info("A segmentation is already running; cancel it or wait.")
             return
+        self._closed = False  # a dock put back (the same widget) reports its runs again
         options = self._read_options(layers)
         if options is None:
             return
@@ -610,6 +621,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self.summary.value = ""
 
     def _on_yielded(self, message: tuple):
+        if self._closed:  # the run was dropped with its dock
+            return
         kind = message[0]
         if kind == "loaded":  # image ``index``'s model: its options and defaults make its layers
             _, index, self._defaults = message
@@ -700,10 +713,14 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         bar.update(done - bar.n)
 
     def _on_error(self, err: Exception):
+        if self._closed:
+            return
         self._outcome = f"failed: {error_text(err)}"
         show_error(f"TM-UNet segmentation {self._outcome}")
 
     def _on_aborted(self):
+        if self._closed:
+            return
         self._outcome = "cancelled"
         show_info("TM-UNet segmentation cancelled.")
 
@@ -711,6 +728,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+        if self._closed:
+            self._busy = False
+            return
         self._set_running(False)
         self.progress_text.value = ""
         if self._results:

@@ -1064,3 +1064,27 @@ def test_a_cmyk_layer_read_in_parts_is_refused_naming_it(dock, monkeypatch, tmp_
     widget.segment()
     assert widget.worker is None and not widget.running
     assert errors and "'big cmyk'" in errors[0] and "save it as RGB" in errors[0], errors
+
+
+def test_closing_the_viewer_during_a_run_drops_it_quietly(registered, dock, qtbot, caplog):
+    """Threaded path, the real engine: the viewer closed while Segment runs (its dock's
+    widgets deleted) quits the worker, and no late progress, result or end of the run
+    touches the deleted widgets (no exception in a slot, no error logged)."""
+    viewer, widget = dock
+    image, _ = load_sample("nuclei")
+    layer = viewer.add_image(np.tile(image, (3, 3, 1)), name="big nuclei", rgb=True)
+    widget.image.value = layer
+    widget.model.value = registered.name
+    widget.mode.value = "tile"
+    widget.batch_size = 1  # one progress report per tile: many reports after the close
+    with qtbot.capture_exceptions() as raised:
+        widget.segment()
+        qtbot.waitUntil(lambda: widget.status.value.startswith("segmenting"), timeout=60_000)
+        worker = widget.worker
+        viewer.close()
+        qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+        qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+        qtbot.wait(300)  # reports still queued are delivered
+    assert not raised, [str(err) for _, err, _ in raised]
+    assert worker.abort_requested  # not segmented to the end for nobody
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
