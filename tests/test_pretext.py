@@ -1,6 +1,10 @@
 """Self-supervised pre-training (``fit --pretext inpaint``) and fine-tuning from it, on
 crops of the bundled ultrasound sample (a real scan; no shared data needed)."""
 
+import json
+import logging
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -14,10 +18,11 @@ from napari_tmunet.data.cache import NativeCache
 from napari_tmunet.data.preprocess import to_model_input
 from napari_tmunet.model import build_model
 from napari_tmunet.predict_cli import main as predict
-from napari_tmunet.training import TrainConfig, fit
+from napari_tmunet.training import TrainConfig, engine, fit
 from napari_tmunet.training.engine import load_trunk
 from napari_tmunet.training.loss import inpainting_loss, patch_mask
 from napari_tmunet.training.run_folder import read_metrics
+from trainer.cli import main as train_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -140,3 +145,103 @@ def test_pretext_excludes_a_presence_output():
         TrainConfig(pretext="inpaint", model={"presence_head": True})
     with pytest.raises(ValueError, match="pretext='blur'"):
         TrainConfig(pretext="blur")
+
+
+CLI_TINY = ["--variant", "t", "--size", "64", "--batch-size", "4", "--lr", "2e-3",
+            "--device", "cpu", "--num-workers", "2", "--eval-batch-size", "4",
+            "--no-efficiency", "--no-progress", "--no-test"]  # fmt: skip
+
+
+def _write_folder(cache: NativeCache, folder):
+    """The cache as a dataset folder (images/ + masks/ PNGs); the folder."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+    for name, image, mask in zip(cache.names, cache.images, cache.masks, strict=True):
+        Image.fromarray(np.asarray(image).squeeze()).save(folder / "images" / f"{name}.png")
+        Image.fromarray(np.asarray(mask, np.uint8) * 255).save(folder / "masks" / f"{name}.png")
+    return folder
+
+
+def test_a_fine_tune_resumes_without_its_start_checkpoint(pretrained, tmp_path, monkeypatch):
+    """The CLI stores --init-checkpoint absolute; a stopped fine-tune resumes from another
+    folder after the start checkpoint is gone, exactly as an unstopped run ends."""
+    _write_folder(_scan_crops(), tmp_path / "data")
+    (tmp_path / "pcopy").mkdir()
+    shutil.copy(pretrained / "last.pt", tmp_path / "pcopy" / "last.pt")
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--data", "data", *CLI_TINY, "--steps", "12", "--epochs", "2",
+            "--init-checkpoint", "pcopy/last.pt"]  # fmt: skip
+    assert train_cli([*args, "--run-dir", "straight"]) == 0
+    saved = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert saved["init_checkpoint"] == str(tmp_path / "pcopy" / "last.pt")
+
+    real_fit = engine.fit
+
+    def stop_at_5(config, run_dir, stop_event=None, **kwargs):
+        def on_step(step, total, loss):
+            if step == 5:
+                stop_event.set()
+
+        return real_fit(config, run_dir, callbacks={"on_step": on_step}, stop_event=stop_event)
+
+    monkeypatch.setattr(engine, "fit", stop_at_5)
+    assert train_cli([*args, "--run-dir", "stopped"]) != 0
+    monkeypatch.setattr(engine, "fit", real_fit)
+    shutil.rmtree(tmp_path / "pcopy")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert train_cli(["fit", "--run-dir", str(tmp_path / "stopped"), "--resume"]) == 0
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)["state_dict"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+def test_channels_and_normalisation_other_than_the_start_checkpoints_are_refused(
+    pretrained, tmp_path, capsys
+):
+    data = _write_folder(_scan_crops(), tmp_path / "data")
+    start = str(pretrained / "last.pt")
+    base = ["fit", "--data", str(data), *CLI_TINY, "--steps", "2", "--epochs", "1",
+            "--init-checkpoint", start]  # fmt: skip
+    for flags, named in (
+        (["--in-channels", "3"], "--in-channels 3"),
+        (["--mean", ".5", "--std", ".2"], "--mean 0.5 and --std 0.2"),
+    ):
+        assert train_cli([*base, *flags, "--run-dir", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert (
+            named in err and start in err and "1 channel(s) with mean 0.449 and std 0.226" in err
+        ), err
+        assert not (tmp_path / "r" / "last.pt").exists()
+    same = ["--in-channels", "1", "--mean", "0.449", "--std", "0.226"]
+    assert train_cli([*base, *same, "--run-dir", str(tmp_path / "ok")]) == 0
+
+
+def test_a_grey_start_checkpoint_on_colour_images_says_it_converts_them(
+    pretrained, tmp_path, caplog
+):
+    grey = _scan_crops()
+    colour = NativeCache(grey.names, [np.repeat(i, 3, axis=-1) for i in grey.images], grey.masks,
+                         [">0"] * 8, list(range(8)), source="colour scan")  # fmt: skip
+    cfg = TrainConfig(**TINY, init_checkpoint=str(pretrained / "last.pt"), steps=2, epochs=1,
+                      test=False)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="napari_tmunet"):
+        fit(cfg, tmp_path / "run", dataset=colour)
+    assert "takes 1 input channel(s)" in caplog.text and "RGB averaged to grey" in caplog.text
+    assert load_checkpoint(tmp_path / "run" / "last.pt").model_config.in_channels == 1
+
+
+def test_pretext_refuses_classes():
+    with pytest.raises(ValueError, match="num_classes=2 with pretext='inpaint'"):
+        TrainConfig(pretext="inpaint", num_classes=2)
+
+
+def test_a_pretraining_fit_reports_its_restoration_loss(tmp_path, capsys):
+    data = _write_folder(_scan_crops(), tmp_path / "data")
+    args = ["fit", "--data", str(data), *CLI_TINY, "--steps", "4", "--epochs", "1",
+            "--pretext", "inpaint", "--run-dir", str(tmp_path / "pre")]  # fmt: skip
+    assert train_cli(args) == 0
+    out = capsys.readouterr().out
+    assert "final restoration loss" in out and "-inf" not in out and "Dice" not in out, out

@@ -228,13 +228,16 @@ def _add_fit_model_args(fit) -> None:
     g.add_argument(
         "--init-checkpoint",
         help="start from these weights (fine-tuning); from a --pretext run's last.pt, its "
-        "trunk with a new output layer",
+        "trunk with a new output layer. Input channels and normalisation come from the "
+        "checkpoint (--in-channels/--mean/--std that differ are an error; images are "
+        "converted to its channels); --resume does not need this file any more",
     )
     g.add_argument(
         "--pretext",
         choices=PRETEXTS[1:],
-        help="self-supervised pre-training: restore hidden 32-pixel squares of the training "
-        "images (masks unused; no validation or test); then fit --init-checkpoint RUN/last.pt",
+        help="self-supervised pre-training: restore hidden 32-pixel squares of the images "
+        "of the training part of the split (--data still needs images/ and masks/: the masks "
+        "are read but unused; no validation or test); then fit --init-checkpoint RUN/last.pt",
     )
     g.add_argument(
         "--in-channels",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -94,12 +95,22 @@ def fit_config(args) -> tuple[object, Path]:
     data, name = _data_source(args)
     if data is not None:
         values["data"] = data
+    start = getattr(args, "init_checkpoint", None)
+    if start:  # absolute, as data: the run folder's config holds from any working directory
+        values["init_checkpoint"] = str(Path(start).expanduser().resolve())
     if name is not None:
         values["dataset_name"] = name
     fields = set(TrainConfig.__dataclass_fields__)
     model = dict(values.get("model", {}))
     for dest, value in vars(args).items():
-        if value is None or dest in ("data", "dataset_name", "preset", "config", "run_dir"):
+        if value is None or dest in (
+            "data",
+            "dataset_name",
+            "preset",
+            "config",
+            "run_dir",
+            "init_checkpoint",
+        ):
             continue
         if dest in MODEL_FIELDS:
             key, conv = MODEL_FIELDS[dest]
@@ -224,10 +235,7 @@ def stop_on_interrupt():
 def _print_result(result: dict) -> None:
     print(f"run folder: {result['run_dir']}")
     state = "stopped" if result["stopped"] else "finished"
-    print(
-        f"{state} at step {result['step']} of {result['total_steps']}; best validation Dice "
-        f"{result['best_score']:.4f} at step {result['best_step']}"
-    )
+    print(f"{state} at step {result['step']} of {result['total_steps']}; {_outcome(result)}")
     test = result.get("test")
     if test:
         print(
@@ -239,6 +247,19 @@ def _print_result(result: dict) -> None:
     eff = result.get("efficiency")
     if eff:
         print(_efficiency_line(eff))
+
+
+def _outcome(result: dict) -> str:
+    """What a finished fit achieved: a pre-training run's last restoration loss, else
+    its best validation Dice."""
+    if result.get("pretext"):
+        loss = result.get("train_loss")
+        if loss is None:
+            return "no step trained (pre-training: no validation)"
+        return f"final restoration loss {loss:.4f} (pre-training: no validation)"
+    if not math.isfinite(result["best_score"]):
+        return "no validation score"
+    return f"best validation Dice {result['best_score']:.4f} at step {result['best_step']}"
 
 
 def _efficiency_line(eff: dict) -> str:

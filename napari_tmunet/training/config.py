@@ -56,12 +56,18 @@ class TrainConfig:
         arch: "tmunet" or "unet".
         variant: TM-UNet channel variant "t", "s" or "b" (Table 3).
         model: ModelConfig overrides, e.g. {"use_xlstm": False, "channels": [...]}.
-        init_checkpoint: start from these weights (fine-tuning); model config and
-            normalisation come from the checkpoint. From a ``pretext`` checkpoint only
-            the trunk is taken: the model flags and a fresh output layer come from here.
+        init_checkpoint: start from these weights (fine-tuning); model config, input
+            channels and normalisation come from the checkpoint (``in_channels``,
+            ``mean``, ``std`` that differ from its are an error; images of other
+            channels are converted to its). From a ``pretext`` checkpoint only the
+            trunk is taken: the model flags and a fresh output layer come from here.
+            The CLI stores it as an absolute path; ``resume`` does not read it (the
+            run's ``last.pt`` holds every weight).
         pretext: "" (segmentation) or "inpaint": self-supervised pre-training that
-            restores masked-out patches of the training images (their masks unused);
-            no validation, no test; fine-tune ``last.pt`` with ``init_checkpoint``.
+            restores masked-out patches of the images of the training part of the
+            split (the dataset folder still needs ``masks/``: they are read but
+            unused); no validation, no test; ``num_classes`` must stay 1; fine-tune
+            ``last.pt`` with ``init_checkpoint``.
         in_channels: 1 or 3; 0 picks 1 when every image is grey, else 3.
         num_classes: 1 (sigmoid, BCE) or N >= 2 (softmax, CE; class 0 is background).
         size: (H, W) model input: the resize target ("resize") or the crop ("tile").
@@ -220,6 +226,12 @@ class TrainConfig:
             problems.append(
                 f"pretext={self.pretext!r}: pre-training restores images and has no "
                 "presence output; add the presence head when fine-tuning"
+            )
+        if self.pretext and self.num_classes != 1:
+            problems.append(
+                f"num_classes={self.num_classes} with pretext={self.pretext!r}: pre-training "
+                "restores the image (one output per input channel); set the classes when "
+                "fine-tuning"
             )
         if not 1 <= self.empty_repeat <= 100:
             problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")

@@ -45,7 +45,7 @@ from torch import nn
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import model_label
+from ..config import InputConfig, ModelConfig, model_label
 from ..data.cache import NativeCache
 from ..data.datasets import DatasetError, save_split
 from ..evaluation import evaluate
@@ -145,6 +145,7 @@ class Trainer:
         self.dataset = dataset
         self.step = 0
         self.inherited: dict = {}  # metadata carried over from init_checkpoint
+        self.resume_payload: dict = {}  # last.pt of the run being resumed
         self.best_score, self.best_step = -math.inf, -1
         self.records: list[dict] = []
         self.bar = None
@@ -279,9 +280,18 @@ class Trainer:
         )
 
     def build_model(self) -> None:
+        """The model, its ModelConfig and InputConfig: a resumed run's from its own
+        ``last.pt`` (``init_checkpoint`` is not read again), else from ``init_checkpoint``
+        or from the config and the data."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        if cfg.resume:
+            self.rebuild_from_last()
+            return
         start = load_checkpoint(cfg.init_checkpoint, "cpu") if cfg.init_checkpoint else None
+        if start is not None:
+            check_start_input(cfg, start, cfg.init_checkpoint)
+            self.log_start_channels(start)
         trunk_only = cfg.pretext or (start is not None and start.metadata.get("pretext"))
         if start is not None and not trunk_only:
             self.model_config = start.model_config
@@ -291,8 +301,7 @@ class Trainer:
             logger.info("starting from %s", cfg.init_checkpoint)
             return
         if start is None:
-            grey = all(item.image.shape[-1] == 1 or item.image.ndim == 2 for item in self.cache)
-            channels = cfg.in_channels or (1 if grey else 3)
+            channels = cfg.in_channels or (1 if self.grey_data() else 3)
             self.input_config = cfg.input_config(channels)
         else:  # a pre-trained trunk keeps the normalisation it learnt with
             channels = start.model_config.in_channels
@@ -305,9 +314,44 @@ class Trainer:
             load_trunk(self.model, start, cfg.init_checkpoint)
             logger.info("starting from the pre-trained trunk of %s", cfg.init_checkpoint)
 
+    def grey_data(self) -> bool:
+        """Whether every image of the dataset has one channel."""
+        return all(item.image.shape[-1] == 1 or item.image.ndim == 2 for item in self.cache)
+
+    def rebuild_from_last(self) -> None:
+        """Model and configs of the run being resumed, from its ``last.pt`` (which holds
+        every weight, also those a fine-tuning run started from); :meth:`resume` then
+        loads its weights and state."""
+        path = self.run_dir / "last.pt"
+        self.resume_payload = read_checkpoint(path)
+        try:
+            self.model_config = ModelConfig.from_dict(self.resume_payload["model_config"])
+            input_config = InputConfig.from_dict(self.resume_payload["input_config"])
+        except (TypeError, ValueError) as error:
+            raise RunDirError(f"{path} has an invalid config ({error}); cannot resume") from None
+        self.input_config = replace(input_config, size=self.config.size)
+        self.inherited = inherited_metadata(self.resume_payload.get("metadata"))
+        self.model = build_model(self.model_config)
+
+    def log_start_channels(self, start) -> None:
+        """Say which input the start checkpoint fixes when the data have other channels."""
+        channels = start.model_config.in_channels
+        if channels == (1 if self.grey_data() else 3):
+            return
+        logger.info(
+            "%s takes %d input channel(s) (mean %s, std %s); the %s images are converted "
+            "to it (%s)",
+            self.config.init_checkpoint,
+            channels,
+            _values(start.input_config.mean),
+            _values(start.input_config.std),
+            "grey" if channels == 3 else "colour",
+            "grey replicated" if channels == 3 else "RGB averaged to grey",
+        )
+
     def resume(self) -> None:
         """Model, optimiser state, step, best score, RNG and records from ``last.pt``."""
-        payload = read_checkpoint(self.run_dir / "last.pt")
+        payload = self.resume_payload
         state = payload.get("training_state") or {}
         if "optimizer" not in state:
             raise RunDirError(f"{self.run_dir / 'last.pt'} holds no training state to resume")
@@ -598,6 +642,15 @@ class Trainer:
             "best_checkpoint": str(self.run_dir / "best.pt"),
             "last_checkpoint": str(self.run_dir / "last.pt"),
             "test": None,
+            "pretext": self.config.pretext,
+            "train_loss": next(
+                (
+                    r.get("train_loss")
+                    for r in reversed(self.records)
+                    if r.get("train_loss") is not None
+                ),
+                None,
+            ),
         }
         if not stopped and self.ctx.is_main:
             result["test"] = self.test(time.time() - self.started + self.elapsed_before)
@@ -669,6 +722,39 @@ def load_trunk(model: nn.Module, start, path: str) -> None:
     missing = [k for k in missing if not k.startswith(("head.", "presence."))]
     if missing or unexpected:
         raise ValueError(f"{fix} (weights that do not match: {(missing + unexpected)[:3]})")
+
+
+def check_start_input(cfg: TrainConfig, start, path: str) -> None:
+    """Refuse --in-channels, --mean or --std that differ from the start checkpoint's: its
+    input channels and normalisation are kept (the trunk learnt with them)."""
+    have = start.input_config
+    wrong = []
+    if cfg.in_channels and cfg.in_channels != start.model_config.in_channels:
+        wrong.append(f"--in-channels {cfg.in_channels}")
+    if cfg.mean and not _same(cfg.mean, have.mean):
+        wrong.append(f"--mean {_values(cfg.mean)}")
+    if cfg.std and not _same(cfg.std, have.std):
+        wrong.append(f"--std {_values(cfg.std)}")
+    if wrong:
+        raise ValueError(
+            f"{' and '.join(wrong)} {'differs' if len(wrong) == 1 else 'differ'} from the "
+            f"start checkpoint {path}, whose input "
+            f"is {start.model_config.in_channels} channel(s) with mean {_values(have.mean)} and "
+            f"std {_values(have.std)}: a run from --init-checkpoint keeps these, so leave "
+            "those flags out or start from a checkpoint with the input you want"
+        )
+
+
+def _values(values) -> str:
+    """Normalisation values as the CLI takes them: ``0.449 0.226``."""
+    return " ".join(f"{v:.4g}" for v in values)
+
+
+def _same(a, b) -> bool:
+    """Whether two normalisation vectors are equal (up to float rounding)."""
+    return len(a) == len(b) and all(
+        math.isclose(x, y, abs_tol=1e-6) for x, y in zip(a, b, strict=True)
+    )
 
 
 def inherited_metadata(metadata: dict | None) -> dict:
