@@ -83,7 +83,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     Sub-widgets are attributes so that scripts and tests can set values and call
     :meth:`start`, :meth:`stop`, :meth:`resume` and :meth:`revert`: ``rows`` (a list of
-    :class:`PairRow` with ``image`` and ``labels``), ``add_pair_button``,
+    :class:`PairRow` with ``image`` and ``mask``), ``add_pair_button``,
     ``dataset_folder``, ``model``, ``checkpoint``, ``steps``, ``learning_rate``,
     ``batch_size``, ``augmentation``, ``device``, ``run_folder``, ``start_button``,
     ``stop_button``, ``resume_button``, ``revert_button``, ``progress_bar``, ``eta``,
