@@ -184,7 +184,8 @@ class MetricsWidget(Container):
         A reference-like layer whose shape differs from the chosen prediction's is not
         taken. A new prediction takes the reference of its own image
         (:meth:`_reference_for`); without one it keeps its reference when that is another
-        layer of the same shape, else takes the first reference-like layer of its shape.
+        layer of the same shape, else takes another Labels layer of its shape if there is
+        one (else the pair note says the shapes differ).
         """
         from napari.layers import Labels
 
@@ -205,6 +206,8 @@ class MetricsWidget(Container):
             unfit = (
                 reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
             )
+            if best is None and unfit:
+                best = self._same_shape_layer(layer)
             surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
             if best is not None and (unfit or surer):
                 self.reference.value = best
@@ -219,6 +222,17 @@ class MetricsWidget(Container):
             and _shape(layer) == _shape(prediction)
         ]
 
+    def _same_shape_layer(self, prediction):
+        """The first Labels layer of ``prediction``'s shape other than it, or None."""
+        return next(
+            (
+                layer
+                for _, layer in self._labels_choices()
+                if not _same(layer, prediction) and _shape(layer) == _shape(prediction)
+            ),
+            None,
+        )
+
     def _reference_for(self, prediction):
         """The reference to guess for ``prediction``, or None: among the reference-like
         layers of its shape, the one of its own image (see :func:`_pair_rank`), else the
@@ -229,25 +243,32 @@ class MetricsWidget(Container):
         return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
 
     def _update_pair_note(self, _value=None) -> None:
-        """Say so under the choosers when the pair is only a guess by shape: the reference
-        is not of the prediction's image and other references of that shape exist."""
-        prediction, reference = self.prediction.value, self.reference.value
-        note = ""
-        if (
-            prediction is not None
-            and reference is not None
-            and not _same(prediction, reference)
-            and _pair_rank(prediction, reference) == 0
-        ):
-            candidates = self._reference_candidates(prediction)
-            others = [la for la in candidates if not _same(la, reference)]
-            if others:
-                note = (
-                    f"Paired by size only: check that {reference.name!r} is the reference "
-                    f"for {prediction.name!r}."
-                )
+        """Show :meth:`_pair_warning` under the choosers (hidden when there is none)."""
+        note = self._pair_warning(self.prediction.value, self.reference.value)
         self.pair_note.value = note
         self.pair_note.visible = bool(note)
+
+    def _pair_warning(self, prediction, reference) -> str:
+        """A warning about the chosen pair, or "": the layers differ in shape (Compute
+        would refuse them), or the pair is only a guess by shape (the reference is not of
+        the prediction's image and other references of that shape exist)."""
+        if prediction is None or reference is None or _same(prediction, reference):
+            return ""
+        if _shape(prediction) != _shape(reference):
+            return (
+                f"{prediction.name!r} ({_size(prediction)}) and {reference.name!r} "
+                f"({_size(reference)}) differ in size: choose the reference of the "
+                "prediction's image."
+            )
+        if _pair_rank(prediction, reference) > 0:
+            return ""
+        candidates = self._reference_candidates(prediction)
+        if not any(not _same(layer, reference) for layer in candidates):
+            return ""
+        return (
+            f"Paired by size only: check that {reference.name!r} is the reference "
+            f"for {prediction.name!r}."
+        )
 
     # ----------------------------------------------------------------- computing
     def compute(self) -> list[dict[str, Any]]:
@@ -460,6 +481,11 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
 def _shape(layer) -> tuple[int, ...]:
     """A Labels layer's data shape at full resolution (nothing is loaded)."""
     return tuple(full_data(layer).shape)
+
+
+def _size(layer) -> str:
+    """A layer's shape for a sentence: "360 x 528"."""
+    return " x ".join(str(n) for n in _shape(layer))
 
 
 def _same(a, b) -> bool:
