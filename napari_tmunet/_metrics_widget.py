@@ -54,6 +54,19 @@ COLUMN_ORDER: tuple[str, ...] = (
     "unit",
     "note",
 )
+# The comparison table's order: which model, its Dice and HD95, the other scores; the
+# image (the held-out part, named in the title) last: the main scores are in view in a
+# narrow dock.
+_FIRST_SCORES = ("model", "dice", "hd95_px", "hd95_physical")
+COMPARISON_ORDER: tuple[str, ...] = (
+    *_FIRST_SCORES,
+    *(c for c in COLUMN_ORDER if c not in (*_FIRST_SCORES, "image", "slice")),
+    "image",
+    "slice",
+)
+# A text column's widest, in pixels: longer texts wrap (e.g. "before fine-tuning: TM-UNet
+# nuclei"), whole in their tooltip too.
+TEXT_COLUMN_MAX_WIDTH = 110
 # In the CSV, not in the table (the status line names the layers and the stack's Dice).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
 
@@ -366,7 +379,7 @@ class MetricsWidget(Container):
 
     def _update_table(self) -> None:
         _fill_table(self.table, self.results)
-        _fill_table(self.comparison_table, self.comparison)
+        _fill_table(self.comparison_table, self.comparison, COMPARISON_ORDER)
         shown = bool(self.comparison)
         self.comparison_title.visible = self.comparison_table.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
@@ -430,14 +443,27 @@ def _setup_table(table: Table) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
 
-def _fill_table(table: Table, rows: list[dict[str, Any]]) -> None:
-    columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
+def _fill_table(
+    table: Table, rows: list[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER
+) -> None:
+    """Show ``rows`` in ``order``; columns fit their contents, text ones at most
+    ``TEXT_COLUMN_MAX_WIDTH`` wide (wrapped, whole in the cell's tooltip)."""
+    columns = [c for c in _columns(rows, order) if c not in HIDDEN_COLUMNS]
     table.value = {
         "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
         "index": [],
         "columns": columns,
     }
-    table.native.resizeColumnsToContents()
+    native = table.native
+    native.resizeColumnsToContents()
+    for column, name in enumerate(columns):
+        if name in ("model", "image", "note"):
+            native.setColumnWidth(column, min(native.columnWidth(column), TEXT_COLUMN_MAX_WIDTH))
+            for row in range(native.rowCount()):
+                item = native.item(row, column)
+                if item is not None:
+                    item.setToolTip(item.text())
+    native.resizeRowsToContents()  # capped columns wrap their text
 
 
 def _layer_array(layer) -> np.ndarray:
@@ -563,12 +589,13 @@ def _status_line(rows: Sequence[dict[str, Any]]) -> str:
     return line
 
 
-def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+def _columns(rows: Sequence[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER) -> list[str]:
+    """The rows' keys: the known ones in ``order``, then the others as they appear."""
     seen: dict[str, None] = {}
     for row in rows:
         seen.update(dict.fromkeys(row))
-    known = [c for c in COLUMN_ORDER if c in seen]
-    return known + [c for c in seen if c not in COLUMN_ORDER]
+    known = [c for c in order if c in seen]
+    return known + [c for c in seen if c not in order]
 
 
 def _format(column: str, value: Any) -> str:
