@@ -83,7 +83,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     Sub-widgets are attributes so that scripts and tests can set values and call
     :meth:`start`, :meth:`stop`, :meth:`resume` and :meth:`revert`: ``rows`` (a list of
-    :class:`PairRow` with ``image`` and ``labels``), ``add_pair_button``,
+    :class:`PairRow` with ``image`` and ``mask``), ``add_pair_button``,
     ``dataset_folder``, ``model``, ``checkpoint``, ``steps``, ``learning_rate``,
     ``batch_size``, ``augmentation``, ``device``, ``run_folder``, ``start_button``,
     ``stop_button``, ``resume_button``, ``revert_button``, ``progress_bar``, ``eta``,
@@ -469,11 +469,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.resume_button.enabled = not busy and resumable and not finished
         previous = self.active.previous
         self.revert_button.enabled = not busy and previous is not None
-        self.revert_button.text = (
-            f"Revert to previous model ({previous.label})"
-            if previous
-            else "Revert to previous model"
-        )
+        # the label (e.g. "fine-tuned on kvasir1 20261202-184916") is too long for the
+        # button at a dock's width: it goes in the tooltip
+        tip = FINETUNE_TIPS["revert_button"]
+        self.revert_button.tooltip = f"{tip} Previous model: {previous.label}." if previous else tip
 
     # --- signals from the worker (GUI thread) ------------------------------------------
 

@@ -54,6 +54,19 @@ COLUMN_ORDER: tuple[str, ...] = (
     "unit",
     "note",
 )
+# The comparison table's order: which model, its Dice and HD95, the other scores; the
+# image (the held-out part, named in the title) last: the main scores are in view in a
+# narrow dock.
+_FIRST_SCORES = ("model", "dice", "hd95_px", "hd95_physical")
+COMPARISON_ORDER: tuple[str, ...] = (
+    *_FIRST_SCORES,
+    *(c for c in COLUMN_ORDER if c not in (*_FIRST_SCORES, "image", "slice")),
+    "image",
+    "slice",
+)
+# A text column's widest, in pixels: longer texts wrap (e.g. "before fine-tuning: TM-UNet
+# nuclei"), whole in their tooltip too.
+TEXT_COLUMN_MAX_WIDTH = 110
 # In the CSV, not in the table (the status line names the layers and the stack's Dice).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
 
@@ -184,7 +197,8 @@ class MetricsWidget(Container):
         A reference-like layer whose shape differs from the chosen prediction's is not
         taken. A new prediction takes the reference of its own image
         (:meth:`_reference_for`); without one it keeps its reference when that is another
-        layer of the same shape, else takes the first reference-like layer of its shape.
+        layer of the same shape, else takes another Labels layer of its shape if there is
+        one (else the pair note says the shapes differ).
         """
         from napari.layers import Labels
 
@@ -205,6 +219,8 @@ class MetricsWidget(Container):
             unfit = (
                 reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
             )
+            if best is None and unfit:
+                best = self._same_shape_layer(layer)
             surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
             if best is not None and (unfit or surer):
                 self.reference.value = best
@@ -219,6 +235,17 @@ class MetricsWidget(Container):
             and _shape(layer) == _shape(prediction)
         ]
 
+    def _same_shape_layer(self, prediction):
+        """The first Labels layer of ``prediction``'s shape other than it, or None."""
+        return next(
+            (
+                layer
+                for _, layer in self._labels_choices()
+                if not _same(layer, prediction) and _shape(layer) == _shape(prediction)
+            ),
+            None,
+        )
+
     def _reference_for(self, prediction):
         """The reference to guess for ``prediction``, or None: among the reference-like
         layers of its shape, the one of its own image (see :func:`_pair_rank`), else the
@@ -229,25 +256,32 @@ class MetricsWidget(Container):
         return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
 
     def _update_pair_note(self, _value=None) -> None:
-        """Say so under the choosers when the pair is only a guess by shape: the reference
-        is not of the prediction's image and other references of that shape exist."""
-        prediction, reference = self.prediction.value, self.reference.value
-        note = ""
-        if (
-            prediction is not None
-            and reference is not None
-            and not _same(prediction, reference)
-            and _pair_rank(prediction, reference) == 0
-        ):
-            candidates = self._reference_candidates(prediction)
-            others = [la for la in candidates if not _same(la, reference)]
-            if others:
-                note = (
-                    f"Paired by size only: check that {reference.name!r} is the reference "
-                    f"for {prediction.name!r}."
-                )
+        """Show :meth:`_pair_warning` under the choosers (hidden when there is none)."""
+        note = self._pair_warning(self.prediction.value, self.reference.value)
         self.pair_note.value = note
         self.pair_note.visible = bool(note)
+
+    def _pair_warning(self, prediction, reference) -> str:
+        """A warning about the chosen pair, or "": the layers differ in shape (Compute
+        would refuse them), or the pair is only a guess by shape (the reference is not of
+        the prediction's image and other references of that shape exist)."""
+        if prediction is None or reference is None or _same(prediction, reference):
+            return ""
+        if _shape(prediction) != _shape(reference):
+            return (
+                f"{prediction.name!r} ({_size(prediction)}) and {reference.name!r} "
+                f"({_size(reference)}) differ in size: choose the reference of the "
+                "prediction's image."
+            )
+        if _pair_rank(prediction, reference) > 0:
+            return ""
+        candidates = self._reference_candidates(prediction)
+        if not any(not _same(layer, reference) for layer in candidates):
+            return ""
+        return (
+            f"Paired by size only: check that {reference.name!r} is the reference "
+            f"for {prediction.name!r}."
+        )
 
     # ----------------------------------------------------------------- computing
     def compute(self) -> list[dict[str, Any]]:
@@ -345,7 +379,7 @@ class MetricsWidget(Container):
 
     def _update_table(self) -> None:
         _fill_table(self.table, self.results)
-        _fill_table(self.comparison_table, self.comparison)
+        _fill_table(self.comparison_table, self.comparison, COMPARISON_ORDER)
         shown = bool(self.comparison)
         self.comparison_title.visible = self.comparison_table.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
@@ -409,14 +443,27 @@ def _setup_table(table: Table) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
 
-def _fill_table(table: Table, rows: list[dict[str, Any]]) -> None:
-    columns = [c for c in _columns(rows) if c not in HIDDEN_COLUMNS]
+def _fill_table(
+    table: Table, rows: list[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER
+) -> None:
+    """Show ``rows`` in ``order``; columns fit their contents, text ones at most
+    ``TEXT_COLUMN_MAX_WIDTH`` wide (wrapped, whole in the cell's tooltip)."""
+    columns = [c for c in _columns(rows, order) if c not in HIDDEN_COLUMNS]
     table.value = {
         "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
         "index": [],
         "columns": columns,
     }
-    table.native.resizeColumnsToContents()
+    native = table.native
+    native.resizeColumnsToContents()
+    for column, name in enumerate(columns):
+        if name in ("model", "image", "note"):
+            native.setColumnWidth(column, min(native.columnWidth(column), TEXT_COLUMN_MAX_WIDTH))
+            for row in range(native.rowCount()):
+                item = native.item(row, column)
+                if item is not None:
+                    item.setToolTip(item.text())
+    native.resizeRowsToContents()  # capped columns wrap their text
 
 
 def _layer_array(layer) -> np.ndarray:
@@ -460,6 +507,11 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
 def _shape(layer) -> tuple[int, ...]:
     """A Labels layer's data shape at full resolution (nothing is loaded)."""
     return tuple(full_data(layer).shape)
+
+
+def _size(layer) -> str:
+    """A layer's shape for a sentence: "360 x 528"."""
+    return " x ".join(str(n) for n in _shape(layer))
 
 
 def _same(a, b) -> bool:
@@ -537,12 +589,13 @@ def _status_line(rows: Sequence[dict[str, Any]]) -> str:
     return line
 
 
-def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+def _columns(rows: Sequence[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER) -> list[str]:
+    """The rows' keys: the known ones in ``order``, then the others as they appear."""
     seen: dict[str, None] = {}
     for row in rows:
         seen.update(dict.fromkeys(row))
-    known = [c for c in COLUMN_ORDER if c in seen]
-    return known + [c for c in seen if c not in COLUMN_ORDER]
+    known = [c for c in order if c in seen]
+    return known + [c for c in seen if c not in order]
 
 
 def _format(column: str, value: Any) -> str:

@@ -150,11 +150,17 @@ def wrap(label) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
 
+# A narrowed combo box keeps room for its items up to this many letters (a model name
+# such as "TM-UNet colonoscopy"); longer ones, e.g. layer names, are elided.
+NARROW_LETTERS = (8, 22)
+
+
 def narrow(widget, width: int = 60) -> None:
     """Let a combo box or file field shrink below its longest item's width.
 
-    A combo box then shows its text elided in the middle (see :func:`shown_text`), so
-    long names that share a beginning stay apart.
+    A combo box keeps room for its present items up to ``NARROW_LETTERS[1]`` letters
+    and shows longer text elided in the middle (see :func:`shown_text`), so long names
+    that share a beginning stay apart.
     """
     from qtpy.QtWidgets import QComboBox, QSizePolicy
 
@@ -162,7 +168,8 @@ def narrow(widget, width: int = 60) -> None:
     combo = native if isinstance(native, QComboBox) else None
     if combo is not None:
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(8)
+        longest = max((len(combo.itemText(i)) for i in range(combo.count())), default=0)
+        combo.setMinimumContentsLength(min(max(longest, NARROW_LETTERS[0]), NARROW_LETTERS[1]))
         combo.installEventFilter(_middle_elider_type()(combo))
     native.setMinimumWidth(width)
     native.setSizePolicy(QSizePolicy.Policy.Expanding, native.sizePolicy().verticalPolicy())

@@ -235,7 +235,8 @@ def _check_arguments(args) -> str | None:
 
 def _predict(args, images: list[Path]) -> int:
     """Segment the images not yet done, each with its model; write their masks."""
-    header = f"napari-tmunet-predict: {len(images)} images -> {args.output_dir}; {{model}}"
+    count = "1 image" if len(images) == 1 else f"{len(images)} images"
+    header = f"napari-tmunet-predict: {count} -> {args.output_dir}; {{model}}"
     models = _Models(args, header)
     problem = models.check()
     if problem:
@@ -387,8 +388,10 @@ class _Models:
 
     def report_misfits(self) -> None:
         if self.misfits:
+            count = len(self.misfits)
+            images = "1 image is" if count == 1 else f"{count} images are"
             print(
-                f"warning: {len(self.misfits)} images are unlike what their model was trained "
+                f"warning: {images} unlike what their model was trained "
                 f"on (see above; pass --model to choose one): {_names(self.misfits)}",
                 file=sys.stderr,
             )

@@ -180,7 +180,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, Path, bool]:
         return path.name, path, False
     names = [f"{e.name!r} ({e.modality})" for e in available_models()]
     raise ValueError(
-        f"model {str(name_or_path)!r} is neither a shipped model or modality "
+        f"model {str(name_or_path)!r} is neither a shipped model nor a modality "
         f"({', '.join(names) if names else 'none installed'}) nor an existing checkpoint file."
     )
 

@@ -25,6 +25,7 @@ def test_unknown_model_is_one_line_before_napari_starts(monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert not opened and len(err.splitlines()) == 1
     assert err.startswith("napari-tmunet: error: model 'colonscopy' is neither")
+    assert " nor a modality " in err and " or modality " not in err  # neither ... nor
     for entry in registry.available_models():
         assert repr(entry.name) in err
     if registry.model_for_modality("colonoscopy") is not None:  # a modality name is fine

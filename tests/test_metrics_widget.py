@@ -635,3 +635,38 @@ def test_a_segment_output_is_paired_with_its_own_images_mask(
     assert _note(widget) == guess
     viewer.layers.selection.active = output  # its own image again: no note
     assert widget.reference.value is own_mask and _note(widget) == ""
+
+
+def _segment(qtbot, segment, image):
+    """Segment ``image`` with the Segment dock's worker; return the new Labels layer."""
+    segment.image.value = image
+    segment.segment()
+    assert segment.worker is not None  # the threaded path users take
+    qtbot.waitUntil(lambda: not segment.running, timeout=300_000)
+    return segment.last_layer
+
+
+def test_segmenting_another_image_never_pairs_layers_of_two_sizes(widget, qtbot):
+    """Colonoscopy sample + its mask, Segment, then the ultrasound image alone (another
+    size) and Segment: the reference follows to a layer of the new prediction's size when
+    there is one, else the pair note warns before Compute."""
+    viewer, widget = widget
+    _, segment = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    viewer.open_sample("napari-tmunet", "colonoscopy")
+    colon_mask = viewer.layers[-1]
+    colon_pred = _segment(qtbot, segment, viewer.layers[-2])
+    assert widget.prediction.value is colon_pred and widget.reference.value is colon_mask
+    viewer.open_sample("napari-tmunet", "ultrasound")
+    viewer.layers.remove(viewer.layers[-1])  # the image without its mask
+    us_pred = _segment(qtbot, segment, viewer.layers[-1])
+    assert us_pred.data.shape != colon_mask.data.shape
+    assert widget.prediction.value is us_pred and widget.reference.value is colon_mask
+    note = _note(widget)
+    assert "differ in size" in note and repr(us_pred.name) in note, note
+    # a second prediction of the ultrasound image: the first is of its size and is taken
+    again = viewer.add_labels(us_pred.data.copy(), name="ultrasound again")
+    viewer.layers.selection.active = again
+    assert widget.prediction.value is again and widget.reference.value is us_pred
+    assert "differ in size" not in _note(widget)

@@ -1,0 +1,73 @@
+"""Texts of the docks are readable at their default width on a 1366 x 768 window (Xvfb)."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_tmunet import registry
+from napari_tmunet._widget_common import shown_text
+from napari_tmunet.training.finetune import comparison_rows
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-tmunet"
+LONG_LABEL = "fine-tuned on kvasir1 20261202-184916"
+
+
+@pytest.fixture
+def window(make_napari_viewer, qtbot):
+    """A shown viewer of the tester's screen size; ``add(name)`` docks a widget, settled."""
+    viewer = make_napari_viewer()
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.window._qt_window.show()
+
+    def add(name):
+        _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
+        qtbot.wait(50)
+        return widget
+
+    return viewer, add
+
+
+def _fits(widget, text: str, padding: int = 12) -> bool:
+    return widget.fontMetrics().horizontalAdvance(text) + padding <= widget.width()
+
+
+def test_model_names_show_whole_in_the_segment_dock(window):
+    viewer, add = window
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    combo = add("Segment").model.native
+    names = [entry.name for entry in registry.available_models()]
+    assert names, "no shipped model installed"
+    for name in names:
+        combo.setCurrentText(name)
+        assert combo.currentText() == name and shown_text(combo) == name
+
+
+def test_revert_button_text_fits_and_names_the_model_in_its_tooltip(window, qtbot):
+    viewer, add = window
+    tune = add("Fine-tune")
+    first, second = (entry.name for entry in registry.available_models()[:2])
+    tune.active.set(second, label=LONG_LABEL)  # e.g. after a revert, a fine-tuned model
+    tune.active.set(first)
+    tune._update_buttons()
+    qtbot.wait(50)
+    button = tune.revert_button
+    assert button.enabled and _fits(button.native, button.text), button.text
+    assert LONG_LABEL in button.tooltip
+
+
+def test_comparison_scores_are_in_view_at_the_default_width(window, qtbot):
+    _, add = window
+    metrics = add("Metrics")
+    scores = dict(dice=0.71, iou=0.6, precision=0.8, recall=0.7, hd=12.3, hd95=8.1)
+    rows = comparison_rows(scores, scores, "TM-UNet nuclei", LONG_LABEL, "20% held out")
+    metrics.set_comparison(rows)
+    qtbot.wait(50)
+    table = metrics.comparison_table.native
+    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    assert headers[:3] == ["model", "dice", "hd95_px"]
+    for column in range(3):
+        end = table.columnViewportPosition(column) + table.columnWidth(column)
+        assert end <= table.viewport().width(), headers[column]
+    assert table.item(0, 0).toolTip() == rows[0]["model"]
