@@ -212,18 +212,25 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto") -> Checkpo
             _cache.move_to_end(key)
             return _cache[key]
     checkpoint = load_checkpoint(path, dev)
-    if checkpoint.metadata.get("pretext"):
-        raise ValueError(
-            f"{path} is a self-supervised pre-training checkpoint: it restores images and "
-            f"does not segment. Fine-tune it on masks first: napari-tmunet-train fit "
-            f"--init-checkpoint {path} --data YOUR_DATASET"
-        )
+    check_segments(checkpoint, path)
     checkpoint.metadata.setdefault("provisional", provisional)
     with _cache_lock:
         _cache[key] = checkpoint
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
     return checkpoint
+
+
+def check_segments(checkpoint: Checkpoint, path: str | os.PathLike) -> None:
+    """Raise ValueError naming ``path`` when ``checkpoint`` is a self-supervised
+    pre-training checkpoint (``metadata["pretext"]``): it restores images, it does not
+    segment, so neither Segment, predict nor evaluate may use it."""
+    if checkpoint.metadata.get("pretext"):
+        raise ValueError(
+            f"{path} is a self-supervised pre-training checkpoint: it restores images and "
+            f"does not segment. Fine-tune it on masks first: napari-tmunet-train fit "
+            f"--init-checkpoint {path} --data YOUR_DATASET"
+        )
 
 
 def clear_cache() -> None:

@@ -115,10 +115,75 @@ def test_a_run_after_another_starts_from_its_checkpoint_or_is_skipped(tmp_path):
     assert load_checkpoint(root / "runs" / "pre" / "last.pt").metadata["pretext"] == "inpaint"
     assert "pretext" not in load_checkpoint(root / "runs" / "tuned" / "best.pt").metadata
 
+    # collect --new brings the pre-training run's last.pt home (no best.pt), in half
+    # precision and without its optimiser state, as the fine-tune's best.pt
+    out = tmp_path / "out"
+    campaign.main(["collect", "--new", "--root", str(root), "--out", str(out)])
+    for name, half in (("pre", "last-half.pt"), ("tuned", "best-half.pt")):
+        with tarfile.open(out / f"{name}.tar") as tar:
+            assert f"{name}/{half}" in tar.getnames()
+            tar.extract(f"{name}/{half}", tmp_path / "home", filter="data")
+    home = tmp_path / "home" / "pre" / "last-half.pt"
+    raw = torch.load(home, map_location="cpu", weights_only=False)
+    assert raw["weights_dtype"] == "float16" and not raw.get("training_state")
+    assert home.stat().st_size < 0.6 * (root / "runs" / "pre" / "last.pt").stat().st_size
+    assert load_checkpoint(home).metadata["pretext"] == "inpaint"
+
     lonely = tmp_path / "lonely.json"
     lonely.write_text(json.dumps({"runs": [plan["runs"][0]]}))
     with pytest.raises(SystemExit, match="tuned comes after pre, which is not in the plans"):
         campaign.merge_plans([lonely])
+
+
+@pytest.mark.parametrize(
+    "after, message",
+    [
+        ({"pre": "pre"}, 'run pre comes after itself: remove its "after"'),
+        ({"pre": "tuned", "tuned": "pre"}, "runs pre -> tuned -> pre wait for each other"),
+        (
+            {"a": "c", "c": "pre", "pre": "tuned", "tuned": "a"},
+            "runs pre -> tuned -> a -> c -> pre",
+        ),
+        ({"a": "c", "c": "tuned", "tuned": "c"}, "runs tuned -> c -> tuned wait"),
+    ],
+)
+def test_start_refuses_runs_that_wait_for_themselves(tmp_path, monkeypatch, after, message):
+    """A run after itself, or runs after each other in a ring, would never start: `start`
+    exits with one line naming them, before writing anything."""
+
+    def no_supervisor(*args, **kwargs):  # it would wait forever
+        raise AssertionError("a supervisor was started")
+
+    monkeypatch.setattr(campaign.subprocess, "Popen", no_supervisor)
+    runs = [{"name": n, "data": "tiles", "dataset": "demo", "args": [], "after": after.get(n)}
+            for n in ("pre", "tuned", "a", "c")]  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps({"runs": runs}))
+    root = tmp_path / "campaign"
+    with pytest.raises(SystemExit, match=message) as raised:
+        campaign.main(["start", "--root", str(root), "--data", str(tmp_path),
+                       "--plan", str(tmp_path / "plan.json")])  # fmt: skip
+    assert "\n" not in str(raised.value) and not root.exists()
+
+
+def test_start_with_relative_root_and_data_runs_them_from_here(tmp_path, monkeypatch):
+    """`start --root camp --data data --plan plan.json` from another folder: the
+    supervisor (which runs in the checkout) finds the plan and the data, and its run ends
+    (failed: a bad flag value) in ./camp."""
+    monkeypatch.chdir(tmp_path)
+    commands._write_demo_tiles(tmp_path / "data" / "tiles")
+    run = {"name": "broken", "data": "tiles", "dataset": "demo", "args": ["--zoom", "3"]}
+    (tmp_path / "plan.json").write_text(json.dumps({"common": FIT_ARGS, "runs": [run]}))
+    campaign.main(["start", "--root", "camp", "--data", "data", "--plan", "plan.json"])
+    state_file, deadline = tmp_path / "camp" / "state.json", time.time() + 120
+    while time.time() < deadline and '"failed"' not in (
+        state_file.read_text() if state_file.is_file() else ""
+    ):
+        time.sleep(0.5)
+    log = (tmp_path / "camp" / "supervisor.log").read_text()
+    assert json.loads(state_file.read_text())["broken"]["state"] == "failed", log
+    assert "zoom=3" in (tmp_path / "camp" / "logs" / "broken.log").read_text()
+    plan = json.loads((tmp_path / "camp" / "plan.json").read_text())
+    assert [r["name"] for r in plan["runs"]] == ["broken"]
 
 
 def _fake_ended_runs(root, model_kib):

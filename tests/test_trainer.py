@@ -453,7 +453,7 @@ def test_cli_fit_evaluate_report(tmp_path, capsys, monkeypatch):
     text = report_md.read_text()
     assert "| TM-UNet t |" in text and "CVCCDB Dice" in text and "TM-UNet (paper)" in text
     assert "### Table 2" in text and "### Table 3" in text
-    runs, missing = collect_runs([tmp_path / "runs"])
+    runs, missing, _ = collect_runs([tmp_path / "runs"])
     assert len(runs) == 1 and not missing
     assert "| CVCCDB | 8 | 16 | 32 | 64 | 128 |" in render_report(runs, tables=(3,))
 
@@ -833,3 +833,39 @@ def test_presence_head_learns_which_images_hold_a_lesion(tmp_path):
     assert present[[0, 2, 4]].min() > present[[1, 3, 5]].max(), present
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"] == {"presence_head": True}
+
+
+def test_evaluate_refuses_a_pretraining_checkpoint_and_report_leaves_it_out(tmp_path, capsys):
+    """`evaluate ssl/last.pt` of `fit --pretext inpaint` is one line, exit 2, nothing
+    written; `report` keeps such runs out of its tables and out of the runs without test
+    results, even one evaluated before evaluate refused them (an eval-test-last.json)."""
+    tiles = commands._write_demo_tiles(tmp_path / "tiles")  # the bundled nuclei sample
+    tiny = ["--data", str(tiles), "--variant", "t", "--size", "32", "--batch-size", "4",
+            "--steps", "2", "--epochs", "2", "--device", "cpu", "--no-progress",
+            "--no-efficiency", "--num-workers", "1"]  # fmt: skip
+    ssl, seg = tmp_path / "runs" / "ssl", tmp_path / "runs" / "seg"
+    assert cli.main(["fit", *tiny, "--pretext", "inpaint", "--run-dir", str(ssl)]) == 0
+    assert cli.main(["fit", *tiny, "--run-dir", str(seg)]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in ssl.iterdir())
+    assert cli.main(["evaluate", str(ssl / "last.pt"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"napari-tmunet-train evaluate: error: {ssl / 'last.pt'} is a self-supervised "
+        "pre-training checkpoint: it restores images and does not segment. Fine-tune it on "
+        f"masks first: napari-tmunet-train fit --init-checkpoint {ssl / 'last.pt'} "
+        "--data YOUR_DATASET"
+    )
+    assert sorted(p.name for p in ssl.iterdir()) == before  # no eval-test-last.*
+
+    scores = json.loads((seg / "summary.json").read_text())["test"]
+    (ssl / "eval-test-last.json").write_text(json.dumps({"test": scores}))  # the old bug's
+    report = tmp_path / "report.md"
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "| TM-UNet t |" in text and "[ssl]" not in text and "[seg]" not in text
+    assert "Runs without test results" not in text
+    assert text.count(str(ssl)) == 1
+    assert f"Left out: 1 self-supervised pre-training run(s), which do not segment: {ssl}" in text
+    runs, missing, pretraining = collect_runs([tmp_path / "runs"])
+    assert [r.path for r in runs] == [seg] and not missing and pretraining == [ssl]

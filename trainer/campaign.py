@@ -15,7 +15,9 @@ outlives the command, later commands look in with ``status`` and take results ho
 
 A machine can be lost without warning, and everything on it with it: poll with
 ``collect --new``, which brings home each run as soon as it has ended (one ``<run>.tar``:
-its small files, its log and its best model in half precision). One call takes runs up to
+its small files, its log and its best model in half precision, ``best-half.pt``; a run
+without ``best.pt``, such as a pre-training run, brings its ``last.pt`` model as
+``last-half.pt``, without the training state). One call takes runs up to
 ``--max-mib`` of tars and leaves the rest for the next; a tar too large on its own
 comes without its model, which stays on the machine (fetch it with ``bench/parts.py``).
 
@@ -27,7 +29,9 @@ has a free slot; a run with ``after`` waits until that run is done (and is skipp
 failed or stopped), and ``{runs}`` in its args is the folder of the campaign's runs (e.g.
 ``--init-checkpoint {runs}/PRETRAIN/last.pt``). Efficiency jobs (params, MACs, FPS) take
 a GPU to themselves, so their timings are clean; ``collect`` copies each into the
-``summary.json`` of the runs that name it.
+``summary.json`` of the runs that name it. ``after`` must not make runs wait for each other
+in a ring (``start`` refuses it). ``start`` resolves ``--root`` and ``--data``, so they may
+be relative to the folder it is run in.
 """
 
 from __future__ import annotations
@@ -101,7 +105,25 @@ def merge_plans(paths: list[Path], only: list[str] | None = None) -> dict:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise SystemExit(f"run names must be unique over the plans; more than once: {twice}")
+    _check_after_cycles(merged["runs"])
     return merged
+
+
+def _check_after_cycles(runs: list[dict]) -> None:
+    """Exit with one line naming the runs when ``after`` makes a run wait for itself, or
+    runs wait for each other in a ring (none of them would ever start)."""
+    after = {run["name"]: run.get("after") for run in runs}
+    for name in after:
+        chain = [name]
+        while after.get(chain[-1]) and after[chain[-1]] not in chain:
+            chain.append(after[chain[-1]])
+        if after.get(chain[-1]) == name:
+            if len(chain) == 1:
+                raise SystemExit(f'run {name} comes after itself: remove its "after"')
+            ring = " -> ".join([*chain, name])
+            raise SystemExit(
+                f'runs {ring} wait for each other ("after"), so none would start: break the cycle'
+            )
 
 
 def campaign_file(root: Path, name: str) -> Path:
@@ -216,13 +238,14 @@ def cmd_start(args) -> None:
     from napari_tmunet.storage import write_json
 
     plan = merge_plans([Path(p) for p in args.plan], args.only)  # checked before anything starts
-    root = Path(args.root)
+    # the supervisor runs in this checkout's folder: relative paths would point there
+    root, data = Path(args.root).resolve(), Path(args.data).resolve()
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "plan.json", plan)
     if args.mps:
         start_mps()
     log = open(root / "supervisor.log", "a")
-    cmd = [sys.executable, __file__, "supervise", "--root", str(root), "--data", args.data,
+    cmd = [sys.executable, __file__, "supervise", "--root", str(root), "--data", str(data),
            "--gpus", args.gpus, "--slots", str(args.slots)]  # fmt: skip
     # A new session: the supervisor and its runs outlive the command that started them.
     subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -334,7 +357,7 @@ def cmd_collect(args) -> None:
             summary = json.loads(path.read_text()) if path.is_file() else {}
             summary["efficiency"] = json.loads(eff.read_text())
             write_json(path, summary)
-        best = run_dir / "best.pt"
+        best = run_dir / "best.pt"  # a model to ship segments: never a pre-training last.pt
         ship = out / f"{run['name']}.pt"
         tested = test_result(run_dir)
         if run.get("ship") and best.is_file() and (tested or args.partial) and not ship.exists():
@@ -358,7 +381,8 @@ def cmd_collect_new(args) -> None:
     ``args.max_mib`` MiB (and ``MAX_FILES_BACK`` files); the rest stay uncollected, so the
     next call takes them. A tar over ``args.max_mib`` or ``args.max_file_mib`` on its own is
     written without its model: the half-precision copy stays on this machine beside
-    ``best.pt`` (fetch it with ``bench/parts.py``), and the run counts as collected.
+    its checkpoint (fetch it with ``bench/parts.py``), and the run counts as collected.
+    The model is ``best.pt``, or ``last.pt`` for a run without one (pre-training).
     """
     import tempfile
 
@@ -375,12 +399,13 @@ def cmd_collect_new(args) -> None:
     taken, used = [], 0
     with tempfile.TemporaryDirectory() as tmp:  # OUT only ever holds whole tars
         for name in new[:MAX_FILES_BACK]:
-            best, tar = root / "runs" / name / "best.pt", Path(tmp) / f"{name}.tar"
-            half = _save_half(best, Path(tmp) / "best-half.pt") if best.is_file() else None
+            model, tar = _model_of(root / "runs" / name), Path(tmp) / f"{name}.tar"
+            half_name = f"{model.stem}-half.pt"
+            half = _save_half(model, Path(tmp) / half_name) if model.is_file() else None
             _archive_run(root, name, tar, half)
             kept = None
             if half and tar.stat().st_size > cap:
-                kept = Path(shutil.move(half, best.with_name("best-half.pt")))
+                kept = Path(shutil.move(half, model.with_name(half_name)))
                 _archive_run(root, name, tar, None)
             size = tar.stat().st_size
             if used + size > budget:
@@ -397,9 +422,16 @@ def cmd_collect_new(args) -> None:
     print(f"collected {taken} ({used / MIB:.1f} MiB)" + (f"; next call: {later}" if later else ""))
 
 
+def _model_of(run_dir: Path) -> Path:
+    """The checkpoint a run brings home: ``best.pt``, else ``last.pt`` (a pre-training
+    run has no best); either may not exist."""
+    best, last = run_dir / "best.pt", run_dir / "last.pt"
+    return last if last.is_file() and not best.is_file() else best
+
+
 def _archive_run(root: Path, name: str, path: Path, model: Path | None) -> None:
     """Tar at ``path`` of a run: its small files, its training log and ``model`` (its best
-    model in half precision) as ``best-half.pt`` when given."""
+    or last model in half precision, ``best-half.pt`` or ``last-half.pt``) when given."""
     run_dir = root / "runs" / name  # absent when a fit failed before making it
     with tarfile.open(path, "w") as tar:
         for file in _small_files(run_dir):
@@ -408,7 +440,7 @@ def _archive_run(root: Path, name: str, path: Path, model: Path | None) -> None:
         if log.is_file():
             tar.add(log, arcname=f"{name}/train.log")
         if model:
-            tar.add(model, arcname=f"{name}/best-half.pt")
+            tar.add(model, arcname=f"{name}/{model.name}")
 
 
 def _small_files(folder: Path) -> list[Path]:
@@ -423,7 +455,8 @@ def _small_files(folder: Path) -> list[Path]:
 
 
 def _save_half(checkpoint: Path, path: Path) -> Path:
-    """``checkpoint`` written to ``path`` with float16 weights (half the bytes to copy)."""
+    """``checkpoint`` written to ``path`` with float16 weights (half the bytes to copy) and
+    without its training state (a ``last.pt``'s optimiser, for resuming)."""
     from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(checkpoint, "cpu")
@@ -467,7 +500,8 @@ def main(argv=None) -> None:
         "--new",
         action="store_true",
         help=f"only runs ended since the last --new: one <run>.tar each (at most "
-        f"{MAX_FILES_BACK} per call), best model in half precision",
+        f"{MAX_FILES_BACK} per call), best model in half precision (last.pt's when there "
+        "is no best.pt)",
     )
     p.add_argument(
         "--max-mib",

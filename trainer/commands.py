@@ -310,6 +310,7 @@ def cmd_evaluate(args) -> int:
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.evaluation import evaluate
     from napari_tmunet.inference import resolve_device
+    from napari_tmunet.registry import check_segments
     from napari_tmunet.storage import write_json
     from napari_tmunet.training.run_data import load_dataset
     from napari_tmunet.training.run_folder import dataset_label
@@ -321,6 +322,7 @@ def cmd_evaluate(args) -> int:
         _check_shipped_evaluation(args, shipped)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(ckpt_path, device)
+    check_segments(ckpt, ckpt_path)  # a pre-training checkpoint has no masks to score
     cfg = _evaluation_config(args, ckpt_path, ckpt.metadata.get("train_config") or {})
     # a shipped model's folder is the installed package's: its results go to the current one
     out = Path(args.out) if args.out else ckpt_path.parent if shipped is None else Path(".")
@@ -451,7 +453,7 @@ def _print_evaluation(summary: dict, size) -> None:
 def cmd_report(args) -> int:
     from .report import collect_runs, render_report
 
-    runs, missing = collect_runs(args.runs)
+    runs, missing, pretraining = collect_runs(args.runs)
     if not runs:
         where = ", ".join(args.runs)
         raise ValueError(
@@ -459,7 +461,9 @@ def cmd_report(args) -> int:
             "summary.json; runs still training or trained with --no-test have none: run "
             "`napari-tmunet-train evaluate RUN/best.pt`)"
         )
-    text = render_report(runs, tables=args.tables, paper=args.paper, missing=missing)
+    text = render_report(
+        runs, tables=args.tables, paper=args.paper, missing=missing, pretraining=pretraining
+    )
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -539,7 +543,7 @@ def cmd_demo(args) -> int:
     start = time.time()
     result = fit(config, run_dir)
     _print_result(result)
-    runs, _ = collect_runs([run_dir])
+    runs, _, _ = collect_runs([run_dir])
     print()
     print(render_report(runs, tables=(1, 4)))
     print(f"demo finished in {time.time() - start:.0f} s; everything is in {run_dir}")

@@ -171,12 +171,24 @@ def load_run(run_dir: str | os.PathLike) -> RunResult | None:
     )
 
 
-def collect_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[RunResult], list[Path]]:
-    """Runs with test results, and the run folders without any. A run whose files are
-    damaged is left out with a warning naming the file; the others are still reported."""
-    runs, missing = [], []
+def is_pretraining(run_dir: Path) -> bool:
+    """Whether a run folder is a self-supervised pre-training run (``fit --pretext``): it
+    restores images, so it has no segmentation results to report."""
+    return bool(_read_json(run_dir / "config.json").get("pretext"))
+
+
+def collect_runs(
+    paths: Iterable[str | os.PathLike],
+) -> tuple[list[RunResult], list[Path], list[Path]]:
+    """Runs with test results, the run folders without any, and the pre-training run
+    folders (left out of both). A run whose files are damaged is left out with a warning
+    naming the file; the others are still reported."""
+    runs, missing, pretraining = [], [], []
     for run_dir in find_run_dirs(paths):
         try:
+            if is_pretraining(run_dir):
+                pretraining.append(run_dir)
+                continue
             run = load_run(run_dir)
         except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged or odd file
             detail = str(err) if isinstance(err, OSError | ValueError) else repr(err)
@@ -186,7 +198,7 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[RunResult], l
             missing.append(run_dir)
         else:
             runs.append(run)
-    return runs, missing
+    return runs, missing, pretraining
 
 
 def split_of(run: RunResult) -> str:
@@ -438,9 +450,11 @@ def render_report(
     tables: Sequence[int] = (1, 2, 3, 4),
     paper: bool = False,
     missing: Sequence[Path] = (),
+    pretraining: Sequence[Path] = (),
 ) -> str:
     """The Markdown report: the chosen tables with a short legend (runs that share a
-    split are shown apart, see :func:`separate_shared_splits`)."""
+    split are shown apart, see :func:`separate_shared_splits`), the runs without test
+    results and a note on the pre-training runs left out."""
     runs, notes = separate_shared_splits(runs)
     parts = []
     devices = sorted({r.efficiency.get("device", "") for r in runs if r.efficiency} - {""})
@@ -466,4 +480,10 @@ def render_report(
     parts += [f"\nNot pooled: {note}" for note in notes]
     if missing:
         parts += ["", "Runs without test results: " + ", ".join(str(m) for m in missing)]
+    if pretraining:
+        parts += [
+            "",
+            f"Left out: {len(pretraining)} self-supervised pre-training run(s), which do not "
+            "segment: " + ", ".join(str(p) for p in pretraining),
+        ]
     return "\n".join(parts) + "\n"
