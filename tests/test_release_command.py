@@ -79,7 +79,7 @@ def test_every_option_kind_round_trips(presets):
     several values (--size, --mean), custom channels and model topology options."""
     saved = {
         "arch": "tmunet", "variant": "s", "split_seed": 3, "official_split": True,
-        "skip_bad": True, "max_images": 7, "init_checkpoint": "start.pt", "in_channels": 3,
+        "skip_bad": True, "max_images": 7, "init_checkpoint": "/models/start.pt", "in_channels": 3,
         "num_classes": 2, "size": [256, 384], "mode": "tile", "mean": [0.5, 0.4, 0.3],
         "std": [0.2, 0.2, 0.25], "hflip": 0.5, "vflip": 0.5, "rot90": True, "epochs": 12,
         "steps": 1200, "batch_size": 8, "lr": 3e-4, "gamma": 0.9, "lr_decay_every": 50,
