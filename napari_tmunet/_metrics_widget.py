@@ -23,6 +23,7 @@ from ._widget_common import (
     full_data,
     intro_above,
     keeping_layers,
+    on_dock_closed,
     plural,
     scroll_body,
     scroll_into_view,
@@ -105,6 +106,7 @@ class MetricsWidget(Container):
         self.results: list[dict[str, Any]] = []
         self.comparison: list[dict[str, Any]] = []
         self._worker = None
+        self._closed = False  # the dock's widgets are gone (napari or the dock closed)
 
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._labels_choices)
@@ -138,6 +140,7 @@ class MetricsWidget(Container):
         intro_above(self, self.intro)
         set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
+        on_dock_closed(self.native, self._on_closed)
         self.export_button.changed.connect(self._on_export_clicked)
         self.prediction.changed.connect(self._update_pair_note)
         self.reference.changed.connect(self._update_pair_note)
@@ -335,16 +338,30 @@ class MetricsWidget(Container):
         self._worker = start_worker(
             _score_layers,
             connect={
-                "returned": self._set_results,
-                "errored": lambda err: self._report_error(f"Metrics failed: {err}"),
+                "returned": self._on_worker_returned,
+                "errored": self._on_worker_errored,
                 "finished": self._on_worker_finished,
             },
             **job,
         )
 
+    def _on_closed(self) -> None:
+        """The dock is closed (napari's X, or its viewer closed): a computation still
+        running ends unseen, since closing the viewer deletes the widgets."""
+        self._closed = True
+
+    def _on_worker_returned(self, rows: list[dict[str, Any]]) -> None:
+        if not self._closed:
+            self._set_results(rows)
+
+    def _on_worker_errored(self, err: Exception) -> None:
+        if not self._closed:
+            self._report_error(f"Metrics failed: {err}")
+
     def _on_worker_finished(self) -> None:
-        self.compute_button.enabled = True
         self._worker = None
+        if not self._closed:
+            self.compute_button.enabled = True
 
     def _report_error(self, message: str) -> None:
         from napari.utils.notifications import show_error

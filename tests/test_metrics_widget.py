@@ -295,6 +295,25 @@ def test_compute_button_runs_in_a_worker(widget, masks, qtbot):
     assert "Dice" in widget.status.value
 
 
+def test_closing_the_viewer_while_computing_leaves_the_deleted_widgets_alone(
+    widget, masks, qtbot, caplog
+):
+    """Threaded path: the viewer closed while a 40-slice stack is scored; the worker's
+    result and end reach no deleted widget (no exception in a slot, no error logged)."""
+    viewer, widget = widget
+    prediction, reference = masks
+    _choose(widget, viewer.add_labels(np.stack([prediction] * 40)),
+            viewer.add_labels(np.stack([reference] * 40), name="ref"))  # fmt: skip
+    with qtbot.capture_exceptions() as raised:
+        widget.compute_button.native.click()
+        worker = widget._worker
+        viewer.close()
+        qtbot.waitUntil(lambda: not worker.is_running, timeout=120_000)
+        qtbot.wait(300)  # signals still queued are delivered
+    assert not raised, [str(err) for _, err, _ in raised]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
 def test_mismatched_shapes_are_reported_not_raised(widget, masks):
     viewer, widget = widget
     prediction, reference = masks
