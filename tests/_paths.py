@@ -5,6 +5,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("TMUNET_DATASETS", REPO.parent / "shared" / "datasets"))
+EXTRA = REPO.parent / "extra-data"  # Kvasir-SEG, BUSI, CPM-15, DSB2018 (shared/datasets/EXTRA.md)
+# fluorescent nuclei, grey stored as RGBA
+DSB_GREY = (
+    EXTRA / "DSB2018-stage1test" / "images"
+    / "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
+)  # fmt: skip
 
 
 def dataset_subset(source: Path, dest: Path, stems) -> Path:

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import pytest
-from _paths import DATASETS, REPO
+from _paths import DATASETS, EXTRA, REPO
 from _readonly import read_only_view
 
 from napari_tmunet import active_model
@@ -825,7 +825,7 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
     assert tune.status.value.endswith(f"; active: {tune.active.current.label}")
 
 
-BUSI = REPO.parent / "extra-data" / "BUSI"  # breast ultrasound (shared/datasets/EXTRA.md)
+BUSI = EXTRA / "BUSI"  # breast ultrasound (shared/datasets/EXTRA.md)
 
 
 @pytest.mark.skipif(not BUSI.is_dir(), reason=f"no BUSI at {BUSI}")

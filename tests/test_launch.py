@@ -1,6 +1,6 @@
 """``napari-tmunet``'s options (the smoke run itself is in test_segment_widget.py)."""
 
-from _paths import REPO, dataset_subset
+from _paths import EXTRA, REPO, dataset_subset
 
 from napari_tmunet.launch import build_parser
 
@@ -268,7 +268,7 @@ def test_the_window_fits_a_small_screen_and_shows_the_whole_image(tmp_path):
     if xvfb_run is None:
         pytest.skip("needs xvfb-run")
     launches = [["--sample", "ultrasound"]]
-    busi = REPO.parent / "extra-data" / "BUSI" / "images" / "benign (10).png"
+    busi = EXTRA / "BUSI" / "images" / "benign (10).png"
     if busi.is_file():  # wider than tall: cropped at the left when fitted before the docks
         launches.append([str(busi)])
     env = dict(os.environ, QT_QPA_PLATFORM="xcb", PYTHONPATH=str(REPO))

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _paths import DATASETS, REPO
+from _paths import DATASETS, DSB_GREY, EXTRA
 
 from napari_tmunet import registry
 
-EXTRA = REPO.parent / "extra-data"  # Kvasir-SEG, BUSI, CPM-15 (shared/datasets/EXTRA.md)
 # BUSI images stored as RGB with a coloured caliper box, text or a faint tint: before, the
 # first non-grey pixel made them "colour", hence colonoscopy.
 BUSI_TINTED = [
@@ -75,12 +74,6 @@ def test_colour_datasets_keep_their_modality(folder, modality):
     ]
 
 
-DSB_GREY = (
-    EXTRA
-    / "DSB2018-stage1test"
-    / "images"
-    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
-)  # fluorescent nuclei, grey stored as RGBA
 UDIAT_SCAN = DATASETS / "UDIAT" / "images" / "000002.png"
 
 

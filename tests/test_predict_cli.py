@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from _paths import DATASETS, REPO
+from _paths import DATASETS, DSB_GREY, REPO
 from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet.checkpoint import save_checkpoint
@@ -297,15 +297,6 @@ def test_overwrite_removes_the_extra_frames_of_an_earlier_longer_stack(
     assert all(read_image(masks / name).shape == (96, 96) for name in old_frames[:2])
 
 
-DSB_GREY = (
-    REPO.parent
-    / "extra-data"
-    / "DSB2018-stage1test"
-    / "images"
-    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
-)  # fluorescent nuclei, grey stored as RGBA
-
-
 @pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
 def test_each_model_writes_the_docks_default_output_unless_told(tmp_path, capsys):
     """Without --binary/--instances, as the Segment dock: the H&E sample gets the nuclei
@@ -331,7 +322,7 @@ def test_each_model_writes_the_docks_default_output_unless_told(tmp_path, capsys
     assert (
         "1 image is unlike" in err
         and "warning: 1 images" not in err
-        and "predict: 1 image ->" in err
+        and "predict: 3 images ->" in err
     )
     own = tmp_path / "own"
     assert sorted(p.name for p in own.iterdir()) == ["cells.png", "he.tif", "polyp.png"]

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from _paths import DATASETS, REPO, dataset_subset
+from _paths import DATASETS, DSB_GREY, REPO, dataset_subset
 from _shipped import SAMPLE_MIN_DICE, dice
 
 from napari_tmunet import registry
@@ -378,15 +378,6 @@ def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_
     _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     fresh.image.value = open_sample(later, "ultrasound")
     assert fresh.model.value == "TM-UNet nuclei"
-
-
-DSB_GREY = (
-    REPO.parent
-    / "extra-data"
-    / "DSB2018-stage1test"
-    / "images"
-    / ("0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png")
-)  # fluorescent nuclei, grey stored as RGBA
 
 
 @pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
