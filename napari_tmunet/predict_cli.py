@@ -185,9 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     from .storage import FolderBusyError, folder_lock
 
-    try:
+    count = "1 image" if len(images) == 1 else f"{len(images)} images"
+    models = _Models(args, f"napari-tmunet-predict: {count} -> {args.output_dir}; {{model}}")
+    try:  # the model before OUTPUT_DIR: a refused run leaves no folder behind
+        problem = models.check() or _prepare_output(args.output_dir)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         with folder_lock(args.output_dir, LOCK_TASK):
-            return _predict(args, images)
+            return _predict(args, images, models)
     except FolderBusyError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -205,9 +211,7 @@ def _dataset_hint(folder) -> str:
 
 
 def _check_arguments(args) -> str | None:
-    """What is wrong with the arguments (a sentence), or None; creates OUTPUT_DIR."""
-    import tempfile
-
+    """What is wrong with the arguments (a sentence), or None; creates nothing."""
     input_dir, output_dir = args.input_dir, args.output_dir
     if not input_dir.is_dir():
         return f"INPUT_DIR {input_dir} is not a folder"
@@ -224,7 +228,16 @@ def _check_arguments(args) -> str | None:
         return f"--max-pixels {args.max_pixels} must be a positive number of pixels"
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch-size {args.batch_size} must be at least 1"
-    try:  # before any work: an unwritable folder found after an hour of segmenting is cruel
+    return None
+
+
+def _prepare_output(output_dir: Path) -> str | None:
+    """Create OUTPUT_DIR and check that masks can be written there: why not (a sentence),
+    or None. Before any work: an unwritable folder found after an hour of segmenting is
+    cruel; after the model is checked: a refused run leaves no folder behind."""
+    import tempfile
+
+    try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
             pass
@@ -233,15 +246,8 @@ def _check_arguments(args) -> str | None:
     return None
 
 
-def _predict(args, images: list[Path]) -> int:
-    """Segment the images not yet done, each with its model; write their masks."""
-    count = "1 image" if len(images) == 1 else f"{len(images)} images"
-    header = f"napari-tmunet-predict: {count} -> {args.output_dir}; {{model}}"
-    models = _Models(args, header)
-    problem = models.check()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+def _predict(args, images: list[Path], models: _Models) -> int:
+    """Segment the images not yet done, each with its model (checked); write their masks."""
     stems = output_stems(images)
     suffixes = models.suffixes()
     todo = [

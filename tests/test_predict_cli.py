@@ -362,3 +362,40 @@ def test_an_8_bit_fluorescence_image_is_not_called_a_fit(tmp_path, capsys):
         and "predict: 1 image ->" in err
         and (tmp_path / "out" / "cells.png").is_file()
     )
+
+
+@pytest.fixture(scope="module")
+def pretext_checkpoint(tmp_path_factory):
+    """last.pt of a two-step ``napari-tmunet-train fit --pretext inpaint`` on the bundled
+    nuclei sample cut into tiles."""
+    from trainer import commands
+    from trainer.cli import main as train
+
+    tmp = tmp_path_factory.mktemp("pretext")
+    tiles = commands._write_demo_tiles(tmp / "tiles")
+    args = ["fit", "--data", str(tiles), "--pretext", "inpaint", "--variant", "t", "--size",
+            "32", "--batch-size", "4", "--steps", "2", "--epochs", "1", "--device", "cpu",
+            "--no-progress", "--no-efficiency", "--num-workers", "0",
+            "--run-dir", str(tmp / "run")]  # fmt: skip
+    assert train(args) == 0
+    return tmp / "run" / "last.pt"
+
+
+def test_a_refused_pretraining_checkpoint_leaves_no_output_folder(
+    pretext_checkpoint, tmp_path, capsys
+):
+    """The model is checked before OUTPUT_DIR is made: a refused run creates no folder and
+    leaves a folder the user already had as it was (no lock file, no write test)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(SAMPLES / "nuclei_image.png", images / "nuclei.png")
+    model = ["--model", str(pretext_checkpoint), "--device", "cpu"]
+    masks = tmp_path / "new" / "masks"
+    assert main([str(images), str(masks), *model]) == 2
+    assert "does not segment" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main([str(images), str(mine), *model]) == 2
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
