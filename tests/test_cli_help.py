@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 
 import pytest
 
 from napari_tmunet import predict_cli, registry
+from napari_tmunet.options import MODE_ALIASES, MODES
 from trainer import cli, commands
 
 
@@ -52,6 +55,27 @@ def test_train_help_is_short_and_fit_help_has_the_protocol(capsys):
     assert len(top.splitlines()) < 25 and "fit --help" in top
     fit = _help(cli.main, ["fit"], capsys)
     assert "7:1:2" in fit and "ExponentialLR" in fit and "examples:" in fit
+
+
+def test_every_fit_help_example_parses_with_current_names(capsys):
+    """Each command in `fit --help`'s examples parses with the real parser, and every
+    --mode the help names is a current one (not an earlier name such as 'crop')."""
+    text = _help(cli.main, ["fit"], capsys)
+    parser = cli.build_parser()
+    lines = [line.strip() for line in text.split("examples:")[1].splitlines()]
+    examples = [line for line in lines if line and not line.startswith("#")]
+    assert len(examples) >= 10, examples
+    for line in examples:
+        words = shlex.split(line)
+        assert words[0] in ("napari-tmunet-train", "torchrun"), line
+        argv = words[words.index("trainer.cli") + 1 :] if words[0] == "torchrun" else words[1:]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"the example does not parse: {line}\n{capsys.readouterr().err}")
+        assert getattr(args, "mode", None) not in MODE_ALIASES, line
+    modes = re.findall(r"--mode (\w+)", text)
+    assert modes and set(modes) <= set(MODES), modes
 
 
 @pytest.mark.parametrize(

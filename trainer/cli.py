@@ -45,7 +45,7 @@ split     7:1:2 train/valid/test from --split-seed, written to the run folder as
           split.json {"train": [...], "valid": [...], "test": [...]}; --split-file
           takes such a file (without "valid", one is carved from train and said so).
 training  Adam 1e-4, ExponentialLR 0.98 per epoch, batch 16, 200 epochs, loss
-          2 x CE + 1 x Dice, horizontal flips, images resized to 512x512 (--mode crop:
+          2 x CE + 1 x Dice, horizontal flips, images resized to 512x512 (--mode tile:
           random crops at native resolution and sliding-window evaluation; --steps:
           a schedule in optimiser steps), bf16 on CUDA; best.pt by validation Dice,
           last.pt every epoch; --resume continues exactly. torchrun: several GPUs.
@@ -66,7 +66,7 @@ examples:
   # several GPUs (batch 16 is the global batch; BatchNorm synchronised):
   torchrun --nproc_per_node 2 -m trainer.cli fit --preset cvccdb
   # MoNuSeg at native resolution: random 512 crops, 4000 steps, sliding-window test:
-  napari-tmunet-train fit --preset monuseg --mode crop --steps 4000 --batch-size 16
+  napari-tmunet-train fit --preset monuseg --mode tile --steps 4000 --batch-size 16
   # ablation (Table 2) and channel sizes (Table 3):
   napari-tmunet-train fit --preset monuseg --no-xlstm --no-pooling --no-dwconv
   napari-tmunet-train fit --preset monuseg --variant t
@@ -353,7 +353,7 @@ def _add_output_args(fit) -> None:
     g = fit.add_argument_group("evaluation and output")
     g.add_argument("--eval-every", type=int, help="validate every N epochs/periods (default 1)")
     g.add_argument("--eval-batch-size", type=int, help="images or windows per forward (8)")
-    g.add_argument("--overlap", type=float, help="sliding-window overlap in crop mode (0.25)")
+    g.add_argument("--overlap", type=float, help="sliding-window overlap in tile mode (0.25)")
     g.add_argument(
         "--no-test",
         action="store_true",
