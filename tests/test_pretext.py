@@ -198,6 +198,27 @@ def test_a_fine_tune_resumes_without_its_start_checkpoint(pretrained, tmp_path, 
         assert torch.equal(value, b[key]), key
 
 
+def test_a_variant_other_than_the_start_checkpoints_is_refused_naming_both(tmp_path, capsys):
+    """fit --init-checkpoint with another --variant: one line naming the checkpoint, its
+    variant and what to pass, before the run folder is made; without --variant the
+    fine-tune takes the checkpoint's (t here, not the default b)."""
+    data = _write_folder(_scan_crops(), tmp_path / "data")
+    base = ["fit", "--data", str(data), *CLI_TINY, "--steps", "2", "--epochs", "1"]
+    assert train_cli([*base, "--pretext", "inpaint", "--run-dir", str(tmp_path / "pre")]) == 0
+    start = str(tmp_path / "pre" / "last.pt")
+    tune = [*base, "--init-checkpoint", start]
+    assert train_cli([*tune, "--variant", "s", "--run-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--variant s does not match --init-checkpoint {start}, a TM-UNet t checkpoint: "
+        "pass --variant t or leave --variant out" in err
+    ), err
+    assert not (tmp_path / "s").exists()
+    unset = [a for a in tune if a not in ("--variant", "t")]
+    assert train_cli([*unset, "--run-dir", str(tmp_path / "own")]) == 0
+    assert json.loads((tmp_path / "own" / "config.json").read_text())["variant"] == "t"
+
+
 def test_channels_and_normalisation_other_than_the_start_checkpoints_are_refused(
     pretrained, tmp_path, capsys
 ):

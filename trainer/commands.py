@@ -98,6 +98,8 @@ def fit_config(args) -> tuple[object, Path]:
     start = getattr(args, "init_checkpoint", None)
     if start:  # absolute, as data: the run folder's config holds from any working directory
         values["init_checkpoint"] = str(Path(start).expanduser().resolve())
+        if not args.resume:
+            values.update(_start_variant(values["init_checkpoint"], args.variant))
     if name is not None:
         values["dataset_name"] = name
     fields = set(TrainConfig.__dataclass_fields__)
@@ -152,6 +154,31 @@ def fit_config(args) -> tuple[object, Path]:
             parts.append("tile")
         run_dir = Path("runs") / ("-".join(parts) + f"-seed{config.split_seed}")
     return config, run_dir
+
+
+def _start_variant(path: str, asked: str | None) -> dict:
+    """``{"variant": V}`` of a TM-UNet start checkpoint (a fine-tune keeps its channels),
+    ``{}`` for another model; a ``--variant`` other than the checkpoint's is an error
+    naming both, before the run folder is made."""
+    from napari_tmunet.checkpoint import read_checkpoint
+    from napari_tmunet.config import VARIANTS, ModelConfig
+
+    payload = read_checkpoint(path)  # a missing or damaged file: refused here, before any work
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except (TypeError, ValueError):  # the fit's own load says what is wrong with it
+        return {}
+    channels = tuple(config.channels)
+    variant = next((k for k, v in VARIANTS.items() if tuple(v) == channels), None)
+    if config.arch != "tmunet" or variant is None:
+        return {}
+    if asked and asked != variant:
+        raise ValueError(
+            f"--variant {asked} does not match --init-checkpoint {path}, a TM-UNet {variant} "
+            f"checkpoint: pass --variant {variant} or leave --variant out (a fine-tune takes "
+            "its start checkpoint's variant)"
+        )
+    return {"variant": variant}
 
 
 def cmd_fit(args) -> int:

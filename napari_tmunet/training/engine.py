@@ -718,7 +718,9 @@ def load_trunk(model: nn.Module, start, path: str) -> None:
     try:
         missing, unexpected = model.load_state_dict(trunk, strict=False)
     except RuntimeError as error:  # a weight of another shape
-        raise ValueError(fix) from error
+        own = model.state_dict()
+        wrong = [k for k, v in trunk.items() if k in own and own[k].shape != v.shape]
+        raise ValueError(f"{fix} (weights of another shape: {wrong[:3]})") from error
     missing = [k for k in missing if not k.startswith(("head.", "presence."))]
     if missing or unexpected:
         raise ValueError(f"{fix} (weights that do not match: {(missing + unexpected)[:3]})")
