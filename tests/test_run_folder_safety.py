@@ -105,3 +105,21 @@ def test_resume_without_data_names_what_the_folder_is(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot resume:" in err and "is not a run folder: it holds notes.txt" in err
     assert "no dataset" not in err and (folder / "notes.txt").read_text() == "mine"
+
+
+def test_a_fit_refused_on_its_arguments_leaves_no_run_folder(tmp_path, capsys):
+    """--official-split on a folder without train.txt/test.txt is refused once the data is
+    read: the run folder (and the parents) this fit made are gone, an existing one stays."""
+    from trainer import cli, commands
+
+    tiles = commands._write_demo_tiles(tmp_path / "tiles")
+    fit = ["fit", "--data", str(tiles), "--official-split", "--variant", "t", "--size", "32",
+           "--steps", "1", "--device", "cpu", "--no-progress", "--num-workers", "0"]  # fmt: skip
+    made = tmp_path / "runs" / "new"
+    assert cli.main([*fit, "--run-dir", str(made)]) == 2
+    assert "has no train.txt and test.txt" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert cli.main([*fit, "--run-dir", str(mine)]) == 2
+    assert mine.is_dir()  # the user's (empty) folder: not this fit's to remove

@@ -185,9 +185,15 @@ def cmd_fit(args) -> int:
     from napari_tmunet.training.engine import fit
 
     config, run_dir = fit_config(args)
-    _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
-    with stop_on_interrupt() as stop_event:
-        result = fit(config, run_dir, stop_event=stop_event)
+    made = _missing_top(run_dir)  # made by this call: removed again if the fit is refused
+    try:
+        _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
+        with stop_on_interrupt() as stop_event:
+            result = fit(config, run_dir, stop_event=stop_event)
+    except (Exception, KeyboardInterrupt):
+        if made is not None and int(os.environ.get("RANK", "0")) == 0:
+            _remove_unused(run_dir, made)
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         if config.efficiency and not result["stopped"]:
             result["efficiency"] = _add_efficiency(config, Path(result["run_dir"]))
@@ -195,6 +201,30 @@ def cmd_fit(args) -> int:
     if result["stopped"]:  # not a finished run: `fit ... && evaluate ...` must not go on
         return 128 + (stop_event.signum or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     return 0
+
+
+def _missing_top(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist (None: it exists)."""
+    top = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        top = path
+    return top
+
+
+def _remove_unused(run_dir: Path, top: Path) -> None:
+    """Remove ``run_dir`` (and its parents up to ``top``, all made by this fit) when it
+    holds nothing but its train.log: a fit refused on its data or arguments leaves no
+    folder behind. A folder with anything else in it stays."""
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {"train.log"}:
+        return
+    with contextlib.suppress(OSError):
+        (run_dir / "train.log").unlink(missing_ok=True)
+        for path in (run_dir, *run_dir.parents):
+            path.rmdir()  # an OSError (not empty) ends it
+            if path == top:
+                break
 
 
 def _check_output_folder(folder: Path, what: str, todo: str) -> None:
