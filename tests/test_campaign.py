@@ -336,3 +336,37 @@ def test_finish_never_tests_a_validation_probe(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "testing the best checkpoint of stopped run cut" in printed
     assert "probe" not in printed
+
+
+def test_plain_collect_brings_a_pretraining_runs_model_as_collect_new_does(tmp_path):
+    """A pre-training run has last.pt and no best.pt: plain ``collect`` puts its model in
+    results.tar.gz as ``runs/<run>/last-half.pt`` (half precision, no optimiser), the file
+    ``collect --new`` brings; a run with best.pt brings no model unless it ships."""
+    from napari_tmunet.checkpoint import save_checkpoint
+    from napari_tmunet.config import InputConfig, ModelConfig
+    from napari_tmunet.model import build_model
+
+    root = tmp_path / "campaign"
+    config = ModelConfig.variant("t", num_classes=3)
+    for name, file, meta in (("pre", "last.pt", {"pretext": "inpaint"}), ("seg", "best.pt", {})):
+        (root / "runs" / name).mkdir(parents=True)
+        (root / "runs" / name / "config.json").write_text("{}")
+        save_checkpoint(root / "runs" / name / file, build_model(config), config,
+                        InputConfig(size=(32, 32)), metadata=meta,
+                        training_state={"optimizer": {"step": torch.zeros(1000)}})  # fmt: skip
+    plan = {"runs": [{"name": n, "data": "x", "args": []} for n in ("pre", "seg")]}
+    (root / "plan.json").write_text(json.dumps(plan))
+    (root / "state.json").write_text(json.dumps({"pre": {"state": "done"}}))
+    campaign.main(["collect", "--root", str(root), "--out", str(tmp_path / "out")])
+    with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
+        models = [n for n in tar.getnames() if n.endswith(".pt")]
+        assert models == ["runs/pre/last-half.pt"], models
+        tar.extract("runs/pre/last-half.pt", tmp_path / "home", filter="data")
+    campaign.main(["collect", "--new", "--root", str(root), "--out", str(tmp_path / "new")])
+    with tarfile.open(tmp_path / "new" / "pre.tar") as tar:
+        tar.extract("pre/last-half.pt", tmp_path / "new-home", filter="data")
+    plain, new = tmp_path / "home" / "runs" / "pre", tmp_path / "new-home" / "pre"
+    for home in (plain, new):
+        raw = torch.load(home / "last-half.pt", map_location="cpu", weights_only=False)
+        assert raw["weights_dtype"] == "float16" and not raw.get("training_state")
+        assert load_checkpoint(home / "last-half.pt").metadata["pretext"] == "inpaint"

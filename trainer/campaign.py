@@ -20,6 +20,9 @@ without ``best.pt``, such as a pre-training run, brings its ``last.pt`` model as
 ``last-half.pt``, without the training state). One call takes runs up to
 ``--max-mib`` of tars and leaves the rest for the next; a tar too large on its own
 comes without its model, which stays on the machine (fetch it with ``bench/parts.py``).
+Plain ``collect`` puts the small files of every run in one ``results.tar.gz``, with the
+``last-half.pt`` of each run without ``best.pt`` (the same file ``--new`` brings), and
+writes the models of the runs that ship.
 
 Plan file (JSON): ``{"common": [...fit args...], "efficiency": {KEY: [...efficiency
 args...]}, "runs": [{"name", "data", "dataset", "args", "efficiency": KEY,
@@ -343,29 +346,46 @@ def _asks_for_test(run: Path) -> bool:
 
 
 def cmd_collect(args) -> None:
-    """Efficiency into summaries; small files of every run in a tarball; shipped models."""
-    from napari_tmunet.storage import write_json
+    """Efficiency into summaries; small files of every run in a tarball, with the model of
+    a run without best.pt (pre-training) as ``collect --new`` brings it (``_half_model``:
+    ``runs/<run>/last-half.pt``); shipped models."""
+    import tempfile
 
     root, out = Path(args.root), Path(args.out)
     plan = load_plan(campaign_file(root, "plan.json"))
     out.mkdir(parents=True, exist_ok=True)
-    for run in plan["runs"]:
-        run_dir = root / "runs" / run["name"]
-        eff = root / "efficiency" / f"{run.get('efficiency')}.json"
-        if run_dir.is_dir() and eff.is_file():
-            path = run_dir / "summary.json"
-            summary = json.loads(path.read_text()) if path.is_file() else {}
-            summary["efficiency"] = json.loads(eff.read_text())
-            write_json(path, summary)
-        best = run_dir / "best.pt"  # a model to ship segments: never a pre-training last.pt
-        ship = out / f"{run['name']}.pt"
-        tested = test_result(run_dir)
-        if run.get("ship") and best.is_file() and (tested or args.partial) and not ship.exists():
-            _save_half(best, ship)
-    with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
-        for path in _small_files(root):
-            tar.add(path, arcname=str(path.relative_to(root)))
+    with tempfile.TemporaryDirectory() as tmp:
+        halves = [_collect_run(root, out, run, Path(tmp), args.partial) for run in plan["runs"]]
+        with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
+            for path in _small_files(root):
+                tar.add(path, arcname=str(path.relative_to(root)))
+            for run, half in zip(plan["runs"], halves, strict=True):
+                if half is not None:
+                    tar.add(half, arcname=f"runs/{run['name']}/{half.name}")
     print(f"collected into {out}: {sorted(p.name for p in out.iterdir())}")
+
+
+def _collect_run(root: Path, out: Path, run: dict, tmp: Path, partial: bool) -> Path | None:
+    """One run of ``collect``: its efficiency into its summary, its shipped model into
+    ``out``; the half-precision model to put in the tarball (in ``tmp``) when it has no
+    best.pt (a pre-training run's last.pt), else None."""
+    from napari_tmunet.storage import write_json
+
+    run_dir = root / "runs" / run["name"]
+    eff = root / "efficiency" / f"{run.get('efficiency')}.json"
+    if run_dir.is_dir() and eff.is_file():
+        path = run_dir / "summary.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        summary["efficiency"] = json.loads(eff.read_text())
+        write_json(path, summary)
+    best = run_dir / "best.pt"  # a model to ship segments: never a pre-training last.pt
+    ship = out / f"{run['name']}.pt"
+    tested = test_result(run_dir)
+    if run.get("ship") and best.is_file() and (tested or partial) and not ship.exists():
+        _save_half(best, ship)
+    if best.is_file():  # best.pt stays on the machine unless shipped, as before
+        return None
+    return _half_model(run_dir, tmp / run["name"])
 
 
 MAX_FILES_BACK = 8  # files one device call brings back
@@ -399,13 +419,12 @@ def cmd_collect_new(args) -> None:
     taken, used = [], 0
     with tempfile.TemporaryDirectory() as tmp:  # OUT only ever holds whole tars
         for name in new[:MAX_FILES_BACK]:
-            model, tar = _model_of(root / "runs" / name), Path(tmp) / f"{name}.tar"
-            half_name = f"{model.stem}-half.pt"
-            half = _save_half(model, Path(tmp) / half_name) if model.is_file() else None
+            run_dir, tar = root / "runs" / name, Path(tmp) / f"{name}.tar"
+            half = _half_model(run_dir, Path(tmp))
             _archive_run(root, name, tar, half)
             kept = None
             if half and tar.stat().st_size > cap:
-                kept = Path(shutil.move(half, model.with_name(half_name)))
+                kept = Path(shutil.move(half, run_dir / half.name))
                 _archive_run(root, name, tar, None)
             size = tar.stat().st_size
             if used + size > budget:
@@ -427,6 +446,17 @@ def _model_of(run_dir: Path) -> Path:
     run has no best); either may not exist."""
     best, last = run_dir / "best.pt", run_dir / "last.pt"
     return last if last.is_file() and not best.is_file() else best
+
+
+def _half_model(run_dir: Path, folder: Path) -> Path | None:
+    """The model a run brings home (``_model_of``: best.pt, else last.pt) written in half
+    precision to ``folder`` as ``best-half.pt`` or ``last-half.pt``; None without one.
+    ``collect`` and ``collect --new`` both bring a run's model this way."""
+    model = _model_of(run_dir)
+    if not model.is_file():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return _save_half(model, folder / f"{model.stem}-half.pt")
 
 
 def _archive_run(root: Path, name: str, path: Path, model: Path | None) -> None:
