@@ -123,3 +123,37 @@ def test_a_fit_refused_on_its_arguments_leaves_no_run_folder(tmp_path, capsys):
     mine.mkdir()
     assert cli.main([*fit, "--run-dir", str(mine)]) == 2
     assert mine.is_dir()  # the user's (empty) folder: not this fit's to remove
+
+
+def test_resume_accepts_the_start_checkpoint_an_old_run_saved_relative(
+    tmp_path, monkeypatch, capsys
+):
+    """An older run's config.json holds a relative init_checkpoint: passing the same file
+    again on --resume is accepted whether the old path was relative to the current folder
+    or to the run folder's parent; another file is refused naming both."""
+    import json
+
+    from trainer import cli, commands
+
+    tiles = commands._write_demo_tiles(tmp_path / "tiles")
+    tiny = ["--data", str(tiles), "--variant", "t", "--size", "32", "--batch-size", "4",
+            "--epochs", "1", "--device", "cpu", "--no-progress", "--no-efficiency",
+            "--no-test", "--num-workers", "0"]  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", *tiny, "--steps", "2", "--run-dir", "seg"]) == 0
+    tune = ["fit", *tiny, "--steps", "2", "--init-checkpoint", "seg/last.pt"]
+    assert cli.main([*tune, "--run-dir", "tuned"]) == 0
+    saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    saved["init_checkpoint"] = "seg/last.pt"  # as older versions wrote it
+    (tmp_path / "tuned" / "config.json").write_text(json.dumps(saved))
+    resume = ["fit", "--run-dir", str(tmp_path / "tuned"), "--resume"]
+    assert cli.main([*resume, "--init-checkpoint", "seg/last.pt"]) == 0  # from here
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli.main([*resume, "--init-checkpoint", "../seg/last.pt"]) == 0  # run's parent
+    capsys.readouterr()
+    assert cli.main([*resume, "--init-checkpoint", "../tuned/last.pt"]) == 2
+    err = capsys.readouterr().err
+    assert f"--init-checkpoint {tmp_path / 'tuned' / 'last.pt'} is not the checkpoint" in err
+    assert f"{elsewhere / 'seg' / 'last.pt'} or {tmp_path / 'seg' / 'last.pt'}" in err, err

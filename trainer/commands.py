@@ -100,6 +100,9 @@ def fit_config(args) -> tuple[object, Path]:
         values["init_checkpoint"] = str(Path(start).expanduser().resolve())
         if not args.resume:
             values.update(_start_variant(values["init_checkpoint"], args.variant))
+        elif run_dir is not None and (run_dir / "config.json").is_file():
+            saved = TrainConfig.load(run_dir / "config.json").init_checkpoint
+            values["init_checkpoint"] = _resumed_start(saved, values["init_checkpoint"], run_dir)
     if name is not None:
         values["dataset_name"] = name
     fields = set(TrainConfig.__dataclass_fields__)
@@ -154,6 +157,32 @@ def fit_config(args) -> tuple[object, Path]:
             parts.append("tile")
         run_dir = Path("runs") / ("-".join(parts) + f"-seed{config.split_seed}")
     return config, run_dir
+
+
+def _resumed_start(saved: str, given: str, run_dir: Path) -> str:
+    """The ``init_checkpoint`` to resume ``run_dir`` with when --init-checkpoint is passed
+    again: the saved value when ``given`` is the same file. An older run saved it relative
+    to a working directory that is not known: it matches when read from the current one
+    or from the run folder's parent; another file is an error naming both paths."""
+    if not saved or Path(saved).is_absolute():
+        return given  # as any setting: the resume check compares it with the saved one
+    places = [Path.cwd(), run_dir.resolve().parent]
+    candidates = list(dict.fromkeys(str((place / saved).resolve()) for place in places))
+    if given in candidates or any(_same_file(given, c) for c in candidates):
+        return saved
+    raise ValueError(
+        f"cannot resume {run_dir}: --init-checkpoint {given} is not the checkpoint it started "
+        f"from, {saved!r} (read as {' or '.join(candidates)}); leave --init-checkpoint out "
+        "(--resume does not need it) or pass that file"
+    )
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one existing file (links, bind mounts)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _start_variant(path: str, asked: str | None) -> dict:
