@@ -11,8 +11,9 @@ mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``; ``a_z
 beside a possible stack ``a.tif`` -> ``a_z0001_png``). Nothing already in OUTPUT_DIR is
 overwritten unless ``--overwrite`` is given; with it, the frame masks of an earlier,
 longer stack of the same name beyond the new frame count are removed too (only masks as
-this tool writes them; the end lines count them). OUTPUT_DIR is checked to be writable and
-locked against a second run before any work. Without ``--model`` each image gets the model
+this tool writes them; the end lines count them). OUTPUT_DIR is made only once the model
+is checked (a refused run leaves no folder), then checked to be writable and locked
+against a second run before any work. Without ``--model`` each image gets the model
 for its own modality, as the Segment dock's "Segment all" does
 (``registry.choose_model``: grey -> ultrasound...), each model loaded once, and a
 header line says why (a warning for an image unlike its model's training data, e.g.

@@ -228,9 +228,10 @@ def _add_fit_model_args(fit) -> None:
     g.add_argument(
         "--init-checkpoint",
         help="start from these weights (fine-tuning); from a --pretext run's last.pt, its "
-        "trunk with a new output layer. Input channels and normalisation come from the "
-        "checkpoint (--in-channels/--mean/--std that differ are an error; images are "
-        "converted to its channels); --resume does not need this file any more",
+        "trunk with a new output layer. The TM-UNet variant, input channels and "
+        "normalisation come from the checkpoint (--variant/--in-channels/--mean/--std that "
+        "differ are an error; images are converted to its channels); --resume does not "
+        "need this file any more",
     )
     g.add_argument(
         "--pretext",

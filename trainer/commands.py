@@ -98,9 +98,7 @@ def fit_config(args) -> tuple[object, Path]:
     start = getattr(args, "init_checkpoint", None)
     if start:  # absolute, as data: the run folder's config holds from any working directory
         values["init_checkpoint"] = str(Path(start).expanduser().resolve())
-        if not args.resume:
-            values.update(_start_variant(values["init_checkpoint"], args.variant))
-        elif run_dir is not None and (run_dir / "config.json").is_file():
+        if args.resume and run_dir is not None and (run_dir / "config.json").is_file():
             saved = TrainConfig.load(run_dir / "config.json").init_checkpoint
             values["init_checkpoint"] = _resumed_start(saved, values["init_checkpoint"], run_dir)
     if name is not None:
@@ -188,7 +186,8 @@ def _same_file(a: str, b: str) -> bool:
 def _start_variant(path: str, asked: str | None) -> dict:
     """``{"variant": V}`` of a TM-UNet start checkpoint (a fine-tune keeps its channels),
     ``{}`` for another model; a ``--variant`` other than the checkpoint's is an error
-    naming both, before the run folder is made."""
+    naming both, before the run folder is made. Read by ``cmd_fit`` only: ``fit_config``
+    reparses release commands whose start checkpoints are not on this machine."""
     from napari_tmunet.checkpoint import read_checkpoint
     from napari_tmunet.config import VARIANTS, ModelConfig
 
@@ -213,6 +212,9 @@ def _start_variant(path: str, asked: str | None) -> dict:
 def cmd_fit(args) -> int:
     from napari_tmunet.training.engine import fit
 
+    if args.init_checkpoint and not args.resume:  # a fine-tune: the start's variant
+        start = str(Path(args.init_checkpoint).expanduser().resolve())
+        args.variant = _start_variant(start, args.variant).get("variant", args.variant)
     config, run_dir = fit_config(args)
     made = _missing_top(run_dir)  # made by this call: removed again if the fit is refused
     try:
