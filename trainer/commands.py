@@ -155,12 +155,17 @@ def fit_config(args) -> tuple[object, Path]:
 
 
 def cmd_fit(args) -> int:
+    from napari_tmunet.options import resolve_device
     from napari_tmunet.training.engine import fit
+    from napari_tmunet.training.finetune import recorded_validation
 
     config, run_dir = fit_config(args)
     _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
+    # a fine-tuning run's data: validated as that run was (its strip inside the whole image)
+    validate = recorded_validation(config, resolve_device(config.device))
+    callbacks = {"validate": validate} if validate is not None else None
     with stop_on_interrupt() as stop_event:
-        result = fit(config, run_dir, stop_event=stop_event)
+        result = fit(config, run_dir, callbacks=callbacks, stop_event=stop_event)
     if int(os.environ.get("RANK", "0")) == 0:
         if config.efficiency and not result["stopped"]:
             result["efficiency"] = _add_efficiency(config, Path(result["run_dir"]))
