@@ -370,10 +370,21 @@ def _is_image(layer) -> bool:
 def _open_path(viewer, path: str) -> None:
     """Open ``path`` with the TM-UNet reader where it reads it (TIFFs, dataset folders,
     folders of images of different sizes), else with napari's own: napari asks which
-    reader to use when two can, and a command line cannot answer."""
+    reader to use when two can, and a command line cannot answer. A PNG, JPEG or BMP
+    that napari's reader would keep as stored (CMYK inks drawn as RGBA, dark; grey +
+    alpha) is read by the TM-UNet reader's code, in RGB or grey: napari offers it only
+    TIFFs (napari.yaml), so that plain pictures open without a "Choose reader" question."""
+    from .data.colour_spaces import napari_keeps_as_stored
+
     plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
-        viewer.open(path, plugin=plugin)
+        if plugin == "napari" and napari_keeps_as_stored(path):
+            from ._reader import image_layer_data
+
+            data, kwargs, _ = image_layer_data(Path(path))
+            viewer.add_image(data, **kwargs)
+        else:
+            viewer.open(path, plugin=plugin)
     except Exception as err:  # a reader's error: one line, not a traceback
         viewer.close()
         raise CannotOpen(f"cannot open {path}: {' '.join(str(err).split())}") from err

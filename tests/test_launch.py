@@ -1,5 +1,6 @@
 """``napari-tmunet``'s options (the smoke run itself is in test_segment_widget.py)."""
 
+import numpy as np
 from _paths import EXTRA, REPO, dataset_subset
 
 from napari_tmunet.launch import build_parser
@@ -184,6 +185,53 @@ def test_a_dataset_mask_file_opens_as_its_pictures_mask(monkeypatch):
     assert status == 0
     assert seen["layers"] == [("1", True), ("2", False), ("2 mask", False), ("1 mask", True)]
     assert seen["chosen"] == "1"
+
+
+def test_a_cmyk_jpeg_or_grey_alpha_png_opens_in_the_colours_the_model_takes(monkeypatch, tmp_path):
+    """``napari-tmunet FRAME.jpg`` of a CMYK JPEG (the bundled colonoscopy frame saved as
+    CMYK): the layer holds Pillow's RGB of the file, not the inks napari's reader draws as
+    RGBA (dark), chosen with the colonoscopy model, and Segment (the dock's worker
+    thread) labels the polyp without converting again; a grey + alpha PNG (the bundled
+    ultrasound frame) opens as its grey, not as napari's (H, W, 2)."""
+    import napari
+    from PIL import Image as Picture
+
+    from napari_tmunet import launch, registry
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.metrics import dice_score
+
+    if registry.model_for_modality("colonoscopy") is None:
+        import pytest
+
+        pytest.skip("no shipped colonoscopy model")
+    colour, truth = load_sample("colonoscopy")
+    frame = tmp_path / "frame.jpg"
+    Picture.fromarray(colour).convert("CMYK").save(frame, quality=95)
+    with Picture.open(frame) as stored:
+        as_rgb = np.asarray(stored.convert("RGB"))
+    grey, _ = load_sample("ultrasound")
+    scan = tmp_path / "scan.png"
+    Picture.fromarray(np.dstack([grey, np.full_like(grey, 200)]), "LA").save(scan)
+    seen = {}
+
+    def segment_and_close():
+        viewer = napari.current_viewer()
+        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        seen["data"] = [np.asarray(layer.data) for layer in viewer.layers]
+        seen["model"] = segment.model.value
+        launch._click_segment(segment, timeout=300)
+        seen["labels"] = np.asarray(segment.last_layer.data)
+        seen["summary"] = segment.summary.value
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", segment_and_close)
+    assert launch.main([str(frame), str(scan)]) == 0
+    rgb, grey_layer = seen["data"]
+    np.testing.assert_array_equal(rgb, as_rgb)
+    np.testing.assert_array_equal(grey_layer, grey)
+    assert seen["model"] == "TM-UNet colonoscopy"
+    assert dice_score(seen["labels"] > 0, truth > 0) > 0.8
+    assert "CMYK" not in seen["summary"]  # the layer is RGB: nothing left to convert
 
 
 def test_metrics_pairs_the_segmented_picture_with_its_mask_file(monkeypatch):
