@@ -8,6 +8,13 @@ NO_CHECKPOINT_REASON = (
     "Choose a checkpoint file (made by napari-tmunet-train or the Fine-tune dock) to run it."
 )
 
+# The Segment dock's warning on choosing a CMYK picture that napari's own reader opened.
+CMYK_AS_STORED = (
+    "a CMYK file, which napari's own reader shows as stored, its inks drawn as RGBA (dark "
+    "or black); Segment gives the model its RGB (Pillow's conversion), and "
+    "`napari-tmunet FILE` opens it in RGB"
+)
+
 SEGMENT_TIPS = {
     "image": "The image layer to segment; follows the layer you select.",
     "model": "The model to run. Chosen for the image's kind unless you pick "

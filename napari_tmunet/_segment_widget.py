@@ -40,7 +40,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import active_model, registry
-from ._dock_texts import NO_CHECKPOINT_REASON, SEGMENT_TIPS
+from ._dock_texts import CMYK_AS_STORED, NO_CHECKPOINT_REASON, SEGMENT_TIPS
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -68,6 +68,7 @@ from ._widget_common import (
     wrap,
 )
 from .data.colour_spaces import (
+    CMYK,
     CONVERSION_NOTES,
     colour_conversion,
     conversion_problem,
@@ -334,6 +335,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._show_model(model, why)
         if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
             self._warn_once([layer], f"{model} is {why}")
+        if _colour_conversion(layer) == CMYK:  # the picture shown is not what the model gets
+            self._warn_once([layer], CMYK_AS_STORED)
         self._show_outputs(layer)
 
     def _warn_once(self, images: list[Image], misfit: str) -> None:

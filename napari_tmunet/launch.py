@@ -6,7 +6,8 @@ Interactive (the README's main command)::
 
 opens napari ready to click Segment, on the files or folders given (a dataset folder with
 ``images/`` and ``masks/`` through the TM-UNet reader; of several pictures the first is
-shown and chosen, the others hidden), else on a sample image.
+shown and chosen, the others hidden; a picture's mask, given or found beside it, over
+it: ``_open_paths``), else on a sample image.
 Non-interactive check (CI)::
 
     napari-tmunet --smoke [--screenshot PATH]
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +55,13 @@ CAN_OPEN = (
 )
 
 
+# A picture's reference mask: NAME.* in a folder of these names (a dataset's ROOT/masks,
+# or one beside the picture), or NAME<sep><word>.* beside it (NAME_mask.png, NAME-mask.tif,
+# "NAME mask.tif" as the writer names a saved correction, NAME_labels.png, ...).
+MASK_FOLDERS = ("masks", "labels", "ground_truth", "groundtruth")
+_MASK_NAME = re.compile(r"^(?P<picture>.+?)[ _-](?:masks?|labels?|gt|ground_truth)$", re.I)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .registry import describe_models
 
@@ -68,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="FILE_OR_FOLDER",
         help="images, or a folder of them (e.g. a dataset with images/ and masks/), to open "
-        "instead of the sample",
+        "instead of the sample; a picture's mask (NAME_mask.png, NAME-mask.tif, masks/NAME.png, "
+        "...) given or found beside it opens over it",
     )
     parser.add_argument(
         "--sample",
@@ -164,13 +174,35 @@ def _model_problem(model: str | None) -> str | None:
 
 
 def _paths_problem(args: argparse.Namespace) -> str | None:
-    """Why the files given cannot be opened (a sentence naming the first missing one), or
-    None."""
+    """Why the files given cannot be opened (a sentence naming the first missing one, or a
+    mask given whose size is not its picture's), or None."""
     if args.paths and args.smoke:
         return "--smoke checks a sample image; it opens no files (use --sample)"
     if args.paths and args.sample:
         return "give files to open or --sample, not both"
-    return next(filter(None, map(_path_problem, args.paths)), None)
+    problem = next(filter(None, map(_path_problem, args.paths)), None)
+    return problem or next(
+        filter(None, (_size_problem(*pair) for pair in _given_masks(args.paths))), None
+    )
+
+
+def _size_problem(mask: Path, picture: Path | None) -> str | None:
+    """Why ``mask`` cannot be ``picture``'s mask (a sentence naming both and their sizes),
+    or None; headers only (a stack's pages are compared by their height and width)."""
+    from .data.images import ImageReadError, image_shape
+
+    if picture is None:
+        return None
+    try:
+        mask_hw, picture_hw = image_shape(mask), image_shape(picture)
+    except ImageReadError as err:
+        return str(err)
+    if mask_hw == picture_hw:
+        return None
+    return (
+        f"the mask {mask} is {mask_hw[0]} x {mask_hw[1]} pixels but its picture {picture} is "
+        f"{picture_hw[0]} x {picture_hw[1]}: give the mask made for that picture"
+    )
 
 
 def _path_problem(path: str) -> str | None:
@@ -304,12 +336,15 @@ def _open_paths(viewer, paths: list[str]) -> None:
     """Open the files and folders given as a dataset folder's pictures open: the first
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
     origin would cover it). A path that opens only masks (Labels) goes with the picture
-    before it, as a mask follows its image in a dataset folder. A file in a ``masks``
-    folder opens as its picture's mask wherever it is given (see ``_open_mask``)."""
-    masks = [path for path in paths if _is_dataset_mask(path)]
+    before it, as a mask follows its image in a dataset folder. A mask file (by its name
+    or folder, :func:`_mask_picture`) opens as its picture's mask wherever it is given,
+    and a picture given without one gets the mask found beside it (:func:`_found_mask`;
+    see ``_open_mask``)."""
+    given = _given_masks(paths)
+    masks = {mask for mask, _ in given}
     shown, seen_image = True, False
     for path in paths:
-        if path in masks:
+        if Path(path) in masks:
             continue
         before = len(viewer.layers)
         _open_path(viewer, path)
@@ -321,31 +356,89 @@ def _open_paths(viewer, paths: list[str]) -> None:
         if not shown:
             for layer in added:
                 layer.visible = False
-    for path in masks:  # after the pictures: each goes over the picture it belongs to
-        _open_mask(viewer, Path(path))
+    # after the pictures: each mask goes over the picture it belongs to
+    for mask, _ in given:
+        _open_mask(viewer, mask)
+    with_mask = {_mask_picture(mask) for mask, _ in given}
+    for path in paths:
+        given_one = Path(path) in masks or Path(path).stem in with_mask
+        found = None if given_one else _found_mask(path)
+        if found is None:
+            continue
+        problem = _size_problem(found, Path(path))
+        if problem:  # found, not given: the picture still opens
+            print(f"napari-tmunet: not opened: {problem}", file=sys.stderr)
+        else:
+            _open_mask(viewer, found)
 
 
-def _is_dataset_mask(path: str) -> bool:
-    """Whether ``path`` is an image file in a folder named ``masks``: a dataset folder's
-    mask (``ROOT/masks/<name>.<ext>``, see ``data.datasets``), not a picture to segment."""
+def _mask_picture(path: str | Path) -> str | None:
+    """The name of the picture that the image file ``path`` is the mask of, or None when
+    it is no mask: NAME for ``.../masks/NAME.png`` (a dataset folder's mask, see
+    ``data.datasets``; also ``labels/``, ``ground_truth/``) and for ``NAME_mask.png``,
+    ``NAME-mask.tif``, ``NAME mask.tif``, ``NAME_labels.png`` (:data:`_MASK_NAME`)."""
     from .data.images import IMAGE_SUFFIXES
 
     file = Path(path)
-    return (
-        file.parent.name.lower() == "masks"
-        and file.suffix.lower() in IMAGE_SUFFIXES
-        and file.is_file()
-    )
+    if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+        return None
+    if file.parent.name.lower() in MASK_FOLDERS:
+        return file.stem
+    named = _MASK_NAME.match(file.stem)
+    return named["picture"] if named else None
+
+
+def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
+    """The mask files among ``paths`` (:func:`_mask_picture`), each with its picture among
+    them (the first of that name), or None when that picture is not given."""
+    masks = [(Path(path), _mask_picture(path)) for path in paths]
+    pictures = {}
+    for path, name in reversed(masks):
+        if name is None:
+            pictures[path.stem] = path
+    return [(path, pictures.get(name)) for path, name in masks if name is not None]
+
+
+def _found_mask(path: str) -> Path | None:
+    """The reference mask beside the picture ``path`` (an image file), or None: in its
+    folder ``NAME_mask.*``, ``NAME-mask.*`` and the other names of :data:`_MASK_NAME`,
+    or ``NAME.*`` in a :data:`MASK_FOLDERS` folder in its folder or beside it (a dataset
+    folder's ``masks/`` beside ``images/``)."""
+    from .data.images import IMAGE_SUFFIXES
+
+    picture = Path(path)
+    if picture.suffix.lower() not in IMAGE_SUFFIXES or not picture.is_file():
+        return None
+    folder = picture.parent
+    places = [(folder, True)]
+    for base in (folder, folder.parent):
+        places += [(base / name, False) for name in MASK_FOLDERS if base / name != folder]
+    for place, beside in places:
+        try:
+            files = sorted(place.iterdir()) if place.is_dir() else []
+        except OSError:  # unreadable: no mask found there
+            continue
+        for file in files:
+            if file == picture or file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            named = _MASK_NAME.match(file.stem) if beside else None
+            stem = named["picture"] if named else (None if beside else file.stem)
+            if stem == picture.stem and file.is_file():
+                return file
+    return None
 
 
 def _open_mask(viewer, path: Path) -> None:
-    """Open a dataset mask file as the TM-UNet reader opens a dataset folder's masks: a
-    Labels layer "<stem> mask" over the picture of the same stem (shown or hidden with
-    it, so Metrics pairs them), never an image that Segment could be run on."""
-    from ._reader import mask_layer_data
+    """Open a mask file as the TM-UNet reader opens a dataset folder's masks: a Labels
+    layer "<picture> mask" over the picture it belongs to (:func:`_mask_picture`; shown
+    or hidden with it, so Metrics pairs them), never an image that Segment could be run
+    on. A mask this plugin's writer saved keeps its instance ids."""
+    from ._reader import mask_layer_data, saved_mask_layer_data
+    from .data.images import read_saved_mask
 
+    name = _mask_picture(path) or path.stem
     picture = next(
-        (layer for layer in viewer.layers if _is_image(layer) and layer.name == path.stem),
+        (layer for layer in viewer.layers if _is_image(layer) and layer.name == name),
         None,
     )
     like = None
@@ -356,10 +449,20 @@ def _open_mask(viewer, path: Path) -> None:
         like = (None, kwargs, "image")
     visible = picture.visible if picture is not None else True
     try:
-        data, kwargs, _ = mask_layer_data(path, like=like, visible=visible)
+        saved = read_saved_mask(path)
+        if saved is None:
+            data, kwargs, _ = mask_layer_data(path, like=like, visible=visible)
+        else:  # instance ids (or a stack) as written, over the picture as the others
+            data, kwargs, _ = saved_mask_layer_data(path, saved)
+            kwargs.update(visible=visible, opacity=0.5)
+            if picture is not None:
+                kwargs["metadata"]["image"] = picture.name
+                if data.ndim == len(picture.scale):
+                    kwargs["scale"] = tuple(picture.scale)
     except Exception as err:  # a reader's error: one line, not a traceback
         viewer.close()
         raise CannotOpen(f"cannot open the mask {path}: {' '.join(str(err).split())}") from err
+    kwargs["name"] = f"{name} mask"
     viewer.add_labels(data, **kwargs)
 
 
@@ -370,10 +473,21 @@ def _is_image(layer) -> bool:
 def _open_path(viewer, path: str) -> None:
     """Open ``path`` with the TM-UNet reader where it reads it (TIFFs, dataset folders,
     folders of images of different sizes), else with napari's own: napari asks which
-    reader to use when two can, and a command line cannot answer."""
+    reader to use when two can, and a command line cannot answer. A PNG, JPEG or BMP
+    that napari's reader would keep as stored (CMYK inks drawn as RGBA, dark; grey +
+    alpha) is read by the TM-UNet reader's code, in RGB or grey: napari offers it only
+    TIFFs (napari.yaml), so that plain pictures open without a "Choose reader" question."""
+    from .data.colour_spaces import napari_keeps_as_stored
+
     plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
-        viewer.open(path, plugin=plugin)
+        if plugin == "napari" and napari_keeps_as_stored(path):
+            from ._reader import image_layer_data
+
+            data, kwargs, _ = image_layer_data(Path(path))
+            viewer.add_image(data, **kwargs)
+        else:
+            viewer.open(path, plugin=plugin)
     except Exception as err:  # a reader's error: one line, not a traceback
         viewer.close()
         raise CannotOpen(f"cannot open {path}: {' '.join(str(err).split())}") from err

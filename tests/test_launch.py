@@ -1,5 +1,6 @@
 """``napari-tmunet``'s options (the smoke run itself is in test_segment_widget.py)."""
 
+import numpy as np
 from _paths import EXTRA, REPO, dataset_subset
 
 from napari_tmunet.launch import build_parser
@@ -131,7 +132,8 @@ def test_a_path_that_cannot_be_opened_is_one_line_before_napari_starts(
 def test_several_pictures_open_as_a_dataset_folders_do(monkeypatch, tmp_path):
     """``napari-tmunet A.png B.png C.tif`` (pictures of other sizes and kinds): only the
     first is shown, chosen in the Segment dock and active, so Segment works on what the
-    user sees; a saved mask given after a picture is shown or hidden with it."""
+    user sees; a saved mask given after a picture, and the masks found beside the others
+    (their datasets' masks/), are shown or hidden with their pictures."""
 
     import pytest
     from _paths import DATASETS
@@ -148,7 +150,14 @@ def test_several_pictures_open_as_a_dataset_folders_do(monkeypatch, tmp_path):
     status, seen = run_launcher(monkeypatch, [str(scan), str(frame), str(monuseg)])
 
     assert status == 0
-    assert seen["layers"] == [("000001", True), ("1", False), (monuseg.stem, False)]
+    assert seen["layers"] == [
+        ("000001", True),
+        ("1", False),
+        (monuseg.stem, False),
+        ("000001 mask", True),
+        ("1 mask", False),
+        (f"{monuseg.stem} mask", False),
+    ]
     assert seen["chosen"] == seen["active"] == "000001"
     assert seen["model"] == "TM-UNet ultrasound"
 
@@ -156,7 +165,12 @@ def test_several_pictures_open_as_a_dataset_folders_do(monkeypatch, tmp_path):
     status, seen = run_launcher(monkeypatch, [str(frame), str(scan), str(mask)])
 
     assert status == 0
-    assert seen["layers"] == [("1", True), ("000001", False), ("000001 mask", False)]
+    assert seen["layers"] == [
+        ("1", True),
+        ("000001", False),
+        ("000001 mask", False),  # the one given, not UDIAT's masks/000001.png
+        ("1 mask", True),
+    ]
     assert seen["chosen"] == seen["active"] == "1"
 
 
@@ -184,6 +198,124 @@ def test_a_dataset_mask_file_opens_as_its_pictures_mask(monkeypatch):
     assert status == 0
     assert seen["layers"] == [("1", True), ("2", False), ("2 mask", False), ("1 mask", True)]
     assert seen["chosen"] == "1"
+
+
+def test_a_cmyk_jpeg_or_grey_alpha_png_opens_in_the_colours_the_model_takes(monkeypatch, tmp_path):
+    """``napari-tmunet FRAME.jpg`` of a CMYK JPEG (the bundled colonoscopy frame saved as
+    CMYK): the layer holds Pillow's RGB of the file, not the inks napari's reader draws as
+    RGBA (dark), chosen with the colonoscopy model, and Segment (the dock's worker
+    thread) labels the polyp without converting again; a grey + alpha PNG (the bundled
+    ultrasound frame) opens as its grey, not as napari's (H, W, 2)."""
+    import napari
+    from PIL import Image as Picture
+
+    from napari_tmunet import launch, registry
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.metrics import dice_score
+
+    if registry.model_for_modality("colonoscopy") is None:
+        import pytest
+
+        pytest.skip("no shipped colonoscopy model")
+    colour, truth = load_sample("colonoscopy")
+    frame = tmp_path / "frame.jpg"
+    Picture.fromarray(colour).convert("CMYK").save(frame, quality=95)
+    with Picture.open(frame) as stored:
+        as_rgb = np.asarray(stored.convert("RGB"))
+    grey, _ = load_sample("ultrasound")
+    scan = tmp_path / "scan.png"
+    Picture.fromarray(np.dstack([grey, np.full_like(grey, 200)]), "LA").save(scan)
+    seen = {}
+
+    def segment_and_close():
+        viewer = napari.current_viewer()
+        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        seen["data"] = [np.asarray(layer.data) for layer in viewer.layers]
+        seen["model"] = segment.model.value
+        launch._click_segment(segment, timeout=300)
+        seen["labels"] = np.asarray(segment.last_layer.data)
+        seen["summary"] = segment.summary.value
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", segment_and_close)
+    assert launch.main([str(frame), str(scan)]) == 0
+    rgb, grey_layer = seen["data"]
+    np.testing.assert_array_equal(rgb, as_rgb)
+    np.testing.assert_array_equal(grey_layer, grey)
+    assert seen["model"] == "TM-UNet colonoscopy"
+    assert dice_score(seen["labels"] > 0, truth > 0) > 0.8
+    assert "CMYK" not in seen["summary"]  # the layer is RGB: nothing left to convert
+
+
+def test_a_pictures_mask_given_or_found_beside_it_opens_over_it(monkeypatch, capsys, tmp_path):
+    """``napari-tmunet IMAGE [MASK]`` on the bundled colonoscopy frame: a mask named as
+    masks are (NAME_mask.png, NAME-mask.tif) given after it, or found beside it (in its
+    folder, or NAME.* in a ``ground_truth``/``labels`` folder in or beside its folder),
+    opens as the Labels "NAME mask" over it; a given mask wins over one found. A mask of
+    another size: given, exit 2 with one line naming it before napari starts; found, one
+    line saying it is not opened, and the picture opens alone."""
+    import napari
+    from PIL import Image as Picture
+
+    from napari_tmunet import launch
+    from napari_tmunet._sample_data import load_sample
+
+    colour, truth = load_sample("colonoscopy")
+    seen = {}
+
+    def look_and_close():
+        viewer = napari.current_viewer()
+        seen["layers"] = [(layer.name, layer.visible) for layer in viewer.layers]
+        seen["mask"] = next(
+            (np.asarray(layer.data) for layer in viewer.layers if not launch._is_image(layer)),
+            None,
+        )
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", look_and_close)
+
+    def launch_with(*paths):
+        seen.clear()
+        return launch.main([str(path) for path in paths])
+
+    def save(path, image):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Picture.fromarray(image).save(path)
+        return path
+
+    beside = save(tmp_path / "beside" / "frame.png", colour)
+    save(tmp_path / "beside" / "frame_mask.png", truth * np.uint8(255))
+    images = save(tmp_path / "set" / "images" / "frame.png", colour)
+    save(tmp_path / "set" / "ground_truth" / "frame.png", truth * np.uint8(255))
+    inside = save(tmp_path / "inside" / "frame.png", colour)
+    save(tmp_path / "inside" / "labels" / "frame.png", truth)  # 0/1
+    for picture in (beside, images, inside):
+        assert launch_with(picture) == 0
+        assert seen["layers"] == [("frame", True), ("frame mask", True)], picture
+        np.testing.assert_array_equal(seen["mask"] > 0, truth > 0)
+
+    given = tmp_path / "elsewhere" / "frame-mask.png"
+    save(given, np.zeros_like(truth))
+    assert launch_with(beside, given) == 0
+    assert seen["layers"] == [("frame", True), ("frame mask", True)]
+    assert not seen["mask"].any()  # the given one, not the one beside the picture
+
+    small = save(tmp_path / "small" / "frame_mask.png", truth[:100] * np.uint8(255))
+    capsys.readouterr()
+    assert launch_with(beside, small) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"napari-tmunet: error: the mask {small} is 100 x 384 pixels but its picture "
+        f"{beside} is 288 x 384: give the mask made for that picture"
+    )
+    assert not seen
+    lone = save(tmp_path / "small" / "frame.png", colour)
+    assert launch_with(lone) == 0
+    assert seen["layers"] == [("frame", True)]
+    err = capsys.readouterr().err.strip()
+    assert err == f"napari-tmunet: not opened: the mask {small} is 100 x 384 pixels but its " + (
+        f"picture {lone} is 288 x 384: give the mask made for that picture"
+    )
 
 
 def test_metrics_pairs_the_segmented_picture_with_its_mask_file(monkeypatch):

@@ -259,6 +259,45 @@ def test_edited_output_survives_a_second_segment(registered, dock, monkeypatch):
     assert viewer.layers["half labels"].data.shape == half.shape[:2]
 
 
+def test_a_cmyk_jpeg_opened_by_napari_is_warned_about_and_segmented_as_rgb(
+    dock, qtbot, monkeypatch, tmp_path
+):
+    """The bundled colonoscopy frame saved as a CMYK JPEG and opened as napari opens it by
+    default (its own reader: the inks as (H, W, 4) RGBA, drawn dark): choosing it warns
+    once, naming it, that the picture shown is not what the model gets and how to open it
+    in RGB; Segment (worker thread) gives the model Pillow's RGB of the file: the labels
+    of the RGB picture, with the conversion said in the result line."""
+    from PIL import Image as Picture
+
+    import napari_tmunet._segment_widget as module
+    from napari_tmunet._dock_texts import CMYK_AS_STORED
+
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    colour, _ = load_sample("colonoscopy")
+    path = tmp_path / "frame cmyk.jpg"
+    Picture.fromarray(colour).convert("CMYK").save(path, quality=95)
+    with Picture.open(path) as stored:
+        as_rgb = np.asarray(stored.convert("RGB"))
+    viewer, widget = dock
+    (inks,) = viewer.open(str(path))
+    assert inks.rgb and inks.data.shape == (*as_rgb.shape[:2], 4)
+    widget.image.value = inks
+    assert warnings == [f"'frame cmyk': {CMYK_AS_STORED}."]
+    assert widget.model.value == "TM-UNet colonoscopy"
+    widget.segment()
+    wait_done(qtbot, widget)
+    from_inks = np.asarray(widget.last_layer.data)
+    assert "CMYK image: converted to RGB" in widget.summary.value
+    widget.image.value = viewer.add_image(as_rgb, name="frame rgb")
+    widget.segment()
+    wait_done(qtbot, widget)
+    np.testing.assert_array_equal(from_inks, widget.last_layer.data)
+    assert from_inks.any() and len(warnings) == 1  # Segment did not warn again
+
+
 def test_errors_become_notifications(dock, monkeypatch, tmp_path):
     monkeypatch.setenv("NAPARI_TMUNET_INLINE", "1")
     import napari_tmunet._segment_widget as module

@@ -210,7 +210,9 @@ def _start_variant(path: str, asked: str | None) -> dict:
 
 
 def cmd_fit(args) -> int:
+    from napari_tmunet.options import resolve_device
     from napari_tmunet.training.engine import fit
+    from napari_tmunet.training.finetune import recorded_validation
 
     if args.init_checkpoint and not args.resume:  # a fine-tune: the start's variant
         start = str(Path(args.init_checkpoint).expanduser().resolve())
@@ -219,8 +221,11 @@ def cmd_fit(args) -> int:
     made = _missing_top(run_dir)  # made by this call: removed again if the fit is refused
     try:
         _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
+        # a fine-tuning run's data: validated as that run was (its strip inside the image)
+        validate = recorded_validation(config, resolve_device(config.device))
+        callbacks = {"validate": validate} if validate is not None else None
         with stop_on_interrupt() as stop_event:
-            result = fit(config, run_dir, stop_event=stop_event)
+            result = fit(config, run_dir, callbacks=callbacks, stop_event=stop_event)
     except (Exception, KeyboardInterrupt):
         if made is not None and int(os.environ.get("RANK", "0")) == 0:
             _remove_unused(run_dir, made)

@@ -46,6 +46,24 @@ def stored_colour_space(path: str | os.PathLike | None) -> str | None:
         return None
 
 
+def napari_keeps_as_stored(path: str | os.PathLike) -> bool:
+    """Whether napari's own reader (PNG, JPEG, BMP) gives the file at ``path`` in colours no
+    model takes and napari draws wrongly: CMYK inks (YCCK JPEGs too: Pillow decodes them to
+    CMYK) as RGBA, which looks dark or black, or grey + alpha as (H, W, 2), drawn as H
+    frames of W x 2 pixels. ``data.images.read_image`` converts both (RGB, grey).
+
+    Reads the header only. Never raises (False)."""
+    try:
+        if Path(path).suffix.lower() in TIFF_SUFFIXES or not Path(path).is_file():
+            return False  # TIFFs: this plugin's reader opens them
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.mode in ("CMYK", "LA", "La")
+    except Exception:  # not an image this can read: napari's reader says why
+        return False
+
+
 def _tiff_colour_space(path: Path) -> str | None:
     import tifffile
 

@@ -26,8 +26,9 @@ last ones when unknown). A strip is scored the way Segment sees it: the model ru
 the whole image and only the strip's pixels count (a strip run alone, stretched to a
 resize-mode model's input, is not what Segment sees: colonoscopy Dice 0.94 -> 0.00); the
 engine's validation, which picks ``best.pt``, does the same (its ``validate`` callback).
-A headless ``fit --resume`` of such a run has no such callback: it validates on the strip
-alone. Pairs the user did not edit where others are edited (e.g. the
+A headless ``fit --resume`` of such a run (and its restart and rerun commands) validates
+the same way: ``napari-tmunet-train fit`` gets the callback from the run's finetune.json
+(:func:`recorded_validation`). Pairs the user did not edit where others are edited (e.g. the
 untouched frames of a Segment output stack: the model's own output) are left out of the
 data; the plan (finetune.json ``left_out``) names them. The report says how many edited
 pixels and objects the before/after comparison rests on, and when they are too few to
@@ -70,6 +71,7 @@ from ..data.colour_spaces import conversion_problem, convert_colours
 from ..data.images import write_image, write_mask
 from ..storage import atomic_path, write_json
 
+PLAN_FILE = "finetune.json"  # RUN/finetune.json: the run's record (see the module docstring)
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 # Fewer edited pixels or objects than this in the held-out part: the comparison of the
 # old and new model rests on too little to mean much (the report says so).
@@ -542,7 +544,7 @@ def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> 
         raise FileNotFoundError(f"nothing to resume: {train_dir / 'last.pt'} does not exist")
     config = TrainConfig.load(train_dir / "config.json")
     config.resume, config.device = True, job.device
-    plan = _read_json(run_dir / "finetune.json")
+    plan = _read_json(run_dir / PLAN_FILE)
     start_path = Path(config.init_checkpoint)
     checkpoint = None
     try:
@@ -579,7 +581,7 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
     checkpoint = load_checkpoint(start_path, device)
     modality = _modality_of(checkpoint, job.start_model)
     plan = _plan(job, run_dir, start_label, start_path, written, modality)
-    write_json(run_dir / "finetune.json", plan)
+    write_json(run_dir / PLAN_FILE, plan)
     config = make_config(job, checkpoint, start_path)
     write_json(run_dir / "config.json", config.to_dict())
     held_out, edits = written["held_out"], written["edits"]
@@ -644,21 +646,42 @@ def _training_data(config, region: dict | None, phase: Callable):
     them to score: a single image's whole image and its strip (``region``), else the
     valid items, whole (None)."""
     from ..data.cache import decode_folder
-    from ..data.images import read_image, read_mask
 
     phase("reading the training data back...")
     cache = decode_folder(config.data, workers=2)
     if region is not None:
-        data = Path(config.data)
-        image = read_image(data / region["image"], allow_stack=False)
-        mask = read_mask(data / region["mask"])[0]
-        cut = [slice(None), slice(None)]
-        cut[int(region["axis"])] = slice(int(region["start"]), int(region["stop"]))
-        return cache, [("held-out strip", image, mask)], tuple(cut)
+        return (cache, *_held_out_strip(Path(config.data), region))
     split = _read_json(Path(config.data) / "split.json")
     index = {name: i for i, name in enumerate(cache.names)}
     valid = [cache[index[name]] for name in split.get("valid", []) if name in index]
     return cache, valid, None
+
+
+def _held_out_strip(data: Path, region: dict) -> tuple[list, tuple[slice, slice]]:
+    """A single image's held-out sample (its whole image and mask in ``data``, as
+    ``region`` names them) and the strip of it to score."""
+    from ..data.images import read_image, read_mask
+
+    image = read_image(data / region["image"], allow_stack=False)
+    mask = read_mask(data / region["mask"])[0]
+    cut = [slice(None), slice(None)]
+    cut[int(region["axis"])] = slice(int(region["start"]), int(region["stop"]))
+    return [("held-out strip", image, mask)], tuple(cut)
+
+
+def recorded_validation(config, device) -> Callable | None:
+    """The ``validate`` callback of the fine-tuning run whose data folder ``config.data``
+    is, for a headless run on it (``fit --resume``, the restart and rerun commands in
+    finetune.json): a single image's held-out strip scored inside the whole image, as the
+    run recorded it (finetune.json's ``held_out_region``). None for other data (the
+    engine then validates on the split's valid part)."""
+    if not config.data or not Path(config.data).is_dir():
+        return None
+    region = _read_json(Path(config.data).parent / PLAN_FILE).get("held_out_region")
+    if not region:
+        return None
+    samples, cut = _held_out_strip(Path(config.data), region)
+    return strip_validation(samples, config.mode, device, cut)
 
 
 def _foreground_pixels(samples, region: tuple[slice, slice] | None) -> int:
