@@ -214,6 +214,44 @@ def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qt
     assert widget.segment_button.enabled and not widget.cancel_button.enabled
 
 
+def test_cancel_stops_the_forward_pass_under_way(registered, dock, qtbot, monkeypatch):
+    """Cancel during a forward pass ends that pass part way: none ends after the click
+    and none starts (a busy CPU takes seconds per batch of tiles; tester12C #7)."""
+    import time
+
+    from napari.layers import Labels
+
+    from napari_tmunet import inference
+
+    viewer, widget = dock
+    frame, _ = load_sample(registered.modality)
+    stack = np.stack([frame] * 4)  # resize mode: one forward pass per frame
+    widget.image.value = viewer.add_image(stack, name="stack", rgb=frame.ndim == 3)
+    widget.model.value = registered.name
+    widget.mode.value = "resize"
+    passes: list[list[str]] = []  # per forward pass: "start", then "end" if it ended
+    real_forward = inference.forward_logits
+
+    def watched(model, x, amp=True):
+        passes.append(["start"])
+        if len(passes) == 2:  # hold the second pass until Cancel is clicked
+            deadline = time.monotonic() + 60
+            while not widget.worker.abort_requested and time.monotonic() < deadline:
+                time.sleep(0.01)
+        out = real_forward(model, x, amp)
+        passes[-1].append("end")
+        return out
+
+    monkeypatch.setattr(inference, "forward_logits", watched)
+    widget.segment()
+    qtbot.waitUntil(lambda: len(passes) >= 2, timeout=120_000)
+    widget.cancel_button.clicked.emit()
+    wait_done(qtbot, widget, timeout=60_000)
+    assert widget.status.value == "cancelled"
+    assert passes == [["start", "end"], ["start"]]  # the second one stopped part way
+    assert not any(isinstance(layer, Labels) for layer in viewer.layers)
+
+
 def test_edited_output_survives_a_second_segment(registered, dock, monkeypatch):
     monkeypatch.setenv("NAPARI_TMUNET_INLINE", "1")
     from napari.layers import Labels
