@@ -381,6 +381,49 @@ def test_cuda_chosen_without_a_gpu_ends_the_run_with_its_reason(
     assert widget.segment_button.enabled and not widget.cancel_button.enabled
 
 
+def test_bad_input_is_told_in_plain_words(registered, dock, qtbot, monkeypatch):
+    """A (T, Z, Y, X, RGB) layer: one sentence naming the layer and what to do, without
+    an exception class name (tester12C #10)."""
+    import napari_tmunet._segment_widget as module
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    viewer, widget = dock
+    frame, _ = load_sample("colonoscopy")
+    layer = viewer.add_image(np.stack([np.stack([frame] * 3)] * 2), name="t_z_rgb", rgb=True)
+    widget.image.value = layer
+    widget.model.value = registered.name
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert messages and messages[-1].startswith("Segmenting t_z_rgb failed: image of shape")
+    assert "Error" not in messages[-1] and "add one time point as a layer" in messages[-1]
+    assert widget.status.value.startswith("t_z_rgb failed: image of shape")
+
+
+def test_an_unexpected_error_keeps_its_type_and_is_logged(
+    registered, dock, qtbot, monkeypatch, caplog
+):
+    """A failure that is not about the input: "Type: message" on the dock, traceback logged."""
+    import napari_tmunet._segment_widget as module
+    from napari_tmunet import inference
+
+    def broken(model, x, amp=True):
+        raise RuntimeError("boom in the forward pass")
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    monkeypatch.setattr(inference, "forward_logits", broken)
+    viewer, widget = dock
+    choose_sample(viewer, widget, registered)
+    with caplog.at_level("WARNING", logger="napari_tmunet"):
+        widget.segment()
+        wait_done(qtbot, widget)
+    assert messages and messages[-1].endswith("failed: RuntimeError: boom in the forward pass")
+    logged = [r for r in caplog.records if r.name == "napari_tmunet" and r.exc_info]
+    assert logged and "broken" in caplog.text  # the traceback names the raising function
+
+
 def test_a_folder_stacked_by_napari_says_how_to_open_it(dock, qtbot, monkeypatch, tmp_path):
     """napari's own reader makes a folder of pictures of several sizes one stack of the
     first one's size; Segment fails on the next frame and says which reader to choose."""
