@@ -189,9 +189,7 @@ def prepare_early(model: str, device: str) -> threading.Thread:
 Job = tuple[Any, bool, SegmentOptions]  # (data, rgb, options): an image and how to segment it
 
 
-def segment_jobs(
-    jobs: list[Job], cancel: threading.Event | None = None
-) -> Generator[tuple, None, None]:
+def segment_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
     """Worker body: load the jobs' models, then segment each ``(data, rgb, options)`` image
     with its own.
 
@@ -200,20 +198,8 @@ def segment_jobs(
     (:func:`warm_up`), ``("progress", index, done, total)``, then
     ``("result", index, SegmentOutcome)`` or ``("error", index, text)`` for an image that
     could not be segmented. A model that cannot be loaded raises before any image is
-    segmented (one error for the whole run). Once ``cancel`` is set, the forward pass under
-    way stops part way (``cancel.stop_when``) and the last message is ``("cancelled",)``.
+    segmented (one error for the whole run).
     """
-    from .cancel import Cancelled, stop_when
-
-    try:
-        with stop_when(cancel):
-            yield from _run_jobs(jobs)
-    except Cancelled:
-        yield ("cancelled",)
-
-
-def _run_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
-    """:func:`segment_jobs` without the cancel event: its messages for every job."""
     keys = list(dict.fromkeys((options.model, options.device) for _, _, options in jobs))
     with _preparing:  # the dock's early warm-up, if still running, ends first
         checkpoints = {key: registry.load_model(*key) for key in keys}
@@ -230,6 +216,21 @@ def _run_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
                 with _preparing:
                     warm_up(checkpoint)
         yield from _segment_one(index, data, rgb, checkpoint, options)
+
+
+def until_cancelled(
+    messages: Generator[tuple, None, None], cancel: threading.Event
+) -> Generator[tuple, None, None]:
+    """Run ``messages`` (e.g. :func:`segment_jobs`) on this thread; once ``cancel`` is set,
+    the forward pass under way stops part way (``cancel.stop_when``) and the last message
+    is ``("cancelled",)``."""
+    from .cancel import Cancelled, stop_when
+
+    try:
+        with stop_when(cancel):
+            yield from messages
+    except Cancelled:
+        yield ("cancelled",)
 
 
 def _segment_one(

@@ -48,6 +48,7 @@ from ._segment_jobs import (
     SegmentOutcome,
     prepare_early,
     segment_jobs,
+    until_cancelled,
 )
 from ._segment_outputs import DISCLAIMER, OutputLayers, _model_id, _Output
 from ._segment_rederive import Rederive, _cutoffs, runs_inline
@@ -595,8 +596,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         self._cancel = threading.Event()  # set by Cancel: stops the forward pass under way
         self.worker = start_worker(
-            segment_jobs,
-            jobs,
+            until_cancelled,
+            segment_jobs(jobs),
             self._cancel,
             connect={
                 "yielded": self._on_yielded,
