@@ -6,7 +6,7 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
-from _paths import DATASETS
+from _paths import DATASETS, EXTRA
 from PIL import Image
 
 from napari_tmunet._sample_data import load_sample
@@ -543,3 +543,13 @@ def test_looks_like_mask_tells_masks_from_pictures():
     assert not looks_like_mask(rng.integers(0, 256, (64, 64), dtype=np.uint8))
     assert not looks_like_mask(np.zeros((64, 64), np.uint8))
     assert not looks_like_mask(np.dstack([mask] * 3))  # RGB
+
+
+@pytest.mark.skipif(not (EXTRA / "CPM15").is_dir(), reason="extra-data CPM15 not present")
+def test_looks_like_mask_on_cpm15_masks_and_images():
+    """CPM15's instance-id PNG masks (uint16) look like masks; its H&E images do not."""
+    from napari_tmunet.data.images import looks_like_mask
+
+    for name in ("image01.png", "image02.png"):
+        assert looks_like_mask(read_image(EXTRA / "CPM15" / "masks" / name)), name
+        assert not looks_like_mask(read_image(EXTRA / "CPM15" / "images" / name)), name
