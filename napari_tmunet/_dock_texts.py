@@ -64,7 +64,8 @@ FINETUNE_TIPS = {
 
 METRICS_TIPS = {
     "prediction": "The Labels layer to score (follows the layer you select).",
-    "reference": "The reference (ground-truth) Labels layer.",
+    "reference": "The reference (ground-truth) mask: a Labels layer, or an image that "
+    "looks like a mask (e.g. a mask PNG opened with File > Open).",
     "compute_button": "Compute Dice, IoU, precision, recall and Hausdorff "
     "distances, per 2-D slice and overall.",
     "export_button": "Save all rows shown (both tables) as a CSV file.",

@@ -1,4 +1,6 @@
-"""Metrics dock widget: compare a prediction Labels layer with a reference Labels layer.
+"""Metrics dock widget: compare a prediction Labels layer with a reference mask: a Labels
+layer, or an Image layer that looks like a mask (``data.images.looks_like_mask``: a 0/255
+or instance-id PNG that napari's File > Open made an image), read as labels.
 
 Scores come from ``napari_tmunet.metrics`` (the same code as the trainer's reports):
 Dice, IoU, precision, recall, F1 and the Hausdorff distances per 2-D slice and over
@@ -22,6 +24,7 @@ from ._widget_common import (
     fit_width,
     full_data,
     intro_above,
+    is_probability_map,
     keeping_layers,
     on_dock_closed,
     plural,
@@ -84,8 +87,10 @@ _ROLE_WORDS = re.compile(
 class MetricsWidget(Container):
     """Choose a prediction and a reference Labels layer, compute, read and export scores.
 
-    The choosers follow the Labels layer the user selects (a reference-like name goes to
-    Reference, any other to Prediction). Comparison rows (e.g. before/after fine-tuning)
+    The choosers offer the Labels layers and the Image layers that look like masks
+    (:func:`_is_mask_image`; such an image is taken for a reference). They follow the
+    layer the user selects (a reference-like one goes to Reference, any other to
+    Prediction). Comparison rows (e.g. before/after fine-tuning)
     and the per-slice rows of a computation are separate tables.
 
     Attributes:
@@ -109,8 +114,8 @@ class MetricsWidget(Container):
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
 
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
-        self.prediction = ComboBox(label="Prediction", choices=self._labels_choices)
-        self.reference = ComboBox(label="Reference", choices=self._labels_choices)
+        self.prediction = ComboBox(label="Prediction", choices=self._mask_choices)
+        self.reference = ComboBox(label="Reference", choices=self._mask_choices)
         self.pair_note = Label(value="")
         self.compute_button = PushButton(text="Compute")
         self.export_button = PushButton(text="Export CSV…", enabled=False)
@@ -160,10 +165,29 @@ class MetricsWidget(Container):
         self._update_pair_note()  # the names it shows may have changed
 
     # ----------------------------------------------------------------- layer lists
-    def _labels_choices(self, _widget=None) -> list[tuple[str, Any]]:
-        from napari.layers import Labels
+    def _mask_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        """(name, layer) of the Labels layers and of the Image layers that look like masks."""
+        return [(layer.name, layer) for layer in self._viewer.layers if _is_mask_layer(layer)]
 
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+    def _unoffered_hint(self) -> str:
+        """With fewer than two layers to compare and an image not offered: how to make
+        one a mask; else ""."""
+        from napari.layers import Image
+
+        if len(self._mask_choices()) >= 2:
+            return ""
+        images = [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and not _is_mask_layer(layer)
+        ]
+        if not images:
+            return ""
+        return (
+            "Only Labels layers and images that look like masks (0/255, 0/1 or object ids) "
+            "can be compared: to use another image as a mask, right-click its layer and "
+            "choose Convert to Labels."
+        )
 
     def _refresh_choices(self, _event=None) -> None:
         """Re-read the Labels layers; keep the selection, else guess a sensible pair.
@@ -171,16 +195,17 @@ class MetricsWidget(Container):
         The guess takes the newest prediction-like layer that has a reference of its
         shape (:meth:`_reference_for`), else pairs two layers of one shape.
         """
+        _forget_mask_images(self._viewer.layers)
         self.reset_choices()
-        layers = [layer for _, layer in self._labels_choices()]
+        layers = [layer for _, layer in self._mask_choices()]
         if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
             return
         for layer in reversed(layers):
-            reference = None if _looks_like_reference(layer.name) else self._reference_for(layer)
+            reference = None if _looks_like_reference(layer) else self._reference_for(layer)
             if reference is not None:
                 self.reference.value, self.prediction.value = reference, layer
                 return
-        refs = [layer for layer in layers if _looks_like_reference(layer.name)] or layers[:1]
+        refs = [layer for layer in layers if _looks_like_reference(layer)] or layers[:1]
         # the first reference with another layer of its shape; the newest such layer is
         # the prediction (two samples' masks differ in shape and are no pair)
         pairs = [
@@ -203,14 +228,12 @@ class MetricsWidget(Container):
         layer of the same shape, else takes another Labels layer of its shape if there is
         one (else the pair note says the shapes differ).
         """
-        from napari.layers import Labels
-
         layer = self._viewer.layers.selection.active
-        if not isinstance(layer, Labels):
+        if not _is_mask_layer(layer):
             return
         self.reset_choices()
         prediction, reference = self.prediction.value, self.reference.value
-        if _looks_like_reference(layer.name):
+        if _looks_like_reference(layer):
             if prediction is None or _same(prediction, layer):
                 self.reference.value = layer
                 self._refresh_choices()
@@ -232,8 +255,8 @@ class MetricsWidget(Container):
         """The reference-like Labels layers of ``prediction``'s shape, other than it."""
         return [
             layer
-            for _, layer in self._labels_choices()
-            if _looks_like_reference(layer.name)
+            for _, layer in self._mask_choices()
+            if _looks_like_reference(layer)
             and not _same(layer, prediction)
             and _shape(layer) == _shape(prediction)
         ]
@@ -243,7 +266,7 @@ class MetricsWidget(Container):
         return next(
             (
                 layer
-                for _, layer in self._labels_choices()
+                for _, layer in self._mask_choices()
                 if not _same(layer, prediction) and _shape(layer) == _shape(prediction)
             ),
             None,
@@ -261,6 +284,7 @@ class MetricsWidget(Container):
     def _update_pair_note(self, _value=None) -> None:
         """Show :meth:`_pair_warning` under the choosers (hidden when there is none)."""
         note = self._pair_warning(self.prediction.value, self.reference.value)
+        note = note or self._unoffered_hint()
         self.pair_note.value = note
         self.pair_note.visible = bool(note)
 
@@ -301,7 +325,10 @@ class MetricsWidget(Container):
         """Read the chosen layers into arrays, or raise ValueError saying what is wrong."""
         pred_layer, ref_layer = self.prediction.value, self.reference.value
         if pred_layer is None or ref_layer is None:
-            raise ValueError("Choose a prediction and a reference Labels layer.")
+            raise ValueError(
+                "Choose a prediction and a reference: Labels layers, or images that look "
+                "like masks."
+            )
         if _same(pred_layer, ref_layer):
             raise ValueError(
                 f"Prediction and Reference are the same layer ({pred_layer.name}): "
@@ -536,8 +563,50 @@ def _same(a, b) -> bool:
     return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
 
 
-def _looks_like_reference(name: str) -> bool:
-    return _REFERENCE_HINT.search(name) is not None
+def _looks_like_reference(layer) -> bool:
+    """A reference by its name ("612 mask", "ground truth"), or an Image layer that looks
+    like a mask (predictions are Segment's Labels layers)."""
+    from napari.layers import Image
+
+    return isinstance(layer, Image) or _REFERENCE_HINT.search(layer.name) is not None
+
+
+def _is_mask_layer(layer) -> bool:
+    """A Labels layer, or an Image layer that looks like a mask (:func:`_is_mask_image`)."""
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels) or _is_mask_image(layer)
+
+
+# id(data) -> (data, whether it looks like a mask): judged once per array, not at each
+# refresh of the choosers; entries of arrays no longer in a layer go at the next refresh.
+_MASK_IMAGES: dict[int, tuple[Any, bool]] = {}
+
+
+def _is_mask_image(layer) -> bool:
+    """Whether ``layer`` is an Image layer holding a mask (``looks_like_mask``): grey,
+    integer, in memory (a lazy or multiscale image is not read for this), not a
+    probability map of the Segment dock."""
+    from napari.layers import Image
+
+    from .data.images import looks_like_mask
+
+    if not isinstance(layer, Image) or layer.rgb or layer.multiscale or is_probability_map(layer):
+        return False
+    data = layer.data
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biu":
+        return False
+    known = _MASK_IMAGES.get(id(data))
+    if known is None or known[0] is not data:
+        known = _MASK_IMAGES[id(data)] = (data, looks_like_mask(data))
+    return known[1]
+
+
+def _forget_mask_images(layers) -> None:
+    """Drop the judgements of arrays that no layer in ``layers`` holds any more."""
+    held = {id(layer.data) for layer in layers}
+    for key in [key for key in _MASK_IMAGES if key not in held]:
+        del _MASK_IMAGES[key]
 
 
 def _name_stem(name: str) -> str:

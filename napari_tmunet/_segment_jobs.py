@@ -218,6 +218,21 @@ def segment_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
         yield from _segment_one(index, data, rgb, checkpoint, options)
 
 
+def until_cancelled(
+    messages: Generator[tuple, None, None], cancel: threading.Event
+) -> Generator[tuple, None, None]:
+    """Run ``messages`` (e.g. :func:`segment_jobs`) on this thread; once ``cancel`` is set,
+    the forward pass under way stops part way (``cancel.stop_when``) and the last message
+    is ``("cancelled",)``."""
+    from .cancel import Cancelled, stop_when
+
+    try:
+        with stop_when(cancel):
+            yield from messages
+    except Cancelled:
+        yield ("cancelled",)
+
+
 def _segment_one(
     index: int, data, rgb: bool, checkpoint, options: SegmentOptions
 ) -> Generator[tuple, None, None]:

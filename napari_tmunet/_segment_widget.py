@@ -48,6 +48,7 @@ from ._segment_jobs import (
     SegmentOutcome,
     prepare_early,
     segment_jobs,
+    until_cancelled,
 )
 from ._segment_outputs import DISCLAIMER, OutputLayers, _model_id, _Output
 from ._segment_rederive import Rederive, _cutoffs, runs_inline
@@ -108,6 +109,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         # unwrapped layers compare and hash as themselves.
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.worker = None  # the napari worker of the last run
+        self._cancel = threading.Event()  # the last run's: set by Cancel
         self.last_layer: Labels | None = None  # the Labels layer written last
         self.last_result: SegmentOutcome | None = None  # of the last image segmented
         self.last_rederive_seconds: float | None = None
@@ -272,6 +274,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         quietly, and leave the widgets alone from now on (closing the viewer deletes them)."""
         self._closed = True
         if self.running and self.worker is not None:
+            self._cancel.set()
             self.worker.quit()
 
     # --- choices and small state -------------------------------------------------------
@@ -486,9 +489,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._start(layers)
 
     def cancel(self, _=None):
-        """Stop the running job after the current forward pass."""
+        """Stop the running job: the forward pass under way stops part way (``cancel``)."""
         if self.running and self.worker is not None:
             self.status.value = "cancelling..."
+            self._cancel.set()
             self.worker.quit()
 
     def _read_options(self, layers: list[Image]) -> list[SegmentOptions] | None:
@@ -590,9 +594,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 self._on_error(err)
             self._on_finished()
             return
+        self._cancel = threading.Event()  # set by Cancel: stops the forward pass under way
         self.worker = start_worker(
-            segment_jobs,
-            jobs,
+            until_cancelled,
+            segment_jobs(jobs),
+            self._cancel,
             connect={
                 "yielded": self._on_yielded,
                 "errored": self._on_error,
@@ -632,6 +638,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._options = self._job_options[index]
             if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
                 self._show_model_defaults(self._defaults)
+        elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
+            self._outcome = "cancelled"
         elif kind == "status":  # e.g. compiling GPU kernels before the first image
             self.status.value = message[1]
         elif kind == "progress":

@@ -27,10 +27,13 @@ class WorkerRuntimeError(Exception):
 
 
 def error_text(err: BaseException) -> str:
-    """``"Type: message"`` of a worker's error (a re-raised RuntimeError's own type)."""
+    """A worker's error in words (``errors.describe_error``: the message alone for bad
+    input, else ``"Type: message"``), a re-raised RuntimeError as its own."""
+    from .errors import describe_error
+
     if isinstance(err, WorkerRuntimeError) and err.__cause__ is not None:
         err = err.__cause__
-    return f"{type(err).__name__}: {err}"
+    return describe_error(err)
 
 
 def _runtime_errors_reported(function: Callable) -> Callable:

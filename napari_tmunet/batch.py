@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from .checkpoint import Checkpoint
+from .errors import describe_error
 from .inference import segment
 
 # What one bad image may raise without ending a batch: unreadable or refused input
@@ -42,8 +43,8 @@ def segment_each(
 
     Yields:
         ``("progress", index, done, total)`` as each image goes on, then
-        ``("result", index, SegmentationResult)`` or ``("error", index, text)`` with the
-        error's type and message.
+        ``("result", index, SegmentationResult)`` or ``("error", index, text)``: the
+        error in words (``errors.describe_error``).
     """
     for index, (data, rgb) in enumerate(jobs):
         try:
@@ -61,6 +62,6 @@ def segment_each(
         except RECOVERABLE as err:
             if raise_if_single and len(jobs) == 1:
                 raise
-            yield ("error", index, f"{type(err).__name__}: {err}")
+            yield ("error", index, describe_error(err))
             continue
         yield ("result", index, result)

@@ -93,18 +93,16 @@ def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool
     shape = tuple(np.shape(image))
     if rgb is None:
         rgb = len(shape) in (3, 4) and shape[-1] in (3, 4)
+    spatial = len(shape) - (1 if rgb else 0)
+    if spatial > 3 and (not rgb or shape[-1] in (1, 2, 3, 4)):
+        raise ValueError(_too_many_axes_message(shape, rgb))
     if rgb and (len(shape) not in (3, 4) or shape[-1] not in (1, 2, 3, 4)):
         raise ValueError(
             f"image of shape {shape} marked as colour: expected (H, W, C) or (Z, H, W, C) "
             "with C in 1..4"
         )
-    spatial = len(shape) - (1 if rgb else 0)
     if spatial not in (2, 3):
-        hint = ""
-        if spatial > 3:
-            hint = "; pick one time point or channel first (e.g. a 2-D slice of the layer)"
-        elif spatial < 2:
-            hint = "; a 1-D signal is not an image"
+        hint = "; a 1-D signal is not an image" if spatial < 2 else ""
         raise ValueError(f"image of shape {shape}: expected {EXPECTED_SHAPES}{hint}.")
     h, w = shape[spatial - 2 : spatial]
     if min(h, w) < MIN_SIDE or (spatial == 3 and shape[0] == 0):
@@ -612,6 +610,26 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+def _too_many_axes_message(shape: tuple, rgb: bool) -> str:
+    """For an image with more axes than a stack of frames (e.g. time and depth): what it
+    is, and how to get an image or stack that can be segmented."""
+    axes = len(shape) - 2 - int(rgb)
+    if rgb:  # napari's Split Stack splits a colour layer into its channels
+        return (
+            f"image of shape {shape} has {axes} axes before its colour frames (e.g. time "
+            "and depth), and only one colour image (H, W, C) or one stack of them "
+            "(Z, H, W, C) can be segmented: add one time point as a layer of its own (in "
+            "napari's console: viewer.add_image(layer.data[0], rgb=True)), or save the "
+            "time points as separate files, and segment that."
+        )
+    return (
+        f"image of shape {shape} has {axes} axes before its frames (e.g. time and depth), "
+        "and only one image (H, W) or one stack (Z, H, W) can be segmented: split it into "
+        f"its {shape[0]} stacks (in napari: right-click the layer, Split Stack) and segment "
+        "one of them."
+    )
 
 
 def _small_colour_message(shape: tuple, rgb: bool) -> str:

@@ -33,6 +33,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .errors import describe_error
 from .options import DEVICES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -287,7 +288,7 @@ def _predict(args, images: list[Path], models: _Models) -> int:
                 if args.overwrite:  # the masks of an earlier run of this image are replaced
                     stale.remove(args.output_dir, stems[path], suffix, _frame_count(labels))
             except (ValueError, OSError) as err:
-                failed.append((path, f"{type(err).__name__}: {err}"))
+                failed.append((path, describe_error(err)))
     except KeyboardInterrupt:
         _close(bars)
         partly = (
@@ -448,7 +449,7 @@ def _segment(todo: list[Path], models: _Models, args):
             image = open_image(path, max_pixels=args.max_pixels)
             checkpoint, mode, instances = models.for_image(image, path)
         except RECOVERABLE as err:
-            yield ("error", index, f"{type(err).__name__}: {err}")
+            yield ("error", index, describe_error(err))
             continue
         messages = segment_each(
             [(image, None)],

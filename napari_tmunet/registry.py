@@ -200,6 +200,7 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto") -> Checkpo
         ValueError: unknown name, missing file or a pre-training checkpoint;
         ``checkpoint.CheckpointError`` for a file that is not a valid checkpoint.
     """
+    from .cancel import stoppable
     from .checkpoint import load_checkpoint
     from .inference import resolve_device
 
@@ -213,6 +214,7 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto") -> Checkpo
             return _cache[key]
     checkpoint = load_checkpoint(path, dev)
     check_segments(checkpoint, path)
+    stoppable(checkpoint.model)  # a cancelled Segment run stops it part way
     checkpoint.metadata.setdefault("provisional", provisional)
     with _cache_lock:
         _cache[key] = checkpoint

@@ -358,3 +358,22 @@ def test_batch_dice_over_ddp_ranks_is_the_global_batch_dice(tmp_path):
         per_one = segmentation_loss(logits.detach(), target, reduction="none", dice_over="batch")
         assert torch.allclose(got["loss"], per_one[mine], atol=1e-6)
         assert torch.allclose(got["grad"] / 2, logits.grad[mine], atol=1e-7, rtol=1e-5)
+
+
+def test_errors_are_told_plainly_when_they_are_about_the_input(caplog):
+    """errors.describe_error: a ValueError or this package's error: its message alone;
+    anything else: "Type: message", its traceback logged."""
+    from napari_tmunet.data.datasets import DatasetError
+    from napari_tmunet.errors import describe_error
+    from napari_tmunet.training.run_folder import RunDirError
+
+    assert describe_error(DatasetError("every mask is empty")) == "every mask is empty"
+    assert describe_error(RunDirError("run folder /x is busy")) == "run folder /x is busy"
+    assert describe_error(ValueError("image of shape (3,)")) == "image of shape (3,)"
+    assert describe_error(ValueError()) == "ValueError"
+    try:
+        raise KeyError("tile")
+    except KeyError as err:
+        with caplog.at_level("WARNING", logger="napari_tmunet"):
+            assert describe_error(err) == "KeyError: 'tile'"
+    assert caplog.records and caplog.records[-1].exc_info

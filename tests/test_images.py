@@ -6,7 +6,7 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
-from _paths import DATASETS
+from _paths import DATASETS, EXTRA
 from PIL import Image
 
 from napari_tmunet._sample_data import load_sample
@@ -521,3 +521,35 @@ def test_conversions_that_are_not_safe_say_what_to_do(tmp_path):
     assert "save it as RGB" in conversion_problem(mapped_inks, CMYK)
     mapped_grey = np.memmap(tmp_path / "grey", np.uint8, "w+", shape=(8, 8, 2))
     assert "save it as grey" in conversion_problem(mapped_grey, GREY_ALPHA)
+
+
+def test_looks_like_mask_tells_masks_from_pictures():
+    """Binary 0/v and instance-id masks (2-D or a stack) are masks; photographs (grey or
+    colour), floats, noise and an all-zero array are not."""
+    from scipy import ndimage
+
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.data.images import looks_like_mask
+
+    for modality in ("colonoscopy", "nuclei", "ultrasound"):
+        image, mask = load_sample(modality)
+        ids = ndimage.label(mask > 0)[0]
+        assert looks_like_mask(mask) and looks_like_mask(mask > 0), modality  # 0/255, bool
+        assert looks_like_mask(ids.astype(np.uint16)) and looks_like_mask(np.stack([ids] * 2))
+        grey = image if image.ndim == 2 else image[..., 1]
+        assert not looks_like_mask(image) and not looks_like_mask(grey), modality
+        assert not looks_like_mask(mask.astype(np.float32) / 255)
+    rng = np.random.default_rng(0)
+    assert not looks_like_mask(rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    assert not looks_like_mask(np.zeros((64, 64), np.uint8))
+    assert not looks_like_mask(np.dstack([mask] * 3))  # RGB
+
+
+@pytest.mark.skipif(not (EXTRA / "CPM15").is_dir(), reason="extra-data CPM15 not present")
+def test_looks_like_mask_on_cpm15_masks_and_images():
+    """CPM15's instance-id PNG masks (uint16) look like masks; its H&E images do not."""
+    from napari_tmunet.data.images import looks_like_mask
+
+    for name in ("image01.png", "image02.png"):
+        assert looks_like_mask(read_image(EXTRA / "CPM15" / "masks" / name)), name
+        assert not looks_like_mask(read_image(EXTRA / "CPM15" / "images" / name)), name

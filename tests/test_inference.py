@@ -219,7 +219,7 @@ def test_segment_instances_through_the_model():
 )
 def test_unsupported_shapes_say_what_was_expected(shape, rgb):
     checkpoint = make_checkpoint(PixelModel(), size=(32, 32))
-    with pytest.raises(ValueError, match=r"expected|at least"):
+    with pytest.raises(ValueError, match=r"expected|at least|can be segmented"):
         run_to_completion(segment(np.zeros(shape, np.uint8), checkpoint, rgb=rgb))
 
 
@@ -490,3 +490,27 @@ def test_a_grey_alpha_picture_read_by_napari_is_explained(tmp_path):
     ):
         run_to_completion(segment(layer_data, checkpoint, rgb=False))
     assert read_image(path).shape == grey.shape  # what predict reads
+
+
+def test_a_cancelled_run_stops_its_forward_pass_and_no_other_threads():
+    """cancel.stop_when: a set event stops this thread's forward pass at its next module;
+    the same model on another thread, or outside the block, runs on."""
+    import threading
+
+    from napari_tmunet.cancel import Cancelled, stop_when, stoppable
+
+    model = stoppable(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU()))
+    x = torch.zeros(1, 1, 8, 8)
+    event = threading.Event()
+    with stop_when(event):
+        assert model(x).shape == (1, 2, 6, 6)  # not cancelled yet
+        event.set()
+        outputs = []
+        other = threading.Thread(target=lambda: outputs.append(model(x)))
+        other.start()
+        other.join()
+        assert len(outputs) == 1  # another thread's pass is not this run's
+        with pytest.raises(Cancelled):
+            model(x)
+    assert model(x).shape == (1, 2, 6, 6)  # the block is over
+    assert len(model[0]._forward_pre_hooks) == 1 and stoppable(model) is model  # hooked once

@@ -689,3 +689,44 @@ def test_segmenting_another_image_never_pairs_layers_of_two_sizes(widget, qtbot)
     viewer.layers.selection.active = again
     assert widget.prediction.value is again and widget.reference.value is us_pred
     assert "differ in size" not in _note(widget)
+
+
+@pytest.mark.parametrize("kind", ["binary", "instances"])
+def test_a_mask_png_opened_as_an_image_is_offered_as_the_reference(
+    widget, masks, qtbot, tmp_path, kind
+):
+    """File > Open makes a 0/255 or an instance-id PNG an Image layer; the dock offers it
+    as the reference, reads it as labels and scores it (tester12C #6)."""
+    from PIL import Image as Picture
+
+    viewer, widget = widget
+    prediction, reference = masks
+    stored = (reference > 0).astype(np.uint8) * 255
+    if kind == "instances":  # ids 1..N, as a saved instance PNG or CPM15's masks
+        stored = ndimage.label(ndimage.binary_erosion(reference, iterations=2))[0]
+        stored = stored.astype(np.uint16)
+    path = tmp_path / "frame7.png"
+    Picture.fromarray(stored).save(path)
+    pred_layer = viewer.add_labels(prediction, name="frame7 labels")
+    (opened,) = viewer.open(str(path), plugin="napari")  # napari's own reader, as File > Open
+    assert opened.__class__.__name__ == "Image"
+    assert _choice_names(widget.reference) == ["frame7 labels", "frame7"]
+    assert widget.reference.value is opened and widget.prediction.value is pred_layer
+
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=20_000)
+    expected = metrics.dice_score(prediction > 0, stored > 0)
+    assert widget.results[-1]["dice"] == pytest.approx(expected)
+    assert widget.status.value.startswith("frame7 labels vs frame7: Dice")
+
+
+def test_a_picture_is_not_offered_and_the_dock_says_how_to_convert_one(widget, masks):
+    """A photograph is no mask: not offered; with one Labels layer, the note says how to
+    make an image a mask."""
+    viewer, widget = widget
+    prediction, _ = masks
+    picture, _ = load_sample("colonoscopy")
+    viewer.add_image(picture[..., 0], name="grey frame")  # uint8 grey photograph
+    viewer.add_labels(prediction, name="frame labels")
+    assert _choice_names(widget.reference) == ["frame labels"]
+    assert "right-click its layer and choose Convert to Labels" in _note(widget)

@@ -214,6 +214,44 @@ def test_event_loop_runs_during_segment_and_cancel_stops_it(registered, dock, qt
     assert widget.segment_button.enabled and not widget.cancel_button.enabled
 
 
+def test_cancel_stops_the_forward_pass_under_way(registered, dock, qtbot, monkeypatch):
+    """Cancel during a forward pass ends that pass part way: none ends after the click
+    and none starts (a busy CPU takes seconds per batch of tiles; tester12C #7)."""
+    import time
+
+    from napari.layers import Labels
+
+    from napari_tmunet import inference
+
+    viewer, widget = dock
+    frame, _ = load_sample(registered.modality)
+    stack = np.stack([frame] * 4)  # resize mode: one forward pass per frame
+    widget.image.value = viewer.add_image(stack, name="stack", rgb=frame.ndim == 3)
+    widget.model.value = registered.name
+    widget.mode.value = "resize"
+    passes: list[list[str]] = []  # per forward pass: "start", then "end" if it ended
+    real_forward = inference.forward_logits
+
+    def watched(model, x, amp=True):
+        passes.append(["start"])
+        if len(passes) == 2:  # hold the second pass until Cancel is clicked
+            deadline = time.monotonic() + 60
+            while not widget.worker.abort_requested and time.monotonic() < deadline:
+                time.sleep(0.01)
+        out = real_forward(model, x, amp)
+        passes[-1].append("end")
+        return out
+
+    monkeypatch.setattr(inference, "forward_logits", watched)
+    widget.segment()
+    qtbot.waitUntil(lambda: len(passes) >= 2, timeout=120_000)
+    widget.cancel_button.clicked.emit()
+    wait_done(qtbot, widget, timeout=60_000)
+    assert widget.status.value == "cancelled"
+    assert passes == [["start", "end"], ["start"]]  # the second one stopped part way
+    assert not any(isinstance(layer, Labels) for layer in viewer.layers)
+
+
 def test_edited_output_survives_a_second_segment(registered, dock, monkeypatch):
     monkeypatch.setenv("NAPARI_TMUNET_INLINE", "1")
     from napari.layers import Labels
@@ -341,6 +379,49 @@ def test_cuda_chosen_without_a_gpu_ends_the_run_with_its_reason(
     assert messages and "RuntimeError" in messages[-1] and "CUDA is not available" in messages[-1]
     assert "choose 'auto' or 'cpu'" in widget.status.value
     assert widget.segment_button.enabled and not widget.cancel_button.enabled
+
+
+def test_bad_input_is_told_in_plain_words(registered, dock, qtbot, monkeypatch):
+    """A (T, Z, Y, X, RGB) layer: one sentence naming the layer and what to do, without
+    an exception class name (tester12C #10)."""
+    import napari_tmunet._segment_widget as module
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    viewer, widget = dock
+    frame, _ = load_sample("colonoscopy")
+    layer = viewer.add_image(np.stack([np.stack([frame] * 3)] * 2), name="t_z_rgb", rgb=True)
+    widget.image.value = layer
+    widget.model.value = registered.name
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert messages and messages[-1].startswith("Segmenting t_z_rgb failed: image of shape")
+    assert "Error" not in messages[-1] and "add one time point as a layer" in messages[-1]
+    assert widget.status.value.startswith("t_z_rgb failed: image of shape")
+
+
+def test_an_unexpected_error_keeps_its_type_and_is_logged(
+    registered, dock, qtbot, monkeypatch, caplog
+):
+    """A failure that is not about the input: "Type: message" on the dock, traceback logged."""
+    import napari_tmunet._segment_widget as module
+    from napari_tmunet import inference
+
+    def broken(model, x, amp=True):
+        raise RuntimeError("boom in the forward pass")
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    monkeypatch.setattr(inference, "forward_logits", broken)
+    viewer, widget = dock
+    choose_sample(viewer, widget, registered)
+    with caplog.at_level("WARNING", logger="napari_tmunet"):
+        widget.segment()
+        wait_done(qtbot, widget)
+    assert messages and messages[-1].endswith("failed: RuntimeError: boom in the forward pass")
+    logged = [r for r in caplog.records if r.name == "napari_tmunet" and r.exc_info]
+    assert logged and "broken" in caplog.text  # the traceback names the raising function
 
 
 def test_a_folder_stacked_by_napari_says_how_to_open_it(dock, qtbot, monkeypatch, tmp_path):

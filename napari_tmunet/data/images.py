@@ -661,3 +661,63 @@ def _rational(value) -> float:
     if isinstance(value, tuple):
         return value[0] / value[1] if value[1] else 0.0
     return float(value)
+
+
+# --- looks_like_mask (fix-71; fix-69 adds one with the same contract: keep one) ---------
+# Shared by the Segment dock (a mask is no image to segment) and the Metrics dock (an
+# Image layer that is a mask can be the reference).
+
+MASK_MIN_FLAT_SHARE = (
+    0.9  # of the non-zero pixels, at least this share has a same-valued 4-neighbour
+)
+MASK_MIN_PIXELS_PER_ID = 16  # instance ids 0..N: at least this many pixels per id on average
+
+
+def looks_like_mask(array) -> bool:
+    """Whether ``array`` looks like a mask rather than a picture.
+
+    True for a 2-D array, or a (Z, H, W) stack judged by its first frame with non-zero
+    pixels, of integers or bools that holds 0 and either one other value (binary: 0/1,
+    0/255) or ids 0..N with N small for its pixel count (:data:`MASK_MIN_PIXELS_PER_ID`)
+    whose non-zero pixels mostly lie in flat regions: at least :data:`MASK_MIN_FLAT_SHARE`
+    of them have a 4-neighbour of the same value. False for photographs and scans (their
+    pixels vary inside objects), RGB(A) (H, W, 3|4) arrays, floats, negative values and an
+    all-zero array (nothing tells it from a black picture).
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in "biu" or array.ndim not in (2, 3) or 0 in array.shape:
+        return False
+    if array.ndim == 3 and array.shape[-1] in (3, 4):  # colour
+        return False
+    frame = _first_nonzero_frame(array)
+    if frame is None or frame.min() < 0 or frame.min() != 0:
+        return False
+    top = frame.max()
+    if not np.any((frame != 0) & (frame != top)):  # binary {0, v}
+        return True
+    if int(top) * MASK_MIN_PIXELS_PER_ID > frame.size:
+        return False
+    return _flat_share(frame) >= MASK_MIN_FLAT_SHARE
+
+
+def _first_nonzero_frame(array: np.ndarray) -> np.ndarray | None:
+    """The (H, W) array itself, or a stack's first frame with a non-zero pixel; None if
+    every pixel is 0."""
+    frames = [array] if array.ndim == 2 else array
+    return next((frame for frame in frames if frame.any()), None)
+
+
+def _flat_share(frame: np.ndarray) -> float:
+    """The share of ``frame``'s non-zero pixels that have a 4-neighbour of the same value."""
+    same = np.zeros(frame.shape, bool)
+    across = frame[:, 1:] == frame[:, :-1]
+    same[:, 1:] |= across
+    same[:, :-1] |= across
+    down = frame[1:] == frame[:-1]
+    same[1:] |= down
+    same[:-1] |= down
+    foreground = frame != 0
+    return np.count_nonzero(same & foreground) / max(1, np.count_nonzero(foreground))
+
+
+# --- end of looks_like_mask -----------------------------------------------------------
