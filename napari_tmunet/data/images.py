@@ -661,3 +661,42 @@ def _rational(value) -> float:
     if isinstance(value, tuple):
         return value[0] / value[1] if value[1] else 0.0
     return float(value)
+
+
+# looks_like_mask: inside a mask's objects neighbouring pixels hold the same id; measured
+# on neighbouring pixel pairs that are both non-zero, at most 0.9% differ in CPM-15
+# instance masks, 7% in Kvasir-SEG's JPEG masks, 0 in binary masks, and at least 53% in
+# every DSB2018 fluorescence, BUSI and UDIAT image (8-bit or 16-bit grey).
+MASK_MAX_CHANGING_PAIRS = 0.15
+
+
+def looks_like_mask(array) -> bool:
+    """Whether ``array`` looks like a mask rather than a picture: integer (or bool) grey data
+    (an RGB(A) array counts when its three colour channels are equal) holding 0 and at least
+    one other value, whose objects are flat: of the pairs of neighbouring pixels (across and
+    down) that are both non-zero, at most :data:`MASK_MAX_CHANGING_PAIRS` differ. That holds
+    for 0/255 and 0/1 binary masks and for 0..N instance ids, not for photographs, scans or
+    microscopy, whose pixels vary inside objects. A stack is judged by its first frame; an
+    all-zero array is no mask (nothing tells it from a black picture)."""
+    frame = _grey_frame(np.asarray(array))
+    if frame is None or frame.dtype.kind not in "biu" or frame.ndim != 2:
+        return False
+    pairs = changing = 0
+    for here, there in ((frame[:, 1:], frame[:, :-1]), (frame[1:], frame[:-1])):
+        both = (here != 0) & (there != 0)
+        pairs += int(np.count_nonzero(both))
+        changing += int(np.count_nonzero(both & (here != there)))
+    has_zero = bool((frame == 0).any())
+    return has_zero and pairs > 0 and changing <= MASK_MAX_CHANGING_PAIRS * pairs
+
+
+def _grey_frame(array: np.ndarray) -> np.ndarray | None:
+    """The first 2-D frame of ``array``, grey; None for colour (channels that differ)."""
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        colour = array[..., :3]
+        if not (colour == colour[..., :1]).all():
+            return None
+        array = colour[..., 0]
+    while array.ndim > 2:
+        array = array[0]
+    return array
