@@ -6,8 +6,11 @@ there, not at plugin load) with a progress bar, an ETA and a Cancel button;
 ``NAPARI_TMUNET_INLINE=1`` runs it on the calling thread instead (scripts).
 
 Which model runs: the model for the image's modality (guessed from its colours), or the
-user's choice for that modality (remembered across sessions for shipped models), or the
-model Fine-tune made active for it; the dock says which and why. "Segment all image
+user's choice for that modality (remembered across sessions for a shipped model trained
+for that modality; one trained for another is used in this session only, and said so), or
+the model Fine-tune made active for it (shown by its name); the dock says which and why.
+An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
+is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
 layers" runs on each image the model a Segment click on it would run. The threshold, the
 least object confidence, mode and output kind default to the loaded model's own. Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
@@ -84,7 +87,7 @@ INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer.
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
-MASK_CHECK_MAX_VALUES = 50_000_000  # larger layers are judged mask or picture by a thumbnail
+MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
 
 class SegmentWidget(Rederive, OutputLayers, Container):
@@ -562,13 +565,20 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 layer.visible = False
 
     def segment_all(self, _=None):
-        """Segment every image layer (except probability maps made here), each with the model
-        a Segment click on it would run, and the same settings."""
-        layers = [
+        """Segment every image layer (except probability maps made here and layers that look
+        like masks, which are named), each with the model a Segment click on it would run,
+        and the same settings."""
+        images = [
             layer
             for layer in self.viewer.layers
             if isinstance(layer, Image) and not is_probability_map(layer)
         ]
+        masks = [layer for layer in images if self._is_mask(layer)]
+        layers = [layer for layer in images if layer not in masks]
+        if masks:
+            names = ", ".join(repr(layer.name) for layer in masks[:MISFITS_NAMED])
+            more = f" and {len(masks) - MISFITS_NAMED} more" if len(masks) > MISFITS_NAMED else ""
+            show_info(f"Not segmented, as they look like masks: {names}{more}.")
         if not layers:
             show_info("There are no image layers to segment.")
             return

@@ -164,11 +164,12 @@ def instance_png(tmp_path):
 
 
 def test_a_mask_opened_as_an_image_is_not_chosen_nor_warned_about(
-    make_napari_viewer, notices, tmp_path
+    make_napari_viewer, qtbot, notices, tmp_path
 ):
     """A 0/255 mask PNG and a 16-bit instance PNG opened with File > Open (napari's reader:
     Image layers): the dock stays on the picture, warns of no modality, and says once per
-    mask how to use it as Labels; chosen by hand, its reason line says so (tester12C #6)."""
+    mask how to use it as Labels; chosen by hand, its reason line says so; Segment all
+    leaves them out (tester12C #6)."""
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
     picture = open_sample(viewer, "colonoscopy")
@@ -184,6 +185,16 @@ def test_a_mask_opened_as_an_image_is_not_chosen_nor_warned_about(
         widget.image.value = picture
     assert notices["warning"] == []
     assert len(notices["info"]) == 2
+    widget.segment_all()  # the picture only
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert notices["info"][2].startswith(
+        "Not segmented, as they look like masks: 'colonoscopy_mask'"
+    )
+    assert [layer.name for layer in viewer.layers if layer.name.endswith(" labels")] == [
+        f"{picture.name} labels"
+    ]
 
 
 def test_the_summary_follows_the_chosen_image(make_napari_viewer, qtbot):
