@@ -510,8 +510,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _offer_named_file(self, path: str, label: str) -> None:
         """Add the checkpoint file ``path`` to the Model box by its name ``label`` (e.g.
-        "fine-tuned on <image> <date>"), so the box names the model that runs."""
-        self._named_files[path] = label
+        "fine-tuned on <image> <date>"), so the box names the model that runs; a name
+        another file has already gets a number (the box tells its items by their text)."""
+        taken = {text for file, text in self._named_files.items() if file != path}
+        taken.update(text for text, _ in self._shipped)
+        number, unique = 1, label
+        while unique in taken or unique == CHECKPOINT_CHOICE:
+            number += 1
+            unique = f"{label} ({number})"
+        self._named_files[path] = unique
         self._setting = True
         try:
             self.model.reset_choices()

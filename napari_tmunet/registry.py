@@ -383,7 +383,7 @@ def other_modality_caveat(entry: ModelEntry, modality: str) -> str:
         return ""
     cue = MODALITY_CUES.get(modality, modality)
     words = (
-        f"it was trained on {entry.modality} images ({entry.trained_on}) and this image "
+        f"it is the {entry.modality} model, trained on {entry.trained_on}, and this image "
         f"looks like {cue} ({modality})"
     )
     shipped = model_for_modality(modality)

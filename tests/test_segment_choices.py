@@ -57,12 +57,16 @@ def test_a_shipped_model_of_another_modality_runs_but_is_not_remembered(
     assert registry.remembered_models() == {}
     reason = widget.model_reason.value
     assert "your pick for ultrasound images in this session only, not remembered" in reason
-    assert "trained on colonoscopy images" in reason and "(ultrasound)" in reason
+    trained = registry.find_model("TM-UNet colonoscopy").trained_on
+    assert (
+        f"but it is the colonoscopy model, trained on {trained}, and this image looks like a "
+        "grey image (ultrasound)"
+    ) in reason
     assert "choose TM-UNet ultrasound in the Model box to go back" in reason
     segment(qtbot, widget)
     assert widget.last_layer.metadata["model"] == "TM-UNet colonoscopy"
     assert "TM-UNet colonoscopy may not suit this image" in widget.summary.value
-    assert any("trained on colonoscopy images" in text for text in notices["warning"])
+    assert any("it is the colonoscopy model" in text for text in notices["warning"])
 
     later = make_napari_viewer()  # a later session
     fresh = segment_dock(later)
@@ -226,8 +230,9 @@ def open_sample_named(viewer, modality):
 
 def test_the_model_box_names_the_fine_tuned_model(make_napari_viewer, qtbot, tmp_path):
     """A model Fine-tune makes active ("Use the fine-tuned model anyway") is shown in the
-    Model box by its name, not as "Checkpoint file...", and runs; Revert shows the shipped
-    model again (tester12C #11)."""
+    Model box by its name, not as "Checkpoint file...", and runs; a second one of the same
+    name gets a number; Revert and the shipped model made active again show those (tester12C
+    #11)."""
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
     widget.image.value = open_sample(viewer, "colonoscopy")
@@ -242,5 +247,11 @@ def test_the_model_box_names_the_fine_tuned_model(make_napari_viewer, qtbot, tmp
     segment(qtbot, widget)
     assert widget.last_layer.metadata["model"] == str(best)
     assert label in widget.summary.value
+    again = tmp_path / "again.pt"  # a second fine-tuning of the same minute: same name
+    shutil.copy(best, again)
+    holder.set(str(again), label, "colonoscopy", (str(best), "TM-UNet colonoscopy"))
+    assert widget.model.current_choice == f"{label} (2)" and widget.model.value == str(again)
     holder.revert()
+    assert widget.model.current_choice == label and widget.model.value == str(best)
+    holder.set("TM-UNet colonoscopy", "TM-UNet colonoscopy", "colonoscopy")
     assert widget.model.current_choice == "TM-UNet colonoscopy"
