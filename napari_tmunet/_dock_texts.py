@@ -18,7 +18,7 @@ CMYK_AS_STORED = (
 SEGMENT_TIPS = {
     "image": "The image layer to segment; follows the layer you select.",
     "model": "The model to run. Chosen for the image's kind unless you pick "
-    "one; your pick is remembered for images of that kind.",
+    "one; a pick trained for that kind is remembered for it, another one only this session.",
     "checkpoint": "A checkpoint file from napari-tmunet-train or Fine-tune.",
     "device": "Where the model runs: auto uses a GPU when there is one.",
     "mode": "resize: the whole image at the model's input size (as trained on "

@@ -86,6 +86,11 @@ def model_defaults(checkpoint) -> dict[str, Any]:
     }
 
 
+def trained_modality(checkpoint) -> str:
+    """The modality a checkpoint records it was trained for ("" when it records none)."""
+    return str((checkpoint.metadata or {}).get("modality") or "")
+
+
 def resolve(
     options: SegmentOptions, checkpoint, shape: tuple[int, ...]
 ) -> tuple[str, LabelOptions]:
@@ -193,7 +198,8 @@ def segment_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
     """Worker body: load the jobs' models, then segment each ``(data, rgb, options)`` image
     with its own.
 
-    Yields per image ``("loaded", index, defaults)`` (its model's, :func:`model_defaults`),
+    Yields per image ``("loaded", index, defaults, modality)`` (its model's,
+    :func:`model_defaults`, :func:`trained_modality`),
     on a GPU ``("status", text)`` while a model is prepared the first time
     (:func:`warm_up`), ``("progress", index, done, total)``, then
     ``("result", index, SegmentOutcome)`` or ``("error", index, text)`` for an image that
@@ -207,7 +213,7 @@ def segment_jobs(jobs: list[Job]) -> Generator[tuple, None, None]:
     for index, (data, rgb, options) in enumerate(jobs):
         key = (options.model, options.device)
         checkpoint = checkpoints[key]
-        yield ("loaded", index, model_defaults(checkpoint))
+        yield ("loaded", index, model_defaults(checkpoint), trained_modality(checkpoint))
         if key not in warmed:
             warmed.add(key)
             note = warm_up_note(checkpoint)

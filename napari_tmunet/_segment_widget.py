@@ -6,8 +6,11 @@ there, not at plugin load) with a progress bar, an ETA and a Cancel button;
 ``NAPARI_TMUNET_INLINE=1`` runs it on the calling thread instead (scripts).
 
 Which model runs: the model for the image's modality (guessed from its colours), or the
-user's choice for that modality (remembered across sessions for shipped models), or the
-model Fine-tune made active for it; the dock says which and why. "Segment all image
+user's choice for that modality (remembered across sessions for a shipped model trained
+for that modality; one trained for another is used in this session only, and said so), or
+the model Fine-tune made active for it (shown by its name); the dock says which and why.
+An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
+is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
 layers" runs on each image the model a Segment click on it would run. The threshold, the
 least object confidence, mode and output kind default to the loaded model's own. Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
@@ -76,6 +79,7 @@ from .data.colour_spaces import (
     convert_colours,
     stored_colour_space,
 )
+from .data.images import looks_like_mask
 from .postprocess import foreground
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
@@ -84,6 +88,7 @@ INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer.
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
+MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
 
 class SegmentWidget(Rederive, OutputLayers, Container):
@@ -132,10 +137,14 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
         self._pending_choice = ""  # a model chosen before any image was open
+        self._mask_like: dict[Any, bool] = {}  # image id -> whether it looks like a mask
+        self._mask_hinted: set = set()  # image ids a "looks like a mask" hint was shown for
         # settings the user moved; the others follow the loaded model's own
         self._user_set: set[str] = set()
         self._defaults: dict = {}  # that image's model's threshold / mode / instances...
         self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
+        self._shipped = self._shipped_choices()
+        self._named_files: dict[str, str] = {}  # checkpoint path -> its name (fine-tuned)
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -157,7 +166,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
     def _make_widgets(self) -> None:
         self.intro = Label(value=INTRO)
         self.image = ComboBox(label="Image", choices=self._image_choices)
-        self.model = ComboBox(label="Model", choices=self._model_choices())
+        self.model = ComboBox(label="Model", choices=self._model_choices)
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
         )
@@ -266,6 +275,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         layers = self.viewer.layers
         layers.events.inserted.connect(self.reset_choices)
         layers.events.removed.connect(self.reset_choices)
+        layers.events.removed.connect(self._on_layers_removed)
         layers.selection.events.active.connect(self._on_active_layer)
         on_dock_closed(self.native, self._on_closed)
 
@@ -282,16 +292,21 @@ class SegmentWidget(Rederive, OutputLayers, Container):
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
-    def _model_choices(self) -> list[tuple[str, str]]:
+    def _shipped_choices(self) -> list[tuple[str, str]]:
+        """(text, name) of each shipped model, read once (a warning if the registry is not
+        readable: a checkpoint file still runs)."""
         try:
             entries = registry.available_models()
-        except RuntimeError as err:  # unreadable registry: still usable with a file
+        except RuntimeError as err:
             show_warning(str(err))
             entries = []
-        choices = [
-            (f"{e.name} (provisional)" if e.provisional else e.name, e.name) for e in entries
-        ]
-        return [*choices, (CHECKPOINT_CHOICE, CHECKPOINT_CHOICE)]
+        return [(f"{e.name} (provisional)" if e.provisional else e.name, e.name) for e in entries]
+
+    def _model_choices(self, _widget=None) -> list[tuple[str, str]]:
+        """The Model box's items: the shipped models, the fine-tuned models made active in
+        this session (by name), then "Checkpoint file..."."""
+        named = [(label, path) for path, label in self._named_files.items()]
+        return [*self._shipped, *named, (CHECKPOINT_CHOICE, CHECKPOINT_CHOICE)]
 
     @property
     def running(self) -> bool:
@@ -308,8 +323,23 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         # its last image, which the user cannot see.
         if not layer.visible:
             return
+        if self._is_mask(layer):  # a mask PNG opened as an image: not one to segment
+            if layer.unique_id not in self._mask_hinted:
+                self._mask_hinted.add(layer.unique_id)
+                show_info(_mask_hint(layer))
+            return
         self.reset_choices()
         self.image.value = layer
+
+    def _is_mask(self, layer: Image) -> bool:
+        """Whether the image layer ``layer`` looks like a mask (:func:`looks_like_mask`),
+        judged once per layer."""
+        if layer.unique_id not in self._mask_like:
+            data = full_data(layer)
+            if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
+                data = _thumbnail(layer)
+            self._mask_like[layer.unique_id] = looks_like_mask(data)
+        return self._mask_like[layer.unique_id]
 
     def _start_on_active_image(self) -> None:
         """Start on the image layer the user made active before the dock opened (the
@@ -324,9 +354,12 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         if not layer.visible and layer is self.viewer.layers[-1]:
             return
+        if self._is_mask(layer):
+            return
         self.image.value = layer
 
     def _on_image_changed(self, layer) -> None:
+        self._show_summary_of(layer)
         if layer is None:
             return
         self._modality = _modality(layer)
@@ -336,11 +369,33 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._pending_choice = ""
         model, why, fits = self._model_for(self._modality, _thumbnail(layer))
         self._show_model(model, why)
+        if self._is_mask(layer):  # no modality warnings: how to use it as a mask instead
+            self.model_reason.value = _mask_hint(layer)
+            return
         if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
             self._warn_once([layer], f"{model} is {why}")
         if _colour_conversion(layer) == CMYK:  # the picture shown is not what the model gets
             self._warn_once([layer], CMYK_AS_STORED)
         self._show_outputs(layer)
+
+    def _on_layers_removed(self, _event=None) -> None:
+        """Drop the summary lines of images that were closed (after the chooser follows)."""
+        if not self._closed:
+            self._show_summary_of(self.image.value)
+
+    def _show_summary_of(self, layer) -> None:
+        """Keep the summary only while it speaks of ``layer`` (the chosen image): it lists
+        the last run's images still open, and is cleared, with the status, when ``layer``
+        is not one of them (another image chosen, or the layers closed)."""
+        if self.running:
+            return
+        self._results = [(i, o) for i, o in self._results if i in self.viewer.layers]
+        if any(image is layer for image, _ in self._results):
+            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+            return
+        if self.summary.value:
+            self.summary.value = ""
+            self.status.value = ""
 
     def _warn_once(self, images: list[Image], misfit: str) -> None:
         """Warn that ``misfit`` (why a model may not suit them) holds for ``images``, naming
@@ -387,7 +442,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         """Show ``model`` (name or path) as the one to run, and why (not a user choice)."""
         self._setting = True
         try:
-            if registry.find_model(model) is not None:
+            if model in self._named_files:  # by its name; the Checkpoint field holds it too
+                self.checkpoint.value = model
+                self.model.value = model
+            elif registry.find_model(model) is not None:
                 self.model.value = model
             elif model != CHECKPOINT_CHOICE:
                 self.checkpoint.value = model
@@ -407,10 +465,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if model == CHECKPOINT_CHOICE:
             path = self.checkpoint.value
             model = str(path) if path and os.path.isfile(path) else ""
-        elif self._modality:
-            registry.remember_model(self._modality, model)
         if model and self._modality:
-            why = f"your choice for {self._modality} images"
+            why = self._keep_choice(model)
             self._choices[self._modality] = (model, why)
             if self.image.value is not None:  # a shipped model may still not suit the image
                 why = self._model_for(self._modality, _thumbnail(self.image.value))[1]
@@ -421,6 +477,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._pending_choice = model
         self._show_model_state()
         self._show_settings_of_shown_model()
+
+    def _keep_choice(self, model: str) -> str:
+        """Remember the shipped ``model`` the user picked as the model for images of the
+        chosen image's modality, unless it was trained on another modality (a comparison:
+        kept for this session only); why it runs, in words."""
+        entry = registry.find_model(model)
+        if entry is not None and entry.modality != self._modality:
+            return f"your pick for {self._modality} images in this session only, not remembered"
+        if entry is not None:
+            registry.remember_model(self._modality, model)
+        return f"your choice for {self._modality} images"
 
     def _show_settings_of_shown_model(self) -> None:
         """Put the label settings the chosen image's output of the shown model was made
@@ -437,10 +504,29 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         """Use the active model (set by Fine-tune or Revert) for images of its modality."""
         modality = choice.modality or self._modality
         why = f"the active model for {modality} images ({choice.label})"
+        if registry.find_model(choice.model) is None and choice.model != CHECKPOINT_CHOICE:
+            self._offer_named_file(choice.model, choice.label)
         self._choices[modality] = (choice.model, why)
         if modality == self._modality:
             self._user_set.clear()
             self._show_model(choice.model, why)
+
+    def _offer_named_file(self, path: str, label: str) -> None:
+        """Add the checkpoint file ``path`` to the Model box by its name ``label`` (e.g.
+        "fine-tuned on <image> <date>"), so the box names the model that runs; a name
+        another file has already gets a number (the box tells its items by their text)."""
+        taken = {text for file, text in self._named_files.items() if file != path}
+        taken.update(text for text, _ in self._shipped)
+        number, unique = 1, label
+        while unique in taken or unique == CHECKPOINT_CHOICE:
+            number += 1
+            unique = f"{label} ({number})"
+        self._named_files[path] = unique
+        self._setting = True
+        try:
+            self.model.reset_choices()
+        finally:
+            self._setting = False
 
     def _prepare_shown_model(self, _value=None) -> None:
         """Warm the shown shipped model up in the background, once per model and device,
@@ -473,16 +559,36 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self.image.value is None:
             show_info("Open an image first (File > Open, or File > Open Sample > TM-UNet).")
             return
+        if not self.image.value.visible:  # e.g. a hidden picture of a folder, chosen here
+            self._show_picture(self.image.value)
         self._start([self.image.value])
 
+    def _show_picture(self, image: Image) -> None:
+        """Show ``image`` and its own layers (named "<image> mask", "<image> labels"...),
+        and hide the other image and Labels layers, which would cover it (as a folder's
+        pictures are shown one at a time)."""
+        own = f"{image.name} "
+        for layer in self.viewer.layers:
+            if layer is image or layer.name.startswith(own):
+                layer.visible = True
+            elif isinstance(layer, Image | Labels) and layer.visible:
+                layer.visible = False
+
     def segment_all(self, _=None):
-        """Segment every image layer (except probability maps made here), each with the model
-        a Segment click on it would run, and the same settings."""
-        layers = [
+        """Segment every image layer (except probability maps made here and layers that look
+        like masks, which are named), each with the model a Segment click on it would run,
+        and the same settings."""
+        images = [
             layer
             for layer in self.viewer.layers
             if isinstance(layer, Image) and not is_probability_map(layer)
         ]
+        masks = [layer for layer in images if self._is_mask(layer)]
+        layers = [layer for layer in images if layer not in masks]
+        if masks:
+            names = ", ".join(repr(layer.name) for layer in masks[:MISFITS_NAMED])
+            more = f" and {len(masks) - MISFITS_NAMED} more" if len(masks) > MISFITS_NAMED else ""
+            show_info(f"Not segmented, as they look like masks: {names}{more}.")
         if not layers:
             show_info("There are no image layers to segment.")
             return
@@ -634,8 +740,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         kind = message[0]
         if kind == "loaded":  # image ``index``'s model: its options and defaults make its layers
-            _, index, self._defaults = message
+            _, index, self._defaults, trained = message
             self._options = self._job_options[index]
+            self._note_checkpoint_modality(self._jobs[index], self._options, trained)
             if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
                 self._show_model_defaults(self._defaults)
         elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
@@ -667,6 +774,23 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             text += _folder_stack_hint(self._jobs[index])
             self._outcome = f"{self._jobs[index].name} failed: {text}"
             show_error(f"Segmenting {self._jobs[index].name} failed: {text}")
+
+    def _note_checkpoint_modality(self, image: Image, options, trained: str) -> None:
+        """Count a checkpoint file of the user's whose checkpoint records another modality
+        (``trained``) than ``image`` looks like as a misfit: its warning and summary say so.
+        A model Fine-tune made active for this modality (fine-tuned on such images) is not."""
+        modality = _modality(image)
+        if registry.find_model(options.model) is not None or trained in ("", modality):
+            return
+        active = self.active_model.current
+        if active is not None and active.model == options.model and active.modality == modality:
+            return
+        cue = registry.MODALITY_CUES.get(modality, modality)
+        self._misfits.setdefault(
+            image.unique_id,
+            f"{options.model_label} was trained on {trained} images (its checkpoint says so) "
+            f"and this image looks like {cue} ({modality})",
+        )
 
     def _show_model_defaults(self, defaults: dict) -> None:
         """Put the model's threshold and confidence on their sliders (those not user-set)."""
@@ -829,6 +953,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 f"{model} marked {share:.0%} of {image.name!r} as foreground: check that the "
                 "model suits this kind of image, or raise the threshold."
             )
+
+
+def _mask_hint(layer: Image) -> str:
+    """One sentence: ``layer`` looks like a mask, and how to use it as one."""
+    return (
+        f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
+        "segment: to use it as a mask, right-click it in the layer list > Convert to Labels, "
+        "or open the picture with its mask: napari-tmunet PICTURE MASK."
+    )
 
 
 def _model_names(metadata: dict) -> tuple:

@@ -25,10 +25,11 @@ Importing this module does not import torch; loading a model does.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,11 +38,17 @@ import numpy as np
 from .options import MODALITIES  # noqa: F401  (their one home)
 
 # The user's choices live in settings.py; these names stay importable from here.
-from .settings import SETTINGS_DIR_ENV, remember_model, remembered_models  # noqa: F401
+from .settings import (  # noqa: F401
+    SETTINGS_DIR_ENV,
+    forget_model,
+    remember_model,
+    remembered_models,
+)
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
 
+log = logging.getLogger(__name__)
 PACKAGE_WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_DIR_ENV = "NAPARI_TMUNET_WEIGHTS_DIR"
 REGISTRY_FILE = "registry.json"
@@ -363,10 +370,47 @@ def users_choice(entry: ModelEntry, image: np.ndarray, modality: str, why: str) 
     """The shipped model ``entry`` that the user chose for images of ``modality`` (``why``:
     how, in words), run on ``image``: it does not fit when :func:`grey_image_caveat` warns
     about a grey image (the choice is per modality, the caveat per image)."""
-    caveat = grey_image_caveat(entry, image) if modality == "ultrasound" else ""
+    caveat = other_modality_caveat(entry, modality)
+    if not caveat and modality == "ultrasound":
+        caveat = grey_image_caveat(entry, image)
     if caveat:
         return ModelChoice(entry, f"{why}, but {caveat}", False)
     return ModelChoice(entry, why, True)
+
+
+def other_modality_caveat(entry: ModelEntry, modality: str) -> str:
+    """Why the shipped model ``entry`` does not suit an image of ``modality``, in words, and
+    how to go back to that modality's shipped model; "" when ``entry`` is of ``modality``."""
+    if entry.modality == modality:
+        return ""
+    cue = MODALITY_CUES.get(modality, modality)
+    words = (
+        f"it is the {entry.modality} model, trained on {entry.trained_on}, and this image "
+        f"looks like {cue} ({modality})"
+    )
+    shipped = model_for_modality(modality)
+    if shipped is not None and shipped.name != entry.name:
+        words += f": choose {shipped.name} in the Model box to go back to the {modality} model"
+    return words
+
+
+def remembered_model(modality: str) -> tuple[ModelEntry | None, str]:
+    """(the shipped model the user chose for images of ``modality`` in an earlier session,
+    or None; a note, or "").
+
+    A remembered shipped model of another modality (written by an older version, which
+    kept any model picked once) is not used: it is forgotten, and the note says so once.
+    """
+    entry = find_model(remembered_models().get(modality, ""))
+    if entry is None or entry.modality == modality:
+        return entry, ""
+    forget_model(modality)
+    note = (
+        f"your earlier pick {entry.name} is no longer used for {modality} images, as it was "
+        f"trained on {entry.modality} images"
+    )
+    log.warning("napari-tmunet: %s", note)
+    return None, note
 
 
 @dataclass(frozen=True)
@@ -384,19 +428,26 @@ def choose_model(
     image: np.ndarray, rgb: bool | None = None, modality: str | None = None
 ) -> ModelChoice:
     """The model for ``image`` (a thumbnail is enough) and why: the one the user last chose
-    for its modality (:func:`remember_model`; still warned about as :func:`users_choice`
-    says), else the modality's shipped model, else the first available one.
+    for its modality (:func:`remembered_model`: one of that modality; still warned about as
+    :func:`users_choice` says), else the modality's shipped model, else the first available
+    one.
 
     Args:
         rgb: whether the last axis holds colour (None: guessed from the shape).
         modality: the image's modality when already known (default: :func:`guess_modality`).
     """
     modality = modality or guess_modality(image, rgb)
-    remembered = find_model(remembered_models().get(modality, ""))
+    remembered, note = remembered_model(modality)
     if remembered is not None:
         return users_choice(
             remembered, image, modality, f"your earlier choice for {modality} images"
         )
+    choice = _default_choice(image, modality)
+    return replace(choice, why=f"{choice.why} ({note})") if note else choice
+
+
+def _default_choice(image: np.ndarray, modality: str) -> ModelChoice:
+    """The shipped model of ``modality`` for ``image``, else the first one installed."""
     models = available_models()
     shipped = model_for_modality(modality)
     if shipped is not None:

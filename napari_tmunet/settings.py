@@ -141,11 +141,23 @@ def remembered_models() -> dict[str, str]:
 
 def remember_model(modality: str, name: str) -> None:
     """Remember ``name`` as the user's model for images of ``modality`` (best effort)."""
+    _write_models(modality, name)
+
+
+def forget_model(modality: str) -> None:
+    """Forget the user's model for images of ``modality`` (best effort)."""
+    _write_models(modality, None)
+
+
+def _write_models(modality: str, name: str | None) -> None:
+    """Set (or, for None, drop) the remembered model of ``modality`` in the settings file;
+    a file that cannot be written is left as it is."""
     from .storage import write_json
 
     data = read_settings()
     chosen = data.get("models_by_modality")
-    data["models_by_modality"] = {**(chosen if isinstance(chosen, dict) else {}), modality: name}
+    chosen = {**(chosen if isinstance(chosen, dict) else {}), modality: name}
+    data["models_by_modality"] = {k: v for k, v in chosen.items() if v is not None}
     try:
         write_json(settings_path(), data)
     except OSError:

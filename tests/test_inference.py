@@ -390,16 +390,25 @@ def test_the_users_model_choice_is_remembered_per_modality(tmp_path, monkeypatch
     monkeypatch.setenv(registry.SETTINGS_DIR_ENV, str(tmp_path))
     image, _ = load_sample("ultrasound")
     assert registry.default_model_for(image).modality == "ultrasound"  # shipped default
-    registry.remember_model("ultrasound", "TM-UNet nuclei")  # the user prefers another one
-    assert registry.default_model_for(image).name == "TM-UNet nuclei"
+    registry.remember_model("ultrasound", "TM-UNet ultrasound")  # the user's choice
     choice = registry.choose_model(image)  # said as the user's choice, not as a shipped match
     assert (choice.why, choice.fits) == ("your earlier choice for ultrasound images", True)
-    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    assert registry.remembered_models() == {"ultrasound": "TM-UNet ultrasound"}
     scan16 = image.astype(np.uint16) * 257  # the choice holds, but the image is still judged
     choice = registry.choose_model(scan16)
-    assert choice.entry.name == "TM-UNet nuclei" and not choice.fits
+    assert choice.entry.name == "TM-UNet ultrasound" and not choice.fits
     assert choice.why.startswith("your earlier choice for ultrasound images, but trained on")
     assert "this image holds 16-bit data" in choice.why
+    # one of another modality (an older version kept any pick): not used, dropped, said once
+    registry.remember_model("ultrasound", "TM-UNet nuclei")
+    choice = registry.choose_model(image)
+    assert choice.entry.name == "TM-UNet ultrasound"
+    assert choice.why.endswith(
+        "(your earlier pick TM-UNet nuclei is no longer used for ultrasound images, as it was "
+        "trained on nuclei images)"
+    )
+    assert registry.remembered_models() == {}
+    assert "earlier" not in registry.choose_model(image).why
     registry.remember_model("ultrasound", "no such model")  # gone: fall back to the default
     assert registry.default_model_for(image).modality == "ultrasound"
     (tmp_path / "settings.json").write_text("{broken")

@@ -88,7 +88,7 @@ def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_vie
     assert widget.model.value == "TM-UNet ultrasound"
     assert "chosen because this is a grey image" in widget.model_reason.value
     widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
-    assert "your choice for ultrasound" in widget.model_reason.value
+    assert "your pick for ultrasound images in this session only" in widget.model_reason.value
     assert widget.mode.value == "auto"  # not switched to tiles for good
     colonoscopy = open_sample(viewer, "colonoscopy")
     assert widget.model.value == "TM-UNet colonoscopy"  # another modality: its own model
@@ -96,7 +96,7 @@ def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_vie
     assert widget.image.value is ultrasound and widget.model.value == "TM-UNet nuclei"
     widget.image.value = colonoscopy  # choosing in the dropdown still works
     assert widget.model.value == "TM-UNet colonoscopy"
-    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    assert registry.remembered_models() == {}  # a model of another kind: this session only
 
 
 @pytest.fixture(scope="module")

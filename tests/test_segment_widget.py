@@ -485,19 +485,29 @@ def test_smoke_screenshot_shows_labels_where_the_mask_is(tmp_path, registered):
     assert coloured[mask == 0].mean() < coloured[mask > 0].mean()
 
 
-def test_model_follows_the_image_and_the_users_choice_is_remembered(make_napari_viewer):
+def test_model_follows_the_image_and_the_users_choice_is_remembered(
+    make_napari_viewer, monkeypatch, tmp_path
+):
+    """A model of the image's own kind that the user picks is kept for such images, also
+    in a later session (one of another kind is not: tests/test_segment_choices.py)."""
+    shipped = registry.available_models()[0]
+    (tmp_path / shipped.file).symlink_to(shipped.path)
+    entry = {"name": "Final", "modality": shipped.modality, "file": shipped.file}
+    listing = {"models": [entry, dict(entry, name="Second")]}
+    (tmp_path / "registry.json").write_text(json.dumps(listing))
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path))
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
-    image = open_sample(viewer, "ultrasound")
-    widget.image.value = image
-    assert registry.find_model(widget.model.value).modality == "ultrasound"  # sensible default
-    widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
-    assert registry.remembered_models() == {"ultrasound": "TM-UNet nuclei"}
+    widget.image.value = open_sample(viewer, shipped.modality)
+    assert widget.model.value == "Final"  # sensible default
+    widget.model.value = "Second"  # the user's explicit choice for such images
+    assert registry.remembered_models() == {shipped.modality: "Second"}
 
     later = make_napari_viewer()  # a later session
     _, fresh = later.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
-    fresh.image.value = open_sample(later, "ultrasound")
-    assert fresh.model.value == "TM-UNet nuclei"
+    fresh.image.value = open_sample(later, shipped.modality)
+    assert fresh.model.value == "Second"
+    assert f"your earlier choice for {shipped.modality} images" in fresh.model_reason.value
 
 
 @pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")

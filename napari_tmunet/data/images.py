@@ -663,61 +663,40 @@ def _rational(value) -> float:
     return float(value)
 
 
-# --- looks_like_mask (fix-71; fix-69 adds one with the same contract: keep one) ---------
-# Shared by the Segment dock (a mask is no image to segment) and the Metrics dock (an
-# Image layer that is a mask can be the reference).
-
-MASK_MIN_FLAT_SHARE = (
-    0.9  # of the non-zero pixels, at least this share has a same-valued 4-neighbour
-)
-MASK_MIN_PIXELS_PER_ID = 16  # instance ids 0..N: at least this many pixels per id on average
+# looks_like_mask: inside a mask's objects neighbouring pixels hold the same id; measured
+# on neighbouring pixel pairs that are both non-zero, at most 0.9% differ in CPM-15
+# instance masks, 7% in Kvasir-SEG's JPEG masks, 0 in binary masks, and at least 53% in
+# every DSB2018 fluorescence, BUSI and UDIAT image (8-bit or 16-bit grey).
+MASK_MAX_CHANGING_PAIRS = 0.15
 
 
 def looks_like_mask(array) -> bool:
-    """Whether ``array`` looks like a mask rather than a picture.
-
-    True for a 2-D array, or a (Z, H, W) stack judged by its first frame with non-zero
-    pixels, of integers or bools that holds 0 and either one other value (binary: 0/1,
-    0/255) or ids 0..N with N small for its pixel count (:data:`MASK_MIN_PIXELS_PER_ID`)
-    whose non-zero pixels mostly lie in flat regions: at least :data:`MASK_MIN_FLAT_SHARE`
-    of them have a 4-neighbour of the same value. False for photographs and scans (their
-    pixels vary inside objects), RGB(A) (H, W, 3|4) arrays, floats, negative values and an
-    all-zero array (nothing tells it from a black picture).
-    """
-    array = np.asarray(array)
-    if array.dtype.kind not in "biu" or array.ndim not in (2, 3) or 0 in array.shape:
+    """Whether ``array`` looks like a mask rather than a picture: integer (or bool) grey data
+    (an RGB(A) array counts when its three colour channels are equal) holding 0 and at least
+    one other value, whose objects are flat: of the pairs of neighbouring pixels (across and
+    down) that are both non-zero, at most :data:`MASK_MAX_CHANGING_PAIRS` differ. That holds
+    for 0/255 and 0/1 binary masks and for 0..N instance ids, not for photographs, scans or
+    microscopy, whose pixels vary inside objects. A stack is judged by its first frame; an
+    all-zero array is no mask (nothing tells it from a black picture)."""
+    frame = _grey_frame(np.asarray(array))
+    if frame is None or frame.dtype.kind not in "biu" or frame.ndim != 2:
         return False
-    if array.ndim == 3 and array.shape[-1] in (3, 4):  # colour
-        return False
-    frame = _first_nonzero_frame(array)
-    if frame is None or frame.min() < 0 or frame.min() != 0:
-        return False
-    top = frame.max()
-    if not np.any((frame != 0) & (frame != top)):  # binary {0, v}
-        return True
-    if int(top) * MASK_MIN_PIXELS_PER_ID > frame.size:
-        return False
-    return _flat_share(frame) >= MASK_MIN_FLAT_SHARE
+    pairs = changing = 0
+    for here, there in ((frame[:, 1:], frame[:, :-1]), (frame[1:], frame[:-1])):
+        both = (here != 0) & (there != 0)
+        pairs += int(np.count_nonzero(both))
+        changing += int(np.count_nonzero(both & (here != there)))
+    has_zero = bool((frame == 0).any())
+    return has_zero and pairs > 0 and changing <= MASK_MAX_CHANGING_PAIRS * pairs
 
 
-def _first_nonzero_frame(array: np.ndarray) -> np.ndarray | None:
-    """The (H, W) array itself, or a stack's first frame with a non-zero pixel; None if
-    every pixel is 0."""
-    frames = [array] if array.ndim == 2 else array
-    return next((frame for frame in frames if frame.any()), None)
-
-
-def _flat_share(frame: np.ndarray) -> float:
-    """The share of ``frame``'s non-zero pixels that have a 4-neighbour of the same value."""
-    same = np.zeros(frame.shape, bool)
-    across = frame[:, 1:] == frame[:, :-1]
-    same[:, 1:] |= across
-    same[:, :-1] |= across
-    down = frame[1:] == frame[:-1]
-    same[1:] |= down
-    same[:-1] |= down
-    foreground = frame != 0
-    return np.count_nonzero(same & foreground) / max(1, np.count_nonzero(foreground))
-
-
-# --- end of looks_like_mask -----------------------------------------------------------
+def _grey_frame(array: np.ndarray) -> np.ndarray | None:
+    """The first 2-D frame of ``array``, grey; None for colour (channels that differ)."""
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        colour = array[..., :3]
+        if not (colour == colour[..., :1]).all():
+            return None
+        array = colour[..., 0]
+    while array.ndim > 2:
+        array = array[0]
+    return array
