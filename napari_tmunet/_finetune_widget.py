@@ -340,7 +340,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             return None
         else:  # finished, or never trained: kept as it is
             fresh = next_free_folder(path)
-            show_info(f"{path} holds a {state} run: this run is saved in {fresh}.")
+            what = "a finished run" if state == "finished" else "a run stopped before training"
+            show_info(f"{path} holds {what}: this run is saved in {fresh}.")
         self._set_folder(fresh)
         return fresh
 
