@@ -166,14 +166,16 @@ def test_the_verdict_rests_on_the_corrections_with_a_guard_on_the_rest():
     assert old["edited_pixels"] == 100 and old["zone_pixels"] == zone
     assert old["zone_accuracy"] == pytest.approx((zone - 100) / zone) and new["zone_accuracy"] == 1
 
-    # light corrections: the held-out Dice (against mostly the old model's own output)
-    # falls, the corrections are learnt: the fine-tuned model is used
-    result = {"old": scores(0.4, 0.96), "new": scores(0.8, 0.89), "edits": ENOUGH}
+    # the corrections are learnt, the rest (mostly the old model's own output) kept: used
+    result = {"old": scores(0.4, 0.96), "new": scores(0.8, 0.93), "edits": ENOUGH}
     verdict = compare_models(result)
     assert verdict["use_new"] is True and "right 40.0% -> 80.0%" in verdict["compared"]
-    assert "held-out Dice 0.9600 -> 0.8900" in verdict["compared"]
+    assert "held-out Dice 0.9600 -> 0.9300" in verdict["compared"]
+    # learnt, but the rest changed: the user decides; ruined: not used
+    changed = compare_models({**result, "new": scores(0.8, 0.89)})
+    assert changed["use_new"] is None and "changes the rest" in changed["why"]
     ruined = compare_models({**result, "new": scores(0.8, 0.70)})
-    assert ruined["use_new"] is False and "rest of the held-out part" in ruined["why"]
+    assert ruined["use_new"] is False and "ruins the rest" in ruined["why"]
     worse = compare_models({**result, "new": scores(0.3, 0.96)})
     assert worse["use_new"] is False and "fewer of your corrections" in worse["why"]
     # 82.6% -> 83.0% of 4500 px (a real run, CPM-15 image02): within noise, you choose
@@ -283,3 +285,31 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     assert not metrics.visibleRegion().isEmpty()  # in front of its tab group
     assert docks["Fine-tune (napari-tmunet)"].height() > 300
     assert not tune.status.native.visibleRegion().isEmpty()
+
+
+def test_resume_then_stop_at_once_scores_nothing_again(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, shipped nuclei model: a run stopped after a step, then Resume and
+    Stop at once: the job ends without training or scoring a fine-tuned model, the run
+    stays resumable at its step."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer, crop=128)
+    run_dir = tmp_path / "run"
+    start_small(tune, run_dir, steps=50)
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 1, timeout=120_000)
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    step = tune.result["step"]
+    assert tune.error == "" and 1 <= step < 50 and tune.resume_button.enabled
+
+    phases = []
+    tune._relay.phase.connect(phases.append)
+    tune.resume_button.native.click()
+    assert tune.running
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.error == "" and tune.result["trained"] == 0 and tune.result["step"] == step
+    assert not any(p == "training..." or "fine-tuned" in p for p in phases), phases
+    assert tune.status.value.startswith("stopped before any training step")
+    assert run_folder_state(run_dir) == "resumable" and tune.resume_button.enabled

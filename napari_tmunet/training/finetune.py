@@ -14,7 +14,9 @@ run folder, so nothing painted is lost if training or napari crashes::
     RUN/config.json                   the TrainConfig (same format as napari-tmunet-train)
     RUN/train/                        the engine's run folder: best.pt, last.pt,
                                       metrics.jsonl, curves.png, train.log
-    RUN/comparison.json               Dice / HD of the old and new model, held-out part
+    RUN/comparison.json               Dice / HD of the old and new model, held-out part,
+                                      their scores where the edits are and the verdict
+                                      (compare_models)
 
 Images are written in the colours Segment gives the model: a grey + alpha image as its
 grey, a CMYK one as RGB (``training_pairs``' ``conversion``), never the stored inks.
@@ -89,10 +91,14 @@ MIN_TRAIN_SIDE = 16  # pixels; a thinner piece beside the held-out strip is not 
 # The comparison where the user's corrections are (compare_models): the edited pixels of
 # the held-out part and this many pixels around them
 EDIT_MARGIN = 3
-# ... with a guard: on the whole held-out part (mostly the starting model's output, which
-# the user left as it was) the fine-tuned model's Dice may fall at most this far below
-# the starting model's (boundaries a pixel or two wider already cost ~0.1 on nuclei)
-REST_TOLERANCE = 0.20
+# ... with guards on the whole held-out part (mostly the starting model's output, which
+# the user saw and left as it was): the fine-tuned model is made active only when its
+# Dice there falls at most REST_TOLERANCE below the starting model's, the user decides up
+# to REST_RUIN, beyond it the fine-tune ruins the rest. Measured (CPM-15 image01, 6 boxes
+# corrected, 60 steps): held-out Dice 0.967 -> 0.901 went with ground-truth Dice on two
+# other images 0.891 -> 0.813 and 0.842 -> 0.798: such a drift is real harm.
+REST_TOLERANCE = 0.05
+REST_RUIN = 0.20
 # ... and a difference in the correction zone counts when it is more than this many
 # standard errors (zone_difference)
 ZONE_Z = 2.0
@@ -612,9 +618,7 @@ def run_finetune(
     best, new = _score_tuned(result, (valid, region, edit_maps), device, phase)
     note = f"{start.held_out}; {describe_edits(start.edits)}"
     rows = comparison_rows(old, new, start.label, f"fine-tuned: {run_dir.name}", note)
-    comparison = {"held_out": start.held_out, "edits": start.edits, "rows": rows}
-    write_json(run_dir / "comparison.json", comparison)
-    return {
+    outcome = {
         **_result_base(start, run_dir),
         "best_checkpoint": str(best),
         "stopped": bool(result["stopped"]),
@@ -626,6 +630,10 @@ def run_finetune(
         "new": new,
         "rows": rows,
     }
+    comparison = {"held_out": start.held_out, "edits": start.edits, "rows": rows}
+    comparison.update(old=old, new=new, verdict=compare_models(outcome))
+    write_json(run_dir / "comparison.json", comparison)
+    return outcome
 
 
 def _unless_untrained(validate: Callable, stop: threading.Event, trained: list) -> Callable:
@@ -981,10 +989,10 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
       mostly the starting model's own output: compared where the corrections are
       (:func:`edit_zone_scores`). No edits in the held-out part, or too few
       (:func:`edit_summary`), or no clear difference there (:func:`zone_difference`):
-      the user decides. Else the fine-tuned model is used when it gets clearly more of
-      the correction zone right than the starting model, and its Dice on
-      the held-out part is at most :data:`REST_TOLERANCE` below the starting model's
-      (a fine-tune that ruins the rest is not used);
+      the user decides; clearly fewer: not used. Clearly more of the correction zone
+      right: used when its Dice on the held-out part is at most :data:`REST_TOLERANCE`
+      below the starting model's, the user decides up to :data:`REST_RUIN`, not used
+      beyond (a fine-tune that ruins the rest);
     - otherwise (reference masks): held-out Dice, the user decides when the held-out
       part cannot tell the models apart (:func:`comparison_problem`), else the
       fine-tuned model is used unless it scores lower.
@@ -1032,13 +1040,20 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
     if difference < 0:
         why = "the fine-tuned model gets fewer of your corrections right than the starting model"
         return {"use_new": False, "compared": compared, "why": why}
-    guarded = not foreground_problem(result)  # else Dice there says nothing
-    if guarded and new["dice"] < old["dice"] - REST_TOLERANCE:
+    drop = 0.0 if foreground_problem(result) else old["dice"] - new["dice"]  # else no say
+    if drop > REST_RUIN:
         why = (
-            "the fine-tuned model changes the rest of the held-out part too much (its Dice "
-            f"there is more than {REST_TOLERANCE:.2f} below the starting model's)"
+            "the fine-tuned model learnt your corrections but ruins the rest of the held-out "
+            f"part (its Dice there is more than {REST_RUIN:.2f} below the starting model's)"
         )
         return {"use_new": False, "compared": compared, "why": why}
+    if drop > REST_TOLERANCE:
+        why = (
+            "the fine-tuned model learnt your corrections but changes the rest of the "
+            f"held-out part (its Dice there is more than {REST_TOLERANCE:.2f} below the "
+            "starting model's): try it on an image before you choose"
+        )
+        return {"use_new": None, "compared": compared, "why": why}
     return {"use_new": True, "compared": compared, "why": ""}
 
 
