@@ -659,25 +659,32 @@ class _LabelFitter(QObject):
 
 def _tab_beside(dock, own) -> None:
     """Tab ``dock`` with another visible dock in its area of the main window, one that
-    does not hold the widget ``own`` (the Fine-tune dock stays in view), and bring it
-    to the front; left as napari placed it when there is none."""
+    does not hold the widget ``own`` (the Fine-tune dock stays in view), bring it to the
+    front and share the column's height evenly with ``own``'s dock; left as napari
+    placed it when there is no other dock."""
+    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QDockWidget
 
     window = dock.parent()
     area = window.dockWidgetArea(dock)
-    others = [
+    beside = [
         d
         for d in window.findChildren(QDockWidget)
         if d is not dock
         and d.isVisible()
         and not d.isFloating()
         and window.dockWidgetArea(d) == area
-        and not d.isAncestorOf(own)
     ]
-    if others:
-        window.tabifyDockWidget(others[0], dock)
-        dock.show()
-        dock.raise_()
+    others = [d for d in beside if not d.isAncestorOf(own)]
+    if not others:
+        return
+    window.tabifyDockWidget(others[0], dock)
+    dock.show()
+    dock.raise_()
+    mine = [d for d in beside if d.isAncestorOf(own)]
+    if mine:
+        half = max(1, (dock.height() + mine[0].height()) // 2)
+        window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
 
 
 def _emit(relay: _Relay, name: str, *args) -> None:

@@ -262,8 +262,8 @@ def test_every_label_of_the_dock_shows_whole(make_napari_viewer, qtbot):
 
 def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     """Threaded path with a stand-in job, plain napari's window: the Metrics dock a run
-    opens is tabbed with Segment, not stacked as a third dock, so Fine-tune keeps its
-    height (it had 180 px)."""
+    opens is tabbed with Segment, not stacked as a third dock: Fine-tune and Metrics
+    share the column (each had 185 px), the verdict and the rows in view."""
     from qtpy.QtWidgets import QDockWidget
 
     import napari_tmunet._finetune_widget as finetune_module
@@ -283,8 +283,16 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     metrics = docks["Metrics (napari-tmunet)"]
     assert docks["Segment (napari-tmunet)"] in window.tabifiedDockWidgets(metrics)
     assert not metrics.visibleRegion().isEmpty()  # in front of its tab group
-    assert docks["Fine-tune (napari-tmunet)"].height() > 300
+    assert docks["Fine-tune (napari-tmunet)"].height() > 250  # half the column each
     assert not tune.status.native.visibleRegion().isEmpty()
+    table = next(w for n, w in viewer.window.dock_widgets.items() if "Metrics" in n)
+    assert (
+        getattr(table, "__wrapped__", table)
+        .comparison_table.native.visibleRegion()
+        .boundingRect()
+        .height()
+        > 20
+    )
 
 
 def test_resume_then_stop_at_once_scores_nothing_again(make_napari_viewer, qtbot, tmp_path):
