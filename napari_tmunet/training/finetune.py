@@ -564,15 +564,17 @@ def run_finetune(
             record with ``step`` 0 and ``baseline`` True).
 
     Returns:
-        run_dir, best_checkpoint, stopped, step, total_steps, held_out, edits (see
-        :func:`edit_summary`), held_out_foreground (reference pixels in the held-out
-        part), modality (the starting model's: both models are for such images), old /
-        new scores (dicts or None), start_model, old_label, rows (for the Metrics dock).
+        run_dir, best_checkpoint, stopped, step, total_steps, trained (steps this call
+        trained: 0 after a Stop before the first, when nothing is scored again),
+        held_out, edits (see :func:`edit_summary`), held_out_foreground (reference
+        pixels in the held-out part), modality (the starting model's: both models are
+        for such images), old / new scores (dicts or None; with the scores where the
+        user's edits are, :func:`edit_zone_scores`), start_model, old_label, rows (for
+        the Metrics dock).
     """
     import torch
 
     from ..inference import resolve_device
-    from .engine import fit
 
     callbacks = dict(callbacks or {})
     phase = callbacks.get("on_phase") or (lambda text: None)
@@ -596,7 +598,36 @@ def run_finetune(
     start.checkpoint = None  # free it before training
 
     phase(TRAINING_PHASE)
-    trained = [0]  # steps trained by this call
+    result, trained = _train(config, run_dir, cache, (valid, region), device, (callbacks, stop))
+    if not trained:  # stopped before a step: the model is the one scored above
+        return _untrained_result(start, run_dir, old, result)
+    best, new = _score_tuned(result, (valid, region, edit_maps), device, phase)
+    outcome = {
+        **_result_base(start, run_dir),
+        "best_checkpoint": str(best),
+        "stopped": bool(result["stopped"]),
+        "step": int(result["step"]),
+        "total_steps": int(result["total_steps"]),
+        "trained": trained,
+        "held_out_foreground": _foreground_pixels(valid, region),
+        "old": old,
+        "new": new,
+    }
+    note = f"{start.held_out}; {describe_edits(start.edits)}"
+    outcome["rows"] = comparison_rows(old, new, start.label, f"fine-tuned: {run_dir.name}", note)
+    _write_comparison(run_dir, start, outcome)
+    return outcome
+
+
+def _train(config, run_dir: Path, cache, held_out, device, control) -> tuple[dict, int]:
+    """:func:`~napari_tmunet.training.engine.fit` on the run's decoded data ``cache``;
+    returns its result and the steps this call trained. ``held_out``: (samples,
+    region); ``control``: (callbacks, stop event)."""
+    from .engine import fit
+
+    valid, region = held_out
+    callbacks, stop = control
+    trained = [0]
     on_step = callbacks.get("on_step")
 
     def count_step(step: int, total: int, loss: float) -> None:
@@ -613,27 +644,15 @@ def run_finetune(
     result = fit(
         config, run_dir / "train", callbacks=engine_callbacks, stop_event=stop, dataset=cache
     )
-    if not trained[0]:  # stopped before a step: the model is the one scored above
-        return _untrained_result(start, run_dir, old, result)
-    best, new = _score_tuned(result, (valid, region, edit_maps), device, phase)
-    note = f"{start.held_out}; {describe_edits(start.edits)}"
-    rows = comparison_rows(old, new, start.label, f"fine-tuned: {run_dir.name}", note)
-    outcome = {
-        **_result_base(start, run_dir),
-        "best_checkpoint": str(best),
-        "stopped": bool(result["stopped"]),
-        "step": int(result["step"]),
-        "total_steps": int(result["total_steps"]),
-        "trained": trained[0],
-        "held_out_foreground": _foreground_pixels(valid, region),
-        "old": old,
-        "new": new,
-        "rows": rows,
-    }
-    comparison = {"held_out": start.held_out, "edits": start.edits, "rows": rows}
-    comparison.update(old=old, new=new, verdict=compare_models(outcome))
+    return result, trained[0]
+
+
+def _write_comparison(run_dir: Path, start: _Start, outcome: dict) -> None:
+    """RUN/comparison.json: the held-out part, the edits, both models' scores, the rows
+    and the verdict (:func:`compare_models`)."""
+    comparison = {"held_out": start.held_out, "edits": start.edits, "rows": outcome["rows"]}
+    comparison.update(old=outcome["old"], new=outcome["new"], verdict=compare_models(outcome))
     write_json(run_dir / "comparison.json", comparison)
-    return outcome
 
 
 def _unless_untrained(validate: Callable, stop: threading.Event, trained: list) -> Callable:
