@@ -52,12 +52,13 @@ from ._widget_common import (
 from .storage import NotWritableError
 from .training.finetune import (
     AUGMENTATIONS,
+    TRAINING_PHASE,
     FinetuneJob,
-    comparison_problem,
-    describe_edits,
-    foreground_problem,
+    compare_models,
     new_run_folder,
+    next_free_folder,
     run_finetune,
+    run_folder_state,
 )
 
 PLUGIN = "napari-tmunet"
@@ -102,6 +103,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.history: dict[str, list] = {"loss": [], "eval": []}
         self.step = 0
         self._busy = False
+        self._training = False  # the running job has begun training (its phase said so)
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._stop_event = threading.Event()
         self._eta = Eta()
@@ -119,6 +121,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._make_widgets()
         self._make_plot()
         fit_width(self.body)
+        self._label_fitter = _LabelFitter(self.body)
         intro_above(self, self.intro)
         self._connect()
         self.add_pair()
@@ -317,16 +320,30 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self._setting_folder = False
 
     def _fresh_run_dir(self) -> Path | None:
+        """The folder a new run goes to: the Run folder when it is empty; a new dated one
+        for a folder the dock chose; beside a folder the user chose that holds a
+        finished or never-trained run (``NAME-2``...); None (refused, with the reason)
+        for a stopped run (Resume continues it) or other files."""
         path = Path(self.run_folder.value).expanduser()
-        if path.is_dir() and any(path.iterdir()):
-            if not self._auto_folder:
-                self._refuse(
-                    f"The run folder {path} is not empty: Resume it, or choose another folder."
-                )
-                return None
-            path = new_run_folder()
-            self._set_folder(path)
-        return path
+        state = run_folder_state(path)
+        if state == "empty":
+            return path
+        if self._auto_folder:
+            fresh = new_run_folder()
+        elif state == "resumable":
+            self._refuse(
+                f"The run folder {path} holds a stopped run: Resume it, or choose another folder."
+            )
+            return None
+        elif state == "other":
+            self._refuse(f"The run folder {path} holds other files: choose an empty or new folder.")
+            return None
+        else:  # finished, or never trained: kept as it is
+            fresh = next_free_folder(path)
+            what = "a finished run" if state == "finished" else "a run stopped before training"
+            show_info(f"{path} holds {what}: this run is saved in {fresh}.")
+        self._set_folder(fresh)
+        return fresh
 
     # --- running -----------------------------------------------------------------------
 
@@ -409,10 +426,13 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         show_error(reason)
 
     def stop(self, _=None) -> None:
-        """Stop after the current step; the engine evaluates and keeps the best checkpoint."""
+        """Stop after the current step (the engine evaluates and keeps the best
+        checkpoint), or before training when it has not begun (the job checks between
+        its phases and while scoring)."""
         if self.running:
             self._stop_event.set()
-            self.status.value = "stopping: evaluating and saving..."
+            training = self._training
+            self.status.value = "stopping: evaluating and saving..." if training else "stopping..."
 
     def _on_closed(self) -> None:
         """The dock is closed (napari's X, or napari closed): stop a run as Stop does (it
@@ -428,6 +448,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         self.result, self.error, self.step, self._verdict = None, "", 0, ""
+        self._training = False
         if not keep_history:
             self.history = {"loss": [], "eval": []}
         self._redraw(force=True)
@@ -464,9 +485,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.stop_button.enabled = busy
         self.add_pair_button.enabled = not busy
         folder = self.run_folder.value
-        resumable = folder is not None and (Path(folder) / "train" / "last.pt").is_file()
-        finished = self.result is not None and not self.result.get("stopped")
-        self.resume_button.enabled = not busy and resumable and not finished
+        resumable = folder is not None and run_folder_state(folder) == "resumable"
+        self.resume_button.enabled = not busy and resumable
         previous = self.active.previous
         self.revert_button.enabled = not busy and previous is not None
         # the label (e.g. "fine-tuned on kvasir1 20261202-184916") is too long for the
@@ -477,6 +497,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     # --- signals from the worker (GUI thread) ------------------------------------------
 
     def _on_phase(self, text: str):
+        self._training = self._training or text == TRAINING_PHASE
+        if self._stop_event.is_set() and not self._training:  # "stopping..." stays to the end
+            return
         self.status.value = text
 
     def _on_step(self, step: int, total: int, loss: float):
@@ -498,41 +521,33 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _on_returned(self, result: dict):
         """Compare old and new; make the new model active only when it was trained (at
-        least one step), the held-out part can tell the models apart
-        (:func:`comparison_problem`) and the new one is not worse there; else the user
+        least one step in this run) and :func:`compare_models` says so; else the user
         decides ('Use the fine-tuned model anyway'). Not once the dock is closed: the run
         folder keeps the checkpoints."""
         self.result = result
         if self._closed:
             return
-        if result["step"] == 0:  # best.pt is the starting model's copy: nothing learned
+        if result.get("trained", result["step"]) == 0:  # nothing learned in this run
             self.status.value = (
                 f"stopped before any training step; {result['old_label']} stays active"
             )
             return
         self._show_comparison(result["rows"])
-        old, new = result["old"], result["new"]
         state = "stopped" if result["stopped"] else "finished"
+        verdict = compare_models(result)
         text = f"{state} at step {result['step']}/{result['total_steps']}"
-        if old is not None and result.get("held_out_foreground") != 0:  # else they mean nothing
-            text += f"; held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
-        if old is not None and not foreground_problem(result):  # else no edits can matter
-            text += f" ({describe_edits(result.get('edits') or {})})"
+        if verdict["compared"]:
+            text += f"; {verdict['compared']}"
         self._verdict = text
-        problem = comparison_problem(result)
-        if problem or (old is not None and new["dice"] < old["dice"]):
-            reason = f"; {problem}" if problem else ""
-            self.status.value = f"{text}{reason}; {result['old_label']} stays active"
-            self.use_anyway_button.visible = True
-            why = problem or (
-                "the fine-tuned model scores lower on the held-out part than the starting model"
-            )
-            show_warning(
-                f"Fine-tuning: {why}; the starting model stays active ('Use the "
-                "fine-tuned model anyway' switches)."
-            )
-        else:
+        if verdict["use_new"]:
             self.use_fine_tuned()
+            return
+        self.status.value = f"{text}; {verdict['why']}; {result['old_label']} stays active"
+        self.use_anyway_button.visible = True
+        show_warning(
+            f"Fine-tuning: {verdict['why']}; the starting model stays active ('Use the "
+            "fine-tuned model anyway' switches)."
+        )
 
     def fine_tuned_name(self) -> str:
         """A name people recognise: the image trained on and the date."""
@@ -577,7 +592,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 f"cannot write to the Run folder {folder} ({why}): choose another Run folder"
             )
         else:
-            self.error = error_text(err)
+            self.error = _error_words(err)
         if self._closed:
             return
         self.status.value = f"failed: {self.error}"
@@ -596,18 +611,80 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         scroll_into_view(self.body, shown)
 
     def _show_comparison(self, rows: list[dict]):
+        """Show the before/after rows in the Metrics dock; a Metrics dock opened here is
+        tabbed with another dock on its side (e.g. Segment), so that the docks there are
+        not squeezed to a third of the window each."""
         if not rows:
             return
+        window = self.viewer.window
         try:
-            _, metrics = self.viewer.window.add_plugin_dock_widget(
-                plugin_name=PLUGIN, widget_name="Metrics"
-            )
+            was_open = any("Metrics" in name for name in window.dock_widgets)
+            dock, metrics = window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics")
+            if not was_open:
+                _tab_beside(dock, self.native)
             metrics.set_comparison(rows)
         except Exception as err:  # noqa: BLE001 - the results are also in comparison.json
             show_warning(f"Could not show the comparison in the Metrics dock: {err}")
 
 
 # ------------------------------------------------------------------------- helpers
+
+
+class _LabelFitter(QObject):
+    """Widens the label column of a Container to its longest label in the font the labels
+    are shown in: magicgui measures them before napari's style sets that font, which cut
+    "Augmentation" to "Augmentatio" at a dock's width."""
+
+    def __init__(self, container: Container):
+        super().__init__(container.native)
+        self.container = container
+        container.native.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+        from qtpy.QtCore import QEvent
+
+        if event.type() in (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange):
+            self.fit()
+        return False
+
+    def fit(self) -> None:
+        """Give every label of the container the width of the longest one."""
+        labels = [getattr(w, "_labeled_widget", lambda: None)() for w in self.container]
+        natives = [lw._label_widget.native for lw in labels if lw is not None]
+        if natives:
+            width = max(n.fontMetrics().horizontalAdvance(n.text()) for n in natives) + 4
+            for native in natives:
+                native.setMinimumWidth(max(native.minimumWidth(), width))
+
+
+def _tab_beside(dock, own) -> None:
+    """Tab ``dock`` with another visible dock in its area of the main window, one that
+    does not hold the widget ``own`` (the Fine-tune dock stays in view), bring it to the
+    front and share the column's height evenly with ``own``'s dock; left as napari
+    placed it when there is no other dock."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget
+
+    window = dock.parent()
+    area = window.dockWidgetArea(dock)
+    beside = [
+        d
+        for d in window.findChildren(QDockWidget)
+        if d is not dock
+        and d.isVisible()
+        and not d.isFloating()
+        and window.dockWidgetArea(d) == area
+    ]
+    others = [d for d in beside if not d.isAncestorOf(own)]
+    if not others:
+        return
+    window.tabifyDockWidget(others[0], dock)
+    dock.show()
+    dock.raise_()
+    mine = [d for d in beside if d.isAncestorOf(own)]
+    if mine:
+        half = max(1, (dock.height() + mine[0].height()) // 2)
+        window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
 
 
 def _emit(relay: _Relay, name: str, *args) -> None:
@@ -617,6 +694,22 @@ def _emit(relay: _Relay, name: str, *args) -> None:
         getattr(relay, name).emit(*args)
     except RuntimeError:  # the relay's C++ object is gone (dock closed)
         pass
+
+
+# errors that come from a mistake in the code: their type says more than their message
+_CODE_ERRORS = (LookupError, TypeError, AttributeError, NameError, AssertionError)
+
+
+def _error_words(err: BaseException) -> str:
+    """A worker's error for the user: the message alone for the errors the job raises on
+    purpose (bad data, a file, a checkpoint, memory), ``Type: message`` for a code error
+    or an empty message."""
+    text = error_text(err)  # "Type: message", a re-raised RuntimeError's own type
+    _, _, message = text.partition(": ")
+    cause = err.__cause__ if err.__cause__ is not None else err
+    if not message.strip() or isinstance(cause, _CODE_ERRORS) or isinstance(err, _CODE_ERRORS):
+        return text
+    return message
 
 
 def _torch_threads() -> int:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 OVERALL = "mean"  # the ``slice`` value of the summary row
 
 
+class EvaluationStopped(Exception):
+    """:func:`evaluate` was asked to stop (its ``stop`` callable returned True)."""
+
+
 def score_labels(
     pred: np.ndarray,
     ref: np.ndarray,
@@ -126,6 +130,8 @@ class Evaluation(SegmentationMetrics):
         self.size = tuple(size)
         self.native = SegmentationMetrics()
         self.shapes: list[tuple[int, int]] = []
+        # (name, (H, W) bool prediction, (H, W) bool mask), whole, when asked to keep them
+        self.predictions: list[tuple[str, np.ndarray, np.ndarray]] = []
 
     def add(self, name: str, pred_size, ref_size, pred_native, ref_native) -> dict:
         row = self.update(pred_size, ref_size, name=name)
@@ -178,6 +184,8 @@ def evaluate(
     overlap: float = 0.25,
     progress: bool = False,
     region: tuple[slice, slice] | None = None,
+    stop=None,
+    keep_predictions: bool = False,
 ) -> Evaluation:
     """Score a model on (name, image, mask) samples (e.g. ``NativeCache`` items).
 
@@ -203,6 +211,10 @@ def evaluate(
             strip of an image held out for fine-tuning); the model still sees the whole
             image, as Segment runs it. The main column is that part resized to the
             evaluation size.
+        stop: a callable checked between forward passes; when it returns True,
+            :class:`EvaluationStopped` is raised.
+        keep_predictions: keep every sample's whole native prediction and mask in the
+            result's ``predictions``.
     Returns:
         An :class:`Evaluation` (a ``SegmentationMetrics`` with a ``native`` column).
     """
@@ -212,6 +224,7 @@ def evaluate(
     net.eval()
     try:
         run = _EvaluationRun(net, input_config, mode, device, amp, region)
+        run.stop, run.keep = stop, keep_predictions
         items = list(samples)
         if mode == "tile":
             run.score_tiled(items, overlap, batch_size, progress)
@@ -237,6 +250,13 @@ class _EvaluationRun:
         self.eval_size = self.size if mode == "resize" else PAPER_TEST_SIZE
         self.result = Evaluation(self.eval_size)
         self.region = region
+        self.stop = None  # a callable: True raises EvaluationStopped between forward passes
+        self.keep = False  # keep whole predictions in result.predictions
+
+    def check_stop(self, *_progress) -> None:
+        """Raise :class:`EvaluationStopped` when ``stop`` says so."""
+        if self.stop is not None and self.stop():
+            raise EvaluationStopped("evaluation stopped")
 
     def score_tiled(self, items: list, overlap: float, batch_size: int, progress: bool) -> None:
         """Sliding window at native resolution; the main column resized to 512 x 512."""
@@ -247,7 +267,7 @@ class _EvaluationRun:
             windows = sliding_window(
                 self.probability, frame, self.size, overlap, batch_size, "gaussian", self.device
             )
-            prob = run_to_completion(windows)  # (1, 1, H, W)
+            prob = run_to_completion(windows, self.check_stop)  # (1, 1, H, W)
             self.score(name, resize(prob, self.eval_size)[0, 0], prob[0, 0], mask)
 
     def score_resized(self, items: list, batch_size: int, progress: bool) -> None:
@@ -258,6 +278,7 @@ class _EvaluationRun:
 
         starts = range(0, len(items), batch_size)
         for start in _progress(starts, len(starts), "evaluate", progress):
+            self.check_stop()
             prepared = [self.prepare(s) for s in items[start : start + batch_size]]
             x = torch.cat([frame.resized(self.device) for _, frame, _ in prepared])
             logits = forward_logits(self.net, x, self.amp)  # (n, K, h, w)
@@ -287,12 +308,16 @@ class _EvaluationRun:
 
         from .inference import resize, resize_mask
 
+        threshold = self.input_config.threshold
+        if self.keep:
+            self.result.predictions.append(
+                (name, (prob_native > threshold).cpu().numpy(), np.asarray(mask, bool))
+            )
         if self.region is not None:  # only this part counts: both columns from it
             prob_native, mask = prob_native[self.region], mask[self.region]
             prob_size = resize(prob_native[None, None].float(), self.eval_size)[0, 0]
 
         ref_size = resize_mask(torch.from_numpy(mask)[None, None], self.eval_size)[0, 0]
-        threshold = self.input_config.threshold
         self.result.add(
             name,
             (prob_size > threshold).cpu().numpy(),

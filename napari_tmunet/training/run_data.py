@@ -83,7 +83,9 @@ def check_foreground(
     has = {part: any(np.any(m) for m in masks) for part, masks in masks_by_part.items()}
     n = {part: len(masks) for part, masks in masks_by_part.items()}
     if not any(has.values()):
-        raise DatasetError(f"every mask of {where} is empty ({sum(n.values())} masks): {fix}")
+        count = sum(n.values())
+        masks = "1 mask" if count == 1 else f"{count} masks"
+        raise DatasetError(f"every mask of {where} is empty ({masks}): {fix}")
     if not has.get("train", True):
         with_fg = " and ".join(part for part, fg in has.items() if fg)
         raise DatasetError(

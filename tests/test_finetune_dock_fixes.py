@@ -1,0 +1,323 @@
+"""The Fine-tune dock: Stop during setup, the run folder's state, the verdict where the
+user's corrections are, error texts and its layout (CPU, Xvfb, the bundled samples)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_tmunet._sample_data import load_sample
+from napari_tmunet.training.finetune import (
+    EDIT_MARGIN,
+    compare_models,
+    edit_zone_scores,
+    run_folder_state,
+)
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
+
+PLUGIN = "napari-tmunet"
+
+
+def open_dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
+    return getattr(widget, "__wrapped__", widget)
+
+
+def add_nuclei(viewer, repeat: int = 1, crop: int = 256):
+    """The bundled nuclei sample (tiled ``repeat`` x ``repeat``, cut to ``crop``) and its
+    reference mask as the corrected Labels layer."""
+    image, mask = load_sample("nuclei")
+    image = np.ascontiguousarray(np.tile(image, (repeat, repeat, 1))[:crop, :crop])
+    mask = np.ascontiguousarray(np.tile(mask, (repeat, repeat))[:crop, :crop])
+    layer = viewer.add_image(image, name="nuclei", rgb=True)
+    return layer, viewer.add_labels(mask, name="nuclei corrected")
+
+
+def start_small(tune, run_dir, steps=2):
+    tune.steps.value = steps
+    tune.batch_size.value = 1
+    tune.learning_rate.value = 1e-3
+    tune.device.value = "cpu"
+    tune.run_folder.value = run_dir
+
+
+def test_stop_while_scoring_the_start_model_ends_the_run_at_once(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Threaded path, shipped nuclei model: Stop while the starting model is scored ends
+    the job between two forward passes: no training (no train/ folder), no second
+    scoring; the folder keeps the data and plan ("not started"), Resume stays off and a
+    second Start in that folder goes to a folder beside it."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer, repeat=4, crop=1024)  # scoring it takes many forward passes
+    run_dir = tmp_path / "typed run"
+    start_small(tune, run_dir)
+    phases = []
+    tune._relay.phase.connect(phases.append)
+    tune.start_button.native.click()
+    assert tune.worker is not None
+    qtbot.waitUntil(lambda: any(p.startswith("scoring") for p in phases), timeout=120_000)
+    tune.stop_button.native.click()
+    assert tune.status.value == "stopping..."
+    asked = time.monotonic()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    waited = time.monotonic() - asked
+    assert tune.error == "", tune.error
+    assert waited < 20, waited  # one forward pass, not the rest of the scoring and a fit
+    assert not any(p == "training..." or "fine-tuned" in p for p in phases), phases
+    assert not (run_dir / "train").exists()
+    assert tune.result["trained"] == 0 and tune.result["new"] is None
+    assert (run_dir / "data" / "masks").is_dir() and run_folder_state(run_dir) == "not started"
+    assert tune.status.value == "stopped before any training step; TM-UNet nuclei stays active"
+    assert not tune.resume_button.enabled and tune.active.current is None
+
+    tune.stop_button.native.click()  # nothing running: no effect
+    tune.start_button.native.click()  # the typed folder holds a run: one beside it
+    assert tune.running and tune.run_folder.value == tmp_path / "typed run-2"
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.result["trained"] == 0 and run_folder_state(run_dir) == "not started"
+
+
+def stand_in(job, finished: bool):
+    """A stand-in ``run_finetune``: one step; the engine's files of a finished (summary
+    .json) or stopped (last.pt) run."""
+    train = job.run_dir / "train"
+    train.mkdir(parents=True)
+    (job.run_dir / "finetune.json").write_text("{}")
+    (train / ("summary.json" if finished else "last.pt")).write_text("{}")
+    return {
+        "best_checkpoint": str(train / "best.pt"),
+        "start_model": job.start_model,
+        "old_label": job.start_label,
+        "stopped": not finished,
+        "step": 1,
+        "total_steps": 1 if finished else 5,
+        "trained": 1,
+        "old": None,
+        "new": {"dice": 0.5, "hd": 1.0},
+        "edits": {},
+        "rows": [],
+    }
+
+
+def test_a_typed_folder_after_a_finished_or_stopped_run(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path with a stand-in job. A finished run in a folder the user typed: a
+    second Start goes to NAME-2 (said in a message), never refused with a disabled
+    Resume. A stopped run there: Start is refused with "Resume it", and Resume is on."""
+    import napari_tmunet._finetune_widget as finetune_module
+
+    infos, errors = [], []
+    monkeypatch.setattr(finetune_module, "show_info", infos.append)
+    monkeypatch.setattr(finetune_module, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer, crop=64)
+    picked = tmp_path / "ftrun10"
+    tune.run_folder.value = picked
+    finished = [True]
+    monkeypatch.setattr(
+        finetune_module, "run_finetune", lambda job, stop, callbacks: stand_in(job, finished[0])
+    )
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    assert run_folder_state(picked) == "finished" and not tune.resume_button.enabled
+
+    finished[0] = False
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    beside = tmp_path / "ftrun10-2"
+    assert errors == [] and tune.run_folder.value == beside
+    assert infos == [f"{picked} holds a finished run: this run is saved in {beside}."]
+    assert run_folder_state(beside) == "resumable" and tune.resume_button.enabled
+
+    tune.start_button.native.click()
+    assert not tune.running and tune.run_folder.value == beside
+    assert errors == [
+        f"The run folder {beside} holds a stopped run: Resume it, or choose another folder."
+    ]
+    assert tune.resume_button.enabled  # the action the text names is there
+
+
+def scores(accuracy, dice, pixels=900, zone=2000):
+    return {"dice": dice, "hd": 2.0, "edited_pixels": pixels, "zone_pixels": zone,
+            "zone_accuracy": accuracy}  # fmt: skip
+
+
+ENOUGH = {"known": True, "pixels": 900, "objects": 5, "enough": True}
+
+
+def test_the_verdict_rests_on_the_corrections_with_a_guard_on_the_rest():
+    """The rule of compare_models, and the zone scores it rests on."""
+    # a prediction that misses the user's painted square, and one that has it
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:20] = True
+    edited = mask.copy()  # the user painted the whole square
+    old = edit_zone_scores([("a", np.zeros_like(mask), mask)], [edited])
+    new = edit_zone_scores([("a", mask.copy(), mask)], [edited])
+    side = 10 + 2 * EDIT_MARGIN  # the square and 3 px around it, corners cut (1 + 2 + 3 px)
+    zone = side**2 - 4 * 6
+    assert old["edited_pixels"] == 100 and old["zone_pixels"] == zone
+    assert old["zone_accuracy"] == pytest.approx((zone - 100) / zone) and new["zone_accuracy"] == 1
+
+    # the corrections are learnt, the rest (mostly the old model's own output) kept: used
+    result = {"old": scores(0.4, 0.96), "new": scores(0.8, 0.93), "edits": ENOUGH}
+    verdict = compare_models(result)
+    assert verdict["use_new"] is True and "right 40.0% -> 80.0%" in verdict["compared"]
+    assert "held-out Dice 0.9600 -> 0.9300" in verdict["compared"]
+    # learnt, but the rest changed: the user decides; ruined: not used
+    changed = compare_models({**result, "new": scores(0.8, 0.89)})
+    assert changed["use_new"] is None and "changes the rest" in changed["why"]
+    ruined = compare_models({**result, "new": scores(0.8, 0.70)})
+    assert ruined["use_new"] is False and "ruins the rest" in ruined["why"]
+    worse = compare_models({**result, "new": scores(0.3, 0.96)})
+    assert worse["use_new"] is False and "fewer of your corrections" in worse["why"]
+    # 82.6% -> 83.0% of 4500 px (a real run, CPM-15 image02): within noise, you choose
+    alike = {"old": scores(0.826, 0.96, 778, 4500), "new": scores(0.830, 0.94, 778, 4500)}
+    alike = compare_models({**alike, "edits": ENOUGH})
+    assert alike["use_new"] is None and "about as many" in alike["why"]
+    none = compare_models({**result, "old": scores(None, 0.9, 0), "new": scores(None, 0.9, 0)})
+    assert none["use_new"] is None and "none of your edits" in none["why"]
+    # reference masks (edits unknown): held-out Dice as before
+    plain = {"old": {"dice": 0.8, "hd": 1.0}, "new": {"dice": 0.7, "hd": 1.0}, "edits": {}}
+    assert compare_models(plain)["use_new"] is False
+
+
+def test_a_light_correction_is_compared_where_it_is(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, shipped nuclei model, the bundled sample: Segment, paint one
+    missed nucleus-sized blob, Fine-tune 2 steps. The verdict names the correction zone
+    and both models' numbers there (not the held-out Dice against the model's own
+    output)."""
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    image, _ = load_sample("nuclei")
+    layer = viewer.add_image(np.ascontiguousarray(image[:128, :192]), name="crop", rgb=True)
+    segment.image.value = layer
+    segment.segment()
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    labels = segment.last_layer
+    painted = np.array(labels.data)
+    for y, x in ((30, 160), (80, 170), (110, 150), (60, 140)):  # in the right-most quarter
+        painted[y - 6 : y + 6, x - 6 : x + 6] = painted.max() + 1
+    labels.data = painted
+    start_small(tune, tmp_path / "run", steps=2)
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    assert tune.error == "" and tune.result["trained"] == 2, tune.status.value
+    old, new = tune.result["old"], tune.result["new"]
+    assert old["edited_pixels"] > 0 and new["edited_pixels"] == old["edited_pixels"]
+    assert "your corrections in the held-out part" in tune.status.value
+    assert f"{old['edited_pixels']} edited pixels" in tune.status.value
+    verdict = compare_models(tune.result)
+    assert (tune.active.current is not None) == bool(verdict["use_new"])
+
+
+def test_an_empty_mask_is_refused_in_plain_words(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path: an empty Labels layer fails with the reason, no class name, and
+    "1 mask"."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    image, _ = load_sample("nuclei")
+    viewer.add_image(image[:64, :64], name="slide", rgb=True)
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name="slide labels")
+    start_small(tune, tmp_path / "run")
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    assert tune.status.value.startswith(
+        "failed: every mask of the Labels layers is empty (1 mask): paint"
+    ), tune.status.value
+    assert "Error" not in tune.status.value
+
+
+def small_window(make_napari_viewer, qtbot):
+    """Plain napari's 1089 x 633 window with Segment and Fine-tune (a 64 x 64 crop)."""
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1089, 633)
+    open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer, crop=64)
+    qtbot.waitUntil(lambda: window.width() == 1089 and tune.native.isVisible())
+    qtbot.wait(100)
+    return viewer, tune
+
+
+def test_every_label_of_the_dock_shows_whole(make_napari_viewer, qtbot):
+    """In plain napari's window, no label of the Fine-tune dock is cut ("Augmentatio")."""
+    _, tune = small_window(make_napari_viewer, qtbot)
+    for widget in tune.body:
+        labeled = widget._labeled_widget()
+        if labeled is not None and widget.visible:
+            label = labeled._label_widget.native
+            need = label.fontMetrics().horizontalAdvance(label.text())
+            assert need <= label.contentsRect().width(), (label.text(), need)
+
+
+def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """Threaded path with a stand-in job, plain napari's window: the Metrics dock a run
+    opens is tabbed with Segment, not stacked as a third dock: Fine-tune and Metrics
+    share the column (each had 185 px), the verdict and the rows in view."""
+    from qtpy.QtWidgets import QDockWidget
+
+    import napari_tmunet._finetune_widget as finetune_module
+
+    def job(job, stop, callbacks):
+        rows = [{"model": "before", "dice": 0.9}, {"model": "after", "dice": 0.8}]
+        return {**stand_in(job, True), "old": {"dice": 0.9, "hd": 1.0}, "rows": rows}
+
+    monkeypatch.setattr(finetune_module, "run_finetune", job)
+    viewer, tune = small_window(make_napari_viewer, qtbot)
+    tune.run_folder.value = tmp_path / "run"
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    qtbot.wait(300)
+    window = viewer.window._qt_window
+    docks = {d.windowTitle(): d for d in window.findChildren(QDockWidget)}
+    metrics = docks["Metrics (napari-tmunet)"]
+    assert docks["Segment (napari-tmunet)"] in window.tabifiedDockWidgets(metrics)
+    assert not metrics.visibleRegion().isEmpty()  # in front of its tab group
+    assert docks["Fine-tune (napari-tmunet)"].height() > 250  # half the column each
+    assert not tune.status.native.visibleRegion().isEmpty()
+    table = next(w for n, w in viewer.window.dock_widgets.items() if "Metrics" in n)
+    assert (
+        getattr(table, "__wrapped__", table)
+        .comparison_table.native.visibleRegion()
+        .boundingRect()
+        .height()
+        > 20
+    )
+
+
+def test_resume_then_stop_at_once_scores_nothing_again(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, shipped nuclei model: a run stopped after a step, then Resume and
+    Stop at once: the job ends without training or scoring a fine-tuned model, the run
+    stays resumable at its step."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer, crop=128)
+    run_dir = tmp_path / "run"
+    start_small(tune, run_dir, steps=50)
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.step >= 1, timeout=120_000)
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    step = tune.result["step"]
+    assert tune.error == "" and 1 <= step < 50 and tune.resume_button.enabled
+
+    phases = []
+    tune._relay.phase.connect(phases.append)
+    tune.resume_button.native.click()
+    assert tune.running
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.error == "" and tune.result["trained"] == 0 and tune.result["step"] == step
+    assert not any(p == "training..." or "fine-tuned" in p for p in phases), phases
+    assert tune.status.value.startswith("stopped before any training step")
+    assert run_folder_state(run_dir) == "resumable" and tune.resume_button.enabled
