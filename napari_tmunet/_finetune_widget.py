@@ -701,14 +701,13 @@ _CODE_ERRORS = (LookupError, TypeError, AttributeError, NameError, AssertionErro
 
 
 def _error_words(err: BaseException) -> str:
-    """A worker's error for the user: the message alone for the errors the job raises on
-    purpose (bad data, a file, a checkpoint, memory), ``Type: message`` for a code error
-    or an empty message."""
-    text = error_text(err)  # "Type: message", a re-raised RuntimeError's own type
-    _, _, message = text.partition(": ")
+    """A worker's error for the user: :func:`error_text` (the message alone for bad input),
+    and the message alone too for the other errors the job meets on purpose (a file,
+    memory, CUDA); ``Type: message`` for a code error or an empty message."""
     cause = err.__cause__ if err.__cause__ is not None else err
-    if not message.strip() or isinstance(cause, _CODE_ERRORS) or isinstance(err, _CODE_ERRORS):
-        return text
+    message = str(cause).strip()
+    if isinstance(cause, _CODE_ERRORS) or isinstance(err, _CODE_ERRORS) or not message:
+        return error_text(err)
     return message
 
 
