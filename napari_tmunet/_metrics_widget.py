@@ -170,8 +170,9 @@ class MetricsWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if _is_mask_layer(layer)]
 
     def _unoffered_hint(self) -> str:
-        """With fewer than two layers to compare and an image not offered: how to make
-        one a mask; else ""."""
+        """With fewer than two layers to compare and two images not offered (a picture and,
+        perhaps, its mask opened as a picture): how to make one a mask; else "" (one
+        picture and its Labels, the common case, need no note)."""
         from napari.layers import Image
 
         if len(self._mask_choices()) >= 2:
@@ -181,12 +182,11 @@ class MetricsWidget(Container):
             for layer in self._viewer.layers
             if isinstance(layer, Image) and not _is_mask_layer(layer)
         ]
-        if not images:
+        if len(images) < 2:
             return ""
         return (
-            "Only Labels layers and images that look like masks (0/255, 0/1 or object ids) "
-            "can be compared: to use another image as a mask, right-click its layer and "
-            "choose Convert to Labels."
+            "To score against an image as a mask, right-click its layer and choose "
+            "Convert to Labels."
         )
 
     def _refresh_choices(self, _event=None) -> None:

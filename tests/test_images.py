@@ -524,8 +524,8 @@ def test_conversions_that_are_not_safe_say_what_to_do(tmp_path):
 
 
 def test_looks_like_mask_tells_masks_from_pictures():
-    """Binary 0/v and instance-id masks (2-D or a stack) are masks; photographs (grey or
-    colour), floats, noise and an all-zero array are not."""
+    """Binary 0/v and instance-id masks (2-D, a stack, or grey saved as RGB) are masks;
+    photographs (grey or colour), colour arrays, floats, noise and an all-zero array are not."""
     from scipy import ndimage
 
     from napari_tmunet._sample_data import load_sample
@@ -542,7 +542,9 @@ def test_looks_like_mask_tells_masks_from_pictures():
     rng = np.random.default_rng(0)
     assert not looks_like_mask(rng.integers(0, 256, (64, 64), dtype=np.uint8))
     assert not looks_like_mask(np.zeros((64, 64), np.uint8))
-    assert not looks_like_mask(np.dstack([mask] * 3))  # RGB
+    assert looks_like_mask(np.dstack([mask] * 3))  # saved as RGB, as Kvasir-SEG's masks are
+    coloured = np.dstack([mask, mask // 2, mask])  # channels that differ: a picture
+    assert not looks_like_mask(coloured)
 
 
 @pytest.mark.skipif(not (EXTRA / "CPM15").is_dir(), reason="extra-data CPM15 not present")

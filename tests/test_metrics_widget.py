@@ -721,12 +721,16 @@ def test_a_mask_png_opened_as_an_image_is_offered_as_the_reference(
 
 
 def test_a_picture_is_not_offered_and_the_dock_says_how_to_convert_one(widget, masks):
-    """A photograph is no mask: not offered; with one Labels layer, the note says how to
+    """A photograph is no mask: not offered. One picture and its Labels need no note;
+    with a second picture (perhaps a mask that did not open as one), the note says how to
     make an image a mask."""
     viewer, widget = widget
     prediction, _ = masks
     picture, _ = load_sample("colonoscopy")
     viewer.add_image(picture[..., 0], name="grey frame")  # uint8 grey photograph
     viewer.add_labels(prediction, name="frame labels")
+    assert _choice_names(widget.reference) == ["frame labels"]
+    assert "Convert to Labels" not in _note(widget)
+    viewer.add_image(picture[..., 1], name="another frame")
     assert _choice_names(widget.reference) == ["frame labels"]
     assert "right-click its layer and choose Convert to Labels" in _note(widget)

@@ -282,11 +282,13 @@ class TrainConfig:
             raise FileNotFoundError(f"training config {path} does not exist") from None
 
     def model_config(self, in_channels: int) -> ModelConfig:
-        """The ModelConfig this training config asks for (ignoring ``init_checkpoint``)."""
+        """The ModelConfig this training config asks for (ignoring ``init_checkpoint``); a
+        ``pretext`` run has one output per input channel (the restored image)."""
         base = ModelConfig.unet() if self.arch == "unet" else ModelConfig.variant(self.variant)
         values = base.to_dict()
         values.update(self.model)
-        values.update(arch=self.arch, in_channels=in_channels, num_classes=self.num_classes)
+        outputs = in_channels if self.pretext else self.num_classes
+        values.update(arch=self.arch, in_channels=in_channels, num_classes=outputs)
         return ModelConfig.from_dict(values)
 
     def input_config(self, in_channels: int) -> InputConfig:

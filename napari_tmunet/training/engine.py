@@ -307,8 +307,6 @@ class Trainer:
             channels = start.model_config.in_channels
             self.input_config = replace(start.input_config, size=cfg.size)
         self.model_config = cfg.model_config(channels)
-        if cfg.pretext:  # one output per input channel: the restored image
-            self.model_config = replace(self.model_config, num_classes=channels)
         self.model = build_model(self.model_config)
         if start is not None:
             load_trunk(self.model, start, cfg.init_checkpoint)
