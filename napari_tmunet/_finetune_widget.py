@@ -606,9 +606,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.eta.value = ""  # nothing is left to wait for
         self._update_buttons()
         self._redraw(force=True)
-        # the verdict (and 'Use ... anyway'), in a dock a third of a small screen high
-        shown = self.use_anyway_button if self.use_anyway_button.visible else self.status
-        scroll_into_view(self.body, shown)
+        # the verdict from its first line, and 'Use ... anyway' under it when both fit,
+        # in a dock a third of a small screen high: the button first, then the verdict
+        # (a verdict above the view is scrolled down to, its top line in view)
+        if self.use_anyway_button.visible:
+            scroll_into_view(self.body, self.use_anyway_button)
+        scroll_into_view(self.body, self.status)
 
     def _show_comparison(self, rows: list[dict]):
         """Show the before/after rows in the Metrics dock; a Metrics dock opened here is

@@ -73,7 +73,13 @@ COMPARISON_ORDER: tuple[str, ...] = (
 TEXT_COLUMN_MAX_WIDTH = 110
 # In the CSV, not in the table (the status line names the layers and the stack's Dice).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
+# ... nor in the comparison table, whose rows hold a model and its numbers: the part
+# scored is in its title, the rows' notes in a line under it (a note in a cell made a
+# row 324 px tall, its Dice out of view)
+COMPARISON_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"image", "slice", "note"}
 
+# The pair note while Prediction and Reference are one layer (the only one offered)
+CHOOSE_REFERENCE = "Choose a reference: open a mask, or paint one in a new Labels layer."
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
 # Words that name a layer's role, not its image ("101 mask", "101 labels" -> "101"), and
@@ -122,16 +128,22 @@ class MetricsWidget(Container):
         self.status = Label(value="")
         self.comparison_title = Label(value="Before / after fine-tuning (held-out part)")
         self.comparison_table = Table()
+        self.comparison_note = Label(value="")
+        self.comparison_box = Container(
+            widgets=[self.comparison_title, self.comparison_table, self.comparison_note],
+            labels=False,
+        )
+        self.comparison_box.margins = (0, 0, 0, 0)
         self.table = Table()
-        for label in (self.intro, self.pair_note, self.status, self.comparison_title):
+        labels = (self.intro, self.pair_note, self.status, self.comparison_title)
+        for label in (*labels, self.comparison_note):
             wrap(label)
         self.body.extend(
             [
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.pair_note,
                 self.compute_button,
-                self.comparison_title,  # above the results: in view when Fine-tune sets it
-                self.comparison_table,
+                self.comparison_box,  # above the results: in view when Fine-tune sets it
                 self.table,
                 self.export_button,
                 self.status,
@@ -139,7 +151,7 @@ class MetricsWidget(Container):
         )
         for table in (self.table, self.comparison_table):
             _setup_table(table)
-        self.comparison_title.visible = self.comparison_table.visible = False
+        self.comparison_box.visible = False
         self.pair_note.visible = False
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -282,18 +294,23 @@ class MetricsWidget(Container):
         return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
 
     def _update_pair_note(self, _value=None) -> None:
-        """Show :meth:`_pair_warning` under the choosers (hidden when there is none)."""
-        note = self._pair_warning(self.prediction.value, self.reference.value)
-        note = note or self._unoffered_hint()
+        """Show :meth:`_unoffered_hint`, else :meth:`_pair_warning`, under the choosers
+        (hidden when there is none): the hint says how to make a picture the reference
+        that one Labels layer lacks."""
+        note = self._unoffered_hint()
+        note = note or self._pair_warning(self.prediction.value, self.reference.value)
         self.pair_note.value = note
         self.pair_note.visible = bool(note)
 
     def _pair_warning(self, prediction, reference) -> str:
         """A warning about the chosen pair, or "": the layers differ in shape (Compute
         would refuse them), or the pair is only a guess by shape (the reference is not of
-        the prediction's image and other references of that shape exist)."""
-        if prediction is None or reference is None or _same(prediction, reference):
+        the prediction's image and other references of that shape exist); one layer in
+        both (e.g. the only Labels layer): a reference is still to be chosen."""
+        if prediction is None or reference is None:
             return ""
+        if _same(prediction, reference):
+            return CHOOSE_REFERENCE
         if _shape(prediction) != _shape(reference):
             return (
                 f"{prediction.name!r} ({_size(prediction)}) and {reference.name!r} "
@@ -423,13 +440,17 @@ class MetricsWidget(Container):
 
     def _update_table(self) -> None:
         _fill_table(self.table, self.results)
-        _fill_table(self.comparison_table, self.comparison, COMPARISON_ORDER)
+        _fill_table(self.comparison_table, self.comparison, COMPARISON_ORDER, COMPARISON_HIDDEN)
+        _fit_rows(self.comparison_table)
+        notes = dict.fromkeys(str(r["note"]) for r in self.comparison if r.get("note"))
+        self.comparison_note.value = "; ".join(notes)
+        self.comparison_note.visible = bool(notes)
         shown = bool(self.comparison)
-        self.comparison_title.visible = self.comparison_table.visible = shown
+        self.comparison_box.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
         self.export_button.enabled = bool(self.rows())
         if shown:  # a small dock scrolls; the comparison is what the user waits for
-            scroll_into_view(self.body, self.comparison_title)
+            scroll_into_view(self.body, self.comparison_box)
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
@@ -488,11 +509,15 @@ def _setup_table(table: Table) -> None:
 
 
 def _fill_table(
-    table: Table, rows: list[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER
+    table: Table,
+    rows: list[dict[str, Any]],
+    order: Sequence[str] = COLUMN_ORDER,
+    hidden: frozenset[str] = HIDDEN_COLUMNS,
 ) -> None:
-    """Show ``rows`` in ``order``; columns fit their contents, text ones at most
-    ``TEXT_COLUMN_MAX_WIDTH`` wide (wrapped, whole in the cell's tooltip)."""
-    columns = [c for c in _columns(rows, order) if c not in HIDDEN_COLUMNS]
+    """Show ``rows`` in ``order`` but for the ``hidden`` columns; columns fit their
+    contents, text ones at most ``TEXT_COLUMN_MAX_WIDTH`` wide (wrapped, whole in the
+    cell's tooltip)."""
+    columns = [c for c in _columns(rows, order) if c not in hidden]
     table.value = {
         "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
         "index": [],
@@ -508,6 +533,17 @@ def _fill_table(
                 if item is not None:
                     item.setToolTip(item.text())
     native.resizeRowsToContents()  # capped columns wrap their text
+
+
+def _fit_rows(table: Table) -> None:
+    """Make ``table`` as high as its header, rows and horizontal scroll bar: every row in
+    view without an inner vertical scroll bar (a few comparison rows)."""
+    native = table.native
+    rows = sum(native.rowHeight(row) for row in range(native.rowCount()))
+    bar = native.horizontalScrollBar().sizeHint().height()
+    frame = 2 * native.frameWidth()
+    native.setMinimumHeight(native.horizontalHeader().sizeHint().height() + rows + bar + frame)
+    native.setMaximumHeight(native.minimumHeight())
 
 
 def _layer_array(layer) -> np.ndarray:

@@ -95,11 +95,14 @@ def test_held_out_strip_is_where_the_edits_are(tmp_path):
     assert trained + (stop - start) == 320  # nothing shared, nothing lost
     edits = out["edits"]
     assert edits["known"] and edits["pixels"] == edited[:, start:stop].sum() and edits["enough"]
+    assert edits["all_pixels"] == edited.sum()  # held out and trained on: the verdict says
     assert "where the edits are" in out["held_out"]
 
     # no edits at all: the comparison says it rests on too little
     few = write_dataset(training_pairs(image, mask, "a", True, predicted=mask), tmp_path / "e")
-    assert few["edits"] == {"known": True, "pixels": 0, "objects": 0, "enough": False}
+    assert few["edits"] == {
+        "known": True, "pixels": 0, "objects": 0, "enough": False, "all_pixels": 0
+    }  # fmt: skip
 
 
 def test_tiny_run_scores_old_and_new_model(tmp_path):

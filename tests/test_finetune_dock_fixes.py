@@ -145,9 +145,11 @@ def test_a_typed_folder_after_a_finished_or_stopped_run(
     assert tune.resume_button.enabled  # the action the text names is there
 
 
-def scores(accuracy, dice, pixels=900, zone=2000):
+def scores(accuracy, dice, pixels=900, zone=2000, edited_right=0):
+    right = None if accuracy is None else round(accuracy * zone)
     return {"dice": dice, "hd": 2.0, "edited_pixels": pixels, "zone_pixels": zone,
-            "zone_accuracy": accuracy}  # fmt: skip
+            "zone_accuracy": accuracy, "edited_correct": edited_right,
+            "zone_correct": right}  # fmt: skip
 
 
 ENOUGH = {"known": True, "pixels": 900, "objects": 5, "enough": True}
@@ -165,23 +167,48 @@ def test_the_verdict_rests_on_the_corrections_with_a_guard_on_the_rest():
     zone = side**2 - 4 * 6
     assert old["edited_pixels"] == 100 and old["zone_pixels"] == zone
     assert old["zone_accuracy"] == pytest.approx((zone - 100) / zone) and new["zone_accuracy"] == 1
+    assert old["edited_correct"] == 0 and new["edited_correct"] == 100  # by construction
+    assert old["zone_correct"] == zone - 100 and new["zone_correct"] == zone
 
     # the corrections are learnt, the rest (mostly the old model's own output) kept: used
-    result = {"old": scores(0.4, 0.96), "new": scores(0.8, 0.93), "edits": ENOUGH}
+    new = scores(0.8, 0.93, edited_right=820)
+    result = {"old": scores(0.4, 0.96), "new": new, "edits": ENOUGH}
     verdict = compare_models(result)
-    assert verdict["use_new"] is True and "right 40.0% -> 80.0%" in verdict["compared"]
-    assert "held-out Dice 0.9600 -> 0.9300" in verdict["compared"]
+    assert verdict["use_new"] is True
+    assert verdict["compared"] == (
+        "of your 900 corrected pixels in the held-out part: start model 0, fine-tuned 820 "
+        "right (in 5 regions); with the 3 px around them (2000 px): 800 -> 1600 right; "
+        "held-out Dice 0.9600 -> 0.9300"
+    )
+    # how many of all the corrections were kept back for scoring, not trained on
+    strip = {**result, "edits": {**ENOUGH, "all_pixels": 1500}, "held_out": "columns 0-9 of 40"}
+    assert compare_models(strip)["compared"].startswith(
+        "900 of your 1500 corrected pixels are in the held-out strip, used to score, not to "
+        "train; of these 900: start model 0, fine-tuned 820 right (in 5 regions); "
+    )
+    images = {**strip, "held_out": "whole image(s): 08-b"}
+    assert "are in the held-out images, used" in compare_models(images)["compared"]
+    # too few edits: the caveat is next to the edited pixels, not after the Dice
+    few = {"known": True, "pixels": 274, "objects": 2, "enough": False, "all_pixels": 493}
+    few = compare_models({**strip, "edits": few})
+    assert few["use_new"] is None and few["compared"].endswith("held-out Dice 0.9600 -> 0.9300")
+    assert (
+        "fine-tuned 820 right (in 2 regions - fewer than 300 edited pixels and fewer than 3 "
+        "edited regions: too few for a meaningful comparison); with the 3 px" in few["compared"]
+    )
     # learnt, but the rest changed: the user decides; ruined: not used
     changed = compare_models({**result, "new": scores(0.8, 0.89)})
     assert changed["use_new"] is None and "changes the rest" in changed["why"]
     ruined = compare_models({**result, "new": scores(0.8, 0.70)})
     assert ruined["use_new"] is False and "ruins the rest" in ruined["why"]
     worse = compare_models({**result, "new": scores(0.3, 0.96)})
-    assert worse["use_new"] is False and "fewer of your corrections" in worse["why"]
+    assert worse["use_new"] is False and "fewer of your corrected pixels and" in worse["why"]
     # 82.6% -> 83.0% of 4500 px (a real run, CPM-15 image02): within noise, you choose
     alike = {"old": scores(0.826, 0.96, 778, 4500), "new": scores(0.830, 0.94, 778, 4500)}
     alike = compare_models({**alike, "edits": ENOUGH})
-    assert alike["use_new"] is None and "about as many" in alike["why"]
+    assert alike["use_new"] is None and alike["why"] == (
+        "the two models get about as many of your corrected pixels and the 3 px around them right"
+    )
     none = compare_models({**result, "old": scores(None, 0.9, 0), "new": scores(None, 0.9, 0)})
     assert none["use_new"] is None and "none of your edits" in none["why"]
     # reference masks (edits unknown): held-out Dice as before
@@ -213,8 +240,13 @@ def test_a_light_correction_is_compared_where_it_is(make_napari_viewer, qtbot, t
     assert tune.error == "" and tune.result["trained"] == 2, tune.status.value
     old, new = tune.result["old"], tune.result["new"]
     assert old["edited_pixels"] > 0 and new["edited_pixels"] == old["edited_pixels"]
-    assert "your corrections in the held-out part" in tune.status.value
-    assert f"{old['edited_pixels']} edited pixels" in tune.status.value
+    edited, total = old["edited_pixels"], tune.result["edits"]["all_pixels"]
+    assert total >= edited and old["edited_correct"] == 0  # the model that made the mask
+    assert (
+        f"{edited} of your {total} corrected pixels are in the held-out strip, used to "
+        f"score, not to train; of these {edited}: start model 0, fine-tuned "
+        f"{new['edited_correct']} right (in " in tune.status.value
+    ), tune.status.value
     verdict = compare_models(tune.result)
     assert (tune.active.current is not None) == bool(verdict["use_new"])
 
@@ -260,39 +292,96 @@ def test_every_label_of_the_dock_shows_whole(make_napari_viewer, qtbot):
             assert need <= label.contentsRect().width(), (label.text(), need)
 
 
+# held-out strip and edits of a real light correction (tester13: CPM15 image01, 4 brush
+# edits, 10 steps): too few edits, so the user decides and 'Use ... anyway' shows
+HELD_OUT = "columns 280-440 of 643 (where the edits are) of image01"
+FEW_EDITS = {"known": True, "pixels": 274, "objects": 2, "enough": False, "all_pixels": 493}
+
+
+def light_correction_result(job) -> dict:
+    """What ``run_finetune`` returns for such a run (its rows and note from the real
+    functions), with the engine's files of a finished run."""
+    from napari_tmunet.training.finetune import comparison_rows, describe_edits
+
+    base = stand_in(job, True)
+    old = {"dice": 0.9824, "iou": 0.9654, "precision": 0.98, "recall": 0.985, "hd": 6.0,
+           "hd95": 1.0, **scores(264 / 538, 0.9824, 274, 538, 0)}  # fmt: skip
+    new = {**old, "dice": 0.8755, "iou": 0.7785, "hd": 21.4, "hd95": 8.06,
+           **scores(0.4907, 0.8755, 274, 538, 131)}  # fmt: skip
+    note = f"{HELD_OUT}; {describe_edits(FEW_EDITS)}"
+    label = f"fine-tuned: {job.run_dir.name}"
+    return {
+        **base,
+        "run_dir": str(job.run_dir),
+        "held_out": HELD_OUT,
+        "edits": FEW_EDITS,
+        "modality": "nuclei",
+        "step": 10,
+        "total_steps": 10,
+        "trained": 10,
+        "held_out_foreground": 9000,
+        "old": old,
+        "new": new,
+        "rows": comparison_rows(old, new, job.start_label, label, note),
+    }
+
+
+def in_view(widget, rect=None) -> bool:
+    """Whether ``rect`` (in ``widget``'s coordinates; its whole area by default) is all in
+    view on the screen (not clipped by a scroll area nor hidden in a tab)."""
+    from qtpy.QtGui import QRegion
+
+    wanted = QRegion(rect if rect is not None else widget.rect())
+    return wanted.subtracted(widget.visibleRegion()).isEmpty()
+
+
 def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monkeypatch, tmp_path):
-    """Threaded path with a stand-in job, plain napari's window: the Metrics dock a run
-    opens is tabbed with Segment, not stacked as a third dock: Fine-tune and Metrics
-    share the column (each had 185 px), the verdict and the rows in view."""
+    """Threaded path with a stand-in job that returns what a real light-correction run
+    returns (rows with their note), plain napari's window (1089 x 633): the Metrics dock a
+    run opens is tabbed with Segment, not stacked as a third dock: Fine-tune and Metrics
+    share the column (each had 185 px). Both rows' Dice and HD95 are in view (a note in a
+    cell made the first row 324 px tall: it is a line under the table), the verdict's
+    first line is in view, and the Reference is not the Prediction's layer."""
+    from qtpy.QtCore import QRect
     from qtpy.QtWidgets import QDockWidget
 
     import napari_tmunet._finetune_widget as finetune_module
+    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
 
-    def job(job, stop, callbacks):
-        rows = [{"model": "before", "dice": 0.9}, {"model": "after", "dice": 0.8}]
-        return {**stand_in(job, True), "old": {"dice": 0.9, "hd": 1.0}, "rows": rows}
-
-    monkeypatch.setattr(finetune_module, "run_finetune", job)
+    monkeypatch.setattr(
+        finetune_module, "run_finetune", lambda job, stop, cb: light_correction_result(job)
+    )
     viewer, tune = small_window(make_napari_viewer, qtbot)
     tune.run_folder.value = tmp_path / "run"
     tune.start_button.native.click()
     qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
-    qtbot.wait(300)
+    qtbot.wait(700)  # the docks scroll while Qt lays out the new texts (half a second)
     window = viewer.window._qt_window
     docks = {d.windowTitle(): d for d in window.findChildren(QDockWidget)}
-    metrics = docks["Metrics (napari-tmunet)"]
-    assert docks["Segment (napari-tmunet)"] in window.tabifiedDockWidgets(metrics)
-    assert not metrics.visibleRegion().isEmpty()  # in front of its tab group
+    dock = docks["Metrics (napari-tmunet)"]
+    assert docks["Segment (napari-tmunet)"] in window.tabifiedDockWidgets(dock)
+    assert not dock.visibleRegion().isEmpty()  # in front of its tab group
     assert docks["Fine-tune (napari-tmunet)"].height() > 250  # half the column each
-    assert not tune.status.native.visibleRegion().isEmpty()
-    table = next(w for n, w in viewer.window.dock_widgets.items() if "Metrics" in n)
-    assert (
-        getattr(table, "__wrapped__", table)
-        .comparison_table.native.visibleRegion()
-        .boundingRect()
-        .height()
-        > 20
-    )
+    metrics = next(w for n, w in viewer.window.dock_widgets.items() if "Metrics" in n)
+    metrics = getattr(metrics, "__wrapped__", metrics)
+
+    table = metrics.comparison_table.native
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert "note" not in headers and table.rowCount() == 2, headers
+    for row in range(2):
+        for column in (headers.index("dice"), headers.index("hd95_px")):
+            cell = table.visualItemRect(table.item(row, column))
+            assert in_view(table.viewport(), cell), (row, headers[column], cell)
+    assert metrics.comparison_note.value.startswith(HELD_OUT)
+    assert "too few for a meaningful comparison" in metrics.comparison_note.value
+    assert not metrics.comparison_note.native.isHidden()
+    # one Labels layer: not offered as its own reference without a word
+    assert metrics.pair_note.value == CHOOSE_REFERENCE and not metrics.pair_note.native.isHidden()
+
+    status = tune.status.native
+    assert tune.status.value.startswith("finished at step 10/10; 274 of your 493 corrected")
+    first_line = QRect(0, 0, status.width(), status.fontMetrics().height() + 4)
+    assert in_view(status, first_line), status.visibleRegion().boundingRect()
 
 
 def test_resume_then_stop_at_once_scores_nothing_again(make_napari_viewer, qtbot, tmp_path):

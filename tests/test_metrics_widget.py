@@ -331,17 +331,29 @@ def test_comparison_rows_are_shown_with_a_model_column(widget, masks):
     _choose(widget, viewer.add_labels(prediction), viewer.add_labels(reference, name="ref"))
     widget.compute()
 
+    note = (
+        "columns 280-440 of 643 (where the edits are) of image01; rests on 274 edited "
+        "pixels in 2 regions - fewer than 300 edited pixels and fewer than 3 edited "
+        "regions: too few for a meaningful comparison"
+    )
+    part = {"image": "held-out part", "note": note}
     widget.set_comparison(
         [
-            {"model": "before fine-tuning", "dice": 0.71, "hd95_px": 12.5},
-            {"model": "after fine-tuning", "dice": 0.84, "hd95_px": 6.0},
+            {"model": "before fine-tuning", "dice": 0.71, "hd95_px": 12.5, **part},
+            {"model": "after fine-tuning", "dice": 0.84, "hd95_px": 6.0, **part},
         ]
     )
 
     # comparison rows and per-slice rows are separate tables
     table = widget.comparison_table.native
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
-    assert headers[0] == "model" and table.rowCount() == 2
+    assert headers == ["model", "dice", "hd95_px"] and table.rowCount() == 2
+    # the note (once) under the table, not in a cell that makes its row tall; the table
+    # is as high as its rows
+    assert widget.comparison_note.value == note
+    assert max(table.rowHeight(r) for r in range(2)) < 3 * table.fontMetrics().height()
+    assert table.maximumHeight() == table.minimumHeight() < 200
+    assert widget.comparison[0]["note"] == note  # kept for the CSV
     assert table.item(1, 0).text() == "after fine-tuning"
     assert not widget.comparison_table.native.isHidden()
     assert widget.table.native.rowCount() == 2  # slice 0 and the mean
@@ -721,16 +733,33 @@ def test_a_mask_png_opened_as_an_image_is_offered_as_the_reference(
 
 
 def test_a_picture_is_not_offered_and_the_dock_says_how_to_convert_one(widget, masks):
-    """A photograph is no mask: not offered. One picture and its Labels need no note;
-    with a second picture (perhaps a mask that did not open as one), the note says how to
-    make an image a mask."""
+    """A photograph is no mask: not offered. One picture and its Labels: the note says
+    to choose a reference (not how to convert); with a second picture (perhaps a mask
+    that did not open as one), the note says how to make an image a mask."""
+    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+
     viewer, widget = widget
     prediction, _ = masks
     picture, _ = load_sample("colonoscopy")
     viewer.add_image(picture[..., 0], name="grey frame")  # uint8 grey photograph
     viewer.add_labels(prediction, name="frame labels")
     assert _choice_names(widget.reference) == ["frame labels"]
-    assert "Convert to Labels" not in _note(widget)
+    assert _note(widget) == CHOOSE_REFERENCE
     viewer.add_image(picture[..., 1], name="another frame")
     assert _choice_names(widget.reference) == ["frame labels"]
     assert "right-click its layer and choose Convert to Labels" in _note(widget)
+
+
+def test_one_labels_layer_is_not_its_own_reference_without_a_word(widget, masks):
+    """One Labels layer (a Segment output before its reference is opened) fills both
+    choosers: the note says to choose a reference; a mask opened next is taken."""
+    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+
+    viewer, widget = widget
+    prediction, reference = masks
+    output = viewer.add_labels(prediction, name="frame labels")
+    assert widget.prediction.value is output and widget.reference.value is output
+    assert _note(widget) == CHOOSE_REFERENCE
+    mask = viewer.add_labels(reference, name="frame mask")
+    assert widget.prediction.value is output and widget.reference.value is mask
+    assert _note(widget) == ""

@@ -290,6 +290,7 @@ def write_dataset(
     else:
         written, split, held, edits = _split_many(items)
         edit_maps = _write_edit_maps(items, split["valid"], data_dir)
+    edits["all_pixels"] = _all_edited_pixels(items)
 
     for name, _, labels in written:
         suffix = ".tif" if labels.size and int(labels.max()) > 1 else ".png"
@@ -308,6 +309,14 @@ def write_dataset(
     described = [{"name": n, "source": p.source, "shape": list(p.labels.shape)} for n, p in kept]
     info = {"split": split, "held_out": held, "names": names, "pairs": described}
     return {**info, "edits": edits, "left_out": left_out, "region": region, "edit_maps": edit_maps}
+
+
+def _all_edited_pixels(items: list) -> int | None:
+    """The pixels the user edited in all pairs (held out or trained on), None when no
+    pair's edits are known."""
+    maps = [p.edited() for _, p in items if isinstance(p, TrainingPair)]
+    known = [m for m in maps if m is not None]
+    return int(sum(int(m.sum()) for m in known)) if known else None
 
 
 def _write_edit_maps(items: list, valid: list[str], data_dir: Path) -> dict[str, str]:
@@ -504,13 +513,15 @@ def held_out_scores(
 
 def edit_zone_scores(predictions, edit_maps, region=None) -> dict[str, Any]:
     """Scores of a model where the user's corrections are, in the scored part of each
-    sample whose edit map is known: ``edited_pixels`` (the user's edits), ``zone_pixels``
-    (the zone: the edits and :data:`EDIT_MARGIN` pixels around them) and
-    ``zone_accuracy`` (the share of the zone's pixels predicted as the user's mask has
-    them; None without edits)."""
+    sample whose edit map is known: ``edited_pixels`` (the user's edits),
+    ``edited_correct`` (of them, those predicted as the user painted them: 0 for the
+    model that made the mask, by construction), ``zone_pixels`` (the zone: the edits and
+    :data:`EDIT_MARGIN` pixels around them), ``zone_correct`` and ``zone_accuracy`` (the
+    zone's pixels predicted as the user's mask has them, and their share; None without
+    edits)."""
     from scipy import ndimage as ndi
 
-    edited_px = correct = zone_px = 0
+    edited_px = edited_right = correct = zone_px = 0
     for (_, pred, mask), edited in zip(predictions, edit_maps, strict=True):
         if edited is None:
             continue
@@ -518,12 +529,16 @@ def edit_zone_scores(predictions, edit_maps, region=None) -> dict[str, Any]:
         if region is not None:
             pred, mask, edited = pred[region], mask[region], edited[region]
         zone = ndi.binary_dilation(edited, iterations=EDIT_MARGIN) if edited.any() else edited
+        right = pred == mask
         edited_px += int(edited.sum())
+        edited_right += int(right[edited].sum())
         zone_px += int(zone.sum())
-        correct += int((pred == mask)[zone].sum())
+        correct += int(right[zone].sum())
     return {
         "edited_pixels": edited_px,
+        "edited_correct": edited_right,
         "zone_pixels": zone_px,
+        "zone_correct": correct,
         "zone_accuracy": correct / zone_px if zone_px else None,
     }
 
@@ -953,14 +968,22 @@ def describe_edits(edits: dict[str, Any]) -> str:
         f"rests on {pixels} edited pixel{'' if pixels == 1 else 's'} "
         f"in {regions} region{'' if regions == 1 else 's'}"
     )
-    if not edits.get("enough"):
-        short = []
-        if pixels < MIN_EDITED_PIXELS:
-            short.append(f"fewer than {MIN_EDITED_PIXELS} edited pixels")
-        if regions < MIN_EDITED_OBJECTS:
-            short.append(f"fewer than {MIN_EDITED_OBJECTS} edited regions")
-        text += f" - {' and '.join(short) or 'too few edits'}: too few for a meaningful comparison"
-    return text
+    caveat = edits_caveat(edits)
+    return f"{text} - {caveat}" if caveat else text
+
+
+def edits_caveat(edits: dict[str, Any]) -> str:
+    """Why the held-out part's known edits are too few for a meaningful comparison, in
+    words ("" when they are enough, or unknown)."""
+    if not edits.get("known") or edits.get("enough"):
+        return ""
+    pixels, regions = edits["pixels"], edits["objects"]
+    short = []
+    if pixels < MIN_EDITED_PIXELS:
+        short.append(f"fewer than {MIN_EDITED_PIXELS} edited pixels")
+    if regions < MIN_EDITED_OBJECTS:
+        short.append(f"fewer than {MIN_EDITED_OBJECTS} edited regions")
+    return f"{' and '.join(short) or 'too few edits'}: too few for a meaningful comparison"
 
 
 def comparison_problem(result: dict[str, Any]) -> str:
@@ -1041,23 +1064,24 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
     if not pixels:
         why = "the held-out part holds none of your edits, so the models were not compared"
         return {"use_new": None, "compared": "", "why": why}
-    compared = (
-        f"your corrections in the held-out part ({pixels} edited pixels and "
-        f"{EDIT_MARGIN} px around them: {old['zone_pixels']} px) right "
-        f"{_share(old)} -> {_share(new)}; "
-        f"held-out Dice {old['dice']:.4f} -> {new['dice']:.4f} "
-        f"({describe_edits(result.get('edits') or {})})"
-    )
     edits = result.get("edits") or {}
+    compared = (
+        f"{_edits_held_out(result, pixels)}: start model {_right(old, 'edited')}, "
+        f"fine-tuned {_right(new, 'edited')} right{_regions(edits)}; "
+        f"with the {EDIT_MARGIN} px around them ({old['zone_pixels']} px): "
+        f"{_right(old, 'zone')} -> {_right(new, 'zone')} right; "
+        f"held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
+    )
     if edits.get("known") and not edits.get("enough"):
         why = "not decided on so few edits in the held-out part"
         return {"use_new": None, "compared": compared, "why": why}
     difference = zone_difference(old, new)
+    zone = f"your corrected pixels and the {EDIT_MARGIN} px around them"
     if difference == 0:
-        why = "the two models get about as many of your corrections right"
+        why = f"the two models get about as many of {zone} right"
         return {"use_new": None, "compared": compared, "why": why}
     if difference < 0:
-        why = "the fine-tuned model gets fewer of your corrections right than the starting model"
+        why = f"the fine-tuned model gets fewer of {zone} right than the starting model"
         return {"use_new": False, "compared": compared, "why": why}
     drop = 0.0 if foreground_problem(result) else old["dice"] - new["dice"]  # else no say
     if drop > REST_RUIN:
@@ -1089,9 +1113,37 @@ def zone_difference(old: dict, new: dict) -> int:
     return 1 if b > a else -1
 
 
-def _share(scores: dict) -> str:
-    """A model's share of the correction zone right, in percent."""
-    return f"{100 * scores['zone_accuracy']:.1f}%"
+def _edits_held_out(result: dict, pixels: int) -> str:
+    """The user's corrected pixels in the held-out part, and how many of all they are
+    (those are used to score, not to train), in words."""
+    total = (result.get("edits") or {}).get("all_pixels")
+    part = "images" if str(result.get("held_out", "")).startswith("whole image") else "strip"
+    if total is None or total < pixels:  # an older run's plan: the total is not known
+        return f"of your {pixels} corrected pixels in the held-out part"
+    return (
+        f"{pixels} of your {total} corrected pixels are in the held-out {part}, used to "
+        f"score, not to train; of these {pixels}"
+    )
+
+
+def _regions(edits: dict) -> str:
+    """The held-out edits' regions and, when they are too few, why (:func:`edits_caveat`),
+    in parentheses ("" when unknown)."""
+    if not edits.get("known"):
+        return ""
+    regions = edits["objects"]
+    caveat = edits_caveat(edits)
+    words = f"in {regions} region{'' if regions == 1 else 's'}"
+    return f" ({words} - {caveat})" if caveat else f" ({words})"
+
+
+def _right(scores: dict, where: str) -> str:
+    """A model's pixels right among the edited ones (``where`` "edited") or in the
+    correction zone ("zone"); from the share for scores without the count."""
+    count = scores.get(f"{where}_correct")
+    if count is None and where == "zone" and scores.get("zone_accuracy") is not None:
+        count = round(scores["zone_accuracy"] * scores["zone_pixels"])
+    return "?" if count is None else str(count)
 
 
 def run_folder_state(path: str | Path) -> str:
