@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 
 from . import registry
-from .postprocess import LabelOptions, compact, count_objects, derive_labels, mask_labels
+from .checkpoint_header import read_header
+from .config import InputConfig
+from .options import inference_mode
+from .postprocess import (
+    LabelOptions,
+    compact,
+    count_objects,
+    derive_labels,
+    gated_out,
+    mask_labels,
+)
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -68,6 +78,8 @@ class SegmentOutcome:
     objects: int
     model_label: str = ""  # the model that made it, as the dock names it
     conversion: str = ""  # how the image was made the model's input, when it had to be
+    # (objects, pixels) the confidence gate hid (postprocess.gated_out); None: not known
+    hidden: tuple[int, int] | None = None
 
 
 def model_defaults(checkpoint) -> dict[str, Any]:
@@ -84,6 +96,38 @@ def model_defaults(checkpoint) -> dict[str, Any]:
         "mode": checkpoint.inference_mode,
         "instances": modality in INSTANCE_MODALITIES,
     }
+
+
+@dataclass
+class CheckpointHeader:
+    """What :func:`model_defaults` reads of a checkpoint, from its header alone
+    (:func:`checkpoint_header.read_header`: no torch, no weights)."""
+
+    input_config: InputConfig
+    metadata: dict
+
+    @property
+    def inference_mode(self) -> str:
+        return inference_mode(self.metadata)
+
+
+def header_defaults(model: str) -> dict[str, Any] | None:
+    """:func:`model_defaults` of ``model`` (registry name or checkpoint path) read from its
+    file's header, before the model is loaded; None when the header cannot be read (the
+    run's load then gives them)."""
+    try:
+        _, path, _ = registry.resolve_model(model)
+    except (ValueError, RuntimeError):
+        return None
+    payload = read_header(path)
+    if payload is None or not isinstance(payload.get("input_config"), dict):
+        return None
+    try:
+        inputs = InputConfig.from_dict(payload["input_config"])
+    except (TypeError, ValueError):
+        return None
+    metadata = payload.get("metadata")
+    return model_defaults(CheckpointHeader(inputs, metadata if isinstance(metadata, dict) else {}))
 
 
 def trained_modality(checkpoint) -> str:
@@ -273,11 +317,12 @@ def _segment_one(
             # only the thresholded mask came back: keep it, without the confidence gate
             label_options = label_options.ungated()
             probability = None
-            labels = mask_labels(result.labels, label_options)
+            labels, hidden = mask_labels(result.labels, label_options), (0, 0)
         else:
             probability = compact(result.probability)
             del result.probability
             labels = derive_labels(probability, label_options)
+            hidden = gated_out(probability, label_options)
         yield (
             "result",
             index,
@@ -290,5 +335,6 @@ def _segment_one(
                 seconds=time.perf_counter() - began,
                 objects=count_objects(labels),
                 model_label=options.model_label,
+                hidden=hidden,
             ),
         )

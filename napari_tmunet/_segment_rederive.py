@@ -22,7 +22,7 @@ from napari.utils.notifications import show_error
 from ._segment_jobs import label_options
 from ._segment_outputs import _model_id, _Output, banded_note, label_metadata, outline_width
 from ._widget_common import error_text, plural, start_worker
-from .postprocess import LabelOptions, count_objects, derive_labels
+from .postprocess import LabelOptions, count_objects, derive_labels, gated_out
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"  # 1: segment and derive on the calling thread (scripts)
 
@@ -74,11 +74,11 @@ class Rederive:
             return options
         self._derive = (image, output, output.probability, options, time.perf_counter())
         if runs_inline():
-            self._put_derived(derive_labels(output.probability, options))
+            self._put_derived(_derive_shown(output.probability, options))
             return options
         self.status.value = f"{image.name}: updating the labels..."
         start_worker(
-            derive_labels,
+            _derive_shown,
             output.probability,
             options,
             connect={"returned": self._put_derived, "errored": self._on_derive_error},
@@ -101,10 +101,11 @@ class Rederive:
         """True while re-derived labels are being made."""
         return self._derive is not None
 
-    def _put_derived(self, labels: np.ndarray) -> None:
-        """Write a derive's labels into its output, unless Segment replaced that output (or
-        its probability) or the user edited it meanwhile; then derive again if the settings
-        moved."""
+    def _put_derived(self, derived: tuple[np.ndarray, tuple[int, int]]) -> None:
+        """Write a derive's labels (``derived``: labels and what the gate hid) into its
+        output, unless Segment replaced that output (or its probability) or the user edited
+        it meanwhile; then derive again if the settings moved."""
+        labels, hidden = derived
         image, output, probability, options, began = self._derive
         self._derive = None
         if self._closed:  # the dock's widgets are gone
@@ -113,14 +114,15 @@ class Rederive:
         current = current and output.probability is probability  # not one a run replaced
         if current and output.labels in self.viewer.layers:
             if self._replaceable(output):
-                self._write_derived(image, output, options, labels, began)
+                self._write_derived(image, output, options, (labels, hidden), began)
             else:
                 self._say_kept(output)
         if self._derive_again:
             self._derive_again = False
             self.rederive()
 
-    def _write_derived(self, image, output, options: LabelOptions, labels, began: float) -> None:
+    def _write_derived(self, image, output, options: LabelOptions, derived, began: float) -> None:
+        labels, hidden = derived
         self._write_labels(output, labels)
         objects = count_objects(labels)
         output.labels.metadata = {**output.labels.metadata, **label_metadata(options, objects)}
@@ -133,7 +135,7 @@ class Rederive:
             f"{_cutoffs(options)} (updated in {self.last_rederive_seconds * 1000:.0f} ms, "
             "no network run)"
         )
-        self._update_summary(image, output, labels, options, objects)
+        self._update_summary(image, output, labels, options, (objects, hidden))
 
     def _whose(self, image, output: _Output) -> str:
         """The status's note on ``output``'s model, " (<model>'s output)", when it is not the
@@ -144,13 +146,17 @@ class Rederive:
             return ""
         return f" ({meta.get('model_label') or meta.get('model') or 'another model'}'s output)"
 
-    def _update_summary(self, image, output, labels, options: LabelOptions, objects: int) -> None:
+    def _update_summary(self, image, output, labels, options: LabelOptions, counts) -> None:
         """Rewrite the summary line of ``image``'s ``output`` (its model's) for its
-        re-derived labels, so that the summary names the settings in effect."""
+        re-derived labels (``counts``: its objects, and the objects and pixels the gate
+        hid), so that the summary names the settings in effect."""
+        objects, hidden = counts
         meta = output.labels.metadata
         for index, (ran, outcome) in enumerate(self._results):
             if ran is image and outcome.model_label in (meta.get("model_label"), meta.get("model")):
-                derived = replace(outcome, labels=labels, label_options=options, objects=objects)
+                derived = replace(
+                    outcome, labels=labels, label_options=options, objects=objects, hidden=hidden
+                )
                 self._results[index] = (ran, derived)
                 self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
 
@@ -188,6 +194,11 @@ class Rederive:
         for output in self._outputs.values():
             labels = output.labels
             labels.contour = outline_width(labels.data.shape) if self.outlines.value else 0
+
+
+def _derive_shown(probability: np.ndarray, options: LabelOptions) -> tuple:
+    """(labels, (objects, pixels) the confidence gate hid) of a kept compact probability."""
+    return derive_labels(probability, options), gated_out(probability, options)
 
 
 def _cutoffs(options: LabelOptions) -> str:

@@ -49,6 +49,7 @@ from ._segment_jobs import (
     LARGE_IMAGE,
     SegmentOptions,
     SegmentOutcome,
+    header_defaults,
     prepare_early,
     segment_jobs,
     until_cancelled,
@@ -80,7 +81,6 @@ from .data.colour_spaces import (
     stored_colour_space,
 )
 from .data.images import looks_like_mask
-from .postprocess import foreground
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -132,6 +132,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
         self._misfits: dict[Any, str] = {}  # image id -> why its model may not suit it
+        self._trained: dict[Any, str] = {}  # image id -> what its model's checkpoint was for
         self._warned: set[tuple[Any, str]] = set()  # (image id, misfit) warned about already
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
@@ -456,6 +457,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._setting = False
         self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
         self._show_model_state()
+        self._show_shown_model_defaults()
 
     def _on_model_changed(self, _value=None) -> None:
         if self._setting:
@@ -476,6 +478,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         else:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
         self._show_model_state()
+        self._show_shown_model_defaults()
         self._show_settings_of_shown_model()
 
     def _keep_choice(self, model: str) -> str:
@@ -484,10 +487,22 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         kept for this session only); why it runs, in words."""
         entry = registry.find_model(model)
         if entry is not None and entry.modality != self._modality:
-            return f"your pick for {self._modality} images in this session only, not remembered"
+            return f"your pick for {self._modality} images, this session only"
         if entry is not None:
             registry.remember_model(self._modality, model)
         return f"your choice for {self._modality} images"
+
+    def _show_shown_model_defaults(self) -> None:
+        """Put the shown model's own threshold and confidence on their sliders (those the
+        user has not moved), read from its checkpoint's header (:func:`header_defaults`: a
+        few ms, no torch), so they read what a Segment click applies before the first run."""
+        model = str(self.model.value)
+        if model == CHECKPOINT_CHOICE:
+            path = self.checkpoint.value
+            model = str(path) if path and os.path.isfile(path) else ""
+        defaults = header_defaults(model) if model else None
+        if defaults is not None:
+            self._show_model_defaults(defaults)
 
     def _show_settings_of_shown_model(self) -> None:
         """Put the label settings the chosen image's output of the shown model was made
@@ -743,6 +758,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             _, index, self._defaults, trained = message
             self._options = self._job_options[index]
             self._note_checkpoint_modality(self._jobs[index], self._options, trained)
+            self._trained[self._jobs[index].unique_id] = trained
             if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
                 self._show_model_defaults(self._defaults)
         elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
@@ -785,11 +801,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         active = self.active_model.current
         if active is not None and active.model == options.model and active.modality == modality:
             return
-        cue = registry.MODALITY_CUES.get(modality, modality)
         self._misfits.setdefault(
             image.unique_id,
             f"{options.model_label} was trained on {trained} images (its checkpoint says so) "
-            f"and this image looks like {cue} ({modality})",
+            f"and this image looks like {modality}",
         )
 
     def _show_model_defaults(self, defaults: dict) -> None:
@@ -911,10 +926,14 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         took = "run time not recorded" if outcome.seconds is None else f"in {outcome.seconds:.1f} s"
         model = outcome.model_label or "a model not recorded"
         mode = outcome.mode or "mode not recorded"
+        hidden = _hidden_words(outcome)
+        shown = " shown" if hidden else ""
         line = (
-            f"{image.name}: {plural(outcome.objects, kind)}, {area} px ({share:.1%} of the image) "
+            f"{image.name}: {plural(outcome.objects, kind)}{shown}, {area} px ({share:.1%} of the "
+            "image) "
             f"{took} with {model} ({mode}, {_cutoffs(outcome.label_options)})"
         )
+        line += hidden
         if outcome.conversion:
             line += f"; {outcome.conversion}"
         if image.unique_id in self._misfits:
@@ -931,28 +950,41 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         return line
 
     def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
-        """Say so when a result is empty or covers nearly everything."""
+        """Say so when a result is empty because nothing passed the threshold, or covers
+        nearly everything. One the confidence gate emptied gets no warning: its summary line
+        says what the gate hid (nothing found is also the answer on a lesion-free scan)."""
         share = np.count_nonzero(outcome.labels) / max(outcome.labels.size, 1)
         model = outcome.model_label
         if share == 0:
+            if outcome.hidden and outcome.hidden[0]:
+                return
             hint = "try a lower threshold"
-            options = outcome.label_options
-            if options.min_confidence and foreground(outcome.probability, options.ungated()).any():
-                hint = (
-                    f"what it found was less sure than the Confidence setting "
-                    f"{options.min_confidence:.2f}: lower it to see it"
-                )
-            elif outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
+            if outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
                 hint = "this large image was shrunk to the model's input: try tile mode"
-            show_warning(
-                f"{model} found nothing in {image.name!r}: {hint}, or check that the "
-                "model suits this kind of image."
-            )
+            if self._other_modality(image):
+                hint += ", or check that the model suits this kind of image"
+            show_warning(f"{model} found nothing in {image.name!r}: {hint}.")
         elif share > SUSPICIOUS_COVER:
             show_warning(
                 f"{model} marked {share:.0%} of {image.name!r} as foreground: check that the "
                 "model suits this kind of image, or raise the threshold."
             )
+
+    def _other_modality(self, image: Image) -> bool:
+        """Whether the model that ran on ``image`` records another modality than the image
+        looks like (one that records none: not known, so no)."""
+        trained = self._trained.get(image.unique_id, "")
+        return bool(trained) and trained != _modality(image)
+
+
+def _hidden_words(outcome: SegmentOutcome) -> str:
+    """ "; 2 objects (4 px) below confidence 0.81 hidden" for a result whose confidence gate
+    hid objects; "" when it hid none (or that is not known)."""
+    objects, pixels = outcome.hidden or (0, 0)
+    if not objects:
+        return ""
+    gate = outcome.label_options.min_confidence
+    return f"; {plural(objects, 'object')} ({pixels} px) below confidence {gate:.2f} hidden"
 
 
 def _mask_hint(layer: Image) -> str:

@@ -56,12 +56,9 @@ class Checkpoint:
     def inference_mode(self) -> str:
         """The mode this model is meant to segment in: the one its training run scored
         with ("tile" for a model trained on native-resolution crops, else "resize")."""
-        from .options import MODE_ALIASES, MODES
+        from .options import inference_mode
 
-        train = self.metadata.get("train_config") if isinstance(self.metadata, dict) else None
-        mode = str(train.get("mode", "resize")) if isinstance(train, dict) else "resize"
-        mode = MODE_ALIASES.get(mode, mode)
-        return mode if mode in MODES else "resize"
+        return inference_mode(self.metadata)
 
 
 def save_checkpoint(

@@ -52,6 +52,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise ValueError(f"device={device!r}: expected one of {DEVICES}.")
 
 
+def inference_mode(metadata) -> str:
+    """The mode a checkpoint with ``metadata`` is meant to segment in: the one its training
+    run scored with ("tile" for a model trained on native-resolution crops, else "resize")."""
+    train = metadata.get("train_config") if isinstance(metadata, dict) else None
+    mode = str(train.get("mode", "resize")) if isinstance(train, dict) else "resize"
+    mode = MODE_ALIASES.get(mode, mode)
+    return mode if mode in MODES else "resize"
+
+
 def canonical_mode(mode: str) -> str:
     """``mode`` with an old name replaced ("crop" -> "tile"); an unknown mode is an error."""
     mode = MODE_ALIASES.get(str(mode), str(mode))

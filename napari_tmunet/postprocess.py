@@ -113,6 +113,17 @@ def derive_labels(compact_probability: np.ndarray, options: LabelOptions) -> np.
     return _labels_of(foreground(compact_probability, options), options)
 
 
+def gated_out(compact_probability: np.ndarray, options: LabelOptions) -> tuple[int, int]:
+    """(objects, pixels) that the confidence gate of ``options`` hides: the foreground the
+    same options give without the gate, less the one they give with it; objects are its
+    4-connected components per slice. (0, 0) without a gate."""
+    if not options.min_confidence:
+        return 0, 0
+    hidden = foreground(compact_probability, options.ungated())
+    hidden &= ~foreground(compact_probability, options)
+    return count_objects(hidden.astype(np.uint8)), int(np.count_nonzero(hidden))
+
+
 def mask_labels(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
     """Labels (..., H, W) of a binary mask made without a kept probability (an image
     segmented in bands): holes filled, small objects dropped and instances split as

@@ -383,14 +383,10 @@ def other_modality_caveat(entry: ModelEntry, modality: str) -> str:
     how to go back to that modality's shipped model; "" when ``entry`` is of ``modality``."""
     if entry.modality == modality:
         return ""
-    cue = MODALITY_CUES.get(modality, modality)
-    words = (
-        f"it is the {entry.modality} model, trained on {entry.trained_on}, and this image "
-        f"looks like {cue} ({modality})"
-    )
+    words = f"it was trained on {entry.modality} images and this image looks like {modality}"
     shipped = model_for_modality(modality)
     if shipped is not None and shipped.name != entry.name:
-        words += f": choose {shipped.name} in the Model box to go back to the {modality} model"
+        words += f"; choose {shipped.name} to go back"
     return words
 
 

@@ -17,6 +17,7 @@ from napari_tmunet.postprocess import (
     drop_unsure,
     edited_pixels,
     expand,
+    gated_out,
     mask_labels,
     split_instances,
 )
@@ -147,3 +148,11 @@ def test_a_bad_confidence_is_refused(bad):
         LabelOptions(min_confidence=bad)
     with pytest.raises(ValueError, match="min_confidence"):
         InputConfig(min_confidence=bad)
+
+
+def test_gated_out_counts_what_the_confidence_gate_hides():
+    """The faint object (20 x 20 at 0.6) is what a gate of 0.79 hides; none without a gate."""
+    kept = compact(sure_and_faint())
+    assert gated_out(kept, LabelOptions(min_confidence=0.79)) == (1, 20 * 20)
+    assert gated_out(kept, LabelOptions(min_confidence=0.97)) == (2, 15 * 15 + 20 * 20)
+    assert gated_out(kept, LabelOptions()) == (0, 0)

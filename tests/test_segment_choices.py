@@ -56,17 +56,16 @@ def test_a_shipped_model_of_another_modality_runs_but_is_not_remembered(
     widget.model.value = "TM-UNet colonoscopy"  # a comparison
     assert registry.remembered_models() == {}
     reason = widget.model_reason.value
-    assert "your pick for ultrasound images in this session only, not remembered" in reason
-    trained = registry.find_model("TM-UNet colonoscopy").trained_on
-    assert (
-        f"but it is the colonoscopy model, trained on {trained}, and this image looks like a "
-        "grey image (ultrasound)"
-    ) in reason
-    assert "choose TM-UNet ultrasound in the Model box to go back" in reason
+    assert reason == (
+        "Runs TM-UNet colonoscopy: your pick for ultrasound images, this session only, but it "
+        "was trained on colonoscopy images and this image looks like ultrasound; choose "
+        "TM-UNet ultrasound to go back."
+    )
     segment(qtbot, widget)
     assert widget.last_layer.metadata["model"] == "TM-UNet colonoscopy"
     assert "TM-UNet colonoscopy may not suit this image" in widget.summary.value
-    assert any("it is the colonoscopy model" in text for text in notices["warning"])
+    said = [text for text in notices["warning"] if "trained on colonoscopy images" in text]
+    assert len(said) == 1 and "choose TM-UNet ultrasound to go back" in said[0], notices
 
     later = make_napari_viewer()  # a later session
     fresh = segment_dock(later)
@@ -113,7 +112,79 @@ def test_a_checkpoint_recording_another_modality_is_said_so(
     said = [text for text in notices["warning"] if "its checkpoint says so" in text]
     assert len(said) == 1, notices
     assert "my_model.pt was trained on colonoscopy images" in said[0]
-    assert "this image looks like a grey image (ultrasound)" in said[0]
+    assert "this image looks like ultrasound" in said[0]
+
+
+def shipped_defaults(name: str) -> dict:
+    """The shipped model's own threshold and confidence, from its loaded checkpoint."""
+    inputs = registry.load_model(name, "cpu").input_config
+    return {"threshold": inputs.threshold, "min_confidence": inputs.min_confidence}
+
+
+def sliders(widget) -> dict:
+    return {
+        name: widget.threshold.value if name == "threshold" else widget.min_confidence.value
+        for name in ("threshold", "min_confidence")
+    }
+
+
+def test_the_sliders_show_the_chosen_models_own_values_before_any_run(make_napari_viewer):
+    """Choosing the ultrasound sample (its model chosen automatically) puts that model's own
+    threshold and confidence (0.81 in its file) on the sliders before the first Segment;
+    another model picked brings its own; a value the user moved stays until the model
+    changes (tester13 #2)."""
+    ultrasound = shipped_defaults("TM-UNet ultrasound")
+    colonoscopy = shipped_defaults("TM-UNet colonoscopy")
+    assert ultrasound["min_confidence"] > 0.5 and colonoscopy["min_confidence"] == 0
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    image = open_sample(viewer, "ultrasound")
+    widget.image.value = image
+    assert widget.model.value == "TM-UNet ultrasound"
+    assert sliders(widget) == pytest.approx(ultrasound)
+    widget.model.value = "TM-UNet colonoscopy"
+    assert sliders(widget) == pytest.approx(colonoscopy)
+    widget.model.value = "TM-UNet ultrasound"
+    assert sliders(widget) == pytest.approx(ultrasound)
+    widget.min_confidence.value = 0.3  # the user's value
+    open_sample(viewer, "colonoscopy")  # its own model, shown with its own values
+    assert widget.model.value == "TM-UNet colonoscopy"
+    assert widget.min_confidence.value == pytest.approx(0.3)  # moved by the user: kept
+    widget.model.value = "TM-UNet nuclei"  # a model chosen: its own values again
+    assert sliders(widget) == pytest.approx(shipped_defaults("TM-UNet nuclei"))
+
+
+def test_a_gate_that_hides_everything_says_how_much_in_the_dock(make_napari_viewer, qtbot, notices):
+    """The shipped ultrasound model on its sample with Confidence 0.99 (above the lesion's
+    mean probability): no labels; the summary says how many objects and pixels the gate
+    hid, counted from the run's own probability; no pop-up promises a lesion or doubts the
+    model, which suits the image (tester13 #3). Lowering Confidence shows them, and the line
+    follows."""
+    from napari_tmunet.postprocess import LabelOptions, count_objects, derive_labels
+
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    widget.image.value = open_sample(viewer, "ultrasound")
+    assert widget.model.value == "TM-UNet ultrasound"
+    widget.min_confidence.value = 0.99
+    segment(qtbot, widget)
+    labels = widget.last_layer
+    assert not labels.data.any()
+    ungated = derive_labels(labels.metadata["tmunet_probability"], LabelOptions(0.5))
+    pixels = int(np.count_nonzero(ungated))
+    objects = count_objects(ungated)
+    assert pixels > 1000
+    kind = "object" if objects == 1 else "objects"
+    summary = widget.summary.value
+    assert summary.startswith(f"{widget.image.value.name}: 0 objects shown, 0 px")
+    assert f"; {objects} {kind} ({pixels} px) below confidence 0.99 hidden" in summary
+    assert "may not suit" not in summary
+    assert not any("found nothing" in text or "suits" in text for text in notices["warning"])
+
+    widget.min_confidence.value = 0.5  # re-derived: the lesion is shown, nothing hidden
+    qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_confidence"] == 0.5)
+    qtbot.waitUntil(lambda: "hidden" not in widget.summary.value)
+    assert labels.data.any() and "0 objects" not in widget.summary.value
 
 
 def test_segmenting_a_hidden_image_shows_it_and_its_result(make_napari_viewer, qtbot):

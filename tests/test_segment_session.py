@@ -88,7 +88,7 @@ def test_users_choice_is_per_modality_and_mode_follows_the_model(make_napari_vie
     assert widget.model.value == "TM-UNet ultrasound"
     assert "chosen because this is a grey image" in widget.model_reason.value
     widget.model.value = "TM-UNet nuclei"  # the user's explicit choice for grey images
-    assert "your pick for ultrasound images in this session only" in widget.model_reason.value
+    assert "your pick for ultrasound images, this session only" in widget.model_reason.value
     assert widget.mode.value == "auto"  # not switched to tiles for good
     colonoscopy = open_sample(viewer, "colonoscopy")
     assert widget.model.value == "TM-UNet colonoscopy"  # another modality: its own model

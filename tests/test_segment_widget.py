@@ -852,9 +852,9 @@ def test_min_confidence_follows_the_model_and_hides_unsure_objects(
     dock, qtbot, tmp_path, monkeypatch
 ):
     """A checkpoint whose least confidence (0.99) is above the ultrasound sample's lesion
-    (mean probability ~0.98): the slider shows it, the lesion is hidden and the warning
-    says why; lowering the slider shows it without a new network run; another model
-    brings its own value back."""
+    (mean probability ~0.98): the slider shows it as soon as the file is chosen, the lesion
+    is hidden and the summary says what the gate hid (no pop-up); lowering the slider shows
+    it without a new network run; another model brings its own value back."""
     import napari_tmunet._segment_widget as module
     from napari_tmunet.checkpoint import save_checkpoint
     from napari_tmunet.config import InputConfig
@@ -871,13 +871,15 @@ def test_min_confidence_follows_the_model_and_hides_unsure_objects(
     widget.image.value = image
     widget.model.value = "Checkpoint file..."
     widget.checkpoint.value = strict
+    assert widget.min_confidence.value == pytest.approx(0.99)  # before any run
     widget.segment()
     wait_done(qtbot, widget)
     labels = widget.last_layer
     assert widget.min_confidence.value == pytest.approx(0.99)
     assert not labels.data.any()
-    assert len(warnings) == 1 and "less sure than the Confidence setting 0.99" in warnings[0]
+    assert warnings == []
     assert "threshold 0.50, confidence 0.99" in widget.summary.value
+    assert "below confidence 0.99 hidden" in widget.summary.value
 
     worker = widget.worker
     widget.min_confidence.value = 0.9  # the user's value, re-derived from the kept map
@@ -890,6 +892,7 @@ def test_min_confidence_follows_the_model_and_hides_unsure_objects(
     assert widget.last_layer.data.any()
 
     widget.model.value = "TM-UNet ultrasound"  # a new model brings its own value
+    assert widget.min_confidence.value == pytest.approx(shipped.input_config.min_confidence)
     widget.segment()
     wait_done(qtbot, widget)
     assert widget.min_confidence.value == pytest.approx(shipped.input_config.min_confidence)
