@@ -736,7 +736,7 @@ def test_fit_refuses_masks_without_foreground(tmp_path, capsys):
             "--batch-size", "2", "--device", "cpu", "--no-progress", "--no-efficiency"]  # fmt: skip
     assert cli.main([*args, "--run-dir", str(tmp_path / "r1")]) == 2
     err = capsys.readouterr().err
-    assert f"every mask of {data} is empty (6 masks)" in err and "masks/" in err
+    assert f"every mask (6) of {data} is empty" in err and "masks/" in err
     assert not (tmp_path / "r1" / "best.pt").exists()
 
     (data / "masks" / "6.png").unlink()  # foreground in the test part only

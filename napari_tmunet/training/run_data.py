@@ -84,8 +84,8 @@ def check_foreground(
     n = {part: len(masks) for part, masks in masks_by_part.items()}
     if not any(has.values()):
         count = sum(n.values())
-        masks = "1 mask" if count == 1 else f"{count} masks"
-        raise DatasetError(f"every mask of {where} is empty ({masks}): {fix}")
+        empty = "the mask" if count == 1 else f"every mask ({count})"
+        raise DatasetError(f"{empty} of {where} is empty: {fix}")
     if not has.get("train", True):
         with_fg = " and ".join(part for part, fg in has.items() if fg)
         raise DatasetError(
