@@ -262,9 +262,9 @@ def test_an_empty_mask_is_refused_in_plain_words(make_napari_viewer, qtbot, tmp_
     start_small(tune, tmp_path / "run")
     tune.start_button.native.click()
     qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
-    assert tune.status.value.startswith(
-        "failed: the mask of the Labels layers is empty: paint"
-    ), tune.status.value
+    assert tune.status.value.startswith("failed: the mask of the Labels layers is empty: paint"), (
+        tune.status.value
+    )
     assert "Error" not in tune.status.value
 
 
