@@ -616,13 +616,12 @@ def _too_many_axes_message(shape: tuple, rgb: bool) -> str:
     """For an image with more axes than a stack of frames (e.g. time and depth): what it
     is, and how to get an image or stack that can be segmented."""
     axes = len(shape) - 2 - int(rgb)
-    if rgb:  # napari's Split Stack splits a colour layer into its channels
+    if rgb:  # napari's Split Stack would split a colour layer into its channels instead
         return (
             f"image of shape {shape} has {axes} axes before its colour frames (e.g. time "
-            "and depth), and only one colour image (H, W, C) or one stack of them "
-            "(Z, H, W, C) can be segmented: add one time point as a layer of its own (in "
-            "napari's console: viewer.add_image(layer.data[0], rgb=True)), or save the "
-            "time points as separate files, and segment that."
+            "and depth), and only one colour picture or one stack of them can be "
+            "segmented: save each time point of the series as a file of its own (one "
+            "picture or one stack), open one of them in napari and segment that."
         )
     return (
         f"image of shape {shape} has {axes} axes before its frames (e.g. time and depth), "

@@ -397,7 +397,9 @@ def test_bad_input_is_told_in_plain_words(registered, dock, qtbot, monkeypatch):
     assert widget.worker is not None  # the threaded path
     wait_done(qtbot, widget)
     assert messages and messages[-1].startswith("Segmenting t_z_rgb failed: image of shape")
-    assert "Error" not in messages[-1] and "add one time point as a layer" in messages[-1]
+    assert "Error" not in messages[-1] and "save each time point" in messages[-1]
+    # plain words on what to do in the GUI, no console command (fix-74)
+    assert "console" not in messages[-1] and "viewer." not in messages[-1]
     assert widget.status.value.startswith("t_z_rgb failed: image of shape")
 
 
