@@ -1,6 +1,8 @@
 """Metrics dock widget: compare a prediction Labels layer with a reference mask: a Labels
 layer, or an Image layer that looks like a mask (``data.images.looks_like_mask``: a 0/255
-or instance-id PNG that napari's File > Open made an image), read as labels.
+or instance-id PNG that napari's File > Open made an image, or a mask saved as RGB with
+equal channels, as Kvasir-SEG's JPEG masks), read as a mask file is
+(``data.images.binarise_mask``: ``>127`` for 0/255 masks, so JPEG noise is background).
 
 Scores come from ``napari_tmunet.metrics`` (the same code as the trainer's reports):
 Dice, IoU, precision, recall, F1 and the Hausdorff distances per 2-D slice and over
@@ -547,8 +549,17 @@ def _fit_rows(table: Table) -> None:
 
 
 def _layer_array(layer) -> np.ndarray:
-    """A Labels layer's data (numpy, dask, multiscale) as a numpy array."""
-    return np.asarray(full_data(layer))
+    """A Labels layer's data (numpy, dask, multiscale) as a numpy array; an Image layer
+    that looks like a mask as its foreground (``binarise_mask``: colour channels collapsed,
+    ``>127`` for a 0/255 mask, whose JPEG noise is background)."""
+    from napari.layers import Image
+
+    from .data.images import binarise_mask
+
+    data = np.asarray(full_data(layer))
+    if isinstance(layer, Image):
+        data, _ = binarise_mask(data, colour=bool(layer.rgb))
+    return data
 
 
 def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
@@ -585,8 +596,10 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
 
 
 def _shape(layer) -> tuple[int, ...]:
-    """A Labels layer's data shape at full resolution (nothing is loaded)."""
-    return tuple(full_data(layer).shape)
+    """A layer's data shape at full resolution, without an RGB image's colour axis
+    (nothing is loaded)."""
+    shape = tuple(full_data(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
 def _size(layer) -> str:
@@ -620,14 +633,15 @@ _MASK_IMAGES: dict[int, tuple[Any, bool]] = {}
 
 
 def _is_mask_image(layer) -> bool:
-    """Whether ``layer`` is an Image layer holding a mask (``looks_like_mask``): grey,
+    """Whether ``layer`` is an Image layer holding a mask (``looks_like_mask``): grey, or
+    RGB(A) with equal colour channels (a mask saved as RGB, as Kvasir-SEG's JPEGs),
     integer, in memory (a lazy or multiscale image is not read for this), not a
     probability map of the Segment dock."""
     from napari.layers import Image
 
     from .data.images import looks_like_mask
 
-    if not isinstance(layer, Image) or layer.rgb or layer.multiscale or is_probability_map(layer):
+    if not isinstance(layer, Image) or layer.multiscale or is_probability_map(layer):
         return False
     data = layer.data
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "biu":

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from _paths import DATASETS, dataset_subset
+from _paths import DATASETS, EXTRA, dataset_subset
 from _readonly import read_only_view
 from scipy import ndimage
 
@@ -763,3 +763,68 @@ def test_one_labels_layer_is_not_its_own_reference_without_a_word(widget, masks)
     mask = viewer.add_labels(reference, name="frame mask")
     assert widget.prediction.value is output and widget.reference.value is mask
     assert _note(widget) == ""
+
+
+def _rgb_jpeg_mask(path, mask) -> np.ndarray:
+    """Save ``mask`` as Kvasir-SEG saves its masks (RGB JPEG, 0/255, equal channels) and
+    return the pixels napari's own reader gives back (JPEG noise around the edges)."""
+    from napari_builtins.io import imread
+    from PIL import Image as Picture
+
+    Picture.fromarray(np.dstack([(mask > 0).astype(np.uint8) * 255] * 3)).save(path)
+    return imread(str(path))
+
+
+def _score_against_opened(viewer, widget, qtbot, path, prediction, name):
+    """Open ``path`` with napari's own reader (File > Open), check that the dock offers it
+    as the Reference, click Compute (worker thread) and return the opened layer."""
+    pred_layer = viewer.add_labels(prediction, name=f"{name} labels")
+    (opened,) = viewer.open(str(path), plugin="napari")
+    assert opened.__class__.__name__ == "Image" and opened.rgb
+    assert _choice_names(widget.reference) == [f"{name} labels", name]
+    assert widget.reference.value is opened and widget.prediction.value is pred_layer
+    assert _note(widget) == ""
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=20_000)
+    assert widget.status.value.startswith(f"{name} labels vs {name}: Dice")
+    return opened
+
+
+def test_an_rgb_jpeg_mask_is_offered_as_the_reference_and_read_above_127(
+    widget, masks, qtbot, tmp_path
+):
+    """A mask saved as an RGB JPEG (3 equal channels, 0/255 with JPEG noise: Kvasir-SEG's
+    masks) opened with File > Open is an RGB Image layer: the dock offers it as the
+    reference and scores its > 127 pixels, so the noise is background (fix-74 #3)."""
+    viewer, widget = widget
+    _, reference = masks
+    reference = np.kron(reference, np.ones((2, 2), np.uint8))  # a polyp of Kvasir's size
+    prediction = ndimage.binary_erosion(reference, iterations=6).astype(np.uint8)
+    stored = _rgb_jpeg_mask(tmp_path / "polyp.jpg", reference)
+    noise = (stored[..., 0] > 0) & (stored[..., 0] <= 127)
+    assert noise.any()  # what a > 0 rule would count as polyp
+
+    _score_against_opened(viewer, widget, qtbot, tmp_path / "polyp.jpg", prediction, "polyp")
+
+    expected = metrics.dice_score(prediction > 0, stored[..., 0] > 127)
+    assert widget.results[-1]["dice"] == pytest.approx(expected)
+    assert expected != pytest.approx(metrics.dice_score(prediction > 0, stored[..., 0] > 0))
+
+
+@pytest.mark.skipif(not (EXTRA / "Kvasir-SEG").is_dir(), reason="needs ../extra-data/Kvasir-SEG")
+def test_a_kvasir_seg_mask_is_offered_as_the_reference(widget, qtbot, tmp_path):
+    """Kvasir-SEG's own RGB JPEG masks, as stored: offered as the reference, scored > 127."""
+    import shutil
+
+    from napari_builtins.io import imread
+
+    viewer, widget = widget
+    source = sorted((EXTRA / "Kvasir-SEG" / "masks").glob("*.jpg"))[0]
+    path = shutil.copy(source, tmp_path / "kvasir.jpg")
+    stored = imread(str(path))
+    prediction = ndimage.binary_erosion(stored[..., 0] > 127, iterations=5).astype(np.uint8)
+
+    _score_against_opened(viewer, widget, qtbot, path, prediction, "kvasir")
+
+    expected = metrics.dice_score(prediction > 0, stored[..., 0] > 127)
+    assert widget.results[-1]["dice"] == pytest.approx(expected)

@@ -253,9 +253,7 @@ def read_mask(
     values = read_image(path, allow_stack=False, max_pixels=max_pixels)
     if values.ndim == 3:
         values = values[..., :3].max(axis=-1)  # (H, W)
-    if rule == "auto":
-        rule = _auto_rule(values)
-    mask = values > _parse_rule(rule)
+    mask, rule = binarise_mask(values, rule)
     if not mask.any() and values.any():
         logger.warning(
             "%s: the mask rule %s leaves it empty although %d pixels are non-zero "
@@ -266,6 +264,24 @@ def read_mask(
             values.max(),
         )
     return mask, rule
+
+
+def binarise_mask(
+    values: np.ndarray, rule: str = "auto", *, colour: bool = False
+) -> tuple[np.ndarray, str]:
+    """A mask's pixels as a boolean foreground by ``read_mask``'s rules, and the rule used.
+
+    ``values`` is (..., H, W), or (..., H, W, C) when ``colour`` (collapsed by the max over
+    its colour channels, alpha dropped). The "auto" rule is ``read_mask``'s: ``>127`` for
+    0/255-style 8-bit masks (JPEG noise and stray values 1..127 are background), ``>0``
+    for the others (0/1 masks, instance ids).
+    """
+    values = np.asarray(values)
+    if colour:
+        values = values[..., :3].max(axis=-1)
+    if rule == "auto":
+        rule = _auto_rule(values)
+    return values > _parse_rule(rule), rule
 
 
 def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
