@@ -7,7 +7,8 @@ Interactive (the README's main command)::
 opens napari ready to click Segment, on the files or folders given (a dataset folder with
 ``images/`` and ``masks/`` through the TM-UNet reader; of several pictures the first is
 shown and chosen, the others hidden; a picture's mask, given or found beside it, over
-it: ``_open_paths``), else on a sample image.
+it as a Labels layer, a file of any name that holds a mask too: ``_open_paths``), else
+on a sample image.
 Non-interactive check (CI)::
 
     napari-tmunet --smoke [--screenshot PATH]
@@ -23,6 +24,7 @@ check what the canvas draws (tests/test_segment_widget.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE_OR_FOLDER",
         help="images, or a folder of them (e.g. a dataset with images/ and masks/), to open "
         "instead of the sample; a picture's mask (NAME_mask.png, NAME-mask.tif, masks/NAME.png, "
-        "...) given or found beside it opens over it",
+        "...) given or found beside it opens over it, and so does a file of any name that "
+        "holds a mask (0/255, 0/1 or object ids) given after its picture (IMAGE MASK)",
     )
     parser.add_argument(
         "--sample",
@@ -337,9 +340,9 @@ def _open_paths(viewer, paths: list[str]) -> None:
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
     origin would cover it). A path that opens only masks (Labels) goes with the picture
     before it, as a mask follows its image in a dataset folder. A mask file (by its name
-    or folder, :func:`_mask_picture`) opens as its picture's mask wherever it is given,
-    and a picture given without one gets the mask found beside it (:func:`_found_mask`;
-    see ``_open_mask``)."""
+    or folder, or by what it holds: :func:`_given_masks`) opens as its picture's mask
+    wherever it is given, and a picture given without one gets the mask found beside it
+    (:func:`_found_mask`; see ``_open_mask``)."""
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -357,9 +360,10 @@ def _open_paths(viewer, paths: list[str]) -> None:
             for layer in added:
                 layer.visible = False
     # after the pictures: each mask goes over the picture it belongs to
-    for mask, _ in given:
-        _open_mask(viewer, mask)
+    for mask, picture in given:
+        _open_mask(viewer, mask, picture)
     with_mask = {_mask_picture(mask) for mask, _ in given}
+    with_mask |= {picture.stem for _, picture in given if picture is not None}
     for path in paths:
         given_one = Path(path) in masks or Path(path).stem in with_mask
         found = None if given_one else _found_mask(path)
@@ -389,14 +393,78 @@ def _mask_picture(path: str | Path) -> str | None:
 
 
 def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
-    """The mask files among ``paths`` (:func:`_mask_picture`), each with its picture among
-    them (the first of that name), or None when that picture is not given."""
-    masks = [(Path(path), _mask_picture(path)) for path in paths]
+    """The mask files among ``paths``, each with its picture among them, or None when that
+    picture is not given. A mask by its name or folder (:func:`_mask_picture`) goes with
+    the first picture of that name; a file of any other name that holds a mask
+    (:func:`_holds_mask`: 0/255, 0/1 or object ids, ``napari-tmunet IMAGE MASK``) with
+    the nearest picture of its height and width given before it, else after it."""
+    names = [_mask_picture(path) for path in paths]
+    by_content = [
+        name is None and _holds_mask(path) for path, name in zip(paths, names, strict=True)
+    ]
     pictures = {}
-    for path, name in reversed(masks):
-        if name is None:
-            pictures[path.stem] = path
-    return [(path, pictures.get(name)) for path, name in masks if name is not None]
+    for path, name, content in reversed(list(zip(paths, names, by_content, strict=True))):
+        if name is None and not content:
+            pictures[Path(path).stem] = Path(path)
+    given = []
+    for index, (path, name) in enumerate(zip(paths, names, strict=True)):
+        if name is not None:
+            given.append((Path(path), pictures.get(name)))
+        elif by_content[index]:
+            given.append((Path(path), _picture_of_size(path, paths, index, by_content)))
+    return given
+
+
+def _holds_mask(path: str) -> bool:
+    """Whether the image file ``path`` holds a mask by what it holds, whatever its name
+    (``data.images.file_looks_like_mask``: one rule with the Segment and Metrics docks)."""
+    from .data.images import IMAGE_SUFFIXES
+
+    file = Path(path)
+    if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+        return False
+    stat = file.stat()  # judged once per file version: the check and the opening both ask
+    return _holds_mask_cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
+    """:func:`_holds_mask` for one version of a file; a TIFF of 32/64-bit ids is left to
+    the TM-UNet reader, which opens it as Labels with its ids."""
+    from ._reader import LABEL_DTYPES
+    from .data.images import ImageReadError, file_looks_like_mask, read_header
+
+    try:
+        if read_header(path).dtype in LABEL_DTYPES:
+            return False
+    except ImageReadError:  # told before napari starts (_path_problem)
+        return False
+    return file_looks_like_mask(path)
+
+
+def _picture_of_size(mask: str, paths: list[str], index: int, masks: list[bool]) -> Path | None:
+    """The picture among ``paths`` (not a mask by ``masks``) nearest before ``index``, else
+    first after it, whose height and width are those of ``mask``; None when there is none.
+    Headers only."""
+    from .data.images import IMAGE_SUFFIXES, ImageReadError, image_shape
+
+    try:
+        size = image_shape(mask)
+    except ImageReadError:
+        return None
+    order = [*range(index - 1, -1, -1), *range(index + 1, len(paths))]
+    for other in order:
+        picture = Path(paths[other])
+        if masks[other] or _mask_picture(picture) is not None:
+            continue
+        if picture.suffix.lower() not in IMAGE_SUFFIXES or not picture.is_file():
+            continue
+        try:
+            if image_shape(picture) == size:
+                return picture
+        except ImageReadError:  # told when it is opened
+            continue
+    return None
 
 
 def _found_mask(path: str) -> Path | None:
@@ -428,15 +496,16 @@ def _found_mask(path: str) -> Path | None:
     return None
 
 
-def _open_mask(viewer, path: Path) -> None:
+def _open_mask(viewer, path: Path, picture_path: Path | None = None) -> None:
     """Open a mask file as the TM-UNet reader opens a dataset folder's masks: a Labels
-    layer "<picture> mask" over the picture it belongs to (:func:`_mask_picture`; shown
-    or hidden with it, so Metrics pairs them), never an image that Segment could be run
-    on. A mask this plugin's writer saved keeps its instance ids."""
+    layer "<picture> mask" over the picture it belongs to (``picture_path``, else the one
+    its name gives, :func:`_mask_picture`; shown or hidden with it, so Metrics pairs them),
+    never an image that Segment could be run on. A mask this plugin's writer saved keeps
+    its instance ids."""
     from ._reader import mask_layer_data, saved_mask_layer_data
     from .data.images import read_saved_mask
 
-    name = _mask_picture(path) or path.stem
+    name = picture_path.stem if picture_path is not None else _mask_picture(path) or path.stem
     picture = next(
         (layer for layer in viewer.layers if _is_image(layer) and layer.name == name),
         None,

@@ -318,6 +318,89 @@ def test_a_pictures_mask_given_or_found_beside_it_opens_over_it(monkeypatch, cap
     )
 
 
+def _launch_and_look(monkeypatch, paths):
+    """``napari-tmunet PATHS`` up to the event loop: (exit status, {layer name: (layer
+    type, visible, data)}, the Segment dock's image name)."""
+    import napari
+
+    from napari_tmunet import launch
+
+    seen = {}
+
+    def look_and_close():
+        viewer = napari.current_viewer()
+        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        seen["layers"] = {
+            layer.name: (type(layer).__name__, layer.visible, np.asarray(layer.data))
+            for layer in viewer.layers
+        }
+        seen["chosen"] = segment.image.value.name if segment.image.value else None
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", look_and_close)
+    status = launch.main([str(path) for path in paths])
+    return status, seen.get("layers"), seen.get("chosen")
+
+
+def test_a_mask_of_any_name_opens_as_labels_over_its_picture(monkeypatch, tmp_path):
+    """``napari-tmunet IMAGE MASK`` with a mask named freely (lesion_outline.png, 0/255
+    grey; outline.png, 0/255 saved as RGB): what it holds makes it a mask
+    (``looks_like_mask``), so it opens as the Labels "IMAGE mask" over the picture of its
+    size given before (or after) it; alone it opens as Labels too; the picture stays the
+    image chosen in the Segment dock (fix-74 #2)."""
+    from PIL import Image as Picture
+
+    from napari_tmunet._sample_data import load_sample
+
+    colour, truth = load_sample("colonoscopy")
+    scan = tmp_path / "scan.png"
+    Picture.fromarray(colour).save(scan)
+    grey = tmp_path / "lesion_outline.png"
+    Picture.fromarray(truth * np.uint8(255)).save(grey)
+    rgb = tmp_path / "outline.png"
+    Picture.fromarray(np.dstack([truth * np.uint8(255)] * 3)).save(rgb)
+
+    for argv in ([scan, grey], [grey, scan], [scan, rgb]):
+        status, layers, chosen = _launch_and_look(monkeypatch, argv)
+        assert status == 0
+        assert list(layers) == ["scan", "scan mask"], argv
+        assert layers["scan"][:2] == ("Image", True) and chosen == "scan"
+        kind, visible, data = layers["scan mask"]
+        assert (kind, visible) == ("Labels", True), argv
+        np.testing.assert_array_equal(data, truth > 0)
+
+    status, layers, chosen = _launch_and_look(monkeypatch, [grey])
+    assert status == 0 and list(layers) == ["lesion_outline mask"]
+    assert layers["lesion_outline mask"][0] == "Labels" and chosen is None
+
+
+def test_a_kvasir_seg_mask_of_another_name_opens_as_labels(monkeypatch, tmp_path):
+    """Kvasir-SEG's frame and its RGB JPEG mask copied under free names: the mask opens
+    as the Labels "frame mask", its JPEG noise (1..127) background (fix-74 #2)."""
+    import shutil
+
+    import pytest
+
+    from napari_tmunet.data.images import read_image
+
+    kvasir = EXTRA / "Kvasir-SEG"
+    if not kvasir.is_dir():
+        pytest.skip("extra-data Kvasir-SEG not present")
+    name = sorted((kvasir / "masks").glob("*.jpg"))[0].name
+    frame = shutil.copy(kvasir / "images" / name, tmp_path / "frame.jpg")
+    outline = shutil.copy(kvasir / "masks" / name, tmp_path / "polyp outline.jpg")
+
+    status, layers, chosen = _launch_and_look(monkeypatch, [frame, outline])
+
+    assert status == 0 and chosen == "frame"
+    assert [(n, kind) for n, (kind, _, _) in layers.items()] == [
+        ("frame", "Image"),
+        ("frame mask", "Labels"),
+    ]
+    stored = read_image(outline)[..., 0]
+    np.testing.assert_array_equal(layers["frame mask"][2], stored > 127)
+
+
 def test_metrics_pairs_the_segmented_picture_with_its_mask_file(monkeypatch):
     """``napari-tmunet masks/1.tif images/1.png``, then Segment (the dock's worker
     thread): the Metrics dock pairs the output with "1 mask" as the reference."""

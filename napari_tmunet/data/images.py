@@ -706,6 +706,23 @@ def looks_like_mask(array) -> bool:
     return has_zero and pairs > 0 and changing <= MASK_MAX_CHANGING_PAIRS * pairs
 
 
+# file_looks_like_mask reads at most this many pixels (a picture over it is not judged)
+MASK_CHECK_MAX_PIXELS = 1 << 26
+
+
+def file_looks_like_mask(path: str | os.PathLike) -> bool:
+    """Whether the image file ``path`` holds a mask by :func:`looks_like_mask` (its first
+    frame); False for a file that cannot be read or holds more than
+    :data:`MASK_CHECK_MAX_PIXELS` pixels, or than the pixel budget (not decoded)."""
+    from .budget import max_pixels
+
+    try:
+        limit = min(MASK_CHECK_MAX_PIXELS, max_pixels())
+        return looks_like_mask(read_image(path, max_pixels=limit))
+    except ValueError:  # unreadable, too large, a bad budget: the opening reports or reads it
+        return False
+
+
 def _grey_frame(array: np.ndarray) -> np.ndarray | None:
     """The first 2-D frame of ``array``, grey; None for colour (channels that differ)."""
     if array.ndim == 3 and array.shape[-1] in (3, 4):
