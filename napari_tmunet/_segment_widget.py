@@ -988,9 +988,15 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
 
 
 def _mask_hint(layer: Image) -> str:
-    """One sentence: ``layer`` looks like a mask, and how to use it as one."""
-    return (
-        f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
+    """One sentence: ``layer`` looks like a mask, and how to use it as one (a mask saved in
+    colour cannot be converted to Labels: napari would make its channels a third axis)."""
+    start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
+    if layer.rgb:
+        return start + (
+            "segment: the Metrics dock takes it as the reference as it is; to paint on it, "
+            "open the picture with its mask: napari-tmunet PICTURE MASK."
+        )
+    return start + (
         "segment: to use it as a mask, right-click it in the layer list > Convert to Labels, "
         "or open the picture with its mask: napari-tmunet PICTURE MASK."
     )

@@ -272,6 +272,27 @@ def test_a_mask_opened_as_an_image_is_not_chosen_nor_warned_about(
     ]
 
 
+def test_a_mask_saved_in_colour_is_hinted_without_convert_to_labels(
+    make_napari_viewer, notices, tmp_path
+):
+    """A 0/255 mask saved as RGB (Kvasir-SEG style) opened with napari's reader: the hint
+    sends it to the Metrics dock, which takes it as it is (fix-74 #3), not to Convert to
+    Labels, which would make its colour channels a third axis."""
+    from PIL import Image as Picture
+
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    picture = open_sample(viewer, "colonoscopy")
+    _, truth = load_sample("colonoscopy")
+    path = tmp_path / "polyp_rgb.png"
+    Picture.fromarray(np.dstack([truth * np.uint8(255)] * 3)).save(path)
+    (mask,) = viewer.open(path, plugin="napari")
+    assert mask.rgb and widget.image.value is picture
+    assert f"'{mask.name}' looks like a mask" in notices["info"][-1]
+    assert "Metrics dock takes it as the reference" in notices["info"][-1]
+    assert "Convert to Labels" not in notices["info"][-1]
+
+
 def test_the_summary_follows_the_chosen_image(make_napari_viewer, qtbot):
     """After a run the summary speaks of its image: choosing another image clears it (and
     the status), choosing the segmented one again shows it, and closing the layers clears it
