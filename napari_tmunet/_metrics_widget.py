@@ -139,6 +139,10 @@ class MetricsWidget(Container):
         )
         self.comparison_box.margins = (0, 0, 0, 0)
         self.table = Table()
+        # what Compute gives: its status line (the layers and mean scores, or what is
+        # wrong) and the per-slice table, under the button; shown when it comes
+        self.results_box = Container(widgets=[self.status, self.table], labels=False)
+        self.results_box.margins = (0, 0, 0, 0)
         labels = (self.intro, self.pair_note, self.status, self.comparison_title)
         for label in (*labels, self.comparison_note):
             wrap(label)
@@ -147,10 +151,9 @@ class MetricsWidget(Container):
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.pair_note,
                 self.compute_button,
-                self.comparison_box,  # above the results: in view when Fine-tune sets it
-                self.table,
+                self.results_box,
                 self.export_button,
-                self.status,
+                self.comparison_box,  # shown when Fine-tune sets it
             ]
         )
         for table in (self.table, self.comparison_table):
@@ -416,7 +419,14 @@ class MetricsWidget(Container):
         from napari.utils.notifications import show_error
 
         self.status.value = message
+        self._show_results()
         show_error(message)
+
+    def _show_results(self) -> None:
+        """Scroll a small dock to the status line and the table under it (the view may
+        be on the comparison, or on the Compute button above them)."""
+        if not self._closed:
+            scroll_into_view(self.body, self.results_box)
 
     def _clear_results(self) -> None:
         """Empty the results table (Export stays on only for comparison rows)."""
@@ -428,16 +438,19 @@ class MetricsWidget(Container):
         if rows:
             self.status.value = _status_line(rows)
         self._update_table()
+        self._show_results()
 
     # ----------------------------------------------------------------- display
     def set_comparison(self, rows: Iterable[dict[str, Any]]) -> None:
         """Show extra rows (e.g. ``{"model": "before fine-tuning", "dice": ...}``) first.
 
         Any keys are accepted; ``COLUMN_ORDER`` places the known ones. An empty list
-        removes the comparison.
+        removes the comparison. A small dock scrolls to it: it is what the user waits for.
         """
         self.comparison = [dict(row) for row in rows]
         self._update_table()
+        if self.comparison:
+            scroll_into_view(self.body, self.comparison_box)
 
     def rows(self) -> list[dict[str, Any]]:
         """Everything shown: the comparison rows, then the results."""
@@ -454,8 +467,6 @@ class MetricsWidget(Container):
         self.comparison_box.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
         self.export_button.enabled = bool(self.rows())
-        if shown:  # a small dock scrolls; the comparison is what the user waits for
-            scroll_into_view(self.body, self.comparison_box)
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
@@ -484,6 +495,7 @@ class MetricsWidget(Container):
             self._report_error(f"Could not export: {err}")
             return
         self.status.value = f"Saved {written}"
+        self._show_results()
 
     def _confirm_replace(self, path: str) -> bool:
         """Ask whether to replace ``path``; True only for Yes."""
