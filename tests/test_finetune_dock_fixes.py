@@ -470,3 +470,25 @@ def test_metrics_compute_after_a_fine_tune_shows_its_result(
         table.visualItemRect(table.item(0, 1))
     )
     assert in_view(table.viewport(), first_row), (first_row, table.visibleRegion().boundingRect())
+
+
+def test_the_verdict_uses_the_full_width_and_keeps_its_arrows_whole(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """1366 x 768, threaded path with a real light correction's result: the verdict starts
+    at the dock's left edge and is as wide as its buttons (it sat beside an empty label
+    column, ~110 px in, wrapped to 12-14 lines), and its "a -> b" are "a → b" between
+    no-break spaces, so no line ends in "0.9982 -" (tester14 #5)."""
+    viewer, tune = window_1366(make_napari_viewer, qtbot)
+    run_light_correction(viewer, tune, qtbot, monkeypatch, tmp_path / "run")
+    body = tune.body.native
+    status, button = tune.status.native, tune.use_anyway_button.native
+    assert not button.isHidden()
+    left = status.mapTo(body, status.rect().topLeft()).x()
+    assert abs(left - button.mapTo(body, button.rect().topLeft()).x()) <= 2, left
+    assert status.width() >= button.width() - 2, (status.width(), button.width())
+    assert tune.eta.native.width() == status.width()  # the run's texts share the column
+    text = tune.status.value
+    assert text.startswith("finished at step 10/10; 274 of your 493 corrected"), text
+    assert "->" not in text
+    assert text.count("\u00a0\u2192\u00a0") == 2, text  # the zone's pixels right and Dice
