@@ -199,6 +199,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             ]
         )
         set_tooltips(self, FINETUNE_TIPS)
+        for text in (self.eta, self.status):
+            _full_width(text)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body)."""
@@ -537,7 +539,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         verdict = compare_models(result)
         text = f"{state} at step {result['step']}/{result['total_steps']}"
         if verdict["compared"]:
-            text += f"; {verdict['compared']}"
+            text += f"; {_unbroken(verdict['compared'])}"
         self._verdict = text
         if verdict["use_new"]:
             self.use_fine_tuned()
@@ -658,6 +660,20 @@ class _LabelFitter(QObject):
             width = max(n.fontMetrics().horizontalAdvance(n.text()) for n in natives) + 4
             for native in natives:
                 native.setMinimumWidth(max(native.minimumWidth(), width))
+
+
+def _full_width(widget) -> None:
+    """Give ``widget`` (a text with no label, in a labelled container) the container's
+    full width: without its empty label column, a verdict wrapped to twice the lines."""
+    labeled = widget._labeled_widget()
+    if labeled is not None:
+        labeled._label_widget.visible = False
+
+
+def _unbroken(text: str) -> str:
+    """``text`` with its "a -> b" as "a → b" between no-break spaces: a line may break
+    before or after the pair, not inside it ("0.9982 -" / "> 0.9457")."""
+    return text.replace(" -> ", "\u00a0\u2192\u00a0")
 
 
 def _tab_beside(dock, own) -> None:

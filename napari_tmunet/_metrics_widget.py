@@ -1,8 +1,10 @@
 """Metrics dock widget: compare a prediction Labels layer with a reference mask: a Labels
 layer, or an Image layer that looks like a mask (``data.images.looks_like_mask``: a 0/255
-or instance-id PNG that napari's File > Open made an image, or a mask saved as RGB with
-equal channels, as Kvasir-SEG's JPEG masks), read as a mask file is
-(``data.images.binarise_mask``: ``>127`` for 0/255 masks, so JPEG noise is background).
+or instance-id PNG that napari's File > Open made an image, a grey + alpha PNG as
+MoNuSeg's masks, or a mask saved as RGB with equal channels, as Kvasir-SEG's JPEG masks),
+read as a mask file is (``data.images.mask_grey``: the grey channel, or the max of the
+colour ones; ``data.images.binarise_mask``: ``>127`` for 0/255 masks, so JPEG noise is
+background).
 
 Scores come from ``napari_tmunet.metrics`` (the same code as the trainer's reports):
 Dice, IoU, precision, recall, F1 and the Hausdorff distances per 2-D slice and over
@@ -137,6 +139,10 @@ class MetricsWidget(Container):
         )
         self.comparison_box.margins = (0, 0, 0, 0)
         self.table = Table()
+        # what Compute gives: its status line (the layers and mean scores, or what is
+        # wrong) and the per-slice table, under the button; shown when it comes
+        self.results_box = Container(widgets=[self.status, self.table], labels=False)
+        self.results_box.margins = (0, 0, 0, 0)
         labels = (self.intro, self.pair_note, self.status, self.comparison_title)
         for label in (*labels, self.comparison_note):
             wrap(label)
@@ -145,10 +151,9 @@ class MetricsWidget(Container):
                 Container(widgets=[self.prediction, self.reference], labels=True),
                 self.pair_note,
                 self.compute_button,
-                self.comparison_box,  # above the results: in view when Fine-tune sets it
-                self.table,
+                self.results_box,
                 self.export_button,
-                self.status,
+                self.comparison_box,  # shown when Fine-tune sets it
             ]
         )
         for table in (self.table, self.comparison_table):
@@ -314,7 +319,7 @@ class MetricsWidget(Container):
         if _same(prediction, reference):
             return CHOOSE_REFERENCE
         if _shape(prediction) != _shape(reference):
-            return (
+            return _extra_axis(prediction, reference) or (
                 f"{prediction.name!r} ({_size(prediction)}) and {reference.name!r} "
                 f"({_size(reference)}) differ in size: choose the reference of the "
                 "prediction's image."
@@ -356,7 +361,8 @@ class MetricsWidget(Container):
         pred, ref = _layer_array(pred_layer), _layer_array(ref_layer)
         if pred.shape != ref.shape:
             raise ValueError(
-                f"{pred_layer.name!r} has shape {pred.shape} but {ref_layer.name!r} has "
+                _extra_axis(pred_layer, ref_layer)
+                or f"{pred_layer.name!r} has shape {pred.shape} but {ref_layer.name!r} has "
                 f"{ref.shape}; the layers must cover the same pixels."
             )
         if pred.ndim < 2:
@@ -413,7 +419,14 @@ class MetricsWidget(Container):
         from napari.utils.notifications import show_error
 
         self.status.value = message
+        self._show_results()
         show_error(message)
+
+    def _show_results(self) -> None:
+        """Scroll a small dock to the status line and the table under it (the view may
+        be on the comparison, or on the Compute button above them)."""
+        if not self._closed:
+            scroll_into_view(self.body, self.results_box)
 
     def _clear_results(self) -> None:
         """Empty the results table (Export stays on only for comparison rows)."""
@@ -425,16 +438,19 @@ class MetricsWidget(Container):
         if rows:
             self.status.value = _status_line(rows)
         self._update_table()
+        self._show_results()
 
     # ----------------------------------------------------------------- display
     def set_comparison(self, rows: Iterable[dict[str, Any]]) -> None:
         """Show extra rows (e.g. ``{"model": "before fine-tuning", "dice": ...}``) first.
 
         Any keys are accepted; ``COLUMN_ORDER`` places the known ones. An empty list
-        removes the comparison.
+        removes the comparison. A small dock scrolls to it: it is what the user waits for.
         """
         self.comparison = [dict(row) for row in rows]
         self._update_table()
+        if self.comparison:
+            scroll_into_view(self.body, self.comparison_box)
 
     def rows(self) -> list[dict[str, Any]]:
         """Everything shown: the comparison rows, then the results."""
@@ -451,8 +467,6 @@ class MetricsWidget(Container):
         self.comparison_box.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
         self.export_button.enabled = bool(self.rows())
-        if shown:  # a small dock scrolls; the comparison is what the user waits for
-            scroll_into_view(self.body, self.comparison_box)
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
@@ -481,6 +495,7 @@ class MetricsWidget(Container):
             self._report_error(f"Could not export: {err}")
             return
         self.status.value = f"Saved {written}"
+        self._show_results()
 
     def _confirm_replace(self, path: str) -> bool:
         """Ask whether to replace ``path``; True only for Yes."""
@@ -550,8 +565,9 @@ def _fit_rows(table: Table) -> None:
 
 def _layer_array(layer) -> np.ndarray:
     """A Labels layer's data (numpy, dask, multiscale) as a numpy array; an Image layer
-    that looks like a mask as its foreground (``binarise_mask``: colour channels collapsed,
-    ``>127`` for a 0/255 mask, whose JPEG noise is background)."""
+    that looks like a mask as its foreground (``binarise_mask``: a grey + alpha image's
+    grey channel, an RGB one's colour channels collapsed, ``>127`` for a 0/255 mask, whose
+    JPEG noise is background)."""
     from napari.layers import Image
 
     from .data.images import binarise_mask
@@ -596,10 +612,32 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
 
 
 def _shape(layer) -> tuple[int, ...]:
-    """A layer's data shape at full resolution, without an RGB image's colour axis
-    (nothing is loaded)."""
+    """A layer's data shape at full resolution, without an image's channel axis (RGB, or
+    grey + alpha: ``data.images.is_grey_alpha``); nothing is loaded."""
+    from napari.layers import Image
+
+    from .data.images import is_grey_alpha
+
     shape = tuple(full_data(layer).shape)
-    return shape[:-1] if getattr(layer, "rgb", False) else shape
+    channels = isinstance(layer, Image) and (layer.rgb or is_grey_alpha(shape))
+    return shape[:-1] if channels else shape
+
+
+def _extra_axis(prediction, reference) -> str:
+    """When one layer has a last axis of 2 to 4 values that the other lacks (a mask image's
+    channels, which napari's Convert to Labels keeps as an axis), a sentence naming it and
+    what to do; else ""."""
+    for layer, other in ((reference, prediction), (prediction, reference)):
+        shape = _shape(layer)
+        if shape[:-1] == _shape(other) and 2 <= shape[-1] <= 4:
+            return (
+                f"{layer.name!r} ({_size(layer)}) has a last axis of {shape[-1]} values that "
+                f"{other.name!r} ({_size(other)}) lacks (a mask image's channels, kept as an "
+                "axis by Convert to Labels): delete it, open the mask file again with "
+                "File > Open and choose that image as the reference, which Metrics reads "
+                "as a mask."
+            )
+    return ""
 
 
 def _size(layer) -> str:
@@ -633,8 +671,9 @@ _MASK_IMAGES: dict[int, tuple[Any, bool]] = {}
 
 
 def _is_mask_image(layer) -> bool:
-    """Whether ``layer`` is an Image layer holding a mask (``looks_like_mask``): grey, or
-    RGB(A) with equal colour channels (a mask saved as RGB, as Kvasir-SEG's JPEGs),
+    """Whether ``layer`` is an Image layer holding a mask (``looks_like_mask``): grey, grey
+    + alpha (by its grey channel: MoNuSeg's PNG masks), or RGB(A) with equal colour
+    channels (a mask saved as RGB, as Kvasir-SEG's JPEGs),
     integer, in memory (a lazy or multiscale image is not read for this), not a
     probability map of the Segment dock."""
     from napari.layers import Image

@@ -410,3 +410,85 @@ def test_resume_then_stop_at_once_scores_nothing_again(make_napari_viewer, qtbot
     assert not any(p == "training..." or "fine-tuned" in p for p in phases), phases
     assert tune.status.value.startswith("stopped before any training step")
     assert run_folder_state(run_dir) == "resumable" and tune.resume_button.enabled
+
+
+def window_1366(make_napari_viewer, qtbot):
+    """A 1366 x 768 window with Segment and Fine-tune (a 64 x 64 crop and its mask)."""
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer, crop=64)
+    qtbot.waitUntil(lambda: window.width() == 1366 and tune.native.isVisible())
+    qtbot.wait(100)
+    return viewer, tune
+
+
+def run_light_correction(viewer, tune, qtbot, monkeypatch, run_dir):
+    """Start (threaded path) a stand-in run that returns a real light correction's result;
+    return the Metrics dock it opens, once the docks have scrolled."""
+    import napari_tmunet._finetune_widget as finetune_module
+
+    monkeypatch.setattr(
+        finetune_module, "run_finetune", lambda job, stop, cb: light_correction_result(job)
+    )
+    tune.run_folder.value = run_dir
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=30_000)
+    qtbot.wait(700)  # the docks scroll while Qt lays out the new texts (half a second)
+    metrics = next(w for n, w in viewer.window.dock_widgets.items() if "Metrics" in n)
+    return getattr(metrics, "__wrapped__", metrics)
+
+
+def test_metrics_compute_after_a_fine_tune_shows_its_result(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """1366 x 768, the Metrics tab a run opened beside Segment (its view ~260 px high, on
+    the before/after comparison): the user scrolls up to Compute and clicks it; the
+    status line with the scores and the table's first row are then in view without
+    scrolling (tester14 #4: they sat below the comparison, out of view)."""
+    viewer, tune = window_1366(make_napari_viewer, qtbot)
+    metrics = run_light_correction(viewer, tune, qtbot, monkeypatch, tmp_path / "run")
+    area = metrics.body.scroll_area
+    assert area.viewport().height() < 300  # a short dock: the result could fall out of view
+    _, mask = load_sample("nuclei")
+    reference = viewer.add_labels(np.ascontiguousarray(mask[:64, :64]), name="nuclei mask")
+    metrics.prediction.value = viewer.layers["nuclei corrected"]
+    metrics.reference.value = reference
+    area.ensureWidgetVisible(metrics.compute_button.native)  # the user scrolls to it
+    qtbot.wait(100)
+
+    metrics.compute_button.native.click()
+    qtbot.waitUntil(lambda: bool(metrics.results) and metrics._worker is None, timeout=20_000)
+    qtbot.wait(700)
+
+    assert metrics.status.value.startswith("nuclei corrected vs nuclei mask: Dice")
+    assert in_view(metrics.status.native), metrics.status.native.visibleRegion().boundingRect()
+    table = metrics.table.native
+    first_row = table.visualItemRect(table.item(0, 0)).united(
+        table.visualItemRect(table.item(0, 1))
+    )
+    assert in_view(table.viewport(), first_row), (first_row, table.visibleRegion().boundingRect())
+
+
+def test_the_verdict_uses_the_full_width_and_keeps_its_arrows_whole(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """1366 x 768, threaded path with a real light correction's result: the verdict starts
+    at the dock's left edge and is as wide as its buttons (it sat beside an empty label
+    column, ~110 px in, wrapped to 12-14 lines), and its "a -> b" are "a → b" between
+    no-break spaces, so no line ends in "0.9982 -" (tester14 #5)."""
+    viewer, tune = window_1366(make_napari_viewer, qtbot)
+    run_light_correction(viewer, tune, qtbot, monkeypatch, tmp_path / "run")
+    body = tune.body.native
+    status, button = tune.status.native, tune.use_anyway_button.native
+    assert not button.isHidden()
+    left = status.mapTo(body, status.rect().topLeft()).x()
+    assert abs(left - button.mapTo(body, button.rect().topLeft()).x()) <= 2, left
+    assert status.width() >= button.width() - 2, (status.width(), button.width())
+    assert tune.eta.native.width() == status.width()  # the run's texts share the column
+    text = tune.status.value
+    assert text.startswith("finished at step 10/10; 274 of your 493 corrected"), text
+    assert "->" not in text
+    assert text.count("\u00a0\u2192\u00a0") == 2, text  # the zone's pixels right and Dice

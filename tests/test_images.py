@@ -547,6 +547,23 @@ def test_looks_like_mask_tells_masks_from_pictures():
     assert not looks_like_mask(coloured)
 
 
+def test_a_grey_alpha_array_is_judged_and_binarised_by_its_grey_channel():
+    """(H, W, 2) is grey + alpha (napari's own reader of an LA PNG, as MoNuSeg's masks):
+    looks_like_mask and binarise_mask use its grey channel, as read_mask reads the file;
+    an opaque alpha is never foreground, and a grey picture with alpha is no mask."""
+    from napari_tmunet.data.images import binarise_mask, is_grey_alpha, looks_like_mask
+
+    image, mask = load_sample("ultrasound")
+    mask = (mask > 0).astype(np.uint8) * 255  # 0/255, as MoNuSeg's
+    opaque = np.full_like(mask, 255)
+    assert is_grey_alpha(np.dstack([mask, opaque]).shape) and not is_grey_alpha(mask.shape)
+    assert not is_grey_alpha((2, 64, 64)) and not is_grey_alpha((64, 64, 3))
+    assert looks_like_mask(np.dstack([mask, opaque])) and looks_like_mask(np.dstack([mask, mask]))
+    assert not looks_like_mask(np.dstack([image, opaque]))
+    foreground, rule = binarise_mask(np.dstack([mask, opaque]))
+    assert rule == ">127" and np.array_equal(foreground, mask > 127)
+
+
 @pytest.mark.skipif(not (EXTRA / "CPM15").is_dir(), reason="extra-data CPM15 not present")
 def test_looks_like_mask_on_cpm15_masks_and_images():
     """CPM15's instance-id PNG masks (uint16) look like masks; its H&E images do not."""

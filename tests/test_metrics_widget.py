@@ -828,3 +828,106 @@ def test_a_kvasir_seg_mask_is_offered_as_the_reference(widget, qtbot, tmp_path):
 
     expected = metrics.dice_score(prediction > 0, stored[..., 0] > 127)
     assert widget.results[-1]["dice"] == pytest.approx(expected)
+
+
+def _open_grey_alpha(viewer, path):
+    """Open ``path`` with napari's own reader (File > Open): an LA PNG is a (H, W, 2)
+    Image layer, not RGB."""
+    (opened,) = viewer.open(str(path), plugin="napari")
+    assert opened.__class__.__name__ == "Image" and not opened.rgb
+    assert opened.data.ndim == 3 and opened.data.shape[-1] == 2
+    return opened
+
+
+def _compute_on_the_worker(widget, qtbot):
+    widget.compute_button.native.click()
+    qtbot.waitUntil(
+        lambda: widget._worker is None and widget.compute_button.enabled, timeout=20_000
+    )
+
+
+def test_a_grey_alpha_mask_png_is_the_reference_by_its_grey_channel(widget, masks, qtbot, tmp_path):
+    """A mask saved as grey + alpha (PNG mode LA, as MoNuSeg's) opened with File > Open is
+    a (H, W, 2) image: the dock offers and preselects it as the reference and scores its
+    grey channel, as read_mask reads such a file (tester14 #3: Compute said the layers
+    did not cover the same pixels). The alpha here is opaque everywhere: read as a
+    channel, or maxed with the grey, it would make the whole frame foreground."""
+    from PIL import Image as Picture
+
+    from napari_tmunet.data.images import read_mask
+
+    viewer, widget = widget
+    prediction, reference = masks
+    grey = (reference > 0).astype(np.uint8) * 255
+    path = tmp_path / "frame9.png"
+    Picture.fromarray(np.dstack([grey, np.full_like(grey, 255)]), mode="LA").save(path)
+    pred_layer = viewer.add_labels(prediction, name="frame9 labels")
+    opened = _open_grey_alpha(viewer, path)
+    assert _choice_names(widget.reference) == ["frame9 labels", "frame9"]
+    assert widget.reference.value is opened and widget.prediction.value is pred_layer
+    assert _note(widget) == ""
+
+    _compute_on_the_worker(widget, qtbot)
+
+    assert widget.status.value.startswith("frame9 labels vs frame9: Dice"), widget.status.value
+    expected = metrics.dice_score(prediction > 0, read_mask(path)[0])
+    assert widget.results[-1]["dice"] == pytest.approx(expected) and expected > 0.8
+
+
+MONUSEG_MASK = DATASETS / "MoNuSeg" / "masks" / "TCGA-21-5784-01Z-00-DX1.png"
+
+
+@pytest.mark.skipif(not MONUSEG_MASK.is_file(), reason=f"no {MONUSEG_MASK}")
+def test_monusegs_own_mask_scores_a_prediction_as_read_mask_reads_it(widget, qtbot, tmp_path):
+    """MoNuSeg's reference mask as stored (grey + alpha PNG), opened with File > Open
+    beside a prediction of its tile: preselected, and Compute gives the Dice against the
+    file's mask (tester14 #3, s06_metrics_after_ft.py)."""
+    import shutil
+
+    from napari_tmunet.data.images import read_mask
+
+    viewer, widget = widget
+    path = shutil.copy(MONUSEG_MASK, tmp_path / "monu_ref.png")
+    truth = read_mask(path)[0]
+    prediction = ndimage.binary_erosion(truth, iterations=2).astype(np.uint8)
+    pred_layer = viewer.add_labels(prediction, name="monu labels")
+    opened = _open_grey_alpha(viewer, path)
+    assert widget.reference.value is opened and widget.prediction.value is pred_layer
+
+    _compute_on_the_worker(widget, qtbot)
+
+    assert widget.results, widget.status.value
+    expected = metrics.dice_score(prediction > 0, truth)
+    assert widget.results[-1]["dice"] == pytest.approx(expected) and 0.3 < expected < 1
+
+
+def test_a_grey_alpha_mask_converted_to_labels_is_refused_naming_its_axis(
+    widget, masks, qtbot, tmp_path
+):
+    """napari's Convert to Labels keeps a grey + alpha image's channels as a last axis of
+    2: the pair note and Compute name that axis and say what to do, not that the layers
+    'must cover the same pixels'."""
+    from napari.layers._layer_actions import _convert
+    from PIL import Image as Picture
+
+    viewer, widget = widget
+    prediction, reference = masks
+    grey = (reference > 0).astype(np.uint8) * 255
+    path = tmp_path / "frame9.png"
+    Picture.fromarray(np.dstack([grey, grey]), mode="LA").save(path)
+    pred_layer = viewer.add_labels(prediction, name="frame9 labels")
+    opened = _open_grey_alpha(viewer, path)
+    viewer.layers.selection = {opened}
+    _convert(viewer.layers, "labels")
+    converted = next(la for la in viewer.layers if la.name != "frame9 labels")
+    assert converted.__class__.__name__ == "Labels" and converted.data.shape[-1] == 2
+    _choose(widget, pred_layer, converted)
+
+    words = (
+        f"{converted.name!r} ({' x '.join(map(str, converted.data.shape))}) has a last axis "
+        "of 2 values that 'frame9 labels'"
+    )
+    assert _note(widget).startswith(words), _note(widget)
+    assert "open the mask file again with File > Open" in _note(widget)
+    _compute_on_the_worker(widget, qtbot)
+    assert widget.status.value == _note(widget) and widget.results == []

@@ -251,8 +251,7 @@ def read_mask(
         (H, W) bool mask and the rule used, e.g. ">127".
     """
     values = read_image(path, allow_stack=False, max_pixels=max_pixels)
-    if values.ndim == 3:
-        values = values[..., :3].max(axis=-1)  # (H, W)
+    values = mask_grey(values, colour=values.ndim == 3)  # (H, W)
     mask, rule = binarise_mask(values, rule)
     if not mask.any() and values.any():
         logger.warning(
@@ -271,17 +270,35 @@ def binarise_mask(
 ) -> tuple[np.ndarray, str]:
     """A mask's pixels as a boolean foreground by ``read_mask``'s rules, and the rule used.
 
-    ``values`` is (..., H, W), or (..., H, W, C) when ``colour`` (collapsed by the max over
-    its colour channels, alpha dropped). The "auto" rule is ``read_mask``'s: ``>127`` for
-    0/255-style 8-bit masks (JPEG noise and stray values 1..127 are background), ``>0``
-    for the others (0/1 masks, instance ids).
+    ``values`` is (..., H, W), grey + alpha (H, W, 2), or (..., H, W, C) when ``colour``;
+    :func:`mask_grey` takes the channel axis away. The "auto" rule is ``read_mask``'s:
+    ``>127`` for 0/255-style 8-bit masks (JPEG noise and stray values 1..127 are
+    background), ``>0`` for the others (0/1 masks, instance ids).
     """
-    values = np.asarray(values)
-    if colour:
-        values = values[..., :3].max(axis=-1)
+    values = mask_grey(values, colour=colour)
     if rule == "auto":
         rule = _auto_rule(values)
     return values > _parse_rule(rule), rule
+
+
+def is_grey_alpha(shape: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` holds grey + alpha pixels, (H, W, 2): what napari's
+    own reader (File > Open) gives for an LA PNG, e.g. MoNuSeg's masks (``read_image``
+    drops the alpha itself). No 2-D picture is 2 pixels wide, so such a last axis is the
+    channels."""
+    return len(shape) == 3 and shape[-1] == 2 and min(shape[:2]) > 2
+
+
+def mask_grey(values, *, colour: bool = False) -> np.ndarray:
+    """A mask's values without their channel axis, by one rule for mask files
+    (``read_mask``) and mask layers (the Metrics dock): grey + alpha
+    (:func:`is_grey_alpha`) gives its grey channel; a colour mask (``colour``: a last axis
+    of 3 or 4) the max over its colour channels; alpha is dropped; others stay as they
+    are."""
+    values = np.asarray(values)
+    if is_grey_alpha(values.shape):
+        return values[..., 0]
+    return values[..., :3].max(axis=-1) if colour else values
 
 
 def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
@@ -688,7 +705,8 @@ MASK_MAX_CHANGING_PAIRS = 0.15
 
 def looks_like_mask(array) -> bool:
     """Whether ``array`` looks like a mask rather than a picture: integer (or bool) grey data
-    (an RGB(A) array counts when its three colour channels are equal) holding 0 and at least
+    (an RGB(A) array counts when its three colour channels are equal, a grey + alpha one by
+    its grey channel) holding 0 and at least
     one other value, whose objects are flat: of the pairs of neighbouring pixels (across and
     down) that are both non-zero, at most :data:`MASK_MAX_CHANGING_PAIRS` differ. That holds
     for 0/255 and 0/1 binary masks and for 0..N instance ids, not for photographs, scans or
@@ -724,7 +742,9 @@ def file_looks_like_mask(path: str | os.PathLike) -> bool:
 
 
 def _grey_frame(array: np.ndarray) -> np.ndarray | None:
-    """The first 2-D frame of ``array``, grey; None for colour (channels that differ)."""
+    """The first 2-D frame of ``array``, grey (grey + alpha: its grey channel); None for
+    colour (channels that differ)."""
+    array = mask_grey(array)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         colour = array[..., :3]
         if not (colour == colour[..., :1]).all():
