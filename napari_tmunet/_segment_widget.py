@@ -88,6 +88,8 @@ INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer.
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
+# the summary's note on an RGBA image with transparent parts (the model sees its colours)
+ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
 MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
 
@@ -108,6 +110,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._setting = False  # programmatic changes are not the user's choices
         self._progress_index = -1
         self._outcome = ""
+        self._stop_note = ""  # why the run was stopped, when not by Cancel
         self._busy = False
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         # The plugin proxy guards napari's privates; this widget uses public API only, and
@@ -137,6 +140,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
         self._modality = ""  # of the chosen image
+        self._followed: Image | None = None  # the image the model and reason shown are for
         self._pending_choice = ""  # a model chosen before any image was open
         self._mask_like: dict[Any, bool] = {}  # image id -> whether it looks like a mask
         self._mask_hinted: set = set()  # image ids a "looks like a mask" hint was shown for
@@ -152,6 +156,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._connect()
         self.reset_choices()
         self._start_on_active_image()
+        self._followed = self.image.value
         self._on_image_changed(self.image.value)
         self._show_model_state()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
@@ -257,8 +262,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.model.changed.connect(self._prepare_shown_model)
         self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
-        self.image.changed.connect(self._on_image_changed)
-        self.image.changed.connect(self._prepare_shown_model)  # after the model follows it
+        self.image.changed.connect(self._on_image_chosen)
         self.segment_button.changed.connect(self.segment)
         self.cancel_button.changed.connect(self.cancel)
         self.segment_all_button.changed.connect(self.segment_all)
@@ -269,6 +273,13 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._rederive_timer.setSingleShot(True)
         self._rederive_timer.setInterval(80)
         self._rederive_timer.timeout.connect(self.rederive)
+        # the image the chooser moves to when the one it showed is closed: followed a
+        # moment later (closing the viewer removes every layer, and those passed on the
+        # way must not warn or warm a model up)
+        self._follow_timer = QTimer(self.native)
+        self._follow_timer.setSingleShot(True)
+        self._follow_timer.setInterval(0)
+        self._follow_timer.timeout.connect(self._follow_chosen)
         for name in MODEL_SETTINGS:
             getattr(self, name).changed.connect(partial(self._on_model_setting, name))
         for widget in (self.fill_holes, self.min_size, self.output):
@@ -359,6 +370,30 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         self.image.value = layer
 
+    def _on_image_chosen(self, layer) -> None:
+        """Follow the image chosen: its model, reason and warnings, then warm its model up.
+        When the chooser moved because the image it showed was closed, a moment later
+        (:meth:`_follow_chosen`)."""
+        if self._followed is not None and self._followed not in self.viewer.layers:
+            self._follow_timer.start()
+            return
+        self._follow(layer)
+
+    def _follow_chosen(self) -> None:
+        """Follow the image the chooser holds once the layers were closed, if that image is
+        still open (after the viewer closed: none; the timer goes with the dock)."""
+        layer = self.image.value
+        if layer is self._followed:
+            return
+        if layer is not None and layer not in self.viewer.layers:
+            return
+        self._follow(layer)
+
+    def _follow(self, layer) -> None:
+        self._followed = layer
+        self._on_image_changed(layer)
+        self._prepare_shown_model()  # after the model follows the image
+
     def _on_image_changed(self, layer) -> None:
         self._show_summary_of(layer)
         if layer is None:
@@ -380,9 +415,29 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._show_outputs(layer)
 
     def _on_layers_removed(self, _event=None) -> None:
-        """Drop the summary lines of images that were closed (after the chooser follows)."""
-        if not self._closed:
-            self._show_summary_of(self.image.value)
+        """Stop a run whose images were closed; drop the summary lines of images that were
+        closed (after the chooser follows)."""
+        if self._closed:
+            return
+        self._stop_if_images_closed()
+        self._show_summary_of(self.image.value)
+
+    def _stop_if_images_closed(self) -> None:
+        """Cancel the run (as Cancel does) when every image it has yet to segment was
+        closed: nobody would see its result, and the dock would stay busy for nothing. The
+        status says so in one line. A Segment all run with open images left goes on (the
+        closed image's result is dropped)."""
+        if not self.running or self.worker is None or self._cancel.is_set():
+            return
+        done = [image for image, _ in self._results]
+        left = [image for image in self._jobs if not any(image is d for d in done)]
+        if not left or any(image in self.viewer.layers for image in left):
+            return
+        names = ", ".join(repr(image.name) for image in left[:MISFITS_NAMED])
+        closed = "was closed, so its" if len(left) == 1 else "were closed, so their"
+        self._stop_note = f"{names} {closed} segmentation was stopped"
+        self.cancel()
+        self.status.value = self._stop_note
 
     def _show_summary_of(self, layer) -> None:
         """Keep the summary only while it speaks of ``layer`` (the chosen image): it lists
@@ -440,7 +495,12 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         return choice.entry.name, choice.why, choice.fits
 
     def _show_model(self, model: str, why: str) -> None:
-        """Show ``model`` (name or path) as the one to run, and why (not a user choice)."""
+        """Show ``model`` (name or path) as the one to run, and why (not a user choice).
+
+        Another model than the one shown brings its own threshold and confidence: the
+        values the user moved for the one shown before are not carried over to it.
+        """
+        before = self._shown_model()
         self._setting = True
         try:
             if model in self._named_files:  # by its name; the Checkpoint field holds it too
@@ -455,6 +515,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 self.model.value = CHECKPOINT_CHOICE
         finally:
             self._setting = False
+        if self._shown_model() != before:
+            self._user_set.clear()
         self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
         self._show_model_state()
         self._show_shown_model_defaults()
@@ -463,10 +525,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._setting:
             return
         self._user_set.clear()  # a new model brings its own threshold and confidence
-        model = str(self.model.value)
-        if model == CHECKPOINT_CHOICE:
-            path = self.checkpoint.value
-            model = str(path) if path and os.path.isfile(path) else ""
+        model = self._shown_model()
         if model and self._modality:
             why = self._keep_choice(model)
             self._choices[self._modality] = (model, why)
@@ -496,13 +555,19 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         """Put the shown model's own threshold and confidence on their sliders (those the
         user has not moved), read from its checkpoint's header (:func:`header_defaults`: a
         few ms, no torch), so they read what a Segment click applies before the first run."""
+        model = self._shown_model()
+        defaults = header_defaults(model) if model else None
+        if defaults is not None:
+            self._show_model_defaults(defaults)
+
+    def _shown_model(self) -> str:
+        """The model the dock shows (registry name or checkpoint path); "" when the
+        Checkpoint field holds no file."""
         model = str(self.model.value)
         if model == CHECKPOINT_CHOICE:
             path = self.checkpoint.value
             model = str(path) if path and os.path.isfile(path) else ""
-        defaults = header_defaults(model) if model else None
-        if defaults is not None:
-            self._show_model_defaults(defaults)
+        return model
 
     def _show_settings_of_shown_model(self) -> None:
         """Put the label settings the chosen image's output of the shown model was made
@@ -699,6 +764,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._adopted = set()
         self._progress_index = -1
         self._outcome = ""
+        self._stop_note = ""
         self._eta = Eta()
         jobs = [
             (data, layer.rgb, opts)
@@ -762,11 +828,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
                 self._show_model_defaults(self._defaults)
         elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
-            self._outcome = "cancelled"
+            self._outcome = self._stop_note or "cancelled"
         elif kind == "status":  # e.g. compiling GPU kernels before the first image
             self.status.value = message[1]
         elif kind == "progress":
-            if not self._busy:  # a report that arrived after the run ended
+            if not self._busy or self._stop_note:  # after the run ended, or was stopped
                 return
             _, index, done, total = message
             several = f" ({index + 1}/{len(self._jobs)})" if len(self._jobs) > 1 else ""
@@ -870,6 +936,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _on_aborted(self):
         if self._closed:
+            return
+        if self._stop_note:  # its images were closed: the status says so, no pop-up
+            self._outcome = self._stop_note
             return
         self._outcome = "cancelled"
         show_info("TM-UNet segmentation cancelled.")
@@ -1033,8 +1102,25 @@ def _model_inputs(layers: list[Image]) -> list[tuple[Any, str]] | None:
             return None
         # converted in the worker (a CMYK photo takes a moment), like the inference after it
         source = partial(convert_colours, data, conversion) if conversion else data
-        inputs.append((source, CONVERSION_NOTES.get(conversion, "")))
+        note = CONVERSION_NOTES.get(conversion, "")
+        if not conversion and _is_transparent(layer):
+            note = ALPHA_IGNORED
+        inputs.append((source, note))
     return inputs
+
+
+def _is_transparent(layer: Image) -> bool:
+    """Whether ``layer`` is RGBA with an alpha channel that is not fully opaque somewhere
+    (the model sees the colours, alpha dropped: also those of pixels the user cannot see).
+    A layer read in parts (lazy) is judged by its thumbnail."""
+    data = full_data(layer)
+    if not layer.rgb or np.shape(data)[-1:] != (4,):
+        return False
+    if not isinstance(data, np.ndarray):
+        data = _thumbnail(layer)
+    alpha = data[..., 3]
+    opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1
+    return bool(alpha.size) and bool(np.min(alpha) < opaque)
 
 
 def _colour_conversion(layer: Image) -> str:

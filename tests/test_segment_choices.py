@@ -132,7 +132,7 @@ def test_the_sliders_show_the_chosen_models_own_values_before_any_run(make_napar
     """Choosing the ultrasound sample (its model chosen automatically) puts that model's own
     threshold and confidence (0.81 in its file) on the sliders before the first Segment;
     another model picked brings its own; a value the user moved stays until the model
-    changes (tester13 #2)."""
+    changes, also when an image brings another model (tester13 #2, tester14 #1)."""
     ultrasound = shipped_defaults("TM-UNet ultrasound")
     colonoscopy = shipped_defaults("TM-UNet colonoscopy")
     assert ultrasound["min_confidence"] > 0.5 and colonoscopy["min_confidence"] == 0
@@ -147,9 +147,10 @@ def test_the_sliders_show_the_chosen_models_own_values_before_any_run(make_napar
     widget.model.value = "TM-UNet ultrasound"
     assert sliders(widget) == pytest.approx(ultrasound)
     widget.min_confidence.value = 0.3  # the user's value
+    assert widget.min_confidence.value == pytest.approx(0.3)  # moved by the user: kept
     open_sample(viewer, "colonoscopy")  # its own model, shown with its own values
     assert widget.model.value == "TM-UNet colonoscopy"
-    assert widget.min_confidence.value == pytest.approx(0.3)  # moved by the user: kept
+    assert sliders(widget) == pytest.approx(colonoscopy)  # not the ultrasound's moved value
     widget.model.value = "TM-UNet nuclei"  # a model chosen: its own values again
     assert sliders(widget) == pytest.approx(shipped_defaults("TM-UNet nuclei"))
 

@@ -791,8 +791,9 @@ def test_instance_label_1_is_not_coloured_like_a_reference_mask(registered, dock
     assert labels.data.dtype != np.uint8 and not np.allclose(labels.colormap.map(one), reference)
 
 
-def test_an_image_closed_during_its_run_gets_no_labels(registered, dock, qtbot, monkeypatch):
-    """The result for an image deleted while it is segmented is dropped, and the status
+def test_an_image_closed_during_segment_all_gets_no_labels(registered, dock, qtbot, monkeypatch):
+    """Segment all with another image left to do goes on when one image is deleted while
+    it is segmented: that image's result is dropped, the other's is added, and the status
     says why."""
     from napari_tmunet import _segment_jobs
 
@@ -807,14 +808,18 @@ def test_an_image_closed_during_its_run_gets_no_labels(registered, dock, qtbot, 
     monkeypatch.setattr(_segment_jobs, "warm_up", held_warm_up)
     viewer, widget = dock
     image = choose_sample(viewer, widget, registered, probability=True)
-    widget.segment()
+    frame, _ = load_sample(registered.modality)
+    viewer.add_image(frame, name="other", rgb=frame.ndim == 3)
+    widget.image.value = image
+    widget.segment_all()
     qtbot.waitUntil(entered.is_set, timeout=60_000)
     names = [layer.name for layer in viewer.layers if layer is not image]
     viewer.layers.remove(image)
     release.set()
     wait_done(qtbot, widget)
-    assert [layer.name for layer in viewer.layers] == names  # no labels, no probability
-    assert widget.last_layer is None and widget.summary.value == ""
+    assert not widget.worker.abort_requested  # 'other' was left to do
+    made = {layer.name for layer in viewer.layers} - set(names)
+    assert made == {"other labels", "other probability"}
     assert widget.status.value == (
         f"{image.name} was closed while it was segmented; its result was dropped"
     )
@@ -1214,3 +1219,138 @@ def test_closing_the_viewer_during_a_run_drops_it_quietly(registered, dock, qtbo
     assert not raised, [str(err) for _, err, _ in raised]
     assert worker.abort_requested  # not segmented to the end for nobody
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_closing_the_image_being_segmented_stops_its_run(registered, dock, qtbot, monkeypatch):
+    """tester14 #2, threaded path, the real engine: deleting the image a tile-mode run is
+    segmenting stops the run as Cancel does; the dock is free again at once and says in
+    one line why (no pop-up), and nothing is added."""
+    import time
+
+    import napari_tmunet._segment_widget as module
+
+    infos = []
+    monkeypatch.setattr(module, "show_info", infos.append)
+    viewer, widget = dock
+    image, _ = load_sample("nuclei")
+    layer = viewer.add_image(np.tile(image, (3, 3, 1)), name="big nuclei", rgb=True)
+    widget.image.value = layer
+    widget.model.value = registered.name
+    widget.mode.value = "tile"
+    widget.batch_size = 1  # one progress report per tile: the run lasts many reports
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.status.value.startswith("segmenting"), timeout=60_000)
+    worker, names = widget.worker, [other.name for other in viewer.layers if other is not layer]
+    viewer.layers.remove(layer)
+    assert worker.abort_requested  # stopped at once, not segmented to the end for nobody
+    note = "'big nuclei' was closed, so its segmentation was stopped"
+    assert widget.status.value == note
+    began = time.perf_counter()
+    wait_done(qtbot, widget, timeout=30_000)
+    assert time.perf_counter() - began < 10
+    assert widget.status.value == note and infos == []
+    assert widget.segment_button.enabled and not widget.cancel_button.enabled
+    assert [other.name for other in viewer.layers] == names
+
+
+def test_a_slider_moved_for_one_model_is_not_carried_to_another(dock, qtbot):
+    """tester14 #1: Threshold moved on a colonoscopy frame, Confidence on an ultrasound
+    scan: each image that brings another model shows, and runs with, that model's own
+    values (from its checkpoint), also back on the first image. A value moved for a model
+    holds for its re-runs and for another image of that model."""
+    from napari_tmunet._segment_jobs import header_defaults
+
+    viewer, widget = dock
+    models = {m: f"TM-UNet {m}" for m in ("colonoscopy", "ultrasound", "nuclei")}
+    own = {m: header_defaults(name) for m, name in models.items()}
+    if any(value is None for value in own.values()):
+        pytest.skip("the three shipped models are not installed")
+
+    def add(modality, name, flip=False):
+        frame, _ = load_sample(modality)
+        layer = viewer.add_image(frame[::-1] if flip else frame, name=name, rgb=frame.ndim == 3)
+        widget.image.value = layer
+        assert widget.model.value == models[modality]
+        return layer
+
+    def sliders():
+        return round(widget.threshold.value, 2), round(widget.min_confidence.value, 2)
+
+    def shows_own(modality):
+        return sliders() == (own[modality]["threshold"], own[modality]["min_confidence"])
+
+    colon = add("colonoscopy", "colon")
+    assert shows_own("colonoscopy")
+    widget.threshold.value = 0.85
+    add("ultrasound", "scan")
+    assert shows_own("ultrasound")
+    widget.min_confidence.value = 0.2
+    add("nuclei", "tissue")
+    assert shows_own("nuclei")
+    made = segment_layer(qtbot, widget, viewer.layers["tissue"])
+    options = widget.last_layer.metadata["label_options"]
+    assert made.shape == (256, 256) and options["threshold"] == own["nuclei"]["threshold"]
+    assert options["min_confidence"] == own["nuclei"]["min_confidence"]
+    widget.image.value = colon
+    assert shows_own("colonoscopy")
+
+    widget.threshold.value = 0.85  # the colonoscopy model's, from now on
+    for _ in range(2):
+        segment_layer(qtbot, widget, colon)
+        assert widget.last_layer.metadata["threshold"] == pytest.approx(0.85)
+    other = add("colonoscopy", "colon flipped", flip=True)
+    assert sliders()[0] == 0.85
+    segment_layer(qtbot, widget, other)
+    assert widget.last_layer.metadata["threshold"] == pytest.approx(0.85)
+    assert "threshold 0.85" in widget.summary.value
+
+
+def test_closing_the_viewer_warns_of_no_image_it_passes(make_napari_viewer, qtbot, monkeypatch):
+    """tester14 #7: the viewer closed while the dock shows an ultrasound scan with the
+    colonoscopy model picked for it: the layers removed on the way make the chooser pass
+    over another scan, which must not warn that the model does not suit it. Deleting the
+    chosen image by hand still follows the next one, with its warning."""
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    frame, _ = load_sample("ultrasound")
+
+    def scans(names):
+        viewer = make_napari_viewer()
+        _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+        layers = [viewer.add_image(np.roll(frame, i, 0), name=n) for i, n in enumerate(names)]
+        widget.image.value = layers[-1]
+        widget.model.value = "TM-UNet colonoscopy"  # the user's pick for ultrasound images
+        assert "this session only" in widget.model_reason.value
+        return viewer, widget, layers
+
+    viewer, widget, (first, last) = scans(["scan a", "scan b"])
+    viewer.layers.remove(last)  # by hand: the chooser moves to the first scan
+    qtbot.waitUntil(lambda: any("'scan a'" in text for text in warnings), timeout=5_000)
+    assert widget.image.value is first and "this session only" in widget.model_reason.value
+
+    viewer, widget, _ = scans(["scan c", "scan d", "scan e"])
+    warnings.clear()
+    viewer.close()
+    qtbot.wait(200)
+    assert warnings == []
+
+
+def test_an_rgba_image_with_transparent_parts_is_noted_in_the_summary(dock, qtbot):
+    """tester14 #7: an RGBA picture whose alpha hides a part of it is segmented on its
+    colours (alpha ignored, as before), and the summary says so in a short note; a fully
+    opaque RGBA picture gets no note."""
+    from napari_tmunet._segment_widget import ALPHA_IGNORED
+
+    viewer, widget = dock
+    colour, _ = load_sample("colonoscopy")
+    alpha = np.full(colour.shape[:2], 255, np.uint8)
+    opaque = viewer.add_image(np.dstack([colour, alpha]), name="opaque", rgb=True)
+    labels = segment_layer(qtbot, widget, opaque)
+    assert ALPHA_IGNORED not in widget.summary.value
+    alpha[:, :100] = 0
+    clear = viewer.add_image(np.dstack([colour, alpha]), name="cut out", rgb=True)
+    np.testing.assert_array_equal(segment_layer(qtbot, widget, clear), labels)
+    assert widget.summary.value.endswith(f"; {ALPHA_IGNORED}")
+    assert widget.last_layer.metadata["conversion"] == ALPHA_IGNORED
