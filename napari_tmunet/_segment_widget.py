@@ -80,7 +80,7 @@ from .data.colour_spaces import (
     convert_colours,
     stored_colour_space,
 )
-from .data.images import looks_like_mask
+from .data.images import is_grey_alpha, looks_like_mask
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -1058,9 +1058,10 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
 
 def _mask_hint(layer: Image) -> str:
     """One sentence: ``layer`` looks like a mask, and how to use it as one (a mask saved in
-    colour cannot be converted to Labels: napari would make its channels a third axis)."""
+    colour or with an alpha channel cannot be converted to Labels: napari would make its
+    channels a third axis)."""
     start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
-    if layer.rgb:
+    if layer.rgb or is_grey_alpha(layer.data.shape):
         return start + (
             "segment: the Metrics dock takes it as the reference as it is; to paint on it, "
             "open the picture with its mask: napari-tmunet PICTURE MASK."

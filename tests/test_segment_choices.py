@@ -294,6 +294,28 @@ def test_a_mask_saved_in_colour_is_hinted_without_convert_to_labels(
     assert "Convert to Labels" not in notices["info"][-1]
 
 
+def test_a_grey_alpha_mask_is_hinted_without_convert_to_labels(
+    make_napari_viewer, notices, tmp_path
+):
+    """A 0/255 mask saved as grey + alpha (MoNuSeg's PNGs) opened with napari's reader is an
+    (H, W, 2) image: the hint sends it to the Metrics dock, which reads its grey channel,
+    not to Convert to Labels, which would keep the alpha as a third axis (tester14 #3)."""
+    from PIL import Image as Picture
+
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    picture = open_sample(viewer, "nuclei")
+    _, truth = load_sample("nuclei")
+    grey = (truth > 0).astype(np.uint8) * np.uint8(255)
+    path = tmp_path / "nuclei_la.png"
+    Picture.fromarray(np.dstack([grey, np.full_like(grey, 255)]), mode="LA").save(path)
+    (mask,) = viewer.open(path, plugin="napari")
+    assert mask.data.shape == (*grey.shape, 2) and widget.image.value is picture
+    assert f"'{mask.name}' looks like a mask" in notices["info"][-1]
+    assert "Metrics dock takes it as the reference" in notices["info"][-1]
+    assert "Convert to Labels" not in notices["info"][-1]
+
+
 def test_the_summary_follows_the_chosen_image(make_napari_viewer, qtbot):
     """After a run the summary speaks of its image: choosing another image clears it (and
     the status), choosing the segmented one again shows it, and closing the layers clears it
