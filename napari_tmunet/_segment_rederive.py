@@ -37,7 +37,7 @@ class Rederive:
 
     def _on_model_setting(self, name: str) -> None:
         if not self._setting:
-            self._user_set.add(name)  # the user's value, from now on (until a new model)
+            self._remember_moved(name)  # the user's value for the shown model, from now on
             self._rederive_timer.start()
 
     def _on_label_setting(self, _value=None) -> None:
@@ -179,13 +179,13 @@ class Rederive:
             "for a new layer with these settings."
         )
 
-    def _label_settings(self) -> dict:
-        """The dock's label settings; threshold and confidence None while they follow the
+    def _label_settings(self, layer=None) -> dict:
+        """The dock's label settings for ``layer`` (default: the chosen image); threshold and
+        confidence those of its model (:meth:`_model_settings`), None while they follow the
         model (:func:`_segment_jobs.label_options` takes them from its defaults)."""
         return {
             "output": str(self.output.value),
-            "threshold": self._user_value("threshold"),
-            "min_confidence": self._user_value("min_confidence"),
+            **self._model_settings(layer),
             "fill_holes": bool(self.fill_holes.value),
             "min_size": int(self.min_size.value),
         }

@@ -12,7 +12,9 @@ the model Fine-tune made active for it (shown by its name); the dock says which 
 An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
 is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
 layers" runs on each image the model a Segment click on it would run. The threshold, the
-least object confidence, mode and output kind default to the loaded model's own. Moving
+least object confidence, mode and output kind default to the loaded model's own; a
+threshold or confidence the user moves holds for the model shown then (each model keeps
+its own), and an image with a result shows the settings it was made with. Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
 labels from the kept probability without running the network again
 (:class:`~napari_tmunet._segment_rederive.Rederive`).
@@ -144,8 +146,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._pending_choice = ""  # a model chosen before any image was open
         self._mask_like: dict[Any, bool] = {}  # image id -> whether it looks like a mask
         self._mask_hinted: set = set()  # image ids a "looks like a mask" hint was shown for
-        # settings the user moved; the others follow the loaded model's own
-        self._user_set: set[str] = set()
+        # model id -> the threshold / confidence the user moved for that model; the others
+        # follow the model's own
+        self._user_values: dict[str, dict[str, float]] = {}
         self._defaults: dict = {}  # that image's model's threshold / mode / instances...
         self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
         self._shipped = self._shipped_choices()
@@ -495,12 +498,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         return choice.entry.name, choice.why, choice.fits
 
     def _show_model(self, model: str, why: str) -> None:
-        """Show ``model`` (name or path) as the one to run, and why (not a user choice).
-
-        Another model than the one shown brings its own threshold and confidence: the
-        values the user moved for the one shown before are not carried over to it.
-        """
-        before = self._shown_model()
+        """Show ``model`` (name or path) as the one to run, and why (not a user choice),
+        with the settings a Segment click on the chosen image applies (:meth:`_show_settings`):
+        the values the user moved for another model are not carried over to it."""
         self._setting = True
         try:
             if model in self._named_files:  # by its name; the Checkpoint field holds it too
@@ -515,16 +515,13 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 self.model.value = CHECKPOINT_CHOICE
         finally:
             self._setting = False
-        if self._shown_model() != before:
-            self._user_set.clear()
         self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
         self._show_model_state()
-        self._show_shown_model_defaults()
+        self._show_settings()
 
     def _on_model_changed(self, _value=None) -> None:
         if self._setting:
             return
-        self._user_set.clear()  # a new model brings its own threshold and confidence
         model = self._shown_model()
         if model and self._modality:
             why = self._keep_choice(model)
@@ -537,8 +534,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         else:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
         self._show_model_state()
-        self._show_shown_model_defaults()
-        self._show_settings_of_shown_model()
+        self._show_settings()  # a model brings its own threshold and confidence, or the user's
 
     def _keep_choice(self, model: str) -> str:
         """Remember the shipped ``model`` the user picked as the model for images of the
@@ -551,14 +547,16 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             registry.remember_model(self._modality, model)
         return f"your choice for {self._modality} images"
 
-    def _show_shown_model_defaults(self) -> None:
-        """Put the shown model's own threshold and confidence on their sliders (those the
-        user has not moved), read from its checkpoint's header (:func:`header_defaults`: a
-        few ms, no torch), so they read what a Segment click applies before the first run."""
+    def _show_settings(self) -> None:
+        """Put on the dock what a Segment click on the chosen image applies: the label
+        settings its output of the shown model was made with, when it has one; else the
+        shown model's threshold and confidence: those the user moved for that model, the
+        others its own, read from its checkpoint's header (:func:`header_defaults`: a few
+        ms, no torch), so they read what a Segment click applies before the first run."""
+        if self._show_settings_of_shown_model():
+            return
         model = self._shown_model()
-        defaults = header_defaults(model) if model else None
-        if defaults is not None:
-            self._show_model_defaults(defaults)
+        self._show_model_values((header_defaults(model) if model else None) or {})
 
     def _shown_model(self) -> str:
         """The model the dock shows (registry name or checkpoint path); "" when the
@@ -569,16 +567,25 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             model = str(path) if path and os.path.isfile(path) else ""
         return model
 
-    def _show_settings_of_shown_model(self) -> None:
+    def _show_settings_of_shown_model(self) -> bool:
         """Put the label settings the chosen image's output of the shown model was made
         with on the dock (if it has one), so that the sliders read what a re-derive uses,
-        not another model's values."""
+        not another model's values; whether it has one."""
+        output = self._shown_output()
+        if output is not None:
+            self._show_output_settings(output)
+        return output is not None
+
+    def _shown_output(self) -> _Output | None:
+        """The chosen image's output of the shown model, if it has one (with the label
+        options it was made with)."""
         image = self.image.value
         if image is None:
-            return
+            return None
         output = self._outputs.get((image.unique_id, _model_id(self._dock_model(image))))
-        if output is not None and "label_options" in output.labels.metadata:
-            self._show_adopted(output, [])
+        if output is None or "label_options" not in output.labels.metadata:
+            return None
+        return output
 
     def use_model(self, choice: active_model.ModelChoice) -> None:
         """Use the active model (set by Fine-tune or Revert) for images of its modality."""
@@ -588,7 +595,6 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._offer_named_file(choice.model, choice.label)
         self._choices[modality] = (choice.model, why)
         if modality == self._modality:
-            self._user_set.clear()
             self._show_model(choice.model, why)
 
     def _offer_named_file(self, path: str, label: str) -> None:
@@ -685,7 +691,6 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         """The dock's settings as a snapshot, one per image with the model to run on it;
         None (and a message) when one of those models cannot be run."""
         settings = {
-            **self._label_settings(),
             "device": str(self.device.value),
             "mode": str(self.mode.value),
             "batch_size": self.batch_size,
@@ -698,7 +703,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 named[model] = self._named_model(model)
             if named[model] is None:
                 return None
-            options.append(SegmentOptions(*named[model], **settings))
+            own = self._label_settings(layer)  # its model's threshold and confidence
+            options.append(SegmentOptions(*named[model], **settings, **own))
         return options
 
     def _model_to_run(self, layer: Image) -> str:
@@ -826,7 +832,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._note_checkpoint_modality(self._jobs[index], self._options, trained)
             self._trained[self._jobs[index].unique_id] = trained
             if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
-                self._show_model_defaults(self._defaults)
+                left = [name for name in MODEL_SETTINGS if getattr(self._options, name) is None]
+                self._show_model_values(self._defaults, left)  # those left to its model
         elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
             self._outcome = self._stop_note or "cancelled"
         elif kind == "status":  # e.g. compiling GPU kernels before the first image
@@ -873,13 +880,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             f"and this image looks like {modality}",
         )
 
-    def _show_model_defaults(self, defaults: dict) -> None:
-        """Put the model's threshold and confidence on their sliders (those not user-set)."""
+    def _show_model_values(self, defaults: dict, names=MODEL_SETTINGS) -> None:
+        """Put the shown model's threshold and confidence (``names`` of them) on their
+        sliders: the value the user moved for that model, else its own from ``defaults``
+        (left as they are when not known)."""
+        moved = self._moved(self._shown_model())
         self._setting = True
         try:
-            for name in MODEL_SETTINGS:
-                if name not in self._user_set:
-                    getattr(self, name).value = defaults[name]
+            for name in names:
+                value = moved.get(name, defaults.get(name))
+                if value is not None:
+                    getattr(self, name).value = value
         finally:
             self._setting = False
 
@@ -899,6 +910,18 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
         if output is None:
             return
+        self._show_output_settings(output)
+        options = output.labels.metadata["label_options"]
+        model = str(output.labels.metadata.get("model") or "")
+        moved = self._user_values.setdefault(_model_id(model), {})  # as in the dock that made it
+        for name in MODEL_SETTINGS:
+            if abs(float(options[name]) - float(output.defaults[name])) > 1e-9:
+                moved[name] = float(options[name])
+
+    def _show_output_settings(self, output: _Output) -> None:
+        """Put the label settings ``output`` was made with on the dock (its threshold,
+        confidence, hole filling, minimum size, and its output kind where it is not its
+        model's own)."""
         options = output.labels.metadata["label_options"]
         self._setting = True
         try:
@@ -908,13 +931,34 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 self.output.value = "instances" if options["instances"] else "binary"
         finally:
             self._setting = False
-        for name in MODEL_SETTINGS:
-            if abs(float(options[name]) - float(output.defaults[name])) > 1e-9:
-                self._user_set.add(name)
 
-    def _user_value(self, name: str) -> float | None:
-        """A slider's value if the user set it, else None (the model's own)."""
-        return float(getattr(self, name).value) if name in self._user_set else None
+    def _moved(self, model: str) -> dict[str, float]:
+        """The threshold / confidence the user moved for ``model`` (name or path)."""
+        return self._user_values.get(_model_id(model), {})
+
+    def _remember_moved(self, name: str) -> None:
+        """The slider ``name`` was moved: its value holds for the shown model from now on."""
+        moved = self._user_values.setdefault(_model_id(self._shown_model()), {})
+        moved[name] = float(getattr(self, name).value)
+
+    def _model_settings(self, layer: Image | None = None) -> dict[str, float | None]:
+        """Threshold and confidence for a run or re-derive on ``layer`` (default: the chosen
+        image); None where they follow its model's own.
+
+        The chosen image: the sliders' values where they are not merely the model's own,
+        i.e. moved by the user for the shown model, or those its output of that model was
+        made with (shown on them). Another image (Segment all): the values the user moved
+        for the model that runs on it.
+        """
+        if layer is None or layer is self.image.value:
+            moved = self._moved(self._shown_model())
+            kept = self._shown_output() is not None
+            return {
+                name: float(getattr(self, name).value) if kept or name in moved else None
+                for name in MODEL_SETTINGS
+            }
+        moved = self._moved(self._dock_model(layer))
+        return {name: moved.get(name) for name in MODEL_SETTINGS}
 
     def _update_progress(self, index: int, done: int, total: int):
         bar = self._progress

@@ -909,7 +909,8 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
     """A colonoscopy frame gets the colonoscopy model (here the fine-tuned one active for
     it) while the dock shows the ultrasound image and its model. Model defaults come from
     each image's checkpoint, the sliders show the chosen image's, a threshold the user set
-    holds for all, and the summary names each image's model."""
+    holds for the images of the model it was set for (tester15 #2: not the others), and the
+    summary names each image's model."""
     from napari.layers import Image
 
     from napari_tmunet import active_model
@@ -950,9 +951,10 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
     run_all()
     assert widget.threshold.value == pytest.approx(0.3)
 
-    widget.threshold.value = 0.6  # the user's: for every image
+    widget.threshold.value = 0.6  # the user's for the fine-tuned model: not the ultrasound's
     made = run_all()
-    assert [made[image]["threshold"] for image in (colon, grey)] == pytest.approx([0.6, 0.6])
+    assert made[colon]["threshold"] == pytest.approx(0.6)
+    assert made[grey]["threshold"] == pytest.approx(grey_default)
     assert made[grey]["model"] == "TM-UNet ultrasound"
 
 
@@ -1256,8 +1258,8 @@ def test_closing_the_image_being_segmented_stops_its_run(registered, dock, qtbot
 def test_a_slider_moved_for_one_model_is_not_carried_to_another(dock, qtbot):
     """tester14 #1: Threshold moved on a colonoscopy frame, Confidence on an ultrasound
     scan: each image that brings another model shows, and runs with, that model's own
-    values (from its checkpoint), also back on the first image. A value moved for a model
-    holds for its re-runs and for another image of that model."""
+    values (from its checkpoint). A value moved for a model holds for it (tester15 #3: back
+    on the first image too), for its re-runs and for another image of that model."""
     from napari_tmunet._segment_jobs import header_defaults
 
     viewer, widget = dock
@@ -1291,10 +1293,9 @@ def test_a_slider_moved_for_one_model_is_not_carried_to_another(dock, qtbot):
     options = widget.last_layer.metadata["label_options"]
     assert made.shape == (256, 256) and options["threshold"] == own["nuclei"]["threshold"]
     assert options["min_confidence"] == own["nuclei"]["min_confidence"]
-    widget.image.value = colon
-    assert shows_own("colonoscopy")
+    widget.image.value = colon  # the value moved for the colonoscopy model holds
+    assert sliders() == (0.85, own["colonoscopy"]["min_confidence"])
 
-    widget.threshold.value = 0.85  # the colonoscopy model's, from now on
     for _ in range(2):
         segment_layer(qtbot, widget, colon)
         assert widget.last_layer.metadata["threshold"] == pytest.approx(0.85)
@@ -1354,3 +1355,80 @@ def test_an_rgba_image_with_transparent_parts_is_noted_in_the_summary(dock, qtbo
     np.testing.assert_array_equal(segment_layer(qtbot, widget, clear), labels)
     assert widget.summary.value.endswith(f"; {ALPHA_IGNORED}")
     assert widget.last_layer.metadata["conversion"] == ALPHA_IGNORED
+
+
+def test_a_result_shows_its_own_settings_and_each_model_keeps_the_values_moved_for_it(
+    dock, qtbot, tmp_path
+):
+    """tester15 #1-#3: a value moved for a model holds for that model (also after the Model
+    box went to another and back before any run); choosing an image with a result again,
+    or the active model reverted to the one that made it, shows the settings the result was
+    made with (not the model's own), and a tweak re-derives it with them; Segment all gives
+    each image the values moved for its own model only."""
+    import shutil
+
+    from napari_tmunet import active_model
+    from napari_tmunet._segment_jobs import header_defaults
+
+    viewer, widget = dock
+    own = {m: header_defaults(f"TM-UNet {m}") for m in ("colonoscopy", "ultrasound")}
+    if any(value is None for value in own.values()):
+        pytest.skip("the colonoscopy and ultrasound models are not installed")
+
+    def sliders():
+        return round(widget.threshold.value, 2), round(widget.min_confidence.value, 2)
+
+    def own_of(modality):
+        return own[modality]["threshold"], own[modality]["min_confidence"]
+
+    def made(layer):
+        return widget._output_of(layer).labels.metadata["label_options"]
+
+    frame, _ = load_sample("colonoscopy")
+    colon = viewer.add_image(frame, name="colon", rgb=True)
+    scan = viewer.add_image(load_sample("ultrasound")[0], name="scan")
+    widget.image.value = colon
+    assert widget.model.value == "TM-UNet colonoscopy" and sliders() == own_of("colonoscopy")
+    widget.threshold.value = 0.8  # #3: moved, then the Model box away and back, no run
+    widget.min_confidence.value = 0.3
+    widget.model.value = "TM-UNet ultrasound"
+    assert sliders() == own_of("ultrasound")
+    widget.model.value = "TM-UNet colonoscopy"
+    assert sliders() == (0.8, 0.3)
+
+    widget.threshold.value = 0.85  # #1: a result made at 0.85
+    segment_layer(qtbot, widget, colon)
+    assert made(colon)["threshold"] == pytest.approx(0.85)
+    widget.image.value = scan
+    assert widget.model.value == "TM-UNet ultrasound" and sliders() == own_of("ultrasound")
+    widget.min_confidence.value = 0.5  # the ultrasound model's, from now on
+    widget.image.value = colon
+    assert sliders() == (0.85, 0.3)
+    widget.threshold.value = 0.6  # the colonoscopy model's from now on, and colon re-derived
+    qtbot.waitUntil(lambda: made(colon)["threshold"] == pytest.approx(0.6), timeout=10_000)
+    shutil.copy(registry.find_model("TM-UNet colonoscopy").path, tmp_path / "best.pt")
+    active = active_model.for_viewer(viewer)
+    active.set("TM-UNet colonoscopy", "TM-UNet colonoscopy", "colonoscopy")
+    active.set(str(tmp_path / "best.pt"), "fine-tuned on colon", "colonoscopy")
+    assert widget.model.value == str(tmp_path / "best.pt") and sliders() == own_of("colonoscopy")
+    widget.image.value = scan
+    widget.image.value = colon
+    active.revert()  # Fine-tune's Revert: the colonoscopy model, colon's result's settings
+    assert widget.model.value == "TM-UNet colonoscopy" and sliders() == (0.6, 0.3)
+    widget.status.value = ""
+    widget.fill_holes.value = True
+    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    assert made(colon)["fill_holes"] and made(colon)["threshold"] == pytest.approx(0.6)
+
+    widget.threshold.value = 0.9  # #2: Segment all, each image with its own model's values
+    qtbot.waitUntil(lambda: made(colon)["threshold"] == pytest.approx(0.9), timeout=10_000)
+    widget.segment_all()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert (made(colon)["threshold"], made(colon)["min_confidence"]) == pytest.approx((0.9, 0.3))
+    expected = (own["ultrasound"]["threshold"], 0.5)
+    assert (made(scan)["threshold"], made(scan)["min_confidence"]) == pytest.approx(expected)
+    assert f"threshold {expected[0]:.2f}, confidence 0.50" in widget.summary.value
+    widget.image.value = scan
+    assert sliders() == expected
