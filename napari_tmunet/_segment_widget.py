@@ -113,6 +113,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._progress_index = -1
         self._outcome = ""
         self._stop_note = ""  # why the run was stopped, when not by Cancel
+        self._stopped: set[str] = set()  # names of the closed images it speaks of
         self._busy = False
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         # The plugin proxy guards napari's privates; this widget uses public API only, and
@@ -401,6 +402,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._show_summary_of(layer)
         if layer is None:
             return
+        self._drop_stop_note(layer)
         self._modality = _modality(layer)
         if self._pending_choice and self._modality not in self._choices:
             why = f"your choice for {self._modality} images"
@@ -439,8 +441,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         names = ", ".join(repr(image.name) for image in left[:MISFITS_NAMED])
         closed = "was closed, so its" if len(left) == 1 else "were closed, so their"
         self._stop_note = f"{names} {closed} segmentation was stopped"
+        self._stopped = {image.name for image in left}
         self.cancel()
         self.status.value = self._stop_note
+
+    def _drop_stop_note(self, layer: Image) -> None:
+        """Clear the status saying that ``layer``'s name was closed and its run stopped,
+        once an image of that name is chosen again (reopened): it no longer holds."""
+        stale = self.status.value == self._stop_note and layer.name in self._stopped
+        if stale and not self.running:
+            self.status.value = ""
+            self._stopped = set()
 
     def _show_summary_of(self, layer) -> None:
         """Keep the summary only while it speaks of ``layer`` (the chosen image): it lists
@@ -515,7 +526,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 self.model.value = CHECKPOINT_CHOICE
         finally:
             self._setting = False
-        self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
+        self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
         self._show_model_state()
         self._show_settings()
 
@@ -528,13 +539,21 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._choices[self._modality] = (model, why)
             if self.image.value is not None:  # a shipped model may still not suit the image
                 why = self._model_for(self._modality, _thumbnail(self.image.value))[1]
-            self.model_reason.value = f"Runs {os.path.basename(model)}: {why}."
+            self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
         elif not model:  # "Checkpoint file..." without a file: nothing to run yet
             self.model_reason.value = NO_CHECKPOINT_REASON
         else:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
         self._show_model_state()
         self._show_settings()  # a model brings its own threshold and confidence, or the user's
+
+    def _model_name(self, model: str) -> str:
+        """``model`` as the Model box names it: a fine-tuned model by its label (e.g.
+        "fine-tuned on clinic10 <date>"), a shipped one by its name, a file by its name."""
+        for path, label in self._named_files.items():
+            if _model_id(path) == _model_id(model):
+                return label
+        return os.path.basename(model)
 
     def _keep_choice(self, model: str) -> str:
         """Remember the shipped ``model`` the user picked as the model for images of the
@@ -590,7 +609,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
     def use_model(self, choice: active_model.ModelChoice) -> None:
         """Use the active model (set by Fine-tune or Revert) for images of its modality."""
         modality = choice.modality or self._modality
-        why = f"the active model for {modality} images ({choice.label})"
+        why = f"the active model for {modality} images"
         if registry.find_model(choice.model) is None and choice.model != CHECKPOINT_CHOICE:
             self._offer_named_file(choice.model, choice.label)
         self._choices[modality] = (choice.model, why)
@@ -852,9 +871,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             outcome = replace(outcome, conversion=self._job_notes[index])
             image = self._jobs[index]
             if image not in self.viewer.layers:  # closed during the run: nothing to label
-                self._outcome = (
-                    f"{image.name} was closed while it was segmented; its result was dropped"
-                )
+                self._outcome = f"{image.name} was closed during the run; its result was dropped"
                 return
             self._add_result(image, outcome)
             self._results.append((image, outcome))
@@ -996,6 +1013,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         self._set_running(False)
         self.progress_text.value = ""
+        # images closed during the run have no line (the summary skipped them while it ran)
+        self._results = [(i, o) for i, o in self._results if i in self.viewer.layers]
         if self._results:
             self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
             for image, outcome in self._results:

@@ -820,13 +820,12 @@ def test_an_image_closed_during_segment_all_gets_no_labels(registered, dock, qtb
     assert not widget.worker.abort_requested  # 'other' was left to do
     made = {layer.name for layer in viewer.layers} - set(names)
     assert made == {"other labels", "other probability"}
-    assert widget.status.value == (
-        f"{image.name} was closed while it was segmented; its result was dropped"
-    )
+    assert widget.status.value == f"{image.name} was closed during the run; its result was dropped"
 
 
 def test_the_summary_names_a_fine_tuned_model_as_the_dock_does(registered, dock, qtbot, tmp_path):
-    """A model made active by Fine-tune is named by its label, not its file's name."""
+    """A model made active by Fine-tune is named by its label, not its file's name, in the
+    summary and in the reason the dock gives for it (tester15 #4.4)."""
     import shutil
 
     from napari_tmunet import active_model
@@ -838,6 +837,8 @@ def test_the_summary_names_a_fine_tuned_model_as_the_dock_does(registered, dock,
     shutil.copy(registered.path, best)
     label = "fine-tuned on 2026-12-02 02:41"
     active_model.for_viewer(viewer).set(str(best), label, registered.modality)
+    reason = widget.model_reason.value
+    assert reason.startswith(f"Runs {label}: the active model for ") and "best.pt" not in reason
     widget.segment()
     wait_done(qtbot, widget)
     assert widget.last_layer is not None
@@ -1432,3 +1433,45 @@ def test_a_result_shows_its_own_settings_and_each_model_keeps_the_values_moved_f
     assert f"threshold {expected[0]:.2f}, confidence 0.50" in widget.summary.value
     widget.image.value = scan
     assert sliders() == expected
+
+
+def test_images_closed_during_segment_all_leave_no_summary_nor_a_stale_stop_note(
+    dock, qtbot, monkeypatch
+):
+    """tester15 #4.1-#4.2: Segment all over two images of two models; the first one's result
+    is in when both are closed (the second's model held in its warm-up): the run stops, the
+    status says why, and the summary does not list the closed images. Reopening the image
+    the note speaks of and choosing it clears that note."""
+    from napari_tmunet import _segment_jobs
+
+    entered, release, calls = threading.Event(), threading.Event(), []
+
+    def held_warm_up(checkpoint):  # the run's second model waits until told
+        if threading.current_thread().name != "tmunet-prepare":
+            calls.append(checkpoint)
+            if len(calls) == 2:
+                entered.set()
+                release.wait(60)
+
+    monkeypatch.setattr(_segment_jobs, "warm_up_note", lambda checkpoint: "preparing...")
+    monkeypatch.setattr(_segment_jobs, "warm_up", held_warm_up)
+    viewer, widget = dock
+    frame, _ = load_sample("colonoscopy")
+    colon = viewer.add_image(frame, name="colon", rgb=True)
+    scan = viewer.add_image(load_sample("ultrasound")[0], name="scan")
+    widget.image.value = colon
+    widget.segment_all()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(entered.is_set, timeout=60_000)
+    assert [image.name for image, _ in widget._results] == ["colon"]
+    viewer.layers.remove(scan)
+    viewer.layers.remove(colon)
+    release.set()
+    wait_done(qtbot, widget)
+    note = "'scan' was closed, so its segmentation was stopped"
+    assert widget.status.value == note
+    assert widget.summary.value == ""
+
+    again = viewer.add_image(load_sample("ultrasound")[0], name="scan")
+    widget.image.value = again
+    assert widget.status.value == ""
