@@ -268,17 +268,23 @@ def test_an_empty_mask_is_refused_in_plain_words(make_napari_viewer, qtbot, tmp_
     assert "Error" not in tune.status.value
 
 
-def small_window(make_napari_viewer, qtbot):
-    """Plain napari's 1089 x 633 window with Segment and Fine-tune (a 64 x 64 crop)."""
+def window_of(make_napari_viewer, qtbot, width: int, height: int):
+    """A ``width`` x ``height`` napari window with Segment and Fine-tune (a 64 x 64 crop
+    and its mask)."""
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
-    window.resize(1089, 633)
+    window.resize(width, height)
     open_dock(viewer, "Segment")
     tune = open_dock(viewer, "Fine-tune")
     add_nuclei(viewer, crop=64)
-    qtbot.waitUntil(lambda: window.width() == 1089 and tune.native.isVisible())
+    qtbot.waitUntil(lambda: window.width() == width and tune.native.isVisible())
     qtbot.wait(100)
     return viewer, tune
+
+
+def small_window(make_napari_viewer, qtbot):
+    """Plain napari's 1089 x 633 window with Segment and Fine-tune."""
+    return window_of(make_napari_viewer, qtbot, 1089, 633)
 
 
 def test_every_label_of_the_dock_shows_whole(make_napari_viewer, qtbot):
@@ -413,16 +419,8 @@ def test_resume_then_stop_at_once_scores_nothing_again(make_napari_viewer, qtbot
 
 
 def window_1366(make_napari_viewer, qtbot):
-    """A 1366 x 768 window with Segment and Fine-tune (a 64 x 64 crop and its mask)."""
-    viewer = make_napari_viewer(show=True)
-    window = viewer.window._qt_window
-    window.resize(1366, 768)
-    open_dock(viewer, "Segment")
-    tune = open_dock(viewer, "Fine-tune")
-    add_nuclei(viewer, crop=64)
-    qtbot.waitUntil(lambda: window.width() == 1366 and tune.native.isVisible())
-    qtbot.wait(100)
-    return viewer, tune
+    """A 1366 x 768 window with Segment and Fine-tune."""
+    return window_of(make_napari_viewer, qtbot, 1366, 768)
 
 
 def run_light_correction(viewer, tune, qtbot, monkeypatch, run_dir):

@@ -1200,17 +1200,24 @@ def test_a_cmyk_layer_read_in_parts_is_refused_naming_it(dock, monkeypatch, tmp_
     assert errors and "'big cmyk'" in errors[0] and "save it as RGB" in errors[0], errors
 
 
-def test_closing_the_viewer_during_a_run_drops_it_quietly(registered, dock, qtbot, caplog):
-    """Threaded path, the real engine: the viewer closed while Segment runs (its dock's
-    widgets deleted) quits the worker, and no late progress, result or end of the run
-    touches the deleted widgets (no exception in a slot, no error logged)."""
-    viewer, widget = dock
+def _big_tile_image(viewer, widget, registered):
+    """A 3 x 3 tiling of the nuclei sample, chosen for a tile-mode run with ``registered``
+    that reports once per tile (a run that lasts many reports)."""
     image, _ = load_sample("nuclei")
     layer = viewer.add_image(np.tile(image, (3, 3, 1)), name="big nuclei", rgb=True)
     widget.image.value = layer
     widget.model.value = registered.name
     widget.mode.value = "tile"
-    widget.batch_size = 1  # one progress report per tile: many reports after the close
+    widget.batch_size = 1
+    return layer
+
+
+def test_closing_the_viewer_during_a_run_drops_it_quietly(registered, dock, qtbot, caplog):
+    """Threaded path, the real engine: the viewer closed while Segment runs (its dock's
+    widgets deleted) quits the worker, and no late progress, result or end of the run
+    touches the deleted widgets (no exception in a slot, no error logged)."""
+    viewer, widget = dock
+    _big_tile_image(viewer, widget, registered)
     with qtbot.capture_exceptions() as raised:
         widget.segment()
         qtbot.waitUntil(lambda: widget.status.value.startswith("segmenting"), timeout=60_000)
@@ -1235,12 +1242,7 @@ def test_closing_the_image_being_segmented_stops_its_run(registered, dock, qtbot
     infos = []
     monkeypatch.setattr(module, "show_info", infos.append)
     viewer, widget = dock
-    image, _ = load_sample("nuclei")
-    layer = viewer.add_image(np.tile(image, (3, 3, 1)), name="big nuclei", rgb=True)
-    widget.image.value = layer
-    widget.model.value = registered.name
-    widget.mode.value = "tile"
-    widget.batch_size = 1  # one progress report per tile: the run lasts many reports
+    layer = _big_tile_image(viewer, widget, registered)
     widget.segment()
     qtbot.waitUntil(lambda: widget.status.value.startswith("segmenting"), timeout=60_000)
     worker, names = widget.worker, [other.name for other in viewer.layers if other is not layer]
