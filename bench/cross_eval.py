@@ -2,8 +2,7 @@
 
 Each image goes through ``napari_tmunet.inference.predict_probability`` as in the Segment
 dock (the checkpoint's mode unless --mode), is thresholded at the checkpoint's threshold
-(objects less sure than its ``min_confidence`` dropped; logits averaged over flipped
-views if it says so, or as --flip-average says), and is compared with its mask at
+(objects less sure than its ``min_confidence`` dropped), and is compared with its mask at
 native resolution (``metrics.dice_score`` / ``iou_score``). With --instances the masks
 are instance label images (CPM-15, DSB2018): the prediction is split into objects as the
 Segment dock's "instances" output does (``postprocess.split_instances``) and compared
@@ -150,11 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="drop objects whose mean probability is below this (default: the checkpoint's)",
     )
-    p.add_argument(
-        "--flip-average",
-        choices=("on", "off"),
-        help="average the logits over four flipped views (default: the checkpoint's)",
-    )
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for per-image.csv and summary.json")
     args = p.parse_args(argv)
@@ -164,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     mode = args.mode or checkpoint.inference_mode
     items = samples(args.data, args.split, args.part, args.names, args.instances)
     given = checkpoint.input_config
-    if args.flip_average:
-        given.flip_average = args.flip_average == "on"
     threshold = given.threshold if args.threshold is None else args.threshold
     confidence = given.min_confidence if args.min_confidence is None else args.min_confidence
     rows = score(checkpoint, items, mode, threshold, confidence, args.instances)
@@ -176,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         "mode": mode,
         "threshold": threshold,
         "min_confidence": confidence,
-        "flip_average": given.flip_average,
         **summarise(rows),
         "seconds": round(time.time() - start, 1),
     }

@@ -174,8 +174,6 @@ class InputConfig:
         threshold: default probability threshold for a binary mask.
         min_confidence: default for dropping unsure objects: an object whose mean
             probability is below this is dropped (0: keep all; ``postprocess``).
-        flip_average: average the logits over four views (as given, flipped left-right,
-            top-bottom, and both; ``inference.forward_logits``): four forward passes.
     """
 
     size: tuple[int, int] = (512, 512)
@@ -183,7 +181,6 @@ class InputConfig:
     std: tuple[float, ...] = IMAGENET_STD
     threshold: float = 0.5
     min_confidence: float = 0.0
-    flip_average: bool = False
 
     def __post_init__(self):
         self.size = _int_tuple("size", self.size, MAX_INPUT_SIDE)
@@ -199,8 +196,6 @@ class InputConfig:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold}: expected a probability in (0, 1).")
         self.min_confidence = checked_min_confidence(self.min_confidence)
-        if not isinstance(self.flip_average, bool):
-            raise ValueError(f"flip_average={self.flip_average!r}: expected true or false.")
 
     @classmethod
     def for_channels(cls, channels: int, **overrides) -> InputConfig:

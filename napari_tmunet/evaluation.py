@@ -246,7 +246,6 @@ class _EvaluationRun:
         self.amp = self.device.type == "cuda" if amp is None else amp
         self.channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
         self.input_config = input_config
-        self.flips = input_config.flip_average  # as Segment runs this model
         self.size = tuple(input_config.size)
         self.eval_size = self.size if mode == "resize" else PAPER_TEST_SIZE
         self.result = Evaluation(self.eval_size)
@@ -282,7 +281,7 @@ class _EvaluationRun:
             self.check_stop()
             prepared = [self.prepare(s) for s in items[start : start + batch_size]]
             x = torch.cat([frame.resized(self.device) for _, frame, _ in prepared])
-            logits = forward_logits(self.net, x, self.amp, self.flips)  # (n, K, h, w)
+            logits = forward_logits(self.net, x, self.amp)  # (n, K, h, w)
             for (name, frame, mask), lg in zip(prepared, logits, strict=True):
                 native = foreground_probability(resize(lg[None], frame.hw))[0]
                 self.score(name, foreground_probability(lg[None])[0], native, mask)
@@ -290,7 +289,7 @@ class _EvaluationRun:
     def probability(self, x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
         from .inference import foreground_probability, forward_logits
 
-        return foreground_probability(forward_logits(self.net, x, self.amp, self.flips))[:, None]
+        return foreground_probability(forward_logits(self.net, x, self.amp))[:, None]
 
     def prepare(self, sample) -> tuple[str, Any, np.ndarray]:
         """(name, FrameInput, (H, W) bool mask) of one sample; refuses a mask of another size."""

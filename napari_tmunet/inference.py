@@ -493,23 +493,13 @@ def resize_mask(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return resize(mask.float(), size) > 0.5
 
 
-def forward_logits(
-    model: Callable, x: torch.Tensor, amp: bool = True, flip_average: bool = False
-) -> torch.Tensor:
+def forward_logits(model: Callable, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
     """Logits (B, K, H, W) in float32, without autograd; bf16 autocast on CUDA if ``amp``.
 
     The one forward of inference and evaluation: ``fast_forward.logits`` (CUDA-graph
-    replays of a model in eval mode on CUDA, eager otherwise). ``flip_average``: the mean
-    of the logits of four views, ``x`` as given and flipped along W, H and both, each
-    flipped back (the checkpoint's ``input_config.flip_average``).
+    replays of a model in eval mode on CUDA, eager otherwise).
     """
-    logits = fast_forward.logits(model, x, amp)
-    if not flip_average:
-        return logits
-    # TM-UNet's scans read the tokens in a fixed order: a flipped view is another sequence.
-    for dims in FLIPS:
-        logits += fast_forward.logits(model, x.flip(dims), amp).flip(dims)
-    return logits / (len(FLIPS) + 1)
+    return fast_forward.logits(model, x, amp)
 
 
 def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
@@ -521,9 +511,6 @@ def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         return torch.sigmoid(logits[:, 0])
     return 1.0 - torch.softmax(logits, dim=1)[:, 0]
-
-
-FLIPS = ((-1,), (-2,), (-2, -1))  # the views besides the input itself: W, H, both
 
 
 def _streamed(image, max_pixels: int | None) -> bool:
@@ -584,14 +571,13 @@ def _predict_frame(
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
     model, dev, amp = prepared_model(checkpoint, device, precision)
-    flips = checkpoint.input_config.flip_average
     if mode == "resize":
-        logits = forward_logits(model, frame.resized(dev), amp, flips)  # (1, K, h, w)
+        logits = forward_logits(model, frame.resized(dev), amp)  # (1, K, h, w)
         yield 1, 1
         return foreground_probability(resize(logits, frame.hw))[0].cpu().numpy()
 
-    def probability(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
-        return foreground_probability(forward_logits(model, x, amp, flips))[:, None]
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        return foreground_probability(forward_logits(model, x, amp))[:, None]  # (n, 1, h, w)
 
     blended = yield from sliding_window(
         probability, frame, frame.size, overlap, batch_size, "gaussian", dev

@@ -75,8 +75,8 @@ def segment_bands(
     total = len(ys) * len(xs)
     mapping = ""
 
-    def probability(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
-        return foreground_probability(forward_logits(model, x, amp, config.flip_average))[:, None]
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        return foreground_probability(forward_logits(model, x, amp))[:, None]  # (n, 1, h, w)
 
     def read(i: int) -> FrameInput:
         return FrameInput(np.asarray(image[ys[i] : ys[i] + th]), channels, config, value_range)

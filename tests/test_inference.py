@@ -523,38 +523,3 @@ def test_a_cancelled_run_stops_its_forward_pass_and_no_other_threads():
             model(x)
     assert model(x).shape == (1, 2, 6, 6)  # the block is over
     assert len(model[0]._forward_pre_hooks) == 1 and stoppable(model) is model  # hooked once
-
-
-def test_flip_average_is_the_mean_of_four_flipped_views(tmp_path):
-    """A checkpoint that says flip_average gives the sigmoid of the mean logit over the
-    picture as given and flipped left-right, top-bottom and both (each flipped back), in
-    four forward passes; the flag survives saving, and old files read as off."""
-    from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
-
-    torch.manual_seed(0)
-    plain = make_checkpoint(build_model(ModelConfig.variant("t")), size=(64, 64))
-    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
-    views = []
-    for axes in [(), (1,), (0,), (0, 1)]:
-        p, _ = predict_probability(np.flip(image, axes) if axes else image, plain)
-        p = np.flip(p, axes).astype(np.float64) if axes else p.astype(np.float64)
-        views.append(np.log(p) - np.log1p(-p))  # the view's logit, flipped back
-    expected = 1 / (1 + np.exp(-np.mean(views, axis=0)))
-
-    inputs = InputConfig.for_channels(3, size=(64, 64), flip_average=True)
-    path = save_checkpoint(tmp_path / "f.pt", plain.model, plain.model_config, inputs)
-    averaged = load_checkpoint(path)
-    assert averaged.input_config.flip_average
-    calls = []
-    averaged.model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
-    got, _ = predict_probability(image, averaged)
-    assert len(calls) == 4
-    np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert np.abs(got - predict_probability(image, plain)[0]).max() > 1e-3  # the views differ
-
-    calls.clear()
-    run_to_completion(segment(np.tile(image, (2, 2, 1)), averaged, mode="tile", batch_size=16))
-    assert len(calls) == 4  # one batch of windows, four views
-    assert not InputConfig.from_dict({"size": [64, 64]}).flip_average
-    with pytest.raises(ValueError, match="flip_average='yes'"):
-        InputConfig(flip_average="yes")

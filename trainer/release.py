@@ -245,21 +245,14 @@ def read_scores(own: list[list[str]], other: list[list[str]]) -> dict[str, list[
 
 
 def ship(
-    name: str,
-    modality: str,
-    checkpoint: Path,
-    runs: list[Path],
-    scores=(),
-    min_confidence=None,
-    flip_average=False,
+    name: str, modality: str, checkpoint: Path, runs: list[Path], scores=(), min_confidence=None
 ) -> dict:
     """Write the shipped file, time it on the CPU, score it on the bundled sample.
 
     ``scores``: ``(label, summary, own)`` rows of ``bench/cross_eval.py`` summaries;
     ``own`` marks the model's own test parts (used when its runs have no test result).
     ``min_confidence``: the least object confidence the shipped file carries as its
-    default (None: the checkpoint's own). ``flip_average``: the shipped file averages
-    four flipped views (``InputConfig.flip_average``).
+    default (None: the checkpoint's own).
     """
     entry = {"name": name, "modality": modality, "runs": [read_run(r) for r in runs]}
     entry["scores"] = list(scores)
@@ -275,8 +268,6 @@ def ship(
     inputs = best.input_config
     if min_confidence is not None:
         inputs = replace(inputs, min_confidence=min_confidence)
-    if flip_average:
-        inputs = replace(inputs, flip_average=True)
     save_checkpoint(out, best.model, best.model_config, inputs,
                     metadata=metadata, metrics=first["test"], half=True)  # fmt: skip
     shipped = load_checkpoint(out)
@@ -293,7 +284,6 @@ def ship(
         size_mb=out.stat().st_size / 1e6,
         mode=mode,
         min_confidence=shipped.input_config.min_confidence,
-        flip_average=shipped.input_config.flip_average,
         params=sum(p.numel() for p in shipped.model.parameters()),
         cpu_s_per_image=statistics.median(times),
         sample=SAMPLES[modality],
@@ -305,15 +295,10 @@ def ship(
 
 
 def gate_text(entry: dict) -> str:
-    """How the card's scores average views and drop unsure objects, where the file does."""
-    views = (
-        ", logits averaged over four views (as given, flipped left-right, top-bottom and both)"
-        if entry.get("flip_average")
-        else ""
-    )
+    """How the card's scores drop unsure objects, where the shipped file does."""
     if not entry.get("min_confidence"):
-        return views
-    return views + (
+        return ""
+    return (
         f", objects of mean probability below {entry['min_confidence']:.2f} dropped (the "
         "file's least object confidence, chosen on the validation part with `bench/gate_probe.py`)"
     )
@@ -520,13 +505,6 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("MODALITY", "VALUE"),
         help="the least object confidence a shipped file carries (default: its checkpoint's)",
     )
-    parser.add_argument(
-        "--flip-average",
-        action="append",
-        default=[],
-        metavar="MODALITY",
-        help="the shipped file of MODALITY averages four flipped views (InputConfig.flip_average)",
-    )
     args = parser.parse_args(argv)
     scores = read_scores(args.test_score, args.other_score)
     notes = json.loads(Path(args.notes).read_text()) if args.notes else {}
@@ -540,10 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         name, modality, checkpoint, *runs = spec
         runs = [Path(r).resolve() for r in runs]
         gate = confidences.get(modality)
-        flips = modality in args.flip_average
-        entries.append(
-            ship(name, modality, Path(checkpoint), runs, scores.get(modality, []), gate, flips)
-        )
+        entries.append(ship(name, modality, Path(checkpoint), runs, scores.get(modality, []), gate))
         print(f"shipped {name}: sample Dice {entries[-1]['sample_dice']:.3f}")
     registry = {"models": [registry_record(e, data_words.get(e["modality"])) for e in entries]}
     write_json(WEIGHTS / "registry.json", registry)
