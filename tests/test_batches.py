@@ -158,7 +158,7 @@ def test_device_batches_resize_and_tile(clinic_cache):
     assert torch.equal(yc[0, 0].bool(), torch.from_numpy(items[0].mask[:64, W - 64 :]))
 
 
-def _sample_batch(zoom=0.0, rotate=0.0, colour=0.0):
+def _sample_batch(zoom=0.0, rotate=0.0, colour=0.0, tone=0.0, blur=0.0):
     """TrainingImages of the bundled colonoscopy frame and its mask, 128 x 128."""
     from types import SimpleNamespace
 
@@ -171,14 +171,16 @@ def _sample_batch(zoom=0.0, rotate=0.0, colour=0.0):
     )
     inp = InputConfig(size=(128, 128))
     data = TrainingImages([item], 3, inp, "resize", torch.device("cpu"))
-    return data, Augment(zoom=zoom, rotate=rotate, colour=colour), inp
+    return data, Augment(zoom=zoom, rotate=rotate, colour=colour, tone=tone, blur=blur), inp
 
 
 def _draws(**columns) -> np.ndarray:
-    """(1, 14) uniforms: no flip or turn, neutral zoom, angle, shift and colour."""
-    draws = np.full((1, 14), 0.5)
+    """(1, 16) uniforms: no flip or turn, neutral zoom, angle, shift, colour and tone, no blur."""
+    draws = np.full((1, 16), 0.5)
     draws[0, :3] = 0.99
+    draws[0, 15] = 0.0
     names = ["zoom", "angle", "shift_x", "shift_y", "contrast", "brightness", "g0", "g1", "g2"]
+    names += ["tone", "blur"]
     for name, value in columns.items():
         draws[0, 5 + names.index(name)] = value
     return draws
@@ -191,7 +193,7 @@ def test_zoom_rotation_and_colour_augmentation():
     data, plain, inp = _sample_batch()
     x, y = data.batch([0], _draws(), plain)
     # neutral draws: the same batch as without these augmentations
-    data2, augment, _ = _sample_batch(zoom=0.5, rotate=30, colour=0.3)
+    data2, augment, _ = _sample_batch(zoom=0.5, rotate=30, colour=0.3, tone=0.5, blur=2.0)
     xn, yn = data2.batch([0], _draws(), augment)
     assert torch.allclose(xn, x, atol=1e-5) and torch.equal(yn, y)
     # angle draw 1 with rotate=90: a quarter turn, image and mask alike
@@ -220,13 +222,45 @@ def test_zoom_rotation_and_colour_augmentation():
     assert (xc == hi).float().mean() > (x == hi).float().mean()  # brighter: more clipped
 
 
+def test_tone_and_blur_augmentation():
+    """The largest tone draw raises [0, 1] intensities to the power 1 + tone (darker mid
+    tones, black and white kept); a blur draw is a Gaussian of sigma u * blur pixels
+    (scipy's, borders reflected), the mask untouched; each stays within a real image's
+    range."""
+    from scipy.ndimage import gaussian_filter
+
+    data, plain, inp = _sample_batch()
+    x, y = data.batch([0], _draws(), plain)
+    mean = torch.tensor(inp.mean).view(1, 3, 1, 1)
+    std = torch.tensor(inp.std).view(1, 3, 1, 1)
+    unit = (x * std + mean).clamp(0, 1)
+    _, toned, _ = _sample_batch(tone=0.5)
+    xt, yt = data.batch([0], _draws(tone=1.0), toned)
+    assert torch.allclose(xt, (unit**1.5 - mean) / std, atol=1e-5) and torch.equal(yt, y)
+    assert xt.mean() < x.mean()  # a gamma above 1 darkens
+    xl, _ = data.batch([0], _draws(tone=0.0), toned)
+    assert torch.allclose(xl, (unit ** (1 / 1.5) - mean) / std, atol=1e-5)
+
+    _, blurred, _ = _sample_batch(blur=2.0)
+    xb, yb = data.batch([0], _draws(blur=0.75), blurred)  # sigma 1.5 px
+    expected = gaussian_filter(x[0].numpy(), sigma=(0, 1.5, 1.5), mode="mirror", truncate=4)
+    inner = (slice(None), slice(8, -8), slice(8, -8))  # scipy's kernel is longer than 3 sigma
+    np.testing.assert_allclose(xb[0].numpy()[inner], expected[inner], atol=1e-4)
+    assert torch.equal(yb, y) and xb.std() < x.std()
+    assert xb.min() >= x.min() - 1e-5 and xb.max() <= x.max() + 1e-5
+    with pytest.raises(ValueError, match="tone=2"):
+        TrainConfig(tone=2)
+
+
 def test_augmentation_draws_keep_old_columns():
     """Runs made before zoom/rotation/colour existed keep their flips, turns and crops."""
     schedule = Schedule(n_train=40, batch_size=8, world_size=1, epochs=2, seed=3)
     draws = schedule.draws(5, 8)
-    assert draws.shape == (8, 14)
+    assert draws.shape == (8, 16)
     old = np.random.default_rng([3, 2, 5]).random((8, 5))
     assert np.array_equal(draws[:, :5], old)
+    colour = np.random.default_rng([3, 3, 5]).random((8, 9))  # runs before tone and blur
+    assert np.array_equal(draws[:, 5:14], colour)
     assert not np.allclose(draws[:, 5:10], draws[:, :5])
     with pytest.raises(ValueError, match="zoom=2"):
         TrainConfig(zoom=2)

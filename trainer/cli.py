@@ -282,6 +282,14 @@ def _add_input_args(fit) -> None:
         "x(1 +- S/2) (default 0)",
     )
     g.add_argument(
+        "--tone",
+        type=float,
+        help="random gamma curve on intensities, exponent up to 1 + TONE either way (default 0)",
+    )
+    g.add_argument(
+        "--blur", type=float, help="random Gaussian blur, sigma up to BLUR pixels (default 0)"
+    )
+    g.add_argument(
         "--empty-repeat",
         type=int,
         metavar="K",

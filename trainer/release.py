@@ -442,7 +442,9 @@ def generalist_card(entry: dict, note: str) -> str:
         text for key, text in (("hflip", "flips"), ("rot90", "quarter turns"),
                                ("zoom", f"zoom up to x{1 + c.get('zoom', 0):g}"),
                                ("rotate", f"rotation up to {c.get('rotate', 0):g} degrees"),
-                               ("colour", f"colour jitter {c.get('colour', 0):g}"))
+                               ("colour", f"colour jitter {c.get('colour', 0):g}"),
+                               ("tone", f"gamma up to x{1 + c.get('tone', 0):g} either way"),
+                               ("blur", f"blur up to {c.get('blur', 0):g} px"))
         if c.get(key)
     )  # fmt: skip
     source = Path(part["source"]).name

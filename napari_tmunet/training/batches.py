@@ -8,8 +8,9 @@ the training device as float16 with its mask:
 - "tile": at native resolution, one (C, H, W) tensor per image; a batch is random crops
   (zero padding, the mean colour, where an image is smaller than the crop).
 
-Flips, 90-degree turns and, when asked, random zoom, rotation, shift and colour jitter
-(one affine resampling and one gain/offset per sample) are applied to the whole batch
+Flips, 90-degree turns and, when asked, random zoom, rotation, shift, colour jitter, tone
+curve and blur (one affine resampling, one gain/offset, one gamma and one Gaussian
+kernel per sample) are applied to the whole batch
 with device-side choices, so a generalist model sees the scale and colour spread of
 other sources without a host round trip. The random draws of a whole period are
 computed on the host (``Schedule``) and copied to the device once per period, so making
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 STORE_DTYPE = torch.float16  # mapped inputs: 11-bit mantissa, finer than an 8-bit image
 
 
-DRAW_COLUMNS = 14  # uniforms per sample: see Schedule.draws and _augment
+DRAW_COLUMNS = 16  # uniforms per sample: see Schedule.draws and _augment
 
 
 @dataclass
@@ -52,6 +53,10 @@ class Augment:
         colour: strength s of colour jitter: contrast x (1 +- s), brightness +- s / 2 of
             the intensity range, each channel's gain x (1 +- s / 2); intensities stay in
             the range a real image can have.
+        tone: a gamma curve on [0, 1] intensities, the exponent drawn log-uniformly in
+            [1 / (1 + tone), 1 + tone] (another scanner's gain curve).
+        blur: a Gaussian blur of standard deviation drawn uniformly in [0, blur] pixels of
+            the model input (a softer scanner or a lower resolution).
     """
 
     hflip: float = 0.0
@@ -60,6 +65,8 @@ class Augment:
     zoom: float = 0.0
     rotate: float = 0.0
     colour: float = 0.0
+    tone: float = 0.0
+    blur: float = 0.0
 
     @classmethod
     def of(cls, config) -> Augment:
@@ -123,7 +130,7 @@ class TrainingImages:
         mine = slice(rank, None, world)
         counts = [len(ix[mine]) for ix in plan]
         flat_ix = np.concatenate([np.asarray(ix[mine], dtype=np.int64) for ix in plan])
-        flat_draws = np.concatenate([d[mine] for d in draws]).astype(np.float32)  # (n, 14)
+        flat_draws = np.concatenate([d[mine] for d in draws]).astype(np.float32)  # (n, 16)
         ix_dev = torch.from_numpy(flat_ix).to(self.device)  # one copy per period
         draws_dev = torch.from_numpy(flat_draws).to(self.device)
         offset = 0
@@ -138,7 +145,7 @@ class TrainingImages:
 
         Columns of ``draws``: horizontal flip, vertical flip, turn, crop y, crop x, then
         (when ``augment`` zooms, rotates or jitters colours) zoom, angle, shift x, shift
-        y, contrast, brightness and three channel gains.
+        y, contrast, brightness, three channel gains, tone and blur.
         """
         ix, draws = np.asarray(indices, dtype=np.int64), np.asarray(draws, dtype=np.float32)
         draws_dev = torch.from_numpy(draws).to(self.device)
@@ -151,6 +158,10 @@ class TrainingImages:
             x, y = _warp(x, y, draws[:, 5:9], augment)
         if augment.colour:
             x = _jitter(x, draws[:, 9:14], augment.colour, self.mean, self.std)
+        if augment.tone:
+            x = _tone(x, draws[:, 14], augment.tone, self.mean, self.std)
+        if augment.blur:
+            x = _blur(x, draws[:, 15], augment.blur)
         return x.contiguous(), y.contiguous()
 
     def _make(self, ix, draws, ix_dev, draws_dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,3 +257,27 @@ def _jitter(x, u, strength: float, mean: torch.Tensor, std: torch.Tensor) -> tor
     gains = 1 + strength / 2 * (2 * u[:, 2 : 2 + c] - 1)  # (n, C)
     x = x * (contrast[:, None] * gains).view(n, c, 1, 1) + brightness.view(n, 1, 1, 1) / std
     return torch.maximum(torch.minimum(x, (1 - mean) / std), -mean / std)
+
+
+def _tone(x, u, tone: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A gamma curve per normalised sample: [0, 1] intensities to the power
+    exp((2u - 1) log(1 + tone)); ``u``: (n,) uniforms (0.5: unchanged)."""
+    n = x.shape[0]
+    power = torch.exp((2 * u - 1) * math.log1p(tone)).view(n, 1, 1, 1)
+    unit = (x * std + mean).clamp(0, 1)  # (n, C, h, w) intensities
+    return (unit**power - mean) / std
+
+
+def _blur(x: torch.Tensor, u: torch.Tensor, blur: float) -> torch.Tensor:
+    """A Gaussian blur per sample, standard deviation ``u * blur`` pixels (``u``: (n,)
+    uniforms), by two 1-D convolutions with one kernel per sample; borders reflect."""
+    n, c, h, w = x.shape
+    radius = min(math.ceil(3 * blur), (min(h, w) - 1) // 2)
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)  # (k,)
+    sigma = (u * blur).clamp(min=1e-3).view(n, 1)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)  # (n, k); sigma 1e-3: a delta
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n * C, k)
+    flat = F.pad(x.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, -1), groups=n * c)  # along W
+    flat = F.conv2d(flat, kernel.view(n * c, 1, -1, 1), groups=n * c)  # along H
+    return flat.view(n, c, h, w)

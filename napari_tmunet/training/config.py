@@ -95,6 +95,8 @@ class TrainConfig:
         zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
             (up to +- rotate degrees) and colour jitter strength; 0 = off (see
             ``batches.Augment``).
+        tone, blur: random gamma curve (exponent up to 1 + tone either way) and Gaussian
+            blur (standard deviation up to ``blur`` pixels); 0 = off.
         empty_repeat: each training image with an empty mask (e.g. a lesion-free
             ultrasound) is drawn this many times per pass over the training set, so
             false regions on such images weigh more in the loss; 1 = like the others.
@@ -158,6 +160,8 @@ class TrainConfig:
     zoom: float = 0.0
     rotate: float = 0.0
     colour: float = 0.0
+    tone: float = 0.0
+    blur: float = 0.0
     empty_repeat: int = 1
     amp: bool = True
     cuda_graphs: bool = True
@@ -207,6 +211,11 @@ class TrainConfig:
             problems.append(
                 f"zoom={self.zoom}, rotate={self.rotate}, colour={self.colour}: expected "
                 "0 <= zoom <= 1, 0 <= rotate <= 180 (degrees), 0 <= colour <= 1"
+            )
+        if not (0 <= self.tone <= 1 and 0 <= self.blur <= 8):
+            problems.append(
+                f"tone={self.tone}, blur={self.blur}: expected 0 <= tone <= 1, "
+                "0 <= blur <= 8 (pixels)"
             )
         if self.dice_over not in DICE_OVER:
             problems.append(f"dice_over={self.dice_over!r}: expected one of {DICE_OVER}")

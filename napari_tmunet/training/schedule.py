@@ -102,12 +102,14 @@ class Schedule:
         return out
 
     def draws(self, step: int, n: int) -> np.ndarray:
-        """(n, 14) augmentation uniforms of step ``step``.
+        """(n, 16) augmentation uniforms of step ``step``.
 
         Columns 0-4 (flips, turn, crop position) come from the stream that runs made
         before zoom, rotation and colour jitter existed, so their batches stay the same;
-        columns 5-13 come from a stream of their own.
+        columns 5-13 (zoom to colour) and 14-15 (tone, blur) come from streams of their
+        own, so each addition leaves the earlier runs' draws as they were.
         """
         base = np.random.default_rng([self.seed, 2, step]).random((n, 5))
         extra = np.random.default_rng([self.seed, 3, step]).random((n, 9))
-        return np.concatenate([base, extra], axis=1)
+        scanner = np.random.default_rng([self.seed, 4, step]).random((n, 2))
+        return np.concatenate([base, extra, scanner], axis=1)
