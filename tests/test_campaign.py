@@ -86,6 +86,15 @@ def test_supervise_then_collect_new_once_per_run(tmp_path):
     assert list(again.iterdir()) == []  # each run comes home once
 
 
+def test_plan_args_name_the_runs_and_data_folders(tmp_path):
+    """{runs} and {data} in a run's args become the campaign's folders."""
+    args = ["--init-checkpoint", "{data}/trunk.pt", "--x", "{runs}/b/last.pt"]
+    plan = {"runs": [{"name": "a", "data": "d.npz", "dataset": "demo", "args": args}]}
+    (cmd,) = [job["cmd"] for job in campaign.jobs_of(plan, tmp_path / "data", tmp_path / "root")]
+    assert cmd[cmd.index("--init-checkpoint") + 1] == str(tmp_path / "data" / "trunk.pt")
+    assert cmd[cmd.index("--x") + 1] == str(tmp_path / "root" / "runs" / "b" / "last.pt")
+
+
 def test_a_run_after_another_starts_from_its_checkpoint_or_is_skipped(tmp_path):
     """Pre-training, then a fine-tune from its last.pt ({runs} in the args); a run after
     a failed one is skipped, and the supervisor ends without a STOP."""

@@ -29,12 +29,14 @@ args...]}, "runs": [{"name", "data", "dataset", "args", "efficiency": KEY,
 "ship": "modality"?, "after": "RUN"?}]}``. Runs start in plan order as soon as their data
 file exists in ``--data`` (files may arrive in parts while the first runs train) and a GPU
 has a free slot; a run with ``after`` waits until that run is done (and is skipped when it
-failed or stopped), and ``{runs}`` in its args is the folder of the campaign's runs (e.g.
-``--init-checkpoint {runs}/PRETRAIN/last.pt``). Efficiency jobs (params, MACs, FPS) take
-a GPU to themselves, so their timings are clean; ``collect`` copies each into the
-``summary.json`` of the runs that name it. ``after`` must not make runs wait for each other
-in a ring (``start`` refuses it). ``start`` resolves ``--root`` and ``--data``, so they may
-be relative to the folder it is run in.
+failed or stopped). In a run's args, ``{runs}`` is the folder of the campaign's runs (e.g.
+``--init-checkpoint {runs}/PRETRAIN/last.pt``) and ``{data}`` the ``--data`` folder (e.g.
+a starting checkpoint carried with the data: ``--init-checkpoint {data}/trunk.pt``).
+Efficiency jobs (params, MACs, FPS) take a GPU to themselves, so their timings are
+clean; ``collect`` copies each into the ``summary.json`` of the runs that name it.
+``after`` must not make runs wait for each other in a ring (``start`` refuses it).
+``start`` resolves ``--root`` and ``--data``, so they may be relative to the folder it is
+run in.
 """
 
 from __future__ import annotations
@@ -152,7 +154,10 @@ def jobs_of(plan: dict, data: Path, root: Path) -> list[dict]:
         cmd = [*train, "efficiency", *args, "--device", "auto", "--out", str(out)]
         jobs.append({"name": f"efficiency-{key}", "cmd": cmd, "needs": None, "exclusive": True})
     for run in plan["runs"]:
-        args = [arg.replace("{runs}", str(root / "runs")) for arg in run["args"]]
+        args = [
+            arg.replace("{runs}", str(root / "runs")).replace("{data}", str(data))
+            for arg in run["args"]
+        ]
         cmd = [
             *train, "fit", "--data", str(data / run["data"]), "--dataset-name", run["dataset"],
             "--run-dir", str(root / "runs" / run["name"]), *plan.get("common", []), *args,
