@@ -113,12 +113,15 @@ def test_a_path_that_cannot_be_opened_is_one_line_before_napari_starts(
     notes.write_text("not an image")
     damaged = tmp_path / "scan.png"
     damaged.write_text("not a PNG")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "readme.txt").write_text("no images here")
     expected = {
         notes: f"{notes}: not a file napari-tmunet can open; {launch.CAN_OPEN}",
-        damaged: f"{damaged}: cannot decode image (cannot read its header: ",
+        damaged: f"{damaged}: not a readable PNG, JPEG, BMP or TIFF image; export it again",
+        empty: f"{empty}: the file is empty (0 bytes); export it again, or leave it out",
         folder: f"{folder}: no images in this folder; {launch.CAN_OPEN}",
     }
     for path, start in expected.items():

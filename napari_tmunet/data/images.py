@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+# what to do about a file that is no readable image (an empty file, one of another type)
+EXPORT_AGAIN = "export it again, or leave it out (e.g. move it out of the folder)"
 MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
 # write_mask's mark in a TIFF's JSON ImageDescription (tifffile's shaped metadata):
 # "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
@@ -169,7 +171,7 @@ def read_header(path: str | os.PathLike):
         what = "not a file" if path.exists() else "no such file"
         raise ImageReadError(f"{path}: {what}")
     if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+        raise ImageReadError(f"{path}: the file is empty (0 bytes); {EXPORT_AGAIN}")
     try:
         return header_of(path)
     except ImageReadError:
@@ -178,7 +180,7 @@ def read_header(path: str | os.PathLike):
         if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
             raise _os_error(path, error) from None
         raise ImageReadError(
-            f"{path}: cannot decode image (cannot read its header: {type(error).__name__}: {error})"
+            f"{path}: not a readable PNG, JPEG, BMP or TIFF image; {EXPORT_AGAIN}"
         ) from error
 
 
