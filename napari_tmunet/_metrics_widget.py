@@ -13,9 +13,11 @@ all slices, in pixels and, when the layers are scaled, in physical units.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +124,10 @@ class MetricsWidget(Container):
         self.comparison: list[dict[str, Any]] = []
         self._worker = None
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
+        self._dock_sets = False  # the dock itself is setting the choosers
+        # id(prediction) -> weak references to (prediction, the reference the user chose
+        # for it in its box): a closed layer's data is not kept
+        self._chosen: dict[int, tuple[weakref.ref, weakref.ref]] = {}
 
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._mask_choices)
@@ -168,6 +174,8 @@ class MetricsWidget(Container):
         self.export_button.changed.connect(self._on_export_clicked)
         self.prediction.changed.connect(self._update_pair_note)
         self.reference.changed.connect(self._update_pair_note)
+        self.prediction.changed.connect(self._on_prediction_chosen)
+        self.reference.changed.connect(self._on_reference_chosen)
 
         layers = self._viewer.layers
         # renames come through napari's own refresh of the dock (reset_choices)
@@ -179,7 +187,7 @@ class MetricsWidget(Container):
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body); each stays on its
         layer when that is renamed."""
-        with keeping_layers([self.prediction, self.reference]):
+        with self._setting(), keeping_layers([self.prediction, self.reference]):
             self.body.reset_choices()
         self._update_pair_note()  # the names it shows may have changed
 
@@ -219,6 +227,11 @@ class MetricsWidget(Container):
         layers = [layer for _, layer in self._mask_choices()]
         if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
             return
+        with self._setting():
+            self._guess_pair(layers)
+
+    def _guess_pair(self, layers: list) -> None:
+        """Choose the pair :meth:`_refresh_choices` guesses among ``layers``."""
         for layer in reversed(layers):
             reference = None if _looks_like_reference(layer) else self._reference_for(layer)
             if reference is not None:
@@ -252,23 +265,68 @@ class MetricsWidget(Container):
             return
         self.reset_choices()
         prediction, reference = self.prediction.value, self.reference.value
-        if _looks_like_reference(layer):
-            if prediction is None or _same(prediction, layer):
+        with self._setting():
+            if not _looks_like_reference(layer):
+                self.prediction.value = layer
+                self._follow_prediction(layer, reference)
+            elif prediction is None or _same(prediction, layer):
                 self.reference.value = layer
                 self._refresh_choices()
             elif _shape(prediction) == _shape(layer):
                 self.reference.value = layer
-        else:
-            self.prediction.value = layer
-            best = self._reference_for(layer)
-            unfit = (
-                reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
-            )
-            if best is None and unfit:
-                best = self._same_shape_layer(layer)
-            surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
-            if best is not None and (unfit or surer):
-                self.reference.value = best
+
+    def _on_prediction_chosen(self, layer=None) -> None:
+        """The user chose ``layer`` in the Prediction box: the reference follows it as when
+        it is selected in the layer list (:meth:`_follow_prediction`)."""
+        if self._dock_sets or not _is_mask_layer(layer):
+            return
+        with self._setting():
+            self._follow_prediction(layer, self.reference.value)
+
+    def _on_reference_chosen(self, reference=None) -> None:
+        """The user chose ``reference`` in the Reference box: it stays the reference of
+        the chosen prediction when that is chosen again."""
+        prediction = self.prediction.value
+        if self._dock_sets or prediction is None or reference is None:
+            return
+        if not _same(prediction, reference):
+            self._chosen[id(prediction)] = (weakref.ref(prediction), weakref.ref(reference))
+
+    def _follow_prediction(self, layer, reference) -> None:
+        """Choose the reference of the new prediction ``layer`` (``reference``: the one
+        chosen before): the one the user chose for it in the Reference box while it is
+        offered and of its shape; else the reference of its own image
+        (:meth:`_reference_for`); without one it keeps ``reference`` when that is another
+        layer of its shape, else takes another Labels layer of its shape if there is one."""
+        chosen = self._user_reference(layer)
+        if chosen is not None:
+            self.reference.value = chosen
+            return
+        best = self._reference_for(layer)
+        unfit = reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
+        if best is None and unfit:
+            best = self._same_shape_layer(layer)
+        surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
+        if best is not None and (unfit or surer):
+            self.reference.value = best
+
+    def _user_reference(self, prediction):
+        """The reference the user chose for ``prediction`` in the Reference box, while it
+        is offered and of its shape; else None."""
+        owner, reference = (ref() for ref in self._chosen.get(id(prediction), (_none, _none)))
+        if owner is not prediction or reference is None:
+            return None
+        offered = any(layer is reference for _, layer in self._mask_choices())
+        return reference if offered and _shape(reference) == _shape(prediction) else None
+
+    @contextlib.contextmanager
+    def _setting(self):
+        """A block in which the dock sets the choosers: their changes are not the user's."""
+        before, self._dock_sets = self._dock_sets, True
+        try:
+            yield
+        finally:
+            self._dock_sets = before
 
     def _reference_candidates(self, prediction) -> list:
         """The reference-like Labels layers of ``prediction``'s shape, other than it."""
@@ -561,6 +619,10 @@ def _fit_rows(table: Table) -> None:
     frame = 2 * native.frameWidth()
     native.setMinimumHeight(native.horizontalHeader().sizeHint().height() + rows + bar + frame)
     native.setMaximumHeight(native.minimumHeight())
+
+
+def _none() -> None:
+    """A dead weak reference: no layer."""
 
 
 def _layer_array(layer) -> np.ndarray:

@@ -321,10 +321,12 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
 
 
 def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:
-    """Labels layer data for a mask file, binarised by ``read_mask``'s rules, as uint8 0/1."""
-    from .data.images import read_mask
+    """Labels layer data for a mask file: its instance ids as stored (a 16-bit PNG the
+    writer saved), else binarised by ``read_mask``'s rules as uint8 0/1
+    (``data.images.read_mask_labels``)."""
+    from .data.images import read_mask_labels
 
-    mask, rule = read_mask(path)
+    mask, rule = read_mask_labels(path)
     kwargs: dict[str, Any] = {
         "name": f"{path.stem} mask",
         "visible": visible,
@@ -336,7 +338,7 @@ def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = T
         for key in ("scale", "units"):
             if key in like[1]:
                 kwargs[key] = like[1][key]
-    return mask.astype(np.uint8), kwargs, "labels"
+    return mask, kwargs, "labels"
 
 
 def _physical_kwargs(path: Path, spatial_ndim: int, read_pixel_size) -> dict[str, Any]:

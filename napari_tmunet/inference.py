@@ -105,11 +105,15 @@ def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool
         hint = "; a 1-D signal is not an image" if spatial < 2 else ""
         raise ValueError(f"image of shape {shape}: expected {EXPECTED_SHAPES}{hint}.")
     h, w = shape[spatial - 2 : spatial]
-    if min(h, w) < MIN_SIDE or (spatial == 3 and shape[0] == 0):
+    if spatial == 3 and shape[0] == 0:
+        raise ValueError(
+            f"image of shape {shape}: a stack of no frames; expected {EXPECTED_SHAPES}."
+        )
+    if min(h, w) < MIN_SIDE:
         raise ValueError(
             _small_colour_message(shape, rgb)
-            or f"image of shape {shape} is too small: height and width must be at least "
-            f"{MIN_SIDE} pixels (expected {EXPECTED_SHAPES})."
+            or f"the image is {h} x {w} pixels, too small: height and width must be at least "
+            f"{MIN_SIDE} pixels."
         )
     dtype = getattr(image, "dtype", None)
     dtype = np.asarray(image).dtype if dtype is None else np.dtype(dtype)

@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     count = "1 image" if len(images) == 1 else f"{len(images)} images"
     models = _Models(args, f"napari-tmunet-predict: {count} -> {args.output_dir}; {{model}}")
+    created = _missing_folders(args.output_dir)
     try:  # the model before OUTPUT_DIR: a refused run leaves no folder behind
         problem = models.check() or _prepare_output(args.output_dir)
         if problem:
@@ -202,6 +203,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the first image (while loading the model)
         print("stopped: no mask written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:  # every image failed (or none was done): no empty folder left behind
+        _remove_if_empty(created)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) while it is empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (masks written), or gone
+            return
 
 
 def _dataset_hint(folder) -> str:
@@ -601,7 +623,8 @@ def _report(
     if failed:
         print(f"{len(failed)} failed:", file=sys.stderr)
         for path, reason in failed:
-            print(f"  {path.name}: {reason}", file=sys.stderr)
+            # the reason without the path it may start with: the name says which file
+            print(f"  {path.name}: {reason.removeprefix(f'{path}: ')}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -117,7 +117,7 @@ def test_bad_items_raise_or_are_skipped(tmp_path):
         find_pairs(root)
     message = str(error.value)
     assert str(root / "images" / "1.png") in message and "no mask" in message
-    assert str(root / "images" / "2.png") in message and "cannot read" in message
+    assert str(root / "images" / "2.png") in message and "not a readable PNG" in message
     assert "3.png, 3.tif" in message
     assert str(root / "images" / "4.png") in message and "5x5" in message and "12x16" in message
     assert "orphan.png" in message and "no image" in message

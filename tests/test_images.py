@@ -192,7 +192,7 @@ def _truncated_png(path):
     ("name", "make", "message"),
     [
         ("empty.png", lambda p: p.write_bytes(b""), "empty"),
-        ("garbage.png", lambda p: p.write_bytes(b"not an image at all"), "cannot decode"),
+        ("garbage.png", lambda p: p.write_bytes(b"not an image at all"), "not a readable PNG"),
         ("garbage.tif", lambda p: p.write_bytes(b"II*\x00\xff\xff\xff\xff"), "cannot decode"),
         ("truncated.png", _truncated_png, "cannot decode"),
         ("missing.png", lambda p: None, "no such file"),

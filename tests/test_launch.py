@@ -113,12 +113,15 @@ def test_a_path_that_cannot_be_opened_is_one_line_before_napari_starts(
     notes.write_text("not an image")
     damaged = tmp_path / "scan.png"
     damaged.write_text("not a PNG")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "readme.txt").write_text("no images here")
     expected = {
         notes: f"{notes}: not a file napari-tmunet can open; {launch.CAN_OPEN}",
-        damaged: f"{damaged}: cannot decode image (cannot read its header: ",
+        damaged: f"{damaged}: not a readable PNG, JPEG, BMP or TIFF image; export it again",
+        empty: f"{empty}: the file is empty (0 bytes); export it again, or leave it out",
         folder: f"{folder}: no images in this folder; {launch.CAN_OPEN}",
     }
     for path, start in expected.items():
@@ -507,3 +510,46 @@ def test_the_window_fits_a_small_screen_and_shows_the_whole_image(tmp_path):
         shown_top, shown_left, shown_bottom, shown_right = look["shown"]
         assert shown_top <= top and shown_left <= left, look  # nothing cut off
         assert bottom <= shown_bottom and right <= shown_right, look
+
+
+def test_an_instance_png_the_writer_saved_keeps_its_ids(monkeypatch, tmp_path):
+    """``napari-tmunet he.png he_labels.png`` with the nuclei sample's instances (the
+    shipped model's real segmentation) saved as PNG by the plugin's writer (uint16, many
+    ids): the Labels "he mask" holds every id as saved, as a TIFF's does; a 0/255 PNG
+    still opens as 0/1 (tester16 #2)."""
+    import shutil
+
+    import napari
+    import npe2
+    import tifffile
+    from napari.layers import Labels
+    from PIL import Image as Picture
+
+    from napari_tmunet.predict_cli import main as predict
+
+    npe2.PluginManager.instance().discover()  # the writer, as napari finds it
+    pictures = tmp_path / "in"
+    pictures.mkdir()
+    he = shutil.copy(REPO / "napari_tmunet" / "samples" / "nuclei_image.png", pictures / "he.png")
+    argv = [str(pictures), str(tmp_path / "out"), "--instances", "--device", "cpu"]
+    assert predict(argv) == 0
+    instances = tifffile.imread(tmp_path / "out" / "he.tif")
+    (saved,) = napari.save_layers(
+        str(tmp_path / "he_labels.png"), [Labels(instances)], plugin="napari-tmunet"
+    )
+    stored = np.asarray(Picture.open(saved))
+    assert stored.dtype == np.uint16 and len(np.unique(stored)) > 20
+
+    status, layers, chosen = _launch_and_look(monkeypatch, [he, saved])
+
+    assert status == 0 and chosen == "he"
+    kind, visible, data = layers["he mask"]
+    assert (kind, visible) == ("Labels", True)
+    np.testing.assert_array_equal(data, stored)
+
+    binary = tmp_path / "he-mask.png"
+    Picture.fromarray((stored > 0).astype(np.uint8) * 255).save(binary)
+    status, layers, _ = _launch_and_look(monkeypatch, [he, binary])
+    assert status == 0
+    np.testing.assert_array_equal(layers["he mask"][2], stored > 0)
+    assert layers["he mask"][2].dtype == np.uint8

@@ -668,6 +668,54 @@ def test_a_segment_output_is_paired_with_its_own_images_mask(
     assert widget.reference.value is own_mask and _note(widget) == ""
 
 
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+def test_a_prediction_chosen_in_its_box_takes_its_own_images_reference(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A dataset folder of three ClinicDB frames (one size), each segmented: choosing a
+    Segment output in the Prediction box (not in the layer list) takes its own frame's
+    mask, as selecting it in the layer list does, and Compute scores that pair; a
+    reference the user chose in the Reference box for a prediction is kept when that
+    prediction is chosen again (tester16 #3)."""
+    root = tmp_path / "clinic"
+    dataset_subset(CLINIC, root, ("20", "120", "220"))
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    viewer.open(str(root), plugin="napari-tmunet")
+    frames = ("20", "120", "220")
+    outputs = {name: _segment(qtbot, segment, viewer.layers[name]) for name in frames}
+    masks = {name: viewer.layers[f"{name} mask"] for name in frames}
+    viewer.layers.selection.active = outputs["20"]
+    assert widget.reference.value is masks["20"]
+
+    def pick(chooser, layer):  # as a click on its entry in the drop-down list
+        chooser.native.setCurrentIndex(chooser.native.findText(layer.name))
+        assert chooser.value is layer
+
+    for name in ("120", "220", "20", "120"):
+        pick(widget.prediction, outputs[name])
+        assert widget.reference.value is masks[name], name
+        assert _note(widget) == ""
+
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: widget._worker is None and bool(widget.results), timeout=60_000)
+    pred, ref = np.asarray(outputs["120"].data) > 0, np.asarray(masks["120"].data) > 0
+    assert widget.results[-1]["dice"] == pytest.approx(metrics.dice_score(pred, ref))
+    assert widget.results[-1]["dice"] > 0.8  # its own frame's mask, not another frame's
+    assert widget.status.value.startswith(f"{outputs['120'].name} vs 120 mask: Dice")
+
+    pick(widget.reference, masks["220"])  # the user's own choice for "120"
+    pick(widget.prediction, outputs["20"])
+    assert widget.reference.value is masks["20"]
+    pick(widget.prediction, outputs["120"])
+    assert widget.reference.value is masks["220"]
+
+
 def _segment(qtbot, segment, image):
     """Segment ``image`` with the Segment dock's worker; return the new Labels layer."""
     segment.image.value = image

@@ -399,3 +399,37 @@ def test_a_refused_pretraining_checkpoint_leaves_no_output_folder(
     (mine / "notes.txt").write_text("mine")
     assert main([str(images), str(mine), *model]) == 2
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_files_that_are_no_images_fail_in_plain_words_and_leave_no_folder(tmp_path, capsys):
+    """A text file named .png, an empty file and a 1-pixel picture: each failure is one
+    plain line naming the file once and what to do (no decoder's exception, no list of
+    shapes for a size problem); when every image fails, OUTPUT_DIR (and the parent it
+    created) is not left behind empty (tester16 #9)."""
+    from PIL import Image
+
+    images = tmp_path / "in"
+    images.mkdir()
+    (images / "notes.png").write_text("meeting notes, not a picture")
+    (images / "zero.png").write_bytes(b"")
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(images / "onepx.png")
+    output = tmp_path / "new" / "masks"
+
+    assert main([str(images), str(output), "--device", "cpu"]) == 1
+
+    err = capsys.readouterr().err
+    lines = {line.split(":")[0].strip(): line for line in err.splitlines() if line[:2] == "  "}
+    assert lines["notes.png"] == (
+        "  notes.png: not a readable PNG, JPEG, BMP or TIFF image; export it again, or leave "
+        "it out (e.g. move it out of the folder)"
+    )
+    assert lines["zero.png"] == (
+        "  zero.png: the file is empty (0 bytes); export it again, or leave it out (e.g. "
+        "move it out of the folder)"
+    )
+    assert lines["onepx.png"] == (
+        "  onepx.png: the image is 1 x 1 pixels, too small: height and width must be at "
+        "least 4 pixels."
+    )
+    assert str(images) not in err.split("3 failed:")[1]  # each file named once, by its name
+    assert not (tmp_path / "new").exists()

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+# what to do about a file that is no readable image (an empty file, one of another type)
+EXPORT_AGAIN = "export it again, or leave it out (e.g. move it out of the folder)"
 MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
 # write_mask's mark in a TIFF's JSON ImageDescription (tifffile's shaped metadata):
 # "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
@@ -169,7 +171,7 @@ def read_header(path: str | os.PathLike):
         what = "not a file" if path.exists() else "no such file"
         raise ImageReadError(f"{path}: {what}")
     if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+        raise ImageReadError(f"{path}: the file is empty (0 bytes); {EXPORT_AGAIN}")
     try:
         return header_of(path)
     except ImageReadError:
@@ -178,7 +180,7 @@ def read_header(path: str | os.PathLike):
         if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
             raise _os_error(path, error) from None
         raise ImageReadError(
-            f"{path}: cannot decode image (cannot read its header: {type(error).__name__}: {error})"
+            f"{path}: not a readable PNG, JPEG, BMP or TIFF image; {EXPORT_AGAIN}"
         ) from error
 
 
@@ -250,8 +252,42 @@ def read_mask(
     Returns:
         (H, W) bool mask and the rule used, e.g. ">127".
     """
+    return _foreground(path, _mask_values(path, max_pixels), rule)
+
+
+def read_mask_labels(
+    path: str | os.PathLike, max_pixels: int | None = None
+) -> tuple[np.ndarray, str]:
+    """Read a mask file as labels: the instance ids as stored when it holds them
+    (:func:`holds_instance_ids`, e.g. a 16-bit PNG that ``write_mask`` saved), with the
+    rule "ids"; else ``read_mask``'s foreground as uint8 0/1 and its rule."""
+    values = _mask_values(path, max_pixels)
+    if holds_instance_ids(values):
+        return values, "ids"
+    mask, rule = _foreground(path, values, "auto")
+    return mask.astype(np.uint8), rule
+
+
+def holds_instance_ids(values: np.ndarray) -> bool:
+    """Whether a mask's (H, W) pixels ``values`` are instance ids: integers wider than 8
+    bits (``write_mask`` writes ids as 16 bits or more), none negative, with more than one
+    non-zero value.
+    8-bit masks are read as 0/255 or 0/1 (``read_mask``), their stray values background."""
+    if values.ndim != 2 or values.dtype.kind not in "iu" or values.dtype.itemsize < 2:
+        return False
+    ids = np.unique(values)
+    return int(ids[0]) >= 0 and np.count_nonzero(ids) > 1
+
+
+def _mask_values(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
+    """A mask file's pixels without their channel axis (:func:`mask_grey`), (H, W)."""
     values = read_image(path, allow_stack=False, max_pixels=max_pixels)
-    values = mask_grey(values, colour=values.ndim == 3)  # (H, W)
+    return mask_grey(values, colour=values.ndim == 3)
+
+
+def _foreground(path: str | os.PathLike, values: np.ndarray, rule: str) -> tuple[np.ndarray, str]:
+    """A mask's (H, W) pixels as a boolean foreground by ``rule`` (``read_mask``), warning
+    when the rule leaves non-zero pixels empty."""
     mask, rule = binarise_mask(values, rule)
     if not mask.any() and values.any():
         logger.warning(
