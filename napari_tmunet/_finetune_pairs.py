@@ -5,6 +5,10 @@ user edited (Segment keeps the model's own prediction in the layer's metadata, s
 edit shows), else a reference mask of the image (a layer named after it that Segment did
 not make, e.g. a sample's mask), else an unedited Segment output of it. A layer whose
 shape does not fit the image is never chosen: the chooser stays empty and says why.
+
+A row whose image or Labels layer is closed becomes empty and says so (it never falls
+back to another layer); Start refuses such a row, an incomplete one and two rows of the
+same layer (:meth:`PairRows._pair_problem`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from .data.colour_spaces import GREY_ALPHA, colour_conversion
 from .postprocess import kept_prediction
 from .training.finetune import TrainingPair, training_pairs
 
-NO_FIT = "no Labels layer of this image's shape"
+NO_FIT = "no Labels of this shape"  # short: the chooser is ~220 px wide in a small window
+NO_IMAGE = "no image open"
+CLOSED = {"image": "its image was closed", "mask": "its Labels were closed"}
 IMAGE_TIP = "The image layer to train on."
 LABELS_TIP = (
     "Its corrected Labels layer (pre-selected: the Segment output you edited, else the "
@@ -39,10 +45,13 @@ class PairRow(Container):
         super().__init__(layout="horizontal", labels=False)
         self.user_choice = False  # the user picked the Labels layer: keep it
         self._filling = False  # our own changes of the Labels choice
-        self.image = ComboBox(choices=image_choices)
+        self.closed: dict[str, str] = {}  # "image" / "mask" -> name of the closed layer
+        self.image = ComboBox(choices=image_choices, nullable=True)
         self.mask = ComboBox(choices=labels_choices, nullable=True)
+        self.image.null_string = NO_IMAGE
         self.mask.null_string = NO_FIT
-        self.mask.reset_choices()  # the empty entry with its new text
+        self.image.reset_choices()  # the empty entries with their new texts
+        self.mask.reset_choices()
         self.remove_button = PushButton(text="✕", tooltip="Remove this pair.")
         self.remove_button.max_width = 28
         narrow(self.image)
@@ -59,16 +68,49 @@ class PairRow(Container):
 
     def reset_choices(self, *_args) -> None:
         """Refresh both choosers and their tooltips; each stays on its layer when that is
-        renamed."""
+        renamed, and becomes empty, saying so, when its layer is closed."""
         with keeping_layers([self.image, self.mask]):
+            before = {"image": self.image.value, "mask": self.mask.value}
             super().reset_choices()
+            for key, layer in before.items():
+                chooser = getattr(self, key)
+                if layer is not None and not any(c is layer for c in chooser.choices):
+                    self.closed[key] = layer.name
+                    chooser.value = None
+                    self._say_empty(key)
         self.show_names()
 
+    def reopen(self) -> None:
+        """Forget the closed layers (the user chose another image): the choosers' empty
+        entries read as usual again."""
+        self.closed.clear()
+        for key in ("image", "mask"):
+            self._say_empty(key)
+
+    def _say_empty(self, key: str) -> None:
+        """Give chooser ``key``'s empty entry its text: closed, or the usual one."""
+        chooser = getattr(self, key)
+        text = CLOSED[key] if key in self.closed else (NO_IMAGE if key == "image" else NO_FIT)
+        if chooser.null_string != text:
+            chooser.null_string = text
+            value = chooser.value
+            with chooser.changed.blocked():
+                chooser.reset_choices()
+                chooser.value = value
+
     def show_names(self, _=None) -> None:
-        """Put the chosen layers' full names at the head of the choosers' tooltips."""
-        image, labels = self.image.value, self.mask.value
-        self.image.tooltip = f"{image.name}\n{IMAGE_TIP}" if image is not None else IMAGE_TIP
-        self.mask.tooltip = f"{labels.name if labels is not None else NO_FIT}\n{LABELS_TIP}"
+        """Put the chosen layers' full names, or the closed ones', at the head of the
+        choosers' tooltips."""
+        for key, tip in (("image", IMAGE_TIP), ("mask", LABELS_TIP)):
+            chooser = getattr(self, key)
+            layer = chooser.value
+            if layer is not None:
+                head = layer.name
+            elif key in self.closed:
+                head = f"{self.closed[key]!r} was closed: choose another or remove the pair"
+            else:
+                head = chooser.null_string
+            chooser.tooltip = f"{head}\n{tip}"
 
 
 def fits(image: Image, labels: Labels) -> bool:
@@ -81,14 +123,16 @@ def fits(image: Image, labels: Labels) -> bool:
 
 
 def guess_labels(
-    image: Image, candidates: list[Labels], shown: Labels | None = None
+    image: Image, candidates: list[Labels], shown: Labels | None = None, own: bool = False
 ) -> Labels | None:
     """The Labels layer most likely to be the user's correction of ``image``.
 
     Of the layers that fit the image: a Segment output of this image that the user
     edited, then a reference mask (not made by Segment, and named after the image or
     ``shown``, the layer the pair already shows: a rename keeps it the reference), then
-    an unedited Segment output of it, then any other; the last added of equals.
+    an unedited Segment output of it, then any other (not with ``own``: after the
+    pair's Labels layer was closed, another image's must not take its place); the last
+    added of equals.
     """
 
     def rank(item: tuple[int, Labels]) -> tuple:
@@ -96,13 +140,22 @@ def guess_labels(
         meta = layer.metadata or {}
         segmented = "tmunet_probability" in meta
         ours = segmented and meta.get("image") == image.name
-        predicted = kept_prediction(meta) if ours else None
-        edited = predicted is not None and bool(np.any((np.asarray(layer.data) > 0) != predicted))
         reference = not segmented and (layer is shown or layer.name.startswith(image.name))
-        return (edited, reference, ours, index)
+        return (edited_output(layer, image), reference, ours, index)
 
     fitting = [(i, la) for i, la in enumerate(candidates) if fits(image, la)]
+    if own:
+        fitting = [item for item in fitting if any(rank(item)[:3])]
     return max(fitting, key=rank)[1] if fitting else None
+
+
+def edited_output(layer: Labels, image: Image) -> bool:
+    """Whether ``layer`` is a Segment output of ``image`` that the user edited."""
+    meta = layer.metadata or {}
+    if "tmunet_probability" not in meta or meta.get("image") != image.name:
+        return False
+    predicted = kept_prediction(meta)
+    return predicted is not None and bool(np.any((np.asarray(layer.data) > 0) != predicted))
 
 
 class PairRows:
@@ -124,18 +177,67 @@ class PairRows:
         return [(la.name, la) for la in self.viewer.layers if isinstance(la, Labels)]
 
     def add_pair(self, _=None) -> PairRow:
-        """Add a row, pre-filled with an unused image and the Labels layer that fits it."""
+        """Add a row, pre-filled with an unused image (:meth:`_next_image`) and the Labels
+        layer that fits it."""
         row = PairRow(self._image_choices, self._labels_choices, self.remove_pair)
-        used = [r.image.value for r in self.rows]
-        image = next((la for _, la in self._image_choices() if la not in used), None)
-        if image is not None:
-            row.image.value = image
+        row.image.value = self._next_image()
         self._fill_labels(row)
         row.image.changed.connect(lambda _: self._on_row_image(row))
         row.mask.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
         return row
+
+    def _next_image(self) -> Image | None:
+        """The image a new row starts with: of those no row has, the first whose Segment
+        output the user edited, else the first; the first image when every one is used."""
+        images = [la for _, la in self._image_choices()]
+        labels = [la for _, la in self._labels_choices()]
+        used = [r.image.value for r in self.rows]
+        unused = [im for im in images if not any(im is u for u in used)]
+        edited = [im for im in unused if any(edited_output(la, im) for la in labels)]
+        return next(iter(edited + unused + images), None)
+
+    def _fill_empty_rows(self) -> None:
+        """Give rows that never had an image (none was open) the next image."""
+        for row in self.rows:
+            if row.image.value is None and "image" not in row.closed:
+                row.image.value = self._next_image()
+
+    def _pair_problem(self) -> str:
+        """Why the pairs cannot start, in one sentence naming the pair ("" when they can):
+        a closed or missing layer, or two pairs of the same image or Labels layer."""
+        fix = "choose one, or remove the pair (✕)"
+        for number, row in enumerate(self.rows, 1):
+            image, labels = row.image.value, row.mask.value
+            for key, what in (("image", "image"), ("mask", "Labels layer")):
+                if key in row.closed and getattr(row, key).value is None:
+                    return f"Pair {number}: its {what} {row.closed[key]!r} was closed: {fix}."
+            if image is None and labels is not None:
+                return f"Pair {number} has no image: {fix}."
+            if labels is None and image is not None:
+                return f"Pair {number} has no Labels layer of its image's shape: {fix}."
+        for key, what in (("image", "image"), ("mask", "Labels layer")):
+            problem = self._same_layer(key, what)
+            if problem:
+                return problem
+        return ""
+
+    def _same_layer(self, key: str, what: str) -> str:
+        """A sentence when two rows have the same layer in chooser ``key`` ("" if none)."""
+        seen: dict[int, int] = {}
+        for number, row in enumerate(self.rows, 1):
+            layer = getattr(row, key).value
+            if layer is None:
+                continue
+            if id(layer) in seen:
+                first = seen[id(layer)]
+                return (
+                    f"Pairs {first} and {number} have the same {what} {layer.name!r}: "
+                    f"remove pair {number} (✕) or choose another {what} in it."
+                )
+            seen[id(layer)] = number
+        return ""
 
     def remove_pair(self, row: PairRow) -> None:
         if row in self.rows:
@@ -155,6 +257,8 @@ class PairRows:
         finally:
             for row in self.rows:
                 row._filling = False
+        if isinstance(layer, Image) and event.type == "inserted":
+            self._fill_empty_rows()
         self._refill_rows()
         self._show_model_state()
 
@@ -163,12 +267,16 @@ class PairRows:
             self._fill_labels(row)
 
     def _on_row_image(self, row: PairRow) -> None:
+        if row.image.value is not None and row.closed:
+            row.reopen()  # the user chose another image
         self._fill_labels(row, refit=True)
         self._show_model_state()
 
     def _on_row_labels(self, row: PairRow) -> None:
-        if not row._filling:
+        if not row._filling and row.mask.value is not None:
             row.user_choice = True  # the user's pick is kept from now on
+            if row.closed.pop("mask", None) is not None:
+                row._say_empty("mask")
         self._show_model_state()
 
     def _fill_labels(self, row: PairRow, refit: bool = False):
@@ -181,13 +289,17 @@ class PairRows:
         if row.user_choice and current is not None and not refit and fits(image, current):
             return
         shown = None if refit else current  # of the row's previous image after a refit
-        guess = guess_labels(image, [la for _, la in self._labels_choices()], shown)
+        closed = "mask" in row.closed  # its Labels layer was closed: one of this image only
+        guess = guess_labels(image, [la for _, la in self._labels_choices()], shown, closed)
         if guess is not current:
             row._filling = True
             try:
                 row.mask.value = guess
             finally:
                 row._filling = False
+        if closed and guess is not None:
+            del row.closed["mask"]
+            row._say_empty("mask")
 
     def _layer_pairs(self) -> list[TrainingPair]:
         """Copies of the chosen layers' data (painting may go on during training), the

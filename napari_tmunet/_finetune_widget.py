@@ -363,6 +363,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if chosen is None:
             self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
             return
+        problem = self._pair_problem()
+        if problem:
+            self._refuse(problem)
+            return
         try:
             pairs = self._layer_pairs()
         except ValueError as err:
@@ -451,8 +455,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         self.result, self.error, self.step, self._verdict = None, "", 0, ""
         self._training = False
-        if not keep_history:
+        if not keep_history:  # a new run: not the last run's history, nor its 100%
             self.history = {"loss": [], "eval": []}
+            self.progress_bar.value = 0
         self._redraw(force=True)
         self._stop_event = threading.Event()
         self._eta = Eta()

@@ -321,7 +321,7 @@ def test_held_out_strip_is_scored_inside_the_whole_frame(tmp_path):
     truth = read_mask(CLINIC / "masks" / "30.tif")[0] > 0
     start = registry.load_model("TM-UNet colonoscopy", "cpu")
     predicted = run_to_completion(segment(image, start, mode="resize", device="cpu")).labels > 0
-    axis, a, b = holdout_strip(truth.shape, predicted != truth)
+    axis, a, b = holdout_strip(truth.shape, predicted != truth, truth)  # as the run picks it
     cut = (slice(None), slice(a, b)) if axis == 1 else (slice(a, b), slice(None))
     segment_dice = dice(predicted[cut], truth[cut])  # Segment's output, inside the strip
     strip_alone = [("strip", image[cut], truth[cut])]

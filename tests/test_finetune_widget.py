@@ -150,7 +150,8 @@ def test_the_dock_names_the_model_start_uses(make_napari_viewer):
 
 
 def test_labels_of_another_shape_are_never_chosen(make_napari_viewer):
-    no_fit = "no Labels layer of this image's shape"
+    from napari_tmunet._finetune_pairs import NO_FIT as no_fit
+
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     image = viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="slide")

@@ -25,11 +25,13 @@ Held out for validation: where the user's edits are. A Segment output keeps the 
 own prediction, so the pixels the user changed are known; with a single image, the 25%
 strip (across its longer side) holding the most edited pixels is held out, written as a
 separate file so that no training crop overlaps it (the right-most or bottom strip when
-the edits are unknown); with several images, the eighth of them with the most edits (the
-last ones when unknown). A strip is scored the way Segment sees it: the model runs on
-the whole image and only the strip's pixels count (a strip run alone, stretched to a
-resize-mode model's input, is not what Segment sees: colonoscopy Dice 0.94 -> 0.00); the
-engine's validation, which picks ``best.pt``, does the same (its ``validate`` callback).
+the edits are unknown), among the strips that leave a quarter of the mask's foreground
+to train on (a small lesion is not held out whole); with several images, the eighth of
+them with the most edits (the last ones when unknown). A strip is scored the way Segment
+sees it: the model runs on the whole image and only the strip's pixels count (a strip run
+alone, stretched to a resize-mode model's input, is not what Segment sees: colonoscopy
+Dice 0.94 -> 0.00); the engine's validation, which picks ``best.pt``, does the same (its
+``validate`` callback).
 A headless ``fit --resume`` of such a run (and its restart and rerun commands) validates
 the same way: ``napari-tmunet-train fit`` gets the callback from the run's finetune.json
 (:func:`recorded_validation`). Pairs the user did not edit where others are edited (e.g. the
@@ -88,6 +90,8 @@ HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 MIN_EDITED_PIXELS = 300
 MIN_EDITED_OBJECTS = 3
 MIN_TRAIN_SIDE = 16  # pixels; a thinner piece beside the held-out strip is not trained on
+# a single image's training pieces keep this share of its foreground where a strip allows
+MIN_TRAIN_FOREGROUND = 0.25
 # The comparison where the user's corrections are (compare_models): the edited pixels of
 # the held-out part and this many pixels around them
 EDIT_MARGIN = 3
@@ -193,12 +197,17 @@ def training_pairs(
     ]
 
 
-def holdout_strip(shape: tuple[int, int], edited: np.ndarray | None = None) -> tuple[int, int, int]:
+def holdout_strip(
+    shape: tuple[int, int], edited: np.ndarray | None = None, foreground: np.ndarray | None = None
+) -> tuple[int, int, int]:
     """``(axis, start, stop)``: the held-out strip of a single image, 25% across its longer side.
 
     Of the strips at steps of 1/16 of the side, the one holding the most ``edited`` pixels
     (the last of equals); without edits, the right-most (axis 1), or the bottom (axis 0)
-    of an image taller than wide.
+    of an image taller than wide. With ``foreground`` (the mask), only strips whose
+    training pieces keep :data:`MIN_TRAIN_FOREGROUND` of it are chosen, else ones that
+    keep some (a small lesion inside one strip is not held out whole: nothing would
+    be left to train on).
     """
     h, w = shape[:2]
     axis = 1 if w >= h else 0
@@ -206,13 +215,41 @@ def holdout_strip(shape: tuple[int, int], edited: np.ndarray | None = None) -> t
     if n < 2:
         raise ValueError(f"image of shape {tuple(shape)} is too small to hold a part out")
     width = max(1, round(n * HOLDOUT_FRACTION))
-    if edited is None or not np.any(edited):
-        return axis, n - width, n
-    profile = np.concatenate([[0], np.cumsum(np.asarray(edited).sum(axis=1 - axis))])  # (n+1,)
     starts = sorted({*range(0, n - width + 1, max(1, n // 16)), n - width})
-    counts = [profile[s + width] - profile[s] for s in starts]
-    best = max(range(len(starts)), key=lambda i: (counts[i], i))
+    edits = _profile(edited, axis, n)
+    counts = [edits[s + width] - edits[s] for s in starts]
+    if edited is None or not np.any(edited):
+        counts = [int(s == n - width) for s in starts]  # the last strip, when it can
+    kept = _train_foreground(foreground, axis, n, starts, width)
+    best = max(range(len(starts)), key=lambda i: (*kept[i], counts[i], i))
     return axis, starts[best], starts[best] + width
+
+
+def _profile(mask: np.ndarray | None, axis: int, n: int) -> np.ndarray:
+    """Cumulative count of ``mask``'s pixels along ``axis`` ((n + 1,), zeros for None)."""
+    if mask is None:
+        return np.zeros(n + 1, int)
+    return np.concatenate([[0], np.cumsum(np.asarray(mask).sum(axis=1 - axis))])
+
+
+def train_pieces(start: int, stop: int, n: int) -> list[tuple[int, int]]:
+    """The pieces beside a held-out strip that train: those at least
+    :data:`MIN_TRAIN_SIDE` thick, else the thicker one (a tiny image)."""
+    pieces = [(a, b) for a, b in ((0, start), (stop, n)) if b - a >= MIN_TRAIN_SIDE]
+    return pieces or [max(((0, start), (stop, n)), key=lambda p: p[1] - p[0])]
+
+
+def _train_foreground(foreground, axis: int, n: int, starts: list[int], width: int) -> list:
+    """For each strip start: whether its training pieces keep :data:`MIN_TRAIN_FOREGROUND`
+    of ``foreground`` and whether they keep any ((True, True) for all without it)."""
+    if foreground is None or not np.any(foreground):
+        return [(True, True)] * len(starts)
+    profile = _profile(np.asarray(foreground) > 0, axis, n)
+    kept = []
+    for s in starts:
+        pixels = sum(profile[b] - profile[a] for a, b in train_pieces(s, s + width, n))
+        kept.append((pixels >= MIN_TRAIN_FOREGROUND * profile[-1], pixels > 0))
+    return kept
 
 
 def edit_summary(edited: np.ndarray | None) -> dict[str, Any]:
@@ -291,6 +328,7 @@ def write_dataset(
         written, split, held, edits = _split_many(items)
         edit_maps = _write_edit_maps(items, split["valid"], data_dir)
     edits["all_pixels"] = _all_edited_pixels(items)
+    _check_train_foreground(written, split, folder)
 
     for name, _, labels in written:
         suffix = ".tif" if labels.size and int(labels.max()) > 1 else ".png"
@@ -309,6 +347,19 @@ def write_dataset(
     described = [{"name": n, "source": p.source, "shape": list(p.labels.shape)} for n, p in kept]
     info = {"split": split, "held_out": held, "names": names, "pairs": described}
     return {**info, "edits": edits, "left_out": left_out, "region": region, "edit_maps": edit_maps}
+
+
+def _check_train_foreground(written: list, split: dict, folder) -> None:
+    """Refuse layer data whose training part has no foreground, saying what to do in the
+    dock's terms (a dataset folder's copied masks are checked by the engine)."""
+    from .run_data import check_foreground
+
+    if folder:
+        return
+    masks = {name: labels for name, _, labels in written}
+    parts = {part: [masks[n] for n in split[part] if n in masks] for part in ("train", "valid")}
+    fix = "add a second corrected image whose mask has foreground (Add image / mask pair)"
+    check_foreground(parts, "the Labels layers", fix, split_fix=fix)
 
 
 def _all_edited_pixels(items: list) -> int | None:
@@ -353,7 +404,7 @@ def _split_one(name: str, pair: TrainingPair):
     and the strip (``axis``, ``start``, ``stop``).
     """
     edited = pair.edited()
-    axis, start, stop = holdout_strip(pair.labels.shape, edited)
+    axis, start, stop = holdout_strip(pair.labels.shape, edited, np.asarray(pair.labels) > 0)
     n = pair.labels.shape[axis]
 
     def part(a: int, b: int) -> tuple:
@@ -361,9 +412,7 @@ def _split_one(name: str, pair: TrainingPair):
         cut[axis] = slice(a, b)
         return tuple(cut)
 
-    pieces = [(a, b) for a, b in ((0, start), (stop, n)) if b - a >= MIN_TRAIN_SIDE]
-    if not pieces:  # a tiny image: train on what there is
-        pieces = [max(((0, start), (stop, n)), key=lambda p: p[1] - p[0])]
+    pieces = train_pieces(start, stop, n)
     suffixes = ["-train"] if len(pieces) == 1 else ["-train", "-train-2"]
     written = [
         (f"{name}{suffix}", pair.image[part(a, b)], pair.labels[part(a, b)])
@@ -373,9 +422,20 @@ def _split_one(name: str, pair: TrainingPair):
     split = {"train": [w[0] for w in written[:-1]], "valid": [f"{name}-valid"], "test": []}
     what = "columns" if axis == 1 else "rows"
     edits = edit_summary(None if edited is None else edited[part(start, stop)])
-    where = "where the edits are" if edits["pixels"] else ("right-most" if axis == 1 else "bottom")
+    where = _strip_place(edits["pixels"], edited, axis, stop == n)
     held = f"{what} {start}-{stop - 1} of {n} ({where}) of {pair.source or pair.name}"
     return written, split, held, edits, {"axis": axis, "start": start, "stop": stop}
+
+
+def _strip_place(held_edits: int, edited, axis: int, last: bool) -> str:
+    """Where a single image's held-out strip is, in words: where the edits are, away from
+    them (a strip with them would leave too little foreground to train on), or the
+    right-most (bottom) strip."""
+    if held_edits:
+        return "where the edits are"
+    if edited is not None and np.any(edited):
+        return "not where the edits are: that strip would leave too little foreground to train on"
+    return ("right-most" if axis == 1 else "bottom") if last else "leaving foreground to train on"
 
 
 def _split_many(items: list[tuple[str, Any]]):

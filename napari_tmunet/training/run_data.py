@@ -65,8 +65,17 @@ def resolve_run_split(
     return split, [f"random split {config.split_ratios} with seed {config.split_seed}"]
 
 
+SPLIT_FIX = (
+    "use another split seed (--split-seed) or a split file (--split-file) that puts images "
+    "with foreground into train"
+)
+
+
 def check_foreground(
-    masks_by_part: Mapping[str, Sequence[np.ndarray]], where: str, fix: str
+    masks_by_part: Mapping[str, Sequence[np.ndarray]],
+    where: str,
+    fix: str,
+    split_fix: str = SPLIT_FIX,
 ) -> None:
     """Refuse training data whose masks hold no foreground at all, or none in ``"train"``.
 
@@ -77,6 +86,7 @@ def check_foreground(
         masks_by_part: the masks of each part of the data (``"train"``, ``"valid"``...).
         where: the data, as the message names it (a folder, "the painted layers"...).
         fix: what the user should do when every mask is empty.
+        split_fix: what the user should do when only the training masks are.
     Raises:
         DatasetError: every mask is empty, or every training mask is.
     """
@@ -90,6 +100,5 @@ def check_foreground(
         with_fg = " and ".join(part for part, fg in has.items() if fg)
         raise DatasetError(
             f"every training mask of {where} is empty ({n['train']} in the train part; the "
-            f"foreground is only in {with_fg}): use another split seed (--split-seed) or a "
-            "split file (--split-file) that puts images with foreground into train"
+            f"foreground is only in {with_fg}): {split_fix}"
         )
