@@ -203,7 +203,9 @@ class OutputLayers:
         the digest of the labels as written and the name of an image still open; the last
         one of an image and model wins, with its probability map. Returns the chosen image's
         output (:meth:`_output_of`; None when it has none) and, per output, its image and
-        what its metadata say of it (:func:`adopted_outcome`), for the summary.
+        what its metadata say of it (:func:`adopted_outcome`), for the summary (also kept
+        as the summary line of its image and model, shown when that model is picked again
+        after a comparison).
         """
         images = {
             layer.name: layer
@@ -232,7 +234,11 @@ class OutputLayers:
             output.probability_layer = maps.get(key)
         chosen = self.image.value
         output = self._output_of(chosen) if chosen is not None else None
-        described = [(image, adopted_outcome(self._outputs[key])) for key, image in adopted.items()]
+        described = []
+        for key, image in adopted.items():
+            outcome = adopted_outcome(self._outputs[key])
+            self._outcomes[key] = (outcome, False)  # its line when its model is shown again
+            described.append((image, outcome))
         return output, described
 
     def _colour(self, output: _Output, fresh: bool = False) -> None:

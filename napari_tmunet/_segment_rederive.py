@@ -62,13 +62,18 @@ class Rederive:
         output = self._output_of(image) if image is not None else None
         if output is None:
             return None
+        return self._derive_output(image, output, self._label_settings())
+
+    def _derive_output(self, image, output: _Output, settings: dict) -> LabelOptions | None:
+        """Derive ``image``'s ``output`` again with the label ``settings`` (see
+        :meth:`rederive`)."""
         if not self._replaceable(output):
             self._say_kept(output)
             return None
         if output.probability is None:  # segmented in bands: no probability was kept
             self.status.value = banded_note(image.name)
             return None
-        options = label_options(output.defaults, **self._label_settings())
+        options = label_options(output.defaults, **settings)
         if self._derive is not None:  # one derive at a time; this one follows it
             self._derive_again = True
             return options
@@ -87,8 +92,20 @@ class Rederive:
 
     def _rederive_if_moved(self) -> None:
         """After a Segment run: derive the chosen image's result again if the label
-        settings moved away from those it was derived with (while the run went on)."""
+        settings moved away from those it was derived with (while the run went on); its
+        threshold and confidence those moved for the model that ran, also when the Model
+        box was switched to another model meanwhile (:meth:`_ran_output`)."""
+        if self._derive is not None:  # after the derive under way (see _put_derived)
+            self._rederive_after_run = True
+            return
         image = self.image.value
+        ran = self._ran_output(image) if image is not None else None
+        if ran is not None:
+            output, settings = ran
+            options = label_options(output.defaults, **settings)
+            if options.to_dict() != output.labels.metadata.get("label_options"):
+                self._derive_output(image, output, settings)
+            return
         output = self._output_of(image) if image is not None else None
         if output is not None:
             options = label_options(output.defaults, **self._label_settings())
@@ -120,6 +137,9 @@ class Rederive:
         if self._derive_again:
             self._derive_again = False
             self.rederive()
+        elif self._rederive_after_run and not self.running:  # a run ended meanwhile
+            self._rederive_after_run = False
+            self._rederive_if_moved()
 
     def _write_derived(self, image, output, options: LabelOptions, derived, began: float) -> None:
         labels, hidden = derived
@@ -152,13 +172,16 @@ class Rederive:
         hid), so that the summary names the settings in effect."""
         objects, hidden = counts
         meta = output.labels.metadata
+        derived = {"labels": labels, "label_options": options, "objects": objects, "hidden": hidden}
+        key = (image.unique_id, _model_id(meta.get("model", "")))
+        if key in self._outcomes:  # the line shown while the dock shows its model
+            outcome, misfit = self._outcomes[key]
+            self._outcomes[key] = (replace(outcome, **derived), misfit)
         for index, (ran, outcome) in enumerate(self._results):
             if ran is image and outcome.model_label in (meta.get("model_label"), meta.get("model")):
-                derived = replace(
-                    outcome, labels=labels, label_options=options, objects=objects, hidden=hidden
-                )
-                self._results[index] = (ran, derived)
-                self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+                self._results[index] = (ran, replace(outcome, **derived))
+        if any(ran is image for ran, _, _ in self._summary_lines()):
+            self.summary.value = self._summary_text()
 
     def _on_derive_error(self, err: Exception) -> None:
         self._derive, self._derive_again = None, False

@@ -14,7 +14,9 @@ is not followed as the image to segment; the dock says how to make it Labels. "S
 layers" runs on each image the model a Segment click on it would run. The threshold, the
 least object confidence, mode and output kind default to the loaded model's own; a
 threshold or confidence the user moves holds for the model shown then (each model keeps
-its own), and an image with a result shows the settings it was made with. Moving
+its own), and an image with a result of the model shown shows the settings it was made
+with, and the summary that result (a threshold moved while Segment runs holds for the
+model that runs, also when the Model box is switched before it ends). Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
 labels from the kept probability without running the network again
 (:class:`~napari_tmunet._segment_rederive.Rederive`).
@@ -134,6 +136,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._eta = Eta()
         self._jobs: list[Image] = []
         self._results: list[tuple[Image, SegmentOutcome]] = []
+        # (image id, model) -> (its result made in this dock, whether a misfit), newest
+        # settings: the summary line of the model the dock shows for the chosen image
+        self._outcomes: dict[tuple, tuple[SegmentOutcome, bool]] = {}
+        self._failed = False  # the last run's status is a failure of one of its images
         self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
@@ -150,6 +156,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         # model id -> the threshold / confidence the user moved for that model; the others
         # follow the model's own
         self._user_values: dict[str, dict[str, float]] = {}
+        self._moved_in_run: dict[str, dict[str, float]] = {}  # those moved while Segment ran
         self._defaults: dict = {}  # that image's model's threshold / mode / instances...
         self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
         self._shipped = self._shipped_choices()
@@ -399,8 +406,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._prepare_shown_model()  # after the model follows the image
 
     def _on_image_changed(self, layer) -> None:
-        self._show_summary_of(layer)
         if layer is None:
+            self._show_summary_of(layer)
             return
         self._drop_stop_note(layer)
         self._modality = _modality(layer)
@@ -455,17 +462,40 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _show_summary_of(self, layer) -> None:
         """Keep the summary only while it speaks of ``layer`` (the chosen image): it lists
-        the last run's images still open, and is cleared, with the status, when ``layer``
-        is not one of them (another image chosen, or the layers closed)."""
+        the last run's images still open (:meth:`_summary_lines`), and is cleared, with the
+        status, when ``layer`` is not one of them (another image or model chosen, or the
+        layers closed). A status saying that another image failed is cleared too."""
         if self.running:
             return
         self._results = [(i, o) for i, o in self._results if i in self.viewer.layers]
-        if any(image is layer for image, _ in self._results):
-            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+        lines = self._summary_lines()
+        if any(image is layer for image, _, _ in lines):
+            self.summary.value = "\n".join(self._describe(*line) for line in lines)
             return
-        if self.summary.value:
+        failed_elsewhere = self._failed and not any(image is layer for image in self._jobs)
+        if self.summary.value or (failed_elsewhere and self.status.value == self._outcome):
             self.summary.value = ""
             self.status.value = ""
+
+    def _summary_lines(self) -> list[tuple[Image, SegmentOutcome, bool]]:
+        """(image, outcome, misfit) of each line of the summary: the last run's results,
+        where the chosen image's is its result of the model the dock shows for it (that of
+        a model compared on it before, when the Model box is switched back to it), and none
+        when that model has no result for it. An earlier dock's results are as they were."""
+        chosen, lines = self.image.value, []
+        for image, outcome in self._results:
+            misfit = image.unique_id in self._misfits
+            if image is chosen and image.unique_id not in self._adopted:
+                key = (image.unique_id, _model_id(self._dock_model(image)))
+                if key not in self._outcomes:
+                    continue
+                outcome, misfit = self._outcomes[key]
+            lines.append((image, outcome, misfit))
+        return lines
+
+    def _summary_text(self) -> str:
+        """The summary: a line per result (:meth:`_summary_lines`)."""
+        return "\n".join(self._describe(*line) for line in self._summary_lines())
 
     def _warn_once(self, images: list[Image], misfit: str) -> None:
         """Warn that ``misfit`` (why a model may not suit them) holds for ``images``, naming
@@ -529,6 +559,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
         self._show_model_state()
         self._show_settings()
+        self._show_summary_of(self.image.value)  # that model's result, if it has one
 
     def _on_model_changed(self, _value=None) -> None:
         if self._setting:
@@ -546,6 +577,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._pending_choice = model
         self._show_model_state()
         self._show_settings()  # a model brings its own threshold and confidence, or the user's
+        self._show_summary_of(self.image.value)  # and its result, if it has one
 
     def _model_name(self, model: str) -> str:
         """``model`` as the Model box names it: a fine-tuned model by its label (e.g.
@@ -787,6 +819,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._jobs = list(layers)
         self._results = []
         self._adopted = set()
+        self._failed = False
+        self._moved_in_run = {}
         self._progress_index = -1
         self._outcome = ""
         self._stop_note = ""
@@ -850,7 +884,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._options = self._job_options[index]
             self._note_checkpoint_modality(self._jobs[index], self._options, trained)
             self._trained[self._jobs[index].unique_id] = trained
-            if self._jobs[index] is self.image.value:  # the sliders show the chosen image's
+            if self._shows_run_model(index):  # the sliders show the chosen image's model's
                 left = [name for name in MODEL_SETTINGS if getattr(self._options, name) is None]
                 self._show_model_values(self._defaults, left)  # those left to its model
         elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
@@ -875,11 +909,20 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 return
             self._add_result(image, outcome)
             self._results.append((image, outcome))
+            key = (image.unique_id, _model_id(self._options.model))
+            self._outcomes[key] = (outcome, image.unique_id in self._misfits)
         elif kind == "error":
             _, index, text = message
             text += _folder_stack_hint(self._jobs[index])
             self._outcome = f"{self._jobs[index].name} failed: {text}"
+            self._failed = True
             show_error(f"Segmenting {self._jobs[index].name} failed: {text}")
+
+    def _shows_run_model(self, index: int) -> bool:
+        """Whether the dock shows image ``index`` of the run and the model it runs on it
+        (the Model box may have been switched to another model meanwhile)."""
+        run = _model_id(self._job_options[index].model)
+        return self._jobs[index] is self.image.value and run == _model_id(self._shown_model())
 
     def _note_checkpoint_modality(self, image: Image, options, trained: str) -> None:
         """Count a checkpoint file of the user's whose checkpoint records another modality
@@ -924,7 +967,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if described:
             self._results = list(described)
             self._adopted = {image.unique_id for image, _ in described}
-            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+            self.summary.value = self._summary_text()
         if output is None:
             return
         self._show_output_settings(output)
@@ -954,9 +997,29 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         return self._user_values.get(_model_id(model), {})
 
     def _remember_moved(self, name: str) -> None:
-        """The slider ``name`` was moved: its value holds for the shown model from now on."""
-        moved = self._user_values.setdefault(_model_id(self._shown_model()), {})
-        moved[name] = float(getattr(self, name).value)
+        """The slider ``name`` was moved: its value holds for the shown model from now on;
+        moved while Segment runs, also for that model's result once it is in (the Model
+        box may show another model by then: :meth:`_ran_output`)."""
+        model, value = _model_id(self._shown_model()), float(getattr(self, name).value)
+        self._user_values.setdefault(model, {})[name] = value
+        if self.running:
+            self._moved_in_run.setdefault(model, {})[name] = value
+
+    def _ran_output(self, image: Image) -> tuple[_Output, dict] | None:
+        """The output the run that ended made for ``image``, and the label settings it is to
+        have now: the dock's, with the threshold and confidence it was made with, or those
+        the user moved for its model while it ran; None when the run made none for it."""
+        jobs = zip(self._jobs, self._job_options, strict=True)
+        models = [options.model for job, options in jobs if job is image]
+        if not models or not any(done is image for done, _ in self._results):
+            return None
+        output = self._outputs.get((image.unique_id, _model_id(models[0])))
+        if output is None or "label_options" not in output.labels.metadata:
+            return None
+        made = output.labels.metadata["label_options"]
+        moved = self._moved_in_run.get(_model_id(models[0]), {})
+        own = {name: moved.get(name, made[name]) for name in MODEL_SETTINGS}
+        return output, {**self._label_settings(), **own}
 
     def _model_settings(self, layer: Image | None = None) -> dict[str, float | None]:
         """Threshold and confidence for a run or re-derive on ``layer`` (default: the chosen
@@ -993,6 +1056,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._closed:
             return
         self._outcome = f"failed: {error_text(err)}"
+        self._failed = True
         show_error(f"TM-UNet segmentation {self._outcome}")
 
     def _on_aborted(self):
@@ -1016,7 +1080,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         # images closed during the run have no line (the summary skipped them while it ran)
         self._results = [(i, o) for i, o in self._results if i in self.viewer.layers]
         if self._results:
-            self.summary.value = "\n".join(self._describe(i, o) for i, o in self._results)
+            self.summary.value = self._summary_text()
             for image, outcome in self._results:
                 if image.unique_id not in self._misfits:  # else not a threshold matter
                     self._warn_if_odd(image, outcome)
@@ -1048,9 +1112,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if output is not None and output.labels in self.viewer.layers:
             self.viewer.layers.selection.active = output.labels
 
-    def _describe(self, image: Image, outcome: SegmentOutcome) -> str:
+    def _describe(self, image: Image, outcome: SegmentOutcome, misfit: bool) -> str:
         """One line: objects, area, time and model of a result, how its image was converted
-        for the model, and whether an earlier dock made it (what is not known is said)."""
+        for the model, whether it may not suit the image (``misfit``), and whether an
+        earlier dock made it (what is not known is said)."""
         labels = outcome.labels
         area = int(np.count_nonzero(labels))
         share = area / max(labels.size, 1)
@@ -1068,7 +1133,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         line += hidden
         if outcome.conversion:
             line += f"; {outcome.conversion}"
-        if image.unique_id in self._misfits:
+        if misfit:
             line += f"; {model} may not suit this image (see its warning)"
         if image.unique_id in self._adopted:
             line += "; segmented before this dock was opened"

@@ -650,8 +650,9 @@ def _small_colour_message(shape: tuple, rgb: bool) -> str:
         )
     if shape[-1] == 2:
         return ""
+    frames = "frame" if shape[0] == 1 else "frames"
     return (
-        f"image of shape {shape} was read as {shape[0]} grey frames of {shape[1]} x "
+        f"image of shape {shape} was read as {shape[0]} grey {frames} of {shape[1]} x "
         f"{shape[2]} pixels, not as one {shape[0]} x {shape[1]} colour image (napari reads "
         f"an image of 30 pixels or less a side as a stack), and frames need {MIN_SIDE} pixels "
         "a side: enlarge the picture, e.g. to 64 x 64, and open it again."
