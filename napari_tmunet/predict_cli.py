@@ -612,7 +612,8 @@ def _report(
     by_model = ""
     if len(used) > 1:  # a mixed folder: which model did how many
         by_model = " (" + ", ".join(f"{n} with {m!r}" for m, n in used.most_common()) + ")"
-    print(f"{written} of {n_images} images segmented into {output_dir}{by_model}", file=sys.stderr)
+    where = f" into {output_dir}" if written or skipped else ": nothing written"
+    print(f"{written} of {n_images} images segmented{where}{by_model}", file=sys.stderr)
     stale.report()
     if skipped:
         print(

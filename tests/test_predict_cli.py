@@ -420,16 +420,15 @@ def test_files_that_are_no_images_fail_in_plain_words_and_leave_no_folder(tmp_pa
     err = capsys.readouterr().err
     lines = {line.split(":")[0].strip(): line for line in err.splitlines() if line[:2] == "  "}
     assert lines["notes.png"] == (
-        "  notes.png: not a readable PNG, JPEG, BMP or TIFF image; export it again, or leave "
-        "it out (e.g. move it out of the folder)"
+        "  notes.png: not a readable PNG, JPEG, BMP or TIFF image; export it again, or leave it out"
     )
     assert lines["zero.png"] == (
-        "  zero.png: the file is empty (0 bytes); export it again, or leave it out (e.g. "
-        "move it out of the folder)"
+        "  zero.png: the file is empty (0 bytes); export it again, or leave it out"
     )
     assert lines["onepx.png"] == (
         "  onepx.png: the image is 1 x 1 pixels, too small: height and width must be at "
         "least 4 pixels."
     )
+    assert "0 of 3 images segmented: nothing written" in err
     assert str(images) not in err.split("3 failed:")[1]  # each file named once, by its name
     assert not (tmp_path / "new").exists()

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 # what to do about a file that is no readable image (an empty file, one of another type)
-EXPORT_AGAIN = "export it again, or leave it out (e.g. move it out of the folder)"
+EXPORT_AGAIN = "export it again, or leave it out"
 MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
 # write_mask's mark in a TIFF's JSON ImageDescription (tifffile's shaped metadata):
 # "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
