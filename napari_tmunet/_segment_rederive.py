@@ -91,22 +91,27 @@ class Rederive:
         return options
 
     def _rederive_if_moved(self) -> None:
-        """After a Segment run: derive the chosen image's result again if the label
-        settings moved away from those it was derived with (while the run went on); its
-        threshold and confidence those moved for the model that ran, also when the Model
-        box was switched to another model meanwhile (:meth:`_ran_output`)."""
+        """After a Segment run: derive each of its results again whose label settings moved
+        away from those it was derived with (while the run went on): its threshold and
+        confidence those moved for the model that made it, also when the Model or Image box
+        was switched meanwhile (:meth:`_ran_output`); one at a time, the next when a derive
+        ends. Then the chosen image's output, if the dock's settings moved for it."""
         if self._derive is not None:  # after the derive under way (see _put_derived)
             self._rederive_after_run = True
             return
-        image = self.image.value
-        ran = self._ran_output(image) if image is not None else None
-        if ran is not None:
-            output, settings = ran
+        ran_outputs = [(image, self._ran_output(image)) for image, _ in self._results]
+        ran_outputs = [(image, ran) for image, ran in ran_outputs if ran is not None]
+        for image, (output, settings) in ran_outputs:
             options = label_options(output.defaults, **settings)
             if options.to_dict() != output.labels.metadata.get("label_options"):
                 self._derive_output(image, output, settings)
+                if self._derive is not None:  # the next ones once this one is written
+                    self._rederive_after_run = True
+                    return
+        image = self.image.value
+        if image is None or any(image is ran for ran, _ in ran_outputs):
             return
-        output = self._output_of(image) if image is not None else None
+        output = self._output_of(image)
         if output is not None:
             options = label_options(output.defaults, **self._label_settings())
             if options.to_dict() == output.labels.metadata.get("label_options"):

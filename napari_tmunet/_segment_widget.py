@@ -481,13 +481,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         """(image, outcome, misfit) of each line of the summary: the last run's results,
         where the chosen image's is its result of the model the dock shows for it (that of
         a model compared on it before, when the Model box is switched back to it), and none
-        when that model has no result for it. An earlier dock's results are as they were."""
+        when that model has no result for it (or its Labels layer was closed). An earlier
+        dock's results are as they were."""
         chosen, lines = self.image.value, []
         for image, outcome in self._results:
             misfit = image.unique_id in self._misfits
             if image is chosen and image.unique_id not in self._adopted:
                 key = (image.unique_id, _model_id(self._dock_model(image)))
-                if key not in self._outcomes:
+                output = self._outputs.get(key)
+                if key not in self._outcomes or output is None:
+                    continue
+                if output.labels not in self.viewer.layers:  # closed: no line for it
                     continue
                 outcome, misfit = self._outcomes[key]
             lines.append((image, outcome, misfit))
@@ -1008,7 +1012,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
     def _ran_output(self, image: Image) -> tuple[_Output, dict] | None:
         """The output the run that ended made for ``image``, and the label settings it is to
         have now: the dock's, with the threshold and confidence it was made with, or those
-        the user moved for its model while it ran; None when the run made none for it."""
+        the user moved for its model while it ran (for an image not chosen, the rest as it
+        was made); None when the run made none for it."""
         jobs = zip(self._jobs, self._job_options, strict=True)
         models = [options.model for job, options in jobs if job is image]
         if not models or not any(done is image for done, _ in self._results):
@@ -1019,7 +1024,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         made = output.labels.metadata["label_options"]
         moved = self._moved_in_run.get(_model_id(models[0]), {})
         own = {name: moved.get(name, made[name]) for name in MODEL_SETTINGS}
-        return output, {**self._label_settings(), **own}
+        if image is self.image.value:
+            return output, {**self._label_settings(), **own}
+        kind = "instances" if made["instances"] else "binary"  # another image's: as made
+        kept = {"output": kind, "fill_holes": made["fill_holes"], "min_size": made["min_size"]}
+        return output, {**kept, **own}
 
     def _model_settings(self, layer: Image | None = None) -> dict[str, float | None]:
         """Threshold and confidence for a run or re-derive on ``layer`` (default: the chosen

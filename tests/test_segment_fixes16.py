@@ -1,7 +1,8 @@
-"""The Segment dock (tester16 #5, #8, #10), on the threaded path in a real viewer: a
-threshold moved during a run holds for that run's model when the Model box is switched
-before the run ends; a failure status goes when another image is chosen; the summary
-follows the model chosen for the image."""
+"""The Segment dock (tester16 #5, #8, #10; tester17 N1, N2), on the threaded path in a real
+viewer: a threshold moved during a run holds for that run's model when the Model box or
+the Image box is switched before the run ends; a failure status goes when another image is
+chosen; the summary follows the model chosen for the image, and has no line for a result
+whose layer was closed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import threading
 
 import numpy as np
 import pytest
-from test_segment_choices import notices, segment, segment_dock  # noqa: F401 (a fixture)
+from test_segment_choices import (  # noqa: F401 (a fixture)
+    notices,
+    open_sample_named,
+    segment,
+    segment_dock,
+)
 from test_segment_edits import close_dock
 from test_segment_widget import open_sample, wait_done
 
@@ -155,3 +161,96 @@ def test_a_reopened_docks_result_comes_back_after_a_comparison(make_napari_viewe
     assert (
         reopened.summary.value.split("; segmented before")[0] == line.split("; segmented before")[0]
     )
+
+
+def assert_derived_at(labels, threshold: float) -> None:
+    """``labels`` (an output layer) were derived from its kept probability at ``threshold``."""
+    options = labels.metadata["label_options"]
+    assert options["threshold"] == pytest.approx(threshold)
+    expected = derive_labels(labels.metadata["tmunet_probability"], LabelOptions(**options))
+    np.testing.assert_array_equal(np.asarray(labels.data) > 0, expected > 0)
+
+
+@pytest.mark.usefixtures("notices")
+def test_a_threshold_moved_during_a_run_holds_when_the_image_box_is_switched(
+    make_napari_viewer, qtbot, held_run
+):
+    """Threshold moved to 0.73 while the nuclei model runs on its image, then another image
+    chosen in the Image box before the run ends: the nuclei result arrives at 0.73, and
+    choosing its image again shows 0.73 (tester17 N1)."""
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    image = open_sample(viewer, "nuclei")
+    other = open_sample_named(viewer, "colonoscopy")
+    widget.image.value = image
+    assert widget.model.value == NUCLEI and widget.threshold.value == pytest.approx(0.5)
+    widget.segment()
+    assert widget.running and widget.worker is not None  # the threaded path, held
+    widget.threshold.value = 0.73
+    qtbot.wait(300)  # past the debounce: the move waits for the run
+    widget.image.value = other
+    assert widget.model.value == COLON
+    held_run.set()
+    wait_done(qtbot, widget)
+    qtbot.waitUntil(lambda: not widget.deriving, timeout=30_000)
+
+    assert_derived_at(viewer.layers[f"{image.name} labels"], 0.73)
+    assert widget.threshold.value == pytest.approx(header_defaults(COLON)["threshold"])
+    widget.image.value = image
+    assert widget.threshold.value == pytest.approx(0.73)
+    assert "threshold 0.73" in widget.summary.value and NUCLEI in widget.summary.value
+
+
+@pytest.mark.usefixtures("notices")
+def test_segment_all_derives_each_result_with_the_values_moved_for_its_model(
+    make_napari_viewer, qtbot, held_run
+):
+    """Segment all on a nuclei and a colonoscopy image: the threshold moved to 0.73 on the
+    nuclei image and to 0.8 on the colonoscopy image while it runs gives each result its
+    model's value, whichever image is chosen when the run ends (tester17 N1)."""
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    nuclei = open_sample(viewer, "nuclei")
+    colon = open_sample_named(viewer, "colonoscopy")
+    widget.image.value = nuclei
+    widget.segment_all()
+    assert widget.running and widget.worker is not None  # the threaded path, held
+    widget.threshold.value = 0.73
+    qtbot.wait(300)
+    widget.image.value = colon
+    widget.threshold.value = 0.8
+    qtbot.wait(300)
+    held_run.set()
+    wait_done(qtbot, widget)
+    qtbot.waitUntil(lambda: not widget.deriving, timeout=30_000)
+
+    assert_derived_at(viewer.layers[f"{nuclei.name} labels"], 0.73)
+    assert_derived_at(viewer.layers[f"{colon.name} labels"], 0.8)
+    widget.image.value = nuclei
+    assert widget.threshold.value == pytest.approx(0.73)
+
+
+@pytest.mark.usefixtures("notices")
+def test_no_summary_line_for_a_result_whose_layer_was_closed(make_napari_viewer, qtbot):
+    """Colonoscopy frame segmented with its model and with the ultrasound model; after
+    either model's Labels layer is closed, picking that model shows no summary line for
+    it (tester17 N2)."""
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    image = open_sample(viewer, "colonoscopy")
+    widget.image.value = image
+    segment(qtbot, widget)
+    colon_line = widget.summary.value
+    widget.model.value = ULTRASOUND
+    segment(qtbot, widget)
+    viewer.layers.remove(viewer.layers[f"{image.name} labels ({ULTRASOUND})"])
+    widget.model.value = COLON
+    assert widget.summary.value == colon_line
+    widget.model.value = ULTRASOUND
+    assert widget.summary.value == ""
+    viewer.layers.remove(viewer.layers[f"{image.name} labels"])
+    widget.model.value = COLON
+    assert widget.summary.value == ""
+    widget.threshold.value = 0.8
+    qtbot.waitUntil(lambda: "was removed" in widget.status.value, timeout=10_000)
+    assert widget.summary.value == ""
