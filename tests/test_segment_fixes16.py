@@ -47,6 +47,16 @@ def held_run(monkeypatch):
     return gate
 
 
+def move_threshold_during_a_nuclei_run(widget, image, qtbot) -> None:
+    """Segment ``image`` with the nuclei model (held) and move Threshold to 0.73 meanwhile."""
+    widget.image.value = image
+    assert widget.model.value == NUCLEI and widget.threshold.value == pytest.approx(0.5)
+    widget.segment()
+    assert widget.running and widget.worker is not None  # the threaded path, held
+    widget.threshold.value = 0.73
+    qtbot.wait(300)  # past the debounce: the move waits for the run
+
+
 @pytest.mark.usefixtures("notices")
 def test_a_threshold_moved_during_a_run_holds_when_the_model_box_is_switched(
     make_napari_viewer, qtbot, held_run
@@ -58,12 +68,7 @@ def test_a_threshold_moved_during_a_run_holds_when_the_model_box_is_switched(
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
     image = open_sample(viewer, "nuclei")
-    widget.image.value = image
-    assert widget.model.value == NUCLEI and widget.threshold.value == pytest.approx(0.5)
-    widget.segment()
-    assert widget.running and widget.worker is not None  # the threaded path, held
-    widget.threshold.value = 0.73
-    qtbot.wait(300)  # past the debounce: the move waits for the run
+    move_threshold_during_a_nuclei_run(widget, image, qtbot)
     widget.model.value = COLON
     colon_own = header_defaults(COLON)
     assert widget.threshold.value == pytest.approx(colon_own["threshold"])
@@ -182,12 +187,7 @@ def test_a_threshold_moved_during_a_run_holds_when_the_image_box_is_switched(
     widget = segment_dock(viewer)
     image = open_sample(viewer, "nuclei")
     other = open_sample_named(viewer, "colonoscopy")
-    widget.image.value = image
-    assert widget.model.value == NUCLEI and widget.threshold.value == pytest.approx(0.5)
-    widget.segment()
-    assert widget.running and widget.worker is not None  # the threaded path, held
-    widget.threshold.value = 0.73
-    qtbot.wait(300)  # past the debounce: the move waits for the run
+    move_threshold_during_a_nuclei_run(widget, image, qtbot)
     widget.image.value = other
     assert widget.model.value == COLON
     held_run.set()
