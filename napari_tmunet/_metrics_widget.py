@@ -125,9 +125,9 @@ class MetricsWidget(Container):
         self._worker = None
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._dock_sets = False  # the dock itself is setting the choosers
-        # id(prediction) -> weak references to (prediction, the reference the user chose
-        # for it in its box): a closed layer's data is not kept
-        self._chosen: dict[int, tuple[weakref.ref, weakref.ref]] = {}
+        # prediction -> the reference the user chose for it in its box, both held weakly:
+        # a closed layer's data is not kept
+        self._chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._mask_choices)
@@ -290,7 +290,7 @@ class MetricsWidget(Container):
         if self._dock_sets or prediction is None or reference is None:
             return
         if not _same(prediction, reference):
-            self._chosen[id(prediction)] = (weakref.ref(prediction), weakref.ref(reference))
+            self._chosen[prediction] = weakref.ref(reference)
 
     def _follow_prediction(self, layer, reference) -> None:
         """Choose the reference of the new prediction ``layer`` (``reference``: the one
@@ -313,8 +313,9 @@ class MetricsWidget(Container):
     def _user_reference(self, prediction):
         """The reference the user chose for ``prediction`` in the Reference box, while it
         is offered and of its shape; else None."""
-        owner, reference = (ref() for ref in self._chosen.get(id(prediction), (_none, _none)))
-        if owner is not prediction or reference is None:
+        chosen = self._chosen.get(prediction)
+        reference = chosen() if chosen is not None else None
+        if reference is None:
             return None
         offered = any(layer is reference for _, layer in self._mask_choices())
         return reference if offered and _shape(reference) == _shape(prediction) else None
@@ -619,10 +620,6 @@ def _fit_rows(table: Table) -> None:
     frame = 2 * native.frameWidth()
     native.setMinimumHeight(native.horizontalHeader().sizeHint().height() + rows + bar + frame)
     native.setMaximumHeight(native.minimumHeight())
-
-
-def _none() -> None:
-    """A dead weak reference: no layer."""
 
 
 def _layer_array(layer) -> np.ndarray:

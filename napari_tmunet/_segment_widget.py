@@ -470,7 +470,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._results = [(i, o) for i, o in self._results if i in self.viewer.layers]
         lines = self._summary_lines()
         if any(image is layer for image, _, _ in lines):
-            self.summary.value = "\n".join(self._describe(*line) for line in lines)
+            self.summary.value = self._summary_text(lines)
             return
         failed_elsewhere = self._failed and not any(image is layer for image in self._jobs)
         if self.summary.value or (failed_elsewhere and self.status.value == self._outcome):
@@ -497,9 +497,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             lines.append((image, outcome, misfit))
         return lines
 
-    def _summary_text(self) -> str:
-        """The summary: a line per result (:meth:`_summary_lines`)."""
-        return "\n".join(self._describe(*line) for line in self._summary_lines())
+    def _summary_text(self, lines: list | None = None) -> str:
+        """The summary: a line per result (``lines``, default :meth:`_summary_lines`)."""
+        lines = self._summary_lines() if lines is None else lines
+        return "\n".join(self._describe(*line) for line in lines)
 
     def _warn_once(self, images: list[Image], misfit: str) -> None:
         """Warn that ``misfit`` (why a model may not suit them) holds for ``images``, naming
