@@ -1466,7 +1466,7 @@ def test_images_closed_during_segment_all_leave_no_summary_nor_a_stale_stop_note
     assert widget.worker is not None  # the threaded path
     # the second model's warm-up is entered on the worker; the first result reaches the
     # dock through the event loop, maybe a moment later (seen on a loaded machine)
-    qtbot.waitUntil(lambda: entered.is_set() and widget._results, timeout=60_000)
+    qtbot.waitUntil(lambda: entered.is_set() and bool(widget._results), timeout=60_000)
     assert [image.name for image, _ in widget._results] == ["colon"]
     viewer.layers.remove(scan)
     viewer.layers.remove(colon)
