@@ -3,6 +3,9 @@
 Tiny runs (TM-UNet t, 32 x 32, six synthetic grey images) through ``fit`` and the CLI.
 """
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -165,3 +168,54 @@ def test_finetune_keeps_ema_off(tmp_path):
         model=None, model_config=ModelConfig.variant("t"), input_config=InputConfig(size=(64, 64))
     )
     assert make_config(FinetuneJob(run_dir=tmp_path), start, tmp_path / "start.pt").ema == 0.0
+
+
+DDP_SCRIPT = """
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from test_trainer import TINY, _tiny_cache
+
+from napari_tmunet.checkpoint import read_checkpoint
+from napari_tmunet.training import TrainConfig
+from napari_tmunet.training.engine import DistContext, Trainer
+
+run = Path(sys.argv[1])
+cfg = TrainConfig(**{**TINY, "size": (32, 32), "batch_size": 4}, steps=3, epochs=1, ema=0.9)
+ctx = DistContext.from_env("cpu")
+trainer = Trainer(cfg, run, ctx, dataset=_tiny_cache())
+trainer.run()
+mine = torch.cat([v.double().flatten() for v in trainer.ema.module.state_dict().values()])
+every = [torch.zeros_like(mine) for _ in range(ctx.world_size)]
+dist.all_gather(every, mine)
+if ctx.is_main:
+    saved = read_checkpoint(run / "last.pt")["training_state"]["ema"]["state_dict"]
+    saved = torch.cat([v.double().flatten() for k, v in saved.items() if k != "n_averaged"])
+    same = all(torch.equal(e, every[0]) for e in every) and torch.equal(saved, mine)
+    print("EMA", ctx.world_size, "ranks, same:", same)
+ctx.close()
+"""
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_keeps_one_average(tmp_path):
+    """gloo, 2 ranks: every rank holds the same average of the unwrapped model, and
+    rank 0's last.pt saves it."""
+    script = tmp_path / "ddp_ema.py"
+    script.write_text(DDP_SCRIPT)
+    tests = Path(__file__).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{tests.parent}:{tests}"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    for attempt in range(2):  # a busy machine can lose torchrun's rendezvous port
+        run = tmp_path / f"run-{attempt}"
+        proc = subprocess.run(
+            [*torchrun, "--nproc_per_node", "2", str(script), str(run)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            break
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "EMA 2 ranks, same: True" in proc.stdout, proc.stdout[-2000:]
+    assert read_checkpoint(run / "best.pt")["metadata"]["train_config"]["ema"] == 0.9
