@@ -317,6 +317,14 @@ def _add_optimisation_args(fit) -> None:
     g.add_argument("--weight-decay", type=float, help="Adam weight decay (default 0)")
     g.add_argument("--adam-eps", type=float, help="Adam epsilon (default 1e-8)")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default off)")
+    g.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights (e.g. 0.999), updated after "
+        "every step; validation scores it and best.pt holds it, last.pt keeps both "
+        "(default 0: off)",
+    )
     g.add_argument("--ce-weight", type=float, help="lambda1 of the loss (default 2)")
     g.add_argument("--dice-weight", type=float, help="lambda2 of the loss (default 1)")
     g.add_argument(

@@ -82,6 +82,10 @@ class TrainConfig:
         adam_eps: Adam's epsilon (PyTorch default 1e-8).
         lr_decay_every: period length in steps (0: an epoch, or steps / epochs).
         grad_clip: clip the gradient norm to this (0 = off; the paper does not clip).
+        ema: decay of an exponential moving average of the weights, updated after every
+            optimiser step (``ema.WeightAverage``); validation scores the average and
+            ``best.pt`` holds it, ``last.pt`` keeps the raw weights and the average.
+            0 = off (the paper; the Fine-tune dock keeps it off).
         ce_weight, dice_weight: lambda1, lambda2 of the loss.
         dice_over: "image" (the paper's soft Dice per image) or "batch" (one soft Dice of
             the whole batch: informative on images with an empty mask; see
@@ -150,6 +154,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_eps: float = 1e-8
     grad_clip: float = 0.0
+    ema: float = 0.0
     ce_weight: float = 2.0
     dice_weight: float = 1.0
     dice_over: str = "image"
@@ -216,6 +221,10 @@ class TrainConfig:
             problems.append(
                 f"tone={self.tone}, blur={self.blur}: expected 0 <= tone <= 1, "
                 "0 <= blur <= 8 (pixels)"
+            )
+        if not 0 <= self.ema < 1:
+            problems.append(
+                f"ema={self.ema} (--ema): expected a decay 0 <= ema < 1 (0 = off, e.g. 0.999)"
             )
         if self.dice_over not in DICE_OVER:
             problems.append(f"dice_over={self.dice_over!r}: expected one of {DICE_OVER}")

@@ -22,6 +22,8 @@ the environment variable ``NAPARI_TMUNET_CHECKPOINT_INTERVAL_S`` sets another in
 (seconds; 0 writes it every period: the SIGKILL tests use it to land a kill mid-run).
 Under ``torchrun`` the batch is sharded over the ranks (``distributed``); ``batch_size``
 is the global batch. On the CPU a resumed run is bit-for-bit the uninterrupted run.
+With ``ema`` > 0 an exponential moving average of the weights (``ema``) follows every
+step; validation scores it and ``best.pt`` holds it, ``last.pt`` keeps both.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from ..storage import folder_lock, jsonable, write_json
 from .batches import Augment, TrainingImages
 from .config import TrainConfig
 from .distributed import DistContext, synchronise_batchnorm, unused_parameters, unwrap
+from .ema import WeightAverage
 from .loss import patch_mask
 from .run_data import check_foreground, load_dataset, resolve_run_split
 from .run_folder import (
@@ -150,6 +153,7 @@ class Trainer:
         self.records: list[dict] = []
         self.bar = None
         self.channels_last = False  # set by move_to_device (CUDA only)
+        self.ema: WeightAverage | None = None  # set by move_to_device when config.ema > 0
 
     # -- skeleton ------------------------------------------------------------------
 
@@ -201,6 +205,8 @@ class Trainer:
         if self.config.pretext:  # the target is the image; y says which squares to hide
             y = patch_mask(x.shape, x.device)
         self.step_fn(x, y, global_batch)
+        if self.ema is not None:  # after the step, outside its CUDA graph
+            self.ema.update()
         self.step += 1
         if self.bar is not None:
             self.bar.update(1)
@@ -354,6 +360,7 @@ class Trainer:
         if "optimizer" not in state:
             raise RunDirError(f"{self.run_dir / 'last.pt'} holds no training state to resume")
         unwrap(self.model).load_state_dict(payload["state_dict"])
+        check_resumed_ema(self.config.ema, state, self.run_dir / "last.pt")
         self.resumed_state = state
         self.step = int(state["step"])
         self.best_score = float(state.get("best_score", -math.inf))
@@ -394,6 +401,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, find_unused_parameters=find_unused, **kwargs
             )
+        self.start_average()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.amp = cfg.amp and device.type == "cuda"
@@ -420,6 +428,19 @@ class Trainer:
         self.validation = None
         if cfg.mode == "resize" and self.parts["valid"] and ctx.is_main and not cfg.pretext:
             self.validation = self.place(ResidentValidation, self.parts["valid"], "resize")
+
+    def start_average(self) -> None:
+        """The EMA of the weights (``config.ema`` > 0): the model's copy, or the resumed
+        run's average. Every DDP rank keeps the same one (same weights, same updates)."""
+        if not self.config.ema:
+            return
+        self.ema = WeightAverage(self.model, self.config.ema)
+        if self.config.resume:
+            self.ema.load_state_dict(self.resumed_state["ema"])
+
+    def scored_model(self) -> nn.Module:
+        """The model that validation scores and best.pt holds: the EMA when on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def place(self, cls, items, mode):
         """Build ``cls`` on the GPU when its images fit a quarter of free memory."""
@@ -522,14 +543,15 @@ class Trainer:
 
     def validate(self) -> dict:
         cfg = self.config
+        model = self.scored_model()
         if self.custom_validation is not None:
-            return self.custom_validation(self.model, self.input_config)
+            return self.custom_validation(model, self.input_config)
         if not self.parts["valid"] or cfg.pretext:  # a restored image has no Dice
             return {}
         if self.validation is not None:
-            return self.validation.score(self.model, self.amp)
+            return self.validation.score(model, self.amp)
         return tile_validation_scores(
-            self.model,
+            model,
             self.parts["valid"],
             self.input_config,
             self.ctx.device,
@@ -555,7 +577,8 @@ class Trainer:
     def save(self, name: str, record: dict, with_state: bool, period_loss=(0.0, 0)) -> None:
         """Write ``name`` (best.pt / last.pt): the model, the run's metadata (with what it
         inherited from ``init_checkpoint``), the record's scores, optionally the state to
-        resume from."""
+        resume from. With an EMA, best.pt holds the averaged weights as the model's and
+        last.pt the raw weights with the average in its state."""
         cfg = self.config
         metadata = {
             **self.inherited,
@@ -584,9 +607,11 @@ class Trainer:
                 "world_size": self.ctx.world_size,
                 "rng": get_rng_state(),
             }
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
         save_checkpoint(
             self.run_dir / name,
-            unwrap(self.model),
+            unwrap(self.model if with_state else self.scored_model()),
             self.model_config,
             self.input_config,
             metadata=jsonable(metadata),
@@ -703,6 +728,17 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def check_resumed_ema(decay: float, state: dict, path: Path) -> None:
+    """Refuse to resume with another ``--ema`` than the run in ``path`` was trained with
+    (its training state holds the average and its decay only when it had one)."""
+    saved = float((state.get("ema") or {}).get("decay", 0.0))
+    if saved != decay:
+        raise RunDirError(
+            f"cannot resume {path} with --ema {decay:g}: the run was trained with --ema "
+            f"{saved:g}; resume with --ema {saved:g} or start a new run folder"
+        )
 
 
 def load_trunk(model: nn.Module, start, path: str) -> None:

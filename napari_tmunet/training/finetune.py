@@ -518,6 +518,7 @@ def make_config(job: FinetuneJob, checkpoint, start_path: Path):
         epochs=evaluation_periods(job.steps),
         batch_size=job.batch_size,
         lr=job.lr,
+        ema=0.0,  # the dock's short runs keep the raw weights (no average of them)
         **AUGMENTATIONS[job.augmentation],
         seed=job.seed,
         device=job.device,
