@@ -305,7 +305,8 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
     """Labels layer data for a TIFF that ``data.images.write_mask`` wrote (``mask``, a
     ``data.images.SavedMask`` read from it), in the shape it was written ((H, W) or a
     stack): instance ids as stored, a binary mask's 0/255 back to 0/1 (the labels it was
-    written from)."""
+    written from). Scale, translate and units are those the writer stored for the layer
+    (``_placement_kwargs``), else the file's resolution tags' pixel size."""
     labels = mask.labels  # (H, W) or (Z, H, W): uint8 0/255, or uint16/32 ids
     shape = mask.shape
     if shape and labels.ndim > 2 and np.prod(shape) == labels.size:
@@ -316,8 +317,30 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
         "name": path.stem,
         "metadata": {"path": str(path), "output": mask.kind},
     }
-    kwargs.update(_physical_kwargs(path, labels.ndim, lambda _path: mask.pixel_size))
+    placed = _placement_kwargs(mask.placement, labels.ndim)
+    kwargs.update(placed or _physical_kwargs(path, labels.ndim, lambda _path: mask.pixel_size))
     return labels, kwargs, "labels"
+
+
+def _placement_kwargs(placement: dict | None, ndim: int) -> dict[str, Any]:
+    """``scale``/``translate``/``units`` from the placement ``data.images.write_mask``
+    stored, each kept only with one usable value per axis (finite non-zero scales, finite
+    offsets, unit names napari knows); {} without a usable scale."""
+    placement = placement or {}
+    try:
+        scale = [float(v) for v in placement.get("scale") or ()]
+        translate = [float(v) for v in placement.get("translate") or ()]
+        units = [str(v) for v in placement.get("units") or ()]
+    except (TypeError, ValueError):  # a hand-edited description: use the resolution tags
+        return {}
+    if len(scale) != ndim or not all(np.isfinite(v) and v != 0 for v in scale):
+        return {}
+    out: dict[str, Any] = {"scale": tuple(scale)}
+    if len(translate) == ndim and all(np.isfinite(translate)):
+        out["translate"] = tuple(translate)
+    if len(units) == ndim and all(_valid_unit(u) for u in units):
+        out["units"] = tuple(units)
+    return out
 
 
 def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:

@@ -6,6 +6,11 @@ them as Labels again, stacks included (one multi-page TIFF). For PNG, a binary S
 output (metadata ``output: "binary"``) is written with every label > 0 as foreground, as
 Fine-tune and Metrics read it, and so is a layer with one label value; a PNG holds one 2-D
 mask, so a stack gives one PNG per slice.
+
+A TIFF also keeps where the layer lies: its scale, translate and units, which the TM-UNet
+reader gives back, so a reopened mask lies over its image; the yx pixel size is also in
+the resolution tags that ImageJ/Fiji read. Rotation, shear and affine are not kept, and a
+PNG keeps no scale at all (save as .tif for that).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         labels = labels[0]
     try:
         if target.suffix.lower() != ".png":
-            return [str(write_mask(target, labels))]
+            return [str(write_mask(target, labels, _placement(meta, labels.ndim)))]
         labels = _png_labels(labels, meta)
         if labels.ndim == 2:
             return [str(write_mask(target, labels))]
@@ -70,6 +75,17 @@ def _write_png_slices(target: Path, slices: np.ndarray) -> list[str]:
             "nothing was written. Choose another name, or move those files first."
         )
     return [str(write_mask(p, s)) for p, s in zip(paths, slices, strict=True)]
+
+
+def _placement(meta: dict, ndim: int) -> dict:
+    """The layer's scale, translate and unit names (from napari's ``meta``) for the last
+    ``ndim`` axes, those written (a stack of one loses its first)."""
+    place = {}
+    for key in ("scale", "translate", "units"):
+        values = meta.get(key)
+        if values is not None and len(values) >= ndim:
+            place[key] = [str(v) if key == "units" else float(v) for v in values][-ndim:]
+    return place
 
 
 def _as_array(data: Any) -> np.ndarray:

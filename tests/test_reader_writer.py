@@ -682,6 +682,73 @@ def test_a_saved_tiff_mask_is_opened_once_when_read(tmp_path, monkeypatch):
     assert kwargs["scale"] == pytest.approx((1.0, 1.0, 0.5, 0.5))
 
 
+def test_a_saved_mask_reopens_over_its_calibrated_image(make_napari_viewer, tmp_path):
+    """File > Open an ImageJ TIFF with 0.25 um pixels, add the mask on it (as Segment does:
+    the image's scale and units), File > Save Selected Layers with the TM-UNet writer as
+    .tif, File > Open the mask: it comes back with the image's scale and units, so it lies
+    over the image (not 4x larger), ids intact; the TIFF's own resolution tags say 0.25 um
+    too, for other programs."""
+    from napari.layers import Labels
+
+    from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.data.images import read_pixel_size
+
+    image, _ = load_sample("nuclei")
+    picture = tmp_path / "he_um.tif"
+    tifffile.imwrite(picture, image, imagej=True, resolution=(4.0, 4.0), metadata={"unit": "um"})
+    viewer = make_napari_viewer()
+    (opened,) = viewer.open(str(picture), plugin="napari-tmunet")
+    assert opened.scale == pytest.approx([0.25, 0.25])
+    instances = _sample_masks()["instances"]
+    viewer.add_labels(instances, name="he_um_mask", scale=opened.scale, units=opened.units)
+    path = tmp_path / "he_um_mask.tif"
+
+    viewer.layers.save(str(path), selected=True, plugin="napari-tmunet")
+    (reopened,) = viewer.open(str(path), plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.name.startswith("he_um_mask")
+    np.testing.assert_array_equal(reopened.data, instances)
+    assert reopened.scale == pytest.approx(opened.scale)
+    assert [str(u) for u in reopened.units] == ["micrometer", "micrometer"]
+    np.testing.assert_allclose(reopened.extent.world, opened.extent.world)
+    *size, unit = read_pixel_size(path)
+    assert size == pytest.approx([0.25, 0.25]) and unit == "µm"
+
+
+PLACEMENTS = {  # name: (labels shape, Labels kwargs)
+    "offset": ((40, 50), {"scale": (0.5, 0.5), "translate": (100.0, 50.0), "units": "um"}),
+    "anisotropic-nm": ((40, 50), {"scale": (0.5, 0.3), "units": "nm"}),
+    "no-unit": ((40, 50), {"scale": (2.0, 3.0), "translate": (-4.0, 7.5)}),
+    "stack": (
+        (3, 40, 50),
+        {"scale": (2.0, 0.25, 0.25), "translate": (1.0, 10.0, 0.0), "units": "um"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PLACEMENTS))
+def test_a_saved_tiff_mask_keeps_its_layers_placement(tmp_path, plugin_manager, name):
+    """Scale (any unit, none, per axis), translate and units of the Labels layer saved with
+    the TM-UNet writer come back when the TIFF is reopened through the TM-UNet reader; a
+    stack stays one layer of the same shape."""
+    import napari
+    from napari.components import ViewerModel
+    from napari.layers import Labels
+
+    shape, place = PLACEMENTS[name]
+    frame = _sample_masks()["instances"][: shape[-2], : shape[-1]]
+    labels = np.broadcast_to(frame, shape).copy()
+    layer = Labels(labels, **place)
+    (path,) = napari.save_layers(str(tmp_path / "placed.tif"), [layer], plugin="napari-tmunet")
+
+    (reopened,) = ViewerModel().open(path, plugin="napari-tmunet")
+
+    np.testing.assert_array_equal(reopened.data, labels)
+    assert reopened.scale == pytest.approx(layer.scale)
+    assert reopened.translate == pytest.approx(layer.translate)
+    assert [str(u) for u in reopened.units] == [str(u) for u in layer.units]
+
+
 def test_a_png_mask_opened_as_labels_saves_as_png_again(tmp_path):
     """A 0/255 PNG mask opened as Labels (napari's reader, no metadata) holds one label
     value, 255: it is binary and saves as a 0/255 PNG again, not refused as instances."""

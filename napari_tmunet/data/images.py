@@ -32,6 +32,10 @@ MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
 # "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
 # opens marked files as Labels again (see ``saved_mask_kind``).
 MASK_MARK = "napari_tmunet_mask"
+# write_mask's key in the same description for where the mask lies: per-axis "scale",
+# "translate" and "units" (names), as the napari layer it came from had them. The reader
+# gives them back to the Labels layer; the yx pixel size is also in the resolution tags.
+PLACEMENT_KEY = "napari_tmunet_placement"
 
 # Resolutions that image editors write by default without meaning a physical size.
 _SCREEN_DPI = (72.0, 96.0)
@@ -41,14 +45,22 @@ _UM_PER_UNIT = {
     "cm": 1e4,
     "mm": 1e3,
     "um": 1.0,
+    "micrometer": 1.0,
     "µm": 1.0,
     "\u03bcm": 1.0,
     "micron": 1.0,
     "microns": 1.0,
-    "micrometer": 1.0,
     "micrometre": 1.0,
     "\\u00b5m": 1.0,
     "nm": 1e-3,
+    "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    "millimeter": 1e3,
+    "millimetre": 1e3,
+    "centimeter": 1e4,
+    "centimetre": 1e4,
+    "meter": 1e6,
+    "metre": 1e6,
     "inch": 25400.0,
     "in": 25400.0,
 }
@@ -337,7 +349,7 @@ def mask_grey(values, *, colour: bool = False) -> np.ndarray:
     return values[..., :3].max(axis=-1) if colour else values
 
 
-def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
+def write_mask(path: str | os.PathLike, labels: np.ndarray, placement: dict | None = None) -> Path:
     """Write a mask or label image atomically (temp file + rename).
 
     Binary masks (max <= 1) become 0/255 uint8. Instance labels (max > 1) become uint16,
@@ -345,11 +357,15 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
     ``read_mask`` reads 8-bit values up to 255 as a 0/255 mask (``>127``) but wider ones
     as labels (``>0``). TIFFs are zlib-compressed and carry ``MASK_MARK`` so that they
     reopen as masks (``saved_mask_kind``); a TIFF also holds a stack (..., H, W) as one
-    multi-page file.
+    multi-page file, and ``placement`` (under ``PLACEMENT_KEY``, plus the yx pixel size as
+    resolution tags in pixels per cm when its unit is a length, as ImageJ reads them). A
+    PNG keeps no placement.
 
     Args:
         path: .png, .tif or .tiff file; its folder is created if missing.
         labels: (H, W) bool or non-negative integer array; for a TIFF also (..., H, W).
+        placement: ``{"scale": ..., "translate": ..., "units": ...}``, one value per axis
+            of ``labels`` (units as names, e.g. "micrometer"); any key may be missing.
 
     Returns:
         The path written.
@@ -397,14 +413,39 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
             import tifffile
 
             kind = "binary" if top <= 1 else "instances"
+            placed = _json_placement(placement, data.ndim)
             tifffile.imwrite(
                 tmp_name,
                 data,
                 compression="zlib",
                 photometric="minisblack",
-                metadata={MASK_MARK: kind},
+                metadata={MASK_MARK: kind, **({PLACEMENT_KEY: placed} if placed else {})},
+                **_resolution_tags(placed),
             )
     return path
+
+
+def _json_placement(placement: dict | None, ndim: int) -> dict:
+    """``placement``'s scale/translate (floats) and units (names) that have one value per
+    axis of an ``ndim`` mask, for the TIFF's JSON description; {} if none."""
+    out: dict = {}
+    for key, kind in (("scale", float), ("translate", float), ("units", str)):
+        values = (placement or {}).get(key)
+        if values is not None and len(values) == ndim:
+            out[key] = [kind(v) for v in values]
+    return out
+
+
+def _resolution_tags(placed: dict) -> dict:
+    """tifffile's ``resolution``/``resolutionunit`` (pixels per cm) for the yx pixel size
+    of a placement in a length unit; {} for none, or another unit (e.g. "pixel")."""
+    scale, units = placed.get("scale"), placed.get("units")
+    if not scale or not units or units[-1] != units[-2]:
+        return {}
+    size = _to_um(scale[-2], scale[-1], units[-1])
+    if size is None or size[2] != "µm":
+        return {}
+    return {"resolution": (1e4 / size[1], 1e4 / size[0]), "resolutionunit": 3}  # 3: cm
 
 
 def saved_mask_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
@@ -445,6 +486,7 @@ class SavedMask:
     labels: np.ndarray  # as decoded: (H, W) or (Z, H, W); uint8 0/255, or uint16/32 ids
     shape: tuple[int, ...] | None  # the shape written ((H, W), (T, Z, H, W)...)
     pixel_size: tuple[float, float, str] | None  # (y, x, unit), as read_pixel_size
+    placement: dict | None = None  # as written by write_mask (scale/translate/units lists)
 
 
 def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> SavedMask | None:
@@ -488,7 +530,15 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
             pixel_size = _open_tiff_pixel_size(tif)
         except Exception:  # a missing or odd resolution tag is not an error
             pixel_size = None
-        return SavedMask(kind, labels, _written_shape(tif), pixel_size)
+        shaped = tif.shaped_metadata
+        placement = shaped[0].get(PLACEMENT_KEY) if shaped else None
+        return SavedMask(
+            kind,
+            labels,
+            _written_shape(tif),
+            pixel_size,
+            placement if isinstance(placement, dict) else None,
+        )
 
 
 def _written_shape(tif) -> tuple[int, ...] | None:
