@@ -553,6 +553,40 @@ def test_12_bit_data_in_uint16_is_mapped_by_its_range():
     np.testing.assert_allclose(model_input, FrameInput(u8, 1, config).resized(), atol=0.1)
 
 
+def test_14_bit_data_in_uint16_is_mapped_by_its_range():
+    """Values up to 16383 in uint16 (14-bit data, tester18 #3): by the robust range, as
+    napari shows it, not / 65535 (at most 25% bright: an empty ultrasound mask); one more
+    value and the type's range is used. Full-range 16-bit keeps / 65535, and the
+    trainer's and inference's input path (FrameInput) follows the same rule."""
+    from skimage import img_as_uint
+
+    from napari_tmunet.config import InputConfig
+    from napari_tmunet.data.preprocess import has_nominal_range
+    from napari_tmunet.inference import FrameInput
+
+    u8 = (np.arange(32 * 32) % 256).astype(np.uint8).reshape(32, 32)
+    fourteen = u8.astype(np.uint16) * 64  # 0..16320
+    assert not has_nominal_range(fourteen)
+    assert describe_mapping(fourteen).startswith("uint16 of 14-bit data (max 16320) percentiles")
+    np.testing.assert_allclose(to_unit_float(fourteen), to_unit_float(u8), atol=0.02)
+    top = fourteen.copy()
+    top[0, 0] = 16383  # the largest 14-bit value: still by its range
+    assert not has_nominal_range(top) and to_unit_float(top).max() == 1.0
+    top[0, 0] = 16384  # a 15th bit: the type's range
+    assert has_nominal_range(top) and describe_mapping(top) == "uint16 / 65535"
+    np.testing.assert_array_equal(to_unit_float(top), top / np.float32(65535))
+    full = img_as_uint(u8)
+    assert has_nominal_range(full) and describe_mapping(full) == "uint16 / 65535"
+    np.testing.assert_array_equal(to_unit_float(full), to_unit_float(u8))
+    rgb = np.stack([fourteen, fourteen[::-1], fourteen.T], axis=-1)  # colour: the same rule
+    assert not has_nominal_range(rgb)
+    np.testing.assert_allclose(to_unit_float(rgb)[..., 0], to_unit_float(u8), atol=0.02)
+
+    config = InputConfig(size=(32, 32), mean=(0.5,), std=(0.25,))
+    model_input = FrameInput(fourteen, 1, config).resized()
+    np.testing.assert_allclose(model_input, FrameInput(u8, 1, config).resized(), atol=0.1)
+
+
 @needs_data
 def test_a_12_bit_tiff_is_segmented_like_its_8_bit_picture(tmp_path):
     """A UDIAT image saved as 12-bit data in a uint16 TIFF, through the reader and the
