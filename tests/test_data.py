@@ -411,6 +411,25 @@ def test_cache_keeps_jpeg_bytes_and_grey_as_one_channel(tmp_path):
         np.testing.assert_array_equal(ours.mask, theirs.mask)
 
 
+def test_a_14_bit_image_shrunk_for_the_cache_stays_14_bit(tmp_path):
+    """A 14-bit grey image (uint16, max 16320) shrunk by a cache's max_side: Lanczos rings
+    above its maximum, which must not push it past 16383, where training would divide it
+    by 65535 while inference maps the original by its range (the same rule both ways)."""
+    from napari_tmunet.data.preprocess import has_nominal_range
+
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    bars = np.zeros((64, 64), np.uint16)
+    bars[:, 32:] = 255 * 64  # a sharp edge at the 14-bit top: Lanczos overshoots it
+    tifffile.imwrite(root / "images" / "bars.tif", bars)
+    Image.fromarray((bars > 0).astype(np.uint8) * 255).save(root / "masks" / "bars.png")
+    build_cache(root, tmp_path / "c.npz", max_side=22)
+    (stored,) = load_cache(tmp_path / "c.npz").images
+    assert stored.dtype == np.uint16 and stored.max() <= bars.max()
+    assert not has_nominal_range(stored) and not has_nominal_range(bars)
+
+
 def test_cache_max_side_shrinks_large_images_only(tmp_path):
     root = tmp_path / "d"
     (root / "images").mkdir(parents=True)

@@ -252,7 +252,7 @@ def test_bad_options_are_refused():
     "image, in_channels, words",
     [
         (
-            np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 7,
+            np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 20,  # up to 38380: 16-bit
             3,
             ["uint16 / 65535", "grey replicated to 3"],
         ),
