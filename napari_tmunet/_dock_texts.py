@@ -15,6 +15,25 @@ CMYK_AS_STORED = (
     "`napari-tmunet FILE` opens it in RGB"
 )
 
+# How to open a TIFF in colour: the TM-UNet reader reads its samples as colour.
+_OPEN_IN_COLOUR = (
+    "open it with the TM-UNet reader (File > Open with Plugin > Open File(s)..., then "
+    "TM-UNet) or `napari-tmunet FILE`"
+)
+# The Segment dock's words on a colour TIFF stored channel-first (planar) that napari's
+# own reader opened as {frames} grey frames (its tags say RGB): what the model is run on.
+CHANNEL_FIRST_COLOUR = (
+    "run on each colour channel as if it were a grey image, as {name} is a colour TIFF "
+    "stored channel-first, which napari's own reader opened as {frames} grey frames; "
+    + _OPEN_IN_COLOUR
+    + " to segment it in colour"
+)
+# ... and on 3 frames of one size whose file cannot be checked (no TIFF behind them).
+CHANNEL_FIRST_MAYBE = (
+    "its 3 frames of one size look like a colour image read channel-first: if it is one, "
+    + _OPEN_IN_COLOUR
+)
+
 SEGMENT_TIPS = {
     "image": "The image layer to segment; follows the layer you select.",
     "model": "The model to run. Chosen for the image's kind unless you pick "

@@ -47,7 +47,13 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import active_model, registry
-from ._dock_texts import CMYK_AS_STORED, NO_CHECKPOINT_REASON, SEGMENT_TIPS
+from ._dock_texts import (
+    CHANNEL_FIRST_COLOUR,
+    CHANNEL_FIRST_MAYBE,
+    CMYK_AS_STORED,
+    NO_CHECKPOINT_REASON,
+    SEGMENT_TIPS,
+)
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -82,6 +88,7 @@ from .data.colour_spaces import (
     colour_conversion,
     conversion_problem,
     convert_colours,
+    stored_channel_first_colour,
     stored_colour_space,
 )
 from .data.images import is_grey_alpha, looks_like_mask
@@ -152,6 +159,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._followed: Image | None = None  # the image the model and reason shown are for
         self._pending_choice = ""  # a model chosen before any image was open
         self._mask_like: dict[Any, bool] = {}  # image id -> whether it looks like a mask
+        # image id -> whether it is a colour TIFF read channel-first (None: may be one)
+        self._channel_first: dict[Any, bool | None] = {}
         self._mask_hinted: set = set()  # image ids a "looks like a mask" hint was shown for
         # model id -> the threshold / confidence the user moved for that model; the others
         # follow the model's own
@@ -415,7 +424,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             why = f"your choice for {self._modality} images"
             self._choices[self._modality] = (self._pending_choice, why)
         self._pending_choice = ""
-        model, why, fits = self._model_for(self._modality, _thumbnail(layer))
+        model, why, fits = self._model_for_layer(layer, self._modality)
         self._show_model(model, why)
         if self._is_mask(layer):  # no modality warnings: how to use it as a mask instead
             self.model_reason.value = _mask_hint(layer)
@@ -543,6 +552,38 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return CHECKPOINT_CHOICE, f"{choice.why}: choose a checkpoint file", True
         return choice.entry.name, choice.why, choice.fits
 
+    def _model_for_layer(self, layer: Image, modality: str) -> tuple[str, str, bool]:
+        """:meth:`_model_for` the image layer ``layer`` of ``modality``; for a colour TIFF
+        that napari's own reader opened channel-first, as 3 or 4 grey frames, why says so
+        and how to open it in colour (not that it is grey), and the model does not fit;
+        for 3 frames of one size that may be one (:meth:`_is_channel_first`), why adds
+        that hint."""
+        model, why, fits = self._model_for(modality, _thumbnail(layer))
+        channel_first = self._is_channel_first(layer)
+        if channel_first:
+            frames = np.shape(full_data(layer))[0]
+            return model, CHANNEL_FIRST_COLOUR.format(name=repr(layer.name), frames=frames), False
+        if channel_first is None:
+            return model, f"{why}; {CHANNEL_FIRST_MAYBE}", fits
+        return model, why, fits
+
+    def _is_channel_first(self, layer: Image) -> bool | None:
+        """Whether the grey layer ``layer`` of 3 or 4 frames is a colour TIFF read
+        channel-first (its first page's tags say RGB of as many samples: read once per
+        layer, never its pixels); None when its file cannot be checked (no TIFF behind it)
+        and it has exactly 3 frames; False otherwise (a folder napari stacked included)."""
+        if layer.unique_id not in self._channel_first:
+            shape = np.shape(full_data(layer))
+            path = _source_path(layer)
+            known: bool | None = False
+            if not layer.rgb and len(shape) == 3 and shape[0] in (3, 4):
+                if not (path and os.path.isdir(path)):  # a folder: _folder_stack_hint
+                    known = stored_channel_first_colour(path, shape[0])
+                if known is None and shape[0] != 3:
+                    known = False
+            self._channel_first[layer.unique_id] = known
+        return self._channel_first[layer.unique_id]
+
     def _show_model(self, model: str, why: str) -> None:
         """Show ``model`` (name or path) as the one to run, and why (not a user choice),
         with the settings a Segment click on the chosen image applies (:meth:`_show_settings`):
@@ -574,7 +615,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             why = self._keep_choice(model)
             self._choices[self._modality] = (model, why)
             if self.image.value is not None:  # a shipped model may still not suit the image
-                why = self._model_for(self._modality, _thumbnail(self.image.value))[1]
+                why = self._model_for_layer(self.image.value, self._modality)[1]
             self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
         elif not model:  # "Checkpoint file..." without a file: nothing to run yet
             self.model_reason.value = NO_CHECKPOINT_REASON
@@ -864,7 +905,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         the chosen image's warning says; a checkpoint file of the user's fits."""
         misfits = {}
         for layer, opts in zip(layers, options, strict=True):
-            model, why, fits = self._model_for(_modality(layer), _thumbnail(layer))
+            model, why, fits = self._model_for_layer(layer, _modality(layer))
             if not fits and model == opts.model:
                 misfits[layer.unique_id] = f"{opts.model_label} is {why}"
         return misfits

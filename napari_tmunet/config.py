@@ -169,7 +169,7 @@ class InputConfig:
     Attributes:
         size: (H, W) the model was trained at (images are resized to it, as the paper).
         mean, std: per-channel normalisation after intensities are mapped to [0, 1]
-            (uint8 / 255, full-range uint16 / 65535, others, 12-bit data in uint16
+            (uint8 / 255, full-range uint16 / 65535, others, 14-bit data in uint16
             included, by robust percentiles; see ``preprocess.to_unit_float``).
         threshold: default probability threshold for a binary mask.
         min_confidence: default for dropping unsure objects: an object whose mean

@@ -349,7 +349,7 @@ class FrameInput:
         self.per_frame_range = not has_nominal_range(frame)
         self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
         # a crop is mapped by the frame's rule (its type's range), not one judged on the
-        # crop alone: a dark window of a full-range uint32 frame would look 12-bit
+        # crop alone: a dark window of a full-range uint32 frame would look like 14-bit data
         nominal = not self.per_frame_range and frame.dtype.kind == "u"
         self._crop_range = (0.0, float(np.iinfo(frame.dtype).max)) if nominal else None
         self._tensors: dict[tuple, Any] = {}  # device copies (windows)

@@ -348,6 +348,31 @@ def grey_image_caveat(entry: ModelEntry, image: np.ndarray) -> str:
     return ""
 
 
+def colour_image_caveat(entry: ModelEntry, image: np.ndarray) -> str:
+    """Why the shipped model ``entry`` may not suit the colour ``image``, in words ("" when
+    nothing says so): the shipped colour models are trained on 8-bit pictures, so integer
+    data above 255 (16-bit microscopy or camera data) is not what they know, as for grey
+    images (:func:`grey_image_caveat`). Float colour data in [0, 1] is not warned about."""
+    image = np.asarray(image)
+    bits = not_ultrasound_sign(image) if image.dtype.kind in "iu" else ""
+    if not bits:
+        return ""
+    return (
+        f"trained on {entry.trained_on} only, and this image holds {bits} (the shipped "
+        "models were trained on 8-bit pictures): no shipped model is meant for it; check the "
+        "result, or choose a model of your own"
+    )
+
+
+def image_caveat(entry: ModelEntry, image: np.ndarray, modality: str) -> str:
+    """Why the shipped model ``entry`` may not suit ``image``, seen as ``modality``, in
+    words ("" when nothing says so): :func:`grey_image_caveat` for a grey image,
+    :func:`colour_image_caveat` for a colour one."""
+    if modality == "ultrasound":
+        return grey_image_caveat(entry, image)
+    return colour_image_caveat(entry, image)
+
+
 def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, bool]:
     """(why, fits): why the shipped model ``entry``, of the modality that
     :func:`guess_modality` saw in ``image``, is chosen, in words, and whether the image looks
@@ -355,6 +380,9 @@ def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, boo
     ultrasound, so the words for it say which grey images the model is for."""
     trained, cue = entry.trained_on, MODALITY_CUES.get(entry.modality, entry.modality)
     if entry.modality != "ultrasound":
+        caveat = colour_image_caveat(entry, image)
+        if caveat:
+            return f"chosen because this looks like {cue}, but {caveat}", False
         return f"chosen because this looks like {cue}; trained on {trained}", True
     caveat = grey_image_caveat(entry, image)
     if caveat:
@@ -368,11 +396,10 @@ def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, boo
 
 def users_choice(entry: ModelEntry, image: np.ndarray, modality: str, why: str) -> ModelChoice:
     """The shipped model ``entry`` that the user chose for images of ``modality`` (``why``:
-    how, in words), run on ``image``: it does not fit when :func:`grey_image_caveat` warns
-    about a grey image (the choice is per modality, the caveat per image)."""
-    caveat = other_modality_caveat(entry, modality)
-    if not caveat and modality == "ultrasound":
-        caveat = grey_image_caveat(entry, image)
+    how, in words), run on ``image``: it does not fit when it was trained on another
+    modality, or when :func:`image_caveat` warns about the image (the choice is per
+    modality, the caveat per image)."""
+    caveat = other_modality_caveat(entry, modality) or image_caveat(entry, image, modality)
     if caveat:
         return ModelChoice(entry, f"{why}, but {caveat}", False)
     return ModelChoice(entry, why, True)

@@ -411,6 +411,25 @@ def test_cache_keeps_jpeg_bytes_and_grey_as_one_channel(tmp_path):
         np.testing.assert_array_equal(ours.mask, theirs.mask)
 
 
+def test_a_14_bit_image_shrunk_for_the_cache_stays_14_bit(tmp_path):
+    """A 14-bit grey image (uint16, max 16320) shrunk by a cache's max_side: Lanczos rings
+    above its maximum, which must not push it past 16383, where training would divide it
+    by 65535 while inference maps the original by its range (the same rule both ways)."""
+    from napari_tmunet.data.preprocess import has_nominal_range
+
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    bars = np.zeros((64, 64), np.uint16)
+    bars[:, 32:] = 255 * 64  # a sharp edge at the 14-bit top: Lanczos overshoots it
+    tifffile.imwrite(root / "images" / "bars.tif", bars)
+    Image.fromarray((bars > 0).astype(np.uint8) * 255).save(root / "masks" / "bars.png")
+    build_cache(root, tmp_path / "c.npz", max_side=22)
+    (stored,) = load_cache(tmp_path / "c.npz").images
+    assert stored.dtype == np.uint16 and stored.max() <= bars.max()
+    assert not has_nominal_range(stored) and not has_nominal_range(bars)
+
+
 def test_cache_max_side_shrinks_large_images_only(tmp_path):
     root = tmp_path / "d"
     (root / "images").mkdir(parents=True)
@@ -550,6 +569,40 @@ def test_12_bit_data_in_uint16_is_mapped_by_its_range():
 
     config = InputConfig(size=(32, 32), mean=(0.5,), std=(0.25,))
     model_input = FrameInput(twelve, 1, config).resized()
+    np.testing.assert_allclose(model_input, FrameInput(u8, 1, config).resized(), atol=0.1)
+
+
+def test_14_bit_data_in_uint16_is_mapped_by_its_range():
+    """Values up to 16383 in uint16 (14-bit data, tester18 #3): by the robust range, as
+    napari shows it, not / 65535 (at most 25% bright: an empty ultrasound mask); one more
+    value and the type's range is used. Full-range 16-bit keeps / 65535, and the
+    trainer's and inference's input path (FrameInput) follows the same rule."""
+    from skimage import img_as_uint
+
+    from napari_tmunet.config import InputConfig
+    from napari_tmunet.data.preprocess import has_nominal_range
+    from napari_tmunet.inference import FrameInput
+
+    u8 = (np.arange(32 * 32) % 256).astype(np.uint8).reshape(32, 32)
+    fourteen = u8.astype(np.uint16) * 64  # 0..16320
+    assert not has_nominal_range(fourteen)
+    assert describe_mapping(fourteen).startswith("uint16 of 14-bit data (max 16320) percentiles")
+    np.testing.assert_allclose(to_unit_float(fourteen), to_unit_float(u8), atol=0.02)
+    top = fourteen.copy()
+    top[0, 0] = 16383  # the largest 14-bit value: still by its range
+    assert not has_nominal_range(top) and to_unit_float(top).max() == 1.0
+    top[0, 0] = 16384  # a 15th bit: the type's range
+    assert has_nominal_range(top) and describe_mapping(top) == "uint16 / 65535"
+    np.testing.assert_array_equal(to_unit_float(top), top / np.float32(65535))
+    full = img_as_uint(u8)
+    assert has_nominal_range(full) and describe_mapping(full) == "uint16 / 65535"
+    np.testing.assert_array_equal(to_unit_float(full), to_unit_float(u8))
+    rgb = np.stack([fourteen, fourteen[::-1], fourteen.T], axis=-1)  # colour: the same rule
+    assert not has_nominal_range(rgb)
+    np.testing.assert_allclose(to_unit_float(rgb)[..., 0], to_unit_float(u8), atol=0.02)
+
+    config = InputConfig(size=(32, 32), mean=(0.5,), std=(0.25,))
+    model_input = FrameInput(fourteen, 1, config).resized()
     np.testing.assert_allclose(model_input, FrameInput(u8, 1, config).resized(), atol=0.1)
 
 

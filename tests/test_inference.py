@@ -252,7 +252,7 @@ def test_bad_options_are_refused():
     "image, in_channels, words",
     [
         (
-            np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 7,
+            np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 20,  # up to 38380: 16-bit
             3,
             ["uint16 / 65535", "grey replicated to 3"],
         ),
@@ -472,7 +472,7 @@ def test_a_crop_of_a_full_range_frame_is_mapped_by_the_frames_rule():
 
     frame = np.zeros((64, 64), np.uint32)
     frame[:, 32:] = np.iinfo(np.uint32).max  # bright right half: full range
-    frame[:32, :32] = 1000  # a dark window, far below 1/16 of the maximum
+    frame[:32, :32] = 1000  # a dark window, far below 1/4 of the maximum
     inputs = InputConfig.for_channels(1, size=(32, 32), mean=(0.0,), std=(1.0,))
     window = FrameInput(frame, 1, inputs).crop(0, 0, 32, 32)  # (1, 32, 32)
     np.testing.assert_allclose(window, 1000 / np.iinfo(np.uint32).max, rtol=1e-5)

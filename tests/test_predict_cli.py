@@ -432,3 +432,44 @@ def test_files_that_are_no_images_fail_in_plain_words_and_leave_no_folder(tmp_pa
     assert "0 of 3 images segmented: nothing written" in err
     assert str(images) not in err.split("3 failed:")[1]  # each file named once, by its name
     assert not (tmp_path / "new").exists()
+
+
+UDIAT_1 = DATASETS / "UDIAT" / "images" / "000001.png"
+
+
+@pytest.mark.parametrize(
+    ("source", "min_dice"),
+    [
+        # divided by 65535: empty (Dice 0)
+        pytest.param(
+            UDIAT_1,
+            0.95,
+            marks=pytest.mark.skipif(not UDIAT_1.is_file(), reason="shared UDIAT not present"),
+        ),
+        (SAMPLES / "ultrasound_image.png", 0.98),  # divided by 65535: Dice 0.95
+    ],
+    ids=["udiat-000001", "sample"],
+)
+def test_a_14_bit_scan_is_segmented_like_its_8_bit_picture(source, min_dice, tmp_path, capsys):
+    """An ultrasound frame as 14-bit data in a uint16 TIFF (x 64, max <= 16383), through
+    napari-tmunet-predict and the shipped model: the mask of the 8-bit picture (tester18
+    #3: divided by 65535 it was at most 25% bright, and UDIAT 000001's mask came back
+    empty)."""
+    from napari_tmunet import registry
+
+    if registry.model_for_modality("ultrasound") is None:
+        pytest.skip("no shipped ultrasound model")
+    images = tmp_path / "in"
+    images.mkdir()
+    picture = read_image(source)
+    grey = picture if picture.ndim == 2 else picture[..., 0]
+    shutil.copy(source, images / "scan8.png")
+    fourteen = grey.astype(np.uint16) * 64
+    assert 255 * 16 < fourteen.max() <= 16383
+    tifffile.imwrite(images / "scan14.tif", fourteen)
+    masks = tmp_path / "masks"
+    assert main([str(images), str(masks), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    eight, wide = (read_image(masks / f"{name}.png") > 0 for name in ("scan8", "scan14"))
+    assert eight.sum() > 1000
+    assert dice(wide, eight) >= min_dice, dice(wide, eight)

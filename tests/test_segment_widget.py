@@ -614,6 +614,84 @@ def test_a_16bit_image_is_warned_about_once_and_its_summary_says_so(dock, qtbot,
     assert len(warnings) == 1, warnings
 
 
+def test_a_16bit_colour_image_is_warned_about_once_too(dock, qtbot, monkeypatch):
+    """A 16-bit colour image (the H&E sample as 14-bit data) is warned about when chosen,
+    as a 16-bit grey one is (tester18 #3: no warning at all), not again on its Segment
+    click, and its summary says the model may not suit it."""
+    import napari_tmunet._segment_widget as module
+
+    if registry.model_for_modality("nuclei") is None:
+        pytest.skip("no shipped nuclei model")
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer, widget = dock
+    colour, _ = load_sample("nuclei")
+    layer = viewer.add_image(colour[:128, :128].astype(np.uint16) * 64, name="he14", rgb=True)
+    widget.image.value = layer
+    assert widget.model.value == "TM-UNet nuclei"
+    reason = widget.model_reason.value
+    assert reason.startswith("Runs TM-UNet nuclei: chosen because this looks like H&E"), reason
+    assert "holds 16-bit data (the shipped models were trained on 8-bit pictures)" in reason
+    assert warnings == [f"'he14': TM-UNet nuclei is {reason[len('Runs TM-UNet nuclei: ') : -1]}."]
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert "TM-UNet nuclei may not suit this image" in widget.summary.value
+    assert len(warnings) == 1, warnings
+
+
+def test_a_channel_first_colour_tiff_opened_by_napari_says_how_to_open_it(
+    dock, qtbot, monkeypatch, tmp_path
+):
+    """The colonoscopy sample as a colour TIFF stored channel-first (photometric RGB,
+    planar), opened with napari's own reader: 3 grey frames. The dock does not call it a
+    grey image: it says that the model runs on each colour channel as on a grey image and
+    how to open the file in colour, warns once (not again on Segment), and the summary
+    says the model may not suit it (tester18 #2). 3 frames without a file get the hint as
+    a maybe; a grey 3-page TIFF none."""
+    import tifffile
+
+    import napari_tmunet._segment_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    colour, _ = load_sample("colonoscopy")
+    planes = np.ascontiguousarray(colour.transpose(2, 0, 1))  # (3, H, W)
+    path = tmp_path / "polyp chw.tif"
+    tifffile.imwrite(path, planes, photometric="rgb", planarconfig="separate")
+    viewer, widget = dock
+    (layer,) = viewer.open(str(path), plugin="napari")
+    assert layer.data.shape == planes.shape and not layer.rgb
+    widget.image.value = layer
+    reason = widget.model_reason.value
+    assert "chosen because this is a grey image" not in reason, reason
+    assert "'polyp chw' is a colour TIFF stored channel-first" in reason, reason
+    assert "napari's own reader opened as 3 grey frames" in reason
+    assert "File > Open with Plugin" in reason and "`napari-tmunet FILE`" in reason
+    assert len(warnings) == 1 and "'polyp chw' is a colour TIFF" in warnings[0], warnings
+    widget.segment()
+    assert widget.worker is not None  # the threaded path
+    wait_done(qtbot, widget)
+    assert widget.status.value == "done", widget.status.value
+    assert "may not suit this image" in widget.summary.value, widget.summary.value
+    assert len(warnings) == 1, warnings
+
+    from napari_tmunet._dock_texts import CHANNEL_FIRST_MAYBE
+
+    unknown = viewer.add_image(planes, name="three frames")  # no file behind it
+    widget.image.value = unknown
+    assert "chosen because this is a grey image" in widget.model_reason.value
+    assert widget.model_reason.value.endswith(f"; {CHANNEL_FIRST_MAYBE}.")
+    grey = tmp_path / "three scans.tif"
+    tifffile.imwrite(grey, planes, photometric="minisblack")
+    (scans,) = viewer.open(str(grey), plugin="napari")
+    assert scans.data.shape == planes.shape
+    widget.image.value = scans
+    assert "channel-first" not in widget.model_reason.value
+    assert len(warnings) == 1, warnings
+
+
 def test_checkpoint_choice_without_a_file_says_to_choose_one(dock):
     """Model "Checkpoint file..." with no file: the explanation asks for a file instead of
     giving the reason of the model shown before (tester11 #3)."""

@@ -24,6 +24,7 @@ CONVERSION_NOTES = {
     GREY_ALPHA: "grey + alpha image: segmented as grey, alpha ignored",
     CMYK: "CMYK image: converted to RGB",
 }
+_RGB = 2  # TIFF photometric interpretation of RGB pixels
 _SEPARATED = 5  # TIFF photometric interpretation of ink (CMYK) pixels
 _NOT_CMYK_INKS = 2  # TIFF InkSet: inks other than cyan, magenta, yellow and black
 
@@ -62,6 +63,26 @@ def napari_keeps_as_stored(path: str | os.PathLike) -> bool:
             return image.mode in ("CMYK", "LA", "La")
     except Exception:  # not an image this can read: napari's reader says why
         return False
+
+
+def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> bool | None:
+    """Whether the file at ``path`` is a colour TIFF of ``frames`` samples per pixel (RGB,
+    or RGB + alpha), which napari's own reader gives channel-first, as ``frames`` grey
+    frames, when its samples are stored apart (planar); None when that cannot be checked
+    (no path, a folder, not a TIFF, an unreadable file).
+
+    Reads the first page's tags only, never its pixels. Never raises.
+    """
+    try:
+        if not path or not Path(path).is_file() or Path(path).suffix.lower() not in TIFF_SUFFIXES:
+            return None
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return page.photometric == _RGB and page.samplesperpixel == frames
+    except Exception:  # not a TIFF this can read: not known
+        return None
 
 
 def _tiff_colour_space(path: Path) -> str | None:

@@ -14,9 +14,9 @@ LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.8
 # Percentiles of very large images are estimated on a regular subsample of this many values.
 _PERCENTILE_SAMPLES = 1 << 22
-# Unsigned integers wider than 8 bits whose values never reach their top 4 bits (uint16: at
-# most 4095) hold 12-bit (or 10-bit) data, and are mapped by their robust range.
-_UNUSED_TOP_BITS = 4
+# Unsigned integers wider than 8 bits whose values never reach their top 2 bits (uint16: at
+# most 16383) hold 14-bit (or 12-, 10-bit) data, and are mapped by their robust range.
+_UNUSED_TOP_BITS = 2
 
 
 def has_nominal_range(image: np.ndarray) -> bool:
@@ -33,21 +33,22 @@ def has_nominal_range(image: np.ndarray) -> bool:
 def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale an image to float32 in [0, 1], same shape; one rule for every dtype.
 
-    - bool -> 0/1; uint8 -> / 255; wider unsigned integers that reach above 1/16 of
-      their type's maximum (uint16: above 4095) -> divided by that maximum (uint16 /
+    - bool -> 0/1; uint8 -> / 255; wider unsigned integers that reach above 1/4 of
+      their type's maximum (uint16: above 16383) -> divided by that maximum (uint16 /
       65535), as ``skimage.img_as_float`` does;
     - floats whose finite values lie in [0, 1] -> taken as they are;
     - anything else (signed integers, floats outside [0, 1], and wider unsigned integers
-      that stay at or below 1/16 of their maximum) -> by its robust range, the 1st and
+      that stay at or below 1/4 of their maximum) -> by its robust range, the 1st and
       99.8th percentiles, clipped (alpha, the last channel of (H, W, 2|4), does not enter
       the percentiles; a constant image maps to 0).
 
-    Why the uint16 exception: cameras, scanners and ultrasound machines store 12-bit (or
-    10-bit) data in 16-bit files, values up to 4095. Divided by 65535 such an image is at
-    most 6% bright, nearly black to a model trained on 8-bit pictures; by its own range
-    it looks as it does in napari. The trainer and inference both map images here
-    (``inference.FrameInput``), so a 12-bit training image and a 12-bit image to segment
-    get the same rule.
+    Why the uint16 exception: cameras, scanners and ultrasound machines store 14-bit (or
+    12-, 10-bit) data in 16-bit files, values up to 16383. Divided by 65535 such an image
+    is at most 25% bright (12-bit: 6%), too dark for a model trained on 8-bit pictures (a
+    14-bit ultrasound frame gave an empty mask); by its own range it looks as it does in
+    napari, which shows it by its contrast limits. The trainer and inference both map
+    images here (``inference.FrameInput``), so a 14-bit training image and a 14-bit image
+    to segment get the same rule.
 
     So an 8-bit image converted with ``skimage.img_as_uint`` or ``img_as_float`` maps to
     the same values, hence the same labels. Non-finite values become 0 (+inf: 1).
@@ -73,8 +74,10 @@ def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = N
 def describe_mapping(image: np.ndarray, value_range: tuple[float, float] | None = None) -> str:
     """The rule ``to_unit_float`` applies to this image, in words.
 
-    E.g. "uint8 / 255", "float32 in [0, 1] as is" or
-    "int16 percentiles 1-99.8 (412-3980) -> [0,1]".
+    E.g. "uint8 / 255", "float32 in [0, 1] as is",
+    "int16 percentiles 1-99.8 (412-3980) -> [0,1]" or, for a wider unsigned integer that
+    does not use its range, "uint16 of 14-bit data (max 16320) percentiles 1-99.8
+    (0-16064) -> [0,1]".
     """
     image = np.asarray(image)
     rule, low, high = _rule(image, value_range)
@@ -87,9 +90,18 @@ def describe_mapping(image: np.ndarray, value_range: tuple[float, float] | None 
     if high <= low:
         return f"{image.dtype} constant ({low:.6g}) -> 0"
     return (
-        f"{image.dtype} percentiles {LOW_PERCENTILE:g}-{HIGH_PERCENTILE:g} "
+        f"{_dtype_words(image, value_range)} percentiles {LOW_PERCENTILE:g}-{HIGH_PERCENTILE:g} "
         f"({low:.6g}-{high:.6g}) -> [0,1]"
     )
+
+
+def _dtype_words(image: np.ndarray, value_range: tuple[float, float] | None) -> str:
+    """The dtype, and for a wider unsigned integer mapped by its range the bits its data
+    uses ("uint16 of 14-bit data (max 16320)"): why it is not divided by its type's max."""
+    if image.dtype.kind != "u" or value_range is not None or image.size == 0:
+        return str(image.dtype)
+    top = int(drop_alpha(image).max())
+    return f"{image.dtype} of {max(top.bit_length(), 1)}-bit data (max {top})"
 
 
 def _rule(
@@ -110,11 +122,11 @@ def _rule(
 
 
 def _uses_its_range(image: np.ndarray, value_range: tuple[float, float] | None = None) -> bool:
-    """Whether an unsigned integer image goes above 1/16 of its type's maximum (always
+    """Whether an unsigned integer image goes above 1/4 of its type's maximum (always
     for uint8); judged by ``value_range``'s top when given (a band of a larger image)."""
     if image.dtype.itemsize == 1:
         return True
-    top = np.iinfo(image.dtype).max >> _UNUSED_TOP_BITS  # uint16: 4095
+    top = np.iinfo(image.dtype).max >> _UNUSED_TOP_BITS  # uint16: 16383
     if value_range is not None:
         return value_range[1] > top
     return image.size == 0 or int(drop_alpha(image).max()) > top
