@@ -273,7 +273,7 @@ def test_run_dir_refusals(tmp_path):
         fit(TrainConfig(data=str(tmp_path / "missing"), overwrite=True, **TINY), run)
     backups = list(run.glob("previous-*/best.pt"))
     assert len(backups) == 1 and backups[0].read_bytes() == b"user's model"
-    with pytest.raises(ValueError, match="resume and overwrite"):
+    with pytest.raises(ValueError, match="--resume and --overwrite exclude each other"):
         TrainConfig(resume=True, overwrite=True)
     # the config survives JSON
     cfg = TrainConfig(model={"use_xlstm": False}, **{**TINY, "size": (96, 128)})
