@@ -412,7 +412,9 @@ class Trainer:
         cfg = self.config
         flag = "--steps" if cfg.steps != saved[0] else "--epochs"
         value = cfg.steps if flag == "--steps" else cfg.epochs
-        ends = "" if flag == "--steps" else f" (that ends at step {self.schedule.total_steps})"
+        ends = f" (that ends at step {self.schedule.total_steps})"
+        if flag == "--steps" and value:
+            ends = ""
         done = "stopped" if self.step < before else "finished"
         go_on = f"resume without {flag} to go on to step {before}, " if done == "stopped" else ""
         return (
