@@ -379,8 +379,8 @@ class Trainer:
 
     def check_resumed_length(self) -> None:
         """Refuse a resumption whose new --steps / --epochs end at or before the step the
-        run has reached (it would train nothing and test an unfinished run); a longer
-        plan is kept in config.json, so that a later --resume goes on to it."""
+        run has reached (it would train nothing and test an unfinished run); another plan
+        that ends later is kept in config.json, so that a later --resume goes on to it."""
         cfg, saved = self.config, self.saved_plan()
         if saved is None or (cfg.steps, cfg.epochs) == saved:
             return
