@@ -234,11 +234,28 @@ def _dataset_hint(folder) -> str:
     return f"; it looks like a dataset folder: pass {inner} as INPUT_DIR"
 
 
+def _not_a_folder(input_dir: Path) -> str:
+    """Why INPUT_DIR (missing, or a file) is refused, and what to give instead."""
+    if not input_dir.exists():
+        return (
+            f"INPUT_DIR {input_dir} does not exist (absolute: {input_dir.resolve()}); give "
+            "the folder that holds the images to segment"
+        )
+    if input_dir.is_file():
+        return (
+            f"INPUT_DIR {input_dir} is a file: napari-tmunet-predict segments every image "
+            "in a folder; put this picture in a folder of its own and give that folder "
+            f"(giving {input_dir.parent} would segment every image there), or open it in "
+            f"napari with napari-tmunet {input_dir}"
+        )
+    return f"INPUT_DIR {input_dir} is not a folder; give the folder that holds the images"
+
+
 def _check_arguments(args) -> str | None:
     """What is wrong with the arguments (a sentence), or None; creates nothing."""
     input_dir, output_dir = args.input_dir, args.output_dir
     if not input_dir.is_dir():
-        return f"INPUT_DIR {input_dir} is not a folder"
+        return _not_a_folder(input_dir)
     if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
         return (
             "OUTPUT_DIR must differ from INPUT_DIR (masks written there would be taken for "

@@ -248,7 +248,7 @@ def test_tone_and_blur_augmentation():
     np.testing.assert_allclose(xb[0].numpy()[inner], expected[inner], atol=1e-4)
     assert torch.equal(yb, y) and xb.std() < x.std()
     assert xb.min() >= x.min() - 1e-5 and xb.max() <= x.max() + 1e-5
-    with pytest.raises(ValueError, match="tone=2"):
+    with pytest.raises(ValueError, match="--tone 2: expected from 0 to 1"):
         TrainConfig(tone=2)
 
 
@@ -262,7 +262,7 @@ def test_augmentation_draws_keep_old_columns():
     colour = np.random.default_rng([3, 3, 5]).random((8, 9))  # runs before tone and blur
     assert np.array_equal(draws[:, 5:14], colour)
     assert not np.allclose(draws[:, 5:10], draws[:, :5])
-    with pytest.raises(ValueError, match="zoom=2"):
+    with pytest.raises(ValueError, match="--zoom 2: expected from 0 to 1"):
         TrainConfig(zoom=2)
 
 
@@ -327,7 +327,9 @@ def test_presence_term_charges_a_confident_false_region_as_a_wrong_image():
     assert int((grad != 0).sum()) == 4 and grad.max() > 0
     with pytest.raises(ValueError, match="presence_weight needs one output class"):
         segmentation_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8), presence_weight=1)
-    with pytest.raises(ValueError, match="presence_weight=1.0: .*num_classes 1"):
+    with pytest.raises(
+        ValueError, match="--presence-weight 1 with --num-classes 2: .*num_classes 1"
+    ):
         TrainConfig(presence_weight=1.0, num_classes=2)
 
 

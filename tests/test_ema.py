@@ -144,7 +144,9 @@ def test_resume_with_another_ema_is_refused(tmp_path, capsys):
 def test_ema_out_of_range_is_rejected(tmp_path, capsys, value):
     code = cli.main(["fit", "--data", str(tmp_path), "--ema", value])
     err = capsys.readouterr().err
-    assert code == 2 and f"ema={float(value)} (--ema): expected a decay 0 <= ema < 1" in err, err
+    assert (
+        code == 2 and f"--ema {float(value):g}: expected a decay from 0 (off) to below 1" in err
+    ), err
 
 
 def test_default_off_keeps_the_checkpoints_and_the_training(tmp_path):

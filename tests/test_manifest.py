@@ -62,6 +62,34 @@ def test_layers_segment_menu_opens_the_segment_dock(make_napari_viewer):
     assert "Segment (TM-UNet)" in viewer.window.dock_widgets
 
 
+@pytest.mark.gui
+def test_menu_paths_in_the_docs_are_the_menus(make_napari_viewer):
+    """Every *Menu > ... > Item* the README and docs name is in napari's menu bar as a user
+    sees it (napari adds "(TM-UNet)" to each dock's item)."""
+    import re
+
+    viewer = make_napari_viewer()
+    shown = set()
+
+    def walk(menu, path):
+        for action in menu.actions():
+            text = action.text().replace("&&", "\0").replace("&", "").replace("\0", "&")
+            if text:
+                shown.add((*path, text))
+            if action.menu():
+                walk(action.menu(), (*path, text))
+
+    walk(viewer.window._qt_window.menuBar(), ())
+    named = {}
+    for doc in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))):
+        text = re.sub(r"\s+", " ", doc.read_text(encoding="utf-8"))
+        for path in re.findall(r"\*((?:File|Layers|Plugins|Window) > [^*]+)\*", text):
+            named[tuple(path.split(" > "))] = doc.name
+    assert ("Plugins", "TM-UNet", "Segment (TM-UNet)") in named
+    missing = {path: doc for path, doc in named.items() if path not in shown}
+    assert not missing, f"menu paths named in the docs but not in napari: {missing}"
+
+
 def test_package_carries_the_manifest():
     """The manifest the entry point names (napari_tmunet/napari.yaml, copied there by the
     build) is a file equal to the top-level one."""

@@ -273,7 +273,7 @@ def test_run_dir_refusals(tmp_path):
         fit(TrainConfig(data=str(tmp_path / "missing"), overwrite=True, **TINY), run)
     backups = list(run.glob("previous-*/best.pt"))
     assert len(backups) == 1 and backups[0].read_bytes() == b"user's model"
-    with pytest.raises(ValueError, match="resume and overwrite"):
+    with pytest.raises(ValueError, match="--resume and --overwrite exclude each other"):
         TrainConfig(resume=True, overwrite=True)
     # the config survives JSON
     cfg = TrainConfig(model={"use_xlstm": False}, **{**TINY, "size": (96, 128)})
@@ -507,12 +507,12 @@ def test_negative_seeds_are_refused_naming_the_flag(tmp_path, capsys):
     for flag in ("--split-seed", "--seed"):
         assert cli.main([*fit_args, flag, "-3"]) == 2
         err = capsys.readouterr().err
-        assert f"({flag}): expected an integer >= 0" in err, err
+        assert f"{flag} -3: expected an integer 0 or more" in err, err
     assert not (tmp_path / "run").exists()
     assert cli.main(["evaluate", str(tmp_path / "none.pt"), "--split-seed", "-1"]) == 2
     assert "--split-seed -1: expected an integer >= 0" in capsys.readouterr().err
     assert cli.main([*fit_args, "--mean", "0.5"]) == 2  # std left out: both flags named
-    assert "(--mean, --std): give both, one value per input channel" in capsys.readouterr().err
+    assert "--mean 0.5 with --std (none): give both" in capsys.readouterr().err
 
 
 def _tiny_clinic(folder: Path, count: int = 10) -> Path:
@@ -712,7 +712,7 @@ def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
     assert saved["empty_repeat"] == 3 and saved["dice_over"] == "batch"
     assert saved["presence_weight"] == 1
     assert all(math.isfinite(r["train_loss"]) for r in _records(tmp_path / "run"))
-    with pytest.raises(ValueError, match="empty_repeat=0"):
+    with pytest.raises(ValueError, match="--empty-repeat 0: expected from 1 to 100"):
         TrainConfig(empty_repeat=0)
 
 

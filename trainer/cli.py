@@ -104,11 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (*expected, *write_errors, FloatingPointError) as err:
-        print(f"napari-tmunet-train {args.command}: error: {err}", file=sys.stderr)
+        print(f"napari-tmunet-train {args.command}: error: {_message(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _message(err: BaseException, args: argparse.Namespace) -> str:
+    """``err``'s message in this command's words: problem pairs name --skip-bad (where the
+    command has it) instead of the Python API's ``skip_bad=True``."""
+    from napari_tmunet.data.datasets import skip_message
+
+    option = "--skip-bad" if hasattr(args, "skip_bad") else None
+    return skip_message(err, option) or str(err)
 
 
 # ---------------------------------------------------------------------------- parser

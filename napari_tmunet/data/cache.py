@@ -39,6 +39,7 @@ from .datasets import (
     check_pair,
     content_hash,
     scan_pairs,
+    skippable,
 )
 from .images import ImageReadError
 from .preprocess import drop_alpha, has_nominal_range, to_unit_float
@@ -176,8 +177,8 @@ def decode_folder(
             return check_pair(pair)
         except (ImageReadError, DatasetError) as error:
             if not skip_bad:
-                hint = "fix this file, or skip such pairs (skip_bad=True / --skip-bad)"
-                raise type(error)(f"{error}\n{hint}") from error
+                fix, skip = "fix this file", "skip such pairs"
+                raise skippable(type(error), str(error), fix, skip) from error
             return error
 
     pool = ThreadPoolExecutor(max(1, workers))

@@ -47,6 +47,30 @@ class DatasetError(ValueError):
     """A dataset folder, pair, split or cache that cannot be used as it is."""
 
 
+PYTHON_SKIP = "skip_bad=True"  # how the Python API leaves problem pairs out
+
+
+def skippable(cls: type[Exception], problems: str, fix: str, skip: str) -> Exception:
+    """``cls`` for problem pairs that ``skip_bad`` would leave out: ``problems``, then
+    "FIX, or SKIP (skip_bad=True)". It keeps its parts, so that a command line names
+    its own option instead (:func:`skip_message`)."""
+    error = cls(_skip_text((problems, fix, skip), PYTHON_SKIP))
+    error.skip_parts = (problems, fix, skip)
+    return error
+
+
+def skip_message(error: BaseException, option: str | None) -> str | None:
+    """The message of a :func:`skippable` error with ``option`` (e.g. "--skip-bad") as
+    the way to skip, or without one when ``option`` is None; None for another error."""
+    parts = getattr(error, "skip_parts", None)
+    return None if parts is None else _skip_text(parts, option)
+
+
+def _skip_text(parts: tuple[str, str, str], option: str | None) -> str:
+    problems, fix, skip = parts
+    return f"{problems}\n{fix}" + (f", or {skip} ({option})" if option else "")
+
+
 @dataclass(frozen=True)
 class Pair:
     """An image and its mask, paired by base name."""
@@ -162,9 +186,7 @@ def find_pairs(
 def _refuse_problems(report: PairingReport, skip_bad: bool) -> None:
     """Raise a DatasetError listing the report's problems, unless they are to be skipped."""
     if report.skipped and not skip_bad:
-        raise DatasetError(
-            report.summary() + "\nfix these files, or skip them (skip_bad=True / --skip-bad)"
-        )
+        raise skippable(DatasetError, report.summary(), "fix these files", "skip them")
 
 
 def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:

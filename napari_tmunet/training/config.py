@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -191,55 +192,50 @@ class TrainConfig:
         self.std = tuple(float(s) for s in self.std)
         self.model = dict(self.model or {})
         self.data = str(self.data)
-        problems = []
         self.mode = MODE_ALIASES.get(self.mode, self.mode)
-        if self.mode not in MODES:
-            problems.append(f"mode={self.mode!r}: expected one of {MODES}")
-        if self.arch not in ARCHITECTURES:
-            problems.append(f"arch={self.arch!r}: expected one of {ARCHITECTURES}")
-        if self.arch == "tmunet" and self.variant not in VARIANTS:
-            problems.append(f"variant={self.variant!r}: expected one of {sorted(VARIANTS)}")
-        if self.device not in DEVICES:
-            problems.append(f"device={self.device!r}: expected one of {DEVICES}")
-        if self.epochs < 1:
-            problems.append(f"epochs={self.epochs}: expected >= 1")
-        if self.steps < 0 or self.batch_size < 1:
+        problems = self._bad_choices() + self._out_of_bounds() + self._conflicts()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def _bad_choices(self) -> list[str]:
+        """One sentence per field whose value is not among its choices."""
+        choices = {
+            "mode": MODES,
+            "arch": ARCHITECTURES,
+            "device": DEVICES,
+            "dice_over": DICE_OVER,
+            "pretext": PRETEXTS,
+            "in_channels": (0, 1, 3),
+        }
+        if self.arch == "tmunet":
+            choices["variant"] = tuple(sorted(VARIANTS))
+        return [
+            _bad(name, getattr(self, name), "one of " + ", ".join(repr(c) for c in allowed))
+            for name, allowed in choices.items()
+            if getattr(self, name) not in allowed
+        ]
+
+    def _out_of_bounds(self) -> list[str]:
+        """One sentence per number outside its range (``BOUNDS``), naming the range."""
+        return [
+            _bad(name, getattr(self, name), expected)
+            for name, ok, expected in BOUNDS
+            if not ok(getattr(self, name))
+        ]
+
+    def _conflicts(self) -> list[str]:
+        """Settings that are each valid but do not go together."""
+        problems = []
+        if self.presence_weight and self.num_classes != 1:
             problems.append(
-                f"steps={self.steps}, batch_size={self.batch_size}: expected >= 0, >= 1"
-            )
-        if self.lr <= 0 or not 0 < self.gamma <= 1:
-            problems.append(f"lr={self.lr}, gamma={self.gamma}: expected lr > 0, 0 < gamma <= 1")
-        for name in ("hflip", "vflip"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name}={getattr(self, name)}: expected a probability in [0, 1]")
-        if not (0 <= self.zoom <= 1 and 0 <= self.rotate <= 180 and 0 <= self.colour <= 1):
-            problems.append(
-                f"zoom={self.zoom}, rotate={self.rotate}, colour={self.colour}: expected "
-                "0 <= zoom <= 1, 0 <= rotate <= 180 (degrees), 0 <= colour <= 1"
-            )
-        if not (0 <= self.tone <= 1 and 0 <= self.blur <= 8):
-            problems.append(
-                f"tone={self.tone}, blur={self.blur}: expected 0 <= tone <= 1, "
-                "0 <= blur <= 8 (pixels)"
-            )
-        if not 0 <= self.ema < 1:
-            problems.append(
-                f"ema={self.ema} (--ema): expected a decay 0 <= ema < 1 (0 = off, e.g. 0.999)"
-            )
-        if self.dice_over not in DICE_OVER:
-            problems.append(f"dice_over={self.dice_over!r}: expected one of {DICE_OVER}")
-        if not 0 <= self.presence_weight <= 100 or (self.presence_weight and self.num_classes != 1):
-            problems.append(
-                f"presence_weight={self.presence_weight}: expected 0 <= presence_weight <= 100, "
-                "and > 0 only with num_classes 1"
+                f"--presence-weight {_show(self.presence_weight)} with --num-classes "
+                f"{self.num_classes}: the presence term needs num_classes 1 (one output class)"
             )
         if self.model.get("presence_head") and self.dice_over != "image":
             problems.append(
-                f"dice_over={self.dice_over!r} with a presence head: its mask loss runs on "
+                f"--dice-over {self.dice_over} with a presence head: its mask loss runs on "
                 "images with a lesion only, with the per-image Dice ('image')"
             )
-        if self.pretext not in PRETEXTS:
-            problems.append(f"pretext={self.pretext!r}: expected one of {PRETEXTS}")
         if self.pretext and (self.model.get("presence_head") or self.presence_weight):
             problems.append(
                 f"pretext={self.pretext!r}: pre-training restores images and has no "
@@ -251,26 +247,14 @@ class TrainConfig:
                 "restores the image (one output per input channel); set the classes when "
                 "fine-tuning"
             )
-        if not 1 <= self.empty_repeat <= 100:
-            problems.append(f"empty_repeat={self.empty_repeat}: expected 1 <= empty_repeat <= 100")
-        if not 0 <= self.overlap <= MAX_OVERLAP:
-            problems.append(f"overlap={self.overlap}: expected 0 <= overlap <= {MAX_OVERLAP}")
-        if self.in_channels not in (0, 1, 3):
-            problems.append(f"in_channels={self.in_channels}: expected 0 (auto), 1 or 3")
         if len(self.mean) != len(self.std):
             problems.append(
-                f"mean={self.mean}, std={self.std} (--mean, --std): give both, one value "
-                "per input channel"
+                f"--mean {_show(self.mean)} with --std {_show(self.std)}: give both, one "
+                "value per input channel"
             )
-        for name, flag in (("split_seed", "--split-seed"), ("seed", "--seed")):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}={getattr(self, name)} ({flag}): expected an integer >= 0")
-        if self.eval_every < 1 or self.eval_batch_size < 1 or self.lr_decay_every < 0:
-            problems.append("eval_every and eval_batch_size must be >= 1, lr_decay_every >= 0")
         if self.resume and self.overwrite:
-            problems.append("resume and overwrite exclude each other: pick one")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+            problems.append("--resume and --overwrite exclude each other: pick one")
+        return problems
 
     def to_dict(self) -> dict:
         """Plain dict of builtins (lists, not tuples): JSON and ``weights_only`` safe."""
@@ -326,5 +310,52 @@ def _pair(value, name: str) -> tuple[int, int]:
         value = (value, value)
     value = tuple(int(v) for v in value)
     if len(value) != 2 or min(value) < 32:
-        raise ValueError(f"{name}={value}: expected (H, W) or one number, each >= 32")
+        raise ValueError(_bad(name, value, "one or two numbers (H W), each at least 32"))
     return value
+
+
+def _option(name: str) -> str:
+    """The ``napari-tmunet-train fit`` option of a field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def _show(value) -> str:
+    """A value as it is typed on the command line: ``1e-05``, ``0.5``, ``64 64``."""
+    if isinstance(value, tuple | list):
+        return " ".join(_show(v) for v in value) or "(none)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _bad(name: str, value, expected: str) -> str:
+    """One sentence for a bad value: ``--batch-size 0: expected at least 1``."""
+    return f"{_option(name)} {_show(value)}: expected {expected}"
+
+
+def _within(low: float, high: float) -> Callable[[float], bool]:
+    return lambda v: low <= v <= high
+
+
+# (field, test, what is expected): one sentence per number outside its range
+BOUNDS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("epochs", lambda v: v >= 1, "at least 1"),
+    ("steps", lambda v: v >= 0, "0 (train by --epochs) or more"),
+    ("batch_size", lambda v: v >= 1, "at least 1"),
+    ("lr", lambda v: v > 0, "a learning rate above 0"),
+    ("gamma", lambda v: 0 < v <= 1, "a factor above 0 and at most 1"),
+    ("lr_decay_every", lambda v: v >= 0, "0 (an epoch) or more steps"),
+    ("ema", lambda v: 0 <= v < 1, "a decay from 0 (off) to below 1, e.g. 0.999"),
+    ("presence_weight", _within(0, 100), "from 0 (off) to 100"),
+    ("hflip", _within(0, 1), "a probability from 0 to 1"),
+    ("vflip", _within(0, 1), "a probability from 0 to 1"),
+    ("zoom", _within(0, 1), "from 0 to 1"),
+    ("rotate", _within(0, 180), "from 0 to 180 (degrees)"),
+    ("colour", _within(0, 1), "from 0 to 1"),
+    ("tone", _within(0, 1), "from 0 to 1"),
+    ("blur", _within(0, 8), "from 0 to 8 (pixels)"),
+    ("empty_repeat", _within(1, 100), "from 1 to 100"),
+    ("overlap", _within(0, MAX_OVERLAP), f"from 0 to {MAX_OVERLAP}"),
+    ("split_seed", lambda v: v >= 0, "an integer 0 or more"),
+    ("seed", lambda v: v >= 0, "an integer 0 or more"),
+    ("eval_every", lambda v: v >= 1, "at least 1"),
+    ("eval_batch_size", lambda v: v >= 1, "at least 1"),
+)

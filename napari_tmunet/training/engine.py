@@ -189,8 +189,7 @@ class Trainer:
         for x, y, global_batch in self.data.batches(
             self.schedule, self.step, end, ctx.rank, ctx.world_size, self.augment
         ):
-            if self.stop_requested():
-                logger.info("stop requested: saving at step %d", self.step)
+            if self.stop_requested():  # report() logs the stop once it is saved
                 self.on_period_end(period, stopped=True)
                 return True
             self.train_step(x, y, global_batch)
@@ -231,16 +230,7 @@ class Trainer:
         )
         self.load_data()
         self.build_model()
-        self.schedule = Schedule(
-            n_train=len(self.parts["train"]),
-            batch_size=cfg.batch_size,
-            world_size=ctx.world_size,
-            epochs=cfg.epochs,
-            steps=cfg.steps,
-            lr_decay_every=cfg.lr_decay_every,
-            seed=cfg.seed,
-            repeats=empty_repeats(self.parts["train"], cfg.empty_repeat),
-        )
+        self.schedule = self.make_schedule(cfg.steps, cfg.epochs)
         self.elapsed_before = 0.0
         if cfg.resume:
             self.resume()
@@ -260,6 +250,20 @@ class Trainer:
             self.bar = tqdm(
                 total=self.schedule.total_steps, initial=self.step, desc="train", unit="step"
             )
+
+    def make_schedule(self, steps: int, epochs: int) -> Schedule:
+        """The schedule of this run's training part for ``steps`` and ``epochs``."""
+        cfg = self.config
+        return Schedule(
+            n_train=len(self.parts["train"]),
+            batch_size=cfg.batch_size,
+            world_size=self.ctx.world_size,
+            epochs=epochs,
+            steps=steps,
+            lr_decay_every=cfg.lr_decay_every,
+            seed=cfg.seed,
+            repeats=empty_repeats(self.parts["train"], cfg.empty_repeat),
+        )
 
     def load_data(self) -> None:
         cfg = self.config
@@ -363,6 +367,7 @@ class Trainer:
         check_resumed_ema(self.config.ema, state, self.run_dir / "last.pt")
         self.resumed_state = state
         self.step = int(state["step"])
+        self.check_resumed_length()
         self.best_score = float(state.get("best_score", -math.inf))
         self.best_step = int(state.get("best_step", -1))
         self.elapsed_before = float(state.get("elapsed", 0.0))
@@ -371,6 +376,52 @@ class Trainer:
         if self.ctx.is_main:  # drop records written after the checkpoint (a crash between)
             write_metrics(self.run_dir, self.records)
         logger.info("resumed at step %d of %d", self.step, self.schedule.total_steps)
+
+    def check_resumed_length(self) -> None:
+        """Refuse a resumption whose new --steps / --epochs end at or before the step the
+        run has reached (it would train nothing and test an unfinished run); another plan
+        that ends later is kept in config.json, so that a later --resume goes on to it."""
+        cfg, saved = self.config, self.saved_plan()
+        if saved is None or (cfg.steps, cfg.epochs) == saved:
+            return
+        before = self.make_schedule(*saved).total_steps
+        total = self.schedule.total_steps
+        if total == before:
+            return
+        if self.step >= total:
+            raise RunDirError(self.too_short(before, saved))
+        logger.info("the run now ends at step %d (it was to end at step %d)", total, before)
+        if self.ctx.is_main and (self.run_dir / "config.json").is_file():
+            plan = TrainConfig.load(self.run_dir / "config.json").to_dict()
+            plan.update(steps=cfg.steps, epochs=cfg.epochs)
+            write_json(self.run_dir / "config.json", plan)
+
+    def saved_plan(self) -> tuple[int, int] | None:
+        """(steps, epochs) the run was last trained with: from the config that saved
+        ``last.pt``, else from config.json; None when neither says."""
+        metadata = self.resume_payload.get("metadata") or {}
+        saved = metadata.get("train_config")
+        if not isinstance(saved, dict) and (self.run_dir / "config.json").is_file():
+            saved = TrainConfig.load(self.run_dir / "config.json").to_dict()
+        if not isinstance(saved, dict) or "steps" not in saved or "epochs" not in saved:
+            return None
+        return int(saved["steps"]), int(saved["epochs"])
+
+    def too_short(self, before: int, saved: tuple[int, int]) -> str:
+        """Why a resumption with a plan that ends at or before ``self.step`` is refused."""
+        cfg = self.config
+        flag = "--steps" if cfg.steps != saved[0] else "--epochs"
+        value = cfg.steps if flag == "--steps" else cfg.epochs
+        ends = f" (that ends at step {self.schedule.total_steps})"
+        if flag == "--steps" and value:
+            ends = ""
+        done = "stopped" if self.step < before else "finished"
+        go_on = f"resume without {flag} to go on to step {before}, " if done == "stopped" else ""
+        return (
+            f"cannot resume {self.run_dir} with {flag} {value}{ends}: the run {done} at step "
+            f"{self.step} of the {before} it was planned for; {go_on}give a {flag} that ends "
+            f"after step {self.step} to extend it, or start a new run folder"
+        )
 
     def move_to_device(self) -> None:
         """Model, optimiser, step function, training images and validation on the device."""
@@ -620,13 +671,16 @@ class Trainer:
         )
 
     def report(self, record: dict) -> None:
-        """Progress bar, log line with an ETA, and the ``on_eval`` callback."""
-        if self.config.pretext and record["train_loss"] is not None:
-            logger.info("step %d: restoration loss %.4f", self.step, record["train_loss"])
-        if "val_dice" not in record:
-            return
+        """Progress bar, log line with an ETA (a stop's line says it stopped, without
+        one), and the ``on_eval`` callback."""
         loss = record["train_loss"]
         loss_text = "no step trained yet" if loss is None else f"loss {loss:.4f}"
+        if record.get("stopped"):
+            self.report_stop(record, loss_text)
+        elif self.config.pretext and loss is not None:
+            logger.info("step %d: restoration loss %.4f", self.step, loss)
+        if "val_dice" not in record:
+            return
         if self.bar is not None:
             self.bar.set_postfix(
                 loss="-" if loss is None else f"{loss:.4f}",
@@ -634,22 +688,41 @@ class Trainer:
                 best=f"{self.best_score:.4f}",
                 refresh=False,
             )
-        began, first = self.session
-        per_step = (time.time() - began) / max(self.step - first, 1)
-        eta = timedelta(seconds=round(per_step * (self.schedule.total_steps - self.step)))
+        if not record.get("stopped"):
+            began, first = self.session
+            per_step = (time.time() - began) / max(self.step - first, 1)
+            eta = timedelta(seconds=round(per_step * (self.schedule.total_steps - self.step)))
+            logger.info(
+                "step %d/%d epoch %.2f: %s, val Dice %.4f (best %.4f at step %d), ETA %s",
+                self.step,
+                self.schedule.total_steps,
+                record["epoch"],
+                loss_text,
+                record["val_dice"],
+                self.best_score,
+                self.best_step,
+                eta,
+            )
+        if self.on_eval is not None:
+            self.on_eval(dict(record))
+
+    def report_stop(self, record: dict, loss_text: str) -> None:
+        """One line for a stop, once last.pt is saved: the step, loss and scores."""
+        scores = ""
+        if "val_dice" in record:
+            scores = (
+                f", val Dice {record['val_dice']:.4f} (best {self.best_score:.4f} at step "
+                f"{self.best_step})"
+            )
         logger.info(
-            "step %d/%d epoch %.2f: %s, val Dice %.4f (best %.4f at step %d), ETA %s",
+            "stopped at step %d/%d epoch %.2f: %s%s; saved %s",
             self.step,
             self.schedule.total_steps,
             record["epoch"],
             loss_text,
-            record["val_dice"],
-            self.best_score,
-            self.best_step,
-            eta,
+            scores,
+            self.run_dir / "last.pt",
         )
-        if self.on_eval is not None:
-            self.on_eval(dict(record))
 
     # -- end -------------------------------------------------------------------------
 

@@ -1,0 +1,168 @@
+"""What napari-tmunet-train and napari-tmunet-predict say to a command-line user: a
+resumption shorter than the run is refused, a stop is logged once without an ETA, bad
+values and bad files name the options to type, and a file given as INPUT_DIR is told
+what to give instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _paths import DATASETS
+from PIL import Image
+
+from napari_tmunet import predict_cli
+from napari_tmunet.data.datasets import find_pairs
+from trainer import cli
+
+CLINIC = DATASETS / "CVC-ClinicDB"
+needs_data = pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no datasets at {DATASETS}")
+QUICK = ["--variant", "t", "--size", "32", "--batch-size", "2", "--device", "cpu",
+         "--no-progress", "--no-efficiency", "--num-workers", "1"]  # fmt: skip
+
+
+def _tiny_clinic(folder: Path, count: int = 10) -> Path:
+    """A dataset folder with the first ``count`` CVC-ClinicDB pairs."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+        for source in sorted((CLINIC / sub).iterdir())[:count]:
+            (folder / sub / source.name).write_bytes(source.read_bytes())
+    return folder
+
+
+def _records(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
+def _stopped_run(data: Path, run: Path, steps: int) -> int:
+    """`fit --steps STEPS` stopped by SIGTERM after its second period; the step reached."""
+
+    def stop_after_two_periods():
+        deadline = time.time() + 300
+        while _records(run) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler sets its stop event
+
+    killer = threading.Thread(target=stop_after_two_periods)
+    killer.start()
+    code = cli.main(["fit", "--data", str(data), "--run-dir", str(run), "--steps", str(steps),
+                     "--epochs", str(steps // 2), *QUICK])  # fmt: skip
+    killer.join()
+    assert code == 128 + signal.SIGTERM
+    return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+
+
+@needs_data
+def test_resume_with_steps_at_or_below_the_step_reached_is_refused(tmp_path, capsys):
+    """A stopped run resumed with a --steps it has already reached: refused in one
+    sentence, nothing tested or written; a longer --steps extends it, and config.json
+    keeps the longer plan for a later plain --resume."""
+    data, run = _tiny_clinic(tmp_path / "data"), tmp_path / "run"
+    reached = _stopped_run(data, run, 400)
+    capsys.readouterr()
+    last = (run / "last.pt").read_bytes()
+
+    for steps in (2, reached):
+        resume = ["fit", "--run-dir", str(run), "--resume", "--no-progress", "--steps", str(steps)]
+        assert cli.main(resume) == 2
+        captured = capsys.readouterr()
+        assert (
+            f"cannot resume {run} with --steps {steps}: the run stopped at step {reached} "
+            "of the 400 it was planned for; resume without --steps to go on to step 400"
+            in captured.err
+        ), captured.err
+        assert "finished" not in captured.out
+    # epochs instead of steps: 1 epoch of 7 training images at batch 2 ends at step 4
+    epochs = ["fit", "--run-dir", str(run), "--resume", "--no-progress", "--steps", "0"]
+    assert cli.main([*epochs, "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "with --steps 0 (that ends at step 4): the run stopped at step" in err, err
+    assert not (run / "summary.json").exists() and (run / "last.pt").read_bytes() == last
+    assert json.loads((run / "config.json").read_text())["steps"] == 400
+    # the stop's log line says it stopped, once, without an ETA
+    log = (run / "train.log").read_text()
+    stop_lines = [line for line in log.splitlines() if f"step {reached}/400" in line]
+    assert stop_lines and "stopped at step" in stop_lines[-1], log
+    assert "ETA" not in stop_lines[-1] and "stop requested" not in log, log
+    assert sum("stopped" in line for line in stop_lines) == 1, log
+
+    longer = reached + 2
+    extend = ["fit", "--run-dir", str(run), "--resume", "--no-progress", "--steps", str(longer)]
+    assert cli.main(extend) == 0
+    assert f"finished at step {longer} of {longer}" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["steps"] == longer
+    assert cli.main(["fit", "--run-dir", str(run), "--resume", "--no-progress"]) == 0
+    assert f"finished at step {longer} of {longer}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "said", "unsaid"),
+    [
+        (["--steps", "10", "--batch-size", "0"], "--batch-size 0: expected at least 1",
+         ["TrainConfig", "steps=10", ">= 0"]),
+        (["--lr", "-1"], "--lr -1: expected a learning rate above 0", ["TrainConfig", "gamma"]),
+        (["--hflip", "2"], "--hflip 2: expected a probability from 0 to 1", ["hflip="]),
+        (["--size", "16"], "--size 16 16: expected one or two numbers (H W), each at least 32",
+         ["size=("]),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_option_and_its_bound(tmp_path, capsys, flags, said, unsaid):
+    assert cli.main(["fit", "--data", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and not any(text in err for text in unsaid), err
+
+
+def _pairs(root: Path, names=("a", "b", "c")) -> Path:
+    """A synthetic dataset folder: 64 x 64 grey images, each with a square mask."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i, name in enumerate(names):
+        image = np.full((64, 64), 40 + 30 * i, np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[16:40, 16:40] = 255
+        Image.fromarray(image).save(root / "images" / f"{name}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    return root
+
+
+def test_bad_files_name_skip_bad_on_the_command_line(tmp_path, capsys):
+    """The CLI names --skip-bad, the Python API skip_bad=True: a mask missing (the pairing
+    check) and a PNG cut short (found when decoding)."""
+    root = _pairs(tmp_path / "data")
+    (root / "masks" / "a.png").unlink()
+    assert cli.main(["fit", "--data", str(root), *QUICK, "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "a.png" in err and "fix these files, or skip them (--skip-bad)" in err, err
+    assert "skip_bad=True" not in err
+    with pytest.raises(ValueError, match=r"skip them \(skip_bad=True\)"):
+        find_pairs(root)
+
+    cut = _pairs(tmp_path / "cut")
+    whole = (cut / "images" / "b.png").read_bytes()
+    (cut / "images" / "b.png").write_bytes(whole[: len(whole) // 2])
+    assert cli.main(["cache", "--data", str(cut), str(tmp_path / "c.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "b.png" in err and "fix this file, or skip such pairs (--skip-bad)" in err, err
+    assert "skip_bad=True" not in err
+
+
+def test_predict_says_what_to_give_for_a_missing_folder_or_a_file(tmp_path, capsys):
+    missing = tmp_path / "nosuch"
+    assert predict_cli.main([str(missing), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"INPUT_DIR {missing} does not exist" in err and "give the folder" in err, err
+    picture = tmp_path / "pictures" / "us.png"
+    picture.parent.mkdir()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(picture)
+    assert predict_cli.main([str(picture), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"INPUT_DIR {picture} is a file" in err and "every image in a folder" in err, err
+    assert f"napari-tmunet {picture}" in err and str(picture.parent) in err, err
+    assert not (tmp_path / "out").exists()
