@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from _paths import DATASETS
 from PIL import Image
+from test_trainer import _tiny_clinic
 
 from napari_tmunet import predict_cli
 from napari_tmunet.data.datasets import find_pairs
@@ -25,15 +26,6 @@ CLINIC = DATASETS / "CVC-ClinicDB"
 needs_data = pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no datasets at {DATASETS}")
 QUICK = ["--variant", "t", "--size", "32", "--batch-size", "2", "--device", "cpu",
          "--no-progress", "--no-efficiency", "--num-workers", "1"]  # fmt: skip
-
-
-def _tiny_clinic(folder: Path, count: int = 10) -> Path:
-    """A dataset folder with the first ``count`` CVC-ClinicDB pairs."""
-    for sub in ("images", "masks"):
-        (folder / sub).mkdir(parents=True)
-        for source in sorted((CLINIC / sub).iterdir())[:count]:
-            (folder / sub / source.name).write_bytes(source.read_bytes())
-    return folder
 
 
 def _records(run: Path) -> int:
