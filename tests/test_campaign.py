@@ -79,7 +79,7 @@ def test_supervise_then_collect_new_once_per_run(tmp_path):
     with tarfile.open(out / "broken.tar") as tar:  # no model, but the log says why
         log = tar.extractfile("broken/train.log").read().decode()
         assert "best-half.pt" not in " ".join(tar.getnames())
-    assert "zoom=3" in log
+    assert "--zoom 3: expected from 0 to 1" in log
 
     again = tmp_path / "again"
     campaign.main(["collect", "--new", "--root", str(root), "--out", str(again)])
@@ -190,7 +190,7 @@ def test_start_with_relative_root_and_data_runs_them_from_here(tmp_path, monkeyp
         time.sleep(0.5)
     log = (tmp_path / "camp" / "supervisor.log").read_text()
     assert json.loads(state_file.read_text())["broken"]["state"] == "failed", log
-    assert "zoom=3" in (tmp_path / "camp" / "logs" / "broken.log").read_text()
+    assert "--zoom 3: expected from 0 to 1" in (tmp_path / "camp" / "logs" / "broken.log").read_text()
     plan = json.loads((tmp_path / "camp" / "plan.json").read_text())
     assert [r["name"] for r in plan["runs"]] == ["broken"]
 
