@@ -345,8 +345,9 @@ class FrameInput:
             self.mapping += _nonfinite_note(frame)
         # bool and unsigned integers map pixel by pixel, so crops are mapped on demand and a
         # huge slide is never held as float32 in full; other dtypes need the whole frame's
-        # range (or ``value_range``, that of the image a band comes from).
-        self.per_frame_range = not has_nominal_range(frame)
+        # range (or ``value_range``, that of the image a band comes from, which also decides
+        # a wide unsigned band's rule: its own hot pixels must not change it).
+        self.per_frame_range = not has_nominal_range(frame, value_range)
         self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
         # a crop is mapped by the frame's rule (its type's range), not one judged on the
         # crop alone: a dark window of a full-range uint32 frame would look like 14-bit data

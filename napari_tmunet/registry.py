@@ -57,6 +57,9 @@ CACHE_SIZE = 3  # loaded models kept in memory
 # image's intensity range apart; an image is colour when this share of its pixels are.
 COLOURED_CHROMA = 0.1
 COLOURED_SHARE = 0.1
+# guess_modality measures colour against the range between these percentiles of all channel
+# values (not min to max: one hot pixel at 65535 in 14-bit data made an H&E slide "grey").
+SPREAD_PERCENTILES = (0.1, 99.9)
 # What guess_modality saw, in the words that say why a shipped model runs on an image (what
 # the model was trained on is the registry's ``trained_on``).
 MODALITY_CUES = {
@@ -258,7 +261,9 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
     range apart): ultrasound exports are often RGB with a coloured caliper box, text or a
     faint tint, which must not make them "colour". (On the Segment dock's thumbnails,
     the most coloured BUSI image has 1.5% of such pixels; every CVC-ClinicDB, Kvasir-SEG,
-    MoNuSeg and CPM-15 image at least 25%.)
+    MoNuSeg and CPM-15 image at least 25%.) The intensity range is that of the
+    :data:`SPREAD_PERCENTILES`, not min to max, so a few hot or saturated pixels do not
+    change the guess.
     """
     image = np.asarray(image)
     if rgb is None:
@@ -269,7 +274,10 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
         image = image[0]
     step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))
     rgb_values = image[::step, ::step, :3].reshape(-1, 3).astype(np.float64)  # (N, 3)
-    spread = max(rgb_values.max() - rgb_values.min(), 1e-12)
+    # the robust spread: a hot or saturated pixel (65535 in 14-bit data) must not shrink
+    # every colour difference to nothing and make a stained slide "grey"
+    low, high = np.percentile(rgb_values, SPREAD_PERCENTILES)
+    spread = max(high - low, 1e-12)
     chroma = (rgb_values.max(axis=1) - rgb_values.min(axis=1)) / spread  # (N,)
     if np.mean(chroma > COLOURED_CHROMA) < COLOURED_SHARE:
         return "ultrasound"

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import tifffile
-from _paths import DATASETS
+from _paths import DATASETS, REPO
 from PIL import Image
 
 from napari_tmunet.data.cache import build_cache, load_cache
@@ -35,6 +35,7 @@ from napari_tmunet.data.preprocess import (
 )
 
 needs_data = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"no datasets at {DATASETS}")
+SAMPLES = REPO / "napari_tmunet" / "samples"
 RNG = np.random.default_rng(1)
 
 
@@ -591,7 +592,7 @@ def test_14_bit_data_in_uint16_is_mapped_by_its_range():
     top = fourteen.copy()
     top[0, 0] = 16383  # the largest 14-bit value: still by its range
     assert not has_nominal_range(top) and to_unit_float(top).max() == 1.0
-    top[0, 0] = 16384  # a 15th bit: the type's range
+    top[top > 0] = np.maximum(top[top > 0], 16384)  # most pixels use a 15th bit: type's range
     assert has_nominal_range(top) and describe_mapping(top) == "uint16 / 65535"
     np.testing.assert_array_equal(to_unit_float(top), top / np.float32(65535))
     full = img_as_uint(u8)
@@ -604,6 +605,78 @@ def test_14_bit_data_in_uint16_is_mapped_by_its_range():
     config = InputConfig(size=(32, 32), mean=(0.5,), std=(0.25,))
     model_input = FrameInput(fourteen, 1, config).resized()
     np.testing.assert_allclose(model_input, FrameInput(u8, 1, config).resized(), atol=0.1)
+
+
+@pytest.mark.parametrize("hot", [16384, 65535])
+def test_a_hot_pixel_does_not_change_the_14_bit_rule(hot):
+    """14-bit data in uint16 with one hot or saturated pixel (tester19 A): mapped like the
+    clean image but for that pixel (clipped to 1), not / 65535 as by the maximum; the
+    mapping says so. A band judged by its image's range follows the same rule."""
+    from skimage import img_as_uint
+
+    from napari_tmunet.config import InputConfig
+    from napari_tmunet.data.preprocess import has_nominal_range, robust_range
+    from napari_tmunet.inference import FrameInput
+
+    u8 = (np.arange(64 * 64) % 256).astype(np.uint8).reshape(64, 64)
+    fourteen = u8.astype(np.uint16) * 64  # 0..16320
+    hot_image = fourteen.copy()
+    hot_image[5, 5] = hot
+    assert not has_nominal_range(hot_image)
+    clean, mapped = to_unit_float(fourteen), to_unit_float(hot_image)
+    assert mapped[5, 5] == 1.0
+    mapped[5, 5] = clean[5, 5]
+    np.testing.assert_array_equal(mapped, clean)
+    words = describe_mapping(hot_image)
+    assert words.startswith(
+        "uint16 of 14-bit data (max 16320; 1 pixel above 16383, clipped) percentiles 1-99.8 ("
+    ), words
+    rgb = np.stack([hot_image, fourteen[::-1], fourteen.T], axis=-1)
+    assert not has_nominal_range(rgb)
+    np.testing.assert_allclose(to_unit_float(rgb)[..., 1], to_unit_float(fourteen[::-1]))
+    band = hot_image[:8]  # a band of the image: by the image's range, hot pixel or not
+    assert not has_nominal_range(band, robust_range(hot_image))
+    config = InputConfig(size=(32, 64), mean=(0.5,), std=(0.25,))
+    np.testing.assert_allclose(
+        FrameInput(band, 1, config, robust_range(hot_image)).crop(0, 0, 8, 64)[0, 6:],
+        FrameInput(fourteen[:8], 1, config, robust_range(fourteen)).crop(0, 0, 8, 64)[0, 6:],
+    )
+    # full-range 16-bit data (most pixels above 16383) is still / 65535, hot pixel or not
+    full = img_as_uint(u8)
+    full[5, 5] = 65535
+    assert has_nominal_range(full) and describe_mapping(full) == "uint16 / 65535"
+    np.testing.assert_array_equal(to_unit_float(full), full / np.float32(65535))
+
+
+def test_a_hot_pixel_does_not_make_a_14_bit_h_and_e_grey():
+    """The H&E sample as 14-bit RGB with one saturated pixel (tester19 A): still "nuclei"
+    (by min to max, the pixel shrank every colour difference: "ultrasound")."""
+    from napari_tmunet.registry import guess_modality
+
+    he = read_image(SAMPLES / "nuclei_image.png")[..., :3].astype(np.uint16) * 64
+    assert guess_modality(he) == "nuclei"
+    he[5, 5] = 65535
+    assert guess_modality(he) == "nuclei"
+
+
+def test_a_14_bit_image_with_a_hot_pixel_shrunk_for_the_cache_keeps_its_rule(tmp_path):
+    """A 14-bit image with one pixel at 65535, shrunk by a cache's max_side: the hot
+    pixel's Lanczos spread is clipped at 16383, so the stored image keeps the rule of the
+    original (by its range), as inference applies it."""
+    from napari_tmunet.data.preprocess import has_nominal_range
+
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    bars = np.zeros((64, 64), np.uint16)
+    bars[:, 32:] = 255 * 64
+    bars[10:12, 40:42] = 65535  # a small saturated spot
+    tifffile.imwrite(root / "images" / "bars.tif", bars)
+    Image.fromarray((bars > 0).astype(np.uint8) * 255).save(root / "masks" / "bars.png")
+    build_cache(root, tmp_path / "c.npz", max_side=22)
+    (stored,) = load_cache(tmp_path / "c.npz").images
+    assert stored.dtype == np.uint16 and stored.max() <= 16383
+    assert not has_nominal_range(stored) and not has_nominal_range(bars)
 
 
 @needs_data

@@ -473,3 +473,44 @@ def test_a_14_bit_scan_is_segmented_like_its_8_bit_picture(source, min_dice, tmp
     eight, wide = (read_image(masks / f"{name}.png") > 0 for name in ("scan8", "scan14"))
     assert eight.sum() > 1000
     assert dice(wide, eight) >= min_dice, dice(wide, eight)
+
+
+@pytest.mark.parametrize(
+    ("sample", "modality", "min_dice"),
+    [
+        ("ultrasound_image.png", "ultrasound", 0.98),  # divided by 65535: Dice 0.95
+        ("nuclei_image.png", "nuclei", 0.95),  # the ultrasound model: Dice 0.06
+    ],
+    ids=["ultrasound", "nuclei"],
+)
+def test_a_14_bit_image_with_a_hot_pixel_is_segmented_like_its_8_bit_picture(
+    sample, modality, min_dice, tmp_path, capsys
+):
+    """A bundled sample as 14-bit data (x 64) with one pixel at 65535, a hot or saturated
+    camera pixel (tester19 A), through napari-tmunet-predict: the model and the mask of
+    the 8-bit picture. By the maximum the image was / 65535: an empty ultrasound mask, and
+    the H&E slide was called grey and got the ultrasound model (Dice 0.06)."""
+    from napari_tmunet import registry
+
+    if registry.model_for_modality(modality) is None:
+        pytest.skip(f"no shipped {modality} model")
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(SAMPLES / sample, images / "eight.png")
+    picture = read_image(SAMPLES / sample)
+    if picture.ndim == 3:  # ultrasound: grey; H&E: RGB
+        picture = picture[..., 0] if modality == "ultrasound" else picture[..., :3]
+    hot = picture.astype(np.uint16) * 64
+    assert 255 * 16 < hot.max() <= 16383
+    hot[5, 5] = 65535
+    tifffile.imwrite(images / "hot.tif", hot, photometric="rgb" if hot.ndim == 3 else None)
+    masks = tmp_path / "masks"
+    assert main([str(images), str(masks), "--device", "cpu"]) == 0
+    summary = [line for line in capsys.readouterr().err.splitlines() if "segmented" in line]
+    # one model for both: a mixed folder's summary names each model ("1 with 'x'")
+    assert summary and "2 of 2 images segmented" in summary[-1], summary
+    assert " with '" not in summary[-1], summary
+    suffix = ".tif" if modality == "nuclei" else ".png"  # instance labels: TIFF
+    eight, wide = (read_image(masks / f"{name}{suffix}") > 0 for name in ("eight", "hot"))
+    assert eight.sum() > 1000
+    assert dice(wide, eight) >= min_dice, dice(wide, eight)

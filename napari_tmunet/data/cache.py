@@ -42,7 +42,7 @@ from .datasets import (
     skippable,
 )
 from .images import ImageReadError
-from .preprocess import drop_alpha, has_nominal_range, to_unit_float
+from .preprocess import data_ceiling, drop_alpha, to_unit_float
 
 logger = logging.getLogger(__name__)
 
@@ -325,9 +325,10 @@ def shrink(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarr
     """(H, W, C) uint8/uint16 image and (H, W) mask scaled so the longer side is max_side.
 
     Lanczos for the image (per channel, in float, rounded and clipped back: to the
-    type's range, or to the image's own maximum when it does not use that range, so
-    14-bit data stays 14-bit and keeps ``preprocess.to_unit_float``'s rule), area
-    average >= 0.5 for the mask; the aspect ratio is kept.
+    type's range, or, when it does not use that range, to its own maximum capped at 1/4
+    of the type's (``preprocess.data_ceiling``), so 14-bit data stays 14-bit, with or
+    without a few hot pixels at 65535, and keeps ``preprocess.to_unit_float``'s rule),
+    area average >= 0.5 for the mask; the aspect ratio is kept.
     """
     from PIL import Image
 
@@ -338,8 +339,9 @@ def shrink(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarr
         np.asarray(Image.fromarray(np.ascontiguousarray(plane)).resize(size, Image.LANCZOS))
         for plane in np.moveaxis(image.astype(np.float32), -1, 0)
     ]
-    top = np.iinfo(image.dtype).max if has_nominal_range(image) else int(image.max())
-    small = np.clip(np.rint(np.stack(planes, -1)), 0, top).astype(image.dtype)  # (h', w', C)
+    small = np.clip(np.rint(np.stack(planes, -1)), 0, data_ceiling(image)).astype(
+        image.dtype
+    )  # (h', w', C)
     area = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(size, Image.BOX))
     return small, area >= 0.5
 

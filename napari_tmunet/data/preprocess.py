@@ -14,39 +14,47 @@ LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.8
 # Percentiles of very large images are estimated on a regular subsample of this many values.
 _PERCENTILE_SAMPLES = 1 << 22
-# Unsigned integers wider than 8 bits whose values never reach their top 2 bits (uint16: at
-# most 16383) hold 14-bit (or 12-, 10-bit) data, and are mapped by their robust range.
+# Unsigned integers wider than 8 bits whose values, but for a few hot or saturated pixels
+# (their HIGH_PERCENTILE), stay below their top 2 bits (uint16: at most 16383) hold 14-bit
+# (or 12-, 10-bit) data, and are mapped by their robust range.
 _UNUSED_TOP_BITS = 2
 
 
-def has_nominal_range(image: np.ndarray) -> bool:
-    """Whether ``to_unit_float`` maps this image by its type's range (pixel by pixel).
+def has_nominal_range(image: np.ndarray, value_range: tuple[float, float] | None = None) -> bool:
+    """Whether ``to_unit_float`` (given the same ``value_range``) maps this image by its
+    type's range (pixel by pixel).
 
     True for bool, uint8 and wider unsigned integers that use their range (see
     :func:`to_unit_float`); floats need a look at their values, signed integers never
     have one.
     """
     image = np.asarray(image)
-    return image.dtype.kind == "b" or (image.dtype.kind == "u" and _uses_its_range(image))
+    if image.dtype.kind == "b":
+        return True
+    return image.dtype.kind == "u" and _uses_its_range(image, value_range)
 
 
 def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale an image to float32 in [0, 1], same shape; one rule for every dtype.
 
-    - bool -> 0/1; uint8 -> / 255; wider unsigned integers that reach above 1/4 of
-      their type's maximum (uint16: above 16383) -> divided by that maximum (uint16 /
-      65535), as ``skimage.img_as_float`` does;
+    - bool -> 0/1; uint8 -> / 255; wider unsigned integers whose 99.8th percentile (the
+      top of their robust range) is above 1/4 of their type's maximum (uint16: above
+      16383) -> divided by that maximum (uint16 / 65535), as ``skimage.img_as_float``
+      does;
     - floats whose finite values lie in [0, 1] -> taken as they are;
     - anything else (signed integers, floats outside [0, 1], and wider unsigned integers
-      that stay at or below 1/4 of their maximum) -> by its robust range, the 1st and
-      99.8th percentiles, clipped (alpha, the last channel of (H, W, 2|4), does not enter
-      the percentiles; a constant image maps to 0).
+      whose 99.8th percentile is at or below 1/4 of their maximum) -> by its robust
+      range, the 1st and 99.8th percentiles, clipped (alpha, the last channel of
+      (H, W, 2|4), does not enter the percentiles; a constant image maps to 0).
 
     Why the uint16 exception: cameras, scanners and ultrasound machines store 14-bit (or
     12-, 10-bit) data in 16-bit files, values up to 16383. Divided by 65535 such an image
     is at most 25% bright (12-bit: 6%), too dark for a model trained on 8-bit pictures (a
     14-bit ultrasound frame gave an empty mask); by its own range it looks as it does in
-    napari, which shows it by its contrast limits. The trainer and inference both map
+    napari, which shows it by its contrast limits. The rule goes by the percentile, not
+    the maximum, because a camera's hot or saturated pixel at 65535 is common: by the
+    maximum, one such pixel switched a whole 14-bit image to / 65535 (an empty mask); by
+    the percentile it is clipped like any other outlier. The trainer and inference both map
     images here (``inference.FrameInput``), so a 14-bit training image and a 14-bit image
     to segment get the same rule.
 
@@ -56,7 +64,8 @@ def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = N
     Args:
         value_range: (low, high) for the robust rule instead of this array's own
             percentiles, e.g. those of a whole image of which ``image`` is a band
-            (:func:`robust_range`).
+            (:func:`robust_range`); for a wider unsigned integer its top also decides
+            the rule, as the image's own 99.8th percentile would.
     """
     image = np.asarray(image)
     rule, low, high = _rule(image, value_range)
@@ -77,7 +86,8 @@ def describe_mapping(image: np.ndarray, value_range: tuple[float, float] | None 
     E.g. "uint8 / 255", "float32 in [0, 1] as is",
     "int16 percentiles 1-99.8 (412-3980) -> [0,1]" or, for a wider unsigned integer that
     does not use its range, "uint16 of 14-bit data (max 16320) percentiles 1-99.8
-    (0-16064) -> [0,1]".
+    (0-16064) -> [0,1]" (the max leaves out hot or saturated pixels above 16383 and
+    counts them: "(max 16320; 1 pixel above 16383, clipped)").
     """
     image = np.asarray(image)
     rule, low, high = _rule(image, value_range)
@@ -96,12 +106,21 @@ def describe_mapping(image: np.ndarray, value_range: tuple[float, float] | None 
 
 
 def _dtype_words(image: np.ndarray, value_range: tuple[float, float] | None) -> str:
-    """The dtype, and for a wider unsigned integer mapped by its range the bits its data
-    uses ("uint16 of 14-bit data (max 16320)"): why it is not divided by its type's max."""
+    """The dtype, and for a wider unsigned integer mapped by its own range the bits its
+    data uses ("uint16 of 14-bit data (max 16320)"): why it is not divided by its type's
+    max. Hot or saturated pixels above 1/4 of the type's max (uint16: 16383) are counted
+    apart ("uint16 of 14-bit data (max 16320; 1 pixel above 16383, clipped)")."""
     if image.dtype.kind != "u" or value_range is not None or image.size == 0:
         return str(image.dtype)
-    top = int(drop_alpha(image).max())
-    return f"{image.dtype} of {max(top.bit_length(), 1)}-bit data (max {top})"
+    values = drop_alpha(image)
+    limit = _data_top(image.dtype)
+    over = values > limit
+    hot = int(np.count_nonzero(over))
+    top = int(values[~over].max()) if hot < values.size else 0
+    words = f"{image.dtype} of {max(top.bit_length(), 1)}-bit data (max {top}"
+    if hot:
+        words += f"; {hot} pixel{'s' * (hot != 1)} above {limit}, clipped"
+    return words + ")"
 
 
 def _rule(
@@ -111,8 +130,11 @@ def _rule(
     kind = image.dtype.kind
     if kind == "b":
         return "bool", 0.0, 1.0
-    if kind == "u" and _uses_its_range(image, value_range):
-        return "dtype", 0.0, float(np.iinfo(image.dtype).max)
+    if kind == "u":
+        if image.dtype.itemsize > 1 and image.size:
+            value_range = robust_range(image) if value_range is None else value_range
+        if _uses_its_range(image, value_range):
+            return "dtype", 0.0, float(np.iinfo(image.dtype).max)
     if kind == "f":
         finite = image[np.isfinite(image)] if image.size else image
         if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
@@ -122,14 +144,33 @@ def _rule(
 
 
 def _uses_its_range(image: np.ndarray, value_range: tuple[float, float] | None = None) -> bool:
-    """Whether an unsigned integer image goes above 1/4 of its type's maximum (always
-    for uint8); judged by ``value_range``'s top when given (a band of a larger image)."""
-    if image.dtype.itemsize == 1:
+    """Whether an unsigned integer image's robust range (:func:`robust_range`, or
+    ``value_range`` when given: a band of a larger image) goes above 1/4 of its type's
+    maximum; always for uint8 and empty images.
+
+    By the 99.8th percentile, not the maximum: a few hot or saturated pixels at 65535 in
+    14-bit data do not make the whole image / 65535.
+    """
+    if image.dtype.itemsize == 1 or image.size == 0:
         return True
-    top = np.iinfo(image.dtype).max >> _UNUSED_TOP_BITS  # uint16: 16383
-    if value_range is not None:
-        return value_range[1] > top
-    return image.size == 0 or int(drop_alpha(image).max()) > top
+    high = (robust_range(image) if value_range is None else value_range)[1]
+    return high > _data_top(image.dtype)
+
+
+def _data_top(dtype: np.dtype) -> int:
+    """1/4 of an unsigned integer type's maximum (uint16: 16383): the most that data
+    mapped by its own range (14 bits or fewer) holds."""
+    return int(np.iinfo(dtype).max >> _UNUSED_TOP_BITS)
+
+
+def data_ceiling(image: np.ndarray) -> int:
+    """The highest value an unsigned integer image may hold and keep ``to_unit_float``'s
+    rule: its type's maximum when it uses its range, else its own maximum, at most 1/4
+    of the type's (uint16: 16383; higher hot pixels are clipped by the rule anyway)."""
+    image = np.asarray(image)
+    if has_nominal_range(image):
+        return int(np.iinfo(image.dtype).max)
+    return min(int(drop_alpha(image).max()), _data_top(image.dtype))
 
 
 def drop_alpha(image: np.ndarray) -> np.ndarray:
