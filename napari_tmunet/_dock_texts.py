@@ -30,7 +30,8 @@ SAVED_MASK_AS_IMAGE = (
     + " to get it as Labels with its pixel size and position."
 )
 # The Segment dock's words on a colour TIFF stored channel-first (planar) that napari's
-# own reader opened as {frames} grey frames (its tags say RGB): what the model is run on.
+# own reader opened as {frames} grey frames (its tags say RGB, or ImageJ's CYX): what the
+# model is run on.
 CHANNEL_FIRST_COLOUR = (
     "run on each colour channel as if it were a grey image, as {name} is a colour TIFF "
     "stored channel-first, which napari's own reader opened as {frames} grey frames; "

@@ -572,7 +572,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _is_channel_first(self, layer: Image) -> bool | None:
         """Whether the grey layer ``layer`` of 3 or 4 frames is a colour TIFF read
-        channel-first (its first page's tags say RGB of as many samples: read once per
+        channel-first (its first page's tags say RGB of as many samples, or its ImageJ
+        description as many channels: :func:`stored_channel_first_colour`, read once per
         layer, never its pixels); None when its file cannot be checked (no TIFF behind it)
         and it has exactly 3 frames; False otherwise (a folder napari stacked included)."""
         if layer.unique_id not in self._channel_first:

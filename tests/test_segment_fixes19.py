@@ -6,6 +6,7 @@ for grey images; in-memory 3-frame stacks get no colour hint."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_segment_choices import segment, segment_dock
 
@@ -60,3 +61,38 @@ def test_a_tmunet_mask_opened_by_napari_says_to_open_it_with_the_tmunet_reader(
     segment(qtbot, widget)  # the threaded path runs on it as on any image
     (labels,) = viewer.open(str(path), plugin="napari-tmunet")
     assert labels.__class__.__name__ == "Labels" and tuple(labels.scale) == (0.5, 0.5)
+
+
+def test_an_imagej_composite_opened_by_napari_gets_the_channel_first_words(
+    make_napari_viewer, qtbot, said, tmp_path
+):
+    """The colonoscopy sample as an ImageJ 3-channel composite (axes CYX, not marked RGB),
+    opened with napari's own reader: 3 grey frames, which the TM-UNet reader reads in
+    colour. The dock says it is a colour TIFF read channel-first and how to open it in
+    colour (not "a grey image"), warns once, and the summary says the model may not suit
+    it (tester19 C); an ImageJ stack of 3 grey slices (axes ZYX) gets no such words."""
+    import tifffile
+
+    colour, _ = load_sample("colonoscopy")
+    planes = np.ascontiguousarray(colour.transpose(2, 0, 1))  # (3, H, W)
+    path = tmp_path / "polyp composite.tif"
+    tifffile.imwrite(path, planes, imagej=True, metadata={"axes": "CYX", "mode": "composite"})
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    (layer,) = viewer.open(str(path), plugin="napari")
+    assert layer.data.shape == planes.shape and not layer.rgb
+    widget.image.value = layer
+    reason = widget.model_reason.value
+    assert "chosen because this is a grey image" not in reason, reason
+    assert "'polyp composite' is a colour TIFF stored channel-first" in reason, reason
+    assert "napari's own reader opened as 3 grey frames" in reason
+    assert len(said["warning"]) == 1 and "'polyp composite' is a colour TIFF" in said["warning"][0]
+    segment(qtbot, widget)
+    assert "may not suit this image" in widget.summary.value, widget.summary.value
+    assert len(said["warning"]) == 1, said["warning"]
+
+    slices = tmp_path / "three slices.tif"
+    tifffile.imwrite(slices, planes, imagej=True, metadata={"axes": "ZYX"})
+    (stack,) = viewer.open(str(slices), plugin="napari")
+    widget.image.value = stack
+    assert "channel-first" not in widget.model_reason.value, widget.model_reason.value
