@@ -7,7 +7,8 @@ there, not at plugin load) with a progress bar, an ETA and a Cancel button;
 
 Which model runs: the model for the image's modality (guessed from its colours), or the
 user's choice for that modality (remembered across sessions for a shipped model trained
-for that modality; one trained for another is used in this session only, and said so), or
+for that modality; one trained for another is used in this session only, and said so; one
+picked on a colour TIFF that napari's reader opened as grey frames, for that image only), or
 the model Fine-tune made active for it (shown by its name); the dock says which and why.
 An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
 is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
@@ -156,6 +157,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._warned: set[tuple[Any, str]] = set()  # (image id, misfit) warned about already
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
+        # image id -> the model picked for it, of colour TIFFs read channel-first: not a
+        # pick for the grey images their modality names
+        self._layer_picks: dict[Any, str] = {}
         self._modality = ""  # of the chosen image
         self._followed: Image | None = None  # the image the model and reason shown are for
         self._pending_choice = ""  # a model chosen before any image was open
@@ -560,10 +564,12 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         that napari's own reader opened channel-first, as 3 or 4 grey frames, why says so
         and how to open it in colour (not that it is grey), and the model does not fit;
         for 3 frames of one size that may be one (:meth:`_is_channel_first`), why adds
-        that hint."""
+        that hint. A colour TIFF read channel-first runs the model picked for it, if one
+        was (:meth:`_picked_for_layer`)."""
         model, why, fits = self._model_for(modality, _thumbnail(layer))
         channel_first = self._is_channel_first(layer)
         if channel_first:
+            model = self._layer_picks.get(layer.unique_id, model)
             frames = np.shape(full_data(layer))[0]
             return model, CHANNEL_FIRST_COLOUR.format(name=repr(layer.name), frames=frames), False
         if channel_first is None:
@@ -616,8 +622,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         model = self._shown_model()
         if model and self._modality:
-            why = self._keep_choice(model)
-            self._choices[self._modality] = (model, why)
+            why = "" if self._picked_for_layer(model) else self._keep_choice(model)
+            if why:  # a pick for the images of that modality
+                self._choices[self._modality] = (model, why)
             if self.image.value is not None:  # a shipped model may still not suit the image
                 why = self._model_for_layer(self.image.value, self._modality)[1]
             self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
@@ -636,6 +643,16 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             if _model_id(path) == _model_id(model):
                 return label
         return os.path.basename(model)
+
+    def _picked_for_layer(self, model: str) -> bool:
+        """Keep ``model`` as the pick for the chosen image alone when it is a colour TIFF
+        that napari's own reader opened channel-first (its grey frames are no grey image:
+        the pick is not one for grey images); whether it was."""
+        image = self.image.value
+        if image is None or not self._is_channel_first(image):
+            return False
+        self._layer_picks[image.unique_id] = model
+        return True
 
     def _keep_choice(self, model: str) -> str:
         """Remember the shipped ``model`` the user picked as the model for images of the
@@ -810,10 +827,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _model_to_run(self, layer: Image) -> str:
         """The model a Segment click on ``layer`` runs: the one shown for the chosen image,
-        else the one for the image's modality (its :meth:`_model_for`)."""
+        else the one for the image's modality (its :meth:`_model_for_layer`: the model
+        picked for a colour TIFF read channel-first)."""
         if layer is self.image.value:
             return str(self.model.value)
-        return self._model_for(_modality(layer), _thumbnail(layer))[0]
+        return self._model_for_layer(layer, _modality(layer))[0]
 
     def _dock_model(self, image: Image) -> str:
         """The model (registry name or checkpoint path) a Segment click on ``image`` runs;

@@ -96,3 +96,49 @@ def test_an_imagej_composite_opened_by_napari_gets_the_channel_first_words(
     (stack,) = viewer.open(str(slices), plugin="napari")
     widget.image.value = stack
     assert "channel-first" not in widget.model_reason.value, widget.model_reason.value
+
+
+def channel_first_tiff(viewer, tmp_path):
+    """The colonoscopy sample as a colour TIFF stored channel-first (planar RGB), opened
+    with napari's own reader: 3 grey frames, which the dock guesses are ultrasound."""
+    import tifffile
+
+    colour, _ = load_sample("colonoscopy")
+    planes = np.ascontiguousarray(colour.transpose(2, 0, 1))
+    path = tmp_path / "polyp chw.tif"
+    tifffile.imwrite(path, planes, photometric="rgb", planarconfig="separate")
+    (layer,) = viewer.open(str(path), plugin="napari")
+    return layer
+
+
+def test_a_pick_on_a_channel_first_colour_tiff_is_not_the_pick_for_grey_images(
+    make_napari_viewer, qtbot, said, tmp_path
+):
+    """Picking the colonoscopy model on a colour TIFF that napari's own reader opened as 3
+    grey frames runs it on that image only: a real grey (ultrasound) image still gets the
+    ultrasound model, on choosing it and in Segment all, and nothing is remembered for
+    ultrasound images (tester19 D: Segment all ran colonoscopy on an ultrasound stack)."""
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    polyp = channel_first_tiff(viewer, tmp_path)
+    widget.image.value = polyp
+    assert widget.model.value == ULTRASOUND  # 3 grey frames: the grey images' model
+    widget.model.value = COLON  # the user's pick for this colour image
+    assert widget.model_reason.value.startswith(f"Runs {COLON}: run on each colour channel")
+    scan = viewer.add_image(load_sample("ultrasound")[0], name="scan")
+    widget.image.value = scan
+    assert widget.model.value == ULTRASOUND, widget.model_reason.value
+    assert widget.model_reason.value.startswith(f"Runs {ULTRASOUND}: chosen because")
+    widget.image.value = polyp
+    assert widget.model.value == COLON  # kept for that image
+    widget.segment_all()
+    assert widget.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert widget.status.value == "done", widget.status.value
+    ran = {
+        layer.metadata["image"]: layer.metadata["model"]
+        for layer in viewer.layers
+        if layer.__class__.__name__ == "Labels"
+    }
+    assert ran == {"scan": ULTRASOUND, "polyp chw": COLON}, ran
+    assert "ultrasound" not in registry.remembered_models()
