@@ -38,7 +38,7 @@ CHANNEL_FIRST_COLOUR = (
     + _OPEN_IN_COLOUR
     + " to segment it in colour"
 )
-# ... and on 3 frames of one size whose file cannot be checked (no TIFF behind them).
+# ... and on 3 frames of one size read from a file that cannot be checked (not a TIFF).
 CHANNEL_FIRST_MAYBE = (
     "its 3 frames of one size look like a colour image read channel-first: if it is one, "
     + _OPEN_IN_COLOUR

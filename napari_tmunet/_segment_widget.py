@@ -580,14 +580,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         """Whether the grey layer ``layer`` of 3 or 4 frames is a colour TIFF read
         channel-first (its first page's tags say RGB of as many samples, or its ImageJ
         description as many channels: :func:`stored_channel_first_colour`, read once per
-        layer, never its pixels); None when its file cannot be checked (no TIFF behind it)
-        and it has exactly 3 frames; False otherwise (a folder napari stacked included)."""
+        layer, never its pixels); None when it was read from a file that cannot be checked
+        (not a TIFF, an unreadable one) and it has exactly 3 frames; False otherwise (a
+        folder napari stacked, a layer made in memory included)."""
         if layer.unique_id not in self._channel_first:
             shape = np.shape(full_data(layer))
             path = _source_path(layer)
             known: bool | None = False
             if not layer.rgb and len(shape) == 3 and shape[0] in (3, 4):
-                if not (path and os.path.isdir(path)):  # a folder: _folder_stack_hint
+                if path and not os.path.isdir(path):  # a folder: _folder_stack_hint
                     known = stored_channel_first_colour(path, shape[0])
                 if known is None and shape[0] != 3:
                     known = False

@@ -142,3 +142,31 @@ def test_a_pick_on_a_channel_first_colour_tiff_is_not_the_pick_for_grey_images(
     }
     assert ran == {"scan": ULTRASOUND, "polyp chw": COLON}, ran
     assert "ultrasound" not in registry.remembered_models()
+
+
+def test_three_frames_made_in_memory_get_no_colour_hint(make_napari_viewer, qtbot, said, tmp_path):
+    """3 grey frames of one size made in memory (e.g. a time series built in the console)
+    have no file to be a colour image read channel-first: no hedged colour hint; the same
+    frames read from a file that cannot be checked (not a TIFF) keep it (tester19 E)."""
+    from napari_tmunet._dock_texts import CHANNEL_FIRST_MAYBE
+
+    grey, _ = load_sample("ultrasound")
+    frames = np.stack([grey, grey[::-1], grey[:, ::-1]])
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    series = viewer.add_image(frames, name="time series")
+    widget.image.value = series
+    reason = widget.model_reason.value
+    assert reason.startswith(f"Runs {ULTRASOUND}: chosen because this is a grey image"), reason
+    assert "channel-first" not in reason, reason
+    segment(qtbot, widget)
+    assert "may not suit" not in widget.summary.value, widget.summary.value
+    assert not said["warning"], said["warning"]
+
+    path = tmp_path / "frames.npy"
+    np.save(path, frames)
+    (saved,) = viewer.open(str(path), plugin="napari")
+    widget.image.value = saved
+    assert widget.model_reason.value.endswith(f"; {CHANNEL_FIRST_MAYBE}."), (
+        widget.model_reason.value
+    )
