@@ -33,10 +33,8 @@ SAVED_MASK_AS_IMAGE = (
 # own reader opened as {frames} grey frames (its tags say RGB, or ImageJ's CYX): what the
 # model is run on.
 CHANNEL_FIRST_COLOUR = (
-    "run on each colour channel as if it were a grey image, as {name} is a colour TIFF "
-    "stored channel-first, which napari's own reader opened as {frames} grey frames; "
-    + _OPEN_IN_COLOUR
-    + " to segment it in colour"
+    "run on its {frames} frames as grey: {name} is a channel-first colour TIFF; "
+    "File > Open with Plugin > TM-UNet reads it in colour"
 )
 # ... and on 3 frames of one size read from a file that cannot be checked (not a TIFF).
 CHANNEL_FIRST_MAYBE = (

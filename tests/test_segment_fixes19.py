@@ -84,9 +84,8 @@ def test_an_imagej_composite_opened_by_napari_gets_the_channel_first_words(
     widget.image.value = layer
     reason = widget.model_reason.value
     assert "chosen because this is a grey image" not in reason, reason
-    assert "'polyp composite' is a colour TIFF stored channel-first" in reason, reason
-    assert "napari's own reader opened as 3 grey frames" in reason
-    assert len(said["warning"]) == 1 and "'polyp composite' is a colour TIFF" in said["warning"][0]
+    assert "'polyp composite' is a channel-first colour TIFF" in reason, reason
+    assert len(said["warning"]) == 1 and "'polyp composite' is a channel-first colour TIFF" in said["warning"][0]
     segment(qtbot, widget)
     assert "may not suit this image" in widget.summary.value, widget.summary.value
     assert len(said["warning"]) == 1, said["warning"]
@@ -124,7 +123,7 @@ def test_a_pick_on_a_channel_first_colour_tiff_is_not_the_pick_for_grey_images(
     widget.image.value = polyp
     assert widget.model.value == ULTRASOUND  # 3 grey frames: the grey images' model
     widget.model.value = COLON  # the user's pick for this colour image
-    assert widget.model_reason.value.startswith(f"Runs {COLON}: run on each colour channel")
+    assert widget.model_reason.value.startswith(f"Runs {COLON}: run on its 3 frames as grey")
     scan = viewer.add_image(load_sample("ultrasound")[0], name="scan")
     widget.image.value = scan
     assert widget.model.value == ULTRASOUND, widget.model_reason.value
