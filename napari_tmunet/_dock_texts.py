@@ -15,20 +15,28 @@ CMYK_AS_STORED = (
     "`napari-tmunet FILE` opens it in RGB"
 )
 
+# How to open a file with this plugin's reader.
+_OPEN_WITH_TMUNET = (
+    "open it with the TM-UNet reader (File > Open with Plugin > Open File(s)..., then TM-UNet)"
+)
 # How to open a TIFF in colour: the TM-UNet reader reads its samples as colour.
-_OPEN_IN_COLOUR = (
-    "open it with the TM-UNet reader (File > Open with Plugin > Open File(s)..., then "
-    "TM-UNet) or `napari-tmunet FILE`"
+_OPEN_IN_COLOUR = _OPEN_WITH_TMUNET + " or `napari-tmunet FILE`"
+# The Segment dock's words on a TIFF mask the TM-UNet writer saved that napari's own
+# reader opened as an image, at scale 1: {name} is the layer's name.
+SAVED_MASK_AS_IMAGE = (
+    "{name} is a mask saved by TM-UNet, which napari's own reader opened as an image at "
+    "scale 1 (not over its picture): "
+    + _OPEN_WITH_TMUNET
+    + " to get it as Labels with its pixel size and position."
 )
 # The Segment dock's words on a colour TIFF stored channel-first (planar) that napari's
-# own reader opened as {frames} grey frames (its tags say RGB): what the model is run on.
+# own reader opened as {frames} grey frames (its tags say RGB, or ImageJ's CYX): what the
+# model is run on.
 CHANNEL_FIRST_COLOUR = (
-    "run on each colour channel as if it were a grey image, as {name} is a colour TIFF "
-    "stored channel-first, which napari's own reader opened as {frames} grey frames; "
-    + _OPEN_IN_COLOUR
-    + " to segment it in colour"
+    "run on its {frames} frames as grey: {name} is a channel-first colour TIFF; "
+    "File > Open with Plugin > TM-UNet reads it in colour"
 )
-# ... and on 3 frames of one size whose file cannot be checked (no TIFF behind them).
+# ... and on 3 frames of one size read from a file that cannot be checked (not a TIFF).
 CHANNEL_FIRST_MAYBE = (
     "its 3 frames of one size look like a colour image read channel-first: if it is one, "
     + _OPEN_IN_COLOUR

@@ -7,7 +7,8 @@ there, not at plugin load) with a progress bar, an ETA and a Cancel button;
 
 Which model runs: the model for the image's modality (guessed from its colours), or the
 user's choice for that modality (remembered across sessions for a shipped model trained
-for that modality; one trained for another is used in this session only, and said so), or
+for that modality; one trained for another is used in this session only, and said so; one
+picked on a colour TIFF that napari's reader opened as grey frames, for that image only), or
 the model Fine-tune made active for it (shown by its name); the dock says which and why.
 An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
 is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
@@ -52,6 +53,7 @@ from ._dock_texts import (
     CHANNEL_FIRST_MAYBE,
     CMYK_AS_STORED,
     NO_CHECKPOINT_REASON,
+    SAVED_MASK_AS_IMAGE,
     SEGMENT_TIPS,
 )
 from ._segment_jobs import (
@@ -91,7 +93,7 @@ from .data.colour_spaces import (
     stored_channel_first_colour,
     stored_colour_space,
 )
-from .data.images import is_grey_alpha, looks_like_mask
+from .data.images import is_grey_alpha, looks_like_mask, saved_mask_kind
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -155,6 +157,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._warned: set[tuple[Any, str]] = set()  # (image id, misfit) warned about already
         self._options: SegmentOptions | None = None  # of the image being segmented
         self._choices: dict[str, tuple[str, str]] = {}  # modality -> (model, why), this session
+        # image id -> the model picked for it, of colour TIFFs read channel-first: not a
+        # pick for the grey images their modality names
+        self._layer_picks: dict[Any, str] = {}
         self._modality = ""  # of the chosen image
         self._followed: Image | None = None  # the image the model and reason shown are for
         self._pending_choice = ""  # a model chosen before any image was open
@@ -364,13 +369,15 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.image.value = layer
 
     def _is_mask(self, layer: Image) -> bool:
-        """Whether the image layer ``layer`` looks like a mask (:func:`looks_like_mask`),
+        """Whether the image layer ``layer`` is a mask: a TIFF mask the TM-UNet writer saved
+        (:func:`_saved_by_tmunet`), or one that looks like a mask (:func:`looks_like_mask`);
         judged once per layer."""
         if layer.unique_id not in self._mask_like:
             data = full_data(layer)
             if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
                 data = _thumbnail(layer)
-            self._mask_like[layer.unique_id] = looks_like_mask(data)
+            saved = _saved_by_tmunet(layer)
+            self._mask_like[layer.unique_id] = saved or looks_like_mask(data)
         return self._mask_like[layer.unique_id]
 
     def _start_on_active_image(self) -> None:
@@ -557,10 +564,12 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         that napari's own reader opened channel-first, as 3 or 4 grey frames, why says so
         and how to open it in colour (not that it is grey), and the model does not fit;
         for 3 frames of one size that may be one (:meth:`_is_channel_first`), why adds
-        that hint."""
+        that hint. A colour TIFF read channel-first runs the model picked for it, if one
+        was (:meth:`_picked_for_layer`)."""
         model, why, fits = self._model_for(modality, _thumbnail(layer))
         channel_first = self._is_channel_first(layer)
         if channel_first:
+            model = self._layer_picks.get(layer.unique_id, model)
             frames = np.shape(full_data(layer))[0]
             return model, CHANNEL_FIRST_COLOUR.format(name=repr(layer.name), frames=frames), False
         if channel_first is None:
@@ -569,15 +578,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _is_channel_first(self, layer: Image) -> bool | None:
         """Whether the grey layer ``layer`` of 3 or 4 frames is a colour TIFF read
-        channel-first (its first page's tags say RGB of as many samples: read once per
-        layer, never its pixels); None when its file cannot be checked (no TIFF behind it)
-        and it has exactly 3 frames; False otherwise (a folder napari stacked included)."""
+        channel-first (its first page's tags say RGB of as many samples, or its ImageJ
+        description as many channels: :func:`stored_channel_first_colour`, read once per
+        layer, never its pixels); None when it was read from a file that cannot be checked
+        (not a TIFF, an unreadable one) and it has exactly 3 frames; False otherwise (a
+        folder napari stacked, a layer made in memory included)."""
         if layer.unique_id not in self._channel_first:
             shape = np.shape(full_data(layer))
             path = _source_path(layer)
             known: bool | None = False
             if not layer.rgb and len(shape) == 3 and shape[0] in (3, 4):
-                if not (path and os.path.isdir(path)):  # a folder: _folder_stack_hint
+                if path and not os.path.isdir(path):  # a folder: _folder_stack_hint
                     known = stored_channel_first_colour(path, shape[0])
                 if known is None and shape[0] != 3:
                     known = False
@@ -612,8 +623,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         model = self._shown_model()
         if model and self._modality:
-            why = self._keep_choice(model)
-            self._choices[self._modality] = (model, why)
+            why = "" if self._picked_for_layer(model) else self._keep_choice(model)
+            if why:  # a pick for the images of that modality
+                self._choices[self._modality] = (model, why)
             if self.image.value is not None:  # a shipped model may still not suit the image
                 why = self._model_for_layer(self.image.value, self._modality)[1]
             self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
@@ -632,6 +644,16 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             if _model_id(path) == _model_id(model):
                 return label
         return os.path.basename(model)
+
+    def _picked_for_layer(self, model: str) -> bool:
+        """Keep ``model`` as the pick for the chosen image alone when it is a colour TIFF
+        that napari's own reader opened channel-first (its grey frames are no grey image:
+        the pick is not one for grey images); whether it was."""
+        image = self.image.value
+        if image is None or not self._is_channel_first(image):
+            return False
+        self._layer_picks[image.unique_id] = model
+        return True
 
     def _keep_choice(self, model: str) -> str:
         """Remember the shipped ``model`` the user picked as the model for images of the
@@ -806,10 +828,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _model_to_run(self, layer: Image) -> str:
         """The model a Segment click on ``layer`` runs: the one shown for the chosen image,
-        else the one for the image's modality (its :meth:`_model_for`)."""
+        else the one for the image's modality (its :meth:`_model_for_layer`: the model
+        picked for a colour TIFF read channel-first)."""
         if layer is self.image.value:
             return str(self.model.value)
-        return self._model_for(_modality(layer), _thumbnail(layer))[0]
+        return self._model_for_layer(layer, _modality(layer))[0]
 
     def _dock_model(self, image: Image) -> str:
         """The model (registry name or checkpoint path) a Segment click on ``image`` runs;
@@ -1238,7 +1261,10 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
 def _mask_hint(layer: Image) -> str:
     """One sentence: ``layer`` looks like a mask, and how to use it as one (a mask saved in
     colour or with an alpha channel cannot be converted to Labels: napari would make its
-    channels a third axis)."""
+    channels a third axis); for a mask the TM-UNet writer saved, to open it with the TM-UNet
+    reader (Labels with its scale; Convert to Labels would leave it at scale 1)."""
+    if _saved_by_tmunet(layer):  # the TM-UNet reader gives it back as Labels, in place
+        return SAVED_MASK_AS_IMAGE.format(name=repr(layer.name))
     start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
     if layer.rgb or is_grey_alpha(layer.data.shape):
         return start + (
@@ -1249,6 +1275,13 @@ def _mask_hint(layer: Image) -> str:
         "segment: to use it as a mask, right-click it in the layer list > Convert to Labels, "
         "or open the picture with its mask: napari-tmunet PICTURE MASK."
     )
+
+
+def _saved_by_tmunet(layer: Image) -> bool:
+    """Whether ``layer`` was read from a TIFF mask the TM-UNet writer saved (its description
+    carries the mark, :func:`saved_mask_kind`): the file's header only, never its pixels."""
+    path = _source_path(layer)
+    return bool(path and os.path.isfile(path) and saved_mask_kind(path))
 
 
 def _model_names(metadata: dict) -> tuple:

@@ -71,3 +71,29 @@ def test_comparison_scores_are_in_view_at_the_default_width(window, qtbot):
         end = table.columnViewportPosition(column) + table.columnWidth(column)
         assert end <= table.viewport().width(), headers[column]
     assert table.item(0, 0).toolTip() == rows[0]["model"]
+
+
+def _lines(label) -> int:
+    """How many lines the wrapped QLabel ``label`` takes at its width."""
+    native = label.native
+    return round(native.heightForWidth(native.width()) / native.fontMetrics().lineSpacing())
+
+
+def test_the_channel_first_colour_words_leave_the_summary_in_view(window, tmp_path):
+    """The Segment dock's words on a colour TIFF that napari's own reader opened as grey
+    frames take a few lines at 1366 x 768, not 12 that push the summary out of view
+    (tester19 F)."""
+    import numpy as np
+    import tifffile
+
+    from napari_tmunet._sample_data import load_sample
+
+    viewer, add = window
+    colour, _ = load_sample("colonoscopy")
+    path = tmp_path / "clinic_chw.tif"
+    tifffile.imwrite(path, colour.transpose(2, 0, 1), photometric="rgb", planarconfig="separate")
+    (layer,) = viewer.open(str(path), plugin="napari")
+    widget = add("Segment")
+    widget.image.value = layer
+    assert "is a channel-first colour TIFF" in widget.model_reason.value
+    assert _lines(widget.model_reason) <= 6, widget.model_reason.value

@@ -648,8 +648,8 @@ def test_a_channel_first_colour_tiff_opened_by_napari_says_how_to_open_it(
     planar), opened with napari's own reader: 3 grey frames. The dock does not call it a
     grey image: it says that the model runs on each colour channel as on a grey image and
     how to open the file in colour, warns once (not again on Segment), and the summary
-    says the model may not suit it (tester18 #2). 3 frames without a file get the hint as
-    a maybe; a grey 3-page TIFF none."""
+    says the model may not suit it (tester18 #2). 3 frames without a file get no hint
+    (tester19 E), nor does a grey 3-page TIFF."""
     import tifffile
 
     import napari_tmunet._segment_widget as module
@@ -666,10 +666,9 @@ def test_a_channel_first_colour_tiff_opened_by_napari_says_how_to_open_it(
     widget.image.value = layer
     reason = widget.model_reason.value
     assert "chosen because this is a grey image" not in reason, reason
-    assert "'polyp chw' is a colour TIFF stored channel-first" in reason, reason
-    assert "napari's own reader opened as 3 grey frames" in reason
-    assert "File > Open with Plugin" in reason and "`napari-tmunet FILE`" in reason
-    assert len(warnings) == 1 and "'polyp chw' is a colour TIFF" in warnings[0], warnings
+    assert "'polyp chw' is a channel-first colour TIFF" in reason, reason
+    assert "File > Open with Plugin > TM-UNet reads it in colour" in reason
+    assert len(warnings) == 1 and "'polyp chw' is a channel-first colour TIFF" in warnings[0], warnings
     widget.segment()
     assert widget.worker is not None  # the threaded path
     wait_done(qtbot, widget)
@@ -677,12 +676,10 @@ def test_a_channel_first_colour_tiff_opened_by_napari_says_how_to_open_it(
     assert "may not suit this image" in widget.summary.value, widget.summary.value
     assert len(warnings) == 1, warnings
 
-    from napari_tmunet._dock_texts import CHANNEL_FIRST_MAYBE
-
     unknown = viewer.add_image(planes, name="three frames")  # no file behind it
     widget.image.value = unknown
     assert "chosen because this is a grey image" in widget.model_reason.value
-    assert widget.model_reason.value.endswith(f"; {CHANNEL_FIRST_MAYBE}.")
+    assert "channel-first" not in widget.model_reason.value
     grey = tmp_path / "three scans.tif"
     tifffile.imwrite(grey, planes, photometric="minisblack")
     (scans,) = viewer.open(str(grey), plugin="napari")

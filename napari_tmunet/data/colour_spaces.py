@@ -68,10 +68,12 @@ def napari_keeps_as_stored(path: str | os.PathLike) -> bool:
 def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> bool | None:
     """Whether the file at ``path`` is a colour TIFF of ``frames`` samples per pixel (RGB,
     or RGB + alpha), which napari's own reader gives channel-first, as ``frames`` grey
-    frames, when its samples are stored apart (planar); None when that cannot be checked
-    (no path, a folder, not a TIFF, an unreadable file).
+    frames, when its samples are stored apart (planar), or an ImageJ image of ``frames``
+    channels and no other axis (axes CYX, e.g. a composite), which the TM-UNet reader
+    reads as colour; None when that cannot be checked (no path, a folder, not a TIFF, an
+    unreadable file).
 
-    Reads the first page's tags only, never its pixels. Never raises.
+    Reads tags and the ImageJ description only, never pixels. Never raises.
     """
     try:
         if not path or not Path(path).is_file() or Path(path).suffix.lower() not in TIFF_SUFFIXES:
@@ -80,9 +82,20 @@ def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> 
 
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
-            return page.photometric == _RGB and page.samplesperpixel == frames
+            if page.photometric == _RGB and page.samplesperpixel == frames:
+                return True
+            return tif.is_imagej and _imagej_channels(tif) == frames
     except Exception:  # not a TIFF this can read: not known
         return None
+
+
+def _imagej_channels(tif) -> int:
+    """The channels of an open ImageJ TIFF whose only axes besides Y and X (of more than
+    one step) are channels, as its description says (``axes`` CYX); else 0."""
+    series = tif.series[0]
+    axes = "".join(a for a, n in zip(series.axes, series.shape, strict=True) if n > 1)
+    channels = int((tif.imagej_metadata or {}).get("channels", 1))
+    return channels if axes.startswith("C") and axes[1:] == "YX" else 0
 
 
 def _tiff_colour_space(path: Path) -> str | None:
