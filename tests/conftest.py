@@ -34,3 +34,14 @@ def clinic_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("cache") / "clinic16.npz"
     decode_folder(clinic, max_images=16, workers=2).save(path)
     return path
+
+
+@pytest.fixture
+def notices(monkeypatch):
+    """The Segment dock's warnings and infos, as lists of their texts."""
+    import napari_tmunet._segment_widget as module
+
+    seen = {"warning": [], "info": []}
+    monkeypatch.setattr(module, "show_warning", seen["warning"].append)
+    monkeypatch.setattr(module, "show_info", seen["info"].append)
+    return seen

@@ -190,7 +190,9 @@ def test_start_with_relative_root_and_data_runs_them_from_here(tmp_path, monkeyp
         time.sleep(0.5)
     log = (tmp_path / "camp" / "supervisor.log").read_text()
     assert json.loads(state_file.read_text())["broken"]["state"] == "failed", log
-    assert "--zoom 3: expected from 0 to 1" in (tmp_path / "camp" / "logs" / "broken.log").read_text()
+    assert (
+        "--zoom 3: expected from 0 to 1" in (tmp_path / "camp" / "logs" / "broken.log").read_text()
+    )
     plan = json.loads((tmp_path / "camp" / "plan.json").read_text())
     assert [r["name"] for r in plan["runs"]] == ["broken"]
 

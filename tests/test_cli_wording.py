@@ -6,15 +6,13 @@ what to give instead."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _paths import DATASETS
+from _signals import sigterm_after_records
 from PIL import Image
 from test_trainer import _tiny_clinic
 
@@ -28,25 +26,11 @@ QUICK = ["--variant", "t", "--size", "32", "--batch-size", "2", "--device", "cpu
          "--no-progress", "--no-efficiency", "--num-workers", "1"]  # fmt: skip
 
 
-def _records(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    return path.read_text().count("\n") if path.is_file() else 0
-
-
 def _stopped_run(data: Path, run: Path, steps: int) -> int:
     """`fit --steps STEPS` stopped by SIGTERM after its second period; the step reached."""
-
-    def stop_after_two_periods():
-        deadline = time.time() + 300
-        while _records(run) < 2 and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler sets its stop event
-
-    killer = threading.Thread(target=stop_after_two_periods)
-    killer.start()
-    code = cli.main(["fit", "--data", str(data), "--run-dir", str(run), "--steps", str(steps),
-                     "--epochs", str(steps // 2), *QUICK])  # fmt: skip
-    killer.join()
+    with sigterm_after_records(run, 2):
+        code = cli.main(["fit", "--data", str(data), "--run-dir", str(run), "--steps", str(steps),
+                         "--epochs", str(steps // 2), *QUICK])  # fmt: skip
     assert code == 128 + signal.SIGTERM
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
 

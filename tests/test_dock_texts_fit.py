@@ -83,7 +83,6 @@ def test_the_channel_first_colour_words_leave_the_summary_in_view(window, tmp_pa
     """The Segment dock's words on a colour TIFF that napari's own reader opened as grey
     frames take a few lines at 1366 x 768, not 12 that push the summary out of view
     (tester19 F)."""
-    import numpy as np
     import tifffile
 
     from napari_tmunet._sample_data import load_sample

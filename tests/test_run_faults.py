@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from _paths import REPO
+from _signals import period_records, sigterm_after_records
 
 from napari_tmunet.checkpoint import read_checkpoint
 from napari_tmunet.training import TrainConfig, engine, fit
@@ -69,11 +70,6 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
-def _lines(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    return path.read_text().count("\n") if path.is_file() else 0
-
-
 def _same_records(a: list[dict], b: list[dict]) -> None:
     assert [r["period"] for r in b] == list(range(1, len(a) + 1))  # one per period, in order
     assert [{k: r.get(k) for k in SAME} for r in a] == [{k: r.get(k) for k in SAME} for r in b]
@@ -100,7 +96,7 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(tiles, tmp_path, caplog):
         _fit_cmd(tiles, killed, STEPS), env=_env(3600), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    _wait_for(lambda: (killed / "last.pt").is_file() and _lines(killed) >= 4, proc)
+    _wait_for(lambda: (killed / "last.pt").is_file() and period_records(killed) >= 4, proc)
     proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL and not (killed / "summary.json").exists()
@@ -279,17 +275,8 @@ def test_a_stop_right_at_a_periods_end_logs_no_nan_loss(tiles, tmp_path, caplog)
     NaN mean of no steps. A stop before the first step has no loss and says so."""
     run = tmp_path / "run"
 
-    def sigterm_after_two_periods():
-        deadline = time.time() + 120
-        while _lines(run) < 2 and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler sets its stop event
-
-    killer = threading.Thread(target=sigterm_after_two_periods)
-    killer.start()
-    with caplog.at_level(logging.INFO, "napari_tmunet"):
+    with caplog.at_level(logging.INFO, "napari_tmunet"), sigterm_after_records(run, 2, 120):
         code = cli.main(_fit_cmd(tiles, run, 5000)[3:])
-    killer.join()
     assert code == 128 + signal.SIGTERM
     records = read_metrics(run)
     stop, last_period = records[-1], records[-2]

@@ -23,17 +23,6 @@ def segment_dock(viewer):
     return widget
 
 
-@pytest.fixture
-def notices(monkeypatch):
-    """The dock's warnings and infos, as lists of their texts."""
-    import napari_tmunet._segment_widget as module
-
-    seen = {"warning": [], "info": []}
-    monkeypatch.setattr(module, "show_warning", seen["warning"].append)
-    monkeypatch.setattr(module, "show_info", seen["info"].append)
-    return seen
-
-
 def segment(qtbot, widget) -> None:
     """Click Segment on the threaded path and wait until it is done."""
     widget.segment()

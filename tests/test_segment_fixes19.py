@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_segment_choices import segment, segment_dock
 
-from napari_tmunet import _segment_widget, registry
+from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.data.images import write_mask
 
@@ -25,17 +25,8 @@ def _shipped_models():
         pytest.skip("the colonoscopy and ultrasound models are needed")
 
 
-@pytest.fixture
-def said(monkeypatch):
-    """The dock's warnings and infos, as lists of their texts."""
-    seen = {"warning": [], "info": []}
-    monkeypatch.setattr(_segment_widget, "show_warning", seen["warning"].append)
-    monkeypatch.setattr(_segment_widget, "show_info", seen["info"].append)
-    return seen
-
-
 def test_a_tmunet_mask_opened_by_napari_says_to_open_it_with_the_tmunet_reader(
-    make_napari_viewer, qtbot, said, tmp_path
+    make_napari_viewer, qtbot, notices, tmp_path
 ):
     """A TIFF mask the TM-UNet writer saved with a pixel size, opened with napari's own
     reader (an Image at scale 1): selecting it says to open it with the TM-UNet reader, not
@@ -52,7 +43,7 @@ def test_a_tmunet_mask_opened_by_napari_says_to_open_it_with_the_tmunet_reader(
     assert opened.__class__.__name__ == "Image" and tuple(opened.scale) == (1, 1)
     viewer.layers.selection.active = opened
     assert widget.image.value is picture  # not followed as an image to segment
-    (hint,) = said["info"]
+    (hint,) = notices["info"]
     assert "Convert to Labels" not in hint, hint
     assert hint.startswith("'lesion mask' is a mask saved by TM-UNet"), hint
     assert "open it with the TM-UNet reader (File > Open with Plugin" in hint
@@ -64,7 +55,7 @@ def test_a_tmunet_mask_opened_by_napari_says_to_open_it_with_the_tmunet_reader(
 
 
 def test_an_imagej_composite_opened_by_napari_gets_the_channel_first_words(
-    make_napari_viewer, qtbot, said, tmp_path
+    make_napari_viewer, qtbot, notices, tmp_path
 ):
     """The colonoscopy sample as an ImageJ 3-channel composite (axes CYX, not marked RGB),
     opened with napari's own reader: 3 grey frames, which the TM-UNet reader reads in
@@ -85,10 +76,13 @@ def test_an_imagej_composite_opened_by_napari_gets_the_channel_first_words(
     reason = widget.model_reason.value
     assert "chosen because this is a grey image" not in reason, reason
     assert "'polyp composite' is a channel-first colour TIFF" in reason, reason
-    assert len(said["warning"]) == 1 and "'polyp composite' is a channel-first colour TIFF" in said["warning"][0]
+    assert (
+        len(notices["warning"]) == 1
+        and "'polyp composite' is a channel-first colour TIFF" in notices["warning"][0]
+    )
     segment(qtbot, widget)
     assert "may not suit this image" in widget.summary.value, widget.summary.value
-    assert len(said["warning"]) == 1, said["warning"]
+    assert len(notices["warning"]) == 1, notices["warning"]
 
     slices = tmp_path / "three slices.tif"
     tifffile.imwrite(slices, planes, imagej=True, metadata={"axes": "ZYX"})
@@ -111,7 +105,7 @@ def channel_first_tiff(viewer, tmp_path):
 
 
 def test_a_pick_on_a_channel_first_colour_tiff_is_not_the_pick_for_grey_images(
-    make_napari_viewer, qtbot, said, tmp_path
+    make_napari_viewer, qtbot, notices, tmp_path
 ):
     """Picking the colonoscopy model on a colour TIFF that napari's own reader opened as 3
     grey frames runs it on that image only: a real grey (ultrasound) image still gets the
@@ -143,7 +137,9 @@ def test_a_pick_on_a_channel_first_colour_tiff_is_not_the_pick_for_grey_images(
     assert "ultrasound" not in registry.remembered_models()
 
 
-def test_three_frames_made_in_memory_get_no_colour_hint(make_napari_viewer, qtbot, said, tmp_path):
+def test_three_frames_made_in_memory_get_no_colour_hint(
+    make_napari_viewer, qtbot, notices, tmp_path
+):
     """3 grey frames of one size made in memory (e.g. a time series built in the console)
     have no file to be a colour image read channel-first: no hedged colour hint; the same
     frames read from a file that cannot be checked (not a TIFF) keep it (tester19 E)."""
@@ -160,7 +156,7 @@ def test_three_frames_made_in_memory_get_no_colour_hint(make_napari_viewer, qtbo
     assert "channel-first" not in reason, reason
     segment(qtbot, widget)
     assert "may not suit" not in widget.summary.value, widget.summary.value
-    assert not said["warning"], said["warning"]
+    assert not notices["warning"], notices["warning"]
 
     path = tmp_path / "frames.npy"
     np.save(path, frames)

@@ -668,7 +668,9 @@ def test_a_channel_first_colour_tiff_opened_by_napari_says_how_to_open_it(
     assert "chosen because this is a grey image" not in reason, reason
     assert "'polyp chw' is a channel-first colour TIFF" in reason, reason
     assert "File > Open with Plugin > TM-UNet reads it in colour" in reason
-    assert len(warnings) == 1 and "'polyp chw' is a channel-first colour TIFF" in warnings[0], warnings
+    assert len(warnings) == 1 and "'polyp chw' is a channel-first colour TIFF" in warnings[0], (
+        warnings
+    )
     widget.segment()
     assert widget.worker is not None  # the threaded path
     wait_done(qtbot, widget)
