@@ -12,12 +12,9 @@ from napari.components import LayerList
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
+from ._reader import MASK_OPACITY
 from ._widget_common import full_data
 from .data.images import mask_image_labels
-
-CONVERT_TO_MASK = "Layers > Layer Type > Convert to mask (TM-UNet)"
-# how a converted mask is shown over its picture (as the reader's mask layers)
-MASK_OPACITY = 0.5
 
 
 def convert_to_mask(layers: LayerList) -> None:
