@@ -15,6 +15,11 @@ CMYK_AS_STORED = (
     "`napari-tmunet FILE` opens it in RGB"
 )
 
+# Where the command is that turns a mask opened as an image into Labels by the mask-file
+# rule (_convert_mask.py; napari 0.9 lets plugins add to the Layers menu, not to the layer
+# list's right-click menu, whose Convert to Labels keeps a 0/255 mask's stray values).
+CONVERT_TO_MASK = "select it and choose Layers > Layer Type > Convert to mask (TM-UNet)"
+
 # How to open a file with this plugin's reader.
 _OPEN_WITH_TMUNET = (
     "open it with the TM-UNet reader (File > Open with Plugin > Open File(s)..., then TM-UNet)"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
-from ._dock_texts import METRICS_TIPS
+from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._widget_common import (
     fit_width,
     full_data,
@@ -211,10 +211,7 @@ class MetricsWidget(Container):
         ]
         if len(images) < 2:
             return ""
-        return (
-            "To score against an image as a mask, right-click its layer and choose "
-            "Convert to Labels."
-        )
+        return f"To score against an image that is a mask, {CONVERT_TO_MASK}."
 
     def _refresh_choices(self, _event=None) -> None:
         """Re-read the Labels layers; keep the selection, else guess a sensible pair.
@@ -694,7 +691,7 @@ def _extra_axis(prediction, reference) -> str:
                 f"{other.name!r} ({_size(other)}) lacks (a mask image's channels, kept as an "
                 "axis by Convert to Labels): delete it, open the mask file again with "
                 "File > Open and choose that image as the reference, which Metrics reads "
-                "as a mask."
+                f"as a mask (to paint on it: {CONVERT_TO_MASK})."
             )
     return ""
 

@@ -36,6 +36,8 @@ LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
 # mask saved with napari's writer (uint32, unmarked) reopens here as Labels too; 8/16-bit
 # grey images stay images.
 LABEL_DTYPES = (np.int32, np.uint32, np.int64, np.uint64)
+# how a mask opened over its picture is shown (the reader, the launcher, Convert to mask)
+MASK_OPACITY = 0.5
 
 
 def _image_suffixes() -> set[str]:
@@ -353,7 +355,7 @@ def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = T
     kwargs: dict[str, Any] = {
         "name": f"{path.stem} mask",
         "visible": visible,
-        "opacity": 0.5,
+        "opacity": MASK_OPACITY,
         "metadata": {"path": str(path), "mask_rule": str(rule)},
     }
     if like is not None:  # overlay the image it belongs to; Metrics pairs by its name

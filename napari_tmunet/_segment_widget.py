@@ -52,6 +52,7 @@ from ._dock_texts import (
     CHANNEL_FIRST_COLOUR,
     CHANNEL_FIRST_MAYBE,
     CMYK_AS_STORED,
+    CONVERT_TO_MASK,
     NO_CHECKPOINT_REASON,
     SAVED_MASK_AS_IMAGE,
     SEGMENT_TIPS,
@@ -1259,21 +1260,22 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
 
 
 def _mask_hint(layer: Image) -> str:
-    """One sentence: ``layer`` looks like a mask, and how to use it as one (a mask saved in
-    colour or with an alpha channel cannot be converted to Labels: napari would make its
-    channels a third axis); for a mask the TM-UNet writer saved, to open it with the TM-UNet
-    reader (Labels with its scale; Convert to Labels would leave it at scale 1)."""
+    """One sentence: ``layer`` looks like a mask, and how to use it as one: the TM-UNet
+    command that reads it as a mask file is read (not napari's Convert to Labels, which
+    keeps a 0/255 mask's stray values 1..127 as foreground, and a colour or alpha mask's
+    channels as an axis); for a mask the TM-UNet writer saved, to open it with the TM-UNet
+    reader (Labels with its scale; a conversion would leave it at scale 1)."""
     if _saved_by_tmunet(layer):  # the TM-UNet reader gives it back as Labels, in place
         return SAVED_MASK_AS_IMAGE.format(name=repr(layer.name))
     start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
     if layer.rgb or is_grey_alpha(layer.data.shape):
         return start + (
             "segment: the Metrics dock takes it as the reference as it is; to paint on it, "
-            "open the picture with its mask: napari-tmunet PICTURE MASK."
+            f"{CONVERT_TO_MASK}, or open the picture with its mask: napari-tmunet PICTURE MASK."
         )
     return start + (
-        "segment: to use it as a mask, right-click it in the layer list > Convert to Labels, "
-        "or open the picture with its mask: napari-tmunet PICTURE MASK."
+        f"segment: to use it as a mask, {CONVERT_TO_MASK}, or open the picture with its "
+        "mask: napari-tmunet PICTURE MASK."
     )
 
 

@@ -502,7 +502,7 @@ def _open_mask(viewer, path: Path, picture_path: Path | None = None) -> None:
     its name gives, :func:`_mask_picture`; shown or hidden with it, so Metrics pairs them),
     never an image that Segment could be run on. A mask this plugin's writer saved keeps
     its instance ids."""
-    from ._reader import mask_layer_data, saved_mask_layer_data
+    from ._reader import MASK_OPACITY, mask_layer_data, saved_mask_layer_data
     from .data.images import read_saved_mask
 
     name = picture_path.stem if picture_path is not None else _mask_picture(path) or path.stem
@@ -523,7 +523,7 @@ def _open_mask(viewer, path: Path, picture_path: Path | None = None) -> None:
             data, kwargs, _ = mask_layer_data(path, like=like, visible=visible)
         else:  # instance ids (or a stack) as written, over the picture as the others
             data, kwargs, _ = saved_mask_layer_data(path, saved)
-            kwargs.update(visible=visible, opacity=0.5)
+            kwargs.update(visible=visible, opacity=MASK_OPACITY)
             if picture is not None:
                 kwargs["metadata"]["image"] = picture.name
                 if data.ndim == len(picture.scale):

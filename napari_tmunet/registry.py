@@ -263,7 +263,8 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
     the most coloured BUSI image has 1.5% of such pixels; every CVC-ClinicDB, Kvasir-SEG,
     MoNuSeg and CPM-15 image at least 25%.) The intensity range is that of the
     :data:`SPREAD_PERCENTILES`, not min to max, so a few hot or saturated pixels do not
-    change the guess.
+    change the guess. Pixels with a NaN or infinite channel are left out (one NaN made
+    every percentile NaN, and a colour image "grey"); an image with none left is "ultrasound".
     """
     image = np.asarray(image)
     if rgb is None:
@@ -274,6 +275,9 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
         image = image[0]
     step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))
     rgb_values = image[::step, ::step, :3].reshape(-1, 3).astype(np.float64)  # (N, 3)
+    rgb_values = rgb_values[np.isfinite(rgb_values).all(axis=1)]
+    if not len(rgb_values):  # all NaN (or empty): no colour to see
+        return "ultrasound"
     # the robust spread: a hot or saturated pixel (65535 in 14-bit data) must not shrink
     # every colour difference to nothing and make a stained slide "grey"
     low, high = np.percentile(rgb_values, SPREAD_PERCENTILES)
@@ -304,7 +308,8 @@ def fluorescence_sign(image: np.ndarray) -> str:
     does): a near-black background over much of it and bright objects that are small and
     apart (:data:`FLUORESCENCE_DARK_SHARE`, :data:`FLUORESCENCE_LARGEST_OBJECT`). Levels are
     shares of the image's own range, so 8-bit, 16-bit and float data are judged alike; an
-    RGB image is judged by its channels' mean; one with NaN or infinite values gets no sign."""
+    RGB image is judged by its channels' mean; NaN or infinite pixels are left out (one
+    with none left gets no sign)."""
     from scipy import ndimage as ndi
 
     grey = np.asarray(image)
@@ -314,16 +319,17 @@ def fluorescence_sign(image: np.ndarray) -> str:
         grey = grey[0]
     step = max(1, int(np.sqrt(grey.size / 65536)))
     grey = grey[::step, ::step].astype(np.float64)  # (h, w)
-    if grey.size == 0 or not np.isfinite(grey).all():
+    finite = np.isfinite(grey)
+    if not finite.any():
         return ""
-    low, high = np.percentile(grey, [1, 99.5])
+    low, high = np.percentile(grey[finite], [1, 99.5])
     if high <= low:
         return ""
     unit = (grey - low) / (high - low)
-    dark = float(np.mean(unit < NEAR_BLACK_LEVEL))
+    dark = float(np.mean(unit[finite] < NEAR_BLACK_LEVEL))
     if dark < FLUORESCENCE_DARK_SHARE:
         return ""
-    labels, count = ndi.label(unit > BRIGHT_LEVEL, structure=np.ones((3, 3)))
+    labels, count = ndi.label(finite & (unit > BRIGHT_LEVEL), structure=np.ones((3, 3)))
     largest = np.bincount(labels.ravel())[1:].max() / unit.size if count else 0.0
     if largest > FLUORESCENCE_LARGEST_OBJECT:
         return ""

@@ -11,6 +11,7 @@ from _readonly import read_only_view
 from scipy import ndimage
 
 from napari_tmunet import metrics
+from napari_tmunet._dock_texts import CONVERT_TO_MASK
 from napari_tmunet._sample_data import load_sample
 
 pytestmark = pytest.mark.gui
@@ -795,7 +796,7 @@ def test_a_picture_is_not_offered_and_the_dock_says_how_to_convert_one(widget, m
     assert _note(widget) == CHOOSE_REFERENCE
     viewer.add_image(picture[..., 1], name="another frame")
     assert _choice_names(widget.reference) == ["frame labels"]
-    assert "right-click its layer and choose Convert to Labels" in _note(widget)
+    assert _note(widget) == f"To score against an image that is a mask, {CONVERT_TO_MASK}."
 
 
 def test_one_labels_layer_is_not_its_own_reference_without_a_word(widget, masks):

@@ -154,3 +154,32 @@ def test_ultrasound_and_endoscopy_never_look_like_fluorescence(folder, every):
         grey = image[..., :3].mean(axis=-1).astype(np.uint8) if image.ndim == 3 else image
         signs[path.name] = registry.fluorescence_sign(image) or registry.fluorescence_sign(grey)
     assert not any(signs.values()), {name: sign for name, sign in signs.items() if sign}
+
+
+def test_nan_or_infinite_pixels_do_not_make_a_colour_image_grey():
+    """tester20 #2: the colonoscopy sample as float32 / 255 (as a registration step leaves
+    it) with one NaN channel value was guessed "ultrasound" (every percentile was NaN); NaN
+    and infinite pixels are left out, and an image of nothing else does not fail."""
+    from napari_tmunet._sample_data import load_sample
+
+    colour, _ = load_sample("colonoscopy")
+    unit = colour[..., :3].astype(np.float32) / 255
+    assert registry.guess_modality(unit) == "colonoscopy"
+    unit[0, 0, 0] = np.nan
+    assert registry.guess_modality(unit) == "colonoscopy"
+    unit[5, 5] = np.inf
+    unit[6, 6, 1] = -np.inf
+    assert registry.guess_modality(unit, rgb=True) == "colonoscopy"
+    assert registry.guess_modality(np.full((20, 30, 3), np.nan, np.float32)) == "ultrasound"
+    assert registry.fluorescence_sign(np.full((20, 30), np.nan, np.float32)) == ""
+
+
+@pytest.mark.skipif(not DSB_GREY.is_file(), reason="no DSB2018 stage-1 test images")
+def test_a_nan_pixel_keeps_the_fluorescence_sign():
+    """A grey fluorescence image as float with one NaN pixel still looks like fluorescence
+    (before, any NaN gave no sign, so no warning that no shipped model suits it)."""
+    grey = thumbnail(DSB_GREY)[..., :3].mean(axis=-1).astype(np.float32)
+    sign = registry.fluorescence_sign(grey)
+    assert sign
+    grey[0, 0] = np.nan
+    assert registry.fluorescence_sign(grey) == sign

@@ -434,6 +434,32 @@ def test_files_that_are_no_images_fail_in_plain_words_and_leave_no_folder(tmp_pa
     assert not (tmp_path / "new").exists()
 
 
+def test_a_float_colour_tiff_with_a_nan_pixel_gets_the_colonoscopy_model(tmp_path, capsys):
+    """tester20 #2: the colonoscopy sample as a float32 / 255 RGB TIFF with one NaN channel
+    value was guessed grey (every percentile NaN); through napari-tmunet-predict it gets the
+    colonoscopy model, as its 8-bit picture, and the same mask."""
+    from napari_tmunet import registry
+
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(SAMPLES / "colonoscopy_image.png", images / "eight.png")
+    unit = read_image(SAMPLES / "colonoscopy_image.png")[..., :3].astype(np.float32) / 255
+    unit[0, 0, 0] = np.nan
+    tifffile.imwrite(images / "warped.tif", unit, photometric="rgb")
+    masks = tmp_path / "masks"
+    assert main([str(images), str(masks), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "model 'TM-UNet colonoscopy'" in err, err
+    summary = [line for line in err.splitlines() if "segmented" in line]
+    assert summary and "2 of 2 images segmented" in summary[-1], summary
+    assert " with '" not in summary[-1], summary  # one model for both
+    eight, warped = (read_image(masks / f"{name}.png") > 0 for name in ("eight", "warped"))
+    assert eight.sum() > 1000
+    assert dice(warped, eight) >= 0.98, dice(warped, eight)
+
+
 UDIAT_1 = DATASETS / "UDIAT" / "images" / "000001.png"
 
 

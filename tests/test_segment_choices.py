@@ -11,6 +11,7 @@ import pytest
 from test_segment_widget import PLUGIN, open_sample, wait_done
 
 from napari_tmunet import active_model, registry, settings
+from napari_tmunet._dock_texts import CONVERT_TO_MASK
 from napari_tmunet._sample_data import load_sample
 
 pytestmark = pytest.mark.gui
@@ -244,7 +245,7 @@ def test_a_mask_opened_as_an_image_is_not_chosen_nor_warned_about(
         assert type(mask).__name__ == "Image" and viewer.layers.selection.active is mask
         assert widget.image.value is picture
         assert f"'{mask.name}' looks like a mask" in notices["info"][-1]
-        assert "Convert to Labels" in notices["info"][-1]
+        assert CONVERT_TO_MASK in notices["info"][-1]  # not napari's Convert to Labels
         widget.image.value = mask  # chosen by hand: the hint, not a modality warning
         assert widget.model_reason.value.startswith(f"'{mask.name}' looks like a mask")
         widget.image.value = picture
@@ -281,6 +282,7 @@ def test_a_mask_saved_in_colour_is_hinted_without_convert_to_labels(
     assert f"'{mask.name}' looks like a mask" in notices["info"][-1]
     assert "Metrics dock takes it as the reference" in notices["info"][-1]
     assert "Convert to Labels" not in notices["info"][-1]
+    assert CONVERT_TO_MASK in notices["info"][-1]  # which drops the channels
 
 
 def test_a_grey_alpha_mask_is_hinted_without_convert_to_labels(
@@ -303,6 +305,7 @@ def test_a_grey_alpha_mask_is_hinted_without_convert_to_labels(
     assert f"'{mask.name}' looks like a mask" in notices["info"][-1]
     assert "Metrics dock takes it as the reference" in notices["info"][-1]
     assert "Convert to Labels" not in notices["info"][-1]
+    assert CONVERT_TO_MASK in notices["info"][-1]  # which drops the channels
 
 
 def test_the_summary_follows_the_chosen_image(make_napari_viewer, qtbot):

@@ -1556,3 +1556,22 @@ def test_images_closed_during_segment_all_leave_no_summary_nor_a_stale_stop_note
     again = viewer.add_image(load_sample("ultrasound")[0], name="scan")
     widget.image.value = again
     assert widget.status.value == ""
+
+
+def test_a_float_colour_image_with_a_nan_pixel_gets_the_colonoscopy_model(dock, qtbot):
+    """tester20 #2: the colonoscopy sample as float32 / 255 with one NaN channel value (as a
+    registration or warping step leaves it) was called grey and ran the ultrasound model
+    (Dice 0.085); it gets the colonoscopy model and its mask, on the threaded path."""
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+    viewer, widget = dock
+    colour, mask = load_sample("colonoscopy")
+    unit = colour[..., :3].astype(np.float32) / 255
+    unit[0, 0, 0] = np.nan
+    layer = viewer.add_image(unit, name="warped", rgb=True)
+    widget.image.value = layer
+    assert widget.model.value == "TM-UNet colonoscopy", widget.model_reason.value
+    assert "colour endoscopy" in widget.model_reason.value
+    labels = segment_layer(qtbot, widget, layer)
+    assert "TM-UNet colonoscopy" in widget.summary.value
+    assert dice(labels, mask) > SAMPLE_MIN_DICE["colonoscopy"], dice(labels, mask)

@@ -280,6 +280,43 @@ def read_mask_labels(
     return mask.astype(np.uint8), rule
 
 
+NOT_A_MASK = "it does not look like a mask (whole numbers: 0 and flat regions), but like a picture"
+
+
+def mask_image_labels(values, *, colour: bool = False) -> tuple[np.ndarray, str]:
+    """An image of a mask (a mask file opened as a picture) as labels by the rule for mask
+    files (``read_mask``), and that rule: a 0/255-style 8-bit mask becomes uint8 0/1
+    (">127": its stray values 1..127 and JPEG noise are background, as in CVC-ClinicDB);
+    any other mask keeps its values (">0": 0/1 masks and instance ids stay as they are;
+    bool gives 0/1; 8-bit ids above 127 read as 0/255, as in a mask file). ``values`` is
+    (..., H, W), grey + alpha (H, W, 2), or (..., H, W, C) when ``colour``;
+    :func:`mask_grey` takes the channel axis away. Floats that are all whole numbers (a
+    0.0/1.0 mask) count as the integers they hold.
+
+    Raises:
+        ValueError: ``values`` does not look like a mask (:func:`looks_like_mask`).
+    """
+    values = _whole_floats_as_integers(np.asarray(values))
+    if not looks_like_mask(values):
+        raise ValueError(NOT_A_MASK)
+    mask, rule = binarise_mask(values, colour=colour)
+    if rule != ">0":
+        return mask.astype(np.uint8), rule
+    grey = mask_grey(values, colour=colour)
+    return (grey.astype(np.uint8) if grey.dtype == bool else grey), rule
+
+
+def _whole_floats_as_integers(values: np.ndarray) -> np.ndarray:
+    """A float array whose values are all whole numbers from 0 to 65535 as uint8 (up to
+    255) or uint16; any other array as it is."""
+    if values.dtype.kind != "f" or values.size == 0 or not np.isfinite(values).all():
+        return values
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 65535 or not (values == np.round(values)).all():
+        return values
+    return values.astype(np.uint8 if high <= 255 else np.uint16)
+
+
 def holds_instance_ids(values: np.ndarray) -> bool:
     """Whether a mask's (H, W) pixels ``values`` are instance ids: integers wider than 8
     bits (``write_mask`` writes ids as 16 bits or more), none negative, with more than one
