@@ -87,9 +87,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     :class:`PairRow` with ``image`` and ``mask``), ``add_pair_button``,
     ``dataset_folder``, ``model``, ``checkpoint``, ``steps``, ``learning_rate``,
     ``batch_size``, ``augmentation``, ``device``, ``run_folder``, ``start_button``,
-    ``stop_button``, ``resume_button``, ``revert_button``, ``progress_bar``, ``eta``,
-    ``canvas`` (matplotlib), ``status``. After a run: ``result`` (see
-    :func:`run_finetune`), ``history`` (losses and validation records).
+    ``stop_button``, ``resume_button`` (in the row ``buttons``), ``revert_button``,
+    ``progress_bar``, ``eta``, ``canvas`` (matplotlib), ``status``. After a run:
+    ``result`` (see :func:`run_finetune`), ``history`` (losses and validation records).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -153,12 +153,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
-        buttons = Container(
+        self.buttons = Container(
             widgets=[self.start_button, self.stop_button, self.resume_button],
             layout="horizontal",
             labels=False,
         )
-        buttons.margins = (0, 0, 0, 0)
+        self.buttons.margins = (0, 0, 0, 0)
         self.revert_button = PushButton(text="Revert to previous model", enabled=False)
         self.use_anyway_button = PushButton(text="Use the fine-tuned model anyway", visible=False)
         self.progress_bar = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -189,7 +189,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 self.augmentation,
                 self.device,
                 self.run_folder,
-                buttons,
+                self.buttons,
                 self.progress_bar,
                 self.eta,
                 self.status,  # the verdict under the buttons: in view in a short dock
@@ -474,6 +474,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._busy = True
         self._update_buttons()
         self.status.value = "starting..."
+        self._show_run_controls()
         self.worker = start_worker(
             run_finetune,
             job,
@@ -485,6 +486,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 "finished": self._on_finished,
             },
         )
+
+    def _show_run_controls(self) -> None:
+        """Scroll a short dock to Stop, the progress bar and the status under them (they
+        sit below the settings); Stop first where they do not all fit."""
+        scroll_into_view(self.body, self.status)
+        scroll_into_view(self.body, self.buttons)
 
     def _update_buttons(self, _=None):
         busy = self._busy

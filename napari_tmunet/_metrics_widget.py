@@ -125,6 +125,8 @@ class MetricsWidget(Container):
         self._worker = None
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._dock_sets = False  # the dock itself is setting the choosers
+        # the two layers the shown rows score, held weakly: deleting one clears the rows
+        self._scored: tuple = ()
         # prediction -> the reference the user chose for it in its box, both held weakly:
         # a closed layer's data is not kept
         self._chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -181,14 +183,17 @@ class MetricsWidget(Container):
         # renames come through napari's own refresh of the dock (reset_choices)
         for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
             event.connect(self._refresh_choices)
+        layers.events.removed.connect(self._on_layer_removed)
         layers.selection.events.active.connect(self._on_active_layer)
         self._refresh_choices()
 
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body); each stays on its
-        layer when that is renamed."""
+        layer when that is renamed, and a closed one is replaced (:meth:`_replace_closed`)."""
+        before = self.prediction.value, self.reference.value
         with self._setting(), keeping_layers([self.prediction, self.reference]):
             self.body.reset_choices()
+        self._replace_closed(*before)
         self._update_pair_note()  # the names it shows may have changed
 
     # ----------------------------------------------------------------- layer lists
@@ -213,23 +218,46 @@ class MetricsWidget(Container):
             return ""
         return f"To score against an image that is a mask, {CONVERT_TO_MASK}."
 
-    def _refresh_choices(self, _event=None) -> None:
-        """Re-read the Labels layers; keep the selection, else guess a sensible pair.
+    def _refresh_choices(self, event=None) -> None:
+        """Re-read the Labels layers; keep the selection, else (at the start, or when a
+        layer is added) guess a sensible pair.
 
-        The guess takes the newest prediction-like layer that has a reference of its
-        shape (:meth:`_reference_for`), else pairs two layers of one shape.
+        The guess takes the active layer when it is a prediction with a reference of its
+        shape, else the newest such layer (:meth:`_reference_for`), else pairs two layers
+        of one shape. A closed layer's place is taken in :meth:`reset_choices`.
         """
         _forget_mask_images(self._viewer.layers)
         self.reset_choices()
         layers = [layer for _, layer in self._mask_choices()]
         if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
             return
+        if getattr(event, "type", "inserted") != "inserted":
+            return  # a prediction whose reference was closed waits for one, alone
         with self._setting():
             self._guess_pair(layers)
 
+    def _replace_closed(self, prediction, reference) -> None:
+        """After a refresh of the choosers, which showed ``prediction`` and ``reference``:
+        a closed prediction gives way to a new guess; a closed reference to one of the
+        prediction's shape, else to the prediction itself, which the pair note asks to
+        replace (magicgui's own pick, the first layer offered, may be of any shape)."""
+        layers = [layer for _, layer in self._mask_choices()]
+        if len(layers) < 2:
+            return
+        with self._setting():
+            if prediction is not None and not _in(prediction, layers):
+                self._guess_pair(layers)
+            elif reference is not None and not _in(reference, layers):
+                kept = self.prediction.value
+                self._follow_prediction(kept, None)
+                if _shape(self.reference.value) != _shape(kept):
+                    self.reference.value = kept
+
     def _guess_pair(self, layers: list) -> None:
         """Choose the pair :meth:`_refresh_choices` guesses among ``layers``."""
-        for layer in reversed(layers):
+        active = self._viewer.layers.selection.active
+        first = [active] if _in(active, layers) else []  # what the user looks at
+        for layer in [*first, *reversed(layers)]:
             reference = None if _looks_like_reference(layer) else self._reference_for(layer)
             if reference is not None:
                 self.reference.value, self.prediction.value = reference, layer
@@ -402,7 +430,8 @@ class MetricsWidget(Container):
         return rows
 
     def _job(self) -> dict[str, Any]:
-        """Read the chosen layers into arrays, or raise ValueError saying what is wrong."""
+        """Read the chosen layers into arrays (and keep them as the layers scored), or
+        raise ValueError saying what is wrong."""
         pred_layer, ref_layer = self.prediction.value, self.reference.value
         if pred_layer is None or ref_layer is None:
             raise ValueError(
@@ -424,6 +453,7 @@ class MetricsWidget(Container):
         if pred.ndim < 2:
             raise ValueError(f"Expected 2-D masks or stacks of them, got shape {pred.shape}.")
         spacing, unit = _shared_spacing(pred_layer, ref_layer)
+        self._scored = (weakref.ref(pred_layer), weakref.ref(ref_layer))
         return {
             "pred": pred,
             "ref": ref,
@@ -432,6 +462,17 @@ class MetricsWidget(Container):
             "prediction_name": pred_layer.name,
             "reference_name": ref_layer.name,
         }
+
+    def _on_layer_removed(self, event) -> None:
+        """A layer the shown rows score was closed: clear them (Export would write them as
+        current) and say why; a computation still running for it is dropped when done."""
+        removed = getattr(event, "value", None)
+        scored = [ref() for ref in self._scored]
+        if self._closed or removed is None or not any(_same(removed, layer) for layer in scored):
+            return
+        names = " vs ".join(repr(layer.name) for layer in scored if layer is not None)
+        self._clear_results()
+        self.status.value = f"Scores of {names} cleared: {removed.name!r} was closed."
 
     def _on_compute_clicked(self, _value=None) -> None:
         """Clear the previous rows, check the layers and score them in a worker."""
@@ -459,7 +500,7 @@ class MetricsWidget(Container):
         self._closed = True
 
     def _on_worker_returned(self, rows: list[dict[str, Any]]) -> None:
-        if not self._closed:
+        if not self._closed and self._scored:  # () when a scored layer was closed meanwhile
             self._set_results(rows)
 
     def _on_worker_errored(self, err: Exception) -> None:
@@ -486,7 +527,7 @@ class MetricsWidget(Container):
 
     def _clear_results(self) -> None:
         """Empty the results table (Export stays on only for comparison rows)."""
-        self.results = []
+        self.results, self._scored = [], ()
         self._update_table()
 
     def _set_results(self, rows: list[dict[str, Any]]) -> None:
@@ -704,6 +745,11 @@ def _size(layer) -> str:
 def _same(a, b) -> bool:
     """Identity of two layers, seeing through napari's PublicOnlyProxy wrappers."""
     return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def _in(layer, layers: Iterable) -> bool:
+    """Whether ``layer`` is one of ``layers`` (by identity; False for None)."""
+    return layer is not None and any(_same(layer, other) for other in layers)
 
 
 def _looks_like_reference(layer) -> bool:

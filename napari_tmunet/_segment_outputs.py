@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,9 @@ MODEL_DEFAULTS_KEY = "model_defaults"  # metadata: the model's own threshold, co
 # 1.3 s on 4000 x 3000 labels, 20 takes 8 s, each time they are redrawn whole).
 OUTLINE_SIDE_PER_PIXEL = 500
 OUTLINE_MAX = 8
+# What may follow "<image> labels" in a name Segment gave: the model of a layer kept to
+# compare ("(TM-UNet nuclei)"), napari's number of a repeated name ("[1]").
+_NAME_TAIL = r"((?: \(.+\))?(?: \[\d+\])?)"
 
 
 def _free_colour(shown: list[_Output]) -> str:
@@ -119,6 +123,7 @@ class OutputLayers:
             output = previous
             output.probability, output.defaults = outcome.probability, dict(self._defaults)
             colour = output.labels.metadata.get(COLOUR_KEY, PREDICTION_COLOUR)
+            _follow_image_name(output.labels, image.name, "labels")  # before "image" changes
             # first: writing the labels adds their digest
             output.labels.metadata = {**metadata, COLOUR_KEY: colour}
             self._write_labels(output, outcome.labels)
@@ -272,6 +277,7 @@ class OutputLayers:
         old = output.probability_layer
         named = output.labels.name.replace(f"{image.name} labels", f"{image.name} probability", 1)
         if old is not None and old in self.viewer.layers:
+            _follow_image_name(old, image.name, "probability")
             old.data = output.probability
             old.metadata = meta
             place = _placement(image, output.probability.ndim)
@@ -288,6 +294,18 @@ class OutputLayers:
             visible=image.visible,
             **_placement(image, output.probability.ndim),
         )
+
+
+def _follow_image_name(layer: Labels | Image, image_name: str, role: str) -> None:
+    """Rename an output ``layer`` that Segment named after its image ("<image> labels",
+    maybe with :data:`_NAME_TAIL`) after the image, now named ``image_name``; a name the
+    user gave it is kept (napari's Save dialog proposes the layer's name)."""
+    made_from = (layer.metadata or {}).get("image")
+    if not isinstance(made_from, str) or made_from == image_name:
+        return
+    given = re.fullmatch(re.escape(f"{made_from} {role}") + _NAME_TAIL, layer.name)
+    if given is not None:
+        layer.name = f"{image_name} {role}{given.group(1)}"
 
 
 def outline_width(shape: tuple[int, ...]) -> int:

@@ -81,6 +81,7 @@ from ._widget_common import (
     on_dock_closed,
     plural,
     scroll_body,
+    scroll_into_view,
     set_tooltips,
     start_worker,
     wrap,
@@ -1162,9 +1163,17 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._warn_misfits()
             self._activate_chosen_output()
         self.status.value = self._outcome or "done"
+        self._show_summary()
         if self._rederive_after_run:  # the run used the settings of its click
             self._rederive_after_run = False
             self._rederive_if_moved()
+
+    def _show_summary(self) -> None:
+        """Scroll a short dock to the summary, which holds the warnings ("may not suit
+        this image"), from its first line; then to the status and disclaimer under it,
+        as far as they fit."""
+        for widget in (self.disclaimer, self.status, self.summary):  # the last one wins
+            scroll_into_view(self.body, widget)
 
     def _warn_misfits(self) -> None:
         """One warning per reason a model may not suit the images it ran on, naming those

@@ -995,6 +995,35 @@ def test_the_verdict_and_the_comparison_are_in_view_on_a_small_screen(
         assert not region.isEmpty(), (widget, region.boundingRect())
 
 
+def test_stop_and_the_progress_bar_are_in_view_while_training_on_a_small_screen(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """1366 x 768 with Segment and Fine-tune open (a half column each): Start scrolls the
+    dock to the Start / Stop row, the progress bar and the status under them, below the
+    settings; Stop then stops the real run (tester20 #7)."""
+    from _view import in_view
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    add_slide_and_correction(viewer)
+    set_options(tune, tmp_path / "run", steps=200, lr=1e-4)
+    tune.batch_size.value = 1
+    qtbot.waitUntil(lambda: window.width() == 1366 and tune.native.isVisible())
+    qtbot.wait(100)  # the docks' layout settles
+    assert not in_view(tune.body, tune.stop_button)
+
+    tune.start_button.native.click()
+    qtbot.wait(700)  # the scroll follows Qt's layout for half a second
+    for widget in (tune.stop_button, tune.progress_bar, tune.status):
+        assert in_view(tune.body, widget), widget
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.error == "" and tune.result["stopped"]
+
+
 def test_a_text_taller_than_the_dock_is_shown_from_its_first_line(qtbot):
     """scroll_into_view on a verdict taller than the dock's view shows its first line
     (Qt alone centres a tall widget, hiding the top of the text)."""

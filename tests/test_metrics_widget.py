@@ -980,3 +980,88 @@ def test_a_grey_alpha_mask_converted_to_labels_is_refused_naming_its_axis(
     assert "open the mask file again with File > Open" in _note(widget)
     _compute_on_the_worker(widget, qtbot)
     assert widget.status.value == _note(widget) and widget.results == []
+
+
+def test_closing_a_scored_layer_clears_its_scores_and_no_misfit_takes_its_place(
+    widget, masks, qtbot, tmp_path
+):
+    """Compute (worker), then delete the reference: the rows go (Export has nothing to
+    write) and the status says why; the Reference box takes another mask of the
+    prediction's size, never the first layer offered (another size); with none left it
+    shows the prediction, and the note asks for a reference; a mask opened then is taken
+    (tester20 #5)."""
+    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+
+    viewer, widget = widget
+    prediction, reference = masks
+    viewer.add_labels(np.zeros((50, 60), np.uint8), name="other mask")  # offered first
+    ref = viewer.add_labels(reference, name="612 mask")
+    pred = viewer.add_labels(prediction, name="612 labels")
+    spare = viewer.add_labels(ndimage.binary_dilation(reference).astype(np.uint8), name="old mask")
+    _choose(widget, pred, ref)
+    widget.compute_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=10000)
+
+    viewer.layers.remove(ref)
+    assert widget.results == [] and widget.table.native.rowCount() == 0
+    assert not widget.export_button.enabled
+    with pytest.raises(ValueError, match="Nothing to export"):
+        widget.export_csv(tmp_path / "scores.csv")
+    assert widget.status.value == (
+        "Scores of '612 labels' vs '612 mask' cleared: '612 mask' was closed."
+    )
+    assert widget.prediction.value is pred and widget.reference.value is spare
+
+    viewer.layers.remove(spare)
+    assert widget.prediction.value is pred and widget.reference.value is pred
+    assert _note(widget) == CHOOSE_REFERENCE
+    again = viewer.add_labels(reference, name="612 mask")
+    assert widget.prediction.value is pred and widget.reference.value is again
+
+
+def test_a_layer_closed_while_its_scores_are_computed_gets_no_scores(widget, masks, qtbot):
+    """Compute (worker), and the prediction is deleted before the scores come: they are
+    not shown as current."""
+    viewer, widget = widget
+    prediction, reference = masks
+    ref = viewer.add_labels(reference, name="612 mask")
+    pred = viewer.add_labels(prediction, name="612 labels")
+    _choose(widget, pred, ref)
+    widget.compute_button.native.click()
+    assert widget._worker is not None
+    viewer.layers.remove(pred)  # before the worker's scores reach the dock
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=10000)
+    qtbot.wait(50)
+    assert widget.results == [] and not widget.export_button.enabled
+    assert widget.status.value.endswith("'612 labels' was closed.")
+    assert widget.compute_button.enabled
+
+
+def test_metrics_opened_after_segment_all_pairs_the_selected_labels_layer(
+    make_napari_viewer, qtbot
+):
+    """Two samples, Segment all (the chosen image's output is made the active layer), then
+    Metrics opened: it shows that output and its own mask, not the newest pair, and
+    Compute scores them (tester20 #6)."""
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    for sample in ("colonoscopy", "ultrasound"):
+        viewer.open_sample("napari-tmunet", sample)
+    colon_image, colon_mask = viewer.layers[0], viewer.layers[1]
+    segment.image.value = colon_image
+    segment.segment_all()
+    assert segment.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not segment.running, timeout=300_000)
+    active = viewer.layers.selection.active
+    assert active.metadata["image"] == colon_image.name
+    assert viewer.layers[-1] is not active  # the newest output is the ultrasound one
+
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    assert widget.prediction.value is active and widget.reference.value is colon_mask
+    row = widget.compute()[-1]
+    pred, ref = np.asarray(active.data) > 0, np.asarray(colon_mask.data) > 0
+    assert row["dice"] == pytest.approx(metrics.dice_score(pred, ref))

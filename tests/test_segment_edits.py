@@ -479,3 +479,28 @@ def test_the_sliders_show_the_shown_models_output_settings(segmented, qtbot):
     assert first.metadata["label_options"]["threshold"] == pytest.approx(made_at)
     assert f"threshold {made_at:.2f}" in widget.status.value
     assert widget.threshold.value == pytest.approx(made_at)
+
+
+def test_a_renamed_images_unedited_output_takes_its_new_name(segmented, qtbot):
+    """Rename the image, Segment again: the unedited output (replaced in place) and its
+    probability map take the image's new name; an output the user renamed keeps that name
+    (napari's Save dialog proposes the layer's name; tester20 #8)."""
+    viewer, widget, output = segmented
+    image = widget.image.value
+    image.name = "patient 12 frame"
+    widget.add_probability.value = True
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert widget.last_layer is output and output.name == "patient 12 frame labels"
+    names = [layer.name for layer in viewer.layers]
+    # the sample's reference mask is no output of Segment's: its name stays
+    mask = "CVC-ClinicDB 176 mask"
+    assert names == ["patient 12 frame", mask, "patient 12 frame probability", output.name]
+
+    output.name = "my polyp mask"
+    image.name = "patient 13 frame"
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert widget.last_layer is output and output.name == "my polyp mask"
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["patient 13 frame", mask, "patient 13 frame probability", "my polyp mask"]

@@ -321,3 +321,32 @@ def test_an_image_over_the_pixel_budget_gives_its_banded_mask(
     widget.threshold.value = 0.9
     qtbot.waitUntil(lambda: "segmented in bands" in widget.status.value, timeout=5000)
     np.testing.assert_array_equal(labels.data, before)
+
+
+def test_the_summary_is_in_view_after_a_run_in_a_1366x768_window(make_napari_viewer, qtbot):
+    """The launcher's layout (Metrics and Segment tabbed, 1366 x 768) on a 16-bit grey
+    scan, whose model reason is long: when the run ends the dock scrolls to the summary
+    with its warning ("may not suit this image"), the status and the disclaimer under it
+    (tester20 #7)."""
+    from _view import in_view
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    image, _ = load_sample("ultrasound")
+    layer = viewer.add_image(image.astype(np.uint16) * 257, name="scan16")
+    viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name=PLUGIN, widget_name="Segment", tabify=True
+    )
+    widget.image.value = layer
+    qtbot.waitUntil(lambda: window.width() == 1366 and widget.native.isVisible())
+    qtbot.wait(100)  # the docks' layout settles
+    assert not in_view(widget.body, widget.disclaimer)  # below the settings
+
+    segment_and_wait(qtbot, widget)
+    qtbot.wait(700)  # the scroll follows Qt's layout for half a second
+
+    assert "may not suit this image" in widget.summary.value
+    for label in (widget.summary, widget.status, widget.disclaimer):
+        assert in_view(widget.body, label), label.value

@@ -1,0 +1,16 @@
+"""Whether a dock's widget is in view in its scrolled body (tests of small screens)."""
+
+from __future__ import annotations
+
+
+def in_view(body, widget) -> bool:
+    """Whether all of ``widget`` (a magicgui widget in ``body``, a ``scroll_body``) lies in
+    the scroll area's visible viewport."""
+    from qtpy.QtCore import QPoint, QRect
+
+    viewport = body.scroll_area.viewport()
+    native = widget.native
+    if not native.isVisible():
+        return False
+    top_left = native.mapTo(viewport, QPoint(0, 0))
+    return viewport.rect().contains(QRect(top_left, native.size()))
