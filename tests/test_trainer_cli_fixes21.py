@@ -113,8 +113,8 @@ def test_device_cuda_without_a_gpu_is_one_line(tiles, tmp_path, capsys, monkeypa
 
 
 def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
-    """SIGINT as soon as the console script's module is imported (napari-tmunet-train is
-    then importing torch): exit 130 and "interrupted", no traceback, no run folder. The
+    """SIGINT as soon as main() has imported napari_tmunet.errors, its first import (it
+    then imports torch): exit 130 and "interrupted", no traceback, no run folder. The
     command would end at once with exit 2 (no such data) if the signal were missed."""
     code = "import sys; from trainer.cli import main; sys.exit(main())"  # the console script
     run = tmp_path / "run"
@@ -128,7 +128,7 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
     lines = []
     for line in proc.stderr:  # -X importtime: one line per module once it is imported
         lines.append(line)
-        if line.rstrip().endswith("| trainer.cli"):
+        if line.rstrip().endswith("| napari_tmunet.errors"):  # inside main()
             proc.send_signal(signal.SIGINT)
             break
     out, rest = proc.communicate(timeout=300)
