@@ -9,7 +9,12 @@ messages are written as sentences for the user, so the class name is left out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import sys
+import threading
 
 log = logging.getLogger("napari_tmunet")
 
@@ -28,3 +33,26 @@ def describe_error(err: BaseException) -> str:
         return text
     log.warning("unexpected %s", type(err).__name__, exc_info=(type(err), err, err.__traceback__))
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(message: str, code: int = 130):
+    """Within the block, Ctrl-C (SIGINT) ends the process at once: ``message`` on stderr
+    and exit ``code``. For a command-line tool's start-up (importing torch, loading a
+    model), before it writes anything: a KeyboardInterrupt raised inside a library's
+    import may be swallowed there or leave a module half imported, and then end the
+    tool with a traceback (a RecursionError in numpy) instead of the one line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread
+        return
+
+    def handler(signum, frame):
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        os._exit(code)  # no unwinding through half-done imports; nothing to clean up yet
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -31,8 +31,13 @@ PRETEXTS: tuple[str, ...] = ("", "inpaint")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
+class DeviceError(RuntimeError):
+    """A device that is not there ("cuda" without a GPU): the command-line tools print its
+    message as one line (exit 2); a RuntimeError, as callers have always caught."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is a DeviceError."""
     import torch
 
     if isinstance(device, torch.device):
@@ -42,7 +47,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(
+            raise DeviceError(
                 f"device={device!r} but CUDA is not available (no GPU, or a CPU-only torch "
                 "build); choose 'auto' or 'cpu'."
             )

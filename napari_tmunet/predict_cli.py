@@ -33,7 +33,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .errors import describe_error
+from .errors import describe_error, exit_on_interrupt
 from .options import DEVICES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     models = _Models(args, f"napari-tmunet-predict: {count} -> {args.output_dir}; {{model}}")
     created = _missing_folders(args.output_dir)
     try:  # the model before OUTPUT_DIR: a refused run leaves no folder behind
-        problem = models.check() or _prepare_output(args.output_dir)
+        with exit_on_interrupt("stopped: no mask written"):  # importing torch, loading
+            problem = models.check()
+        problem = problem or _prepare_output(args.output_dir)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_USAGE

@@ -37,9 +37,10 @@ def _stopped_run(data: Path, run: Path, steps: int) -> int:
 
 @needs_data
 def test_resume_with_steps_at_or_below_the_step_reached_is_refused(tmp_path, capsys):
-    """A stopped run resumed with a --steps it has already reached: refused in one
-    sentence, nothing tested or written; a longer --steps extends it, and config.json
-    keeps the longer plan for a later plain --resume."""
+    """A stopped run resumed with a --steps it has already reached, or with an --epochs
+    that moves its past LR-decay and validation periods: refused in one sentence, nothing
+    tested or written; a plan with the same past periods, or a longer --steps, extends
+    it, and config.json keeps the new plan for a later plain --resume."""
     data, run = _tiny_clinic(tmp_path / "data"), tmp_path / "run"
     reached = _stopped_run(data, run, 400)
     capsys.readouterr()
@@ -69,7 +70,31 @@ def test_resume_with_steps_at_or_below_the_step_reached_is_refused(tmp_path, cap
     assert "ETA" not in stop_lines[-1] and "stop requested" not in log, log
     assert sum("stopped" in line for line in stop_lines) == 1, log
 
-    longer = reached + 2
+    # a plan that moves the LR-decay / validation periods already passed: refused with
+    # the old and new values (--epochs sets the periods of a --steps run; the reverse)
+    for flags, plan in ((["--epochs", "5"], "--steps 400 --epochs 5"),
+                        (["--steps", "0", "--epochs", "100"], "--epochs 100")):  # fmt: skip
+        resume = ["fit", "--run-dir", str(run), "--resume", "--no-progress", *flags]
+        assert cli.main(resume) == 2
+        err = capsys.readouterr().err
+        assert (
+            f"cannot resume {run} with {' '.join(flags)}: the run was planned as --steps 400 "
+            "--epochs 200, with its LR-decay and validation periods ending at steps 2, 4, 6, "
+            f"...; {plan} ends them at steps" in err
+        ), err
+        assert "resume without" in err and "start a new run folder" in err, err
+        assert (run / "last.pt").read_bytes() == last
+        saved = json.loads((run / "config.json").read_text())
+        assert (saved["steps"], saved["epochs"]) == (400, 200)
+    # a new plan with the same past periods (2 steps each) is taken and kept in config.json
+    periods = reached // 2 + 1
+    same = ["--steps", str(2 * periods), "--epochs", str(periods)]
+    assert cli.main(["fit", "--run-dir", str(run), "--resume", "--no-progress", *same]) == 0
+    assert f"finished at step {2 * periods} of {2 * periods}" in capsys.readouterr().out
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["steps"], saved["epochs"]) == (2 * periods, periods)
+
+    longer = 2 * periods + 2  # --steps alone: the documented extension of a --steps run
     extend = ["fit", "--run-dir", str(run), "--resume", "--no-progress", "--steps", str(longer)]
     assert cli.main(extend) == 0
     assert f"finished at step {longer} of {longer}" in capsys.readouterr().out

@@ -757,11 +757,32 @@ def test_cli_cache_and_demo(tmp_path, monkeypatch, capsys):
 
     cache = load_cache(tmp_path / "tiles.npz")
     assert len(cache) == 16 and cache.rule_counts() == {">127": 16}
-    assert cli.main(["demo", "--steps", "20", "--run-dir", str(tmp_path / "demo")]) == 0
+    before = sorted(os.listdir(tmp_path))
+    assert cli.main(["demo", "--steps", "20", "--run-dir", "demo"]) == 0
     out = capsys.readouterr().out
     assert "| TM-UNet t |" in out and "demo finished" in out
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["test"]["count"] == 3 and summary["test"]["dice_mean"] > 0.3
+    # everything is in the run folder: its data too, named absolutely by its config.json
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "demo"])
+    data = tmp_path / "demo" / "demo-data"
+    assert len(list((data / "images").iterdir())) == 16 == len(list((data / "masks").iterdir()))
+    saved = json.loads((tmp_path / "demo" / "config.json").read_text())
+    assert saved["data"] == str(data.resolve())
+    # a demo into a used folder: demo's own advice, nothing left behind
+    names = sorted(os.listdir(tmp_path / "demo"))
+    assert cli.main(["demo", "--steps", "20", "--run-dir", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert "run folder demo is not empty" in err and "choose another --run-dir, or leave " in err
+    assert "--resume" not in err and "--overwrite" not in err, err
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "demo"])
+    assert sorted(os.listdir(tmp_path / "demo")) == names
+    # evaluate finds the demo's data from another folder
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["evaluate", str(tmp_path / "demo" / "best.pt"), "--device", "cpu"]) == 0
+    assert "on demo-nuclei test (3 images" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -83,7 +83,18 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``napari-tmunet-train`` console script."""
+    """Entry point of the ``napari-tmunet-train`` console script. Ctrl-C at any moment,
+    also in the first seconds while torch is imported, ends with one line and exit 130,
+    as in napari-tmunet-predict (start-up under ``errors.exit_on_interrupt``)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse ``argv``, run its command; expected errors are one line and exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -94,21 +105,22 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from napari_tmunet.checkpoint import CheckpointError, CheckpointSaveError
-    from napari_tmunet.data.datasets import DatasetError
-    from napari_tmunet.storage import FolderBusyError, NotWritableError
-    from napari_tmunet.training.run_folder import RunDirError
+    from napari_tmunet.errors import exit_on_interrupt
+
+    with exit_on_interrupt("interrupted"):  # torch, scipy, ...: the seconds of start-up
+        from napari_tmunet.checkpoint import CheckpointError, CheckpointSaveError
+        from napari_tmunet.data.datasets import DatasetError
+        from napari_tmunet.options import DeviceError
+        from napari_tmunet.storage import FolderBusyError, NotWritableError
+        from napari_tmunet.training.run_folder import RunDirError
 
     expected = (DatasetError, RunDirError, CheckpointError, FileNotFoundError, ValueError)
     write_errors = (FolderBusyError, NotWritableError, CheckpointSaveError)
     try:
         return int(args.handler(args) or 0)
-    except (*expected, *write_errors, FloatingPointError) as err:
+    except (*expected, *write_errors, DeviceError, FloatingPointError) as err:
         print(f"napari-tmunet-train {args.command}: error: {_message(err, args)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 def _message(err: BaseException, args: argparse.Namespace) -> str:
@@ -415,7 +427,18 @@ def _add_cache(sub) -> None:
         help="store images at most this long on their longer side (e.g. 2x the training "
         "size; default 0: native resolution)",
     )
-    cache.add_argument("output", help="the .npz file to write")
+    cache.add_argument(
+        "output",
+        help="the .npz file to write; a folder (an existing one, or a name ending in /) "
+        "gets <dataset folder name>.npz; an existing file is kept unless it is a cache "
+        "file and --overwrite is given",
+    )
+    cache.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing cache file OUTPUT (never a file of another kind); the "
+        "old file stays until the new one is complete",
+    )
     cache.set_defaults(handler=cmd_cache)
 
 
@@ -517,7 +540,11 @@ def _add_demo(sub) -> None:
     demo.add_argument("--data", help="dataset folder (default: the bundled nuclei sample)")
     demo.add_argument("--max-images", type=int, default=24)
     demo.add_argument("--steps", type=int, default=60)
-    demo.add_argument("--run-dir", help="default runs/demo-<time>")
+    demo.add_argument(
+        "--run-dir",
+        help="a new or empty folder (default runs/demo-<time>); the run and, without "
+        "--data, the sample's tiles (demo-data/) go there",
+    )
     demo.add_argument("--device", choices=DEVICES, default="cpu")
     demo.set_defaults(handler=cmd_demo)
 

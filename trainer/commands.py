@@ -218,11 +218,12 @@ def cmd_fit(args) -> int:
         start = str(Path(args.init_checkpoint).expanduser().resolve())
         args.variant = _start_variant(start, args.variant).get("variant", args.variant)
     config, run_dir = fit_config(args)
+    device = resolve_device(config.device)  # no GPU for --device cuda: refused before any work
     made = _missing_top(run_dir)  # made by this call: removed again if the fit is refused
     try:
         _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
         # a fine-tuning run's data: validated as that run was (its strip inside the image)
-        validate = recorded_validation(config, resolve_device(config.device))
+        validate = recorded_validation(config, device)
         callbacks = {"validate": validate} if validate is not None else None
         with stop_on_interrupt() as stop_event:
             result = fit(config, run_dir, callbacks=callbacks, stop_event=stop_event)
@@ -257,10 +258,7 @@ def _remove_unused(run_dir: Path, top: Path) -> None:
         return
     with contextlib.suppress(OSError):
         (run_dir / "train.log").unlink(missing_ok=True)
-        for path in (run_dir, *run_dir.parents):
-            path.rmdir()  # an OSError (not empty) ends it
-            if path == top:
-                break
+    _remove_empty(run_dir, top)
 
 
 def _check_output_folder(folder: Path, what: str, todo: str) -> None:
@@ -366,6 +364,7 @@ def _efficiency_line(eff: dict) -> str:
 
 
 def cmd_cache(args) -> int:
+    """Decode a dataset folder into one cache file; OUTPUT is checked before decoding."""
     from napari_tmunet.data.cache import build_cache
 
     data, _ = _data_source(args)
@@ -373,28 +372,79 @@ def cmd_cache(args) -> int:
         raise ValueError("no dataset: pass --preset NAME or --data FOLDER")
     if not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder; `cache` decodes a dataset folder")
-    start = time.time()
-    from tqdm.auto import tqdm
-
-    with tqdm(desc="decode", unit="pair") as bar:
-
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-
-        cache = build_cache(
-            data,
-            args.output,
-            skip_bad=bool(args.skip_bad),
-            progress=progress,
-            max_side=args.max_side,
+    if args.max_side < 0 or 0 < args.max_side < 32:  # 32: the smallest input size of fit
+        raise ValueError(
+            f"--max-side {args.max_side}: expected 0 (native resolution) or at least 32 pixels"
         )
-    size = Path(args.output).stat().st_size / 1e6
+    output = cache_output(args.output, data, bool(args.overwrite))
+    made = _missing_top(output.parent)  # removed again when nothing is written
+    try:
+        _check_output_folder(output.parent, f"cannot write {output}", "choose another OUTPUT")
+        start = time.time()
+        from tqdm.auto import tqdm
+
+        with tqdm(desc="decode", unit="pair") as bar:
+
+            def progress(done, total):
+                bar.total = total
+                bar.update(done - bar.n)
+
+            # written to a temporary file renamed at the end (storage.atomic_path): a
+            # failed or interrupted build leaves no partial file and keeps the old one
+            cache = build_cache(
+                data,
+                output,
+                skip_bad=bool(args.skip_bad),
+                progress=progress,
+                max_side=args.max_side,
+            )
+    except (Exception, KeyboardInterrupt):
+        if made is not None:
+            _remove_empty(output.parent, made)
+        raise
+    size = output.stat().st_size / 1e6
     print(
-        f"{args.output}: {len(cache)} pairs from {data} ({size:.1f} MB, {time.time() - start:.0f}"
+        f"{output}: {len(cache)} pairs from {data} ({size:.1f} MB, {time.time() - start:.0f}"
         f" s); mask rules {cache.rule_counts()}; skipped {len(cache.skipped)}"
     )
     return 0
+
+
+def cache_output(output: str, data: str, overwrite: bool) -> Path:
+    """The file `cache` writes for OUTPUT: OUTPUT itself, or ``OUTPUT/<dataset>.npz`` when
+    OUTPUT is a folder (an existing one, or a name ending in a slash). An existing file
+    there is refused unless it is a cache this command wrote and ``overwrite`` is set: a
+    dataset's mask or any other file is never replaced."""
+    from napari_tmunet.data.cache import is_cache_file
+
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", os.sep)):
+        path = path / f"{Path(data).name}.npz"
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the name of the .npz file to write")
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if not is_cache_file(path):
+        raise ValueError(
+            f"{path} exists and is not a cache file that napari-tmunet-train wrote: it is "
+            "kept (also with --overwrite); give another OUTPUT, e.g. a new name.npz"
+        )
+    if not overwrite:
+        raise ValueError(
+            f"{path} exists (a cache file): it is kept; pass --overwrite to replace it, "
+            "or give another OUTPUT"
+        )
+    return path
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (all made by this command) while
+    they are empty."""
+    with contextlib.suppress(OSError):
+        for path in (folder, *folder.parents):
+            path.rmdir()  # an OSError (not empty) ends it
+            if path == top:
+                break
 
 
 def cmd_evaluate(args) -> int:
@@ -601,46 +651,93 @@ def cmd_efficiency(args) -> int:
     return 0
 
 
+DEMO_DATA = "demo-data"  # the bundled sample's tiles, in the demo's run folder
+
+
 def cmd_demo(args) -> int:
-    """Train variant t at 64x64 for a few dozen steps, evaluate, print the tables."""
+    """Train variant t at 64x64 for a few dozen steps, evaluate, print the tables.
+
+    The run folder must be new or empty. Without --data the bundled sample's tiles are
+    cut in a temporary folder and trained from memory; once the run has started they are
+    copied into the run folder (``demo-data/``, the path its config.json names), so
+    everything the demo made is in that folder and a refused demo leaves nothing."""
+    import shutil
+    import tempfile
+
+    from napari_tmunet.data.cache import decode_folder
+    from napari_tmunet.options import resolve_device
     from napari_tmunet.training import TrainConfig, fit
 
     from .report import collect_runs, render_report
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"demo-{stamp}"
-    if args.data:
-        data, _ = _data_source(argparse.Namespace(data=args.data, preset=None, dataset_name=None))
-        name, max_images = Path(args.data).name, args.max_images
-    else:
-        data = str(_write_demo_tiles(run_dir.parent / f"demo-data-{stamp}"))
-        name, max_images = "demo-nuclei", 0
-    config = TrainConfig(
-        data=data,
-        dataset_name=name,
-        max_images=max_images,
-        variant="t",
-        size=(64, 64),
-        steps=args.steps,
-        epochs=max(1, args.steps // 10),
-        batch_size=8,
-        lr=2e-3,
-        gamma=0.95,
-        hflip=0.5,
-        vflip=0.5,
-        rot90=True,
-        device=args.device,
-        num_workers=2,
-        eval_every=2,
-    )
-    start = time.time()
-    result = fit(config, run_dir)
+    _check_demo_folder(run_dir)
+    resolve_device(args.device)  # --device cuda without a GPU: refused before any work
+    made = _missing_top(run_dir)
+    with tempfile.TemporaryDirectory(prefix="napari-tmunet-demo-") as tmp:
+        dataset, tiles = None, Path(tmp) / DEMO_DATA
+        if args.data:
+            source = argparse.Namespace(data=args.data, preset=None, dataset_name=None)
+            data, _ = _data_source(source)
+            name, max_images = Path(args.data).name, args.max_images
+        else:
+            data = str((run_dir / DEMO_DATA).resolve())
+            dataset = decode_folder(_write_demo_tiles(tiles))
+            dataset.source = data
+            name, max_images = "demo-nuclei", 0
+        config = TrainConfig(
+            data=data,
+            dataset_name=name,
+            max_images=max_images,
+            variant="t",
+            size=(64, 64),
+            steps=args.steps,
+            epochs=max(1, args.steps // 10),
+            batch_size=8,
+            lr=2e-3,
+            gamma=0.95,
+            hflip=0.5,
+            vflip=0.5,
+            rot90=True,
+            device=args.device,
+            num_workers=2,
+            eval_every=2,
+        )
+        start = time.time()
+        try:
+            result = fit(config, run_dir, dataset=dataset)
+        except (Exception, KeyboardInterrupt):
+            if made is not None:
+                _remove_unused(run_dir, made)
+            raise
+        finally:  # a started run (also a stopped one) gets the data its config names
+            if dataset is not None and (run_dir / "config.json").is_file():
+                shutil.copytree(tiles, run_dir / DEMO_DATA, dirs_exist_ok=True)
     _print_result(result)
     runs, _, _ = collect_runs([run_dir])
     print()
     print(render_report(runs, tables=(1, 4)))
     print(f"demo finished in {time.time() - start:.0f} s; everything is in {run_dir}")
     return 0
+
+
+def _check_demo_folder(run_dir: Path) -> None:
+    """A demo starts in a new or empty folder: it continues or replaces no run (it takes
+    neither --resume nor --overwrite)."""
+    from napari_tmunet.training.run_folder import SYSTEM_FILES
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file; give a new or empty folder")
+    names = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    names = [n for n in names if n not in SYSTEM_FILES]
+    if names:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        raise ValueError(
+            f"run folder {run_dir} is not empty ({shown}); a demo starts in a new or empty "
+            "folder: choose another --run-dir, or leave --run-dir out for a new "
+            "runs/demo-<time>"
+        )
 
 
 def _write_demo_tiles(folder: Path, tile: int = 64) -> Path:

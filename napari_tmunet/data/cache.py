@@ -242,6 +242,17 @@ def build_cache(
     return cache
 
 
+def is_cache_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file that ``NativeCache.save`` wrote (any format version):
+    its ``meta`` entry names ``CACHE_FORMAT``. Reads only that entry."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"])) if "meta" in npz.files else {}
+    except Exception:  # noqa: BLE001  (unreadable, not an .npz, a folder: not a cache)
+        return False
+    return isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT
+
+
 def load_cache(path: str | os.PathLike) -> NativeCache:
     """Read a file written by ``build_cache`` / ``NativeCache.save``."""
     path = Path(path)

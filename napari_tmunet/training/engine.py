@@ -378,23 +378,53 @@ class Trainer:
         logger.info("resumed at step %d of %d", self.step, self.schedule.total_steps)
 
     def check_resumed_length(self) -> None:
-        """Refuse a resumption whose new --steps / --epochs end at or before the step the
-        run has reached (it would train nothing and test an unfinished run); another plan
-        that ends later is kept in config.json, so that a later --resume goes on to it."""
+        """Check a resumption whose --steps / --epochs differ from the run's, and keep an
+        accepted plan in config.json (a later plain --resume goes on with it).
+
+        Refused: a plan that ends at or before the step reached (it would train nothing
+        and test an unfinished run), and one that moves LR-decay / validation periods the
+        run has already passed (e.g. --epochs on a --steps run: it sets the periods), since
+        the run would then be neither its old plan nor the new one. Accepted: a longer or
+        shorter run with the same past periods, and --steps N alone on a --steps run (the
+        documented extension: its periods stretch to N / epochs steps)."""
         cfg, saved = self.config, self.saved_plan()
         if saved is None or (cfg.steps, cfg.epochs) == saved:
             return
-        before = self.make_schedule(*saved).total_steps
-        total = self.schedule.total_steps
-        if total == before:
-            return
-        if self.step >= total:
+        old = self.make_schedule(*saved)
+        before, total = old.total_steps, self.schedule.total_steps
+        if total != before and self.step >= total:
             raise RunDirError(self.too_short(before, saved))
-        logger.info("the run now ends at step %d (it was to end at step %d)", total, before)
+        stretch = saved[0] and cfg.steps and cfg.epochs == saved[1]
+        passed = [end for end in old.period_ends if end <= self.step]
+        if not stretch and passed != [e for e in self.schedule.period_ends if e <= self.step]:
+            raise RunDirError(self.moved_periods(old, saved))
+        if total != before:
+            logger.info("the run now ends at step %d (it was to end at step %d)", total, before)
+        else:
+            now, was = _plan(cfg.steps, cfg.epochs), _plan(*saved)
+            logger.info("the run's plan is now %s (it was %s)", now, was)
         if self.ctx.is_main and (self.run_dir / "config.json").is_file():
             plan = TrainConfig.load(self.run_dir / "config.json").to_dict()
             plan.update(steps=cfg.steps, epochs=cfg.epochs)
             write_json(self.run_dir / "config.json", plan)
+
+    def moved_periods(self, old: Schedule, saved: tuple[int, int]) -> str:
+        """Why a resumption that moves periods the run has passed is refused."""
+        cfg = self.config
+        now = (cfg.steps, cfg.epochs)
+        pairs = zip(("--steps", "--epochs"), now, saved, strict=True)
+        flags = [f"{flag} {value}" for flag, value, was in pairs if value != was]
+        given = " ".join(flags)
+        extend = "--steps N" if saved[0] else "--epochs N"
+        return (
+            f"cannot resume {self.run_dir} with {given}: the run was planned as "
+            f"{_plan(*saved)}, with its LR-decay and validation periods ending at steps "
+            f"{_ends(old)}; {_plan(cfg.steps, cfg.epochs)} ends them at steps "
+            f"{_ends(self.schedule)}, which moves periods of the {self.step} steps already "
+            f"trained, so the run would follow neither plan; resume without "
+            f"{' and '.join(f.split()[0] for f in flags)} ({extend} alone lengthens this "
+            "run), or start a new run folder"
+        )
 
     def saved_plan(self) -> tuple[int, int] | None:
         """(steps, epochs) the run was last trained with: from the config that saved
@@ -801,6 +831,17 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _plan(steps: int, epochs: int) -> str:
+    """A run's length as the fit options that set it: "--steps 200 --epochs 200"."""
+    return f"--steps {steps} --epochs {epochs}" if steps else f"--epochs {epochs}"
+
+
+def _ends(schedule: Schedule, shown: int = 3) -> str:
+    """The first period ends of ``schedule``: "40, 80, 120, ..."."""
+    ends = schedule.period_ends
+    return ", ".join(map(str, ends[:shown])) + (", ..." if len(ends) > shown else "")
 
 
 def check_resumed_ema(decay: float, state: dict, path: Path) -> None:
