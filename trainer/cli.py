@@ -34,10 +34,13 @@ of the TM-UNet paper (Section 3.1), and print the paper's tables from run folder
 
 data      ROOT/images/<name>.<ext> + ROOT/masks/<name>.<ext>, paired by base name
           (png, tif/tiff, jpg/jpeg, bmp; images grey/RGB/RGBA, 8 or 16 bit; masks
-          1-bit, L, LA, RGB, 0/1 or 0/255). Masks are binarised with "> 127" when
-          their maximum is 128..255 (0/255 masks: CVC-ClinicDB's stray values 1..127
-          and JPEG noise are background), else "> 0" (0/1 masks, also as JPEG, 8-bit
-          labels 1..127, labels wider than 8 bits); the rule is logged.
+          1-bit, L, LA, RGB, 0/1, 0/255 or instance ids). Masks are binarised with
+          "> 127" when their maximum is 128..255 and that top value holds at least a
+          quarter of the non-zero pixels (0/255 masks: CVC-ClinicDB's stray values
+          1..127 and JPEG noise are background), else "> 0" (0/1 masks, also as JPEG,
+          8-bit labels 1..127, labels wider than 8 bits; 8-bit ids up to 128..255,
+          flat objects one value each, are logged as ">0 (8-bit ids)"); the rules are
+          logged.
           A missing mask, size mismatch or unreadable file stops with its name;
           --skip-bad leaves such pairs out with a summary. Identical images are kept
           in one split part. Presets: cvccdb, monuseg, colondb, udiat.
