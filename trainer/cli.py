@@ -239,7 +239,9 @@ def _add_fit_model_args(fit) -> None:
     _add_model_args(g)
     g.add_argument(
         "--init-checkpoint",
-        help="start from these weights (fine-tuning); from a --pretext run's last.pt, its "
+        help="start from these weights (fine-tuning): a checkpoint file, or a shipped "
+        "model's name or modality (as evaluate and napari-tmunet-predict --model take); "
+        "from a --pretext run's last.pt, its "
         "trunk with a new output layer. The TM-UNet variant, input channels and "
         "normalisation come from the checkpoint (--variant/--in-channels/--mean/--std that "
         "differ are an error; images are converted to its channels); --resume does not "
@@ -429,7 +431,12 @@ def _add_evaluate(sub) -> None:
         description=(
             "Evaluate a checkpoint on the test split (by default the split.json of its run "
             "folder): per-image CSV and a summary (mean, std, F1 from mean P/R, HD, HD95, "
-            "empty predictions), at the evaluation size and at native resolution."
+            "empty predictions), at the evaluation size and at native resolution, as "
+            "eval-PART-CHECKPOINT.csv/.json; on data the checkpoint was not trained on "
+            "eval-PART-CHECKPOINT-DATASET.csv/.json, so that scores on several datasets sit "
+            "side by side (another data's scores are never replaced: -2, -3...). The split "
+            "beside a checkpoint is its training data's: to score another dataset pass "
+            "--part all, or --split-file with a split of it."
         ),
     )
     ev.add_argument(
