@@ -4,7 +4,7 @@ or instance-id PNG that napari's File > Open made an image, a grey + alpha PNG a
 MoNuSeg's masks, or a mask saved as RGB with equal channels, as Kvasir-SEG's JPEG masks),
 read as a mask file is (``data.images.mask_grey``: the grey channel, or the max of the
 colour ones; ``data.images.binarise_mask``: ``>127`` for 0/255 masks, so JPEG noise is
-background).
+background; ``>0`` for 0/1 masks and instance ids).
 
 Scores come from ``napari_tmunet.metrics`` (the same code as the trainer's reports):
 Dice, IoU, precision, recall, F1 and the Hausdorff distances per 2-D slice and over
@@ -664,7 +664,7 @@ def _layer_array(layer) -> np.ndarray:
     """A Labels layer's data (numpy, dask, multiscale) as a numpy array; an Image layer
     that looks like a mask as its foreground (``binarise_mask``: a grey + alpha image's
     grey channel, an RGB one's colour channels collapsed, ``>127`` for a 0/255 mask, whose
-    JPEG noise is background)."""
+    JPEG noise is background, ``>0`` for instance ids)."""
     from napari.layers import Image
 
     from .data.images import binarise_mask

@@ -9,9 +9,11 @@ frame (``<stem>_z0000.png``, ...), the first frame's written last, so that a sta
 short (Ctrl-C, disk full) is redone on the next run. Images whose names would give one
 mask name get distinct ones (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``; ``a_z0001.png``
 beside a possible stack ``a.tif`` -> ``a_z0001_png``). Nothing already in OUTPUT_DIR is
-overwritten unless ``--overwrite`` is given; with it, the frame masks of an earlier,
-longer stack of the same name beyond the new frame count are removed too (only masks as
-this tool writes them; the end lines count them). OUTPUT_DIR is made only once the model
+overwritten unless ``--overwrite`` is given (an earlier run's mask named after an image
+whose mask name is now told apart, ``a.png`` above, is kept and the end lines say so);
+with it, the frame masks of an earlier, longer stack of the same name beyond the new
+frame count are removed too (only masks as this tool writes them; the end lines count
+them). OUTPUT_DIR is made only once the model
 is checked (a refused run leaves no folder), then checked to be writable and locked
 against a second run before any work. Without ``--model`` each image gets the model
 for its own modality, as the Segment dock's "Segment all" does
@@ -346,7 +348,33 @@ def _predict(args, images: list[Path], models: _Models) -> int:
         return EXIT_INTERRUPTED
     _close(bars)
     models.report_misfits()
-    return _report(args.output_dir, len(images), written, skipped, failed, used, stale)
+    code = _report(args.output_dir, len(images), written, skipped, failed, used, stale)
+    _note_plain_names(args.output_dir, stems, suffixes)
+    return code
+
+
+def _note_plain_names(output_dir: Path, stems: dict[Path, str], suffixes) -> None:
+    """Say which masks in ``output_dir`` have a plain image stem that no image's mask
+    takes any more (``scan.png`` after ``scan.tif`` and ``scan.png`` became ``scan_tif`` and
+    ``scan_png``): an earlier run's mask, maybe of another image than its name says. They
+    are the user's files: left as they are."""
+    taken = {stem.lower() for stem in stems.values()}
+    renamed: dict[str, list[Path]] = {}
+    for path, stem in stems.items():
+        if stem != path.stem and path.stem.lower() not in taken:
+            renamed.setdefault(path.stem, []).append(path)
+    for plain, paths in renamed.items():
+        old = [n for s in suffixes for n in (f"{plain}{s}", f"{plain}_z0000{s}")]
+        old = [name for name in old if (output_dir / name).is_file()]
+        if not old:
+            continue
+        now = ", ".join(f"{p.name} -> {stems[p]}" for p in sorted(paths))
+        print(
+            f"note: {', '.join(old)} in {output_dir} is left as it was: an earlier run's mask, "
+            f"maybe of another image than its name says: images named {plain}.* now get "
+            f"masks named apart ({now}); remove it if it is out of date",
+            file=sys.stderr,
+        )
 
 
 class _Models:

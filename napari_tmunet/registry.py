@@ -188,6 +188,13 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, Path, bool]:
         return entry.name, entry.path, entry.provisional
     if path.is_file():
         return path.name, path, False
+    if path.is_dir():  # a run folder of napari-tmunet-train fit (RUN) or Fine-tune (RUN/train)
+        inside = ("best.pt", "last.pt", "train/best.pt", "train/last.pt")
+        found = [path / n for n in inside if (path / n).is_file()]
+        where = (
+            f"pass {found[0]}" if found else "pass a checkpoint file (.pt), e.g. a run's best.pt"
+        )
+        raise ValueError(f"model {str(name_or_path)!r} is a folder, not a checkpoint file: {where}")
     names = [f"{e.name!r} ({e.modality})" for e in available_models()]
     raise ValueError(
         f"model {str(name_or_path)!r} is neither a shipped model nor a modality "

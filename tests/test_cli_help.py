@@ -107,7 +107,7 @@ def test_evaluate_other_data_is_labelled_with_its_name(tmp_path, capsys, one_tor
     assert json.loads((run / "summary.json").read_text())["dataset"] == "nuclei-tiles"
     evaluate = ["evaluate", str(run / "best.pt"), "--device", "cpu", "--part", "all"]
     assert cli.main([*evaluate, "--data", str(other), "--out", str(tmp_path)]) == 0
-    summary = json.loads((tmp_path / "eval-all-best.json").read_text())
+    summary = json.loads((tmp_path / "eval-all-best-other-tiles.json").read_text())
     assert summary["dataset"] == "other-tiles"
     assert "other-tiles" in capsys.readouterr().out
     assert cli.main([*evaluate, "--out", str(run)]) == 0  # its own data keeps its name

@@ -110,6 +110,7 @@ def test_resume_with_steps_at_or_below_the_step_reached_is_refused(tmp_path, cap
          ["TrainConfig", "steps=10", ">= 0"]),
         (["--lr", "-1"], "--lr -1: expected a learning rate above 0", ["TrainConfig", "gamma"]),
         (["--hflip", "2"], "--hflip 2: expected a probability from 0 to 1", ["hflip="]),
+        (["--max-images", "-3"], "--max-images -3: expected at least 1", ["max_images="]),
         (["--size", "16"], "--size 16 16: expected one or two numbers (H W), each at least 32",
          ["size=("]),
     ],

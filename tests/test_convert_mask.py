@@ -45,6 +45,13 @@ def test_ids_and_0_1_masks_stay_and_a_picture_is_refused():
         out, rule = mask_image_labels(ids.astype(kind))
         assert rule == ">0" and out.dtype == kind
         np.testing.assert_array_equal(out, ids)
+    many = np.zeros((300, 300), np.uint8)  # 8-bit ids up to 200: kept, not read as 0/255
+    for k in range(200):
+        row, col = divmod(k, 15)
+        many[row * 20 + 2 : row * 20 + 15, col * 20 + 2 : col * 20 + 15] = k + 1
+    out, rule = mask_image_labels(many)
+    assert rule == ">0 (8-bit ids)"
+    np.testing.assert_array_equal(out, many)
     out, _ = mask_image_labels(mask.astype(np.float32))  # 0.0 / 1.0
     np.testing.assert_array_equal(out, mask)
     grey = mask * np.uint8(255)

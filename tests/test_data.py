@@ -484,6 +484,37 @@ def test_load_cache_errors(tmp_path):
 
 
 @needs_data
+def test_cache_of_8bit_instance_ids_keeps_every_object(tmp_path, caplog):
+    """MoNuSeg tiles labelled 1..N (N = 171 and 247) as 8-bit PNGs, as an 8-bit label export
+    writes them: the cache holds every nucleus (the 0/255 rule kept a third of the
+    pixels) and the log's "mask rules" names the id rule."""
+    from scipy import ndimage
+
+    names = ["TCGA-21-5786-01Z-00-DX1", "TCGA-CH-5767-01Z-00-DX1"]
+    root = tmp_path / "inst"
+    for part in ("images", "masks"):
+        (root / part).mkdir(parents=True)
+    for name in names:
+        (root / "images" / f"{name}.tif").symlink_to(
+            DATASETS / "MoNuSeg" / "images" / f"{name}.tif"
+        )
+        labels, count = ndimage.label(read_mask(DATASETS / "MoNuSeg" / "masks" / f"{name}.png")[0])
+        assert 128 <= count <= 255
+        Image.fromarray(labels.astype(np.uint8)).save(root / "masks" / f"{name}.png")
+    with caplog.at_level("INFO"):
+        cache = build_cache(root, tmp_path / "inst.npz")
+    assert (
+        cache.rule_counts()
+        == load_cache(tmp_path / "inst.npz").rule_counts()
+        == {">0 (8-bit ids)": 2}
+    )
+    assert "mask rules {'>0 (8-bit ids)': 2}" in caplog.text
+    for name, mask in zip(cache.names, cache.masks, strict=True):
+        truth = read_mask(DATASETS / "MoNuSeg" / "masks" / f"{name}.png")[0]
+        np.testing.assert_array_equal(np.squeeze(mask), truth)
+
+
+@needs_data
 def test_udiat_cache(tmp_path, udiat_pairs, udiat_groups):
     path = tmp_path / "udiat.npz"
     build_cache(DATASETS / "UDIAT", path)

@@ -396,6 +396,78 @@ def test_clinicdb_stray_values_are_background():
     assert read_mask(path, rule=">0")[0].sum() == 20532 + stray
 
 
+def _relabelled_monuseg(name: str, keep: int | None = None) -> np.ndarray:
+    """MoNuSeg mask ``name``'s nuclei as 8-bit instance ids 1..N (``scipy.ndimage``
+    objects; the first ``keep`` kept), as an 8-bit label export writes them."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(read_mask(DATASETS / "MoNuSeg" / "masks" / f"{name}.png")[0])
+    if keep is not None:
+        labels[labels > keep] = 0
+    return labels.astype(np.uint8)
+
+
+@needs_data
+@pytest.mark.parametrize("keep", [None, 128, 200])
+def test_8bit_instance_ids_above_127_are_foreground(tmp_path, keep):
+    """A MoNuSeg tile labelled 1..N with N of 128..255 in an 8-bit PNG: every nucleus is
+    foreground, not only ids 128..N (the 0/255 rule kept 41% of this tile's pixels), the
+    log names the id rule, and the reader gives the ids as stored."""
+    from napari_tmunet.data.images import ID_RULE, binarise_mask, read_mask_labels
+
+    ids = _relabelled_monuseg("TCGA-21-5786-01Z-00-DX1", keep)
+    assert ids.max() == (keep or 247)
+    path = tmp_path / "ids.png"
+    Image.fromarray(ids).save(path)
+    mask, rule = read_mask(path)
+    assert rule == ID_RULE == ">0 (8-bit ids)"
+    np.testing.assert_array_equal(mask, ids > 0)
+    labels, label_rule = read_mask_labels(path)  # napari-tmunet's reader (GUI)
+    assert label_rule == "ids"
+    np.testing.assert_array_equal(labels, ids)
+    layer_mask, layer_rule = binarise_mask(ids)  # the Metrics dock's Image layer
+    assert layer_rule == ID_RULE
+    np.testing.assert_array_equal(layer_mask, ids > 0)
+
+
+@needs_data
+def test_8bit_ids_below_128_and_binary_masks_keep_their_rules():
+    ids = _relabelled_monuseg("TCGA-21-5786-01Z-00-DX1", 3)
+    mask, rule = images.binarise_mask(ids)
+    assert ids.max() == 3 and rule == ">0"
+    np.testing.assert_array_equal(mask, ids > 0)
+    # CVC-ClinicDB 2.tif: stray values 1..127 hold 31% of the non-zero pixels, 46 values
+    raw = read_image(DATASETS / "CVC-ClinicDB" / "masks" / "2.tif")
+    assert len(np.unique(raw)) > 40 and (raw == 255).sum() < 0.7 * (raw > 0).sum()
+    assert read_mask(DATASETS / "CVC-ClinicDB" / "masks" / "2.tif")[1] == ">127"
+    assert not images.holds_instance_ids(raw)
+
+
+@pytest.mark.skipif(not (EXTRA / "Kvasir-SEG").is_dir(), reason="extra-data Kvasir-SEG not present")
+def test_kvasir_jpeg_mask_with_the_most_grey_is_0_255():
+    """The Kvasir-SEG mask whose top value 255 holds the least of its foreground (67%):
+    its JPEG grey levels are edges, read with the 0/255 rule."""
+    path = EXTRA / "Kvasir-SEG" / "masks" / "cju31t8xd17bk0835rnb893jk.jpg"
+    values = images.mask_grey(read_image(path), colour=True)
+    assert 0.6 < (values == 255).sum() / (values > 0).sum() < 0.7
+    mask, rule = read_mask(path)
+    assert rule == ">127"
+    np.testing.assert_array_equal(mask, values > 127)
+
+
+def test_a_blurred_0_255_mask_is_not_ids():
+    """A blurred (or resized) 0/255 mask whose 255 plateau is small: its objects ramp, so it
+    is no id mask and stays ">127"."""
+    from scipy import ndimage
+
+    blurred = ndimage.gaussian_filter(_disc(64, 12).astype(float), 6)
+    values = np.round(255 * blurred / blurred.max()).astype(np.uint8)
+    assert (values == 255).sum() < 0.05 * (values > 0).sum()
+    mask, rule = images.binarise_mask(values)
+    assert rule == ">127"
+    np.testing.assert_array_equal(mask, values > 127)
+
+
 @needs_data
 def test_clinicdb_image_is_rgb():
     image = read_image(DATASETS / "CVC-ClinicDB" / "images" / "2.png")

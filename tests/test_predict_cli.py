@@ -105,6 +105,43 @@ def test_usage_errors(folders, checkpoint, tmp_path, capsys):
 
 
 @needs_datasets
+def test_a_run_folder_as_model_is_pointed_to_its_best_pt(folders, checkpoint, tmp_path, capsys):
+    """--model RUN (the folder fit wrote) instead of RUN/best.pt: exit 2, one line naming
+    the file to pass, no output folder."""
+    images, _ = folders
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(checkpoint, run / "best.pt")
+    assert main([str(images), str(tmp_path / "out"), "--model", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"is a folder, not a checkpoint file: pass {run / 'best.pt'}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@needs_datasets
+def test_an_earlier_mask_named_after_an_image_is_kept_with_a_note(tmp_path, checkpoint, capsys):
+    """scan.tif gives scan.png; once scan.png joins it, their masks are scan_png.png and
+    scan_tif.png, and the earlier scan.png (scan.tif's mask, not scan.png's) is kept as it
+    was, with a note saying so."""
+    inputs, masks = tmp_path / "in", tmp_path / "masks"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "scan.tif", read_image(DATASETS / "UDIAT" / "images" / "000002.png"))
+    argv = [str(inputs), str(masks), "--model", str(checkpoint), "--device", "cpu"]
+    assert main(argv) == 0
+    assert "note:" not in capsys.readouterr().err
+    earlier = (masks / "scan.png").read_bytes()
+    shutil.copy(DATASETS / "CVC-ClinicDB" / "images" / "1.png", inputs / "scan.png")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 images segmented" in err
+    assert f"note: scan.png in {masks} is left as it was: an earlier run's mask" in err, err
+    assert "(scan.png -> scan_png, scan.tif -> scan_tif)" in err
+    assert sorted(p.name for p in masks.iterdir()) == ["scan.png", "scan_png.png", "scan_tif.png"]
+    assert (masks / "scan.png").read_bytes() == earlier
+    assert read_image(masks / "scan_png.png").shape == (288, 384)
+
+
+@needs_datasets
 def test_a_dataset_folder_is_pointed_to_its_images(folders, checkpoint, tmp_path, capsys):
     """INPUT_DIR a dataset folder (images in images/, as fit takes it): the error says to
     pass its images/ folder."""

@@ -571,14 +571,18 @@ def test_evaluate_checks_its_output_folder_before_computing(tmp_path, capsys, mo
         err = capsys.readouterr().err
         assert not scored
         assert err == (
-            f"napari-tmunet-train evaluate: error: cannot write {view}/eval-test-best.csv and "
+            f"napari-tmunet-train evaluate: error: cannot write {view}/eval-test-best-tiny.csv and "
             f".json: {view} is on a read-only file system; choose where the results go with "
             "--out FOLDER\n"
         )
         out = tmp_path / "results"
         assert cli.main(["evaluate", str(view / "best.pt"), *args, "--out", str(out)]) == 0
     assert scored == [1]
-    assert sorted(p.name for p in out.iterdir()) == ["eval-test-best.csv", "eval-test-best.json"]
+    # a checkpoint that does not say its training data: the results carry the data's name
+    assert sorted(p.name for p in out.iterdir()) == [
+        "eval-test-best-tiny.csv",
+        "eval-test-best-tiny.json",
+    ]
     assert sorted(p.name for p in folder.iterdir()) == ["best.pt"]
 
 
@@ -599,7 +603,7 @@ def test_evaluate_takes_a_shipped_models_name_as_predict_does(tmp_path, capsys, 
     captured = capsys.readouterr()
     assert f"note: {entry.name} was trained on {entry.trained_on}" in captured.err
     assert "| native |" in captured.out
-    written = tmp_path / f"eval-test-{entry.path.stem}.json"
+    written = tmp_path / f"eval-test-{entry.path.stem}-tiny.json"  # scores on other data
     summary = json.loads(written.read_text())
     assert summary["checkpoint"] == str(entry.path) and summary["test"]["count"] == 2
     assert sorted(p.name for p in entry.path.parent.iterdir()) == weights

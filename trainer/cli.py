@@ -34,10 +34,13 @@ of the TM-UNet paper (Section 3.1), and print the paper's tables from run folder
 
 data      ROOT/images/<name>.<ext> + ROOT/masks/<name>.<ext>, paired by base name
           (png, tif/tiff, jpg/jpeg, bmp; images grey/RGB/RGBA, 8 or 16 bit; masks
-          1-bit, L, LA, RGB, 0/1 or 0/255). Masks are binarised with "> 127" when
-          their maximum is 128..255 (0/255 masks: CVC-ClinicDB's stray values 1..127
-          and JPEG noise are background), else "> 0" (0/1 masks, also as JPEG, 8-bit
-          labels 1..127, labels wider than 8 bits); the rule is logged.
+          1-bit, L, LA, RGB, 0/1, 0/255 or instance ids). Masks are binarised with
+          "> 127" when their maximum is 128..255 and that top value holds at least a
+          quarter of the non-zero pixels (0/255 masks: CVC-ClinicDB's stray values
+          1..127 and JPEG noise are background), else "> 0" (0/1 masks, also as JPEG,
+          8-bit labels 1..127, labels wider than 8 bits; 8-bit ids up to 128..255,
+          flat objects one value each, are logged as ">0 (8-bit ids)"); the rules are
+          logged.
           A missing mask, size mismatch or unreadable file stops with its name;
           --skip-bad leaves such pairs out with a summary. Identical images are kept
           in one split part. Presets: cvccdb, monuseg, colondb, udiat.
@@ -248,7 +251,9 @@ def _add_fit_model_args(fit) -> None:
     _add_model_args(g)
     g.add_argument(
         "--init-checkpoint",
-        help="start from these weights (fine-tuning); from a --pretext run's last.pt, its "
+        help="start from these weights (fine-tuning): a checkpoint file, or a shipped "
+        "model's name or modality (as evaluate and napari-tmunet-predict --model take); "
+        "from a --pretext run's last.pt, its "
         "trunk with a new output layer. The TM-UNet variant, input channels and "
         "normalisation come from the checkpoint (--variant/--in-channels/--mean/--std that "
         "differ are an error; images are converted to its channels); --resume does not "
@@ -449,7 +454,12 @@ def _add_evaluate(sub) -> None:
         description=(
             "Evaluate a checkpoint on the test split (by default the split.json of its run "
             "folder): per-image CSV and a summary (mean, std, F1 from mean P/R, HD, HD95, "
-            "empty predictions), at the evaluation size and at native resolution."
+            "empty predictions), at the evaluation size and at native resolution, as "
+            "eval-PART-CHECKPOINT.csv/.json; on data the checkpoint was not trained on "
+            "eval-PART-CHECKPOINT-DATASET.csv/.json, so that scores on several datasets sit "
+            "side by side (another data's scores are never replaced: -2, -3...). The split "
+            "beside a checkpoint is its training data's: to score another dataset pass "
+            "--part all, or --split-file with a split of it."
         ),
     )
     ev.add_argument(

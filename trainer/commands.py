@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -97,7 +98,7 @@ def fit_config(args) -> tuple[object, Path]:
         values["data"] = data
     start = getattr(args, "init_checkpoint", None)
     if start:  # absolute, as data: the run folder's config holds from any working directory
-        values["init_checkpoint"] = str(Path(start).expanduser().resolve())
+        values["init_checkpoint"] = _start_checkpoint(start)
         if args.resume and run_dir is not None and (run_dir / "config.json").is_file():
             saved = TrainConfig.load(run_dir / "config.json").init_checkpoint
             values["init_checkpoint"] = _resumed_start(saved, values["init_checkpoint"], run_dir)
@@ -215,7 +216,7 @@ def cmd_fit(args) -> int:
     from napari_tmunet.training.finetune import recorded_validation
 
     if args.init_checkpoint and not args.resume:  # a fine-tune: the start's variant
-        start = str(Path(args.init_checkpoint).expanduser().resolve())
+        start = _start_checkpoint(args.init_checkpoint, check=True)
         args.variant = _start_variant(start, args.variant).get("variant", args.variant)
     config, run_dir = fit_config(args)
     device = resolve_device(config.device)  # no GPU for --device cuda: refused before any work
@@ -449,7 +450,8 @@ def _remove_empty(folder: Path, top: Path) -> None:
 
 def cmd_evaluate(args) -> int:
     """Score a checkpoint (or a shipped model) on a part of a dataset; write
-    eval-PART-NAME.csv / .json beside it, in --out, or (a shipped model) here."""
+    eval-PART-NAME.csv / .json (eval-PART-NAME-DATASET.* on data it was not trained on,
+    see ``_evaluation_stem``) beside it, in --out, or (a shipped model) here."""
     from napari_tmunet.checkpoint import load_checkpoint
     from napari_tmunet.evaluation import evaluate
     from napari_tmunet.inference import resolve_device
@@ -460,20 +462,22 @@ def cmd_evaluate(args) -> int:
 
     if args.split_seed is not None and args.split_seed < 0:  # as TrainConfig, before any work
         raise ValueError(f"--split-seed {args.split_seed}: expected an integer >= 0")
-    ckpt_path, shipped = _evaluation_checkpoint(args.checkpoint)
+    ckpt_path, shipped = checkpoint_or_model(args.checkpoint)
     if shipped is not None:
         _check_shipped_evaluation(args, shipped)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(ckpt_path, device)
     check_segments(ckpt, ckpt_path)  # a pre-training checkpoint has no masks to score
-    cfg = _evaluation_config(args, ckpt_path, ckpt.metadata.get("train_config") or {})
+    trained = ckpt.metadata.get("train_config") or {}
+    cfg = _evaluation_config(args, ckpt_path, trained)
+    own_data = _same_data(cfg.data, trained.get("data"))
     # a shipped model's folder is the installed package's: its results go to the current one
     out = Path(args.out) if args.out else ckpt_path.parent if shipped is None else Path(".")
-    stem = f"eval-{args.part}-{ckpt_path.stem}"
+    stem = _evaluation_stem(out, f"eval-{args.part}-{ckpt_path.stem}", cfg, own_data)
     what = f"cannot write {out / stem}.csv and .json"
     _check_output_folder(out, what, "choose where the results go with --out FOLDER")
     cache = load_dataset(cfg)
-    samples, source = _evaluation_samples(args, cfg, cache, ckpt_path)
+    samples, source = _evaluation_samples(args, cfg, cache, ckpt_path, trained)
     mode = args.mode or cfg.mode
     ev = evaluate(
         ckpt.model,
@@ -488,6 +492,8 @@ def cmd_evaluate(args) -> int:
     summary = {
         "checkpoint": str(ckpt_path),
         "dataset": dataset_label(cfg, cache),
+        "data": cfg.data,
+        "own_data": own_data,  # report's test_result reads only these
         "part": args.part,
         "split": source,
         "mode": mode,
@@ -495,21 +501,76 @@ def cmd_evaluate(args) -> int:
     }
     write_json(out / f"{stem}.json", summary)
     _print_evaluation(summary, ckpt.input_config.size)
-    print(f"per-image CSV: {out / (stem + '.csv')}")
+    print(f"results: {out / (stem + '.csv')} (per image), {out / (stem + '.json')} (summary)")
     return 0
 
 
-def _evaluation_checkpoint(name_or_path: str):
-    """The checkpoint file to evaluate and its registry entry when it is a shipped model
-    (else None): a shipped model's name or modality, or a checkpoint file, looked up as
-    napari-tmunet-predict does (``registry.resolve_model``)."""
+def _same_data(data: str | None, trained: str | None) -> bool:
+    """Whether ``data`` is the dataset a checkpoint was trained on (``trained``, its
+    config's data; False when it does not say)."""
+    return bool(data and trained) and Path(data).resolve() == Path(trained).resolve()
+
+
+def _evaluation_stem(out: Path, base: str, cfg, own_data: bool) -> str:
+    """The name of evaluate's CSV / JSON in ``out``: ``base`` (eval-PART-CHECKPOINT) on the
+    data the checkpoint was trained on, else ``base``-DATASET, so that scores on several
+    datasets sit side by side; -2, -3, ... when that name holds the scores of other data
+    (two folders of one name), which are never replaced. The same data's scores are."""
+    from napari_tmunet.training.run_folder import dataset_label
+
+    label = re.sub(r"[^\w.+-]+", "_", dataset_label(cfg))  # a name: no folder, no space
+    stem = base if own_data else f"{base}-{label}"
+    candidate, number = stem, 1
+    while _holds_other_scores(out / f"{candidate}.json", cfg.data, dataset_label(cfg)):
+        number += 1
+        candidate = f"{stem}-{number}"
+    return candidate
+
+
+def _holds_other_scores(path: Path, data: str, label: str) -> bool:
+    """Whether evaluate's JSON ``path`` holds scores on other data than ``data`` (by its
+    "data"; an older file's by its dataset name, ``label``); one that cannot be read
+    counts as other: it is kept."""
+    if not path.exists():
+        return False
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if "data" not in recorded:
+            return recorded.get("dataset") != label
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not _same_data(data, recorded["data"])
+
+
+def checkpoint_or_model(name_or_path: str):
+    """The checkpoint file to evaluate or start from (--init-checkpoint) and its registry
+    entry when it is a shipped model (else None): a shipped model's name or modality, or a
+    checkpoint file, looked up as napari-tmunet-predict does (``registry.resolve_model``;
+    a run folder is refused with its words, naming its best.pt)."""
     from napari_tmunet import registry
 
     try:
         name, path, _ = registry.resolve_model(name_or_path)
     except (ValueError, RuntimeError):  # not a shipped model (or no registry): a path
-        return Path(name_or_path), None
+        if Path(name_or_path).expanduser().is_dir():
+            raise
+        return Path(name_or_path), None  # the loader names a missing or damaged file
     return path, registry.find_model(name)
+
+
+def _start_checkpoint(name_or_path: str, check: bool = False) -> str:
+    """--init-checkpoint as an absolute file path (a shipped model's name or modality: its
+    file), so that the run folder's config finds it from any working directory; ``check``:
+    one that is neither is an error naming the shipped models (``fit_config`` also reads
+    release commands whose start files are not on this machine: no check there)."""
+    if check:
+        from napari_tmunet import registry
+
+        try:
+            registry.resolve_model(name_or_path)
+        except ValueError as err:
+            raise ValueError(f"--init-checkpoint: {err}") from None
+    return str(checkpoint_or_model(name_or_path)[0].expanduser().resolve())
 
 
 def _check_shipped_evaluation(args, entry) -> None:
@@ -550,10 +611,11 @@ def _evaluation_config(args, ckpt_path: Path, trained: dict):
     return cfg
 
 
-def _evaluation_samples(args, cfg, cache, ckpt_path: Path) -> tuple[list, str]:
+def _evaluation_samples(args, cfg, cache, ckpt_path: Path, trained: dict) -> tuple[list, str]:
     """The items of the chosen part (split file beside the checkpoint, or a random split)
-    and where that part comes from, in words."""
-    from napari_tmunet.data.datasets import load_split, make_split
+    and where that part comes from, in words. The checkpoint's own split on other data
+    (``trained``: its training config) says how to score that data."""
+    from napari_tmunet.data.datasets import SplitNamesError, load_split, make_split
 
     names = list(cache.names)
     if args.part == "all":
@@ -561,7 +623,13 @@ def _evaluation_samples(args, cfg, cache, ckpt_path: Path) -> tuple[list, str]:
     else:
         split_file = Path(args.split_file) if args.split_file else ckpt_path.parent / "split.json"
         if split_file.is_file():
-            split, _ = load_split(split_file, names, seed=cfg.split_seed)
+            try:
+                split, _ = load_split(split_file, names, seed=cfg.split_seed)
+            except SplitNamesError as err:
+                if args.split_file:  # the user's own file: its names are the matter
+                    raise
+                why = _split_of_other_data(split_file, ckpt_path, cfg, trained, err)
+                raise ValueError(why) from None
             source = str(split_file)
         else:
             seed = cfg.split_seed if args.split_seed is None else args.split_seed
@@ -572,6 +640,22 @@ def _evaluation_samples(args, cfg, cache, ckpt_path: Path) -> tuple[list, str]:
         raise ValueError(f"the {args.part} part of the split ({source}) is empty")
     index = {n: i for i, n in enumerate(names)}
     return [cache[index[n]] for n in chosen], source
+
+
+def _split_of_other_data(split_file: Path, ckpt_path: Path, cfg, trained: dict, err) -> str:
+    """Why the split beside a checkpoint does not fit the data to score, and what to pass."""
+    from napari_tmunet.training.config import TrainConfig
+    from napari_tmunet.training.run_folder import dataset_label
+
+    label = dataset_label(cfg)
+    was = dataset_label(TrainConfig.from_dict(trained)) if trained.get("data") else ""
+    on = f" ({was})" if was else ""
+    return (
+        f"{split_file} is the split of the dataset {ckpt_path} was trained on{on}; "
+        f"{len(err.unknown)} of its {err.total} images are not in {label} ({cfg.data}): to "
+        f"score {label}, pass --part all (every image), or give a split of it with "
+        "--split-file FILE"
+    )
 
 
 def _print_evaluation(summary: dict, size) -> None:

@@ -118,7 +118,8 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def test_result(run_dir: str | os.PathLike) -> dict:
     """A run's test aggregate: ``summary.json``, else its newest ``eval-test-*.json``
-    (a run stopped early and tested with ``evaluate``); {} when it has none."""
+    on its own data (a run stopped early and tested with ``evaluate``); {} when it has
+    none."""
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     if summary.is_file():
@@ -126,8 +127,11 @@ def test_result(run_dir: str | os.PathLike) -> dict:
         if test:
             return test
     evals = sorted(run_dir.glob("eval-test-*.json"), key=lambda p: p.stat().st_mtime)
-    if evals:
-        return _read_json(evals[-1]).get("test") or {}
+    # scores on other data (``evaluate --data``: own_data false) are not the run's test
+    for path in reversed(evals):
+        result = _read_json(path)
+        if result.get("own_data", True):
+            return result.get("test") or {}
     return {}
 
 

@@ -47,6 +47,15 @@ class DatasetError(ValueError):
     """A dataset folder, pair, split or cache that cannot be used as it is."""
 
 
+class SplitNamesError(DatasetError):
+    """A split whose names are not all in the dataset: ``unknown`` (sorted) of its
+    ``total`` names. Callers that know why (a run's split on other data) say so."""
+
+    def __init__(self, message: str, unknown: list[str], total: int):
+        super().__init__(message)
+        self.unknown, self.total = unknown, total
+
+
 PYTHON_SKIP = "skip_bad=True"  # how the Python API leaves problem pairs out
 
 
@@ -88,9 +97,12 @@ class PairingReport:
     pairs: list[Pair] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or name, reason)
 
-    def summary(self, limit: int = 10) -> str:
-        """One line per skipped item (at most ``limit``), after a count line."""
-        lines = [f"{self.root}: {len(self.pairs)} pairs, {len(self.skipped)} skipped"]
+    def summary(self, limit: int = 10, refused: bool = False) -> str:
+        """One line per skipped item (at most ``limit``), after a count line; ``refused``:
+        the items are problems that stop the data (nothing skipped), counted as such."""
+        count = len(self.skipped)
+        left = f"{count} problem{'s' if count != 1 else ''}" if refused else f"{count} skipped"
+        lines = [f"{self.root}: {len(self.pairs)} pairs, {left}"]
         lines += [f"  {item}: {reason}" for item, reason in self.skipped[:limit]]
         if len(self.skipped) > limit:
             lines.append(f"  ... and {len(self.skipped) - limit} more")
@@ -186,7 +198,8 @@ def find_pairs(
 def _refuse_problems(report: PairingReport, skip_bad: bool) -> None:
     """Raise a DatasetError listing the report's problems, unless they are to be skipped."""
     if report.skipped and not skip_bad:
-        raise skippable(DatasetError, report.summary(), "fix these files", "skip them")
+        problems = report.summary(refused=True)
+        raise skippable(DatasetError, problems, "fix these files", "skip them")
 
 
 def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
@@ -372,12 +385,14 @@ def resolve_split(
             raise DatasetError(f"{source}: part {key!r} must be a list of names")
         parts.setdefault(_PART_ALIASES[key], []).extend(_base_name(x, known) for x in names)
     unknown = sorted({x for names in parts.values() for x in names} - known, key=natural_key)
-    if unknown:
-        raise DatasetError(
-            f"{source}: {len(unknown)} names are not in the dataset: {_listing(unknown)}; "
-            "names are image base names without the extension"
-        )
     everything = [x for names in parts.values() for x in names]
+    if unknown:
+        raise SplitNamesError(
+            f"{source}: {len(unknown)} names are not in the dataset: {_listing(unknown)}; "
+            "names are image base names without the extension",
+            unknown,
+            len(set(everything)),
+        )
     if len(set(everything)) != len(everything):
         raise DatasetError(f"{source}: names listed twice: {_listing(_dupes(everything))}")
     if not parts.get("train"):

@@ -28,6 +28,15 @@ TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 # what to do about a file that is no readable image (an empty file, one of another type)
 EXPORT_AGAIN = "export it again, or leave it out"
 MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
+# The "auto" rule's name for an 8-bit instance-id mask whose ids reach 128..255
+# (:func:`holds_instance_ids`): read as ">0", named apart from the 0/255 and 0/1 masks.
+ID_RULE = ">0 (8-bit ids)"
+# An 8-bit mask reaching 128..255 is a 0/255 mask when its top value holds at least this
+# share of its non-zero pixels, else instance ids (one object per value). Measured: the
+# top value holds at least 67% in every 0/255 mask of CVC-ClinicDB (stray values 1..127
+# at edges, up to 31% of the foreground), Kvasir-SEG (JPEG), MoNuSeg and UDIAT
+# (bench/check_mask_rules.py); one object of 128 or more holds about 1/N of an id mask.
+MASK_MIN_TOP_SHARE = 0.25
 # write_mask's mark in a TIFF's JSON ImageDescription (tifffile's shaped metadata):
 # "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
 # opens marked files as Labels again (see ``saved_mask_kind``).
@@ -249,8 +258,10 @@ def read_mask(
 
     Colour masks are collapsed by the max over colour channels (alpha dropped). The
     "auto" rule: ``>127`` for 0/255-style masks, whose max is above 127 and at most
-    255, so that stray values 1..127 (as in CVC-ClinicDB) and JPEG noise are
-    background; ``>0`` for every other mask: max <= 127 (0/1 masks, also as JPEG with
+    255 and whose top value holds most of the foreground, so that stray values 1..127
+    (as in CVC-ClinicDB) and JPEG noise are background; :data:`ID_RULE` (``>0``) for
+    8-bit instance-id masks with ids up to 128..255 (:func:`holds_instance_ids`);
+    ``>0`` for every other mask: max <= 127 (0/1 masks, also as JPEG with
     noise values 2, 3..., and 8-bit label images 1..127) and integer label images
     wider than 8 bits (uint16/uint32/int32 instance labels). A mask with non-zero
     pixels that the rule leaves empty (only an explicit rule can) is logged as a
@@ -288,7 +299,7 @@ def mask_image_labels(values, *, colour: bool = False) -> tuple[np.ndarray, str]
     files (``read_mask``), and that rule: a 0/255-style 8-bit mask becomes uint8 0/1
     (">127": its stray values 1..127 and JPEG noise are background, as in CVC-ClinicDB);
     any other mask keeps its values (">0": 0/1 masks and instance ids stay as they are;
-    bool gives 0/1; 8-bit ids above 127 read as 0/255, as in a mask file). ``values`` is
+    bool gives 0/1; 8-bit ids, also those reaching 128..255, ">0 (8-bit ids)"). ``values`` is
     (..., H, W), grey + alpha (H, W, 2), or (..., H, W, C) when ``colour``;
     :func:`mask_grey` takes the channel axis away. Floats that are all whole numbers (a
     0.0/1.0 mask) count as the integers they hold.
@@ -300,7 +311,7 @@ def mask_image_labels(values, *, colour: bool = False) -> tuple[np.ndarray, str]
     if not looks_like_mask(values):
         raise ValueError(NOT_A_MASK)
     mask, rule = binarise_mask(values, colour=colour)
-    if rule != ">0":
+    if rule not in (">0", ID_RULE):
         return mask.astype(np.uint8), rule
     grey = mask_grey(values, colour=colour)
     return (grey.astype(np.uint8) if grey.dtype == bool else grey), rule
@@ -320,12 +331,30 @@ def _whole_floats_as_integers(values: np.ndarray) -> np.ndarray:
 def holds_instance_ids(values: np.ndarray) -> bool:
     """Whether a mask's (H, W) pixels ``values`` are instance ids: integers wider than 8
     bits (``write_mask`` writes ids as 16 bits or more), none negative, with more than one
-    non-zero value.
-    8-bit masks are read as 0/255 or 0/1 (``read_mask``), their stray values background."""
-    if values.ndim != 2 or values.dtype.kind not in "iu" or values.dtype.itemsize < 2:
+    non-zero value; or 8-bit ids reaching 128..255 (:func:`_holds_8bit_ids`).
+    Other 8-bit masks are read as 0/255 or 0/1 (``read_mask``), their stray values
+    background."""
+    if values.ndim != 2 or values.dtype.kind not in "iu":
         return False
+    if values.dtype.itemsize == 1:
+        return values.dtype == np.uint8 and _holds_8bit_ids(values)
     ids = np.unique(values)
     return int(ids[0]) >= 0 and np.count_nonzero(ids) > 1
+
+
+def _holds_8bit_ids(values: np.ndarray) -> bool:
+    """Whether 8-bit (H, W) mask pixels reaching 128..255 are instance ids rather than a
+    0/255 mask with stray or JPEG values: their top value holds less than
+    :data:`MASK_MIN_TOP_SHARE` of the non-zero pixels (in a 0/255 mask it holds most of
+    them), and their objects are flat (:func:`looks_like_mask`: each object one value,
+    unlike a blurred or resized 0/255 mask whose edges ramp)."""
+    counts = np.bincount(values.ravel(), minlength=256)
+    top = int(np.flatnonzero(counts)[-1])
+    foreground = int(counts[1:].sum())
+    if top < 128 or counts[top] >= MASK_MIN_TOP_SHARE * foreground:
+        return False
+    pairs, changing = _neighbour_pairs(values)
+    return changing <= MASK_MAX_CHANGING_PAIRS * pairs
 
 
 def _mask_values(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
@@ -363,7 +392,7 @@ def binarise_mask(
     values = mask_grey(values, colour=colour)
     if rule == "auto":
         rule = _auto_rule(values)
-    return values > _parse_rule(rule), rule
+    return values > (0 if rule == ID_RULE else _parse_rule(rule)), rule
 
 
 def is_grey_alpha(shape: tuple[int, ...]) -> bool:
@@ -614,10 +643,15 @@ def _auto_rule(values: np.ndarray) -> str:
     """Binarisation rule for a collapsed (H, W) mask, see ``read_mask``."""
     if values.dtype == bool or (values.dtype.kind in "iu" and values.dtype.itemsize > 1):
         return ">0"
-    # Only a 0/255-style mask reaches above 127; ">127" would empty any other (0/1 masks
-    # that JPEG turned into 0/1/2, 8-bit labels 1..N). Above 255 only labels make sense.
+    # Only a 0/255-style mask or 8-bit ids reach above 127; ">127" would empty any other
+    # (0/1 masks that JPEG turned into 0/1/2, 8-bit labels 1..N). Above 255 only labels
+    # make sense.
     top = float(values.max())
-    return ">127" if 127 < top <= 255 else ">0"
+    if not 127 < top <= 255:
+        return ">0"
+    if holds_instance_ids(values):  # 8-bit ids (wider integers returned above)
+        return ID_RULE
+    return ">127"
 
 
 def _parse_rule(rule: str) -> float:
@@ -838,13 +872,20 @@ def looks_like_mask(array) -> bool:
     frame = _grey_frame(np.asarray(array))
     if frame is None or frame.dtype.kind not in "biu" or frame.ndim != 2:
         return False
+    pairs, changing = _neighbour_pairs(frame)
+    has_zero = bool((frame == 0).any())
+    return has_zero and pairs > 0 and changing <= MASK_MAX_CHANGING_PAIRS * pairs
+
+
+def _neighbour_pairs(frame: np.ndarray) -> tuple[int, int]:
+    """Of the pairs of neighbouring pixels (across and down) of a 2-D ``frame`` that are
+    both non-zero: how many there are, and how many of them differ."""
     pairs = changing = 0
     for here, there in ((frame[:, 1:], frame[:, :-1]), (frame[1:], frame[:-1])):
         both = (here != 0) & (there != 0)
         pairs += int(np.count_nonzero(both))
         changing += int(np.count_nonzero(both & (here != there)))
-    has_zero = bool((frame == 0).any())
-    return has_zero and pairs > 0 and changing <= MASK_MAX_CHANGING_PAIRS * pairs
+    return pairs, changing
 
 
 # file_looks_like_mask reads at most this many pixels (a picture over it is not judged)

@@ -358,4 +358,5 @@ BOUNDS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("seed", lambda v: v >= 0, "an integer 0 or more"),
     ("eval_every", lambda v: v >= 1, "at least 1"),
     ("eval_batch_size", lambda v: v >= 1, "at least 1"),
+    ("max_images", lambda v: v >= 0, "at least 1 (or 0: all pairs)"),
 )

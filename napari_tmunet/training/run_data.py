@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from ..data.cache import NativeCache, decode_folder, load_cache
-from ..data.datasets import DatasetError, load_split, make_split, resolve_split, split_from_lists
+from ..data.datasets import (
+    DatasetError,
+    SplitNamesError,
+    _listing,
+    load_split,
+    make_split,
+    resolve_split,
+    split_from_lists,
+)
 from .config import TrainConfig
 
 
@@ -46,7 +54,10 @@ def resolve_run_split(
     """
     names = list(cache.names)
     if existing is not None and existing.is_file():
-        return load_split(existing, names, seed=config.split_seed)
+        try:
+            return load_split(existing, names, seed=config.split_seed)
+        except SplitNamesError as err:
+            raise DatasetError(_not_the_runs_data(config, existing, err)) from None
     if config.split_file:
         return load_split(config.split_file, names, seed=config.split_seed)
     if config.official_split:
@@ -63,6 +74,29 @@ def resolve_run_split(
         return resolve_split(lists, names, seed=config.split_seed, source=str(root))
     split = make_split(names, config.split_seed, config.split_ratios, groups=cache.groups)
     return split, [f"random split {config.split_ratios} with seed {config.split_seed}"]
+
+
+def _not_the_runs_data(config: TrainConfig, split: Path, err: SplitNamesError) -> str:
+    """Why a resumed run's ``split`` (its split.json) does not fit ``config.data``: the
+    data is not the run's (another --data), or no longer holds the run's images."""
+    run_dir = split.parent
+    missing = (
+        f"{len(err.unknown)} of the {err.total} images in its split {split} "
+        f"({_listing(err.unknown)})"
+    )
+    saved = run_dir / "config.json"
+    trained = TrainConfig.load(saved).data if saved.is_file() else ""
+    if trained and Path(trained).resolve() != Path(config.data).resolve():
+        return (
+            f"cannot resume {run_dir}: --data {config.data} is not the dataset this run was "
+            f"trained on ({trained}): {missing} are not in it; resume with the run's own data "
+            "(leave --data out, or give its new place), or start a new run folder to train "
+            "on this data"
+        )
+    return (
+        f"cannot resume {run_dir}: its dataset {config.data} no longer holds {missing}; "
+        "put those images back, or start a new run folder"
+    )
 
 
 SPLIT_FIX = (
