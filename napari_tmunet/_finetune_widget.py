@@ -112,6 +112,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._modality = ""  # of the first pair's image ("": the starting model's)
         self._verdict = ""  # the last run's outcome in words, before which model is active
         self._device_note = ""  # why the chosen Device is not on this machine
+        self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -288,6 +289,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         """Show the checkpoint field, or name the model Start would begin from and why:
         "active:" only for the viewer's active model (the one Segment runs)."""
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
+        chosen = None
         if self.model.value == ACTIVE_CHOICE:
             chosen = self.start_model()
             active = self.active.current
@@ -303,28 +305,28 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.active_label.visible = True
         else:
             self.active_label.visible = False
-        note = self.modality_mismatch()
+        note = self.modality_mismatch(chosen)
         self.modality_note.value = note
         self.modality_note.visible = bool(note)
 
-    def modality_mismatch(self) -> str:
+    def modality_mismatch(self, chosen: tuple[str, str] | None = None) -> str:
         """A sentence naming the pairs whose images look like another modality
         (:func:`registry.guess_modality`) than the one the starting model is for, and the
         model; "" when none do or the model's modality is unknown. A warning, not a
         refusal: a model may be fine-tuned on another modality on purpose (e.g. a
-        colonoscopy model on the images of another endoscope)."""
-        chosen = self.start_model()
+        colonoscopy model on the images of another endoscope). ``chosen``: the
+        :meth:`start_model` when already known."""
+        chosen = chosen or self.start_model()
         if chosen is None:
             return ""
         modality = self._start_modality(chosen[0])
         if not modality:
             return ""
-        from ._segment_widget import _modality
-
         others = []
+        guesses, self._guesses = self._guesses, {}
         for row in self.rows:
             image = row.image.value
-            kind = _modality(image) if image is not None else modality
+            kind = self._image_modality(image, guesses) if image is not None else modality
             if kind != modality:
                 others.append(f"{image.name!r} ({kind})")
         if not others:
@@ -337,6 +339,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             f"{'them' if several else 'it'} may make it worse on {modality} images; remove "
             f"{'those pairs' if several else 'that pair'} unless that is what you want."
         )
+
+    def _image_modality(self, layer, earlier: dict) -> str:
+        """:func:`registry.guess_modality` of an image layer, kept while its data is the same
+        array (the note is redone on every layer event; a guess takes ~20 ms). ``earlier``:
+        the guesses kept by the last call, of the pairs' layers then."""
+        from ._segment_widget import _modality
+
+        key = (id(layer), id(layer.data))
+        self._guesses[key] = earlier[key] if key in earlier else _modality(layer)
+        return self._guesses[key]
 
     def _start_modality(self, model: str) -> str:
         """The modality the starting model ``model`` is for: the active model's (its
