@@ -186,6 +186,7 @@ class PairRows:
         row.mask.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
+        self._show_model_state()  # its image may be of another modality than the model's
         return row
 
     def _next_image(self) -> Image | None:

@@ -49,6 +49,7 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
+from .options import device_problem
 from .storage import NotWritableError
 from .training.finetune import (
     AUGMENTATIONS,
@@ -110,6 +111,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
         self._modality = ""  # of the first pair's image ("": the starting model's)
         self._verdict = ""  # the last run's outcome in words, before which model is active
+        self._device_note = ""  # why the chosen Device is not on this machine
+        self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -140,6 +143,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
         )
         self.active_label = Label(value="")
+        self.modality_note = Label(value="", visible=False)
         self.steps = SpinBox(label="Steps", value=200, min=1, max=1_000_000, step=50)
         self.learning_rate = FloatSpinBox(
             label="Learning rate", value=1e-4, min=1e-5, max=0.1, step=1e-5
@@ -165,10 +169,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.eta = Label(value="")
         self.plot_box = Container(labels=False)
         self.status = Label(value="")
-        for widget in (self.intro, self.active_label, self.eta, self.status):
+        notes = (self.intro, self.active_label, self.modality_note, self.eta, self.status)
+        for widget in notes:
             widget.label = ""
         self.plot_box.label = "Curves"
-        for widget in (self.intro, self.active_label, self.eta, self.status):
+        for widget in notes:
             wrap(widget)
         fields = (self.dataset_folder, self.checkpoint, self.run_folder)
         for widget in (*fields, self.model, self.augmentation):
@@ -183,6 +188,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 self.model,
                 self.checkpoint,
                 self.active_label,
+                self.modality_note,
                 self.steps,
                 self.learning_rate,
                 self.batch_size,
@@ -199,7 +205,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             ]
         )
         set_tooltips(self, FINETUNE_TIPS)
-        for text in (self.eta, self.status):
+        for text in (self.modality_note, self.eta, self.status):
             _full_width(text)
 
     def reset_choices(self, *_args) -> None:
@@ -214,7 +220,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.revert_button.changed.connect(self.revert)
         self.use_anyway_button.changed.connect(self.use_fine_tuned)
         self.model.changed.connect(self._show_model_state)
+        self.checkpoint.changed.connect(self._show_model_state)
         self.run_folder.changed.connect(self._on_folder_changed)
+        self.device.changed.connect(self._say_device_problem)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.active.subscribe(self._on_active_changed)
@@ -281,6 +289,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         """Show the checkpoint field, or name the model Start would begin from and why:
         "active:" only for the viewer's active model (the one Segment runs)."""
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
+        chosen = None
         if self.model.value == ACTIVE_CHOICE:
             chosen = self.start_model()
             active = self.active.current
@@ -296,6 +305,71 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.active_label.visible = True
         else:
             self.active_label.visible = False
+        note = self.modality_mismatch(chosen)
+        self.modality_note.value = note
+        self.modality_note.visible = bool(note)
+
+    def modality_mismatch(self, chosen: tuple[str, str] | None = None) -> str:
+        """A sentence naming the pairs whose images look like another modality
+        (:func:`registry.guess_modality`) than the one the starting model is for, and the
+        model; "" when none do or the model's modality is unknown. A warning, not a
+        refusal: a model may be fine-tuned on another modality on purpose (e.g. a
+        colonoscopy model on the images of another endoscope). ``chosen``: the
+        :meth:`start_model` when already known."""
+        chosen = chosen or self.start_model()
+        if chosen is None:
+            return ""
+        modality = self._start_modality(chosen[0])
+        if not modality:
+            return ""
+        others = []
+        guesses, self._guesses = self._guesses, {}
+        for row in self.rows:
+            image = row.image.value
+            kind = self._image_modality(image, guesses) if image is not None else modality
+            if kind != modality:
+                others.append(f"{image.name!r} ({kind})")
+        if not others:
+            return ""
+        several = len(others) > 1
+        named = f"{', '.join(others[:-1])} and {others[-1]}" if several else others[0]
+        return (
+            f"{'Images' if several else 'Image'} {named} {'do' if several else 'does'} not "
+            f"look like the {modality} images {chosen[1]} is for: fine-tuning it on "
+            f"{'them' if several else 'it'} may make it worse on {modality} images; remove "
+            f"{'those pairs' if several else 'that pair'} unless that is what you want."
+        )
+
+    def _image_modality(self, layer, earlier: dict) -> str:
+        """:func:`registry.guess_modality` of an image layer, kept while its data is the same
+        array (the note is redone on every layer event; a guess takes ~20 ms). ``earlier``:
+        the guesses kept by the last call, of the pairs' layers then."""
+        from ._segment_widget import _modality
+
+        key = (id(layer), id(layer.data))
+        self._guesses[key] = earlier[key] if key in earlier else _modality(layer)
+        return self._guesses[key]
+
+    def _start_modality(self, model: str) -> str:
+        """The modality the starting model ``model`` is for: the active model's (its
+        fine-tuning images'), else the registry's or its checkpoint's
+        (:func:`registry.model_modality`)."""
+        active = self.active.current
+        if active is not None and active.model == model and active.modality:
+            return active.modality
+        return registry.model_modality(model)
+
+    def _say_device_problem(self, _=None) -> None:
+        """Say as soon as it is chosen that the Device is not on this machine (CUDA without
+        a GPU: :func:`options.device_problem`), as the Segment dock does; clear that
+        status when another device is chosen."""
+        old, self._device_note = self._device_note, device_problem(str(self.device.value))
+        if self._device_note:
+            if not self.running:
+                self.status.value = self._device_note
+            show_warning(f"Fine-tuning: {self._device_note}")
+        elif old and not self.running and self.status.value in (old, f"failed: {old}"):
+            self.status.value = ""
 
     def _on_active_changed(self, choice: active_model.ModelChoice):
         self._show_model_state()
@@ -380,13 +454,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         run_dir = self._fresh_run_dir()
         if run_dir is None:
             return
+        mismatch = self.modality_mismatch()
+        if mismatch:  # said in the dock already; once more as the run starts
+            show_warning(f"Fine-tuning: {mismatch}")
         first = self.rows[0].image.value if self.rows else None
         self._job_name = first.name if first is not None else Path(folder).name
         self._modality = ""
         if first is not None:
-            from ._segment_widget import _thumbnail
+            from ._segment_widget import _modality
 
-            self._modality = registry.guess_modality(_thumbnail(first), rgb=first.rgb)
+            self._modality = _modality(first)
         self._launch(
             FinetuneJob(
                 run_dir=run_dir,

@@ -96,6 +96,7 @@ from .data.colour_spaces import (
     stored_colour_space,
 )
 from .data.images import is_grey_alpha, looks_like_mask, saved_mask_kind
+from .options import device_problem
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -126,6 +127,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._progress_index = -1
         self._outcome = ""
         self._stop_note = ""  # why the run was stopped, when not by Cancel
+        self._device_note = ""  # why the chosen Device is not on this machine
         self._stopped: set[str] = set()  # names of the closed images it speaks of
         self._busy = False
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
@@ -287,6 +289,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
         self.model.changed.connect(self._on_model_changed)
         self.model.changed.connect(self._prepare_shown_model)
+        self.device.changed.connect(self._say_device_problem)
         self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
         self.image.changed.connect(self._on_image_chosen)
@@ -745,9 +748,24 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         model, device = str(self.model.value), str(self.device.value)
         if self.image.value is None or registry.find_model(model) is None:
             return  # a checkpoint file is loaded when used; nothing installed: nothing to do
+        if self._device_note:
+            return  # the device is not there: the run says so
         if (model, device) in self._prepared:
             return
         self._prepared[(model, device)] = prepare_early(model, device)
+
+    def _say_device_problem(self, _value=None) -> None:
+        """Say as soon as it is chosen that the Device is not on this machine (CUDA without
+        a GPU: :func:`options.device_problem`), in the status and a warning; clear that
+        status when another device is chosen. CUDA stays offered: the choices are the same
+        on every machine."""
+        old, self._device_note = self._device_note, device_problem(str(self.device.value))
+        if self._device_note:
+            if not self.running:
+                self.status.value = self._device_note
+            show_warning(f"TM-UNet: {self._device_note}")
+        elif old and not self.running and self.status.value in (old, f"failed: {old}"):
+            self.status.value = ""
 
     def _show_model_state(self):
         is_file = self.model.value == CHECKPOINT_CHOICE

@@ -32,12 +32,31 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 class DeviceError(RuntimeError):
-    """A device that is not there ("cuda" without a GPU): the command-line tools print its
-    message as one line (exit 2); a RuntimeError, as callers have always caught."""
+    """A device the user chose that this machine does not have (CUDA without a GPU): its
+    message is a sentence for the user, so the docks show it without the class name or a
+    traceback (``errors.is_expected``) and the command-line tools print it as one line
+    (exit 2). A RuntimeError, as torch's own device errors are."""
+
+
+def device_problem(device: str) -> str:
+    """Why ``device`` (a name, e.g. "cuda") cannot be used on this machine, in words
+    ("" when it can): "cuda" without CUDA. The words :func:`resolve_device` raises."""
+    name = str(device).lower()
+    if not name.startswith("cuda"):
+        return ""
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    return (
+        f"device={device!r} but CUDA is not available (no GPU, or a CPU-only torch build); "
+        "choose 'auto' or 'cpu'."
+    )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is a DeviceError."""
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is a
+    :class:`DeviceError`."""
     import torch
 
     if isinstance(device, torch.device):
@@ -46,11 +65,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device={device!r} but CUDA is not available (no GPU, or a CPU-only torch "
-                "build); choose 'auto' or 'cpu'."
-            )
+        problem = device_problem(device)
+        if problem:
+            raise DeviceError(problem)
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")

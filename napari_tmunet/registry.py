@@ -164,6 +164,23 @@ def model_for_modality(modality: str) -> ModelEntry | None:
     return min(matching, key=lambda e: e.provisional) if matching else None
 
 
+def model_modality(name_or_path: str | os.PathLike) -> str:
+    """The kind of image a model is for: a shipped model's registry modality, else the
+    ``modality`` its checkpoint file's metadata inherited from the model it was trained
+    from (read from the header: no torch, no weights); "" when neither says."""
+    entry = find_model(str(name_or_path))
+    if entry is None and not Path(name_or_path).expanduser().is_file():
+        entry = model_for_modality(str(name_or_path))
+    if entry is not None:
+        return entry.modality
+    from .checkpoint_header import read_header
+
+    payload = read_header(Path(name_or_path).expanduser()) or {}
+    metadata = payload.get("metadata")
+    modality = str(metadata.get("modality") or "") if isinstance(metadata, dict) else ""
+    return modality if modality in MODALITIES else ""
+
+
 def describe_models() -> str:
     """One line per available model, ``name (modality)``, for command-line help."""
     try:

@@ -11,6 +11,7 @@ import pytest
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.training.finetune import (
     EDIT_MARGIN,
+    NOTHING_FOUND_DICE,
     compare_models,
     edit_zone_scores,
     run_folder_state,
@@ -214,6 +215,97 @@ def test_the_verdict_rests_on_the_corrections_with_a_guard_on_the_rest():
     # reference masks (edits unknown): held-out Dice as before
     plain = {"old": {"dice": 0.8, "hd": 1.0}, "new": {"dice": 0.7, "hd": 1.0}, "edits": {}}
     assert compare_models(plain)["use_new"] is False
+
+
+def test_a_tie_where_neither_model_finds_anything_decides_nothing():
+    """Reference masks: both held-out Dice near 0 (a held-out image the starting model
+    cannot segment, e.g. of another modality) is no evidence: the user chooses. A
+    fine-tuned model that finds the objects there is still used; one that scores lower is
+    not (tester20 #3)."""
+    reference = {"edits": {"known": False}, "held_out_foreground": 25781}
+    zero = {"dice": 0.0, "hd": 337.8}
+    tie = compare_models({**reference, "old": zero, "new": {"dice": 0.0, "hd": 309.0}})
+    assert tie["use_new"] is None
+    assert tie["compared"].startswith("held-out Dice 0.0000 -> 0.0000 (edits unknown")
+    assert tie["why"].startswith("neither model finds the objects in the held-out part")
+    below = {"dice": NOTHING_FOUND_DICE / 2, "hd": 200.0}
+    assert compare_models({**reference, "old": zero, "new": below})["use_new"] is None
+    found = compare_models({**reference, "old": zero, "new": {"dice": 0.6, "hd": 20.0}})
+    assert found["use_new"] is True and found["why"] == ""
+    same = {"dice": 0.8, "hd": 9.0}
+    assert compare_models({**reference, "old": same, "new": same})["use_new"] is True
+    lower = compare_models({**reference, "old": same, "new": {"dice": 0.03, "hd": 90.0}})
+    assert lower["use_new"] is False
+
+
+def test_pairs_of_other_modalities_are_named_and_a_tie_at_zero_activates_nothing(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path, the three bundled samples (File > Open Sample) and their masks as
+    pre-filled pairs, from the colonoscopy model the colonoscopy image gets: before Start
+    the dock names the nuclei and ultrasound images and the model (a warning, not a
+    refusal). The held-out ultrasound image, which neither model segments (0.0000 ->
+    0.0000), makes nothing active: the user chooses (tester20 #3)."""
+    import napari_tmunet._finetune_widget as module
+
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    for sample in ("colonoscopy", "nuclei", "ultrasound"):
+        viewer.open_sample(PLUGIN, sample)
+    tune = open_dock(viewer, "Fine-tune")
+    assert tune.start_model()[0] == "TM-UNet colonoscopy"
+    assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()  # one pair
+    tune.add_pair()
+    tune.add_pair()
+    nuclei, ultrasound = (row.image.value.name for row in tune.rows[1:])
+    assert tune.rows[2].mask.value.name == f"{ultrasound} mask"
+    note = (
+        f"Images {nuclei!r} (nuclei) and {ultrasound!r} (ultrasound) do not look like the "
+        "colonoscopy images TM-UNet colonoscopy is for: fine-tuning it on them may make it "
+        "worse on colonoscopy images; remove those pairs unless that is what you want."
+    )
+    assert not tune.modality_note.native.isHidden() and tune.modality_note.value == note
+    start_small(tune, tmp_path / "run", steps=1)
+    tune.learning_rate.value = 1e-4
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    result = tune.result
+    assert tune.error == "" and result["trained"] == 1, tune.status.value
+    assert warnings[0] == f"Fine-tuning: {note}"
+    assert "UDIAT" in result["held_out"] and result["held_out_foreground"] > 1000
+    assert max(result["old"]["dice"], result["new"]["dice"]) < NOTHING_FOUND_DICE
+    assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
+    assert "held-out Dice 0.0000\u00a0\u2192\u00a00.0000" in tune.status.value
+    assert "neither model finds the objects in the held-out part" in tune.status.value
+    assert tune.status.value.endswith("TM-UNet colonoscopy stays active")
+    tune.use_anyway_button.native.click()  # the user may still want it
+    assert tune.active.current.model == result["best_checkpoint"]
+
+
+def test_cuda_chosen_without_a_gpu_is_said_at_once(make_napari_viewer, monkeypatch):
+    """Device "cuda" on a machine without one: the status says so as soon as it is chosen,
+    naming 'auto' and 'cpu' (CUDA stays offered); CPU clears it."""
+    import torch
+
+    import napari_tmunet._finetune_widget as module
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    warnings = []
+    monkeypatch.setattr(module, "show_warning", warnings.append)
+    tune = open_dock(make_napari_viewer(), "Fine-tune")
+    choices = list(tune.device.choices)
+    tune.device.value = "cuda"
+    said = (
+        "device='cuda' but CUDA is not available (no GPU, or a CPU-only torch build); "
+        "choose 'auto' or 'cpu'."
+    )
+    assert tune.status.value == said and warnings == [f"Fine-tuning: {said}"]
+    assert list(tune.device.choices) == choices and "cuda" in choices
+    tune.device.value = "cpu"
+    assert tune.status.value == ""
 
 
 def test_a_light_correction_is_compared_where_it_is(make_napari_viewer, qtbot, tmp_path):

@@ -356,12 +356,14 @@ def test_errors_become_notifications(dock, monkeypatch, tmp_path):
     assert widget.segment_button.enabled
 
 
-def test_cuda_chosen_without_a_gpu_ends_the_run_with_its_reason(
-    registered, dock, qtbot, monkeypatch
+def test_cuda_chosen_without_a_gpu_is_said_at_once_and_ends_the_run_in_plain_words(
+    registered, dock, qtbot, monkeypatch, notices, caplog
 ):
-    """Device "cuda" on a machine without one: the worker's RuntimeError reaches the dock
-    (superqt drops a generator's RuntimeError as its own deletion: the dock waited for
-    ever, Segment disabled), which says what to choose and can run again."""
+    """Device "cuda" on a machine without one: the dock says so as soon as it is chosen
+    (status and a warning naming 'auto' and 'cpu'; CUDA stays offered). Segment then
+    ends the run with that sentence, as Fine-tune does: no class name, no traceback
+    logged (superqt drops a generator's RuntimeError as its own deletion: the dock once
+    waited for ever). Choosing CPU clears the note, and the next run segments."""
     import torch
 
     import napari_tmunet._segment_widget as module
@@ -372,13 +374,26 @@ def test_cuda_chosen_without_a_gpu_ends_the_run_with_its_reason(
     monkeypatch.setattr(module, "show_error", messages.append)
     viewer, widget = dock
     widget.image.value = open_sample(viewer, registered.modality)
+    choices = list(widget.device.choices)
     widget.device.value = "cuda"
-    widget.segment()
-    assert widget.worker is not None  # the threaded path
-    wait_done(qtbot, widget, timeout=30_000)
-    assert messages and "RuntimeError" in messages[-1] and "CUDA is not available" in messages[-1]
-    assert "choose 'auto' or 'cpu'" in widget.status.value
+    assert list(widget.device.choices) == choices and "cuda" in choices  # still offered
+    said = "device='cuda' but CUDA is not available (no GPU, or a CPU-only torch build)"
+    assert widget.status.value.startswith(said) and "choose 'auto' or 'cpu'" in widget.status.value
+    assert notices["warning"] and said in notices["warning"][-1]
+    with caplog.at_level("WARNING", logger="napari_tmunet"):
+        widget.segment()
+        assert widget.worker is not None  # the threaded path
+        wait_done(qtbot, widget, timeout=30_000)
+    assert widget.status.value == f"failed: {said}; choose 'auto' or 'cpu'."
+    assert messages == [f"TM-UNet segmentation {widget.status.value}"]
+    assert "Error" not in messages[-1]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert widget.segment_button.enabled and not widget.cancel_button.enabled
+    widget.device.value = "cpu"
+    assert widget.status.value == ""
+    widget.segment()
+    wait_done(qtbot, widget)
+    assert widget.last_layer is not None and widget.status.value == "done"
 
 
 def test_bad_input_is_told_in_plain_words(registered, dock, qtbot, monkeypatch):

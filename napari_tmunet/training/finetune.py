@@ -106,6 +106,10 @@ REST_RUIN = 0.20
 # ... and a difference in the correction zone counts when it is more than this many
 # standard errors (zone_difference)
 ZONE_Z = 2.0
+# Reference masks: a held-out Dice below this for both models means neither finds the
+# objects there (e.g. a held-out image of another modality than the starting model's, which
+# scores 0.0000 -> 0.0000): a tie at zero is no evidence for the fine-tuned model.
+NOTHING_FOUND_DICE = 0.05
 TRAINING_PHASE = "training..."  # the phase text while the engine trains
 _TURNS = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
 AUGMENTATIONS = {  # name -> TrainConfig augmentation fields (see batches.Augment)
@@ -1050,10 +1054,14 @@ def edits_caveat(edits: dict[str, Any]) -> str:
 def comparison_problem(result: dict[str, Any]) -> str:
     """Why the held-out before/after comparison of a run cannot decide which model is
     better, in words ("" when it can): no or little foreground in the held-out part (any
-    two models score alike there), or too few of the user's edits in it
+    two models score alike there), neither model finding anything there (both held-out
+    Dice below :data:`NOTHING_FOUND_DICE`), or too few of the user's edits in it
     (:func:`edit_summary`)."""
     problem = foreground_problem(result)
     if problem or result.get("old") is None:
+        return problem
+    problem = nothing_found_problem(result)
+    if problem:
         return problem
     edits = result.get("edits") or {}
     if edits.get("known") and not edits.get("enough"):
@@ -1080,6 +1088,20 @@ def foreground_problem(result: dict[str, Any]) -> str:
     return ""
 
 
+def nothing_found_problem(result: dict[str, Any]) -> str:
+    """Why the held-out Dice of a run says nothing, in words ("" when it may): neither
+    model finds the objects in the held-out part (both below :data:`NOTHING_FOUND_DICE`),
+    so a tie there, 0.0000 -> 0.0000, is no evidence for either."""
+    old, new = result.get("old"), result.get("new")
+    if old is None or new is None or max(old["dice"], new["dice"]) >= NOTHING_FOUND_DICE:
+        return ""
+    return (
+        "neither model finds the objects in the held-out part (held-out Dice below "
+        f"{NOTHING_FOUND_DICE:.2f} for both, e.g. images of another kind than the starting "
+        "model was trained on), so the scores say nothing: you choose"
+    )
+
+
 def compare_models(result: dict[str, Any]) -> dict[str, Any]:
     """Whether the fine-tuned model of a run should become active, and what was compared.
 
@@ -1097,8 +1119,9 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
       below the starting model's, the user decides up to :data:`REST_RUIN`, not used
       beyond (a fine-tune that ruins the rest);
     - otherwise (reference masks): held-out Dice, the user decides when the held-out
-      part cannot tell the models apart (:func:`comparison_problem`), else the
-      fine-tuned model is used unless it scores lower.
+      part cannot tell the models apart (:func:`comparison_problem`: e.g. neither model
+      finds anything there, a tie at 0.0000), else the fine-tuned model is used unless
+      it scores lower.
     """
     old, new = result.get("old"), result.get("new")
     if old is None:
