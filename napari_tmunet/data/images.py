@@ -298,8 +298,9 @@ def mask_image_labels(values, *, colour: bool = False) -> tuple[np.ndarray, str]
     """An image of a mask (a mask file opened as a picture) as labels by the rule for mask
     files (``read_mask``), and that rule: a 0/255-style 8-bit mask becomes uint8 0/1
     (">127": its stray values 1..127 and JPEG noise are background, as in CVC-ClinicDB);
-    any other mask keeps its values (">0": 0/1 masks and instance ids stay as they are;
-    bool gives 0/1; 8-bit ids, also those reaching 128..255, ">0 (8-bit ids)"). ``values`` is
+    any other mask keeps its values (">0": 0/1 masks and instance ids stay as they are,
+    also 8-bit ids up to 128..255, :data:`ID_RULE`, as in a mask file; bool gives 0/1).
+    ``values`` is
     (..., H, W), grey + alpha (H, W, 2), or (..., H, W, C) when ``colour``;
     :func:`mask_grey` takes the channel axis away. Floats that are all whole numbers (a
     0.0/1.0 mask) count as the integers they hold.
