@@ -10,12 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from test_segment_choices import (  # noqa: F401 (a fixture)
-    notices,
-    open_sample_named,
-    segment,
-    segment_dock,
-)
+from test_segment_choices import open_sample_named, segment, segment_dock
 from test_segment_edits import close_dock
 from test_segment_widget import open_sample, wait_done
 
