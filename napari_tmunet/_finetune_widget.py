@@ -41,6 +41,7 @@ from ._widget_common import (
     fit_width,
     intro_above,
     narrow,
+    note_device_problem,
     on_dock_closed,
     scroll_body,
     scroll_into_view,
@@ -49,7 +50,6 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
-from .options import device_problem
 from .storage import NotWritableError
 from .training.finetune import (
     AUGMENTATIONS,
@@ -360,16 +360,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         return registry.model_modality(model)
 
     def _say_device_problem(self, _=None) -> None:
-        """Say as soon as it is chosen that the Device is not on this machine (CUDA without
-        a GPU: :func:`options.device_problem`), as the Segment dock does; clear that
-        status when another device is chosen."""
-        old, self._device_note = self._device_note, device_problem(str(self.device.value))
-        if self._device_note:
-            if not self.running:
-                self.status.value = self._device_note
-            show_warning(f"Fine-tuning: {self._device_note}")
-        elif old and not self.running and self.status.value in (old, f"failed: {old}"):
-            self.status.value = ""
+        """Say at once that the chosen Device is not on this machine, as the Segment
+        dock does (:func:`note_device_problem`)."""
+        self._device_note = note_device_problem(
+            self, self._device_note, lambda note: show_warning(f"Fine-tuning: {note}")
+        )
 
     def _on_active_changed(self, choice: active_model.ModelChoice):
         self._show_model_state()

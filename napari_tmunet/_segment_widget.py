@@ -78,6 +78,7 @@ from ._widget_common import (
     is_probability_map,
     keeping_layers,
     narrow,
+    note_device_problem,
     on_dock_closed,
     plural,
     scroll_body,
@@ -96,7 +97,6 @@ from .data.colour_spaces import (
     stored_colour_space,
 )
 from .data.images import is_grey_alpha, looks_like_mask, saved_mask_kind
-from .options import device_problem
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -755,17 +755,11 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._prepared[(model, device)] = prepare_early(model, device)
 
     def _say_device_problem(self, _value=None) -> None:
-        """Say as soon as it is chosen that the Device is not on this machine (CUDA without
-        a GPU: :func:`options.device_problem`), in the status and a warning; clear that
-        status when another device is chosen. CUDA stays offered: the choices are the same
-        on every machine."""
-        old, self._device_note = self._device_note, device_problem(str(self.device.value))
-        if self._device_note:
-            if not self.running:
-                self.status.value = self._device_note
-            show_warning(f"TM-UNet: {self._device_note}")
-        elif old and not self.running and self.status.value in (old, f"failed: {old}"):
-            self.status.value = ""
+        """Say at once that the chosen Device is not on this machine
+        (:func:`note_device_problem`)."""
+        self._device_note = note_device_problem(
+            self, self._device_note, lambda note: show_warning(f"TM-UNet: {note}")
+        )
 
     def _show_model_state(self):
         is_file = self.model.value == CHECKPOINT_CHOICE

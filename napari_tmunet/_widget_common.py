@@ -359,3 +359,21 @@ def intro_above(container, label) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
     native.setContentsMargins(6, 6, 6, 2)
     container.native.layout().insertWidget(0, native)
+
+
+def note_device_problem(dock, old: str, warn: Callable[[str], None]) -> str:
+    """Say as soon as it is chosen that ``dock``'s Device is not on this machine (CUDA
+    without a GPU: :func:`options.device_problem`), in its status (unless it runs) and
+    through ``warn``; clear that status when another device is chosen. ``old`` is the
+    dock's previous note; returns the new one ("" when the device is there). CUDA stays
+    offered: the choices are the same on every machine."""
+    from .options import device_problem
+
+    note = device_problem(str(dock.device.value))
+    if note:
+        if not dock.running:
+            dock.status.value = note
+        warn(note)
+    elif old and not dock.running and dock.status.value in (old, f"failed: {old}"):
+        dock.status.value = ""
+    return note

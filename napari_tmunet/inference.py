@@ -34,6 +34,7 @@ from .data.preprocess import (
     describe_mapping,
     has_nominal_range,
     normalize,
+    robust_range,
     to_channels,
     to_unit_float,
 )
@@ -347,6 +348,8 @@ class FrameInput:
         # huge slide is never held as float32 in full; other dtypes need the whole frame's
         # range (or ``value_range``, that of the image a band comes from, which also decides
         # a wide unsigned band's rule: its own hot pixels must not change it).
+        if value_range is None and frame.dtype.kind == "u" and frame.dtype.itemsize > 1:
+            value_range = robust_range(frame)  # once: the rule and the mapping both need it
         self.per_frame_range = not has_nominal_range(frame, value_range)
         self._unit = to_unit_float(frame, value_range) if self.per_frame_range else frame
         # a crop is mapped by the frame's rule (its type's range), not one judged on the
