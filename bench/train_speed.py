@@ -9,7 +9,9 @@ file already holds it, so a run cut short by a time limit resumes where it stopp
     python bench/train_speed.py --out speed.jsonl --models b s t unet --profile
 
 A model name ending in ``-cl`` runs in channels-last memory format (weights and input);
-``b-presence`` is b with the presence head (``ModelConfig.presence_head``).
+``b-presence`` is b with the presence head (``ModelConfig.presence_head``); ``-ema`` (last)
+adds the weight average of ``fit --ema 0.998`` (``training.ema``), updated after each step
+as the engine does, inside the timed span.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from napari_tmunet.config import ModelConfig  # noqa: E402
 from napari_tmunet.model import build_model  # noqa: E402
+from napari_tmunet.training.ema import WeightAverage  # noqa: E402
 from napari_tmunet.training.loss import segmentation_loss  # noqa: E402
 from napari_tmunet.training.step import TrainStep, make_optimizer  # noqa: E402
 
@@ -34,7 +37,7 @@ MODES = ("eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16")
 
 
 def model_config(name: str) -> ModelConfig:
-    name = name.removesuffix("-cl")
+    name = name.removesuffix("-ema").removesuffix("-cl")
     if name.endswith("-presence"):
         return ModelConfig.variant(name.split("-")[0], presence_head=True)
     if name == "unet":
@@ -49,13 +52,21 @@ def time_mode(name: str, mode: str, batch: int, size: int, steps: int) -> dict:
     model = build_model(model_config(name)).cuda().train()
     x = torch.randn(batch, 3, size, size, device="cuda")
     y = (torch.rand(batch, 1, size, size, device="cuda") > 0.7).float()
-    if name.endswith("-cl"):  # NHWC: cuDNN's native layout for bf16 convolutions
+    if name.removesuffix("-ema").endswith("-cl"):  # NHWC: cuDNN's layout for bf16 convolutions
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     how, precision = mode.split("-")
     graph = how == "graph"
     optimizer = make_optimizer(model, 1e-4, graph=graph)
-    step = TrainStep(model, optimizer, amp=precision == "bf16", graph=graph)
+    train_step = TrainStep(model, optimizer, amp=precision == "bf16", graph=graph)
+    # built before the first step (the graph's capture), as the engine does
+    average = WeightAverage(model, 0.998) if name.endswith("-ema") else None
+
+    def step(x, y):
+        train_step(x, y)
+        if average is not None:  # after the step, outside its CUDA graph
+            average.update()
+
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     for _ in range(3):  # warm-up: kernel compilation, autotuning, graph capture
@@ -80,7 +91,7 @@ def time_mode(name: str, mode: str, batch: int, size: int, steps: int) -> dict:
         "step_ms_min": round(min(times), 2),
         "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "warmup_s": round(warmup_s, 1),
-        "loss": float(step.last_loss()),
+        "loss": float(train_step.last_loss()),
     }
 
 
