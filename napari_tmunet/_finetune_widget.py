@@ -113,6 +113,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._verdict = ""  # the last run's outcome in words, before which model is active
         self._device_note = ""  # why the chosen Device is not on this machine
         self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
+        self._folder_guess: tuple[tuple, str] = ((), "")  # (folder and its time, modality)
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -221,6 +222,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.use_anyway_button.changed.connect(self.use_fine_tuned)
         self.model.changed.connect(self._show_model_state)
         self.checkpoint.changed.connect(self._show_model_state)
+        self.dataset_folder.changed.connect(self._show_model_state)
         self.run_folder.changed.connect(self._on_folder_changed)
         self.device.changed.connect(self._say_device_problem)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -329,16 +331,41 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             kind = self._image_modality(image, guesses) if image is not None else modality
             if kind != modality:
                 others.append(f"{image.name!r} ({kind})")
-        if not others:
+        folder = self._chosen_folder()
+        folder_kind = self._folder_modality(folder) if folder else ""
+        if not others and folder_kind in ("", modality):
             return ""
         several = len(others) > 1
-        named = f"{', '.join(others[:-1])} and {others[-1]}" if several else others[0]
+        named = f"{', '.join(others[:-1])} and {others[-1]}" if several else "".join(others)
+        subject = f"{'Images' if several else 'Image'} {named}" if others else ""
+        remedy = f"remove {'those pairs' if several else 'that pair'}" if others else ""
+        if folder_kind not in ("", modality):
+            in_folder = f"images of folder {Path(folder).name!r} ({folder_kind})"
+            subject = f"{subject} and the {in_folder}" if subject else f"The {in_folder}"
+            remedy = f"{remedy} and clear Folder" if remedy else "clear Folder"
+            several = True
         return (
-            f"{'Images' if several else 'Image'} {named} {'do' if several else 'does'} not "
-            f"look like the {modality} images {chosen[1]} is for: fine-tuning it on "
-            f"{'them' if several else 'it'} may make it worse on {modality} images; remove "
-            f"{'those pairs' if several else 'that pair'} unless that is what you want."
+            f"{subject} {'do' if several else 'does'} not look like the {modality} images "
+            f"{chosen[1]} is for: fine-tuning it on {'them' if several else 'it'} may make it "
+            f"worse on {modality} images; {remedy} unless that is what you want."
         )
+
+    def _chosen_folder(self) -> str:
+        """The dataset folder to train on, or "" when none is chosen."""
+        folder = self.dataset_folder.value
+        return str(folder) if folder and str(folder) not in ("", ".") else ""
+
+    def _folder_modality(self, folder: str) -> str:
+        """:func:`registry.guess_folder_modality` of ``folder``, kept while its images/
+        folder is unchanged (the note is redone on every layer event; a guess reads
+        images)."""
+        try:
+            key = (folder, (Path(folder) / "images").stat().st_mtime_ns)
+        except OSError:
+            return ""
+        if self._folder_guess[0] != key:
+            self._folder_guess = (key, registry.guess_folder_modality(folder))
+        return self._folder_guess[1]
 
     def _image_modality(self, layer, earlier: dict) -> str:
         """:func:`registry.guess_modality` of an image layer, kept while its data is the same
@@ -441,8 +468,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         except ValueError as err:
             self._refuse(str(err))
             return
-        folder = self.dataset_folder.value
-        folder = str(folder) if folder and str(folder) not in ("", ".") else ""
+        folder = self._chosen_folder()
         if not pairs and not folder:
             self._refuse("Add an (image, Labels) pair or choose a dataset folder to train on.")
             return

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -313,6 +313,32 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
     if (blue - green) / spread > 0.02 and blue >= 0.6 * red:
         return "nuclei"
     return "colonoscopy"
+
+
+FOLDER_LOOKS = 3  # images of a dataset folder whose modality is guessed (first, middle, last)
+
+
+def guess_folder_modality(folder: str | os.PathLike) -> str:
+    """The modality most of a few images of a dataset folder look like
+    (:func:`guess_modality` of :data:`FOLDER_LOOKS` of its paired images, spread over the
+    folder); "" when none can be read (the run itself reports the folder's problems)."""
+    from .data.datasets import DatasetError, scan_pairs
+    from .data.images import ImageReadError, read_image
+
+    try:
+        pairs = scan_pairs(folder, check_sizes=False).pairs
+    except (DatasetError, OSError):
+        return ""
+    last = len(pairs) - 1
+    picks = sorted({round(i * last / (FOLDER_LOOKS - 1)) for i in range(FOLDER_LOOKS)})
+    guesses = []
+    for index in picks if pairs else []:
+        try:
+            image = read_image(pairs[index].image_path)
+        except (ImageReadError, OSError):
+            continue
+        guesses.append(guess_modality(image))
+    return Counter(guesses).most_common(1)[0][0] if guesses else ""  # a tie: the first
 
 
 def not_ultrasound_sign(image: np.ndarray) -> str:

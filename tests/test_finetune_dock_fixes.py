@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from _paths import DATASETS
 
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.training.finetune import (
@@ -282,6 +283,30 @@ def test_pairs_of_other_modalities_are_named_and_a_tie_at_zero_activates_nothing
     assert tune.status.value.endswith("TM-UNet colonoscopy stays active")
     tune.use_anyway_button.native.click()  # the user may still want it
     assert tune.active.current.model == result["best_checkpoint"]
+
+
+@pytest.mark.skipif(not (DATASETS / "UDIAT").is_dir(), reason="shared UDIAT not present")
+def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_path):
+    """The colonoscopy sample and its mask as the pair, the colonoscopy model: choosing
+    UDIAT (grey ultrasound scans) as the dataset Folder names that folder and the model
+    in the dock before Start; CVC-ClinicDB (colonoscopy) and a folder that is not a
+    dataset say nothing."""
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "colonoscopy")
+    tune = open_dock(viewer, "Fine-tune")
+    assert tune.start_model()[0] == "TM-UNet colonoscopy"
+    tune.dataset_folder.value = DATASETS / "UDIAT"
+    assert not tune.modality_note.native.isHidden()
+    assert tune.modality_note.value == (
+        "The images of folder 'UDIAT' (ultrasound) do not look like the colonoscopy images "
+        "TM-UNet colonoscopy is for: fine-tuning it on them may make it worse on "
+        "colonoscopy images; clear Folder unless that is what you want."
+    )
+    if (DATASETS / "CVC-ClinicDB").is_dir():
+        tune.dataset_folder.value = DATASETS / "CVC-ClinicDB"
+        assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
+    tune.dataset_folder.value = tmp_path  # no images/ and masks/: the run will say so
+    assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
 
 
 def test_cuda_chosen_without_a_gpu_is_said_at_once(make_napari_viewer, monkeypatch):
