@@ -401,7 +401,8 @@ def test_edits_are_described_in_words():
     )
     unknown = describe_edits({"known": False})
     assert unknown == (
-        "edits unknown: the masks were not made by Segment, so the comparison is rough"
+        "edits unknown: the masks are not Segment results open in napari, "
+        "so the comparison is rough"
     )
     assert "(" not in unknown  # the dock's status puts it in parentheses: never nested
 

@@ -13,6 +13,7 @@ from napari_tmunet._sample_data import load_sample
 from napari_tmunet.training.finetune import (
     EDIT_MARGIN,
     NOTHING_FOUND_DICE,
+    OWN_OUTPUT_DICE,
     compare_models,
     edit_zone_scores,
     run_folder_state,
@@ -307,6 +308,47 @@ def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_p
         assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
     tune.dataset_folder.value = tmp_path  # no images/ and masks/: the run will say so
     assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
+
+
+def test_a_saved_and_reopened_segment_mask_leaves_the_choice_to_the_user(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Threaded path, the bundled nuclei tile: Segment, one nucleus erased, the labels
+    saved with the TM-UNet writer and reopened with its reader (tester22 D2). The file
+    does not keep which pixels were edited, so the reopened mask is a reference on which
+    the starting model scores about as on its own output: a lower held-out Dice of the
+    fine-tuned model is no verdict against it; the user chooses, told why."""
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    image, _ = add_nuclei(viewer)
+    viewer.layers.remove("nuclei corrected")
+    segment.image.value = image
+    segment.segment()
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    (output,) = [layer for layer in viewer.layers if layer.name == "nuclei labels"]
+    labels = np.asarray(output.data)
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    corrected = np.where(labels == ids[np.argmax(sizes)], 0, labels)  # one nucleus erased
+    output.data = corrected
+    path = tmp_path / "corrected.tif"
+    output.save(str(path), plugin=PLUGIN)
+    viewer.layers.remove(output)
+    (reopened,) = viewer.open(str(path), plugin=PLUGIN)
+    assert np.array_equal(reopened.data, corrected)
+    tune = open_dock(viewer, "Fine-tune")
+    tune.rows[0].image.value, tune.rows[0].mask.value = image, reopened
+    start_small(tune, tmp_path / "run", steps=2)
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    result = tune.result
+    assert tune.error == "" and result["trained"] == 2, tune.status.value
+    assert not result["edits"]["known"]
+    old, new = result["old"]["dice"], result["new"]["dice"]
+    assert old >= OWN_OUTPUT_DICE and new < old, (old, new)
+    assert f"the starting model scores {old:.4f} on the held-out mask" in tune.status.value
+    assert "so you choose" in tune.status.value
+    assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
 
 
 def test_cuda_chosen_without_a_gpu_is_said_at_once(make_napari_viewer, monkeypatch):
