@@ -19,7 +19,7 @@ from napari.layers import Image, Labels
 
 from ._widget_common import full_data, is_probability_map, keeping_layers, narrow
 from .data.colour_spaces import GREY_ALPHA, colour_conversion
-from .postprocess import kept_prediction
+from .postprocess import kept_prediction, made_by_segment
 from .training.finetune import TrainingPair, training_pairs
 
 NO_FIT = "no Labels of this shape"  # short: the chooser is ~220 px wide in a small window
@@ -138,7 +138,7 @@ def guess_labels(
     def rank(item: tuple[int, Labels]) -> tuple:
         index, layer = item
         meta = layer.metadata or {}
-        segmented = "tmunet_probability" in meta
+        segmented = made_by_segment(meta)
         ours = segmented and meta.get("image") == image.name
         reference = not segmented and (layer is shown or layer.name.startswith(image.name))
         return (edited_output(layer, image), reference, ours, index)
@@ -152,7 +152,7 @@ def guess_labels(
 def edited_output(layer: Labels, image: Image) -> bool:
     """Whether ``layer`` is a Segment output of ``image`` that the user edited."""
     meta = layer.metadata or {}
-    if "tmunet_probability" not in meta or meta.get("image") != image.name:
+    if not made_by_segment(meta) or meta.get("image") != image.name:
         return False
     predicted = kept_prediction(meta)
     return predicted is not None and bool(np.any((np.asarray(layer.data) > 0) != predicted))

@@ -308,7 +308,8 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
     ``data.images.SavedMask`` read from it), in the shape it was written ((H, W) or a
     stack): instance ids as stored, a binary mask's 0/255 back to 0/1 (the labels it was
     written from). Scale, translate and units are those the writer stored for the layer
-    (``_placement_kwargs``), else the file's resolution tags' pixel size."""
+    (``_placement_kwargs``), else the file's resolution tags' pixel size; a Segment
+    result's origin goes to the metadata (``_origin_metadata``)."""
     labels = mask.labels  # (H, W) or (Z, H, W): uint8 0/255, or uint16/32 ids
     shape = mask.shape
     if shape and labels.ndim > 2 and np.prod(shape) == labels.size:
@@ -317,11 +318,25 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
         labels = (labels > 0).astype(np.uint8)
     kwargs: dict[str, Any] = {
         "name": path.stem,
-        "metadata": {"path": str(path), "output": mask.kind},
+        "metadata": {"path": str(path), "output": mask.kind, **_origin_metadata(mask, labels)},
     }
     placed = _placement_kwargs(mask.placement, labels.ndim)
     kwargs.update(placed or _physical_kwargs(path, labels.ndim, lambda _path: mask.pixel_size))
     return labels, kwargs, "labels"
+
+
+def _origin_metadata(mask, labels: np.ndarray) -> dict[str, Any]:
+    """A saved Segment result's model, model label, image name and the model's own
+    foreground (``postprocess.SAVED_PREDICTION_KEY``), as layer metadata; {} for other
+    masks or a foreground of another size."""
+    from .postprocess import SAVED_PREDICTION_KEY
+
+    origin = mask.origin or {}
+    prediction = origin.get("prediction")
+    if prediction is None or prediction.size != labels.size:
+        return {}
+    names = {k: origin[k] for k in ("model", "model_label", "image") if k in origin}
+    return {**names, SAVED_PREDICTION_KEY: prediction.reshape(labels.shape)}
 
 
 def _placement_kwargs(placement: dict | None, ndim: int) -> dict[str, Any]:

@@ -9,8 +9,10 @@ mask, so a stack gives one PNG per slice.
 
 A TIFF also keeps where the layer lies: its scale, translate and units, which the TM-UNet
 reader gives back, so a reopened mask lies over its image; the yx pixel size is also in
-the resolution tags that ImageJ/Fiji read. Rotation, shear and affine are not kept, and a
-PNG keeps no scale at all (save as .tif for that).
+the resolution tags that ImageJ/Fiji read. A TIFF of a Segment result also keeps the
+model that made it, its image's name and the model's own foreground, so that Fine-tune
+still tells the user's edits apart once it is reopened. Rotation, shear and affine are
+not kept, and a PNG keeps no scale, model or foreground at all (save as .tif for that).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         labels = labels[0]
     try:
         if target.suffix.lower() != ".png":
-            return [str(write_mask(target, labels, _placement(meta, labels.ndim)))]
+            origin = _origin(meta)
+            return [str(write_mask(target, labels, _placement(meta, labels.ndim), origin))]
         labels = _png_labels(labels, meta)
         if labels.ndim == 2:
             return [str(write_mask(target, labels))]
@@ -86,6 +89,20 @@ def _placement(meta: dict, ndim: int) -> dict:
         if values is not None and len(values) >= ndim:
             place[key] = [str(v) if key == "units" else float(v) for v in values][-ndim:]
     return place
+
+
+def _origin(meta: dict) -> dict | None:
+    """For a Segment result: the model, its label, the image and the model's own
+    foreground (so a reopened, corrected result still tells the user's edits apart in
+    Fine-tune); None for other layers."""
+    from .postprocess import kept_prediction
+
+    metadata = meta.get("metadata") or {}
+    prediction = kept_prediction(metadata)
+    if prediction is None:
+        return None
+    names = {k: metadata.get(k) for k in ("model", "model_label", "image")}
+    return {**names, "prediction": prediction}
 
 
 def _as_array(data: Any) -> np.ndarray:

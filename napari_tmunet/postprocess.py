@@ -223,12 +223,28 @@ def _clean(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
     return mask
 
 
+# Layer metadata of a Segment result reopened from a TIFF the TM-UNet writer saved: the
+# model's own foreground as the file kept it (bool, the labels' shape), with no probability.
+SAVED_PREDICTION_KEY = "tmunet_prediction"
+
+
+def made_by_segment(metadata: dict) -> bool:
+    """Whether layer metadata are those of a Segment result, open since Segment made it
+    or reopened from a TM-UNet TIFF (its prediction kept either way)."""
+    return "tmunet_probability" in metadata or SAVED_PREDICTION_KEY in metadata
+
+
 def kept_prediction(metadata: dict) -> np.ndarray | None:
-    """The model's own foreground of a Segment output, from its layer metadata.
+    """The model's own foreground of a Segment result, from its layer metadata.
 
     Segment keeps the compact probability (``tmunet_probability``) and the options the
-    labels were derived with (``label_options``); None for a layer Segment did not make.
+    labels were derived with (``label_options``); a result reopened from a TM-UNet TIFF
+    keeps the foreground itself (:data:`SAVED_PREDICTION_KEY`). None for a layer Segment
+    did not make.
     """
+    saved = metadata.get(SAVED_PREDICTION_KEY)
+    if isinstance(saved, np.ndarray):
+        return saved
     probability = metadata.get("tmunet_probability")
     options = metadata.get("label_options")
     if not isinstance(probability, np.ndarray) or not isinstance(options, dict):

@@ -310,15 +310,11 @@ def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_p
     assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
 
 
-def test_a_saved_and_reopened_segment_mask_leaves_the_choice_to_the_user(
-    make_napari_viewer, qtbot, tmp_path
-):
-    """Threaded path, the bundled nuclei tile: Segment, one nucleus erased, the labels
-    saved with the TM-UNet writer and reopened with its reader (tester22 D2). The file
-    does not keep which pixels were edited, so the reopened mask is a reference on which
-    the starting model scores about as on its own output: a lower held-out Dice of the
-    fine-tuned model is no verdict against it; the user chooses, told why."""
-    viewer = make_napari_viewer()
+def segment_correct_and_reopen(viewer, qtbot, path, write):
+    """The bundled nuclei tile (256 x 256) segmented on the threaded path, its largest
+    nucleus erased, the labels written to ``path`` by ``write(layer, path)`` and reopened
+    with the TM-UNet reader; returns the image layer, the reopened Labels layer and the
+    erased pixels (bool)."""
     segment = open_dock(viewer, "Segment")
     image, _ = add_nuclei(viewer)
     viewer.layers.remove("nuclei corrected")
@@ -328,13 +324,31 @@ def test_a_saved_and_reopened_segment_mask_leaves_the_choice_to_the_user(
     (output,) = [layer for layer in viewer.layers if layer.name == "nuclei labels"]
     labels = np.asarray(output.data)
     ids, sizes = np.unique(labels[labels > 0], return_counts=True)
-    corrected = np.where(labels == ids[np.argmax(sizes)], 0, labels)  # one nucleus erased
-    output.data = corrected
-    path = tmp_path / "corrected.tif"
-    output.save(str(path), plugin=PLUGIN)
+    erased = labels == ids[np.argmax(sizes)]
+    output.data = np.where(erased, 0, labels)
+    write(output, path)
     viewer.layers.remove(output)
     (reopened,) = viewer.open(str(path), plugin=PLUGIN)
-    assert np.array_equal(reopened.data, corrected)
+    assert np.array_equal(reopened.data > 0, (labels > 0) & ~erased)
+    return image, reopened, erased
+
+
+def test_a_reopened_mask_that_lost_its_edits_leaves_the_choice_to_the_user(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Threaded path, the bundled nuclei tile: Segment, one nucleus erased, the labels
+    saved with napari's own labels writer (the Save dialog's preselected type) and
+    reopened (tester22 D2). That file does not keep which pixels were edited, so the
+    reopened mask is a reference on which the starting model scores about as on its own
+    output: a lower held-out Dice of the fine-tuned model is no verdict against it; the
+    user chooses, told why."""
+    from napari_builtins.io._write import napari_write_labels
+
+    viewer = make_napari_viewer()
+    path = tmp_path / "corrected.tif"
+    image, reopened, _ = segment_correct_and_reopen(
+        viewer, qtbot, path, lambda layer, p: napari_write_labels(str(p), layer.data, {})
+    )
     tune = open_dock(viewer, "Fine-tune")
     tune.rows[0].image.value, tune.rows[0].mask.value = image, reopened
     start_small(tune, tmp_path / "run", steps=2)
@@ -349,6 +363,32 @@ def test_a_saved_and_reopened_segment_mask_leaves_the_choice_to_the_user(
     assert f"the starting model scores {old:.4f} on the held-out mask" in tune.status.value
     assert "so you choose" in tune.status.value
     assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
+
+
+def test_a_segment_result_saved_as_tiff_keeps_the_users_edits(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path, the bundled nuclei tile: Segment, one nucleus erased, the labels
+    saved with the TM-UNet writer (.tif) and reopened with its reader (tester22 D2): the
+    file kept the model and its own foreground, so Fine-tune starts from the model that
+    made the mask and counts exactly the erased pixels as the user's edits."""
+    viewer = make_napari_viewer()
+    path = tmp_path / "corrected.tif"
+    image, reopened, erased = segment_correct_and_reopen(
+        viewer, qtbot, path, lambda layer, p: layer.save(str(p), plugin=PLUGIN)
+    )
+    assert reopened.metadata["model"] == "TM-UNet nuclei"
+    assert reopened.metadata["image"] == image.name
+    tune = open_dock(viewer, "Fine-tune")
+    assert (tune.rows[0].image.value, tune.rows[0].mask.value) == (image, reopened)
+    assert tune.start_model()[0] == "TM-UNet nuclei"
+    assert tune.active_label.value == "the mask's model: TM-UNet nuclei"
+    start_small(tune, tmp_path / "run", steps=1)
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    result = tune.result
+    assert tune.error == "" and result["trained"] == 1, tune.status.value
+    assert result["edits"]["known"] and result["edits"]["pixels"] == int(erased.sum())
+    assert "edits unknown" not in tune.status.value
 
 
 def test_cuda_chosen_without_a_gpu_is_said_at_once(make_napari_viewer, monkeypatch):

@@ -45,6 +45,11 @@ MASK_MARK = "napari_tmunet_mask"
 # "translate" and "units" (names), as the napari layer it came from had them. The reader
 # gives them back to the Labels layer; the yx pixel size is also in the resolution tags.
 PLACEMENT_KEY = "napari_tmunet_placement"
+# write_mask's key for where a Segment result came from: the model that made it, the
+# image it was made of, and the model's own foreground (bit-packed, zlib, base64), so a
+# saved, corrected and reopened result still tells the user's edits apart (Fine-tune).
+ORIGIN_KEY = "napari_tmunet_origin"
+MAX_ORIGIN_CHARS = 16 << 20  # a larger encoded foreground is not stored (edits unknown)
 
 # Resolutions that image editors write by default without meaning a physical size.
 _SCREEN_DPI = (72.0, 96.0)
@@ -416,7 +421,12 @@ def mask_grey(values, *, colour: bool = False) -> np.ndarray:
     return values[..., :3].max(axis=-1) if colour else values
 
 
-def write_mask(path: str | os.PathLike, labels: np.ndarray, placement: dict | None = None) -> Path:
+def write_mask(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    placement: dict | None = None,
+    origin: dict | None = None,
+) -> Path:
     """Write a mask or label image atomically (temp file + rename).
 
     Binary masks (max <= 1) become 0/255 uint8. Instance labels (max > 1) become uint16,
@@ -433,6 +443,9 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray, placement: dict | No
         labels: (H, W) bool or non-negative integer array; for a TIFF also (..., H, W).
         placement: ``{"scale": ..., "translate": ..., "units": ...}``, one value per axis
             of ``labels`` (units as names, e.g. "micrometer"); any key may be missing.
+        origin: for a TIFF of a Segment result, ``{"model", "model_label", "image",
+            "prediction"}`` (the model's own foreground, the shape of ``labels``), stored
+            under ``ORIGIN_KEY`` (:func:`encode_origin`); a PNG keeps none.
 
     Returns:
         The path written.
@@ -481,15 +494,55 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray, placement: dict | No
 
             kind = "binary" if top <= 1 else "instances"
             placed = _json_placement(placement, data.ndim)
+            described = {MASK_MARK: kind, **({PLACEMENT_KEY: placed} if placed else {})}
+            stored = encode_origin(origin, labels.shape)
             tifffile.imwrite(
                 tmp_name,
                 data,
                 compression="zlib",
                 photometric="minisblack",
-                metadata={MASK_MARK: kind, **({PLACEMENT_KEY: placed} if placed else {})},
+                metadata={**described, **({ORIGIN_KEY: stored} if stored else {})},
                 **_resolution_tags(placed),
             )
     return path
+
+
+def encode_origin(origin: dict | None, shape: tuple[int, ...]) -> dict:
+    """``origin``'s model, model label and image names, and its ``prediction`` (bool, of
+    ``shape``) bit-packed, zlib-compressed and base64-encoded, for a TIFF's JSON
+    description; {} without a prediction of that shape or when it encodes larger than
+    :data:`MAX_ORIGIN_CHARS`."""
+    import base64
+    import zlib
+
+    prediction = (origin or {}).get("prediction")
+    if not isinstance(prediction, np.ndarray) or prediction.size != math.prod(shape):
+        return {}
+    packed = zlib.compress(np.packbits(prediction.reshape(shape) > 0).tobytes())
+    text = base64.b64encode(packed).decode("ascii")
+    if len(text) > MAX_ORIGIN_CHARS:
+        return {}
+    names = {k: str(origin[k]) for k in ("model", "model_label", "image") if origin.get(k)}
+    return {**names, "shape": list(shape), "prediction": text}
+
+
+def decode_origin(stored: dict | None) -> dict | None:
+    """:func:`encode_origin`'s dict back, the prediction as a bool array; None when it is
+    missing or damaged (the mask then reads as any other)."""
+    import base64
+    import binascii
+    import zlib
+
+    if not isinstance(stored, dict):
+        return None
+    try:
+        shape = tuple(int(n) for n in stored["shape"])
+        bits = np.frombuffer(zlib.decompress(base64.b64decode(stored["prediction"])), np.uint8)
+        prediction = np.unpackbits(bits, count=math.prod(shape)).reshape(shape).astype(bool)
+    except (KeyError, TypeError, ValueError, binascii.Error, zlib.error):
+        return None
+    names = {k: str(stored[k]) for k in ("model", "model_label", "image") if stored.get(k)}
+    return {**names, "prediction": prediction}
 
 
 def _json_placement(placement: dict | None, ndim: int) -> dict:
@@ -554,6 +607,7 @@ class SavedMask:
     shape: tuple[int, ...] | None  # the shape written ((H, W), (T, Z, H, W)...)
     pixel_size: tuple[float, float, str] | None  # (y, x, unit), as read_pixel_size
     placement: dict | None = None  # as written by write_mask (scale/translate/units lists)
+    origin: dict | None = None  # a Segment result's origin (decode_origin), else None
 
 
 def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> SavedMask | None:
@@ -605,6 +659,7 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
             _written_shape(tif),
             pixel_size,
             placement if isinstance(placement, dict) else None,
+            decode_origin(shaped[0].get(ORIGIN_KEY)) if shaped else None,
         )
 
 
