@@ -310,6 +310,17 @@ def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_p
     assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
 
 
+def fine_tune(tune, qtbot, run_dir, steps):
+    """Start a small CPU run from the dock's Start button (the threaded path), wait for
+    it and return its result, checking that every step trained."""
+    start_small(tune, run_dir, steps=steps)
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    assert tune.error == "" and tune.result["trained"] == steps, tune.status.value
+    return tune.result
+
+
 def segment_correct_and_reopen(viewer, qtbot, path, write):
     """The bundled nuclei tile (256 x 256) segmented on the threaded path, its largest
     nucleus erased, the labels written to ``path`` by ``write(layer, path)`` and reopened
@@ -351,12 +362,7 @@ def test_a_reopened_mask_that_lost_its_edits_leaves_the_choice_to_the_user(
     )
     tune = open_dock(viewer, "Fine-tune")
     tune.rows[0].image.value, tune.rows[0].mask.value = image, reopened
-    start_small(tune, tmp_path / "run", steps=2)
-    tune.start_button.native.click()
-    assert tune.worker is not None  # the threaded path
-    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
-    result = tune.result
-    assert tune.error == "" and result["trained"] == 2, tune.status.value
+    result = fine_tune(tune, qtbot, tmp_path / "run", steps=2)
     assert not result["edits"]["known"]
     old, new = result["old"]["dice"], result["new"]["dice"]
     assert old >= OWN_OUTPUT_DICE and new < old, (old, new)
@@ -381,12 +387,7 @@ def test_a_segment_result_saved_as_tiff_keeps_the_users_edits(make_napari_viewer
     assert (tune.rows[0].image.value, tune.rows[0].mask.value) == (image, reopened)
     assert tune.start_model()[0] == "TM-UNet nuclei"
     assert tune.active_label.value == "the mask's model: TM-UNet nuclei"
-    start_small(tune, tmp_path / "run", steps=1)
-    tune.start_button.native.click()
-    assert tune.worker is not None  # the threaded path
-    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
-    result = tune.result
-    assert tune.error == "" and result["trained"] == 1, tune.status.value
+    result = fine_tune(tune, qtbot, tmp_path / "run", steps=1)
     assert result["edits"]["known"] and result["edits"]["pixels"] == int(erased.sum())
     assert "edits unknown" not in tune.status.value
 
