@@ -145,6 +145,14 @@ def test_resume_with_more_steps_keeps_the_period_length(tmp_path, capsys):
     record = _lr_record(run)
     assert [(step, period) for step, period, _ in record] == [(3 * p, p) for p in range(1, 9)]
     assert record[-1][2] == pytest.approx(1e-4 * 0.98**8)
+    # --epochs alone moves those periods: refused, naming the first end that moves
+    assert cli.main([*resume, "--epochs", "6"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "(the run ended a period at step 3, the new plan does not), so the run would follow "
+        "neither plan; resume without --epochs (--steps N alone, N a multiple of 3, "
+        "lengthens this run)" in err
+    ), err
 
     rerun = tmp_path / "rerun"
     config = ["fit", "--config", str(run / "config.json"), "--run-dir", str(rerun)]

@@ -452,17 +452,27 @@ class Trainer:
         pairs = zip(("--steps", "--epochs"), now, saved, strict=True)
         flags = [f"{flag} {value}" for flag, value, was in pairs if value != was]
         given = " ".join(flags)
-        extend = "--steps N alone" if saved[0] else "--epochs N alone"
-        if saved[0] and not cfg.lr_decay_every:  # N a whole number of periods
-            extend += f", N a multiple of {_whole(*saved)},"
+        old_ends = {e for e in old.period_ends if e <= self.step}
+        new_ends = {e for e in self.schedule.period_ends if e <= self.step}
+        moved = min(old_ends ^ new_ends)
+        where = (
+            f"the run ended a period at step {moved}, the new plan does not"
+            if moved in old_ends
+            else f"the new plan ends a period at step {moved}, the run did not"
+        )
+        extend = ""  # with --lr-decay-every, a moved end is a short last period: no N helps
+        if not cfg.lr_decay_every:
+            extend = "--steps N alone" if saved[0] else "--epochs N alone"
+            if saved[0]:  # N a whole number of periods
+                extend += f", N a multiple of {_whole(*saved)},"
+            extend = f" ({extend} lengthens this run)"
         return (
             f"cannot resume {self.run_dir} with {given}: the run was planned as "
             f"{_plan(*saved)}, with its LR-decay and validation periods ending at steps "
             f"{_ends(old)}; {_plan(cfg.steps, cfg.epochs)} ends them at steps "
             f"{_ends(self.schedule)}, which moves periods of the {self.step} steps already "
-            f"trained, so the run would follow neither plan; resume without "
-            f"{' and '.join(f.split()[0] for f in flags)} ({extend} lengthens this "
-            "run), or start a new run folder"
+            f"trained ({where}), so the run would follow neither plan; resume without "
+            f"{' and '.join(f.split()[0] for f in flags)}{extend}, or start a new run folder"
         )
 
     def saved_plan(self) -> tuple[int, int] | None:
