@@ -103,6 +103,63 @@ def test_resume_with_steps_at_or_below_the_step_reached_is_refused(tmp_path, cap
     assert f"finished at step {longer} of {longer}" in capsys.readouterr().out
 
 
+def _lr_record(run: Path) -> list[tuple[int, int, float]]:
+    """(step, period, learning rate) of each record in ``run``'s metrics.jsonl."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["period"], r["lr"]) for r in map(json.loads, lines)]
+
+
+@needs_data
+def test_resume_with_more_steps_keeps_the_period_length(tmp_path, capsys):
+    """--steps N alone on a finished --steps run keeps its 3-step periods: N = 20 is no
+    whole number of them and is refused naming --steps 18 and 21; N = 24 trains 8 periods
+    of 3 steps (the LR decays at 3, 6, ..., 24, once a period, not at 3..12 then every
+    6), config.json records --steps 24 --epochs 8, and a fit from that config.json
+    decays at the same steps."""
+    data, run = _tiny_clinic(tmp_path / "data"), tmp_path / "run"
+    fit = ["fit", "--data", str(data), "--steps", "12", "--epochs", "4", "--no-test", *QUICK]
+    assert cli.main([*fit, "--run-dir", str(run)]) == 0
+    resume = ["fit", "--run-dir", str(run), "--resume", "--no-progress", "--no-test"]
+    capsys.readouterr()
+    last = (run / "last.pt").read_bytes()
+
+    assert cli.main([*resume, "--steps", "20"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"cannot resume {run} with --steps 20: the run was planned as --steps 12 --epochs 4, "
+        "in periods of 3 steps (LR decay and validation), and 20 steps are not a whole "
+        "number of them, so the run would follow neither plan; give --steps 18 or --steps "
+        "21 (the run keeps its period length)" in err
+    ), err
+    assert (run / "last.pt").read_bytes() == last
+
+    assert cli.main([*resume, "--steps", "24"]) == 0
+    assert "finished at step 24 of 24" in capsys.readouterr().out
+    log = (run / "train.log").read_text()
+    assert (
+        "the run now ends at step 24 (it was to end at step 12), in 8 periods of 3 steps "
+        "as before" in log
+    ), log
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["steps"], saved["epochs"]) == (24, 8)
+    record = _lr_record(run)
+    assert [(step, period) for step, period, _ in record] == [(3 * p, p) for p in range(1, 9)]
+    assert record[-1][2] == pytest.approx(1e-4 * 0.98**8)
+    # --epochs alone moves those periods: refused, naming the first end that moves
+    assert cli.main([*resume, "--epochs", "6"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "(the run ended a period at step 3, the new plan does not), so the run would follow "
+        "neither plan; resume without --epochs (--steps N alone, N a multiple of 3, "
+        "lengthens this run)" in err
+    ), err
+
+    rerun = tmp_path / "rerun"
+    config = ["fit", "--config", str(run / "config.json"), "--run-dir", str(rerun)]
+    assert cli.main([*config, "--no-progress"]) == 0
+    assert _lr_record(rerun) == record
+
+
 @pytest.mark.parametrize(
     ("flags", "said", "unsaid"),
     [

@@ -73,3 +73,54 @@ def test_a_headless_resume_validates_the_strip_inside_the_whole_image(tmp_path):
     print(f"resumed step 2: {dice:.4f}; inside {scored['dice']:.4f}, alone {alone:.4f}")
     assert abs(scored["dice"] - alone) > 0.01  # the two ways differ (measured 0.811, 0.787)
     assert dice == pytest.approx(scored["dice"], abs=1e-3)
+
+
+def test_evaluate_on_a_fine_tune_run_scores_its_strip_as_the_run_did(tmp_path, capsys):
+    """`napari-tmunet-train evaluate RUN/train/best.pt` on a Fine-tune run (the bundled
+    colonoscopy frame, one step): without --part, the empty test part's error says the run
+    has no test part by design and names --part valid; with --part valid, the held-out
+    strip is scored inside the whole frame, as the run's validation (and the Metrics dock)
+    scored it, not the strip alone."""
+    from trainer.cli import main
+
+    image, truth = load_sample("colonoscopy")
+    start = registry.load_model("TM-UNet colonoscopy", "cpu")
+    predicted = run_to_completion(segment(image, start, mode="resize", device="cpu")).labels
+    run_dir = tmp_path / "run"
+    job = FinetuneJob(
+        run_dir=run_dir,
+        pairs=training_pairs(image, truth, "sample", True, "sample", predicted > 0),
+        start_model="TM-UNet colonoscopy",
+        steps=1,
+        lr=1e-6,
+        batch_size=1,
+        device="cpu",
+    )
+    result = run_finetune(job)
+    assert not result["stopped"]
+    best = run_dir / "train" / "best.pt"
+    capsys.readouterr()
+
+    assert main(["evaluate", str(best), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"the test part of the split ({run_dir / 'train' / 'split.json'}) is empty: a "
+        f"Fine-tune run ({run_dir / 'finetune.json'}) holds out only a validation part and "
+        "has no test part by design; score its held-out part with --part valid" in err
+    ), err
+
+    assert main(["evaluate", str(best), "--part", "valid", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "the held-out strip inside its whole image" in out, out
+    scored = json.loads((run_dir / "train" / "eval-valid-best.json").read_text())["test"]
+    record = json.loads((run_dir / "train" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert scored["count"] == 1
+    assert scored["native_dice_mean"] == pytest.approx(record["val_dice_native"], abs=1e-6)
+    assert scored["native_hd_mean"] == pytest.approx(record["val_hd"], abs=1e-6)
+    tuned = load_checkpoint(best, "cpu")
+    region = json.loads((run_dir / "finetune.json").read_text())["held_out_region"]
+    cut = [slice(None), slice(None)]
+    cut[region["axis"]] = slice(region["start"], region["stop"])
+    strip = [("strip", image[tuple(cut)], truth[tuple(cut)])]
+    alone = held_out_scores(tuned.model, strip, tuned.input_config, "resize", "cpu")["dice"]
+    assert abs(scored["native_dice_mean"] - alone) > 0.01, alone  # the strip alone differs

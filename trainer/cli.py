@@ -334,7 +334,8 @@ def _add_optimisation_args(fit) -> None:
         "--steps",
         type=int,
         help="train for this many optimiser steps instead of epochs; the LR decays "
-        "by gamma every steps/epochs steps (the paper's total decay)",
+        "by gamma every steps/epochs steps (the paper's total decay); with --resume, "
+        "a --steps run keeps that period length",
     )
     g.add_argument("--batch-size", type=int, help="global batch size (default 16)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")

@@ -477,7 +477,7 @@ def cmd_evaluate(args) -> int:
     what = f"cannot write {out / stem}.csv and .json"
     _check_output_folder(out, what, "choose where the results go with --out FOLDER")
     cache = load_dataset(cfg)
-    samples, source = _evaluation_samples(args, cfg, cache, ckpt_path, trained)
+    samples, source, region = _evaluation_samples(args, cfg, cache, ckpt_path, trained)
     mode = args.mode or cfg.mode
     ev = evaluate(
         ckpt.model,
@@ -487,6 +487,7 @@ def cmd_evaluate(args) -> int:
         device=device,
         batch_size=args.batch_size,
         progress=True,
+        region=region,
     )
     ev.to_csv(out / f"{stem}.csv")
     summary = {
@@ -611,12 +612,19 @@ def _evaluation_config(args, ckpt_path: Path, trained: dict):
     return cfg
 
 
-def _evaluation_samples(args, cfg, cache, ckpt_path: Path, trained: dict) -> tuple[list, str]:
-    """The items of the chosen part (split file beside the checkpoint, or a random split)
-    and where that part comes from, in words. The checkpoint's own split on other data
-    (``trained``: its training config) says how to score that data."""
+def _evaluation_samples(args, cfg, cache, ckpt_path: Path, trained: dict) -> tuple:
+    """The items of the chosen part (split file beside the checkpoint, or a random split),
+    where that part comes from, in words, and the region of them to score (None: all).
+    The checkpoint's own split on other data (``trained``: its training config) says how
+    to score that data. The valid part of a Fine-tune run that held out a strip of one
+    image is that strip scored inside the whole image, as the run validated it."""
     from napari_tmunet.data.datasets import SplitNamesError, load_split, make_split
+    from napari_tmunet.training.finetune import recorded_plan, recorded_strip
 
+    strip = recorded_strip(cfg.data) if args.part == "valid" and not args.split_file else None
+    if strip is not None:
+        where = f"the held-out strip inside its whole image, as {recorded_plan(cfg.data)}"
+        return strip[0], where + " records it", strip[1]
     names = list(cache.names)
     if args.part == "all":
         chosen, source = names, "all images"
@@ -637,9 +645,24 @@ def _evaluation_samples(args, cfg, cache, ckpt_path: Path, trained: dict) -> tup
             source = f"random split, seed {seed}"
         chosen = split[args.part]
     if not chosen:
-        raise ValueError(f"the {args.part} part of the split ({source}) is empty")
+        raise ValueError(_empty_part(args.part, source, cfg.data))
     index = {n: i for i, n in enumerate(names)}
-    return [cache[index[n]] for n in chosen], source
+    return [cache[index[n]] for n in chosen], source, None
+
+
+def _empty_part(part: str, source: str, data: str | None) -> str:
+    """Why the chosen part of the split is empty, and which part to score instead."""
+    from napari_tmunet.training.finetune import recorded_plan
+
+    empty = f"the {part} part of the split ({source}) is empty"
+    plan = recorded_plan(data)
+    if plan is not None and part == "test":
+        return (
+            f"{empty}: a Fine-tune run ({plan}) holds out only a validation part and has "
+            "no test part by design; score its held-out part with --part valid"
+        )
+    other = "valid" if part == "test" else "test"
+    return f"{empty}; score --part {other} or --part all, or give a split with --split-file FILE"
 
 
 def _split_of_other_data(split_file: Path, ckpt_path: Path, cfg, trained: dict, err) -> str:

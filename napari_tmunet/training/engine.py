@@ -385,8 +385,9 @@ class Trainer:
         and test an unfinished run), and one that moves LR-decay / validation periods the
         run has already passed (e.g. --epochs on a --steps run: it sets the periods), since
         the run would then be neither its old plan nor the new one. Accepted: a longer or
-        shorter run with the same past periods, and --steps N alone on a --steps run (the
-        documented extension: its periods stretch to N / epochs steps)."""
+        shorter run with the same past periods. --steps N alone on a --steps run (the
+        documented extension) keeps the run's period length: its epochs (periods) become
+        N / that length, and an N that is not a whole number of periods is refused."""
         cfg, saved = self.config, self.saved_plan()
         if saved is None or (cfg.steps, cfg.epochs) == saved:
             return
@@ -394,12 +395,17 @@ class Trainer:
         before, total = old.total_steps, self.schedule.total_steps
         if total != before and self.step >= total:
             raise RunDirError(self.too_short(before, saved))
-        stretch = saved[0] and cfg.steps and cfg.epochs == saved[1]
+        kept = ""
+        if saved[0] and cfg.steps and cfg.epochs == saved[1] and not cfg.lr_decay_every:
+            kept = self.keep_period_length(saved)
         passed = [end for end in old.period_ends if end <= self.step]
-        if not stretch and passed != [e for e in self.schedule.period_ends if e <= self.step]:
+        if passed != [e for e in self.schedule.period_ends if e <= self.step]:
             raise RunDirError(self.moved_periods(old, saved))
+        cfg = self.config
         if total != before:
-            logger.info("the run now ends at step %d (it was to end at step %d)", total, before)
+            logger.info(
+                "the run now ends at step %d (it was to end at step %d)%s", total, before, kept
+            )
         else:
             now, was = _plan(cfg.steps, cfg.epochs), _plan(*saved)
             logger.info("the run's plan is now %s (it was %s)", now, was)
@@ -408,6 +414,37 @@ class Trainer:
             plan.update(steps=cfg.steps, epochs=cfg.epochs)
             write_json(self.run_dir / "config.json", plan)
 
+    def keep_period_length(self, saved: tuple[int, int]) -> str:
+        """--steps N on a --steps run planned as ``saved``: set this run's epochs (periods)
+        to N / the old period length, so the periods passed and those to come have one
+        length (the LR decays and validates as one plan, which config.json then records
+        and a rerun reproduces); every rank computes the same. Returns the log's words,
+        e.g. ", in 8 periods of 5 steps as before"; refuses an N that is no whole number
+        of periods, naming the nearest --steps that are."""
+        steps, periods = saved[0], min(saved)  # as Schedule: at most one period a step
+        new = self.config.steps
+        if (new * periods) % steps:
+            raise RunDirError(self.not_whole_periods(saved))
+        epochs = new * periods // steps
+        self.config = replace(self.config, epochs=epochs)
+        self.schedule = self.make_schedule(new, epochs)
+        return f", in {epochs} periods of {_length(steps, periods)} as before"
+
+    def not_whole_periods(self, saved: tuple[int, int]) -> str:
+        """Why --steps N that is no whole number of the run's periods is refused."""
+        steps, periods = saved[0], min(saved)
+        unit, new = _whole(*saved), self.config.steps
+        lower = new // unit * unit  # lower + unit > new > the step reached
+        near = [v for v in (lower, lower + unit) if v > self.step]
+        options = " or ".join(f"--steps {v}" for v in near)
+        return (
+            f"cannot resume {self.run_dir} with --steps {new}: the run was planned as "
+            f"{_plan(*saved)}, in periods of {_length(steps, periods)} (LR decay and "
+            f"validation), and {new} steps are not a whole number of them, so the run would "
+            f"follow neither plan; give {options} (the run keeps its period length), or "
+            "start a new run folder"
+        )
+
     def moved_periods(self, old: Schedule, saved: tuple[int, int]) -> str:
         """Why a resumption that moves periods the run has passed is refused."""
         cfg = self.config
@@ -415,15 +452,27 @@ class Trainer:
         pairs = zip(("--steps", "--epochs"), now, saved, strict=True)
         flags = [f"{flag} {value}" for flag, value, was in pairs if value != was]
         given = " ".join(flags)
-        extend = "--steps N" if saved[0] else "--epochs N"
+        old_ends = {e for e in old.period_ends if e <= self.step}
+        new_ends = {e for e in self.schedule.period_ends if e <= self.step}
+        moved = min(old_ends ^ new_ends)
+        where = (
+            f"the run ended a period at step {moved}, the new plan does not"
+            if moved in old_ends
+            else f"the new plan ends a period at step {moved}, the run did not"
+        )
+        extend = ""  # with --lr-decay-every, a moved end is a short last period: no N helps
+        if not cfg.lr_decay_every:
+            extend = "--steps N alone" if saved[0] else "--epochs N alone"
+            if saved[0]:  # N a whole number of periods
+                extend += f", N a multiple of {_whole(*saved)},"
+            extend = f" ({extend} lengthens this run)"
         return (
             f"cannot resume {self.run_dir} with {given}: the run was planned as "
             f"{_plan(*saved)}, with its LR-decay and validation periods ending at steps "
             f"{_ends(old)}; {_plan(cfg.steps, cfg.epochs)} ends them at steps "
             f"{_ends(self.schedule)}, which moves periods of the {self.step} steps already "
-            f"trained, so the run would follow neither plan; resume without "
-            f"{' and '.join(f.split()[0] for f in flags)} ({extend} alone lengthens this "
-            "run), or start a new run folder"
+            f"trained ({where}), so the run would follow neither plan; resume without "
+            f"{' and '.join(f.split()[0] for f in flags)}{extend}, or start a new run folder"
         )
 
     def saved_plan(self) -> tuple[int, int] | None:
@@ -836,6 +885,19 @@ class Trainer:
 def _plan(steps: int, epochs: int) -> str:
     """A run's length as the fit options that set it: "--steps 200 --epochs 200"."""
     return f"--steps {steps} --epochs {epochs}" if steps else f"--epochs {epochs}"
+
+
+def _whole(steps: int, epochs: int) -> int:
+    """The fewest steps that make whole periods of a run planned as ``--steps steps
+    --epochs epochs`` (a multiple of it keeps the period length)."""
+    return steps // math.gcd(steps, min(steps, epochs))
+
+
+def _length(steps: int, periods: int) -> str:
+    """The length of one of ``periods`` periods over ``steps`` steps: "5 steps"."""
+    if steps % periods == 0:
+        return f"{steps // periods} step" + ("s" if steps // periods > 1 else "")
+    return f"{steps / periods:.3g} steps on average"
 
 
 def _ends(schedule: Schedule, shown: int = 3) -> str:

@@ -34,16 +34,18 @@ Dice 0.94 -> 0.00); the engine's validation, which picks ``best.pt``, does the s
 ``validate`` callback).
 A headless ``fit --resume`` of such a run (and its restart and rerun commands) validates
 the same way: ``napari-tmunet-train fit`` gets the callback from the run's finetune.json
-(:func:`recorded_validation`). Pairs the user did not edit where others are edited (e.g. the
-untouched frames of a Segment output stack: the model's own output) are left out of the
-data; the plan (finetune.json ``left_out``) names them. The report says how many edited
-pixels and objects the before/after comparison rests on, and when they are too few to
-mean much. :func:`compare_models` is the rule that makes the fine-tuned model active, or
-not, or leaves the choice to the user: with known edits, where the user's corrections are
-(the held-out reference is then mostly the starting model's own output, so Dice against
-it alone favours the starting model), else by held-out Dice. Stop is checked between the phases and
-between forward passes of the scoring; a run stopped before a training step is not
-scored again (:func:`run_folder_state` tells such a folder, "not started", from others).
+(:func:`recorded_validation`); ``napari-tmunet-train evaluate RUN/train/best.pt --part
+valid`` scores the strip so too (:func:`recorded_strip`). Pairs the user did not edit
+where others are edited (e.g. the untouched frames of a Segment output stack: the model's
+own output) are left out of the data; the plan (finetune.json ``left_out``) names them.
+The report says how many edited pixels and objects the before/after comparison rests on,
+and when they are too few to mean much. :func:`compare_models` is the rule that makes the
+fine-tuned model active, or not, or leaves the choice to the user: with known edits, where
+the user's corrections are (the held-out reference is then mostly the starting model's own
+output, so Dice against it alone favours the starting model), else by held-out Dice. Stop
+is checked between the phases and between forward passes of the scoring; a run stopped
+before a training step is not scored again (:func:`run_folder_state` tells such a folder,
+"not started", from others).
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``,
 started from the given model and in the mode that model segments in
@@ -975,13 +977,31 @@ def recorded_validation(config, device) -> Callable | None:
     finetune.json): a single image's held-out strip scored inside the whole image, as the
     run recorded it (finetune.json's ``held_out_region``). None for other data (the
     engine then validates on the split's valid part)."""
-    if not config.data or not Path(config.data).is_dir():
+    held_out = recorded_strip(config.data)
+    if held_out is None:
         return None
-    region = _read_json(Path(config.data).parent / PLAN_FILE).get("held_out_region")
+    samples, cut = held_out
+    return strip_validation(samples, config.mode, device, cut)
+
+
+def recorded_strip(data: str | None) -> tuple[list, tuple[slice, slice]] | None:
+    """The held-out sample (the whole image and mask) and the strip of it to score, as
+    the fine-tuning run whose data folder is ``data`` recorded them (finetune.json's
+    ``held_out_region``); None for other data and for runs that held out whole images.
+    Headless validation (:func:`recorded_validation`) and ``napari-tmunet-train evaluate
+    --part valid`` score with it, as the run did."""
+    if not data or not Path(data).is_dir():
+        return None
+    region = _read_json(Path(data).parent / PLAN_FILE).get("held_out_region")
     if not region:
         return None
-    samples, cut = _held_out_strip(Path(config.data), region)
-    return strip_validation(samples, config.mode, device, cut)
+    return _held_out_strip(Path(data), region)
+
+
+def recorded_plan(data: str | None) -> Path | None:
+    """The finetune.json of the fine-tuning run whose data folder is ``data``, else None."""
+    plan = Path(data).parent / PLAN_FILE if data else None
+    return plan if plan is not None and plan.is_file() else None
 
 
 def _foreground_pixels(samples, region: tuple[slice, slice] | None) -> int:
