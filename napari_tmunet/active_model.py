@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable
@@ -218,7 +219,8 @@ def model_label(path: str | os.PathLike) -> str:
     if isinstance(plan.get("name"), str) and plan["name"]:
         return plan["name"]
     pairs = plan.get("pairs") if isinstance(plan.get("pairs"), list) else []
-    image = pairs[0].get("name", "") if pairs and isinstance(pairs[0], dict) else ""
+    image = str(pairs[0].get("name", "")) if pairs and isinstance(pairs[0], dict) else ""
+    image = re.sub(r"^\d+-", "", image)  # "01-slide1": the run's file name of "slide1"
     try:
         when = datetime.fromisoformat(str(plan.get("created")))
     except ValueError:

@@ -142,3 +142,17 @@ def test_an_unreadable_settings_file_starts_with_no_saved_model():
     holder.set(SHIPPED, SHIPPED, "nuclei")
     assert settings.saved_active_models()["current"]["model"] == SHIPPED
     assert active_model.ActiveModel(persist=True).current.model == SHIPPED
+
+
+def test_a_run_made_before_runs_had_names_is_named_from_its_plan(tmp_path):
+    """A Fine-tune run's checkpoint chosen by file is named from finetune.json (an older
+    run's: its first image and start time); any other file by its file name."""
+    train = tmp_path / "20261203-190009" / "train"
+    train.mkdir(parents=True)
+    (train / "best.pt").write_bytes(b"")
+    plan = {"created": "2026-12-03T19:00:09", "pairs": [{"name": "01-slide1", "source": ""}]}
+    (train.parent / "finetune.json").write_text(json.dumps(plan))
+    assert active_model.model_label(train / "best.pt") == "fine-tuned on slide1 2026-12-03 19:00:09"
+    (train.parent / "finetune.json").write_text("{ cut off")
+    assert active_model.model_label(train / "best.pt") == "best.pt"
+    assert active_model.model_label(tmp_path / "mine.pt") == "mine.pt"

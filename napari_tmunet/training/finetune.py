@@ -83,7 +83,7 @@ from ..data.images import write_image, write_mask
 from ..evaluation import EvaluationStopped
 from ..storage import atomic_path, write_json
 
-PLAN_FILE = "finetune.json"  # RUN/finetune.json: the run's record (see the module docstring)
+PLAN_FILE = active_model.RUN_PLAN  # RUN/finetune.json: the run's record (module docstring)
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 # Fewer edited pixels or objects than this in the held-out part: the comparison of the
 # old and new model rests on too little to mean much (the report says so).
@@ -906,7 +906,7 @@ def _plan(
     )
     return {
         "created": datetime.now().isoformat(timespec="seconds"),
-        "name": job.name or active_model.run_name(_first_image(written, job)),
+        "name": job.name or active_model.run_name(_first_image(job)),
         "start_model": job.start_model,
         "start_label": start_label,
         "start_checkpoint": str(Path(start_path).resolve()),
@@ -932,10 +932,9 @@ def _plan(
     }
 
 
-def _first_image(written: dict, job: FinetuneJob) -> str:
-    """The name of the first image trained on (of the dataset folder when no pair is)."""
-    pairs = written.get("pairs") or []
-    return str(pairs[0].get("name", "")) if pairs else Path(job.dataset_folder or "").name
+def _first_image(job: FinetuneJob) -> str:
+    """The name of the first image trained on (the dataset folder's when no pair is)."""
+    return job.pairs[0].name if job.pairs else Path(job.dataset_folder or "").name
 
 
 def _training_data(config, region: dict | None, phase: Callable):
