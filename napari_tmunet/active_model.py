@@ -192,10 +192,16 @@ def _gone_words(key: str, choice: ModelChoice) -> str:
 
 
 def _exists(model: str) -> bool:
-    """Whether ``model`` can still run: a shipped model's name, or a file that is there."""
+    """Whether ``model`` can still run: a file that is there, or a shipped model's name
+    (kept when the registry cannot be read: the docks say so, and it may come back)."""
     from . import registry
 
-    return registry.find_model(model) is not None or os.path.isfile(model)
+    if os.path.isfile(model):
+        return True
+    try:
+        return registry.find_model(model) is not None
+    except RuntimeError:
+        return True
 
 
 def run_name(image: str, when: datetime | None = None) -> str:
