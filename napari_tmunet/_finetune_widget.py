@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import sys
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +108,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._stop_event = threading.Event()
         self._eta = Eta()
         self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
+        self._run_name = ""  # the name the last Start gave the model (the run records it)
         self._modality = ""  # of the first pair's image ("": the starting model's)
         self._verdict = ""  # the last run's outcome in words, before which model is active
         self._device_note = ""  # why the chosen Device is not on this machine
@@ -131,6 +131,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.add_pair()
         self._show_model_state()
         self._update_buttons()
+        gone = self.active.take_note()  # a model saved by an earlier session is gone
+        if gone:
+            self.status.value = gone
+            show_warning(gone)
 
     def _make_widgets(self) -> None:
         self.intro = Label(value=INTRO)
@@ -257,7 +261,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if value == CHECKPOINT_CHOICE:
             path = self.checkpoint.value
             ok = path is not None and Path(path).is_file()
-            return (str(path), Path(path).name) if ok else None
+            return (str(path), active_model.model_label(path)) if ok else None
         if value != ACTIVE_CHOICE:
             return value, value
         row = self.rows[0] if self.rows else None
@@ -284,7 +288,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         meta = labels.metadata if labels is not None else {}
         made_by = str(meta.get("model", ""))
         if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
-            return made_by, str(meta.get("model_label") or Path(made_by).name)
+            return made_by, str(meta.get("model_label") or active_model.model_label(made_by))
         return None
 
     def _show_model_state(self, _=None):
@@ -480,6 +484,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             show_warning(f"Fine-tuning: {mismatch}")
         first = self.rows[0].image.value if self.rows else None
         self._job_name = first.name if first is not None else Path(folder).name
+        # the model's one name: in this dock, Segment, Metrics, and after a restart
+        self._run_name = active_model.run_name(self._job_name)
         self._modality = ""
         if first is not None:
             from ._segment_widget import _modality
@@ -492,6 +498,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 dataset_folder=folder,
                 start_model=chosen[0],
                 start_label=chosen[1],
+                name=self._run_name,
                 steps=int(self.steps.value),
                 lr=float(self.learning_rate.value),
                 batch_size=int(self.batch_size.value),
@@ -661,11 +668,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             "fine-tuned model anyway' switches)."
         )
 
-    def fine_tuned_name(self) -> str:
-        """A name people recognise: the image trained on and the date."""
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
-        return f"fine-tuned on {self._job_name or 'your masks'} {stamp}"
-
     def use_fine_tuned(self, _=None) -> active_model.ModelChoice | None:
         """Make the last run's best checkpoint the active model (Revert brings the old back)
         and say so in the status.
@@ -683,8 +685,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # listeners (Segment) use it for images of this modality; masks made by the models it
         # descends from are masks it replaces (a next Start goes on from it)
         lineage = (start.model, *start.lineage)
-        name = self.fine_tuned_name()
-        choice = self.active.set(result["best_checkpoint"], name, modality, lineage)
+        best = result["best_checkpoint"]
+        name = result.get("name") or self._run_name or active_model.model_label(best)
+        choice = self.active.set(best, name, modality, lineage)
         verdict = f"{self._verdict}; " if self._verdict else ""
         self.status.value = f"{verdict}active: {choice.label}"
         return choice

@@ -9,7 +9,8 @@ Which model runs: the model for the image's modality (guessed from its colours),
 user's choice for that modality (remembered across sessions for a shipped model trained
 for that modality; one trained for another is used in this session only, and said so; one
 picked on a colour TIFF that napari's reader opened as grey frames, for that image only), or
-the model Fine-tune made active for it (shown by its name); the dock says which and why.
+the model Fine-tune made active for it (shown by its name, and kept across sessions:
+:mod:`napari_tmunet.active_model`); the dock says which and why.
 An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
 is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
 layers" runs on each image the model a Segment click on it would run. The threshold, the
@@ -191,6 +192,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
         self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
+        gone = self.active_model.take_note()  # a model saved by an earlier session is gone
+        if gone:
+            show_warning(gone)
         if self.active_model.current is not None:
             self.use_model(self.active_model.current)
         # a reopened dock is a new widget: it carries on with the outputs already made
@@ -346,7 +350,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
 
     def _model_choices(self, _widget=None) -> list[tuple[str, str]]:
         """The Model box's items: the shipped models, the fine-tuned models made active in
-        this session (by name), then "Checkpoint file..."."""
+        this viewer or saved as active by an earlier session (by name), then "Checkpoint
+        file..."."""
         named = [(label, path) for path, label in self._named_files.items()]
         return [*self._shipped, *named, (CHECKPOINT_CHOICE, CHECKPOINT_CHOICE)]
 
@@ -648,7 +653,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         for path, label in self._named_files.items():
             if _model_id(path) == _model_id(model):
                 return label
-        return os.path.basename(model)
+        return active_model.model_label(model) if os.path.isfile(model) else os.path.basename(model)
 
     def _picked_for_layer(self, model: str) -> bool:
         """Keep ``model`` as the pick for the chosen image alone when it is a colour TIFF
@@ -879,7 +884,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 f"widget (got {str(path) or 'nothing'!r})."
             )
             return None
-        model, label = str(path), os.path.basename(str(path))
+        model, label = str(path), active_model.model_label(path)  # a run's name, not "best.pt"
         chosen = self.active_model.current  # e.g. "fine-tuned on <date>", not "best.pt"
         if chosen is not None and os.path.abspath(chosen.model) == os.path.abspath(model):
             label = chosen.label

@@ -1,7 +1,10 @@
 """The active model: which model Segment uses, and the one before it (no Qt, no napari).
 
 One :class:`ActiveModel` per viewer (:func:`for_viewer`). The Fine-tune widget sets the
-model it trained; Segment shows it; "Revert to previous model" swaps back. Widgets
+model it trained; Segment shows it; "Revert to previous model" swaps back. A viewer's
+holder saves both models in the settings file at every change and a new viewer's starts
+from them (a next session goes on with the model the user made active); a checkpoint file
+gone since is dropped, and :attr:`ActiveModel.note` says so once. Widgets
 subscribe with a callback taking the new :class:`ModelChoice`; bound methods are held
 weakly, so a closed widget is dropped without unsubscribing. Callbacks run on the thread
 that called :meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in
@@ -10,10 +13,19 @@ napari).
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from . import settings
+
+RUN_PLAN = "finetune.json"  # a Fine-tune run's record: RUN/finetune.json, RUN/train/best.pt
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,40 @@ Listener = Callable[[ModelChoice], None]
 class ActiveModel:
     """The current model and the previous one; tells subscribers when either changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, persist: bool = False) -> None:
         self._lock = threading.Lock()
         self._current: ModelChoice | None = None
         self._previous: ModelChoice | None = None
         self._listeners: list[Callable[[], Listener | None]] = []
+        self._persist = persist
+        self.note = ""  # why a saved model was dropped, in words ("" when none was)
+        if persist:
+            self._restore()
+
+    def _restore(self) -> None:
+        """Start from the models the settings file saved; one whose checkpoint file is
+        gone is dropped (and the file rewritten without it, so that it is said once)."""
+        saved = settings.saved_active_models()
+        kept, gone = {}, {}
+        for key in ("current", "previous"):
+            choice = _choice_from(saved.get(key))
+            if choice is not None:
+                (kept if _exists(choice.model) else gone)[key] = choice
+        self._current, self._previous = kept.get("current"), kept.get("previous")
+        if gone:
+            self._save()
+            self.note = " ".join(_gone_words(key, choice) for key, choice in gone.items())
+
+    def take_note(self) -> str:
+        """:attr:`note`, once: the first widget to show it clears it."""
+        note, self.note = self.note, ""
+        return note
+
+    def _save(self) -> None:
+        if not self._persist:
+            return
+        models = {"current": self._current, "previous": self._previous}
+        settings.save_active_models({k: asdict(v) for k, v in models.items() if v is not None})
 
     @property
     def current(self) -> ModelChoice | None:
@@ -65,6 +106,7 @@ class ActiveModel:
                 self._current = choice  # same model (e.g. a resumed run): keep the previous
             else:
                 self._previous, self._current = self._current, choice
+            self._save()
         self._notify(choice)
         return choice
 
@@ -75,6 +117,7 @@ class ActiveModel:
                 return None
             self._current, self._previous = self._previous, self._current
             choice = self._current
+            self._save()
         self._notify(choice)
         return choice
 
@@ -117,6 +160,75 @@ def for_viewer(viewer=None) -> ActiveModel:
     entry = _holders.get(key)
     if entry is not None and entry[0]() is viewer:
         return entry[1]
-    holder = ActiveModel()
+    holder = ActiveModel(persist=True)
     _holders[key] = (weakref.ref(viewer, lambda _ref, k=key: _holders.pop(k, None)), holder)
     return holder
+
+
+def _choice_from(saved) -> ModelChoice | None:
+    """A ModelChoice from its saved fields; None for anything else (a hand-edited file)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), str):
+        return None
+    lineage = saved.get("lineage") or ()
+    return ModelChoice(
+        saved["model"],
+        str(saved.get("label") or ""),
+        str(saved.get("modality") or ""),
+        tuple(str(m) for m in lineage) if isinstance(lineage, list | tuple) else (),
+    )
+
+
+def _gone_words(key: str, choice: ModelChoice) -> str:
+    """A sentence: the saved ``key`` ("current" or "previous") model ``choice`` is gone."""
+    if key == "current":
+        return (
+            f"The model you made active, {choice.label}, is gone ({choice.model} no longer "
+            "exists): Segment uses the shipped model again."
+        )
+    return (
+        f"The previous model, {choice.label}, is gone ({choice.model} no longer exists): "
+        "Revert cannot bring it back."
+    )
+
+
+def _exists(model: str) -> bool:
+    """Whether ``model`` can still run: a file that is there, or a shipped model's name
+    (kept when the registry cannot be read: the docks say so, and it may come back)."""
+    from . import registry
+
+    if os.path.isfile(model):
+        return True
+    try:
+        return registry.find_model(model) is not None
+    except RuntimeError:
+        return True
+
+
+def run_name(image: str, when: datetime | None = None) -> str:
+    """The name of a fine-tuned model: the image trained on and the time to the second
+    (two runs on one image a minute apart are told apart)."""
+    stamp = (when or datetime.now()).strftime("%Y-%m-%d %H:%M:%S")
+    return f"fine-tuned on {image or 'your masks'} {stamp}"
+
+
+def model_label(path: str | os.PathLike) -> str:
+    """The name of a checkpoint file for people: a Fine-tune run's checkpoint
+    (RUN/train/*.pt) by the run's name (its finetune.json ``name``, or for a run made
+    before runs had one, its first image and start time), else the file's name."""
+    path = Path(path)
+    try:
+        plan = json.loads((path.parent.parent / RUN_PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return path.name
+    if path.parent.name != "train" or not isinstance(plan, dict):
+        return path.name
+    if isinstance(plan.get("name"), str) and plan["name"]:
+        return plan["name"]
+    pairs = plan.get("pairs") if isinstance(plan.get("pairs"), list) else []
+    image = str(pairs[0].get("name", "")) if pairs and isinstance(pairs[0], dict) else ""
+    image = re.sub(r"^\d+-", "", image)  # "01-slide1": the run's file name of "slide1"
+    try:
+        when = datetime.fromisoformat(str(plan.get("created")))
+    except ValueError:
+        return path.name
+    return run_name(str(image or Path(str(plan.get("dataset_folder") or "")).name), when)

@@ -162,3 +162,24 @@ def _write_models(modality: str, name: str | None) -> None:
         write_json(settings_path(), data)
     except OSError:
         pass  # a read-only home must not break segmentation
+
+
+def saved_active_models() -> dict:
+    """The active and previous model saved by the last session (``{"current": {...},
+    "previous": {...}}``, each the fields of an active_model.ModelChoice); {} when none
+    or unreadable."""
+    saved = read_settings().get("active_model", {})
+    return saved if isinstance(saved, dict) else {}
+
+
+def save_active_models(saved: dict) -> None:
+    """Save the active and previous model for the next session (best effort: a file that
+    cannot be written is left as it is)."""
+    from .storage import write_json
+
+    data = read_settings()
+    data["active_model"] = saved
+    try:
+        write_json(settings_path(), data)
+    except OSError:
+        pass  # a read-only home must not break fine-tuning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from _paths import DATASETS
 from scipy import ndimage as ndi
 
 from napari_tmunet._segment_jobs import model_defaults
+from napari_tmunet.active_model import model_label
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.colour_spaces import CMYK, GREY_ALPHA
@@ -172,6 +174,11 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     assert plan["start_checkpoint"] == str(start.resolve()) and plan["pairs"][0]["source"] == "test"
     resume = shlex.split(plan["headless"]["resume"])
     assert resume[resume.index("--run-dir") + 1] == str(run_dir / "train")
+    # a job not named (headless) is named after its first image, to the second; that name
+    # is the Metrics row's and the checkpoint's when chosen by file
+    assert re.fullmatch(r"fine-tuned on crop \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", plan["name"])
+    assert result["name"] == plan["name"] == model_label(result["best_checkpoint"])
+    assert result["rows"][1]["model"] == f"after fine-tuning: {plan['name']}"
     assert str(run_dir / "rerun") in shlex.split(plan["headless"]["rerun"])
     np.testing.assert_array_equal(
         read_mask(run_dir / "data" / "masks" / "01-crop-train.png")[0] > 0, mask[:, :192] > 0

@@ -786,8 +786,8 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="slide")
-    tune._job_name = "slide"
     result = {
+        "name": "fine-tuned on slide 2026-12-03 19:00:09",  # run_finetune's (finetune.json)
         "best_checkpoint": "/runs/x/train/best.pt",
         "start_model": "TM-UNet nuclei",
         "old_label": "TM-UNet nuclei",

@@ -79,13 +79,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import registry, settings
+from .. import active_model, registry, settings
 from ..data.colour_spaces import conversion_problem, convert_colours
 from ..data.images import write_image, write_mask
 from ..evaluation import EvaluationStopped
 from ..storage import atomic_path, write_json
 
-PLAN_FILE = "finetune.json"  # RUN/finetune.json: the run's record (see the module docstring)
+PLAN_FILE = active_model.RUN_PLAN  # RUN/finetune.json: the run's record (module docstring)
 HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
 # Fewer edited pixels or objects than this in the held-out part: the comparison of the
 # old and new model rests on too little to mean much (the report says so).
@@ -492,6 +492,7 @@ class FinetuneJob:
     dataset_folder: str = ""
     start_model: str = ""  # registry name or checkpoint path
     start_label: str = ""
+    name: str = ""  # the fine-tuned model's name (active_model.run_name), for people
     steps: int = 200
     lr: float = 1e-4
     batch_size: int = 4
@@ -703,7 +704,7 @@ def run_finetune(
         "new": new,
     }
     note = f"{start.held_out}; {describe_edits(start.edits)}"
-    outcome["rows"] = comparison_rows(old, new, start.label, f"fine-tuned: {run_dir.name}", note)
+    outcome["rows"] = comparison_rows(old, new, start.label, outcome["name"], note)
     _write_comparison(run_dir, start, outcome)
     return outcome
 
@@ -765,6 +766,7 @@ def _result_base(start: _Start, run_dir: Path) -> dict[str, Any]:
         "modality": start.modality,
         "start_model": start.model,
         "old_label": start.label,
+        "name": start.name or f"fine-tuned: {run_dir.name}",
     }
 
 
@@ -802,6 +804,7 @@ class _Start:
     modality: str = ""  # the starting model's (its metadata, else the registry's)
     edit_maps: dict | None = None  # several images: held-out name -> edit map (write_dataset)
     step: int = 0  # the step the run starts at (a resumed run's)
+    name: str = ""  # the fine-tuned model's (finetune.json "name")
 
 
 def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Start:
@@ -833,6 +836,7 @@ def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> 
         modality=plan.get("modality") or _modality_of(checkpoint, model),
         edit_maps=plan.get("held_out_edits") or {},
         step=_last_step(train_dir),
+        name=active_model.model_label(train_dir / "best.pt"),
     )
 
 
@@ -880,6 +884,7 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
         region=written["region"],
         modality=modality,
         edit_maps=written["edit_maps"],
+        name=plan["name"],
     )
 
 
@@ -903,6 +908,7 @@ def _plan(
     )
     return {
         "created": datetime.now().isoformat(timespec="seconds"),
+        "name": job.name or active_model.run_name(_first_image(job)),
         "start_model": job.start_model,
         "start_label": start_label,
         "start_checkpoint": str(Path(start_path).resolve()),
@@ -926,6 +932,11 @@ def _plan(
             ),
         },
     }
+
+
+def _first_image(job: FinetuneJob) -> str:
+    """The name of the first image trained on (the dataset folder's when no pair is)."""
+    return job.pairs[0].name if job.pairs else Path(job.dataset_folder or "").name
 
 
 def _training_data(config, region: dict | None, phase: Callable):

@@ -1,0 +1,158 @@
+"""The active model across sessions (tester22 D1, D5): the model Fine-tune made active and
+the one before it are saved in the settings file, and a new viewer (as after a restart)
+lists it by its one name, runs it, fine-tunes from it and can revert; a checkpoint gone
+since falls back to the shipped model, said once (CPU, Xvfb, the bundled nuclei sample)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from napari_tmunet import active_model, settings
+from napari_tmunet._sample_data import load_sample
+
+PLUGIN = "napari-tmunet"
+SHIPPED = "TM-UNet nuclei"
+
+
+def open_dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
+    return getattr(widget, "__wrapped__", widget)
+
+
+def add_nuclei(viewer, crop: int = 128, labels: bool = True):
+    """The bundled nuclei sample cut to ``crop``, and its reference mask as Labels."""
+    image, mask = load_sample("nuclei")
+    layer = viewer.add_image(np.ascontiguousarray(image[:crop, :crop]), name="nuclei", rgb=True)
+    if labels:
+        viewer.add_labels(np.ascontiguousarray(mask[:crop, :crop]), name="nuclei corrected")
+    return layer
+
+
+def fine_tune_one_step(tune, qtbot, run_dir) -> dict:
+    """One CPU step from the dock's Start button (the threaded path); the fine-tuned model
+    is made active (by the verdict, or 'Use the fine-tuned model anyway')."""
+    tune.steps.value, tune.batch_size.value, tune.device.value = 1, 1, "cpu"
+    tune.run_folder.value = run_dir
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    assert tune.error == "" and tune.result["trained"] == 1, tune.status.value
+    if not tune.use_anyway_button.native.isHidden():
+        tune.use_anyway_button.native.click()
+    return tune.result
+
+
+@pytest.mark.gui
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_active_fine_tuned_model_is_kept_for_a_new_viewer(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer)
+    run_dir = tmp_path / "run"
+    result = fine_tune_one_step(tune, qtbot, run_dir)
+    best, name = result["best_checkpoint"], result["name"]
+    # one name, to the second, recorded in the run: the dock, Metrics and the file agree
+    assert re.fullmatch(r"fine-tuned on nuclei \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", name)
+    assert json.loads((run_dir / "finetune.json").read_text())["name"] == name
+    assert (tune.active.current.model, tune.active.current.label) == (best, name)
+    assert result["rows"][-1]["model"] == f"after fine-tuning: {name}"
+    assert active_model.model_label(best) == name  # a run's checkpoint chosen by file
+    viewer.close()
+
+    # a new viewer (napari restarted): Segment lists the model by name and runs it
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    layer = add_nuclei(viewer, labels=False)
+    assert segment.image.value is layer
+    assert segment.model.value == best and segment.model.native.currentText() == name
+    assert segment.model_reason.value == f"Runs {name}: the active model for nuclei images."
+    segment.segment()
+    assert segment.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    made = segment.last_layer
+    assert made.metadata["model"] == best and name in segment.summary.value
+
+    # Fine-tune starts from it (the mask is its own) and Revert brings the shipped one back
+    tune = open_dock(viewer, "Fine-tune")
+    tune.rows[0].mask.value = made
+    assert tune.start_model() == (best, name)
+    assert tune.revert_button.enabled
+    assert tune.revert_button.tooltip.endswith(f"Previous model: {SHIPPED}.")
+    tune.model.value = "Checkpoint file..."
+    tune.checkpoint.value = best
+    assert tune.start_model() == (best, name)  # by its name, not "best.pt"
+    tune.revert_button.native.click()
+    assert tune.active.current.model == SHIPPED and segment.model.value == SHIPPED
+    viewer.close()
+
+    # and the next session still has both: the shipped one active, Revert to the fine-tuned
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    assert tune.active.current.model == SHIPPED and tune.active.previous.model == best
+    assert tune.revert_button.tooltip.endswith(f"Previous model: {name}.")
+
+
+@pytest.mark.gui
+def test_a_saved_model_whose_file_is_gone_falls_back_to_the_shipped_one(
+    make_napari_viewer, notices, tmp_path
+):
+    gone = tmp_path / "moved-run" / "train" / "best.pt"
+    label = "fine-tuned on nuclei 2026-12-03 19:00:09"
+    settings.save_active_models(
+        {
+            "current": {"model": str(gone), "label": label, "modality": "nuclei"},
+            "previous": {"model": SHIPPED, "label": SHIPPED, "modality": "nuclei"},
+        }
+    )
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    add_nuclei(viewer, labels=False)
+    said = [text for text in notices["warning"] if str(gone) in text]
+    assert said == [
+        f"The model you made active, {label}, is gone ({gone} no longer exists): Segment "
+        "uses the shipped model again."
+    ]
+    assert segment.model.value == SHIPPED
+    assert label not in [
+        segment.model.native.itemText(i) for i in range(segment.model.native.count())
+    ]
+    assert str(gone) not in settings.settings_path().read_text()  # said once, not every session
+    tune = open_dock(viewer, "Fine-tune")
+    assert str(gone) not in tune.status.value
+    assert tune.active.current is None and tune.active.previous.model == SHIPPED
+    viewer.close()
+    viewer = make_napari_viewer()
+    open_dock(viewer, "Segment")
+    assert len([text for text in notices["warning"] if str(gone) in text]) == 1
+
+
+def test_an_unreadable_settings_file_starts_with_no_saved_model():
+    path = settings.settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"active_model": {"current": ', encoding="utf-8")  # cut off mid-write
+    holder = active_model.ActiveModel(persist=True)
+    assert holder.current is None and holder.previous is None and holder.note == ""
+    path.write_text('{"active_model": {"current": 3, "previous": {"label": 1}}}')
+    holder = active_model.ActiveModel(persist=True)
+    assert holder.current is None and holder.previous is None
+    holder.set(SHIPPED, SHIPPED, "nuclei")
+    assert settings.saved_active_models()["current"]["model"] == SHIPPED
+    assert active_model.ActiveModel(persist=True).current.model == SHIPPED
+
+
+def test_a_run_made_before_runs_had_names_is_named_from_its_plan(tmp_path):
+    """A Fine-tune run's checkpoint chosen by file is named from finetune.json (an older
+    run's: its first image and start time); any other file by its file name."""
+    train = tmp_path / "20261203-190009" / "train"
+    train.mkdir(parents=True)
+    (train / "best.pt").write_bytes(b"")
+    plan = {"created": "2026-12-03T19:00:09", "pairs": [{"name": "01-slide1", "source": ""}]}
+    (train.parent / "finetune.json").write_text(json.dumps(plan))
+    assert active_model.model_label(train / "best.pt") == "fine-tuned on slide1 2026-12-03 19:00:09"
+    (train.parent / "finetune.json").write_text("{ cut off")
+    assert active_model.model_label(train / "best.pt") == "best.pt"
+    assert active_model.model_label(tmp_path / "mine.pt") == "mine.pt"
