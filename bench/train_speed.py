@@ -9,7 +9,8 @@ file already holds it, so a run cut short by a time limit resumes where it stopp
     python bench/train_speed.py --out speed.jsonl --models b s t unet --profile
 
 A model name ending in ``-cl`` runs in channels-last memory format (weights and input);
-``b-presence`` is b with the presence head (``ModelConfig.presence_head``); ``-ema`` (last)
+``b-presence`` is b with the presence head (``ModelConfig.presence_head``); ``wN`` is b's layout
+with C1 = N (channels N, 2N, 4N, 8N, 16N: ``fit --channels``); ``-ema`` (last)
 adds the weight average of ``fit --ema 0.998`` (``training.ema``), updated after each step
 as the engine does, inside the timed span.
 """
@@ -42,6 +43,8 @@ def model_config(name: str) -> ModelConfig:
         return ModelConfig.variant(name.split("-")[0], presence_head=True)
     if name == "unet":
         return ModelConfig.unet()
+    if name[0] == "w" and name[1:].isdigit():  # a wider (or narrower) b: C1 = N, doubling
+        return ModelConfig.variant("b", channels=tuple(int(name[1:]) << k for k in range(5)))
     if name.endswith("-parallel"):  # the authors' cost model: quadratic parallel mLSTM
         return ModelConfig.variant(name.split("-")[0], mlstm_kernel="parallel--native_autograd")
     return ModelConfig.variant(name)
