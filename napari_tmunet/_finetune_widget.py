@@ -114,6 +114,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._device_note = ""  # why the chosen Device is not on this machine
         self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
         self._folder_guess: tuple[tuple, str] = ((), "")  # (folder and its time, modality)
+        self._checkpoint_label = ("", "")  # (the chosen checkpoint file, its model_label)
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -261,7 +262,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if value == CHECKPOINT_CHOICE:
             path = self.checkpoint.value
             ok = path is not None and Path(path).is_file()
-            return (str(path), active_model.model_label(path)) if ok else None
+            return (str(path), self._checkpoint_name(str(path))) if ok else None
         if value != ACTIVE_CHOICE:
             return value, value
         row = self.rows[0] if self.rows else None
@@ -280,6 +281,14 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         entries = registry.available_models()
         entry = entry or (entries[0] if entries else None)
         return (entry.name, entry.name) if entry is not None else None
+
+    def _checkpoint_name(self, path: str) -> str:
+        """:func:`active_model.model_label` of the chosen checkpoint file ``path``, read
+        once for each file chosen (it reads the run's finetune.json; :meth:`start_model`
+        runs on every layer event)."""
+        if self._checkpoint_label[0] != path:
+            self._checkpoint_label = (path, active_model.model_label(path))
+        return self._checkpoint_label[1]
 
     def _mask_model(self) -> tuple[str, str] | None:
         """``(model, label)`` that Segment ran to make the first pair's Labels layer, when

@@ -653,6 +653,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         for path, label in self._named_files.items():
             if _model_id(path) == _model_id(model):
                 return label
+        # only a file: model_label would name a run's checkpoint that is gone by its run
+        # (its finetune.json stays), and read ./finetune.json for a shipped model's name
         return active_model.model_label(model) if os.path.isfile(model) else os.path.basename(model)
 
     def _picked_for_layer(self, model: str) -> bool:

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 from _paths import DATASETS
+from _shipped import sample_job
 from scipy import ndimage as ndi
 
+from napari_tmunet._sample_data import load_sample
 from napari_tmunet._segment_jobs import model_defaults
 from napari_tmunet.active_model import model_label
 from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
@@ -206,24 +208,14 @@ def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
         return real_evaluate(model, samples, input_config, mode, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluate", recording_evaluate)
-    folder = Path(__file__).resolve().parents[1] / "napari_tmunet" / "samples"
-    image = read_image(folder / "ultrasound_image.png")
-    mask = (read_mask(folder / "ultrasound_mask.png")[0] > 0).astype(np.uint8)
+    image, mask = load_sample("ultrasound")
     # Segment's output went past the lesion's edge and the user trimmed it: the held-out
     # strip is where these edits are, across the lesion
     predicted = ndi.binary_dilation(mask, iterations=6).astype(np.uint8)
     start = registry.load_model("TM-UNet ultrasound", "cpu")
     assert start.inference_mode == "resize"
     run_dir = tmp_path / "run"
-    job = FinetuneJob(
-        run_dir=run_dir,
-        pairs=training_pairs(image, mask, "us", False, "ultrasound sample", predicted),
-        start_model="TM-UNet ultrasound",
-        steps=2,
-        lr=1e-5,
-        batch_size=1,
-        device="cpu",
-    )
+    job = sample_job(run_dir, "ultrasound", image, mask, steps=2, lr=1e-5, predicted=predicted)
     result = run_finetune(job)
 
     # before, the engine's validation (the strip inside the whole image), after

@@ -310,6 +310,51 @@ def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_p
     assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
 
 
+def test_a_run_checkpoint_chosen_by_file_is_named_once_as_layers_change(
+    make_napari_viewer, monkeypatch, tmp_path
+):
+    """Two Fine-tune runs' checkpoints (copies of the shipped nuclei model, each run named
+    in its finetune.json) chosen by file: the dock names the chosen one in its modality
+    note by its run's name as layers are opened and closed, and reads that name once for
+    each file chosen, not again on each layer event (each one redraws the note)."""
+    import json
+    import shutil
+
+    from napari_tmunet import active_model, registry
+
+    checkpoints = {}
+    for run in ("first", "second"):
+        train = tmp_path / run / "train"
+        train.mkdir(parents=True)
+        shutil.copy(registry.find_model("TM-UNet nuclei").path, train / "best.pt")
+        name = f"fine-tuned on {run} 2026-12-03 19:00:09"
+        (train.parent / "finetune.json").write_text(json.dumps({"name": name}))
+        checkpoints[str(train / "best.pt")] = name
+    reads = []
+    real_label = active_model.model_label
+
+    def counted_label(path):
+        reads.append(str(path))
+        return real_label(path)
+
+    monkeypatch.setattr(active_model, "model_label", counted_label)
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    viewer.open_sample(PLUGIN, "ultrasound")  # the pair's image
+    image = tune.rows[0].image.value.name
+    colon, _ = load_sample("colonoscopy")
+    tune.model.value = "Checkpoint file..."
+    for number, (path, name) in enumerate(checkpoints.items(), 1):
+        tune.checkpoint.value = path
+        for _ in range(2):  # layer events, each redrawing the note
+            viewer.layers.remove(viewer.add_image(colon, name="colon"))
+        assert tune.start_model() == (path, name)
+        assert tune.modality_note.value.startswith(
+            f"Image {image!r} (ultrasound) does not look like the nuclei images {name} is for"
+        )
+        assert [read for read in reads if read in checkpoints] == list(checkpoints)[:number]
+
+
 def fine_tune(tune, qtbot, run_dir, steps):
     """Start a small CPU run from the dock's Start button (the threaded path), wait for
     it and return its result, checking that every step trained."""

@@ -8,17 +8,12 @@ import shlex
 import threading
 
 import pytest
+from _shipped import sample_job
 
 from napari_tmunet import registry
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.checkpoint import load_checkpoint
-from napari_tmunet.inference import run_to_completion, segment
-from napari_tmunet.training.finetune import (
-    FinetuneJob,
-    held_out_scores,
-    run_finetune,
-    training_pairs,
-)
+from napari_tmunet.training.finetune import held_out_scores, run_finetune
 
 pytestmark = pytest.mark.skipif(
     registry.model_for_modality("colonoscopy") is None, reason="no shipped colonoscopy model"
@@ -34,19 +29,9 @@ def test_a_headless_resume_validates_the_strip_inside_the_whole_image(tmp_path):
     from trainer.cli import main
 
     image, truth = load_sample("colonoscopy")
-    start = registry.load_model("TM-UNet colonoscopy", "cpu")
-    predicted = run_to_completion(segment(image, start, mode="resize", device="cpu")).labels
     run_dir = tmp_path / "run 1"
     stop = threading.Event()
-    job = FinetuneJob(
-        run_dir=run_dir,
-        pairs=training_pairs(image, truth, "sample", True, "sample", predicted > 0),
-        start_model="TM-UNet colonoscopy",
-        steps=2,
-        lr=1e-6,
-        batch_size=1,
-        device="cpu",
-    )
+    job = sample_job(run_dir, "colonoscopy", image, truth, steps=2, lr=1e-6)
     evals = []
     callbacks = {"on_step": lambda step, total, loss: stop.set(), "on_eval": evals.append}
     first = run_finetune(job, stop, callbacks)
@@ -84,18 +69,8 @@ def test_evaluate_on_a_fine_tune_run_scores_its_strip_as_the_run_did(tmp_path, c
     from trainer.cli import main
 
     image, truth = load_sample("colonoscopy")
-    start = registry.load_model("TM-UNet colonoscopy", "cpu")
-    predicted = run_to_completion(segment(image, start, mode="resize", device="cpu")).labels
     run_dir = tmp_path / "run"
-    job = FinetuneJob(
-        run_dir=run_dir,
-        pairs=training_pairs(image, truth, "sample", True, "sample", predicted > 0),
-        start_model="TM-UNet colonoscopy",
-        steps=1,
-        lr=1e-6,
-        batch_size=1,
-        device="cpu",
-    )
+    job = sample_job(run_dir, "colonoscopy", image, truth, steps=1, lr=1e-6)
     result = run_finetune(job)
     assert not result["stopped"]
     best = run_dir / "train" / "best.pt"

@@ -1003,7 +1003,7 @@ def recorded_strip(data: str | None) -> tuple[list, tuple[slice, slice]] | None:
     --part valid`` score with it, as the run did."""
     if not data or not Path(data).is_dir():
         return None
-    region = _read_json(Path(data).parent / PLAN_FILE).get("held_out_region")
+    region = _read_json(_plan_path(data)).get("held_out_region")
     if not region:
         return None
     return _held_out_strip(Path(data), region)
@@ -1011,8 +1011,14 @@ def recorded_strip(data: str | None) -> tuple[list, tuple[slice, slice]] | None:
 
 def recorded_plan(data: str | None) -> Path | None:
     """The finetune.json of the fine-tuning run whose data folder is ``data``, else None."""
-    plan = Path(data).parent / PLAN_FILE if data else None
+    plan = _plan_path(data) if data else None
     return plan if plan is not None and plan.is_file() else None
+
+
+def _plan_path(data: str) -> Path:
+    """Where the fine-tuning run whose data folder is ``data`` keeps its finetune.json
+    (RUN/data -> RUN/finetune.json), whether or not it is there."""
+    return Path(data).parent / PLAN_FILE
 
 
 def _foreground_pixels(samples, region: tuple[slice, slice] | None) -> int:
