@@ -28,7 +28,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
 from ._segment_jobs import SegmentOutcome
-from ._widget_common import PROBABILITY_MARK, is_probability_map
+from ._widget_common import PROBABILITY_MARK, is_probability_map, place_like, placement
 from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
@@ -127,8 +127,7 @@ class OutputLayers:
             # first: writing the labels adds their digest
             output.labels.metadata = {**metadata, COLOUR_KEY: colour}
             self._write_labels(output, outcome.labels)
-            place = _placement(image, outcome.labels.ndim)
-            output.labels.scale, output.labels.translate = place["scale"], place["translate"]
+            place_like(output.labels, image)  # the user may have moved or rotated the image
         else:
             output = self._add_output(image, outcome, metadata, previous)
         self._track(image, options.model, output)
@@ -167,7 +166,7 @@ class OutputLayers:
             name=name,
             metadata={**metadata, DIGEST_KEY: digest, COLOUR_KEY: colour},
             visible=image.visible,
-            **_placement(image, outcome.labels.ndim),
+            **placement(image, outcome.labels.ndim),
         )
         output = _Output(
             labels=layer,
@@ -280,8 +279,7 @@ class OutputLayers:
             _follow_image_name(old, image.name, "probability")
             old.data = output.probability
             old.metadata = meta
-            place = _placement(image, output.probability.ndim)
-            old.scale, old.translate = place["scale"], place["translate"]
+            place_like(old, image)
             return old
         return self.viewer.add_image(
             output.probability,
@@ -292,7 +290,7 @@ class OutputLayers:
             opacity=0.6,
             metadata=meta,
             visible=image.visible,
-            **_placement(image, output.probability.ndim),
+            **placement(image, output.probability.ndim),
         )
 
 
@@ -429,15 +427,3 @@ def _digest(data) -> str:
     h.update(str((array.shape, array.dtype.str)).encode())
     h.update(memoryview(array).cast("B"))
     return h.hexdigest()
-
-
-def _placement(image: Image, ndim: int) -> dict:
-    """``scale=``, ``translate=`` (and ``units=`` where this napari has layer units) of
-    ``image``'s axes for an ``ndim`` output: all of them, or those before its last axis
-    when the output has one fewer (a grey + alpha image, (H, W, 2), segmented as grey)."""
-    keep = slice(0, ndim)  # the image's leading (spatial) axes
-    place = {"scale": tuple(image.scale)[keep], "translate": tuple(image.translate)[keep]}
-    units = getattr(image, "units", None)
-    if units is not None:
-        place["units"] = tuple(units)[keep]
-    return place
