@@ -192,9 +192,10 @@ class OutputLayers:
         layers.selection.active = outputs[-1].labels
 
     def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
-        """Replace an output's labels (not a user edit), keep their digest (also in the
-        metadata, for a reopened dock) and recolour it."""
+        """Replace an output's labels (not a user edit), forget the layer's undo history,
+        keep their digest (also in the metadata, for a reopened dock) and recolour it."""
         output.labels.data = labels
+        _forget_history(output.labels)
         output.digest = _digest(labels)
         output.labels.metadata = {**output.labels.metadata, DIGEST_KEY: output.digest}
         self._colour(output)
@@ -292,6 +293,17 @@ class OutputLayers:
             visible=image.visible,
             **placement(image, output.probability.ndim),
         )
+
+
+def _forget_history(labels: Labels) -> None:
+    """Clear the undo and redo history of ``labels``, whose data were just replaced:
+    napari's data setter keeps it, and Ctrl+Z would then replay strokes painted on the old
+    labels onto the new ones (their pixels as they were then)."""
+    # napari has no public way (it calls this when editing is switched off); a napari
+    # without it keeps the history, as before (the tests of the dock's undo notice that)
+    reset = getattr(labels, "_reset_history", None)
+    if callable(reset):
+        reset()
 
 
 def _follow_image_name(layer: Labels | Image, image_name: str, role: str) -> None:

@@ -1,7 +1,8 @@
-"""The Segment dock (tester23 D1), on the threaded path in a real viewer with the shipped
+"""The Segment dock (tester23 D1, D3), on the threaded path in a real viewer with the shipped
 models and the bundled samples: an output and its probability map take the image's whole
 data-to-world placement (rotate, shear, affine too), so the mask lies over the polyp on
-the canvas."""
+the canvas; Ctrl+Z after the dock replaced an output's labels does not replay strokes
+painted on the old labels."""
 
 from __future__ import annotations
 
@@ -113,3 +114,76 @@ def test_a_turned_stacks_output_lines_up_slice_by_slice(make_napari_viewer, qtbo
         for p in lesion
     ]
     assert np.mean(over) == pytest.approx(found[tuple(lesion.T)].mean())
+
+
+def settle(qtbot, widget) -> None:
+    """Wait until the threshold's debounce and derive are over."""
+    qtbot.waitUntil(
+        lambda: not widget.deriving and not widget._rederive_timer.isActive(), timeout=30_000
+    )
+
+
+def test_ctrl_z_after_the_dock_replaced_the_labels_undoes_only_later_strokes(
+    make_napari_viewer, qtbot
+):
+    """Segment the colonoscopy sample; paint a stroke just outside the polyp and erase it
+    (the labels are the model's again, so the dock still updates them); move the threshold
+    to 0.10, which re-derives them in place: Ctrl+Z twice leaves them as re-derived (it
+    used to put the old stroke's background into the new polyp). A stroke painted after
+    the re-derive is still undone. So after a run that replaces the labels in place (the
+    picture changed since)."""
+    from scipy import ndimage as ndi
+
+    picture, _ = load_sample("colonoscopy")
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    widget.image.value = viewer.add_image(picture, name="polyp", rgb=True)
+    segment(qtbot, widget)
+    labels = widget.last_layer
+    made = np.array(labels.data)
+    widget.threshold.value = 0.1
+    settle(qtbot, widget)
+    low = np.array(labels.data)
+    widget.threshold.value = 0.5
+    settle(qtbot, widget)
+    np.testing.assert_array_equal(labels.data, made)
+
+    # a point 12 px outside the polyp at 0.5 that the polyp at 0.10 covers
+    distance = ndi.distance_transform_edt(made == 0)
+    point = tuple(np.argwhere((distance > 11) & (distance < 13) & (low > 0))[0])
+    labels.brush_size = 20
+    labels.paint(point, 1)
+    labels.paint(point, 0)  # erased again: the model's labels
+    np.testing.assert_array_equal(labels.data, made)
+
+    widget.threshold.value = 0.1
+    settle(qtbot, widget)
+    derived = np.array(labels.data)
+    np.testing.assert_array_equal(derived, low)
+    labels.undo()
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, derived)
+
+    labels.paint((20, 20), 1)  # the user's stroke since: Ctrl+Z takes it back
+    assert not np.array_equal(labels.data, derived)
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, derived)
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, derived)
+
+    widget.threshold.value = 0.5
+    settle(qtbot, widget)
+    np.testing.assert_array_equal(labels.data, made)
+    # outside the polyp, where the polyp of the picture turned half round will be
+    inside = ndi.distance_transform_edt(made[::-1, ::-1] > 0)
+    point = tuple(np.argwhere((distance > 11) & (inside > 15))[0])
+    labels.paint(point, 1)
+    labels.paint(point, 0)
+    widget.image.value.data = picture[::-1, ::-1]
+    segment(qtbot, widget)
+    assert widget.last_layer is labels  # replaced in place
+    rerun = np.array(labels.data)
+    assert rerun[point] == 1
+    labels.undo()
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, rerun)
