@@ -13,7 +13,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
 from ._reader import MASK_OPACITY
-from ._widget_common import full_data
+from ._widget_common import full_data, placement
 from .data.images import mask_image_labels
 
 
@@ -47,8 +47,9 @@ def convert_to_mask(layers: LayerList) -> None:
 
 def mask_layer(layer: Image) -> Labels:
     """A Labels layer of the mask that the Image ``layer`` holds, with its name, place
-    (scale, translate, units, axis labels, and rotation, shear and affine where the axes
-    match), visibility and metadata, plus ``path`` (its file, when known) and ``mask_rule``.
+    (:func:`~napari_tmunet._widget_common.placement`: scale, translate, rotate, shear,
+    affine, units and axis labels), visibility and metadata, plus ``path`` (its file, when
+    known) and ``mask_rule``.
 
     Raises:
         ValueError: it is multiscale, or does not look like a mask (its words say why).
@@ -61,16 +62,11 @@ def mask_layer(layer: Image) -> Labels:
     path = getattr(layer.source, "path", None)
     if path and "path" not in metadata:
         metadata["path"] = str(path)
-    kwargs = {
-        "name": layer.name,
-        "scale": tuple(layer.scale)[:ndim],
-        "translate": tuple(layer.translate)[:ndim],
-        "units": tuple(layer.units)[:ndim],
-        "axis_labels": tuple(layer.axis_labels)[:ndim],
-        "visible": layer.visible,
-        "opacity": MASK_OPACITY,
-        "metadata": metadata,
-    }
-    if layer.ndim == ndim:
-        kwargs.update(rotate=layer.rotate, shear=layer.shear, affine=layer.affine)
-    return Labels(data, **kwargs)
+    return Labels(
+        data,
+        name=layer.name,
+        visible=layer.visible,
+        opacity=MASK_OPACITY,
+        metadata=metadata,
+        **placement(layer, ndim),
+    )

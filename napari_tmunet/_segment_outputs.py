@@ -28,7 +28,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
 from ._segment_jobs import SegmentOutcome
-from ._widget_common import PROBABILITY_MARK, is_probability_map
+from ._widget_common import PROBABILITY_MARK, is_probability_map, place_like, placement
 from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
@@ -127,8 +127,7 @@ class OutputLayers:
             # first: writing the labels adds their digest
             output.labels.metadata = {**metadata, COLOUR_KEY: colour}
             self._write_labels(output, outcome.labels)
-            place = _placement(image, outcome.labels.ndim)
-            output.labels.scale, output.labels.translate = place["scale"], place["translate"]
+            place_like(output.labels, image)  # the user may have moved or rotated the image
         else:
             output = self._add_output(image, outcome, metadata, previous)
         self._track(image, options.model, output)
@@ -167,7 +166,7 @@ class OutputLayers:
             name=name,
             metadata={**metadata, DIGEST_KEY: digest, COLOUR_KEY: colour},
             visible=image.visible,
-            **_placement(image, outcome.labels.ndim),
+            **placement(image, outcome.labels.ndim),
         )
         output = _Output(
             labels=layer,
@@ -193,9 +192,10 @@ class OutputLayers:
         layers.selection.active = outputs[-1].labels
 
     def _write_labels(self, output: _Output, labels: np.ndarray) -> None:
-        """Replace an output's labels (not a user edit), keep their digest (also in the
-        metadata, for a reopened dock) and recolour it."""
+        """Replace an output's labels (not a user edit), forget the layer's undo history,
+        keep their digest (also in the metadata, for a reopened dock) and recolour it."""
         output.labels.data = labels
+        _forget_history(output.labels)
         output.digest = _digest(labels)
         output.labels.metadata = {**output.labels.metadata, DIGEST_KEY: output.digest}
         self._colour(output)
@@ -280,8 +280,7 @@ class OutputLayers:
             _follow_image_name(old, image.name, "probability")
             old.data = output.probability
             old.metadata = meta
-            place = _placement(image, output.probability.ndim)
-            old.scale, old.translate = place["scale"], place["translate"]
+            place_like(old, image)
             return old
         return self.viewer.add_image(
             output.probability,
@@ -292,8 +291,19 @@ class OutputLayers:
             opacity=0.6,
             metadata=meta,
             visible=image.visible,
-            **_placement(image, output.probability.ndim),
+            **placement(image, output.probability.ndim),
         )
+
+
+def _forget_history(labels: Labels) -> None:
+    """Clear the undo and redo history of ``labels``, whose data were just replaced:
+    napari's data setter keeps it, and Ctrl+Z would then replay strokes painted on the old
+    labels onto the new ones (their pixels as they were then)."""
+    # napari has no public way (it calls this when editing is switched off); a napari
+    # without it keeps the history, as before (the tests of the dock's undo notice that)
+    reset = getattr(labels, "_reset_history", None)
+    if callable(reset):
+        reset()
 
 
 def _follow_image_name(layer: Labels | Image, image_name: str, role: str) -> None:
@@ -429,15 +439,3 @@ def _digest(data) -> str:
     h.update(str((array.shape, array.dtype.str)).encode())
     h.update(memoryview(array).cast("B"))
     return h.hexdigest()
-
-
-def _placement(image: Image, ndim: int) -> dict:
-    """``scale=``, ``translate=`` (and ``units=`` where this napari has layer units) of
-    ``image``'s axes for an ``ndim`` output: all of them, or those before its last axis
-    when the output has one fewer (a grey + alpha image, (H, W, 2), segmented as grey)."""
-    keep = slice(0, ndim)  # the image's leading (spatial) axes
-    place = {"scale": tuple(image.scale)[keep], "translate": tuple(image.translate)[keep]}
-    units = getattr(image, "units", None)
-    if units is not None:
-        place["units"] = tuple(units)[keep]
-    return place
