@@ -84,6 +84,10 @@ HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_di
 # row 324 px tall, its Dice out of view)
 COMPARISON_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"image", "slice", "note"}
 
+# A reference pixel this far (in the prediction's pixels) or further from the prediction's
+# pixel of the same index on the canvas means the layers are placed differently: below
+# half a pixel each still lies over its namesake (e.g. a saved translate's float rounding).
+PLACEMENT_TOLERANCE_PX = 0.5
 # The pair note while Prediction and Reference are one layer (the only one offered)
 CHOOSE_REFERENCE = "Choose a reference: open a mask, or paint one in a new Labels layer."
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
@@ -127,6 +131,8 @@ class MetricsWidget(Container):
         self._dock_sets = False  # the dock itself is setting the choosers
         # the two layers the shown rows score, held weakly: deleting one clears the rows
         self._scored: tuple = ()
+        # why the scored layers' pixels do not lie on each other (_placement_warning), or ""
+        self._placement = ""
         # prediction -> the reference the user chose for it in its box, both held weakly:
         # a closed layer's data is not kept
         self._chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -395,9 +401,10 @@ class MetricsWidget(Container):
 
     def _pair_warning(self, prediction, reference) -> str:
         """A warning about the chosen pair, or "": the layers differ in shape (Compute
-        would refuse them), or the pair is only a guess by shape (the reference is not of
-        the prediction's image and other references of that shape exist); one layer in
-        both (e.g. the only Labels layer): a reference is still to be chosen."""
+        would refuse them), they lie differently on the canvas (:func:`_placement_warning`),
+        or the pair is only a guess by shape (the reference is not of the prediction's
+        image and other references of that shape exist); one layer in both (e.g. the only
+        Labels layer): a reference is still to be chosen."""
         if prediction is None or reference is None:
             return ""
         if _same(prediction, reference):
@@ -408,6 +415,9 @@ class MetricsWidget(Container):
                 f"({_size(reference)}) differ in size: choose the reference of the "
                 "prediction's image."
             )
+        placement = _placement_warning(prediction, reference)
+        if placement:
+            return placement
         if _pair_rank(prediction, reference) > 0:
             return ""
         candidates = self._reference_candidates(prediction)
@@ -453,6 +463,11 @@ class MetricsWidget(Container):
         if pred.ndim < 2:
             raise ValueError(f"Expected 2-D masks or stacks of them, got shape {pred.shape}.")
         spacing, unit = _shared_spacing(pred_layer, ref_layer)
+        self._placement = _placement_warning(pred_layer, ref_layer)
+        if self._placement:
+            from napari.utils.notifications import show_warning
+
+            show_warning(self._placement)
         self._scored = (weakref.ref(pred_layer), weakref.ref(ref_layer))
         return {
             "pred": pred,
@@ -533,7 +548,9 @@ class MetricsWidget(Container):
     def _set_results(self, rows: list[dict[str, Any]]) -> None:
         self.results = [dict(row) for row in rows]
         if rows:
-            self.status.value = _status_line(rows)
+            # the scores hold only pixel by pixel: the warning stays next to them
+            warning = f". Warning: {self._placement}" if self._placement else ""
+            self.status.value = _status_line(rows) + warning
         self._update_table()
         self._show_results()
 
@@ -667,12 +684,12 @@ def _layer_array(layer) -> np.ndarray:
     JPEG noise is background, ``>0`` for instance ids)."""
     from napari.layers import Image
 
-    from .data.images import binarise_mask
+    from .data.images import binarise_mask, drop_leading_singletons
 
     data = np.asarray(full_data(layer))
     if isinstance(layer, Image):
         data, _ = binarise_mask(data, colour=bool(layer.rgb))
-    return data
+    return drop_leading_singletons(data)
 
 
 def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
@@ -708,16 +725,89 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
     return spacing, unit
 
 
+def _placement_warning(prediction, reference) -> str:
+    """When the two layers lie differently on the canvas beyond their scale (a translate,
+    rotate, shear or affine of one that the other lacks), a sentence naming both, what
+    differs and what to do; else "" (a scale difference is :func:`_shared_spacing`'s)."""
+    if len(_shape(prediction)) < 2:
+        return ""  # Compute refuses it
+    if _misplacement_px(prediction, reference) < PLACEMENT_TOLERANCE_PX:
+        return ""
+    parts = " / ".join(_placement_parts(prediction, reference)) or "transform"
+    return (
+        f"{reference.name!r} and {prediction.name!r} are placed differently on the "
+        f"canvas ({parts}): the scores compare the two arrays pixel by pixel, not the "
+        "masks as you see them. To score what you see, align the layers first: give "
+        "them the same translate / rotate / shear / affine (a layer moved with the "
+        "Transform tool: Alt+click that tool's button to reset it)."
+    )
+
+
+def _misplacement_px(prediction, reference) -> float:
+    """How far, at worst, a reference pixel lies on the canvas from the prediction's pixel
+    of the same index, in the prediction's pixels (the larger of the row and column
+    distances, over the corners of the yx plane: the maps are affine), both layers taken
+    at the prediction's scale."""
+    height, width = _shape(prediction)[-2:]
+    corners = np.array([[0, 0], [height - 1, 0], [0, width - 1], [height - 1, width - 1]]).T
+    scale = np.diag(np.asarray(prediction.scale[-2:], float))
+    pred_map, pred_origin = _yx_transform(prediction)
+    ref_map, ref_origin = _yx_transform(reference)
+    world = ref_map @ scale @ corners + ref_origin[:, None]
+    in_prediction = np.linalg.pinv(pred_map @ scale) @ (world - pred_origin[:, None])
+    return float(np.abs(in_prediction - corners).max())
+
+
+def _yx_transform(layer) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's data-to-world map on its last two axes, without its scale: (A, b) with
+    world yx = A @ (scale * (i, j)) + b."""
+    ndim = layer.ndim
+    origin = np.asarray(layer.data_to_world(np.zeros(ndim)), float)[-2:]
+    steps = []
+    for axis in (ndim - 2, ndim - 1):
+        step = np.zeros(ndim)
+        step[axis] = 1
+        steps.append(np.asarray(layer.data_to_world(step), float)[-2:] - origin)
+    return np.column_stack(steps) / np.asarray(layer.scale[-2:], float), origin
+
+
+def _placement_parts(prediction, reference) -> list[str]:
+    """Which of the layers' translate, rotate, shear and affine differ on the yx plane (a
+    shift by less than ``PLACEMENT_TOLERANCE_PX`` of the prediction's pixels is none)."""
+    pixel = np.abs(np.asarray(prediction.scale[-2:], float))
+
+    def moved(a, b) -> bool:
+        shift = np.abs(np.asarray(a, float)[-2:] - np.asarray(b, float)[-2:]) / pixel
+        return bool(np.any(shift >= PLACEMENT_TOLERANCE_PX))
+
+    def turned(a, b) -> bool:
+        return not np.allclose(a, b, atol=1e-6)
+
+    pred_affine = prediction.affine.affine_matrix[-3:-1]  # the yx rows: linear | offset
+    ref_affine = reference.affine.affine_matrix[-3:-1]
+    differ = {
+        "translate": moved(prediction.translate, reference.translate),
+        "rotate": turned(prediction.rotate[-2:, -2:], reference.rotate[-2:, -2:]),
+        "shear": turned(prediction.shear[-1:], reference.shear[-1:]),
+        "affine": turned(pred_affine[:, -3:-1], ref_affine[:, -3:-1])
+        or moved(pred_affine[:, -1], ref_affine[:, -1]),
+    }
+    return [name for name, different in differ.items() if different]
+
+
 def _shape(layer) -> tuple[int, ...]:
     """A layer's data shape at full resolution, without an image's channel axis (RGB, or
-    grey + alpha: ``data.images.is_grey_alpha``); nothing is loaded."""
+    grey + alpha: ``data.images.is_grey_alpha``) and without leading axes of size 1
+    (``data.images.leading_singletons``), as :func:`_layer_array` reads it; nothing is
+    loaded."""
     from napari.layers import Image
 
-    from .data.images import is_grey_alpha
+    from .data.images import is_grey_alpha, leading_singletons
 
     shape = tuple(full_data(layer).shape)
     channels = isinstance(layer, Image) and (layer.rgb or is_grey_alpha(shape))
-    return shape[:-1] if channels else shape
+    shape = shape[:-1] if channels else shape
+    return shape[leading_singletons(shape) :]
 
 
 def _extra_axis(prediction, reference) -> str:

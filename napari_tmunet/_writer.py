@@ -44,13 +44,10 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         FileExistsError: a PNG stack whose slice files already exist (napari's save dialog
             only asked about ``path``, so they are never replaced).
     """
-    from .data.images import write_mask
+    from .data.images import drop_leading_singletons, write_mask
 
     target = Path(path)
-    labels = _as_array(data)  # (..., H, W)
-    # Leading singleton axes (e.g. a stack of one) carry no information.
-    while labels.ndim > 2 and labels.shape[0] == 1:
-        labels = labels[0]
+    labels = drop_leading_singletons(_as_array(data))  # (..., H, W)
     try:
         if target.suffix.lower() != ".png":
             origin = _origin(meta)

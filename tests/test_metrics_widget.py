@@ -1065,3 +1065,110 @@ def test_metrics_opened_after_segment_all_pairs_the_selected_labels_layer(
     row = widget.compute()[-1]
     pred, ref = np.asarray(active.data) > 0, np.asarray(colon_mask.data) > 0
     assert row["dice"] == pytest.approx(metrics.dice_score(pred, ref))
+
+
+def _compute_and_warnings(widget, qtbot) -> list[str]:
+    """Click Compute (the worker path) and wait for the scores; the warnings napari showed."""
+    from napari.utils.notifications import notification_manager
+
+    warnings = []
+
+    def record(event):
+        note = event.value if hasattr(event, "value") else event
+        if str(note.severity) == "warning":
+            warnings.append(str(note.message))
+
+    notification_manager.notification_ready.connect(record)
+    try:
+        widget.compute_button.native.click()
+        assert widget._worker is not None
+        qtbot.waitUntil(lambda: widget._worker is None and bool(widget.results), timeout=20_000)
+    finally:
+        notification_manager.notification_ready.disconnect(record)
+    return warnings
+
+
+# references that lie on the prediction: in place, off by a fraction of a pixel, or only
+# scaled (the scale warning's case), with the napari warnings each gives
+ALIGNED = {
+    "in place": ({}, []),
+    "off by a fraction of a pixel": ({"translate": (0.3, -0.2)}, []),
+    "scaled": (
+        {"scale": (2, 2), "translate": (0.3, 0)},
+        ["The layers' scales differ; distances use the scale of 'ref scaled'."],
+    ),
+}
+# references placed elsewhere: their placement and what the warning names
+MISPLACED = {
+    "moved 100 px": ({"translate": (100, 100)}, "translate"),
+    "rotated 90": ({"rotate": 90}, "rotate"),
+    "sheared": ({"shear": [0.5]}, "shear"),
+    "moved with the transform tool": ({"affine": [[1, 0, 40], [0, 1, -25], [0, 0, 1]]}, "affine"),
+}
+
+
+@pytest.mark.parametrize("placement", list(MISPLACED))
+def test_a_reference_placed_elsewhere_on_the_canvas_is_warned_about(
+    widget, masks, qtbot, placement
+):
+    """The colonoscopy sample's mask moved, rotated, sheared or transformed away from the
+    prediction: the scores are of the arrays pixel by pixel (not resampled), and the pair
+    note, the status line and a napari warning say so, naming both layers and what
+    differs; in place, off by a fraction of a pixel or only scaled, no such word
+    (tester23 D2)."""
+    viewer, widget = widget
+    prediction, reference = masks
+    dice = metrics.dice_score(prediction > 0, reference > 0)
+    pred_layer = viewer.add_labels(prediction, name="col labels")
+    for name, (kwargs, expected) in ALIGNED.items():
+        _choose(widget, pred_layer, viewer.add_labels(reference, name=f"ref {name}", **kwargs))
+        note = _note(widget)
+        assert _compute_and_warnings(widget, qtbot) == expected, name
+        assert "placed differently" not in note + widget.status.value, name
+        assert widget.results[0]["dice"] == pytest.approx(dice)
+
+    kwargs, differs = MISPLACED[placement]
+    ref_layer = viewer.add_labels(reference, name=f"ref {placement}", **kwargs)
+    _choose(widget, pred_layer, ref_layer)
+    note = _note(widget)
+    warnings = _compute_and_warnings(widget, qtbot)
+
+    assert widget.results[0]["dice"] == pytest.approx(dice)  # not resampled
+    status = widget.status.value
+    assert len(warnings) == 1
+    for text in (note, status, warnings[0]):
+        assert f"'ref {placement}' and 'col labels' are placed differently" in text, text
+        assert f"({differs})" in text and "pixel by pixel" in text, text
+        assert "align the layers" in text, text
+    assert status.startswith("col labels vs ref")  # the scores stay first
+
+
+def test_a_stack_of_one_is_paired_with_its_2d_mask_and_scored_alike(widget, qtbot):
+    """The ultrasound sample as a (1, H, W) image (a TIFF with a channel axis of 1),
+    Segment gives a (1, H, W) output: the dock pairs it with the (H, W) mask with no
+    note, and Compute scores it as the same output without its leading axis
+    (tester23 D5)."""
+    viewer, widget = widget
+    _, segment = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    image, mask = load_sample("ultrasound")
+    scan = viewer.add_image(image[None], name="scan")
+    output = _segment(qtbot, segment, scan)
+    assert output.data.shape == (1, *mask.shape)
+    scan_mask = viewer.add_labels(mask, name="scan mask")
+    viewer.layers.selection.active = output
+
+    assert widget.prediction.value is output and widget.reference.value is scan_mask
+    assert _note(widget) == ""
+    _compute_and_warnings(widget, qtbot)
+    stacked = widget.results
+
+    assert [row["slice"] for row in stacked] == ["0", "mean"]
+    flat = viewer.add_labels(np.asarray(output.data)[0], name="scan labels 2d")
+    _choose(widget, flat, scan_mask)
+    _compute_and_warnings(widget, qtbot)
+    assert stacked[-1]["dice"] == widget.results[-1]["dice"]
+    expected = metrics.dice_score(np.asarray(output.data)[0] > 0, mask > 0)
+    assert stacked[-1]["dice"] == pytest.approx(expected)
+    assert 0 < expected < 1  # a real comparison, not two empty masks

@@ -409,6 +409,22 @@ def is_grey_alpha(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and shape[-1] == 2 and min(shape[:2]) > 2
 
 
+def leading_singletons(shape: tuple[int, ...]) -> int:
+    """How many leading axes of size 1 ``shape`` has before its last two (a stack of one,
+    a TIFF's channel or Z axis of 1). They carry no information: a (1, H, W) mask covers
+    the pixels of an (H, W) one (the writer drops them, Metrics compares without them)."""
+    count = 0
+    while len(shape) - count > 2 and shape[count] == 1:
+        count += 1
+    return count
+
+
+def drop_leading_singletons(array):
+    """``array`` (numpy, dask, ...) without its leading axes of size 1
+    (:func:`leading_singletons`); a view, nothing is copied."""
+    return array[(0,) * leading_singletons(tuple(array.shape))]
+
+
 def mask_grey(values, *, colour: bool = False) -> np.ndarray:
     """A mask's values without their channel axis, by one rule for mask files
     (``read_mask``) and mask layers (the Metrics dock): grey + alpha
