@@ -46,6 +46,13 @@ CHANNEL_FIRST_MAYBE = (
     "its 3 frames of one size look like a colour image read channel-first: if it is one, "
     + _OPEN_IN_COLOUR
 )
+# ... and on a grey layer that looks like one channel of a colour image split into layers
+# (napari's channel_axis, or Split RGB): {name} is the layer's name.
+SPLIT_CHANNEL = (
+    "{name} looks like one channel of a colour image split into layers: to segment the "
+    "colour image, open it as RGB, or stack the three layers into one (select them, "
+    "right-click > Merge to RGB, which needs red, green and blue colormaps)"
+)
 
 SEGMENT_TIPS = {
     "image": "The image layer to segment; follows the layer you select.",

@@ -88,8 +88,17 @@ COMPARISON_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"image", "slice", "note"}
 # pixel of the same index on the canvas means the layers are placed differently: below
 # half a pixel each still lies over its namesake (e.g. a saved translate's float rounding).
 PLACEMENT_TOLERANCE_PX = 0.5
-# The pair note while Prediction and Reference are one layer (the only one offered)
-CHOOSE_REFERENCE = "Choose a reference: open a mask, or paint one in a new Labels layer."
+# The pair note while Prediction and Reference are one layer (the only one offered): a
+# Segment output lacks its reference, another layer (e.g. a mask painted by hand) a
+# prediction. {name} is the layer's name.
+CHOOSE_REFERENCE = (
+    "{name} is the only mask: to score it, open the reference mask of its image, or paint "
+    "one in a new Labels layer."
+)
+CHOOSE_PREDICTION = (
+    "{name} is the only mask: to score a prediction against it, segment its image "
+    "(Segment dock) or open a second mask."
+)
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
 # Words that name a layer's role, not its image ("101 mask", "101 labels" -> "101"), and
@@ -403,12 +412,14 @@ class MetricsWidget(Container):
         """A warning about the chosen pair, or "": the layers differ in shape (Compute
         would refuse them), they lie differently on the canvas (:func:`_placement_warning`),
         or the pair is only a guess by shape (the reference is not of the prediction's
-        image and other references of that shape exist); one layer in both (e.g. the only
-        Labels layer): a reference is still to be chosen."""
+        image and other references of that shape exist); one layer in both (the only
+        mask): what is missing, the reference of a Segment output, else a prediction (e.g.
+        for a mask painted by hand)."""
         if prediction is None or reference is None:
             return ""
         if _same(prediction, reference):
-            return CHOOSE_REFERENCE
+            missing = CHOOSE_REFERENCE if _is_prediction(prediction) else CHOOSE_PREDICTION
+            return missing.format(name=repr(prediction.name))
         if _shape(prediction) != _shape(reference):
             return _extra_axis(prediction, reference) or (
                 f"{prediction.name!r} ({_size(prediction)}) and {reference.name!r} "
@@ -848,6 +859,11 @@ def _looks_like_reference(layer) -> bool:
     from napari.layers import Image
 
     return isinstance(layer, Image) or _REFERENCE_HINT.search(layer.name) is not None
+
+
+def _is_prediction(layer) -> bool:
+    """Whether ``layer`` is a model's output: its metadata name the model (Segment's)."""
+    return bool((layer.metadata or {}).get("model"))
 
 
 def _is_mask_layer(layer) -> bool:

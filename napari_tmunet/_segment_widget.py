@@ -57,6 +57,7 @@ from ._dock_texts import (
     NO_CHECKPOINT_REASON,
     SAVED_MASK_AS_IMAGE,
     SEGMENT_TIPS,
+    SPLIT_CHANNEL,
 )
 from ._segment_jobs import (
     AUTO,
@@ -574,8 +575,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         that napari's own reader opened channel-first, as 3 or 4 grey frames, why says so
         and how to open it in colour (not that it is grey), and the model does not fit;
         for 3 frames of one size that may be one (:meth:`_is_channel_first`), why adds
-        that hint. A colour TIFF read channel-first runs the model picked for it, if one
-        was (:meth:`_picked_for_layer`)."""
+        that hint, as it adds :data:`SPLIT_CHANNEL` for one channel of a colour image split
+        into layers (:func:`_split_channel`). A colour TIFF read channel-first runs the model
+        picked for it, if one was (:meth:`_picked_for_layer`)."""
         model, why, fits = self._model_for(modality, _thumbnail(layer))
         channel_first = self._is_channel_first(layer)
         if channel_first:
@@ -584,6 +586,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return model, CHANNEL_FIRST_COLOUR.format(name=repr(layer.name), frames=frames), False
         if channel_first is None:
             return model, f"{why}; {CHANNEL_FIRST_MAYBE}", fits
+        if _split_channel(layer, self.viewer.layers):
+            return model, f"{why}; {SPLIT_CHANNEL.format(name=repr(layer.name))}", fits
         return model, why, fits
 
     def _is_channel_first(self, layer: Image) -> bool | None:
@@ -1372,6 +1376,31 @@ def _colour_conversion(layer: Image) -> str:
     shape = np.shape(full_data(layer))
     stored = stored_colour_space(_source_path(layer)) if layer.rgb and shape[-1:] == (4,) else None
     return colour_conversion(shape, layer.rgb, stored)
+
+
+# The colormaps napari gives the channels it splits into layers (channel_axis: cyan,
+# magenta, yellow...; Split RGB: red, green, blue)
+CHANNEL_COLOURS = frozenset({"red", "green", "blue", "cyan", "magenta", "yellow"})
+
+
+def _split_channel(layer: Image, layers) -> bool:
+    """Whether the grey ``layer`` looks like one channel of a colour image split into layers:
+    it and the other grey Image ``layers`` of its shape in channel colours
+    (:data:`CHANNEL_COLOURS`) show 3 colours, at least 2 of those layers blended additively
+    (napari blends the first channel over what is under it, the others onto it)."""
+    if layer.rgb or layer.colormap.name not in CHANNEL_COLOURS:
+        return False
+    shape = np.shape(full_data(layer))
+    group = [
+        other
+        for other in layers
+        if isinstance(other, Image)
+        and not other.rgb
+        and other.colormap.name in CHANNEL_COLOURS
+        and np.shape(full_data(other)) == shape
+    ]
+    additive = sum(other.blending == "additive" for other in group)
+    return len({other.colormap.name for other in group}) == 3 and additive >= 2
 
 
 def _source_path(layer: Image) -> str | None:

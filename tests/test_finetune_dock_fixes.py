@@ -597,7 +597,7 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     from qtpy.QtWidgets import QDockWidget
 
     import napari_tmunet._finetune_widget as finetune_module
-    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION
 
     monkeypatch.setattr(
         finetune_module, "run_finetune", lambda job, stop, cb: light_correction_result(job)
@@ -626,8 +626,9 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     assert metrics.comparison_note.value.startswith(HELD_OUT)
     assert "too few for a meaningful comparison" in metrics.comparison_note.value
     assert not metrics.comparison_note.native.isHidden()
-    # one Labels layer: not offered as its own reference without a word
-    assert metrics.pair_note.value == CHOOSE_REFERENCE and not metrics.pair_note.native.isHidden()
+    # one Labels layer (the mask): not offered as its own reference without a word
+    only = CHOOSE_PREDICTION.format(name=repr(metrics.prediction.value.name))
+    assert metrics.pair_note.value == only and not metrics.pair_note.native.isHidden()
 
     status = tune.status.native
     assert tune.status.value.startswith("finished at step 10/10; 274 of your 493 corrected")

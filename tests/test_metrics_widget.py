@@ -752,6 +752,28 @@ def test_segmenting_another_image_never_pairs_layers_of_two_sizes(widget, qtbot)
     assert "differ in size" not in _note(widget)
 
 
+def test_the_note_on_the_only_mask_says_what_is_missing(widget, qtbot):
+    """The ultrasound sample alone with a mask painted by hand (Layers > New Labels): the
+    note says a prediction is missing; with only Segment's output of it left, that its
+    reference is (tester23 D4)."""
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION, CHOOSE_REFERENCE
+
+    viewer, widget = widget
+    _, segment = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    scan = viewer.add_image(load_sample("ultrasound")[0], name="scan")
+    viewer._new_labels()  # what Layers > New Labels runs
+    hand = viewer.layers[-1]
+    hand.data[100:200, 150:300] = 1
+    assert widget.prediction.value is hand and widget.reference.value is hand
+    assert _note(widget) == CHOOSE_PREDICTION.format(name=repr(hand.name))
+    viewer.layers.remove(hand)
+    output = _segment(qtbot, segment, scan)
+    assert widget.prediction.value is output and widget.reference.value is output
+    assert _note(widget) == CHOOSE_REFERENCE.format(name=repr(output.name))
+
+
 @pytest.mark.parametrize("kind", ["binary", "instances"])
 def test_a_mask_png_opened_as_an_image_is_offered_as_the_reference(
     widget, masks, qtbot, tmp_path, kind
@@ -783,9 +805,9 @@ def test_a_mask_png_opened_as_an_image_is_offered_as_the_reference(
 
 def test_a_picture_is_not_offered_and_the_dock_says_how_to_convert_one(widget, masks):
     """A photograph is no mask: not offered. One picture and its Labels: the note says
-    to choose a reference (not how to convert); with a second picture (perhaps a mask
-    that did not open as one), the note says how to make an image a mask."""
-    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+    what is missing (not how to convert); with a second picture (perhaps a mask that did
+    not open as one), the note says how to make an image a mask."""
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION
 
     viewer, widget = widget
     prediction, _ = masks
@@ -793,22 +815,22 @@ def test_a_picture_is_not_offered_and_the_dock_says_how_to_convert_one(widget, m
     viewer.add_image(picture[..., 0], name="grey frame")  # uint8 grey photograph
     viewer.add_labels(prediction, name="frame labels")
     assert _choice_names(widget.reference) == ["frame labels"]
-    assert _note(widget) == CHOOSE_REFERENCE
+    assert _note(widget) == CHOOSE_PREDICTION.format(name="'frame labels'")
     viewer.add_image(picture[..., 1], name="another frame")
     assert _choice_names(widget.reference) == ["frame labels"]
     assert _note(widget) == f"To score against an image that is a mask, {CONVERT_TO_MASK}."
 
 
 def test_one_labels_layer_is_not_its_own_reference_without_a_word(widget, masks):
-    """One Labels layer (a Segment output before its reference is opened) fills both
-    choosers: the note says to choose a reference; a mask opened next is taken."""
-    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+    """One Labels layer (not made by Segment: which one it is is not known) fills both
+    choosers: the note says a second mask is missing; a mask opened next is taken."""
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION
 
     viewer, widget = widget
     prediction, reference = masks
     output = viewer.add_labels(prediction, name="frame labels")
     assert widget.prediction.value is output and widget.reference.value is output
-    assert _note(widget) == CHOOSE_REFERENCE
+    assert _note(widget) == CHOOSE_PREDICTION.format(name="'frame labels'")
     mask = viewer.add_labels(reference, name="frame mask")
     assert widget.prediction.value is output and widget.reference.value is mask
     assert _note(widget) == ""
@@ -988,9 +1010,9 @@ def test_closing_a_scored_layer_clears_its_scores_and_no_misfit_takes_its_place(
     """Compute (worker), then delete the reference: the rows go (Export has nothing to
     write) and the status says why; the Reference box takes another mask of the
     prediction's size, never the first layer offered (another size); with none left it
-    shows the prediction, and the note asks for a reference; a mask opened then is taken
+    shows the prediction, and the note asks for a second mask; a mask opened then is taken
     (tester20 #5)."""
-    from napari_tmunet._metrics_widget import CHOOSE_REFERENCE
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION
 
     viewer, widget = widget
     prediction, reference = masks
@@ -1014,7 +1036,7 @@ def test_closing_a_scored_layer_clears_its_scores_and_no_misfit_takes_its_place(
 
     viewer.layers.remove(spare)
     assert widget.prediction.value is pred and widget.reference.value is pred
-    assert _note(widget) == CHOOSE_REFERENCE
+    assert _note(widget) == CHOOSE_PREDICTION.format(name="'612 labels'")
     again = viewer.add_labels(reference, name="612 mask")
     assert widget.prediction.value is pred and widget.reference.value is again
 

@@ -24,14 +24,15 @@ grey, a CMYK one as RGB (``training_pairs``' ``conversion``), never the stored i
 Held out for validation: where the user's edits are. A Segment output keeps the model's
 own prediction, so the pixels the user changed are known; with a single image, the 25%
 strip (across its longer side) holding the most edited pixels is held out, written as a
-separate file so that no training crop overlaps it (the right-most or bottom strip when
-the edits are unknown), among the strips that leave a quarter of the mask's foreground
-to train on (a small lesion is not held out whole); with several images, the eighth of
-them with the most edits (the last ones when unknown). A strip is scored the way Segment
-sees it: the model runs on the whole image and only the strip's pixels count (a strip run
-alone, stretched to a resize-mode model's input, is not what Segment sees: colonoscopy
-Dice 0.94 -> 0.00); the engine's validation, which picks ``best.pt``, does the same (its
-``validate`` callback).
+separate file so that no training crop overlaps it (when the edits are unknown, e.g. a
+hand-painted mask, the last strip holding enough of the mask's foreground to compare the
+models on, else the right-most or bottom strip), among the strips that leave a quarter
+of the mask's foreground to train on (a small lesion is not held out whole); with
+several images, the eighth of them with the most edits (the last ones when unknown). A
+strip is scored the way Segment sees it: the model runs on the whole image and only the
+strip's pixels count (a strip run alone, stretched to a resize-mode model's input, is
+not what Segment sees: colonoscopy Dice 0.94 -> 0.00); the engine's validation, which
+picks ``best.pt``, does the same (its ``validate`` callback).
 A headless ``fit --resume`` of such a run (and its restart and rerun commands) validates
 the same way: ``napari-tmunet-train fit`` gets the callback from the run's finetune.json
 (:func:`recorded_validation`); ``napari-tmunet-train evaluate RUN/train/best.pt --part
@@ -119,6 +120,13 @@ NOTHING_FOUND_DICE = 0.05
 # model's score there. An independent reference scores lower (the colonoscopy model on
 # CVC-ClinicDB frame 2, its best: 0.9689).
 OWN_OUTPUT_DICE = 0.98
+# The comparison rows' note when the held-out part has no foreground (their scores blank)
+NO_HELD_OUT_FOREGROUND = "no foreground in the held-out part"
+# comparison_rows' columns and the scores they show
+_ROW_SCORES = {
+    "dice": "dice", "iou": "iou", "precision": "precision", "recall": "recall",
+    "hd_px": "hd", "hd95_px": "hd95",
+}  # fmt: skip
 TRAINING_PHASE = "training..."  # the phase text while the engine trains
 _TURNS = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
 AUGMENTATIONS = {  # name -> TrainConfig augmentation fields (see batches.Augment)
@@ -216,7 +224,9 @@ def holdout_strip(
     """``(axis, start, stop)``: the held-out strip of a single image, 25% across its longer side.
 
     Of the strips at steps of 1/16 of the side, the one holding the most ``edited`` pixels
-    (the last of equals); without edits, the right-most (axis 1), or the bottom (axis 0)
+    (the last of equals); without edits, the last one holding :data:`MIN_EDITED_PIXELS`
+    of ``foreground`` (else the most of it; a hand-painted mask: a strip without any
+    compares nothing), and without either the right-most (axis 1), or the bottom (axis 0)
     of an image taller than wide. With ``foreground`` (the mask), only strips whose
     training pieces keep :data:`MIN_TRAIN_FOREGROUND` of it are chosen, else ones that
     keep some (a small lesion inside one strip is not held out whole: nothing would
@@ -231,8 +241,9 @@ def holdout_strip(
     starts = sorted({*range(0, n - width + 1, max(1, n // 16)), n - width})
     edits = _profile(edited, axis, n)
     counts = [edits[s + width] - edits[s] for s in starts]
-    if edited is None or not np.any(edited):
-        counts = [int(s == n - width) for s in starts]  # the last strip, when it can
+    if edited is None or not np.any(edited):  # held out: enough foreground to compare on
+        held = _profile(None if foreground is None else np.asarray(foreground) > 0, axis, n)
+        counts = [min(held[s + width] - held[s], MIN_EDITED_PIXELS) for s in starts]
     kept = _train_foreground(foreground, axis, n, starts, width)
     best = max(range(len(starts)), key=lambda i: (*kept[i], counts[i], i))
     return axis, starts[best], starts[best] + width
@@ -435,20 +446,28 @@ def _split_one(name: str, pair: TrainingPair):
     split = {"train": [w[0] for w in written[:-1]], "valid": [f"{name}-valid"], "test": []}
     what = "columns" if axis == 1 else "rows"
     edits = edit_summary(None if edited is None else edited[part(start, stop)])
-    where = _strip_place(edits["pixels"], edited, axis, stop == n)
+    held_foreground = bool(np.any(np.asarray(pair.labels[part(start, stop)]) > 0))
+    where = _strip_place(edits["pixels"], edited, held_foreground, (axis, stop == n))
     held = f"{what} {start}-{stop - 1} of {n} ({where}) of {pair.source or pair.name}"
     return written, split, held, edits, {"axis": axis, "start": start, "stop": stop}
 
 
-def _strip_place(held_edits: int, edited, axis: int, last: bool) -> str:
+def _strip_place(held_edits: int, edited, held_foreground: bool, place: tuple) -> str:
     """Where a single image's held-out strip is, in words: where the edits are, away from
-    them (a strip with them would leave too little foreground to train on), or the
-    right-most (bottom) strip."""
+    them (a strip with them would leave too little foreground to train on), the
+    right-most (bottom) strip, one with part of the mask's foreground (edits unknown), or
+    one leaving foreground to train on. ``place``: the strip's axis and whether it is the
+    last."""
+    axis, last = place
     if held_edits:
         return "where the edits are"
     if edited is not None and np.any(edited):
         return "not where the edits are: that strip would leave too little foreground to train on"
-    return ("right-most" if axis == 1 else "bottom") if last else "leaving foreground to train on"
+    if last:
+        return "right-most" if axis == 1 else "bottom"
+    if held_foreground:
+        return "with part of the mask's foreground"
+    return "leaving foreground to train on"
 
 
 def _split_many(items: list[tuple[str, Any]]):
@@ -704,7 +723,11 @@ def run_finetune(
         "new": new,
     }
     note = f"{start.held_out}; {describe_edits(start.edits)}"
-    outcome["rows"] = comparison_rows(old, new, start.label, outcome["name"], note)
+    if outcome["held_out_foreground"] == 0:
+        note = f"{NO_HELD_OUT_FOREGROUND}: no scores; {note}"
+    outcome["rows"] = comparison_rows(
+        old, new, start.label, outcome["name"], note, scored=outcome["held_out_foreground"] != 0
+    )
     _write_comparison(run_dir, start, outcome)
     return outcome
 
@@ -1320,25 +1343,20 @@ def next_free_folder(path: str | Path) -> Path:
     return path.with_name(f"{path.name}-{k}")
 
 
-def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:
-    """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning."""
+def comparison_rows(
+    old, new, old_label: str, new_label: str, held_out: str, scored: bool = True
+) -> list[dict]:
+    """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning; the
+    scores blank unless ``scored`` (no foreground in the held-out part: two models that
+    find nothing there both score 1.0, which says nothing)."""
     rows = []
     for when, label, scores in (("before", old_label, old), ("after", new_label, new)):
         if scores is None:
             continue
-        rows.append(
-            {
-                "model": f"{when} fine-tuning: {label}",
-                "image": "held-out part",
-                "dice": scores["dice"],
-                "iou": scores["iou"],
-                "precision": scores["precision"],
-                "recall": scores["recall"],
-                "hd_px": scores["hd"],
-                "hd95_px": scores["hd95"],
-                "note": held_out,
-            }
-        )
+        row = {"model": f"{when} fine-tuning: {label}", "image": "held-out part"}
+        for column, key in _ROW_SCORES.items():
+            row[column] = scores[key] if scored else None
+        rows.append({**row, "note": held_out})
     return rows
 
 
