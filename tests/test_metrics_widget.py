@@ -232,8 +232,6 @@ def test_one_scaled_layer_gives_physical_units_and_a_warning_either_way(
 ):
     """A Segment output of a scaled TIFF against a PNG mask (or the reverse): physical HD
     from the layer with a pixel size, and the same warning naming it, on the worker path."""
-    from napari.utils.notifications import notification_manager
-
     viewer, widget = widget
     prediction, reference = masks
     scale = (0.5, 0.25)
@@ -245,19 +243,8 @@ def test_one_scaled_layer_gives_physical_units_and_a_warning_either_way(
         reference, name="ref", **(kwargs if scaled == "reference" else {})
     )
     _choose(widget, pred_layer, ref_layer)
-    warnings = []
-
-    def record(event):
-        note = event.value if hasattr(event, "value") else event
-        if str(note.severity) == "warning":
-            warnings.append(str(note.message))
-
-    notification_manager.notification_ready.connect(record)
-    try:
-        widget.compute_button.native.click()
-        qtbot.waitUntil(lambda: len(widget.results) == 2 and widget._worker is None, timeout=10000)
-    finally:
-        notification_manager.notification_ready.disconnect(record)
+    warnings = _compute_and_warnings(widget, qtbot)
+    assert len(widget.results) == 2
 
     row = widget.results[0]
     pred, ref = prediction > 0, reference > 0
