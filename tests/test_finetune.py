@@ -193,6 +193,63 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
         run_finetune(FinetuneJob(run_dir=tmp_path / "empty", resume=True, device="cpu"))
 
 
+def test_a_folder_image_open_as_a_pair_is_trained_once_and_never_when_held_out(tmp_path):
+    """The user opened and corrected two tiles of the dataset folder and also chose that
+    folder: each tile is one item, the open pair (the corrected mask), and the held-out
+    tile's folder copy is not trained on; the status says which folder images were left
+    out (a real 1-step CPU run of a random TM-UNet t)."""
+    from napari_tmunet.data.images import write_image, write_mask
+
+    torch.manual_seed(0)
+    config = ModelConfig.variant("t")
+    start = save_checkpoint(
+        tmp_path / "start.pt",
+        build_model(config),
+        config,
+        InputConfig.for_channels(3, size=(64, 64)),
+        metadata={"modality": "nuclei", "train_config": {"mode": "tile"}},
+    )
+    folder = tmp_path / "dataset"
+    crops = {"A": np.s_[:128, :128], "B": np.s_[:128, 128:256], "C": np.s_[128:256, :128]}
+    for name, crop in crops.items():  # the folder's reference pairs
+        image, mask = tile(crop)
+        write_image(folder / "images" / f"{name}.tif", image)
+        write_mask(folder / "masks" / f"{name}.png", mask > 0)
+    pairs = []
+    for name, edited_columns in (("A", np.s_[:, 20:90]), ("B", np.s_[:, 30:40])):
+        image = read_image(folder / "images" / f"{name}.tif")  # as File > Open gives it
+        corrected = read_mask(folder / "masks" / f"{name}.png")[0] > 0
+        corrected[:40, :64] = False  # the user's corrections: A has more, it is held out
+        predicted = corrected.copy()
+        predicted[edited_columns] = ~predicted[edited_columns]
+        pairs += training_pairs(image, corrected.astype(np.uint8), name, True, "", predicted)
+    run_dir = tmp_path / "run"
+    job = FinetuneJob(
+        run_dir=run_dir,
+        pairs=pairs,
+        dataset_folder=str(folder),
+        start_model=str(start),
+        steps=1,
+        batch_size=1,
+        device="cpu",
+    )
+    phases = []
+    result = run_finetune(job, threading.Event(), {"on_phase": phases.append})
+
+    assert result["step"] == 1
+    split = json.loads((run_dir / "finetune.json").read_text())["split"]
+    assert split["valid"] == ["01-A"]
+    assert split["train"] == ["02-B", "folder-C"]  # no folder-A, no second B
+    data = run_dir / "data" / "images"
+    held = read_image(data / "01-A.tif")
+    for name in split["train"]:
+        assert not np.array_equal(read_image(next(data.glob(f"{name}.*"))), held), name
+    note = "2 folder images left out (open as pairs: your corrected masks train instead): "
+    note += "A.tif, B.tif"
+    assert note in phases
+    assert json.loads((run_dir / "finetune.json").read_text())["left_out"] == note
+
+
 def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
     """The shipped ultrasound model (resize mode) fine-tuned 2 steps on the ultrasound
     sample: its checkpoints keep its inference mode and input settings, so Segment runs

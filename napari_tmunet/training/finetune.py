@@ -38,7 +38,9 @@ the same way: ``napari-tmunet-train fit`` gets the callback from the run's finet
 (:func:`recorded_validation`); ``napari-tmunet-train evaluate RUN/train/best.pt --part
 valid`` scores the strip so too (:func:`recorded_strip`). Pairs the user did not edit
 where others are edited (e.g. the untouched frames of a Segment output stack: the model's
-own output) are left out of the data; the plan (finetune.json ``left_out``) names them.
+own output) are left out of the data, and so are a dataset folder's images that are also
+open as pairs (the open pair, with the corrections, is the one trained on or held out);
+the plan (finetune.json ``left_out``) and the status name them.
 The report says how many edited pixels and objects the before/after comparison rests on,
 and when they are too few to mean much. :func:`compare_models` is the rule that makes the
 fine-tuned model active, or not, or leaves the choice to the user: with known edits, where
@@ -297,6 +299,7 @@ def write_dataset(
 
     Masks are written first (they are what the user made), then images, then
     ``split.json``. Names: ``01-<layer name>``..., ``folder-<name>`` for copied pairs.
+    A folder image that is also an open pair is left out (:func:`folder_copies_left_out`).
 
     Returns:
         ``{"split": {...}, "held_out": text, "names": [...], "pairs": [...] (the
@@ -317,6 +320,9 @@ def write_dataset(
     if not pairs and not copied:
         raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
     pairs, left_out = edited_only(pairs)
+    copied, open_note = folder_copies_left_out(pairs, copied)
+    left_out = "; ".join(note for note in (left_out, open_note) if note)
+    folder = folder if copied else None
     if pairs and not copied:
         fix = "paint (or correct) some foreground first"
         check_foreground({"train": [p.labels for p in pairs]}, "the Labels layers", fix)
@@ -419,6 +425,38 @@ def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
     dropped = [p.source or p.name for p, e in zip(pairs, edited, strict=True) if e is False]
     note = "not trained on (not edited: the model's own output): " + ", ".join(dropped)
     return [p for p, e in zip(pairs, edited, strict=True) if e is not False], note
+
+
+def folder_copies_left_out(pairs: list[TrainingPair], copied: list) -> tuple[list, str]:
+    """The dataset folder's pairs whose image is not also an open pair's, and a note
+    naming those left out ('' when none are).
+
+    An image both open as a pair and in the folder is one item: the open pair is kept
+    (it holds the user's corrections); else the same pixels would be trained on twice
+    with two masks, or held out as the pair and trained on as the folder copy. Images are
+    the same when their decoded pixels are (``content_hash``); only folder images of an
+    open pair's size are decoded.
+    """
+    from ..data.datasets import content_hash
+    from ..data.images import ImageReadError, read_header, read_image
+
+    sizes = {tuple(p.image.shape[:2]) for p in pairs}
+    hashes = {content_hash(np.asarray(p.image)) for p in pairs}
+    kept, dropped = [], []
+    for pair in copied:
+        try:
+            header = read_header(pair.image_path)
+            same_size = (header.height, header.width) in sizes
+            same = same_size and content_hash(read_image(pair.image_path)) in hashes
+        except ImageReadError:  # the engine reports the file when it reads the folder
+            same = False
+        (dropped if same else kept).append(pair)
+    if not dropped:
+        return kept, ""
+    count = f"{len(dropped)} folder image{'s' if len(dropped) != 1 else ''}"
+    names = ", ".join(Path(p.image_path).name for p in dropped)
+    note = f"{count} left out (open as pairs: your corrected masks train instead): {names}"
+    return kept, note
 
 
 def _split_one(name: str, pair: TrainingPair):
