@@ -7,8 +7,9 @@ not make, e.g. a sample's mask), else an unedited Segment output of it. A layer 
 shape does not fit the image is never chosen: the chooser stays empty and says why.
 
 A row whose image or Labels layer is closed becomes empty and says so (it never falls
-back to another layer); Start refuses such a row, an incomplete one and two rows of the
-same layer (:meth:`PairRows._pair_problem`).
+back to another layer). An image layer that looks like a mask (Segment all's rule) is
+not offered. Start refuses a row with a closed layer, an incomplete one, one whose image
+became a mask, and two rows of the same layer (:meth:`PairRows._pair_problem`).
 """
 
 from __future__ import annotations
@@ -166,12 +167,26 @@ class PairRows:
     """
 
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
-        """Image layers to train on; Segment's probability maps are model output, not images."""
+        """Image layers to train on; Segment's probability maps are model output, and a
+        layer that looks like a mask (a mask PNG opened as an image) is no picture."""
+        open_ids = {la.unique_id for la in self.viewer.layers}
+        for key in [key for key in self._mask_like if key not in open_ids]:
+            del self._mask_like[key]  # a closed layer's data is not kept
         return [
             (la.name, la)
             for la in self.viewer.layers
-            if isinstance(la, Image) and not is_probability_map(la)
+            if isinstance(la, Image) and not is_probability_map(la) and not self._is_mask(la)
         ]
+
+    def _is_mask(self, layer: Image) -> bool:
+        """Whether ``layer`` looks like a mask by Segment all's rule (``is_mask_image``);
+        judged once per data array (the choosers refresh at each layer change)."""
+        from ._segment_widget import is_mask_image
+
+        known = self._mask_like.get(layer.unique_id)
+        if known is None or known[0] is not layer.data:
+            known = self._mask_like[layer.unique_id] = (layer.data, is_mask_image(layer))
+        return known[1]
 
     def _labels_choices(self, _widget=None) -> list[tuple[str, Labels]]:
         return [(la.name, la) for la in self.viewer.layers if isinstance(la, Labels)]
@@ -207,7 +222,8 @@ class PairRows:
 
     def _pair_problem(self) -> str:
         """Why the pairs cannot start, in one sentence naming the pair ("" when they can):
-        a closed or missing layer, or two pairs of the same image or Labels layer."""
+        a closed or missing layer, an image that looks like a mask, or two pairs of the same
+        image or Labels layer."""
         fix = "choose one, or remove the pair (✕)"
         for number, row in enumerate(self.rows, 1):
             image, labels = row.image.value, row.mask.value
@@ -218,6 +234,11 @@ class PairRows:
                 return f"Pair {number} has no image: {fix}."
             if labels is None and image is not None:
                 return f"Pair {number} has no Labels layer of its image's shape: {fix}."
+            if image is not None and self._is_mask(image):  # its data was replaced by a mask
+                return (
+                    f"Pair {number}: image {image.name!r} looks like a mask, not a picture: "
+                    "choose the image it belongs to."
+                )
         for key, what in (("image", "image"), ("mask", "Labels layer")):
             problem = self._same_layer(key, what)
             if problem:

@@ -107,6 +107,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._stop_event = threading.Event()
         self._eta = Eta()
+        self._mask_like: dict[Any, tuple] = {}  # image id -> (data, looks like a mask)
         self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
         self._run_name = ""  # the name the last Start gave the model (the run records it)
         self._modality = ""  # of the first pair's image ("": the starting model's)

@@ -380,15 +380,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.image.value = layer
 
     def _is_mask(self, layer: Image) -> bool:
-        """Whether the image layer ``layer`` is a mask: a TIFF mask the TM-UNet writer saved
-        (:func:`_saved_by_tmunet`), or one that looks like a mask (:func:`looks_like_mask`);
-        judged once per layer."""
+        """Whether the image layer ``layer`` is a mask (:func:`is_mask_image`); judged once
+        per layer."""
         if layer.unique_id not in self._mask_like:
-            data = full_data(layer)
-            if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
-                data = _thumbnail(layer)
-            saved = _saved_by_tmunet(layer)
-            self._mask_like[layer.unique_id] = saved or looks_like_mask(data)
+            self._mask_like[layer.unique_id] = is_mask_image(layer)
         return self._mask_like[layer.unique_id]
 
     def _start_on_active_image(self) -> None:
@@ -1309,6 +1304,17 @@ def _mask_hint(layer: Image) -> str:
         f"segment: to use it as a mask, {CONVERT_TO_MASK}, or open the picture with its "
         "mask: napari-tmunet PICTURE MASK."
     )
+
+
+def is_mask_image(layer: Image) -> bool:
+    """Whether the image layer ``layer`` is a mask, not a picture: a TIFF mask the TM-UNet
+    writer saved (:func:`_saved_by_tmunet`), or data that looks like a mask
+    (:func:`looks_like_mask`; a layer over :data:`MASK_CHECK_MAX_VALUES` values, lazy or
+    multiscale, by its thumbnail). The one rule of Segment all and the Fine-tune pairs."""
+    data = full_data(layer)
+    if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
+        data = _thumbnail(layer)
+    return _saved_by_tmunet(layer) or looks_like_mask(data)
 
 
 def _saved_by_tmunet(layer: Image) -> bool:

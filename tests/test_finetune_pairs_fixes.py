@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from _paths import EXTRA
 from test_finetune_dock_fixes import open_dock, stand_in, start_small
 
+import napari_tmunet
 from napari_tmunet._finetune_pairs import CLOSED, NO_FIT
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet._widget_common import shown_text
@@ -22,6 +24,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 BUSI = EXTRA / "BUSI"
 M12 = "malignant (12).png"
+SAMPLES = Path(napari_tmunet.__file__).parent / "samples"
 
 
 def nuclei_pairs(viewer, names=("a", "b")):
@@ -255,3 +258,36 @@ def test_data_that_leaves_nothing_to_train_on_says_what_to_do(make_napari_viewer
     )
     assert "add a second corrected image" in tune.status.value
     assert "--split" not in tune.status.value
+
+
+def test_a_mask_picture_is_no_pair_image(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """The nuclei sample, its mask PNG opened as a picture (File > Open: an Image layer) and
+    its mask as Labels: the pair Image boxes do not offer the mask picture (Segment all
+    skips it as a mask) and a new row is not pre-filled with it; an image whose data
+    becomes a mask is refused at Start, by name."""
+    from napari_tmunet._segment_widget import is_mask_image
+
+    errors = refuse_sayings(monkeypatch)
+    viewer = make_napari_viewer()
+    image, labels = load_sample("nuclei")
+    picture = viewer.add_image(image, name="nuclei", rgb=True)
+    [mask_picture] = viewer.open(str(SAMPLES / "nuclei_mask.png"), plugin="napari")
+    assert type(mask_picture).__name__ == "Image" and is_mask_image(mask_picture)
+    reference = viewer.add_labels(labels, name="nuclei mask")
+    tune = open_dock(viewer, "Fine-tune")
+    tune.add_pair_button.native.click()
+    assert [row.image.value for row in tune.rows] == [picture, picture]
+    for row in tune.rows:
+        offered = [layer for layer in row.image.choices if layer is not None]
+        assert len(offered) == 1 and offered[0] is picture, offered
+    assert tune.rows[0].mask.value is reference
+    assert not tune.modality_note.visible  # no "(ultrasound)" for a mask picture
+
+    tune.rows[1].remove_button.native.click()
+    picture.data = np.repeat(read_image(SAMPLES / "nuclei_mask.png")[..., None], 3, -1)
+    start_small(tune, tmp_path / "run")
+    tune.start_button.native.click()
+    said = (
+        "Pair 1: image 'nuclei' looks like a mask, not a picture: choose the image it belongs to."
+    )
+    assert not tune.running and errors == [said]
