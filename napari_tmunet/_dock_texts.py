@@ -83,7 +83,8 @@ SEGMENT_TIPS = {
 FINETUNE_TIPS = {
     "add_pair_button": "Add another image and its corrected mask.",
     "dataset_folder": "Optional: a folder with images/ and masks/ to add.",
-    "model": "The model to start from; by default the one that made the mask.",
+    "model": "The model to start from; by default the one that made the mask (with only "
+    "a Folder: the shipped model for its images).",
     "checkpoint": "A checkpoint file to start from.",
     "steps": "Training steps (each one batch of random crops).",
     "learning_rate": "Step size of the optimiser; 1e-4 keeps what the model knew.",

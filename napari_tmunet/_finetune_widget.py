@@ -55,6 +55,7 @@ from .training.finetune import (
     TRAINING_PHASE,
     FinetuneJob,
     compare_models,
+    folder_problems,
     new_run_folder,
     next_free_folder,
     run_finetune,
@@ -114,7 +115,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._verdict = ""  # the last run's outcome in words, before which model is active
         self._device_note = ""  # why the chosen Device is not on this machine
         self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
-        self._folder_guess: tuple[tuple, str] = ((), "")  # (folder and its time, modality)
+        # (the folder and its subfolders' times, (its modality, its problems in words))
+        self._folder_guess: tuple[tuple, tuple[str, str]] = ((), ("", ""))
         self._checkpoint_label = ("", "")  # (the chosen checkpoint file, its model_label)
         self._last_draw = 0.0
         self._auto_folder = True
@@ -145,6 +147,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.pairs_box.label = "Pairs"
         self.add_pair_button = PushButton(text="Add image / mask pair")
         self.dataset_folder = FileEdit(label="Folder", mode="d", nullable=True)
+        self.folder_note = Label(value="", visible=False)
         self.model = ComboBox(label="Start from", choices=self._model_choices())
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
@@ -176,7 +179,14 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.eta = Label(value="")
         self.plot_box = Container(labels=False)
         self.status = Label(value="")
-        notes = (self.intro, self.active_label, self.modality_note, self.eta, self.status)
+        notes = (
+            self.intro,
+            self.folder_note,
+            self.active_label,
+            self.modality_note,
+            self.eta,
+            self.status,
+        )
         for widget in notes:
             widget.label = ""
         self.plot_box.label = "Curves"
@@ -192,6 +202,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 self.pairs_box,
                 self.add_pair_button,
                 self.dataset_folder,
+                self.folder_note,
                 self.model,
                 self.checkpoint,
                 self.active_label,
@@ -212,7 +223,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             ]
         )
         set_tooltips(self, FINETUNE_TIPS)
-        for text in (self.modality_note, self.eta, self.status):
+        for text in (self.folder_note, self.modality_note, self.eta, self.status):
             _full_width(text)
 
     def reset_choices(self, *_args) -> None:
@@ -257,7 +268,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         layer (its metadata says) or, when a fine-tuning of that model has been made active
         since, the active model (so a second Start goes on from the first one's result);
         else the active model (an earlier fine-tuning, or Revert), else the shipped model
-        for the image's modality.
+        for the image's modality. With no pair, only a dataset Folder: the active model
+        when it is for the Folder's images (:meth:`_folder_alone`), else the shipped model
+        for them.
         """
         value = str(self.model.value)
         if value == CHECKPOINT_CHOICE:
@@ -271,10 +284,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         made_by = self._mask_model()
         if made_by is not None and (active is None or made_by[0] not in active.lineage):
             return made_by
-        if active is not None:
+        folder_kind = self._folder_alone()
+        if active is not None and folder_kind in ("", self._start_modality(active.model)):
             return active.model, active.label
         image = row.image.value if row is not None else None
-        entry = None
+        entry = registry.model_for_modality(folder_kind) if folder_kind else None
         if image is not None:
             from ._segment_widget import _thumbnail
 
@@ -317,6 +331,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 text = f"the mask's model: {chosen[1]}"
             else:
                 text = f"shipped model: {chosen[1]}"
+                kind = self._folder_alone()
+                if kind and registry.model_modality(chosen[0]) == kind:
+                    text += f" (the Folder's images look like {kind})"
             self.active_label.value = text
             self.active_label.visible = True
         else:
@@ -324,11 +341,17 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         note = self.modality_mismatch(chosen)
         self.modality_note.value = note
         self.modality_note.visible = bool(note)
+        folder = self._chosen_folder()
+        problems = self._folder_state(folder)[1] if folder else ""
+        self.folder_note.value = problems
+        self.folder_note.visible = bool(problems)
 
     def modality_mismatch(self, chosen: tuple[str, str] | None = None) -> str:
-        """A sentence naming the pairs whose images look like another modality
-        (:func:`registry.guess_modality`) than the one the starting model is for, and the
-        model; "" when none do or the model's modality is unknown. A warning, not a
+        """A sentence naming the pairs and the dataset Folder whose images look like
+        another modality (:func:`registry.guess_modality`) than the one the starting model
+        is for, the model, and what to do: remove those pairs or clear Folder or, when the
+        Folder and every pair are of one other modality, choose its shipped model in Start
+        from; "" when none do or the model's modality is unknown. A warning, not a
         refusal: a model may be fine-tuned on another modality on purpose (e.g. a
         colonoscopy model on the images of another endoscope). ``chosen``: the
         :meth:`start_model` when already known."""
@@ -338,15 +361,18 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         modality = self._start_modality(chosen[0])
         if not modality:
             return ""
-        others = []
+        others, kinds = [], set()
         guesses, self._guesses = self._guesses, {}
         for row in self.rows:
             image = row.image.value
-            kind = self._image_modality(image, guesses) if image is not None else modality
+            if image is None:
+                continue
+            kind = self._image_modality(image, guesses)
+            kinds.add(kind)
             if kind != modality:
                 others.append(f"{image.name!r} ({kind})")
         folder = self._chosen_folder()
-        folder_kind = self._folder_modality(folder) if folder else ""
+        folder_kind = self._folder_state(folder)[0] if folder else ""
         if not others and folder_kind in ("", modality):
             return ""
         several = len(others) > 1
@@ -356,7 +382,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if folder_kind not in ("", modality):
             in_folder = f"images of folder {Path(folder).name!r} ({folder_kind})"
             subject = f"{subject} and the {in_folder}" if subject else f"The {in_folder}"
-            remedy = f"{remedy} and clear Folder" if remedy else "clear Folder"
+            shipped = registry.model_for_modality(folder_kind)
+            if shipped is not None and kinds <= {folder_kind}:  # all the data: one other kind
+                remedy = f"choose Start from: {shipped.name}"
+            else:
+                remedy = f"{remedy} and clear Folder" if remedy else "clear Folder"
             several = True
         return (
             f"{subject} {'do' if several else 'does'} not look like the {modality} images "
@@ -369,17 +399,21 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         folder = self.dataset_folder.value
         return str(folder) if folder and str(folder) not in ("", ".") else ""
 
-    def _folder_modality(self, folder: str) -> str:
-        """:func:`registry.guess_folder_modality` of ``folder``, kept while its images/
-        folder is unchanged (the note is redone on every layer event; a guess reads
-        images)."""
-        try:
-            key = (folder, (Path(folder) / "images").stat().st_mtime_ns)
-        except OSError:
-            return ""
+    def _folder_state(self, folder: str) -> tuple[str, str]:
+        """(modality, problems) of dataset folder ``folder`` (:func:`_read_folder`), kept
+        while its images/ and masks/ folders are unchanged (the notes are redone on every
+        layer event; a guess reads images)."""
+        key = (folder, *(_changed_at(Path(folder) / sub) for sub in ("images", "masks")))
         if self._folder_guess[0] != key:
-            self._folder_guess = (key, registry.guess_folder_modality(folder))
+            self._folder_guess = (key, _read_folder(folder))
         return self._folder_guess[1]
+
+    def _folder_alone(self) -> str:
+        """The chosen Folder's modality when it is trained on alone (no pair has an
+        image); "" otherwise, or when its images cannot be read."""
+        first = self.rows[0].image.value if self.rows else None
+        folder = self._chosen_folder()
+        return self._folder_state(folder)[0] if folder and first is None else ""
 
     def _image_modality(self, layer, earlier: dict) -> str:
         """:func:`registry.guess_modality` of an image layer, kept while its data is the same
@@ -469,6 +503,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if self.running:
             show_info("Fine-tuning is already running.")
             return
+        self._show_model_state()  # the Folder's files may have changed since it was chosen
         chosen = self.start_model()
         if chosen is None:
             self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
@@ -785,6 +820,30 @@ class _LabelFitter(QObject):
                 native.setMinimumWidth(max(native.minimumWidth(), width))
 
 
+def _changed_at(path: Path) -> int | None:
+    """When folder ``path``'s list of files last changed (None: it cannot be read)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _read_folder(folder: str) -> tuple[str, str]:
+    """(modality, problems) of dataset folder ``folder``: :func:`registry.guess_folder_modality`
+    of a few of its images, and :func:`folder_problems` as far as its file names tell
+    (images without masks, one name twice), or why it is no dataset folder. The sizes of
+    its images and masks are checked at Start, in the worker: reading every file's header
+    here would hold the dock on a large folder."""
+    from .data.datasets import DatasetError, scan_pairs
+
+    try:
+        report = scan_pairs(folder, check_sizes=False)
+    except (DatasetError, OSError) as err:
+        return "", str(err)
+    problems = folder_problems(report, " before Start (Start also compares image and mask sizes)")
+    return registry.guess_folder_modality(folder, report.pairs), problems
+
+
 def _full_width(widget) -> None:
     """Give ``widget`` (a text with no label, in a labelled container) the container's
     full width: without its empty label column, a verdict wrapped to twice the lines."""
@@ -845,9 +904,13 @@ _CODE_ERRORS = (LookupError, TypeError, AttributeError, NameError, AssertionErro
 def _error_words(err: BaseException) -> str:
     """A worker's error for the user: :func:`error_text` (the message alone for bad input),
     and the message alone too for the other errors the job meets on purpose (a file,
-    memory, CUDA); ``Type: message`` for a code error or an empty message."""
+    memory, CUDA); ``Type: message`` for a code error or an empty message. Problem files
+    that the Python API could skip are named without its ``skip_bad=True``: the dock has
+    no such control (:func:`skip_message`)."""
+    from .data.datasets import skip_message
+
     cause = err.__cause__ if err.__cause__ is not None else err
-    message = str(cause).strip()
+    message = (skip_message(cause, None) or str(cause)).strip()
     if isinstance(cause, _CODE_ERRORS) or isinstance(err, _CODE_ERRORS) or not message:
         return error_text(err)
     return message

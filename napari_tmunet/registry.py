@@ -318,17 +318,19 @@ def guess_modality(image: np.ndarray, rgb: bool | None = None) -> str:
 FOLDER_LOOKS = 3  # images of a dataset folder whose modality is guessed (first, middle, last)
 
 
-def guess_folder_modality(folder: str | os.PathLike) -> str:
+def guess_folder_modality(folder: str | os.PathLike, pairs: list | None = None) -> str:
     """The modality most of a few images of a dataset folder look like
     (:func:`guess_modality` of :data:`FOLDER_LOOKS` of its paired images, spread over the
-    folder); "" when none can be read (the run itself reports the folder's problems)."""
+    folder); "" when none can be read (the run itself reports the folder's problems).
+    ``pairs``: the folder's pairs when the caller has paired them already (``scan_pairs``)."""
     from .data.datasets import DatasetError, scan_pairs
     from .data.images import ImageReadError, read_image
 
-    try:
-        pairs = scan_pairs(folder, check_sizes=False).pairs
-    except (DatasetError, OSError):
-        return ""
+    if pairs is None:
+        try:
+            pairs = scan_pairs(folder, check_sizes=False).pairs
+        except (DatasetError, OSError):
+            return ""
     last = len(pairs) - 1
     picks = sorted({round(i * last / (FOLDER_LOOKS - 1)) for i in range(FOLDER_LOOKS)})
     guesses = []

@@ -130,6 +130,7 @@ _ROW_SCORES = {
     "hd_px": "hd", "hd95_px": "hd95",
 }  # fmt: skip
 TRAINING_PHASE = "training..."  # the phase text while the engine trains
+FOLDER_PROBLEMS_SHOWN = 5  # problem files a dataset folder's message lists (the rest counted)
 _TURNS = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
 AUGMENTATIONS = {  # name -> TrainConfig augmentation fields (see batches.Augment)
     "flips + 90° turns": _TURNS,
@@ -298,8 +299,10 @@ def write_dataset(
     """Write pairs (and copy a dataset folder's pairs) to ``data_dir`` with a fixed split.
 
     Masks are written first (they are what the user made), then images, then
-    ``split.json``. Names: ``01-<layer name>``..., ``folder-<name>`` for copied pairs.
-    A folder image that is also an open pair is left out (:func:`folder_copies_left_out`).
+    ``split.json``. Names: ``01-<layer name>``..., ``folder-<name>`` for copied pairs
+    (file-safe; the texts name the layers and the folder's files as they are,
+    :func:`shown_name`). A folder image that is also an open pair is left out
+    (:func:`folder_copies_left_out`).
 
     Returns:
         ``{"split": {...}, "held_out": text, "names": [...], "pairs": [...] (the
@@ -310,13 +313,14 @@ def write_dataset(
         (``image``, ``mask``, ``edited``, relative to ``data_dir``); ``edit_maps``, for
         several images: the held-out ones' edit maps, when known (name -> path).
     Raises:
-        ValueError: no data, or every mask empty.
+        ValueError: no data, or every mask empty; a dataset folder with problems
+            (:func:`folder_pairs`).
     """
-    from ..data.datasets import check_pair, find_pairs, save_split
+    from ..data.datasets import check_pair, save_split
     from .run_data import check_foreground
 
     data_dir = Path(data_dir)
-    copied = find_pairs(folder) if folder else []
+    copied = folder_pairs(folder) if folder else []
     if not pairs and not copied:
         raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
     pairs, left_out = edited_only(pairs)
@@ -340,7 +344,8 @@ def write_dataset(
     items += [(unique(f"folder-{pair.name}"), pair) for pair in copied]
     if len(items) == 1 and not pairs:  # one folder image: decode it to split it
         image, mask, _ = check_pair(copied[0])
-        items = [(items[0][0], TrainingPair(copied[0].name, image, mask, str(folder)))]
+        source = str(copied[0].image_path)
+        items = [(items[0][0], TrainingPair(copied[0].name, image, mask, source))]
 
     region = None
     if len(items) == 1:
@@ -529,8 +534,55 @@ def _split_many(items: list[tuple[str, Any]]):
         edits["enough"] = (
             edits["pixels"] >= MIN_EDITED_PIXELS and edits["objects"] >= MIN_EDITED_OBJECTS
         )
-    held = "whole image(s): " + ", ".join(split["valid"])
+    held = "whole image(s): " + ", ".join(shown_name(items[i][1]) for i in valid)
     return written, split, held, edits
+
+
+def shown_name(pair) -> str:
+    """How the texts name an item of the data: a dataset folder's pair by its image file
+    (``Ünïcødé-kern.tif``), a layer pair by where it came from (its layers), as they are;
+    the run folder's file names are made file-safe."""
+    if isinstance(pair, TrainingPair):
+        return pair.source or repr(pair.name)
+    return Path(pair.image_path).name
+
+
+def folder_pairs(folder: str | Path) -> list:
+    """The pairs of dataset folder ``folder``, every image's and mask's size checked.
+
+    Raises:
+        DatasetError: the folder or its images/ or masks/ is missing, it has no pairs, or
+            it has problem files, named in :func:`folder_problems`' words.
+    """
+    from ..data.datasets import DatasetError, scan_pairs
+
+    report = scan_pairs(folder)
+    problems = folder_problems(report, ", then Start again")
+    if problems:
+        raise DatasetError(problems)
+    return report.pairs
+
+
+def folder_problems(report, then: str) -> str:
+    """What stops the dataset folder of ``report`` (a ``PairingReport``) from being
+    trained on, in the Fine-tune dock's words; "" when nothing does: no pairs, or the
+    problem files and why (the first :data:`FOLDER_PROBLEMS_SHOWN`), how many pairs can
+    be used and to fix or move the others, ``then`` (e.g. ", then Start again")."""
+    usable = len(report.pairs)
+    if not report.skipped:
+        if usable:
+            return ""
+        return (
+            f"{report.root}: no image/mask pairs found; put the images in images/ and "
+            "their masks, with the same names, in masks/"
+        )
+    can = (
+        f"{usable} pair{'s' if usable != 1 else ''} can be used"
+        if usable
+        else "no pair can be used"
+    )
+    problems = report.summary(FOLDER_PROBLEMS_SHOWN, refused=True)
+    return f"{problems}\n{can}; fix or move the others{then}"
 
 
 # -------------------------------------------------------------------------- job
