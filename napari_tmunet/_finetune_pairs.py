@@ -7,24 +7,28 @@ not make, e.g. a sample's mask), else an unedited Segment output of it. A layer 
 shape does not fit the image is never chosen: the chooser stays empty and says why.
 
 A row whose image or Labels layer is closed becomes empty and says so (it never falls
-back to another layer). An image layer that looks like a mask (Segment all's rule) is
-not offered. Start refuses a row with a closed layer, an incomplete one, one whose image
-became a mask, and two rows of the same layer (:meth:`PairRows._pair_problem`).
+back to another layer). A row whose Labels layer is a Segment output the user did not
+edit, while another row's is edited, says under its choosers that it will not be
+trained on (Start leaves it out: the model's own output, ``finetune.edited_only``). An
+image layer that looks like a mask (Segment all's rule) is not offered. Start refuses a
+row with a closed layer, an incomplete one, one whose image became a mask, and two rows
+of the same layer (:meth:`PairRows._pair_problem`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton
+from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image, Labels
 
-from ._widget_common import full_data, is_probability_map, keeping_layers, narrow
+from ._widget_common import full_data, is_probability_map, keeping_layers, narrow, wrap
 from .data.colour_spaces import GREY_ALPHA, colour_conversion
 from .postprocess import kept_prediction, made_by_segment
 from .training.finetune import TrainingPair, training_pairs
 
 NO_FIT = "no Labels of this shape"  # short: the chooser is ~220 px wide in a small window
 NO_IMAGE = "no image open"
+UNEDITED = "not edited (the model's own output): will not be trained on"
 CLOSED = {"image": "its image was closed", "mask": "its Labels were closed"}
 IMAGE_TIP = "The image layer to train on."
 LABELS_TIP = (
@@ -57,7 +61,9 @@ class PairRow(Container):
         self.remove_button.max_width = 28
         narrow(self.image)
         narrow(self.mask)
-        choosers = Container(widgets=[self.image, self.mask], labels=False)
+        self.note = Label(value="", visible=False)  # why the pair will not be trained on
+        wrap(self.note)
+        choosers = Container(widgets=[self.image, self.mask, self.note], labels=False)
         choosers.margins = (0, 0, 0, 0)
         choosers.native.layout().setSpacing(2)  # closer than to the next pair: one pair
         self.extend([choosers, self.remove_button])
@@ -80,6 +86,11 @@ class PairRow(Container):
                     chooser.value = None
                     self._say_empty(key)
         self.show_names()
+
+    def say_left_out(self, left_out: bool) -> None:
+        """Show or hide :data:`UNEDITED` under the choosers."""
+        self.note.value = UNEDITED if left_out else ""
+        self.note.visible = left_out
 
     def reopen(self) -> None:
         """Forget the closed layers (the user chose another image): the choosers' empty
@@ -150,6 +161,19 @@ def guess_labels(
     return max(fitting, key=rank)[1] if fitting else None
 
 
+def edit_state(labels: Labels | None) -> bool | None:
+    """Whether the user edited ``labels``, a Segment output of the shape of its kept
+    prediction (None: not one, so its edits are unknown), as Start tells the edits apart
+    (``TrainingPair.edited``)."""
+    if labels is None:
+        return None
+    predicted = kept_prediction(labels.metadata or {})
+    data = np.asarray(full_data(labels))
+    if predicted is None or np.shape(predicted) != data.shape:
+        return None
+    return bool(np.any((data > 0) != predicted))
+
+
 def edited_output(layer: Labels, image: Image) -> bool:
     """Whether ``layer`` is a Segment output of ``image`` that the user edited."""
     meta = layer.metadata or {}
@@ -201,6 +225,7 @@ class PairRows:
         row.mask.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
+        self._mark_left_out()
         self._show_model_state()  # its image may be of another modality than the model's
         return row
 
@@ -265,12 +290,21 @@ class PairRows:
         if row in self.rows:
             self.rows.remove(row)
             self.pairs_box.remove(row)
+            self._mark_left_out()
             self._show_model_state()  # the first pair may have changed
+
+    def _watch_paints(self) -> None:
+        """Follow the edits of the Labels layers open when the dock opens (those added
+        later: :meth:`_on_layers_changed`)."""
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels):
+                layer.events.paint.connect(self._refill_rows)
 
     def _on_layers_changed(self, event=None):
         layer = getattr(event, "value", None)
         if isinstance(layer, Labels) and event.type == "inserted":
-            # an edit of a Segment output makes it the likelier correction
+            # an edit of a Segment output makes it the likelier correction, and may
+            # leave another pair out (its row says so)
             layer.events.paint.connect(self._refill_rows)
         for row in self.rows:
             row._filling = True
@@ -287,11 +321,22 @@ class PairRows:
     def _refill_rows(self, _event=None) -> None:
         for row in self.rows:
             self._fill_labels(row)
+        self._mark_left_out()  # a paint may have edited a pair
+
+    def _mark_left_out(self) -> None:
+        """Say under each row whose Labels layer is an unedited Segment output, while
+        another row's is edited, that Start will not train on it (``edited_only``'s
+        rule); a single row is never left out."""
+        states = [edit_state(row.mask.value) for row in self.rows] if len(self.rows) > 1 else []
+        some_edited = True in states
+        for row, state in zip(self.rows, states or [None] * len(self.rows), strict=True):
+            row.say_left_out(some_edited and state is False)
 
     def _on_row_image(self, row: PairRow) -> None:
         if row.image.value is not None and row.closed:
             row.reopen()  # the user chose another image
         self._fill_labels(row, refit=True)
+        self._mark_left_out()
         self._show_model_state()
 
     def _on_row_labels(self, row: PairRow) -> None:
@@ -299,6 +344,7 @@ class PairRows:
             row.user_choice = True  # the user's pick is kept from now on
             if row.closed.pop("mask", None) is not None:
                 row._say_empty("mask")
+        self._mark_left_out()
         self._show_model_state()
 
     def _fill_labels(self, row: PairRow, refit: bool = False):

@@ -109,8 +109,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._stop_event = threading.Event()
         self._eta = Eta()
         self._mask_like: dict[Any, tuple] = {}  # image id -> (data, looks like a mask)
-        self._job_name = ""  # the first pair's image name, for the fine-tuned model's name
-        self._run_name = ""  # the name the last Start gave the model (the run records it)
         self._modality = ""  # of the first pair's image ("": the starting model's)
         self._verdict = ""  # the last run's outcome in words, before which model is active
         self._device_note = ""  # why the chosen Device is not on this machine
@@ -244,6 +242,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.device.changed.connect(self._say_device_problem)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._watch_paints()
         self.active.subscribe(self._on_active_changed)
         on_dock_closed(self.native, self._on_closed)
 
@@ -528,9 +527,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if mismatch:  # said in the dock already; once more as the run starts
             show_warning(f"Fine-tuning: {mismatch}")
         first = self.rows[0].image.value if self.rows else None
-        self._job_name = first.name if first is not None else Path(folder).name
-        # the model's one name: in this dock, Segment, Metrics, and after a restart
-        self._run_name = active_model.run_name(self._job_name)
         self._modality = ""
         if first is not None:
             from ._segment_widget import _modality
@@ -543,7 +539,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 dataset_folder=folder,
                 start_model=chosen[0],
                 start_label=chosen[1],
-                name=self._run_name,
                 steps=int(self.steps.value),
                 lr=float(self.learning_rate.value),
                 batch_size=int(self.batch_size.value),
@@ -706,7 +701,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if verdict["use_new"]:
             self.use_fine_tuned()
             return
-        self.status.value = f"{text}; {verdict['why']}; {result['old_label']} stays active"
+        stays = f"{text}; {verdict['why']}; {result['old_label']} stays active"
+        self.status.value = stays + _left_out_line(result)
         self.use_anyway_button.visible = True
         show_warning(
             f"Fine-tuning: {verdict['why']}; the starting model stays active ('Use the "
@@ -731,10 +727,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # descends from are masks it replaces (a next Start goes on from it)
         lineage = (start.model, *start.lineage)
         best = result["best_checkpoint"]
-        name = result.get("name") or self._run_name or active_model.model_label(best)
+        # the model's one name (the run's, after what it trained on): in this dock,
+        # Segment, Metrics, and after a restart
+        name = result.get("name") or active_model.model_label(best)
         choice = self.active.set(best, name, modality, lineage)
         verdict = f"{self._verdict}; " if self._verdict else ""
-        self.status.value = f"{verdict}active: {choice.label}"
+        self.status.value = f"{verdict}active: {choice.label}{_left_out_line(result)}"
         return choice
 
     def _on_error(self, err: Exception):
@@ -850,6 +848,14 @@ def _full_width(widget) -> None:
     labeled = widget._labeled_widget()
     if labeled is not None:
         labeled._label_widget.visible = False
+
+
+def _left_out_line(result: dict) -> str:
+    """A line naming the pairs and folder images the run did not train on (an unedited
+    Segment output, a folder image open as a pair), to end the verdict with ("" when
+    none were left out): said during setup, it was gone in a moment."""
+    left_out = result.get("left_out") or ""
+    return f"\n{left_out}" if left_out else ""
 
 
 def _unbroken(text: str) -> str:

@@ -196,8 +196,9 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
 def test_a_folder_image_open_as_a_pair_is_trained_once_and_never_when_held_out(tmp_path):
     """The user opened and corrected two tiles of the dataset folder and also chose that
     folder: each tile is one item, the open pair (the corrected mask), and the held-out
-    tile's folder copy is not trained on; the status says which folder images were left
-    out (a real 1-step CPU run of a random TM-UNet t)."""
+    part's folder copy is not trained on; the status says which folder images were left
+    out (a real 1-step CPU run of a random TM-UNet t). A holds most of the corrections:
+    a strip of it is held out, the rest of it trains."""
     from napari_tmunet.data.images import write_image, write_mask
 
     torch.manual_seed(0)
@@ -237,13 +238,19 @@ def test_a_folder_image_open_as_a_pair_is_trained_once_and_never_when_held_out(t
     result = run_finetune(job, threading.Event(), {"on_phase": phases.append})
 
     assert result["step"] == 1
-    split = json.loads((run_dir / "finetune.json").read_text())["split"]
-    assert split["valid"] == ["01-A"]
-    assert split["train"] == ["02-B", "folder-C"]  # no folder-A, no second B
+    plan = json.loads((run_dir / "finetune.json").read_text())
+    split, region = plan["split"], plan["held_out_region"]
+    assert split["valid"] == ["01-A-valid"]
+    pieces = [n for n in split["train"] if n.startswith("01-A-train")]
+    assert pieces and split["train"] == [*pieces, "02-B", "folder-C"]  # no folder-A, no 2nd B
     data = run_dir / "data" / "images"
-    held = read_image(data / "01-A.tif")
+    whole = read_image(run_dir / "data" / region["image"])
+    held = whole[:, region["start"] : region["stop"]]
+    np.testing.assert_array_equal(read_image(data / "01-A-valid.tif"), held)
     for name in split["train"]:
-        assert not np.array_equal(read_image(next(data.glob(f"{name}.*"))), held), name
+        trained = read_image(next(data.glob(f"{name}.*")))
+        assert not np.array_equal(trained, whole), name
+        assert trained.shape != held.shape or not np.array_equal(trained, held), name
     note = "2 folder images left out (open as pairs: your corrected masks train instead): "
     note += "A.tif, B.tif"
     assert note in phases
@@ -479,7 +486,10 @@ def test_stack_trains_only_on_the_edited_frame(tmp_path):
     out = write_dataset(pairs, tmp_path / "d")
     names = out["split"]["train"] + out["split"]["valid"]
     assert out["split"]["valid"] == ["01-s-z1-valid"] and all("-s-z1-" in n for n in names)
-    assert "stack frame 0" in out["left_out"] and "stack frame 2" in out["left_out"]
+    # the untouched frames named once for the stack (short, however many frames)
+    assert out["left_out"] == (
+        "not trained on (not edited: the model's own output): stack frames 0, 2"
+    )
     assert [p["source"] for p in out["pairs"]] == ["stack frame 1"]
     assert holdout_strip((96, 128), labels[1] != predicted[1]) == (1, 64, 96)
     assert names == ["01-s-z1-train", "01-s-z1-train-2", "01-s-z1-valid"]

@@ -6,10 +6,10 @@ run folder, so nothing painted is lost if training or napari crashes::
     RUN/data/images, RUN/data/masks   the training data (masks as painted: PNG 0/255,
                                       or TIFF instance labels)
     RUN/data/split.json               which images train and which are held out
-    RUN/data/whole-image/             a single image, whole, its mask and (when known)
-                                      the map of the user's edits: the held-out strip is
-                                      scored inside it
-    RUN/data/held-out-edits/          several images: the held-out ones' edit maps
+    RUN/data/whole-image/             the image a strip is held out of, whole, its mask
+                                      and (when known) the map of the user's edits: the
+                                      held-out strip is scored inside it
+    RUN/data/held-out-edits/          images held out whole: their edit maps
     RUN/finetune.json                 starting model, layers, held-out part, commands
     RUN/config.json                   the TrainConfig (same format as napari-tmunet-train)
     RUN/train/                        the engine's run folder: best.pt, last.pt,
@@ -28,7 +28,12 @@ separate file so that no training crop overlaps it (when the edits are unknown, 
 hand-painted mask, the last strip holding enough of the mask's foreground to compare the
 models on, else the right-most or bottom strip), among the strips that leave a quarter
 of the mask's foreground to train on (a small lesion is not held out whole); with
-several images, the eighth of them with the most edits (the last ones when unknown). A
+several images, the eighth of them with the most edits, whole (the last ones when
+unknown), unless those would hold more than half of the user's edited pixels (most of
+the corrections would then score, not train): then a strip of the most edited image is
+held out, as of a single image, and the rest of it and the other images train. The
+fine-tuned model is named after what trains (the pairs' images of which some pixels
+train, and the dataset folder), never after an image held out whole. A
 strip is scored the way Segment sees it: the model runs on the whole image and only the
 strip's pixels count (a strip run alone, stretched to a resize-mode model's input, is
 not what Segment sees: colonoscopy Dice 0.94 -> 0.00); the engine's validation, which
@@ -89,7 +94,7 @@ from ..evaluation import EvaluationStopped
 from ..storage import atomic_path, write_json
 
 PLAN_FILE = active_model.RUN_PLAN  # RUN/finetune.json: the run's record (module docstring)
-HOLDOUT_FRACTION = 0.25  # strip of a single image kept for validation
+HOLDOUT_FRACTION = 0.25  # strip of an image kept for validation (_strip_of)
 # Fewer edited pixels or objects than this in the held-out part: the comparison of the
 # old and new model rests on too little to mean much (the report says so).
 MIN_EDITED_PIXELS = 300
@@ -306,12 +311,14 @@ def write_dataset(
 
     Returns:
         ``{"split": {...}, "held_out": text, "names": [...], "pairs": [...] (the
-        written pairs' name, source, shape), "edits": {...}, "left_out": text,
+        written pairs' name, source, shape), "trained_on": [...] (what trains, for the
+        model's name: :func:`_trained_on`), "edits": {...}, "left_out": text,
         "region": {...} or None, "edit_maps": {...}}`` (see :func:`edited_only`);
-        ``region``, for a single image: the held-out strip (``axis``, ``start``,
-        ``stop``) and the whole image, mask and, when known, map of the user's edits
-        (``image``, ``mask``, ``edited``, relative to ``data_dir``); ``edit_maps``, for
-        several images: the held-out ones' edit maps, when known (name -> path).
+        ``region``, when a strip is held out (:func:`_strip_of`): the strip (``axis``,
+        ``start``, ``stop``) and its image's whole picture, mask and, when known, map of
+        the user's edits (``image``, ``mask``, ``edited``, relative to ``data_dir``);
+        ``edit_maps``, for images held out whole: their edit maps, when known (name ->
+        path).
     Raises:
         ValueError: no data, or every mask empty; a dataset folder with problems
             (:func:`folder_pairs`).
@@ -347,21 +354,13 @@ def write_dataset(
         source = str(copied[0].image_path)
         items = [(items[0][0], TrainingPair(copied[0].name, image, mask, source))]
 
-    region = None
-    if len(items) == 1:
-        written, split, held, edits, region = _split_one(*items[0])
-        name, pair = items[0]
-        region = {**region, "image": f"whole-image/{name}.tif", "mask": f"whole-image/{name}.png"}
-        write_mask(data_dir / region["mask"], np.asarray(pair.labels) > 0)
-        write_image(data_dir / region["image"], pair.image)
-        edited = pair.edited() if isinstance(pair, TrainingPair) else None
-        if edited is not None:  # the whole image's edits: the strip's are compared
-            region["edited"] = f"whole-image/{name}-edited.png"
-            write_mask(data_dir / region["edited"], edited)
-        edit_maps = {}
-    else:
+    region, edit_maps = None, {}
+    strip = _strip_of(items)
+    if strip is None:
         written, split, held, edits = _split_many(items)
         edit_maps = _write_edit_maps(items, split["valid"], data_dir)
+    else:
+        written, split, held, edits, region = _split_strip(items, strip, data_dir)
     edits["all_pixels"] = _all_edited_pixels(items)
     _check_train_foreground(written, split, folder)
 
@@ -381,7 +380,40 @@ def write_dataset(
     kept = [(name, p) for name, p in items if isinstance(p, TrainingPair)]
     described = [{"name": n, "source": p.source, "shape": list(p.labels.shape)} for n, p in kept]
     info = {"split": split, "held_out": held, "names": names, "pairs": described}
+    info["trained_on"] = _trained_on(items, split["train"], pairs, folder)
     return {**info, "edits": edits, "left_out": left_out, "region": region, "edit_maps": edit_maps}
+
+
+def _trained_on(items: list, train: list[str], pairs: list, folder) -> list[str]:
+    """What the run trains on, for the fine-tuned model's name: the open pairs' images
+    (a stack's frames as its layer) of which some pixels train, in order, then the
+    dataset folder when some of its images train; never a held-out image."""
+    names: list[str] = []
+    for name, item in items:
+        if name not in train and f"{name}-train" not in train:
+            continue  # held out whole
+        if any(item is p for p in pairs):
+            label = _layer_name(item)
+        else:
+            label = Path(folder).name if folder else item.name
+        if label not in names:
+            names.append(label)
+    return names
+
+
+def _layer_name(pair: TrainingPair) -> str:
+    """The name of the layer a pair comes from (a stack's frame ``NAME-zK``: ``NAME``)."""
+    if re.search(r" frame \d+$", pair.source):
+        return re.sub(r"-z\d+$", "", pair.name)
+    return pair.name
+
+
+def trained_on_text(names: list[str]) -> str:
+    """The names of what a run trains on, short enough for a model's name: ``A``,
+    ``A + B``, ``A + 2 more``."""
+    if len(names) <= 2:
+        return " + ".join(names)
+    return f"{names[0]} + {len(names) - 1} more"
 
 
 def _check_train_foreground(written: list, split: dict, folder) -> None:
@@ -428,8 +460,40 @@ def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
     if True not in edited or False not in edited:
         return pairs, ""
     dropped = [p.source or p.name for p, e in zip(pairs, edited, strict=True) if e is False]
-    note = "not trained on (not edited: the model's own output): " + ", ".join(dropped)
+    note = "not trained on (not edited: the model's own output): " + _grouped_frames(dropped)
     return [p for p, e in zip(pairs, edited, strict=True) if e is not False], note
+
+
+def _grouped_frames(sources: list[str]) -> str:
+    """``sources`` joined, a stack's frames ("SOURCE frame K") named once per stack
+    ("SOURCE frames 0, 2-5"): the note stays short for a stack of many frames."""
+    frames: dict[str, list[int]] = {}
+    for source in sources:
+        match = re.fullmatch(r"(.*) frame (\d+)", source)
+        key, frame = (match.group(1), int(match.group(2))) if match else (source, None)
+        frames.setdefault(key, [])
+        if frame is not None:
+            frames[key].append(frame)
+    parts = []
+    for key, numbers in frames.items():
+        if not numbers:
+            parts.append(key)
+        elif len(numbers) == 1:
+            parts.append(f"{key} frame {numbers[0]}")
+        else:
+            parts.append(f"{key} frames {_ranges(numbers)}")
+    return ", ".join(parts)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Sorted numbers as runs: ``0, 2-5``."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def folder_copies_left_out(pairs: list[TrainingPair], copied: list) -> tuple[list, str]:
@@ -513,13 +577,71 @@ def _strip_place(held_edits: int, edited, held_foreground: bool, place: tuple) -
     return "leaving foreground to train on"
 
 
+def _split_strip(items: list[tuple[str, Any]], index: int, data_dir: Path):
+    """A strip of image ``index`` held out (:func:`_split_one`); the rest of it and every
+    other image train. The image's whole picture, mask and (when known) edit map are
+    written to ``whole-image/``: the strip is scored inside it.
+
+    Returns the pieces and images written, the split, the held-out part in words, the
+    edits in it and the region (the strip and those files)."""
+    name, pair = items[index]
+    pieces, strip_split, held, edits, region = _split_one(name, pair)
+    region = {**region, "image": f"whole-image/{name}.tif", "mask": f"whole-image/{name}.png"}
+    write_mask(data_dir / region["mask"], np.asarray(pair.labels) > 0)
+    write_image(data_dir / region["image"], pair.image)
+    edited = pair.edited() if isinstance(pair, TrainingPair) else None
+    if edited is not None:  # the whole image's edits: the strip's are compared
+        region["edited"] = f"whole-image/{name}-edited.png"
+        write_mask(data_dir / region["edited"], edited)
+    written, train = [], []
+    for i, (other, item) in enumerate(items):
+        if i == index:
+            written += pieces
+            train += strip_split["train"]
+            continue
+        if isinstance(item, TrainingPair):  # a folder's pairs are copied as they are
+            written.append((other, item.image, item.labels))
+        train.append(other)
+    split = {"train": train, "valid": strip_split["valid"], "test": []}
+    return written, split, held, edits, region
+
+
+def _edit_counts(items: list[tuple[str, Any]]) -> list[int]:
+    """The pixels the user edited in each item (0 where unknown)."""
+    maps = [p.edited() if isinstance(p, TrainingPair) else None for _, p in items]
+    return [0 if e is None else int(e.sum()) for e in maps]
+
+
+def _held_out_whole(counts: list[int]) -> list[int]:
+    """The indices of the images held out whole: the eighth with the most edits (the last
+    of equals, so the last ones when the edits are unknown)."""
+    n_valid = max(1, len(counts) // 8)
+    order = sorted(range(len(counts)), key=lambda i: (counts[i], i))
+    return sorted(order[-n_valid:])
+
+
+def _strip_of(items: list[tuple[str, Any]]) -> int | None:
+    """The image a strip is held out of, or None when images are held out whole.
+
+    A single image: that one. Several: the most edited one when the images held out
+    whole (:func:`_held_out_whole`) would hold more than half of the user's edited
+    pixels (then most of the corrections would score and none or few would train: a
+    strip of it is held out and the rest of it trains); else None.
+    """
+    if len(items) == 1:
+        return 0
+    counts = _edit_counts(items)
+    held = sum(counts[i] for i in _held_out_whole(counts))
+    if 2 * held <= sum(counts):  # also when no edits are known
+        return None
+    return max(range(len(items)), key=lambda i: (counts[i], i))
+
+
 def _split_many(items: list[tuple[str, Any]]):
-    """Several images: the eighth with the most edits is held out (the last when unknown)."""
-    n_valid = max(1, len(items) // 8)
+    """Several images: the eighth with the most edits is held out whole (the last when
+    unknown)."""
     edit_maps = {name: p.edited() if isinstance(p, TrainingPair) else None for name, p in items}
-    counts = {name: 0 if e is None else int(e.sum()) for name, e in edit_maps.items()}
-    order = sorted(range(len(items)), key=lambda i: (counts[items[i][0]], i))
-    valid = sorted(order[-n_valid:])
+    valid = _held_out_whole(_edit_counts(items))
     names = [name for name, _ in items]
     split = {
         "train": [n for i, n in enumerate(names) if i not in valid],
@@ -765,7 +887,8 @@ def run_finetune(
     Returns:
         run_dir, best_checkpoint, stopped, step, total_steps, trained (steps this call
         trained: 0 after a Stop before the first, when nothing is scored again),
-        held_out, edits (see :func:`edit_summary`), held_out_foreground (reference
+        held_out, edits (see :func:`edit_summary`), left_out (the pairs and folder
+        images not trained on, in words; "" when none), held_out_foreground (reference
         pixels in the held-out part), modality (the starting model's: both models are
         for such images), old / new scores (dicts or None; with the scores where the
         user's edits are, :func:`edit_zone_scores`), start_model, old_label, rows (for
@@ -880,6 +1003,7 @@ def _result_base(start: _Start, run_dir: Path) -> dict[str, Any]:
         "start_model": start.model,
         "old_label": start.label,
         "name": start.name or f"fine-tuned: {run_dir.name}",
+        "left_out": start.left_out,
     }
 
 
@@ -913,11 +1037,12 @@ class _Start:
     label: str
     held_out: str
     edits: dict[str, Any]
-    region: dict | None = None  # a single image's held-out strip (write_dataset)
+    region: dict | None = None  # the held-out strip of an image (write_dataset)
     modality: str = ""  # the starting model's (its metadata, else the registry's)
     edit_maps: dict | None = None  # several images: held-out name -> edit map (write_dataset)
     step: int = 0  # the step the run starts at (a resumed run's)
     name: str = ""  # the fine-tuned model's (finetune.json "name")
+    left_out: str = ""  # the pairs and folder images not trained on (finetune.json)
 
 
 def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Start:
@@ -950,6 +1075,7 @@ def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> 
         edit_maps=plan.get("held_out_edits") or {},
         step=_last_step(train_dir),
         name=active_model.model_label(train_dir / "best.pt"),
+        left_out=str(plan.get("left_out") or ""),
     )
 
 
@@ -998,6 +1124,7 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
         modality=modality,
         edit_maps=written["edit_maps"],
         name=plan["name"],
+        left_out=written["left_out"],
     )
 
 
@@ -1021,12 +1148,13 @@ def _plan(
     )
     return {
         "created": datetime.now().isoformat(timespec="seconds"),
-        "name": job.name or active_model.run_name(_first_image(job)),
+        "name": job.name or active_model.run_name(trained_on_text(written["trained_on"])),
         "start_model": job.start_model,
         "start_label": start_label,
         "start_checkpoint": str(Path(start_path).resolve()),
         "modality": modality,
         "pairs": written["pairs"],
+        "trained_on": written["trained_on"],
         "left_out": written["left_out"],
         "dataset_folder": job.dataset_folder,
         "held_out": written["held_out"],
@@ -1047,14 +1175,9 @@ def _plan(
     }
 
 
-def _first_image(job: FinetuneJob) -> str:
-    """The name of the first image trained on (the dataset folder's when no pair is)."""
-    return job.pairs[0].name if job.pairs else Path(job.dataset_folder or "").name
-
-
 def _training_data(config, region: dict | None, phase: Callable):
     """The run's data folder decoded (a NativeCache), the held-out samples and the part of
-    them to score: a single image's whole image and its strip (``region``), else the
+    them to score: the whole image a strip is held out of and the strip (``region``), else the
     valid items, whole (None)."""
     from ..data.cache import decode_folder
 
@@ -1069,7 +1192,7 @@ def _training_data(config, region: dict | None, phase: Callable):
 
 
 def _held_out_strip(data: Path, region: dict) -> tuple[list, tuple[slice, slice]]:
-    """A single image's held-out sample (its whole image and mask in ``data``, as
+    """The held-out sample of a strip (its whole image and mask in ``data``, as
     ``region`` names them) and the strip of it to score."""
     from ..data.images import read_image, read_mask
 
@@ -1098,7 +1221,7 @@ def _edit_maps(data: Path, start: _Start, samples) -> list | None:
 def recorded_validation(config, device) -> Callable | None:
     """The ``validate`` callback of the fine-tuning run whose data folder ``config.data``
     is, for a headless run on it (``fit --resume``, the restart and rerun commands in
-    finetune.json): a single image's held-out strip scored inside the whole image, as the
+    finetune.json): a held-out strip scored inside its whole image, as the
     run recorded it (finetune.json's ``held_out_region``). None for other data (the
     engine then validates on the split's valid part)."""
     held_out = recorded_strip(config.data)
