@@ -276,7 +276,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         image = row.image.value if row is not None else None
         entry = None
         if image is not None:
-            from ._segment_widget import _thumbnail
+            from ._image_layers import layer_thumbnail as _thumbnail
 
             entry = registry.default_model_for(_thumbnail(image), rgb=image.rgb)
         entries = registry.available_models()
