@@ -12,8 +12,9 @@ from napari.components import LayerList
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
+from ._placement import placement
 from ._reader import MASK_OPACITY
-from ._widget_common import full_data, placement
+from ._widget_common import full_data
 from .data.images import mask_image_labels
 
 
@@ -47,7 +48,7 @@ def convert_to_mask(layers: LayerList) -> None:
 
 def mask_layer(layer: Image) -> Labels:
     """A Labels layer of the mask that the Image ``layer`` holds, with its name, place
-    (:func:`~napari_tmunet._widget_common.placement`: scale, translate, rotate, shear,
+    (:func:`~napari_tmunet._placement.placement`: scale, translate, rotate, shear,
     affine, units and axis labels), visibility and metadata, plus ``path`` (its file, when
     known) and ``mask_rule``.
 

@@ -205,7 +205,7 @@ class PairRows:
     def _is_mask(self, layer: Image) -> bool:
         """Whether ``layer`` looks like a mask by Segment all's rule (``is_mask_image``);
         judged once per data array (the choosers refresh at each layer change)."""
-        from ._segment_widget import is_mask_image
+        from ._image_layers import is_mask_image
 
         known = self._mask_like.get(layer.unique_id)
         if known is None or known[0] is not layer.data:
@@ -373,7 +373,7 @@ class PairRows:
         """Copies of the chosen layers' data (painting may go on during training), the
         images' colours converted as Segment converts them (grey + alpha to grey, CMYK to
         RGB)."""
-        from ._segment_widget import _colour_conversion
+        from ._image_layers import layer_colour_conversion as _colour_conversion
 
         pairs = []
         for row in self.rows:

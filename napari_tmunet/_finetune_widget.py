@@ -289,7 +289,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         image = row.image.value if row is not None else None
         entry = registry.model_for_modality(folder_kind) if folder_kind else None
         if image is not None:
-            from ._segment_widget import _thumbnail
+            from ._image_layers import layer_thumbnail as _thumbnail
 
             entry = registry.default_model_for(_thumbnail(image), rgb=image.rgb)
         entries = registry.available_models()

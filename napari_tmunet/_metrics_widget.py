@@ -26,6 +26,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
+from ._placement import placement_warning
 from ._widget_common import (
     fit_width,
     full_data,
@@ -84,10 +85,6 @@ HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_di
 # row 324 px tall, its Dice out of view)
 COMPARISON_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"image", "slice", "note"}
 
-# A reference pixel this far (in the prediction's pixels) or further from the prediction's
-# pixel of the same index on the canvas means the layers are placed differently: below
-# half a pixel each still lies over its namesake (e.g. a saved translate's float rounding).
-PLACEMENT_TOLERANCE_PX = 0.5
 # The pair note while Prediction and Reference are one layer (the only one offered): a
 # Segment output lacks its reference, another layer (e.g. a mask painted by hand) a
 # prediction. {name} is the layer's name.
@@ -737,73 +734,13 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
 
 
 def _placement_warning(prediction, reference) -> str:
-    """When the two layers lie differently on the canvas beyond their scale (a translate,
-    rotate, shear or affine of one that the other lacks), a sentence naming both, what
-    differs and what to do; else "" (a scale difference is :func:`_shared_spacing`'s)."""
-    if len(_shape(prediction)) < 2:
+    """:func:`placement_warning` for a pair as Compute scores it: over the prediction's yx
+    size as it is read (:func:`_shape`); "" for fewer than 2 axes (a scale difference is
+    :func:`_shared_spacing`'s)."""
+    shape = _shape(prediction)
+    if len(shape) < 2:
         return ""  # Compute refuses it
-    if _misplacement_px(prediction, reference) < PLACEMENT_TOLERANCE_PX:
-        return ""
-    parts = " / ".join(_placement_parts(prediction, reference)) or "transform"
-    return (
-        f"{reference.name!r} and {prediction.name!r} are placed differently on the "
-        f"canvas ({parts}): the scores compare the two arrays pixel by pixel, not the "
-        "masks as you see them. To score what you see, align the layers first: give "
-        "them the same translate / rotate / shear / affine (a layer moved with the "
-        "Transform tool: Alt+click that tool's button to reset it)."
-    )
-
-
-def _misplacement_px(prediction, reference) -> float:
-    """How far, at worst, a reference pixel lies on the canvas from the prediction's pixel
-    of the same index, in the prediction's pixels (the larger of the row and column
-    distances, over the corners of the yx plane: the maps are affine), both layers taken
-    at the prediction's scale."""
-    height, width = _shape(prediction)[-2:]
-    corners = np.array([[0, 0], [height - 1, 0], [0, width - 1], [height - 1, width - 1]]).T
-    scale = np.diag(np.asarray(prediction.scale[-2:], float))
-    pred_map, pred_origin = _yx_transform(prediction)
-    ref_map, ref_origin = _yx_transform(reference)
-    world = ref_map @ scale @ corners + ref_origin[:, None]
-    in_prediction = np.linalg.pinv(pred_map @ scale) @ (world - pred_origin[:, None])
-    return float(np.abs(in_prediction - corners).max())
-
-
-def _yx_transform(layer) -> tuple[np.ndarray, np.ndarray]:
-    """The layer's data-to-world map on its last two axes, without its scale: (A, b) with
-    world yx = A @ (scale * (i, j)) + b."""
-    ndim = layer.ndim
-    origin = np.asarray(layer.data_to_world(np.zeros(ndim)), float)[-2:]
-    steps = []
-    for axis in (ndim - 2, ndim - 1):
-        step = np.zeros(ndim)
-        step[axis] = 1
-        steps.append(np.asarray(layer.data_to_world(step), float)[-2:] - origin)
-    return np.column_stack(steps) / np.asarray(layer.scale[-2:], float), origin
-
-
-def _placement_parts(prediction, reference) -> list[str]:
-    """Which of the layers' translate, rotate, shear and affine differ on the yx plane (a
-    shift by less than ``PLACEMENT_TOLERANCE_PX`` of the prediction's pixels is none)."""
-    pixel = np.abs(np.asarray(prediction.scale[-2:], float))
-
-    def moved(a, b) -> bool:
-        shift = np.abs(np.asarray(a, float)[-2:] - np.asarray(b, float)[-2:]) / pixel
-        return bool(np.any(shift >= PLACEMENT_TOLERANCE_PX))
-
-    def turned(a, b) -> bool:
-        return not np.allclose(a, b, atol=1e-6)
-
-    pred_affine = prediction.affine.affine_matrix[-3:-1]  # the yx rows: linear | offset
-    ref_affine = reference.affine.affine_matrix[-3:-1]
-    differ = {
-        "translate": moved(prediction.translate, reference.translate),
-        "rotate": turned(prediction.rotate[-2:, -2:], reference.rotate[-2:, -2:]),
-        "shear": turned(prediction.shear[-1:], reference.shear[-1:]),
-        "affine": turned(pred_affine[:, -3:-1], ref_affine[:, -3:-1])
-        or moved(pred_affine[:, -1], ref_affine[:, -1]),
-    }
-    return [name for name, different in differ.items() if different]
+    return placement_warning(prediction, reference, shape[-2:])
 
 
 def _shape(layer) -> tuple[int, ...]:

@@ -27,8 +27,9 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
+from ._placement import place_like, placement
 from ._segment_jobs import SegmentOutcome
-from ._widget_common import PROBABILITY_MARK, is_probability_map, place_like, placement
+from ._widget_common import PROBABILITY_MARK, is_probability_map
 from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."

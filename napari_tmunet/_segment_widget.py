@@ -11,7 +11,7 @@ for that modality; one trained for another is used in this session only, and sai
 picked on a colour TIFF that napari's reader opened as grey frames, for that image only), or
 the model Fine-tune made active for it (shown by its name, and kept across sessions:
 :mod:`napari_tmunet.active_model`); the dock says which and why.
-An image layer that looks like a mask (:func:`napari_tmunet.data.images.looks_like_mask`)
+An image layer that looks like a mask (:func:`napari_tmunet._image_layers.is_mask_image`)
 is not followed as the image to segment; the dock says how to make it Labels. "Segment all image
 layers" runs on each image the model a Segment click on it would run. The threshold, the
 least object confidence, mode and output kind default to the loaded model's own; a
@@ -59,6 +59,13 @@ from ._dock_texts import (
     SEGMENT_TIPS,
     SPLIT_CHANNEL,
 )
+from ._image_layers import (
+    is_mask_image,
+    layer_colour_conversion,
+    layer_source_path,
+    layer_thumbnail,
+    saved_by_tmunet,
+)
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -92,13 +99,11 @@ from ._widget_common import (
 from .data.colour_spaces import (
     CMYK,
     CONVERSION_NOTES,
-    colour_conversion,
     conversion_problem,
     convert_colours,
     stored_channel_first_colour,
-    stored_colour_space,
 )
-from .data.images import is_grey_alpha, looks_like_mask, saved_mask_kind
+from .data.images import is_grey_alpha
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -108,7 +113,6 @@ MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
-MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
 
 class SegmentWidget(Rederive, OutputLayers, Container):
@@ -444,7 +448,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             return
         if not fits:  # e.g. a fluorescence image and the breast-ultrasound model
             self._warn_once([layer], f"{model} is {why}")
-        if _colour_conversion(layer) == CMYK:  # the picture shown is not what the model gets
+        if layer_colour_conversion(layer) == CMYK:  # the picture shown is not what the model gets
             self._warn_once([layer], CMYK_AS_STORED)
         self._show_outputs(layer)
 
@@ -573,7 +577,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         that hint, as it adds :data:`SPLIT_CHANNEL` for one channel of a colour image split
         into layers (:func:`_split_channel`). A colour TIFF read channel-first runs the model
         picked for it, if one was (:meth:`_picked_for_layer`)."""
-        model, why, fits = self._model_for(modality, _thumbnail(layer))
+        model, why, fits = self._model_for(modality, layer_thumbnail(layer))
         channel_first = self._is_channel_first(layer)
         if channel_first:
             model = self._layer_picks.get(layer.unique_id, model)
@@ -594,7 +598,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         folder napari stacked, a layer made in memory included)."""
         if layer.unique_id not in self._channel_first:
             shape = np.shape(full_data(layer))
-            path = _source_path(layer)
+            path = layer_source_path(layer)
             known: bool | None = False
             if not layer.rgb and len(shape) == 3 and shape[0] in (3, 4):
                 if path and not os.path.isdir(path):  # a folder: _folder_stack_hint
@@ -1292,7 +1296,7 @@ def _mask_hint(layer: Image) -> str:
     keeps a 0/255 mask's stray values 1..127 as foreground, and a colour or alpha mask's
     channels as an axis); for a mask the TM-UNet writer saved, to open it with the TM-UNet
     reader (Labels with its scale; a conversion would leave it at scale 1)."""
-    if _saved_by_tmunet(layer):  # the TM-UNet reader gives it back as Labels, in place
+    if saved_by_tmunet(layer):  # the TM-UNet reader gives it back as Labels, in place
         return SAVED_MASK_AS_IMAGE.format(name=repr(layer.name))
     start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
     if layer.rgb or is_grey_alpha(layer.data.shape):
@@ -1304,24 +1308,6 @@ def _mask_hint(layer: Image) -> str:
         f"segment: to use it as a mask, {CONVERT_TO_MASK}, or open the picture with its "
         "mask: napari-tmunet PICTURE MASK."
     )
-
-
-def is_mask_image(layer: Image) -> bool:
-    """Whether the image layer ``layer`` is a mask, not a picture: a TIFF mask the TM-UNet
-    writer saved (:func:`_saved_by_tmunet`), or data that looks like a mask
-    (:func:`looks_like_mask`; a layer over :data:`MASK_CHECK_MAX_VALUES` values, lazy or
-    multiscale, by its thumbnail). The one rule of Segment all and the Fine-tune pairs."""
-    data = full_data(layer)
-    if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
-        data = _thumbnail(layer)
-    return _saved_by_tmunet(layer) or looks_like_mask(data)
-
-
-def _saved_by_tmunet(layer: Image) -> bool:
-    """Whether ``layer`` was read from a TIFF mask the TM-UNet writer saved (its description
-    carries the mark, :func:`saved_mask_kind`): the file's header only, never its pixels."""
-    path = _source_path(layer)
-    return bool(path and os.path.isfile(path) and saved_mask_kind(path))
 
 
 def _model_names(metadata: dict) -> tuple:
@@ -1344,11 +1330,11 @@ def _folder_stack_hint(layer: Image) -> str:
 
 def _model_inputs(layers: list[Image]) -> list[tuple[Any, str]] | None:
     """Per layer, its data as the model takes it (converted where its colours need it,
-    :func:`_colour_conversion`) and that conversion in words ("" for none); None (and a
+    :func:`layer_colour_conversion`) and that conversion in words ("" for none); None (and a
     message naming the layer) when one cannot be converted."""
     inputs = []
     for layer in layers:
-        data, conversion = full_data(layer), _colour_conversion(layer)
+        data, conversion = full_data(layer), layer_colour_conversion(layer)
         problem = conversion_problem(data, conversion)
         if problem:
             show_error(f"Cannot segment {layer.name!r}: {problem}.")
@@ -1370,18 +1356,10 @@ def _is_transparent(layer: Image) -> bool:
     if not layer.rgb or np.shape(data)[-1:] != (4,):
         return False
     if not isinstance(data, np.ndarray):
-        data = _thumbnail(layer)
+        data = layer_thumbnail(layer)
     alpha = data[..., 3]
     opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1
     return bool(alpha.size) and bool(np.min(alpha) < opaque)
-
-
-def _colour_conversion(layer: Image) -> str:
-    """How ``layer``'s colours must be converted for the model: a grey + alpha layer, or a
-    CMYK file read as it is stored (:func:`data.colour_spaces.colour_conversion`); ""."""
-    shape = np.shape(full_data(layer))
-    stored = stored_colour_space(_source_path(layer)) if layer.rgb and shape[-1:] == (4,) else None
-    return colour_conversion(shape, layer.rgb, stored)
 
 
 # The colormaps napari gives the channels it splits into layers (channel_axis: cyan,
@@ -1409,23 +1387,6 @@ def _split_channel(layer: Image, layers) -> bool:
     return len({other.colormap.name for other in group}) == 3 and additive >= 2
 
 
-def _source_path(layer: Image) -> str | None:
-    """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
-    return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
-
-
 def _modality(layer: Image) -> str:
     """The modality guessed from an image layer's colours (:func:`registry.guess_modality`)."""
-    return registry.guess_modality(_thumbnail(layer), rgb=layer.rgb)
-
-
-def _thumbnail(layer: Image) -> np.ndarray:
-    """A small view of a layer's first frame, enough to guess its modality; in the colours
-    the model is given (grey for grey + alpha, RGB for CMYK)."""
-    data = layer.data[-1] if layer.multiscale else layer.data
-    conversion = _colour_conversion(layer)
-    spatial = 3 if layer.rgb or conversion else 2  # grey + alpha: (H, W, 2)
-    index = (0,) * (data.ndim - spatial)
-    frame = data[index]
-    step = max(1, max(frame.shape[:2]) // 256)
-    return convert_colours(np.asarray(frame[::step, ::step]), conversion)
+    return registry.guess_modality(layer_thumbnail(layer), rgb=layer.rgb)

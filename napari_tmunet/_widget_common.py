@@ -132,45 +132,6 @@ def full_data(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def placement(layer, ndim: int) -> dict:
-    """Keyword arguments that give a new layer of ``ndim`` axes ``layer``'s data-to-world
-    placement on its leading ``ndim`` axes, as napari's Layers > New Labels copies it:
-    ``scale``, ``translate``, ``rotate``, ``shear``, ``affine``, and ``units`` and
-    ``axis_labels`` where this napari has them. A layer's axes exclude an RGB colour
-    axis; a grey + alpha image, (..., H, W, 2), has one axis more than its mask.
-    """
-    from napari.utils.transforms import CompositeAffine
-
-    axes = list(range(ndim))
-    # napari's own subset of a layer's transform (as for the canvas' displayed axes): the
-    # whole transform when all axes are kept
-    physical = CompositeAffine(
-        scale=layer.scale,
-        translate=layer.translate,
-        rotate=layer.rotate,
-        shear=layer.shear,
-        ndim=layer.ndim,
-    ).set_slice(axes)
-    place = {
-        "scale": tuple(physical.scale),
-        "translate": tuple(physical.translate),
-        "rotate": physical.rotate,
-        "shear": physical.shear,
-        "affine": layer.affine.set_slice(axes).affine_matrix,
-    }
-    for key in ("units", "axis_labels"):  # napari 0.6 on
-        values = getattr(layer, key, None)
-        if values is not None:
-            place[key] = tuple(values)[:ndim]
-    return place
-
-
-def place_like(target, layer) -> None:
-    """Give the existing layer ``target`` ``layer``'s placement on its axes (:func:`placement`)."""
-    for key, value in placement(layer, target.ndim).items():
-        setattr(target, key, value)
-
-
 def is_probability_map(layer) -> bool:
     """Whether ``layer`` is a probability map made by the Segment dock (model output, never
     an input to segment or to train on)."""

@@ -31,13 +31,12 @@ def _core() -> list[str]:
     ]
 
 
-def test_core_modules_import_no_gui():
-    """A fresh interpreter imports every core module; none may load a GUI package."""
-    core = _core()
-    assert "napari_tmunet.training.engine" in core and "napari_tmunet.evaluation" in core
+def _gui_loaded_by(modules: list[str]) -> str:
+    """Imports ``modules`` one by one in a fresh interpreter: "" when none loads a GUI
+    package, else a line naming the first that does and what it loaded."""
     code = (
         "import importlib, sys\n"
-        f"for name in {core!r}:\n"
+        f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
         f"    gui = sorted(m for m in sys.modules if m.split('.')[0] in {GUI!r})\n"
         "    if gui:\n"
@@ -48,7 +47,21 @@ def test_core_modules_import_no_gui():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "", done.stdout
+    return done.stdout
+
+
+def test_core_modules_import_no_gui():
+    """A fresh interpreter imports every core module; none may load a GUI package."""
+    core = _core()
+    assert "napari_tmunet.training.engine" in core and "napari_tmunet.evaluation" in core
+    assert _gui_loaded_by(core) == ""
+
+
+def test_the_docks_layer_helpers_import_no_gui():
+    """Importing what the docks share about layers' data and placement (the mask rule,
+    the placement geometry) loads no GUI package, napari included."""
+    helpers = ["napari_tmunet._image_layers", "napari_tmunet._placement"]
+    assert _gui_loaded_by(helpers) == ""
 
 
 def test_the_package_never_imports_the_trainer():

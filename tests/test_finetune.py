@@ -111,20 +111,7 @@ def test_held_out_strip_is_where_the_edits_are(tmp_path):
 
 def test_tiny_run_scores_old_and_new_model(tmp_path):
     """A random TM-UNet t (input 64, a nuclei model) fine-tuned 4 steps on a 128 x 256 crop."""
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    start = save_checkpoint(
-        tmp_path / "start.pt",
-        build_model(config),
-        config,
-        InputConfig.for_channels(3, size=(64, 64), threshold=0.4, min_confidence=0.3),
-        # a nuclei model segments in tile mode (the mode its training run scored with)
-        metadata={
-            "modality": "nuclei",
-            "shipped_as": "test-nuclei",
-            "train_config": {"mode": "tile"},
-        },
-    )
+    start = tiny_nuclei_model(tmp_path / "start.pt", shipped_as="test-nuclei")
     image, mask = tile(np.s_[:128, :256])
     run_dir = tmp_path / "my runs" / "crop 1"  # spaces: the headless commands are quoted
     job = FinetuneJob(
@@ -151,7 +138,8 @@ def test_tiny_run_scores_old_and_new_model(tmp_path):
     assert result["held_out"].startswith("columns 192-255 of 256 (right-most)")
     assert not result["edits"]["known"] and "edits unknown" in result["rows"][0]["note"]
     best = load_checkpoint(result["best_checkpoint"])
-    assert best.input_config.size == (64, 64) and best.model_config.channels == config.channels
+    assert best.input_config.size == (64, 64)
+    assert best.model_config.channels == ModelConfig.variant("t").channels
     # the fine-tuned model is still a nuclei model: Segment gives instances, at its threshold
     last = load_checkpoint(run_dir / "train" / "last.pt")
     for tuned in (best, last):
@@ -201,15 +189,7 @@ def test_a_folder_image_open_as_a_pair_is_trained_once_and_never_when_held_out(t
     a strip of it is held out, the rest of it trains."""
     from napari_tmunet.data.images import write_image, write_mask
 
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    start = save_checkpoint(
-        tmp_path / "start.pt",
-        build_model(config),
-        config,
-        InputConfig.for_channels(3, size=(64, 64)),
-        metadata={"modality": "nuclei", "train_config": {"mode": "tile"}},
-    )
+    start = tiny_nuclei_model(tmp_path / "start.pt", own_settings=False)
     folder = tmp_path / "dataset"
     crops = {"A": np.s_[:128, :128], "B": np.s_[:128, 128:256], "C": np.s_[128:256, :128]}
     for name, crop in crops.items():  # the folder's reference pairs
@@ -353,16 +333,20 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_as_advised(tmp_path):
     assert shlex.split(plan["headless"]["restart"])[-2:] == ["--run-dir", str(run_dir / "train")]
 
 
-def tiny_nuclei_model(path: Path) -> Path:
-    """A random TM-UNet t (input 64) saved as a nuclei model that segments in tile mode."""
+def tiny_nuclei_model(path: Path, own_settings: bool = True, **metadata) -> Path:
+    """A random TM-UNet t (seed 0, input 64) saved at ``path`` as a nuclei model that
+    segments in tile mode (the mode its training run scored with), with a threshold and
+    least confidence of its own (0.4, 0.3; with ``own_settings`` False, the defaults) and
+    ``metadata`` added to its metadata."""
     torch.manual_seed(0)
     config = ModelConfig.variant("t")
+    settings = {"threshold": 0.4, "min_confidence": 0.3} if own_settings else {}
     return save_checkpoint(
         path,
         build_model(config),
         config,
-        InputConfig.for_channels(3, size=(64, 64), threshold=0.4, min_confidence=0.3),
-        metadata={"modality": "nuclei", "train_config": {"mode": "tile"}},
+        InputConfig.for_channels(3, size=(64, 64), **settings),
+        metadata={"modality": "nuclei", "train_config": {"mode": "tile"}, **metadata},
     )
 
 

@@ -265,7 +265,7 @@ def test_a_mask_picture_is_no_pair_image(make_napari_viewer, qtbot, monkeypatch,
     its mask as Labels: the pair Image boxes do not offer the mask picture (Segment all
     skips it as a mask) and a new row is not pre-filled with it; an image whose data
     becomes a mask is refused at Start, by name."""
-    from napari_tmunet._segment_widget import is_mask_image
+    from napari_tmunet._image_layers import is_mask_image
 
     errors = refuse_sayings(monkeypatch)
     viewer = make_napari_viewer()

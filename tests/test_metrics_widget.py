@@ -1152,6 +1152,28 @@ def test_a_reference_placed_elsewhere_on_the_canvas_is_warned_about(
     assert status.startswith("col labels vs ref")  # the scores stay first
 
 
+def test_the_placement_rule_needs_no_viewer(masks):
+    """``_placement.placement_warning`` on bare Labels layers (no viewer, no Qt): the
+    colonoscopy mask in place, off by a fraction of a pixel or only scaled lies on the
+    prediction (no warning); moved, rotated, sheared or transformed, the warning names
+    both layers and what differs."""
+    from napari.layers import Labels
+
+    from napari_tmunet._placement import placement_warning
+
+    prediction, reference = masks
+    pred_layer = Labels(prediction, name="col labels")
+    for name, (kwargs, _) in ALIGNED.items():
+        ref_layer = Labels(reference, name=name, **kwargs)
+        assert placement_warning(pred_layer, ref_layer, prediction.shape) == "", name
+    for name, (kwargs, differs) in MISPLACED.items():
+        ref_layer = Labels(reference, name=name, **kwargs)
+        text = placement_warning(pred_layer, ref_layer, prediction.shape)
+        assert text.startswith(
+            f"{name!r} and 'col labels' are placed differently on the canvas ({differs}):"
+        ), text
+
+
 def test_a_stack_of_one_is_paired_with_its_2d_mask_and_scored_alike(widget, qtbot):
     """The ultrasound sample as a (1, H, W) image (a TIFF with a channel axis of 1),
     Segment gives a (1, H, W) output: the dock pairs it with the (H, W) mask with no

@@ -1,0 +1,59 @@
+"""What a napari image layer holds, read without Qt: the file it came from, the colour
+conversion the model needs, a small view of it, and whether it is a mask rather than a
+picture (the one rule of Segment all and of the Fine-tune pairs)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._widget_common import full_data
+from .data.colour_spaces import colour_conversion, convert_colours, stored_colour_space
+from .data.images import looks_like_mask, saved_mask_kind
+
+MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
+
+
+def is_mask_image(layer) -> bool:
+    """Whether the image layer ``layer`` is a mask, not a picture: a TIFF mask the TM-UNet
+    writer saved (:func:`saved_by_tmunet`), or data that looks like a mask
+    (:func:`looks_like_mask`; a layer over :data:`MASK_CHECK_MAX_VALUES` values, lazy or
+    multiscale, by its thumbnail). The one rule of Segment all and the Fine-tune pairs."""
+    data = full_data(layer)
+    if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
+        data = layer_thumbnail(layer)
+    return saved_by_tmunet(layer) or looks_like_mask(data)
+
+
+def saved_by_tmunet(layer) -> bool:
+    """Whether ``layer`` was read from a TIFF mask the TM-UNet writer saved (its description
+    carries the mark, :func:`saved_mask_kind`): the file's header only, never its pixels."""
+    path = layer_source_path(layer)
+    return bool(path and os.path.isfile(path) and saved_mask_kind(path))
+
+
+def layer_source_path(layer) -> str | None:
+    """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
+    return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
+
+
+def layer_colour_conversion(layer) -> str:
+    """How ``layer``'s colours must be converted for the model: a grey + alpha layer, or a
+    CMYK file read as it is stored (:func:`data.colour_spaces.colour_conversion`); ""."""
+    shape = np.shape(full_data(layer))
+    four = layer.rgb and shape[-1:] == (4,)
+    stored = stored_colour_space(layer_source_path(layer)) if four else None
+    return colour_conversion(shape, layer.rgb, stored)
+
+
+def layer_thumbnail(layer) -> np.ndarray:
+    """A small view of a layer's first frame, enough to guess its modality; in the colours
+    the model is given (grey for grey + alpha, RGB for CMYK)."""
+    data = layer.data[-1] if layer.multiscale else layer.data
+    conversion = layer_colour_conversion(layer)
+    spatial = 3 if layer.rgb or conversion else 2  # grey + alpha: (H, W, 2)
+    index = (0,) * (data.ndim - spatial)
+    frame = data[index]
+    step = max(1, max(frame.shape[:2]) // 256)
+    return convert_colours(np.asarray(frame[::step, ::step]), conversion)
