@@ -373,7 +373,7 @@ class PairRows:
         """Copies of the chosen layers' data (painting may go on during training), the
         images' colours converted as Segment converts them (grey + alpha to grey, CMYK to
         RGB)."""
-        from ._image_layers import layer_colour_conversion as _colour_conversion
+        from ._image_layers import layer_colour_conversion
 
         pairs = []
         for row in self.rows:
@@ -389,6 +389,6 @@ class PairRows:
                 rgb=bool(image.rgb),
                 source=f"layers {image.name!r} + {labels.name!r}",
                 predicted=kept_prediction(labels.metadata),  # tells the edits apart
-                conversion=_colour_conversion(image),
+                conversion=layer_colour_conversion(image),
             )
         return pairs

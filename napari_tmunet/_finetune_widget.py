@@ -289,9 +289,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         image = row.image.value if row is not None else None
         entry = registry.model_for_modality(folder_kind) if folder_kind else None
         if image is not None:
-            from ._image_layers import layer_thumbnail as _thumbnail
+            from ._image_layers import layer_thumbnail
 
-            entry = registry.default_model_for(_thumbnail(image), rgb=image.rgb)
+            entry = registry.default_model_for(layer_thumbnail(image), rgb=image.rgb)
         entries = registry.available_models()
         entry = entry or (entries[0] if entries else None)
         return (entry.name, entry.name) if entry is not None else None
