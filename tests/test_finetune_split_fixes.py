@@ -233,7 +233,8 @@ def test_an_image_held_out_whole_does_not_name_the_model(make_napari_viewer, qtb
 
     plan = run_to_end(qtbot, tune, tmp_path / "run")
     assert plan["split"]["valid"] == ["01-a"] and plan["split"]["train"] == ["02-b", "03-c"]
-    assert plan["held_out"] == "whole image(s): 01-a" and plan["held_out_region"] is None
+    assert plan["held_out"] == "whole image(s): layers 'a' + 'a labels'"
+    assert plan["held_out_region"] is None
     assert plan["edits"]["pixels"] == edits[0] and plan["edits"]["all_pixels"] == sum(edits)
     assert plan["trained_on"] == ["b", "c"] and plan["name"].startswith("fine-tuned on b + c ")
     assert tune.result["name"] == plan["name"]
