@@ -179,8 +179,7 @@ def edited_output(layer: Labels, image: Image) -> bool:
     meta = layer.metadata or {}
     if not made_by_segment(meta) or meta.get("image") != image.name:
         return False
-    predicted = kept_prediction(meta)
-    return predicted is not None and bool(np.any((np.asarray(layer.data) > 0) != predicted))
+    return edit_state(layer) is True
 
 
 class PairRows:

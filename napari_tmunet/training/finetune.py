@@ -474,14 +474,10 @@ def _grouped_frames(sources: list[str]) -> str:
         frames.setdefault(key, [])
         if frame is not None:
             frames[key].append(frame)
-    parts = []
-    for key, numbers in frames.items():
-        if not numbers:
-            parts.append(key)
-        elif len(numbers) == 1:
-            parts.append(f"{key} frame {numbers[0]}")
-        else:
-            parts.append(f"{key} frames {_ranges(numbers)}")
+    parts = [
+        f"{key} frame{'s' * (len(numbers) > 1)} {_ranges(numbers)}" if numbers else key
+        for key, numbers in frames.items()
+    ]
     return ", ".join(parts)
 
 
