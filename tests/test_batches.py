@@ -14,7 +14,12 @@ from napari_tmunet.config import InputConfig
 from napari_tmunet.inference import FrameInput
 from napari_tmunet.training import TrainConfig
 from napari_tmunet.training.batches import Augment, TrainingImages
-from napari_tmunet.training.loss import presence_head_loss, presence_loss, segmentation_loss
+from napari_tmunet.training.loss import (
+    edge_weights,
+    presence_head_loss,
+    presence_loss,
+    segmentation_loss,
+)
 from napari_tmunet.training.schedule import Schedule
 
 needs_data = pytest.mark.skipif(
@@ -331,6 +336,37 @@ def test_presence_term_charges_a_confident_false_region_as_a_wrong_image():
         ValueError, match="--presence-weight 1 with --num-classes 2: .*num_classes 1"
     ):
         TrainConfig(presence_weight=1.0, num_classes=2)
+
+
+def test_edge_weights_raise_the_cost_of_a_polyp_outline():
+    """--edge-weight K on the colonoscopy sample's polyp: weights are 1 inside the polyp
+    and far out in the background, about 1 + K/2 on its outline (up to 1 + K at
+    corners); a prediction that misses
+    a 3-pixel ring along the outline costs more with K = 5 than without, while a miss of
+    the same area in the polyp's middle costs about the same."""
+    from skimage import io, morphology
+
+    mask = io.imread(REPO / "napari_tmunet" / "samples" / "colonoscopy_mask.png") > 127
+    t = torch.from_numpy(mask).float()[None, None]  # (1, 1, H, W)
+    w = edge_weights(t, 5.0)[0, 0].numpy()
+    assert w.min() == 1.0 and 3.0 < w.max() <= 6.0
+    inner = morphology.isotropic_erosion(mask, 22)  # the 31-square's corner is 21.2 away
+    far = ~morphology.isotropic_dilation(mask, 22)
+    ring = mask & ~morphology.isotropic_erosion(mask, 3)
+    assert np.all(w[inner] == 1) and np.all(w[far] == 1) and w[ring].mean() > 2.5
+    # a middle miss of the ring's area: the pixels nearest the polyp's centre of mass
+    ys, xs = np.nonzero(inner)
+    order = np.argsort((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)[: int(ring.sum())]
+    middle = np.zeros_like(mask)
+    middle[ys[order], xs[order]] = True
+    for missed, grows in ((ring, True), (middle, False)):
+        logits = torch.from_numpy(np.where(mask & ~missed, 6.0, -6.0)).float()[None, None]
+        plain = segmentation_loss(logits, t).item()
+        weighted = segmentation_loss(logits, t, edge_weight=5.0).item()
+        assert (weighted > 1.5 * plain) if grows else (weighted < 1.1 * plain), (plain, weighted)
+    assert segmentation_loss(logits, t, edge_weight=0.0).item() == pytest.approx(plain)
+    with pytest.raises(ValueError, match="edge_weight needs one output class"):
+        segmentation_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8), edge_weight=1)
 
 
 def test_presence_head_loss_trains_the_mask_on_lesion_images_only():

@@ -96,6 +96,9 @@ def test_loss_text_names_batch_dice_and_empty_mask_draws():
     assert release.loss_text({**lesion_free, "presence_weight": 0.5}).startswith(
         "2 x CE + 1 x Dice (over the batch) + 0.5 x image-level presence,"
     )
+    assert release.loss_text({"ce_weight": 2.0, "dice_weight": 1.0, "edge_weight": 5.0}) == (
+        "2 x CE + 1 x Dice, pixels beside the mask's edges weighed up to x6"
+    )
 
 
 def test_the_registry_entry_says_what_the_model_was_trained_on(tmp_path, monkeypatch):

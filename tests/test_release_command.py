@@ -107,6 +107,13 @@ def test_a_presence_head_run_round_trips(presets):
     assert " --presence-head" in command and " --presence-weight 0.3" in command, command
 
 
+def test_an_edge_weighted_run_round_trips(presets):
+    """The card's command of a run with --edge-weight carries it."""
+    saved = {"edge_weight": 5.0, "lr": 1e-3}
+    command = _assert_reproduces(saved, ModelConfig.variant("b").to_dict(), "CVCCDB")
+    assert " --edge-weight 5" in command, command
+
+
 def test_a_setting_no_option_makes_is_refused():
     """A setting the CLI cannot make is named instead of written as a made-up flag."""
     base = ModelConfig.variant("b").to_dict()

@@ -721,6 +721,31 @@ def test_empty_masks_drawn_more_often(clinic_cache, tmp_path):
 
 
 @needs_data
+def test_edge_weight_flag_trains_and_is_checked(tmp_path, capsys):
+    """--edge-weight K from the command line: the fit runs with it (finite losses), it is
+    kept in config.json and the checkpoint; a negative K, K with two classes and K with a
+    presence head are refused before any run folder, each naming the flag."""
+    run = tmp_path / "run"
+    fit_args = ["fit", "--data", str(CLINIC), "--max-images", "12", "--variant", "t",
+                "--size", "64", "--batch-size", "4", "--steps", "2", "--epochs", "1",
+                "--device", "cpu", "--no-progress", "--no-test"]  # fmt: skip
+    assert cli.main([*fit_args, "--edge-weight", "5", "--run-dir", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["edge_weight"] == 5
+    meta = read_checkpoint(run / "best.pt")["metadata"]
+    assert TrainConfig.from_dict(meta["train_config"]).edge_weight == 5
+    assert all(math.isfinite(r["train_loss"]) for r in _records(run))
+    bad = {
+        ("--edge-weight", "-1"): "--edge-weight -1: expected from 0 (off) to 100",
+        ("--edge-weight", "5", "--num-classes", "2"): "--edge-weight 5 with --num-classes 2",
+        ("--edge-weight", "5", "--presence-head"): "--edge-weight 5 with --presence-head",
+    }
+    for flags, words in bad.items():
+        assert cli.main([*fit_args, *flags, "--run-dir", str(tmp_path / "bad")]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+@needs_data
 def test_fit_refuses_masks_without_foreground(tmp_path, capsys):
     """All-black masks (a blank export) would train a model that predicts nothing and
     score Dice 100 on empty test masks: fit refuses before training, naming the folder;

@@ -369,6 +369,13 @@ def _add_optimisation_args(fit) -> None:
         "with an empty mask costs like a wrong image (default 0: the paper's loss); with "
         "--presence-head, the weight of the head's BCE (default 1)",
     )
+    g.add_argument(
+        "--edge-weight",
+        type=float,
+        metavar="K",
+        help="weigh the pixels beside each mask's edges up to 1 + K in the CE and the Dice "
+        "(as PraNet's structure loss; default 0: the paper's loss; one output class)",
+    )
     g.add_argument("--seed", type=int, help="seed of initialisation and augmentation (default 0)")
     g.add_argument("--no-amp", action="store_true", default=None, help="no bf16 autocast on CUDA")
     g.add_argument(

@@ -402,6 +402,8 @@ def loss_text(config: dict) -> str:
         text += f" on images with foreground + {weight:g} x BCE of the presence head"
     elif config.get("presence_weight", 0):
         text += f" + {config['presence_weight']:g} x image-level presence"
+    if config.get("edge_weight", 0):
+        text += f", pixels beside the mask's edges weighed up to x{1 + config['edge_weight']:g}"
     if config.get("empty_repeat", 1) > 1:
         text += f", images with an empty mask drawn x{config['empty_repeat']}"
     return text

@@ -96,6 +96,8 @@ class TrainConfig:
             0 = off (the paper's loss). One output class only. For a model with a
             presence head (``model={"presence_head": True}``) it weighs the head's BCE
             instead (``loss.presence_head_loss``), 0 meaning 1: the head has no other loss.
+        edge_weight: K of ``loss.edge_weights``: pixels beside the mask's edges weigh up to
+            1 + K in both terms of the loss; 0 = off (the paper's loss). One output class.
         hflip, vflip: flip probabilities; rot90: random multiples of 90 degrees.
         zoom, rotate, colour: random zoom (factor up to 1 + zoom either way), rotation
             (up to +- rotate degrees) and colour jitter strength; 0 = off (see
@@ -160,6 +162,7 @@ class TrainConfig:
     dice_weight: float = 1.0
     dice_over: str = "image"
     presence_weight: float = 0.0
+    edge_weight: float = 0.0
     hflip: float = 0.25
     vflip: float = 0.0
     rot90: bool = False
@@ -230,6 +233,17 @@ class TrainConfig:
             problems.append(
                 f"--presence-weight {_show(self.presence_weight)} with --num-classes "
                 f"{self.num_classes}: the presence term needs num_classes 1 (one output class)"
+            )
+        if self.edge_weight and self.num_classes != 1:
+            problems.append(
+                f"--edge-weight {_show(self.edge_weight)} with --num-classes "
+                f"{self.num_classes}: edge weights need num_classes 1 (one output class)"
+            )
+        if self.edge_weight and (self.model.get("presence_head") or self.pretext):
+            problems.append(
+                f"--edge-weight {_show(self.edge_weight)} with "
+                f"{'--presence-head' if self.model.get('presence_head') else 'pre-training'}: "
+                "edge weights apply to the plain segmentation loss only; leave one of them out"
             )
         if self.model.get("presence_head") and self.dice_over != "image":
             problems.append(
@@ -345,6 +359,7 @@ BOUNDS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("lr_decay_every", lambda v: v >= 0, "0 (an epoch) or more steps"),
     ("ema", lambda v: 0 <= v < 1, "a decay from 0 (off) to below 1, e.g. 0.999"),
     ("presence_weight", _within(0, 100), "from 0 (off) to 100"),
+    ("edge_weight", _within(0, 100), "from 0 (off) to 100"),
     ("hflip", _within(0, 1), "a probability from 0 to 1"),
     ("vflip", _within(0, 1), "a probability from 0 to 1"),
     ("zoom", _within(0, 1), "from 0 to 1"),

@@ -545,6 +545,7 @@ class Trainer:
             grad_clip=cfg.grad_clip,
             dice_over=cfg.dice_over,
             presence_weight=cfg.presence_weight,
+            edge_weight=cfg.edge_weight,
             pretext=cfg.pretext,
         )
         if cfg.resume:  # a period that a stop interrupted goes on with its losses

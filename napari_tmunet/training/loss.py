@@ -14,6 +14,7 @@ from ..options import DICE_OVER
 PATCH = 32  # pre-training: the side of a masked-out square, the model's total stride
 MASKED_SHARE = 0.5  # pre-training: the expected share of an image that is masked out
 PRESENCE_SHARE = 1024  # presence logit: the mean of the top 1/1024 of an image's logits
+EDGE_WINDOW = 31  # edge weights: the side of the window whose mean finds a mask's edges
 
 
 def segmentation_loss(
@@ -26,6 +27,7 @@ def segmentation_loss(
     dice_over: str = "image",
     sum_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
     presence_weight: float = 0.0,
+    edge_weight: float = 0.0,
 ) -> torch.Tensor:
     """``ce_weight * CE + dice_weight * (1 - soft Dice)``, the paper's eq. 9.
 
@@ -46,6 +48,11 @@ def segmentation_loss(
 
     ``presence_weight`` adds that times ``presence_loss`` (one class only).
 
+    ``edge_weight`` K (one class only) weighs each pixel by ``edge_weights``, 1 far from
+    the mask's edges and up to 1 + K beside them, in both terms: the CE is the weighted
+    mean, the Dice's sums are weighted sums (as PraNet's structure loss weighs its BCE and
+    IoU). K = 0 is the paper's loss.
+
     Args:
         logits: (B, N, H, W).
         target: binary (B, 1, H, W) / (B, H, W) mask for N = 1; class indices
@@ -59,11 +66,15 @@ def segmentation_loss(
     B, N, H, W = logits.shape
     if N == 1:
         t = target.reshape(B, 1, H, W).float()
-        ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").flatten(1).mean(1)
+        w = edge_weights(t, edge_weight).flatten(1)  # (B, HW)
+        ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").flatten(1)
+        ce = (w * ce).sum(1) / w.sum(1)  # (B,)
         p = torch.sigmoid(logits).flatten(1)  # (B, HW)
         t = t.flatten(1)
-        sums = torch.stack([(p * t).sum(1), p.sum(1), t.sum(1)], 1)  # (B, 3)
+        sums = torch.stack([(w * p * t).sum(1), (w * p).sum(1), (w * t).sum(1)], 1)  # (B, 3)
     else:
+        if edge_weight:
+            raise ValueError(f"edge_weight needs one output class, got {N}")
         t = target.reshape(B, H, W).long()
         ce = F.cross_entropy(logits, t, reduction="none").flatten(1).mean(1)  # (B,)
         p = torch.softmax(logits, dim=1).flatten(2)  # (B, N, HW)
@@ -82,6 +93,25 @@ def segmentation_loss(
     if reduction == "mean":
         return per_sample.mean()
     raise ValueError(f"reduction={reduction!r}: expected 'mean', 'sum' or 'none'")
+
+
+def edge_weights(target: torch.Tensor, k: float) -> torch.Tensor:
+    """(B, 1, H, W) pixel weights ``1 + k * |mean of the EDGE_WINDOW-square around - t|``.
+
+    The local mean differs from the pixel's own value only near the mask's edges (by ~0.5
+    on a straight edge, up to ~1 at a sharp corner or a thin part), so the weights rise towards the edges on both sides and stay 1 in
+    the inside of the mask and the background. Why: a boundary pixel is where a model
+    trained from scratch is least sure, and a lesion's outline is what the Dice counts.
+
+    Args:
+        target: (B, 1, H, W) binary mask, float.
+    """
+    if not k:
+        return torch.ones_like(target)
+    local = F.avg_pool2d(
+        target, EDGE_WINDOW, stride=1, padding=EDGE_WINDOW // 2, count_include_pad=False
+    )  # (B, 1, H, W)
+    return 1 + k * (local - target).abs()
 
 
 def presence_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

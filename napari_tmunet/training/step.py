@@ -65,6 +65,7 @@ class TrainStep:
         grad_clip: float = 0.0,
         dice_over: str = "image",
         presence_weight: float = 0.0,
+        edge_weight: float = 0.0,
         pretext: str = "",
     ):
         self.model = model
@@ -76,6 +77,7 @@ class TrainStep:
         self.weights = (ce_weight, dice_weight)
         self.dice_over = dice_over
         self.presence_weight = presence_weight
+        self.edge_weight = edge_weight
         self.pretext = pretext
         # a presence head trains on its own loss; its BCE is its only signal, so 0 means 1
         self.head = getattr(getattr(model, "module", model), "presence", None) is not None
@@ -128,6 +130,7 @@ class TrainStep:
                 dice_over=self.dice_over,
                 sum_ranks=ranks,
                 presence_weight=self.presence_weight,
+                edge_weight=self.edge_weight,
             )  # (n,)
         return self._accumulate(per_sample, scale, inv_batch)
 
