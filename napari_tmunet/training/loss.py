@@ -99,9 +99,10 @@ def edge_weights(target: torch.Tensor, k: float) -> torch.Tensor:
     """(B, 1, H, W) pixel weights ``1 + k * |mean of the EDGE_WINDOW-square around - t|``.
 
     The local mean differs from the pixel's own value only near the mask's edges (by ~0.5
-    on a straight edge, up to ~1 at a sharp corner or a thin part), so the weights rise towards the edges on both sides and stay 1 in
-    the inside of the mask and the background. Why: a boundary pixel is where a model
-    trained from scratch is least sure, and a lesion's outline is what the Dice counts.
+    on a straight edge, up to ~1 at a sharp corner or a thin part), so the weights rise
+    towards the edges on both sides and stay 1 inside the mask and in the background.
+    Why: a boundary pixel is where a model trained from scratch is least sure, and a
+    lesion's outline is what the Dice counts.
 
     Args:
         target: (B, 1, H, W) binary mask, float.
