@@ -229,16 +229,13 @@ class TrainConfig:
     def _conflicts(self) -> list[str]:
         """Settings that are each valid but do not go together."""
         problems = []
-        if self.presence_weight and self.num_classes != 1:
-            problems.append(
-                f"--presence-weight {_show(self.presence_weight)} with --num-classes "
-                f"{self.num_classes}: the presence term needs num_classes 1 (one output class)"
-            )
-        if self.edge_weight and self.num_classes != 1:
-            problems.append(
-                f"--edge-weight {_show(self.edge_weight)} with --num-classes "
-                f"{self.num_classes}: edge weights need num_classes 1 (one output class)"
-            )
+        one_class = {"--presence-weight": self.presence_weight, "--edge-weight": self.edge_weight}
+        for flag, value in one_class.items():
+            if value and self.num_classes != 1:
+                problems.append(
+                    f"{flag} {_show(value)} with --num-classes {self.num_classes}: it "
+                    "needs num_classes 1 (one output class)"
+                )
         if self.edge_weight and (self.model.get("presence_head") or self.pretext):
             problems.append(
                 f"--edge-weight {_show(self.edge_weight)} with "

@@ -66,12 +66,15 @@ def segmentation_loss(
     B, N, H, W = logits.shape
     if N == 1:
         t = target.reshape(B, 1, H, W).float()
-        w = edge_weights(t, edge_weight).flatten(1)  # (B, HW)
         ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").flatten(1)
-        ce = (w * ce).sum(1) / w.sum(1)  # (B,)
         p = torch.sigmoid(logits).flatten(1)  # (B, HW)
+        if edge_weight:  # weighted mean and sums; the paper's loss needs no weights
+            w = edge_weights(t, edge_weight).flatten(1)  # (B, HW)
+            ce, p, wt = (w * ce).sum(1) / w.sum(1), w * p, w * t.flatten(1)
+        else:
+            ce, wt = ce.mean(1), t.flatten(1)  # (B,), (B, HW)
         t = t.flatten(1)
-        sums = torch.stack([(w * p * t).sum(1), (w * p).sum(1), (w * t).sum(1)], 1)  # (B, 3)
+        sums = torch.stack([(p * t).sum(1), p.sum(1), wt.sum(1)], 1)  # (B, 3)
     else:
         if edge_weight:
             raise ValueError(f"edge_weight needs one output class, got {N}")
@@ -107,8 +110,6 @@ def edge_weights(target: torch.Tensor, k: float) -> torch.Tensor:
     Args:
         target: (B, 1, H, W) binary mask, float.
     """
-    if not k:
-        return torch.ones_like(target)
     local = F.avg_pool2d(
         target, EDGE_WINDOW, stride=1, padding=EDGE_WINDOW // 2, count_include_pad=False
     )  # (B, 1, H, W)
