@@ -12,7 +12,8 @@ A model name ending in ``-cl`` runs in channels-last memory format (weights and 
 ``b-presence`` is b with the presence head (``ModelConfig.presence_head``); ``wN`` is b's layout
 with C1 = N (channels N, 2N, 4N, 8N, 16N: ``fit --channels``); ``-ema`` (last)
 adds the weight average of ``fit --ema 0.998`` (``training.ema``), updated after each step
-as the engine does, inside the timed span.
+as the engine does, inside the timed span; ``-edgeK`` (last) trains with ``fit --edge-weight K``
+(``loss.edge_weights``, e.g. ``b-edge5``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ from napari_tmunet.training.step import TrainStep, make_optimizer  # noqa: E402
 MODES = ("eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16")
 
 
+def edge_weight(name: str) -> float:
+    """K of a name ending in ``-edgeK`` (0.0 otherwise)."""
+    tail = name.rsplit("-", 1)[-1]
+    return float(tail[4:]) if tail.startswith("edge") else 0.0
+
+
 def model_config(name: str) -> ModelConfig:
-    name = name.removesuffix("-ema").removesuffix("-cl")
+    name = name.split("-edge")[0].removesuffix("-ema").removesuffix("-cl")
     if name.endswith("-presence"):
         return ModelConfig.variant(name.split("-")[0], presence_head=True)
     if name == "unet":
@@ -55,15 +62,18 @@ def time_mode(name: str, mode: str, batch: int, size: int, steps: int) -> dict:
     model = build_model(model_config(name)).cuda().train()
     x = torch.randn(batch, 3, size, size, device="cuda")
     y = (torch.rand(batch, 1, size, size, device="cuda") > 0.7).float()
-    if name.removesuffix("-ema").endswith("-cl"):  # NHWC: cuDNN's layout for bf16 convolutions
+    # NHWC: cuDNN's layout for bf16 convolutions
+    if name.split("-edge")[0].removesuffix("-ema").endswith("-cl"):
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     how, precision = mode.split("-")
     graph = how == "graph"
     optimizer = make_optimizer(model, 1e-4, graph=graph)
-    train_step = TrainStep(model, optimizer, amp=precision == "bf16", graph=graph)
+    train_step = TrainStep(
+        model, optimizer, amp=precision == "bf16", graph=graph, edge_weight=edge_weight(name)
+    )
     # built before the first step (the graph's capture), as the engine does
-    average = WeightAverage(model, 0.998) if name.endswith("-ema") else None
+    average = WeightAverage(model, 0.998) if name.split("-edge")[0].endswith("-ema") else None
 
     def step(x, y):
         train_step(x, y)
