@@ -9,7 +9,9 @@ shape does not fit the image is never chosen: the chooser stays empty and says w
 A row whose image or Labels layer is closed becomes empty and says so (it never falls
 back to another layer). A row whose Labels layer is a Segment output the user did not
 edit, while another row's is edited, says under its choosers that it will not be
-trained on (Start leaves it out: the model's own output, ``finetune.edited_only``). An
+trained on (Start leaves it out: the model's own output, ``finetune.edited_only``); a
+stack's frames are pairs, so a partly edited stack's row names the edited frames that
+train and counts the unedited ones left out. An
 image layer that looks like a mask (Segment all's rule) is not offered. Start refuses a
 row with a closed layer, an incomplete one, one whose image became a mask, and two rows
 of the same layer (:meth:`PairRows._pair_problem`).
@@ -24,7 +26,7 @@ from napari.layers import Image, Labels
 from ._widget_common import full_data, is_probability_map, keeping_layers, narrow, wrap
 from .data.colour_spaces import GREY_ALPHA, colour_conversion
 from .postprocess import kept_prediction, made_by_segment
-from .training.finetune import TrainingPair, training_pairs
+from .training.finetune import TrainingPair, number_runs, training_pairs
 
 NO_FIT = "no Labels of this shape"  # short: the chooser is ~220 px wide in a small window
 NO_IMAGE = "no image open"
@@ -87,10 +89,11 @@ class PairRow(Container):
                     self._say_empty(key)
         self.show_names()
 
-    def say_left_out(self, left_out: bool) -> None:
-        """Show or hide :data:`UNEDITED` under the choosers."""
-        self.note.value = UNEDITED if left_out else ""
-        self.note.visible = left_out
+    def say_left_out(self, note: str) -> None:
+        """Show ``note`` (what Start leaves out of the pair, :func:`left_out_note`) under
+        the choosers; hide it when "" (nothing is)."""
+        self.note.value = note
+        self.note.visible = bool(note)
 
     def reopen(self) -> None:
         """Forget the closed layers (the user chose another image): the choosers' empty
@@ -161,17 +164,26 @@ def guess_labels(
     return max(fitting, key=rank)[1] if fitting else None
 
 
-def edit_state(labels: Labels | None) -> bool | None:
-    """Whether the user edited ``labels``, a Segment output of the shape of its kept
-    prediction (None: not one, so its edits are unknown), as Start tells the edits apart
-    (``TrainingPair.edited``)."""
+def frame_edits(labels: Labels | None) -> np.ndarray | None:
+    """(Z,) bool: per frame of ``labels`` (one for a 2-D layer), whether the user edited
+    it, a Segment output of the shape of its kept prediction (None: not one, so its
+    edits are unknown), as Start tells the edits apart (``TrainingPair.edited``: a
+    stack's frames are pairs)."""
     if labels is None:
         return None
     predicted = kept_prediction(labels.metadata or {})
     data = np.asarray(full_data(labels))
     if predicted is None or np.shape(predicted) != data.shape:
         return None
-    return bool(np.any((data > 0) != predicted))
+    changed = (data > 0) != predicted  # (..., H, W)
+    return changed.reshape(-1, *data.shape[-2:]).any(axis=(1, 2))
+
+
+def edit_state(labels: Labels | None) -> bool | None:
+    """Whether the user edited ``labels`` (a frame of it), None when its edits are
+    unknown (:func:`frame_edits`)."""
+    edits = frame_edits(labels)
+    return None if edits is None else bool(edits.any())
 
 
 def edited_output(layer: Labels, image: Image) -> bool:
@@ -180,6 +192,26 @@ def edited_output(layer: Labels, image: Image) -> bool:
     if not made_by_segment(meta) or meta.get("image") != image.name:
         return False
     return edit_state(layer) is True
+
+
+def left_out_note(edits: np.ndarray | None) -> str:
+    """What Start leaves out of a pair whose frames' edits are ``edits``
+    (:func:`frame_edits`) while some frame of some pair is edited (``edited_only``'s
+    rule), in words: :data:`UNEDITED` for an unedited pair, the edited frames of a partly
+    edited stack ("frames 2, 5 edited: they train; 8 unedited frames are left out"), ""
+    when nothing is left out."""
+    if edits is None or edits.all():
+        return ""
+    if not edits.any():
+        return UNEDITED
+    edited = np.flatnonzero(edits).tolist()
+    if len(edited) == 1:
+        train = f"frame {edited[0]} edited: it trains"
+    else:
+        train = f"frames {number_runs(edited)} edited: they train"
+    unedited = len(edits) - len(edited)
+    rest = "1 unedited frame is" if unedited == 1 else f"{unedited} unedited frames are"
+    return f"{train}; {rest} left out"
 
 
 class PairRows:
@@ -323,13 +355,14 @@ class PairRows:
         self._mark_left_out()  # a paint may have edited a pair
 
     def _mark_left_out(self) -> None:
-        """Say under each row whose Labels layer is an unedited Segment output, while
-        another row's is edited, that Start will not train on it (``edited_only``'s
-        rule); a single row is never left out."""
-        states = [edit_state(row.mask.value) for row in self.rows] if len(self.rows) > 1 else []
-        some_edited = True in states
-        for row, state in zip(self.rows, states or [None] * len(self.rows), strict=True):
-            row.say_left_out(some_edited and state is False)
+        """Say under each row what Start will not train on (``edited_only``'s rule, frame
+        by frame: a stack's frames are pairs): while some frame of some row is edited, an
+        unedited Segment output, or a stack's unedited frames (:func:`left_out_note`); a
+        single 2-D row is never left out."""
+        edits = [frame_edits(row.mask.value) for row in self.rows]
+        some_edited = any(e is not None and e.any() for e in edits)
+        for row, row_edits in zip(self.rows, edits, strict=True):
+            row.say_left_out(left_out_note(row_edits) if some_edited else "")
 
     def _on_row_image(self, row: PairRow) -> None:
         if row.image.value is not None and row.closed:

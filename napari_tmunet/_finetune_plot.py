@@ -1,4 +1,5 @@
-"""The Fine-tune dock's live plot: training loss and held-out Dice, in napari's theme.
+"""The Fine-tune dock's live plot: training loss and held-out Dice (or, where the held-out
+part has no foreground, its false-positive pixels), in napari's theme.
 
 A mixin of :class:`~napari_tmunet._finetune_widget.FinetuneWidget`; it draws the dock's
 ``history`` into a compact matplotlib canvas placed in ``plot_box``; :func:`read_history`
@@ -11,6 +12,9 @@ import time
 from pathlib import Path
 
 from ._widget_common import theme_colours
+
+# the validation entry of a fine-tune whose held-out part has no foreground (no Dice)
+FALSE_POSITIVES = "val_false_positive_px"
 
 
 class LivePlot:
@@ -64,15 +68,27 @@ class LivePlot:
             return
         self._last_draw = now
         losses = self.history["loss"]
-        evals = [r for r in self.history["eval"] if r.get("val_dice") is not None]
+        key = _held_out_key(self.history["eval"])
+        evals = [r for r in self.history["eval"] if r.get(key) is not None]
         self._loss_line.set_data([s for s, _ in losses], [v for _, v in losses])
-        self._dice_line.set_data([r["step"] for r in evals], [r["val_dice"] for r in evals])
+        self._dice_line.set_data([r["step"] for r in evals], [r[key] for r in evals])
         steps = [s for s, _ in losses] + [r["step"] for r in evals]
         self._ax_loss.set_xlim(0, max(max(steps, default=1), int(self.steps.value), 1))
         if losses:
             self._ax_loss.relim()
             self._ax_loss.autoscale_view(scalex=False)
+        label, top = "held-out Dice", 1.0
+        if key == FALSE_POSITIVES:  # pixels, not a Dice in 0..1
+            label, top = "held-out false-positive px", max(max(r[key] for r in evals), 1) * 1.05
+        self._ax_dice.set_ylabel(label, color="tab:green", fontsize=7)
+        self._ax_dice.set_ylim(0, top)
         self.canvas.draw_idle()
+
+
+def _held_out_key(records: list[dict]) -> str:
+    """The validation entry the plot draws: ``val_dice``, or the false-positive pixels of
+    a held-out part without foreground (where Dice means nothing)."""
+    return FALSE_POSITIVES if any(FALSE_POSITIVES in r for r in records) else "val_dice"
 
 
 def read_history(train_dir: Path) -> dict[str, list]:
@@ -84,6 +100,6 @@ def read_history(train_dir: Path) -> dict[str, list]:
     for record in read_metrics(train_dir):
         if record.get("train_loss") is not None:
             history["loss"].append((record["step"], record["train_loss"]))
-        if record.get("val_dice") is not None:
+        if record.get("val_dice") is not None or record.get(FALSE_POSITIVES) is not None:
             history["eval"].append(record)
     return history

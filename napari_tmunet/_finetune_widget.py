@@ -672,10 +672,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _on_eval(self, record: dict):
         self.history["eval"].append(record)
         if not record.get("baseline"):
-            self.status.value = (
-                f"step {record['step']}: validation Dice {record.get('val_dice', float('nan')):.4f}"
-                f" (best {record.get('best_val_dice') or float('nan'):.4f})"
-            )
+            self.status.value = _validation_text(record)
         self._redraw(force=True)
 
     def _on_returned(self, result: dict):
@@ -697,6 +694,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         text = f"{state} at step {result['step']}/{result['total_steps']}"
         if verdict["compared"]:
             text += f"; {_unbroken(verdict['compared'])}"
+        if result.get("checkpoint_note"):  # no best.pt: the last checkpoint is the model
+            text += f"; {result['checkpoint_note']}"
         self._verdict = text
         if verdict["use_new"]:
             self.use_fine_tuned()
@@ -856,6 +855,20 @@ def _left_out_line(result: dict) -> str:
     none were left out): said during setup, it was gone in a moment."""
     left_out = result.get("left_out") or ""
     return f"\n{left_out}" if left_out else ""
+
+
+def _validation_text(record: dict) -> str:
+    """A validation record of the engine in words: its held-out Dice and the best so far,
+    or where no foreground is held out (Dice means nothing there) its false positives."""
+    if "val_false_positive_px" in record:
+        return (
+            f"step {record['step']}: held-out false-positive pixels "
+            f"{record['val_false_positive_px']} (no foreground held out)"
+        )
+    return (
+        f"step {record['step']}: validation Dice {record.get('val_dice', float('nan')):.4f}"
+        f" (best {record.get('best_val_dice') or float('nan'):.4f})"
+    )
 
 
 def _unbroken(text: str) -> str:

@@ -65,10 +65,11 @@ COLUMN_ORDER: tuple[str, ...] = (
     "unit",
     "note",
 )
-# The comparison table's order: which model, its Dice and HD95, the other scores; the
+# The comparison table's order: which model, its Dice and HD95 (its false-positive pixels
+# first where the held-out part has no foreground, and no Dice), the other scores; the
 # image (the held-out part, named in the title) last: the main scores are in view in a
 # narrow dock.
-_FIRST_SCORES = ("model", "dice", "hd95_px", "hd95_physical")
+_FIRST_SCORES = ("model", "false_positive_px", "dice", "hd95_px", "hd95_physical")
 COMPARISON_ORDER: tuple[str, ...] = (
     *_FIRST_SCORES,
     *(c for c in COLUMN_ORDER if c not in (*_FIRST_SCORES, "image", "slice")),
@@ -582,9 +583,8 @@ class MetricsWidget(Container):
         _fill_table(self.table, self.results)
         _fill_table(self.comparison_table, self.comparison, COMPARISON_ORDER, COMPARISON_HIDDEN)
         _fit_rows(self.comparison_table)
-        notes = dict.fromkeys(str(r["note"]) for r in self.comparison if r.get("note"))
-        self.comparison_note.value = "; ".join(notes)
-        self.comparison_note.visible = bool(notes)
+        self.comparison_note.value = _comparison_note(self.comparison)
+        self.comparison_note.visible = bool(self.comparison_note.value)
         shown = bool(self.comparison)
         self.comparison_box.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
@@ -869,6 +869,13 @@ def _pair_rank(prediction, reference) -> int:
     if made_from and made_from in images:
         return 2
     return 1 if _name_stem(prediction.name) in images else 0
+
+
+def _comparison_note(rows: Sequence[dict[str, Any]]) -> str:
+    """The line under the comparison table: the rows' notes, each of their lines once
+    (the rows share the held-out part and the pairs left out: one line each)."""
+    lines = (line for row in rows if row.get("note") for line in str(row["note"]).splitlines())
+    return "\n".join(dict.fromkeys(line for line in lines if line.strip()))
 
 
 def _score_layers(**job) -> list[dict[str, Any]]:

@@ -865,8 +865,8 @@ def test_a_folder_fine_tune_is_for_the_start_models_images(make_napari_viewer, q
     assert result["modality"] == "ultrasound"
     assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
     # no Dice numbers that mean nothing (1.0 -> 1.0 on an empty mask): the user chooses
-    compared = "the held-out part had no foreground, so the models could not be compared"
-    assert f"{compared}: you choose" in tune.status.value
+    compared = "the held-out part had no foreground, so only their false positives could be"
+    assert f"{compared} compared: you choose" in tune.status.value
     assert "Dice" not in tune.status.value
     assert tune.status.value.endswith("TM-UNet ultrasound stays active")
     # no edits could make that part decide: they are not described (nor called "rough")

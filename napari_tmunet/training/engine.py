@@ -119,7 +119,9 @@ def fit(
             every ``metrics.jsonl`` record that holds validation scores; and
             ``validate(model, input_config)``, which returns the record's ``val_*``
             entries in place of scoring the valid split (fine-tuning scores a held-out
-            strip inside its whole image: ``training.finetune``).
+            strip inside its whole image, and a held-out part without foreground by
+            ``val_false_positive_px`` alone: no ``val_dice``, so no ``best.pt``:
+            ``training.finetune``).
         stop_event: checked before every step; when set, the model is evaluated,
             ``last.pt`` saved (resumable), ``best.pt`` kept or improved, and ``fit``
             returns with ``stopped=True``.
@@ -759,6 +761,9 @@ class Trainer:
             self.report_stop(record, loss_text)
         elif self.config.pretext and loss is not None:
             logger.info("step %d: restoration loss %.4f", self.step, loss)
+        if "val_false_positive_px" in record:  # no foreground held out: no Dice
+            self.report_false_positives(record, loss_text)
+            return
         if "val_dice" not in record:
             return
         if self.bar is not None:
@@ -786,6 +791,20 @@ class Trainer:
         if self.on_eval is not None:
             self.on_eval(dict(record))
 
+    def report_false_positives(self, record: dict, loss_text: str) -> None:
+        """Log line and ``on_eval`` for a validation that counts false-positive pixels (a
+        fine-tune's held-out part without foreground, ``training.finetune``)."""
+        if not record.get("stopped"):
+            logger.info(
+                "step %d/%d: %s, held-out false-positive pixels %d (no foreground held out)",
+                self.step,
+                self.schedule.total_steps,
+                loss_text,
+                record["val_false_positive_px"],
+            )
+        if self.on_eval is not None:
+            self.on_eval(dict(record))
+
     def report_stop(self, record: dict, loss_text: str) -> None:
         """One line for a stop, once last.pt is saved: the step, loss and scores."""
         scores = ""
@@ -794,6 +813,8 @@ class Trainer:
                 f", val Dice {record['val_dice']:.4f} (best {self.best_score:.4f} at step "
                 f"{self.best_step})"
             )
+        elif "val_false_positive_px" in record:
+            scores = f", held-out false-positive pixels {record['val_false_positive_px']}"
         logger.info(
             "stopped at step %d/%d epoch %.2f: %s%s; saved %s",
             self.step,

@@ -16,7 +16,8 @@ run folder, so nothing painted is lost if training or napari crashes::
                                       metrics.jsonl, curves.png, train.log
     RUN/comparison.json               Dice / HD of the old and new model, held-out part,
                                       their scores where the edits are and the verdict
-                                      (compare_models)
+                                      (compare_models); Dice null and false-positive
+                                      pixels where the held-out part has no foreground
 
 Images are written in the colours Segment gives the model: a grey + alpha image as its
 grey, a CMYK one as RGB (``training_pairs``' ``conversion``), never the stored inks.
@@ -46,6 +47,11 @@ where others are edited (e.g. the untouched frames of a Segment output stack: th
 own output) are left out of the data, and so are a dataset folder's images that are also
 open as pairs (the open pair, with the corrections, is the one trained on or held out);
 the plan (finetune.json ``left_out``) and the status name them.
+A held-out part without foreground (tiles without nuclei, lesion-free frames kept out)
+gives no Dice worth the name (1.0 for a model that finds nothing, 0.0 for one false
+pixel): the models are scored there by their false-positive pixels (``false_positive_px``,
+``val_false_positive_px`` in metrics.jsonl, Dice null in comparison.json), no ``best.pt``
+is picked by it and the last checkpoint is the model (the result's ``checkpoint_note``).
 The report says how many edited pixels and objects the before/after comparison rests on,
 and when they are too few to mean much. :func:`compare_models` is the rule that makes the
 fine-tuned model active, or not, or leaves the choice to the user: with known edits, where
@@ -129,6 +135,14 @@ NOTHING_FOUND_DICE = 0.05
 OWN_OUTPUT_DICE = 0.98
 # The comparison rows' note when the held-out part has no foreground (their scores blank)
 NO_HELD_OUT_FOREGROUND = "no foreground in the held-out part"
+# The result's note on the model when the held-out part has no foreground: no best.pt
+LAST_CHECKPOINT_NOTE = (
+    "the model is the last checkpoint, step {step}: with no foreground held out, no best "
+    "one is picked"
+)
+# held_out_scores' overlap scores and distances, None where the held-out part has no
+# foreground (a model that finds nothing scores Dice 1.0 there, one false pixel 0.0)
+_OVERLAP_SCORES = ("dice", "iou", "precision", "recall", "hd", "hd95")
 # comparison_rows' columns and the scores they show
 _ROW_SCORES = {
     "dice": "dice", "iou": "iou", "precision": "precision", "recall": "recall",
@@ -475,13 +489,13 @@ def _grouped_frames(sources: list[str]) -> str:
         if frame is not None:
             frames[key].append(frame)
     parts = [
-        f"{key} frame{'s' * (len(numbers) > 1)} {_ranges(numbers)}" if numbers else key
+        f"{key} frame{'s' * (len(numbers) > 1)} {number_runs(numbers)}" if numbers else key
         for key, numbers in frames.items()
     ]
     return ", ".join(parts)
 
 
-def _ranges(numbers: list[int]) -> str:
+def number_runs(numbers: list[int]) -> str:
     """Sorted numbers as runs: ``0, 2-5``."""
     runs: list[list[int]] = []
     for n in sorted(numbers):
@@ -785,13 +799,19 @@ def held_out_scores(
     ``mode`` ("resize" or "tile": the way Segment runs it, ``Checkpoint.inference_mode``)
     on each whole sample; with ``region``, only the pixels inside it are scored.
 
+    When the scored part holds no foreground (tiles without nuclei, lesion-free frames),
+    those scores are None (they mean nothing there: Dice is 1.0 for a model that finds
+    nothing, 0.0 for one with a single false pixel) and ``false_positive_px``
+    (:func:`false_positive_pixels`) is what tells two models apart.
+
     ``edit_maps``: per sample, the (H, W) map of the user's edits or None; when one is
     known, the scores where the edits are are added (:func:`edit_zone_scores`).
     ``stop``: checked between forward passes (``EvaluationStopped`` when True).
     """
     from ..evaluation import evaluate
 
-    keep = edit_maps is not None and any(m is not None for m in edit_maps)
+    edits_known = edit_maps is not None and any(m is not None for m in edit_maps)
+    no_foreground = _foreground_pixels(samples, region) == 0
     ev = evaluate(
         model,
         samples,
@@ -801,16 +821,28 @@ def held_out_scores(
         batch_size=4,
         region=region,
         stop=stop,
-        keep_predictions=keep,
+        keep_predictions=edits_known or no_foreground,
     )
-    agg = ev.aggregate()
-    scores = {
-        key: float(agg[f"native_{key}_mean"])
-        for key in ("dice", "iou", "precision", "recall", "hd", "hd95")
-    }
-    if keep:
+    if no_foreground:
+        false_positives = false_positive_pixels(ev.predictions, region)
+        scores = {**dict.fromkeys(_OVERLAP_SCORES), "false_positive_px": false_positives}
+    else:
+        agg = ev.aggregate()
+        scores = {key: float(agg[f"native_{key}_mean"]) for key in _OVERLAP_SCORES}
+    if edits_known:
         scores.update(edit_zone_scores(ev.predictions, edit_maps, region))
     return scores
+
+
+def false_positive_pixels(predictions, region: tuple[slice, slice] | None = None) -> int:
+    """The pixels predicted as foreground where the reference mask is background, in the
+    scored part (``region``) of ``evaluate``'s kept predictions."""
+    count = 0
+    for _, pred, mask in predictions:  # (H, W) bool each
+        if region is not None:
+            pred, mask = pred[region], mask[region]
+        count += int((np.asarray(pred) & ~np.asarray(mask)).sum())
+    return count
 
 
 def edit_zone_scores(predictions, edit_maps, region=None) -> dict[str, Any]:
@@ -845,22 +877,33 @@ def edit_zone_scores(predictions, edit_maps, region=None) -> dict[str, Any]:
     }
 
 
-def _held_out_evaluation(model, samples, input_config, mode, device, region) -> dict:
-    from ..evaluation import evaluate
-
-    ev = evaluate(model, samples, input_config, mode, device=device, batch_size=4, region=region)
-    return ev.aggregate()
-
-
-def strip_validation(samples, mode: str, device, region: tuple[slice, slice]) -> Callable:
-    """The engine's ``validate`` callback for a held-out strip: the model runs on the whole
-    image, only the strip is scored (the ``val_*`` entries of the engine's validation)."""
+def held_out_validation(
+    samples, mode: str, device, region: tuple[slice, slice] | None = None
+) -> Callable:
+    """The engine's ``validate`` callback for a fine-tune's held-out part: a strip
+    (``region``) is scored inside its whole image, as Segment sees it (the ``val_*``
+    entries of the engine's validation). A held-out part without foreground gets only
+    ``val_false_positive_px``, no ``val_dice``: a Dice there means nothing, so the engine
+    picks no ``best.pt`` by it and the last checkpoint is the model (:func:`run_finetune`)."""
+    no_foreground = _foreground_pixels(samples, region) == 0
 
     def validate(model, input_config) -> dict[str, float]:
+        from ..evaluation import evaluate
         from .validation import validation_record  # torch: imported when training runs
 
-        agg = _held_out_evaluation(model, samples, input_config, mode, device, region)
-        return validation_record(agg)
+        ev = evaluate(
+            model,
+            samples,
+            input_config,
+            mode,
+            device=device,
+            batch_size=4,
+            region=region,
+            keep_predictions=no_foreground,
+        )
+        if no_foreground:
+            return {"val_false_positive_px": false_positive_pixels(ev.predictions, region)}
+        return validation_record(ev.aggregate())
 
     return validate
 
@@ -873,7 +916,8 @@ def run_finetune(
     """The whole fine-tuning job; the Fine-tune widget runs it in a worker thread.
 
     Writes the data and configuration, scores the starting model on the held-out part,
-    trains with :func:`napari_tmunet.training.engine.fit`, scores the best checkpoint.
+    trains with :func:`napari_tmunet.training.engine.fit`, scores the best checkpoint (the
+    last where the held-out part has no foreground: no best one is picked there).
 
     Args:
         callbacks: optional ``on_phase(text)``, ``on_step(step, total, loss)``,
@@ -888,7 +932,9 @@ def run_finetune(
         pixels in the held-out part), modality (the starting model's: both models are
         for such images), old / new scores (dicts or None; with the scores where the
         user's edits are, :func:`edit_zone_scores`), start_model, old_label, rows (for
-        the Metrics dock).
+        the Metrics dock; their note ends with the pairs left out), checkpoint_note
+        (only where the held-out part has no foreground: the model is the last
+        checkpoint, which ``best_checkpoint`` then names).
     """
     import torch
 
@@ -907,6 +953,7 @@ def run_finetune(
     config = start.config
     cache, valid, region = _training_data(config, start.region, phase)
     edit_maps = _edit_maps(Path(config.data), start, valid)
+    foreground = _foreground_pixels(valid, region)
     if stop.is_set():
         return _untrained_result(start, run_dir, None)
     try:
@@ -919,24 +966,26 @@ def run_finetune(
     result, trained = _train(config, run_dir, cache, (valid, region), device, (callbacks, stop))
     if not trained:  # stopped before a step: the model is the one scored above
         return _untrained_result(start, run_dir, old, result)
-    best, new = _score_tuned(result, (valid, region, edit_maps), device, phase)
+    model, new = _score_tuned(result, (valid, region, edit_maps), device, phase)
     outcome = {
         **_result_base(start, run_dir),
-        "best_checkpoint": str(best),
+        "best_checkpoint": str(model),
         "stopped": bool(result["stopped"]),
         "step": int(result["step"]),
         "total_steps": int(result["total_steps"]),
         "trained": trained,
-        "held_out_foreground": _foreground_pixels(valid, region),
+        "held_out_foreground": foreground,
         "old": old,
         "new": new,
     }
+    if not foreground:
+        outcome["checkpoint_note"] = LAST_CHECKPOINT_NOTE.format(step=outcome["step"])
     note = f"{start.held_out}; {describe_edits(start.edits)}"
-    if outcome["held_out_foreground"] == 0:
-        note = f"{NO_HELD_OUT_FOREGROUND}: no scores; {note}"
-    outcome["rows"] = comparison_rows(
-        old, new, start.label, outcome["name"], note, scored=outcome["held_out_foreground"] != 0
-    )
+    if not foreground:
+        note = f"{NO_HELD_OUT_FOREGROUND}: false-positive pixels scored, no Dice; {note}"
+    if start.left_out:  # what was not trained on nor scored, also in the Metrics dock
+        note += f"\n{start.left_out}"
+    outcome["rows"] = comparison_rows(old, new, start.label, outcome["name"], note)
     _write_comparison(run_dir, start, outcome)
     return outcome
 
@@ -960,8 +1009,10 @@ def _train(config, run_dir: Path, cache, held_out, device, control) -> tuple[dic
     engine_callbacks = {"on_step": count_step}
     if "on_eval" in callbacks:
         engine_callbacks["on_eval"] = callbacks["on_eval"]
-    if region is not None:  # the strip scored inside its whole image, as Segment sees it
-        validate = strip_validation(valid, config.mode, device, region)
+    # a strip is scored inside its whole image, as Segment sees it; a part without
+    # foreground by its false-positive pixels (no Dice, no best.pt by it)
+    if region is not None or _foreground_pixels(valid, region) == 0:
+        validate = held_out_validation(valid, config.mode, device, region)
         engine_callbacks["validate"] = _unless_untrained(validate, stop, trained)
     result = fit(
         config, run_dir / "train", callbacks=engine_callbacks, stop_event=stop, dataset=cache
@@ -1218,13 +1269,33 @@ def recorded_validation(config, device) -> Callable | None:
     """The ``validate`` callback of the fine-tuning run whose data folder ``config.data``
     is, for a headless run on it (``fit --resume``, the restart and rerun commands in
     finetune.json): a held-out strip scored inside its whole image, as the
-    run recorded it (finetune.json's ``held_out_region``). None for other data (the
-    engine then validates on the split's valid part)."""
-    held_out = recorded_strip(config.data)
+    run recorded it (finetune.json's ``held_out_region``), and images held out whole
+    without foreground scored by their false-positive pixels, as the run did
+    (:func:`held_out_validation`). None for other data (the engine then validates on the
+    split's valid part)."""
+    held_out = recorded_strip(config.data) or _recorded_empty_images(config.data)
     if held_out is None:
         return None
     samples, cut = held_out
-    return strip_validation(samples, config.mode, device, cut)
+    return held_out_validation(samples, config.mode, device, cut)
+
+
+def _recorded_empty_images(data: str | None) -> tuple[list, None] | None:
+    """The images the fine-tuning run whose data folder is ``data`` held out whole, as
+    (name, image, mask) samples, when none of their masks holds foreground; None when one
+    does, and for other data."""
+    from ..data.datasets import scan_pairs
+    from ..data.images import read_image, read_mask
+
+    if recorded_plan(data) is None:
+        return None
+    valid = set(_read_json(Path(data) / "split.json").get("valid") or [])
+    pairs = [p for p in scan_pairs(data, check_sizes=False).pairs if p.name in valid]
+    masks = [read_mask(p.mask_path)[0] for p in pairs]
+    if not pairs or any(m.any() for m in masks):
+        return None
+    images = (read_image(p.image_path, allow_stack=False) for p in pairs)
+    return [(p.name, i, m) for p, i, m in zip(pairs, images, masks, strict=True)], None
 
 
 def recorded_strip(data: str | None) -> tuple[list, tuple[slice, slice]] | None:
@@ -1278,26 +1349,30 @@ def _score_start(start: _Start, held_out, device, callbacks, stop) -> dict | Non
     model = start.checkpoint.model
     old = held_out_scores(model, valid, at_size, mode, device, region, edit_maps, stop)
     on_eval = callbacks.get("on_eval")
-    if on_eval:
+    if on_eval and old["dice"] is None:  # no foreground held out
+        on_eval({"step": 0, "baseline": True, "val_false_positive_px": old["false_positive_px"]})
+    elif on_eval:
         on_eval({"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]})
     return old
 
 
 def _score_tuned(result: dict, held_out, device, phase: Callable) -> tuple[Path, dict]:
-    """The fine-tuned checkpoint (best, else last) and its held-out scores.
-    ``held_out``: (samples, region, edit maps)."""
+    """The fine-tuned model's checkpoint and its held-out scores: ``best.pt``, else (none
+    was picked: a held-out part without foreground, where Dice means nothing) the last
+    checkpoint; a ``best.pt`` an older version picked in such a run by that Dice is not
+    taken (it is kept in the run folder). ``held_out``: (samples, region, edit maps)."""
     from ..checkpoint import load_checkpoint
 
-    best = Path(result["best_checkpoint"])
-    if not best.is_file():
-        best = Path(result["last_checkpoint"])
-    phase("scoring the fine-tuned model on the held-out part...")
-    tuned = load_checkpoint(best, device)
     valid, region, edit_maps = held_out
+    model = Path(result["best_checkpoint"])
+    if not model.is_file() or _foreground_pixels(valid, region) == 0:
+        model = Path(result["last_checkpoint"])
+    phase("scoring the fine-tuned model on the held-out part...")
+    tuned = load_checkpoint(model, device)
     scores = held_out_scores(
         tuned.model, valid, tuned.input_config, tuned.inference_mode, device, region, edit_maps
     )
-    return best, scores
+    return model, scores
 
 
 def describe_edits(edits: dict[str, Any]) -> str:
@@ -1373,7 +1448,8 @@ def foreground_problem(result: dict[str, Any]) -> str:
     foreground = result.get("held_out_foreground", MIN_EDITED_PIXELS)
     if foreground == 0:
         return (
-            "the held-out part had no foreground, so the models could not be compared: you choose"
+            "the held-out part had no foreground, so only their false positives could be "
+            "compared: you choose"
         )
     if foreground < MIN_EDITED_PIXELS:
         return (
@@ -1423,9 +1499,7 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
         return {"use_new": True, "compared": "", "why": ""}
     if "edited_pixels" in old and new is not None and "edited_pixels" in new:
         return _compare_on_edits(result, old, new)
-    compared = ""
-    if result.get("held_out_foreground") != 0:  # else the Dice values mean nothing
-        compared = f"held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
+    compared = held_out_scores_text(result)
     if not foreground_problem(result):  # else no edits can matter
         compared += f" ({describe_edits(result.get('edits') or {})})"
     problem = comparison_problem(result)
@@ -1449,7 +1523,7 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
         f"fine-tuned {_right(new, 'edited')} right{_regions(edits)}; "
         f"with the {EDIT_MARGIN} px around them ({old['zone_pixels']} px): "
         f"{_right(old, 'zone')} -> {_right(new, 'zone')} right; "
-        f"held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
+        f"{held_out_scores_text(result)}"
     )
     if edits.get("known") and not edits.get("enough"):
         why = "not decided on so few edits in the held-out part"
@@ -1477,6 +1551,18 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
         )
         return {"use_new": None, "compared": compared, "why": why}
     return {"use_new": True, "compared": compared, "why": ""}
+
+
+def held_out_scores_text(result: dict[str, Any]) -> str:
+    """The two models' scores on the whole held-out part, in words: their Dice, or where
+    it holds no foreground (Dice means nothing there) their false-positive pixels."""
+    old, new = result["old"], result["new"]
+    if result.get("held_out_foreground") != 0 and None not in (old.get("dice"), new.get("dice")):
+        return f"held-out Dice {old['dice']:.4f} -> {new['dice']:.4f}"
+    before, after = old.get("false_positive_px"), new.get("false_positive_px")
+    if before is None or after is None:  # a run scored before they were counted
+        return "held-out: no foreground"
+    return f"held-out: no foreground; false-positive pixels {before} -> {after}"
 
 
 def zone_difference(old: dict, new: dict) -> int:
@@ -1552,19 +1638,20 @@ def next_free_folder(path: str | Path) -> Path:
     return path.with_name(f"{path.name}-{k}")
 
 
-def comparison_rows(
-    old, new, old_label: str, new_label: str, held_out: str, scored: bool = True
-) -> list[dict]:
-    """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning; the
-    scores blank unless ``scored`` (no foreground in the held-out part: two models that
-    find nothing there both score 1.0, which says nothing)."""
+def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:
+    """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning, with
+    ``held_out`` as their note. The scores are blank where :func:`held_out_scores` has
+    none (no foreground in the held-out part: two models that find nothing there both
+    score 1.0, which says nothing); the false-positive pixels are given there instead."""
     rows = []
     for when, label, scores in (("before", old_label, old), ("after", new_label, new)):
         if scores is None:
             continue
         row = {"model": f"{when} fine-tuning: {label}", "image": "held-out part"}
         for column, key in _ROW_SCORES.items():
-            row[column] = scores[key] if scored else None
+            row[column] = scores[key]
+        if scores.get("false_positive_px") is not None:
+            row["false_positive_px"] = scores["false_positive_px"]
         rows.append({**row, "note": held_out})
     return rows
 

@@ -286,14 +286,23 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike) -> None:
         ax1.plot(*zip(*pts, strict=True), color="tab:blue")
     ax1.set(xlabel="epoch", ylabel="training loss", title="loss (2 CE + 1 Dice)")
     val = [(r["epoch"], r["val_dice"]) for r in records if r.get("val_dice") is not None]
+    # a fine-tune's held-out part without foreground: its false positives, no Dice
+    false = [
+        (r["epoch"], r["val_false_positive_px"])
+        for r in records
+        if r.get("val_false_positive_px") is not None
+    ]
     if val:
         ax2.plot(*zip(*val, strict=True), marker=".", color="tab:green")
         best = max(val, key=lambda p: p[1])
         ax2.axhline(best[1], color="grey", lw=0.8, ls="--")
         ax2.set_title(f"validation Dice (best {best[1]:.4f})")
+    elif false:
+        ax2.plot(*zip(*false, strict=True), marker=".", color="tab:red")
+        ax2.set_title("held-out false-positive pixels (no foreground)")
     else:
         ax2.set_title("validation Dice")
-    ax2.set(xlabel="epoch", ylabel="Dice")
+    ax2.set(xlabel="epoch", ylabel="pixels" if false and not val else "Dice")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
