@@ -1,0 +1,190 @@
+"""How the files given to the app are paired and recognised (tester 26, Kvasir-SEG
+folders): masks go with pictures by name, never by size (D1)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from _paths import EXTRA
+from PIL import Image as Picture
+
+from napari_tmunet.data.images import read_mask
+
+KVASIR = EXTRA / "Kvasir-SEG"
+# Three Kvasir-SEG frames of one size (547 x 626), whose JPEG masks look like masks; the
+# shipped colonoscopy model scores Dice 0.978 on C against C's own mask.
+FRAMES = {
+    "A": "cju0ue769mxii08019zqgdbxn",
+    "B": "cju17bz250pgd0799u1hqkj5u",
+    "C": "cju0s2a9ekvms080138tjjpxr",
+}
+
+
+@pytest.fixture
+def kvasir():
+    if not (KVASIR / "images").is_dir():
+        pytest.skip("extra-data Kvasir-SEG not present")
+    return KVASIR
+
+
+def _frame(name):
+    return KVASIR / "images" / f"{name}.jpg"
+
+
+def _mask_file(name):
+    return KVASIR / "masks" / f"{name}.jpg"
+
+
+def _pictures(folder):
+    """A.jpg, B.jpg, C.jpg in ``folder``: the three frames of one size, renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [shutil.copy(_frame(name), folder / f"{letter}.jpg") for letter, name in FRAMES.items()]
+
+
+def _masks(folder, pattern):
+    """Each frame's Kvasir mask saved as PNG (its RGB kept) under ``pattern`` (e.g.
+    "{}_mask.png"), named after its letter."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for letter, name in FRAMES.items():
+        path = folder / pattern.format(letter)
+        Picture.open(_mask_file(name)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def launch(monkeypatch, mock_app_model):
+    """``launch(paths, then=None)``: ``napari-tmunet PATHS`` up to the event loop, where
+    ``then(viewer)`` runs; (exit status, {layer name: data} or None when napari never
+    started, what ``then`` gave). In napari's test application (``mock_app_model``, the
+    plugins registered in it afresh, as ``make_napari_viewer`` does): napari registers
+    them once per application, and a ``make_napari_viewer`` test run between two launches
+    makes it register them again."""
+    import napari
+    from napari._qt._qapp_model.qactions import init_qactions
+    from napari.plugins import _initialize_plugins
+
+    from napari_tmunet import launch as launcher
+
+    _initialize_plugins.cache_clear()
+    init_qactions.cache_clear()
+
+    def run(paths, then=None):
+        seen = {}
+
+        def look_and_close():
+            viewer = napari.current_viewer()
+            seen["layers"] = {layer.name: np.asarray(layer.data) for layer in viewer.layers}
+            seen["then"] = then(viewer) if then else None
+            viewer.close()
+
+        monkeypatch.setattr(napari, "run", look_and_close)
+        status = launcher.main([str(path) for path in paths])
+        return status, seen.get("layers"), seen.get("then")
+
+    return run
+
+
+# ------------------------------------------------------------------------- D1 pairing
+def test_masks_go_with_the_pictures_of_their_names_not_their_size(launch, tmp_path, kvasir):
+    """``napari-tmunet A.jpg B.jpg C.jpg notes/A.png notes/B.png notes/C.png`` (three
+    frames of one size, their masks named as they are): each mask opens as its own
+    picture's "X mask" (main put all three over C, the picture of their size before
+    them); ``A_mask.png ...`` the same. Segment C (the dock's worker) and the Metrics dock
+    pairs the result with C's own mask: Dice 0.978, as the model scores on C."""
+    from napari_tmunet import registry
+    from napari_tmunet.launch import _click_segment
+
+    pictures = _pictures(tmp_path)
+    truth = {letter: read_mask(_mask_file(name))[0] for letter, name in FRAMES.items()}
+
+    status, layers, _ = launch([*pictures, *_masks(tmp_path / "notes", "{}.png")])
+    assert status == 0
+    assert sorted(layers) == ["A", "A mask", "B", "B mask", "C", "C mask"]
+    for letter, mask in truth.items():
+        np.testing.assert_array_equal(layers[f"{letter} mask"] > 0, mask, err_msg=letter)
+
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+
+    def segment_c_and_score(viewer):
+        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        metrics = viewer.window.dock_widgets["Metrics (napari-tmunet)"]
+        segment.image.value = viewer.layers["C"]
+        _click_segment(segment, timeout=600)
+        pair = (metrics.prediction.value.name, metrics.reference.value.name)
+        return pair, segment.last_layer.name, metrics.compute()[-1]["dice"]
+
+    named = _masks(tmp_path, "{}_mask.png")
+    status, layers, (pair, output, dice) = launch([*pictures, *named], segment_c_and_score)
+    assert status == 0
+    for letter, mask in truth.items():
+        np.testing.assert_array_equal(layers[f"{letter} mask"] > 0, mask, err_msg=letter)
+    assert pair == (output, "C mask")
+    assert dice > 0.95
+
+
+@pytest.fixture
+def refused(monkeypatch, tmp_path, kvasir, capsys):
+    """``refuse(paths)``: the one line ``napari-tmunet PATHS`` exits 2 with, before any
+    viewer opens; and the files it may be given."""
+    import napari
+
+    from napari_tmunet import launch
+
+    opened = []
+
+    def refuse(paths):
+        capsys.readouterr()
+        with monkeypatch.context() as patch:
+            patch.setattr(napari, "Viewer", lambda *a, **k: opened.append(1))
+            patch.setenv("QT_QPA_PLATFORM", "offscreen")  # a display: only the paths stop it
+            status = launch.main([str(path) for path in paths])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and not opened, lines
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    return refuse
+
+
+def test_masks_that_no_picture_or_several_match_by_name_are_refused(refused, tmp_path):
+    """A mask that no picture given is named like (A_outline.png among A, B and C: main
+    guessed C, the picture of its size before it), one that two pictures of its name
+    could take, and two masks of one picture: exit 2 before napari starts, one line
+    naming the files."""
+    pictures = _pictures(tmp_path)
+    outlines = _masks(tmp_path, "{}_outline.png")
+
+    for given in ([*pictures, *outlines], [*pictures, outlines[0]]):
+        line = refused(given)
+        assert line.startswith(f"napari-tmunet: error: {outlines[0]} holds a mask but its name ")
+        assert all(str(picture) in line for picture in pictures)
+
+    a_mask = _masks(tmp_path, "{}_mask.png")[0]
+    another_a = _pictures(tmp_path / "other")[0]
+    line = refused([pictures[0], another_a, a_mask])
+    assert f"the mask {a_mask} could go with several pictures named A: " in line
+    assert str(pictures[0]) in line and str(another_a) in line
+
+    noted_a = _masks(tmp_path / "notes", "{}.png")[0]
+    line = refused([pictures[0], a_mask, noted_a])
+    assert line == (
+        f"napari-tmunet: error: several masks given for the picture A: {noted_a}, {a_mask}; "
+        "give one"
+    )
+
+
+def test_one_picture_and_a_mask_of_any_name_still_pair(launch, tmp_path, kvasir):
+    """``napari-tmunet PICTURE MASK``: with a single picture there is no doubt, so a mask
+    of any name opens over it (fix-74 #2 kept)."""
+    picture = _pictures(tmp_path)[2]
+    outline = _masks(tmp_path, "{}_outline.png")[2]
+
+    status, layers, _ = launch([picture, outline])
+
+    assert status == 0 and sorted(layers) == ["C", "C mask"]
+    np.testing.assert_array_equal(layers["C mask"] > 0, read_mask(_mask_file(FRAMES["C"]))[0])
