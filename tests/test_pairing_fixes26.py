@@ -1,5 +1,6 @@
 """How the files given to the app are paired and recognised (tester 26, Kvasir-SEG
-folders): masks go with pictures by name, never by size (D1)."""
+folders): masks go with pictures by name, never by size (D1); the Segment dock's "the
+Metrics dock takes it" hint and the Metrics dock's references follow one mask rule (D3)."""
 
 from __future__ import annotations
 
@@ -188,3 +189,40 @@ def test_one_picture_and_a_mask_of_any_name_still_pair(launch, tmp_path, kvasir)
 
     assert status == 0 and sorted(layers) == ["C", "C mask"]
     np.testing.assert_array_equal(layers["C mask"] > 0, read_mask(_mask_file(FRAMES["C"]))[0])
+
+
+# ------------------------------------------------------------- D3 one rule for masks
+def test_a_stack_of_colour_jpeg_masks_is_offered_to_metrics_as_promised(
+    kvasir, make_napari_viewer, tmp_path
+):
+    """Three Kvasir-SEG JPEG masks (RGB, grey levels 0..255 at the edges) opened as a
+    folder with napari's own reader: one lazy (3, H, W, 3) stack. The Segment dock says
+    that the Metrics dock takes it as the reference, and the Metrics dock offers it (main:
+    not, by a rule of its own that left lazy images out), in memory too (main judged a
+    colour stack by its first row), and scores the masks read from the files against it:
+    Dice 1 on each slice."""
+    from napari.layers import Image
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name in FRAMES.values():
+        shutil.copy(_mask_file(name), folder)
+    truth = np.stack([read_mask(path)[0] for path in sorted(folder.iterdir())])  # (3, H, W)
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget("napari-tmunet", "Segment")
+    _, metrics = viewer.window.add_plugin_dock_widget("napari-tmunet", "Metrics")
+
+    (stack,) = viewer.open(str(folder), plugin="napari")
+    in_memory = viewer.add_image(np.asarray(stack.data), rgb=True, name="in memory")
+
+    assert isinstance(stack, Image) and stack.rgb and stack.data.shape == (*truth.shape, 3)
+    assert not isinstance(stack.data, np.ndarray)  # napari reads a folder lazily
+    for layer in (stack, in_memory):
+        segment.image.value = layer
+        assert "the Metrics dock takes it as the reference" in segment.model_reason.value
+        assert layer in metrics.reference.choices, layer.name
+    prediction = viewer.add_labels(truth.astype(np.uint8), name="prediction")
+    metrics.prediction.value, metrics.reference.value = prediction, stack
+    rows = metrics.compute()
+    assert [row["slice"] for row in rows] == ["0", "1", "2", "mean"]
+    assert all(row["dice"] == 1.0 for row in rows)

@@ -978,14 +978,16 @@ def file_looks_like_mask(path: str | os.PathLike) -> bool:
 
 
 def _grey_frame(array: np.ndarray) -> np.ndarray | None:
-    """The first 2-D frame of ``array``, grey (grey + alpha: its grey channel); None for
+    """The first 2-D frame of ``array``, grey (grey + alpha: its grey channel; a colour
+    frame, also of a (Z, H, W, C) stack, its channels when they are equal); None for
     colour (channels that differ)."""
     array = mask_grey(array)
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        colour = array[..., :3]
-        if not (colour == colour[..., :1]).all():
-            return None
-        array = colour[..., 0]
-    while array.ndim > 2:
+    colour = array.ndim >= 3 and array.shape[-1] in (3, 4)
+    while array.ndim > 2 + colour:  # the first frame
         array = array[0]
+    if colour:
+        channels = array[..., :3]  # (H, W, 3)
+        if not (channels == channels[..., :1]).all():
+            return None
+        array = channels[..., 0]
     return array
