@@ -1,6 +1,7 @@
 """How the files given to the app are paired and recognised (tester 26, Kvasir-SEG
 folders): masks go with pictures by name, never by size (D1); the Segment dock's "the
-Metrics dock takes it" hint and the Metrics dock's references follow one mask rule (D3)."""
+Metrics dock takes it" hint and the Metrics dock's references follow one mask rule (D3);
+napari's 3- or 4-frame label TIFFs reopen as labels, not colour (D6)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import shutil
 
 import numpy as np
 import pytest
+import tifffile
 from _paths import EXTRA
 from PIL import Image as Picture
 
-from napari_tmunet.data.images import read_mask
+from napari_tmunet.data.images import read_image, read_mask
 
 KVASIR = EXTRA / "Kvasir-SEG"
 # Three Kvasir-SEG frames of one size (547 x 626), whose JPEG masks look like masks; the
@@ -226,3 +228,45 @@ def test_a_stack_of_colour_jpeg_masks_is_offered_to_metrics_as_promised(
     rows = metrics.compute()
     assert [row["slice"] for row in rows] == ["0", "1", "2", "mean"]
     assert all(row["dice"] == 1.0 for row in rows)
+
+
+# ------------------------------------------------------- D6 napari's label TIFF stacks
+@pytest.mark.parametrize("frames", [3, 4])
+def test_naparis_label_tiff_of_3_or_4_frames_reopens_as_labels(tmp_path, kvasir, frames):
+    """A Labels stack of 3 or 4 frames saved with napari's own labels writer: napari
+    stores 32-bit ids, which tifffile marks planar RGB(A); napari's image writer stores a
+    colour picture interleaved, 8-bit. The TM-UNet reader opens the first as the Labels
+    stack it was (main: an RGB(A) image of ids), the second in colour, and the Segment
+    dock's channel-first check does not take the labels for colour."""
+    import npe2
+    from napari.components import ViewerModel
+    from napari.layers import Image, Labels
+    from napari_builtins.io._write import napari_write_image, napari_write_labels
+
+    from napari_tmunet.data.colour_spaces import stored_channel_first_colour
+
+    masks = [read_mask(_mask_file(name))[0] for name in FRAMES.values()]
+    masks.append(masks[0][::-1])  # (H, W) bool each
+    labels = np.stack([mask * np.uint8(i + 1) for i, mask in enumerate(masks[:frames])])
+    saved = napari_write_labels(str(tmp_path / "labels.tif"), labels, {})
+    colour = read_image(_frame(FRAMES["C"]))  # (H, W, 3) uint8
+    picture = napari_write_image(str(tmp_path / "frame.tif"), colour, {"rgb": True})
+    with tifffile.TiffFile(saved) as tif:
+        page = tif.pages.first
+        stored = (page.photometric.name, page.planarconfig.name, page.dtype, page.shape)
+    assert stored == ("RGB", "SEPARATE", np.uint32, labels.shape)
+    with tifffile.TiffFile(picture) as tif:
+        page = tif.pages.first
+        stored = (page.photometric.name, page.planarconfig.name, page.dtype, page.shape)
+    assert stored == ("RGB", "CONTIG", np.uint8, colour.shape)
+
+    npe2.PluginManager.instance().discover()  # the TM-UNet reader, as napari finds it
+    viewer = ViewerModel()
+    (reopened,) = viewer.open(saved, plugin="napari-tmunet")
+    (shown,) = viewer.open(picture, plugin="napari-tmunet")
+
+    assert isinstance(reopened, Labels) and reopened.data.shape == labels.shape
+    np.testing.assert_array_equal(reopened.data, labels)
+    assert isinstance(shown, Image) and shown.rgb
+    np.testing.assert_array_equal(shown.data, colour)
+    assert stored_channel_first_colour(saved, frames) is False

@@ -6,6 +6,10 @@ which Pillow would reduce to 8 bits and imagecodecs decodes exactly.
 
 Pixel order is kept as stored: JPEG/TIFF orientation tags are not applied, so an
 image and its mask stay aligned whatever their formats.
+
+A TIFF of 3 or 4 samples per pixel is colour (RGB, RGBA, stored interleaved or planar),
+except 32/64-bit integer samples (:data:`LABEL_DTYPES`): those are label ids, a stack
+of 3 or 4 frames as napari's labels writer saves one.
 """
 
 from __future__ import annotations
@@ -82,6 +86,13 @@ _UM_PER_UNIT = {
 
 # Smaller images have no meaningful segmentation (training or inference).
 MIN_SIDE = 4
+
+# Integers this wide are label ids, never intensities or colours: napari's own rule
+# (guess_labels), and its labels writer saves every Labels layer so (uint32 at least).
+# A TIFF of 3 or 4 such samples per pixel is a stack of frames, not RGB(A): tifffile
+# marks an array of shape (3, H, W) or (4, H, W) as planar RGB(A) when it writes one
+# (napari's writer too), whereas a colour picture is 8 or 16 bits per channel.
+LABEL_DTYPES = (np.int32, np.uint32, np.int64, np.uint64)
 
 
 class ImageReadError(ValueError):
@@ -783,6 +794,9 @@ def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.n
         colour = "C"  # e.g. an OME RGB image stored as separate channels
     else:
         colour = ""
+    if colour and array.dtype in LABEL_DTYPES:  # label ids: frames, not colour
+        array, axes = _samples_as_frames(array, axes, colour)
+        colour = ""
     if colour:
         array = np.moveaxis(array, axes.index(colour), -1)
         axes = axes.replace(colour, "") + "S"
@@ -800,6 +814,16 @@ def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.n
         array = array.reshape(-1, *array.shape[lead:])
         spatial = 3
     return array, spatial == 3
+
+
+def _samples_as_frames(array: np.ndarray, axes: str, samples: str) -> tuple[np.ndarray, str]:
+    """A TIFF array's ``samples`` axis (S or C) as a stack axis ("Q"): in place when it
+    is stored before the image axes (planar, (3, H, W)), else first ((H, W, 3) ->
+    (3, H, W)), as this module gives stacks."""
+    at = axes.index(samples)
+    if at > axes.index("Y"):
+        array, axes = np.moveaxis(array, at, 0), samples + axes.replace(samples, "")
+    return array, axes.replace(samples, "Q")
 
 
 def _read_pillow(path: Path) -> np.ndarray:
