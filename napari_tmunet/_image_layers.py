@@ -10,7 +10,7 @@ import numpy as np
 
 from ._widget_common import full_data, is_probability_map
 from .data.colour_spaces import colour_conversion, convert_colours, stored_colour_space
-from .data.images import looks_like_mask, saved_mask_kind
+from .data.images import looks_like_mask, orientation_applied, saved_mask_kind
 
 MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
@@ -40,6 +40,17 @@ def saved_by_tmunet(layer) -> bool:
 def layer_source_path(layer) -> str | None:
     """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
     return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
+
+
+def orientation_not_applied(layer) -> str:
+    """How the JPEG ``layer`` was read from is to be turned by its EXIF orientation
+    (``data.images.orientation_applied``'s words), when the layer shows its pixels as
+    stored (napari's own reader); "" for a layer this plugin's reader turned (its
+    metadata say so), or one not from such a file. Reads the file's header only."""
+    if (layer.metadata or {}).get("orientation"):
+        return ""
+    path = layer_source_path(layer)
+    return orientation_applied(path) if path and os.path.isfile(path) else ""
 
 
 def layer_colour_conversion(layer) -> str:

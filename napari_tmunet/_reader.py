@@ -207,6 +207,7 @@ def image_layer_data(path: Path) -> LayerData:
     kwargs: dict[str, Any] = {"name": path.stem, "rgb": rgb, "metadata": {"path": str(path)}}
     if converted:
         kwargs["metadata"]["colour_conversion"] = converted
+    _note_orientation(path, kwargs["metadata"])
 
     if data.dtype != np.uint8 and data.size:
         finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
@@ -218,6 +219,21 @@ def image_layer_data(path: Path) -> LayerData:
 
     kwargs.update(_physical_kwargs(path, spatial_ndim, read_pixel_size))
     return data, kwargs, "image"
+
+
+def _note_orientation(path: Path, metadata: dict) -> None:
+    """When ``data.images`` read ``path`` turned by its EXIF orientation: say so in the
+    layer's ``metadata`` ("orientation") and in a notification naming the file (napari's
+    own reader shows it as stored, so the two differ)."""
+    from .data.images import orientation_applied
+
+    turned = orientation_applied(path)
+    if turned:
+        metadata["orientation"] = turned
+        _notify_info(
+            f"{path.name}: shown {turned} (as photo viewers show it; napari's own reader "
+            "shows its pixels as stored)"
+        )
 
 
 def _cmyk_as_rgb(path: Path, data: np.ndarray) -> tuple[np.ndarray, str]:
@@ -375,6 +391,7 @@ def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = T
         "opacity": MASK_OPACITY,
         "metadata": {"path": str(path), "mask_rule": str(rule)},
     }
+    _note_orientation(path, kwargs["metadata"])
     if like is not None:  # overlay the image it belongs to; Metrics pairs by its name
         kwargs["metadata"]["image"] = like[1]["name"]
         for key in ("scale", "units"):
@@ -448,3 +465,9 @@ def _notify_warning(message: str) -> None:
     from napari.utils.notifications import show_warning
 
     show_warning(message)
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)

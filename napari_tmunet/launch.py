@@ -198,7 +198,7 @@ def _paths_problem(args: argparse.Namespace) -> str | None:
 def _size_problem(mask: Path, picture: Path | None) -> str | None:
     """Why ``mask`` cannot be ``picture``'s mask (a sentence naming both and their sizes),
     or None; headers only (a stack's pages are compared by their height and width)."""
-    from .data.images import ImageReadError, image_shape
+    from .data.images import ImageReadError, image_shape, turned_sizes_note
 
     if picture is None:
         return None
@@ -211,7 +211,7 @@ def _size_problem(mask: Path, picture: Path | None) -> str | None:
     return (
         f"the mask {mask} is {mask_hw[0]} x {mask_hw[1]} pixels but its picture {picture} is "
         f"{picture_hw[0]} x {picture_hw[1]}: give the mask made for that picture"
-    )
+    ) + turned_sizes_note(picture, picture_hw, mask, mask_hw)
 
 
 def _path_problem(path: str) -> str | None:
@@ -577,13 +577,15 @@ def _open_path(viewer, path: str) -> None:
     folders of images of different sizes), else with napari's own: napari asks which
     reader to use when two can, and a command line cannot answer. A PNG, JPEG or BMP
     that napari's reader would keep as stored (CMYK inks drawn as RGBA, dark; grey +
-    alpha) is read by the TM-UNet reader's code, in RGB or grey: napari offers it only
-    TIFFs (napari.yaml), so that plain pictures open without a "Choose reader" question."""
+    alpha; a JPEG not turned as its EXIF orientation says, unlike its mask) is read by
+    the TM-UNet reader's code, in RGB or grey, turned: napari offers it only TIFFs
+    (napari.yaml), so that plain pictures open without a "Choose reader" question."""
     from .data.colour_spaces import napari_keeps_as_stored
+    from .data.images import orientation_applied
 
     plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
-        if plugin == "napari" and napari_keeps_as_stored(path):
+        if plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
             from ._reader import image_layer_data
 
             data, kwargs, _ = image_layer_data(Path(path))

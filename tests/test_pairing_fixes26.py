@@ -1,7 +1,9 @@
 """How the files given to the app are paired and recognised (tester 26, Kvasir-SEG
 folders): masks go with pictures by name, never by size (D1); the Segment dock's "the
 Metrics dock takes it" hint and the Metrics dock's references follow one mask rule (D3);
-napari's 3- or 4-frame label TIFFs reopen as labels, not colour (D6)."""
+napari's 3- or 4-frame label TIFFs reopen as labels, not colour (D6); a JPEG is read
+turned as its EXIF orientation says, and napari's own reader showing it as stored is
+warned about (D7)."""
 
 from __future__ import annotations
 
@@ -270,3 +272,90 @@ def test_naparis_label_tiff_of_3_or_4_frames_reopens_as_labels(tmp_path, kvasir,
     assert isinstance(shown, Image) and shown.rgb
     np.testing.assert_array_equal(shown.data, colour)
     assert stored_channel_first_colour(saved, frames) is False
+
+
+# ------------------------------------------------------------ D7 EXIF orientation
+@pytest.fixture
+def photo(tmp_path, kvasir):
+    """(photo.jpg, photo_mask.png, the upright frame): Kvasir frame C stored a quarter
+    turn anticlockwise with EXIF orientation 6 (turn 90 degrees clockwise to show), as a
+    phone writes a photo; its mask drawn over it as shown (a PNG, no EXIF)."""
+    upright = Picture.open(_frame(FRAMES["C"]))
+    exif = Picture.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    upright.transpose(Picture.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+    mask = tmp_path / "photo_mask.png"
+    Picture.open(_mask_file(FRAMES["C"])).convert("L").save(mask)
+    return path, mask, np.asarray(upright)
+
+
+def _same_picture(a, b) -> bool:
+    """Whether two decodings of one frame agree up to JPEG noise."""
+    return a.shape == b.shape and np.abs(a.astype(float) - b).mean() < 3
+
+
+def test_a_jpeg_is_read_turned_as_its_exif_orientation_says(tmp_path, photo):
+    """A dataset folder with the turned photo and its mask: they pair (main: a size
+    mismatch, 626 x 547 against 547 x 626), the image reads upright, and its layer's
+    metadata say it was turned."""
+    from napari_tmunet._reader import read_dataset
+    from napari_tmunet.data.datasets import scan_pairs
+    from napari_tmunet.data.images import image_shape
+
+    path, mask, upright = photo
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    shutil.copy(path, root / "images")
+    shutil.copy(mask, root / "masks" / "photo.png")
+
+    report = scan_pairs(root)
+
+    assert [pair.name for pair in report.pairs] == ["photo"] and not report.skipped
+    assert image_shape(path) == upright.shape[:2]
+    assert _same_picture(read_image(path), upright)
+    (image, kwargs, _), (labels, _, _) = read_dataset(str(root))
+    assert _same_picture(image, upright)
+    np.testing.assert_array_equal(labels, read_mask(_mask_file(FRAMES["C"]))[0])
+    assert kwargs["metadata"]["orientation"] == (
+        "turned 90° clockwise, as its EXIF orientation 6 says"
+    )
+
+
+def test_the_launcher_opens_a_turned_jpeg_under_its_mask(launch, refused, photo, tmp_path):
+    """``napari-tmunet photo.jpg photo_mask.png``: the photo opens turned, under its mask
+    (main refused the mask for its size); a mask of the stored orientation is refused
+    in one line that says the photo is turned by its EXIF orientation."""
+    path, mask, upright = photo
+
+    status, layers, _ = launch([path, mask])
+
+    assert status == 0 and sorted(layers) == ["photo", "photo mask"]
+    assert _same_picture(layers["photo"], upright)
+    np.testing.assert_array_equal(layers["photo mask"] > 0, read_mask(mask)[0])
+
+    stored = tmp_path / "stored" / "photo_mask.png"
+    stored.parent.mkdir()
+    Picture.open(mask).transpose(Picture.Transpose.ROTATE_90).save(stored)
+    line = refused([path, stored])
+    assert f"; {path} is read turned 90° clockwise, as its EXIF orientation 6 says" in line
+
+
+def test_segment_warns_when_naparis_reader_shows_a_turned_jpeg_as_stored(
+    photo, make_napari_viewer, notices
+):
+    """File > Open of the photo (napari's own reader, which keeps the stored pixels): the
+    Segment dock warns, naming it, that photo viewers show it turned and how to open it
+    turned."""
+    path, _, upright = photo
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari")
+    assert layer.data.shape[:2] == upright.shape[1::-1]  # as stored
+
+    viewer.window.add_plugin_dock_widget("napari-tmunet", "Segment")
+
+    (warning,) = [text for text in notices["warning"] if "EXIF" in text]
+    assert warning.startswith("'photo': a JPEG that napari's own reader shows as stored")
+    assert "turned 90° clockwise, as its EXIF orientation 6 says" in warning
+    assert "`napari-tmunet FILE` opens it turned" in warning

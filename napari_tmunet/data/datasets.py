@@ -27,6 +27,7 @@ from .images import (
     image_shape,
     read_image,
     read_mask,
+    turned_sizes_note,
 )
 
 logger = logging.getLogger(__name__)
@@ -496,7 +497,7 @@ def _mismatch(image: Path, image_hw, mask: Path, mask_hw) -> str:
     return (
         f"size mismatch: image {image} is {image_hw[0]}x{image_hw[1]} (HxW) but "
         f"mask {mask} is {mask_hw[0]}x{mask_hw[1]}"
-    )
+    ) + turned_sizes_note(image, image_hw, mask, mask_hw)
 
 
 def _names(items: Sequence[Pair] | Sequence[str]) -> list[str]:
