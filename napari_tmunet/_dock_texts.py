@@ -14,6 +14,13 @@ CMYK_AS_STORED = (
     "or black); Segment gives the model its RGB (Pillow's conversion), and "
     "`napari-tmunet FILE` opens it in RGB"
 )
+# A JPEG that napari's own reader showed as stored, not turned as its EXIF orientation
+# says ({turned}: data.images.orientation_applied's words).
+EXIF_AS_STORED = (
+    "a JPEG that napari's own reader shows as stored, whereas photo viewers show it "
+    "{turned}: a mask drawn over it there does not fit it, and Segment follows the pixels "
+    "shown; `napari-tmunet FILE` opens it turned"
+)
 
 # Where the command is that turns a mask opened as an image into Labels by the mask-file
 # rule (_convert_mask.py; napari 0.9 lets plugins add to the Layers menu, not to the layer

@@ -1,6 +1,6 @@
 """What a napari image layer holds, read without Qt: the file it came from, the colour
 conversion the model needs, a small view of it, and whether it is a mask rather than a
-picture (the one rule of Segment all and of the Fine-tune pairs)."""
+picture (the one rule of the Segment, Metrics and Fine-tune docks)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 
-from ._widget_common import full_data
+from ._widget_common import full_data, is_probability_map
 from .data.colour_spaces import colour_conversion, convert_colours, stored_colour_space
-from .data.images import looks_like_mask, saved_mask_kind
+from .data.images import looks_like_mask, orientation_applied, saved_mask_kind
 
 MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
@@ -19,7 +19,11 @@ def is_mask_image(layer) -> bool:
     """Whether the image layer ``layer`` is a mask, not a picture: a TIFF mask the TM-UNet
     writer saved (:func:`saved_by_tmunet`), or data that looks like a mask
     (:func:`looks_like_mask`; a layer over :data:`MASK_CHECK_MAX_VALUES` values, lazy or
-    multiscale, by its thumbnail). The one rule of Segment all and the Fine-tune pairs."""
+    multiscale, by its thumbnail); never a probability map of the Segment dock. The one
+    rule of the Segment dock (its hint, Segment all), the Metrics dock's references and
+    the Fine-tune pairs."""
+    if is_probability_map(layer):
+        return False
     data = full_data(layer)
     if not isinstance(data, np.ndarray) or data.size > MASK_CHECK_MAX_VALUES:
         data = layer_thumbnail(layer)
@@ -36,6 +40,17 @@ def saved_by_tmunet(layer) -> bool:
 def layer_source_path(layer) -> str | None:
     """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
     return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
+
+
+def orientation_not_applied(layer) -> str:
+    """How the JPEG ``layer`` was read from is to be turned by its EXIF orientation
+    (``data.images.orientation_applied``'s words), when the layer shows its pixels as
+    stored (napari's own reader); "" for a layer this plugin's reader turned (its
+    metadata say so), or one not from such a file. Reads the file's header only."""
+    if (layer.metadata or {}).get("orientation"):
+        return ""
+    path = layer_source_path(layer)
+    return orientation_applied(path) if path and os.path.isfile(path) else ""
 
 
 def layer_colour_conversion(layer) -> str:

@@ -1,5 +1,6 @@
 """Metrics dock widget: compare a prediction Labels layer with a reference mask: a Labels
-layer, or an Image layer that looks like a mask (``data.images.looks_like_mask``: a 0/255
+layer, or an Image layer that is a mask (``_image_layers.is_mask_image``, the rule the
+Segment dock's hint promises it by: ``data.images.looks_like_mask``, a 0/255
 or instance-id PNG that napari's File > Open made an image, a grey + alpha PNG as
 MoNuSeg's masks, or a mask saved as RGB with equal channels, as Kvasir-SEG's JPEG masks),
 read as a mask file is (``data.images.mask_grey``: the grey channel, or the max of the
@@ -31,7 +32,6 @@ from ._widget_common import (
     fit_width,
     full_data,
     intro_above,
-    is_probability_map,
     keeping_layers,
     on_dock_closed,
     plural,
@@ -816,23 +816,21 @@ _MASK_IMAGES: dict[int, tuple[Any, bool]] = {}
 
 
 def _is_mask_image(layer) -> bool:
-    """Whether ``layer`` is an Image layer holding a mask (``looks_like_mask``): grey, grey
-    + alpha (by its grey channel: MoNuSeg's PNG masks), or RGB(A) with equal colour
-    channels (a mask saved as RGB, as Kvasir-SEG's JPEGs),
-    integer, in memory (a lazy or multiscale image is not read for this), not a
-    probability map of the Segment dock."""
+    """Whether ``layer`` is an Image layer holding a mask by the one rule the Segment
+    dock's hint and the Fine-tune pairs use (``_image_layers.is_mask_image``: grey, grey +
+    alpha as MoNuSeg's PNG masks, or RGB(A) with equal colour channels as Kvasir-SEG's
+    JPEGs, integer with flat regions; a stack by its first frame, a lazy or large one by
+    its thumbnail), judged once per array."""
     from napari.layers import Image
 
-    from .data.images import looks_like_mask
+    from ._image_layers import is_mask_image
 
-    if not isinstance(layer, Image) or layer.multiscale or is_probability_map(layer):
+    if not isinstance(layer, Image):
         return False
     data = layer.data
-    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biu":
-        return False
     known = _MASK_IMAGES.get(id(data))
     if known is None or known[0] is not data:
-        known = _MASK_IMAGES[id(data)] = (data, looks_like_mask(data))
+        known = _MASK_IMAGES[id(data)] = (data, is_mask_image(layer))
     return known[1]
 
 

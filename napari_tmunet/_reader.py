@@ -5,7 +5,8 @@ stack them into one layer of the first image's size, which cannot be read or seg
 TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``), 2-D
 or stacks, open as Labels layers, so a saved correction can be painted, fine-tuned on and
 scored again; so do unmarked TIFFs of 32/64-bit integers (napari's own writer saves
-labels as uint32), as napari's reader guesses.
+labels as uint32), as napari's reader guesses, a stack of 3 or 4 frames too (which the
+TIFF marks RGB: ``data.images.LABEL_DTYPES``).
 
 Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
 arrays (so Segment treats them alike) without a "Choose reader" question; inside a
@@ -24,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+# Integers this wide are label ids, not intensities (napari's own rule, guess_labels): a
+# mask saved with napari's writer (uint32, unmarked; a stack of 3 or 4 frames too, which
+# the TIFF calls RGB) reopens here as Labels; 8/16-bit grey images stay images.
+from .data.images import LABEL_DTYPES
+
 # Opening hundreds of layers makes napari crawl; a dataset folder larger than this is
 # opened in part, with a warning saying so.
 MAX_DATASET_PAIRS = 100
@@ -32,10 +38,6 @@ FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filenam
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
 
-# Integers this wide are label ids, not intensities: napari's own rule (guess_labels), so a
-# mask saved with napari's writer (uint32, unmarked) reopens here as Labels too; 8/16-bit
-# grey images stay images.
-LABEL_DTYPES = (np.int32, np.uint32, np.int64, np.uint64)
 # how a mask opened over its picture is shown (the reader, the launcher, Convert to mask)
 MASK_OPACITY = 0.5
 
@@ -205,6 +207,7 @@ def image_layer_data(path: Path) -> LayerData:
     kwargs: dict[str, Any] = {"name": path.stem, "rgb": rgb, "metadata": {"path": str(path)}}
     if converted:
         kwargs["metadata"]["colour_conversion"] = converted
+    _note_orientation(path, kwargs["metadata"])
 
     if data.dtype != np.uint8 and data.size:
         finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
@@ -216,6 +219,21 @@ def image_layer_data(path: Path) -> LayerData:
 
     kwargs.update(_physical_kwargs(path, spatial_ndim, read_pixel_size))
     return data, kwargs, "image"
+
+
+def _note_orientation(path: Path, metadata: dict) -> None:
+    """When ``data.images`` read ``path`` turned by its EXIF orientation: say so in the
+    layer's ``metadata`` ("orientation") and in a notification naming the file (napari's
+    own reader shows it as stored, so the two differ)."""
+    from .data.images import orientation_applied
+
+    turned = orientation_applied(path)
+    if turned:
+        metadata["orientation"] = turned
+        _notify_info(
+            f"{path.name}: shown {turned} (as photo viewers show it; napari's own reader "
+            "shows its pixels as stored)"
+        )
 
 
 def _cmyk_as_rgb(path: Path, data: np.ndarray) -> tuple[np.ndarray, str]:
@@ -373,6 +391,7 @@ def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = T
         "opacity": MASK_OPACITY,
         "metadata": {"path": str(path), "mask_rule": str(rule)},
     }
+    _note_orientation(path, kwargs["metadata"])
     if like is not None:  # overlay the image it belongs to; Metrics pairs by its name
         kwargs["metadata"]["image"] = like[1]["name"]
         for key in ("scale", "units"):
@@ -446,3 +465,9 @@ def _notify_warning(message: str) -> None:
     from napari.utils.notifications import show_warning
 
     show_warning(message)
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)

@@ -54,6 +54,7 @@ from ._dock_texts import (
     CHANNEL_FIRST_MAYBE,
     CMYK_AS_STORED,
     CONVERT_TO_MASK,
+    EXIF_AS_STORED,
     NO_CHECKPOINT_REASON,
     SAVED_MASK_AS_IMAGE,
     SEGMENT_TIPS,
@@ -64,6 +65,7 @@ from ._image_layers import (
     layer_colour_conversion,
     layer_source_path,
     layer_thumbnail,
+    orientation_not_applied,
     saved_by_tmunet,
 )
 from ._segment_jobs import (
@@ -450,6 +452,9 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             self._warn_once([layer], f"{model} is {why}")
         if layer_colour_conversion(layer) == CMYK:  # the picture shown is not what the model gets
             self._warn_once([layer], CMYK_AS_STORED)
+        turned = orientation_not_applied(layer)
+        if turned:  # other viewers, and masks drawn there, show it turned
+            self._warn_once([layer], EXIF_AS_STORED.format(turned=turned))
         self._show_outputs(layer)
 
     def _on_layers_removed(self, _event=None) -> None:

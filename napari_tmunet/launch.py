@@ -6,9 +6,9 @@ Interactive (the README's main command)::
 
 opens napari ready to click Segment, on the files or folders given (a dataset folder with
 ``images/`` and ``masks/`` through the TM-UNet reader; of several pictures the first is
-shown and chosen, the others hidden; a picture's mask, given or found beside it, over
-it as a Labels layer, a file of any name that holds a mask too: ``_open_paths``), else
-on a sample image.
+shown and chosen, the others hidden; a picture's mask, given (paired by name) or found
+beside it, over it as a Labels layer, a file of any name that holds a mask too when it
+is given with its one picture: ``_open_paths``), else on a sample image.
 Non-interactive check (CI)::
 
     napari-tmunet --smoke [--screenshot PATH]
@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE_OR_FOLDER",
         help="images, or a folder of them (e.g. a dataset with images/ and masks/), to open "
         "instead of the sample; a picture's mask (NAME_mask.png, NAME-mask.tif, masks/NAME.png, "
-        "...) given or found beside it opens over it, and so does a file of any name that "
-        "holds a mask (0/255, 0/1 or object ids) given after its picture (IMAGE MASK)",
+        "...) given or found beside it opens over it, paired by name, and so does a file of "
+        "any name that holds a mask (0/255, 0/1 or object ids) given with its one picture "
+        "(IMAGE MASK)",
     )
     parser.add_argument(
         "--sample",
@@ -177,22 +178,27 @@ def _model_problem(model: str | None) -> str | None:
 
 
 def _paths_problem(args: argparse.Namespace) -> str | None:
-    """Why the files given cannot be opened (a sentence naming the first missing one, or a
-    mask given whose size is not its picture's), or None."""
+    """Why the files given cannot be opened (a sentence naming the first missing one, a
+    mask given that goes with no picture or several, or one whose size is not its
+    picture's), or None."""
     if args.paths and args.smoke:
         return "--smoke checks a sample image; it opens no files (use --sample)"
     if args.paths and args.sample:
         return "give files to open or --sample, not both"
     problem = next(filter(None, map(_path_problem, args.paths)), None)
-    return problem or next(
-        filter(None, (_size_problem(*pair) for pair in _given_masks(args.paths))), None
-    )
+    if problem:
+        return problem
+    try:
+        given = _given_masks(args.paths)
+    except CannotOpen as err:
+        return str(err)
+    return next(filter(None, (_size_problem(*pair) for pair in given)), None)
 
 
 def _size_problem(mask: Path, picture: Path | None) -> str | None:
     """Why ``mask`` cannot be ``picture``'s mask (a sentence naming both and their sizes),
     or None; headers only (a stack's pages are compared by their height and width)."""
-    from .data.images import ImageReadError, image_shape
+    from .data.images import ImageReadError, image_shape, turned_sizes_note
 
     if picture is None:
         return None
@@ -205,7 +211,7 @@ def _size_problem(mask: Path, picture: Path | None) -> str | None:
     return (
         f"the mask {mask} is {mask_hw[0]} x {mask_hw[1]} pixels but its picture {picture} is "
         f"{picture_hw[0]} x {picture_hw[1]}: give the mask made for that picture"
-    )
+    ) + turned_sizes_note(picture, picture_hw, mask, mask_hw)
 
 
 def _path_problem(path: str) -> str | None:
@@ -340,9 +346,9 @@ def _open_paths(viewer, paths: list[str]) -> None:
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
     origin would cover it). A path that opens only masks (Labels) goes with the picture
     before it, as a mask follows its image in a dataset folder. A mask file (by its name
-    or folder, or by what it holds: :func:`_given_masks`) opens as its picture's mask
-    wherever it is given, and a picture given without one gets the mask found beside it
-    (:func:`_found_mask`; see ``_open_mask``)."""
+    or folder, or by what it holds) opens as the mask of the picture of its name
+    (:func:`_given_masks`) wherever it is given, and a picture given without one gets the
+    mask found beside it (:func:`_found_mask`; see ``_open_mask``)."""
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -381,10 +387,8 @@ def _mask_picture(path: str | Path) -> str | None:
     it is no mask: NAME for ``.../masks/NAME.png`` (a dataset folder's mask, see
     ``data.datasets``; also ``labels/``, ``ground_truth/``) and for ``NAME_mask.png``,
     ``NAME-mask.tif``, ``NAME mask.tif``, ``NAME_labels.png`` (:data:`_MASK_NAME`)."""
-    from .data.images import IMAGE_SUFFIXES
-
     file = Path(path)
-    if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+    if not _is_image_file(file):
         return None
     if file.parent.name.lower() in MASK_FOLDERS:
         return file.stem
@@ -393,35 +397,89 @@ def _mask_picture(path: str | Path) -> str | None:
 
 
 def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
-    """The mask files among ``paths``, each with its picture among them, or None when that
-    picture is not given. A mask by its name or folder (:func:`_mask_picture`) goes with
-    the first picture of that name; a file of any other name that holds a mask
-    (:func:`_holds_mask`: 0/255, 0/1 or object ids, ``napari-tmunet IMAGE MASK``) with
-    the nearest picture of its height and width given before it, else after it."""
-    names = [_mask_picture(path) for path in paths]
-    by_content = [
-        name is None and _holds_mask(path) for path, name in zip(paths, names, strict=True)
-    ]
-    pictures = {}
-    for path, name, content in reversed(list(zip(paths, names, by_content, strict=True))):
-        if name is None and not content:
-            pictures[Path(path).stem] = Path(path)
-    given = []
-    for index, (path, name) in enumerate(zip(paths, names, strict=True)):
-        if name is not None:
-            given.append((Path(path), pictures.get(name)))
-        elif by_content[index]:
-            given.append((Path(path), _picture_of_size(path, paths, index, by_content)))
-    return given
+    """The mask files among ``paths``, each with its picture among them, or None when no
+    picture is given at all. Masks are files named as masks or in a mask folder
+    (:func:`_mask_picture`) and files of any other name that hold a mask
+    (:func:`_holds_mask`: 0/255, 0/1 or object ids); the other image files are pictures.
+    A mask goes with the picture of its name (``data.datasets.match_by_name``: NAME.jpg
+    for NAME_mask.png, masks/NAME.png or a mask file NAME.png), never by size (several
+    pictures often share one); a mask of another name only in ``napari-tmunet PICTURE
+    MASK``, with the one picture given.
+
+    Raises:
+        CannotOpen: naming the files, for a mask whose name matches no picture given, or
+            several, and for several masks of one picture.
+    """
+    from .data.datasets import match_by_name
+
+    masks = [Path(path) for path in paths if _mask_picture(path) or _holds_mask(path)]
+    pictures = [Path(path) for path in paths if _is_image_file(path) and Path(path) not in masks]
+    match = match_by_name(pictures, masks, mask_name=_mask_name)
+    for name, files in match.ambiguous:
+        _refuse_ambiguous(name, files, masks)
+    picture_of = {mask: picture for _, picture, mask in match.rows if mask}
+    unmatched = [mask for mask, picture in picture_of.items() if picture is None]
+    alone = [picture for _, picture, mask in match.rows if picture and not mask]
+    for mask in unmatched:
+        if not pictures:  # opens alone, as Labels
+            continue
+        if len(pictures) == len(alone) == len(unmatched) == 1 and not _mask_picture(mask):
+            picture_of[mask] = pictures[0]  # napari-tmunet PICTURE MASK: no doubt
+        else:
+            raise CannotOpen(_unmatched_text(mask, pictures))
+    return [(mask, picture_of[mask]) for mask in masks]  # in the order given
+
+
+def _mask_name(mask: Path) -> str:
+    """The name of the picture that the mask file ``mask`` goes with: the one its name or
+    folder gives (:func:`_mask_picture`), else its own base name."""
+    return _mask_picture(mask) or mask.stem
+
+
+def _refuse_ambiguous(name: str, files: list[Path], masks: list[Path]) -> None:
+    """Raise CannotOpen when ``files`` (of one ``name``) are several masks, or several
+    pictures that one of ``masks`` would go with."""
+    listed = ", ".join(str(file) for file in files)
+    if files[0] in masks:
+        raise CannotOpen(f"several masks given for the picture {name}: {listed}; give one")
+    mask = next((mask for mask in masks if _mask_name(mask) == name), None)
+    if mask is not None:
+        raise CannotOpen(
+            f"the mask {mask} could go with several pictures named {name}: {listed}; "
+            "give one of them"
+        )
+
+
+def _unmatched_text(mask: Path, pictures: list[Path]) -> str:
+    """Why the mask file ``mask`` goes with none of ``pictures``, and how to say which."""
+    shown = ", ".join(str(picture) for picture in pictures[:4])
+    shown += f" and {len(pictures) - 4} more" if len(pictures) > 4 else ""
+    named = _mask_picture(mask)
+    if named:
+        return (
+            f"the mask {mask} is named for the picture {named}, which is not given (the "
+            f"pictures given: {shown}): give that picture, or name the mask after its picture"
+        )
+    return (
+        f"{mask} holds a mask but its name matches none of the pictures given ({shown}): "
+        f"name it after its picture (NAME_mask{mask.suffix} beside NAME{pictures[0].suffix}, "
+        "or NAME.* in a masks/ folder), or give it with its picture alone "
+        "(napari-tmunet PICTURE MASK)"
+    )
+
+
+def _is_image_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file of an image type (by its suffix; nothing is read)."""
+    from .data.images import IMAGE_SUFFIXES
+
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file()
 
 
 def _holds_mask(path: str) -> bool:
     """Whether the image file ``path`` holds a mask by what it holds, whatever its name
     (``data.images.file_looks_like_mask``: one rule with the Segment and Metrics docks)."""
-    from .data.images import IMAGE_SUFFIXES
-
     file = Path(path)
-    if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+    if not _is_image_file(file):
         return False
     stat = file.stat()  # judged once per file version: the check and the opening both ask
     return _holds_mask_cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -442,31 +500,6 @@ def _holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
     return file_looks_like_mask(path)
 
 
-def _picture_of_size(mask: str, paths: list[str], index: int, masks: list[bool]) -> Path | None:
-    """The picture among ``paths`` (not a mask by ``masks``) nearest before ``index``, else
-    first after it, whose height and width are those of ``mask``; None when there is none.
-    Headers only."""
-    from .data.images import IMAGE_SUFFIXES, ImageReadError, image_shape
-
-    try:
-        size = image_shape(mask)
-    except ImageReadError:
-        return None
-    order = [*range(index - 1, -1, -1), *range(index + 1, len(paths))]
-    for other in order:
-        picture = Path(paths[other])
-        if masks[other] or _mask_picture(picture) is not None:
-            continue
-        if picture.suffix.lower() not in IMAGE_SUFFIXES or not picture.is_file():
-            continue
-        try:
-            if image_shape(picture) == size:
-                return picture
-        except ImageReadError:  # told when it is opened
-            continue
-    return None
-
-
 def _found_mask(path: str) -> Path | None:
     """The reference mask beside the picture ``path`` (an image file), or None: in its
     folder ``NAME_mask.*``, ``NAME-mask.*`` and the other names of :data:`_MASK_NAME`,
@@ -475,7 +508,7 @@ def _found_mask(path: str) -> Path | None:
     from .data.images import IMAGE_SUFFIXES
 
     picture = Path(path)
-    if picture.suffix.lower() not in IMAGE_SUFFIXES or not picture.is_file():
+    if not _is_image_file(picture):
         return None
     folder = picture.parent
     places = [(folder, True)]
@@ -544,13 +577,15 @@ def _open_path(viewer, path: str) -> None:
     folders of images of different sizes), else with napari's own: napari asks which
     reader to use when two can, and a command line cannot answer. A PNG, JPEG or BMP
     that napari's reader would keep as stored (CMYK inks drawn as RGBA, dark; grey +
-    alpha) is read by the TM-UNet reader's code, in RGB or grey: napari offers it only
-    TIFFs (napari.yaml), so that plain pictures open without a "Choose reader" question."""
+    alpha; a JPEG not turned as its EXIF orientation says, unlike its mask) is read by
+    the TM-UNet reader's code, in RGB or grey, turned: napari offers it only TIFFs
+    (napari.yaml), so that plain pictures open without a "Choose reader" question."""
     from .data.colour_spaces import napari_keeps_as_stored
+    from .data.images import orientation_applied
 
     plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
-        if plugin == "napari" and napari_keeps_as_stored(path):
+        if plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
             from ._reader import image_layer_data
 
             data, kwargs, _ = image_layer_data(Path(path))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import TIFF_SUFFIXES, ImageReadError, ImageTooLargeError
+from .images import TIFF_SUFFIXES, ImageReadError, ImageTooLargeError, exif_orientation
 
 DEFAULT_MAX_PIXELS = 1 << 28  # 256 Mpix, e.g. 16384 x 16384: ~1 GB as 8-bit RGB
 MAX_PIXELS_ENV = "NAPARI_TMUNET_MAX_PIXELS"
@@ -39,12 +39,15 @@ class Header:
         height, width: of one image (page).
         pixels: height x width x pages (samples per pixel not counted).
         dtype: the pixel type, when the header says (TIFF), else None.
+        orientation: the EXIF orientation ``read_image`` applies (a JPEG's, 2 to 8), else
+            1; height and width are those of the image as turned.
     """
 
     height: int
     width: int
     pixels: int
     dtype: np.dtype | None = None
+    orientation: int = 1
 
 
 def max_pixels(override: int | None = None) -> int:
@@ -87,7 +90,10 @@ def read_header(path: Path) -> Header:
 
     with Image.open(path) as image:  # header only; Pillow refuses its own bombs here
         width, height = image.size
-    return Header(height, width, height * width)
+        orientation = exif_orientation(image)
+    if orientation >= 5:  # a quarter turn (or a diagonal mirror): read as W x H
+        height, width = width, height
+    return Header(height, width, height * width, orientation=orientation)
 
 
 def check_budget(path: Path, header: Header, limit: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import MIN_SIDE, TIFF_SUFFIXES
+from .images import LABEL_DTYPES, MIN_SIDE, TIFF_SUFFIXES
 
 GREY_ALPHA = "grey+alpha"
 CMYK = "cmyk"
@@ -70,8 +70,9 @@ def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> 
     or RGB + alpha), which napari's own reader gives channel-first, as ``frames`` grey
     frames, when its samples are stored apart (planar), or an ImageJ image of ``frames``
     channels and no other axis (axes CYX, e.g. a composite), which the TM-UNet reader
-    reads as colour; None when that cannot be checked (no path, a folder, not a TIFF, an
-    unreadable file).
+    reads as colour; False for 32/64-bit integer samples (``images.LABEL_DTYPES``: a
+    label stack, which napari's writer saves marked RGB); None when that cannot be
+    checked (no path, a folder, not a TIFF, an unreadable file).
 
     Reads tags and the ImageJ description only, never pixels. Never raises.
     """
@@ -82,6 +83,8 @@ def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> 
 
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
+            if page.dtype in LABEL_DTYPES:  # label ids in frames, whatever the tags say
+                return False
             if page.photometric == _RGB and page.samplesperpixel == frames:
                 return True
             return tif.is_imagej and _imagej_channels(tif) == frames

@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from .images import (
     image_shape,
     read_image,
     read_mask,
+    turned_sizes_note,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,55 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
+@dataclass
+class NameMatch:
+    """Image and mask files matched by name (:func:`match_by_name`).
+
+    Attributes:
+        rows: (name, image or None, mask or None) for each name that at most one image and
+            at most one mask have, in natural order of the names.
+        ambiguous: (name, files) for each name that several images, or several masks,
+            have: those files, sorted by file name; the images' names first. These names
+            are in no row.
+    """
+
+    rows: list[tuple[str, Path | None, Path | None]] = field(default_factory=list)
+    ambiguous: list[tuple[str, list[Path]]] = field(default_factory=list)
+
+
+def _stem(path: Path) -> str:
+    return path.stem
+
+
+def match_by_name(
+    images: Iterable[Path], masks: Iterable[Path], mask_name: Callable[[Path], str] = _stem
+) -> NameMatch:
+    """Match mask files to image files by name: an image's name is its base name, a
+    mask's is ``mask_name(mask)`` (its base name by default: ``masks/12.png`` is the mask
+    of ``images/12.jpg``). A name that several images, or several masks, have is
+    ambiguous: it is matched to nothing and listed apart. The one pairing rule of dataset
+    folders (:func:`scan_pairs`) and of the files given to ``napari-tmunet``."""
+    image_files, mask_files = _by_name(images, _stem), _by_name(masks, mask_name)
+    match = NameMatch()
+    for files in (image_files, mask_files):
+        for name in sorted(files, key=natural_key):
+            if len(files[name]) > 1:
+                match.ambiguous.append((name, sorted(files[name], key=lambda p: p.name)))
+    left_out = {name for name, _ in match.ambiguous}
+    for name in sorted((image_files.keys() | mask_files.keys()) - left_out, key=natural_key):
+        image, mask = image_files.get(name, [None])[0], mask_files.get(name, [None])[0]
+        match.rows.append((name, image, mask))
+    return match
+
+
+def _by_name(files: Iterable[Path], name_of: Callable[[Path], str]) -> dict[str, list[Path]]:
+    """``files`` grouped by ``name_of`` each file, in their order."""
+    grouped: dict[str, list[Path]] = {}
+    for path in files:
+        grouped.setdefault(name_of(path), []).append(path)
+    return grouped
+
+
 def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingReport:
     """Pair ``images/`` and ``masks/`` of a dataset folder, collecting problems.
 
@@ -143,13 +193,12 @@ def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingRepo
             )
         folders[sub] = folder
     report = PairingReport(root)
-    images, ambiguous = _files_by_name(folders["images"], report)
-    masks, ambiguous_masks = _files_by_name(folders["masks"], report)
-    ambiguous |= ambiguous_masks
-    for name in sorted(set(images) | set(masks), key=natural_key):
-        image, mask = images.get(name), masks.get(name)
-        if name in ambiguous:
-            continue
+    match = match_by_name(_image_files(folders["images"]), _image_files(folders["masks"]))
+    for name, files in match.ambiguous:
+        listed = ", ".join(file.name for file in files)
+        reason = f"several files with one base name: {listed}"
+        report.skipped.append((str(files[0].parent / name), reason))
+    for name, image, mask in match.rows:
         if image is None:
             report.skipped.append((str(mask), f"no image named {name}.* in {folders['images']}"))
             continue
@@ -422,27 +471,19 @@ def resolve_split(
     return {p: sorted(parts[p], key=natural_key) for p in SPLIT_PARTS}, notes
 
 
-def _files_by_name(folder: Path, report: PairingReport) -> tuple[dict[str, Path], set[str]]:
-    """Image files of a folder by base name, and the base names used by several files.
-
-    Each ambiguous base name is reported in ``skipped``.
-    """
-    found: dict[str, list[Path]] = {}
+def _image_files(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (by suffix), hidden ones left out."""
     try:
         entries = list(folder.iterdir())
     except OSError as error:
         raise DatasetError(f"cannot list {folder}: {error.strerror or error}") from None
-    for path in entries:
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.is_file():
-            found.setdefault(path.stem, []).append(path)
-    unique = {name: paths[0] for name, paths in found.items() if len(paths) == 1}
-    ambiguous = {name for name, paths in found.items() if len(paths) > 1}
-    for name in sorted(ambiguous, key=natural_key):
-        files = ", ".join(sorted(p.name for p in found[name]))
-        report.skipped.append((str(folder / name), f"several files with one base name: {files}"))
-    return unique, ambiguous
+    return [
+        path
+        for path in entries
+        if not path.name.startswith(".")
+        and path.suffix.lower() in IMAGE_SUFFIXES
+        and path.is_file()
+    ]
 
 
 def _too_small(image: Path, hw) -> str:
@@ -456,7 +497,7 @@ def _mismatch(image: Path, image_hw, mask: Path, mask_hw) -> str:
     return (
         f"size mismatch: image {image} is {image_hw[0]}x{image_hw[1]} (HxW) but "
         f"mask {mask} is {mask_hw[0]}x{mask_hw[1]}"
-    )
+    ) + turned_sizes_note(image, image_hw, mask, mask_hw)
 
 
 def _names(items: Sequence[Pair] | Sequence[str]) -> list[str]:

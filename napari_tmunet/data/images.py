@@ -4,8 +4,17 @@ TIFF goes through tifffile (multi-page, OME, ImageJ, any compression imagecodecs
 decodes, 16-bit, float); everything else through Pillow, except 16-bit colour PNG,
 which Pillow would reduce to 8 bits and imagecodecs decodes exactly.
 
-Pixel order is kept as stored: JPEG/TIFF orientation tags are not applied, so an
-image and its mask stay aligned whatever their formats.
+A JPEG is turned as its EXIF orientation says (:data:`ORIENTATIONS`, Pillow's
+``ImageOps.exif_transpose``), as cameras mean it and every photo viewer shows it, in
+its header's size too (``image_shape``), so a mask drawn over the picture as it is shown
+fits it (a mask has no EXIF orientation; a JPEG mask with one is turned alike). napari's
+own reader does not turn it (the Segment dock and ``napari-tmunet`` say so or read it
+here). PNG's eXIf and TIFF's Orientation tags are not applied (Fiji and tifffile ignore
+them): those pixels stay as stored.
+
+A TIFF of 3 or 4 samples per pixel is colour (RGB, RGBA, stored interleaved or planar),
+except 32/64-bit integer samples (:data:`LABEL_DTYPES`): those are label ids, a stack
+of 3 or 4 frames as napari's labels writer saves one.
 """
 
 from __future__ import annotations
@@ -82,6 +91,27 @@ _UM_PER_UNIT = {
 
 # Smaller images have no meaningful segmentation (training or inference).
 MIN_SIDE = 4
+
+# EXIF Orientation (tag 274) of a JPEG: how its stored pixels are turned to be shown
+# upright (Pillow's ImageOps.exif_transpose); 1 (or none) keeps them as stored. 5 to 8
+# swap height and width.
+EXIF_ORIENTATION_TAG = 0x0112
+ORIENTATIONS = {
+    2: "mirrored left to right",
+    3: "turned 180°",
+    4: "mirrored top to bottom",
+    5: "mirrored along its main diagonal",
+    6: "turned 90° clockwise",
+    7: "mirrored along its other diagonal",
+    8: "turned 90° anticlockwise",
+}
+
+# Integers this wide are label ids, never intensities or colours: napari's own rule
+# (guess_labels), and its labels writer saves every Labels layer so (uint32 at least).
+# A TIFF of 3 or 4 such samples per pixel is a stack of frames, not RGB(A): tifffile
+# marks an array of shape (3, H, W) or (4, H, W) as planar RGB(A) when it writes one
+# (napari's writer too), whereas a colour picture is 8 or 16 bits per channel.
+LABEL_DTYPES = (np.int32, np.uint32, np.int64, np.uint64)
 
 
 class ImageReadError(ValueError):
@@ -783,6 +813,9 @@ def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.n
         colour = "C"  # e.g. an OME RGB image stored as separate channels
     else:
         colour = ""
+    if colour and array.dtype in LABEL_DTYPES:  # label ids: frames, not colour
+        array, axes = _samples_as_frames(array, axes, colour)
+        colour = ""
     if colour:
         array = np.moveaxis(array, axes.index(colour), -1)
         axes = axes.replace(colour, "") + "S"
@@ -802,6 +835,60 @@ def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.n
     return array, spatial == 3
 
 
+def _samples_as_frames(array: np.ndarray, axes: str, samples: str) -> tuple[np.ndarray, str]:
+    """A TIFF array's ``samples`` axis (S or C) as a stack axis ("Q"): in place when it
+    is stored before the image axes (planar, (3, H, W)), else first ((H, W, 3) ->
+    (3, H, W)), as this module gives stacks."""
+    at = axes.index(samples)
+    if at > axes.index("Y"):
+        array, axes = np.moveaxis(array, at, 0), samples + axes.replace(samples, "")
+    return array, axes.replace(samples, "Q")
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation of an open Pillow ``image`` that this module applies: its tag's
+    value (2 to 8) for a JPEG, else 1 (as stored: no tag, an invalid value, any other
+    format)."""
+    if image.format not in ("JPEG", "MPO"):
+        return 1
+    value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    return value if value in ORIENTATIONS else 1
+
+
+def orientation_applied(path: str | os.PathLike) -> str:
+    """How :func:`read_image` turns the file at ``path`` by its EXIF orientation, in words
+    ("turned 90° clockwise, as its EXIF orientation 6 says"), or "" when it keeps it as
+    stored or cannot read it. Reads the header only."""
+    try:
+        orientation = read_header(path).orientation
+    except ImageReadError:
+        return ""
+    return _orientation_words(orientation)
+
+
+def _orientation_words(orientation: int) -> str:
+    if orientation == 1:
+        return ""
+    return f"{ORIENTATIONS[orientation]}, as its EXIF orientation {orientation} says"
+
+
+def turned_sizes_note(image: Path, image_hw, mask: Path, mask_hw) -> str:
+    """For an image and a mask of sizes (H, W) that differ: when one of the two is turned
+    by its EXIF orientation and the sizes are each other's turned, a sentence saying so
+    and what to do; else "" (the sizes simply differ)."""
+    if tuple(image_hw) != tuple(mask_hw)[::-1]:
+        return ""
+    for path, other in ((image, mask), (mask, image)):
+        turned = orientation_applied(path)
+        if turned:
+            return (
+                f"; {path} is read {turned} (as photo viewers show it), and {other} fits its "
+                "pixels as stored: turn that one too, or save the JPEG without its EXIF "
+                "orientation"
+            )
+    return ""
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     """Decode a png/jpg/bmp with Pillow (16-bit colour PNG with imagecodecs)."""
     from PIL import Image
@@ -818,6 +905,12 @@ def _read_pillow(path: Path) -> np.ndarray:
 
     with Image.open(path) as image:
         image.load()
+        orientation = exif_orientation(image)
+        if orientation != 1:  # as the camera meant it, and viewers show it
+            from PIL import ImageOps
+
+            image = ImageOps.exif_transpose(image)
+            logger.info("%s: read %s", path, _orientation_words(orientation))
         mode = image.mode
         if mode == "P" or mode == "PA":
             image = _expand_palette(image)
@@ -978,14 +1071,16 @@ def file_looks_like_mask(path: str | os.PathLike) -> bool:
 
 
 def _grey_frame(array: np.ndarray) -> np.ndarray | None:
-    """The first 2-D frame of ``array``, grey (grey + alpha: its grey channel); None for
+    """The first 2-D frame of ``array``, grey (grey + alpha: its grey channel; a colour
+    frame, also of a (Z, H, W, C) stack, its channels when they are equal); None for
     colour (channels that differ)."""
     array = mask_grey(array)
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        colour = array[..., :3]
-        if not (colour == colour[..., :1]).all():
-            return None
-        array = colour[..., 0]
-    while array.ndim > 2:
+    colour = array.ndim >= 3 and array.shape[-1] in (3, 4)
+    while array.ndim > 2 + colour:  # the first frame
         array = array[0]
+    if colour:
+        channels = array[..., :3]  # (H, W, 3)
+        if not (channels == channels[..., :1]).all():
+            return None
+        array = channels[..., 0]
     return array
