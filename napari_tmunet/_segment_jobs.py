@@ -80,6 +80,7 @@ class SegmentOutcome:
     conversion: str = ""  # how the image was made the model's input, when it had to be
     # (objects, pixels) the confidence gate hid (postprocess.gated_out); None: not known
     hidden: tuple[int, int] | None = None
+    windows: int = 1  # windows per frame (SegmentationResult.windows); 1: not known
 
 
 def model_defaults(checkpoint) -> dict[str, Any]:
@@ -336,5 +337,6 @@ def _segment_one(
                 objects=count_objects(labels),
                 model_label=options.model_label,
                 hidden=hidden,
+                windows=result.windows,
             ),
         )

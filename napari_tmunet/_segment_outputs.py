@@ -111,6 +111,7 @@ class OutputLayers:
             **label_metadata(label_options, outcome.objects),
             MODEL_DEFAULTS_KEY: dict(self._defaults),
             "mode": outcome.mode,
+            "windows": outcome.windows,
             "device": options.device,
             "image": image.name,
             "seconds": outcome.seconds,  # unrounded: a reopened dock says what the run said
@@ -357,7 +358,7 @@ def adopted_outcome(output: _Output) -> SegmentOutcome:
     objects = meta.get("objects")
     if not isinstance(objects, int) or _digest(labels) != output.digest:  # edited since
         objects = count_objects(labels)
-    seconds = meta.get("seconds")
+    seconds, windows = meta.get("seconds"), meta.get("windows")
     return SegmentOutcome(
         labels=labels,
         probability=output.probability,
@@ -368,6 +369,7 @@ def adopted_outcome(output: _Output) -> SegmentOutcome:
         objects=objects,
         model_label=str(meta.get("model_label") or meta.get("model") or ""),
         conversion=str(meta.get("conversion") or ""),
+        windows=windows if isinstance(windows, int) else 1,
     )
 
 

@@ -1234,6 +1234,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         took = "run time not recorded" if outcome.seconds is None else f"in {outcome.seconds:.1f} s"
         model = outcome.model_label or "a model not recorded"
         mode = outcome.mode or "mode not recorded"
+        if outcome.mode == "resize" and outcome.windows > 1:  # an elongated image
+            mode = f"resize in {outcome.windows} windows along its length"
         hidden = _hidden_words(outcome)
         shown = " shown" if hidden else ""
         line = (

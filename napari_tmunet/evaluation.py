@@ -229,7 +229,7 @@ def evaluate(
         if mode == "tile":
             run.score_tiled(items, overlap, batch_size, progress)
         else:
-            run.score_resized(items, batch_size, progress)
+            run.score_resized(items, overlap, batch_size, progress)
     finally:
         net.train(was_training)
     return run.result
@@ -260,18 +260,15 @@ class _EvaluationRun:
 
     def score_tiled(self, items: list, overlap: float, batch_size: int, progress: bool) -> None:
         """Sliding window at native resolution; the main column resized to 512 x 512."""
-        from .inference import resize, run_to_completion, sliding_window
-
         for sample in _progress(items, len(items), "evaluate", progress):
-            name, frame, mask = self.prepare(sample)
-            windows = sliding_window(
-                self.probability, frame, self.size, overlap, batch_size, "gaussian", self.device
-            )
-            prob = run_to_completion(windows, self.check_stop)  # (1, 1, H, W)
-            self.score(name, resize(prob, self.eval_size)[0, 0], prob[0, 0], mask)
+            self.score_windows(self.prepare(sample), "tile", overlap, batch_size)
 
-    def score_resized(self, items: list, batch_size: int, progress: bool) -> None:
-        """Batches resized to the model's size; the native column from resized-back logits."""
+    def score_resized(self, items: list, overlap: float, batch_size: int, progress: bool) -> None:
+        """Batches resized to the model's size; the native column from resized-back logits.
+
+        An elongated frame is cut into windows, each resized, as Segment does
+        (``FrameInput.window``); its main column is its probability resized to the model's size.
+        """
         import torch
 
         from .inference import foreground_probability, forward_logits, resize
@@ -280,16 +277,31 @@ class _EvaluationRun:
         for start in _progress(starts, len(starts), "evaluate", progress):
             self.check_stop()
             prepared = [self.prepare(s) for s in items[start : start + batch_size]]
-            x = torch.cat([frame.resized(self.device) for _, frame, _ in prepared])
-            logits = forward_logits(self.net, x, self.amp)  # (n, K, h, w)
-            for (name, frame, mask), lg in zip(prepared, logits, strict=True):
-                native = foreground_probability(resize(lg[None], frame.hw))[0]
-                self.score(name, foreground_probability(lg[None])[0], native, mask)
+            whole = [p for p in prepared if p[1].window("resize") is None]
+            if whole:
+                x = torch.cat([frame.resized(self.device) for _, frame, _ in whole])
+                logits = iter(forward_logits(self.net, x, self.amp))  # (n, K, h, w)
+            for name, frame, mask in prepared:  # in order: results are listed as given
+                if frame.window("resize") is not None:
+                    self.score_windows((name, frame, mask), "resize", overlap, batch_size)
+                    continue
+                lg = next(logits)[None]  # (1, K, h, w)
+                native = foreground_probability(resize(lg, frame.hw))[0]
+                self.score(name, foreground_probability(lg)[0], native, mask)
 
-    def probability(self, x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, 1, h, w)
-        from .inference import foreground_probability, forward_logits
+    def score_windows(self, prepared: tuple, mode: str, overlap: float, batch_size: int) -> None:
+        """One frame through ``sliding_window`` in ``mode``'s windows (``FrameInput.window``);
+        the main column is its probability resized to the evaluation size."""
+        from .inference import resize, run_to_completion, sliding_window, window_probability
 
-        return foreground_probability(forward_logits(self.net, x, self.amp))[:, None]
+        name, frame, mask = prepared
+        resized_to = self.size if mode == "resize" else None
+        probability = window_probability(self.net, self.amp, resized_to)
+        windows = sliding_window(
+            probability, frame, frame.window(mode), overlap, batch_size, "gaussian", self.device
+        )
+        prob = run_to_completion(windows, self.check_stop)  # (1, 1, H, W)
+        self.score(name, resize(prob, self.eval_size)[0, 0], prob[0, 0], mask)
 
     def prepare(self, sample) -> tuple[str, Any, np.ndarray]:
         """(name, FrameInput, (H, W) bool mask) of one sample; refuses a mask of another size."""

@@ -45,6 +45,7 @@ from .tiling import (  # noqa: F401  (tile mode's home; names kept importable fr
     MAX_OVERLAP,
     batch_size_for,
     fits_on,
+    resize_window,
     sliding_window,
     tile_starts,
 )
@@ -69,6 +70,8 @@ class SegmentationResult:
             an image segmented in bands (over the pixel budget, see :func:`segment`).
         mapping: how raw intensities were mapped to the model's input, in words.
         threshold, mode, instances, min_confidence: the options used.
+        windows: the windows each frame went through the model in: its tiles, or in
+            resize mode 1 (resized whole), more for an elongated frame.
     """
 
     labels: np.ndarray
@@ -78,6 +81,7 @@ class SegmentationResult:
     mode: str
     instances: bool
     min_confidence: float = 0.0
+    windows: int = 1
 
 
 def split_frames(image: np.ndarray, rgb: bool | None = None) -> tuple[bool, bool]:
@@ -139,7 +143,9 @@ def predict_probability(
         checkpoint: a loaded checkpoint; its model's device is used when ``device`` is None.
         mode: "resize" to the checkpoint's input size and back (as the paper), or "tile":
             overlapping windows of the input size blended with a Gaussian weight
-            (:func:`sliding_window`).
+            (:func:`sliding_window`). An image much wider or taller than the model's
+            input is resized in overlapping windows of the input's shape, blended alike
+            (``tiling.resize_window``), not squeezed whole.
         tile_overlap: fraction of a tile shared with its neighbour, in [0, 0.9].
         batch_size: tiles per forward pass; bounds memory whatever the image size;
             None: by device (``tiling.batch_size_for``).
@@ -177,10 +183,10 @@ def segment(
 ) -> Generator[tuple[int, int], None, SegmentationResult]:
     """Segment a 2-D image or a stack of 2-D frames (slice by slice); a generator.
 
-    Yields ``(done, total)`` work units (tiles, or frames in resize mode, plus one per
-    frame for the instance split) and returns a :class:`SegmentationResult`. Closing the
-    generator (``.close()``, or a napari worker's ``quit()``) stops the work after the
-    current forward pass.
+    Yields ``(done, total)`` work units (tiles, or frames in resize mode: the windows of
+    an elongated one; plus one per frame for the instance split) and returns a
+    :class:`SegmentationResult`. Closing the generator (``.close()``, or a napari
+    worker's ``quit()``) stops the work after the current forward pass.
 
     A 2-D image that is not in memory (a memmap, zarr or dask array, e.g. from
     ``data.images.open_image``) and has more pixels than the pixel budget is read and
@@ -260,7 +266,14 @@ def segment(
     if not is_stack:
         labels, probability = labels[0], probability[0]
     return SegmentationResult(
-        labels, probability, mapping, float(threshold), mode, instances, min_confidence
+        labels,
+        probability,
+        mapping,
+        float(threshold),
+        mode,
+        instances,
+        min_confidence,
+        first.units(mode, tile_overlap),
     )
 
 
@@ -471,12 +484,19 @@ class FrameInput:
             self._tensors[key] = source
         return self._tensors[key]
 
+    def window(self, mode: str) -> tuple[int, int] | None:
+        """(h, w) of the windows this frame is cut into in ``mode``: the model's input size
+        for tiles; in resize mode None (resized whole) unless the frame is elongated
+        (``tiling.resize_window``)."""
+        return tuple(self.size) if mode == "tile" else resize_window(self.hw, self.size)
+
     def units(self, mode: str, overlap: float) -> int:
-        """Work units (forward passes' tiles) this frame needs in ``mode``."""
-        if mode == "resize":
+        """Work units (forward passes' tiles or windows) this frame needs in ``mode``."""
+        window = self.window(mode)
+        if window is None:
             return 1
-        return len(tile_starts(self.hw[0], self.size[0], overlap)) * len(
-            tile_starts(self.hw[1], self.size[1], overlap)
+        return len(tile_starts(self.hw[0], window[0], overlap)) * len(
+            tile_starts(self.hw[1], window[1], overlap)
         )
 
 
@@ -579,18 +599,37 @@ def _predict_frame(
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
     model, dev, amp = prepared_model(checkpoint, device, precision)
-    if mode == "resize":
+    window = frame.window(mode)
+    if window is None:  # resize mode, the whole frame
         logits = forward_logits(model, frame.resized(dev), amp)  # (1, K, h, w)
         yield 1, 1
         return foreground_probability(resize(logits, frame.hw))[0].cpu().numpy()
-
-    def probability(x: torch.Tensor) -> torch.Tensor:
-        return foreground_probability(forward_logits(model, x, amp))[:, None]  # (n, 1, h, w)
-
+    resized_to = frame.size if mode == "resize" else None  # an elongated frame's windows
+    probability = window_probability(model, amp, resized_to)
     blended = yield from sliding_window(
-        probability, frame, frame.size, overlap, batch_size, "gaussian", dev
+        probability, frame, window, overlap, batch_size, "gaussian", dev
     )
     return blended[0, 0].numpy()
+
+
+def window_probability(
+    model: Callable, amp: bool, resized_to: Sequence[int] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model as :func:`sliding_window` runs it: (n, C, h, w) windows -> (n, 1, h, w)
+    foreground probability.
+
+    ``resized_to``: each window resized to this model input size and its logits resized
+    back, as resize mode does with a whole frame (resize mode's windows of an elongated
+    image); None: the windows go in as they are (tile mode).
+    """
+
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        if resized_to is None:
+            return foreground_probability(forward_logits(model, x, amp))[:, None]
+        logits = forward_logits(model, resize(x, resized_to), amp)  # (n, K, *resized_to)
+        return foreground_probability(resize(logits, x.shape[-2:]))[:, None]
+
+    return probability
 
 
 def prepared_model(

@@ -21,9 +21,8 @@ from .inference import (
     FrameInput,
     SegmentationResult,
     check_output,
-    foreground_probability,
-    forward_logits,
     prepared_model,
+    window_probability,
 )
 from .tiling import batch_size_for, blend_tiles, blend_window, tile_starts
 
@@ -75,8 +74,7 @@ def segment_bands(
     total = len(ys) * len(xs)
     mapping = ""
 
-    def probability(x: torch.Tensor) -> torch.Tensor:
-        return foreground_probability(forward_logits(model, x, amp))[:, None]  # (n, 1, h, w)
+    probability = window_probability(model, amp)  # (n, C, h, w) -> (n, 1, h, w)
 
     def read(i: int) -> FrameInput:
         return FrameInput(np.asarray(image[ys[i] : ys[i] + th]), channels, config, value_range)
@@ -115,6 +113,7 @@ def segment_bands(
         threshold=float(threshold),
         mode=mode,
         instances=False,
+        windows=total,
     )
 
 

@@ -5,7 +5,9 @@ once with the plugin's input path and keeps them, their masks at the model size 
 native size on the device; each period it predicts in batches and scores there
 (``device_metrics``): Dice and IoU at the model size and Dice at native size, Hausdorff
 distances at the model size. The numbers are those of
-:func:`napari_tmunet.evaluation.evaluate` (tested). Tile mode (random-crop training,
+:func:`napari_tmunet.evaluation.evaluate` (tested) for images resized whole; an elongated
+one (``tiling.resize_window``), which Segment and ``evaluate`` cut into windows, is
+squeezed whole here, as resize-mode training squeezes its images. Tile mode (random-crop training,
 sliding-window scoring) uses ``evaluate`` itself: its validation sets are few, large
 images, whose sliding window is the cost anyway.
 """
