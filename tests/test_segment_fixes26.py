@@ -62,7 +62,8 @@ def test_frames_dropped_on_the_dock_are_shown_one_at_a_time(make_napari_viewer, 
     """Three frames dropped with the Segment dock open: the top one (napari's active) is
     the one shown and chosen, the others hidden (all three were shown, stacked); after
     Segment all, each result is shown or hidden with its frame, so only the top frame's
-    mask is drawn over it. Clicking another frame's eye shows it alone, with its mask."""
+    mask is drawn over it. Clicking another frame's eye, or picking one in the Image box,
+    shows it alone, with its mask."""
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
     frames = open_frames(viewer)
@@ -78,6 +79,12 @@ def test_frames_dropped_on_the_dock_are_shown_one_at_a_time(make_napari_viewer, 
     frames[0].visible = True  # the user clicks the first frame's eye
     assert shown(viewer) == [frames[0].name, f"{frames[0].name} labels"]
     assert widget.image.value is frames[0]
+
+    combo = widget.image.native  # the user picks the second frame in the Image box
+    combo.setCurrentIndex(combo.findText(frames[1].name))
+    combo.activated.emit(combo.currentIndex())
+    assert widget.image.value is frames[1]
+    assert shown(viewer) == [frames[1].name, f"{frames[1].name} labels"]
 
 
 def test_segment_all_on_frames_opened_before_the_dock_shows_the_chosen_one(
