@@ -11,12 +11,12 @@ whose metadata name it as their image, or named "<frame> ..." (Labels, probabili
 masks opened as images).
 
 Showing a frame (selecting it, clicking its eye, picking it in the Image box, Segment,
-Segment all) hides the other frames that overlap it on the canvas, with their own layers;
-a frame hidden hides its own layers, and one shown again shows them (but those the user
-had hidden). A hidden frame selected in the layer list is not shown: napari selects each
-layer it adds, also the hidden pictures of a folder, and a neighbour of a layer deleted.
-The Image box follows the frame shown and the frame of an output selected, so the label
-settings act on the result the user looks at.
+Segment all) hides the other frames that overlap it on the canvas, with their own layers,
+and shows its own layers (but those the user had hidden). A frame hidden by its eye leaves
+its own layers as they are (a mask may be looked at on black). The Image box follows the
+frame shown and the frame of a layer selected, so the label settings act on the result
+the user looks at. A hidden layer napari selects itself, as it adds it (the hidden
+pictures of a folder) or removes its neighbour, is not followed.
 """
 
 from __future__ import annotations
@@ -34,19 +34,39 @@ class FrameVisibility:
     """One frame shown at a time (see the module docstring)."""
 
     def _watch_frames(self) -> None:
-        """Follow the eyes of the image layers open now and of those added later."""
+        """Follow the eyes of the image layers open now and of those added later, and tell
+        the layers napari selects itself (as it adds or removes layers) from the user's."""
+        from qtpy.QtCore import QTimer
+
         self._toggling = False  # the dock is showing or hiding layers itself
         self._adding_output = False  # an output being added (napari makes it active)
+        self._inserted = None  # the layer added last: napari makes it active, not the user
+        self._removing = False  # layers were removed: napari selects a neighbour
         # frame id -> ids of its own layers the user hid while it was shown
         self._hidden_by_user: dict = {}
         for layer in self.viewer.layers:
             layer.events.visible.connect(self._on_layer_visible)
         self.viewer.layers.events.inserted.connect(self._watch_layer)
+        self.viewer.layers.events.removed.connect(self._note_removal)
+        # until the event loop turns: napari selects after the removal (parented: it goes
+        # with the dock)
+        self._removal_timer = QTimer(self.native)
+        self._removal_timer.setSingleShot(True)
+        self._removal_timer.setInterval(0)
+        self._removal_timer.timeout.connect(self._removal_settled)
         # activated: a pick of the user's in the Image box, not one the dock made
         self.image.native.activated.connect(lambda _index: self._show_frame(self.image.value))
 
     def _watch_layer(self, event) -> None:
+        self._inserted = event.value
         event.value.events.visible.connect(self._on_layer_visible)
+
+    def _note_removal(self, _event=None) -> None:
+        self._removing = True
+        self._removal_timer.start()
+
+    def _removal_settled(self) -> None:
+        self._removing = False
 
     def _is_frame(self, layer) -> bool:
         """Whether ``layer`` is a picture of its own: an image layer drawn opaque over what
@@ -63,36 +83,42 @@ class FrameVisibility:
     def _frames(self) -> list[Image]:
         return [layer for layer in self.viewer.layers if self._is_frame(layer)]
 
-    def _frame_of(self, layer, frames: list[Image]) -> Image | None:
-        """The frame among ``frames`` that ``layer`` belongs to: the image of a Segment
-        output, else the frame its metadata name, else the one whose name starts its own
-        ("<frame> mask", "<frame> labels (model)"; the longest such name); None for a frame
-        or a layer of no frame."""
-        mask = isinstance(layer, Image) and not is_probability_map(layer) and self._is_mask(layer)
-        if not (isinstance(layer, Labels) or is_probability_map(layer) or mask):
-            return None
+    def _owners(self, frames: list[Image]) -> dict[int, Image]:
+        """id(layer) -> the frame among ``frames`` that the layer belongs to, for each
+        Labels layer, probability map and mask opened as an image that belongs to one: the
+        image of a Segment output, else the frame its metadata name, else the one whose
+        name starts its own ("<frame> mask", "<frame> labels (model)"; the longest)."""
+        by_id = {frame.unique_id: frame for frame in frames}
+        made = {}  # id(layer) -> its image, of Segment's outputs and probability maps
         for (image_id, _), output in self._outputs.items():
-            if layer is output.labels or layer is output.probability_layer:
-                return next((frame for frame in frames if frame.unique_id == image_id), None)
-        named = (layer.metadata or {}).get("image")
-        by_name = [frame for frame in frames if frame.name == named]
-        if by_name:
-            return by_name[0]
-        prefixed = [frame for frame in frames if layer.name.startswith(f"{frame.name} ")]
-        return max(prefixed, key=lambda frame: len(frame.name), default=None)
+            for layer in (output.labels, output.probability_layer):
+                if layer is not None and image_id in by_id:
+                    made[id(layer)] = by_id[image_id]
+        by_name = {frame.name: frame for frame in frames}
+        owners = {}
+        for layer in self.viewer.layers:
+            owner = made.get(id(layer)) or by_name.get((layer.metadata or {}).get("image"))
+            if owner is None:
+                prefixed = [frame for frame in frames if layer.name.startswith(f"{frame.name} ")]
+                owner = max(prefixed, key=lambda frame: len(frame.name), default=None)
+            if owner is not None and owner is not layer and self._may_belong(layer):
+                owners[id(layer)] = owner
+        return owners
 
-    def _own_layers(self, frame: Image) -> list:
-        """The layers that belong to ``frame`` (:meth:`_frame_of`)."""
-        frames = self._frames()
-        return [
-            layer
-            for layer in self.viewer.layers
-            if layer is not frame and self._frame_of(layer, frames) is frame
-        ]
+    def _may_belong(self, layer) -> bool:
+        """Whether ``layer`` is of a kind that belongs to a frame: Labels, a probability
+        map, a mask opened as an image."""
+        if isinstance(layer, Labels) or is_probability_map(layer):
+            return True
+        return isinstance(layer, Image) and self._is_mask(layer)
+
+    def _own_layers(self, frame: Image, owners: dict[int, Image]) -> list:
+        """The layers that belong to ``frame`` (``owners``: :meth:`_owners`)."""
+        return [layer for layer in self.viewer.layers if owners.get(id(layer)) is frame]
 
     def _show_frame(self, layer) -> None:
         """Show the image ``layer``, and its own layers when it was hidden; when it is a
-        frame, hide the other frames that overlap it (:meth:`_hide_covered`)."""
+        frame, hide the others that overlap it (:meth:`_hide_covered`)."""
         if layer is None or layer not in self.viewer.layers:
             return
         self._hide_covered(layer)
@@ -102,53 +128,44 @@ class FrameVisibility:
             self._show_own_layers(layer)
 
     def _hide_covered(self, layer) -> None:
-        """When ``layer`` is a frame, hide the other shown frames that overlap it on the
-        canvas, with their own layers: they would cover it, or their masks would be drawn
-        over it."""
+        """When ``layer`` is a frame, hide the other frames that overlap it on the canvas,
+        and their own layers (also those of a frame the user hid, shown on their own): they
+        would cover it, or be drawn over it."""
         if not self._is_frame(layer):
             return
-        covered = [
-            frame
-            for frame in self._frames()
-            if frame is not layer and frame.visible and _overlap(frame, layer)
-        ]
+        frames = self._frames()
+        owners = self._owners(frames)
         with self._toggled():
-            for frame in covered:
-                frame.visible = False
-                self._hide_own_layers(frame)
-
-    def _hide_own_layers(self, frame: Image) -> None:
-        """Hide ``frame``'s own layers, noting those the user had hidden already."""
-        own = self._own_layers(frame)
-        self._hidden_by_user[frame.unique_id] = {
-            layer.unique_id for layer in own if not layer.visible
-        }
-        with self._toggled():
-            for layer in own:
-                layer.visible = False
+            for frame in frames:
+                if frame is layer or not _overlap(frame, layer):
+                    continue
+                own = self._own_layers(frame, owners)
+                if frame.visible:  # those the user hid stay hidden when it is shown again
+                    hidden = {other.unique_id for other in own if not other.visible}
+                    self._hidden_by_user[frame.unique_id] = hidden
+                    frame.visible = False
+                for other in own:
+                    other.visible = False
 
     def _show_own_layers(self, frame: Image) -> None:
         """Show ``frame``'s own layers, but those the user had hidden."""
         kept = self._hidden_by_user.pop(frame.unique_id, set())
         with self._toggled():
-            for layer in self._own_layers(frame):
+            for layer in self._own_layers(frame, self._owners(self._frames())):
                 if layer.unique_id not in kept:
                     layer.visible = True
 
     def _on_layer_visible(self, event) -> None:
-        """A frame's eye clicked: shown, the frames it overlaps are hidden, its own layers
-        shown, and it is chosen; hidden, its own layers are hidden with it."""
+        """A frame's eye clicked on: the frames it overlaps are hidden with their own layers,
+        its own layers shown, and it is chosen. (One clicked off leaves its own layers as
+        they are: a mask may be looked at on black.)"""
         layer = event.source
         if self._closed or self._toggling or layer not in self.viewer.layers:
             return
-        if not self._is_frame(layer):
-            return
-        if layer.visible:
+        if layer.visible and self._is_frame(layer):
             self._hide_covered(layer)
             self._show_own_layers(layer)
             self._choose_frame(layer)
-        else:
-            self._hide_own_layers(layer)
 
     def _choose_frame(self, frame: Image) -> None:
         """Put ``frame`` in the Image box (the label settings act on its result)."""
@@ -157,17 +174,25 @@ class FrameVisibility:
             self.image.value = frame
 
     def _follow_selected(self, layer) -> None:
-        """Follow the layer the user selected, when it is a shown frame (shown alone) or a
-        shown layer of a frame (its output or mask: its frame is chosen)."""
-        if self._adding_output or not layer.visible:
+        """Follow the layer the user selected: a frame is shown alone and chosen; a layer of
+        a frame (its output or mask) chooses its frame, which is shown if the layer was
+        hidden. A hidden layer napari selected itself is not followed: one it added (also
+        the hidden pictures of a folder), or the neighbour of one removed; nor an output
+        the dock is adding."""
+        inserted, self._inserted = self._inserted, None
+        by_napari = layer is inserted or self._removing
+        if self._adding_output or (by_napari and not layer.visible):
             return
         if self._is_frame(layer):
             self._show_frame(layer)
             self._choose_frame(layer)
             return
-        frame = self._frame_of(layer, self._frames())
-        if frame is not None:
-            self._choose_frame(frame)
+        frame = self._owners(self._frames()).get(id(layer))
+        if frame is None:
+            return
+        if not layer.visible:
+            self._show_frame(frame)
+        self._choose_frame(frame)
 
     @contextlib.contextmanager
     def _toggled(self) -> Iterator[None]:

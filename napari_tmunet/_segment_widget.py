@@ -369,21 +369,18 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         return self._busy
 
     def _on_active_layer(self, event=None) -> None:
-        """Follow the layer the user selects, when it is shown: a frame, shown alone, or a
-        layer of one (its output, probability map or mask), whose frame is chosen
-        (:meth:`_follow_selected`)."""
+        """Follow the layer the user selects (:meth:`_follow_selected`): a frame, shown alone,
+        or a layer of one (its output, probability map or mask), whose frame is chosen. A
+        mask opened as an image is not followed: a hint says how to use it as a mask."""
         layer = self.viewer.layers.selection.active
-        # Each layer added becomes the active one, also the hidden ones: a dataset folder
-        # shows its first pair and hides the rest, and following it would leave Segment on
-        # its last image, which the user cannot see.
-        if layer is None or not layer.visible:
+        if layer is None:
             return
         mask = isinstance(layer, Image) and not is_probability_map(layer) and self._is_mask(layer)
-        if mask and layer.unique_id not in self._mask_hinted:  # a mask PNG opened as an image
-            self._mask_hinted.add(layer.unique_id)
-            show_info(_mask_hint(layer))
         if not mask:
             self._follow_selected(layer)
+        elif layer.visible and layer.unique_id not in self._mask_hinted:
+            self._mask_hinted.add(layer.unique_id)
+            show_info(_mask_hint(layer))
 
     def _is_mask(self, layer: Image) -> bool:
         """Whether the image layer ``layer`` is a mask (:func:`is_mask_image`); judged once

@@ -62,8 +62,9 @@ def test_frames_dropped_on_the_dock_are_shown_one_at_a_time(make_napari_viewer, 
     """Three frames dropped with the Segment dock open: the top one (napari's active) is
     the one shown and chosen, the others hidden (all three were shown, stacked); after
     Segment all, each result is shown or hidden with its frame, so only the top frame's
-    mask is drawn over it. Clicking another frame's eye, or picking one in the Image box,
-    shows it alone, with its mask."""
+    mask is drawn over it. Clicking another frame's eye, picking one in the Image box, or
+    selecting a hidden one in the layer list shows it alone, with its mask; the hidden
+    layer napari selects after a deletion is not shown."""
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
     frames = open_frames(viewer)
@@ -85,6 +86,15 @@ def test_frames_dropped_on_the_dock_are_shown_one_at_a_time(make_napari_viewer, 
     combo.activated.emit(combo.currentIndex())
     assert widget.image.value is frames[1]
     assert shown(viewer) == [frames[1].name, f"{frames[1].name} labels"]
+
+    viewer.layers.selection.active = top  # the user selects a hidden frame in the list
+    assert shown(viewer) == [top.name, f"{top.name} labels"]
+    assert widget.image.value is top
+    # its labels deleted: napari selects the hidden layer under them, which stays hidden
+    viewer.layers.selection.active = viewer.layers[f"{top.name} labels"]
+    viewer.layers.remove_selected()
+    assert viewer.layers.selection.active is viewer.layers[f"{frames[1].name} labels"]
+    assert shown(viewer) == [top.name] and widget.image.value is top
 
 
 def test_segment_all_on_frames_opened_before_the_dock_shows_the_chosen_one(
