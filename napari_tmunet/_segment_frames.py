@@ -40,33 +40,35 @@ class FrameVisibility:
 
         self._toggling = False  # the dock is showing or hiding layers itself
         self._adding_output = False  # an output being added (napari makes it active)
-        self._inserted = None  # the layer added last: napari makes it active, not the user
-        self._removing = False  # layers were removed: napari selects a neighbour
+        # until the event loop turns (napari selects layers then, the user later): the layer
+        # added last, which napari makes active, and whether layers were removed, after
+        # which napari selects a neighbour
+        self._inserted = None
+        self._removing = False
         # frame id -> ids of its own layers the user hid while it was shown
         self._hidden_by_user: dict = {}
         for layer in self.viewer.layers:
             layer.events.visible.connect(self._on_layer_visible)
         self.viewer.layers.events.inserted.connect(self._watch_layer)
         self.viewer.layers.events.removed.connect(self._note_removal)
-        # until the event loop turns: napari selects after the removal (parented: it goes
-        # with the dock)
-        self._removal_timer = QTimer(self.native)
-        self._removal_timer.setSingleShot(True)
-        self._removal_timer.setInterval(0)
-        self._removal_timer.timeout.connect(self._removal_settled)
+        self._settle_timer = QTimer(self.native)  # parented: it goes with the dock
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(0)
+        self._settle_timer.timeout.connect(self._layers_settled)
         # activated: a pick of the user's in the Image box, not one the dock made
         self.image.native.activated.connect(lambda _index: self._show_frame(self.image.value))
 
     def _watch_layer(self, event) -> None:
         self._inserted = event.value
+        self._settle_timer.start()
         event.value.events.visible.connect(self._on_layer_visible)
 
     def _note_removal(self, _event=None) -> None:
         self._removing = True
-        self._removal_timer.start()
+        self._settle_timer.start()
 
-    def _removal_settled(self) -> None:
-        self._removing = False
+    def _layers_settled(self) -> None:
+        self._inserted, self._removing = None, False
 
     def _is_frame(self, layer) -> bool:
         """Whether ``layer`` is a picture of its own: an image layer drawn opaque over what
@@ -179,8 +181,7 @@ class FrameVisibility:
         hidden. A hidden layer napari selected itself is not followed: one it added (also
         the hidden pictures of a folder), or the neighbour of one removed; nor an output
         the dock is adding."""
-        inserted, self._inserted = self._inserted, None
-        by_napari = layer is inserted or self._removing
+        by_napari = layer is self._inserted or self._removing
         if self._adding_output or (by_napari and not layer.visible):
             return
         if self._is_frame(layer):

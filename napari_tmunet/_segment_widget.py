@@ -21,7 +21,9 @@ with, and the summary that result (a threshold moved while Segment runs holds fo
 model that runs, also when the Model box is switched before it ends). Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
 labels from the kept probability without running the network again
-(:class:`~napari_tmunet._segment_rederive.Rederive`).
+(:class:`~napari_tmunet._segment_rederive.Rederive`). Pictures opened together are shown
+one at a time, each result with its picture, and the dock follows the picture shown or
+selected (:class:`~napari_tmunet._segment_frames.FrameVisibility`).
 """
 
 from __future__ import annotations
