@@ -33,6 +33,7 @@ from ._widget_common import (
     full_data,
     intro_above,
     keeping_layers,
+    narrow,
     on_dock_closed,
     plural,
     scroll_body,
@@ -167,6 +168,10 @@ class MetricsWidget(Container):
         labels = (self.intro, self.pair_note, self.status, self.comparison_title)
         for label in (*labels, self.comparison_note):
             wrap(label)
+        # long layer names (Kvasir-SEG's are 25 letters, "<name> labels") would widen the
+        # choosers, and the body with them, past the dock: its texts were cut at the right
+        for chooser in (self.prediction, self.reference):
+            narrow(chooser)
         self.body.extend(
             [
                 Container(widgets=[self.prediction, self.reference], labels=True),

@@ -155,8 +155,10 @@ class Rederive:
         kind = "instance" if options.instances else "object"  # as in the summary
         # The layer, not the image: with two models' outputs, or a model shown that has not
         # run on the image (its newest output is derived), the user sees which one moved.
+        unseen = "" if output.labels.visible else f" (hidden: show {image.name!r} to see it)"
         self.status.value = (
-            f"{output.labels.name!r}{self._whose(image, output)}: {plural(objects, kind)} at "
+            f"{output.labels.name!r}{self._whose(image, output)}{unseen}: "
+            f"{plural(objects, kind)} at "
             f"{_cutoffs(options)} (updated in {self.last_rederive_seconds * 1000:.0f} ms, "
             "no network run)"
         )

@@ -21,7 +21,9 @@ with, and the summary that result (a threshold moved while Segment runs holds fo
 model that runs, also when the Model box is switched before it ends). Moving
 the threshold (or the confidence, hole filling, minimum size, output kind) re-derives the
 labels from the kept probability without running the network again
-(:class:`~napari_tmunet._segment_rederive.Rederive`).
+(:class:`~napari_tmunet._segment_rederive.Rederive`). Pictures opened together are shown
+one at a time, each result with its picture, and the dock follows the picture shown or
+selected (:class:`~napari_tmunet._segment_frames.FrameVisibility`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from ._image_layers import (
     orientation_not_applied,
     saved_by_tmunet,
 )
+from ._segment_frames import FrameVisibility
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -117,7 +120,7 @@ MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the mode
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
 
 
-class SegmentWidget(Rederive, OutputLayers, Container):
+class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
     """Segment image layers with a TM-UNet model into Labels layers.
 
     Sub-widgets are attributes (``image``, ``model``, ``checkpoint``, ``model_reason``,
@@ -161,6 +164,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         # settings: the summary line of the model the dock shows for the chosen image
         self._outcomes: dict[tuple, tuple[SegmentOutcome, bool]] = {}
         self._failed = False  # the last run's status is a failure of one of its images
+        self._failed_ids: set = set()  # ids of the last run's images that failed
         self._adopted: set = set()  # images whose summary line an earlier dock's run made
         self._job_options: list[SegmentOptions] = []  # per image of the run
         self._job_notes: list[str] = []  # per image of the run: how its colours were converted
@@ -330,6 +334,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         layers.events.removed.connect(self.reset_choices)
         layers.events.removed.connect(self._on_layers_removed)
         layers.selection.events.active.connect(self._on_active_layer)
+        self._watch_frames()
         on_dock_closed(self.native, self._on_closed)
 
     def _on_closed(self) -> None:
@@ -368,22 +373,18 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         return self._busy
 
     def _on_active_layer(self, event=None) -> None:
-        """Follow the layer the user selects, when it is a shown image (not one of our maps)."""
+        """Follow the layer the user selects (:meth:`_follow_selected`): a frame, shown alone,
+        or a layer of one (its output, probability map or mask), whose frame is chosen. A
+        mask opened as an image is not followed: a hint says how to use it as a mask."""
         layer = self.viewer.layers.selection.active
-        if not isinstance(layer, Image) or layer is self.image.value or is_probability_map(layer):
+        if layer is None:
             return
-        # Each layer added becomes the active one, also the hidden ones: a dataset folder
-        # shows its first pair and hides the rest, and following it would leave Segment on
-        # its last image, which the user cannot see.
-        if not layer.visible:
-            return
-        if self._is_mask(layer):  # a mask PNG opened as an image: not one to segment
-            if layer.unique_id not in self._mask_hinted:
-                self._mask_hinted.add(layer.unique_id)
-                show_info(_mask_hint(layer))
-            return
-        self.reset_choices()
-        self.image.value = layer
+        mask = isinstance(layer, Image) and not is_probability_map(layer) and self._is_mask(layer)
+        if not mask:
+            self._follow_selected(layer)
+        elif layer.visible and layer.unique_id not in self._mask_hinted:
+            self._mask_hinted.add(layer.unique_id)
+            show_info(_mask_hint(layer))
 
     def _is_mask(self, layer: Image) -> bool:
         """Whether the image layer ``layer`` is a mask (:func:`is_mask_image`); judged once
@@ -793,20 +794,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self.image.value is None:
             show_info("Open an image first (File > Open, or File > Open Sample > TM-UNet).")
             return
-        if not self.image.value.visible:  # e.g. a hidden picture of a folder, chosen here
-            self._show_picture(self.image.value)
         self._start([self.image.value])
-
-    def _show_picture(self, image: Image) -> None:
-        """Show ``image`` and its own layers (named "<image> mask", "<image> labels"...),
-        and hide the other image and Labels layers, which would cover it (as a folder's
-        pictures are shown one at a time)."""
-        own = f"{image.name} "
-        for layer in self.viewer.layers:
-            if layer is image or layer.name.startswith(own):
-                layer.visible = True
-            elif isinstance(layer, Image | Labels) and layer.visible:
-                layer.visible = False
 
     def segment_all(self, _=None):
         """Segment every image layer (except probability maps made here and layers that look
@@ -911,6 +899,10 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         inputs = _model_inputs(layers)
         if inputs is None:
             return
+        if any(layer is self.image.value for layer in layers):
+            # the chosen frame shown alone (e.g. a hidden picture of a folder, or one under
+            # other pictures): each output is shown or hidden with its frame (_add_output)
+            self._show_frame(self.image.value)
         self._job_options, self._options = options, options[0]
         self._job_notes = [note for _, note in inputs]
         self._misfits = self._misfit_reasons(layers, options)
@@ -918,6 +910,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self._results = []
         self._adopted = set()
         self._failed = False
+        self._failed_ids = set()
         self._moved_in_run = {}
         self._progress_index = -1
         self._outcome = ""
@@ -986,7 +979,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
                 left = [name for name in MODEL_SETTINGS if getattr(self._options, name) is None]
                 self._show_model_values(self._defaults, left)  # those left to its model
         elif kind == "cancelled":  # the forward pass under way stopped; aborted follows
-            self._outcome = self._stop_note or "cancelled"
+            self._outcome = self._stop_note or self._cancelled_text()
         elif kind == "status":  # e.g. compiling GPU kernels before the first image
             self.status.value = message[1]
         elif kind == "progress":
@@ -1005,7 +998,8 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             if image not in self.viewer.layers:  # closed during the run: nothing to label
                 self._outcome = f"{image.name} was closed during the run; its result was dropped"
                 return
-            self._add_result(image, outcome)
+            with self._adding():
+                self._add_result(image, outcome)
             self._results.append((image, outcome))
             key = (image.unique_id, _model_id(self._options.model))
             self._outcomes[key] = (outcome, image.unique_id in self._misfits)
@@ -1014,6 +1008,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
             text += _folder_stack_hint(self._jobs[index])
             self._outcome = f"{self._jobs[index].name} failed: {text}"
             self._failed = True
+            self._failed_ids.add(self._jobs[index].unique_id)
             show_error(f"Segmenting {self._jobs[index].name} failed: {text}")
 
     def _shows_run_model(self, index: int) -> bool:
@@ -1168,8 +1163,30 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         if self._stop_note:  # its images were closed: the status says so, no pop-up
             self._outcome = self._stop_note
             return
-        self._outcome = "cancelled"
-        show_info("TM-UNet segmentation cancelled.")
+        self._outcome = self._cancelled_text()
+        show_info(f"TM-UNet segmentation {self._outcome}.")
+
+    def _cancelled_text(self) -> str:
+        """What the status says of a cancelled run: "cancelled", and for a run of several
+        images how many were segmented and which are left unsegmented ("cancelled: 3 of 10
+        images segmented, 7 left: 'a', 'b'..."; images closed during the run are neither,
+        those that failed are counted)."""
+        if len(self._jobs) < 2:
+            return "cancelled"
+        segmented = {image.unique_id for image, _ in self._results}
+        ended = segmented | self._failed_ids
+        left = [
+            image
+            for image in self._jobs
+            if image.unique_id not in ended and image in self.viewer.layers
+        ]
+        names = ", ".join(repr(image.name) for image in left[:MISFITS_NAMED])
+        if len(left) > MISFITS_NAMED:
+            names += f" and {len(left) - MISFITS_NAMED} more"
+        text = f"cancelled: {len(segmented)} of {len(self._jobs)} images segmented"
+        if self._failed_ids:
+            text += f", {len(self._failed_ids)} failed"
+        return text + (f", {len(left)} left: {names}" if left else "")
 
     def _on_finished(self):
         if self._progress is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _paths import EXTRA
 
 from napari_tmunet import registry
 from napari_tmunet._widget_common import shown_text
@@ -12,6 +13,8 @@ pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-tmunet"
 LONG_LABEL = "fine-tuned on kvasir1 20261202-184916"
+KVASIR = EXTRA / "Kvasir-SEG"
+KVASIR_FRAME = "cju0qkwl35piu0993l0dewei2"  # 529 x 622, its polyp found at Dice 0.91
 
 
 @pytest.fixture
@@ -96,3 +99,51 @@ def test_the_channel_first_colour_words_leave_the_summary_in_view(window, tmp_pa
     widget.image.value = layer
     assert "is a channel-first colour TIFF" in widget.model_reason.value
     assert _lines(widget.model_reason) <= 6, widget.model_reason.value
+
+
+def _shows_whole(body, label) -> bool:
+    """Whether the wrapped ``label`` in ``body`` (a ``scroll_body``) shows all its lines
+    across the view: its right edge within the scroll area's viewport, which does not
+    scroll sideways, and as tall as its text wrapped at its width."""
+    from qtpy.QtCore import QPoint
+
+    native, viewport = label.native, body.scroll_area.viewport()
+    right = native.mapTo(viewport, QPoint(native.width(), 0)).x()
+    return right <= viewport.width() and native.height() >= native.heightForWidth(native.width())
+
+
+@pytest.mark.skipif(not KVASIR.is_dir(), reason="extra-data Kvasir-SEG not present")
+def test_the_metrics_texts_wrap_within_the_dock_with_kvasir_names(window, qtbot):
+    """1366 x 768: a Kvasir-SEG frame segmented (threaded path), then Metrics opened tabbed
+    with Segment, as the launcher has them, and Fine-tune: the frame's labels are the only
+    mask, then its JPEG mask is opened and scored. The 25-letter names ("cju0... labels")
+    in the choosers made the Metrics body wider than the dock, and its hint and score line
+    were cut at the right (tester26 D8); they wrap within the view, the choosers elide the
+    names in the middle."""
+    from napari_tmunet._widget_common import shown_text
+
+    viewer, add = window
+    (frame,) = viewer.open(str(KVASIR / "images" / f"{KVASIR_FRAME}.jpg"), plugin="napari")
+    segment = add("Segment")
+    assert segment.image.value is frame
+    segment.segment()
+    assert segment.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not segment.running, timeout=600_000)  # a busy CPU
+    labels = viewer.layers[f"{KVASIR_FRAME} labels"]
+    windows = viewer.window
+    metrics = windows.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics", tabify=True)
+    metrics = metrics[1]
+    add("Fine-tune")
+    qtbot.wait(100)
+    assert metrics.pair_note.value.startswith(f"{labels.name!r} is the only mask: to score")
+    assert _shows_whole(metrics.body, metrics.pair_note), metrics.pair_note.native.width()
+
+    (mask,) = viewer.open(str(KVASIR / "masks" / f"{KVASIR_FRAME}.jpg"), plugin="napari")
+    metrics.prediction.value, metrics.reference.value = labels, mask
+    metrics.compute_button.native.click()
+    qtbot.waitUntil(lambda: bool(metrics.results) and metrics._worker is None, timeout=20_000)
+    qtbot.wait(100)
+    assert metrics.status.value.startswith(f"{labels.name} vs {mask.name}: Dice 0.9")
+    assert _shows_whole(metrics.body, metrics.status), metrics.status.native.width()
+    shown = shown_text(metrics.prediction.native)
+    assert shown.endswith(" labels") and "\u2026" in shown  # elided in the middle

@@ -1,0 +1,223 @@
+"""The Segment dock shows one frame at a time, and follows the frame shown.
+
+A mixin of :class:`~napari_tmunet._segment_widget.SegmentWidget` (it uses the dock's
+``viewer``, ``image``, ``_outputs``, ``_is_mask`` and ``reset_choices``). Pictures opened
+together (several files given or dropped at once) lie stacked at the origin, and the
+masks of those underneath were drawn over the one in front. A *frame* is an image layer
+that is a picture: drawn opaque (a channel added onto others, or a layer made
+see-through, is an overlay), not a probability map, not a mask opened as an image. A
+frame's *own layers* are its Segment outputs and probability maps and its masks: layers
+whose metadata name it as their image, or named "<frame> ..." (Labels, probability maps,
+masks opened as images).
+
+Showing a frame (selecting it, clicking its eye, picking it in the Image box, Segment,
+Segment all) hides the other frames that overlap it on the canvas, with their own layers,
+and shows its own layers (but those the user had hidden). A frame hidden by its eye leaves
+its own layers as they are (a mask may be looked at on black). The Image box follows the
+frame shown and the frame of a layer selected, so the label settings act on the result
+the user looks at. A hidden layer napari selects itself, as it adds it (the hidden
+pictures of a folder) or removes its neighbour, is not followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from ._widget_common import is_probability_map
+
+
+class FrameVisibility:
+    """One frame shown at a time (see the module docstring)."""
+
+    def _watch_frames(self) -> None:
+        """Follow the eyes of the image layers open now and of those added later, and tell
+        the layers napari selects itself (as it adds or removes layers) from the user's."""
+        from qtpy.QtCore import QTimer
+
+        self._toggling = False  # the dock is showing or hiding layers itself
+        self._adding_output = False  # an output being added (napari makes it active)
+        # until the event loop turns (napari selects layers then, the user later): the layer
+        # added last, which napari makes active, and whether layers were removed, after
+        # which napari selects a neighbour
+        self._inserted = None
+        self._removing = False
+        # frame id -> ids of its own layers the user hid while it was shown
+        self._hidden_by_user: dict = {}
+        for layer in self.viewer.layers:
+            layer.events.visible.connect(self._on_layer_visible)
+        self.viewer.layers.events.inserted.connect(self._watch_layer)
+        self.viewer.layers.events.removed.connect(self._note_removal)
+        self._settle_timer = QTimer(self.native)  # parented: it goes with the dock
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(0)
+        self._settle_timer.timeout.connect(self._layers_settled)
+        # activated: a pick of the user's in the Image box, not one the dock made
+        self.image.native.activated.connect(lambda _index: self._show_frame(self.image.value))
+
+    def _watch_layer(self, event) -> None:
+        self._inserted = event.value
+        self._settle_timer.start()
+        event.value.events.visible.connect(self._on_layer_visible)
+
+    def _note_removal(self, _event=None) -> None:
+        self._removing = True
+        self._settle_timer.start()
+
+    def _layers_settled(self) -> None:
+        self._inserted, self._removing = None, False
+
+    def _is_frame(self, layer) -> bool:
+        """Whether ``layer`` is a picture of its own: an image layer drawn opaque over what
+        is under it, not made by Segment and not a mask opened as an image. An overlay (a
+        channel added onto others, a layer made see-through) is left alone."""
+        return (
+            isinstance(layer, Image)
+            and not is_probability_map(layer)
+            and layer.blending != "additive"
+            and layer.opacity == 1
+            and not self._is_mask(layer)
+        )
+
+    def _frames(self) -> list[Image]:
+        return [layer for layer in self.viewer.layers if self._is_frame(layer)]
+
+    def _owners(self, frames: list[Image]) -> dict[int, Image]:
+        """id(layer) -> the frame among ``frames`` that the layer belongs to, for each
+        Labels layer, probability map and mask opened as an image that belongs to one: the
+        image of a Segment output, else the frame its metadata name, else the one whose
+        name starts its own ("<frame> mask", "<frame> labels (model)"; the longest)."""
+        by_id = {frame.unique_id: frame for frame in frames}
+        made = {}  # id(layer) -> its image, of Segment's outputs and probability maps
+        for (image_id, _), output in self._outputs.items():
+            for layer in (output.labels, output.probability_layer):
+                if layer is not None and image_id in by_id:
+                    made[id(layer)] = by_id[image_id]
+        by_name = {frame.name: frame for frame in frames}
+        owners = {}
+        for layer in self.viewer.layers:
+            owner = made.get(id(layer)) or by_name.get((layer.metadata or {}).get("image"))
+            if owner is None:
+                prefixed = [frame for frame in frames if layer.name.startswith(f"{frame.name} ")]
+                owner = max(prefixed, key=lambda frame: len(frame.name), default=None)
+            if owner is not None and owner is not layer and self._may_belong(layer):
+                owners[id(layer)] = owner
+        return owners
+
+    def _may_belong(self, layer) -> bool:
+        """Whether ``layer`` is of a kind that belongs to a frame: Labels, a probability
+        map, a mask opened as an image."""
+        if isinstance(layer, Labels) or is_probability_map(layer):
+            return True
+        return isinstance(layer, Image) and self._is_mask(layer)
+
+    def _own_layers(self, frame: Image, owners: dict[int, Image]) -> list:
+        """The layers that belong to ``frame`` (``owners``: :meth:`_owners`)."""
+        return [layer for layer in self.viewer.layers if owners.get(id(layer)) is frame]
+
+    def _show_frame(self, layer) -> None:
+        """Show the image ``layer``, and its own layers when it was hidden; when it is a
+        frame, hide the others that overlap it (:meth:`_hide_covered`)."""
+        if layer is None or layer not in self.viewer.layers:
+            return
+        self._hide_covered(layer)
+        if not layer.visible:
+            with self._toggled():
+                layer.visible = True
+            self._show_own_layers(layer)
+
+    def _hide_covered(self, layer) -> None:
+        """When ``layer`` is a frame, hide the other frames that overlap it on the canvas,
+        and their own layers (also those of a frame the user hid, shown on their own): they
+        would cover it, or be drawn over it."""
+        if not self._is_frame(layer):
+            return
+        frames = self._frames()
+        owners = self._owners(frames)
+        with self._toggled():
+            for frame in frames:
+                if frame is layer or not _overlap(frame, layer):
+                    continue
+                own = self._own_layers(frame, owners)
+                if frame.visible:  # those the user hid stay hidden when it is shown again
+                    hidden = {other.unique_id for other in own if not other.visible}
+                    self._hidden_by_user[frame.unique_id] = hidden
+                    frame.visible = False
+                for other in own:
+                    other.visible = False
+
+    def _show_own_layers(self, frame: Image) -> None:
+        """Show ``frame``'s own layers, but those the user had hidden."""
+        kept = self._hidden_by_user.pop(frame.unique_id, set())
+        with self._toggled():
+            for layer in self._own_layers(frame, self._owners(self._frames())):
+                if layer.unique_id not in kept:
+                    layer.visible = True
+
+    def _on_layer_visible(self, event) -> None:
+        """A frame's eye clicked on: the frames it overlaps are hidden with their own layers,
+        its own layers shown, and it is chosen. (One clicked off leaves its own layers as
+        they are: a mask may be looked at on black.)"""
+        layer = event.source
+        if self._closed or self._toggling or layer not in self.viewer.layers:
+            return
+        if layer.visible and self._is_frame(layer):
+            self._hide_covered(layer)
+            self._show_own_layers(layer)
+            self._choose_frame(layer)
+
+    def _choose_frame(self, frame: Image) -> None:
+        """Put ``frame`` in the Image box (the label settings act on its result)."""
+        if frame is not self.image.value:
+            self.reset_choices()
+            self.image.value = frame
+
+    def _follow_selected(self, layer) -> None:
+        """Follow the layer the user selected: a frame is shown alone and chosen; a layer of
+        a frame (its output or mask) chooses its frame, which is shown if the layer was
+        hidden. A hidden layer napari selected itself is not followed: one it added (also
+        the hidden pictures of a folder), or the neighbour of one removed; nor an output
+        the dock is adding."""
+        by_napari = layer is self._inserted or self._removing
+        if self._adding_output or (by_napari and not layer.visible):
+            return
+        if self._is_frame(layer):
+            self._show_frame(layer)
+            self._choose_frame(layer)
+            return
+        frame = self._owners(self._frames()).get(id(layer))
+        if frame is None:
+            return
+        if not layer.visible:
+            self._show_frame(frame)
+        self._choose_frame(frame)
+
+    @contextlib.contextmanager
+    def _toggled(self) -> Iterator[None]:
+        """Visibility changes made by the dock itself: not the user's eye clicks."""
+        before, self._toggling = self._toggling, True
+        try:
+            yield
+        finally:
+            self._toggling = before
+
+    @contextlib.contextmanager
+    def _adding(self) -> Iterator[None]:
+        """An output being added: napari makes it the active layer, which is no choice of
+        the user's (Segment all adds the outputs of frames side by side one by one)."""
+        self._adding_output = True
+        try:
+            yield
+        finally:
+            self._adding_output = False
+
+
+def _overlap(first, second) -> bool:
+    """Whether two layers cover a common area of the canvas: their world extents' last
+    two axes (y, x) intersect."""
+    a = np.asarray(first.extent.world, dtype=float)[:, -2:]  # (2, 2): min and max of y, x
+    b = np.asarray(second.extent.world, dtype=float)[:, -2:]
+    return bool(np.all(np.maximum(a[0], b[0]) < np.minimum(a[1], b[1])))
