@@ -34,6 +34,7 @@ from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
+from ._image_layers import layer_modality, layer_thumbnail
 from ._widget_common import (
     Eta,
     error_text,
@@ -289,8 +290,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         image = row.image.value if row is not None else None
         entry = registry.model_for_modality(folder_kind) if folder_kind else None
         if image is not None:
-            from ._image_layers import layer_thumbnail
-
             entry = registry.default_model_for(layer_thumbnail(image), rgb=image.rgb)
         entries = registry.available_models()
         entry = entry or (entries[0] if entries else None)
@@ -418,10 +417,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         """:func:`registry.guess_modality` of an image layer, kept while its data is the same
         array (the note is redone on every layer event; a guess takes ~20 ms). ``earlier``:
         the guesses kept by the last call, of the pairs' layers then."""
-        from ._segment_widget import _modality
-
         key = (id(layer), id(layer.data))
-        self._guesses[key] = earlier[key] if key in earlier else _modality(layer)
+        self._guesses[key] = earlier[key] if key in earlier else layer_modality(layer)
         return self._guesses[key]
 
     def _start_modality(self, model: str) -> str:
@@ -529,9 +526,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         first = self.rows[0].image.value if self.rows else None
         self._modality = ""
         if first is not None:
-            from ._segment_widget import _modality
-
-            self._modality = _modality(first)
+            self._modality = layer_modality(first)
         self._launch(
             FinetuneJob(
                 run_dir=run_dir,
