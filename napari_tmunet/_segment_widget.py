@@ -90,6 +90,7 @@ from ._widget_common import (
     narrow,
     note_device_problem,
     on_dock_closed,
+    open_in_checkpoint_folder,
     plural,
     scroll_body,
     scroll_into_view,
@@ -215,6 +216,7 @@ class SegmentWidget(Rederive, OutputLayers, Container):
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
         )
+        open_in_checkpoint_folder(self.checkpoint)
         self.model_reason = Label(value="")
         self.device = ComboBox(
             label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
