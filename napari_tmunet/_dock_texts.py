@@ -65,7 +65,8 @@ SEGMENT_TIPS = {
     "image": "The image layer to segment; follows the layer you select.",
     "model": "The model to run. Chosen for the image's kind unless you pick "
     "one; a pick trained for that kind is remembered for it, another one only this session.",
-    "checkpoint": "A checkpoint file from napari-tmunet-train or Fine-tune.",
+    "checkpoint": "A checkpoint file from napari-tmunet-train or Fine-tune; the dialog "
+    "opens at the one chosen before, else in your fine-tune runs folder.",
     "device": "Where the model runs: auto uses a GPU when there is one.",
     "mode": "resize: the whole image at the model's input size (as trained on "
     "resized images; a far wider or taller one in windows of its height or width); "

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from . import registry
 from ._widget_common import full_data, is_probability_map
 from .data.colour_spaces import colour_conversion, convert_colours, stored_colour_space
 from .data.images import looks_like_mask, orientation_applied, saved_mask_kind
@@ -72,3 +73,9 @@ def layer_thumbnail(layer) -> np.ndarray:
     frame = data[index]
     step = max(1, max(frame.shape[:2]) // 256)
     return convert_colours(np.asarray(frame[::step, ::step]), conversion)
+
+
+def layer_modality(layer) -> str:
+    """The modality guessed from an image layer's colours (:func:`registry.guess_modality`
+    of its :func:`layer_thumbnail`)."""
+    return registry.guess_modality(layer_thumbnail(layer), rgb=layer.rgb)

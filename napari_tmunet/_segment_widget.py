@@ -65,6 +65,7 @@ from ._dock_texts import (
 from ._image_layers import (
     is_mask_image,
     layer_colour_conversion,
+    layer_modality,
     layer_source_path,
     layer_thumbnail,
     orientation_not_applied,
@@ -94,6 +95,7 @@ from ._widget_common import (
     narrow,
     note_device_problem,
     on_dock_closed,
+    open_in_checkpoint_folder,
     plural,
     scroll_body,
     scroll_into_view,
@@ -220,6 +222,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
         )
+        open_in_checkpoint_folder(self.checkpoint)
         self.model_reason = Label(value="")
         self.device = ComboBox(
             label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
@@ -439,7 +442,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._show_summary_of(layer)
             return
         self._drop_stop_note(layer)
-        self._modality = _modality(layer)
+        self._modality = layer_modality(layer)
         if self._pending_choice and self._modality not in self._choices:
             why = f"your choice for {self._modality} images"
             self._choices[self._modality] = (self._pending_choice, why)
@@ -849,7 +852,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         picked for a colour TIFF read channel-first)."""
         if layer is self.image.value:
             return str(self.model.value)
-        return self._model_for_layer(layer, _modality(layer))[0]
+        return self._model_for_layer(layer, layer_modality(layer))[0]
 
     def _dock_model(self, image: Image) -> str:
         """The model (registry name or checkpoint path) a Segment click on ``image`` runs;
@@ -950,7 +953,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         the chosen image's warning says; a checkpoint file of the user's fits."""
         misfits = {}
         for layer, opts in zip(layers, options, strict=True):
-            model, why, fits = self._model_for_layer(layer, _modality(layer))
+            model, why, fits = self._model_for_layer(layer, layer_modality(layer))
             if not fits and model == opts.model:
                 misfits[layer.unique_id] = f"{opts.model_label} is {why}"
         return misfits
@@ -1021,7 +1024,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """Count a checkpoint file of the user's whose checkpoint records another modality
         (``trained``) than ``image`` looks like as a misfit: its warning and summary say so.
         A model Fine-tune made active for this modality (fine-tuned on such images) is not."""
-        modality = _modality(image)
+        modality = layer_modality(image)
         if registry.find_model(options.model) is not None or trained in ("", modality):
             return
         active = self.active_model.current
@@ -1301,7 +1304,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """Whether the model that ran on ``image`` records another modality than the image
         looks like (one that records none: not known, so no)."""
         trained = self._trained.get(image.unique_id, "")
-        return bool(trained) and trained != _modality(image)
+        return bool(trained) and trained != layer_modality(image)
 
 
 def _hidden_words(outcome: SegmentOutcome) -> str:
@@ -1409,8 +1412,3 @@ def _split_channel(layer: Image, layers) -> bool:
     ]
     additive = sum(other.blending == "additive" for other in group)
     return len({other.colormap.name for other in group}) == 3 and additive >= 2
-
-
-def _modality(layer: Image) -> str:
-    """The modality guessed from an image layer's colours (:func:`registry.guess_modality`)."""
-    return registry.guess_modality(layer_thumbnail(layer), rgb=layer.rgb)

@@ -8,6 +8,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 # Every dock must fit a 1366 x 768 screen beside napari's own panels: this wide at most,
@@ -186,6 +187,37 @@ def show_path_end(field) -> None:
     name then shows whole at a dock's width.
     """
     field.choose_btn.text = "Browse..."
+
+
+def checkpoint_folder(typed: str) -> Path:
+    """Where a checkpoint file dialog opens: the folder of the checkpoint in the field
+    (``typed``: chosen before) when that folder exists, else the user's fine-tune runs
+    folder (:func:`settings.runs_dir`, where the plugin's checkpoints are) when it
+    exists, else the home folder."""
+    from . import settings
+
+    chosen = Path(typed).expanduser().parent if typed.strip() else None
+    for folder in (chosen, settings.runs_dir()):
+        if folder is not None and folder.is_dir():
+            return folder.absolute()
+    return Path.home()
+
+
+def open_in_checkpoint_folder(field) -> None:
+    """Make the FileEdit ``field`` open its dialog in :func:`checkpoint_folder`.
+
+    magicgui opens it at the field's value, which for an empty field is ``.``: the
+    process's current folder, seldom where checkpoints are. Its dialog call (the
+    backend's ``show_file_dialog``, kept in ``_show_file_dialog``) is wrapped to pass
+    the folder instead.
+    """
+    show = field._show_file_dialog
+
+    def shown(mode, caption=None, start_path=None, filter=None):
+        folder = checkpoint_folder(field.line_edit.value)
+        return show(mode, caption=caption, start_path=str(folder), filter=filter)
+
+    field._show_file_dialog = shown
 
 
 def shown_text(combo) -> str:

@@ -77,3 +77,18 @@ def test_the_package_never_imports_the_trainer():
                 continue
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "trainer"]
     assert offenders == []
+
+
+def test_no_dock_imports_another_docks_private_names():
+    """A dock takes what it shares with another from the shared helper modules
+    (``_widget_common``, ``_image_layers``), never the other dock's private names (the
+    Fine-tune dock guessed a layer's modality with Segment's ``_modality``)."""
+    docks = {"_segment_widget", "_finetune_widget", "_metrics_widget"}
+    offenders = []
+    for name in sorted(docks):
+        path = PACKAGE / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in docks:
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                offenders += [f"{name}: {node.module}.{n}" for n in private]
+    assert offenders == []

@@ -114,11 +114,11 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
     make_napari_viewer, qtbot, tmp_path
 ):
     """A Folder of five crops, one image without a mask, one mask saved both as .png and
-    .tif, one mask cut to another size: choosing it names the first two under it (the
-    names say so; the sizes are read at Start), with how many pairs can be used; Start
-    then names all three, never the Python API's skip_bad=True, which the dock has no
-    control for, and writes no run folder. Moved out of the Folder, the bad files are
-    no longer named at the next Start, which trains on the other pairs."""
+    .tif, one mask cut to another size: choosing it names all three under it, with how
+    many pairs can be used; Start then names them again, never the Python API's
+    skip_bad=True, which the dock has no control for, and writes no run folder. Moved
+    out of the Folder, the bad files are no longer named at the next Start, which trains
+    on the other pairs."""
     folder = tile_folder(tmp_path / "slides", ("a", "b", "c", "d", "e"))
     (folder / "masks" / "b.png").unlink()  # an image without a mask
     mask_c = read_mask(folder / "masks" / "c.png")[0]
@@ -129,13 +129,11 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
     tune.dataset_folder.value = folder
     note = tune.folder_note.value
     assert shown(tune.folder_note), note
-    assert note.startswith(f"{folder}: 3 pairs, 2 problems\n"), note
+    assert note.startswith(f"{folder}: 2 pairs, 3 problems\n"), note
     assert f"{folder / 'images' / 'b.tif'}: no mask named b.* in {folder / 'masks'}" in note
     assert "several files with one base name: c.png, c.tif" in note
-    assert note.endswith(
-        "\n3 pairs can be used; fix or move the others before Start (Start also compares "
-        "image and mask sizes)"
-    )
+    assert "size mismatch: image" in note and "d.png is 150x192" in note
+    assert note.endswith("\n2 pairs can be used; fix or move the others before Start")
     assert "skip" not in note
     # the Folder's images are still read for the model: H&E, the nuclei model
     assert tune.start_model() == ("TM-UNet nuclei", "TM-UNet nuclei")
@@ -165,3 +163,31 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
         "folder-e",
     ]
     assert plan["held_out"] == "whole image(s): e.tif"
+
+
+@needs_monuseg
+def test_a_mask_of_another_size_is_named_when_the_folder_is_chosen(make_napari_viewer, tmp_path):
+    """A Folder of three crops whose mask c.png was cut to 150 x 192 (its image is
+    192 x 192): choosing the Folder names the size mismatch under it, with the two pairs
+    that can be used, not only at Start. The mask saved again at its image's size, in
+    place (its folder's time unchanged), and the Folder chosen again: the note is gone."""
+    folder = tile_folder(tmp_path / "slides", ("a", "b", "c"))
+    mask_c = folder / "masks" / "c.png"
+    whole = read_mask(mask_c)[0]
+    write_mask(mask_c, whole[:150])
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    tune.dataset_folder.value = folder
+    note = tune.folder_note.value
+    assert shown(tune.folder_note), note
+    assert note.startswith(f"{folder}: 2 pairs, 1 problem\n"), note
+    assert "size mismatch: image" in note and "c.png is 150x192" in note
+    assert note.endswith("\n2 pairs can be used; fix or move the others before Start")
+    assert tune.start_model() == ("TM-UNet nuclei", "TM-UNet nuclei")  # still read: H&E
+
+    fixed = tmp_path / "fixed.png"
+    write_mask(fixed, whole)
+    shutil.copyfile(fixed, mask_c)  # in place: masks/ keeps its time
+    tune.dataset_folder.value = None
+    tune.dataset_folder.value = folder
+    assert not shown(tune.folder_note) and tune.folder_note.value == ""

@@ -342,7 +342,8 @@ def _print_result(result: dict) -> None:
 
 
 def _outcome(result: dict) -> str:
-    """What a finished fit achieved: a pre-training run's last restoration loss, else
+    """What a finished fit achieved: a pre-training run's last restoration loss, a
+    fine-tune's false-positive pixels where its held-out part has no foreground, else
     its best validation Dice."""
     if result.get("pretext"):
         loss = result.get("train_loss")
@@ -350,8 +351,22 @@ def _outcome(result: dict) -> str:
             return "no step trained (pre-training: no validation)"
         return f"final restoration loss {loss:.4f} (pre-training: no validation)"
     if not math.isfinite(result["best_score"]):
-        return "no validation score"
+        counts = result.get("val_false_positive_px")  # a held-out part without foreground
+        return _false_positive_outcome(counts, result["step"]) if counts else "no validation score"
     return f"best validation Dice {result['best_score']:.4f} at step {result['best_step']}"
+
+
+def _false_positive_outcome(counts: list, step: int) -> str:
+    """A fit validated by false-positive pixels (a fine-tune's held-out part without
+    foreground): the engine's recorded counts, first -> last, and the note that the last
+    checkpoint is the model (no Dice, so no best.pt)."""
+    from napari_tmunet.training.finetune import LAST_CHECKPOINT_NOTE, NO_HELD_OUT_FOREGROUND
+
+    (first_step, first), (last_step, last) = counts[0], counts[-1]
+    scored = f"false-positive pixels {last} at step {last_step}"
+    if len(counts) > 1:
+        scored = f"false-positive pixels {first} at step {first_step} -> {last} at step {last_step}"
+    return f"{NO_HELD_OUT_FOREGROUND}: {scored}, no Dice; {LAST_CHECKPOINT_NOTE.format(step=step)}"
 
 
 def _efficiency_line(eff: dict) -> str:

@@ -129,7 +129,9 @@ def fit(
 
     Returns:
         run_dir, stopped, step, total_steps, epoch, best_score, best_step,
-        best_checkpoint, last_checkpoint, test (aggregate or None).
+        best_checkpoint, last_checkpoint, test (aggregate or None); and where validation
+        counted false-positive pixels (no Dice, no ``best.pt``), val_false_positive_px:
+        the recorded ``[step, count]`` pairs, first to last.
     """
     ctx = DistContext.from_env(config.device)
     try:
@@ -849,6 +851,13 @@ class Trainer:
                 None,
             ),
         }
+        counts = [
+            [r["step"], r["val_false_positive_px"]]
+            for r in self.records
+            if r.get("val_false_positive_px") is not None
+        ]
+        if counts:  # validated by false-positive pixels (no foreground held out)
+            result["val_false_positive_px"] = counts
         if not stopped and self.ctx.is_main:
             result["test"] = self.test(time.time() - self.started + self.elapsed_before)
         self.ctx.barrier()
