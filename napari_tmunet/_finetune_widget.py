@@ -43,6 +43,7 @@ from ._widget_common import (
     narrow,
     note_device_problem,
     on_dock_closed,
+    open_in_checkpoint_folder,
     scroll_body,
     scroll_into_view,
     set_tooltips,
@@ -155,6 +156,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.checkpoint = FileEdit(
             label="Checkpoint", mode="r", filter="TM-UNet checkpoint (*.pt *.pth *.ckpt)"
         )
+        open_in_checkpoint_folder(self.checkpoint)
         self.active_label = Label(value="")
         self.modality_note = Label(value="", visible=False)
         self.steps = SpinBox(label="Steps", value=200, min=1, max=1_000_000, step=50)

@@ -74,3 +74,33 @@ def test_the_checkpoint_dialog_opens_where_checkpoints_are(
     choose.click()  # the next time: where the chosen one is
     assert calls[-1] == os.fspath(mine.parent)
     assert widget.checkpoint.value == mine  # cancelled: still the one chosen
+
+
+def test_the_finetune_checkpoint_dialog_opens_where_checkpoints_are(
+    make_napari_viewer, dialog, monkeypatch, tmp_path
+):
+    """The Fine-tune dock's Checkpoint field opens its dialog by the same rule: the home
+    folder with nothing chosen, then the chosen checkpoint's folder."""
+    from napari_tmunet._finetune_widget import CHECKPOINT_CHOICE
+
+    calls, answers = dialog
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Fine-tune"
+    )
+    widget.model.value = CHECKPOINT_CHOICE
+    choose = widget.checkpoint.choose_btn.native
+
+    choose.click()  # cancelled
+    assert calls == [os.fspath(home)]
+    mine = tmp_path / "my models" / "polyps.pt"
+    mine.parent.mkdir()
+    shutil.copy(registry.find_model("TM-UNet colonoscopy").path, mine)
+    answers.append(str(mine))
+    choose.click()
+    assert widget.checkpoint.value == mine
+    choose.click()
+    assert calls[-1] == os.fspath(mine.parent)
