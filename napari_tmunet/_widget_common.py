@@ -211,7 +211,9 @@ def open_in_checkpoint_folder(field) -> None:
     backend's ``show_file_dialog``, kept in ``_show_file_dialog``) is wrapped to pass
     the folder instead.
     """
-    show = field._show_file_dialog
+    show = getattr(field, "_show_file_dialog", None)
+    if show is None:  # another magicgui: its dialog opens where magicgui says
+        return
 
     def shown(mode, caption=None, start_path=None, filter=None):
         folder = checkpoint_folder(field.line_edit.value)
