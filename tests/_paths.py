@@ -5,7 +5,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("TMUNET_DATASETS", REPO.parent / "shared" / "datasets"))
-EXTRA = REPO.parent / "extra-data"  # Kvasir-SEG, BUSI, CPM-15, DSB2018 (shared/datasets/EXTRA.md)
+EXTRA = Path(os.environ.get("TMUNET_EXTRA", REPO.parent / "extra-data"))
+# Kvasir-SEG, BUSI, CPM-15, DSB2018 (shared/datasets/EXTRA.md)
 # fluorescent nuclei, grey stored as RGBA
 DSB_GREY = (
     EXTRA / "DSB2018-stage1test" / "images"

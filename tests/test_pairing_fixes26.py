@@ -1,9 +1,9 @@
-"""How the files given to the app are paired and recognised (tester 26, Kvasir-SEG
-folders): masks go with pictures by name, never by size (D1); the Segment dock's "the
-Metrics dock takes it" hint and the Metrics dock's references follow one mask rule (D3);
-napari's 3- or 4-frame label TIFFs reopen as labels, not colour (D6); a JPEG is read
-turned as its EXIF orientation says, and napari's own reader showing it as stored is
-warned about (D7)."""
+"""How the files given to the app are paired and recognised (tester 26, found on Kvasir-SEG
+folders; checked here on CVC-ClinicDB frames, all 384 x 288): masks go with pictures by
+name, never by size (D1); the Segment dock's "the Metrics dock takes it" hint and the
+Metrics dock's references follow one mask rule (D3); napari's 3- or 4-frame label TIFFs
+reopen as labels, not colour (D6); a JPEG is read turned as its EXIF orientation says, and
+napari's own reader showing it as stored is warned about (D7)."""
 
 from __future__ import annotations
 
@@ -12,50 +12,47 @@ import shutil
 import numpy as np
 import pytest
 import tifffile
-from _paths import EXTRA
+from _paths import DATASETS
 from PIL import Image as Picture
 
 from napari_tmunet.data.images import read_image, read_mask
 
-KVASIR = EXTRA / "Kvasir-SEG"
-# Three Kvasir-SEG frames of one size (547 x 626), whose JPEG masks look like masks; the
-# shipped colonoscopy model scores Dice 0.978 on C against C's own mask.
-FRAMES = {
-    "A": "cju0ue769mxii08019zqgdbxn",
-    "B": "cju17bz250pgd0799u1hqkj5u",
-    "C": "cju0s2a9ekvms080138tjjpxr",
-}
+CLINIC = DATASETS / "CVC-ClinicDB"
+# Three CVC-ClinicDB frames (all its frames are 384 x 288) whose masks, saved as RGB JPEG,
+# still look like masks; the shipped colonoscopy model scores Dice 0.97 on C against C's
+# own mask (measured: 0.972 through the Segment dock).
+FRAMES = {"A": "137", "B": "446", "C": "493"}
 
 
 @pytest.fixture
-def kvasir():
-    if not (KVASIR / "images").is_dir():
-        pytest.skip("extra-data Kvasir-SEG not present")
-    return KVASIR
+def clinic():
+    if not (CLINIC / "images").is_dir():
+        pytest.skip(f"no CVC-ClinicDB at {CLINIC}")
+    return CLINIC
 
 
 def _frame(name):
-    return KVASIR / "images" / f"{name}.jpg"
+    return CLINIC / "images" / f"{name}.png"
 
 
 def _mask_file(name):
-    return KVASIR / "masks" / f"{name}.jpg"
+    return CLINIC / "masks" / f"{name}.tif"
 
 
 def _pictures(folder):
-    """A.jpg, B.jpg, C.jpg in ``folder``: the three frames of one size, renamed."""
+    """A.png, B.png, C.png in ``folder``: the three frames of one size, renamed."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [shutil.copy(_frame(name), folder / f"{letter}.jpg") for letter, name in FRAMES.items()]
+    return [shutil.copy(_frame(name), folder / f"{letter}.png") for letter, name in FRAMES.items()]
 
 
 def _masks(folder, pattern):
-    """Each frame's Kvasir mask saved as PNG (its RGB kept) under ``pattern`` (e.g.
-    "{}_mask.png"), named after its letter."""
+    """Each frame's ClinicDB mask saved as an RGB PNG (grey in three channels, as colour
+    masks come) under ``pattern`` (e.g. "{}_mask.png"), named after its letter."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for letter, name in FRAMES.items():
         path = folder / pattern.format(letter)
-        Picture.open(_mask_file(name)).save(path)
+        Picture.open(_mask_file(name)).convert("RGB").save(path)
         paths.append(path)
     return paths
 
@@ -94,12 +91,12 @@ def launch(monkeypatch, mock_app_model):
 
 
 # ------------------------------------------------------------------------- D1 pairing
-def test_masks_go_with_the_pictures_of_their_names_not_their_size(launch, tmp_path, kvasir):
-    """``napari-tmunet A.jpg B.jpg C.jpg notes/A.png notes/B.png notes/C.png`` (three
+def test_masks_go_with_the_pictures_of_their_names_not_their_size(launch, tmp_path, clinic):
+    """``napari-tmunet A.png B.png C.png notes/A.png notes/B.png notes/C.png`` (three
     frames of one size, their masks named as they are): each mask opens as its own
     picture's "X mask" (main put all three over C, the picture of their size before
     them); ``A_mask.png ...`` the same. Segment C (the dock's worker) and the Metrics dock
-    pairs the result with C's own mask: Dice 0.978, as the model scores on C."""
+    pairs the result with C's own mask: Dice 0.972, as the model scores on C."""
     from napari_tmunet import registry
     from napari_tmunet.launch import _click_segment
 
@@ -133,7 +130,7 @@ def test_masks_go_with_the_pictures_of_their_names_not_their_size(launch, tmp_pa
 
 
 @pytest.fixture
-def refused(monkeypatch, tmp_path, kvasir, capsys):
+def refused(monkeypatch, tmp_path, clinic, capsys):
     """``refuse(paths)``: the one line ``napari-tmunet PATHS`` exits 2 with, before any
     viewer opens; and the files it may be given."""
     import napari
@@ -183,7 +180,7 @@ def test_masks_that_no_picture_or_several_match_by_name_are_refused(refused, tmp
     )
 
 
-def test_one_picture_and_a_mask_of_any_name_still_pair(launch, tmp_path, kvasir):
+def test_one_picture_and_a_mask_of_any_name_still_pair(launch, tmp_path, clinic):
     """``napari-tmunet PICTURE MASK``: with a single picture there is no doubt, so a mask
     of any name opens over it (fix-74 #2 kept)."""
     picture = _pictures(tmp_path)[2]
@@ -197,10 +194,11 @@ def test_one_picture_and_a_mask_of_any_name_still_pair(launch, tmp_path, kvasir)
 
 # ------------------------------------------------------------- D3 one rule for masks
 def test_a_stack_of_colour_jpeg_masks_is_offered_to_metrics_as_promised(
-    kvasir, make_napari_viewer, tmp_path
+    clinic, make_napari_viewer, tmp_path
 ):
-    """Three Kvasir-SEG JPEG masks (RGB, grey levels 0..255 at the edges) opened as a
-    folder with napari's own reader: one lazy (3, H, W, 3) stack. The Segment dock says
+    """Three ClinicDB masks saved as RGB JPEGs, as Kvasir-SEG ships its masks (grey
+    levels 0..255 at the edges), opened as a folder with napari's own reader: one lazy
+    (3, H, W, 3) stack. The Segment dock says
     that the Metrics dock takes it as the reference, and the Metrics dock offers it (main:
     not, by a rule of its own that left lazy images out), in memory too (main judged a
     colour stack by its first row), and scores the masks read from the files against it:
@@ -210,7 +208,7 @@ def test_a_stack_of_colour_jpeg_masks_is_offered_to_metrics_as_promised(
     folder = tmp_path / "masks"
     folder.mkdir()
     for name in FRAMES.values():
-        shutil.copy(_mask_file(name), folder)
+        Picture.open(_mask_file(name)).convert("RGB").save(folder / f"{name}.jpg", quality=75)
     truth = np.stack([read_mask(path)[0] for path in sorted(folder.iterdir())])  # (3, H, W)
     viewer = make_napari_viewer()
     _, segment = viewer.window.add_plugin_dock_widget("napari-tmunet", "Segment")
@@ -234,7 +232,7 @@ def test_a_stack_of_colour_jpeg_masks_is_offered_to_metrics_as_promised(
 
 # ------------------------------------------------------- D6 napari's label TIFF stacks
 @pytest.mark.parametrize("frames", [3, 4])
-def test_naparis_label_tiff_of_3_or_4_frames_reopens_as_labels(tmp_path, kvasir, frames):
+def test_naparis_label_tiff_of_3_or_4_frames_reopens_as_labels(tmp_path, clinic, frames):
     """A Labels stack of 3 or 4 frames saved with napari's own labels writer: napari
     stores 32-bit ids, which tifffile marks planar RGB(A); napari's image writer stores a
     colour picture interleaved, 8-bit. The TM-UNet reader opens the first as the Labels
@@ -276,11 +274,11 @@ def test_naparis_label_tiff_of_3_or_4_frames_reopens_as_labels(tmp_path, kvasir,
 
 # ------------------------------------------------------------ D7 EXIF orientation
 @pytest.fixture
-def photo(tmp_path, kvasir):
-    """(photo.jpg, photo_mask.png, the upright frame): Kvasir frame C stored a quarter
+def photo(tmp_path, clinic):
+    """(photo.jpg, photo_mask.png, the upright frame): ClinicDB frame C stored a quarter
     turn anticlockwise with EXIF orientation 6 (turn 90 degrees clockwise to show), as a
     phone writes a photo; its mask drawn over it as shown (a PNG, no EXIF)."""
-    upright = Picture.open(_frame(FRAMES["C"]))
+    upright = Picture.open(_frame(FRAMES["C"])).convert("RGB")
     exif = Picture.Exif()
     exif[0x0112] = 6
     path = tmp_path / "photo.jpg"
@@ -297,7 +295,7 @@ def _same_picture(a, b) -> bool:
 
 def test_a_jpeg_is_read_turned_as_its_exif_orientation_says(tmp_path, photo):
     """A dataset folder with the turned photo and its mask: they pair (main: a size
-    mismatch, 626 x 547 against 547 x 626), the image reads upright, and its layer's
+    mismatch, 384 x 288 against 288 x 384), the image reads upright, and its layer's
     metadata say it was turned."""
     from napari_tmunet._reader import read_dataset
     from napari_tmunet.data.datasets import scan_pairs
