@@ -1,54 +1,45 @@
-"""Images far wider than the model's input, in the shipped colonoscopy model's resize mode.
+"""Images far wider than the model's input, in the shipped models' resize mode.
 
-Real Kvasir-SEG and CVC-ClinicDB test frames (bench/splits/colonoscopy-combined.json) placed
-side by side, each resized to the same height, as a tester made them (D2): resized whole
-to 512 x 512 such a strip is squeezed far beyond the frames the model was trained on (Dice
-per frame 0.53 / 0.00 / 0.11 / 0.83); cut into windows of its height, each resized, every
-frame is found. Frames of ordinary shape are still resized whole, to the bit.
+Real CVC-ClinicDB test frames (bench/splits/colonoscopy-combined.json) placed side by side,
+each resized to the same height, as a tester made them of Kvasir-SEG frames (D2): resized
+whole to 512 x 512 such a strip is squeezed far beyond the frames the model was trained on
+(Dice per frame 0.00 / 0.00 / 0.73 / 0.59); cut into windows of its height, each resized,
+every frame is found. Frames of ordinary shape, up to the widest UDIAT image the
+ultrasound model was trained on (2.1:1), are still resized whole, to the bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _paths import DATASETS, EXTRA
+from _paths import DATASETS
 from _shipped import dice
 
-KVASIR = EXTRA / "Kvasir-SEG"
 CLINIC = DATASETS / "CVC-ClinicDB"
-# Kvasir-SEG test frames, side by side at the height of the tester's strip: 2502 x 547 (4.6:1)
-KVASIR_STRIP = (
-    "cju0u82z3cuma0835wlxrnrjv",
-    "cju1amqw6p8pw0993d9gc5crl",
-    "cju1bm8063nmh07996rsjjemq",
-    "cju1c3218411b08014g9f6gig",
-)
-STRIP_HEIGHT = 547
+UDIAT = DATASETS / "UDIAT"
 CLINIC_STRIP = ("17", "53")  # CVC-ClinicDB test frames, 768 x 288 (2.7:1)
-# The most elongated Kvasir-SEG frame (1920 x 1072, 1.79:1): still resized whole
-KVASIR_WIDEST = "cjyzul1qggwwj07216mhiv5sy"
 MIN_PART_DICE = 0.5  # resized whole, a frame of the strip scores 0.00 to 0.46
+# Four CVC-ClinicDB test frames of four scenes, 1536 x 288 (5.3:1): per frame Dice 0.97 /
+# 0.90 / 0.93 / 0.96 in windows, 0.00 / 0.00 / 0.73 / 0.59 resized whole (main before D2)
+CLINIC_STRIP4 = ("17", "53", "226", "446")
+STRIP4_MIN_DICE = 0.85
+# The most elongated UDIAT image (517 x 246, 2.1:1), of the ultrasound model's training
+# set: still resized whole
+UDIAT_WIDEST = "000099"
 
-needs_kvasir = pytest.mark.skipif(
-    not KVASIR.is_dir(), reason=f"no Kvasir-SEG at {KVASIR} (shared/datasets/EXTRA.md)"
-)
-needs_clinic = pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no datasets at {CLINIC}")
+
+def shipped(name: str):
+    """The shipped model ``name`` on the CPU, in resize mode (the mode these tests are about)."""
+    from napari_tmunet import registry
+
+    checkpoint = registry.load_model(name, "cpu")
+    assert checkpoint.inference_mode == "resize"
+    return checkpoint
 
 
 @pytest.fixture(scope="module")
 def colonoscopy():
-    from napari_tmunet import registry
-
-    checkpoint = registry.load_model("TM-UNet colonoscopy", "cpu")
-    assert checkpoint.inference_mode == "resize"  # the mode these tests are about
-    return checkpoint
-
-
-def kvasir_pair(stem: str) -> tuple[np.ndarray, np.ndarray]:
-    from napari_tmunet.data.images import read_image, read_mask
-
-    mask, _ = read_mask(KVASIR / "masks" / f"{stem}.jpg")
-    return read_image(KVASIR / "images" / f"{stem}.jpg"), mask
+    return shipped("TM-UNet colonoscopy")
 
 
 def clinic_pair(stem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +70,10 @@ def part_dice(labels, mask, parts) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def kvasir_strip():
-    if not KVASIR.is_dir():
-        pytest.skip(f"no Kvasir-SEG at {KVASIR}")
-    return side_by_side([kvasir_pair(stem) for stem in KVASIR_STRIP], STRIP_HEIGHT)
+def clinic_strip4():
+    if not CLINIC.is_dir():
+        pytest.skip(f"no datasets at {CLINIC}")
+    return side_by_side([clinic_pair(stem) for stem in CLINIC_STRIP4], 288)
 
 
 @pytest.fixture(scope="module")
@@ -92,17 +83,24 @@ def clinic_strip():
     return side_by_side([clinic_pair(stem) for stem in CLINIC_STRIP], 288)
 
 
-def test_a_strip_of_four_frames_is_segmented_frame_by_frame(colonoscopy, kvasir_strip):
-    """The tester's strip, 4.6:1, in the model's own mode: every frame's polyp is found
-    (resized whole: 0.53 / 0.00 / 0.11 / 0.83), in windows of the strip's height."""
+def test_a_strip_of_four_frames_is_segmented_frame_by_frame(colonoscopy, clinic_strip4):
+    """A strip of four CVC-ClinicDB frames, 5.3:1, in the model's own mode: every frame's
+    polyp is found (resized whole: 0.00 / 0.00 / 0.73 / 0.59), in windows of the strip's
+    height."""
     from napari_tmunet.inference import run_to_completion, segment
+    from napari_tmunet.tiling import resize_window, tile_starts
 
-    image, mask, parts = kvasir_strip
-    assert image.shape == (STRIP_HEIGHT, 2502, 3)
+    image, mask, parts = clinic_strip4
+    assert image.shape == (288, 1536, 3)
     result = run_to_completion(segment(image, colonoscopy, mode=colonoscopy.inference_mode))
     scores = part_dice(result.labels, mask, parts)
-    assert min(scores) >= MIN_PART_DICE, scores
-    assert result.mode == "resize" and result.windows == 6  # 547 x 547, a quarter shared
+    assert min(scores) >= STRIP4_MIN_DICE, scores
+    window = resize_window(image.shape[:2], colonoscopy.input_config.size)
+    assert window == (288, 288)
+    # a quarter shared: step int(288 * 0.75) = 216, ceil((1536 - 288) / 216) + 1 = 7 windows,
+    # starts spread evenly 208 apart
+    assert tile_starts(1536, 288, 0.25) == [0, 208, 416, 624, 832, 1040, 1248]
+    assert result.mode == "resize" and result.windows == 7
 
 
 def test_resize_windows_follow_the_model_inputs_shape():
@@ -113,6 +111,7 @@ def test_resize_windows_follow_the_model_inputs_shape():
     square = (512, 512)
     assert resize_window((288, 384), square) is None  # CVC-ClinicDB
     assert resize_window((1072, 1920), square) is None  # the widest Kvasir-SEG frame
+    assert resize_window((246, 517), square) is None  # the widest UDIAT image, 2.1:1
     assert resize_window((1080, 2376), square) is None  # 2.2:1
     assert resize_window((547, 2502), square) == (547, 547)
     assert resize_window((2502, 547), square) == (547, 547)
@@ -122,12 +121,12 @@ def test_resize_windows_follow_the_model_inputs_shape():
     assert resize_window((100, 1000), (256, 512)) == (100, 200)
 
 
-@needs_kvasir
-@needs_clinic
 def test_ordinary_frames_are_resized_whole_as_before(colonoscopy):
-    """The bundled sample, a CVC-ClinicDB frame and the widest Kvasir-SEG frame (1.79:1)
-    go through the model whole, exactly as resize mode always ran: the same probability."""
+    """The bundled sample and a CVC-ClinicDB frame with the colonoscopy model, the widest
+    UDIAT image (2.1:1) with the ultrasound model go through the model whole, exactly as
+    resize mode always ran: the same probability."""
     from napari_tmunet._sample_data import load_sample
+    from napari_tmunet.data.images import read_image
     from napari_tmunet.inference import (
         FrameInput,
         foreground_probability,
@@ -137,15 +136,20 @@ def test_ordinary_frames_are_resized_whole_as_before(colonoscopy):
         segment,
     )
 
+    if not (CLINIC.is_dir() and UDIAT.is_dir()):
+        pytest.skip(f"no datasets at {DATASETS}")
+    ultrasound = shipped("TM-UNet ultrasound")
+    widest = read_image(UDIAT / "images" / f"{UDIAT_WIDEST}.png")
+    assert widest.shape == (246, 517)
     frames = {
-        "sample": load_sample("colonoscopy")[0],
-        "CVC-ClinicDB 30": clinic_pair("30")[0],
-        f"Kvasir-SEG {KVASIR_WIDEST}": kvasir_pair(KVASIR_WIDEST)[0],
+        "sample": (colonoscopy, load_sample("colonoscopy")[0]),
+        "CVC-ClinicDB 30": (colonoscopy, clinic_pair("30")[0]),
+        f"UDIAT {UDIAT_WIDEST}": (ultrasound, widest),
     }
-    for name, image in frames.items():
-        result = run_to_completion(segment(image, colonoscopy, mode="resize"))
-        frame = FrameInput(image, 3, colonoscopy.input_config)
-        logits = forward_logits(colonoscopy.model, frame.resized(), amp=False)  # (1, 1, h, w)
+    for name, (model, image) in frames.items():
+        result = run_to_completion(segment(image, model, mode="resize"))
+        frame = FrameInput(image, model.model_config.in_channels, model.input_config)
+        logits = forward_logits(model.model, frame.resized(), amp=False)  # (1, 1, h, w)
         whole = foreground_probability(resize(logits, frame.hw))[0].numpy()
         assert result.windows == 1, name
         np.testing.assert_array_equal(result.probability, whole, err_msg=name)
