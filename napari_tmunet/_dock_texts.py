@@ -76,7 +76,8 @@ SEGMENT_TIPS = {
     "threshold": "Foreground where the probability is above this. Moving it "
     "updates the last result at once (no new network run).",
     "fill_holes": "Fill background enclosed by an object.",
-    "min_size": "Drop objects smaller than this many pixels.",
+    "min_size": "Drop objects smaller than this many pixels (with instances, a piece the "
+    "split cuts off joins the object it touches).",
     "min_confidence": "Hide objects whose mean probability is below this (0: show all); "
     "follows the model's own, e.g. the ultrasound model's hides faint guesses on images "
     "without a lesion.",

@@ -139,7 +139,7 @@ def _labels_of(mask: np.ndarray, options: LabelOptions) -> np.ndarray:
     labels = np.zeros(mask.shape, np.int32)
     next_label = 0
     for index in np.ndindex(mask.shape[:-2]):
-        frame = split_instances(mask[index])
+        frame = merge_small_instances(split_instances(mask[index]), options.min_size)
         frame[frame > 0] += next_label
         next_label = max(next_label, int(frame.max()))
         labels[index] = frame
@@ -185,6 +185,49 @@ def split_instances(mask: np.ndarray, split_depth: float = 2.0) -> np.ndarray:
     if n_orphans:
         labels[orphans > 0] = orphans[orphans > 0] + n_markers
     return labels
+
+
+def merge_small_instances(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """(H, W) instance labels in which each instance smaller than ``min_size`` pixels joins
+    the instance it shares the longest border with (a sliver the watershed cut off an
+    object is part of it), or is dropped when it touches none; ids renumbered 1..N.
+    ``labels`` unchanged (a copy is returned) with ``min_size`` 0.
+
+    Small objects of the binary mask were dropped before the split (``_clean``); this
+    holds the same size for the instances the split makes, so no instance shown is
+    smaller than the Min. size asked.
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import relabel_sequential
+
+    labels = np.array(labels, dtype=np.int32)
+    if not min_size or not labels.any():
+        return labels
+    sizes = np.bincount(labels.ravel())  # (N + 1,)
+    boxes = ndi.find_objects(labels)
+    height, width = labels.shape
+    for label in np.argsort(sizes, kind="stable"):  # smallest first: merged ones grow
+        if label == 0 or not 0 < sizes[label] < min_size or boxes[label - 1] is None:
+            continue
+        ys, xs = boxes[label - 1]
+        ys = slice(max(ys.start - 1, 0), min(ys.stop + 1, height))
+        xs = slice(max(xs.start - 1, 0), min(xs.stop + 1, width))
+        crop = labels[ys, xs]  # a view: the merge writes through
+        own = crop == label
+        border = ndi.binary_dilation(own, structure=np.ones((3, 3), bool)) & ~own
+        touching = np.bincount(crop[border], minlength=1)
+        touching[0] = 0
+        into = int(touching.argmax()) if touching.any() else 0
+        crop[own] = into
+        if into:  # its box grows by the one merged in (which may be merged on in turn)
+            other = boxes[into - 1]
+            boxes[into - 1] = tuple(
+                slice(min(a.start, b.start), max(a.stop, b.stop))
+                for a, b in zip(other, boxes[label - 1], strict=True)
+            )
+            sizes[into] += sizes[label]
+        sizes[label] = 0
+    return relabel_sequential(labels)[0].astype(np.int32)
 
 
 def count_objects(labels: np.ndarray) -> int:
