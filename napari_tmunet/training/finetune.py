@@ -808,20 +808,10 @@ def held_out_scores(
     known, the scores where the edits are are added (:func:`edit_zone_scores`).
     ``stop``: checked between forward passes (``EvaluationStopped`` when True).
     """
-    from ..evaluation import evaluate
-
     edits_known = edit_maps is not None and any(m is not None for m in edit_maps)
     no_foreground = _foreground_pixels(samples, region) == 0
-    ev = evaluate(
-        model,
-        samples,
-        input_config,
-        mode,
-        device=device,
-        batch_size=4,
-        region=region,
-        stop=stop,
-        keep_predictions=edits_known or no_foreground,
+    ev = _evaluate_held_out(
+        model, samples, input_config, mode, device, region, edits_known or no_foreground, stop
     )
     if no_foreground:
         false_positives = false_positive_pixels(ev.predictions, region)
@@ -832,6 +822,27 @@ def held_out_scores(
     if edits_known:
         scores.update(edit_zone_scores(ev.predictions, edit_maps, region))
     return scores
+
+
+def _evaluate_held_out(
+    model, samples, input_config, mode, device, region, keep_predictions, stop=None
+):
+    """``evaluation.evaluate`` of a fine-tune's held-out samples, as Segment runs the model
+    (``mode``), scored inside ``region`` when given; the one call of the scores shown and
+    of the engine's validation."""
+    from ..evaluation import evaluate
+
+    return evaluate(
+        model,
+        samples,
+        input_config,
+        mode,
+        device=device,
+        batch_size=4,
+        region=region,
+        stop=stop,
+        keep_predictions=keep_predictions,
+    )
 
 
 def false_positive_pixels(predictions, region: tuple[slice, slice] | None = None) -> int:
@@ -888,19 +899,9 @@ def held_out_validation(
     no_foreground = _foreground_pixels(samples, region) == 0
 
     def validate(model, input_config) -> dict[str, float]:
-        from ..evaluation import evaluate
         from .validation import validation_record  # torch: imported when training runs
 
-        ev = evaluate(
-            model,
-            samples,
-            input_config,
-            mode,
-            device=device,
-            batch_size=4,
-            region=region,
-            keep_predictions=no_foreground,
-        )
+        ev = _evaluate_held_out(model, samples, input_config, mode, device, region, no_foreground)
         if no_foreground:
             return {"val_false_positive_px": false_positive_pixels(ev.predictions, region)}
         return validation_record(ev.aggregate())
