@@ -251,10 +251,12 @@ def run_lineage(model: str) -> tuple[str, ...]:
     run's finetune.json ``start_model``: a shipped model's name or a checkpoint file); ()
     for a model that is no run's checkpoint."""
     lineage: list[str] = []
+    seen = {model}
     while len(lineage) < LINEAGE_MAX:
         start = _plan_of(model).get("start_model")
-        if not isinstance(start, str) or not start or start in lineage:
+        if not isinstance(start, str) or not start or start in seen:
             break
+        seen.add(start)
         lineage.append(start)
         model = start
     return tuple(lineage)

@@ -6,6 +6,7 @@ Xvfb, the bundled MoNuSeg nuclei crop, two one-step fine-tunings from the docks)
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import numpy as np
@@ -14,8 +15,6 @@ import pytest
 from napari_tmunet import active_model
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet._widget_common import shown_text
-
-pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-tmunet"
 SHIPPED = "TM-UNet nuclei"
@@ -65,6 +64,7 @@ def box_texts(combo) -> dict[str, tuple[str, str, str]]:
     return seen
 
 
+@pytest.mark.gui
 @pytest.mark.usefixtures("one_torch_thread")
 def test_two_fine_tunings_of_one_minute_are_told_apart_in_the_box_and_the_layers(
     make_napari_viewer, qtbot, monkeypatch, tmp_path
@@ -126,3 +126,36 @@ def test_two_fine_tunings_of_one_minute_are_told_apart_in_the_box_and_the_layers
     names = [layer.name for layer in (first_layer, *made.values())]
     assert len({name[-12:] for name in names}) == 3, names
     assert first_layer.metadata["model_name"] == SHIPPED
+
+
+def test_short_names_and_lineage_come_from_the_runs_records(tmp_path):
+    """A run's checkpoint chosen by file is named from its finetune.json and those of the
+    runs it started from (a plan that names itself as its start ends the walk)."""
+    shipped, best = SHIPPED, {}
+    for run, start, second in (("a", shipped, "02"), ("b", None, "45")):
+        train = tmp_path / run / "train"
+        train.mkdir(parents=True)
+        best[run] = str(train / "best.pt")
+        (train / "best.pt").write_bytes(b"")
+        plan = {
+            "name": f"fine-tuned on {SLIDE} 2026-12-04 16:30:{second}",
+            "start_model": start or best["a"],
+            "modality": "nuclei",
+        }
+        (tmp_path / run / "finetune.json").write_text(json.dumps(plan))
+    choice = active_model.file_choice(best["b"])
+    assert choice.lineage == (best["a"], shipped) and choice.modality == "nuclei"
+    assert active_model.short_name(choice) == "nuclei · fine-tuned 12-04 16:30"
+    assert active_model.short_name(choice, seconds=True) == "nuclei · fine-tuned 12-04 16:30:45"
+    assert active_model.provenance(choice) == (
+        f"fine-tuned on {SLIDE} 2026-12-04 16:30:45, from fine-tuned on {SLIDE} "
+        f"2026-12-04 16:30:02, from {shipped}\n{best['b']}"
+    )
+    # an older run's name (no image, no seconds): the modality stands for the base
+    older = active_model.ModelChoice("x.pt", "fine-tuned on 2026-12-02 02:41", "colonoscopy")
+    assert active_model.short_name(older) == "colonoscopy · fine-tuned 12-02 02:41"
+    for label in (shipped, "mine.pt", "fine-tuned: 20261204-162957"):  # not a run's name
+        assert active_model.short_name(active_model.ModelChoice("m", label)) == label
+    loop = json.loads((tmp_path / "a" / "finetune.json").read_text())
+    (tmp_path / "a" / "finetune.json").write_text(json.dumps({**loop, "start_model": best["a"]}))
+    assert active_model.run_lineage(best["a"]) == ()
