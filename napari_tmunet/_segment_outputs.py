@@ -27,6 +27,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
+from . import active_model
 from ._placement import place_like, placement
 from ._segment_jobs import SegmentOutcome
 from ._widget_common import PROBABILITY_MARK, is_probability_map
@@ -102,9 +103,14 @@ class OutputLayers:
     def _add_result(self, image: Image, outcome: SegmentOutcome) -> None:
         options = self._options
         label_options = outcome.label_options
+        choice = self.model_choice(options.model, options.model_label)
         metadata = {
             "model": options.model,
             "model_label": options.model_label,
+            # the model as the Model box and this layer's name say it, and its full name,
+            # the models it was fine-tuned from and its file
+            "model_name": self.model_text(choice),
+            "model_provenance": active_model.provenance(choice),
             "provisional": options.provisional,
             "mapping": outcome.mapping,
             "conversion": outcome.conversion,
@@ -153,9 +159,8 @@ class OutputLayers:
             name = previous.labels.name  # napari numbers the new one: "... labels [1]"
             colour = previous.labels.metadata.get(COLOUR_KEY, PREDICTION_COLOUR)
             show_info(f"{name!r} was edited since it was made; keeping it and adding a new layer.")
-        elif shown:  # kept to compare the two models' results
-            label = self._options.model_label
-            name = f"{image.name} labels ({label})"
+        elif shown:  # kept to compare the two models' results (its model in short)
+            name = f"{image.name} labels ({metadata['model_name']})"
             colour = _free_colour(shown)
             other = shown[-1].labels
             who = other.metadata.get("model_label") or "another model"

@@ -192,7 +192,9 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._defaults: dict = {}  # that image's model's threshold / mode / instances...
         self._prepared: dict[tuple[str, str], threading.Thread] = {}  # (model, device)
         self._shipped = self._shipped_choices()
-        self._named_files: dict[str, str] = {}  # checkpoint path -> its name (fine-tuned)
+        # checkpoint path -> the Model box's text for it (a fine-tuned model's short name)
+        self._named_files: dict[str, str] = {}
+        self._named_choices: dict[str, active_model.ModelChoice] = {}  # and its full name
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -306,6 +308,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         from qtpy.QtCore import QTimer
 
         self.model.changed.connect(self._on_model_changed)
+        self.model.changed.connect(self._show_model_tips)
         self.model.changed.connect(self._prepare_shown_model)
         self.device.changed.connect(self._say_device_problem)
         self.device.changed.connect(self._prepare_shown_model)
@@ -660,11 +663,12 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._show_summary_of(self.image.value)  # and its result, if it has one
 
     def _model_name(self, model: str) -> str:
-        """``model`` as the Model box names it: a fine-tuned model by its label (e.g.
-        "fine-tuned on clinic10 <date>"), a shipped one by its name, a file by its name."""
-        for path, label in self._named_files.items():
+        """``model``'s full name, as the reason line says it: a fine-tuned model by its
+        label (e.g. "fine-tuned on clinic10 <date>"), a shipped one by its name, a file by
+        its name."""
+        for path, choice in self._named_choices.items():
             if _model_id(path) == _model_id(model):
-                return label
+                return choice.label
         # only a file: model_label would name a run's checkpoint that is gone by its run
         # (its finetune.json stays), and read ./finetune.json for a shipped model's name
         return active_model.model_label(model) if os.path.isfile(model) else os.path.basename(model)
@@ -735,27 +739,81 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         modality = choice.modality or self._modality
         why = f"the active model for {modality} images"
         if registry.find_model(choice.model) is None and choice.model != CHECKPOINT_CHOICE:
-            self._offer_named_file(choice.model, choice.label)
+            self._offer_named_file(choice)
         self._choices[modality] = (choice.model, why)
         if modality == self._modality:
             self._show_model(choice.model, why)
 
-    def _offer_named_file(self, path: str, label: str) -> None:
-        """Add the checkpoint file ``path`` to the Model box by its name ``label`` (e.g.
-        "fine-tuned on <image> <date>"), so the box names the model that runs; a name
-        another file has already gets a number (the box tells its items by their text)."""
-        taken = {text for file, text in self._named_files.items() if file != path}
-        taken.update(text for text, _ in self._shipped)
-        number, unique = 1, label
-        while unique in taken or unique == CHECKPOINT_CHOICE:
-            number += 1
-            unique = f"{label} ({number})"
-        self._named_files[path] = unique
+    def _offer_named_file(self, choice: active_model.ModelChoice) -> None:
+        """Add the checkpoint file of ``choice`` to the Model box by its short name
+        (:meth:`_box_name`), so the box names the model that runs; its full name and
+        lineage are its tooltip (:meth:`_show_model_tips`)."""
+        path = choice.model
+        if not choice.lineage:  # e.g. set by a script: its run's finetune.json may say
+            choice = replace(choice, lineage=active_model.run_lineage(path))
+        self._named_choices[path] = choice
+        self._named_files[path] = self._box_name(choice)
         self._setting = True
         try:
             self.model.reset_choices()
         finally:
             self._setting = False
+        self._show_model_tips()
+
+    def _box_name(self, choice: active_model.ModelChoice) -> str:
+        """The Model box's text for the checkpoint file of ``choice``, unlike any other
+        item's (the box tells its items by their text): its short name
+        (:func:`active_model.short_name`), to the second when another file has that (two
+        runs of one minute), then with a number."""
+        here = _model_id(choice.model)
+        taken = {text for file, text in self._named_files.items() if _model_id(file) != here}
+        taken.update(text for text, _ in self._shipped)
+        taken.add(CHECKPOINT_CHOICE)
+        exact = active_model.short_name(choice, seconds=True)
+        for name in (active_model.short_name(choice), exact):
+            if name not in taken:
+                return name
+        number = 2
+        while f"{exact} ({number})" in taken:
+            number += 1
+        return f"{exact} ({number})"
+
+    def _show_model_tips(self, _value=None) -> None:
+        """Give each fine-tuned model in the Model box its full name, lineage and file as
+        its tooltip (the box shows short names), and the box the shown one's."""
+        from qtpy.QtCore import Qt
+
+        combo = self.model.native
+        tips = {
+            text: active_model.provenance(self._named_choices[path])
+            for path, text in self._named_files.items()
+        }
+        for index in range(combo.count()):
+            tip = tips.get(combo.itemText(index))
+            combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        shown = tips.get(combo.currentText())
+        self.model.tooltip = SEGMENT_TIPS["model"] + (f"\n\n{shown}" if shown else "")
+
+    def model_choice(self, model: str, label: str) -> active_model.ModelChoice:
+        """``model`` (a registry name or checkpoint file) and its full name ``label`` as a
+        :class:`~napari_tmunet.active_model.ModelChoice`, with its lineage when known."""
+        for path, choice in self._named_choices.items():
+            if _model_id(path) == _model_id(model):
+                return choice
+        if registry.find_model(model) is not None or not os.path.isfile(model):
+            return active_model.ModelChoice(model, label)
+        return active_model.file_choice(model, label)
+
+    def model_text(self, choice: active_model.ModelChoice) -> str:
+        """How the dock names ``choice``'s model in short, in the Model box and in the name
+        of a result layer kept beside another model's: the box's text for it, the shipped
+        model's name, or a checkpoint file's :meth:`_box_name`."""
+        for path, text in self._named_files.items():
+            if _model_id(path) == _model_id(choice.model):
+                return text
+        if registry.find_model(choice.model) is not None:
+            return choice.label
+        return self._box_name(choice)
 
     def _prepare_shown_model(self, _value=None) -> None:
         """Warm the shown shipped model up in the background, once per model and device,

@@ -26,6 +26,13 @@ from pathlib import Path
 from . import settings
 
 RUN_PLAN = "finetune.json"  # a Fine-tune run's record: RUN/finetune.json, RUN/train/best.pt
+# run_name's form, "fine-tuned on IMAGE 2026-12-04 16:30:02" (older runs: no image, or no
+# seconds); a name a script gave its run may be anything
+_RUN_NAME = re.compile(
+    r"fine-tuned on (?:.+ )?\d{4}-(?P<day>\d\d-\d\d) (?P<minute>\d\d:\d\d)(?P<second>:\d\d)?"
+)
+SHIPPED_PREFIX = "TM-UNet "  # "TM-UNet nuclei": the shipped models' names
+LINEAGE_MAX = 20  # finetune.json files followed back (a hand-edited plan may loop)
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,85 @@ def run_name(image: str, when: datetime | None = None) -> str:
     (two runs on one image a minute apart are told apart)."""
     stamp = (when or datetime.now()).strftime("%Y-%m-%d %H:%M:%S")
     return f"fine-tuned on {image or 'your masks'} {stamp}"
+
+
+def short_name(choice: ModelChoice, seconds: bool = False) -> str:
+    """A model's name for the Segment dock's Model box and its result layers' names: a
+    Fine-tune run's model (:func:`run_name`) as "BASE · fine-tuned MM-DD HH:MM" (BASE:
+    :func:`base_name`; ``seconds`` adds them, to tell apart two runs of one minute), any
+    other model by its label (a shipped model's name, a file's name).
+
+    The image trained on, the year and the models before are left to :func:`provenance`:
+    the Model box and the layer list show about 25 letters, and what tells two fine-tuned
+    models apart is when they were made.
+    """
+    match = _RUN_NAME.fullmatch(choice.label)
+    if match is None:
+        return choice.label
+    stamp = f"{match['day']} {match['minute']}{(match['second'] or '') if seconds else ''}"
+    base = base_name(choice)
+    return f"{base} · fine-tuned {stamp}" if base else f"fine-tuned {stamp}"
+
+
+def base_name(choice: ModelChoice) -> str:
+    """What a fine-tuned model descends from, in a word: the shipped model at the start of
+    its lineage without "TM-UNet " ("nuclei"), else the modality it is for, else ""."""
+    lineage = choice.lineage or run_lineage(choice.model)
+    root = lineage[-1] if lineage else ""
+    if root.startswith(SHIPPED_PREFIX) and not os.path.isfile(root):
+        return root[len(SHIPPED_PREFIX) :]
+    return choice.modality
+
+
+def run_lineage(model: str) -> tuple[str, ...]:
+    """The models a Fine-tune run's checkpoint was fine-tuned from, the nearest first (each
+    run's finetune.json ``start_model``: a shipped model's name or a checkpoint file); ()
+    for a model that is no run's checkpoint."""
+    lineage: list[str] = []
+    seen = {model}
+    while len(lineage) < LINEAGE_MAX:
+        start = _plan_of(model).get("start_model")
+        if not isinstance(start, str) or not start or start in seen:
+            break
+        seen.add(start)
+        lineage.append(start)
+        model = start
+    return tuple(lineage)
+
+
+def provenance(choice: ModelChoice) -> str:
+    """A model's full name and where it comes from, for a tooltip or metadata: "fine-tuned
+    on slide1 2026-12-04 16:30:02, from TM-UNet nuclei" (each model before it by its label),
+    then its checkpoint file."""
+    lineage = choice.lineage or run_lineage(choice.model)
+    names = [choice.label, *(model_label(m) if os.path.isfile(m) else m for m in lineage)]
+    text = ", from ".join(names)
+    return f"{text}\n{choice.model}" if os.path.isfile(choice.model) else text
+
+
+def file_choice(path: str, label: str = "") -> ModelChoice:
+    """A checkpoint file as a :class:`ModelChoice` (one chosen by file, not made active): a
+    Fine-tune run's by its run's name, modality and lineage (its finetune.json)."""
+    modality = _plan_of(path).get("modality")
+    return ModelChoice(
+        str(path),
+        label or model_label(path),
+        modality if isinstance(modality, str) else "",
+        run_lineage(path),
+    )
+
+
+def _plan_of(model: str) -> dict:
+    """The finetune.json of the run whose checkpoint (RUN/train/*.pt) ``model`` is; {} for
+    anything else."""
+    path = Path(model)
+    if path.parent.name != "train":
+        return {}
+    try:
+        plan = json.loads((path.parent.parent / RUN_PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return plan if isinstance(plan, dict) else {}
 
 
 def model_label(path: str | os.PathLike) -> str:

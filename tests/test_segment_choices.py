@@ -337,8 +337,8 @@ def open_sample_named(viewer, modality):
 
 def test_the_model_box_names_the_fine_tuned_model(make_napari_viewer, qtbot, tmp_path):
     """A model Fine-tune makes active ("Use the fine-tuned model anyway") is shown in the
-    Model box by its name, not as "Checkpoint file...", and runs; a second one of the same
-    name gets a number; Revert and the shipped model made active again show those (tester12C
+    Model box by its short name, not as "Checkpoint file...", and runs; a second one of the
+    same name gets a number; Revert and the shipped model made active again show those (tester12C
     #11)."""
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
@@ -349,7 +349,8 @@ def test_the_model_box_names_the_fine_tuned_model(make_napari_viewer, qtbot, tmp
     holder = active_model.for_viewer(viewer)
     holder.set("TM-UNet colonoscopy", "TM-UNet colonoscopy", "colonoscopy")
     holder.set(str(best), label, "colonoscopy", ("TM-UNet colonoscopy",))
-    assert widget.model.current_choice == label
+    short = "colonoscopy · fine-tuned 12-03 05:00"  # the box's name for it, in short
+    assert widget.model.current_choice == short
     assert widget.checkpoint.native.isHidden()
     segment(qtbot, widget)
     assert widget.last_layer.metadata["model"] == str(best)
@@ -357,8 +358,8 @@ def test_the_model_box_names_the_fine_tuned_model(make_napari_viewer, qtbot, tmp
     again = tmp_path / "again.pt"  # a second fine-tuning of the same minute: same name
     shutil.copy(best, again)
     holder.set(str(again), label, "colonoscopy", (str(best), "TM-UNet colonoscopy"))
-    assert widget.model.current_choice == f"{label} (2)" and widget.model.value == str(again)
+    assert widget.model.current_choice == f"{short} (2)" and widget.model.value == str(again)
     holder.revert()
-    assert widget.model.current_choice == label and widget.model.value == str(best)
+    assert widget.model.current_choice == short and widget.model.value == str(best)
     holder.set("TM-UNet colonoscopy", "TM-UNet colonoscopy", "colonoscopy")
     assert widget.model.current_choice == "TM-UNet colonoscopy"
