@@ -220,7 +220,7 @@ def run_name(image: str, when: datetime | None = None) -> str:
 
 def short_name(choice: ModelChoice, seconds: bool = False) -> str:
     """A model's name for the Segment dock's Model box and its result layers' names: a
-    Fine-tune run's model (:func:`run_name`) as "BASE · fine-tuned MM-DD HH:MM" (BASE:
+    Fine-tune run's model (:func:`run_name`) as "BASE · tuned MM-DD HH:MM" (BASE:
     :func:`base_name`; ``seconds`` adds them, to tell apart two runs of one minute), any
     other model by its label (a shipped model's name, a file's name).
 
@@ -233,7 +233,7 @@ def short_name(choice: ModelChoice, seconds: bool = False) -> str:
         return choice.label
     stamp = f"{match['day']} {match['minute']}{(match['second'] or '') if seconds else ''}"
     base = base_name(choice)
-    return f"{base} · fine-tuned {stamp}" if base else f"fine-tuned {stamp}"
+    return f"{base} · tuned {stamp}" if base else f"tuned {stamp}"
 
 
 def base_name(choice: ModelChoice) -> str:

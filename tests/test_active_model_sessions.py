@@ -69,7 +69,7 @@ def test_the_active_fine_tuned_model_is_kept_for_a_new_viewer(make_napari_viewer
     layer = add_nuclei(viewer, labels=False)
     assert segment.image.value is layer
     # the Model box by its short name (the whole one is the reason line and the tooltip)
-    short = f"nuclei · fine-tuned {name[-14:-3]}"  # "nuclei · fine-tuned 12-04 16:30"
+    short = f"nuclei · tuned {name[-14:-3]}"  # "nuclei · tuned 12-04 16:30"
     assert segment.model.value == best and segment.model.native.currentText() == short
     assert segment.model.tooltip.endswith(f"{name}, from {SHIPPED}\n{best}")
     assert segment.model_reason.value == f"Runs {name}: the active model for nuclei images."

@@ -97,8 +97,8 @@ def test_two_fine_tunings_of_one_minute_are_told_apart_in_the_box_and_the_layers
     box = box_texts(seg.model.native)
     texts = {best: box[best][0] for best in made}
     assert texts == {
-        first: "nuclei · fine-tuned 12-04 16:30",
-        second: "nuclei · fine-tuned 12-04 16:30:45",
+        first: "nuclei · tuned 12-04 16:30",
+        second: "nuclei · tuned 12-04 16:30:45",
     }
     for best, end in ((first, "12-04 16:30"), (second, "16:30:45")):
         shown = box[best][1]
@@ -145,15 +145,15 @@ def test_short_names_and_lineage_come_from_the_runs_records(tmp_path):
         (tmp_path / run / "finetune.json").write_text(json.dumps(plan))
     choice = active_model.file_choice(best["b"])
     assert choice.lineage == (best["a"], shipped) and choice.modality == "nuclei"
-    assert active_model.short_name(choice) == "nuclei · fine-tuned 12-04 16:30"
-    assert active_model.short_name(choice, seconds=True) == "nuclei · fine-tuned 12-04 16:30:45"
+    assert active_model.short_name(choice) == "nuclei · tuned 12-04 16:30"
+    assert active_model.short_name(choice, seconds=True) == "nuclei · tuned 12-04 16:30:45"
     assert active_model.provenance(choice) == (
         f"fine-tuned on {SLIDE} 2026-12-04 16:30:45, from fine-tuned on {SLIDE} "
         f"2026-12-04 16:30:02, from {shipped}\n{best['b']}"
     )
     # an older run's name (no image, no seconds): the modality stands for the base
     older = active_model.ModelChoice("x.pt", "fine-tuned on 2026-12-02 02:41", "colonoscopy")
-    assert active_model.short_name(older) == "colonoscopy · fine-tuned 12-02 02:41"
+    assert active_model.short_name(older) == "colonoscopy · tuned 12-02 02:41"
     for label in (shipped, "mine.pt", "fine-tuned: 20261204-162957"):  # not a run's name
         assert active_model.short_name(active_model.ModelChoice("m", label)) == label
     loop = json.loads((tmp_path / "a" / "finetune.json").read_text())

@@ -349,7 +349,7 @@ def test_the_model_box_names_the_fine_tuned_model(make_napari_viewer, qtbot, tmp
     holder = active_model.for_viewer(viewer)
     holder.set("TM-UNet colonoscopy", "TM-UNet colonoscopy", "colonoscopy")
     holder.set(str(best), label, "colonoscopy", ("TM-UNet colonoscopy",))
-    short = "colonoscopy · fine-tuned 12-03 05:00"  # the box's name for it, in short
+    short = "colonoscopy · tuned 12-03 05:00"  # the box's name for it, in short
     assert widget.model.current_choice == short
     assert widget.checkpoint.native.isHidden()
     segment(qtbot, widget)
