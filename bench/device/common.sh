@@ -28,13 +28,13 @@ receive_parts() {
     ls -la "$DATA"
 }
 
-# Wait up to $1 seconds while runs train (status each minute), then bring the runs that
-# ended home in $OUT (collect --new: at most what one call brings back).
+# Wait up to $1 seconds while runs train or wait for their data (status each minute), then
+# bring the runs that ended home in $OUT (collect --new: at most what one call brings back).
 poll() {
     local until=$((SECONDS + $1))
     while [ $SECONDS -lt $until ]; do
         python3 -m trainer.campaign status --root "$ROOT" | tail -20
-        grep -q '"state": "running"\|"state": "waiting"' "$ROOT/state.json" 2>/dev/null || break
+        grep -q '"state": "running"\|"state": "pending"' "$ROOT/state.json" 2>/dev/null || break
         sleep $(( until - SECONDS < 60 ? (until - SECONDS > 0 ? until - SECONDS : 1) : 60 ))
     done
     python3 -m trainer.campaign collect --new --root "$ROOT" --out "$OUT"
