@@ -32,6 +32,7 @@ from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
+from ._docks import find_dock, open_dock
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
@@ -788,10 +789,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         not squeezed to a third of the window each."""
         if not rows:
             return
-        window = self.viewer.window
         try:
-            was_open = any("Metrics" in name for name in window.dock_widgets)
-            dock, metrics = window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics")
+            was_open = find_dock(self.viewer, "Metrics") is not None
+            dock, metrics = open_dock(self.viewer, "Metrics")
             if not was_open:
                 _tab_beside(dock, self.native)
             metrics.set_comparison(rows)
