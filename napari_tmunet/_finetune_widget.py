@@ -648,8 +648,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _show_run_controls(self) -> None:
         """Scroll a short dock to Stop, the progress bar and the status under them (they
         sit below the settings); Stop first where they do not all fit."""
-        scroll_into_view(self.body, self.status)
-        scroll_into_view(self.body, self.buttons)
+        scroll_into_view(self.body, self.buttons, self.progress_bar, self.status)
 
     def _update_buttons(self, _=None):
         busy = self._busy
@@ -777,11 +776,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._update_buttons()
         self._redraw(force=True)
         # the verdict from its first line, and 'Use ... anyway' under it when both fit,
-        # in a dock a third of a small screen high: the button first, then the verdict
-        # (a verdict above the view is scrolled down to, its top line in view)
-        if self.use_anyway_button.visible:
-            scroll_into_view(self.body, self.use_anyway_button)
-        scroll_into_view(self.body, self.status)
+        # in a dock a third of a small screen high (the button where it is shown)
+        scroll_into_view(self.body, self.status, self.use_anyway_button)
 
     def _show_comparison(self, rows: list[dict]):
         """Show the before/after rows in the Metrics dock; a Metrics dock opened here is
