@@ -1219,8 +1219,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """Scroll a short dock to the summary, which holds the warnings ("may not suit
         this image"), from its first line, with the status and disclaimer under it as
         far as they fit; the Image and Model boxes at the top stay in view where they
-        were and the summary's first line fits with them (they say what the result and
-        the sliders are of)."""
+        were and the whole summary fits with them (they say what the result and the
+        sliders are of)."""
         shown = (self.summary, self.status, self.disclaimer)
         scroll_into_view(self.body, *shown, keep=self.image)
 

@@ -345,6 +345,7 @@ def scroll_body(container, labels: bool = True):
 
 
 SCROLL_MARGIN = 10  # px left above and below what a dock scrolls to
+ROW_SNAP = 40  # px at most that a scroll moves further to stop on a row's edge
 
 
 def scroll_into_view(body, *widgets, keep=None) -> None:
@@ -354,8 +355,8 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     second. The view moves no more than it must (not at all when they are in view), and
     stops on a row's edge rather than cut a row in half. ``keep``, a widget in one of
     the top rows (Segment's Image box), stays in view when it is in view now, as long
-    as the first line of ``widgets`` can be seen with it (tester27 #4: a run's summary
-    scrolled the Image and Model boxes away)."""
+    as the first of ``widgets`` can be seen whole with it (tester27 #4: a run's summary
+    scrolled the Image and Model boxes away to show the disclaimer under it)."""
     from qtpy.QtCore import QTimer
 
     bar = body.scroll_area.verticalScrollBar()
@@ -404,18 +405,19 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
         value = top - SCROLL_MARGIN
     else:
         value = bottom + SCROLL_MARGIN - view  # the least scroll that shows them
+    first_bottom = _top(body, shown[0]) + shown[0].height()  # the one that must be seen
     if keep_row is not None and value > keep_row.y():
-        first_line = min(shown[0].height(), shown[0].fontMetrics().lineSpacing())
-        if top + first_line + SCROLL_MARGIN - view <= keep_row.y():
-            value = keep_row.y()  # as much as fits under the kept rows
+        if first_bottom + SCROLL_MARGIN - view <= keep_row.y():
+            value = keep_row.y()  # the first one whole under the kept rows, the rest as fits
     value = max(0, min(value, bar.maximum()))
-    return _on_row_edge(body, value, top, bottom, view)
+    return _on_row_edge(body, value, top, first_bottom, view)
 
 
-def _on_row_edge(body, value: int, top: int, bottom: int, view: int) -> int:
+def _on_row_edge(body, value: int, top: int, first_bottom: int, view: int) -> int:
     """``value`` moved to the nearer edge of the body's row that it would cut at the
-    view's top: down to the next row while that does not pass ``top`` (what is shown
-    keeps its first line), up to the row's top while what is shown still fits."""
+    view's top, a few lines at most: down to the next row where that does not pass
+    ``top`` (what is shown keeps its first line), up to the row's top where the first
+    widget shown (ending at ``first_bottom``) stays whole."""
     rows = _rows(body)
     cut = next((r for r in rows if r.y() < value < r.y() + r.height()), None)
     if cut is None:
@@ -425,8 +427,9 @@ def _on_row_edge(body, value: int, top: int, bottom: int, view: int) -> int:
     down = min((r.y() for r in rows if r.y() > value), default=None)
     if down is not None and down <= min(top, maximum):
         edges.append(down)
-    if bottom <= cut.y() + view:
+    if first_bottom <= cut.y() + view:
         edges.append(cut.y())
+    edges = [edge for edge in edges if abs(edge - value) <= ROW_SNAP]
     return min(edges, key=lambda edge: abs(edge - value), default=value)
 
 
