@@ -32,6 +32,7 @@ from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
+from ._docks import find_dock, open_dock
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
@@ -647,8 +648,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _show_run_controls(self) -> None:
         """Scroll a short dock to Stop, the progress bar and the status under them (they
         sit below the settings); Stop first where they do not all fit."""
-        scroll_into_view(self.body, self.status)
-        scroll_into_view(self.body, self.buttons)
+        scroll_into_view(self.body, self.buttons, self.progress_bar, self.status)
 
     def _update_buttons(self, _=None):
         busy = self._busy
@@ -776,11 +776,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._update_buttons()
         self._redraw(force=True)
         # the verdict from its first line, and 'Use ... anyway' under it when both fit,
-        # in a dock a third of a small screen high: the button first, then the verdict
-        # (a verdict above the view is scrolled down to, its top line in view)
-        if self.use_anyway_button.visible:
-            scroll_into_view(self.body, self.use_anyway_button)
-        scroll_into_view(self.body, self.status)
+        # in a dock a third of a small screen high (the button where it is shown)
+        scroll_into_view(self.body, self.status, self.use_anyway_button)
 
     def _show_comparison(self, rows: list[dict]):
         """Show the before/after rows in the Metrics dock; a Metrics dock opened here is
@@ -788,10 +785,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         not squeezed to a third of the window each."""
         if not rows:
             return
-        window = self.viewer.window
         try:
-            was_open = any("Metrics" in name for name in window.dock_widgets)
-            dock, metrics = window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics")
+            was_open = find_dock(self.viewer, "Metrics") is not None
+            dock, metrics = open_dock(self.viewer, "Metrics")
             if not was_open:
                 _tab_beside(dock, self.native)
             metrics.set_comparison(rows)

@@ -1275,10 +1275,12 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
 
     def _show_summary(self) -> None:
         """Scroll a short dock to the summary, which holds the warnings ("may not suit
-        this image"), from its first line; then to the status and disclaimer under it,
-        as far as they fit."""
-        for widget in (self.disclaimer, self.status, self.summary):  # the last one wins
-            scroll_into_view(self.body, widget)
+        this image"), from its first line, with the status and disclaimer under it as
+        far as they fit; the Image and Model boxes at the top stay in view where they
+        were and the whole summary fits with them (they say what the result and the
+        sliders are of)."""
+        shown = (self.summary, self.status, self.disclaimer)
+        scroll_into_view(self.body, *shown, keep=self.image)
 
     def _warn_misfits(self) -> None:
         """One warning per reason a model may not suit the images it ran on, naming those

@@ -344,22 +344,31 @@ def scroll_body(container, labels: bool = True):
     return body
 
 
-def scroll_into_view(body, widget) -> None:
-    """Scroll ``body`` (a :func:`scroll_body`) to show ``widget``: now, and again while
-    Qt lays out what just changed (a label that wraps a new text grows after this call)
-    for half a second."""
+SCROLL_MARGIN = 10  # px left above and below what a dock scrolls to
+ROW_SNAP = 40  # px at most that a scroll moves further to stop on a row's edge
+
+
+def scroll_into_view(body, *widgets, keep=None) -> None:
+    """Scroll ``body`` (a :func:`scroll_body`) to show ``widgets`` together (from the
+    first one's top line where they do not all fit): now, and again while Qt lays out
+    what just changed (a label that wraps a new text grows after this call) for half a
+    second. The view moves no more than it must (not at all when they are in view), and
+    stops on a row's edge rather than cut a row in half. ``keep``, a widget in one of
+    the top rows (Segment's Image box), stays in view when it is in view now, as long
+    as the first of ``widgets`` can be seen whole with it (tester27 #4: a run's summary
+    scrolled the Image and Model boxes away to show the disclaimer under it)."""
     from qtpy.QtCore import QTimer
 
     bar = body.scroll_area.verticalScrollBar()
+    keep_row = _row_of(body, keep) if keep is not None else None
+    if keep_row is not None and not _in_view(body, keep_row):
+        keep_row = None  # the user scrolled it away: nothing to keep
 
     def scroll(*_) -> None:
         try:
-            area, native = body.scroll_area, widget.native
-            area.ensureWidgetVisible(native, 0, 10)
-            if native.height() + 10 > area.viewport().height():
-                # Qt centres a widget taller than the view, hiding its first lines: a
-                # verdict is read from its top
-                bar.setValue(native.mapTo(area.widget(), native.rect().topLeft()).y() - 10)
+            value = _value_showing(body, [w.native for w in widgets], keep_row)
+            if value is not None:
+                bar.setValue(value)
             # a table wider than the dock would pull the view sideways, cutting off the
             # left edge of everything (the body does not scroll sideways on its own)
             body.scroll_area.horizontalScrollBar().setValue(0)
@@ -375,6 +384,80 @@ def scroll_into_view(body, widget) -> None:
     bar.rangeChanged.connect(scroll)
     QTimer.singleShot(0, scroll)
     QTimer.singleShot(500, stop_following)
+
+
+def _value_showing(body, natives: list, keep_row) -> int | None:
+    """The scroll value that shows ``natives`` (see :func:`scroll_into_view`), or None
+    where the view is to stay."""
+    area = body.scroll_area
+    bar, view = area.verticalScrollBar(), area.viewport().height()
+    shown = [n for n in natives if n.isVisibleTo(body.native)]
+    if not shown or view <= 0:
+        return None
+    now = bar.value()
+    top = min(_top(body, n) for n in shown)
+    bottom = max(_top(body, n) + n.height() for n in shown)
+    if now <= top and bottom <= now + view:
+        return None  # in view: the user's view stays
+    if top - SCROLL_MARGIN < now or bottom - top + 2 * SCROLL_MARGIN > view:
+        # above the view, or taller than it: from the first line (a verdict is read
+        # from its top; Qt would centre a widget taller than the view)
+        value = top - SCROLL_MARGIN
+    else:
+        value = bottom + SCROLL_MARGIN - view  # the least scroll that shows them
+    first_bottom = _top(body, shown[0]) + shown[0].height()  # the one that must be seen
+    if keep_row is not None and value > keep_row.y():
+        if first_bottom + SCROLL_MARGIN - view <= keep_row.y():
+            value = keep_row.y()  # the first one whole under the kept rows, the rest as fits
+    value = max(0, min(value, bar.maximum()))
+    return _on_row_edge(body, value, top, first_bottom, view)
+
+
+def _on_row_edge(body, value: int, top: int, first_bottom: int, view: int) -> int:
+    """``value`` moved to the nearer edge of the body's row that it would cut at the
+    view's top, a few lines at most: down to the next row where that does not pass
+    ``top`` (what is shown keeps its first line), up to the row's top where the first
+    widget shown (ending at ``first_bottom``) stays whole."""
+    rows = _rows(body)
+    cut = next((r for r in rows if r.y() < value < r.y() + r.height()), None)
+    if cut is None:
+        return value
+    maximum = body.scroll_area.verticalScrollBar().maximum()
+    edges = []
+    down = min((r.y() for r in rows if r.y() > value), default=None)
+    if down is not None and down <= min(top, maximum):
+        edges.append(down)
+    if first_bottom <= cut.y() + view:
+        edges.append(cut.y())
+    edges = [edge for edge in edges if abs(edge - value) <= ROW_SNAP]
+    return min(edges, key=lambda edge: abs(edge - value), default=value)
+
+
+def _rows(body) -> list:
+    """The geometries (in the body's coordinates) of the body's shown rows."""
+    layout = body.native.layout()
+    items = (layout.itemAt(i).widget() for i in range(layout.count()))
+    return [w.geometry() for w in items if w is not None and w.isVisibleTo(body.native)]
+
+
+def _row_of(body, widget):
+    """The geometry of the body's row that holds ``widget`` (a magicgui widget)."""
+    native = widget.native
+    while native is not None and native.parentWidget() is not body.native:
+        native = native.parentWidget()
+    return native.geometry() if native is not None else None
+
+
+def _top(body, native) -> int:
+    """The y of ``native``'s top edge in the body's coordinates."""
+    return native.mapTo(body.native, native.rect().topLeft()).y()
+
+
+def _in_view(body, rect) -> bool:
+    """Whether all of ``rect`` (in the body's coordinates) is in the scroll area's view."""
+    area = body.scroll_area
+    now = area.verticalScrollBar().value()
+    return now <= rect.y() and rect.y() + rect.height() <= now + area.viewport().height()
 
 
 def fit_width(body) -> None:

@@ -265,6 +265,7 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     returns (viewer, segment)."""
     import napari
 
+    from ._docks import open_dock
     from .registry import resolve_model
 
     viewer = napari.Viewer(title="napari-tmunet", show=show)
@@ -273,14 +274,13 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
         _open_paths(viewer, args.paths)
     else:
         viewer.open_sample(PLUGIN, args.sample)
+    # Under the names napari's Plugins menu gives them, so that its items find them
     try:
-        viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Metrics")
+        open_dock(viewer, "Metrics")
     except Exception as err:  # the Metrics dock is optional for segmenting
         print(f"napari-tmunet: the Metrics dock is not available: {err}", file=sys.stderr)
     # Tabbed with Metrics; the tab added last is the one in front.
-    _, segment = viewer.window.add_plugin_dock_widget(
-        plugin_name=PLUGIN, widget_name="Segment", tabify=True
-    )
+    _, segment = open_dock(viewer, "Segment", tabify=True)
     # the first image: the one shown (a dataset folder's others, and later files, are hidden)
     images = [layer for layer in viewer.layers if _is_image(layer)]
     image = next((layer for layer in images if layer.visible), images[0] if images else None)

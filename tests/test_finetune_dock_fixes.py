@@ -609,7 +609,7 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     qtbot.wait(700)  # the docks scroll while Qt lays out the new texts (half a second)
     window = viewer.window._qt_window
     docks = {d.windowTitle(): d for d in window.findChildren(QDockWidget)}
-    dock = docks["Metrics (napari-tmunet)"]
+    dock = docks["Metrics (TM-UNet)"]
     assert docks["Segment (napari-tmunet)"] in window.tabifiedDockWidgets(dock)
     assert not dock.visibleRegion().isEmpty()  # in front of its tab group
     assert docks["Fine-tune (napari-tmunet)"].height() > 250  # half the column each

@@ -59,7 +59,7 @@ def run_launcher(monkeypatch, argv: list[str]):
 
     def look_and_close():
         viewer = napari.current_viewer()
-        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
         seen["layers"] = [(layer.name, layer.visible) for layer in viewer.layers]
         seen["chosen"] = segment.image.value.name if segment.image.value else None
         seen["model"] = segment.model.value
@@ -232,7 +232,7 @@ def test_a_cmyk_jpeg_or_grey_alpha_png_opens_in_the_colours_the_model_takes(monk
 
     def segment_and_close():
         viewer = napari.current_viewer()
-        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
         seen["data"] = [np.asarray(layer.data) for layer in viewer.layers]
         seen["model"] = segment.model.value
         launch._click_segment(segment, timeout=300)
@@ -332,7 +332,7 @@ def _launch_and_look(monkeypatch, paths):
 
     def look_and_close():
         viewer = napari.current_viewer()
-        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
         seen["layers"] = {
             layer.name: (type(layer).__name__, layer.visible, np.asarray(layer.data))
             for layer in viewer.layers
@@ -422,8 +422,8 @@ def test_metrics_pairs_the_segmented_picture_with_its_mask_file(monkeypatch):
 
     def segment_and_close():
         viewer = napari.current_viewer()
-        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
-        metrics = viewer.window.dock_widgets["Metrics (napari-tmunet)"]
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
+        metrics = viewer.window.dock_widgets["Metrics (TM-UNet)"]
         launch._click_segment(segment, timeout=300)
         seen["output"] = segment.last_layer.name
         seen["pair"] = (metrics.prediction.value.name, metrics.reference.value.name)

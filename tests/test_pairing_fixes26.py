@@ -113,8 +113,8 @@ def test_masks_go_with_the_pictures_of_their_names_not_their_size(launch, tmp_pa
         pytest.skip("no shipped colonoscopy model")
 
     def segment_c_and_score(viewer):
-        segment = viewer.window.dock_widgets["Segment (napari-tmunet)"]
-        metrics = viewer.window.dock_widgets["Metrics (napari-tmunet)"]
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
+        metrics = viewer.window.dock_widgets["Metrics (TM-UNet)"]
         segment.image.value = viewer.layers["C"]
         _click_segment(segment, timeout=600)
         pair = (metrics.prediction.value.name, metrics.reference.value.name)
