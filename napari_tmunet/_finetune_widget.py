@@ -66,7 +66,10 @@ from .training.finetune import (
 
 PLUGIN = "napari-tmunet"
 ACTIVE_CHOICE = "Model that made the mask"
-INTRO = "Trains the model further on your corrected masks, then compares old and new."
+INTRO = (
+    "Trains the model further on your corrected masks (a part with the fewest corrections "
+    "is held out to check the rest), then compares old and new."
+)
 CHECKPOINT_CHOICE = "Checkpoint file..."
 DISK_FULL = "no space left on its device"
 # A chosen Folder of up to this many pairs has its image and mask sizes compared from the
