@@ -33,7 +33,9 @@ last strip holding enough of the mask's foreground to compare the models on, els
 right-most or bottom strip; always among the strips that leave a quarter of the mask's
 foreground to train on (a small lesion is not held out whole). With several images, the
 eighth of them with the fewest edits, whole (the last ones of equals: a dataset folder's
-reference masks, whose edits are unknown, before corrected layers). The held-out part
+reference masks, whose edits are unknown, before corrected layers), unless the other
+images' masks are all empty (a stroma tile whose false nuclei were erased): then a strip
+of it, as of a single image, and the rest of it and the other images train. The held-out part
 then guards the rest (is the model as good where the user did not correct?), and
 whether the corrections were learnt is scored on those trained on (a strip's image is
 run whole, so its trained edits are scored too, :func:`trained_edit_scores`). The
@@ -637,10 +639,29 @@ def _held_out_whole(counts: list[int]) -> list[int]:
 
 
 def _strip_of(items: list[tuple[str, Any]]) -> int | None:
-    """The image a strip is held out of: a single image, that one; None for several
-    (images are held out whole, :func:`_held_out_whole`: those with the fewest edits,
-    which hold at most their share of the user's corrections)."""
-    return 0 if len(items) == 1 else None
+    """The image a strip is held out of, or None when images are held out whole.
+
+    A single image: that one. Several: None (those with the fewest edits are held out
+    whole, :func:`_held_out_whole`, and hold at most their share of the user's
+    corrections), unless the others' masks are all empty (e.g. a stroma tile whose false
+    nuclei were erased): then a strip of the held-out image with the most foreground, so
+    that some foreground trains.
+    """
+    if len(items) == 1:
+        return 0
+    valid = _held_out_whole(_edit_counts(items))
+    if any(_has_foreground(item) for i, (_, item) in enumerate(items) if i not in valid):
+        return None
+    layers = [i for i in valid if isinstance(items[i][1], TrainingPair)]  # not a folder's
+    if not layers:
+        return None
+    return max(layers, key=lambda i: int(np.count_nonzero(np.asarray(items[i][1].labels))))
+
+
+def _has_foreground(item) -> bool:
+    """Whether an item's mask has foreground (a dataset folder's pair: assumed; the
+    engine checks its files)."""
+    return not isinstance(item, TrainingPair) or bool(np.any(np.asarray(item.labels)))
 
 
 def _split_many(items: list[tuple[str, Any]]):
@@ -1565,11 +1586,14 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
 def _compare_learnt(result: dict, old: dict, new: dict) -> dict[str, Any]:
     """:func:`compare_models` on the edits trained on (the held-out strip holds too few):
     whether the fine-tuned model learnt them, with the held-out Dice guarding the rest."""
-    trained = old["trained_edited_pixels"]
-    held = old["edited_pixels"]
+    trained, held = old["trained_edited_pixels"], old["edited_pixels"]
+    total = (result.get("edits") or {}).get("all_pixels") or trained + held
+    scored = f"of these {trained}"
+    if total != trained + held:  # other images' corrections trained too, unscored
+        scored = f"of the {trained} in the image the strip is cut from"
     compared = (
-        f"{trained} of your {trained + held} corrected pixels trained "
-        f"({held} in the held-out strip); of these {trained}: start model "
+        f"{total - held} of your {total} corrected pixels trained "
+        f"({held} in the held-out strip); {scored}: start model "
         f"{_right(old, 'trained_edited')}, fine-tuned {_right(new, 'trained_edited')} right "
         f"(learnt); with the {EDIT_MARGIN} px around them ({old['trained_zone_pixels']} px): "
         f"{_right(old, 'trained_zone')} -> {_right(new, 'trained_zone')} right; "
