@@ -13,7 +13,12 @@ from scipy import ndimage as ndi
 
 from napari_tmunet import registry
 from napari_tmunet.data.images import read_image, read_mask, write_image, write_mask
-from napari_tmunet.training.finetune import compare_models, training_pairs, write_dataset
+from napari_tmunet.training.finetune import (
+    compare_models,
+    describe_edits,
+    training_pairs,
+    write_dataset,
+)
 
 MONUSEG = DATASETS / "MoNuSeg"
 TILE = "TCGA-21-5784-01Z-00-DX1"  # tester27 user2b's slide
@@ -64,6 +69,9 @@ def test_one_erased_nucleus_and_a_painted_blob_all_train(tmp_path):
     assert trained_share(out, pairs) == 1.0
     assert out["edits"]["pixels"] == 0 and out["edits"]["all_pixels"] == total
     assert "(away from your edits: all of them train)" in out["held_out"]
+    assert describe_edits(out["edits"]).startswith(  # the Metrics dock's note
+        f"{total} of your {total} corrected pixels train; the held-out part rests on 0 "
+    )
     region = out["region"]
     masks = [read_mask(tmp_path / "d" / "masks" / f"{n}.tif")[0] for n in out["split"]["train"]]
     outside = np.delete(labels, np.s_[region["start"] : region["stop"]], axis=region["axis"])

@@ -1427,6 +1427,9 @@ def describe_edits(edits: dict[str, Any]) -> str:
         f"rests on {pixels} edited pixel{'' if pixels == 1 else 's'} "
         f"in {regions} region{'' if regions == 1 else 's'}"
     )
+    total = edits.get("all_pixels") or 0
+    if total > pixels:  # the others train (the held-out part is where the fewest are)
+        text = f"{total - pixels} of your {total} corrected pixels train; the held-out part {text}"
     caveat = edits_caveat(edits)
     return f"{text} - {caveat}" if caveat else text
 
