@@ -107,8 +107,9 @@ FINETUNE_TIPS = {
     "stop_button": "Stop after the current step; the best checkpoint is kept.",
     "resume_button": "Continue the stopped run in the run folder.",
     "revert_button": "Make the previous model active again.",
-    "use_anyway_button": "Make the fine-tuned model active although it scored lower on "
-    "the held-out part, or the held-out part could not tell the models apart.",
+    "use_anyway_button": "Make the fine-tuned model active although it did not clearly "
+    "learn your corrections, scored lower on the held-out part (where the fewest of them "
+    "are), or the held-out part could not tell the models apart.",
 }
 
 METRICS_TIPS = {

@@ -67,7 +67,10 @@ from .training.finetune import (
 
 PLUGIN = "napari-tmunet"
 ACTIVE_CHOICE = "Model that made the mask"
-INTRO = "Trains the model further on your corrected masks, then compares old and new."
+INTRO = (
+    "Trains the model further on your corrected masks (a part with the fewest corrections "
+    "is held out to check the rest), then compares old and new."
+)
 CHECKPOINT_CHOICE = "Checkpoint file..."
 DISK_FULL = "no space left on its device"
 # A chosen Folder of up to this many pairs has its image and mask sizes compared from the
@@ -840,14 +843,13 @@ def _read_folder(folder: str) -> tuple[str, str]:
     different sizes or unreadable; or why it is no dataset folder."""
     from .data.datasets import DatasetError, scan_pairs
 
-    try:
-        report = scan_pairs(folder, check_sizes=False)
-        sized = len(report.pairs) <= FOLDER_SIZES_CHECKED
-        if sized:
-            report = scan_pairs(folder)  # the file headers: their sizes
+    try:  # listed once; the file headers (their sizes) read up to FOLDER_SIZES_CHECKED pairs
+        report = scan_pairs(folder, max_sized=FOLDER_SIZES_CHECKED)
     except (DatasetError, OSError) as err:
         return "", str(err)
-    then = " before Start" if sized else " before Start (Start also compares image and mask sizes)"
+    then = " before Start"
+    if not report.sizes_checked:
+        then += " (Start also compares image and mask sizes)"
     problems = folder_problems(report, then)
     return registry.guess_folder_modality(folder, report.pairs), problems
 

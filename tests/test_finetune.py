@@ -79,28 +79,28 @@ def test_held_out_part_never_overlaps_training(tmp_path):
         training_pairs(image, mask[:10], "a", True)
 
 
-def test_held_out_strip_is_where_the_edits_are(tmp_path):
-    """The user corrected the left part of the model's mask: that part is held out."""
+def test_held_out_strip_is_away_from_the_edits(tmp_path):
+    """The user corrected the left part of the model's mask: that part trains, a strip
+    without edits is held out."""
     image, mask = tile(np.s_[:200, :320])
     predicted = mask.copy()
     predicted[:, 20:90] = 0  # the model missed these objects; the user painted them back
     pairs = training_pairs(image, mask, "a", True, predicted=predicted)
     edited = pairs[0].edited()
     assert edited.sum() == (mask[:, 20:90] > 0).sum() > 0
-    axis, start, stop = holdout_strip(mask.shape, edited)
-    assert (axis, start, stop) == (1, 20, 100)  # 25% of 320 columns, all the edits
+    axis, start, stop = holdout_strip(mask.shape, edited, mask)
+    assert (axis, start, stop) == (1, 240, 320)  # 25% of 320 columns, none of the edits
     out = write_dataset(pairs, tmp_path / "d")
-    assert out["split"]["train"] == ["01-a-train", "01-a-train-2"]  # left and right of it
+    assert out["split"]["train"] == ["01-a-train"]  # left of it
     valid = read_mask(tmp_path / "d" / "masks" / "01-a-valid.png")[0]
     np.testing.assert_array_equal(valid > 0, mask[:, start:stop] > 0)
-    trained = sum(
-        read_mask(tmp_path / "d" / "masks" / f"{n}.png")[0].shape[1] for n in out["split"]["train"]
-    )
-    assert trained + (stop - start) == 320  # nothing shared, nothing lost
+    train = read_mask(tmp_path / "d" / "masks" / "01-a-train.png")[0]
+    assert train.shape[1] + (stop - start) == 320  # nothing shared, nothing lost
+    np.testing.assert_array_equal(train > 0, mask[:, :start] > 0)  # every correction
     edits = out["edits"]
-    assert edits["known"] and edits["pixels"] == edited[:, start:stop].sum() and edits["enough"]
+    assert edits["known"] and edits["pixels"] == 0 and not edits["enough"]
     assert edits["all_pixels"] == edited.sum()  # held out and trained on: the verdict says
-    assert "where the edits are" in out["held_out"]
+    assert "away from your edits: all of them train" in out["held_out"]
 
     # no edits at all: the comparison says it rests on too little
     few = write_dataset(training_pairs(image, mask, "a", True, predicted=mask), tmp_path / "e")
@@ -220,17 +220,14 @@ def test_a_folder_image_open_as_a_pair_is_trained_once_and_never_when_held_out(t
     assert result["step"] == 1
     plan = json.loads((run_dir / "finetune.json").read_text())
     split, region = plan["split"], plan["held_out_region"]
-    assert split["valid"] == ["01-A-valid"]
-    pieces = [n for n in split["train"] if n.startswith("01-A-train")]
-    assert pieces and split["train"] == [*pieces, "02-B", "folder-C"]  # no folder-A, no 2nd B
+    # the reference image is held out whole (fewest edits: unknown), the corrections train
+    assert split["valid"] == ["folder-C"] and region is None
+    assert split["train"] == ["01-A", "02-B"]  # no folder-A, no 2nd B
     data = run_dir / "data" / "images"
-    whole = read_image(run_dir / "data" / region["image"])
-    held = whole[:, region["start"] : region["stop"]]
-    np.testing.assert_array_equal(read_image(data / "01-A-valid.tif"), held)
+    held = read_image(data / "folder-C.tif")
     for name in split["train"]:
         trained = read_image(next(data.glob(f"{name}.*")))
-        assert not np.array_equal(trained, whole), name
-        assert trained.shape != held.shape or not np.array_equal(trained, held), name
+        assert not np.array_equal(trained, held), name
     note = "2 folder images left out (open as pairs: your corrected masks train instead): "
     note += "A.tif, B.tif"
     assert note in phases
@@ -253,9 +250,12 @@ def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluation, "evaluate", recording_evaluate)
     image, mask = load_sample("ultrasound")
-    # Segment's output went past the lesion's edge and the user trimmed it: the held-out
-    # strip is where these edits are, across the lesion
+    # Segment's output went past the lesion's upper edge and the user trimmed it: these
+    # edits train, the held-out strip is across the lesion's lower part
     predicted = ndi.binary_dilation(mask, iterations=6).astype(np.uint8)
+    rows = np.nonzero(np.asarray(mask).any(axis=1))[0]
+    middle = (rows.min() + rows.max()) // 2
+    predicted[middle:] = np.asarray(mask)[middle:]
     start = registry.load_model("TM-UNet ultrasound", "cpu")
     assert start.inference_mode == "resize"
     run_dir = tmp_path / "run"
@@ -271,7 +271,9 @@ def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
         assert model_defaults(tuned) == model_defaults(start)
         assert tuned.input_config == start.input_config  # size, normalisation, threshold
     # a gentle fine-tune of a good model in its own mode stays good on the held-out strip
-    assert result["old"]["dice"] > 0.9 and result["new"]["dice"] > 0.9
+    assert result["edits"]["pixels"] == 0 and result["held_out_foreground"] > 300
+    old, new = result["old"]["dice"], result["new"]["dice"]  # measured 0.80, 0.80: its edge
+    assert old > 0.75 and new > old - 0.05
 
 
 # A fine-tuning run in a process of its own, killed (SIGKILL: napari crashed, the power
@@ -355,8 +357,10 @@ CLINIC = DATASETS / "CVC-ClinicDB"
 
 @pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no CVC-ClinicDB at {DATASETS}")
 def test_held_out_strip_is_scored_inside_the_whole_frame(tmp_path):
-    """The shipped colonoscopy model (resize mode) on ClinicDB frame 30, corrected to the
-    true mask: the held-out strip (25% of the columns) is scored the way Segment sees it,
+    """The shipped colonoscopy model (resize mode) on ClinicDB frame 30 with its true mask
+    (a reference mask: the edits are unknown, so the strip holds part of the polyp; the
+    strip of a corrected Segment output avoids the corrections): the held-out strip (25%
+    of the columns) is scored the way Segment sees it,
     the whole frame run and only the strip's pixels counted, before and after and in the
     engine's validation that picks best.pt. The strip run alone, stretched to the model's
     512 x 512 input (what was scored before), scores otherwise."""
@@ -368,19 +372,19 @@ def test_held_out_strip_is_scored_inside_the_whole_frame(tmp_path):
     truth = read_mask(CLINIC / "masks" / "30.tif")[0] > 0
     start = registry.load_model("TM-UNet colonoscopy", "cpu")
     predicted = run_to_completion(segment(image, start, mode="resize", device="cpu")).labels > 0
-    axis, a, b = holdout_strip(truth.shape, predicted != truth, truth)  # as the run picks it
+    axis, a, b = holdout_strip(truth.shape, None, truth)  # as the run picks it
     cut = (slice(None), slice(a, b)) if axis == 1 else (slice(a, b), slice(None))
     segment_dice = dice(predicted[cut], truth[cut])  # Segment's output, inside the strip
     strip_alone = [("strip", image[cut], truth[cut])]
     alone = held_out_scores(start.model, strip_alone, start.input_config, "resize", "cpu")["dice"]
     print(f"held-out strip: Segment's output {segment_dice:.4f}, the strip alone {alone:.4f}")
-    # measured 0.926 and 0.709 (recipe F10k; the paper-protocol model: 0.968 and 0.003)
-    assert segment_dice > 0.9 and alone < segment_dice - 0.1
+    # measured 0.690 and 0.210, the polyp's right edge (where the edits were: 0.926, 0.709)
+    assert segment_dice > 0.6 and alone < segment_dice - 0.1
 
     run_dir = tmp_path / "run"
     job = FinetuneJob(
         run_dir=run_dir,
-        pairs=training_pairs(image, truth.astype(np.uint8), "30", True, "frame 30", predicted),
+        pairs=training_pairs(image, truth.astype(np.uint8), "30", True, "frame 30"),
         start_model="TM-UNet colonoscopy",
         steps=2,
         lr=1e-5,
@@ -391,8 +395,9 @@ def test_held_out_strip_is_scored_inside_the_whole_frame(tmp_path):
     result = run_finetune(job, callbacks={"on_eval": evals.append})
 
     assert result["old"]["dice"] == pytest.approx(segment_dice, abs=1e-3)
-    assert result["new"]["dice"] > 0.9 and result["held_out_foreground"] == truth[cut].sum()
-    assert result["edits"]["enough"] and result["modality"] == "colonoscopy"
+    assert result["new"]["dice"] > segment_dice - 0.05  # a gentle fine-tune keeps it
+    assert result["held_out_foreground"] == truth[cut].sum()
+    assert not result["edits"]["known"] and result["modality"] == "colonoscopy"
     # the engine's validation of step 2 (best.pt) scored the strip inside the whole frame
     assert [r["step"] for r in evals] == [0, 2]
     assert evals[1]["val_dice"] == pytest.approx(result["new"]["dice"], abs=1e-3)
@@ -475,12 +480,13 @@ def test_stack_trains_only_on_the_edited_frame(tmp_path):
         "not trained on (not edited: the model's own output): stack frames 0, 2"
     )
     assert [p["source"] for p in out["pairs"]] == ["stack frame 1"]
-    assert holdout_strip((96, 128), labels[1] != predicted[1]) == (1, 64, 96)
+    # the edits (columns 60-99) train: the strip is the last without any, columns 24-55
+    assert holdout_strip((96, 128), labels[1] != predicted[1], labels[1]) == (1, 24, 56)
     assert names == ["01-s-z1-train", "01-s-z1-train-2", "01-s-z1-valid"]
     left, right, valid = (read_mask(tmp_path / "d" / "masks" / f"{n}.png")[0] for n in names)
-    rebuilt = np.concatenate([left, valid, right], axis=1) > 0  # columns 0-63, 64-95, 96-127
+    rebuilt = np.concatenate([left, valid, right], axis=1) > 0  # columns 0-23, 24-55, 56-127
     np.testing.assert_array_equal(rebuilt, labels[1] > 0)  # frame 1's corrected mask, whole
-    assert out["edits"]["pixels"] > 0 and "stack frame 1" in out["held_out"]
+    assert out["edits"]["pixels"] == 0 and "stack frame 1" in out["held_out"]
 
     reference = write_dataset(training_pairs(stack, labels, "s", True, "stack"), tmp_path / "r")
     assert reference["split"]["train"] == ["01-s-z0", "02-s-z1"] and not reference["left_out"]

@@ -60,6 +60,31 @@ def shown(widget) -> bool:
     return not widget.native.isHidden()
 
 
+def list_calls(monkeypatch) -> list:
+    """The folders the dataset code lists from now on, in order."""
+    from napari_tmunet.data import datasets
+
+    listed, real = [], datasets._image_files
+
+    def counted(folder):
+        listed.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(datasets, "_image_files", counted)
+    return listed
+
+
+def choose_folder(make_napari_viewer, folder, counted: str):
+    """A Fine-tune dock with Folder ``folder`` chosen, its note shown and starting with
+    ``FOLDER: counted``; the dock and its note."""
+    tune = open_dock(make_napari_viewer(), "Fine-tune")
+    tune.dataset_folder.value = folder
+    note = tune.folder_note.value
+    assert shown(tune.folder_note), note
+    assert note.startswith(f"{folder}: {counted}\n"), note
+    return tune, note
+
+
 @needs_monuseg
 def test_a_folder_alone_fine_tunes_the_model_for_its_images(make_napari_viewer, qtbot, tmp_path):
     """No layer open, only a Folder of H&E crops with odd file names, Start from left at
@@ -124,12 +149,7 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
     mask_c = read_mask(folder / "masks" / "c.png")[0]
     write_mask(folder / "masks" / "c.tif", mask_c)  # saved again as TIFF to go on correcting
     write_mask(folder / "masks" / "d.png", mask_c[:150])  # another size than image d
-    viewer = make_napari_viewer()
-    tune = open_dock(viewer, "Fine-tune")
-    tune.dataset_folder.value = folder
-    note = tune.folder_note.value
-    assert shown(tune.folder_note), note
-    assert note.startswith(f"{folder}: 2 pairs, 3 problems\n"), note
+    tune, note = choose_folder(make_napari_viewer, folder, "2 pairs, 3 problems")
     assert f"{folder / 'images' / 'b.tif'}: no mask named b.* in {folder / 'masks'}" in note
     assert "several files with one base name: c.png, c.tif" in note
     assert "size mismatch: image" in note and "d.png is 150x192" in note
@@ -166,21 +186,21 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
 
 
 @needs_monuseg
-def test_a_mask_of_another_size_is_named_when_the_folder_is_chosen(make_napari_viewer, tmp_path):
+def test_a_mask_of_another_size_is_named_when_the_folder_is_chosen(
+    make_napari_viewer, tmp_path, monkeypatch
+):
     """A Folder of three crops whose mask c.png was cut to 150 x 192 (its image is
     192 x 192): choosing the Folder names the size mismatch under it, with the two pairs
     that can be used, not only at Start. The mask saved again at its image's size, in
-    place (its folder's time unchanged), and the Folder chosen again: the note is gone."""
+    place (its folder's time unchanged), and the Folder chosen again: the note is gone.
+    Choosing it lists the Folder once (before: twice, without and with the sizes)."""
     folder = tile_folder(tmp_path / "slides", ("a", "b", "c"))
     mask_c = folder / "masks" / "c.png"
     whole = read_mask(mask_c)[0]
     write_mask(mask_c, whole[:150])
-    viewer = make_napari_viewer()
-    tune = open_dock(viewer, "Fine-tune")
-    tune.dataset_folder.value = folder
-    note = tune.folder_note.value
-    assert shown(tune.folder_note), note
-    assert note.startswith(f"{folder}: 2 pairs, 1 problem\n"), note
+    listed = list_calls(monkeypatch)
+    tune, note = choose_folder(make_napari_viewer, folder, "2 pairs, 1 problem")
+    assert listed == [folder / "images", folder / "masks"]  # once, the headers read with it
     assert "size mismatch: image" in note and "c.png is 150x192" in note
     assert note.endswith("\n2 pairs can be used; fix or move the others before Start")
     assert tune.start_model() == ("TM-UNet nuclei", "TM-UNet nuclei")  # still read: H&E

@@ -97,6 +97,7 @@ class PairingReport:
     root: Path
     pairs: list[Pair] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or name, reason)
+    sizes_checked: bool = False  # image and mask sizes compared (scan_pairs' check_sizes)
 
     def summary(self, limit: int = 10, refused: bool = False) -> str:
         """One line per skipped item (at most ``limit``), after a count line; ``refused``:
@@ -164,7 +165,9 @@ def _by_name(files: Iterable[Path], name_of: Callable[[Path], str]) -> dict[str,
     return grouped
 
 
-def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingReport:
+def scan_pairs(
+    root: str | os.PathLike, check_sizes: bool = True, max_sized: int | None = None
+) -> PairingReport:
     """Pair ``images/`` and ``masks/`` of a dataset folder, collecting problems.
 
     Files whose suffix is not in ``IMAGE_SUFFIXES`` and hidden files are ignored.
@@ -175,6 +178,9 @@ def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingRepo
         root: dataset folder.
         check_sizes: compare image and mask sizes from the file headers (cheap; it
             also catches files that are not images at all).
+        max_sized: with ``check_sizes``, compare them only when the folder has at most
+            this many image/mask pairs (the report's ``sizes_checked`` says whether they
+            were): the folder is listed once either way.
 
     Raises:
         DatasetError: when the folder or its ``images/`` or ``masks/`` is missing.
@@ -194,6 +200,8 @@ def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingRepo
         folders[sub] = folder
     report = PairingReport(root)
     match = match_by_name(_image_files(folders["images"]), _image_files(folders["masks"]))
+    complete = sum(1 for _, image, mask in match.rows if image is not None and mask is not None)
+    report.sizes_checked = check_sizes and (max_sized is None or complete <= max_sized)
     for name, files in match.ambiguous:
         listed = ", ".join(file.name for file in files)
         reason = f"several files with one base name: {listed}"
@@ -205,7 +213,7 @@ def scan_pairs(root: str | os.PathLike, check_sizes: bool = True) -> PairingRepo
         if mask is None:
             report.skipped.append((str(image), f"no mask named {name}.* in {folders['masks']}"))
             continue
-        if check_sizes:
+        if report.sizes_checked:
             try:
                 image_hw, mask_hw = image_shape(image), image_shape(mask)
             except ImageReadError as error:

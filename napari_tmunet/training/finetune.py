@@ -22,17 +22,23 @@ run folder, so nothing painted is lost if training or napari crashes::
 Images are written in the colours Segment gives the model: a grey + alpha image as its
 grey, a CMYK one as RGB (``training_pairs``' ``conversion``), never the stored inks.
 
-Held out for validation: where the user's edits are. A Segment output keeps the model's
-own prediction, so the pixels the user changed are known; with a single image, the 25%
-strip (across its longer side) holding the most edited pixels is held out, written as a
-separate file so that no training crop overlaps it (when the edits are unknown, e.g. a
-hand-painted mask, the last strip holding enough of the mask's foreground to compare the
-models on, else the right-most or bottom strip), among the strips that leave a quarter
-of the mask's foreground to train on (a small lesion is not held out whole); with
-several images, the eighth of them with the most edits, whole (the last ones when
-unknown), unless those would hold more than half of the user's edited pixels (most of
-the corrections would then score, not train): then a strip of the most edited image is
-held out, as of a single image, and the rest of it and the other images train. The
+Held out for validation: where the fewest of the user's edits are, so that the
+corrections train (a pathologist's fixes are what the fine-tune is for; held-out pixels
+are never trained on). A Segment output keeps the model's own prediction, so the pixels
+the user changed are known; with a single image, the 25% strip (across its longer side)
+holding the fewest edited pixels is held out (none when a strip without edits exists,
+at most about a quarter of them), written as a separate file so that no training crop
+overlaps it; among equals, or when the edits are unknown (e.g. a hand-painted mask), the
+last strip holding enough of the mask's foreground to compare the models on, else the
+right-most or bottom strip; always among the strips that leave a quarter of the mask's
+foreground to train on (a small lesion is not held out whole). With several images, the
+eighth of them with the fewest edits, whole (the last ones of equals: a dataset folder's
+reference masks, whose edits are unknown, before corrected layers), unless the other
+images' masks are all empty (a stroma tile whose false nuclei were erased): then a strip
+of it, as of a single image, and the rest of it and the other images train. The held-out part
+then guards the rest (is the model as good where the user did not correct?), and
+whether the corrections were learnt is scored on those trained on (a strip's image is
+run whole, so its trained edits are scored too, :func:`trained_edit_scores`). The
 fine-tuned model is named after what trains (the pairs' images of which some pixels
 train, and the dataset folder), never after an image held out whole. A
 strip is scored the way Segment sees it: the model runs on the whole image and only the
@@ -201,7 +207,7 @@ def training_pairs(
     """Pairs of a 2-D image (one) or a stack of frames (one per frame) and its labels.
 
     ``predicted``: the model's own labels before the user's corrections (same shape as
-    ``labels``), when known; the held-out part is then chosen where the edits are.
+    ``labels``), when known; the held-out part is then chosen where the fewest edits are.
     ``conversion``: how the image's colours are converted for the model, as Segment does
     (:func:`~napari_tmunet.data.colour_spaces.colour_conversion`): a grey + alpha image
     trains as grey, a CMYK one as RGB.
@@ -245,14 +251,15 @@ def holdout_strip(
 ) -> tuple[int, int, int]:
     """``(axis, start, stop)``: the held-out strip of a single image, 25% across its longer side.
 
-    Of the strips at steps of 1/16 of the side, the one holding the most ``edited`` pixels
-    (the last of equals); without edits, the last one holding :data:`MIN_EDITED_PIXELS`
-    of ``foreground`` (else the most of it; a hand-painted mask: a strip without any
-    compares nothing), and without either the right-most (axis 1), or the bottom (axis 0)
-    of an image taller than wide. With ``foreground`` (the mask), only strips whose
-    training pieces keep :data:`MIN_TRAIN_FOREGROUND` of it are chosen, else ones that
-    keep some (a small lesion inside one strip is not held out whole: nothing would
-    be left to train on).
+    Of the strips at steps of 1/16 of the side, the one holding the fewest ``edited``
+    pixels (the user's corrections train: at most about a quarter of them is held out,
+    none when a strip without edits exists), then the one holding
+    :data:`MIN_EDITED_PIXELS` of ``foreground`` (else the most of it: a strip without any
+    compares nothing), then the last; without either, the right-most (axis 1), or the
+    bottom (axis 0) of an image taller than wide. With ``foreground`` (the mask), only
+    strips whose training pieces keep :data:`MIN_TRAIN_FOREGROUND` of it are chosen,
+    else ones that keep some (a small lesion inside one strip is not held out whole:
+    nothing would be left to train on).
     """
     h, w = shape[:2]
     axis = 1 if w >= h else 0
@@ -262,12 +269,11 @@ def holdout_strip(
     width = max(1, round(n * HOLDOUT_FRACTION))
     starts = sorted({*range(0, n - width + 1, max(1, n // 16)), n - width})
     edits = _profile(edited, axis, n)
-    counts = [edits[s + width] - edits[s] for s in starts]
-    if edited is None or not np.any(edited):  # held out: enough foreground to compare on
-        held = _profile(None if foreground is None else np.asarray(foreground) > 0, axis, n)
-        counts = [min(held[s + width] - held[s], MIN_EDITED_PIXELS) for s in starts]
+    fewest = [edits[s] - edits[s + width] for s in starts]  # minus the edits held out
+    held = _profile(None if foreground is None else np.asarray(foreground) > 0, axis, n)
+    enough = [min(held[s + width] - held[s], MIN_EDITED_PIXELS) for s in starts]
     kept = _train_foreground(foreground, axis, n, starts, width)
-    best = max(range(len(starts)), key=lambda i: (*kept[i], counts[i], i))
+    best = max(range(len(starts)), key=lambda i: (*kept[i], fewest[i], enough[i], i))
     return axis, starts[best], starts[best] + width
 
 
@@ -539,7 +545,8 @@ def folder_copies_left_out(pairs: list[TrainingPair], copied: list) -> tuple[lis
 
 
 def _split_one(name: str, pair: TrainingPair):
-    """One image: the strip where the edits are is held out, the rest (1-2 pieces) trains.
+    """One image: the strip with the fewest edits is held out (:func:`holdout_strip`), the
+    rest (1-2 pieces) trains.
 
     Returns the pieces written, the split, the held-out part in words, the edits in it
     and the strip (``axis``, ``start``, ``stop``).
@@ -570,16 +577,16 @@ def _split_one(name: str, pair: TrainingPair):
 
 
 def _strip_place(held_edits: int, edited, held_foreground: bool, place: tuple) -> str:
-    """Where a single image's held-out strip is, in words: where the edits are, away from
-    them (a strip with them would leave too little foreground to train on), the
-    right-most (bottom) strip, one with part of the mask's foreground (edits unknown), or
-    one leaving foreground to train on. ``place``: the strip's axis and whether it is the
+    """Where a single image's held-out strip is, in words: away from the user's edits
+    (all of them train), where the fewest of them are (the rest train), the right-most
+    (bottom) strip, one with part of the mask's foreground (edits unknown), or one
+    leaving foreground to train on. ``place``: the strip's axis and whether it is the
     last."""
     axis, last = place
     if held_edits:
-        return "where the edits are"
+        return "with the fewest of your edits: the others train"
     if edited is not None and np.any(edited):
-        return "not where the edits are: that strip would leave too little foreground to train on"
+        return "away from your edits: all of them train"
     if last:
         return "right-most" if axis == 1 else "bottom"
     if held_foreground:
@@ -623,32 +630,42 @@ def _edit_counts(items: list[tuple[str, Any]]) -> list[int]:
 
 
 def _held_out_whole(counts: list[int]) -> list[int]:
-    """The indices of the images held out whole: the eighth with the most edits (the last
-    of equals, so the last ones when the edits are unknown)."""
+    """The indices of the images held out whole: the eighth with the fewest edits (the
+    last of equals: the last ones when the edits are unknown, e.g. a dataset folder's
+    reference masks before corrected layers), so the corrections train."""
     n_valid = max(1, len(counts) // 8)
-    order = sorted(range(len(counts)), key=lambda i: (counts[i], i))
-    return sorted(order[-n_valid:])
+    order = sorted(range(len(counts)), key=lambda i: (counts[i], -i))
+    return sorted(order[:n_valid])
 
 
 def _strip_of(items: list[tuple[str, Any]]) -> int | None:
     """The image a strip is held out of, or None when images are held out whole.
 
-    A single image: that one. Several: the most edited one when the images held out
-    whole (:func:`_held_out_whole`) would hold more than half of the user's edited
-    pixels (then most of the corrections would score and none or few would train: a
-    strip of it is held out and the rest of it trains); else None.
+    A single image: that one. Several: None (those with the fewest edits are held out
+    whole, :func:`_held_out_whole`, and hold at most their share of the user's
+    corrections), unless the others' masks are all empty (e.g. a stroma tile whose false
+    nuclei were erased): then a strip of the held-out image with the most foreground, so
+    that some foreground trains.
     """
     if len(items) == 1:
         return 0
-    counts = _edit_counts(items)
-    held = sum(counts[i] for i in _held_out_whole(counts))
-    if 2 * held <= sum(counts):  # also when no edits are known
+    valid = _held_out_whole(_edit_counts(items))
+    if any(_has_foreground(item) for i, (_, item) in enumerate(items) if i not in valid):
         return None
-    return max(range(len(items)), key=lambda i: (counts[i], i))
+    layers = [i for i in valid if isinstance(items[i][1], TrainingPair)]  # not a folder's
+    if not layers:
+        return None
+    return max(layers, key=lambda i: int(np.count_nonzero(np.asarray(items[i][1].labels))))
+
+
+def _has_foreground(item) -> bool:
+    """Whether an item's mask has foreground (a dataset folder's pair: assumed; the
+    engine checks its files)."""
+    return not isinstance(item, TrainingPair) or bool(np.any(np.asarray(item.labels)))
 
 
 def _split_many(items: list[tuple[str, Any]]):
-    """Several images: the eighth with the most edits is held out whole (the last when
+    """Several images: the eighth with the fewest edits is held out whole (the last when
     unknown)."""
     edit_maps = {name: p.edited() if isinstance(p, TrainingPair) else None for name, p in items}
     valid = _held_out_whole(_edit_counts(items))
@@ -805,7 +822,10 @@ def held_out_scores(
     (:func:`false_positive_pixels`) is what tells two models apart.
 
     ``edit_maps``: per sample, the (H, W) map of the user's edits or None; when one is
-    known, the scores where the edits are are added (:func:`edit_zone_scores`).
+    known, the scores where the edits are are added (:func:`edit_zone_scores`), and with
+    ``region`` (a strip) those where the edits outside it are, the ones trained on, as
+    ``trained_*`` (whether the corrections were learnt; no other forward pass: the model
+    runs on the whole image anyway).
     ``stop``: checked between forward passes (``EvaluationStopped`` when True).
     """
     edits_known = edit_maps is not None and any(m is not None for m in edit_maps)
@@ -821,7 +841,21 @@ def held_out_scores(
         scores = {key: float(agg[f"native_{key}_mean"]) for key in _OVERLAP_SCORES}
     if edits_known:
         scores.update(edit_zone_scores(ev.predictions, edit_maps, region))
+    if edits_known and region is not None:
+        scores.update(trained_edit_scores(ev.predictions, edit_maps, region))
     return scores
+
+
+def trained_edit_scores(predictions, edit_maps, region: tuple[slice, slice]) -> dict:
+    """:func:`edit_zone_scores` of the user's edits outside the held-out ``region`` (those
+    trained on), their keys prefixed ``trained_``."""
+    outside = []
+    for edited in edit_maps:
+        if edited is not None:
+            edited = np.array(edited, bool)
+            edited[region] = False
+        outside.append(edited)
+    return {f"trained_{k}": v for k, v in edit_zone_scores(predictions, outside).items()}
 
 
 def _evaluate_held_out(
@@ -1378,6 +1412,11 @@ def _score_tuned(result: dict, held_out, device, phase: Callable) -> tuple[Path,
 
 def describe_edits(edits: dict[str, Any]) -> str:
     """What the held-out comparison rests on, in words."""
+    if not edits.get("known") and edits.get("all_pixels"):  # corrected layers + references
+        return (
+            f"your {edits['all_pixels']} corrected pixels all train; the held-out masks are "
+            "scored as references"
+        )
     if not edits.get("known"):
         return (
             "edits unknown: the masks are not Segment results open in napari, "
@@ -1388,6 +1427,9 @@ def describe_edits(edits: dict[str, Any]) -> str:
         f"rests on {pixels} edited pixel{'' if pixels == 1 else 's'} "
         f"in {regions} region{'' if regions == 1 else 's'}"
     )
+    total = edits.get("all_pixels") or 0
+    if total > pixels:  # the others train (the held-out part is where the fewest are)
+        text = f"{total - pixels} of your {total} corrected pixels train; the held-out part {text}"
     caveat = edits_caveat(edits)
     return f"{text} - {caveat}" if caveat else text
 
@@ -1484,12 +1526,15 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
     - only the fine-tuned model was scored (the starting one would not load): use it;
     - the user's edits are known (masks from Segment), where the held-out reference is
       mostly the starting model's own output: compared where the corrections are
-      (:func:`edit_zone_scores`). No edits in the held-out part, or too few
-      (:func:`edit_summary`), or no clear difference there (:func:`zone_difference`):
-      the user decides; clearly fewer: not used. Clearly more of the correction zone
-      right: used when its Dice on the held-out part is at most :data:`REST_TOLERANCE`
-      below the starting model's, the user decides up to :data:`REST_RUIN`, not used
-      beyond (a fine-tune that ruins the rest);
+      (:func:`edit_zone_scores`): the held-out part's when it holds enough of them
+      (:func:`edit_summary`), else, for a strip (the held-out part is where the fewest
+      edits are, :func:`holdout_strip`), the ones trained on: whether the fine-tuned
+      model learnt them (:func:`trained_edit_scores`). No edits there, too few, or no
+      clear difference (:func:`zone_difference`): the user decides; clearly fewer: not
+      used. Clearly more of the correction zone right: used when its Dice on the
+      held-out part is at most :data:`REST_TOLERANCE` below the starting model's, the
+      user decides up to :data:`REST_RUIN`, not used beyond (a fine-tune that ruins the
+      rest);
     - otherwise (reference masks): held-out Dice, the user decides when the held-out
       part cannot tell the models apart (:func:`comparison_problem`: e.g. neither model
       finds anything there, a tie at 0.0000, or the reference is about the starting
@@ -1513,12 +1558,20 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
-    """:func:`compare_models` where the user's edits are known."""
+    """:func:`compare_models` where the user's edits are known: on the held-out part's
+    edits when they are enough, else, a strip's image being scored whole, on the edits
+    trained on (:func:`_compare_learnt`)."""
     pixels = old["edited_pixels"]
-    if not pixels:
-        why = "the held-out part holds none of your edits, so the models were not compared"
-        return {"use_new": None, "compared": "", "why": why}
     edits = result.get("edits") or {}
+    learnt = old.get("trained_edited_pixels") and "trained_zone_pixels" in new
+    if learnt and not edits.get("enough"):
+        return _compare_learnt(result, old, new)
+    if not pixels:
+        why = (
+            "the held-out part holds none of your edits (they all train), so the models "
+            "were not compared where you corrected"
+        )
+        return {"use_new": None, "compared": held_out_scores_text(result), "why": why}
     compared = (
         f"{_edits_held_out(result, pixels)}: start model {_right(old, 'edited')}, "
         f"fine-tuned {_right(new, 'edited')} right{_regions(edits)}; "
@@ -1529,14 +1582,47 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
     if edits.get("known") and not edits.get("enough"):
         why = "not decided on so few edits in the held-out part"
         return {"use_new": None, "compared": compared, "why": why}
-    difference = zone_difference(old, new)
     zone = f"your corrected pixels and the {EDIT_MARGIN} px around them"
+    return _zone_verdict(result, zone_difference(old, new), compared, zone)
+
+
+def _compare_learnt(result: dict, old: dict, new: dict) -> dict[str, Any]:
+    """:func:`compare_models` on the edits trained on (the held-out strip holds too few):
+    whether the fine-tuned model learnt them, with the held-out Dice guarding the rest."""
+    trained, held = old["trained_edited_pixels"], old["edited_pixels"]
+    total = (result.get("edits") or {}).get("all_pixels") or trained + held
+    scored = f"of these {trained}"
+    if total != trained + held:  # other images' corrections trained too, unscored
+        scored = f"of the {trained} in the image the strip is cut from"
+    compared = (
+        f"{total - held} of your {total} corrected pixels trained "
+        f"({held} in the held-out strip); {scored}: start model "
+        f"{_right(old, 'trained_edited')}, fine-tuned {_right(new, 'trained_edited')} right "
+        f"(learnt); with the {EDIT_MARGIN} px around them ({old['trained_zone_pixels']} px): "
+        f"{_right(old, 'trained_zone')} -> {_right(new, 'trained_zone')} right; "
+        f"{held_out_scores_text(result)} (where you did not correct)"
+    )
+    zone = f"your trained corrections and the {EDIT_MARGIN} px around them"
+    same = (
+        f"the fine-tuned model has not clearly learnt your corrections (about as many of "
+        f"{zone} right as the starting model): train longer (more Steps)"
+    )
+    return _zone_verdict(result, zone_difference(old, new, "trained_"), compared, zone, same)
+
+
+def _zone_verdict(
+    result: dict, difference: int, compared: str, zone: str, same: str = ""
+) -> dict[str, Any]:
+    """The verdict from a model's gain in the correction ``zone`` (``difference``,
+    :func:`zone_difference`), with the held-out Dice guarding the rest; ``same``: why
+    when there is no clear difference."""
     if difference == 0:
-        why = f"the two models get about as many of {zone} right"
+        why = same or f"the two models get about as many of {zone} right"
         return {"use_new": None, "compared": compared, "why": why}
     if difference < 0:
         why = f"the fine-tuned model gets fewer of {zone} right than the starting model"
         return {"use_new": False, "compared": compared, "why": why}
+    old, new = result["old"], result["new"]
     drop = 0.0 if foreground_problem(result) else old["dice"] - new["dice"]  # else no say
     if drop > REST_RUIN:
         why = (
@@ -1566,12 +1652,14 @@ def held_out_scores_text(result: dict[str, Any]) -> str:
     return f"held-out: no foreground; false-positive pixels {before} -> {after}"
 
 
-def zone_difference(old: dict, new: dict) -> int:
+def zone_difference(old: dict, new: dict, prefix: str = "") -> int:
     """1 when the fine-tuned model gets clearly more of the correction zone right than the
     starting model, -1 when clearly less, 0 when the difference is within
     :data:`ZONE_Z` standard errors of the difference of two shares of the same number
-    of pixels (pooled): noise, e.g. 82.6% -> 83.0% of 4500 pixels."""
-    a, b, n = old["zone_accuracy"], new["zone_accuracy"], old["zone_pixels"]
+    of pixels (pooled): noise, e.g. 82.6% -> 83.0% of 4500 pixels. ``prefix``
+    "trained_": the zone of the edits trained on (:func:`trained_edit_scores`)."""
+    a, b = old[f"{prefix}zone_accuracy"], new[f"{prefix}zone_accuracy"]
+    n = old[f"{prefix}zone_pixels"]
     pooled = (a + b) / 2
     error = math.sqrt(2 * pooled * (1 - pooled) / n) if n else 0.0
     if abs(b - a) <= ZONE_Z * error:
