@@ -97,6 +97,24 @@ def test_the_split_cuts_no_one_or_two_pixel_pieces_off_real_nuclei():
     assert tiny_pieces(labels, mask) == 0
 
 
+@pytest.mark.skipif(not MONUSEG_2Z.is_file(), reason="shared MoNuSeg data not present")
+def test_segment_instances_of_the_nuclei_model_has_no_cut_off_pixels():
+    """Segment with instances, the shipped nuclei model, at Min. size 0, on the top right
+    quarter of MoNuSeg TCGA-2Z-A9J9 (the whole slide: 19 instances of 1-2 px with a
+    4-connected split, 10 of them cut off a nucleus at a corner; this quarter: 2 of 225
+    instances). Now 1-2 px instances are only specks the model itself finds."""
+    from napari_tmunet.data.images import read_image
+    from napari_tmunet.inference import run_to_completion, segment
+    from napari_tmunet.registry import load_model
+
+    image = read_image(MONUSEG_2Z.parents[1] / "images" / "TCGA-2Z-A9J9-01A-01-TS1.tif")
+    model = load_model("TM-UNet nuclei", "cpu")
+    ran = segment(image[:500, 500:], model, instances=True, mode="tile", device="cpu")
+    labels = run_to_completion(ran).labels
+    assert labels.max() > 100  # the quarter's nuclei
+    assert tiny_pieces(labels, labels > 0) == 0
+
+
 @pytest.mark.skipif(not MONUSEG_MASK.is_file(), reason="shared MoNuSeg data not present")
 def test_min_size_holds_for_the_instances_the_split_makes():
     """Min. size with instances: the watershed cuts slivers off touching nuclei (26 of
