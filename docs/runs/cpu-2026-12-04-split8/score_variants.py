@@ -12,7 +12,7 @@ from napari_tmunet.metrics import instance_scores
 
 prefix, data = sys.argv[1], Path(sys.argv[2])
 names = sys.argv[3].split(",") if len(sys.argv) > 3 else None
-variants = {"4": (1, 1, 1), "8": (2, 2, 2)}
+variants = {"4": (1, 1, 1), "8": (2, 2, 2), "flood8": (2, 1, 1)}  # (flood, markers, markerless)
 res = {k: [] for k in variants}
 for f in sorted(Path("preds").glob(prefix + "*.npy")):
     name = f.stem[len(prefix) :]
