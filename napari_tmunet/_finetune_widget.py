@@ -37,6 +37,7 @@ from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
 from ._widget_common import (
+    CheckpointCheck,
     Eta,
     error_text,
     fit_width,
@@ -126,6 +127,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # (the folder and its subfolders' times, (its modality, its problems in words))
         self._folder_guess: tuple[tuple, tuple[str, str]] = ((), ("", ""))
         self._checkpoint_label = ("", "")  # (the chosen checkpoint file, its model_label)
+        # a checkpoint file chosen is read in the background: a picture is flagged at once
+        self._file_check = CheckpointCheck(
+            self._chosen_file, lambda _path, _problem: self._show_model_state(), segments=False
+        )
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -248,6 +253,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.use_anyway_button.changed.connect(self.use_fine_tuned)
         self.model.changed.connect(self._show_model_state)
         self.checkpoint.changed.connect(self._show_model_state)
+        self.model.changed.connect(self._check_chosen_file)
+        self.checkpoint.changed.connect(self._check_chosen_file)
         self.dataset_folder.changed.connect(self._on_dataset_folder_changed)
         self.run_folder.changed.connect(self._on_folder_changed)
         self.device.changed.connect(self._say_device_problem)
@@ -305,6 +312,21 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         entry = entry or (entries[0] if entries else None)
         return (entry.name, entry.name) if entry is not None else None
 
+    def _chosen_file(self) -> str:
+        """The checkpoint file chosen in the Checkpoint field, when it is the model to
+        start from and a file; ""."""
+        path = self.checkpoint.value
+        if self.model.value != CHECKPOINT_CHOICE or path is None or not Path(path).is_file():
+            return ""
+        return str(path)
+
+    def _check_chosen_file(self, _=None) -> None:
+        """Read the checkpoint file chosen in the background; a problem is shown under the
+        model (:meth:`_show_model_state`) and stops Start."""
+        path = self._chosen_file()
+        if path:
+            self._file_check.check(path)
+
     def _checkpoint_name(self, path: str) -> str:
         """:func:`active_model.model_label` of the chosen checkpoint file ``path``, read
         once for each file chosen (it reads the run's finetune.json; :meth:`start_model`
@@ -344,8 +366,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                     text += f" (the Folder's images look like {kind})"
             self.active_label.value = text
             self.active_label.visible = True
-        else:
-            self.active_label.visible = False
+        else:  # a checkpoint file found unreadable when chosen says why
+            problem = self._file_check.problem(self._chosen_file())
+            self.active_label.value = f"cannot start from this file: {problem}" if problem else ""
+            self.active_label.visible = bool(problem)
         note = self.modality_mismatch(chosen)
         self.modality_note.value = note
         self.modality_note.visible = bool(note)
@@ -525,6 +549,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if chosen is None:
             self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
             return
+        bad_file = self._file_check.problem(self._chosen_file())
+        if bad_file:
+            self._refuse(bad_file)
+            return
         problem = self._pair_problem()
         if problem:
             self._refuse(problem)
@@ -606,6 +634,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         saves last.pt, so the run can be resumed), and leave the widgets alone from now on
         (closing napari deletes them)."""
         self._closed = True
+        self._file_check.closed = True
         self._stop_event.set()
         try:
             for signal in (self._relay.stepped, self._relay.evaluated, self._relay.phase):

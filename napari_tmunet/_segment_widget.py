@@ -85,6 +85,7 @@ from ._segment_jobs import (
 from ._segment_outputs import DISCLAIMER, OutputLayers, _model_id, _Output
 from ._segment_rederive import Rederive, _cutoffs, runs_inline
 from ._widget_common import (
+    CheckpointCheck,
     Eta,
     error_text,
     fit_width,
@@ -195,6 +196,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         # checkpoint path -> the Model box's text for it (a fine-tuned model's short name)
         self._named_files: dict[str, str] = {}
         self._named_choices: dict[str, active_model.ModelChoice] = {}  # and its full name
+        # a checkpoint file chosen is read in the background: a picture is flagged at once
+        self._file_check = CheckpointCheck(self._shown_model, self._say_bad_file, segments=True)
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -347,6 +350,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """The dock is closed (napari's X, or its viewer closed): stop a run as Cancel does,
         quietly, and leave the widgets alone from now on (closing the viewer deletes them)."""
         self._closed = True
+        self._file_check.closed = True
         if self.running and self.worker is not None:
             self._cancel.set()
             self.worker.quit()
@@ -639,6 +643,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         finally:
             self._setting = False
         self.model_reason.value = f"Runs {self._model_name(model)}: {why}."
+        self._check_shown_file()
         self._show_model_state()
         self._show_settings()
         self._show_summary_of(self.image.value)  # that model's result, if it has one
@@ -658,9 +663,24 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self.model_reason.value = NO_CHECKPOINT_REASON
         else:  # no image yet: the choice holds for the kind of the next image opened
             self._pending_choice = model
+        self._check_shown_file()
+        if self._failed and self.status.value == self._outcome and not self.running:
+            self.status.value = ""  # the last run's failure is not about the model chosen now
         self._show_model_state()
         self._show_settings()  # a model brings its own threshold and confidence, or the user's
         self._show_summary_of(self.image.value)  # and its result, if it has one
+
+    def _check_shown_file(self) -> None:
+        """Read the checkpoint file the dock shows in the background; a problem replaces
+        the reason line (:meth:`_say_bad_file`)."""
+        model = self._shown_model()
+        if model and registry.find_model(model) is None:
+            self._file_check.check(model)
+
+    def _say_bad_file(self, path: str, problem: str) -> None:
+        """Say on the reason line that the checkpoint file ``path`` cannot run, and why
+        (the words Segment would fail with: what the file is and what to do)."""
+        self.model_reason.value = f"Cannot run {os.path.basename(path)}: {problem}"
 
     def _model_name(self, model: str) -> str:
         """``model``'s full name, as the reason line says it: a fine-tuned model by its
@@ -942,6 +962,10 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 "Choose a checkpoint file made by napari-tmunet-train or the Fine-tune "
                 f"widget (got {str(path) or 'nothing'!r})."
             )
+            return None
+        problem = self._file_check.problem(path)  # found when it was chosen, still so
+        if problem:
+            show_error(f"TM-UNet: {problem}")
             return None
         model, label = str(path), active_model.model_label(path)  # a run's name, not "best.pt"
         chosen = self.active_model.current  # e.g. "fine-tuned on <date>", not "best.pt"

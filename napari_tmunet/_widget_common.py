@@ -494,3 +494,57 @@ def note_device_problem(dock, old: str, warn: Callable[[str], None]) -> str:
     elif old and not dock.running and dock.status.value in (old, f"failed: {old}"):
         dock.status.value = ""
     return note
+
+
+class CheckpointCheck:
+    """Reads a checkpoint file chosen in a dock off the GUI thread
+    (:func:`registry.checkpoint_problem`: torch's import takes seconds), so that a file
+    that is not a checkpoint (a picture, a damaged copy) is flagged when it is chosen, not
+    at Start or Segment; ``show(path, problem)`` is called on the GUI thread when the
+    file read has a problem and is still the one ``chosen()`` returns."""
+
+    def __init__(self, chosen: Callable[[], str], show: Callable[[str, str], None], segments):
+        self._chosen, self._show, self._segments = chosen, show, segments
+        self._problems: dict[str, tuple[tuple | None, str]] = {}  # path -> (version, problem)
+        self.closed = False  # the dock is gone: no result is shown
+
+    def check(self, path: str) -> None:
+        """Read ``path`` in the background (at once where workers run inline)."""
+        from . import registry
+        from ._segment_rederive import runs_inline
+
+        if runs_inline():
+            self._checked((path, registry.checkpoint_problem(path, self._segments)))
+            return
+        start_worker(
+            _read_checkpoint,
+            path,
+            self._segments,
+            connect={"returned": self._checked, "errored": lambda _err: None},  # the run says
+        )
+
+    def problem(self, path: str) -> str:
+        """The problem found in ``path`` when it has not changed since it was read; ""."""
+        version, problem = self._problems.get(str(path), (None, ""))
+        return problem if version is not None and version == _version(path) else ""
+
+    def _checked(self, result: tuple[str, str]) -> None:
+        path, problem = result
+        self._problems[path] = (_version(path), problem)
+        if problem and not self.closed and path == self._chosen():
+            self._show(path, problem)
+
+
+def _read_checkpoint(path: str, segments: bool) -> tuple[str, str]:
+    from . import registry
+
+    return path, registry.checkpoint_problem(path, segments)
+
+
+def _version(path) -> tuple | None:
+    """A file's modification time and size; None when it is not there."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

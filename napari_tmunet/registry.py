@@ -30,6 +30,7 @@ import os
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -262,11 +263,42 @@ def check_segments(checkpoint: Checkpoint, path: str | os.PathLike) -> None:
     pre-training checkpoint (``metadata["pretext"]``): it restores images, it does not
     segment, so neither Segment, predict nor evaluate may use it."""
     if checkpoint.metadata.get("pretext"):
-        raise ValueError(
-            f"{path} is a self-supervised pre-training checkpoint: it restores images and "
-            f"does not segment. Fine-tune it on masks first: napari-tmunet-train fit "
-            f"--init-checkpoint {path} --data YOUR_DATASET"
-        )
+        raise ValueError(_pretext_text(path))
+
+
+def _pretext_text(path: str | os.PathLike) -> str:
+    return (
+        f"{path} is a self-supervised pre-training checkpoint: it restores images and "
+        f"does not segment. Fine-tune it on masks first: napari-tmunet-train fit "
+        f"--init-checkpoint {path} --data YOUR_DATASET"
+    )
+
+
+def checkpoint_problem(path: str | os.PathLike, segments: bool = True) -> str:
+    """Why the checkpoint file ``path`` cannot be used, in the words :func:`load_model`
+    raises it (:func:`~napari_tmunet.checkpoint.read_checkpoint`: its checksums, format
+    and weights; with ``segments``, also a pre-training checkpoint, which does not
+    segment); "" when it reads. It imports torch and reads the whole file (~0.1 s for a
+    12 MB model; a picture fails at once): the docks call it off the GUI thread."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        stat = None
+    key = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
+    return _checkpoint_problem(str(path), key, segments)
+
+
+@lru_cache(maxsize=32)
+def _checkpoint_problem(path: str, _version: tuple | None, segments: bool) -> str:
+    """:func:`checkpoint_problem` of one version of a file (its time and size)."""
+    from .checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        payload = read_checkpoint(path)
+    except CheckpointError as err:
+        return str(err)
+    metadata = payload.get("metadata") or {}
+    return _pretext_text(path) if segments and metadata.get("pretext") else ""
 
 
 def clear_cache() -> None:

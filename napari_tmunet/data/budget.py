@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import TIFF_SUFFIXES, ImageReadError, ImageTooLargeError, exif_orientation
+from .images import (
+    EXPORT_AGAIN,
+    TIFF_SUFFIXES,
+    ImageReadError,
+    ImageTooLargeError,
+    exif_orientation,
+)
 
 DEFAULT_MAX_PIXELS = 1 << 28  # 256 Mpix, e.g. 16384 x 16384: ~1 GB as 8-bit RGB
 MAX_PIXELS_ENV = "NAPARI_TMUNET_MAX_PIXELS"
@@ -81,10 +87,14 @@ def read_header(path: Path) -> Header:
         start = file.read(24)
     if start[:8] == _PNG_SIGNATURE:  # IHDR first: length, type, width, height big-endian
         if len(start) < 24 or start[12:16] != b"IHDR":
-            raise ImageReadError(f"{path}: cannot decode image (damaged PNG: no IHDR header)")
+            raise ImageReadError(
+                f"{path}: cannot decode image (damaged PNG: no IHDR header); {EXPORT_AGAIN}"
+            )
         width, height = struct.unpack(">II", start[16:24])
         if not (0 < width < 1 << 31 and 0 < height < 1 << 31):
-            raise ImageReadError(f"{path}: cannot decode image (PNG header: {width}x{height})")
+            raise ImageReadError(
+                f"{path}: cannot decode image (PNG header: {width}x{height}); {EXPORT_AGAIN}"
+            )
         return Header(height, width, height * width)
     from PIL import Image
 
@@ -160,7 +170,9 @@ def _tiff_header(path: Path) -> Header:
 def tiff_header(path: Path, tif) -> Header:
     """The :class:`Header` of an open ``tifffile.TiffFile`` (see :func:`read_header`)."""
     if not tif.series:
-        raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
+        raise ImageReadError(
+            f"{path}: cannot decode image (the TIFF holds no image pages); {EXPORT_AGAIN}"
+        )
     first = tif.series[0]
     _check_dtype(path, first.dtype)
     same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]

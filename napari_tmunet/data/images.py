@@ -161,7 +161,7 @@ def read_image(
         if isinstance(error, OSError) and error.errno is not None:  # permission, I/O
             raise _os_error(path, error) from None
         raise ImageReadError(
-            f"{path}: cannot decode image ({type(error).__name__}: {error})"
+            f"{path}: cannot decode image ({type(error).__name__}: {error}); {EXPORT_AGAIN}"
         ) from error
     if array.dtype.kind not in "biuf":
         raise ImageReadError(
@@ -691,7 +691,7 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
             raise
         except Exception as error:  # decoders raise many types; the caller needs one
             raise ImageReadError(
-                f"{path}: cannot decode image ({type(error).__name__}: {error})"
+                f"{path}: cannot decode image ({type(error).__name__}: {error}); {EXPORT_AGAIN}"
             ) from error
         try:
             pixel_size = _open_tiff_pixel_size(tif)
@@ -790,7 +790,9 @@ def _inks_as_rgb(path: Path, array: np.ndarray) -> np.ndarray:
 def _tiff_pixels(path: Path, tif) -> tuple[np.ndarray, bool]:
     """Decode an open ``tifffile.TiffFile``; the array and whether it is a stack of pages."""
     if not tif.series:
-        raise ImageReadError(f"{path}: cannot decode image (the TIFF holds no image pages)")
+        raise ImageReadError(
+            f"{path}: cannot decode image (the TIFF holds no image pages); {EXPORT_AGAIN}"
+        )
     first = tif.series[0]
     # Pages written one by one without shape metadata come as one series each.
     same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
