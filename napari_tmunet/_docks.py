@@ -5,8 +5,9 @@ manifest's display name) but one opened by ``add_plugin_dock_widget`` "Metrics
 (napari-tmunet)" (the package name), and the menu looks its dock up by its own name. A
 dock the launcher opened with ``add_plugin_dock_widget`` was therefore unchecked in the
 menu, and the menu opened a second one (tester27 #3). :func:`open_dock` opens them under
-the menu's names, and :func:`raise_from_menu` makes the menu bring a dock that is open
-behind another dock's tab to the front, where napari's menu item would hide it.
+the menu's names, and :func:`raise_from_menu` makes every menu item of a dock show it in
+front, where napari's item toggles it: the Layers menu's Segment item hid the dock that
+the Plugins menu's had opened (tester28), and an item hid a dock behind another tab.
 """
 
 from __future__ import annotations
@@ -71,13 +72,19 @@ def _dock_of(widget):
 
 
 def raise_from_menu(viewer) -> None:
-    """Make the menu items of this plugin's docks (Plugins > TM-UNet > ..., and the same
-    command elsewhere) bring a dock that is open behind another dock's tab to the front,
-    checked. napari's item shows the dock checked while it is open, and a click toggles
-    it: it hid a dock that the user could not see. Items of docks in front or closed
-    keep napari's toggle. Done once per item (napari's windows share them)."""
+    """Make every menu item of this plugin's docks (Plugins > TM-UNet > ..., Layers >
+    Segment > Segment (TM-UNet): the same command) show its dock in front, checked.
+    napari's item toggles a dock that is open: the Layers item hid the dock that the
+    Plugins item had opened, and an item hid a dock behind another dock's tab, which the
+    user could not see (tester28, tester27 #3); the dock's X closes it. Done once per
+    item (napari's windows share them); a viewer without a window is left alone."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # napari passes widgets a proxy
+    try:
+        bar = viewer.window._qt_window.menuBar()
+    except AttributeError:  # no window (headless)
+        return
     commands = {command: name for name, (command, _, _) in WIDGETS.items()}
-    for action in _menu_actions(viewer.window._qt_window.menuBar()):
+    for action in _menu_actions(bar):
         name = commands.get(action.objectName())  # app-model names an item by its command
         if name is not None and not action.property("tmunet_raises"):
             action.setProperty("tmunet_raises", True)
@@ -94,55 +101,22 @@ def _menu_actions(menu):
 
 
 def _follow(action, widget_name: str) -> None:
-    """Connect ``action`` so that a trigger on its dock behind a tab raises it instead,
-    and a dock it shows again comes back in front of its tabs.
+    """Connect ``action`` so that its dock is shown and in front after napari's handler,
+    connected first, opened it or toggled it. The dock is looked up in the current
+    viewer, as napari's handler does."""
 
-    Qt emits ``toggled`` (the check flips) before ``triggered``, and napari's handler of
-    ``triggered`` was connected first: the state is taken before napari's toggle, and
-    put right after it. The dock is looked up in the current viewer, as napari's item
-    does."""
-    state = {"dock": None, "behind": False}
-
-    def before(_checked) -> None:
+    def after(_checked) -> None:
         import napari
 
         viewer = napari.current_viewer()
         found = find_dock(viewer, widget_name) if viewer is not None else None
-        state["dock"] = found[0] if found else None
-        state["behind"] = bool(found) and _behind_a_tab(found[0])
-
-    def after(_checked) -> None:
-        dock, behind = state["dock"], state["behind"]
-        state.update(dock=None, behind=False)
+        if found is None:
+            return
         try:
-            if dock is None:  # napari opened a new one, in front
-                return
-            if behind and dock.isHidden():  # napari hid what the user could not see
-                dock.show()
-            if not dock.isHidden():
-                dock.raise_()  # a tabbed dock shown again comes back behind: not so
-                action.setChecked(True)
+            found[0].show()
+            found[0].raise_()  # a tabbed dock shown again comes back behind its tabs
         except RuntimeError:  # the dock was deleted meanwhile
-            pass
+            return
+        action.setChecked(True)
 
-    action.toggled.connect(before)
     action.triggered.connect(after)
-
-
-def _behind_a_tab(dock) -> bool:
-    """Whether ``dock`` is open, tabbed with other docks, and not the tab in front (Qt
-    keeps such a dock 'visible' but moves it off the window)."""
-    from qtpy.QtWidgets import QTabBar
-
-    try:
-        window = dock.parent()
-        if dock.isHidden() or dock.isFloating() or not window.tabifiedDockWidgets(dock):
-            return False
-        title = dock.windowTitle()
-        for bar in window.findChildren(QTabBar):
-            titles = [bar.tabText(i) for i in range(bar.count())]
-            if bar.parent() is window and not bar.isHidden() and title in titles:
-                return titles.index(title) != bar.currentIndex()
-    except (RuntimeError, AttributeError):  # deleted, or not in a main window
-        pass
-    return False

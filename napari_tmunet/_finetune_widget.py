@@ -32,7 +32,7 @@ from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
-from ._docks import find_dock, open_dock
+from ._docks import find_dock, open_dock, raise_from_menu
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
@@ -106,6 +106,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
+        raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
         self.body = scroll_body(self)
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.active = active_model.for_viewer(self.viewer)

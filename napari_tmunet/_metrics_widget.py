@@ -27,6 +27,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
+from ._docks import raise_from_menu
 from ._placement import placement_warning
 from ._widget_common import (
     fit_width,
@@ -129,6 +130,7 @@ class MetricsWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
         self.body = scroll_body(self, labels=False)
         # unwrapped (as Segment and Fine-tune): the choosers keep their layers by identity
         self._viewer = getattr(viewer, "__wrapped__", viewer)

@@ -62,6 +62,7 @@ from ._dock_texts import (
     SEGMENT_TIPS,
     SPLIT_CHANNEL,
 )
+from ._docks import raise_from_menu
 from ._image_layers import (
     is_mask_image,
     layer_colour_conversion,
@@ -136,6 +137,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
+        raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
         self.body = scroll_body(self)
         self._setting = False  # programmatic changes are not the user's choices
         self._progress_index = -1

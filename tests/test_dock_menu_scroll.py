@@ -63,7 +63,7 @@ def test_the_plugins_menu_checks_and_raises_the_launchers_docks(qtbot):
     """``napari-tmunet --sample ultrasound`` tabs Metrics behind Segment: Plugins > TM-UNet
     > Metrics is checked, and choosing it brings the Metrics tab to the front (one
     Metrics dock, still checked); Segment's item brings Segment back; choosing the item
-    of the dock in front hides it, as napari's items do."""
+    of the dock in front keeps it there; closed with its X, the item brings it back."""
     viewer, _ = launch(qtbot, "--sample", "ultrasound")
     try:
         metrics = menu_item(viewer, "Plugins", "TM-UNet", "Metrics (TM-UNet)")
@@ -82,7 +82,11 @@ def test_the_plugins_menu_checks_and_raises_the_launchers_docks(qtbot):
         qtbot.wait(100)
         assert tabs(viewer) == {"Metrics (TM-UNet)": False, "Segment (TM-UNet)": True}
 
-        segment.trigger()  # in front: hidden, as napari's own items do
+        segment.trigger()  # in front: stays so, checked (napari's items hid it: tester28)
+        qtbot.wait(100)
+        assert tabs(viewer) == {"Metrics (TM-UNet)": False, "Segment (TM-UNet)": True}
+        assert menu_item(viewer, "Plugins", "TM-UNet", "Segment (TM-UNet)").isChecked()
+        viewer.window.dock_widgets["Segment (TM-UNet)"].native.parent().close()  # its X
         qtbot.wait(100)
         assert "Segment (TM-UNet)" not in dock_titles(viewer)
         assert not menu_item(viewer, "Plugins", "TM-UNet", "Segment (TM-UNet)").isChecked()
