@@ -45,3 +45,18 @@ def notices(monkeypatch):
     monkeypatch.setattr(module, "show_warning", seen["warning"].append)
     monkeypatch.setattr(module, "show_info", seen["info"].append)
     return seen
+
+
+@pytest.fixture
+def launcher_app(mock_app_model):
+    """A fresh napari application for a test that opens windows as the launcher does
+    (``napari.Viewer``, not ``make_napari_viewer``): napari registers the plugins' menu
+    commands once per application (``_initialize_plugins``, cached), and a
+    ``make_napari_viewer`` test clears that cache, so a second real ``napari.Viewer`` in
+    the same process would register them again ("already registered") in the global one."""
+    from napari._qt._qapp_model.qactions import init_qactions
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins.cache_clear()
+    init_qactions.cache_clear()
+    return mock_app_model

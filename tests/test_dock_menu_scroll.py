@@ -9,7 +9,8 @@ from _view import in_view
 
 from napari_tmunet import registry
 
-pytestmark = pytest.mark.gui
+# launcher_app: windows opened as the launcher does, in an application of their own
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("launcher_app")]
 
 
 def launch(qtbot, *argv, size=None):

@@ -92,7 +92,7 @@ def test_plugins_menu_shows_and_raises_each_dock(make_napari_viewer, qtbot):
     choose(qtbot, viewer, SEGMENT_FROM_LAYERS, "Segment")
 
 
-def test_menus_reuse_the_launchers_docks(qtbot, notices):
+def test_menus_reuse_the_launchers_docks(qtbot, notices, launcher_app):
     """``napari-tmunet --sample colonoscopy``: the menus' entries show the launcher's
     Segment and Metrics docks, no second one (a second Segment dock said every notice
     twice and ran with its own threshold), and Fine-tune's item opens one Fine-tune dock.

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from _paths import DATASETS
 
+from napari_tmunet import _docks as docks
 from napari_tmunet.data.images import read_image, read_mask, write_image, write_mask
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
-PLUGIN = "napari-tmunet"
 MONUSEG = DATASETS / "MoNuSeg"
 TILES = ("TCGA-18-5592-01Z-00-DX1", "TCGA-21-5784-01Z-00-DX1", "TCGA-21-5786-01Z-00-DX1")
 CROP = np.s_[:192, :192]
@@ -28,7 +28,9 @@ needs_monuseg = pytest.mark.skipif(
 
 
 def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
+    """The dock ``name`` as Plugins > TM-UNet opens it: the one open (e.g. the Metrics
+    dock a fine-tune opened for its scores), else a new one."""
+    _, widget = docks.open_dock(viewer, name)
     return getattr(widget, "__wrapped__", widget)
 
 

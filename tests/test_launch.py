@@ -1,9 +1,13 @@
 """``napari-tmunet``'s options (the smoke run itself is in test_segment_widget.py)."""
 
 import numpy as np
+import pytest
 from _paths import EXTRA, REPO, dataset_subset
 
 from napari_tmunet.launch import build_parser
+
+# windows opened as the launcher does, in an application of their own (conftest.py)
+pytestmark = pytest.mark.usefixtures("launcher_app")
 
 
 def test_smoke_screenshot_defaults_outside_the_checkout():

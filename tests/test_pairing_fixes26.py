@@ -58,7 +58,7 @@ def _masks(folder, pattern):
 
 
 @pytest.fixture
-def launch(monkeypatch, mock_app_model):
+def launch(monkeypatch, launcher_app):
     """``launch(paths, then=None)``: ``napari-tmunet PATHS`` up to the event loop, where
     ``then(viewer)`` runs; (exit status, {layer name: data} or None when napari never
     started, what ``then`` gave). In napari's test application (``mock_app_model``, the
@@ -66,13 +66,8 @@ def launch(monkeypatch, mock_app_model):
     them once per application, and a ``make_napari_viewer`` test run between two launches
     makes it register them again."""
     import napari
-    from napari._qt._qapp_model.qactions import init_qactions
-    from napari.plugins import _initialize_plugins
 
     from napari_tmunet import launch as launcher
-
-    _initialize_plugins.cache_clear()
-    init_qactions.cache_clear()
 
     def run(paths, then=None):
         seen = {}
