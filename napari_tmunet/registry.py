@@ -267,6 +267,7 @@ def check_segments(checkpoint: Checkpoint, path: str | os.PathLike) -> None:
 
 
 def _pretext_text(path: str | os.PathLike) -> str:
+    """Why the pre-training checkpoint ``path`` cannot segment, and what to do."""
     return (
         f"{path} is a self-supervised pre-training checkpoint: it restores images and "
         f"does not segment. Fine-tune it on masks first: napari-tmunet-train fit "
