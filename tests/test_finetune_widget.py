@@ -87,8 +87,11 @@ def dice(a, b) -> float:
 
 
 def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
-    return widget
+    """The dock ``name`` as Plugins > TM-UNet opens it: the one open (e.g. the Metrics
+    dock a fine-tune opened for its scores), else a new one."""
+    from napari_tmunet import _docks
+
+    return _docks.open_dock(viewer, name)[1]
 
 
 def segment_with(qtbot, segment, layer):

@@ -352,7 +352,9 @@ def test_errors_become_notifications(dock, monkeypatch, tmp_path):
     widget.checkpoint.value = bad
     widget.segment()
     assert messages and "broken.pt" in messages[-1] and "checkpoint" in messages[-1]
-    assert widget.status.value.startswith("failed")
+    # read when chosen (tester28 D3): the reason line says it, Segment refused it unrun
+    assert widget.model_reason.value.startswith("Cannot run broken.pt: ")
+    assert "blank labels" not in viewer.layers and not widget.status.value.startswith("done")
     assert widget.segment_button.enabled
 
 
