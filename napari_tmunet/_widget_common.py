@@ -526,11 +526,11 @@ class CheckpointCheck:
     def problem(self, path: str) -> str:
         """The problem found in ``path`` when it has not changed since it was read; ""."""
         version, problem = self._problems.get(str(path), (None, ""))
-        return problem if version is not None and version == _version(path) else ""
+        return problem if version is not None and version == _file_version(path) else ""
 
     def _checked(self, result: tuple[str, str]) -> None:
         path, problem = result
-        self._problems[path] = (_version(path), problem)
+        self._problems[path] = (_file_version(path), problem)
         if problem and not self.closed and path == self._chosen():
             self._show(path, problem)
 
@@ -541,10 +541,8 @@ def _read_checkpoint(path: str, segments: bool) -> tuple[str, str]:
     return path, registry.checkpoint_problem(path, segments)
 
 
-def _version(path) -> tuple | None:
-    """A file's modification time and size; None when it is not there."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
+def _file_version(path) -> tuple | None:
+    """:func:`registry.file_version` (registry imported when a file is checked)."""
+    from . import registry  # no torch: its checkpoint reading is imported when used
+
+    return registry.file_version(path)

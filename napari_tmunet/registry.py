@@ -281,12 +281,17 @@ def checkpoint_problem(path: str | os.PathLike, segments: bool = True) -> str:
     and weights; with ``segments``, also a pre-training checkpoint, which does not
     segment); "" when it reads. It imports torch and reads the whole file (~0.1 s for a
     12 MB model; a picture fails at once): the docks call it off the GUI thread."""
+    return _checkpoint_problem(str(path), file_version(path), segments)
+
+
+def file_version(path: str | os.PathLike) -> tuple[int, int] | None:
+    """A file's modification time and size (what tells a rewritten file from the one
+    read before); None when it is not there."""
     try:
         stat = Path(path).stat()
     except OSError:
-        stat = None
-    key = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
-    return _checkpoint_problem(str(path), key, segments)
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 @lru_cache(maxsize=32)
