@@ -40,6 +40,7 @@ from .data.preprocess import (
 )
 from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
 from .postprocess import drop_unsure, split_instances  # noqa: F401  (split: inference's)
+from .tile_grid import TILE_OVERLAP, tile_count
 from .tiling import (  # noqa: F401  (tile mode's home; names kept importable from here)
     BLEND_WEIGHTS,
     MAX_OVERLAP,
@@ -173,7 +174,7 @@ def segment(
     mode: str = "resize",
     instances: bool = False,
     device: str | torch.device | None = None,
-    tile_overlap: float = 0.25,
+    tile_overlap: float = TILE_OVERLAP,
     batch_size: int | None = None,
     rgb: bool | None = None,
     split_depth: float = 2.0,
@@ -493,11 +494,7 @@ class FrameInput:
     def units(self, mode: str, overlap: float) -> int:
         """Work units (forward passes' tiles or windows) this frame needs in ``mode``."""
         window = self.window(mode)
-        if window is None:
-            return 1
-        return len(tile_starts(self.hw[0], window[0], overlap)) * len(
-            tile_starts(self.hw[1], window[1], overlap)
-        )
+        return 1 if window is None else tile_count(self.hw, window, overlap)
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -543,12 +540,9 @@ def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
 
 def _streamed(image, max_pixels: int | None) -> bool:
     """Whether a 2-D image is read lazily and over the pixel budget (segmented in bands)."""
-    from .data.budget import max_pixels as budget
+    from .data.budget import in_bands
 
-    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
-        return False
-    shape = tuple(image.shape)
-    return shape[0] * shape[1] > budget(max_pixels)
+    return in_bands(image, max_pixels)
 
 
 def check_output(probability: np.ndarray) -> np.ndarray:
