@@ -23,9 +23,9 @@ fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
 model on every image. Mode, threshold and the least object confidence default to the
 model's own, whatever an image's size (``_segment_jobs.auto_mode``, as the dock's Mode
 "auto"). Images over the pixel budget (``--max-pixels``) are read and segmented in
-bands (tile mode, also for a model that resizes when ``--mode`` is left out). Files that fail are listed with the reason at the end, and the exit
-code is then 1. Ctrl-C stops with one line (exit 130); the masks written are kept and a
-re-run skips them.
+bands (tile mode, also for a model that resizes when ``--mode`` is left out). Files
+that fail are listed with the reason at the end, and the exit code is then 1. Ctrl-C
+stops with one line (exit 130); the masks written are kept and a re-run skips them.
 """
 
 from __future__ import annotations
