@@ -58,6 +58,9 @@ EXPECTED_SHAPES = (
 
 Progress = Callable[[int, int], None]
 PINNED_UPLOAD_BYTES = 64 * 2**20  # frames up to this go to a GPU without a host wait
+# pixels: resize mode maps a larger frame to the model's input a band of rows at a time
+# (a 4976 x 4232 photo: peak memory X GiB whole, Y GiB in bands; bench/large_frames.py)
+MAPPED_BAND_PIXELS = 1 << 22
 
 
 @dataclass
@@ -396,9 +399,20 @@ class FrameInput:
         return normalize(to_channels(window, self.channels), self.mean, self.std)
 
     def resized(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The whole frame as a normalised (1, C, h, w) model input of the model's size."""
+        """The whole frame as a normalised (1, C, h, w) model input of the model's size.
+
+        A frame over :data:`MAPPED_BAND_PIXELS` is mapped a band of rows at a time into
+        one full-resolution input (the same values), so that the mapping's transients
+        (the stored values as indices, 8 bytes each) are a band's, not the whole photo's.
+        """
         H, W = self.hw
-        return resize(self.windows([(0, 0)], H, W, device), self.size)
+        rows = max(1, MAPPED_BAND_PIXELS // W)
+        if rows >= H:
+            return resize(self.windows([(0, 0)], H, W, device), self.size)
+        full = torch.empty((1, self.channels, H, W), device=device)
+        for y in range(0, H, rows):
+            full[:, :, y : y + rows] = self.windows([(y, 0)], min(rows, H - y), W, device)
+        return resize(full, self.size)
 
     def windows(
         self, starts: Sequence[tuple[int, int]], h: int, w: int, device: torch.device | str
