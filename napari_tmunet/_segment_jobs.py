@@ -153,12 +153,13 @@ def auto_mode(trained: str, image, rgb: bool | None = None, max_pixels: int | No
     budget), which only tile mode can do. ``rgb``: whether the last axis holds colours
     (None: guessed from the shape, as ``inference.split_frames``). Reads no pixel.
     """
-    # No size bound for resize mode: a model trained on whole frames resized sees a large
-    # photo's objects in tiles at a scale it never learnt. A CVC-ClinicDB frame upscaled to
-    # 4976 x 4232 (bench/large_frames.py, CPU): resized 4.9 s, 1 object, Dice 0.95; tiled
-    # (auto before, over 4096 px) 143 tiles, 560 s, 540 objects, Dice 0.08. Its memory is
-    # that of tile mode's (the full-resolution probability either way, and an image in
-    # memory is within the pixel budget); the image too large for memory is read in bands.
+    # No size bound for resize mode: tiles at full resolution show a model trained on whole
+    # frames resized its objects at a scale it never learnt. A CVC-ClinicDB frame upscaled
+    # to 4976 x 4232 (bench/large_frames.py, 2 CPU cores): tiled (auto before) 143 tiles,
+    # 567 s, 135 objects, Dice 0.10; resized 8.5 s, 2 objects, Dice 0.96. Nor for memory:
+    # an image in memory is within the pixel budget, and resized at the budget's 16384 x
+    # 16384 it took 2.3 GiB over the image (tile mode holds more: float sums of the same
+    # size). An image too large for memory is read in bands, which needs tiles.
     if len(_spatial(np.shape(image), rgb)) == 2 and in_bands(image, max_pixels):
         return "tile"
     return trained

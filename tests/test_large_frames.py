@@ -171,3 +171,47 @@ def test_the_dock_says_how_a_large_photo_runs_and_resizes_it(make_napari_viewer,
     small = viewer.add_image(image[::2, ::2], name="half", rgb=True)
     widget.image.value = small  # a 2048 px photo: nothing to say
     assert widget.mode_note.value == "" and widget.mode_note.native.isHidden()
+
+
+def test_a_large_frame_is_mapped_in_bands_to_the_same_input(monkeypatch):
+    """Resize mode maps a frame over MAPPED_BAND_PIXELS a band of rows at a time (less
+    memory): the model's input is the same to the bit as the frame mapped whole, for every
+    stored type (uint8, 16-bit, float, uint32 mapped on the CPU)."""
+    from napari_tmunet import inference
+    from napari_tmunet.config import InputConfig
+
+    rng = np.random.default_rng(0)
+    config = InputConfig(size=(64, 64))
+    frames = [
+        rng.integers(0, 256, (301, 203, 3)).astype(np.uint8),
+        rng.integers(0, 4000, (301, 203)).astype(np.uint16),
+        rng.normal(size=(301, 203, 3)).astype(np.float32),
+        rng.integers(0, 2**20, (301, 203)).astype(np.uint32),
+    ]
+    whole = [inference.FrameInput(f, 3, config).resized() for f in frames]
+    monkeypatch.setattr(inference, "MAPPED_BAND_PIXELS", 203 * 7)  # 43 bands of 7 rows
+    for frame, expected in zip(frames, whole, strict=True):
+        assert inference.FrameInput(frame, 3, config).resized().equal(expected), frame.dtype
+
+
+@needs_clinic
+def test_predict_follows_the_same_rule(tmp_path, capsys):
+    """``napari-tmunet-predict`` without --mode takes the dock's rule: a TIFF over the pixel
+    budget (read in bands) is tiled also by the colonoscopy model, which resizes what fits
+    in memory (main refused it: "choose mode 'tile'"); --mode resize is still refused."""
+    import tifffile
+
+    from napari_tmunet.data.images import read_image
+    from napari_tmunet.predict_cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = read_image(CLINIC / "images" / f"{FRAME}.png")  # 288 x 384: 110592 pixels
+    tifffile.imwrite(folder / "frame.tif", image, tile=(64, 64), photometric="rgb")
+    argv = [str(folder), str(tmp_path / "masks"), "--model", COLONOSCOPY, "--device", "cpu"]
+    budget = ["--max-pixels", "100000", "--min-confidence", "0"]
+    assert main([*argv, *budget]) == 0, capsys.readouterr().err
+    mask = read_image(tmp_path / "masks" / "frame.png")
+    assert mask.shape == image.shape[:2]
+    assert main([*argv, *budget, "--mode", "resize", "--overwrite"]) == 1
+    assert "choose mode 'tile'" in capsys.readouterr().err
