@@ -157,6 +157,11 @@ def test_the_dock_says_how_a_large_photo_runs_and_resizes_it(make_napari_viewer,
     )
     assert widget.mode_note.value == resized
     assert not widget.mode_note.native.isHidden()
+    from napari_tmunet._widget_common import DOCK_MAX_MIN_WIDTH
+
+    # the note wraps: it never forces the dock (and the window) wider
+    assert widget.mode_note.native.wordWrap()
+    assert widget.native.minimumSizeHint().width() <= DOCK_MAX_MIN_WIDTH
     widget.mode.value = "tile"
     assert widget.mode_note.value.startswith(f"{JUST_OVER[1]} x {JUST_OVER[0]} image: 88 tiles")
     widget.mode.value = AUTO
