@@ -70,7 +70,8 @@ SEGMENT_TIPS = {
     "device": "Where the model runs: auto uses a GPU when there is one.",
     "mode": "resize: the whole image at the model's input size (as trained on "
     "resized images; a far wider or taller one in windows of its height or width); "
-    "tiles: overlapping windows at full resolution (large images, models trained on crops).",
+    "tiles: overlapping windows at full resolution (slides, models trained on crops). "
+    "The model's default is the mode it was trained in, at any image size.",
     "output": "binary mask, or instances (touching objects split apart); "
     "the model's default is instances for the nuclei model.",
     "threshold": "Foreground where the probability is above this. Moving it "

@@ -23,6 +23,7 @@ import numpy as np
 from . import registry
 from .checkpoint_header import read_header
 from .config import InputConfig
+from .data.budget import in_bands
 from .options import inference_mode
 from .postprocess import (
     LabelOptions,
@@ -32,12 +33,13 @@ from .postprocess import (
     gated_out,
     mask_labels,
 )
+from .tile_grid import resize_window, tile_count
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
-# pixels: a frame from an endoscope, scanner or camera is smaller (4K video: 3840); a larger
-# image is a slide, tiled even by a model trained on resized frames (resizing would shrink
-# its objects to nothing). 1024 tiled 1350 px Kvasir frames: Dice 0.56 against 0.76 resized.
+# pixels: a frame from an endoscope, scanner or video is smaller (4K video: 3840); a larger
+# image may be a camera's photo or a slide. "auto" runs it in its model's own mode all the
+# same (:func:`auto_mode`); the dock says before the run how, and which Mode a slide needs.
 LARGE_IMAGE = 4096
 INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
 
@@ -116,6 +118,14 @@ def header_defaults(model: str) -> dict[str, Any] | None:
     """:func:`model_defaults` of ``model`` (registry name or checkpoint path) read from its
     file's header, before the model is loaded; None when the header cannot be read (the
     run's load then gives them)."""
+    header = checkpoint_header(model)
+    return None if header is None else model_defaults(header)
+
+
+def checkpoint_header(model: str) -> CheckpointHeader | None:
+    """The settings of ``model`` (registry name or checkpoint path) read from its file's
+    header (``checkpoint_header.read_header``: cached per file version, no torch); None
+    when the header cannot be read."""
     try:
         _, path, _ = registry.resolve_model(model)
     except (ValueError, RuntimeError):
@@ -128,7 +138,7 @@ def header_defaults(model: str) -> dict[str, Any] | None:
     except (TypeError, ValueError):
         return None
     metadata = payload.get("metadata")
-    return model_defaults(CheckpointHeader(inputs, metadata if isinstance(metadata, dict) else {}))
+    return CheckpointHeader(inputs, metadata if isinstance(metadata, dict) else {})
 
 
 def trained_modality(checkpoint) -> str:
@@ -136,18 +146,45 @@ def trained_modality(checkpoint) -> str:
     return str((checkpoint.metadata or {}).get("modality") or "")
 
 
+def auto_mode(trained: str, image, rgb: bool | None = None, max_pixels: int | None = None) -> str:
+    """The mode "auto" segments ``image`` in: ``trained``, its model's own
+    (``Checkpoint.inference_mode``), whatever the image's size; "tile" only for a 2-D image
+    segmented in bands (:func:`data.budget.in_bands`: read lazily and over the pixel
+    budget), which only tile mode can do. ``rgb``: whether the last axis holds colours
+    (None: guessed from the shape, as ``inference.split_frames``). Reads no pixel.
+    """
+    # No size bound for resize mode: tiles at full resolution show a model trained on whole
+    # frames resized its objects at a scale it never learnt. A CVC-ClinicDB frame upscaled
+    # to 4976 x 4232 (bench/large_frames.py, 2 CPU cores): tiled (auto before) 143 tiles,
+    # 567 s, 135 objects, Dice 0.10; resized 8.5 s, 2 objects, Dice 0.96. Nor for memory:
+    # an image in memory is within the pixel budget, and resized at the budget's 16384 x
+    # 16384 it took 2.3 GiB over the image (tile mode holds more: float sums of the same
+    # size). An image too large for memory is read in bands, which needs tiles.
+    if len(_spatial(np.shape(image), rgb)) == 2 and in_bands(image, max_pixels):
+        return "tile"
+    return trained
+
+
+def _spatial(shape: tuple[int, ...], rgb: bool | None) -> tuple[int, ...]:
+    """The spatial (..., H, W) of an image of ``shape``: one frame (H, W), or a stack; its
+    colour axis left out (``rgb`` None: guessed from the shape, as ``inference.split_frames``)."""
+    if rgb is None:
+        rgb = len(shape) in (3, 4) and shape[-1] in (3, 4)
+    return tuple(int(n) for n in (shape[:-1] if rgb else shape))
+
+
 def resolve(
-    options: SegmentOptions, checkpoint, shape: tuple[int, ...]
+    options: SegmentOptions, checkpoint, image, rgb: bool | None = None
 ) -> tuple[str, LabelOptions]:
     """(mode, LabelOptions) for one image: the user's choices, else the model's defaults.
 
-    ``shape`` is the image's spatial (..., H, W); an image larger than
-    :data:`LARGE_IMAGE` is tiled in "auto" mode (resizing would shrink it to nothing).
+    The mode "auto" is :func:`auto_mode`'s: the model's own, "tile" for an image read in
+    bands.
     """
     defaults = model_defaults(checkpoint)
     mode = options.mode
     if mode == AUTO:
-        mode = "tile" if max(shape[-2:]) > LARGE_IMAGE else defaults["mode"]
+        mode = auto_mode(defaults["mode"], image, rgb)
     return mode, label_options(
         defaults,
         output=options.output,
@@ -156,6 +193,35 @@ def resolve(
         fill_holes=options.fill_holes,
         min_size=options.min_size,
     )
+
+
+def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
+    """How Segment runs a large ``image`` (a side over :data:`LARGE_IMAGE`) with ``model``
+    in ``mode`` ("auto", "resize", "tile"), in a line for the dock before the run: resized
+    to the model's input (as it was trained, or not), or in how many tiles; "" for a
+    smaller image or a model whose header cannot be read (:func:`checkpoint_header`)."""
+    spatial = _spatial(np.shape(image), rgb)
+    H, W = spatial[-2:]
+    header = checkpoint_header(model) if max(H, W) > LARGE_IMAGE else None
+    if header is None:
+        return ""
+    trained = header.inference_mode
+    runs = auto_mode(trained, image, rgb) if mode == AUTO else mode
+    h, w = header.input_config.size
+    what = f"{W} x {H} image"
+    if runs == "resize":
+        windows = resize_window((H, W), (h, w))  # an elongated image: windows, each resized
+        parts = "" if windows is None else f"{tile_count((H, W), windows)} windows, each "
+        resized = f"{what}: {parts}resized to the model's {w} x {h} input"
+        if trained != "resize":
+            return f"{resized}, though it was trained on tiles"
+        return f"{resized} as it was trained; choose Mode tile for a slide"
+    text = f"{what}: {tile_count((H, W), (h, w))} tiles of {w} x {h}"
+    if len(spatial) == 2 and in_bands(image):
+        text += ", read in bands (over the pixel budget)"
+    if trained == "resize":
+        text += "; the model was trained on whole frames resized"
+    return text
 
 
 def label_options(
@@ -294,8 +360,7 @@ def _segment_one(
     chosen: list[tuple[str, LabelOptions, float]] = []  # mode, labels, start
 
     def options_for(image, rgb) -> dict:
-        spatial = np.shape(image)[:-1] if rgb else np.shape(image)  # (..., H, W)
-        mode, label_options = resolve(options, checkpoint, tuple(spatial))
+        mode, label_options = resolve(options, checkpoint, image, rgb)
         chosen.append((mode, label_options, time.perf_counter()))
         # instances and unsure objects are derived below from the kept probability
         return {

@@ -79,6 +79,7 @@ from ._segment_jobs import (
     SegmentOptions,
     SegmentOutcome,
     header_defaults,
+    mode_note,
     prepare_early,
     segment_jobs,
     until_cancelled,
@@ -209,6 +210,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._followed = self.image.value
         self._on_image_changed(self.image.value)
         self._show_model_state()
+        self._show_mode_note()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
         self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
@@ -242,6 +244,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 ("sliding-window tiles", "tile"),
             ],
         )
+        self.mode_note = Label(value="", visible=False)  # how Mode runs a large image
         self.output = ComboBox(
             label="Output",
             choices=[
@@ -267,7 +270,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.provisional_label = Label(value="")
         self.disclaimer = Label(value=DISCLAIMER)
         texts = (self.intro, self.model_reason, self.progress_text, self.summary, self.status)
-        for widget in (*texts, self.provisional_label, self.disclaimer):
+        for widget in (*texts, self.mode_note, self.provisional_label, self.disclaimer):
             widget.label = ""
             wrap(widget)
         for widget in (self.image, self.model, self.checkpoint, self.device, self.mode):
@@ -287,6 +290,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 self.threshold,
                 self.output,
                 self.mode,
+                self.mode_note,
                 self.fill_holes,
                 self.min_size,
                 self.min_confidence,
@@ -319,6 +323,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
         self.image.changed.connect(self._on_image_chosen)
+        for widget in (self.image, self.model, self.checkpoint, self.mode):
+            widget.changed.connect(self._show_mode_note)
         self.segment_button.changed.connect(self.segment)
         self.cancel_button.changed.connect(self.cancel)
         self.segment_all_button.changed.connect(self.segment_all)
@@ -860,6 +866,17 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self, self._device_note, lambda note: show_warning(f"TM-UNet: {note}")
         )
 
+    def _show_mode_note(self, _value=None) -> None:
+        """Say under Mode how Segment runs the chosen image when it is large: resized to
+        the shown model's input or in how many tiles (:func:`mode_note`: the checkpoint's
+        header, read once per file version, no torch; no pixel read)."""
+        layer, model = self.image.value, self._shown_model()
+        note = ""
+        if layer is not None and model:
+            note = mode_note(model, str(self.mode.value), full_data(layer), layer.rgb)
+        self.mode_note.value = note
+        self.mode_note.visible = bool(note)
+
     def _show_model_state(self):
         is_file = self.model.value == CHECKPOINT_CHOICE
         self.checkpoint.visible = is_file
@@ -1376,7 +1393,10 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 return
             hint = "try a lower threshold"
             if outcome.mode == "resize" and max(outcome.labels.shape[-2:]) > LARGE_IMAGE:
-                hint = "this large image was shrunk to the model's input: try tile mode"
+                # as its model was trained ("auto"), or as chosen: a slide needs tiles
+                hint = (
+                    "this large image was resized to the model's input: for a slide, try Mode tile"
+                )
             if self._other_modality(image):
                 hint += ", or check that the model suits this kind of image"
             show_warning(f"{model} found nothing in {image.name!r}: {hint}.")

@@ -40,6 +40,7 @@ from .data.preprocess import (
 )
 from .options import DEVICES, MODES, resolve_device  # noqa: F401  (their one home)
 from .postprocess import drop_unsure, split_instances  # noqa: F401  (split: inference's)
+from .tile_grid import TILE_OVERLAP, tile_count
 from .tiling import (  # noqa: F401  (tile mode's home; names kept importable from here)
     BLEND_WEIGHTS,
     MAX_OVERLAP,
@@ -57,6 +58,10 @@ EXPECTED_SHAPES = (
 
 Progress = Callable[[int, int], None]
 PINNED_UPLOAD_BYTES = 64 * 2**20  # frames up to this go to a GPU without a host wait
+# pixels: resize mode maps a larger frame to the model's input a band of rows at a time
+# (bench/large_frames.py, peak memory of a run: 4976 x 4232 photo 1.55 GiB whole, 0.84 in
+# bands; 8192 x 8192: 4.29 and 1.53 GiB)
+MAPPED_BAND_PIXELS = 1 << 22
 
 
 @dataclass
@@ -173,7 +178,7 @@ def segment(
     mode: str = "resize",
     instances: bool = False,
     device: str | torch.device | None = None,
-    tile_overlap: float = 0.25,
+    tile_overlap: float = TILE_OVERLAP,
     batch_size: int | None = None,
     rgb: bool | None = None,
     split_depth: float = 2.0,
@@ -395,9 +400,20 @@ class FrameInput:
         return normalize(to_channels(window, self.channels), self.mean, self.std)
 
     def resized(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The whole frame as a normalised (1, C, h, w) model input of the model's size."""
+        """The whole frame as a normalised (1, C, h, w) model input of the model's size.
+
+        A frame over :data:`MAPPED_BAND_PIXELS` is mapped a band of rows at a time into
+        one full-resolution input (the same values), so that the mapping's transients
+        (the stored values as indices, 8 bytes each) are a band's, not the whole photo's.
+        """
         H, W = self.hw
-        return resize(self.windows([(0, 0)], H, W, device), self.size)
+        rows = max(1, MAPPED_BAND_PIXELS // W)
+        if rows >= H:
+            return resize(self.windows([(0, 0)], H, W, device), self.size)
+        full = torch.empty((1, self.channels, H, W), device=device)
+        for y in range(0, H, rows):
+            full[:, :, y : y + rows] = self.windows([(y, 0)], min(rows, H - y), W, device)
+        return resize(full, self.size)
 
     def windows(
         self, starts: Sequence[tuple[int, int]], h: int, w: int, device: torch.device | str
@@ -493,11 +509,7 @@ class FrameInput:
     def units(self, mode: str, overlap: float) -> int:
         """Work units (forward passes' tiles or windows) this frame needs in ``mode``."""
         window = self.window(mode)
-        if window is None:
-            return 1
-        return len(tile_starts(self.hw[0], window[0], overlap)) * len(
-            tile_starts(self.hw[1], window[1], overlap)
-        )
+        return 1 if window is None else tile_count(self.hw, window, overlap)
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -543,12 +555,9 @@ def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
 
 def _streamed(image, max_pixels: int | None) -> bool:
     """Whether a 2-D image is read lazily and over the pixel budget (segmented in bands)."""
-    from .data.budget import max_pixels as budget
+    from .data.budget import in_bands
 
-    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
-        return False
-    shape = tuple(image.shape)
-    return shape[0] * shape[1] > budget(max_pixels)
+    return in_bands(image, max_pixels)
 
 
 def check_output(probability: np.ndarray) -> np.ndarray:

@@ -21,10 +21,11 @@ for its own modality, as the Segment dock's "Segment all" does
 header line says why (a warning for an image unlike its model's training data, e.g.
 fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
 model on every image. Mode, threshold and the least object confidence default to the
-model's own. Images over the pixel budget (``--max-pixels``) are read and segmented in
-bands (tile mode). Files that fail are listed with the reason at the end, and the exit
-code is then 1. Ctrl-C stops with one line (exit 130); the masks written are kept and a
-re-run skips them.
+model's own, whatever an image's size (``_segment_jobs.auto_mode``, as the dock's Mode
+"auto"). Images over the pixel budget (``--max-pixels``) are read and segmented in
+bands (tile mode, also for a model that resizes when ``--mode`` is left out). Files
+that fail are listed with the reason at the end, and the exit code is then 1. Ctrl-C
+stops with one line (exit 130); the masks written are kept and a re-run skips them.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=("resize", "tile"),
         default=None,
-        help="resize to the model's input size (paper) or sliding-window tiles (large "
-        "images); default: the mode the model was evaluated with",
+        help="resize to the model's input size (paper) or sliding-window tiles (slides); "
+        "default: the mode the model was evaluated with, whatever the image's size (tiles "
+        "for an image over the pixel budget, read in bands)",
     )
     parser.add_argument(
         "--threshold",
@@ -510,6 +512,7 @@ def _thumbnail(image):
 def _segment(todo: list[Path], models: _Models, args):
     """``batch.segment_each``'s messages for every image of ``todo``, each segmented with
     its own model; an image that cannot be read (or its model loaded) is an error message."""
+    from ._segment_jobs import auto_mode
     from .batch import RECOVERABLE, segment_each
     from .data.images import open_image
 
@@ -517,6 +520,8 @@ def _segment(todo: list[Path], models: _Models, args):
         try:
             image = open_image(path, max_pixels=args.max_pixels)
             checkpoint, mode, instances = models.for_image(image, path)
+            if not args.mode:  # the model's own, as the dock's "auto": tiles if read in bands
+                mode = auto_mode(mode, image, None, args.max_pixels)
         except RECOVERABLE as err:
             yield ("error", index, describe_error(err))
             continue

@@ -11,11 +11,12 @@ the host only queues work. No Qt.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 import torch
+
+from .tile_grid import MAX_RESIZE_STRETCH, resize_window, tile_starts  # noqa: F401  (importable from here too)
 
 MAX_OVERLAP = 0.9  # tile overlap fraction; more would multiply the work for nothing
 BLEND_WEIGHTS: tuple[str, ...] = ("gaussian", "constant")
@@ -28,12 +29,6 @@ GPU_BATCH_PIXELS = 64 * 256 * 256
 CPU_TILES_PER_THREAD = 2
 CPU_MAX_BATCH = 4
 DEVICE_SHARE = 0.25  # at most this share of free GPU memory for an uploaded image + sums
-# Resize mode resizes an image whole when its aspect ratio is within this factor of the model
-# input's: the resize-mode models were trained on whole frames of aspect ratio 1 to 2.1
-# (Kvasir-SEG 1.0-1.79, CVC-ClinicDB 1.33, UDIAT up to 2.1) squeezed to 512 x 512.
-# A more elongated image is cut into windows (4 Kvasir-SEG frames side by side, 4.6:1:
-# Dice per frame 0.32 resized whole, 0.80 in windows; docs/benchmarks.md).
-MAX_RESIZE_STRETCH = 2.2
 
 Crops = Callable[[list[tuple[int, int, int]], int, int], torch.Tensor]
 
@@ -171,35 +166,6 @@ def blend_tiles(
         start += len(batch)
         yield start, len(positions)
     return acc, norm
-
-
-def resize_window(
-    hw: Sequence[int], size: Sequence[int], max_stretch: float = MAX_RESIZE_STRETCH
-) -> tuple[int, int] | None:
-    """The (h, w) windows resize mode cuts an image of ``hw`` pixels into; None: resize it whole.
-
-    An image whose aspect ratio is within ``max_stretch`` of the model input's ``size``
-    is resized whole, as the model was trained. A more elongated one, resized whole, would
-    squeeze its objects far beyond anything the model saw, so it is cut along its long
-    side into the largest windows of the model input's aspect ratio, each resized to
-    ``size`` (:func:`sliding_window` with windows of this shape, blended as tiles are).
-    """
-    (H, W), (h, w) = hw, size
-    stretch = (W / H) / (w / h)  # > 1: wider than the model input
-    if max(stretch, 1.0 / stretch) <= max_stretch:
-        return None
-    if stretch > 1.0:
-        return H, min(W, round(H * w / h))
-    return min(H, round(W * h / w)), W
-
-
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Window starts covering [0, length) with windows of ``tile`` overlapping by ``overlap``."""
-    if length <= tile:
-        return [0]
-    step = max(1, int(tile * (1.0 - overlap)))
-    n = math.ceil((length - tile) / step) + 1
-    return sorted({round(i * (length - tile) / (n - 1)) for i in range(n)})
 
 
 def blend_window(h: int, w: int) -> np.ndarray:

@@ -253,7 +253,7 @@ def test_model_defaults_come_from_the_checkpoint():
 def test_a_full_hd_frame_is_resized_like_the_frames_the_model_learnt(make_napari_viewer, qtbot):
     """A 1350 x 1080 colonoscopy frame (Kvasir's size) runs whole, resized, as the model
     was trained; tiles of it lose the polyp's context (Dice 0.56 against 0.76 on a Kvasir
-    frame when frames over 1024 px were tiled). Only slides beyond 4096 px are tiled."""
+    frame when frames over 1024 px were tiled); larger photos too (test_large_frames)."""
     from skimage.transform import resize
 
     from napari_tmunet._segment_jobs import LARGE_IMAGE

@@ -69,6 +69,17 @@ def max_pixels(override: int | None = None) -> int:
     return DEFAULT_MAX_PIXELS
 
 
+def in_bands(image, limit: int | None = None) -> bool:
+    """Whether a 2-D image, (H, W) or (H, W, C), is segmented in bands of tiles
+    (``streaming.segment_bands``: tile mode only): read lazily (a memmap, zarr or dask
+    array, not an array in memory) and over the pixel budget (``limit``, else
+    :func:`max_pixels`). Reads no pixel."""
+    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
+        return False
+    shape = tuple(image.shape)
+    return shape[0] * shape[1] > max_pixels(limit)
+
+
 def describe_pixels(pixels: int) -> str:
     """E.g. "268.4 Mpix"."""
     return f"{pixels / 1e6:.1f} Mpix"
