@@ -101,6 +101,7 @@ from ._widget_common import (
     plural,
     scroll_body,
     scroll_into_view,
+    scrolled_text,
     set_tooltips,
     start_worker,
     wrap,
@@ -119,6 +120,9 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
+# lines of the summary shown at once (it scrolls in its box): with the settings above it
+# they fit a 1366 x 768 dock from the Image box down (tester29)
+SUMMARY_LINES = 6
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
@@ -301,6 +305,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 self.disclaimer,
             ]
         )
+        scrolled_text(self.summary, SUMMARY_LINES)
         set_tooltips(self, SEGMENT_TIPS)
 
     def reset_choices(self, *_args) -> None:
@@ -1303,8 +1308,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """Scroll a short dock to the summary, which holds the warnings ("may not suit
         this image"), from its first line, with the status and disclaimer under it as
         far as they fit; the Image and Model boxes at the top stay in view where they
-        were and the whole summary fits with them (they say what the result and the
-        sliders are of)."""
+        were (they say what the result and the sliders are of): a long summary scrolls
+        in its own box (:data:`SUMMARY_LINES`)."""
         shown = (self.summary, self.status, self.disclaimer)
         scroll_into_view(self.body, *shown, keep=self.image)
 

@@ -344,7 +344,73 @@ def scroll_body(container, labels: bool = True):
     return body
 
 
+def scrolled_text(label, lines: int):
+    """Put the wrapped magicgui Label ``label``, already in a dock's body, in a box as tall
+    as its text up to ``lines`` lines, which scrolls the rest of it (a long run summary),
+    from its first line each time the text changes; returns the box (a QScrollArea).
+
+    The dock then needs not scroll its top rows out of view to show a long text: the
+    text's box fits under them (see :func:`scroll_into_view`'s ``keep``).
+    """
+    native = label.native
+    row = native.parentWidget().layout()
+    index = row.indexOf(native)
+    box = _text_box_type()(native, lines)
+    row.insertWidget(index, box)
+    return box
+
+
+@functools.cache
+def _text_box_type():
+    """A QScrollArea class whose instances hold one wrapped QLabel and are as tall as its
+    text at their width, up to a number of its lines."""
+    from qtpy.QtCore import QEvent, QSize, Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+    class TextBox(QScrollArea):
+        def __init__(self, label, lines: int):
+            super().__init__()
+            self._label, self._lines, self._text = label, lines, label.text()
+            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+            inner = QWidget()
+            layout = QVBoxLayout(inner)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.addWidget(label)
+            self.setWidget(inner)
+            self.setWidgetResizable(True)
+            self.setFrameShape(QFrame.Shape.NoFrame)
+            self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            policy.setHeightForWidth(True)
+            self.setSizePolicy(policy)
+            inner.installEventFilter(self)  # its layout asks again when the text changes
+
+        def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+            return True
+
+        def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
+            most = self._lines * self._label.fontMetrics().lineSpacing()
+            return min(self.widget().heightForWidth(width), most)
+
+        def sizeHint(self):  # noqa: N802 - Qt's name
+            return QSize(0, self.heightForWidth(max(self.width(), 1)))
+
+        def minimumSizeHint(self):  # noqa: N802 - Qt's name
+            return QSize(0, 0)
+
+        def eventFilter(self, inner, event):  # noqa: N802 - Qt's name
+            if inner is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+                self.updateGeometry()  # the dock's layout gives it its new height
+                if self._label.text() != self._text:  # a new text is read from its top
+                    self._text = self._label.text()
+                    self.verticalScrollBar().setValue(0)
+            return super().eventFilter(inner, event)
+
+    return TextBox
+
+
 SCROLL_MARGIN = 10  # px left above and below what a dock scrolls to
+KEEP_LINES = 3  # lines of what a dock scrolls to that must show under its kept top rows
 ROW_SNAP = 40  # px at most that a scroll moves further to stop on a row's edge
 
 
@@ -354,9 +420,11 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     what just changed (a label that wraps a new text grows after this call) for half a
     second. The view moves no more than it must (not at all when they are in view), and
     stops on a row's edge rather than cut a row in half. ``keep``, a widget in one of
-    the top rows (Segment's Image box), stays in view when it is in view now, as long
-    as the first of ``widgets`` can be seen whole with it (tester27 #4: a run's summary
-    scrolled the Image and Model boxes away to show the disclaimer under it)."""
+    the top rows (Segment's Image box), stays in view when it is in view now: the view
+    goes no lower than its row's top, as long as the first :data:`KEEP_LINES` lines of
+    the first of ``widgets`` show with it (tester27 #4, tester29: a run's summary
+    scrolled the Image and Model boxes away; a long one scrolls in its own box,
+    :func:`scrolled_text`). A widget in such a box counts as the box."""
     from qtpy.QtCore import QTimer
 
     bar = body.scroll_area.verticalScrollBar()
@@ -391,7 +459,7 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
     where the view is to stay."""
     area = body.scroll_area
     bar, view = area.verticalScrollBar(), area.viewport().height()
-    shown = [n for n in natives if n.isVisibleTo(body.native)]
+    shown = [_shown_part(body, n) for n in natives if n.isVisibleTo(body.native)]
     if not shown or view <= 0:
         return None
     now = bar.value()
@@ -405,10 +473,12 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
         value = top - SCROLL_MARGIN
     else:
         value = bottom + SCROLL_MARGIN - view  # the least scroll that shows them
-    first_bottom = _top(body, shown[0]) + shown[0].height()  # the one that must be seen
+    first = shown[0]  # the one that must be seen
+    first_bottom = _top(body, first) + first.height()
     if keep_row is not None and value > keep_row.y():
-        if first_bottom + SCROLL_MARGIN - view <= keep_row.y():
-            value = keep_row.y()  # the first one whole under the kept rows, the rest as fits
+        seen = min(first.height(), KEEP_LINES * first.fontMetrics().lineSpacing())
+        if _top(body, first) + seen + SCROLL_MARGIN - view <= keep_row.y():
+            value = keep_row.y()  # the kept rows on top, the first one's lines as fit
     value = max(0, min(value, bar.maximum()))
     return _on_row_edge(body, value, top, first_bottom, view)
 
@@ -446,6 +516,18 @@ def _row_of(body, widget):
     while native is not None and native.parentWidget() is not body.native:
         native = native.parentWidget()
     return native.geometry() if native is not None else None
+
+
+def _shown_part(body, native):
+    """``native``, or the box in ``body`` that scrolls it (:func:`scrolled_text`)."""
+    from qtpy.QtWidgets import QAbstractScrollArea
+
+    parent = native.parentWidget()
+    while parent is not None and parent is not body.native:
+        if isinstance(parent, QAbstractScrollArea):
+            return parent
+        parent = parent.parentWidget()
+    return native
 
 
 def _top(body, native) -> int:
