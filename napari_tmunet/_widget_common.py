@@ -583,18 +583,26 @@ class CheckpointCheck:
     (:func:`registry.checkpoint_problem`: torch's import takes seconds), so that a file
     that is not a checkpoint (a picture, a damaged copy) is flagged when it is chosen, not
     at Start or Segment; ``show(path, problem)`` is called on the GUI thread when the
-    file read has a problem and is still the one ``chosen()`` returns."""
+    file read has a problem and is still the one ``chosen()`` returns. A click that
+    comes while the file is read waits for it (:meth:`when_read`)."""
 
     def __init__(self, chosen: Callable[[], str], show: Callable[[str, str], None], segments):
         self._chosen, self._show, self._segments = chosen, show, segments
         self._problems: dict[str, tuple[tuple | None, str]] = {}  # path -> (version, problem)
+        self._reading: set[str] = set()  # paths read now
+        self._waiting: dict[str, list[Callable[[], None]]] = {}  # path -> called once read
         self.closed = False  # the dock is gone: no result is shown
 
     def check(self, path: str) -> None:
-        """Read ``path`` in the background (at once where workers run inline)."""
+        """Read ``path`` in the background (at once where workers run inline), unless it
+        is being read."""
         from . import registry
         from ._segment_rederive import runs_inline
 
+        path = str(path)
+        if path in self._reading:
+            return
+        self._reading.add(path)
         if runs_inline():
             self._checked((path, registry.checkpoint_problem(path, self._segments)))
             return
@@ -602,7 +610,8 @@ class CheckpointCheck:
             _read_checkpoint,
             path,
             self._segments,
-            connect={"returned": self._checked, "errored": lambda _err: None},  # the run says
+            # not read: no problem to show, and a click waiting on it runs (the run says)
+            connect={"returned": self._checked, "errored": lambda _err: self._checked((path, ""))},
         )
 
     def problem(self, path: str) -> str:
@@ -610,11 +619,30 @@ class CheckpointCheck:
         version, problem = self._problems.get(str(path), (None, ""))
         return problem if version is not None and version == _file_version(path) else ""
 
+    def is_read(self, path: str) -> bool:
+        """Whether ``path`` was read as it is now (its :meth:`problem` is known)."""
+        version, _ = self._problems.get(str(path), (None, ""))
+        return version is not None and version == _file_version(path)
+
+    def when_read(self, path: str, then: Callable[[], None]) -> None:
+        """Call ``then()`` on the GUI thread once ``path`` is read as it is now: at once
+        when it is, else when its read (started here if none runs) ends; never once the
+        dock is closed."""
+        if self.is_read(path):
+            then()
+            return
+        self._waiting.setdefault(str(path), []).append(then)
+        self.check(path)
+
     def _checked(self, result: tuple[str, str]) -> None:
         path, problem = result
+        self._reading.discard(path)
         self._problems[path] = (_file_version(path), problem)
         if problem and not self.closed and path == self._chosen():
             self._show(path, problem)
+        for then in self._waiting.pop(path, []):
+            if not self.closed:
+                then()
 
 
 def _read_checkpoint(path: str, segments: bool) -> tuple[str, str]:
