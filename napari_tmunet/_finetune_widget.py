@@ -132,6 +132,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._file_check = CheckpointCheck(
             self._chosen_file, lambda _path, _problem: self._show_model_state(), segments=False
         )
+        self._waiting = ""  # the checkpoint file a Start click waits to be read
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -550,6 +551,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if chosen is None:
             self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
             return
+        if self._wait_for_file_check():
+            return
         bad_file = self._file_check.problem(self._chosen_file())
         if bad_file:
             self._refuse(bad_file)
@@ -592,6 +595,30 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 threads=_torch_threads(),
             )
         )
+
+    def _wait_for_file_check(self) -> bool:
+        """Whether the checkpoint file to start from is still being read (chosen a moment
+        ago: :class:`CheckpointCheck`); the status then says so, and Start is clicked
+        again once it is read (:meth:`_start_after_check`): refused with the check's
+        words, or started."""
+        path = self._chosen_file()
+        if not path or self._file_check.is_read(path):
+            return False
+        self._waiting = path
+        self.status.value = f"checking {Path(path).name}..."
+        self._file_check.when_read(path, lambda: self._start_after_check(path))
+        return True
+
+    def _start_after_check(self, path: str) -> None:
+        """Start as clicked, now that ``path`` is read, unless it was done already or the
+        file to start from is another one now (nothing starts)."""
+        if self._waiting != path or self._closed or self.running:
+            return
+        self._waiting = ""
+        if self.status.value == f"checking {Path(path).name}...":
+            self.status.value = ""
+        if self._chosen_file() == path:
+            self.start()
 
     def resume(self, _=None) -> None:
         """Continue the stopped run in the run folder (its saved settings)."""

@@ -97,6 +97,8 @@ def open_dock(viewer, name):
 def segment_with(qtbot, segment, layer):
     segment.image.value = layer
     segment.segment()
+    # a checkpoint file chosen a moment ago is read first ("checking X.pt..."), then it runs
+    qtbot.waitUntil(lambda: not segment.status.value.startswith("checking "), timeout=60_000)
     qtbot.waitUntil(lambda: not segment.running, timeout=60_000)
     return segment.last_result.labels
 
@@ -918,7 +920,9 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     make_napari_viewer, qtbot, monkeypatch, tmp_path
 ):
     """Threaded path: the handler connected at creation shows one message, nothing re-raised
-    (pytest-qt would fail the test on an exception raised in a slot)."""
+    (pytest-qt would fail the test on an exception raised in a slot). Fine-tune's Start
+    clicked while the checkpoint file is read waits for its read and is refused with its
+    words, in one message (tester29: the job started on it and failed)."""
     import napari_tmunet._finetune_widget as finetune_module
     import napari_tmunet._metrics_widget as metrics_module
 
@@ -933,13 +937,12 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     tune.checkpoint.value = bad
     tune.run_folder.value = tmp_path / "run"
     tune.start_button.native.click()
-    assert tune.worker is not None
-    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    assert tune.status.value == "checking broken.pt..."
+    qtbot.waitUntil(lambda: bool(messages), timeout=60_000)
     qtbot.wait(50)
     assert len(messages) == 1 and "broken.pt" in messages[0], messages
-    assert tune.status.value.startswith("failed") and tune.start_button.enabled
-    # what the user painted is on disk although the job failed
-    assert (tmp_path / "run" / "data" / "masks").is_dir()
+    assert tune.worker is None and tune.status.value == messages[0]
+    assert tune.start_button.enabled
 
     metrics = open_dock(viewer, "Metrics")
     reports = []
