@@ -422,7 +422,7 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     stops on a row's edge rather than cut a row in half. ``keep``, a widget in one of
     the top rows (Segment's Image box), stays in view when it is in view now: the view
     goes no lower than its row's top, as long as the first :data:`KEEP_LINES` lines of
-    the first of ``widgets`` show with it (tester27 #4, tester29: a run's summary
+    the first of ``widgets`` show with it (tester27 #4, tester28: a run's summary
     scrolled the Image and Model boxes away; a long one scrolls in its own box,
     :func:`scrolled_text`). A widget in such a box counts as the box."""
     from qtpy.QtCore import QTimer

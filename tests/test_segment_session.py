@@ -62,7 +62,7 @@ def test_broken_checkpoint_gives_one_message_on_the_threaded_path(
 ):
     """One notification, no re-raised traceback (pytest-qt fails on an error in a slot).
     Segment clicked while the file is read waits for its read and is refused with its
-    words (tester29; the run started on it and failed)."""
+    words (tester28; the run started on it and failed)."""
     import napari_tmunet._segment_widget as module
 
     messages = []

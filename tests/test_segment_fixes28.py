@@ -1,4 +1,4 @@
-"""Segment dock on the threaded path, real CVC-ClinicDB frames and real files (tester29):
+"""Segment dock on the threaded path, real CVC-ClinicDB frames and real files (tester28):
 
 A. Segment all on several frames in a 1366 x 768 window as the launcher opens it: the
    long summary scrolled the dock down and the Image and Model boxes out of view; now
