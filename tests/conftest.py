@@ -48,6 +48,18 @@ def notices(monkeypatch):
 
 
 @pytest.fixture
+def errors(monkeypatch):
+    """The error pop-ups of the Segment and Fine-tune docks, as a list of their texts."""
+    import napari_tmunet._finetune_widget as finetune
+    import napari_tmunet._segment_widget as segment_module
+
+    seen = []
+    monkeypatch.setattr(segment_module, "show_error", seen.append)
+    monkeypatch.setattr(finetune, "show_error", seen.append)
+    return seen
+
+
+@pytest.fixture
 def launcher_app(mock_app_model):
     """A fresh napari application for a test that opens windows as the launcher does
     (``napari.Viewer``, not ``make_napari_viewer``): napari registers the plugins' menu

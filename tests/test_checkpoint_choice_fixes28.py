@@ -32,18 +32,6 @@ def _frame_and_model():
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    """The error pop-ups of both docks, as a list of their texts."""
-    import napari_tmunet._finetune_widget as finetune
-    import napari_tmunet._segment_widget as segment_module
-
-    seen = []
-    monkeypatch.setattr(segment_module, "show_error", seen.append)
-    monkeypatch.setattr(finetune, "show_error", seen.append)
-    return seen
-
-
-@pytest.fixture
 def picture(tmp_path):
     """A real CVC-ClinicDB frame, chosen by mistake as the checkpoint."""
     return shutil.copy(FRAME, tmp_path / "frame.png")

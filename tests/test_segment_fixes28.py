@@ -37,18 +37,6 @@ def _frames_and_model():
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    """The error pop-ups of the Segment and Fine-tune docks, as a list of their texts."""
-    import napari_tmunet._finetune_widget as finetune
-    import napari_tmunet._segment_widget as segment_module
-
-    seen = []
-    monkeypatch.setattr(segment_module, "show_error", seen.append)
-    monkeypatch.setattr(finetune, "show_error", seen.append)
-    return seen
-
-
-@pytest.fixture
 def picture(tmp_path):
     """A real CVC-ClinicDB frame renamed .pt: chosen as the checkpoint by mistake."""
     return shutil.copy(FRAMES / "45.png", tmp_path / "frame.pt")
