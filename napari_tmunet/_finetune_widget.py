@@ -30,7 +30,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
@@ -678,18 +678,20 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         where it stopped (Resume continues it). Not once this dock has a run or a Run
         folder the user chose."""
         closed = _CLOSED_RUNS.get(self.viewer)
-        if closed is None or closed is self or self.running or not self._auto_folder:
+        if closed is None or closed is self or self.running or self._closed:
+            return
+        if not self._auto_folder:  # the user has chosen another
             return
         run_dir = Path(closed.run_folder.value)
         self._set_folder(run_dir)
         if closed.running:  # tells this dock again when it has stopped
             closed.worker.finished.connect(self._offer_closed_run)
             self.status.value = (
-                f"The run in {run_dir} is stopping (its dock was closed); Resume "
+                f"the run in {run_dir} is stopping (its dock was closed); Resume "
                 "continues it once it has stopped."
             )
         else:
-            self.status.value = _closed_run_text(closed, run_dir)
+            self.status.value = _closed_run_text(closed)
         self._update_buttons()
 
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
@@ -717,6 +719,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._update_buttons()
         self.status.value = "starting..."
         self._show_run_controls()
+        run = (self._stop_event, self._ended)
+        _RUNS.add(run)
         self.worker = start_worker(
             run_finetune,
             job,
@@ -727,12 +731,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 "errored": self._on_error,
                 "finished": self._on_finished,
             },
+            direct={"finished": lambda: _ended(run)},  # closing napari waits for it
         )
-        # set in the training thread as the worker's last signal goes (closing napari waits)
-        run = (self._stop_event, self._ended)
-        _RUNS.add(run)
-        self.worker.finished.connect(self._ended.set, Qt.ConnectionType.DirectConnection)
-        self.worker.finished.connect(lambda: _RUNS.discard(run))
 
     def _show_run_controls(self) -> None:
         """Scroll a short dock to Stop, the progress bar and the status under them (they
@@ -785,7 +785,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.result = result
         if self._closed:
             if not self._window_closed:
-                show_info(f"Fine-tuning: {_closed_run_text(self, Path(result['run_dir']))}")
+                show_info(f"Fine-tuning: {_closed_run_text(self)}")
             return
         if result.get("trained", result["step"]) == 0:  # nothing learned in this run
             self.status.value = (
@@ -1011,8 +1011,9 @@ def _tab_beside(dock, own) -> None:
         window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
 
 
-def _closed_run_text(closed: FinetuneWidget, run_dir: Path) -> str:
-    """What became of the run of the dock ``closed``, closed while it ran (in ``run_dir``)."""
+def _closed_run_text(closed: FinetuneWidget) -> str:
+    """What became of the run of the dock ``closed``, closed while it ran."""
+    run_dir = Path(closed.run_folder.value).expanduser()
     result, where = closed.result, f"the run in {run_dir}"
     if closed.error:
         return f"{where} failed after its dock was closed: {closed.error}"
@@ -1044,6 +1045,12 @@ def _wait_for_run(stop: threading.Event, ended: threading.Event) -> None:
         print(
             f"napari-tmunet: a fine-tuning run went on after {STOP_WAIT_S:.0f} s", file=sys.stderr
         )
+
+
+def _ended(run: tuple[threading.Event, threading.Event]) -> None:
+    """In the training thread, as the worker's last signal goes: the run has ended."""
+    run[1].set()
+    _RUNS.discard(run)
 
 
 @atexit.register
