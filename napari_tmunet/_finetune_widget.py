@@ -693,6 +693,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         else:
             self.status.value = _closed_run_text(closed)
         self._update_buttons()
+        self._show_run_controls()  # Resume and the status, under the settings
 
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         _CLOSED_RUNS.pop(self.viewer, None)  # a new run: the closed dock's one is not shown
@@ -785,7 +786,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.result = result
         if self._closed:
             if not self._window_closed:
-                show_info(f"Fine-tuning: {_closed_run_text(self)}")
+                show_info(f"Fine-tuning: {_closed_run_text(self, menu=True)}")
             return
         if result.get("trained", result["step"]) == 0:  # nothing learned in this run
             self.status.value = (
@@ -1011,8 +1012,9 @@ def _tab_beside(dock, own) -> None:
         window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
 
 
-def _closed_run_text(closed: FinetuneWidget) -> str:
-    """What became of the run of the dock ``closed``, closed while it ran."""
+def _closed_run_text(closed: FinetuneWidget, menu: bool = False) -> str:
+    """What became of the run of the dock ``closed``, closed while it ran; ``menu``: say
+    where the dock that resumes it is (a notification, read outside the dock)."""
     run_dir = Path(closed.run_folder.value).expanduser()
     result, where = closed.result, f"the run in {run_dir}"
     if closed.error:
@@ -1021,10 +1023,8 @@ def _closed_run_text(closed: FinetuneWidget) -> str:
         return f"{where} ended after its dock was closed"
     at = f"step {result.get('step', 0)}/{result.get('total_steps', '?')}"
     if run_folder_state(run_dir) == "resumable":
-        return (
-            f"{where} stopped at {at} when its dock was closed; Resume (in Plugins > "
-            "TM-UNet > Fine-tune) continues it"
-        )
+        resume = "Resume (in Plugins > TM-UNet > Fine-tune)" if menu else "Resume"
+        return f"{where} stopped at {at} when its dock was closed; {resume} continues it"
     if result.get("trained", result["step"]) == 0:
         return f"{where} stopped before any training step when its dock was closed"
     return f"{where} finished ({at}) as its dock was closed; its model: {result['best_checkpoint']}"
