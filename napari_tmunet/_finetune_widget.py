@@ -80,13 +80,6 @@ DISK_FULL = "no space left on its device"
 # file headers (~0.5 ms a pair: CVC-ClinicDB's 550 in 0.24 s) and named under it; a larger
 # one at Start, in the worker, so that choosing it does not hold the dock
 FOLDER_SIZES_CHECKED = 1000
-# Closing napari waits this long for a run to stop (it finishes its step, scores and saves
-# last.pt) before the window goes; a thread still running as Python ends prints a traceback
-STOP_WAIT_S = 300.0
-# the dock of each viewer closed (its X) while a run went on: a reopened dock offers that run
-_CLOSED_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# (stop, ended) events of the runs under way, for the interpreter's exit
-_RUNS: set[tuple[threading.Event, threading.Event]] = set()
 
 
 # ----------------------------------------------------------------------- the widget
@@ -1010,6 +1003,15 @@ def _tab_beside(dock, own) -> None:
     if mine:
         half = max(1, (dock.height() + mine[0].height()) // 2)
         window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
+
+
+# Closing napari waits this long for a run to stop (it finishes its step, scores and saves
+# last.pt) before the window goes; a thread still running as Python ends prints a traceback
+STOP_WAIT_S = 300.0
+# the dock of each viewer closed (its X) while a run went on: a reopened dock offers that run
+_CLOSED_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# (stop, ended) events of the runs under way, for the interpreter's exit
+_RUNS: set[tuple[threading.Event, threading.Event]] = set()
 
 
 def _closed_run_text(closed: FinetuneWidget, menu: bool = False) -> str:
