@@ -35,6 +35,7 @@ from qtpy.QtCore import QObject, Signal
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
 from ._docks import find_dock, open_dock, raise_from_menu
+from ._finetune_folder import READING, FolderRead
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
@@ -61,7 +62,6 @@ from .training.finetune import (
     TRAINING_PHASE,
     FinetuneJob,
     compare_models,
-    folder_problems,
     new_run_folder,
     next_free_folder,
     run_finetune,
@@ -76,10 +76,6 @@ INTRO = (
 )
 CHECKPOINT_CHOICE = "Checkpoint file..."
 DISK_FULL = "no space left on its device"
-# A chosen Folder of up to this many pairs has its image and mask sizes compared from the
-# file headers (~0.5 ms a pair: CVC-ClinicDB's 550 in 0.24 s) and named under it; a larger
-# one at Start, in the worker, so that choosing it does not hold the dock
-FOLDER_SIZES_CHECKED = 1000
 
 
 # ----------------------------------------------------------------------- the widget
@@ -129,13 +125,15 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._verdict = ""  # the last run's outcome in words, before which model is active
         self._device_note = ""  # why the chosen Device is not on this machine
         self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
-        # (the folder and its subfolders' times, (its modality, its problems in words))
-        self._folder_guess: tuple[tuple, tuple[str, str]] = ((), ("", ""))
+        # the chosen Folder's modality and problems, read in a worker thread
+        self._folder = FolderRead(self._on_folder_read)
+        self._start_after_read = False  # Start was clicked while the Folder was read
         self._checkpoint_label = ("", "")  # (the chosen checkpoint file, its model_label)
         # a checkpoint file chosen is read in the background: a picture is flagged at once
         self._file_check = CheckpointCheck(
             self._chosen_file, lambda _path, _problem: self._show_model_state(), segments=False
         )
+        self._waiting = ""  # the checkpoint file a Start click waits to be read
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -363,6 +361,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             active = self.active.current
             if chosen is None:
                 text = "no model to start from: choose one"
+            elif self._folder_unread():  # it decides the model: said once it is read
+                text = f"the model for the Folder's images: {READING}"
             elif active is not None and chosen[0] == active.model:
                 text = f"active: {chosen[1]}"
             elif chosen == self._mask_model():
@@ -440,30 +440,44 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         return str(folder) if folder and str(folder) not in ("", ".") else ""
 
     def _on_dataset_folder_changed(self, _=None) -> None:
-        """A Folder chosen (again): read it afresh, its notes shown."""
-        self._forget_folder()
+        """A Folder chosen (again): read it afresh in the background, "reading folder..."
+        under it meanwhile (a read of the Folder chosen before is dropped). A Start that
+        waited for that read goes on when this one ends, or now for no Folder."""
+        self._folder.forget()
         self._show_model_state()
+        self._start_if_read()
 
-    def _forget_folder(self) -> None:
-        """Drop what :meth:`_folder_state` keeps: a file fixed in place (a mask saved again
-        at its image's size) leaves its folder's time as it was."""
-        self._folder_guess = ((), ("", ""))
+    def _on_folder_read(self) -> None:
+        """The chosen Folder has been read (GUI thread): its notes, then a Start that
+        waited for it."""
+        if self._closed:
+            return
+        self._show_model_state()
+        self._start_if_read()
+
+    @property
+    def reading_folder(self) -> bool:
+        """Whether the chosen dataset Folder is being read (in a worker thread)."""
+        return self._folder.reading
 
     def _folder_state(self, folder: str) -> tuple[str, str]:
-        """(modality, problems) of dataset folder ``folder`` (:func:`_read_folder`), kept
-        while its images/ and masks/ folders are unchanged (the notes are redone on every
-        layer event; a guess reads images)."""
-        key = (folder, *(_changed_at(Path(folder) / sub) for sub in ("images", "masks")))
-        if self._folder_guess[0] != key:
-            self._folder_guess = (key, _read_folder(folder))
-        return self._folder_guess[1]
+        """(modality, problems) of dataset folder ``folder`` (:class:`FolderRead`: read in
+        the background, kept while its images/ and masks/ folders are unchanged); ("",
+        "reading folder...") until it has been read."""
+        return self._folder.state(folder) or ("", READING)
 
     def _folder_alone(self) -> str:
         """The chosen Folder's modality when it is trained on alone (no pair has an
-        image); "" otherwise, or when its images cannot be read."""
+        image); "" otherwise, or when its images cannot be read (or are being read)."""
         first = self.rows[0].image.value if self.rows else None
         folder = self._chosen_folder()
         return self._folder_state(folder)[0] if folder and first is None else ""
+
+    def _folder_unread(self) -> bool:
+        """Whether the Folder is trained on alone and not read yet (it picks the model)."""
+        first = self.rows[0].image.value if self.rows else None
+        folder = self._chosen_folder()
+        return bool(folder) and first is None and self._folder.state(folder) is None
 
     def _image_modality(self, layer, earlier: dict) -> str:
         """:func:`registry.guess_modality` of an image layer, kept while its data is the same
@@ -547,15 +561,42 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         return self._busy
 
     def start(self, _=None) -> None:
-        """Write the data and configuration, then fine-tune in a worker thread."""
+        """Write the data and configuration, then fine-tune in a worker thread. With a
+        dataset Folder, once it has been read again in the background (its files may have
+        changed since it was chosen): the model to start from and the notes come from it."""
         if self.running:
             show_info("Fine-tuning is already running.")
             return
-        self._forget_folder()  # the Folder's files may have changed since it was chosen
+        folder = self._chosen_folder()
+        if not folder:
+            self._start_now()
+            return
+        self._start_after_read = True
+        self._busy = True  # Stop cancels the Start; Start is not clicked twice
+        self._update_buttons()
+        self.status.value = READING
+        self._folder.read(folder)  # where workers run inline: read, and started, by now
+        if self._start_after_read:
+            self._show_model_state()
+
+    def _start_if_read(self) -> None:
+        """Go on with a Start that waited for the Folder's read, when no read is under way
+        (another Folder may have been chosen meanwhile: the Start waits for that one)."""
+        if not self._start_after_read or self._folder.reading:
+            return
+        self._start_after_read = False
+        self._busy = False
+        self._start_now()
+        self._update_buttons()  # refused: Start is offered again
+
+    def _start_now(self) -> None:
+        """Check the settings and the data, then launch the run (:meth:`start`)."""
         self._show_model_state()
         chosen = self.start_model()
         if chosen is None:
             self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
+            return
+        if self._wait_for_file_check():
             return
         bad_file = self._file_check.problem(self._chosen_file())
         if bad_file:
@@ -600,6 +641,30 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             )
         )
 
+    def _wait_for_file_check(self) -> bool:
+        """Whether the checkpoint file to start from is still being read (chosen a moment
+        ago: :class:`CheckpointCheck`); the status then says so, and Start is clicked
+        again once it is read (:meth:`_start_after_check`): refused with the check's
+        words, or started."""
+        path = self._chosen_file()
+        if not path or self._file_check.is_read(path):
+            return False
+        self._waiting = path
+        self.status.value = f"checking {Path(path).name}..."
+        self._file_check.when_read(path, lambda: self._start_after_check(path))
+        return True
+
+    def _start_after_check(self, path: str) -> None:
+        """Start as clicked, now that ``path`` is read, unless it was done already or the
+        file to start from is another one now (nothing starts)."""
+        if self._waiting != path or self._closed or self.running:
+            return
+        self._waiting = ""
+        if self.status.value == f"checking {Path(path).name}...":
+            self.status.value = ""
+        if self._chosen_file() == path:
+            self.start()
+
     def resume(self, _=None) -> None:
         """Continue the stopped run in the run folder (its saved settings)."""
         if self.running:
@@ -635,6 +700,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         """Stop after the current step (the engine evaluates and keeps the best
         checkpoint), or before training when it has not begun (the job checks between
         its phases and while scoring)."""
+        if self._start_after_read:  # waiting for the Folder's read: no run is started
+            self._start_after_read = False
+            self._busy = False
+            self._update_buttons()
+            self.status.value = "not started: Stop was clicked while the Folder was read"
+            return
         if self.running:
             self._stop_event.set()
             training = self._training
@@ -647,6 +718,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         reopened in this viewer (:meth:`_offer_closed_run`)."""
         self._closed = True
         self._file_check.closed = True
+        self._folder.closed = True
         self._stop_event.set()
         if self.running and not self._window_closed:
             _CLOSED_RUNS[self.viewer] = self
@@ -911,32 +983,6 @@ class _LabelFitter(QObject):
             width = max(n.fontMetrics().horizontalAdvance(n.text()) for n in natives) + 4
             for native in natives:
                 native.setMinimumWidth(max(native.minimumWidth(), width))
-
-
-def _changed_at(path: Path) -> int | None:
-    """When folder ``path``'s list of files last changed (None: it cannot be read)."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def _read_folder(folder: str) -> tuple[str, str]:
-    """(modality, problems) of dataset folder ``folder``: :func:`registry.guess_folder_modality`
-    of a few of its images, and :func:`folder_problems`: images without masks, one name
-    twice, and (a folder of at most :data:`FOLDER_SIZES_CHECKED` pairs) images and masks of
-    different sizes or unreadable; or why it is no dataset folder."""
-    from .data.datasets import DatasetError, scan_pairs
-
-    try:  # listed once; the file headers (their sizes) read up to FOLDER_SIZES_CHECKED pairs
-        report = scan_pairs(folder, max_sized=FOLDER_SIZES_CHECKED)
-    except (DatasetError, OSError) as err:
-        return "", str(err)
-    then = " before Start"
-    if not report.sizes_checked:
-        then += " (Start also compares image and mask sizes)"
-    problems = folder_problems(report, then)
-    return registry.guess_folder_modality(folder, report.pairs), problems
 
 
 def _full_width(widget) -> None:

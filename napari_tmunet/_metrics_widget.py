@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
+from . import active_model
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._docks import raise_from_menu
 from ._placement import placement_warning
@@ -86,7 +87,7 @@ HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_di
 # ... nor in the comparison table, whose rows hold a model and its numbers: the part
 # scored is in its title, the rows' notes in a line under it (a note in a cell made a
 # row 324 px tall, its Dice out of view)
-COMPARISON_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"image", "slice", "note"}
+COMPARISON_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"image", "slice", "note", "stage", "model_id"}
 
 # The pair note while Prediction and Reference are one layer (the only one offered): a
 # Segment output lacks its reference, another layer (e.g. a mask painted by hand) a
@@ -588,7 +589,9 @@ class MetricsWidget(Container):
 
     def _update_table(self) -> None:
         _fill_table(self.table, self.results)
-        _fill_table(self.comparison_table, self.comparison, COMPARISON_ORDER, COMPARISON_HIDDEN)
+        shown = [_short_model_row(row) for row in self.comparison]
+        _fill_table(self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN)
+        _model_tips(self.comparison_table, self.comparison)
         _fit_rows(self.comparison_table)
         self.comparison_note.value = _comparison_note(self.comparison)
         self.comparison_note.visible = bool(self.comparison_note.value)
@@ -679,6 +682,47 @@ def _fill_table(
                 if item is not None:
                     item.setToolTip(item.text())
     native.resizeRowsToContents()  # capped columns wrap their text
+
+
+def _compared_model(row: dict[str, Any]) -> active_model.ModelChoice | None:
+    """The model of a comparison row that names it (``model_id``: a registry name or a
+    checkpoint file, a Fine-tune run's by its run's name and lineage); None for one that
+    does not."""
+    model = str(row.get("model_id") or "")
+    if not model or not row.get("stage"):
+        return None
+    return (
+        active_model.file_choice(model)
+        if os.path.isfile(model)
+        else active_model.ModelChoice(model)
+    )
+
+
+def _short_model_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its model named short in the table, as the Segment dock names it
+    (:func:`active_model.short_name`: "after: nuclei · tuned 12-04 16:30"); its full name
+    ("after fine-tuning: fine-tuned on slide1 2026-12-04 16:30:02") was cut at the
+    column's width. Its full name and lineage are the cell's tooltip (:func:`_model_tips`)."""
+    choice = _compared_model(row)
+    if choice is None:
+        return row
+    return {**row, "model": f"{row['stage']}: {active_model.short_name(choice)}"}
+
+
+def _model_tips(table: Table, rows: list[dict[str, Any]]) -> None:
+    """Give the model cell of each of ``table``'s rows that names its model short the full
+    name, the models it descends from and its checkpoint file
+    (:func:`active_model.provenance`) as its tooltip."""
+    header = [
+        table.native.horizontalHeaderItem(i).text() for i in range(table.native.columnCount())
+    ]
+    if "model" not in header:
+        return
+    for index, row in enumerate(rows):
+        choice = _compared_model(row)
+        item = table.native.item(index, header.index("model"))
+        if choice is not None and item is not None:
+            item.setToolTip(f"{row['stage']} fine-tuning: {active_model.provenance(choice)}")
 
 
 def _fit_rows(table: Table) -> None:

@@ -34,6 +34,12 @@ from .data.images import LABEL_DTYPES
 # opened in part, with a warning saying so.
 MAX_DATASET_PAIRS = 100
 
+# What can be opened, said when a path given cannot be (by the reader and the launcher).
+CAN_OPEN = (
+    "give PNG, JPEG, BMP or TIFF images, a folder of them, or a dataset folder with images/ "
+    "and masks/"
+)
+
 FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filename_patterns)
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
@@ -60,10 +66,34 @@ def _is_dataset_dir(path: Path, suffixes: set[str]) -> bool:
 
 
 def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:
-    """Return a reader for TIFF files or a dataset folder, or None if not ours.
+    """Return a reader for TIFF files or a dataset folder; for a folder with nothing to
+    open, a reader that raises why (:func:`folder_problem`); else None.
 
-    Cheap checks only (suffix, existence); never raises.
+    napari calls this only for the reader chosen (in its "Choose reader" dialog, by a
+    saved preference, or as the only one whose manifest patterns match): it lists the
+    candidates by ``napari.yaml`` alone. A None then reads "refused the file", with no
+    reason, so the reason goes in the error the returned reader raises, which napari
+    shows. Cheap checks only (suffix, existence, a folder's listing); never raises.
     """
+    reader = _reader_for(path)
+    if reader is not None:
+        return reader
+    try:
+        folder = Path(path) if isinstance(path, str | os.PathLike) else None
+        problem = folder_problem(folder) if folder is not None and folder.is_dir() else None
+    except Exception:
+        return None
+    return _refusal(problem) if problem else None
+
+
+def reads(path: str | Sequence[str]) -> bool:
+    """Whether this reader opens ``path`` (TIFFs, dataset folders, folders of images of
+    different sizes)."""
+    return _reader_for(path) is not None
+
+
+def _reader_for(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:
+    """The reader function that opens ``path``, or None; never raises."""
     try:
         paths = [path] if isinstance(path, str | os.PathLike) else list(path)
         if not paths:
@@ -79,6 +109,31 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
     except Exception:
         return None
     return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why nothing in ``folder`` can be opened (a sentence naming it and saying what can
+    be), or None when it is a dataset folder or holds images. The launcher and the reader
+    both say this."""
+    suffixes = _image_suffixes()
+    try:
+        if _is_dataset_dir(folder, suffixes) or _folder_images(folder, suffixes):
+            return None
+    except OSError as err:
+        return f"{folder}: cannot list the folder ({err.strerror})"
+    missing = ""
+    if (folder / "images").is_dir() and not (folder / "masks").is_dir():
+        missing = ", and its images/ has no masks/ beside it"
+    return f"{folder}: no images in this folder{missing}; {CAN_OPEN}"
+
+
+def _refusal(problem: str) -> Callable[..., list[LayerData]]:
+    """A reader function that raises ``problem``: napari shows it as the reason."""
+
+    def refuse(path: str | Sequence[str], **_kwargs: Any) -> list[LayerData]:
+        raise ValueError(problem)
+
+    return refuse
 
 
 def _folder_images(folder: Path, suffixes: set[str]) -> list[Path]:

@@ -102,6 +102,7 @@ from ._widget_common import (
     plural,
     scroll_body,
     scroll_into_view,
+    scrolled_text,
     set_tooltips,
     start_worker,
     wrap,
@@ -120,6 +121,9 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
+# lines of the summary shown at once (it scrolls in its box): with the settings above it
+# they fit a 1366 x 768 dock from the Image box down (tester28)
+SUMMARY_LINES = 6
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
@@ -201,6 +205,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._named_choices: dict[str, active_model.ModelChoice] = {}  # and its full name
         # a checkpoint file chosen is read in the background: a picture is flagged at once
         self._file_check = CheckpointCheck(self._shown_model, self._say_bad_file, segments=True)
+        self._waiting: list[Image] | None = None  # the images of a click waiting for that read
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -305,6 +310,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 self.disclaimer,
             ]
         )
+        scrolled_text(self.summary, SUMMARY_LINES)
         set_tooltips(self, SEGMENT_TIPS)
 
     def reset_choices(self, *_args) -> None:
@@ -997,6 +1003,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             show_info("A segmentation is already running; cancel it or wait.")
             return
         self._closed = False  # a dock put back (the same widget) reports its runs again
+        if self._wait_for_file_check(layers):
+            return
         options = self._read_options(layers)
         if options is None:
             return
@@ -1047,6 +1055,35 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 "finished": self._on_finished,
             },
         )
+
+    def _wait_for_file_check(self, layers: list[Image]) -> bool:
+        """Whether a checkpoint file that a Segment click on ``layers`` runs is still being
+        read (chosen a moment ago: :class:`CheckpointCheck`); the status then says so, and
+        the click is carried out once it is read (:meth:`_start_after_check`): refused with
+        the check's words, or run. A run started on it would fail with a rawer message."""
+        files = {self._dock_model(layer) for layer in layers}
+        files = {f for f in files if registry.find_model(f) is None and os.path.isfile(f)}
+        unread = sorted(f for f in files if not self._file_check.is_read(f))
+        if not unread:
+            return False
+        self._waiting = list(layers)
+        self.status.value = f"checking {os.path.basename(unread[0])}..."
+        then = partial(self._start_after_check, self._waiting, unread[0])
+        self._file_check.when_read(unread[0], then)
+        return True
+
+    def _start_after_check(self, layers: list[Image], path: str) -> None:
+        """Carry out the click on ``layers`` that waited for ``path`` to be read, unless
+        another click came meanwhile, or the images chosen since do not run that file (the
+        user changed their mind: nothing starts)."""
+        if layers is not self._waiting or self._closed or self.running:
+            return
+        self._waiting = None
+        if self.status.value == f"checking {os.path.basename(path)}...":
+            self.status.value = ""
+        layers = [layer for layer in layers if layer in self.viewer.layers]
+        if any(self._dock_model(layer) == path for layer in layers):
+            self._start(layers)
 
     def _misfit_reasons(self, layers: list[Image], options: list[SegmentOptions]) -> dict:
         """Image id -> "<model> is <why>" for each image whose model was picked for it but
@@ -1320,8 +1357,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """Scroll a short dock to the summary, which holds the warnings ("may not suit
         this image"), from its first line, with the status and disclaimer under it as
         far as they fit; the Image and Model boxes at the top stay in view where they
-        were and the whole summary fits with them (they say what the result and the
-        sliders are of)."""
+        were (they say what the result and the sliders are of): a long summary scrolls
+        in its own box (:data:`SUMMARY_LINES`)."""
         shown = (self.summary, self.status, self.disclaimer)
         scroll_into_view(self.body, *shown, keep=self.image)
 

@@ -355,7 +355,73 @@ def scroll_body(container, labels: bool = True):
     return body
 
 
+def scrolled_text(label, lines: int):
+    """Put the wrapped magicgui Label ``label``, already in a dock's body, in a box as tall
+    as its text up to ``lines`` lines, which scrolls the rest of it (a long run summary),
+    from its first line each time the text changes; returns the box (a QScrollArea).
+
+    The dock then needs not scroll its top rows out of view to show a long text: the
+    text's box fits under them (see :func:`scroll_into_view`'s ``keep``).
+    """
+    native = label.native
+    row = native.parentWidget().layout()
+    index = row.indexOf(native)
+    box = _text_box_type()(native, lines)
+    row.insertWidget(index, box)
+    return box
+
+
+@functools.cache
+def _text_box_type():
+    """A QScrollArea class whose instances hold one wrapped QLabel and are as tall as its
+    text at their width, up to a number of its lines."""
+    from qtpy.QtCore import QEvent, QSize, Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+    class TextBox(QScrollArea):
+        def __init__(self, label, lines: int):
+            super().__init__()
+            self._label, self._lines, self._text = label, lines, label.text()
+            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+            inner = QWidget()
+            layout = QVBoxLayout(inner)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.addWidget(label)
+            self.setWidget(inner)
+            self.setWidgetResizable(True)
+            self.setFrameShape(QFrame.Shape.NoFrame)
+            self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            policy.setHeightForWidth(True)
+            self.setSizePolicy(policy)
+            inner.installEventFilter(self)  # its layout asks again when the text changes
+
+        def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+            return True
+
+        def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
+            most = self._lines * self._label.fontMetrics().lineSpacing()
+            return min(self.widget().heightForWidth(width), most)
+
+        def sizeHint(self):  # noqa: N802 - Qt's name
+            return QSize(0, self.heightForWidth(max(self.width(), 1)))
+
+        def minimumSizeHint(self):  # noqa: N802 - Qt's name
+            return QSize(0, 0)
+
+        def eventFilter(self, inner, event):  # noqa: N802 - Qt's name
+            if inner is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+                self.updateGeometry()  # the dock's layout gives it its new height
+                if self._label.text() != self._text:  # a new text is read from its top
+                    self._text = self._label.text()
+                    self.verticalScrollBar().setValue(0)
+            return super().eventFilter(inner, event)
+
+    return TextBox
+
+
 SCROLL_MARGIN = 10  # px left above and below what a dock scrolls to
+KEEP_LINES = 3  # lines of what a dock scrolls to that must show under its kept top rows
 ROW_SNAP = 40  # px at most that a scroll moves further to stop on a row's edge
 
 
@@ -365,9 +431,11 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     what just changed (a label that wraps a new text grows after this call) for half a
     second. The view moves no more than it must (not at all when they are in view), and
     stops on a row's edge rather than cut a row in half. ``keep``, a widget in one of
-    the top rows (Segment's Image box), stays in view when it is in view now, as long
-    as the first of ``widgets`` can be seen whole with it (tester27 #4: a run's summary
-    scrolled the Image and Model boxes away to show the disclaimer under it)."""
+    the top rows (Segment's Image box), stays in view when it is in view now: the view
+    goes no lower than its row's top, as long as the first :data:`KEEP_LINES` lines of
+    the first of ``widgets`` show with it (tester27 #4, tester28: a run's summary
+    scrolled the Image and Model boxes away; a long one scrolls in its own box,
+    :func:`scrolled_text`). A widget in such a box counts as the box."""
     from qtpy.QtCore import QTimer
 
     bar = body.scroll_area.verticalScrollBar()
@@ -402,7 +470,7 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
     where the view is to stay."""
     area = body.scroll_area
     bar, view = area.verticalScrollBar(), area.viewport().height()
-    shown = [n for n in natives if n.isVisibleTo(body.native)]
+    shown = [_shown_part(body, n) for n in natives if n.isVisibleTo(body.native)]
     if not shown or view <= 0:
         return None
     now = bar.value()
@@ -416,10 +484,12 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
         value = top - SCROLL_MARGIN
     else:
         value = bottom + SCROLL_MARGIN - view  # the least scroll that shows them
-    first_bottom = _top(body, shown[0]) + shown[0].height()  # the one that must be seen
+    first = shown[0]  # the one that must be seen
+    first_bottom = _top(body, first) + first.height()
     if keep_row is not None and value > keep_row.y():
-        if first_bottom + SCROLL_MARGIN - view <= keep_row.y():
-            value = keep_row.y()  # the first one whole under the kept rows, the rest as fits
+        seen = min(first.height(), KEEP_LINES * first.fontMetrics().lineSpacing())
+        if _top(body, first) + seen + SCROLL_MARGIN - view <= keep_row.y():
+            value = keep_row.y()  # the kept rows on top, the first one's lines as fit
     value = max(0, min(value, bar.maximum()))
     return _on_row_edge(body, value, top, first_bottom, view)
 
@@ -457,6 +527,18 @@ def _row_of(body, widget):
     while native is not None and native.parentWidget() is not body.native:
         native = native.parentWidget()
     return native.geometry() if native is not None else None
+
+
+def _shown_part(body, native):
+    """``native``, or the box in ``body`` that scrolls it (:func:`scrolled_text`)."""
+    from qtpy.QtWidgets import QAbstractScrollArea
+
+    parent = native.parentWidget()
+    while parent is not None and parent is not body.native:
+        if isinstance(parent, QAbstractScrollArea):
+            return parent
+        parent = parent.parentWidget()
+    return native
 
 
 def _top(body, native) -> int:
@@ -512,18 +594,26 @@ class CheckpointCheck:
     (:func:`registry.checkpoint_problem`: torch's import takes seconds), so that a file
     that is not a checkpoint (a picture, a damaged copy) is flagged when it is chosen, not
     at Start or Segment; ``show(path, problem)`` is called on the GUI thread when the
-    file read has a problem and is still the one ``chosen()`` returns."""
+    file read has a problem and is still the one ``chosen()`` returns. A click that
+    comes while the file is read waits for it (:meth:`when_read`)."""
 
     def __init__(self, chosen: Callable[[], str], show: Callable[[str, str], None], segments):
         self._chosen, self._show, self._segments = chosen, show, segments
         self._problems: dict[str, tuple[tuple | None, str]] = {}  # path -> (version, problem)
+        self._reading: set[str] = set()  # paths read now
+        self._waiting: dict[str, list[Callable[[], None]]] = {}  # path -> called once read
         self.closed = False  # the dock is gone: no result is shown
 
     def check(self, path: str) -> None:
-        """Read ``path`` in the background (at once where workers run inline)."""
+        """Read ``path`` in the background (at once where workers run inline), unless it
+        is being read."""
         from . import registry
         from ._segment_rederive import runs_inline
 
+        path = str(path)
+        if path in self._reading:
+            return
+        self._reading.add(path)
         if runs_inline():
             self._checked((path, registry.checkpoint_problem(path, self._segments)))
             return
@@ -531,7 +621,8 @@ class CheckpointCheck:
             _read_checkpoint,
             path,
             self._segments,
-            connect={"returned": self._checked, "errored": lambda _err: None},  # the run says
+            # not read: no problem to show, and a click waiting on it runs (the run says)
+            connect={"returned": self._checked, "errored": lambda _err: self._checked((path, ""))},
         )
 
     def problem(self, path: str) -> str:
@@ -539,11 +630,30 @@ class CheckpointCheck:
         version, problem = self._problems.get(str(path), (None, ""))
         return problem if version is not None and version == _file_version(path) else ""
 
+    def is_read(self, path: str) -> bool:
+        """Whether ``path`` was read as it is now (its :meth:`problem` is known)."""
+        version, _ = self._problems.get(str(path), (None, ""))
+        return version is not None and version == _file_version(path)
+
+    def when_read(self, path: str, then: Callable[[], None]) -> None:
+        """Call ``then()`` on the GUI thread once ``path`` is read as it is now: at once
+        when it is, else when its read (started here if none runs) ends; never once the
+        dock is closed."""
+        if self.is_read(path):
+            then()
+            return
+        self._waiting.setdefault(str(path), []).append(then)
+        self.check(path)
+
     def _checked(self, result: tuple[str, str]) -> None:
         path, problem = result
+        self._reading.discard(path)
         self._problems[path] = (_file_version(path), problem)
         if problem and not self.closed and path == self._chosen():
             self._show(path, problem)
+        for then in self._waiting.pop(path, []):
+            if not self.closed:
+                then()
 
 
 def _read_checkpoint(path: str, segments: bool) -> tuple[str, str]:

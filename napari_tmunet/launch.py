@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._reader import CAN_OPEN  # what can be opened, said when a path given cannot be
 from .options import DEVICES, MODALITIES
 
 PLUGIN = "napari-tmunet"
@@ -48,13 +49,6 @@ WINDOW_SIZE = (1500, 950)  # width, height; smaller on a smaller screen (fit_win
 
 class CannotOpen(RuntimeError):
     """A file given on the command line that napari's readers cannot open."""
-
-
-# What the launcher is for, said when a path given cannot be opened.
-CAN_OPEN = (
-    "give PNG, JPEG, BMP or TIFF images, a folder of them, or a dataset folder with images/ "
-    "and masks/"
-)
 
 
 # A picture's reference mask: NAME.* in a folder of these names (a dataset's ROOT/masks,
@@ -222,13 +216,9 @@ def _path_problem(path: str) -> str | None:
     if not os.path.exists(path):
         return f"{path} does not exist"
     if os.path.isdir(path):
-        try:
-            files = list(Path(path).iterdir())
-        except OSError as err:
-            return f"{path}: cannot list the folder ({err.strerror})"
-        if _tmunet_reads(path) or any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
-            return None
-        return f"{path}: no images in this folder; {CAN_OPEN}"
+        from ._reader import folder_problem
+
+        return folder_problem(Path(path))  # the reader's words, which napari shows too
     if Path(path).suffix.lower() in IMAGE_SUFFIXES:
         try:
             read_header(path)  # a damaged file: this one line, not a decoder's traceback
@@ -243,9 +233,9 @@ def _path_problem(path: str) -> str | None:
 def _tmunet_reads(path: str) -> bool:
     """Whether the TM-UNet reader opens ``path`` (TIFFs, dataset folders, folders of
     images of different sizes)."""
-    from ._reader import napari_get_reader
+    from ._reader import reads
 
-    return napari_get_reader(path) is not None
+    return reads(path)
 
 
 def _has_reader(path: str) -> bool:

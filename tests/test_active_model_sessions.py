@@ -73,8 +73,8 @@ def test_the_active_fine_tuned_model_is_kept_for_a_new_viewer(make_napari_viewer
     assert segment.model.value == best and segment.model.native.currentText() == short
     assert segment.model.tooltip.endswith(f"{name}, from {SHIPPED}\n{best}")
     assert segment.model_reason.value == f"Runs {name}: the active model for nuclei images."
-    segment.segment()
-    assert segment.worker is not None  # the threaded path
+    segment.segment()  # once the model's file is read
+    qtbot.waitUntil(lambda: segment.worker is not None, timeout=60_000)  # the threaded path
     qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
     made = segment.last_layer
     assert made.metadata["model"] == best and name in segment.summary.value

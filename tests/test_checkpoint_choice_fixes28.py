@@ -103,8 +103,8 @@ def test_a_new_model_clears_the_last_runs_failure(make_napari_viewer, qtbot, goo
     widget = segment_dock(viewer)
     viewer.open(str(FRAME), plugin="napari")
     choose_file(widget, diverged)
-    widget.segment()
-    assert widget.worker is not None  # the threaded path
+    widget.segment()  # runs once the file is read (it reads, so it runs)
+    qtbot.waitUntil(lambda: widget.worker is not None, timeout=CHECK_MS)  # the threaded path
     qtbot.waitUntil(lambda: not widget.running, timeout=CHECK_MS)
     assert widget.status.value.startswith("failed:") and "NaN" in widget.status.value
 

@@ -287,16 +287,21 @@ def test_pairs_of_other_modalities_are_named_and_a_tie_at_zero_activates_nothing
 
 
 @pytest.mark.skipif(not (DATASETS / "UDIAT").is_dir(), reason="shared UDIAT not present")
-def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_path):
+def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, qtbot, tmp_path):
     """The colonoscopy sample and its mask as the pair, the colonoscopy model: choosing
     UDIAT (grey ultrasound scans) as the dataset Folder names that folder and the model
-    in the dock before Start; CVC-ClinicDB (colonoscopy) and a folder that is not a
-    dataset say nothing."""
+    in the dock before Start, once the Folder is read (in a worker thread); CVC-ClinicDB
+    (colonoscopy) and a folder that is not a dataset say nothing."""
+
+    def choose(folder):
+        tune.dataset_folder.value = folder
+        qtbot.waitUntil(lambda: not tune.reading_folder, timeout=60_000)
+
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "colonoscopy")
     tune = open_dock(viewer, "Fine-tune")
     assert tune.start_model()[0] == "TM-UNet colonoscopy"
-    tune.dataset_folder.value = DATASETS / "UDIAT"
+    choose(DATASETS / "UDIAT")
     assert not tune.modality_note.native.isHidden()
     assert tune.modality_note.value == (
         "The images of folder 'UDIAT' (ultrasound) do not look like the colonoscopy images "
@@ -304,9 +309,9 @@ def test_a_dataset_folder_of_another_modality_is_named(make_napari_viewer, tmp_p
         "colonoscopy images; clear Folder unless that is what you want."
     )
     if (DATASETS / "CVC-ClinicDB").is_dir():
-        tune.dataset_folder.value = DATASETS / "CVC-ClinicDB"
+        choose(DATASETS / "CVC-ClinicDB")
         assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
-    tune.dataset_folder.value = tmp_path  # no images/ and masks/: the run will say so
+    choose(tmp_path)  # no images/ and masks/: the run will say so
     assert tune.modality_note.value == "" and tune.modality_note.native.isHidden()
 
 

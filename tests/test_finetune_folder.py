@@ -54,6 +54,8 @@ def start_one_step(tune, qtbot, run_dir):
     tune.device.value = "cpu"
     tune.run_folder.value = run_dir
     tune.start_button.native.click()
+    # the Folder is read again first (a worker too), then the run starts
+    qtbot.waitUntil(lambda: tune.worker is not None or not tune.running, timeout=60_000)
     assert tune.worker is not None  # the threaded path
     qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
 
@@ -76,11 +78,20 @@ def list_calls(monkeypatch) -> list:
     return listed
 
 
-def choose_folder(make_napari_viewer, folder, counted: str):
+def choose(tune, qtbot, folder) -> None:
+    """Choose Folder ``folder`` in the dock ``tune`` and wait until it has been read (in
+    a worker thread: the note says "reading folder..." meanwhile)."""
+    tune.dataset_folder.value = folder
+    if folder is not None:
+        assert tune.reading_folder and tune.folder_note.value == "reading folder..."
+    qtbot.waitUntil(lambda: not tune.reading_folder, timeout=60_000)
+
+
+def choose_folder(make_napari_viewer, qtbot, folder, counted: str):
     """A Fine-tune dock with Folder ``folder`` chosen, its note shown and starting with
     ``FOLDER: counted``; the dock and its note."""
     tune = open_dock(make_napari_viewer(), "Fine-tune")
-    tune.dataset_folder.value = folder
+    choose(tune, qtbot, folder)
     note = tune.folder_note.value
     assert shown(tune.folder_note), note
     assert note.startswith(f"{folder}: {counted}\n"), note
@@ -101,7 +112,7 @@ def test_a_folder_alone_fine_tunes_the_model_for_its_images(make_napari_viewer, 
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     assert tune.model.value == "Model that made the mask" and tune.rows[0].image.value is None
-    tune.dataset_folder.value = folder
+    choose(tune, qtbot, folder)
     nuclei = "shipped model: TM-UNet nuclei (the Folder's images look like nuclei)"
     assert tune.active_label.value == nuclei
     assert not shown(tune.modality_note) and not shown(tune.folder_note)
@@ -151,7 +162,7 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
     mask_c = read_mask(folder / "masks" / "c.png")[0]
     write_mask(folder / "masks" / "c.tif", mask_c)  # saved again as TIFF to go on correcting
     write_mask(folder / "masks" / "d.png", mask_c[:150])  # another size than image d
-    tune, note = choose_folder(make_napari_viewer, folder, "2 pairs, 3 problems")
+    tune, note = choose_folder(make_napari_viewer, qtbot, folder, "2 pairs, 3 problems")
     assert f"{folder / 'images' / 'b.tif'}: no mask named b.* in {folder / 'masks'}" in note
     assert "several files with one base name: c.png, c.tif" in note
     assert "size mismatch: image" in note and "d.png is 150x192" in note
@@ -189,7 +200,7 @@ def test_a_folders_problems_are_named_when_it_is_chosen_and_at_start(
 
 @needs_monuseg
 def test_a_mask_of_another_size_is_named_when_the_folder_is_chosen(
-    make_napari_viewer, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     """A Folder of three crops whose mask c.png was cut to 150 x 192 (its image is
     192 x 192): choosing the Folder names the size mismatch under it, with the two pairs
@@ -201,7 +212,7 @@ def test_a_mask_of_another_size_is_named_when_the_folder_is_chosen(
     whole = read_mask(mask_c)[0]
     write_mask(mask_c, whole[:150])
     listed = list_calls(monkeypatch)
-    tune, note = choose_folder(make_napari_viewer, folder, "2 pairs, 1 problem")
+    tune, note = choose_folder(make_napari_viewer, qtbot, folder, "2 pairs, 1 problem")
     assert listed == [folder / "images", folder / "masks"]  # once, the headers read with it
     assert "size mismatch: image" in note and "c.png is 150x192" in note
     assert note.endswith("\n2 pairs can be used; fix or move the others before Start")
@@ -210,6 +221,6 @@ def test_a_mask_of_another_size_is_named_when_the_folder_is_chosen(
     fixed = tmp_path / "fixed.png"
     write_mask(fixed, whole)
     shutil.copyfile(fixed, mask_c)  # in place: masks/ keeps its time
-    tune.dataset_folder.value = None
-    tune.dataset_folder.value = folder
+    choose(tune, qtbot, None)
+    choose(tune, qtbot, folder)
     assert not shown(tune.folder_note) and tune.folder_note.value == ""

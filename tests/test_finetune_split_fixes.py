@@ -80,6 +80,8 @@ def run_to_end(qtbot, tune, run_dir) -> dict:
     """Start one step on the CPU, wait for the end; finetune.json."""
     start_small(tune, run_dir, steps=1)
     tune.start_button.native.click()
+    # with a Folder, it is read again first (a worker too), then the run starts
+    qtbot.waitUntil(lambda: tune.worker is not None or not tune.running, timeout=60_000)
     assert tune.worker is not None  # the threaded path
     qtbot.waitUntil(lambda: not tune.running, timeout=600_000)
     assert tune.error == "", tune.error

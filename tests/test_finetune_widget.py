@@ -97,6 +97,8 @@ def open_dock(viewer, name):
 def segment_with(qtbot, segment, layer):
     segment.image.value = layer
     segment.segment()
+    # a checkpoint file chosen a moment ago is read first ("checking X.pt..."), then it runs
+    qtbot.waitUntil(lambda: not segment.status.value.startswith("checking "), timeout=60_000)
     qtbot.waitUntil(lambda: not segment.running, timeout=60_000)
     return segment.last_result.labels
 
@@ -918,7 +920,9 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     make_napari_viewer, qtbot, monkeypatch, tmp_path
 ):
     """Threaded path: the handler connected at creation shows one message, nothing re-raised
-    (pytest-qt would fail the test on an exception raised in a slot)."""
+    (pytest-qt would fail the test on an exception raised in a slot). Fine-tune's Start
+    clicked while the checkpoint file is read waits for its read and is refused with its
+    words, in one message (tester28: the job started on it and failed)."""
     import napari_tmunet._finetune_widget as finetune_module
     import napari_tmunet._metrics_widget as metrics_module
 
@@ -933,13 +937,12 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     tune.checkpoint.value = bad
     tune.run_folder.value = tmp_path / "run"
     tune.start_button.native.click()
-    assert tune.worker is not None
-    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    assert tune.status.value == "checking broken.pt..."
+    qtbot.waitUntil(lambda: bool(messages), timeout=60_000)
     qtbot.wait(50)
     assert len(messages) == 1 and "broken.pt" in messages[0], messages
-    assert tune.status.value.startswith("failed") and tune.start_button.enabled
-    # what the user painted is on disk although the job failed
-    assert (tmp_path / "run" / "data" / "masks").is_dir()
+    assert tune.worker is None and tune.status.value == messages[0]
+    assert tune.start_button.enabled
 
     metrics = open_dock(viewer, "Metrics")
     reports = []
@@ -957,6 +960,35 @@ def test_worker_errors_give_one_message_in_finetune_and_metrics(
     qtbot.wait(50)
     assert reports == ["Metrics failed: no room for the distances"]
     assert metrics.status.value == reports[0] and metrics.compute_button.enabled
+
+
+def test_a_job_that_fails_in_its_worker_gives_one_message_and_keeps_the_masks(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """Threaded path: a fine-tune that fails in its worker (here out of memory) shows one
+    message naming the failure, the status says it failed, Start is offered again, and
+    the masks the user painted are on disk in the run folder all the same."""
+    import napari_tmunet._finetune_widget as finetune_module
+    import napari_tmunet.training.finetune as finetune_core
+
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    messages = []
+    monkeypatch.setattr(finetune_module, "show_error", messages.append)
+
+    def out_of_memory(*_args, **_kwargs):
+        raise MemoryError("no room for the batch")
+
+    monkeypatch.setattr(finetune_core, "_train", out_of_memory)  # after the start is scored
+    add_slide_and_correction(viewer)
+    set_options(tune, tmp_path / "run", steps=2, lr=1e-4)
+    tune.start_button.native.click()
+    assert tune.worker is not None
+    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    qtbot.wait(50)
+    assert len(messages) == 1 and "no room for the batch" in messages[0], messages
+    assert tune.status.value.startswith("failed") and tune.start_button.enabled
+    assert any((tmp_path / "run" / "data" / "masks").iterdir())
 
 
 def test_the_verdict_and_the_comparison_are_in_view_on_a_small_screen(

@@ -31,6 +31,8 @@ def open_dock(viewer, name):
 def segment(qtbot, seg):
     """Segment the chosen image from the dock's button (the threaded path)."""
     seg.segment_button.native.click()
+    # the fine-tuned model's file, shown a moment ago, is read first ("checking X.pt...")
+    qtbot.waitUntil(lambda: not seg.status.value.startswith("checking "), timeout=60_000)
     assert seg.worker is not None
     qtbot.waitUntil(lambda: not seg.running, timeout=300_000)
     assert seg.status.value == "done", seg.status.value

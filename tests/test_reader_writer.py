@@ -214,16 +214,32 @@ def test_reader_reads_several_files(tmp_path):
 
 
 # --------------------------------------------------------------------------- getter
-@pytest.mark.parametrize(
-    "name", ["notes.txt", "missing-dir/", "missing.tif", "plain-dir/", "images-only/"]
-)
-def test_getter_returns_none_for_what_it_cannot_open(tmp_path, name):
+def _cannot_open(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "plain-dir").mkdir()
     (tmp_path / "images-only" / "images").mkdir(parents=True)
     _pil(tmp_path / "images-only" / "images" / "a.png", _grey8())
 
+
+@pytest.mark.parametrize("name", ["notes.txt", "missing-dir/", "missing.tif"])
+def test_getter_returns_none_for_what_it_cannot_open(tmp_path, name):
+    _cannot_open(tmp_path)
     assert napari_get_reader(str(tmp_path / name)) is None
+
+
+@pytest.mark.parametrize("name", ["plain-dir/", "images-only/"])
+def test_getter_for_a_folder_with_nothing_to_open_gives_a_reader_saying_why(tmp_path, name):
+    """napari calls the getter only for the reader chosen: a None would read "refused the
+    file"; the reader returned raises the reason instead (``folder_problem``)."""
+    from napari_tmunet._reader import folder_problem, reads
+
+    _cannot_open(tmp_path)
+    folder = tmp_path / name
+    assert not reads(str(folder))
+    reader = napari_get_reader(str(folder))
+    with pytest.raises(ValueError, match="no images in this folder") as raised:
+        reader([str(folder)], stack=False)
+    assert str(raised.value) == folder_problem(folder)
 
 
 def test_getter_never_raises_on_odd_input():

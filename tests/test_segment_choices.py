@@ -27,6 +27,8 @@ def segment_dock(viewer):
 def segment(qtbot, widget) -> None:
     """Click Segment on the threaded path and wait until it is done."""
     widget.segment()
+    # a checkpoint file chosen a moment ago is read first ("checking X.pt..."), then it runs
+    qtbot.waitUntil(lambda: not widget.status.value.startswith("checking "), timeout=60_000)
     assert widget.worker is not None  # the threaded path
     wait_done(qtbot, widget)
     assert widget.status.value == "done", widget.status.value

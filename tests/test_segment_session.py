@@ -30,6 +30,8 @@ def open_sample(viewer, modality):
 
 def segment_and_wait(qtbot, widget):
     widget.segment_button.native.click()
+    # a checkpoint file chosen a moment ago is read first ("checking X.pt..."), then it runs
+    qtbot.waitUntil(lambda: not widget.status.value.startswith("checking "), timeout=60_000)
     assert widget.worker is not None  # the threaded path
     qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
 
@@ -58,7 +60,9 @@ def test_two_modalities_one_after_the_other(make_napari_viewer, qtbot):
 def test_broken_checkpoint_gives_one_message_on_the_threaded_path(
     make_napari_viewer, qtbot, monkeypatch, tmp_path
 ):
-    """One notification, no re-raised traceback (pytest-qt fails on an error in a slot)."""
+    """One notification, no re-raised traceback (pytest-qt fails on an error in a slot).
+    Segment clicked while the file is read waits for its read and is refused with its
+    words (tester28; the run started on it and failed)."""
     import napari_tmunet._segment_widget as module
 
     messages = []
@@ -70,14 +74,18 @@ def test_broken_checkpoint_gives_one_message_on_the_threaded_path(
     bad.write_bytes(b"not a checkpoint")
     widget.model.value = module.CHECKPOINT_CHOICE
     widget.checkpoint.value = bad
-    segment_and_wait(qtbot, widget)
+    widget.segment_button.native.click()
+    assert widget.status.value == "checking broken.pt..."
+    qtbot.waitUntil(lambda: bool(messages), timeout=60_000)
     qtbot.wait(50)  # let any late signal arrive
     assert len(messages) == 1 and "broken.pt" in messages[0], messages
-    assert widget.status.value.startswith("failed") and widget.segment_button.enabled
+    assert widget.worker is None and widget.status.value == "" and widget.segment_button.enabled
+    reason = widget.model_reason
+    assert reason.value.startswith("Cannot run broken.pt: ")
     from napari_tmunet._widget_common import DOCK_MAX_MIN_WIDTH
 
     # the long message wraps: it never forces the dock (and the window) wider
-    assert widget.status.native.wordWrap() and len(widget.status.value) > 60
+    assert reason.native.wordWrap() and len(reason.value) > 60
     assert widget.native.minimumSizeHint().width() <= DOCK_MAX_MIN_WIDTH
 
 

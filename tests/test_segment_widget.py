@@ -58,6 +58,9 @@ def choose_sample(viewer, widget, registered, probability=False):
 
 
 def wait_done(qtbot, widget, timeout=120_000):
+    """Wait until a click's run ended (one on a checkpoint file chosen a moment ago starts
+    once the file is read: "checking X.pt...")."""
+    qtbot.waitUntil(lambda: not widget.status.value.startswith("checking "), timeout=timeout)
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
@@ -1028,8 +1031,8 @@ def test_segment_all_runs_each_image_with_the_model_a_click_on_it_would(dock, qt
     assert widget.image.value is grey and widget.model.value == "TM-UNet ultrasound"
 
     def run_all() -> dict:
-        widget.segment_all()
-        assert widget.worker is not None  # the threaded path
+        widget.segment_all()  # once the active model's file is read
+        qtbot.waitUntil(lambda: widget.worker is not None, timeout=60_000)  # the threaded path
         wait_done(qtbot, widget)
         assert widget.status.value == "done", widget.status.value
         return {image: widget._output_of(image).labels.metadata for image in (colon, grey)}

@@ -1020,7 +1020,8 @@ def run_finetune(
         note = f"{NO_HELD_OUT_FOREGROUND}: false-positive pixels scored, no Dice; {note}"
     if start.left_out:  # what was not trained on nor scored, also in the Metrics dock
         note += f"\n{start.left_out}"
-    outcome["rows"] = comparison_rows(old, new, start.label, outcome["name"], note)
+    models = (start.model, str(model))
+    outcome["rows"] = comparison_rows(old, new, start.label, outcome["name"], note, models)
     _write_comparison(run_dir, start, outcome)
     return outcome
 
@@ -1727,16 +1728,24 @@ def next_free_folder(path: str | Path) -> Path:
     return path.with_name(f"{path.name}-{k}")
 
 
-def comparison_rows(old, new, old_label: str, new_label: str, held_out: str) -> list[dict]:
+def comparison_rows(
+    old, new, old_label: str, new_label: str, held_out: str, models: tuple[str, str] = ("", "")
+) -> list[dict]:
     """Rows for ``MetricsWidget.set_comparison``: before and after fine-tuning, with
     ``held_out`` as their note. The scores are blank where :func:`held_out_scores` has
     none (no foreground in the held-out part: two models that find nothing there both
-    score 1.0, which says nothing); the false-positive pixels are given there instead."""
+    score 1.0, which says nothing); the false-positive pixels are given there instead.
+    ``models``: the two models (registry name or checkpoint file), given as each row's
+    ``model_id`` with its ``stage`` ("before", "after"): the Metrics dock names them
+    short from these."""
     rows = []
-    for when, label, scores in (("before", old_label, old), ("after", new_label, new)):
+    stages = (("before", old_label, models[0], old), ("after", new_label, models[1], new))
+    for when, label, model, scores in stages:
         if scores is None:
             continue
         row = {"model": f"{when} fine-tuning: {label}", "image": "held-out part"}
+        if model:
+            row.update(stage=when, model_id=str(model))
         for column, key in _ROW_SCORES.items():
             row[column] = scores[key]
         if scores.get("false_positive_px") is not None:
