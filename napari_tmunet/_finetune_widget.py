@@ -10,9 +10,11 @@ checkpoint; Resume continues a stopped run.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +116,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._busy = False
         self._training = False  # the running job has begun training (its phase said so)
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
+        self._window_closed = False  # gone with napari's window (else the dock's X)
         self._stop_event = threading.Event()
+        self._ended = threading.Event()  # the worker has emitted its last signal
         self._eta = Eta()
         self._mask_like: dict[Any, tuple] = {}  # image id -> (data, looks like a mask)
         self._modality = ""  # of the first pair's image ("": the starting model's)
@@ -151,6 +155,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if gone:
             self.status.value = gone
             show_warning(gone)
+        self._offer_closed_run()
 
     def _make_widgets(self) -> None:
         self.intro = Label(value=INTRO)
@@ -261,6 +266,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self._watch_paints()
         self.active.subscribe(self._on_active_changed)
+        # first: the run is stopped and waited for before _on_closed forgets the widgets
+        self.native.destroyed.connect(lambda *_: self._on_window_closed())
         on_dock_closed(self.native, self._on_closed)
 
     # --- model choice ------------------------------------------------------------------
@@ -663,6 +670,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if self.running:
             return
         run_dir = Path(self.run_folder.value).expanduser()
+        if _stopping_in(self.viewer, run_dir):
+            self._refuse(f"The run in {run_dir} is still stopping: Resume it once it has stopped.")
+            return
         if not (run_dir / "train" / "last.pt").is_file():
             self._refuse(f"{run_dir} holds no run to resume (no train/last.pt).")
             return
@@ -704,18 +714,54 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _on_closed(self) -> None:
         """The dock is closed (napari's X, or napari closed): stop a run as Stop does (it
         saves last.pt, so the run can be resumed), and leave the widgets alone from now on
-        (closing napari deletes them)."""
+        (closing napari deletes them). A run stopped by the X is offered by the dock
+        reopened in this viewer (:meth:`_offer_closed_run`)."""
         self._closed = True
         self._file_check.closed = True
         self._folder.closed = True
         self._stop_event.set()
+        if self.running and not self._window_closed:
+            _CLOSED_RUNS[self.viewer] = self
         try:
             for signal in (self._relay.stepped, self._relay.evaluated, self._relay.phase):
                 signal.disconnect()
         except RuntimeError:  # the relay went first (the interpreter is ending)
             pass
 
+    def _on_window_closed(self) -> None:
+        """napari's window is closing (the dock's widget is destroyed): stop a run and
+        wait for its worker's last signal, so that no training thread outlives the
+        window (at the interpreter's exit its signals are deleted under it)."""
+        self._window_closed = True
+        if self.running:
+            self._stop_event.set()
+            _wait_for_run(self._stop_event, self._ended)
+
+    def _offer_closed_run(self, *_) -> None:
+        """Show the run that the closed dock of this viewer left (:meth:`_on_closed`) in
+        this dock: its Run folder, and in the status whether it is still stopping or
+        where it stopped (Resume continues it). Not once this dock has a run or a Run
+        folder the user chose."""
+        closed = _CLOSED_RUNS.get(self.viewer)
+        if closed is None or closed is self or self.running or self._closed:
+            return
+        if not self._auto_folder:  # the user has chosen another
+            return
+        run_dir = Path(closed.run_folder.value)
+        self._set_folder(run_dir)
+        if closed.running:  # tells this dock again when it has stopped
+            closed.worker.finished.connect(self._offer_closed_run)
+            self.status.value = (
+                f"the run in {run_dir} is stopping (its dock was closed); Resume "
+                "continues it once it has stopped."
+            )
+        else:
+            self.status.value = _closed_run_text(closed)
+        self._update_buttons()
+        self._show_run_controls()  # Resume and the status, under the settings
+
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
+        _CLOSED_RUNS.pop(self.viewer, None)  # a new run: the closed dock's one is not shown
         self.result, self.error, self.step, self._verdict = None, "", 0, ""
         self._training = False
         if not keep_history:  # a new run: not the last run's history, nor its 100%
@@ -723,6 +769,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.progress_bar.value = 0
         self._redraw(force=True)
         self._stop_event = threading.Event()
+        self._ended = threading.Event()
         self._eta = Eta()
         self.use_anyway_button.visible = False
         # _auto_folder is kept: after this run, Start gives way to a fresh folder if the
@@ -738,6 +785,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._update_buttons()
         self.status.value = "starting..."
         self._show_run_controls()
+        run = (self._stop_event, self._ended)
+        _RUNS.add(run)
         self.worker = start_worker(
             run_finetune,
             job,
@@ -748,6 +797,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 "errored": self._on_error,
                 "finished": self._on_finished,
             },
+            direct={"finished": lambda: _ended(run)},  # closing napari waits for it
         )
 
     def _show_run_controls(self) -> None:
@@ -762,6 +812,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.add_pair_button.enabled = not busy
         folder = self.run_folder.value
         resumable = folder is not None and run_folder_state(folder) == "resumable"
+        resumable = resumable and not _stopping_in(self.viewer, folder)
         self.resume_button.enabled = not busy and resumable
         previous = self.active.previous
         self.revert_button.enabled = not busy and previous is not None
@@ -799,6 +850,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         folder keeps the checkpoints."""
         self.result = result
         if self._closed:
+            if not self._window_closed:
+                show_info(f"Fine-tuning: {_closed_run_text(self, menu=True)}")
             return
         if result.get("trained", result["step"]) == 0:  # nothing learned in this run
             self.status.value = (
@@ -868,6 +921,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         else:
             self.error = _error_words(err)
         if self._closed:
+            if not self._window_closed:
+                show_error(f"Fine-tuning failed after its dock was closed: {self.error}")
             return
         self.status.value = f"failed: {self.error}"
         show_error(f"Fine-tuning failed: {self.error}")
@@ -994,6 +1049,64 @@ def _tab_beside(dock, own) -> None:
     if mine:
         half = max(1, (dock.height() + mine[0].height()) // 2)
         window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
+
+
+# Closing napari waits this long for a run to stop (it finishes its step, scores and saves
+# last.pt) before the window goes; a thread still running as Python ends prints a traceback
+STOP_WAIT_S = 300.0
+# the dock of each viewer closed (its X) while a run went on: a reopened dock offers that run
+_CLOSED_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# (stop, ended) events of the runs under way, for the interpreter's exit
+_RUNS: set[tuple[threading.Event, threading.Event]] = set()
+
+
+def _closed_run_text(closed: FinetuneWidget, menu: bool = False) -> str:
+    """What became of the run of the dock ``closed``, closed while it ran; ``menu``: say
+    where the dock that resumes it is (a notification, read outside the dock)."""
+    run_dir = Path(closed.run_folder.value).expanduser()
+    result, where = closed.result, f"the run in {run_dir}"
+    if closed.error:
+        return f"{where} failed after its dock was closed: {closed.error}"
+    if result is None:
+        return f"{where} ended after its dock was closed"
+    at = f"step {result.get('step', 0)}/{result.get('total_steps', '?')}"
+    if run_folder_state(run_dir) == "resumable":
+        resume = "Resume (in Plugins > TM-UNet > Fine-tune)" if menu else "Resume"
+        return f"{where} stopped at {at} when its dock was closed; {resume} continues it"
+    if result.get("trained", result["step"]) == 0:
+        return f"{where} stopped before any training step when its dock was closed"
+    return f"{where} finished ({at}) as its dock was closed; its model: {result['best_checkpoint']}"
+
+
+def _stopping_in(viewer, folder) -> bool:
+    """Whether the run of this viewer's closed dock is still stopping in ``folder``."""
+    closed = _CLOSED_RUNS.get(viewer)
+    if closed is None or not closed.running:
+        return False
+    return Path(closed.run_folder.value).expanduser() == Path(folder).expanduser()
+
+
+def _wait_for_run(stop: threading.Event, ended: threading.Event) -> None:
+    """Stop a run and wait (up to :data:`STOP_WAIT_S`) for its worker's last signal."""
+    stop.set()
+    if not ended.wait(STOP_WAIT_S):
+        print(
+            f"napari-tmunet: a fine-tuning run went on after {STOP_WAIT_S:.0f} s", file=sys.stderr
+        )
+
+
+def _ended(run: tuple[threading.Event, threading.Event]) -> None:
+    """In the training thread, as the worker's last signal goes: the run has ended."""
+    run[1].set()
+    _RUNS.discard(run)
+
+
+@atexit.register
+def _wait_for_runs() -> None:
+    """At the interpreter's exit, stop the runs still going (a dock closed by its X, then
+    napari) and wait for them: Python must not delete their workers' signals under them."""
+    for stop, ended in list(_RUNS):
+        _wait_for_run(stop, ended)
 
 
 def _emit(relay: _Relay, name: str, *args) -> None:

@@ -50,21 +50,32 @@ def _runtime_errors_reported(function: Callable) -> Callable:
     return run
 
 
-def start_worker(function: Callable, *args, connect: dict[str, Callable], **kwargs):
+def start_worker(
+    function: Callable,
+    *args,
+    connect: dict[str, Callable],
+    direct: dict[str, Callable] | None = None,
+    **kwargs,
+):
     """Run ``function`` in a napari worker with its handlers connected at creation.
 
     Connecting ``errored`` when the worker is made keeps superqt from attaching its
     default handler, which re-raises the error (a second, raw message; an abort where
     napari's excepthook is not installed). A generator's RuntimeError reaches
-    ``errored`` too (see :class:`WorkerRuntimeError`).
+    ``errored`` too (see :class:`WorkerRuntimeError`). ``direct``: handlers called in
+    the worker's thread as the signal is emitted (Qt's DirectConnection), connected
+    before it starts so that none is missed.
     """
     from napari.qt.threading import create_worker
+    from qtpy.QtCore import Qt
 
     if "errored" not in connect:
         raise ValueError("connect an 'errored' handler: the worker would re-raise otherwise")
     if inspect.isgeneratorfunction(function):
         function = _runtime_errors_reported(function)
     worker = create_worker(function, *args, _connect=connect, _start_thread=False, **kwargs)
+    for name, handler in (direct or {}).items():
+        getattr(worker, name).connect(handler, Qt.ConnectionType.DirectConnection)
     worker.start()
     return worker
 

@@ -126,7 +126,7 @@ def test_the_verdict_rests_on_the_corrections_learnt():
     assert verdict["use_new"] is True, verdict
     assert verdict["compared"] == (
         "1000 of your 1000 corrected pixels trained (0 in the held-out strip); of these "
-        "1000: start model 0, fine-tuned 900 right (learnt); with the 3 px around them "
+        "1000: start model 0, fine-tuned 900 right; with the 3 px around them "
         "(2000 px): 1000 -> 1900 right; held-out Dice 0.9600 -> 0.9500 (where you did not "
         "correct)"
     )
@@ -175,7 +175,7 @@ def test_the_dock_trains_on_a_corrected_tile(make_napari_viewer, qtbot, tmp_path
     assert (
         f"{corrected} of your {corrected} corrected pixels trained (0 in the held-out strip); "
         f"of these {corrected}: start model 0, fine-tuned {new['trained_edited_correct']} "
-        "right (learnt)" in tune.status.value
+        "right;" in tune.status.value
     ), tune.status.value
     verdict = compare_models(result)
     assert (tune.active.current is not None) == bool(verdict["use_new"])

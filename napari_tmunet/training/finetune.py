@@ -1598,8 +1598,8 @@ def _compare_learnt(result: dict, old: dict, new: dict) -> dict[str, Any]:
     compared = (
         f"{total - held} of your {total} corrected pixels trained "
         f"({held} in the held-out strip); {scored}: start model "
-        f"{_right(old, 'trained_edited')}, fine-tuned {_right(new, 'trained_edited')} right "
-        f"(learnt); with the {EDIT_MARGIN} px around them ({old['trained_zone_pixels']} px): "
+        f"{_right(old, 'trained_edited')}, fine-tuned {_right(new, 'trained_edited')} right; "
+        f"with the {EDIT_MARGIN} px around them ({old['trained_zone_pixels']} px): "
         f"{_right(old, 'trained_zone')} -> {_right(new, 'trained_zone')} right; "
         f"{held_out_scores_text(result)} (where you did not correct)"
     )
