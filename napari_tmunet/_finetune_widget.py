@@ -757,6 +757,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             )
         else:
             self.status.value = _closed_run_text(closed)
+            if closed.result and closed.result.get("total_steps"):  # where it stopped
+                self.progress_bar.max = int(closed.result["total_steps"])
+                self.progress_bar.value = int(closed.result.get("step", 0))
         self._update_buttons()
         self._show_run_controls()  # Resume and the status, under the settings
 

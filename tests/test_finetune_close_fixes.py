@@ -78,9 +78,11 @@ def test_the_x_mid_run_is_said_and_the_reopened_dock_offers_the_run(
     assert reopened.run_folder.value == run_dir
     assert f"stopped at step {step}/20 when its dock was closed" in reopened.status.value
     assert str(run_dir) in reopened.status.value
-    # a dock opened later offers it too
+    assert (reopened.progress_bar.value, reopened.progress_bar.max) == (step, 20)
+    # a dock opened later offers it too, its progress where the run stopped
     _, later = open_dock(viewer, "Fine-tune")
     assert later.run_folder.value == run_dir and later.resume_button.enabled
+    assert (later.progress_bar.value, later.progress_bar.max) == (step, 20)
 
 
 CLOSE_NAPARI = """
