@@ -41,6 +41,11 @@ AUTO = "auto"
 # image may be a camera's photo or a slide. "auto" runs it in its model's own mode all the
 # same (:func:`auto_mode`); the dock says before the run how, and which Mode a slide needs.
 LARGE_IMAGE = 4096
+# Resize mode enlarging an image more than this many times is said before the run: a model
+# trained on whole frames resized to its input learnt its objects at about that scale
+# (CVC-ClinicDB's 384 x 288 frames to 512 x 512: 1.3-1.8x); a 64 x 64 crop enlarged 8x by
+# the colonoscopy model gave 3 false objects on light reflections and no word of why.
+MAX_QUIET_ENLARGEMENT = 2.0
 INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
 
 
@@ -196,19 +201,22 @@ def resolve(
 
 
 def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
-    """How Segment runs a large ``image`` (a side over :data:`LARGE_IMAGE`) with ``model``
-    in ``mode`` ("auto", "resize", "tile"), in a line for the dock before the run: resized
-    to the model's input (as it was trained, or not), or in how many tiles; "" for a
-    smaller image or a model whose header cannot be read (:func:`checkpoint_header`)."""
+    """How Segment runs ``image`` with ``model`` in ``mode`` ("auto", "resize", "tile"), in
+    a line for the dock before the run. A large image (a side over :data:`LARGE_IMAGE`):
+    resized to the model's input (as it was trained, or not), or in how many tiles. A small
+    one: :func:`_small_note`. "" otherwise, or for a model whose header cannot be read
+    (:func:`checkpoint_header`)."""
     spatial = _spatial(np.shape(image), rgb)
     H, W = spatial[-2:]
-    header = checkpoint_header(model) if max(H, W) > LARGE_IMAGE else None
+    header = checkpoint_header(model)
     if header is None:
         return ""
     trained = header.inference_mode
     runs = auto_mode(trained, image, rgb) if mode == AUTO else mode
     h, w = header.input_config.size
     what = f"{W} x {H} image"
+    if max(H, W) <= LARGE_IMAGE:
+        return _small_note(what, (H, W), (h, w), runs)
     if runs == "resize":
         windows = resize_window((H, W), (h, w))  # an elongated image: windows, each resized
         parts = "" if windows is None else f"{tile_count((H, W), windows)} windows, each "
@@ -222,6 +230,29 @@ def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
     if trained == "resize":
         text += "; the model was trained on whole frames resized"
     return text
+
+
+def _small_note(what: str, hw: tuple[int, int], size: tuple[int, int], runs: str) -> str:
+    """The note for an image of ``hw`` (h, w) pixels much smaller than the model's input
+    ``size`` (h, w) in mode ``runs``: enlarged more than :data:`MAX_QUIET_ENLARGEMENT`
+    times in resize mode, or smaller than one tile in tile mode; else ""."""
+    (H, W), (h, w) = hw, size
+    if runs == "tile":
+        # tiling.sliding_window clips its tile to the image: one tile of the image's own
+        # size at full resolution, neither padded nor resized
+        if H < h and W < w:
+            return f"{what}: smaller than one {w} x {h} tile; run whole at its own size"
+        return ""
+    windows = resize_window(hw, size)
+    wh, ww = windows or hw
+    scale = min(h / wh, w / ww)
+    if scale <= MAX_QUIET_ENLARGEMENT:
+        return ""
+    parts = "" if windows is None else f"{tile_count(hw, windows)} windows, each "
+    return (
+        f"{what}: {parts}enlarged {scale:.0f}x to the model's {w} x {h} input; a crop this "
+        "small may give false or missed objects"
+    )
 
 
 def label_options(

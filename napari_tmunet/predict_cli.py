@@ -23,7 +23,8 @@ fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
 model on every image. Mode, threshold and the least object confidence default to the
 model's own, whatever an image's size (``_segment_jobs.auto_mode``, as the dock's Mode
 "auto"). Images over the pixel budget (``--max-pixels``) are read and segmented in
-bands (tile mode, also for a model that resizes when ``--mode`` is left out). Files
+bands (tile mode, also for a model that resizes when ``--mode`` is left out, said in a
+line naming the image, as the model's header line names its own mode). Files
 that fail are listed with the reason at the end, and the exit code is then 1. Ctrl-C
 stops with one line (exit 130); the masks written are kept and a re-run skips them.
 """
@@ -512,6 +513,8 @@ def _thumbnail(image):
 def _segment(todo: list[Path], models: _Models, args):
     """``batch.segment_each``'s messages for every image of ``todo``, each segmented with
     its own model; an image that cannot be read (or its model loaded) is an error message."""
+    from tqdm import tqdm
+
     from ._segment_jobs import auto_mode
     from .batch import RECOVERABLE, segment_each
     from .data.images import open_image
@@ -519,12 +522,16 @@ def _segment(todo: list[Path], models: _Models, args):
     for index, path in enumerate(todo):
         try:
             image = open_image(path, max_pixels=args.max_pixels)
-            checkpoint, mode, instances = models.for_image(image, path)
-            if not args.mode:  # the model's own, as the dock's "auto": tiles if read in bands
-                mode = auto_mode(mode, image, None, args.max_pixels)
+            checkpoint, own, instances = models.for_image(image, path)
+            # the model's own, as the dock's "auto": tiles if read in bands
+            mode = args.mode or auto_mode(own, image, None, args.max_pixels)
         except RECOVERABLE as err:
             yield ("error", index, describe_error(err))
             continue
+        if mode != own:  # the model's header line named its own mode
+            tqdm.write(
+                f"{path.name}: mode {mode}, read in bands (over the pixel budget)", file=sys.stderr
+            )
         messages = segment_each(
             [(image, None)],
             checkpoint,

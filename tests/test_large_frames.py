@@ -202,8 +202,9 @@ def test_a_large_frame_is_mapped_in_bands_to_the_same_input(monkeypatch):
 @needs_clinic
 def test_predict_follows_the_same_rule(tmp_path, capsys):
     """``napari-tmunet-predict`` without --mode takes the dock's rule: a TIFF over the pixel
-    budget (read in bands) is tiled also by the colonoscopy model, which resizes what fits
-    in memory (main refused it: "choose mode 'tile'"); --mode resize is still refused."""
+        budget (read in bands) is tiled also by the colonoscopy model, which resizes what fits
+        in memory (main refused it: "choose mode 'tile'"), and says so in a line naming the image
+    (the header names the model's own mode, resize); --mode resize is still refused."""
     import tifffile
 
     from napari_tmunet.data.images import read_image
@@ -216,7 +217,44 @@ def test_predict_follows_the_same_rule(tmp_path, capsys):
     argv = [str(folder), str(tmp_path / "masks"), "--model", COLONOSCOPY, "--device", "cpu"]
     budget = ["--max-pixels", "100000", "--min-confidence", "0"]
     assert main([*argv, *budget]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    # the model's header names its own mode; the image says the mode it ran in
+    assert any(f"model {COLONOSCOPY!r} (mode resize," in line for line in err), err
+    assert "frame.tif: mode tile, read in bands (over the pixel budget)" in err, err
     mask = read_image(tmp_path / "masks" / "frame.png")
     assert mask.shape == image.shape[:2]
     assert main([*argv, *budget, "--mode", "resize", "--overwrite"]) == 1
     assert "choose mode 'tile'" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+@needs_clinic
+def test_the_dock_says_a_small_crop_is_enlarged(make_napari_viewer):
+    """A 64 x 64 crop of a CVC-ClinicDB frame in the Segment dock with the colonoscopy model
+    (resize, 512 x 512 input): before Segment the dock says it is enlarged 8x (main said
+    nothing; a tester's crop so enlarged gave false objects on light reflections). In Mode
+    tile it is smaller than one tile: run whole at its own size (``sliding_window`` clips
+    its tile to the image). The full 384 x 288 frame, enlarged under 2x: nothing to say."""
+    if registry.model_for_modality("colonoscopy") is None:
+        pytest.skip("no shipped colonoscopy model")
+    from napari_tmunet.data.images import read_image
+
+    frame = read_image(CLINIC / "images" / f"{FRAME}.png")
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Segment"
+    )
+    widget.image.value = viewer.add_image(frame[100:164, 150:214], name="crop", rgb=True)
+    assert widget.model.value == COLONOSCOPY and widget.mode.value == AUTO
+    assert widget.mode_note.value == (
+        "64 x 64 image: enlarged 8x to the model's 512 x 512 input; a crop this small may "
+        "give false or missed objects"
+    )
+    assert not widget.mode_note.native.isHidden()
+    widget.mode.value = "tile"
+    assert widget.mode_note.value == (
+        "64 x 64 image: smaller than one 512 x 512 tile; run whole at its own size"
+    )
+    widget.mode.value = AUTO
+    widget.image.value = viewer.add_image(frame, name="frame", rgb=True)
+    assert widget.mode_note.value == "" and widget.mode_note.native.isHidden()
