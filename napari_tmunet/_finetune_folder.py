@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ._widget_common import error_text, start_worker
+from ._widget_common import LatestRead, error_text
 
 READING = "reading folder..."  # shown while the chosen Folder is read
 # A Folder of up to this many pairs has its image and mask sizes compared from the file
@@ -22,69 +22,57 @@ FOLDER_SIZES_CHECKED = 1000
 
 class FolderRead:
     """(modality, problems) of the dock's dataset Folder (:func:`read_folder`), read in a
-    worker thread and kept while the folder's images/ and masks/ are unchanged.
+    worker thread (a :class:`LatestRead` keyed by the folder and when its images/ and
+    masks/ last changed) and kept while those are unchanged.
 
-    A read started later supersedes one still running: the earlier one's result is
-    dropped, never shown over the newer one. ``done()`` is called on the GUI thread when
-    the latest read has ended; ``NAPARI_TMUNET_INLINE=1`` reads on the calling thread.
+    The latest read wins: one started later drops a read still running, whose result is
+    never shown over the newer one. ``done()`` is called on the GUI thread when the
+    latest read has ended; ``NAPARI_TMUNET_INLINE=1`` reads on the calling thread.
     """
 
     def __init__(self, done: Callable[[], None]) -> None:
         self._done = done
-        self._kept: tuple[tuple, tuple[str, str]] = ((), ("", ""))  # (key, its state)
-        self._reading: tuple = ()  # the key of the read under way (): none
-        self._number = 0  # of the latest read: an earlier one's result is stale
-        self.closed = False  # the dock is gone: no result is taken
+        self._reads = LatestRead(_read_key, failed=lambda key, err: _failed(key[0], err))
 
     @property
     def reading(self) -> bool:
         """Whether a read of the Folder is under way."""
-        return bool(self._reading)
+        return self._reads.reading
+
+    def close(self) -> None:
+        """The dock is gone: no result is taken."""
+        self._reads.closed = True
 
     def state(self, folder: str) -> tuple[str, str] | None:
         """(modality, problems) of ``folder`` when read since its files last changed;
         else None, a read being under way (started here unless it is)."""
         key = _folder_key(folder)
-        if self._kept[0] != key and self._reading != key:
+        if not self._reads.is_read(key) and not self._reads.under_way(key):
             self._read(key, tell=False)  # inline: read by now, and the caller uses it
-        return self._kept[1] if self._kept[0] == key else None
+        return self._reads.result(key)
 
     def read(self, folder: str) -> None:
         """Read ``folder`` afresh (its files may have changed in place); ``done()`` when
         the read ends (at once where workers run inline)."""
-        self.forget()
         self._read(_folder_key(folder), tell=True)
 
     def forget(self) -> None:
         """Drop what was read, and the result of a read under way: a file fixed in place
         (a mask saved again at its image's size) leaves its folder's time as it was."""
-        self._kept, self._reading = ((), ("", "")), ()
-        self._number += 1
+        self._reads.forget()
 
     def _read(self, key: tuple, tell: bool) -> None:
-        from ._segment_rederive import runs_inline
+        """Read ``key`` alone (an earlier read's result is dropped); ``done()`` when it
+        ends, where it runs in a worker or ``tell`` asks."""
+        self._reads.forget()
+        self._reads.start(key)
+        if tell or not self._reads.is_read(key):
+            self._reads.when_read(key, self._done)
 
-        self._number += 1
-        number, self._reading = self._number, key
-        if runs_inline():
-            self._take(number, key, read_folder(key[0]), tell)
-            return
-        start_worker(
-            read_folder,
-            key[0],
-            connect={
-                "returned": lambda state: self._take(number, key, state, True),
-                "errored": lambda err: self._take(number, key, _failed(key[0], err), True),
-            },
-        )
 
-    def _take(self, number: int, key: tuple, state: tuple[str, str], tell: bool) -> None:
-        """Keep the result of read ``number`` when it is the latest, and say so."""
-        if number != self._number or self.closed:  # a later choice, or the dock is gone
-            return
-        self._kept, self._reading = (key, state), ()
-        if tell:
-            self._done()
+def _read_key(key: tuple) -> tuple[str, str]:
+    """:func:`read_folder` of the folder of ``key`` (in a worker thread)."""
+    return read_folder(key[0])
 
 
 def _folder_key(folder: str) -> tuple:

@@ -133,7 +133,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._file_check = CheckpointCheck(
             self._chosen_file, lambda _path, _problem: self._show_model_state(), segments=False
         )
-        self._waiting = ""  # the checkpoint file a Start click waits to be read
         self._last_draw = 0.0
         self._auto_folder = True
         self._setting_folder = False
@@ -596,9 +595,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if chosen is None:
             self._refuse("Choose a model to start from (a shipped model or a checkpoint file).")
             return
-        if self._wait_for_file_check():
+        path = self._chosen_file()  # chosen a moment ago: Start waits for its read
+        if self._file_check.wait_for(self, [path] if path else [], self._start_again):
             return
-        bad_file = self._file_check.problem(self._chosen_file())
+        bad_file = self._file_check.problem(path)
         if bad_file:
             self._refuse(bad_file)
             return
@@ -641,27 +641,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             )
         )
 
-    def _wait_for_file_check(self) -> bool:
-        """Whether the checkpoint file to start from is still being read (chosen a moment
-        ago: :class:`CheckpointCheck`); the status then says so, and Start is clicked
-        again once it is read (:meth:`_start_after_check`): refused with the check's
-        words, or started."""
-        path = self._chosen_file()
-        if not path or self._file_check.is_read(path):
-            return False
-        self._waiting = path
-        self.status.value = f"checking {Path(path).name}..."
-        self._file_check.when_read(path, lambda: self._start_after_check(path))
-        return True
-
-    def _start_after_check(self, path: str) -> None:
-        """Start as clicked, now that ``path`` is read, unless it was done already or the
-        file to start from is another one now (nothing starts)."""
-        if self._waiting != path or self._closed or self.running:
-            return
-        self._waiting = ""
-        if self.status.value == f"checking {Path(path).name}...":
-            self.status.value = ""
+    def _start_again(self, path: str) -> None:
+        """Click Start again now that the checkpoint file ``path`` a Start waited for is
+        read (:meth:`CheckpointCheck.wait_for`): refused with the check's words, or
+        started; nothing starts when the file to start from is another one now."""
         if self._chosen_file() == path:
             self.start()
 
@@ -717,8 +700,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         (closing napari deletes them). A run stopped by the X is offered by the dock
         reopened in this viewer (:meth:`_offer_closed_run`)."""
         self._closed = True
-        self._file_check.closed = True
-        self._folder.closed = True
+        self._file_check.close()
+        self._folder.close()
         self._stop_event.set()
         if self.running and not self._window_closed:
             _CLOSED_RUNS[self.viewer] = self

@@ -205,7 +205,6 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._named_choices: dict[str, active_model.ModelChoice] = {}  # and its full name
         # a checkpoint file chosen is read in the background: a picture is flagged at once
         self._file_check = CheckpointCheck(self._shown_model, self._say_bad_file, segments=True)
-        self._waiting: list[Image] | None = None  # the images of a click waiting for that read
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -364,7 +363,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         """The dock is closed (napari's X, or its viewer closed): stop a run as Cancel does,
         quietly, and leave the widgets alone from now on (closing the viewer deletes them)."""
         self._closed = True
-        self._file_check.closed = True
+        self._file_check.close()
         if self.running and self.worker is not None:
             self._cancel.set()
             self.worker.quit()
@@ -1003,7 +1002,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             show_info("A segmentation is already running; cancel it or wait.")
             return
         self._closed = False  # a dock put back (the same widget) reports its runs again
-        if self._wait_for_file_check(layers):
+        then = partial(self._start_again, list(layers))  # the click, once a file is read
+        if self._file_check.wait_for(self, self._files_to_check(layers), then):
             return
         options = self._read_options(layers)
         if options is None:
@@ -1056,31 +1056,17 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             },
         )
 
-    def _wait_for_file_check(self, layers: list[Image]) -> bool:
-        """Whether a checkpoint file that a Segment click on ``layers`` runs is still being
-        read (chosen a moment ago: :class:`CheckpointCheck`); the status then says so, and
-        the click is carried out once it is read (:meth:`_start_after_check`): refused with
-        the check's words, or run. A run started on it would fail with a rawer message."""
+    def _files_to_check(self, layers: list[Image]) -> set[str]:
+        """The checkpoint files (not shipped models) that a Segment click on ``layers``
+        runs."""
         files = {self._dock_model(layer) for layer in layers}
-        files = {f for f in files if registry.find_model(f) is None and os.path.isfile(f)}
-        unread = sorted(f for f in files if not self._file_check.is_read(f))
-        if not unread:
-            return False
-        self._waiting = list(layers)
-        self.status.value = f"checking {os.path.basename(unread[0])}..."
-        then = partial(self._start_after_check, self._waiting, unread[0])
-        self._file_check.when_read(unread[0], then)
-        return True
+        return {f for f in files if registry.find_model(f) is None and os.path.isfile(f)}
 
-    def _start_after_check(self, layers: list[Image], path: str) -> None:
-        """Carry out the click on ``layers`` that waited for ``path`` to be read, unless
-        another click came meanwhile, or the images chosen since do not run that file (the
-        user changed their mind: nothing starts)."""
-        if layers is not self._waiting or self._closed or self.running:
-            return
-        self._waiting = None
-        if self.status.value == f"checking {os.path.basename(path)}...":
-            self.status.value = ""
+    def _start_again(self, layers: list[Image], path: str) -> None:
+        """Carry out the click on ``layers`` that waited for ``path`` to be read
+        (:meth:`CheckpointCheck.wait_for`): refused with the check's words, or run;
+        nothing starts when the images still open do not run that file now (the user
+        changed their mind)."""
         layers = [layer for layer in layers if layer in self.viewer.layers]
         if any(self._dock_model(layer) == path for layer in layers):
             self._start(layers)

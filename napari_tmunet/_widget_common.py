@@ -589,81 +589,178 @@ def note_device_problem(dock, old: str, warn: Callable[[str], None]) -> str:
     return note
 
 
+class LatestRead:
+    """Results of ``read(key)``, each read in a napari worker so that napari stays live
+    (on the calling thread where workers run inline: ``NAPARI_TMUNET_INLINE=1``), one
+    kept for each key. A read of a key asked for while one of it runs supersedes that
+    one, and :meth:`forget` all of them: a superseded read's result is dropped, never
+    kept over the newer one's. As a read ends, on the GUI thread: ``done(key, result)``,
+    then the calls waiting for that key (:meth:`when_read`); neither once
+    :attr:`closed`. A read that raises has the result ``failed(key, error)``."""
+
+    def __init__(
+        self,
+        read: Callable[[Any], Any],
+        failed: Callable[[Any, BaseException], Any],
+        done: Callable[[Any, Any], None] | None = None,
+    ) -> None:
+        self._read, self._failed, self._done = read, failed, done
+        self._results: dict = {}  # key -> the result of its latest read
+        self._under_way: dict = {}  # key -> the number of its read under way
+        self._waiting: dict[Any, list[Callable[[], None]]] = {}  # key -> called once read
+        self._number = 0  # of the latest read asked for
+        self.closed = False  # the dock is gone: nothing is called
+
+    @property
+    def reading(self) -> bool:
+        """Whether a read is under way (and not superseded)."""
+        return bool(self._under_way)
+
+    def under_way(self, key) -> bool:
+        """Whether ``key`` is being read."""
+        return key in self._under_way
+
+    def is_read(self, key) -> bool:
+        """Whether ``key`` has been read (since :meth:`forget`)."""
+        return key in self._results
+
+    def result(self, key) -> Any:
+        """The result of ``key``'s latest read; None when it has not been read."""
+        return self._results.get(key)
+
+    def start(self, key) -> None:
+        """Read ``key`` (again), superseding a read of it under way."""
+        from ._segment_rederive import runs_inline
+
+        self._number += 1
+        number = self._under_way[key] = self._number
+        if runs_inline():
+            self._take(key, number, self._read(key))
+            return
+        start_worker(
+            self._read,
+            key,
+            connect={
+                "returned": lambda result: self._take(key, number, result),
+                "errored": lambda err: self._take(key, number, self._failed(key, err)),
+            },
+        )
+
+    def when_read(self, key, then: Callable[[], None]) -> None:
+        """Call ``then()`` once ``key`` is read: at once when it is, else when its read
+        (started here unless one is under way) ends."""
+        if self.is_read(key):
+            then()
+            return
+        self._waiting.setdefault(key, []).append(then)
+        if not self.under_way(key):
+            self.start(key)
+
+    def forget(self) -> None:
+        """Drop what was read, the reads under way and the calls waiting for them."""
+        self._results.clear()
+        self._under_way.clear()
+        self._waiting.clear()
+
+    def _take(self, key, number: int, result) -> None:
+        """Keep the result of read ``number`` of ``key`` unless a later read superseded
+        it, and tell."""
+        if self._under_way.get(key) != number:
+            return
+        del self._under_way[key]
+        self._results[key] = result
+        if self.closed:
+            return
+        if self._done is not None:
+            self._done(key, result)
+        for then in self._waiting.pop(key, []):
+            then()
+
+
 class CheckpointCheck:
     """Reads a checkpoint file chosen in a dock off the GUI thread
-    (:func:`registry.checkpoint_problem`: torch's import takes seconds), so that a file
-    that is not a checkpoint (a picture, a damaged copy) is flagged when it is chosen, not
-    at Start or Segment; ``show(path, problem)`` is called on the GUI thread when the
-    file read has a problem and is still the one ``chosen()`` returns. A click that
-    comes while the file is read waits for it (:meth:`when_read`)."""
+    (:func:`registry.checkpoint_problem`: torch's import takes seconds; a
+    :class:`LatestRead` of each file as it is now), so that a file that is not a
+    checkpoint (a picture, a damaged copy) is flagged when it is chosen, not at Start or
+    Segment; ``show(path, problem)`` is called on the GUI thread when the file read has
+    a problem and is still the one ``chosen()`` returns. A click that comes while the
+    file is read waits for it (:meth:`wait_for`)."""
 
     def __init__(self, chosen: Callable[[], str], show: Callable[[str, str], None], segments):
-        self._chosen, self._show, self._segments = chosen, show, segments
-        self._problems: dict[str, tuple[tuple | None, str]] = {}  # path -> (version, problem)
-        self._reading: set[str] = set()  # paths read now
-        self._waiting: dict[str, list[Callable[[], None]]] = {}  # path -> called once read
-        self.closed = False  # the dock is gone: no result is shown
+        self._chosen, self._show = chosen, show
+        # not read: no problem to show, and a click waiting on it runs (the run says)
+        self._reads = LatestRead(
+            functools.partial(_read_checkpoint, segments=segments),
+            failed=lambda _key, _err: "",
+            done=self._checked,
+        )
+        self._click: object = None  # the latest click waiting for a file to be read
+
+    def close(self) -> None:
+        """The dock is gone: no result is shown, no click goes on."""
+        self._reads.closed = True
 
     def check(self, path: str) -> None:
         """Read ``path`` in the background (at once where workers run inline), unless it
         is being read."""
-        from . import registry
-        from ._segment_rederive import runs_inline
-
-        path = str(path)
-        if path in self._reading:
-            return
-        self._reading.add(path)
-        if runs_inline():
-            self._checked((path, registry.checkpoint_problem(path, self._segments)))
-            return
-        start_worker(
-            _read_checkpoint,
-            path,
-            self._segments,
-            # not read: no problem to show, and a click waiting on it runs (the run says)
-            connect={"returned": self._checked, "errored": lambda _err: self._checked((path, ""))},
-        )
+        key = _checkpoint_key(path)
+        if not self._reads.under_way(key):
+            self._reads.start(key)
 
     def problem(self, path: str) -> str:
         """The problem found in ``path`` when it has not changed since it was read; ""."""
-        version, problem = self._problems.get(str(path), (None, ""))
-        return problem if version is not None and version == _file_version(path) else ""
+        return self._reads.result(_checkpoint_key(path)) or ""
 
     def is_read(self, path: str) -> bool:
         """Whether ``path`` was read as it is now (its :meth:`problem` is known)."""
-        version, _ = self._problems.get(str(path), (None, ""))
-        return version is not None and version == _file_version(path)
+        return self._reads.is_read(_checkpoint_key(path))
 
     def when_read(self, path: str, then: Callable[[], None]) -> None:
         """Call ``then()`` on the GUI thread once ``path`` is read as it is now: at once
         when it is, else when its read (started here if none runs) ends; never once the
         dock is closed."""
-        if self.is_read(path):
-            then()
-            return
-        self._waiting.setdefault(str(path), []).append(then)
-        self.check(path)
+        self._reads.when_read(_checkpoint_key(path), then)
 
-    def _checked(self, result: tuple[str, str]) -> None:
-        path, problem = result
-        self._reading.discard(path)
-        self._problems[path] = (_file_version(path), problem)
-        if problem and not self.closed and path == self._chosen():
+    def wait_for(self, dock, files, then: Callable[[str], None]) -> bool:
+        """Whether one of ``files``, checkpoint files that a click on ``dock`` runs, is
+        not read as it is now (chosen a moment ago). ``dock.status`` then says
+        "checking NAME...", and once the first of them is read ``then(path)`` carries
+        the click out (refused with the check's words, or run), unless a later click
+        waited meanwhile or ``dock`` is running by then. A run started on an unread file
+        would fail with a rawer message."""
+        unread = sorted(str(f) for f in files if not self.is_read(f))
+        if not unread:
+            return False
+        path, click = unread[0], object()
+        self._click, text = click, f"checking {Path(path).name}..."
+        dock.status.value = text
+
+        def read() -> None:
+            if self._click is not click or dock.running:  # done already, or another click
+                return
+            self._click = None
+            if dock.status.value == text:
+                dock.status.value = ""
+            then(path)
+
+        self.when_read(path, read)
+        return True
+
+    def _checked(self, key: tuple, problem: str) -> None:
+        path = key[0]
+        if problem and path == self._chosen():
             self._show(path, problem)
-        for then in self._waiting.pop(path, []):
-            if not self.closed:
-                then()
 
 
-def _read_checkpoint(path: str, segments: bool) -> tuple[str, str]:
-    from . import registry
-
-    return path, registry.checkpoint_problem(path, segments)
-
-
-def _file_version(path) -> tuple | None:
-    """:func:`registry.file_version` (registry imported when a file is checked)."""
+def _checkpoint_key(path) -> tuple:
+    """``path`` and its :func:`registry.file_version`: a file rewritten is read again."""
     from . import registry  # no torch: its checkpoint reading is imported when used
 
-    return registry.file_version(path)
+    return str(path), registry.file_version(path)
+
+
+def _read_checkpoint(key: tuple, segments: bool) -> str:
+    """:func:`registry.checkpoint_problem` of the file of ``key`` (in a worker thread)."""
+    from . import registry
+
+    return registry.checkpoint_problem(key[0], segments)
