@@ -486,19 +486,22 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
         value = bottom + SCROLL_MARGIN - view  # the least scroll that shows them
     first = shown[0]  # the one that must be seen
     first_bottom = _top(body, first) + first.height()
+    # a snap up must keep whole what the scroll shows: all of them where they fit (the
+    # status under Stop was cut by 3 px), else the first one
+    whole_bottom = bottom if bottom - top + 2 * SCROLL_MARGIN <= view else first_bottom
     if keep_row is not None and value > keep_row.y():
         seen = min(first.height(), KEEP_LINES * first.fontMetrics().lineSpacing())
         if _top(body, first) + seen + SCROLL_MARGIN - view <= keep_row.y():
             value = keep_row.y()  # the kept rows on top, the first one's lines as fit
     value = max(0, min(value, bar.maximum()))
-    return _on_row_edge(body, value, top, first_bottom, view)
+    return _on_row_edge(body, value, top, whole_bottom, view)
 
 
-def _on_row_edge(body, value: int, top: int, first_bottom: int, view: int) -> int:
+def _on_row_edge(body, value: int, top: int, whole_bottom: int, view: int) -> int:
     """``value`` moved to the nearer edge of the body's row that it would cut at the
     view's top, a few lines at most: down to the next row where that does not pass
-    ``top`` (what is shown keeps its first line), up to the row's top where the first
-    widget shown (ending at ``first_bottom``) stays whole."""
+    ``top`` (what is shown keeps its first line), up to the row's top where what is
+    shown (down to ``whole_bottom``) stays whole."""
     rows = _rows(body)
     cut = next((r for r in rows if r.y() < value < r.y() + r.height()), None)
     if cut is None:
@@ -508,7 +511,7 @@ def _on_row_edge(body, value: int, top: int, first_bottom: int, view: int) -> in
     down = min((r.y() for r in rows if r.y() > value), default=None)
     if down is not None and down <= min(top, maximum):
         edges.append(down)
-    if first_bottom <= cut.y() + view:
+    if whole_bottom <= cut.y() + view:
         edges.append(cut.y())
     edges = [edge for edge in edges if abs(edge - value) <= ROW_SNAP]
     return min(edges, key=lambda edge: abs(edge - value), default=value)

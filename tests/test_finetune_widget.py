@@ -1142,3 +1142,34 @@ def test_a_read_only_run_folder_says_to_choose_another(
         "read-only file system): choose another Run folder"
     ]
     assert not any(folder.iterdir())
+
+
+def test_the_rows_a_scroll_shows_stay_whole_at_any_dock_height(qtbot):
+    """scroll_into_view on three rows that fit the view (Start/Stop, progress, status) shows
+    all three whole at every dock height: its snap to a row's edge moved the view up and
+    cut the last one (the status under Stop, by 3 px at 1366 x 768)."""
+    from magicgui.widgets import Container, Label
+
+    from napari_tmunet._widget_common import scroll_body, scroll_into_view
+
+    dock = Container()
+    body = scroll_body(dock)
+    # settings of one and of several lines above the rows to show, as the dock's
+    body.extend([Label(value="\n".join(["setting"] * (1 + i % 3))) for i in range(24)])
+    shown = [Label(value="Start | Stop"), Label(value="progress"), Label(value="status")]
+    body.extend(shown)
+    dock.show()
+    qtbot.addWidget(dock.native)
+    qtbot.waitExposed(dock.native)
+    area, cut = body.scroll_area, []
+    for height in range(150, 420, 3):
+        dock.native.resize(300, height)
+        area.verticalScrollBar().setValue(0)
+        qtbot.wait(20)
+        scroll_into_view(body, *shown)
+        qtbot.wait(30)
+        top, view = area.verticalScrollBar().value(), area.viewport().height()
+        bottoms = [w.native.mapTo(area.widget(), w.native.rect().bottomLeft()).y() for w in shown]
+        if max(bottoms) > top + view:
+            cut.append((height, max(bottoms) - top - view))
+    assert cut == []
