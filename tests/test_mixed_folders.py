@@ -1,0 +1,265 @@
+"""Pictures and their masks side by side in one folder (BUSI's Kaggle layout:
+``benign (2).png``, ``benign (2)_mask.png``, a second lesion's ``benign (2)_mask_1.png``;
+other sets ``NAME-mask``, ``NAME_gt``, ``NAME mask``, ``NAME_labels``): the TM-UNet reader
+opens each picture with its mask as Labels over it (several masks as their union, said
+in a notification), never a mask as a picture; ``napari-tmunet PICTURE`` merges a
+picture's numbered masks too; the Fine-tune dock's Folder and the trainer say how to lay
+such a folder out. Built from real UDIAT and CVC-ClinicDB pictures and their own masks;
+UDIAT 000032 and 000040 are one picture with two different real masks."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from _paths import DATASETS
+
+from napari_tmunet._reader import napari_get_reader
+from napari_tmunet.data.images import read_mask
+
+UDIAT = DATASETS / "UDIAT"
+CLINIC = DATASETS / "CVC-ClinicDB"
+# BUSI-style name -> (UDIAT picture, UDIAT mask(s)); 000001 is 360 x 528, the others 440 x 501
+BUSI = {
+    "benign (1)": ("000001", ["000001"]),
+    "benign (2)": ("000032", ["000032", "000040"]),  # one picture, two real masks
+    "benign (3)": ("000003", ["000003"]),
+}
+
+
+@pytest.fixture
+def udiat():
+    if not (UDIAT / "images").is_dir():
+        pytest.skip(f"no UDIAT at {UDIAT}")
+    return UDIAT
+
+
+@pytest.fixture
+def clinic():
+    if not (CLINIC / "images").is_dir():
+        pytest.skip(f"no CVC-ClinicDB at {CLINIC}")
+    return CLINIC
+
+
+@pytest.fixture
+def notifications():
+    """(severity name, message) of the napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(event):
+        note = event.value if hasattr(event, "value") else event
+        seen.append((str(note.severity).lower(), str(note.message)))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture(scope="module")
+def plugin_manager():
+    """npe2's plugin manager with the installed plugins discovered (no viewer needed)."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    pm.get_manifest("napari-tmunet")  # KeyError unless installed (pip install -e .)
+    return pm
+
+
+def _busi_folder(folder):
+    """The BUSI Kaggle layout from UDIAT files: each picture, its ``_mask.png``, a second
+    mask ``benign (2)_mask_1.png``; ``benign (4).png`` without a mask; a mask whose
+    picture is missing (``benign (9)_mask.png``); ``benign (5).png`` (360 x 528) with the
+    mask of a 440 x 501 picture. Returns the expected labels per picture."""
+    folder.mkdir(parents=True)
+    truth = {}
+    for name, (picture, masks) in BUSI.items():
+        shutil.copy(UDIAT / "images" / f"{picture}.png", folder / f"{name}.png")
+        for index, mask in enumerate(masks):
+            suffix = "_mask" if index == 0 else f"_mask_{index}"
+            shutil.copy(UDIAT / "masks" / f"{mask}.png", folder / f"{name}{suffix}.png")
+        truth[name] = np.logical_or.reduce([_truth(UDIAT / "masks" / f"{m}.png") for m in masks])
+    shutil.copy(UDIAT / "images" / "000004.png", folder / "benign (4).png")
+    shutil.copy(UDIAT / "masks" / "000005.png", folder / "benign (9)_mask.png")
+    shutil.copy(UDIAT / "images" / "000002.png", folder / "benign (5).png")
+    shutil.copy(UDIAT / "masks" / "000004.png", folder / "benign (5)_mask.png")
+    return truth
+
+
+def _truth(path):
+    return read_mask(path)[0]
+
+
+def _read(folder):
+    reader = napari_get_reader(str(folder))
+    assert reader is not None, f"no reader for {folder}"
+    return reader(str(folder))
+
+
+def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udiat, notifications):
+    """Pictures as images, each one's mask as "NAME mask" Labels over it (paired for the
+    Metrics dock by metadata "image"); benign (2)'s two masks as their union, named in one
+    info notification; the mask without a picture and the mask of another size are not
+    opened, named in a warning with what to do. main opened all 10 files as images."""
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("benign (1)", "image"),
+        ("benign (1) mask", "labels"),
+        ("benign (2)", "image"),
+        ("benign (2) mask", "labels"),
+        ("benign (3)", "image"),
+        ("benign (3) mask", "labels"),
+        ("benign (4)", "image"),
+        ("benign (5)", "image"),
+    ]
+    assert [kwargs["visible"] for _, kwargs, _ in layers] == [True, True] + [False] * 6
+    labels = {kwargs["name"]: (data, kwargs) for data, kwargs, kind in layers if kind == "labels"}
+    for name, expected in truth.items():
+        data, kwargs = labels[f"{name} mask"]
+        assert data.dtype == np.uint8 and set(np.unique(data)) == {0, 1}
+        np.testing.assert_array_equal(data > 0, expected, err_msg=name)
+        assert kwargs["metadata"]["image"] == name
+    one, other = (_truth(UDIAT / "masks" / f"{m}.png") for m in ("000032", "000040"))
+    assert (one != other).sum() > 500  # the union differs from either mask
+    assert labels["benign (2) mask"][1]["metadata"]["paths"] == [
+        str(folder / "benign (2)_mask.png"),
+        str(folder / "benign (2)_mask_1.png"),
+    ]
+
+    infos = [message for severity, message in notifications if severity == "info"]
+    assert infos == [
+        f"{folder}: the masks of a picture opened as one (their union):\n"
+        "  benign (2).png: benign (2)_mask.png, benign (2)_mask_1.png"
+    ]
+    (warning,) = [message for severity, message in notifications if severity == "warning"]
+    assert warning.startswith(f"{folder}: masks not opened:\n")
+    assert (
+        f"benign (9)_mask.png: no picture named benign (9).* beside it; put its picture in {folder}"
+        in warning
+    )
+    assert (
+        f"benign (5)_mask.png: the mask {folder / 'benign (5)_mask.png'} is 440 x 501 pixels but "
+        f"its picture {folder / 'benign (5).png'} is 360 x 528: give the mask made for that "
+        "picture" in warning
+    )
+
+
+def test_other_mask_names_in_a_folder_of_one_picture_size(tmp_path, clinic, plugin_manager):
+    """CVC-ClinicDB frames (all 384 x 288) with their TIFF masks named NAME-mask, NAME_gt,
+    "NAME mask", NAME_labels: main left the folder to napari's reader (one stack of 8
+    slices, masks among the pictures); now 4 pictures with their masks, through the
+    viewer as napari opens a folder. A folder of the pictures alone is still napari's."""
+    from napari.components import ViewerModel
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    names = {"1": "1-mask", "2": "2_gt", "3": "3 mask", "10": "10_labels"}
+    for frame, mask in names.items():
+        shutil.copy(CLINIC / "images" / f"{frame}.png", folder / f"{frame}.png")
+        shutil.copy(CLINIC / "masks" / f"{frame}.tif", folder / f"{mask}.tif")
+
+    viewer = ViewerModel()
+    viewer.open(str(folder), plugin="napari-tmunet")
+
+    assert [(layer.name, layer._type_string) for layer in viewer.layers] == [
+        (name, kind)
+        for frame in names
+        for name, kind in ((frame, "image"), (f"{frame} mask", "labels"))
+    ]
+    for frame in names:
+        expected = _truth(CLINIC / "masks" / f"{frame}.tif")  # >127: stray values left out
+        np.testing.assert_array_equal(viewer.layers[f"{frame} mask"].data > 0, expected)
+        assert viewer.layers[frame].data.shape == (288, 384, 3)
+
+    pictures_only = tmp_path / "pictures"
+    pictures_only.mkdir()
+    for frame in names:
+        shutil.copy(CLINIC / "images" / f"{frame}.png", pictures_only / f"{frame}.png")
+    assert napari_get_reader(str(pictures_only)) is None
+
+
+@pytest.fixture
+def launch(monkeypatch, launcher_app):
+    """``launch(paths)``: ``napari-tmunet PATHS`` up to the event loop; (exit status,
+    {layer name: (data, type)})."""
+    import napari
+
+    from napari_tmunet import launch as launcher
+
+    def run(paths):
+        seen = {}
+
+        def look_and_close():
+            viewer = napari.current_viewer()
+            seen["layers"] = {
+                layer.name: (np.asarray(layer.data), layer._type_string) for layer in viewer.layers
+            }
+            viewer.close()
+
+        monkeypatch.setattr(napari, "run", look_and_close)
+        monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+        status = launcher.main([str(path) for path in paths])
+        return status, seen.get("layers")
+
+    return run
+
+
+def test_the_launcher_merges_a_pictures_numbered_masks(tmp_path, udiat, launch, notifications):
+    """``napari-tmunet "benign (2).png"``: both masks beside it open as one Labels layer,
+    their union, said in an info notification (main opened benign (2)_mask.png alone and
+    dropped the second lesion); given with both masks, the same; the folder opens as the
+    reader opens it."""
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+    picture = folder / "benign (2).png"
+    masks = [folder / "benign (2)_mask.png", folder / "benign (2)_mask_1.png"]
+    note = (
+        f"{folder}: the masks of a picture opened as one (their union):\n"
+        "  benign (2).png: benign (2)_mask.png, benign (2)_mask_1.png"
+    )
+
+    for given in ([picture], [picture, *masks]):
+        notifications.clear()
+        status, layers = launch(given)
+        assert status == 0
+        assert sorted(layers) == ["benign (2)", "benign (2) mask"], given
+        data, kind = layers["benign (2) mask"]
+        assert kind == "labels"
+        np.testing.assert_array_equal(data > 0, truth["benign (2)"])
+        assert note in [message for severity, message in notifications if severity == "info"]
+
+    status, layers = launch([folder])
+    assert status == 0
+    assert sorted(layers) == sorted(
+        ["benign (4)", "benign (5)", *(f"{n}{m}" for n in truth for m in ("", " mask"))]
+    )
+
+
+def test_training_on_a_mixed_folder_says_how_to_lay_it_out(tmp_path, udiat):
+    """The Fine-tune dock's Folder and the trainer read only images/ + masks/ folders: for
+    a folder of pictures with masks beside them the error says what it holds and how to
+    lay it out (main said only that images/ is missing)."""
+    from napari_tmunet._finetune_folder import read_folder
+    from napari_tmunet.data.datasets import DatasetError, find_pairs
+
+    folder = tmp_path / "benign"
+    _busi_folder(folder)
+
+    modality, problem = read_folder(str(folder))
+    assert modality == ""
+    assert problem.startswith(f"{folder} has no images/ folder (subfolders: none)")
+    assert (
+        f"{folder} holds pictures with their masks beside them (e.g. benign (1).png and "
+        "benign (1)_mask.png): to train on it, put the pictures in images/ and their masks, "
+        "named as the pictures, in masks/"
+    ) in problem
+    with pytest.raises(DatasetError) as raised:
+        find_pairs(folder)
+    assert str(raised.value) == problem
