@@ -212,10 +212,8 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     merged, left_out = [], _masks_left_out(root, pairing)
     for item in items:
         visible = not layers
-        try:
-            image = image_layer_data(item.picture)
-        except Exception as err:
-            _notify_error(_failure(item.picture, err))
+        (image,) = read_images([item.picture])  # as a folder's images open: (None,) if unread
+        if len(image) != 3:
             continue
         image[1]["visible"] = visible
         layers.append(image)
@@ -223,7 +221,7 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
         if not masks:
             continue
         try:
-            layers.append(mask_layer_data(masks, like=image, visible=visible))
+            layers.append(picture_mask_layer_data(masks, like=image, visible=visible))
         except Exception as err:
             _notify_error(_failure(masks[-1], err, "the mask "))
             continue
@@ -241,6 +239,27 @@ def merged_note(folder: Path, merged: list[tuple[Path, list[Path]]]) -> None:
     as one Labels layer, their union: each picture and its mask files by name."""
     lines = [f"{picture.name}: {', '.join(m.name for m in masks)}" for picture, masks in merged]
     _notify_info(_listed(f"{folder}: the masks of a picture opened as one (their union)", lines))
+
+
+def picture_mask_layer_data(
+    paths: Sequence[Path], like: LayerData, visible: bool = True
+) -> LayerData:
+    """Labels layer data "<picture> mask" for the mask file(s) of the picture of layer
+    data ``like``, over it and shown or hidden with it: a mask this plugin's writer saved
+    as it was written (:func:`saved_mask_layer_data`: instance ids, a Segment result's
+    origin), else :func:`mask_layer_data`'s (several files: their union)."""
+    from .data.images import read_saved_mask
+
+    saved = read_saved_mask(paths[0]) if len(paths) == 1 else None
+    if saved is None:
+        return mask_layer_data(paths, like=like, visible=visible)
+    data, kwargs, kind = saved_mask_layer_data(Path(paths[0]), saved)
+    kwargs.update(name=f"{like[1]['name']} mask", visible=visible, opacity=MASK_OPACITY)
+    kwargs["metadata"]["image"] = like[1]["name"]
+    scale = like[1].get("scale")
+    if scale is not None and data.ndim == len(scale):
+        kwargs["scale"] = tuple(scale)
+    return data, kwargs, kind
 
 
 def _masks_left_out(root: Path, pairing) -> list[str]:

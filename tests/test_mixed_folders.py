@@ -187,13 +187,13 @@ def test_other_mask_names_in_a_folder_of_one_picture_size(tmp_path, clinic, plug
 
 @pytest.fixture
 def launch(monkeypatch, launcher_app):
-    """``launch(paths)``: ``napari-tmunet PATHS`` up to the event loop; (exit status,
-    {layer name: (data, type)})."""
+    """``launch(paths, then=None)``: ``napari-tmunet PATHS`` up to the event loop, where
+    ``then(viewer)`` runs; (exit status, {layer name: (data, type)}, what ``then`` gave)."""
     import napari
 
     from napari_tmunet import launch as launcher
 
-    def run(paths):
+    def run(paths, then=None):
         seen = {}
 
         def look_and_close():
@@ -201,12 +201,13 @@ def launch(monkeypatch, launcher_app):
             seen["layers"] = {
                 layer.name: (np.asarray(layer.data), layer._type_string) for layer in viewer.layers
             }
+            seen["then"] = then(viewer) if then else None
             viewer.close()
 
         monkeypatch.setattr(napari, "run", look_and_close)
         monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
         status = launcher.main([str(path) for path in paths])
-        return status, seen.get("layers")
+        return status, seen.get("layers"), seen.get("then")
 
     return run
 
@@ -227,7 +228,7 @@ def test_the_launcher_merges_a_pictures_numbered_masks(tmp_path, udiat, launch, 
 
     for given in ([picture], [picture, *masks]):
         notifications.clear()
-        status, layers = launch(given)
+        status, layers, _ = launch(given)
         assert status == 0
         assert sorted(layers) == ["benign (2)", "benign (2) mask"], given
         data, kind = layers["benign (2) mask"]
@@ -235,11 +236,42 @@ def test_the_launcher_merges_a_pictures_numbered_masks(tmp_path, udiat, launch, 
         np.testing.assert_array_equal(data > 0, truth["benign (2)"])
         assert note in [message for severity, message in notifications if severity == "info"]
 
-    status, layers = launch([folder])
+    status, layers, _ = launch([folder])
     assert status == 0
     assert sorted(layers) == sorted(
         ["benign (4)", "benign (5)", *(f"{n}{m}" for n in truth for m in ("", " mask"))]
     )
+
+
+def test_metrics_scores_a_segmented_picture_against_its_merged_masks(tmp_path, udiat, launch):
+    """``napari-tmunet FOLDER`` (the BUSI layout), Segment "benign (2)" with the shipped
+    ultrasound model in the Segment dock (its worker thread): the Metrics dock pairs the
+    result with "benign (2) mask", the union of its two masks, and its Dice is the one
+    computed here against that union."""
+    from napari_tmunet import registry
+    from napari_tmunet.launch import _click_segment
+    from napari_tmunet.metrics import dice_score
+
+    if registry.model_for_modality("ultrasound") is None:
+        pytest.skip("no shipped ultrasound model")
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+
+    def segment_and_score(viewer):
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
+        metrics = viewer.window.dock_widgets["Metrics (TM-UNet)"]
+        segment.image.value = viewer.layers["benign (2)"]
+        segment.model.value = registry.model_for_modality("ultrasound").name
+        _click_segment(segment, timeout=600)
+        pair = (metrics.prediction.value.name, metrics.reference.value.name)
+        labels = np.asarray(segment.last_layer.data) > 0
+        return pair, segment.last_layer.name, metrics.compute()[-1]["dice"], labels
+
+    status, _, (pair, output, dice, labels) = launch([folder], segment_and_score)
+    assert status == 0
+    assert pair == (output, "benign (2) mask")
+    assert dice == pytest.approx(dice_score(labels, truth["benign (2)"]), abs=1e-4)
+    assert dice > 0.9  # measured 0.962 (shipped ultrasound model, CPU)
 
 
 def test_training_on_a_mixed_folder_says_how_to_lay_it_out(tmp_path, udiat):
@@ -263,3 +295,35 @@ def test_training_on_a_mixed_folder_says_how_to_lay_it_out(tmp_path, udiat):
     with pytest.raises(DatasetError) as raised:
         find_pairs(folder)
     assert str(raised.value) == problem
+
+
+def test_a_saved_correction_beside_its_picture_keeps_its_ids(tmp_path, udiat):
+    """A Segment result saved by this plugin's writer as "NAME mask.tif" (instance ids:
+    the real lesion's left and right halves 1 and 2) beside its picture, in a folder of
+    pictures of two sizes: it reopens over its picture as the Labels it was written (ids
+    kept, its kind in the metadata), paired by metadata "image" for the Metrics dock."""
+    from napari_tmunet.data.images import write_mask
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    for name in ("000001", "000003"):
+        shutil.copy(UDIAT / "images" / f"{name}.png", folder / f"{name}.png")
+    mask = _truth(UDIAT / "masks" / "000003.png")
+    ids = mask.astype(np.uint16)
+    columns = np.nonzero(mask.any(axis=0))[0]
+    ids[:, (columns.min() + columns.max()) // 2 :] *= 2
+    assert set(np.unique(ids)) == {0, 1, 2}
+    write_mask(folder / "000003 mask.tif", ids)
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("000001", "image"),
+        ("000003", "image"),
+        ("000003 mask", "labels"),
+    ]
+    data, kwargs, _ = layers[2]
+    np.testing.assert_array_equal(data, ids)
+    assert kwargs["metadata"]["output"] == "instances"
+    assert kwargs["metadata"]["image"] == "000003"
+    assert kwargs["visible"] is False  # hidden with its picture, the second
