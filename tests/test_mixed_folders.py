@@ -327,3 +327,29 @@ def test_a_saved_correction_beside_its_picture_keeps_its_ids(tmp_path, udiat):
     assert kwargs["metadata"]["output"] == "instances"
     assert kwargs["metadata"]["image"] == "000003"
     assert kwargs["visible"] is False  # hidden with its picture, the second
+
+
+def test_predict_segments_the_pictures_not_their_masks(tmp_path, udiat, capsys):
+    """``napari-tmunet-predict FOLDER OUT`` on the BUSI layout with the shipped ultrasound
+    model: one mask per picture, none for the 6 files named as masks, said in one line
+    (main segmented the masks too: 11 outputs, "benign (1)_mask.png" among them)."""
+    from napari_tmunet import registry
+    from napari_tmunet.metrics import dice_score
+    from napari_tmunet.predict_cli import main
+
+    if registry.model_for_modality("ultrasound") is None:
+        pytest.skip("no shipped ultrasound model")
+    folder, out = tmp_path / "benign", tmp_path / "out"
+    truth = _busi_folder(folder)
+
+    assert main([str(folder), str(out), "--model", "ultrasound", "--device", "cpu"]) == 0
+
+    err = capsys.readouterr().err
+    assert (
+        "napari-tmunet-predict: 6 files named as masks not segmented (pictures with their "
+        "masks beside them: e.g. benign (1)_mask.png beside benign (1).png)"
+    ) in err
+    assert "5 images ->" in err
+    assert sorted(p.name for p in out.iterdir()) == [f"benign ({i}).png" for i in range(1, 6)]
+    merged = read_mask(out / "benign (2).png")[0]
+    assert dice_score(merged, truth["benign (2)"]) > 0.9
