@@ -103,9 +103,11 @@ def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udi
     """Pictures as images, each one's mask as "NAME mask" Labels over it (paired for the
     Metrics dock by metadata "image"); benign (2)'s two masks as their union, named in one
     info notification; the mask without a picture and the mask of another size are not
-    opened, named in a warning with what to do. main opened all 10 files as images."""
+    opened, nor a damaged second mask: named in a warning with what to do (benign (3)
+    keeps its first mask). main opened all 11 files as images."""
     folder = tmp_path / "benign"
     truth = _busi_folder(folder)
+    (folder / "benign (3)_mask_1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
 
     layers = _read(folder)
 
@@ -144,6 +146,8 @@ def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udi
         f"benign (9)_mask.png: no picture named benign (9).* beside it; put its picture in {folder}"
         in warning
     )
+    broken = next(line for line in warning.splitlines() if "benign (3)_mask_1.png:" in line)
+    assert str(folder / "benign (3)_mask_1.png") in broken  # its read error, naming it
     assert (
         f"benign (5)_mask.png: the mask {folder / 'benign (5)_mask.png'} is 440 x 501 pixels but "
         f"its picture {folder / 'benign (5).png'} is 360 x 528: give the mask made for that "
