@@ -191,10 +191,15 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     """Read a folder of pictures with their masks beside them (``NAME.png`` and
     ``NAME_mask.png``, ``NAME_gt.png``, ..., ``data.mask_names``): one image layer per
     picture and one Labels layer over it for its mask, as a dataset folder opens
-    (:func:`read_dataset`); the first pair visible. A picture's several masks
-    (``NAME_mask_1.png``: a second object) open as their union, said in one info
-    notification; masks that fit no picture (none of their name, several, another size)
-    are not opened, said in a warning naming them."""
+    (:func:`read_dataset`); the first pair visible. A picture's several masks of one
+    family (``NAME_mask_1.png``: a second object) open as their union; masks of several
+    families (``NAME mask.tif`` the writer saved beside ``NAME_mask.png``; ``NAME_gt`` and
+    ``NAME_mask``: ``data.mask_names.mask_families``) open as separate Labels layers, only
+    the first (a saved one) shown; both said in an info notification. Masks that fit no
+    picture (none of their name, several, another size) are not opened, said in a
+    warning naming them."""
+    from .data.mask_names import mask_families
+
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
         pairing = _pairing(_folder_images(root, _image_suffixes()))
@@ -209,7 +214,7 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
         )
         items = items[:MAX_DATASET_PAIRS]
     layers: list[LayerData] = []
-    merged, left_out = [], _masks_left_out(root, pairing)
+    merged, separate, left_out = [], [], _masks_left_out(root, pairing)
     for item in items:
         visible = not layers
         (image,) = read_images([item.picture])  # as a folder's images open: (None,) if unread
@@ -218,19 +223,29 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
         image[1]["visible"] = visible
         layers.append(image)
         masks = _fitting_masks(item, left_out)
-        if not masks:
-            continue
-        try:
-            layers.append(picture_mask_layer_data(masks, like=image, visible=visible))
-        except Exception as err:
-            _notify_error(_failure(masks[-1], err, "the mask "))
-            continue
-        if len(masks) > 1:
-            merged.append((item.picture, masks))
+        families = mask_families(masks)
+        opened = []
+        for family in families:
+            name = family.layer_name(image[1]["name"], len(families) > 1)
+            try:  # only the first shown: one picture's masks drawn over each other hide it
+                layer = picture_mask_layer_data(
+                    family.paths, like=image, visible=visible and not opened, name=name
+                )
+            except Exception as err:
+                _notify_error(_failure(family.paths[-1], err, "the mask "))
+                continue
+            layers.append(layer)
+            opened.append((name, family.paths))
+            if len(family.paths) > 1:
+                merged.append((item.picture, family.paths))
+        if len(opened) > 1:
+            separate.append((item.picture, opened))
     if left_out:
         _notify_warning(_listed(f"{root}: masks not opened", left_out))
     if merged:
         merged_note(root, merged)
+    if separate:
+        separate_note(root, separate)
     return layers or [(None,)]
 
 
@@ -241,20 +256,36 @@ def merged_note(folder: Path, merged: list[tuple[Path, list[Path]]]) -> None:
     _notify_info(_listed(f"{folder}: the masks of a picture opened as one (their union)", lines))
 
 
+def separate_note(folder: Path, separate: list[tuple[Path, list[tuple[str, list[Path]]]]]) -> None:
+    """Say in one info notification which pictures' masks (in ``folder``) of different
+    families opened as separate Labels layers: each picture, each layer's name and its
+    mask files."""
+    lines = [
+        f"{picture.name}: "
+        + "; ".join(f'"{name}" ({", ".join(m.name for m in paths)})' for name, paths in opened)
+        for picture, opened in separate
+    ]
+    title = "masks of a picture named differently opened as separate layers, not merged"
+    _notify_info(_listed(f"{folder}: {title} (the first shown)", lines))
+
+
 def picture_mask_layer_data(
-    paths: Sequence[Path], like: LayerData, visible: bool = True
+    paths: Sequence[Path], like: LayerData, visible: bool = True, name: str | None = None
 ) -> LayerData:
-    """Labels layer data "<picture> mask" for the mask file(s) of the picture of layer
-    data ``like``, over it and shown or hidden with it: a mask this plugin's writer saved
-    as it was written (:func:`saved_mask_layer_data`: instance ids, a Segment result's
-    origin), else :func:`mask_layer_data`'s (several files: their union)."""
+    """Labels layer data ``name`` (default "<picture> mask") for the mask file(s) of the
+    picture of layer data ``like``, over it: a mask this plugin's writer saved as it was
+    written (:func:`saved_mask_layer_data`: instance ids, a Segment result's origin), else
+    :func:`mask_layer_data`'s (several files: their union)."""
     from .data.images import read_saved_mask
 
+    name = name or f"{like[1]['name']} mask"
     saved = read_saved_mask(paths[0]) if len(paths) == 1 else None
     if saved is None:
-        return mask_layer_data(paths, like=like, visible=visible)
+        data, kwargs, kind = mask_layer_data(paths, like=like, visible=visible)
+        kwargs["name"] = name
+        return data, kwargs, kind
     data, kwargs, kind = saved_mask_layer_data(Path(paths[0]), saved)
-    kwargs.update(name=f"{like[1]['name']} mask", visible=visible, opacity=MASK_OPACITY)
+    kwargs.update(name=name, visible=visible, opacity=MASK_OPACITY)
     kwargs["metadata"]["image"] = like[1]["name"]
     scale = like[1].get("scale")
     if scale is not None and data.ndim == len(scale):

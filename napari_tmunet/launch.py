@@ -326,7 +326,7 @@ def _open_paths(viewer, paths: list[str]) -> None:
     before it, as a mask follows its image in a dataset folder. A mask file (by its name
     or folder, or by what it holds) opens as the mask of the picture of its name
     (:func:`_given_masks`) wherever it is given, and a picture given without one gets the
-    masks found beside it (:func:`_found_masks`; several open as one, see ``_open_mask``)."""
+    masks found beside it (:func:`_found_masks`; see :func:`_open_masks`)."""
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -343,9 +343,9 @@ def _open_paths(viewer, paths: list[str]) -> None:
         if not shown:
             for layer in added:
                 layer.visible = False
-    # after the pictures: each picture's masks go over it (several as one)
+    # after the pictures: each picture's masks go over it (one family's several as one)
     for picture, group in _by_picture(given):
-        _open_mask(viewer, group, picture)
+        _open_masks(viewer, group, picture)
     with_mask = {_mask_picture(mask) for mask, _ in given}
     with_mask |= {picture.stem for _, picture in given if picture is not None}
     for path in paths:
@@ -359,7 +359,7 @@ def _open_paths(viewer, paths: list[str]) -> None:
             else:
                 fitting.append(mask)
         if fitting:
-            _open_mask(viewer, fitting, Path(path))
+            _open_masks(viewer, fitting, Path(path))
 
 
 def _by_picture(given: list[tuple[Path, Path | None]]) -> list[tuple[Path | None, list[Path]]]:
@@ -530,16 +530,40 @@ def _found_masks(path: str) -> list[Path]:
     return []
 
 
-def _open_mask(viewer, paths: list[Path], picture_path: Path | None = None) -> None:
-    """Open mask files of one picture as the TM-UNet reader opens a dataset folder's
-    masks: a Labels layer "<picture> mask" over the picture they belong to
-    (``picture_path``, else the one their name gives, :func:`_mask_picture`; shown or
-    hidden with it, so Metrics pairs them), never an image that Segment could be run on.
-    A mask this plugin's writer saved keeps its instance ids; several masks open as their
-    union (``_reader.mask_layer_data``), said in an info notification naming them."""
+def _open_masks(viewer, paths: list[Path], picture_path: Path | None = None) -> None:
+    """Open mask files of one picture as the TM-UNet reader opens a folder's: each family
+    (``data.mask_names.mask_families``: NAME_mask + NAME_mask_1; the writer's "NAME
+    mask.tif"; NAME_gt) as one Labels layer over the picture (:func:`_open_mask`), only
+    the first (a saved one) shown; several families said in an info notification."""
+    from ._reader import separate_note
+    from .data.mask_names import mask_families
+
+    families = mask_families(paths)
+    opened = []
+    for family in families:
+        name = _open_mask(viewer, family, picture_path, len(families) > 1, shown=not opened)
+        opened.append((name, family.paths))
+    if len(opened) > 1:
+        picture = picture_path or Path(_mask_picture(paths[0]) or paths[0].stem)
+        separate_note(paths[0].parent, [(picture, opened)])
+
+
+def _open_mask(
+    viewer, family, picture_path: Path | None = None, several: bool = False, shown: bool = True
+) -> str:
+    """Open the mask files of one family (a ``data.mask_names.MaskFamily``) of a picture
+    as the TM-UNet reader opens a dataset folder's masks: a Labels layer "<picture> mask"
+    (among ``several`` families, named by the family: ``MaskFamily.layer_name``) over the
+    picture they belong to (``picture_path``, else the one their name gives,
+    :func:`_mask_picture`; shown or hidden with it, and only if ``shown``, so Metrics pairs
+    them), never an image that Segment could be run on. A mask this plugin's writer saved
+    keeps its instance ids; several masks open as their union
+    (``_reader.mask_layer_data``), said in an info notification naming them. Returns the
+    layer's name."""
     from ._reader import MASK_OPACITY, mask_layer_data, merged_note, saved_mask_layer_data
     from .data.images import read_saved_mask
 
+    paths = family.paths
     path = paths[0]
     name = picture_path.stem if picture_path is not None else _mask_picture(path) or path.stem
     picture = next(
@@ -552,7 +576,7 @@ def _open_mask(viewer, paths: list[Path], picture_path: Path | None = None) -> N
         if len(picture.scale) == 2:
             kwargs["scale"] = tuple(picture.scale)
         like = (None, kwargs, "image")
-    visible = picture.visible if picture is not None else True
+    visible = shown and (picture.visible if picture is not None else True)
     try:
         saved = read_saved_mask(path) if len(paths) == 1 else None
         if saved is None:
@@ -568,10 +592,11 @@ def _open_mask(viewer, paths: list[Path], picture_path: Path | None = None) -> N
         viewer.close()
         named = ", ".join(str(p) for p in paths)
         raise CannotOpen(f"cannot open the mask {named}: {' '.join(str(err).split())}") from err
-    kwargs["name"] = f"{name} mask"
-    viewer.add_labels(data, **kwargs)
+    kwargs["name"] = family.layer_name(name, several)
+    layer = viewer.add_labels(data, **kwargs)
     if len(paths) > 1:
         merged_note(paths[0].parent, [(picture_path or Path(name), paths)])
+    return layer.name  # napari's, should the name be taken
 
 
 def _is_image(layer) -> bool:

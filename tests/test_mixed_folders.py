@@ -357,3 +357,87 @@ def test_predict_segments_the_pictures_not_their_masks(tmp_path, udiat, capsys):
     assert sorted(p.name for p in out.iterdir()) == [f"benign ({i}).png" for i in range(1, 6)]
     merged = read_mask(out / "benign (2).png")[0]
     assert dice_score(merged, truth["benign (2)"]) > 0.9
+
+
+def test_a_correction_saved_beside_busi_masks_reopens_as_saved(
+    tmp_path, udiat, launch, notifications
+):
+    """A pathologist opens the BUSI folder, removes benign (2)'s false second lesion from
+    "benign (2) mask" (the union of its two PNGs) and saves it with this plugin's writer
+    into the folder as "benign (2) mask.tif". Reopened (the folder, or ``napari-tmunet
+    "benign (2).png"``), the correction is its own layer "benign (2) mask" exactly as
+    saved, shown; the PNGs' union is another, "benign (2)_mask", hidden; a notification
+    names both. The branch before merged all three into one layer: the removed pixels
+    came back."""
+    from napari_tmunet._writer import write_labels
+
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+    opened = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in _read(folder)}
+    union, kwargs = opened["benign (2) mask"]
+    correction = union.copy()
+    correction[~_truth(UDIAT / "masks" / "000032.png")] = 0  # the false lesion removed
+    assert (correction != union).sum() > 100  # 171 pixels of 000040 outside 000032
+    saved = folder / "benign (2) mask.tif"
+    assert write_labels(str(saved), correction, kwargs) == [str(saved)]
+    notifications.clear()
+
+    layers = {kwargs["name"]: (data, kwargs, kind) for data, kwargs, kind in _read(folder)}
+
+    names = [name for name in layers if name.startswith("benign (2)")]
+    assert names == ["benign (2)", "benign (2) mask", "benign (2)_mask"]
+    data, kwargs, kind = layers["benign (2) mask"]
+    assert kind == "labels" and data.dtype == correction.dtype
+    np.testing.assert_array_equal(data, correction)
+    assert kwargs["metadata"]["path"] == str(saved)
+    data, kwargs, kind = layers["benign (2)_mask"]
+    assert kind == "labels"
+    np.testing.assert_array_equal(data > 0, truth["benign (2)"])
+    assert kwargs["metadata"]["paths"] == [
+        str(folder / "benign (2)_mask.png"),
+        str(folder / "benign (2)_mask_1.png"),
+    ]
+    assert {layers[n][1]["metadata"]["image"] for n in names[1:]} == {"benign (2)"}
+    infos = [message for severity, message in notifications if severity == "info"]
+    assert (
+        f"{folder}: masks of a picture named differently opened as separate layers, not "
+        "merged (the first shown):\n"
+        '  benign (2).png: "benign (2) mask" (benign (2) mask.tif); "benign (2)_mask" '
+        "(benign (2)_mask.png, benign (2)_mask_1.png)"
+    ) in infos
+
+    def visibility(viewer):
+        return {layer.name: layer.visible for layer in viewer.layers}
+
+    status, layers, visible = launch([folder / "benign (2).png"], visibility)
+    assert status == 0
+    assert visible == {"benign (2)": True, "benign (2) mask": True, "benign (2)_mask": False}
+    np.testing.assert_array_equal(layers["benign (2) mask"][0], correction)
+    np.testing.assert_array_equal(layers["benign (2)_mask"][0] > 0, truth["benign (2)"])
+
+
+def test_a_reference_and_another_mask_of_a_picture_open_apart(tmp_path, udiat, notifications):
+    """``X.png`` with ``X_gt.png`` (its reference, UDIAT 000032's mask) and ``X_mask.png``
+    (another mask, 000040's): two Labels layers "X_gt" (shown) and "X_mask" (hidden),
+    each its own file's, both paired with "X" for the Metrics dock; the branch before
+    opened their union as one layer "X mask"."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(UDIAT / "images" / "000032.png", folder / "X.png")
+    shutil.copy(UDIAT / "masks" / "000032.png", folder / "X_gt.png")
+    shutil.copy(UDIAT / "masks" / "000040.png", folder / "X_mask.png")
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind, kwargs["visible"]) for _, kwargs, kind in layers] == [
+        ("X", "image", True),
+        ("X_gt", "labels", True),
+        ("X_mask", "labels", False),
+    ]
+    for (data, kwargs, _), mask in zip(layers[1:], ("000032", "000040"), strict=True):
+        np.testing.assert_array_equal(data > 0, _truth(UDIAT / "masks" / f"{mask}.png"))
+        assert kwargs["metadata"]["image"] == "X"
+    assert [message for severity, message in notifications if severity == "info"] == [
+        f"{folder}: masks of a picture named differently opened as separate layers, not "
+        'merged (the first shown):\n  X.png: "X_gt" (X_gt.png); "X_mask" (X_mask.png)'
+    ]

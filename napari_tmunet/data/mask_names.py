@@ -4,7 +4,11 @@ A picture's reference mask beside it is named ``NAME<sep><word>.*``: ``NAME_mask
 ``NAME-mask.tif``, ``NAME mask.tif`` (as this plugin's writer names a saved correction),
 ``NAME_gt.png``, ``NAME_labels.png``, ...; a picture with several objects marked apart
 may have numbered extra masks ``NAME_mask_1.png``, ``NAME_mask_2.png`` (BUSI's Kaggle
-layout: a second lesion). Masks in a folder of their own (:data:`MASK_FOLDERS`, a
+layout: a second lesion). The separator and word name a family of masks
+(:func:`mask_families`): only one family's files are one mask (their union); masks of
+other families (``NAME mask.tif``, a correction the writer saved beside BUSI's
+``NAME_mask.png``; ``NAME_gt.png`` beside ``NAME_mask.png``) stay apart, as does each mask
+the writer saved (the user's work, whole). Masks in a folder of their own (:data:`MASK_FOLDERS`, a
 dataset's ``masks/``, see ``datasets.py``) are named as their picture instead.
 
 The one rule for the TM-UNet reader (a folder of pictures and masks), and for
@@ -31,9 +35,11 @@ from .images import (
 # Folders whose files are masks named as their pictures (NAME.*).
 MASK_FOLDERS = ("masks", "labels", "ground_truth", "groundtruth")
 # NAME<sep><word>[<sep><number>]: the word says mask, the number an extra mask (a second
-# object); "picture" is NAME (the shortest that fits, so "A_mask_mask" is A_mask's mask).
+# object); "picture" is NAME (the shortest that fits, so "A_mask_mask" is A_mask's mask);
+# "kind" (separator and word) names the family.
 MASK_NAME = re.compile(
-    r"^(?P<picture>.+?)[ _-](?:masks?|labels?|gt|ground_truth)(?:[ _-]?(?P<number>\d+))?$",
+    r"^(?P<picture>.+?)(?P<kind>[ _-](?:masks?|labels?|gt|ground_truth))"
+    r"(?:[ _-]?(?P<number>\d+))?$",
     re.I,
 )
 
@@ -47,6 +53,57 @@ def mask_name_parts(stem: str) -> tuple[str, int | None] | None:
         return None
     number = named["number"]
     return named["picture"], (int(number) if number is not None else None)
+
+
+def mask_kind(stem: str) -> str | None:
+    """The separator and word of a mask's base name by :data:`MASK_NAME`, as written
+    (``"_mask"`` for ``benign (2)_mask_1``, ``" mask"`` for the writer's ``NAME mask``);
+    None for a name that is no mask's."""
+    named = MASK_NAME.match(stem)
+    return named["kind"] if named else None
+
+
+@dataclass
+class MaskFamily:
+    """Mask files of one picture that open as one Labels layer (:func:`mask_families`).
+
+    Attributes:
+        paths: the files (several: their union).
+        kind: the separator and word of their names as the first writes them (``"_mask"``,
+            ``" mask"``, ``"_gt"``); "" for a mask named as its picture.
+        saved: whether this plugin's writer saved it (``data.images.saved_mask_kind``).
+    """
+
+    paths: list[Path]
+    kind: str = ""
+    saved: bool = False
+
+    def layer_name(self, picture: str, several: bool) -> str:
+        """The Labels layer's name over the picture layer ``picture``: "<picture> mask"
+        for a picture's only family; among several, ``picture`` and the family's kind
+        ("benign (2)_mask", "benign (2)_gt"; the writer's "benign (2) mask")."""
+        return f"{picture}{self.kind or ' mask'}" if several else f"{picture} mask"
+
+
+def mask_families(masks: Sequence[Path]) -> list[MaskFamily]:
+    """One picture's mask files (``masks``, as :class:`PictureMasks` holds them) by family:
+    the files whose names have one kind (:func:`mask_kind`, compared case-insensitively:
+    ``NAME_mask``, ``NAME_mask_1``) are one family; each mask this plugin's writer saved
+    is a family of its own (a whole mask as the user left it: merged with none). The
+    saved ones come first (the user's latest work, shown), then the others in the order
+    of ``masks``."""
+    from .images import saved_mask_kind
+
+    saved, families = [], {}
+    for path in masks:
+        kind = mask_kind(path.stem) or ""
+        if saved_mask_kind(path) is not None:
+            saved.append(MaskFamily([path], kind, saved=True))
+        elif kind.lower() in families:
+            families[kind.lower()].paths.append(path)
+        else:
+            families[kind.lower()] = MaskFamily([path], kind)
+    return saved + list(families.values())
 
 
 @dataclass
@@ -77,11 +134,6 @@ class FolderPairing:
     def paired(self) -> bool:
         """Whether some picture has a mask beside it (the folder holds both kinds)."""
         return any(item.masks for item in self.items)
-
-    @property
-    def merged(self) -> list[PictureMasks]:
-        """The pictures with several masks, which open as their union."""
-        return [item for item in self.items if len(item.masks) > 1]
 
 
 def pair_by_mask_names(files: Iterable[Path]) -> FolderPairing:
