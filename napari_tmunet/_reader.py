@@ -1,6 +1,8 @@
 """napari reader: TIFF files (stacks, OME, pixel sizes), ``images/`` + ``masks/`` folders,
-and folders of images of different sizes (one layer per image: napari's own reader would
-stack them into one layer of the first image's size, which cannot be read or segmented).
+folders of pictures with their masks beside them (``NAME.png`` + ``NAME_mask.png``, the
+rule of ``data.mask_names``), and folders of images of different sizes (one layer per
+image: napari's own reader would stack them into one layer of the first image's size,
+which cannot be read or segmented).
 
 TIFF masks that this plugin's writer saved (marked by ``data.images.write_mask``), 2-D
 or stacks, open as Labels layers, so a saved correction can be painted, fine-tuned on and
@@ -87,8 +89,8 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
 
 
 def reads(path: str | Sequence[str]) -> bool:
-    """Whether this reader opens ``path`` (TIFFs, dataset folders, folders of images of
-    different sizes)."""
+    """Whether this reader opens ``path`` (TIFFs, dataset folders, folders of pictures
+    with their masks, folders of images of different sizes)."""
     return _reader_for(path) is not None
 
 
@@ -103,7 +105,10 @@ def _reader_for(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | N
         if len(paths) == 1 and paths[0].is_dir():
             if _is_dataset_dir(paths[0], suffixes):
                 return read_dataset
-            return read_folder if _sizes_differ(_folder_images(paths[0], suffixes)) else None
+            files = _folder_images(paths[0], suffixes)
+            if _pairing(files).paired:  # pictures with their masks beside them
+                return read_paired_folder
+            return read_folder if _sizes_differ(files) else None
         if all(_is_image_file(p, FILE_SUFFIXES) for p in paths):
             return read_images
     except Exception:
@@ -172,6 +177,163 @@ def read_folder(path: str | Sequence[str]) -> list[LayerData]:
     for index, (_, kwargs, _) in enumerate(layers):
         kwargs["visible"] = index == 0  # the others would cover it
     return layers or [(None,)]
+
+
+def _pairing(files: list[Path]):
+    """The pictures among ``files`` and their masks by name (``data.mask_names``), hidden
+    files left out."""
+    from .data.mask_names import pair_by_mask_names
+
+    return pair_by_mask_names(p for p in files if not p.name.startswith("."))
+
+
+def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
+    """Read a folder of pictures with their masks beside them (``NAME.png`` and
+    ``NAME_mask.png``, ``NAME_gt.png``, ..., ``data.mask_names``): one image layer per
+    picture and one Labels layer over it for its mask, as a dataset folder opens
+    (:func:`read_dataset`); the first pair visible. A picture's several masks of one
+    family (``NAME_mask_1.png``: a second object) open as their union; masks of several
+    families (``NAME mask.tif`` the writer saved beside ``NAME_mask.png``; ``NAME_gt`` and
+    ``NAME_mask``: ``data.mask_names.mask_families``) open as separate Labels layers, only
+    the first (a saved one) shown; both said in an info notification. Masks that fit no
+    picture (none of their name, several, another size) are not opened, said in a
+    warning naming them."""
+    from .data.mask_names import mask_families
+
+    root = Path(path if isinstance(path, str | os.PathLike) else path[0])
+    try:
+        pairing = _pairing(_folder_images(root, _image_suffixes()))
+    except OSError as err:
+        _notify_error(f"napari-tmunet could not list the folder {root}: {err.strerror or err}")
+        return [(None,)]
+    items = pairing.items
+    if len(items) > MAX_DATASET_PAIRS:
+        _notify_warning(
+            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(items)} pictures and "
+            "their masks; open single files for the rest."
+        )
+        items = items[:MAX_DATASET_PAIRS]
+    layers: list[LayerData] = []
+    merged, separate, left_out = [], [], _masks_left_out(root, pairing)
+    for item in items:
+        visible = not layers
+        (image,) = read_images([item.picture])  # as a folder's images open: (None,) if unread
+        if len(image) != 3:
+            continue
+        image[1]["visible"] = visible
+        layers.append(image)
+        masks = _fitting_masks(item, left_out)
+        families = mask_families(masks)
+        opened = []
+        for family in families:
+            name = family.layer_name(image[1]["name"], len(families) > 1)
+            try:  # only the first shown: one picture's masks drawn over each other hide it
+                layer = picture_mask_layer_data(
+                    family.paths, like=image, visible=visible and not opened, name=name
+                )
+            except Exception as err:
+                _notify_error(_failure(family.paths[-1], err, "the mask "))
+                continue
+            layers.append(layer)
+            opened.append((name, family.paths))
+            if len(family.paths) > 1:
+                merged.append((item.picture, family.paths))
+        if len(opened) > 1:
+            separate.append((item.picture, opened))
+    if left_out:
+        _notify_warning(_listed(f"{root}: masks not opened", left_out))
+    if merged:
+        merged_note(root, merged)
+    if separate:
+        separate_note(root, separate)
+    return layers or [(None,)]
+
+
+def merged_note(folder: Path, merged: list[tuple[Path, list[Path]]]) -> None:
+    """Say in one info notification which pictures' several masks (in ``folder``) opened
+    as one Labels layer, their union: each picture and its mask files by name."""
+    lines = [f"{picture.name}: {', '.join(m.name for m in masks)}" for picture, masks in merged]
+    _notify_info(_listed(f"{folder}: the masks of a picture opened as one (their union)", lines))
+
+
+def separate_note(folder: Path, separate: list[tuple[Path, list[tuple[str, list[Path]]]]]) -> None:
+    """Say in one info notification which pictures' masks (in ``folder``) of different
+    families opened as separate Labels layers: each picture, each layer's name and its
+    mask files."""
+    lines = [
+        f"{picture.name}: "
+        + "; ".join(f'"{name}" ({", ".join(m.name for m in paths)})' for name, paths in opened)
+        for picture, opened in separate
+    ]
+    title = "masks of a picture named differently opened as separate layers, not merged"
+    _notify_info(_listed(f"{folder}: {title} (the first shown)", lines))
+
+
+def picture_mask_layer_data(
+    paths: Sequence[Path], like: LayerData, visible: bool = True, name: str | None = None
+) -> LayerData:
+    """Labels layer data ``name`` (default "<picture> mask") for the mask file(s) of the
+    picture of layer data ``like``, over it: a mask this plugin's writer saved as it was
+    written (:func:`saved_mask_layer_data`: instance ids, a Segment result's origin), else
+    :func:`mask_layer_data`'s (several files: their union)."""
+    from .data.images import read_saved_mask
+
+    name = name or f"{like[1]['name']} mask"
+    saved = read_saved_mask(paths[0]) if len(paths) == 1 else None
+    if saved is None:
+        data, kwargs, kind = mask_layer_data(paths, like=like, visible=visible)
+        kwargs["name"] = name
+        return data, kwargs, kind
+    data, kwargs, kind = saved_mask_layer_data(Path(paths[0]), saved)
+    kwargs.update(name=name, visible=visible, opacity=MASK_OPACITY)
+    kwargs["metadata"]["image"] = like[1]["name"]
+    scale = like[1].get("scale")
+    if scale is not None and data.ndim == len(scale):
+        kwargs["scale"] = tuple(scale)
+    return data, kwargs, kind
+
+
+def _masks_left_out(root: Path, pairing) -> list[str]:
+    """Lines naming the mask files of ``pairing`` that go with no one picture, and why."""
+    lines = [
+        f"{mask.name}: no picture named {mask_picture}.* beside it; put its picture in {root}"
+        for mask, mask_picture in ((m, _picture_name(m)) for m in pairing.orphans)
+    ]
+    lines += [
+        f"{mask.name}: its name fits several pictures ({', '.join(p.name for p in pictures)}); "
+        "rename one of them"
+        for mask, pictures in pairing.ambiguous
+    ]
+    return lines
+
+
+def _picture_name(mask: Path) -> str:
+    from .data.mask_names import mask_name_parts
+
+    return (mask_name_parts(mask.stem) or (mask.stem,))[0]
+
+
+def _fitting_masks(item, left_out: list[str]) -> list[Path]:
+    """The masks of ``item`` (a ``data.mask_names.PictureMasks``) of its picture's size;
+    a line for each other one goes to ``left_out`` (headers only)."""
+    from .data.mask_names import mask_size_problem
+
+    fitting = []
+    for mask in item.masks:
+        problem = mask_size_problem(mask, item.picture)
+        if problem:
+            left_out.append(f"{mask.name}: {problem}")
+        else:
+            fitting.append(mask)
+    return fitting
+
+
+def _listed(title: str, lines: list[str], limit: int = 10) -> str:
+    """``title`` then one indented line each (at most ``limit``, then how many more)."""
+    shown = [f"  {line}" for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"  ... and {len(lines) - limit} more")
+    return "\n".join([f"{title}:", *shown])
 
 
 def read_images(path: str | Sequence[str]) -> list[LayerData]:
@@ -433,21 +595,30 @@ def _placement_kwargs(placement: dict | None, ndim: int) -> dict[str, Any]:
     return out
 
 
-def mask_layer_data(path: Path, like: LayerData | None = None, visible: bool = True) -> LayerData:
+def mask_layer_data(
+    path: Path | Sequence[Path], like: LayerData | None = None, visible: bool = True
+) -> LayerData:
     """Labels layer data for a mask file: its instance ids as stored (a 16-bit PNG the
     writer saved), else binarised by ``read_mask``'s rules as uint8 0/1
-    (``data.images.read_mask_labels``)."""
-    from .data.images import read_mask_labels
+    (``data.images.read_mask_labels``); for several mask files of one picture, their
+    union as uint8 0/1 (``data.mask_names.read_mask_union``; metadata "paths" names
+    them). Named "<picture> mask" after ``like``, the picture's layer data, when given."""
+    from .data.mask_names import read_mask_union
 
-    mask, rule = read_mask_labels(path)
+    paths = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
+    mask, rule = read_mask_union(paths)
     kwargs: dict[str, Any] = {
-        "name": f"{path.stem} mask",
+        "name": f"{paths[0].stem} mask",
         "visible": visible,
         "opacity": MASK_OPACITY,
-        "metadata": {"path": str(path), "mask_rule": str(rule)},
+        "metadata": {"path": str(paths[0]), "mask_rule": str(rule)},
     }
-    _note_orientation(path, kwargs["metadata"])
+    if len(paths) > 1:
+        kwargs["metadata"]["paths"] = [str(p) for p in paths]
+    for file in paths:
+        _note_orientation(file, kwargs["metadata"])
     if like is not None:  # overlay the image it belongs to; Metrics pairs by its name
+        kwargs["name"] = f"{like[1]['name']} mask"
         kwargs["metadata"]["image"] = like[1]["name"]
         for key in ("scale", "units"):
             if key in like[1]:

@@ -27,7 +27,6 @@ import argparse
 import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ._reader import CAN_OPEN  # what can be opened, said when a path given cannot be
+from .data.mask_names import MASK_FOLDERS, mask_name_parts
 from .options import DEVICES, MODALITIES
 
 PLUGIN = "napari-tmunet"
@@ -51,11 +51,10 @@ class CannotOpen(RuntimeError):
     """A file given on the command line that napari's readers cannot open."""
 
 
-# A picture's reference mask: NAME.* in a folder of these names (a dataset's ROOT/masks,
-# or one beside the picture), or NAME<sep><word>.* beside it (NAME_mask.png, NAME-mask.tif,
-# "NAME mask.tif" as the writer names a saved correction, NAME_labels.png, ...).
-MASK_FOLDERS = ("masks", "labels", "ground_truth", "groundtruth")
-_MASK_NAME = re.compile(r"^(?P<picture>.+?)[ _-](?:masks?|labels?|gt|ground_truth)$", re.I)
+# A picture's reference mask: NAME.* in a folder of MASK_FOLDERS' names (a dataset's
+# ROOT/masks, or one beside the picture), or NAME<sep><word>.* beside it (NAME_mask.png,
+# NAME-mask.tif, "NAME mask.tif", NAME_labels.png, and extras NAME_mask_1.png, ...): the
+# rule of data.mask_names, which the TM-UNet reader follows for a folder of both.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,22 +189,11 @@ def _paths_problem(args: argparse.Namespace) -> str | None:
 
 
 def _size_problem(mask: Path, picture: Path | None) -> str | None:
-    """Why ``mask`` cannot be ``picture``'s mask (a sentence naming both and their sizes),
-    or None; headers only (a stack's pages are compared by their height and width)."""
-    from .data.images import ImageReadError, image_shape, turned_sizes_note
+    """Why ``mask`` cannot be ``picture``'s mask (``data.mask_names.mask_size_problem``),
+    or None; None too without a picture."""
+    from .data.mask_names import mask_size_problem
 
-    if picture is None:
-        return None
-    try:
-        mask_hw, picture_hw = image_shape(mask), image_shape(picture)
-    except ImageReadError as err:
-        return str(err)
-    if mask_hw == picture_hw:
-        return None
-    return (
-        f"the mask {mask} is {mask_hw[0]} x {mask_hw[1]} pixels but its picture {picture} is "
-        f"{picture_hw[0]} x {picture_hw[1]}: give the mask made for that picture"
-    ) + turned_sizes_note(picture, picture_hw, mask, mask_hw)
+    return None if picture is None else mask_size_problem(mask, picture)
 
 
 def _path_problem(path: str) -> str | None:
@@ -338,7 +326,7 @@ def _open_paths(viewer, paths: list[str]) -> None:
     before it, as a mask follows its image in a dataset folder. A mask file (by its name
     or folder, or by what it holds) opens as the mask of the picture of its name
     (:func:`_given_masks`) wherever it is given, and a picture given without one gets the
-    mask found beside it (:func:`_found_mask`; see ``_open_mask``)."""
+    masks found beside it (:func:`_found_masks`; see :func:`_open_masks`)."""
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -355,35 +343,47 @@ def _open_paths(viewer, paths: list[str]) -> None:
         if not shown:
             for layer in added:
                 layer.visible = False
-    # after the pictures: each mask goes over the picture it belongs to
-    for mask, picture in given:
-        _open_mask(viewer, mask, picture)
+    # after the pictures: each picture's masks go over it (one family's several as one)
+    for picture, group in _by_picture(given):
+        _open_masks(viewer, group, picture)
     with_mask = {_mask_picture(mask) for mask, _ in given}
     with_mask |= {picture.stem for _, picture in given if picture is not None}
     for path in paths:
         given_one = Path(path) in masks or Path(path).stem in with_mask
-        found = None if given_one else _found_mask(path)
-        if found is None:
-            continue
-        problem = _size_problem(found, Path(path))
-        if problem:  # found, not given: the picture still opens
-            print(f"napari-tmunet: not opened: {problem}", file=sys.stderr)
-        else:
-            _open_mask(viewer, found)
+        found = [] if given_one else _found_masks(path)
+        fitting = []
+        for mask in found:
+            problem = _size_problem(mask, Path(path))
+            if problem:  # found, not given: the picture still opens
+                print(f"napari-tmunet: not opened: {problem}", file=sys.stderr)
+            else:
+                fitting.append(mask)
+        if fitting:
+            _open_masks(viewer, fitting, Path(path))
+
+
+def _by_picture(given: list[tuple[Path, Path | None]]) -> list[tuple[Path | None, list[Path]]]:
+    """The masks of ``given`` (mask, picture) grouped by their picture, in the order
+    given; each mask without a picture alone."""
+    groups: dict[object, tuple[Path | None, list[Path]]] = {}
+    for mask, picture in given:
+        groups.setdefault(picture if picture is not None else mask, (picture, []))[1].append(mask)
+    return list(groups.values())
 
 
 def _mask_picture(path: str | Path) -> str | None:
     """The name of the picture that the image file ``path`` is the mask of, or None when
     it is no mask: NAME for ``.../masks/NAME.png`` (a dataset folder's mask, see
     ``data.datasets``; also ``labels/``, ``ground_truth/``) and for ``NAME_mask.png``,
-    ``NAME-mask.tif``, ``NAME mask.tif``, ``NAME_labels.png`` (:data:`_MASK_NAME`)."""
+    ``NAME-mask.tif``, ``NAME mask.tif``, ``NAME_labels.png``, ``NAME_mask_1.png``
+    (``data.mask_names.MASK_NAME``)."""
     file = Path(path)
     if not _is_image_file(file):
         return None
     if file.parent.name.lower() in MASK_FOLDERS:
         return file.stem
-    named = _MASK_NAME.match(file.stem)
-    return named["picture"] if named else None
+    named = mask_name_parts(file.stem)
+    return named[0] if named else None
 
 
 def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
@@ -405,9 +405,13 @@ def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
     masks = [Path(path) for path in paths if _mask_picture(path) or _holds_mask(path)]
     pictures = [Path(path) for path in paths if _is_image_file(path) and Path(path) not in masks]
     match = match_by_name(pictures, masks, mask_name=_mask_name)
-    for name, files in match.ambiguous:
-        _refuse_ambiguous(name, files, masks)
     picture_of = {mask: picture for _, picture, mask in match.rows if mask}
+    for name, files in match.ambiguous:
+        owners = [picture for picture in pictures if picture.stem == name]
+        if len(owners) == 1 and all(_named_mask(file) for file in files):
+            picture_of.update((file, owners[0]) for file in files)  # NAME_mask + NAME_mask_1
+        else:
+            _refuse_ambiguous(name, files, masks)
     unmatched = [mask for mask, picture in picture_of.items() if picture is None]
     alone = [picture for _, picture, mask in match.rows if picture and not mask]
     for mask in unmatched:
@@ -418,6 +422,12 @@ def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
         else:
             raise CannotOpen(_unmatched_text(mask, pictures))
     return [(mask, picture_of[mask]) for mask in masks]  # in the order given
+
+
+def _named_mask(path: Path) -> bool:
+    """Whether ``path`` is named as a mask beside its picture (``NAME_mask.png``,
+    ``NAME_mask_1.png``, ...): one picture's several such masks open as one."""
+    return path.parent.name.lower() not in MASK_FOLDERS and mask_name_parts(path.stem) is not None
 
 
 def _mask_name(mask: Path) -> str:
@@ -490,44 +500,71 @@ def _holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
     return file_looks_like_mask(path)
 
 
-def _found_mask(path: str) -> Path | None:
-    """The reference mask beside the picture ``path`` (an image file), or None: in its
-    folder ``NAME_mask.*``, ``NAME-mask.*`` and the other names of :data:`_MASK_NAME`,
-    or ``NAME.*`` in a :data:`MASK_FOLDERS` folder in its folder or beside it (a dataset
-    folder's ``masks/`` beside ``images/``)."""
+def _found_masks(path: str) -> list[Path]:
+    """The reference masks of the picture ``path`` (an image file), or []: beside it,
+    ``NAME_mask.*``, ``NAME-mask.*`` and the other names of ``data.mask_names.MASK_NAME``,
+    with its numbered extras (``NAME_mask_1.*``: a second object), else ``NAME.*`` in a
+    :data:`MASK_FOLDERS` folder in its folder or beside it (a dataset folder's ``masks/``
+    beside ``images/``)."""
     from .data.images import IMAGE_SUFFIXES
+    from .data.mask_names import masks_beside
 
     picture = Path(path)
     if not _is_image_file(picture):
-        return None
+        return []
+    beside = masks_beside(picture)
+    if beside:
+        return beside
     folder = picture.parent
-    places = [(folder, True)]
     for base in (folder, folder.parent):
-        places += [(base / name, False) for name in MASK_FOLDERS if base / name != folder]
-    for place, beside in places:
-        try:
-            files = sorted(place.iterdir()) if place.is_dir() else []
-        except OSError:  # unreadable: no mask found there
-            continue
-        for file in files:
-            if file == picture or file.suffix.lower() not in IMAGE_SUFFIXES:
+        for place in (base / name for name in MASK_FOLDERS if base / name != folder):
+            try:
+                files = sorted(place.iterdir()) if place.is_dir() else []
+            except OSError:  # unreadable: no mask found there
                 continue
-            named = _MASK_NAME.match(file.stem) if beside else None
-            stem = named["picture"] if named else (None if beside else file.stem)
-            if stem == picture.stem and file.is_file():
-                return file
-    return None
+            for file in files:
+                if file.suffix.lower() not in IMAGE_SUFFIXES or file == picture:
+                    continue
+                if file.stem == picture.stem and file.is_file():
+                    return [file]
+    return []
 
 
-def _open_mask(viewer, path: Path, picture_path: Path | None = None) -> None:
-    """Open a mask file as the TM-UNet reader opens a dataset folder's masks: a Labels
-    layer "<picture> mask" over the picture it belongs to (``picture_path``, else the one
-    its name gives, :func:`_mask_picture`; shown or hidden with it, so Metrics pairs them),
-    never an image that Segment could be run on. A mask this plugin's writer saved keeps
-    its instance ids."""
-    from ._reader import MASK_OPACITY, mask_layer_data, saved_mask_layer_data
+def _open_masks(viewer, paths: list[Path], picture_path: Path | None = None) -> None:
+    """Open mask files of one picture as the TM-UNet reader opens a folder's: each family
+    (``data.mask_names.mask_families``: NAME_mask + NAME_mask_1; the writer's "NAME
+    mask.tif"; NAME_gt) as one Labels layer over the picture (:func:`_open_mask`), only
+    the first (a saved one) shown; several families said in an info notification."""
+    from ._reader import separate_note
+    from .data.mask_names import mask_families
+
+    families = mask_families(paths)
+    opened = []
+    for family in families:
+        name = _open_mask(viewer, family, picture_path, len(families) > 1, shown=not opened)
+        opened.append((name, family.paths))
+    if len(opened) > 1:
+        picture = picture_path or Path(_mask_picture(paths[0]) or paths[0].stem)
+        separate_note(paths[0].parent, [(picture, opened)])
+
+
+def _open_mask(
+    viewer, family, picture_path: Path | None = None, several: bool = False, shown: bool = True
+) -> str:
+    """Open the mask files of one family (a ``data.mask_names.MaskFamily``) of a picture
+    as the TM-UNet reader opens a dataset folder's masks: a Labels layer "<picture> mask"
+    (among ``several`` families, named by the family: ``MaskFamily.layer_name``) over the
+    picture they belong to (``picture_path``, else the one their name gives,
+    :func:`_mask_picture`; shown or hidden with it, and only if ``shown``, so Metrics pairs
+    them), never an image that Segment could be run on. A mask this plugin's writer saved
+    keeps its instance ids; several masks open as their union
+    (``_reader.mask_layer_data``), said in an info notification naming them. Returns the
+    layer's name."""
+    from ._reader import MASK_OPACITY, mask_layer_data, merged_note, saved_mask_layer_data
     from .data.images import read_saved_mask
 
+    paths = family.paths
+    path = paths[0]
     name = picture_path.stem if picture_path is not None else _mask_picture(path) or path.stem
     picture = next(
         (layer for layer in viewer.layers if _is_image(layer) and layer.name == name),
@@ -539,11 +576,11 @@ def _open_mask(viewer, path: Path, picture_path: Path | None = None) -> None:
         if len(picture.scale) == 2:
             kwargs["scale"] = tuple(picture.scale)
         like = (None, kwargs, "image")
-    visible = picture.visible if picture is not None else True
+    visible = shown and (picture.visible if picture is not None else True)
     try:
-        saved = read_saved_mask(path)
+        saved = read_saved_mask(path) if len(paths) == 1 else None
         if saved is None:
-            data, kwargs, _ = mask_layer_data(path, like=like, visible=visible)
+            data, kwargs, _ = mask_layer_data(paths, like=like, visible=visible)
         else:  # instance ids (or a stack) as written, over the picture as the others
             data, kwargs, _ = saved_mask_layer_data(path, saved)
             kwargs.update(visible=visible, opacity=MASK_OPACITY)
@@ -553,9 +590,13 @@ def _open_mask(viewer, path: Path, picture_path: Path | None = None) -> None:
                     kwargs["scale"] = tuple(picture.scale)
     except Exception as err:  # a reader's error: one line, not a traceback
         viewer.close()
-        raise CannotOpen(f"cannot open the mask {path}: {' '.join(str(err).split())}") from err
-    kwargs["name"] = f"{name} mask"
-    viewer.add_labels(data, **kwargs)
+        named = ", ".join(str(p) for p in paths)
+        raise CannotOpen(f"cannot open the mask {named}: {' '.join(str(err).split())}") from err
+    kwargs["name"] = family.layer_name(name, several)
+    layer = viewer.add_labels(data, **kwargs)
+    if len(paths) > 1:
+        merged_note(paths[0].parent, [(picture_path or Path(name), paths)])
+    return layer.name  # napari's, should the name be taken
 
 
 def _is_image(layer) -> bool:

@@ -144,6 +144,29 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def _without_masks(images: list[Path]) -> list[Path]:
+    """``images`` less the masks in a folder of pictures with their masks beside them
+    (``NAME_mask.png`` beside ``NAME.png``, ``data.mask_names``; then every file named as
+    a mask, as the TM-UNet reader opens such a folder), with a line saying how many are
+    left out and one of them: a mask is no picture to segment. In a folder where no
+    picture has a mask of its name, every image stays."""
+    from .data.mask_names import pair_by_mask_names
+
+    pairing = pair_by_mask_names(images)
+    if not pairing.paired:
+        return images
+    masks = {mask for item in pairing.items for mask in item.masks}
+    masks |= {*pairing.orphans, *(mask for mask, _ in pairing.ambiguous)}
+    example = next(item for item in pairing.items if item.masks)
+    count = "1 file" if len(masks) == 1 else f"{len(masks)} files"
+    print(
+        f"napari-tmunet-predict: {count} named as masks not segmented (pictures with their "
+        f"masks beside them: e.g. {example.masks[0].name} beside {example.picture.name})",
+        file=sys.stderr,
+    )
+    return [path for path in images if path not in masks]
+
+
 def output_stems(images: list[Path]) -> dict[Path, str]:
     """Distinct mask base name of each image.
 
@@ -182,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    images = list_images(args.input_dir)
+    images = _without_masks(list_images(args.input_dir))
     if not images:
         print(
             f"error: no images (png, tif, tiff, jpg, jpeg, bmp) in {args.input_dir}"

@@ -195,7 +195,7 @@ def scan_pairs(
             present = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise DatasetError(
                 f"{root} has no {sub}/ folder (subfolders: {present or 'none'}); expected "
-                "ROOT/images/<name>.<ext> and ROOT/masks/<name>.<ext>"
+                "ROOT/images/<name>.<ext> and ROOT/masks/<name>.<ext>" + _side_by_side(root)
             )
         folders[sub] = folder
     report = PairingReport(root)
@@ -492,6 +492,26 @@ def _image_files(folder: Path) -> list[Path]:
         and path.suffix.lower() in IMAGE_SUFFIXES
         and path.is_file()
     ]
+
+
+def _side_by_side(root: Path) -> str:
+    """For a folder holding pictures with their masks beside them (``NAME.png`` and
+    ``NAME_mask.png``, ``data.mask_names``): what it holds and how to train on it; else ""."""
+    from .mask_names import pair_by_mask_names
+
+    try:
+        pairing = pair_by_mask_names(_image_files(root))
+    except DatasetError:  # cannot be listed: the missing folder is the message
+        return ""
+    if not pairing.paired:
+        return ""
+    example = next(item for item in pairing.items if item.masks)
+    return (
+        f"; {root} holds pictures with their masks beside them (e.g. {example.picture.name} "
+        f"and {', '.join(mask.name for mask in example.masks)}): to train on it, put the "
+        "pictures in images/ and their masks, named as the pictures, in masks/ (a picture's "
+        "several masks merged into one), or open the folder in napari and train on its layers"
+    )
 
 
 def _too_small(image: Path, hw) -> str:

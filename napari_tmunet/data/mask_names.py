@@ -1,0 +1,230 @@
+"""Pictures and their masks kept side by side in one folder, told apart by name.
+
+A picture's reference mask beside it is named ``NAME<sep><word>.*``: ``NAME_mask.png``,
+``NAME-mask.tif``, ``NAME mask.tif`` (as this plugin's writer names a saved correction),
+``NAME_gt.png``, ``NAME_labels.png``, ...; a picture with several objects marked apart
+may have numbered extra masks ``NAME_mask_1.png``, ``NAME_mask_2.png`` (BUSI's Kaggle
+layout: a second lesion). The separator and word name a family of masks
+(:func:`mask_families`): only one family's files are one mask (their union); masks of
+other families (``NAME mask.tif``, a correction the writer saved beside BUSI's
+``NAME_mask.png``; ``NAME_gt.png`` beside ``NAME_mask.png``) stay apart, as does each mask
+the writer saved (the user's work, whole). Masks in a folder of their own (:data:`MASK_FOLDERS`, a
+dataset's ``masks/``, see ``datasets.py``) are named as their picture instead.
+
+The one rule for the TM-UNet reader (a folder of pictures and masks), and for
+``napari-tmunet PICTURE`` (the masks found beside it). No Qt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    image_shape,
+    read_mask_labels,
+    turned_sizes_note,
+)
+
+# Folders whose files are masks named as their pictures (NAME.*).
+MASK_FOLDERS = ("masks", "labels", "ground_truth", "groundtruth")
+# NAME<sep><word>[<sep><number>]: the word says mask, the number an extra mask (a second
+# object); "picture" is NAME (the shortest that fits, so "A_mask_mask" is A_mask's mask);
+# "kind" (separator and word) names the family.
+MASK_NAME = re.compile(
+    r"^(?P<picture>.+?)(?P<kind>[ _-](?:masks?|labels?|gt|ground_truth))"
+    r"(?:[ _-]?(?P<number>\d+))?$",
+    re.I,
+)
+
+
+def mask_name_parts(stem: str) -> tuple[str, int | None] | None:
+    """(picture name, extra mask number or None) for a mask's base name by
+    :data:`MASK_NAME`, e.g. ``("benign (2)", 1)`` for ``benign (2)_mask_1``; None for a
+    name that is no mask's."""
+    named = MASK_NAME.match(stem)
+    if named is None:
+        return None
+    number = named["number"]
+    return named["picture"], (int(number) if number is not None else None)
+
+
+def mask_kind(stem: str) -> str | None:
+    """The separator and word of a mask's base name by :data:`MASK_NAME`, as written
+    (``"_mask"`` for ``benign (2)_mask_1``, ``" mask"`` for the writer's ``NAME mask``);
+    None for a name that is no mask's."""
+    named = MASK_NAME.match(stem)
+    return named["kind"] if named else None
+
+
+@dataclass
+class MaskFamily:
+    """Mask files of one picture that open as one Labels layer (:func:`mask_families`).
+
+    Attributes:
+        paths: the files (several: their union).
+        kind: the separator and word of their names as the first writes them (``"_mask"``,
+            ``" mask"``, ``"_gt"``); "" for a mask named as its picture.
+        saved: whether this plugin's writer saved it (``data.images.saved_mask_kind``).
+    """
+
+    paths: list[Path]
+    kind: str = ""
+    saved: bool = False
+
+    def layer_name(self, picture: str, several: bool) -> str:
+        """The Labels layer's name over the picture layer ``picture``: "<picture> mask"
+        for a picture's only family; among several, ``picture`` and the family's kind
+        ("benign (2)_mask", "benign (2)_gt"; the writer's "benign (2) mask")."""
+        return f"{picture}{self.kind or ' mask'}" if several else f"{picture} mask"
+
+
+def mask_families(masks: Sequence[Path]) -> list[MaskFamily]:
+    """One picture's mask files (``masks``, as :class:`PictureMasks` holds them) by family:
+    the files whose names have one kind (:func:`mask_kind`, compared case-insensitively:
+    ``NAME_mask``, ``NAME_mask_1``) are one family; each mask this plugin's writer saved
+    is a family of its own (a whole mask as the user left it: merged with none). The
+    saved ones come first (the user's latest work, shown), then the others in the order
+    of ``masks``."""
+    from .images import saved_mask_kind
+
+    saved, families = [], {}
+    for path in masks:
+        kind = mask_kind(path.stem) or ""
+        if saved_mask_kind(path) is not None:
+            saved.append(MaskFamily([path], kind, saved=True))
+        elif kind.lower() in families:
+            families[kind.lower()].paths.append(path)
+        else:
+            families[kind.lower()] = MaskFamily([path], kind)
+    return saved + list(families.values())
+
+
+@dataclass
+class PictureMasks:
+    """A picture and the mask files named for it (the plain one first, then the numbered
+    extras in their order; empty when it has none)."""
+
+    picture: Path
+    masks: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class FolderPairing:
+    """The image files of one folder told apart by name (:func:`pair_by_mask_names`).
+
+    Attributes:
+        items: every picture with its masks, in natural order of the names.
+        orphans: mask files whose picture is not among the files, by name.
+        ambiguous: (mask, pictures) for a mask whose name fits several pictures
+            (``A.png`` and ``A.jpg``): it goes with none of them.
+    """
+
+    items: list[PictureMasks] = field(default_factory=list)
+    orphans: list[Path] = field(default_factory=list)
+    ambiguous: list[tuple[Path, list[Path]]] = field(default_factory=list)
+
+    @property
+    def paired(self) -> bool:
+        """Whether some picture has a mask beside it (the folder holds both kinds)."""
+        return any(item.masks for item in self.items)
+
+
+def pair_by_mask_names(files: Iterable[Path]) -> FolderPairing:
+    """Tell the pictures among ``files`` (image files of one folder) from their masks by
+    name (:data:`MASK_NAME`) and give each picture its masks. A file named as a mask is a
+    mask even when its picture is missing (an orphan), never a picture."""
+    from .datasets import natural_key
+
+    pictures: dict[str, list[Path]] = {}
+    masks: list[tuple[str, int, Path]] = []
+    for path in files:
+        parts = mask_name_parts(path.stem)
+        if parts is None:
+            pictures.setdefault(path.stem, []).append(path)
+        else:
+            masks.append((parts[0], -1 if parts[1] is None else parts[1], path))
+    pairing = FolderPairing()
+    found: dict[Path, list[Path]] = {}
+    for name, _, mask in sorted(masks, key=lambda m: (natural_key(m[0]), m[1], m[2].name)):
+        owners = pictures.get(name, [])
+        if len(owners) == 1:
+            found.setdefault(owners[0], []).append(mask)
+        elif owners:
+            pairing.ambiguous.append((mask, sorted(owners, key=lambda p: p.name)))
+        else:
+            pairing.orphans.append(mask)
+    for name in sorted(pictures, key=natural_key):
+        for picture in sorted(pictures[name], key=lambda p: p.name):
+            pairing.items.append(PictureMasks(picture, found.get(picture, [])))
+    return pairing
+
+
+def folder_image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), hidden ones left out."""
+    return [
+        path
+        for path in folder.iterdir()
+        if not path.name.startswith(".")
+        and path.suffix.lower() in IMAGE_SUFFIXES
+        and path.is_file()
+    ]
+
+
+def masks_beside(picture: Path) -> list[Path]:
+    """The mask files beside the image file ``picture`` named for it (:data:`MASK_NAME`:
+    the plain one first, then the numbered extras); [] when the folder cannot be listed."""
+    try:
+        files = folder_image_files(picture.parent)
+    except OSError:  # unreadable: no mask found there
+        return []
+    named = [file for file in files if (mask_name_parts(file.stem) or ("",))[0] == picture.stem]
+    pairing = pair_by_mask_names([picture, *named])
+    return next((item.masks for item in pairing.items if item.picture == picture), [])
+
+
+def mask_size_problem(mask: Path, picture: Path) -> str | None:
+    """Why ``mask`` cannot be ``picture``'s mask (a sentence naming both and their sizes,
+    and what to do), or None; headers only (a stack's pages are compared by their height
+    and width). An unreadable header gives its read error."""
+    try:
+        mask_hw, picture_hw = image_shape(mask), image_shape(picture)
+    except ImageReadError as err:
+        return str(err)
+    if mask_hw == picture_hw:
+        return None
+    return (
+        f"the mask {mask} is {mask_hw[0]} x {mask_hw[1]} pixels but its picture {picture} is "
+        f"{picture_hw[0]} x {picture_hw[1]}: give the mask made for that picture"
+    ) + turned_sizes_note(picture, picture_hw, mask, mask_hw)
+
+
+def read_mask_union(paths: Sequence[Path]) -> tuple[np.ndarray, str]:
+    """Labels of one picture's mask files: one file's as ``read_mask_labels`` reads it
+    (instance ids kept); several files' union (a pixel is foreground where any file has
+    foreground) as uint8 0/1, with their rules joined by "; ".
+
+    Raises:
+        ImageReadError: naming the files, when their sizes differ.
+    """
+    labels, rule = read_mask_labels(paths[0])
+    if len(paths) == 1:
+        return labels, rule
+    union, rules = labels > 0, [rule]
+    for path in paths[1:]:
+        more, rule = read_mask_labels(path)
+        if more.shape != union.shape:
+            raise ImageReadError(
+                f"the masks {paths[0]} ({union.shape[0]} x {union.shape[1]} pixels) and {path} "
+                f"({more.shape[0]} x {more.shape[1]}) of one picture differ in size: give "
+                "each the size of its picture"
+            )
+        union |= more > 0
+        rules.append(rule)
+    return union.astype(np.uint8), "; ".join(dict.fromkeys(rules))

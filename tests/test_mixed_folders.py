@@ -1,0 +1,443 @@
+"""Pictures and their masks side by side in one folder (BUSI's Kaggle layout:
+``benign (2).png``, ``benign (2)_mask.png``, a second lesion's ``benign (2)_mask_1.png``;
+other sets ``NAME-mask``, ``NAME_gt``, ``NAME mask``, ``NAME_labels``): the TM-UNet reader
+opens each picture with its mask as Labels over it (several masks as their union, said
+in a notification), never a mask as a picture; ``napari-tmunet PICTURE`` merges a
+picture's numbered masks too; the Fine-tune dock's Folder and the trainer say how to lay
+such a folder out. Built from real UDIAT and CVC-ClinicDB pictures and their own masks;
+UDIAT 000032 and 000040 are one picture with two different real masks."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from _paths import DATASETS
+
+from napari_tmunet._reader import napari_get_reader
+from napari_tmunet.data.images import read_mask
+
+UDIAT = DATASETS / "UDIAT"
+CLINIC = DATASETS / "CVC-ClinicDB"
+# BUSI-style name -> (UDIAT picture, UDIAT mask(s)); 000001 is 360 x 528, the others 440 x 501
+BUSI = {
+    "benign (1)": ("000001", ["000001"]),
+    "benign (2)": ("000032", ["000032", "000040"]),  # one picture, two real masks
+    "benign (3)": ("000003", ["000003"]),
+}
+
+
+@pytest.fixture
+def udiat():
+    if not (UDIAT / "images").is_dir():
+        pytest.skip(f"no UDIAT at {UDIAT}")
+    return UDIAT
+
+
+@pytest.fixture
+def clinic():
+    if not (CLINIC / "images").is_dir():
+        pytest.skip(f"no CVC-ClinicDB at {CLINIC}")
+    return CLINIC
+
+
+@pytest.fixture
+def notifications():
+    """(severity name, message) of the napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(event):
+        note = event.value if hasattr(event, "value") else event
+        seen.append((str(note.severity).lower(), str(note.message)))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture(scope="module")
+def plugin_manager():
+    """npe2's plugin manager with the installed plugins discovered (no viewer needed)."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    pm.get_manifest("napari-tmunet")  # KeyError unless installed (pip install -e .)
+    return pm
+
+
+def _busi_folder(folder):
+    """The BUSI Kaggle layout from UDIAT files: each picture, its ``_mask.png``, a second
+    mask ``benign (2)_mask_1.png``; ``benign (4).png`` without a mask; a mask whose
+    picture is missing (``benign (9)_mask.png``); ``benign (5).png`` (360 x 528) with the
+    mask of a 440 x 501 picture. Returns the expected labels per picture."""
+    folder.mkdir(parents=True)
+    truth = {}
+    for name, (picture, masks) in BUSI.items():
+        shutil.copy(UDIAT / "images" / f"{picture}.png", folder / f"{name}.png")
+        for index, mask in enumerate(masks):
+            suffix = "_mask" if index == 0 else f"_mask_{index}"
+            shutil.copy(UDIAT / "masks" / f"{mask}.png", folder / f"{name}{suffix}.png")
+        truth[name] = np.logical_or.reduce([_truth(UDIAT / "masks" / f"{m}.png") for m in masks])
+    shutil.copy(UDIAT / "images" / "000004.png", folder / "benign (4).png")
+    shutil.copy(UDIAT / "masks" / "000005.png", folder / "benign (9)_mask.png")
+    shutil.copy(UDIAT / "images" / "000002.png", folder / "benign (5).png")
+    shutil.copy(UDIAT / "masks" / "000004.png", folder / "benign (5)_mask.png")
+    return truth
+
+
+def _truth(path):
+    return read_mask(path)[0]
+
+
+def _read(folder):
+    reader = napari_get_reader(str(folder))
+    assert reader is not None, f"no reader for {folder}"
+    return reader(str(folder))
+
+
+def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udiat, notifications):
+    """Pictures as images, each one's mask as "NAME mask" Labels over it (paired for the
+    Metrics dock by metadata "image"); benign (2)'s two masks as their union, named in one
+    info notification; the mask without a picture and the mask of another size are not
+    opened, nor a damaged second mask: named in a warning with what to do (benign (3)
+    keeps its first mask). main opened all 11 files as images."""
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+    (folder / "benign (3)_mask_1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("benign (1)", "image"),
+        ("benign (1) mask", "labels"),
+        ("benign (2)", "image"),
+        ("benign (2) mask", "labels"),
+        ("benign (3)", "image"),
+        ("benign (3) mask", "labels"),
+        ("benign (4)", "image"),
+        ("benign (5)", "image"),
+    ]
+    assert [kwargs["visible"] for _, kwargs, _ in layers] == [True, True] + [False] * 6
+    labels = {kwargs["name"]: (data, kwargs) for data, kwargs, kind in layers if kind == "labels"}
+    for name, expected in truth.items():
+        data, kwargs = labels[f"{name} mask"]
+        assert data.dtype == np.uint8 and set(np.unique(data)) == {0, 1}
+        np.testing.assert_array_equal(data > 0, expected, err_msg=name)
+        assert kwargs["metadata"]["image"] == name
+    one, other = (_truth(UDIAT / "masks" / f"{m}.png") for m in ("000032", "000040"))
+    assert (one != other).sum() > 500  # the union differs from either mask
+    assert labels["benign (2) mask"][1]["metadata"]["paths"] == [
+        str(folder / "benign (2)_mask.png"),
+        str(folder / "benign (2)_mask_1.png"),
+    ]
+
+    infos = [message for severity, message in notifications if severity == "info"]
+    assert infos == [
+        f"{folder}: the masks of a picture opened as one (their union):\n"
+        "  benign (2).png: benign (2)_mask.png, benign (2)_mask_1.png"
+    ]
+    (warning,) = [message for severity, message in notifications if severity == "warning"]
+    assert warning.startswith(f"{folder}: masks not opened:\n")
+    assert (
+        f"benign (9)_mask.png: no picture named benign (9).* beside it; put its picture in {folder}"
+        in warning
+    )
+    broken = next(line for line in warning.splitlines() if "benign (3)_mask_1.png:" in line)
+    assert str(folder / "benign (3)_mask_1.png") in broken  # its read error, naming it
+    assert (
+        f"benign (5)_mask.png: the mask {folder / 'benign (5)_mask.png'} is 440 x 501 pixels but "
+        f"its picture {folder / 'benign (5).png'} is 360 x 528: give the mask made for that "
+        "picture" in warning
+    )
+
+
+def test_other_mask_names_in_a_folder_of_one_picture_size(tmp_path, clinic, plugin_manager):
+    """CVC-ClinicDB frames (all 384 x 288) with their TIFF masks named NAME-mask, NAME_gt,
+    "NAME mask", NAME_labels: main left the folder to napari's reader (one stack of 8
+    slices, masks among the pictures); now 4 pictures with their masks, through the
+    viewer as napari opens a folder. A folder of the pictures alone is still napari's."""
+    from napari.components import ViewerModel
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    names = {"1": "1-mask", "2": "2_gt", "3": "3 mask", "10": "10_labels"}
+    for frame, mask in names.items():
+        shutil.copy(CLINIC / "images" / f"{frame}.png", folder / f"{frame}.png")
+        shutil.copy(CLINIC / "masks" / f"{frame}.tif", folder / f"{mask}.tif")
+
+    viewer = ViewerModel()
+    viewer.open(str(folder), plugin="napari-tmunet")
+
+    assert [(layer.name, layer._type_string) for layer in viewer.layers] == [
+        (name, kind)
+        for frame in names
+        for name, kind in ((frame, "image"), (f"{frame} mask", "labels"))
+    ]
+    for frame in names:
+        expected = _truth(CLINIC / "masks" / f"{frame}.tif")  # >127: stray values left out
+        np.testing.assert_array_equal(viewer.layers[f"{frame} mask"].data > 0, expected)
+        assert viewer.layers[frame].data.shape == (288, 384, 3)
+
+    pictures_only = tmp_path / "pictures"
+    pictures_only.mkdir()
+    for frame in names:
+        shutil.copy(CLINIC / "images" / f"{frame}.png", pictures_only / f"{frame}.png")
+    assert napari_get_reader(str(pictures_only)) is None
+
+
+@pytest.fixture
+def launch(monkeypatch, launcher_app):
+    """``launch(paths, then=None)``: ``napari-tmunet PATHS`` up to the event loop, where
+    ``then(viewer)`` runs; (exit status, {layer name: (data, type)}, what ``then`` gave)."""
+    import napari
+
+    from napari_tmunet import launch as launcher
+
+    def run(paths, then=None):
+        seen = {}
+
+        def look_and_close():
+            viewer = napari.current_viewer()
+            seen["layers"] = {
+                layer.name: (np.asarray(layer.data), layer._type_string) for layer in viewer.layers
+            }
+            seen["then"] = then(viewer) if then else None
+            viewer.close()
+
+        monkeypatch.setattr(napari, "run", look_and_close)
+        monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+        status = launcher.main([str(path) for path in paths])
+        return status, seen.get("layers"), seen.get("then")
+
+    return run
+
+
+def test_the_launcher_merges_a_pictures_numbered_masks(tmp_path, udiat, launch, notifications):
+    """``napari-tmunet "benign (2).png"``: both masks beside it open as one Labels layer,
+    their union, said in an info notification (main opened benign (2)_mask.png alone and
+    dropped the second lesion); given with both masks, the same; the folder opens as the
+    reader opens it."""
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+    picture = folder / "benign (2).png"
+    masks = [folder / "benign (2)_mask.png", folder / "benign (2)_mask_1.png"]
+    note = (
+        f"{folder}: the masks of a picture opened as one (their union):\n"
+        "  benign (2).png: benign (2)_mask.png, benign (2)_mask_1.png"
+    )
+
+    for given in ([picture], [picture, *masks]):
+        notifications.clear()
+        status, layers, _ = launch(given)
+        assert status == 0
+        assert sorted(layers) == ["benign (2)", "benign (2) mask"], given
+        data, kind = layers["benign (2) mask"]
+        assert kind == "labels"
+        np.testing.assert_array_equal(data > 0, truth["benign (2)"])
+        assert note in [message for severity, message in notifications if severity == "info"]
+
+    status, layers, _ = launch([folder])
+    assert status == 0
+    assert sorted(layers) == sorted(
+        ["benign (4)", "benign (5)", *(f"{n}{m}" for n in truth for m in ("", " mask"))]
+    )
+
+
+def test_metrics_scores_a_segmented_picture_against_its_merged_masks(tmp_path, udiat, launch):
+    """``napari-tmunet FOLDER`` (the BUSI layout), Segment "benign (2)" with the shipped
+    ultrasound model in the Segment dock (its worker thread): the Metrics dock pairs the
+    result with "benign (2) mask", the union of its two masks, and its Dice is the one
+    computed here against that union."""
+    from napari_tmunet import registry
+    from napari_tmunet.launch import _click_segment
+    from napari_tmunet.metrics import dice_score
+
+    if registry.model_for_modality("ultrasound") is None:
+        pytest.skip("no shipped ultrasound model")
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+
+    def segment_and_score(viewer):
+        segment = viewer.window.dock_widgets["Segment (TM-UNet)"]
+        metrics = viewer.window.dock_widgets["Metrics (TM-UNet)"]
+        segment.image.value = viewer.layers["benign (2)"]
+        segment.model.value = registry.model_for_modality("ultrasound").name
+        _click_segment(segment, timeout=600)
+        pair = (metrics.prediction.value.name, metrics.reference.value.name)
+        labels = np.asarray(segment.last_layer.data) > 0
+        return pair, segment.last_layer.name, metrics.compute()[-1]["dice"], labels
+
+    status, _, (pair, output, dice, labels) = launch([folder], segment_and_score)
+    assert status == 0
+    assert pair == (output, "benign (2) mask")
+    assert dice == pytest.approx(dice_score(labels, truth["benign (2)"]), abs=1e-4)
+    assert dice > 0.9  # measured 0.962 (shipped ultrasound model, CPU)
+
+
+def test_training_on_a_mixed_folder_says_how_to_lay_it_out(tmp_path, udiat):
+    """The Fine-tune dock's Folder and the trainer read only images/ + masks/ folders: for
+    a folder of pictures with masks beside them the error says what it holds and how to
+    lay it out (main said only that images/ is missing)."""
+    from napari_tmunet._finetune_folder import read_folder
+    from napari_tmunet.data.datasets import DatasetError, find_pairs
+
+    folder = tmp_path / "benign"
+    _busi_folder(folder)
+
+    modality, problem = read_folder(str(folder))
+    assert modality == ""
+    assert problem.startswith(f"{folder} has no images/ folder (subfolders: none)")
+    assert (
+        f"{folder} holds pictures with their masks beside them (e.g. benign (1).png and "
+        "benign (1)_mask.png): to train on it, put the pictures in images/ and their masks, "
+        "named as the pictures, in masks/"
+    ) in problem
+    with pytest.raises(DatasetError) as raised:
+        find_pairs(folder)
+    assert str(raised.value) == problem
+
+
+def test_a_saved_correction_beside_its_picture_keeps_its_ids(tmp_path, udiat):
+    """A Segment result saved by this plugin's writer as "NAME mask.tif" (instance ids:
+    the real lesion's left and right halves 1 and 2) beside its picture, in a folder of
+    pictures of two sizes: it reopens over its picture as the Labels it was written (ids
+    kept, its kind in the metadata), paired by metadata "image" for the Metrics dock."""
+    from napari_tmunet.data.images import write_mask
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    for name in ("000001", "000003"):
+        shutil.copy(UDIAT / "images" / f"{name}.png", folder / f"{name}.png")
+    mask = _truth(UDIAT / "masks" / "000003.png")
+    ids = mask.astype(np.uint16)
+    columns = np.nonzero(mask.any(axis=0))[0]
+    ids[:, (columns.min() + columns.max()) // 2 :] *= 2
+    assert set(np.unique(ids)) == {0, 1, 2}
+    write_mask(folder / "000003 mask.tif", ids)
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("000001", "image"),
+        ("000003", "image"),
+        ("000003 mask", "labels"),
+    ]
+    data, kwargs, _ = layers[2]
+    np.testing.assert_array_equal(data, ids)
+    assert kwargs["metadata"]["output"] == "instances"
+    assert kwargs["metadata"]["image"] == "000003"
+    assert kwargs["visible"] is False  # hidden with its picture, the second
+
+
+def test_predict_segments_the_pictures_not_their_masks(tmp_path, udiat, capsys):
+    """``napari-tmunet-predict FOLDER OUT`` on the BUSI layout with the shipped ultrasound
+    model: one mask per picture, none for the 6 files named as masks, said in one line
+    (main segmented the masks too: 11 outputs, "benign (1)_mask.png" among them)."""
+    from napari_tmunet import registry
+    from napari_tmunet.metrics import dice_score
+    from napari_tmunet.predict_cli import main
+
+    if registry.model_for_modality("ultrasound") is None:
+        pytest.skip("no shipped ultrasound model")
+    folder, out = tmp_path / "benign", tmp_path / "out"
+    truth = _busi_folder(folder)
+
+    assert main([str(folder), str(out), "--model", "ultrasound", "--device", "cpu"]) == 0
+
+    err = capsys.readouterr().err
+    assert (
+        "napari-tmunet-predict: 6 files named as masks not segmented (pictures with their "
+        "masks beside them: e.g. benign (1)_mask.png beside benign (1).png)"
+    ) in err
+    assert "5 images ->" in err
+    assert sorted(p.name for p in out.iterdir()) == [f"benign ({i}).png" for i in range(1, 6)]
+    merged = read_mask(out / "benign (2).png")[0]
+    assert dice_score(merged, truth["benign (2)"]) > 0.9
+
+
+def test_a_correction_saved_beside_busi_masks_reopens_as_saved(
+    tmp_path, udiat, launch, notifications
+):
+    """A pathologist opens the BUSI folder, removes benign (2)'s false second lesion from
+    "benign (2) mask" (the union of its two PNGs) and saves it with this plugin's writer
+    into the folder as "benign (2) mask.tif". Reopened (the folder, or ``napari-tmunet
+    "benign (2).png"``), the correction is its own layer "benign (2) mask" exactly as
+    saved, shown; the PNGs' union is another, "benign (2)_mask", hidden; a notification
+    names both. The branch before merged all three into one layer: the removed pixels
+    came back."""
+    from napari_tmunet._writer import write_labels
+
+    folder = tmp_path / "benign"
+    truth = _busi_folder(folder)
+    opened = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in _read(folder)}
+    union, kwargs = opened["benign (2) mask"]
+    correction = union.copy()
+    correction[~_truth(UDIAT / "masks" / "000032.png")] = 0  # the false lesion removed
+    assert (correction != union).sum() > 100  # 171 pixels of 000040 outside 000032
+    saved = folder / "benign (2) mask.tif"
+    assert write_labels(str(saved), correction, kwargs) == [str(saved)]
+    notifications.clear()
+
+    layers = {kwargs["name"]: (data, kwargs, kind) for data, kwargs, kind in _read(folder)}
+
+    names = [name for name in layers if name.startswith("benign (2)")]
+    assert names == ["benign (2)", "benign (2) mask", "benign (2)_mask"]
+    data, kwargs, kind = layers["benign (2) mask"]
+    assert kind == "labels" and data.dtype == correction.dtype
+    np.testing.assert_array_equal(data, correction)
+    assert kwargs["metadata"]["path"] == str(saved)
+    data, kwargs, kind = layers["benign (2)_mask"]
+    assert kind == "labels"
+    np.testing.assert_array_equal(data > 0, truth["benign (2)"])
+    assert kwargs["metadata"]["paths"] == [
+        str(folder / "benign (2)_mask.png"),
+        str(folder / "benign (2)_mask_1.png"),
+    ]
+    assert {layers[n][1]["metadata"]["image"] for n in names[1:]} == {"benign (2)"}
+    infos = [message for severity, message in notifications if severity == "info"]
+    assert (
+        f"{folder}: masks of a picture named differently opened as separate layers, not "
+        "merged (the first shown):\n"
+        '  benign (2).png: "benign (2) mask" (benign (2) mask.tif); "benign (2)_mask" '
+        "(benign (2)_mask.png, benign (2)_mask_1.png)"
+    ) in infos
+
+    def visibility(viewer):
+        return {layer.name: layer.visible for layer in viewer.layers}
+
+    status, layers, visible = launch([folder / "benign (2).png"], visibility)
+    assert status == 0
+    assert visible == {"benign (2)": True, "benign (2) mask": True, "benign (2)_mask": False}
+    np.testing.assert_array_equal(layers["benign (2) mask"][0], correction)
+    np.testing.assert_array_equal(layers["benign (2)_mask"][0] > 0, truth["benign (2)"])
+
+
+def test_a_reference_and_another_mask_of_a_picture_open_apart(tmp_path, udiat, notifications):
+    """``X.png`` with ``X_gt.png`` (its reference, UDIAT 000032's mask) and ``X_mask.png``
+    (another mask, 000040's): two Labels layers "X_gt" (shown) and "X_mask" (hidden),
+    each its own file's, both paired with "X" for the Metrics dock; the branch before
+    opened their union as one layer "X mask"."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(UDIAT / "images" / "000032.png", folder / "X.png")
+    shutil.copy(UDIAT / "masks" / "000032.png", folder / "X_gt.png")
+    shutil.copy(UDIAT / "masks" / "000040.png", folder / "X_mask.png")
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind, kwargs["visible"]) for _, kwargs, kind in layers] == [
+        ("X", "image", True),
+        ("X_gt", "labels", True),
+        ("X_mask", "labels", False),
+    ]
+    for (data, kwargs, _), mask in zip(layers[1:], ("000032", "000040"), strict=True):
+        np.testing.assert_array_equal(data > 0, _truth(UDIAT / "masks" / f"{mask}.png"))
+        assert kwargs["metadata"]["image"] == "X"
+    assert [message for severity, message in notifications if severity == "info"] == [
+        f"{folder}: masks of a picture named differently opened as separate layers, not "
+        'merged (the first shown):\n  X.png: "X_gt" (X_gt.png); "X_mask" (X_mask.png)'
+    ]
