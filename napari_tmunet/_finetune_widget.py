@@ -115,6 +115,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.step = 0
         self._busy = False
         self._training = False  # the running job has begun training (its phase said so)
+        self._refusal = ""  # the status line's reason why Start did not start, while shown
         self._closed = False  # the dock's widgets are gone (napari or the dock closed)
         self._window_closed = False  # gone with napari's window (else the dock's X)
         self._stop_event = threading.Event()
@@ -352,7 +353,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _show_model_state(self, _=None):
         """Show the checkpoint field, or name the model Start would begin from and why:
-        "active:" only for the viewer's active model (the one Segment runs)."""
+        "active:" only for the viewer's active model (the one Segment runs). Called on
+        every change of what Start takes (pairs, layers, Folder, model): a refusal in the
+        status line is old news then."""
+        if self.status.value == self._refusal and not self.running:
+            self.status.value = ""
+        self._refusal = ""
         self.checkpoint.visible = self.model.value == CHECKPOINT_CHOICE
         chosen = None
         if self.model.value == ACTIVE_CHOICE:
@@ -675,8 +681,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         )
 
     def _refuse(self, reason: str) -> None:
-        """Say why a job does not start: an error message, and the status line."""
-        self.status.value = reason
+        """Say why a job does not start: an error message, and the status line until
+        what Start takes changes."""
+        self.status.value = self._refusal = reason
         show_error(reason)
 
     def stop(self, _=None) -> None:

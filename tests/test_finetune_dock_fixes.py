@@ -741,3 +741,42 @@ def test_the_verdict_uses_the_full_width_and_keeps_its_arrows_whole(
     assert text.startswith("finished at step 10/10; 274 of your 493 corrected"), text
     assert "->" not in text
     assert text.count("\u00a0\u2192\u00a0") == 2, text  # the zone's pixels right and Dice
+
+
+def test_the_status_says_the_held_out_part_is_scored_after_the_last_step(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Threaded path, shipped nuclei model, 3 steps: after the last step the status says
+    the held-out part is scored (it said "training..." through a validation that takes
+    seconds on a CPU, tester 30 #8), then the fine-tuned model's scoring follows."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    add_nuclei(viewer)
+    start_small(tune, tmp_path / "run", steps=3)
+    phases, statuses = [], []
+    tune._relay.phase.connect(phases.append)
+    # after the dock's own slot (connected first): what the status line shows then
+    tune._relay.phase.connect(lambda _text: statuses.append(tune.status.value))
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=240_000)
+    assert tune.error == "", tune.error
+    scored = "step 3/3: scoring the held-out part..."
+    assert scored in phases and scored in statuses, phases
+    assert phases.index("training...") < phases.index(scored)
+    tuned = "scoring the fine-tuned model on the held-out part..."
+    assert phases.index(scored) < phases.index(tuned)
+
+
+def test_a_refusal_in_the_status_goes_when_a_pair_is_added(make_napari_viewer, qtbot, tmp_path):
+    """Start with nothing to train on says so in the status line; the words go once an
+    image and its Labels are added (they stayed beside a filled pair, tester 30 #8)."""
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    start_small(tune, tmp_path / "run")
+    tune.start_button.native.click()
+    refusal = "Add an (image, Labels) pair or choose a dataset folder to train on."
+    assert tune.status.value == refusal
+    add_nuclei(viewer, crop=128)
+    assert tune.rows and tune.rows[0].mask.value is not None
+    assert tune.status.value == ""
+    assert not (tmp_path / "run").exists()

@@ -116,12 +116,13 @@ def fit(
         callbacks: an object or dict with optional ``on_step(step, total, loss)``, called
             after every step (rank 0; asking for the loss waits for the GPU, so it is
             read only when this callback is given), and ``on_eval(record)``, called with
-            every ``metrics.jsonl`` record that holds validation scores; and
-            ``validate(model, input_config)``, which returns the record's ``val_*``
-            entries in place of scoring the valid split (fine-tuning scores a held-out
-            strip inside its whole image, and a held-out part without foreground by
-            ``val_false_positive_px`` alone: no ``val_dice``, so no ``best.pt``:
-            ``training.finetune``).
+            every ``metrics.jsonl`` record that holds validation scores;
+            ``on_validate(step, total)``, called (rank 0) as a validation begins, which
+            takes a while on a CPU; and ``validate(model, input_config)``, which
+            returns the record's ``val_*`` entries in place of scoring the valid split
+            (fine-tuning scores a held-out strip inside its whole image, and a held-out
+            part without foreground by ``val_false_positive_px`` alone: no
+            ``val_dice``, so no ``best.pt``: ``training.finetune``).
         stop_event: checked before every step; when set, the model is evaluated,
             ``last.pt`` saved (resumable), ``best.pt`` kept or improved, and ``fit``
             returns with ``stopped=True``.
@@ -147,6 +148,7 @@ class Trainer:
         self.config, self.run_dir, self.ctx = config, run_dir, ctx
         self.on_step = _callback(callbacks, "on_step")
         self.on_eval = _callback(callbacks, "on_eval")
+        self.on_validate = _callback(callbacks, "on_validate")
         self.custom_validation = _callback(callbacks, "validate")
         self.stop_event = stop_event
         self.dataset = dataset
@@ -633,9 +635,10 @@ class Trainer:
         # last period's loss (a mean over no steps would be NaN)
         train_loss = loss_sum / steps if steps else self.last_period_loss()
         record = self.period_record(period, train_loss, stopped)
-        if stopped or (period + 1) % self.config.eval_every == 0:
-            record.update(self.validate())
-        elif self.step == self.schedule.total_steps:
+        last = self.step == self.schedule.total_steps
+        if stopped or last or (period + 1) % self.config.eval_every == 0:
+            if self.on_validate is not None:
+                self.on_validate(self.step, self.schedule.total_steps)
             record.update(self.validate())
         improved = "val_dice" in record and record["val_dice"] > self.best_score
         if improved:

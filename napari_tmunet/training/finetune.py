@@ -155,6 +155,7 @@ _ROW_SCORES = {
     "hd_px": "hd", "hd95_px": "hd95",
 }  # fmt: skip
 TRAINING_PHASE = "training..."  # the phase text while the engine trains
+VALIDATING_PHASE = "step {step}/{total}: scoring the held-out part..."  # between steps
 FOLDER_PROBLEMS_SHOWN = 5  # problem files a dataset folder's message lists (the rest counted)
 _TURNS = {"hflip": 0.5, "vflip": 0.5, "rot90": True}
 AUGMENTATIONS = {  # name -> TrainConfig augmentation fields (see batches.Augment)
@@ -1043,6 +1044,13 @@ def _train(config, run_dir: Path, cache, held_out, device, control) -> tuple[dic
             on_step(step, total, loss)
 
     engine_callbacks = {"on_step": count_step}
+    if "on_phase" in callbacks:  # the held-out scoring takes seconds on a CPU: say so
+
+        def validating(step: int, total: int) -> None:
+            if not stop.is_set():  # a Stop's own words say it evaluates
+                callbacks["on_phase"](VALIDATING_PHASE.format(step=step, total=total))
+
+        engine_callbacks["on_validate"] = validating
     if "on_eval" in callbacks:
         engine_callbacks["on_eval"] = callbacks["on_eval"]
     # a strip is scored inside its whole image, as Segment sees it; a part without
