@@ -510,9 +510,7 @@ def users_choice(
     how, in words), run on ``image``: it does not fit when it was trained on another
     modality, or when :func:`image_caveat` warns about the image (the choice is per
     modality, the caveat per image). ``switch``: as for :func:`other_modality_caveat`."""
-    caveat = other_modality_caveat(entry, modality, switch) or image_caveat(
-        entry, image, modality
-    )
+    caveat = other_modality_caveat(entry, modality, switch) or image_caveat(entry, image, modality)
     if caveat:
         return ModelChoice(entry, f"{why}, but {caveat}", False)
     return ModelChoice(entry, why, True)
