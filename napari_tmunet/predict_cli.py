@@ -20,13 +20,16 @@ for its own modality, as the Segment dock's "Segment all" does
 (``registry.choose_model``: grey -> ultrasound...), each model loaded once, and a
 header line says why (a warning for an image unlike its model's training data, e.g.
 fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
-model on every image. Mode, threshold and the least object confidence default to the
-model's own, whatever an image's size (``_segment_jobs.auto_mode``, as the dock's Mode
-"auto"). Images over the pixel budget (``--max-pixels``) are read and segmented in
-bands (tile mode, also for a model that resizes when ``--mode`` is left out, said in a
-line naming the image, as the model's header line names its own mode). Files
-that fail are listed with the reason at the end, and the exit code is then 1. Ctrl-C
-stops with one line (exit 130); the masks written are kept and a re-run skips them.
+model on every image, with the Segment dock's warning for an image unlike it (a shipped
+model of another modality, or unlike the image; a checkpoint that records another
+modality). Progress bars are drawn on a terminal only, never with ``--no-progress``.
+Mode, threshold and the least object confidence default to the model's own, whatever an
+image's size (``_segment_jobs.auto_mode``, as the dock's Mode "auto"). Images over the
+pixel budget (``--max-pixels``) are read and segmented in bands (tile mode, also for a
+model that resizes when ``--mode`` is left out, said in a line naming the image, as the
+model's header line names its own mode). Files that fail are listed with the reason at
+the end, and the exit code is then 1. Ctrl-C stops with one line (exit 130); the masks
+written are kept and a re-run skips them.
 """
 
 from __future__ import annotations
