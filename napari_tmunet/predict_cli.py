@@ -20,13 +20,16 @@ for its own modality, as the Segment dock's "Segment all" does
 (``registry.choose_model``: grey -> ultrasound...), each model loaded once, and a
 header line says why (a warning for an image unlike its model's training data, e.g.
 fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
-model on every image. Mode, threshold and the least object confidence default to the
-model's own, whatever an image's size (``_segment_jobs.auto_mode``, as the dock's Mode
-"auto"). Images over the pixel budget (``--max-pixels``) are read and segmented in
-bands (tile mode, also for a model that resizes when ``--mode`` is left out, said in a
-line naming the image, as the model's header line names its own mode). Files
-that fail are listed with the reason at the end, and the exit code is then 1. Ctrl-C
-stops with one line (exit 130); the masks written are kept and a re-run skips them.
+model on every image, with the Segment dock's warning for an image unlike it (a shipped
+model of another modality, or unlike the image; a checkpoint that records another
+modality). Progress bars are drawn on a terminal only, never with ``--no-progress``.
+Mode, threshold and the least object confidence default to the model's own, whatever an
+image's size (``_segment_jobs.auto_mode``, as the dock's Mode "auto"). Images over the
+pixel budget (``--max-pixels``) are read and segmented in bands (tile mode, also for a
+model that resizes when ``--mode`` is left out, said in a line naming the image, as the
+model's header line names its own mode). Files that fail are listed with the reason at
+the end, and the exit code is then 1. Ctrl-C stops with one line (exit 130); the masks
+written are kept and a re-run skips them.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCK_TASK = "napari-tmunet-predict"
 _SUFFIX = {False: ".png", True: ".tif"}  # by instances: binary masks as PNG, labels as TIFF
 _FRAME_NAME = re.compile(r"(.+)_z\d{4}", re.IGNORECASE)  # a stack's frame mask: <stem>_z0001
+# How a warning that --model may not suit an image says which model would (its name as
+# {model}): registry.other_modality_caveat's "switch", in a command line's words.
+SWITCH = "pass --model {model!r} for such images"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tiles per forward pass (default: by device, more on a GPU)",
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--max-pixels",
         type=int,
@@ -291,6 +298,9 @@ def _check_arguments(args) -> str | None:
             "OUTPUT_DIR must differ from INPUT_DIR (masks written there would be taken for "
             "images next time)"
         )
+    problem = _output_not_a_folder(output_dir)
+    if problem:
+        return problem
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         return f"--threshold {args.threshold} must be in (0, 1)"
     if args.min_confidence is not None and not 0.0 <= args.min_confidence < 1.0:
@@ -300,6 +310,23 @@ def _check_arguments(args) -> str | None:
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch-size {args.batch_size} must be at least 1"
     return None
+
+
+def _output_not_a_folder(output_dir: Path) -> str | None:
+    """Why OUTPUT_DIR cannot be a folder (it, or the first of its parents that exists, is a
+    file), and what to give instead; None otherwise."""
+    existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
+    if existing is None or existing.is_dir():
+        return None
+    if existing == output_dir:
+        return (
+            f"OUTPUT_DIR {output_dir} is a file, not a folder: give the path of a folder "
+            "for the masks (made if it does not exist)"
+        )
+    return (
+        f"OUTPUT_DIR {output_dir} cannot be made: {existing} is a file, not a folder; give the "
+        "path of a folder for the masks (made if it does not exist)"
+    )
 
 
 def _prepare_output(output_dir: Path) -> str | None:
@@ -338,7 +365,7 @@ def _predict(args, images: list[Path], models: _Models) -> int:
         for kind, index, *rest in _segment(todo, models, args):
             path = todo[index]
             if bars is None and kind != "error":
-                bars = _progress_bars(len(todo), done=len(failed))
+                bars = _progress_bars(len(todo), done=len(failed), shown=not args.no_progress)
             if kind == "progress":
                 _show_tiles(bars[1], path, *rest)
                 continue
@@ -418,7 +445,8 @@ class _Models:
         self.loaded: dict[str, tuple] = {}  # model -> (Checkpoint, mode, instances)
         self.model_of: dict[Path, str] = {}  # image -> its model
         self.suffix_of: dict[Path, str] = {}  # image -> its masks' suffix
-        self.misfits: list[Path] = []  # images unlike their shipped model's training data
+        self.misfits: list[Path] = []  # images unlike their model's training data
+        self.warned: set[tuple[str, str]] = set()  # (model, modality) warned about in full
 
     def check(self) -> str | None:
         """What stops the run before any image (a sentence), or None: the --model that
@@ -470,32 +498,65 @@ class _Models:
         from . import registry
 
         model = self.args.model
+        thumbnail = _thumbnail(image)
+        modality = registry.guess_modality(thumbnail)
         if not model:
-            choice = registry.choose_model(_thumbnail(image))
+            choice = registry.choose_model(thumbnail, modality=modality)
             model = choice.entry.name  # check() stopped the run when none is installed
             if model not in self.loaded:
                 self.load(model)
                 self.announce(model, f"images like {path.name}: {choice.why}")
             if not choice.fits:
-                self._warn_misfit(path, model, choice.why)
+                self._warn_misfit(path, model, choice.why, modality)
+        else:
+            name, why = self._given_misfit(thumbnail, modality)
+            if why:
+                self._warn_misfit(path, name, why, modality)
         self.model_of[path] = model
         self.suffix_of[path] = _SUFFIX[self.load(model)[2]]
         return self.load(model)
 
-    def _warn_misfit(self, path: Path, model: str, why: str) -> None:
+    def _given_misfit(self, thumbnail, modality: str) -> tuple[str, str]:
+        """(the --model's name, why it may not suit an image of ``modality`` seen in
+        ``thumbnail``, or "") by the Segment dock's checks: a shipped model chosen for
+        another modality, or unlike the image (``registry.users_choice``); a checkpoint
+        file whose checkpoint records another modality (``registry.modality_caveat``)."""
+        from . import registry
+        from ._segment_jobs import trained_modality
+
+        model = self.args.model
+        entry = registry.find_model(registry.resolve_model(model)[0])
+        if entry is not None:
+            choice = registry.users_choice(entry, thumbnail, modality, "your --model", SWITCH)
+            return entry.name, "" if choice.fits else choice.why
+        trained = trained_modality(self.load(model)[0])
+        caveat = registry.modality_caveat(
+            trained, modality, source=" (its checkpoint says so)", switch=SWITCH
+        )
+        return model, f"your --model, but {caveat}" if caveat else ""
+
+    def _warn_misfit(self, path: Path, model: str, why: str, modality: str) -> None:
+        """Warn that ``model`` may not suit the image ``path`` (of ``modality``): in full
+        for the first such image of each modality; :meth:`report_misfits` names them all."""
         from tqdm import tqdm
 
-        if not self.misfits:  # the first one in full; report_misfits names them all
+        if (model, modality) not in self.warned:
             tqdm.write(f"warning: {path.name}: {model!r} is {why}", file=sys.stderr)
+            self.warned.add((model, modality))
         self.misfits.append(path)
 
     def report_misfits(self) -> None:
         if self.misfits:
             count = len(self.misfits)
             images = "1 image is" if count == 1 else f"{count} images are"
+            how = (
+                "leave out --model to give each image the model for its own modality"
+                if self.args.model
+                else "pass --model to choose one"
+            )
             print(
                 f"warning: {images} unlike what their model was trained "
-                f"on (see above; pass --model to choose one): {_names(self.misfits)}",
+                f"on (see above; {how}): {_names(self.misfits)}",
                 file=sys.stderr,
             )
 
@@ -657,12 +718,15 @@ def _names(paths: list[Path], shown: int = 10) -> str:
     return ", ".join(p.name for p in paths[:shown]) + (" ..." if len(paths) > shown else "")
 
 
-def _progress_bars(total: int, done: int) -> tuple:
-    """The images bar and the current image's tiles bar below it."""
+def _progress_bars(total: int, done: int, shown: bool) -> tuple:
+    """The images bar and the current image's tiles bar below it: drawn when ``shown``
+    (no --no-progress) and stderr is a terminal, as train's bars (tqdm's ``disable=None``):
+    redirected to a log file, bars are lines of carriage returns and cursor codes."""
     from tqdm import tqdm
 
-    images = tqdm(total=total, initial=done, unit="image", file=sys.stderr)
-    return images, tqdm(total=0, unit="tile", file=sys.stderr, leave=False)
+    off = None if shown else True
+    images = tqdm(total=total, initial=done, unit="image", file=sys.stderr, disable=off)
+    return images, tqdm(total=0, unit="tile", file=sys.stderr, leave=False, disable=off)
 
 
 def _close(bars: tuple | None) -> None:

@@ -498,26 +498,45 @@ def shipped_model_reason(entry: ModelEntry, image: np.ndarray) -> tuple[str, boo
     )
 
 
-def users_choice(entry: ModelEntry, image: np.ndarray, modality: str, why: str) -> ModelChoice:
+# How :func:`other_modality_caveat` says to switch to the image's modality's shipped model
+# ({model}: its name): in the Segment dock's words, or a command line's.
+GO_BACK = "choose {model} to go back"
+
+
+def users_choice(
+    entry: ModelEntry, image: np.ndarray, modality: str, why: str, switch: str = GO_BACK
+) -> ModelChoice:
     """The shipped model ``entry`` that the user chose for images of ``modality`` (``why``:
     how, in words), run on ``image``: it does not fit when it was trained on another
     modality, or when :func:`image_caveat` warns about the image (the choice is per
-    modality, the caveat per image)."""
-    caveat = other_modality_caveat(entry, modality) or image_caveat(entry, image, modality)
+    modality, the caveat per image). ``switch``: as for :func:`other_modality_caveat`."""
+    caveat = other_modality_caveat(entry, modality, switch) or image_caveat(entry, image, modality)
     if caveat:
         return ModelChoice(entry, f"{why}, but {caveat}", False)
     return ModelChoice(entry, why, True)
 
 
-def other_modality_caveat(entry: ModelEntry, modality: str) -> str:
+def other_modality_caveat(entry: ModelEntry, modality: str, switch: str = GO_BACK) -> str:
     """Why the shipped model ``entry`` does not suit an image of ``modality``, in words, and
-    how to go back to that modality's shipped model; "" when ``entry`` is of ``modality``."""
-    if entry.modality == modality:
+    how to go back to that modality's shipped model; "" when ``entry`` is of ``modality``
+    (:func:`modality_caveat`)."""
+    return modality_caveat(entry.modality, modality, entry.name, switch=switch)
+
+
+def modality_caveat(
+    trained: str, modality: str, name: str = "", source: str = "", switch: str = GO_BACK
+) -> str:
+    """Why a model trained on ``trained`` images (``source``: how that is known, e.g.
+    " (its checkpoint says so)") does not suit an image that looks like ``modality``, in
+    words, and how to switch to that modality's shipped model if it is not the model
+    (``name``) itself (``switch``, its name as ``{model}``); "" when ``trained`` is
+    ``modality`` or not known ("")."""
+    if not trained or trained == modality:
         return ""
-    words = f"it was trained on {entry.modality} images and this image looks like {modality}"
+    words = f"it was trained on {trained} images{source} and this image looks like {modality}"
     shipped = model_for_modality(modality)
-    if shipped is not None and shipped.name != entry.name:
-        words += f"; choose {shipped.name} to go back"
+    if shipped is not None and shipped.name != name:
+        words += "; " + switch.format(model=shipped.name)
     return words
 
 

@@ -81,7 +81,10 @@ def in_bands(image, limit: int | None = None) -> bool:
 
 
 def describe_pixels(pixels: int) -> str:
-    """E.g. "268.4 Mpix"."""
+    """E.g. "268.4 Mpix"; under 1 Mpix the exact count, "1,000 pixels" (a small budget in
+    tenths of a megapixel would read "0.0 Mpix")."""
+    if pixels < 1_000_000:
+        return f"{pixels:,} pixels"
     return f"{pixels / 1e6:.1f} Mpix"
 
 

@@ -253,8 +253,12 @@ class Trainer:
         if ctx.is_main and cfg.progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(
-                total=self.schedule.total_steps, initial=self.step, desc="train", unit="step"
+            self.bar = tqdm(  # disable=None: none when stderr is no terminal (a log file)
+                total=self.schedule.total_steps,
+                initial=self.step,
+                desc="train",
+                unit="step",
+                disable=None,
             )
 
     def make_schedule(self, steps: int, epochs: int) -> Schedule:
