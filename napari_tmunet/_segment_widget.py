@@ -1154,11 +1154,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         active = self.active_model.current
         if active is not None and active.model == options.model and active.modality == modality:
             return
-        self._misfits.setdefault(
-            image.unique_id,
-            f"{options.model_label} was trained on {trained} images (its checkpoint says so) "
-            f"and this image looks like {modality}",
-        )
+        caveat = registry.modality_caveat(trained, modality, source=" (its checkpoint says so)")
+        self._misfits.setdefault(image.unique_id, f"{options.model_label}: {caveat}")
 
     def _show_model_values(self, defaults: dict, names=MODEL_SETTINGS) -> None:
         """Put the shown model's threshold and confidence (``names`` of them) on their

@@ -103,8 +103,8 @@ def test_a_checkpoint_recording_another_modality_is_said_so(
     assert "my_model.pt may not suit this image" in widget.summary.value
     said = [text for text in notices["warning"] if "its checkpoint says so" in text]
     assert len(said) == 1, notices
-    assert "my_model.pt was trained on colonoscopy images" in said[0]
-    assert "this image looks like ultrasound" in said[0]
+    assert "my_model.pt: it was trained on colonoscopy images" in said[0]
+    assert "this image looks like ultrasound; choose TM-UNet ultrasound to go back" in said[0]
 
 
 def shipped_defaults(name: str) -> dict:
