@@ -85,7 +85,7 @@ SEGMENT_TIPS = {
     "outlines": "Draw only the outlines of the labels.",
     "add_probability": "Also add the model's probability as an image layer.",
     "segment_button": "Segment the chosen image.",
-    "cancel_button": "Stop after the current forward pass.",
+    "cancel_button": "Stop now: the forward pass under way stops part way, not after it ends.",
     "segment_all_button": "Segment every image layer, each with the model a Segment click on "
     "it would run (its modality's), and these settings.",
 }

@@ -127,6 +127,7 @@ SUMMARY_LINES = 6
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
+_MASK_HINTED: set[str] = set()  # ids of the layers a "looks like a mask" hint was shown for
 
 
 class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
@@ -192,7 +193,6 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._mask_like: dict[Any, bool] = {}  # image id -> whether it looks like a mask
         # image id -> whether it is a colour TIFF read channel-first (None: may be one)
         self._channel_first: dict[Any, bool | None] = {}
-        self._mask_hinted: set = set()  # image ids a "looks like a mask" hint was shown for
         # model id -> the threshold / confidence the user moved for that model; the others
         # follow the model's own
         self._user_values: dict[str, dict[str, float]] = {}
@@ -405,9 +405,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         mask = isinstance(layer, Image) and not is_probability_map(layer) and self._is_mask(layer)
         if not mask:
             self._follow_selected(layer)
-        elif layer.visible and layer.unique_id not in self._mask_hinted:
-            self._mask_hinted.add(layer.unique_id)
-            show_info(_mask_hint(layer))
+        else:
+            _hint_mask(layer)
 
     def _is_mask(self, layer: Image) -> bool:
         """Whether the image layer ``layer`` is a mask (:func:`is_mask_image`); judged once
@@ -429,7 +428,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             return
         if not layer.visible and layer is self.viewer.layers[-1]:
             return
-        if self._is_mask(layer):
+        if self._is_mask(layer):  # selected before the dock opened: no selection event comes
+            _hint_mask(layer)
             return
         self.image.value = layer
 
@@ -1441,6 +1441,14 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
         return ""
     gate = outcome.label_options.min_confidence
     return f"; {plural(objects, 'object')} ({pixels} px) below confidence {gate:.2f} hidden"
+
+
+def _hint_mask(layer: Image) -> None:
+    """Say how to use ``layer``, a visible mask opened as an image, as a mask: once per
+    layer, whichever Segment dock (a reopened one too) sees it selected."""
+    if layer.visible and layer.unique_id not in _MASK_HINTED:
+        _MASK_HINTED.add(layer.unique_id)
+        show_info(_mask_hint(layer))
 
 
 def _mask_hint(layer: Image) -> str:

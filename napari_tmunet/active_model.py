@@ -3,8 +3,11 @@
 One :class:`ActiveModel` per viewer (:func:`for_viewer`). The Fine-tune widget sets the
 model it trained; Segment shows it; "Revert to previous model" swaps back. A viewer's
 holder saves both models in the settings file at every change and a new viewer's starts
-from them (a next session goes on with the model the user made active); a checkpoint file
-gone since is dropped, and :attr:`ActiveModel.note` says so once. Widgets
+from them (a next session goes on with the model the user made active). A saved model whose
+checkpoint file is not found (a run folder moved, a network share not yet mounted) is kept
+in the settings file but not used by that holder: Segment runs the shipped model in this
+session, Revert waits for the file, and :attr:`ActiveModel.note` says so; the model comes
+back in a session that finds the file. Making another model active replaces it as usual. Widgets
 subscribe with a callback taking the new :class:`ModelChoice`; bound methods are held
 weakly, so a closed widget is dropped without unsubscribing. Callbacks run on the thread
 that called :meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in
@@ -62,27 +65,34 @@ class ActiveModel:
 
     def __init__(self, persist: bool = False) -> None:
         self._lock = threading.Lock()
+        # the saved models: either may be one whose file this session did not find
         self._current: ModelChoice | None = None
         self._previous: ModelChoice | None = None
+        self._missing: set[str] = set()  # those files (models), found missing at the start
         self._listeners: list[Callable[[], Listener | None]] = []
         self._persist = persist
-        self.note = ""  # why a saved model was dropped, in words ("" when none was)
+        self.note = ""  # why a saved model is not used this session ("" when all are)
         if persist:
             self._restore()
 
     def _restore(self) -> None:
-        """Start from the models the settings file saved; one whose checkpoint file is
-        gone is dropped (and the file rewritten without it, so that it is said once)."""
+        """Start from the models the settings file saved. One whose checkpoint file is not
+        found is kept (saved as it was: the file may come back, e.g. a share mounted later)
+        but not used in this session (:attr:`current` / :attr:`previous` leave it out), and
+        :attr:`note` says so."""
         saved = settings.saved_active_models()
-        kept, gone = {}, {}
-        for key in ("current", "previous"):
-            choice = _choice_from(saved.get(key))
-            if choice is not None:
-                (kept if _exists(choice.model) else gone)[key] = choice
-        self._current, self._previous = kept.get("current"), kept.get("previous")
-        if gone:
-            self._save()
-            self.note = " ".join(_gone_words(key, choice) for key, choice in gone.items())
+        self._current = _choice_from(saved.get("current"))
+        self._previous = _choice_from(saved.get("previous"))
+        missing = {
+            key: choice
+            for key, choice in (("current", self._current), ("previous", self._previous))
+            if choice is not None and not _exists(choice.model)
+        }
+        self._missing = {choice.model for choice in missing.values()}
+        waiting = self._usable(self._previous)  # a previous model Revert does not offer now
+        self.note = " ".join(
+            _missing_words(key, choice, waiting) for key, choice in missing.items()
+        )
 
     def take_note(self) -> str:
         """:attr:`note`, once: the first widget to show it clears it."""
@@ -97,11 +107,28 @@ class ActiveModel:
 
     @property
     def current(self) -> ModelChoice | None:
-        return self._current
+        """The model made active; None when none is, or its file was not found at the
+        start (then the shipped model runs)."""
+        with self._lock:
+            return self._usable(self._current)
 
     @property
     def previous(self) -> ModelChoice | None:
-        return self._previous
+        """The model Revert makes active; None when there is none, or its file or the
+        active model's was not found at the start (Revert then waits for the file rather
+        than put another model over the one the user made active)."""
+        with self._lock:
+            return self._revertible()
+
+    def _usable(self, choice: ModelChoice | None) -> ModelChoice | None:
+        """``choice``, or None for one whose file this session found missing."""
+        return None if choice is None or choice.model in self._missing else choice
+
+    def _revertible(self) -> ModelChoice | None:
+        """:attr:`previous` (under the lock)."""
+        if self._current is not None and self._current.model in self._missing:
+            return None
+        return self._usable(self._previous)
 
     def set(
         self, model: str, label: str = "", modality: str = "", lineage: tuple[str, ...] = ()
@@ -109,6 +136,7 @@ class ActiveModel:
         """Make ``model`` active; the active one becomes the previous (unless the same)."""
         choice = ModelChoice(str(model), label, modality, tuple(lineage))
         with self._lock:
+            self._missing.discard(choice.model)  # made active again: its file is there
             if self._current is not None and self._current.model == choice.model:
                 self._current = choice  # same model (e.g. a resumed run): keep the previous
             else:
@@ -118,9 +146,10 @@ class ActiveModel:
         return choice
 
     def revert(self) -> ModelChoice | None:
-        """Swap the active and the previous model; returns the now active one (or None)."""
+        """Swap the active and the previous model; returns the now active one (or None:
+        no previous model, or one of the two not found at the start, see :attr:`previous`)."""
         with self._lock:
-            if self._previous is None:
+            if self._revertible() is None:
                 return None
             self._current, self._previous = self._previous, self._current
             choice = self._current
@@ -185,16 +214,20 @@ def _choice_from(saved) -> ModelChoice | None:
     )
 
 
-def _gone_words(key: str, choice: ModelChoice) -> str:
-    """A sentence: the saved ``key`` ("current" or "previous") model ``choice`` is gone."""
+def _missing_words(key: str, choice: ModelChoice, previous: ModelChoice | None) -> str:
+    """A sentence: the saved ``key`` ("current" or "previous") model ``choice`` is not
+    found, what is used instead in this session, and that it is kept (``previous``: a
+    saved previous model that is there, which Revert does not offer meanwhile)."""
     if key == "current":
+        revert = f" Revert (to {previous.label}) waits for it too." if previous else ""
         return (
-            f"The model you made active, {choice.label}, is gone ({choice.model} no longer "
-            "exists): Segment uses the shipped model again."
+            f"The model you made active, {choice.label}, is not found ({choice.model}): "
+            "Segment uses the shipped model in this session; it is kept, and comes back "
+            f"at a start that finds the file (a run folder moved back, a drive mounted).{revert}"
         )
     return (
-        f"The previous model, {choice.label}, is gone ({choice.model} no longer exists): "
-        "Revert cannot bring it back."
+        f"The previous model, {choice.label}, is not found ({choice.model}): Revert offers "
+        "it again when the file is there again."
     )
 
 

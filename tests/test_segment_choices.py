@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from _paths import DATASETS
 from test_segment_widget import PLUGIN, open_sample, wait_done
 
 from napari_tmunet import active_model, registry, settings
@@ -308,6 +309,34 @@ def test_a_grey_alpha_mask_is_hinted_without_convert_to_labels(
     assert "Metrics dock takes it as the reference" in notices["info"][-1]
     assert "Convert to Labels" not in notices["info"][-1]
     assert CONVERT_TO_MASK in notices["info"][-1]  # which drops the channels
+
+
+MONUSEG = DATASETS / "MoNuSeg"
+
+
+@pytest.mark.skipif(not MONUSEG.is_dir(), reason="shared MoNuSeg not present")
+def test_a_mask_selected_before_the_dock_opens_is_hinted_once(make_napari_viewer, notices):
+    """A MoNuSeg H&E slide, then its mask PNG opened with napari's reader (the selected
+    layer), then the Segment dock: the dock says how to use the mask as one, as it does for
+    a mask opened while it is open (tester30 #3), and stays on the slide; selecting the mask
+    again, or a dock closed with its X and reopened, does not say it again."""
+    from qtpy.QtWidgets import QPushButton
+
+    name = "TCGA-A7-A13E-01Z-00-DX1"
+    viewer = make_napari_viewer()
+    (slide,) = viewer.open(MONUSEG / "images" / f"{name}.tif", plugin=PLUGIN)
+    (mask,) = viewer.open(MONUSEG / "masks" / f"{name}.png", plugin="napari")
+    assert type(mask).__name__ == "Image" and viewer.layers.selection.active is mask
+    dock, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    said = [text for text in notices["info"] if "looks like a mask" in text]
+    assert len(said) == 1 and said[0].startswith(f"'{mask.name}' looks like a mask"), said
+    assert widget.image.value is slide
+    viewer.layers.selection.active = slide
+    viewer.layers.selection.active = mask
+    (close,) = dock.findChildren(QPushButton, "QTitleBarCloseButton")
+    close.click()
+    viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
+    assert [text for text in notices["info"] if "looks like a mask" in text] == said
 
 
 def test_the_summary_follows_the_chosen_image(make_napari_viewer, qtbot):

@@ -246,6 +246,8 @@ def test_cancel_stops_the_forward_pass_under_way(registered, dock, qtbot, monkey
         return out
 
     monkeypatch.setattr(inference, "forward_logits", watched)
+    # its tooltip says so (tester30 #2: it said "after the current forward pass")
+    assert "the forward pass under way stops part way" in widget.cancel_button.tooltip
     widget.segment()
     qtbot.waitUntil(lambda: len(passes) >= 2, timeout=120_000)
     widget.cancel_button.clicked.emit()
