@@ -151,10 +151,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.add_pair()
         self._show_model_state()
         self._update_buttons()
-        gone = self.active.take_note()  # a model saved by an earlier session is gone
-        if gone:
-            self.status.value = gone
-            show_warning(gone)
+        missing = self.active.take_note()  # a saved model whose file is not found
+        if missing:
+            self.status.value = missing
+            show_warning(missing)
         self._offer_closed_run()
 
     def _make_widgets(self) -> None:

@@ -218,9 +218,9 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
         self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
-        gone = self.active_model.take_note()  # a model saved by an earlier session is gone
-        if gone:
-            show_warning(gone)
+        missing = self.active_model.take_note()  # a saved model whose file is not found
+        if missing:
+            show_warning(missing)
         if self.active_model.current is not None:
             self.use_model(self.active_model.current)
         # a reopened dock is a new widget: it carries on with the outputs already made
