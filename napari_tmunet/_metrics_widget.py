@@ -80,6 +80,22 @@ COMPARISON_ORDER: tuple[str, ...] = (
     "image",
     "slice",
 )
+# The per-slice table's order: Dice and the distances first, in view in a dock of
+# ordinary width (at 1366 x 768 HD was reached only by scrolling, past IoU, precision,
+# recall and F1, which follow; IoU is in the status line too); the CSV keeps COLUMN_ORDER.
+RESULT_ORDER: tuple[str, ...] = (
+    "slice",
+    "dice",
+    "hd_px",
+    "hd95_px",
+    "hd_physical",
+    "hd95_physical",
+    "unit",
+    *(c for c in COLUMN_ORDER if c not in ("slice", "dice") and not c.startswith("hd")),
+)
+# The unit of distances scaled by a layer whose scale has no physical unit (napari's
+# "pixel"): the status line gives them in pixels, and scaled in words (_scale_words).
+SCALED_PX = "scaled px"
 # A text column's widest, in pixels: longer texts wrap (e.g. "before fine-tuning: TM-UNet
 # nuclei"), whole in their tooltip too.
 TEXT_COLUMN_MAX_WIDTH = 110
@@ -161,6 +177,7 @@ class MetricsWidget(Container):
         # scores are current): the rows are shown greyed, never exported
         self._stale = ""
         self._line = ""  # the status line of the shown scores
+        self._scale = ""  # how the distances were scaled, in words (_scale_words), or ""
         # why the scored layers' pixels do not lie on each other (_placement_warning), or ""
         self._placement = ""
         # prediction -> the reference the user chose for it in its box, both held weakly:
@@ -505,7 +522,8 @@ class MetricsWidget(Container):
             )
         if pred.ndim < 2:
             raise ValueError(f"Expected 2-D masks or stacks of them, got shape {pred.shape}.")
-        spacing, unit = _shared_spacing(pred_layer, ref_layer)
+        spacing, unit, source = _shared_spacing(pred_layer, ref_layer)
+        self._scale = _scale_words(spacing, unit, source, pred_layer, ref_layer)
         self._placement = _placement_warning(pred_layer, ref_layer)
         if self._placement:
             from napari.utils.notifications import show_warning
@@ -664,7 +682,7 @@ class MetricsWidget(Container):
         if rows:
             # the scores hold only pixel by pixel: the warning stays next to them
             warning = f". Warning: {self._placement}" if self._placement else ""
-            self._line = _status_line(rows) + warning
+            self._line = _status_line(rows, self._scale) + warning
             self.status.value = self._stale_line() if self._stale else self._line
         self._update_table()
         self._show_results()
@@ -687,7 +705,7 @@ class MetricsWidget(Container):
         return self.comparison + ([] if self._stale else self.results)
 
     def _update_table(self) -> None:
-        _fill_table(self.table, self.results)
+        _fill_table(self.table, self.results, RESULT_ORDER)
         shown = [_short_model_row(row) for row in self.comparison]
         _fill_table(self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN)
         _model_tips(self.comparison_table, self.comparison)
@@ -881,14 +899,14 @@ def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
         except (TypeError, ValueError):
             unit = str(units[-1])
         if unit in ("px", "pixel"):
-            unit = "scaled px"
+            unit = SCALED_PX
     return scale, unit
 
 
-def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, str]:
-    """The spacing and unit for physical distances: the reference's when it is scaled,
-    else the prediction's (e.g. a Segment output of a scaled TIFF against a PNG mask).
-    Scales that differ are warned about, naming the layer whose scale is used."""
+def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, str, Any]:
+    """The spacing, unit and layer of the scale for physical distances: the reference's
+    when it is scaled, else the prediction's (e.g. a Segment output of a scaled TIFF
+    against a PNG mask). Scales that differ are warned about, naming the layer used."""
     source = ref_layer
     spacing, unit = _physical_spacing(ref_layer)
     if spacing is None:
@@ -898,7 +916,23 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
         from napari.utils.notifications import show_warning
 
         show_warning(f"The layers' scales differ; distances use the scale of {source.name!r}.")
-    return spacing, unit
+    return spacing, unit, source
+
+
+def _scale_words(spacing, unit: str, source, prediction, reference) -> str:
+    """How the distances were scaled, for the status line, or "" where that needs no
+    words (pixels, or one scale with a physical unit): "at the scale of 'x', 0.25 µm per
+    px; the layers' scales differ"."""
+    if spacing is None:
+        return ""
+    differ = not np.allclose(prediction.scale[-2:], reference.scale[-2:])
+    if unit != SCALED_PX and not differ:
+        return ""
+    sy, sx = spacing
+    size = f"{sy:g}" if np.isclose(sy, sx) else f"{sy:g} x {sx:g}"
+    size += "" if unit == SCALED_PX else f" {unit}"
+    words = f"at the scale of {source.name!r}, {size} per px"
+    return words + ("; the layers' scales differ" if differ else "")
 
 
 def _placement_warning(prediction, reference) -> str:
@@ -1054,21 +1088,28 @@ def _score_layers(**job) -> list[dict[str, Any]]:
     return rows
 
 
-def _status_line(rows: Sequence[dict[str, Any]]) -> str:
+def _status_line(rows: Sequence[dict[str, Any]], scale: str = "") -> str:
     """The layers and their mean scores (``rows``' last row) in one line: Dice, IoU, HD and
     HD95, so that they can be read in a narrow dock where the table's columns run out of
-    view; distances in the layers' unit where they are scaled, else in pixels. On a stack
-    it says the scores are means, carries the table's empty-mask note and gives the Dice
-    over the whole stack."""
+    view; distances in the layers' physical unit where they are scaled, else in pixels,
+    with ``scale`` (:func:`_scale_words`) in brackets: a scale without a unit gives the
+    scaled distances there. On a stack it says the scores are means, carries the table's
+    empty-mask note and gives the Dice over the whole stack."""
     overall = rows[-1]
     hd, hd95, unit = overall["hd_px"], overall["hd95_px"], "px"
-    if overall.get("hd_physical") is not None:
+    physical = overall.get("hd_physical") is not None
+    if physical and overall.get("unit") != SCALED_PX:
         hd, hd95 = overall["hd_physical"], overall["hd95_physical"]
         unit = overall.get("unit") or "scaled units"
+    elif physical:  # a scale in napari's "pixel": the pixels first, scaled in brackets
+        scaled = (_format("hd", overall[key]) for key in ("hd_physical", "hd95_physical"))
+        scale = " and ".join(scaled) + f" {scale}"
     scores = (
         f"Dice {overall['dice']:.4f}, IoU {overall['iou']:.4f}, "
         f"HD {_format('hd', hd)} {unit}, HD95 {_format('hd', hd95)} {unit}"
     )
+    if scale:
+        scores += f" ({scale})"
     layers = f"{overall['prediction']} vs {overall['reference']}"
     slices = len(rows) - 1
     if slices == 1:

@@ -219,3 +219,76 @@ def test_moving_segments_threshold_makes_the_scores_stale(make_napari_viewer, qt
     _assert_current(widget)
     dice = metrics.dice_score(np.asarray(labels.data) > 0, np.asarray(mask.data) > 0)
     assert widget.results[-1]["dice"] == pytest.approx(dice) != pytest.approx(before)
+
+
+# ----------------------------------------------------------------- scales and the table
+def _pair(viewer, pred_kwargs: dict, ref_kwargs: dict):
+    _, reference = load_sample("colonoscopy")
+    prediction = ndimage.binary_erosion(reference, iterations=4).astype(np.uint8)
+    ref_layer = viewer.add_labels(reference, name="polyp mask", **ref_kwargs)
+    pred_layer = viewer.add_labels(prediction, name="scaled", **pred_kwargs)
+    return pred_layer, ref_layer
+
+
+@needs_clinic
+def test_a_scale_without_a_unit_gives_pixels_and_says_how_it_scaled(make_napari_viewer, qtbot):
+    """tester30 m1: a prediction at scale 0.5 (napari's "pixel" unit) against an unscaled
+    mask read "HD 18.00 scaled px": the line now gives pixels, and the scaled distances
+    with the layer and scale used and that the scales differ."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    pred_layer, ref_layer = _pair(viewer, {"scale": (0.5, 0.5)}, {})
+    _compute(qtbot, widget, pred_layer, ref_layer)
+    row = widget.results[-1]
+    assert row["hd_physical"] == pytest.approx(row["hd_px"] / 2)
+    expected = (
+        f"HD {row['hd_px']:.2f} px, HD95 {row['hd95_px']:.2f} px "
+        f"({row['hd_physical']:.2f} and {row['hd95_physical']:.2f} at the scale of 'scaled', "
+        "0.5 per px; the layers' scales differ) over 1 slice"
+    )
+    assert widget.status.value.endswith(expected), widget.status.value
+    assert "scaled px" not in widget.status.value
+
+
+@needs_clinic
+def test_a_physical_scale_that_differs_names_the_layer_it_is_from(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    pred_layer, ref_layer = _pair(viewer, {}, {"scale": (0.5, 0.25), "units": "um"})
+    _compute(qtbot, widget, pred_layer, ref_layer)
+    row = widget.results[-1]
+    expected = (
+        f"HD {row['hd_physical']:.2f} µm, HD95 {row['hd95_physical']:.2f} µm (at the scale "
+        "of 'polyp mask', 0.5 x 0.25 µm per px; the layers' scales differ) over 1 slice"
+    )
+    assert widget.status.value.endswith(expected), widget.status.value
+    # one scale with a unit needs no words
+    pred_layer.scale = ref_layer.scale
+    pred_layer.units = ref_layer.units
+    _compute(qtbot, widget, pred_layer, ref_layer)
+    assert widget.status.value.endswith(" µm over 1 slice"), widget.status.value
+
+
+@needs_clinic
+def test_the_distances_are_in_view_in_a_dock_of_ordinary_width(make_napari_viewer, qtbot):
+    """tester30 m1: at 1366 x 768 the per-slice table's HD was reached only by scrolling;
+    Dice, HD and HD95 now come first and are in view (the CSV keeps its order)."""
+    viewer = make_napari_viewer()
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.window._qt_window.show()
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    pred_layer, ref_layer = _pair(viewer, {}, {})
+    _compute(qtbot, widget, pred_layer, ref_layer)
+    qtbot.wait(200)
+    table = widget.table.native
+    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    assert headers[:5] == ["slice", "dice", "hd_px", "hd95_px", "iou"], headers
+    for column in range(4):
+        end = table.columnViewportPosition(column) + table.columnWidth(column)
+        assert end <= table.viewport().width(), (headers[column], table.viewport().width())
