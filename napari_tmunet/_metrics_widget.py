@@ -120,8 +120,8 @@ CHOOSE_PREDICTION = (
 # The status line while the shown scores are out of date: {names} changed after Compute
 # read them (a paint stroke, an undo, Segment's threshold re-deriving its labels).
 STALE_SCORES = (
-    "{names} changed after these scores: Compute again to score {them} as {they} now "
-    "(Export is off until then). Before the change: {line}"
+    "{names} changed after these scores: Compute again (Export is off until then). "
+    "Before the change: {line}"
 )
 # How long the layers' refreshes must pause before their data are compared with what was
 # scored: a refresh (set_data) also comes with each step through a stack and each brush
@@ -600,13 +600,7 @@ class MetricsWidget(Container):
 
     def _stale_line(self) -> str:
         """The status line of stale scores (:data:`STALE_SCORES`)."""
-        one = " and " not in self._stale
-        return STALE_SCORES.format(
-            names=self._stale,
-            them="it" if one else "them",
-            they="it is" if one else "they are",
-            line=self._line,
-        )
+        return STALE_SCORES.format(names=self._stale, line=self._line)
 
     def _on_layer_removed(self, event) -> None:
         """A layer the shown rows score was closed: clear them (Export would write them as
@@ -921,8 +915,8 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
 
 def _scale_words(spacing, unit: str, source, prediction, reference) -> str:
     """How the distances were scaled, for the status line, or "" where that needs no
-    words (pixels, or one scale with a physical unit): "at the scale of 'x', 0.25 µm per
-    px; the layers' scales differ"."""
+    words (pixels, or one scale with a physical unit): "at 0.25 µm per px, the scale of
+    'x'; the layers' scales differ", "scaled by 0.5, the scale of 'x'"."""
     if spacing is None:
         return ""
     differ = not np.allclose(prediction.scale[-2:], reference.scale[-2:])
@@ -930,8 +924,8 @@ def _scale_words(spacing, unit: str, source, prediction, reference) -> str:
         return ""
     sy, sx = spacing
     size = f"{sy:g}" if np.isclose(sy, sx) else f"{sy:g} x {sx:g}"
-    size += "" if unit == SCALED_PX else f" {unit}"
-    words = f"at the scale of {source.name!r}, {size} per px"
+    how = f"scaled by {size}" if unit == SCALED_PX else f"at {size} {unit} per px"
+    words = f"{how}, the scale of {source.name!r}"
     return words + ("; the layers' scales differ" if differ else "")
 
 

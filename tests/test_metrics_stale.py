@@ -245,8 +245,8 @@ def test_a_scale_without_a_unit_gives_pixels_and_says_how_it_scaled(make_napari_
     assert row["hd_physical"] == pytest.approx(row["hd_px"] / 2)
     expected = (
         f"HD {row['hd_px']:.2f} px, HD95 {row['hd95_px']:.2f} px "
-        f"({row['hd_physical']:.2f} and {row['hd95_physical']:.2f} at the scale of 'scaled', "
-        "0.5 per px; the layers' scales differ) over 1 slice"
+        f"({row['hd_physical']:.2f} and {row['hd95_physical']:.2f} scaled by 0.5, the scale "
+        "of 'scaled'; the layers' scales differ) over 1 slice"
     )
     assert widget.status.value.endswith(expected), widget.status.value
     assert "scaled px" not in widget.status.value
@@ -262,8 +262,8 @@ def test_a_physical_scale_that_differs_names_the_layer_it_is_from(make_napari_vi
     _compute(qtbot, widget, pred_layer, ref_layer)
     row = widget.results[-1]
     expected = (
-        f"HD {row['hd_physical']:.2f} µm, HD95 {row['hd95_physical']:.2f} µm (at the scale "
-        "of 'polyp mask', 0.5 x 0.25 µm per px; the layers' scales differ) over 1 slice"
+        f"HD {row['hd_physical']:.2f} µm, HD95 {row['hd95_physical']:.2f} µm (at 0.5 x 0.25 "
+        "µm per px, the scale of 'polyp mask'; the layers' scales differ) over 1 slice"
     )
     assert widget.status.value.endswith(expected), widget.status.value
     # one scale with a unit needs no words
