@@ -15,6 +15,7 @@ all slices, in pixels and, when the layers are scaled, in physical units.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import re
@@ -79,6 +80,22 @@ COMPARISON_ORDER: tuple[str, ...] = (
     "image",
     "slice",
 )
+# The per-slice table's order: Dice and the distances first, in view in a dock of
+# ordinary width (at 1366 x 768 HD was reached only by scrolling, past IoU, precision,
+# recall and F1, which follow; IoU is in the status line too); the CSV keeps COLUMN_ORDER.
+RESULT_ORDER: tuple[str, ...] = (
+    "slice",
+    "dice",
+    "hd_px",
+    "hd95_px",
+    "hd_physical",
+    "hd95_physical",
+    "unit",
+    *(c for c in COLUMN_ORDER if c not in ("slice", "dice") and not c.startswith("hd")),
+)
+# The unit of distances scaled by a layer whose scale has no physical unit (napari's
+# "pixel"): the status line gives them in pixels, and scaled in words (_scale_words).
+SCALED_PX = "scaled px"
 # A text column's widest, in pixels: longer texts wrap (e.g. "before fine-tuning: TM-UNet
 # nuclei"), whole in their tooltip too.
 TEXT_COLUMN_MAX_WIDTH = 110
@@ -100,6 +117,16 @@ CHOOSE_PREDICTION = (
     "{name} is the only mask: to score a prediction against it, segment its image "
     "(Segment dock) or open a second mask."
 )
+# The status line while the shown scores are out of date: {names} changed after Compute
+# read them (a paint stroke, an undo, Segment's threshold re-deriving its labels).
+STALE_SCORES = (
+    "{names} changed after these scores: Compute again (Export is off until then). "
+    "Before the change: {line}"
+)
+# How long the layers' refreshes must pause before their data are compared with what was
+# scored: a refresh (set_data) also comes with each step through a stack and each brush
+# dab, and comparing reads the whole array.
+STALE_CHECK_MS = 300
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
 # Words that name a layer's role, not its image ("101 mask", "101 labels" -> "101"), and
@@ -142,6 +169,15 @@ class MetricsWidget(Container):
         self._dock_sets = False  # the dock itself is setting the choosers
         # the two layers the shown rows score, held weakly: deleting one clears the rows
         self._scored: tuple = ()
+        # what the scores depend on in each scored layer (:func:`_fingerprint`), as read
+        self._fingerprints: list[tuple] = []
+        # the scored layers whose change events this dock follows, held weakly
+        self._watched: list[weakref.ref] = []
+        # the names of the scored layers changed since Compute read them ("" while the
+        # scores are current): the rows are shown greyed, never exported
+        self._stale = ""
+        self._line = ""  # the status line of the shown scores
+        self._scale = ""  # how the distances were scaled, in words (_scale_words), or ""
         # why the scored layers' pixels do not lie on each other (_placement_warning), or ""
         self._placement = ""
         # prediction -> the reference the user chose for it in its box, both held weakly:
@@ -194,6 +230,13 @@ class MetricsWidget(Container):
         set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
         on_dock_closed(self.native, self._on_closed)
+        from qtpy.QtCore import QTimer
+
+        # no parent: it outlives the widgets when napari closes (_unwatch stops it then)
+        self._check_timer = QTimer()
+        self._check_timer.setSingleShot(True)
+        self._check_timer.setInterval(STALE_CHECK_MS)
+        self._check_timer.timeout.connect(self._check_scored)
         self.export_button.changed.connect(self._on_export_clicked)
         self.prediction.changed.connect(self._update_pair_note)
         self.reference.changed.connect(self._update_pair_note)
@@ -479,13 +522,15 @@ class MetricsWidget(Container):
             )
         if pred.ndim < 2:
             raise ValueError(f"Expected 2-D masks or stacks of them, got shape {pred.shape}.")
-        spacing, unit = _shared_spacing(pred_layer, ref_layer)
+        spacing, unit, source = _shared_spacing(pred_layer, ref_layer)
+        self._scale = _scale_words(spacing, unit, source, pred_layer, ref_layer)
         self._placement = _placement_warning(pred_layer, ref_layer)
         if self._placement:
             from napari.utils.notifications import show_warning
 
             show_warning(self._placement)
         self._scored = (weakref.ref(pred_layer), weakref.ref(ref_layer))
+        self._watch(pred_layer, ref_layer)
         return {
             "pred": pred,
             "ref": ref,
@@ -494,6 +539,68 @@ class MetricsWidget(Container):
             "prediction_name": pred_layer.name,
             "reference_name": ref_layer.name,
         }
+
+    # ----------------------------------------------------------------- staleness
+    def _watch(self, *layers) -> None:
+        """Note what the scores of ``layers`` depend on and follow their changes: an edit
+        (``paint``: once per stroke, fill or polygon) or new data (``data``: Segment's
+        re-derive, a script) is checked at once; a refresh (``set_data``: an undo, or
+        ``layer.data[...] = ...`` then ``refresh()``, but also a step through a stack)
+        once they pause (:data:`STALE_CHECK_MS`)."""
+        self._unwatch()
+        self._fingerprints = [_fingerprint(layer) for layer in layers]
+        for layer in layers:
+            for name in ("data", "paint"):  # an Image layer (a mask) has no paint event
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    emitter.connect(self._check_scored)
+            layer.events.set_data.connect(self._check_later)
+            self._watched.append(weakref.ref(layer))
+
+    def _unwatch(self) -> None:
+        """Stop following the scored layers' changes (new scores, cleared, dock closed)."""
+        for ref in self._watched:
+            layer = ref()
+            if layer is None:
+                continue
+            for name in ("data", "paint"):
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    emitter.disconnect(self._check_scored)
+            layer.events.set_data.disconnect(self._check_later)
+        self._watched, self._fingerprints = [], []
+        self._check_timer.stop()
+
+    def _check_later(self, _event=None) -> None:
+        """Check the scored layers once their refreshes pause (restarts the wait)."""
+        if not self._stale and not self._closed:
+            self._check_timer.start()
+
+    def _check_scored(self, _event=None) -> None:
+        """Mark the scores stale when a scored layer's data or scale differ from what
+        Compute read (an edit that changed nothing, or a refresh, leaves them current)."""
+        if self._stale or self._closed:
+            return
+        changed = [
+            layer.name
+            for ref, before in zip(self._watched, self._fingerprints, strict=True)
+            if (layer := ref()) is not None and _fingerprint(layer) != before
+        ]
+        if changed:
+            self._mark_stale(changed)
+
+    def _mark_stale(self, names: Sequence[str]) -> None:
+        """Say the shown scores are from before ``names`` changed, grey the table and
+        keep them out of Export until Compute runs again."""
+        self._stale = " and ".join(repr(name) for name in names)
+        self._check_timer.stop()
+        self._update_table()
+        if self.results:  # else Compute is still running: its rows come stale
+            self.status.value = self._stale_line()
+
+    def _stale_line(self) -> str:
+        """The status line of stale scores (:data:`STALE_SCORES`)."""
+        return STALE_SCORES.format(names=self._stale, line=self._line)
 
     def _on_layer_removed(self, event) -> None:
         """A layer the shown rows score was closed: clear them (Export would write them as
@@ -530,6 +637,7 @@ class MetricsWidget(Container):
         """The dock is closed (napari's X, or its viewer closed): a computation still
         running ends unseen, since closing the viewer deletes the widgets."""
         self._closed = True
+        self._unwatch()
 
     def _on_worker_returned(self, rows: list[dict[str, Any]]) -> None:
         if not self._closed and self._scored:  # () when a scored layer was closed meanwhile
@@ -559,7 +667,8 @@ class MetricsWidget(Container):
 
     def _clear_results(self) -> None:
         """Empty the results table (Export stays on only for comparison rows)."""
-        self.results, self._scored = [], ()
+        self.results, self._scored, self._stale, self._line = [], (), "", ""
+        self._unwatch()
         self._update_table()
 
     def _set_results(self, rows: list[dict[str, Any]]) -> None:
@@ -567,7 +676,8 @@ class MetricsWidget(Container):
         if rows:
             # the scores hold only pixel by pixel: the warning stays next to them
             warning = f". Warning: {self._placement}" if self._placement else ""
-            self.status.value = _status_line(rows) + warning
+            self._line = _status_line(rows, self._scale) + warning
+            self.status.value = self._stale_line() if self._stale else self._line
         self._update_table()
         self._show_results()
 
@@ -584,11 +694,12 @@ class MetricsWidget(Container):
             scroll_into_view(self.body, self.comparison_box)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Everything shown: the comparison rows, then the results."""
-        return self.comparison + self.results
+        """Everything shown and current: the comparison rows, then the results (none while
+        they are stale)."""
+        return self.comparison + ([] if self._stale else self.results)
 
     def _update_table(self) -> None:
-        _fill_table(self.table, self.results)
+        _fill_table(self.table, self.results, RESULT_ORDER)
         shown = [_short_model_row(row) for row in self.comparison]
         _fill_table(self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN)
         _model_tips(self.comparison_table, self.comparison)
@@ -598,12 +709,15 @@ class MetricsWidget(Container):
         shown = bool(self.comparison)
         self.comparison_box.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
+        self.table.native.setEnabled(not self._stale)  # greyed: from before a change
         self.export_button.enabled = bool(self.rows())
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
         """Write all shown rows (with the layer names) to a CSV file; return its path."""
         rows = self.rows()
+        if not rows and self._stale:
+            raise ValueError(f"The scores are from before {self._stale} changed: Compute again.")
         if not rows:
             raise ValueError("Nothing to export yet: compute the metrics first.")
         return write_csv(path, rows, _columns(rows))
@@ -751,6 +865,21 @@ def _layer_array(layer) -> np.ndarray:
     return drop_leading_singletons(data)
 
 
+def _fingerprint(layer) -> tuple:
+    """What a layer's scores depend on: a content hash of its data at full resolution
+    (lazy data, which is not edited in place, by identity: hashing would load it all) and
+    its yx scale (the physical distances)."""
+    data = full_data(layer)
+    scale = tuple(float(s) for s in layer.scale[-2:])
+    if not isinstance(data, np.ndarray):
+        return id(data), scale
+    array = np.ascontiguousarray(data)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str((array.shape, array.dtype.str)).encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest(), scale
+
+
 def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
     """(sy, sx) and a unit name when the layer's last two axes are scaled, else (None, "")."""
     scale = tuple(float(s) for s in layer.scale[-2:])
@@ -764,14 +893,14 @@ def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
         except (TypeError, ValueError):
             unit = str(units[-1])
         if unit in ("px", "pixel"):
-            unit = "scaled px"
+            unit = SCALED_PX
     return scale, unit
 
 
-def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, str]:
-    """The spacing and unit for physical distances: the reference's when it is scaled,
-    else the prediction's (e.g. a Segment output of a scaled TIFF against a PNG mask).
-    Scales that differ are warned about, naming the layer whose scale is used."""
+def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, str, Any]:
+    """The spacing, unit and layer of the scale for physical distances: the reference's
+    when it is scaled, else the prediction's (e.g. a Segment output of a scaled TIFF
+    against a PNG mask). Scales that differ are warned about, naming the layer used."""
     source = ref_layer
     spacing, unit = _physical_spacing(ref_layer)
     if spacing is None:
@@ -781,7 +910,23 @@ def _shared_spacing(pred_layer, ref_layer) -> tuple[tuple[float, float] | None, 
         from napari.utils.notifications import show_warning
 
         show_warning(f"The layers' scales differ; distances use the scale of {source.name!r}.")
-    return spacing, unit
+    return spacing, unit, source
+
+
+def _scale_words(spacing, unit: str, source, prediction, reference) -> str:
+    """How the distances were scaled, for the status line, or "" where that needs no
+    words (pixels, or one scale with a physical unit): "at 0.25 µm per px, the scale of
+    'x'; the layers' scales differ", "scaled by 0.5, the scale of 'x'"."""
+    if spacing is None:
+        return ""
+    differ = not np.allclose(prediction.scale[-2:], reference.scale[-2:])
+    if unit != SCALED_PX and not differ:
+        return ""
+    sy, sx = spacing
+    size = f"{sy:g}" if np.isclose(sy, sx) else f"{sy:g} x {sx:g}"
+    how = f"scaled by {size}" if unit == SCALED_PX else f"at {size} {unit} per px"
+    words = f"{how}, the scale of {source.name!r}"
+    return words + ("; the layers' scales differ" if differ else "")
 
 
 def _placement_warning(prediction, reference) -> str:
@@ -937,21 +1082,28 @@ def _score_layers(**job) -> list[dict[str, Any]]:
     return rows
 
 
-def _status_line(rows: Sequence[dict[str, Any]]) -> str:
+def _status_line(rows: Sequence[dict[str, Any]], scale: str = "") -> str:
     """The layers and their mean scores (``rows``' last row) in one line: Dice, IoU, HD and
     HD95, so that they can be read in a narrow dock where the table's columns run out of
-    view; distances in the layers' unit where they are scaled, else in pixels. On a stack
-    it says the scores are means, carries the table's empty-mask note and gives the Dice
-    over the whole stack."""
+    view; distances in the layers' physical unit where they are scaled, else in pixels,
+    with ``scale`` (:func:`_scale_words`) in brackets: a scale without a unit gives the
+    scaled distances there. On a stack it says the scores are means, carries the table's
+    empty-mask note and gives the Dice over the whole stack."""
     overall = rows[-1]
     hd, hd95, unit = overall["hd_px"], overall["hd95_px"], "px"
-    if overall.get("hd_physical") is not None:
+    physical = overall.get("hd_physical") is not None
+    if physical and overall.get("unit") != SCALED_PX:
         hd, hd95 = overall["hd_physical"], overall["hd95_physical"]
         unit = overall.get("unit") or "scaled units"
+    elif physical:  # a scale in napari's "pixel": the pixels first, scaled in brackets
+        scaled = (_format("hd", overall[key]) for key in ("hd_physical", "hd95_physical"))
+        scale = " and ".join(scaled) + f" {scale}"
     scores = (
         f"Dice {overall['dice']:.4f}, IoU {overall['iou']:.4f}, "
         f"HD {_format('hd', hd)} {unit}, HD95 {_format('hd', hd95)} {unit}"
     )
+    if scale:
+        scores += f" ({scale})"
     layers = f"{overall['prediction']} vs {overall['reference']}"
     slices = len(rows) - 1
     if slices == 1:
