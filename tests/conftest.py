@@ -72,3 +72,14 @@ def launcher_app(mock_app_model):
     _initialize_plugins.cache_clear()
     init_qactions.cache_clear()
     return mock_app_model
+
+
+@pytest.fixture(scope="module")
+def plugin_manager():
+    """npe2's plugin manager with the installed plugins discovered (no viewer needed)."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    pm.get_manifest("napari-tmunet")  # KeyError unless installed (pip install -e .)
+    return pm

@@ -58,17 +58,6 @@ def notifications():
     notification_manager.notification_ready.disconnect(record)
 
 
-@pytest.fixture(scope="module")
-def plugin_manager():
-    """npe2's plugin manager with the installed plugins discovered (no viewer needed)."""
-    import npe2
-
-    pm = npe2.PluginManager.instance()
-    pm.discover()
-    pm.get_manifest("napari-tmunet")  # KeyError unless installed (pip install -e .)
-    return pm
-
-
 def _busi_folder(folder):
     """The BUSI Kaggle layout from UDIAT files: each picture, its ``_mask.png``, a second
     mask ``benign (2)_mask_1.png``; ``benign (4).png`` without a mask; a mask whose

@@ -49,17 +49,6 @@ def notifications():
     notification_manager.notification_ready.disconnect(record)
 
 
-@pytest.fixture(scope="module")
-def plugin_manager():
-    """npe2's plugin manager with the installed plugins discovered (no viewer needed)."""
-    import npe2
-
-    pm = npe2.PluginManager.instance()
-    pm.discover()
-    pm.get_manifest("napari-tmunet")  # KeyError unless installed (pip install -e .)
-    return pm
-
-
 # --------------------------------------------------------------------------- formats
 def _grey8():
     return RNG.integers(0, 256, (20, 30), dtype=np.uint8)
