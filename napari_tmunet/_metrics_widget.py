@@ -478,6 +478,9 @@ class MetricsWidget(Container):
         placement = _placement_warning(prediction, reference)
         if placement:
             return placement
+        pictures = _pictures_apart(prediction, reference)
+        if pictures:
+            return pictures
         if _pair_rank(prediction, reference) > 0:
             return ""
         candidates = self._reference_candidates(prediction)
@@ -1050,6 +1053,19 @@ def _image_names(reference) -> set[str]:
     if metadata.get("path"):
         names.add(Path(str(metadata["path"])).stem)
     return {_name_stem(name) for name in names} - {""}
+
+
+def _pictures_apart(prediction, reference) -> str:
+    """A warning when both layers name the picture they belong to (a Segment output its
+    image, a dataset folder's mask its picture: metadata "image") and the pictures differ,
+    e.g. the masks of two pictures of a folder paired by their size; else ""."""
+    pictures = [str((layer.metadata or {}).get("image") or "") for layer in (prediction, reference)]
+    if "" in pictures or _name_stem(pictures[0]) == _name_stem(pictures[1]):
+        return ""
+    return (
+        f"{prediction.name!r} belongs to the picture {pictures[0]!r} and {reference.name!r} "
+        f"to {pictures[1]!r}: choose the reference of the prediction's picture."
+    )
 
 
 def _pair_rank(prediction, reference) -> int:

@@ -1203,3 +1203,25 @@ def test_a_stack_of_one_is_paired_with_its_2d_mask_and_scored_alike(widget, qtbo
     expected = metrics.dice_score(np.asarray(output.data)[0] > 0, mask > 0)
     assert stacked[-1]["dice"] == pytest.approx(expected)
     assert 0 < expected < 1  # a real comparison, not two empty masks
+
+
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+def test_masks_of_two_pictures_of_a_folder_are_said_to_be_apart(make_napari_viewer, tmp_path):
+    """A dataset folder's frames share one size: before any Segment the dock may offer one
+    frame's mask as the prediction and another's as the reference; the note says they
+    belong to different pictures (no note said so), and none for a frame's own pair."""
+    root = dataset_subset(CLINIC, tmp_path / "clinic", ("1", "101"))
+    viewer = make_napari_viewer()
+    viewer.open(str(root), plugin="napari-tmunet")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    _choose(widget, viewer.layers["101 mask"], viewer.layers["1 mask"])
+    assert _note(widget) == (
+        "'101 mask' belongs to the picture '101' and '1 mask' to '1': choose the reference "
+        "of the prediction's picture."
+    )
+    frame_one = np.asarray(viewer.layers["1 mask"].data)
+    hand_made = viewer.add_labels(frame_one, name="1 painted", metadata={"image": "1"})
+    _choose(widget, hand_made, viewer.layers["1 mask"])
+    assert _note(widget) == ""
