@@ -121,14 +121,15 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 class Evaluation(SegmentationMetrics):
     """Per-image metrics at the evaluation size (the paper's 512 x 512) + native column.
 
-    The inherited rows/aggregate are the metrics at ``size``; ``native`` holds the same
-    metrics at each image's own resolution. ``aggregate()`` returns both, the native ones
-    prefixed ``native_``; ``to_csv`` writes one row per image with both.
+    The inherited rows/aggregate are the metrics at ``size`` (None: at each scored part's
+    own resolution, as the native ones); ``native`` holds the same metrics at each image's
+    own resolution. ``aggregate()`` returns both, the native ones prefixed ``native_``, and
+    ``size`` (a list, or None); ``to_csv`` writes one row per image with both.
     """
 
-    def __init__(self, size: tuple[int, int]):
+    def __init__(self, size: tuple[int, int] | None):
         super().__init__()
-        self.size = tuple(size)
+        self.size = None if size is None else tuple(size)
         self.native = SegmentationMetrics()
         self.shapes: list[tuple[int, int]] = []
         # (name, (H, W) bool prediction, (H, W) bool mask), whole, when asked to keep them
@@ -149,7 +150,7 @@ class Evaluation(SegmentationMetrics):
         result = super().aggregate()
         native = self.native.aggregate()
         result.update({f"native_{k}": v for k, v in native.items() if k != "count"})
-        result["size"] = list(self.size)
+        result["size"] = None if self.size is None else list(self.size)
         return result
 
     def per_image(self) -> list[dict]:
@@ -210,8 +211,9 @@ def evaluate(
         batch_size: images (resize) or windows (crop) per forward pass.
         region: (rows, columns) slices: score only this part of every image (e.g. the
             strip of an image held out for fine-tuning); the model still sees the whole
-            image, as Segment runs it. The main column is that part resized to the
-            evaluation size.
+            image, as Segment runs it. Both columns score that part at its own
+            resolution (the result's ``size`` is None): resized to a square, a strip's
+            shapes and distances would be stretched.
         stop: a callable checked between forward passes; when it returns True,
             :class:`EvaluationStopped` is raised.
         keep_predictions: keep every sample's whole native prediction and mask in the
@@ -248,7 +250,10 @@ class _EvaluationRun:
         self.channels = getattr(getattr(net, "config", None), "in_channels", len(input_config.mean))
         self.input_config = input_config
         self.size = tuple(input_config.size)
-        self.eval_size = self.size if mode == "resize" else PAPER_TEST_SIZE
+        # None: a region is scored as it is (see ``evaluate``)
+        self.eval_size = (
+            None if region is not None else self.size if mode == "resize" else PAPER_TEST_SIZE
+        )
         self.result = Evaluation(self.eval_size)
         self.region = region
         self.stop = None  # a callable: True raises EvaluationStopped between forward passes
@@ -302,7 +307,8 @@ class _EvaluationRun:
             probability, frame, frame.window(mode), overlap, batch_size, "gaussian", self.device
         )
         prob = run_to_completion(windows, self.check_stop)  # (1, 1, H, W)
-        self.score(name, resize(prob, self.eval_size)[0, 0], prob[0, 0], mask)
+        at_size = None if self.eval_size is None else resize(prob, self.eval_size)[0, 0]
+        self.score(name, at_size, prob[0, 0], mask)
 
     def prepare(self, sample) -> tuple[str, Any, np.ndarray]:
         """(name, FrameInput, (H, W) bool mask) of one sample; refuses a mask of another size."""
@@ -316,27 +322,23 @@ class _EvaluationRun:
         return name, frame, mask
 
     def score(self, name: str, prob_size, prob_native, mask: np.ndarray) -> None:
-        """Probabilities (h, w) at the evaluation size and (H, W) at the image's."""
+        """Probabilities (h, w) at the evaluation size (None with a region: not used) and
+        (H, W) at the image's."""
         import torch
 
-        from .inference import resize, resize_mask
+        from .inference import resize_mask
 
         threshold = self.input_config.threshold
+        pred_native = (prob_native > threshold).cpu().numpy()
         if self.keep:
-            self.result.predictions.append(
-                (name, (prob_native > threshold).cpu().numpy(), np.asarray(mask, bool))
-            )
-        if self.region is not None:  # only this part counts: both columns from it
-            prob_native, mask = prob_native[self.region], mask[self.region]
-            prob_size = resize(prob_native[None, None].float(), self.eval_size)[0, 0]
-
+            self.result.predictions.append((name, pred_native, np.asarray(mask, bool)))
+        if self.region is not None:  # only this part counts, as it is: both columns from it
+            pred_native, mask = pred_native[self.region], mask[self.region]
+            self.result.add(name, pred_native, mask, pred_native, mask)
+            return
         ref_size = resize_mask(torch.from_numpy(mask)[None, None], self.eval_size)[0, 0]
         self.result.add(
-            name,
-            (prob_size > threshold).cpu().numpy(),
-            ref_size.numpy(),
-            (prob_native > threshold).cpu().numpy(),
-            mask,
+            name, (prob_size > threshold).cpu().numpy(), ref_size.numpy(), pred_native, mask
         )
 
 

@@ -99,8 +99,63 @@ def test_resume_with_steps_at_or_below_the_step_reached_is_refused(tmp_path, cap
     assert cli.main(extend) == 0
     assert f"finished at step {longer} of {longer}" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["steps"] == longer
-    assert cli.main(["fit", "--run-dir", str(run), "--resume", "--no-progress"]) == 0
-    assert f"finished at step {longer} of {longer}" in capsys.readouterr().out
+    # a later plain --resume goes by that plan: the run is finished at its end
+    assert cli.main(["fit", "--run-dir", str(run), "--resume", "--no-progress"]) == 2
+    assert f"is finished (step {longer} of {longer}" in capsys.readouterr().err
+
+
+@needs_data
+def test_a_sigterm_stop_and_a_finished_runs_resume_say_what_happened(tmp_path, capsys):
+    """SIGTERM's stop line names the signal, not the Ctrl-C nobody pressed; --resume of
+    the finished run (extended with --steps to step N) says it is finished and how to
+    train it longer, and leaves every file of the run as it was (no second test or speed
+    measurement, summary.json and train.log untouched); the flag it names extends it."""
+    data, run = _tiny_clinic(tmp_path / "data"), tmp_path / "run"
+    reached = _stopped_run(data, run, 400)
+    err = capsys.readouterr().err
+    assert (
+        "SIGTERM received: stopping after this step (evaluating and saving; a second "
+        "SIGTERM or Ctrl-C aborts)" in err
+    ), err
+    assert "Ctrl-C again" not in err
+    resume = ["fit", "--run-dir", str(run), "--resume", "--no-progress"]
+    end = (reached // 2 + 1) * 2  # past it, a multiple of the run's 2-step periods
+    assert cli.main([*resume, "--steps", str(end)]) == 0
+    assert f"finished at step {end} of {end}" in capsys.readouterr().out
+    files = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert "summary.json" in files and "train.log" in files
+
+    assert cli.main(resume) == 2
+    captured = capsys.readouterr()
+    assert (
+        f"napari-tmunet-train fit: error: the run in {run} is finished (step {end} of {end}; "
+        f"its results are in {run / 'summary.json'}): nothing to resume, its files are left "
+        f"as they are; to train it longer, resume with --steps N (N > {end}, a multiple of "
+        "2)" in captured.err
+    ), captured.err
+    assert "test (" not in captured.out + captured.err and "resumed at" not in captured.err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files
+    assert cli.main([*resume, "--steps", str(end + 2)]) == 0
+    assert f"finished at step {end + 2} of {end + 2}" in capsys.readouterr().out
+
+
+@needs_data
+def test_evaluate_labels_its_rows_with_the_size_it_scored_at(tmp_path, capsys):
+    """`evaluate --mode tile` scores the main column at 512 x 512 (the paper's test size),
+    not at the model's 32 x 32 input: the table's row says 512x512 as the JSON's size does
+    (it said 32x32)."""
+    data, run = _tiny_clinic(tmp_path / "data"), tmp_path / "run"
+    fit = ["fit", "--data", str(data), "--run-dir", str(run), "--steps", "2", "--no-test"]
+    assert cli.main([*fit, *QUICK]) == 0
+    capsys.readouterr()
+    for mode, size in (("tile", [512, 512]), ("resize", [32, 32])):
+        evaluate = ["evaluate", str(run / "best.pt"), "--mode", mode, "--device", "cpu"]
+        assert cli.main([*evaluate, "--out", str(tmp_path / mode)]) == 0
+        out = capsys.readouterr().out
+        scored = json.loads((tmp_path / mode / "eval-test-best.json").read_text())["test"]
+        assert scored["size"] == size
+        rows = [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| ")]
+        assert rows[1:] == [f"| {size[0]}x{size[1]}", "| native"], out
 
 
 def _lr_record(run: Path) -> list[tuple[int, int, float]]:
@@ -210,6 +265,32 @@ def test_bad_files_name_skip_bad_on_the_command_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "b.png" in err and "fix this file, or skip such pairs (--skip-bad)" in err, err
     assert "skip_bad=True" not in err
+
+
+@needs_data
+def test_an_image_file_or_another_file_as_data_is_told_what_to_give(tmp_path, capsys):
+    """--data naming one image (fit, evaluate) is told it is an image file, not a dataset
+    folder or a cache, and which folder to give; any other file that is no .npz is told it
+    is no cache file: no numpy advice to load pickled data unsafely (tester30 #3)."""
+    data = _tiny_clinic(tmp_path / "data", count=2)
+    image = sorted((data / "images").iterdir())[0]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a dataset\n")
+    fit = ["fit", "--size", "64", "--steps", "1", "--device", "cpu", "--no-progress"]
+    assert cli.main([*fit, "--data", str(image), "--run-dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--data {image} is an image file, not a dataset folder (images/ + masks/) or a cache "
+        f".npz; give the dataset folder that holds it, {data}" in err
+    ), err
+    assert cli.main([*fit, "--data", str(notes), "--run-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{notes} is not a cache file (an .npz archive made by `napari-tmunet-train cache`); "
+        "give a dataset folder (images/ + masks/) or such a cache file" in err
+    ), err
+    assert "pickle" not in err and "allow_pickle" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_predict_says_what_to_give_for_a_missing_folder_or_a_file(tmp_path, capsys):

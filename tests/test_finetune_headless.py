@@ -94,6 +94,12 @@ def test_evaluate_on_a_fine_tune_run_scores_its_strip_as_the_run_did(tmp_path, c
     assert scored["count"] == 1
     assert scored["native_dice_mean"] == pytest.approx(record["val_dice_native"], abs=1e-6)
     assert scored["native_hd_mean"] == pytest.approx(record["val_hd"], abs=1e-6)
+    # the strip as it is in the main row too, not resized to the model's input (resize mode)
+    assert scored["size"] is None
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "Dice" not in line]
+    assert len(rows) == 1 and rows[0].startswith("| native |"), out
+    for key in ("dice", "iou", "hd", "hd95"):
+        assert scored[f"{key}_mean"] == scored[f"native_{key}_mean"], key
     tuned = load_checkpoint(best, "cpu")
     region = json.loads((run_dir / "finetune.json").read_text())["held_out_region"]
     cut = [slice(None), slice(None)]
@@ -101,3 +107,40 @@ def test_evaluate_on_a_fine_tune_run_scores_its_strip_as_the_run_did(tmp_path, c
     strip = [("strip", image[tuple(cut)], truth[tuple(cut)])]
     alone = held_out_scores(tuned.model, strip, tuned.input_config, "resize", "cpu")["dice"]
     assert abs(scored["native_dice_mean"] - alone) > 0.01, alone  # the strip alone differs
+
+
+def test_evaluate_scores_a_tile_mode_strip_as_the_dock_shows_it(tmp_path, capsys):
+    """`evaluate RUN/train/best.pt --part valid` on a Fine-tune run of the shipped nuclei
+    model (tile mode) on the bundled nuclei sample (tester30 #1): the held-out strip (256
+    x 64) is scored as it is, its scores those the Fine-tune dock shows (the run's "new"
+    held-out scores), in the main row of the JSON and CSV too, not the strip stretched to
+    512 x 512 (which gave HD 35.01 against the dock's 5.83); the JSON's size says so
+    (None) and the table has the one native row, no "256x256" (the model's input size)."""
+    from trainer.cli import main
+
+    if registry.model_for_modality("nuclei") is None:
+        pytest.skip("no shipped nuclei model")
+    image, truth = load_sample("nuclei")
+    run_dir = tmp_path / "run"
+    job = sample_job(run_dir, "nuclei", image, truth, steps=1, lr=1e-6, edits=False)
+    result = run_finetune(job)
+    assert not result["stopped"] and result["new"]["dice"] is not None
+    best = run_dir / "train" / "best.pt"
+    assert load_checkpoint(best, "cpu").inference_mode == "tile"
+    capsys.readouterr()
+
+    assert main(["evaluate", str(best), "--part", "valid", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    scored = json.loads((run_dir / "train" / "eval-valid-best.json").read_text())["test"]
+    dock = result["new"]
+    for key in ("dice", "iou", "hd", "hd95"):
+        assert scored[f"{key}_mean"] == pytest.approx(dock[key], abs=1e-6), key
+        assert scored[f"native_{key}_mean"] == pytest.approx(dock[key], abs=1e-6), key
+    assert scored["size"] is None
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "Dice" not in line]
+    assert len(rows) == 1 and rows[0].startswith("| native |"), out
+    assert f"| {dock['hd']:.2f} ± 0.00 | {dock['hd95']:.2f} |" in rows[0], out
+    csv = (run_dir / "train" / "eval-valid-best.csv").read_text().splitlines()
+    row = dict(zip(csv[0].split(","), csv[1].split(","), strict=True))
+    assert (row["height"], row["width"]) == ("256", "64"), row
+    assert float(row["hd"]) == pytest.approx(dock["hd"], abs=1e-6)

@@ -308,10 +308,7 @@ def stop_on_interrupt():
             raise KeyboardInterrupt
         stop_event.signum = signum
         stop_event.set()
-        print(
-            "\nstopping after this step (evaluating and saving; Ctrl-C again to abort)",
-            file=sys.stderr,
-        )
+        print(f"\n{_stop_words(signum)}", file=sys.stderr)
 
     if threading.current_thread() is not threading.main_thread():
         yield stop_event  # signals can only be handled on the main thread
@@ -322,6 +319,18 @@ def stop_on_interrupt():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _stop_words(signum: int) -> str:
+    """What the first stop signal does, and how to abort: Ctrl-C's words, or the signal's
+    (a SIGTERM from a job manager or `kill`, where no Ctrl-C was pressed)."""
+    if signum == signal.SIGINT:
+        return "stopping after this step (evaluating and saving; Ctrl-C again to abort)"
+    name = signal.Signals(signum).name
+    return (
+        f"{name} received: stopping after this step (evaluating and saving; a second "
+        f"{name} or Ctrl-C aborts)"
+    )
 
 
 def _print_result(result: dict) -> None:
@@ -516,7 +525,7 @@ def cmd_evaluate(args) -> int:
         "test": ev.aggregate(),
     }
     write_json(out / f"{stem}.json", summary)
-    _print_evaluation(summary, ckpt.input_config.size)
+    _print_evaluation(summary)
     print(f"results: {out / (stem + '.csv')} (per image), {out / (stem + '.json')} (summary)")
     return 0
 
@@ -696,9 +705,14 @@ def _split_of_other_data(split_file: Path, ckpt_path: Path, cfg, trained: dict, 
     )
 
 
-def _print_evaluation(summary: dict, size) -> None:
-    """The scores of ``cmd_evaluate`` as a Markdown table: model size and native rows."""
+def _print_evaluation(summary: dict) -> None:
+    """The scores of ``cmd_evaluate`` as a Markdown table: a row at the evaluation size
+    (the one the scores record, as the JSON has it) and a native one; only the native row
+    where the scored part was not resized (a Fine-tune run's held-out strip)."""
     agg = summary["test"]
+    rows = [("native", "native_")]
+    if agg.get("size"):
+        rows.insert(0, ("x".join(map(str, agg["size"])), ""))
     print(
         f"{summary['checkpoint']} on {summary['dataset']} {summary['part']} "
         f"({agg['count']} images, {summary['split']}):"
@@ -710,7 +724,7 @@ def _print_evaluation(summary: dict, size) -> None:
             f"{100 * agg[p + 'iou_mean']:.2f} | {100 * agg[p + 'f1']:.2f} | "
             f"{agg[p + 'hd_mean']:.2f} ± {agg[p + 'hd_std']:.2f} | {agg[p + 'hd95_mean']:.2f} | "
             f"{agg[p + 'empty_prediction']} |"
-            for label, p in (("x".join(map(str, size)), ""), ("native", "native_"))
+            for label, p in rows
         )
     )
 

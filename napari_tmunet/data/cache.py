@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -258,6 +259,11 @@ def load_cache(path: str | os.PathLike) -> NativeCache:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"cache file {path} does not exist; build one with build_cache")
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and advise that
+        raise DatasetError(
+            f"{path} is not a cache file (an .npz archive made by `napari-tmunet-train "
+            "cache`); give a dataset folder (images/ + masks/) or such a cache file"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "meta" not in npz.files:

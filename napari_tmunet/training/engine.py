@@ -61,6 +61,7 @@ from .loss import patch_mask
 from .run_data import check_foreground, load_dataset, resolve_run_split
 from .run_folder import (
     RunDirError,
+    RunFinishedError,
     RunLog,
     append_metrics,
     dataset_label,
@@ -182,6 +183,11 @@ class Trainer:
                 stopped = self.train_period()
             self.close_bar()
             return self.on_train_end(stopped)
+        except RunFinishedError:
+            if log is not None:  # the run's files as they were, train.log too
+                log.discard()
+                log = None
+            raise
         finally:
             self.close_bar()
             if log is not None:
@@ -378,6 +384,8 @@ class Trainer:
         self.resumed_state = state
         self.step = int(state["step"])
         self.check_resumed_length()
+        if self.step >= self.schedule.total_steps:  # before anything is written
+            raise RunFinishedError(self.finished())
         self.best_score = float(state.get("best_score", -math.inf))
         self.best_step = int(state.get("best_step", -1))
         self.elapsed_before = float(state.get("elapsed", 0.0))
@@ -495,6 +503,24 @@ class Trainer:
         if not isinstance(saved, dict) or "steps" not in saved or "epochs" not in saved:
             return None
         return int(saved["steps"]), int(saved["epochs"])
+
+    def finished(self) -> str:
+        """Why a resumption of a run that trained all its steps does nothing, and how to
+        train it longer (the flag its plan was given with, as ``check_resumed_length``
+        accepts it)."""
+        cfg, total = self.config, self.schedule.total_steps
+        if cfg.steps:
+            unit = _whole(cfg.steps, cfg.epochs) if not cfg.lr_decay_every else 1
+            longer = f"--steps N (N > {total}" + (f", a multiple of {unit})" if unit > 1 else ")")
+        else:
+            longer = f"--epochs N (N > {cfg.epochs})"
+        summary = self.run_dir / "summary.json"
+        results = f"; its results are in {summary}" if summary.is_file() else ""
+        return (
+            f"the run in {self.run_dir} is finished (step {total} of {total}{results}): "
+            f"nothing to resume, its files are left as they are; to train it longer, resume "
+            f"with {longer}"
+        )
 
     def too_short(self, before: int, saved: tuple[int, int]) -> str:
         """Why a resumption with a plan that ends at or before ``self.step`` is refused."""

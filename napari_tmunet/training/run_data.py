@@ -17,6 +17,7 @@ from ..data.datasets import (
     resolve_split,
     split_from_lists,
 )
+from ..data.images import IMAGE_SUFFIXES
 from .config import TrainConfig
 
 
@@ -28,6 +29,8 @@ def load_dataset(config: TrainConfig) -> NativeCache:
             "(--data PATH or --preset NAME)"
         )
     path = Path(config.data).expanduser()
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        raise DatasetError(_image_not_dataset(path))
     if path.is_file():
         cache = load_cache(path)
         if config.max_images:
@@ -40,6 +43,20 @@ def load_dataset(config: TrainConfig) -> NativeCache:
     raise DatasetError(
         f"dataset {path} (absolute: {path.resolve()}) does not exist: pass a folder with "
         "images/ and masks/, or a cache file made by `napari-tmunet-train cache`"
+    )
+
+
+def _image_not_dataset(path: Path) -> str:
+    """Why an image file given as the dataset is refused, and which folder to give."""
+    folder = path.resolve().parent
+    top = folder.parent if folder.name in ("images", "masks") else None
+    if top is not None and (top / "images").is_dir() and (top / "masks").is_dir():
+        hint = f"; give the dataset folder that holds it, {top}"
+    else:
+        hint = "; put the image in images/ and its mask in masks/ of a folder and give that folder"
+    return (
+        f"--data {path} is an image file, not a dataset folder (images/ + masks/) or a "
+        f"cache .npz{hint}"
     )
 
 

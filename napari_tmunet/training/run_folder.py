@@ -62,6 +62,10 @@ class RunDirError(RuntimeError):
     """A run folder that cannot be used as asked (not empty, nothing to resume, ...)."""
 
 
+class RunFinishedError(RunDirError):
+    """A resumption of a run that has trained all its steps: nothing to do, its files kept."""
+
+
 def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
     """Check that ``run_dir`` can take the run ``cfg`` asks for; make it (rank 0 only).
 
@@ -219,7 +223,9 @@ class RunLog:
     """Copies the ``napari_tmunet`` and ``trainer`` loggers' INFO lines to ``train.log``."""
 
     def __init__(self, run_dir: Path):
-        self.handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        self.path = run_dir / "train.log"
+        self.start = self.path.stat().st_size if self.path.is_file() else None
+        self.handler = logging.FileHandler(self.path, encoding="utf-8")
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
         self.handler.setFormatter(logging.Formatter(fmt))
         self.handler.setLevel(logging.INFO)
@@ -236,6 +242,16 @@ class RunLog:
             logging.getLogger(name).removeHandler(self.handler)
             logging.getLogger(name).setLevel(level)
         self.handler.close()
+
+    def discard(self) -> None:
+        """Close, and take this session's lines out of ``train.log`` again (a session that
+        did nothing: the file as it was; one made by it: removed)."""
+        self.close()
+        if self.start is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            with open(self.path, "r+b") as f:
+                f.truncate(self.start)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
