@@ -137,6 +137,11 @@ def test_a_sigterm_stop_and_a_finished_runs_resume_say_what_happened(tmp_path, c
     assert {p.name: p.read_bytes() for p in run.iterdir()} == files
     assert cli.main([*resume, "--steps", str(end + 2)]) == 0
     assert f"finished at step {end + 2} of {end + 2}" in capsys.readouterr().out
+    # killed between its last step and its summary (while testing): --resume finishes it
+    (run / "summary.json").unlink()
+    assert cli.main(resume) == 0
+    assert (run / "summary.json").is_file()
+    assert "is finished" not in capsys.readouterr().err
 
 
 @needs_data

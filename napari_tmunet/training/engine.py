@@ -384,7 +384,10 @@ class Trainer:
         self.resumed_state = state
         self.step = int(state["step"])
         self.check_resumed_length()
-        if self.step >= self.schedule.total_steps:  # before anything is written
+        # before anything is written; a run stopped between its last step and its summary
+        # (killed while testing) goes on to test and write it
+        finished = (self.run_dir / "summary.json").is_file()
+        if self.step >= self.schedule.total_steps and finished:
             raise RunFinishedError(self.finished())
         self.best_score = float(state.get("best_score", -math.inf))
         self.best_step = int(state.get("best_step", -1))
@@ -505,9 +508,9 @@ class Trainer:
         return int(saved["steps"]), int(saved["epochs"])
 
     def finished(self) -> str:
-        """Why a resumption of a run that trained all its steps does nothing, and how to
-        train it longer (the flag its plan was given with, as ``check_resumed_length``
-        accepts it)."""
+        """Why a resumption of a run that trained all its steps and wrote its summary
+        does nothing, and how to train it longer (the flag its plan was given with, as
+        ``check_resumed_length`` accepts it)."""
         cfg, total = self.config, self.schedule.total_steps
         if cfg.steps:
             unit = _whole(cfg.steps, cfg.epochs) if not cfg.lr_decay_every else 1
@@ -515,9 +518,9 @@ class Trainer:
         else:
             longer = f"--epochs N (N > {cfg.epochs})"
         summary = self.run_dir / "summary.json"
-        results = f"; its results are in {summary}" if summary.is_file() else ""
         return (
-            f"the run in {self.run_dir} is finished (step {total} of {total}{results}): "
+            f"the run in {self.run_dir} is finished (step {total} of {total}; its results "
+            f"are in {summary}): "
             f"nothing to resume, its files are left as they are; to train it longer, resume "
             f"with {longer}"
         )
