@@ -239,6 +239,25 @@ def test_a_missing_previous_model_is_kept_and_revert_waits_for_it(tmp_path):
     assert holder.missing_words() == ""
 
 
+def test_a_missing_active_model_with_no_previous_names_a_new_fine_tune(tmp_path):
+    """The active model's file not found and no previous model: the message and Revert's
+    words name the other way out, a new fine-tune, which keeps it as the previous model."""
+    best = shipped_copy(tmp_path, "run")
+    active_model.ActiveModel(persist=True).set(best, "mine", "nuclei")
+    (tmp_path / "run").rename(tmp_path / "gone")
+    holder = active_model.ActiveModel(persist=True)
+    assert holder.take_note().endswith(
+        "A new fine-tune made active replaces it, keeping this one as the previous model."
+    )
+    assert holder.previous is None and holder.revert() is None
+    assert holder.missing_words() == (
+        f"mine's file is not found: {best}; the shipped model runs meanwhile. A new "
+        "fine-tune made active replaces it (it is kept as the previous model)."
+    )
+    holder.set(SHIPPED, SHIPPED, "nuclei")
+    assert settings.saved_active_models()["previous"]["model"] == best
+
+
 def shipped_copy(tmp_path, name: str) -> str:
     """A copy of the shipped nuclei checkpoint as a run's RUN/train/best.pt (a real model)."""
     best = tmp_path / name / "train" / "best.pt"
