@@ -812,7 +812,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # the label (e.g. "fine-tuned on kvasir1 20261202-184916") is too long for the
         # button at a dock's width: it goes in the tooltip
         tip = FINETUNE_TIPS["revert_button"]
-        self.revert_button.tooltip = f"{tip} Previous model: {previous.label}." if previous else tip
+        tip = f"{tip} Previous model: {previous.label}." if previous else tip
+        # a saved model whose file is not found, said for as long as it lasts (the message
+        # at the start fades)
+        missing = self.active.missing_words()
+        self.revert_button.tooltip = f"{tip} {missing}" if missing else tip
 
     # --- signals from the worker (GUI thread) ------------------------------------------
 

@@ -6,8 +6,10 @@ holder saves both models in the settings file at every change and a new viewer's
 from them (a next session goes on with the model the user made active). A saved model whose
 checkpoint file is not found (a run folder moved, a network share not yet mounted) is kept
 in the settings file but not used by that holder: Segment runs the shipped model in this
-session, Revert waits for the file, and :attr:`ActiveModel.note` says so; the model comes
-back in a session that finds the file. Making another model active replaces it as usual. Widgets
+session, :attr:`ActiveModel.note` says so (for the active model: the previous one is not in
+use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts; the model comes
+back in a session that finds the file. Revert (to the previous model, when its file is
+there) or making another model active replaces it, keeping it as the previous model. Widgets
 subscribe with a callback taking the new :class:`ModelChoice`; bound methods are held
 weakly, so a closed widget is dropped without unsubscribing. Callbacks run on the thread
 that called :meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in
@@ -89,10 +91,10 @@ class ActiveModel:
             if choice is not None and not _exists(choice.model)
         }
         self._missing = {choice.model for choice in missing.values()}
-        waiting = self._usable(self._previous)  # a previous model Revert does not offer now
-        self.note = " ".join(
-            _missing_words(key, choice, waiting) for key, choice in missing.items()
-        )
+        # only the model in use is worth a message at every start: a missing previous one
+        # is said where Revert is (missing_words)
+        if "current" in missing:
+            self.note = _missing_words(missing["current"], self._usable(self._previous))
 
     def take_note(self) -> str:
         """:attr:`note`, once: the first widget to show it clears it."""
@@ -114,21 +116,66 @@ class ActiveModel:
 
     @property
     def previous(self) -> ModelChoice | None:
-        """The model Revert makes active; None when there is none, or its file or the
-        active model's was not found at the start (Revert then waits for the file rather
-        than put another model over the one the user made active)."""
+        """The model Revert makes active; None when there is none, or its file was not
+        found at the start and is not there yet. An active model found missing does not
+        stop it: Revert is the way back to a model that is there."""
         with self._lock:
             return self._revertible()
+
+    @property
+    def missing_current(self) -> ModelChoice | None:
+        """The model made active whose file was not found at the start (kept; the shipped
+        model runs meanwhile); None when there is none."""
+        with self._lock:
+            return self._missing_one(self._current)
+
+    @property
+    def missing_previous(self) -> ModelChoice | None:
+        """The previous model, when its file was not found at the start and is not there
+        yet (kept; Revert does not offer it meanwhile); None otherwise."""
+        with self._lock:
+            return self._missing_one(self._previous, recheck=True)
+
+    def missing_words(self) -> str:
+        """Sentences for the Revert button's tooltip: which saved model's file is not found
+        (the active one's and the previous one's), and what Revert does meanwhile; "" when
+        both are there."""
+        with self._lock:
+            current = self._missing_one(self._current)
+            previous = self._revertible()
+            lost = self._missing_one(self._previous, recheck=True)
+        words = []
+        if current is not None:
+            words.append(f"{_not_found(current)}; the shipped model runs meanwhile.")
+            words.append(
+                f"Revert makes {previous.label} active, keeping {current.label} as the "
+                "previous model."
+                if previous is not None
+                else "A new fine-tune made active replaces it (it is kept as the previous model)."
+            )
+        if lost is not None:
+            words.append(f"{_not_found(lost)} (kept: Revert offers it when it is there).")
+        return " ".join(words)
 
     def _usable(self, choice: ModelChoice | None) -> ModelChoice | None:
         """``choice``, or None for one whose file this session found missing."""
         return None if choice is None or choice.model in self._missing else choice
 
+    def _missing_one(self, choice: ModelChoice | None, recheck: bool = False):
+        """``choice`` when its file was found missing (under the lock); ``recheck``: unless
+        it is there now (a previous model: Revert may offer it again at once)."""
+        if choice is None or choice.model not in self._missing:
+            return None
+        if recheck and os.path.isfile(choice.model):
+            self._missing.discard(choice.model)  # e.g. the share is mounted now
+            return None
+        return choice
+
     def _revertible(self) -> ModelChoice | None:
         """:attr:`previous` (under the lock)."""
-        if self._current is not None and self._current.model in self._missing:
+        if self._missing_one(self._previous, recheck=True) is not None:
             return None
-        return self._usable(self._previous)
+        return self._previous
 
     def set(
         self, model: str, label: str = "", modality: str = "", lineage: tuple[str, ...] = ()
@@ -147,7 +194,8 @@ class ActiveModel:
 
     def revert(self) -> ModelChoice | None:
         """Swap the active and the previous model; returns the now active one (or None:
-        no previous model, or one of the two not found at the start, see :attr:`previous`)."""
+        no previous model, or its file not found, see :attr:`previous`). An active model
+        whose file is not found becomes the previous one, kept as it is."""
         with self._lock:
             if self._revertible() is None:
                 return None
@@ -214,21 +262,25 @@ def _choice_from(saved) -> ModelChoice | None:
     )
 
 
-def _missing_words(key: str, choice: ModelChoice, previous: ModelChoice | None) -> str:
-    """A sentence: the saved ``key`` ("current" or "previous") model ``choice`` is not
-    found, what is used instead in this session, and that it is kept (``previous``: a
-    saved previous model that is there, which Revert does not offer meanwhile)."""
-    if key == "current":
-        revert = f" Revert (to {previous.label}) waits for it too." if previous else ""
-        return (
-            f"The model you made active, {choice.label}, is not found ({choice.model}): "
-            "Segment uses the shipped model in this session; it is kept, and comes back "
-            f"at a start that finds the file (a run folder moved back, a drive mounted).{revert}"
-        )
-    return (
-        f"The previous model, {choice.label}, is not found ({choice.model}): Revert offers "
-        "it again when the file is there again."
+def _missing_words(choice: ModelChoice, previous: ModelChoice | None) -> str:
+    """The message at a start: the model made active, ``choice``, is not found, what is
+    used instead in this session, that it is kept, and how to stop using it (Revert to
+    ``previous``, a saved previous model that is there; without one, a new fine-tune)."""
+    way_out = (
+        f"Revert makes {previous.label} active instead, keeping this one as the previous model."
+        if previous is not None
+        else "A new fine-tune made active replaces it, keeping this one as the previous model."
     )
+    return (
+        f"The model you made active, {choice.label}, is not found ({choice.model}): "
+        "Segment uses the shipped model in this session; it is kept, and comes back "
+        f"at a start that finds the file (a run folder moved back, a drive mounted). {way_out}"
+    )
+
+
+def _not_found(choice: ModelChoice) -> str:
+    """ "LABEL's file is not found: PATH"."""
+    return f"{choice.label}'s file is not found: {choice.model}"
 
 
 def _exists(model: str) -> bool:

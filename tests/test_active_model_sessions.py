@@ -111,9 +111,9 @@ def test_a_model_whose_run_folder_is_missing_at_a_start_is_kept_for_later(
     make_napari_viewer, qtbot, notices, tmp_path
 ):
     """tester30 #1: the active fine-tuned model's run folder missing at one start (renamed,
-    a share not mounted yet): that session runs the shipped model and says so, Revert does
-    not swap in the model before it, and the settings keep both; with the folder back the
-    next session runs it again and Revert offers the one before it."""
+    a share not mounted yet): that session runs the shipped model and says so, naming
+    Revert as the way out (tester31 #4), and the settings keep both; with the folder back
+    the next session runs it again and Revert offers the one before it."""
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     add_nuclei(viewer)
@@ -134,14 +134,20 @@ def test_a_model_whose_run_folder_is_missing_at_a_start_is_kept_for_later(
         f"The model you made active, {first['name']}, is not found "
         f"({first['best_checkpoint']}): Segment uses the shipped model in this session; it "
         "is kept, and comes back at a start that finds the file (a run folder moved back, "
-        f"a drive mounted). Revert (to {second['name']}) waits for it too."
+        f"a drive mounted). Revert makes {second['name']} active instead, keeping this one "
+        "as the previous model."
     ]
     assert segment.model.value == SHIPPED
     assert not any(first["name"][-8:-3] in text for text in box_texts(segment))
     tune = open_dock(viewer, "Fine-tune")
-    assert tune.active.current is None and tune.active.previous is None
-    assert not tune.revert_button.enabled
-    assert tune.active.revert() is None and segment.model.value == SHIPPED
+    assert tune.active.current is None and tune.active.previous.model == second["best_checkpoint"]
+    # said for as long as it lasts, not only in the message that fades
+    assert tune.revert_button.enabled
+    assert tune.revert_button.tooltip.endswith(
+        f"Previous model: {second['name']}. {first['name']}'s file is not found: "
+        f"{first['best_checkpoint']}; the shipped model runs meanwhile. Revert makes "
+        f"{second['name']} active, keeping {first['name']} as the previous model."
+    )
     viewer.close()
     assert settings.read_settings()["active_model"] == saved  # the choice is not erased
 
@@ -196,8 +202,9 @@ def test_a_model_made_active_meanwhile_replaces_the_missing_one(
 
 def test_a_missing_previous_model_is_kept_and_revert_waits_for_it(tmp_path):
     """The previous model's file not found at a start: Revert does not offer it (nor
-    anything else) in that session, a note says so, and the settings keep it; with the file
-    back, Revert brings it back. A model made active meanwhile replaces it as usual."""
+    anything else) while it is missing, Revert's words say so (no message at the start: it
+    is not in use), and the settings keep it; with the file back, Revert brings it back. A
+    model made active meanwhile replaces it as usual."""
     best = tmp_path / "run" / "train" / "best.pt"
     best.parent.mkdir(parents=True)
     shutil.copyfile(registry.find_model(SHIPPED).path, best)  # a real checkpoint
@@ -208,9 +215,9 @@ def test_a_missing_previous_model_is_kept_and_revert_waits_for_it(tmp_path):
     best.parent.parent.rename(tmp_path / "away")
 
     holder = active_model.ActiveModel(persist=True)
-    assert holder.take_note() == (
-        f"The previous model, mine, is not found ({best}): Revert offers it again when the "
-        "file is there again."
+    assert holder.take_note() == ""
+    assert holder.missing_words() == (
+        f"mine's file is not found: {best} (kept: Revert offers it when it is there)."
     )
     assert holder.current.model == SHIPPED and holder.previous is None
     assert holder.revert() is None and holder.current.model == SHIPPED
@@ -223,10 +230,102 @@ def test_a_missing_previous_model_is_kept_and_revert_waits_for_it(tmp_path):
 
     best.parent.parent.rename(tmp_path / "away")  # gone again, now the active one
     holder = active_model.ActiveModel(persist=True)
-    assert holder.current is None and holder.previous is None
+    assert holder.current is None and holder.previous.model == SHIPPED
     holder.set(SHIPPED, SHIPPED, "nuclei")  # made active meanwhile: the missing one previous
     assert holder.previous is None and holder.revert() is None
     assert settings.saved_active_models()["previous"]["model"] == str(best)
+    (tmp_path / "away").rename(best.parent.parent)  # back in this session: Revert offers it
+    assert holder.previous.model == str(best) and holder.revert().model == str(best)
+    assert holder.missing_words() == ""
+
+
+def test_a_missing_active_model_with_no_previous_names_a_new_fine_tune(tmp_path):
+    """The active model's file not found and no previous model: the message and Revert's
+    words name the other way out, a new fine-tune, which keeps it as the previous model."""
+    best = shipped_copy(tmp_path, "run")
+    active_model.ActiveModel(persist=True).set(best, "mine", "nuclei")
+    (tmp_path / "run").rename(tmp_path / "gone")
+    holder = active_model.ActiveModel(persist=True)
+    assert holder.take_note().endswith(
+        "A new fine-tune made active replaces it, keeping this one as the previous model."
+    )
+    assert holder.previous is None and holder.revert() is None
+    assert holder.missing_words() == (
+        f"mine's file is not found: {best}; the shipped model runs meanwhile. A new "
+        "fine-tune made active replaces it (it is kept as the previous model)."
+    )
+    holder.set(SHIPPED, SHIPPED, "nuclei")
+    assert settings.saved_active_models()["previous"]["model"] == best
+
+
+def shipped_copy(tmp_path, name: str) -> str:
+    """A copy of the shipped nuclei checkpoint as a run's RUN/train/best.pt (a real model)."""
+    best = tmp_path / name / "train" / "best.pt"
+    best.parent.mkdir(parents=True)
+    shutil.copyfile(registry.find_model(SHIPPED).path, best)
+    return str(best)
+
+
+@pytest.mark.gui
+def test_revert_is_the_way_out_of_an_active_model_deleted_for_good(
+    make_napari_viewer, notices, tmp_path
+):
+    """tester31 #4: the active model's run folder deleted for good. Revert is enabled, its
+    tooltip says why, and it makes the previous model active (Segment runs it); the missing
+    one becomes the previous model, kept in the settings, with no message at the next start
+    (it is not in use) but Revert's tooltip saying its file is not found; with the folder
+    back, Revert brings it back."""
+    first, second = shipped_copy(tmp_path, "a"), shipped_copy(tmp_path, "b")
+    holder = active_model.ActiveModel(persist=True)
+    holder.set(first, "tuned a", "nuclei")
+    holder.set(second, "tuned b", "nuclei")
+    (tmp_path / "b").rename(tmp_path / "b-gone")
+
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    add_nuclei(viewer, labels=False)
+    assert notices["warning"] == [
+        f"The model you made active, tuned b, is not found ({second}): Segment uses the "
+        "shipped model in this session; it is kept, and comes back at a start that finds the "
+        "file (a run folder moved back, a drive mounted). Revert makes tuned a active "
+        "instead, keeping this one as the previous model."
+    ]
+    assert segment.model.value == SHIPPED
+    tune = open_dock(viewer, "Fine-tune")
+    assert tune.revert_button.enabled
+    assert f"tuned b's file is not found: {second}" in tune.revert_button.tooltip
+    tune.revert_button.native.click()
+    assert tune.active.current.model == first and segment.model.value == first
+    assert tune.status.value == "active model: tuned a"
+    assert not tune.revert_button.enabled  # to the missing one: off, and says why
+    gone = (
+        "Make the previous model active again. tuned b's file is not found: "
+        f"{second} (kept: Revert offers it when it is there)."
+    )
+    assert tune.revert_button.tooltip == gone
+    viewer.close()
+    saved = settings.saved_active_models()
+    assert (saved["current"]["model"], saved["previous"]["model"]) == (first, second)
+
+    viewer = make_napari_viewer()  # the next start: nothing to warn about
+    segment = open_dock(viewer, "Segment")
+    add_nuclei(viewer, labels=False)
+    tune = open_dock(viewer, "Fine-tune")
+    assert len(notices["warning"]) == 1 and tune.status.value == ""
+    assert segment.model.value == first and not tune.revert_button.enabled
+    assert tune.revert_button.tooltip == gone
+    viewer.close()
+
+    (tmp_path / "b-gone").rename(tmp_path / "b")  # the folder back: Revert brings it back
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    add_nuclei(viewer, labels=False)
+    tune = open_dock(viewer, "Fine-tune")
+    assert tune.revert_button.enabled
+    assert tune.revert_button.tooltip.endswith("Previous model: tuned b.")
+    tune.revert_button.native.click()
+    assert tune.active.current.model == second and segment.model.value == second
+    assert len(notices["warning"]) == 1
 
 
 def test_an_unreadable_settings_file_starts_with_no_saved_model():
