@@ -180,7 +180,7 @@ def _without_masks(images: list[Path]) -> list[Path]:
     if pairing.lone_masks:
         alone = len(pairing.lone_masks)
         why.append(
-            f"{alone} {'mask' if alone == 1 else 'masks'} without their picture: e.g. "
+            f"{alone} {'mask without its' if alone == 1 else 'masks without their'} picture: e.g. "
             f"{pairing.lone_masks[0].name}"
         )
     count = "1 file" if len(masks) == 1 else f"{len(masks)} files"
