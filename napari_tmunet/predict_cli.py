@@ -229,7 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    images = _without_masks(list_images(args.input_dir))
+    found = list_images(args.input_dir)
+    images = _without_masks(found)
+    if found and not images:  # said by _without_masks' line: all are masks
+        print(
+            f"error: no pictures to segment in {args.input_dir}: its images are all masks; "
+            "give the folder of their pictures",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if not images:
         print(
             f"error: no images (png, tif, tiff, jpg, jpeg, bmp) in {args.input_dir}"

@@ -545,4 +545,8 @@ def test_predict_segments_pictures_named_as_masks_and_skips_masks(tmp_path, udia
         "napari-tmunet-predict: 4 files named as masks not segmented (4 masks without their "
         "picture: e.g. img1_mask.png)"
     ) in err
+    assert (
+        f"error: no pictures to segment in {masks}: its images are all masks; give the "
+        "folder of their pictures"
+    ) in err
     assert not out2.exists() or not any(out2.iterdir())
