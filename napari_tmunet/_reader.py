@@ -106,7 +106,7 @@ def _reader_for(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | N
             if _is_dataset_dir(paths[0], suffixes):
                 return read_dataset
             files = _folder_images(paths[0], suffixes)
-            if _pairing(files).paired:  # pictures with their masks beside them
+            if _pairing(files).named_masks:  # pictures with their masks, or masks alone
                 return read_paired_folder
             return read_folder if _sizes_differ(files) else None
         if all(_is_image_file(p, FILE_SUFFIXES) for p in paths):
@@ -191,18 +191,21 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     """Read a folder of pictures with their masks beside them (``NAME.png`` and
     ``NAME_mask.png``, ``NAME_gt.png``, ..., ``data.mask_names``): one image layer per
     picture and one Labels layer over it for its mask, as a dataset folder opens
-    (:func:`read_dataset`); the first pair visible. A picture's several masks of one
+    (:func:`read_dataset`); the first pair visible. A file named as a mask whose picture
+    is missing is judged by its pixels (``data.mask_names.judge_orphans``): a mask opens
+    alone as Labels "<picture> mask" (as ``napari-tmunet MASK`` opens it), said in one
+    info notification, a picture as any picture. A picture's several masks of one
     family (``NAME_mask_1.png``: a second object) open as their union; masks of several
     families (``NAME mask.tif`` the writer saved beside ``NAME_mask.png``; ``NAME_gt`` and
     ``NAME_mask``: ``data.mask_names.mask_families``) open as separate Labels layers, only
     the first (a saved one) shown; both said in an info notification. Masks that fit no
     picture (none of their name, several, another size) are not opened, said in a
     warning naming them."""
-    from .data.mask_names import mask_families
+    from .data.mask_names import judge_orphans, mask_families
 
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
-        pairing = _pairing(_folder_images(root, _image_suffixes()))
+        pairing = judge_orphans(_pairing(_folder_images(root, _image_suffixes())))
     except OSError as err:
         _notify_error(f"napari-tmunet could not list the folder {root}: {err.strerror or err}")
         return [(None,)]
@@ -214,7 +217,7 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
         )
         items = items[:MAX_DATASET_PAIRS]
     layers: list[LayerData] = []
-    merged, separate, left_out = [], [], _masks_left_out(root, pairing)
+    merged, separate, left_out = [], [], _masks_left_out(pairing)
     for item in items:
         visible = not layers
         (image,) = read_images([item.picture])  # as a folder's images open: (None,) if unread
@@ -240,6 +243,11 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
                 merged.append((item.picture, family.paths))
         if len(opened) > 1:
             separate.append((item.picture, opened))
+    alone = _lone_masks(pairing.lone_masks, layers)
+    if alone:
+        lines = [f'{mask.name}: opened alone as Labels "{name}"' for mask, name in alone]
+        title = "masks without their picture beside them (open it to pair them)"
+        _notify_info(_listed(f"{root}: {title}", lines))
     if left_out:
         _notify_warning(_listed(f"{root}: masks not opened", left_out))
     if merged:
@@ -247,6 +255,32 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     if separate:
         separate_note(root, separate)
     return layers or [(None,)]
+
+
+def _lone_masks(masks: list[Path], layers: list[LayerData]) -> list[tuple[Path, str]]:
+    """Append to ``layers`` a Labels layer for each mask file of ``masks`` (a mask without
+    its picture) named "<picture> mask" after the picture its name gives, so the Metrics
+    dock pairs it with that picture once opened; the first shown when ``layers`` is
+    empty. Returns (mask, layer name) of those opened; an unreadable one is notified."""
+    from .data.images import read_saved_mask
+
+    opened = []
+    for mask in masks:
+        name = f"{_picture_name(mask)} mask"
+        try:
+            saved = read_saved_mask(mask)  # the writer's: its ids as saved
+            if saved is None:
+                data, kwargs, kind = mask_layer_data(mask)
+            else:
+                data, kwargs, kind = saved_mask_layer_data(mask, saved)
+                kwargs["opacity"] = MASK_OPACITY
+        except Exception as err:  # any decoder failure becomes a notification
+            _notify_error(_failure(mask, err, "the mask "))
+            continue
+        kwargs.update(name=name, visible=not layers)
+        layers.append((data, kwargs, kind))
+        opened.append((mask, name))
+    return opened
 
 
 def merged_note(folder: Path, merged: list[tuple[Path, list[Path]]]) -> None:
@@ -293,13 +327,9 @@ def picture_mask_layer_data(
     return data, kwargs, kind
 
 
-def _masks_left_out(root: Path, pairing) -> list[str]:
+def _masks_left_out(pairing) -> list[str]:
     """Lines naming the mask files of ``pairing`` that go with no one picture, and why."""
     lines = [
-        f"{mask.name}: no picture named {mask_picture}.* beside it; put its picture in {root}"
-        for mask, mask_picture in ((m, _picture_name(m)) for m in pairing.orphans)
-    ]
-    lines += [
         f"{mask.name}: its name fits several pictures ({', '.join(p.name for p in pictures)}); "
         "rename one of them"
         for mask, pictures in pairing.ambiguous

@@ -152,23 +152,40 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _without_masks(images: list[Path]) -> list[Path]:
-    """``images`` less the masks in a folder of pictures with their masks beside them
-    (``NAME_mask.png`` beside ``NAME.png``, ``data.mask_names``; then every file named as
-    a mask, as the TM-UNet reader opens such a folder), with a line saying how many are
-    left out and one of them: a mask is no picture to segment. In a folder where no
-    picture has a mask of its name, every image stays."""
-    from .data.mask_names import pair_by_mask_names
+    """``images`` less the masks among them, as the TM-UNet reader opens a folder of
+    pictures with their masks beside them (``data.mask_names``): the files named as a
+    picture's mask (``NAME_mask.png`` beside ``NAME.png``) and those named as masks whose
+    picture is missing that hold a mask (``judge_orphans``); a file named as a mask that
+    is a picture (``x_mask.png`` beside its ``x_mask_mask.png``, an ultrasound picture
+    ``liver-labels.png``) is segmented. One line says how many are left out and why: a
+    mask is no picture to segment. Where no file is named as a mask, every image stays."""
+    from .data.mask_names import judge_orphans, pair_by_mask_names
 
     pairing = pair_by_mask_names(images)
-    if not pairing.paired:
+    if not pairing.named_masks:
         return images
-    masks = {mask for item in pairing.items for mask in item.masks}
-    masks |= {*pairing.orphans, *(mask for mask, _ in pairing.ambiguous)}
-    example = next(item for item in pairing.items if item.masks)
+    pairing = judge_orphans(pairing)
+    masks = set(pairing.masks)
+    if not masks:
+        return images
+    why = []
+    example = next((item for item in pairing.items if item.masks), None)
+    if example is not None:
+        why.append(
+            f"pictures with their masks beside them: e.g. {example.masks[0].name} beside "
+            f"{example.picture.name}"
+        )
+    if pairing.ambiguous:
+        why.append(f"named as the mask of several pictures: e.g. {pairing.ambiguous[0][0].name}")
+    if pairing.lone_masks:
+        alone = len(pairing.lone_masks)
+        why.append(
+            f"{alone} {'mask without its' if alone == 1 else 'masks without their'} picture: e.g. "
+            f"{pairing.lone_masks[0].name}"
+        )
     count = "1 file" if len(masks) == 1 else f"{len(masks)} files"
     print(
-        f"napari-tmunet-predict: {count} named as masks not segmented (pictures with their "
-        f"masks beside them: e.g. {example.masks[0].name} beside {example.picture.name})",
+        f"napari-tmunet-predict: {count} named as masks not segmented ({'; '.join(why)})",
         file=sys.stderr,
     )
     return [path for path in images if path not in masks]
@@ -212,7 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    images = _without_masks(list_images(args.input_dir))
+    found = list_images(args.input_dir)
+    images = _without_masks(found)
+    if found and not images:  # said by _without_masks' line: all are masks
+        print(
+            f"error: no pictures to segment in {args.input_dir}: its images are all masks; "
+            "give the folder of their pictures",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if not images:
         print(
             f"error: no images (png, tif, tiff, jpg, jpeg, bmp) in {args.input_dir}"

@@ -91,9 +91,10 @@ def _read(folder):
 def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udiat, notifications):
     """Pictures as images, each one's mask as "NAME mask" Labels over it (paired for the
     Metrics dock by metadata "image"); benign (2)'s two masks as their union, named in one
-    info notification; the mask without a picture and the mask of another size are not
-    opened, nor a damaged second mask: named in a warning with what to do (benign (3)
-    keeps its first mask). main opened all 11 files as images."""
+    info notification; the mask without a picture opens alone as Labels "benign (9) mask",
+    said in an info notification; the mask of another size is not opened, nor a damaged
+    second mask: named in a warning with what to do (benign (3) keeps its first mask).
+    main opened all 11 files as images."""
     folder = tmp_path / "benign"
     truth = _busi_folder(folder)
     (folder / "benign (3)_mask_1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
@@ -109,14 +110,17 @@ def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udi
         ("benign (3) mask", "labels"),
         ("benign (4)", "image"),
         ("benign (5)", "image"),
+        ("benign (9) mask", "labels"),
     ]
-    assert [kwargs["visible"] for _, kwargs, _ in layers] == [True, True] + [False] * 6
+    assert [kwargs["visible"] for _, kwargs, _ in layers] == [True, True] + [False] * 7
     labels = {kwargs["name"]: (data, kwargs) for data, kwargs, kind in layers if kind == "labels"}
+    truth["benign (9)"] = _truth(UDIAT / "masks" / "000005.png")
     for name, expected in truth.items():
         data, kwargs = labels[f"{name} mask"]
         assert data.dtype == np.uint8 and set(np.unique(data)) == {0, 1}
         np.testing.assert_array_equal(data > 0, expected, err_msg=name)
-        assert kwargs["metadata"]["image"] == name
+        assert kwargs["metadata"].get("image", name) == name
+    assert "image" not in labels["benign (9) mask"][1]["metadata"]  # no picture layer
     one, other = (_truth(UDIAT / "masks" / f"{m}.png") for m in ("000032", "000040"))
     assert (one != other).sum() > 500  # the union differs from either mask
     assert labels["benign (2) mask"][1]["metadata"]["paths"] == [
@@ -126,15 +130,14 @@ def test_a_busi_folder_opens_each_picture_with_its_masks_as_labels(tmp_path, udi
 
     infos = [message for severity, message in notifications if severity == "info"]
     assert infos == [
+        f"{folder}: masks without their picture beside them (open it to pair them):\n"
+        '  benign (9)_mask.png: opened alone as Labels "benign (9) mask"',
         f"{folder}: the masks of a picture opened as one (their union):\n"
-        "  benign (2).png: benign (2)_mask.png, benign (2)_mask_1.png"
+        "  benign (2).png: benign (2)_mask.png, benign (2)_mask_1.png",
     ]
     (warning,) = [message for severity, message in notifications if severity == "warning"]
     assert warning.startswith(f"{folder}: masks not opened:\n")
-    assert (
-        f"benign (9)_mask.png: no picture named benign (9).* beside it; put its picture in {folder}"
-        in warning
-    )
+    assert "benign (9)" not in warning
     broken = next(line for line in warning.splitlines() if "benign (3)_mask_1.png:" in line)
     assert str(folder / "benign (3)_mask_1.png") in broken  # its read error, naming it
     assert (
@@ -209,7 +212,7 @@ def test_the_launcher_merges_a_pictures_numbered_masks(tmp_path, udiat, launch, 
     """``napari-tmunet "benign (2).png"``: both masks beside it open as one Labels layer,
     their union, said in an info notification (main opened benign (2)_mask.png alone and
     dropped the second lesion); given with both masks, the same; the folder opens as the
-    reader opens it."""
+    reader opens it (the mask without its picture alone, as Labels)."""
     folder = tmp_path / "benign"
     truth = _busi_folder(folder)
     picture = folder / "benign (2).png"
@@ -232,7 +235,12 @@ def test_the_launcher_merges_a_pictures_numbered_masks(tmp_path, udiat, launch, 
     status, layers, _ = launch([folder])
     assert status == 0
     assert sorted(layers) == sorted(
-        ["benign (4)", "benign (5)", *(f"{n}{m}" for n in truth for m in ("", " mask"))]
+        [
+            "benign (4)",
+            "benign (5)",
+            "benign (9) mask",  # a mask without its picture: alone, as Labels
+            *(f"{n}{m}" for n in truth for m in ("", " mask")),
+        ]
     )
 
 
@@ -340,7 +348,8 @@ def test_predict_segments_the_pictures_not_their_masks(tmp_path, udiat, capsys):
     err = capsys.readouterr().err
     assert (
         "napari-tmunet-predict: 6 files named as masks not segmented (pictures with their "
-        "masks beside them: e.g. benign (1)_mask.png beside benign (1).png)"
+        "masks beside them: e.g. benign (1)_mask.png beside benign (1).png; 1 mask without "
+        "its picture: e.g. benign (9)_mask.png)"
     ) in err
     assert "5 images ->" in err
     assert sorted(p.name for p in out.iterdir()) == [f"benign ({i}).png" for i in range(1, 6)]
@@ -430,3 +439,114 @@ def test_a_reference_and_another_mask_of_a_picture_open_apart(tmp_path, udiat, n
         f"{folder}: masks of a picture named differently opened as separate layers, not "
         'merged (the first shown):\n  X.png: "X_gt" (X_gt.png); "X_mask" (X_mask.png)'
     ]
+
+
+def _named_as_masks_folder(folder):
+    """Pictures whose names look like masks' beside a real pair: ``x_mask.png`` (UDIAT
+    000003) with its mask ``x_mask_mask.png``, ``liver-labels.png`` (UDIAT 000004, an
+    ultrasound picture, alone), ``benign (1).png`` with ``benign (1)_mask.png``. Returns
+    x_mask's expected labels."""
+    folder.mkdir(parents=True)
+    shutil.copy(UDIAT / "images" / "000003.png", folder / "x_mask.png")
+    shutil.copy(UDIAT / "masks" / "000003.png", folder / "x_mask_mask.png")
+    shutil.copy(UDIAT / "images" / "000004.png", folder / "liver-labels.png")
+    shutil.copy(UDIAT / "images" / "000001.png", folder / "benign (1).png")
+    shutil.copy(UDIAT / "masks" / "000001.png", folder / "benign (1)_mask.png")
+    return _truth(UDIAT / "masks" / "000003.png")
+
+
+def _masks_only_folder(folder):
+    """Four real UDIAT masks named ``img1_mask.png``..., their pictures elsewhere."""
+    folder.mkdir(parents=True)
+    for index, mask in enumerate(("000001", "000002", "000003", "000004"), start=1):
+        shutil.copy(UDIAT / "masks" / f"{mask}.png", folder / f"img{index}_mask.png")
+
+
+def test_pictures_named_as_masks_open_as_pictures(tmp_path, udiat, notifications):
+    """A picture ``x_mask.png`` whose mask ``x_mask_mask.png`` is beside it opens as a
+    picture with that mask over it; a lone ultrasound picture ``liver-labels.png`` opens
+    as an image; no warning calls them masks (main opened neither and warned "x_mask.png:
+    no picture named x.*", "liver-labels.png: no picture named liver.*")."""
+    folder = tmp_path / "named"
+    expected = _named_as_masks_folder(folder)
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("benign (1)", "image"),
+        ("benign (1) mask", "labels"),
+        ("liver-labels", "image"),
+        ("x_mask", "image"),
+        ("x_mask mask", "labels"),
+    ]
+    named = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in layers}
+    np.testing.assert_array_equal(named["x_mask mask"][0] > 0, expected)
+    assert named["x_mask mask"][1]["metadata"]["image"] == "x_mask"
+    assert named["liver-labels"][0].shape[:2] == (440, 501)
+    assert [severity for severity, _ in notifications if severity != "info"] == []
+
+
+def test_a_folder_of_masks_only_opens_them_as_labels(tmp_path, udiat, notifications):
+    """A folder holding only masks (``img1_mask.png``...) opens each as Labels "imgN
+    mask" (as ``napari-tmunet MASK`` opens a mask without its picture), the first shown,
+    said in one info notification; main left it to napari's reader, which opened them as
+    images with no note."""
+    folder = tmp_path / "allmasks"
+    _masks_only_folder(folder)
+
+    layers = _read(folder)
+
+    assert [(kwargs["name"], kind, kwargs["visible"]) for _, kwargs, kind in layers] == [
+        (f"img{index} mask", "labels", index == 1) for index in range(1, 5)
+    ]
+    for (data, _, _), mask in zip(layers, ("000001", "000002", "000003", "000004"), strict=True):
+        np.testing.assert_array_equal(data > 0, _truth(UDIAT / "masks" / f"{mask}.png"))
+    (note,) = [message for _, message in notifications]
+    assert note == (
+        f"{folder}: masks without their picture beside them (open it to pair them):\n"
+        + "\n".join(f'  img{i}_mask.png: opened alone as Labels "img{i} mask"' for i in range(1, 5))
+    )
+
+
+def test_predict_segments_pictures_named_as_masks_and_skips_masks(tmp_path, udiat, capsys):
+    """``napari-tmunet-predict`` segments ``x_mask.png`` and ``liver-labels.png`` (pictures)
+    and skips the real masks, said in one line (main skipped all four files named as
+    masks); on a folder of masks only it segments none, saying they are masks (main
+    segmented the four masks as pictures)."""
+    from napari_tmunet import registry
+    from napari_tmunet.metrics import dice_score
+    from napari_tmunet.predict_cli import EXIT_USAGE, main
+
+    if registry.model_for_modality("ultrasound") is None:
+        pytest.skip("no shipped ultrasound model")
+    folder, out = tmp_path / "named", tmp_path / "out"
+    expected = _named_as_masks_folder(folder)
+
+    assert main([str(folder), str(out), "--model", "ultrasound", "--device", "cpu"]) == 0
+
+    err = capsys.readouterr().err
+    assert (
+        "napari-tmunet-predict: 2 files named as masks not segmented (pictures with their "
+        "masks beside them: e.g. benign (1)_mask.png beside benign (1).png)"
+    ) in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "benign (1).png",
+        "liver-labels.png",
+        "x_mask.png",
+    ]
+    assert dice_score(read_mask(out / "x_mask.png")[0], expected) > 0.8
+
+    masks, out2 = tmp_path / "allmasks", tmp_path / "out2"
+    _masks_only_folder(masks)
+    code = main([str(masks), str(out2), "--model", "ultrasound", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert (
+        "napari-tmunet-predict: 4 files named as masks not segmented (4 masks without their "
+        "picture: e.g. img1_mask.png)"
+    ) in err
+    assert (
+        f"error: no pictures to segment in {masks}: its images are all masks; give the "
+        "folder of their pictures"
+    ) in err
+    assert not out2.exists() or not any(out2.iterdir())

@@ -11,6 +11,12 @@ other families (``NAME mask.tif``, a correction the writer saved beside BUSI's
 the writer saved (the user's work, whole). Masks in a folder of their own (:data:`MASK_FOLDERS`, a
 dataset's ``masks/``, see ``datasets.py``) are named as their picture instead.
 
+A file named as a mask whose picture is not among the files (an orphan) is a mask only
+if it is one: a picture when another file is named as its mask (``A_mask.png`` beside
+``A_mask_mask.png``, by name: :func:`pair_by_mask_names`), else by its pixels
+(:func:`judge_orphans`: ``images.file_looks_like_mask``): a picture named
+``liver-labels.png`` is a picture, a mask without its picture a mask alone.
+
 The one rule for the TM-UNet reader (a folder of pictures and masks), and for
 ``napari-tmunet PICTURE`` (the masks found beside it). No Qt.
 """
@@ -121,49 +127,99 @@ class FolderPairing:
 
     Attributes:
         items: every picture with its masks, in natural order of the names.
-        orphans: mask files whose picture is not among the files, by name.
+        orphans: files named as masks whose picture is not among the files, not yet
+            judged by their pixels (:func:`judge_orphans` tells the masks from the
+            pictures among them).
         ambiguous: (mask, pictures) for a mask whose name fits several pictures
             (``A.png`` and ``A.jpg``): it goes with none of them.
+        lone_masks: orphans that hold a mask (:func:`judge_orphans`): masks alone.
+        named_masks: whether some file is named as a mask (picture, mask or orphan).
     """
 
     items: list[PictureMasks] = field(default_factory=list)
     orphans: list[Path] = field(default_factory=list)
     ambiguous: list[tuple[Path, list[Path]]] = field(default_factory=list)
+    lone_masks: list[Path] = field(default_factory=list)
+    named_masks: bool = False
 
     @property
     def paired(self) -> bool:
         """Whether some picture has a mask beside it (the folder holds both kinds)."""
         return any(item.masks for item in self.items)
 
+    @property
+    def masks(self) -> list[Path]:
+        """Every file that is a mask: the pictures' masks, the ambiguous ones, the masks
+        alone (orphans not yet judged are not counted)."""
+        paired = [mask for item in self.items for mask in item.masks]
+        return paired + [mask for mask, _ in self.ambiguous] + self.lone_masks
+
 
 def pair_by_mask_names(files: Iterable[Path]) -> FolderPairing:
     """Tell the pictures among ``files`` (image files of one folder) from their masks by
-    name (:data:`MASK_NAME`) and give each picture its masks. A file named as a mask is a
-    mask even when its picture is missing (an orphan), never a picture."""
+    name (:data:`MASK_NAME`) and give each picture its masks. A file named as a mask whose
+    picture is missing is a picture when another file is named as its mask
+    (``A_mask.png`` with ``A_mask_mask.png``), else an orphan, to be judged by its pixels
+    (:func:`judge_orphans`); nothing is read here."""
     from .datasets import natural_key
 
     pictures: dict[str, list[Path]] = {}
-    masks: list[tuple[str, int, Path]] = []
+    named: list[tuple[str, int, Path]] = []
     for path in files:
         parts = mask_name_parts(path.stem)
         if parts is None:
             pictures.setdefault(path.stem, []).append(path)
         else:
-            masks.append((parts[0], -1 if parts[1] is None else parts[1], path))
-    pairing = FolderPairing()
+            named.append((parts[0], -1 if parts[1] is None else parts[1], path))
+    wanted = {name for name, _, _ in named}  # picture names that some file is a mask of
+    masks, orphans = [], []
+    # shortest first: a mask-named file's picture (a shorter name) is settled before it
+    for name, number, path in sorted(named, key=lambda m: len(m[2].stem)):
+        if name in pictures:
+            masks.append((name, number, path))
+        elif path.stem in wanted:  # another file is named as its mask: a picture
+            pictures.setdefault(path.stem, []).append(path)
+        else:
+            orphans.append((name, number, path))
+    pairing = FolderPairing(named_masks=bool(named))
     found: dict[Path, list[Path]] = {}
     for name, _, mask in sorted(masks, key=lambda m: (natural_key(m[0]), m[1], m[2].name)):
-        owners = pictures.get(name, [])
+        owners = pictures[name]
         if len(owners) == 1:
             found.setdefault(owners[0], []).append(mask)
-        elif owners:
-            pairing.ambiguous.append((mask, sorted(owners, key=lambda p: p.name)))
         else:
-            pairing.orphans.append(mask)
+            pairing.ambiguous.append((mask, sorted(owners, key=lambda p: p.name)))
+    for _, _, orphan in sorted(orphans, key=lambda m: (natural_key(m[0]), m[1], m[2].name)):
+        pairing.orphans.append(orphan)
     for name in sorted(pictures, key=natural_key):
         for picture in sorted(pictures[name], key=lambda p: p.name):
             pairing.items.append(PictureMasks(picture, found.get(picture, [])))
     return pairing
+
+
+def judge_orphans(pairing: FolderPairing) -> FolderPairing:
+    """``pairing`` with its orphans (files named as masks whose picture is missing) told
+    apart by their pixels, each file read once (``images.file_looks_like_mask``, the rule
+    of the Segment dock's "looks like a mask" hint): one that holds a mask goes to
+    ``lone_masks`` (it opens alone), any other is a picture (``liver-labels.png``, an
+    ultrasound picture) among ``items``, in natural order of the names."""
+    from .datasets import natural_key
+    from .images import file_looks_like_mask
+
+    judged = FolderPairing(
+        list(pairing.items),
+        [],
+        list(pairing.ambiguous),
+        list(pairing.lone_masks),
+        pairing.named_masks,
+    )
+    for orphan in pairing.orphans:
+        if file_looks_like_mask(orphan):
+            judged.lone_masks.append(orphan)
+        else:
+            judged.items.append(PictureMasks(orphan))
+    judged.items.sort(key=lambda item: (natural_key(item.picture.stem), item.picture.name))
+    return judged
 
 
 def folder_image_files(folder: Path) -> list[Path]:
