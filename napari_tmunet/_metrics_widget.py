@@ -306,8 +306,9 @@ class MetricsWidget(Container):
     def _replace_closed(self, prediction, reference) -> None:
         """After a refresh of the choosers, which showed ``prediction`` and ``reference``:
         a closed prediction gives way to a new guess; a closed reference to one of the
-        prediction's shape and picture, else to the prediction itself, which the pair note asks to
-        replace (magicgui's own pick, the first layer offered, may be of any shape)."""
+        prediction's shape and picture, else to the prediction itself, which the pair note
+        asks to replace (magicgui's own pick, the first layer offered, may be of any shape
+        or picture)."""
         layers = [layer for _, layer in self._mask_choices()]
         if len(layers) < 2:
             return
