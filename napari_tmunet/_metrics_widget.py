@@ -117,6 +117,9 @@ CHOOSE_PREDICTION = (
     "{name} is the only mask: to score a prediction against it, segment its image "
     "(Segment dock) or open a second mask."
 )
+# ... said of a layer alone while masks of other pictures of its size are offered (a dataset
+# folder's frames): it is the only one of its own picture
+OF_ITS_PICTURE = " is the only mask of its picture:"
 # The status line while the shown scores are out of date: {names} changed after Compute
 # read them (a paint stroke, an undo, Segment's threshold re-deriving its labels).
 STALE_SCORES = (
@@ -303,8 +306,9 @@ class MetricsWidget(Container):
     def _replace_closed(self, prediction, reference) -> None:
         """After a refresh of the choosers, which showed ``prediction`` and ``reference``:
         a closed prediction gives way to a new guess; a closed reference to one of the
-        prediction's shape, else to the prediction itself, which the pair note asks to
-        replace (magicgui's own pick, the first layer offered, may be of any shape)."""
+        prediction's shape and picture, else to the prediction itself, which the pair note
+        asks to replace (magicgui's own pick, the first layer offered, may be of any shape
+        or picture)."""
         layers = [layer for _, layer in self._mask_choices()]
         if len(layers) < 2:
             return
@@ -314,7 +318,8 @@ class MetricsWidget(Container):
             elif reference is not None and not _in(reference, layers):
                 kept = self.prediction.value
                 self._follow_prediction(kept, None)
-                if _shape(self.reference.value) != _shape(kept):
+                shown = self.reference.value
+                if _shape(shown) != _shape(kept) or _apart(kept, shown):
                     self.reference.value = kept
 
     def _guess_pair(self, layers: list) -> None:
@@ -327,24 +332,37 @@ class MetricsWidget(Container):
                 self.reference.value, self.prediction.value = reference, layer
                 return
         refs = [layer for layer in layers if _looks_like_reference(layer)] or layers[:1]
-        # the first reference with another layer of its shape; the newest such layer is
-        # the prediction (two samples' masks differ in shape and are no pair)
+        # a reference with another layer of its shape, never of another picture (a dataset
+        # folder's frames share one size); the newest such layer is the prediction (two
+        # samples' masks differ in shape and are no pair)
         pairs = [
             (ref, layer)
             for ref in refs
             for layer in reversed(layers)
-            if not _same(layer, ref) and _shape(layer) == _shape(ref)
+            if not _same(layer, ref) and _shape(layer) == _shape(ref) and not _apart(layer, ref)
         ]
         if not pairs:
-            pairs = [(refs[0], next(la for la in reversed(layers) if not _same(la, refs[0])))]
-        self.reference.value, self.prediction.value = pairs[0]
+            others = (la for la in reversed(layers) if not _same(la, refs[0]))
+            pairs = [(refs[0], la) for la in others if not _apart(la, refs[0])][:1]
+        if not pairs:  # only masks of different pictures: one alone, its note says why
+            self.reference.value = self.prediction.value = active if first else layers[-1]
+            return
+
+        def rank(pair) -> tuple[bool, int]:
+            """The active layer's pair first, then two layers of one picture (a saved
+            correction and its mask) before a pair by size only."""
+            return _in(active, pair), _pair_rank(pair[1], pair[0])
+
+        self.reference.value, self.prediction.value = max(pairs, key=rank)  # first of ties
 
     def _on_active_layer(self, _event=None) -> None:
         """Follow the selected Labels layer: a reference-like one is the reference, any
         other the prediction.
 
         A reference-like layer whose shape differs from the chosen prediction's is not
-        taken. A new prediction takes the reference of its own image
+        taken; one of another picture than the prediction's (:func:`_apart`) is the
+        prediction of a pair of its own picture, else alone (its note says what is
+        missing). A new prediction takes the reference of its own image
         (:meth:`_reference_for`); without one it keeps its reference when that is another
         layer of the same shape, else takes another Labels layer of its shape if there is
         one (else the pair note says the shapes differ).
@@ -361,6 +379,12 @@ class MetricsWidget(Container):
             elif prediction is None or _same(prediction, layer):
                 self.reference.value = layer
                 self._refresh_choices()
+                if _apart(layer, self.prediction.value) and _apart(layer, self.reference.value):
+                    # the guess is a pair of another picture: the selected layer, alone
+                    self.prediction.value = self.reference.value = layer
+            elif _apart(prediction, layer):  # a mask of another picture: its own pair
+                self.prediction.value = layer
+                self._follow_prediction(layer, reference)
             elif _shape(prediction) == _shape(layer):
                 self.reference.value = layer
 
@@ -386,18 +410,23 @@ class MetricsWidget(Container):
         chosen before): the one the user chose for it in the Reference box while it is
         offered and of its shape; else the reference of its own image
         (:meth:`_reference_for`); without one it keeps ``reference`` when that is another
-        layer of its shape, else takes another Labels layer of its shape if there is one."""
+        layer of its shape and picture, else takes another Labels layer of its shape and
+        picture if there is one, else (when ``reference`` is of another picture) the
+        layer itself: the pair note says what is missing."""
         chosen = self._user_reference(layer)
         if chosen is not None:
             self.reference.value = chosen
             return
         best = self._reference_for(layer)
+        apart = _apart(layer, reference)
         unfit = reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
-        if best is None and unfit:
+        if best is None and (unfit or apart):
             best = self._same_shape_layer(layer)
         surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
-        if best is not None and (unfit or surer):
+        if best is not None and (unfit or apart or surer):
             self.reference.value = best
+        elif apart:
+            self.reference.value = layer
 
     def _user_reference(self, prediction):
         """The reference the user chose for ``prediction`` in the Reference box, while it
@@ -429,21 +458,29 @@ class MetricsWidget(Container):
         ]
 
     def _same_shape_layer(self, prediction):
-        """The first Labels layer of ``prediction``'s shape other than it, or None."""
-        return next(
-            (
-                layer
-                for _, layer in self._mask_choices()
-                if not _same(layer, prediction) and _shape(layer) == _shape(prediction)
-            ),
-            None,
-        )
+        """The first Labels layer of ``prediction``'s shape and picture other than it, one
+        of its own image first (:func:`_pair_rank`), or None."""
+        layers = [
+            layer
+            for _, layer in self._mask_choices()
+            if not _same(layer, prediction)
+            and _shape(layer) == _shape(prediction)
+            and not _apart(prediction, layer)
+        ]
+        if not layers:
+            return None
+        return max(layers, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
 
     def _reference_for(self, prediction):
         """The reference to guess for ``prediction``, or None: among the reference-like
-        layers of its shape, the one of its own image (see :func:`_pair_rank`), else the
-        first (a dataset folder's frames share one size, so shape alone is no pair)."""
-        candidates = self._reference_candidates(prediction)
+        layers of its shape, never of another picture (:func:`_apart`), the one of its own
+        image (see :func:`_pair_rank`), else the first (a dataset folder's frames share one
+        size, so shape alone is no pair)."""
+        candidates = [
+            layer
+            for layer in self._reference_candidates(prediction)
+            if not _apart(prediction, layer)
+        ]
         if not candidates:
             return None
         return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
@@ -468,7 +505,10 @@ class MetricsWidget(Container):
             return ""
         if _same(prediction, reference):
             missing = CHOOSE_REFERENCE if _is_prediction(prediction) else CHOOSE_PREDICTION
-            return missing.format(name=repr(prediction.name))
+            note = missing.format(name=repr(prediction.name))
+            if any(_apart(prediction, layer) for layer in self._reference_candidates(prediction)):
+                note = note.replace(" is the only mask:", OF_ITS_PICTURE, 1)
+            return note
         if _shape(prediction) != _shape(reference):
             return _extra_axis(prediction, reference) or (
                 f"{prediction.name!r} ({_size(prediction)}) and {reference.name!r} "
@@ -1066,6 +1106,12 @@ def _pictures_apart(prediction, reference) -> str:
         f"{prediction.name!r} belongs to the picture {pictures[0]!r} and {reference.name!r} "
         f"to {pictures[1]!r}: choose the reference of the prediction's picture."
     )
+
+
+def _apart(layer, other) -> bool:
+    """Whether the two layers name different pictures (:func:`_pictures_apart`); False
+    when either is None."""
+    return layer is not None and other is not None and bool(_pictures_apart(layer, other))
 
 
 def _pair_rank(prediction, reference) -> int:

@@ -1225,3 +1225,112 @@ def test_masks_of_two_pictures_of_a_folder_are_said_to_be_apart(make_napari_view
     hand_made = viewer.add_labels(frame_one, name="1 painted", metadata={"image": "1"})
     _choose(widget, hand_made, viewer.layers["1 mask"])
     assert _note(widget) == ""
+
+
+def _only_of_its_picture(layer) -> str:
+    """The note on a mask shown alone while masks of other pictures of its size are open."""
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION, OF_ITS_PICTURE
+
+    note = CHOOSE_PREDICTION.format(name=repr(layer.name))
+    return note.replace(" is the only mask:", OF_ITS_PICTURE)
+
+
+def _pair(widget) -> set[str]:
+    return {widget.prediction.value.name, widget.reference.value.name}
+
+
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+def test_the_dock_pairs_no_masks_of_two_pictures_of_a_folder_by_itself(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A dataset folder of three ClinicDB frames (one size) opened with the plugin's reader,
+    then Metrics: the dock chose "200 mask" vs "1 mask" and Compute scored them (tester31).
+    Now a mask with no other layer of its picture stands alone, the note saying what is
+    missing, also when selected; a pair chosen by hand across pictures is still scored,
+    with its note; a correction of frame 1 ("1 corrected", metadata image "1") pairs with
+    "1 mask" by default, and again when either of them is selected."""
+    root = dataset_subset(CLINIC, tmp_path / "clinic", ("1", "101", "200"))
+    viewer = make_napari_viewer()
+    viewer.open(str(root), plugin="napari-tmunet")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    masks = {name: viewer.layers[f"{name} mask"] for name in ("1", "101", "200")}
+    assert {mask.metadata["image"] for mask in masks.values()} == {"1", "101", "200"}
+    assert widget.prediction.value is masks["200"] is widget.reference.value  # the active
+    assert _note(widget) == _only_of_its_picture(masks["200"])
+    for name in ("1", "101", "200"):
+        viewer.layers.selection.active = masks[name]
+        assert widget.prediction.value is masks[name] is widget.reference.value, name
+        assert _note(widget) == _only_of_its_picture(masks[name])
+
+    _choose(widget, masks["101"], masks["1"])  # the user's own pair: scored, with its note
+    assert _note(widget).startswith("'101 mask' belongs to the picture '101' and '1 mask'")
+    _compute_and_warnings(widget, qtbot)
+    assert widget.status.value.startswith("101 mask vs 1 mask: Dice")
+    assert widget.export_button.enabled
+
+    # its border trimmed by hand, as a correction
+    corrected = ndimage.binary_erosion(masks["1"].data, iterations=6).astype(np.uint8)
+    assert 0 < (corrected > 0).sum() < (np.asarray(masks["1"].data) > 0).sum()
+    correction = viewer.add_labels(corrected, name="1 corrected", metadata={"image": "1"})
+    assert widget.prediction.value is correction and widget.reference.value is masks["1"]
+    assert _note(widget) == ""
+    for selected in (masks["200"], masks["1"], masks["101"], correction):
+        viewer.layers.selection.active = selected
+        if selected.metadata["image"] == "1":
+            assert _pair(widget) == {"1 mask", "1 corrected"}, selected.name
+            assert _note(widget) == ""
+        else:
+            assert widget.prediction.value is selected is widget.reference.value
+    _compute_and_warnings(widget, qtbot)
+    expected = metrics.dice_score(corrected > 0, np.asarray(masks["1"].data) > 0)
+    assert widget.results[-1]["dice"] == pytest.approx(expected)
+    assert widget.status.value.startswith("1 corrected vs 1 mask: Dice")
+
+
+@pytest.mark.skipif(not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present")
+def test_a_saved_correction_reopened_beside_its_mask_pairs_with_it(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A folder of three ClinicDB pictures, each beside its mask ("1.png", "1_mask.tif"):
+    picture 1's mask corrected and saved with the plugin's writer as "1 mask.tif", the
+    folder reopened: two Labels layers of picture 1, "1 mask" (the correction) and
+    "1_mask". Metrics pairs them when opened, and when either is selected after another
+    picture's mask (tester31: "3 mask" vs "1 mask" was the default)."""
+    import shutil
+
+    from napari_tmunet._writer import write_labels
+
+    folder = tmp_path / "cvc"
+    folder.mkdir()
+    for name in ("1", "2", "3"):
+        shutil.copy(CLINIC / "images" / f"{name}.png", folder / f"{name}.png")
+        shutil.copy(CLINIC / "masks" / f"{name}.tif", folder / f"{name}_mask.tif")
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-tmunet")
+    mask = viewer.layers["1 mask"]
+    corrected = ndimage.binary_erosion(mask.data, iterations=6).astype(np.uint8)  # trimmed
+    saved = folder / "1 mask.tif"
+    meta = {"name": mask.name, "metadata": dict(mask.metadata)}
+    assert write_labels(str(saved), corrected, meta) == [str(saved)]
+    viewer.layers.clear()
+    viewer.open(str(folder), plugin="napari-tmunet")
+    assert viewer.layers["1 mask"].metadata["path"] == str(saved)
+    assert viewer.layers["1_mask"].metadata["image"] == "1"
+    _, widget = viewer.window.add_plugin_dock_widget(
+        plugin_name="napari-tmunet", widget_name="Metrics"
+    )
+    assert _pair(widget) == {"1 mask", "1_mask"} and _note(widget) == ""
+    for selected in ("2 mask", "1 mask", "3 mask", "1_mask"):
+        viewer.layers.selection.active = viewer.layers[selected]
+        if selected.startswith("1"):
+            assert _pair(widget) == {"1 mask", "1_mask"}, selected
+            assert _note(widget) == ""
+        else:
+            assert _pair(widget) == {selected}
+            assert _note(widget) == _only_of_its_picture(viewer.layers[selected])
+    _compute_and_warnings(widget, qtbot)
+    original = np.asarray(viewer.layers["1_mask"].data) > 0
+    expected = metrics.dice_score(corrected > 0, original)
+    assert widget.results[-1]["dice"] == pytest.approx(expected) and expected < 1
