@@ -199,8 +199,8 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     families (``NAME mask.tif`` the writer saved beside ``NAME_mask.png``; ``NAME_gt`` and
     ``NAME_mask``: ``data.mask_names.mask_families``) open as separate Labels layers, only
     the first (a saved one) shown; both said in an info notification. Masks that fit no
-    picture (none of their name, several, another size) are not opened, said in a
-    warning naming them."""
+    one picture (several of their name, another size, unreadable) are not opened, said
+    in a warning naming them."""
     from .data.mask_names import judge_orphans, mask_families
 
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
