@@ -146,14 +146,21 @@ def test_resume_accepts_the_start_checkpoint_an_old_run_saved_relative(
     saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
     saved["init_checkpoint"] = "seg/last.pt"  # as older versions wrote it
     (tmp_path / "tuned" / "config.json").write_text(json.dumps(saved))
-    resume = ["fit", "--run-dir", str(tmp_path / "tuned"), "--resume"]
-    assert cli.main([*resume, "--init-checkpoint", "seg/last.pt"]) == 0  # from here
+    summary = tmp_path / "tuned" / "summary.json"
+
+    def resume(checkpoint: str) -> int:
+        # a finished run is not resumed (nothing to do): one stopped before its summary is
+        summary.unlink(missing_ok=True)
+        run = ["fit", "--run-dir", str(tmp_path / "tuned"), "--resume"]
+        return cli.main([*run, "--init-checkpoint", checkpoint])
+
+    assert resume("seg/last.pt") == 0  # from here
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert cli.main([*resume, "--init-checkpoint", "../seg/last.pt"]) == 0  # run's parent
+    assert resume("../seg/last.pt") == 0  # run's parent
     capsys.readouterr()
-    assert cli.main([*resume, "--init-checkpoint", "../tuned/last.pt"]) == 2
+    assert resume("../tuned/last.pt") == 2
     err = capsys.readouterr().err
     assert f"--init-checkpoint {tmp_path / 'tuned' / 'last.pt'} is not the checkpoint" in err
     assert f"{elsewhere / 'seg' / 'last.pt'} or {tmp_path / 'seg' / 'last.pt'}" in err, err
