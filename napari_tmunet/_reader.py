@@ -167,16 +167,22 @@ def read_folder(path: str | Sequence[str]) -> list[LayerData]:
     visible; unreadable files are notified."""
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     files = _folder_images(root, _image_suffixes())
-    if len(files) > MAX_DATASET_PAIRS:
-        _notify_warning(
-            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(files)} images; "
-            "open single files for the rest."
-        )
-        files = files[:MAX_DATASET_PAIRS]
+    files = _first_ones(root, files, "images")
     layers = [layer for layer in read_images(files) if len(layer) == 3]  # not the null sentinel
     for index, (_, kwargs, _) in enumerate(layers):
         kwargs["visible"] = index == 0  # the others would cover it
     return layers or [(None,)]
+
+
+def _first_ones(root: Path, items: list, what: str) -> list:
+    """The first :data:`MAX_DATASET_PAIRS` of ``items`` (of the folder ``root``), with a
+    warning naming how many of ``what`` are left out when there are more."""
+    if len(items) > MAX_DATASET_PAIRS:
+        _notify_warning(
+            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(items)} {what}; "
+            "open single files for the rest."
+        )
+    return items[:MAX_DATASET_PAIRS]
 
 
 def _pairing(files: list[Path]):
@@ -209,13 +215,7 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     except OSError as err:
         _notify_error(f"napari-tmunet could not list the folder {root}: {err.strerror or err}")
         return [(None,)]
-    items = pairing.items
-    if len(items) > MAX_DATASET_PAIRS:
-        _notify_warning(
-            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(items)} pictures and "
-            "their masks; open single files for the rest."
-        )
-        items = items[:MAX_DATASET_PAIRS]
+    items = _first_ones(root, pairing.items, "pictures and their masks")
     layers: list[LayerData] = []
     merged, separate, left_out = [], [], _masks_left_out(pairing)
     for item in items:
@@ -399,12 +399,7 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
         return [(None,)]
     if skipped:
         _notify_warning(skipped)
-    if len(items) > MAX_DATASET_PAIRS:
-        _notify_warning(
-            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(items)} images; "
-            "open single files for the rest."
-        )
-        items = items[:MAX_DATASET_PAIRS]
+    items = _first_ones(root, items, "images")
 
     layers: list[LayerData] = []
     for image_path, mask_path in items:
