@@ -174,6 +174,12 @@ class InputConfig:
         threshold: default probability threshold for a binary mask.
         min_confidence: default for dropping unsure objects: an object whose mean
             probability is below this is dropped (0: keep all; ``postprocess``).
+        per_image_norm: standardise each image by its own per-channel mean and std
+            (after the mapping to [0, 1]) instead of by ``mean`` and ``std``, as
+            nnU-Net does for non-CT images: a scanner's gain and contrast or an
+            endoscope's colour cast do not reach the model. Inference takes the stats of
+            the whole image, the trainer those of each augmented sample;
+            ``mean``/``std`` still map the trainer's stored images and its colour jitter.
     """
 
     size: tuple[int, int] = (512, 512)
@@ -181,6 +187,7 @@ class InputConfig:
     std: tuple[float, ...] = IMAGENET_STD
     threshold: float = 0.5
     min_confidence: float = 0.0
+    per_image_norm: bool = False
 
     def __post_init__(self):
         self.size = _int_tuple("size", self.size, MAX_INPUT_SIDE)
@@ -196,6 +203,8 @@ class InputConfig:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold}: expected a probability in (0, 1).")
         self.min_confidence = checked_min_confidence(self.min_confidence)
+        if not isinstance(self.per_image_norm, bool):
+            raise ValueError(f"per_image_norm={self.per_image_norm!r}: expected true or false.")
 
     @classmethod
     def for_channels(cls, channels: int, **overrides) -> InputConfig:

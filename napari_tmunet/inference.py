@@ -17,6 +17,7 @@ so that a validation score and the plugin's output are the same computation:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .checkpoint import Checkpoint
 from .config import InputConfig, checked_min_confidence
 from .data.images import MIN_SIDE
 from .data.preprocess import (
+    channel_stats,
     describe_mapping,
     has_nominal_range,
     normalize,
@@ -62,6 +64,9 @@ PINNED_UPLOAD_BYTES = 64 * 2**20  # frames up to this go to a GPU without a host
 # (bench/large_frames.py, peak memory of a run: 4976 x 4232 photo 1.55 GiB whole, 0.84 in
 # bands; 8192 x 8192: 4.29 and 1.53 GiB)
 MAPPED_BAND_PIXELS = 1 << 22
+# pixels: the per-image mean and std (``InputConfig.per_image_norm``) come from a regular
+# subsample of about this many (a 1024 x 1024 view of any photo: a small error, a fast read)
+STATS_PIXELS = 1 << 20
 
 
 @dataclass
@@ -375,9 +380,22 @@ class FrameInput:
         nominal = not self.per_frame_range and frame.dtype.kind == "u"
         self._crop_range = (0.0, float(np.iinfo(frame.dtype).max)) if nominal else None
         self._tensors: dict[tuple, Any] = {}  # device copies (windows)
+        self.mapping += f"; {self._channel_rule(frame)}; normalised with "
+        if input_config.per_image_norm:
+            self.mean, self.std = self._own_stats()
+            self.mapping += "the image's own "
         normalize(np.zeros((channels, 1, 1), np.float32), self.mean, self.std)  # checks them
-        self.mapping += f"; {self._channel_rule(frame)}; normalised with mean {_fmt(self.mean)}"
-        self.mapping += f", std {_fmt(self.std)}"
+        self.mapping += f"mean {_fmt(self.mean)}, std {_fmt(self.std)}"
+
+    def _own_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the mapped frame (``per_image_norm``), from a
+        regular subsample of at most about :data:`STATS_PIXELS` pixels."""
+        H, W = self.hw
+        step = max(1, math.ceil(math.sqrt(H * W / STATS_PIXELS)))
+        sample = self._unit[::step, ::step]
+        if sample.dtype != np.float32:
+            sample = to_unit_float(sample, self._crop_range)
+        return channel_stats(to_channels(sample, self.channels))
 
     def _channel_rule(self, frame: np.ndarray) -> str:
         c = 1 if frame.ndim == 2 else frame.shape[-1]

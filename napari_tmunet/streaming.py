@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from .checkpoint import Checkpoint
+from .config import InputConfig
 from .data.budget import sample_rows
 from .data.preprocess import robust_range
 from .inference import (
@@ -59,9 +61,9 @@ def segment_bands(
             f"image of {H}x{W} pixels is over the pixel budget: instance labels need the "
             "whole mask at once; segment a binary mask, or raise the pixel budget"
         )
-    config = checkpoint.input_config
     channels = checkpoint.model_config.in_channels
     value_range = _sampled_range(image)
+    config = _whole_image_norm(checkpoint.input_config, image, channels, value_range)
     model, dev, amp = prepared_model(checkpoint, device, precision)
     th, tw = min(config.size[0], H), min(config.size[1], W)
     ys = tile_starts(H, config.size[0], tile_overlap)
@@ -159,6 +161,17 @@ class _Rows:
         if not bool(self.finite):
             check_output(np.array([np.nan], np.float32))  # raises its error
         labels[self.y : self.y + self.mask.shape[0]] = self.mask.numpy()
+
+
+def _whole_image_norm(
+    config: InputConfig, image, channels: int, value_range: tuple[float, float] | None
+) -> InputConfig:
+    """``config``, its ``per_image_norm`` resolved to the whole image's own mean and std
+    (from 64 rows spread over it), so that every band is normalised alike."""
+    if not config.per_image_norm:
+        return config
+    sample = FrameInput(sample_rows(image), channels, config, value_range)
+    return replace(config, mean=sample.mean, std=sample.std, per_image_norm=False)
 
 
 def _sampled_range(image) -> tuple[float, float] | None:

@@ -294,6 +294,13 @@ def _add_input_args(fit) -> None:
     )
     g.add_argument("--mean", type=float, nargs="+", help="normalisation mean (default ImageNet)")
     g.add_argument("--std", type=float, nargs="+", help="normalisation std (default ImageNet)")
+    g.add_argument(
+        "--per-image-norm",
+        action="store_true",
+        default=None,
+        help="standardise each image by its own per-channel mean and std instead "
+        "(nnU-Net's rule for non-CT images; saved with the weights, used by inference)",
+    )
     g.add_argument("--hflip", type=float, help="horizontal flip probability (default 0.25)")
     g.add_argument("--vflip", type=float, help="vertical flip probability (default 0)")
     g.add_argument("--rot90", action="store_true", default=None, help="random 90-degree turns")

@@ -235,6 +235,21 @@ def normalize(chw, mean: Sequence[float], std: Sequence[float]):
     return (chw - mean_a[:, None, None]) / std_a[:, None, None]
 
 
+# A channel flatter than this is only shifted by per-image standardisation, not
+# stretched: the std of a black frame with a few noisy pixels must not blow them up.
+MIN_IMAGE_STD = 1e-2
+
+
+def channel_stats(chw: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a (C, H, W) image, the std at least
+    :data:`MIN_IMAGE_STD`: the ``mean``/``std`` of per-image standardisation."""
+    chw = np.asarray(chw, dtype=np.float32)
+    flat = chw.reshape(chw.shape[0], -1).astype(np.float64)  # (C, HW)
+    mean = flat.mean(axis=1)
+    std = np.maximum(flat.std(axis=1), MIN_IMAGE_STD)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
 def to_model_input(
     image: np.ndarray, channels: int, mean: Sequence[float], std: Sequence[float]
 ) -> np.ndarray:

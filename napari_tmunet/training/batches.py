@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import InputConfig
+from ..data.preprocess import MIN_IMAGE_STD
 from ..inference import FrameInput, resize_mask
 from .schedule import Schedule
 
@@ -101,7 +102,11 @@ class TrainingImages:
         self.mean = torch.tensor(input_config.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(input_config.std, device=device).view(1, -1, 1, 1)
         store = store or device
-        frames = [FrameInput(item.image, channels, input_config) for item in items]
+        # images are stored by the fixed mean/std; per-image standardisation (its own
+        # stats) comes last, after the augmentation, so every sample is standardised
+        self.per_image_norm = input_config.per_image_norm
+        fixed = replace(input_config, per_image_norm=False)
+        frames = [FrameInput(item.image, channels, fixed) for item in items]
         masks = [torch.from_numpy(np.asarray(item.mask, dtype=bool))[None] for item in items]
         if mode == "resize":  # (N, C, h, w), (N, 1, h, w)
             self.images = torch.cat([f.resized(store).to(STORE_DTYPE) for f in frames])
@@ -162,6 +167,8 @@ class TrainingImages:
             x = _tone(x, draws[:, 14], augment.tone, self.mean, self.std)
         if augment.blur:
             x = _blur(x, draws[:, 15], augment.blur)
+        if self.per_image_norm:
+            x = standardise(x, self.std)
         return x.contiguous(), y.contiguous()
 
     def _make(self, ix, draws, ix_dev, draws_dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,6 +195,16 @@ class TrainingImages:
         x = torch.stack(xs).to(self.device, torch.float32, non_blocking=True)
         y = torch.stack(ys).to(self.device, torch.float32, non_blocking=True)
         return x, y
+
+
+def standardise(x: torch.Tensor, fixed_std: torch.Tensor) -> torch.Tensor:
+    """Each sample's channels of (n, C, h, w) inputs normalised by the fixed mean and
+    ``fixed_std`` ((1, C, 1, 1)) brought to mean 0 and std 1: the input inference makes
+    with ``per_image_norm`` (the fixed map is affine per channel, so this undoes it; the
+    std floor is ``preprocess.channel_stats``'s in [0, 1] units)."""
+    mean = x.mean(dim=(2, 3), keepdim=True)  # (n, C, 1, 1)
+    std = x.std(dim=(2, 3), keepdim=True, correction=0)
+    return (x - mean) / torch.maximum(std, MIN_IMAGE_STD / fixed_std)
 
 
 def _full_frame(frame: FrameInput) -> torch.Tensor:

@@ -76,6 +76,8 @@ class TrainConfig:
             crops at native resolution, sliding-window evaluation; "crop" is read as
             "tile", its earlier name).
         mean, std: normalisation after mapping to [0, 1]; empty = ImageNet statistics.
+        per_image_norm: standardise each sample by its own per-channel mean and std
+            instead (``InputConfig.per_image_norm``, saved with the weights).
         epochs: epochs (epoch mode) or the number of periods of a step run.
         steps: optimiser steps of a step run; 0 = epoch mode.
         batch_size: GLOBAL batch size (split over DDP ranks).
@@ -148,6 +150,7 @@ class TrainConfig:
     mode: str = "resize"
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    per_image_norm: bool = False
     epochs: int = 200
     steps: int = 0
     batch_size: int = 16
@@ -312,8 +315,12 @@ class TrainConfig:
                     f"mean/std have {len(self.mean)} values but the model takes {in_channels} "
                     "channels; give one value per channel"
                 )
-            return InputConfig(size=self.size, mean=self.mean, std=self.std)
-        return InputConfig.for_channels(in_channels, size=self.size)
+            return InputConfig(
+                size=self.size, mean=self.mean, std=self.std, per_image_norm=self.per_image_norm
+            )
+        return InputConfig.for_channels(
+            in_channels, size=self.size, per_image_norm=self.per_image_norm
+        )
 
 
 def _pair(value, name: str) -> tuple[int, int]:

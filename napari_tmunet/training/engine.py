@@ -1014,11 +1014,14 @@ def check_start_input(cfg: TrainConfig, start, path: str) -> None:
         wrong.append(f"--mean {_values(cfg.mean)}")
     if cfg.std and not _same(cfg.std, have.std):
         wrong.append(f"--std {_values(cfg.std)}")
+    if cfg.per_image_norm and not have.per_image_norm:
+        wrong.append("--per-image-norm")
     if wrong:
         raise ValueError(
             f"{' and '.join(wrong)} {'differs' if len(wrong) == 1 else 'differ'} from the "
             f"start checkpoint {path}, whose input "
-            f"is {start.model_config.in_channels} channel(s) with mean {_values(have.mean)} and "
+            f"is {start.model_config.in_channels} channel(s) with "
+            f"{'its own ' * have.per_image_norm}mean {_values(have.mean)} and "
             f"std {_values(have.std)}: a run from --init-checkpoint keeps these, so leave "
             "those flags out or start from a checkpoint with the input you want"
         )
