@@ -9,6 +9,7 @@ Data: the bundled nuclei sample cut into 16 tiles of 64 x 64 (no shared data nee
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -143,3 +144,22 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert proc.stderr.splitlines() == ["interrupted"], proc.stderr[-3000:]
     assert not run.exists() and proc.stdout == ""
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal, where progress bars are drawn."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cache_draws_its_bar_only_on_a_terminal(tiles, tmp_path, monkeypatch, capsys):
+    """A build logged to a file holds no bar (it held every redraw, "decode: 1%|..."),
+    as train's and predict's bars; on a terminal the bar is drawn."""
+    assert cli.main(["cache", "--data", str(tiles), str(tmp_path / "log.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "pair/s" not in err and "decode" not in err, err
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["cache", "--data", str(tiles), str(tmp_path / "tty.npz")]) == 0
+    assert "pair/s" in terminal.getvalue()

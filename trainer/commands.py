@@ -408,7 +408,8 @@ def cmd_cache(args) -> int:
         start = time.time()
         from tqdm.auto import tqdm
 
-        with tqdm(desc="decode", unit="pair") as bar:
+        # disable=None: no bar when stderr is no terminal (a log file), as train's
+        with tqdm(desc="decode", unit="pair", disable=None) as bar:
 
             def progress(done, total):
                 bar.total = total
