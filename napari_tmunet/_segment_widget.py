@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -127,7 +128,9 @@ SUMMARY_LINES = 6
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
-_MASK_HINTED: set[str] = set()  # ids of the layers a "looks like a mask" hint was shown for
+# the layers a "looks like a mask" hint was shown for, across docks; weak, so that a closed
+# layer (or a closed viewer's layers) leaves it rather than growing it for the process' life
+_MASK_HINTED: weakref.WeakSet[Image] = weakref.WeakSet()
 
 
 class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
@@ -1446,8 +1449,8 @@ def _hidden_words(outcome: SegmentOutcome) -> str:
 def _hint_mask(layer: Image) -> None:
     """Say how to use ``layer``, a visible mask opened as an image, as a mask: once per
     layer, whichever Segment dock (a reopened one too) sees it selected."""
-    if layer.visible and layer.unique_id not in _MASK_HINTED:
-        _MASK_HINTED.add(layer.unique_id)
+    if layer.visible and layer not in _MASK_HINTED:
+        _MASK_HINTED.add(layer)
         show_info(_mask_hint(layer))
 
 

@@ -324,9 +324,9 @@ def _open_paths(viewer, paths: list[str]) -> None:
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
     origin would cover it). A path that opens only masks (Labels) goes with the picture
     before it, as a mask follows its image in a dataset folder. A mask file (by its name
-    or folder, or by what it holds) opens as the mask of the picture of its name
-    (:func:`_given_masks`) wherever it is given, and a picture given without one gets the
-    masks found beside it (:func:`_found_masks`; see :func:`_open_masks`)."""
+    or folder, less the pictures so named, or by what it holds) opens as the mask of the
+    picture of its name (:func:`_given_masks`) wherever it is given, and a picture given
+    without one gets the masks found beside it (:func:`_found_masks`; see :func:`_open_masks`)."""
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -389,7 +389,8 @@ def _mask_picture(path: str | Path) -> str | None:
 def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
     """The mask files among ``paths``, each with its picture among them, or None when no
     picture is given at all. Masks are files named as masks or in a mask folder
-    (:func:`_mask_picture`) and files of any other name that hold a mask
+    (:func:`_mask_picture`) but for the pictures among them
+    (:func:`_pictures_named_as_masks`), and files of any other name that hold a mask
     (:func:`_holds_mask`: 0/255, 0/1 or object ids); the other image files are pictures.
     A mask goes with the picture of its name (``data.datasets.match_by_name``: NAME.jpg
     for NAME_mask.png, masks/NAME.png or a mask file NAME.png), never by size (several
@@ -402,7 +403,12 @@ def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
     """
     from .data.datasets import match_by_name
 
-    masks = [Path(path) for path in paths if _mask_picture(path) or _holds_mask(path)]
+    named_pictures = _pictures_named_as_masks(paths)
+    masks = [
+        Path(path)
+        for path in paths
+        if Path(path) not in named_pictures and (_mask_picture(path) or _holds_mask(path))
+    ]
     pictures = [Path(path) for path in paths if _is_image_file(path) and Path(path) not in masks]
     match = match_by_name(pictures, masks, mask_name=_mask_name)
     picture_of = {mask: picture for _, picture, mask in match.rows if mask}
@@ -422,6 +428,42 @@ def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
         else:
             raise CannotOpen(_unmatched_text(mask, pictures))
     return [(mask, picture_of[mask]) for mask in masks]  # in the order given
+
+
+def _pictures_named_as_masks(paths: list[str]) -> set[Path]:
+    """The files among ``paths`` named as masks or in a mask folder (:func:`_mask_picture`)
+    that are pictures, as the TM-UNet reader tells them in a folder
+    (``data.mask_names.pair_by_mask_names`` and ``judge_orphans``): one whose picture is
+    not given (an orphan) is a picture when another file given is named as its mask
+    (``x_mask.png`` with ``x_mask_mask.png``), else when its pixels say so (not
+    ``images.file_looks_like_mask``: a photo named ``x_mask.png``, an ultrasound picture
+    ``liver-labels.png``). One whose picture is given stays its mask, by name."""
+    files = [Path(path) for path in paths if _is_image_file(path)]
+    named = {file: _mask_picture(file) for file in files}
+    pictures: set[Path] = set()
+    for file, picture in named.items():
+        if picture is None or any(f.stem == picture and f != file for f in files):
+            continue  # no mask by name, or its picture is given
+        has_mask = any(name == file.stem for other, name in named.items() if other != file)
+        if has_mask or not _looks_like_mask(file):
+            pictures.add(file)
+    return pictures
+
+
+def _looks_like_mask(path: Path) -> bool:
+    """Whether the image file ``path`` holds a mask by its pixels
+    (``data.images.file_looks_like_mask``, the rule of the reader's ``judge_orphans``);
+    judged once per file version: the check and the opening both ask."""
+    stat = path.stat()
+    return _looks_like_mask_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _looks_like_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
+    """:func:`_looks_like_mask` for one version of a file."""
+    from .data.images import file_looks_like_mask
+
+    return file_looks_like_mask(path)
 
 
 def _named_mask(path: Path) -> bool:
@@ -490,14 +532,14 @@ def _holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
     """:func:`_holds_mask` for one version of a file; a TIFF of 32/64-bit ids is left to
     the TM-UNet reader, which opens it as Labels with its ids."""
     from ._reader import LABEL_DTYPES
-    from .data.images import ImageReadError, file_looks_like_mask, read_header
+    from .data.images import ImageReadError, read_header
 
     try:
         if read_header(path).dtype in LABEL_DTYPES:
             return False
     except ImageReadError:  # told before napari starts (_path_problem)
         return False
-    return file_looks_like_mask(path)
+    return _looks_like_mask_cached(path, _mtime_ns, _size)
 
 
 def _found_masks(path: str) -> list[Path]:

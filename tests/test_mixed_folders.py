@@ -550,3 +550,66 @@ def test_predict_segments_pictures_named_as_masks_and_skips_masks(tmp_path, udia
         "folder of their pictures"
     ) in err
     assert not out2.exists() or not any(out2.iterdir())
+
+
+def test_the_launcher_opens_a_picture_named_as_a_mask_as_a_picture(tmp_path, clinic, launch):
+    """``napari-tmunet x_mask.png`` on a CVC-ClinicDB colonoscopy frame, and ``napari-tmunet
+    liver-labels.png`` (another frame): the file whose picture is not given is told by
+    its pixels, as the TM-UNet reader tells it in a folder, so it opens as the picture it
+    is, chosen in the Segment dock, with its own mask found beside it
+    (``x_mask_mask.png``) or given with it; given with another picture it no longer stops
+    the launch as a mask of no picture given. A real mask alone (``y_mask.png``,
+    ``masks/y.png``) still opens as Labels. main opened both frames as 0/1 Labels
+    "x mask", "liver mask", with nothing to segment."""
+    from PIL import Image as Picture
+
+    from napari_tmunet.data.images import read_image
+
+    def save_mask(name, path):  # a CVC-ClinicDB mask as a 0/255 PNG
+        truth = _truth(clinic / "masks" / f"{name}.tif")
+        Picture.fromarray(truth.astype(np.uint8) * np.uint8(255)).save(path)
+        return path
+
+    def chosen(viewer):
+        image = viewer.window.dock_widgets["Segment (TM-UNet)"].image.value
+        return image.name if image is not None else None
+
+    alone, paired = tmp_path / "alone", tmp_path / "paired"
+    alone.mkdir()
+    photo = shutil.copy(clinic / "images" / "137.png", alone / "x_mask.png")
+    liver = shutil.copy(clinic / "images" / "446.png", alone / "liver-labels.png")
+    other = shutil.copy(clinic / "images" / "493.png", alone / "a.png")
+    truth = _truth(clinic / "masks" / "137.tif")
+    paired.mkdir()
+    picture = shutil.copy(photo, paired / "x_mask.png")
+    mask = save_mask("137", paired / "x_mask_mask.png")
+    lone_mask = save_mask("493", alone / "y_mask.png")
+
+    for path, name in ((photo, "x_mask"), (liver, "liver-labels")):
+        status, layers, picked = launch([path], chosen)
+        assert status == 0 and picked == name
+        assert [(n, kind) for n, (_, kind) in layers.items()] == [(name, "image")], path
+        np.testing.assert_array_equal(layers[name][0], read_image(path))
+
+    for given in ([picture], [picture, mask]):
+        status, layers, picked = launch(given, chosen)
+        assert status == 0 and picked == "x_mask"
+        assert [(n, kind) for n, (_, kind) in layers.items()] == [
+            ("x_mask", "image"),
+            ("x_mask mask", "labels"),
+        ], given
+        np.testing.assert_array_equal(layers["x_mask mask"][0] > 0, truth)
+
+    status, layers, picked = launch([other, liver], chosen)
+    assert status == 0 and picked == "a"
+    assert [(n, kind) for n, (_, kind) in layers.items()] == [
+        ("a", "image"),
+        ("liver-labels", "image"),
+    ]
+
+    (tmp_path / "set" / "masks").mkdir(parents=True)
+    in_masks = save_mask("493", tmp_path / "set" / "masks" / "y.png")
+    for path in (lone_mask, in_masks):
+        status, layers, picked = launch([path], chosen)
+        assert status == 0 and picked is None
+        assert [(n, kind) for n, (_, kind) in layers.items()] == [("y mask", "labels")], path

@@ -339,6 +339,33 @@ def test_a_mask_selected_before_the_dock_opens_is_hinted_once(make_napari_viewer
     assert [text for text in notices["info"] if "looks like a mask" in text] == said
 
 
+def test_the_mask_hint_record_goes_with_the_layer(make_napari_viewer, notices):
+    """The record of the masks the "looks like a mask" hint was shown for does not outlive
+    them: a mask layer closed leaves it (it kept their ids for the life of the process); a
+    mask still open is still hinted only once."""
+    import gc
+
+    import napari_tmunet._segment_widget as module
+
+    def hinted() -> set:  # the ids of the layers recorded (ids were kept before, now layers)
+        return {getattr(entry, "unique_id", entry) for entry in module._MASK_HINTED}
+
+    viewer = make_napari_viewer()
+    widget = segment_dock(viewer)
+    picture = open_sample(viewer, "colonoscopy")
+    (mask,) = viewer.open(SAMPLES / "colonoscopy_mask.png", plugin="napari")
+    assert f"'{mask.name}' looks like a mask" in notices["info"][-1]
+    closed = mask.unique_id
+    assert closed in hinted()
+    viewer.layers.selection.active = picture
+    viewer.layers.selection.active = mask  # still open: not said again
+    assert len(notices["info"]) == 1 and widget.image.value is picture
+    viewer.layers.remove(mask)
+    del mask
+    gc.collect()
+    assert closed not in hinted()
+
+
 def test_the_summary_follows_the_chosen_image(make_napari_viewer, qtbot):
     """After a run the summary speaks of its image: choosing another image clears it (and
     the status), choosing the segmented one again shows it, and closing the layers clears it
