@@ -72,6 +72,7 @@ from .run_folder import (
     read_metrics,
     remove_stale_temporaries,
     set_rng_state,
+    summary_steps,
     write_metrics,
 )
 from .schedule import Schedule
@@ -383,12 +384,10 @@ class Trainer:
         check_resumed_ema(self.config.ema, state, self.run_dir / "last.pt")
         self.resumed_state = state
         self.step = int(state["step"])
-        self.check_resumed_length()
-        # before anything is written; a run stopped between its last step and its summary
-        # (killed while testing) goes on to test and write it
-        finished = (self.run_dir / "summary.json").is_file()
-        if self.step >= self.schedule.total_steps and finished:
-            raise RunFinishedError(self.finished())
+        new_plan = self.check_resumed_length()
+        self.check_not_finished()  # before anything is written, config.json too
+        if new_plan:
+            self.keep_plan(new_plan)
         self.best_score = float(state.get("best_score", -math.inf))
         self.best_step = int(state.get("best_step", -1))
         self.elapsed_before = float(state.get("elapsed", 0.0))
@@ -398,9 +397,28 @@ class Trainer:
             write_metrics(self.run_dir, self.records)
         logger.info("resumed at step %d of %d", self.step, self.schedule.total_steps)
 
-    def check_resumed_length(self) -> None:
-        """Check a resumption whose --steps / --epochs differ from the run's, and keep an
-        accepted plan in config.json (a later plain --resume goes on with it).
+    def check_not_finished(self) -> None:
+        """Refuse (before anything is written) to resume a run that trained all its steps
+        and wrote its summary at that step. One stopped between its last step and its
+        summary (killed while testing) goes on to test and write it; so does an extension
+        killed so, whose summary.json is still the earlier end's (written at a lower step)."""
+        if self.step < self.schedule.total_steps:
+            return
+        written = summary_steps(self.run_dir)
+        if written is not None and written >= self.step:
+            raise RunFinishedError(self.finished())
+        if written is not None:
+            logger.info(
+                "summary.json is from the run's earlier end at step %d; the run reached step "
+                "%d but stopped before its test: testing it now (a new summary.json replaces it)",
+                written,
+                self.step,
+            )
+
+    def check_resumed_length(self) -> str:
+        """Check a resumption whose --steps / --epochs differ from the run's; return what
+        an accepted new plan changes, in words for the log ("" when the plan is the run's):
+        :meth:`keep_plan` then records it.
 
         Refused: a plan that ends at or before the step reached (it would train nothing
         and test an unfinished run), and one that moves LR-decay / validation periods the
@@ -411,7 +429,7 @@ class Trainer:
         N / that length, and an N that is not a whole number of periods is refused."""
         cfg, saved = self.config, self.saved_plan()
         if saved is None or (cfg.steps, cfg.epochs) == saved:
-            return
+            return ""
         old = self.make_schedule(*saved)
         before, total = old.total_steps, self.schedule.total_steps
         if total != before and self.step >= total:
@@ -424,12 +442,14 @@ class Trainer:
             raise RunDirError(self.moved_periods(old, saved))
         cfg = self.config
         if total != before:
-            logger.info(
-                "the run now ends at step %d (it was to end at step %d)%s", total, before, kept
-            )
-        else:
-            now, was = _plan(cfg.steps, cfg.epochs), _plan(*saved)
-            logger.info("the run's plan is now %s (it was %s)", now, was)
+            return f"the run now ends at step {total} (it was to end at step {before}){kept}"
+        return f"the run's plan is now {_plan(cfg.steps, cfg.epochs)} (it was {_plan(*saved)})"
+
+    def keep_plan(self, words: str) -> None:
+        """Log the accepted new plan (``words``) and keep it in config.json: a later plain
+        --resume goes on with it."""
+        cfg = self.config
+        logger.info("%s", words)
         if self.ctx.is_main and (self.run_dir / "config.json").is_file():
             plan = TrainConfig.load(self.run_dir / "config.json").to_dict()
             plan.update(steps=cfg.steps, epochs=cfg.epochs)

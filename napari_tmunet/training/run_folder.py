@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -252,6 +253,25 @@ class RunLog:
         else:
             with open(self.path, "r+b") as f:
                 f.truncate(self.start)
+
+
+def summary_steps(run_dir: Path) -> float | None:
+    """The step at which ``run_dir/summary.json`` was written (its ``steps``: the run's
+    end when it was tested); None when there is no summary.
+
+    An extension (``--resume --steps N``) replaces the summary only at its own end, so
+    one killed before that leaves the summary of the earlier end, at a lower step. A
+    summary that cannot be read or has no ``steps`` counts as written at the end
+    (``math.inf``): the run is taken for finished and its files are left alone.
+    """
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8")).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return math.inf
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else math.inf
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
