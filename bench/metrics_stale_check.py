@@ -1,21 +1,24 @@
-"""Time the Metrics dock's check that its scores are still current, on a large stack.
+"""Time how long the Metrics dock's checks that its scores are current block the GUI.
 
-    xvfb-run -a python bench/metrics_stale_check.py [slices]
+    PYTHONPATH=. xvfb-run -a python bench/metrics_stale_check.py [slices]
 
-A 60 x 1024 x 1024 int32 stack (``slices`` of them) of the colonoscopy sample's mask,
-padded, as the reference, each slice eroded as the prediction; both Labels layers in a
-headless viewer with the real Metrics dock, scored with its Compute button (the worker
-path). Then, on the GUI thread: the Compute click itself, a brush dab that changes no
-pixel (label 1 inside the polyp: the scores stay current), the check a refresh runs once
-refreshes pause (``set_data``: an undo, a step through the stack), and the first stroke
-that changes a pixel (the scores go stale). A dab's time is given beside the same dab on
-an unscored copy of the layer (napari's own painting). Best and median of 5 where
-repeated.
+(PYTHONPATH=.: the checkout's package, not the one installed.) A 60 x 1024 x 1024 int32
+stack (``slices`` of them) of the colonoscopy sample's mask, padded, as the reference,
+each slice eroded as the prediction; both Labels layers in a headless viewer with the
+real Metrics dock. For each action on the GUI thread: the action's own time and the
+longest turn of the event loop after it (what the dock's handlers then block it for),
+and when the dock's answer came:
+
+- the Compute click, until its rows show;
+- a refresh that changes nothing (the reference hidden and shown: ``set_data``, as an
+  undo or a step through a stack), then the check once refreshes pause: scores current;
+- a step through the stack, the same;
+- the first stroke that changes pixels, committed as a mouse stroke is
+  (``block_history``): the scores go stale.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 
@@ -25,6 +28,7 @@ from scipy import ndimage
 from napari_tmunet._sample_data import load_sample
 
 SIZE = 1024
+WAIT_S = 30.0  # the longest wait for the dock's answer
 
 
 def _stacks(slices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,26 +40,31 @@ def _stacks(slices: int) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(frame[None], slices, axis=0), np.repeat(eroded[None], slices, axis=0)
 
 
-def _timed(action, repeat: int = 1) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return times
+def _blocking(what: str, action, done=None, settle_s: float = 2.0) -> None:
+    """Run ``action``, then turn the event loop until ``done()`` (else for ``settle_s``);
+    print the action's time, the longest turn after it and when ``done`` came."""
+    from qtpy.QtWidgets import QApplication
 
-
-def _say(what: str, times: list[float]) -> None:
-    if len(times) == 1:
-        print(f"{what}: {times[0] * 1000:.1f} ms")
-    else:
-        best, median = min(times) * 1000, statistics.median(times) * 1000
-        print(f"{what}: best {best:.1f} ms, median {median:.1f} ms")
+    began = time.perf_counter()
+    action()
+    acted = time.perf_counter()
+    longest, answered = 0.0, None
+    while time.perf_counter() - acted < (WAIT_S if done else settle_s):
+        turn = time.perf_counter()
+        QApplication.processEvents()
+        longest = max(longest, time.perf_counter() - turn)
+        if done is not None and done():
+            answered = time.perf_counter() - began
+            break
+        time.sleep(0.002)
+    line = f"{what}: action {(acted - began) * 1000:.1f} ms, longest turn {longest * 1000:.1f} ms"
+    if done is not None:
+        line += f", answered after {answered:.2f} s" if answered else ", no answer"
+    print(line)
 
 
 def main() -> None:
     import napari
-    from qtpy.QtWidgets import QApplication
 
     slices = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     reference, prediction = _stacks(slices)
@@ -65,28 +74,31 @@ def main() -> None:
     )
     ref_layer = viewer.add_labels(reference, name="stack mask")
     pred_layer = viewer.add_labels(prediction, name="stack labels")
-    spare = viewer.add_labels(prediction.copy(), name="unscored copy")
     widget.prediction.value, widget.reference.value = pred_layer, ref_layer
     print(f"{slices} x {SIZE} x {SIZE} int32, {reference.nbytes / 2**20:.0f} MiB a layer")
 
-    _say("Compute click (GUI thread)", _timed(widget.compute_button.native.click))
-    began = time.perf_counter()
-    while widget._worker is not None or not widget.results:
-        QApplication.processEvents()
-        time.sleep(0.005)
-    print(f"Compute until its rows show: {time.perf_counter() - began:.2f} s")
+    def current() -> bool:
+        return bool(widget.results) and widget.rows() == widget.results
 
-    inside = tuple(int(c) for c in np.argwhere(prediction[slices // 2] > 0).mean(axis=0))
-    dab = (slices // 2, *inside)
-    _say("no-change dab, unscored layer", _timed(lambda: spare.paint(dab, 1), 5))
-    _say("no-change dab, scored layer", _timed(lambda: pred_layer.paint(dab, 1), 5))
-    assert widget.rows() == widget.results, "a dab that changes nothing left them stale"
-    _say("refresh check (set_data, after its pause)", _timed(widget._check_scored, 5))
-    assert widget.rows() == widget.results, "a refresh that changes nothing left them stale"
-    changed = (slices // 2, 5, 5)  # background: label 2 changes pixels
-    _say("changing stroke, unscored layer", _timed(lambda: spare.paint(changed, 2)))
-    _say("first changing stroke, scored layer", _timed(lambda: pred_layer.paint(changed, 2)))
-    assert widget.rows() == [], "the change left the scores current"
+    def clicked() -> bool:
+        return widget._worker is None and bool(widget.results)
+
+    _blocking("Compute click", widget.compute_button.native.click, clicked)
+
+    def hide_and_show() -> None:
+        ref_layer.visible = False
+        ref_layer.visible = True
+
+    _blocking("refresh that changes nothing", hide_and_show)
+    assert current(), "a refresh that changes nothing left the scores stale"
+    _blocking("step through the stack", lambda: viewer.dims.set_current_step(0, 1))
+    assert current(), "a step through the stack left the scores stale"
+
+    def stroke() -> None:
+        with pred_layer.block_history():  # as napari's brush commits a mouse stroke
+            pred_layer.paint((1, 5, 5), 2)  # background: label 2 changes pixels
+
+    _blocking("first changing stroke", stroke, lambda: widget.rows() == [])
     viewer.close()
 
 

@@ -183,6 +183,10 @@ class MetricsWidget(Container):
         # index in _watched -> the entries of its first axis painted since the last check
         # (_on_paint; None: all)
         self._painted: dict[int, list[int] | None] = {}
+        # the worker hashing the scored layers whole (_check_scored), or None; whether a
+        # change came while it ran
+        self._checker = None
+        self._recheck = False
         # the scored layers whose change events this dock follows, held weakly
         self._watched: list[weakref.ref] = []
         # the names of the scored layers changed since Compute read them ("" while the
@@ -627,7 +631,7 @@ class MetricsWidget(Container):
                 paint.disconnect(self._on_paint)
             layer.events.set_data.disconnect(self._check_later)
         self._watched, self._fingerprints, self._unchecked = [], [], False
-        self._painted = {}
+        self._painted, self._recheck = {}, False
         self._check_timer.stop()
         self._paint_timer.stop()
 
@@ -673,20 +677,19 @@ class MetricsWidget(Container):
         painted, self._painted = self._painted, {}
         self._check(painted)
 
-    def _check_scored(self, _event=None) -> None:
-        """Check both scored layers whole (new data, a refresh)."""
-        self._check(dict.fromkeys(range(len(self._watched))))
-
-    def _check(self, rows_of: dict[int, list[int] | None]) -> None:
-        """Mark the scores stale when a scored layer's data or scale differ from what
-        Compute read (an edit that changed nothing, or a refresh, leaves them current):
-        ``rows_of`` maps the index of a watched layer to the entries of its first axis to
-        hash again (:func:`_changed`; None: all). Before Compute's worker has taken the
-        fingerprints, the layers are checked whole when it has (:meth:`_set_fingerprints`)."""
+    def _check(self, rows_of: dict[int, list[int]]) -> None:
+        """Mark the scores stale when the entries ``rows_of`` (the index of a watched
+        layer -> the entries of its first axis painted) differ from what Compute read
+        (:func:`_changed`); an entry painted with what it held leaves them current.
+        Before Compute's worker has taken the fingerprints, the layers are checked whole
+        when it has (:meth:`_set_fingerprints`)."""
         if self._stale or self._closed or not rows_of:
             return
         if not self._fingerprints:
             self._unchecked = bool(self._watched)
+            return
+        if any(rows is None for rows in rows_of.values()):  # that cannot be told: whole
+            self._check_scored()
             return
         changed = [
             layer.name
@@ -696,6 +699,60 @@ class MetricsWidget(Container):
         ]
         if changed:
             self._mark_stale(changed)
+
+    def _check_scored(self, _event=None) -> None:
+        """Check both scored layers whole (new data, a refresh: what changed cannot be
+        told), hashing them in a worker (:func:`_fingerprints_of`): on the GUI thread a
+        large stack stalled it at each pause in a step through it. One check at a time:
+        a change signalled while one runs is checked when it is done. Before Compute's
+        worker has taken the fingerprints, when it has (:meth:`_set_fingerprints`)."""
+        if self._stale or self._closed or not self._watched:
+            return
+        if not self._fingerprints:
+            self._unchecked = True
+            return
+        if self._checker is not None:
+            self._recheck = True
+            return
+        live = [
+            (index, layer)
+            for index, ref in enumerate(self._watched)
+            if (layer := ref()) is not None
+        ]
+        sources = [(full_data(layer), _yx_scale(layer)) for _, layer in live]
+        before = self._fingerprints
+        self._checker = start_worker(
+            _fingerprints_of,
+            sources,
+            connect={
+                "returned": lambda now: self._on_checked(before, live, now),
+                "errored": self._on_check_errored,
+                "finished": self._on_check_finished,
+            },
+        )
+
+    def _on_checked(self, before: list[tuple], live: list[tuple], now: list[tuple]) -> None:
+        """A worker's fingerprints ``now`` of the ``live`` (index, layer) pairs: mark the
+        scores stale when one differs from ``before`` (unless Compute ran meanwhile)."""
+        if self._stale or self._closed or before is not self._fingerprints:
+            return
+        changed = [
+            layer.name
+            for (index, layer), new in zip(live, now, strict=True)
+            if new != before[index]
+        ]
+        if changed:
+            self._mark_stale(changed)
+
+    def _on_check_errored(self, err: Exception) -> None:
+        if not self._closed:
+            self._report_error(f"Metrics could not check the scored layers: {err}")
+
+    def _on_check_finished(self) -> None:
+        self._checker = None
+        if self._recheck:
+            self._recheck = False
+            self._check_scored()
 
     def _mark_stale(self, names: Sequence[str]) -> None:
         """Say the shown scores are from before ``names`` changed, grey the table and
@@ -1009,16 +1066,20 @@ def _score_and_fingerprint(job: dict[str, Any], sources: list[tuple]) -> tuple[l
     and scale (``sources``), taken before the scores read the data (an edit meanwhile
     then shows as a change), and the rows (:func:`_score_layers`). Hashing a large stack
     takes a while: on the GUI thread it stalled Compute, or the first stroke after it."""
-    fingerprints = [_fingerprint(data, scale) for data, scale in sources]
+    fingerprints = _fingerprints_of(sources)
     return _score_layers(**job), fingerprints
 
 
-def _changed(layer, before: tuple, rows: Sequence[int] | None = None) -> bool:
+def _fingerprints_of(sources: list[tuple]) -> list[tuple]:
+    """The :func:`_fingerprint` of each (data, yx scale) of ``sources`` (in a worker)."""
+    return [_fingerprint(data, scale) for data, scale in sources]
+
+
+def _changed(layer, before: tuple, rows: Sequence[int]) -> bool:
     """Whether ``layer``'s data or yx scale differ from its fingerprint ``before``,
-    hashing again only the entries ``rows`` of its first axis (:func:`_entries`; all when
-    None)."""
+    hashing again only the entries ``rows`` of its first axis (:func:`_entries`)."""
     data, scale = full_data(layer), _yx_scale(layer)
-    if rows is None or not isinstance(data, np.ndarray):
+    if not isinstance(data, np.ndarray):
         return _fingerprint(data, scale) != before
     head, old_scale, digests = before
     if (data.shape, data.dtype.str) != head or scale != old_scale:
