@@ -1,8 +1,8 @@
 """Metrics dock (review 135): the rule that masks of different pictures are never paired
 by the dock lives in its candidates (``_candidates``, ``_pair_rank``); the fingerprints
 of the scored data are taken in Compute's worker, and a paint stroke hashes again only
-the slices it touched (a 60 x 1024 x 1024 stack's first stroke stalled the GUI 0.68 s:
-bench/metrics_stale_check.py)."""
+the slices it touched, the whole layers being hashed again in a worker (a 60 x 1024 x
+1024 stack's first stroke stalled the GUI 0.6 s: bench/metrics_stale_check.py)."""
 
 from __future__ import annotations
 
@@ -131,9 +131,9 @@ def test_the_scored_data_are_hashed_in_computes_worker_and_a_stroke_only_where_i
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     """Compute hashes nothing on the GUI thread (its worker takes the fingerprints); a
-    stroke on slice 1 of the stack hashes again only that slice, not both layers whole,
-    and still marks the scores stale; a refresh that changes nothing (hiding and showing
-    a layer) leaves them current."""
+    refresh that changes nothing (hiding and showing a layer) is checked in a worker and
+    leaves them current; a stroke on slice 1 of the stack hashes again only that slice,
+    not both layers whole, and still marks the scores stale."""
     spy = _HashSpy()
     monkeypatch.setattr(_metrics_widget, "hashlib", spy)
     viewer, widget, pred_layer, ref_layer = _dock(make_napari_viewer, tmp_path)
@@ -147,7 +147,9 @@ def test_the_scored_data_are_hashed_in_computes_worker_and_a_stroke_only_where_i
     ref_layer.visible = False
     ref_layer.visible = True
     qtbot.wait(_metrics_widget.STALE_CHECK_MS * 3)
+    qtbot.waitUntil(lambda: widget._checker is None, timeout=10_000)
     assert STALE not in widget.status.value and widget.rows() == widget.results
+    assert spy.bytes_on_gui_thread() == 0, spy.calls  # the refresh's check: in a worker too
 
     spy.calls.clear()
     viewer.dims.set_current_step(0, 1)
