@@ -128,7 +128,7 @@ STALE_SCORES = (
 )
 # How long the layers' refreshes must pause before their data are compared with what was
 # scored: a refresh (set_data) also comes with each step through a stack and each brush
-# dab, and comparing reads the whole array.
+# dab, and comparing hashes the whole arrays again (in a worker: MetricsWidget._check_scored).
 STALE_CHECK_MS = 300
 # :func:`_pair_rank` of two layers that name different pictures (a dataset folder's frames
 # share one size, so shape alone is no pair): never a candidate for the other.
@@ -677,10 +677,11 @@ class MetricsWidget(Container):
         painted, self._painted = self._painted, {}
         self._check(painted)
 
-    def _check(self, rows_of: dict[int, list[int]]) -> None:
+    def _check(self, rows_of: dict[int, list[int] | None]) -> None:
         """Mark the scores stale when the entries ``rows_of`` (the index of a watched
-        layer -> the entries of its first axis painted) differ from what Compute read
-        (:func:`_changed`); an entry painted with what it held leaves them current.
+        layer -> the entries of its first axis painted; None: not told) differ from what
+        Compute read (:func:`_changed`); an entry painted with what it held leaves them
+        current.
         Before Compute's worker has taken the fingerprints, the layers are checked whole
         when it has (:meth:`_set_fingerprints`)."""
         if self._stale or self._closed or not rows_of:
