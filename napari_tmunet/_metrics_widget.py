@@ -180,9 +180,6 @@ class MetricsWidget(Container):
         self._fingerprints: list[tuple] = []
         # a scored layer changed before its fingerprint came: checked when it comes
         self._unchecked = False
-        # index in _watched -> the entries of its first axis painted since the last check
-        # (_on_paint; None: all)
-        self._painted: dict[int, list[int] | None] = {}
         # the worker hashing the scored layers whole (_check_scored), or None; whether a
         # change came while it ran
         self._checker = None
@@ -253,11 +250,6 @@ class MetricsWidget(Container):
         self._check_timer.setSingleShot(True)
         self._check_timer.setInterval(STALE_CHECK_MS)
         self._check_timer.timeout.connect(self._check_scored)
-        # a paint event's entries are checked once napari has written them (_on_paint)
-        self._paint_timer = QTimer()
-        self._paint_timer.setSingleShot(True)
-        self._paint_timer.setInterval(0)
-        self._paint_timer.timeout.connect(self._check_painted)
         self.export_button.changed.connect(self._on_export_clicked)
         self.prediction.changed.connect(self._update_pair_note)
         self.reference.changed.connect(self._update_pair_note)
@@ -606,8 +598,8 @@ class MetricsWidget(Container):
     def _watch(self, *layers) -> None:
         """Follow the changes of ``layers``, whose fingerprints Compute's worker takes
         (:meth:`_set_fingerprints`): new data (``data``: Segment's re-derive, a script) is
-        checked at once, an edit (``paint``: once per stroke, fill or polygon) where it
-        painted (:meth:`_on_paint`); a refresh (``set_data``: an undo, or
+        checked at once, an edit (``paint``: once per stroke, fill or polygon) once napari
+        has written it (:meth:`_check_soon`); a refresh (``set_data``: an undo, or
         ``layer.data[...] = ...`` then ``refresh()``, but also a step through a stack)
         once they pause (:data:`STALE_CHECK_MS`)."""
         self._unwatch()
@@ -615,7 +607,7 @@ class MetricsWidget(Container):
             layer.events.data.connect(self._check_scored)
             paint = getattr(layer.events, "paint", None)  # an Image layer (a mask) has none
             if paint is not None:
-                paint.connect(self._on_paint)
+                paint.connect(self._check_soon)
             layer.events.set_data.connect(self._check_later)
             self._watched.append(weakref.ref(layer))
 
@@ -628,12 +620,11 @@ class MetricsWidget(Container):
             layer.events.data.disconnect(self._check_scored)
             paint = getattr(layer.events, "paint", None)
             if paint is not None:
-                paint.disconnect(self._on_paint)
+                paint.disconnect(self._check_soon)
             layer.events.set_data.disconnect(self._check_later)
-        self._watched, self._fingerprints, self._unchecked = [], [], False
-        self._painted, self._recheck = {}, False
+        self._watched, self._fingerprints = [], []
+        self._unchecked = self._recheck = False
         self._check_timer.stop()
-        self._paint_timer.stop()
 
     def _set_fingerprints(self, fingerprints: list[tuple]) -> None:
         """Keep the fingerprints of the layers scored (:func:`_score_and_fingerprint`);
@@ -650,63 +641,21 @@ class MetricsWidget(Container):
         if not self._stale and not self._closed:
             self._check_timer.start()
 
-    def _on_paint(self, event) -> None:
-        """A stroke, fill or polygon on a scored layer: note the entries of its first axis
-        it touched (:func:`_painted_rows`) and check them at the event loop's next turn
-        (:meth:`_check_painted`): ``Labels.paint`` emits the event before it writes."""
-        if self._stale or self._closed:
-            return
-        painted = [
-            (index, layer)
-            for index, ref in enumerate(self._watched)
-            if (layer := ref()) is not None and _same(layer, getattr(event, "source", None))
-        ]
-        if not painted:  # a layer this dock cannot tell: both, whole
-            painted = [(index, None) for index in range(len(self._watched))]
-        for index, layer in painted:
-            rows = None if layer is None else _painted_rows(event, full_data(layer))
-            before = self._painted.get(index, [])
-            both = None if rows is None or before is None else sorted({*before, *rows})
-            self._painted[index] = both
-        self._paint_timer.start()
+    def _check_soon(self, _event=None) -> None:
+        """Check the scored layers at the event loop's next turn (a stroke, fill or
+        polygon): ``Labels.paint`` emits its event before it writes the pixels."""
+        from qtpy.QtCore import QTimer
 
-    def _check_painted(self) -> None:
-        """Check the entries painted since the last check (:meth:`_on_paint`) alone: every
-        change before them was checked as it came, so the rest is as scored (a stack's
-        other slices are not hashed again at each stroke)."""
-        painted, self._painted = self._painted, {}
-        self._check(painted)
-
-    def _check(self, rows_of: dict[int, list[int] | None]) -> None:
-        """Mark the scores stale when the entries ``rows_of`` (the index of a watched
-        layer -> the entries of its first axis painted; None: not told) differ from what
-        Compute read (:func:`_changed`); an entry painted with what it held leaves them
-        current.
-        Before Compute's worker has taken the fingerprints, the layers are checked whole
-        when it has (:meth:`_set_fingerprints`)."""
-        if self._stale or self._closed or not rows_of:
-            return
-        if not self._fingerprints:
-            self._unchecked = bool(self._watched)
-            return
-        if any(rows is None for rows in rows_of.values()):  # that cannot be told: whole
-            self._check_scored()
-            return
-        changed = [
-            layer.name
-            for index, rows in sorted(rows_of.items())
-            if (layer := self._watched[index]()) is not None
-            and _changed(layer, self._fingerprints[index], rows)
-        ]
-        if changed:
-            self._mark_stale(changed)
+        QTimer.singleShot(0, self._check_scored)
 
     def _check_scored(self, _event=None) -> None:
-        """Check both scored layers whole (new data, a refresh: what changed cannot be
-        told), hashing them in a worker (:func:`_fingerprints_of`): on the GUI thread a
-        large stack stalled it at each pause in a step through it. One check at a time:
-        a change signalled while one runs is checked when it is done. Before Compute's
-        worker has taken the fingerprints, when it has (:meth:`_set_fingerprints`)."""
+        """Mark the scores stale when a scored layer's data or scale differ from what
+        Compute read (a stroke that painted what was there, or a refresh, leaves them
+        current), hashing both layers whole in a worker (:func:`_fingerprints_of`): on
+        the GUI thread a large stack stalled it at each stroke and each pause in a step
+        through it. One check at a time: a change signalled while one runs is checked
+        when it is done. Before Compute's worker has taken the fingerprints, when it has
+        (:meth:`_set_fingerprints`)."""
         if self._stale or self._closed or not self._watched:
             return
         if not self._fingerprints:
@@ -715,16 +664,15 @@ class MetricsWidget(Container):
         if self._checker is not None:
             self._recheck = True
             return
+        before = self._fingerprints
         live = [
-            (index, layer)
-            for index, ref in enumerate(self._watched)
+            (layer, old)
+            for ref, old in zip(self._watched, before, strict=True)
             if (layer := ref()) is not None
         ]
-        sources = [(full_data(layer), _yx_scale(layer)) for _, layer in live]
-        before = self._fingerprints
         self._checker = start_worker(
             _fingerprints_of,
-            sources,
+            [(full_data(layer), _yx_scale(layer)) for layer, _ in live],
             connect={
                 "returned": lambda now: self._on_checked(before, live, now),
                 "errored": self._on_check_errored,
@@ -733,15 +681,12 @@ class MetricsWidget(Container):
         )
 
     def _on_checked(self, before: list[tuple], live: list[tuple], now: list[tuple]) -> None:
-        """A worker's fingerprints ``now`` of the ``live`` (index, layer) pairs: mark the
-        scores stale when one differs from ``before`` (unless Compute ran meanwhile)."""
+        """A worker's fingerprints ``now`` of the ``live`` (layer, fingerprint at Compute)
+        pairs: mark the scores stale when one differs (unless Compute ran meanwhile: the
+        fingerprints are no longer ``before``)."""
         if self._stale or self._closed or before is not self._fingerprints:
             return
-        changed = [
-            layer.name
-            for (index, layer), new in zip(live, now, strict=True)
-            if new != before[index]
-        ]
+        changed = [layer.name for (layer, old), new in zip(live, now, strict=True) if new != old]
         if changed:
             self._mark_stale(changed)
 
@@ -1038,28 +983,17 @@ def _yx_scale(layer) -> tuple[float, ...]:
     return tuple(float(s) for s in layer.scale[-2:])
 
 
-def _entries(data: np.ndarray) -> np.ndarray:
-    """``data`` split along its first axis (a stack's slices, an image's rows), as
-    :func:`_fingerprint` hashes it; data of fewer than 2 axes as one entry."""
-    return data if data.ndim >= 2 else data.reshape(1, -1)
-
-
-def _digest(entry: np.ndarray) -> str:
-    """A content hash of one entry of :func:`_entries`."""
-    array = np.ascontiguousarray(entry)
-    return hashlib.blake2b(memoryview(array).cast("B"), digest_size=16).hexdigest()
-
-
 def _fingerprint(data, scale: tuple[float, ...]) -> tuple:
-    """What a layer's scores depend on: its data at full resolution (``full_data``) and
-    its yx ``scale`` (the physical distances). For numpy data: its shape and type, its
-    scale and a content hash of each entry of its first axis (:func:`_entries`), so that
-    an edit is checked by hashing only the entries it touched (:func:`_changed`); lazy
-    data, which is not edited in place, by identity (hashing would load it all)."""
+    """What a layer's scores depend on: a content hash of its ``data`` at full resolution
+    (``full_data``; lazy data, which is not edited in place, by identity: hashing would
+    load it all) and its yx ``scale`` (the physical distances)."""
     if not isinstance(data, np.ndarray):
-        return id(data), scale, ()
-    head = (data.shape, data.dtype.str)
-    return head, scale, tuple(_digest(entry) for entry in _entries(data))
+        return id(data), scale
+    array = np.ascontiguousarray(data)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str((array.shape, array.dtype.str)).encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest(), scale
 
 
 def _score_and_fingerprint(job: dict[str, Any], sources: list[tuple]) -> tuple[list, list]:
@@ -1074,44 +1008,6 @@ def _score_and_fingerprint(job: dict[str, Any], sources: list[tuple]) -> tuple[l
 def _fingerprints_of(sources: list[tuple]) -> list[tuple]:
     """The :func:`_fingerprint` of each (data, yx scale) of ``sources`` (in a worker)."""
     return [_fingerprint(data, scale) for data, scale in sources]
-
-
-def _changed(layer, before: tuple, rows: Sequence[int]) -> bool:
-    """Whether ``layer``'s data or yx scale differ from its fingerprint ``before``,
-    hashing again only the entries ``rows`` of its first axis (:func:`_entries`)."""
-    data, scale = full_data(layer), _yx_scale(layer)
-    if not isinstance(data, np.ndarray):
-        return _fingerprint(data, scale) != before
-    head, old_scale, digests = before
-    if (data.shape, data.dtype.str) != head or scale != old_scale:
-        return True
-    entries = _entries(data)
-    return any(_digest(entries[row]) != digests[row] for row in rows)
-
-
-def _painted_rows(event, data) -> list[int] | None:
-    """The entries of ``data``'s first axis (:func:`_entries`) that a Labels layer's
-    paint event touched, from the edits it carries (napari's history atoms: a bounding
-    box of slices, or the changed pixels' indices); None when that cannot be told."""
-    atoms = getattr(event, "value", None)
-    if not isinstance(data, np.ndarray) or data.ndim < 2 or not isinstance(atoms, list | tuple):
-        return None
-    rows: set[int] = set()
-    try:
-        for atom in atoms:
-            if hasattr(atom, "slice_key"):  # a mask-based edit (napari >= 0.6): its box
-                first = atom.slice_key[0]
-                if isinstance(first, slice):
-                    rows.update(range(*first.indices(len(data))))
-                else:
-                    rows.add(int(first) % len(data))
-            elif isinstance(atom, tuple) and len(atom) == 3:  # (indices, before, after)
-                rows.update(int(row) % len(data) for row in np.unique(atom[0][0]))
-            else:
-                return None
-    except (TypeError, ValueError, IndexError, ZeroDivisionError):
-        return None
-    return sorted(rows)
 
 
 def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:

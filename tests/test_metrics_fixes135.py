@@ -1,12 +1,13 @@
 """Metrics dock (review 135): the rule that masks of different pictures are never paired
 by the dock lives in its candidates (``_candidates``, ``_pair_rank``); the fingerprints
-of the scored data are taken in Compute's worker, and a paint stroke hashes again only
-the slices it touched, the whole layers being hashed again in a worker (a 60 x 1024 x
-1024 stack's first stroke stalled the GUI 0.6 s: bench/metrics_stale_check.py)."""
+of the scored data are taken in Compute's worker, and every check that they are current
+(a stroke, a refresh, new data) hashes the layers in a worker (a 60 x 1024 x 1024
+stack's first stroke stalled the GUI 0.6 s: bench/metrics_stale_check.py)."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -127,13 +128,14 @@ def _wait_for_rows(qtbot, widget) -> None:
 
 
 @needs_clinic
-def test_the_scored_data_are_hashed_in_computes_worker_and_a_stroke_only_where_it_painted(
+def test_the_scored_data_are_hashed_in_workers_never_on_the_gui_thread(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     """Compute hashes nothing on the GUI thread (its worker takes the fingerprints); a
     refresh that changes nothing (hiding and showing a layer) is checked in a worker and
-    leaves them current; a stroke on slice 1 of the stack hashes again only that slice,
-    not both layers whole, and still marks the scores stale."""
+    leaves them current; a stroke on slice 1 of the stack (its paint event alone, which
+    napari emits before it writes the pixels) is checked in a worker too, once written,
+    and marks the scores stale."""
     spy = _HashSpy()
     monkeypatch.setattr(_metrics_widget, "hashlib", spy)
     viewer, widget, pred_layer, ref_layer = _dock(make_napari_viewer, tmp_path)
@@ -153,10 +155,14 @@ def test_the_scored_data_are_hashed_in_computes_worker_and_a_stroke_only_where_i
 
     spy.calls.clear()
     viewer.dims.set_current_step(0, 1)
-    pred_layer.paint((1, 10, 10), 1, refresh=True)  # background: a real change
+    # another handler of the stroke's paint event (emitted before napari writes the
+    # pixels) takes a while: a check that read the data then would find them as scored
+    pred_layer.events.paint.connect(lambda _event: time.sleep(0.5))
+    pred_layer.paint((1, 10, 10), 1, refresh=False)  # background: a real change
     qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=5000)
     assert widget.status.value.startswith(f"'frames labels' {STALE}")
-    assert spy.bytes_on_gui_thread() == stack[1].nbytes  # slice 1 of one layer
+    assert spy.bytes_on_gui_thread() == 0, spy.calls
+    assert sum(size for _, size in spy.calls) >= 2 * stack.nbytes  # both layers, whole
 
 
 @needs_clinic
