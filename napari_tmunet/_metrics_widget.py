@@ -128,8 +128,11 @@ STALE_SCORES = (
 )
 # How long the layers' refreshes must pause before their data are compared with what was
 # scored: a refresh (set_data) also comes with each step through a stack and each brush
-# dab, and comparing reads the whole array.
+# dab, and comparing hashes the whole arrays again (in a worker: MetricsWidget._check_scored).
 STALE_CHECK_MS = 300
+# :func:`_pair_rank` of two layers that name different pictures (a dataset folder's frames
+# share one size, so shape alone is no pair): never a candidate for the other.
+OTHER_PICTURE = -1
 # Layer names that suggest a reference (e.g. "612 mask" from the reader or the samples).
 _REFERENCE_HINT = re.compile(r"mask|reference|ground.?truth|\bgt\b", re.IGNORECASE)
 # Words that name a layer's role, not its image ("101 mask", "101 labels" -> "101"), and
@@ -172,8 +175,15 @@ class MetricsWidget(Container):
         self._dock_sets = False  # the dock itself is setting the choosers
         # the two layers the shown rows score, held weakly: deleting one clears the rows
         self._scored: tuple = ()
-        # what the scores depend on in each scored layer (:func:`_fingerprint`), as read
+        # what the scores depend on in each scored layer (:func:`_fingerprint`), as
+        # Compute's worker read it ([] until then)
         self._fingerprints: list[tuple] = []
+        # a scored layer changed before its fingerprint came: checked when it comes
+        self._unchecked = False
+        # the worker hashing the scored layers whole (_check_scored), or None; whether a
+        # change came while it ran
+        self._checker = None
+        self._recheck = False
         # the scored layers whose change events this dock follows, held weakly
         self._watched: list[weakref.ref] = []
         # the names of the scored layers changed since Compute read them ("" while the
@@ -318,8 +328,7 @@ class MetricsWidget(Container):
             elif reference is not None and not _in(reference, layers):
                 kept = self.prediction.value
                 self._follow_prediction(kept, None)
-                shown = self.reference.value
-                if _shape(shown) != _shape(kept) or _apart(kept, shown):
+                if not _in(self.reference.value, self._candidates(kept, references=False)):
                     self.reference.value = kept
 
     def _guess_pair(self, layers: list) -> None:
@@ -332,18 +341,17 @@ class MetricsWidget(Container):
                 self.reference.value, self.prediction.value = reference, layer
                 return
         refs = [layer for layer in layers if _looks_like_reference(layer)] or layers[:1]
-        # a reference with another layer of its shape, never of another picture (a dataset
-        # folder's frames share one size); the newest such layer is the prediction (two
-        # samples' masks differ in shape and are no pair)
+        # a reference with another layer of its shape and picture (:meth:`_candidates`);
+        # the newest such layer is the prediction (two samples' masks differ in shape and
+        # are no pair)
         pairs = [
             (ref, layer)
             for ref in refs
-            for layer in reversed(layers)
-            if not _same(layer, ref) and _shape(layer) == _shape(ref) and not _apart(layer, ref)
+            for layer in reversed(self._candidates(ref, references=False))
         ]
-        if not pairs:
-            others = (la for la in reversed(layers) if not _same(la, refs[0]))
-            pairs = [(refs[0], la) for la in others if not _apart(la, refs[0])][:1]
+        if not pairs:  # the newest layer of its picture, of any shape
+            others = self._candidates(refs[0], references=False, shaped=False)
+            pairs = [(refs[0], layer) for layer in others[-1:]]
         if not pairs:  # only masks of different pictures: one alone, its note says why
             self.reference.value = self.prediction.value = active if first else layers[-1]
             return
@@ -360,7 +368,7 @@ class MetricsWidget(Container):
         other the prediction.
 
         A reference-like layer whose shape differs from the chosen prediction's is not
-        taken; one of another picture than the prediction's (:func:`_apart`) is the
+        taken; one of another picture than the prediction's (:data:`OTHER_PICTURE`) is the
         prediction of a pair of its own picture, else alone (its note says what is
         missing). A new prediction takes the reference of its own image
         (:meth:`_reference_for`); without one it keeps its reference when that is another
@@ -379,10 +387,11 @@ class MetricsWidget(Container):
             elif prediction is None or _same(prediction, layer):
                 self.reference.value = layer
                 self._refresh_choices()
-                if _apart(layer, self.prediction.value) and _apart(layer, self.reference.value):
+                shown = (self.prediction.value, self.reference.value)
+                if all(_pair_rank(layer, other) == OTHER_PICTURE for other in shown):
                     # the guess is a pair of another picture: the selected layer, alone
                     self.prediction.value = self.reference.value = layer
-            elif _apart(prediction, layer):  # a mask of another picture: its own pair
+            elif _pair_rank(prediction, layer) == OTHER_PICTURE:  # another picture's: its pair
                 self.prediction.value = layer
                 self._follow_prediction(layer, reference)
             elif _shape(prediction) == _shape(layer):
@@ -418,10 +427,10 @@ class MetricsWidget(Container):
             self.reference.value = chosen
             return
         best = self._reference_for(layer)
-        apart = _apart(layer, reference)
+        apart = _pair_rank(layer, reference) == OTHER_PICTURE
         unfit = reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
         if best is None and (unfit or apart):
-            best = self._same_shape_layer(layer)
+            best = self._reference_for(layer, references=False)
         surer = best is not None and _pair_rank(layer, best) > _pair_rank(layer, reference)
         if best is not None and (unfit or apart or surer):
             self.reference.value = best
@@ -447,40 +456,33 @@ class MetricsWidget(Container):
         finally:
             self._dock_sets = before
 
-    def _reference_candidates(self, prediction) -> list:
-        """The reference-like Labels layers of ``prediction``'s shape, other than it."""
+    def _offered(self, layer, *, references: bool = True, shaped: bool = True) -> list:
+        """The offered layers other than ``layer``, in the layer list's order: of its
+        shape (``shaped``), reference-like (``references``: :func:`_looks_like_reference`);
+        of any picture."""
         return [
-            layer
-            for _, layer in self._mask_choices()
-            if _looks_like_reference(layer)
-            and not _same(layer, prediction)
-            and _shape(layer) == _shape(prediction)
+            other
+            for _, other in self._mask_choices()
+            if not _same(other, layer)
+            and (not shaped or _shape(other) == _shape(layer))
+            and (not references or _looks_like_reference(other))
         ]
 
-    def _same_shape_layer(self, prediction):
-        """The first Labels layer of ``prediction``'s shape and picture other than it, one
-        of its own image first (:func:`_pair_rank`), or None."""
-        layers = [
-            layer
-            for _, layer in self._mask_choices()
-            if not _same(layer, prediction)
-            and _shape(layer) == _shape(prediction)
-            and not _apart(prediction, layer)
+    def _candidates(self, layer, *, references: bool = True, shaped: bool = True) -> list:
+        """The layers the dock may pair with ``layer`` by itself, in the layer list's
+        order: :meth:`_offered` ones but for those of another picture (:func:`_pair_rank`
+        :data:`OTHER_PICTURE`). The one rule every guess of a pair goes by."""
+        return [
+            other
+            for other in self._offered(layer, references=references, shaped=shaped)
+            if _pair_rank(layer, other) != OTHER_PICTURE
         ]
-        if not layers:
-            return None
-        return max(layers, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
 
-    def _reference_for(self, prediction):
-        """The reference to guess for ``prediction``, or None: among the reference-like
-        layers of its shape, never of another picture (:func:`_apart`), the one of its own
-        image (see :func:`_pair_rank`), else the first (a dataset folder's frames share one
-        size, so shape alone is no pair)."""
-        candidates = [
-            layer
-            for layer in self._reference_candidates(prediction)
-            if not _apart(prediction, layer)
-        ]
+    def _reference_for(self, prediction, *, references: bool = True):
+        """The reference to guess for ``prediction``, or None: among its
+        :meth:`_candidates` of its shape (reference-like ones unless ``references`` is
+        False), the one of its own image (:func:`_pair_rank`), else the first."""
+        candidates = self._candidates(prediction, references=references)
         if not candidates:
             return None
         return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
@@ -506,7 +508,10 @@ class MetricsWidget(Container):
         if _same(prediction, reference):
             missing = CHOOSE_REFERENCE if _is_prediction(prediction) else CHOOSE_PREDICTION
             note = missing.format(name=repr(prediction.name))
-            if any(_apart(prediction, layer) for layer in self._reference_candidates(prediction)):
+            # masks of other pictures are no candidates (:meth:`_candidates`): the note
+            # says they are there, and why this one stands alone
+            others = self._offered(prediction)
+            if any(_pair_rank(prediction, layer) == OTHER_PICTURE for layer in others):
                 note = note.replace(" is the only mask:", OF_ITS_PICTURE, 1)
             return note
         if _shape(prediction) != _shape(reference):
@@ -518,13 +523,16 @@ class MetricsWidget(Container):
         placement = _placement_warning(prediction, reference)
         if placement:
             return placement
+        # a pair across pictures is never guessed (:meth:`_candidates`), but one the user
+        # chose stays chosen and is scored (a hand-painted mask may name another picture
+        # by mistake): the note says so
         pictures = _pictures_apart(prediction, reference)
         if pictures:
             return pictures
         if _pair_rank(prediction, reference) > 0:
             return ""
-        candidates = self._reference_candidates(prediction)
-        if not any(not _same(layer, reference) for layer in candidates):
+        # other references of its shape, of any picture: this pair may be the wrong one
+        if not any(not _same(layer, reference) for layer in self._offered(prediction)):
             return ""
         return (
             f"Paired by size only: check that {reference.name!r} is the reference "
@@ -538,13 +546,15 @@ class MetricsWidget(Container):
         The previous rows are cleared first, so a failure leaves no stale scores.
         """
         self._clear_results()
-        rows = _score_layers(**self._job())
+        rows, fingerprints = _score_and_fingerprint(*self._job())
         self._set_results(rows)
+        self._set_fingerprints(fingerprints)
         return rows
 
-    def _job(self) -> dict[str, Any]:
+    def _job(self) -> tuple[dict[str, Any], list[tuple]]:
         """Read the chosen layers into arrays (and keep them as the layers scored), or
-        raise ValueError saying what is wrong."""
+        raise ValueError saying what is wrong: ``score_labels``' arguments, and the
+        layers' data and yx scales for their fingerprints (:func:`_score_and_fingerprint`)."""
         pred_layer, ref_layer = self.prediction.value, self.reference.value
         if pred_layer is None or ref_layer is None:
             raise ValueError(
@@ -574,7 +584,7 @@ class MetricsWidget(Container):
             show_warning(self._placement)
         self._scored = (weakref.ref(pred_layer), weakref.ref(ref_layer))
         self._watch(pred_layer, ref_layer)
-        return {
+        job = {
             "pred": pred,
             "ref": ref,
             "spacing": spacing,
@@ -582,21 +592,22 @@ class MetricsWidget(Container):
             "prediction_name": pred_layer.name,
             "reference_name": ref_layer.name,
         }
+        return job, [(full_data(layer), _yx_scale(layer)) for layer in (pred_layer, ref_layer)]
 
     # ----------------------------------------------------------------- staleness
     def _watch(self, *layers) -> None:
-        """Note what the scores of ``layers`` depend on and follow their changes: an edit
-        (``paint``: once per stroke, fill or polygon) or new data (``data``: Segment's
-        re-derive, a script) is checked at once; a refresh (``set_data``: an undo, or
+        """Follow the changes of ``layers``, whose fingerprints Compute's worker takes
+        (:meth:`_set_fingerprints`): new data (``data``: Segment's re-derive, a script) is
+        checked at once, an edit (``paint``: once per stroke, fill or polygon) once napari
+        has written it (:meth:`_check_soon`); a refresh (``set_data``: an undo, or
         ``layer.data[...] = ...`` then ``refresh()``, but also a step through a stack)
         once they pause (:data:`STALE_CHECK_MS`)."""
         self._unwatch()
-        self._fingerprints = [_fingerprint(layer) for layer in layers]
         for layer in layers:
-            for name in ("data", "paint"):  # an Image layer (a mask) has no paint event
-                emitter = getattr(layer.events, name, None)
-                if emitter is not None:
-                    emitter.connect(self._check_scored)
+            layer.events.data.connect(self._check_scored)
+            paint = getattr(layer.events, "paint", None)  # an Image layer (a mask) has none
+            if paint is not None:
+                paint.connect(self._check_soon)
             layer.events.set_data.connect(self._check_later)
             self._watched.append(weakref.ref(layer))
 
@@ -606,31 +617,88 @@ class MetricsWidget(Container):
             layer = ref()
             if layer is None:
                 continue
-            for name in ("data", "paint"):
-                emitter = getattr(layer.events, name, None)
-                if emitter is not None:
-                    emitter.disconnect(self._check_scored)
+            layer.events.data.disconnect(self._check_scored)
+            paint = getattr(layer.events, "paint", None)
+            if paint is not None:
+                paint.disconnect(self._check_soon)
             layer.events.set_data.disconnect(self._check_later)
         self._watched, self._fingerprints = [], []
+        self._unchecked = self._recheck = False
         self._check_timer.stop()
+
+    def _set_fingerprints(self, fingerprints: list[tuple]) -> None:
+        """Keep the fingerprints of the layers scored (:func:`_score_and_fingerprint`);
+        a change signalled before they came is checked now, in full."""
+        if not self._watched:
+            return  # cleared meanwhile (a scored layer closed, the dock closed)
+        self._fingerprints = fingerprints
+        if self._unchecked:
+            self._unchecked = False
+            self._check_scored()
 
     def _check_later(self, _event=None) -> None:
         """Check the scored layers once their refreshes pause (restarts the wait)."""
         if not self._stale and not self._closed:
             self._check_timer.start()
 
+    def _check_soon(self, _event=None) -> None:
+        """Check the scored layers at the event loop's next turn (a stroke, fill or
+        polygon): ``Labels.paint`` emits its event before it writes the pixels."""
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._check_scored)
+
     def _check_scored(self, _event=None) -> None:
         """Mark the scores stale when a scored layer's data or scale differ from what
-        Compute read (an edit that changed nothing, or a refresh, leaves them current)."""
-        if self._stale or self._closed:
+        Compute read (a stroke that painted what was there, or a refresh, leaves them
+        current), hashing both layers whole in a worker (:func:`_fingerprints_of`): on
+        the GUI thread a large stack stalled it at each stroke and each pause in a step
+        through it. One check at a time: a change signalled while one runs is checked
+        when it is done. Before Compute's worker has taken the fingerprints, when it has
+        (:meth:`_set_fingerprints`)."""
+        if self._stale or self._closed or not self._watched:
             return
-        changed = [
-            layer.name
-            for ref, before in zip(self._watched, self._fingerprints, strict=True)
-            if (layer := ref()) is not None and _fingerprint(layer) != before
+        if not self._fingerprints:
+            self._unchecked = True
+            return
+        if self._checker is not None:
+            self._recheck = True
+            return
+        before = self._fingerprints
+        live = [
+            (layer, old)
+            for ref, old in zip(self._watched, before, strict=True)
+            if (layer := ref()) is not None
         ]
+        self._checker = start_worker(
+            _fingerprints_of,
+            [(full_data(layer), _yx_scale(layer)) for layer, _ in live],
+            connect={
+                "returned": lambda now: self._on_checked(before, live, now),
+                "errored": self._on_check_errored,
+                "finished": self._on_check_finished,
+            },
+        )
+
+    def _on_checked(self, before: list[tuple], live: list[tuple], now: list[tuple]) -> None:
+        """A worker's fingerprints ``now`` of the ``live`` (layer, fingerprint at Compute)
+        pairs: mark the scores stale when one differs (unless Compute ran meanwhile: the
+        fingerprints are no longer ``before``)."""
+        if self._stale or self._closed or before is not self._fingerprints:
+            return
+        changed = [layer.name for (layer, old), new in zip(live, now, strict=True) if new != old]
         if changed:
             self._mark_stale(changed)
+
+    def _on_check_errored(self, err: Exception) -> None:
+        if not self._closed:
+            self._report_error(f"Metrics could not check the scored layers: {err}")
+
+    def _on_check_finished(self) -> None:
+        self._checker = None
+        if self._recheck:
+            self._recheck = False
+            self._check_scored()
 
     def _mark_stale(self, names: Sequence[str]) -> None:
         """Say the shown scores are from before ``names`` changed, grey the table and
@@ -667,13 +735,13 @@ class MetricsWidget(Container):
         self.compute_button.enabled = False
         self.status.value = "Computing…"
         self._worker = start_worker(
-            _score_layers,
+            _score_and_fingerprint,
+            *job,
             connect={
                 "returned": self._on_worker_returned,
                 "errored": self._on_worker_errored,
                 "finished": self._on_worker_finished,
             },
-            **job,
         )
 
     def _on_closed(self) -> None:
@@ -682,9 +750,11 @@ class MetricsWidget(Container):
         self._closed = True
         self._unwatch()
 
-    def _on_worker_returned(self, rows: list[dict[str, Any]]) -> None:
+    def _on_worker_returned(self, result: tuple[list[dict[str, Any]], list[tuple]]) -> None:
+        rows, fingerprints = result
         if not self._closed and self._scored:  # () when a scored layer was closed meanwhile
             self._set_results(rows)
+            self._set_fingerprints(fingerprints)
 
     def _on_worker_errored(self, err: Exception) -> None:
         if not self._closed:
@@ -908,12 +978,15 @@ def _layer_array(layer) -> np.ndarray:
     return drop_leading_singletons(data)
 
 
-def _fingerprint(layer) -> tuple:
-    """What a layer's scores depend on: a content hash of its data at full resolution
-    (lazy data, which is not edited in place, by identity: hashing would load it all) and
-    its yx scale (the physical distances)."""
-    data = full_data(layer)
-    scale = tuple(float(s) for s in layer.scale[-2:])
+def _yx_scale(layer) -> tuple[float, ...]:
+    """A layer's scale of its last two axes (what the physical distances depend on)."""
+    return tuple(float(s) for s in layer.scale[-2:])
+
+
+def _fingerprint(data, scale: tuple[float, ...]) -> tuple:
+    """What a layer's scores depend on: a content hash of its ``data`` at full resolution
+    (``full_data``; lazy data, which is not edited in place, by identity: hashing would
+    load it all) and its yx ``scale`` (the physical distances)."""
     if not isinstance(data, np.ndarray):
         return id(data), scale
     array = np.ascontiguousarray(data)
@@ -923,9 +996,23 @@ def _fingerprint(layer) -> tuple:
     return digest.hexdigest(), scale
 
 
+def _score_and_fingerprint(job: dict[str, Any], sources: list[tuple]) -> tuple[list, list]:
+    """Compute's work, in its worker: the :func:`_fingerprint` of each scored layer's data
+    and scale (``sources``), taken before the scores read the data (an edit meanwhile
+    then shows as a change), and the rows (:func:`_score_layers`). Hashing a large stack
+    takes a while: on the GUI thread it stalled Compute, or the first stroke after it."""
+    fingerprints = _fingerprints_of(sources)
+    return _score_layers(**job), fingerprints
+
+
+def _fingerprints_of(sources: list[tuple]) -> list[tuple]:
+    """The :func:`_fingerprint` of each (data, yx scale) of ``sources`` (in a worker)."""
+    return [_fingerprint(data, scale) for data, scale in sources]
+
+
 def _physical_spacing(layer) -> tuple[tuple[float, float] | None, str]:
     """(sy, sx) and a unit name when the layer's last two axes are scaled, else (None, "")."""
-    scale = tuple(float(s) for s in layer.scale[-2:])
+    scale = _yx_scale(layer)
     if np.allclose(scale, 1.0):
         return None, ""
     unit = ""
@@ -1095,33 +1182,46 @@ def _image_names(reference) -> set[str]:
     return {_name_stem(name) for name in names} - {""}
 
 
+def _picture(layer) -> str:
+    """The picture ``layer`` names as the one it belongs to (metadata "image": a Segment
+    output's image, a dataset folder's mask's picture), or ""."""
+    return str((layer.metadata or {}).get("image") or "")
+
+
+def _same_picture(layer, other) -> bool:
+    """Whether two layers may be of one picture: False only when both name the picture
+    they belong to (:func:`_picture`) and the names differ (by :func:`_name_stem`), e.g.
+    the masks of two pictures of a dataset folder; True when either is None."""
+    if layer is None or other is None:
+        return True
+    pictures = _picture(layer), _picture(other)
+    return "" in pictures or _name_stem(pictures[0]) == _name_stem(pictures[1])
+
+
 def _pictures_apart(prediction, reference) -> str:
-    """A warning when both layers name the picture they belong to (a Segment output its
-    image, a dataset folder's mask its picture: metadata "image") and the pictures differ,
+    """A warning when the two layers name different pictures (:func:`_same_picture`),
     e.g. the masks of two pictures of a folder paired by their size; else ""."""
-    pictures = [str((layer.metadata or {}).get("image") or "") for layer in (prediction, reference)]
-    if "" in pictures or _name_stem(pictures[0]) == _name_stem(pictures[1]):
+    if _same_picture(prediction, reference):
         return ""
     return (
-        f"{prediction.name!r} belongs to the picture {pictures[0]!r} and {reference.name!r} "
-        f"to {pictures[1]!r}: choose the reference of the prediction's picture."
+        f"{prediction.name!r} belongs to the picture {_picture(prediction)!r} and "
+        f"{reference.name!r} to {_picture(reference)!r}: choose the reference of the "
+        "prediction's picture."
     )
-
-
-def _apart(layer, other) -> bool:
-    """Whether the two layers name different pictures (:func:`_pictures_apart`); False
-    when either is None."""
-    return layer is not None and other is not None and bool(_pictures_apart(layer, other))
 
 
 def _pair_rank(prediction, reference) -> int:
     """How surely ``reference`` belongs to ``prediction``'s image: 2 when the image the
     prediction was made from (Segment's metadata) is the reference's, 1 when only their
-    name stems match, 0 otherwise (and for no reference)."""
+    name stems match, 0 otherwise (and for no reference); :data:`OTHER_PICTURE` when the
+    two name different pictures (:func:`_same_picture`, either way round): the dock never
+    pairs those by itself (:meth:`MetricsWidget._candidates`)."""
+    if not _same_picture(prediction, reference):
+        return OTHER_PICTURE
     if reference is None:
         return 0
     images = _image_names(reference)
-    made_from = _name_stem(str((prediction.metadata or {}).get("image") or ""))
+    made_from = _name_stem(_picture(prediction))
     if made_from and made_from in images:
         return 2
     return 1 if _name_stem(prediction.name) in images else 0
