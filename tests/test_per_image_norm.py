@@ -112,6 +112,10 @@ def test_fit_saves_it_and_a_fixed_start_checkpoint_refuses_it(tmp_path, capsys):
     ]  # fmt: skip
     assert cli.main([*args, "--per-image-norm", "--run-dir", str(tmp_path / "own")]) == 0
     assert load_checkpoint(tmp_path / "own" / "best.pt").input_config.per_image_norm
+    # a run from it (Fine-tune's way) keeps it without being told
+    own = str(tmp_path / "own" / "best.pt")
+    assert cli.main([*args, "--init-checkpoint", own, "--run-dir", str(tmp_path / "tuned")]) == 0
+    assert load_checkpoint(tmp_path / "tuned" / "best.pt").input_config.per_image_norm
     assert cli.main([*args, "--run-dir", str(tmp_path / "fixed")]) == 0
     assert not load_checkpoint(tmp_path / "fixed" / "best.pt").input_config.per_image_norm
     start = str(tmp_path / "fixed" / "best.pt")
