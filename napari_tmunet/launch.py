@@ -435,9 +435,11 @@ def _pictures_named_as_masks(paths: list[str]) -> set[Path]:
     that are pictures, as the TM-UNet reader tells them in a folder
     (``data.mask_names.pair_by_mask_names`` and ``judge_orphans``): one whose picture is
     not given (an orphan) is a picture when another file given is named as its mask
-    (``x_mask.png`` with ``x_mask_mask.png``), else when its pixels say so (not
-    ``images.file_looks_like_mask``: a photo named ``x_mask.png``, an ultrasound picture
-    ``liver-labels.png``). One whose picture is given stays its mask, by name."""
+    (``x_mask.png`` with ``x_mask_mask.png``), else when it holds no mask
+    (``data.mask_names.orphan_holds_mask``, the reader's rule: a photo named
+    ``x_mask.png``, an ultrasound picture ``liver-labels.png``; one all of one value, an
+    empty mask, is a mask by its name). One whose picture is given stays its mask, by
+    name."""
     files = [Path(path) for path in paths if _is_image_file(path)]
     named = {file: _mask_picture(file) for file in files}
     pictures: set[Path] = set()
@@ -445,25 +447,25 @@ def _pictures_named_as_masks(paths: list[str]) -> set[Path]:
         if picture is None or any(f.stem == picture and f != file for f in files):
             continue  # no mask by name, or its picture is given
         has_mask = any(name == file.stem for other, name in named.items() if other != file)
-        if has_mask or not _looks_like_mask(file):
+        if has_mask or not _orphan_holds_mask(file):
             pictures.add(file)
     return pictures
 
 
-def _looks_like_mask(path: Path) -> bool:
-    """Whether the image file ``path`` holds a mask by its pixels
-    (``data.images.file_looks_like_mask``, the rule of the reader's ``judge_orphans``);
-    judged once per file version: the check and the opening both ask."""
+def _orphan_holds_mask(path: Path) -> bool:
+    """Whether the image file ``path``, named as a mask with its picture not given, holds
+    a mask (``data.mask_names.orphan_holds_mask``, the rule of the reader's
+    ``judge_orphans``); judged once per file version: the check and the opening both ask."""
     stat = path.stat()
-    return _looks_like_mask_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return _orphan_holds_mask_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=256)
-def _looks_like_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
-    """:func:`_looks_like_mask` for one version of a file."""
-    from .data.images import file_looks_like_mask
+def _orphan_holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
+    """:func:`_orphan_holds_mask` for one version of a file."""
+    from .data.mask_names import orphan_holds_mask
 
-    return file_looks_like_mask(path)
+    return orphan_holds_mask(path)
 
 
 def _named_mask(path: Path) -> bool:
@@ -532,14 +534,14 @@ def _holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
     """:func:`_holds_mask` for one version of a file; a TIFF of 32/64-bit ids is left to
     the TM-UNet reader, which opens it as Labels with its ids."""
     from ._reader import LABEL_DTYPES
-    from .data.images import ImageReadError, read_header
+    from .data.images import ImageReadError, file_looks_like_mask, read_header
 
     try:
         if read_header(path).dtype in LABEL_DTYPES:
             return False
     except ImageReadError:  # told before napari starts (_path_problem)
         return False
-    return _looks_like_mask_cached(path, _mtime_ns, _size)
+    return file_looks_like_mask(path)
 
 
 def _found_masks(path: str) -> list[Path]:

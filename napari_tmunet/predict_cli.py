@@ -155,10 +155,11 @@ def _without_masks(images: list[Path]) -> list[Path]:
     """``images`` less the masks among them, as the TM-UNet reader opens a folder of
     pictures with their masks beside them (``data.mask_names``): the files named as a
     picture's mask (``NAME_mask.png`` beside ``NAME.png``) and those named as masks whose
-    picture is missing that hold a mask (``judge_orphans``); a file named as a mask that
-    is a picture (``x_mask.png`` beside its ``x_mask_mask.png``, an ultrasound picture
-    ``liver-labels.png``) is segmented. One line says how many are left out and why: a
-    mask is no picture to segment. Where no file is named as a mask, every image stays."""
+    picture is missing that hold a mask (``judge_orphans``: an empty one, all 0, too); a
+    file named as a mask that is a picture (``x_mask.png`` beside its ``x_mask_mask.png``,
+    an ultrasound picture ``liver-labels.png``) is segmented. One line says how many are
+    left out and why: a mask is no picture to segment. Where no file is named as a mask,
+    every image stays."""
     from .data.mask_names import judge_orphans, pair_by_mask_names
 
     pairing = pair_by_mask_names(images)

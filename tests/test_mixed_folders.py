@@ -10,6 +10,7 @@ UDIAT 000032 and 000040 are one picture with two different real masks."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -613,3 +614,107 @@ def test_the_launcher_opens_a_picture_named_as_a_mask_as_a_picture(tmp_path, cli
         status, layers, picked = launch([path], chosen)
         assert status == 0 and picked is None
         assert [(n, kind) for n, (_, kind) in layers.items()] == [("y mask", "labels")], path
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "napari_tmunet" / "samples"
+
+
+def _one_value_png(path, value, shape=(465, 554)):
+    """A mask file all of one value (0: BUSI's empty mask of a lesion-free "normal"
+    picture, 465 x 554 as ``normal (3)_mask.png``; 255: all foreground)."""
+    from PIL import Image as Picture
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Picture.fromarray(np.full(shape, value, np.uint8)).save(path)
+    return path
+
+
+def test_a_mask_all_of_one_value_is_a_mask_by_its_name(tmp_path):
+    """Pixels all one value cannot tell an empty mask from a black picture, so a file
+    named as a mask whose picture is missing is a mask by its name
+    (``orphan_holds_mask``): all 0 (BUSI's ``normal (3)_mask.png``) and all 255 alike; a
+    real picture named as a mask is still told by its pixels, and an all-0 file of any
+    other name is no mask by its pixels (main called the constant masks pictures)."""
+    from napari_tmunet.data.images import file_looks_like_mask, holds_one_value
+    from napari_tmunet.data.mask_names import judge_orphans, orphan_holds_mask, pair_by_mask_names
+
+    empty = _one_value_png(tmp_path / "normal (3)_mask.png", 0)
+    full = _one_value_png(tmp_path / "full_mask.png", 255)
+    picture = shutil.copy(SAMPLES / "ultrasound_image.png", tmp_path / "liver-labels.png")
+    black = _one_value_png(tmp_path / "black.png", 0)
+
+    assert orphan_holds_mask(empty) and orphan_holds_mask(full)
+    assert not orphan_holds_mask(picture)
+    assert not file_looks_like_mask(black) and holds_one_value(np.zeros((4, 4), np.uint8))
+    assert not holds_one_value(np.zeros((4, 4), np.float32))
+    pairing = judge_orphans(pair_by_mask_names([empty, full, picture]))
+    assert pairing.lone_masks == [full, empty]
+    assert [item.picture for item in pairing.items] == [picture]
+
+
+def test_an_empty_mask_without_its_picture_opens_as_empty_labels(tmp_path, notifications):
+    """The TM-UNet reader opens a folder holding only BUSI's empty ``normal (3)_mask.png``
+    as the empty Labels "normal (3) mask", and a picture ``a.png`` beside a lone empty
+    ``b_mask.png`` and an all-255 ``c_mask.png`` as the image "a" with the Labels "b mask"
+    (all 0) and "c mask" (all foreground); main opened the masks as black and white
+    pictures."""
+    only, pair = tmp_path / "only", tmp_path / "pair"
+    _one_value_png(only / "normal (3)_mask.png", 0)
+    pair.mkdir()
+    shutil.copy(SAMPLES / "ultrasound_image.png", pair / "a.png")
+    _one_value_png(pair / "b_mask.png", 0)
+    _one_value_png(pair / "c_mask.png", 255)
+
+    layers = _read(only)
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [("normal (3) mask", "labels")]
+    assert layers[0][0].shape == (465, 554) and not layers[0][0].any()
+
+    layers = _read(pair)
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("a", "image"),
+        ("b mask", "labels"),
+        ("c mask", "labels"),
+    ]
+    assert not layers[1][0].any() and (layers[2][0] == 1).all()
+    assert [severity for severity, _ in notifications] == ["info", "info"]
+
+
+def test_predict_skips_empty_masks(tmp_path, capsys):
+    """``napari-tmunet-predict`` leaves a lone empty ``b_mask.png`` beside ``a.png`` out,
+    said in its line, and on a folder of BUSI's empty masks only segments none, before
+    any model is loaded (main segmented the empty masks as black pictures)."""
+    from napari_tmunet.predict_cli import EXIT_USAGE, _without_masks, main
+
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    picture = shutil.copy(SAMPLES / "ultrasound_image.png", folder / "a.png")
+    empty = _one_value_png(folder / "b_mask.png", 0)
+    assert _without_masks([picture, empty]) == [picture]
+    assert (
+        "napari-tmunet-predict: 1 file named as masks not segmented (1 mask without its "
+        "picture: e.g. b_mask.png)"
+    ) in capsys.readouterr().err
+
+    masks, out = tmp_path / "normal", tmp_path / "out"
+    for index in (3, 4):
+        _one_value_png(masks / f"normal ({index})_mask.png", 0)
+    assert main([str(masks), str(out), "--model", "ultrasound", "--device", "cpu"]) == EXIT_USAGE
+    assert (
+        f"error: no pictures to segment in {masks}: its images are all masks; give the "
+        "folder of their pictures"
+    ) in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_launcher_opens_an_empty_mask_alone_as_labels(tmp_path, launch):
+    """``napari-tmunet "normal (3)_mask.png"`` (BUSI's empty mask) and ``napari-tmunet
+    masks/normal (3).png`` open the empty Labels "normal (3) mask", as the reader opens
+    it in a folder (main opened a black picture "normal (3)_mask" to segment)."""
+    for path in (
+        _one_value_png(tmp_path / "normal (3)_mask.png", 0),
+        _one_value_png(tmp_path / "set" / "masks" / "normal (3).png", 0),
+    ):
+        status, layers, _ = launch([path])
+        assert status == 0
+        assert [(n, kind) for n, (_, kind) in layers.items()] == [("normal (3) mask", "labels")]
+        assert not layers["normal (3) mask"][0].any()

@@ -1059,17 +1059,32 @@ def _neighbour_pairs(frame: np.ndarray) -> tuple[int, int]:
 MASK_CHECK_MAX_PIXELS = 1 << 26
 
 
-def file_looks_like_mask(path: str | os.PathLike) -> bool:
+def file_looks_like_mask(path: str | os.PathLike, *, one_value_is_mask: bool = False) -> bool:
     """Whether the image file ``path`` holds a mask by :func:`looks_like_mask` (its first
-    frame); False for a file that cannot be read or holds more than
-    :data:`MASK_CHECK_MAX_PIXELS` pixels, or than the pixel budget (not decoded)."""
+    frame); with ``one_value_is_mask`` also when that frame is grey whole numbers all of
+    one value (:func:`holds_one_value`: all 0, all 255), which pixels cannot tell from a
+    plain picture: for a file whose name says mask (``data.mask_names.orphan_holds_mask``).
+    False for a file that cannot be read or holds more than :data:`MASK_CHECK_MAX_PIXELS`
+    pixels, or than the pixel budget (not decoded)."""
     from .budget import max_pixels
 
     try:
         limit = min(MASK_CHECK_MAX_PIXELS, max_pixels())
-        return looks_like_mask(read_image(path, max_pixels=limit))
+        array = read_image(path, max_pixels=limit)
+        return looks_like_mask(array) or (one_value_is_mask and holds_one_value(array))
     except ValueError:  # unreadable, too large, a bad budget: the opening reports or reads it
         return False
+
+
+def holds_one_value(array) -> bool:
+    """Whether the first frame of ``array`` (as :func:`looks_like_mask` takes it) is grey
+    whole numbers (integer or bool) all of one value: an empty mask (all 0) or one all
+    foreground (all 255), as much as a black or white picture; colour and float frames
+    are not."""
+    frame = _grey_frame(np.asarray(array))
+    if frame is None or frame.dtype.kind not in "biu" or frame.ndim != 2 or frame.size == 0:
+        return False
+    return bool((frame == frame.flat[0]).all())
 
 
 def _grey_frame(array: np.ndarray) -> np.ndarray | None:

@@ -14,8 +14,10 @@ dataset's ``masks/``, see ``datasets.py``) are named as their picture instead.
 A file named as a mask whose picture is not among the files (an orphan) is a mask only
 if it is one: a picture when another file is named as its mask (``A_mask.png`` beside
 ``A_mask_mask.png``, by name: :func:`pair_by_mask_names`), else by its pixels
-(:func:`judge_orphans`: ``images.file_looks_like_mask``): a picture named
-``liver-labels.png`` is a picture, a mask without its picture a mask alone.
+(:func:`judge_orphans`: :func:`orphan_holds_mask`): a picture named
+``liver-labels.png`` is a picture, a mask without its picture a mask alone, and so is
+one whose pixels are all one value (an empty mask: BUSI's ``normal (3)_mask.png``),
+where the pixels cannot tell and the name decides.
 
 The one rule for the TM-UNet reader (a folder of pictures and masks), and for
 ``napari-tmunet PICTURE`` (the masks found beside it). No Qt.
@@ -197,14 +199,27 @@ def pair_by_mask_names(files: Iterable[Path]) -> FolderPairing:
     return pairing
 
 
+def orphan_holds_mask(path: str | Path) -> bool:
+    """Whether the image file ``path``, named as a mask (or in a mask folder) with its
+    picture missing (an orphan), holds a mask, its file read once within the size limits
+    of ``images.file_looks_like_mask``: by its pixels (that rule, the Segment dock's
+    "looks like a mask" hint's), and when they are all one value, which pixels cannot
+    tell from a plain black or white picture, by its name: a mask. An all-0 file is an
+    empty mask (BUSI's lesion-free "normal" pictures have one), an all-255 (or all-1)
+    file a mask all foreground. The one rule for the TM-UNet reader
+    (:func:`judge_orphans`), ``napari-tmunet-predict`` and the launcher."""
+    from .images import file_looks_like_mask
+
+    return file_looks_like_mask(path, one_value_is_mask=True)
+
+
 def judge_orphans(pairing: FolderPairing) -> FolderPairing:
     """``pairing`` with its orphans (files named as masks whose picture is missing) told
-    apart by their pixels, each file read once (``images.file_looks_like_mask``, the rule
-    of the Segment dock's "looks like a mask" hint): one that holds a mask goes to
-    ``lone_masks`` (it opens alone), any other is a picture (``liver-labels.png``, an
-    ultrasound picture) among ``items``, in natural order of the names."""
+    apart, each file read once (:func:`orphan_holds_mask`: by its pixels, by its name
+    when they are all one value): one that holds a mask goes to ``lone_masks`` (it opens
+    alone: an empty mask as empty Labels), any other is a picture (``liver-labels.png``,
+    an ultrasound picture) among ``items``, in natural order of the names."""
     from .datasets import natural_key
-    from .images import file_looks_like_mask
 
     judged = FolderPairing(
         list(pairing.items),
@@ -214,7 +229,7 @@ def judge_orphans(pairing: FolderPairing) -> FolderPairing:
         pairing.named_masks,
     )
     for orphan in pairing.orphans:
-        if file_looks_like_mask(orphan):
+        if orphan_holds_mask(orphan):
             judged.lone_masks.append(orphan)
         else:
             judged.items.append(PictureMasks(orphan))
