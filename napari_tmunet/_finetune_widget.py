@@ -287,13 +287,14 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def start_model(self) -> tuple[str, str] | None:
         """``(model, label)`` that fine-tuning starts from, or None when there is none.
 
-        "Model that made the mask": the model Segment ran to make the first pair's Labels
-        layer (its metadata says) or, when a fine-tuning of that model has been made active
-        since, the active model (so a second Start goes on from the first one's result);
-        else the active model (an earlier fine-tuning, or Revert), else the shipped model
-        for the image's modality. With no pair, only a dataset Folder: the active model
-        when it is for the Folder's images (:meth:`_folder_alone`), else the shipped model
-        for them.
+        "Model that made the mask": the model Segment ran to make the first Labels layer of
+        the pairs that records one (its metadata says; :meth:`_mask_model`) or, when a
+        fine-tuning of that model has been made active since, the active model (so a
+        second Start goes on from the first one's result); else (no mask records one: hand
+        painted, from a file) the active model (an earlier fine-tuning, or Revert), else
+        the shipped model for the image's modality. With no pair, only a dataset Folder:
+        the active model when it is for the Folder's images (:meth:`_folder_alone`), else
+        the shipped model for them.
         """
         value = str(self.model.value)
         if value == CHECKPOINT_CHOICE:
@@ -342,13 +343,15 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         return self._checkpoint_label[1]
 
     def _mask_model(self) -> tuple[str, str] | None:
-        """``(model, label)`` that Segment ran to make the first pair's Labels layer, when
-        its metadata names one that is still there."""
-        labels = self.rows[0].mask.value if self.rows else None
-        meta = labels.metadata if labels is not None else {}
-        made_by = str(meta.get("model", ""))
-        if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
-            return made_by, str(meta.get("model_label") or active_model.model_label(made_by))
+        """``(model, label)`` that Segment ran to make a pair's Labels layer, the first pair
+        whose layer's metadata names one that is still there; None when none does."""
+        for row in self.rows:
+            # a first pair with a mask from a file or painted by hand records no model:
+            # the Segment output corrected in a later pair still names the one to go on from
+            meta = row.mask.value.metadata if row.mask.value is not None else {}
+            made_by = str(meta.get("model", ""))
+            if made_by and (registry.find_model(made_by) or Path(made_by).is_file()):
+                return made_by, str(meta.get("model_label") or active_model.model_label(made_by))
         return None
 
     def _show_model_state(self, _=None):

@@ -443,6 +443,56 @@ def test_a_second_start_goes_on_from_the_activated_fine_tuning(
     assert tune.active.current.model == tune.start_model()[0] == bests[0]
 
 
+def test_the_model_that_made_a_later_pairs_mask_is_the_start(make_napari_viewer, qtbot, tmp_path):
+    """Threaded path (tester finding 139): the nuclei model active (an earlier
+    fine-tuning), a first pair with a mask from a file (the nuclei sample's reference,
+    no model recorded), then the colonoscopy sample segmented by TM-UNet colonoscopy,
+    corrected and added as the second pair. "Model that made the mask" names, and Start
+    fine-tunes, the colonoscopy model that made that mask, not the active nuclei model
+    (only the fallback for masks no model made); removing that pair falls back to it."""
+    from napari_tmunet._sample_data import load_sample
+
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    tune = open_dock(viewer, "Fine-tune")
+    tune.active.set("TM-UNet nuclei", "TM-UNet nuclei", "nuclei")
+    nuclei, reference = load_sample("nuclei")
+    viewer.add_image(np.ascontiguousarray(nuclei[:128, :128]), name="nuclei", rgb=True)
+    viewer.add_labels(np.ascontiguousarray(reference[:128, :128]), name="nuclei corrected")
+    assert tune.active_label.value == "active: TM-UNet nuclei"  # the file's mask: fallback
+
+    image, _ = load_sample("colonoscopy")
+    colon = viewer.add_image(np.ascontiguousarray(image), name="colon", rgb=image.ndim == 3)
+    segment.model.value = "TM-UNet colonoscopy"
+    segment_with(qtbot, segment, colon)
+    output = segment.last_layer
+    assert output.metadata["model"] == "TM-UNet colonoscopy"
+    segment.model.value = "TM-UNet nuclei"  # the Segment dock moved on: no matter
+    output.brush_size = 30
+    output.paint((60, 60), 0, refresh=True)  # the user's correction
+    output.paint((180, 180), 1, refresh=True)
+    tune.add_pair_button.native.click()
+    assert [(r.image.value.name, r.mask.value) for r in tune.rows] == [
+        ("nuclei", viewer.layers["nuclei corrected"]),
+        ("colon", output),
+    ]
+    assert tune.model.value == "Model that made the mask"
+    assert tune.start_model() == ("TM-UNet colonoscopy", "TM-UNet colonoscopy")
+    assert tune.active_label.value == "the mask's model: TM-UNet colonoscopy"
+
+    tune.steps.value, tune.batch_size.value, tune.device.value = 1, 1, "cpu"
+    tune.run_folder.value = tmp_path / "run"
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    assert tune.error == "", tune.status.value
+    assert tune.result["start_model"] == "TM-UNet colonoscopy"
+
+    tune.active.set("TM-UNet nuclei", "TM-UNet nuclei", "nuclei")
+    tune.remove_pair(tune.rows[1])
+    assert tune.active_label.value == "active: TM-UNet nuclei"
+
+
 def test_probability_maps_are_never_offered_as_training_images(make_napari_viewer, qtbot):
     """Segment with "also add probability map", then Fine-tune's Add image / mask pair: the
     map is model output, neither pre-selected nor in the image choosers."""
