@@ -11,14 +11,13 @@ import time
 
 import numpy as np
 import pytest
-from _paths import DATASETS, dataset_subset
+from _clinic_frames import CLINIC, mask_stack, open_with_metrics
 from scipy import ndimage
 
 from napari_tmunet import _metrics_widget
 
 pytestmark = pytest.mark.gui
 
-CLINIC = DATASETS / "CVC-ClinicDB"
 needs_clinic = pytest.mark.skipif(
     not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present"
 )
@@ -37,13 +36,8 @@ def test_the_candidates_leave_out_masks_of_other_pictures(make_napari_viewer, tm
     that names no picture may pair with any; the pair note's words are those of before."""
     from napari_tmunet._metrics_widget import OTHER_PICTURE, _pair_rank, _pictures_apart
 
-    root = dataset_subset(CLINIC, tmp_path / "clinic", ("1", "101", "200"))
     viewer = make_napari_viewer()
-    viewer.open(str(root), plugin="napari-tmunet")
-    _, widget = viewer.window.add_plugin_dock_widget(
-        plugin_name="napari-tmunet", widget_name="Metrics"
-    )
-    masks = {name: viewer.layers[f"{name} mask"] for name in ("1", "101", "200")}
+    widget, masks = open_with_metrics(viewer, tmp_path)
     frame_one = np.asarray(masks["1"].data)
     corrected = ndimage.binary_erosion(frame_one, iterations=6).astype(np.uint8)
     correction = viewer.add_labels(corrected, name="1 corrected", metadata={"image": "1"})
@@ -100,18 +94,8 @@ class _HashSpy:
         return sum(size for on_gui, size in self.calls if on_gui)
 
 
-def _frames(tmp_path) -> tuple[np.ndarray, np.ndarray]:
-    """Three ClinicDB frames' masks as a stack, and each eroded, as int32 labels."""
-    from napari_tmunet.data.images import read_mask
-
-    root = dataset_subset(CLINIC, tmp_path / "clinic", ("1", "101", "200"))
-    reference = np.stack([read_mask(path)[0] for path in sorted((root / "masks").iterdir())])
-    prediction = np.stack([ndimage.binary_erosion(m, iterations=3) for m in reference])
-    return reference.astype(np.int32), prediction.astype(np.int32)
-
-
 def _dock(make_napari_viewer, tmp_path):
-    reference, prediction = _frames(tmp_path)
+    reference, prediction = mask_stack(tmp_path)
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(
         plugin_name="napari-tmunet", widget_name="Metrics"

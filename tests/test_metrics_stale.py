@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _paths import DATASETS, dataset_subset
+from _clinic_frames import CLINIC, mask_stack
 from scipy import ndimage
 
 from napari_tmunet import metrics
@@ -15,7 +15,6 @@ from napari_tmunet._sample_data import load_sample
 
 pytestmark = pytest.mark.gui
 
-CLINIC = DATASETS / "CVC-ClinicDB"
 needs_clinic = pytest.mark.skipif(
     not (CLINIC / "images").is_dir(), reason="shared CVC-ClinicDB not present"
 )
@@ -130,12 +129,7 @@ def test_refreshes_that_change_nothing_leave_the_scores_current(scored, qtbot):
 def test_a_slice_edited_in_a_stack_makes_its_scores_stale(make_napari_viewer, qtbot, tmp_path):
     """Three CVC-ClinicDB frames' masks as a stack: stepping through it leaves the scores
     current, painting on one slice marks them stale."""
-    from napari_tmunet.data.images import read_mask
-
-    root = tmp_path / "clinic"
-    dataset_subset(CLINIC, root, ("1", "101", "200"))
-    reference = np.stack([read_mask(path)[0] for path in sorted((root / "masks").iterdir())])
-    prediction = np.stack([ndimage.binary_erosion(m, iterations=3) for m in reference])
+    reference, prediction = mask_stack(tmp_path)
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(
         plugin_name="napari-tmunet", widget_name="Metrics"

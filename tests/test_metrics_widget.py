@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+from _clinic_frames import open_with_metrics
 from _paths import DATASETS, EXTRA, dataset_subset
 from _readonly import read_only_view
 from scipy import ndimage
@@ -1249,13 +1250,8 @@ def test_the_dock_pairs_no_masks_of_two_pictures_of_a_folder_by_itself(
     missing, also when selected; a pair chosen by hand across pictures is still scored,
     with its note; a correction of frame 1 ("1 corrected", metadata image "1") pairs with
     "1 mask" by default, and again when either of them is selected."""
-    root = dataset_subset(CLINIC, tmp_path / "clinic", ("1", "101", "200"))
     viewer = make_napari_viewer()
-    viewer.open(str(root), plugin="napari-tmunet")
-    _, widget = viewer.window.add_plugin_dock_widget(
-        plugin_name="napari-tmunet", widget_name="Metrics"
-    )
-    masks = {name: viewer.layers[f"{name} mask"] for name in ("1", "101", "200")}
+    widget, masks = open_with_metrics(viewer, tmp_path)
     assert {mask.metadata["image"] for mask in masks.values()} == {"1", "101", "200"}
     assert widget.prediction.value is masks["200"] is widget.reference.value  # the active
     assert _note(widget) == _only_of_its_picture(masks["200"])
