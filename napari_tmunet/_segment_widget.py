@@ -106,6 +106,8 @@ from ._widget_common import (
     scrolled_text,
     set_tooltips,
     start_worker,
+    track_run,
+    wait_for_run,
     wrap,
 )
 from .data.colour_spaces import (
@@ -125,6 +127,7 @@ MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # lines of the summary shown at once (it scrolls in its box): with the settings above it
 # they fit a 1366 x 768 dock from the Image box down (tester28)
 SUMMARY_LINES = 6
+RUN_WORDS = "a Segment run"  # what a run still going when napari closes is called
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
@@ -161,6 +164,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.worker = None  # the napari worker of the last run
         self._cancel = threading.Event()  # the last run's: set by Cancel
+        self._ended = threading.Event()  # the last run's: set as its worker's last signal goes
         self.last_layer: Labels | None = None  # the Labels layer written last
         self.last_result: SegmentOutcome | None = None  # of the last image segmented
         self.last_rederive_seconds: float | None = None
@@ -361,6 +365,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         layers.selection.events.active.connect(self._on_active_layer)
         self._watch_frames()
         on_dock_closed(self.native, self._on_closed)
+        # after _on_closed has cancelled the run: the window waits for it to end
+        self.native.destroyed.connect(lambda *_: self._on_window_closed())
 
     def _on_closed(self) -> None:
         """The dock is closed (napari's X, or its viewer closed): stop a run as Cancel does,
@@ -370,6 +376,14 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         if self.running and self.worker is not None:
             self._cancel.set()
             self.worker.quit()
+
+    def _on_window_closed(self) -> None:
+        """napari's window is closing (the dock's widget is destroyed): wait for the run
+        :meth:`_on_closed` cancelled to end (its worker's last signal), so that no Segment
+        thread outlives the window (at the interpreter's exit its worker's signals would be
+        deleted under it: a traceback)."""
+        if self.running and self.worker is not None:
+            wait_for_run(self._cancel, self._ended, RUN_WORDS)
 
     # --- choices and small state -------------------------------------------------------
 
@@ -1047,6 +1061,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._on_finished()
             return
         self._cancel = threading.Event()  # set by Cancel: stops the forward pass under way
+        self._ended = threading.Event()
+        ended = track_run(self._cancel, self._ended, RUN_WORDS)
         self.worker = start_worker(
             until_cancelled,
             segment_jobs(jobs),
@@ -1057,6 +1073,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 "aborted": self._on_aborted,
                 "finished": self._on_finished,
             },
+            direct={"finished": ended},  # closing napari waits for it
         )
 
     def _files_to_check(self, layers: list[Image]) -> set[str]:
