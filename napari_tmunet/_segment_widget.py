@@ -212,6 +212,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._named_choices: dict[str, active_model.ModelChoice] = {}  # and its full name
         # a checkpoint file chosen is read in the background: a picture is flagged at once
         self._file_check = CheckpointCheck(self._shown_model, self._say_bad_file, segments=True)
+        self.active_model = active_model.for_viewer(self.viewer)  # followed once shown
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -223,7 +224,6 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._show_model_state()
         self._show_mode_note()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
-        self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
         missing = self.active_model.take_note()  # a saved model whose file is not found
         if missing:
@@ -331,6 +331,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.model.changed.connect(self._on_model_changed)
         self.model.changed.connect(self._show_model_tips)
         self.model.changed.connect(self._prepare_shown_model)
+        # the user's pick, also of the item shown (no change): a shipped model chosen
+        self.model.native.activated.connect(self._on_model_picked)
         self.device.changed.connect(self._say_device_problem)
         self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
@@ -742,7 +744,34 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             return f"your pick for {self._modality} images, this session only"
         if entry is not None:
             registry.remember_model(self._modality, model)
+            self._replace_missing_active(entry.name)
         return f"your choice for {self._modality} images"
+
+    def _on_model_picked(self, _index=None) -> None:
+        """The user picked an item of the Model box, maybe the one shown: a shipped model
+        for the chosen image's modality replaces an active model whose file is missing
+        (:meth:`_replace_missing_active`; a changed pick does so in :meth:`_keep_choice`)."""
+        image, entry = self.image.value, registry.find_model(str(self.model.value))
+        if image is None or entry is None or self._is_channel_first(image):
+            return  # no image's kind to choose for (a channel-first TIFF: a pick for it)
+        if entry.modality == self._modality:
+            self._replace_missing_active(entry.name)
+
+    def _replace_missing_active(self, model: str) -> None:
+        """Make the shipped ``model``, chosen for the chosen image's modality, the active
+        model in place of one whose file was not found at the start (when that was for such
+        images, or for none said), as Revert would replace it: the missing one becomes the
+        previous model, kept (Revert offers it once its file is there), and the next start
+        runs the choice instead of warning again. An active model that is there stays: the
+        choice is one for those images."""
+        missing = self.active_model.missing_current
+        if missing is None or missing.modality not in ("", self._modality):
+            return
+        self.active_model.set(model, model, self._modality)
+        show_info(
+            f"{model} is now the active model for {self._modality} images; "
+            f"{missing.label} (its file is not found) is kept as the previous model."
+        )
 
     def _show_settings(self) -> None:
         """Put on the dock what a Segment click on the chosen image applies: the label

@@ -6,6 +6,7 @@ the bundled samples, tiny untrained checkpoints)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from _paths import REPO
 
+from napari_tmunet import active_model, registry, settings
 from napari_tmunet._sample_data import load_sample
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
@@ -81,6 +83,92 @@ def test_a_streamed_image_says_it_was_normalised_with_its_own_stats(
     mapping = widget.last_layer.metadata["mapping"]
     assert "normalised with the image's own mean" in mapping, mapping
     assert mapping.endswith("(streamed in bands)"), mapping
+
+
+def shipped_copy(tmp_path, name: str) -> str:
+    """A copy of the shipped nuclei checkpoint as a run's RUN/train/best.pt (a real model)."""
+    best = tmp_path / name / "train" / "best.pt"
+    best.parent.mkdir(parents=True)
+    shutil.copyfile(registry.find_model(SHIPPED).path, best)
+    return str(best)
+
+
+def add_nuclei(viewer):
+    image, _ = load_sample("nuclei")
+    return viewer.add_image(np.ascontiguousarray(image[:128, :128]), name="nuclei", rgb=True)
+
+
+def pick(combo, text: str) -> None:
+    """Choose the item ``text`` of a Model box as the user does (the item shown too: Qt
+    says ``activated`` for every pick, ``currentIndexChanged`` only for a change)."""
+    index = combo.findText(text)
+    assert index >= 0, text
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+def test_a_shipped_model_chosen_replaces_a_missing_active_model(
+    make_napari_viewer, qtbot, notices, tmp_path
+):
+    """The active fine-tuned model's run folder deleted, no previous model (Revert cannot
+    help): the start message names choosing a shipped model in Segment as a way out. Another
+    kind's model picked for a comparison changes nothing; the nuclei model picked (the item
+    shown) becomes the active model, runs, and keeps the missing one as the previous model
+    (Revert offers it once its file is back), as Revert would; the next start runs it
+    without the warning."""
+    best = shipped_copy(tmp_path, "run")
+    active_model.ActiveModel(persist=True).set(best, "tuned", "nuclei")
+    (tmp_path / "run").rename(tmp_path / "gone")
+
+    viewer = make_napari_viewer()
+    segment = open_dock(viewer, "Segment")
+    add_nuclei(viewer)
+    (said,) = [text for text in notices["warning"] if best in text]
+    assert said.endswith(
+        "To stop using it: choose a shipped model for nuclei images in Segment's Model box, "
+        "or make a new fine-tune active; each keeps this one as the previous model."
+    )
+    assert segment.model.value == SHIPPED and segment.active_model.missing_current
+    combo = segment.model.native
+    pick(combo, "TM-UNet colonoscopy")  # a comparison, this session only: not made active
+    assert segment.active_model.current is None
+    assert segment.active_model.missing_current.model == best
+    pick(combo, SHIPPED)  # back to the model shown at the start
+    pick(combo, SHIPPED)  # and picked again (no change): now it is chosen
+    holder = segment.active_model
+    assert (holder.current.model, holder.current.modality) == (SHIPPED, "nuclei")
+    assert holder.missing_current is None and holder.previous is None
+    assert holder.missing_previous.model == best
+    assert holder.missing_words() == (
+        f"tuned's file is not found: {best} (kept: Revert offers it when it is there)."
+    )
+    assert [text for text in notices["info"] if "is now the active model" in text] == [
+        f"{SHIPPED} is now the active model for nuclei images; tuned (its file is not found) "
+        "is kept as the previous model."
+    ]
+    saved = settings.saved_active_models()
+    assert (saved["current"]["model"], saved["previous"]["model"]) == (SHIPPED, best)
+    assert segment.model.value == SHIPPED
+    segment_and_wait(qtbot, segment)
+    assert segment.last_layer.metadata["model"] == SHIPPED, segment.status.value
+    viewer.close()
+
+    viewer = make_napari_viewer()  # the next start: the choice runs, nothing to warn about
+    segment = open_dock(viewer, "Segment")
+    add_nuclei(viewer)
+    assert len([text for text in notices["warning"] if best in text]) == 1
+    assert segment.model.value == SHIPPED
+    assert segment.model_reason.value.endswith("the active model for nuclei images.")
+    tune = open_dock(viewer, "Fine-tune")
+    assert not tune.revert_button.enabled
+    viewer.close()
+
+    (tmp_path / "gone").rename(tmp_path / "run")  # the folder back: Revert brings it back
+    viewer = make_napari_viewer()
+    tune = open_dock(viewer, "Fine-tune")
+    assert tune.revert_button.enabled
+    tune.revert_button.native.click()
+    assert tune.active.current.model == best
 
 
 CLOSE_NAPARI = """
