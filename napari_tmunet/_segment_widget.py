@@ -171,6 +171,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         # (image, output, probability, options, start) of a running derive
         self._derive: tuple | None = None
         self._derive_again = False  # settings moved while it ran
+        self._derive_ended = threading.Event()  # set as its worker's last signal goes
         self._rederive_after_run = False  # settings moved while Segment ran
         self.batch_size = None  # tiles per forward pass in tile mode; None: by device
         self._outputs: dict[tuple, _Output] = {}  # (image id, model) -> its output, newest last
@@ -381,11 +382,12 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
 
     def _on_window_closed(self) -> None:
         """napari's window is closing (the dock's widget is destroyed): wait for the run
-        :meth:`_on_closed` cancelled to end (its worker's last signal), so that no Segment
-        thread outlives the window (at the interpreter's exit its worker's signals would be
-        deleted under it: a traceback)."""
+        :meth:`_on_closed` cancelled, and a re-derive under way, to end (their workers' last
+        signals), so that no Segment thread outlives the window (at the interpreter's exit
+        its worker's signals would be deleted under it: a traceback, or an abort)."""
         if self.running and self.worker is not None:
             wait_for_run(self._cancel, self._ended, RUN_WORDS)
+        self.wait_for_derive()
 
     # --- choices and small state -------------------------------------------------------
 

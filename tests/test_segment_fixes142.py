@@ -185,36 +185,53 @@ segment.image.value = layer
 segment.model.value = {model!r}
 segment.mode.value, segment.device.value, segment.output.value = "resize", "cpu", "instances"
 segment.segment()
-deadline = time.monotonic() + 120
-while {labelling} and time.monotonic() < deadline:  # until the forward pass is done
-    QApplication.processEvents()
+phase = {phase!r}
+
+
+def forward_done():
     bar = segment._progress
-    if bar is not None and bar.total and bar.n >= bar.total:
+    return bar is not None and bar.total and bar.n >= bar.total
+
+
+deadline = time.monotonic() + 120
+while phase != "loading" and time.monotonic() < deadline:
+    QApplication.processEvents()
+    if (phase == "labelling" and forward_done()) or not segment.running:
         break
     time.sleep(0.005)
 worker = segment.worker
+if phase == "re-deriving":  # the run is done: a threshold moved derives its labels again
+    segment.threshold.value = 0.3
+    segment.rederive()
 print("closing while", segment.status.value, flush=True)
 viewer.close()
-print("closed; worker running:", worker.is_running, flush=True)
+ended = getattr(segment, "_derive_ended", None)  # set as the derive's worker ends
+going = segment.deriving and not (ended is not None and ended.is_set())
+print("closed; still running:", worker.is_running or going, flush=True)
 """
 
 
-@pytest.mark.parametrize("labelling", [False, True], ids=["loading", "labelling"])
-def test_closing_napari_mid_run_waits_for_it_and_prints_no_traceback(tmp_path, labelling):
-    """A script starts a run in the Segment dock (instances of a 3072 x 3072 image) and
-    closes napari while the model loads, or once the forward pass is done (the instance
-    labelling of the whole image takes seconds): the close cancels the run and waits for
-    its worker to end (no thread left running for a deleted viewer), and the script ends
-    without a word about a deleted worker (superqt's 'GeneratorWorkerSignals has been
-    deleted', the worker outliving the window, as the Fine-tune dock's did)."""
+@pytest.mark.parametrize("phase", ["loading", "labelling", "re-deriving"])
+def test_closing_napari_mid_run_waits_for_it_and_prints_no_traceback(tmp_path, phase):
+    """A script segments a 3072 x 3072 image in the Segment dock (instances) and closes
+    napari while the model loads, once the forward pass is done (the instance labelling of
+    the whole image takes seconds), or while a threshold moved derives the labels again:
+    the close cancels the run and waits for its worker (or the derive's) to end, so no
+    thread is left running for a deleted viewer, and the script ends without a word about
+    a deleted worker (superqt's 'WorkerBaseSignals has been deleted', a worker outliving
+    the window, as the Fine-tune dock's did; after a derive, an abort)."""
     script = tmp_path / "close_napari.py"
-    script.write_text(CLOSE_NAPARI.format(model=SHIPPED, labelling=labelling))
+    script.write_text(CLOSE_NAPARI.format(model=SHIPPED, phase=phase))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=400
     )
     assert done.returncode == 0, done.stderr
-    phase = "segmenting big nuclei" if labelling else f"loading {SHIPPED}..."
-    assert f"closing while {phase}" in done.stdout, done.stdout + done.stderr
-    assert "closed; worker running: False" in done.stdout, done.stdout
+    status = {
+        "loading": f"loading {SHIPPED}...",
+        "labelling": "segmenting big nuclei",
+        "re-deriving": "big nuclei: updating the labels...",
+    }[phase]
+    assert f"closing while {status}" in done.stdout, done.stdout + done.stderr
+    assert "closed; still running: False" in done.stdout, done.stdout
     assert "Traceback" not in done.stderr and "has been deleted" not in done.stderr, done.stderr
