@@ -10,7 +10,6 @@ checkpoint; Resume continues a stopped run.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import sys
 import threading
@@ -54,6 +53,8 @@ from ._widget_common import (
     set_tooltips,
     show_path_end,
     start_worker,
+    track_run,
+    wait_for_run,
     wrap,
 )
 from .storage import NotWritableError
@@ -728,7 +729,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._window_closed = True
         if self.running:
             self._stop_event.set()
-            _wait_for_run(self._stop_event, self._ended)
+            wait_for_run(self._stop_event, self._ended, RUN_WORDS)
 
     def _offer_closed_run(self, *_) -> None:
         """Show the run that the closed dock of this viewer left (:meth:`_on_closed`) in
@@ -781,8 +782,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._update_buttons()
         self.status.value = "starting..."
         self._show_run_controls()
-        run = (self._stop_event, self._ended)
-        _RUNS.add(run)
+        ended = track_run(self._stop_event, self._ended, RUN_WORDS)
         self.worker = start_worker(
             run_finetune,
             job,
@@ -793,7 +793,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 "errored": self._on_error,
                 "finished": self._on_finished,
             },
-            direct={"finished": lambda: _ended(run)},  # closing napari waits for it
+            direct={"finished": ended},  # closing napari waits for it
         )
 
     def _show_run_controls(self) -> None:
@@ -1051,13 +1051,9 @@ def _tab_beside(dock, own) -> None:
         window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
 
 
-# Closing napari waits this long for a run to stop (it finishes its step, scores and saves
-# last.pt) before the window goes; a thread still running as Python ends prints a traceback
-STOP_WAIT_S = 300.0
+RUN_WORDS = "a fine-tuning run"  # what a run still going when napari closes is called
 # the dock of each viewer closed (its X) while a run went on: a reopened dock offers that run
 _CLOSED_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# (stop, ended) events of the runs under way, for the interpreter's exit
-_RUNS: set[tuple[threading.Event, threading.Event]] = set()
 
 
 def _closed_run_text(closed: FinetuneWidget, menu: bool = False) -> str:
@@ -1084,29 +1080,6 @@ def _stopping_in(viewer, folder) -> bool:
     if closed is None or not closed.running:
         return False
     return Path(closed.run_folder.value).expanduser() == Path(folder).expanduser()
-
-
-def _wait_for_run(stop: threading.Event, ended: threading.Event) -> None:
-    """Stop a run and wait (up to :data:`STOP_WAIT_S`) for its worker's last signal."""
-    stop.set()
-    if not ended.wait(STOP_WAIT_S):
-        print(
-            f"napari-tmunet: a fine-tuning run went on after {STOP_WAIT_S:.0f} s", file=sys.stderr
-        )
-
-
-def _ended(run: tuple[threading.Event, threading.Event]) -> None:
-    """In the training thread, as the worker's last signal goes: the run has ended."""
-    run[1].set()
-    _RUNS.discard(run)
-
-
-@atexit.register
-def _wait_for_runs() -> None:
-    """At the interpreter's exit, stop the runs still going (a dock closed by its X, then
-    napari) and wait for them: Python must not delete their workers' signals under them."""
-    for stop, ended in list(_RUNS):
-        _wait_for_run(stop, ended)
 
 
 def _emit(relay: _Relay, name: str, *args) -> None:

@@ -387,6 +387,7 @@ def _segment_one(
     """Segment one image with ``checkpoint``: :func:`segment_jobs`' messages for job ``index``."""
     # torch and the model code load here, on the worker thread, not at plugin import.
     from .batch import segment_each
+    from .cancel import stop_if_cancelled
 
     chosen: list[tuple[str, LabelOptions, float]] = []  # mode, labels, start
 
@@ -408,6 +409,7 @@ def _segment_one(
         if kind != "result":
             yield (kind, index, *rest)
             continue
+        stop_if_cancelled()  # e.g. napari closed: the labelling below takes seconds
         result = rest[0]
         mode, label_options, began = chosen[-1]
         if result.probability is None:  # over the pixel budget, segmented in bands

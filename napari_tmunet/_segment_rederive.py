@@ -13,6 +13,7 @@ while Segment runs once the run's result is in (the run used the settings of its
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 
@@ -21,10 +22,11 @@ from napari.utils.notifications import show_error
 
 from ._segment_jobs import label_options
 from ._segment_outputs import _model_id, _Output, banded_note, label_metadata, outline_width
-from ._widget_common import error_text, plural, start_worker
+from ._widget_common import error_text, plural, start_worker, track_run, wait_for_run
 from .postprocess import LabelOptions, count_objects, derive_labels, gated_out
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"  # 1: segment and derive on the calling thread (scripts)
+DERIVE_WORDS = "a re-derive of Segment's labels"  # one still going when napari closes
 
 
 def runs_inline() -> bool:
@@ -82,13 +84,23 @@ class Rederive:
             self._put_derived(_derive_shown(output.probability, options))
             return options
         self.status.value = f"{image.name}: updating the labels..."
+        # not stoppable part way: closing napari waits for it (wait_for_derive)
+        self._derive_ended = threading.Event()
+        ended = track_run(threading.Event(), self._derive_ended, DERIVE_WORDS)
         start_worker(
             _derive_shown,
             output.probability,
             options,
             connect={"returned": self._put_derived, "errored": self._on_derive_error},
+            direct={"finished": ended},
         )
         return options
+
+    def wait_for_derive(self) -> None:
+        """Wait for the derive under way to end (napari's window is closing: its worker
+        must not outlive the window, or Python ends under it: a traceback, an abort)."""
+        if self._derive is not None and not runs_inline():
+            wait_for_run(threading.Event(), self._derive_ended, DERIVE_WORDS)
 
     def _rederive_if_moved(self) -> None:
         """After a Segment run: derive each of its results again whose label settings moved

@@ -106,6 +106,8 @@ from ._widget_common import (
     scrolled_text,
     set_tooltips,
     start_worker,
+    track_run,
+    wait_for_run,
     wrap,
 )
 from .data.colour_spaces import (
@@ -125,6 +127,7 @@ MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # lines of the summary shown at once (it scrolls in its box): with the settings above it
 # they fit a 1366 x 768 dock from the Image box down (tester28)
 SUMMARY_LINES = 6
+RUN_WORDS = "a Segment run"  # what a run still going when napari closes is called
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
 ALPHA_IGNORED = "alpha channel ignored: transparent parts were segmented too"
@@ -161,12 +164,14 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.worker = None  # the napari worker of the last run
         self._cancel = threading.Event()  # the last run's: set by Cancel
+        self._ended = threading.Event()  # the last run's: set as its worker's last signal goes
         self.last_layer: Labels | None = None  # the Labels layer written last
         self.last_result: SegmentOutcome | None = None  # of the last image segmented
         self.last_rederive_seconds: float | None = None
         # (image, output, probability, options, start) of a running derive
         self._derive: tuple | None = None
         self._derive_again = False  # settings moved while it ran
+        self._derive_ended = threading.Event()  # set as its worker's last signal goes
         self._rederive_after_run = False  # settings moved while Segment ran
         self.batch_size = None  # tiles per forward pass in tile mode; None: by device
         self._outputs: dict[tuple, _Output] = {}  # (image id, model) -> its output, newest last
@@ -208,6 +213,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._named_choices: dict[str, active_model.ModelChoice] = {}  # and its full name
         # a checkpoint file chosen is read in the background: a picture is flagged at once
         self._file_check = CheckpointCheck(self._shown_model, self._say_bad_file, segments=True)
+        self.active_model = active_model.for_viewer(self.viewer)  # followed once shown
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -219,7 +225,6 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._show_model_state()
         self._show_mode_note()
         # the viewer's active model: set by Fine-tune (and Revert), used for its modality
-        self.active_model = active_model.for_viewer(self.viewer)
         self.active_model.subscribe(self.use_model)
         missing = self.active_model.take_note()  # a saved model whose file is not found
         if missing:
@@ -327,6 +332,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self.model.changed.connect(self._on_model_changed)
         self.model.changed.connect(self._show_model_tips)
         self.model.changed.connect(self._prepare_shown_model)
+        # the user's pick, also of the item shown (no change): a shipped model chosen
+        self.model.native.activated.connect(self._on_model_picked)
         self.device.changed.connect(self._say_device_problem)
         self.device.changed.connect(self._prepare_shown_model)
         self.checkpoint.changed.connect(self._on_model_changed)
@@ -361,6 +368,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         layers.selection.events.active.connect(self._on_active_layer)
         self._watch_frames()
         on_dock_closed(self.native, self._on_closed)
+        # after _on_closed has cancelled the run: the window waits for it to end
+        self.native.destroyed.connect(lambda *_: self._on_window_closed())
 
     def _on_closed(self) -> None:
         """The dock is closed (napari's X, or its viewer closed): stop a run as Cancel does,
@@ -370,6 +379,15 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         if self.running and self.worker is not None:
             self._cancel.set()
             self.worker.quit()
+
+    def _on_window_closed(self) -> None:
+        """napari's window is closing (the dock's widget is destroyed): wait for the run
+        :meth:`_on_closed` cancelled, and a re-derive under way, to end (their workers' last
+        signals), so that no Segment thread outlives the window (at the interpreter's exit
+        its worker's signals would be deleted under it: a traceback, or an abort)."""
+        if self.running and self.worker is not None:
+            wait_for_run(self._cancel, self._ended, RUN_WORDS)
+        self.wait_for_derive()
 
     # --- choices and small state -------------------------------------------------------
 
@@ -728,7 +746,34 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             return f"your pick for {self._modality} images, this session only"
         if entry is not None:
             registry.remember_model(self._modality, model)
+            self._replace_missing_active(entry.name)
         return f"your choice for {self._modality} images"
+
+    def _on_model_picked(self, _index=None) -> None:
+        """The user picked an item of the Model box, maybe the one shown: a shipped model
+        for the chosen image's modality replaces an active model whose file is missing
+        (:meth:`_replace_missing_active`; a changed pick does so in :meth:`_keep_choice`)."""
+        image, entry = self.image.value, registry.find_model(str(self.model.value))
+        if image is None or entry is None or self._is_channel_first(image):
+            return  # no image's kind to choose for (a channel-first TIFF: a pick for it)
+        if entry.modality == self._modality:
+            self._replace_missing_active(entry.name)
+
+    def _replace_missing_active(self, model: str) -> None:
+        """Make the shipped ``model``, chosen for the chosen image's modality, the active
+        model in place of one whose file was not found at the start (when that was for such
+        images, or for none said), as Revert would replace it: the missing one becomes the
+        previous model, kept (Revert offers it once its file is there), and the next start
+        runs the choice instead of warning again. An active model that is there stays: the
+        choice is one for those images."""
+        missing = self.active_model.missing_current
+        if missing is None or missing.modality not in ("", self._modality):
+            return
+        self.active_model.set(model, model, self._modality)
+        show_info(
+            f"{model} is now the active model for {self._modality} images; "
+            f"{missing.label} (its file is not found) is kept as the previous model."
+        )
 
     def _show_settings(self) -> None:
         """Put on the dock what a Segment click on the chosen image applies: the label
@@ -1047,6 +1092,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._on_finished()
             return
         self._cancel = threading.Event()  # set by Cancel: stops the forward pass under way
+        self._ended = threading.Event()
+        ended = track_run(self._cancel, self._ended, RUN_WORDS)
         self.worker = start_worker(
             until_cancelled,
             segment_jobs(jobs),
@@ -1057,6 +1104,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 "aborted": self._on_aborted,
                 "finished": self._on_finished,
             },
+            direct={"finished": ended},  # closing napari waits for it
         )
 
     def _files_to_check(self, layers: list[Image]) -> set[str]:

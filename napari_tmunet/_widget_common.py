@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import inspect
 import math
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,6 +19,13 @@ from typing import Any
 DOCK_MAX_MIN_WIDTH = 400
 DOCK_MAX_MIN_HEIGHT = 250
 PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on Segment's probability maps
+# Closing napari waits this long for a dock's run to stop (a fine-tuning run finishes its
+# step, scores and saves last.pt; a Segment run its layer of the forward pass, or the
+# labelling under way) before the window goes: a worker still running as Python ends
+# prints a traceback (its signals are deleted under it)
+STOP_WAIT_S = 300.0
+# (stop, ended, what) of the docks' runs under way, for the interpreter's exit
+_RUNS: set[tuple[threading.Event, threading.Event, str]] = set()
 
 
 class WorkerRuntimeError(Exception):
@@ -78,6 +88,37 @@ def start_worker(
         getattr(worker, name).connect(handler, Qt.ConnectionType.DirectConnection)
     worker.start()
     return worker
+
+
+def track_run(stop: threading.Event, ended: threading.Event, what: str) -> Callable[[], None]:
+    """Keep a run (``stop``: the event that stops it; ``ended``: set as its worker's last
+    signal goes; ``what``: "a fine-tuning run") for :func:`wait_for_run` and the
+    interpreter's exit; returns the handler to connect to its worker's ``finished`` in the
+    worker's thread (``start_worker``'s ``direct``), which sets ``ended``."""
+    run = (stop, ended, what)
+    _RUNS.add(run)
+
+    def end() -> None:
+        ended.set()
+        _RUNS.discard(run)
+
+    return end
+
+
+def wait_for_run(stop: threading.Event, ended: threading.Event, what: str) -> None:
+    """Stop a run and wait (up to :data:`STOP_WAIT_S`) for its worker's last signal (napari's
+    window is closing: no worker may outlive it)."""
+    stop.set()
+    if not ended.wait(STOP_WAIT_S):
+        print(f"napari-tmunet: {what} went on after {STOP_WAIT_S:.0f} s", file=sys.stderr)
+
+
+@atexit.register
+def _wait_for_runs() -> None:
+    """At the interpreter's exit, stop the runs still going (a dock closed by its X, then
+    napari) and wait for them: Python must not delete their workers' signals under them."""
+    for run in list(_RUNS):
+        wait_for_run(*run)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ in the settings file but not used by that holder: Segment runs the shipped model
 session, :attr:`ActiveModel.note` says so (for the active model: the previous one is not in
 use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts; the model comes
 back in a session that finds the file. Revert (to the previous model, when its file is
-there) or making another model active replaces it, keeping it as the previous model. Widgets
+there) or making another model active (a fine-tune, or a shipped model chosen for its
+images in Segment) replaces it, keeping it as the previous model. Widgets
 subscribe with a callback taking the new :class:`ModelChoice`; bound methods are held
 weakly, so a closed widget is dropped without unsubscribing. Callbacks run on the thread
 that called :meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in
@@ -147,12 +148,7 @@ class ActiveModel:
         words = []
         if current is not None:
             words.append(f"{_not_found(current)}; the shipped model runs meanwhile.")
-            words.append(
-                f"Revert makes {previous.label} active, keeping {current.label} as the "
-                "previous model."
-                if previous is not None
-                else "A new fine-tune made active replaces it (it is kept as the previous model)."
-            )
+            words.append(_ways_out(current, previous, current.label))
         if lost is not None:
             words.append(f"{_not_found(lost)} (kept: Revert offers it when it is there).")
         return " ".join(words)
@@ -264,17 +260,26 @@ def _choice_from(saved) -> ModelChoice | None:
 
 def _missing_words(choice: ModelChoice, previous: ModelChoice | None) -> str:
     """The message at a start: the model made active, ``choice``, is not found, what is
-    used instead in this session, that it is kept, and how to stop using it (Revert to
-    ``previous``, a saved previous model that is there; without one, a new fine-tune)."""
-    way_out = (
-        f"Revert makes {previous.label} active instead, keeping this one as the previous model."
-        if previous is not None
-        else "A new fine-tune made active replaces it, keeping this one as the previous model."
-    )
+    used instead in this session, that it is kept, and how to stop using it
+    (:func:`_ways_out`)."""
     return (
         f"The model you made active, {choice.label}, is not found ({choice.model}): "
         "Segment uses the shipped model in this session; it is kept, and comes back "
-        f"at a start that finds the file (a run folder moved back, a drive mounted). {way_out}"
+        "at a start that finds the file (a run folder moved back, a drive mounted). "
+        + _ways_out(choice, previous, "this one")
+    )
+
+
+def _ways_out(choice: ModelChoice, previous: ModelChoice | None, name: str) -> str:
+    """How to stop using the active model ``choice`` whose file is not found (called
+    ``name``): Revert to ``previous`` (a saved previous model that is there), a shipped
+    model chosen for its images in Segment's Model box, or a new fine-tune made active;
+    each makes another model active and keeps ``choice`` as the previous one."""
+    revert = f"Revert (makes {previous.label} active), " if previous is not None else ""
+    images = f"for {choice.modality} images " if choice.modality else ""
+    return (
+        f"To stop using it: {revert}choose a shipped model {images}in Segment's Model box, "
+        f"or make a new fine-tune active; each keeps {name} as the previous model."
     )
 
 

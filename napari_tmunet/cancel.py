@@ -47,6 +47,14 @@ def stop_when(event: threading.Event | None) -> Iterator[None]:
         _events.pop(thread, None)
 
 
+def stop_if_cancelled() -> None:
+    """Raise :class:`Cancelled` if this thread's run was cancelled: between steps that no
+    forward pass checks (e.g. the labelling of a large image after it, seconds long)."""
+    event = _events.get(threading.get_ident())
+    if event is not None and event.is_set():
+        raise Cancelled("cancelled")
+
+
 def _check(module: torch.nn.Module, args) -> None:
     """Forward pre-hook: raise :class:`Cancelled` if this thread's run was cancelled
     (never while a CUDA graph is being captured: that would leave the capture open)."""

@@ -346,6 +346,9 @@ class FrameInput:
         input_config: the model's input size and normalisation.
         value_range: intensity range mapped to [0, 1] instead of the frame's own (for a
             band of a larger image).
+        own_stats: (mean, std) per channel of the whole image a band comes from, used
+            instead of the band's own when ``input_config.per_image_norm`` is set (every
+            band of an image normalised alike).
 
     Raises:
         ValueError: a float frame without a single finite value (all NaN/Inf).
@@ -357,6 +360,7 @@ class FrameInput:
         channels: int,
         input_config: InputConfig,
         value_range: tuple[float, float] | None = None,
+        own_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ):
         frame = np.asarray(frame)
         self.channels = channels
@@ -381,8 +385,8 @@ class FrameInput:
         self._crop_range = (0.0, float(np.iinfo(frame.dtype).max)) if nominal else None
         self._tensors: dict[tuple, Any] = {}  # device copies (windows)
         self.mapping += f"; {self._channel_rule(frame)}; normalised with "
-        if input_config.per_image_norm:
-            self.mean, self.std = self._own_stats()
+        if input_config.per_image_norm:  # one wording for a whole frame and a band
+            self.mean, self.std = own_stats or self._own_stats()
             self.mapping += "the image's own "
         normalize(np.zeros((channels, 1, 1), np.float32), self.mean, self.std)  # checks them
         self.mapping += f"mean {_fmt(self.mean)}, std {_fmt(self.std)}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -63,7 +62,8 @@ def segment_bands(
         )
     channels = checkpoint.model_config.in_channels
     value_range = _sampled_range(image)
-    config = _whole_image_norm(checkpoint.input_config, image, channels, value_range)
+    config = checkpoint.input_config
+    stats = _whole_image_stats(config, image, channels, value_range)
     model, dev, amp = prepared_model(checkpoint, device, precision)
     th, tw = min(config.size[0], H), min(config.size[1], W)
     ys = tile_starts(H, config.size[0], tile_overlap)
@@ -79,7 +79,8 @@ def segment_bands(
     probability = window_probability(model, amp)  # (n, C, h, w) -> (n, 1, h, w)
 
     def read(i: int) -> FrameInput:
-        return FrameInput(np.asarray(image[ys[i] : ys[i] + th]), channels, config, value_range)
+        band = np.asarray(image[ys[i] : ys[i] + th])
+        return FrameInput(band, channels, config, value_range, own_stats=stats)
 
     pending: _Rows | None = None  # finished rows on their way to the host
     yield 0, total
@@ -163,15 +164,16 @@ class _Rows:
         labels[self.y : self.y + self.mask.shape[0]] = self.mask.numpy()
 
 
-def _whole_image_norm(
+def _whole_image_stats(
     config: InputConfig, image, channels: int, value_range: tuple[float, float] | None
-) -> InputConfig:
-    """``config``, its ``per_image_norm`` resolved to the whole image's own mean and std
-    (from 64 rows spread over it), so that every band is normalised alike."""
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The whole image's own mean and std per channel (from 64 rows spread over it) for a
+    ``per_image_norm`` model, so that every band is normalised alike; None for a model of
+    fixed normalisation."""
     if not config.per_image_norm:
-        return config
+        return None
     sample = FrameInput(sample_rows(image), channels, config, value_range)
-    return replace(config, mean=sample.mean, std=sample.std, per_image_norm=False)
+    return sample.mean, sample.std
 
 
 def _sampled_range(image) -> tuple[float, float] | None:

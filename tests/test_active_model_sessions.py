@@ -134,8 +134,9 @@ def test_a_model_whose_run_folder_is_missing_at_a_start_is_kept_for_later(
         f"The model you made active, {first['name']}, is not found "
         f"({first['best_checkpoint']}): Segment uses the shipped model in this session; it "
         "is kept, and comes back at a start that finds the file (a run folder moved back, "
-        f"a drive mounted). Revert makes {second['name']} active instead, keeping this one "
-        "as the previous model."
+        f"a drive mounted). To stop using it: Revert (makes {second['name']} active), choose "
+        "a shipped model for nuclei images in Segment's Model box, or make a new fine-tune "
+        "active; each keeps this one as the previous model."
     ]
     assert segment.model.value == SHIPPED
     assert not any(first["name"][-8:-3] in text for text in box_texts(segment))
@@ -145,8 +146,10 @@ def test_a_model_whose_run_folder_is_missing_at_a_start_is_kept_for_later(
     assert tune.revert_button.enabled
     assert tune.revert_button.tooltip.endswith(
         f"Previous model: {second['name']}. {first['name']}'s file is not found: "
-        f"{first['best_checkpoint']}; the shipped model runs meanwhile. Revert makes "
-        f"{second['name']} active, keeping {first['name']} as the previous model."
+        f"{first['best_checkpoint']}; the shipped model runs meanwhile. To stop using it: "
+        f"Revert (makes {second['name']} active), choose a shipped model for nuclei images "
+        "in Segment's Model box, or make a new fine-tune active; each keeps "
+        f"{first['name']} as the previous model."
     )
     viewer.close()
     assert settings.read_settings()["active_model"] == saved  # the choice is not erased
@@ -247,12 +250,14 @@ def test_a_missing_active_model_with_no_previous_names_a_new_fine_tune(tmp_path)
     (tmp_path / "run").rename(tmp_path / "gone")
     holder = active_model.ActiveModel(persist=True)
     assert holder.take_note().endswith(
-        "A new fine-tune made active replaces it, keeping this one as the previous model."
+        "To stop using it: choose a shipped model for nuclei images in Segment's Model box, "
+        "or make a new fine-tune active; each keeps this one as the previous model."
     )
     assert holder.previous is None and holder.revert() is None
     assert holder.missing_words() == (
-        f"mine's file is not found: {best}; the shipped model runs meanwhile. A new "
-        "fine-tune made active replaces it (it is kept as the previous model)."
+        f"mine's file is not found: {best}; the shipped model runs meanwhile. To stop using "
+        "it: choose a shipped model for nuclei images in Segment's Model box, or make a new "
+        "fine-tune active; each keeps mine as the previous model."
     )
     holder.set(SHIPPED, SHIPPED, "nuclei")
     assert settings.saved_active_models()["previous"]["model"] == best
@@ -287,8 +292,9 @@ def test_revert_is_the_way_out_of_an_active_model_deleted_for_good(
     assert notices["warning"] == [
         f"The model you made active, tuned b, is not found ({second}): Segment uses the "
         "shipped model in this session; it is kept, and comes back at a start that finds the "
-        "file (a run folder moved back, a drive mounted). Revert makes tuned a active "
-        "instead, keeping this one as the previous model."
+        "file (a run folder moved back, a drive mounted). To stop using it: Revert (makes "
+        "tuned a active), choose a shipped model for nuclei images in Segment's Model box, "
+        "or make a new fine-tune active; each keeps this one as the previous model."
     ]
     assert segment.model.value == SHIPPED
     tune = open_dock(viewer, "Fine-tune")

@@ -13,7 +13,7 @@ from skimage.io import imread
 from napari_tmunet.checkpoint import load_checkpoint
 from napari_tmunet.config import InputConfig
 from napari_tmunet.inference import FrameInput
-from napari_tmunet.streaming import _whole_image_norm
+from napari_tmunet.streaming import _whole_image_stats
 from napari_tmunet.training.batches import Augment, TrainingImages
 from trainer import cli
 
@@ -96,12 +96,15 @@ def test_large_image_bands_share_the_whole_image_stats():
     image, _ = _frame()
     tall = np.concatenate([image, _dimmer(image)])  # (2H, W, 3): a bright and a dim half
     own = InputConfig(size=(64, 64), per_image_norm=True)
-    resolved = _whole_image_norm(own, tall, 3, None)
+    mean, std = _whole_image_stats(own, tall, 3, None)
     whole = FrameInput(tall, 3, own)
-    assert resolved.per_image_norm is False
-    assert np.allclose(resolved.mean, whole.mean, atol=0.02)
-    assert np.allclose(resolved.std, whole.std, atol=0.02)
-    assert _whole_image_norm(InputConfig(), tall, 3, None) == InputConfig()
+    assert np.allclose(mean, whole.mean, atol=0.02)
+    assert np.allclose(std, whole.std, atol=0.02)
+    assert _whole_image_stats(InputConfig(), tall, 3, None) is None
+    # a band (the dim half) takes them, and says so as a whole frame does
+    band = FrameInput(tall[len(image) :], 3, own, own_stats=(mean, std))
+    assert (band.mean, band.std) == (mean, std)
+    assert "normalised with the image's own mean" in band.mapping
 
 
 @pytest.mark.skipif(not CLINIC.is_dir(), reason=f"no CVC-ClinicDB at {CLINIC}")
