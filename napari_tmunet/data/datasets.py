@@ -304,7 +304,7 @@ def _scan_side_by_side(
     of one base name; and a picture with masks of several families (``NAME_mask.png``
     and the writer's ``NAME mask.tif``, a saved correction; ``NAME_gt.png``), which are
     never merged: which one trains is the user's choice, not guessed."""
-    from .mask_names import mask_families, mask_name_parts
+    from .mask_names import MaskFamily, mask_families, mask_name_parts
 
     report = PairingReport(root, side_by_side=True)
     by_name: dict[str, list] = {}
@@ -321,8 +321,9 @@ def _scan_side_by_side(
             report.skipped.append((str(root / name), f"several files with one base name: {listed}"))
         elif not items[0].masks:
             report.skipped.append((str(items[0].picture), _no_mask_beside(name, root)))
-        else:
-            families = mask_families(items[0].masks)
+        else:  # one file is one family (no file read to tell)
+            masks = items[0].masks
+            families = mask_families(masks) if len(masks) > 1 else [MaskFamily(masks)]
             if len(families) > 1:
                 report.skipped.append((str(items[0].picture), _several_families(families, root)))
             else:
