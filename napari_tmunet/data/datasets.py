@@ -83,6 +83,7 @@ def _skip_text(parts: tuple[str, str, str], option: str | None) -> str:
     return f"{problems}\n{fix}" + (f", or {skip} ({option})" if option else "")
 
 
+LAYOUT_FOLDERS = ("images", "masks")  # a dataset folder's subfolders, in the first layout
 # The two layouts of a dataset folder, as messages name them (one source for the words).
 LAYOUTS = (
     "ROOT/images/<name>.<ext> and ROOT/masks/<name>.<ext>, or pictures with their masks "
@@ -231,7 +232,7 @@ def scan_pairs(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
-    missing = [sub for sub in ("images", "masks") if not (root / sub).is_dir()]
+    missing = [sub for sub in LAYOUT_FOLDERS if not (root / sub).is_dir()]
     if missing:
         pairing = _beside_pairing(root)
         if pairing is None or not pairing.paired:
@@ -241,7 +242,7 @@ def scan_pairs(
                 f"expected {LAYOUTS}" + _layout_hint(root, pairing)
             )
         return _scan_side_by_side(root, pairing, check_sizes, max_sized)
-    folders = {sub: root / sub for sub in ("images", "masks")}
+    folders = {sub: root / sub for sub in LAYOUT_FOLDERS}
     report = PairingReport(root)
     match = match_by_name(_image_files(folders["images"]), _image_files(folders["masks"]))
     complete = sum(1 for _, image, mask in match.rows if image is not None and mask is not None)
@@ -653,14 +654,14 @@ def _layout_hint(root: Path, pairing) -> str:
     no picture with a mask beside it; None when it cannot be listed): what it holds that
     is near one, or its subfolders that hold pictures with masks beside them (BUSI's
     ``benign/``, ``malignant/``, ``normal/``); else ""."""
+    top = root.resolve().parent
+    if root.name in ("images", "masks") and all((top / sub).is_dir() for sub in LAYOUT_FOLDERS):
+        return f"; give the dataset folder that holds it, {top}"
     if pairing is not None and pairing.orphans:
         return (
             f"; its files named as masks (e.g. {pairing.orphans[0].name}) have no picture of "
             "their name beside them"
         )
-    top = root.resolve().parent
-    if root.name == "images" and (top / "masks").is_dir():
-        return f"; give the dataset folder that holds it, {top}"
     if pairing is not None and pairing.items:
         picture = pairing.items[0].picture
         return (
