@@ -38,6 +38,9 @@ def combine(out: str | os.PathLike, sources: dict[str, str | os.PathLike], copy=
     count = 0
     for prefix, root in sources.items():
         for pair in find_pairs(root):
+            if pair.extra_masks:  # files are linked as they are: a union has no file
+                files = ", ".join(path.name for path in pair.mask_paths)
+                raise SystemExit(f"{pair.image_path} has several mask files ({files}): merge them")
             name = combined_name(prefix, pair.name)
             for sub, source in (("images", pair.image_path), ("masks", pair.mask_path)):
                 target = out / sub / (name + source.suffix)

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_tmunet.data.cache import load_cache
-from napari_tmunet.data.datasets import find_pairs, load_split, split_from_lists
-from napari_tmunet.data.images import read_image, read_mask
+from napari_tmunet.data.datasets import find_pairs, load_split, read_pair_mask, split_from_lists
+from napari_tmunet.data.images import read_image
 from napari_tmunet.inference import predict_probability
 from napari_tmunet.metrics import dice_score, instance_scores, iou_score
 from napari_tmunet.postprocess import drop_unsure, split_instances
@@ -72,7 +72,7 @@ def samples(
         if instances:
             yield name, image, _instance_labels(pairs[name].mask_path)
         else:
-            yield name, image, read_mask(pairs[name].mask_path)[0]
+            yield name, image, read_pair_mask(pairs[name])[0]
 
 
 def _instance_labels(path) -> np.ndarray:

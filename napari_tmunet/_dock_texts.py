@@ -92,7 +92,8 @@ SEGMENT_TIPS = {
 
 FINETUNE_TIPS = {
     "add_pair_button": "Add another image and its corrected mask.",
-    "dataset_folder": "Optional: a folder with images/ and masks/ to add.",
+    "dataset_folder": "Optional: a dataset folder to add: images/ and masks/, or pictures "
+    "with their masks beside them (NAME_mask.png).",
     "model": "The model to start from; by default the one that made the mask (with only "
     "a Folder: the shipped model for its images).",
     "checkpoint": "A checkpoint file to start from.",

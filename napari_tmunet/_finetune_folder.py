@@ -22,7 +22,7 @@ FOLDER_SIZES_CHECKED = 1000
 
 class FolderRead:
     """(modality, problems) of the dock's dataset Folder (:func:`read_folder`), read in a
-    worker thread (a :class:`LatestRead` keyed by the folder and when its images/ and
+    worker thread (a :class:`LatestRead` keyed by the folder and when it, its images/ and
     masks/ last changed) and kept while those are unchanged.
 
     The latest read wins: one started later drops a read still running, whose result is
@@ -76,8 +76,11 @@ def _read_key(key: tuple) -> tuple[str, str]:
 
 
 def _folder_key(folder: str) -> tuple:
-    """``folder`` and when its images/ and masks/ last changed: a new key, a new read."""
-    return (folder, *(_changed_at(Path(folder) / sub) for sub in ("images", "masks")))
+    """``folder`` and when it, its images/ and its masks/ last changed (a folder of
+    pictures with their masks beside them has no images/ or masks/): a new key, a new
+    read."""
+    root = Path(folder)
+    return (folder, *(_changed_at(path) for path in (root, root / "images", root / "masks")))
 
 
 def _changed_at(path: Path) -> int | None:
@@ -95,9 +98,11 @@ def _failed(folder: str, err: BaseException) -> tuple[str, str]:
 
 
 def read_folder(folder: str) -> tuple[str, str]:
-    """(modality, problems) of dataset folder ``folder``: :func:`registry.guess_folder_modality`
-    of a few of its images, and :func:`folder_problems`: images without masks, one name
-    twice, and (a folder of at most :data:`FOLDER_SIZES_CHECKED` pairs) images and masks of
+    """(modality, problems) of dataset folder ``folder`` (``images/`` + ``masks/``, or
+    pictures with their masks beside them: ``data.datasets.scan_pairs``):
+    :func:`registry.guess_folder_modality` of a few of its images, and
+    :func:`folder_problems`: images without masks, one name twice, and (a folder of at
+    most :data:`FOLDER_SIZES_CHECKED` pairs) images and masks of
     different sizes or unreadable; or why it is no dataset folder. No Qt: it runs in a
     worker thread."""
     from . import registry

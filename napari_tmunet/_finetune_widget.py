@@ -1,8 +1,9 @@
 """The Fine-tune dock widget: train the active model further on the user's corrected masks.
 
 Training data are (image layer, Labels layer) pairs picked in the widget and/or a dataset
-folder (``images/`` + ``masks/``). The job itself, its run folder and its scores are
-:mod:`napari_tmunet.training.finetune` (no Qt); this module is the napari layer. The widget runs
+folder (``images/`` + ``masks/``, or pictures with their masks beside them). The job itself,
+its run folder and its scores are :mod:`napari_tmunet.training.finetune` (no Qt); this
+module is the napari layer. The widget runs
 :func:`~napari_tmunet.training.finetune.run_finetune` in a napari worker thread, and its callbacks
 reach the GUI thread as Qt signals (progress, ETA, live plot). Stop keeps the best
 checkpoint; Resume continues a stopped run.
@@ -471,7 +472,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _folder_state(self, folder: str) -> tuple[str, str]:
         """(modality, problems) of dataset folder ``folder`` (:class:`FolderRead`: read in
-        the background, kept while its images/ and masks/ folders are unchanged); ("",
+        the background, kept while it and its images/ and masks/ are unchanged); ("",
         "reading folder...") until it has been read."""
         return self._folder.state(folder) or ("", READING)
 

@@ -285,14 +285,16 @@ def test_an_image_file_or_another_file_as_data_is_told_what_to_give(tmp_path, ca
     assert cli.main([*fit, "--data", str(image), "--run-dir", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert (
-        f"--data {image} is an image file, not a dataset folder (images/ + masks/) or a cache "
-        f".npz; give the dataset folder that holds it, {data}" in err
+        f"--data {image} is an image file, not a dataset folder (images/ + masks/, or "
+        "pictures with their masks beside them) or a cache .npz; give the dataset folder "
+        f"that holds it, {data}" in err
     ), err
     assert cli.main([*fit, "--data", str(notes), "--run-dir", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert (
         f"{notes} is not a cache file (an .npz archive made by `napari-tmunet-train cache`); "
-        "give a dataset folder (images/ + masks/) or such a cache file" in err
+        "give a dataset folder (images/ + masks/, or pictures with their masks beside them) "
+        "or such a cache file" in err
     ), err
     assert "pickle" not in err and "allow_pickle" not in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

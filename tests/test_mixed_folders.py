@@ -3,9 +3,9 @@
 other sets ``NAME-mask``, ``NAME_gt``, ``NAME mask``, ``NAME_labels``): the TM-UNet reader
 opens each picture with its mask as Labels over it (several masks as their union, said
 in a notification), never a mask as a picture; ``napari-tmunet PICTURE`` merges a
-picture's numbered masks too; the Fine-tune dock's Folder and the trainer say how to lay
-such a folder out. Built from real UDIAT and CVC-ClinicDB pictures and their own masks;
-UDIAT 000032 and 000040 are one picture with two different real masks."""
+picture's numbered masks too; the Fine-tune dock's Folder and the trainer take such a
+folder, naming its problem files. Built from real UDIAT and CVC-ClinicDB pictures and
+their own masks; UDIAT 000032 and 000040 are one picture with two different real masks."""
 
 from __future__ import annotations
 
@@ -276,10 +276,12 @@ def test_metrics_scores_a_segmented_picture_against_its_merged_masks(tmp_path, u
     assert dice > 0.9  # measured 0.962 (shipped ultrasound model, CPU)
 
 
-def test_training_on_a_mixed_folder_says_how_to_lay_it_out(tmp_path, udiat):
-    """The Fine-tune dock's Folder and the trainer read only images/ + masks/ folders: for
-    a folder of pictures with masks beside them the error says what it holds and how to
-    lay it out (main said only that images/ is missing)."""
+def test_training_on_a_mixed_folder_names_its_problem_files(tmp_path, udiat):
+    """The Fine-tune dock's Folder and the trainer take a folder of pictures with masks
+    beside them as it is (main refused it for want of images/): its modality is read, and
+    its problem files are named as an images/ + masks/ folder's are: a picture without a
+    mask, a mask without its picture, a mask of another size (tests/
+    test_side_by_side_training.py trains on such folders)."""
     from napari_tmunet._finetune_folder import read_folder
     from napari_tmunet.data.datasets import DatasetError, find_pairs
 
@@ -287,16 +289,18 @@ def test_training_on_a_mixed_folder_says_how_to_lay_it_out(tmp_path, udiat):
     _busi_folder(folder)
 
     modality, problem = read_folder(str(folder))
-    assert modality == ""
-    assert problem.startswith(f"{folder} has no images/ folder (subfolders: none)")
-    assert (
-        f"{folder} holds pictures with their masks beside them (e.g. benign (1).png and "
-        "benign (1)_mask.png): to train on it, put the pictures in images/ and their masks, "
-        "named as the pictures, in masks/"
-    ) in problem
+    assert modality == "ultrasound"
+    assert problem.startswith(f"{folder}: 3 pairs, 3 problems\n")
+    assert problem.endswith("3 pairs can be used; fix or move the others before Start")
+    for named in ("benign (4).png: no mask named", "benign (9)_mask.png: named as the mask"):
+        assert f"  {folder / named}" in problem
+    assert f"  benign (5): size mismatch: image {folder / 'benign (5).png'}" in problem
     with pytest.raises(DatasetError) as raised:
         find_pairs(folder)
-    assert str(raised.value) == problem
+    assert str(raised.value).startswith(f"{folder}: 3 pairs, 3 problems\n")
+    assert [pair.name for pair in find_pairs(folder, skip_bad=True)] == [
+        "benign (1)", "benign (2)", "benign (3)"
+    ]  # fmt: skip
 
 
 def test_a_saved_correction_beside_its_picture_keeps_its_ids(tmp_path, udiat):

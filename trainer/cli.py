@@ -32,7 +32,12 @@ DESCRIPTION = """\
 Train and evaluate TM-UNet (and the classic U-Net) headless, reproducing the protocol
 of the TM-UNet paper (Section 3.1), and print the paper's tables from run folders.
 
-data      ROOT/images/<name>.<ext> + ROOT/masks/<name>.<ext>, paired by base name
+data      ROOT/images/<name>.<ext> + ROOT/masks/<name>.<ext>, paired by base name;
+          or pictures with their masks beside them: NAME.png + NAME_mask.png (also
+          NAME-mask, NAME_gt, NAME_labels; BUSI's NAME_mask_1.png... merged with
+          NAME_mask.png by OR), names in splits the pictures' base names; masks of two
+          kinds for one picture (NAME_mask + a saved NAME mask.tif) stop with their
+          names: keep one kind
           (png, tif/tiff, jpg/jpeg, bmp; images grey/RGB/RGBA, 8 or 16 bit; masks
           1-bit, L, LA, RGB, 0/1, 0/255 or instance ids). Masks are binarised with
           "> 127" when their maximum is 128..255 and that top value holds at least a
@@ -263,7 +268,7 @@ def _add_fit_model_args(fit) -> None:
         "--pretext",
         choices=PRETEXTS[1:],
         help="self-supervised pre-training: restore hidden 32-pixel squares of the images "
-        "of the training part of the split (--data still needs images/ and masks/: the masks "
+        "of the training part of the split (--data still needs the masks: they "
         "are read but unused; no validation or test); then fit --init-checkpoint RUN/last.pt",
     )
     g.add_argument(
@@ -583,7 +588,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "(CVC-ColonDB), udiat; folder $TMUNET_DATASETS/<name> or "
         "../shared/datasets/<name> relative to the current directory",
     )
-    g.add_argument("--data", help="dataset folder (images/ + masks/) or a cache .npz file")
+    g.add_argument(
+        "--data",
+        help="dataset folder (images/ + masks/, or pictures with their masks beside them: "
+        "NAME.png + NAME_mask.png) or a cache .npz file",
+    )
     g.add_argument("--dataset-name", help="dataset label in reports (default: preset or folder)")
     g.add_argument(
         "--skip-bad",

@@ -49,9 +49,11 @@ def _data_source(args) -> tuple[str | None, str | None]:
                 )
             data = str(root)
     if data is not None and not Path(data).exists():
+        from napari_tmunet.data.datasets import DATASET_FOLDER
+
         raise FileNotFoundError(
-            f"--data {data} (absolute: {Path(data).resolve()}) does not exist: give a dataset "
-            "folder with images/ and masks/, or a cache file from `napari-tmunet-train cache`"
+            f"--data {data} (absolute: {Path(data).resolve()}) does not exist: give "
+            f"{DATASET_FOLDER}, or a cache file from `napari-tmunet-train cache`"
         )
     # absolute: the run folder's config then finds its data from any working directory
     # (evaluate, --resume), as a fine-tuning run's does

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..storage import atomic_path
 from .datasets import (
+    DATASET_FOLDER,
     DatasetError,
     Pair,
     _group_ids,
@@ -160,7 +161,8 @@ def decode_folder(
     so a folder and the cache file made from it (``build_cache``) give the same data.
 
     Args:
-        root: dataset folder (``images/`` + ``masks/``).
+        root: dataset folder (``images/`` + ``masks/``, or pictures with their masks
+            beside them: ``datasets.scan_pairs``).
         skip_bad: leave unreadable or mismatched pairs out (listed in ``skipped``).
         max_images: decode only the first N pairs in natural name order (0 = all).
         workers: threads that decode.
@@ -168,6 +170,8 @@ def decode_folder(
     """
     report = scan_pairs(root)
     _refuse_problems(report, skip_bad)
+    if report.side_by_side:
+        logger.info(report.layout_note())
     pairs = report.pairs[:max_images] if max_images else report.pairs
     cache = NativeCache([], [], [], [], [], source=str(Path(root)), skipped=list(report.skipped))
     hashes: list[str] = []
@@ -230,7 +234,7 @@ def build_cache(
     """Decode a dataset folder once (``decode_folder``) and save it as a cache file.
 
     Args:
-        root: dataset folder (``images/`` + ``masks/``).
+        root: dataset folder (either layout of ``datasets.scan_pairs``).
         out_path: the .npz file to write.
         skip_bad: leave unreadable or mismatched pairs out (listed in ``skipped``).
         progress: called as ``progress(done, total)`` after each pair.
@@ -262,7 +266,7 @@ def load_cache(path: str | os.PathLike) -> NativeCache:
     if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and advise that
         raise DatasetError(
             f"{path} is not a cache file (an .npz archive made by `napari-tmunet-train "
-            "cache`); give a dataset folder (images/ + masks/) or such a cache file"
+            f"cache`); give {DATASET_FOLDER} or such a cache file"
         )
     try:
         with np.load(path, allow_pickle=False) as npz:

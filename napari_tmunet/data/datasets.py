@@ -1,4 +1,6 @@
-"""Datasets in the layout ``ROOT/images/<name>.<ext>`` + ``ROOT/masks/<name>.<ext>``.
+"""Dataset folders: ``ROOT/images/<name>.<ext>`` + ``ROOT/masks/<name>.<ext>``, or a
+folder of pictures with their masks beside them (``NAME.png`` + ``NAME_mask.png``, BUSI's
+Kaggle layout, named by ``mask_names``' rule).
 
 Pairing by base name, checks, and content-aware train/valid/test splits in the released
 code's JSON format. The decoded-dataset cache built from such a folder is in ``cache.py``.
@@ -81,13 +83,35 @@ def _skip_text(parts: tuple[str, str, str], option: str | None) -> str:
     return f"{problems}\n{fix}" + (f", or {skip} ({option})" if option else "")
 
 
+LAYOUT_FOLDERS = ("images", "masks")  # a dataset folder's subfolders, in the first layout
+# The two layouts of a dataset folder, as messages name them (one source for the words).
+LAYOUTS = (
+    "ROOT/images/<name>.<ext> and ROOT/masks/<name>.<ext>, or pictures with their masks "
+    "beside them (NAME.png and NAME_mask.png; also NAME-mask, NAME_gt, NAME_labels, and "
+    "NAME_mask_1.png... merged with NAME_mask.png)"
+)
+
+
+# What --data and the Folder take, as messages name it.
+DATASET_FOLDER = "a dataset folder (images/ + masks/, or pictures with their masks beside them)"
+
+
 @dataclass(frozen=True)
 class Pair:
-    """An image and its mask, paired by base name."""
+    """An image and its mask, paired by base name. A picture beside its masks
+    (:func:`scan_pairs`) may have several mask files of one family, ``NAME_mask.png`` and
+    ``extra_masks`` ``NAME_mask_1.png``... (BUSI's second lesion): its mask is their union
+    (:func:`read_pair_mask`)."""
 
     name: str
     image_path: Path
     mask_path: Path
+    extra_masks: tuple[Path, ...] = ()
+
+    @property
+    def mask_paths(self) -> tuple[Path, ...]:
+        """Every mask file of the pair: ``mask_path``, then ``extra_masks``."""
+        return (self.mask_path, *self.extra_masks)
 
 
 @dataclass
@@ -98,6 +122,22 @@ class PairingReport:
     pairs: list[Pair] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or name, reason)
     sizes_checked: bool = False  # image and mask sizes compared (scan_pairs' check_sizes)
+    side_by_side: bool = False  # pictures with their masks beside them, not images/ + masks/
+
+    def layout_note(self) -> str:
+        """A line saying how a folder of pictures with their masks beside them was paired
+        (the pairs whose several mask files are merged, e.g. BUSI's ``NAME_mask_1.png``);
+        "" for an ``images/`` + ``masks/`` folder."""
+        if not self.side_by_side:
+            return ""
+        merged = [pair for pair in self.pairs if pair.extra_masks]
+        count = len(self.pairs)
+        note = f"{self.root}: pictures with their masks beside them, {count} pair"
+        note += "s" if count != 1 else ""
+        if merged:
+            files = " + ".join(path.name for path in merged[0].mask_paths)
+            note += f"; {len(merged)} with several mask files merged (their union: e.g. {files})"
+        return note
 
     def summary(self, limit: int = 10, refused: bool = False) -> str:
         """One line per skipped item (at most ``limit``), after a count line; ``refused``:
@@ -168,10 +208,13 @@ def _by_name(files: Iterable[Path], name_of: Callable[[Path], str]) -> dict[str,
 def scan_pairs(
     root: str | os.PathLike, check_sizes: bool = True, max_sized: int | None = None
 ) -> PairingReport:
-    """Pair ``images/`` and ``masks/`` of a dataset folder, collecting problems.
+    """Pair the images and masks of a dataset folder, collecting problems.
 
-    Files whose suffix is not in ``IMAGE_SUFFIXES`` and hidden files are ignored.
-    Problems (image without mask, mask without image, two files with one base name,
+    Two layouts: ``images/`` + ``masks/``, paired by base name; or, in a folder without
+    them, pictures with their masks beside them (:func:`_scan_side_by_side`: named by
+    ``mask_names``' rule, a picture's numbered masks merged). Files whose suffix is not in
+    ``IMAGE_SUFFIXES`` and hidden files are ignored. Problems (image without mask, mask
+    without image, two files with one base name, masks of several kinds for one picture,
     unreadable header, image and mask of different sizes) go to ``skipped``.
 
     Args:
@@ -183,21 +226,23 @@ def scan_pairs(
             were): the folder is listed once either way.
 
     Raises:
-        DatasetError: when the folder or its ``images/`` or ``masks/`` is missing.
+        DatasetError: when the folder is missing, or has no ``images/`` or ``masks/``
+            and no picture with a mask beside it.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
-    folders = {}
-    for sub in ("images", "masks"):
-        folder = root / sub
-        if not folder.is_dir():
+    missing = [sub for sub in LAYOUT_FOLDERS if not (root / sub).is_dir()]
+    if missing:
+        pairing = _beside_pairing(root)
+        if pairing is None or not pairing.paired:
             present = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise DatasetError(
-                f"{root} has no {sub}/ folder (subfolders: {present or 'none'}); expected "
-                "ROOT/images/<name>.<ext> and ROOT/masks/<name>.<ext>" + _side_by_side(root)
+                f"{root} has no {missing[0]}/ folder (subfolders: {present or 'none'}); "
+                f"expected {LAYOUTS}" + _layout_hint(root, pairing)
             )
-        folders[sub] = folder
+        return _scan_side_by_side(root, pairing, check_sizes, max_sized)
+    folders = {sub: root / sub for sub in LAYOUT_FOLDERS}
     report = PairingReport(root)
     match = match_by_name(_image_files(folders["images"]), _image_files(folders["masks"]))
     complete = sum(1 for _, image, mask in match.rows if image is not None and mask is not None)
@@ -213,20 +258,106 @@ def scan_pairs(
         if mask is None:
             report.skipped.append((str(image), f"no mask named {name}.* in {folders['masks']}"))
             continue
-        if report.sizes_checked:
-            try:
-                image_hw, mask_hw = image_shape(image), image_shape(mask)
-            except ImageReadError as error:
-                report.skipped.append((name, str(error)))
-                continue
+        _add_pair(report, name, image, [mask])
+    return report
+
+
+def _add_pair(report: PairingReport, name: str, image: Path, masks: list[Path]) -> None:
+    """Add the pair (``image``, ``masks``) to ``report``, or, where its sizes are checked
+    (``report.sizes_checked``), the reason it is skipped: an unreadable header, a mask of
+    another size than the image, an image too small to train on."""
+    if report.sizes_checked:
+        try:
+            image_hw = image_shape(image)
+            masks_hw = [image_shape(mask) for mask in masks]
+        except ImageReadError as error:
+            report.skipped.append((name, str(error)))
+            return
+        for mask, mask_hw in zip(masks, masks_hw, strict=True):
             if image_hw != mask_hw:
                 report.skipped.append((name, _mismatch(image, image_hw, mask, mask_hw)))
-                continue
-            if min(image_hw) < MIN_SIDE:
-                report.skipped.append((name, _too_small(image, image_hw)))
-                continue
-        report.pairs.append(Pair(name, image, mask))
+                return
+        if min(image_hw) < MIN_SIDE:
+            report.skipped.append((name, _too_small(image, image_hw)))
+            return
+    report.pairs.append(Pair(name, image, masks[0], tuple(masks[1:])))
+
+
+def _beside_pairing(root: Path):
+    """The image files directly in ``root`` told apart by name into pictures and their
+    masks (``mask_names.pair_by_mask_names``); None when ``root`` cannot be listed."""
+    from .mask_names import pair_by_mask_names
+
+    try:
+        return pair_by_mask_names(_image_files(root))
+    except DatasetError:  # cannot be listed: the missing folder is the message
+        return None
+
+
+def _scan_side_by_side(
+    root: Path, pairing, check_sizes: bool, max_sized: int | None
+) -> PairingReport:
+    """:func:`scan_pairs` of a folder of pictures with their masks beside them, by the rule
+    of the TM-UNet reader (``mask_names``): a picture's mask is the union of its mask
+    files of one family (``NAME_mask.png`` + ``NAME_mask_1.png``, BUSI's second lesion),
+    its name the picture's base name. Skipped, as in ``images/`` + ``masks/``: a picture
+    without a mask, a file named as a mask whose picture is not there, several pictures
+    of one base name; and a picture with masks of several families (``NAME_mask.png``
+    and the writer's ``NAME mask.tif``, a saved correction; ``NAME_gt.png``), which are
+    never merged: which one trains is the user's choice, not guessed."""
+    from .mask_names import MaskFamily, mask_families, mask_name_parts
+
+    report = PairingReport(root, side_by_side=True)
+    by_name: dict[str, list] = {}
+    for item in pairing.items:
+        by_name.setdefault(item.picture.stem, []).append(item)
+    shared: dict[str, list[Path]] = {}  # picture name -> masks that fit several pictures
+    for mask, _ in pairing.ambiguous:
+        shared.setdefault(mask_name_parts(mask.stem)[0], []).append(mask)
+    rows = []
+    for name, items in by_name.items():
+        if len(items) > 1:
+            files = [item.picture for item in items] + shared.get(name, [])
+            listed = ", ".join(file.name for file in files)
+            report.skipped.append((str(root / name), f"several files with one base name: {listed}"))
+        elif not items[0].masks:
+            report.skipped.append((str(items[0].picture), _no_mask_beside(name, root)))
+        else:  # one file is one family (no file read to tell)
+            masks = items[0].masks
+            families = mask_families(masks) if len(masks) > 1 else [MaskFamily(masks)]
+            if len(families) > 1:
+                report.skipped.append((str(items[0].picture), _several_families(families, root)))
+            else:
+                rows.append((name, items[0].picture, families[0].paths))
+    for orphan in pairing.orphans:
+        picture = mask_name_parts(orphan.stem)[0]
+        reason = (
+            f"named as the mask of {picture}.*, but no picture of that name is beside it in "
+            f"{root} (if it is a picture, its mask is missing)"
+        )
+        report.skipped.append((str(orphan), reason))
+    report.sizes_checked = check_sizes and (max_sized is None or len(rows) <= max_sized)
+    for name, picture, masks in rows:
+        _add_pair(report, name, picture, masks)
     return report
+
+
+def _no_mask_beside(name: str, root: Path) -> str:
+    return f"no mask named {name}_mask.* (or {name}-mask.*, {name}_gt.*...) beside it in {root}"
+
+
+def _several_families(families, root: Path) -> str:
+    """Why a picture with masks of several families (``mask_names.mask_families``) does
+    not train, naming the files, and what to do."""
+    kinds = []
+    for family in families:
+        kind = " + ".join(path.name for path in family.paths)
+        kinds.append(f"{kind} (saved by napari-tmunet)" if family.saved else kind)
+    return (
+        f"masks of {len(families)} different kinds, never merged: {'; '.join(kinds)}; which "
+        f"one trains is yours to say: keep one kind beside the picture and move the others "
+        f"out of {root}"
+    )
 
 
 def find_pairs(
@@ -235,7 +366,7 @@ def find_pairs(
     """Image/mask pairs of a dataset folder, sorted by name (natural order).
 
     Args:
-        root: dataset folder with ``images/`` and ``masks/``.
+        root: dataset folder (either layout of ``scan_pairs``).
         skip_bad: leave problem items out and log a summary instead of raising.
         check_sizes: see ``scan_pairs``.
 
@@ -245,6 +376,8 @@ def find_pairs(
     """
     report = scan_pairs(root, check_sizes=check_sizes)
     _refuse_problems(report, skip_bad)
+    if report.side_by_side:
+        logger.info(report.layout_note())
     if report.skipped:
         logger.warning(report.summary())
     if not report.pairs:
@@ -267,13 +400,35 @@ def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
         mask binarisation rule used.
     """
     image = read_image(pair.image_path, allow_stack=False)
-    mask, rule = read_mask(pair.mask_path)
+    mask, rule = read_pair_mask(pair)
     if image.shape[:2] != mask.shape:
         raise DatasetError(_mismatch(pair.image_path, image.shape[:2], pair.mask_path, mask.shape))
     if min(mask.shape) < MIN_SIDE:
         raise DatasetError(_too_small(pair.image_path, mask.shape))
     _check_finite(pair.image_path, image)
     return image, mask, rule
+
+
+def read_pair_mask(pair: Pair) -> tuple[np.ndarray, str]:
+    """The (H, W) bool mask of a pair and its binarisation rule (``read_mask``): of its
+    several mask files (``Pair.extra_masks``), their union (a pixel is foreground where
+    any file's is), with their rules joined by "; " where they differ.
+
+    Raises:
+        DatasetError: naming the files, when its mask files differ in size.
+    """
+    mask, rule = read_mask(pair.mask_path)
+    rules = [rule]
+    for path in pair.extra_masks:
+        more, rule = read_mask(path)
+        if more.shape != mask.shape:
+            raise DatasetError(
+                f"size mismatch: the masks {pair.mask_path} ({mask.shape[0]}x{mask.shape[1]}) "
+                f"and {path} ({more.shape[0]}x{more.shape[1]}) of {pair.image_path} differ"
+            )
+        mask = mask | more
+        rules.append(rule)
+    return mask, "; ".join(dict.fromkeys(rules))
 
 
 def _check_finite(path: Path, image: np.ndarray) -> None:
@@ -494,24 +649,49 @@ def _image_files(folder: Path) -> list[Path]:
     ]
 
 
-def _side_by_side(root: Path) -> str:
-    """For a folder holding pictures with their masks beside them (``NAME.png`` and
-    ``NAME_mask.png``, ``data.mask_names``): what it holds and how to train on it; else ""."""
-    from .mask_names import pair_by_mask_names
+def _layout_hint(root: Path, pairing) -> str:
+    """For a folder in neither layout (``pairing``: its image files told apart by name,
+    no picture with a mask beside it; None when it cannot be listed): what it holds that
+    is near one, or its subfolders that hold pictures with masks beside them (BUSI's
+    ``benign/``, ``malignant/``, ``normal/``); else ""."""
+    top = root.resolve().parent
+    if root.name in ("images", "masks") and all((top / sub).is_dir() for sub in LAYOUT_FOLDERS):
+        return f"; give the dataset folder that holds it, {top}"
+    if pairing is not None and pairing.orphans:
+        return (
+            f"; its files named as masks (e.g. {pairing.orphans[0].name}) have no picture of "
+            "their name beside them"
+        )
+    if pairing is not None and pairing.items:
+        picture = pairing.items[0].picture
+        return (
+            f"; none of its {len(pairing.items)} pictures has a mask beside it (e.g. "
+            f"{picture.name}'s would be {picture.stem}_mask.png)"
+        )
+    beside = [sub.name for sub in _subfolders(root) if holds_pictures_with_masks(sub)]
+    if len(beside) == 1:
+        return f"; its subfolder {beside[0]} holds pictures with their masks beside them: give it"
+    if beside:
+        return (
+            f"; its subfolders {', '.join(beside)} hold pictures with their masks beside "
+            "them: give one of them, or put their files in one folder"
+        )
+    return ""
 
+
+def holds_pictures_with_masks(folder: Path) -> bool:
+    """Whether some picture directly in ``folder`` has a mask beside it."""
+    pairing = _beside_pairing(folder)
+    return pairing is not None and pairing.paired
+
+
+def _subfolders(root: Path, limit: int = 20) -> list[Path]:
+    """Up to ``limit`` folders directly in ``root`` (hidden ones left out), by name."""
     try:
-        pairing = pair_by_mask_names(_image_files(root))
-    except DatasetError:  # cannot be listed: the missing folder is the message
-        return ""
-    if not pairing.paired:
-        return ""
-    example = next(item for item in pairing.items if item.masks)
-    return (
-        f"; {root} holds pictures with their masks beside them (e.g. {example.picture.name} "
-        f"and {', '.join(mask.name for mask in example.masks)}): to train on it, put the "
-        "pictures in images/ and their masks, named as the pictures, in masks/ (a picture's "
-        "several masks merged into one), or open the folder in napari and train on its layers"
-    )
+        found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: natural_key(p.name))[:limit]
 
 
 def _too_small(image: Path, hw) -> str:

@@ -44,7 +44,8 @@ class TrainConfig:
     into the ModelConfig and InputConfig that the checkpoint stores.
 
     Attributes:
-        data: dataset folder (``images/`` + ``masks/``) or a NativeCache ``.npz`` file.
+        data: dataset folder (``images/`` + ``masks/``, or pictures with their masks beside
+            them: ``data.datasets.scan_pairs``) or a NativeCache ``.npz`` file.
         dataset_name: label in reports (default: the folder or file name).
         split_file: JSON split (``{"train", "valid", "test"}``); without "valid", one is
             carved from train. Empty: a random 7:1:2 split from ``split_seed``.

@@ -390,10 +390,7 @@ def write_dataset(
         write_mask(data_dir / "masks" / f"{name}{suffix}", labels)
     for name, pair in items:  # copied pairs keep their files and formats
         if not isinstance(pair, TrainingPair):
-            for src, sub in ((pair.mask_path, "masks"), (pair.image_path, "images")):
-                dest = data_dir / sub / f"{name}{Path(src).suffix.lower()}"
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(src, tmp)
+            _copy_folder_pair(pair, name, data_dir)
     for name, image, _ in written:
         write_image(data_dir / "images" / f"{name}.tif", image)
     save_split(data_dir / "split.json", split)
@@ -403,6 +400,24 @@ def write_dataset(
     info = {"split": split, "held_out": held, "names": names, "pairs": described}
     info["trained_on"] = _trained_on(items, split["train"], pairs, folder)
     return {**info, "edits": edits, "left_out": left_out, "region": region, "edit_maps": edit_maps}
+
+
+def _copy_folder_pair(pair, name: str, data_dir: Path) -> None:
+    """Copy a dataset folder's pair (a ``datasets.Pair``) into the run's ``data_dir`` as
+    ``images/NAME.*`` and ``masks/NAME.*``, each file as it is; a picture's several mask
+    files (BUSI's ``NAME_mask.png`` + ``NAME_mask_1.png``) as their union, which is what
+    trains (``datasets.read_pair_mask``), written as ``masks/NAME.png``."""
+    from ..data.datasets import read_pair_mask
+
+    copies = [(pair.image_path, "images")]
+    if pair.extra_masks:
+        write_mask(data_dir / "masks" / f"{name}.png", read_pair_mask(pair)[0])
+    else:
+        copies.insert(0, (pair.mask_path, "masks"))
+    for src, sub in copies:
+        dest = data_dir / sub / f"{name}{Path(src).suffix.lower()}"
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 def _trained_on(items: list, train: list[str], pairs: list, folder) -> list[str]:
@@ -1328,14 +1343,14 @@ def _recorded_empty_images(data: str | None) -> tuple[list, None] | None:
     """The images the fine-tuning run whose data folder is ``data`` held out whole, as
     (name, image, mask) samples, when none of their masks holds foreground; None when one
     does, and for other data."""
-    from ..data.datasets import scan_pairs
-    from ..data.images import read_image, read_mask
+    from ..data.datasets import read_pair_mask, scan_pairs
+    from ..data.images import read_image
 
     if recorded_plan(data) is None:
         return None
     valid = set(_read_json(Path(data) / "split.json").get("valid") or [])
     pairs = [p for p in scan_pairs(data, check_sizes=False).pairs if p.name in valid]
-    masks = [read_mask(p.mask_path)[0] for p in pairs]
+    masks = [read_pair_mask(p)[0] for p in pairs]
     if not pairs or any(m.any() for m in masks):
         return None
     images = (read_image(p.image_path, allow_stack=False) for p in pairs)

@@ -9,9 +9,11 @@ import numpy as np
 
 from ..data.cache import NativeCache, decode_folder, load_cache
 from ..data.datasets import (
+    DATASET_FOLDER,
     DatasetError,
     SplitNamesError,
     _listing,
+    holds_pictures_with_masks,
     load_split,
     make_split,
     resolve_split,
@@ -25,7 +27,7 @@ def load_dataset(config: TrainConfig) -> NativeCache:
     """Decode the dataset that ``config.data`` names (folder or cache file)."""
     if not config.data:
         raise DatasetError(
-            "no dataset given: pass a dataset folder (images/ + masks/) or a cache file "
+            f"no dataset given: pass {DATASET_FOLDER} or a cache file "
             "(--data PATH or --preset NAME)"
         )
     path = Path(config.data).expanduser()
@@ -41,8 +43,8 @@ def load_dataset(config: TrainConfig) -> NativeCache:
             path, skip_bad=config.skip_bad, max_images=config.max_images, workers=config.num_workers
         )
     raise DatasetError(
-        f"dataset {path} (absolute: {path.resolve()}) does not exist: pass a folder with "
-        "images/ and masks/, or a cache file made by `napari-tmunet-train cache`"
+        f"dataset {path} (absolute: {path.resolve()}) does not exist: pass {DATASET_FOLDER}, "
+        "or a cache file made by `napari-tmunet-train cache`"
     )
 
 
@@ -52,12 +54,14 @@ def _image_not_dataset(path: Path) -> str:
     top = folder.parent if folder.name in ("images", "masks") else None
     if top is not None and (top / "images").is_dir() and (top / "masks").is_dir():
         hint = f"; give the dataset folder that holds it, {top}"
+    elif holds_pictures_with_masks(folder):
+        hint = f"; give the folder that holds it, {folder} (pictures with their masks beside them)"
     else:
-        hint = "; put the image in images/ and its mask in masks/ of a folder and give that folder"
-    return (
-        f"--data {path} is an image file, not a dataset folder (images/ + masks/) or a "
-        f"cache .npz{hint}"
-    )
+        hint = (
+            "; put the image in images/ and its mask in masks/ of a folder, or its mask "
+            "beside it as NAME_mask.png, and give that folder"
+        )
+    return f"--data {path} is an image file, not {DATASET_FOLDER} or a cache .npz{hint}"
 
 
 def resolve_run_split(
