@@ -12,11 +12,12 @@ this process, no viewer), and ``viewer.open(folder, plugin="napari-tmunet")`` in
 shown napari viewer (under Xvfb) until its events are processed ("viewer": also napari
 adding the layers). ``--profile`` prints cProfile's top functions of one reader call.
 
-``--compare DIR`` runs the same measurements with the ``napari_tmunet`` of another
-checkout (e.g. ``/work/main``, the code before a change) in a child process, so both
-columns come from one run on one machine::
+Each checkout of ``--code`` (default: this one) is measured in turn in a child process
+importing its ``napari_tmunet`` (e.g. ``--code /work/main .``: the code before a change
+and after, side by side from one run on one machine). Times are wall seconds and, for
+the viewer, this process's CPU seconds too (less changed by other jobs on the machine)::
 
-    xvfb-run -a python bench/folder_open_speed.py [--n 100 200] [--compare /work/main]
+    xvfb-run -a python bench/folder_open_speed.py [--n 100 200] [--code DIR ...]
         [--layouts paired dataset] [--no-viewer] [--profile]
 """
 
@@ -150,7 +151,9 @@ def main() -> None:
     parser.add_argument("--no-viewer", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--compare", type=Path, help="another checkout to measure too")
+    parser.add_argument(
+        "--code", type=Path, nargs="+", default=[HERE], help="checkouts to measure, in turn"
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not CVC.is_dir():
@@ -158,12 +161,11 @@ def main() -> None:
     if args.json:  # a child of --compare: rows on the last line
         print(json.dumps(measure(args)))
         return
-    argv = [a for a in sys.argv[1:]]
-    if args.compare:
-        i = argv.index("--compare")
-        del argv[i : i + 2]
-    rows = run_child(args.compare, argv) if args.compare else []
-    rows += run_child(HERE, argv)
+    argv = sys.argv[1:]
+    if "--code" in argv:
+        at = argv.index("--code")
+        del argv[at : at + 1 + len(args.code)]
+    rows = [row for code in args.code for row in run_child(code, argv)]
     print("code | layout | N pairs | layers | reader s | viewer.open s (CPU s)")
     for row in rows:
         print(

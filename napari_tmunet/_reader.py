@@ -34,9 +34,10 @@ import numpy as np
 from .data.images import LABEL_DTYPES
 
 # napari adds each layer more slowly the more layers it holds (each add updates every
-# layer's visual): on 2 CPU cores a folder of 100 pairs (200 layers) froze the window for
-# 30-80 s, 25 pairs for a few seconds (bench/folder_open_speed.py, docs/benchmarks.md). A
-# folder with more opens in part, with a warning saying how to open the others.
+# layer's visual and draws): on 2 CPU cores 100 pairs (200 layers) took 38-47 s of CPU
+# with the window frozen, 25 pairs 6 s; reading the files is under 2 s of that
+# (bench/folder_open_speed.py, docs/benchmarks.md). A folder with more opens in part, with
+# a warning saying how to open the others.
 MAX_FOLDER_LAYERS = 50
 MAX_FOLDER_PAIRS = MAX_FOLDER_LAYERS // 2  # a picture and its mask: two layers
 
@@ -168,7 +169,8 @@ def _sizes_differ(files: list[Path]) -> bool:
 
 def read_folder(path: str | Sequence[str]) -> list[LayerData]:
     """Read a folder of images of different sizes: one image layer per file, the first
-    visible; unreadable files are notified."""
+    visible, for its first :data:`MAX_FOLDER_LAYERS` files (:func:`_first_ones` warns of
+    the others); unreadable files are notified."""
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     files = _folder_images(root, _image_suffixes())
     files = _first_ones(root, files, "images", MAX_FOLDER_LAYERS, _open_files_hint)
@@ -185,7 +187,7 @@ def _first_ones(root: Path, items: list, what: str, limit: int, hint: Callable) 
     if len(items) > limit:
         _notify_warning(
             f"{root}: opened the first {limit} of {len(items)} {what}: napari slows down with "
-            f"every layer it holds (hundreds take minutes to add, with the window frozen). "
+            "every layer it holds (200 layers can take a minute to add, the window frozen). "
             + hint(items[limit:])
         )
     return items[:limit]
@@ -202,10 +204,10 @@ def _launcher_hint(pictures: list[Path]) -> str:
 
 
 def _open_files_hint(files: list[Path]) -> str:
-    """How to open ``files`` (images left out of a folder): File > Open Files."""
+    """How to open ``files`` (images left out of a folder): File > Open File(s)..."""
     return (
-        f"To open others, choose them in File > Open Files (from {files[0].name} on), or give "
-        "them to the launcher: napari-tmunet FILE ..."
+        f"To open others, choose them in File > Open File(s)... (from {files[0].name} on), "
+        "or give them to the launcher: napari-tmunet FILE ..."
     )
 
 
@@ -261,7 +263,8 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     ``NAME_mask``: ``data.mask_names.mask_families``) open as separate Labels layers, only
     the first (a saved one) shown; both said in an info notification. Masks that fit no
     one picture (several of their name, another size, unreadable) are not opened, said
-    in a warning naming them."""
+    in a warning naming them. Only the folder's first :data:`MAX_FOLDER_PAIRS` pictures
+    and lone masks are read and opened (:func:`_first_part`)."""
     from .data.mask_names import mask_families
 
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
@@ -443,7 +446,9 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
 
 
 def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
-    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image and one labels layer per pair.
+    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image and one labels layer per
+    pair, for its first :data:`MAX_FOLDER_PAIRS` images (:func:`_first_ones` warns of the
+    others and how to open them).
 
     Only the first pair starts visible; the others are hidden so they do not cover it.
     """

@@ -158,7 +158,7 @@ def test_the_launcher_command_of_a_dataset_folders_warning_opens_the_others(
 @needs_datasets
 def test_a_large_folder_of_images_of_different_sizes_opens_its_first_50(tmp_path, notifications):
     """51 images of two sizes (no masks): the first 50 open as layers; the warning says
-    to choose the others in File > Open Files."""
+    to choose the others in File > Open File(s)..."""
     folder = tmp_path / "mixed"
     folder.mkdir()
     for k in range(1, 52):
@@ -171,4 +171,4 @@ def test_a_large_folder_of_images_of_different_sizes_opens_its_first_50(tmp_path
     assert [kwargs["name"] for _, kwargs, _ in layers] == [f"{k:03d}" for k in range(1, 51)]
     (warning,) = [message for severity, message in notifications if severity == "warning"]
     assert warning.startswith(f"{folder}: opened the first 50 of 51 images: ")
-    assert "choose them in File > Open Files (from 051.png on)" in warning
+    assert "choose them in File > Open File(s)... (from 051.png on)" in warning
