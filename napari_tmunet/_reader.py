@@ -21,6 +21,7 @@ and reports unreadable files as napari notifications instead of tracebacks.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,13 @@ import numpy as np
 # the TIFF calls RGB) reopens here as Labels; 8/16-bit grey images stay images.
 from .data.images import LABEL_DTYPES
 
-# Opening hundreds of layers makes napari crawl; a dataset folder larger than this is
-# opened in part, with a warning saying so.
-MAX_DATASET_PAIRS = 100
+# napari adds each layer more slowly the more layers it holds (each add updates every
+# layer's visual and draws): on 2 CPU cores 100 pairs (200 layers) took 38-47 s of CPU
+# with the window frozen, 25 pairs 6 s; reading the files is under 2 s of that
+# (bench/folder_open_speed.py, docs/benchmarks.md). A folder with more opens in part, with
+# a warning saying how to open the others.
+MAX_FOLDER_LAYERS = 50
+MAX_FOLDER_PAIRS = MAX_FOLDER_LAYERS // 2  # a picture and its mask: two layers
 
 # What can be opened, said when a path given cannot be (by the reader and the launcher).
 CAN_OPEN = (
@@ -152,7 +157,7 @@ def _sizes_differ(files: list[Path]) -> bool:
     from .data.images import image_shape
 
     sizes = set()
-    for path in files[:MAX_DATASET_PAIRS]:
+    for path in files[:MAX_FOLDER_LAYERS]:
         try:
             sizes.add(image_shape(path))
         except Exception:  # noqa: BLE001 - reported when the folder is read
@@ -164,25 +169,77 @@ def _sizes_differ(files: list[Path]) -> bool:
 
 def read_folder(path: str | Sequence[str]) -> list[LayerData]:
     """Read a folder of images of different sizes: one image layer per file, the first
-    visible; unreadable files are notified."""
+    visible, for its first :data:`MAX_FOLDER_LAYERS` files (:func:`_first_ones` warns of
+    the others); unreadable files are notified."""
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     files = _folder_images(root, _image_suffixes())
-    files = _first_ones(root, files, "images")
+    files = _first_ones(root, files, "images", MAX_FOLDER_LAYERS, _open_files_hint)
     layers = [layer for layer in read_images(files) if len(layer) == 3]  # not the null sentinel
     for index, (_, kwargs, _) in enumerate(layers):
         kwargs["visible"] = index == 0  # the others would cover it
     return layers or [(None,)]
 
 
-def _first_ones(root: Path, items: list, what: str) -> list:
-    """The first :data:`MAX_DATASET_PAIRS` of ``items`` (of the folder ``root``), with a
-    warning naming how many of ``what`` are left out when there are more."""
-    if len(items) > MAX_DATASET_PAIRS:
+def _first_ones(root: Path, items: list, what: str, limit: int, hint: Callable) -> list:
+    """The first ``limit`` of ``items`` (of the folder ``root``); when there are more, a
+    warning naming how many of ``what`` are left out, why, and how to open them
+    (``hint(left_out)``, a sentence)."""
+    if len(items) > limit:
         _notify_warning(
-            f"{root.name}: opening the first {MAX_DATASET_PAIRS} of {len(items)} {what}; "
-            "open single files for the rest."
+            f"{root}: opened the first {limit} of {len(items)} {what}: napari slows down with "
+            "every layer it holds (200 layers can take a minute to add, the window frozen). "
+            + hint(items[limit:])
         )
-    return items[:MAX_DATASET_PAIRS]
+    return items[:limit]
+
+
+def _launcher_hint(pictures: list[Path]) -> str:
+    """How to open ``pictures`` (left out of a folder) with their masks: the launcher."""
+    named = " ".join(shlex.quote(str(p)) for p in pictures[:2])
+    return (
+        f"To open others with their masks, give their pictures to the launcher: "
+        f"napari-tmunet {named} ... (or a shell pattern of their names); or open a folder "
+        f"holding at most {MAX_FOLDER_PAIRS} of them."
+    )
+
+
+def _open_files_hint(files: list[Path]) -> str:
+    """How to open ``files`` (images left out of a folder): File > Open File(s)..."""
+    return (
+        f"To open others, choose them in File > Open File(s)... (from {files[0].name} on), "
+        "or give them to the launcher: napari-tmunet FILE ..."
+    )
+
+
+def _first_part(root: Path, pairing):
+    """``pairing`` (of the folder ``root``, orphans not judged) cut to its first
+    :data:`MAX_FOLDER_PAIRS` entries in natural order of the names, an entry being a
+    picture with its masks or a file named as a mask whose picture is missing (an
+    orphan), with :func:`_first_ones`' warning when there are more; then its orphans
+    judged (``data.mask_names.judge_orphans``). Only the orphans kept are read, so a
+    folder of thousands of masks is not read whole."""
+    from dataclasses import replace
+
+    from .data.datasets import natural_key
+    from .data.mask_names import judge_orphans
+
+    entries = [(item.picture, item) for item in pairing.items]
+    entries += [(orphan, None) for orphan in pairing.orphans]
+    entries.sort(key=lambda entry: (natural_key(entry[0].stem), entry[0].name))
+    kept = _first_ones(
+        root,
+        entries,
+        "pictures and their masks",
+        MAX_FOLDER_PAIRS,
+        lambda rest: _launcher_hint([path for path, _ in rest]),
+    )
+    orphans = {path for path, item in kept if item is None}
+    cut = replace(
+        pairing,
+        items=[item for _, item in kept if item is not None],
+        orphans=[orphan for orphan in pairing.orphans if orphan in orphans],
+    )
+    return judge_orphans(cut)
 
 
 def _pairing(files: list[Path]):
@@ -206,16 +263,18 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     ``NAME_mask``: ``data.mask_names.mask_families``) open as separate Labels layers, only
     the first (a saved one) shown; both said in an info notification. Masks that fit no
     one picture (several of their name, another size, unreadable) are not opened, said
-    in a warning naming them."""
-    from .data.mask_names import judge_orphans, mask_families
+    in a warning naming them. Only the folder's first :data:`MAX_FOLDER_PAIRS` pictures
+    and lone masks are read and opened (:func:`_first_part`)."""
+    from .data.mask_names import mask_families
 
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
-        pairing = judge_orphans(_pairing(_folder_images(root, _image_suffixes())))
+        pairing = _pairing(_folder_images(root, _image_suffixes()))
     except OSError as err:
         _notify_error(f"napari-tmunet could not list the folder {root}: {err.strerror or err}")
         return [(None,)]
-    items = _first_ones(root, pairing.items, "pictures and their masks")
+    pairing = _first_part(root, pairing)
+    items = pairing.items
     layers: list[LayerData] = []
     merged, separate, left_out = [], [], _masks_left_out(pairing)
     for item in items:
@@ -387,7 +446,9 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
 
 
 def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
-    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image and one labels layer per pair.
+    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image and one labels layer per
+    pair, for its first :data:`MAX_FOLDER_PAIRS` images (:func:`_first_ones` warns of the
+    others and how to open them).
 
     Only the first pair starts visible; the others are hidden so they do not cover it.
     """
@@ -399,7 +460,13 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
         return [(None,)]
     if skipped:
         _notify_warning(skipped)
-    items = _first_ones(root, items, "images")
+    items = _first_ones(
+        root,
+        items,
+        "images",
+        MAX_FOLDER_PAIRS,
+        lambda rest: _launcher_hint([image for image, _ in rest]),
+    )
 
     layers: list[LayerData] = []
     for image_path, mask_path in items:
