@@ -182,3 +182,36 @@ def test_finetune_refuses_batch_size_one_for_a_32_model_before_writing(tmp_path)
     assert not result["stopped"] and result["step"] == 2
     records = (tmp_path / "run2" / "train" / "metrics.jsonl").read_text().splitlines()
     assert np.isfinite(json.loads(records[-1])["train_loss"])
+
+
+@pytest.mark.gui
+def test_the_dock_says_why_batch_size_one_cannot_train_a_32_model(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """The Fine-tune dock on its threaded path, started from a 32 x 32 checkpoint file at
+    Batch size 1 on the bundled colonoscopy frame and its mask: the run fails at once with
+    the reason and what to set (not PyTorch's "Expected more than 1 value per channel"
+    after scoring the start model), and nothing is written to the Run folder."""
+    from napari_tmunet import _docks
+    from napari_tmunet._finetune_widget import CHECKPOINT_CHOICE
+    from napari_tmunet._sample_data import load_sample
+
+    start = _small_checkpoint(tmp_path / "small32.pt")
+    viewer = make_napari_viewer()
+    tune = _docks.open_dock(viewer, "Fine-tune")[1]
+    image, mask = load_sample("colonoscopy")
+    viewer.add_image(image, name="frame", rgb=True)
+    viewer.add_labels(mask, name="frame corrected")
+    tune.model.value = CHECKPOINT_CHOICE
+    tune.checkpoint.value = start
+    tune.steps.value = 2
+    tune.batch_size.value = 1
+    tune.device.value = "cpu"
+    run_dir = tmp_path / "run"
+    tune.run_folder.value = run_dir
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.status.value.startswith("failed: "), timeout=60_000)
+    qtbot.waitUntil(lambda: not tune.running, timeout=60_000)
+    assert tune.error.startswith("Batch size 1 is too small for small32.pt: it takes 32 x 32")
+    assert tune.error.endswith("set Batch size to 2 or more.")
+    assert not run_dir.exists() or not any(run_dir.iterdir())
