@@ -97,6 +97,13 @@ def test_cli_fit_at_size_32_with_a_last_batch_of_one(tmp_path, capsys, caplog):
     assert info["schedule"] == {"total_steps": 6, "periods": 2, "steps_per_epoch": 3}
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
     assert "its last batch of 1 is left out (at --size 32 32 BatchNorm needs 2" in caplog.text
+    # below the smallest size: refused before anything is read, naming the minimum
+    too_small = [*argv[:6], "16", *argv[7:-1], str(tmp_path / "run16")]
+    assert cli.main(too_small) == 2
+    assert "--size 16 16: expected one or two numbers (H W), each at least 32" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "run16").exists()
 
 
 @needs_data
