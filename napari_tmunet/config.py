@@ -157,6 +157,21 @@ class ModelConfig:
         return cls(**_known_keys(cls, d, "model config"))
 
 
+# Every model pads its input to a multiple of STRIDE (TM-UNet's five stages halve it five
+# times). Its deepest BatchNorm normalises features down-sampled by NORM_STRIDE: TM-UNet's
+# first decoder stage (dec5) those at H/32, U-Net's bottleneck those at H/16.
+STRIDE = 32
+NORM_STRIDE = {"tmunet": 32, "unet": 16}
+
+
+def samples_for_batchnorm(arch: str, size: tuple[int, int]) -> int:
+    """The fewest samples a training batch of ``size`` (H, W) inputs needs for ``arch``'s
+    BatchNorm statistics: 2 where its deepest BatchNorm sees a 1 x 1 map (TM-UNet at 32 x
+    32: one value per channel from one sample, no variance), else 1."""
+    cells = [math.ceil(side / STRIDE) * STRIDE // NORM_STRIDE[arch] for side in size]
+    return 2 if cells[0] * cells[1] == 1 else 1
+
+
 # ImageNet statistics: the released code normalises every dataset with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -288,7 +288,9 @@ def _add_input_args(fit) -> None:
         type=int,
         nargs="+",
         metavar="N",
-        help="model input H [W] (default 512): resize target or crop size",
+        help="model input H [W] (default 512, at least 32): resize target or crop size; "
+        "TM-UNet at 32 x 32 needs --batch-size 2 or more (its deepest BatchNorm then sees "
+        "1 x 1 maps; an epoch's last batch of one is left out)",
     )
     g.add_argument(
         "--mode",

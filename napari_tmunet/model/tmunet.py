@@ -23,10 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import STRIDE, ModelConfig  # STRIDE: total down-sampling of the five stages
 from .mstm import MultiScaleTokenMemory
-
-STRIDE = 32  # total down-sampling of the five stages
 
 
 class ConvStage(nn.Module):

@@ -47,7 +47,7 @@ from torch import nn
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import InputConfig, ModelConfig, model_label
+from ..config import InputConfig, ModelConfig, model_label, samples_for_batchnorm
 from ..data.cache import NativeCache
 from ..data.datasets import DatasetError, save_split
 from ..evaluation import evaluate
@@ -243,7 +243,9 @@ class Trainer:
         )
         self.load_data()
         self.build_model()
+        self.check_batch_size()
         self.schedule = self.make_schedule(cfg.steps, cfg.epochs)
+        self.log_short_batch()
         self.elapsed_before = 0.0
         if cfg.resume:
             self.resume()
@@ -280,6 +282,72 @@ class Trainer:
             lr_decay_every=cfg.lr_decay_every,
             seed=cfg.seed,
             repeats=empty_repeats(self.parts["train"], cfg.empty_repeat),
+            min_samples=self.samples_per_rank(),
+        )
+
+    def samples_per_rank(self) -> int:
+        """The fewest samples a rank's batch may hold: what the model's BatchNorm needs at
+        this size (``samples_for_batchnorm``), 1 where it is synchronised over the ranks
+        (its statistics then span every rank's samples, at least one each)."""
+        if self.ctx.distributed and self.config.sync_bn:
+            return 1
+        return samples_for_batchnorm(self.model_config.arch, self.config.size)
+
+    def log_short_batch(self) -> None:
+        """Say that each epoch leaves its last batch out where BatchNorm needs more samples
+        than it holds (``Schedule.min_samples``)."""
+        schedule = self.schedule
+        seen = schedule.steps_per_epoch * schedule.batch_size
+        if schedule.min_samples == 1 or not schedule.steps_per_epoch or seen >= schedule.n_pass:
+            return
+        h, w = self.config.size
+        logger.info(
+            "each epoch trains on %d of the %d samples of a pass over the training images: "
+            "its last batch of %d is left out (at --size %d %d BatchNorm needs %d images per "
+            "batch%s; the order is drawn anew every epoch)",
+            seen,
+            schedule.n_pass,
+            schedule.n_pass - seen,
+            h,
+            w,
+            schedule.min_samples,
+            " on each rank" if self.ctx.distributed else "",
+        )
+
+    def check_batch_size(self) -> None:
+        """Refuse, before anything is trained, a run none or all of whose batches give a
+        rank fewer samples than its BatchNorm needs (TM-UNet at 32 x 32 with batch 1): it
+        would stop at its first such step. A short last batch of an epoch is left out
+        instead (``Schedule.min_samples``)."""
+        cfg, world = self.config, self.ctx.world_size
+        need = self.samples_per_rank()
+        if need == 1:
+            return
+        n_pass = sum(draw_counts(self.parts["train"], cfg.empty_repeat))
+        if cfg.batch_size // world >= need and (cfg.steps or n_pass >= world * need):
+            return
+        h, w = cfg.size
+        ranks = f" over {world} ranks ({cfg.batch_size // world} per rank)" if world > 1 else ""
+        why = (
+            f"at --size {h} {w} the deepest BatchNorm of {model_label(self.model_config)} "
+            f"normalises a 1 x 1 map, so it needs at least {need} images per batch"
+            f"{' on each rank' if world > 1 else ''} (one image gives one value per channel: "
+            "no batch statistics)"
+        )
+        bigger = (
+            f"or a --size above {max(h, w)} on either side (e.g. {2 * max(h, w)}; inputs are "
+            "padded to multiples of 32 anyway)"
+        )
+        if cfg.batch_size // world < need:
+            sync = ", synchronise BatchNorm (leave out --no-sync-bn)" if world > 1 else ""
+            raise ValueError(
+                f"--batch-size {cfg.batch_size}{ranks}: {why}; use --batch-size "
+                f"{need * world} or more{sync}, {bigger}"
+            )
+        raise ValueError(
+            f"{n_pass} training image{'s' * (n_pass != 1)} with --epochs: {why}, and an "
+            f"epoch holds fewer; add training images, train by --steps (a batch then draws "
+            f"images again), {bigger}"
         )
 
     def load_data(self) -> None:
@@ -1071,10 +1139,17 @@ def empty_repeats(items, repeat: int) -> list[int] | None:
     (None when ``repeat`` is 1: every item once)."""
     if repeat == 1:
         return None
-    counts = [1 if np.asarray(item.mask).any() else repeat for item in items]
+    counts = draw_counts(items, repeat)
     empty = sum(c > 1 for c in counts)
     logger.info("%d of %d training masks are empty: drawn x%d", empty, len(items), repeat)
     return counts
+
+
+def draw_counts(items, repeat: int) -> list[int]:
+    """Draws per pass of each training item: ``repeat`` where its mask is empty, else 1."""
+    if repeat == 1:
+        return [1] * len(items)
+    return [1 if np.asarray(item.mask).any() else repeat for item in items]
 
 
 def _callback(callbacks, name: str) -> Callable | None:

@@ -1207,6 +1207,9 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
         raise FileExistsError(f"{train_dir} already holds a run: resume it or pick a new folder")
     start_name, start_path, _ = registry.resolve_model(job.start_model)
     start_label = job.start_label or start_name
+    problem = batch_size_problem(job.batch_size, start_path, start_label)
+    if problem:  # before anything is written: the run would stop at its first step
+        raise ValueError(problem)
     phase(f"saving the training data to {run_dir / 'data'}...")
     written = write_dataset(job.pairs, run_dir / "data", job.dataset_folder or None)
     if written["left_out"]:
@@ -1231,6 +1234,32 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
         edit_maps=written["edit_maps"],
         name=plan["name"],
         left_out=written["left_out"],
+    )
+
+
+def batch_size_problem(batch_size: int, start_path, start_label: str) -> str:
+    """Why ``batch_size`` cannot train the checkpoint ``start_path`` (read from its header,
+    without the weights), in the dock's words; "" when it can (or the header cannot be
+    read: the engine's own check then says it, ``engine.Trainer.check_batch_size``).
+    A TM-UNet trained at 32 x 32 needs 2 images per batch: its deepest BatchNorm then
+    normalises a 1 x 1 map (``config.samples_for_batchnorm``)."""
+    from ..checkpoint_header import read_header
+    from ..config import samples_for_batchnorm
+
+    header = read_header(start_path) or {}
+    try:
+        arch = header["model_config"].get("arch", "tmunet")
+        h, w = (int(side) for side in header["input_config"]["size"])
+        need = samples_for_batchnorm(arch, (h, w))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
+    if batch_size >= need:
+        return ""
+    return (
+        f"Batch size {batch_size} is too small for {start_label}: it takes {h} x {w} inputs, "
+        f"where its deepest BatchNorm layer normalises a 1 x 1 map, so a training batch needs "
+        f"at least {need} images (one image gives no batch statistics); set Batch size to "
+        f"{need} or more."
     )
 
 

@@ -19,6 +19,11 @@ class Schedule:
 
     ``repeats`` (one count per training image, default all 1) makes a pass over the
     training set draw image i ``repeats[i]`` times; the pass is then that much longer.
+
+    ``min_samples``: the fewest samples each rank's batch may hold (2 where the model's
+    BatchNorm needs two: ``config.samples_for_batchnorm``). An epoch's last partial batch
+    that would give a rank fewer is left out of that epoch, as one smaller than the
+    number of ranks is; with the default 1 the batches are as they always were.
     """
 
     n_train: int
@@ -29,6 +34,7 @@ class Schedule:
     lr_decay_every: int = 0
     seed: int = 0
     repeats: Sequence[int] | None = None
+    min_samples: int = 1
 
     def __post_init__(self):
         if self.n_train < self.world_size:
@@ -54,8 +60,9 @@ class Schedule:
                 self.period_ends = sorted({round((p + 1) * self.steps / n) for p in range(n)})
         else:
             full, rest = divmod(self.n_pass, self.batch_size)
-            # a last partial batch smaller than the number of ranks cannot be sharded
-            self.steps_per_epoch = full + (1 if rest >= self.world_size else 0)
+            # a last partial batch smaller than the number of ranks cannot be sharded, and
+            # one that gives a rank fewer than min_samples has no BatchNorm statistics
+            self.steps_per_epoch = full + (1 if rest >= self.world_size * self.min_samples else 0)
             if self.steps_per_epoch == 0:
                 raise ValueError("no complete batch: lower the batch size")
             every = self.lr_decay_every or self.steps_per_epoch
