@@ -744,9 +744,13 @@ def _smoke_viewer(args: argparse.Namespace, viewer, segment) -> int:
     reference.visible = False  # the sample's own mask; the screenshot shows the prediction
     image = segment.image.value
     # the dock's own words: "Runs TM-UNet colonoscopy: <why>."
+    note = (
+        ""
+        if args.model
+        else " (--smoke checks the installation: a model you made active is not used)"
+    )
     print(
-        f"opened napari with {image.name!r} {image.data.shape}; {segment.model_reason.value} "
-        "(--smoke checks the installation: a model you made active is not used)"
+        f"opened napari with {image.name!r} {image.data.shape}; {segment.model_reason.value}{note}"
     )
     # What the user waits from the click to the Labels layer: the first click loads the
     # model, a second click reuses it.
@@ -820,7 +824,7 @@ def _click_segment(segment, timeout: float) -> float:
     seconds = time.perf_counter() - start
     if not ended:
         segment.cancel()
-        raise RuntimeError(f"Segment did not finish within {timeout:.0f} s")
+        raise RuntimeError(f"Segment did not finish within {timeout:g} s")
     status = segment.status.value
     if segment.worker is before:
         raise RuntimeError(f"Segment did not start (status: {status!r})")

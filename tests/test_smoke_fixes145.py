@@ -83,3 +83,28 @@ def test_smoke_with_a_checkpoint_file_waits_for_it_to_be_read(tmp_path, fine_tun
     assert report["model"] == str(fine_tuned)
     assert report["foreground_pixels"] > 0 and report["dice"] > 0.5
     assert not list(settings.iterdir())  # its own settings: nothing of the user's written
+
+
+EXIT_DURING_READ = """
+import time
+from qtpy.QtWidgets import QApplication
+app = QApplication([])
+from napari_tmunet._widget_common import LatestRead
+reads = LatestRead(lambda key: time.sleep(1.5) or key, failed=lambda key, err: None)
+reads.start("a checkpoint file")  # as a dock reads a file chosen a moment ago
+print("exiting")
+"""
+
+
+def test_python_ends_cleanly_while_a_file_is_being_read(tmp_path):
+    """A script (or the smoke check, failing) that ends while a dock reads a checkpoint
+    file: Python waits for the read; on main it aborted (exit 134, "WorkerBaseSignals has
+    been deleted")."""
+    script = tmp_path / "exit_during_read.py"
+    script.write_text(EXIT_DURING_READ)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "exiting", done.stderr[-3000:]
+    assert not any(word in done.stderr for word in CRASH_WORDS), done.stderr[-3000:]
