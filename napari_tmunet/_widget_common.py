@@ -681,6 +681,9 @@ class LatestRead:
         if runs_inline():
             self._take(key, number, self._read(key))
             return
+        # kept for the interpreter's exit (a read cannot be stopped: it is waited for),
+        # which must not delete the worker's signals under it
+        ended = track_run(threading.Event(), threading.Event(), "a file read")
         start_worker(
             self._read,
             key,
@@ -688,6 +691,7 @@ class LatestRead:
                 "returned": lambda result: self._take(key, number, result),
                 "errored": lambda err: self._take(key, number, self._failed(key, err)),
             },
+            direct={"finished": ended},
         )
 
     def when_read(self, key, then: Callable[[], None]) -> None:
@@ -743,6 +747,13 @@ class CheckpointCheck:
     def close(self) -> None:
         """The dock is gone: no result is shown, no click goes on."""
         self._reads.closed = True
+        self._click = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a click waits for a file to be read (:meth:`wait_for`); it is carried
+        out, or dropped, as the read ends (the smoke check waits for that)."""
+        return self._click is not None
 
     def check(self, path: str) -> None:
         """Read ``path`` in the background (at once where workers run inline), unless it
@@ -780,9 +791,11 @@ class CheckpointCheck:
         dock.status.value = text
 
         def read() -> None:
-            if self._click is not click or dock.running:  # done already, or another click
+            if self._click is not click:  # another click waits
                 return
             self._click = None
+            if dock.running:  # a run started meanwhile
+                return
             if dock.status.value == text:
                 dock.status.value = ""
             then(path)

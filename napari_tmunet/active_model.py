@@ -245,6 +245,15 @@ def for_viewer(viewer=None) -> ActiveModel:
     return holder
 
 
+def saved_active() -> tuple[ModelChoice | None, ModelChoice | None]:
+    """The model the user made active (Fine-tune, Revert), as the settings file saves it
+    and a new viewer's Segment dock starts with it, for a tool without a viewer
+    (``napari-tmunet-predict``): (that model, or None when none is saved or its file is
+    not found; the one saved whose file is not found, or None). Nothing is written."""
+    holder = ActiveModel(persist=True)
+    return holder.current, holder.missing_current
+
+
 def _choice_from(saved) -> ModelChoice | None:
     """A ModelChoice from its saved fields; None for anything else (a hand-edited file)."""
     if not isinstance(saved, dict) or not isinstance(saved.get("model"), str):

@@ -17,13 +17,17 @@ opens napari under Xvfb (started through ``xvfb-run`` when there is no display),
 Segment on the sample twice (the Segment dock's worker thread), reports the seconds from
 click to Labels layer (the first click loads the model), checks the layer (shape, not
 empty, Dice against the sample's mask), saves a screenshot of the window (to the temporary
-folder unless ``--screenshot`` says where) and exits non-zero on any failure. The tests
-check what the canvas draws (tests/test_segment_widget.py).
+folder unless ``--screenshot`` says where) and exits non-zero on any failure. It checks the
+installation: it runs the shipped model of the sample's modality (or ``--model``), with
+settings of its own in a temporary folder, so a model the user made active (a fine-tune)
+or picked is neither used nor changed; its first line and report name the model. The
+tests check what the canvas draws (tests/test_segment_widget.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +49,7 @@ PLUGIN = "napari-tmunet"
 SAMPLES = MODALITIES  # one sample image per modality
 _UNDER_XVFB_ENV = "NAPARI_TMUNET_UNDER_XVFB"
 DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
+POLL_S = 0.05  # the smoke check looks at the Segment dock's state this often
 WINDOW_SIZE = (1500, 950)  # width, height; smaller on a smaller screen (fit_window_to_screen)
 
 
@@ -91,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="non-interactive: segment the sample, check the result, save a screenshot, exit",
+        help="non-interactive check of the installation: segment the sample with its "
+        "shipped model (or --model; not the model you made active, and your settings are "
+        "left as they are), check the result, save a screenshot, exit",
     )
     parser.add_argument(
         "--screenshot",
@@ -682,9 +690,9 @@ def _interactive(args: argparse.Namespace) -> int:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    """Segment the sample through the Segment dock (twice), check the labels, screenshot."""
-    from ._sample_data import load_sample
-    from .metrics import dice_score
+    """Segment the sample through the Segment dock (twice), check the labels, screenshot;
+    with settings of its own (:func:`_own_settings`): the installation is checked, not the
+    model the user made active."""
     from .registry import available_models
 
     if args.model is None and not available_models():
@@ -692,11 +700,58 @@ def _smoke(args: argparse.Namespace) -> int:
             "no shipped model is installed (napari_tmunet/weights/); pass --model PATH to a "
             "checkpoint made by napari-tmunet-train"
         )
-    viewer, segment = open_viewer(args)
+    with _own_settings():
+        viewer, segment = open_viewer(args)
+        try:
+            return _smoke_viewer(args, viewer, segment)
+        finally:  # closing it stops and waits for the dock's workers: none outlives Python
+            _close_viewer(viewer)
+
+
+@contextlib.contextmanager
+def _own_settings() -> Iterator[None]:
+    """Within the block, the settings file is a new one in a temporary folder
+    (``settings.SETTINGS_DIR_ENV``): no active or remembered model of the user's is used,
+    and nothing the docks save reaches the user's settings."""
+    from .settings import SETTINGS_DIR_ENV
+
+    before = os.environ.get(SETTINGS_DIR_ENV)
+    with tempfile.TemporaryDirectory(prefix="napari-tmunet-smoke-") as folder:
+        os.environ[SETTINGS_DIR_ENV] = folder
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(SETTINGS_DIR_ENV, None)
+            else:
+                os.environ[SETTINGS_DIR_ENV] = before
+
+
+def _close_viewer(viewer) -> None:
+    """Close ``viewer`` unless it is closed already."""
+    try:
+        viewer.close()
+    except RuntimeError:  # its Qt window is gone
+        pass
+
+
+def _smoke_viewer(args: argparse.Namespace, viewer, segment) -> int:
+    """:func:`_smoke` in the opened ``viewer``."""
+    from ._sample_data import load_sample
+    from .metrics import dice_score
+
     reference = next(layer for layer in viewer.layers if layer.__class__.__name__ == "Labels")
     reference.visible = False  # the sample's own mask; the screenshot shows the prediction
     image = segment.image.value
-    print(f"opened napari with {image.name!r} {image.data.shape}; model {segment.model.value!r}")
+    # the dock's own words: "Runs TM-UNet colonoscopy: <why>."
+    note = (
+        ""
+        if args.model
+        else " (--smoke checks the installation: a model you made active is not used)"
+    )
+    print(
+        f"opened napari with {image.name!r} {image.data.shape}; {segment.model_reason.value}{note}"
+    )
     # What the user waits from the click to the Labels layer: the first click loads the
     # model, a second click reuses it.
     first = _click_segment(segment, args.timeout)
@@ -724,7 +779,6 @@ def _smoke(args: argparse.Namespace) -> int:
         viewer.export_figure(str(args.figure))
     args.screenshot.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.screenshot), canvas_only=False)
-    viewer.close()
     print(json.dumps(report))
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
@@ -749,18 +803,33 @@ def _run_events(seconds: float, until=None) -> None:
     loop.exec()
 
 
+def _run_events_until(done: Callable[[], bool], seconds: float) -> bool:
+    """Run the Qt event loop until ``done()`` or for ``seconds``; whether ``done()``."""
+    deadline = time.perf_counter() + seconds
+    while not done() and time.perf_counter() < deadline:
+        _run_events(min(POLL_S, max(0.0, deadline - time.perf_counter())))
+    return done()
+
+
 def _click_segment(segment, timeout: float) -> float:
-    """Click Segment and wait on the Qt event loop for its Labels layer; the seconds waited."""
+    """Click Segment and wait on the Qt event loop for its run to start and end (a
+    checkpoint file chosen a moment ago is read first: the dock's click waits for that,
+    then runs); the seconds from the click to the Labels layer."""
     start = time.perf_counter()
+    before = segment.worker  # each run has its own worker
     segment.segment()
-    if segment.running:
-        _run_events(timeout, until=segment.worker.finished)
+    # the dock's state: its click waiting for a file read, then its run under way
+    check = segment._file_check
+    ended = _run_events_until(lambda: not (check.waiting or segment.running), timeout)
     seconds = time.perf_counter() - start
-    if segment.running:
+    if not ended:
         segment.cancel()
-        raise RuntimeError(f"Segment did not finish within {timeout:.0f} s")
-    if segment.last_layer is None:
-        raise RuntimeError(f"Segment made no Labels layer (status: {segment.status.value!r})")
+        raise RuntimeError(f"Segment did not finish within {timeout:g} s")
+    status = segment.status.value
+    if segment.worker is before:
+        raise RuntimeError(f"Segment did not start (status: {status!r})")
+    if status != "done" or segment.last_layer is None:
+        raise RuntimeError(f"Segment made no Labels layer (status: {status!r})")
     return seconds
 
 

@@ -16,10 +16,12 @@ frame count are removed too (only masks as this tool writes them; the end lines 
 them). OUTPUT_DIR is made only once the model
 is checked (a refused run leaves no folder), then checked to be writable and locked
 against a second run before any work. Without ``--model`` each image gets the model
-for its own modality, as the Segment dock's "Segment all" does
-(``registry.choose_model``: grey -> ultrasound...), each model loaded once, and a
-header line says why (a warning for an image unlike its model's training data, e.g.
-fluorescence or 16-bit grey with the ultrasound model); ``--model`` runs one
+for its own modality, as the Segment dock's "Segment all" does: the model the user made
+active in napari (a fine-tune; ``active_model.saved_active``) for images of its modality,
+else ``registry.choose_model`` (grey -> ultrasound...), each model loaded once, and a
+header line says which and why (a warning for an image unlike its model's training data,
+e.g. fluorescence or 16-bit grey with the ultrasound model); an active model whose file
+is not found is said in a line, and the shipped model runs, as in Segment. ``--model`` runs one
 model on every image, with the Segment dock's warning for an image unlike it (a shipped
 model of another modality, or unlike the image; a checkpoint that records another
 modality). Progress bars are drawn on a terminal only, never with ``--no-progress``.
@@ -74,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a shipped model's name or modality (listed below) or a checkpoint file, run "
         "on every image (default: each image gets the model for its own modality, as the "
-        "Segment dock's 'Segment all' does)",
+        "Segment dock's 'Segment all' does: the model you made active in napari, e.g. a "
+        "fine-tuned one, for images of its modality, else the shipped one)",
     )
     parser.add_argument(
         "--mode",
@@ -427,7 +430,8 @@ def _predict(args, images: list[Path], models: _Models) -> int:
         return EXIT_INTERRUPTED
     _close(bars)
     models.report_misfits()
-    code = _report(args.output_dir, len(images), written, skipped, failed, used, stale)
+    named = Counter({models.name(model): n for model, n in used.items()})
+    code = _report(args.output_dir, len(images), written, skipped, failed, named, stale)
     _note_plain_names(args.output_dir, stems, suffixes)
     return code
 
@@ -473,6 +477,10 @@ class _Models:
         self.suffix_of: dict[Path, str] = {}  # image -> its masks' suffix
         self.misfits: list[Path] = []  # images unlike their model's training data
         self.warned: set[tuple[str, str]] = set()  # (model, modality) warned about in full
+        # without --model: the model the user made active in napari, and the images it is
+        # for ("" : its modality is not recorded, all); see use_active
+        self.active, self.active_modality = None, ""
+        self.names: dict[str, str] = {}  # model -> its name in the lines (a fine-tune's run)
 
     def check(self) -> str | None:
         """What stops the run before any image (a sentence), or None: the --model that
@@ -489,12 +497,67 @@ class _Models:
         except (ValueError, RuntimeError, CheckpointError) as err:
             model = self.args.model
             return f"cannot load model {model!r}: {err}" if model else str(err)
+        problem = None if self.args.model else self.use_active()
+        if problem:
+            return problem
         if not self.args.model and not registry.available_models():
             return (
                 "no shipped model is installed; pass --model PATH to a checkpoint made by "
                 "napari-tmunet-train"
             )
         return None
+
+    def use_active(self) -> str | None:
+        """Without ``--model``: use the model the user made active in napari (Fine-tune,
+        Revert) for images of its modality, as Segment and "Segment all" do; one whose file
+        is not found is said in a line, and the shipped model runs (as in Segment). Why the
+        run cannot go on (a sentence: that model's file does not read), or None."""
+        from . import registry
+        from .active_model import saved_active
+
+        choice, missing = saved_active()
+        if missing is not None:
+            print(
+                f"napari-tmunet-predict: the model you made active in napari, {missing.label}, "
+                f"is not found ({missing.model}): the shipped model runs instead, as in "
+                "Segment (it stays active for a start that finds the file)",
+                file=sys.stderr,
+            )
+        if choice is None:
+            return None
+        modality = choice.modality or registry.model_modality(choice.model)
+        if registry.find_model(choice.model) is None:  # a checkpoint file (a fine-tune)
+            problem = registry.checkpoint_problem(choice.model)
+            if problem:
+                return (
+                    f"cannot load the model you made active in napari, {choice.label} "
+                    f"({choice.model}): {problem}; {_shipped_hint(modality)}"
+                )
+        self.active, self.active_modality = choice, modality
+        self.names[choice.model] = choice.label
+        return None
+
+    def name(self, model: str) -> str:
+        """``model``'s name in the lines: a fine-tuned model by its run's name."""
+        return self.names.get(model, model)
+
+    def choose(self, thumbnail, modality: str) -> tuple[str, str, bool]:
+        """(model, why, fits) for an image of ``modality`` seen in ``thumbnail``, as the
+        Segment dock's "Segment all": the active model for images of its modality (a
+        checkpoint file of the user's fits; a shipped model is judged by the image), else
+        :func:`registry.choose_model`'s."""
+        from . import registry
+
+        active = self.active
+        if active is None or self.active_modality not in ("", modality):
+            choice = registry.choose_model(thumbnail, modality=modality)
+            return choice.entry.name, choice.why, choice.fits  # check(): one is installed
+        why = f"the model you made active in napari for {modality} images, as Segment uses it"
+        entry = registry.find_model(active.model)
+        if entry is None:
+            return active.model, f"{why}; {_shipped_hint(modality)}", True
+        choice = registry.users_choice(entry, thumbnail, modality, why)
+        return entry.name, choice.why, choice.fits
 
     def load(self, model: str) -> tuple:
         """(Checkpoint, mode, instances) of a model name or path, loaded on first use."""
@@ -527,13 +590,12 @@ class _Models:
         thumbnail = _thumbnail(image)
         modality = registry.guess_modality(thumbnail)
         if not model:
-            choice = registry.choose_model(thumbnail, modality=modality)
-            model = choice.entry.name  # check() stopped the run when none is installed
+            model, why, fits = self.choose(thumbnail, modality)
             if model not in self.loaded:
                 self.load(model)
-                self.announce(model, f"images like {path.name}: {choice.why}")
-            if not choice.fits:
-                self._warn_misfit(path, model, choice.why, modality)
+                self.announce(model, f"images like {path.name}: {why}")
+            if not fits:
+                self._warn_misfit(path, model, why, modality)
         else:
             name, why = self._given_misfit(thumbnail, modality)
             if why:
@@ -567,22 +629,25 @@ class _Models:
         from tqdm import tqdm
 
         if (model, modality) not in self.warned:
-            tqdm.write(f"warning: {path.name}: {model!r} is {why}", file=sys.stderr)
+            tqdm.write(f"warning: {path.name}: {self.name(model)!r} is {why}", file=sys.stderr)
             self.warned.add((model, modality))
         self.misfits.append(path)
 
     def report_misfits(self) -> None:
         if self.misfits:
             count = len(self.misfits)
-            images = "1 image is" if count == 1 else f"{count} images are"
+            images = (
+                "1 image is unlike what its model was"
+                if count == 1
+                else f"{count} images are unlike what their models were"
+            )
             how = (
                 "leave out --model to give each image the model for its own modality"
                 if self.args.model
                 else "pass --model to choose one"
             )
             print(
-                f"warning: {images} unlike what their model was trained "
-                f"on (see above; {how}): {_names(self.misfits)}",
+                f"warning: {images} trained on (see above; {how}): {_names(self.misfits)}",
                 file=sys.stderr,
             )
 
@@ -591,7 +656,9 @@ class _Models:
 
         _, mode, instances = self.load(model)
         kind = "instances as TIFF" if instances else "binary masks as PNG"
-        text = f"model {model!r} (mode {mode}, {kind})" + (f", for {which}" if which else "")
+        file = f" ({model})" if self.name(model) != model else ""  # a fine-tune's checkpoint
+        text = f"model {self.name(model)!r}{file} (mode {mode}, {kind})"
+        text += f", for {which}" if which else ""
         line = (
             self.header.replace("{model}", text)
             if self.header
@@ -599,6 +666,15 @@ class _Models:
         )
         self.header = ""
         tqdm.write(line, file=sys.stderr)
+
+
+def _shipped_hint(modality: str) -> str:
+    """How to run the shipped model of ``modality`` instead of the active one."""
+    from .registry import model_for_modality
+
+    shipped = model_for_modality(modality) if modality else None
+    name = repr(shipped.name) if shipped is not None else "NAME"
+    return f"pass --model {name} for the shipped model"
 
 
 def _thumbnail(image):
@@ -700,14 +776,15 @@ class _StaleFrames:
     def report(self) -> None:
         if self.removed:
             print(
-                f"{len(self.removed)} stale frame masks of an earlier, longer stack removed "
-                f"(--overwrite): {_names(self.removed)}",
+                f"{_count(len(self.removed), 'stale frame mask')} of an earlier, longer stack "
+                f"removed (--overwrite): {_names(self.removed)}",
                 file=sys.stderr,
             )
         if self.kept:
+            kept = len(self.kept)
             print(
-                f"{len(self.kept)} files named like frame masks kept, as this tool did not "
-                f"write them: {_names(self.kept)}",
+                f"{_count(kept, 'file')} named like frame masks kept, as this tool did not "
+                f"write {'it' if kept == 1 else 'them'}: {_names(self.kept)}",
                 file=sys.stderr,
             )
 
@@ -738,6 +815,11 @@ def _is_written_mask(path: Path) -> bool:
     except ValueError:  # unreadable: not a mask this tool wrote
         return False
     return mask.ndim == 2 and mask.dtype == np.uint8 and bool(np.isin(mask, (0, 255)).all())
+
+
+def _count(count: int, noun: str) -> str:
+    """``"1 image"``, ``"2 images"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _names(paths: list[Path], shown: int = 10) -> str:
@@ -788,8 +870,9 @@ def _report(
     print(f"{written} of {n_images} images segmented{where}{by_model}", file=sys.stderr)
     stale.report()
     if skipped:
+        their = "its masks already exist" if len(skipped) == 1 else "their masks already exist"
         print(
-            f"{len(skipped)} skipped: their masks already exist in {output_dir} (pass "
+            f"{len(skipped)} skipped: {their} in {output_dir} (pass "
             f"--overwrite to replace them): {_names(skipped)}",
             file=sys.stderr,
         )

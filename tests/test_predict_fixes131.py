@@ -66,7 +66,7 @@ def test_a_shipped_model_of_another_modality_is_warned_about(images, tmp_path, c
         "'TM-UNet ultrasound' for such images"
     ), err
     assert said[1:] == [
-        "warning: 1 image is unlike what their model was trained on (see above; leave out "
+        "warning: 1 image is unlike what its model was trained on (see above; leave out "
         "--model to give each image the model for its own modality): 000002.png"
     ], err
     assert "2 of 2 images segmented" in err

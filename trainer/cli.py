@@ -431,9 +431,17 @@ def _add_output_args(fit) -> None:
         default=None,
         help="do not measure params/MACs/FLOPs/FPS at the end",
     )
-    g.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
+    _add_no_progress(g, default=None)  # None: the config's (or a resumed run's) setting
     g.add_argument("--device", choices=DEVICES, help="default auto")
     g.add_argument("--num-workers", type=int, help="threads decoding the dataset (default 4)")
+
+
+def _add_no_progress(parser, default: bool | None = False) -> None:
+    """``--no-progress``: one option for every command that draws progress bars (fit,
+    cache, evaluate, demo; bars are drawn on a terminal only in any case)."""
+    parser.add_argument(
+        "--no-progress", action="store_true", default=default, help="no progress bars"
+    )
 
 
 def _add_cache(sub) -> None:
@@ -466,6 +474,7 @@ def _add_cache(sub) -> None:
         help="replace an existing cache file OUTPUT (never a file of another kind); the "
         "old file stays until the new one is complete",
     )
+    _add_no_progress(cache)
     cache.set_defaults(handler=cmd_cache)
 
 
@@ -508,6 +517,7 @@ def _add_evaluate(sub) -> None:
     ev.add_argument(
         "--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)"
     )
+    _add_no_progress(ev)
     ev.set_defaults(handler=cmd_evaluate)
 
 
@@ -578,6 +588,7 @@ def _add_demo(sub) -> None:
         "--data, the sample's tiles (demo-data/) go there",
     )
     demo.add_argument("--device", choices=DEVICES, default="cpu")
+    _add_no_progress(demo)
     demo.set_defaults(handler=cmd_demo)
 
 

@@ -411,7 +411,8 @@ def cmd_cache(args) -> int:
         from tqdm.auto import tqdm
 
         # disable=None: no bar when stderr is no terminal (a log file), as train's
-        with tqdm(desc="decode", unit="pair", disable=None) as bar:
+        off = True if args.no_progress else None
+        with tqdm(desc="decode", unit="pair", disable=off) as bar:
 
             def progress(done, total):
                 bar.total = total
@@ -513,7 +514,7 @@ def cmd_evaluate(args) -> int:
         mode,
         device=device,
         batch_size=args.batch_size,
-        progress=True,
+        progress=not args.no_progress,
         region=region,
     )
     ev.to_csv(out / f"{stem}.csv")
@@ -842,6 +843,7 @@ def cmd_demo(args) -> int:
             device=args.device,
             num_workers=2,
             eval_every=2,
+            progress=not args.no_progress,
         )
         start = time.time()
         try:
