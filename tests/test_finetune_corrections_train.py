@@ -146,6 +146,10 @@ def test_the_verdict_rests_on_the_corrections_learnt():
     )
     same = compare_models({**learnt, "new": scores(1010, 0.96)})
     assert same["use_new"] is None and "not clearly learnt" in same["why"]
+    # a held-out strip without foreground (Dice None): no say on the rest, still you choose
+    empty = {**learnt, "held_out_foreground": 0}
+    empty.update(old={**learnt["old"], "dice": None}, new={**learnt["new"], "dice": None})
+    assert compare_models(empty)["use_new"] is None
     ruined = compare_models({**learnt, "new": scores(1900, 0.70)})
     assert ruined["use_new"] is False and "ruins the rest" in ruined["why"]
 

@@ -1667,7 +1667,7 @@ def _zone_verdict(
             f"part (its Dice there is more than {REST_RUIN:.2f} below the starting model's)"
         )
         return {"use_new": False, "compared": compared, "why": why}
-    fell = round(new["dice"], 4) < round(old["dice"], 4) and drop > 0  # lower as shown
+    fell = drop > 0 and round(new["dice"], 4) < round(old["dice"], 4)  # lower as shown
     if not (fell or trained):
         return {"use_new": True, "compared": compared, "why": ""}
     why = "the fine-tuned model learnt your corrections"
