@@ -871,11 +871,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if verdict["use_new"]:
             self.use_fine_tuned()
             return
-        stays = f"{text}; {verdict['why']}; {result['old_label']} stays active"
+        why = _unbroken(verdict["why"])  # it may give the held-out Dice, a -> b
+        stays = f"{text}; {why}; {result['old_label']} stays active"
         self.status.value = stays + _left_out_line(result)
         self.use_anyway_button.visible = True
         show_warning(
-            f"Fine-tuning: {verdict['why']}; the starting model stays active ('Use the "
+            f"Fine-tuning: {why}; the starting model stays active ('Use the "
             "fine-tuned model anyway' switches)."
         )
 

@@ -117,14 +117,19 @@ MIN_TRAIN_FOREGROUND = 0.25
 # The comparison where the user's corrections are (compare_models): the edited pixels of
 # the held-out part and this many pixels around them
 EDIT_MARGIN = 3
-# ... with guards on the whole held-out part (mostly the starting model's output, which
+# ... with a guard on the whole held-out part (mostly the starting model's output, which
 # the user saw and left as it was): the fine-tuned model is made active only when its
-# Dice there falls at most REST_TOLERANCE below the starting model's, the user decides up
-# to REST_RUIN, beyond it the fine-tune ruins the rest. Measured (CPM-15 image01, 6 boxes
-# corrected, 60 steps): held-out Dice 0.967 -> 0.901 went with ground-truth Dice on two
-# other images 0.891 -> 0.813 and 0.842 -> 0.798: such a drift is real harm.
-REST_TOLERANCE = 0.05
+# Dice there is not lower than the starting model's (to the 4 decimals shown); the user
+# decides up to REST_RUIN lower, beyond it the fine-tune ruins the rest. Measured (CPM-15
+# image01, 6 boxes corrected, 60 steps): held-out Dice 0.967 -> 0.901 went with
+# ground-truth Dice on two other images 0.891 -> 0.813 and 0.842 -> 0.798: a drop there
+# can be real harm, so no drop is let through unseen (tester33 #8: 0.4330 -> 0.4108 was).
 REST_RUIN = 0.20
+# Why a gain on the corrections trained on alone does not make the model active (the
+# held-out strip holds too few of them): a model can memorise the pixels it trained on
+TRAINED_ONLY = (
+    "only of those it trained on (too few are held out), which is not an independent test"
+)
 # ... and a difference in the correction zone counts when it is more than this many
 # standard errors (zone_difference)
 ZONE_Z = 2.0
@@ -1585,9 +1590,11 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
       model learnt them (:func:`trained_edit_scores`). No edits there, too few, or no
       clear difference (:func:`zone_difference`): the user decides; clearly fewer: not
       used. Clearly more of the correction zone right: used when its Dice on the
-      held-out part is at most :data:`REST_TOLERANCE` below the starting model's, the
-      user decides up to :data:`REST_RUIN`, not used beyond (a fine-tune that ruins the
-      rest);
+      held-out part is not lower than the starting model's and the corrections scored
+      are held out (an independent test); the user decides when that Dice is lower (up
+      to :data:`REST_RUIN`, not used beyond: a fine-tune that ruins the rest) or when
+      the only evidence is the corrections it trained on (the held-out strip holds too
+      few): it may have memorised them;
     - otherwise (reference masks): held-out Dice, the user decides when the held-out
       part cannot tell the models apart (:func:`comparison_problem`: e.g. neither model
       finds anything there, a tie at 0.0000, or the reference is about the starting
@@ -1647,9 +1654,13 @@ def _compare_learnt(result: dict, old: dict, new: dict) -> dict[str, Any]:
     scored = f"of these {trained}"
     if total != trained + held:  # other images' corrections trained too, unscored
         scored = f"of the {trained} in the image the strip is cut from"
+    strip = f"{held} in the held-out strip"
+    caveat = edits_caveat(result.get("edits") or {})  # the Metrics dock's note says it too
+    if caveat:
+        strip += f" - {caveat}"
     compared = (
         f"{total - held} of your {total} corrected pixels trained "
-        f"({held} in the held-out strip); {scored}: start model "
+        f"({strip}); {scored}: start model "
         f"{_right(old, 'trained_edited')}, fine-tuned {_right(new, 'trained_edited')} right; "
         f"with the {EDIT_MARGIN} px around them ({old['trained_zone_pixels']} px): "
         f"{_right(old, 'trained_zone')} -> {_right(new, 'trained_zone')} right; "
@@ -1660,15 +1671,17 @@ def _compare_learnt(result: dict, old: dict, new: dict) -> dict[str, Any]:
         f"the fine-tuned model has not clearly learnt your corrections (about as many of "
         f"{zone} right as the starting model): train longer (more Steps)"
     )
-    return _zone_verdict(result, zone_difference(old, new, "trained_"), compared, zone, same)
+    difference = zone_difference(old, new, "trained_")
+    return _zone_verdict(result, difference, compared, zone, same, trained=True)
 
 
 def _zone_verdict(
-    result: dict, difference: int, compared: str, zone: str, same: str = ""
+    result: dict, difference: int, compared: str, zone: str, same: str = "", trained=False
 ) -> dict[str, Any]:
     """The verdict from a model's gain in the correction ``zone`` (``difference``,
     :func:`zone_difference`), with the held-out Dice guarding the rest; ``same``: why
-    when there is no clear difference."""
+    when there is no clear difference; ``trained``: the zone is the corrections trained
+    on, no independent test, so a gain there only lets the user choose."""
     if difference == 0:
         why = same or f"the two models get about as many of {zone} right"
         return {"use_new": None, "compared": compared, "why": why}
@@ -1683,14 +1696,17 @@ def _zone_verdict(
             f"part (its Dice there is more than {REST_RUIN:.2f} below the starting model's)"
         )
         return {"use_new": False, "compared": compared, "why": why}
-    if drop > REST_TOLERANCE:
-        why = (
-            "the fine-tuned model learnt your corrections but changes the rest of the "
-            f"held-out part (its Dice there is more than {REST_TOLERANCE:.2f} below the "
-            "starting model's): try it on an image before you choose"
-        )
-        return {"use_new": None, "compared": compared, "why": why}
-    return {"use_new": True, "compared": compared, "why": ""}
+    fell = drop > 0 and round(new["dice"], 4) < round(old["dice"], 4)  # lower as shown
+    if not (fell or trained):
+        return {"use_new": True, "compared": compared, "why": ""}
+    why = "the fine-tuned model learnt your corrections"
+    if trained:
+        why = f"the fine-tuned model gets more of your corrected pixels right, but {TRAINED_ONLY}"
+    if fell:
+        why += f"{', and' if trained else ', but'} its held-out Dice fell "
+        why += f"({old['dice']:.4f} -> {new['dice']:.4f})"
+    why += ": try it on an image before you choose"
+    return {"use_new": None, "compared": compared, "why": why}
 
 
 def held_out_scores_text(result: dict[str, Any]) -> str:

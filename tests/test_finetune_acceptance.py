@@ -1,0 +1,90 @@
+"""When a fine-tuned model becomes the active one (real docks on the threaded path, the
+shipped colonoscopy model on the CPU, a CVC-ClinicDB frame; a 2-step fine-tune).
+
+A pathologist corrects one frame Segment made and fine-tunes on it. The held-out strip
+holds none of the corrections, so whether they were learnt can only be scored on the
+pixels trained on (a model can memorise those), and the held-out Dice falls: the
+fine-tuned model must not replace the shipped one by itself (tester33 #8). The dock
+says why, with the numbers, in the words the Metrics dock's note uses, and 'Use the
+fine-tuned model anyway' makes it active."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _paths import DATASETS
+from test_finetune_dock_fixes import open_dock, start_small
+from test_finetune_held_out_fixes import metrics_dock
+
+from napari_tmunet import registry
+from napari_tmunet.data.images import read_image, read_mask
+from napari_tmunet.training.finetune import TRAINED_ONLY, compare_models, edits_caveat
+
+CVC = DATASETS / "CVC-ClinicDB"
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.skipif(not CVC.is_dir(), reason=f"no CVC-ClinicDB at {DATASETS}"),
+]
+
+
+def segmented_frame(viewer, qtbot, name: str):
+    """CVC-ClinicDB frame ``name`` segmented by the shipped colonoscopy model in the
+    Segment dock: its Labels layer and the reference mask."""
+    seg = open_dock(viewer, "Segment")
+    seg.image.value = viewer.add_image(read_image(CVC / "images" / f"{name}.png"), name=name)
+    seg.segment()
+    qtbot.waitUntil(lambda: not seg.running, timeout=120_000)
+    return seg.last_layer, read_mask(CVC / "masks" / f"{name}.tif")[0]
+
+
+def test_a_model_whose_held_out_dice_falls_waits_for_the_users_click(
+    make_napari_viewer, qtbot, tmp_path
+):
+    if registry.find_model("TM-UNet colonoscopy") is None:
+        pytest.skip("the shipped colonoscopy model is needed")
+    viewer = make_napari_viewer()
+    labels, reference = segmented_frame(viewer, qtbot, "20")
+    # the user corrects the left half of the frame to the reference (brush and eraser);
+    # the right half stays the model's own output
+    corrected = np.array(labels.data)
+    half = corrected.shape[1] // 2
+    corrected[:, :half] = reference[:, :half]
+    labels.data = corrected
+
+    tune = open_dock(viewer, "Fine-tune")
+    start_small(tune, tmp_path / "run", steps=2)
+    tune.learning_rate.value = 1e-4  # 1e-3 changes the rest too much (ruins it: not used)
+    tune.start_button.native.click()
+    assert tune.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    result = tune.result
+    assert tune.error == "" and result["trained"] == 2, tune.status.value
+    old, new, edits = result["old"], result["new"], result["edits"]
+    # the only evidence for the corrections is on pixels trained on ...
+    assert edits["known"] and not edits["enough"] and old["trained_edited_pixels"] > 0
+    assert new["trained_zone_correct"] > old["trained_zone_correct"]
+    # ... and the held-out Dice falls, less than the old rule's 0.05 (1.0000 -> 0.9686)
+    assert old["dice"] - 0.05 < new["dice"] < old["dice"], (old["dice"], new["dice"])
+
+    # not made active; the dock says why, with the numbers, and offers the choice
+    assert tune.active.current is None
+    assert not tune.use_anyway_button.native.isHidden()
+    status = tune.status.value
+    fell = f"held-out Dice fell ({old['dice']:.4f}\u00a0\u2192\u00a0{new['dice']:.4f})"
+    assert f"{TRAINED_ONLY}, and its {fell}" in status, status
+    assert status.endswith("TM-UNet colonoscopy stays active"), status
+    assert compare_models(result)["use_new"] is None  # comparison.json's verdict too
+    # the Metrics dock's note and this verdict give the same caveat, from one source
+    caveat = edits_caveat(edits)
+    assert caveat.endswith("too few for a meaningful comparison")
+    assert caveat in metrics_dock(viewer).comparison_note.value
+    assert caveat in status
+
+    # the user's choice: the run's model, kept in its folder, becomes active
+    tune.use_anyway_button.native.click()
+    assert tune.active.current.model == result["best_checkpoint"]
+    assert tune.active.previous.model == "TM-UNet colonoscopy"
+    assert tune.status.value.endswith(f"; active: {tune.active.current.label}")
+    assert tune.use_anyway_button.native.isHidden()
