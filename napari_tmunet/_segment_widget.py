@@ -73,7 +73,7 @@ from ._image_layers import (
     orientation_not_applied,
     saved_by_tmunet,
 )
-from ._segment_frames import FrameVisibility
+from ._segment_frames import FrameVisibility, set_visible
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -601,7 +601,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             return
         for output in self._outputs_of(image):
             if output.labels in self.viewer.layers:
-                output.labels.visible = True
+                set_visible(output.labels, True)
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
