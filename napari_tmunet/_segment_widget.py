@@ -126,7 +126,7 @@ SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warne
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # lines of the summary shown at once (it scrolls in its box): with the settings above it
 # they fit a 1366 x 768 dock from the Image box down (tester28)
-SUMMARY_LINES = 6
+SUMMARY_LINES = 5
 RUN_WORDS = "a Segment run"  # what a run still going when napari closes is called
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
