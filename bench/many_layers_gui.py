@@ -2,9 +2,10 @@
 
 For each code tree given (``--trees``: checkouts of napari-tmunet, e.g. main's and a
 branch's; default this one) and each count of pictures (``--counts``), a child process
-with that tree first on its path opens a real viewer with the Segment dock, opens a
-dataset folder of that many UDIAT pairs with the plugin's reader (picture and mask each:
-the first picture shown, the others hidden, as napari-tmunet opens a folder), then:
+with that tree first on its path opens a real viewer with the Segment dock, opens that
+many UDIAT pairs with the plugin's reader as dataset folders of 20 pairs (the reader opens
+at most 25 of a folder; picture and mask each, a folder's first picture shown, the others
+hidden), then:
 
 - clicks Segment (on the picture shown) and times the click itself (the GUI thread is
   held until it returns), and the longest stall of the GUI thread (the largest gap of a
@@ -34,18 +35,26 @@ HERE = Path(__file__).resolve().parents[1]
 UDIAT = HERE.parent / "shared" / "datasets" / "UDIAT"
 
 
-def make_folder(source: Path, dest: Path, count: int) -> Path:
-    """``dest`` as a dataset folder of ``source``'s first ``count`` pairs (symlinks)."""
+FOLDER_PAIRS = 20  # pairs a dataset folder holds (the tester's folders)
+
+
+def make_folders(source: Path, dest: Path, count: int) -> list[Path]:
+    """Dataset folders under ``dest`` of ``source``'s first ``count`` pairs (symlinks),
+    :data:`FOLDER_PAIRS` each."""
     stems = sorted(path.stem for path in (source / "images").iterdir())[:count]
-    for part in ("images", "masks"):
-        (dest / part).mkdir(parents=True)
-        for stem in stems:
-            (found,) = (source / part).glob(f"{stem}.*")
-            (dest / part / found.name).symlink_to(found)
-    return dest
+    folders = []
+    for first in range(0, len(stems), FOLDER_PAIRS):
+        folder = dest / f"part{len(folders) + 1}"
+        for part in ("images", "masks"):
+            (folder / part).mkdir(parents=True)
+            for stem in stems[first : first + FOLDER_PAIRS]:
+                (found,) = (source / part).glob(f"{stem}.*")
+                (folder / part / found.name).symlink_to(found)
+        folders.append(folder)
+    return folders
 
 
-def measure(folder: Path, selections: int) -> dict:
+def measure(folders: list[Path], selections: int) -> dict:
     """The child's work (see the module docstring); the numbers as a dict."""
     import napari
     from qtpy.QtCore import QTimer
@@ -57,7 +66,8 @@ def measure(folder: Path, selections: int) -> dict:
     viewer = napari.Viewer()
     _, dock = viewer.window.add_plugin_dock_widget("napari-tmunet", "Segment")
     start = time.perf_counter()
-    viewer.open(str(folder), plugin="napari-tmunet")
+    for folder in folders:
+        viewer.open(str(folder), plugin="napari-tmunet")
     opened = time.perf_counter() - start
     settle(app, 1.0)
 
@@ -133,7 +143,7 @@ class Heartbeat:
         return self.longest
 
 
-def run_child(tree: Path, folder: Path, selections: int) -> dict:
+def run_child(tree: Path, folders: list[Path], selections: int) -> dict:
     """:func:`measure` in a fresh process that imports napari_tmunet from ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     with tempfile.TemporaryDirectory() as home:  # no settings of an earlier session
@@ -142,7 +152,7 @@ def run_child(tree: Path, folder: Path, selections: int) -> dict:
             sys.executable,
             __file__,
             "--child",
-            str(folder),
+            *map(str, folders),
             "--selections",
             str(selections),
         ]
@@ -170,7 +180,7 @@ def main() -> None:
     parser.add_argument("--counts", nargs="+", type=int, default=[20, 40])
     parser.add_argument("--selections", type=int, default=3)
     parser.add_argument("--source", type=Path, default=UDIAT, help="a dataset folder")
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(measure(args.child, args.selections)), flush=True)
@@ -184,9 +194,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.counts:
-            folder = make_folder(args.source, Path(tmp) / f"n{count}", count)
+            folders = make_folders(args.source, Path(tmp) / f"n{count}", count)
             for tree in args.trees:
-                row = run_child(tree.resolve(), folder, args.selections)
+                row = run_child(tree.resolve(), folders, args.selections)
                 selected = " / ".join(f"{t:.2f}" for t in row["select_s"])
                 print(
                     f"| {row['pictures']} | {commit_of(tree)} | {row['click_s']:.2f} s "
