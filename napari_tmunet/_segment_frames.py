@@ -17,6 +17,10 @@ its own layers as they are (a mask may be looked at on black). The Image box fol
 frame shown and the frame of a layer selected, so the label settings act on the result
 the user looks at. A hidden layer napari selects itself, as it adds it (the hidden
 pictures of a folder) or removes its neighbour, is not followed.
+
+Only the layers whose visibility changes are touched (:func:`set_visible`): napari rebuilds
+its whole scene graph on every ``visible`` set, even one that changes nothing (0.1-0.2 s
+with 40 pictures open), and the pictures of a folder lie hidden already.
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ class FrameVisibility:
         self._hide_covered(layer)
         if not layer.visible:
             with self._toggled():
-                layer.visible = True
+                set_visible(layer, True)
             self._show_own_layers(layer)
 
     def _hide_covered(self, layer) -> None:
@@ -137,17 +141,21 @@ class FrameVisibility:
             return
         frames = self._frames()
         owners = self._owners(frames)
+        own_of: dict[int, list] = {}  # id(frame) -> its own layers (one pass, not one a frame)
+        for other in self.viewer.layers:
+            if id(other) in owners:
+                own_of.setdefault(id(owners[id(other)]), []).append(other)
         with self._toggled():
             for frame in frames:
                 if frame is layer or not _overlap(frame, layer):
                     continue
-                own = self._own_layers(frame, owners)
+                own = own_of.get(id(frame), [])
                 if frame.visible:  # those the user hid stay hidden when it is shown again
                     hidden = {other.unique_id for other in own if not other.visible}
                     self._hidden_by_user[frame.unique_id] = hidden
-                    frame.visible = False
+                    set_visible(frame, False)
                 for other in own:
-                    other.visible = False
+                    set_visible(other, False)
 
     def _show_own_layers(self, frame: Image) -> None:
         """Show ``frame``'s own layers, but those the user had hidden."""
@@ -155,7 +163,7 @@ class FrameVisibility:
         with self._toggled():
             for layer in self._own_layers(frame, self._owners(self._frames())):
                 if layer.unique_id not in kept:
-                    layer.visible = True
+                    set_visible(layer, True)
 
     def _on_layer_visible(self, event) -> None:
         """A frame's eye clicked on: the frames it overlaps are hidden with their own layers,
@@ -213,6 +221,14 @@ class FrameVisibility:
             yield
         finally:
             self._adding_output = False
+
+
+def set_visible(layer, visible: bool) -> None:
+    """Show or hide ``layer``, only when that changes it: napari emits ``visible`` and
+    rebuilds the canvas's scene graph (all layers) on every set, also one to the same
+    value."""
+    if layer.visible != visible:
+        layer.visible = visible
 
 
 def _overlap(first, second) -> bool:

@@ -73,7 +73,7 @@ from ._image_layers import (
     orientation_not_applied,
     saved_by_tmunet,
 )
-from ._segment_frames import FrameVisibility
+from ._segment_frames import FrameVisibility, set_visible
 from ._segment_jobs import (
     AUTO,
     LARGE_IMAGE,
@@ -126,7 +126,7 @@ SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warne
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # lines of the summary shown at once (it scrolls in its box): with the settings above it
 # they fit a 1366 x 768 dock from the Image box down (tester28)
-SUMMARY_LINES = 6
+SUMMARY_LINES = 5
 RUN_WORDS = "a Segment run"  # what a run still going when napari closes is called
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
@@ -601,7 +601,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             return
         for output in self._outputs_of(image):
             if output.labels in self.viewer.layers:
-                output.labels.visible = True
+                set_visible(output.labels, True)
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``

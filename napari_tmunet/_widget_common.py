@@ -402,7 +402,9 @@ def scrolled_text(label, lines: int):
     from its first line each time the text changes; returns the box (a QScrollArea).
 
     The dock then needs not scroll its top rows out of view to show a long text: the
-    text's box fits under them (see :func:`scroll_into_view`'s ``keep``).
+    text's box fits under them (see :func:`scroll_into_view`'s ``keep``, which also makes
+    the box no taller than the view's room under its top). A box shorter than its text
+    shows whole lines, blank under the last one, never a line cut in half.
     """
     native = label.native
     row = native.parentWidget().layout()
@@ -415,19 +417,30 @@ def scrolled_text(label, lines: int):
 @functools.cache
 def _text_box_type():
     """A QScrollArea class whose instances hold one wrapped QLabel and are as tall as its
-    text at their width, up to a number of its lines."""
+    text at their width, up to a number of its lines and to the room they are given
+    (``fit_room``), showing whole lines of it."""
     from qtpy.QtCore import QEvent, QSize, Qt
-    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+    from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
     class TextBox(QScrollArea):
         def __init__(self, label, lines: int):
             super().__init__()
             self._label, self._lines, self._text = label, lines, label.text()
+            self._room: int | None = None  # px at most, from fit_room
             label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
             inner = QWidget()
             layout = QVBoxLayout(inner)
             layout.setContentsMargins(0, 0, 0, 0)
             layout.addWidget(label)
+            # one line laid out as the label's are (beside it, never shown): its height
+            # gives the label's margins around its lines, which its style and alignment set
+            # (a framed label indents its text from the top it is aligned to)
+            self._one_line = QLabel("x", inner)
+            self._one_line.setWordWrap(True)
+            self._one_line.setAlignment(label.alignment())
+            self._one_line.setIndent(label.indent())
+            self._one_line.setMargin(label.margin())
+            self._one_line.hide()
             self.setWidget(inner)
             self.setWidgetResizable(True)
             self.setFrameShape(QFrame.Shape.NoFrame)
@@ -437,12 +450,38 @@ def _text_box_type():
             self.setSizePolicy(policy)
             inner.installEventFilter(self)  # its layout asks again when the text changes
 
+        def fit_room(self, room: int) -> None:
+            """Be no taller than ``room`` px (the dock's view under the box's top), as long
+            as that holds a line; the text scrolls in it."""
+            room = room if room >= self._whole_lines(1) + 2 * self.frameWidth() else None
+            if room != self._room:
+                self._room = room
+                self.updateGeometry()
+
+        def _whole_lines(self, count: int) -> int:
+            """The height (px) from the label's top down to the end of its ``count``-th
+            line: its margin above (half of its margins), its lines one ``lineSpacing``
+            apart, the last one's full height (the next line's top shows under more)."""
+            metrics = self._label.fontMetrics()
+            pitch = metrics.lineSpacing()
+            self._one_line.ensurePolished()  # styled now (a hidden widget is not)
+            margins = self._one_line.heightForWidth(10_000) - metrics.height()
+            return (margins + 1) // 2 + count * pitch + metrics.height() - pitch
+
+        def _lines_in(self, height: int) -> int:
+            """How many whole lines of the label show in ``height`` px from its top."""
+            pitch = self._label.fontMetrics().lineSpacing()
+            return max(0, (height - self._whole_lines(0)) // pitch)
+
         def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
             return True
 
         def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
-            most = self._lines * self._label.fontMetrics().lineSpacing()
-            return min(self.widget().heightForWidth(width), most)
+            frame = 2 * self.frameWidth()
+            most = self._whole_lines(self._lines) + frame
+            if self._room is not None:
+                most = min(most, self._room)
+            return min(self.widget().heightForWidth(width - frame) + frame, most)
 
         def sizeHint(self):  # noqa: N802 - Qt's name
             return QSize(0, self.heightForWidth(max(self.width(), 1)))
@@ -450,9 +489,26 @@ def _text_box_type():
         def minimumSizeHint(self):  # noqa: N802 - Qt's name
             return QSize(0, 0)
 
+        def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+            self._end_on_a_line()
+            super().resizeEvent(event)
+
+        def _end_on_a_line(self) -> None:
+            """Where the text is taller than the box, show whole lines of it and leave the
+            rest of the box's height blank under them (the view would cut a line)."""
+            inside = self.contentsRect()
+            text = self.widget().heightForWidth(inside.width())
+            shown = inside.height()
+            if text > shown:
+                shown = self._whole_lines(self._lines_in(shown))
+            spare = max(0, inside.height() - shown)
+            if self.viewportMargins().bottom() != spare:
+                self.setViewportMargins(0, 0, 0, spare)
+
         def eventFilter(self, inner, event):  # noqa: N802 - Qt's name
             if inner is self.widget() and event.type() == QEvent.Type.LayoutRequest:
                 self.updateGeometry()  # the dock's layout gives it its new height
+                self._end_on_a_line()
                 if self._label.text() != self._text:  # a new text is read from its top
                     self._text = self._label.text()
                     self.verticalScrollBar().setValue(0)
@@ -476,7 +532,8 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     goes no lower than its row's top, as long as the first :data:`KEEP_LINES` lines of
     the first of ``widgets`` show with it (tester27 #4, tester28: a run's summary
     scrolled the Image and Model boxes away; a long one scrolls in its own box,
-    :func:`scrolled_text`). A widget in such a box counts as the box."""
+    :func:`scrolled_text`). A widget in such a box counts as the box, which is made no
+    taller than the view's room under its top (:func:`_fit_text_boxes`)."""
     from qtpy.QtCore import QTimer
 
     bar = body.scroll_area.verticalScrollBar()
@@ -489,6 +546,7 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
             value = _value_showing(body, [w.native for w in widgets], keep_row)
             if value is not None:
                 bar.setValue(value)
+            _fit_text_boxes(body, widgets)
             # a table wider than the dock would pull the view sideways, cutting off the
             # left edge of everything (the body does not scroll sideways on its own)
             body.scroll_area.horizontalScrollBar().setValue(0)
@@ -504,6 +562,19 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     bar.rangeChanged.connect(scroll)
     QTimer.singleShot(0, scroll)
     QTimer.singleShot(500, stop_following)
+
+
+def _fit_text_boxes(body, widgets) -> None:
+    """Make each scrolled text box (:func:`scrolled_text`) among ``widgets`` no taller than
+    the view's room under its top, so that the view's bottom edge cuts none of its lines
+    (tester33 #9: a long model reason above it left 4.6 of its 6 lines in view); its text
+    scrolls in it."""
+    area = body.scroll_area
+    bottom = area.verticalScrollBar().value() + area.viewport().height()
+    for widget in widgets:
+        box = _shown_part(body, widget.native)
+        if hasattr(box, "fit_room"):
+            box.fit_room(bottom - _top(body, box))
 
 
 def _value_showing(body, natives: list, keep_row) -> int | None:

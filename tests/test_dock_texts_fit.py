@@ -147,3 +147,60 @@ def test_the_metrics_texts_wrap_within_the_dock_with_kvasir_names(window, qtbot)
     assert _shows_whole(metrics.body, metrics.status), metrics.status.native.width()
     shown = shown_text(metrics.prediction.native)
     assert shown.endswith(" labels") and "\u2026" in shown  # elided in the middle
+
+
+def _ink_bands(native) -> list[tuple[int, int]]:
+    """The (first, last) rows of each line of text drawn in the widget ``native`` (rows
+    with pixels far from its background's grey), in its own coordinates."""
+    image = native.grab().toImage()
+    background = image.pixelColor(0, 0).lightness()
+    bands, start = [], None
+    for row in range(image.height() + 1):
+        ink = row < image.height() and any(
+            abs(image.pixelColor(x, row).lightness() - background) > 60
+            for x in range(image.width())
+        )
+        if ink and start is None:
+            start = row
+        elif not ink and start is not None:
+            bands.append((start, row - 1))
+            start = None
+    return bands
+
+
+def test_a_long_model_reason_leaves_the_summary_in_whole_lines(window, qtbot):
+    """1366 x 768, a 16-bit grey scan (its model reason takes 8 lines) segmented on the
+    threaded path: the dock keeps the Image and Model boxes in view and shows the summary
+    under them in whole lines, scrolling the rest in its box; the view's bottom edge cut
+    its last line in half (tester33 #9)."""
+    import numpy as np
+    from _view import in_view
+    from qtpy.QtCore import QPoint, QRect
+
+    from napari_tmunet._sample_data import load_sample
+
+    viewer, add = window
+    image, _ = load_sample("ultrasound")
+    layer = viewer.add_image(image.astype(np.uint16) * 257, name="us16")
+    segment = add("Segment")
+    segment.image.value = layer
+    assert "16-bit" in segment.model_reason.value and _lines(segment.model_reason) >= 7
+    segment.segment()
+    assert segment.worker is not None  # the threaded path
+    qtbot.waitUntil(lambda: not segment.running, timeout=600_000)  # a busy CPU
+    assert segment.status.value == "done", segment.status.value
+    assert "may not suit this image" in segment.summary.value
+    qtbot.wait(800)  # the scroll follows Qt's layout for half a second
+
+    body, label = segment.body, segment.summary.native
+    assert in_view(body, segment.image) and in_view(body, segment.model)
+    box = label.parentWidget().parentWidget().parentWidget()  # the summary's scrolled box
+    dock_view, box_view = body.scroll_area.viewport(), box.viewport()
+    shown = QRect(label.mapFrom(dock_view, QPoint(0, 0)), dock_view.size())
+    shown = shown.intersected(QRect(label.mapFrom(box_view, QPoint(0, 0)), box_view.size()))
+    bands = _ink_bands(label)  # its lines, all of them drawn
+    whole = [b for b in bands if shown.top() <= b[0] and b[1] <= shown.bottom()]
+    cut = [b for b in bands if b not in whole and b[1] >= shown.top() and b[0] <= shown.bottom()]
+    assert bands[0] in whole and len(whole) >= 3, (bands, shown)
+    assert cut == [], (cut, shown)  # no line shows in part
+    assert box.verticalScrollBar().maximum() > 0  # the rest scrolls in the box
