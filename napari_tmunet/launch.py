@@ -350,7 +350,8 @@ def _open_paths(viewer, paths: list[str]) -> None:
         seen_image = seen_image or has_image
         if not shown:
             for layer in added:
-                layer.visible = False
+                if layer.visible:  # a set redraws every layer, even to the same value
+                    layer.visible = False
     # after the pictures: each picture's masks go over it (one family's several as one)
     for picture, group in _by_picture(given):
         _open_masks(viewer, group, picture)
