@@ -624,7 +624,15 @@ class MetricsWidget(Container):
             layer.events.set_data.disconnect(self._check_later)
         self._watched, self._fingerprints = [], []
         self._unchecked = self._recheck = False
-        self._check_timer.stop()
+        self._stop_check_timer()
+
+    def _stop_check_timer(self) -> None:
+        """Stop the wait before a check (:meth:`_check_later`). The timer has no parent:
+        when a script ends without ``napari.run()``, Python's exit may delete it before
+        the dock's close callback runs (which then raised in Qt's destroyed handler and
+        aborted the process); a deleted timer has nothing to stop."""
+        with contextlib.suppress(RuntimeError):  # "wrapped C/C++ object ... deleted"
+            self._check_timer.stop()
 
     def _set_fingerprints(self, fingerprints: list[tuple]) -> None:
         """Keep the fingerprints of the layers scored (:func:`_score_and_fingerprint`);
@@ -639,7 +647,8 @@ class MetricsWidget(Container):
     def _check_later(self, _event=None) -> None:
         """Check the scored layers once their refreshes pause (restarts the wait)."""
         if not self._stale and not self._closed:
-            self._check_timer.start()
+            with contextlib.suppress(RuntimeError):  # deleted at exit (_stop_check_timer)
+                self._check_timer.start()
 
     def _check_soon(self, _event=None) -> None:
         """Check the scored layers at the event loop's next turn (a stroke, fill or
@@ -704,7 +713,7 @@ class MetricsWidget(Container):
         """Say the shown scores are from before ``names`` changed, grey the table and
         keep them out of Export until Compute runs again."""
         self._stale = " and ".join(repr(name) for name in names)
-        self._check_timer.stop()
+        self._stop_check_timer()
         self._update_table()
         if self.results:  # else Compute is still running: its rows come stale
             self.status.value = self._stale_line()
