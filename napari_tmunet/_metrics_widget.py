@@ -358,7 +358,11 @@ class MetricsWidget(Container):
             pair = max(found, key=lambda pair: _pair_rank(*pair))
             self.reference.value, self.prediction.value = pair[1], pair[0]
             return
-        refs = [layer for layer in layers if _looks_like_reference(layer)] or layers[:1]
+        # no layer looks like a reference: the first that is no model's output (a Labels
+        # layer a script or the user made), else the first
+        refs = [layer for layer in layers if _looks_like_reference(layer)] or (
+            [layer for layer in layers if not _is_prediction(layer)] or layers
+        )[:1]
         # a reference with another layer of its shape and picture (:meth:`_candidates`);
         # the newest such layer is the prediction (two samples' masks differ in shape and
         # are no pair)
