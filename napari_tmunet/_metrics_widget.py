@@ -30,6 +30,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from . import active_model
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._docks import raise_from_menu
+from ._image_layers import layer_source_path
 from ._placement import placement_warning
 from ._widget_common import (
     fit_width,
@@ -45,6 +46,7 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
+from .data.mask_names import mask_picture
 from .evaluation import score_labels
 from .metrics import dice_score
 from .storage import write_csv
@@ -120,6 +122,14 @@ CHOOSE_PREDICTION = (
 # ... said of a layer alone while masks of other pictures of its size are offered (a dataset
 # folder's frames): it is the only one of its own picture
 OF_ITS_PICTURE = " is the only mask of its picture:"
+# The pair note (and Compute's refusal) while the user chose one layer in both boxes and
+# others of its size and picture are offered; {name} is the layer's name.
+SAME_LAYER = "Prediction and Reference are the same layer ({name}): choose two different layers."
+# The pair note of a pair the dock cannot tell is right: neither names the other's picture
+# (by metadata, file or layer name) and other layers of their size are offered.
+PAIRED_BY_SIZE = (
+    "Paired by size only, a guess: check that {reference} is the reference for {prediction}."
+)
 # The status line while the shown scores are out of date: {names} changed after Compute
 # read them (a paint stroke, an undo, Segment's threshold re-deriving its labels).
 STALE_SCORES = (
@@ -335,12 +345,24 @@ class MetricsWidget(Container):
         """Choose the pair :meth:`_refresh_choices` guesses among ``layers``."""
         active = self._viewer.layers.selection.active
         first = [active] if _in(active, layers) else []  # what the user looks at
-        for layer in [*first, *reversed(layers)]:
-            reference = None if _looks_like_reference(layer) else self._reference_for(layer)
-            if reference is not None:
-                self.reference.value, self.prediction.value = reference, layer
-                return
-        refs = [layer for layer in layers if _looks_like_reference(layer)] or layers[:1]
+        # each prediction with its reference: the surest pair (:func:`_pair_rank`: the
+        # reference of its own picture), the active layer's, then the newest, first of
+        # ties (the newest prediction with any reference took a mask of another picture)
+        found = [
+            (layer, reference)
+            for layer in [*first, *reversed(layers)]
+            if not _looks_like_reference(layer)
+            and (reference := self._reference_for(layer)) is not None
+        ]
+        if found:
+            pair = max(found, key=lambda pair: _pair_rank(*pair))
+            self.reference.value, self.prediction.value = pair[1], pair[0]
+            return
+        # no layer looks like a reference: the first that is no model's output (a Labels
+        # layer a script or the user made), else the first
+        refs = [layer for layer in layers if _looks_like_reference(layer)] or (
+            [layer for layer in layers if not _is_prediction(layer)] or layers
+        )[:1]
         # a reference with another layer of its shape and picture (:meth:`_candidates`);
         # the newest such layer is the prediction (two samples' masks differ in shape and
         # are no pair)
@@ -506,6 +528,10 @@ class MetricsWidget(Container):
         if prediction is None or reference is None:
             return ""
         if _same(prediction, reference):
+            if self._candidates(prediction, references=False):
+                # the user chose one layer twice while another of its size and picture is
+                # there (the dock shows one layer in both only when none is)
+                return SAME_LAYER.format(name=prediction.name)
             missing = CHOOSE_REFERENCE if _is_prediction(prediction) else CHOOSE_PREDICTION
             note = missing.format(name=repr(prediction.name))
             # masks of other pictures are no candidates (:meth:`_candidates`): the note
@@ -531,12 +557,13 @@ class MetricsWidget(Container):
             return pictures
         if _pair_rank(prediction, reference) > 0:
             return ""
-        # other references of its shape, of any picture: this pair may be the wrong one
-        if not any(not _same(layer, reference) for layer in self._offered(prediction)):
+        # other layers of its shape, of any picture (references for the prediction, or
+        # predictions for the reference): this pair may be the wrong one
+        others = self._offered(prediction, references=False)
+        if not any(not _same(layer, reference) for layer in others):
             return ""
-        return (
-            f"Paired by size only: check that {reference.name!r} is the reference "
-            f"for {prediction.name!r}."
+        return PAIRED_BY_SIZE.format(
+            reference=repr(reference.name), prediction=repr(prediction.name)
         )
 
     # ----------------------------------------------------------------- computing
@@ -562,10 +589,9 @@ class MetricsWidget(Container):
                 "like masks."
             )
         if _same(pred_layer, ref_layer):
-            raise ValueError(
-                f"Prediction and Reference are the same layer ({pred_layer.name}): "
-                "choose two different layers."
-            )
+            # the pair note's words: what is missing (a mask alone: segment its picture,
+            # or open its reference), else that two layers are to be chosen
+            raise ValueError(self._pair_warning(pred_layer, ref_layer))
         pred, ref = _layer_array(pred_layer), _layer_array(ref_layer)
         if pred.shape != ref.shape:
             raise ValueError(
@@ -624,7 +650,15 @@ class MetricsWidget(Container):
             layer.events.set_data.disconnect(self._check_later)
         self._watched, self._fingerprints = [], []
         self._unchecked = self._recheck = False
-        self._check_timer.stop()
+        self._stop_check_timer()
+
+    def _stop_check_timer(self) -> None:
+        """Stop the wait before a check (:meth:`_check_later`). The timer has no parent:
+        when a script ends without ``napari.run()``, Python's exit may delete it before
+        the dock's close callback runs (which then raised in Qt's destroyed handler and
+        aborted the process); a deleted timer has nothing to stop."""
+        with contextlib.suppress(RuntimeError):  # "wrapped C/C++ object ... deleted"
+            self._check_timer.stop()
 
     def _set_fingerprints(self, fingerprints: list[tuple]) -> None:
         """Keep the fingerprints of the layers scored (:func:`_score_and_fingerprint`);
@@ -639,7 +673,8 @@ class MetricsWidget(Container):
     def _check_later(self, _event=None) -> None:
         """Check the scored layers once their refreshes pause (restarts the wait)."""
         if not self._stale and not self._closed:
-            self._check_timer.start()
+            with contextlib.suppress(RuntimeError):  # deleted at exit (_stop_check_timer)
+                self._check_timer.start()
 
     def _check_soon(self, _event=None) -> None:
         """Check the scored layers at the event loop's next turn (a stroke, fill or
@@ -704,7 +739,7 @@ class MetricsWidget(Container):
         """Say the shown scores are from before ``names`` changed, grey the table and
         keep them out of Export until Compute runs again."""
         self._stale = " and ".join(repr(name) for name in names)
-        self._check_timer.stop()
+        self._stop_check_timer()
         self._update_table()
         if self.results:  # else Compute is still running: its rows come stale
             self.status.value = self._stale_line()
@@ -1173,19 +1208,27 @@ def _name_stem(name: str) -> str:
 
 
 def _image_names(reference) -> set[str]:
-    """The names under which ``reference`` belongs to an image: its metadata's image
-    (the reader's dataset masks), its file's stem and its own name's stem."""
-    metadata = reference.metadata or {}
-    names = {str(metadata.get("image") or ""), reference.name}
-    if metadata.get("path"):
-        names.add(Path(str(metadata["path"])).stem)
+    """The names under which ``reference`` belongs to an image: its picture
+    (:func:`_picture`), its file's stem and its own name's stem (napari's suffix for a
+    repeated name dropped: "20 [1]", a mask file "20.tif" opened beside the picture "20",
+    is "20")."""
+    names = {_picture(reference), reference.name}
+    path = layer_source_path(reference)
+    if path:
+        names.add(Path(str(path)).stem)
     return {_name_stem(name) for name in names} - {""}
 
 
 def _picture(layer) -> str:
-    """The picture ``layer`` names as the one it belongs to (metadata "image": a Segment
-    output's image, a dataset folder's mask's picture), or ""."""
-    return str((layer.metadata or {}).get("image") or "")
+    """The picture ``layer`` names as the one it belongs to, or "": its metadata's
+    "image" (a Segment output's image, a dataset folder's mask's picture), else the
+    picture its file is the mask of by its name (``data.mask_names.mask_picture``:
+    ``masks/20.tif``, ``20_mask.png``; napari's source or the reader's metadata)."""
+    image = str((layer.metadata or {}).get("image") or "")
+    if image:
+        return image
+    path = layer_source_path(layer)
+    return (mask_picture(path) or "") if path else ""
 
 
 def _same_picture(layer, other) -> bool:

@@ -494,9 +494,11 @@ def test_a_layer_is_not_compared_with_itself(widget, masks):
 
     widget.compute_button.native.click()
 
-    assert widget.status.value == (
-        "Prediction and Reference are the same layer (CVC mask): choose two different layers."
-    )
+    # what is missing, as the pair note says it (not "choose two different layers": there
+    # is no other layer to choose)
+    from napari_tmunet._metrics_widget import CHOOSE_PREDICTION
+
+    assert widget.status.value == CHOOSE_PREDICTION.format(name="'CVC mask'")
     assert widget.results == [] and widget._worker is None
 
 
@@ -651,7 +653,9 @@ def test_a_segment_output_is_paired_with_its_own_images_mask(
     # a copy of no known image: any of the three masks is only a guess by size
     viewer.layers.selection.active = viewer.add_labels(output.data.copy(), name="edited")
     assert widget.prediction.value.name == "edited"
-    guess = "Paired by size only: check that '101 mask' is the reference for 'edited'."
+    from napari_tmunet._metrics_widget import PAIRED_BY_SIZE
+
+    guess = PAIRED_BY_SIZE.format(reference="'101 mask'", prediction="'edited'")
     assert _note(widget) == guess
     viewer.layers.selection.active = output  # its own image again: no note
     assert widget.reference.value is own_mask and _note(widget) == ""

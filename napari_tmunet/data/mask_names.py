@@ -63,6 +63,21 @@ def mask_name_parts(stem: str) -> tuple[str, int | None] | None:
     return named["picture"], (int(number) if number is not None else None)
 
 
+def mask_picture(path: str | Path) -> str | None:
+    """The name of the picture whose mask the image file ``path`` is by its name, or None
+    when its name says no mask: NAME for ``.../masks/NAME.png`` (:data:`MASK_FOLDERS`, a
+    dataset folder's mask; also ``labels/``, ``ground_truth/``) and for ``NAME_mask.png``,
+    ``NAME-mask.tif``, ``NAME mask.tif``, ``NAME_labels.png``, ``NAME_mask_1.png``
+    (:data:`MASK_NAME`). Nothing is read (the file need not exist)."""
+    file = Path(path)
+    if file.suffix.lower() not in IMAGE_SUFFIXES:
+        return None
+    if file.parent.name.lower() in MASK_FOLDERS:
+        return file.stem
+    named = mask_name_parts(file.stem)
+    return named[0] if named else None
+
+
 def mask_kind(stem: str) -> str | None:
     """The separator and word of a mask's base name by :data:`MASK_NAME`, as written
     (``"_mask"`` for ``benign (2)_mask_1``, ``" mask"`` for the writer's ``NAME mask``);
