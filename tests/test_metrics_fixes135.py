@@ -143,7 +143,7 @@ def test_the_scored_data_are_hashed_in_workers_never_on_the_gui_thread(
     # pixels) takes a while: a check that read the data then would find them as scored
     pred_layer.events.paint.connect(lambda _event: time.sleep(0.5))
     pred_layer.paint((1, 10, 10), 1, refresh=False)  # background: a real change
-    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=5000)
+    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=30000)  # a loaded CI
     assert widget.status.value.startswith(f"'frames labels' {STALE}")
     assert spy.bytes_on_gui_thread() == 0, spy.calls
     assert sum(size for _, size in spy.calls) >= 2 * stack.nbytes  # both layers, whole
@@ -181,6 +181,6 @@ def test_a_change_while_compute_runs_makes_its_scores_stale(
     qtbot.wait(_metrics_widget.STALE_CHECK_MS * 3)
     gate.set()
     _wait_for_rows(qtbot, widget)
-    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=5000)
+    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=30000)  # a loaded CI
     assert widget.status.value.startswith(f"'frames labels' {STALE}")
     assert widget.rows() == [] and not widget.export_button.enabled
