@@ -381,18 +381,11 @@ def _by_picture(given: list[tuple[Path, Path | None]]) -> list[tuple[Path | None
 
 
 def _mask_picture(path: str | Path) -> str | None:
-    """The name of the picture that the image file ``path`` is the mask of, or None when
-    it is no mask: NAME for ``.../masks/NAME.png`` (a dataset folder's mask, see
-    ``data.datasets``; also ``labels/``, ``ground_truth/``) and for ``NAME_mask.png``,
-    ``NAME-mask.tif``, ``NAME mask.tif``, ``NAME_labels.png``, ``NAME_mask_1.png``
-    (``data.mask_names.MASK_NAME``)."""
-    file = Path(path)
-    if not _is_image_file(file):
-        return None
-    if file.parent.name.lower() in MASK_FOLDERS:
-        return file.stem
-    named = mask_name_parts(file.stem)
-    return named[0] if named else None
+    """The name of the picture that the existing image file ``path`` is the mask of by its
+    name or folder (``data.mask_names.mask_picture``), or None when it is no mask."""
+    from .data.mask_names import mask_picture
+
+    return mask_picture(path) if _is_image_file(path) else None
 
 
 def _given_masks(paths: list[str]) -> list[tuple[Path, Path | None]]:
