@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from _paths import DATASETS, dataset_subset
 
+from napari_tmunet._reader import read_dataset
 from napari_tmunet.data.cache import load_cache
 from napari_tmunet.data.datasets import DatasetError, find_pairs, scan_pairs
 from napari_tmunet.data.images import read_mask
@@ -102,7 +103,7 @@ def test_the_trainer_refuses_a_picture_with_its_mask_and_a_saved_correction(
     image named 1 mask.* in images")."""
     from napari_tmunet._finetune_folder import read_folder
 
-    _save_correction(clinic, plugin_manager)
+    edited = _save_correction(clinic, plugin_manager)
     masks = clinic / "masks"
     reason = (
         "masks of 2 different kinds, never merged: 1 mask.tif (saved by napari-tmunet); "
@@ -128,14 +129,16 @@ def test_the_trainer_refuses_a_picture_with_its_mask_and_a_saved_correction(
     pairs = find_pairs(clinic)
     assert [(p.name, p.mask_path.name) for p in pairs] == [("1", "1 mask.tif"), ("2", "2.tif"),
                                                            ("3", "3.tif")]  # fmt: skip
+    assert np.array_equal(read_mask(masks / "1 mask.tif")[0], edited > 0)  # what trains
+    layers = read_dataset(str(clinic))  # and it opens as picture 1's one mask, as saved
+    assert [kwargs["name"] for _, kwargs, _ in layers[:3]] == ["1", "1 mask", "2"]
+    np.testing.assert_array_equal(layers[1][0], edited)
 
 
 def test_masks_named_by_the_rule_in_masks_pair_and_merge_one_family(clinic, notes):
     """In masks/, ``1_mask.tif`` + ``1_mask_1.tif`` (no ``1.tif``) are picture 1's mask,
     their union, in training and in the reader (one layer, the merge said); a mask named
     for a picture that is not there is still "no image named" (main: both orphans)."""
-    import napari_tmunet._reader as reader
-
     masks = clinic / "masks"
     (masks / "1.tif").rename(masks / "1_mask.tif")
     (masks / "1_mask_1.tif").write_bytes((CLINIC / "masks" / "4.tif").read_bytes())
@@ -147,7 +150,7 @@ def test_masks_named_by_the_rule_in_masks_pair_and_merge_one_family(clinic, note
         (str(masks / "7 mask.tif"), f"no image named 7 mask.* in {clinic / 'images'}")
     ]
     union = read_mask(CLINIC / "masks" / "1.tif")[0] | read_mask(CLINIC / "masks" / "4.tif")[0]
-    layers = reader.read_dataset(str(clinic))
+    layers = read_dataset(str(clinic))
     assert [kwargs["name"] for _, kwargs, _ in layers] == [
         "1",
         "1 mask",
