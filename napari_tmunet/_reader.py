@@ -265,8 +265,6 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     one picture (several of their name, another size, unreadable) are not opened, said
     in a warning naming them. Only the folder's first :data:`MAX_FOLDER_PAIRS` pictures
     and lone masks are read and opened (:func:`_first_part`)."""
-    from .data.mask_names import mask_families
-
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
         pairing = _pairing(_folder_images(root, _image_suffixes()))
@@ -284,22 +282,8 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
             continue
         image[1]["visible"] = visible
         layers.append(image)
-        masks = _fitting_masks(item, left_out)
-        families = mask_families(masks)
-        opened = []
-        for family in families:
-            name = family.layer_name(image[1]["name"], len(families) > 1)
-            try:  # only the first shown: one picture's masks drawn over each other hide it
-                layer = picture_mask_layer_data(
-                    family.paths, like=image, visible=visible and not opened, name=name
-                )
-            except Exception as err:
-                _notify_error(_failure(family.paths[-1], err, "the mask "))
-                continue
-            layers.append(layer)
-            opened.append((name, family.paths))
-            if len(family.paths) > 1:
-                merged.append((item.picture, family.paths))
+        opened = _add_mask_layers(layers, image, item.picture, _fitting_masks(item, left_out))
+        merged += [(item.picture, paths) for _, paths in opened if len(paths) > 1]
         if len(opened) > 1:
             separate.append((item.picture, opened))
     alone = _lone_masks(pairing.lone_masks, layers)
@@ -314,6 +298,32 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     if separate:
         separate_note(root, separate)
     return layers or [(None,)]
+
+
+def _add_mask_layers(
+    layers: list[LayerData], image: LayerData, picture: Path, masks: list[Path]
+) -> list[tuple[str, list[Path]]]:
+    """Append to ``layers`` a Labels layer over ``image`` (the layer data of the picture
+    file ``picture``) for each family of its mask files ``masks``
+    (``data.mask_names.mask_families``: one family's files as their union; a mask named
+    as the picture, in a dataset's masks/, a family of its own), named by
+    ``MaskFamily.layer_name``, only the first shown, and only when the picture is; an
+    unreadable mask is notified. Returns (layer name, files) of each layer added."""
+    from .data.mask_names import mask_families
+
+    families = mask_families(masks, picture=picture.stem)
+    opened = []
+    for family in families:
+        name = family.layer_name(image[1]["name"], len(families) > 1)
+        shown = image[1]["visible"] and not opened
+        try:  # only the first shown: one picture's masks drawn over each other hide it
+            layer = picture_mask_layer_data(family.paths, like=image, visible=shown, name=name)
+        except Exception as err:
+            _notify_error(_failure(family.paths[-1], err, "the mask "))
+            continue
+        layers.append(layer)
+        opened.append((name, family.paths))
+    return opened
 
 
 def _lone_masks(masks: list[Path], layers: list[LayerData]) -> list[tuple[Path, str]]:
@@ -446,12 +456,20 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
 
 
 def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
-    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image and one labels layer per
-    pair, for its first :data:`MAX_FOLDER_PAIRS` images (:func:`_first_ones` warns of the
-    others and how to open them).
+    """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image layer per image and a
+    Labels layer over it for its mask, for its first :data:`MAX_FOLDER_PAIRS` images
+    (:func:`_first_ones` warns of the others and how to open them). Its masks in
+    ``masks/`` are ``masks/NAME.*`` and those named by ``data.mask_names``' rule
+    (``data.datasets.scan_pairs``): a correction the writer saved there as ``masks/NAME
+    mask.tif`` opens beside ``masks/NAME.png`` as a separate Labels layer, shown, never
+    merged with it, as in a folder of pictures with their masks beside them
+    (:func:`read_paired_folder`), said in the same info notification; one family's files
+    (``NAME_mask.png`` + ``NAME_mask_1.png``) open as their union.
 
     Only the first pair starts visible; the others are hidden so they do not cover it.
     """
+    from .data.mask_names import PictureMasks
+
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
         items, skipped = _dataset_items(root)
@@ -469,21 +487,27 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
     )
 
     layers: list[LayerData] = []
-    for image_path, mask_path in items:
-        visible = not layers
+    merged, separate, left_out = [], [], []
+    for image_path, masks in items:
         try:
             image = image_layer_data(image_path)
         except Exception as err:
             _notify_error(_failure(image_path, err))
             continue
-        image[1]["visible"] = visible
+        image[1]["visible"] = not layers
         layers.append(image)
-        if mask_path is None:
-            continue
-        try:
-            layers.append(mask_layer_data(mask_path, like=image, visible=visible))
-        except Exception as err:
-            _notify_error(_failure(mask_path, err, "the mask "))
+        if len(masks) > 1:  # several kinds are not size-checked by scan_pairs (left out there)
+            masks = _fitting_masks(PictureMasks(image_path, masks), left_out)
+        opened = _add_mask_layers(layers, image, image_path, masks)
+        merged += [(image_path, paths) for _, paths in opened if len(paths) > 1]
+        if len(opened) > 1:
+            separate.append((image_path, opened))
+    if left_out:
+        _notify_warning(_listed(f"{root / 'masks'}: masks not opened", left_out))
+    if merged:
+        merged_note(root / "masks", merged)
+    if separate:
+        separate_note(root / "masks", separate)
     return layers or [(None,)]
 
 
@@ -744,25 +768,34 @@ def _valid_unit(unit: str) -> bool:
     return True
 
 
-def _dataset_items(root: Path) -> tuple[list[tuple[Path, Path | None]], str | None]:
-    """(image, mask or None) per image in ``root/images``, and a note on what was skipped.
+def _dataset_items(root: Path) -> tuple[list[tuple[Path, list[Path]]], str | None]:
+    """(image, its mask files) per image in ``root/images``, and a note on what was
+    skipped.
 
-    Pairs come from ``data.scan_pairs``; images it could not pair (no mask yet, or a
-    mask of another size) still open alone, so they can be annotated.
+    Pairs come from ``data.scan_pairs``; an image with masks of several families (the
+    writer's ``masks/NAME mask.tif`` beside ``masks/NAME.png``), which it leaves out of
+    training, comes with all of them (each opens as its own layer, which the reader's
+    note says instead of the skip); images it could not pair (no mask yet, or a mask of
+    another size) still open alone, so they can be annotated.
     """
+    from dataclasses import replace
+
     from .data.datasets import natural_key, scan_pairs
 
     report = scan_pairs(root, check_sizes=True)
-    items: list[tuple[Path, Path | None]] = [(p.image_path, p.mask_path) for p in report.pairs]
-    paired = {image for image, _ in items}
+    items = [(p.image_path, list(p.mask_paths)) for p in report.pairs]
+    items += [(image, list(masks)) for image, masks in report.several_kinds]
+    listed = {image for image, _ in items}
     suffixes = _image_suffixes()
     items += [
-        (p, None)
+        (p, [])
         for p in (root / "images").iterdir()
-        if _is_image_file(p, suffixes) and not p.name.startswith(".") and p not in paired
+        if _is_image_file(p, suffixes) and not p.name.startswith(".") and p not in listed
     ]
     items.sort(key=lambda item: natural_key(item[0].stem))
-    return items, (report.summary() if report.skipped else None)
+    opened_apart = {str(image) for image, _ in report.several_kinds}
+    skipped = [item for item in report.skipped if item[0] not in opened_apart]
+    return items, (replace(report, skipped=skipped).summary() if skipped else None)
 
 
 def _failure(path: Path, err: Exception, what: str = "") -> str:

@@ -123,6 +123,9 @@ class PairingReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or name, reason)
     sizes_checked: bool = False  # image and mask sizes compared (scan_pairs' check_sizes)
     side_by_side: bool = False  # pictures with their masks beside them, not images/ + masks/
+    # pictures skipped for masks of several families (mask_names.mask_families), each with
+    # its mask files: the reader opens them as separate layers
+    several_kinds: list[tuple[Path, list[Path]]] = field(default_factory=list)
 
     def layout_note(self) -> str:
         """A line saying how a folder of pictures with their masks beside them was paired
@@ -210,9 +213,11 @@ def scan_pairs(
 ) -> PairingReport:
     """Pair the images and masks of a dataset folder, collecting problems.
 
-    Two layouts: ``images/`` + ``masks/``, paired by base name; or, in a folder without
-    them, pictures with their masks beside them (:func:`_scan_side_by_side`: named by
-    ``mask_names``' rule, a picture's numbered masks merged). Files whose suffix is not in
+    Two layouts: ``images/`` + ``masks/``, paired by base name, a mask in ``masks/`` also
+    by ``mask_names``' rule (:func:`_scan_images_and_masks`: the writer's ``NAME
+    mask.tif`` saved there); or, in a folder without them, pictures with their masks
+    beside them (:func:`_scan_side_by_side`: named by ``mask_names``' rule, a picture's
+    numbered masks merged). Files whose suffix is not in
     ``IMAGE_SUFFIXES`` and hidden files are ignored. Problems (image without mask, mask
     without image, two files with one base name, masks of several kinds for one picture,
     unreadable header, image and mask of different sizes) go to ``skipped``.
@@ -242,23 +247,48 @@ def scan_pairs(
                 f"expected {LAYOUTS}" + _layout_hint(root, pairing)
             )
         return _scan_side_by_side(root, pairing, check_sizes, max_sized)
-    folders = {sub: root / sub for sub in LAYOUT_FOLDERS}
+    return _scan_images_and_masks(root, check_sizes, max_sized)
+
+
+def _scan_images_and_masks(root: Path, check_sizes: bool, max_sized: int | None) -> PairingReport:
+    """:func:`scan_pairs` of an ``images/`` + ``masks/`` folder: a mask named as its image
+    (``masks/NAME.png``), and those that ``mask_names``' rule names as its image's
+    (``mask_names.masks_in_folder``: the writer's ``masks/NAME mask.tif``, a correction
+    saved there; ``NAME_mask.png`` + ``NAME_mask_1.png``, merged). An image with masks of
+    several families (``masks/NAME.png`` and ``masks/NAME mask.tif``) is skipped, naming
+    them, as beside its picture (:func:`_scan_side_by_side`): never merged, which one
+    trains is the user's choice."""
+    from .mask_names import MaskFamily, mask_families, masks_in_folder
+
+    images, masks = (root / sub for sub in LAYOUT_FOLDERS)
     report = PairingReport(root)
-    match = match_by_name(_image_files(folders["images"]), _image_files(folders["masks"]))
-    complete = sum(1 for _, image, mask in match.rows if image is not None and mask is not None)
-    report.sizes_checked = check_sizes and (max_sized is None or complete <= max_sized)
+    image_files = _image_files(images)
+    plain, named = masks_in_folder((path.stem for path in image_files), _image_files(masks))
+    match = match_by_name(image_files, plain)
     for name, files in match.ambiguous:
-        listed = ", ".join(file.name for file in files)
+        listed = ", ".join(file.name for file in files + named.get(name, []))
         reason = f"several files with one base name: {listed}"
         report.skipped.append((str(files[0].parent / name), reason))
+    rows = []
     for name, image, mask in match.rows:
         if image is None:
-            report.skipped.append((str(mask), f"no image named {name}.* in {folders['images']}"))
+            report.skipped.append((str(mask), f"no image named {name}.* in {images}"))
             continue
-        if mask is None:
-            report.skipped.append((str(image), f"no mask named {name}.* in {folders['masks']}"))
+        files = ([mask] if mask is not None else []) + named.get(name, [])
+        if not files:
+            report.skipped.append((str(image), f"no mask named {name}.* in {masks}"))
             continue
-        _add_pair(report, name, image, [mask])
+        # one file is one family (no file read to tell)
+        families = mask_families(files, picture=name) if len(files) > 1 else [MaskFamily(files)]
+        if len(families) > 1:
+            reason = _several_families(families, masks, keep="in masks/")
+            report.skipped.append((str(image), reason))
+            report.several_kinds.append((image, files))
+        else:
+            rows.append((name, image, files))
+    report.sizes_checked = check_sizes and (max_sized is None or len(rows) <= max_sized)
+    for name, image, files in rows:
+        _add_pair(report, name, image, files)
     return report
 
 
@@ -327,6 +357,7 @@ def _scan_side_by_side(
             families = mask_families(masks) if len(masks) > 1 else [MaskFamily(masks)]
             if len(families) > 1:
                 report.skipped.append((str(items[0].picture), _several_families(families, root)))
+                report.several_kinds.append((items[0].picture, masks))
             else:
                 rows.append((name, items[0].picture, families[0].paths))
     for orphan in pairing.orphans:
@@ -346,17 +377,18 @@ def _no_mask_beside(name: str, root: Path) -> str:
     return f"no mask named {name}_mask.* (or {name}-mask.*, {name}_gt.*...) beside it in {root}"
 
 
-def _several_families(families, root: Path) -> str:
-    """Why a picture with masks of several families (``mask_names.mask_families``) does
-    not train, naming the files, and what to do."""
+def _several_families(families, root: Path, keep: str = "beside the picture") -> str:
+    """Why a picture with masks of several families (``mask_names.mask_families``) in the
+    folder ``root`` does not train, naming the files (the one napari-tmunet saved), and
+    what to do: keep one kind (``keep``: where) and move the others out of ``root``."""
     kinds = []
     for family in families:
         kind = " + ".join(path.name for path in family.paths)
         kinds.append(f"{kind} (saved by napari-tmunet)" if family.saved else kind)
     return (
         f"masks of {len(families)} different kinds, never merged: {'; '.join(kinds)}; which "
-        f"one trains is yours to say: keep one kind beside the picture and move the others "
-        f"out of {root}"
+        f"one trains is yours to say: keep one kind {keep} and move the others out of "
+        f"{root}"
     )
 
 

@@ -9,7 +9,9 @@ layout: a second lesion). The separator and word name a family of masks
 other families (``NAME mask.tif``, a correction the writer saved beside BUSI's
 ``NAME_mask.png``; ``NAME_gt.png`` beside ``NAME_mask.png``) stay apart, as does each mask
 the writer saved (the user's work, whole). Masks in a folder of their own (:data:`MASK_FOLDERS`, a
-dataset's ``masks/``, see ``datasets.py``) are named as their picture instead.
+dataset's ``masks/``, see ``datasets.py``) are named as their picture instead
+(``masks/NAME.png``: a family of its own, kind ""), or by this rule
+(:func:`masks_in_folder`: the writer's ``masks/NAME mask.tif`` saved there).
 
 A file named as a mask whose picture is not among the files (an orphan) is a mask only
 if it is one: a picture when another file is named as its mask (``A_mask.png`` beside
@@ -104,14 +106,20 @@ class MaskFamily:
     def layer_name(self, picture: str, several: bool) -> str:
         """The Labels layer's name over the picture layer ``picture``: "<picture> mask"
         for a picture's only family; among several, ``picture`` and the family's kind
-        ("benign (2)_mask", "benign (2)_gt"; the writer's "benign (2) mask")."""
-        return f"{picture}{self.kind or ' mask'}" if several else f"{picture} mask"
+        ("benign (2)_mask", "benign (2)_gt"; the writer's "benign (2) mask"); a mask named
+        as its picture (in a mask folder: ``masks/1.png`` beside the writer's
+        ``masks/1 mask.tif``) "<picture> mask (<its file name>)", so the two differ."""
+        if not several:
+            return f"{picture} mask"
+        return f"{picture}{self.kind}" if self.kind else f"{picture} mask ({self.paths[0].name})"
 
 
-def mask_families(masks: Sequence[Path]) -> list[MaskFamily]:
-    """One picture's mask files (``masks``, as :class:`PictureMasks` holds them) by family:
-    the files whose names have one kind (:func:`mask_kind`, compared case-insensitively:
-    ``NAME_mask``, ``NAME_mask_1``) are one family; each mask this plugin's writer saved
+def mask_families(masks: Sequence[Path], picture: str | None = None) -> list[MaskFamily]:
+    """One picture's mask files (``masks``, as :class:`PictureMasks` or
+    :func:`masks_in_folder` give them) by family: the files whose names have one kind
+    (:func:`mask_kind`, compared case-insensitively: ``NAME_mask``, ``NAME_mask_1``) are
+    one family, and so are those named exactly ``picture`` (the picture's base name: a
+    mask folder's ``masks/NAME.png``, of kind ""); each mask this plugin's writer saved
     is a family of its own (a whole mask as the user left it: merged with none). The
     saved ones come first (the user's latest work, shown), then the others in the order
     of ``masks``."""
@@ -119,7 +127,7 @@ def mask_families(masks: Sequence[Path]) -> list[MaskFamily]:
 
     saved, families = [], {}
     for path in masks:
-        kind = mask_kind(path.stem) or ""
+        kind = "" if path.stem == picture else (mask_kind(path.stem) or "")
         if saved_mask_kind(path) is not None:
             saved.append(MaskFamily([path], kind, saved=True))
         elif kind.lower() in families:
@@ -250,6 +258,29 @@ def judge_orphans(pairing: FolderPairing) -> FolderPairing:
             judged.items.append(PictureMasks(orphan))
     judged.items.sort(key=lambda item: (natural_key(item.picture.stem), item.picture.name))
     return judged
+
+
+def masks_in_folder(
+    pictures: Iterable[str], masks: Iterable[Path]
+) -> tuple[list[Path], dict[str, list[Path]]]:
+    """The files of a mask folder (:data:`MASK_FOLDERS`: a dataset's ``masks/``) told
+    apart by the base names of the pictures (``pictures``): (the files named as a picture,
+    ``masks/NAME.png``, or as no picture's mask, in their order; per picture name, the
+    files that :data:`MASK_NAME` names as its mask: the writer's ``NAME mask.tif`` (a
+    correction saved into ``masks/``), ``NAME_mask.png``, ``NAME_mask_1.png``..., the
+    plain one first, then the numbered extras). Which of a picture's masks are one mask
+    is :func:`mask_families`' to say; nothing is read here."""
+    names = set(pictures)
+    plain: list[Path] = []
+    named: dict[str, list[tuple[int, str, Path]]] = {}
+    for path in masks:
+        parts = None if path.stem in names else mask_name_parts(path.stem)
+        if parts is None or parts[0] not in names:
+            plain.append(path)
+        else:
+            number = -1 if parts[1] is None else parts[1]
+            named.setdefault(parts[0], []).append((number, path.name, path))
+    return plain, {name: [path for *_, path in sorted(files)] for name, files in named.items()}
 
 
 def folder_image_files(folder: Path) -> list[Path]:
