@@ -549,11 +549,11 @@ def _holds_mask_cached(path: str, _mtime_ns: int, _size: int) -> bool:
 def _found_masks(path: str) -> list[Path]:
     """The reference masks of the picture ``path`` (an image file), or []: beside it,
     ``NAME_mask.*``, ``NAME-mask.*`` and the other names of ``data.mask_names.MASK_NAME``,
-    with its numbered extras (``NAME_mask_1.*``: a second object), else ``NAME.*`` in a
+    with its numbered extras (``NAME_mask_1.*``: a second object), else those of a
     :data:`MASK_FOLDERS` folder in its folder or beside it (a dataset folder's ``masks/``
-    beside ``images/``)."""
-    from .data.images import IMAGE_SUFFIXES
-    from .data.mask_names import masks_beside
+    beside ``images/``): ``NAME.*`` and the files named as its mask there
+    (``data.mask_names.masks_in_folder``: a correction saved as ``NAME mask.tif``)."""
+    from .data.mask_names import folder_image_files, masks_beside, masks_in_folder
 
     picture = Path(path)
     if not _is_image_file(picture):
@@ -565,14 +565,15 @@ def _found_masks(path: str) -> list[Path]:
     for base in (folder, folder.parent):
         for place in (base / name for name in MASK_FOLDERS if base / name != folder):
             try:
-                files = sorted(place.iterdir()) if place.is_dir() else []
+                files = folder_image_files(place) if place.is_dir() else []
             except OSError:  # unreadable: no mask found there
                 continue
-            for file in files:
-                if file.suffix.lower() not in IMAGE_SUFFIXES or file == picture:
-                    continue
-                if file.stem == picture.stem and file.is_file():
-                    return [file]
+            files = sorted(file for file in files if file != picture)
+            plain, named = masks_in_folder([picture.stem], files)
+            found = [file for file in plain if file.stem == picture.stem]
+            found += named.get(picture.stem, [])
+            if found:
+                return found
     return []
 
 
@@ -584,7 +585,7 @@ def _open_masks(viewer, paths: list[Path], picture_path: Path | None = None) -> 
     from ._reader import separate_note
     from .data.mask_names import mask_families
 
-    families = mask_families(paths)
+    families = mask_families(paths, picture=picture_path.stem if picture_path else None)
     opened = []
     for family in families:
         name = _open_mask(viewer, family, picture_path, len(families) > 1, shown=not opened)

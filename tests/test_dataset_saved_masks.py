@@ -94,6 +94,26 @@ def test_a_saved_correction_reopens_beside_the_dataset_mask(clinic, plugin_manag
     assert notes["warning"] == []
 
 
+def test_the_launcher_opens_a_picture_with_its_saved_correction(clinic, plugin_manager):
+    """``napari-tmunet ROOT/images/1.png`` finds the picture's masks in ``masks/`` by the
+    same rule as the reader: the saved correction ("1 mask", shown, as painted) and the
+    dataset's own mask ("1 mask (1.tif)", hidden); before, only ``masks/1.*``."""
+    from napari.components import ViewerModel
+
+    from napari_tmunet import launch
+
+    edited = _save_correction(clinic, plugin_manager)
+    viewer = ViewerModel()
+    launch._open_paths(viewer, [str(clinic / "images" / "1.png")])
+    assert [layer.name for layer in viewer.layers] == ["1", "1 mask", "1 mask (1.tif)"]
+    saved, own = viewer.layers["1 mask"], viewer.layers["1 mask (1.tif)"]
+    np.testing.assert_array_equal(np.asarray(saved.data) > 0, edited > 0)
+    np.testing.assert_array_equal(
+        np.asarray(own.data) > 0, read_mask(CLINIC / "masks" / "1.tif")[0]
+    )
+    assert saved.visible and not own.visible
+
+
 def test_the_trainer_refuses_a_picture_with_its_mask_and_a_saved_correction(
     clinic, plugin_manager, tmp_path, capsys
 ):
