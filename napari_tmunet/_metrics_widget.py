@@ -509,6 +509,22 @@ class MetricsWidget(Container):
             return None
         return max(candidates, key=lambda layer: _pair_rank(prediction, layer))  # first of ties
 
+    def _other_pictures(self, prediction) -> list:
+        """The pictures (Image layers not offered as masks) of ``prediction``'s size other
+        than its own (by :func:`_name_stem` of the picture it names, else of its name):
+        a reference that names no picture may be the mask of any of them."""
+        from napari.layers import Image
+
+        own = _name_stem(_picture(prediction) or prediction.name)
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Image)
+            and not _is_mask_layer(layer)
+            and _name_stem(layer.name) != own
+            and _shape(layer) == _shape(prediction)
+        ]
+
     def _update_pair_note(self, _value=None) -> None:
         """Show :meth:`_unoffered_hint`, else :meth:`_pair_warning`, under the choosers
         (hidden when there is none): the hint says how to make a picture the reference
@@ -522,9 +538,9 @@ class MetricsWidget(Container):
         """A warning about the chosen pair, or "": the layers differ in shape (Compute
         would refuse them), they lie differently on the canvas (:func:`_placement_warning`),
         or the pair is only a guess by shape (the reference is not of the prediction's
-        image and other references of that shape exist); one layer in both (the only
-        mask): what is missing, the reference of a Segment output, else a prediction (e.g.
-        for a mask painted by hand)."""
+        image and other layers, or other pictures, of that shape are open); one layer in
+        both (the only mask): what is missing, the reference of a Segment output, else a
+        prediction (e.g. for a mask painted by hand)."""
         if prediction is None or reference is None:
             return ""
         if _same(prediction, reference):
@@ -558,9 +574,12 @@ class MetricsWidget(Container):
         if _pair_rank(prediction, reference) > 0:
             return ""
         # other layers of its shape, of any picture (references for the prediction, or
-        # predictions for the reference): this pair may be the wrong one
+        # predictions for the reference), or another picture of its size (its mask may be
+        # the one chosen): this pair may be the wrong one
         others = self._offered(prediction, references=False)
-        if not any(not _same(layer, reference) for layer in others):
+        if not any(not _same(layer, reference) for layer in others) and not (
+            self._other_pictures(prediction)
+        ):
             return ""
         return PAIRED_BY_SIZE.format(
             reference=repr(reference.name), prediction=repr(prediction.name)
