@@ -99,6 +99,20 @@ def reads(path: str | Sequence[str]) -> bool:
     return _reader_for(path) is not None
 
 
+def read_from(path: str, start: int) -> list[LayerData]:
+    """The layers this reader opens of the folder ``path`` from its ``start``-th picture
+    (0-based) on (the launcher's ``--from``): the same order, pairing, cap and warning as
+    the folder opened whole.
+
+    Raises:
+        ValueError: ``path`` is no folder this reader opens, or ``start`` is past its end.
+    """
+    reader = _reader_for(path)
+    if reader not in (read_dataset, read_paired_folder, read_folder):
+        raise ValueError(f"{path}: --from takes a folder of pictures; {CAN_OPEN}")
+    return reader(path, start=start)
+
+
 def _reader_for(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:
     """The reader function that opens ``path``, or None; never raises."""
     try:
@@ -167,53 +181,75 @@ def _sizes_differ(files: list[Path]) -> bool:
     return False
 
 
-def read_folder(path: str | Sequence[str]) -> list[LayerData]:
+def read_folder(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """Read a folder of images of different sizes: one image layer per file, the first
-    visible, for its first :data:`MAX_FOLDER_LAYERS` files (:func:`_first_ones` warns of
-    the others); unreadable files are notified."""
+    visible, for its first :data:`MAX_FOLDER_LAYERS` files from the ``start``-th (0-based,
+    in name order; :func:`_first_ones` warns of the others); unreadable files are
+    notified."""
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     files = _folder_images(root, _image_suffixes())
-    files = _first_ones(root, files, "images", MAX_FOLDER_LAYERS, _open_files_hint)
+    files = _first_ones(root, files, "images", MAX_FOLDER_LAYERS, _open_files_hint, start)
     layers = [layer for layer in read_images(files) if len(layer) == 3]  # not the null sentinel
     for index, (_, kwargs, _) in enumerate(layers):
         kwargs["visible"] = index == 0  # the others would cover it
     return layers or [(None,)]
 
 
-def _first_ones(root: Path, items: list, what: str, limit: int, hint: Callable) -> list:
-    """The first ``limit`` of ``items`` (of the folder ``root``); when there are more, a
-    warning naming how many of ``what`` are left out, why, and how to open them
-    (``hint(left_out)``, a sentence)."""
-    if len(items) > limit:
-        _notify_warning(
-            f"{root}: opened the first {limit} of {len(items)} {what}: napari slows down with "
-            "every layer it holds (200 layers can take a minute to add, the window frozen). "
-            + hint(items[limit:])
+def _first_ones(
+    root: Path, items: list, what: str, limit: int, hint: Callable, start: int = 0
+) -> list:
+    """``limit`` of ``items`` (of the folder ``root``) from the ``start``-th (0-based: the
+    launcher's ``--from``); when there are more after them, a warning naming how many of
+    ``what`` are left out, why, and how to open the next ones (``hint(root, left_out,
+    position)``, a sentence; ``position`` 1-based, as ``--from`` takes it).
+
+    Raises:
+        ValueError: ``start`` past the last of ``items``, naming how many there are.
+    """
+    if start and start >= len(items):
+        raise ValueError(
+            f"{root} has {len(items)} {what}: --from takes a position from 1 to {len(items)}"
         )
-    return items[:limit]
+    end = start + limit
+    if len(items) > end:
+        opened = f"the first {limit}" if not start else f"{what} {start + 1} to {end}"
+        _notify_warning(
+            f"{root}: opened {opened} of {len(items)} {what}: napari slows down with "
+            "every layer it holds (200 layers can take a minute to add, the window frozen). "
+            + hint(root, items[end:], end + 1)
+        )
+    return items[start:end]
 
 
-def _launcher_hint(pictures: list[Path]) -> str:
-    """How to open ``pictures`` (left out of a folder) with their masks: the launcher."""
-    named = " ".join(shlex.quote(str(p)) for p in pictures[:2])
+def _launcher_hint(root: Path, _pictures: list, position: int) -> str:
+    """How to open the pictures of the folder ``root`` from ``position`` (1-based) on,
+    with their masks: the launcher's ``--from``, the folder given whole (absolute)."""
     return (
-        f"To open others with their masks, give their pictures to the launcher: "
-        f"napari-tmunet {named} ... (or a shell pattern of their names); or open a folder "
-        f"holding at most {MAX_FOLDER_PAIRS} of them."
+        f"To open the next {MAX_FOLDER_PAIRS} with their masks, run: "
+        f"{_from_command(root, position)} ; or open a folder holding at most "
+        f"{MAX_FOLDER_PAIRS} of them."
     )
 
 
-def _open_files_hint(files: list[Path]) -> str:
-    """How to open ``files`` (images left out of a folder): File > Open File(s)..."""
+def _open_files_hint(root: Path, files: list[Path], position: int) -> str:
+    """How to open ``files`` (images left out of the folder ``root``): File > Open
+    File(s)..., or the launcher's ``--from``."""
     return (
         f"To open others, choose them in File > Open File(s)... (from {files[0].name} on), "
-        "or give them to the launcher: napari-tmunet FILE ..."
+        f"or run: {_from_command(root, position)} (the next {MAX_FOLDER_LAYERS})"
     )
 
 
-def _first_part(root: Path, pairing):
-    """``pairing`` (of the folder ``root``, orphans not judged) cut to its first
-    :data:`MAX_FOLDER_PAIRS` entries in natural order of the names, an entry being a
+def _from_command(root: Path, position: int) -> str:
+    """The launcher command that opens the folder ``root`` from its ``position``-th
+    picture (1-based), as a shell takes it: the folder absolute and quoted."""
+    return f"napari-tmunet {shlex.quote(os.path.abspath(root))} --from {position}"
+
+
+def _first_part(root: Path, pairing, start: int = 0):
+    """``pairing`` (of the folder ``root``, orphans not judged) cut to
+    :data:`MAX_FOLDER_PAIRS` entries from the ``start``-th (0-based) in natural order of
+    the names, an entry being a
     picture with its masks or a file named as a mask whose picture is missing (an
     orphan), with :func:`_first_ones`' warning when there are more; then its orphans
     judged (``data.mask_names.judge_orphans``). Only the orphans kept are read, so a
@@ -231,7 +267,8 @@ def _first_part(root: Path, pairing):
         entries,
         "pictures and their masks",
         MAX_FOLDER_PAIRS,
-        lambda rest: _launcher_hint([path for path, _ in rest]),
+        _launcher_hint,
+        start,
     )
     orphans = {path for path, item in kept if item is None}
     cut = replace(
@@ -250,7 +287,7 @@ def _pairing(files: list[Path]):
     return pair_by_mask_names(p for p in files if not p.name.startswith("."))
 
 
-def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
+def read_paired_folder(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """Read a folder of pictures with their masks beside them (``NAME.png`` and
     ``NAME_mask.png``, ``NAME_gt.png``, ..., ``data.mask_names``): one image layer per
     picture and one Labels layer over it for its mask, as a dataset folder opens
@@ -264,14 +301,15 @@ def read_paired_folder(path: str | Sequence[str]) -> list[LayerData]:
     the first (a saved one) shown; both said in an info notification. Masks that fit no
     one picture (several of their name, another size, unreadable) are not opened, said
     in a warning naming them. Only the folder's first :data:`MAX_FOLDER_PAIRS` pictures
-    and lone masks are read and opened (:func:`_first_part`)."""
+    and lone masks (from the ``start``-th, 0-based: the launcher's ``--from``) are read
+    and opened (:func:`_first_part`)."""
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
         pairing = _pairing(_folder_images(root, _image_suffixes()))
     except OSError as err:
         _notify_error(f"napari-tmunet could not list the folder {root}: {err.strerror or err}")
         return [(None,)]
-    pairing = _first_part(root, pairing)
+    pairing = _first_part(root, pairing, start)
     items = pairing.items
     layers: list[LayerData] = []
     merged, separate, left_out = [], [], _masks_left_out(pairing)
@@ -455,10 +493,11 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
     return layers or [(None,)]
 
 
-def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
+def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image layer per image and a
-    Labels layer over it for its mask, for its first :data:`MAX_FOLDER_PAIRS` images
-    (:func:`_first_ones` warns of the others and how to open them). Its masks in
+    Labels layer over it for its mask, for its first :data:`MAX_FOLDER_PAIRS` images from
+    the ``start``-th (0-based: the launcher's ``--from``; :func:`_first_ones` warns of the
+    others and how to open them). Its masks in
     ``masks/`` are ``masks/NAME.*`` and those named by ``data.mask_names``' rule
     (``data.datasets.scan_pairs``): a correction the writer saved there as ``masks/NAME
     mask.tif`` opens beside ``masks/NAME.png`` as a separate Labels layer, shown, never
@@ -483,7 +522,8 @@ def read_dataset(path: str | Sequence[str]) -> list[LayerData]:
         items,
         "images",
         MAX_FOLDER_PAIRS,
-        lambda rest: _launcher_hint([image for image, _ in rest]),
+        _launcher_hint,
+        start,
     )
 
     layers: list[LayerData] = []

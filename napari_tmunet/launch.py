@@ -3,12 +3,16 @@
 Interactive (the README's main command)::
 
     napari-tmunet [--sample colonoscopy|nuclei|ultrasound] [FILE_OR_FOLDER ...]
+    napari-tmunet FOLDER --from N
+
 
 opens napari ready to click Segment, on the files or folders given (a dataset folder with
 ``images/`` and ``masks/`` through the TM-UNet reader; of several pictures the first is
 shown and chosen, the others hidden; a picture's mask, given (paired by name) or found
 beside it, over it as a Labels layer, a file of any name that holds a mask too when it
-is given with its one picture: ``_open_paths``), else on a sample image.
+is given with its one picture: ``_open_paths``), else on a sample image. A folder opens
+its first 25 pictures (``_reader.MAX_FOLDER_PAIRS``); ``--from N`` opens the next ones,
+from its N-th picture in the reader's order, as the reader's warning says.
 Non-interactive check (CI)::
 
     napari-tmunet --smoke [--screenshot PATH]
@@ -82,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         "...) given or found beside it opens over it, paired by name, and so does a file of "
         "any name that holds a mask (0/255, 0/1 or object ids) given with its one picture "
         "(IMAGE MASK)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with one folder: open its pictures (with their masks) from the N-th on, in the "
+        "order the folder opens them, as many as a folder opens at once; a large folder's "
+        "warning gives this command for the next ones",
     )
     parser.add_argument(
         "--sample",
@@ -189,11 +203,28 @@ def _paths_problem(args: argparse.Namespace) -> str | None:
     problem = next(filter(None, map(_path_problem, args.paths)), None)
     if problem:
         return problem
+    if args.start is not None:
+        return _start_problem(args.paths, args.start)
     try:
         given = _given_masks(args.paths)
     except CannotOpen as err:
         return str(err)
     return next(filter(None, (_size_problem(*pair) for pair in given)), None)
+
+
+def _start_problem(paths: list[str], start: int) -> str | None:
+    """Why ``--from start`` cannot open ``paths`` (one folder the TM-UNet reader opens,
+    a position from 1), or None."""
+    if start < 1:
+        return f"--from {start}: give a picture's position, from 1"
+    if len(paths) != 1 or not os.path.isdir(paths[0]) or not _tmunet_reads(paths[0]):
+        return (
+            "--from N opens one folder from its N-th picture: give one folder (napari-tmunet "
+            "FOLDER --from N) that napari-tmunet opens picture by picture: a dataset with "
+            "images/ and masks/, pictures with their masks beside them, or images of "
+            "different sizes"
+        )
+    return None
 
 
 def _size_problem(mask: Path, picture: Path | None) -> str | None:
@@ -257,7 +288,7 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     viewer = napari.Viewer(title="napari-tmunet", show=show)
     fit_window_to_screen(viewer.window._qt_window, WINDOW_SIZE)
     if args.paths:
-        _open_paths(viewer, args.paths)
+        _open_paths(viewer, args.paths, start=args.start)
     else:
         viewer.open_sample(PLUGIN, args.sample)
     # Under the names napari's Plugins menu gives them, so that its items find them
@@ -327,14 +358,15 @@ def _reset_view_if_open(viewer) -> None:
         pass
 
 
-def _open_paths(viewer, paths: list[str]) -> None:
+def _open_paths(viewer, paths: list[str], start: int | None = None) -> None:
     """Open the files and folders given as a dataset folder's pictures open: the first
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the
     origin would cover it). A path that opens only masks (Labels) goes with the picture
     before it, as a mask follows its image in a dataset folder. A mask file (by its name
     or folder, less the pictures so named, or by what it holds) opens as the mask of the
     picture of its name (:func:`_given_masks`) wherever it is given, and a picture given
-    without one gets the masks found beside it (:func:`_found_masks`; see :func:`_open_masks`)."""
+    without one gets the masks found beside it (:func:`_found_masks`; see :func:`_open_masks`).
+    ``start`` (``--from``, 1-based, with one folder) opens the folder from that picture."""
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -342,7 +374,7 @@ def _open_paths(viewer, paths: list[str]) -> None:
         if Path(path) in masks:
             continue
         before = len(viewer.layers)
-        _open_path(viewer, path)
+        _open_path(viewer, path, start)
         added = list(viewer.layers)[before:]
         has_image = any(_is_image(layer) for layer in added)
         if has_image and seen_image:
@@ -650,20 +682,28 @@ def _is_image(layer) -> bool:
     return layer.__class__.__name__ == "Image"
 
 
-def _open_path(viewer, path: str) -> None:
+def _open_path(viewer, path: str, start: int | None = None) -> None:
     """Open ``path`` with the TM-UNet reader where it reads it (TIFFs, dataset folders,
     folders of images of different sizes), else with napari's own: napari asks which
     reader to use when two can, and a command line cannot answer. A PNG, JPEG or BMP
     that napari's reader would keep as stored (CMYK inks drawn as RGBA, dark; grey +
     alpha; a JPEG not turned as its EXIF orientation says, unlike its mask) is read by
     the TM-UNet reader's code, in RGB or grey, turned: napari offers it only TIFFs
-    (napari.yaml), so that plain pictures open without a "Choose reader" question."""
+    (napari.yaml), so that plain pictures open without a "Choose reader" question. With
+    ``start`` (``--from``, 1-based) the folder ``path`` opens from that picture, by the
+    TM-UNet reader's order and pairing (``_reader.read_from``)."""
     from .data.colour_spaces import napari_keeps_as_stored
     from .data.images import orientation_applied
 
     plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
-        if plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
+        if start is not None:
+            from ._reader import read_from
+
+            layers = [layer for layer in read_from(path, start - 1) if len(layer) == 3]
+            for data, kwargs, kind in layers:  # (None,): nothing read, said by the reader
+                getattr(viewer, f"add_{kind}")(data, **kwargs)
+        elif plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
             from ._reader import image_layer_data
 
             data, kwargs, _ = image_layer_data(Path(path))

@@ -7,6 +7,7 @@ their masks. Built from real CVC-ClinicDB frames and masks."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 from collections import Counter
@@ -79,10 +80,22 @@ def _paired_folder(folder: Path, pairs: int, lone: int = 0) -> Path:
     return folder
 
 
-def _launcher_paths(message: str) -> list[str]:
-    """The files of the launcher command a warning gives (``napari-tmunet A B ...``)."""
-    command = message.split("napari-tmunet ", 1)[1].split(" ...", 1)[0]
-    return shlex.split(command)
+def _launcher_args(message: str) -> list[str]:
+    """The arguments of the launcher command a warning gives (``napari-tmunet FOLDER
+    --from N``), as a shell splits them."""
+    match = re.search(r"napari-tmunet ('[^']*'|\S+) --from \d+", message)
+    assert match, message
+    words = shlex.split(match.group(0))
+    assert words[0] == "napari-tmunet"
+    return words[1:]
+
+
+def _run_launcher_args(viewer, words: list[str]) -> None:
+    """Open ``words`` (the launcher's arguments) as ``napari-tmunet`` does, in ``viewer``:
+    its parser, its checks, then its ``_open_paths``."""
+    args = launch.build_parser().parse_args(words)
+    assert launch._paths_problem(args) is None
+    launch._open_paths(viewer, args.paths, start=args.start)
 
 
 @needs_datasets
@@ -106,8 +119,7 @@ def test_a_large_paired_folder_opens_its_first_pairs_each_file_read_once(
     assert warnings[0].startswith(
         f"{folder}: opened the first 25 of 35 pictures and their masks: napari slows down"
     )
-    assert "give their pictures to the launcher" in warnings[0]
-    assert _launcher_paths(warnings[0]) == [str(folder / "26.png"), str(folder / "27.png")]
+    assert _launcher_args(warnings[0]) == [str(folder), "--from", "26"]
     assert "open single files" not in warnings[0]
 
 
@@ -143,14 +155,12 @@ def test_the_launcher_command_of_a_dataset_folders_warning_opens_the_others(
     )
     (warning,) = [message for severity, message in notifications if severity == "warning"]
     assert warning.startswith(f"{root}: opened the first 25 of 27 images: ")
-    paths = _launcher_paths(warning)
-    assert paths == [str(root / "images" / "26.png"), str(root / "images" / "27.png")]
     viewer = make_napari_viewer()
-    launch._open_paths(viewer, paths)
+    _run_launcher_args(viewer, _launcher_args(warning))
     assert [(layer.name, layer._type_string) for layer in viewer.layers] == [
         ("26", "image"),
-        ("27", "image"),
         ("26 mask", "labels"),
+        ("27", "image"),
         ("27 mask", "labels"),
     ]
 
