@@ -225,9 +225,9 @@ def _launcher_hint(root: Path, _pictures: list, position: int) -> str:
     """How to open the pictures of the folder ``root`` from ``position`` (1-based) on,
     with their masks: the launcher's ``--from``, the folder given whole (absolute)."""
     return (
-        f"To open the next {MAX_FOLDER_PAIRS} with their masks, run: "
-        f"{_from_command(root, position)} ; or open a folder holding at most "
-        f"{MAX_FOLDER_PAIRS} of them."
+        f"Open a folder holding at most {MAX_FOLDER_PAIRS} of them, or, to open the next "
+        f"ones with their masks ({MAX_FOLDER_PAIRS} at a time), run: "
+        + _from_command(root, position)
     )
 
 
@@ -236,7 +236,7 @@ def _open_files_hint(root: Path, files: list[Path], position: int) -> str:
     File(s)..., or the launcher's ``--from``."""
     return (
         f"To open others, choose them in File > Open File(s)... (from {files[0].name} on), "
-        f"or run: {_from_command(root, position)} (the next {MAX_FOLDER_LAYERS})"
+        f"or, to open the next {MAX_FOLDER_LAYERS}, run: " + _from_command(root, position)
     )
 
 
