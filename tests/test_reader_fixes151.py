@@ -152,3 +152,26 @@ def test_from_past_the_last_picture_names_how_many_there_are(tmp_path):
         shutil.copy(CLINIC / "masks" / f"{stem}.tif", root / "masks" / f"{stem}.tif")
     with pytest.raises(ValueError, match=r"set has 3 images: --from takes a position from 1 to 3"):
         read_from(str(root), 3)
+
+
+@needs_clinic
+def test_a_folder_of_images_of_different_sizes_opens_the_next_ones_from_its_command(
+    tmp_path, warnings, make_napari_viewer
+):
+    """52 images of two sizes (no masks): the warning's command opens images 51 and 52."""
+    from napari_tmunet.data.images import read_image, write_image
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    frame = CLINIC / "images" / f"{_frames(1)[0]}.png"
+    crop = read_image(frame)[:100]  # another size
+    for k in range(1, 53):
+        if k % 2:
+            shutil.copy(frame, folder / f"{k:03d}.png")
+        else:
+            write_image(folder / f"{k:03d}.png", crop)
+    napari_get_reader(str(folder))(str(folder))
+    (warning,) = warnings
+    assert "opened the first 50 of 52 images" in warning
+    viewer = make_napari_viewer()
+    assert _launch(viewer, _command(warning)) == [("051", "image"), ("052", "image")]
