@@ -511,19 +511,22 @@ class MetricsWidget(Container):
 
     def _other_pictures(self, prediction) -> list:
         """The pictures (Image layers not offered as masks) of ``prediction``'s size other
-        than its own (by :func:`_name_stem` of the picture it names, else of its name):
-        a reference that names no picture may be the mask of any of them."""
+        than its own (the one it names, :func:`_picture`), any of which a reference that
+        names no picture may be the mask of; of a prediction that names none, all such
+        pictures when there are two or more (one alone is taken for its own)."""
         from napari.layers import Image
 
-        own = _name_stem(_picture(prediction) or prediction.name)
-        return [
+        pictures = [
             layer
             for layer in self._viewer.layers
             if isinstance(layer, Image)
             and not _is_mask_layer(layer)
-            and _name_stem(layer.name) != own
             and _shape(layer) == _shape(prediction)
         ]
+        own = _name_stem(_picture(prediction))
+        if not own:
+            return pictures if len(pictures) > 1 else []
+        return [layer for layer in pictures if _name_stem(layer.name) != own]
 
     def _update_pair_note(self, _value=None) -> None:
         """Show :meth:`_unoffered_hint`, else :meth:`_pair_warning`, under the choosers

@@ -69,3 +69,25 @@ def test_a_nameless_reference_with_another_picture_of_its_size_open_is_a_guess(
     [known] = viewer.open(str(CLINIC / "masks" / "20.tif"), plugin="napari-tmunet")
     widget.reference.value = known
     assert widget.pair_note.value == ""
+
+
+@needs_clinic
+def test_a_prediction_of_no_known_picture_is_a_guess_once_two_pictures_are_open(
+    make_napari_viewer,
+):
+    """A Labels layer painted by hand ("hand", naming no picture) and a reference "gt":
+    with picture 20 alone open they are taken for its pair; with 22 open too, a guess."""
+    from napari_tmunet._metrics_widget import PAIRED_BY_SIZE
+    from napari_tmunet.data.images import read_mask
+
+    viewer = make_napari_viewer()
+    viewer.open(str(CLINIC / "images" / "20.png"), plugin="napari")
+    mask = read_mask(CLINIC / "masks" / "20.tif")[0]
+    viewer.add_labels(mask[::-1].copy(), name="hand")
+    viewer.add_labels(mask, name="gt")
+    widget = open_dock(viewer, "Metrics")
+    widget.prediction.value, widget.reference.value = viewer.layers["hand"], viewer.layers["gt"]
+    assert widget.pair_note.value == ""
+
+    viewer.open(str(CLINIC / "images" / "22.png"), plugin="napari")
+    assert widget.pair_note.value == PAIRED_BY_SIZE.format(reference="'gt'", prediction="'hand'")
