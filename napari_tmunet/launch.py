@@ -5,7 +5,6 @@ Interactive (the README's main command)::
     napari-tmunet [--sample colonoscopy|nuclei|ultrasound] [FILE_OR_FOLDER ...]
     napari-tmunet FOLDER --from N
 
-
 opens napari ready to click Segment, on the files or folders given (a dataset folder with
 ``images/`` and ``masks/`` through the TM-UNet reader; of several pictures the first is
 shown and chosen, the others hidden; a picture's mask, given (paired by name) or found
