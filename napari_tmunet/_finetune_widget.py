@@ -643,6 +643,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 dataset_folder=folder,
                 start_model=chosen[0],
                 start_label=chosen[1],
+                modality=self._modality,  # "": the run guesses the Folder's
                 steps=int(self.steps.value),
                 lr=float(self.learning_rate.value),
                 batch_size=int(self.batch_size.value),
