@@ -989,10 +989,10 @@ def run_finetune(
         held_out, edits (see :func:`edit_summary`), left_out (the pairs and folder
         images not trained on, in words; "" when none), held_out_foreground (reference
         pixels in the held-out part), modality (the starting model's, else that of the
-        images trained on: both models are for such images), old / new scores (dicts or None; with the scores where the
-        user's edits are, :func:`edit_zone_scores`), start_model, old_label, rows (for
-        the Metrics dock; their note ends with the pairs left out), checkpoint_note
-        (only where the held-out part has no foreground: the model is the last
+        images trained on: both models are for such images), old / new scores (dicts or
+        None; with the scores where the user's edits are, :func:`edit_zone_scores`),
+        start_model, old_label, rows (for the Metrics dock; their note ends with the
+        pairs left out), checkpoint_note (only where the held-out part has no foreground: the model is the last
         checkpoint, which ``best_checkpoint`` then names).
     """
     import torch
