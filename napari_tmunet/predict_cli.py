@@ -553,6 +553,13 @@ class _Models:
             choice = registry.choose_model(thumbnail, modality=modality)
             return choice.entry.name, choice.why, choice.fits  # check(): one is installed
         why = f"the model you made active in napari for {modality} images, as Segment uses it"
+        if not self.active_modality:  # e.g. a fine-tune from a checkpoint of `fit`, before
+            # fine-tunes recorded the kind they trained on: it is not for these images more
+            # than for others
+            why = (
+                "the model you made active in napari, which records no kind of image, so "
+                "it runs on every kind (as in Segment)"
+            )
         entry = registry.find_model(active.model)
         if entry is None:
             return active.model, f"{why}; {_shipped_hint(modality)}", True

@@ -992,8 +992,9 @@ def run_finetune(
         images trained on: both models are for such images), old / new scores (dicts or
         None; with the scores where the user's edits are, :func:`edit_zone_scores`),
         start_model, old_label, rows (for the Metrics dock; their note ends with the
-        pairs left out), checkpoint_note (only where the held-out part has no foreground: the model is the last
-        checkpoint, which ``best_checkpoint`` then names).
+        pairs left out), checkpoint_note (only where the held-out part has no
+        foreground: the model is the last checkpoint, which ``best_checkpoint`` then
+        names).
     """
     import torch
 
