@@ -100,3 +100,50 @@ def test_a_start_that_records_a_modality_keeps_it(tmp_path):
     result = run_finetune(job, threading.Event(), {})
     assert result["modality"] == "nuclei"
     assert read_header(run_dir / "train" / "best.pt")["metadata"]["modality"] == "nuclei"
+
+
+@pytest.mark.gui
+def test_the_dock_makes_a_folder_fine_tune_of_a_no_modality_checkpoint_active_for_its_kind(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Tester 34's steps in the Fine-tune dock (threaded path): Source a Folder of breast
+    ultrasound scans, Start from a checkpoint file that records no modality. Stopped before
+    its first step, the status names what Segment goes on using for such images (the
+    shipped ultrasound model), not the file that never was active (F5); run 2 steps and
+    made active, the model is saved as an ultrasound model (F1), as predict reads it."""
+    from napari_tmunet import _docks, settings
+
+    start = unknown_kind_checkpoint(tmp_path / "fit" / "best.pt")
+    folder = dataset_subset(UDIAT, tmp_path / "busi", STEMS)
+    viewer = make_napari_viewer()
+    tune = _docks.open_dock(viewer, "Fine-tune")[1]
+    tune.dataset_folder.value = str(folder)
+    tune.model.value = "Checkpoint file..."
+    tune.checkpoint.value = str(start)
+    tune.steps.value, tune.batch_size.value, tune.device.value = 2, 2, "cpu"
+    qtbot.waitUntil(lambda: not tune._folder_unread(), timeout=60_000)  # Folder read
+    shipped = registry.model_for_modality("ultrasound")
+
+    tune.run_folder.value = str(tmp_path / "stopped")
+    tune.steps.value = 500  # stopped long before its end
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.worker is not None, timeout=60_000)  # the threaded path
+    tune.stop_button.native.click()
+    qtbot.waitUntil(lambda: not tune.running, timeout=120_000)
+    assert tune.active.current is None
+    if shipped is not None:
+        assert tune.status.value == (
+            f"stopped before any training step; {shipped.name} stays active"
+        )
+    assert "best.pt" not in tune.status.value
+
+    tune.run_folder.value, tune.steps.value = str(tmp_path / "run"), 2
+    tune.start_button.native.click()
+    qtbot.waitUntil(lambda: tune.worker is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
+    assert tune.error == "" and tune.result["trained"] == 2, tune.status.value
+    if not tune.use_anyway_button.native.isHidden():
+        assert "best.pt stays active" not in tune.status.value
+        tune.use_anyway_button.native.click()
+    assert tune.active.current.modality == "ultrasound"
+    assert settings.saved_active_models()["current"]["modality"] == "ultrasound"
