@@ -880,7 +880,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         """What Segment goes on using for images of the run's kind when its model is not
         made active, in words: "M stays active" for the active model when it is for them,
         else for their shipped model (a checkpoint file started from never was active)."""
-        modality = self._modality or result.get("modality", "")
+        start = result.get("start_model", "")
+        modality = self._modality or result.get("modality") or registry.model_modality(start)
         current = self.active.current
         if current is not None and current.modality in ("", modality):
             return f"{current.label} stays active"
