@@ -643,6 +643,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 dataset_folder=folder,
                 start_model=chosen[0],
                 start_label=chosen[1],
+                modality=self._modality,  # "": the run guesses the Folder's
                 steps=int(self.steps.value),
                 lr=float(self.learning_rate.value),
                 batch_size=int(self.batch_size.value),
@@ -855,9 +856,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 show_info(f"Fine-tuning: {_closed_run_text(self, menu=True)}")
             return
         if result.get("trained", result["step"]) == 0:  # nothing learned in this run
-            self.status.value = (
-                f"stopped before any training step; {result['old_label']} stays active"
-            )
+            self.status.value = f"stopped before any training step; {self._staying(result)}"
             return
         self._show_comparison(result["rows"])
         state = "stopped" if result["stopped"] else "finished"
@@ -872,13 +871,24 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.use_fine_tuned()
             return
         why = _unbroken(verdict["why"])  # it may give the held-out Dice, a -> b
-        stays = f"{text}; {why}; {result['old_label']} stays active"
-        self.status.value = stays + _left_out_line(result)
+        staying = self._staying(result)
+        self.status.value = f"{text}; {why}; {staying}" + _left_out_line(result)
         self.use_anyway_button.visible = True
-        show_warning(
-            f"Fine-tuning: {why}; the starting model stays active ('Use the "
-            "fine-tuned model anyway' switches)."
-        )
+        show_warning(f"Fine-tuning: {why}; {staying} ('Use the fine-tuned model anyway' switches).")
+
+    def _staying(self, result: dict) -> str:
+        """What Segment goes on using for images of the run's kind when its model is not
+        made active, in words: "M stays active" for the active model when it is for them,
+        else for their shipped model (a checkpoint file started from never was active)."""
+        start = result.get("start_model", "")
+        modality = self._modality or result.get("modality") or registry.model_modality(start)
+        current = self.active.current
+        if current is not None and current.modality in ("", modality):
+            return f"{current.label} stays active"
+        shipped = registry.model_for_modality(modality) if modality else None
+        if shipped is not None:
+            return f"{shipped.name} stays active"
+        return "no model is active (Segment uses the shipped model for each kind)"
 
     def use_fine_tuned(self, _=None) -> active_model.ModelChoice | None:
         """Make the last run's best checkpoint the active model (Revert brings the old back)

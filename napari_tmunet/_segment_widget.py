@@ -127,6 +127,9 @@ MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # lines of the summary shown at once (it scrolls in its box): with the settings above it
 # they fit a 1366 x 768 dock from the Image box down (tester28)
 SUMMARY_LINES = 5
+# why an active model that records no modality (e.g. a fine-tune of a `fit` checkpoint made
+# before fine-tunes recorded the kind they trained on) runs: on every kind of image
+EVERY_KIND = "the active model, which records no kind of image, so it runs on every kind"
 RUN_WORDS = "a Segment run"  # what a run still going when napari closes is called
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
@@ -816,14 +819,22 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         return output
 
     def use_model(self, choice: active_model.ModelChoice) -> None:
-        """Use the active model (set by Fine-tune or Revert) for images of its modality."""
-        modality = choice.modality or self._modality
-        why = f"the active model for {modality} images"
+        """Use the active model (set by Fine-tune or Revert) for images of its modality; one
+        that records none for images of every kind, and says so (as napari-tmunet-predict)."""
+        kinds = (choice.modality,) if choice.modality else registry.MODALITIES
+        why = f"the active model for {choice.modality} images" if choice.modality else EVERY_KIND
         if registry.find_model(choice.model) is None and choice.model != CHECKPOINT_CHOICE:
             self._offer_named_file(choice)
-        self._choices[modality] = (choice.model, why)
-        if modality == self._modality:
+        # an earlier active model of no kind gives way for every kind, not only this one's
+        dropped = [k for k, (_, said) in self._choices.items() if said == EVERY_KIND]
+        for kind in dropped:
+            del self._choices[kind]
+        for kind in kinds:
+            self._choices[kind] = (choice.model, why)
+        if self._modality in kinds:
             self._show_model(choice.model, why)
+        elif self._modality in dropped and self.image.value is not None:
+            self._show_model(*self._model_for_layer(self.image.value, self._modality)[:2])
 
     def _offer_named_file(self, choice: active_model.ModelChoice) -> None:
         """Add the checkpoint file of ``choice`` to the Model box by its short name

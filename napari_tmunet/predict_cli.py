@@ -531,15 +531,24 @@ class _Models:
             if problem:
                 return (
                     f"cannot load the model you made active in napari, {choice.label} "
-                    f"({choice.model}): {problem}; {_shipped_hint(modality)}"
+                    f"({choice.model}): {problem.rstrip('.')}; {_shipped_hint(modality)}"
                 )
         self.active, self.active_modality = choice, modality
         self.names[choice.model] = choice.label
         return None
 
     def name(self, model: str) -> str:
-        """``model``'s name in the lines: a fine-tuned model by its run's name."""
-        return self.names.get(model, model)
+        """``model``'s name in the lines: a fine-tuned model by its run's name, a shipped
+        model by its display name also when given by its modality (``--model ultrasound``),
+        as the warnings name it."""
+        from . import registry
+
+        if model in self.names:
+            return self.names[model]
+        if Path(model).expanduser().is_file():
+            return model
+        entry = registry.find_model(model) or registry.model_for_modality(model)
+        return entry.name if entry is not None else model
 
     def choose(self, thumbnail, modality: str) -> tuple[str, str, bool]:
         """(model, why, fits) for an image of ``modality`` seen in ``thumbnail``, as the
@@ -553,6 +562,13 @@ class _Models:
             choice = registry.choose_model(thumbnail, modality=modality)
             return choice.entry.name, choice.why, choice.fits  # check(): one is installed
         why = f"the model you made active in napari for {modality} images, as Segment uses it"
+        if not self.active_modality:  # e.g. a fine-tune from a checkpoint of `fit`, before
+            # fine-tunes recorded the kind they trained on: it is not for these images more
+            # than for others
+            why = (
+                "the model you made active in napari, which records no kind of image, so "
+                "it runs on every kind (as in Segment)"
+            )
         entry = registry.find_model(active.model)
         if entry is None:
             return active.model, f"{why}; {_shipped_hint(modality)}", True
@@ -656,7 +672,8 @@ class _Models:
 
         _, mode, instances = self.load(model)
         kind = "instances as TIFF" if instances else "binary masks as PNG"
-        file = f" ({model})" if self.name(model) != model else ""  # a fine-tune's checkpoint
+        # a fine-tune's checkpoint, named by its run: its file too
+        file = f" ({model})" if model in self.names else ""
         text = f"model {self.name(model)!r}{file} (mode {mode}, {kind})"
         text += f", for {which}" if which else ""
         line = (

@@ -66,7 +66,8 @@ POOLING = {  # by ModelConfig's names ("released" in older run records reads as 
 PRESETS_FOLDER = {paper: folder for folder, paper in PRESETS.values()}
 # TrainConfig fields that say where or how verbosely a run ran, not what it trained.
 NOT_RECIPE = {"data", "dataset_name", "device", "num_workers", "progress", "efficiency",
-              "test", "resume", "overwrite", "eval_batch_size"}  # fmt: skip
+              "test", "resume", "overwrite", "eval_batch_size",
+              "modality"}  # fmt: skip  # modality: what the model is for, not how it trains
 
 
 def read_run(run_dir: Path) -> dict:

@@ -772,6 +772,9 @@ class FinetuneJob:
     start_model: str = ""  # registry name or checkpoint path
     start_label: str = ""
     name: str = ""  # the fine-tuned model's name (active_model.run_name), for people
+    # the kind of the images trained on as the dock sees them ("": guessed from the data);
+    # the fine-tuned model is for it when the starting model records no modality
+    modality: str = ""
     steps: int = 200
     lr: float = 1e-4
     batch_size: int = 4
@@ -985,12 +988,13 @@ def run_finetune(
         trained: 0 after a Stop before the first, when nothing is scored again),
         held_out, edits (see :func:`edit_summary`), left_out (the pairs and folder
         images not trained on, in words; "" when none), held_out_foreground (reference
-        pixels in the held-out part), modality (the starting model's: both models are
-        for such images), old / new scores (dicts or None; with the scores where the
-        user's edits are, :func:`edit_zone_scores`), start_model, old_label, rows (for
-        the Metrics dock; their note ends with the pairs left out), checkpoint_note
-        (only where the held-out part has no foreground: the model is the last
-        checkpoint, which ``best_checkpoint`` then names).
+        pixels in the held-out part), modality (the starting model's, else that of the
+        images trained on: both models are for such images), old / new scores (dicts or
+        None; with the scores where the user's edits are, :func:`edit_zone_scores`),
+        start_model, old_label, rows (for the Metrics dock; their note ends with the
+        pairs left out), checkpoint_note (only where the held-out part has no
+        foreground: the model is the last checkpoint, which ``best_checkpoint`` then
+        names).
     """
     import torch
 
@@ -1221,10 +1225,13 @@ def _new_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Sta
         phase(written["left_out"])
     phase(f"loading {start_label}...")
     checkpoint = load_checkpoint(start_path, device)
-    modality = _modality_of(checkpoint, job.start_model)
+    # a start that records no modality (e.g. a checkpoint of `napari-tmunet-train fit`):
+    # the fine-tuned model is for the kind of images it was trained on
+    modality = _modality_of(checkpoint, job.start_model) or _data_modality(job)
     plan = _plan(job, run_dir, start_label, start_path, written, modality)
     write_json(run_dir / PLAN_FILE, plan)
     config = make_config(job, checkpoint, start_path)
+    config.modality = modality  # saved in the fine-tuned checkpoints' metadata
     write_json(run_dir / "config.json", config.to_dict())
     held_out, edits = written["held_out"], written["edits"]
     return _Start(
@@ -1275,6 +1282,16 @@ def _modality_of(checkpoint, model: str) -> str:
     modality = str(metadata.get("modality") or "") if isinstance(metadata, dict) else ""
     entry = registry.find_model(model) if not modality else None
     return modality or (entry.modality if entry is not None else "")
+
+
+def _data_modality(job: FinetuneJob) -> str:
+    """The kind of image a job trains on: the dock's (``job.modality``), else the guess of
+    its first pair's image, else of its dataset folder's images; "" when none can be read."""
+    if job.modality:
+        return job.modality
+    if job.pairs:
+        return registry.guess_modality(job.pairs[0].image)
+    return registry.guess_folder_modality(job.dataset_folder) if job.dataset_folder else ""
 
 
 def _plan(
