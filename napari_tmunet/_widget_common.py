@@ -18,6 +18,9 @@ from typing import Any
 # and scrolls rather than forcing the window taller.
 DOCK_MAX_MIN_WIDTH = 400
 DOCK_MAX_MIN_HEIGHT = 250
+# Workers that may run at once in Qt's global pool (_allow_threads): each dock's run and
+# the checks and reads beside them
+WORKER_THREADS = 8
 PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on Segment's probability maps
 # Closing napari waits this long for a dock's run to stop (a fine-tuning run finishes its
 # step, scores and saves last.pt; a Segment run its layer of the forward pass, or the
@@ -86,8 +89,23 @@ def start_worker(
     worker = create_worker(function, *args, _connect=connect, _start_thread=False, **kwargs)
     for name, handler in (direct or {}).items():
         getattr(worker, name).connect(handler, Qt.ConnectionType.DirectConnection)
+    _allow_threads(WORKER_THREADS)
     worker.start()
     return worker
+
+
+def _allow_threads(count: int) -> None:
+    """Let Qt's global thread pool, which napari's workers run in, run ``count`` at once.
+    It runs one per CPU core by default: on a 2-core laptop a Segment run and a
+    fine-tuning run held both threads, and the Metrics dock's Compute and checks, a
+    checkpoint file's check or a folder's reading queued behind them for minutes. The
+    docks' workers mostly wait (on torch's own threads, on files, on a gate), so more
+    threads than cores cost nothing."""
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool.maxThreadCount() < count:
+        pool.setMaxThreadCount(count)
 
 
 def track_run(stop: threading.Event, ended: threading.Event, what: str) -> Callable[[], None]:
