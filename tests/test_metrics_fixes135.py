@@ -143,7 +143,7 @@ def test_the_scored_data_are_hashed_in_workers_never_on_the_gui_thread(
     # pixels) takes a while: a check that read the data then would find them as scored
     pred_layer.events.paint.connect(lambda _event: time.sleep(0.5))
     pred_layer.paint((1, 10, 10), 1, refresh=False)  # background: a real change
-    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=30000)  # a loaded CI
+    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=10_000)
     assert widget.status.value.startswith(f"'frames labels' {STALE}")
     assert spy.bytes_on_gui_thread() == 0, spy.calls
     assert sum(size for _, size in spy.calls) >= 2 * stack.nbytes  # both layers, whole
@@ -153,17 +153,24 @@ def test_the_scored_data_are_hashed_in_workers_never_on_the_gui_thread(
 def test_a_change_while_compute_runs_makes_its_scores_stale(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    """The fingerprints come with Compute's rows: a stroke while the worker scores is
-    checked once they come (the rows show stale), a refresh that changes nothing then
-    leaves them current."""
-    gate = threading.Event()
-    score = _metrics_widget._score_layers
+    """The fingerprints come with Compute's rows: a stroke while the worker scores (after
+    it took the fingerprints) is checked once they come (the rows show stale), a refresh
+    that changes nothing then leaves them current. (A stroke before the worker hashes is
+    in both its fingerprints and its scores: current; the stroke waits for the hash.)"""
+    gate, hashed = threading.Event(), threading.Event()
+    score, fingerprints_of = _metrics_widget._score_layers, _metrics_widget._fingerprints_of
 
     def held(**job):
         assert gate.wait(60)
         return score(**job)
 
+    def hashing(sources):
+        taken = fingerprints_of(sources)
+        hashed.set()
+        return taken
+
     monkeypatch.setattr(_metrics_widget, "_score_layers", held)
+    monkeypatch.setattr(_metrics_widget, "_fingerprints_of", hashing)
     viewer, widget, pred_layer, ref_layer = _dock(make_napari_viewer, tmp_path)
 
     widget.compute_button.native.click()
@@ -176,11 +183,13 @@ def test_a_change_while_compute_runs_makes_its_scores_stale(
     assert STALE not in widget.status.value and widget.rows() == widget.results
 
     gate.clear()
+    hashed.clear()
     widget.compute_button.native.click()
+    assert hashed.wait(60)  # the worker has the fingerprints, and waits at the gate
     pred_layer.paint((0, 10, 10), 1, refresh=True)  # background: a real change
     qtbot.wait(_metrics_widget.STALE_CHECK_MS * 3)
     gate.set()
     _wait_for_rows(qtbot, widget)
-    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=30000)  # a loaded CI
+    qtbot.waitUntil(lambda: STALE in widget.status.value, timeout=10_000)
     assert widget.status.value.startswith(f"'frames labels' {STALE}")
     assert widget.rows() == [] and not widget.export_button.enabled
