@@ -188,12 +188,11 @@ class MetricsWidget(Container):
         # what the scores depend on in each scored layer (:func:`_fingerprint`), as
         # Compute's worker read it ([] until then)
         self._fingerprints: list[tuple] = []
-        # a scored layer changed before its fingerprint came: checked when it comes
-        self._unchecked = False
-        # the worker hashing the scored layers whole (_check_scored), or None; whether a
-        # change came while it ran
+        # the worker hashing the scored layers whole (_check_scored), or None
         self._checker = None
-        self._recheck = False
+        # a scored layer changed while no check could run (before Compute's worker took
+        # the fingerprints, or while a check ran): checked as soon as one can
+        self._check_pending = False
         # the scored layers whose change events this dock follows, held weakly
         self._watched: list[weakref.ref] = []
         # the names of the scored layers changed since Compute read them ("" while the
@@ -390,7 +389,7 @@ class MetricsWidget(Container):
         other the prediction.
 
         A reference-like layer whose shape differs from the chosen prediction's is not
-        taken; one of another picture than the prediction's (:data:`OTHER_PICTURE`) is the
+        taken; one of another picture than the prediction's (:func:`_same_picture`) is the
         prediction of a pair of its own picture, else alone (its note says what is
         missing). A new prediction takes the reference of its own image
         (:meth:`_reference_for`); without one it keeps its reference when that is another
@@ -410,10 +409,10 @@ class MetricsWidget(Container):
                 self.reference.value = layer
                 self._refresh_choices()
                 shown = (self.prediction.value, self.reference.value)
-                if all(_pair_rank(layer, other) == OTHER_PICTURE for other in shown):
+                if not any(_same_picture(layer, other) for other in shown):
                     # the guess is a pair of another picture: the selected layer, alone
                     self.prediction.value = self.reference.value = layer
-            elif _pair_rank(prediction, layer) == OTHER_PICTURE:  # another picture's: its pair
+            elif not _same_picture(prediction, layer):  # another picture's: its pair
                 self.prediction.value = layer
                 self._follow_prediction(layer, reference)
             elif _shape(prediction) == _shape(layer):
@@ -449,7 +448,7 @@ class MetricsWidget(Container):
             self.reference.value = chosen
             return
         best = self._reference_for(layer)
-        apart = _pair_rank(layer, reference) == OTHER_PICTURE
+        apart = not _same_picture(layer, reference)
         unfit = reference is None or _same(reference, layer) or _shape(reference) != _shape(layer)
         if best is None and (unfit or apart):
             best = self._reference_for(layer, references=False)
@@ -492,12 +491,12 @@ class MetricsWidget(Container):
 
     def _candidates(self, layer, *, references: bool = True, shaped: bool = True) -> list:
         """The layers the dock may pair with ``layer`` by itself, in the layer list's
-        order: :meth:`_offered` ones but for those of another picture (:func:`_pair_rank`
-        :data:`OTHER_PICTURE`). The one rule every guess of a pair goes by."""
+        order: :meth:`_offered` ones but for those of another picture
+        (:func:`_same_picture`). The one rule every guess of a pair goes by."""
         return [
             other
             for other in self._offered(layer, references=references, shaped=shaped)
-            if _pair_rank(layer, other) != OTHER_PICTURE
+            if _same_picture(layer, other)
         ]
 
     def _reference_for(self, prediction, *, references: bool = True):
@@ -556,7 +555,7 @@ class MetricsWidget(Container):
             # masks of other pictures are no candidates (:meth:`_candidates`): the note
             # says they are there, and why this one stands alone
             others = self._offered(prediction)
-            if any(_pair_rank(prediction, layer) == OTHER_PICTURE for layer in others):
+            if not all(_same_picture(prediction, layer) for layer in others):
                 note = note.replace(" is the only mask:", OF_ITS_PICTURE, 1)
             return note
         if _shape(prediction) != _shape(reference):
@@ -671,7 +670,7 @@ class MetricsWidget(Container):
                 paint.disconnect(self._check_soon)
             layer.events.set_data.disconnect(self._check_later)
         self._watched, self._fingerprints = [], []
-        self._unchecked = self._recheck = False
+        self._check_pending = False
         self._stop_check_timer()
 
     def _stop_check_timer(self) -> None:
@@ -688,9 +687,7 @@ class MetricsWidget(Container):
         if not self._watched:
             return  # cleared meanwhile (a scored layer closed, the dock closed)
         self._fingerprints = fingerprints
-        if self._unchecked:
-            self._unchecked = False
-            self._check_scored()
+        self._check_if_pending()
 
     def _check_later(self, _event=None) -> None:
         """Check the scored layers once their refreshes pause (restarts the wait)."""
@@ -715,11 +712,8 @@ class MetricsWidget(Container):
         (:meth:`_set_fingerprints`)."""
         if self._stale or self._closed or not self._watched:
             return
-        if not self._fingerprints:
-            self._unchecked = True
-            return
-        if self._checker is not None:
-            self._recheck = True
+        if not self._fingerprints or self._checker is not None:
+            self._check_pending = True
             return
         before = self._fingerprints
         live = [
@@ -753,8 +747,12 @@ class MetricsWidget(Container):
 
     def _on_check_finished(self) -> None:
         self._checker = None
-        if self._recheck:
-            self._recheck = False
+        self._check_if_pending()
+
+    def _check_if_pending(self) -> None:
+        """Check the scored layers when a change waits for a check (:meth:`_check_scored`)."""
+        if self._check_pending:
+            self._check_pending = False
             self._check_scored()
 
     def _mark_stale(self, names: Sequence[str]) -> None:
