@@ -633,9 +633,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if mismatch:  # said in the dock already; once more as the run starts
             show_warning(f"Fine-tuning: {mismatch}")
         first = self.rows[0].image.value if self.rows else None
-        self._modality = ""
-        if first is not None:
-            self._modality = layer_modality(first)
+        # the guess modality_mismatch just made, kept (a guess takes ~20 ms)
+        self._modality = self._image_modality(first, self._guesses) if first is not None else ""
         self._launch(
             FinetuneJob(
                 run_dir=run_dir,
@@ -730,7 +729,6 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         window (at the interpreter's exit its signals are deleted under it)."""
         self._window_closed = True
         if self.running:
-            self._stop_event.set()
             wait_for_run(self._stop_event, self._ended, RUN_WORDS)
 
     def _offer_closed_run(self, *_) -> None:
