@@ -833,13 +833,11 @@ def _smoke_viewer(args: argparse.Namespace, viewer, segment) -> int:
     return 0
 
 
-def _run_events(seconds: float, until=None) -> None:
-    """Run the Qt event loop for ``seconds``, or until the signal ``until`` fires."""
+def _run_events(seconds: float) -> None:
+    """Run the Qt event loop for ``seconds``."""
     from qtpy.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
-    if until is not None:
-        until.connect(loop.quit)
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
 
