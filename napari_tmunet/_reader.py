@@ -249,11 +249,10 @@ def _from_command(root: Path, position: int) -> str:
 def _first_part(root: Path, pairing, start: int = 0):
     """``pairing`` (of the folder ``root``, orphans not judged) cut to
     :data:`MAX_FOLDER_PAIRS` entries from the ``start``-th (0-based) in natural order of
-    the names, an entry being a
-    picture with its masks or a file named as a mask whose picture is missing (an
-    orphan), with :func:`_first_ones`' warning when there are more; then its orphans
-    judged (``data.mask_names.judge_orphans``). Only the orphans kept are read, so a
-    folder of thousands of masks is not read whole."""
+    the names, an entry being a picture with its masks or a file named as a mask whose
+    picture is missing (an orphan), with :func:`_first_ones`' warning when there are
+    more; then its orphans judged (``data.mask_names.judge_orphans``). Only the orphans
+    kept are read, so a folder of thousands of masks is not read whole."""
     from dataclasses import replace
 
     from .data.datasets import natural_key
@@ -262,14 +261,8 @@ def _first_part(root: Path, pairing, start: int = 0):
     entries = [(item.picture, item) for item in pairing.items]
     entries += [(orphan, None) for orphan in pairing.orphans]
     entries.sort(key=lambda entry: (natural_key(entry[0].stem), entry[0].name))
-    kept = _first_ones(
-        root,
-        entries,
-        "pictures and their masks",
-        MAX_FOLDER_PAIRS,
-        _launcher_hint,
-        start,
-    )
+    what = "pictures and their masks"
+    kept = _first_ones(root, entries, what, MAX_FOLDER_PAIRS, _launcher_hint, start)
     orphans = {path for path, item in kept if item is None}
     cut = replace(
         pairing,
@@ -320,7 +313,8 @@ def read_paired_folder(path: str | Sequence[str], start: int = 0) -> list[LayerD
             continue
         image[1]["visible"] = visible
         layers.append(image)
-        opened = _add_mask_layers(layers, image, item.picture, _fitting_masks(item, left_out))
+        masks = _fitting_masks(item.picture, item.masks, left_out)
+        opened = _add_mask_layers(layers, image, item.picture, masks)
         merged += [(item.picture, paths) for _, paths in opened if len(paths) > 1]
         if len(opened) > 1:
             separate.append((item.picture, opened))
@@ -450,14 +444,14 @@ def _picture_name(mask: Path) -> str:
     return (mask_name_parts(mask.stem) or (mask.stem,))[0]
 
 
-def _fitting_masks(item, left_out: list[str]) -> list[Path]:
-    """The masks of ``item`` (a ``data.mask_names.PictureMasks``) of its picture's size;
-    a line for each other one goes to ``left_out`` (headers only)."""
+def _fitting_masks(picture: Path, masks: list[Path], left_out: list[str]) -> list[Path]:
+    """The mask files ``masks`` of ``picture`` that are its size; a line for each other
+    one goes to ``left_out`` (headers only)."""
     from .data.mask_names import mask_size_problem
 
     fitting = []
-    for mask in item.masks:
-        problem = mask_size_problem(mask, item.picture)
+    for mask in masks:
+        problem = mask_size_problem(mask, picture)
         if problem:
             left_out.append(f"{mask.name}: {problem}")
         else:
@@ -507,8 +501,6 @@ def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
 
     Only the first pair starts visible; the others are hidden so they do not cover it.
     """
-    from .data.mask_names import PictureMasks
-
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
         items, skipped = _dataset_items(root)
@@ -517,14 +509,7 @@ def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
         return [(None,)]
     if skipped:
         _notify_warning(skipped)
-    items = _first_ones(
-        root,
-        items,
-        "images",
-        MAX_FOLDER_PAIRS,
-        _launcher_hint,
-        start,
-    )
+    items = _first_ones(root, items, "images", MAX_FOLDER_PAIRS, _launcher_hint, start)
 
     layers: list[LayerData] = []
     merged, separate, left_out = [], [], []
@@ -537,7 +522,7 @@ def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
         image[1]["visible"] = not layers
         layers.append(image)
         if len(masks) > 1:  # several kinds are not size-checked by scan_pairs (left out there)
-            masks = _fitting_masks(PictureMasks(image_path, masks), left_out)
+            masks = _fitting_masks(image_path, masks, left_out)
         opened = _add_mask_layers(layers, image, image_path, masks)
         merged += [(image_path, paths) for _, paths in opened if len(paths) > 1]
         if len(opened) > 1:

@@ -489,8 +489,15 @@ def _orphan_holds_mask(path: Path) -> bool:
     """Whether the image file ``path``, named as a mask with its picture not given, holds
     a mask (``data.mask_names.orphan_holds_mask``, the rule of the reader's
     ``judge_orphans``); judged once per file version: the check and the opening both ask."""
-    stat = path.stat()
-    return _orphan_holds_mask_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return _orphan_holds_mask_cached(*_file_version(path))
+
+
+def _file_version(path: str | Path) -> tuple[str, int, int]:
+    """(absolute path, modification time in ns, size) of the file ``path``: the key of a
+    judgement cached per file version (a file rewritten is judged again)."""
+    file = Path(path)
+    stat = file.stat()
+    return str(file.resolve()), stat.st_mtime_ns, stat.st_size
 
 
 @functools.lru_cache(maxsize=256)
@@ -555,11 +562,10 @@ def _is_image_file(path: str | Path) -> bool:
 def _holds_mask(path: str) -> bool:
     """Whether the image file ``path`` holds a mask by what it holds, whatever its name
     (``data.images.file_looks_like_mask``: one rule with the Segment and Metrics docks)."""
-    file = Path(path)
-    if not _is_image_file(file):
+    if not _is_image_file(path):
         return False
-    stat = file.stat()  # judged once per file version: the check and the opening both ask
-    return _holds_mask_cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    # judged once per file version: the check and the opening both ask
+    return _holds_mask_cached(*_file_version(path))
 
 
 @functools.lru_cache(maxsize=256)
@@ -694,15 +700,16 @@ def _open_path(viewer, path: str, start: int | None = None) -> None:
     from .data.colour_spaces import napari_keeps_as_stored
     from .data.images import orientation_applied
 
-    plugin = PLUGIN if _tmunet_reads(path) else "napari"
     try:
-        if start is not None:
+        if start is not None:  # read_from tells its folder apart itself
             from ._reader import read_from
 
             layers = [layer for layer in read_from(path, start - 1) if len(layer) == 3]
             for data, kwargs, kind in layers:  # (None,): nothing read, said by the reader
                 getattr(viewer, f"add_{kind}")(data, **kwargs)
-        elif plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
+            return
+        plugin = PLUGIN if _tmunet_reads(path) else "napari"
+        if plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
             from ._reader import image_layer_data
 
             data, kwargs, _ = image_layer_data(Path(path))
@@ -826,13 +833,11 @@ def _smoke_viewer(args: argparse.Namespace, viewer, segment) -> int:
     return 0
 
 
-def _run_events(seconds: float, until=None) -> None:
-    """Run the Qt event loop for ``seconds``, or until the signal ``until`` fires."""
+def _run_events(seconds: float) -> None:
+    """Run the Qt event loop for ``seconds``."""
     from qtpy.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
-    if until is not None:
-        until.connect(loop.quit)
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
 
