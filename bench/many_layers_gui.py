@@ -57,7 +57,7 @@ def make_folders(source: Path, dest: Path, count: int) -> list[Path]:
 def measure(folders: list[Path], selections: int) -> dict:
     """The child's work (see the module docstring); the numbers as a dict."""
     import napari
-    from qtpy.QtCore import QTimer
+    from folder_choice_block import Heartbeat  # this script's folder is first on sys.path
     from qtpy.QtWidgets import QApplication
 
     import napari_tmunet
@@ -76,7 +76,7 @@ def measure(folders: list[Path], selections: int) -> dict:
         layer.events.visible.connect(lambda event: visible_events.append(event.source.name))
     pictures = [layer for layer in viewer.layers if type(layer).__name__ == "Image"]
 
-    beat = Heartbeat(QTimer)
+    beat = Heartbeat()
     beat.start()
     start = time.perf_counter()
     dock.segment_button.native.click()
@@ -117,30 +117,6 @@ def settle(app, seconds: float) -> None:
     while time.perf_counter() < end:
         app.processEvents()
         time.sleep(0.005)
-
-
-class Heartbeat:
-    """A 5 ms Qt timer whose largest gap between ticks is the GUI thread's longest stall."""
-
-    def __init__(self, timer_class) -> None:
-        self.timer = timer_class()
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self._tick)
-        self.last = self.longest = 0.0
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.longest = max(self.longest, now - self.last)
-        self.last = now
-
-    def start(self) -> None:
-        self.last, self.longest = time.perf_counter(), 0.0
-        self.timer.start()
-
-    def stop(self) -> float:
-        self._tick()
-        self.timer.stop()
-        return self.longest
 
 
 def run_child(tree: Path, folders: list[Path], selections: int) -> dict:

@@ -12,6 +12,8 @@ DSB_GREY = (
     EXTRA / "DSB2018-stage1test" / "images"
     / "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac.png"
 )  # fmt: skip
+SCAN = DATASETS / "UDIAT" / "images" / "000002.png"  # a breast ultrasound scan
+POLYP = DATASETS / "CVC-ClinicDB" / "images" / "1.png"  # a colonoscopy frame
 
 
 def dataset_subset(source: Path, dest: Path, stems) -> Path:

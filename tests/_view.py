@@ -1,4 +1,5 @@
-"""Whether a dock's widget is in view in its scrolled body (tests of small screens)."""
+"""Docks in tests: open one; whether a widget is in view in its scrolled body (tests of
+small screens)."""
 
 from __future__ import annotations
 
@@ -14,3 +15,10 @@ def in_view(body, widget) -> bool:
         return False
     top_left = native.mapTo(viewport, QPoint(0, 0))
     return viewport.rect().contains(QRect(top_left, native.size()))
+
+
+def open_dock(viewer, name):
+    """Add the plugin's dock ``name`` ("Segment", "Metrics", ...) to ``viewer``; its widget,
+    unwrapped where napari wraps it."""
+    _, widget = viewer.window.add_plugin_dock_widget(plugin_name="napari-tmunet", widget_name=name)
+    return getattr(widget, "__wrapped__", widget)

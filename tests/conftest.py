@@ -37,6 +37,37 @@ def clinic_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def images(tmp_path):
+    """A folder of one ultrasound scan and one colonoscopy frame (``_paths.SCAN`` and
+    ``POLYP``), as ``napari-tmunet-predict`` tests give it."""
+    import shutil
+
+    from _paths import POLYP, SCAN
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SCAN, folder / SCAN.name)
+    shutil.copy(POLYP, folder / POLYP.name)
+    return folder
+
+
+@pytest.fixture
+def notifications():
+    """(severity name, message) of the napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(event):
+        note = event.value if hasattr(event, "value") else event
+        seen.append((str(note.severity).lower(), str(note.message)))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
 def notices(monkeypatch):
     """The Segment dock's warnings and infos, as lists of their texts."""
     import napari_tmunet._segment_widget as module

@@ -7,23 +7,16 @@ CVC-ClinicDB images, CPU."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
-import torch
-from _paths import DATASETS
+from _checkpoints import tiny_checkpoint
+from _paths import POLYP, SCAN
 
 from napari_tmunet import active_model, settings
 from napari_tmunet._segment_widget import EVERY_KIND
-from napari_tmunet.checkpoint import save_checkpoint
-from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.images import read_image
-from napari_tmunet.model import build_model
 from napari_tmunet.predict_cli import main
 
-SCAN = DATASETS / "UDIAT" / "images" / "000002.png"  # a breast ultrasound scan
-POLYP = DATASETS / "CVC-ClinicDB" / "images" / "1.png"  # a colonoscopy frame
 LABEL = "fine-tuned on small sbs 2026-12-05 05:20:13"
 pytestmark = [
     pytest.mark.skipif(
@@ -35,22 +28,13 @@ pytestmark = [
 
 def no_kind_model(tmp_path):
     """A Fine-tune run's checkpoint whose metadata records no modality (tiny, 64 x 64)."""
-    best = tmp_path / "runs" / "ft" / "train" / "best.pt"
-    best.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    save_checkpoint(best, build_model(config), config, InputConfig(size=(64, 64)), metadata={})
-    return best
+    return tiny_checkpoint(tmp_path / "runs" / "ft" / "train" / "best.pt", metadata={})
 
 
-def test_predict_says_an_active_model_of_no_kind_runs_on_every_kind(tmp_path, capsys):
+def test_predict_says_an_active_model_of_no_kind_runs_on_every_kind(images, tmp_path, capsys):
     best = no_kind_model(tmp_path)
     settings.save_active_models({"current": {"model": str(best), "label": LABEL}})
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(SCAN, folder / SCAN.name)
-    shutil.copy(POLYP, folder / POLYP.name)
-    code = main([str(folder), str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
+    code = main([str(images), str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 0, err
     assert "for colonoscopy images" not in err and "for ultrasound images" not in err, err

@@ -12,17 +12,13 @@ import shutil
 
 import numpy as np
 import pytest
+from _view import open_dock
 
 from napari_tmunet import active_model, registry, settings
 from napari_tmunet._sample_data import load_sample
 
 PLUGIN = "napari-tmunet"
 SHIPPED = "TM-UNet nuclei"
-
-
-def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
-    return getattr(widget, "__wrapped__", widget)
 
 
 def add_nuclei(viewer, crop: int = 128, labels: bool = True):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _paths import DATASETS
-from test_finetune_dock_fixes import open_dock, start_small
+from _view import open_dock
+from test_finetune_dock_fixes import start_small
 from test_finetune_held_out_fixes import metrics_dock
 
 from napari_tmunet import registry

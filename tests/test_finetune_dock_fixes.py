@@ -9,6 +9,7 @@ from unittest.mock import ANY
 import numpy as np
 import pytest
 from _paths import DATASETS
+from _view import open_dock
 
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.training.finetune import (
@@ -24,11 +25,6 @@ from napari_tmunet.training.finetune import (
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 PLUGIN = "napari-tmunet"
-
-
-def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
-    return getattr(widget, "__wrapped__", widget)
 
 
 def add_nuclei(viewer, repeat: int = 1, crop: int = 256):

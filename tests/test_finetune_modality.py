@@ -8,14 +8,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-import torch
+from _checkpoints import tiny_checkpoint
 from _paths import DATASETS, dataset_subset
 
 from napari_tmunet import registry
-from napari_tmunet.checkpoint import save_checkpoint
 from napari_tmunet.checkpoint_header import read_header
-from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.model import build_model
 from napari_tmunet.training.finetune import FinetuneJob, TrainingPair, run_finetune
 
 UDIAT = DATASETS / "UDIAT"
@@ -28,11 +25,7 @@ pytestmark = [
 
 def unknown_kind_checkpoint(path):
     """A tiny 32 x 32 model whose metadata records no modality, as `fit` writes one."""
-    path.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    save_checkpoint(path, build_model(config), config, InputConfig(size=(32, 32)), metadata={})
-    return path
+    return tiny_checkpoint(path, size=32, metadata={})
 
 
 def check_ultrasound(result, run_dir):
@@ -86,11 +79,7 @@ def test_a_pair_fine_tune_from_a_checkpoint_of_no_modality_is_for_the_pairs_kind
 def test_a_start_that_records_a_modality_keeps_it(tmp_path):
     """A start checkpoint's own modality wins over the data's (a nuclei model fine-tuned
     on ultrasound scans stays a nuclei model, as before)."""
-    start = tmp_path / "fit" / "best.pt"
-    start.parent.mkdir(parents=True)
-    config = ModelConfig.variant("t")
-    model = build_model(config)
-    save_checkpoint(start, model, config, InputConfig(size=(32, 32)), {"modality": "nuclei"})
+    start = tiny_checkpoint(tmp_path / "fit" / "best.pt", size=32, metadata={"modality": "nuclei"})
     folder = dataset_subset(UDIAT, tmp_path / "busi", STEMS)
     run_dir = tmp_path / "run"
     job = FinetuneJob(

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 from _paths import DATASETS, REPO
+from _view import open_dock
 
 from napari_tmunet import metrics, registry
 
@@ -24,11 +25,6 @@ CLINIC = DATASETS / "CVC-ClinicDB"
 needs_clinic = pytest.mark.skipif(
     not (CLINIC / "masks" / "20.tif").is_file(), reason="shared CVC-ClinicDB not present"
 )
-
-
-def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name="napari-tmunet", widget_name=name)
-    return getattr(widget, "__wrapped__", widget)
 
 
 @pytest.fixture

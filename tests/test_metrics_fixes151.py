@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from _paths import DATASETS
+from _view import open_dock
 
 from napari_tmunet import registry
 
@@ -18,11 +19,6 @@ CLINIC = DATASETS / "CVC-ClinicDB"
 needs_clinic = pytest.mark.skipif(
     not (CLINIC / "masks" / "22.tif").is_file(), reason="shared CVC-ClinicDB not present"
 )
-
-
-def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name="napari-tmunet", widget_name=name)
-    return getattr(widget, "__wrapped__", widget)
 
 
 @needs_clinic

@@ -43,22 +43,6 @@ def clinic():
     return CLINIC
 
 
-@pytest.fixture
-def notifications():
-    """(severity name, message) of the napari notifications shown during the test."""
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-
-    def record(event):
-        note = event.value if hasattr(event, "value") else event
-        seen.append((str(note.severity).lower(), str(note.message)))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
-
-
 def _busi_folder(folder):
     """The BUSI Kaggle layout from UDIAT files: each picture, its ``_mask.png``, a second
     mask ``benign (2)_mask_1.png``; ``benign (4).png`` without a mask; a mask whose

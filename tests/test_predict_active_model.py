@@ -11,18 +11,13 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from _paths import DATASETS
+from _checkpoints import tiny_checkpoint
+from _paths import POLYP, SCAN
 
 from napari_tmunet import settings
-from napari_tmunet.checkpoint import save_checkpoint
-from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.images import read_image
-from napari_tmunet.model import build_model
 from napari_tmunet.predict_cli import main
 
-SCAN = DATASETS / "UDIAT" / "images" / "000002.png"  # a breast ultrasound scan
-POLYP = DATASETS / "CVC-ClinicDB" / "images" / "1.png"  # a colonoscopy frame
 needs_datasets = pytest.mark.skipif(
     not (SCAN.is_file() and POLYP.is_file()), reason="shared datasets not present"
 )
@@ -30,26 +25,11 @@ LABEL = "fine-tuned on 1 2026-12-05 05:20:13"
 pytestmark = [needs_datasets, pytest.mark.usefixtures("one_torch_thread")]
 
 
-@pytest.fixture
-def images(tmp_path):
-    """A folder of one ultrasound scan and one colonoscopy frame."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(SCAN, folder / SCAN.name)
-    shutil.copy(POLYP, folder / POLYP.name)
-    return folder
-
-
 def fine_tuned(tmp_path):
     """A Fine-tune run's checkpoint for colonoscopy images: a tiny model of its own weights
     (its masks are not the shipped model's)."""
     best = tmp_path / "runs" / "20261205-052007" / "train" / "best.pt"
-    best.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    inputs = InputConfig(size=(64, 64), threshold=0.5)
-    save_checkpoint(best, build_model(config), config, inputs, metadata={"modality": "colonoscopy"})
-    return best
+    return tiny_checkpoint(best, metadata={"modality": "colonoscopy"})
 
 
 def make_active(model) -> None:

@@ -10,39 +10,16 @@ import shutil
 import sys
 
 import pytest
-import torch
-from _paths import DATASETS
+from _checkpoints import tiny_checkpoint
+from _paths import POLYP, SCAN
 
 from napari_tmunet import registry
-from napari_tmunet.checkpoint import save_checkpoint
-from napari_tmunet.config import InputConfig, ModelConfig
 from napari_tmunet.data.budget import describe_pixels
-from napari_tmunet.model import build_model
 from napari_tmunet.predict_cli import main
 
-SCAN = DATASETS / "UDIAT" / "images" / "000002.png"  # a breast ultrasound scan
-POLYP = DATASETS / "CVC-ClinicDB" / "images" / "1.png"  # a colonoscopy frame
 needs_datasets = pytest.mark.skipif(
     not (SCAN.is_file() and POLYP.is_file()), reason="shared datasets not present"
 )
-
-
-def _tiny(path, metadata=None):
-    """An untrained tiny model: these tests are about the messages, not about masks."""
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    inputs = InputConfig(size=(64, 64), threshold=0.5)
-    return save_checkpoint(path, build_model(config), config, inputs, metadata=metadata)
-
-
-@pytest.fixture
-def images(tmp_path):
-    """A folder of one ultrasound scan and one colonoscopy frame."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(SCAN, folder / SCAN.name)
-    shutil.copy(POLYP, folder / POLYP.name)
-    return folder
 
 
 def _warnings(err: str) -> list[str]:
@@ -77,7 +54,7 @@ def test_a_fine_tuned_checkpoint_of_another_modality_is_warned_about(images, tmp
     """--model best.pt whose checkpoint says colonoscopy (as one fine-tuned from the
     colonoscopy model does): the ultrasound scan is warned about, the colonoscopy frame
     not. On main: no warning."""
-    best = _tiny(tmp_path / "best.pt", metadata={"modality": "colonoscopy"})
+    best = tiny_checkpoint(tmp_path / "best.pt", metadata={"modality": "colonoscopy"})
     argv = [str(images), str(tmp_path / "out"), "--model", str(best), "--device", "cpu"]
     assert main(argv) == 0
     err = capsys.readouterr().err
@@ -94,7 +71,7 @@ def test_a_checkpoint_of_the_images_modality_is_not_warned_about(tmp_path, capsy
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(SCAN, folder / SCAN.name)
-    best = _tiny(tmp_path / "best.pt", metadata={"modality": "ultrasound"})
+    best = tiny_checkpoint(tmp_path / "best.pt", metadata={"modality": "ultrasound"})
     argv = [str(folder), str(tmp_path / "out"), "--model", str(best), "--device", "cpu"]
     assert main(argv) == 0
     assert not _warnings(capsys.readouterr().err)
@@ -103,7 +80,7 @@ def test_a_checkpoint_of_the_images_modality_is_not_warned_about(tmp_path, capsy
 @needs_datasets
 def test_an_output_dir_that_is_a_file_is_said_to_be_one(images, tmp_path, capsys):
     """On main: "cannot write masks to OUTPUT_DIR ...: File exists"."""
-    best = _tiny(tmp_path / "tiny.pt")
+    best = tiny_checkpoint(tmp_path / "tiny.pt")
     afile = tmp_path / "afile"
     afile.write_text("the user's notes")
     for output, words in (
@@ -122,7 +99,7 @@ def test_an_output_dir_that_is_a_file_is_said_to_be_one(images, tmp_path, capsys
 @needs_datasets
 def test_a_small_pixel_budget_reads_as_pixels(images, tmp_path, capsys):
     """--max-pixels 1000: "1,000 pixels", not "0.0 Mpix" (main)."""
-    best = _tiny(tmp_path / "tiny.pt")
+    best = tiny_checkpoint(tmp_path / "tiny.pt")
     argv = [str(images), str(tmp_path / "out"), "--model", str(best), "--device", "cpu"]
     assert main([*argv, "--max-pixels", "1000"]) == 1
     err = capsys.readouterr().err
@@ -145,7 +122,7 @@ def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(
     """stderr redirected (capsys: no terminal): no bars and no cursor codes (main drew
     them, "0tile [00:00, ?tile/s]" and ESC[A); on a terminal the bars are drawn unless
     --no-progress (which main refused: exit 2)."""
-    best = _tiny(tmp_path / "tiny.pt")
+    best = tiny_checkpoint(tmp_path / "tiny.pt")
     argv = [str(images), "--model", str(best), "--device", "cpu"]
     assert main([argv[0], str(tmp_path / "log"), *argv[1:]]) == 0
     err = capsys.readouterr().err

@@ -7,16 +7,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
-from _paths import DATASETS
+from _checkpoints import tiny_checkpoint
+from _paths import POLYP
 
 from napari_tmunet import registry, settings
-from napari_tmunet.checkpoint import save_checkpoint
-from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.model import build_model
 from napari_tmunet.predict_cli import main
 
-POLYP = DATASETS / "CVC-ClinicDB" / "images" / "1.png"  # a colonoscopy frame
 pytestmark = [
     pytest.mark.skipif(not POLYP.is_file(), reason="shared datasets not present"),
     pytest.mark.usefixtures("one_torch_thread"),
@@ -48,11 +44,7 @@ def test_a_shipped_model_given_by_its_modality_has_one_name(tmp_path, capsys):
 
 
 def test_a_damaged_active_checkpoint_is_said_without_a_stray_full_stop(tmp_path, capsys):
-    best = tmp_path / "runs" / "r" / "train" / "best.pt"
-    best.parent.mkdir(parents=True)
-    config = ModelConfig.variant("t")
-    torch.manual_seed(0)
-    save_checkpoint(best, build_model(config), config, InputConfig(size=(64, 64)), {})
+    best = tiny_checkpoint(tmp_path / "runs" / "r" / "train" / "best.pt", metadata={})
     data = best.read_bytes()
     best.write_bytes(data[: len(data) // 2])  # a copy cut short
     current = {"model": str(best), "label": "fine-tuned on 1", "modality": "colonoscopy"}

@@ -7,16 +7,15 @@ their masks. Built from real CVC-ClinicDB frames and masks."""
 
 from __future__ import annotations
 
-import re
-import shlex
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from _clinic_frames import clinic_stems, numbered_dataset, paired_folder
+from _launcher import launcher_words, open_as_launcher
 from _paths import DATASETS
 
-from napari_tmunet import launch
 from napari_tmunet._reader import MAX_FOLDER_LAYERS, MAX_FOLDER_PAIRS, napari_get_reader
 from napari_tmunet.data import images
 
@@ -26,22 +25,6 @@ needs_datasets = pytest.mark.skipif(
     not (CLINIC / "images").is_dir() or not (UDIAT / "images").is_dir(),
     reason=f"no datasets at {DATASETS}",
 )
-
-
-@pytest.fixture
-def notifications():
-    """(severity name, message) of the napari notifications shown during the test."""
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-
-    def record(event):
-        note = event.value if hasattr(event, "value") else event
-        seen.append((str(note.severity).lower(), str(note.message)))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
 
 
 @pytest.fixture
@@ -58,44 +41,9 @@ def decoded(monkeypatch):
     return counts
 
 
-def _frame(k: int) -> str:
-    """The name stem of the k-th CVC-ClinicDB pair (1-based; its numbers have gaps)."""
-    stems = sorted(int(p.stem) for p in (CLINIC / "images").glob("*.png"))
-    return str(stems[k - 1])
-
-
 def _read(folder: Path) -> list:
     layers = napari_get_reader(str(folder))(str(folder))
     return [layer for layer in layers if len(layer) == 3]
-
-
-def _paired_folder(folder: Path, pairs: int, lone: int = 0) -> Path:
-    """``K.png`` + ``K_mask.tif`` for K = 1..pairs, then ``lone`` masks without their
-    picture (``K_mask.tif``, K after the pairs)."""
-    folder.mkdir()
-    for k in range(1, pairs + lone + 1):
-        if k <= pairs:
-            shutil.copy(CLINIC / "images" / f"{_frame(k)}.png", folder / f"{k}.png")
-        shutil.copy(CLINIC / "masks" / f"{_frame(k)}.tif", folder / f"{k}_mask.tif")
-    return folder
-
-
-def _launcher_args(message: str) -> list[str]:
-    """The arguments of the launcher command a warning gives (``napari-tmunet FOLDER
-    --from N``), as a shell splits them."""
-    match = re.search(r"napari-tmunet ('[^']*'|\S+) --from \d+", message)
-    assert match, message
-    words = shlex.split(match.group(0))
-    assert words[0] == "napari-tmunet"
-    return words[1:]
-
-
-def _run_launcher_args(viewer, words: list[str]) -> None:
-    """Open ``words`` (the launcher's arguments) as ``napari-tmunet`` does, in ``viewer``:
-    its parser, its checks, then its ``_open_paths``."""
-    args = launch.build_parser().parse_args(words)
-    assert launch._paths_problem(args) is None
-    launch._open_paths(viewer, args.paths, start=args.start)
 
 
 @needs_datasets
@@ -106,7 +54,7 @@ def test_a_large_paired_folder_opens_its_first_pairs_each_file_read_once(
     picture and mask decoded once; the pictures and masks after them are not read (the
     masks alone not even judged); one warning says how many, why, and how to open the
     others."""
-    folder = _paired_folder(tmp_path / "polyps folder", pairs=30, lone=5)
+    folder = paired_folder(tmp_path / "polyps folder", pairs=30, lone=5)
     layers = _read(folder)
     assert MAX_FOLDER_PAIRS == 25
     names = [kwargs["name"] for _, kwargs, _ in layers]
@@ -119,7 +67,7 @@ def test_a_large_paired_folder_opens_its_first_pairs_each_file_read_once(
     assert warnings[0].startswith(
         f"{folder}: opened the first 25 of 35 pictures and their masks: napari slows down"
     )
-    assert _launcher_args(warnings[0]) == [str(folder), "--from", "26"]
+    assert launcher_words(warnings[0]) == [str(folder), "--from", "26"]
     assert "open single files" not in warnings[0]
 
 
@@ -127,7 +75,7 @@ def test_a_large_paired_folder_opens_its_first_pairs_each_file_read_once(
 def test_masks_alone_count_toward_the_cap(tmp_path, decoded):
     """A folder of 30 masks whose pictures are missing opens 25 Labels layers, as many
     as a folder of pairs opens pictures, and the other 5 files are not read."""
-    folder = _paired_folder(tmp_path / "masks only", pairs=0, lone=30)
+    folder = paired_folder(tmp_path / "masks only", pairs=0, lone=30)
     layers = _read(folder)
     assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
         (f"{k} mask", "labels") for k in range(1, 26)
@@ -142,12 +90,7 @@ def test_the_launcher_command_of_a_dataset_folders_warning_opens_the_others(
     """A dataset folder of 27 pairs opens its first 25, each file decoded once; the
     launcher command the warning gives opens pictures 26 and 27 with their masks over
     them."""
-    root = tmp_path / "dataset"
-    for part in ("images", "masks"):
-        (root / part).mkdir(parents=True)
-    for k in range(1, 28):
-        shutil.copy(CLINIC / "images" / f"{_frame(k)}.png", root / "images" / f"{k}.png")
-        shutil.copy(CLINIC / "masks" / f"{_frame(k)}.tif", root / "masks" / f"{k}.tif")
+    root = numbered_dataset(tmp_path / "dataset", 27)
     layers = _read(root)
     assert len(layers) == 50
     assert decoded == Counter(
@@ -156,7 +99,7 @@ def test_the_launcher_command_of_a_dataset_folders_warning_opens_the_others(
     (warning,) = [message for severity, message in notifications if severity == "warning"]
     assert warning.startswith(f"{root}: opened the first 25 of 27 images: ")
     viewer = make_napari_viewer()
-    _run_launcher_args(viewer, _launcher_args(warning))
+    open_as_launcher(viewer, launcher_words(warning))
     assert [(layer.name, layer._type_string) for layer in viewer.layers] == [
         ("26", "image"),
         ("26 mask", "labels"),
@@ -171,9 +114,10 @@ def test_a_large_folder_of_images_of_different_sizes_opens_its_first_50(tmp_path
     to choose the others in File > Open File(s)..."""
     folder = tmp_path / "mixed"
     folder.mkdir()
+    stems = clinic_stems(51)
     for k in range(1, 52):
         source = (
-            CLINIC / "images" / f"{_frame(k)}.png" if k % 2 else UDIAT / "images" / "000001.png"
+            CLINIC / "images" / f"{stems[k - 1]}.png" if k % 2 else UDIAT / "images" / "000001.png"
         )
         shutil.copy(source, folder / f"{k:03d}.png")
     layers = _read(folder)

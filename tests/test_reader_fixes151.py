@@ -5,12 +5,12 @@ again with the command for the next ones. Real CVC-ClinicDB frames and masks."""
 
 from __future__ import annotations
 
-import re
-import shlex
 import shutil
 
 import pytest
-from _paths import DATASETS
+from _clinic_frames import clinic_stems, numbered_dataset, paired_folder
+from _launcher import launcher_words, open_as_launcher
+from _paths import DATASETS, dataset_subset
 
 from napari_tmunet import launch
 from napari_tmunet._reader import napari_get_reader, read_from
@@ -38,30 +38,6 @@ def warnings():
     notification_manager.notification_ready.disconnect(record)
 
 
-def _frames(count: int) -> list[str]:
-    """The name stems of the first ``count`` CVC-ClinicDB frames (its numbers have gaps)."""
-    return [str(n) for n in sorted(int(p.stem) for p in (CLINIC / "images").glob("*.png"))][:count]
-
-
-def _command(message: str) -> list[str]:
-    """The launcher command a warning names, split as a shell splits it (less the program)."""
-    match = re.search(r"napari-tmunet ('[^']*'|\S+) --from \d+", message)
-    assert match, message
-    words = shlex.split(match.group(0))
-    assert words[0] == "napari-tmunet"
-    return words[1:]
-
-
-def _launch(viewer, words: list[str]) -> list[tuple[str, str]]:
-    """Open ``words`` as ``napari-tmunet`` does (its parser, checks and ``_open_paths``)
-    in ``viewer``, emptied first; (name, kind) of the layers opened."""
-    viewer.layers.clear()
-    args = launch.build_parser().parse_args(words)
-    assert launch._paths_problem(args) is None
-    launch._open_paths(viewer, args.paths, start=args.start)
-    return [(layer.name, layer._type_string) for layer in viewer.layers]
-
-
 @needs_clinic
 def test_a_large_dataset_opens_range_by_range_from_the_pasted_commands(
     tmp_path, monkeypatch, warnings, make_napari_viewer
@@ -70,17 +46,12 @@ def test_a_large_dataset_opens_range_by_range_from_the_pasted_commands(
     command (absolute, the space quoted) works from another folder and opens pictures 26
     to 50 with their masks, warning with the command for 51 on, which opens the last 5 and
     warns no more."""
-    root = tmp_path / "work" / "polyps set"
-    for part in ("images", "masks"):
-        (root / part).mkdir(parents=True)
-    for k, stem in enumerate(_frames(55), start=1):
-        shutil.copy(CLINIC / "images" / f"{stem}.png", root / "images" / f"{k}.png")
-        shutil.copy(CLINIC / "masks" / f"{stem}.tif", root / "masks" / f"{k}.tif")
+    root = numbered_dataset(tmp_path / "work" / "polyps set", 55)
     monkeypatch.chdir(tmp_path / "work")
     napari_get_reader("polyps set")("polyps set")
     (first,) = warnings
     assert first.startswith("polyps set: opened the first 25 of 55 images: ")
-    words = _command(first)
+    words = launcher_words(first)
     assert words == [str(root), "--from", "26"]
 
     monkeypatch.chdir(tmp_path)  # pasted elsewhere: the folder is absolute
@@ -90,14 +61,14 @@ def test_a_large_dataset_opens_range_by_range_from_the_pasted_commands(
         for k in range(26, 51)
         for name, kind in ((f"{k}", "image"), (f"{k} mask", "labels"))
     ]
-    assert _launch(viewer, words) == pairs
+    assert open_as_launcher(viewer, words) == pairs
     assert viewer.layers["26"].visible and not viewer.layers["27"].visible
     assert viewer.layers["26 mask"].metadata["image"] == "26"
     second = warnings[1]
     assert second.startswith(f"{root}: opened images 26 to 50 of 55 images: ")
-    assert _command(second) == [str(root), "--from", "51"]
+    assert launcher_words(second) == [str(root), "--from", "51"]
 
-    assert _launch(viewer, _command(second)) == [
+    assert open_as_launcher(viewer, launcher_words(second)) == [
         (name, kind)
         for k in range(51, 56)
         for name, kind in ((f"{k}", "image"), (f"{k} mask", "labels"))
@@ -112,17 +83,12 @@ def test_a_paired_folders_command_opens_the_next_pictures_and_lone_masks(
     """A folder of 28 pictures with their masks beside them and 4 masks alone: the
     command opens pictures 26 to 28 with their masks and the lone masks, as the folder
     opened whole would, by the reader's own pairing."""
-    folder = tmp_path / "paired"
-    folder.mkdir()
-    for k, stem in enumerate(_frames(32), start=1):
-        if k <= 28:
-            shutil.copy(CLINIC / "images" / f"{stem}.png", folder / f"{k}.png")
-        shutil.copy(CLINIC / "masks" / f"{stem}.tif", folder / f"{k}_mask.tif")
+    folder = paired_folder(tmp_path / "paired", pairs=28, lone=4)
     napari_get_reader(str(folder))(str(folder))
     (warning,) = warnings
     assert "opened the first 25 of 32 pictures and their masks" in warning
     viewer = make_napari_viewer()
-    assert _launch(viewer, _command(warning)) == [
+    assert open_as_launcher(viewer, launcher_words(warning)) == [
         ("26", "image"), ("26 mask", "labels"), ("27", "image"), ("27 mask", "labels"),
         ("28", "image"), ("28 mask", "labels"),
         ("29 mask", "labels"), ("30 mask", "labels"), ("31 mask", "labels"), ("32 mask", "labels"),
@@ -134,28 +100,23 @@ def test_from_is_refused_before_napari_starts_without_one_folder(tmp_path):
     """``--from`` needs one folder and a position from 1, said before a window opens."""
     parse = launch.build_parser().parse_args
     picture = tmp_path / "a.png"
-    shutil.copy(CLINIC / "images" / f"{_frames(1)[0]}.png", picture)
+    shutil.copy(CLINIC / "images" / f"{clinic_stems(1)[0]}.png", picture)
     problem = launch._paths_problem(parse([str(picture), "--from", "2"]))
     assert "give one folder (napari-tmunet FOLDER --from N)" in problem
     assert "from 1" in launch._paths_problem(parse([str(tmp_path), "--from", "0"]))
-    shutil.copy(CLINIC / "masks" / f"{_frames(1)[0]}.tif", tmp_path / "a_mask.tif")
+    shutil.copy(CLINIC / "masks" / f"{clinic_stems(1)[0]}.tif", tmp_path / "a_mask.tif")
     assert launch._paths_problem(parse([str(tmp_path), "--from", "1"])) is None
 
 
 @needs_clinic
 def test_from_past_the_last_picture_names_how_many_there_are(tmp_path):
-    root = tmp_path / "set"
-    for part in ("images", "masks"):
-        (root / part).mkdir(parents=True)
-    for stem in _frames(3):
-        shutil.copy(CLINIC / "images" / f"{stem}.png", root / "images" / f"{stem}.png")
-        shutil.copy(CLINIC / "masks" / f"{stem}.tif", root / "masks" / f"{stem}.tif")
+    root = dataset_subset(CLINIC, tmp_path / "set", clinic_stems(3))
     with pytest.raises(ValueError, match=r"set has 3 images: --from takes a position from 1 to 3"):
         read_from(str(root), 3)
 
 
 @needs_clinic
-def test_a_folder_of_images_of_different_sizes_opens_the_next_ones_from_its_command(
+def test_a_folder_of_images_of_different_sizes_opens_the_next_ones_from_itslauncher_words(
     tmp_path, warnings, make_napari_viewer
 ):
     """52 images of two sizes (no masks): the warning's command opens images 51 and 52."""
@@ -163,7 +124,7 @@ def test_a_folder_of_images_of_different_sizes_opens_the_next_ones_from_its_comm
 
     folder = tmp_path / "mixed"
     folder.mkdir()
-    frame = CLINIC / "images" / f"{_frames(1)[0]}.png"
+    frame = CLINIC / "images" / f"{clinic_stems(1)[0]}.png"
     crop = read_image(frame)[:100]  # another size
     for k in range(1, 53):
         if k % 2:
@@ -174,4 +135,4 @@ def test_a_folder_of_images_of_different_sizes_opens_the_next_ones_from_its_comm
     (warning,) = warnings
     assert "opened the first 50 of 52 images" in warning
     viewer = make_napari_viewer()
-    assert _launch(viewer, _command(warning)) == [("051", "image"), ("052", "image")]
+    assert open_as_launcher(viewer, launcher_words(warning)) == [("051", "image"), ("052", "image")]

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from _paths import REPO
+from _view import open_dock
 
 from napari_tmunet import active_model, registry, settings
 from napari_tmunet._sample_data import load_sample
@@ -21,11 +22,6 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 PLUGIN = "napari-tmunet"
 SHIPPED = "TM-UNet nuclei"
-
-
-def open_dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name=name)
-    return getattr(widget, "__wrapped__", widget)
 
 
 def tiny(path, per_image_norm: bool = False) -> str:

@@ -6,12 +6,9 @@ pairs."""
 from __future__ import annotations
 
 import pytest
-import torch
+from _checkpoints import tiny_checkpoint
 from _paths import DATASETS, dataset_subset
 
-from napari_tmunet.checkpoint import save_checkpoint
-from napari_tmunet.config import InputConfig, ModelConfig
-from napari_tmunet.model import build_model
 from trainer import cli
 
 CLINIC = DATASETS / "CVC-ClinicDB"
@@ -34,11 +31,7 @@ def test_commands_without_bars_do_not_take_it():
 @needs_datasets
 def test_evaluate_and_cache_run_with_no_progress(tmp_path, capsys):
     data = dataset_subset(CLINIC, tmp_path / "clinic", ["1", "2"])
-    torch.manual_seed(0)
-    config = ModelConfig.variant("t")
-    best = tmp_path / "run" / "best.pt"
-    best.parent.mkdir()
-    save_checkpoint(best, build_model(config), config, InputConfig(size=(64, 64)))
+    best = tiny_checkpoint(tmp_path / "run" / "best.pt")
     argv = ["evaluate", str(best), "--data", str(data), "--part", "all", "--device", "cpu"]
     assert cli.main([*argv, "--no-progress"]) == 0
     out, err = capsys.readouterr()
