@@ -43,8 +43,7 @@ def segmented_frame(viewer, qtbot, name: str):
 def test_a_model_whose_held_out_dice_falls_waits_for_the_users_click(
     make_napari_viewer, qtbot, tmp_path
 ):
-    if registry.find_model("TM-UNet colonoscopy") is None:
-        pytest.skip("the shipped colonoscopy model is needed")
+    assert registry.find_model("TM-UNet colonoscopy") is not None  # shipped in the package
     viewer = make_napari_viewer()
     labels, reference = segmented_frame(viewer, qtbot, "20")
     # the user corrects the left half of the frame to the reference (brush and eraser);

@@ -31,8 +31,7 @@ needs_clinic = pytest.mark.skipif(
 def two_outputs(make_napari_viewer, qtbot):
     """A viewer with the CVC-ClinicDB frames 20 and 22 segmented in the Segment dock (its
     worker thread): layers "20", "20 labels", "22", "22 labels"."""
-    if registry.model_for_modality("colonoscopy") is None:
-        pytest.skip("no shipped colonoscopy model")
+    assert registry.model_for_modality("colonoscopy") is not None  # shipped in the package
     viewer = make_napari_viewer()
     segment = open_dock(viewer, "Segment")
     for name in ("20", "22"):

@@ -31,8 +31,7 @@ def test_a_nameless_reference_with_another_picture_of_its_size_open_is_a_guess(
     reference known to be 20's (masks/20.tif) still needs no note."""
     from napari_tmunet._metrics_widget import PAIRED_BY_SIZE
 
-    if registry.model_for_modality("colonoscopy") is None:
-        pytest.skip("no shipped colonoscopy model")
+    assert registry.model_for_modality("colonoscopy") is not None  # shipped in the package
     viewer = make_napari_viewer()
     segment = open_dock(viewer, "Segment")
     [image] = viewer.open(str(CLINIC / "images" / "20.png"), plugin="napari")

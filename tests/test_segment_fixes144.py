@@ -24,8 +24,7 @@ FRAMES = ("1", "101", "200", "271", "402", "500")  # one size (384 x 288), sever
 def _clinic_and_model():
     if not (CLINIC / "images").is_dir():
         pytest.skip(f"no CVC-ClinicDB at {CLINIC}")
-    if registry.find_model("TM-UNet colonoscopy") is None:
-        pytest.skip("the colonoscopy model is needed")
+    assert registry.find_model("TM-UNet colonoscopy") is not None  # shipped in the package
 
 
 def shown(viewer) -> list[str]:
