@@ -451,23 +451,16 @@ def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
 def read_pair_mask(pair: Pair) -> tuple[np.ndarray, str]:
     """The (H, W) bool mask of a pair and its binarisation rule (``read_mask``): of its
     several mask files (``Pair.extra_masks``), their union (a pixel is foreground where
-    any file's is), with their rules joined by "; " where they differ.
+    any file's is), with their rules joined by "; " where they differ
+    (``mask_names.read_mask_union``, as the TM-UNet reader opens them).
 
     Raises:
-        DatasetError: naming the files, when its mask files differ in size.
+        ImageReadError: naming the files, when its mask files differ in size.
     """
-    mask, rule = read_mask(pair.mask_path)
-    rules = [rule]
-    for path in pair.extra_masks:
-        more, rule = read_mask(path)
-        if more.shape != mask.shape:
-            raise DatasetError(
-                f"size mismatch: the masks {pair.mask_path} ({mask.shape[0]}x{mask.shape[1]}) "
-                f"and {path} ({more.shape[0]}x{more.shape[1]}) of {pair.image_path} differ"
-            )
-        mask = mask | more
-        rules.append(rule)
-    return mask, "; ".join(dict.fromkeys(rules))
+    from .mask_names import read_mask_union
+
+    mask, rule = read_mask_union(pair.mask_paths, read=read_mask)
+    return mask.astype(bool, copy=False), rule
 
 
 def _check_finite(path: Path, image: np.ndarray) -> None:
