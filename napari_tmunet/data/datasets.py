@@ -686,9 +686,9 @@ def _layout_hint(root: Path, pairing) -> str:
     no picture with a mask beside it; None when it cannot be listed): what it holds that
     is near one, or its subfolders that hold pictures with masks beside them (BUSI's
     ``benign/``, ``malignant/``, ``normal/``); else ""."""
-    top = root.resolve().parent
-    if root.name in ("images", "masks") and all((top / sub).is_dir() for sub in LAYOUT_FOLDERS):
-        return f"; give the dataset folder that holds it, {top}"
+    above = dataset_above_hint(root)
+    if above:
+        return above
     if pairing is not None and pairing.orphans:
         return (
             f"; its files named as masks (e.g. {pairing.orphans[0].name}) have no picture of "
@@ -708,6 +708,15 @@ def _layout_hint(root: Path, pairing) -> str:
             f"; its subfolders {', '.join(beside)} hold pictures with their masks beside "
             "them: give one of them, or put their files in one folder"
         )
+    return ""
+
+
+def dataset_above_hint(folder: Path) -> str:
+    """For a dataset folder's ``images/`` or ``masks/`` given as ``folder``: "; give the
+    dataset folder that holds it, TOP"; else ""."""
+    top = folder.resolve().parent
+    if folder.name in LAYOUT_FOLDERS and all((top / sub).is_dir() for sub in LAYOUT_FOLDERS):
+        return f"; give the dataset folder that holds it, {top}"
     return ""
 
 
