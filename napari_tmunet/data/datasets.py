@@ -413,10 +413,7 @@ def find_pairs(
         DatasetError: for a missing folder, no pairs at all, or (unless ``skip_bad``)
             any problem, naming the files.
     """
-    report = scan_pairs(root, check_sizes=check_sizes)
-    _refuse_problems(report, skip_bad)
-    if report.side_by_side:
-        logger.info(report.layout_note())
+    report = _scan_to_train(root, skip_bad, check_sizes)
     if report.skipped:
         logger.warning(report.summary())
     if not report.pairs:
@@ -424,11 +421,21 @@ def find_pairs(
     return report.pairs
 
 
-def _refuse_problems(report: PairingReport, skip_bad: bool) -> None:
-    """Raise a DatasetError listing the report's problems, unless they are to be skipped."""
+def _scan_to_train(
+    root: str | os.PathLike, skip_bad: bool, check_sizes: bool = True
+) -> PairingReport:
+    """:func:`scan_pairs` of the dataset folder ``root`` that trains: a DatasetError
+    listing its problems unless they are to be skipped (``skip_bad``); how a folder of
+    pictures with their masks beside them was paired is logged
+    (:meth:`PairingReport.layout_note`)."""
+    report = scan_pairs(root, check_sizes=check_sizes)
     if report.skipped and not skip_bad:
         problems = report.summary(refused=True)
         raise skippable(DatasetError, problems, "fix these files", "skip them")
+    note = report.layout_note()
+    if note:
+        logger.info(note)
+    return report
 
 
 def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
