@@ -37,10 +37,9 @@ from .datasets import (
     Pair,
     _group_ids,
     _listing,
-    _refuse_problems,
+    _scan_to_train,
     check_pair,
     content_hash,
-    scan_pairs,
     skippable,
 )
 from .images import ImageReadError
@@ -168,10 +167,7 @@ def decode_folder(
         workers: threads that decode.
         progress: called as ``progress(done, total)`` after each pair.
     """
-    report = scan_pairs(root)
-    _refuse_problems(report, skip_bad)
-    if report.side_by_side:
-        logger.info(report.layout_note())
+    report = _scan_to_train(root, skip_bad)
     pairs = report.pairs[:max_images] if max_images else report.pairs
     cache = NativeCache([], [], [], [], [], source=str(Path(root)), skipped=list(report.skipped))
     hashes: list[str] = []

@@ -246,11 +246,20 @@ def scan_pairs(
                 f"{root} has no {missing[0]}/ folder (subfolders: {present or 'none'}); "
                 f"expected {LAYOUTS}" + _layout_hint(root, pairing)
             )
-        return _scan_side_by_side(root, pairing, check_sizes, max_sized)
-    return _scan_images_and_masks(root, check_sizes, max_sized)
+        report, rows = _scan_side_by_side(root, pairing)
+    else:
+        report, rows = _scan_images_and_masks(root)
+    report.sizes_checked = check_sizes and (max_sized is None or len(rows) <= max_sized)
+    for name, image, masks in rows:
+        _add_pair(report, name, image, masks)
+    return report
 
 
-def _scan_images_and_masks(root: Path, check_sizes: bool, max_sized: int | None) -> PairingReport:
+# A scan's pairs before their sizes are checked: (name, image, its mask files)
+Rows = list[tuple[str, Path, list[Path]]]
+
+
+def _scan_images_and_masks(root: Path) -> tuple[PairingReport, Rows]:
     """:func:`scan_pairs` of an ``images/`` + ``masks/`` folder: a mask named as its image
     (``masks/NAME.png``), and those that ``mask_names``' rule names as its image's
     (``mask_names.masks_in_folder``: the writer's ``masks/NAME mask.tif``, a correction
@@ -258,7 +267,7 @@ def _scan_images_and_masks(root: Path, check_sizes: bool, max_sized: int | None)
     several families (``masks/NAME.png`` and ``masks/NAME mask.tif``) is skipped, naming
     them, as beside its picture (:func:`_scan_side_by_side`): never merged, which one
     trains is the user's choice."""
-    from .mask_names import MaskFamily, mask_families, masks_in_folder
+    from .mask_names import masks_in_folder
 
     images, masks = (root / sub for sub in LAYOUT_FOLDERS)
     report = PairingReport(root)
@@ -278,18 +287,27 @@ def _scan_images_and_masks(root: Path, check_sizes: bool, max_sized: int | None)
         if not files:
             report.skipped.append((str(image), f"no mask named {name}.* in {masks}"))
             continue
-        # one file is one family (no file read to tell)
-        families = mask_families(files, picture=name) if len(files) > 1 else [MaskFamily(files)]
-        if len(families) > 1:
-            reason = _several_families(families, masks, keep="in masks/")
-            report.skipped.append((str(image), reason))
-            report.several_kinds.append((image, files))
-        else:
+        if _one_family(report, image, files, masks, keep="in masks/"):
             rows.append((name, image, files))
-    report.sizes_checked = check_sizes and (max_sized is None or len(rows) <= max_sized)
-    for name, image, files in rows:
-        _add_pair(report, name, image, files)
-    return report
+    return report, rows
+
+
+def _one_family(
+    report: PairingReport, image: Path, masks: list[Path], folder: Path, keep: str
+) -> bool:
+    """Whether the mask files ``masks`` of ``image`` are of one family
+    (``mask_names.mask_families``: one mask, their union); else ``image`` is skipped in
+    ``report``, naming them and what to do (:func:`_several_families`)."""
+    from .mask_names import mask_families
+
+    if len(masks) == 1:  # one file is one family (no file read to tell)
+        return True
+    families = mask_families(masks, picture=image.stem)
+    if len(families) == 1:
+        return True
+    report.skipped.append((str(image), _several_families(families, folder, keep)))
+    report.several_kinds.append((image, masks))
+    return False
 
 
 def _add_pair(report: PairingReport, name: str, image: Path, masks: list[Path]) -> None:
@@ -324,9 +342,7 @@ def _beside_pairing(root: Path):
         return None
 
 
-def _scan_side_by_side(
-    root: Path, pairing, check_sizes: bool, max_sized: int | None
-) -> PairingReport:
+def _scan_side_by_side(root: Path, pairing) -> tuple[PairingReport, Rows]:
     """:func:`scan_pairs` of a folder of pictures with their masks beside them, by the rule
     of the TM-UNet reader (``mask_names``): a picture's mask is the union of its mask
     files of one family (``NAME_mask.png`` + ``NAME_mask_1.png``, BUSI's second lesion),
@@ -335,7 +351,7 @@ def _scan_side_by_side(
     of one base name; and a picture with masks of several families (``NAME_mask.png``
     and the writer's ``NAME mask.tif``, a saved correction; ``NAME_gt.png``), which are
     never merged: which one trains is the user's choice, not guessed."""
-    from .mask_names import MaskFamily, mask_families, mask_name_parts
+    from .mask_names import mask_name_parts
 
     report = PairingReport(root, side_by_side=True)
     by_name: dict[str, list] = {}
@@ -352,14 +368,8 @@ def _scan_side_by_side(
             report.skipped.append((str(root / name), f"several files with one base name: {listed}"))
         elif not items[0].masks:
             report.skipped.append((str(items[0].picture), _no_mask_beside(name, root)))
-        else:  # one file is one family (no file read to tell)
-            masks = items[0].masks
-            families = mask_families(masks) if len(masks) > 1 else [MaskFamily(masks)]
-            if len(families) > 1:
-                report.skipped.append((str(items[0].picture), _several_families(families, root)))
-                report.several_kinds.append((items[0].picture, masks))
-            else:
-                rows.append((name, items[0].picture, families[0].paths))
+        elif _one_family(report, items[0].picture, items[0].masks, root, "beside the picture"):
+            rows.append((name, items[0].picture, items[0].masks))
     for orphan in pairing.orphans:
         picture = mask_name_parts(orphan.stem)[0]
         reason = (
@@ -367,17 +377,14 @@ def _scan_side_by_side(
             f"{root} (if it is a picture, its mask is missing)"
         )
         report.skipped.append((str(orphan), reason))
-    report.sizes_checked = check_sizes and (max_sized is None or len(rows) <= max_sized)
-    for name, picture, masks in rows:
-        _add_pair(report, name, picture, masks)
-    return report
+    return report, rows
 
 
 def _no_mask_beside(name: str, root: Path) -> str:
     return f"no mask named {name}_mask.* (or {name}-mask.*, {name}_gt.*...) beside it in {root}"
 
 
-def _several_families(families, root: Path, keep: str = "beside the picture") -> str:
+def _several_families(families, root: Path, keep: str) -> str:
     """Why a picture with masks of several families (``mask_names.mask_families``) in the
     folder ``root`` does not train, naming the files (the one napari-tmunet saved), and
     what to do: keep one kind (``keep``: where) and move the others out of ``root``."""
@@ -406,10 +413,7 @@ def find_pairs(
         DatasetError: for a missing folder, no pairs at all, or (unless ``skip_bad``)
             any problem, naming the files.
     """
-    report = scan_pairs(root, check_sizes=check_sizes)
-    _refuse_problems(report, skip_bad)
-    if report.side_by_side:
-        logger.info(report.layout_note())
+    report = _scan_to_train(root, skip_bad, check_sizes)
     if report.skipped:
         logger.warning(report.summary())
     if not report.pairs:
@@ -417,11 +421,21 @@ def find_pairs(
     return report.pairs
 
 
-def _refuse_problems(report: PairingReport, skip_bad: bool) -> None:
-    """Raise a DatasetError listing the report's problems, unless they are to be skipped."""
+def _scan_to_train(
+    root: str | os.PathLike, skip_bad: bool, check_sizes: bool = True
+) -> PairingReport:
+    """:func:`scan_pairs` of the dataset folder ``root`` that trains: a DatasetError
+    listing its problems unless they are to be skipped (``skip_bad``); how a folder of
+    pictures with their masks beside them was paired is logged
+    (:meth:`PairingReport.layout_note`)."""
+    report = scan_pairs(root, check_sizes=check_sizes)
     if report.skipped and not skip_bad:
         problems = report.summary(refused=True)
         raise skippable(DatasetError, problems, "fix these files", "skip them")
+    note = report.layout_note()
+    if note:
+        logger.info(note)
+    return report
 
 
 def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
@@ -444,23 +458,16 @@ def check_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
 def read_pair_mask(pair: Pair) -> tuple[np.ndarray, str]:
     """The (H, W) bool mask of a pair and its binarisation rule (``read_mask``): of its
     several mask files (``Pair.extra_masks``), their union (a pixel is foreground where
-    any file's is), with their rules joined by "; " where they differ.
+    any file's is), with their rules joined by "; " where they differ
+    (``mask_names.read_mask_union``, as the TM-UNet reader opens them).
 
     Raises:
-        DatasetError: naming the files, when its mask files differ in size.
+        ImageReadError: naming the files, when its mask files differ in size.
     """
-    mask, rule = read_mask(pair.mask_path)
-    rules = [rule]
-    for path in pair.extra_masks:
-        more, rule = read_mask(path)
-        if more.shape != mask.shape:
-            raise DatasetError(
-                f"size mismatch: the masks {pair.mask_path} ({mask.shape[0]}x{mask.shape[1]}) "
-                f"and {path} ({more.shape[0]}x{more.shape[1]}) of {pair.image_path} differ"
-            )
-        mask = mask | more
-        rules.append(rule)
-    return mask, "; ".join(dict.fromkeys(rules))
+    from .mask_names import read_mask_union
+
+    mask, rule = read_mask_union(pair.mask_paths, read=read_mask)
+    return mask.astype(bool, copy=False), rule
 
 
 def _check_finite(path: Path, image: np.ndarray) -> None:
@@ -686,9 +693,9 @@ def _layout_hint(root: Path, pairing) -> str:
     no picture with a mask beside it; None when it cannot be listed): what it holds that
     is near one, or its subfolders that hold pictures with masks beside them (BUSI's
     ``benign/``, ``malignant/``, ``normal/``); else ""."""
-    top = root.resolve().parent
-    if root.name in ("images", "masks") and all((top / sub).is_dir() for sub in LAYOUT_FOLDERS):
-        return f"; give the dataset folder that holds it, {top}"
+    above = dataset_above_hint(root)
+    if above:
+        return above
     if pairing is not None and pairing.orphans:
         return (
             f"; its files named as masks (e.g. {pairing.orphans[0].name}) have no picture of "
@@ -708,6 +715,15 @@ def _layout_hint(root: Path, pairing) -> str:
             f"; its subfolders {', '.join(beside)} hold pictures with their masks beside "
             "them: give one of them, or put their files in one folder"
         )
+    return ""
+
+
+def dataset_above_hint(folder: Path) -> str:
+    """For a dataset folder's ``images/`` or ``masks/`` given as ``folder``: "; give the
+    dataset folder that holds it, TOP"; else ""."""
+    top = folder.resolve().parent
+    if folder.name in LAYOUT_FOLDERS and all((top / sub).is_dir() for sub in LAYOUT_FOLDERS):
+        return f"; give the dataset folder that holds it, {top}"
     return ""
 
 

@@ -28,7 +28,7 @@ The one rule for the TM-UNet reader (a folder of pictures and masks), and for
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,20 +322,23 @@ def mask_size_problem(mask: Path, picture: Path) -> str | None:
     ) + turned_sizes_note(picture, picture_hw, mask, mask_hw)
 
 
-def read_mask_union(paths: Sequence[Path]) -> tuple[np.ndarray, str]:
-    """Labels of one picture's mask files: one file's as ``read_mask_labels`` reads it
-    (instance ids kept); several files' union (a pixel is foreground where any file has
-    foreground) as uint8 0/1, with their rules joined by "; ".
+def read_mask_union(
+    paths: Sequence[Path], read: Callable[[Path], tuple[np.ndarray, str]] = read_mask_labels
+) -> tuple[np.ndarray, str]:
+    """Labels of one picture's mask files: one file's as ``read`` reads it
+    (``read_mask_labels``: instance ids kept; ``read_mask``: bool, for training,
+    ``datasets.read_pair_mask``); several files' union (a pixel is foreground where any
+    file has foreground) as uint8 0/1, with their rules joined by "; ".
 
     Raises:
         ImageReadError: naming the files, when their sizes differ.
     """
-    labels, rule = read_mask_labels(paths[0])
+    labels, rule = read(paths[0])
     if len(paths) == 1:
         return labels, rule
     union, rules = labels > 0, [rule]
     for path in paths[1:]:
-        more, rule = read_mask_labels(path)
+        more, rule = read(path)
         if more.shape != union.shape:
             raise ImageReadError(
                 f"the masks {paths[0]} ({union.shape[0]} x {union.shape[1]} pixels) and {path} "

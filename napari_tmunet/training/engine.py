@@ -848,10 +848,9 @@ class Trainer:
             "split": self.run_dir.name + "/split.json",
             "saved": datetime.now().isoformat(timespec="seconds"),
         }
-        # what the model is for: its start's (inherited), else the run's own setting
-        modality = self.inherited.get("modality") or cfg.modality
-        if modality:
-            metadata["modality"] = modality
+        # what the model is for: its start's (inherited above), else the run's own setting
+        if cfg.modality and not metadata.get("modality"):
+            metadata["modality"] = cfg.modality
         if cfg.pretext:  # marks a model that restores images and does not segment
             metadata["pretext"] = cfg.pretext
         metrics = {k: v for k, v in record.items() if k.startswith("val_") or k == "train_loss"}

@@ -13,6 +13,7 @@ from ..data.datasets import (
     DatasetError,
     SplitNamesError,
     _listing,
+    dataset_above_hint,
     holds_pictures_with_masks,
     load_split,
     make_split,
@@ -51,12 +52,10 @@ def load_dataset(config: TrainConfig) -> NativeCache:
 def _image_not_dataset(path: Path) -> str:
     """Why an image file given as the dataset is refused, and which folder to give."""
     folder = path.resolve().parent
-    top = folder.parent if folder.name in ("images", "masks") else None
-    if top is not None and (top / "images").is_dir() and (top / "masks").is_dir():
-        hint = f"; give the dataset folder that holds it, {top}"
-    elif holds_pictures_with_masks(folder):
+    hint = dataset_above_hint(folder)
+    if not hint and holds_pictures_with_masks(folder):
         hint = f"; give the folder that holds it, {folder} (pictures with their masks beside them)"
-    else:
+    elif not hint:
         hint = (
             "; put the image in images/ and its mask in masks/ of a folder, or its mask "
             "beside it as NAME_mask.png, and give that folder"
