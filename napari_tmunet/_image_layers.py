@@ -39,8 +39,10 @@ def saved_by_tmunet(layer) -> bool:
 
 
 def layer_source_path(layer) -> str | None:
-    """The file ``layer`` was read from (napari's source, or this plugin's metadata)."""
-    return getattr(layer.source, "path", None) or (layer.metadata or {}).get("path")
+    """The file ``layer`` was read from: this plugin's reader's metadata, else napari's
+    source. The metadata come first: napari's source is the path it was given, the folder
+    for every layer of a folder this plugin opened."""
+    return (layer.metadata or {}).get("path") or getattr(layer.source, "path", None)
 
 
 def orientation_not_applied(layer) -> str:

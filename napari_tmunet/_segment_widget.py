@@ -1539,9 +1539,10 @@ def _model_names(metadata: dict) -> tuple:
 
 
 def _folder_stack_hint(layer: Image) -> str:
-    """For a layer napari's own reader made of a whole folder: why it may fail, what to do."""
+    """For a layer napari's own reader made of a whole folder: why it may fail, what to do.
+    "" for a layer of one file (this plugin's reader names it in the metadata)."""
     path = getattr(layer.source, "path", None)
-    if not (path and os.path.isdir(path)):
+    if (layer.metadata or {}).get("path") or not (path and os.path.isdir(path)):
         return ""
     return (
         f". {layer.name!r} is the folder {path} read as one stack, which napari's own "
