@@ -900,7 +900,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         start = self.active.current
         modality = self._modality or result.get("modality", "")
         if start is None or start.model != result["start_model"]:  # the one Revert brings back
-            start = self.active.set(result["start_model"], result["old_label"], modality)
+            start = self._start_choice(result, modality)
         self.use_anyway_button.visible = False
         # listeners (Segment) use it for images of this modality; masks made by the models it
         # descends from are masks it replaces (a next Start goes on from it)
@@ -913,6 +913,15 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         verdict = f"{self._verdict}; " if self._verdict else ""
         self.status.value = f"{verdict}active: {choice.label}{_left_out_line(result)}"
         return choice
+
+    def _start_choice(self, result: dict, modality: str) -> active_model.ModelChoice:
+        """The run's starting model, made active so that Revert brings it back; one that
+        could not be scored (its file gone: ``start_problem``) is not: Revert would bring
+        back a file that is not there (the model active now stays the previous one)."""
+        model, label = result["start_model"], result["old_label"]
+        if result.get("start_problem"):
+            return active_model.ModelChoice(model, label, modality, active_model.run_lineage(model))
+        return self.active.set(model, label, modality)
 
     def _on_error(self, err: Exception):
         # A write that fails names a file inside the run folder, or none: name the Run

@@ -39,7 +39,6 @@ from ._widget_common import (
     keeping_layers,
     narrow,
     on_dock_closed,
-    plural,
     scroll_body,
     scroll_into_view,
     set_tooltips,
@@ -50,6 +49,7 @@ from .data.mask_names import mask_picture
 from .evaluation import score_labels
 from .metrics import dice_score
 from .storage import write_csv
+from .words import plural
 
 if TYPE_CHECKING:
     import napari

@@ -143,7 +143,9 @@ def checkpoint_header(model: str) -> CheckpointHeader | None:
     except (TypeError, ValueError):
         return None
     metadata = payload.get("metadata")
-    return CheckpointHeader(inputs, metadata if isinstance(metadata, dict) else {})
+    metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    modality = registry.checkpoint_modality(path, metadata)  # an old fine-tune: its lineage's
+    return CheckpointHeader(inputs, {**metadata, "modality": modality} if modality else metadata)
 
 
 def trained_modality(checkpoint) -> str:

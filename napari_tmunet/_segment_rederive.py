@@ -22,8 +22,9 @@ from napari.utils.notifications import show_error
 
 from ._segment_jobs import label_options
 from ._segment_outputs import _model_id, _Output, banded_note, label_metadata, outline_width
-from ._widget_common import error_text, plural, start_worker, track_run, wait_for_run
+from ._widget_common import error_text, start_worker, track_run, wait_for_run
 from .postprocess import LabelOptions, count_objects, derive_labels, gated_out
+from .words import plural
 
 INLINE_ENV = "NAPARI_TMUNET_INLINE"  # 1: segment and derive on the calling thread (scripts)
 DERIVE_WORDS = "a re-derive of Segment's labels"  # one still going when napari closes

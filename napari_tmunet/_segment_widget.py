@@ -100,7 +100,6 @@ from ._widget_common import (
     note_device_problem,
     on_dock_closed,
     open_in_checkpoint_folder,
-    plural,
     scroll_body,
     scroll_into_view,
     scrolled_text,
@@ -118,6 +117,7 @@ from .data.colour_spaces import (
     stored_channel_first_colour,
 )
 from .data.images import is_grey_alpha
+from .words import plural
 
 CHECKPOINT_CHOICE = "Checkpoint file..."
 
@@ -129,7 +129,7 @@ MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 SUMMARY_LINES = 5
 # why an active model that records no modality (e.g. a fine-tune of a `fit` checkpoint made
 # before fine-tunes recorded the kind they trained on) runs: on every kind of image
-EVERY_KIND = "the active model, which records no kind of image, so it runs on every kind"
+EVERY_KIND = f"the active model, {active_model.NO_KIND}"
 RUN_WORDS = "a Segment run"  # what a run still going when napari closes is called
 MODEL_SETTINGS = ("threshold", "min_confidence")  # sliders that follow the model's own
 # the summary's note on an RGBA image with transparent parts (the model sees its colours)
@@ -607,7 +607,9 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 set_visible(output.labels, True)
 
     def _model_for(self, modality: str, thumbnail: np.ndarray) -> tuple[str, str, bool]:
-        """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``; ``fits``
+        """(model, why, fits) for an image of ``modality``, seen in ``thumbnail``: the
+        user's pick for that kind in this dock, else :func:`active_model.model_for_image`
+        (the active model, else the shipped one: as napari-tmunet-predict picks); ``fits``
         is False for a shipped model the image does not look made for, also one the user
         chose (a checkpoint file of the user's always fits)."""
         if modality in self._choices:  # this session's choice, maybe a checkpoint file
@@ -617,10 +619,11 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 return model, why, True
             choice = registry.users_choice(entry, thumbnail, modality, why)
             return model, choice.why, choice.fits
-        choice = registry.choose_model(thumbnail, modality=modality)
-        if choice.entry is None:
-            return CHECKPOINT_CHOICE, f"{choice.why}: choose a checkpoint file", True
-        return choice.entry.name, choice.why, choice.fits
+        current = self.active_model.current
+        model, why, fits = active_model.model_for_image(modality, thumbnail, current)
+        if not model:  # no model installed
+            return CHECKPOINT_CHOICE, f"{why}: choose a checkpoint file", True
+        return model, why, fits
 
     def _model_for_layer(self, layer: Image, modality: str) -> tuple[str, str, bool]:
         """:meth:`_model_for` the image layer ``layer`` of ``modality``; for a colour TIFF
@@ -820,20 +823,15 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
 
     def use_model(self, choice: active_model.ModelChoice) -> None:
         """Use the active model (set by Fine-tune or Revert) for images of its modality; one
-        that records none for images of every kind, and says so (as napari-tmunet-predict)."""
+        that records none for images of every kind, and says so (the rule is
+        :func:`active_model.model_for_image`, as napari-tmunet-predict's). It replaces the
+        user's picks in this dock for those kinds; the chosen image shows its model."""
         kinds = (choice.modality,) if choice.modality else registry.MODALITIES
-        why = f"the active model for {choice.modality} images" if choice.modality else EVERY_KIND
         if registry.find_model(choice.model) is None and choice.model != CHECKPOINT_CHOICE:
             self._offer_named_file(choice)
-        # an earlier active model of no kind gives way for every kind, not only this one's
-        dropped = [k for k, (_, said) in self._choices.items() if said == EVERY_KIND]
-        for kind in dropped:
-            del self._choices[kind]
         for kind in kinds:
-            self._choices[kind] = (choice.model, why)
-        if self._modality in kinds:
-            self._show_model(choice.model, why)
-        elif self._modality in dropped and self.image.value is not None:
+            self._choices.pop(kind, None)
+        if self.image.value is not None and self._modality:
             self._show_model(*self._model_for_layer(self.image.value, self._modality)[:2])
 
     def _offer_named_file(self, choice: active_model.ModelChoice) -> None:

@@ -209,11 +209,6 @@ def is_probability_map(layer) -> bool:
     return getattr(layer, "metadata", {}).get(PROBABILITY_MARK) == "probability"
 
 
-def plural(count: int, noun: str) -> str:
-    """``"1 object"``, ``"2 objects"``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def wrap(label) -> None:
     """Let a magicgui Label wrap its text instead of widening the dock (and the window)."""
     from qtpy.QtWidgets import QSizePolicy

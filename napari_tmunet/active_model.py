@@ -25,7 +25,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -84,8 +84,8 @@ class ActiveModel:
         but not used in this session (:attr:`current` / :attr:`previous` leave it out), and
         :attr:`note` says so."""
         saved = settings.saved_active_models()
-        self._current = _choice_from(saved.get("current"))
-        self._previous = _choice_from(saved.get("previous"))
+        self._current = with_modality(_choice_from(saved.get("current")))
+        self._previous = with_modality(_choice_from(saved.get("previous")))
         missing = {
             key: choice
             for key, choice in (("current", self._current), ("previous", self._previous))
@@ -176,8 +176,9 @@ class ActiveModel:
     def set(
         self, model: str, label: str = "", modality: str = "", lineage: tuple[str, ...] = ()
     ) -> ModelChoice:
-        """Make ``model`` active; the active one becomes the previous (unless the same)."""
-        choice = ModelChoice(str(model), label, modality, tuple(lineage))
+        """Make ``model`` active; the active one becomes the previous (unless the same).
+        Without ``modality``, the one its model gives (:func:`with_modality`)."""
+        choice = with_modality(ModelChoice(str(model), label, modality, tuple(lineage)))
         with self._lock:
             self._missing.discard(choice.model)  # made active again: its file is there
             if self._current is not None and self._current.model == choice.model:
@@ -252,6 +253,52 @@ def saved_active() -> tuple[ModelChoice | None, ModelChoice | None]:
     not found; the one saved whose file is not found, or None). Nothing is written."""
     holder = ActiveModel(persist=True)
     return holder.current, holder.missing_current
+
+
+def with_modality(choice: ModelChoice | None) -> ModelChoice | None:
+    """``choice`` with the kind of image it is for: its own ``modality``, else its model's
+    (:func:`registry.model_modality`: a shipped model's, what its checkpoint records, else
+    its lineage's); left "" when none says (such a model runs on every kind,
+    :func:`model_for_image`). Nothing is written to the model's file."""
+    from . import registry
+
+    if choice is None or choice.modality:
+        return choice
+    try:
+        modality = registry.model_modality(choice.model)
+    except RuntimeError:  # an unreadable registry: the docks say so
+        modality = ""
+    return replace(choice, modality=modality) if modality else choice
+
+
+# How the lines name an active model that records no kind of image (model_for_image)
+NO_KIND = "which records no kind of image, so it runs on every kind"
+
+
+def model_for_image(
+    modality: str, thumbnail, active: ModelChoice | None, who: str = "the active model", said=""
+) -> tuple[str, str, bool]:
+    """(model, why, fits): the model for an image of ``modality`` seen in ``thumbnail``,
+    the one rule of the Segment dock (Segment, Segment all) and ``napari-tmunet-predict``:
+    the ``active`` model (``ActiveModel.current``, :func:`saved_active`) for images of its
+    modality, and for every kind when it records none (:func:`with_modality` gave it the
+    one its checkpoint or lineage says); else :func:`registry.choose_model`'s (the shipped
+    model the user chose for that kind, else the kind's shipped model; "" when no model is
+    installed). ``who``: how ``why`` names the active model, ``said``: words after its
+    reason (before a caveat). ``fits``: a checkpoint file of the user's fits; a shipped
+    model is judged by the image (:func:`registry.users_choice`)."""
+    from . import registry
+
+    if active is None or active.modality not in ("", modality):
+        choice = registry.choose_model(thumbnail, modality=modality)
+        return (choice.entry.name if choice.entry else ""), choice.why, choice.fits
+    why = f"{who} for {modality} images" if active.modality else f"{who}, {NO_KIND}"
+    why += said
+    entry = registry.find_model(active.model)
+    if entry is None:
+        return active.model, why, True
+    choice = registry.users_choice(entry, thumbnail, modality, why)
+    return entry.name, choice.why, choice.fits
 
 
 def _choice_from(saved) -> ModelChoice | None:
@@ -374,13 +421,14 @@ def provenance(choice: ModelChoice) -> str:
 def file_choice(path: str, label: str = "") -> ModelChoice:
     """A checkpoint file as a :class:`ModelChoice` (one chosen by file, not made active): a
     Fine-tune run's by its run's name, modality and lineage (its finetune.json)."""
-    modality = _plan_of(path).get("modality")
-    return ModelChoice(
-        str(path),
-        label or model_label(path),
-        modality if isinstance(modality, str) else "",
-        run_lineage(path),
-    )
+    return ModelChoice(str(path), label or model_label(path), run_modality(path), run_lineage(path))
+
+
+def run_modality(model: str) -> str:
+    """The modality a Fine-tune run's finetune.json records for its checkpoint ``model``
+    ("" for a model that is no run's checkpoint, or a run that records none)."""
+    modality = _plan_of(model).get("modality")
+    return modality if isinstance(modality, str) else ""
 
 
 def _plan_of(model: str) -> dict:

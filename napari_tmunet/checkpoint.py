@@ -225,6 +225,16 @@ def _check_payload(path: Path, payload) -> None:
         )
 
 
+def _with_modality(path: str | os.PathLike, metadata: dict) -> dict:
+    """``metadata`` with the ``modality`` the checkpoint ``path`` is for
+    (:func:`registry.checkpoint_modality`: an old fine-tune that records none takes its
+    lineage's), in memory only: the file stays as the user has it."""
+    from .registry import checkpoint_modality
+
+    modality = checkpoint_modality(path, metadata)
+    return {**metadata, "modality": modality} if modality else metadata
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model of a checkpoint, in eval mode, on ``device``."""
     from .model import build_model
@@ -258,7 +268,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         model=model,
         model_config=model_config,
         input_config=input_config,
-        metadata=payload.get("metadata") or {},
+        metadata=_with_modality(path, payload.get("metadata") or {}),
         metrics=payload.get("metrics") or {},
         training_state=payload.get("training_state"),
         path=Path(path),

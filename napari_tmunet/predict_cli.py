@@ -16,9 +16,10 @@ frame count are removed too (only masks as this tool writes them; the end lines 
 them). OUTPUT_DIR is made only once the model
 is checked (a refused run leaves no folder), then checked to be writable and locked
 against a second run before any work. Without ``--model`` each image gets the model
-for its own modality, as the Segment dock's "Segment all" does: the model the user made
-active in napari (a fine-tune; ``active_model.saved_active``) for images of its modality,
-else ``registry.choose_model`` (grey -> ultrasound...), each model loaded once, and a
+for its own modality by the Segment dock's rule (``active_model.model_for_image``): the
+model the user made active in napari (a fine-tune; ``active_model.saved_active``) for
+images of its modality (every kind when it records none), else ``registry.choose_model``
+(grey -> ultrasound...), each model loaded once, and a
 header line says which and why (a warning for an image unlike its model's training data,
 e.g. fluorescence or 16-bit grey with the ultrasound model); an active model whose file
 is not found is said in a line, and the shipped model runs, as in Segment. ``--model`` runs one
@@ -44,6 +45,7 @@ from pathlib import Path
 
 from .errors import describe_error, exit_on_interrupt
 from .options import DEVICES
+from .words import plural
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCK_TASK = "napari-tmunet-predict"
@@ -187,9 +189,9 @@ def _without_masks(images: list[Path]) -> list[Path]:
             f"{alone} {'mask without its' if alone == 1 else 'masks without their'} picture: e.g. "
             f"{pairing.lone_masks[0].name}"
         )
-    count = "1 file" if len(masks) == 1 else f"{len(masks)} files"
     print(
-        f"napari-tmunet-predict: {count} named as masks not segmented ({'; '.join(why)})",
+        f"napari-tmunet-predict: {plural(len(masks), 'file')} named as masks not segmented "
+        f"({'; '.join(why)})",
         file=sys.stderr,
     )
     return [path for path in images if path not in masks]
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     from .storage import FolderBusyError, folder_lock
 
-    count = "1 image" if len(images) == 1 else f"{len(images)} images"
+    count = plural(len(images), "image")
     models = _Models(args, f"napari-tmunet-predict: {count} -> {args.output_dir}; {{model}}")
     created = _missing_folders(args.output_dir)
     try:  # the model before OUTPUT_DIR: a refused run leaves no folder behind
@@ -462,7 +464,7 @@ def _note_plain_names(output_dir: Path, stems: dict[Path, str], suffixes) -> Non
 
 class _Models:
     """The model of each image: ``--model`` for all, else the one for the image's own
-    modality (:func:`registry.choose_model`, as the Segment dock), each loaded once.
+    modality (:func:`active_model.model_for_image`, as the Segment dock), each loaded once.
 
     A line names each model as it is first used; the first such line is the run's
     ``header``, with ``{model}`` replaced by the model's description. Each model writes
@@ -477,9 +479,8 @@ class _Models:
         self.suffix_of: dict[Path, str] = {}  # image -> its masks' suffix
         self.misfits: list[Path] = []  # images unlike their model's training data
         self.warned: set[tuple[str, str]] = set()  # (model, modality) warned about in full
-        # without --model: the model the user made active in napari, and the images it is
-        # for ("" : its modality is not recorded, all); see use_active
-        self.active, self.active_modality = None, ""
+        # without --model: the model the user made active in napari (see use_active)
+        self.active = None
         self.names: dict[str, str] = {}  # model -> its name in the lines (a fine-tune's run)
 
     def check(self) -> str | None:
@@ -525,15 +526,14 @@ class _Models:
             )
         if choice is None:
             return None
-        modality = choice.modality or registry.model_modality(choice.model)
         if registry.find_model(choice.model) is None:  # a checkpoint file (a fine-tune)
             problem = registry.checkpoint_problem(choice.model)
             if problem:
                 return (
                     f"cannot load the model you made active in napari, {choice.label} "
-                    f"({choice.model}): {problem.rstrip('.')}; {_shipped_hint(modality)}"
+                    f"({choice.model}): {problem.rstrip('.')}; {_shipped_hint(choice.modality)}"
                 )
-        self.active, self.active_modality = choice, modality
+        self.active = choice
         self.names[choice.model] = choice.label
         return None
 
@@ -551,29 +551,19 @@ class _Models:
         return entry.name if entry is not None else model
 
     def choose(self, thumbnail, modality: str) -> tuple[str, str, bool]:
-        """(model, why, fits) for an image of ``modality`` seen in ``thumbnail``, as the
-        Segment dock's "Segment all": the active model for images of its modality (a
-        checkpoint file of the user's fits; a shipped model is judged by the image), else
-        :func:`registry.choose_model`'s."""
+        """(model, why, fits) for an image of ``modality`` seen in ``thumbnail``, by the
+        Segment dock's rule (:func:`active_model.model_for_image`): the active model for
+        images of its modality (of every kind when it records none), else the shipped one;
+        a checkpoint file's line says how to run the shipped model instead."""
         from . import registry
+        from .active_model import model_for_image
 
-        active = self.active
-        if active is None or self.active_modality not in ("", modality):
-            choice = registry.choose_model(thumbnail, modality=modality)
-            return choice.entry.name, choice.why, choice.fits  # check(): one is installed
-        why = f"the model you made active in napari for {modality} images, as Segment uses it"
-        if not self.active_modality:  # e.g. a fine-tune from a checkpoint of `fit`, before
-            # fine-tunes recorded the kind they trained on: it is not for these images more
-            # than for others
-            why = (
-                "the model you made active in napari, which records no kind of image, so "
-                "it runs on every kind (as in Segment)"
-            )
-        entry = registry.find_model(active.model)
-        if entry is None:
-            return active.model, f"{why}; {_shipped_hint(modality)}", True
-        choice = registry.users_choice(entry, thumbnail, modality, why)
-        return entry.name, choice.why, choice.fits
+        who, said = "the model you made active in napari", ", as Segment uses it"
+        model, why, fits = model_for_image(modality, thumbnail, self.active, who, said)
+        if self.active is not None and model == self.active.model:
+            if registry.find_model(model) is None:  # a checkpoint file (a fine-tune)
+                why += f"; {_shipped_hint(modality)}"
+        return model, why, fits  # check(): a model is installed
 
     def load(self, model: str) -> tuple:
         """(Checkpoint, mode, instances) of a model name or path, loaded on first use."""
@@ -793,14 +783,14 @@ class _StaleFrames:
     def report(self) -> None:
         if self.removed:
             print(
-                f"{_count(len(self.removed), 'stale frame mask')} of an earlier, longer stack "
+                f"{plural(len(self.removed), 'stale frame mask')} of an earlier, longer stack "
                 f"removed (--overwrite): {_names(self.removed)}",
                 file=sys.stderr,
             )
         if self.kept:
             kept = len(self.kept)
             print(
-                f"{_count(kept, 'file')} named like frame masks kept, as this tool did not "
+                f"{plural(kept, 'file')} named like frame masks kept, as this tool did not "
                 f"write {'it' if kept == 1 else 'them'}: {_names(self.kept)}",
                 file=sys.stderr,
             )
@@ -832,11 +822,6 @@ def _is_written_mask(path: Path) -> bool:
     except ValueError:  # unreadable: not a mask this tool wrote
         return False
     return mask.ndim == 2 and mask.dtype == np.uint8 and bool(np.isin(mask, (0, 255)).all())
-
-
-def _count(count: int, noun: str) -> str:
-    """``"1 image"``, ``"2 images"``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _names(paths: list[Path], shown: int = 10) -> str:

@@ -166,9 +166,9 @@ def model_for_modality(modality: str) -> ModelEntry | None:
 
 
 def model_modality(name_or_path: str | os.PathLike) -> str:
-    """The kind of image a model is for: a shipped model's registry modality, else the
-    ``modality`` its checkpoint file's metadata inherited from the model it was trained
-    from (read from the header: no torch, no weights); "" when neither says."""
+    """The kind of image a model is for: a shipped model's registry modality, else what its
+    checkpoint file records (:func:`checkpoint_modality`, read from the header: no torch,
+    no weights); "" when neither says."""
     entry = find_model(str(name_or_path))
     if entry is None and not Path(name_or_path).expanduser().is_file():
         entry = model_for_modality(str(name_or_path))
@@ -176,10 +176,54 @@ def model_modality(name_or_path: str | os.PathLike) -> str:
         return entry.modality
     from .checkpoint_header import read_header
 
-    payload = read_header(Path(name_or_path).expanduser()) or {}
-    metadata = payload.get("metadata")
-    modality = str(metadata.get("modality") or "") if isinstance(metadata, dict) else ""
-    return modality if modality in MODALITIES else ""
+    path = Path(name_or_path).expanduser()
+    return checkpoint_modality(path, (read_header(path) or {}).get("metadata"))
+
+
+def checkpoint_modality(path: str | os.PathLike, metadata: dict | None) -> str:
+    """The kind of image the checkpoint ``path`` is for: the ``modality`` its ``metadata``
+    records, else, for a Fine-tune run's checkpoint saved before 2026-12-05 that records
+    none, its lineage's (:func:`lineage_modality`); "" when neither says. The loaders
+    (``checkpoint.load_checkpoint``, the Segment dock's header read) take this rule, so an
+    old checkpoint is read as its lineage says without its file being rewritten."""
+    recorded = metadata.get("modality") if isinstance(metadata, dict) else None
+    if isinstance(recorded, str) and recorded in MODALITIES:
+        return recorded
+    return lineage_modality(path)
+
+
+def lineage_modality(path: str | os.PathLike) -> str:
+    """The modality a Fine-tune run's checkpoint ``path`` (RUN/train/*.pt) inherits: its
+    run's (finetune.json ``modality``), else its start model's, as ``engine.save`` records
+    it now: a shipped model's registry modality, a checkpoint's own record, else that
+    start's run's, the nearest first; "" for a file of no Fine-tune run, or when none says."""
+    from .active_model import run_lineage, run_modality
+
+    found = run_modality(str(path))
+    for start in run_lineage(str(path)):
+        if found:
+            break
+        found = _named_modality(start) or _recorded_modality(start) or run_modality(start)
+    return found if found in MODALITIES else ""
+
+
+def _named_modality(name: str) -> str:
+    """The registry's modality of the shipped model called ``name`` (its file present or
+    not: a run records the name it started from); "" for any other name."""
+    try:
+        entry = next((e for e in registry_entries() if e.name == name), None)
+    except RuntimeError:  # an unreadable registry: the docks say so where it matters
+        return ""
+    return entry.modality if entry is not None else ""
+
+
+def _recorded_modality(path: str) -> str:
+    """The modality the checkpoint file ``path`` records in its metadata ("" when none)."""
+    from .checkpoint_header import read_header
+
+    metadata = (read_header(Path(path).expanduser()) or {}).get("metadata")
+    modality = metadata.get("modality") if isinstance(metadata, dict) else ""
+    return modality if isinstance(modality, str) and modality in MODALITIES else ""
 
 
 def describe_models() -> str:

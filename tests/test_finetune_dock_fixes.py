@@ -86,7 +86,7 @@ def test_stop_while_scoring_the_start_model_ends_the_run_at_once(
 
 def stand_in(job, finished: bool):
     """A stand-in ``run_finetune``: one step; the engine's files of a finished (summary
-    .json) or stopped (last.pt) run."""
+    .json) or stopped (last.pt) run; both models scored alike (the fine-tuned one is used)."""
     train = job.run_dir / "train"
     train.mkdir(parents=True)
     (job.run_dir / "finetune.json").write_text("{}")
@@ -99,7 +99,7 @@ def stand_in(job, finished: bool):
         "step": 1,
         "total_steps": 1 if finished else 5,
         "trained": 1,
-        "old": None,
+        "old": {"dice": 0.5, "hd": 1.0},
         "new": {"dice": 0.5, "hd": 1.0},
         "edits": {},
         "rows": [],

@@ -185,7 +185,8 @@ def add_slide_and_correction(viewer):
 
 
 def stand_in_result(job, stopped: bool, step: int, total: int) -> dict:
-    """What ``run_finetune`` returns, for a stand-in job that trains nothing."""
+    """What ``run_finetune`` returns, for a stand-in job that trains nothing (both models
+    scored alike: the fine-tuned one is made active)."""
     return {
         "best_checkpoint": str(job.run_dir / "train" / "best.pt"),
         "start_model": job.start_model,
@@ -193,7 +194,7 @@ def stand_in_result(job, stopped: bool, step: int, total: int) -> dict:
         "stopped": stopped,
         "step": step,
         "total_steps": total,
-        "old": None,
+        "old": {"dice": 0.5, "hd": 1.0},
         "new": {"dice": 0.5, "hd": 1.0},
         "edits": {},
         "rows": [],

@@ -848,7 +848,7 @@ def test_outlines_show_on_a_large_image_fitted_to_the_window(make_napari_viewer,
 
 def test_rederived_instances_are_called_instances(registered, dock, qtbot):
     """The status after a re-derive uses the summary's noun for the output kind."""
-    from napari_tmunet._widget_common import plural
+    from napari_tmunet.words import plural
 
     viewer, widget = dock
     widget.image.value = open_sample(viewer, registered.modality)

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from napari_tmunet.options import DEVICES, DICE_OVER, PRETEXTS
+from napari_tmunet.options import DEVICES, DICE_OVER, MODALITIES, PRETEXTS
 
 from .commands import (  # noqa: F401  (PRESETS: the release tool reads the presets here)
     PRESETS,
@@ -263,6 +263,13 @@ def _add_fit_model_args(fit) -> None:
         "normalisation come from the checkpoint (--variant/--in-channels/--mean/--std that "
         "differ are an error; images are converted to its channels); --resume does not "
         "need this file any more",
+    )
+    g.add_argument(
+        "--modality",
+        choices=MODALITIES,
+        help="the kind of image the model is for, recorded in its checkpoints: the Segment "
+        "dock and napari-tmunet-predict run it on such images (nuclei: instance output); "
+        "default: the --init-checkpoint's, else none recorded",
     )
     g.add_argument(
         "--pretext",

@@ -71,9 +71,9 @@ class TrainConfig:
             unused); no validation, no test; ``num_classes`` must stay 1; fine-tune
             ``last.pt`` with ``init_checkpoint``.
         modality: the kind of image the model is for ("ultrasound", ...), saved in its
-            checkpoints' metadata when ``init_checkpoint`` records none (a start that
-            records one keeps its own); "" = unknown (the Fine-tune dock sets it from
-            the images it trains on).
+            checkpoints' metadata; "" = the one ``init_checkpoint`` is for (its record,
+            else its lineage's: ``registry.checkpoint_modality``), else unknown (the
+            Fine-tune dock sets the start's, else that of the images it trains on).
         in_channels: 1 or 3; 0 picks 1 when every image is grey, else 3.
         num_classes: 1 (sigmoid, BCE) or N >= 2 (softmax, CE; class 0 is background).
         size: (H, W) model input: the resize target ("resize") or the crop ("tile").

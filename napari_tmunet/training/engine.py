@@ -848,8 +848,9 @@ class Trainer:
             "split": self.run_dir.name + "/split.json",
             "saved": datetime.now().isoformat(timespec="seconds"),
         }
-        # what the model is for: its start's (inherited above), else the run's own setting
-        if cfg.modality and not metadata.get("modality"):
+        # what the model is for: the run's setting (fit --modality), else its start's
+        # (inherited above)
+        if cfg.modality:
             metadata["modality"] = cfg.modality
         if cfg.pretext:  # marks a model that restores images and does not segment
             metadata["pretext"] = cfg.pretext

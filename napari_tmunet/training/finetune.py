@@ -1119,6 +1119,7 @@ def _result_base(start: _Start, run_dir: Path) -> dict[str, Any]:
         "old_label": start.label,
         "name": start.name or f"fine-tuned: {run_dir.name}",
         "left_out": start.left_out,
+        "start_problem": start.start_problem,
     }
 
 
@@ -1158,6 +1159,7 @@ class _Start:
     step: int = 0  # the step the run starts at (a resumed run's)
     name: str = ""  # the fine-tuned model's (finetune.json "name")
     left_out: str = ""  # the pairs and folder images not trained on (finetune.json)
+    start_problem: str = ""  # why the starting model cannot be scored (resume): "" when it can
 
 
 def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> _Start:
@@ -1172,11 +1174,12 @@ def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> 
     config.resume, config.device = True, job.device
     plan = _read_json(run_dir / PLAN_FILE)
     start_path = Path(config.init_checkpoint)
-    checkpoint = None
+    checkpoint, problem = None, ""
     try:
         checkpoint = load_checkpoint(start_path, device)
     except (CheckpointError, FileNotFoundError) as err:  # e.g. moved since
-        phase(f"cannot score the starting model: {err}")
+        problem = _start_problem(start_path, err)
+        phase(f"cannot score the starting model: {problem}")
     model = plan.get("start_model") or str(start_path)
     return _Start(
         config,
@@ -1191,7 +1194,15 @@ def _resumed_start(job: FinetuneJob, run_dir: Path, device, phase: Callable) -> 
         step=_last_step(train_dir),
         name=active_model.model_label(train_dir / "best.pt"),
         left_out=str(plan.get("left_out") or ""),
+        start_problem=problem,
     )
+
+
+def _start_problem(path: Path, err: Exception) -> str:
+    """Why a resumed run's starting model ``path`` cannot be scored, naming the file."""
+    if isinstance(err, FileNotFoundError) or not path.is_file():
+        return f"its file {path} is not found (moved or deleted since the run began)"
+    return str(err)  # a CheckpointError names the file
 
 
 def _last_step(train_dir: Path) -> int:
@@ -1276,12 +1287,12 @@ def batch_size_problem(batch_size: int, start_path, start_label: str) -> str:
 
 
 def _modality_of(checkpoint, model: str) -> str:
-    """The kind of image a model is for: its checkpoint's metadata, else the registry's
-    entry for it ("" when neither says)."""
+    """The kind of image a model is for: its checkpoint's metadata (an old fine-tune's
+    lineage's, ``load_checkpoint``), else :func:`registry.model_modality` ("" when neither
+    says)."""
     metadata = checkpoint.metadata if checkpoint is not None else {}
     modality = str(metadata.get("modality") or "") if isinstance(metadata, dict) else ""
-    entry = registry.find_model(model) if not modality else None
-    return modality or (entry.modality if entry is not None else "")
+    return modality or registry.model_modality(model)
 
 
 def _data_modality(job: FinetuneJob) -> str:
@@ -1598,7 +1609,9 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
     models' numbers in words, "why": why the fine-tuned model is not made active ("" when
     it is)}``. The rule, in order:
 
-    - only the fine-tuned model was scored (the starting one would not load): use it;
+    - only the fine-tuned model was scored (the starting one would not load, e.g. a
+      resumed run's start file moved since: ``start_problem`` says why): nothing was
+      compared, the user decides;
     - the user's edits are known (masks from Segment), where the held-out reference is
       mostly the starting model's own output: compared where the corrections are
       (:func:`edit_zone_scores`): the held-out part's when it holds enough of them
@@ -1619,7 +1632,9 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
     """
     old, new = result.get("old"), result.get("new")
     if old is None:
-        return {"use_new": True, "compared": "", "why": ""}
+        why = result.get("start_problem") or "it was not scored"
+        why = f"the starting model could not be scored ({why}), so nothing was compared: you choose"
+        return {"use_new": None, "compared": "", "why": why}
     if "edited_pixels" in old and new is not None and "edited_pixels" in new:
         return _compare_on_edits(result, old, new)
     compared = held_out_scores_text(result)
