@@ -27,6 +27,9 @@ PROBABILITY_MARK = "tmunet_layer"  # metadata key: "probability" on Segment's pr
 # labelling under way) before the window goes: a worker still running as Python ends
 # prints a traceback (its signals are deleted under it)
 STOP_WAIT_S = 300.0
+# At the interpreter's exit, after the runs ended: how long the workers' threads may take
+# to return (their last signal; a worker nobody tracks is not waited for longer)
+EXIT_TAIL_WAIT_S = 10.0
 # (stop, ended, what) of the docks' runs under way, for the interpreter's exit
 _RUNS: set[tuple[threading.Event, threading.Event, str]] = set()
 
@@ -137,6 +140,12 @@ def _wait_for_runs() -> None:
     napari) and wait for them: Python must not delete their workers' signals under them."""
     for run in list(_RUNS):
         wait_for_run(*run)
+    if "qtpy.QtCore" in sys.modules:
+        from qtpy.QtCore import QThreadPool
+
+        # a run's ``ended`` is set as its worker emits ``finished``; superqt's worker emits
+        # one more signal after it (a Python ending then aborted now and then)
+        QThreadPool.globalInstance().waitForDone(int(EXIT_TAIL_WAIT_S * 1000))
 
 
 @contextlib.contextmanager
