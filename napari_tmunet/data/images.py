@@ -723,20 +723,28 @@ def saved_mask_kind(path: str | os.PathLike) -> str | None:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open
             return None
-        return _mask_kind_of_version(*file_version(path, info))
+        version = file_version(path, info)[1:]
+        if version not in _MASK_KINDS:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                _remember_kind(version, _mask_kind(tif))
+        return _MASK_KINDS[version]
     except Exception:  # unreadable files are the image reader's to report
         return None
 
 
-# Asked of a mask when its families are told apart, again when it is opened, and by the
-# docks on each choice of a layer: one read per version of a file.
-@functools.lru_cache(maxsize=1024)
-def _mask_kind_of_version(path: str, *_version: int) -> str | None:
-    """:func:`saved_mask_kind` of one version of the TIFF ``path`` (:func:`file_version`)."""
-    import tifffile
+# saved_mask_kind per file version (file_version less the path): asked of a mask when its
+# families are told apart, again when it is opened (read_saved_mask), and by the docks
+# on each choice of a layer; one read per version of a file.
+_MASK_KINDS: dict[tuple, str | None] = {}
 
-    with tifffile.TiffFile(path) as tif:
-        return _mask_kind(tif)
+
+def _remember_kind(version: tuple, kind: str | None) -> None:
+    """Keep ``kind`` (:func:`saved_mask_kind`) of the file ``version``; at most 1024 kept."""
+    if len(_MASK_KINDS) >= 1024:  # a new start: kinds are cheap to read again
+        _MASK_KINDS.clear()
+    _MASK_KINDS[version] = kind
 
 
 @dataclass
@@ -754,8 +762,8 @@ class SavedMask:
 def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> SavedMask | None:
     """Kind, pixels, written shape and pixel size of a mask ``write_mask`` saved as a TIFF,
     from one opening of the file; None for any other file (unreadable ones included: the
-    image reader reports them), told by :func:`saved_mask_kind` (kept per file version)
-    without opening it again.
+    image reader reports them); a file :func:`saved_mask_kind` found unmarked is not
+    opened again.
 
     Raises:
         ImageReadError: a marked file whose pixels cannot be read (over the pixel budget
@@ -767,7 +775,8 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
         return None
-    if saved_mask_kind(path) is None:  # unmarked (most masks): not opened again here
+    version = file_version(path)[1:]
+    if version in _MASK_KINDS and _MASK_KINDS[version] is None:  # known unmarked: not opened
         return None
     try:
         import tifffile
@@ -780,6 +789,7 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
             kind = _mask_kind(tif)
         except Exception:  # damaged metadata: not one of ours
             kind = None
+        _remember_kind(version, kind)
         if kind is None:
             return None
         try:
