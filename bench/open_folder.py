@@ -8,16 +8,18 @@ Of 30 pairs the reader opens the first 25 (``_reader.MAX_FOLDER_PAIRS``: 50 laye
 For each layout it times, in this order:
 
 * ``reader``: ``napari_get_reader(folder)`` and the reader function it returns (the layer
-  data, no viewer), best of ``--repeat``; ``opens``: the files of the folder opened (the
-  ``open`` audit event) by one such call, per file of the pairs opened;
+  data, no viewer), wall and CPU seconds, best of ``--repeat``, each on a new copy of the
+  folder (nothing of it read before: no header kept); ``opens``: the files of the folder
+  opened (the ``open`` audit event) by one such call, per file of the pairs opened;
 * ``launcher``: the launcher's work on ``napari-tmunet FOLDER`` before its window (the
   argument checks, ``launch._paths_problem``) and the reading ``_open_path`` has napari
-  do (``_tmunet_reads``, then the reader), no viewer;
+  do (``_tmunet_reads``, then the reader), no viewer, the same way;
 * ``file_open``: ``viewer.open(folder, plugin="napari-tmunet")`` (File > Open with the
   TM-UNet reader) in a shown viewer (under Xvfb) until its events are processed, wall
   and CPU seconds, and of that CPU the reader's own (the rest is napari adding layers);
 * ``launch_open``: ``launch._open_paths(viewer, [folder])`` (what ``napari-tmunet
-  FOLDER`` runs to open it) in a new shown viewer, the same way.
+  FOLDER`` runs to open it) in a new shown viewer, the same way; each viewer opens a new
+  copy of the folder.
 
 ``--profile`` prints cProfile's top functions of one ``viewer.open`` and its time split
 by who runs it: this plugin's code, napari's, vispy's, Qt's and the rest.
@@ -59,16 +61,20 @@ def _count_opens(event: str, args: tuple) -> None:
             _OPENED[args[0]] += 1
 
 
-def time_reader(folder: Path, repeat: int) -> dict:
-    """Best-of-``repeat`` seconds of napari_get_reader + the reader call; layers made; file
-    opens of one call per file of the pairs opened."""
+def time_reader(fresh, repeat: int) -> dict:
+    """Best-of-``repeat`` wall and CPU seconds of napari_get_reader + the reader call, each
+    on a new copy of the folder (``fresh()``: nothing of it read before, as when a user
+    opens it); layers made; file opens of one call per file of the pairs opened."""
     from napari_tmunet._reader import napari_get_reader
 
-    best, layers = float("inf"), []
+    best, cpu, layers = float("inf"), float("inf"), []
     for _ in range(repeat):
-        start = time.perf_counter()
+        folder = fresh()
+        start, cpu_start = time.perf_counter(), time.process_time()
         layers = napari_get_reader(str(folder))(str(folder))
         best = min(best, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - cpu_start)
+    folder = fresh()
     _OPENED.clear()
     _COUNTING.append(folder)
     napari_get_reader(str(folder))(str(folder))
@@ -76,28 +82,31 @@ def time_reader(folder: Path, repeat: int) -> dict:
     made = [layer for layer in layers if len(layer) == 3]
     return {
         "reader_s": round(best, 3),
+        "reader_cpu_s": round(cpu, 3),
         "layers": len(made),
         "opens_per_file": round(sum(_OPENED.values()) / max(1, len(made)), 1),
         "files_opened": len(_OPENED),
     }
 
 
-def time_launcher(folder: Path, repeat: int) -> dict:
-    """Best-of-``repeat`` seconds of the launcher's checks of ``napari-tmunet FOLDER`` and
-    the reading it has napari do, without a window."""
+def time_launcher(fresh, repeat: int) -> dict:
+    """Best-of-``repeat`` wall and CPU seconds of the launcher's checks of ``napari-tmunet
+    FOLDER`` and the reading it has napari do, without a window, each on a new copy."""
     from napari_tmunet import launch
     from napari_tmunet._reader import napari_get_reader
 
-    best = float("inf")
+    best, cpu = float("inf"), float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        folder = fresh()
+        start, cpu_start = time.perf_counter(), time.process_time()
         args = launch.build_parser().parse_args([str(folder)])
         problem = launch._paths_problem(args)
         assert problem is None, problem
         assert launch._tmunet_reads(str(folder))
         napari_get_reader(str(folder))(str(folder))
         best = min(best, time.perf_counter() - start)
-    return {"launcher_s": round(best, 3)}
+        cpu = min(cpu, time.process_time() - cpu_start)
+    return {"launcher_s": round(best, 3), "launcher_cpu_s": round(cpu, 3)}
 
 
 @contextlib.contextmanager
@@ -207,15 +216,22 @@ def measure(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_viewer:  # napari's one-time costs (imports, shaders) out of the rows
             time_viewer(build_folder(Path(tmp), 1, "warm"), "file_open")
+        copies = iter(range(1 << 20))
         for layout in args.layouts:
-            folder = build_folder(Path(tmp), args.n, layout)
+
+            def fresh(layout=layout):
+                """A new copy of the folder, in a folder of its own."""
+                root = Path(tmp) / f"copy{next(copies)}"
+                root.mkdir()
+                return build_folder(root, args.n, layout)
+
             row = {"code": str(Path(napari_tmunet.__file__).parents[1]), "layout": layout}
-            row |= time_reader(folder, args.repeat) | time_launcher(folder, args.repeat)
+            row |= time_reader(fresh, args.repeat) | time_launcher(fresh, args.repeat)
             if not args.no_viewer:
                 if args.profile:
                     print(f"--- profile: viewer.open, {layout}, {row['code']}", flush=True)
-                row |= time_viewer(folder, "file_open", args.top if args.profile else 0)
-                row |= time_viewer(folder, "launch_open")
+                row |= time_viewer(fresh(), "file_open", args.top if args.profile else 0)
+                row |= time_viewer(fresh(), "launch_open")
             rows.append(row)
     return rows
 
@@ -259,7 +275,7 @@ def main() -> None:
         del argv[at : at + 1 + len(args.code)]
     rows = [row for code in args.code for row in run_child(code.resolve(), argv)]
     print(
-        "code | layout | layers | reader s | opens/file | launcher s | "
+        "code | layout | layers | reader s (CPU s) | opens/file | launcher s (CPU s) | "
         "File > Open s (CPU s; reader CPU s) | launcher open s (CPU s; reader CPU s)"
     )
     for row in rows:
@@ -269,8 +285,9 @@ def main() -> None:
             for how in ("file_open", "launch_open")
         ]
         print(
-            f"{row['code']} | {row['layout']} | {row['layers']} | {row['reader_s']} | "
-            f"{row['opens_per_file']} | {row['launcher_s']} | {viewer[0]} | {viewer[1]}"
+            f"{row['code']} | {row['layout']} | {row['layers']} | {row['reader_s']} "
+            f"({row['reader_cpu_s']}) | {row['opens_per_file']} | {row['launcher_s']} "
+            f"({row['launcher_cpu_s']}) | {viewer[0]} | {viewer[1]}"
         )
 
 
