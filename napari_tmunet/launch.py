@@ -473,13 +473,18 @@ def _pictures_named_as_masks(paths: list[str]) -> set[Path]:
     ``x_mask.png``, an ultrasound picture ``liver-labels.png``; one all of one value, an
     empty mask, is a mask by its name). One whose picture is given stays its mask, by
     name."""
-    files = [Path(path) for path in paths if _is_image_file(path)]
-    named = {file: _mask_picture(file) for file in files}
+    from collections import Counter
+
+    named = {Path(path): _mask_picture(path) for path in paths if _is_image_file(path)}
+    # counted once, not scanned per file (a shell pattern gives thousands of files)
+    stems = Counter(file.stem for file in named)  # files given per base name
+    wanted = Counter(name for name in named.values() if name)  # files named as NAME's mask
     pictures: set[Path] = set()
     for file, picture in named.items():
-        if picture is None or any(f.stem == picture and f != file for f in files):
-            continue  # no mask by name, or its picture is given
-        has_mask = any(name == file.stem for other, name in named.items() if other != file)
+        own = file.stem == picture  # masks/NAME.png: named as its own picture
+        if picture is None or stems[picture] > own:
+            continue  # no mask by name, or its picture is given (another file of its name)
+        has_mask = wanted[file.stem] > own  # another file is named as its mask
         if has_mask or not _orphan_holds_mask(file):
             pictures.add(file)
     return pictures
