@@ -296,13 +296,21 @@ def read_paired_folder(path: str | Sequence[str], start: int = 0) -> list[LayerD
     in a warning naming them. Only the folder's first :data:`MAX_FOLDER_PAIRS` pictures
     and lone masks (from the ``start``-th, 0-based: the launcher's ``--from``) are read
     and opened (:func:`_first_part`)."""
+    from .data.images import decoding_once
+
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
         pairing = _pairing(_folder_images(root, _image_suffixes()))
     except OSError as err:
         _notify_error(f"napari-tmunet could not list the folder {root}: {err.strerror or err}")
         return [(None,)]
-    pairing = _first_part(root, pairing, start)
+    with decoding_once():  # a lone mask (or picture) judged by its pixels is decoded once
+        return _read_pairing(root, _first_part(root, pairing, start))
+
+
+def _read_pairing(root: Path, pairing) -> list[LayerData]:
+    """:func:`read_paired_folder`'s layers of ``pairing`` (of the folder ``root``, cut to
+    the pictures and lone masks to open, orphans judged), with its notifications."""
     items = pairing.items
     layers: list[LayerData] = []
     merged, separate, left_out = [], [], _masks_left_out(pairing)
@@ -503,7 +511,7 @@ def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """
     root = Path(path if isinstance(path, str | os.PathLike) else path[0])
     try:
-        items, skipped = _dataset_items(root)
+        items, skipped = _dataset_items(root, start)
     except Exception as err:
         _notify_error(f"napari-tmunet could not list the dataset {root}: {err}")
         return [(None,)]
@@ -793,7 +801,7 @@ def _valid_unit(unit: str) -> bool:
     return True
 
 
-def _dataset_items(root: Path) -> tuple[list[tuple[Path, list[Path]]], str | None]:
+def _dataset_items(root: Path, start: int = 0) -> tuple[list[tuple[Path, list[Path]]], str | None]:
     """(image, its mask files) per image in ``root/images``, and a note on what was
     skipped.
 
@@ -801,13 +809,15 @@ def _dataset_items(root: Path) -> tuple[list[tuple[Path, list[Path]]], str | Non
     writer's ``masks/NAME mask.tif`` beside ``masks/NAME.png``), which it leaves out of
     training, comes with all of them (each opens as its own layer, which the reader's
     note says instead of the skip); images it could not pair (no mask yet, or a mask of
-    another size) still open alone, so they can be annotated.
+    another size) still open alone, so they can be annotated. Sizes are read only for
+    the :data:`MAX_FOLDER_PAIRS` images from the ``start``-th (0-based), those that open
+    (:func:`_sized_items`).
     """
     from dataclasses import replace
 
     from .data.datasets import natural_key, scan_pairs
 
-    report = scan_pairs(root, check_sizes=True)
+    report = scan_pairs(root, check_sizes=False)
     items = [(p.image_path, list(p.mask_paths)) for p in report.pairs]
     items += [(image, list(masks)) for image, masks in report.several_kinds]
     listed = {image for image, _ in items}
@@ -818,9 +828,32 @@ def _dataset_items(root: Path) -> tuple[list[tuple[Path, list[Path]]], str | Non
         if _is_image_file(p, suffixes) and not p.name.startswith(".") and p not in listed
     ]
     items.sort(key=lambda item: natural_key(item[0].stem))
+    items = _sized_items(report, items, start)
     opened_apart = {str(image) for image, _ in report.several_kinds}
     skipped = [item for item in report.skipped if item[0] not in opened_apart]
     return items, (replace(report, skipped=skipped).summary() if skipped else None)
+
+
+def _sized_items(report, items: list[tuple[Path, list[Path]]], start: int) -> list:
+    """``items`` (image, its mask files) of the scan ``report`` (sizes not checked), the
+    :data:`MAX_FOLDER_PAIRS` from the ``start``-th (those that open) checked as
+    ``data.scan_pairs`` checks a pair (``data.datasets.pair_size_problem``): one that
+    makes no pair (a mask of another size, an unreadable header) opens its image alone,
+    its reason in ``report.skipped`` and the pair out of ``report.pairs``. The others are
+    not read: a folder of thousands of pairs opens 25."""
+    from .data.datasets import pair_size_problem
+
+    pairs = {pair.image_path: pair for pair in report.pairs}
+    sized = list(items)
+    for index in range(start, min(start + MAX_FOLDER_PAIRS, len(items))):
+        image, masks = items[index]
+        pair = pairs.get(image)
+        problem = pair and pair_size_problem(image, masks)
+        if problem:
+            report.skipped.append((pair.name, problem))
+            report.pairs.remove(pair)
+            sized[index] = (image, [])
+    return sized
 
 
 def _failure(path: Path, err: Exception, what: str = "") -> str:

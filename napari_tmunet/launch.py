@@ -473,13 +473,18 @@ def _pictures_named_as_masks(paths: list[str]) -> set[Path]:
     ``x_mask.png``, an ultrasound picture ``liver-labels.png``; one all of one value, an
     empty mask, is a mask by its name). One whose picture is given stays its mask, by
     name."""
-    files = [Path(path) for path in paths if _is_image_file(path)]
-    named = {file: _mask_picture(file) for file in files}
+    from collections import Counter
+
+    named = {Path(path): _mask_picture(path) for path in paths if _is_image_file(path)}
+    # counted once, not scanned per file (a shell pattern gives thousands of files)
+    stems = Counter(file.stem for file in named)  # files given per base name
+    wanted = Counter(name for name in named.values() if name)  # files named as NAME's mask
     pictures: set[Path] = set()
     for file, picture in named.items():
-        if picture is None or any(f.stem == picture and f != file for f in files):
-            continue  # no mask by name, or its picture is given
-        has_mask = any(name == file.stem for other, name in named.items() if other != file)
+        own = file.stem == picture  # masks/NAME.png: named as its own picture
+        if picture is None or stems[picture] > own:
+            continue  # no mask by name, or its picture is given (another file of its name)
+        has_mask = wanted[file.stem] > own  # another file is named as its mask
         if has_mask or not _orphan_holds_mask(file):
             pictures.add(file)
     return pictures
@@ -701,24 +706,35 @@ def _open_path(viewer, path: str, start: int | None = None) -> None:
     from .data.images import orientation_applied
 
     try:
-        if start is not None:  # read_from tells its folder apart itself
-            from ._reader import read_from
+        with _one_update(viewer):
+            if start is not None:  # read_from tells its folder apart itself
+                from ._reader import read_from
 
-            layers = [layer for layer in read_from(path, start - 1) if len(layer) == 3]
-            for data, kwargs, kind in layers:  # (None,): nothing read, said by the reader
-                getattr(viewer, f"add_{kind}")(data, **kwargs)
-            return
-        plugin = PLUGIN if _tmunet_reads(path) else "napari"
-        if plugin == "napari" and (napari_keeps_as_stored(path) or orientation_applied(path)):
-            from ._reader import image_layer_data
+                layers = [layer for layer in read_from(path, start - 1) if len(layer) == 3]
+                for data, kwargs, kind in layers:  # (None,): nothing read, said by the reader
+                    getattr(viewer, f"add_{kind}")(data, **kwargs)
+                return
+            plugin = PLUGIN if _tmunet_reads(path) else "napari"
+            keeps = plugin == "napari" and napari_keeps_as_stored(path)
+            if keeps or (plugin == "napari" and orientation_applied(path)):
+                from ._reader import image_layer_data
 
-            data, kwargs, _ = image_layer_data(Path(path))
-            viewer.add_image(data, **kwargs)
-        else:
-            viewer.open(path, plugin=plugin)
+                data, kwargs, _ = image_layer_data(Path(path))
+                viewer.add_image(data, **kwargs)
+            else:
+                viewer.open(path, plugin=plugin)
     except Exception as err:  # a reader's error: one line, not a traceback
         viewer.close()
         raise CannotOpen(f"cannot open {path}: {' '.join(str(err).split())}") from err
+
+
+def _one_update(viewer):
+    """A block in which the layers added to ``viewer`` update napari's scene once, at its
+    end (``LayerList.batched_update``, napari 0.6 and later; else nothing). napari
+    otherwise updates every layer's overlays and draws the canvas on each add: opening a
+    folder's 50 layers took about 1 s more of its 5-6 s so (bench/open_folder.py)."""
+    batched = getattr(viewer.layers, "batched_update", None)
+    return batched() if batched is not None else contextlib.nullcontext()
 
 
 def _interactive(args: argparse.Namespace) -> int:

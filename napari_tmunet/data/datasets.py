@@ -314,21 +314,28 @@ def _add_pair(report: PairingReport, name: str, image: Path, masks: list[Path]) 
     """Add the pair (``image``, ``masks``) to ``report``, or, where its sizes are checked
     (``report.sizes_checked``), the reason it is skipped: an unreadable header, a mask of
     another size than the image, an image too small to train on."""
-    if report.sizes_checked:
-        try:
-            image_hw = image_shape(image)
-            masks_hw = [image_shape(mask) for mask in masks]
-        except ImageReadError as error:
-            report.skipped.append((name, str(error)))
-            return
-        for mask, mask_hw in zip(masks, masks_hw, strict=True):
-            if image_hw != mask_hw:
-                report.skipped.append((name, _mismatch(image, image_hw, mask, mask_hw)))
-                return
-        if min(image_hw) < MIN_SIDE:
-            report.skipped.append((name, _too_small(image, image_hw)))
-            return
+    problem = pair_size_problem(image, masks) if report.sizes_checked else None
+    if problem:
+        report.skipped.append((name, problem))
+        return
     report.pairs.append(Pair(name, image, masks[0], tuple(masks[1:])))
+
+
+def pair_size_problem(image: Path, masks: Sequence[Path]) -> str | None:
+    """Why ``image`` and its mask files ``masks`` make no pair, from their headers: an
+    unreadable header, a mask of another size than the image, an image too small to
+    train on (a sentence naming the files); None when they make one."""
+    try:
+        image_hw = image_shape(image)
+        masks_hw = [image_shape(mask) for mask in masks]
+    except ImageReadError as error:
+        return str(error)
+    for mask, mask_hw in zip(masks, masks_hw, strict=True):
+        if image_hw != mask_hw:
+            return _mismatch(image, image_hw, mask, mask_hw)
+    if min(image_hw) < MIN_SIDE:
+        return _too_small(image, image_hw)
+    return None
 
 
 def _beside_pairing(root: Path):

@@ -19,10 +19,15 @@ of 3 or 4 frames as napari's labels writer saves one.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
+import stat
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,17 +149,41 @@ def read_image(
     Raises:
         ImageReadError: naming the path and the cause (ImageTooLargeError over budget).
     """
+    path = Path(path)
+    array, stacked = _checked_pixels(path, max_pixels)
+    if stacked and not allow_stack:
+        raise ImageReadError(
+            f"{path}: a stack of {array.shape[0]} pages (shape {array.shape}); "
+            "expected a single 2-D image: save one page per file"
+        )
+    return array
+
+
+def _checked_pixels(path: Path, max_pixels: int | None) -> tuple[np.ndarray, bool]:
+    """(pixels, whether they are a stack of pages) of the image file ``path``, its header
+    checked against the pixel budget before, its pixels' type and size after (see
+    :func:`read_image`); in a :func:`decoding_once` block, the pixels kept of this version
+    of the file taken instead of decoding it again."""
     from .budget import check_budget
     from .budget import max_pixels as budget
 
-    path = Path(path)
     check_budget(path, read_header(path), budget(max_pixels))
-    suffix = path.suffix.lower()
+    array, stacked = _take_kept(path) or _decode(path)
+    if array.dtype.kind not in "biuf":
+        raise ImageReadError(
+            f"{path}: pixels of type {array.dtype}; expected real numbers (integers or floats)"
+        )
+    if array.size == 0:
+        raise ImageReadError(f"{path}: the image has no pixels (shape {array.shape})")
+    return array, stacked
+
+
+def _decode(path: Path) -> tuple[np.ndarray, bool]:
+    """(pixels, whether a stack of pages) decoded from the image file ``path``."""
     try:
-        if suffix in TIFF_SUFFIXES:
-            array, stacked = _read_tiff(path)
-        else:
-            array, stacked = _read_pillow(path), False
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return _read_tiff(path)
+        return _read_pillow(path), False
     except ImageReadError:
         raise
     except Exception as error:  # decoders raise many types; the caller needs one
@@ -163,18 +192,54 @@ def read_image(
         raise ImageReadError(
             f"{path}: cannot decode image ({type(error).__name__}: {error}); {EXPORT_AGAIN}"
         ) from error
-    if array.dtype.kind not in "biuf":
-        raise ImageReadError(
-            f"{path}: pixels of type {array.dtype}; expected real numbers (integers or floats)"
-        )
-    if array.size == 0:
-        raise ImageReadError(f"{path}: the image has no pixels (shape {array.shape})")
-    if stacked and not allow_stack:
-        raise ImageReadError(
-            f"{path}: a stack of {array.shape[0]} pages (shape {array.shape}); "
-            "expected a single 2-D image: save one page per file"
-        )
-    return array
+
+
+# Pixels kept in a decoding_once() block, per thread (a dock's worker reading the same
+# file meanwhile decodes its own): {file version: (pixels, stacked)}, or None outside one.
+_KEPT = threading.local()
+# at most this many bytes kept at once (more: decoded again when opened)
+KEEP_DECODED_BYTES = 256 << 20
+
+
+@contextlib.contextmanager
+def decoding_once() -> Iterator[None]:
+    """Within the block, in this thread, the pixels that :func:`file_looks_like_mask`
+    decodes are kept (up to :data:`KEEP_DECODED_BYTES` in all) for the next
+    :func:`read_image` of that version of the file, which takes them instead of decoding
+    the file again: a file named as a mask without its picture is judged by its pixels,
+    then opened (``data.mask_names.judge_orphans``, then the reader), decoded once."""
+    if getattr(_KEPT, "files", None) is not None:  # nested: the outer block keeps them
+        yield
+        return
+    _KEPT.files = {}
+    try:
+        yield
+    finally:
+        _KEPT.files = None  # what was not taken is let go
+
+
+def _keep(path: Path, pixels: tuple[np.ndarray, bool]) -> None:
+    """Keep ``pixels`` of the file ``path`` in this thread's :func:`decoding_once` block,
+    if one is open and they fit in :data:`KEEP_DECODED_BYTES`."""
+    kept = getattr(_KEPT, "files", None)
+    if kept is None:
+        return
+    held = sum(array.nbytes for array, _ in kept.values())
+    if held + pixels[0].nbytes <= KEEP_DECODED_BYTES:
+        with contextlib.suppress(OSError):  # gone meanwhile: nothing to keep
+            kept[file_version(path)[1:]] = pixels
+
+
+def _take_kept(path: Path) -> tuple[np.ndarray, bool] | None:
+    """The pixels kept of this version of the file ``path`` (:func:`_keep`), taken out of
+    the block (used once), or None."""
+    kept = getattr(_KEPT, "files", None)
+    if not kept:
+        return None
+    try:
+        return kept.pop(file_version(path)[1:], None)
+    except OSError:  # gone: its read says so
+        return None
 
 
 def open_image(path: str | os.PathLike, *, max_pixels: int | None = None):
@@ -214,8 +279,6 @@ def read_header(path: str | os.PathLike):
         ImageReadError: unsupported suffix, missing or empty file, unreadable or
             implausible header, complex or non-numeric pixel type.
     """
-    from .budget import read_header as header_of
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -226,10 +289,11 @@ def read_header(path: str | os.PathLike):
     if not path.is_file():  # also keeps FIFOs and devices out: opening one would block
         what = "not a file" if path.exists() else "no such file"
         raise ImageReadError(f"{path}: {what}")
-    if path.stat().st_size == 0:
+    info = path.stat()
+    if info.st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes); {EXPORT_AGAIN}")
     try:
-        return header_of(path)
+        return _header_of_version(*file_version(path, info))
     except ImageReadError:
         raise
     except Exception as error:
@@ -238,6 +302,25 @@ def read_header(path: str | os.PathLike):
         raise ImageReadError(
             f"{path}: not a readable PNG, JPEG, BMP or TIFF image; {EXPORT_AGAIN}"
         ) from error
+
+
+def file_version(path: Path, info: os.stat_result | None = None) -> tuple:
+    """(path as given, device, inode, modification time in ns, size) of the file ``path``
+    (``info``: its ``os.stat`` when already taken): the key of what is cached per version of
+    a file, so a file rewritten or replaced is read again."""
+    info = info or path.stat()
+    return str(path), info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
+
+
+# Opening a folder asks each file's header several times (its size check against its
+# picture, the pixel budget before decoding, its orientation note, ...): one read per
+# version of a file. Errors are not kept: a damaged file is read (and reported) again.
+@functools.lru_cache(maxsize=1024)
+def _header_of_version(path: str, *_version: int):
+    """``data.budget.read_header`` of one version of the file ``path`` (:func:`file_version`)."""
+    from .budget import read_header as header_of
+
+    return header_of(Path(path))
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:
@@ -634,14 +717,34 @@ def saved_mask_kind(path: str | os.PathLike) -> str | None:
     Never raises.
     """
     try:
-        if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        path = Path(path)
+        if path.suffix.lower() not in TIFF_SUFFIXES:
             return None
-        import tifffile
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open
+            return None
+        version = file_version(path, info)[1:]
+        if version not in _MASK_KINDS:
+            import tifffile
 
-        with tifffile.TiffFile(path) as tif:
-            return _mask_kind(tif)
+            with tifffile.TiffFile(path) as tif:
+                _remember_kind(version, _mask_kind(tif))
+        return _MASK_KINDS[version]
     except Exception:  # unreadable files are the image reader's to report
         return None
+
+
+# saved_mask_kind per file version (file_version less the path): asked of a mask when its
+# families are told apart, again when it is opened (read_saved_mask), and by the docks
+# on each choice of a layer; one read per version of a file.
+_MASK_KINDS: dict[tuple, str | None] = {}
+
+
+def _remember_kind(version: tuple, kind: str | None) -> None:
+    """Keep ``kind`` (:func:`saved_mask_kind`) of the file ``version``; at most 1024 kept."""
+    if len(_MASK_KINDS) >= 1024:  # a new start: kinds are cheap to read again
+        _MASK_KINDS.clear()
+    _MASK_KINDS[version] = kind
 
 
 @dataclass
@@ -659,7 +762,8 @@ class SavedMask:
 def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> SavedMask | None:
     """Kind, pixels, written shape and pixel size of a mask ``write_mask`` saved as a TIFF,
     from one opening of the file; None for any other file (unreadable ones included: the
-    image reader reports them).
+    image reader reports them); a file :func:`saved_mask_kind` found unmarked is not
+    opened again.
 
     Raises:
         ImageReadError: a marked file whose pixels cannot be read (over the pixel budget
@@ -670,6 +774,9 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
 
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return None
+    version = file_version(path)[1:]
+    if version in _MASK_KINDS and _MASK_KINDS[version] is None:  # known unmarked: not opened
         return None
     try:
         import tifffile
@@ -682,6 +789,7 @@ def read_saved_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -
             kind = _mask_kind(tif)
         except Exception:  # damaged metadata: not one of ours
             kind = None
+        _remember_kind(version, kind)
         if kind is None:
             return None
         try:
@@ -1065,12 +1173,15 @@ def file_looks_like_mask(path: str | os.PathLike, *, one_value_is_mask: bool = F
     one value (:func:`holds_one_value`: all 0, all 255), which pixels cannot tell from a
     plain picture: for a file whose name says mask (``data.mask_names.orphan_holds_mask``).
     False for a file that cannot be read or holds more than :data:`MASK_CHECK_MAX_PIXELS`
-    pixels, or than the pixel budget (not decoded)."""
+    pixels, or than the pixel budget (not decoded). In a :func:`decoding_once` block its
+    pixels are kept for the file's opening."""
     from .budget import max_pixels
 
     try:
         limit = min(MASK_CHECK_MAX_PIXELS, max_pixels())
-        array = read_image(path, max_pixels=limit)
+        pixels = _checked_pixels(Path(path), limit)
+        _keep(Path(path), pixels)  # opened next, in a decoding_once block: not decoded again
+        array = pixels[0]
         return looks_like_mask(array) or (one_value_is_mask and holds_one_value(array))
     except ValueError:  # unreadable, too large, a bad budget: the opening reports or reads it
         return False
