@@ -301,7 +301,9 @@ def weights_misfit(model: nn.Module, state: dict) -> str:
         ("not in the model", unexpected),
         ("of another shape", shaped),
     )
-    return "; ".join(f"{len(names)} {what}: {_first_names(names)}" for what, names in kinds if names)
+    return "; ".join(
+        f"{len(names)} {what}: {_first_names(names)}" for what, names in kinds if names
+    )
 
 
 def _misfit_advice(written: str | None) -> str:
