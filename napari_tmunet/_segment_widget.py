@@ -259,7 +259,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 ("sliding-window tiles", "tile"),
             ],
         )
-        self.mode_note = Label(value="", visible=False)  # how Mode runs a large image
+        # how Mode runs a large image, or one in a mode its model was not trained for
+        self.mode_note = Label(value="", visible=False)
         self.output = ComboBox(
             label="Output",
             choices=[
@@ -929,9 +930,10 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         )
 
     def _show_mode_note(self, _value=None) -> None:
-        """Say under Mode how Segment runs the chosen image when it is large: resized to
-        the shown model's input or in how many tiles (:func:`mode_note`: the checkpoint's
-        header, read once per file version, no torch; no pixel read)."""
+        """Say under Mode how Segment runs the chosen image when it is large, or in a mode
+        other than the one the shown model was trained for: resized to its input or in how
+        many tiles (:func:`mode_note`: the checkpoint's header, read once per file version,
+        no torch; no pixel read)."""
         layer, model = self.image.value, self._shown_model()
         note = ""
         if layer is not None and model:
@@ -1447,6 +1449,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             f"{took} with {model} ({mode}, {_cutoffs(outcome.label_options)})"
         )
         line += hidden
+        if outcome.mode_mismatch:  # a mode chosen other than the model's own
+            line += f"; {outcome.mode_mismatch}"
         if outcome.conversion:
             line += f"; {outcome.conversion}"
         if misfit:

@@ -130,7 +130,8 @@ print("torch" in sys.modules)
         "choose Mode tile for a slide",
         "4976 x 4232 image: 143 tiles of 512 x 512; the model was trained on whole frames resized",
         "4976 x 4232 image: 572 tiles of 256 x 256",
-        "4976 x 4232 image: resized to the model's 256 x 256 input, though it was trained on tiles",
+        "4976 x 4232 image: resized to the model's 256 x 256 input, though the model was "
+        "trained on tiles at full resolution: choose Mode tile (or auto)",
         "''",
         "False",
     ]
