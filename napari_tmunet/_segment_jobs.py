@@ -24,6 +24,7 @@ from . import registry
 from .checkpoint_header import read_header
 from .config import InputConfig
 from .data.budget import in_bands
+from .errors import plural
 from .options import inference_mode
 from .postprocess import (
     LabelOptions,
@@ -220,10 +221,11 @@ def mode_mismatch(chosen: str, runs: str, trained: str) -> str:
 def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
     """How Segment runs ``image`` with ``model`` in ``mode`` ("auto", "resize", "tile"), in
     a line for the dock before the run. A mode chosen other than the model's own
-    (:func:`mode_mismatch`): how it runs, and the mode to choose. A large image (a side over
-    :data:`LARGE_IMAGE`): resized to the model's input (as it was trained, or not), or in
-    how many tiles. A small one: :func:`_small_note`. "" otherwise, or for a model whose
-    header cannot be read (:func:`checkpoint_header`)."""
+    (:func:`mode_mismatch`): how it runs, and the mode to choose (except tiles for a large
+    image, as a slide needs). A large image (a side over :data:`LARGE_IMAGE`): resized to
+    the model's input as it was trained, or in how many tiles. A small one:
+    :func:`_small_note`. "" otherwise, or for a model whose header cannot be read
+    (:func:`checkpoint_header`)."""
     spatial = _spatial(np.shape(image), rgb)
     H, W = spatial[-2:]
     header = checkpoint_header(model)
@@ -235,13 +237,16 @@ def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
     what = f"{W} x {H} image"
     text = f"{what}: {_how_runs((H, W), (h, w), runs)}"
     mismatch = mode_mismatch(mode, runs, trained)
-    large = max(H, W) > LARGE_IMAGE
-    if mismatch and not (large and runs == "tile"):  # a slide needs tiles, whatever the model
-        return f"{text}, though {mismatch}"
-    if not large:
-        return _small_note(what, (H, W), (h, w), runs)
+    if max(H, W) <= LARGE_IMAGE:
+        small = _small_note(what, (H, W), (h, w), runs)
+        if small and mismatch:
+            return f"{small}; {mismatch}"
+        return f"{text}, though {mismatch}" if mismatch else small
     if runs == "resize":
+        if mismatch:
+            return f"{text}, though {mismatch}"
         return f"{text} as it was trained; choose Mode tile for a slide"
+    # tiles chosen for a large image: a slide needs them, whatever the model was trained on
     if len(spatial) == 2 and in_bands(image):
         text += ", read in bands (over the pixel budget)"
     if trained == "resize":
@@ -255,7 +260,7 @@ def _how_runs(hw: tuple[int, int], size: tuple[int, int], runs: str) -> str:
     windows, each resized), or "16 tiles of 256 x 256"."""
     h, w = size
     if runs != "resize":
-        return f"{tile_count(hw, size)} tiles of {w} x {h}"
+        return f"{plural(tile_count(hw, size), 'tile')} of {w} x {h}"
     windows = resize_window(hw, size)
     parts = "" if windows is None else f"{tile_count(hw, windows)} windows, each "
     return f"{parts}resized to the model's {w} x {h} input"

@@ -254,7 +254,8 @@ def test_the_dock_says_a_small_crop_is_enlarged(make_napari_viewer):
     assert not widget.mode_note.native.isHidden()
     widget.mode.value = "tile"
     assert widget.mode_note.value == (
-        "64 x 64 image: smaller than one 512 x 512 tile; run whole at its own size"
+        "64 x 64 image: smaller than one 512 x 512 tile; run whole at its own size; the model "
+        "was trained on whole images resized to its input: choose Mode resize (or auto)"
     )
     widget.mode.value = AUTO
     widget.image.value = viewer.add_image(frame, name="frame", rgb=True)
