@@ -24,7 +24,6 @@ from . import registry
 from .checkpoint_header import read_header
 from .config import InputConfig
 from .data.budget import in_bands
-from .errors import plural
 from .options import inference_mode
 from .postprocess import (
     LabelOptions,
@@ -35,6 +34,7 @@ from .postprocess import (
     mask_labels,
 )
 from .tile_grid import resize_window, tile_count
+from .words import plural
 
 log = logging.getLogger(__name__)
 AUTO = "auto"

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import plural  # noqa: F401 - the docks' import of it
-
 # Every dock must fit a 1366 x 768 screen beside napari's own panels: this wide at most,
 # and scrolls rather than forcing the window taller.
 DOCK_MAX_MIN_WIDTH = 400

@@ -19,11 +19,6 @@ import threading
 log = logging.getLogger("napari_tmunet")
 
 
-def plural(count: int, noun: str) -> str:
-    """``"1 object"``, ``"2 objects"``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def is_expected(err: BaseException) -> bool:
     """Whether ``err`` is a message for the user: a ValueError or one of this package's errors."""
     module = type(err).__module__ or ""

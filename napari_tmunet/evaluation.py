@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import plural
 from .metrics import PER_IMAGE_KEYS, SegmentationMetrics, f1_from_means, hausdorff_distance
 from .options import canonical_mode
+from .words import plural
 
 if TYPE_CHECKING:
     import torch

@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import plural
 from ..storage import atomic_path
+from ..words import plural
 from .datasets import (
     DATASET_FOLDER,
     DatasetError,
