@@ -34,6 +34,7 @@ from .postprocess import (
     mask_labels,
 )
 from .tile_grid import resize_window, tile_count
+from .words import plural
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -47,6 +48,8 @@ LARGE_IMAGE = 4096
 # the colonoscopy model gave 3 false objects on light reflections and no word of why.
 MAX_QUIET_ENLARGEMENT = 2.0
 INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
+# what a model of each inference mode (Checkpoint.inference_mode) was trained on
+TRAINED_ON = {"tile": "tiles at full resolution", "resize": "whole images resized to its input"}
 
 
 @dataclass
@@ -88,6 +91,7 @@ class SegmentOutcome:
     # (objects, pixels) the confidence gate hid (postprocess.gated_out); None: not known
     hidden: tuple[int, int] | None = None
     windows: int = 1  # windows per frame (SegmentationResult.windows); 1: not known
+    mode_mismatch: str = ""  # why the chosen mode may not suit the model (mode_mismatch)
 
 
 def model_defaults(checkpoint) -> dict[str, Any]:
@@ -202,11 +206,25 @@ def resolve(
     )
 
 
+def mode_mismatch(chosen: str, runs: str, trained: str) -> str:
+    """Why mode ``runs``, chosen by the user (``chosen`` not "auto"), may not suit a model
+    trained in mode ``trained`` (``Checkpoint.inference_mode``), and the Mode to choose;
+    "" when it runs as trained, or as "auto" chose (tile for an image read in bands, the
+    only way to run it)."""
+    if chosen == AUTO or runs == trained or trained not in TRAINED_ON:
+        return ""
+    # the nuclei model (tiles) resized a 1000 x 1000 MoNuSeg tile to 256 x 256: nuclei 3.9x
+    # smaller than it learnt, Dice 0.52 for 0.82 tiled (tester35 #1)
+    return f"the model was trained on {TRAINED_ON[trained]}: choose Mode {trained} (or auto)"
+
+
 def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
     """How Segment runs ``image`` with ``model`` in ``mode`` ("auto", "resize", "tile"), in
-    a line for the dock before the run. A large image (a side over :data:`LARGE_IMAGE`):
-    resized to the model's input (as it was trained, or not), or in how many tiles. A small
-    one: :func:`_small_note`. "" otherwise, or for a model whose header cannot be read
+    a line for the dock before the run. A mode chosen other than the model's own
+    (:func:`mode_mismatch`): how it runs, and the mode to choose (except tiles for a large
+    image, as a slide needs). A large image (a side over :data:`LARGE_IMAGE`): resized to
+    the model's input as it was trained, or in how many tiles. A small one:
+    :func:`_small_note`. "" otherwise, or for a model whose header cannot be read
     (:func:`checkpoint_header`)."""
     spatial = _spatial(np.shape(image), rgb)
     H, W = spatial[-2:]
@@ -217,21 +235,35 @@ def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:
     runs = auto_mode(trained, image, rgb) if mode == AUTO else mode
     h, w = header.input_config.size
     what = f"{W} x {H} image"
+    text = f"{what}: {_how_runs((H, W), (h, w), runs)}"
+    mismatch = mode_mismatch(mode, runs, trained)
     if max(H, W) <= LARGE_IMAGE:
-        return _small_note(what, (H, W), (h, w), runs)
+        small = _small_note(what, (H, W), (h, w), runs)
+        if small and mismatch:
+            return f"{small}; {mismatch}"
+        return f"{text}, though {mismatch}" if mismatch else small
     if runs == "resize":
-        windows = resize_window((H, W), (h, w))  # an elongated image: windows, each resized
-        parts = "" if windows is None else f"{tile_count((H, W), windows)} windows, each "
-        resized = f"{what}: {parts}resized to the model's {w} x {h} input"
-        if trained != "resize":
-            return f"{resized}, though it was trained on tiles"
-        return f"{resized} as it was trained; choose Mode tile for a slide"
-    text = f"{what}: {tile_count((H, W), (h, w))} tiles of {w} x {h}"
+        if mismatch:
+            return f"{text}, though {mismatch}"
+        return f"{text} as it was trained; choose Mode tile for a slide"
+    # tiles chosen for a large image: a slide needs them, whatever the model was trained on
     if len(spatial) == 2 and in_bands(image):
         text += ", read in bands (over the pixel budget)"
     if trained == "resize":
         text += "; the model was trained on whole frames resized"
     return text
+
+
+def _how_runs(hw: tuple[int, int], size: tuple[int, int], runs: str) -> str:
+    """How an image of ``hw`` (h, w) pixels runs in mode ``runs`` on a model of input
+    ``size`` (h, w): "resized to the model's 256 x 256 input" (an elongated image: in
+    windows, each resized), or "16 tiles of 256 x 256"."""
+    h, w = size
+    if runs != "resize":
+        return f"{plural(tile_count(hw, size), 'tile')} of {w} x {h}"
+    windows = resize_window(hw, size)
+    parts = "" if windows is None else f"{tile_count(hw, windows)} windows, each "
+    return f"{parts}resized to the model's {w} x {h} input"
 
 
 def _small_note(what: str, hw: tuple[int, int], size: tuple[int, int], runs: str) -> str:
@@ -438,5 +470,6 @@ def _segment_one(
                 model_label=options.model_label,
                 hidden=hidden,
                 windows=result.windows,
+                mode_mismatch=mode_mismatch(options.mode, mode, checkpoint.inference_mode),
             ),
         )

@@ -118,6 +118,7 @@ class OutputLayers:
             MODEL_DEFAULTS_KEY: dict(self._defaults),
             "mode": outcome.mode,
             "windows": outcome.windows,
+            "mode_mismatch": outcome.mode_mismatch,
             "device": options.device,
             "image": image.name,
             "seconds": outcome.seconds,  # unrounded: a reopened dock says what the run said
@@ -375,6 +376,7 @@ def adopted_outcome(output: _Output) -> SegmentOutcome:
         model_label=str(meta.get("model_label") or meta.get("model") or ""),
         conversion=str(meta.get("conversion") or ""),
         windows=windows if isinstance(windows, int) else 1,
+        mode_mismatch=str(meta.get("mode_mismatch") or ""),
     )
 
 

@@ -259,7 +259,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 ("sliding-window tiles", "tile"),
             ],
         )
-        self.mode_note = Label(value="", visible=False)  # how Mode runs a large image
+        # how Mode runs a large image, or one in a mode its model was not trained for
+        self.mode_note = Label(value="", visible=False)
         self.output = ComboBox(
             label="Output",
             choices=[
@@ -929,9 +930,10 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         )
 
     def _show_mode_note(self, _value=None) -> None:
-        """Say under Mode how Segment runs the chosen image when it is large: resized to
-        the shown model's input or in how many tiles (:func:`mode_note`: the checkpoint's
-        header, read once per file version, no torch; no pixel read)."""
+        """Say under Mode how Segment runs the chosen image when it is large, or in a mode
+        other than the one the shown model was trained for: resized to its input or in how
+        many tiles (:func:`mode_note`: the checkpoint's header, read once per file version,
+        no torch; no pixel read)."""
         layer, model = self.image.value, self._shown_model()
         note = ""
         if layer is not None and model:
@@ -1447,6 +1449,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             f"{took} with {model} ({mode}, {_cutoffs(outcome.label_options)})"
         )
         line += hidden
+        if outcome.mode_mismatch:  # a mode chosen other than the model's own
+            line += f"; {outcome.mode_mismatch}"
         if outcome.conversion:
             line += f"; {outcome.conversion}"
         if misfit:
@@ -1512,15 +1516,26 @@ def _hint_mask(layer: Image) -> None:
 
 
 def _mask_hint(layer: Image) -> str:
-    """One sentence: ``layer`` looks like a mask, and how to use it as one: the TM-UNet
+    """In a few words: ``layer`` looks like a mask, and how to use it as one: the TM-UNet
     command that reads it as a mask file is read (not napari's Convert to Labels, which
     keeps a 0/255 mask's stray values 1..127 as foreground, and a colour or alpha mask's
     channels as an axis); for a mask the TM-UNet writer saved, to open it with the TM-UNet
-    reader (Labels with its scale; a conversion would leave it at scale 1)."""
+    reader (Labels with its scale; a conversion would leave it at scale 1); for a grey +
+    alpha mask, which napari's reader shows as slices 2 pixels wide, that it cannot be seen
+    as opened."""
     if saved_by_tmunet(layer):  # the TM-UNet reader gives it back as Labels, in place
         return SAVED_MASK_AS_IMAGE.format(name=repr(layer.name))
     start = f"{layer.name!r} looks like a mask (integer values, flat regions), not a picture to "
-    if layer.rgb or is_grey_alpha(layer.data.shape):
+    shape = layer.data.shape
+    if not layer.rgb and is_grey_alpha(shape):
+        # napari shows an (H, W, 2) image's last two axes: H slices W x 2, hence the slider
+        return start + (
+            f"segment. napari's own reader opened it as grey + alpha ({shape[1]} x {shape[0]} "
+            f"x 2), shown as {shape[0]} slices 2 pixels wide on a slider: it cannot be seen "
+            f"as it is. To see it, {CONVERT_TO_MASK}; the Metrics dock takes it as the "
+            "reference as it is."
+        )
+    if layer.rgb:
         return start + (
             "segment: the Metrics dock takes it as the reference as it is; to paint on it, "
             f"{CONVERT_TO_MASK}, or open the picture with its mask: napari-tmunet PICTURE MASK."

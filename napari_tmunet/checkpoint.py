@@ -256,13 +256,19 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             "checkpoint (e.g. best.pt) or train again with a lower learning rate."
         )
     model = build_model(model_config)
+    misfit = weights_misfit(model, state)
+    if misfit:
+        raise CheckpointError(
+            f"weights in {path} do not fit its model config: {misfit}. "
+            + _misfit_advice(payload.get("package_version"))
+        )
     try:
         model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         )
-    except (RuntimeError, TypeError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"weights in {path} do not fit its model config: {first}") from None
+    except (RuntimeError, TypeError, ValueError) as err:  # what weights_misfit does not check
+        text = " ".join(str(err).split())
+        raise CheckpointError(f"weights in {path} do not fit its model config: {text}") from None
     model.to(device).eval()
     return Checkpoint(
         model=model,
@@ -273,3 +279,51 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         training_state=payload.get("training_state"),
         path=Path(path),
     )
+
+
+MISFITS_NAMED = 3  # weight names listed per kind of misfit; the rest are counted
+
+
+def weights_misfit(model: nn.Module, state: dict) -> str:
+    """Which weights of ``state`` do not fit ``model``, in words: those it lacks, those it
+    does not have, those of another shape (a few names of each, the rest counted); ""
+    when all fit."""
+    own = model.state_dict()
+    missing = [name for name in own if name not in state]
+    unexpected = [name for name in state if name not in own]
+    shaped = [
+        f"{name} {tuple(state[name].shape)} (the model's: {tuple(own[name].shape)})"
+        for name in own
+        if name in state and tuple(state[name].shape) != tuple(own[name].shape)
+    ]
+    kinds = (
+        ("missing from the file", missing),
+        ("not in the model", unexpected),
+        ("of another shape", shaped),
+    )
+    return "; ".join(
+        f"{len(names)} {what}: {_first_names(names)}" for what, names in kinds if names
+    )
+
+
+def _misfit_advice(written: str | None) -> str:
+    """What to do about weights that do not fit, by the napari-tmunet version that wrote
+    them (``written``; None: not recorded)."""
+    if written == __version__:  # this code wrote it: edited since, or made for another model
+        return (
+            f"It was written by this version of napari-tmunet ({written}), so it was changed "
+            "since or holds another model's weights: train the model again."
+        )
+    by = f"napari-tmunet {written}" if written else "a napari-tmunet version it does not record"
+    return (
+        f"It was written by {by} (this is {__version__}): use the version that wrote it, or "
+        "train the model again."
+    )
+
+
+def _first_names(names: list[str]) -> str:
+    """The first :data:`MISFITS_NAMED` of ``names``, and how many more."""
+    text = ", ".join(names[:MISFITS_NAMED])
+    if len(names) > MISFITS_NAMED:
+        text += f" and {len(names) - MISFITS_NAMED} more"
+    return text

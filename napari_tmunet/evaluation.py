@@ -20,6 +20,7 @@ import numpy as np
 
 from .metrics import PER_IMAGE_KEYS, SegmentationMetrics, f1_from_means, hausdorff_distance
 from .options import canonical_mode
+from .words import plural
 
 if TYPE_CHECKING:
     import torch
@@ -169,6 +170,24 @@ class Evaluation(SegmentationMetrics):
 
         keys = [*PER_IMAGE_KEYS, *(f"native_{k}" for k in PER_IMAGE_KEYS[1:]), "height", "width"]
         return write_csv(path, self.per_image(), keys)
+
+
+def percent(fraction: float) -> str:
+    """A score in [0, 1] in percent points with its unit, as the docs' tables give them:
+    0.0765 -> "7.65%"."""
+    return f"{100 * fraction:.2f}%"
+
+
+def scores_line(aggregate: dict) -> str:
+    """A test part's scores (:meth:`Evaluation.aggregate`) in one line: Dice, IoU, F1 in
+    %, Hausdorff distances in pixels at the evaluation size, native Dice in %."""
+    a = aggregate
+    return (
+        f"test ({plural(a['count'], 'image')}): Dice {percent(a['dice_mean'])} IoU "
+        f"{percent(a['iou_mean'])} F1 {percent(a['f1'])} HD {a['hd_mean']:.2f} px HD95 "
+        f"{a['hd95_mean']:.2f} px, {plural(a['empty_prediction'], 'empty prediction')}; "
+        f"native Dice {percent(a['native_dice_mean'])}"
+    )
 
 
 PAPER_TEST_SIZE = (512, 512)  # the paper scores every test image at 512 x 512

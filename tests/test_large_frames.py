@@ -130,7 +130,8 @@ print("torch" in sys.modules)
         "choose Mode tile for a slide",
         "4976 x 4232 image: 143 tiles of 512 x 512; the model was trained on whole frames resized",
         "4976 x 4232 image: 572 tiles of 256 x 256",
-        "4976 x 4232 image: resized to the model's 256 x 256 input, though it was trained on tiles",
+        "4976 x 4232 image: resized to the model's 256 x 256 input, though the model was "
+        "trained on tiles at full resolution: choose Mode tile (or auto)",
         "''",
         "False",
     ]
@@ -253,7 +254,8 @@ def test_the_dock_says_a_small_crop_is_enlarged(make_napari_viewer):
     assert not widget.mode_note.native.isHidden()
     widget.mode.value = "tile"
     assert widget.mode_note.value == (
-        "64 x 64 image: smaller than one 512 x 512 tile; run whole at its own size"
+        "64 x 64 image: smaller than one 512 x 512 tile; run whole at its own size; the model "
+        "was trained on whole images resized to its input: choose Mode resize (or auto)"
     )
     widget.mode.value = AUTO
     widget.image.value = viewer.add_image(frame, name="frame", rgb=True)

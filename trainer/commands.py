@@ -336,17 +336,14 @@ def _stop_words(signum: int) -> str:
 
 
 def _print_result(result: dict) -> None:
+    from napari_tmunet.evaluation import scores_line
+
     print(f"run folder: {result['run_dir']}")
     state = "stopped" if result["stopped"] else "finished"
     print(f"{state} at step {result['step']} of {result['total_steps']}; {_outcome(result)}")
     test = result.get("test")
     if test:
-        print(
-            f"test ({test['count']} images): Dice {100 * test['dice_mean']:.2f} IoU "
-            f"{100 * test['iou_mean']:.2f} F1 {100 * test['f1']:.2f} HD {test['hd_mean']:.2f} "
-            f"HD95 {test['hd95_mean']:.2f}, empty predictions {test['empty_prediction']}; "
-            f"native Dice {100 * test['native_dice_mean']:.2f}"
-        )
+        print(scores_line(test))
     eff = result.get("efficiency")
     if eff:
         print(_efficiency_line(eff))
@@ -356,6 +353,8 @@ def _outcome(result: dict) -> str:
     """What a finished fit achieved: a pre-training run's last restoration loss, a
     fine-tune's false-positive pixels where its held-out part has no foreground, else
     its best validation Dice."""
+    from napari_tmunet.evaluation import percent
+
     if result.get("pretext"):
         loss = result.get("train_loss")
         if loss is None:
@@ -364,7 +363,7 @@ def _outcome(result: dict) -> str:
     if not math.isfinite(result["best_score"]):
         counts = result.get("val_false_positive_px")  # a held-out part without foreground
         return _false_positive_outcome(counts, result["step"]) if counts else "no validation score"
-    return f"best validation Dice {result['best_score']:.4f} at step {result['best_step']}"
+    return f"best validation Dice {percent(result['best_score'])} at step {result['best_step']}"
 
 
 def _false_positive_outcome(counts: list, step: int) -> str:

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..storage import atomic_path
+from ..words import plural
 from .datasets import (
     DATASET_FOLDER,
     DatasetError,
@@ -210,9 +211,9 @@ def decode_folder(
         logger.warning("mapped to uint16 by percentiles: %s", _listing(converted))
     if cache.skipped:
         logger.warning(
-            "%s: skipped %d items: %s",
+            "%s: skipped %s: %s",
             root,
-            len(cache.skipped),
+            plural(len(cache.skipped), "item"),
             "; ".join(f"{n}: {e}" for n, e in cache.skipped[:10]),
         )
     logger.info("%s: %d pairs, mask rules %s", root, len(cache), cache.rule_counts())

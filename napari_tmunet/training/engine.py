@@ -50,7 +50,7 @@ from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from ..config import InputConfig, ModelConfig, model_label, samples_for_batchnorm
 from ..data.cache import NativeCache
 from ..data.datasets import DatasetError, save_split
-from ..evaluation import evaluate
+from ..evaluation import evaluate, percent, scores_line
 from ..model import build_model
 from ..storage import folder_lock, jsonable, write_json
 from .batches import Augment, TrainingImages
@@ -899,8 +899,8 @@ class Trainer:
         if self.bar is not None:
             self.bar.set_postfix(
                 loss="-" if loss is None else f"{loss:.4f}",
-                val_dice=f"{record['val_dice']:.4f}",
-                best=f"{self.best_score:.4f}",
+                val_dice=percent(record["val_dice"]),
+                best=percent(self.best_score),
                 refresh=False,
             )
         if not record.get("stopped"):
@@ -908,13 +908,13 @@ class Trainer:
             per_step = (time.time() - began) / max(self.step - first, 1)
             eta = timedelta(seconds=round(per_step * (self.schedule.total_steps - self.step)))
             logger.info(
-                "step %d/%d epoch %.2f: %s, val Dice %.4f (best %.4f at step %d), ETA %s",
+                "step %d/%d epoch %.2f: %s, val Dice %s (best %s at step %d), ETA %s",
                 self.step,
                 self.schedule.total_steps,
                 record["epoch"],
                 loss_text,
-                record["val_dice"],
-                self.best_score,
+                percent(record["val_dice"]),
+                percent(self.best_score),
                 self.best_step,
                 eta,
             )
@@ -939,10 +939,8 @@ class Trainer:
         """One line for a stop, once last.pt is saved: the step, loss and scores."""
         scores = ""
         if "val_dice" in record:
-            scores = (
-                f", val Dice {record['val_dice']:.4f} (best {self.best_score:.4f} at step "
-                f"{self.best_step})"
-            )
+            best = f"best {percent(self.best_score)} at step {self.best_step}"
+            scores = f", val Dice {percent(record['val_dice'])} ({best})"
         elif "val_false_positive_px" in record:
             scores = f", held-out false-positive pixels {record['val_false_positive_px']}"
         logger.info(
@@ -1023,15 +1021,8 @@ class Trainer:
             ev.to_csv(run_dir / "test_metrics.csv")
             summary["test"] = ev.aggregate()
             t = summary["test"]
-            logger.info(
-                "test (%d images): Dice %.4f IoU %.4f F1 %.4f HD %.2f (native Dice %.4f)",
-                t["count"],
-                t["dice_mean"],
-                t["iou_mean"],
-                t["f1"],
-                t["hd_mean"],
-                t["native_dice_mean"],
-            )
+            # debug only: the trainer prints this line once, with the run's outcome
+            logger.debug("%s", scores_line(t))
         write_json(run_dir / "summary.json", summary)
         return summary.get("test")
 
