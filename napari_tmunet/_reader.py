@@ -574,6 +574,11 @@ def image_layer_data(path: Path) -> LayerData:
     return _layer_data(path, open_image(path))
 
 
+# The layer metadata keys of a channel that image_layers_data opened apart: its index in
+# the file, and how many the file has (the Segment dock tells it from a colour image split
+# into layers by them).
+CHANNEL_KEY = "channel"
+CHANNELS_KEY = "channels"
 # napari's colours for channels it opens apart (``channel_axis``): magenta and green for
 # two, else these in turn; added together, as napari blends them.
 _TWO_CHANNEL_COLOURS = ("magenta", "green")
@@ -597,7 +602,7 @@ def image_layers_data(path: Path) -> list[LayerData]:
     for index, channel in enumerate(data):  # (Z, H, W) or (H, W) each
         channel_data, kwargs, kind = _layer_data(path, channel)
         kwargs["name"] = f"{path.stem} [ch {index}]"
-        kwargs["metadata"].update(channel=index, channels=channels.count)
+        kwargs["metadata"].update({CHANNEL_KEY: index, CHANNELS_KEY: channels.count})
         kwargs["colormap"] = colours[index % len(colours)]
         kwargs["blending"] = "additive" if index else "translucent_no_depth"
         layers.append((channel_data, kwargs, kind))
