@@ -146,3 +146,33 @@ def test_segment_on_a_fluorescence_channel(make_napari_viewer, qtbot, channels, 
     three = open_tmunet(viewer, tmp_path / "fluo3.tif")
     widget.image.value = three[1]
     assert "split into layers" not in widget.model_reason.value, widget.model_reason.value
+
+
+def test_a_channel_file_in_a_folder_opens_its_channels_under_its_mask(channels, info, tmp_path):
+    """In a folder of pictures with their masks beside them and in a dataset folder, a
+    file of 2 channels opens as its 2 grey layers, both shown (the first picture), with
+    its real mask over them as Labels named after the first channel (Metrics pairs the
+    channel's labels with it)."""
+    from PIL import Image
+
+    mask_path = DATASETS / "MoNuSeg" / "masks" / f"{TILE.stem}.png"
+    mask, _ = read_mask(mask_path)
+    mask = mask[:SIDE, :SIDE]
+    beside, dataset = tmp_path / "beside", tmp_path / "dataset"
+    for folder, mask_file in ((beside, "fluo2_mask.png"), (dataset / "masks", "fluo2.png")):
+        folder.mkdir(parents=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / mask_file)
+    (dataset / "images").mkdir()
+    for folder in (beside, dataset / "images"):
+        tifffile.imwrite(folder / "fluo2.tif", channels[:2], imagej=True, metadata={"axes": "CYX"})
+    for read, folder in ((_reader.read_paired_folder, beside), (_reader.read_dataset, dataset)):
+        layers = read(str(folder))
+        assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+            ("fluo2 [ch 0]", "image"),
+            ("fluo2 [ch 1]", "image"),
+            ("fluo2 [ch 0] mask", "labels"),
+        ]
+        assert all(kwargs["visible"] for _, kwargs, _ in layers)
+        np.testing.assert_array_equal(layers[1][0], channels[1])
+        np.testing.assert_array_equal(layers[2][0] > 0, mask > 0)
+        assert info.pop().startswith("fluo2: 2 channels opened as 2 layers")
