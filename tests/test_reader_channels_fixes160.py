@@ -121,7 +121,8 @@ def test_segment_on_a_fluorescence_channel(make_napari_viewer, qtbot, channels, 
     image, not the colonoscopy model, one (H, W) labels layer; on a channel of the
     z-stack, labels of its 5 slices (main read them as RGBA, ran the colonoscopy model,
     "alpha channel ignored"; and 10 frames); a channel of a 3-channel 16-bit file is not
-    "one channel of a colour image split into layers"."""
+    "one channel of a colour image split into layers"; the 4-channel file opened with
+    napari's own reader (4 frames) is not called a colour TIFF read channel-first."""
     viewer = make_napari_viewer()
     widget = segment_dock(viewer)
     tifffile.imwrite(tmp_path / "fluo4.tif", channels, imagej=True, metadata={"axes": "CYX"})
@@ -146,6 +147,9 @@ def test_segment_on_a_fluorescence_channel(make_napari_viewer, qtbot, channels, 
     three = open_tmunet(viewer, tmp_path / "fluo3.tif")
     widget.image.value = three[1]
     assert "split into layers" not in widget.model_reason.value, widget.model_reason.value
+    (frames,) = viewer.open(str(tmp_path / "fluo4.tif"), plugin="napari")  # 4 grey frames
+    widget.image.value = frames
+    assert "channel-first colour TIFF" not in widget.model_reason.value  # no colour to open
 
 
 def test_a_channel_file_in_a_folder_opens_its_channels_under_its_mask(channels, info, tmp_path):
