@@ -180,3 +180,24 @@ def test_a_channel_file_in_a_folder_opens_its_channels_under_its_mask(channels, 
         np.testing.assert_array_equal(layers[1][0], channels[1])
         np.testing.assert_array_equal(layers[2][0] > 0, mask > 0)
         assert info.pop().startswith("fluo2: 2 channels opened as 2 layers")
+
+
+def test_predict_says_how_it_segments_a_file_of_channels(channels, tmp_path, capsys):
+    """``napari-tmunet-predict`` on an ImageJ file of 2 slices x 2 channels: one stderr
+    line says it segments 4 grey frames channel by channel and which frames hold which
+    channel; the 4 frame masks are written (main: nothing said, channels interleaved)."""
+    from napari_tmunet.predict_cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    stack = z_stack(channels)[:2]  # (Z=2, C=2, H, W)
+    tifffile.imwrite(folder / "fluo.tif", stack, imagej=True, metadata={"axes": "ZCYX"})
+    argv = [str(folder), str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (
+        "fluo.tif: 2 separate channels of 2 slices (not colour), segmented as 4 grey frames "
+        "channel by channel (frames 0-1: channel 0; frames 2-3: channel 1)"
+    ) in err, err
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == [f"fluo_z{z:04d}.png" for z in range(4)], written
