@@ -10,6 +10,11 @@ scored again; so do unmarked TIFFs of 32/64-bit integers (napari's own writer sa
 labels as uint32), as napari's reader guesses, a stack of 3 or 4 frames too (which the
 TIFF marks RGB: ``data.images.LABEL_DTYPES``).
 
+A TIFF of separate channels that are not one colour picture (fluorescence: 2 or 4
+channels, 16-bit; ``data.images.read_image_channels``) opens as one grey layer per channel,
+as napari's ``channel_axis`` does, its Z/T frames kept as each layer's frames, said in one
+info notification (:func:`image_layers_data`).
+
 Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
 arrays (so Segment treats them alike) without a "Choose reader" question; inside a
 dataset folder they are read here, paired with their masks.
@@ -190,8 +195,8 @@ def read_folder(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     files = _folder_images(root, _image_suffixes())
     files = _first_ones(root, files, "images", MAX_FOLDER_LAYERS, _open_files_hint, start)
     layers = [layer for layer in read_images(files) if len(layer) == 3]  # not the null sentinel
-    for index, (_, kwargs, _) in enumerate(layers):
-        kwargs["visible"] = index == 0  # the others would cover it
+    for _, kwargs, _ in layers:  # the first file's layers (its channels) shown: others cover it
+        kwargs["visible"] = kwargs["metadata"].get("path") == layers[0][1]["metadata"].get("path")
     return layers or [(None,)]
 
 
@@ -316,11 +321,13 @@ def _read_pairing(root: Path, pairing) -> list[LayerData]:
     merged, separate, left_out = [], [], _masks_left_out(pairing)
     for item in items:
         visible = not layers
-        (image,) = read_images([item.picture])  # as a folder's images open: (None,) if unread
-        if len(image) != 3:
+        images = read_images([item.picture])  # as a folder's images open: (None,) if unread
+        if len(images[0]) != 3:
             continue
-        image[1]["visible"] = visible
-        layers.append(image)
+        for _, kwargs, _ in images:  # one layer, or one per channel
+            kwargs["visible"] = visible
+        layers += images
+        image = images[0]
         masks = _fitting_masks(item.picture, item.masks, left_out)
         opened = _add_mask_layers(layers, image, item.picture, masks)
         merged += [(item.picture, paths) for _, paths in opened if len(paths) > 1]
@@ -485,11 +492,10 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
     for p in paths:
         try:
             mask = read_saved_mask(p)  # the file opened once: kind, pixels, shape, size
-            layers.append(
-                saved_mask_layer_data(Path(p), mask)
-                if mask is not None
-                else _labels_if_ids(image_layer_data(Path(p)))
-            )
+            if mask is not None:
+                layers.append(saved_mask_layer_data(Path(p), mask))
+            else:
+                layers += [_labels_if_ids(layer) for layer in image_layers_data(Path(p))]
         except Exception as err:  # any decoder failure becomes a notification
             _notify_error(_failure(Path(p), err))
     return layers or [(None,)]
@@ -523,12 +529,14 @@ def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     merged, separate, left_out = [], [], []
     for image_path, masks in items:
         try:
-            image = image_layer_data(image_path)
+            images = image_layers_data(image_path)  # one layer, or one per channel
         except Exception as err:
             _notify_error(_failure(image_path, err))
             continue
-        image[1]["visible"] = not layers
-        layers.append(image)
+        for _, kwargs, _ in images:
+            kwargs["visible"] = not layers
+        layers += images
+        image = images[0]
         if len(masks) > 1:  # several kinds are not size-checked by scan_pairs (left out there)
             masks = _fitting_masks(image_path, masks, left_out)
         opened = _add_mask_layers(layers, image, image_path, masks)
@@ -558,11 +566,59 @@ def image_layer_data(path: Path) -> LayerData:
     """Layer data for one image file: native dtype, RGB flag, contrast range and scale.
 
     A TIFF over the pixel budget (``data.budget``) opens lazily, as a multiscale layer
-    (see ``_lazy_layer_data``).
+    (see ``_lazy_layer_data``). A TIFF of separate channels gives them as frames
+    (:func:`image_layers_data` opens one layer each).
     """
-    from .data.images import open_image, read_pixel_size
+    from .data.images import open_image
 
-    data = open_image(path)
+    return _layer_data(path, open_image(path))
+
+
+# The layer metadata keys of a channel that image_layers_data opened apart: its index in
+# the file, and how many the file has (the Segment dock tells it from a colour image split
+# into layers by them).
+CHANNEL_KEY = "channel"
+CHANNELS_KEY = "channels"
+# napari's colours for channels it opens apart (``channel_axis``): magenta and green for
+# two, else these in turn; added together, as napari blends them.
+_TWO_CHANNEL_COLOURS = ("magenta", "green")
+_CHANNEL_COLOURS = ("cyan", "magenta", "yellow", "red", "green", "blue")
+
+
+def image_layers_data(path: Path) -> list[LayerData]:
+    """Layer data for one image file (:func:`image_layer_data`); for a TIFF of separate
+    channels (``data.images.read_image_channels``: fluorescence, not one colour picture),
+    one grey image layer per channel, named "NAME [ch 0]", ..., each with its Z/T frames,
+    in napari's channel colours, added together; said in one info notification ("NAME:
+    2 channels opened as 2 layers, 5 slices each"), so no channel is taken for a frame
+    or for colour."""
+    from .data.images import open_image_channels
+
+    data, channels = open_image_channels(path)
+    if channels is None:
+        return [_layer_data(path, data)]
+    colours = _TWO_CHANNEL_COLOURS if channels.count == 2 else _CHANNEL_COLOURS
+    layers = []
+    for index, channel in enumerate(data):  # (Z, H, W) or (H, W) each
+        channel_data, kwargs, kind = _layer_data(path, channel)
+        kwargs["name"] = f"{path.stem} [ch {index}]"
+        kwargs["metadata"].update({CHANNEL_KEY: index, CHANNELS_KEY: channels.count})
+        kwargs["colormap"] = colours[index % len(colours)]
+        kwargs["blending"] = "additive" if index else "translucent_no_depth"
+        layers.append((channel_data, kwargs, kind))
+    each = channels.frames_words()
+    _notify_info(
+        f"{path.stem}: {channels.count} channels opened as {channels.count} layers"
+        + (f", {each} each" if each else "")
+        + " (grey images: the file marks no RGB colour)"
+    )
+    return layers
+
+
+def _layer_data(path: Path, data) -> LayerData:
+    """Image layer data for the pixels ``data`` read from ``path``."""
+    from .data.images import read_pixel_size
+
     if type(data) is not np.ndarray:  # memmap or zarr: over the pixel budget
         return _lazy_layer_data(path, data)
     data, converted = _cmyk_as_rgb(path, data)

@@ -73,6 +73,7 @@ from ._image_layers import (
     orientation_not_applied,
     saved_by_tmunet,
 )
+from ._reader import CHANNEL_KEY
 from ._segment_frames import FrameVisibility, set_visible
 from ._segment_jobs import (
     AUTO,
@@ -1608,8 +1609,12 @@ def _split_channel(layer: Image, layers) -> bool:
     """Whether the grey ``layer`` looks like one channel of a colour image split into layers:
     it and the other grey Image ``layers`` of its shape in channel colours
     (:data:`CHANNEL_COLOURS`) show 3 colours, at least 2 of those layers blended additively
-    (napari blends the first channel over what is under it, the others onto it)."""
+    (napari blends the first channel over what is under it, the others onto it). Never
+    for a channel the TM-UNet reader opened apart (``_reader.CHANNEL_KEY``): the file
+    marks no colour (3 fluorescence channels, say)."""
     if layer.rgb or layer.colormap.name not in CHANNEL_COLOURS:
+        return False
+    if CHANNEL_KEY in layer.metadata:
         return False
     shape = np.shape(full_data(layer))
     group = [

@@ -710,11 +710,14 @@ def _segment(todo: list[Path], models: _Models, args):
 
     from ._segment_jobs import auto_mode
     from .batch import RECOVERABLE, segment_each
-    from .data.images import open_image
+    from .data.images import open_image_channels
 
     for index, path in enumerate(todo):
         try:
-            image = open_image(path, max_pixels=args.max_pixels)
+            image, channels = open_image_channels(path, max_pixels=args.max_pixels)
+            if channels is not None:  # frames channel by channel, said: no model is for them
+                image = image.reshape(-1, *image.shape[-2:])  # (C * Z, H, W)
+                tqdm.write(f"{path.name}: {channels_as_frames(channels)}", file=sys.stderr)
             checkpoint, own, instances = models.for_image(image, path)
             # the model's own, as the dock's "auto": tiles if read in bands
             mode = args.mode or auto_mode(own, image, None, args.max_pixels)
@@ -737,6 +740,22 @@ def _segment(todo: list[Path], models: _Models, args):
         )
         for kind, _, *rest in messages:
             yield (kind, index, *rest)
+
+
+def channels_as_frames(channels) -> str:
+    """How a TIFF's separate channels (``data.images.Channels``) are segmented: as frames,
+    channel by channel, in words naming which frames hold which channel."""
+    each = channels.frames
+    spans = [
+        f"frame {c * each}" if each == 1 else f"frames {c * each}-{(c + 1) * each - 1}"
+        for c in range(channels.count)
+    ]
+    named = "; ".join(f"{span}: channel {c}" for c, span in enumerate(spans))
+    slices = channels.frames_words()
+    return (
+        f"{channels.count} separate channels{f' of {slices}' if slices else ''} (not colour), "
+        f"segmented as {channels.count * each} grey frames channel by channel ({named})"
+    )
 
 
 def default_mode(model: str, checkpoint) -> str:

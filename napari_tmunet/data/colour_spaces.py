@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import LABEL_DTYPES, MIN_SIDE, TIFF_SUFFIXES
+from .images import LABEL_DTYPES, MIN_SIDE, TIFF_SUFFIXES, channels_are_colour
 
 GREY_ALPHA = "grey+alpha"
 CMYK = "cmyk"
@@ -69,9 +69,11 @@ def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> 
     """Whether the file at ``path`` is a colour TIFF of ``frames`` samples per pixel (RGB,
     or RGB + alpha), which napari's own reader gives channel-first, as ``frames`` grey
     frames, when its samples are stored apart (planar), or an ImageJ image of ``frames``
-    channels and no other axis (axes CYX, e.g. a composite), which the TM-UNet reader
-    reads as colour; False for 32/64-bit integer samples (``images.LABEL_DTYPES``: a
-    label stack, which napari's writer saves marked RGB); None when that cannot be
+    channels and no other axis (axes CYX, e.g. a composite) that the TM-UNet reader
+    reads as colour (``images.channels_are_colour``: 3 channels of 8 bits; others are
+    separate channels, e.g. fluorescence); False for 32/64-bit integer samples
+    (``images.LABEL_DTYPES``: a label stack, which napari's writer saves marked RGB);
+    None when that cannot be
     checked (no path, a folder, not a TIFF, an unreadable file).
 
     Reads tags and the ImageJ description only, never pixels. Never raises.
@@ -87,7 +89,8 @@ def stored_channel_first_colour(path: str | os.PathLike | None, frames: int) -> 
                 return False
             if page.photometric == _RGB and page.samplesperpixel == frames:
                 return True
-            return tif.is_imagej and _imagej_channels(tif) == frames
+            colour = channels_are_colour(frames, page.dtype)
+            return colour and tif.is_imagej and _imagej_channels(tif) == frames
     except Exception:  # not a TIFF this can read: not known
         return None
 

@@ -14,7 +14,12 @@ them): those pixels stay as stored.
 
 A TIFF of 3 or 4 samples per pixel is colour (RGB, RGBA, stored interleaved or planar),
 except 32/64-bit integer samples (:data:`LABEL_DTYPES`): those are label ids, a stack
-of 3 or 4 frames as napari's labels writer saves one.
+of 3 or 4 frames as napari's labels writer saves one. A TIFF's channel axis (C in its
+ImageJ, OME or tifffile metadata) is colour only for 3 channels of 8 bits (an RGB
+picture saved channel by channel, :func:`channels_are_colour`); other channels
+(fluorescence: 2 channels, 16-bit, 4 of them) are kept apart from its Z/T frames by
+:func:`read_image_channels` (the napari reader opens one layer each), and
+:func:`read_image` gives them as frames, channel by channel.
 """
 
 from __future__ import annotations
@@ -127,6 +132,38 @@ class ImageTooLargeError(ImageReadError):
     """An image whose header claims more pixels than the pixel budget (``data.budget``)."""
 
 
+@dataclass(frozen=True)
+class Channels:
+    """A TIFF's separate channels as :func:`read_image_channels` read them.
+
+    Attributes:
+        count: how many channels (the first axis of the array read).
+        stack: tifffile's letters of the axes merged into each channel's frames ("" for
+            none, "Z", "T", "TZ"...).
+        frames: frames per channel (1 without a stack).
+    """
+
+    count: int
+    stack: str = ""
+    frames: int = 1
+
+    def frames_words(self) -> str:
+        """Each channel's frames in words ("5 slices", "3 time points"), "" for one."""
+        if self.frames < 2:
+            return ""
+        kind = {"Z": "slices", "T": "time points"}.get(self.stack, "frames")
+        return f"{self.frames} {kind}"
+
+
+def channels_are_colour(count: int, dtype) -> bool:
+    """Whether ``count`` channels of ``dtype`` on a TIFF's channel axis (not samples the
+    file marks RGB) are one colour picture: 3 channels of 8 bits, an RGB picture saved
+    channel by channel (an ImageJ composite, OME channels), as this module always read
+    them. Other channels (2 or 4 of them, or 16-bit: fluorescence) are separate images;
+    no shipped model was trained on them as colour."""
+    return count == 3 and np.dtype(dtype) == np.uint8
+
+
 def read_image(
     path: str | os.PathLike, *, allow_stack: bool = True, max_pixels: int | None = None
 ) -> np.ndarray:
@@ -144,46 +181,79 @@ def read_image(
 
     Returns:
         (H, W) grey, (H, W, C) with C in {3, 4}, or for a multi-page TIFF
-        (Z, H, W) / (Z, H, W, C).
+        (Z, H, W) / (Z, H, W, C); a TIFF's separate channels
+        (:func:`read_image_channels`) as frames, channel by channel.
 
     Raises:
-        ImageReadError: naming the path and the cause (ImageTooLargeError over budget).
+        ImageReadError: naming the path and the cause (ImageTooLargeError over budget);
+            with ``allow_stack`` False, a TIFF of separate channels, saying so.
+    """
+    array, channels = read_image_channels(path, allow_stack=allow_stack, max_pixels=max_pixels)
+    if channels is None:
+        return array
+    if not allow_stack:
+        raise ImageReadError(
+            f"{path}: {channels.count} separate channels (a fluorescence image?); expected "
+            "a single grey or colour image: save each channel as its own file"
+        )
+    return array.reshape(-1, *array.shape[-2:])  # (C * Z, H, W)
+
+
+def read_image_channels(
+    path: str | os.PathLike, *, allow_stack: bool = True, max_pixels: int | None = None
+) -> tuple[np.ndarray, Channels | None]:
+    """:func:`read_image`, with a TIFF's separate channels kept apart: for a TIFF whose
+    channel axis is not one colour picture (:func:`channels_are_colour`), its pixels as
+    (C, H, W) or (C, Z, H, W) (several stack axes, T and Z, merged into Z) and
+    :class:`Channels`; for any other file, read_image's array and None.
+
+    Raises:
+        ImageReadError: as :func:`read_image` (a multi-page stack with ``allow_stack``
+            False; a TIFF of separate channels is returned, even a single page each).
     """
     path = Path(path)
-    array, stacked = _checked_pixels(path, max_pixels)
-    if stacked and not allow_stack:
+    array, stacked, channels = _checked_pixels(path, max_pixels)
+    if stacked and not allow_stack and channels is None:
         raise ImageReadError(
             f"{path}: a stack of {array.shape[0]} pages (shape {array.shape}); "
             "expected a single 2-D image: save one page per file"
         )
-    return array
+    return array, channels
 
 
-def _checked_pixels(path: Path, max_pixels: int | None) -> tuple[np.ndarray, bool]:
-    """(pixels, whether they are a stack of pages) of the image file ``path``, its header
-    checked against the pixel budget before, its pixels' type and size after (see
-    :func:`read_image`); in a :func:`decoding_once` block, the pixels kept of this version
-    of the file taken instead of decoding it again."""
+# An image file's pixels, whether they are a stack of pages, and a TIFF's separate
+# channels (or None) as _decode gives them.
+Pixels = tuple[np.ndarray, bool, "Channels | None"]
+
+
+def _checked_pixels(path: Path, max_pixels: int | None) -> Pixels:
+    """(pixels, whether they are a stack of pages, separate channels: :data:`Pixels`) of
+    the image file ``path``, its header checked against the pixel budget before, its
+    pixels' type and size after (see :func:`read_image`); in a :func:`decoding_once`
+    block, the pixels kept of this version of the file taken instead of decoding it
+    again."""
     from .budget import check_budget
     from .budget import max_pixels as budget
 
     check_budget(path, read_header(path), budget(max_pixels))
-    array, stacked = _take_kept(path) or _decode(path)
+    pixels = _take_kept(path) or _decode(path)
+    array = pixels[0]
     if array.dtype.kind not in "biuf":
         raise ImageReadError(
             f"{path}: pixels of type {array.dtype}; expected real numbers (integers or floats)"
         )
     if array.size == 0:
         raise ImageReadError(f"{path}: the image has no pixels (shape {array.shape})")
-    return array, stacked
+    return pixels
 
 
-def _decode(path: Path) -> tuple[np.ndarray, bool]:
-    """(pixels, whether a stack of pages) decoded from the image file ``path``."""
+def _decode(path: Path) -> Pixels:
+    """(pixels, whether a stack of pages, separate channels) decoded from the image file
+    ``path``."""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             return _read_tiff(path)
-        return _read_pillow(path), False
+        return _read_pillow(path), False, None
     except ImageReadError:
         raise
     except Exception as error:  # decoders raise many types; the caller needs one
@@ -195,7 +265,7 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
 
 
 # Pixels kept in a decoding_once() block, per thread (a dock's worker reading the same
-# file meanwhile decodes its own): {file version: (pixels, stacked)}, or None outside one.
+# file meanwhile decodes its own): {file version: Pixels}, or None outside one.
 _KEPT = threading.local()
 # at most this many bytes kept at once (more: decoded again when opened)
 KEEP_DECODED_BYTES = 256 << 20
@@ -218,19 +288,19 @@ def decoding_once() -> Iterator[None]:
         _KEPT.files = None  # what was not taken is let go
 
 
-def _keep(path: Path, pixels: tuple[np.ndarray, bool]) -> None:
+def _keep(path: Path, pixels: Pixels) -> None:
     """Keep ``pixels`` of the file ``path`` in this thread's :func:`decoding_once` block,
     if one is open and they fit in :data:`KEEP_DECODED_BYTES`."""
     kept = getattr(_KEPT, "files", None)
     if kept is None:
         return
-    held = sum(array.nbytes for array, _ in kept.values())
+    held = sum(entry[0].nbytes for entry in kept.values())
     if held + pixels[0].nbytes <= KEEP_DECODED_BYTES:
         with contextlib.suppress(OSError):  # gone meanwhile: nothing to keep
             kept[file_version(path)[1:]] = pixels
 
 
-def _take_kept(path: Path) -> tuple[np.ndarray, bool] | None:
+def _take_kept(path: Path) -> Pixels | None:
     """The pixels kept of this version of the file ``path`` (:func:`_keep`), taken out of
     the block (used once), or None."""
     kept = getattr(_KEPT, "files", None)
@@ -252,16 +322,30 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None):
     Raises:
         ImageReadError: naming the path and the cause.
     """
+    array, channels = open_image_channels(path, max_pixels=max_pixels)
+    if channels is None:
+        return array
+    return array.reshape(-1, *array.shape[-2:])  # as read_image: (C * Z, H, W)
+
+
+def open_image_channels(path: str | os.PathLike, *, max_pixels: int | None = None):
+    """:func:`open_image`, with a TIFF's separate channels kept apart as
+    :func:`read_image_channels` keeps them: (array, :class:`Channels` or None). An image
+    over the pixel budget comes lazily, channels not told apart (None).
+
+    Raises:
+        ImageReadError: naming the path and the cause.
+    """
     from .budget import open_lazy
 
     try:
-        return read_image(path, max_pixels=max_pixels)
+        return read_image_channels(path, max_pixels=max_pixels)
     except ImageTooLargeError as error:
         if Path(path).suffix.lower() not in TIFF_SUFFIXES:
             raise
         too_large = error
     try:
-        return open_lazy(Path(path))
+        return open_lazy(Path(path)), None
     except ImageReadError as error:
         raise ImageReadError(f"{too_large}; {str(error).removeprefix(f'{path}: ')}") from None
     except Exception as error:
@@ -876,13 +960,14 @@ def _parse_rule(rule: str) -> float:
         ) from None
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
-    """Decode a TIFF; returns the array and whether it is a stack of pages."""
+def _read_tiff(path: Path) -> tuple[np.ndarray, bool, Channels | None]:
+    """Decode a TIFF; returns the array, whether it is a stack of pages, and its separate
+    channels (``_tiff_layout``)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        array, stacked = _tiff_pixels(path, tif)
-    return _inks_as_rgb(path, array), stacked
+        array, stacked, channels = _tiff_layout(path, *_tiff_series(path, tif))
+    return _inks_as_rgb(path, array), stacked, channels
 
 
 def _inks_as_rgb(path: Path, array: np.ndarray) -> np.ndarray:
@@ -896,7 +981,16 @@ def _inks_as_rgb(path: Path, array: np.ndarray) -> np.ndarray:
 
 
 def _tiff_pixels(path: Path, tif) -> tuple[np.ndarray, bool]:
-    """Decode an open ``tifffile.TiffFile``; the array and whether it is a stack of pages."""
+    """Decode an open ``tifffile.TiffFile``; the array and whether it is a stack of pages
+    (separate channels as frames, channel by channel)."""
+    array, stacked, channels = _tiff_layout(path, *_tiff_series(path, tif))
+    if channels is not None:
+        array, stacked = array.reshape(-1, *array.shape[-2:]), True
+    return array, stacked
+
+
+def _tiff_series(path: Path, tif) -> tuple[np.ndarray, str]:
+    """An open ``tifffile.TiffFile``'s pixels and tifffile's axes letters for them."""
     if not tif.series:
         raise ImageReadError(
             f"{path}: cannot decode image (the TIFF holds no image pages); {EXPORT_AGAIN}"
@@ -905,22 +999,23 @@ def _tiff_pixels(path: Path, tif) -> tuple[np.ndarray, bool]:
     # Pages written one by one without shape metadata come as one series each.
     same = [s for s in tif.series if s.shape == first.shape and s.dtype == first.dtype]
     if len(same) > 1 and first.ndim <= 3:
-        array = np.stack([s.asarray() for s in same])
-        axes = "Q" + first.axes
-    else:
-        array, axes = first.asarray(), first.axes
-    return _normalise_tiff_axes(path, array, axes)
+        return np.stack([s.asarray() for s in same]), "Q" + first.axes
+    return first.asarray(), first.axes
 
 
-def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
-    """Bring a tifffile array into (H, W), (H, W, C), (Z, H, W) or (Z, H, W, C)."""
+def _tiff_layout(
+    path: Path, array: np.ndarray, axes: str
+) -> tuple[np.ndarray, bool, Channels | None]:
+    """Bring a tifffile array into (H, W), (H, W, C), (Z, H, W) or (Z, H, W, C); a
+    channel axis that is not colour (:func:`channels_are_colour`) first, kept apart:
+    (C, H, W) or (C, Z, H, W), with its :class:`Channels`."""
     keep = [i for i, n in enumerate(array.shape) if n > 1 or axes[i] in "YX"]
     array = array.reshape([array.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
     if "S" in axes:
         colour = "S"
-    elif "C" in axes and array.shape[axes.index("C")] in (3, 4):
-        colour = "C"  # e.g. an OME RGB image stored as separate channels
+    elif "C" in axes and channels_are_colour(array.shape[axes.index("C")], array.dtype):
+        colour = "C"  # e.g. an OME or ImageJ RGB image stored as separate channels
     else:
         colour = ""
     if colour and array.dtype in LABEL_DTYPES:  # label ids: frames, not colour
@@ -937,12 +1032,20 @@ def _normalise_tiff_axes(path: Path, array: np.ndarray, axes: str) -> tuple[np.n
             raise ImageReadError(
                 f"{path}: {samples} samples per pixel; expected grey, grey+alpha, RGB or RGBA"
             )
-    spatial = array.ndim - (1 if axes.endswith("S") else 0)
+    split = "C" in axes and array.dtype not in LABEL_DTYPES  # label ids: frames, as today
+    if split:  # channels first, apart from the frame axes (Z, T)
+        array = np.moveaxis(array, axes.index("C"), 0)
+        axes = "C" + axes.replace("C", "")
+    first = 1 if split else 0
+    spatial = array.ndim - first - (1 if axes.endswith("S") else 0)
+    stack = axes[first : first + spatial - 2]
     if spatial > 3:  # several stack axes (T, Z, C...) -> one
-        lead = spatial - 2
-        array = array.reshape(-1, *array.shape[lead:])
+        array = array.reshape(*array.shape[:first], -1, *array.shape[first + spatial - 2 :])
         spatial = 3
-    return array, spatial == 3
+    if not split:
+        return array, spatial == 3, None
+    frames = array.shape[1] if spatial == 3 else 1
+    return array, spatial == 3, Channels(array.shape[0], stack, frames)
 
 
 def _samples_as_frames(array: np.ndarray, axes: str, samples: str) -> tuple[np.ndarray, str]:
