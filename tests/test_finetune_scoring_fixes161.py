@@ -112,7 +112,7 @@ def test_the_fine_tuned_model_is_not_scored_again(tmp_path, monkeypatch, crops, 
     saved = json.loads((run_dir / "comparison.json").read_text())
     assert saved["new"] == fresh
     # every scoring said how far it was, the validations as steps of their own
-    for text in ("scoring start.pt on the held-out part", "step 20/20: scoring the held-out"):
+    for text in ("scoring start.pt on the held-out part", "step 20/20: scoring the held-out part"):
         assert f"{text} (1 image): 100%..." in phases, phases
 
 
