@@ -12,7 +12,7 @@ the Metrics dock stays light.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +207,7 @@ def evaluate(
     region: tuple[slice, slice] | None = None,
     stop=None,
     keep_predictions: bool = False,
+    on_progress: Callable[[float, int], None] | None = None,
 ) -> Evaluation:
     """Score a model on (name, image, mask) samples (e.g. ``NativeCache`` items).
 
@@ -237,6 +238,9 @@ def evaluate(
             :class:`EvaluationStopped` is raised.
         keep_predictions: keep every sample's whole native prediction and mask in the
             result's ``predictions``.
+        on_progress: called between forward passes and after each sample with (samples
+            scored, samples); the first is fractional within a sliding window (its
+            windows done), so that a caller can say how far a long scoring is.
     Returns:
         An :class:`Evaluation` (a ``SegmentationMetrics`` with a ``native`` column).
     """
@@ -248,6 +252,7 @@ def evaluate(
         run = _EvaluationRun(net, input_config, mode, device, amp, region)
         run.stop, run.keep = stop, keep_predictions
         items = list(samples)
+        run.on_progress, run.samples = on_progress, len(items)
         if mode == "tile":
             run.score_tiled(items, overlap, batch_size, progress)
         else:
@@ -277,9 +282,15 @@ class _EvaluationRun:
         self.region = region
         self.stop = None  # a callable: True raises EvaluationStopped between forward passes
         self.keep = False  # keep whole predictions in result.predictions
+        self.on_progress = None  # a callable: (samples scored, samples), see ``evaluate``
+        self.samples = 0
+        self.scored = 0  # samples scored so far
 
-    def check_stop(self, *_progress) -> None:
-        """Raise :class:`EvaluationStopped` when ``stop`` says so."""
+    def check_stop(self, done: int | None = None, total: int | None = None) -> None:
+        """Report how far the scoring is (``done`` of ``total`` windows of the current
+        sample, when given); raise :class:`EvaluationStopped` when ``stop`` says so."""
+        if self.on_progress is not None:
+            self.on_progress(self.scored + (done / total if done and total else 0.0), self.samples)
         if self.stop is not None and self.stop():
             raise EvaluationStopped("evaluation stopped")
 
@@ -354,11 +365,14 @@ class _EvaluationRun:
         if self.region is not None:  # only this part counts, as it is: both columns from it
             pred_native, mask = pred_native[self.region], mask[self.region]
             self.result.add(name, pred_native, mask, pred_native, mask)
-            return
-        ref_size = resize_mask(torch.from_numpy(mask)[None, None], self.eval_size)[0, 0]
-        self.result.add(
-            name, (prob_size > threshold).cpu().numpy(), ref_size.numpy(), pred_native, mask
-        )
+        else:
+            ref_size = resize_mask(torch.from_numpy(mask)[None, None], self.eval_size)[0, 0]
+            self.result.add(
+                name, (prob_size > threshold).cpu().numpy(), ref_size.numpy(), pred_native, mask
+            )
+        self.scored += 1
+        if self.on_progress is not None:
+            self.on_progress(self.scored, self.samples)
 
 
 def _sample_fields(sample) -> tuple[str, np.ndarray, np.ndarray]:

@@ -262,8 +262,9 @@ def test_resize_model_stays_a_resize_model(tmp_path, monkeypatch):
     job = sample_job(run_dir, "ultrasound", image, mask, steps=2, lr=1e-5, predicted=predicted)
     result = run_finetune(job)
 
-    # before, the engine's validation (the strip inside the whole image), after
-    assert result["step"] == 2 and modes == ["resize", "resize", "resize"]
+    # before, and the engine's validation (the strip inside the whole image), whose
+    # scores best.pt of that step takes (the same weights: not scored again)
+    assert result["step"] == 2 and modes == ["resize", "resize"]
     assert json.loads((run_dir / "config.json").read_text())["mode"] == "resize"
     for path in (result["best_checkpoint"], run_dir / "train" / "last.pt"):
         tuned = load_checkpoint(path)

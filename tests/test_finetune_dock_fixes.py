@@ -753,11 +753,18 @@ def test_the_verdict_uses_the_full_width_and_keeps_its_arrows_whole(
 
 
 def test_the_status_says_the_held_out_part_is_scored_after_the_last_step(
-    make_napari_viewer, qtbot, tmp_path
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     """Threaded path, shipped nuclei model, 3 steps: after the last step the status says
     the held-out part is scored (it said "training..." through a validation that takes
-    seconds on a CPU, tester 30 #8), then the fine-tuned model's scoring follows."""
+    seconds on a CPU, tester 30 #8) and how far; best.pt, written at that step, takes
+    that scoring's scores: it is not scored a second time (tester 35 #4: 40 s more with
+    the bar at 100%). Every held-out scoring (``evaluate``) is counted."""
+    import napari_tmunet.evaluation as evaluation
+
+    calls = []
+    scoring = evaluation.evaluate
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: calls.append(1) or scoring(*a, **k))
     viewer = make_napari_viewer()
     tune = open_dock(viewer, "Fine-tune")
     add_nuclei(viewer)
@@ -772,8 +779,11 @@ def test_the_status_says_the_held_out_part_is_scored_after_the_last_step(
     scored = "step 3/3: scoring the held-out part..."
     assert scored in phases and scored in statuses, phases
     assert phases.index("training...") < phases.index(scored)
-    tuned = "scoring the fine-tuned model on the held-out part..."
-    assert phases.index(scored) < phases.index(tuned)
+    done = "step 3/3: scoring the held-out part (1 image): 100%..."
+    assert phases.index(scored) < phases.index(done) and done in statuses
+    reused = "the fine-tuned model (best.pt of step 3) was scored at step 3: its scores are used"
+    assert phases[phases.index(done) + 1 :] == [reused], phases
+    assert len(calls) == 2  # the starting model, step 3's validation
 
 
 def test_a_refusal_in_the_status_goes_when_a_pair_is_added(make_napari_viewer, qtbot, tmp_path):

@@ -44,7 +44,10 @@ train, and the dataset folder), never after an image held out whole. A
 strip is scored the way Segment sees it: the model runs on the whole image and only the
 strip's pixels count (a strip run alone, stretched to a resize-mode model's input, is
 not what Segment sees: colonoscopy Dice 0.94 -> 0.00); the engine's validation, which
-picks ``best.pt``, does the same (its ``validate`` callback).
+picks ``best.pt``, does the same (its ``validate`` callback), as do the verdict's scores
+(:func:`held_out_scores`): a checkpoint whose weights a validation of the run scored
+(``best.pt`` written at the last step) takes that validation's scores, not a second
+scoring of minutes on a CPU (:func:`weights_key`).
 A headless ``fit --resume`` of such a run (and its restart and rerun commands) validates
 the same way: ``napari-tmunet-train fit`` gets the callback from the run's finetune.json
 (:func:`recorded_validation`); ``napari-tmunet-train evaluate RUN/train/best.pt --part
@@ -835,6 +838,7 @@ def held_out_scores(
     region: tuple[slice, slice] | None = None,
     edit_maps: list | None = None,
     stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
 ) -> dict[str, float]:
     """Dice, IoU, HD, HD95 at native resolution on the held-out samples, the model run in
     ``mode`` ("resize" or "tile": the way Segment runs it, ``Checkpoint.inference_mode``)
@@ -850,13 +854,26 @@ def held_out_scores(
     ``region`` (a strip) those where the edits outside it are, the ones trained on, as
     ``trained_*`` (whether the corrections were learnt; no other forward pass: the model
     runs on the whole image anyway).
-    ``stop``: checked between forward passes (``EvaluationStopped`` when True).
+    ``stop``: checked between forward passes (``EvaluationStopped`` when True);
+    ``on_progress``: told how far the scoring is (``evaluation.evaluate``'s).
     """
-    edits_known = edit_maps is not None and any(m is not None for m in edit_maps)
     no_foreground = _foreground_pixels(samples, region) == 0
+    keep = _edits_known(edit_maps) or no_foreground
     ev = _evaluate_held_out(
-        model, samples, input_config, mode, device, region, edits_known or no_foreground, stop
+        model, samples, input_config, mode, device, region, keep, stop, on_progress
     )
+    return _scores_of(ev, region, edit_maps, no_foreground)
+
+
+def _edits_known(edit_maps: list | None) -> bool:
+    """Whether the map of the user's edits is known for a held-out sample."""
+    return edit_maps is not None and any(m is not None for m in edit_maps)
+
+
+def _scores_of(ev, region, edit_maps: list | None, no_foreground: bool) -> dict[str, Any]:
+    """:func:`held_out_scores` of an evaluation of the held-out samples (its predictions
+    kept where the edits are known or the scored part has no foreground)."""
+    edits_known = _edits_known(edit_maps)
     if no_foreground:
         false_positives = false_positive_pixels(ev.predictions, region)
         scores = {**dict.fromkeys(_OVERLAP_SCORES), "false_positive_px": false_positives}
@@ -883,7 +900,7 @@ def trained_edit_scores(predictions, edit_maps, region: tuple[slice, slice]) -> 
 
 
 def _evaluate_held_out(
-    model, samples, input_config, mode, device, region, keep_predictions, stop=None
+    model, samples, input_config, mode, device, region, keep_predictions, stop=None, progress=None
 ):
     """``evaluation.evaluate`` of a fine-tune's held-out samples, as Segment runs the model
     (``mode``), scored inside ``region`` when given; the one call of the scores shown and
@@ -900,6 +917,7 @@ def _evaluate_held_out(
         region=region,
         stop=stop,
         keep_predictions=keep_predictions,
+        on_progress=progress,
     )
 
 
@@ -947,24 +965,86 @@ def edit_zone_scores(predictions, edit_maps, region=None) -> dict[str, Any]:
 
 
 def held_out_validation(
-    samples, mode: str, device, region: tuple[slice, slice] | None = None
+    samples,
+    mode: str,
+    device,
+    region: tuple[slice, slice] | None = None,
+    edit_maps: list | None = None,
+    scored: dict[str, dict] | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
 ) -> Callable:
     """The engine's ``validate`` callback for a fine-tune's held-out part: a strip
     (``region``) is scored inside its whole image, as Segment sees it (the ``val_*``
     entries of the engine's validation). A held-out part without foreground gets only
     ``val_false_positive_px``, no ``val_dice``: a Dice there means nothing, so the engine
-    picks no ``best.pt`` by it and the last checkpoint is the model (:func:`run_finetune`)."""
+    picks no ``best.pt`` by it and the last checkpoint is the model (:func:`run_finetune`).
+
+    ``scored``: a dict that gets each scored model's :func:`held_out_scores` (with
+    ``edit_maps``: the scores where the user's edits are too), under its
+    :func:`weights_key`: the run's verdict takes them for a checkpoint of the same weights
+    instead of scoring it again. ``on_progress``: told how far each scoring is."""
     no_foreground = _foreground_pixels(samples, region) == 0
+    keep = no_foreground or (scored is not None and _edits_known(edit_maps))
 
     def validate(model, input_config) -> dict[str, float]:
         from .validation import validation_record  # torch: imported when training runs
 
-        ev = _evaluate_held_out(model, samples, input_config, mode, device, region, no_foreground)
+        ev = _evaluate_held_out(
+            model, samples, input_config, mode, device, region, keep, progress=on_progress
+        )
+        if scored is not None:
+            key = weights_key(model, input_config, mode)
+            scored[key] = _scores_of(ev, region, edit_maps, no_foreground)
         if no_foreground:
             return {"val_false_positive_px": false_positive_pixels(ev.predictions, region)}
         return validation_record(ev.aggregate())
 
     return validate
+
+
+def weights_key(model, input_config, mode: str) -> str:
+    """A digest of what a held-out scoring depends on: the model's weights (parameters and
+    buffers, e.g. BatchNorm statistics, byte for byte), its input settings and ``mode``.
+    Equal keys score alike: a ``best.pt`` holds the weights the validation of its step
+    scored (the engine saves the model it validated)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in getattr(model, "module", model).state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    inputs = input_config.to_dict() if hasattr(input_config, "to_dict") else input_config
+    digest.update(json.dumps(inputs, sort_keys=True, default=list).encode())
+    digest.update(str(mode).encode())
+    return digest.hexdigest()
+
+
+class ScoringWords:
+    """The phase texts of a held-out scoring that takes a while on a CPU: ``begin(text)``
+    says it, then each call (``evaluate``'s ``on_progress``: samples scored, samples)
+    says how far it is, "TEXT (N images): P%", at each whole percent.
+    ``quiet``: True while nothing is to be said (e.g. after a Stop, whose own words say
+    that the run is scored)."""
+
+    def __init__(self, phase: Callable[[str], None], quiet: Callable[[], bool] = lambda: False):
+        self.phase, self.quiet = phase, quiet
+        self.text, self.shown = "", -1
+
+    def begin(self, text: str) -> None:
+        self.text, self.shown = text, -1
+        if not self.quiet():
+            self.phase(text)
+
+    def __call__(self, done: float, total: int) -> None:
+        percent = int(100 * done / total) if total else 100
+        if percent == self.shown or self.quiet():
+            return
+        self.shown = percent
+        images = f"{total} image{'' if total == 1 else 's'}"
+        self.phase(f"{self.text.removesuffix('...')} ({images}): {percent}%...")
 
 
 def run_finetune(
@@ -975,8 +1055,11 @@ def run_finetune(
     """The whole fine-tuning job; the Fine-tune widget runs it in a worker thread.
 
     Writes the data and configuration, scores the starting model on the held-out part,
-    trains with :func:`napari_tmunet.training.engine.fit`, scores the best checkpoint (the
-    last where the held-out part has no foreground: no best one is picked there).
+    trains with :func:`napari_tmunet.training.engine.fit`, and takes the held-out scores
+    of the best checkpoint (the last where the held-out part has no foreground: no best
+    one is picked there): those its step's validation gave the same weights, else (e.g. a
+    ``best.pt`` of an earlier session of a resumed run) it is scored, the phase saying
+    how far.
 
     Args:
         callbacks: optional ``on_phase(text)``, ``on_step(step, total, loss)``,
@@ -1023,10 +1106,12 @@ def run_finetune(
     start.checkpoint = None  # free it before training
 
     phase(TRAINING_PHASE)
-    result, trained = _train(config, run_dir, cache, (valid, region), device, (callbacks, stop))
+    scored: dict[str, dict] = {}  # weights_key -> held-out scores of the validations
+    held_out = (valid, region, edit_maps)
+    result, trained = _train(config, run_dir, cache, held_out, device, (callbacks, stop), scored)
     if not trained:  # stopped before a step: the model is the one scored above
         return _untrained_result(start, run_dir, old, result)
-    model, new = _score_tuned(result, (valid, region, edit_maps), device, phase)
+    model, new = _score_tuned(result, held_out, device, phase, scored)
     outcome = {
         **_result_base(start, run_dir),
         "best_checkpoint": str(model),
@@ -1051,13 +1136,16 @@ def run_finetune(
     return outcome
 
 
-def _train(config, run_dir: Path, cache, held_out, device, control) -> tuple[dict, int]:
+def _train(
+    config, run_dir: Path, cache, held_out, device, control, scored: dict
+) -> tuple[dict, int]:
     """:func:`~napari_tmunet.training.engine.fit` on the run's decoded data ``cache``;
     returns its result and the steps this call trained. ``held_out``: (samples,
-    region); ``control``: (callbacks, stop event)."""
+    region, edit maps); ``control``: (callbacks, stop event); ``scored`` gets the
+    validations' held-out scores (:func:`held_out_validation`)."""
     from .engine import fit
 
-    valid, region = held_out
+    valid, region, edit_maps = held_out
     callbacks, stop = control
     trained = [0]
     on_step = callbacks.get("on_step")
@@ -1068,20 +1156,22 @@ def _train(config, run_dir: Path, cache, held_out, device, control) -> tuple[dic
             on_step(step, total, loss)
 
     engine_callbacks = {"on_step": count_step}
+    words = None
     if "on_phase" in callbacks:  # the held-out scoring takes seconds on a CPU: say so
+        words = ScoringWords(callbacks["on_phase"], stop.is_set)  # a Stop's own words say it
 
         def validating(step: int, total: int) -> None:
-            if not stop.is_set():  # a Stop's own words say it evaluates
-                callbacks["on_phase"](VALIDATING_PHASE.format(step=step, total=total))
+            words.begin(VALIDATING_PHASE.format(step=step, total=total))
 
         engine_callbacks["on_validate"] = validating
     if "on_eval" in callbacks:
         engine_callbacks["on_eval"] = callbacks["on_eval"]
-    # a strip is scored inside its whole image, as Segment sees it; a part without
-    # foreground by its false-positive pixels (no Dice, no best.pt by it)
-    if region is not None or _foreground_pixels(valid, region) == 0:
-        validate = held_out_validation(valid, config.mode, device, region)
-        engine_callbacks["validate"] = _unless_untrained(validate, stop, trained)
+    # the held-out part is scored as the verdict scores it (held_out_scores), which then
+    # takes these scores for a checkpoint of the same weights: a strip inside its whole
+    # image, as Segment sees it; a part without foreground by its false-positive pixels
+    # (no Dice, no best.pt by it)
+    validate = held_out_validation(valid, config.mode, device, region, edit_maps, scored, words)
+    engine_callbacks["validate"] = _unless_untrained(validate, stop, trained)
     result = fit(
         config, run_dir / "train", callbacks=engine_callbacks, stop_event=stop, dataset=cache
     )
@@ -1462,13 +1552,14 @@ def _score_start(start: _Start, held_out, device, callbacks, stop) -> dict | Non
 
     if start.checkpoint is None:
         return None
-    callbacks.get("on_phase", lambda text: None)(f"scoring {start.label} on the held-out part...")
+    words = ScoringWords(callbacks.get("on_phase", lambda text: None), stop)
+    words.begin(f"scoring {start.label} on the held-out part...")
     input_config = start.checkpoint.input_config.to_dict()
     at_size = InputConfig(**{**input_config, "size": list(start.config.size)})
     mode = start.checkpoint.inference_mode
     valid, region, edit_maps = held_out
     model = start.checkpoint.model
-    old = held_out_scores(model, valid, at_size, mode, device, region, edit_maps, stop)
+    old = held_out_scores(model, valid, at_size, mode, device, region, edit_maps, stop, words)
     on_eval = callbacks.get("on_eval")
     if on_eval and old["dice"] is None:  # no foreground held out
         on_eval({"step": 0, "baseline": True, "val_false_positive_px": old["false_positive_px"]})
@@ -1477,22 +1568,37 @@ def _score_start(start: _Start, held_out, device, callbacks, stop) -> dict | Non
     return old
 
 
-def _score_tuned(result: dict, held_out, device, phase: Callable) -> tuple[Path, dict]:
+def _score_tuned(
+    result: dict, held_out, device, phase: Callable, scored: dict
+) -> tuple[Path, dict]:
     """The fine-tuned model's checkpoint and its held-out scores: ``best.pt``, else (none
     was picked: a held-out part without foreground, where Dice means nothing) the last
     checkpoint; a ``best.pt`` an older version picked in such a run by that Dice is not
-    taken (it is kept in the run folder). ``held_out``: (samples, region, edit maps)."""
+    taken (it is kept in the run folder). ``held_out``: (samples, region, edit maps).
+
+    The scores are those a validation of this run gave the same weights (``scored``, by
+    :func:`weights_key`: e.g. ``best.pt`` written at the last step, which that step's
+    validation scored); a checkpoint not scored so (a ``best.pt`` of an earlier session
+    of a resumed run) is scored, the phase saying how far."""
     from ..checkpoint import load_checkpoint
 
     valid, region, edit_maps = held_out
     model = Path(result["best_checkpoint"])
     if not model.is_file() or _foreground_pixels(valid, region) == 0:
         model = Path(result["last_checkpoint"])
-    phase("scoring the fine-tuned model on the held-out part...")
     tuned = load_checkpoint(model, device)
+    step = tuned.metadata.get("step", "?")
+    which = f"{model.name} of step {step}"
+    known = scored.get(weights_key(tuned.model, tuned.input_config, tuned.inference_mode))
+    if known is not None:  # the same weights, settings and mode: the same scores
+        phase(f"the fine-tuned model ({which}) was scored at step {step}: its scores are used")
+        return model, dict(known)
+    words = ScoringWords(phase)
+    words.begin(f"scoring the fine-tuned model ({which}) on the held-out part...")
     scores = held_out_scores(
-        tuned.model, valid, tuned.input_config, tuned.inference_mode, device, region, edit_maps
-    )
+        tuned.model, valid, tuned.input_config, tuned.inference_mode, device, region,
+        edit_maps, on_progress=words,
+    )  # fmt: skip
     return model, scores
 
 
