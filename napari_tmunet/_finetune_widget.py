@@ -51,6 +51,7 @@ from ._widget_common import (
     open_in_checkpoint_folder,
     scroll_body,
     scroll_into_view,
+    scrolled_text,
     set_tooltips,
     show_path_end,
     start_worker,
@@ -78,6 +79,9 @@ INTRO = (
 )
 CHECKPOINT_CHOICE = "Checkpoint file..."
 DISK_FULL = "no space left on its device"
+# lines of a run's full comparison shown at once under its headline and 'Use ... anyway'
+# (it scrolls in its box): the three fit a 1366 x 768 dock a third of the column high
+DETAILS_LINES = 6
 
 
 # ----------------------------------------------------------------------- the widget
@@ -125,7 +129,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._eta = Eta()
         self._mask_like: dict[Any, tuple] = {}  # image id -> (data, looks like a mask)
         self._modality = ""  # of the first pair's image ("": the starting model's)
-        self._verdict = ""  # the last run's outcome in words, before which model is active
+        self._verdict = ""  # the last run's end ("finished at step 2/2"), before its outcome
         self._device_note = ""  # why the chosen Device is not on this machine
         self._guesses: dict[tuple[int, int], str] = {}  # the pairs' image modalities
         # the chosen Folder's modality and problems, read in a worker thread
@@ -199,6 +203,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.eta = Label(value="")
         self.plot_box = Container(labels=False)
         self.status = Label(value="")
+        # the last run's full comparison (numbers, pixels, held-out Dice), under its
+        # headline (the status) and 'Use ... anyway'; hidden while there is none
+        self.details = Label(value="", visible=False)
         notes = (
             self.intro,
             self.folder_note,
@@ -206,6 +213,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.modality_note,
             self.eta,
             self.status,
+            self.details,
         )
         for widget in notes:
             widget.label = ""
@@ -236,15 +244,17 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 self.buttons,
                 self.progress_bar,
                 self.eta,
-                self.status,  # the verdict under the buttons: in view in a short dock
-                self.use_anyway_button,
+                self.status,  # the verdict's headline under the buttons: in view
+                self.use_anyway_button,  # right under it (a short dock shows both)
+                self.details,
                 self.revert_button,
                 self.plot_box,
             ]
         )
         set_tooltips(self, FINETUNE_TIPS)
-        for text in (self.folder_note, self.modality_note, self.eta, self.status):
+        for text in (self.folder_note, self.modality_note, self.eta, self.status, self.details):
             _full_width(text)
+        scrolled_text(self.details, DETAILS_LINES)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body)."""
@@ -760,6 +770,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _launch(self, job: FinetuneJob, keep_history: bool = False) -> None:
         _CLOSED_RUNS.pop(self.viewer, None)  # a new run: the closed dock's one is not shown
         self.result, self.error, self.step, self._verdict = None, "", 0, ""
+        self._show_details("")  # the last run's comparison
         self._training = False
         if not keep_history:  # a new run: not the last run's history, nor its 100%
             self.history = {"loss": [], "eval": []}
@@ -859,20 +870,28 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._show_comparison(result["rows"])
         state = "stopped" if result["stopped"] else "finished"
         verdict = compare_models(result)
-        text = f"{state} at step {result['step']}/{result['total_steps']}"
-        if verdict["compared"]:
-            text += f"; {_unbroken(verdict['compared'])}"
-        if result.get("checkpoint_note"):  # no best.pt: the last checkpoint is the model
-            text += f"; {result['checkpoint_note']}"
-        self._verdict = text
+        self._verdict = f"{state} at step {result['step']}/{result['total_steps']}"
+        why = _unbroken(verdict["why"])  # it may give the held-out Dice, a -> b
+        # the full comparison under the headline and the button: read after them
+        details = [_unbroken(verdict["compared"]), why, result.get("checkpoint_note", "")]
+        self._show_details("; ".join(part for part in details if part) + _left_out_line(result))
         if verdict["use_new"]:
             self.use_fine_tuned()
             return
-        why = _unbroken(verdict["why"])  # it may give the held-out Dice, a -> b
         staying = self._staying(result)
-        self.status.value = f"{text}; {why}; {staying}" + _left_out_line(result)
+        # the headline: what happened, in one clause why, and which model is active
+        self.status.value = (
+            f"{self._verdict}: the fine-tuned model was not made active "
+            f"({verdict['short']}); {staying}"
+        )
         self.use_anyway_button.visible = True
         show_warning(f"Fine-tuning: {why}; {staying} ('Use the fine-tuned model anyway' switches).")
+
+    def _show_details(self, text: str) -> None:
+        """Show ``text``, the last run's full comparison, under the verdict's headline and
+        'Use ... anyway' (hidden when "")."""
+        self.details.value = text.strip()
+        self.details.visible = bool(self.details.value)
 
     def _staying(self, result: dict) -> str:
         """What Segment goes on using for images of the run's kind when its model is not
@@ -911,7 +930,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         name = result.get("name") or active_model.model_label(best)
         choice = self.active.set(best, name, modality, lineage)
         verdict = f"{self._verdict}; " if self._verdict else ""
-        self.status.value = f"{verdict}active: {choice.label}{_left_out_line(result)}"
+        self.status.value = f"{verdict}active: {choice.label}"  # the comparison under it
         return choice
 
     def _start_choice(self, result: dict, modality: str) -> active_model.ModelChoice:
@@ -954,9 +973,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.eta.value = ""  # nothing is left to wait for
         self._update_buttons()
         self._redraw(force=True)
-        # the verdict from its first line, and 'Use ... anyway' under it when both fit,
-        # in a dock a third of a small screen high (the button where it is shown)
-        scroll_into_view(self.body, self.status, self.use_anyway_button)
+        # the verdict's headline, 'Use ... anyway' under it (where it is shown) and the
+        # comparison's box, made no taller than the room left, in a dock a third of a
+        # small screen high
+        scroll_into_view(self.body, self.status, self.use_anyway_button, self.details)
 
     def _show_comparison(self, rows: list[dict]):
         """Show the before/after rows in the Metrics dock; a Metrics dock opened here is

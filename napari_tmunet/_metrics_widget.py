@@ -82,6 +82,7 @@ COMPARISON_ORDER: tuple[str, ...] = (
     "image",
     "slice",
 )
+COMPARISON_TITLE = "Before / after fine-tuning (held-out part)"
 # The per-slice table's order: Dice and the distances first, in view in a dock of
 # ordinary width (at 1366 x 768 HD was reached only by scrolling, past IoU, precision,
 # recall and F1, which follow; IoU is in the status line too); the CSV keeps COLUMN_ORDER.
@@ -101,8 +102,36 @@ SCALED_PX = "scaled px"
 # A text column's widest, in pixels: longer texts wrap (e.g. "before fine-tuning: TM-UNet
 # nuclei"), whole in their tooltip too.
 TEXT_COLUMN_MAX_WIDTH = 110
-# In the CSV, not in the table (the status line names the layers and the stack's Dice).
+TEXT_COLUMNS = ("model", "image", "note")
+# The tables' headers, short so that the columns fit a dock at 1366 x 768 (precision,
+# hd95_px... made the per-slice table 565 px wide in a 352 px view), each with its full
+# name as tooltip; a column's key (the CSV's name) is its header item's UserRole data
+# (column_keys). The distances' unit is the header's second line.
+HEADERS: dict[str, tuple[str, str]] = {
+    "slice": ("slice", "The 2-D slice scored (mean: the mean over the slices)"),
+    "dice": ("Dice", "Dice coefficient"),
+    "iou": ("IoU", "Intersection over union (Jaccard index)"),
+    "precision": ("Prec.", "Precision: the share of the predicted pixels in the reference"),
+    "recall": ("Rec.", "Recall: the share of the reference's pixels predicted"),
+    "f1": ("F1", "Pixel F1 from precision and recall (a slice's equals its Dice)"),
+    "hd_px": ("HD\npx", "Hausdorff distance, in pixels"),
+    "hd95_px": ("HD95\npx", "95th-percentile Hausdorff distance, in pixels"),
+    "hd_physical": ("HD\n{unit}", "Hausdorff distance, in the layers' unit ({unit})"),
+    "hd95_physical": ("HD95\n{unit}", "95th-percentile Hausdorff distance, in {unit}"),
+    "false_positive_px": ("FP\npx", "False-positive pixels (the held-out part has no foreground)"),
+    "model": ("model", "The model scored (its full name in the cell's tooltip)"),
+}
+# Decimals of the scores between 0 and 1 in the per-slice table: 3 (the status line gives
+# the mean's Dice and IoU to 4); the comparison table keeps 4, the decimals its verdict
+# is decided and worded on (1.0000 -> 0.9686). Distances: 1 decimal of a pixel in both.
+SLICE_DECIMALS = 3
+COMPARISON_DECIMALS = 4
+# px a cell's text is given either side of it (Qt's default, 4, made 8 columns too wide)
+CELL_PAD = 2
+# In the CSV, not in the table (the status line names the layers and the stack's Dice; the
+# distances' headers their unit; the slices' notes are the line under the table).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
+SLICE_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"unit", "note"}
 # ... nor in the comparison table, whose rows hold a model and its numbers: the part
 # scored is in its title, the rows' notes in a line under it (a note in a cell made a
 # row 324 px tall, its Dice out of view)
@@ -213,7 +242,7 @@ class MetricsWidget(Container):
         self.compute_button = PushButton(text="Compute")
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = Label(value="")
-        self.comparison_title = Label(value="Before / after fine-tuning (held-out part)")
+        self.comparison_title = Label(value=COMPARISON_TITLE)
         self.comparison_table = Table()
         self.comparison_note = Label(value="")
         self.comparison_box = Container(
@@ -222,12 +251,15 @@ class MetricsWidget(Container):
         )
         self.comparison_box.margins = (0, 0, 0, 0)
         self.table = Table()
+        self.table_note = Label(value="", visible=False)  # the slices' notes, if any
         # what Compute gives: its status line (the layers and mean scores, or what is
         # wrong) and the per-slice table, under the button; shown when it comes
-        self.results_box = Container(widgets=[self.status, self.table], labels=False)
+        self.results_box = Container(
+            widgets=[self.status, self.table, self.table_note], labels=False
+        )
         self.results_box.margins = (0, 0, 0, 0)
         labels = (self.intro, self.pair_note, self.status, self.comparison_title)
-        for label in (*labels, self.comparison_note):
+        for label in (*labels, self.comparison_note, self.table_note):
             wrap(label)
         # long layer names (Kvasir-SEG's are 25 letters, "<name> labels") would widen the
         # choosers, and the body with them, past the dock: its texts were cut at the right
@@ -248,6 +280,7 @@ class MetricsWidget(Container):
         self.comparison_box.visible = False
         self.pair_note.visible = False
         fit_width(self.body)
+        _reserve_table_width(self.table, self.body, self._update_table)
         intro_above(self, self.intro)
         set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
@@ -867,11 +900,16 @@ class MetricsWidget(Container):
         return self.comparison + ([] if self._stale else self.results)
 
     def _update_table(self) -> None:
-        _fill_table(self.table, self.results, RESULT_ORDER)
+        _fill_table(self.table, self.results, RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS)
+        self.table_note.value = _slice_notes(self.results)
+        self.table_note.visible = bool(self.table_note.value)
         shown = [_short_model_row(row) for row in self.comparison]
-        _fill_table(self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN)
+        _fill_table(
+            self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN, COMPARISON_DECIMALS
+        )
         _model_tips(self.comparison_table, self.comparison)
         _fit_rows(self.comparison_table)
+        self.comparison_title.value = _comparison_title(self.comparison)
         self.comparison_note.value = _comparison_note(self.comparison)
         self.comparison_note.visible = bool(self.comparison_note.value)
         shown = bool(self.comparison)
@@ -939,31 +977,116 @@ def _setup_table(table: Table) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
 
+# A 2-D pair's per-slice row, the widest usual (an HD of 4 digits): the per-slice table's
+# room is reserved for it (_reserve_table_width)
+_SAMPLE_ROW = {
+    "slice": "mean",
+    **dict.fromkeys(("dice", "iou", "precision", "recall", "f1"), 0.5),
+    **dict.fromkeys(("hd_px", "hd95_px"), 1000.0),
+}
+
+
+def _reserve_table_width(table: Table, body, refill) -> None:
+    """Make the per-slice ``table`` at least as wide as its columns for
+    :data:`_SAMPLE_ROW` as it is first shown (napari's style sets its headers' padding
+    then; ``refill()`` puts its rows back), and its dock's ``body`` as wide: beside the
+    Segment dock alone at 1366 x 768 its view was 320 px wide, its columns 335 (a
+    sideways scroll bar, "F1" cut)."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class Reserver(QObject):
+        def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Show:
+                table.native.removeEventFilter(self)
+                _fill_table(table, [_SAMPLE_ROW], RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS)
+                native = table.native
+                width = sum(native.columnWidth(c) for c in range(native.columnCount()))
+                refill()
+                native.setMinimumWidth(max(native.minimumWidth(), width + 2 * native.frameWidth()))
+                fit_width(body)
+            return False
+
+    table.native.installEventFilter(Reserver(table.native))
+
+
 def _fill_table(
     table: Table,
     rows: list[dict[str, Any]],
     order: Sequence[str] = COLUMN_ORDER,
     hidden: frozenset[str] = HIDDEN_COLUMNS,
+    decimals: int = COMPARISON_DECIMALS,
 ) -> None:
-    """Show ``rows`` in ``order`` but for the ``hidden`` columns; columns fit their
-    contents, text ones at most ``TEXT_COLUMN_MAX_WIDTH`` wide (wrapped, whole in the
-    cell's tooltip)."""
+    """Show ``rows`` in ``order`` but for the ``hidden`` columns, scores between 0 and 1
+    to ``decimals`` decimals, under short headers (:data:`HEADERS`); the columns fit
+    their contents (:func:`_fit_columns`), text ones at most ``TEXT_COLUMN_MAX_WIDTH``
+    wide (wrapped, whole in the cell's tooltip)."""
     columns = [c for c in _columns(rows, order) if c not in hidden]
+    cells = [[_format(col, row.get(col), decimals, table=True) for col in columns] for row in rows]
     table.value = {
-        "data": [[_format(col, row.get(col)) for col in columns] for row in rows],
+        "data": cells,
         "index": [],
         "columns": columns,
     }
     native = table.native
-    native.resizeColumnsToContents()
+    unit = next((str(row["unit"]) for row in rows if row.get("unit")), "scaled")
+    _name_columns(native, columns, "scaled" if unit == SCALED_PX else unit)
     for column, name in enumerate(columns):
-        if name in ("model", "image", "note"):
-            native.setColumnWidth(column, min(native.columnWidth(column), TEXT_COLUMN_MAX_WIDTH))
+        if name in TEXT_COLUMNS:
             for row in range(native.rowCount()):
                 item = native.item(row, column)
                 if item is not None:
                     item.setToolTip(item.text())
+    _fit_columns(native, columns)
     native.resizeRowsToContents()  # capped columns wrap their text
+
+
+def _name_columns(native, columns: Sequence[str], unit: str) -> None:
+    """Give the QTableWidget ``native``'s headers their short names and full-name
+    tooltips (:data:`HEADERS`; ``unit``: the physical distances'), each keeping its
+    column's key (:func:`column_keys`)."""
+    from qtpy.QtCore import Qt
+
+    for index, key in enumerate(columns):
+        item = native.horizontalHeaderItem(index)
+        if item is None:
+            continue
+        text, tip = HEADERS.get(key, (key, ""))
+        item.setData(Qt.ItemDataRole.UserRole, key)
+        item.setText(text.format(unit=unit))
+        if tip:
+            item.setToolTip(tip.format(unit=unit))
+
+
+def column_keys(native) -> list[str]:
+    """The keys ("dice", "hd95_px"...; the CSV's column names) of the QTableWidget
+    ``native``'s columns, whose headers show short names."""
+    from qtpy.QtCore import Qt
+
+    keys = []
+    for index in range(native.columnCount()):
+        item = native.horizontalHeaderItem(index)
+        key = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        keys.append(str(key) if key else item.text() if item is not None else "")
+    return keys
+
+
+def _fit_columns(native, columns: Sequence[str]) -> None:
+    """Make each column of ``native`` as wide as its header or its widest cell's text
+    with :data:`CELL_PAD` either side (text columns at most
+    :data:`TEXT_COLUMN_MAX_WIDTH`), and the last one fill the rest of the view: the
+    columns fit a dock's width (Qt's own fit, ``resizeColumnsToContents``, pads each
+    cell 8 px and made the per-slice table scroll sideways at 1366 x 768)."""
+    header = native.horizontalHeader()
+    metrics = native.fontMetrics()
+    for index, name in enumerate(columns):
+        texts = (native.item(row, index) for row in range(native.rowCount()))
+        lines = [line for item in texts if item is not None for line in item.text().split("\n")]
+        widest = max((metrics.horizontalAdvance(line) for line in lines), default=0)
+        width = max(header.sectionSizeHint(index), widest + 2 * CELL_PAD + 2)  # + the grid
+        if name in TEXT_COLUMNS:
+            width = min(width, TEXT_COLUMN_MAX_WIDTH)
+        native.setColumnWidth(index, width)
+    header.setStretchLastSection(True)
 
 
 def _compared_model(row: dict[str, Any]) -> active_model.ModelChoice | None:
@@ -981,23 +1104,21 @@ def _compared_model(row: dict[str, Any]) -> active_model.ModelChoice | None:
 
 
 def _short_model_row(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with its model named short in the table, as the Segment dock names it
-    (:func:`active_model.short_name`: "after: nuclei · tuned 12-04 16:30"); its full name
-    ("after fine-tuning: fine-tuned on slide1 2026-12-04 16:30:02") was cut at the
-    column's width. Its full name and lineage are the cell's tooltip (:func:`_model_tips`)."""
+    """``row`` with its model named by its stage in the table ("before", "after"): the
+    title names the models short, as the Segment dock does (:func:`_comparison_title`);
+    the name in the cell ("before: TM-UNet colonoscopy") wrapped over 3 lines at a dock's
+    width. Its full name and lineage are the cell's tooltip (:func:`_model_tips`)."""
     choice = _compared_model(row)
     if choice is None:
         return row
-    return {**row, "model": f"{row['stage']}: {active_model.short_name(choice)}"}
+    return {**row, "model": str(row["stage"])}
 
 
 def _model_tips(table: Table, rows: list[dict[str, Any]]) -> None:
     """Give the model cell of each of ``table``'s rows that names its model short the full
     name, the models it descends from and its checkpoint file
     (:func:`active_model.provenance`) as its tooltip."""
-    header = [
-        table.native.horizontalHeaderItem(i).text() for i in range(table.native.columnCount())
-    ]
+    header = column_keys(table.native)
     if "model" not in header:
         return
     for index, row in enumerate(rows):
@@ -1290,6 +1411,22 @@ def _pair_rank(prediction, reference) -> int:
     return 1 if _name_stem(prediction.name) in images else 0
 
 
+def _comparison_title(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison table's title: the part scored and, where the rows name their models
+    by stage ("before", "after": the table's model column), which model each is."""
+    title = COMPARISON_TITLE
+    named = [(row["stage"], _compared_model(row)) for row in rows if row.get("stage")]
+    names = [f"{stage}: {active_model.short_name(choice)}" for stage, choice in named if choice]
+    return f"{title}; {', '.join(names)}" if names else title
+
+
+def _slice_notes(rows: Sequence[dict[str, Any]]) -> str:
+    """The per-slice table's notes, in a line under it: the slices with an empty mask
+    (their HD is the image's diagonal); the mean's count of them is in the status line."""
+    notes = [f"slice {row['slice']}: {row['note']}" for row in rows[:-1] if row.get("note")]
+    return "; ".join(notes) + (" (HD = image diagonal)" if notes else "")
+
+
 def _comparison_note(rows: Sequence[dict[str, Any]]) -> str:
     """The line under the comparison table: the rows' notes, each of their lines once
     (the rows share the held-out part and the pairs left out: one line each)."""
@@ -1351,7 +1488,9 @@ def _columns(rows: Sequence[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER
     return known + [c for c in seen if c not in order]
 
 
-def _format(column: str, value: Any) -> str:
+def _format(column: str, value: Any, decimals: int = 4, table: bool = False) -> str:
+    """``value`` of ``column`` in words: a score between 0 and 1 to ``decimals``
+    decimals, a distance to 2 (1 in a ``table``: a tenth of a pixel is all they tell)."""
     if value is None:
         return ""
     if isinstance(value, bool | np.bool_):
@@ -1359,5 +1498,7 @@ def _format(column: str, value: Any) -> str:
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return "nan"
-        return f"{value:.2f}" if column.startswith("hd") else f"{value:.4f}"
+        if column.startswith("hd"):
+            return f"{value:.1f}" if table else f"{value:.2f}"
+        return f"{value:.{decimals}f}"
     return str(value)

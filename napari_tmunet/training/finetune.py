@@ -133,6 +133,8 @@ REST_RUIN = 0.20
 TRAINED_ONLY = (
     "only of those it trained on (too few are held out), which is not an independent test"
 )
+# ... and the one-clause reason (a headline's) where the held-out part holds too few edits
+FEW_HELD_OUT = "too few of your edits were held out to decide"
 # ... and a difference in the correction zone counts when it is more than this many
 # standard errors (zone_difference)
 ZONE_Z = 2.0
@@ -1713,7 +1715,8 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
 
     Returns ``{"use_new": True / False / None (the user decides), "compared": the two
     models' numbers in words, "why": why the fine-tuned model is not made active ("" when
-    it is)}``. The rule, in order:
+    it is), "short": that reason in one clause, for a headline ("" when it is made
+    active)}``. The rule, in order:
 
     - only the fine-tuned model was scored (the starting one would not load, e.g. a
       resumed run's start file moved since: ``start_problem`` says why): nothing was
@@ -1740,7 +1743,7 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
     if old is None:
         why = result.get("start_problem") or "it was not scored"
         why = f"the starting model could not be scored ({why}), so nothing was compared: you choose"
-        return {"use_new": None, "compared": "", "why": why}
+        return _verdict(None, "", why, "the starting model could not be scored")
     if "edited_pixels" in old and new is not None and "edited_pixels" in new:
         return _compare_on_edits(result, old, new)
     compared = held_out_scores_text(result)
@@ -1748,11 +1751,29 @@ def compare_models(result: dict[str, Any]) -> dict[str, Any]:
         compared += f" ({describe_edits(result.get('edits') or {})})"
     problem = comparison_problem(result)
     if problem:
-        return {"use_new": None, "compared": compared, "why": problem}
+        return _verdict(None, compared, problem, _short_problem(result))
     if new["dice"] < old["dice"]:
         why = "the fine-tuned model scores lower on the held-out part than the starting model"
-        return {"use_new": False, "compared": compared, "why": why}
-    return {"use_new": True, "compared": compared, "why": ""}
+        return _verdict(False, compared, why, "it scores lower on the held-out part")
+    return _verdict(True, compared, "", "")
+
+
+def _verdict(use_new: bool | None, compared: str, why: str, short: str) -> dict[str, Any]:
+    """:func:`compare_models`' answer."""
+    return {"use_new": use_new, "compared": compared, "why": why, "short": short}
+
+
+def _short_problem(result: dict[str, Any]) -> str:
+    """:func:`comparison_problem`'s reason in one clause (its checks in its order)."""
+    if foreground_problem(result):
+        if result.get("held_out_foreground") == 0:
+            return "no foreground was held out to compare on"
+        return "too little foreground was held out to tell the models apart"
+    if nothing_found_problem(result):
+        return "neither model finds the held-out objects"
+    if own_output_problem(result):
+        return "the held-out mask looks like the starting model's own output"
+    return FEW_HELD_OUT
 
 
 def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
@@ -1769,7 +1790,8 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
             "the held-out part holds none of your edits (they all train), so the models "
             "were not compared where you corrected"
         )
-        return {"use_new": None, "compared": held_out_scores_text(result), "why": why}
+        short = "none of your edits were held out to compare on"
+        return _verdict(None, held_out_scores_text(result), why, short)
     compared = (
         f"{_edits_held_out(result, pixels)}: start model {_right(old, 'edited')}, "
         f"fine-tuned {_right(new, 'edited')} right{_regions(edits)}; "
@@ -1779,7 +1801,7 @@ def _compare_on_edits(result: dict, old: dict, new: dict) -> dict[str, Any]:
     )
     if edits.get("known") and not edits.get("enough"):
         why = "not decided on so few edits in the held-out part"
-        return {"use_new": None, "compared": compared, "why": why}
+        return _verdict(None, compared, why, FEW_HELD_OUT)
     zone = f"your corrected pixels and the {EDIT_MARGIN} px around them"
     return _zone_verdict(result, zone_difference(old, new), compared, zone)
 
@@ -1822,10 +1844,13 @@ def _zone_verdict(
     on, no independent test, so a gain there only lets the user choose."""
     if difference == 0:
         why = same or f"the two models get about as many of {zone} right"
-        return {"use_new": None, "compared": compared, "why": why}
+        short = "no clear difference where you corrected"
+        if same:
+            short = "it has not clearly learnt your corrections"
+        return _verdict(None, compared, why, short)
     if difference < 0:
         why = f"the fine-tuned model gets fewer of {zone} right than the starting model"
-        return {"use_new": False, "compared": compared, "why": why}
+        return _verdict(False, compared, why, "it gets fewer of your corrections right")
     old, new = result["old"], result["new"]
     drop = 0.0 if foreground_problem(result) else old["dice"] - new["dice"]  # else no say
     if drop > REST_RUIN:
@@ -1833,18 +1858,21 @@ def _zone_verdict(
             "the fine-tuned model learnt your corrections but ruins the rest of the held-out "
             f"part (its Dice there is more than {REST_RUIN:.2f} below the starting model's)"
         )
-        return {"use_new": False, "compared": compared, "why": why}
+        return _verdict(False, compared, why, "it ruins the rest of the held-out part")
     fell = drop > 0 and round(new["dice"], 4) < round(old["dice"], 4)  # lower as shown
     if not (fell or trained):
-        return {"use_new": True, "compared": compared, "why": ""}
+        return _verdict(True, compared, "", "")
     why = "the fine-tuned model learnt your corrections"
+    short = "its held-out Dice fell"
     if trained:
         why = f"the fine-tuned model gets more of your corrected pixels right, but {TRAINED_ONLY}"
+        short = "it gained only on pixels it trained on"
     if fell:
         why += f"{', and' if trained else ', but'} its held-out Dice fell "
         why += f"({old['dice']:.4f} -> {new['dice']:.4f})"
+        short += ", and its held-out Dice fell" if trained else ""
     why += ": try it on an image before you choose"
-    return {"use_new": None, "compared": compared, "why": why}
+    return _verdict(None, compared, why, short)
 
 
 def held_out_scores_text(result: dict[str, Any]) -> str:
