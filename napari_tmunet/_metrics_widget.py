@@ -82,7 +82,6 @@ COMPARISON_ORDER: tuple[str, ...] = (
     "image",
     "slice",
 )
-COMPARISON_TITLE = "Before / after fine-tuning (held-out part)"
 # The per-slice table's order: Dice and the distances first, in view in a dock of
 # ordinary width (at 1366 x 768 HD was reached only by scrolling, past IoU, precision,
 # recall and F1, which follow; IoU is in the status line too); the CSV keeps COLUMN_ORDER.
@@ -126,8 +125,6 @@ HEADERS: dict[str, tuple[str, str]] = {
 # is decided and worded on (1.0000 -> 0.9686). Distances: 1 decimal of a pixel in both.
 SLICE_DECIMALS = 3
 COMPARISON_DECIMALS = 4
-# px a cell's text is given either side of it (Qt's default, 4, made 8 columns too wide)
-CELL_PAD = 2
 # In the CSV, not in the table (the status line names the layers and the stack's Dice; the
 # distances' headers their unit; the slices' notes are the line under the table).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
@@ -242,7 +239,7 @@ class MetricsWidget(Container):
         self.compute_button = PushButton(text="Compute")
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = Label(value="")
-        self.comparison_title = Label(value=COMPARISON_TITLE)
+        self.comparison_title = Label(value="Before / after fine-tuning (held-out part)")
         self.comparison_table = Table()
         self.comparison_note = Label(value="")
         self.comparison_box = Container(
@@ -909,7 +906,7 @@ class MetricsWidget(Container):
         )
         _model_tips(self.comparison_table, self.comparison)
         _fit_rows(self.comparison_table)
-        self.comparison_title.value = _comparison_title(self.comparison)
+
         self.comparison_note.value = _comparison_note(self.comparison)
         self.comparison_note.visible = bool(self.comparison_note.value)
         shown = bool(self.comparison)
@@ -977,12 +974,12 @@ def _setup_table(table: Table) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
 
-# A 2-D pair's per-slice row, the widest usual (an HD of 4 digits): the per-slice table's
-# room is reserved for it (_reserve_table_width)
+# A 2-D pair's per-slice row (an HD under 1000 px): the per-slice table's room is reserved
+# for it (_reserve_table_width); a larger HD widens its columns past the dock's width
 _SAMPLE_ROW = {
     "slice": "mean",
     **dict.fromkeys(("dice", "iou", "precision", "recall", "f1"), 0.5),
-    **dict.fromkeys(("hd_px", "hd95_px"), 1000.0),
+    **dict.fromkeys(("hd_px", "hd95_px"), 100.0),
 }
 
 
@@ -998,10 +995,11 @@ def _reserve_table_width(table: Table, body, refill) -> None:
         def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
             if event.type() == QEvent.Type.Show:
                 table.native.removeEventFilter(self)
-                _fill_table(table, [_SAMPLE_ROW], RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS)
-                native = table.native
-                width = sum(native.columnWidth(c) for c in range(native.columnCount()))
+                width = _fill_table(
+                    table, [_SAMPLE_ROW], RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS
+                )
                 refill()
+                native = table.native
                 native.setMinimumWidth(max(native.minimumWidth(), width + 2 * native.frameWidth()))
                 fit_width(body)
             return False
@@ -1015,11 +1013,12 @@ def _fill_table(
     order: Sequence[str] = COLUMN_ORDER,
     hidden: frozenset[str] = HIDDEN_COLUMNS,
     decimals: int = COMPARISON_DECIMALS,
-) -> None:
+) -> int:
     """Show ``rows`` in ``order`` but for the ``hidden`` columns, scores between 0 and 1
     to ``decimals`` decimals, under short headers (:data:`HEADERS`); the columns fit
-    their contents (:func:`_fit_columns`), text ones at most ``TEXT_COLUMN_MAX_WIDTH``
-    wide (wrapped, whole in the cell's tooltip)."""
+    their contents, text ones at most ``TEXT_COLUMN_MAX_WIDTH`` wide (wrapped, whole in
+    the cell's tooltip), the last one stretched to the view's width. Returns their
+    width before that stretch (px)."""
     columns = [c for c in _columns(rows, order) if c not in hidden]
     cells = [[_format(col, row.get(col), decimals, table=True) for col in columns] for row in rows]
     table.value = {
@@ -1036,8 +1035,16 @@ def _fill_table(
                 item = native.item(row, column)
                 if item is not None:
                     item.setToolTip(item.text())
-    _fit_columns(native, columns)
+    header = native.horizontalHeader()
+    header.setStretchLastSection(False)  # else the last column keeps its stretched width
+    native.resizeColumnsToContents()
+    for column, name in enumerate(columns):
+        if name in TEXT_COLUMNS:
+            native.setColumnWidth(column, min(native.columnWidth(column), TEXT_COLUMN_MAX_WIDTH))
+    width = sum(native.columnWidth(column) for column in range(len(columns)))
+    header.setStretchLastSection(True)  # the view's spare width
     native.resizeRowsToContents()  # capped columns wrap their text
+    return width
 
 
 def _name_columns(native, columns: Sequence[str], unit: str) -> None:
@@ -1070,25 +1077,6 @@ def column_keys(native) -> list[str]:
     return keys
 
 
-def _fit_columns(native, columns: Sequence[str]) -> None:
-    """Make each column of ``native`` as wide as its header or its widest cell's text
-    with :data:`CELL_PAD` either side (text columns at most
-    :data:`TEXT_COLUMN_MAX_WIDTH`), and the last one fill the rest of the view: the
-    columns fit a dock's width (Qt's own fit, ``resizeColumnsToContents``, pads each
-    cell 8 px and made the per-slice table scroll sideways at 1366 x 768)."""
-    header = native.horizontalHeader()
-    metrics = native.fontMetrics()
-    for index, name in enumerate(columns):
-        texts = (native.item(row, index) for row in range(native.rowCount()))
-        lines = [line for item in texts if item is not None for line in item.text().split("\n")]
-        widest = max((metrics.horizontalAdvance(line) for line in lines), default=0)
-        width = max(header.sectionSizeHint(index), widest + 2 * CELL_PAD + 2)  # + the grid
-        if name in TEXT_COLUMNS:
-            width = min(width, TEXT_COLUMN_MAX_WIDTH)
-        native.setColumnWidth(index, width)
-    header.setStretchLastSection(True)
-
-
 def _compared_model(row: dict[str, Any]) -> active_model.ModelChoice | None:
     """The model of a comparison row that names it (``model_id``: a registry name or a
     checkpoint file, a Fine-tune run's by its run's name and lineage); None for one that
@@ -1105,7 +1093,7 @@ def _compared_model(row: dict[str, Any]) -> active_model.ModelChoice | None:
 
 def _short_model_row(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with its model named by its stage in the table ("before", "after"): the
-    title names the models short, as the Segment dock does (:func:`_comparison_title`);
+    note under it names the models short, as the Segment dock does (:func:`_model_names`);
     the name in the cell ("before: TM-UNet colonoscopy") wrapped over 3 lines at a dock's
     width. Its full name and lineage are the cell's tooltip (:func:`_model_tips`)."""
     choice = _compared_model(row)
@@ -1411,13 +1399,12 @@ def _pair_rank(prediction, reference) -> int:
     return 1 if _name_stem(prediction.name) in images else 0
 
 
-def _comparison_title(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison table's title: the part scored and, where the rows name their models
-    by stage ("before", "after": the table's model column), which model each is."""
-    title = COMPARISON_TITLE
+def _model_names(rows: Sequence[dict[str, Any]]) -> str:
+    """Which model each comparison row that names its model by its stage ("before",
+    "after": the table's model column) is, named short as the Segment dock does
+    (:func:`active_model.short_name`); "" when none does."""
     named = [(row["stage"], _compared_model(row)) for row in rows if row.get("stage")]
-    names = [f"{stage}: {active_model.short_name(choice)}" for stage, choice in named if choice]
-    return f"{title}; {', '.join(names)}" if names else title
+    return "; ".join(f"{stage}: {active_model.short_name(c)}" for stage, c in named if c)
 
 
 def _slice_notes(rows: Sequence[dict[str, Any]]) -> str:
@@ -1428,10 +1415,12 @@ def _slice_notes(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _comparison_note(rows: Sequence[dict[str, Any]]) -> str:
-    """The line under the comparison table: the rows' notes, each of their lines once
-    (the rows share the held-out part and the pairs left out: one line each)."""
+    """The lines under the comparison table: the models its rows name by stage
+    (:func:`_model_names`), then the rows' notes, each of their lines once (the rows
+    share the held-out part and the pairs left out: one line each)."""
     lines = (line for row in rows if row.get("note") for line in str(row["note"]).splitlines())
-    return "\n".join(dict.fromkeys(line for line in lines if line.strip()))
+    lines = [_model_names(rows), *dict.fromkeys(line for line in lines if line.strip())]
+    return "\n".join(line for line in lines if line)
 
 
 def _score_layers(**job) -> list[dict[str, Any]]:
