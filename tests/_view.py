@@ -22,3 +22,23 @@ def open_dock(viewer, name):
     unwrapped where napari wraps it."""
     _, widget = viewer.window.add_plugin_dock_widget(plugin_name="napari-tmunet", widget_name=name)
     return getattr(widget, "__wrapped__", widget)
+
+
+def column_keys(table) -> list[str]:
+    """The keys ("dice", "hd95_px": the CSV's names) of a QTableWidget's columns: its
+    headers show short names ("Dice", "HD95\\npx") and keep the key as their UserRole
+    data; a header without one, its text."""
+    from qtpy.QtCore import Qt
+
+    keys = []
+    for index in range(table.columnCount()):
+        item = table.horizontalHeaderItem(index)
+        keys.append(str(item.data(Qt.ItemDataRole.UserRole) or item.text()))
+    return keys
+
+
+def columns_fit(table) -> bool:
+    """Whether a QTableWidget's columns together are no wider than its view: nothing to
+    scroll sideways to."""
+    total = sum(table.columnWidth(column) for column in range(table.columnCount()))
+    return total <= table.viewport().width() and table.horizontalScrollBar().maximum() == 0
