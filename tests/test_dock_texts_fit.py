@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from _paths import EXTRA
+from _view import column_keys
 
 from napari_tmunet import registry
 from napari_tmunet._widget_common import shown_text
@@ -68,7 +69,7 @@ def test_comparison_scores_are_in_view_at_the_default_width(window, qtbot):
     metrics.set_comparison(rows)
     qtbot.wait(50)
     table = metrics.comparison_table.native
-    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    headers = column_keys(table)
     assert headers[:3] == ["model", "dice", "hd95_px"]
     for column in range(3):
         end = table.columnViewportPosition(column) + table.columnWidth(column)

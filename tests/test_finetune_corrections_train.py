@@ -195,8 +195,8 @@ def test_the_dock_trains_on_a_corrected_tile(make_napari_viewer, qtbot, tmp_path
         f"{corrected} of your {corrected} corrected pixels trained (0 in the held-out strip "
         f"- {caveat}); of these {corrected}: start model 0, fine-tuned "
         f"{new['trained_edited_correct']} "
-        "right;" in tune.status.value
-    ), tune.status.value
+        "right;" in tune.details.value
+    ), tune.details.value
     verdict = compare_models(result)
     assert (tune.active.current is not None) == bool(verdict["use_new"])
     assert tune.use_anyway_button.native.isHidden() == bool(verdict["use_new"])

@@ -9,7 +9,7 @@ from unittest.mock import ANY
 import numpy as np
 import pytest
 from _paths import DATASETS
-from _view import open_dock
+from _view import column_keys, open_dock
 
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.training.finetune import (
@@ -173,7 +173,7 @@ def test_the_verdict_rests_on_the_corrections_with_a_guard_on_the_rest():
 
     # the corrections are learnt, the rest (mostly the old model's own output) kept: used
     kept = {"old": scores(0.4, 0.96), "new": scores(0.8, 0.96), "edits": ENOUGH}
-    assert compare_models(kept) == {"use_new": True, "compared": ANY, "why": ""}
+    assert compare_models(kept) == {"use_new": True, "compared": ANY, "why": "", "short": ""}
     # learnt, but the held-out Dice falls, however little: the user decides (tester33 #8)
     new = scores(0.8, 0.93, edited_right=820)
     result = {"old": scores(0.4, 0.96), "new": new, "edits": ENOUGH}
@@ -286,8 +286,9 @@ def test_pairs_of_other_modalities_are_named_and_a_tie_at_zero_activates_nothing
     assert "UDIAT" in result["held_out"] and result["held_out_foreground"] > 1000
     assert max(result["old"]["dice"], result["new"]["dice"]) < NOTHING_FOUND_DICE
     assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
-    assert "held-out Dice 0.0000\u00a0\u2192\u00a00.0000" in tune.status.value
-    assert "neither model finds the objects in the held-out part" in tune.status.value
+    assert "held-out Dice 0.0000\u00a0\u2192\u00a00.0000" in tune.details.value
+    assert "neither model finds the objects in the held-out part" in tune.details.value
+    assert "(neither model finds the held-out objects)" in tune.status.value  # the headline
     assert tune.status.value.endswith("TM-UNet colonoscopy stays active")
     tune.use_anyway_button.native.click()  # the user may still want it
     assert tune.active.current.model == result["best_checkpoint"]
@@ -423,8 +424,9 @@ def test_a_reopened_mask_that_lost_its_edits_leaves_the_choice_to_the_user(
     assert not result["edits"]["known"]
     old, new = result["old"]["dice"], result["new"]["dice"]
     assert old >= OWN_OUTPUT_DICE and new < old, (old, new)
-    assert f"the starting model scores {old:.4f} on the held-out mask" in tune.status.value
-    assert "so you choose" in tune.status.value
+    assert f"the starting model scores {old:.4f} on the held-out mask" in tune.details.value
+    assert "so you choose" in tune.details.value
+    assert "(the held-out mask looks like the starting model's own output)" in tune.status.value
     assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
 
 
@@ -446,7 +448,7 @@ def test_a_segment_result_saved_as_tiff_keeps_the_users_edits(make_napari_viewer
     assert tune.active_label.value == "the mask's model: TM-UNet nuclei"
     result = fine_tune(tune, qtbot, tmp_path / "run", steps=1)
     assert result["edits"]["known"] and result["edits"]["all_pixels"] == int(erased.sum())
-    assert "edits unknown" not in tune.status.value
+    assert "edits unknown" not in tune.status.value + tune.details.value
 
 
 def test_cuda_chosen_without_a_gpu_is_said_at_once(make_napari_viewer, monkeypatch):
@@ -504,8 +506,8 @@ def test_a_light_correction_is_compared_where_it_is(make_napari_viewer, qtbot, t
         f"{edited} of your {total} corrected pixels trained (0 in the held-out strip - "
         f"{caveat}); of these {edited}: start model 0, fine-tuned "
         f"{new['trained_edited_correct']} "
-        "right;" in tune.status.value
-    ), tune.status.value
+        "right;" in tune.details.value
+    ), tune.details.value
     verdict = compare_models(tune.result)
     assert (tune.active.current is not None) == bool(verdict["use_new"])
 
@@ -631,7 +633,7 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     metrics = getattr(metrics, "__wrapped__", metrics)
 
     table = metrics.comparison_table.native
-    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    headers = column_keys(table)
     assert "note" not in headers and table.rowCount() == 2, headers
     for row in range(2):
         for column in (headers.index("dice"), headers.index("hd95_px")):
@@ -645,7 +647,8 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     assert metrics.pair_note.value == only and not metrics.pair_note.native.isHidden()
 
     status = tune.status.native
-    assert tune.status.value.startswith("finished at step 10/10; 274 of your 493 corrected")
+    assert tune.status.value.startswith("finished at step 10/10: the fine-tuned model was not")
+    assert tune.details.value.startswith("274 of your 493 corrected")
     first_line = QRect(0, 0, status.width(), status.fontMetrics().height() + 4)
     assert in_view(status, first_line), status.visibleRegion().boundingRect()
 
@@ -746,8 +749,11 @@ def test_the_verdict_uses_the_full_width_and_keeps_its_arrows_whole(
     assert abs(left - button.mapTo(body, button.rect().topLeft()).x()) <= 2, left
     assert status.width() >= button.width() - 2, (status.width(), button.width())
     assert tune.eta.native.width() == status.width()  # the run's texts share the column
-    text = tune.status.value
-    assert text.startswith("finished at step 10/10; 274 of your 493 corrected"), text
+    details = tune.details.native
+    assert abs(left - details.mapTo(body, details.rect().topLeft()).x()) <= 2
+    assert details.width() >= button.width() - 20  # beside its box's scroll bar
+    text = tune.details.value  # the comparison, under the headline and the button
+    assert text.startswith("274 of your 493 corrected"), text
     assert "->" not in text
     assert text.count("\u00a0\u2192\u00a0") == 2, text  # the zone's pixels right and Dice
 

@@ -183,7 +183,9 @@ def test_the_metrics_comparison_names_the_models_short(make_napari_viewer, qtbot
     cells = [table.item(row, 0) for row in range(table.rowCount())]
     tuned = active_model.short_name(active_model.file_choice(best))
     assert re.fullmatch(r"nuclei · tuned \d\d-\d\d \d\d:\d\d", tuned), tuned
-    assert [cell.text() for cell in cells] == ["before: TM-UNet nuclei", f"after: {tuned}"]
+    assert [cell.text() for cell in cells] == ["before", "after"]  # one line each
+    names = f"before: TM-UNet nuclei; after: {tuned}"
+    assert metrics.comparison_note.value.startswith(f"{names}\n"), metrics.comparison_note.value
     assert cells[0].toolTip() == "before fine-tuning: TM-UNet nuclei"
     assert cells[1].toolTip() == f"after fine-tuning: {name}, from TM-UNet nuclei\n{best}"
     assert [row["model"] for row in metrics.rows()[:2]] == [

@@ -106,7 +106,7 @@ def test_a_held_out_tile_without_nuclei_is_scored_by_false_positives(
     old, new = result["old"]["false_positive_px"], result["new"]["false_positive_px"]
     assert old > 1000  # the starting model calls much of the stroma nuclei
     assert result["old"]["dice"] is None and result["new"]["dice"] is None
-    status = tune.status.value
+    status = tune.status.value + tune.details.value  # the headline, the comparison
     assert f"held-out: no foreground; false-positive pixels {old}\u00a0→\u00a0{new}" in status
     assert "held-out Dice" not in status and "0.0000" not in status
     # no best checkpoint by a meaningless Dice: the last one is the model, and it says so
@@ -229,8 +229,9 @@ def test_a_cleared_stroma_frame_trains_and_the_left_out_line_once(
     left_out = "not trained on (not edited: the model's own output): layers 'stack' + "
     left_out += "'stack labels' frames 0, 2"
     assert result["left_out"] == left_out
-    status = tune.status.value
-    assert status.count(left_out) == 1 and status.endswith(f"\n{left_out}")
+    details = tune.details.value  # the comparison, under the verdict's headline
+    assert details.count(left_out) == 1 and details.endswith(f"\n{left_out}")
+    assert left_out not in tune.status.value
     metrics = metrics_dock(viewer)
     assert metrics.comparison_note.value.count(left_out) == 1, metrics.comparison_note.value
     assert metrics.comparison_note.value.endswith(f"\n{left_out}")
@@ -242,4 +243,4 @@ def test_a_cleared_stroma_frame_trains_and_the_left_out_line_once(
     assert result["edits"]["all_pixels"] == stroma_edits + frame3_edits
     assert result["edits"]["pixels"] < frame3_edits and result["held_out_foreground"] > 0
     trained = stroma_edits + frame3_edits - result["edits"]["pixels"]
-    assert f"{trained} of your {stroma_edits + frame3_edits} corrected pixels trained" in status
+    assert f"{trained} of your {stroma_edits + frame3_edits} corrected pixels trained" in details

@@ -148,15 +148,15 @@ def test_one_corrected_image_and_a_folder_train_on_the_corrections(
     assert plan["trained_on"] == ["nuclei sample", "tiles"]
     assert plan["name"].startswith("fine-tuned on nuclei sample + tiles ")
     assert tune.result["name"] == plan["name"]
-    status = tune.status.value
+    details = tune.details.value
     if shown(tune.use_anyway_button):
         tune.use_anyway_button.native.click()
     assert tune.active.current.label == plan["name"]
     assert f"active: {plan['name']}" in tune.status.value
-    # the verdict's last line names the pair left out, after either verdict
-    for text in (status, tune.status.value):
+    # the comparison's last line names the pair left out, after either verdict
+    for text in (details, tune.details.value):
         assert text.endswith(f"\n{LEFT_OUT}"), text
-    assert f"your {edited} corrected pixels all train" in status
+    assert f"your {edited} corrected pixels all train" in details
 
 
 def quadrants(viewer, names):
@@ -190,7 +190,7 @@ def test_two_corrected_quadrants_hold_out_the_less_corrected(make_napari_viewer,
     assert plan["held_out"] == "whole image(s): layers 'b' + 'b labels'"
     assert plan["edits"]["pixels"] == few and plan["edits"]["all_pixels"] == many + few
     assert plan["trained_on"] == ["a"] and plan["name"].startswith("fine-tuned on a ")
-    assert tune.result["name"] == plan["name"] and "\n" not in tune.status.value  # none left out
+    assert tune.result["name"] == plan["name"] and "\n" not in tune.details.value  # none left out
 
 
 def test_an_image_held_out_whole_does_not_name_the_model(make_napari_viewer, qtbot, tmp_path):

@@ -693,7 +693,7 @@ def test_correction_loop_improves_another_tile(make_napari_viewer, qtbot, weak_m
     valid = read_mask(run_dir / "data" / "masks" / "01-tune_crop-valid.png")[0]
     np.testing.assert_array_equal(valid > 0, truth[:, start:stop] > 0)
     assert result["edits"]["known"] and result["edits"]["enough"]
-    assert str(result["edits"]["pixels"]) in tune.status.value
+    assert str(result["edits"]["pixels"]) in tune.details.value
     config = json.loads((run_dir / "config.json").read_text())
     assert config["init_checkpoint"] == str(weak_model) and config["mode"] == "tile"
     assert config["size"] == [128, 128]
@@ -857,7 +857,8 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
     }
     tune._on_returned(result)
     assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
-    assert "too few for a meaningful comparison" in tune.status.value
+    assert "too few for a meaningful comparison" in tune.details.value
+    assert "(too few of your edits were held out to decide)" in tune.status.value
     assert "TM-UNet nuclei stays active" in tune.status.value
     tune.use_anyway_button.native.click()
     assert tune.active.current.model == "/runs/x/train/best.pt"
@@ -871,7 +872,7 @@ def test_a_worse_model_is_not_made_active_unless_the_user_says_so(make_napari_vi
     better = dict(result, new={"dice": 0.9, "hd": 3.0}, best_checkpoint="/runs/y/best.pt")
     tune._on_returned(better)
     assert tune.active.current.model == "/runs/x/train/best.pt"
-    assert "fewer than 300 edited pixels and fewer than 3 edited regions" in tune.status.value
+    assert "fewer than 300 edited pixels and fewer than 3 edited regions" in tune.details.value
     # what is active stays so (the model made active above), not the run's start
     assert f"{tune.active.current.label} stays active" in tune.status.value
     assert not tune.use_anyway_button.native.isHidden()
@@ -923,11 +924,12 @@ def test_a_folder_fine_tune_is_for_the_start_models_images(make_napari_viewer, q
     assert tune.active.current is None and not tune.use_anyway_button.native.isHidden()
     # no Dice numbers that mean nothing (1.0 -> 1.0 on an empty mask): the user chooses
     compared = "the held-out part had no foreground, so only their false positives could be"
-    assert f"{compared} compared: you choose" in tune.status.value
-    assert "Dice" not in tune.status.value
+    assert f"{compared} compared: you choose" in tune.details.value
+    assert "(no foreground was held out to compare on)" in tune.status.value
+    assert "Dice" not in tune.status.value + tune.details.value
     assert tune.status.value.endswith("TM-UNet ultrasound stays active")
     # no edits could make that part decide: they are not described (nor called "rough")
-    assert "(" not in tune.status.value and "edits" not in tune.status.value
+    assert "(" not in tune.details.value and "edits" not in tune.status.value + tune.details.value
 
     tune.use_anyway_button.native.click()
     best = result["best_checkpoint"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _clinic_frames import CLINIC, mask_stack
+from _view import column_keys
 from scipy import ndimage
 
 from napari_tmunet import metrics
@@ -285,7 +286,7 @@ def test_the_distances_are_in_view_in_a_dock_of_ordinary_width(make_napari_viewe
     _compute(qtbot, widget, pred_layer, ref_layer)
     qtbot.wait(200)
     table = widget.table.native
-    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    headers = column_keys(table)
     assert headers[:5] == ["slice", "dice", "hd_px", "hd95_px", "iou"], headers
     for column in range(4):
         end = table.columnViewportPosition(column) + table.columnWidth(column)

@@ -9,6 +9,7 @@ import pytest
 from _clinic_frames import open_with_metrics
 from _paths import DATASETS, EXTRA, dataset_subset
 from _readonly import read_only_view
+from _view import column_keys
 from scipy import ndimage
 
 from napari_tmunet import metrics
@@ -104,9 +105,9 @@ def test_values_equal_the_core_metrics(widget, masks):
 
     table = widget.table.native
     assert table.rowCount() == 2
-    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    headers = column_keys(table)
     assert headers[:4] == ["slice", "dice", "hd_px", "hd95_px"]  # in view in a narrow dock
-    assert table.item(0, 1).text() == f"{expected['dice']:.4f}"
+    assert table.item(0, 1).text() == f"{expected['dice']:.3f}"  # the status line gives 4
 
 
 def test_export_csv(widget, masks, tmp_path):
@@ -335,7 +336,7 @@ def test_comparison_rows_are_shown_with_a_model_column(widget, masks):
 
     # comparison rows and per-slice rows are separate tables
     table = widget.comparison_table.native
-    headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
+    headers = column_keys(table)
     assert headers == ["model", "dice", "hd95_px"] and table.rowCount() == 2
     # the note (once) under the table, not in a cell that makes its row tall; the table
     # is as high as its rows
