@@ -33,6 +33,7 @@ from ._docks import raise_from_menu
 from ._image_layers import layer_source_path
 from ._placement import placement_warning
 from ._widget_common import (
+    DOCK_MAX_MIN_WIDTH,
     fit_width,
     full_data,
     intro_above,
@@ -277,7 +278,6 @@ class MetricsWidget(Container):
         self.comparison_box.visible = False
         self.pair_note.visible = False
         fit_width(self.body)
-        _reserve_table_width(self.table, self.body, self._update_table)
         intro_above(self, self.intro)
         set_tooltips(self, METRICS_TIPS)
         self.compute_button.changed.connect(self._on_compute_clicked)
@@ -897,13 +897,14 @@ class MetricsWidget(Container):
         return self.comparison + ([] if self._stale else self.results)
 
     def _update_table(self) -> None:
-        _fill_table(self.table, self.results, RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS)
+        width = _fill_table(self.table, self.results, RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS)
         self.table_note.value = _slice_notes(self.results)
         self.table_note.visible = bool(self.table_note.value)
         shown = [_short_model_row(row) for row in self.comparison]
-        _fill_table(
+        compared = _fill_table(
             self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN, COMPARISON_DECIMALS
         )
+        self._make_room(max(width, compared))
         _model_tips(self.comparison_table, self.comparison)
         _fit_rows(self.comparison_table)
 
@@ -914,6 +915,26 @@ class MetricsWidget(Container):
         self.table.visible = bool(self.results) or not shown  # no empty table above it
         self.table.native.setEnabled(not self._stale)  # greyed: from before a change
         self.export_button.enabled = bool(self.rows())
+
+    def _make_room(self, columns: int) -> None:
+        """Widen the dock, up to :data:`DOCK_MAX_MIN_WIDTH`, to hold tables whose columns
+        are ``columns`` px wide: at 1366 x 768 the per-slice table's 8 columns (363 px) had
+        a 352 px view beside Fine-tune, 320 beside Segment alone. Never narrowed again (the
+        column would jump at every Compute); wider tables scroll sideways."""
+        tables = (self.table.native, self.comparison_table.native)
+        area = self.body.scroll_area
+        margins = self.body.native.layout().contentsMargins()
+        # napari's style draws the scroll bar 2 px wider than its size hint
+        bar = area.verticalScrollBar().sizeHint().width() + 2
+        spare = margins.left() + margins.right() + bar  # the dock's width around a table
+        frame = 2 * self.table.native.frameWidth()
+        width = min(columns + frame, DOCK_MAX_MIN_WIDTH - spare)
+        if width <= max(t.minimumWidth() for t in tables):
+            return
+        for table in tables:
+            table.setMinimumWidth(width)
+        # as fit_width would, once the layout has run
+        area.setMinimumWidth(max(area.minimumWidth(), width + spare))
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path: str | os.PathLike) -> Path:
@@ -972,39 +993,6 @@ def _setup_table(table: Table) -> None:
     native.setMinimumHeight(90)
     native.setMinimumWidth(120)
     native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-
-# A 2-D pair's per-slice row (an HD under 1000 px): the per-slice table's room is reserved
-# for it (_reserve_table_width); a larger HD widens its columns past the dock's width
-_SAMPLE_ROW = {
-    "slice": "mean",
-    **dict.fromkeys(("dice", "iou", "precision", "recall", "f1"), 0.5),
-    **dict.fromkeys(("hd_px", "hd95_px"), 100.0),
-}
-
-
-def _reserve_table_width(table: Table, body, refill) -> None:
-    """Make the per-slice ``table`` at least as wide as its columns for
-    :data:`_SAMPLE_ROW` as it is first shown (napari's style sets its headers' padding
-    then; ``refill()`` puts its rows back), and its dock's ``body`` as wide: beside the
-    Segment dock alone at 1366 x 768 its view was 320 px wide, its columns 335 (a
-    sideways scroll bar, "F1" cut)."""
-    from qtpy.QtCore import QEvent, QObject
-
-    class Reserver(QObject):
-        def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
-            if event.type() == QEvent.Type.Show:
-                table.native.removeEventFilter(self)
-                width = _fill_table(
-                    table, [_SAMPLE_ROW], RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS
-                )
-                refill()
-                native = table.native
-                native.setMinimumWidth(max(native.minimumWidth(), width + 2 * native.frameWidth()))
-                fit_width(body)
-            return False
-
-    table.native.installEventFilter(Reserver(table.native))
 
 
 def _fill_table(

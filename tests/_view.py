@@ -37,8 +37,15 @@ def column_keys(table) -> list[str]:
     return keys
 
 
-def columns_fit(table) -> bool:
+def columns_fit(table, body=None) -> bool:
     """Whether a QTableWidget's columns together are no wider than its view: nothing to
-    scroll sideways to."""
+    scroll sideways to; with ``body`` (the dock's ``scroll_body``), and the table's right
+    edge within that view (the body does not scroll sideways: it would be cut)."""
+    from qtpy.QtCore import QPoint
+
     total = sum(table.columnWidth(column) for column in range(table.columnCount()))
-    return total <= table.viewport().width() and table.horizontalScrollBar().maximum() == 0
+    fits = total <= table.viewport().width() and table.horizontalScrollBar().maximum() == 0
+    if body is not None:
+        viewport = body.scroll_area.viewport()
+        fits = fits and table.mapTo(viewport, QPoint(table.width(), 0)).x() <= viewport.width()
+    return fits

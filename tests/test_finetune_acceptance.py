@@ -108,7 +108,8 @@ def test_a_model_whose_held_out_dice_falls_waits_for_the_users_click(
     # the before/after table fits the Metrics dock, a row a line high: the models by
     # stage, named in full in the line under it
     table = metrics.comparison_table.native
-    assert columns_fit(table), [table.columnWidth(c) for c in range(table.columnCount())]
+    widths = [table.columnWidth(c) for c in range(table.columnCount())]
+    assert columns_fit(table, metrics.body), widths
     assert column_keys(table)[:3] == ["model", "dice", "hd95_px"]
     assert [table.item(row, 0).text() for row in range(2)] == ["before", "after"]
     assert all(table.rowHeight(row) < 2 * table.fontMetrics().lineSpacing() for row in (0, 1))

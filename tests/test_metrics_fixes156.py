@@ -61,7 +61,7 @@ def test_the_per_slice_table_fits_the_dock_at_1366x768(make_napari_viewer, qtbot
 
     table = metrics.table.native
     widths = [table.columnWidth(c) for c in range(table.columnCount())]
-    assert columns_fit(table), (widths, table.viewport().width())
+    assert columns_fit(table, metrics.body), (widths, table.viewport().width())
     keys = column_keys(table)
     assert keys == ["slice", *SCORES], keys  # none left out
     assert table.rowCount() == 2  # slice 0 and the mean
@@ -92,7 +92,8 @@ def test_a_stacks_table_fits_and_names_its_empty_slices_under_it(make_napari_vie
         viewer.add_labels(reference, name="stack mask"),
     )
     table = metrics.table.native
-    assert columns_fit(table), [table.columnWidth(c) for c in range(table.columnCount())]
+    widths = [table.columnWidth(c) for c in range(table.columnCount())]
+    assert columns_fit(table, metrics.body), widths
     assert column_keys(table) == ["slice", *SCORES] and table.rowCount() == 4
     assert metrics.table_note.value == "slice 2: empty prediction (HD = image diagonal)"
     assert not metrics.table_note.native.isHidden()
