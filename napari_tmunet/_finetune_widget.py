@@ -104,7 +104,9 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     ``dataset_folder``, ``model``, ``checkpoint``, ``steps``, ``learning_rate``,
     ``batch_size``, ``augmentation``, ``device``, ``run_folder``, ``start_button``,
     ``stop_button``, ``resume_button`` (in the row ``buttons``), ``revert_button``,
-    ``progress_bar``, ``eta``, ``canvas`` (matplotlib), ``status``. After a run:
+    ``progress_bar``, ``eta``, ``canvas`` (matplotlib), ``status`` (a run's verdict in a
+    headline), ``use_anyway_button`` (under it), ``details`` (the run's full comparison,
+    under the button). After a run:
     ``result`` (see :func:`run_finetune`), ``history`` (losses and validation records).
     """
 

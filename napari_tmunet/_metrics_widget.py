@@ -193,6 +193,7 @@ class MetricsWidget(Container):
         prediction, reference: layer choosers (values are layers).
         compute_button, export_button: the actions.
         table: the per-slice results table (a ``QTableWidget`` underneath).
+        table_note: the per-slice table's notes (slices with an empty mask), under it.
         comparison_table: the comparison rows' table (hidden while there are none).
         results: rows of the last computation, one dict per slice and a last
             ``slice == "mean"`` row.
