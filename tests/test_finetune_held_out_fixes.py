@@ -130,7 +130,8 @@ def test_a_held_out_tile_without_nuclei_is_scored_by_false_positives(
 
     metrics = metrics_dock(viewer)
     assert [row["false_positive_px"] for row in metrics.comparison] == [old, new]
-    assert metrics.comparison_note.value.startswith(NO_HELD_OUT_FOREGROUND)
+    names, note = metrics.comparison_note.value.split("\n", 1)  # the models, then the part
+    assert names.startswith("before: TM-UNet ") and note.startswith(NO_HELD_OUT_FOREGROUND)
 
     # the user decides; used, the last checkpoint is the active model
     tune.use_anyway_button.native.click()

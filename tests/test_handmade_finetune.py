@@ -116,5 +116,6 @@ def test_no_foreground_in_the_held_out_part_shows_no_scores(make_napari_viewer, 
     headers = column_keys(table)
     cells = [table.item(r, headers.index("dice")).text() for r in range(table.rowCount())]
     assert cells == ["", ""], cells
-    assert metrics.comparison_note.value.startswith(NO_HELD_OUT_FOREGROUND)
+    names, note = metrics.comparison_note.value.split("\n", 1)  # the models, then the part
+    assert names.startswith("before: TM-UNet ") and note.startswith(NO_HELD_OUT_FOREGROUND)
     assert "no foreground" in tune.details.value, tune.details.value
