@@ -134,8 +134,9 @@ def test_a_resumed_run_whose_start_file_is_gone_leaves_the_choice_to_the_user(
     assert compare_models(tune.result)["use_new"] is None
     assert tune.active.current is None  # nothing made active unseen
     assert not tune.use_anyway_button.native.isHidden()
-    assert f"its file {start} is not found" in tune.status.value, tune.status.value
-    assert "you choose" in tune.status.value
+    assert f"its file {start} is not found" in tune.details.value, tune.details.value
+    assert "you choose" in tune.details.value  # the full reason under the button
+    assert "(the starting model could not be scored)" in tune.status.value  # the headline
     after = {p.relative_to(run_dir) for p in run_dir.rglob("*")}
     assert before <= after, before - after
 
