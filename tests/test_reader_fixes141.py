@@ -29,15 +29,16 @@ needs_datasets = pytest.mark.skipif(
 
 @pytest.fixture
 def decoded(monkeypatch):
-    """How many times each file's pixels are decoded (``data.images.read_image``)."""
+    """How many times each file's pixels are decoded (``data.images._decode``, which
+    ``read_image`` and ``read_image_channels`` call unless the pixels are kept)."""
     counts: Counter = Counter()
-    real = images.read_image
+    real = images._decode
 
     def counting(path, *args, **kwargs):
         counts[Path(path).name] += 1
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(images, "read_image", counting)
+    monkeypatch.setattr(images, "_decode", counting)
     return counts
 
 
