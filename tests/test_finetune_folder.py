@@ -140,7 +140,9 @@ def test_a_folder_alone_fine_tunes_the_model_for_its_images(make_napari_viewer, 
     assert plan["held_out"] == "whole image(s): Ünïcødé-kern.tif"
     assert tune.result["held_out"] == plan["held_out"]
     metrics = open_dock(viewer, "Metrics")
-    assert metrics.comparison_note.value.startswith("whole image(s): Ünïcødé-kern.tif; ")
+    names, note = metrics.comparison_note.value.split("\n", 1)  # the models, then the part
+    assert names.startswith("before: TM-UNet nuclei; after: ")
+    assert note.startswith("whole image(s): Ünïcødé-kern.tif; ")
     assert "folder-" not in metrics.comparison_note.value
     valid = plan["split"]["valid"]
     assert valid == ["folder-_n_c_d_-kern"]  # the copy's name in the run folder: file-safe
