@@ -128,11 +128,12 @@ def measure(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def run_child(code: Path, argv: list[str]) -> list[dict]:
-    """The rows measured by a child process importing ``napari_tmunet`` from ``code``."""
+def run_child(code: Path, argv: list[str], script: str = __file__) -> list[dict]:
+    """The rows measured by a child process running ``script`` (this one by default) with
+    ``argv`` and ``--json``, importing ``napari_tmunet`` from ``code``."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     out = subprocess.run(
-        [sys.executable, __file__, *argv, "--json"],
+        [sys.executable, script, *argv, "--json"],
         env=env,
         check=True,
         capture_output=True,
@@ -141,6 +142,15 @@ def run_child(code: Path, argv: list[str]) -> list[dict]:
     *printed, last = out.strip().splitlines()
     print("\n".join(printed))  # --profile's tables
     return json.loads(last)
+
+
+def without_code(argv: list[str], codes: list[Path]) -> list[str]:
+    """``argv`` less its ``--code`` option and the ``codes`` after it (a child measures one)."""
+    argv = list(argv)
+    if "--code" in argv:
+        at = argv.index("--code")
+        del argv[at : at + 1 + len(codes)]
+    return argv
 
 
 def main() -> None:
@@ -161,10 +171,7 @@ def main() -> None:
     if args.json:  # a child of --compare: rows on the last line
         print(json.dumps(measure(args)))
         return
-    argv = sys.argv[1:]
-    if "--code" in argv:
-        at = argv.index("--code")
-        del argv[at : at + 1 + len(args.code)]
+    argv = without_code(sys.argv[1:], args.code)
     rows = [row for code in args.code for row in run_child(code, argv)]
     print("code | layout | N pairs | layers | reader s | viewer.open s (CPU s)")
     for row in rows:

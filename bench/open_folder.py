@@ -38,15 +38,18 @@ import argparse
 import collections
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from folder_open_speed import CVC, build_folder  # noqa: E402  (a sibling script)
+from folder_open_speed import (  # noqa: E402  (a sibling script)
+    CVC,
+    build_folder,
+    run_child,
+    without_code,
+)
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -236,21 +239,6 @@ def measure(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def run_child(code: Path, argv: list[str]) -> list[dict]:
-    """The rows measured by a child process importing ``napari_tmunet`` from ``code``."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    out = subprocess.run(
-        [sys.executable, __file__, *argv, "--json"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    *printed, last = out.strip().splitlines()
-    print("\n".join(printed))  # --profile's tables
-    return json.loads(last)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30, help="pairs in the folder")
@@ -269,11 +257,8 @@ def main() -> None:
     if args.json:  # a child: rows on the last line
         print(json.dumps(measure(args)))
         return
-    argv = sys.argv[1:]
-    if "--code" in argv:
-        at = argv.index("--code")
-        del argv[at : at + 1 + len(args.code)]
-    rows = [row for code in args.code for row in run_child(code.resolve(), argv)]
+    argv = without_code(sys.argv[1:], args.code)
+    rows = [row for code in args.code for row in run_child(code.resolve(), argv, __file__)]
     print(
         "code | layout | layers | reader s (CPU s) | opens/file | launcher s (CPU s) | "
         "File > Open s (CPU s; reader CPU s) | launcher open s (CPU s; reader CPU s)"
