@@ -585,10 +585,24 @@ _TWO_CHANNEL_COLOURS = ("magenta", "green")
 _CHANNEL_COLOURS = ("cyan", "magenta", "yellow", "red", "green", "blue")
 
 
+def layer_picture(layer) -> str:
+    """The name of the picture an image layer shows, as its file is named: for a channel
+    :func:`image_layers_data` opened apart ("NAME [DAPI]", "NAME [ch 1]"), its file's base
+    name NAME; for any other layer, its name. A picture's masks go over the layer of its
+    name by this rule (the launcher), over its first channel for a file of channels, as
+    a folder opens them."""
+    metadata = layer.metadata or {}
+    if CHANNEL_KEY in metadata and metadata.get("path"):
+        return Path(metadata["path"]).stem
+    return layer.name
+
+
 def image_layers_data(path: Path) -> list[LayerData]:
     """Layer data for one image file (:func:`image_layer_data`); for a TIFF of separate
     channels (``data.images.read_image_channels``: fluorescence, not one colour picture),
-    one grey image layer per channel, named "NAME [ch 0]", ..., each with its Z/T frames,
+    one grey image layer per channel, named by the file's own channel names where it
+    has them, "NAME [DAPI]", else "NAME [ch 0]", ... (``Channels.labels``: unique,
+    readable), each with its Z/T frames,
     in napari's channel colours, added together; said in one info notification ("NAME:
     2 channels opened as 2 layers, 5 slices each"), so no channel is taken for a frame
     or for colour."""
@@ -598,10 +612,11 @@ def image_layers_data(path: Path) -> list[LayerData]:
     if channels is None:
         return [_layer_data(path, data)]
     colours = _TWO_CHANNEL_COLOURS if channels.count == 2 else _CHANNEL_COLOURS
+    labels = channels.labels()
     layers = []
     for index, channel in enumerate(data):  # (Z, H, W) or (H, W) each
         channel_data, kwargs, kind = _layer_data(path, channel)
-        kwargs["name"] = f"{path.stem} [ch {index}]"
+        kwargs["name"] = f"{path.stem} [{labels[index]}]"
         kwargs["metadata"].update({CHANNEL_KEY: index, CHANNELS_KEY: channels.count})
         kwargs["colormap"] = colours[index % len(colours)]
         kwargs["blending"] = "additive" if index else "translucent_no_depth"

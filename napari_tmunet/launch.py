@@ -649,18 +649,24 @@ def _open_mask(
     keeps its instance ids; several masks open as their union
     (``_reader.mask_layer_data``), said in an info notification naming them. Returns the
     layer's name."""
-    from ._reader import MASK_OPACITY, mask_layer_data, merged_note, saved_mask_layer_data
+    from ._reader import (
+        MASK_OPACITY,
+        layer_picture,
+        mask_layer_data,
+        merged_note,
+        saved_mask_layer_data,
+    )
     from .data.images import read_saved_mask
 
     paths = family.paths
     path = paths[0]
     name = picture_path.stem if picture_path is not None else _mask_picture(path) or path.stem
-    picture = next(
-        (layer for layer in viewer.layers if _is_image(layer) and layer.name == name),
+    picture = next(  # a file of channels: its first channel's layer, as a folder opens it
+        (layer for layer in viewer.layers if _is_image(layer) and layer_picture(layer) == name),
         None,
     )
     like = None
-    if picture is not None:  # the picture's name (Metrics pairs by it) and pixel size
+    if picture is not None:  # the picture layer's name (Metrics pairs by it) and pixel size
         kwargs = {"name": picture.name}
         if len(picture.scale) == 2:
             kwargs["scale"] = tuple(picture.scale)
@@ -681,7 +687,7 @@ def _open_mask(
         viewer.close()
         named = ", ".join(str(p) for p in paths)
         raise CannotOpen(f"cannot open the mask {named}: {' '.join(str(err).split())}") from err
-    kwargs["name"] = family.layer_name(name, several)
+    kwargs["name"] = family.layer_name(picture.name if picture is not None else name, several)
     layer = viewer.add_labels(data, **kwargs)
     if len(paths) > 1:
         merged_note(paths[0].parent, [(picture_path or Path(name), paths)])

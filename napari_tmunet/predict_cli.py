@@ -744,13 +744,15 @@ def _segment(todo: list[Path], models: _Models, args):
 
 def channels_as_frames(channels) -> str:
     """How a TIFF's separate channels (``data.images.Channels``) are segmented: as frames,
-    channel by channel, in words naming which frames hold which channel."""
+    channel by channel, in words naming which frames hold which channel by the names
+    its layers have in napari ("frames 0-1: DAPI", "frame 1: ch 1": ``Channels.labels``)."""
     each = channels.frames
     spans = [
         f"frame {c * each}" if each == 1 else f"frames {c * each}-{(c + 1) * each - 1}"
         for c in range(channels.count)
     ]
-    named = "; ".join(f"{span}: channel {c}" for c, span in enumerate(spans))
+    labels = channels.labels()
+    named = "; ".join(f"{span}: {label}" for span, label in zip(spans, labels, strict=True))
     slices = channels.frames_words()
     return (
         f"{channels.count} separate channels{f' of {slices}' if slices else ''} (not colour), "

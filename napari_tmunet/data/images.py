@@ -32,8 +32,9 @@ import os
 import stat
 import threading
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,11 +142,32 @@ class Channels:
         stack: tifffile's letters of the axes merged into each channel's frames ("" for
             none, "Z", "T", "TZ"...).
         frames: frames per channel (1 without a stack).
+        names: the file's own name of each channel as stored (OME's Channel Name,
+            ImageJ's slice labels: :func:`_channel_names`), "" for one it does not name;
+            () when it names none.
     """
 
     count: int
     stack: str = ""
     frames: int = 1
+    names: tuple[str, ...] = ()
+
+    def labels(self) -> tuple[str, ...]:
+        """Each channel's short, readable name for layer names and messages, unique
+        within the file: the file's name for it (:func:`_readable`: "DAPI") when that
+        names it apart from the others, else "ch N" followed by any name it has ("ch 2",
+        "ch 1 GFP" for a name two channels share, "ch 0 405" for a number, which napari
+        would count up as its suffix for a repeated layer name)."""
+        names = [_readable(name) for name in self.names] or [""] * self.count
+        seen = Counter(name.casefold() for name in names)
+        alone = [bool(name) and not name.isdigit() and seen[name.casefold()] == 1 for name in names]
+        labels = [
+            name if own else _indexed(i, name)
+            for i, (name, own) in enumerate(zip(names, alone, strict=True))
+        ]
+        if len(set(labels)) < len(labels):  # a name that reads as another's "ch N"
+            labels = [_indexed(i, name) for i, name in enumerate(names)]
+        return tuple(labels)
 
     def frames_words(self) -> str:
         """Each channel's frames in words ("5 slices", "3 time points"), "" for one."""
@@ -153,6 +175,28 @@ class Channels:
             return ""
         kind = {"Z": "slices", "T": "time points"}.get(self.stack, "frames")
         return f"{self.frames} {kind}"
+
+
+# A channel's name in layer names and messages is cut to this many characters.
+CHANNEL_NAME_CHARS = 32
+
+
+def _readable(name: str) -> str:
+    """A channel name as a file stores it, as one short line: characters that do not
+    print (line breaks, tabs, control codes) as spaces, brackets as parentheses (a layer
+    name holds it in "[...]"), runs of blanks as one, at most
+    :data:`CHANNEL_NAME_CHARS` (cut with "…")."""
+    text = "".join(char if char.isprintable() else " " for char in str(name))
+    text = " ".join(text.translate(str.maketrans("[]", "()")).split())
+    if len(text) > CHANNEL_NAME_CHARS:
+        text = text[: CHANNEL_NAME_CHARS - 1].rstrip() + "…"
+    return text
+
+
+def _indexed(index: int, name: str) -> str:
+    """A channel's label by its index, its name after it: "ch 2", "ch 1 GFP" (unique
+    for each index whatever the name: the digits end at the space)."""
+    return f"ch {index} {name}".rstrip()
 
 
 def channels_are_colour(count: int, dtype) -> bool:
@@ -967,7 +1011,48 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bool, Channels | None]:
 
     with tifffile.TiffFile(path) as tif:
         array, stacked, channels = _tiff_layout(path, *_tiff_series(path, tif))
+        if channels is not None:
+            channels = replace(channels, names=_channel_names(tif, channels.count))
     return _inks_as_rgb(path, array), stacked, channels
+
+
+def _channel_names(tif, count: int) -> tuple[str, ...]:
+    """The names an open ``tifffile.TiffFile`` gives its ``count`` separate channels, as
+    stored: OME-XML's Channel Name of its first image, else ImageJ's slice labels
+    (:func:`_imagej_channel_names`); "" for a channel it leaves unnamed, () when it names
+    none or a count of them that is not ``count``."""
+    names = _ome_channel_names(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else []
+    if len(names) != count or not any(names):
+        names = _imagej_channel_names((tif.imagej_metadata or {}).get("Labels"), count)
+    return tuple(names) if len(names) == count and any(names) else ()
+
+
+def _ome_channel_names(xml: str) -> list[str]:
+    """The Name of each Channel of the first OME Pixels element ("" where it has none);
+    [] for XML that does not parse (the pixels still read, unnamed)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == "Pixels":
+            channels = [c for c in element if c.tag.rsplit("}", 1)[-1] == "Channel"]
+            return [channel.get("Name") or "" for channel in channels]
+    return []
+
+
+def _imagej_channel_names(labels, count: int) -> list[str]:
+    """Channel names from ImageJ's slice labels (one per plane, channel fastest, as a
+    hyperstack stores its planes): a channel's name is the label all its planes share,
+    else ""; [] when the labels do not fit ``count`` channels. (ImageJ's "Ranges" are
+    each channel's display range, not a name.)"""
+    if not isinstance(labels, list | tuple) or not labels or len(labels) % count:
+        return []
+    names = []
+    for index in range(count):
+        own = {str(label) for label in labels[index::count]}
+        names.append(own.pop() if len(own) == 1 else "")
+    return names
 
 
 def _inks_as_rgb(path: Path, array: np.ndarray) -> np.ndarray:
