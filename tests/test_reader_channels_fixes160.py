@@ -185,7 +185,8 @@ def test_a_channel_file_in_a_folder_opens_its_channels_under_its_mask(channels, 
 def test_predict_says_how_it_segments_a_file_of_channels(channels, tmp_path, capsys):
     """``napari-tmunet-predict`` on an ImageJ file of 2 slices x 2 channels: one stderr
     line says it segments 4 grey frames channel by channel and which frames hold which
-    channel; the 4 frame masks are written (main: nothing said, channels interleaved)."""
+    channel, by its layers' names ("ch 0": the file names none); the 4 frame masks are
+    written (main: nothing said, channels interleaved)."""
     from napari_tmunet.predict_cli import main
 
     folder = tmp_path / "in"
@@ -197,7 +198,7 @@ def test_predict_says_how_it_segments_a_file_of_channels(channels, tmp_path, cap
     err = capsys.readouterr().err
     assert (
         "fluo.tif: 2 separate channels of 2 slices (not colour), segmented as 4 grey frames "
-        "channel by channel (frames 0-1: channel 0; frames 2-3: channel 1)"
+        "channel by channel (frames 0-1: ch 0; frames 2-3: ch 1)"
     ) in err, err
     written = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert written == [f"fluo_z{z:04d}.png" for z in range(4)], written
