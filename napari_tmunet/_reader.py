@@ -12,8 +12,10 @@ TIFF marks RGB: ``data.images.LABEL_DTYPES``).
 
 A TIFF of separate channels that are not one colour picture (fluorescence: 2 or 4
 channels, 16-bit; ``data.images.read_image_channels``) opens as one grey layer per channel,
-as napari's ``channel_axis`` does, its Z/T frames kept as each layer's frames, said in one
-info notification (:func:`image_layers_data`).
+as napari's ``channel_axis`` does, its Z/T frames kept as each layer's frames, named by
+the file's channel names where it has them ("NAME [DAPI]", else "NAME [ch 0]"), said in
+one info notification (:func:`image_layers_data`); :func:`layer_picture` maps such a
+layer back to its file's name.
 
 Plain PNG, JPEG and BMP files are left to napari's own reader, which gives the same
 arrays (so Segment treats them alike) without a "Choose reader" question; inside a

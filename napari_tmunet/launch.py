@@ -644,8 +644,10 @@ def _open_mask(
     as the TM-UNet reader opens a dataset folder's masks: a Labels layer "<picture> mask"
     (among ``several`` families, named by the family: ``MaskFamily.layer_name``) over the
     picture they belong to (``picture_path``, else the one their name gives,
-    :func:`_mask_picture`; shown or hidden with it, and only if ``shown``, so Metrics pairs
-    them), never an image that Segment could be run on. A mask this plugin's writer saved
+    :func:`_mask_picture`; the layer of that name by ``_reader.layer_picture``: a file of
+    channels' first channel, "NAME [ch 0] mask", as a folder opens it; shown or hidden
+    with it, and only if ``shown``, so Metrics pairs them), never an image that Segment
+    could be run on. A mask this plugin's writer saved
     keeps its instance ids; several masks open as their union
     (``_reader.mask_layer_data``), said in an info notification naming them. Returns the
     layer's name."""

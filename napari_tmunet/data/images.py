@@ -18,8 +18,9 @@ of 3 or 4 frames as napari's labels writer saves one. A TIFF's channel axis (C i
 ImageJ, OME or tifffile metadata) is colour only for 3 channels of 8 bits (an RGB
 picture saved channel by channel, :func:`channels_are_colour`); other channels
 (fluorescence: 2 channels, 16-bit, 4 of them) are kept apart from its Z/T frames by
-:func:`read_image_channels` (the napari reader opens one layer each), and
-:func:`read_image` gives them as frames, channel by channel.
+:func:`read_image_channels` (the napari reader opens one layer each, named by the
+file's channel names: OME's Channel Name, ImageJ's slice labels; ``Channels.labels``),
+and :func:`read_image` gives them as frames, channel by channel.
 """
 
 from __future__ import annotations
