@@ -121,9 +121,8 @@ def test_resume_scores_the_start_again_only_without_matching_scores(
     assert any(p.startswith("scoring best.pt on the held-out part") for p in phases), phases
     assert tune.result["old"] is not None and tune.result["new"] is not None
     now = saved(run_dir)
-    assert now["scores"] == tune.result["old"] and now["keys"]["held_out"] == first["keys"][
-        "held_out"
-    ]
+    assert now["scores"] == tune.result["old"]
+    assert now["keys"]["held_out"] == first["keys"]["held_out"]
     assert (now["keys"]["model"] == first["keys"]["model"]) == (case != "start file replaced")
     after = {p.relative_to(run_dir) for p in run_dir.rglob("*")}
     assert before <= after, before - after  # nothing of the run is lost
