@@ -7,9 +7,13 @@ Fine-tune dock's job, without the dock) and reports when each phase began, how m
 held-out scorings (``evaluate`` calls) ran and how long the run took after its last
 training step.
 
-    python bench/finetune_scoring.py [--out /tmp/ft-bench] [--steps 6]
+    python bench/finetune_scoring.py [--out /tmp/ft-bench] [--steps 6] [--resume-after N]
 
-The Segment outputs are cached in ``--out`` (a second run skips them).
+``--resume-after N``: the run is stopped after step N, then resumed (the dock's Resume,
+``FinetuneJob(resume=True)``); the report is the resumed session's: its scorings and how
+long it took to its first training step (since fix-163 the starting model's scores are
+those the first session saved). The Segment outputs are cached in ``--out`` (a second
+run skips them).
 """
 
 from __future__ import annotations
@@ -81,8 +85,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/ft-bench"))
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--resume-after", type=int, default=0, help="stop after this step, resume")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+
+    import threading
 
     import napari_tmunet.evaluation as evaluation
     import napari_tmunet.training.validation as validation
@@ -105,6 +112,13 @@ def main() -> None:
         run_dir=run_dir, pairs=pairs(args.out), start_model="TM-UNet nuclei",
         steps=args.steps, batch_size=2, device="cpu",
     )  # fmt: skip
+    if args.resume_after:  # a first session stopped after that step, not timed
+        stop = threading.Event()
+        run_finetune(
+            job, stop, {"on_step": lambda step, *_: step >= args.resume_after and stop.set()}
+        )
+        job = FinetuneJob(run_dir=run_dir, resume=True, device="cpu")
+        calls.clear()
     t0 = time.perf_counter()
     events = []
 
@@ -117,7 +131,10 @@ def main() -> None:
     last_step = max(t for t, kind, _ in events if kind == "step")
     for t, kind, what in events:
         print(f"{t:7.1f} s  {kind}: {what[0] if kind == 'phase' else what}")
+    first_step = min(t for t, kind, _ in events if kind == "step")
     report = {
+        "resumed": bool(args.resume_after),
+        "to_first_step_s": first_step,
         "scorings": len(calls),
         "scoring_s": calls,
         "total_s": round(total, 1),

@@ -50,6 +50,8 @@ MAX_QUIET_ENLARGEMENT = 2.0
 INSTANCE_MODALITIES = ("nuclei",)  # models whose default output is instances
 # what a model of each inference mode (Checkpoint.inference_mode) was trained on
 TRAINED_ON = {"tile": "tiles at full resolution", "resize": "whole images resized to its input"}
+# how mode_mismatch names the mode to choose, in the dock's words
+CHOOSE_MODE = "choose Mode {mode} (or auto)"
 
 
 @dataclass
@@ -206,16 +208,17 @@ def resolve(
     )
 
 
-def mode_mismatch(chosen: str, runs: str, trained: str) -> str:
+def mode_mismatch(chosen: str, runs: str, trained: str, choose: str = CHOOSE_MODE) -> str:
     """Why mode ``runs``, chosen by the user (``chosen`` not "auto"), may not suit a model
-    trained in mode ``trained`` (``Checkpoint.inference_mode``), and the Mode to choose;
-    "" when it runs as trained, or as "auto" chose (tile for an image read in bands, the
-    only way to run it)."""
+    trained in mode ``trained`` (``Checkpoint.inference_mode``), and the mode to choose
+    (``choose``, naming it as {mode}: the dock's words, or a command line's); "" when it
+    runs as trained, or as "auto" chose (tile for an image read in bands, the only way to
+    run it). Segment's dock and ``napari-tmunet-predict`` say it."""
     if chosen == AUTO or runs == trained or trained not in TRAINED_ON:
         return ""
     # the nuclei model (tiles) resized a 1000 x 1000 MoNuSeg tile to 256 x 256: nuclei 3.9x
     # smaller than it learnt, Dice 0.52 for 0.82 tiled (tester35 #1)
-    return f"the model was trained on {TRAINED_ON[trained]}: choose Mode {trained} (or auto)"
+    return f"the model was trained on {TRAINED_ON[trained]}: {choose.format(mode=trained)}"
 
 
 def mode_note(model: str, mode: str, image, rgb: bool | None) -> str:

@@ -27,7 +27,9 @@ model on every image, with the Segment dock's warning for an image unlike it (a 
 model of another modality, or unlike the image; a checkpoint that records another
 modality). Progress bars are drawn on a terminal only, never with ``--no-progress``.
 Mode, threshold and the least object confidence default to the model's own, whatever an
-image's size (``_segment_jobs.auto_mode``, as the dock's Mode "auto"). Images over the
+image's size (``_segment_jobs.auto_mode``, as the dock's Mode "auto"); a ``--mode`` other
+than the one a model was trained for is said once per model, as the dock says it
+(``_segment_jobs.mode_mismatch``). Images over the
 pixel budget (``--max-pixels``) are read and segmented in bands (tile mode, also for a
 model that resizes when ``--mode`` is left out, said in a line naming the image, as the
 model's header line names its own mode). Files that fail are listed with the reason at
@@ -54,6 +56,9 @@ _FRAME_NAME = re.compile(r"(.+)_z\d{4}", re.IGNORECASE)  # a stack's frame mask:
 # How a warning that --model may not suit an image says which model would (its name as
 # {model}): registry.other_modality_caveat's "switch", in a command line's words.
 SWITCH = "pass --model {model!r} for such images"
+# How a warning that --mode is not the model's own says which to pass (its mode as {mode}):
+# _segment_jobs.mode_mismatch's "choose", in a command line's words.
+CHOOSE_MODE = "pass --mode {mode}, or leave --mode out"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -673,6 +678,22 @@ class _Models:
         )
         self.header = ""
         tqdm.write(line, file=sys.stderr)
+        self._warn_mode(model)
+
+    def _warn_mode(self, model: str) -> None:
+        """Warn, once per model (:meth:`announce`), that the ``--mode`` given is not the one
+        ``model`` was trained for, as Segment's dock does (``_segment_jobs.mode_mismatch``)."""
+        from tqdm import tqdm
+
+        from ._segment_jobs import AUTO, mode_mismatch
+
+        checkpoint, mode, _ = self.load(model)
+        chosen = self.args.mode or AUTO
+        mismatch = mode_mismatch(chosen, mode, checkpoint.inference_mode, CHOOSE_MODE)
+        if mismatch:
+            tqdm.write(
+                f"warning: --mode {mode} for {self.name(model)!r}: {mismatch}", file=sys.stderr
+            )
 
 
 def _shipped_hint(modality: str) -> str:

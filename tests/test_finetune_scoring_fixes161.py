@@ -122,7 +122,8 @@ def test_a_best_checkpoint_of_an_earlier_session_is_scored_again(tmp_path, monke
     (measured: held-out Dice 0.71 at step 4, 0.76 at step 1, lr 3e-3), so best.pt is
     the first session's, which no validation of the resumed run scored: it is scored
     again, once, the phase naming it and saying how far, and its scores are a fresh
-    scoring's."""
+    scoring's. The starting model is not scored again: the first session saved its
+    scores (fix-163)."""
     run_dir = tmp_path / "run"
     pairs = corrected_pairs([("a", 0), ("b", 256)], size=256)
     job = FinetuneJob(
@@ -140,7 +141,7 @@ def test_a_best_checkpoint_of_an_earlier_session_is_scored_again(tmp_path, monke
 
     assert result["step"] == 4 and validated_steps(run_dir) == [1, 4]
     assert load_checkpoint(result["best_checkpoint"]).metadata["step"] == 1
-    assert len(calls) == 1 + 1 + 1, phases  # the start, step 4, best.pt of step 1
+    assert len(calls) == 1 + 1, phases  # step 4, best.pt of step 1 (the start's: saved)
     scoring = "scoring the fine-tuned model (best.pt of step 1) on the held-out part"
     assert phases[-2:] == [f"{scoring}...", f"{scoring} (1 image): 100%..."], phases
     assert result["new"] == fresh_scores(run_dir)

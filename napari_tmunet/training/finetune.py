@@ -18,6 +18,9 @@ run folder, so nothing painted is lost if training or napari crashes::
                                       their scores where the edits are and the verdict
                                       (compare_models); Dice null and false-positive
                                       pixels where the held-out part has no foreground
+    RUN/start_scores.json             the starting model's held-out scores, keyed by the
+                                      model and the held-out part: a resumed run takes
+                                      them instead of scoring it again (_score_start)
 
 Images are written in the colours Segment gives the model: a grey + alpha image as its
 grey, a CMYK one as RGB (``training_pairs``' ``conversion``), never the stored inks.
@@ -109,6 +112,7 @@ from ..evaluation import EvaluationStopped
 from ..storage import atomic_path, write_json
 
 PLAN_FILE = active_model.RUN_PLAN  # RUN/finetune.json: the run's record (module docstring)
+START_SCORES = "start_scores.json"  # RUN/start_scores.json: the starting model's scores
 HOLDOUT_FRACTION = 0.25  # strip of an image kept for validation (_strip_of)
 # Fewer edited pixels or objects than this in the held-out part: the comparison of the
 # old and new model rests on too little to mean much (the report says so).
@@ -1056,9 +1060,10 @@ def run_finetune(
 ) -> dict[str, Any]:
     """The whole fine-tuning job; the Fine-tune widget runs it in a worker thread.
 
-    Writes the data and configuration, scores the starting model on the held-out part,
-    trains with :func:`napari_tmunet.training.engine.fit`, and takes the held-out scores
-    of the best checkpoint (the last where the held-out part has no foreground: no best
+    Writes the data and configuration, scores the starting model on the held-out part (a
+    resumed run takes the scores its first session saved, :func:`_score_start`), trains
+    with :func:`napari_tmunet.training.engine.fit`, and takes the held-out scores of the
+    best checkpoint (the last where the held-out part has no foreground: no best
     one is picked there): those its step's validation gave the same weights, else (e.g. a
     ``best.pt`` of an earlier session of a resumed run) it is scored, the phase saying
     how far.
@@ -1102,14 +1107,14 @@ def run_finetune(
     if stop.is_set():
         return _untrained_result(start, run_dir, None)
     try:
-        old = _score_start(start, (valid, region, edit_maps), device, callbacks, stop.is_set)
+        held_out = (valid, region, edit_maps)
+        old = _score_start(start, held_out, device, callbacks, stop.is_set, run_dir)
     except EvaluationStopped:
         return _untrained_result(start, run_dir, None)
     start.checkpoint = None  # free it before training
 
     phase(TRAINING_PHASE)
     scored: dict[str, dict] = {}  # weights_key -> held-out scores of the validations
-    held_out = (valid, region, edit_maps)
     result, trained = _train(config, run_dir, cache, held_out, device, (callbacks, stop), scored)
     if not trained:  # stopped before a step: the model is the one scored above
         return _untrained_result(start, run_dir, old, result)
@@ -1543,9 +1548,15 @@ def _foreground_pixels(samples, region: tuple[slice, slice] | None) -> int:
     return int(sum(int((m if region is None else m[region]).sum()) for m in masks))
 
 
-def _score_start(start: _Start, held_out, device, callbacks, stop) -> dict | None:
+def _score_start(start: _Start, held_out, device, callbacks, stop, run_dir: Path) -> dict | None:
     """The starting model's held-out scores at the run's input size, in the mode Segment
     runs it in (None: not loaded). ``held_out``: (samples, region, edit maps).
+
+    Saved with the run (``RUN/start_scores.json``) under the keys of what they depend on:
+    the model (:func:`weights_key`) and the held-out part (:func:`held_out_key`). A
+    resumed run takes them when both keys are the same, instead of scoring the model
+    again (minutes on a CPU); it scores it when they differ (the start file replaced) or
+    are not there (an older run, the file unreadable), and saves them then.
 
     ``on_eval`` gets them as a record with ``step`` 0 and ``baseline`` True. ``stop`` is
     checked between forward passes (``EvaluationStopped``).
@@ -1554,20 +1565,75 @@ def _score_start(start: _Start, held_out, device, callbacks, stop) -> dict | Non
 
     if start.checkpoint is None:
         return None
-    words = ScoringWords(callbacks.get("on_phase", lambda text: None), stop)
-    words.begin(f"scoring {start.label} on the held-out part...")
+    phase = callbacks.get("on_phase", lambda text: None)
     input_config = start.checkpoint.input_config.to_dict()
     at_size = InputConfig(**{**input_config, "size": list(start.config.size)})
     mode = start.checkpoint.inference_mode
     valid, region, edit_maps = held_out
     model = start.checkpoint.model
-    old = held_out_scores(model, valid, at_size, mode, device, region, edit_maps, stop, words)
+    keys = {"model": weights_key(model, at_size, mode), "held_out": held_out_key(*held_out)}
+    old = saved_scores(run_dir / START_SCORES, keys)
+    if old is not None:
+        said = "its held-out scores from the run's start are used"
+        phase(f"{start.label} is not scored again: {said}")
+    else:
+        words = ScoringWords(phase, stop)
+        words.begin(f"scoring {start.label} on the held-out part...")
+        old = held_out_scores(model, valid, at_size, mode, device, region, edit_maps, stop, words)
+        _save_scores(run_dir / START_SCORES, keys, old)
     on_eval = callbacks.get("on_eval")
     if on_eval and old["dice"] is None:  # no foreground held out
         on_eval({"step": 0, "baseline": True, "val_false_positive_px": old["false_positive_px"]})
     elif on_eval:
         on_eval({"step": 0, "baseline": True, "val_dice": old["dice"], "val_hd": old["hd"]})
     return old
+
+
+def held_out_key(samples, region: tuple[slice, slice] | None, edit_maps: list | None) -> str:
+    """A digest of the held-out part a scoring depends on: each sample's image and mask
+    (byte for byte), the strip scored (``region``) and the maps of the user's edits.
+    With :func:`weights_key`, equal keys score alike."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(region).encode())
+    arrays = [a for _, image, mask in samples for a in (image, mask)]
+    for array in [*arrays, *(edit_maps or [])]:
+        if array is None:  # a sample whose edits are unknown
+            digest.update(b"none;")
+            continue
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def saved_scores(path: Path, keys: dict[str, str]) -> dict | None:
+    """The scores saved in ``path`` (:func:`_save_scores`) under these ``keys``; None when
+    the file is missing, unreadable or saved under other keys (they are scored again)."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing (an older run), damaged: scored again
+        return None
+    if not isinstance(saved, dict) or saved.get("keys") != keys:
+        return None
+    scores = saved.get("scores")
+    if not isinstance(scores, dict) or not all(key in scores for key in _OVERLAP_SCORES):
+        return None
+    return scores
+
+
+def _save_scores(path: Path, keys: dict[str, str], scores: dict) -> None:
+    """Save ``scores`` under ``keys`` in ``path`` for a resumed run (:func:`saved_scores`);
+    not when JSON would change them (NaN or infinity would read back as null), nor when
+    the file cannot be written: the scores are then only computed again at resume."""
+    from ..storage import jsonable
+
+    if jsonable(scores) != scores:
+        return
+    try:
+        write_json(path, {"keys": keys, "scores": scores})
+    except OSError:  # e.g. a full disk: nothing of the run depends on this file
+        return
 
 
 def _score_tuned(
