@@ -9,8 +9,8 @@ def _share_the_cores() -> None:
     """Under pytest-xdist (``-n N``), torch in each worker, and the processes a test starts,
     use the worker's share of the cores (at least one thread), unless OMP_NUM_THREADS is
     set already. Each worker's torch would otherwise start one OpenMP thread per core: on
-    CI's 2 cores with ``-n auto`` that is 4 busy threads on 2 cores, and the tests of the
-    models ran ~3x slower (docs/benchmarks.md, "CI")."""
+    CI's 2 cores with ``-n auto`` that is 4 busy threads on 2 cores: the suite took 1.7x
+    as long, a model test up to 20x (docs/benchmarks.md, "The test suite on 2 cores")."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
