@@ -325,11 +325,13 @@ def set_visible(layer, visible: bool) -> None:
 
 
 def fit_view(viewer, layer) -> None:
-    """Fit ``viewer``'s view to ``layer`` alone, as napari's reset view fits all layers
-    (napari 0.6 on; an older napari fits all layers, the hidden ones too)."""
+    """Fit ``viewer``'s view to ``layer`` alone, as napari's reset view fits all layers.
+    Where napari cannot fit one layer (before napari 0.6; napari 0.9 with a layer of fewer
+    axes than the viewer's, e.g. a picture beside a stack) it fits all layers, the hidden
+    ones too: still no frame is cut."""
     try:
         viewer.reset_view(layers=[layer])
-    except TypeError:
+    except (TypeError, IndexError):
         viewer.reset_view()
 
 
