@@ -12,6 +12,7 @@ from . import registry
 from ._widget_common import full_data, is_probability_map
 from .data.colour_spaces import colour_conversion, convert_colours, stored_colour_space
 from .data.images import looks_like_mask, orientation_applied, saved_mask_kind
+from .data.mask_names import mask_picture
 
 MASK_CHECK_MAX_VALUES = 20_000_000  # larger layers are judged mask or picture by a thumbnail
 
@@ -43,6 +44,20 @@ def layer_source_path(layer) -> str | None:
     source. The metadata come first: napari's source is the path it was given, the folder
     for every layer of a folder this plugin opened."""
     return (layer.metadata or {}).get("path") or getattr(layer.source, "path", None)
+
+
+def owning_picture(layer) -> str:
+    """The picture ``layer`` names as the one it belongs to, or "": its metadata's
+    "image" (a Segment output's image, a dataset folder's mask's picture), else the
+    picture its file is the mask of by its name (``data.mask_names.mask_picture``:
+    ``masks/20.tif``, ``20_mask.png``; napari's source or the reader's metadata). The one
+    rule by which the Metrics dock pairs a mask with its picture's prediction, and the
+    Segment dock shows a mask with its picture."""
+    image = str((layer.metadata or {}).get("image") or "")
+    if image:
+        return image
+    path = layer_source_path(layer)
+    return (mask_picture(path) or "") if path else ""
 
 
 def orientation_not_applied(layer) -> str:

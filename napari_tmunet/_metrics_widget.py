@@ -30,7 +30,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from . import active_model
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._docks import raise_from_menu
-from ._image_layers import layer_source_path
+from ._image_layers import layer_source_path, owning_picture
 from ._placement import placement_warning
 from ._widget_common import (
     DOCK_MAX_MIN_WIDTH,
@@ -46,7 +46,6 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
-from .data.mask_names import mask_picture
 from .evaluation import score_labels
 from .metrics import dice_score
 from .storage import write_csv
@@ -541,7 +540,7 @@ class MetricsWidget(Container):
 
     def _other_pictures(self, prediction) -> list:
         """The pictures (Image layers not offered as masks) of ``prediction``'s size other
-        than its own (the one it names, :func:`_picture`), any of which a reference that
+        than its own (the one it names, :func:`owning_picture`), any of which a reference that
         names no picture may be the mask of; of a prediction that names none, all such
         pictures when there are two or more (one alone is taken for its own)."""
         from napari.layers import Image
@@ -553,7 +552,7 @@ class MetricsWidget(Container):
             and not _is_mask_layer(layer)
             and _shape(layer) == _shape(prediction)
         ]
-        own = _name_stem(_picture(prediction))
+        own = _name_stem(owning_picture(prediction))
         if not own:
             return pictures if len(pictures) > 1 else []
         return [layer for layer in pictures if _name_stem(layer.name) != own]
@@ -1327,35 +1326,23 @@ def _name_stem(name: str) -> str:
 
 def _image_names(reference) -> set[str]:
     """The names under which ``reference`` belongs to an image: its picture
-    (:func:`_picture`), its file's stem and its own name's stem (napari's suffix for a
+    (:func:`owning_picture`), its file's stem and its own name's stem (napari's suffix for a
     repeated name dropped: "20 [1]", a mask file "20.tif" opened beside the picture "20",
     is "20")."""
-    names = {_picture(reference), reference.name}
+    names = {owning_picture(reference), reference.name}
     path = layer_source_path(reference)
     if path:
         names.add(Path(str(path)).stem)
     return {_name_stem(name) for name in names} - {""}
 
 
-def _picture(layer) -> str:
-    """The picture ``layer`` names as the one it belongs to, or "": its metadata's
-    "image" (a Segment output's image, a dataset folder's mask's picture), else the
-    picture its file is the mask of by its name (``data.mask_names.mask_picture``:
-    ``masks/20.tif``, ``20_mask.png``; napari's source or the reader's metadata)."""
-    image = str((layer.metadata or {}).get("image") or "")
-    if image:
-        return image
-    path = layer_source_path(layer)
-    return (mask_picture(path) or "") if path else ""
-
-
 def _same_picture(layer, other) -> bool:
     """Whether two layers may be of one picture: False only when both name the picture
-    they belong to (:func:`_picture`) and the names differ (by :func:`_name_stem`), e.g.
+    they belong to (:func:`owning_picture`) and the names differ (by :func:`_name_stem`), e.g.
     the masks of two pictures of a dataset folder; True when either is None."""
     if layer is None or other is None:
         return True
-    pictures = _picture(layer), _picture(other)
+    pictures = owning_picture(layer), owning_picture(other)
     return "" in pictures or _name_stem(pictures[0]) == _name_stem(pictures[1])
 
 
@@ -1365,8 +1352,8 @@ def _pictures_apart(prediction, reference) -> str:
     if _same_picture(prediction, reference):
         return ""
     return (
-        f"{prediction.name!r} belongs to the picture {_picture(prediction)!r} and "
-        f"{reference.name!r} to {_picture(reference)!r}: choose the reference of the "
+        f"{prediction.name!r} belongs to the picture {owning_picture(prediction)!r} and "
+        f"{reference.name!r} to {owning_picture(reference)!r}: choose the reference of the "
         "prediction's picture."
     )
 
@@ -1382,7 +1369,7 @@ def _pair_rank(prediction, reference) -> int:
     if reference is None:
         return 0
     images = _image_names(reference)
-    made_from = _name_stem(_picture(prediction))
+    made_from = _name_stem(owning_picture(prediction))
     if made_from and made_from in images:
         return 2
     return 1 if _name_stem(prediction.name) in images else 0

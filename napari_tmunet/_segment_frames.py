@@ -15,8 +15,20 @@ Segment all) hides the other frames that overlap it on the canvas, with their ow
 and shows its own layers (but those the user had hidden). A frame hidden by its eye leaves
 its own layers as they are (a mask may be looked at on black). The Image box follows the
 frame shown and the frame of a layer selected, so the label settings act on the result
-the user looks at. A hidden layer napari selects itself, as it adds it (the hidden
-pictures of a folder) or removes its neighbour, is not followed.
+the user looks at. A layer of a frame selected (also as napari adds it) while another
+frame is drawn where it lies shows its own frame: a frame's layers are never drawn over
+another picture. A hidden layer napari selects itself, as it adds it (the hidden
+pictures of a folder) or removes its neighbour, is not followed. A mask opened as an
+image is drawn see-through (:data:`~napari_tmunet._reader.MASK_OPACITY`, as masks are),
+so it hides no picture, until it is converted.
+
+The view is fitted to a frame shown alone whose extent on the canvas differs from that
+of the frame shown alone before (or of those it replaced): a larger frame is not shown
+cut, a smaller one not lost in a corner; a frame of the same extent keeps the user's
+zoom. Closing the frame in front shows the frame the Image box moves to, with its own
+layers; the closed frame's own layers (its results, masks) are hidden, never deleted,
+and named "<name> (picture closed)" (:data:`CLOSED_TAIL`), so the user knows their
+picture is gone.
 
 Only the layers whose visibility changes are touched (:func:`set_visible`): napari rebuilds
 its whole scene graph on every ``visible`` set, even one that changes nothing (0.1-0.2 s
@@ -31,7 +43,14 @@ from collections.abc import Iterator
 import numpy as np
 from napari.layers import Image, Labels
 
+from ._image_layers import owning_picture
+from ._reader import MASK_OPACITY
 from ._widget_common import is_probability_map
+
+# what the name of a layer whose picture was closed ends with (its picture's other layers
+# are closed with it or kept; words, no "<>:" that a file name the Save dialog proposes
+# from the layer's name could not hold on Windows)
+CLOSED_TAIL = " (picture closed)"
 
 
 class FrameVisibility:
@@ -51,8 +70,13 @@ class FrameVisibility:
         self._removing = False
         # frame id -> ids of its own layers the user hid while it was shown
         self._hidden_by_user: dict = {}
+        # the (y, x) world extent of the frame last shown alone: the view was fitted to it
+        # or the user framed it; None until the dock shows one
+        self._shown_extent: np.ndarray | None = None
+        self._closed_frames: list[Image] = []  # frames closed since the event loop turned
         for layer in self.viewer.layers:
             layer.events.visible.connect(self._on_layer_visible)
+            self._see_through_if_mask(layer)
         self.viewer.layers.events.inserted.connect(self._watch_layer)
         self.viewer.layers.events.removed.connect(self._note_removal)
         self._settle_timer = QTimer(self.native)  # parented: it goes with the dock
@@ -66,13 +90,52 @@ class FrameVisibility:
         self._inserted = event.value
         self._settle_timer.start()
         event.value.events.visible.connect(self._on_layer_visible)
+        self._see_through_if_mask(event.value)
 
-    def _note_removal(self, _event=None) -> None:
+    def _see_through_if_mask(self, layer) -> None:
+        """Draw ``layer``, when it is a mask opened as an image at napari's opacity 1,
+        see-through as masks are drawn: opaque, it would hide the picture under it."""
+        mask = isinstance(layer, Image) and not is_probability_map(layer)
+        if mask and layer.opacity == 1 and self._is_mask(layer):
+            layer.opacity = MASK_OPACITY
+
+    def _note_removal(self, event=None) -> None:
         self._removing = True
+        if event is not None and self._is_frame(event.value):
+            self._closed_frames.append(event.value)
         self._settle_timer.start()
 
     def _layers_settled(self) -> None:
+        """Once the event loop turned after layers were added or removed: napari's own
+        selections are made; the layers of frames closed meanwhile are flagged
+        (:meth:`_after_frames_closed`)."""
         self._inserted, self._removing = None, False
+        closed, self._closed_frames = self._closed_frames, []
+        if closed and not self._closed:
+            self._after_frames_closed(closed)
+
+    def _after_frames_closed(self, closed: list[Image]) -> None:
+        """The frames ``closed`` were closed: hide their own layers still open and name
+        them "<name> (picture closed)"; when one of them was in front (shown), show the
+        frame the Image box moved to, with its own layers (else the canvas is left black,
+        or showing a result without its picture)."""
+        owners = self._owners(self._frames() + closed)
+        for frame in closed:
+            self._hidden_by_user.pop(frame.unique_id, None)
+        with self._toggled():
+            for layer in self.viewer.layers:
+                if any(owners.get(id(layer)) is frame for frame in closed):
+                    set_visible(layer, False)
+                    if not layer.name.endswith(CLOSED_TAIL):
+                        layer.name += CLOSED_TAIL
+        shown = [frame for frame in closed if frame.visible]  # as it was when closed
+        chosen = self.image.value
+        if not shown or chosen is None or chosen not in self.viewer.layers:
+            return
+        frame = chosen if self._is_frame(chosen) else owners.get(id(chosen))
+        if frame is not None and frame in self.viewer.layers and not frame.visible:
+            self._show_frame(frame, replaced=shown)
+            self._choose_frame(frame)
 
     def _is_frame(self, layer) -> bool:
         """Whether ``layer`` is a picture of its own: an image layer drawn opaque over what
@@ -92,8 +155,10 @@ class FrameVisibility:
     def _owners(self, frames: list[Image]) -> dict[int, Image]:
         """id(layer) -> the frame among ``frames`` that the layer belongs to, for each
         Labels layer, probability map and mask opened as an image that belongs to one: the
-        image of a Segment output, else the frame its metadata name, else the one whose
-        name starts its own ("<frame> mask", "<frame> labels (model)"; the longest)."""
+        image of a Segment output, else the frame it names as its picture (its metadata, or
+        its file's name as a mask's: ``_image_layers.owning_picture``, the Metrics dock's
+        pairing rule), else the one whose name starts its own ("<frame> mask", "<frame>
+        labels (model)", "<frame> [1]"; the longest)."""
         by_id = {frame.unique_id: frame for frame in frames}
         made = {}  # id(layer) -> its image, of Segment's outputs and probability maps
         for (image_id, _), output in self._outputs.items():
@@ -103,7 +168,7 @@ class FrameVisibility:
         by_name = {frame.name: frame for frame in frames}
         owners = {}
         for layer in self.viewer.layers:
-            owner = made.get(id(layer)) or by_name.get((layer.metadata or {}).get("image"))
+            owner = made.get(id(layer)) or by_name.get(owning_picture(layer))
             if owner is None:
                 prefixed = [frame for frame in frames if layer.name.startswith(f"{frame.name} ")]
                 owner = max(prefixed, key=lambda frame: len(frame.name), default=None)
@@ -122,29 +187,50 @@ class FrameVisibility:
         """The layers that belong to ``frame`` (``owners``: :meth:`_owners`)."""
         return [layer for layer in self.viewer.layers if owners.get(id(layer)) is frame]
 
-    def _show_frame(self, layer) -> None:
+    def _show_frame(self, layer, replaced: list | None = None) -> None:
         """Show the image ``layer``, and its own layers when it was hidden; when it is a
-        frame, hide the others that overlap it (:meth:`_hide_covered`)."""
+        frame, hide the others that overlap it (:meth:`_hide_covered`) and fit the view to
+        it when it is shown alone at another extent (:meth:`_fit_view`; ``replaced``: the
+        frames shown before, were they closed)."""
         if layer is None or layer not in self.viewer.layers:
             return
-        self._hide_covered(layer)
+        hidden = self._hide_covered(layer)
         if not layer.visible:
             with self._toggled():
                 set_visible(layer, True)
             self._show_own_layers(layer)
+        self._fit_view(layer, hidden + (replaced or []))
 
-    def _hide_covered(self, layer) -> None:
+    def _fit_view(self, frame, replaced: list) -> None:
+        """Fit the view to ``frame`` (napari's reset view, on it alone) when it is the only
+        frame shown and its (y, x) extent on the canvas differs from that of the frame
+        shown alone before, or, before the dock showed one, of a frame in ``replaced``
+        (those it hid or that were closed). Frames laid side by side, or napari's grid,
+        keep the view the user made."""
+        if not self._is_frame(frame) or not frame.visible or self.viewer.grid.enabled:
+            return
+        if any(other.visible and other is not frame for other in self._frames()):
+            return
+        extent = _yx_extent(frame)
+        before = [self._shown_extent] if self._shown_extent is not None else []
+        before = before or [_yx_extent(other) for other in replaced]
+        self._shown_extent = extent
+        if any(not np.allclose(extent, other) for other in before):
+            fit_view(self.viewer, frame)
+
+    def _hide_covered(self, layer) -> list[Image]:
         """When ``layer`` is a frame, hide the other frames that overlap it on the canvas,
         and their own layers (also those of a frame the user hid, shown on their own): they
-        would cover it, or be drawn over it."""
+        would cover it, or be drawn over it. Returns the frames it hid that were shown."""
         if not self._is_frame(layer):
-            return
+            return []
         frames = self._frames()
         owners = self._owners(frames)
         own_of: dict[int, list] = {}  # id(frame) -> its own layers (one pass, not one a frame)
         for other in self.viewer.layers:
             if id(other) in owners:
                 own_of.setdefault(id(owners[id(other)]), []).append(other)
+        shown = []
         with self._toggled():
             for frame in frames:
                 if frame is layer or not _overlap(frame, layer):
@@ -154,8 +240,10 @@ class FrameVisibility:
                     hidden = {other.unique_id for other in own if not other.visible}
                     self._hidden_by_user[frame.unique_id] = hidden
                     set_visible(frame, False)
+                    shown.append(frame)
                 for other in own:
                     set_visible(other, False)
+        return shown
 
     def _show_own_layers(self, frame: Image) -> None:
         """Show ``frame``'s own layers, but those the user had hidden."""
@@ -173,8 +261,9 @@ class FrameVisibility:
         if self._closed or self._toggling or layer not in self.viewer.layers:
             return
         if layer.visible and self._is_frame(layer):
-            self._hide_covered(layer)
+            hidden = self._hide_covered(layer)
             self._show_own_layers(layer)
+            self._fit_view(layer, hidden)
             self._choose_frame(layer)
 
     def _choose_frame(self, frame: Image) -> None:
@@ -185,10 +274,11 @@ class FrameVisibility:
 
     def _follow_selected(self, layer) -> None:
         """Follow the layer the user selected: a frame is shown alone and chosen; a layer of
-        a frame (its output or mask) chooses its frame, which is shown if the layer was
-        hidden. A hidden layer napari selected itself is not followed: one it added (also
-        the hidden pictures of a folder), or the neighbour of one removed; nor an output
-        the dock is adding."""
+        a frame (its output or mask, also one opened as an image) chooses its frame, which
+        is shown if the layer was hidden, or drawn over another frame (a mask opened while
+        another picture is in front). A hidden layer napari selected itself is not
+        followed: one it added (also the hidden pictures of a folder), or the neighbour of
+        one removed; nor an output the dock is adding."""
         by_napari = layer is self._inserted or self._removing
         if self._adding_output or (by_napari and not layer.visible):
             return
@@ -196,10 +286,13 @@ class FrameVisibility:
             self._show_frame(layer)
             self._choose_frame(layer)
             return
-        frame = self._owners(self._frames()).get(id(layer))
+        frames = self._frames()
+        frame = self._owners(frames).get(id(layer))
         if frame is None:
             return
-        if not layer.visible:
+        # a frame hidden by its eye leaves its shown mask on black; not over another picture
+        elsewhere = any(f.visible and f is not frame and _overlap(f, frame) for f in frames)
+        if not layer.visible or (not frame.visible and elsewhere):
             self._show_frame(frame)
         self._choose_frame(frame)
 
@@ -229,6 +322,22 @@ def set_visible(layer, visible: bool) -> None:
     value."""
     if layer.visible != visible:
         layer.visible = visible
+
+
+def fit_view(viewer, layer) -> None:
+    """Fit ``viewer``'s view to ``layer`` alone, as napari's reset view fits all layers.
+    Where napari cannot fit one layer (before napari 0.6; napari 0.9 with a layer of fewer
+    axes than the viewer's, e.g. a picture beside a stack) it fits all layers, the hidden
+    ones too: still no frame is cut."""
+    try:
+        viewer.reset_view(layers=[layer])
+    except (TypeError, IndexError):
+        viewer.reset_view()
+
+
+def _yx_extent(layer) -> np.ndarray:
+    """The layer's (y, x) extent on the canvas: ((y0, x0), (y1, x1)) in world units."""
+    return np.asarray(layer.extent.world, dtype=float)[:, -2:]
 
 
 def _overlap(first, second) -> bool:

@@ -423,16 +423,15 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
 
     def _on_active_layer(self, event=None) -> None:
         """Follow the layer the user selects (:meth:`_follow_selected`): a frame, shown alone,
-        or a layer of one (its output, probability map or mask), whose frame is chosen. A
-        mask opened as an image is not followed: a hint says how to use it as a mask."""
+        or a layer of one (its output, probability map or mask, also a mask opened as an
+        image), whose frame is chosen. A mask opened as an image also gets a hint that says
+        how to use it as a mask."""
         layer = self.viewer.layers.selection.active
         if layer is None:
             return
-        mask = isinstance(layer, Image) and not is_probability_map(layer) and self._is_mask(layer)
-        if not mask:
-            self._follow_selected(layer)
-        else:
+        if isinstance(layer, Image) and not is_probability_map(layer) and self._is_mask(layer):
             _hint_mask(layer)
+        self._follow_selected(layer)
 
     def _is_mask(self, layer: Image) -> bool:
         """Whether the image layer ``layer`` is a mask (:func:`is_mask_image`); judged once
