@@ -12,8 +12,8 @@ from napari.components import LayerList
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
+from ._layer_style import as_reference, outline
 from ._placement import placement
-from ._reader import MASK_OPACITY
 from ._widget_common import full_data
 from .data.images import mask_image_labels
 
@@ -50,7 +50,7 @@ def mask_layer(layer: Image) -> Labels:
     """A Labels layer of the mask that the Image ``layer`` holds, with its name, place
     (:func:`~napari_tmunet._placement.placement`: scale, translate, rotate, shear,
     affine, units and axis labels), visibility and metadata, plus ``path`` (its file, when
-    known) and ``mask_rule``.
+    known) and ``mask_rule``, drawn as a reference mask's outlines (``_layer_style``).
 
     Raises:
         ValueError: it is multiscale, or does not look like a mask (its words say why).
@@ -63,11 +63,9 @@ def mask_layer(layer: Image) -> Labels:
     path = getattr(layer.source, "path", None)
     if path and "path" not in metadata:
         metadata["path"] = str(path)
-    return Labels(
-        data,
-        name=layer.name,
-        visible=layer.visible,
-        opacity=MASK_OPACITY,
-        metadata=metadata,
-        **placement(layer, ndim),
+    kwargs = as_reference({"metadata": metadata}, data)  # drawn as a reference mask's
+    labels = Labels(
+        data, name=layer.name, visible=layer.visible, **kwargs, **placement(layer, ndim)
     )
+    outline(labels)
+    return labels

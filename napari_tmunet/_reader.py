@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ._layer_style import as_reference, outline_references
+
 # Integers this wide are label ids, not intensities (napari's own rule, guess_labels): a
 # mask saved with napari's writer (uint32, unmarked; a stack of 3 or 4 frames too, which
 # the TIFF calls RGB) reopens here as Labels; 8/16-bit grey images stay images.
@@ -57,9 +59,6 @@ CAN_OPEN = (
 FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filename_patterns)
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
-
-# how a mask opened over its picture is shown (the reader, the launcher, Convert to mask)
-MASK_OPACITY = 0.5
 
 
 def _image_suffixes() -> set[str]:
@@ -88,9 +87,11 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
     candidates by ``napari.yaml`` alone. A None then reads "refused the file", with no
     reason, so the reason goes in the error the returned reader raises, which napari
     shows. Cheap checks only (suffix, existence, a folder's listing); never raises.
+    The viewer opening it outlines the reference masks read (:func:`as_reference`).
     """
     reader = _reader_for(path)
     if reader is not None:
+        _outline_in_current_viewer()
         return reader
     try:
         folder = Path(path) if isinstance(path, str | os.PathLike) else None
@@ -98,6 +99,17 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
     except Exception:
         return None
     return _refusal(problem) if problem else None
+
+
+def _outline_in_current_viewer() -> None:
+    """Have the viewer napari reads into (its current one: File > Open, ``viewer.open``)
+    outline the reference masks added to it (``_layer_style.outline_references``)."""
+    try:
+        import napari
+
+        outline_references(napari.current_viewer())
+    except Exception:  # no napari or no viewer: masks are drawn filled, never an error
+        pass
 
 
 def reads(path: str | Sequence[str]) -> bool:
@@ -391,7 +403,7 @@ def _lone_masks(masks: list[Path], layers: list[LayerData]) -> list[tuple[Path, 
                 data, kwargs, kind = mask_layer_data(mask)
             else:
                 data, kwargs, kind = saved_mask_layer_data(mask, saved)
-                kwargs["opacity"] = MASK_OPACITY
+                as_reference(kwargs, data)
         except Exception as err:  # any decoder failure becomes a notification
             _notify_error(_failure(mask, err, "the mask "))
             continue
@@ -437,7 +449,8 @@ def picture_mask_layer_data(
         kwargs["name"] = name
         return data, kwargs, kind
     data, kwargs, kind = saved_mask_layer_data(Path(paths[0]), saved)
-    kwargs.update(name=name, visible=visible, opacity=MASK_OPACITY)
+    kwargs.update(name=name, visible=visible)
+    as_reference(kwargs, data)
     kwargs["metadata"]["image"] = like[1]["name"]
     scale = like[1].get("scale")
     if scale is not None and data.ndim == len(scale):
@@ -832,9 +845,9 @@ def mask_layer_data(
     kwargs: dict[str, Any] = {
         "name": f"{paths[0].stem} mask",
         "visible": visible,
-        "opacity": MASK_OPACITY,
         "metadata": {"path": str(paths[0]), "mask_rule": str(rule)},
     }
+    as_reference(kwargs, mask)  # drawn as outlines
     if len(paths) > 1:
         kwargs["metadata"]["paths"] = [str(p) for p in paths]
     for file in paths:

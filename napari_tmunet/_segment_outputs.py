@@ -28,26 +28,25 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
 from . import active_model
+from ._layer_style import (
+    BINARY_COLOURS,
+    COMPARISON_COLOURS,
+    PREDICTION_COLOUR,
+    PROBABILITY_OPACITY,
+    binary_colours,
+    instance_colours,
+    prediction_look,
+)
 from ._placement import place_like, placement
 from ._segment_jobs import SegmentOutcome
 from ._widget_common import PROBABILITY_MARK, is_probability_map
 from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
-PREDICTION_COLOUR = "#00e5ff"  # cyan: apart from the dark red of label 1 in a reference mask
-# A binary output added beside another model's, to compare them: yellow, pink, green (apart
-# from cyan and from the dark red of a reference mask).
-COMPARISON_COLOURS: tuple[str, ...] = ("#ffd400", "#ff5fd2", "#8cff3f")
 COLOUR_KEY = "tmunet_colour"  # metadata: the colour of label 1 in a binary output
-BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
 PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
 DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
 MODEL_DEFAULTS_KEY = "model_defaults"  # metadata: the model's own threshold, confidence...
-# Image pixels per pixel of outline thickness: 8 on a 4000-pixel side fitted into a canvas
-# of 500 to 1000 screen pixels. At most 8: napari draws thicker outlines slowly (8 takes
-# 1.3 s on 4000 x 3000 labels, 20 takes 8 s, each time they are redrawn whole).
-OUTLINE_SIDE_PER_PIXEL = 500
-OUTLINE_MAX = 8
 # What may follow "<image> labels" in a name Segment gave: the model of a layer kept to
 # compare ("(TM-UNet nuclei)"), napari's number of a repeated name ("[1]").
 _NAME_TAIL = r"((?: \(.+\))?(?: \[\d+\])?)"
@@ -255,15 +254,20 @@ class OutputLayers:
         return output, described
 
     def _colour(self, output: _Output, fresh: bool = False) -> None:
-        """Binary masks in :func:`_binary_colours`; instances cycle through
-        :func:`_instance_colours`, set on a ``fresh`` layer and on one that was binary
-        (other cyclic colours, e.g. shuffled by the user, are kept)."""
+        """Binary masks in :func:`~._layer_style.binary_colours`; instances cycle through
+        :func:`~._layer_style.instance_colours`, set on a ``fresh`` layer and on one that was binary
+        (other cyclic colours, e.g. shuffled by the user, are kept); filled or outlined as
+        the dock's "show outlines only" says (``_layer_style.prediction_look``: its opacity
+        on a ``fresh`` layer only)."""
         layer = output.labels
         if layer.data.dtype == np.uint8:  # binary 0/1
-            layer.colormap = _binary_colours(layer.metadata.get(COLOUR_KEY, PREDICTION_COLOUR))
+            layer.colormap = binary_colours(layer.metadata.get(COLOUR_KEY, PREDICTION_COLOUR))
         elif fresh or layer.colormap.name == BINARY_COLOURS:
-            layer.colormap = _instance_colours()
-        layer.contour = outline_width(layer.data.shape) if self.outlines.value else 0
+            layer.colormap = instance_colours()
+        contour, opacity = prediction_look(layer.data.shape, self.outlines.value)
+        layer.contour = contour
+        if fresh:  # a later write keeps the opacity the user set
+            layer.opacity = opacity
 
     def _replaceable(self, output: _Output) -> bool:
         """Whether a previous output is still in the viewer and holds what was written.
@@ -296,7 +300,7 @@ class OutputLayers:
             colormap="magma",
             contrast_limits=(0, 255),
             blending="additive",
-            opacity=0.6,
+            opacity=PROBABILITY_OPACITY,
             metadata=meta,
             visible=image.visible,
             **placement(image, output.probability.ndim),
@@ -324,14 +328,6 @@ def _follow_image_name(layer: Labels | Image, image_name: str, role: str) -> Non
     given = re.fullmatch(re.escape(f"{made_from} {role}") + _NAME_TAIL, layer.name)
     if given is not None:
         layer.name = f"{image_name} {role}{given.group(1)}"
-
-
-def outline_width(shape: tuple[int, ...]) -> int:
-    """The outline thickness (napari's ``contour``, in image pixels) of labels of
-    ``shape``: 2, and up to :data:`OUTLINE_MAX` on a large image, so that an outline still
-    shows when the whole image is fitted to the window (a 4000-pixel side shown in 800
-    screen pixels puts 5 image pixels in one screen pixel)."""
-    return min(OUTLINE_MAX, max(2, max(shape[-2:]) // OUTLINE_SIDE_PER_PIXEL))
 
 
 def banded_note(name: str) -> str:
@@ -415,31 +411,6 @@ def _adopted_defaults(meta: dict) -> dict:
 def _model_id(model: str) -> str:
     """A model as output keys name it: a registry name as it is, a checkpoint by its full path."""
     return os.path.abspath(model) if model and os.path.isfile(model) else model
-
-
-def _binary_colours(colour: str = PREDICTION_COLOUR):
-    """Label 1 in one bright ``colour`` (apart from a reference mask); labels the user paints
-    with napari's "new label" (2, 3...) in :func:`_instance_colours`' from label 2 on, so
-    a second object drawn on a binary output shows, in a colour of its own."""
-    from napari.utils.colormaps import CyclicLabelColormap
-    from napari.utils.colormaps.standardize_color import transform_color
-
-    colors = _instance_colours().colors.copy()
-    colors[1] = transform_color(colour)[0]
-    return CyclicLabelColormap(colors=colors, name=BINARY_COLOURS)
-
-
-def _instance_colours():
-    """napari's default cyclic label colours shifted by one: label 1 takes label 2's colour.
-
-    napari gives label 1 of every Labels layer the same dark red, so a one-object result
-    would look like the reference mask (label 1) opened beside it.
-    """
-    from napari.utils.colormaps import CyclicLabelColormap, label_colormap
-
-    colors = label_colormap(49).colors.copy()
-    colors[1:] = np.roll(colors[1:], -1, axis=0)  # [0] is the background
-    return CyclicLabelColormap(colors=colors)
 
 
 def _digest(data) -> str:

@@ -20,8 +20,9 @@ from dataclasses import replace
 import numpy as np
 from napari.utils.notifications import show_error
 
+from ._layer_style import prediction_look
 from ._segment_jobs import label_options
-from ._segment_outputs import _model_id, _Output, banded_note, label_metadata, outline_width
+from ._segment_outputs import _model_id, _Output, banded_note, label_metadata
 from ._widget_common import error_text, start_worker, track_run, wait_for_run
 from .postprocess import LabelOptions, count_objects, derive_labels, gated_out
 from .words import plural
@@ -234,9 +235,10 @@ class Rederive:
         }
 
     def _show_outlines(self, _=None) -> None:
+        """Draw the outputs filled and see-through, or as opaque outlines."""
         for output in self._outputs.values():
             labels = output.labels
-            labels.contour = outline_width(labels.data.shape) if self.outlines.value else 0
+            labels.contour, labels.opacity = prediction_look(labels.data.shape, self.outlines.value)
 
 
 def _derive_shown(probability: np.ndarray, options: LabelOptions) -> tuple:

@@ -73,6 +73,7 @@ from ._image_layers import (
     orientation_not_applied,
     saved_by_tmunet,
 )
+from ._layer_style import outline_references
 from ._reader import CHANNEL_KEY
 from ._segment_frames import FrameVisibility, set_visible
 from ._segment_jobs import (
@@ -105,6 +106,7 @@ from ._widget_common import (
     scroll_into_view,
     scrolled_text,
     set_tooltips,
+    span_row,
     start_worker,
     track_run,
     wait_for_run,
@@ -218,6 +220,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         # a checkpoint file chosen is read in the background: a picture is flagged at once
         self._file_check = CheckpointCheck(self._shown_model, self._say_bad_file, segments=True)
         self.active_model = active_model.for_viewer(self.viewer)  # followed once shown
+        outline_references(self.viewer)  # masks opened over their pictures: outlines
         self._make_widgets()
         fit_width(self.body)
         intro_above(self, self.intro)
@@ -322,6 +325,10 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 self.disclaimer,
             ]
         )
+        # a run's texts span the dock, not the value column (its Image name, the hidden
+        # objects' clause of a lesion-free scan, the disclaimer were cut, tester36 #7)
+        for widget in (self.progress_text, self.summary, self.status, self.disclaimer):
+            span_row(self.body, widget)
         scrolled_text(self.summary, SUMMARY_LINES)
         set_tooltips(self, SEGMENT_TIPS)
 

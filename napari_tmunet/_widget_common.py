@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import math
+import re
 import sys
 import threading
 import time
@@ -218,14 +219,51 @@ def is_probability_map(layer) -> bool:
     return getattr(layer, "metadata", {}).get(PROBABILITY_MARK) == "probability"
 
 
+# A word longer than this (a file name such as Kvasir-SEG's 25 letters, a path) may break
+# between any two letters where it does not fit a line: Qt wraps at spaces only, and cut
+# such a word at the label's right edge (tester36 #7).
+BREAK_LETTERS = 16
+_BREAK = "\u200b"  # zero-width space: where Qt may break a line, drawn as nothing
+_LONG_WORD = re.compile(rf"[^\s{_BREAK}]{{{BREAK_LETTERS + 1},}}")
+
+
 def wrap(label) -> None:
-    """Let a magicgui Label wrap its text instead of widening the dock (and the window)."""
+    """Let a magicgui Label wrap its text instead of widening the dock (and the window);
+    a long word breaks where it does not fit a line (:func:`breakable`) while the
+    label's ``value`` stays the text as set."""
     from qtpy.QtWidgets import QSizePolicy
 
     native = label.native
     native.setWordWrap(True)
     native.setMinimumWidth(0)
     native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    backend = getattr(label, "_widget", None)  # magicgui's Qt backend: hooks on its value
+    if hasattr(backend, "_pre_set_hook") and hasattr(backend, "_post_get_hook"):
+        text = label.value
+        backend._pre_set_hook = breakable
+        backend._post_get_hook = lambda shown: shown.replace(_BREAK, "")
+        label.value = text
+
+
+def breakable(text) -> str:
+    """``text`` with a zero-width space between the letters of each word longer than
+    :data:`BREAK_LETTERS`, where Qt may then break the line."""
+    return _LONG_WORD.sub(lambda word: _BREAK.join(word.group()), str(text))
+
+
+def span_row(body, widget) -> None:
+    """Let ``widget`` (a text) take the whole width of its row in ``body``, a labelled
+    Container: its label, empty, is hidden (magicgui keeps the width of the labels'
+    column for it, about 100 px of a 330-px dock, tester36 #7)."""
+    from qtpy.QtWidgets import QLabel
+
+    row = widget.native
+    while row.parentWidget() is not None and row.parentWidget() is not body.native:
+        row = row.parentWidget()
+    item = row.layout().itemAt(0) if row.layout() is not None else None
+    label = item.widget() if item is not None else None
+    if isinstance(label, QLabel) and label is not widget.native and not label.text():
+        label.hide()
 
 
 # A narrowed combo box keeps room for its items up to this many letters (a model name

@@ -282,9 +282,11 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     import napari
 
     from ._docks import open_dock
+    from ._layer_style import outline_references
     from .registry import resolve_model
 
     viewer = napari.Viewer(title="napari-tmunet", show=show)
+    outline_references(viewer)  # the masks opened over their pictures
     fit_window_to_screen(viewer.window._qt_window, WINDOW_SIZE)
     if args.paths:
         _open_paths(viewer, args.paths, start=args.start)
@@ -651,8 +653,8 @@ def _open_mask(
     keeps its instance ids; several masks open as their union
     (``_reader.mask_layer_data``), said in an info notification naming them. Returns the
     layer's name."""
+    from ._layer_style import as_reference, outline_references
     from ._reader import (
-        MASK_OPACITY,
         layer_picture,
         mask_layer_data,
         merged_note,
@@ -680,7 +682,8 @@ def _open_mask(
             data, kwargs, _ = mask_layer_data(paths, like=like, visible=visible)
         else:  # instance ids (or a stack) as written, over the picture as the others
             data, kwargs, _ = saved_mask_layer_data(path, saved)
-            kwargs.update(visible=visible, opacity=MASK_OPACITY)
+            kwargs["visible"] = visible
+            as_reference(kwargs, data)
             if picture is not None:
                 kwargs["metadata"]["image"] = picture.name
                 if data.ndim == len(picture.scale):
@@ -690,6 +693,7 @@ def _open_mask(
         named = ", ".join(str(p) for p in paths)
         raise CannotOpen(f"cannot open the mask {named}: {' '.join(str(err).split())}") from err
     kwargs["name"] = family.layer_name(picture.name if picture is not None else name, several)
+    outline_references(viewer)  # drawn as outlines
     layer = viewer.add_labels(data, **kwargs)
     if len(paths) > 1:
         merged_note(paths[0].parent, [(picture_path or Path(name), paths)])
