@@ -92,6 +92,17 @@ def outline_references(viewer) -> None:
     layers.events.inserted.connect(_outline_added)
 
 
+def outline_in_current_viewer() -> None:
+    """Have napari's current viewer (the one a reader's or a sample's layers go to: File >
+    Open, ``viewer.open``, File > Open Sample) outline the reference masks added to it."""
+    try:
+        import napari
+
+        outline_references(napari.current_viewer())
+    except Exception:  # no viewer (a script reading files): the masks stay filled
+        pass
+
+
 def _outline_added(event) -> None:
     """Outline the layer just added if it is a reference mask."""
     layer = event.value

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ._layer_style import as_reference, outline_references
+from ._layer_style import as_reference, outline_in_current_viewer
 
 # Integers this wide are label ids, not intensities (napari's own rule, guess_labels): a
 # mask saved with napari's writer (uint32, unmarked; a stack of 3 or 4 frames too, which
@@ -91,7 +91,7 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
     """
     reader = _reader_for(path)
     if reader is not None:
-        _outline_in_current_viewer()
+        outline_in_current_viewer()
         return reader
     try:
         folder = Path(path) if isinstance(path, str | os.PathLike) else None
@@ -99,17 +99,6 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData
     except Exception:
         return None
     return _refusal(problem) if problem else None
-
-
-def _outline_in_current_viewer() -> None:
-    """Have the viewer napari reads into (its current one: File > Open, ``viewer.open``)
-    outline the reference masks added to it (``_layer_style.outline_references``)."""
-    try:
-        import napari
-
-        outline_references(napari.current_viewer())
-    except Exception:  # no napari or no viewer: masks are drawn filled, never an error
-        pass
 
 
 def reads(path: str | Sequence[str]) -> bool:

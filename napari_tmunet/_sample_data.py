@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._layer_style import as_reference, outline_in_current_viewer
+
 
 class SampleSpec(NamedTuple):
     """Where a sample comes from and how it is cut."""
@@ -66,9 +68,11 @@ def _layers(modality: str) -> list[tuple]:
     spec = SAMPLES[modality]
     image, mask = load_sample(modality)
     meta = {"source": f"{spec.dataset}/{spec.name}", "crop": spec.crop, "credit": spec.credit}
+    outline_in_current_viewer()  # the reference mask: drawn as outlines
+    mask_kwargs = as_reference({"name": f"{spec.title} mask", "metadata": dict(meta)}, mask)
     return [
         (image, {"name": spec.title, "metadata": dict(meta)}, "image"),
-        (mask, {"name": f"{spec.title} mask", "metadata": dict(meta)}, "labels"),
+        (mask, mask_kwargs, "labels"),
     ]
 
 

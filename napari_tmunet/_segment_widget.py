@@ -329,6 +329,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         # objects' clause of a lesion-free scan, the disclaimer were cut, tester36 #7)
         for widget in (self.progress_text, self.summary, self.status, self.disclaimer):
             span_row(self.body, widget)
+        self.progress_text.visible = False  # shown with a run's progress
         scrolled_text(self.summary, SUMMARY_LINES)
         set_tooltips(self, SEGMENT_TIPS)
 
@@ -1159,8 +1160,14 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         if running:
             models = dict.fromkeys(options.model_label for options in self._job_options)
             self.status.value = f"loading {', '.join(models)}..."
-            self.progress_text.value = ""
+            self._show_progress("")
             self.summary.value = ""
+
+    def _show_progress(self, text: str) -> None:
+        """Say a run's progress; its row is hidden while it has none, so that the summary,
+        status and disclaimer under it fit a 1366 x 768 dock (tester36 #7)."""
+        self.progress_text.value = text
+        self.progress_text.visible = bool(text)
 
     def _on_yielded(self, message: tuple):
         if self._closed:  # the run was dropped with its dock
@@ -1184,7 +1191,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             _, index, done, total = message
             several = f" ({index + 1}/{len(self._jobs)})" if len(self._jobs) > 1 else ""
             self.status.value = f"segmenting {self._jobs[index].name}{several}"
-            self.progress_text.value = self._eta.text(done, total, "steps", key=index)
+            self._show_progress(self._eta.text(done, total, "steps", key=index))
             # Last: napari's progress bar may process pending Qt events (even "finished").
             self._update_progress(index, done, total)
         elif kind == "result":
@@ -1389,7 +1396,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._busy = False
             return
         self._set_running(False)
-        self.progress_text.value = ""
+        self._show_progress("")
         # images closed during the run have no line (the summary skipped them while it ran)
         self._results = [(i, o) for i, o in self._results if i in self.viewer.layers]
         if self._results:

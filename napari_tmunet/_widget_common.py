@@ -536,9 +536,16 @@ def _text_box_type():
         def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
             return True
 
+        def _text_height(self, count: int) -> int:
+            """The height (px) of ``count`` lines of the label with its margins above and
+            below: a text of that many lines shows whole in it, without a scroll bar."""
+            metrics = self._label.fontMetrics()
+            margins = self._one_line.heightForWidth(10_000) - metrics.height()
+            return self._whole_lines(count) + margins - (margins + 1) // 2
+
         def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
             frame = 2 * self.frameWidth()
-            most = self._whole_lines(self._lines) + frame
+            most = self._text_height(self._lines) + frame
             if self._room is not None:
                 most = min(most, self._room)
             return min(self.widget().heightForWidth(width - frame) + frame, most)
@@ -555,10 +562,21 @@ def _text_box_type():
 
         def _end_on_a_line(self) -> None:
             """Where the text is taller than the box, show whole lines of it and leave the
-            rest of the box's height blank under them (the view would cut a line)."""
+            rest of the box's height blank under them (the view would cut a line); where
+            it fits, no scroll bar."""
             inside = self.contentsRect()
             text = self.widget().heightForWidth(inside.width())
             shown = inside.height()
+            # A scroll bar shown once stayed on a text that fits the box's whole width: at
+            # the width the bar leaves, it wrapped to a line more, and that line was cut
+            # (tester36 #7).
+            bar = (
+                Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+                if text <= shown
+                else Qt.ScrollBarPolicy.ScrollBarAsNeeded
+            )
+            if self.verticalScrollBarPolicy() != bar:
+                self.setVerticalScrollBarPolicy(bar)
             if text > shown:
                 shown = self._whole_lines(self._lines_in(shown))
             spare = max(0, inside.height() - shown)
