@@ -282,11 +282,9 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     import napari
 
     from ._docks import open_dock
-    from ._layer_style import outline_references
     from .registry import resolve_model
 
     viewer = napari.Viewer(title="napari-tmunet", show=show)
-    outline_references(viewer)  # the masks opened over their pictures
     fit_window_to_screen(viewer.window._qt_window, WINDOW_SIZE)
     if args.paths:
         _open_paths(viewer, args.paths, start=args.start)
@@ -367,7 +365,11 @@ def _open_paths(viewer, paths: list[str], start: int | None = None) -> None:
     or folder, less the pictures so named, or by what it holds) opens as the mask of the
     picture of its name (:func:`_given_masks`) wherever it is given, and a picture given
     without one gets the masks found beside it (:func:`_found_masks`; see :func:`_open_masks`).
-    ``start`` (``--from``, 1-based, with one folder) opens the folder from that picture."""
+    ``start`` (``--from``, 1-based, with one folder) opens the folder from that picture.
+    The masks are drawn as references' outlines (``_layer_style``)."""
+    from ._layer_style import outline_references
+
+    outline_references(viewer)
     given = _given_masks(paths)
     masks = {mask for mask, _ in given}
     shown, seen_image = True, False
@@ -653,7 +655,7 @@ def _open_mask(
     keeps its instance ids; several masks open as their union
     (``_reader.mask_layer_data``), said in an info notification naming them. Returns the
     layer's name."""
-    from ._layer_style import as_reference, outline_references
+    from ._layer_style import as_reference
     from ._reader import (
         layer_picture,
         mask_layer_data,
@@ -693,7 +695,6 @@ def _open_mask(
         named = ", ".join(str(p) for p in paths)
         raise CannotOpen(f"cannot open the mask {named}: {' '.join(str(err).split())}") from err
     kwargs["name"] = family.layer_name(picture.name if picture is not None else name, several)
-    outline_references(viewer)  # drawn as outlines
     layer = viewer.add_labels(data, **kwargs)
     if len(paths) > 1:
         merged_note(paths[0].parent, [(picture_path or Path(name), paths)])
