@@ -608,10 +608,11 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     stops on a row's edge rather than cut a row in half. ``keep``, a widget in one of
     the top rows (Segment's Image box), stays in view when it is in view now: the view
     goes no lower than its row's top, as long as the first :data:`KEEP_LINES` lines of
-    the first of ``widgets`` show with it (tester27 #4, tester28: a run's summary
-    scrolled the Image and Model boxes away; a long one scrolls in its own box,
-    :func:`scrolled_text`). A widget in such a box counts as the box, which is made no
-    taller than the view's room under its top (:func:`_fit_text_boxes`)."""
+    the first of ``widgets``, and the others under it, show with it (tester27 #4,
+    tester28: a run's summary scrolled the Image and Model boxes away; a long one scrolls
+    in its own box, :func:`scrolled_text`; tester36 #7: the status and disclaimer under
+    it were pushed out). A widget in such a box counts as the box, which is made no
+    taller than the view's room under its top, less the others' (:func:`_fit_text_boxes`)."""
     from qtpy.QtCore import QTimer
 
     bar = body.scroll_area.verticalScrollBar()
@@ -624,7 +625,8 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
             value = _value_showing(body, [w.native for w in widgets], keep_row)
             if value is not None:
                 bar.setValue(value)
-            _fit_text_boxes(body, widgets)
+            kept = keep_row is not None and bar.value() == keep_row.y()
+            _fit_text_boxes(body, widgets, leave_under=kept)
             # a table wider than the dock would pull the view sideways, cutting off the
             # left edge of everything (the body does not scroll sideways on its own)
             body.scroll_area.horizontalScrollBar().setValue(0)
@@ -642,17 +644,29 @@ def scroll_into_view(body, *widgets, keep=None) -> None:
     QTimer.singleShot(500, stop_following)
 
 
-def _fit_text_boxes(body, widgets) -> None:
+def _fit_text_boxes(body, widgets, leave_under: bool = False) -> None:
     """Make each scrolled text box (:func:`scrolled_text`) among ``widgets`` no taller than
     the view's room under its top, so that the view's bottom edge cuts none of its lines
     (tester33 #9: a long model reason above it left 4.6 of its 6 lines in view); its text
-    scrolls in it."""
+    scrolls in it. With ``leave_under`` (the view kept on the dock's top rows, which
+    :func:`_value_showing` does only where they fit) also less what the widgets under it
+    take, which it would push out (tester36 #7: the status and disclaimer)."""
     area = body.scroll_area
     bottom = area.verticalScrollBar().value() + area.viewport().height()
-    for widget in widgets:
-        box = _shown_part(body, widget.native)
+    parts = [_shown_part(body, widget.native) for widget in widgets]
+    for box in parts:
         if hasattr(box, "fit_room"):
-            box.fit_room(bottom - _top(body, box))
+            under = _under(body, box, parts) if leave_under else 0
+            box.fit_room(bottom - _top(body, box) - under)
+
+
+def _under(body, box, parts) -> int:
+    """The height (px) that those of ``parts`` below ``box`` take under it, down to the
+    last one's bottom (the status and disclaimer under Segment's summary): the box leaves
+    them that room in the view (tester36 #7)."""
+    box_bottom = _top(body, box) + box.height()
+    below = [_top(body, p) + p.height() for p in parts if _top(body, p) >= box_bottom]
+    return max(below, default=box_bottom) - box_bottom
 
 
 def _value_showing(body, natives: list, keep_row) -> int | None:
@@ -681,6 +695,7 @@ def _value_showing(body, natives: list, keep_row) -> int | None:
     whole_bottom = bottom if bottom - top + 2 * SCROLL_MARGIN <= view else first_bottom
     if keep_row is not None and value > keep_row.y():
         seen = min(first.height(), KEEP_LINES * first.fontMetrics().lineSpacing())
+        seen += _under(body, first, shown)  # and the others under it, whole
         if _top(body, first) + seen + SCROLL_MARGIN - view <= keep_row.y():
             value = keep_row.y()  # the kept rows on top, the first one's lines as fit
     value = max(0, min(value, bar.maximum()))

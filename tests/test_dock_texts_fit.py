@@ -204,4 +204,6 @@ def test_a_long_model_reason_leaves_the_summary_in_whole_lines(window, qtbot):
     cut = [b for b in bands if b not in whole and b[1] >= shown.top() and b[0] <= shown.bottom()]
     assert bands[0] in whole and len(whole) >= 3, (bands, shown)
     assert cut == [], (cut, shown)  # no line shows in part
-    assert box.verticalScrollBar().maximum() > 0  # the rest scrolls in the box
+    # the rest scrolls in the box (since the run's texts span the dock, tester36 #7, this
+    # summary may fit it whole)
+    assert len(whole) == len(bands) or box.verticalScrollBar().maximum() > 0

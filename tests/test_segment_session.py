@@ -350,7 +350,8 @@ def test_the_summary_is_in_view_after_a_run_in_a_1366x768_window(make_napari_vie
     widget.image.value = layer
     qtbot.waitUntil(lambda: window.width() == 1366 and widget.native.isVisible())
     qtbot.wait(100)  # the docks' layout settles
-    assert not in_view(widget.body, widget.disclaimer)  # below the settings
+    # the disclaimer was below the settings; since the run's texts span the dock and the
+    # empty progress row is hidden (tester36 #7) it may be in view before the run
 
     segment_and_wait(qtbot, widget)
     assert "may not suit this image" in widget.summary.value
