@@ -325,9 +325,9 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 self.disclaimer,
             ]
         )
-        # a run's texts span the dock, not the value column (its Image name, the hidden
+        # the texts span the dock, not the value column (a run's Image name, the hidden
         # objects' clause of a lesion-free scan, the disclaimer were cut, tester36 #7)
-        for widget in (self.progress_text, self.summary, self.status, self.disclaimer):
+        for widget in (*texts[1:], self.mode_note, self.provisional_label, self.disclaimer):
             span_row(self.body, widget)
         self.progress_text.visible = False  # shown with a run's progress
         scrolled_text(self.summary, SUMMARY_LINES)

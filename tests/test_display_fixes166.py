@@ -193,6 +193,7 @@ def test_a_kvasir_result_is_see_through_and_its_texts_span_the_dock(window, qtbo
     assert labels.opacity == PREDICTION_OPACITY and labels.contour == 0
 
     assert widget.summary.value.startswith(f"{KVASIR_FRAME}: 1 object")
+    assert _spans_the_dock(widget, widget.model_reason), widget.model_reason.native.width()
     for label in (widget.summary, widget.status, widget.disclaimer):
         assert label.native.wordWrap()
         assert _spans_the_dock(widget, label), (label.value, label.native.width())

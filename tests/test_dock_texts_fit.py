@@ -170,7 +170,7 @@ def _ink_bands(native) -> list[tuple[int, int]]:
 
 
 def test_a_long_model_reason_leaves_the_summary_in_whole_lines(window, qtbot):
-    """1366 x 768, a 16-bit grey scan (its model reason takes 8 lines) segmented on the
+    """1366 x 768, a 16-bit grey scan (its model reason takes 6 lines) segmented on the
     threaded path: the dock keeps the Image and Model boxes in view and shows the summary
     under them in whole lines, scrolling the rest in its box; the view's bottom edge cut
     its last line in half (tester33 #9)."""
@@ -185,7 +185,8 @@ def test_a_long_model_reason_leaves_the_summary_in_whole_lines(window, qtbot):
     layer = viewer.add_image(image.astype(np.uint16) * 257, name="us16")
     segment = add("Segment")
     segment.image.value = layer
-    assert "16-bit" in segment.model_reason.value and _lines(segment.model_reason) >= 7
+    # 6 lines across the dock (8 in the value column, before tester36 #7)
+    assert "16-bit" in segment.model_reason.value and _lines(segment.model_reason) >= 6
     segment.segment()
     assert segment.worker is not None  # the threaded path
     qtbot.waitUntil(lambda: not segment.running, timeout=600_000)  # a busy CPU
