@@ -29,6 +29,9 @@ OUTLINE_OPACITY = 1.0
 # A reference mask: outlines in yellow.
 REFERENCE_COLOUR = "#ffd400"
 MASK_OPACITY = OUTLINE_OPACITY
+# A mask file opened as an image (napari's reader: a 0/255 picture), until it is converted
+# to a mask: see-through, so that the picture under it shows.
+MASK_IMAGE_OPACITY = 0.5
 # The prediction: cyan (apart from the yellow reference), filled, the tissue seen through
 # (filled, not outlined, by default: over a reference's outlines, a second set of outlines
 # close to them was hard to tell apart on a polyp, and on 400 nuclei of an H&E tile).

@@ -18,7 +18,7 @@ from test_segment_choices import segment_dock
 from test_segment_widget import wait_done
 
 from napari_tmunet import registry
-from napari_tmunet._reader import MASK_OPACITY
+from napari_tmunet._layer_style import MASK_IMAGE_OPACITY
 from napari_tmunet._segment_frames import CLOSED_TAIL
 
 pytestmark = pytest.mark.gui
@@ -146,7 +146,7 @@ def test_a_mask_opened_as_an_image_is_see_through_and_shows_its_picture(
     make_napari_viewer, qtbot, tmp_path
 ):
     """Frames A and B segmented, B in front; A's mask file ("A_mask.tif") opened with File >
-    Open becomes an image layer: it is drawn see-through, as masks are, and A is shown
+    Open becomes an image layer: it is drawn see-through, and A is shown
     with it, B and B's result hidden (it was drawn opaque over B, A hidden). Selecting B,
     then the mask again, shows A again and chooses it in the Image box."""
     viewer = make_napari_viewer()
@@ -161,7 +161,7 @@ def test_a_mask_opened_as_an_image_is_see_through_and_shows_its_picture(
     shutil.copy(CLINIC / "masks" / f"{SMALL}.tif", mask_file)
     mask = open_frame(viewer, mask_file)
     assert type(mask).__name__ == "Image" and widget._is_mask(mask)
-    assert mask.opacity == MASK_OPACITY
+    assert mask.opacity == MASK_IMAGE_OPACITY < 1
     assert shown(viewer) == [first.name, f"{first.name} labels", mask.name]
     assert widget.image.value is first
 
