@@ -62,13 +62,14 @@ def test_the_reference_yellow_stands_out_from_tissue():
 
 @pytest.fixture
 def clinic(tmp_path):
-    """A dataset folder of CVC-ClinicDB pairs 1 and 2 (masks/NAME.tif)."""
+    """A dataset folder of CVC-ClinicDB pairs 1 and 2 (masks/NAME.tif). Tests take it before
+    make_napari_viewer: napari's viewer fixture fails at teardown after a skip in setup."""
     if not (CLINIC / "images").is_dir():
         pytest.skip(f"no CVC-ClinicDB at {CLINIC}")
     return dataset_subset(CLINIC, tmp_path / "clinic", ["1", "2"])
 
 
-def test_a_dataset_folder_opens_its_masks_as_yellow_outlines(make_napari_viewer, clinic):
+def test_a_dataset_folder_opens_its_masks_as_yellow_outlines(clinic, make_napari_viewer):
     """File > Open of a dataset folder with the TM-UNet reader: each mask over its
     picture is outlined in yellow, opaque; its labels are the mask's (0/1) as before."""
     viewer = make_napari_viewer()
@@ -80,7 +81,7 @@ def test_a_dataset_folder_opens_its_masks_as_yellow_outlines(make_napari_viewer,
         assert set(np.unique(mask.data)) == {0, 1}
 
 
-def test_the_launcher_and_convert_to_mask_outline_the_mask(make_napari_viewer, clinic):
+def test_the_launcher_and_convert_to_mask_outline_the_mask(clinic, make_napari_viewer):
     """``napari-tmunet IMAGE MASK`` and Layers > Convert to mask (a mask PNG read by
     napari's own reader) draw the mask as the reader does."""
     from _launcher import open_as_launcher
