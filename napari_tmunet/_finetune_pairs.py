@@ -40,16 +40,17 @@ LABELS_TIP = (
 
 
 class PairRow(Container):
-    """One (image layer, Labels layer) pair: the two choosers one above the other (side by
-    side each showed two or three characters of a name in a 1366 x 768 window), and a
-    remove button beside them.
+    """One (image layer, Labels layer) pair: its title ("Pair 1", :meth:`number`) in the
+    dock's label column, the two choosers one above the other (side by side each showed
+    two or three characters of a name in a 1366 x 768 window), a remove button beside
+    them, and under them its note, across the dock's width.
 
     The Labels chooser (``mask``) may be empty: its empty entry reads :data:`NO_FIT`. Each
     chooser's tooltip starts with the full name of its layer (the box may show it elided).
     """
 
     def __init__(self, image_choices, labels_choices, on_remove):
-        super().__init__(layout="horizontal", labels=False)
+        super().__init__(labels=False)
         self.user_choice = False  # the user picked the Labels layer: keep it
         self._filling = False  # our own changes of the Labels choice
         self.closed: dict[str, str] = {}  # "image" / "mask" -> name of the closed layer
@@ -63,17 +64,29 @@ class PairRow(Container):
         self.remove_button.max_width = 28
         narrow(self.image)
         narrow(self.mask)
+        # the dock's label column holds the pair's title, not one "Pairs" beside them all:
+        # the note under the choosers then spans the dock (in the value column a stack's
+        # note took 4 lines, tester36 #7), and the messages' "Pair 2" is found
+        self.title = Label(value="Pair")
         self.note = Label(value="", visible=False)  # why the pair will not be trained on
         wrap(self.note)
-        choosers = Container(widgets=[self.image, self.mask, self.note], labels=False)
-        choosers.margins = (0, 0, 0, 0)
-        choosers.native.layout().setSpacing(2)  # closer than to the next pair: one pair
-        self.extend([choosers, self.remove_button])
-        self.margins = (0, 0, 0, 0)
+        choosers = Container(widgets=[self.image, self.mask], labels=False)
+        line = Container(
+            widgets=[self.title, choosers, self.remove_button], layout="horizontal", labels=False
+        )
+        for box in (choosers, line, self):
+            box.margins = (0, 0, 0, 0)
+        for box in (choosers, self):
+            box.native.layout().setSpacing(2)  # closer than to the next pair: one pair
+        self.extend([line, self.note])
         self.remove_button.changed.connect(lambda: on_remove(self))
         self.image.changed.connect(self.show_names)
         self.mask.changed.connect(self.show_names)
         self.show_names()
+
+    def number(self, number: int) -> None:
+        """Title the pair "Pair ``number``" (as the dock's messages name it)."""
+        self.title.value = f"Pair {number}"
 
     def reset_choices(self, *_args) -> None:
         """Refresh both choosers and their tooltips; each stays on its layer when that is
@@ -218,7 +231,8 @@ class PairRows:
     """The Fine-tune dock's pair rows: made, pre-filled, refilled as layers come and go.
 
     A mixin of :class:`~napari_tmunet._finetune_widget.FinetuneWidget` (it uses the dock's
-    ``viewer``, ``rows``, ``pairs_box``, ``reset_choices`` and ``_show_model_state``).
+    ``viewer``, ``rows``, ``pairs_box``, ``reset_choices``, ``_show_model_state`` and
+    ``_fit_labels``).
     """
 
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
@@ -256,9 +270,17 @@ class PairRows:
         row.mask.changed.connect(lambda _: self._on_row_labels(row))
         self.rows.append(row)
         self.pairs_box.append(row)
+        self._number_rows()
         self._mark_left_out()
         self._show_model_state()  # its image may be of another modality than the model's
         return row
+
+    def _number_rows(self) -> None:
+        """Title the rows "Pair 1", "Pair 2"... in order, their titles as wide as the
+        dock's labels (``_fit_labels``: the choosers line up with the fields under them)."""
+        for number, row in enumerate(self.rows, 1):
+            row.number(number)
+        self._fit_labels()
 
     def _next_image(self) -> Image | None:
         """The image a new row starts with: of those no row has, the first whose Segment
@@ -321,6 +343,7 @@ class PairRows:
         if row in self.rows:
             self.rows.remove(row)
             self.pairs_box.remove(row)
+            self._number_rows()
             self._mark_left_out()
             self._show_model_state()  # the first pair may have changed
 

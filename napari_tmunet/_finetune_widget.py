@@ -15,6 +15,7 @@ import errno
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from ._widget_common import (
     scrolled_text,
     set_tooltips,
     show_path_end,
+    span_row,
     start_worker,
     track_run,
     wait_for_run,
@@ -153,7 +155,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self._make_widgets()
         self._make_plot()
         fit_width(self.body)
-        self._label_fitter = _LabelFitter(self.body)
+        self._label_fitter = _LabelFitter(self.body, lambda: [r.title for r in self.rows])
         intro_above(self, self.intro)
         self._connect()
         self.add_pair()
@@ -168,8 +170,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _make_widgets(self) -> None:
         self.intro = Label(value=INTRO)
         self.pairs_box = Container(labels=False)
-        self.pairs_box.margins = (0, 0, 0, 0)
-        self.pairs_box.label = "Pairs"
+        self.pairs_box.margins = (0, 0, 0, 0)  # each pair is titled in it (PairRow)
         self.add_pair_button = PushButton(text="Add image / mask pair")
         self.dataset_folder = FileEdit(label="Folder", mode="d", nullable=True)
         self.folder_note = Label(value="", visible=False)
@@ -254,13 +255,18 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             ]
         )
         set_tooltips(self, FINETUNE_TIPS)
-        for text in (self.folder_note, self.modality_note, self.eta, self.status, self.details):
-            _full_width(text)
+        # the notes, and the pairs with theirs, span the dock, not the value column
+        for widget in (self.pairs_box, *notes[1:]):
+            span_row(self.body, widget)
         scrolled_text(self.details, DETAILS_LINES)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the choosers (the widgets live in the scrolled body)."""
         self.body.reset_choices()
+
+    def _fit_labels(self) -> None:
+        """Give the pairs' titles the width of the dock's labels (a pair added, renumbered)."""
+        self._label_fitter.fit()
 
     def _connect(self) -> None:
         self.add_pair_button.changed.connect(self.add_pair)
@@ -1002,11 +1008,14 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 class _LabelFitter(QObject):
     """Widens the label column of a Container to its longest label in the font the labels
     are shown in: magicgui measures them before napari's style sets that font, which cut
-    "Augmentation" to "Augmentatio" at a dock's width."""
+    "Augmentation" to "Augmentatio" at a dock's width. ``titles()`` gives more labels (magicgui
+    Labels) that take the column's width: the pairs' titles, so that their choosers line up
+    with the fields under them."""
 
-    def __init__(self, container: Container):
+    def __init__(self, container: Container, titles: Callable[[], list] = list):
         super().__init__(container.native)
         self.container = container
+        self.titles = titles
         container.native.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
@@ -1017,21 +1026,18 @@ class _LabelFitter(QObject):
         return False
 
     def fit(self) -> None:
-        """Give every label of the container the width of the longest one."""
+        """Give every label of the container, and the titles, the width of the longest one
+        (at least the widest that magicgui gave one)."""
         labels = [getattr(w, "_labeled_widget", lambda: None)() for w in self.container]
         natives = [lw._label_widget.native for lw in labels if lw is not None]
+        natives += [title.native for title in self.titles()]
         if natives:
-            width = max(n.fontMetrics().horizontalAdvance(n.text()) for n in natives) + 4
+            width = max(
+                max(n.fontMetrics().horizontalAdvance(n.text()) + 4, n.minimumWidth())
+                for n in natives
+            )
             for native in natives:
-                native.setMinimumWidth(max(native.minimumWidth(), width))
-
-
-def _full_width(widget) -> None:
-    """Give ``widget`` (a text with no label, in a labelled container) the container's
-    full width: without its empty label column, a verdict wrapped to twice the lines."""
-    labeled = widget._labeled_widget()
-    if labeled is not None:
-        labeled._label_widget.visible = False
+                native.setMinimumWidth(width)
 
 
 def _left_out_line(result: dict) -> str:

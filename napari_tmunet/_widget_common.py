@@ -230,7 +230,15 @@ _LONG_WORD = re.compile(rf"[^\s{_BREAK}]{{{BREAK_LETTERS + 1},}}")
 def wrap(label) -> None:
     """Let a magicgui Label wrap its text instead of widening the dock (and the window);
     a long word breaks where it does not fit a line (:func:`breakable`) while the
-    label's ``value`` stays the text as set."""
+    label's ``value`` stays the text as set.
+
+    The breaks are zero-width spaces put in by magicgui's value hooks of its Qt backend:
+    QLabel offers no wrap mode but at spaces (``setWordWrap``; its text document's
+    ``WrapAtWordBoundaryOrAnywhere`` is not reachable), and its ``heightForWidth``, which
+    the docks' layouts and text boxes size it by, cannot be replaced on a QLabel that
+    magicgui made: a label painted with other breaks would be cut. Where a magicgui has
+    no such hooks, long words do not break (tests/test_dock_notes_fixes167.py fails).
+    No dock's label is selectable, so the breaks are never copied with its text."""
     from qtpy.QtWidgets import QSizePolicy
 
     native = label.native
@@ -252,9 +260,11 @@ def breakable(text) -> str:
 
 
 def span_row(body, widget) -> None:
-    """Let ``widget`` (a text) take the whole width of its row in ``body``, a labelled
-    Container: its label, empty, is hidden (magicgui keeps the width of the labels'
-    column for it, about 100 px of a 330-px dock, tester36 #7)."""
+    """Let ``widget`` (a text, or a box of rows with their own titles: Fine-tune's pairs)
+    take the whole width of its row in ``body``, a labelled Container: its label, empty,
+    is hidden (magicgui keeps the width of the labels' column for it, about 100 px of a
+    330-px dock, tester36 #7). The docks' texts all span so (Metrics' body has no labels'
+    column: its texts span without)."""
     from qtpy.QtWidgets import QLabel
 
     row = widget.native
