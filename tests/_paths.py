@@ -27,3 +27,17 @@ def dataset_subset(source: Path, dest: Path, stems) -> Path:
             (found,) = (source / part).glob(f"{stem}.*")
             shutil.copy(found, dest / part / found.name)
     return dest
+
+
+def require(path: Path, model: str | None = None) -> None:
+    """Skip the calling test unless ``path`` (a real dataset's file or folder) exists and,
+    when named, the shipped ``model`` (e.g. "TM-UNet colonoscopy") is installed."""
+    import pytest
+
+    if not path.exists():
+        pytest.skip(f"no {path} (a shared dataset)")
+    if model is not None:
+        from napari_tmunet import registry
+
+        if registry.find_model(model) is None:
+            pytest.skip(f"the shipped model {model!r} is needed")

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import torch
-from _paths import DATASETS
+from _paths import DATASETS, require
 from test_finetune_dock_fixes import open_dock
 from test_segment_choices import segment, segment_dock
 
@@ -25,10 +25,7 @@ CHECK_MS = 60_000  # the first read imports torch in the worker: seconds on a bu
 
 @pytest.fixture(autouse=True)
 def _frame_and_model():
-    if not FRAME.is_file():
-        pytest.skip(f"no CVC-ClinicDB at {FRAME}")
-    if registry.find_model("TM-UNet colonoscopy") is None:
-        pytest.skip("the colonoscopy model is needed")
+    require(FRAME, model="TM-UNet colonoscopy")
 
 
 @pytest.fixture

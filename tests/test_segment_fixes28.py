@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from _paths import DATASETS
+from _paths import DATASETS, require
 from _view import in_view
 from test_checkpoint_choice_fixes28 import CHECK_MS, choose_file
 from test_finetune_dock_fixes import open_dock
@@ -30,10 +30,7 @@ NAMES = ["1", "2", "3", "4", "5", "6"]  # six frames: a summary of some 24 wrapp
 
 @pytest.fixture(autouse=True)
 def _frames_and_model():
-    if not (FRAMES / "1.png").is_file():
-        pytest.skip(f"no CVC-ClinicDB at {FRAMES}")
-    if registry.find_model("TM-UNet colonoscopy") is None:
-        pytest.skip("the colonoscopy model is needed")
+    require(FRAMES / "1.png", model="TM-UNet colonoscopy")
 
 
 @pytest.fixture
