@@ -915,15 +915,18 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         return self._box_name(choice)
 
     def _prepare_shown_model(self, _value=None) -> None:
-        """Warm the shown shipped model up in the background, once per model and device,
-        so that the first click does not wait for imports, loading and kernels.
+        """Warm the shown model up in the background, once per model and device, so that
+        the first click does not wait for imports, loading and kernels: a shipped model,
+        or a fine-tuned one the Model box lists by name (the active model, whose first
+        Segment after a restart took 18-21 s without, tester37 #5).
 
         Only with an image chosen: before that the model shown is a default that the
         first image may replace (its warm-up would hold up the right one's).
         """
         model, device = str(self.model.value), str(self.device.value)
-        if self.image.value is None or registry.find_model(model) is None:
-            return  # a checkpoint file is loaded when used; nothing installed: nothing to do
+        listed = registry.find_model(model) is not None or model in self._named_files
+        if self.image.value is None or not listed:
+            return  # another checkpoint file is loaded when used (checked first)
         if self._device_note:
             return  # the device is not there: the run says so
         if (model, device) in self._prepared:
