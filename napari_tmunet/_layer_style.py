@@ -17,6 +17,10 @@ outlines only"), every object takes its colour. So each role has one colour, als
 both hold instance ids, as every nuclei reference does (in napari's colour per object,
 a reference's outlines and a prediction's were alike, tester37 #3).
 
+A mask file opened as an image (napari's own reader) is drawn as a see-through yellow
+fill with its zeros transparent (:func:`mask_image_look`): at opacity 0.5 over the whole
+picture it dimmed the H&E grey (tester37 #8).
+
 napari's layer data (what a reader returns) cannot set a Labels layer's outline, so a
 reference mask is marked in its metadata (:data:`DISPLAY_KEY`) and outlined as it is
 added to a viewer whose layer list :func:`outline_references` watches.
@@ -34,9 +38,11 @@ OUTLINE_OPACITY = 1.0
 # A reference mask: outlines in yellow.
 REFERENCE_COLOUR = "#ffd400"
 MASK_OPACITY = OUTLINE_OPACITY
-# A mask file opened as an image (napari's reader: a 0/255 picture), until it is converted
-# to a mask: see-through, so that the picture under it shows.
+# A mask file opened as an image (napari's reader: a 0/255 picture, or instance ids), until
+# it is converted to a mask: its objects filled see-through in the reference yellow, its
+# zeros transparent, so that the picture under it shows undimmed.
 MASK_IMAGE_OPACITY = 0.5
+MASK_IMAGE_COLOURS = "tmunet mask image"  # the name of its colour map
 # The prediction: cyan (apart from the yellow reference), filled, the tissue seen through
 # (filled, not outlined, by default: over a reference's outlines, a second set of outlines
 # close to them was hard to tell apart on a polyp, and on 400 nuclei of an H&E tile).
@@ -160,6 +166,24 @@ def shades(colour: str):
         towards = np.ones(3) if step > 0 else np.zeros(3)
         rows.append([*(rgb + abs(step) * (towards - rgb)), 1.0])
     return CyclicLabelColormap(colors=np.array(rows), name=SHADES)
+
+
+def mask_image_look(layer) -> None:
+    """Draw the image ``layer``, a mask opened as an image, so that the picture under it
+    shows undimmed: a grey one's zeros transparent and every other value in
+    :data:`REFERENCE_COLOUR` (its contrast limits 0..1: ids of any value show), at
+    :data:`MASK_IMAGE_OPACITY`; an RGB(A) one (a colour map does not apply) added onto
+    the picture, its black adding nothing."""
+    from napari.utils.colormaps import Colormap
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    layer.opacity = MASK_IMAGE_OPACITY
+    if layer.rgb:
+        layer.blending = "additive"
+        return
+    colour = transform_color(REFERENCE_COLOUR)[0]
+    layer.colormap = Colormap([[0.0, 0.0, 0.0, 0.0], colour], name=MASK_IMAGE_COLOURS)
+    layer.contrast_limits = (0, 1)
 
 
 def binary_colours(colour: str = PREDICTION_COLOUR, name: str = BINARY_COLOURS):

@@ -1,10 +1,13 @@
-"""How a pathologist tells the layers apart on a CPM-15 H&E tile (tester37 #3), in a
+"""How a pathologist tells the layers apart on a CPM-15 H&E tile (tester37 #3, #8), in a
 shown viewer with the Segment dock on the threaded path and the shipped nuclei model.
 
 #3: the instance reference (CPM-15's uint16 ids) and the Segment result were both drawn in
 napari's colour per object: which outline was the model's could not be seen. Each role now
 has one colour whatever the ids (reference yellow, prediction cyan), and touching objects
 stay apart (the outline runs between two ids; a fill takes shades of cyan).
+
+#8: the mask PNG opened with File > Open (napari's reader: a grey image of ids) was drawn
+at opacity 0.5 over the whole tile, dimming the H&E. Its zeros are now transparent.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 from _launcher import open_as_launcher
 from _paths import EXTRA, require
 from PIL import Image as Picture
+from scipy import ndimage
 
 from napari_tmunet._layer_style import PREDICTION_COLOUR, REFERENCE_COLOUR, SHADE_STEPS
 
@@ -76,6 +80,12 @@ def _canvas(viewer, qtbot) -> np.ndarray:
     return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
 
 
+def _figure(viewer, qtbot) -> np.ndarray:
+    """The layers drawn at their data's resolution, one pixel per image pixel (RGB)."""
+    qtbot.wait(300)
+    return viewer.export_figure(scale_factor=1, flash=False)[..., :3].astype(int)
+
+
 def _share(canvas: np.ndarray, colour: str) -> float:
     """The share of the canvas drawn in ``colour`` (opaque)."""
     return float((np.abs(canvas - _rgb(colour) * 255).sum(-1) < 40).mean())
@@ -114,3 +124,26 @@ def test_the_reference_and_the_prediction_each_take_one_colour(crop, window, qtb
     for shade in shades:  # cyan's hue: blue and green above red, green about blue
         assert shade[1] > shade[0] + 0.2 and abs(shade[1] - shade[2]) < 0.15, shade
     assert all(not np.allclose(a, b, atol=0.05) for a, b in pairwise(shades))
+
+
+def test_a_mask_png_opened_as_an_image_does_not_dim_the_tile(crop, window, qtbot):
+    """The CPM-15 mask PNG opened with File > Open over its tile (napari's reader: a grey
+    image of ids 0..N): where it is 0 the canvas is the tile as it is, undimmed; its
+    nuclei, of every id, show in yellow over the H&E."""
+    viewer, _widget = window
+    (tile,) = viewer.open(str(crop / "images" / f"{TILE}.png"), plugin="napari")
+    (mask,) = viewer.open(str(crop / "masks" / f"{TILE}.png"), plugin="napari")
+    assert type(mask).__name__ == "Image" and mask.data.max() > 10 and tile.visible
+    over = _figure(viewer, qtbot)
+    mask.visible = False
+    alone = _figure(viewer, qtbot)  # the tile as it is
+
+    ids = np.asarray(mask.data)
+    assert over.shape[:2] == alone.shape[:2] == ids.shape, over.shape
+    near = ndimage.maximum_filter(ids, size=5) > 0  # off the objects' edges
+    inside = ndimage.minimum_filter(ids, size=5) > 0
+    change = np.abs(over - alone).max(-1)  # (H, W)
+    assert near.mean() < 0.7 and inside.sum() > 1000
+    assert change[~near].max() <= 3  # the tissue undimmed
+    shown = ndimage.maximum(change > 20, ids, np.unique(ids[inside]))
+    assert all(shown)  # every nucleus (its inside) tinted, whatever its id: 1 of 131 too
