@@ -11,7 +11,9 @@ back to another layer). A row whose Labels layer is a Segment output the user di
 edit, while another row's is edited, says under its choosers that it will not be
 trained on (Start leaves it out: the model's own output, ``finetune.edited_only``); a
 stack's frames are pairs, so a partly edited stack's row names the edited frames that
-train and counts the unedited ones left out. An
+train and counts the unedited ones left out. While no row is edited, such a row says it
+is not corrected yet, and Start refuses unless a reference mask or a dataset folder
+trains too (``finetune.nothing_corrected``). An
 image layer that looks like a mask (Segment all's rule) is not offered. Start refuses a
 row with a closed layer, an incomplete one, one whose image became a mask, and two rows
 of the same layer (:meth:`PairRows._pair_problem`).
@@ -31,6 +33,9 @@ from .training.finetune import TrainingPair, number_runs, training_pairs
 NO_FIT = "no Labels of this shape"  # short: the chooser is ~220 px wide in a small window
 NO_IMAGE = "no image open"
 UNEDITED = "not edited (the model's own output): will not be trained on"
+# while no pair is corrected: an unedited Segment output trains, or Start refuses when
+# nothing else does (``finetune.nothing_corrected``)
+NOT_CORRECTED = "not corrected yet: it would train the model on its own output"
 CLOSED = {"image": "its image was closed", "mask": "its Labels were closed"}
 IMAGE_TIP = "The image layer to train on."
 LABELS_TIP = (
@@ -380,12 +385,16 @@ class PairRows:
     def _mark_left_out(self) -> None:
         """Say under each row what Start will not train on (``edited_only``'s rule, frame
         by frame: a stack's frames are pairs): while some frame of some row is edited, an
-        unedited Segment output, or a stack's unedited frames (:func:`left_out_note`); a
-        single 2-D row is never left out."""
+        unedited Segment output, or a stack's unedited frames (:func:`left_out_note`).
+        While none is, an unedited Segment output is not left out: its row says
+        :data:`NOT_CORRECTED` (Start refuses when nothing else trains)."""
         edits = [frame_edits(row.mask.value) for row in self.rows]
         some_edited = any(e is not None and e.any() for e in edits)
         for row, row_edits in zip(self.rows, edits, strict=True):
-            row.say_left_out(left_out_note(row_edits) if some_edited else "")
+            if some_edited:
+                row.say_left_out(left_out_note(row_edits))
+            else:  # a Segment output (its edits known), none corrected
+                row.say_left_out(NOT_CORRECTED if row_edits is not None else "")
 
     def _on_row_image(self, row: PairRow) -> None:
         if row.image.value is not None and row.closed:

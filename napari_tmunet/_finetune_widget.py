@@ -69,6 +69,7 @@ from .training.finetune import (
     compare_models,
     new_run_folder,
     next_free_folder,
+    nothing_corrected,
     run_finetune,
     run_folder_state,
 )
@@ -643,6 +644,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         folder = self._chosen_folder()
         if not pairs and not folder:
             self._refuse("Add an (image, Labels) pair or choose a dataset folder to train on.")
+            return
+        uncorrected = nothing_corrected(pairs, bool(folder))
+        if uncorrected:
+            self._refuse(uncorrected)
             return
         run_dir = self._fresh_run_dir()
         if run_dir is None:

@@ -3,14 +3,23 @@ opacities and outlines.
 
 A reference mask (a mask file opened over its picture by the reader or the launcher, or
 a layer made a mask by Convert to mask) is drawn as outlines: the tissue inside it stays
-visible, and the filled prediction over it reads as something else. A binary one is
-outlined in :data:`REFERENCE_COLOUR`, a yellow that stands out on red mucosa, grey
-ultrasound and pink-purple H&E alike (napari's label 1, a dark red, hardly showed on a
-colonoscopy frame, tester36 #6); instance ids keep napari's colour per object.
+visible, and the filled prediction over it reads as something else. Every object of it,
+whatever its id, is outlined in :data:`REFERENCE_COLOUR`, a yellow that stands out on
+red mucosa, grey ultrasound and pink-purple H&E alike (napari's label 1, a dark red,
+hardly showed on a colonoscopy frame, tester36 #6); touching objects of different ids
+stay apart, as napari outlines each id (the contour runs between them).
 
 The Segment dock's prediction is filled in :data:`PREDICTION_COLOUR` at
 :data:`PREDICTION_OPACITY`, light enough to see the surface under it; a second model's
-result, kept to compare, takes one of :data:`COMPARISON_COLOURS`.
+result, kept to compare, takes one of :data:`COMPARISON_COLOURS`. Its instance ids are
+filled in shades of its colour, so touching objects stay apart; outlined ("show
+outlines only"), every object takes its colour. So each role has one colour, also when
+both hold instance ids, as every nuclei reference does (in napari's colour per object,
+a reference's outlines and a prediction's were alike, tester37 #3).
+
+A mask file opened as an image (napari's own reader) is drawn as a see-through yellow
+fill with its zeros transparent (:func:`mask_image_look`): at opacity 0.5 over the whole
+picture it dimmed the H&E grey (tester37 #8).
 
 napari's layer data (what a reader returns) cannot set a Labels layer's outline, so a
 reference mask is marked in its metadata (:data:`DISPLAY_KEY`) and outlined as it is
@@ -29,9 +38,11 @@ OUTLINE_OPACITY = 1.0
 # A reference mask: outlines in yellow.
 REFERENCE_COLOUR = "#ffd400"
 MASK_OPACITY = OUTLINE_OPACITY
-# A mask file opened as an image (napari's reader: a 0/255 picture), until it is converted
-# to a mask: see-through, so that the picture under it shows.
+# A mask file opened as an image (napari's reader: a 0/255 picture, or instance ids), until
+# it is converted to a mask: its objects filled see-through in the reference yellow, its
+# zeros transparent, so that the picture under it shows undimmed.
 MASK_IMAGE_OPACITY = 0.5
+MASK_IMAGE_COLOURS = "tmunet mask image"  # the name of its colour map
 # The prediction: cyan (apart from the yellow reference), filled, the tissue seen through
 # (filled, not outlined, by default: over a reference's outlines, a second set of outlines
 # close to them was hard to tell apart on a polyp, and on 400 nuclei of an H&E tile).
@@ -48,7 +59,12 @@ OUTLINE_SIDE_PER_PIXEL = 500
 OUTLINE_MAX = 8
 DISPLAY_KEY = "tmunet_display"  # metadata: "reference" for a mask drawn as outlines
 BINARY_COLOURS = "tmunet binary"  # the name of the binary outputs' colour map
-REFERENCE_COLOURS = "tmunet reference"  # the name of a binary reference's colour map
+REFERENCE_COLOURS = "tmunet reference"  # the name of a reference's colour map
+ONE_COLOUR = "tmunet one colour"  # the name of an outlined prediction's colour map
+SHADES = "tmunet shades"  # the name of a filled prediction's instance colour map
+# Lightness steps of a filled prediction's instance shades: a part of white (> 0) or of
+# black (< 0) mixed into its colour; touching objects (often consecutive ids) differ.
+SHADE_STEPS = (0.0, -0.45, 0.5, -0.25, 0.25)
 
 _WATCHED: weakref.WeakSet = weakref.WeakSet()  # layer lists outline_references watches
 
@@ -71,11 +87,11 @@ def outline_width(shape: tuple[int, ...]) -> int:
 
 def as_reference(kwargs: dict[str, Any], data: np.ndarray) -> dict[str, Any]:
     """Make the Labels layer data ``kwargs`` of the mask ``data`` a reference mask's:
-    opaque, a binary mask (uint8 0/1) in :data:`REFERENCE_COLOUR`, marked to be outlined
-    once added (:func:`outline_references`). Returns ``kwargs``, updated in place."""
+    opaque, every object (binary 0/1 or instance ids) in :data:`REFERENCE_COLOUR`, marked
+    to be outlined once added (:func:`outline_references`). Returns ``kwargs``, updated in
+    place."""
     kwargs["opacity"] = MASK_OPACITY
-    if np.dtype(data.dtype) == np.uint8:  # binary 0/1; ids keep napari's colours
-        kwargs["colormap"] = binary_colours(REFERENCE_COLOUR, REFERENCE_COLOURS)
+    kwargs["colormap"] = one_colour(REFERENCE_COLOUR, REFERENCE_COLOURS)
     kwargs["metadata"] = {**(kwargs.get("metadata") or {}), DISPLAY_KEY: "reference"}
     return kwargs
 
@@ -111,6 +127,63 @@ def _outline_added(event) -> None:
     layer = event.value
     if (getattr(layer, "metadata", None) or {}).get(DISPLAY_KEY) == "reference":
         outline(layer)
+
+
+def prediction_colours(colour: str, instances: bool, outlined: bool):
+    """The colour map of a prediction in ``colour`` (cyan, or a comparison colour): every
+    object in ``colour`` when ``outlined`` (napari's contour parts touching objects);
+    filled, ``instances`` in :func:`shades` of it (one fill would merge touching
+    objects), a binary mask in :func:`binary_colours`."""
+    if outlined:
+        return one_colour(colour, ONE_COLOUR)
+    return shades(colour) if instances else binary_colours(colour)
+
+
+def ours(colormap) -> bool:
+    """Whether a Labels layer's ``colormap`` is one of this module's (not napari's random
+    one, which the user's "shuffle colors" button gives: the user's choice is kept)."""
+    return str(getattr(colormap, "name", "")).startswith("tmunet")
+
+
+def one_colour(colour: str, name: str):
+    """A Labels colour map drawing every label but the background 0 in ``colour``."""
+    from napari.utils.colormaps import CyclicLabelColormap
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    colors = np.array([[0.0, 0.0, 0.0, 0.0], transform_color(colour)[0]])  # (2, RGBA)
+    return CyclicLabelColormap(colors=colors, name=name)
+
+
+def shades(colour: str):
+    """A Labels colour map cycling label 1, 2, 3... through :data:`SHADE_STEPS`' shades of
+    ``colour`` (label 1 in ``colour`` itself)."""
+    from napari.utils.colormaps import CyclicLabelColormap
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    rgb = transform_color(colour)[0][:3]
+    rows = [[0.0, 0.0, 0.0, 0.0]]  # the background
+    for step in SHADE_STEPS:
+        towards = np.ones(3) if step > 0 else np.zeros(3)
+        rows.append([*(rgb + abs(step) * (towards - rgb)), 1.0])
+    return CyclicLabelColormap(colors=np.array(rows), name=SHADES)
+
+
+def mask_image_look(layer) -> None:
+    """Draw the image ``layer``, a mask opened as an image, so that the picture under it
+    shows undimmed: a grey one's zeros transparent and every other value in
+    :data:`REFERENCE_COLOUR` (its contrast limits 0..1: ids of any value show), at
+    :data:`MASK_IMAGE_OPACITY`; an RGB(A) one (a colour map does not apply) added onto
+    the picture, its black adding nothing."""
+    from napari.utils.colormaps import Colormap
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    layer.opacity = MASK_IMAGE_OPACITY
+    if layer.rgb:
+        layer.blending = "additive"
+        return
+    colour = transform_color(REFERENCE_COLOUR)[0]
+    layer.colormap = Colormap([[0.0, 0.0, 0.0, 0.0], colour], name=MASK_IMAGE_COLOURS)
+    layer.contrast_limits = (0, 1)
 
 
 def binary_colours(colour: str = PREDICTION_COLOUR, name: str = BINARY_COLOURS):

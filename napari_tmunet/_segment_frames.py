@@ -19,8 +19,9 @@ the user looks at. A layer of a frame selected (also as napari adds it) while an
 frame is drawn where it lies shows its own frame: a frame's layers are never drawn over
 another picture. A hidden layer napari selects itself, as it adds it (the hidden
 pictures of a folder) or removes its neighbour, is not followed. A mask opened as an
-image is drawn see-through (:data:`~napari_tmunet._layer_style.MASK_IMAGE_OPACITY`), so
-it hides no picture, until it is converted.
+image is drawn see-through, its zeros transparent
+(:func:`~napari_tmunet._layer_style.mask_image_look`), so it hides or dims no picture,
+until it is converted.
 
 The view is fitted to a frame shown alone whose extent on the canvas differs from that
 of the frame shown alone before (or of those it replaced): a larger frame is not shown
@@ -44,7 +45,7 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from ._image_layers import owning_picture
-from ._layer_style import MASK_IMAGE_OPACITY
+from ._layer_style import mask_image_look
 from ._widget_common import is_probability_map
 
 # what the name of a layer whose picture was closed ends with (its picture's other layers
@@ -93,11 +94,12 @@ class FrameVisibility:
         self._see_through_if_mask(event.value)
 
     def _see_through_if_mask(self, layer) -> None:
-        """Draw ``layer``, when it is a mask opened as an image at napari's opacity 1,
-        see-through: opaque, it would hide the picture under it."""
+        """Draw ``layer``, when it is a mask opened as an image at napari's opacity 1 (one
+        the user made see-through is left as it is), see-through with its zeros
+        transparent: opaque, it would hide the picture under it; grey at 0.5, dim it."""
         mask = isinstance(layer, Image) and not is_probability_map(layer)
         if mask and layer.opacity == 1 and self._is_mask(layer):
-            layer.opacity = MASK_IMAGE_OPACITY
+            mask_image_look(layer)
 
     def _note_removal(self, event=None) -> None:
         self._removing = True

@@ -29,12 +29,11 @@ from napari.utils.notifications import show_info
 
 from . import active_model
 from ._layer_style import (
-    BINARY_COLOURS,
     COMPARISON_COLOURS,
     PREDICTION_COLOUR,
     PROBABILITY_OPACITY,
-    binary_colours,
-    instance_colours,
+    ours,
+    prediction_colours,
     prediction_look,
 )
 from ._placement import place_like, placement
@@ -43,7 +42,7 @@ from ._widget_common import PROBABILITY_MARK, is_probability_map
 from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
-COLOUR_KEY = "tmunet_colour"  # metadata: the colour of label 1 in a binary output
+COLOUR_KEY = "tmunet_colour"  # metadata: the colour of an output (its objects, label 1)
 PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
 DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
 MODEL_DEFAULTS_KEY = "model_defaults"  # metadata: the model's own threshold, confidence...
@@ -254,17 +253,19 @@ class OutputLayers:
         return output, described
 
     def _colour(self, output: _Output, fresh: bool = False) -> None:
-        """Binary masks in :func:`~._layer_style.binary_colours`; instances cycle through
-        :func:`~._layer_style.instance_colours`, set on a ``fresh`` layer and on one that was binary
-        (other cyclic colours, e.g. shuffled by the user, are kept); filled or outlined as
-        the dock's "show outlines only" says (``_layer_style.prediction_look``: its opacity
-        on a ``fresh`` layer only)."""
+        """Colour the output in its colour (:data:`COLOUR_KEY`) as
+        :func:`~._layer_style.prediction_colours` says (instances or binary, filled or
+        outlined), on a ``fresh`` layer and on one in colours of ours (napari's random
+        colours, the user's "shuffle colors", are kept); filled or outlined as the dock's
+        "show outlines only" says (``_layer_style.prediction_look``: its opacity on a
+        ``fresh`` layer only)."""
         layer = output.labels
-        if layer.data.dtype == np.uint8:  # binary 0/1
-            layer.colormap = binary_colours(layer.metadata.get(COLOUR_KEY, PREDICTION_COLOUR))
-        elif fresh or layer.colormap.name == BINARY_COLOURS:
-            layer.colormap = instance_colours()
-        contour, opacity = prediction_look(layer.data.shape, self.outlines.value)
+        outlined = bool(self.outlines.value)
+        if fresh or ours(layer.colormap):
+            colour = layer.metadata.get(COLOUR_KEY, PREDICTION_COLOUR)
+            instances = layer.data.dtype != np.uint8  # binary outputs are uint8 0/1
+            layer.colormap = prediction_colours(colour, instances, outlined)
+        contour, opacity = prediction_look(layer.data.shape, outlined)
         layer.contour = contour
         if fresh:  # a later write keeps the opacity the user set
             layer.opacity = opacity

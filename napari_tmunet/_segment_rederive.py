@@ -235,10 +235,12 @@ class Rederive:
         }
 
     def _show_outlines(self, _=None) -> None:
-        """Draw the outputs filled and see-through, or as opaque outlines."""
+        """Draw the outputs filled and see-through, or as opaque outlines (in their colours
+        for either, ``_colour``)."""
         for output in self._outputs.values():
             labels = output.labels
-            labels.contour, labels.opacity = prediction_look(labels.data.shape, self.outlines.value)
+            self._colour(output)
+            labels.opacity = prediction_look(labels.data.shape, self.outlines.value)[1]
 
 
 def _derive_shown(probability: np.ndarray, options: LabelOptions) -> tuple:

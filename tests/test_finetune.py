@@ -102,11 +102,11 @@ def test_held_out_strip_is_away_from_the_edits(tmp_path):
     assert edits["all_pixels"] == edited.sum()  # held out and trained on: the verdict says
     assert "away from your edits: all of them train" in out["held_out"]
 
-    # no edits at all: the comparison says it rests on too little
-    few = write_dataset(training_pairs(image, mask, "a", True, predicted=mask), tmp_path / "e")
-    assert few["edits"] == {
-        "known": True, "pixels": 0, "objects": 0, "enough": False, "all_pixels": 0
-    }  # fmt: skip
+    # no edits at all: the model's own output, nothing to learn (tester37 #4), and
+    # nothing written
+    with pytest.raises(ValueError, match="Nothing to learn: the masks are Segment's output"):
+        write_dataset(training_pairs(image, mask, "a", True, predicted=mask), tmp_path / "e")
+    assert not (tmp_path / "e").exists()
 
 
 def test_tiny_run_scores_old_and_new_model(tmp_path):

@@ -18,7 +18,7 @@ from _paths import DATASETS
 from test_finetune_dock_fixes import open_dock, start_small
 
 from napari_tmunet import registry
-from napari_tmunet._finetune_pairs import UNEDITED
+from napari_tmunet._finetune_pairs import NOT_CORRECTED, UNEDITED
 from napari_tmunet.data.images import read_image, read_mask
 from napari_tmunet.training.finetune import LAST_CHECKPOINT_NOTE, NO_HELD_OUT_FOREGROUND
 
@@ -193,7 +193,7 @@ def test_a_partly_edited_stack_names_the_frames_that_train(make_napari_viewer, q
     tune = open_dock(viewer, "Fine-tune")
     (row,) = tune.rows
     assert (row.image.value, row.mask.value) == (stack, labels)
-    assert row.note.native.isHidden()  # nothing edited: every frame trains
+    assert row.note.value == NOT_CORRECTED  # nothing edited: Start would refuse it
 
     erase_frame(labels, 1)
     assert row.note.value == "frame 1 edited: it trains; 3 unedited frames are left out"

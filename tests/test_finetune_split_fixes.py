@@ -15,7 +15,7 @@ from _paths import DATASETS
 from test_finetune_dock_fixes import open_dock, start_small
 
 from napari_tmunet import registry
-from napari_tmunet._finetune_pairs import UNEDITED
+from napari_tmunet._finetune_pairs import NOT_CORRECTED, UNEDITED
 from napari_tmunet._sample_data import load_sample
 from napari_tmunet.data.images import read_image, read_mask, write_image, write_mask
 
@@ -122,8 +122,9 @@ def test_one_corrected_image_and_a_folder_train_on_the_corrections(
     first, second = tune.rows
     assert (first.image.value, second.image.value) == (sample, crop69)
     assert second.mask.value.name == "crop69 labels"
-    # neither is edited yet: both train (the model's own output, but nothing better)
-    assert not shown(first.note) and not shown(second.note)
+    # neither is edited yet: both say so (Start would refuse them alone, tester37 #4)
+    assert first.note.value == second.note.value == NOT_CORRECTED
+    assert shown(first.note) and shown(second.note)
 
     edited = erase_objects(sample_labels, 8)
     assert edited > 0

@@ -356,7 +356,8 @@ def write_dataset(
         path).
     Raises:
         ValueError: no data, or every mask empty; a dataset folder with problems
-            (:func:`folder_pairs`).
+            (:func:`folder_pairs`); nothing but the model's own output
+            (:func:`nothing_corrected`).
     """
     from ..data.datasets import check_pair, save_split
     from .run_data import check_foreground
@@ -367,6 +368,9 @@ def write_dataset(
         raise ValueError("no training data: add an (image, Labels) pair or choose a dataset folder")
     pairs, left_out = edited_only(pairs)
     copied, open_note = folder_copies_left_out(pairs, copied)
+    problem = nothing_corrected(pairs, bool(copied))
+    if problem:
+        raise ValueError(problem)
     left_out = "; ".join(note for note in (left_out, open_note) if note)
     folder = folder if copied else None
     if pairs and not copied:
@@ -512,6 +516,26 @@ def edited_only(pairs: list[TrainingPair]) -> tuple[list[TrainingPair], str]:
     dropped = [p.source or p.name for p, e in zip(pairs, edited, strict=True) if e is False]
     note = "not trained on (not edited: the model's own output): " + _grouped_frames(dropped)
     return [p for p, e in zip(pairs, edited, strict=True) if e is not False], note
+
+
+def nothing_corrected(pairs: list[TrainingPair], folder: bool = False) -> str:
+    """Why ``pairs`` would teach the model nothing, in a sentence ("" when they can train):
+    every one is a Segment output left as the model made it (its prediction known, no
+    pixel edited), and no reference mask (edits unknown: a mask not made by Segment) nor
+    ``folder`` (a dataset folder's pairs train too) comes with them. Trained on, the
+    model would learn its own output (tester37 #4); :func:`edited_only` keeps such pairs
+    beside a reference, leaves them out beside a corrected one."""
+    if folder or not pairs:
+        return ""
+    if any(p.predicted is None or p.edited().any() for p in pairs):
+        return ""
+    names = _grouped_frames([p.source or p.name for p in pairs])
+    return (
+        f"Nothing to learn: the masks are Segment's output as the model made it, not "
+        f"corrected ({names}); training on them would teach the model its own output. "
+        "Correct one first (paint missed objects, erase wrong ones), or pair an image with "
+        "a reference mask (one not made by Segment), or choose a dataset folder."
+    )
 
 
 def _grouped_frames(sources: list[str]) -> str:
