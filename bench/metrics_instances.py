@@ -8,7 +8,9 @@ uint16 instance ids) as "NAME mask"; the real Segment dock segments it with the 
 nuclei model (instance ids); the real Metrics dock scores the pair on its threaded path.
 Printed: the Compute click until its rows show (median of ``repeats``), the longest
 turn of the event loop meanwhile (what Compute blocks the GUI thread for), the worker's
-own work (``_score_and_fingerprint``) timed alone, and the scores shown.
+own work (``_score_and_fingerprint``) timed alone, ``score_labels`` on the pair's ids and
+on their foreground only (what the objects' scores add, measured apart from the load
+of a shared machine, which moves the other numbers by 2x), and the scores shown.
 """
 
 from __future__ import annotations
@@ -72,12 +74,25 @@ def main(argv: list[str]) -> None:
         began = time.perf_counter()
         _score_and_fingerprint(*job)
         work.append(time.perf_counter() - began)
+    from napari_tmunet.evaluation import score_labels
+
+    pred = metrics.prediction.value.data
+    with_ids, foreground = [], []
+    for _ in range(repeats):  # interleaved: the machine's load hits both alike
+        for times, pair in ((with_ids, (pred, ids)), (foreground, (pred > 0, ids > 0))):
+            began = time.perf_counter()
+            score_labels(*pair)
+            times.append(time.perf_counter() - began)
     print(f"{tile.name} {ids.shape}: prediction {int(metrics.prediction.value.data.max())} max id")
     print(
         f"Compute click to rows: median {statistics.median(clicks) * 1000:.0f} ms "
         f"(of {repeats}: {', '.join(f'{t * 1000:.0f}' for t in clicks)}); longest GUI turn "
         f"{max(turns) * 1000:.0f} ms; worker's work alone: median "
         f"{statistics.median(work) * 1000:.0f} ms"
+    )
+    print(
+        f"score_labels: ids {statistics.median(with_ids) * 1000:.0f} ms, foreground only "
+        f"{statistics.median(foreground) * 1000:.0f} ms (medians)"
     )
     print("status:", metrics.status.value)
     print("mean row:", {k: v for k, v in metrics.results[-1].items() if k != "note"})

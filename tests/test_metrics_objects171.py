@@ -203,7 +203,8 @@ def test_a_segmented_cpm_tile_shows_its_nuclei_matched_missed_extra_pq_aji(
     assert cells[-1]["matched"] == str(expected["tp"])
     assert cells[-1]["missed"] == str(expected["fn"])
     assert cells[-1]["extra"] == str(expected["fp"])
-    assert cells[-1]["pq"] == f"{expected['pq']:.3f}" and cells[-1]["aji"] == f"{expected['aji']:.3f}"
+    assert cells[-1]["pq"] == f"{expected['pq']:.3f}"
+    assert cells[-1]["aji"] == f"{expected['aji']:.3f}"
     for index, key in enumerate(column_keys(table)[1:], start=1):
         header = table.horizontalHeaderItem(index)
         assert header.toolTip() and len(header.text()) <= 7, (key, header.text())
