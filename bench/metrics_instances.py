@@ -40,6 +40,13 @@ def _turn_until(done) -> tuple[float, float]:
 
 
 def main(argv: list[str]) -> None:
+    import os
+    import tempfile
+
+    # the shipped nuclei model, as a fresh install chooses it, not a model made active in
+    # this machine's settings (as the tests isolate them)
+    for name in ("NAPARI_TMUNET_CONFIG_DIR", "NAPARI_TMUNET_DATA_DIR"):
+        os.environ.setdefault(name, tempfile.mkdtemp(prefix="bench-metrics-"))
     import napari
 
     import napari_tmunet
@@ -57,6 +64,7 @@ def main(argv: list[str]) -> None:
     segment.image.value = image
     segment.segment()
     _turn_until(lambda: not segment.running and segment.status.value == "done")
+    print("segmented by", viewer.layers[f"{tile.stem} labels"].metadata.get("model"))
     _, metrics = viewer.window.add_plugin_dock_widget("napari-tmunet", "Metrics")
     metrics = getattr(metrics, "__wrapped__", metrics)
     metrics.prediction.value = viewer.layers[f"{tile.stem} labels"]
