@@ -119,9 +119,13 @@ METRICS_TIPS = {
     "reference": "The reference (ground-truth) mask: a Labels layer, or an image that "
     "looks like a mask (e.g. a mask PNG opened with File > Open).",
     "compute_button": "Compute Dice, IoU, precision, recall and Hausdorff "
-    "distances, per 2-D slice and overall.",
-    "export_button": "Save all rows shown (both tables) as a CSV file.",
-    "table": "One row per 2-D slice, then the mean. F1 is the pixel F1 of the slice (equal "
-    "to its Dice), not an object-detection score.",
+    "distances, per 2-D slice and overall; where both layers hold instance ids (one id "
+    "per object, e.g. nuclei), also the objects matched, missed and extra, PQ and AJI.",
+    "export_button": "Save all rows shown (the tables) as a CSV file.",
+    "table": "Pixel scores: one row per 2-D slice, then the mean. The pixel F1 (a slice's "
+    "equals its Dice) is in the CSV only: it is no object-detection score.",
+    "objects_table": "Object scores, where both layers hold instance ids: one row per 2-D "
+    "slice, then all slices' objects together. An object is matched by one of the other "
+    "layer where their IoU is over 0.5.",
     "comparison_table": "The starting and the fine-tuned model on the part held out from training.",
 }

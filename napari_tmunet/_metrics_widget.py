@@ -9,7 +9,10 @@ background; ``>0`` for 0/1 masks and instance ids).
 
 Scores come from ``napari_tmunet.metrics`` (the same code as the trainer's reports):
 Dice, IoU, precision, recall, F1 and the Hausdorff distances per 2-D slice and over
-all slices, in pixels and, when the layers are scaled, in physical units.
+all slices, in pixels and, when the layers are scaled, in physical units; where both
+layers hold instance ids (``data.images.holds_instance_labels``: a nuclei model's output
+and a CPM-15 mask, not a 0/1 or 0/255 mask), also the objects matched, missed and extra
+at IoU > 0.5, PQ and AJI (``metrics.instance_scores``), in a table of their own.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from ._widget_common import (
     start_worker,
     wrap,
 )
-from .evaluation import score_labels
+from .evaluation import OBJECT_COLUMNS, OVERALL, score_labels
 from .metrics import dice_score
 from .storage import write_csv
 from .words import plural
@@ -69,6 +72,7 @@ COLUMN_ORDER: tuple[str, ...] = (
     "hd_physical",
     "hd95_physical",
     "unit",
+    *OBJECT_COLUMNS,
     "note",
 )
 # The comparison table's order: which model, its Dice and HD95 (its false-positive pixels
@@ -95,6 +99,11 @@ RESULT_ORDER: tuple[str, ...] = (
     "unit",
     *(c for c in COLUMN_ORDER if c not in ("slice", "dice") and not c.startswith("hd")),
 )
+# The objects table's order (score_labels' object columns, where both layers hold ids);
+# its last row is all slices' objects together, named so in its slice column.
+OBJECT_ORDER: tuple[str, ...] = ("slice", *OBJECT_COLUMNS)
+ALL_SLICES = "all"
+ALL_SLICES_TIP = "All slices' objects together: counts summed, PQ and AJI over them all"
 # The unit of distances scaled by a layer whose scale has no physical unit (napari's
 # "pixel"): the status line gives them in pixels, and scaled in words (_scale_words).
 SCALED_PX = "scaled px"
@@ -118,6 +127,23 @@ HEADERS: dict[str, tuple[str, str]] = {
     "hd_physical": ("HD\n{unit}", "Hausdorff distance, in the layers' unit ({unit})"),
     "hd95_physical": ("HD95\n{unit}", "95th-percentile Hausdorff distance, in {unit}"),
     "false_positive_px": ("FP\npx", "False-positive pixels (the held-out part has no foreground)"),
+    "matched": (
+        "Matched",
+        "Reference objects matched one to one by a predicted object, IoU > 0.5 (true positives)",
+    ),
+    "missed": ("Missed", "Reference objects no predicted object matches (false negatives)"),
+    "extra": ("Extra", "Predicted objects that match no reference object (false positives)"),
+    "pq": (
+        "PQ",
+        "Panoptic quality: matched / (matched + (missed + extra) / 2), times the mean IoU "
+        "of the matched pairs",
+    ),
+    "aji": (
+        "AJI",
+        "Aggregated Jaccard index: each reference object with the predicted object it "
+        "overlaps most; their summed intersections over their summed unions (the "
+        "unpaired predicted objects' pixels added)",
+    ),
     "model": ("model", "The model scored (its full name in the cell's tooltip)"),
 }
 # Decimals of the scores between 0 and 1 in the per-slice table: 3 (the status line gives
@@ -128,7 +154,11 @@ COMPARISON_DECIMALS = 4
 # In the CSV, not in the table (the status line names the layers and the stack's Dice; the
 # distances' headers their unit; the slices' notes are the line under the table).
 HIDDEN_COLUMNS: frozenset[str] = frozenset({"prediction", "reference", "stack_dice"})
-SLICE_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"unit", "note"}
+# The pixel F1 is in the CSV only: a slice's equals its Dice (the mean's is from the mean
+# precision and recall, the released code's), and beside the objects' scores "F1" read as
+# the nuclei papers' detection F1 (that is the DQ of PQ). The object columns have a table
+# of their own (with them the pixel table was 12 columns, wider than a dock at 1366 x 768).
+SLICE_HIDDEN: frozenset[str] = HIDDEN_COLUMNS | {"unit", "note", "f1", *OBJECT_COLUMNS}
 # ... nor in the comparison table, whose rows hold a model and its numbers: the part
 # scored is in its title, the rows' notes in a line under it (a note in a cell made a
 # row 324 px tall, its Dice out of view)
@@ -250,14 +280,24 @@ class MetricsWidget(Container):
         self.comparison_box.margins = (0, 0, 0, 0)
         self.table = Table()
         self.table_note = Label(value="", visible=False)  # the slices' notes, if any
+        # the objects' scores, where both layers hold instance ids: hidden otherwise
+        self.objects_title = Label(value="", visible=False)
+        self.objects_table = Table(visible=False)
         # what Compute gives: its status line (the layers and mean scores, or what is
-        # wrong) and the per-slice table, under the button; shown when it comes
+        # wrong) and the per-slice tables, under the button; shown when it comes
         self.results_box = Container(
-            widgets=[self.status, self.table, self.table_note], labels=False
+            widgets=[
+                self.status,
+                self.table,
+                self.table_note,
+                self.objects_title,
+                self.objects_table,
+            ],
+            labels=False,
         )
         self.results_box.margins = (0, 0, 0, 0)
         labels = (self.intro, self.pair_note, self.status, self.comparison_title)
-        for label in (*labels, self.comparison_note, self.table_note):
+        for label in (*labels, self.comparison_note, self.table_note, self.objects_title):
             wrap(label)
         # long layer names (Kvasir-SEG's are 25 letters, "<name> labels") would widen the
         # choosers, and the body with them, past the dock: its texts were cut at the right
@@ -273,7 +313,7 @@ class MetricsWidget(Container):
                 self.comparison_box,  # shown when Fine-tune sets it
             ]
         )
-        for table in (self.table, self.comparison_table):
+        for table in (self.table, self.objects_table, self.comparison_table):
             _setup_table(table)
         self.comparison_box.visible = False
         self.pair_note.visible = False
@@ -900,6 +940,14 @@ class MetricsWidget(Container):
         width = _fill_table(self.table, self.results, RESULT_ORDER, SLICE_HIDDEN, SLICE_DECIMALS)
         self.table_note.value = _slice_notes(self.results)
         self.table_note.visible = bool(self.table_note.value)
+        objects = _object_rows(self.results)
+        width = max(
+            width, _fill_table(self.objects_table, objects, OBJECT_ORDER, decimals=SLICE_DECIMALS)
+        )
+        if objects:  # the last row is no mean: its cell says what it is
+            self.objects_table.native.item(len(objects) - 1, 0).setToolTip(ALL_SLICES_TIP)
+        self.objects_title.value = _objects_title(self.results)
+        self.objects_title.visible = self.objects_table.visible = bool(objects)
         shown = [_short_model_row(row) for row in self.comparison]
         compared = _fill_table(
             self.comparison_table, shown, COMPARISON_ORDER, COMPARISON_HIDDEN, COMPARISON_DECIMALS
@@ -913,7 +961,8 @@ class MetricsWidget(Container):
         shown = bool(self.comparison)
         self.comparison_box.visible = shown
         self.table.visible = bool(self.results) or not shown  # no empty table above it
-        self.table.native.setEnabled(not self._stale)  # greyed: from before a change
+        for table in (self.table, self.objects_table):
+            table.native.setEnabled(not self._stale)  # greyed: from before a change
         self.export_button.enabled = bool(self.rows())
 
     def _make_room(self, columns: int) -> None:
@@ -921,7 +970,7 @@ class MetricsWidget(Container):
         are ``columns`` px wide: at 1366 x 768 the per-slice table's 8 columns (363 px) had
         a 352 px view beside Fine-tune, 320 beside Segment alone. Never narrowed again (the
         column would jump at every Compute); wider tables scroll sideways."""
-        tables = (self.table.native, self.comparison_table.native)
+        tables = (self.table.native, self.objects_table.native, self.comparison_table.native)
         area = self.body.scroll_area
         margins = self.body.native.layout().contentsMargins()
         # napari's style draws the scroll bar 2 px wider than its size hint
@@ -1117,16 +1166,17 @@ def _fit_rows(table: Table) -> None:
 
 def _layer_array(layer) -> np.ndarray:
     """A Labels layer's data (numpy, dask, multiscale) as a numpy array; an Image layer
-    that looks like a mask as its foreground (``binarise_mask``: a grey + alpha image's
-    grey channel, an RGB one's colour channels collapsed, ``>127`` for a 0/255 mask, whose
-    JPEG noise is background, ``>0`` for instance ids)."""
+    that looks like a mask as its labels (``mask_labels``, as Convert to mask makes them: a
+    grey + alpha image's grey channel, an RGB one's colour channels collapsed, a 0/255
+    mask as 0/1, its JPEG noise background; instance ids kept, so that a CPM-15 mask
+    opened with File > Open is scored object by object)."""
     from napari.layers import Image
 
-    from .data.images import binarise_mask, drop_leading_singletons
+    from .data.images import drop_leading_singletons, mask_labels
 
     data = np.asarray(full_data(layer))
     if isinstance(layer, Image):
-        data, _ = binarise_mask(data, colour=bool(layer.rgb))
+        data, _ = mask_labels(data, colour=bool(layer.rgb))
     return drop_leading_singletons(data)
 
 
@@ -1434,14 +1484,53 @@ def _status_line(rows: Sequence[dict[str, Any]], scale: str = "") -> str:
     layers = f"{overall['prediction']} vs {overall['reference']}"
     slices = len(rows) - 1
     if slices == 1:
-        return f"{layers}: {scores} over 1 slice"
+        return f"{layers}: {scores} over 1 slice" + _objects_words(overall)
     line = f"{layers}, mean over {plural(slices, 'slice')}: {scores}"
     empty_note = str(overall.get("note") or "").partition("; ")[2]  # after "mean of N"
     if empty_note:
         line += f"; {empty_note}"
     if overall.get("stack_dice") is not None:
         line += f". Dice over the whole stack: {overall['stack_dice']:.4f}"
-    return line
+    return line + _objects_words(overall)
+
+
+def _objects_words(overall: dict[str, Any]) -> str:
+    """The objects' scores of the mean row (all slices' objects), for the status line:
+    ". Objects: 173 of 256 matched (IoU > 0.5), 87 extra; PQ 0.5160, AJI 0.5507"; "" for
+    a pair without instance ids."""
+    if "matched" not in overall:
+        return ""
+    matched, reference = overall["matched"], overall["matched"] + overall["missed"]
+    return (
+        f". Objects: {matched} of {reference} matched (IoU > 0.5), {overall['extra']} extra; "
+        f"PQ {_format('pq', overall['pq'])}, AJI {_format('aji', overall['aji'])}"
+    )
+
+
+def _object_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects table's rows: each row's slice and object columns, the mean row's as
+    :data:`ALL_SLICES` (all slices' objects together, not a mean); [] without them."""
+    if not rows or "matched" not in rows[-1]:
+        return []
+    shown = [{key: row[key] for key in OBJECT_ORDER} for row in rows]
+    if shown[-1]["slice"] == OVERALL:
+        shown[-1]["slice"] = ALL_SLICES
+    return shown
+
+
+def _objects_title(rows: Sequence[dict[str, Any]]) -> str:
+    """The line above the objects table: how objects are paired, and how many each layer
+    holds (Segment's summary counts the prediction's; this says how many of them are
+    right); "" without object scores."""
+    if not rows or "matched" not in rows[-1]:
+        return ""
+    overall = rows[-1]
+    predicted = overall["matched"] + overall["extra"]
+    reference = overall["matched"] + overall["missed"]
+    return (
+        f"Objects, paired one to one at IoU > 0.5: {plural(predicted, 'object')} in "
+        f"{overall['prediction']!r}, {reference} in {overall['reference']!r}"
+    )
 
 
 def _columns(rows: Sequence[dict[str, Any]], order: Sequence[str] = COLUMN_ORDER) -> list[str]:

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import PER_IMAGE_KEYS, SegmentationMetrics, f1_from_means, hausdorff_distance
+from .metrics import (
+    PER_IMAGE_KEYS,
+    SegmentationMetrics,
+    f1_from_means,
+    hausdorff_distance,
+    instance_scores,
+    pool_instance_scores,
+)
 from .options import canonical_mode
 from .words import plural
 
@@ -46,15 +53,21 @@ def score_labels(
     """Per-slice metric rows for (..., H, W) masks (> 0 is foreground), then a mean row.
 
     Distances are in pixels (``hd_px``, ``hd95_px``) and, with ``spacing`` (sy, sx),
-    also in physical units (``hd_physical``, ``hd95_physical``, ``unit``).
+    also in physical units (``hd_physical``, ``hd95_physical``, ``unit``). Where both
+    hold instance ids (``data.images.holds_instance_labels``) each row also scores the
+    objects (:func:`object_columns`); the mean row those of all slices together
+    (``metrics.pool_instance_scores``).
     """
+    from .data.images import holds_instance_labels
 
     shape = pred.shape
-    pred = np.asarray(pred > 0).reshape(-1, *shape[-2:])  # (S, H, W)
-    ref = np.asarray(ref > 0).reshape(-1, *shape[-2:])  # (S, H, W)
+    pred_labels = np.asarray(pred).reshape(-1, *shape[-2:])  # (S, H, W)
+    ref_labels = np.asarray(ref).reshape(-1, *shape[-2:])  # (S, H, W)
+    objects = holds_instance_labels(pred_labels) and holds_instance_labels(ref_labels)
+    pred, ref = pred_labels > 0, ref_labels > 0
     lead = shape[:-2]
     metrics = SegmentationMetrics()
-    rows = []
+    rows, per_slice_objects = [], []
     for index in range(pred.shape[0]):
         name = ",".join(str(i) for i in np.unravel_index(index, lead)) if lead else "0"
         scores = metrics.update(pred[index], ref[index], name=name)
@@ -74,6 +87,9 @@ def score_labels(
                 pred[index], ref[index], percentile=95, spacing=spacing
             )
             row["unit"] = unit
+        if objects:
+            per_slice_objects.append(instance_scores(pred_labels[index], ref_labels[index]))
+            row.update(object_columns(per_slice_objects[-1]))
         row["note"] = _empty_note(scores)
         row.update(prediction=prediction_name, reference=reference_name)
         rows.append(row)
@@ -93,6 +109,8 @@ def score_labels(
         overall["hd_physical"] = float(np.mean([r["hd_physical"] for r in rows]))
         overall["hd95_physical"] = float(np.mean([r["hd95_physical"] for r in rows]))
         overall["unit"] = unit
+    if objects:
+        overall.update(object_columns(pool_instance_scores(per_slice_objects)))
     empties = summary["empty_prediction"] + summary["empty_reference"]
     overall["note"] = f"mean of {len(rows)} slice(s)" + (
         f"; {empties} with one mask empty (HD = image diagonal)" if empties else ""
@@ -100,6 +118,27 @@ def score_labels(
     overall.update(prediction=prediction_name, reference=reference_name)
     rows.append(overall)
     return rows
+
+
+# The object columns of score_labels' rows, from metrics.instance_scores' keys: objects
+# paired one to one at IoU > 0.5 (true positives), reference objects left unpaired (false
+# negatives), predicted ones (false positives), panoptic quality, aggregated Jaccard index.
+OBJECT_COLUMNS: dict[str, str] = {
+    "matched": "tp",
+    "missed": "fn",
+    "extra": "fp",
+    "pq": "pq",
+    "aji": "aji",
+}
+
+
+def object_columns(scores: dict[str, Any]) -> dict[str, Any]:
+    """``metrics.instance_scores`` (or ``pool_instance_scores``) as a row's object
+    columns (:data:`OBJECT_COLUMNS`), counts as ints."""
+    return {
+        column: int(scores[key]) if key in ("tp", "fn", "fp") else float(scores[key])
+        for column, key in OBJECT_COLUMNS.items()
+    }
 
 
 def _empty_note(scores: dict[str, Any]) -> str:

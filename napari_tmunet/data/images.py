@@ -558,6 +558,15 @@ def mask_image_labels(values, *, colour: bool = False) -> tuple[np.ndarray, str]
     values = _whole_floats_as_integers(np.asarray(values))
     if not looks_like_mask(values):
         raise ValueError(NOT_A_MASK)
+    return mask_labels(values, colour=colour)
+
+
+def mask_labels(values, *, colour: bool = False) -> tuple[np.ndarray, str]:
+    """:func:`mask_image_labels` of data already taken for a mask (the Metrics dock's mask
+    images, judged by ``_image_layers.is_mask_image``, perhaps by a thumbnail): a
+    0/255-style 8-bit mask as uint8 0/1, any other as its values (instance ids kept),
+    and the rule; no check that it looks like a mask."""
+    values = _whole_floats_as_integers(np.asarray(values))
     mask, rule = binarise_mask(values, colour=colour)
     if rule not in (">0", ID_RULE):
         return mask.astype(np.uint8), rule
@@ -588,6 +597,28 @@ def holds_instance_ids(values: np.ndarray) -> bool:
         return values.dtype == np.uint8 and _holds_8bit_ids(values)
     ids = np.unique(values)
     return int(ids[0]) >= 0 and np.count_nonzero(ids) > 1
+
+
+def holds_instance_labels(labels) -> bool:
+    """Whether label data (..., H, W) hold instance ids, one per object, rather than a
+    binary mask: the one rule by which the Metrics dock scores objects (PQ, AJI) where both
+    layers hold them. Integers (bool is binary), none negative, with more than one
+    non-zero value: a 0/1 mask or a 0/255 one (a single id) is binary; so is an 8-bit one
+    reaching 128..255 unless its values are ids by :func:`holds_instance_ids`' test (a
+    0/255 mask's stray values 1..127 at its edges, as CVC-ClinicDB's, or JPEG noise make
+    no objects). Labels 1..127 of 8 bits are ids (a Labels layer painted by hand).
+    ``labels`` of a mask image come from :func:`mask_labels` (a 0/255 one as 0/1)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.size == 0:
+        return False
+    top = labels.max()
+    # the smallest non-zero value: a second one exists where it differs from the top
+    low = labels.min(where=labels != 0, initial=top)
+    if top <= 0 or low == top or labels.min() < 0:
+        return False
+    if labels.dtype.itemsize == 1 and top >= 128:
+        return labels.dtype == np.uint8 and _holds_8bit_ids(labels.reshape(-1, labels.shape[-1]))
+    return True
 
 
 def _holds_8bit_ids(values: np.ndarray) -> bool:
