@@ -604,7 +604,9 @@ class _Models:
             model, why, fits = self.choose(thumbnail, modality)
             if model not in self.loaded:
                 self.load(model)
-                self.announce(model, f"images like {path.name}: {why}")
+                # a misfit's reason is the warning's next line: said once (tester38)
+                said = why if fits else "not a fit, see the warning below"
+                self.announce(model, f"images like {path.name}: {said}")
             if not fits:
                 self._warn_misfit(path, model, why, modality)
         else:

@@ -393,6 +393,8 @@ def test_an_8_bit_fluorescence_image_is_not_called_a_fit(tmp_path, capsys):
     assert "trained on breast ultrasound (BUSI, UDIAT) only" in err
     assert "looks like fluorescence microscopy (" in err and "16-bit" not in err
     assert "no shipped model is trained for fluorescence; check the result, or fine-tune" in err
+    assert err.count("looks like fluorescence microscopy (") == 1  # the header did not say it too
+    assert "for images like cells.png: not a fit, see the warning below" in err
     assert (
         "1 image is unlike" in err
         and "warning: 1 images" not in err
