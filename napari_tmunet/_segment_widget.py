@@ -127,6 +127,8 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
+# How a "found nothing" warning says to switch to the image's modality's shipped model
+OTHER_KIND_SWITCH = "choose {model} for such images"
 # lines of the summary shown at once (it scrolls in its box): with the settings above it
 # they fit a 1366 x 768 dock from the Image box down (tester28)
 SUMMARY_LINES = 5
@@ -1486,7 +1488,11 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
     def _warn_if_odd(self, image: Image, outcome: SegmentOutcome) -> None:
         """Say so when a result is empty because nothing passed the threshold, or covers
         nearly everything. One the confidence gate emptied gets no warning: its summary line
-        says what the gate hid (nothing found is also the answer on a lesion-free scan)."""
+        says what the gate hid (nothing found is also the answer on a lesion-free scan).
+        When the model was trained on another kind of image than ``image`` looks like, the
+        model is named as the likely cause first (a lower threshold rarely helps then); a
+        model that does not suit an image for other reasons (e.g. fluorescence) is warned
+        about by :meth:`_warn_misfits` instead, not here."""
         share = np.count_nonzero(outcome.labels) / max(outcome.labels.size, 1)
         model = outcome.model_label
         if share == 0:
@@ -1498,8 +1504,9 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 hint = (
                     "this large image was resized to the model's input: for a slide, try Mode tile"
                 )
-            if self._other_modality(image):
-                hint += ", or check that the model suits this kind of image"
+            cause = self._other_modality(image, outcome)
+            if cause:
+                hint = f"the model is the likely cause: {cause}; else {hint}"
             show_warning(f"{model} found nothing in {image.name!r}: {hint}.")
         elif share > SUSPICIOUS_COVER:
             show_warning(
@@ -1507,11 +1514,15 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
                 "model suits this kind of image, or raise the threshold."
             )
 
-    def _other_modality(self, image: Image) -> bool:
-        """Whether the model that ran on ``image`` records another modality than the image
-        looks like (one that records none: not known, so no)."""
+    def _other_modality(self, image: Image, outcome: SegmentOutcome) -> str:
+        """Why the model that made ``outcome`` does not suit ``image``, in words, when it
+        records another modality than the image looks like (:func:`registry.modality_caveat`,
+        with the shipped model to choose instead); "" when it records the same or none."""
         trained = self._trained.get(image.unique_id, "")
-        return bool(trained) and trained != layer_modality(image)
+        modality = layer_modality(image)
+        return registry.modality_caveat(
+            trained, modality, outcome.model_label, switch=OTHER_KIND_SWITCH
+        )
 
 
 def _hidden_words(outcome: SegmentOutcome) -> str:
