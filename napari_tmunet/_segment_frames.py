@@ -160,7 +160,8 @@ class FrameVisibility:
     def _is_frame(self, layer) -> bool:
         """Whether ``layer`` is a picture of its own: an image layer drawn opaque over what
         is under it, not made by Segment and not a mask opened as an image. An overlay (a
-        channel added onto others, a layer made see-through) is left alone."""
+        channel added onto others, a layer made see-through) is left alone, but a file's
+        other channels, which go with its first (:meth:`_owners`)."""
         return (
             isinstance(layer, Image)
             and not is_probability_map(layer)

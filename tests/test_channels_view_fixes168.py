@@ -110,12 +110,13 @@ def test_a_channels_result_is_paired_with_its_files_mask(
 
 
 def test_a_channel_selected_shows_its_file_and_stays_chosen(
-    make_napari_viewer, channels, truth, tmp_path
+    make_napari_viewer, qtbot, channels, truth, tmp_path
 ):
     """The folder opened with File > Open (the TM-UNet reader), the Segment dock open:
     selecting b's second channel in the layer list shows b with its mask, a hidden, and
     chooses that channel (main: nothing changed, a's mask drawn over b's channel);
-    selecting a's mask then shows a and chooses a's first channel."""
+    selecting a's mask then shows a and chooses a's first channel. Closing a's first
+    channel leaves its second with a's mask (the file is still open)."""
     from _view import open_dock
 
     folder = tmp_path / "folder"
@@ -134,6 +135,12 @@ def test_a_channel_selected_shows_its_file_and_stays_chosen(
     viewer.layers.selection.active = viewer.layers["a [ch 0] mask"]
     assert shown(viewer) == ["a [ch 0]", "a [ch 1]", "a [ch 0] mask"]
     assert segment.image.value.name == "a [ch 0]"
+
+    # a's first channel closed: its second is still open, so is the file's picture: its
+    # mask stays shown, not renamed "(picture closed)"
+    viewer.layers.remove(viewer.layers["a [ch 0]"])
+    qtbot.wait(100)  # the dock looks at closed pictures once the event loop turns
+    assert shown(viewer) == ["a [ch 1]", "a [ch 0] mask"]
 
 
 @pytest.fixture
