@@ -40,6 +40,7 @@ from ._finetune_folder import READING, FolderRead
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
+from ._view_fit import keep_fitted
 from ._widget_common import (
     CheckpointCheck,
     Eta,
@@ -116,6 +117,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
+        keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self)
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.active = active_model.for_viewer(self.viewer)

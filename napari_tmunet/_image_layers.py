@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from . import registry
+from ._reader import PICTURE_KEY, picture_metadata
 from ._widget_common import full_data, is_probability_map
 from .data.colour_spaces import colour_conversion, convert_colours, stored_colour_space
 from .data.images import looks_like_mask, orientation_applied, saved_mask_kind
@@ -47,15 +48,20 @@ def layer_source_path(layer) -> str | None:
 
 
 def owning_picture(layer) -> str:
-    """The picture ``layer`` names as the one it belongs to, or "": its metadata's
-    "image" (a Segment output's image, a dataset folder's mask's picture), else the
-    picture its file is the mask of by its name (``data.mask_names.mask_picture``:
-    ``masks/20.tif``, ``20_mask.png``; napari's source or the reader's metadata). The one
-    rule by which the Metrics dock pairs a mask with its picture's prediction, and the
-    Segment dock shows a mask with its picture."""
-    image = str((layer.metadata or {}).get("image") or "")
-    if image:
-        return image
+    """The picture ``layer`` names as the one it belongs to, or "": for a layer made from,
+    or laid over, a channel of a file of channels (``_reader.picture_metadata``), and for
+    such a channel itself, the file's picture (``_reader.layer_picture``): the channels of
+    one file share its masks; else its metadata's "image" (a Segment output's image, a
+    dataset folder's mask's picture), else the picture its file is the mask of by its
+    name (``data.mask_names.mask_picture``: ``masks/20.tif``, ``20_mask.png``; napari's
+    source or the reader's metadata). The one rule by which the Metrics dock pairs a
+    mask with its picture's prediction, and the Segment dock shows a mask (and a file's
+    other channels) with its picture."""
+    metadata = layer.metadata or {}
+    own = picture_metadata(layer.name, metadata).get(PICTURE_KEY)  # a channel: its file's
+    named = str(metadata.get(PICTURE_KEY) or metadata.get("image") or own or "")
+    if named:
+        return named
     path = layer_source_path(layer)
     return (mask_picture(path) or "") if path else ""
 

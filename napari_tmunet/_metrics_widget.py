@@ -35,6 +35,8 @@ from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._docks import raise_from_menu
 from ._image_layers import layer_source_path, owning_picture
 from ._placement import placement_warning
+from ._reader import layer_picture
+from ._view_fit import keep_fitted
 from ._widget_common import (
     DOCK_MAX_MIN_WIDTH,
     fit_width,
@@ -232,6 +234,7 @@ class MetricsWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
+        keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self, labels=False)
         # unwrapped (as Segment and Fine-tune): the choosers keep their layers by identity
         self._viewer = getattr(viewer, "__wrapped__", viewer)
@@ -595,7 +598,8 @@ class MetricsWidget(Container):
         own = _name_stem(owning_picture(prediction))
         if not own:
             return pictures if len(pictures) > 1 else []
-        return [layer for layer in pictures if _name_stem(layer.name) != own]
+        # a file's channels are one picture: by the file's name (_reader.layer_picture)
+        return [layer for layer in pictures if _name_stem(layer_picture(layer)) != own]
 
     def _update_pair_note(self, _value=None) -> None:
         """Show :meth:`_unoffered_hint`, else :meth:`_pair_warning`, under the choosers

@@ -440,7 +440,7 @@ def picture_mask_layer_data(
     data, kwargs, kind = saved_mask_layer_data(Path(paths[0]), saved)
     kwargs.update(name=name, visible=visible)
     as_reference(kwargs, data)
-    kwargs["metadata"]["image"] = like[1]["name"]
+    kwargs["metadata"].update(picture_metadata(like[1]["name"], like[1].get("metadata")))
     scale = like[1].get("scale")
     if scale is not None and data.ndim == len(scale):
         kwargs["scale"] = tuple(scale)
@@ -589,16 +589,41 @@ _TWO_CHANNEL_COLOURS = ("magenta", "green")
 _CHANNEL_COLOURS = ("cyan", "magenta", "yellow", "red", "green", "blue")
 
 
+# The layer metadata key of a layer made from, or laid over, a channel that
+# image_layers_data opened apart (a Segment result, the file's mask): the file's picture
+# (layer_picture), which all its channels share, with their masks.
+PICTURE_KEY = "picture"
+
+
 def layer_picture(layer) -> str:
     """The name of the picture an image layer shows, as its file is named: for a channel
     :func:`image_layers_data` opened apart ("NAME [DAPI]", "NAME [ch 1]"), its file's base
     name NAME; for any other layer, its name. A picture's masks go over the layer of its
     name by this rule (the launcher), over its first channel for a file of channels, as
     a folder opens them."""
-    metadata = layer.metadata or {}
+    return _channel_file(layer.metadata) or layer.name
+
+
+def picture_metadata(name: str, metadata: dict | None) -> dict[str, str]:
+    """The metadata by which a layer made from, or laid over, the image layer ``name``
+    (of ``metadata``) names its picture: "image", that layer's name, and for a channel
+    :func:`image_layers_data` opened apart, :data:`PICTURE_KEY`, its file's name
+    (:func:`layer_picture`): the Metrics dock pairs a result of any channel with the
+    file's mask, laid over its first channel (``_image_layers.owning_picture``)."""
+    named = {"image": name}
+    file = _channel_file(metadata)
+    if file:
+        named[PICTURE_KEY] = file
+    return named
+
+
+def _channel_file(metadata: dict | None) -> str:
+    """The base name of the file a channel layer (of ``metadata``) was opened apart from
+    by :func:`image_layers_data`; "" for any other layer."""
+    metadata = metadata or {}
     if CHANNEL_KEY in metadata and metadata.get("path"):
         return Path(metadata["path"]).stem
-    return layer.name
+    return ""
 
 
 def image_layers_data(path: Path) -> list[LayerData]:
@@ -843,7 +868,7 @@ def mask_layer_data(
         _note_orientation(file, kwargs["metadata"])
     if like is not None:  # overlay the image it belongs to; Metrics pairs by its name
         kwargs["name"] = f"{like[1]['name']} mask"
-        kwargs["metadata"]["image"] = like[1]["name"]
+        kwargs["metadata"].update(picture_metadata(like[1]["name"], like[1].get("metadata")))
         for key in ("scale", "units"):
             if key in like[1]:
                 kwargs[key] = like[1][key]

@@ -8,7 +8,11 @@ that is a picture: drawn opaque (a channel added onto others, or a layer made
 see-through, is an overlay), not a probability map, not a mask opened as an image. A
 frame's *own layers* are its Segment outputs and probability maps and its masks: layers
 whose metadata name it as their image, or named "<frame> ..." (Labels, probability maps,
-masks opened as images).
+masks opened as images). A file of channels the TM-UNet reader opened apart ("NAME [ch 0]",
+"NAME [ch 1]") is one picture: its first channel is the frame, its other channels (added
+onto it) are its own layers, and so are the results of any of them and the file's masks
+(``_image_layers.owning_picture``: they name the file's picture). A channel picked in the
+Image box, or selected, is shown with its file's frame and masks, and stays chosen.
 
 Showing a frame (selecting it, clicking its eye, picking it in the Image box, Segment,
 Segment all) hides the other frames that overlap it on the canvas, with their own layers,
@@ -26,10 +30,11 @@ until it is converted.
 The view is fitted to a frame shown alone whose extent on the canvas differs from that
 of the frame shown alone before (or of those it replaced): a larger frame is not shown
 cut, a smaller one not lost in a corner; a frame of the same extent keeps the user's
-zoom. Closing the frame in front shows the frame the Image box moves to, with its own
-layers; the closed frame's own layers (its results, masks) are hidden, never deleted,
-and named "<name> (picture closed)" (:data:`CLOSED_TAIL`), so the user knows their
-picture is gone.
+zoom. A fitted view is fitted again as a dock narrows or widens the canvas, while the user
+has not zoomed or panned (``_view_fit``). Closing the frame in front shows the frame the
+Image box moves to, with its own layers; the closed frame's own layers (its results,
+masks) are hidden, never deleted, and named "<name> (picture closed)"
+(:data:`CLOSED_TAIL`), so the user knows their picture is gone.
 
 Only the layers whose visibility changes are touched (:func:`set_visible`): napari rebuilds
 its whole scene graph on every ``visible`` set, even one that changes nothing (0.1-0.2 s
@@ -46,6 +51,8 @@ from napari.layers import Image, Labels
 
 from ._image_layers import owning_picture
 from ._layer_style import mask_image_look
+from ._reader import CHANNEL_KEY, layer_picture
+from ._view_fit import fit_view
 from ._widget_common import is_probability_map
 
 # what the name of a layer whose picture was closed ends with (its picture's other layers
@@ -110,9 +117,11 @@ class FrameVisibility:
     def _layers_settled(self) -> None:
         """Once the event loop turned after layers were added or removed: napari's own
         selections are made; the layers of frames closed meanwhile are flagged
-        (:meth:`_after_frames_closed`)."""
+        (:meth:`_after_frames_closed`). A file's first channel closed while others of it
+        are open closes no picture: the file's masks and results stay as they are."""
         self._inserted, self._removing = None, False
         closed, self._closed_frames = self._closed_frames, []
+        closed = [frame for frame in closed if not self._channels_open(frame)]
         if closed and not self._closed:
             self._after_frames_closed(closed)
 
@@ -139,10 +148,20 @@ class FrameVisibility:
             self._show_frame(frame, replaced=shown)
             self._choose_frame(frame)
 
+    def _channels_open(self, frame: Image) -> bool:
+        """Whether another channel of ``frame``'s file (a channel the TM-UNet reader opened
+        apart) is open."""
+        path = (frame.metadata or {}).get("path")
+        return _is_channel(frame) and any(
+            _is_channel(layer) and layer is not frame and layer.metadata.get("path") == path
+            for layer in self.viewer.layers
+        )
+
     def _is_frame(self, layer) -> bool:
         """Whether ``layer`` is a picture of its own: an image layer drawn opaque over what
         is under it, not made by Segment and not a mask opened as an image. An overlay (a
-        channel added onto others, a layer made see-through) is left alone."""
+        channel added onto others, a layer made see-through) is left alone, but a file's
+        other channels, which go with its first (:meth:`_owners`)."""
         return (
             isinstance(layer, Image)
             and not is_probability_map(layer)
@@ -159,8 +178,9 @@ class FrameVisibility:
         Labels layer, probability map and mask opened as an image that belongs to one: the
         image of a Segment output, else the frame it names as its picture (its metadata, or
         its file's name as a mask's: ``_image_layers.owning_picture``, the Metrics dock's
-        pairing rule), else the one whose name starts its own ("<frame> mask", "<frame>
-        labels (model)", "<frame> [1]"; the longest)."""
+        pairing rule; a file of channels' picture is its first channel's frame, also for
+        its other channels), else the one whose name starts its own ("<frame> mask",
+        "<frame> labels (model)", "<frame> [1]"; the longest)."""
         by_id = {frame.unique_id: frame for frame in frames}
         made = {}  # id(layer) -> its image, of Segment's outputs and probability maps
         for (image_id, _), output in self._outputs.items():
@@ -168,6 +188,8 @@ class FrameVisibility:
                 if layer is not None and image_id in by_id:
                     made[id(layer)] = by_id[image_id]
         by_name = {frame.name: frame for frame in frames}
+        for frame in frames:  # a channel's frame: by its file's picture too
+            by_name.setdefault(layer_picture(frame), frame)
         owners = {}
         for layer in self.viewer.layers:
             owner = made.get(id(layer)) or by_name.get(owning_picture(layer))
@@ -180,8 +202,8 @@ class FrameVisibility:
 
     def _may_belong(self, layer) -> bool:
         """Whether ``layer`` is of a kind that belongs to a frame: Labels, a probability
-        map, a mask opened as an image."""
-        if isinstance(layer, Labels) or is_probability_map(layer):
+        map, a mask opened as an image, a channel of a file (not its frame)."""
+        if isinstance(layer, Labels) or is_probability_map(layer) or _is_channel(layer):
             return True
         return isinstance(layer, Image) and self._is_mask(layer)
 
@@ -193,8 +215,12 @@ class FrameVisibility:
         """Show the image ``layer``, and its own layers when it was hidden; when it is a
         frame, hide the others that overlap it (:meth:`_hide_covered`) and fit the view to
         it when it is shown alone at another extent (:meth:`_fit_view`; ``replaced``: the
-        frames shown before, were they closed)."""
+        frames shown before, were they closed). A channel of a file that is no frame is
+        shown with its file (:meth:`_show_channel`)."""
         if layer is None or layer not in self.viewer.layers:
+            return
+        if _is_channel(layer) and not self._is_frame(layer):
+            self._show_channel(layer)
             return
         hidden = self._hide_covered(layer)
         if not layer.visible:
@@ -202,6 +228,20 @@ class FrameVisibility:
                 set_visible(layer, True)
             self._show_own_layers(layer)
         self._fit_view(layer, hidden + (replaced or []))
+
+    def _show_channel(self, layer: Image) -> None:
+        """Show the channel ``layer`` (added onto its file's first channel, the frame) with
+        its file: the frame, with the file's masks, results and other channels, when the
+        channel was hidden or its frame lies hidden under another picture (as a mask
+        selected shows its frame, :meth:`_follow_selected`); then the channel itself."""
+        frames = self._frames()
+        frame = self._owners(frames).get(id(layer))
+        if frame is not None:
+            elsewhere = any(f.visible and f is not frame and _overlap(f, frame) for f in frames)
+            if not layer.visible or (not frame.visible and elsewhere):
+                self._show_frame(frame)
+        with self._toggled():
+            set_visible(layer, True)
 
     def _fit_view(self, frame, replaced: list) -> None:
         """Fit the view to ``frame`` (napari's reset view, on it alone) when it is the only
@@ -268,11 +308,29 @@ class FrameVisibility:
             self._fit_view(layer, hidden)
             self._choose_frame(layer)
 
-    def _choose_frame(self, frame: Image) -> None:
-        """Put ``frame`` in the Image box (the label settings act on its result)."""
-        if frame is not self.image.value:
+    def _choose_frame(self, frame: Image, image: Image | None = None) -> None:
+        """Put ``image`` (a channel of ``frame``'s file, the image of a result), else
+        ``frame``, in the Image box (the label settings act on its result); without
+        ``image``, a channel of ``frame``'s file there already stays (a file's mask
+        selected leaves the channel the user picked chosen)."""
+        chosen = self.image.value
+        if image is None:
+            mine = chosen is not None and chosen in self.viewer.layers and _is_channel(chosen)
+            owner = self._owners(self._frames()).get(id(chosen)) if mine else None
+            image = chosen if owner is frame else frame
+        if image is not chosen:
             self.reset_choices()
-            self.image.value = frame
+            self.image.value = image
+
+    def _image_of(self, layer) -> Image | None:
+        """The image ``layer`` stands for in the Image box: a channel itself; the image a
+        Segment output or probability map of the dock was made from, while open; None."""
+        if _is_channel(layer):
+            return layer
+        for (image_id, _), output in self._outputs.items():
+            if layer is output.labels or layer is output.probability_layer:
+                return next((i for i in self.viewer.layers if i.unique_id == image_id), None)
+        return None
 
     def _follow_selected(self, layer) -> None:
         """Follow the layer the user selected: a frame is shown alone and chosen; a layer of
@@ -294,9 +352,11 @@ class FrameVisibility:
             return
         # a frame hidden by its eye leaves its shown mask on black; not over another picture
         elsewhere = any(f.visible and f is not frame and _overlap(f, frame) for f in frames)
-        if not layer.visible or (not frame.visible and elsewhere):
+        if _is_channel(layer):
+            self._show_channel(layer)
+        elif not layer.visible or (not frame.visible and elsewhere):
             self._show_frame(frame)
-        self._choose_frame(frame)
+        self._choose_frame(frame, self._image_of(layer))
 
     @contextlib.contextmanager
     def _toggled(self) -> Iterator[None]:
@@ -318,23 +378,18 @@ class FrameVisibility:
             self._adding_output = False
 
 
+def _is_channel(layer) -> bool:
+    """Whether ``layer`` is a channel the TM-UNet reader opened apart from a file of
+    channels (``_reader.image_layers_data``)."""
+    return isinstance(layer, Image) and CHANNEL_KEY in (layer.metadata or {})
+
+
 def set_visible(layer, visible: bool) -> None:
     """Show or hide ``layer``, only when that changes it: napari emits ``visible`` and
     rebuilds the canvas's scene graph (all layers) on every set, also one to the same
     value."""
     if layer.visible != visible:
         layer.visible = visible
-
-
-def fit_view(viewer, layer) -> None:
-    """Fit ``viewer``'s view to ``layer`` alone, as napari's reset view fits all layers.
-    Where napari cannot fit one layer (before napari 0.6; napari 0.9 with a layer of fewer
-    axes than the viewer's, e.g. a picture beside a stack) it fits all layers, the hidden
-    ones too: still no frame is cut."""
-    try:
-        viewer.reset_view(layers=[layer])
-    except (TypeError, IndexError):
-        viewer.reset_view()
 
 
 def _yx_extent(layer) -> np.ndarray:

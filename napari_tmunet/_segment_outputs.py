@@ -37,6 +37,7 @@ from ._layer_style import (
     prediction_look,
 )
 from ._placement import place_like, placement
+from ._reader import picture_metadata
 from ._segment_jobs import SegmentOutcome
 from ._widget_common import PROBABILITY_MARK, is_probability_map
 from .postprocess import LabelOptions, count_objects
@@ -118,7 +119,8 @@ class OutputLayers:
             "windows": outcome.windows,
             "mode_mismatch": outcome.mode_mismatch,
             "device": options.device,
-            "image": image.name,
+            # its image's name, and a channel's file (the file's mask is its reference)
+            **picture_metadata(image.name, image.metadata),
             "seconds": outcome.seconds,  # unrounded: a reopened dock says what the run said
             "note": DISCLAIMER,
             # the model's raw output, kept compact: re-thresholding, and telling the user's

@@ -89,6 +89,7 @@ from ._segment_jobs import (
 )
 from ._segment_outputs import DISCLAIMER, OutputLayers, _model_id, _Output
 from ._segment_rederive import Rederive, _cutoffs, runs_inline
+from ._view_fit import keep_fitted
 from ._widget_common import (
     CheckpointCheck,
     Eta,
@@ -158,6 +159,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
+        keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self)
         self._setting = False  # programmatic changes are not the user's choices
         self._progress_index = -1

@@ -660,6 +660,7 @@ def _open_mask(
         layer_picture,
         mask_layer_data,
         merged_note,
+        picture_metadata,
         saved_mask_layer_data,
     )
     from .data.images import read_saved_mask
@@ -672,8 +673,8 @@ def _open_mask(
         None,
     )
     like = None
-    if picture is not None:  # the picture layer's name (Metrics pairs by it) and pixel size
-        kwargs = {"name": picture.name}
+    if picture is not None:  # the picture layer's name and file (Metrics pairs by them), size
+        kwargs = {"name": picture.name, "metadata": dict(picture.metadata)}
         if len(picture.scale) == 2:
             kwargs["scale"] = tuple(picture.scale)
         like = (None, kwargs, "image")
@@ -687,7 +688,7 @@ def _open_mask(
             kwargs["visible"] = visible
             as_reference(kwargs, data)
             if picture is not None:
-                kwargs["metadata"]["image"] = picture.name
+                kwargs["metadata"].update(picture_metadata(picture.name, picture.metadata))
                 if data.ndim == len(picture.scale):
                     kwargs["scale"] = tuple(picture.scale)
     except Exception as err:  # a reader's error: one line, not a traceback

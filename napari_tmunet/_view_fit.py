@@ -1,0 +1,133 @@
+"""The view kept fitted to the canvas as docks open and close (no Qt: napari's events).
+
+A dock opened beside napari's canvas (the Metrics dock from the Plugins menu, a wider dock's
+tab) narrows the canvas, and one closed widens it; napari keeps its zoom and centre, so a
+picture fitted to the canvas went partly out of view (at 1366 x 768, cut on its sides).
+While the view is the one napari's last reset view gave (the Segment dock fitting a
+picture shown, ``_segment_frames``; napari's own fit of the first layer; the launcher's;
+the Home button) it is fitted again to the new size, to the layers that fit was made to.
+A view the user zoomed, panned or turned since is kept, as the Segment dock keeps the
+user's zoom for a picture of the same extent.
+
+Each dock calls :func:`keep_fitted` as it is made (once per viewer); the Segment dock fits
+a picture with :func:`fit_view`, which says which layers the fit was made to.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+_FITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # viewer -> _Fit
+
+
+class _Fit:
+    """A viewer's last reset view: the camera it gave, and the layers it fitted (None:
+    napari's own, all layers)."""
+
+    def __init__(self, viewer) -> None:
+        self.viewer = weakref.ref(viewer)
+        self.camera: tuple | None = None  # (center, zoom, angles) the last reset gave
+        self.layers: list | None = None  # weak references to the layers fitted
+        self.fitting: list | None = None  # the layers fit_view is fitting now
+
+    def on_reset(self, _event=None) -> None:
+        """napari reset the view (its own, or :func:`fit_view`'s): keep the camera it gave
+        and the layers it fitted."""
+        viewer = self.viewer()
+        if viewer is None:
+            return
+        self.camera = _camera_state(viewer)
+        self.layers = None if self.fitting is None else [weakref.ref(x) for x in self.fitting]
+
+    def on_canvas_size(self, _event=None) -> None:
+        """The canvas changed size: fit the view again when it is still the last reset's,
+        to the same layers (those still open; napari's own fit: all layers)."""
+        viewer = self.viewer()
+        if viewer is None or self.camera is None or not _same(_camera_state(viewer), self.camera):
+            return
+        if self.layers is None:
+            viewer.reset_view()
+            return
+        layers = [layer for layer in (ref() for ref in self.layers) if layer in viewer.layers]
+        if layers:
+            fit_view(viewer, *layers)
+
+    def adopt(self, viewer) -> None:
+        """Take the view ``viewer`` shows now for the last reset's when it is one (a dock
+        opened after napari fitted the layers): napari's fit of all layers, or of the
+        layers shown (napari fits the first layer added; a folder's hidden pictures come
+        after it). napari is asked for each fit, and the view put back as it was."""
+        before = _camera_state(viewer)
+        shown = [layer for layer in viewer.layers if layer.visible]
+        for layers in ([], shown):
+            if layers:
+                fit_view(viewer, *layers)
+            else:
+                viewer.reset_view()
+            if _same(_camera_state(viewer), before):
+                return
+        _set_camera(viewer, before)
+        self.camera = None  # the user's own view: kept
+
+
+def keep_fitted(viewer) -> None:
+    """Fit ``viewer``'s view again when its canvas changes size while the view is still the
+    one napari's last reset view gave (see the module docstring); once per viewer."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # napari passes docks a proxy
+    size_event = _canvas_size_event(viewer)
+    if viewer in _FITS or size_event is None:
+        return
+    fit = _FITS[viewer] = _Fit(viewer)
+    viewer.events.reset_view.connect(fit.on_reset)
+    size_event.connect(fit.on_canvas_size)
+    if len(viewer.layers):
+        fit.adopt(viewer)
+
+
+def fit_view(viewer, *layers) -> None:
+    """Fit ``viewer``'s view to ``layers`` alone, as napari's reset view fits all layers.
+    Where napari cannot fit some layers (before napari 0.6; napari 0.9 with a layer of
+    fewer axes than the viewer's, e.g. a picture beside a stack) it fits all layers, the
+    hidden ones too: still no picture is cut. The fit is fitted again when the canvas
+    changes size (:func:`keep_fitted`)."""
+    viewer = getattr(viewer, "__wrapped__", viewer)
+    fit = _FITS.get(viewer)
+    if fit is not None:
+        fit.fitting = list(layers)
+    try:
+        try:
+            viewer.reset_view(layers=list(layers))
+        except (TypeError, IndexError):
+            viewer.reset_view()
+    finally:
+        if fit is not None:
+            fit.fitting = None
+
+
+def _camera_state(viewer) -> tuple:
+    """The camera's (center, zoom, angles)."""
+    camera = getattr(viewer, "scene", viewer).camera  # napari 0.9 moved it to the scene
+    return tuple(camera.center), float(camera.zoom), tuple(camera.angles)
+
+
+def _set_camera(viewer, state: tuple) -> None:
+    """Put the camera back to ``state`` (:func:`_camera_state`)."""
+    camera = getattr(viewer, "scene", viewer).camera
+    camera.angles, camera.center, camera.zoom = state[2], state[0], state[1]
+
+
+def _same(state: tuple, other: tuple) -> bool:
+    """Whether two camera states are one view (float noise aside)."""
+    return all(np.allclose(a, b, rtol=1e-9, atol=1e-9) for a, b in zip(state, other, strict=True))
+
+
+def _canvas_size_event(viewer):
+    """The event napari emits when ``viewer``'s canvas changes size (napari 0.9: the
+    canvas model's ``size``; before: the viewer's ``_canvas_size``), or None."""
+    canvas = getattr(viewer, "canvas", None)
+    events = getattr(canvas, "events", None)
+    if events is not None and hasattr(events, "size"):
+        return events.size
+    return getattr(viewer.events, "_canvas_size", None)
