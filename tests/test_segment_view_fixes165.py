@@ -12,12 +12,11 @@ import shutil
 
 import numpy as np
 import pytest
-from _paths import DATASETS
+from _paths import DATASETS, require
 from PIL import Image as PILImage
 from test_segment_choices import segment_dock
 from test_segment_widget import wait_done
 
-from napari_tmunet import registry
 from napari_tmunet._layer_style import MASK_IMAGE_OPACITY
 from napari_tmunet._segment_frames import CLOSED_TAIL
 
@@ -32,10 +31,7 @@ BUSY_CPU_MS = 600_000  # the most a run may take on a shared, busy CPU (a few s 
 
 @pytest.fixture(autouse=True)
 def _clinic_and_model():
-    if not CLINIC.is_dir():
-        pytest.skip(f"no CVC-ClinicDB at {CLINIC}")
-    if registry.find_model("TM-UNet colonoscopy") is None:
-        pytest.skip("the colonoscopy model is needed")
+    require(CLINIC, model="TM-UNet colonoscopy")
 
 
 def open_frame(viewer, path):
