@@ -56,16 +56,17 @@ ID_RULE = ">0 (8-bit ids)"
 # mask, when its objects are flat and either its top value holds less than this share of
 # its non-zero pixels (one object of 128 or more holds about 1/N of an id mask)...
 MASK_MIN_TOP_SHARE = 0.25
-# ... or its values 1..127 form flat objects of their own, apart from every pixel above
-# 127, holding at least this share of its non-zero pixels (the top id may be the largest
-# object: tester38 #2). A 0/255 mask's values 1..127 lie at the edges of its 255 regions
-# or are JPEG noise. Measured (bench/check_mask_rules.py): the top value holds at least
-# 67% in every 0/255 mask of CVC-ClinicDB (stray values 1..127 at edges, up to 31% of the
-# foreground, in regions glued to the 255 region), Kvasir-SEG (JPEG), MoNuSeg, UDIAT and
-# BUSI; values 1..127 apart from the 255 regions hold at most 0.02% of a CVC-ClinicDB
-# mask (specks of 1-2 pixels) and up to 10% of a Kvasir-SEG one, but not flat there (at
-# least 32% of neighbouring pairs differ); DSB2018, CPM-15 and MoNuSeg nuclei relabelled
-# as 8-bit ids (random, or the largest objects with the highest ids) hold at least 2.8%.
+# ... or its values 1..127 form flat objects of their own (_low_objects), apart from every
+# pixel above 127, holding at least this share of its non-zero pixels (the top id may be
+# the largest object: tester38 #2). A 0/255 mask's values 1..127 lie at the edges of its
+# 255 regions or are JPEG noise. Measured (bench/check_mask_rules.py): the top value
+# holds at least 67% in every 0/255 mask of CVC-ClinicDB (stray values 1..127 at edges,
+# up to 31% of the foreground, in regions glued to the 255 region), Kvasir-SEG (JPEG),
+# MoNuSeg, UDIAT and BUSI; objects of their own hold 0 of a CVC-ClinicDB mask (apart from
+# the 255 region only specks of 1-2 pixels) and at most 0.05% of a Kvasir-SEG one (its
+# JPEG noise apart from the polyp, up to 10%, is not flat: 32% or more of neighbouring
+# pairs differ); in DSB2018, CPM-15 and MoNuSeg nuclei as 8-bit ids (1..N, random, the
+# largest 240, the larger half 128..255) they hold at least 5.3% where ids 1..127 exist.
 MASK_MIN_OWN_SHARE = 0.01
 # read_mask warns when its rule leaves out values 1..127 that lie inside flat regions of
 # one value (as objects' pixels do; JPEG noise and blurred edges have none) holding at
@@ -665,15 +666,17 @@ def _flat(values: np.ndarray) -> bool:
 
 def _low_objects(values: np.ndarray) -> int:
     """How many pixels of 8-bit (H, W) ``values`` are objects of values 1..127 of their
-    own: 4-connected regions of such values touching no pixel above 127 (of its 8
-    neighbours), when those regions are flat (:func:`_flat`); else 0 (JPEG noise)."""
+    own: 4-connected regions of such values that touch no pixel above 127 (of their 8
+    neighbours) and have a pixel inside (its 4 neighbours in the region: no stray
+    speck or line), when those regions are flat (:func:`_flat`); else 0 (JPEG noise)."""
     from scipy import ndimage
 
     low = (values > 0) & (values < 128)
     regions, count = ndimage.label(low)
-    touching = np.unique(regions[low & (ndimage.maximum_filter(values, size=3) > 127)])
-    own = np.ones(count + 1, bool)
-    own[[0, *touching.tolist()]] = False
+    own = np.zeros(count + 1, bool)
+    own[np.unique(regions[ndimage.binary_erosion(low)])] = True  # regions with an inside
+    own[np.unique(regions[low & (ndimage.maximum_filter(values, size=3) > 127)])] = False
+    own[0] = False
     pixels = own[regions]  # (H, W) bool
     return int(np.count_nonzero(pixels)) if _flat(np.where(pixels, values, 0)) else 0
 
@@ -722,9 +725,9 @@ def _warn_dropped(path: str | os.PathLike, values: np.ndarray, mask: np.ndarray,
         return
     threshold = rule.removeprefix(">")
     logger.warning(
-        "%s: the mask rule %s leaves out %.0f%% of its non-zero pixels as background "
-        "(values up to %s; %.0f%% in flat regions of one value, as objects are made of); "
-        "if they are objects, give them values above %s, or save instance ids as 16 bits",
+        "%s: the mask rule '%s' leaves out %.0f%% of its non-zero pixels (values up to %s), "
+        "%.0f%% in flat regions of one value as objects are; if those are objects, give "
+        "them values above %s, or save instance ids as 16 bits",
         path,
         rule,
         100.0 * count / nonzero,
