@@ -40,12 +40,14 @@ data      ROOT/images/<name>.<ext> + ROOT/masks/<name>.<ext>, paired by base nam
           names: keep one kind
           (png, tif/tiff, jpg/jpeg, bmp; images grey/RGB/RGBA, 8 or 16 bit; masks
           1-bit, L, LA, RGB, 0/1, 0/255 or instance ids). Masks are binarised with
-          "> 127" when their maximum is 128..255 and that top value holds at least a
-          quarter of the non-zero pixels (0/255 masks: CVC-ClinicDB's stray values
-          1..127 and JPEG noise are background), else "> 0" (0/1 masks, also as JPEG,
-          8-bit labels 1..127, labels wider than 8 bits; 8-bit ids up to 128..255,
-          flat objects one value each, are logged as ">0 (8-bit ids)"); the rules are
-          logged.
+          "> 127" when their maximum is 128..255 (0/255 masks: CVC-ClinicDB's stray
+          values 1..127 at the edges of the 255 regions and JPEG noise are
+          background), else "> 0" (0/1 masks, also as JPEG, 8-bit labels 1..127,
+          labels wider than 8 bits); 8-bit ids up to 128..255, flat objects one value
+          each whose top value holds under a quarter of the non-zero pixels or whose
+          values 1..127 form objects of their own, are read "> 0" and logged as
+          ">0 (8-bit ids)". The rules are logged; a mask whose "> 127" leaves out flat
+          regions (5% of its non-zero pixels or more) is named with the share.
           A missing mask, size mismatch or unreadable file stops with its name;
           --skip-bad leaves such pairs out with a summary. Identical images are kept
           in one split part. Presets: cvccdb, monuseg, colondb, udiat.

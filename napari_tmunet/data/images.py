@@ -52,12 +52,27 @@ MASK_RULES: tuple[str, ...] = ("auto", ">0", ">127")
 # The "auto" rule's name for an 8-bit instance-id mask whose ids reach 128..255
 # (:func:`holds_instance_ids`): read as ">0", named apart from the 0/255 and 0/1 masks.
 ID_RULE = ">0 (8-bit ids)"
-# An 8-bit mask reaching 128..255 is a 0/255 mask when its top value holds at least this
-# share of its non-zero pixels, else instance ids (one object per value). Measured: the
-# top value holds at least 67% in every 0/255 mask of CVC-ClinicDB (stray values 1..127
-# at edges, up to 31% of the foreground), Kvasir-SEG (JPEG), MoNuSeg and UDIAT
-# (bench/check_mask_rules.py); one object of 128 or more holds about 1/N of an id mask.
+# An 8-bit mask reaching 128..255 holds instance ids (one object per value), not a 0/255
+# mask, when its objects are flat and either its top value holds less than this share of
+# its non-zero pixels (one object of 128 or more holds about 1/N of an id mask)...
 MASK_MIN_TOP_SHARE = 0.25
+# ... or its values 1..127 form flat objects of their own (_low_objects), apart from every
+# pixel above 127, holding at least this share of its non-zero pixels (the top id may be
+# the largest object: tester38 #2). A 0/255 mask's values 1..127 lie at the edges of its
+# 255 regions or are JPEG noise. Measured (bench/check_mask_rules.py): the top value
+# holds at least 67% in every 0/255 mask of CVC-ClinicDB (stray values 1..127 at edges,
+# up to 31% of the foreground, in regions glued to the 255 region), Kvasir-SEG (JPEG),
+# MoNuSeg, UDIAT and BUSI; objects of their own hold 0 of a CVC-ClinicDB mask (apart from
+# the 255 region only specks of 1-2 pixels) and at most 0.05% of a Kvasir-SEG one (its
+# JPEG noise apart from the polyp, up to 10%, is not flat: 32% or more of neighbouring
+# pairs differ); in DSB2018, CPM-15 and MoNuSeg nuclei as 8-bit ids (1..N, random, the
+# largest 240, the larger half 128..255) they hold at least 5.3% where ids 1..127 exist.
+MASK_MIN_OWN_SHARE = 0.01
+# read_mask warns when its rule leaves out values 1..127 that lie inside flat regions of
+# one value (as objects' pixels do; JPEG noise and blurred edges have none) holding at
+# least this share of the non-zero pixels: 14 CVC-ClinicDB masks (up to 27%), no
+# Kvasir-SEG one (JPEG edges leave out up to 17%, none of it flat).
+MASK_WARN_FLAT_DROPPED = 0.05
 # write_mask's mark in a TIFF's JSON ImageDescription (tifffile's shaped metadata):
 # "binary" (labels 0/1 stored as 0/255) or "instances" (ids as stored). The reader
 # opens marked files as Labels again (see ``saved_mask_kind``).
@@ -505,14 +520,17 @@ def read_mask(
 
     Colour masks are collapsed by the max over colour channels (alpha dropped). The
     "auto" rule: ``>127`` for 0/255-style masks, whose max is above 127 and at most
-    255 and whose top value holds most of the foreground, so that stray values 1..127
-    (as in CVC-ClinicDB) and JPEG noise are background; :data:`ID_RULE` (``>0``) for
-    8-bit instance-id masks with ids up to 128..255 (:func:`holds_instance_ids`);
+    255, so that stray values 1..127 at the edges of their 255 regions (as in
+    CVC-ClinicDB) and JPEG noise are background; :data:`ID_RULE` (``>0``) for 8-bit
+    instance-id masks with ids up to 128..255 (:func:`holds_instance_ids`: flat objects
+    whose top value holds little of the foreground, or whose values 1..127 form objects
+    of their own);
     ``>0`` for every other mask: max <= 127 (0/1 masks, also as JPEG with
     noise values 2, 3..., and 8-bit label images 1..127) and integer label images
     wider than 8 bits (uint16/uint32/int32 instance labels). A mask with non-zero
-    pixels that the rule leaves empty (only an explicit rule can) is logged as a
-    warning naming the file.
+    pixels that the rule leaves empty (only an explicit rule can), or whose left-out
+    pixels lie in flat regions holding :data:`MASK_WARN_FLAT_DROPPED` of them, is logged
+    as a warning naming the file (and the share left out).
 
     Args:
         path: mask file.
@@ -623,17 +641,44 @@ def holds_instance_labels(labels) -> bool:
 
 def _holds_8bit_ids(values: np.ndarray) -> bool:
     """Whether 8-bit (H, W) mask pixels reaching 128..255 are instance ids rather than a
-    0/255 mask with stray or JPEG values: their top value holds less than
-    :data:`MASK_MIN_TOP_SHARE` of the non-zero pixels (in a 0/255 mask it holds most of
-    them), and their objects are flat (:func:`looks_like_mask`: each object one value,
-    unlike a blurred or resized 0/255 mask whose edges ramp)."""
+    0/255 mask with stray or JPEG values: their objects are flat (:func:`looks_like_mask`:
+    each object one value, unlike a blurred or resized 0/255 mask whose edges ramp), and
+    either their top value holds less than :data:`MASK_MIN_TOP_SHARE` of the non-zero
+    pixels (in a 0/255 mask it holds most of them) or their values 1..127 form objects of
+    their own holding at least :data:`MASK_MIN_OWN_SHARE` (:func:`_low_objects`; a 0/255
+    mask's lie at the edges of its 255 regions)."""
     counts = np.bincount(values.ravel(), minlength=256)
     top = int(np.flatnonzero(counts)[-1])
     foreground = int(counts[1:].sum())
-    if top < 128 or counts[top] >= MASK_MIN_TOP_SHARE * foreground:
+    few_top = counts[top] < MASK_MIN_TOP_SHARE * foreground
+    enough_low = counts[1:128].sum() >= MASK_MIN_OWN_SHARE * foreground
+    if top < 128 or not (few_top or enough_low) or not _flat(values):
         return False
+    return few_top or _low_objects(values) >= MASK_MIN_OWN_SHARE * foreground
+
+
+def _flat(values: np.ndarray) -> bool:
+    """Whether at most :data:`MASK_MAX_CHANGING_PAIRS` of the neighbouring pairs of
+    non-zero pixels of (H, W) ``values`` differ: flat objects, each one value."""
     pairs, changing = _neighbour_pairs(values)
     return changing <= MASK_MAX_CHANGING_PAIRS * pairs
+
+
+def _low_objects(values: np.ndarray) -> int:
+    """How many pixels of 8-bit (H, W) ``values`` are objects of values 1..127 of their
+    own: 4-connected regions of such values that touch no pixel above 127 (of their 8
+    neighbours) and have a pixel inside (its 4 neighbours in the region: no stray
+    speck or line), when those regions are flat (:func:`_flat`); else 0 (JPEG noise)."""
+    from scipy import ndimage
+
+    low = (values > 0) & (values < 128)
+    regions, count = ndimage.label(low)
+    own = np.zeros(count + 1, bool)
+    own[np.unique(regions[ndimage.binary_erosion(low)])] = True  # regions with an inside
+    own[np.unique(regions[low & (ndimage.maximum_filter(values, size=3) > 127)])] = False
+    own[0] = False
+    pixels = own[regions]  # (H, W) bool
+    return int(np.count_nonzero(pixels)) if _flat(np.where(pixels, values, 0)) else 0
 
 
 def _mask_values(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
@@ -644,7 +689,8 @@ def _mask_values(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
 
 def _foreground(path: str | os.PathLike, values: np.ndarray, rule: str) -> tuple[np.ndarray, str]:
     """A mask's (H, W) pixels as a boolean foreground by ``rule`` (``read_mask``), warning
-    when the rule leaves non-zero pixels empty."""
+    when the rule leaves non-zero pixels empty, or leaves out flat regions of them
+    (:func:`_warn_dropped`)."""
     mask, rule = binarise_mask(values, rule)
     if not mask.any() and values.any():
         logger.warning(
@@ -655,7 +701,40 @@ def _foreground(path: str | os.PathLike, values: np.ndarray, rule: str) -> tuple
             int(np.count_nonzero(values)),
             values.max(),
         )
+    elif mask.any():
+        _warn_dropped(path, values, mask, rule)
     return mask, rule
+
+
+def _warn_dropped(path: str | os.PathLike, values: np.ndarray, mask: np.ndarray, rule: str):
+    """Warn, naming ``path`` and the share, when the non-zero pixels of (H, W) ``values``
+    that ``rule`` leaves out of ``mask`` inside flat regions of one value (what objects
+    are made of, unlike JPEG noise or ramped edges) hold at least
+    :data:`MASK_WARN_FLAT_DROPPED` of the non-zero pixels."""
+    nonzero = int(np.count_nonzero(values))
+    dropped = (values != 0) & ~mask
+    count = int(np.count_nonzero(dropped))
+    if count < MASK_WARN_FLAT_DROPPED * nonzero:
+        return
+    from scipy import ndimage
+
+    # a pixel inside a flat region equals each of its 8 neighbours
+    inside = ndimage.minimum_filter(values, size=3) == ndimage.maximum_filter(values, size=3)
+    flat = int(np.count_nonzero(dropped & inside))
+    if flat < MASK_WARN_FLAT_DROPPED * nonzero:
+        return
+    threshold = rule.removeprefix(">")
+    logger.warning(
+        "%s: the mask rule '%s' leaves out %.0f%% of its non-zero pixels (values up to %s), "
+        "%.0f%% in flat regions of one value as objects are; if those are objects, give "
+        "them values above %s, or save instance ids as 16 bits",
+        path,
+        rule,
+        100.0 * count / nonzero,
+        threshold,
+        100.0 * flat / nonzero,
+        threshold,
+    )
 
 
 def binarise_mask(
