@@ -121,7 +121,19 @@ def _changed_settings(saved: dict, now: dict) -> dict:
     change (all but ``RESUMABLE_CHANGES``), by name: the one rule for config.json against
     the flags and for last.pt's record against config.json."""
     keys = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved)
-    return {k: now[k] for k in keys if now[k] != saved[k]}
+    return {k: now[k] for k in keys if now[k] != saved[k] and not _same_start(k, now, saved)}
+
+
+def _same_start(key: str, a: dict, b: dict) -> bool:
+    """Whether ``init_checkpoint`` names one file in ``a`` and ``b``, where older versions
+    saved it relative to a working directory ("seg/last.pt") and newer ones absolute: the
+    relative path is the end of the absolute one."""
+    if key != "init_checkpoint" or not a[key] or not b[key]:
+        return False
+    paths = sorted((Path(a[key]), Path(b[key])), key=lambda p: p.is_absolute())
+    relative, other = paths
+    n = len(relative.parts)
+    return not relative.is_absolute() and other.parts[-n:] == relative.parts
 
 
 def _check_last_is_the_runs(run_dir: Path) -> None:
@@ -137,10 +149,13 @@ def _check_last_is_the_runs(run_dir: Path) -> None:
     """
     last = run_dir / "last.pt"
     payload = read_header(last)
-    if payload is None:  # not readable without torch: the full read (raises if damaged)
-        from ..checkpoint import read_checkpoint
+    if payload is None:  # not readable without torch: the full read
+        from ..checkpoint import CheckpointError, read_checkpoint
 
-        payload = read_checkpoint(last)
+        try:
+            payload = read_checkpoint(last)
+        except CheckpointError:  # damaged: the engine's read of it says so
+            return
     metadata = payload.get("metadata") or {}
     state = payload.get("training_state") or {}
     problems = [_other_settings(metadata.get("train_config"), run_dir / "config.json")]
