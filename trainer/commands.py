@@ -232,7 +232,13 @@ def cmd_fit(args) -> int:
         with stop_on_interrupt() as stop_event:
             # a stop saves last.pt at once, unvalidated: a batch system's grace after its
             # SIGTERM (often 30 s) is shorter than a validation on a CPU
-            result = fit(config, run_dir, callbacks, stop_event=stop_event, validate_on_stop=False)
+            result = fit(
+                config,
+                run_dir,
+                callbacks=callbacks,
+                stop_event=stop_event,
+                validate_on_stop=False,
+            )
     except KeyboardInterrupt:  # a second Ctrl-C: say what is kept
         if made is not None and int(os.environ.get("RANK", "0")) == 0:
             _remove_unused(run_dir, made)
