@@ -126,9 +126,9 @@ def fit(
             (fine-tuning scores a held-out strip inside its whole image, and a held-out
             part without foreground by ``val_false_positive_px`` alone: no
             ``val_dice``, so no ``best.pt``: ``training.finetune``).
-        stop_event: checked before every step; when set, the model is evaluated,
-            ``last.pt`` saved (resumable), ``best.pt`` kept or improved, and ``fit``
-            returns with ``stopped=True``.
+        stop_event: checked before every step; when set, the model is evaluated (unless
+            ``validate_on_stop`` is False), ``last.pt`` saved (resumable), ``best.pt`` kept
+            or improved, and ``fit`` returns with ``stopped=True``.
         dataset: an in-memory dataset to use instead of ``config.data``.
         validate_on_stop: False saves ``last.pt`` at a stop without the validation (which
             takes a minute on a CPU, past a batch system's grace after SIGTERM): the stop's
@@ -143,8 +143,9 @@ def fit(
     """
     ctx = DistContext.from_env(config.device)
     try:
-        trainer = Trainer(config, Path(run_dir), ctx, callbacks, stop_event, dataset)
-        trainer.validate_on_stop = validate_on_stop
+        trainer = Trainer(
+            config, Path(run_dir), ctx, callbacks, stop_event, dataset, validate_on_stop
+        )
         return trainer.run()
     finally:
         ctx.close()
@@ -153,14 +154,23 @@ def fit(
 class Trainer:
     """One training session (a fresh run or a resumption); see :func:`fit`."""
 
-    def __init__(self, config, run_dir, ctx, callbacks=None, stop_event=None, dataset=None):
+    def __init__(
+        self,
+        config,
+        run_dir,
+        ctx,
+        callbacks=None,
+        stop_event=None,
+        dataset=None,
+        validate_on_stop=True,
+    ):
         self.config, self.run_dir, self.ctx = config, run_dir, ctx
         self.on_step = _callback(callbacks, "on_step")
         self.on_eval = _callback(callbacks, "on_eval")
         self.on_validate = _callback(callbacks, "on_validate")
         self.custom_validation = _callback(callbacks, "validate")
         self.stop_event = stop_event
-        self.validate_on_stop = True  # False: a stop saves last.pt without validating
+        self.validate_on_stop = validate_on_stop  # False: a stop saves last.pt at once
         self.dataset = dataset
         self.step = 0
         self.inherited: dict = {}  # metadata carried over from init_checkpoint
