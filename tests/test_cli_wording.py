@@ -115,8 +115,8 @@ def test_a_sigterm_stop_and_a_finished_runs_resume_say_what_happened(tmp_path, c
     reached = _stopped_run(data, run, 400)
     err = capsys.readouterr().err
     assert (
-        "SIGTERM received: stopping after this step (evaluating and saving; a second "
-        "SIGTERM or Ctrl-C aborts)" in err
+        "SIGTERM received: stopping after this step (saving last.pt, no validation; a "
+        "second SIGTERM or Ctrl-C aborts)" in err
     ), err
     assert "Ctrl-C again" not in err
     resume = ["fit", "--run-dir", str(run), "--resume", "--no-progress"]

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     as in napari-tmunet-predict (start-up under ``errors.exit_on_interrupt``)."""
     try:
         return _run(argv)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # fit's says which last.pt is kept
+        print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
         return 130
 
 

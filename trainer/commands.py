@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from shlex import quote
 
 PRESETS = {  # name -> (folder under the datasets root, the paper's dataset name)
     "cvccdb": ("CVC-ClinicDB", "CVCCDB"),
@@ -229,8 +230,20 @@ def cmd_fit(args) -> int:
         validate = recorded_validation(config, device)
         callbacks = {"validate": validate} if validate is not None else None
         with stop_on_interrupt() as stop_event:
-            result = fit(config, run_dir, callbacks=callbacks, stop_event=stop_event)
-    except (Exception, KeyboardInterrupt):
+            # a stop saves last.pt at once, unvalidated: a batch system's grace after its
+            # SIGTERM (often 30 s) is shorter than a validation on a CPU
+            result = fit(
+                config,
+                run_dir,
+                callbacks=callbacks,
+                stop_event=stop_event,
+                validate_on_stop=False,
+            )
+    except KeyboardInterrupt:  # a second Ctrl-C: say what is kept
+        if made is not None and int(os.environ.get("RANK", "0")) == 0:
+            _remove_unused(run_dir, made)
+        raise KeyboardInterrupt(_interrupted_words(run_dir)) from None
+    except Exception:
         if made is not None and int(os.environ.get("RANK", "0")) == 0:
             _remove_unused(run_dir, made)
         raise
@@ -241,6 +254,22 @@ def cmd_fit(args) -> int:
     if result["stopped"]:  # not a finished run: `fit ... && evaluate ...` must not go on
         return 128 + (stop_event.signum or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     return 0
+
+
+def _interrupted_words(run_dir: Path) -> str:
+    """What an aborted fit leaves in ``run_dir``: the step of its ``last.pt`` and the
+    command that continues from it, or that it has none (``run_folder.why_not_resumable``
+    then says what the folder is and what to do)."""
+    from napari_tmunet.checkpoint_header import read_header
+    from napari_tmunet.training.run_folder import why_not_resumable
+
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return f"no checkpoint kept: {why_not_resumable(run_dir)}" if run_dir.is_dir() else ""
+    state = (read_header(last) or {}).get("training_state") or {}
+    step = f" (step {state['step']})" if isinstance(state.get("step"), int) else ""
+    resume = f"napari-tmunet-train fit --run-dir {quote(str(run_dir))} --resume"
+    return f"{last}{step} is kept; `{resume}` continues from it"
 
 
 def _missing_top(folder: Path) -> Path | None:
@@ -301,8 +330,9 @@ class StopRequest(threading.Event):
 
 @contextlib.contextmanager
 def stop_on_interrupt():
-    """A stop event set by the first Ctrl-C (or SIGTERM): the run stops cleanly, evaluates,
-    saves last.pt and keeps best.pt. A second Ctrl-C interrupts at once."""
+    """A stop event set by the first Ctrl-C (or SIGTERM): the run stops cleanly after its
+    step and saves last.pt (``cmd_fit``: without validating). A second Ctrl-C interrupts at
+    once (``cmd_fit`` then names the last.pt kept)."""
     stop_event = StopRequest()
 
     def handler(signum, frame):
@@ -327,11 +357,11 @@ def _stop_words(signum: int) -> str:
     """What the first stop signal does, and how to abort: Ctrl-C's words, or the signal's
     (a SIGTERM from a job manager or `kill`, where no Ctrl-C was pressed)."""
     if signum == signal.SIGINT:
-        return "stopping after this step (evaluating and saving; Ctrl-C again to abort)"
+        return "stopping after this step (saving last.pt, no validation; Ctrl-C again to abort)"
     name = signal.Signals(signum).name
     return (
-        f"{name} received: stopping after this step (evaluating and saving; a second "
-        f"{name} or Ctrl-C aborts)"
+        f"{name} received: stopping after this step (saving last.pt, no validation; a "
+        f"second {name} or Ctrl-C aborts)"
     )
 
 

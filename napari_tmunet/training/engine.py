@@ -109,6 +109,7 @@ def fit(
     callbacks=None,
     stop_event: threading.Event | None = None,
     dataset: NativeCache | None = None,
+    validate_on_stop: bool = True,
 ) -> dict:
     """Train a model as ``config`` says; write everything into ``run_dir``.
 
@@ -125,10 +126,14 @@ def fit(
             (fine-tuning scores a held-out strip inside its whole image, and a held-out
             part without foreground by ``val_false_positive_px`` alone: no
             ``val_dice``, so no ``best.pt``: ``training.finetune``).
-        stop_event: checked before every step; when set, the model is evaluated,
-            ``last.pt`` saved (resumable), ``best.pt`` kept or improved, and ``fit``
-            returns with ``stopped=True``.
+        stop_event: checked before every step; when set, the model is evaluated (unless
+            ``validate_on_stop`` is False), ``last.pt`` saved (resumable), ``best.pt`` kept
+            or improved, and ``fit`` returns with ``stopped=True``.
         dataset: an in-memory dataset to use instead of ``config.data``.
+        validate_on_stop: False saves ``last.pt`` at a stop without the validation (which
+            takes a minute on a CPU, past a batch system's grace after SIGTERM): the stop's
+            record has no scores and ``best.pt`` stays as it was (the command line's
+            stops); True validates first, as a Fine-tune dock's Stop wants its score.
 
     Returns:
         run_dir, stopped, step, total_steps, epoch, best_score, best_step,
@@ -138,7 +143,10 @@ def fit(
     """
     ctx = DistContext.from_env(config.device)
     try:
-        return Trainer(config, Path(run_dir), ctx, callbacks, stop_event, dataset).run()
+        trainer = Trainer(
+            config, Path(run_dir), ctx, callbacks, stop_event, dataset, validate_on_stop
+        )
+        return trainer.run()
     finally:
         ctx.close()
 
@@ -146,13 +154,23 @@ def fit(
 class Trainer:
     """One training session (a fresh run or a resumption); see :func:`fit`."""
 
-    def __init__(self, config, run_dir, ctx, callbacks=None, stop_event=None, dataset=None):
+    def __init__(
+        self,
+        config,
+        run_dir,
+        ctx,
+        callbacks=None,
+        stop_event=None,
+        dataset=None,
+        validate_on_stop=True,
+    ):
         self.config, self.run_dir, self.ctx = config, run_dir, ctx
         self.on_step = _callback(callbacks, "on_step")
         self.on_eval = _callback(callbacks, "on_eval")
         self.on_validate = _callback(callbacks, "on_validate")
         self.custom_validation = _callback(callbacks, "validate")
         self.stop_event = stop_event
+        self.validate_on_stop = validate_on_stop  # False: a stop saves last.pt at once
         self.dataset = dataset
         self.step = 0
         self.inherited: dict = {}  # metadata carried over from init_checkpoint
@@ -554,13 +572,30 @@ class Trainer:
             "start a new run folder"
         )
 
+    def flag_words(self, flags: list[str]) -> str:
+        """``flags`` ("--steps 80", "--epochs 2") as a refusal names them: those whose value
+        is the run's config.json's, which a resumption takes when the flag is not given,
+        said so ("--steps 80 (and --epochs 2 from RUN/config.json)"), since the user may
+        not have typed them."""
+        path = self.run_dir / "config.json"
+        saved = TrainConfig.load(path).to_dict() if path.is_file() else {}
+        typed, kept = [], []
+        for words in flags:
+            flag, value = words.split()
+            same = str(saved.get(flag[2:])) == value
+            (kept if same else typed).append(words)
+        if not kept:
+            return " ".join(typed)
+        from_file = f"{' '.join(kept)} from {path}"
+        return f"{' '.join(typed)} (and {from_file})" if typed else from_file
+
     def moved_periods(self, old: Schedule, saved: tuple[int, int]) -> str:
         """Why a resumption that moves periods the run has passed is refused."""
         cfg = self.config
         now = (cfg.steps, cfg.epochs)
         pairs = zip(("--steps", "--epochs"), now, saved, strict=True)
         flags = [f"{flag} {value}" for flag, value, was in pairs if value != was]
-        given = " ".join(flags)
+        given = self.flag_words(flags)
         old_ends = {e for e in old.period_ends if e <= self.step}
         new_ends = {e for e in self.schedule.period_ends if e <= self.step}
         moved = min(old_ends ^ new_ends)
@@ -624,7 +659,8 @@ class Trainer:
         done = "stopped" if self.step < before else "finished"
         go_on = f"resume without {flag} to go on to step {before}, " if done == "stopped" else ""
         return (
-            f"cannot resume {self.run_dir} with {flag} {value}{ends}: the run {done} at step "
+            f"cannot resume {self.run_dir} with {self.flag_words([f'{flag} {value}'])}{ends}: "
+            f"the run {done} at step "
             f"{self.step} of the {before} it was planned for; {go_on}give a {flag} that ends "
             f"after step {self.step} to extend it, or start a new run folder"
         )
@@ -756,8 +792,7 @@ class Trainer:
         # last period's loss (a mean over no steps would be NaN)
         train_loss = loss_sum / steps if steps else self.last_period_loss()
         record = self.period_record(period, train_loss, stopped)
-        last = self.step == self.schedule.total_steps
-        if stopped or last or (period + 1) % self.config.eval_every == 0:
+        if self.validates(period, stopped):
             if self.on_validate is not None:
                 self.on_validate(self.step, self.schedule.total_steps)
             record.update(self.validate())
@@ -780,6 +815,15 @@ class Trainer:
             plot_curves(self.records, self.run_dir / "curves.png")
             self.last_plot = now
         self.report(record)
+
+    def validates(self, period: int, stopped: bool) -> bool:
+        """Whether the end of ``period`` (or a stop in it) is validated: every
+        ``eval_every``-th period, the last, and a stop unless ``validate_on_stop`` is off
+        (then last.pt is saved at once)."""
+        if stopped:
+            return self.validate_on_stop
+        last = self.step == self.schedule.total_steps
+        return last or (period + 1) % self.config.eval_every == 0
 
     def period_record(self, period: int, train_loss: float | None, stopped: bool) -> dict:
         began = self.session[0]
@@ -936,9 +980,14 @@ class Trainer:
             self.on_eval(dict(record))
 
     def report_stop(self, record: dict, loss_text: str) -> None:
-        """One line for a stop, once last.pt is saved: the step, loss and scores."""
+        """One line for a stop, once last.pt is saved: the step, loss and scores (or that
+        the stop was not validated, with the best score so far)."""
         scores = ""
-        if "val_dice" in record:
+        if not self.validate_on_stop:
+            scores = ", not validated (a stop saves last.pt at once)"
+            if self.best_step >= 0:
+                scores += f"; best val Dice {percent(self.best_score)} at step {self.best_step}"
+        elif "val_dice" in record:
             best = f"best {percent(self.best_score)} at step {self.best_step}"
             scores = f", val Dice {percent(record['val_dice'])} ({best})"
         elif "val_false_positive_px" in record:

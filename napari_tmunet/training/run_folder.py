@@ -39,6 +39,7 @@ from shlex import quote
 import numpy as np
 import torch
 
+from ..checkpoint_header import read_header
 from ..storage import atomic_path, jsonable, read_json_lines
 from .config import RESUMABLE_CHANGES, TrainConfig
 
@@ -98,20 +99,125 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
 
 
 def _check_resume(cfg: TrainConfig, run_dir: Path, names: list[str]) -> None:
-    """Refuse to resume without ``last.pt`` (saying what the folder is) or with new settings."""
+    """Refuse to resume without ``last.pt`` (saying what the folder is), with new settings,
+    or with a ``last.pt`` that another run saved (:func:`_check_last_is_the_runs`)."""
     if not (run_dir / "last.pt").is_file():
         raise RunDirError(f"cannot resume: {_no_checkpoint(run_dir, names)}")
     saved_path = run_dir / "config.json"
     if saved_path.is_file():
         saved = TrainConfig.load(saved_path).to_dict()
-        now = cfg.to_dict()
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k))
+        changed = _changed_settings(saved, cfg.to_dict())
         if changed:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in changed.items())
             raise RunDirError(
                 f"cannot resume {run_dir} with a different configuration ({detail}); "
                 "resume with the saved settings or start a new run folder"
             )
+    _check_last_is_the_runs(run_dir)
+
+
+def _changed_settings(saved: dict, now: dict) -> dict:
+    """The settings of ``now`` that differ from ``saved`` and that a resumption may not
+    change (all but ``RESUMABLE_CHANGES``), by name: the one rule for config.json against
+    the flags and for last.pt's record against config.json."""
+    keys = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved)
+    return {k: now[k] for k in keys if now[k] != saved[k] and not _same_start(k, now, saved)}
+
+
+def _same_start(key: str, a: dict, b: dict) -> bool:
+    """Whether ``init_checkpoint`` names one file in ``a`` and ``b``, where older versions
+    saved it relative to a working directory ("seg/last.pt") and newer ones absolute: the
+    relative path is the end of the absolute one."""
+    if key != "init_checkpoint" or not a[key] or not b[key]:
+        return False
+    paths = sorted((Path(a[key]), Path(b[key])), key=lambda p: p.is_absolute())
+    relative, other = paths
+    n = len(relative.parts)
+    return not relative.is_absolute() and other.parts[-n:] == relative.parts
+
+
+def _check_last_is_the_runs(run_dir: Path) -> None:
+    """Refuse, before anything is written, a ``last.pt`` that is not this run's (one copied
+    in from another run folder): resuming it would train that run's weights, optimiser and
+    schedule on this run's data and mix the two runs' records.
+
+    last.pt records the settings it was trained with (``metadata.train_config``), its
+    step and the training time at that step (``training_state``); the run saved it right
+    after writing that step's line in metrics.jsonl (``time`` the same). Its settings
+    must be config.json's (but ``RESUMABLE_CHANGES``), and metrics.jsonl must hold a line
+    of its step with its time. Checks whose record is missing (an older run) are left out.
+    """
+    last = run_dir / "last.pt"
+    payload = read_header(last)
+    if payload is None:  # not readable without torch: the full read
+        from ..checkpoint import CheckpointError, read_checkpoint
+
+        try:
+            payload = read_checkpoint(last)
+        except CheckpointError:  # damaged: the engine's read of it says so
+            return
+    metadata = payload.get("metadata") or {}
+    state = payload.get("training_state") or {}
+    problems = [_other_settings(metadata.get("train_config"), run_dir / "config.json")]
+    problems.append(_step_not_reached(state, run_dir / METRICS_FILE))
+    problems = [p for p in problems if p]
+    if not problems:
+        return
+    origin = str(metadata.get("split", "")).split("/")[0]
+    came = f" (it names the run folder {origin!r})" if origin and origin != run_dir.name else ""
+    raise RunDirError(
+        f"cannot resume {run_dir}: {last} is not this run's checkpoint{came}: "
+        f"{'; '.join(problems)}. Resuming it would train another run's model on this run's "
+        "data and mix the two runs' records; nothing was changed. Put this run's own last.pt "
+        "back (or resume the other run in its own folder), or start a new run folder"
+    )
+
+
+def _other_settings(trained: dict | None, config_path: Path) -> str:
+    """How the settings ``trained`` (last.pt's ``train_config``) differ from the run's
+    ``config_path`` ("" when they agree or either is missing)."""
+    if not isinstance(trained, dict) or not config_path.is_file():
+        return ""
+    with contextlib.suppress(TypeError, ValueError):  # an older or newer version's keys
+        trained = TrainConfig.from_dict(trained).to_dict()
+    saved = TrainConfig.load(config_path).to_dict()
+    changed = _changed_settings(saved, trained)
+    if not changed:
+        return ""
+    detail = ", ".join(f"{k} {v!r} (config.json: {saved[k]!r})" for k, v in changed.items())
+    return f"it was trained with other settings than {config_path}: {detail}"
+
+
+def _step_not_reached(state: dict, metrics_path: Path) -> str:
+    """Why last.pt's ``training_state`` is no state this run's ``metrics_path`` recorded
+    ("" when a line has its step and time, or there is no metrics file or step)."""
+    step = state.get("step")
+    if not isinstance(step, int) or not metrics_path.is_file():
+        return ""
+    records = read_metrics(metrics_path.parent)
+    at_step = [r for r in records if r.get("step") == step]
+    steps = sorted({r["step"] for r in records if isinstance(r.get("step"), int)})
+    reached = f"its records are of steps {_few(steps)}" if steps else "it holds no record"
+    if not at_step:
+        return f"it holds step {step}, a step this run never reached ({metrics_path}: {reached})"
+    elapsed = state.get("elapsed")
+    if not isinstance(elapsed, float | int):
+        return ""
+    times = [r.get("time") for r in at_step]
+    if any(isinstance(t, float | int) and math.isclose(t, elapsed, abs_tol=1e-3) for t in times):
+        return ""
+    return (
+        f"it was saved at step {step} after {elapsed:.1f} s of training, while this run "
+        f"reached step {step} after {', '.join(f'{t:.1f}' for t in times if t is not None)} s "
+        f"({metrics_path})"
+    )
+
+
+def _few(values: list, shown: int = 6) -> str:
+    """``2, 4, 6, ..., 40``: the first values of a list and its last."""
+    if len(values) <= shown:
+        return ", ".join(map(str, values))
+    return ", ".join(map(str, values[: shown - 1])) + f", ..., {values[-1]}"
 
 
 def why_not_resumable(run_dir: Path) -> str:
