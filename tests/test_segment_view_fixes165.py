@@ -160,6 +160,9 @@ def test_a_mask_opened_as_an_image_is_see_through_and_shows_its_picture(
     assert mask.opacity == MASK_IMAGE_OPACITY < 1
     assert shown(viewer) == [first.name, f"{first.name} labels", mask.name]
     assert widget.image.value is first
+    # the user's clicks come after the event loop has turned (napari's own selection of
+    # the layer it added is over then); in one turn, selecting is napari's, not the user's
+    qtbot.wait(50)
 
     viewer.layers.selection.active = second
     assert shown(viewer) == [second.name, f"{second.name} labels"]
