@@ -40,7 +40,7 @@ from ._layer_style import as_reference, outline_in_current_viewer
 # Integers this wide are label ids, not intensities (napari's own rule, guess_labels): a
 # mask saved with napari's writer (uint32, unmarked; a stack of 3 or 4 frames too, which
 # the TIFF calls RGB) reopens here as Labels; 8/16-bit grey images stay images.
-from .data.images import LABEL_DTYPES
+from .data.images import LABEL_DTYPES, PICTURE_KEY
 
 # napari adds each layer more slowly the more layers it holds (each add updates every
 # layer's visual and draws): on 2 CPU cores 100 pairs (200 layers) took 38-47 s of CPU
@@ -589,12 +589,6 @@ _TWO_CHANNEL_COLOURS = ("magenta", "green")
 _CHANNEL_COLOURS = ("cyan", "magenta", "yellow", "red", "green", "blue")
 
 
-# The layer metadata key of a layer made from, or laid over, a channel that
-# image_layers_data opened apart (a Segment result, the file's mask): the file's picture
-# (layer_picture), which all its channels share, with their masks.
-PICTURE_KEY = "picture"
-
-
 def layer_picture(layer) -> str:
     """The name of the picture an image layer shows, as its file is named: for a channel
     :func:`image_layers_data` opened apart ("NAME [DAPI]", "NAME [ch 1]"), its file's base
@@ -810,16 +804,19 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
 
 
 def _origin_metadata(mask, labels: np.ndarray) -> dict[str, Any]:
-    """A saved Segment result's model, model label, image name and the model's own
-    foreground (``postprocess.SAVED_PREDICTION_KEY``), as layer metadata; {} for other
-    masks or a foreground of another size."""
+    """A saved Segment result's origin as layer metadata: the model, model label, image
+    name and, for a channel's result, its file's picture (``data.images.ORIGIN_NAMES``,
+    those the file keeps: one saved before the picture was kept pairs by its image's
+    name, as then), and the model's own foreground (``postprocess.SAVED_PREDICTION_KEY``)
+    when the file keeps one of the labels' size; {} for other masks."""
+    from .data.images import ORIGIN_NAMES
     from .postprocess import SAVED_PREDICTION_KEY
 
     origin = mask.origin or {}
+    names = {k: origin[k] for k in ORIGIN_NAMES if k in origin}
     prediction = origin.get("prediction")
     if prediction is None or prediction.size != labels.size:
-        return {}
-    names = {k: origin[k] for k in ("model", "model_label", "image") if k in origin}
+        return names  # the user's edits unknown (Fine-tune says so)
     return {**names, SAVED_PREDICTION_KEY: prediction.reshape(labels.shape)}
 
 

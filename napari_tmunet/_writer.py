@@ -10,9 +10,12 @@ mask, so a stack gives one PNG per slice.
 A TIFF also keeps where the layer lies: its scale, translate and units, which the TM-UNet
 reader gives back, so a reopened mask lies over its image; the yx pixel size is also in
 the resolution tags that ImageJ/Fiji read. A TIFF of a Segment result also keeps the
-model that made it, its image's name and the model's own foreground, so that Fine-tune
-still tells the user's edits apart once it is reopened. Rotation, shear and affine are
-not kept, and a PNG keeps no scale, model or foreground at all (save as .tif for that).
+model that made it, its image's name, for a channel's result its file's picture (so the
+reopened result pairs with that file's mask in Metrics, as before saving), and the
+model's own foreground, so that Fine-tune still tells the user's edits apart once it is
+reopened (``data.images.ORIGIN_NAMES``, one JSON description). Rotation, shear and affine
+are not kept, and a PNG keeps no scale, model, picture or foreground at all (save as
+.tif for that).
 """
 
 from __future__ import annotations
@@ -89,17 +92,19 @@ def _placement(meta: dict, ndim: int) -> dict:
 
 
 def _origin(meta: dict) -> dict | None:
-    """For a Segment result: the model, its label, the image and the model's own
-    foreground (so a reopened, corrected result still tells the user's edits apart in
-    Fine-tune); None for other layers."""
+    """For a Segment result (its metadata name the model that made it, as Metrics tells a
+    prediction): the model, its label, the image, a channel's file's picture
+    (``data.images.ORIGIN_NAMES``) and the model's own foreground (so a reopened,
+    corrected result still tells the user's edits apart in Fine-tune; None when it has
+    none, e.g. segmented in bands); None for other layers."""
+    from .data.images import ORIGIN_NAMES
     from .postprocess import kept_prediction
 
     metadata = meta.get("metadata") or {}
-    prediction = kept_prediction(metadata)
-    if prediction is None:
+    if not metadata.get("model"):
         return None
-    names = {k: metadata.get(k) for k in ("model", "model_label", "image")}
-    return {**names, "prediction": prediction}
+    names = {k: metadata.get(k) for k in ORIGIN_NAMES}
+    return {**names, "prediction": kept_prediction(metadata)}
 
 
 def _as_array(data: Any) -> np.ndarray:

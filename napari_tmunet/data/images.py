@@ -85,6 +85,15 @@ PLACEMENT_KEY = "napari_tmunet_placement"
 # image it was made of, and the model's own foreground (bit-packed, zlib, base64), so a
 # saved, corrected and reopened result still tells the user's edits apart (Fine-tune).
 ORIGIN_KEY = "napari_tmunet_origin"
+# The layer metadata key of a layer made from, or laid over, a channel that the reader
+# opened apart (a Segment result, the file's mask): the file's picture, which all its
+# channels share, with their masks (``_reader.picture_metadata``).
+PICTURE_KEY = "picture"
+# The names ORIGIN_KEY keeps of a Segment result's layer metadata: its model, the model's
+# label, its image's name and, for a channel's result, its file's picture (so a reopened
+# result pairs with that file's mask: ``_image_layers.owning_picture``). A file saved
+# before the picture was kept has none: its image's name is its picture, as then.
+ORIGIN_NAMES = ("model", "model_label", "image", PICTURE_KEY)
 MAX_ORIGIN_CHARS = 16 << 20  # a larger encoded foreground is not stored (edits unknown)
 
 # Resolutions that image editors write by default without meaning a physical size.
@@ -811,9 +820,10 @@ def write_mask(
         labels: (H, W) bool or non-negative integer array; for a TIFF also (..., H, W).
         placement: ``{"scale": ..., "translate": ..., "units": ...}``, one value per axis
             of ``labels`` (units as names, e.g. "micrometer"); any key may be missing.
-        origin: for a TIFF of a Segment result, ``{"model", "model_label", "image",
-            "prediction"}`` (the model's own foreground, the shape of ``labels``), stored
-            under ``ORIGIN_KEY`` (:func:`encode_origin`); a PNG keeps none.
+        origin: for a TIFF of a Segment result, its :data:`ORIGIN_NAMES` (model, model
+            label, image, picture) and ``"prediction"`` (the model's own foreground, the
+            shape of ``labels``, or None), stored under ``ORIGIN_KEY``
+            (:func:`encode_origin`); a PNG keeps none.
 
     Returns:
         The path written.
@@ -876,40 +886,47 @@ def write_mask(
 
 
 def encode_origin(origin: dict | None, shape: tuple[int, ...]) -> dict:
-    """``origin``'s model, model label and image names, and its ``prediction`` (bool, of
+    """``origin``'s :data:`ORIGIN_NAMES` (those it has), and its ``prediction`` (bool, of
     ``shape``) bit-packed, zlib-compressed and base64-encoded, for a TIFF's JSON
-    description; {} without a prediction of that shape or when it encodes larger than
-    :data:`MAX_ORIGIN_CHARS`."""
+    description. The names are kept without the prediction, which is left out when it is
+    missing, of another shape or encodes larger than :data:`MAX_ORIGIN_CHARS` (a result
+    segmented in bands keeps none: its edits are unknown, its picture is not); {} when
+    nothing is left."""
     import base64
     import zlib
 
-    prediction = (origin or {}).get("prediction")
+    origin = origin or {}
+    names = {k: str(origin[k]) for k in ORIGIN_NAMES if origin.get(k)}
+    prediction = origin.get("prediction")
     if not isinstance(prediction, np.ndarray) or prediction.size != math.prod(shape):
-        return {}
+        return names
     packed = zlib.compress(np.packbits(prediction.reshape(shape) > 0).tobytes())
     text = base64.b64encode(packed).decode("ascii")
     if len(text) > MAX_ORIGIN_CHARS:
-        return {}
-    names = {k: str(origin[k]) for k in ("model", "model_label", "image") if origin.get(k)}
+        return names
     return {**names, "shape": list(shape), "prediction": text}
 
 
 def decode_origin(stored: dict | None) -> dict | None:
-    """:func:`encode_origin`'s dict back, the prediction as a bool array; None when it is
-    missing or damaged (the mask then reads as any other)."""
+    """:func:`encode_origin`'s dict back: the :data:`ORIGIN_NAMES` it holds (a file saved
+    before the picture was kept has none of it) and ``"prediction"``, a bool array, or
+    None when it is missing or damaged (the user's edits are then unknown); None when it
+    holds neither (the mask then reads as any other)."""
     import base64
     import binascii
     import zlib
 
     if not isinstance(stored, dict):
         return None
+    names = {k: str(stored[k]) for k in ORIGIN_NAMES if stored.get(k)}
     try:
         shape = tuple(int(n) for n in stored["shape"])
         bits = np.frombuffer(zlib.decompress(base64.b64decode(stored["prediction"])), np.uint8)
         prediction = np.unpackbits(bits, count=math.prod(shape)).reshape(shape).astype(bool)
     except (KeyError, TypeError, ValueError, binascii.Error, zlib.error):
+        prediction = None
+    if not names and prediction is None:
         return None
-    names = {k: str(stored[k]) for k in ("model", "model_label", "image") if stored.get(k)}
     return {**names, "prediction": prediction}
 
 
