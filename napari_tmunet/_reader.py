@@ -372,7 +372,7 @@ def _add_mask_layers(
             _notify_error(_failure(family.paths[-1], err, "the mask "))
             continue
         layers.append(layer)
-        opened.append((name, family.paths))
+        opened.append((layer[1]["name"], family.paths))  # another channel's result: its own
     return opened
 
 
@@ -428,7 +428,10 @@ def picture_mask_layer_data(
     """Labels layer data ``name`` (default "<picture> mask") for the mask file(s) of the
     picture of layer data ``like``, over it: a mask this plugin's writer saved as it was
     written (:func:`saved_mask_layer_data`: instance ids, a Segment result's origin), else
-    :func:`mask_layer_data`'s (several files: their union)."""
+    :func:`mask_layer_data`'s (several files: their union). A Segment result saved of
+    another channel of ``like``'s file (its origin names the file's picture) keeps the
+    channel it was made of, in its metadata and name (Fine-tune pairs it with that
+    channel)."""
     from .data.images import read_saved_mask
 
     name = name or f"{like[1]['name']} mask"
@@ -438,9 +441,15 @@ def picture_mask_layer_data(
         kwargs["name"] = name
         return data, kwargs, kind
     data, kwargs, kind = saved_mask_layer_data(Path(paths[0]), saved)
+    placed = picture_metadata(like[1]["name"], like[1].get("metadata"))
+    made_of = kwargs["metadata"].get("image")
+    if made_of and kwargs["metadata"].get(PICTURE_KEY) == placed.get(PICTURE_KEY, ""):
+        placed["image"] = made_of  # a channel of this file: the one it was made of
+        if name.startswith(like[1]["name"]):
+            name = made_of + name[len(like[1]["name"]) :]
     kwargs.update(name=name, visible=visible)
     as_reference(kwargs, data)
-    kwargs["metadata"].update(picture_metadata(like[1]["name"], like[1].get("metadata")))
+    kwargs["metadata"].update(placed)
     scale = like[1].get("scale")
     if scale is not None and data.ndim == len(scale):
         kwargs["scale"] = tuple(scale)

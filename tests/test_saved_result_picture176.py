@@ -12,7 +12,9 @@ a result segmented in bands (no foreground kept) still keeps its names.
    save (File > Save Selected Layers, the TM-UNet writer), everything closed; a new window
    opens the folder and the saved result with the TM-UNet reader: the result names b's
    picture, and Metrics pairs it with b's mask, by itself and after a's mask was selected
-   (main: with itself, "the only mask of its picture").
+   (main: with itself, "the only mask of its picture"). Saved again as "b labels.tif"
+   beside b.tif, it reopens with the folder over b's first channel, still the second
+   channel's result (main: named and made of "b [ch 0]").
 2. The files' rules: an older file without the picture opens as it did; a result
    without a kept foreground keeps its names; a mask no model made keeps none.
 """
@@ -94,6 +96,18 @@ def test_a_channels_saved_result_reopens_paired_with_its_files_mask(
     assert metrics_pair(later, metrics, "b [ch 1] labels") == pair
     metrics_pair(later, metrics, "a [ch 0] mask")  # another picture's mask, then back
     assert metrics_pair(later, metrics, "b [ch 1] labels") == pair
+
+    # saved again, beside its file as its "labels" (a mask family of b's own), the folder
+    # reopened: it lies over b's first channel, yet stays the second channel's result
+    later.layers.selection = {reopened}
+    beside = folder / "b labels.tif"
+    assert later.layers.save(str(beside), selected=True, plugin=PLUGIN) == [str(beside)]
+    later.layers.clear()
+    later.open(str(folder), plugin=PLUGIN)
+    again = later.layers["b [ch 1] labels"]
+    assert (again.metadata["path"], again.metadata["image"]) == (str(beside), "b [ch 1]")
+    np.testing.assert_array_equal(again.metadata[SAVED_PREDICTION_KEY], labels > 0)
+    assert metrics_pair(later, metrics, "b [ch 1] labels") == (*pair[:1], "b [ch 0]_mask", "")
 
 
 def written_origin(path) -> dict:
