@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 # A little below what each shipped model measures on its sample (docs/models.md, "Bundled
-# sample": colonoscopy 80.7 since recipe F10k of 2026-12-03, nuclei 83.2, ultrasound 95.7).
-SAMPLE_MIN_DICE = {"nuclei": 0.75, "colonoscopy": 0.77, "ultrasound": 0.85}
+# sample": colonoscopy 81.5 since recipe F20k of 2026-12-05, nuclei 83.2, ultrasound 95.7).
+SAMPLE_MIN_DICE = {"nuclei": 0.75, "colonoscopy": 0.78, "ultrasound": 0.85}
 
 
 def dice(a, b) -> float:
