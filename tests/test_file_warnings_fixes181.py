@@ -13,6 +13,7 @@ import shutil
 import threading
 
 import pytest
+from _clinic_frames import MASK_RULE_WARNING
 from _launcher import open_as_launcher
 from _paths import DATASETS, dataset_subset
 
@@ -23,7 +24,6 @@ CLINIC = DATASETS / "CVC-ClinicDB"
 needs_clinic = pytest.mark.skipif(
     not (CLINIC / "masks").is_dir(), reason=f"no CVC-ClinicDB at {DATASETS}"
 )
-RULE_WARNING = "the mask rule '>127' leaves out"
 
 
 def _warnings(notifications) -> list[str]:
@@ -49,13 +49,13 @@ def test_open_folder_shows_each_masks_warning_once_naming_it(
         "20",
         "20 mask",
     ]
-    (shown,) = [text for text in _warnings(notifications) if RULE_WARNING in text]
+    (shown,) = [text for text in _warnings(notifications) if MASK_RULE_WARNING in text]
     lines = shown.splitlines()
     assert lines[0] == "napari-tmunet: 2 warnings about the files opened:"
-    assert lines[1].startswith(f"  {root / 'masks' / '1.tif'}: {RULE_WARNING} 30% ")
-    assert lines[2].startswith(f"  {root / 'masks' / '2.tif'}: {RULE_WARNING} 31% ")
+    assert lines[1].startswith(f"  {root / 'masks' / '1.tif'}: {MASK_RULE_WARNING} 30% ")
+    assert lines[2].startswith(f"  {root / 'masks' / '2.tif'}: {MASK_RULE_WARNING} 31% ")
     assert len(lines) == 3 and "20.tif" not in shown
-    logged = [r.getMessage() for r in caplog.records if RULE_WARNING in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records if MASK_RULE_WARNING in r.getMessage()]
     assert logged == [line.strip() for line in lines[1:]]  # the terminal: once each
 
 
@@ -70,8 +70,8 @@ def test_the_launchers_picture_and_mask_show_the_masks_warning(
     viewer = make_napari_viewer()
     words = [str(tmp_path / "2.png"), str(tmp_path / "2_mask.tif")]
     assert open_as_launcher(viewer, words) == [("2", "image"), ("2 mask", "labels")]
-    (shown,) = [text for text in _warnings(notifications) if RULE_WARNING in text]
-    assert shown.startswith(f"{tmp_path / '2_mask.tif'}: {RULE_WARNING} 31% of its non-zero")
+    (shown,) = [text for text in _warnings(notifications) if MASK_RULE_WARNING in text]
+    assert shown.startswith(f"{tmp_path / '2_mask.tif'}: {MASK_RULE_WARNING} 31% of its non-zero")
     assert "\n" not in shown
 
 
@@ -84,8 +84,9 @@ def test_without_logging_set_up_the_terminal_still_gets_it_once(tmp_path, monkey
     shown = []
     monkeypatch.setattr(_reader, "_notify_warning", shown.append)
     read_dataset(str(root))
-    assert len(shown) == 1 and shown[0].startswith(f"{root / 'masks' / '1.tif'}: {RULE_WARNING}")
-    assert capsys.readouterr().err.splitlines() == [shown[0]]
+    (said,) = shown
+    assert said.startswith(f"{root / 'masks' / '1.tif'}: {MASK_RULE_WARNING} 30% ")
+    assert capsys.readouterr().err.splitlines() == [said]
 
 
 def test_warnings_of_other_threads_are_not_the_files(monkeypatch):
