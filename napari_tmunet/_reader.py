@@ -22,13 +22,19 @@ arrays (so Segment treats them alike) without a "Choose reader" question; inside
 dataset folder they are read here, paired with their masks.
 
 Decoding is ``napari_tmunet.data.images``'s; this module only turns arrays into layer data
-and reports unreadable files as napari notifications instead of tracebacks.
+and reports unreadable files as napari notifications instead of tracebacks. What the core
+logs as a warning about a file it reads (a mask rule that leaves out flat regions of a
+mask, ...) is shown in one napari warning too (:func:`file_warnings_shown`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import os
 import shlex
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,71 @@ CAN_OPEN = (
 FILE_SUFFIXES = {".tif", ".tiff"}  # single files claimed (napari.yaml's filename_patterns)
 
 LayerData = tuple  # (data, kwargs, layer_type) or the null sentinel (None,)
+
+# The core's loggers' parent: the core (Qt-free) says what a user should know about a file
+# it reads as a logging warning naming the file, which headless tools print.
+CORE_LOGGER = "napari_tmunet"
+_reading = threading.local()  # .on: a file_warnings_shown block is open in this thread
+
+
+class _FileWarnings(logging.Handler):
+    """Collects the texts of the warnings logged in the thread that made it, each once (a
+    file read twice says it once). With ``echo`` it also prints every warning as Python
+    does when no handler is set (``logging.lastResort``), which this handler stops."""
+
+    def __init__(self, echo: bool):
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.echo = echo
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        # another thread's (a dock's worker) is not about the files being opened
+        if record.thread == self.thread and text not in self.texts:
+            self.texts.append(text)
+        if self.echo and logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+
+@contextlib.contextmanager
+def file_warnings_shown():
+    """A block in which the warnings the core logs in this thread (``data.images``: a mask
+    rule leaving out flat regions of a mask, naming the file, ...) are collected and, when
+    it ends without an error, shown in one napari warning notification, each text once, as
+    the reader's other notes are: napari shows no log, and a napari started from a desktop
+    launcher has no terminal. They still reach the terminal as before. Blocks nest: the
+    outermost one shows them."""
+    if getattr(_reading, "on", False):
+        yield
+        return
+    logger = logging.getLogger(CORE_LOGGER)
+    collector = _FileWarnings(echo=not logger.hasHandlers())
+    logger.addHandler(collector)
+    _reading.on = True
+    try:
+        yield
+    finally:
+        _reading.on = False
+        logger.removeHandler(collector)
+    texts = collector.texts
+    if len(texts) == 1:
+        _notify_warning(texts[0])
+    elif texts:
+        title = f"napari-tmunet: {len(texts)} warnings about the files opened"
+        _notify_warning(_listed(title, texts, limit=MAX_FOLDER_LAYERS))
+
+
+def showing_file_warnings(opens: Callable) -> Callable:
+    """``opens`` (a reader function, the launcher's opening) run in a
+    :func:`file_warnings_shown` block."""
+
+    @functools.wraps(opens)
+    def opening(*args: Any, **kwargs: Any) -> Any:
+        with file_warnings_shown():
+            return opens(*args, **kwargs)
+
+    return opening
 
 
 def _image_suffixes() -> set[str]:
@@ -189,6 +260,7 @@ def _sizes_differ(files: list[Path]) -> bool:
     return False
 
 
+@showing_file_warnings
 def read_folder(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """Read a folder of images of different sizes: one image layer per file, the first
     visible, for its first :data:`MAX_FOLDER_LAYERS` files from the ``start``-th (0-based,
@@ -288,6 +360,7 @@ def _pairing(files: list[Path]):
     return pair_by_mask_names(p for p in files if not p.name.startswith("."))
 
 
+@showing_file_warnings
 def read_paired_folder(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """Read a folder of pictures with their masks beside them (``NAME.png`` and
     ``NAME_mask.png``, ``NAME_gt.png``, ..., ``data.mask_names``): one image layer per
@@ -495,6 +568,7 @@ def _listed(title: str, lines: list[str], limit: int = 10) -> str:
     return "\n".join([f"{title}:", *shown])
 
 
+@showing_file_warnings
 def read_images(path: str | Sequence[str]) -> list[LayerData]:
     """Read one or more files into image layers, or Labels layers for the masks this
     plugin's writer saved; unreadable files are notified."""
@@ -514,6 +588,7 @@ def read_images(path: str | Sequence[str]) -> list[LayerData]:
     return layers or [(None,)]
 
 
+@showing_file_warnings
 def read_dataset(path: str | Sequence[str], start: int = 0) -> list[LayerData]:
     """Read a ``ROOT/images`` + ``ROOT/masks`` folder: one image layer per image and a
     Labels layer over it for its mask, for its first :data:`MAX_FOLDER_PAIRS` images from

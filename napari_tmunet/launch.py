@@ -44,7 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._reader import CAN_OPEN  # what can be opened, said when a path given cannot be
+from ._reader import (
+    CAN_OPEN,  # what can be opened, said when a path given cannot be
+    showing_file_warnings,
+)
 from .data.mask_names import MASK_FOLDERS, mask_name_parts
 from .options import DEVICES, MODALITIES
 
@@ -357,6 +360,7 @@ def _reset_view_if_open(viewer) -> None:
         pass
 
 
+@showing_file_warnings  # the core's warnings about the files opened: one napari warning
 def _open_paths(viewer, paths: list[str], start: int | None = None) -> None:
     """Open the files and folders given as a dataset folder's pictures open: the first
     picture shown, later ones hidden (pictures of other sizes and kinds stacked at the

@@ -14,6 +14,15 @@ from scipy import ndimage
 
 CLINIC = DATASETS / "CVC-ClinicDB"
 FRAMES = ("1", "101", "200")
+# The core's warning about a CVC-ClinicDB mask whose flat region of value 11 the rule '>127'
+# leaves out (masks 1-5, 8, 9, 122, ...), which the reader shows as a napari warning
+# (tests/test_file_warnings_fixes181.py); tests of its other warnings leave it out.
+MASK_RULE_WARNING = "the mask rule '>127' leaves out"
+
+
+def besides_mask_rules(texts: list[str]) -> list[str]:
+    """``texts`` (notifications) less those holding :data:`MASK_RULE_WARNING`."""
+    return [text for text in texts if MASK_RULE_WARNING not in text]
 
 
 def open_with_metrics(viewer, tmp_path):
