@@ -25,6 +25,10 @@ installation: it runs the shipped model of the sample's modality (or ``--model``
 settings of its own in a temporary folder, so a model the user made active (a fine-tune)
 or picked is neither used nor changed; its first line and report name the model. The
 tests check what the canvas draws (tests/test_segment_widget.py).
+
+Where napari or a Qt binding cannot be imported (installed without the ``napari`` extra),
+it exits with code 2 and one line naming what is missing and the pip command that installs
+it; the headless commands (napari-tmunet-predict, napari-tmunet-train) need neither.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ _UNDER_XVFB_ENV = "NAPARI_TMUNET_UNDER_XVFB"
 DEFAULT_SCREENSHOT = Path(tempfile.gettempdir()) / "napari-tmunet-smoke.png"
 POLL_S = 0.05  # the smoke check looks at the Segment dock's state this often
 WINDOW_SIZE = (1500, 950)  # width, height; smaller on a smaller screen (fit_window_to_screen)
+# pyproject.toml's extra that installs napari and a Qt binding (tests/test_no_napari180.py
+# checks that it is there); the command said when either is missing
+GUI_EXTRA = "napari"
+INSTALL_GUI = f'pip install "napari-tmunet[{GUI_EXTRA}]"'
 
 
 class CannotOpen(RuntimeError):
@@ -148,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    problem = _gui_problem()
+    if problem:  # a pip install without the extra: say what to install, not a traceback
+        print(f"napari-tmunet: error: {problem}", file=sys.stderr)
+        return 2
     problem = _model_problem(args.model) or _paths_problem(args)
     if problem:  # before napari starts: a typo should not open a window, then a traceback
         print(f"napari-tmunet: error: {problem}", file=sys.stderr)
@@ -179,6 +191,27 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"SMOKE FAILED: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+
+
+def _gui_problem() -> str | None:
+    """Why the napari window cannot open here (napari, or a Qt binding for it, cannot be
+    imported), in a sentence with the pip command that installs them, or None."""
+    try:
+        import napari  # noqa: F401
+    except ImportError as err:
+        missing = f"napari cannot be imported ({err})"
+    else:
+        try:  # napari itself installs no Qt binding (PyQt5, PyQt6, ...): qtpy says so
+            import qtpy  # noqa: F401
+        except ImportError as err:
+            missing = f"napari has no Qt binding ({err})"
+        else:
+            return None
+    return (
+        f"{missing}; the napari-tmunet window needs napari and a Qt binding, installed with "
+        f"the package's {GUI_EXTRA!r} extra: {INSTALL_GUI} (napari-tmunet-predict and "
+        "napari-tmunet-train run without them)"
+    )
 
 
 def _model_problem(model: str | None) -> str | None:

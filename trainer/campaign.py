@@ -55,6 +55,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from trainer.checkout import require_checkout  # noqa: E402
 from trainer.report import test_result  # noqa: E402  (a light import: no torch)
 
 POLL_S = 5
@@ -501,6 +502,9 @@ def _save_half(checkpoint: Path, path: Path) -> Path:
 
 
 def main(argv=None) -> None:
+    # its fits run from ROOT with ROOT importable: an installed wheel's site-packages is no
+    # place for them (nor for the plans and tools of bench/ that its commands name)
+    require_checkout("trainer.campaign", ROOT, (), "runs a plan's fits from the checkout's folder")
     parser = argparse.ArgumentParser(
         prog="python -m trainer.campaign", description=__doc__.split("\n\n")[0]
     )

@@ -52,11 +52,14 @@ from napari_tmunet.metrics import dice_score
 from napari_tmunet.storage import write_json
 from napari_tmunet.training.config import TrainConfig
 from napari_tmunet.training.run_folder import read_metrics
+from trainer.checkout import require_checkout
 from trainer.cli import PRESETS
 from trainer.report import PAPER_TABLE1, canonical_dataset, test_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_tmunet" / "weights"
+NEEDS = ("docs", "napari_tmunet/weights")  # of the checkout (trainer.checkout)
+WRITES = "napari_tmunet/weights/ (models, registry.json) and docs/models.md"
 LICENCE = "CC BY-NC-SA 4.0 (weights trained on research datasets; non-commercial research use)"
 PAPER = PAPER_TABLE1["TM-UNet (paper)"]  # Dice, IoU, F1, HD by the paper's dataset names
 POOLING = {  # by ModelConfig's names ("released" in older run records reads as token_channel)
@@ -483,6 +486,8 @@ def generalist_card(entry: dict, note: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # an installed wheel's copy would write into site-packages (ROOT): refuse there
+    require_checkout("trainer.release", ROOT, NEEDS, "writes the checkout's " + WRITES)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", nargs="+", action="append", required=True, help="NAME MODALITY CHECKPOINT RUN..."
