@@ -2,9 +2,9 @@
 picture shown alone is fitted (fix-165: at another extent; one of the same extent keeps
 the view) and when a canvas that changes size fits the view again (fix-168: while it is
 the last fit's). Where the two rules disagreed on main: a picture of the same extent shown
-in place of the one fitted kept the view, but the view stayed that picture's fit; once
-that picture was closed, a canvas narrowed (a dock opened) kept the old zoom, and the
-picture in view was cut.
+in place of the one fitted kept the view, but the view stayed the fit of the picture it
+replaced; once that one was closed, a canvas narrowed (a dock opened) kept the old zoom,
+and the picture in view was cut.
 
 A viewer with the Segment dock and real CVC-ClinicDB frames. The canvas is narrowed as a
 dock opened beside it narrows it: napari's canvas model says its new size (in a shown
