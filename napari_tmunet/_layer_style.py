@@ -147,25 +147,35 @@ def ours(colormap) -> bool:
 
 def one_colour(colour: str, name: str):
     """A Labels colour map drawing every label but the background 0 in ``colour``."""
-    from napari.utils.colormaps import CyclicLabelColormap
-    from napari.utils.colormaps.standardize_color import transform_color
-
-    colors = np.array([[0.0, 0.0, 0.0, 0.0], transform_color(colour)[0]])  # (2, RGBA)
-    return CyclicLabelColormap(colors=colors, name=name)
+    return label_colours([_rgba(colour)], name)
 
 
 def shades(colour: str):
     """A Labels colour map cycling label 1, 2, 3... through :data:`SHADE_STEPS`' shades of
     ``colour`` (label 1 in ``colour`` itself)."""
-    from napari.utils.colormaps import CyclicLabelColormap
-    from napari.utils.colormaps.standardize_color import transform_color
-
-    rgb = transform_color(colour)[0][:3]
-    rows = [[0.0, 0.0, 0.0, 0.0]]  # the background
+    rgba = _rgba(colour)
+    rows = []
     for step in SHADE_STEPS:
         towards = np.ones(3) if step > 0 else np.zeros(3)
-        rows.append([*(rgb + abs(step) * (towards - rgb)), 1.0])
-    return CyclicLabelColormap(colors=np.array(rows), name=SHADES)
+        rows.append([*(rgba[:3] + abs(step) * (towards - rgba[:3])), 1.0])
+    return label_colours(rows, SHADES)
+
+
+def label_colours(rows, name: str):
+    """The Labels colour map cycling label 1, 2, 3... through the RGBA ``rows``, named
+    ``name`` (:func:`ours` knows this module's by their "tmunet" start); the background 0
+    transparent (napari draws it so whatever its row: its own maps' row 0 is grey)."""
+    from napari.utils.colormaps import CyclicLabelColormap
+
+    colors = np.array([(0.0, 0.0, 0.0, 0.0), *rows], dtype=float)  # (1 + len(rows), RGBA)
+    return CyclicLabelColormap(colors=colors, name=name)
+
+
+def _rgba(colour: str) -> np.ndarray:
+    """``colour`` (a napari colour: "#00e5ff", "cyan") as RGBA, (4,) float."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    return transform_color(colour)[0]
 
 
 def mask_image_look(layer) -> None:
@@ -175,14 +185,13 @@ def mask_image_look(layer) -> None:
     :data:`MASK_IMAGE_OPACITY`; an RGB(A) one (a colour map does not apply) added onto
     the picture, its black adding nothing."""
     from napari.utils.colormaps import Colormap
-    from napari.utils.colormaps.standardize_color import transform_color
 
     layer.opacity = MASK_IMAGE_OPACITY
     if layer.rgb:
         layer.blending = "additive"
         return
-    colour = transform_color(REFERENCE_COLOUR)[0]
-    layer.colormap = Colormap([[0.0, 0.0, 0.0, 0.0], colour], name=MASK_IMAGE_COLOURS)
+    colours = [[0.0, 0.0, 0.0, 0.0], _rgba(REFERENCE_COLOUR)]
+    layer.colormap = Colormap(colours, name=MASK_IMAGE_COLOURS)
     layer.contrast_limits = (0, 1)
 
 
@@ -190,12 +199,7 @@ def binary_colours(colour: str = PREDICTION_COLOUR, name: str = BINARY_COLOURS):
     """Label 1 in one bright ``colour``; labels the user paints with napari's "new label"
     (2, 3...) in :func:`instance_colours`' from label 2 on, so a second object drawn on a
     binary layer shows, in a colour of its own."""
-    from napari.utils.colormaps import CyclicLabelColormap
-    from napari.utils.colormaps.standardize_color import transform_color
-
-    colors = instance_colours().colors.copy()
-    colors[1] = transform_color(colour)[0]
-    return CyclicLabelColormap(colors=colors, name=name)
+    return label_colours([_rgba(colour), *instance_colours().colors[2:]], name)
 
 
 def instance_colours():
@@ -204,8 +208,7 @@ def instance_colours():
     napari gives label 1 of every Labels layer the same dark red, so a one-object result
     would look like a reference mask of instance ids (label 1) opened beside it.
     """
-    from napari.utils.colormaps import CyclicLabelColormap, label_colormap
+    from napari.utils.colormaps import label_colormap
 
-    colors = label_colormap(49).colors.copy()
-    colors[1:] = np.roll(colors[1:], -1, axis=0)  # [0] is the background
-    return CyclicLabelColormap(colors=colors)
+    colors = label_colormap(49).colors[1:]  # [0] is the background
+    return label_colours(np.roll(colors, -1, axis=0), "custom")  # napari's name: not ours

@@ -28,13 +28,14 @@ image is drawn see-through, its zeros transparent
 until it is converted.
 
 The view is fitted to a frame shown alone whose extent on the canvas differs from that
-of the frame shown alone before (or of those it replaced): a larger frame is not shown
-cut, a smaller one not lost in a corner; a frame of the same extent keeps the user's
-zoom. A fitted view is fitted again as a dock narrows or widens the canvas, while the user
-has not zoomed or panned (``_view_fit``). Closing the frame in front shows the frame the
-Image box moves to, with its own layers; the closed frame's own layers (its results,
-masks) are hidden, never deleted, and named "<name> (picture closed)"
-(:data:`CLOSED_TAIL`), so the user knows their picture is gone.
+of the frame shown alone before (or of those it replaced); a frame of the same extent
+keeps the user's zoom. A fitted view is fitted again as a dock narrows or widens the
+canvas, while the user has not zoomed or panned. ``_view_fit`` owns both rules
+(:func:`~napari_tmunet._view_fit.show_alone`).
+
+Closing the frame in front shows the frame the Image box moves to, with its own layers;
+the closed frame's own layers (its results, masks) are hidden, never deleted, and named
+"<name> (picture closed)" (:data:`CLOSED_TAIL`), so the user knows their picture is gone.
 
 Only the layers whose visibility changes are touched (:func:`set_visible`): napari rebuilds
 its whole scene graph on every ``visible`` set, even one that changes nothing (0.1-0.2 s
@@ -52,7 +53,7 @@ from napari.layers import Image, Labels
 from ._image_layers import owning_picture
 from ._layer_style import mask_image_look
 from ._reader import CHANNEL_KEY, layer_picture
-from ._view_fit import fit_view
+from ._view_fit import show_alone, yx_extent
 from ._widget_common import is_probability_map
 
 # what the name of a layer whose picture was closed ends with (its picture's other layers
@@ -78,9 +79,6 @@ class FrameVisibility:
         self._removing = False
         # frame id -> ids of its own layers the user hid while it was shown
         self._hidden_by_user: dict = {}
-        # the (y, x) world extent of the frame last shown alone: the view was fitted to it
-        # or the user framed it; None until the dock shows one
-        self._shown_extent: np.ndarray | None = None
         self._closed_frames: list[Image] = []  # frames closed since the event loop turned
         for layer in self.viewer.layers:
             layer.events.visible.connect(self._on_layer_visible)
@@ -244,21 +242,16 @@ class FrameVisibility:
             set_visible(layer, True)
 
     def _fit_view(self, frame, replaced: list) -> None:
-        """Fit the view to ``frame`` (napari's reset view, on it alone) when it is the only
-        frame shown and its (y, x) extent on the canvas differs from that of the frame
-        shown alone before, or, before the dock showed one, of a frame in ``replaced``
-        (those it hid or that were closed). Frames laid side by side, or napari's grid,
-        keep the view the user made."""
+        """When ``frame`` is the only frame shown, fit the view to it as ``_view_fit`` says
+        (:func:`~napari_tmunet._view_fit.show_alone`: at another extent than the frame
+        shown alone before, or, before one was, than a frame in ``replaced``: those it hid
+        or that were closed). Frames laid side by side, or napari's grid, keep the view
+        the user made."""
         if not self._is_frame(frame) or not frame.visible or self.viewer.grid.enabled:
             return
         if any(other.visible and other is not frame for other in self._frames()):
             return
-        extent = _yx_extent(frame)
-        before = [self._shown_extent] if self._shown_extent is not None else []
-        before = before or [_yx_extent(other) for other in replaced]
-        self._shown_extent = extent
-        if any(not np.allclose(extent, other) for other in before):
-            fit_view(self.viewer, frame)
+        show_alone(self.viewer, frame, replaced)
 
     def _hide_covered(self, layer) -> list[Image]:
         """When ``layer`` is a frame, hide the other frames that overlap it on the canvas,
@@ -392,14 +385,8 @@ def set_visible(layer, visible: bool) -> None:
         layer.visible = visible
 
 
-def _yx_extent(layer) -> np.ndarray:
-    """The layer's (y, x) extent on the canvas: ((y0, x0), (y1, x1)) in world units."""
-    return np.asarray(layer.extent.world, dtype=float)[:, -2:]
-
-
 def _overlap(first, second) -> bool:
     """Whether two layers cover a common area of the canvas: their world extents' last
     two axes (y, x) intersect."""
-    a = np.asarray(first.extent.world, dtype=float)[:, -2:]  # (2, 2): min and max of y, x
-    b = np.asarray(second.extent.world, dtype=float)[:, -2:]
+    a, b = yx_extent(first), yx_extent(second)  # (2, 2): min and max of y, x
     return bool(np.all(np.maximum(a[0], b[0]) < np.minimum(a[1], b[1])))

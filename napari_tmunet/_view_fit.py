@@ -1,16 +1,22 @@
-"""The view kept fitted to the canvas as docks open and close (no Qt: napari's events).
+"""The one owner of "is the view still the fit?": a picture is fitted to the canvas as it is
+shown alone and as docks open and close, and a view the user made is kept (no Qt: napari's
+events).
+
+A picture shown alone (the Segment dock shows one frame at a time, ``_segment_frames``) is
+fitted to the view when its (y, x) extent differs from that of the picture the view was
+made for: a larger one is not shown cut, a smaller one not lost in a corner; one of the
+same extent keeps the view, the user's zoom too (:func:`show_alone`).
 
 A dock opened beside napari's canvas (the Metrics dock from the Plugins menu, a wider dock's
 tab) narrows the canvas, and one closed widens it; napari keeps its zoom and centre, so a
 picture fitted to the canvas went partly out of view (at 1366 x 768, cut on its sides).
-While the view is the one napari's last reset view gave (the Segment dock fitting a
-picture shown, ``_segment_frames``; napari's own fit of the first layer; the launcher's;
-the Home button) it is fitted again to the new size, to the layers that fit was made to.
-A view the user zoomed, panned or turned since is kept, as the Segment dock keeps the
-user's zoom for a picture of the same extent.
+While the view is the one napari's last reset view gave (:func:`show_alone` fitting a
+picture; napari's own fit of the first layer; the launcher's; the Home button) it is
+fitted again to the new size, to the layers that fit was made to. A view the user zoomed,
+panned or turned since is kept.
 
-Each dock calls :func:`keep_fitted` as it is made (once per viewer); the Segment dock fits
-a picture with :func:`fit_view`, which says which layers the fit was made to.
+Each dock calls :func:`keep_fitted` as it is made (once per viewer); :func:`fit_view` fits
+the view to some layers and says which layers the fit was made to.
 """
 
 from __future__ import annotations
@@ -24,13 +30,22 @@ _FITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # viewer -> _Fit
 
 class _Fit:
     """A viewer's last reset view: the camera it gave, and the layers it fitted (None:
-    napari's own, all layers)."""
+    napari's own, all layers); and the extent of the picture last shown alone."""
 
     def __init__(self, viewer) -> None:
         self.viewer = weakref.ref(viewer)
         self.camera: tuple | None = None  # (center, zoom, angles) the last reset gave
         self.layers: list | None = None  # weak references to the layers fitted
         self.fitting: list | None = None  # the layers fit_view is fitting now
+        # the (y, x) extent of the picture last shown alone (show_alone): the view was
+        # fitted to it or the user framed it; None until one is shown
+        self.extent: np.ndarray | None = None
+        self.watching = False  # keep_fitted follows the viewer's resets and canvas size
+
+    def is_fit(self, viewer) -> bool:
+        """Whether ``viewer``'s view is still the one the last reset gave: the user has not
+        zoomed, panned or turned it since."""
+        return self.camera is not None and _same(_camera_state(viewer), self.camera)
 
     def on_reset(self, _event=None) -> None:
         """napari reset the view (its own, or :func:`fit_view`'s): keep the camera it gave
@@ -45,7 +60,7 @@ class _Fit:
         """The canvas changed size: fit the view again when it is still the last reset's,
         to the same layers (those still open; napari's own fit: all layers)."""
         viewer = self.viewer()
-        if viewer is None or self.camera is None or not _same(_camera_state(viewer), self.camera):
+        if viewer is None or not self.is_fit(viewer):
             return
         if self.layers is None:
             viewer.reset_view()
@@ -77,13 +92,33 @@ def keep_fitted(viewer) -> None:
     one napari's last reset view gave (see the module docstring); once per viewer."""
     viewer = getattr(viewer, "__wrapped__", viewer)  # napari passes docks a proxy
     size_event = _canvas_size_event(viewer)
-    if viewer in _FITS or size_event is None:
+    fit = _fit_of(viewer)
+    if fit.watching or size_event is None:
         return
-    fit = _FITS[viewer] = _Fit(viewer)
+    fit.watching = True
     viewer.events.reset_view.connect(fit.on_reset)
     size_event.connect(fit.on_canvas_size)
     if len(viewer.layers):
         fit.adopt(viewer)
+
+
+def show_alone(viewer, layer, replaced=()) -> None:
+    """The picture ``layer`` is now the only one shown in ``viewer``: fit the view to it
+    when its (y, x) extent differs from that of the picture last shown alone, or, before
+    one was, from that of a picture in ``replaced`` (those it hid or that were closed);
+    one of the same extent keeps the view, the user's zoom too. A view kept that is still
+    a fit of :func:`fit_view`'s is from now on ``layer``'s (the same view: the same
+    extent), so it is fitted again to ``layer`` as the canvas changes size, also once the
+    picture it was fitted to is closed."""
+    viewer = getattr(viewer, "__wrapped__", viewer)
+    fit = _fit_of(viewer)
+    extent = yx_extent(layer)
+    before = [fit.extent] if fit.extent is not None else [yx_extent(x) for x in replaced]
+    fit.extent = extent
+    if any(not np.allclose(extent, other) for other in before):
+        fit_view(viewer, layer)
+    elif fit.layers is not None and fit.is_fit(viewer):
+        fit.layers = [weakref.ref(layer)]
 
 
 def fit_view(viewer, *layers) -> None:
@@ -104,6 +139,19 @@ def fit_view(viewer, *layers) -> None:
     finally:
         if fit is not None:
             fit.fitting = None
+
+
+def yx_extent(layer) -> np.ndarray:
+    """The layer's (y, x) extent on the canvas: ((y0, x0), (y1, x1)) in world units."""
+    return np.asarray(layer.extent.world, dtype=float)[:, -2:]
+
+
+def _fit_of(viewer) -> _Fit:
+    """``viewer``'s record of its view (made on first use)."""
+    fit = _FITS.get(viewer)
+    if fit is None:
+        fit = _FITS[viewer] = _Fit(viewer)
+    return fit
 
 
 def _camera_state(viewer) -> tuple:

@@ -613,39 +613,46 @@ def _whole_floats_as_integers(values: np.ndarray) -> np.ndarray:
 
 
 def holds_instance_ids(values: np.ndarray) -> bool:
-    """Whether a mask's (H, W) pixels ``values`` are instance ids: integers wider than 8
-    bits (``write_mask`` writes ids as 16 bits or more), none negative, with more than one
-    non-zero value; or 8-bit ids reaching 128..255 (:func:`_holds_8bit_ids`).
+    """Whether a mask file's (H, W) pixels ``values`` are instance ids (``read_mask_labels``,
+    ``read_mask``'s :data:`ID_RULE`): :func:`_holds_ids` with 8-bit values 1..127 no ids.
     Other 8-bit masks are read as 0/255 or 0/1 (``read_mask``), their stray values
     background."""
-    if values.ndim != 2 or values.dtype.kind not in "iu":
-        return False
-    if values.dtype.itemsize == 1:
-        return values.dtype == np.uint8 and _holds_8bit_ids(values)
-    ids = np.unique(values)
-    return int(ids[0]) >= 0 and np.count_nonzero(ids) > 1
+    return values.ndim == 2 and _holds_ids(values, low_8bit_ids=False)
 
 
 def holds_instance_labels(labels) -> bool:
     """Whether label data (..., H, W) hold instance ids, one per object, rather than a
     binary mask: the one rule by which the Metrics dock scores objects (PQ, AJI) where both
-    layers hold them. Integers (bool is binary), none negative, with more than one
-    non-zero value: a 0/1 mask or a 0/255 one (a single id) is binary; so is an 8-bit one
-    reaching 128..255 unless its values are ids by :func:`holds_instance_ids`' test (a
+    layers hold them. :func:`_holds_ids` with 8-bit labels 1..127 ids (a Labels layer
+    painted by hand). ``labels`` of a mask image come from :func:`mask_labels` (a 0/255
+    one as 0/1)."""
+    return _holds_ids(np.asarray(labels), low_8bit_ids=True)
+
+
+def _holds_ids(values: np.ndarray, *, low_8bit_ids: bool) -> bool:
+    """Whether (..., H, W) ``values`` are instance ids: integers (bool is binary), none
+    negative, with more than one non-zero value (a 0/1 mask or a 0/255 one, a single id,
+    is binary). Of 8 bits, those reaching 128..255 are ids by :func:`_holds_8bit_ids` (a
     0/255 mask's stray values 1..127 at its edges, as CVC-ClinicDB's, or JPEG noise make
-    no objects). Labels 1..127 of 8 bits are ids (a Labels layer painted by hand).
-    ``labels`` of a mask image come from :func:`mask_labels` (a 0/255 one as 0/1)."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu" or labels.size == 0:
+    no objects), and those below 128 when ``low_8bit_ids``.
+
+    The two questions differ there on purpose: a mask *file* (:func:`holds_instance_ids`)
+    of 8-bit values 1..127 is read by ``>0`` as a foreground (a 0/1 mask saved as JPEG
+    holds noise values 2, 3... that are no objects), while *labels* in napari
+    (:func:`holds_instance_labels`) of 8-bit values 1..127 are ids (a Labels layer
+    painted by hand); a file's (H, W) pixels are one picture, labels may be a stack."""
+    if values.dtype.kind not in "iu" or values.size == 0:
         return False
-    top = labels.max()
+    top = values.max()
     # the smallest non-zero value: a second one exists where it differs from the top
-    low = labels.min(where=labels != 0, initial=top)
-    if top <= 0 or low == top or labels.min() < 0:
+    low = values.min(where=values != 0, initial=top)
+    if top <= 0 or low == top or values.min() < 0:
         return False
-    if labels.dtype.itemsize == 1 and top >= 128:
-        return labels.dtype == np.uint8 and _holds_8bit_ids(labels.reshape(-1, labels.shape[-1]))
-    return True
+    if values.dtype.itemsize > 1:
+        return True
+    if top < 128:
+        return low_8bit_ids
+    return values.dtype == np.uint8 and _holds_8bit_ids(values.reshape(-1, values.shape[-1]))
 
 
 def _holds_8bit_ids(values: np.ndarray) -> bool:
