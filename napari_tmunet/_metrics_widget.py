@@ -269,9 +269,9 @@ class MetricsWidget(Container):
         # a layer Convert to mask is putting in a closed layer's place -> the boxes ("prediction",
         # "reference") it is to take when inserted (:meth:`_await_replacements`)
         self._in_place: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        # the layer just put in its place: its selection (Convert to mask selects it) keeps
-        # the boxes as they are
-        self._placed = None
+        # the layers just put in their places: their selection (Convert to mask selects
+        # them) keeps the boxes as they are
+        self._placed: list[weakref.ref] = []
 
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._mask_choices)
@@ -454,7 +454,7 @@ class MetricsWidget(Container):
         with self._setting():
             for box in boxes:
                 getattr(self, box).value = layer
-        self._placed = weakref.ref(layer)
+        self._placed.append(weakref.ref(layer))
         self._update_pair_note()
         return True
 
@@ -515,8 +515,8 @@ class MetricsWidget(Container):
         one (else the pair note says the shapes differ).
         """
         layer = self._viewer.layers.selection.active
-        placed, self._placed = self._placed, None
-        if not _is_mask_layer(layer) or (placed is not None and _same(placed(), layer)):
+        placed, self._placed = [ref() for ref in self._placed], []
+        if not _is_mask_layer(layer) or _in(layer, placed):
             return  # a layer put in its place stays in the boxes the user chose it in
         self.reset_choices()
         prediction, reference = self.prediction.value, self.reference.value

@@ -123,3 +123,26 @@ def test_the_users_boxes_stay_across_the_conversion(make_napari_viewer, qtbot):
     row = _compute(qtbot, metrics)
     assert (row["prediction"], row["reference"]) == (converted.name, reference.name)
     assert row["dice"] < 0.95  # the two masks, not one with itself
+
+
+def test_two_masks_converted_at_once_keep_their_boxes(make_napari_viewer, qtbot):
+    """Both of the user's boxes hold mask images (two annotators', napari's reader);
+    converting both at once keeps each in its box."""
+    mask_path = CLINIC / "masks" / f"{FRAME}.tif"
+    require(mask_path)
+    viewer = make_napari_viewer()
+    metrics = open_dock(viewer, "Metrics")
+    (first,) = viewer.open(str(mask_path), plugin="napari")
+    (second,) = viewer.open(str(mask_path), plugin="napari")
+    second.data = np.roll(np.asarray(second.data), 20, axis=1)  # the other annotator's
+    metrics.prediction.value, metrics.reference.value = second, first  # the user's choice
+    names = second.name, first.name
+    viewer.layers.selection = {first, second}
+    from napari._app_model import get_app_model
+
+    get_app_model().commands.execute_command(COMMAND).result()
+    chosen = metrics.prediction.value, metrics.reference.value
+    assert [layer.name for layer in chosen] == list(names)
+    assert all(layer in viewer.layers and layer not in (first, second) for layer in chosen)
+    row = _compute(qtbot, metrics)
+    assert (row["prediction"], row["reference"]) == names and row["dice"] < 0.95
