@@ -437,12 +437,12 @@ class MetricsWidget(Container):
                 self._in_place[new] = (*self._in_place.get(new, ()), box)
                 waiting = True
         for key, chosen in list(self._chosen.items()):
-            reference = chosen()
-            if reference is None:
+            theirs = chosen()  # the reference chosen for the prediction ``key``
+            if theirs is None:
                 continue
-            new_key, new_ref = replacement(key), replacement(reference)
+            new_key, new_ref = replacement(key), replacement(theirs)
             if new_key is not None or new_ref is not None:
-                self._chosen[new_key or key] = weakref.ref(new_ref or reference)
+                self._chosen[new_key or key] = weakref.ref(new_ref or theirs)
         return waiting
 
     def _take_place(self, layer) -> bool:
