@@ -1372,10 +1372,11 @@ def _looks_like_reference(layer) -> bool:
     """A reference by its name ("612 mask", "ground truth"), an Image layer that looks
     like a mask (predictions are Segment's Labels layers), or a layer this plugin made a
     reference mask (``_layer_style.is_reference``: a mask file the reader opened, or one
-    Convert to mask made, named "101 [1]" after its file)."""
+    Convert to mask made, named "101 [1]" after its file) that names no model (a saved
+    Segment result the reader reopened is a prediction)."""
     from napari.layers import Image
 
-    if isinstance(layer, Image) or is_reference(layer):
+    if isinstance(layer, Image) or (is_reference(layer) and not _is_prediction(layer)):
         return True
     return _REFERENCE_HINT.search(layer.name) is not None
 
