@@ -8,6 +8,8 @@ napari 0.9 does not let plugins add to the layer list's right-click menu
 (``napari/layers/context`` is not a contributable menu), hence the Layers menu.
 """
 
+import weakref
+
 from napari.components import LayerList
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
@@ -17,11 +19,24 @@ from ._placement import placement
 from ._widget_common import full_data
 from .data.images import mask_image_labels
 
+# Each converted Image layer (held weakly) -> the Labels layer that takes its place: a dock
+# that showed the old layer (Metrics' Prediction or Reference) shows the new one in its
+# place when it is inserted, as the user chose it (the old one is removed first).
+REPLACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def replacement(layer):
+    """The layer Convert to mask replaced ``layer`` by, or None."""
+    try:
+        return REPLACED.get(layer)
+    except TypeError:  # not weakly referable (None)
+        return None
+
 
 def convert_to_mask(layers: LayerList) -> None:
     """Replace each selected Image layer that holds a mask by a Labels layer of its mask
-    (:func:`mask_layer`), in its place, and select the new layers; say which selected layers
-    were left as they are and why."""
+    (:func:`mask_layer`), in its place (:data:`REPLACED`), and select the new layers; say
+    which selected layers were left as they are and why."""
     chosen = [layer for layer in layers if layer in layers.selection]
     images = [layer for layer in chosen if isinstance(layer, Image)]
     if not images:
@@ -35,6 +50,7 @@ def convert_to_mask(layers: LayerList) -> None:
             refused.append(f"{layer.name!r} was left as it is: {err}")
             continue
         index = layers.index(layer)
+        REPLACED[layer] = labels  # before the removal, which the docks see first
         layers.pop(index)
         layers.insert(index, labels)
         made.append(labels)

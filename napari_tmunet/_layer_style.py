@@ -96,6 +96,13 @@ def as_reference(kwargs: dict[str, Any], data: np.ndarray) -> dict[str, Any]:
     return kwargs
 
 
+def is_reference(layer) -> bool:
+    """Whether ``layer`` was made a reference mask (:func:`as_reference`: a mask file
+    opened by the reader, the launcher or a sample, or a layer made by Convert to mask),
+    whatever its name: the user's mask, never a model's prediction."""
+    return (getattr(layer, "metadata", None) or {}).get(DISPLAY_KEY) == "reference"
+
+
 def outline(layer) -> None:
     """Draw the reference mask ``layer`` (a Labels layer) as outlines."""
     layer.contour = outline_width(layer.data.shape)
@@ -124,9 +131,8 @@ def outline_in_current_viewer() -> None:
 
 def _outline_added(event) -> None:
     """Outline the layer just added if it is a reference mask."""
-    layer = event.value
-    if (getattr(layer, "metadata", None) or {}).get(DISPLAY_KEY) == "reference":
-        outline(layer)
+    if is_reference(event.value):
+        outline(event.value)
 
 
 def prediction_colours(colour: str, instances: bool, outlined: bool):

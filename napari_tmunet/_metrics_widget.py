@@ -34,6 +34,7 @@ from . import active_model
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._docks import raise_from_menu
 from ._image_layers import layer_source_path, owning_picture
+from ._layer_style import is_reference
 from ._placement import placement_warning
 from ._reader import layer_picture
 from ._view_fit import keep_fitted
@@ -265,6 +266,12 @@ class MetricsWidget(Container):
         # prediction -> the reference the user chose for it in its box, both held weakly:
         # a closed layer's data is not kept
         self._chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # a layer Convert to mask is putting in a closed layer's place -> the boxes ("prediction",
+        # "reference") it is to take when inserted (:meth:`_await_replacements`)
+        self._in_place: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # the layers just put in their places: their selection (Convert to mask selects
+        # them) keeps the boxes as they are
+        self._placed: list[weakref.ref] = []
 
         self.intro = Label(value="Scores a prediction against a reference mask, per slice.")
         self.prediction = ComboBox(label="Prediction", choices=self._mask_choices)
@@ -387,6 +394,8 @@ class MetricsWidget(Container):
         """
         _forget_mask_images(self._viewer.layers)
         self.reset_choices()
+        if self._take_place(getattr(event, "value", None)):
+            return
         layers = [layer for _, layer in self._mask_choices()]
         if len(layers) < 2 or not _same(self.prediction.value, self.reference.value):
             return
@@ -402,7 +411,7 @@ class MetricsWidget(Container):
         asks to replace (magicgui's own pick, the first layer offered, may be of any shape
         or picture)."""
         layers = [layer for _, layer in self._mask_choices()]
-        if len(layers) < 2:
+        if self._await_replacements(prediction, reference, layers) or len(layers) < 2:
             return
         with self._setting():
             if prediction is not None and not _in(prediction, layers):
@@ -412,6 +421,42 @@ class MetricsWidget(Container):
                 self._follow_prediction(kept, None)
                 if not _in(self.reference.value, self._candidates(kept, references=False)):
                     self.reference.value = kept
+
+    def _await_replacements(self, prediction, reference, layers: list) -> bool:
+        """Whether a closed layer of the boxes (``prediction``, ``reference``: what they
+        showed) is being replaced by Convert to mask (``_convert_mask.replacement``): its
+        boxes are noted for the new layer, which takes them when inserted
+        (:meth:`_take_place`), and the user's choice of a reference for or by the closed
+        layer passes to it. Nothing is guessed meanwhile."""
+        from ._convert_mask import replacement
+
+        waiting = False
+        for box, layer in (("prediction", prediction), ("reference", reference)):
+            new = None if layer is None or _in(layer, layers) else replacement(layer)
+            if new is not None:
+                self._in_place[new] = (*self._in_place.get(new, ()), box)
+                waiting = True
+        for key, chosen in list(self._chosen.items()):
+            theirs = chosen()  # the reference chosen for the prediction ``key``
+            if theirs is None:
+                continue
+            new_key, new_ref = replacement(key), replacement(theirs)
+            if new_key is not None or new_ref is not None:
+                self._chosen[new_key or key] = weakref.ref(new_ref or theirs)
+        return waiting
+
+    def _take_place(self, layer) -> bool:
+        """Put the inserted ``layer`` in the boxes of the layer it replaces
+        (:meth:`_await_replacements`); whether it took any."""
+        boxes = self._in_place.pop(layer, ()) if layer is not None else ()
+        if not boxes or not _is_mask_layer(layer):
+            return False
+        with self._setting():
+            for box in boxes:
+                getattr(self, box).value = layer
+        self._placed.append(weakref.ref(layer))
+        self._update_pair_note()
+        return True
 
     def _guess_pair(self, layers: list) -> None:
         """Choose the pair :meth:`_refresh_choices` guesses among ``layers``."""
@@ -470,8 +515,9 @@ class MetricsWidget(Container):
         one (else the pair note says the shapes differ).
         """
         layer = self._viewer.layers.selection.active
-        if not _is_mask_layer(layer):
-            return
+        placed, self._placed = [ref() for ref in self._placed], []
+        if not _is_mask_layer(layer) or _in(layer, placed):
+            return  # a layer put in its place stays in the boxes the user chose it in
         self.reset_choices()
         prediction, reference = self.prediction.value, self.reference.value
         with self._setting():
@@ -1323,11 +1369,16 @@ def _in(layer, layers: Iterable) -> bool:
 
 
 def _looks_like_reference(layer) -> bool:
-    """A reference by its name ("612 mask", "ground truth"), or an Image layer that looks
-    like a mask (predictions are Segment's Labels layers)."""
+    """A reference by its name ("612 mask", "ground truth"), an Image layer that looks
+    like a mask (predictions are Segment's Labels layers), or a layer this plugin made a
+    reference mask (``_layer_style.is_reference``: a mask file the reader opened, or one
+    Convert to mask made, named "101 [1]" after its file) that names no model (a saved
+    Segment result the reader reopened is a prediction)."""
     from napari.layers import Image
 
-    return isinstance(layer, Image) or _REFERENCE_HINT.search(layer.name) is not None
+    if isinstance(layer, Image) or (is_reference(layer) and not _is_prediction(layer)):
+        return True
+    return _REFERENCE_HINT.search(layer.name) is not None
 
 
 def _is_prediction(layer) -> bool:
