@@ -120,3 +120,131 @@ def _follow(action, widget_name: str) -> None:
         action.setChecked(True)
 
     action.triggered.connect(after)
+
+
+# ------------------------------------------------------------------------ placement
+# A dock's place is chosen once, the first time it is shown (napari has then put it under
+# the docks on its side, or tabbed it); the user's own moves are never undone.
+PLACED = "tmunet_placed"  # the dock's Qt property, set once it was placed
+
+
+def place_when_shown(native) -> None:
+    """Place the dock that holds ``native`` (a dock's widget) with :func:`place_dock` once,
+    just after it is first shown: whoever opened it (the Plugins menu, the launcher, a
+    script's ``add_plugin_dock_widget``), napari has then added it and set its sizes."""
+    from qtpy.QtCore import QEvent, QObject, QTimer
+
+    class FirstShow(QObject):
+        def eventFilter(self, widget, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Show:
+                widget.removeEventFilter(self)
+                dock = _dock_of(widget)
+                if dock is not None:
+                    QTimer.singleShot(0, lambda: _place_once(dock))
+            return False
+
+    native.installEventFilter(FirstShow(native))
+
+
+def _place_once(dock) -> None:
+    try:
+        if not dock.property(PLACED):
+            place_dock(dock)
+    except RuntimeError:  # the dock was deleted meanwhile
+        pass
+
+
+def place_dock(dock, front=None) -> None:
+    """Give ``dock``, just added under the docks on its side of the window, its place.
+
+    Where the column holds every dock (a tab group counts once, as tall as its tallest
+    dock and its tab bar) at its size hint's height, the column is shared in proportion
+    to those heights: napari gives the dock added last most of it and squeezes the ones
+    above to their minimum (Metrics kept 150 px at 1366 x 768, tester37 #7). Where it does
+    not (a laptop's 768 px holds one of this plugin's docks whole, not two), ``dock`` is
+    tabbed with the lowest dock there, preferably one of this plugin's, and brought to the
+    front. ``front`` (a widget) stays in view: its dock's group is not tabbed onto; when
+    it is the only group, the two share the column. A floating or tabbed ``dock``, or one
+    placed already, is left where it is."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QMainWindow, QStyle
+
+    window = dock.parentWidget()
+    if dock.property(PLACED) or not isinstance(window, QMainWindow):
+        return
+    dock.setProperty(PLACED, True)
+    area = window.dockWidgetArea(dock)
+    sides = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
+    if dock.isFloating() or window.tabifiedDockWidgets(dock) or area not in sides:
+        return
+    groups = column_groups(window, area, leave_out=dock)
+    if not groups:
+        return
+    needs = [group_need(window, group) for group in groups]
+    separator = window.style().pixelMetric(QStyle.PixelMetric.PM_DockWidgetSeparatorExtent)
+    room = window.centralWidget().height() if window.centralWidget() else window.height()
+    onto = [g for g in groups if front is None or not any(d.isAncestorOf(front) for d in g)]
+    fits = sum(needs) + dock.sizeHint().height() + separator * len(groups) <= room
+    # Qt's docks animate into place: a share made during the animation was undone by it
+    # at random (a group kept the height it had before it took the dock, 393 of 477 px)
+    animated = window.isAnimated()
+    window.setAnimated(False)
+    try:
+        if not fits and onto:
+            ours = [group for group in onto if any(_is_ours(d) for d in group)]
+            window.tabifyDockWidget((ours or onto)[-1][-1], dock)
+            dock.show()
+            dock.raise_()  # the dock just opened is in front of its tabs
+        share_column(window, area)
+    finally:
+        window.setAnimated(animated)
+
+
+def share_column(window, area) -> None:
+    """Share the height of ``window``'s dock ``area`` among its tab groups in proportion to
+    the heights they ask for (:func:`group_need`). Also after a tabify: a group that took
+    a dock from under it kept its height, the rest of the column left blank (1500 x 950)."""
+    from qtpy.QtCore import Qt
+
+    groups = column_groups(window, area)
+    needs = [group_need(window, group) for group in groups]
+    window.resizeDocks([group[0] for group in groups], needs, Qt.Orientation.Vertical)
+
+
+def column_groups(window, area, leave_out=None) -> list[list]:
+    """The docks open (shown or behind a tab) in ``window``'s dock ``area``, not floating,
+    as their tab groups (a dock alone is a group of one), top to bottom."""
+    from qtpy.QtWidgets import QDockWidget
+
+    docks = [
+        d
+        for d in window.findChildren(QDockWidget)
+        if d is not leave_out
+        and not d.isHidden()
+        and not d.isFloating()
+        and window.dockWidgetArea(d) == area
+    ]
+    groups: list[list] = []
+    for dock in sorted(docks, key=lambda d: d.y()):
+        if not any(dock in group for group in groups):
+            tabs = [d for d in window.tabifiedDockWidgets(dock) if d in docks]
+            groups.append([dock, *tabs])
+    return groups
+
+
+def group_need(window, group: list) -> int:
+    """The height (px) a tab group of docks asks for: its tallest dock's size hint, and a
+    tab bar's height above it when it has tabs."""
+    from qtpy.QtWidgets import QTabBar
+
+    need = max(d.sizeHint().height() for d in group)
+    if len(group) > 1:
+        bars = [b.sizeHint().height() for b in window.findChildren(QTabBar) if b.isVisible()]
+        need += max(bars, default=0)
+    return need
+
+
+def _is_ours(dock) -> bool:
+    """Whether ``dock`` is one of this plugin's docks (by its title, as napari names it)."""
+    title = dock.windowTitle()
+    return any(title in (dock_name(n), f"{n} ({PLUGIN})") for n in WIDGETS)
