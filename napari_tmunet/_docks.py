@@ -12,6 +12,7 @@ the Plugins menu's had opened (tester28), and an item hid a dock behind another 
 
 from __future__ import annotations
 
+import itertools
 from importlib import import_module
 
 PLUGIN = "napari-tmunet"
@@ -126,6 +127,8 @@ def _follow(action, widget_name: str) -> None:
 # A dock's place is chosen once, the first time it is shown (napari has then put it under
 # the docks on its side, or tabbed it); the user's own moves are never undone.
 PLACED = "tmunet_placed"  # the dock's Qt property, set once it was placed
+OPENED = "tmunet_opened"  # its widget's Qt property: the order in which the docks opened
+_OPENINGS = itertools.count()
 
 
 def place_when_shown(native) -> None:
@@ -143,6 +146,7 @@ def place_when_shown(native) -> None:
                     QTimer.singleShot(0, lambda: _place_once(dock))
             return False
 
+    native.setProperty(OPENED, next(_OPENINGS))
     native.installEventFilter(FirstShow(native))
 
 
@@ -162,11 +166,11 @@ def place_dock(dock, front=None) -> None:
     to those heights: napari gives the dock added last most of it and squeezes the ones
     above to their minimum (Metrics kept 150 px at 1366 x 768, tester37 #7). Where it does
     not (a laptop's 768 px holds one of this plugin's docks whole, not two), ``dock`` is
-    tabbed with the lowest dock there, preferably one of this plugin's, and brought to the
-    front. ``front`` (a widget) stays in view: its dock's group is not tabbed onto; when
-    it is the only group, the two share the column. A floating or tabbed ``dock``, or one
-    placed already, is left where it is."""
-    from qtpy.QtCore import Qt
+    tabbed with the lowest of this plugin's docks there and brought to the front (where
+    there is none, the column is shared). ``front`` (a widget) stays in view: its dock's
+    group is not tabbed onto. A floating or tabbed ``dock``, or one placed already, is
+    left where it is."""
+    from qtpy.QtCore import Qt, QTimer
     from qtpy.QtWidgets import QMainWindow, QStyle
 
     window = dock.parentWidget()
@@ -177,27 +181,47 @@ def place_dock(dock, front=None) -> None:
     sides = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
     if dock.isFloating() or window.tabifiedDockWidgets(dock) or area not in sides:
         return
-    groups = column_groups(window, area, leave_out=dock)
+    # docks opened after it, shown with it (a window shown after its docks were added),
+    # are placed after it, beside it
+    groups = [
+        group
+        for group in column_groups(window, area, leave_out=dock)
+        if not any(_opened(d) > _opened(dock) for d in group)
+    ]
     if not groups:
         return
     needs = [group_need(window, group) for group in groups]
     separator = window.style().pixelMetric(QStyle.PixelMetric.PM_DockWidgetSeparatorExtent)
     room = window.centralWidget().height() if window.centralWidget() else window.height()
-    onto = [g for g in groups if front is None or not any(d.isAncestorOf(front) for d in g)]
+    # the plugin's docks, not those of napari (its layer list) or of other plugins
+    onto = [g for g in groups if any(_is_ours(d) for d in g)]
+    onto = [g for g in onto if front is None or not any(d.isAncestorOf(front) for d in g)]
     fits = sum(needs) + dock.sizeHint().height() + separator * len(groups) <= room
-    # Qt's docks animate into place: a share made during the animation was undone by it
-    # at random (a group kept the height it had before it took the dock, 393 of 477 px)
-    animated = window.isAnimated()
-    window.setAnimated(False)
+    tabbed = not fits and bool(onto)
+    if tabbed:
+        window.tabifyDockWidget(onto[-1][-1], dock)
+        dock.show()
+    # once Qt has laid out the dock just added (or tabbed): before, the sizes were undone
+    # (Metrics kept its 169 px minimum) and the new tab not brought to the front
+    QTimer.singleShot(0, lambda: _settle(window, area, dock if tabbed else None))
+
+
+def _settle(window, area, front=None) -> None:
+    """Share ``window``'s column ``area`` (:func:`share_column`) and bring the dock
+    ``front`` to the front of its tabs; Qt's docks do not animate meanwhile: a share made
+    during the animation was undone by it at random (a group kept the height it had
+    before it took a dock, 393 of 477 px)."""
     try:
-        if not fits and onto:
-            ours = [group for group in onto if any(_is_ours(d) for d in group)]
-            window.tabifyDockWidget((ours or onto)[-1][-1], dock)
-            dock.show()
-            dock.raise_()  # the dock just opened is in front of its tabs
-        share_column(window, area)
-    finally:
-        window.setAnimated(animated)
+        animated = window.isAnimated()
+        window.setAnimated(False)
+        try:
+            share_column(window, area)
+            if front is not None:
+                front.raise_()
+        finally:
+            window.setAnimated(animated)
+    except RuntimeError:  # the window or the dock was closed meanwhile
+        pass
 
 
 def share_column(window, area) -> None:
@@ -225,11 +249,16 @@ def column_groups(window, area, leave_out=None) -> list[list]:
         and window.dockWidgetArea(d) == area
     ]
     groups: list[list] = []
-    for dock in sorted(docks, key=lambda d: d.y()):
+    for dock in docks:
         if not any(dock in group for group in groups):
             tabs = [d for d in window.tabifiedDockWidgets(dock) if d in docks]
             groups.append([dock, *tabs])
-    return groups
+
+    def top(group) -> int:  # a dock behind a tab keeps the place it had before
+        shown = [d.y() for d in group if not d.visibleRegion().isEmpty()]
+        return min(shown or [d.y() for d in group])
+
+    return sorted(groups, key=top)
 
 
 def group_need(window, group: list) -> int:
@@ -242,6 +271,17 @@ def group_need(window, group: list) -> int:
         bars = [b.sizeHint().height() for b in window.findChildren(QTabBar) if b.isVisible()]
         need += max(bars, default=0)
     return need
+
+
+def _opened(dock) -> int:
+    """When this plugin's ``dock`` opened (:data:`OPENED`); -1 for another's dock."""
+    from qtpy.QtWidgets import QWidget
+
+    inner = dock.widget()
+    for widget in [inner, *inner.findChildren(QWidget)] if inner is not None else []:
+        if widget.property(OPENED) is not None:
+            return int(widget.property(OPENED))
+    return -1
 
 
 def _is_ours(dock) -> bool:

@@ -35,13 +35,23 @@ LOADED = 900_000
 
 
 def share_column(qtbot, window, top, bottom) -> None:
-    """Give the docks ``top`` and ``bottom`` (QDockWidgets, one above the other) half of
-    their column each, and wait until they have it: napari gave the dock added last a
-    third or two thirds of it, by how far the window's layout had got (the machine's
-    load), and a third is too short to show the verdict and 'Use ... anyway' together."""
+    """Put the dock ``bottom`` under ``top`` (QDockWidgets), as a user drags it out of their
+    tab group, give them half of their column each, and wait until they have it: napari
+    gave the dock added last a third or two thirds of it, by how far the window's layout
+    had got (the machine's load), and a third is too short to show the verdict and 'Use
+    ... anyway' together. At 1366 x 768 the plugin tabs them (tester37 #7): it is waited
+    for first, else it would tab them again."""
     from qtpy.QtCore import Qt
 
-    half = (top.height() + bottom.height()) // 2
+    from napari_tmunet._docks import PLACED
+
+    qtbot.waitUntil(lambda: bottom.property(PLACED), timeout=LOADED)
+    # added again: out of the tabs, under them (splitDockWidget leaves it a tab there)
+    window.addDockWidget(window.dockWidgetArea(top), bottom, Qt.Orientation.Vertical)
+    bottom.show()
+    qtbot.waitUntil(lambda: window.tabifiedDockWidgets(bottom) == [], timeout=LOADED)
+    column = window.centralWidget().height()
+    half = column // 2
     window.resizeDocks([top, bottom], [half, half], Qt.Orientation.Vertical)
     # ``top`` is tabbed (Segment and Metrics): its tab bar takes ~24 px of its half
     qtbot.waitUntil(lambda: abs(bottom.height() - half) < 40, timeout=LOADED)
