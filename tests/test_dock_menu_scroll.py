@@ -8,6 +8,7 @@ import pytest
 from _view import in_view
 
 from napari_tmunet import registry
+from napari_tmunet._docks import PLACED
 
 # launcher_app: windows opened as the launcher does, in an application of their own
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("launcher_app")]
@@ -35,23 +36,13 @@ LOADED = 900_000
 
 
 def share_column(qtbot, window, top, bottom) -> None:
-    """Put the dock ``bottom`` under ``top`` (QDockWidgets), as a user drags it out of their
-    tab group, give them half of their column each, and wait until they have it: napari
-    gave the dock added last a third or two thirds of it, by how far the window's layout
-    had got (the machine's load), and a third is too short to show the verdict and 'Use
-    ... anyway' together. At 1366 x 768 the plugin tabs them (tester37 #7): it is waited
-    for first, else it would tab them again."""
+    """Give the docks ``top`` and ``bottom`` (QDockWidgets, one above the other) half of
+    their column each, and wait until they have it: napari gave the dock added last a
+    third or two thirds of it, by how far the window's layout had got (the machine's
+    load), and a third is too short to show the verdict and 'Use ... anyway' together."""
     from qtpy.QtCore import Qt
 
-    from napari_tmunet._docks import PLACED
-
-    qtbot.waitUntil(lambda: bottom.property(PLACED), timeout=LOADED)
-    # added again: out of the tabs, under them (splitDockWidget leaves it a tab there)
-    window.addDockWidget(window.dockWidgetArea(top), bottom, Qt.Orientation.Vertical)
-    bottom.show()
-    qtbot.waitUntil(lambda: window.tabifiedDockWidgets(bottom) == [], timeout=LOADED)
-    column = window.centralWidget().height()
-    half = column // 2
+    half = (top.height() + bottom.height()) // 2
     window.resizeDocks([top, bottom], [half, half], Qt.Orientation.Vertical)
     # ``top`` is tabbed (Segment and Metrics): its tab bar takes ~24 px of its half
     qtbot.waitUntil(lambda: abs(bottom.height() - half) < 40, timeout=LOADED)
@@ -197,6 +188,9 @@ def test_a_fine_tune_run_scrolls_by_whole_rows_at_1366x768(qtbot, monkeypatch, t
         qtbot.waitUntil(lambda: not segment.running, timeout=LOADED)
         segment.last_layer.paint((60, 60), 5, refresh=True)  # the user's correction
         _, tune = viewer.window.add_plugin_dock_widget("napari-tmunet", "Fine-tune")
+        # left stacked as napari put it (as a user drags it out of the tabs, which the
+        # plugin puts it in at 1366 x 768: tester37 #7), before the plugin places it
+        tune.native.parent().setProperty(PLACED, True)
         tune.run_folder.value = tmp_path / "run"
         qtbot.waitUntil(tune.native.isVisible, timeout=LOADED)
         window = viewer.window._qt_window
