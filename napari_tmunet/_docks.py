@@ -13,6 +13,7 @@ the Plugins menu's had opened (tester28), and an item hid a dock behind another 
 from __future__ import annotations
 
 import itertools
+import weakref
 from importlib import import_module
 
 PLUGIN = "napari-tmunet"
@@ -143,7 +144,7 @@ def place_when_shown(native) -> None:
                 widget.removeEventFilter(self)
                 dock = _dock_of(widget)
                 if dock is not None:
-                    QTimer.singleShot(0, lambda: _place_once(dock))
+                    QTimer.singleShot(0, _later(_place_once, dock))
             return False
 
     native.setProperty(OPENED, next(_OPENINGS))
@@ -203,7 +204,23 @@ def place_dock(dock, front=None) -> None:
         dock.show()
     # once Qt has laid out the dock just added (or tabbed): before, the sizes were undone
     # (Metrics kept its 169 px minimum) and the new tab not brought to the front
-    QTimer.singleShot(0, lambda: _settle(window, area, dock if tabbed else None))
+    QTimer.singleShot(0, _later(_settle, window, area, dock if tabbed else None))
+
+
+def _later(call, *args):
+    """``call(*args)`` for a timer, holding the Qt objects among ``args`` (and so napari's
+    window and viewer) only weakly: a viewer closed before the timer fires is freed and the
+    call skipped (a strong reference kept a closed viewer alive: napari's leak check)."""
+    from qtpy.QtCore import QObject
+
+    held = [(weakref.ref(a), True) if isinstance(a, QObject) else (a, False) for a in args]
+
+    def run() -> None:
+        now = [a() if weak else a for a, weak in held]
+        if all(a is not None for a, (_, weak) in zip(now, held, strict=True) if weak):
+            call(*now)
+
+    return run
 
 
 def _settle(window, area, front=None) -> None:

@@ -49,7 +49,7 @@ def test_a_model_whose_held_out_dice_falls_waits_for_the_users_click(
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.resize(1366, 768)  # a laptop's screen, the three docks stacked on the right
-    labels, reference = segmented_frame(viewer, qtbot, "20")
+    labels, reference = segmented_frame(viewer, qtbot, "580")
     metrics = open_dock(viewer, "Metrics")
     # the user corrects the left half of the frame to the reference (brush and eraser);
     # the right half stays the model's own output
@@ -61,7 +61,9 @@ def test_a_model_whose_held_out_dice_falls_waits_for_the_users_click(
     tune = open_dock(viewer, "Fine-tune")
     qtbot.waitUntil(lambda: window.width() == 1366 and tune.native.isVisible())
     start_small(tune, tmp_path / "run", steps=2)
-    tune.learning_rate.value = 1e-4  # 1e-3 changes the rest too much (ruins it: not used)
+    # 1e-3 changes the rest too much (held-out Dice 1.0000 -> 0.9110); at 1e-4 two steps
+    # leave the shipped colonoscopy model (F20k) as it was on the trained pixels
+    tune.learning_rate.value = 2e-4
     tune.start_button.native.click()
     assert tune.worker is not None  # the threaded path
     qtbot.waitUntil(lambda: not tune.running, timeout=300_000)
@@ -71,7 +73,7 @@ def test_a_model_whose_held_out_dice_falls_waits_for_the_users_click(
     # the only evidence for the corrections is on pixels trained on ...
     assert edits["known"] and not edits["enough"] and old["trained_edited_pixels"] > 0
     assert new["trained_zone_correct"] > old["trained_zone_correct"]
-    # ... and the held-out Dice falls, less than the old rule's 0.05 (1.0000 -> 0.9686)
+    # ... and the held-out Dice falls, less than the old rule's 0.05 (1.0000 -> 0.9655)
     assert old["dice"] - 0.05 < new["dice"] < old["dice"], (old["dice"], new["dice"])
 
     # not made active; the dock offers the choice in view, under a short headline that
