@@ -10,12 +10,12 @@ on other split seeds: the card reports the mean +- std over all of them.
 
 Only the models named by ``--model`` are rewritten: the other models' files, registry
 entries and cards stay byte for byte as they are (read from the current registry.json and
-models.md, in their order); a NAME not yet in the registry is appended (a model is
-dropped by hand: its file, entry and card). ``--notes`` also
-rewrites the cards' header from its ``"_header"`` (without it the header is kept). Giving
-every model (the earlier full form) writes what that form always wrote. Nothing is
-replaced until every model is shipped and every card written: an error (a damaged
-checkpoint, a missing summary) leaves weights/, registry.json and models.md as they were.
+models.md, in their order); a NAME not yet in the registry is appended (a model is dropped
+by hand: its file, entry and card). ``--notes`` also rewrites the cards' header from its
+``"_header"`` (without it the header is kept). Giving every model (the earlier full form)
+writes what that form always wrote. Nothing is replaced until every model is shipped and
+every card written: an error (a damaged checkpoint, a missing summary) leaves weights/,
+registry.json and models.md as they were.
 
 A run trained with ``--no-test`` (a generalist, whose test parts are several datasets) is
 scored with ``bench/cross_eval.py`` instead: ``--test-score MODALITY LABEL SUMMARY`` names
