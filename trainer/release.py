@@ -493,9 +493,8 @@ def score_cells(row: list[dict]) -> list[str]:
     seeds): the mean Dice in bold with each seed's in brackets and each seed's median,
     the mean IoU, PQ and AJI, and each seed's counts ("14, 12")."""
 
-    def each(key: str, sep: str = ", ") -> str:  # every summary's value, in percent if a score
-        return sep.join(f"{100 * s[key]:.2f}" if isinstance(s[key], float) else str(s[key])
-                        for s in row)  # fmt: skip
+    def each(key: str, percent: bool = False, sep: str = ", ") -> str:  # every summary's
+        return sep.join(f"{100 * s[key]:.2f}" if percent else str(s[key]) for s in row)
 
     def mean(key: str, scale: float = 100.0) -> float:
         return statistics.mean(s[key] for s in row) * scale
@@ -503,7 +502,7 @@ def score_cells(row: list[dict]) -> list[str]:
     images = {s["lesion_images"] for s in row}
     dice = f"{mean('dice_mean'):.2f}"
     if len(row) > 1:
-        dice = f"**{dice}** ({each('dice_mean', ' / ')})"
+        dice = f"**{dice}** ({each('dice_mean', True, ' / ')})"
     false = "-"
     if any(s["empty_mask_images"] for s in row):
         false = ", ".join(
@@ -516,7 +515,7 @@ def score_cells(row: list[dict]) -> list[str]:
         pq = f"{mean('pq_mean', 1.0):.3f} / {mean('aji_mean', 1.0):.3f}"
     return [
         str(images.pop()) if len(images) == 1 else each("lesion_images"),
-        f"{dice} / {each('dice_median')}",
+        f"{dice} / {each('dice_median', True)}",
         f"{mean('iou_mean'):.2f}",
         each("below_half"),
         each("empty_predictions"),
@@ -729,11 +728,18 @@ def write_release(specs, weights, cards_path, scores, notes, confidences, data_w
     leaves ``weights`` and ``cards_path`` as they were.
     """
     registry_path = weights / "registry.json"
-    old_registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
+    old_registry = {}
+    if registry_path.is_file():
+        try:
+            old_registry = json.loads(registry_path.read_text(encoding="utf-8"))
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{registry_path} is damaged (not JSON: {err}); restore it "
+                             "(git checkout) and release again") from None  # fmt: skip
     header, old_cards = "", {}
     if cards_path.is_file():
         header, old_cards = split_cards(cards_path.read_text(encoding="utf-8"), cards_path)
-    with contextlib.ExitStack() as written:  # on leaving: every file replaced, or none
+    # leaving without an error, each temporary file replaces its file; on one, all are removed
+    with contextlib.ExitStack() as written:
         entries = []
         for name, modality, checkpoint, runs in specs:
             out = Path(written.enter_context(atomic_path(weights / f"{name}.pt")))
