@@ -3,16 +3,28 @@
 For each ``--model NAME MODALITY CHECKPOINT RUN [RUN ...]``: writes CHECKPOINT (the best
 checkpoint of the first RUN) in half precision to ``napari_tmunet/weights/NAME.pt``,
 measures seconds per image on this machine's CPU (the modality's bundled sample, median
-of 5 after a warm-up), evaluates the shipped file on that sample, and rewrites
-``napari_tmunet/weights/registry.json`` and ``docs/models.md`` from the runs'
+of 5 after a warm-up), evaluates the shipped file on that sample, and writes its entry of
+``napari_tmunet/weights/registry.json`` and its card of ``docs/models.md`` from the runs'
 ``config.json`` / ``run_info.json`` / ``summary.json``. The other RUNs are the same recipe
 on other split seeds: the card reports the mean +- std over all of them.
+
+Only the models named by ``--model`` are rewritten: the other models' files, registry
+entries and cards stay byte for byte as they are (read from the current registry.json and
+models.md, in their order); a NAME not yet in the registry is appended (a model is dropped
+by hand: its file, entry and card). ``--notes`` also rewrites the cards' header from its
+``"_header"`` (without it the header is kept). Giving every model (the earlier full form)
+writes what that form always wrote. Nothing is replaced until every model is shipped and
+every card written: an error (a damaged checkpoint, a missing summary) leaves weights/,
+registry.json and models.md as they were.
 
 A run trained with ``--no-test`` (a generalist, whose test parts are several datasets) is
 scored with ``bench/cross_eval.py`` instead: ``--test-score MODALITY LABEL SUMMARY`` names
 the model's own test parts (their image-weighted mean Dice is the registry's
-``test_dice``), ``--other-score MODALITY LABEL SUMMARY`` adds rows for comparison (the
-previous model, cross-dataset proxies); SUMMARY is cross_eval's ``summary.json``.
+``test_dice``), ``--other-score MODALITY LABEL SUMMARY [SUMMARY ...]`` adds rows for
+comparison (the previous model, cross-dataset proxies); SUMMARY is cross_eval's
+``summary.json``. Several SUMMARYs (one recipe trained with several seeds) make one row:
+the mean in bold, then each summary's value, e.g. ``**70.97** (73.57 / 68.37) / 82.81,
+74.05`` for Dice mean (per seed) / median (per seed).
 
 Usage:
     python -m trainer.release \\
@@ -21,19 +33,24 @@ Usage:
     python -m trainer.release \\
         --model tmunet-b-colonoscopy colonoscopy best.pt docs/runs/.../COLON-generalist \\
         --test-score colonoscopy "Kvasir-SEG test-100" scores/kvasir/summary.json ... \\
+        --other-score colonoscopy "proxy, two seeds" s0/summary.json s1/summary.json \\
         --trained-on colonoscopy "colonoscopy (Kvasir-SEG, CVC-ClinicDB)"
 
 ``--trained-on MODALITY TEXT`` is the registry's ``trained_on``: the training data in the
 words the Segment dock and napari-tmunet-predict show beside the model (default: the
-modality and the runs' dataset names).
+modality and the runs' dataset names). ``--into FOLDER`` writes FOLDER's
+``napari_tmunet/weights/`` and ``docs/models.md`` instead of the checkout's (a copy, to
+compare before shipping).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import time
@@ -49,7 +66,7 @@ from napari_tmunet.checkpoint import load_checkpoint, save_checkpoint
 from napari_tmunet.config import ModelConfig, topology_changes
 from napari_tmunet.inference import run_to_completion, segment
 from napari_tmunet.metrics import dice_score
-from napari_tmunet.storage import write_json
+from napari_tmunet.storage import atomic_path, write_json
 from napari_tmunet.training.config import TrainConfig
 from napari_tmunet.training.run_folder import read_metrics
 from trainer.checkout import require_checkout
@@ -58,6 +75,7 @@ from trainer.report import PAPER_TABLE1, canonical_dataset, test_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_tmunet" / "weights"
+CARDS = ROOT / "docs" / "models.md"
 NEEDS = ("docs", "napari_tmunet/weights")  # of the checkout (trainer.checkout)
 WRITES = "napari_tmunet/weights/ (models, registry.json) and docs/models.md"
 LICENCE = "CC BY-NC-SA 4.0 (weights trained on research datasets; non-commercial research use)"
@@ -67,6 +85,7 @@ POOLING = {  # by ModelConfig's names ("released" in older run records reads as 
     "spatial": "multi-scale pooling over the 2-D feature map",
 }
 PRESETS_FOLDER = {paper: folder for folder, paper in PRESETS.values()}
+CARD_HEADING = re.compile(r"^## (\S+) \(", re.MULTILINE)  # "## NAME (MODALITY)" opens a card
 # TrainConfig fields that say where or how verbosely a run ran, not what it trained.
 NOT_RECIPE = {"data", "dataset_name", "device", "num_workers", "progress", "efficiency",
               "test", "resume", "overwrite", "eval_batch_size",
@@ -75,6 +94,10 @@ NOT_RECIPE = {"data", "dataset_name", "device", "num_workers", "progress", "effi
 
 def read_run(run_dir: Path) -> dict:
     """config, run_info, summary and test aggregate of a run folder."""
+    missing = [n for n in ("config.json", "run_info.json") if not (run_dir / n).is_file()]
+    if missing:
+        raise ValueError(f"{run_dir} is not a training run's folder (no {missing[0]}): give "
+                         "the run's folder, e.g. docs/runs/gpu-.../NAME")  # fmt: skip
     run = {"dir": run_dir}
     for name in ("config", "run_info", "summary"):
         path = run_dir / f"{name}.json"
@@ -237,26 +260,53 @@ def registry_record(entry: dict, data_words: str | None = None) -> dict:
 
 
 def read_scores(own: list[list[str]], other: list[list[str]]) -> dict[str, list[tuple]]:
-    """``{modality: [(label, summary, own), ...]}`` from the ``--*-score`` options."""
+    """``{modality: [(label, summary, own), ...]}`` from the ``--*-score`` options: rows
+    ``[MODALITY, LABEL, SUMMARY, ...]``. ``summary`` is the summary's dict, or a list of
+    them where a row names several (one recipe's seeds, averaged in one table row)."""
     scores: dict[str, list[tuple]] = {}
     for rows, is_own in ((own, True), (other, False)):
-        for modality, label, path in rows:
-            summary = json.loads(Path(path).read_text())
-            if "dice_mean" not in summary:
-                raise SystemExit(f"{path}: not a bench/cross_eval.py summary (no dice_mean)")
+        for modality, label, *paths in rows:
+            summaries = [read_summary(path) for path in paths]
+            summary = summaries[0] if len(summaries) == 1 else summaries
             scores.setdefault(modality, []).append((label, summary, is_own))
     return scores
 
 
+def read_summary(path: str) -> dict:
+    """A ``bench/cross_eval.py`` summary.json.
+
+    Raises:
+        SystemExit: naming ``path`` when it is missing, unreadable, not JSON or another
+            kind of file.
+    """
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SystemExit(f"{path}: cannot be read ({err.strerror or err}); give the "
+                         "summary.json that bench/cross_eval.py --out wrote") from None  # fmt: skip
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise SystemExit(f"{path}: damaged, not JSON ({err})") from None
+    if not isinstance(summary, dict) or "dice_mean" not in summary:
+        raise SystemExit(f"{path}: not a bench/cross_eval.py summary (no dice_mean)")
+    return summary
+
+
 def ship(
-    name: str, modality: str, checkpoint: Path, runs: list[Path], scores=(), min_confidence=None
+    name: str,
+    modality: str,
+    checkpoint: Path,
+    runs: list[Path],
+    scores=(),
+    min_confidence=None,
+    out: Path | None = None,
 ) -> dict:
     """Write the shipped file, time it on the CPU, score it on the bundled sample.
 
     ``scores``: ``(label, summary, own)`` rows of ``bench/cross_eval.py`` summaries;
     ``own`` marks the model's own test parts (used when its runs have no test result).
     ``min_confidence``: the least object confidence the shipped file carries as its
-    default (None: the checkpoint's own).
+    default (None: the checkpoint's own). ``out``: where the file is written (default
+    ``weights/NAME.pt``; :func:`main` gives a temporary file that replaces it at the end).
     """
     entry = {"name": name, "modality": modality, "runs": [read_run(r) for r in runs]}
     entry["scores"] = list(scores)
@@ -267,7 +317,7 @@ def ship(
             raise SystemExit(f"{runs[0]}: no test result; give its test parts' --test-score")
         first["test"] = own
     best = load_checkpoint(checkpoint)
-    out = WEIGHTS / f"{name}.pt"
+    out = Path(out) if out else WEIGHTS / f"{name}.pt"
     metadata = dict(best.metadata, shipped_as=name, modality=modality, licence=LICENCE)
     inputs = best.input_config
     if min_confidence is not None:
@@ -284,7 +334,7 @@ def ship(
         result = run_to_completion(segment(image, shipped, mode=mode))
         times.append(time.perf_counter() - start)
     entry.update(
-        file=out.name,
+        file=f"{name}.pt",
         size_mb=out.stat().st_size / 1e6,
         mode=mode,
         min_confidence=shipped.input_config.min_confidence,
@@ -416,24 +466,62 @@ def loss_text(config: dict) -> str:
 def score_table(scores: list[tuple]) -> str:
     """Markdown rows of cross_eval summaries: Dice/IoU at native resolution per image, and
     PQ/AJI where a summary scored instances (``--instances``)."""
-    instances = any("pq_mean" in s for _, s, _ in scores)
+    seeds = [summaries(s) for _, s, _ in scores]
+    instances = any("pq_mean" in s for row in seeds for s in row)
     extra = (" PQ / AJI |", "---|") if instances else ("", "")
     rows = [
         "| scored | images | Dice mean / median | IoU mean | below 0.5 | empty predictions "
         f"| false masks on lesion-free images |{extra[0]}",
         f"|---|---|---|---|---|---|---|{extra[1]}",
     ]
-    for label, s, own in scores:
-        free = s["empty_mask_images"]
-        false = f"{s['empty_mask_with_prediction']} of {free}" if free else "-"
-        pq = f" {s['pq_mean']:.3f} / {s['aji_mean']:.3f} |" if "pq_mean" in s else " - |"
-        rows.append(
-            f"| {'**' + label + '**' if own else label} | {s['lesion_images']} "
-            f"| {100 * s['dice_mean']:.2f} / {100 * s['dice_median']:.2f} "
-            f"| {100 * s['iou_mean']:.2f} | {s['below_half']} | {s['empty_predictions']} "
-            f"| {false} |{pq if instances else ''}"
-        )
+    for (label, _, own), row in zip(scores, seeds, strict=True):
+        cells = score_cells(row)
+        if not instances:
+            cells = cells[:-1]  # no PQ / AJI column
+        rows.append(f"| {'**' + label + '**' if own else label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def summaries(summary: dict | list[dict]) -> list[dict]:
+    """A score row's summaries: one, or one per seed of a recipe (see :func:`read_scores`)."""
+    return summary if isinstance(summary, list) else [summary]
+
+
+def score_cells(row: list[dict]) -> list[str]:
+    """A score row's cells after its label: images, Dice mean / median, IoU mean, below
+    0.5, empty predictions, false masks, PQ / AJI. Of several summaries (one recipe's
+    seeds): the mean Dice in bold with each seed's in brackets and each seed's median,
+    the mean IoU, PQ and AJI, and each seed's counts ("14, 12")."""
+
+    def each(key: str, percent: bool = False, sep: str = ", ") -> str:  # every summary's
+        return sep.join(f"{100 * s[key]:.2f}" if percent else str(s[key]) for s in row)
+
+    def mean(key: str, scale: float = 100.0) -> float:
+        return statistics.mean(s[key] for s in row) * scale
+
+    images = {s["lesion_images"] for s in row}
+    dice = f"{mean('dice_mean'):.2f}"
+    if len(row) > 1:
+        dice = f"**{dice}** ({each('dice_mean', True, ' / ')})"
+    false = "-"
+    if any(s["empty_mask_images"] for s in row):
+        false = ", ".join(
+            f"{s['empty_mask_with_prediction']} of {s['empty_mask_images']}"
+            if s["empty_mask_images"] else "-"
+            for s in row
+        )  # fmt: skip
+    pq = "-"
+    if all("pq_mean" in s for s in row):
+        pq = f"{mean('pq_mean', 1.0):.3f} / {mean('aji_mean', 1.0):.3f}"
+    return [
+        str(images.pop()) if len(images) == 1 else each("lesion_images"),
+        f"{dice} / {each('dice_median', True)}",
+        f"{mean('iou_mean'):.2f}",
+        each("below_half"),
+        each("empty_predictions"),
+        false,
+        pq,
+    ]
 
 
 def generalist_card(entry: dict, note: str) -> str:
@@ -485,18 +573,100 @@ def generalist_card(entry: dict, note: str) -> str:
 """
 
 
-def main(argv: list[str] | None = None) -> None:
-    # an installed wheel's copy would write into site-packages (ROOT): refuse there
-    require_checkout("trainer.release", ROOT, NEEDS, "writes the checkout's " + WRITES)
+def cards_header(notes: dict) -> str:
+    """The text of ``docs/models.md`` above the cards, with the notes' ``"_header"``."""
+    return f"""# Bundled models (model cards)
+
+Written by `python -m trainer.release ...` (napari-tmunet {__version__}). Every number
+below was measured by that script or by the training runs it names; the runs'
+`config.json`, `run_info.json` (versions, git commit), `split.json`, `metrics.jsonl`,
+`summary.json` and `curves.png` are in [`runs/`](runs/). Each card compares the model with
+the paper's Table 1; `docs/benchmarks.md` says what was tried.
+
+{notes.get("_header", "")}
+
+"""
+
+
+def split_cards(text: str, path: Path = CARDS) -> tuple[str, dict[str, str]]:
+    """``models.md`` (read from ``path``) as its header and its cards by model name, each
+    card verbatim from its ``## NAME (MODALITY)`` line to the next card's, in order.
+
+    Raises:
+        ValueError: two cards of one name (a card would be lost).
+    """
+    found = list(CARD_HEADING.finditer(text))
+    header = text[: found[0].start()] if found else text
+    cards: dict[str, str] = {}
+    for match, after in zip(found, [*found[1:], None], strict=True):
+        name = match.group(1)
+        if name in cards:
+            raise ValueError(f"{path} has two cards of {name}: keep one, then release again")
+        cards[name] = text[match.start() : after.start() if after else len(text)]
+    return header, cards
+
+
+def merged_cards(header: str, old: dict[str, str], new: dict[str, str]) -> str:
+    """``models.md``: ``header``, the ``old`` cards in their order with ``new`` ones in place
+    of those of their names, then the new names' cards; one blank line after each card but
+    the last, as the full release writes them."""
+    cards = [new.get(name, text) for name, text in old.items()]
+    cards += [text for name, text in new.items() if name not in old]
+    for i, text in enumerate(cards[:-1]):
+        if not text.endswith("\n\n"):  # a card that was the last is followed by one now
+            cards[i] = text.rstrip("\n") + "\n\n"
+    return header + "".join(cards)
+
+
+def merged_registry(old: dict, records: list[dict]) -> dict:
+    """``registry.json``'s content: ``old``'s entries in their order with ``records`` in
+    place of those of their files, then the records of new files; other keys kept."""
+    models = list(old.get("models", []))
+    for record in records:
+        files = [entry.get("file") for entry in models]
+        if record["file"] in files:
+            models[files.index(record["file"])] = record
+        else:
+            models.append(record)
+    return {**old, "models": models}
+
+
+def model_specs(parser: argparse.ArgumentParser, given: list[list[str]]) -> list[tuple]:
+    """``(name, modality, checkpoint, runs)`` of each ``--model``; a usage error for one
+    too short or a name given twice."""
+    specs = []
+    for spec in given:
+        if len(spec) < 4:
+            parser.error(f"--model {' '.join(spec)}: expected NAME MODALITY CHECKPOINT RUN...")
+        name, modality, checkpoint, *runs = spec
+        if name in [s[0] for s in specs]:
+            parser.error(f"--model {name} is given twice: give each model once")
+        specs.append((name, modality, Path(checkpoint), [Path(r).resolve() for r in runs]))
+    return specs
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", nargs="+", action="append", required=True, help="NAME MODALITY CHECKPOINT RUN..."
     )
-    for flag, what in (("--test-score", "the model's own test part"),
-                       ("--other-score", "a row for comparison")):  # fmt: skip
-        parser.add_argument(flag, nargs=3, action="append", default=[],
-                            metavar=("MODALITY", "LABEL", "SUMMARY"),
-                            help=f"bench/cross_eval.py summary.json of {what}")  # fmt: skip
+    parser.add_argument(
+        "--test-score",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("MODALITY", "LABEL", "SUMMARY"),
+        help="bench/cross_eval.py summary.json of the model's own test part",
+    )
+    parser.add_argument(
+        "--other-score",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("MODALITY LABEL SUMMARY", "SUMMARY"),
+        help="bench/cross_eval.py summary.json of a row for comparison; several (one "
+        "recipe's seeds) make one row of their mean",
+    )
     parser.add_argument("--notes", help="JSON {modality: text} added to each card")
     parser.add_argument(
         "--trained-on",
@@ -515,36 +685,76 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("MODALITY", "VALUE"),
         help="the least object confidence a shipped file carries (default: its checkpoint's)",
     )
+    parser.add_argument(
+        "--into",
+        metavar="FOLDER",
+        help="write FOLDER/napari_tmunet/weights/ and FOLDER/docs/models.md instead of the "
+        "checkout's (a copy, to compare before shipping)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    # an installed wheel's copy would write into site-packages (ROOT): refuse there
+    require_checkout("trainer.release", ROOT, NEEDS, "writes the checkout's " + WRITES)
+    parser = build_parser()
     args = parser.parse_args(argv)
+    for row in args.other_score:
+        if len(row) < 3:
+            parser.error(f"--other-score {' '.join(row)}: expected MODALITY LABEL SUMMARY...")
+    specs = model_specs(parser, args.model)
+    into = Path(args.into).resolve() if args.into else ROOT
+    weights, cards_path = into / "napari_tmunet" / "weights", into / "docs" / "models.md"
     scores = read_scores(args.test_score, args.other_score)
     notes = json.loads(Path(args.notes).read_text()) if args.notes else {}
     confidences = {modality: float(value) for modality, value in args.min_confidence}
     data_words = dict(args.trained_on)
     torch.set_num_threads(os.cpu_count() or 1)
-    entries = []
-    for spec in args.model:
-        if len(spec) < 4:
-            parser.error(f"--model {' '.join(spec)}: expected NAME MODALITY CHECKPOINT RUN...")
-        name, modality, checkpoint, *runs = spec
-        runs = [Path(r).resolve() for r in runs]
-        gate = confidences.get(modality)
-        entries.append(ship(name, modality, Path(checkpoint), runs, scores.get(modality, []), gate))
-        print(f"shipped {name}: sample Dice {entries[-1]['sample_dice']:.3f}")
-    registry = {"models": [registry_record(e, data_words.get(e["modality"])) for e in entries]}
-    write_json(WEIGHTS / "registry.json", registry)
-    header = f"""# Bundled models (model cards)
+    try:
+        write_release(specs, weights, cards_path, scores, notes, confidences, data_words)
+    except (ValueError, OSError) as err:  # CheckpointError, NotWritableError, a bad record
+        raise SystemExit(
+            f"trainer.release: {err}\nNothing was written: {weights} and {cards_path} are as "
+            "they were."
+        ) from None
 
-Written by `python -m trainer.release ...` (napari-tmunet {__version__}). Every number
-below was measured by that script or by the training runs it names; the runs'
-`config.json`, `run_info.json` (versions, git commit), `split.json`, `metrics.jsonl`,
-`summary.json` and `curves.png` are in [`runs/`](runs/). Each card compares the model with
-the paper's Table 1; `docs/benchmarks.md` says what was tried.
 
-{notes.get("_header", "")}
+def write_release(specs, weights, cards_path, scores, notes, confidences, data_words) -> None:
+    """Ship each model of ``specs`` and write ``registry.json`` and ``models.md`` with their
+    entries and cards in place of those of their names, the others' kept byte for byte.
 
-"""
-    cards = "\n".join(card(e, notes.get(e["modality"], "")) for e in entries)
-    (ROOT / "docs" / "models.md").write_text(header + cards)
+    Every file is written to a temporary one beside it; they replace the old files only
+    when all are written, so an error (a damaged checkpoint, a run without records)
+    leaves ``weights`` and ``cards_path`` as they were.
+    """
+    registry_path = weights / "registry.json"
+    old_registry = {}
+    if registry_path.is_file():
+        try:
+            old_registry = json.loads(registry_path.read_text(encoding="utf-8"))
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{registry_path} is damaged (not JSON: {err}); restore it "
+                             "(git checkout) and release again") from None  # fmt: skip
+    header, old_cards = "", {}
+    if cards_path.is_file():
+        header, old_cards = split_cards(cards_path.read_text(encoding="utf-8"), cards_path)
+    # leaving without an error, each temporary file replaces its file; on one, all are removed
+    with contextlib.ExitStack() as written:
+        entries = []
+        for name, modality, checkpoint, runs in specs:
+            out = Path(written.enter_context(atomic_path(weights / f"{name}.pt")))
+            gate = confidences.get(modality)
+            entry = ship(name, modality, checkpoint, runs, scores.get(modality, []), gate, out)
+            entries.append(entry)
+            print(f"shipped {name}: sample Dice {entry['sample_dice']:.3f}")
+        records = [registry_record(e, data_words.get(e["modality"])) for e in entries]
+        cards = {e["name"]: card(e, notes.get(e["modality"], "")) for e in entries}
+        if notes or not header:  # the notes' header; else the one there is kept
+            header = cards_header(notes)
+        write_json(written.enter_context(atomic_path(registry_path)),
+                   merged_registry(old_registry, records))  # fmt: skip
+        text = merged_cards(header, old_cards, cards)
+        Path(written.enter_context(atomic_path(cards_path))).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
