@@ -117,6 +117,7 @@ def _follow(action, widget_name: str) -> None:
         try:
             found[0].show()
             found[0].raise_()  # a tabbed dock shown again comes back behind its tabs
+            found[0].setProperty(ASKED, next(_OPENINGS))  # a placement pending keeps it
         except RuntimeError:  # the dock was deleted meanwhile
             return
         action.setChecked(True)
@@ -129,6 +130,7 @@ def _follow(action, widget_name: str) -> None:
 # the docks on its side, or tabbed it); the user's own moves are never undone.
 PLACED = "tmunet_placed"  # the dock's Qt property, set once it was placed
 OPENED = "tmunet_opened"  # its widget's Qt property: the order in which the docks opened
+ASKED = "tmunet_asked"  # the dock's Qt property: when a menu item last showed it (same count)
 _OPENINGS = itertools.count()
 
 
@@ -224,17 +226,21 @@ def _later(call, *args):
 
 
 def _settle(window, area, front=None) -> None:
-    """Share ``window``'s column ``area`` (:func:`share_column`) and bring the dock
-    ``front`` to the front of its tabs; Qt's docks do not animate meanwhile: a share made
-    during the animation was undone by it at random (a group kept the height it had
-    before it took a dock, 393 of 477 px)."""
+    """Share ``window``'s column ``area`` (:func:`share_column`) and bring the dock of
+    ``front``'s tab group the user asked for last (:func:`_asked`: ``front``, unless a
+    menu item showed another since ``front`` opened) to the front of its tabs; Qt's docks
+    do not animate meanwhile: a share made during the animation was undone by it at
+    random (a group kept the height it had before it took a dock, 393 of 477 px)."""
     try:
         animated = window.isAnimated()
         window.setAnimated(False)
         try:
             share_column(window, area)
             if front is not None:
-                front.raise_()
+                # Plugins > Metrics chosen while a Fine-tune dock opened just before was
+                # still being placed: raising Fine-tune left Metrics behind its tab
+                group = [front, *window.tabifiedDockWidgets(front)]
+                max(group, key=_asked).raise_()
         finally:
             window.setAnimated(animated)
     except RuntimeError:  # the window or the dock was closed meanwhile
@@ -299,6 +305,13 @@ def _opened(dock) -> int:
         if widget.property(OPENED) is not None:
             return int(widget.property(OPENED))
     return -1
+
+
+def _asked(dock) -> int:
+    """When the user last asked for ``dock``: it opened (:func:`_opened`) or a menu item
+    showed it (:data:`ASKED`), in the one count of :data:`_OPENINGS`; -1 for another's."""
+    asked = dock.property(ASKED)
+    return max(_opened(dock), -1 if asked is None else int(asked))
 
 
 def _is_ours(dock) -> bool:
