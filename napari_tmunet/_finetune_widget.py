@@ -12,6 +12,7 @@ checkpoint; Resume continues a stopped run.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import threading
 import weakref
@@ -46,6 +47,7 @@ from ._widget_common import (
     Eta,
     error_text,
     fit_width,
+    hold_texts,
     intro_above,
     narrow,
     note_device_problem,
@@ -86,6 +88,9 @@ DISK_FULL = "no space left on its device"
 # lines of a run's full comparison shown at once under its headline and 'Use ... anyway'
 # (it scrolls in its box): the three fit a 1366 x 768 dock a third of the column high
 DETAILS_LINES = 6
+# the widest name new_run_folder gives a run folder (its time stamp, "-2" where taken): the
+# Run folder field shows it whole after the path's "/"
+RUN_NAME = "/20261231-235959-2"
 
 
 # ----------------------------------------------------------------------- the widget
@@ -232,6 +237,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             narrow(widget)
         for field in fields:
             show_path_end(field)
+        hold_texts(self.run_folder, (RUN_NAME.replace("/", os.sep),))
         self.body.extend(
             [
                 self.pairs_box,
