@@ -115,3 +115,26 @@ def test_a_window_tall_enough_stacks_two_docks(make_napari_viewer, qtbot):
         assert_fits(window, "Segment", *docks["Segment"])
 
     qtbot.waitUntil(tabbed, timeout=SETTLE)
+
+
+@pytest.mark.usefixtures("launcher_app")
+def test_the_dock_asked_for_last_stays_in_front_while_another_is_placed(qtbot):
+    """``napari-tmunet`` at 1366 x 768: Plugins > Fine-tune, then at once (before the new
+    dock is placed: it is tabbed with Segment and Metrics a moment after it shows)
+    Plugins > Metrics. Metrics, asked for last, is in front once Fine-tune has its place;
+    raising the dock just placed left Metrics behind Fine-tune's tab."""
+    from test_dock_menus import in_front
+
+    viewer, _ = launch(qtbot, "--sample", "colonoscopy", "--device", "cpu", size=(1366, 768))
+    window = viewer.window._qt_window
+    try:
+        for name in ("Fine-tune", "Metrics"):
+            menu_item(viewer, "Plugins", "TM-UNet", f"{name} (TM-UNet)").trigger()
+        docks = docks_of(viewer)
+        fine_tune, metrics = docks["Fine-tune"][0], docks["Metrics"][0]
+        qtbot.waitUntil(lambda: len(window.tabifiedDockWidgets(fine_tune)) == 2, timeout=SETTLE)
+        qtbot.wait(300)  # the placement's share and raise, a timer later
+        assert in_front(viewer, metrics)
+        assert not metrics.visibleRegion().isEmpty()
+    finally:
+        viewer.close()
