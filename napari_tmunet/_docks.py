@@ -117,7 +117,8 @@ def _follow(action, widget_name: str) -> None:
         try:
             found[0].show()
             found[0].raise_()  # a tabbed dock shown again comes back behind its tabs
-            found[0].setProperty(ASKED, next(_OPENINGS))  # a placement pending keeps it
+            # asked for now: a placement still pending raises it, not its own dock
+            found[0].setProperty(ASKED, next(_OPENINGS))
         except RuntimeError:  # the dock was deleted meanwhile
             return
         action.setChecked(True)

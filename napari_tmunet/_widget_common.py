@@ -336,17 +336,18 @@ def _width_for(native, text: str) -> int:
     )
 
     style = native.style()
+    probe = 400  # px: any width; the parts beside the text part do not grow with it
     if isinstance(native, QComboBox):
         option = QStyleOptionComboBox()
         native.initStyleOption(option)
-        option.rect = QRect(0, 0, 400, native.height())
+        option.rect = QRect(0, 0, probe, native.height())
         field = QStyle.SubControl.SC_ComboBoxEditField
         inner = style.subControlRect(QStyle.ComplexControl.CC_ComboBox, option, field, native)
         spare = 2
     else:
         option = QStyleOptionFrame()
         native.initStyleOption(option)
-        option.rect = QRect(0, 0, 400, native.height())
+        option.rect = QRect(0, 0, probe, native.height())
         inner = style.subElementRect(QStyle.SubElement.SE_LineEditContents, option, native)
         spare = 4
     metrics = native.fontMetrics()
@@ -354,7 +355,7 @@ def _width_for(native, text: str) -> int:
     # Qt elides at a width a pixel or so past the rounded advance (its text's own extent)
     while metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, advance) != text:
         advance += 1
-    return advance + spare + 400 - inner.width()
+    return advance + spare + probe - inner.width()
 
 
 def show_path_end(field) -> None:
