@@ -12,6 +12,8 @@ the Plugins menu's had opened (tester28), and an item hid a dock behind another 
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from importlib import import_module
 
 PLUGIN = "napari-tmunet"
@@ -115,8 +117,205 @@ def _follow(action, widget_name: str) -> None:
         try:
             found[0].show()
             found[0].raise_()  # a tabbed dock shown again comes back behind its tabs
+            # asked for now: a placement still pending raises it, not its own dock
+            found[0].setProperty(ASKED, next(_OPENINGS))
         except RuntimeError:  # the dock was deleted meanwhile
             return
         action.setChecked(True)
 
     action.triggered.connect(after)
+
+
+# ------------------------------------------------------------------------ placement
+# A dock's place is chosen once, the first time it is shown (napari has then put it under
+# the docks on its side, or tabbed it); the user's own moves are never undone.
+PLACED = "tmunet_placed"  # the dock's Qt property, set once it was placed
+OPENED = "tmunet_opened"  # its widget's Qt property: the order in which the docks opened
+ASKED = "tmunet_asked"  # the dock's Qt property: when a menu item last showed it (same count)
+_OPENINGS = itertools.count()
+
+
+def place_when_shown(native) -> None:
+    """Place the dock that holds ``native`` (a dock's widget) with :func:`place_dock` once,
+    just after it is first shown: whoever opened it (the Plugins menu, the launcher, a
+    script's ``add_plugin_dock_widget``), napari has then added it and set its sizes."""
+    from qtpy.QtCore import QEvent, QObject, QTimer
+
+    class FirstShow(QObject):
+        def eventFilter(self, widget, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Show:
+                widget.removeEventFilter(self)
+                dock = _dock_of(widget)
+                if dock is not None:
+                    QTimer.singleShot(0, _later(_place_once, dock))
+            return False
+
+    native.setProperty(OPENED, next(_OPENINGS))
+    native.installEventFilter(FirstShow(native))
+
+
+def _place_once(dock) -> None:
+    try:
+        if not dock.property(PLACED):
+            place_dock(dock)
+    except RuntimeError:  # the dock was deleted meanwhile
+        pass
+
+
+def place_dock(dock, front=None) -> None:
+    """Give ``dock``, just added under the docks on its side of the window, its place.
+
+    Where the column holds every dock (a tab group counts once, as tall as its tallest
+    dock and its tab bar) at its size hint's height, the column is shared in proportion
+    to those heights: napari gives the dock added last most of it and squeezes the ones
+    above to their minimum (Metrics kept 150 px at 1366 x 768, tester37 #7). Where it does
+    not (a laptop's 768 px holds one of this plugin's docks whole, not two), ``dock`` is
+    tabbed with the lowest of this plugin's docks there and brought to the front (where
+    there is none, the column is shared). ``front`` (a widget) stays in view: its dock's
+    group is not tabbed onto. A floating or tabbed ``dock``, or one placed already, is
+    left where it is."""
+    from qtpy.QtCore import Qt, QTimer
+    from qtpy.QtWidgets import QMainWindow, QStyle
+
+    window = dock.parentWidget()
+    if dock.property(PLACED) or not isinstance(window, QMainWindow):
+        return
+    dock.setProperty(PLACED, True)
+    area = window.dockWidgetArea(dock)
+    sides = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
+    if dock.isFloating() or window.tabifiedDockWidgets(dock) or area not in sides:
+        return
+    # docks opened after it, shown with it (a window shown after its docks were added),
+    # are placed after it, beside it
+    groups = [
+        group
+        for group in column_groups(window, area, leave_out=dock)
+        if not any(_opened(d) > _opened(dock) for d in group)
+    ]
+    if not groups:
+        return
+    needs = [group_need(window, group) for group in groups]
+    separator = window.style().pixelMetric(QStyle.PixelMetric.PM_DockWidgetSeparatorExtent)
+    room = window.centralWidget().height() if window.centralWidget() else window.height()
+    # the plugin's docks, not those of napari (its layer list) or of other plugins
+    onto = [g for g in groups if any(_is_ours(d) for d in g)]
+    onto = [g for g in onto if front is None or not any(d.isAncestorOf(front) for d in g)]
+    fits = sum(needs) + dock.sizeHint().height() + separator * len(groups) <= room
+    tabbed = not fits and bool(onto)
+    if tabbed:
+        window.tabifyDockWidget(onto[-1][-1], dock)
+        dock.show()
+    # once Qt has laid out the dock just added (or tabbed): before, the sizes were undone
+    # (Metrics kept its 169 px minimum) and the new tab not brought to the front
+    QTimer.singleShot(0, _later(_settle, window, area, dock if tabbed else None))
+
+
+def _later(call, *args):
+    """``call(*args)`` for a timer, holding the Qt objects among ``args`` (and so napari's
+    window and viewer) only weakly: a viewer closed before the timer fires is freed and the
+    call skipped (a strong reference kept a closed viewer alive: napari's leak check)."""
+    from qtpy.QtCore import QObject
+
+    held = [(weakref.ref(a), True) if isinstance(a, QObject) else (a, False) for a in args]
+
+    def run() -> None:
+        now = [a() if weak else a for a, weak in held]
+        if all(a is not None for a, (_, weak) in zip(now, held, strict=True) if weak):
+            call(*now)
+
+    return run
+
+
+def _settle(window, area, front=None) -> None:
+    """Share ``window``'s column ``area`` (:func:`share_column`) and bring the dock of
+    ``front``'s tab group the user asked for last (:func:`_asked`: ``front``, unless a
+    menu item showed another since ``front`` opened) to the front of its tabs; Qt's docks
+    do not animate meanwhile: a share made during the animation was undone by it at
+    random (a group kept the height it had before it took a dock, 393 of 477 px)."""
+    try:
+        animated = window.isAnimated()
+        window.setAnimated(False)
+        try:
+            share_column(window, area)
+            if front is not None:
+                # Plugins > Metrics chosen while a Fine-tune dock opened just before was
+                # still being placed: raising Fine-tune left Metrics behind its tab
+                group = [front, *window.tabifiedDockWidgets(front)]
+                max(group, key=_asked).raise_()
+        finally:
+            window.setAnimated(animated)
+    except RuntimeError:  # the window or the dock was closed meanwhile
+        pass
+
+
+def share_column(window, area) -> None:
+    """Share the height of ``window``'s dock ``area`` among its tab groups in proportion to
+    the heights they ask for (:func:`group_need`). Also after a tabify: a group that took
+    a dock from under it kept its height, the rest of the column left blank (1500 x 950)."""
+    from qtpy.QtCore import Qt
+
+    groups = column_groups(window, area)
+    needs = [group_need(window, group) for group in groups]
+    window.resizeDocks([group[0] for group in groups], needs, Qt.Orientation.Vertical)
+
+
+def column_groups(window, area, leave_out=None) -> list[list]:
+    """The docks open (shown or behind a tab) in ``window``'s dock ``area``, not floating,
+    as their tab groups (a dock alone is a group of one), top to bottom."""
+    from qtpy.QtWidgets import QDockWidget
+
+    docks = [
+        d
+        for d in window.findChildren(QDockWidget)
+        if d is not leave_out
+        and not d.isHidden()
+        and not d.isFloating()
+        and window.dockWidgetArea(d) == area
+    ]
+    groups: list[list] = []
+    for dock in docks:
+        if not any(dock in group for group in groups):
+            tabs = [d for d in window.tabifiedDockWidgets(dock) if d in docks]
+            groups.append([dock, *tabs])
+
+    def top(group) -> int:  # a dock behind a tab keeps the place it had before
+        shown = [d.y() for d in group if not d.visibleRegion().isEmpty()]
+        return min(shown or [d.y() for d in group])
+
+    return sorted(groups, key=top)
+
+
+def group_need(window, group: list) -> int:
+    """The height (px) a tab group of docks asks for: its tallest dock's size hint, and a
+    tab bar's height above it when it has tabs."""
+    from qtpy.QtWidgets import QTabBar
+
+    need = max(d.sizeHint().height() for d in group)
+    if len(group) > 1:
+        bars = [b.sizeHint().height() for b in window.findChildren(QTabBar) if b.isVisible()]
+        need += max(bars, default=0)
+    return need
+
+
+def _opened(dock) -> int:
+    """When this plugin's ``dock`` opened (:data:`OPENED`); -1 for another's dock."""
+    from qtpy.QtWidgets import QWidget
+
+    inner = dock.widget()
+    for widget in [inner, *inner.findChildren(QWidget)] if inner is not None else []:
+        if widget.property(OPENED) is not None:
+            return int(widget.property(OPENED))
+    return -1
+
+
+def _asked(dock) -> int:
+    """When the user last asked for ``dock``: it opened (:func:`_opened`) or a menu item
+    showed it (:data:`ASKED`), in the one count of :data:`_OPENINGS`; -1 for another's."""
+    asked = dock.property(ASKED)
+    return max(_opened(dock), -1 if asked is None else int(asked))
+
+
+def _is_ours(dock) -> bool:
+    """Whether ``dock`` is one of this plugin's docks (by its title, as napari names it)."""
+    title = dock.windowTitle()
+    return any(title in (dock_name(n), f"{n} ({PLUGIN})") for n in WIDGETS)

@@ -25,12 +25,19 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image, Labels
 
-from ._widget_common import full_data, is_probability_map, keeping_layers, narrow, wrap
+from ._widget_common import (
+    full_data,
+    hold_texts,
+    is_probability_map,
+    keeping_layers,
+    narrow,
+    wrap,
+)
 from .data.colour_spaces import GREY_ALPHA, colour_conversion
 from .postprocess import kept_prediction, made_by_segment
 from .training.finetune import TrainingPair, number_runs, training_pairs
 
-NO_FIT = "no Labels of this shape"  # short: the chooser is ~220 px wide in a small window
+NO_FIT = "no Labels of this shape"  # short: the chooser is as wide as it (hold_texts)
 NO_IMAGE = "no image open"
 UNEDITED = "not edited (the model's own output): will not be trained on"
 # while no pair is corrected: an unedited Segment output trains, or Start refuses when
@@ -69,6 +76,9 @@ class PairRow(Container):
         self.remove_button.max_width = 28
         narrow(self.image)
         narrow(self.mask)
+        # their empty entries say why they are empty: read whole, as a layer's name is not
+        hold_texts(self.image, (NO_IMAGE, CLOSED["image"]))
+        hold_texts(self.mask, (NO_FIT, CLOSED["mask"]))
         # the dock's label column holds the pair's title, not one "Pairs" beside them all:
         # the note under the choosers then spans the dock (in the value column a stack's
         # note took 4 lines, tester36 #7), and the messages' "Pair 2" is found

@@ -12,6 +12,7 @@ checkpoint; Resume continues a stopped run.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import threading
 import weakref
@@ -35,7 +36,7 @@ from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry
 from ._dock_texts import FINETUNE_TIPS
-from ._docks import find_dock, open_dock, raise_from_menu
+from ._docks import find_dock, open_dock, place_dock, place_when_shown, raise_from_menu
 from ._finetune_folder import READING, FolderRead
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
@@ -46,6 +47,7 @@ from ._widget_common import (
     Eta,
     error_text,
     fit_width,
+    hold_texts,
     intro_above,
     narrow,
     note_device_problem,
@@ -86,6 +88,9 @@ DISK_FULL = "no space left on its device"
 # lines of a run's full comparison shown at once under its headline and 'Use ... anyway'
 # (it scrolls in its box): the three fit a 1366 x 768 dock a third of the column high
 DETAILS_LINES = 6
+# the widest name new_run_folder gives a run folder (its time stamp, "-2" where taken): the
+# Run folder field shows it whole after the path's "/"
+RUN_NAME = "/20261231-235959-2"
 
 
 # ----------------------------------------------------------------------- the widget
@@ -117,6 +122,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
+        place_when_shown(self.native)  # tabbed where the window is too short to stack it
         keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self)
         self.viewer = getattr(viewer, "__wrapped__", viewer)
@@ -231,6 +237,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             narrow(widget)
         for field in fields:
             show_path_end(field)
+        hold_texts(self.run_folder, (RUN_NAME.replace("/", os.sep),))
         self.body.extend(
             [
                 self.pairs_box,
@@ -995,15 +1002,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def _show_comparison(self, rows: list[dict]):
         """Show the before/after rows in the Metrics dock; a Metrics dock opened here is
-        tabbed with another dock on its side (e.g. Segment), so that the docks there are
-        not squeezed to a third of the window each."""
+        placed by :func:`place_dock` with this dock kept in view: tabbed with another
+        dock on its side (e.g. Segment) where the column is short, so that the docks
+        there are not squeezed to a third of the window each."""
         if not rows:
             return
         try:
             was_open = find_dock(self.viewer, "Metrics") is not None
             dock, metrics = open_dock(self.viewer, "Metrics")
             if not was_open:
-                _tab_beside(dock, self.native)
+                place_dock(dock, front=self.native)
             metrics.set_comparison(rows)
         except Exception as err:  # noqa: BLE001 - the results are also in comparison.json
             show_warning(f"Could not show the comparison in the Metrics dock: {err}")
@@ -1034,17 +1042,26 @@ class _LabelFitter(QObject):
 
     def fit(self) -> None:
         """Give every label of the container, and the titles, the width of the longest one
-        (at least the widest that magicgui gave one)."""
+        (at least the widest that magicgui gave one), as the label's own size hint has it
+        in its style: its text's advance and a few px left 7 px of "Augmentation" out
+        under napari's style (tester37 #7). The body's scroll area then widens to hold
+        it (:func:`fit_width`)."""
+        from qtpy.QtCore import QTimer
+
         labels = [getattr(w, "_labeled_widget", lambda: None)() for w in self.container]
         natives = [lw._label_widget.native for lw in labels if lw is not None]
         natives += [title.native for title in self.titles()]
         if natives:
-            width = max(
-                max(n.fontMetrics().horizontalAdvance(n.text()) + 4, n.minimumWidth())
-                for n in natives
-            )
+            width = max(max(n.sizeHint().width(), n.minimumWidth()) for n in natives)
             for native in natives:
                 native.setMinimumWidth(width)
+            QTimer.singleShot(0, self._fit_body)  # once the layout has taken the widths
+
+    def _fit_body(self) -> None:
+        try:
+            fit_width(self.container)
+        except RuntimeError:  # the dock was closed meanwhile
+            pass
 
 
 def _left_out_line(result: dict) -> str:
@@ -1073,36 +1090,6 @@ def _unbroken(text: str) -> str:
     """``text`` with its "a -> b" as "a → b" between no-break spaces: a line may break
     before or after the pair, not inside it ("0.9982 -" / "> 0.9457")."""
     return text.replace(" -> ", "\u00a0\u2192\u00a0")
-
-
-def _tab_beside(dock, own) -> None:
-    """Tab ``dock`` with another visible dock in its area of the main window, one that
-    does not hold the widget ``own`` (the Fine-tune dock stays in view), bring it to the
-    front and share the column's height evenly with ``own``'s dock; left as napari
-    placed it when there is no other dock."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QDockWidget
-
-    window = dock.parent()
-    area = window.dockWidgetArea(dock)
-    beside = [
-        d
-        for d in window.findChildren(QDockWidget)
-        if d is not dock
-        and d.isVisible()
-        and not d.isFloating()
-        and window.dockWidgetArea(d) == area
-    ]
-    others = [d for d in beside if not d.isAncestorOf(own)]
-    if not others:
-        return
-    window.tabifyDockWidget(others[0], dock)
-    dock.show()
-    dock.raise_()
-    mine = [d for d in beside if d.isAncestorOf(own)]
-    if mine:
-        half = max(1, (dock.height() + mine[0].height()) // 2)
-        window.resizeDocks([dock, mine[0]], [half, half], Qt.Orientation.Vertical)
 
 
 RUN_WORDS = "a fine-tuning run"  # what a run still going when napari closes is called

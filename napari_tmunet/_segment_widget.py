@@ -63,7 +63,7 @@ from ._dock_texts import (
     SEGMENT_TIPS,
     SPLIT_CHANNEL,
 )
-from ._docks import raise_from_menu
+from ._docks import place_when_shown, raise_from_menu
 from ._image_layers import (
     is_mask_image,
     layer_colour_conversion,
@@ -159,6 +159,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
+        place_when_shown(self.native)  # tabbed where the window is too short to stack it
         keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self)
         self._setting = False  # programmatic changes are not the user's choices

@@ -301,6 +301,63 @@ def narrow(widget, width: int = 60) -> None:
     native.setSizePolicy(QSizePolicy.Policy.Expanding, native.sizePolicy().verticalPolicy())
 
 
+def hold_texts(widget, texts: Sequence[str]) -> None:
+    """Keep a combo box or a text field (magicgui widget) at least as wide as it must be
+    to show each of ``texts`` whole, in the font its style gives it; measured again when
+    it is shown and when its style or font changes (magicgui builds it before napari's
+    style applies). :func:`narrow` let it shrink to 60 px: at 1366 x 768 Fine-tune's pair
+    chooser read "no Label…is shape" and its run folder field lost 6 px of the folder's
+    name (tester37 #7). The body's :func:`fit_width` then holds the widened widget."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class Holder(QObject):
+        def eventFilter(self, native, event):  # noqa: N802 - Qt's name
+            kinds = (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange)
+            if event.type() in kinds:
+                native.setMinimumWidth(max(_width_for(native, text) for text in texts))
+            return False
+
+    native = getattr(widget, "line_edit", widget).native  # a FileEdit: its text field
+    native.installEventFilter(Holder(native))
+
+
+def _width_for(native, text: str) -> int:
+    """The width (px) at which the QComboBox or QLineEdit ``native`` shows ``text`` whole
+    in its text part: the text's advance, the space the text part keeps (1 px each side
+    in a combo box, 2 in a field, as :func:`shown_text` and Qt draw them) and the rest of
+    the widget (frame, padding, the combo box's arrow) as its style lays them out; at
+    1366 x 768 with napari's style "no Labels of this shape" takes 208 px."""
+    from qtpy.QtCore import QRect, Qt
+    from qtpy.QtWidgets import (
+        QComboBox,
+        QStyle,
+        QStyleOptionComboBox,
+        QStyleOptionFrame,
+    )
+
+    style = native.style()
+    probe = 400  # px: any width; the parts beside the text part do not grow with it
+    if isinstance(native, QComboBox):
+        option = QStyleOptionComboBox()
+        native.initStyleOption(option)
+        option.rect = QRect(0, 0, probe, native.height())
+        field = QStyle.SubControl.SC_ComboBoxEditField
+        inner = style.subControlRect(QStyle.ComplexControl.CC_ComboBox, option, field, native)
+        spare = 2
+    else:
+        option = QStyleOptionFrame()
+        native.initStyleOption(option)
+        option.rect = QRect(0, 0, probe, native.height())
+        inner = style.subElementRect(QStyle.SubElement.SE_LineEditContents, option, native)
+        spare = 4
+    metrics = native.fontMetrics()
+    advance = metrics.horizontalAdvance(text)
+    # Qt elides at a width a pixel or so past the rounded advance (its text's own extent)
+    while metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, advance) != text:
+        advance += 1
+    return advance + spare + probe - inner.width()
+
+
 def show_path_end(field) -> None:
     """Give a FileEdit's path the room of its "Choose directory" / "Select file" button:
     the button reads "Browse..." instead.
@@ -775,7 +832,9 @@ def fit_width(body) -> None:
     """Keep the scroll area at least as wide as its content (no horizontal scrolling)."""
     scroll = body.scroll_area
     bar = scroll.verticalScrollBar().sizeHint().width()
-    scroll.setMinimumWidth(body.native.minimumSizeHint().width() + bar)
+    # napari's style frames the area (1 px each side), NoFrame or not: 2 px were cut
+    frame = 2 * scroll.frameWidth()
+    scroll.setMinimumWidth(body.native.minimumSizeHint().width() + bar + frame)
 
 
 def intro_above(container, label) -> None:

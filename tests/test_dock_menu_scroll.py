@@ -8,6 +8,7 @@ import pytest
 from _view import in_view
 
 from napari_tmunet import registry
+from napari_tmunet._docks import PLACED
 
 # launcher_app: windows opened as the launcher does, in an application of their own
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("launcher_app")]
@@ -187,6 +188,9 @@ def test_a_fine_tune_run_scrolls_by_whole_rows_at_1366x768(qtbot, monkeypatch, t
         qtbot.waitUntil(lambda: not segment.running, timeout=LOADED)
         segment.last_layer.paint((60, 60), 5, refresh=True)  # the user's correction
         _, tune = viewer.window.add_plugin_dock_widget("napari-tmunet", "Fine-tune")
+        # left stacked as napari put it (as a user drags it out of the tabs, which the
+        # plugin puts it in at 1366 x 768: tester37 #7), before the plugin places it
+        tune.native.parent().setProperty(PLACED, True)
         tune.run_folder.value = tmp_path / "run"
         qtbot.waitUntil(tune.native.isVisible, timeout=LOADED)
         window = viewer.window._qt_window

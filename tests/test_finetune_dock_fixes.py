@@ -605,8 +605,9 @@ def in_view(widget, rect=None) -> bool:
 def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     """Threaded path with a stand-in job that returns what a real light-correction run
     returns (rows with their note), plain napari's window (1089 x 633): the Metrics dock a
-    run opens is tabbed with Segment, not stacked as a third dock: Fine-tune and Metrics
-    share the column (each had 185 px). Both rows' Dice and HD95 are in view (a note in a
+    run opens is not stacked as a third dock (each had 185 px): Fine-tune, tabbed with
+    Segment (the column holds one of them: tester37 #7), stays in front, and Metrics
+    shares the column with it. Both rows' Dice and HD95 are in view (a note in a
     cell made the first row 324 px tall: it is a line under the table), the verdict's
     first line is in view, and the Reference is not the Prediction's layer."""
     from qtpy.QtCore import QRect
@@ -626,9 +627,11 @@ def test_the_metrics_dock_a_run_opens_is_tabbed(make_napari_viewer, qtbot, monke
     window = viewer.window._qt_window
     docks = {d.windowTitle(): d for d in window.findChildren(QDockWidget)}
     dock = docks["Metrics (TM-UNet)"]
-    assert docks["Segment (napari-tmunet)"] in window.tabifiedDockWidgets(dock)
-    assert not dock.visibleRegion().isEmpty()  # in front of its tab group
-    assert docks["Fine-tune (napari-tmunet)"].height() > 250  # half the column each
+    segment, fine_tune = docks["Segment (napari-tmunet)"], docks["Fine-tune (napari-tmunet)"]
+    assert window.tabifiedDockWidgets(fine_tune) == [segment]  # two groups, not three
+    assert window.tabifiedDockWidgets(dock) == []
+    assert not dock.visibleRegion().isEmpty() and not fine_tune.visibleRegion().isEmpty()
+    assert fine_tune.height() > 250 and dock.height() > 250  # about half the column each
     metrics = next(w for n, w in viewer.window.dock_widgets.items() if "Metrics" in n)
     metrics = getattr(metrics, "__wrapped__", metrics)
 
