@@ -25,6 +25,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image, Labels
 
+from ._image_layers import owning_picture
 from ._widget_common import (
     full_data,
     hold_texts,
@@ -183,13 +184,24 @@ def guess_labels(
         meta = layer.metadata or {}
         segmented = made_by_segment(meta)
         ours = segmented and meta.get("image") == image.name
-        reference = not segmented and (layer is shown or layer.name.startswith(image.name))
+        reference = not segmented and (layer is shown or named_after(layer, image))
         return (edited_output(layer, image), reference, ours, index)
 
     fitting = [(i, la) for i, la in enumerate(candidates) if fits(image, la)]
     if own:
         fitting = [item for item in fitting if any(rank(item)[:3])]
     return max(fitting, key=rank)[1] if fitting else None
+
+
+def named_after(layer: Labels, image: Image) -> bool:
+    """Whether ``layer`` is named after ``image``: the picture it belongs to by the docks'
+    rule (:func:`~napari_tmunet._image_layers.owning_picture`: a dataset folder's mask,
+    ``NAME_mask.png``), or a name that is the image's, alone or followed by a word ("1
+    mask", "1_corrected"): picture "1" of a folder is not "12 mask"'s."""
+    if owning_picture(layer) == image.name:
+        return True
+    rest = layer.name.removeprefix(image.name)
+    return layer.name.startswith(image.name) and not rest[:1].isalnum()
 
 
 def frame_edits(labels: Labels | None) -> np.ndarray | None:
