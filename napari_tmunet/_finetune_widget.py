@@ -68,11 +68,14 @@ from .training.finetune import (
     TRAINING_PHASE,
     FinetuneJob,
     compare_models,
+    mark_shown,
     new_run_folder,
     next_free_folder,
     nothing_corrected,
     run_finetune,
     run_folder_state,
+    run_progress,
+    saved_verdict,
 )
 
 PLUGIN = "napari-tmunet"
@@ -550,6 +553,38 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if not self._setting_folder:
             self._auto_folder = False
         self._update_buttons()
+        if not self._setting_folder and not self.running:
+            self._show_folder_run()
+
+    def _show_folder_run(self) -> None:
+        """Say what the Run folder the user chose holds: a stopped run (Resume continues
+        it), one trained to its end but not compared (Resume compares), or a comparison
+        never shown (the dock was closed, napari killed): that verdict, decided as at the
+        end of a run (:meth:`_show_verdict`)."""
+        path = Path(self.run_folder.value).expanduser()
+        state = run_folder_state(path)
+        if state in ("resumable", "uncompared"):
+            step, total = run_progress(path)
+            self.progress_bar.max, self.progress_bar.value = max(total, 1), min(step, total)
+            if state == "uncompared" or (total and step >= total):
+                self.status.value = (
+                    f"the run in {path.name} trained all its {total or step} steps but its "
+                    "models were not compared: Resume compares them"
+                )
+            else:
+                self.status.value = (
+                    f"the run in {path.name} stopped at step {step} of {total}: Resume continues it"
+                )
+            return
+        saved = saved_verdict(path) if state == "finished" else None
+        if saved is None:
+            return
+        self.result, self._modality = saved, ""  # the run's modality, not the last run's
+        self.progress_bar.max = max(int(saved.get("total_steps") or 1), 1)
+        self.progress_bar.value = min(int(saved.get("step") or 0), self.progress_bar.max)
+        # a verdict never shown is decided now as it would have been; one of an older
+        # version (not known whether it was shown) only offers 'Use ... anyway'
+        self._show_verdict(saved, decide=saved.get("shown") is False)
 
     def _set_folder(self, path: Path):
         self._setting_folder = True
@@ -833,7 +868,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.stop_button.enabled = busy
         self.add_pair_button.enabled = not busy
         folder = self.run_folder.value
-        resumable = folder is not None and run_folder_state(folder) == "resumable"
+        state = run_folder_state(folder) if folder is not None else ""
+        resumable = state in ("resumable", "uncompared")  # the latter is compared
         resumable = resumable and not _stopping_in(self.viewer, folder)
         self.resume_button.enabled = not busy and resumable
         previous = self.active.previous
@@ -879,9 +915,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             if not self._window_closed:
                 show_info(f"Fine-tuning: {_closed_run_text(self, menu=True)}")
             return
-        if result.get("trained", result["step"]) == 0:  # nothing learned in this run
+        if result.get("new") is None and not result.get("rows"):  # nothing learned
             self.status.value = f"stopped before any training step; {self._staying(result)}"
             return
+        self._show_verdict(result)
+
+    def _show_verdict(self, result: dict, decide: bool = True) -> None:
+        """Show a run's comparison and verdict; make its model active when ``decide`` and
+        :func:`compare_models` says so, else offer 'Use the fine-tuned model anyway'
+        (nor, for a verdict not decided now, when its model is active). Recorded in
+        comparison.json (``mark_shown``): a verdict is decided once."""
         self._show_comparison(result["rows"])
         state = "stopped" if result["stopped"] else "finished"
         verdict = compare_models(result)
@@ -890,7 +933,13 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # the full comparison under the headline and the button: read after them
         details = [_unbroken(verdict["compared"]), why, result.get("checkpoint_note", "")]
         self._show_details("; ".join(part for part in details if part) + _left_out_line(result))
-        if verdict["use_new"]:
+        mark_shown(result.get("run_dir") or self.run_folder.value)
+        current = self.active.current
+        active = current is not None and current.model == result["best_checkpoint"]
+        if active and not decide:  # an older version's verdict, already taken
+            self.status.value = f"{self._verdict}; active: {current.label}"
+            return
+        if verdict["use_new"] and decide:
             self.use_fine_tuned()
             return
         staying = self._staying(result)
