@@ -33,7 +33,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
-from . import active_model, registry
+from . import active_model, registry, settings
 from ._dock_texts import FINETUNE_TIPS
 from ._docks import find_dock, open_dock, raise_from_menu
 from ._finetune_folder import READING, FolderRead
@@ -68,6 +68,7 @@ from .training.finetune import (
     TRAINING_PHASE,
     FinetuneJob,
     compare_models,
+    left_run_note,
     mark_shown,
     new_run_folder,
     next_free_folder,
@@ -197,6 +198,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
         )
         self.run_folder = FileEdit(label="Run folder", mode="d", value=new_run_folder())
+        # a run the newest run folder holds undone (napari closed or killed during it):
+        # named under the Run folder at the dock's start, the default folder kept
+        self.run_note = Label(value=left_run_note(settings.runs_dir()))
+        self.run_note.visible = bool(self.run_note.value)
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
@@ -220,6 +225,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.folder_note,
             self.active_label,
             self.modality_note,
+            self.run_note,
             self.eta,
             self.status,
             self.details,
@@ -250,6 +256,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 self.augmentation,
                 self.device,
                 self.run_folder,
+                self.run_note,
                 self.buttons,
                 self.progress_bar,
                 self.eta,
@@ -552,6 +559,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _on_folder_changed(self, _=None):
         if not self._setting_folder:
             self._auto_folder = False
+            self.run_note.visible = False  # a folder is chosen: its own status says
         self._update_buttons()
         if not self._setting_folder and not self.running:
             self._show_folder_run()
@@ -814,6 +822,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             if closed.result and closed.result.get("total_steps"):  # where it stopped
                 self.progress_bar.max = int(closed.result["total_steps"])
                 self.progress_bar.value = int(closed.result.get("step", 0))
+            if run_folder_state(run_dir) == "finished":  # its verdict, never shown
+                self._show_folder_run()
         self._update_buttons()
         self._show_run_controls()  # Resume and the status, under the settings
 
@@ -1172,7 +1182,7 @@ def _closed_run_text(closed: FinetuneWidget, menu: bool = False) -> str:
     if run_folder_state(run_dir) == "resumable":
         resume = "Resume (in Plugins > TM-UNet > Fine-tune)" if menu else "Resume"
         return f"{where} stopped at {at} when its dock was closed; {resume} continues it"
-    if result.get("trained", result["step"]) == 0:
+    if result.get("new") is None and not result.get("rows"):  # nothing learned
         return f"{where} stopped before any training step when its dock was closed"
     return f"{where} finished ({at}) as its dock was closed; its model: {result['best_checkpoint']}"
 

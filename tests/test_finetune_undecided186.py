@@ -10,6 +10,8 @@ start checkpoint fine-tuned on 6 UDIAT pairs (CPU), the dock's threaded path.
 from __future__ import annotations
 
 import json
+import os
+import threading
 
 import pytest
 from _checkpoints import tiny_checkpoint
@@ -28,12 +30,12 @@ pytestmark = [needs_datasets, pytest.mark.gui, pytest.mark.usefixtures("one_torc
 STEPS = 2
 
 
-def finished_run(tmp_path):
-    """A Fine-tune run trained to its end headless (no dock showed its verdict); its
-    folder."""
+def finished_run(tmp_path, run_dir=None):
+    """A Fine-tune run trained to its end headless (no dock showed its verdict), in
+    ``run_dir`` (else ``tmp_path/run``); its folder."""
     start = tiny_checkpoint(tmp_path / "start" / "best.pt", size=32, metadata={})
     folder = dataset_subset(UDIAT, tmp_path / "busi", STEMS)
-    run_dir = tmp_path / "run"
+    run_dir = run_dir or tmp_path / "run"
     job = FinetuneJob(
         run_dir=run_dir, dataset_folder=str(folder), start_model=str(start), steps=STEPS,
         batch_size=2, device="cpu",
@@ -114,7 +116,6 @@ def test_a_comparison_never_shown_is_shown_when_its_folder_is_chosen(
     closed while the last step was scored): choosing the Run folder shows it, decided as
     at a run's end, once. On main: an empty status, Resume off, no 'Use ... anyway'."""
     run_dir = finished_run(tmp_path)
-    assert comparison(run_dir)["shown"] is False
 
     tune = dock_on(make_napari_viewer, run_dir)
 
@@ -122,3 +123,47 @@ def test_a_comparison_never_shown_is_shown_when_its_folder_is_chosen(
     assert_decided(tune, run_dir)
     again = dock_on(make_napari_viewer, run_dir)  # a next session: decided already
     assert again.result is None and again.use_anyway_button.native.isHidden()
+
+
+@pytest.mark.parametrize("left", ["stopped", "never shown"])
+def test_the_dock_names_a_run_left_undone_in_the_newest_run_folder(
+    make_napari_viewer, qtbot, tmp_path, left
+):
+    """napari closed during a run (stopped at step 1 of 6, last.pt saved) or before its
+    verdict was shown: the next session's dock says so under the Run folder, naming the
+    folder, and keeps its new default folder; chosen, the folder says what Resume does
+    (tester40 finding 5). On main the dock said nothing of it."""
+    from napari_tmunet import settings
+
+    runs = settings.runs_dir()
+    run_dir = runs / "20261205-221759"
+    if left == "stopped":
+        start = tiny_checkpoint(tmp_path / "start" / "best.pt", size=32, metadata={})
+        folder = dataset_subset(UDIAT, tmp_path / "busi", STEMS)
+        stop = threading.Event()
+        job = FinetuneJob(
+            run_dir=run_dir, dataset_folder=str(folder), start_model=str(start), steps=6,
+            batch_size=2, device="cpu",
+        )  # fmt: skip
+        run_finetune(job, stop, {"on_step": lambda step, total, loss: stop.set()})
+        said = f"run {run_dir.name} stopped at step 1 of 6: pick it to resume"
+    else:
+        finished_run(tmp_path, run_dir)
+        said = f"run {run_dir.name} finished but its verdict was never shown: pick it to see it"
+    (runs / "20261204-090000").mkdir()  # an older, empty one
+    os.utime(runs / "20261204-090000", (1, 1))
+
+    viewer = make_napari_viewer()
+    tune = _docks.open_dock(viewer, "Fine-tune")[1]
+    assert tune.run_note.value == said and not tune.run_note.native.isHidden()
+    assert tune.run_folder.value != run_dir  # the default is a new folder still
+    assert tune.status.value == ""
+
+    tune.run_folder.value = str(run_dir)
+    assert tune.run_note.native.isHidden()
+    if left == "stopped":
+        assert tune.resume_button.enabled
+        said = f"the run in {run_dir.name} stopped at step 1 of 6: Resume continues it"
+        assert tune.status.value == said
+    else:
+        assert_decided(tune, run_dir)

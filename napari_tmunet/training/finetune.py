@@ -2147,6 +2147,30 @@ def run_folder_state(path: str | Path) -> str:
     return "other"
 
 
+def left_run_note(runs: str | Path) -> str:
+    """A line on the newest run folder in ``runs`` (the one last written to) when it holds
+    a run left undone: stopped before its end, trained to its end but not compared, or
+    compared but its verdict never shown; "" when it holds none (or there is none)."""
+    try:
+        folders = [p for p in Path(runs).expanduser().iterdir() if p.is_dir()]
+        newest = max(folders, key=lambda p: p.stat().st_mtime, default=None)
+    except OSError:  # no runs folder yet, unreadable
+        return ""
+    if newest is None:
+        return ""
+    state = run_folder_state(newest)
+    step, total = run_progress(newest)
+    name = newest.name
+    if state == "uncompared" or (state == "resumable" and total and step >= total):
+        return f"run {name} trained all its steps but was not compared: pick it to compare"
+    if state == "resumable":
+        return f"run {name} stopped at step {step} of {total}: pick it to resume"
+    verdict = saved_verdict(newest) if state == "finished" else None
+    if verdict is not None and verdict["shown"] is False:
+        return f"run {name} finished but its verdict was never shown: pick it to see it"
+    return ""
+
+
 def next_free_folder(path: str | Path) -> Path:
     """A folder beside ``path`` that does not exist yet: ``NAME-2``, ``NAME-3``..."""
     path = Path(path).expanduser()
