@@ -71,7 +71,11 @@ the user's corrections are (the held-out reference is then mostly the starting m
 output, so Dice against it alone favours the starting model), else by held-out Dice. Stop
 is checked between the phases and between forward passes of the scoring; a run stopped
 before a training step is not scored again (:func:`run_folder_state` tells such a folder,
-"not started", from others).
+"not started", from others). A run trained to its end but stopped before its comparison
+(napari killed or closed then: "uncompared", or a resume at its last step) is compared
+when resumed, training nothing; a comparison written but never shown
+(comparison.json ``shown`` false, :func:`saved_verdict`) is shown when its folder is
+chosen, then marked shown (:func:`mark_shown`).
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``,
 started from the given model and in the mode that model segments in
