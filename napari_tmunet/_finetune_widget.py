@@ -34,7 +34,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
-from . import active_model, registry
+from . import active_model, registry, settings
 from ._dock_texts import FINETUNE_TIPS
 from ._docks import find_dock, open_dock, place_dock, place_when_shown, raise_from_menu
 from ._finetune_folder import READING, FolderRead
@@ -70,11 +70,15 @@ from .training.finetune import (
     TRAINING_PHASE,
     FinetuneJob,
     compare_models,
+    left_run_note,
+    mark_shown,
     new_run_folder,
     next_free_folder,
     nothing_corrected,
     run_finetune,
     run_folder_state,
+    run_progress,
+    saved_verdict,
 )
 
 PLUGIN = "napari-tmunet"
@@ -200,6 +204,10 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             label="Device", choices=[("auto", "auto"), ("CUDA", "cuda"), ("CPU", "cpu")]
         )
         self.run_folder = FileEdit(label="Run folder", mode="d", value=new_run_folder())
+        # a run the newest run folder holds undone (napari closed or killed during it):
+        # named under the Run folder at the dock's start, the default folder kept
+        self.run_note = Label(value=left_run_note(settings.runs_dir()))
+        self.run_note.visible = bool(self.run_note.value)
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
@@ -223,6 +231,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             self.folder_note,
             self.active_label,
             self.modality_note,
+            self.run_note,
             self.eta,
             self.status,
             self.details,
@@ -254,6 +263,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
                 self.augmentation,
                 self.device,
                 self.run_folder,
+                self.run_note,
                 self.buttons,
                 self.progress_bar,
                 self.eta,
@@ -556,7 +566,40 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     def _on_folder_changed(self, _=None):
         if not self._setting_folder:
             self._auto_folder = False
+            self.run_note.visible = False  # a folder is chosen: its own status says
         self._update_buttons()
+        if not self._setting_folder and not self.running:
+            self._show_folder_run()
+
+    def _show_folder_run(self) -> None:
+        """Say what the Run folder the user chose holds: a stopped run (Resume continues
+        it), one trained to its end but not compared (Resume compares), or a comparison
+        never shown (the dock was closed, napari killed): that verdict, decided as at the
+        end of a run (:meth:`_show_verdict`)."""
+        path = Path(self.run_folder.value).expanduser()
+        state = run_folder_state(path)
+        if state in ("resumable", "uncompared"):
+            step, total = run_progress(path)
+            self.progress_bar.max, self.progress_bar.value = max(total, 1), min(step, total)
+            if state == "uncompared" or (total and step >= total):
+                self.status.value = (
+                    f"the run in {path.name} trained all its {total or step} steps but its "
+                    "models were not compared: Resume compares them"
+                )
+            else:
+                self.status.value = (
+                    f"the run in {path.name} stopped at step {step} of {total}: Resume continues it"
+                )
+            return
+        saved = saved_verdict(path) if state == "finished" else None
+        if saved is None:
+            return
+        self.result, self._modality = saved, ""  # the run's modality, not the last run's
+        self.progress_bar.max = max(int(saved.get("total_steps") or 1), 1)
+        self.progress_bar.value = min(int(saved.get("step") or 0), self.progress_bar.max)
+        # a verdict never shown is decided now as it would have been; one of an older
+        # version (not known whether it was shown) only offers 'Use ... anyway'
+        self._show_verdict(saved, decide=saved.get("shown") is False)
 
     def _set_folder(self, path: Path):
         self._setting_folder = True
@@ -786,6 +829,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             if closed.result and closed.result.get("total_steps"):  # where it stopped
                 self.progress_bar.max = int(closed.result["total_steps"])
                 self.progress_bar.value = int(closed.result.get("step", 0))
+            if run_folder_state(run_dir) == "finished":  # its verdict, never shown
+                self._show_folder_run()
         self._update_buttons()
         self._show_run_controls()  # Resume and the status, under the settings
 
@@ -840,7 +885,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.stop_button.enabled = busy
         self.add_pair_button.enabled = not busy
         folder = self.run_folder.value
-        resumable = folder is not None and run_folder_state(folder) == "resumable"
+        state = run_folder_state(folder) if folder is not None else ""
+        resumable = state in ("resumable", "uncompared")  # the latter is compared
         resumable = resumable and not _stopping_in(self.viewer, folder)
         self.resume_button.enabled = not busy and resumable
         previous = self.active.previous
@@ -886,9 +932,16 @@ class FinetuneWidget(PairRows, LivePlot, Container):
             if not self._window_closed:
                 show_info(f"Fine-tuning: {_closed_run_text(self, menu=True)}")
             return
-        if result.get("trained", result["step"]) == 0:  # nothing learned in this run
+        if result.get("new") is None and not result.get("rows"):  # nothing learned
             self.status.value = f"stopped before any training step; {self._staying(result)}"
             return
+        self._show_verdict(result)
+
+    def _show_verdict(self, result: dict, decide: bool = True) -> None:
+        """Show a run's comparison and verdict; make its model active when ``decide`` and
+        :func:`compare_models` says so, else offer 'Use the fine-tuned model anyway'
+        (nor, for a verdict not decided now, when its model is active). Recorded in
+        comparison.json (``mark_shown``): a verdict is decided once."""
         self._show_comparison(result["rows"])
         state = "stopped" if result["stopped"] else "finished"
         verdict = compare_models(result)
@@ -897,7 +950,13 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # the full comparison under the headline and the button: read after them
         details = [_unbroken(verdict["compared"]), why, result.get("checkpoint_note", "")]
         self._show_details("; ".join(part for part in details if part) + _left_out_line(result))
-        if verdict["use_new"]:
+        mark_shown(result.get("run_dir") or self.run_folder.value)
+        current = self.active.current
+        active = current is not None and current.model == result["best_checkpoint"]
+        if active and not decide:  # an older version's verdict, already taken
+            self.status.value = f"{self._verdict}; active: {current.label}"
+            return
+        if verdict["use_new"] and decide:
             self.use_fine_tuned()
             return
         staying = self._staying(result)
@@ -1110,7 +1169,7 @@ def _closed_run_text(closed: FinetuneWidget, menu: bool = False) -> str:
     if run_folder_state(run_dir) == "resumable":
         resume = "Resume (in Plugins > TM-UNet > Fine-tune)" if menu else "Resume"
         return f"{where} stopped at {at} when its dock was closed; {resume} continues it"
-    if result.get("trained", result["step"]) == 0:
+    if result.get("new") is None and not result.get("rows"):  # nothing learned
         return f"{where} stopped before any training step when its dock was closed"
     return f"{where} finished ({at}) as its dock was closed; its model: {result['best_checkpoint']}"
 

@@ -71,7 +71,11 @@ the user's corrections are (the held-out reference is then mostly the starting m
 output, so Dice against it alone favours the starting model), else by held-out Dice. Stop
 is checked between the phases and between forward passes of the scoring; a run stopped
 before a training step is not scored again (:func:`run_folder_state` tells such a folder,
-"not started", from others).
+"not started", from others). A run trained to its end but stopped before its comparison
+(napari killed or closed then: "uncompared", or a resume at its last step) is compared
+when resumed, training nothing; a comparison written but never shown
+(comparison.json ``shown`` false, :func:`saved_verdict`) is shown when its folder is
+chosen, then marked shown (:func:`mark_shown`).
 
 Training is :func:`napari_tmunet.training.engine.fit`, the code path of ``napari-tmunet-train``,
 started from the given model and in the mode that model segments in
@@ -1099,7 +1103,8 @@ def run_finetune(
 
     Returns:
         run_dir, best_checkpoint, stopped, step, total_steps, trained (steps this call
-        trained: 0 after a Stop before the first, when nothing is scored again),
+        trained: 0 after a Stop before the first, when nothing is scored again, and
+        for a resumed run that had trained all its steps, which is compared then),
         held_out, edits (see :func:`edit_summary`), left_out (the pairs and folder
         images not trained on, in words; "" when none), held_out_foreground (reference
         pixels in the held-out part), modality (the starting model's, else that of the
@@ -1139,8 +1144,14 @@ def run_finetune(
 
     phase(TRAINING_PHASE)
     scored: dict[str, dict] = {}  # weights_key -> held-out scores of the validations
-    result, trained = _train(config, run_dir, cache, held_out, device, (callbacks, stop), scored)
-    if not trained:  # stopped before a step: the model is the one scored above
+    if job.resume and run_folder_state(run_dir) == "uncompared":
+        # trained to its end, then stopped (killed, napari closed) before its comparison
+        result, trained = _trained_to_end(run_dir), 0
+    else:
+        control = (callbacks, stop)
+        result, trained = _train(config, run_dir, cache, held_out, device, control, scored)
+    # a resume at the run's last step trains none but goes on to the comparison
+    if not trained and not _reached_end(result):  # the model is the one scored above
         return _untrained_result(start, run_dir, old, result)
     model, new = _score_tuned(result, held_out, device, phase, scored)
     outcome = {
@@ -1209,12 +1220,105 @@ def _train(
     return result, trained[0]
 
 
+def _reached_end(fit_result: dict) -> bool:
+    """Whether the engine's result is that of a run trained to its last step."""
+    return not fit_result["stopped"] and fit_result["step"] >= fit_result["total_steps"]
+
+
+def _trained_to_end(run_dir: Path) -> dict:
+    """The engine's result for a run whose training ended (``train/summary.json``) but
+    whose models were not compared: nothing is trained again."""
+    train = run_dir / "train"
+    step = run_progress(run_dir)[0]
+    return {
+        "stopped": False,
+        "step": step,
+        "total_steps": step,
+        "best_checkpoint": str(train / "best.pt"),
+        "last_checkpoint": str(train / "last.pt"),
+    }
+
+
+# the entries of run_finetune's result kept in comparison.json, for the verdict shown
+# later (saved_verdict): a dock closed, or napari killed, before it was shown
+_SAVED_RESULT = (
+    "best_checkpoint", "stopped", "step", "total_steps", "held_out_foreground",
+    "checkpoint_note", "start_model", "old_label", "name", "modality", "left_out",
+    "start_problem",
+)  # fmt: skip
+
+
 def _write_comparison(run_dir: Path, start: _Start, outcome: dict) -> None:
-    """RUN/comparison.json: the held-out part, the edits, both models' scores, the rows
-    and the verdict (:func:`compare_models`)."""
+    """RUN/comparison.json: the held-out part, the edits, both models' scores, the rows,
+    the verdict (:func:`compare_models`), what the dock shows with it, and ``shown``:
+    False until the dock has shown it (:func:`mark_shown`)."""
     comparison = {"held_out": start.held_out, "edits": start.edits, "rows": outcome["rows"]}
     comparison.update(old=outcome["old"], new=outcome["new"], verdict=compare_models(outcome))
+    comparison.update({key: outcome[key] for key in _SAVED_RESULT if key in outcome})
+    comparison["shown"] = False
     write_json(run_dir / "comparison.json", comparison)
+
+
+def saved_verdict(run_dir: str | Path) -> dict | None:
+    """The result (as :func:`run_finetune` returns it) of the run in ``run_dir`` whose
+    comparison was written but never shown (``shown`` false in comparison.json; missing
+    in one of an older version, which may have been shown); None when it was shown, or
+    there is none (or it cannot be read). ``result["shown"]``: that key (False / None)."""
+    run_dir = Path(run_dir).expanduser()
+    try:
+        saved = json.loads((run_dir / "comparison.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("shown") or "new" not in saved:
+        return None
+    try:
+        plan = _read_json(run_dir / PLAN_FILE)
+    except (OSError, ValueError):  # damaged: the names are then the run folder's
+        plan = {}
+    plan = plan if isinstance(plan, dict) else {}
+    step, total = run_progress(run_dir)
+    after = [r for r in saved.get("rows") or [] if r.get("stage") == "after"]
+    older = {  # a comparison.json of an older version: from the plan and checkpoints
+        "best_checkpoint": after[0]["model_id"] if after else str(run_dir / "train/best.pt"),
+        "stopped": not (run_dir / "train" / "summary.json").is_file(),
+        "step": step,
+        "total_steps": total,
+        "start_model": plan.get("start_model", ""),
+        "old_label": plan.get("start_label", ""),
+        "name": plan.get("name") or f"fine-tuned: {run_dir.name}",
+        "modality": plan.get("modality", ""),
+        "left_out": str(plan.get("left_out") or ""),
+    }
+    result = {**older, **saved, "run_dir": str(run_dir), "shown": saved.get("shown")}
+    result.pop("verdict", None)
+    return result
+
+
+def mark_shown(run_dir: str | Path) -> None:
+    """Record in RUN/comparison.json that its verdict has been shown (and decided as
+    :func:`compare_models` says, or by the user); not when it cannot be written (it is
+    then shown again when the folder is chosen)."""
+    path = Path(run_dir).expanduser() / "comparison.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and saved.get("shown") is not True:
+            write_json(path, {**saved, "shown": True})
+    except (OSError, ValueError):  # gone, damaged, a read-only folder: nothing to keep
+        return
+
+
+def run_progress(run_dir: str | Path) -> tuple[int, int]:
+    """(step, total steps) of the run's ``train/last.pt``, read from its header (no
+    weights loaded); (0, 0) when it cannot be read."""
+    from ..checkpoint_header import read_header
+
+    header = read_header(Path(run_dir).expanduser() / "train" / "last.pt") or {}
+    metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
+    config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
+    try:
+        return int(metadata.get("step", 0)), int(config.get("steps") or 0)
+    except (TypeError, ValueError):
+        return 0, 0
 
 
 def _unless_untrained(validate: Callable, stop: threading.Event, trained: list) -> Callable:
@@ -2027,13 +2131,17 @@ def _right(scores: dict, where: str) -> str:
 
 def run_folder_state(path: str | Path) -> str:
     """What a Fine-tune run folder holds: "empty" (or missing), "resumable" (a stopped
-    run: ``train/last.pt``), "finished" (``train/summary.json``), "not started" (data
-    and plan written, never trained: stopped before the first step) or "other" (files
-    that are not a fine-tuning run)."""
+    run: ``train/last.pt``), "uncompared" (trained to its end, ``train/summary.json``,
+    but stopped before its comparison.json: Resume compares), "finished"
+    (``train/summary.json``), "not started" (data and plan written, never trained:
+    stopped before the first step) or "other" (files that are not a fine-tuning run)."""
     path = Path(path).expanduser()
     if not path.is_dir() or not any(path.iterdir()):
         return "empty"
     train = path / "train"
+    trained = (train / "last.pt").is_file() and (path / PLAN_FILE).is_file()
+    if trained and (train / "summary.json").is_file() and not (path / "comparison.json").exists():
+        return "uncompared"
     if (train / "summary.json").is_file():
         return "finished"
     if (train / "last.pt").is_file():
@@ -2041,6 +2149,30 @@ def run_folder_state(path: str | Path) -> str:
     if (path / PLAN_FILE).is_file() and not (train.is_dir() and any(train.iterdir())):
         return "not started"
     return "other"
+
+
+def left_run_note(runs: str | Path) -> str:
+    """A line on the newest run folder in ``runs`` (the one last written to) when it holds
+    a run left undone: stopped before its end, trained to its end but not compared, or
+    compared but its verdict never shown; "" when it holds none (or there is none)."""
+    try:
+        folders = [p for p in Path(runs).expanduser().iterdir() if p.is_dir()]
+        newest = max(folders, key=lambda p: p.stat().st_mtime, default=None)
+    except OSError:  # no runs folder yet, unreadable
+        return ""
+    if newest is None:
+        return ""
+    state = run_folder_state(newest)
+    step, total = run_progress(newest)
+    name = newest.name
+    if state == "uncompared" or (state == "resumable" and total and step >= total):
+        return f"run {name} trained all its steps but was not compared: pick it to compare"
+    if state == "resumable":
+        return f"run {name} stopped at step {step} of {total}: pick it to resume"
+    verdict = saved_verdict(newest) if state == "finished" else None
+    if verdict is not None and verdict["shown"] is False:
+        return f"run {name} finished but its verdict was never shown: pick it to see it"
+    return ""
 
 
 def next_free_folder(path: str | Path) -> Path:
