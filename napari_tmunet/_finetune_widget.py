@@ -40,6 +40,7 @@ from ._finetune_folder import READING, FolderRead
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
+from ._reader import file_warnings_shown
 from ._view_fit import keep_fitted
 from ._widget_common import (
     CheckpointCheck,
@@ -540,7 +541,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def revert(self, _=None) -> None:
         """Make the previous model active again (and the fine-tuned one the previous)."""
-        choice = self.active.revert()
+        with file_warnings_shown():  # a settings file that refuses the save: said
+            choice = self.active.revert()
         if choice is not None:
             self.status.value = f"active model: {choice.label}"
 
@@ -931,6 +933,15 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         result = self.result
         if result is None:
             return None
+        with file_warnings_shown():  # a settings file that refuses the save: said
+            choice = self._make_active(result)
+        verdict = f"{self._verdict}; " if self._verdict else ""
+        self.status.value = f"{verdict}active: {choice.label}"  # the comparison under it
+        return choice
+
+    def _make_active(self, result: dict) -> active_model.ModelChoice:
+        """Make the run's best checkpoint the active model, its starting model the
+        previous one."""
         start = self.active.current
         modality = self._modality or result.get("modality", "")
         if start is None or start.model != result["start_model"]:  # the one Revert brings back
@@ -943,10 +954,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # the model's one name (the run's, after what it trained on): in this dock,
         # Segment, Metrics, and after a restart
         name = result.get("name") or active_model.model_label(best)
-        choice = self.active.set(best, name, modality, lineage)
-        verdict = f"{self._verdict}; " if self._verdict else ""
-        self.status.value = f"{verdict}active: {choice.label}"  # the comparison under it
-        return choice
+        return self.active.set(best, name, modality, lineage)
 
     def _start_choice(self, result: dict, modality: str) -> active_model.ModelChoice:
         """The run's starting model, made active so that Revert brings it back; one that

@@ -92,10 +92,13 @@ class ActiveModel:
             if choice is not None and not _exists(choice.model)
         }
         self._missing = {choice.model for choice in missing.values()}
-        # only the model in use is worth a message at every start: a missing previous one
-        # is said where Revert is (missing_words)
+        # a settings file that cannot be used (a hand edit): said at the start, not only
+        # in a terminal; only the model in use is worth a message at every start: a
+        # missing previous one is said where Revert is (missing_words)
+        notes = settings.problems()
         if "current" in missing:
-            self.note = _missing_words(missing["current"], self._usable(self._previous))
+            notes.append(_missing_words(missing["current"], self._usable(self._previous)))
+        self.note = " ".join(notes)
 
     def take_note(self) -> str:
         """:attr:`note`, once: the first widget to show it clears it."""
@@ -103,10 +106,23 @@ class ActiveModel:
         return note
 
     def _save(self) -> None:
+        """Save both models for the next session (under the lock, after a change). The
+        settings file is read again first: a model that another window (or a script) made
+        active since becomes the previous one here, rather than vanishing from both."""
         if not self._persist:
             return
-        models = {"current": self._current, "previous": self._previous}
-        settings.save_active_models({k: asdict(v) for k, v in models.items() if v is not None})
+
+        def merged(saved) -> dict:  # the file's active models now
+            other = _choice_from((saved or {}).get("current"))
+            known = {c.model for c in (self._current, self._previous) if c is not None}
+            if other is not None and other.model not in known:  # another window's
+                self._previous = other
+                if not _exists(other.model):
+                    self._missing.add(other.model)
+            models = {"current": self._current, "previous": self._previous}
+            return {k: asdict(v) for k, v in models.items() if v is not None}
+
+        settings.update(settings.ACTIVE_KEY, merged)
 
     @property
     def current(self) -> ModelChoice | None:
