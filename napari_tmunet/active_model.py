@@ -72,6 +72,7 @@ class ActiveModel:
         self._current: ModelChoice | None = None
         self._previous: ModelChoice | None = None
         self._missing: set[str] = set()  # those files (models), found missing at the start
+        self._seen: str | None = None  # the file's active model as this holder last saw it
         self._listeners: list[Callable[[], Listener | None]] = []
         self._persist = persist
         self.note = ""  # why a saved model is not used this session ("" when all are)
@@ -84,6 +85,7 @@ class ActiveModel:
         but not used in this session (:attr:`current` / :attr:`previous` leave it out), and
         :attr:`note` says so."""
         saved = settings.saved_active_models()
+        self._seen = _model_of(saved.get("current"))
         self._current = with_modality(_choice_from(saved.get("current")))
         self._previous = with_modality(_choice_from(saved.get("previous")))
         missing = {
@@ -108,21 +110,23 @@ class ActiveModel:
     def _save(self) -> None:
         """Save both models for the next session (under the lock, after a change). The
         settings file is read again first: a model that another window (or a script) made
-        active since becomes the previous one here, rather than vanishing from both."""
+        active since this holder last saw the file becomes the previous one here, rather
+        than vanishing from both."""
         if not self._persist:
             return
 
         def merged(saved) -> dict:  # the file's active models now
             other = _choice_from((saved or {}).get("current"))
             known = {c.model for c in (self._current, self._previous) if c is not None}
-            if other is not None and other.model not in known:  # another window's
-                self._previous = other
+            if other is not None and other.model not in known | {self._seen}:
+                self._previous = other  # another window's: kept, Revert brings it back
                 if not _exists(other.model):
                     self._missing.add(other.model)
             models = {"current": self._current, "previous": self._previous}
             return {k: asdict(v) for k, v in models.items() if v is not None}
 
-        settings.update(settings.ACTIVE_KEY, merged)
+        if settings.update(settings.ACTIVE_KEY, merged):
+            self._seen = self._current.model if self._current is not None else None
 
     @property
     def current(self) -> ModelChoice | None:
@@ -190,14 +194,23 @@ class ActiveModel:
         return self._previous
 
     def set(
-        self, model: str, label: str = "", modality: str = "", lineage: tuple[str, ...] = ()
+        self,
+        model: str,
+        label: str = "",
+        modality: str = "",
+        lineage: tuple[str, ...] = (),
+        previous: ModelChoice | None = None,
     ) -> ModelChoice:
-        """Make ``model`` active; the active one becomes the previous (unless the same).
-        Without ``modality``, the one its model gives (:func:`with_modality`)."""
+        """Make ``model`` active; the active one becomes the previous (unless the same), or
+        ``previous`` when given (a fine-tune's starting model: Revert brings it back; one
+        change, one save). Without ``modality``, the one its model gives
+        (:func:`with_modality`)."""
         choice = with_modality(ModelChoice(str(model), label, modality, tuple(lineage)))
         with self._lock:
             self._missing.discard(choice.model)  # made active again: its file is there
-            if self._current is not None and self._current.model == choice.model:
+            if previous is not None:
+                self._previous, self._current = previous, choice
+            elif self._current is not None and self._current.model == choice.model:
                 self._current = choice  # same model (e.g. a resumed run): keep the previous
             else:
                 self._previous, self._current = self._current, choice
@@ -328,6 +341,12 @@ def _choice_from(saved) -> ModelChoice | None:
         str(saved.get("modality") or ""),
         tuple(str(m) for m in lineage) if isinstance(lineage, list | tuple) else (),
     )
+
+
+def _model_of(saved) -> str | None:
+    """The "model" of a saved ModelChoice's fields; None for anything else."""
+    choice = _choice_from(saved)
+    return choice.model if choice is not None else None
 
 
 def _missing_words(choice: ModelChoice, previous: ModelChoice | None) -> str:

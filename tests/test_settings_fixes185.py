@@ -18,13 +18,16 @@ from napari_tmunet import active_model, registry, settings
 from napari_tmunet.data.budget import DEFAULT_MAX_PIXELS, max_pixels
 
 
+def run_checkpoint(tmp_path, stamp: str):
+    """A Fine-tune run's checkpoint for nuclei images (a tiny untrained model)."""
+    best = tmp_path / "runs" / stamp / "train" / "best.pt"
+    return tiny_checkpoint(best, metadata={"modality": "nuclei"})
+
+
 @pytest.fixture
 def runs(tmp_path):
-    """Two Fine-tune runs' checkpoints for nuclei images (tiny untrained models)."""
-    return [
-        tiny_checkpoint(tmp_path / "runs" / stamp / "train" / "best.pt", metadata={"modality": "nuclei"})
-        for stamp in ("20261205-220817", "20261205-222029")
-    ]  # fmt: skip
+    """Two Fine-tune runs' checkpoints."""
+    return [run_checkpoint(tmp_path, stamp) for stamp in ("20261205-220817", "20261205-222029")]
 
 
 def users_settings(runs) -> dict:
@@ -113,7 +116,7 @@ def test_a_key_of_the_wrong_kind_is_named_and_kept_while_others_are_saved(runs, 
     logged = [r.getMessage() for r in caplog.records]
     assert logged.count(holder.note) == 2  # at the start, and the refused save
     assert (
-        f'napari-tmunet: "max_pixels" in the settings file {path} holds the text \'lots\' (it '
+        f"napari-tmunet: \"max_pixels\" in the settings file {path} holds the text 'lots' (it "
         "must be a positive number of pixels). Its default is used until you fix it, or "
         "remove it (or delete the file) to start from the default."
     ) in logged
@@ -131,8 +134,7 @@ def test_two_windows_each_keep_the_model_they_made_active(runs, tmp_path):
     path.write_text(json.dumps(users_settings(runs)))
     first = active_model.ActiveModel(persist=True)
     second = active_model.ActiveModel(persist=True)  # started before the first saves
-    a = tiny_checkpoint(tmp_path / "runs" / "a" / "train" / "best.pt", metadata={"modality": "nuclei"})  # fmt: skip
-    b = tiny_checkpoint(tmp_path / "runs" / "b" / "train" / "best.pt", metadata={"modality": "nuclei"})  # fmt: skip
+    a, b = run_checkpoint(tmp_path, "a"), run_checkpoint(tmp_path, "b")
     first.set(str(a), "fine-tuned on image03 A", "nuclei")  # "Use anyway" in the first
     settings.remember_model("colonoscopy", "TM-UNet colonoscopy")  # a third process
     second.set(str(b), "fine-tuned on image04 B", "nuclei")  # then in the second
