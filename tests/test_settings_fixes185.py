@@ -13,6 +13,9 @@ import logging
 
 import pytest
 from _checkpoints import tiny_checkpoint
+from _view import open_dock
+from test_active_model_sessions import add_nuclei, fine_tune_one_step
+from test_segment_widget import open_sample
 
 from napari_tmunet import active_model, registry, settings
 from napari_tmunet.data.budget import DEFAULT_MAX_PIXELS, max_pixels
@@ -150,3 +153,50 @@ def test_two_windows_each_keep_the_model_they_made_active(runs, tmp_path):
     assert second.revert().model == str(a)  # and a revert there: the file follows
     later = active_model.ActiveModel(persist=True)
     assert (later.current.model, later.previous.model) == (str(a), str(b))
+
+
+@pytest.mark.gui
+def test_the_segment_dock_names_a_damaged_file_and_a_choice_leaves_it(
+    make_napari_viewer, runs, notices, notifications
+):
+    """napari, with the hand-broken file: the Segment dock says at its start what is wrong
+    and what to do, runs the shipped model, and a model chosen in the Model box for the
+    image's kind (a save) is refused in a napari warning; the file is left byte for byte."""
+    path = settings.settings_path()
+    path.write_text(trailing_comma(runs))
+    before = path.read_bytes()
+    viewer = make_napari_viewer()
+    widget = open_dock(viewer, "Segment")
+    (said,) = [text for text in notices["warning"] if str(path) in text]
+    assert "is not valid JSON (Expecting property name enclosed in double quotes: line 15" in said
+    assert said.endswith("until you fix it, or delete it to start from the defaults.")
+    widget.image.value = open_sample(viewer, "ultrasound")
+    assert widget.model.value == "TM-UNet ultrasound"  # the default: nothing is saved
+    widget.model.value = "TM-UNet colonoscopy"  # a comparison: this session only
+    widget.model.value = "TM-UNet ultrasound"  # the user's choice for such images: a save
+    assert "your choice for ultrasound images" in widget.model_reason.value  # this session
+    shown = [message for severity, message in notifications if "warning" in severity]
+    assert said in shown  # the refused save, in napari
+    assert path.read_bytes() == before
+
+
+@pytest.mark.gui
+@pytest.mark.usefixtures("one_torch_thread")
+def test_two_windows_fine_tuning_keep_both_models(make_napari_viewer, qtbot, tmp_path):
+    """tester40 #3 in napari: two windows (one settings file) each fine-tune and make the
+    result active. The second window's previous model, in its Revert and in the file, is
+    the first window's model, which a next session's Fine-tune dock offers to revert to."""
+    windows = [make_napari_viewer() for _ in range(2)]
+    docks = [open_dock(viewer, "Fine-tune") for viewer in windows]  # both read the file
+    results = []
+    for viewer, tune, name in zip(windows, docks, "AB", strict=True):
+        add_nuclei(viewer)
+        results.append(fine_tune_one_step(tune, qtbot, tmp_path / name))
+    first, second = (result["best_checkpoint"] for result in results)
+    assert docks[0].active.current.model == first
+    assert (docks[1].active.current.model, docks[1].active.previous.model) == (second, first)
+    assert docks[1].revert_button.enabled
+    saved = settings.saved_active_models()
+    assert (saved["current"]["model"], saved["previous"]["model"]) == (second, first)
+    later = open_dock(make_napari_viewer(), "Fine-tune")  # a next session
+    assert (later.active.current.model, later.active.previous.model) == (second, first)
