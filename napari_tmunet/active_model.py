@@ -3,8 +3,9 @@
 One :class:`ActiveModel` per viewer (:func:`for_viewer`). The Fine-tune widget sets the
 model it trained; Segment shows it; "Revert to previous model" swaps back. A viewer's
 holder saves both models in the settings file at every change and a new viewer's starts
-from them (a next session goes on with the model the user made active). A saved model whose
-checkpoint file is not found (a run folder moved, a network share not yet mounted) is kept
+from them (a next session goes on with the model the user made active); each save reads
+the file again, and a model another window made active meanwhile becomes the previous
+one. A saved model whose checkpoint file is not found (a run folder moved, a network share not yet mounted) is kept
 in the settings file but not used by that holder: Segment runs the shipped model in this
 session, :attr:`ActiveModel.note` says so (for the active model: the previous one is not in
 use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts; the model comes

@@ -13,6 +13,12 @@ written down earlier still work.
 
 ``NAPARI_TMUNET_CONFIG_DIR``, ``NAPARI_TMUNET_DATA_DIR`` and ``NAPARI_TMUNET_CACHE_DIR``
 override the three folders (tests, portable installs); no migration happens then.
+
+The settings file may be edited by hand. One that cannot be read (not JSON, not an object)
+or whose key holds what the code never writes is named in a logging warning (the JSON
+error's line and column, what to do), the defaults are used, and it is never replaced
+(:func:`update`). Each save reads the file again under a lock and changes its own key
+only: two napari windows, or a window and a script, keep what the other saved.
 """
 
 from __future__ import annotations
