@@ -3,19 +3,18 @@
 One :class:`ActiveModel` per viewer (:func:`for_viewer`). The Fine-tune widget sets the
 model it trained; Segment shows it; "Revert to previous model" swaps back. A viewer's
 holder saves both models in the settings file at every change and a new viewer's starts
-from them (a next session goes on with the model the user made active); each save reads
-the file again, and a model another window made active meanwhile becomes the previous
-one. A saved model whose checkpoint file is not found (a run folder moved, a network share not yet mounted) is kept
-in the settings file but not used by that holder: Segment runs the shipped model in this
-session, :attr:`ActiveModel.note` says so (for the active model: the previous one is not in
-use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts; the model comes
-back in a session that finds the file. Revert (to the previous model, when its file is
-there) or making another model active (a fine-tune, or a shipped model chosen for its
-images in Segment) replaces it, keeping it as the previous model. Widgets
-subscribe with a callback taking the new :class:`ModelChoice`; bound methods are held
-weakly, so a closed widget is dropped without unsubscribing. Callbacks run on the thread
-that called :meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in
-napari).
+from them (a next session goes on with the model the user made active); each save reads the
+file again, and a model another window made active meanwhile becomes the previous one. A
+saved model whose checkpoint file is not found (a run folder moved, a network share not yet
+mounted) is kept in the settings file but not used by that holder: Segment runs the shipped
+model in this session, :attr:`ActiveModel.note` says so (for the active model: the previous
+one is not in use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts;
+the model comes back in a session that finds the file. Revert (to the previous model, when
+its file is there) or making another model active (a fine-tune, or a shipped model chosen
+for its images in Segment) replaces it, keeping it as the previous model. Widgets subscribe
+with a callback taking the new :class:`ModelChoice`; bound methods are held weakly, so a
+closed widget is dropped without unsubscribing. Callbacks run on the thread that called
+:meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in napari).
 """
 
 from __future__ import annotations
