@@ -41,6 +41,7 @@ from ._finetune_folder import READING, FolderRead
 from ._finetune_pairs import PairRow, PairRows
 from ._finetune_plot import LivePlot, read_history
 from ._image_layers import layer_modality, layer_thumbnail
+from ._reader import file_warnings_shown
 from ._view_fit import keep_fitted
 from ._widget_common import (
     CheckpointCheck,
@@ -557,7 +558,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
 
     def revert(self, _=None) -> None:
         """Make the previous model active again (and the fine-tuned one the previous)."""
-        choice = self.active.revert()
+        with file_warnings_shown():  # a settings file that refuses the save: said
+            choice = self.active.revert()
         if choice is not None:
             self.status.value = f"active model: {choice.label}"
 
@@ -997,10 +999,20 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         result = self.result
         if result is None:
             return None
-        start = self.active.current
+        with file_warnings_shown():  # a settings file that refuses the save: said
+            choice = self._make_active(result)
+        verdict = f"{self._verdict}; " if self._verdict else ""
+        self.status.value = f"{verdict}active: {choice.label}"  # the comparison under it
+        return choice
+
+    def _make_active(self, result: dict) -> active_model.ModelChoice:
+        """Make the run's best checkpoint the active model, its starting model (or the
+        model active now) the previous one."""
+        start, previous = self.active.current, None  # None: the active one becomes it
         modality = self._modality or result.get("modality", "")
         if start is None or start.model != result["start_model"]:  # the one Revert brings back
             start = self._start_choice(result, modality)
+            previous = None if result.get("start_problem") else start
         self.use_anyway_button.visible = False
         # listeners (Segment) use it for images of this modality; masks made by the models it
         # descends from are masks it replaces (a next Start goes on from it)
@@ -1009,19 +1021,19 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # the model's one name (the run's, after what it trained on): in this dock,
         # Segment, Metrics, and after a restart
         name = result.get("name") or active_model.model_label(best)
-        choice = self.active.set(best, name, modality, lineage)
-        verdict = f"{self._verdict}; " if self._verdict else ""
-        self.status.value = f"{verdict}active: {choice.label}"  # the comparison under it
-        return choice
+        # one change, one save: the start model would otherwise push out of the settings
+        # file a model another window made active meanwhile
+        return self.active.set(best, name, modality, lineage, previous)
 
     def _start_choice(self, result: dict, modality: str) -> active_model.ModelChoice:
-        """The run's starting model, made active so that Revert brings it back; one that
-        could not be scored (its file gone: ``start_problem``) is not: Revert would bring
-        back a file that is not there (the model active now stays the previous one)."""
+        """The run's starting model, which the fine-tuned one's previous model becomes so
+        that Revert brings it back; one that could not be scored (its file gone:
+        ``start_problem``) does not: Revert would bring back a file that is not there (the
+        model active now stays the previous one)."""
         model, label = result["start_model"], result["old_label"]
         if result.get("start_problem"):
             return active_model.ModelChoice(model, label, modality, active_model.run_lineage(model))
-        return self.active.set(model, label, modality)
+        return active_model.with_modality(active_model.ModelChoice(model, label, modality))
 
     def _on_error(self, err: Exception):
         # A write that fails names a file inside the run folder, or none: name the Run

@@ -74,7 +74,7 @@ from ._image_layers import (
     saved_by_tmunet,
 )
 from ._layer_style import outline_references
-from ._reader import CHANNEL_KEY
+from ._reader import CHANNEL_KEY, file_warnings_shown
 from ._segment_frames import FrameVisibility, set_visible
 from ._segment_jobs import (
     AUTO,
@@ -765,8 +765,9 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         if entry is not None and entry.modality != self._modality:
             return f"your pick for {self._modality} images, this session only"
         if entry is not None:
-            registry.remember_model(self._modality, model)
-            self._replace_missing_active(entry.name)
+            with file_warnings_shown():  # a settings file that refuses the save: said
+                registry.remember_model(self._modality, model)
+                self._replace_missing_active(entry.name)
         return f"your choice for {self._modality} images"
 
     def _on_model_picked(self, _index=None) -> None:
@@ -777,7 +778,8 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         if image is None or entry is None or self._is_channel_first(image):
             return  # no image's kind to choose for (a channel-first TIFF: a pick for it)
         if entry.modality == self._modality:
-            self._replace_missing_active(entry.name)
+            with file_warnings_shown():  # a settings file that refuses the save: said
+                self._replace_missing_active(entry.name)
 
     def _replace_missing_active(self, model: str) -> None:
         """Make the shipped ``model``, chosen for the chosen image's modality, the active

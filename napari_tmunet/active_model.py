@@ -3,18 +3,18 @@
 One :class:`ActiveModel` per viewer (:func:`for_viewer`). The Fine-tune widget sets the
 model it trained; Segment shows it; "Revert to previous model" swaps back. A viewer's
 holder saves both models in the settings file at every change and a new viewer's starts
-from them (a next session goes on with the model the user made active). A saved model whose
-checkpoint file is not found (a run folder moved, a network share not yet mounted) is kept
-in the settings file but not used by that holder: Segment runs the shipped model in this
-session, :attr:`ActiveModel.note` says so (for the active model: the previous one is not in
-use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts; the model comes
-back in a session that finds the file. Revert (to the previous model, when its file is
-there) or making another model active (a fine-tune, or a shipped model chosen for its
-images in Segment) replaces it, keeping it as the previous model. Widgets
-subscribe with a callback taking the new :class:`ModelChoice`; bound methods are held
-weakly, so a closed widget is dropped without unsubscribing. Callbacks run on the thread
-that called :meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in
-napari).
+from them (a next session goes on with the model the user made active); each save reads the
+file again, and a model another window made active meanwhile becomes the previous one. A
+saved model whose checkpoint file is not found (a run folder moved, a network share not yet
+mounted) is kept in the settings file but not used by that holder: Segment runs the shipped
+model in this session, :attr:`ActiveModel.note` says so (for the active model: the previous
+one is not in use) and :meth:`ActiveModel.missing_words` says it for as long as it lasts;
+the model comes back in a session that finds the file. Revert (to the previous model, when
+its file is there) or making another model active (a fine-tune, or a shipped model chosen
+for its images in Segment) replaces it, keeping it as the previous model. Widgets subscribe
+with a callback taking the new :class:`ModelChoice`; bound methods are held weakly, so a
+closed widget is dropped without unsubscribing. Callbacks run on the thread that called
+:meth:`ActiveModel.set` / :meth:`ActiveModel.revert` (the GUI thread in napari).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class ActiveModel:
         self._current: ModelChoice | None = None
         self._previous: ModelChoice | None = None
         self._missing: set[str] = set()  # those files (models), found missing at the start
+        self._seen: str | None = None  # the file's active model as this holder last saw it
         self._listeners: list[Callable[[], Listener | None]] = []
         self._persist = persist
         self.note = ""  # why a saved model is not used this session ("" when all are)
@@ -84,6 +85,7 @@ class ActiveModel:
         but not used in this session (:attr:`current` / :attr:`previous` leave it out), and
         :attr:`note` says so."""
         saved = settings.saved_active_models()
+        self._seen = _model_of(saved.get("current"))
         self._current = with_modality(_choice_from(saved.get("current")))
         self._previous = with_modality(_choice_from(saved.get("previous")))
         missing = {
@@ -92,10 +94,13 @@ class ActiveModel:
             if choice is not None and not _exists(choice.model)
         }
         self._missing = {choice.model for choice in missing.values()}
-        # only the model in use is worth a message at every start: a missing previous one
-        # is said where Revert is (missing_words)
+        # a settings file that cannot be used (a hand edit): said at the start, not only
+        # in a terminal; only the model in use is worth a message at every start: a
+        # missing previous one is said where Revert is (missing_words)
+        notes = settings.problems()
         if "current" in missing:
-            self.note = _missing_words(missing["current"], self._usable(self._previous))
+            notes.append(_missing_words(missing["current"], self._usable(self._previous)))
+        self.note = " ".join(notes)
 
     def take_note(self) -> str:
         """:attr:`note`, once: the first widget to show it clears it."""
@@ -103,10 +108,25 @@ class ActiveModel:
         return note
 
     def _save(self) -> None:
+        """Save both models for the next session (under the lock, after a change). The
+        settings file is read again first: a model that another window (or a script) made
+        active since this holder last saw the file becomes the previous one here, rather
+        than vanishing from both."""
         if not self._persist:
             return
-        models = {"current": self._current, "previous": self._previous}
-        settings.save_active_models({k: asdict(v) for k, v in models.items() if v is not None})
+
+        def merged(saved) -> dict:  # the file's active models now
+            other = _choice_from((saved or {}).get("current"))
+            known = {c.model for c in (self._current, self._previous) if c is not None}
+            if other is not None and other.model not in known | {self._seen}:
+                self._previous = other  # another window's: kept, Revert brings it back
+                if not _exists(other.model):
+                    self._missing.add(other.model)
+            models = {"current": self._current, "previous": self._previous}
+            return {k: asdict(v) for k, v in models.items() if v is not None}
+
+        if settings.update(settings.ACTIVE_KEY, merged):
+            self._seen = self._current.model if self._current is not None else None
 
     @property
     def current(self) -> ModelChoice | None:
@@ -174,14 +194,23 @@ class ActiveModel:
         return self._previous
 
     def set(
-        self, model: str, label: str = "", modality: str = "", lineage: tuple[str, ...] = ()
+        self,
+        model: str,
+        label: str = "",
+        modality: str = "",
+        lineage: tuple[str, ...] = (),
+        previous: ModelChoice | None = None,
     ) -> ModelChoice:
-        """Make ``model`` active; the active one becomes the previous (unless the same).
-        Without ``modality``, the one its model gives (:func:`with_modality`)."""
+        """Make ``model`` active; the active one becomes the previous (unless the same), or
+        ``previous`` when given (a fine-tune's starting model: Revert brings it back; one
+        change, one save). Without ``modality``, the one its model gives
+        (:func:`with_modality`)."""
         choice = with_modality(ModelChoice(str(model), label, modality, tuple(lineage)))
         with self._lock:
             self._missing.discard(choice.model)  # made active again: its file is there
-            if self._current is not None and self._current.model == choice.model:
+            if previous is not None:
+                self._previous, self._current = previous, choice
+            elif self._current is not None and self._current.model == choice.model:
                 self._current = choice  # same model (e.g. a resumed run): keep the previous
             else:
                 self._previous, self._current = self._current, choice
@@ -312,6 +341,12 @@ def _choice_from(saved) -> ModelChoice | None:
         str(saved.get("modality") or ""),
         tuple(str(m) for m in lineage) if isinstance(lineage, list | tuple) else (),
     )
+
+
+def _model_of(saved) -> str | None:
+    """The "model" of a saved ModelChoice's fields; None for anything else."""
+    choice = _choice_from(saved)
+    return choice.model if choice is not None else None
 
 
 def _missing_words(choice: ModelChoice, previous: ModelChoice | None) -> str:

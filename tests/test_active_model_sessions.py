@@ -331,16 +331,20 @@ def test_revert_is_the_way_out_of_an_active_model_deleted_for_good(
 
 
 def test_an_unreadable_settings_file_starts_with_no_saved_model():
+    """A file cut short, or with active models of the wrong kind (hand edits): no saved
+    model, the note names the file, and a model made active holds for this session only:
+    the file is never replaced (tests/test_settings_fixes185.py)."""
     path = settings.settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('{"active_model": {"current": ', encoding="utf-8")  # cut off mid-write
-    holder = active_model.ActiveModel(persist=True)
-    assert holder.current is None and holder.previous is None and holder.note == ""
-    path.write_text('{"active_model": {"current": 3, "previous": {"label": 1}}}')
-    holder = active_model.ActiveModel(persist=True)
-    assert holder.current is None and holder.previous is None
-    holder.set(SHIPPED, SHIPPED, "nuclei")
-    assert settings.saved_active_models()["current"]["model"] == SHIPPED
+    for text in ('{"active_model": {"current": ', '{"active_model": {"current": 3}}'):
+        path.write_text(text, encoding="utf-8")
+        holder = active_model.ActiveModel(persist=True)
+        assert holder.current is None and holder.previous is None
+        assert str(path) in holder.note and "until you fix it" in holder.note
+        holder.set(SHIPPED, SHIPPED, "nuclei")
+        assert holder.current.model == SHIPPED  # this session
+        assert path.read_text(encoding="utf-8") == text
+    path.write_text('{"active_model": {"current": {"model": "TM-UNet nuclei"}}}')
     assert active_model.ActiveModel(persist=True).current.model == SHIPPED
 
 

@@ -7,7 +7,8 @@ in tile mode) open TIFFs over it lazily with :func:`open_lazy` and read them in 
 
 The budget is, in order: an explicit argument (``--max-pixels``), the environment
 variable ``NAPARI_TMUNET_MAX_PIXELS``, ``"max_pixels"`` in the user's settings.json
-(``settings.settings_path()``), else :data:`DEFAULT_MAX_PIXELS`.
+(``settings.settings_path()``; one that is no positive number is named in a warning and
+not used), else :data:`DEFAULT_MAX_PIXELS`.
 """
 
 from __future__ import annotations
@@ -63,10 +64,8 @@ def max_pixels(override: int | None = None) -> int:
     env = os.environ.get(MAX_PIXELS_ENV)
     if env:
         return _positive(env, MAX_PIXELS_ENV)
-    value = _settings().get(MAX_PIXELS_SETTING)
-    if value is not None:
-        return _positive(value, f"'{MAX_PIXELS_SETTING}' in settings.json")
-    return DEFAULT_MAX_PIXELS
+    value = _setting()
+    return DEFAULT_MAX_PIXELS if value is None else _positive(value, MAX_PIXELS_SETTING)
 
 
 def in_bands(image, limit: int | None = None) -> bool:
@@ -240,10 +239,20 @@ def _largest_block(page, dtype) -> int:
     return rows * page.imagewidth * page.samplesperpixel * itemsize
 
 
-def _settings() -> dict:
-    from ..settings import read_settings
+def _setting():
+    """``"max_pixels"`` in the settings file; None when it has none, or one that is no
+    positive number (the settings module warns, naming the file: the default is used)."""
+    from ..settings import setting
 
-    return read_settings()
+    return setting(MAX_PIXELS_SETTING, _is_positive, "a positive number of pixels")
+
+
+def _is_positive(value) -> bool:
+    try:
+        _positive(value, MAX_PIXELS_SETTING)
+    except ValueError:
+        return False
+    return True
 
 
 def _positive(value, source: str) -> int:
