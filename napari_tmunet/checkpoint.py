@@ -37,7 +37,12 @@ class CheckpointError(ValueError):
 
 
 class CheckpointSaveError(OSError):
-    """A checkpoint could not be written (e.g. a full disk); the previous file is intact."""
+    """A checkpoint could not be written (e.g. a full disk); the previous file is intact.
+    ``CheckpointSaveError(errno, message)``: its text is the message alone (OSError's
+    would start with "[Errno 28]", which tells a user nothing)."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 @dataclass

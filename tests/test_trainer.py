@@ -919,3 +919,42 @@ def test_evaluate_refuses_a_pretraining_checkpoint_and_report_leaves_it_out(tmp_
     assert f"Left out: 1 self-supervised pre-training run(s), which do not segment: {ssl}" in text
     runs, missing, pretraining = collect_runs([tmp_path / "runs"])
     assert [r.path for r in runs] == [seg] and not missing and pretraining == [ssl]
+
+
+@needs_data
+def test_a_fit_that_cannot_write_says_what_is_kept_and_how_to_go_on(tmp_path, capsys, monkeypatch):
+    """The disk fills after the first checkpoint (the engine's next save meets ENOSPC, as a
+    full disk gives it): the one-line error names the kept last.pt and the --resume command
+    (tester40 #7; it said only "free some space"). --resume of a run on a read-only file
+    system says to make it writable or copy it, not "choose another --run-dir", which holds
+    nothing to resume."""
+    import errno
+
+    from napari_tmunet.checkpoint import CheckpointSaveError
+    from napari_tmunet.training import engine
+
+    run = tmp_path / "runs" / "run"
+    fit_args = ["fit", "--data", str(CLINIC), "--max-images", "12", "--variant", "t",
+                "--size", "64", "--batch-size", "4", "--epochs", "1", "--device", "cpu",
+                "--no-progress", "--no-test", "--no-efficiency"]  # fmt: skip
+    assert cli.main([*fit_args, "--steps", "2", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+
+    def full(path, *args, **kwargs):
+        raise CheckpointSaveError(errno.ENOSPC, f"no space left on device writing {path}")
+
+    monkeypatch.setattr(engine, "save_checkpoint", full)
+    assert cli.main([*fit_args, "--steps", "4", "--run-dir", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("napari-tmunet-train fit: error: no space left on device writing "), err
+    assert f"{run / 'last.pt'} (step 2) is kept; `napari-tmunet-train fit --run-dir" in err, err
+    assert "--resume` continues from it" in err and err.count("\n") == 1, err
+    monkeypatch.undo()
+
+    with read_only_view(tmp_path / "runs") as view:
+        assert (
+            cli.main([*fit_args, "--steps", "4", "--run-dir", str(view / "run"), "--resume"]) == 2
+        )
+        err = capsys.readouterr().err
+        assert "is on a read-only file system; make it writable, or copy the run folder" in err
+        assert "choose another --run-dir" not in err

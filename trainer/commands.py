@@ -214,6 +214,7 @@ def _start_variant(path: str, asked: str | None) -> dict:
 
 
 def cmd_fit(args) -> int:
+    from napari_tmunet.checkpoint import CheckpointSaveError
     from napari_tmunet.options import resolve_device
     from napari_tmunet.training.engine import fit
     from napari_tmunet.training.finetune import recorded_validation
@@ -225,7 +226,10 @@ def cmd_fit(args) -> int:
     device = resolve_device(config.device)  # no GPU for --device cuda: refused before any work
     made = _missing_top(run_dir)  # made by this call: removed again if the fit is refused
     try:
-        _check_output_folder(run_dir, f"cannot train in {run_dir}", "choose another --run-dir")
+        todo = "choose another --run-dir"
+        if args.resume:  # the run's own folder: another one holds nothing to resume
+            todo = "make it writable, or copy the run folder to a writable place and --resume there"
+        _check_output_folder(run_dir, f"cannot train in {run_dir}", todo)
         # a fine-tuning run's data: validated as that run was (its strip inside the image)
         validate = recorded_validation(config, device)
         callbacks = {"validate": validate} if validate is not None else None
@@ -243,6 +247,13 @@ def cmd_fit(args) -> int:
         if made is not None and int(os.environ.get("RANK", "0")) == 0:
             _remove_unused(run_dir, made)
         raise KeyboardInterrupt(_interrupted_words(run_dir)) from None
+    except CheckpointSaveError as err:  # a full disk mid-run: what is kept, how to go on
+        if made is not None and int(os.environ.get("RANK", "0")) == 0:
+            _remove_unused(run_dir, made)
+        kept = _interrupted_words(run_dir)
+        raise CheckpointSaveError(
+            err.errno, f"{err.strerror}; {kept}" if kept else err.strerror
+        ) from None
     except Exception:
         if made is not None and int(os.environ.get("RANK", "0")) == 0:
             _remove_unused(run_dir, made)
