@@ -709,7 +709,8 @@ def main(argv: list[str] | None = None) -> None:
     notes = json.loads(Path(args.notes).read_text()) if args.notes else {}
     confidences = {modality: float(value) for modality, value in args.min_confidence}
     data_words = dict(args.trained_on)
-    torch.set_num_threads(os.cpu_count() or 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # the cards' CPU times: all of this machine
     try:
         write_release(specs, weights, cards_path, scores, notes, confidences, data_words)
     except (ValueError, OSError) as err:  # CheckpointError, NotWritableError, a bad record
@@ -717,6 +718,8 @@ def main(argv: list[str] | None = None) -> None:
             f"trainer.release: {err}\nNothing was written: {weights} and {cards_path} are as "
             "they were."
         ) from None
+    finally:  # a caller's own setting (a test worker's share of the cores) comes back
+        torch.set_num_threads(threads)
 
 
 def write_release(specs, weights, cards_path, scores, notes, confidences, data_words) -> None:
