@@ -1266,7 +1266,7 @@ def saved_verdict(run_dir: str | Path) -> dict | None:
     there is none (or it cannot be read). ``result["shown"]``: that key (False / None)."""
     run_dir = Path(run_dir).expanduser()
     try:
-        saved = json.loads((run_dir / "comparison.json").read_text(encoding="utf-8"))
+        saved = _read_json(run_dir / "comparison.json")
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict) or saved.get("shown") or "new" not in saved:
@@ -1300,8 +1300,8 @@ def mark_shown(run_dir: str | Path) -> None:
     then shown again when the folder is chosen)."""
     path = Path(run_dir).expanduser() / "comparison.json"
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(saved, dict) and saved.get("shown") is not True:
+        saved = _read_json(path)
+        if saved and isinstance(saved, dict) and saved.get("shown") is not True:
             write_json(path, {**saved, "shown": True})
     except (OSError, ValueError):  # gone, damaged, a read-only folder: nothing to keep
         return
