@@ -65,6 +65,10 @@ WINDOW_SIZE = (1500, 950)  # width, height; smaller on a smaller screen (fit_win
 # checks that it is there); the command said when either is missing
 GUI_EXTRA = "napari"
 INSTALL_GUI = f'pip install "napari-tmunet[{GUI_EXTRA}]"'
+# napari 0.9's notice under PyQt5, which it shows as a warning toast when its first window
+# opens (the launcher says it in the terminal instead: _pyqt5_notice_to_terminal)
+PYQT5_NOTICE = "napari support for the PyQt5 backend is deprecated"
+QT6_EXTRA = "pyqt6"  # pyproject.toml's extra that installs napari with PyQt6
 
 
 class CannotOpen(RuntimeError):
@@ -320,6 +324,7 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
     from ._docks import open_dock
     from .registry import resolve_model
 
+    _pyqt5_notice_to_terminal()
     viewer = napari.Viewer(title="napari-tmunet", show=show)
     fit_window_to_screen(viewer.window._qt_window, WINDOW_SIZE)
     if args.paths:
@@ -352,6 +357,30 @@ def open_viewer(args: argparse.Namespace, show: bool = True):
         viewer.layers.selection.active = image
     fit_view_when_settled(viewer)
     return viewer, segment
+
+
+def _pyqt5_notice_to_terminal() -> None:
+    """Under PyQt5, print napari's PyQt5 deprecation notice, with what to do about it, to
+    stderr instead of as napari's warning toast in the window, where a clinician can do
+    nothing about it. napari 0.9 shows that toast once, when its first window is shown,
+    while ``napari._qt.qt_main_window.SHOW_QT_WARNING`` is true (its own test fixture
+    ``make_napari_viewer`` turns it off the same way); with no such flag (another napari)
+    nothing changes. Only this launcher does it: plain ``napari`` shows the toast."""
+    try:
+        from napari._qt import qt_main_window
+    except ImportError:  # napari's Qt layer moved: leave its notices as they are
+        return
+    if not getattr(qt_main_window, "SHOW_QT_WARNING", False):
+        return  # PyQt6 or PySide, or a napari window shown already in this process
+    qt_main_window.SHOW_QT_WARNING = False
+    print(
+        f"napari-tmunet: note: {PYQT5_NOTICE} (napari's notice: the window works on PyQt5 "
+        f"now, a later napari drops it). To move to PyQt6, install the package's "
+        f"{QT6_EXTRA!r} extra (pip install \"napari-tmunet[{QT6_EXTRA}]\") into an "
+        "environment without PyQt5, or set QT_API=pyqt6 where both are installed "
+        "(docs/guide.md, Installing and starting).",
+        file=sys.stderr,
+    )
 
 
 def fit_window_to_screen(window, size: tuple[int, int]) -> None:
