@@ -376,7 +376,7 @@ def _pyqt5_notice_to_terminal() -> None:
     print(
         f"napari-tmunet: note: {PYQT5_NOTICE} (napari's notice: the window works on PyQt5 "
         f"now, a later napari drops it). To move to PyQt6, install the package's "
-        f"{QT6_EXTRA!r} extra (pip install \"napari-tmunet[{QT6_EXTRA}]\") into an "
+        f'{QT6_EXTRA!r} extra (pip install "napari-tmunet[{QT6_EXTRA}]") into an '
         "environment without PyQt5, or set QT_API=pyqt6 where both are installed "
         "(docs/guide.md, Installing and starting).",
         file=sys.stderr,
