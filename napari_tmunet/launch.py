@@ -378,7 +378,7 @@ def _pyqt5_notice_to_terminal() -> None:
         f"now, a later napari drops it). To move to PyQt6, install the package's "
         f'{QT6_EXTRA!r} extra (pip install "napari-tmunet[{QT6_EXTRA}]") into an '
         "environment without PyQt5, or set QT_API=pyqt6 where both are installed "
-        "(docs/guide.md, Installing and starting).",
+        '(docs/guide.md, "Qt: PyQt5 or PyQt6, and the warnings at start").',
         file=sys.stderr,
     )
 
