@@ -42,9 +42,7 @@ def type_path(qtbot, tune, text: str) -> None:
 
 
 @pytest.mark.parametrize("chosen", ["Enter", "folder dialog"])
-def test_a_typed_run_folder_is_shown_only_once_chosen(
-    make_napari_viewer, qtbot, tmp_path, chosen
-):
+def test_a_typed_run_folder_is_shown_only_once_chosen(make_napari_viewer, qtbot, tmp_path, chosen):
     """Typing ``.../run-12`` passes through ``.../run-1``, a run whose verdict was never
     shown: nothing is shown nor decided while typing (on main the verdict was shown and
     its model made active at that key); Enter, or the folder dialog, shows and decides
