@@ -590,7 +590,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         if not edit.isModified():  # not typed since it was last shown
             return
         edit.setModified(False)
-        if not self.running:
+        if not self.running and not self._closed:  # left as the dock closes: nothing
             self._show_folder_run()
 
     def _show_folder_run(self) -> None:
