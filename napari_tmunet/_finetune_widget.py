@@ -76,9 +76,11 @@ from .training.finetune import (
     new_run_folder,
     next_free_folder,
     nothing_corrected,
+    remove_unfinished_writes,
     run_finetune,
     run_folder_state,
     run_progress,
+    run_size_note,
     saved_verdict,
 )
 
@@ -302,6 +304,8 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         self.checkpoint.changed.connect(self._check_chosen_file)
         self.dataset_folder.changed.connect(self._on_dataset_folder_changed)
         self.run_folder.changed.connect(self._on_folder_changed)
+        # Enter, or the field left: a typed Run folder is the user's choice only then
+        self.run_folder.line_edit.native.editingFinished.connect(self._on_folder_entered)
         self.device.changed.connect(self._say_device_problem)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
@@ -566,11 +570,27 @@ class FinetuneWidget(PairRows, LivePlot, Container):
     # --- run folder --------------------------------------------------------------------
 
     def _on_folder_changed(self, _=None):
+        """Resume follows each change of the Run folder (each key typed); what the folder
+        holds is shown (a verdict never shown: decided) only once the user has chosen
+        it: set by the folder dialog (or by code), or typed and then entered
+        (:meth:`_on_folder_entered`), not at each key of a path being typed, which may
+        pass through the name of another run (``run-1`` on the way to ``run-12``)."""
         if not self._setting_folder:
             self._auto_folder = False
             self.run_note.visible = False  # a folder is chosen: its own status says
         self._update_buttons()
-        if not self._setting_folder and not self.running:
+        typing = self.run_folder.line_edit.native.isModified()  # Qt: keys, not code
+        if not typing and not self._setting_folder and not self.running:
+            self._show_folder_run()
+
+    def _on_folder_entered(self) -> None:
+        """Show what a typed Run folder holds (:meth:`_show_folder_run`) at Enter or when
+        the field is left; not again for a folder already shown (Enter twice)."""
+        edit = self.run_folder.line_edit.native
+        if not edit.isModified():  # not typed since it was last shown
+            return
+        edit.setModified(False)
+        if not self.running and not self._closed:  # left as the dock closes: nothing
             self._show_folder_run()
 
     def _show_folder_run(self) -> None:
@@ -852,6 +872,11 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # _auto_folder is kept: after this run, Start gives way to a fresh folder if the
         # dock chose this one, and refuses to reuse one the user picked (_fresh_run_dir).
         self._set_folder(job.run_dir)  # shown, for Resume
+        # what killed runs' checkpoint writes left beside it (this run's too), said under
+        # the Run folder: a few listings, before this run's engine takes its lock
+        removed = remove_unfinished_writes(Path(job.run_dir).expanduser().parent)
+        self.run_note.value = removed
+        self.run_note.visible = bool(removed)
         relay = self._relay
         callbacks = {
             "on_step": lambda step, total, loss: _emit(relay, "stepped", step, total, float(loss)),
@@ -860,7 +885,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         }
         self._busy = True
         self._update_buttons()
-        self.status.value = "starting..."
+        self.status.value = f"starting...; {removed}" if removed else "starting..."
         self._show_run_controls()
         ended = track_run(self._stop_event, self._ended, RUN_WORDS)
         self.worker = start_worker(
@@ -952,7 +977,12 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         # the full comparison under the headline and the button: read after them
         details = [_unbroken(verdict["compared"]), why, result.get("checkpoint_note", "")]
         self._show_details("; ".join(part for part in details if part) + _left_out_line(result))
-        mark_shown(result.get("run_dir") or self.run_folder.value)
+        run_dir = result.get("run_dir") or self.run_folder.value
+        mark_shown(run_dir)
+        # decided: the room it takes and where, under the Run folder (the guide says
+        # which of its files can go)
+        self.run_note.value = run_size_note(run_dir)
+        self.run_note.visible = True
         current = self.active.current
         active = current is not None and current.model == result["best_checkpoint"]
         if active and not decide:  # an older version's verdict, already taken

@@ -95,8 +95,10 @@ run goes on headless::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import shutil
 import threading
@@ -2173,6 +2175,74 @@ def left_run_note(runs: str | Path) -> str:
     if verdict is not None and verdict["shown"] is False:
         return f"run {name} finished but its verdict was never shown: pick it to see it"
     return ""
+
+
+def remove_unfinished_writes(runs: str | Path) -> str:
+    """Delete what a write killed midway left in the ``train/`` folders of the Fine-tune
+    runs in ``runs`` (``RUN/train/.best.pt.XXXXXXXX.tmp``, up to a checkpoint's size:
+    69 MB for a ``last.pt``), each run's while holding its lock (``storage.folder_lock``,
+    which the engine holds while it trains there): a run that a live process trains is
+    left alone. Only the temporaries of files the engine writes under that lock go
+    (``RUN_FILES``: not an ``evaluate``'s, which takes no lock).
+
+    Returns what was removed, in words ("removed 1 unfinished write (69 MB) of run X");
+    "" when nothing was.
+    """
+    from ..storage import FolderBusyError, folder_lock
+    from .run_folder import RUN_FILES, STALE_TEMPORARY, remove_stale_temporaries
+
+    try:  # a few listings: the runs' train/ folders holding a temporary
+        trains = {
+            p.parent
+            for p in Path(runs).expanduser().glob("*/train/.*.tmp")
+            if STALE_TEMPORARY.fullmatch(p.name) and (p.parent.parent / PLAN_FILE).is_file()
+        }
+    except OSError:  # an unreadable runs folder: nothing to clean there
+        return ""
+    names, count, size = [], 0, 0
+    for train in sorted(trains):
+        try:
+            with folder_lock(train, "napari-tmunet Fine-tune (removing unfinished writes)"):
+                removed = remove_stale_temporaries(train, of=RUN_FILES)
+        except (FolderBusyError, OSError):  # trained by a live process; read-only
+            continue
+        if removed:
+            names.append(train.parent.name)
+            count, size = count + len(removed), size + sum(removed.values())
+    if not count:
+        return ""
+    writes = "write" if count == 1 else "writes"
+    runs_named = f"run {names[0]}" if len(names) == 1 else f"runs {', '.join(names)}"
+    return f"removed {count} unfinished {writes} ({megabytes(size)}) of {runs_named}"
+
+
+def run_size_note(run_dir: str | Path) -> str:
+    """The room the run folder ``run_dir`` takes, and where it is: "run folder PATH takes
+    92 MB (train/last.pt 69 MB, train/best.pt 23 MB)"."""
+    run_dir = Path(run_dir).expanduser()
+    parts = [
+        f"train/{name} {megabytes(path.stat().st_size)}"
+        for name in ("last.pt", "best.pt")
+        if (path := run_dir / "train" / name).is_file()
+    ]
+    inside = f" ({', '.join(parts)})" if parts else ""
+    return f"run folder {run_dir} takes {megabytes(folder_bytes(run_dir))}{inside}"
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """The size of the files under ``folder``, in bytes (links not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):  # gone meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def megabytes(size: int) -> str:
+    """``size`` bytes in words: "69 MB" (10^6 bytes), "0.4 MB" under one."""
+    mb = size / 1e6
+    return f"{mb:.0f} MB" if mb >= 1 else f"{mb:.1f} MB"
 
 
 def next_free_folder(path: str | Path) -> Path:

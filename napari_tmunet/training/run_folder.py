@@ -308,19 +308,25 @@ def _new_backup_folder(run_dir: Path) -> Path:
     raise RunDirError(f"{run_dir}: too many previous-* folders for {stem.name}")
 
 
-def remove_stale_temporaries(run_dir: Path) -> list[str]:
-    """Delete the ``.NAME.XXXXXXXX.tmp`` files that a killed write left in ``run_dir``.
+def remove_stale_temporaries(run_dir: Path, of: set[str] | None = None) -> dict[str, int]:
+    """Delete the ``.NAME.XXXXXXXX.tmp`` files that a killed write left in ``run_dir``
+    (only those of the files named in ``of``, when given).
 
     ``storage.atomic_path`` creates them before writing and renames them when done, so
     one that exists while this process holds the folder lock was left by a process that
-    died (no other process writes here meanwhile). Returns the names removed.
+    died (no other process writes here meanwhile). Returns the names removed and their
+    sizes in bytes.
     """
-    removed = []
+    removed = {}
     for path in run_dir.iterdir() if run_dir.is_dir() else ():
-        if STALE_TEMPORARY.fullmatch(path.name) and path.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed.append(path.name)
+        if not STALE_TEMPORARY.fullmatch(path.name) or not path.is_file():
+            continue
+        if of is not None and path.name[1:].rsplit(".", 2)[0] not in of:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            path.unlink()
+            removed[path.name] = size
     if removed:
         logger.info("removed %d temporary file(s) of a killed run: %s", len(removed), removed)
     return removed
