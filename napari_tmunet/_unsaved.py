@@ -2,12 +2,14 @@
 
 A Labels layer is the plugin's (:func:`is_ours`) when Segment made it, or this plugin
 opened it (its reader, a sample, Layers > Convert to mask). Each of those records the
-content of the labels it made in :data:`_KEPT` (:func:`note_kept`), and so does the
-TM-UNet mask writer for each layer it saves (File > Save Selected Layers, type "TM-UNet
-mask"), while a Segment output keeps the digest of the labels as it wrote them in its
-metadata. A layer of ours whose labels are neither (:func:`unsaved_layers`) holds
-corrections that would be lost with the window. By content, not by paint events: a stroke
-undone leaves the layer as it was, and labels changed without events show.
+content of the label array it made in :data:`_KEPT` (:func:`note_kept`), and so does the
+TM-UNet mask writer for the array of each layer it saves (File > Save Selected Layers,
+type "TM-UNet mask": napari hands it the layer's own array), while a Segment output keeps
+the digest of the labels as it wrote them in its metadata. A layer of ours whose labels
+are neither (:func:`unsaved_layers`) holds corrections that would be lost with the
+window. By content, not by paint events: a stroke undone leaves the layer as it was, and
+labels changed without events show. By array, not by content alone: another window's
+layer painted alike was not saved by this one's save.
 
 A save by another writer (napari's own "labels" TIFF) is not seen: napari reports
 neither the file nor the writer to the layer (``layer.source`` keeps the file it was
@@ -19,6 +21,7 @@ No Qt here: the close question itself is ``_close_guard``'s.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,9 @@ PLUGIN = "napari-tmunet"
 DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
 # metadata keys that this plugin's reader and Convert to mask give the Labels they make
 _OPENED_KEYS = ("path", "mask_rule")
-_KEPT: set[str] = set()  # digests of labels a file keeps, or this plugin made as they are
+# id of a label array -> (a weak reference to it, the digest of its content that a file
+# keeps, or that this plugin made it with)
+_KEPT: dict[int, tuple[weakref.ref, str]] = {}
 
 
 def content_digest(data) -> str:
@@ -40,10 +45,19 @@ def content_digest(data) -> str:
 
 
 def note_kept(data) -> None:
-    """Record labels ``data`` as kept: read from, or written to, a file, or made by this
-    plugin as they are (a layer of ours holding them has nothing to lose)."""
-    if isinstance(data, np.ndarray):  # lazy labels (never made here) are not read whole
-        _KEPT.add(content_digest(data))
+    """Record the content of the label array ``data`` as kept: read from, or written to,
+    a file, or made by this plugin as it is (a layer holding it has nothing to lose)."""
+    if not isinstance(data, np.ndarray):  # lazy labels (never made here) are not read whole
+        return
+    key = id(data)
+    # the entry goes with the array (its id may then be another array's)
+    _KEPT[key] = (weakref.ref(data, lambda _ref: _KEPT.pop(key, None)), content_digest(data))
+
+
+def _kept(data: np.ndarray, digest: str) -> bool:
+    """Whether ``data`` holds the content last recorded for it (:func:`note_kept`)."""
+    ref, kept = _KEPT.get(id(data), (None, None))
+    return ref is not None and ref() is data and kept == digest
 
 
 def is_ours(layer) -> bool:
@@ -72,7 +86,7 @@ def has_unsaved_edits(layer) -> bool:
     if not isinstance(data, np.ndarray):
         return False  # lazy labels: read from a file, never painted whole here
     digest = content_digest(data)
-    return digest not in _KEPT and digest != (layer.metadata or {}).get(DIGEST_KEY)
+    return not _kept(data, digest) and digest != (layer.metadata or {}).get(DIGEST_KEY)
 
 
 def unsaved_layers(layers) -> list:
