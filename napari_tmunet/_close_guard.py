@@ -101,7 +101,9 @@ class CloseGuard(QObject):
         box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
         box.setDefaultButton(buttons.Save)
         box.setEscapeButton(buttons.Cancel)
-        return QMessageBox.StandardButton(box.exec_())
+        box.exec()
+        clicked = box.clickedButton()  # the escape button (Cancel) when the box is closed
+        return box.standardButton(clicked) if clicked is not None else buttons.Cancel
 
     def save(self, layers) -> bool:
         """Save each of ``layers`` (``_unsaved.save_layer``) and say where; on a failure,

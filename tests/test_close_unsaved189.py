@@ -171,6 +171,26 @@ def test_an_opened_mask_counts_once_painted(viewer_factory, qtbot, tmp_path):
     assert layers_to_ask(True, viewer.layers) == [opened]
 
 
+def test_a_sample_mask_is_saved_in_the_data_dir(viewer_factory, tmp_path):
+    """The nuclei sample's mask (opened with File > Open Sample: no picture file) painted
+    is named, and saved into the data dir under a new name each time; saved, it asks no
+    more."""
+    from napari_tmunet._close_guard import layers_to_ask
+    from napari_tmunet._unsaved import save_layer
+
+    viewer = viewer_factory()
+    viewer.open_sample(PLUGIN, "nuclei")
+    mask = viewer.layers[-1]
+    assert layers_to_ask(True, viewer.layers) == []
+    mask.paint((3, 3), 2, refresh=True)
+    assert layers_to_ask(True, viewer.layers) == [mask]
+    data_dir = tmp_path / "data"
+    first = save_layer(mask, viewer.layers, data_dir)
+    second = save_layer(mask, viewer.layers, data_dir)
+    assert (first, second) == (data_dir / f"{mask.name}.tif", data_dir / f"{mask.name} 2.tif")
+    assert layers_to_ask(True, viewer.layers) == []
+
+
 def test_save_writes_beside_the_picture_and_replaces_nothing(
     viewer_factory, qtbot, tmp_path, napari_asks
 ):
