@@ -16,6 +16,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ._layer_style import as_reference, outline
 from ._placement import placement
+from ._unsaved import note_kept
 from ._widget_common import full_data
 from .data.images import mask_image_labels
 
@@ -84,4 +85,5 @@ def mask_layer(layer: Image) -> Labels:
         data, name=layer.name, visible=layer.visible, **kwargs, **placement(layer, ndim)
     )
     outline(labels)
+    note_kept(data)  # as the image's file keeps it: closing napari asks only once it changes
     return labels

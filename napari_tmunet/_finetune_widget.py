@@ -35,6 +35,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from . import active_model, registry, settings
+from ._close_guard import guard_window
 from ._dock_texts import FINETUNE_TIPS
 from ._docks import find_dock, open_dock, place_dock, place_when_shown, raise_from_menu
 from ._finetune_folder import READING, FolderRead
@@ -130,6 +131,7 @@ class FinetuneWidget(PairRows, LivePlot, Container):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
         place_when_shown(self.native)  # tabbed where the window is too short to stack it
+        guard_window(self.native, viewer)  # closing napari asks before corrections are lost
         keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self)
         self.viewer = getattr(viewer, "__wrapped__", viewer)

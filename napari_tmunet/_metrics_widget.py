@@ -31,6 +31,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from . import active_model
+from ._close_guard import guard_window
 from ._dock_texts import CONVERT_TO_MASK, METRICS_TIPS
 from ._docks import place_when_shown, raise_from_menu
 from ._image_layers import layer_source_path, owning_picture
@@ -236,6 +237,7 @@ class MetricsWidget(Container):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
         place_when_shown(self.native)  # tabbed where the window is too short to stack it
+        guard_window(self.native, viewer)  # closing napari asks before corrections are lost
         keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self, labels=False)
         # unwrapped (as Segment and Fine-tune): the choosers keep their layers by identity

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ._layer_style import as_reference, outline_in_current_viewer
+from ._unsaved import note_kept
 
 # Integers this wide are label ids, not intensities (napari's own rule, guess_labels): a
 # mask saved with napari's writer (uint32, unmarked; a stack of 3 or 4 frames too, which
@@ -647,6 +648,7 @@ def _labels_if_ids(layer: LayerData) -> LayerData:
     if type(data) is not np.ndarray or kwargs.get("rgb") or data.dtype not in LABEL_DTYPES:
         return layer
     kwargs = {k: v for k, v in kwargs.items() if k not in ("rgb", "contrast_limits")}
+    note_kept(data)  # as its file keeps them: closing napari asks only once they change
     return data, kwargs, "labels"
 
 
@@ -884,6 +886,7 @@ def saved_mask_layer_data(path: Path, mask) -> LayerData:
     }
     placed = _placement_kwargs(mask.placement, labels.ndim)
     kwargs.update(placed or _physical_kwargs(path, labels.ndim, lambda _path: mask.pixel_size))
+    note_kept(labels)  # as its file keeps them: closing napari asks only once they change
     return labels, kwargs, "labels"
 
 
@@ -953,6 +956,7 @@ def mask_layer_data(
         for key in ("scale", "units"):
             if key in like[1]:
                 kwargs[key] = like[1][key]
+    note_kept(mask)  # as its files keep it: closing napari asks only once it changes
     return mask, kwargs, "labels"
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._layer_style import as_reference, outline_in_current_viewer
+from ._unsaved import note_kept
 
 
 class SampleSpec(NamedTuple):
@@ -70,6 +71,7 @@ def _layers(modality: str) -> list[tuple]:
     meta = {"source": f"{spec.dataset}/{spec.name}", "crop": spec.crop, "credit": spec.credit}
     outline_in_current_viewer()  # the reference mask: drawn as outlines
     mask_kwargs = as_reference({"name": f"{spec.title} mask", "metadata": dict(meta)}, mask)
+    note_kept(mask)  # as the sample file keeps it: closing napari asks only once it changes
     return [
         (image, {"name": spec.title, "metadata": dict(meta)}, "image"),
         (mask, mask_kwargs, "labels"),

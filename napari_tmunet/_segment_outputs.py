@@ -18,7 +18,6 @@ as a run's summary does (:func:`adopted_outcome`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -39,13 +38,13 @@ from ._layer_style import (
 from ._placement import place_like, placement
 from ._reader import picture_metadata
 from ._segment_jobs import SegmentOutcome
+from ._unsaved import DIGEST_KEY, content_digest
 from ._widget_common import PROBABILITY_MARK, is_probability_map
 from .postprocess import LabelOptions, count_objects
 
 DISCLAIMER = "Research use only, not a medical device."
 COLOUR_KEY = "tmunet_colour"  # metadata: the colour of an output (its objects, label 1)
 PROBABILITY_KEY = "tmunet_probability"  # metadata: the compact probability of an output
-DIGEST_KEY = "tmunet_digest"  # metadata: the digest of the labels as Segment wrote them
 MODEL_DEFAULTS_KEY = "model_defaults"  # metadata: the model's own threshold, confidence...
 # What may follow "<image> labels" in a name Segment gave: the model of a layer kept to
 # compare ("(TM-UNet nuclei)"), napari's number of a repeated name ("[1]").
@@ -418,8 +417,4 @@ def _model_id(model: str) -> str:
 
 def _digest(data) -> str:
     """Content hash of a label array (detects edits made without events)."""
-    array = np.ascontiguousarray(np.asarray(data))
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str((array.shape, array.dtype.str)).encode())
-    h.update(memoryview(array).cast("B"))
-    return h.hexdigest()
+    return content_digest(data)

@@ -52,6 +52,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import active_model, registry
+from ._close_guard import guard_window
 from ._dock_texts import (
     CHANNEL_FIRST_COLOUR,
     CHANNEL_FIRST_MAYBE,
@@ -160,6 +161,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         super().__init__(labels=False)
         raise_from_menu(viewer)  # the menus' items of this dock show it, never hide it
         place_when_shown(self.native)  # tabbed where the window is too short to stack it
+        guard_window(self.native, viewer)  # closing napari asks before corrections are lost
         keep_fitted(viewer)  # the picture fitted again as the dock narrows the canvas
         self.body = scroll_body(self)
         self._setting = False  # programmatic changes are not the user's choices

@@ -47,10 +47,20 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         FileExistsError: a PNG stack whose slice files already exist (napari's save dialog
             only asked about ``path``, so they are never replaced).
     """
-    from .data.images import drop_leading_singletons, write_mask
+    from ._unsaved import note_kept
+    from .data.images import drop_leading_singletons
 
     target = Path(path)
-    labels = drop_leading_singletons(_as_array(data))  # (..., H, W)
+    array = _as_array(data)
+    written = _write(target, drop_leading_singletons(array), meta)
+    note_kept(array)  # the layer's corrections are in a file now (closing napari asks no more)
+    return written
+
+
+def _write(target: Path, labels: np.ndarray, meta: dict) -> list[str]:
+    """:func:`write_labels` for ``labels`` (..., H, W) without their leading 1-axes."""
+    from .data.images import write_mask
+
     try:
         if target.suffix.lower() != ".png":
             origin = _origin(meta)
