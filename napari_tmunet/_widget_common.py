@@ -146,7 +146,11 @@ def _wait_for_runs() -> None:
 
         # a run's ``ended`` is set as its worker emits ``finished``; superqt's worker emits
         # one more signal after it (a Python ending then aborted now and then)
-        QThreadPool.globalInstance().waitForDone(int(EXIT_TAIL_WAIT_S * 1000))
+        pool = QThreadPool.globalInstance()
+        # None once Qt has torn its globals down (napari's app made, its event loop never
+        # run): no pool, no worker threads left to wait for
+        if pool is not None:
+            pool.waitForDone(int(EXIT_TAIL_WAIT_S * 1000))
 
 
 @contextlib.contextmanager
