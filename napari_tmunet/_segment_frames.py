@@ -53,7 +53,7 @@ from napari.layers import Image, Labels
 from ._image_layers import owning_picture
 from ._layer_style import mask_image_look
 from ._reader import CHANNEL_KEY, layer_picture
-from ._view_fit import show_alone, yx_extent
+from ._view_fit import grid_enabled, show_alone, yx_extent
 from ._widget_common import is_probability_map
 
 # what the name of a layer whose picture was closed ends with (its picture's other layers
@@ -247,7 +247,7 @@ class FrameVisibility:
         shown alone before, or, before one was, than a frame in ``replaced``: those it hid
         or that were closed). Frames laid side by side, or napari's grid, keep the view
         the user made."""
-        if not self._is_frame(frame) or not frame.visible or self.viewer.grid.enabled:
+        if not self._is_frame(frame) or not frame.visible or grid_enabled(self.viewer):
             return
         if any(other.visible and other is not frame for other in self._frames()):
             return

@@ -171,6 +171,15 @@ def _same(state: tuple, other: tuple) -> bool:
     return all(np.allclose(a, b, rtol=1e-9, atol=1e-9) for a, b in zip(state, other, strict=True))
 
 
+def grid_enabled(viewer) -> bool:
+    """Whether ``viewer`` shows its layers in napari's grid (napari 0.9: the canvas model's
+    ``grid``; before: the viewer's ``grid``, deprecated in 0.9)."""
+    grid = getattr(getattr(viewer, "canvas", None), "grid", None)
+    if grid is None:
+        grid = viewer.grid
+    return bool(grid.enabled)
+
+
 def _canvas_size_event(viewer):
     """The event napari emits when ``viewer``'s canvas changes size (napari 0.9: the
     canvas model's ``size``; before: the viewer's ``_canvas_size``), or None."""

@@ -146,7 +146,11 @@ def _wait_for_runs() -> None:
 
         # a run's ``ended`` is set as its worker emits ``finished``; superqt's worker emits
         # one more signal after it (a Python ending then aborted now and then)
-        QThreadPool.globalInstance().waitForDone(int(EXIT_TAIL_WAIT_S * 1000))
+        pool = QThreadPool.globalInstance()
+        # None once Qt has torn its globals down (napari's app made, its event loop never
+        # run): no pool, no worker threads left to wait for
+        if pool is not None:
+            pool.waitForDone(int(EXIT_TAIL_WAIT_S * 1000))
 
 
 @contextlib.contextmanager
@@ -328,26 +332,17 @@ def _width_for(native, text: str) -> int:
     the widget (frame, padding, the combo box's arrow) as its style lays them out; at
     1366 x 768 with napari's style "no Labels of this shape" takes 208 px."""
     from qtpy.QtCore import QRect, Qt
-    from qtpy.QtWidgets import (
-        QComboBox,
-        QStyle,
-        QStyleOptionComboBox,
-        QStyleOptionFrame,
-    )
+    from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionFrame
 
-    style = native.style()
     probe = 400  # px: any width; the parts beside the text part do not grow with it
     if isinstance(native, QComboBox):
-        option = QStyleOptionComboBox()
-        native.initStyleOption(option)
-        option.rect = QRect(0, 0, probe, native.height())
-        field = QStyle.SubControl.SC_ComboBoxEditField
-        inner = style.subControlRect(QStyle.ComplexControl.CC_ComboBox, option, field, native)
+        inner = _combo_field(native, probe)
         spare = 2
     else:
         option = QStyleOptionFrame()
         native.initStyleOption(option)
         option.rect = QRect(0, 0, probe, native.height())
+        style = native.style()
         inner = style.subElementRect(QStyle.SubElement.SE_LineEditContents, option, native)
         spare = 4
     metrics = native.fontMetrics()
@@ -405,17 +400,24 @@ def shown_text(combo) -> str:
     """The text a narrowed (non-editable) QComboBox shows: its current text, elided in
     the middle to fit its text field."""
     from qtpy.QtCore import Qt
+
+    # the label is drawn, and clipped, in the edit field; 1 px spare each side
+    width = _combo_field(combo).width() - 2
+    return combo.fontMetrics().elidedText(combo.currentText(), Qt.TextElideMode.ElideMiddle, width)
+
+
+def _combo_field(combo, width: int | None = None):
+    """The QRect of the QComboBox ``combo``'s edit field, where its text is drawn, as its
+    style lays it out at the combo box's size, or at ``width`` px wide and its height."""
+    from qtpy.QtCore import QRect
     from qtpy.QtWidgets import QStyle, QStyleOptionComboBox
 
     option = QStyleOptionComboBox()
     combo.initStyleOption(option)
-
-    def part(sub):
-        return combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option, sub, combo)
-
-    # the label is drawn, and clipped, in the edit field; 1 px spare each side
-    width = part(QStyle.SubControl.SC_ComboBoxEditField).width() - 2
-    return combo.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideMiddle, width)
+    if width is not None:
+        option.rect = QRect(0, 0, width, combo.height())
+    field = QStyle.SubControl.SC_ComboBoxEditField
+    return combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option, field, combo)
 
 
 @functools.cache

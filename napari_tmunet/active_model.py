@@ -116,9 +116,8 @@ class ActiveModel:
             return
 
         def merged(saved) -> dict:  # the file's active models now
-            other = _choice_from((saved or {}).get("current"))
-            known = {c.model for c in (self._current, self._previous) if c is not None}
-            if other is not None and other.model not in known | {self._seen}:
+            other = made_active_elsewhere(saved, self._current, self._previous, self._seen)
+            if other is not None:
                 self._previous = other  # another window's: kept, Revert brings it back
                 if not _exists(other.model):
                     self._missing.add(other.model)
@@ -252,6 +251,20 @@ class ActiveModel:
         for callback in callbacks:
             if callback is not None:
                 callback(choice)
+
+
+def made_active_elsewhere(
+    saved, current: ModelChoice | None, previous: ModelChoice | None, seen: str | None
+) -> ModelChoice | None:
+    """The model another window (or a script) made active since a holder last saw the
+    settings file, which the holder then keeps as its previous model (rather than it
+    vanishing from both): the active model of ``saved`` (the file's active models now,
+    ``{"current": fields, "previous": fields}``) when it is neither the holder's
+    ``current`` nor its ``previous`` model nor ``seen`` (the file's active model as the
+    holder last saw it: its own save, or one it already took in); None otherwise."""
+    other = _choice_from(saved.get("current") if isinstance(saved, dict) else None)
+    known = {c.model for c in (current, previous) if c is not None} | {seen}
+    return other if other is not None and other.model not in known else None
 
 
 _holders: dict[int, tuple[Callable[[], object], ActiveModel]] = {}

@@ -271,14 +271,13 @@ def _interrupted_words(run_dir: Path) -> str:
     """What an aborted fit leaves in ``run_dir``: the step of its ``last.pt`` and the
     command that continues from it, or that it has none (``run_folder.why_not_resumable``
     then says what the folder is and what to do)."""
-    from napari_tmunet.checkpoint_header import read_header
-    from napari_tmunet.training.run_folder import why_not_resumable
+    from napari_tmunet.training.run_folder import checkpoint_progress, why_not_resumable
 
     last = run_dir / "last.pt"
     if not last.is_file():
         return f"no checkpoint kept: {why_not_resumable(run_dir)}" if run_dir.is_dir() else ""
-    state = (read_header(last) or {}).get("training_state") or {}
-    step = f" (step {state['step']})" if isinstance(state.get("step"), int) else ""
+    at = checkpoint_progress(last)[0]
+    step = f" (step {at})" if at is not None else ""
     resume = f"napari-tmunet-train fit --run-dir {quote(str(run_dir))} --resume"
     return f"{last}{step} is kept; `{resume}` continues from it"
 

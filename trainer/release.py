@@ -38,9 +38,10 @@ Usage:
 
 ``--trained-on MODALITY TEXT`` is the registry's ``trained_on``: the training data in the
 words the Segment dock and napari-tmunet-predict show beside the model (default: the
-modality and the runs' dataset names). ``--into FOLDER`` writes FOLDER's
-``napari_tmunet/weights/`` and ``docs/models.md`` instead of the checkout's (a copy, to
-compare before shipping).
+modality and the runs' dataset names); TEXT also names the data in the registry's
+``description`` and a generalist card's "Data" line (default: the runs' dataset names).
+``--into FOLDER`` writes FOLDER's ``napari_tmunet/weights/`` and ``docs/models.md``
+instead of the checkout's (a copy, to compare before shipping).
 """
 
 from __future__ import annotations
@@ -232,9 +233,12 @@ def model_bullet(entry: dict, config: dict, run_info: dict) -> str:
   file `{entry["file"]}` ({entry["size_mb"]:.1f} MB, float16 weights)."""
 
 
-def trained_on(run: dict) -> str:
-    """The data a run trained on as the cards name it: a benchmark's paper name, or the
-    sets of a combined folder ("Kvasir + CVCCDB")."""
+def trained_on(run: dict, data_words: str | None = None) -> str:
+    """The data a run trained on as the cards and the registry's description name it:
+    ``data_words`` (``--trained-on``) where given, else a benchmark's paper name, or the
+    run's dataset name, the sets of a combined folder ("Kvasir + CVCCDB")."""
+    if data_words:  # the run's --dataset-name may be a bare word ("colonoscopy")
+        return data_words
     name = dataset_of(run)
     combined = run["run_info"]["dataset"]["name"].replace("+", " + ")
     return name if name in PRESETS_FOLDER else combined
@@ -243,15 +247,17 @@ def trained_on(run: dict) -> str:
 def registry_record(entry: dict, data_words: str | None = None) -> dict:
     """A shipped model's entry of ``registry.json``. ``trained_on`` (the training data in
     the words the app shows beside the model) is ``data_words``, else the modality and the
-    data of its first run ("ultrasound (BUSI + UDIAT)")."""
+    data of its first run ("ultrasound (BUSI + UDIAT)"); its ``description`` names the
+    data by ``data_words`` too where given (:func:`trained_on`)."""
     run = entry["runs"][0]
+    data = trained_on(run, data_words)
     return {
         "name": f"TM-UNet {entry['modality']}",
         "modality": entry["modality"],
         "file": entry["file"],
         "provisional": False,
         "description": (
-            f"TM-UNet {run['config']['variant']} trained on {trained_on(run)} (GPU); test "
+            f"TM-UNet {run['config']['variant']} trained on {data} (GPU); test "
             f"Dice {100 * entry['test_dice']:.1f}. Research use only, not a medical device."
         ),
         "trained_on": data_words or f"{entry['modality']} ({trained_on(run)})",
@@ -368,9 +374,12 @@ def own_test_dice(entry: dict) -> float:
     return sum(s["dice_mean"] * s["lesion_images"] for s in own) / images
 
 
-def card(entry: dict, note: str) -> str:
+def card(entry: dict, note: str, data_words: str | None = None) -> str:
+    """A shipped model's card of ``docs/models.md``: a generalist's (scored with
+    ``--test-score``; its data named by ``data_words`` where given), else a benchmark
+    model's (its data: the benchmark's folder)."""
     if entry["scores"]:
-        return generalist_card(entry, note)
+        return generalist_card(entry, note, data_words)
     runs, first = entry["runs"], entry["runs"][0]
     c, info, summary = first["config"], first["run_info"], first["summary"]
     dataset = dataset_of(first)
@@ -524,10 +533,12 @@ def score_cells(row: list[dict]) -> list[str]:
     ]
 
 
-def generalist_card(entry: dict, note: str) -> str:
+def generalist_card(entry: dict, note: str, data_words: str | None = None) -> str:
     """The card of a model trained on several sets' training parts and scored on their
-    test parts (and others) with ``bench/cross_eval.py``."""
+    test parts (and others) with ``bench/cross_eval.py``; its data named by ``data_words``
+    (``--trained-on``) where given (:func:`trained_on`)."""
     first = entry["runs"][0]
+    data = trained_on(first, data_words)
     c, info = first["config"], first["run_info"]
     part = info["dataset"]
     best = max((r for r in first["records"] if r.get("val_dice") is not None),
@@ -548,7 +559,7 @@ def generalist_card(entry: dict, note: str) -> str:
     return f"""## {entry["name"]} ({entry["modality"]})
 
 {model_bullet(entry, c, info)}
-- Data: the training parts of {trained_on(first)} ({part["train"]} train / {part["valid"]}
+- Data: the training parts of {data} ({part["train"]} train / {part["valid"]}
   valid / {part["test"]} test images, split file `{c["split_file"]}`; no test image in
   training or in the choice of recipe or checkpoint).
 - Trained on {info.get("device_name", "?")} ({info["started"][:10]}, torch
@@ -751,7 +762,10 @@ def write_release(specs, weights, cards_path, scores, notes, confidences, data_w
             entries.append(entry)
             print(f"shipped {name}: sample Dice {entry['sample_dice']:.3f}")
         records = [registry_record(e, data_words.get(e["modality"])) for e in entries]
-        cards = {e["name"]: card(e, notes.get(e["modality"], "")) for e in entries}
+        cards = {
+            e["name"]: card(e, notes.get(e["modality"], ""), data_words.get(e["modality"]))
+            for e in entries
+        }
         if notes or not header:  # the notes' header; else the one there is kept
             header = cards_header(notes)
         write_json(written.enter_context(atomic_path(registry_path)),

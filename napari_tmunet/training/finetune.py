@@ -1311,16 +1311,11 @@ def mark_shown(run_dir: str | Path) -> None:
 
 def run_progress(run_dir: str | Path) -> tuple[int, int]:
     """(step, total steps) of the run's ``train/last.pt``, read from its header (no
-    weights loaded); (0, 0) when it cannot be read."""
-    from ..checkpoint_header import read_header
+    weights loaded: :func:`run_folder.checkpoint_progress`); 0 for what it does not hold."""
+    from .run_folder import checkpoint_progress
 
-    header = read_header(Path(run_dir).expanduser() / "train" / "last.pt") or {}
-    metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
-    config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
-    try:
-        return int(metadata.get("step", 0)), int(config.get("steps") or 0)
-    except (TypeError, ValueError):
-        return 0, 0
+    step, total = checkpoint_progress(Path(run_dir).expanduser() / "train" / "last.pt")
+    return step or 0, total
 
 
 def _unless_untrained(validate: Callable, stop: threading.Event, trained: list) -> Callable:

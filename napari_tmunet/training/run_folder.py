@@ -136,6 +136,27 @@ def _same_start(key: str, a: dict, b: dict) -> bool:
     return not relative.is_absolute() and other.parts[-n:] == relative.parts
 
 
+def checkpoint_progress(path: str | os.PathLike) -> tuple[int | None, int]:
+    """(step, total steps) of a run's checkpoint (``last.pt``: the trainer's in its run
+    folder, a fine-tuning run's in ``train/``), read from its header, no weights loaded.
+    The step is ``metadata.step`` (else ``training_state.step``: both are written), None
+    where it is not recorded or the file cannot be read; the total is ``train_config``'s
+    ``steps``, 0 where the run counted epochs or it is not recorded."""
+    header = read_header(path) or {}
+    metadata = _dict(header.get("metadata"))
+    step = metadata.get("step", _dict(header.get("training_state")).get("step"))
+    total = _dict(metadata.get("train_config")).get("steps")
+    return (
+        step if isinstance(step, int) else None,
+        total if isinstance(total, int) and total > 0 else 0,
+    )
+
+
+def _dict(value) -> dict:
+    """``value`` where it is a dict (a header's part), else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _check_last_is_the_runs(run_dir: Path) -> None:
     """Refuse, before anything is written, a ``last.pt`` that is not this run's (one copied
     in from another run folder): resuming it would train that run's weights, optimiser and
