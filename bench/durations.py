@@ -6,7 +6,7 @@ Reads the log of a run made with ``--durations=0`` and prints the sum of the tes
 
     .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile \\
         --durations=0 > run.log
-    python bench/test_durations.py run.log [--top 40]
+    python bench/durations.py run.log [--top 40]
 """
 
 from __future__ import annotations
