@@ -21,6 +21,14 @@ from trainer import campaign, commands
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+
+@pytest.fixture(autouse=True)
+def _quick_polls(monkeypatch):
+    """The supervisor run in these tests looks at its runs every 0.2 s, not every 5 s:
+    a run's end is seen (and the next run started) at once, not up to 5 s later."""
+    monkeypatch.setattr(campaign, "POLL_S", 0.2)
+
+
 FIT_ARGS = [
     "--variant", "t", "--size", "32", "--batch-size", "4", "--steps", "2", "--epochs", "2",
     "--device", "cpu", "--no-progress", "--no-efficiency", "--no-test", "--num-workers", "1",
