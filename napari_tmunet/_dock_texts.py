@@ -75,7 +75,7 @@ SEGMENT_TIPS = {
     "output": "binary mask, or instances (touching objects split apart); "
     "the model's default is instances for the nuclei model.",
     "threshold": "Foreground where the probability is above this. Moving it "
-    "updates the last result at once (no new network run).",
+    "updates the last result at once (the model is not run again).",
     "fill_holes": "Fill background enclosed by an object.",
     "min_size": "Drop objects smaller than this many pixels (with instances, a piece the "
     "split cuts off joins the object it touches).",

@@ -49,9 +49,15 @@ class _Fit:
 
     def on_reset(self, _event=None) -> None:
         """napari reset the view (its own, or :func:`fit_view`'s): keep the camera it gave
-        and the layers it fitted."""
+        and the layers it fitted. napari's own reset (the Home button, the launcher's)
+        fits all layers, the hidden ones too; while some are hidden, the view is fitted to
+        those shown instead (:func:`_shown_of_some`)."""
         viewer = self.viewer()
         if viewer is None:
+            return
+        shown = _shown_of_some(viewer) if self.fitting is None else []
+        if shown:
+            fit_view(viewer, *shown)  # says a reset again, this time with its layers
             return
         self.camera = _camera_state(viewer)
         self.layers = None if self.fitting is None else [weakref.ref(x) for x in self.fitting]
@@ -139,6 +145,15 @@ def fit_view(viewer, *layers) -> None:
     finally:
         if fit is not None:
             fit.fitting = None
+
+
+def _shown_of_some(viewer) -> list:
+    """The layers shown in ``viewer`` when some others are hidden, else none. Why: napari
+    0.9's reset view fits all layers, hidden ones too (``_sliced_extent_world_augmented``
+    of ``viewer.layers``), so a folder's first picture (683 x 585) was drawn at zoom 0.15,
+    fitted to a hidden 4000 x 3000 one, at start, after Segment all and on Home."""
+    shown = [layer for layer in viewer.layers if layer.visible]
+    return shown if 0 < len(shown) < len(viewer.layers) else []
 
 
 def yx_extent(layer) -> np.ndarray:
