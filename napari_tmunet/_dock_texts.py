@@ -3,6 +3,9 @@ the Segment dock's fixed explanations."""
 
 from __future__ import annotations
 
+# napari's status bar as the launcher opens the window, and again after each Segment run
+START_HINT = "Click Segment in the right-hand dock (research use only)."
+
 # The Segment dock's model explanation while "Checkpoint file..." has no file to run.
 NO_CHECKPOINT_REASON = (
     "Choose a checkpoint file (made by napari-tmunet-train or the Fine-tune dock) to run it."

@@ -168,6 +168,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._progress_index = -1
         self._outcome = ""
         self._stop_note = ""  # why the run was stopped, when not by Cancel
+        self._status_bar = ("", "")  # (napari's status before the run, the run's own)
         self._device_note = ""  # why the chosen Device is not on this machine
         self._stopped: set[str] = set()  # names of the closed images it speaks of
         self._busy = False
@@ -1174,6 +1175,23 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self.status.value = f"loading {', '.join(models)}..."
             self._show_progress("")
             self.summary.value = ""
+        self._follow_status_bar(running)
+
+    def _follow_status_bar(self, running: bool) -> None:
+        """napari's status bar says a run while it runs ("Segmenting 'name'..."), not the
+        launcher's "Click Segment..." (tester41 h02), and what it said before once the run
+        ends, unless napari or the user put something else there meanwhile."""
+        if running:
+            names = [layer.name for layer in self._jobs]
+            what = repr(names[0]) if len(names) == 1 else f"{len(names)} images"
+            said = f"Segmenting {what}... (progress and Cancel in the Segment dock)"
+            self._status_bar = (self.viewer.status, said)
+            self.viewer.status = said
+            return
+        before, said = self._status_bar
+        self._status_bar = ("", "")
+        if said and self.viewer.status == said:
+            self.viewer.status = before
 
     def _show_progress(self, text: str) -> None:
         """Say a run's progress; its row is hidden while it has none, so that the summary,
