@@ -128,6 +128,8 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
+# what napari's status bar adds to the run it says (_follow_status_bar)
+STATUS_BAR_TAIL = "(progress and Cancel in the Segment dock)"
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # How a "found nothing" warning says to switch to the image's modality's shipped model
 OTHER_KIND_SWITCH = "choose {model} for such images"
@@ -1175,23 +1177,38 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self.status.value = f"loading {', '.join(models)}..."
             self._show_progress("")
             self.summary.value = ""
-        self._follow_status_bar(running)
+            self._follow_status_bar(True)
 
     def _follow_status_bar(self, running: bool) -> None:
         """napari's status bar says a run while it runs ("Segmenting 'name'..."), not the
         launcher's "Click Segment..." (tester41 h02), and what it said before once the run
-        ends, unless napari or the user put something else there meanwhile."""
+        ends, unless something else was said there meanwhile (:meth:`_status_bar_free`)."""
         if running:
             names = [layer.name for layer in self._jobs]
             what = repr(names[0]) if len(names) == 1 else f"{len(names)} images"
-            said = f"Segmenting {what}... (progress and Cancel in the Segment dock)"
+            said = f"Segmenting {what}... {STATUS_BAR_TAIL}"
             self._status_bar = (self.viewer.status, said)
             self.viewer.status = said
             return
         before, said = self._status_bar
         self._status_bar = ("", "")
-        if said and self.viewer.status == said:
+        if said and self._status_bar_free(said):
             self.viewer.status = before
+
+    def _say_in_status_bar(self, text: str) -> None:
+        """Put the run's step in napari's status bar (where it is free): napari puts a
+        layer's details there as the run adds its labels layers."""
+        before, said = self._status_bar
+        if said and self._status_bar_free(said):
+            self._status_bar = (before, f"{text}... {STATUS_BAR_TAIL}")
+            self.viewer.status = self._status_bar[1]
+
+    def _status_bar_free(self, said: str) -> bool:
+        """Whether napari's status bar says the run's ``said``, or napari's details of the
+        layer under the cursor (a dict, said again at the next mouse move), not another
+        text someone put there during the run."""
+        status = self.viewer.status
+        return status == said or not isinstance(status, str)
 
     def _show_progress(self, text: str) -> None:
         """Say a run's progress; its row is hidden while it has none, so that the summary,
@@ -1221,6 +1238,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             _, index, done, total = message
             several = f" ({index + 1}/{len(self._jobs)})" if len(self._jobs) > 1 else ""
             self.status.value = f"segmenting {self._jobs[index].name}{several}"
+            self._say_in_status_bar(f"Segmenting {self._jobs[index].name!r}{several}")
             self._show_progress(self._eta.text(done, total, "steps", key=index))
             # Last: napari's progress bar may process pending Qt events (even "finished").
             self._update_progress(index, done, total)
@@ -1424,6 +1442,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._progress = None
         if self._closed:
             self._busy = False
+            self._follow_status_bar(False)
             return
         self._set_running(False)
         self._show_progress("")
@@ -1438,6 +1457,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._activate_chosen_output()
         self.status.value = self._outcome or "done"
         self._show_summary()
+        self._follow_status_bar(False)  # last: the output made active set napari's status
         if self._rederive_after_run:  # the run used the settings of its click
             self._rederive_after_run = False
             self._rederive_if_moved()
