@@ -15,6 +15,11 @@ picture; napari's own fit of the first layer; the launcher's; the Home button) i
 fitted again to the new size, to the layers that fit was made to. A view the user zoomed,
 panned or turned since is kept.
 
+napari 0.9's own reset view (the Home button, the launcher's fit at start, napari's fit of
+its first layer) fits all layers, hidden ones too: a folder's 683 x 585 picture was drawn
+at zoom 0.15 beside a hidden 4000 x 3000 one. Once a dock watches the viewer, such a reset
+is made again for the layers shown while some are hidden (``_Fit.on_reset``).
+
 Each dock calls :func:`keep_fitted` as it is made (once per viewer); :func:`fit_view` fits
 the view to some layers and says which layers the fit was made to.
 """
