@@ -156,7 +156,10 @@ def _shown_of_some(viewer) -> list:
     """The layers shown in ``viewer`` when some others are hidden, else none. Why: napari
     0.9's reset view fits all layers, hidden ones too (``_sliced_extent_world_augmented``
     of ``viewer.layers``), so a folder's first picture (683 x 585) was drawn at zoom 0.15,
-    fitted to a hidden 4000 x 3000 one, at start, after Segment all and on Home."""
+    fitted to a hidden 4000 x 3000 one, at start, after Segment all and on Home. In napari's
+    grid napari's own fit is kept: it lays out the grid's cells."""
+    if grid_enabled(viewer):
+        return []
     shown = [layer for layer in viewer.layers if layer.visible]
     return shown if 0 < len(shown) < len(viewer.layers) else []
 
