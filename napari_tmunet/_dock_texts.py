@@ -3,6 +3,9 @@ the Segment dock's fixed explanations."""
 
 from __future__ import annotations
 
+# napari's status bar as the launcher opens the window, and again after each Segment run
+START_HINT = "Click Segment in the right-hand dock (research use only)."
+
 # The Segment dock's model explanation while "Checkpoint file..." has no file to run.
 NO_CHECKPOINT_REASON = (
     "Choose a checkpoint file (made by napari-tmunet-train or the Fine-tune dock) to run it."
@@ -75,7 +78,7 @@ SEGMENT_TIPS = {
     "output": "binary mask, or instances (touching objects split apart); "
     "the model's default is instances for the nuclei model.",
     "threshold": "Foreground where the probability is above this. Moving it "
-    "updates the last result at once (no new network run).",
+    "updates the last result at once (the model is not run again).",
     "fill_holes": "Fill background enclosed by an object.",
     "min_size": "Drop objects smaller than this many pixels (with instances, a piece the "
     "split cuts off joins the object it touches).",

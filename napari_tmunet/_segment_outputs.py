@@ -121,6 +121,7 @@ class OutputLayers:
             # its image's name, and a channel's file (the file's mask is its reference)
             **picture_metadata(image.name, image.metadata),
             "seconds": outcome.seconds,  # unrounded: a reopened dock says what the run said
+            "loading_seconds": outcome.loading,
             "note": DISCLAIMER,
             # the model's raw output, kept compact: re-thresholding, and telling the user's
             # edits from the model's prediction (Fine-tune)
@@ -363,6 +364,7 @@ def adopted_outcome(output: _Output) -> SegmentOutcome:
     if not isinstance(objects, int) or _digest(labels) != output.digest:  # edited since
         objects = count_objects(labels)
     seconds, windows = meta.get("seconds"), meta.get("windows")
+    loading = meta.get("loading_seconds")
     return SegmentOutcome(
         labels=labels,
         probability=output.probability,
@@ -375,6 +377,7 @@ def adopted_outcome(output: _Output) -> SegmentOutcome:
         conversion=str(meta.get("conversion") or ""),
         windows=windows if isinstance(windows, int) else 1,
         mode_mismatch=str(meta.get("mode_mismatch") or ""),
+        loading=float(loading) if isinstance(loading, int | float) else 0.0,
     )
 
 

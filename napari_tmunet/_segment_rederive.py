@@ -174,7 +174,7 @@ class Rederive:
             f"{output.labels.name!r}{self._whose(image, output)}{unseen}: "
             f"{plural(objects, kind)} at "
             f"{_cutoffs(options)} (updated in {self.last_rederive_seconds * 1000:.0f} ms, "
-            "no network run)"
+            "model not run again)"
         )
         self._update_summary(image, output, labels, options, (objects, hidden))
 

@@ -128,6 +128,8 @@ CHECKPOINT_CHOICE = "Checkpoint file..."
 
 INTRO = "Segments the chosen image with a TM-UNet model into a new Labels layer."
 SUSPICIOUS_COVER = 0.9  # a result covering more of the image than this is warned about
+# what napari's status bar adds to the run it says (_follow_status_bar)
+STATUS_BAR_TAIL = "(progress and Cancel in the Segment dock)"
 MISFITS_NAMED = 5  # images a misfit warning names; the rest are counted
 # How a "found nothing" warning says to switch to the image's modality's shipped model
 OTHER_KIND_SWITCH = "choose {model} for such images"
@@ -168,6 +170,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         self._progress_index = -1
         self._outcome = ""
         self._stop_note = ""  # why the run was stopped, when not by Cancel
+        self._status_bar = ("", "")  # (napari's status before the run, the run's own)
         self._device_note = ""  # why the chosen Device is not on this machine
         self._stopped: set[str] = set()  # names of the closed images it speaks of
         self._busy = False
@@ -1174,6 +1177,38 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self.status.value = f"loading {', '.join(models)}..."
             self._show_progress("")
             self.summary.value = ""
+            self._follow_status_bar(True)
+
+    def _follow_status_bar(self, running: bool) -> None:
+        """napari's status bar says a run while it runs ("Segmenting 'name'..."), not the
+        launcher's "Click Segment..." (tester41 h02), and what it said before once the run
+        ends, unless something else was said there meanwhile (:meth:`_status_bar_free`)."""
+        if running:
+            names = [layer.name for layer in self._jobs]
+            what = repr(names[0]) if len(names) == 1 else f"{len(names)} images"
+            said = f"Segmenting {what}... {STATUS_BAR_TAIL}"
+            self._status_bar = (self.viewer.status, said)
+            self.viewer.status = said
+            return
+        before, said = self._status_bar
+        self._status_bar = ("", "")
+        if said and self._status_bar_free(said):
+            self.viewer.status = before
+
+    def _say_in_status_bar(self, text: str) -> None:
+        """Put the run's step in napari's status bar (where it is free): napari puts a
+        layer's details there as the run adds its labels layers."""
+        before, said = self._status_bar
+        if said and self._status_bar_free(said):
+            self._status_bar = (before, f"{text}... {STATUS_BAR_TAIL}")
+            self.viewer.status = self._status_bar[1]
+
+    def _status_bar_free(self, said: str) -> bool:
+        """Whether napari's status bar says the run's ``said``, or napari's details of the
+        layer under the cursor (a dict, said again at the next mouse move), not another
+        text someone put there during the run."""
+        status = self.viewer.status
+        return status == said or not isinstance(status, str)
 
     def _show_progress(self, text: str) -> None:
         """Say a run's progress; its row is hidden while it has none, so that the summary,
@@ -1203,6 +1238,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             _, index, done, total = message
             several = f" ({index + 1}/{len(self._jobs)})" if len(self._jobs) > 1 else ""
             self.status.value = f"segmenting {self._jobs[index].name}{several}"
+            self._say_in_status_bar(f"Segmenting {self._jobs[index].name!r}{several}")
             self._show_progress(self._eta.text(done, total, "steps", key=index))
             # Last: napari's progress bar may process pending Qt events (even "finished").
             self._update_progress(index, done, total)
@@ -1406,6 +1442,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._progress = None
         if self._closed:
             self._busy = False
+            self._follow_status_bar(False)
             return
         self._set_running(False)
         self._show_progress("")
@@ -1420,6 +1457,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
             self._activate_chosen_output()
         self.status.value = self._outcome or "done"
         self._show_summary()
+        self._follow_status_bar(False)  # last: the output made active set napari's status
         if self._rederive_after_run:  # the run used the settings of its click
             self._rederive_after_run = False
             self._rederive_if_moved()
@@ -1462,7 +1500,7 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         area = int(np.count_nonzero(labels))
         share = area / max(labels.size, 1)
         kind = "instance" if outcome.label_options.instances else "object"
-        took = "run time not recorded" if outcome.seconds is None else f"in {outcome.seconds:.1f} s"
+        took = _took_words(outcome)
         model = outcome.model_label or "a model not recorded"
         mode = outcome.mode or "mode not recorded"
         if outcome.mode == "resize" and outcome.windows > 1:  # an elongated image
@@ -1530,6 +1568,17 @@ class SegmentWidget(Rederive, OutputLayers, FrameVisibility, Container):
         return registry.modality_caveat(
             trained, modality, outcome.model_label, switch=OTHER_KIND_SWITCH
         )
+
+
+def _took_words(outcome: SegmentOutcome) -> str:
+    """How long a result took, from its run's start: "in 18.5 s (10.9 s of it loading the
+    model)" for the first image of a model that had to be loaded or prepared, else "in
+    7.6 s" (segmenting alone)."""
+    if outcome.seconds is None:
+        return "run time not recorded"
+    if outcome.loading < 0.05:  # shown as 0.0 s: nothing worth saying
+        return f"in {outcome.seconds:.1f} s"
+    return f"in {outcome.seconds:.1f} s ({outcome.loading:.1f} s of it loading the model)"
 
 
 def _hidden_words(outcome: SegmentOutcome) -> str:

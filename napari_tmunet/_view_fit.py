@@ -15,6 +15,11 @@ picture; napari's own fit of the first layer; the launcher's; the Home button) i
 fitted again to the new size, to the layers that fit was made to. A view the user zoomed,
 panned or turned since is kept.
 
+napari 0.9's own reset view (the Home button, the launcher's fit at start, napari's fit of
+its first layer) fits all layers, hidden ones too: a folder's 683 x 585 picture was drawn
+at zoom 0.15 beside a hidden 4000 x 3000 one. Once a dock watches the viewer, such a reset
+is made again for the layers shown while some are hidden (``_Fit.on_reset``).
+
 Each dock calls :func:`keep_fitted` as it is made (once per viewer); :func:`fit_view` fits
 the view to some layers and says which layers the fit was made to.
 """
@@ -49,9 +54,15 @@ class _Fit:
 
     def on_reset(self, _event=None) -> None:
         """napari reset the view (its own, or :func:`fit_view`'s): keep the camera it gave
-        and the layers it fitted."""
+        and the layers it fitted. napari's own reset (the Home button, the launcher's)
+        fits all layers, the hidden ones too; while some are hidden, the view is fitted to
+        those shown instead (:func:`_shown_of_some`)."""
         viewer = self.viewer()
         if viewer is None:
+            return
+        shown = _shown_of_some(viewer) if self.fitting is None else []
+        if shown:
+            fit_view(viewer, *shown)  # says a reset again, this time with its layers
             return
         self.camera = _camera_state(viewer)
         self.layers = None if self.fitting is None else [weakref.ref(x) for x in self.fitting]
@@ -139,6 +150,18 @@ def fit_view(viewer, *layers) -> None:
     finally:
         if fit is not None:
             fit.fitting = None
+
+
+def _shown_of_some(viewer) -> list:
+    """The layers shown in ``viewer`` when some others are hidden, else none. Why: napari
+    0.9's reset view fits all layers, hidden ones too (``_sliced_extent_world_augmented``
+    of ``viewer.layers``), so a folder's first picture (683 x 585) was drawn at zoom 0.15,
+    fitted to a hidden 4000 x 3000 one, at start, after Segment all and on Home. In napari's
+    grid napari's own fit is kept: it lays out the grid's cells."""
+    if grid_enabled(viewer):
+        return []
+    shown = [layer for layer in viewer.layers if layer.visible]
+    return shown if 0 < len(shown) < len(viewer.layers) else []
 
 
 def yx_extent(layer) -> np.ndarray:

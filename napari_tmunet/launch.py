@@ -821,7 +821,9 @@ def _interactive(args: argparse.Namespace) -> int:
     import napari
 
     viewer, _ = open_viewer(args)
-    viewer.status = "Click Segment in the right-hand dock (research use only)."
+    from ._dock_texts import START_HINT
+
+    viewer.status = START_HINT
     napari.run()
     return 0
 

@@ -189,7 +189,7 @@ def test_a_threshold_moved_while_segment_runs_applies_to_its_result(segmented, q
     np.testing.assert_array_equal(output.data, made)
     gate.set()
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
 
     assert widget.last_layer is output and widget.threshold.value == pytest.approx(0.9)
     probability = output.metadata["tmunet_probability"]
@@ -216,7 +216,7 @@ def test_a_removed_output_is_not_called_edited(segmented, qtbot):
     assert fresh.name == output.name
     widget.threshold.value = 0.8
     qtbot.waitUntil(lambda: fresh.metadata["threshold"] == pytest.approx(0.8), timeout=10_000)
-    assert "no network run" in widget.status.value
+    assert "model not run again" in widget.status.value
 
 
 def close_dock(viewer, widget):
@@ -238,7 +238,7 @@ def test_a_reopened_dock_carries_on_with_its_outputs(segmented, qtbot):
 
     viewer, widget, output = segmented
     widget.min_size.value = 30
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     close_dock(viewer, widget)
     _, reopened = viewer.window.add_plugin_dock_widget(plugin_name=PLUGIN, widget_name="Segment")
     assert reopened is not widget
@@ -246,7 +246,7 @@ def test_a_reopened_dock_carries_on_with_its_outputs(segmented, qtbot):
     assert reopened.threshold.value == pytest.approx(output.metadata["threshold"])
 
     reopened.threshold.value = 0.8
-    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in reopened.status.value, timeout=10_000)
     probability = output.metadata["tmunet_probability"]
     expected = derive_labels(probability, LabelOptions(threshold=0.8, min_size=30))
     np.testing.assert_array_equal(output.data > 0, expected > 0)
@@ -307,7 +307,7 @@ def test_a_reopened_dock_says_what_its_outputs_are_and_keeps_their_cut_offs(segm
     assert reopened.min_confidence.value == pytest.approx(0.3)
 
     reopened.threshold.value = 0.6  # re-derived with the output's confidence, not the model's
-    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in reopened.status.value, timeout=10_000)
     assert output.metadata["label_options"]["min_confidence"] == pytest.approx(0.3)
     probability = output.metadata["tmunet_probability"]
     expected = derive_labels(probability, LabelOptions(threshold=0.6, min_confidence=0.3))
@@ -340,7 +340,7 @@ def test_a_reopened_dock_keeps_the_output_kind_the_user_chose(segmented, qtbot):
     assert reopened.output.value == "instances"
     assert " instance" in reopened.summary.value
     reopened.min_size.value = 5
-    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in reopened.status.value, timeout=10_000)
     assert output.data.dtype == np.int32 and output.metadata["output"] == "instances"
 
 
@@ -398,7 +398,7 @@ def test_each_model_keeps_its_own_output_to_compare(segmented, qtbot):
     widget.model.value = "TM-UNet colonoscopy"  # back to the first model
     made_first = np.array(first.data)
     widget.threshold.value = 0.8
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     assert first.metadata["threshold"] == pytest.approx(0.8)
     assert not np.array_equal(first.data, made_first)
     np.testing.assert_array_equal(second.data, made_second)  # the comparison stays
@@ -418,7 +418,7 @@ def test_each_model_keeps_its_own_output_to_compare(segmented, qtbot):
     assert "with TM-UNet colonoscopy " in lines[0] and "with TM-UNet ultrasound " in lines[1]
     assert reopened.model.value == "TM-UNet colonoscopy"
     reopened.threshold.value = 0.3
-    qtbot.waitUntil(lambda: "no network run" in reopened.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in reopened.status.value, timeout=10_000)
     assert first.metadata["threshold"] == pytest.approx(0.3)
     np.testing.assert_array_equal(second.data, made_second)
 
@@ -451,7 +451,7 @@ def test_a_remade_output_takes_a_colour_no_shown_output_has(segmented, qtbot):
     widget.model.value = "TM-UNet nuclei"  # not run on this image
     made = np.array(remade.data)
     widget.threshold.value = 0.9
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     assert not np.array_equal(remade.data, made)
     assert widget.status.value.startswith(f"{remade.name!r} (TM-UNet colonoscopy's output): ")
 
@@ -468,14 +468,14 @@ def test_the_sliders_show_the_shown_models_output_settings(segmented, qtbot):
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
     second = widget.last_layer
     widget.threshold.value = 0.85
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     assert second.metadata["label_options"]["threshold"] == pytest.approx(0.85)
 
     widget.model.value = "TM-UNet colonoscopy"
     assert widget.threshold.value == pytest.approx(made_at)
     widget.status.value = ""
     widget.fill_holes.value = not widget.fill_holes.value
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     assert first.metadata["label_options"]["threshold"] == pytest.approx(made_at)
     assert f"threshold {made_at:.2f}" in widget.status.value
     assert widget.threshold.value == pytest.approx(made_at)

@@ -76,7 +76,7 @@ def test_a_threshold_moved_during_a_run_holds_when_the_model_box_is_switched(
     assert options["threshold"] == pytest.approx(0.73)
     expected = derive_labels(labels.metadata["tmunet_probability"], LabelOptions(**options))
     np.testing.assert_array_equal(np.asarray(labels.data) > 0, expected > 0)
-    assert "no network run" in widget.status.value and NUCLEI in widget.status.value
+    assert "model not run again" in widget.status.value and NUCLEI in widget.status.value
     assert widget.model.value == COLON  # its values, not the nuclei run's
     assert widget.threshold.value == pytest.approx(colon_own["threshold"])
     assert widget.min_confidence.value == pytest.approx(colon_own["min_confidence"])

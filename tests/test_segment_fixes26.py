@@ -129,7 +129,7 @@ def test_the_threshold_acts_on_the_frame_shown_and_says_which(make_napari_viewer
     frames[0].visible = False  # the user looks at the second frame: eye clicks
     frames[1].visible = True
     widget.threshold.value = 0.05
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=30_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=30_000)
     assert widget.status.value.startswith(f"{second.name!r}: ")  # was the first's
     assert "threshold 0.05" in widget.status.value
     assert np.count_nonzero(second.data) > np.count_nonzero(made[1])

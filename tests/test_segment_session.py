@@ -214,7 +214,7 @@ def test_threshold_updates_the_labels_live_without_the_network(
     np.testing.assert_array_equal(labels.data, expected)
     assert 0.2 < expected.mean() < 0.8
     assert widget.last_rederive_seconds < 0.5, widget.last_rederive_seconds
-    assert "no network run" in widget.status.value
+    assert "model not run again" in widget.status.value
 
     widget.min_size.value = 50  # the other label settings re-derive too
     qtbot.waitUntil(lambda: labels.metadata["label_options"]["min_size"] == 50, timeout=5000)

@@ -858,7 +858,7 @@ def test_rederived_instances_are_called_instances(registered, dock, qtbot):
     wait_done(qtbot, widget)
     assert " instance" in widget.summary.value
     widget.threshold.value = 0.6  # re-derived once the user pauses
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     objects = count_objects(widget.last_layer.data)
     assert f": {plural(objects, 'instance')} at threshold 0.60" in widget.status.value
     assert "object" not in widget.status.value
@@ -1189,7 +1189,7 @@ def test_segment_all_on_a_dataset_folder_shows_only_the_shown_pictures_output(
     assert output.labels.visible
     made = np.array(output.labels.data)
     widget.threshold.value = 0.9
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     assert not np.array_equal(output.labels.data, made)
 
 
@@ -1543,7 +1543,7 @@ def test_a_result_shows_its_own_settings_and_each_model_keeps_the_values_moved_f
     assert widget.model.value == "TM-UNet colonoscopy" and sliders() == (0.6, 0.3)
     widget.status.value = ""
     widget.fill_holes.value = True
-    qtbot.waitUntil(lambda: "no network run" in widget.status.value, timeout=10_000)
+    qtbot.waitUntil(lambda: "model not run again" in widget.status.value, timeout=10_000)
     assert made(colon)["fill_holes"] and made(colon)["threshold"] == pytest.approx(0.6)
 
     widget.threshold.value = 0.9  # #2: Segment all, each image with its own model's values
