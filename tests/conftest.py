@@ -1,5 +1,6 @@
 """Shared test settings."""
 
+import gc
 import os
 
 import pytest
@@ -17,6 +18,104 @@ def _share_the_cores() -> None:
 
 
 _share_the_cores()  # before torch is imported: it reads OMP_NUM_THREADS once
+
+
+_FROZEN = []  # one True once this process froze its long-lived heap
+
+
+def _freeze_the_imports() -> None:
+    """Imports what the viewer tests use (napari's Qt viewer and vispy, torch, the
+    plugin's docks), collects, then moves every object alive into ``gc.freeze``'s
+    permanent generation, once a process. napari's ``make_napari_viewer`` runs a full
+    ``gc.collect()`` after each test whose viewer is still held by a cycle (nearly all):
+    it walked these ~700,000 long-lived objects each time, 0.4 s a collection and 26% of
+    test_metrics_widget.py's wall (docs/benchmarks.md, fix-192). Frozen objects are
+    assumed alive, so what they reference stays alive as before: a viewer a test leaks
+    still fails napari's count of ``QtViewer._instances``."""
+    if _FROZEN:
+        return
+    import napari._qt.qt_main_window  # noqa: F401
+    import napari._vispy  # noqa: F401
+    import torch  # noqa: F401
+
+    import napari_tmunet._finetune_widget  # noqa: F401
+    import napari_tmunet._metrics_widget  # noqa: F401
+    import napari_tmunet._segment_widget  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+    _FROZEN.append(True)
+
+
+def _free_menu_actions_of_closed_apps() -> int:
+    """Frees the menu actions app-model keeps for applications already destroyed; returns
+    how many. app-model parents each menu's ``QMenuItemAction`` to the QApplication (one
+    action per application and menu item, ``QMenuItemAction._cache``); napari's
+    ``mock_app_model`` makes and destroys an application per test, so each viewer test
+    left ~130 actions alive, each holding its whole application (menus, commands,
+    keybindings): ~4,500 objects a test that every later full collection walked
+    (docs/benchmarks.md, fix-192)."""
+    from app_model import Application
+    from app_model.backends.qt._qaction import QMenuItemAction
+
+    cache = QMenuItemAction._cache
+    closed = [key for key, action in cache.items()
+              if Application.get_app(action._app.name) is not action._app]  # fmt: skip
+    for key in closed:
+        cache.pop(key).setParent(None)  # Python owns it again: freed with its last name
+    return len(closed)
+
+
+def _owner(function, depth: int = 3):
+    """The app-model ``Application`` or menu registry a dispose function's closure (or
+    the closures of the functions in it) holds, else None."""
+    from app_model import Application
+    from app_model.registries import MenusRegistry
+
+    for cell in getattr(function, "__closure__", None) or ():
+        value = cell.cell_contents
+        if isinstance(value, (Application, MenusRegistry)):
+            return value
+        inner = value if isinstance(value, list) else [value]
+        for item in inner if depth > 1 else ():
+            owner = _owner(item, depth - 1) if callable(item) else None
+            if owner is not None:
+                return owner
+    return None
+
+
+def _free_plugin_disposers_of_closed_apps() -> int:
+    """Drops, from npe2's plugin contexts, the dispose functions of app-model applications
+    already destroyed; returns how many. napari registers each plugin's menu actions in the
+    application of the moment and keeps the undo function in the plugin's npe2 context,
+    which lives as long as the process: with an application per test (``mock_app_model``)
+    each viewer test left its whole application alive there."""
+    import npe2
+    from app_model import Application
+
+    live = set()
+    for app in Application._instances.values():
+        live.update((id(app), id(app.menus)))
+    dropped = 0
+    for context in npe2.PluginManager.instance()._contexts.values():
+        for dispose in list(context._disposables):
+            owner = _owner(dispose)
+            if owner is not None and id(owner) not in live:
+                context._disposables.discard(dispose)
+                dropped += 1
+    return dropped
+
+
+@pytest.fixture
+def make_napari_viewer(make_napari_viewer):
+    """napari's ``make_napari_viewer``, with the process's long-lived heap frozen before
+    the first viewer (``_freeze_the_imports``) and the menu actions of the earlier tests'
+    applications freed (``_free_menu_actions_of_closed_apps``,
+    ``_free_plugin_disposers_of_closed_apps``)."""
+    _freeze_the_imports()
+    _free_menu_actions_of_closed_apps()
+    _free_plugin_disposers_of_closed_apps()
+    return make_napari_viewer
 
 
 @pytest.fixture(autouse=True)
