@@ -211,13 +211,17 @@ def launcher_app(mock_app_model):
     (``napari.Viewer``, not ``make_napari_viewer``): napari registers the plugins' menu
     commands once per application (``_initialize_plugins``, cached), and a
     ``make_napari_viewer`` test clears that cache, so a second real ``napari.Viewer`` in
-    the same process would register them again ("already registered") in the global one."""
+    the same process would register them again ("already registered") in the global one.
+    After the test, a full collection: napari's make_napari_viewer in a later test counts the
+    QtViewers left after a young-generation collection only, and a launcher's window that
+    lived through a run is older (the leak check then failed that later test)."""
     from napari._qt._qapp_model.qactions import init_qactions
     from napari.plugins import _initialize_plugins
 
     _initialize_plugins.cache_clear()
     init_qactions.cache_clear()
-    return mock_app_model
+    yield mock_app_model
+    gc.collect()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ one resized larger; Segment all on the threaded path.
 
 from __future__ import annotations
 
-import gc
 import shutil
 
 import pytest
@@ -38,15 +37,6 @@ def assert_fits(viewer, *layers) -> None:
     (center, zoom), (fit_center, fit_zoom) = view(viewer), fitted(viewer, *layers)
     assert zoom == pytest.approx(fit_zoom), (zoom, fit_zoom)
     assert center == pytest.approx(fit_center)
-
-
-@pytest.fixture(autouse=True)
-def _collected():
-    """The closed launcher window collected after the test: napari's make_napari_viewer in
-    a later test counts QtViewers left after a young-generation collection only, and a
-    window that lived through a run is older (its error named the next test)."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture
